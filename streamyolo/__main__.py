@@ -1,0 +1,5 @@
+import sys
+
+from streamyolo.cli import main
+
+sys.exit(main())

@@ -1,0 +1,104 @@
+"""Draw detections on a copy of a frame, with OpenCV only (no font files, no network)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from streamyolo.frames import Detections, Image
+
+# Ultralytics' default palette, so boxes look familiar to its users.
+_PALETTE = [
+    (56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207), (10, 249, 72), (23, 204, 146),
+    (134, 219, 61), (52, 147, 26), (187, 212, 0), (168, 153, 44), (255, 194, 0), (147, 69, 52), (255, 115, 100),
+    (236, 24, 0), (255, 56, 132), (133, 0, 82), (255, 56, 203), (200, 149, 255), (199, 55, 255),
+]
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def class_color(class_id: int) -> tuple[int, int, int]:
+    return _PALETTE[class_id % len(_PALETTE)]
+
+
+class BoxAnnotator:
+    """Boxes with class name and confidence, the stream name, and (optionally) an overlay
+    with output fps and frame age. Never draws on the frame it is given.
+
+    >>> import numpy as np
+    >>> image = np.zeros((64, 64, 3), np.uint8)
+    >>> out = BoxAnnotator().annotate(image, Detections.empty(), stream="cam1")
+    >>> out is image, int(image.sum())
+    (False, 0)
+    """
+
+    def __init__(self, overlay: bool = True) -> None:
+        self.overlay = overlay
+
+    def annotate(
+        self,
+        image: Image,
+        detections: Detections,
+        *,
+        stream: str,
+        fps: float | None = None,
+        age: float | None = None,
+    ) -> Image:
+        canvas = image.copy()
+        height, width = canvas.shape[:2]
+        scale = max(0.4, min(width, height) / 900)
+        thickness = max(1, round(scale * 2))
+        for box, conf, cls in zip(detections.xyxy, detections.conf, detections.cls, strict=True):
+            x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+            color = class_color(int(cls))
+            cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
+            _label(canvas, f"{detections.name(int(cls))} {float(conf):.2f}", (x1, y1), color, scale, thickness)
+        header = stream
+        if self.overlay:
+            parts = []
+            if fps is not None:
+                parts.append(f"{fps:.1f} fps")
+            if age is not None:
+                parts.append(f"age {age * 1000:.0f} ms")
+            if parts:
+                header = f"{stream}  " + "  ".join(parts)
+        _label(canvas, header, (0, 0), (32, 32, 32), scale * 1.1, thickness, inside=True)
+        return canvas
+
+
+def _label(
+    canvas: Image,
+    text: str,
+    corner: tuple[int, int],
+    color: tuple[int, int, int],
+    scale: float,
+    thickness: int,
+    inside: bool = False,
+) -> None:
+    (text_w, text_h), baseline = cv2.getTextSize(text, _FONT, scale, thickness)
+    x, y = corner
+    top = y if inside or y - text_h - baseline - 4 < 0 else y - text_h - baseline - 4
+    bottom = top + text_h + baseline + 4
+    cv2.rectangle(canvas, (x, top), (x + text_w + 4, bottom), color, -1)
+    luminance = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
+    ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
+    cv2.putText(canvas, text, (x + 2, bottom - baseline - 2), _FONT, scale, ink, thickness, cv2.LINE_AA)
+
+
+def tile(images: list[Image], width: int = 1280, height: int = 720) -> Image:
+    """Arrange images in a near-square grid inside a ``width``×``height`` canvas."""
+    canvas = np.zeros((height, width, 3), dtype=np.uint8)
+    if not images:
+        return canvas
+    cols = int(np.ceil(np.sqrt(len(images))))
+    rows = int(np.ceil(len(images) / cols))
+    cell_w, cell_h = width // cols, height // rows
+    for i, image in enumerate(images):
+        r, c = divmod(i, cols)
+        h, w = image.shape[:2]
+        s = min(cell_w / w, cell_h / h)
+        new_w, new_h = max(1, int(w * s)), max(1, int(h * s))
+        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        y0 = r * cell_h + (cell_h - new_h) // 2
+        x0 = c * cell_w + (cell_w - new_w) // 2
+        canvas[y0:y0 + new_h, x0:x0 + new_w] = resized
+    return canvas

@@ -1,0 +1,158 @@
+"""Command line: arguments → config → Pipeline → exit code. Logging is set up only here.
+
+Exit codes: 0 the run ended (streams finished, duration reached, or stopped by the user)
+and at least one stream was processed; 1 no stream could be processed, or a worker failed;
+2 bad input found before the run (config, model, source, output path); 130 a second
+Ctrl-C, which quits at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+from streamyolo import __version__
+from streamyolo.errors import ConfigError, ModelError, OutputError, SourceError, StreamYoloError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+log = logging.getLogger("streamyolo")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", help="YAML config file (flags override its keys)")
+    parser.add_argument("--source", "-s", action="append", dest="sources", metavar="[NAME=]URI",
+                        help="a stream: file, folder, rtsp://, http(s)://, webcam index, synthetic:… (repeatable; "
+                             "replaces the config's streams)")
+    parser.add_argument("--model", "-m", help="weights (.pt), export (ONNX/OpenVINO/TensorRT) or .yaml architecture")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (default)")
+    parser.add_argument("--workers", "-w", type=int, help="inference threads, each with its own model")
+    parser.add_argument("--batch", type=int, help="most frames per forward pass")
+    parser.add_argument("--model-sharing", choices=["per-thread", "locked"])
+    parser.add_argument("--conf", type=float, help="confidence threshold (0.25)")
+    parser.add_argument("--iou", type=float, help="NMS IoU threshold (0.7)")
+    parser.add_argument("--imgsz", type=int, help="inference size (640)")
+    parser.add_argument("--classes", type=int, nargs="+", help="keep only these class ids")
+    parser.add_argument("--half", action="store_true", default=None, help="FP16 inference (CUDA)")
+    parser.add_argument("--record", metavar="DIR", help="write one annotated H.264 MP4 per stream here")
+    parser.add_argument("--jsonl", metavar="FILE", help="write one JSON line per processed frame")
+    parser.add_argument("--summary", metavar="FILE", help="write the final per-stream summary as JSON")
+    display = parser.add_mutually_exclusive_group()
+    display.add_argument("--display", dest="display", action="store_true", default=None, help="show a tiled window")
+    display.add_argument("--no-display", dest="display", action="store_false", help="never open a window")
+    parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    parser.add_argument("--status-interval", type=float, metavar="SECONDS",
+                        help="live status refresh (0 turns it off)")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: cores / workers)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamyolo", description="Watch many video streams at once with YOLO.")
+    parser.add_argument("--version", action="version", version=f"streamyolo {__version__}")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="run the pipeline on streams")
+    _add_run_options(run)
+    return parser
+
+
+def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags the user gave, as config keys (flags not given stay out)."""
+    keys = ["model", "device", "workers", "batch", "model_sharing", "conf", "iou", "imgsz", "classes", "half",
+            "record", "jsonl", "summary", "display", "duration", "status_interval", "threads"]
+    overrides = {key: getattr(args, key) for key in keys if getattr(args, key, None) is not None}
+    if args.sources:
+        overrides["streams"] = list(args.sources)
+    return overrides
+
+
+class _Interrupts:
+    """First Ctrl-C or SIGTERM: stop gracefully (raised as KeyboardInterrupt in the main
+    thread, where the pipeline catches it). Second: leave at once."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        if self.count > 1:
+            os.write(2, b"\nstreamyolo: interrupted again, exiting now\n")
+            os._exit(EXIT_INTERRUPTED)
+        raise KeyboardInterrupt
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self)
+        signal.signal(signal.SIGTERM, self)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level), format="streamyolo: %(levelname)s: %(message)s",
+                        stream=sys.stderr)
+    logging.getLogger("ultralytics").setLevel(logging.WARNING)
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from streamyolo.pipeline import Pipeline, StatusPrinter
+
+    pipeline = Pipeline.from_config(args.config, status=StatusPrinter(), **run_overrides(args))
+    return execute(pipeline)
+
+
+def execute(pipeline: Any) -> int:
+    """Run a built pipeline, print its summary, and map the outcome to an exit code."""
+    from streamyolo.errors import WorkerError
+
+    failure: BaseException | None = None
+    try:
+        summary = pipeline.run()
+    except WorkerError as exc:
+        failure = exc
+        summary = pipeline.summary()
+    print(summary.table(), flush=True)
+    if failure is not None:
+        log.error("%s", failure)
+        return EXIT_FAILED
+    if summary.processed == 0:
+        reasons = "; ".join(f"{n}: {r.error or r.state}" for n, r in summary.streams.items())
+        log.error("no stream could be processed (%s)", reasons)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    interrupts = _Interrupts()
+    if threading_is_main():
+        interrupts.install()
+    try:
+        if args.command == "run":
+            return command_run(args)
+        parser.error(f"unknown command {args.command!r}")
+    except (ConfigError, ModelError, OutputError, SourceError) as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    except StreamYoloError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        log.error("interrupted before the run started")
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def threading_is_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Validated configuration: the one place where file, environment and CLI values merge.
+
+Precedence, lowest first: defaults, the YAML file, ``STREAMYOLO_<KEY>`` environment
+variables (top-level scalar keys only), command-line flags. Validation happens once, up
+front, before any thread starts; unknown keys are rejected and every problem becomes one
+:class:`~streamyolo.errors.ConfigError` line naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from streamyolo.errors import ConfigError
+
+DEFAULT_MODEL = "yolo26n.yaml"
+ENV_PREFIX = "STREAMYOLO_"
+
+Overflow = Literal["lossless", "live"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StreamConfig(_Strict):
+    """One stream. A plain string in the config is shorthand for ``{source: <string>}``,
+    and ``name=uri`` names it."""
+
+    source: str = Field(min_length=1)
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+    overflow: Overflow | None = None
+    """``lossless``: capture waits for inference, every frame processed once, in order
+    (default for files and synthetic streams). ``live``: the oldest frame is overwritten,
+    inference takes the newest and drops are counted (default for cameras and URLs)."""
+    buffer: int | None = Field(default=None, ge=1, le=1024)
+    realtime: bool = False
+    """Deliver a file or synthetic stream at its own frame rate, as a camera would."""
+    open_timeout: float = Field(default=10.0, gt=0, le=600)
+    read_timeout: float = Field(default=10.0, gt=0, le=600)
+    transport: Literal["tcp", "udp"] = "tcp"
+    decoder_threads: int = Field(default=2, ge=0, le=64)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            from streamyolo.sources.spec import split_name
+
+            name, uri = split_name(value)
+            return {"source": uri, "name": name} if name else {"source": uri}
+        return value
+
+
+class PipelineConfig(_Strict):
+    """Everything a run needs. Field names are the config keys and the CLI flags."""
+
+    streams: list[StreamConfig] = Field(default_factory=list)
+    model: str = DEFAULT_MODEL
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda|cuda:\d+|mps|intel:\w+)$")
+    conf: float = Field(default=0.25, ge=0, le=1)
+    iou: float = Field(default=0.7, ge=0, le=1)
+    imgsz: int | tuple[int, int] = 640
+    classes: list[Annotated[int, Field(ge=0)]] | None = None
+    half: bool = False
+    max_det: int = Field(default=300, ge=1, le=10000)
+    workers: int = Field(default=2, ge=1, le=64)
+    batch: int = Field(default=4, ge=1, le=256)
+    """Most frames one forward pass takes; a worker batches the ready frames of its streams."""
+    model_sharing: Literal["per-thread", "locked"] = "per-thread"
+    threads: int | None = Field(default=None, ge=1, le=1024)
+    """Torch intra-op threads; by default the CPU cores divided between the workers."""
+    record: Path | None = None
+    record_preset: str = "veryfast"
+    record_crf: int = Field(default=23, ge=0, le=51)
+    jsonl: Path | None = None
+    summary: Path | None = None
+    display: bool | None = None
+    """Tiled window: ``None`` shows it only where a display exists."""
+    overlay: bool = True
+    duration: float | None = Field(default=None, gt=0)
+    status_interval: float = Field(default=1.0, ge=0)
+
+    @field_validator("imgsz")
+    @classmethod
+    def _imgsz(cls, value: int | tuple[int, int]) -> int | tuple[int, int]:
+        sizes = (value,) if isinstance(value, int) else value
+        if any(not 32 <= s <= 8192 for s in sizes):
+            raise ValueError("image size must be between 32 and 8192")
+        return value
+
+
+def _format_error(error: Mapping[str, Any]) -> str:
+    location = ".".join(str(part) for part in error["loc"] if part not in ("function-after", "str"))
+    if error["type"] == "extra_forbidden":
+        return f"unknown config key {location!r}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    given = error.get("input")
+    shown = "" if isinstance(given, dict | list) else f" (got {given!r})"
+    return f"config key {location!r}: {message}{shown}"
+
+
+def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML config file into a mapping; errors name the file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {os.fspath(path)!r}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {os.fspath(path)!r}: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {os.fspath(path)!r}{where}: not valid YAML") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {os.fspath(path)!r}: top level must be a mapping of keys")
+    return data
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    scalar = {name for name, field in PipelineConfig.model_fields.items() if name not in ("streams", "classes")}
+    found: dict[str, Any] = {}
+    for name in scalar:
+        key = ENV_PREFIX + name.upper()
+        if key in environ:
+            found[name] = yaml.safe_load(environ[key]) if environ[key] else None
+    return found
+
+
+def build_config(
+    file: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> PipelineConfig:
+    """Merge defaults < file < environment < ``overrides`` and validate once.
+
+    >>> build_config(overrides={"streams": ["synthetic:"], "conf": 0.4}).conf
+    0.4
+    """
+    data: dict[str, Any] = {}
+    origin = ""
+    if isinstance(file, Mapping):
+        data.update(file)
+    elif file is not None:
+        data.update(load_yaml(file))
+        origin = f" (in {os.fspath(file)})"
+    data.update(_env_overrides(os.environ if environ is None else environ))
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc.errors()[0]) + origin) from None

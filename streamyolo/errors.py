@@ -1,0 +1,66 @@
+"""The exception family.
+
+Every error streamyolo raises on purpose derives from :class:`StreamYoloError`; each leaf
+also inherits the builtin it most resembles (as PyAV does in ``av/error.pyi``), so
+``except FileNotFoundError`` keeps working for callers who do not know our names.
+Messages are one line and name the culprit: the stream, the config key, the path.
+"""
+
+from __future__ import annotations
+
+
+class StreamYoloError(Exception):
+    """Root of every streamyolo error."""
+
+
+class ConfigError(StreamYoloError, ValueError):
+    """A config file, key, value or CLI flag is invalid."""
+
+
+class UnsupportedSourceError(ConfigError):
+    """A source string has a scheme or form streamyolo cannot read."""
+
+
+class OutputError(StreamYoloError, OSError):
+    """An output path (recording folder, JSONL or summary file) cannot be written."""
+
+
+class ModelError(StreamYoloError, RuntimeError):
+    """A model cannot be found, loaded or run."""
+
+
+class ModelNotFoundError(ModelError, FileNotFoundError):
+    """The model file or folder does not exist (streamyolo never downloads weights)."""
+
+
+class SourceError(StreamYoloError):
+    """A stream's source failed. Carries the stream name and a redacted URL."""
+
+    def __init__(self, message: str, *, stream: str | None = None, url: str | None = None) -> None:
+        super().__init__(message)
+        self.stream = stream
+        self.url = url
+
+
+class SourceNotFoundError(SourceError, FileNotFoundError):
+    """A file source does not exist."""
+
+
+class SourceOpenError(SourceError, ConnectionError):
+    """A source could not be opened (refused, unreachable, bad path, timeout)."""
+
+
+class SourceReadError(SourceError, IOError):
+    """A source failed while reading (corrupt data, lost connection, read timeout)."""
+
+
+class SourceStalledError(SourceReadError, TimeoutError):
+    """A source delivered no frame for longer than its stall time-out."""
+
+
+class WorkerError(StreamYoloError, RuntimeError):
+    """An inference worker or sink failed; chained to the original exception."""
+
+
+class NoStreamProcessedError(StreamYoloError, RuntimeError):
+    """The run ended without a single processed frame on any stream."""

@@ -1,0 +1,129 @@
+"""Small frozen value types that flow through the pipeline.
+
+A :class:`Frame` is shared read-only between the inference worker and every sink; whoever
+wants to draw on it draws on a copy (see ``streamyolo.annotation``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+Image = npt.NDArray[np.uint8]
+"""An H×W×3 BGR uint8 image, OpenCV's layout."""
+
+
+@dataclass(frozen=True, slots=True)
+class FrameMeta:
+    """Where a frame came from.
+
+    ``seq`` counts the frames a stream's capture delivered, from 0, without gaps;
+    ``t_capture`` is ``time.monotonic()`` when the frame was read; ``pts`` is the source's
+    presentation time in seconds when the source knows it (files, RTSP), else ``None``.
+    ``fps`` is the source's nominal frame rate when known.
+    """
+
+    stream: str
+    seq: int
+    t_capture: float
+    pts: float | None = None
+    fps: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded picture and its metadata."""
+
+    meta: FrameMeta
+    image: Image
+
+    @property
+    def stream(self) -> str:
+        return self.meta.stream
+
+    @property
+    def seq(self) -> int:
+        return self.meta.seq
+
+
+_EMPTY_BOXES: npt.NDArray[np.float32] = np.zeros((0, 4), dtype=np.float32)
+_EMPTY_FLOATS: npt.NDArray[np.float32] = np.zeros((0,), dtype=np.float32)
+_EMPTY_INTS: npt.NDArray[np.int64] = np.zeros((0,), dtype=np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class Detections:
+    """Boxes found in one frame, in original-frame pixels.
+
+    >>> d = Detections.empty({0: "person"})
+    >>> len(d)
+    0
+    """
+
+    xyxy: npt.NDArray[np.float32]
+    conf: npt.NDArray[np.float32]
+    cls: npt.NDArray[np.int64]
+    names: Mapping[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.xyxy)
+        if self.xyxy.shape != (n, 4) or self.conf.shape != (n,) or self.cls.shape != (n,):
+            raise ValueError(
+                f"inconsistent detection arrays: xyxy {self.xyxy.shape}, conf {self.conf.shape}, cls {self.cls.shape}"
+            )
+
+    @classmethod
+    def empty(cls, names: Mapping[int, str] | None = None) -> Detections:
+        return cls(_EMPTY_BOXES, _EMPTY_FLOATS, _EMPTY_INTS, names or {})
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    def name(self, class_id: int) -> str:
+        return self.names.get(class_id, str(class_id))
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """The detections as JSON-ready dicts: ``{"xyxy", "conf", "cls", "name"}``."""
+        return [
+            {
+                "xyxy": [round(float(v), 2) for v in box],
+                "conf": round(float(c), 4),
+                "cls": int(k),
+                "name": self.name(int(k)),
+            }
+            for box, c, k in zip(self.xyxy, self.conf, self.cls, strict=True)
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A frame with its detections, as the inference worker hands it to the sinks."""
+
+    frame: Frame
+    detections: Detections
+    t_done: float
+    worker: str = ""
+
+    @property
+    def stream(self) -> str:
+        return self.frame.meta.stream
+
+    @property
+    def age(self) -> float:
+        """Seconds from capture to the end of inference."""
+        return self.t_done - self.frame.meta.t_capture
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSONL record for this frame, exactly the documented shape."""
+        meta = self.frame.meta
+        return {
+            "stream": meta.stream,
+            "seq": meta.seq,
+            "t_capture": round(meta.t_capture, 6),
+            "pts": None if meta.pts is None else round(meta.pts, 6),
+            "detections": self.detections.to_records(),
+        }

@@ -1,0 +1,15 @@
+"""Detectors: the protocol, the Ultralytics adapter and its factories."""
+
+from streamyolo.inference.detector import Detector, DetectorFactory
+from streamyolo.inference.models import (
+    DetectSettings,
+    LockedDetector,
+    SharedFactory,
+    UltralyticsDetector,
+    UltralyticsFactory,
+    resolve_device,
+    resolve_model,
+)
+
+__all__ = ["DetectSettings", "Detector", "DetectorFactory", "LockedDetector", "SharedFactory",
+           "UltralyticsDetector", "UltralyticsFactory", "resolve_device", "resolve_model"]

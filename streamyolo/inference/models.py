@@ -1,0 +1,291 @@
+"""Ultralytics models as :class:`~streamyolo.inference.detector.Detector` s.
+
+The thread-safe pattern from Ultralytics' own guide: never share a ``YOLO`` object between
+threads; give each thread a *factory* and let it build its own model inside itself
+(:class:`UltralyticsFactory`). Where memory is tighter than time, :class:`SharedFactory`
+builds one model and hands every worker the same instance behind one lock (what
+``ultralytics.utils.ThreadingLocked`` does): inference is then serialised.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from streamyolo.errors import ModelError, ModelNotFoundError
+from streamyolo.frames import Detections, Image
+from streamyolo.inference.detector import Detector, DetectorFactory
+from streamyolo.inference.offline import import_ultralytics
+
+if TYPE_CHECKING:
+    from ultralytics import YOLO
+
+log = logging.getLogger(__name__)
+
+_YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True, slots=True)
+class DetectSettings:
+    """Prediction options, with Ultralytics' names and defaults."""
+
+    conf: float = 0.25
+    iou: float = 0.7
+    imgsz: int | tuple[int, int] = 640
+    classes: tuple[int, ...] | None = None
+    half: bool = False
+    max_det: int = 300
+    agnostic_nms: bool = False
+
+    def predict_kwargs(self, device: str) -> dict[str, Any]:
+        """The same options as keyword arguments for ``YOLO.predict``."""
+        kwargs: dict[str, Any] = {
+            "conf": self.conf,
+            "iou": self.iou,
+            "imgsz": self.imgsz,
+            "classes": list(self.classes) if self.classes is not None else None,
+            "max_det": self.max_det,
+            "agnostic_nms": self.agnostic_nms,
+            "device": device,
+            "verbose": False,
+        }
+        if self.half:
+            # Ultralytics 8.4 renamed `half` to `quantize=16`; older releases only know `half`.
+            kwargs.update({"quantize": 16} if _knows_quantize() else {"half": True})
+        return kwargs
+
+
+def _knows_quantize() -> bool:
+    import_ultralytics()
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    return "quantize" in DEFAULT_CFG_DICT
+
+
+def resolve_model(model: str | os.PathLike[str]) -> str:
+    """Check, before any thread starts, that ``model`` can be loaded without the network.
+
+    Accepts a local weights file or export folder (``.pt``, ``.onnx``, ``*_openvino_model/``,
+    ``.engine`` …) or a YAML architecture (local, or one that ships with Ultralytics such as
+    ``yolo26n.yaml``, which builds random weights). Returns the string to pass to ``YOLO()``.
+    """
+    text = os.fspath(model)
+    if "://" in text:
+        raise ModelError(f"model {text!r}: URLs are not supported; streamyolo never downloads weights")
+    path = Path(text).expanduser()
+    if path.exists():
+        if not os.access(path, os.R_OK):
+            raise ModelError(f"model {text!r} is not readable")
+        if path.is_dir() and not any(path.iterdir()):
+            raise ModelError(f"model folder {text!r} is empty")
+        return str(path)
+    if path.suffix.lower() in _YAML_SUFFIXES and _is_packaged_yaml(path.name):
+        return path.name
+    raise ModelNotFoundError(
+        f"model not found: {text!r} (streamyolo never downloads weights; give the path of a local model file)"
+    )
+
+
+def _is_packaged_yaml(name: str) -> bool:
+    """True if Ultralytics ships an architecture for ``name`` (e.g. yolo26n.yaml → yolo26.yaml)."""
+    root = Path(import_ultralytics().__file__).parent / "cfg" / "models"
+    unscaled = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", Path(name).stem) + Path(name).suffix
+    return any(root.rglob(name)) or any(root.rglob(unscaled))
+
+
+def resolve_device(device: str, worker_index: int = 0) -> str:
+    """``auto`` → a CUDA device when one exists, else ``cpu``. ``cuda`` without an index
+    spreads workers across the GPUs round-robin; ``cuda:N`` pins them all to GPU N."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelError("device 'cuda' requested but no CUDA device is available")
+        return f"cuda:{worker_index % torch.cuda.device_count()}"
+    if device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ModelError(f"device {device!r} requested but no CUDA device is available")
+        index = int(device.partition(":")[2])
+        if index >= torch.cuda.device_count():
+            raise ModelError(f"device {device!r} does not exist ({torch.cuda.device_count()} CUDA devices)")
+    return device
+
+
+class UltralyticsDetector:
+    """One Ultralytics model, driven batch by batch without ``predict()``'s per-call setup.
+
+    ``warmup()`` runs one real ``predict()`` so that Ultralytics builds its predictor with
+    our options; ``detect()`` then calls that predictor's own preprocessing and forward
+    pass and the same NMS and box scaling that ``DetectionPredictor.postprocess`` applies,
+    so results equal ``model.predict(image)`` frame by frame. Images of one batch must
+    share one shape (Ultralytics letterboxes mixed shapes differently).
+    """
+
+    def __init__(self, model: YOLO, settings: DetectSettings, device: str) -> None:
+        if model.task != "detect":
+            raise ModelError(f"model {model.ckpt_path or model.model_name!r} is a {model.task!r} model; need 'detect'")
+        self._model = model
+        self._settings = settings
+        self._device = device
+        self._predictor: Any = None
+        self._names: dict[int, str] = {}
+        self._cuda_stream: Any = None
+
+    @property
+    def names(self) -> Mapping[int, str]:
+        return self._names
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    def warmup(self) -> None:
+        import torch
+
+        imgsz = self._settings.imgsz
+        height, width = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+        dummy = np.full((height, width, 3), 114, dtype=np.uint8)
+        self._model.predict(dummy, **self._settings.predict_kwargs(self._device))
+        self._predictor = self._model.predictor
+        self._names = {int(k): str(v) for k, v in self._predictor.model.names.items()}
+        if self._device.startswith("cuda"):
+            # One CUDA stream per worker, so workers sharing a GPU overlap their copies and kernels.
+            self._cuda_stream = torch.cuda.Stream(device=self._device)
+
+    def detect(self, images: Sequence[Image]) -> list[Detections]:
+        if not images:
+            return []
+        if self._predictor is None:
+            self.warmup()
+        if len({image.shape for image in images}) != 1:
+            raise ValueError("a batch must hold images of one shape")
+        import torch
+
+        if self._cuda_stream is not None:
+            with torch.cuda.stream(self._cuda_stream):
+                return self._detect(images)
+        return self._detect(images)
+
+    def _detect(self, images: Sequence[Image]) -> list[Detections]:
+        import torch
+        from ultralytics.utils import nms, ops
+
+        predictor = self._predictor
+        args = predictor.args
+        with torch.inference_mode():
+            tensor = predictor.preprocess(list(images))
+            raw = predictor.inference(tensor)
+            kept = nms.non_max_suppression(
+                raw,
+                args.conf,
+                args.iou,
+                args.classes,
+                args.agnostic_nms,
+                max_det=args.max_det,
+                nc=0,
+                end2end=getattr(predictor.model, "end2end", False),
+                rotated=False,
+            )
+            out = []
+            for pred, image in zip(kept, images, strict=True):
+                boxes = ops.scale_boxes(tensor.shape[2:], pred[:, :4], image.shape)
+                array = torch.cat((boxes, pred[:, 4:6]), dim=1).float().cpu().numpy()
+                out.append(
+                    Detections(
+                        xyxy=np.ascontiguousarray(array[:, :4], dtype=np.float32),
+                        conf=np.ascontiguousarray(array[:, 4], dtype=np.float32),
+                        cls=array[:, 5].astype(np.int64),
+                        names=self._names,
+                    )
+                )
+        return out
+
+    def close(self) -> None:
+        self._predictor = None
+        self._cuda_stream = None
+
+
+def load_yolo(model: str, device: str) -> YOLO:
+    """``YOLO(model)`` with the offline switches set and errors made one line."""
+    ultralytics = import_ultralytics()
+    try:
+        yolo = ultralytics.YOLO(model, task="detect")
+    except Exception as exc:  # Ultralytics raises many kinds; the message is what matters
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"cannot load model {model!r}: {first_line}") from exc
+    return yolo
+
+
+@dataclass(frozen=True, slots=True)
+class UltralyticsFactory:
+    """Builds a warmed-up :class:`UltralyticsDetector`; call it inside the worker thread.
+
+    Plain data, so it can also be sent to a worker process.
+    """
+
+    model: str
+    settings: DetectSettings = DetectSettings()
+    device: str = "cpu"
+
+    def __call__(self) -> Detector:
+        detector = UltralyticsDetector(load_yolo(self.model, self.device), self.settings, self.device)
+        try:
+            detector.warmup()
+        except Exception as exc:
+            raise ModelError(f"model {self.model!r} failed its first inference: {exc}") from exc
+        return detector
+
+
+class LockedDetector:
+    """A shared detector behind a lock: safe from any thread, one batch at a time."""
+
+    def __init__(self, inner: Detector, lock: threading.Lock) -> None:
+        self._inner = inner
+        self._lock = lock
+
+    @property
+    def names(self) -> Mapping[int, str]:
+        return self._inner.names
+
+    def detect(self, images: Sequence[Image]) -> list[Detections]:
+        with self._lock:
+            return self._inner.detect(images)
+
+    def close(self) -> None:
+        """The shared instance outlives its users; :class:`SharedFactory` owns it."""
+
+
+class SharedFactory:
+    """``model_sharing: locked``: build one detector on first use, share it behind a lock.
+
+    Saves the memory of N-1 models; costs parallelism, since only one worker runs the
+    model at a time. Each worker still gets its own :class:`LockedDetector` handle.
+    """
+
+    def __init__(self, factory: DetectorFactory) -> None:
+        self._factory = factory
+        self._build_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+        self._shared: Detector | None = None
+
+    def __call__(self) -> Detector:
+        with self._build_lock:
+            if self._shared is None:
+                self._shared = self._factory()
+            return LockedDetector(self._shared, self._run_lock)
+
+    def close(self) -> None:
+        with self._build_lock:
+            if self._shared is not None:
+                self._shared.close()
+                self._shared = None

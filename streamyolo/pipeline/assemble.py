@@ -1,0 +1,120 @@
+"""``Pipeline.from_config``: turn a validated config into built parts, failing early."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from streamyolo.annotation import BoxAnnotator
+from streamyolo.config import PipelineConfig, build_config
+from streamyolo.inference.detector import DetectorFactory
+from streamyolo.inference.models import DetectSettings, SharedFactory, UltralyticsFactory, resolve_device, resolve_model
+from streamyolo.pipeline.build import check_output_file, resolve_streams
+from streamyolo.pipeline.report import StatusPrinter
+from streamyolo.sinks.base import Sink
+from streamyolo.sinks.display import TiledDisplay, display_available
+from streamyolo.sinks.jsonl import JsonlSink
+from streamyolo.sinks.recorder import VideoRecorder
+from streamyolo.sources import NetworkOptions, open_source
+
+if TYPE_CHECKING:
+    from streamyolo.pipeline.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+def load_config(config: Any, overrides: dict[str, Any]) -> PipelineConfig:
+    if isinstance(config, PipelineConfig):
+        if not overrides:
+            return config
+        return build_config(config.model_dump(exclude_unset=True), overrides)
+    if config is None or isinstance(config, str | os.PathLike | dict):
+        return build_config(config, overrides)
+    raise TypeError(f"config must be a PipelineConfig, a mapping or a path, not {type(config).__name__}")
+
+
+def detector_factories(config: PipelineConfig, workers: int) -> list[DetectorFactory]:
+    """One factory per worker (each may sit on its own GPU); ``locked`` sharing wraps a
+    single factory so that every worker gets the same instance behind a lock."""
+    model = resolve_model(config.model)
+    settings = DetectSettings(
+        conf=config.conf, iou=config.iou, imgsz=config.imgsz,
+        classes=tuple(config.classes) if config.classes is not None else None,
+        half=config.half, max_det=config.max_det,
+    )
+    devices = [resolve_device(config.device, index) for index in range(workers)]
+    if config.model_sharing == "locked":
+        shared = SharedFactory(UltralyticsFactory(model, settings, devices[0]))
+        return [shared] * workers
+    return [UltralyticsFactory(model, settings, device) for device in devices]
+
+
+def torch_threads(config: PipelineConfig, workers: int, device: str) -> int | None:
+    """Divide the cores between the workers so N workers never oversubscribe them."""
+    if config.threads is not None:
+        return config.threads
+    if device.startswith("cuda"):
+        return None
+    from streamyolo.pipeline.pipeline import cpu_count
+
+    return max(1, cpu_count() // workers)
+
+
+def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pipeline:
+    status = overrides.pop("status", None)
+    cfg = load_config(config, overrides)
+    streams = resolve_streams(cfg)
+    workers = min(cfg.workers, len(streams))
+    factories = detector_factories(cfg, workers)
+    annotator = BoxAnnotator(overlay=cfg.overlay)
+    sinks: list[Sink] = []
+    if cfg.record is not None:
+        sinks.append(VideoRecorder(cfg.record, annotator, preset=cfg.record_preset, crf=cfg.record_crf))
+    if cfg.jsonl is not None:
+        check_output_file(cfg.jsonl, "JSONL file")
+        sinks.append(JsonlSink(cfg.jsonl))
+    if cfg.summary is not None:
+        check_output_file(cfg.summary, "summary file")
+    display = None
+    if cfg.display or (cfg.display is None and display_available()):
+        if display_available():
+            display = TiledDisplay(annotator=annotator)
+        else:
+            log.warning("no display found: running headless (the window needs X, Wayland, macOS or Windows)")
+    from streamyolo.pipeline.pipeline import StreamSetup
+
+    setups = [
+        StreamSetup(
+            name=s.spec.name,
+            source=open_source(
+                s.spec,
+                NetworkOptions(s.config.open_timeout, s.config.read_timeout, s.config.transport),
+                decoder_threads=s.config.decoder_threads,
+            ),
+            overflow=s.overflow,
+            capacity=s.capacity,
+            realtime=s.config.realtime,
+            display_uri=s.spec.display_uri,
+        )
+        for s in streams
+    ]
+    closers = [f.close for f in dict.fromkeys(factories) if hasattr(f, "close")]
+    return cls(
+        setups,
+        factories,
+        workers=workers,
+        max_batch=cfg.batch,
+        sinks=sinks,
+        display=display,
+        status=status if isinstance(status, StatusPrinter) else None,
+        status_interval=cfg.status_interval,
+        duration=cfg.duration,
+        torch_threads=torch_threads(cfg, workers, cfg.device if cfg.device != "auto" else _auto_device()),
+        summary_path=cfg.summary,
+        on_close=closers,
+    )
+
+
+def _auto_device() -> str:
+    return resolve_device("auto")

@@ -1,0 +1,80 @@
+"""From a validated config to the parts of a pipeline, checking everything that can be
+checked before a thread starts."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamyolo.buffering import Overflow
+from streamyolo.config import PipelineConfig, StreamConfig
+from streamyolo.errors import ConfigError, OutputError
+from streamyolo.sources import SourceKind, SourceSpec, source_kind
+from streamyolo.sources.spec import check_file_source, default_name, expand
+from streamyolo.sources.synthetic import SyntheticParams
+
+LOSSLESS_CAPACITY = 8
+LIVE_CAPACITY = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedStream:
+    """One stream with every default applied."""
+
+    spec: SourceSpec
+    config: StreamConfig
+    overflow: Overflow
+    capacity: int
+
+
+def resolve_streams(config: PipelineConfig) -> list[ResolvedStream]:
+    """Expand folders and globs, name every stream, apply defaults by source kind, and
+    check files and synthetic parameters. Raises with a message naming the stream."""
+    if not config.streams:
+        raise ConfigError("no streams given (use --source, or 'streams:' in the config file)")
+    entries: list[tuple[str | None, str, StreamConfig]] = []
+    for stream in config.streams:
+        uris = expand(stream.source)
+        if stream.name and len(uris) > 1:
+            entries.extend((f"{stream.name}-{Path(u).stem}", u, stream) for u in uris)
+        else:
+            entries.extend((stream.name, u, stream) for u in uris)
+
+    explicit = [name for name, _, _ in entries if name]
+    duplicates = sorted({n for n in explicit if explicit.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"stream name {duplicates[0]!r} is used twice; stream names must be unique")
+    taken = set(explicit)
+    resolved: list[ResolvedStream] = []
+    for index, (name, uri, stream) in enumerate(entries):
+        kind = source_kind(uri)
+        if name is None:
+            base = default_name(uri, kind, index)
+            name, n = base, 2
+            while name in taken:
+                name, n = f"{base}-{n}", n + 1
+            taken.add(name)
+        if kind is SourceKind.FILE:
+            check_file_source(name, uri)
+        elif kind is SourceKind.SYNTHETIC:
+            SyntheticParams.parse(uri)
+        live = kind.is_live or stream.realtime
+        overflow_name = stream.overflow or ("live" if live else "lossless")
+        overflow = Overflow(overflow_name)
+        capacity = stream.buffer or (LIVE_CAPACITY if overflow is Overflow.DROP_OLDEST else LOSSLESS_CAPACITY)
+        resolved.append(ResolvedStream(SourceSpec(name, uri, kind), stream, overflow, capacity))
+    return resolved
+
+
+def check_output_file(path: Path, what: str) -> None:
+    """The parent folder of an output file must exist (or be creatable) and be writable."""
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{what} {str(path)!r}: folder cannot be created: {exc.strerror or exc}") from exc
+    if path.is_dir():
+        raise OutputError(f"{what} {str(path)!r} is a folder")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise OutputError(f"{what} {str(path)!r} is not writable")

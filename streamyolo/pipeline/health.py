@@ -1,0 +1,189 @@
+"""Per-stream state machine and counters, shared by a stream's capture thread, its
+inference worker and whoever watches (status line, summary, display).
+
+States: ``connecting → streaming → reconnecting → connecting …``, ending in ``ended``
+(a file reached its end), ``failed`` (a permanent error, or retries exhausted) or
+``stopped`` (the run was stopped first). An illegal transition is a bug and raises.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+class StreamState(enum.Enum):
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    RECONNECTING = "reconnecting"
+    ENDED = "ended"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (StreamState.ENDED, StreamState.FAILED, StreamState.STOPPED)
+
+
+_LEGAL: dict[StreamState, frozenset[StreamState]] = {
+    StreamState.CONNECTING: frozenset({StreamState.STREAMING, StreamState.RECONNECTING, StreamState.FAILED,
+                                       StreamState.STOPPED}),
+    StreamState.STREAMING: frozenset({StreamState.ENDED, StreamState.RECONNECTING, StreamState.FAILED,
+                                      StreamState.STOPPED}),
+    StreamState.RECONNECTING: frozenset({StreamState.CONNECTING, StreamState.FAILED, StreamState.STOPPED}),
+    StreamState.ENDED: frozenset(),
+    StreamState.FAILED: frozenset(),
+    StreamState.STOPPED: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A stream was asked to move between two states that have no edge: a bug."""
+
+
+class RateMeter:
+    """Events per second over the last ``window`` seconds."""
+
+    def __init__(self, window: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._window = window
+        self._clock = clock
+        self._times: deque[float] = deque(maxlen=1024)
+
+    def tick(self, now: float | None = None) -> None:
+        self._times.append(self._clock() if now is None else now)
+
+    def rate(self, now: float | None = None) -> float:
+        now = self._clock() if now is None else now
+        horizon = now - self._window
+        recent = [t for t in self._times if t >= horizon]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(now - recent[0], 1e-6)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSnapshot:
+    state: StreamState
+    error: str | None
+    reconnects: int
+    processed: int
+    lost: int
+    last_frame_at: float | None
+    last_age: float | None
+    fps_in: float
+    fps_out: float
+    width: int | None
+    height: int | None
+    fps: float | None
+
+
+class StreamHealth:
+    """Mutable, lock-guarded status of one stream."""
+
+    def __init__(self, name: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.name = name
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state = StreamState.CONNECTING
+        self._error: str | None = None
+        self._reconnects = 0
+        self._processed = 0
+        self._lost = 0
+        self._last_frame_at: float | None = None
+        self._last_age: float | None = None
+        self._in = RateMeter(clock=clock)
+        self._out = RateMeter(clock=clock)
+        self._size: tuple[int, int] | None = None
+        self._fps: float | None = None
+        self._changed = threading.Condition(self._lock)
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> StreamState:
+        with self._lock:
+            return self._state
+
+    def transition(self, new: StreamState, error: str | None = None) -> None:
+        with self._lock:
+            if new not in _LEGAL[self._state]:
+                raise IllegalTransition(f"stream {self.name!r}: {self._state.value} → {new.value}")
+            if new is StreamState.RECONNECTING:
+                self._reconnects += 1
+            self._state = new
+            if error is not None:
+                self._error = error
+            self._changed.notify_all()
+
+    def fail(self, error: str) -> None:
+        """Move to ``failed`` from wherever the stream is; keeps the first terminal state."""
+        with self._lock:
+            if not self._state.terminal:
+                self._state = StreamState.FAILED
+                self._error = error
+                self._changed.notify_all()
+            elif self._error is None:
+                self._error = error
+
+    def finish(self) -> None:
+        """At the end of the run: a stream not yet in a terminal state was stopped."""
+        with self._lock:
+            if not self._state.terminal:
+                self._state = StreamState.STOPPED
+                self._changed.notify_all()
+
+    def note_error(self, error: str) -> None:
+        """Record an error that did not change the state (e.g. a sink failed for this stream)."""
+        with self._lock:
+            if self._error is None:
+                self._error = error
+
+    def wait_for(self, predicate: Callable[[StreamState], bool], timeout: float) -> bool:
+        """Block until ``predicate(state)`` holds (tests and the soak script use this)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: predicate(self._state), timeout)
+
+    # -- counters ------------------------------------------------------------------------
+
+    def opened(self, width: int, height: int, fps: float | None) -> None:
+        with self._lock:
+            self._size = (width, height)
+            self._fps = fps
+
+    def captured(self, now: float) -> None:
+        with self._lock:
+            self._last_frame_at = now
+            self._in.tick(now)
+
+    def processed(self, age: float, now: float) -> None:
+        with self._lock:
+            self._processed += 1
+            self._last_age = age
+            self._out.tick(now)
+
+    def lose(self, count: int) -> None:
+        """Frames taken from the buffer that will never be processed (a worker died)."""
+        with self._lock:
+            self._lost += count
+
+    def snapshot(self) -> HealthSnapshot:
+        now = self._clock()
+        with self._lock:
+            return HealthSnapshot(
+                state=self._state,
+                error=self._error,
+                reconnects=self._reconnects,
+                processed=self._processed,
+                lost=self._lost,
+                last_frame_at=self._last_frame_at,
+                last_age=self._last_age,
+                fps_in=self._in.rate(now),
+                fps_out=self._out.rate(now),
+                width=self._size[0] if self._size else None,
+                height=self._size[1] if self._size else None,
+                fps=self._fps,
+            )

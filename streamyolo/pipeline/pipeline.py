@@ -1,0 +1,428 @@
+"""The pipeline: build, start, watch, stop, join.
+
+Data flows one way — source → ring buffer → inference worker → sinks — and the pipeline
+owns the one stop event every thread watches. It starts downstream first (sinks, then
+inference workers, which build their models, then capture) and stops upstream first
+(capture, buffers, inference, sinks).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from streamyolo.buffering import Overflow, RingBuffer
+from streamyolo.errors import ModelError, WorkerError
+from streamyolo.frames import Frame, Result
+from streamyolo.inference.detector import DetectorFactory
+from streamyolo.pipeline.health import StreamHealth
+from streamyolo.pipeline.report import StatusPrinter, StreamReport, Summary
+from streamyolo.sinks.base import FanOut, Sink
+from streamyolo.sinks.collect import QueueSink
+from streamyolo.sinks.display import TiledDisplay
+from streamyolo.sources.base import FrameSource
+from streamyolo.workers.capture import CaptureWorker
+from streamyolo.workers.inference import Channel, InferenceWorker
+
+log = logging.getLogger(__name__)
+
+JOIN_TIMEOUT = 20.0  # seconds per thread; a network read is bounded by its read time-out
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSetup:
+    """A stream ready to run: its name, an unopened source, and its buffer policy."""
+
+    name: str
+    source: FrameSource
+    overflow: Overflow = Overflow.BLOCK
+    capacity: int = 8
+    realtime: bool = False
+    display_uri: str = ""
+
+
+class _Stream:
+    """The runtime parts of one stream."""
+
+    def __init__(self, setup: StreamSetup, doorbell: threading.Event, stop: threading.Event,
+                 clock: Callable[[], float]) -> None:
+        self.setup = setup
+        self.name = setup.name
+        self.ring: RingBuffer[Frame] = RingBuffer(setup.capacity, setup.overflow, on_ready=doorbell.set)
+        self.health = StreamHealth(setup.name, clock)
+        self.capture = CaptureWorker(setup.name, setup.source, self.ring, self.health, stop,
+                                     realtime=setup.realtime, clock=clock)
+
+    def report(self, now: float, final: bool = False) -> StreamReport:
+        if final:
+            self.health.lose(self.ring.discard())
+        counts = self.ring.counts()
+        snap = self.health.snapshot()
+        return StreamReport(
+            name=self.name,
+            source=self.setup.display_uri,
+            state=snap.state.value,
+            captured=counts.put,
+            processed=snap.processed,
+            dropped=counts.dropped + snap.lost,
+            error=snap.error,
+            reconnects=snap.reconnects,
+            fps_in=snap.fps_in,
+            fps_out=snap.fps_out,
+            frame_age=snap.last_age,
+            last_frame_age=None if snap.last_frame_at is None else max(0.0, now - snap.last_frame_at),
+        )
+
+
+class Pipeline:
+    """Runs many streams through YOLO at once.
+
+    Build one from a config (a :class:`~streamyolo.config.PipelineConfig`, a mapping or a
+    YAML path) and run it to the end::
+
+        summary = Pipeline.from_config({"streams": ["a.mp4", "b.mp4"], "record": "runs/rec"}).run()
+
+    or iterate over results as they come (the pipeline starts on the first ``next``)::
+
+        with Pipeline.from_config("configs/cameras.yaml") as pipeline:
+            for result in pipeline.results():
+                print(result.stream, result.frame.seq, len(result.detections))
+
+    The plain constructor takes built parts (sources, detector factory, sinks, clock), for
+    tests and embedding.
+    """
+
+    def __init__(
+        self,
+        streams: Sequence[StreamSetup],
+        detector_factory: DetectorFactory | Sequence[DetectorFactory],
+        *,
+        workers: int = 1,
+        max_batch: int = 4,
+        sinks: Sequence[Sink] = (),
+        display: TiledDisplay | None = None,
+        status: StatusPrinter | None = None,
+        status_interval: float = 1.0,
+        duration: float | None = None,
+        torch_threads: int | None = None,
+        summary_path: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_close: Sequence[Callable[[], None]] = (),
+    ) -> None:
+        if not streams:
+            raise ValueError("a pipeline needs at least one stream")
+        names = [s.name for s in streams]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stream names must be unique: {names}")
+        workers = max(1, min(workers, len(streams)))
+        factories = [detector_factory] * workers if callable(detector_factory) else list(detector_factory)
+        if len(factories) < workers:
+            raise ValueError(f"{workers} workers need {workers} detector factories, got {len(factories)}")
+        self._clock = clock
+        self._max_batch = max_batch
+        self._stop = threading.Event()
+        self._finished = threading.Event()
+        self._duration = duration
+        self._display = display
+        self._status = status
+        self._status_interval = status_interval
+        self._torch_threads = torch_threads
+        self._saved_threads: int | None = None
+        self._on_close = list(on_close)
+        self._summary_path = summary_path
+        self._collector: QueueSink | None = None
+        self._extra_sinks: list[Sink] = list(sinks) + ([display] if display is not None else [])
+        self._fanout: FanOut | None = None
+        self._doorbells = [threading.Event() for _ in range(workers)]
+        self._streams = [_Stream(s, self._doorbells[i % workers], self._stop, clock) for i, s in enumerate(streams)]
+        self._by_name = {s.name: s for s in self._streams}
+        self._factories = factories[:workers]
+        self._workers: list[InferenceWorker] = []
+        self._pending_workers = workers
+        self._pending_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._started = False
+        self._joined = False
+        self._summary: Summary | None = None
+        self._timer: threading.Timer | None = None
+        self._started_at: float | None = None
+
+    # -- construction from config -----------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Any = None,
+        *,
+        status: StatusPrinter | None = None,
+        **overrides: Any,
+    ) -> Pipeline:
+        """Build a pipeline from a :class:`~streamyolo.config.PipelineConfig`, a mapping,
+        or a YAML file path, with config keys as keyword overrides (the CLI's flags).
+        Checks the model, every source and every output path before anything starts;
+        ``status`` prints the live status table while :meth:`run` runs."""
+        from streamyolo.pipeline.assemble import assemble
+
+        return assemble(cls, config, {**overrides, "status": status})
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    @property
+    def stream_names(self) -> list[str]:
+        return [s.name for s in self._streams]
+
+    @property
+    def stop_event(self) -> threading.Event:
+        return self._stop
+
+    def start(self) -> None:
+        """Open the sinks, start the inference workers and wait until each has built its
+        model, then start capture. Raises (having cleaned up) if any of that fails."""
+        with self._state_lock:
+            if self._started:
+                raise RuntimeError("pipeline already started")
+            self._started = True
+        self._started_at = self._clock()
+        sinks = self._extra_sinks + ([self._collector] if self._collector is not None else [])
+        self._fanout = FanOut(sinks, on_error=self._sink_failed)
+        self._fanout.open()
+        try:
+            self._set_threads()
+            self._start_workers()
+            for stream in self._streams:
+                stream.capture.start()
+            if self._duration is not None:
+                self._timer = threading.Timer(self._duration, self.stop)
+                self._timer.name = "pipeline:duration"
+                self._timer.start()
+        except BaseException:
+            self.stop()
+            self._teardown(raise_errors=False)
+            raise
+
+    def _start_workers(self) -> None:
+        assert self._fanout is not None
+        n = len(self._factories)
+        for index, factory in enumerate(self._factories):
+            channels = [
+                Channel(s.name, s.ring, s.setup.overflow is Overflow.DROP_OLDEST, s.health)
+                for i, s in enumerate(self._streams) if i % n == index
+            ]
+            worker = InferenceWorker(
+                f"w{index}", factory, channels, self._fanout, self._doorbells[index],
+                max_batch=self._max_batch, clock=self._clock, on_done=self._worker_finished,
+            )
+            self._workers.append(worker)
+            worker.start()
+        for worker in self._workers:
+            while not worker.wait_ready(0.1):
+                if self._stop.is_set():
+                    return
+        failed = [w for w in self._workers if w.error is not None]
+        if failed:
+            error = failed[0].error
+            assert error is not None
+            if isinstance(error, ModelError):
+                raise error
+            raise ModelError(f"model failed to load in worker {failed[0].name!r}: {error}") from error
+
+    def _worker_finished(self) -> None:
+        with self._pending_lock:
+            self._pending_workers -= 1
+            if self._pending_workers <= 0:
+                self._finished.set()
+
+    def stop(self) -> None:
+        """Ask everything to stop: capture ends, frames already buffered are still
+        processed, recordings are finalised by :meth:`join`. Safe to call from any thread,
+        any number of times."""
+        self._stop.set()
+        for stream in self._streams:
+            stream.capture.interrupt()
+            stream.ring.close()
+        if self._collector is not None and not self._started:
+            self._collector.close()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every inference worker has finished (True), or ``timeout`` passes."""
+        return self._finished.wait(timeout)
+
+    def join(self, timeout: float | None = None) -> Summary:
+        """Wait for the run to end (up to ``timeout`` seconds, then stop it), close the
+        sinks, and return the summary. Re-raises the first worker failure, chained."""
+        if not self._started:
+            raise RuntimeError("pipeline not started")
+        if not self._finished.wait(timeout):
+            self.stop()
+        return self._teardown(raise_errors=True)
+
+    def run(self) -> Summary:
+        """Start, watch (status, window, duration) until every stream is done or the run is
+        stopped (Ctrl-C, SIGTERM, ``q`` in the window), then stop and join."""
+        if not self._started:
+            self.start()
+        try:
+            self._supervise()
+        except KeyboardInterrupt:
+            log.warning("stopping: finishing frames in flight and closing recordings (Ctrl-C again to quit at once)")
+        finally:
+            self.stop()
+        return self.join()
+
+    def _supervise(self) -> None:
+        next_status = self._clock()
+        while True:
+            wait = 1 / 30 if self._display is not None else 0.2
+            if self._finished.wait(wait):
+                return
+            now = self._clock()
+            if self._display is not None and not self._display.render():
+                log.info("window closed: stopping")
+                return
+            if self._status is not None and self._status_interval > 0 and now >= next_status:
+                self._status.show(self.reports(), now)
+                next_status = now + self._status_interval
+            if self._stop.is_set():
+                return
+
+    def results(self) -> Iterator[Result]:
+        """Every processed frame, as it comes; starts the pipeline if needed. Results of one
+        stream arrive in order. Leaving the loop early stops the pipeline."""
+        if self._started and self._collector is None:
+            raise RuntimeError("results() must be called before start()")
+        if self._collector is None:
+            self._collector = QueueSink()
+        collector = self._collector
+        return self._iterate(collector)
+
+    def _iterate(self, collector: QueueSink) -> Iterator[Result]:
+        if not self._started:
+            self.start()
+        completed = False
+        try:
+            yield from collector.results()
+            completed = True
+        finally:
+            collector.abandon()
+            if not completed:
+                self.stop()
+
+    # -- teardown ---------------------------------------------------------------------
+
+    def _teardown(self, raise_errors: bool) -> Summary:
+        with self._state_lock:
+            if self._joined:
+                assert self._summary is not None
+                return self._summary
+            self._joined = True
+        if self._timer is not None:
+            self._timer.cancel()
+        for stream in self._streams:
+            if stream.capture.thread.ident is not None and not stream.capture.join(JOIN_TIMEOUT):
+                log.error("capture thread %s still running after %.0f s", stream.name, JOIN_TIMEOUT)
+        for stream in self._streams:
+            stream.ring.close()  # a capture that never started leaves its buffer open
+        for worker in self._workers:
+            if not worker.join(JOIN_TIMEOUT * 3):
+                log.error("inference thread %s still running after %.0f s", worker.name, JOIN_TIMEOUT * 3)
+        sink_error: BaseException | None = None
+        if self._fanout is not None:
+            try:
+                self._fanout.close()
+            except BaseException as exc:
+                sink_error = exc
+        self._restore_threads()
+        for callback in self._on_close:
+            try:
+                callback()
+            except Exception:
+                log.exception("cleanup failed")
+        now = self._clock()
+        for stream in self._streams:
+            stream.health.finish()
+        self._summary = Summary({s.name: s.report(now, final=True) for s in self._streams})
+        if self._summary_path is not None:
+            try:
+                self._summary.write(self._summary_path)
+            except BaseException as exc:
+                sink_error = sink_error or exc
+        if raise_errors:
+            failed = [w for w in self._workers if w.error is not None]
+            if failed:
+                first = failed[0]
+                raise WorkerError(f"inference worker {first.name!r} failed: {first.error}") from first.error
+            if sink_error is not None:
+                raise sink_error
+        return self._summary
+
+    # -- observation ------------------------------------------------------------------
+
+    def reports(self) -> list[StreamReport]:
+        """Live per-stream numbers (state, fps in/out, dropped, frame age, last error)."""
+        now = self._clock()
+        return [s.report(now) for s in self._streams]
+
+    def summary(self) -> Summary:
+        """The final summary (after :meth:`join`), or a live one before."""
+        if self._summary is not None:
+            return self._summary
+        now = self._clock()
+        return Summary({s.name: s.report(now) for s in self._streams})
+
+    def health(self, stream: str) -> StreamHealth:
+        return self._by_name[stream].health
+
+    @property
+    def threads(self) -> list[threading.Thread]:
+        """Every thread the pipeline started (for tests that check none outlives it)."""
+        found = [s.capture.thread for s in self._streams] + [w.thread for w in self._workers]
+        return [t for t in found if t.ident is not None]
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _sink_failed(self, stream: str, message: str) -> None:
+        target = self._by_name.get(stream)
+        if target is not None:
+            target.health.note_error(message)
+
+    def _set_threads(self) -> None:
+        if self._torch_threads is None:
+            return
+        import torch
+
+        self._saved_threads = torch.get_num_threads()
+        torch.set_num_threads(self._torch_threads)
+
+    def _restore_threads(self) -> None:
+        if self._saved_threads is None:
+            return
+        import torch
+
+        torch.set_num_threads(self._saved_threads)
+        self._saved_threads = None
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._started:
+            self.stop()
+            self._teardown(raise_errors=exc is None)
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+__all__ = ["Pipeline", "StreamSetup", "cpu_count"]

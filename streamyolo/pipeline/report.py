@@ -1,0 +1,116 @@
+"""Per-stream numbers, live (status line) and final (summary JSON and table)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from streamyolo.errors import OutputError
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReport:
+    """One stream's numbers. At the end of a run ``captured == processed + dropped``."""
+
+    name: str
+    source: str
+    state: str
+    captured: int
+    processed: int
+    dropped: int
+    error: str | None
+    reconnects: int = 0
+    fps_in: float = 0.0
+    fps_out: float = 0.0
+    frame_age: float | None = None
+    last_frame_age: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    streams: dict[str, StreamReport]
+
+    @property
+    def processed(self) -> int:
+        return sum(r.processed for r in self.streams.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary file's shape: ``{"streams": {name: {captured, processed, dropped, state, error, …}}}``."""
+        keep = ("captured", "processed", "dropped", "state", "error", "reconnects", "source")
+        return {"streams": {name: {k: asdict(r)[k] for k in keep} for name, r in self.streams.items()}}
+
+    def write(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise OutputError(f"cannot write summary file {str(path)!r}: {exc.strerror or exc}") from exc
+
+    def table(self) -> str:
+        rows = [["stream", "state", "captured", "processed", "dropped", "reconnects", "error"]]
+        for name, r in self.streams.items():
+            rows.append([name, r.state, str(r.captured), str(r.processed), str(r.dropped), str(r.reconnects),
+                         _short(r.error, 70)])
+        return _format(rows)
+
+
+def status_table(reports: list[StreamReport]) -> str:
+    """The live status: state, fps in/out, dropped, frame age, last error."""
+    rows = [["stream", "state", "fps in", "fps out", "processed", "dropped", "age ms", "last frame", "error"]]
+    for r in reports:
+        rows.append([
+            r.name, r.state, f"{r.fps_in:.1f}", f"{r.fps_out:.1f}", str(r.processed), str(r.dropped),
+            "-" if r.frame_age is None else f"{r.frame_age * 1000:.0f}",
+            "-" if r.last_frame_age is None else f"{r.last_frame_age:.1f}s ago",
+            _short(r.error, 50),
+        ])
+    return _format(rows)
+
+
+def _short(text: str | None, width: int) -> str:
+    if not text:
+        return ""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _format(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+class StatusPrinter:
+    """Prints the live status table: redrawn in place on a terminal, as plain blocks every
+    ``plain_every`` seconds when the output is a file or pipe."""
+
+    def __init__(self, out: TextIO | None = None, plain_every: float = 10.0) -> None:
+        self.out = out or sys.stderr
+        self.plain_every = plain_every
+        self._lines_drawn = 0
+        self._last_plain: float | None = None
+        self._tty = bool(getattr(self.out, "isatty", lambda: False)())
+
+    def show(self, reports: list[StreamReport], now: float) -> None:
+        text = status_table(reports)
+        if self._tty:
+            if self._lines_drawn:
+                self.out.write(f"\x1b[{self._lines_drawn}F\x1b[J")
+            self.out.write(text + "\n")
+            self._lines_drawn = text.count("\n") + 1
+        else:
+            if self._last_plain is not None and now - self._last_plain < self.plain_every:
+                return
+            self._last_plain = now
+            self.out.write(text + "\n\n")
+        self.out.flush()
+
+    def clear(self) -> None:
+        """Forget the drawn lines so the next print starts fresh (e.g. before the summary)."""
+        self._lines_drawn = 0

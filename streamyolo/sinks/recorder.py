@@ -1,0 +1,231 @@
+"""Annotated H.264 MP4 per stream, playable in browsers and robust to a killed process.
+
+Each stream gets its own encoder thread (``record:<stream>``) behind a small bounded queue,
+so annotation and encoding stay off the inference threads; when the encoder falls behind,
+the queue applies back-pressure instead of dropping frames. The MP4 is *fragmented*
+(``frag_keyframe+empty_moov``) with a key frame every second and packets flushed as
+written: if the process dies, everything up to the last complete fragment still plays.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+from streamyolo.annotation import BoxAnnotator
+from streamyolo.errors import OutputError
+from streamyolo.frames import Result
+from streamyolo.pipeline.health import RateMeter
+
+log = logging.getLogger(__name__)
+
+MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
+_FINISH = object()
+
+
+def encoder_available(codec: str) -> bool:
+    try:
+        av.codec.Codec(codec, "w")
+    except Exception:
+        return False
+    return True
+
+
+class RecorderError(OutputError):
+    """A stream's recording failed (encoder error, disk full)."""
+
+
+class VideoRecorder:
+    """Writes ``<folder>/<stream>.mp4`` for every stream it sees."""
+
+    def __init__(
+        self,
+        folder: Path,
+        annotator: BoxAnnotator | None = None,
+        *,
+        codec: str = "libx264",
+        preset: str = "veryfast",
+        crf: int = 23,
+        queue_size: int = 8,
+        default_fps: float = 30.0,
+    ) -> None:
+        self.folder = Path(folder)
+        self.annotator = annotator or BoxAnnotator()
+        self.codec = codec
+        self.preset = preset
+        self.crf = crf
+        self.queue_size = queue_size
+        self.default_fps = default_fps
+        self._writers: dict[str, _StreamWriter] = {}
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        check_writable_folder(self.folder, "recording folder")
+        if not encoder_available(self.codec):
+            raise OutputError(f"video encoder {self.codec!r} is not available in this FFmpeg build")
+
+    def path_for(self, stream: str) -> Path:
+        return self.folder / f"{stream}.mp4"
+
+    @property
+    def paths(self) -> dict[str, Path]:
+        with self._lock:
+            return {name: writer.path for name, writer in self._writers.items()}
+
+    def write(self, result: Result) -> None:
+        writer = self._writers.get(result.stream)
+        if writer is None:
+            with self._lock:
+                writer = self._writers.get(result.stream)
+                if writer is None:
+                    writer = _StreamWriter(self, result.stream, self.path_for(result.stream))
+                    writer.start()
+                    self._writers[result.stream] = writer
+        writer.put(result)
+
+    def close(self) -> None:
+        with self._lock:
+            writers = list(self._writers.values())
+        for writer in writers:
+            writer.finish()
+        errors = []
+        for writer in writers:
+            if not writer.join(timeout=60):
+                log.error("recorder for %r did not finish within 60 s", writer.stream)
+            if writer.error is not None:
+                errors.append(writer.error)
+        if errors:
+            raise RecorderError(str(errors[0])) from errors[0]
+
+
+class _StreamWriter:
+    def __init__(self, owner: VideoRecorder, stream: str, path: Path) -> None:
+        self.owner = owner
+        self.stream = stream
+        self.path = path
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[object] = queue.Queue(owner.queue_size)
+        self._failed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"record:{stream}")
+        self._meter = RateMeter()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, item: object) -> None:
+        while True:
+            if self._failed.is_set():
+                raise RecorderError(f"recording of stream {self.stream!r} failed: {self.error}")
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self) -> None:
+        try:
+            self.put(_FINISH)
+        except RecorderError:
+            pass
+
+    def join(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        encoder: _Encoder | None = None
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _FINISH:
+                    break
+                assert isinstance(item, Result)
+                if encoder is None:
+                    encoder = _Encoder(self.owner, self.path, item)
+                self._meter.tick()
+                image = self.owner.annotator.annotate(
+                    item.frame.image, item.detections, stream=self.stream, fps=self._meter.rate(), age=item.age
+                )
+                encoder.encode(image, item)
+        except BaseException as exc:
+            self.error = exc
+            self._failed.set()
+            log.error("recording of stream %r failed: %s", self.stream, exc)
+            _drain(self._queue)
+        finally:
+            if encoder is not None:
+                try:
+                    encoder.close()
+                except Exception as exc:
+                    self.error = self.error or exc
+                    self._failed.set()
+
+
+def _drain(items: queue.Queue[object]) -> None:
+    while True:
+        try:
+            items.get_nowait()
+        except queue.Empty:
+            return
+
+
+class _Encoder:
+    """One open MP4 file and its H.264 encoder."""
+
+    def __init__(self, owner: VideoRecorder, path: Path, first: Result) -> None:
+        height, width = first.frame.image.shape[:2]
+        self.width, self.height = width - width % 2, height - height % 2  # yuv420p needs even sizes
+        fps = first.frame.meta.fps or owner.default_fps
+        self.rate = Fraction(fps).limit_denominator(1001)
+        self.container: Any = av.open(str(path), mode="w", format="mp4", options=MP4_OPTIONS)
+        stream = self.container.add_stream(owner.codec, rate=self.rate)
+        stream.width, stream.height = self.width, self.height
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.gop_size = max(1, round(float(self.rate)))
+        if owner.codec == "libx264":
+            stream.options = {"preset": owner.preset, "crf": str(owner.crf)}
+        elif owner.codec.endswith("_nvenc"):
+            stream.options = {"preset": "p4", "cq": str(owner.crf)}
+        self.stream = stream
+        self._origin: float | None = None
+        self._last_pts = -1
+
+    def encode(self, image: Any, result: Result) -> None:
+        meta = result.frame.meta
+        media_time = meta.pts if meta.pts is not None else meta.t_capture
+        if self._origin is None:
+            self._origin = media_time
+        pts = max(self._last_pts + 1, round((media_time - self._origin) * float(self.rate)))
+        self._last_pts = pts
+        if image.shape[0] != self.height or image.shape[1] != self.width:
+            image = image[: self.height, : self.width]
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        frame.pts = pts
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        try:
+            for packet in self.stream.encode(None):
+                self.container.mux(packet)
+        finally:
+            self.container.close()
+
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """Create ``folder`` if needed and make sure we can write into it; one clear error if not."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{what} {str(folder)!r} cannot be created: {exc.strerror or exc}") from exc
+    if not folder.is_dir():
+        raise OutputError(f"{what} {str(folder)!r} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{what} {str(folder)!r} is not writable")

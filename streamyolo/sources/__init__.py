@@ -1,0 +1,25 @@
+"""Frame sources: files, network streams, cameras and synthetic scenes."""
+
+from __future__ import annotations
+
+from streamyolo.sources.base import FrameSource, RawFrame, SourceInfo, SourceKind
+from streamyolo.sources.pyav import NetworkOptions, PyAVSource
+from streamyolo.sources.redact import redact_text, redact_url
+from streamyolo.sources.spec import SourceSpec, source_kind, split_name
+from streamyolo.sources.synthetic import SyntheticSource, read_stamp, stamp, stream_tag
+from streamyolo.sources.webcam import WebcamSource
+
+__all__ = [
+    "FrameSource", "NetworkOptions", "PyAVSource", "RawFrame", "SourceInfo", "SourceKind", "SourceSpec",
+    "SyntheticSource", "WebcamSource", "open_source", "read_stamp", "redact_text", "redact_url", "source_kind",
+    "split_name", "stamp", "stream_tag",
+]
+
+
+def open_source(spec: SourceSpec, network: NetworkOptions | None = None, decoder_threads: int = 2) -> FrameSource:
+    """The right reader for ``spec`` (not yet opened: opening is the capture thread's job)."""
+    if spec.kind is SourceKind.SYNTHETIC:
+        return SyntheticSource(spec.name, spec.uri)
+    if spec.kind is SourceKind.WEBCAM:
+        return WebcamSource(spec.name, spec.uri)
+    return PyAVSource(spec.name, spec.uri, spec.kind, network=network, decoder_threads=decoder_threads)

@@ -1,0 +1,182 @@
+"""Inference threads: each builds its own model inside itself and serves a fixed set of
+streams, so one stream's frames stay in order on one model."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from streamyolo.buffering import BufferClosed, Empty, RingBuffer
+from streamyolo.frames import Detections, Frame, Image, Result
+from streamyolo.inference.detector import Detector, DetectorFactory
+from streamyolo.pipeline.health import StreamHealth
+from streamyolo.sinks.base import Sink
+from streamyolo.sources.redact import redact_text
+
+log = logging.getLogger(__name__)
+
+_IDLE_WAIT = 0.5  # seconds; the doorbell normally wakes the worker long before this
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A stream as its inference worker sees it."""
+
+    name: str
+    ring: RingBuffer[Frame]
+    live: bool
+    health: StreamHealth
+
+
+class InferenceWorker:
+    """Owns one detector (built by ``factory`` in this thread) and the streams in ``channels``.
+
+    It takes the ready frames of its streams — the oldest of a lossless stream, the newest
+    of a live one — up to ``max_batch`` per forward pass, and writes each result to
+    ``sink`` in stream order. It ends when every channel's buffer is closed and drained.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        factory: DetectorFactory,
+        channels: Sequence[Channel],
+        sink: Sink,
+        doorbell: threading.Event,
+        *,
+        max_batch: int = 4,
+        clock: Callable[[], float] = time.monotonic,
+        on_done: Callable[[], None] | None = None,
+    ) -> None:
+        self.name = name
+        self._factory = factory
+        self._channels = list(channels)
+        self._sink = sink
+        self._doorbell = doorbell
+        self._max_batch = max_batch
+        self._clock = clock
+        self._on_done = on_done
+        self._ready = threading.Event()
+        self._done = threading.Event()
+        self.error: BaseException | None = None
+        self.names: dict[int, str] = {}
+        self._thread = threading.Thread(target=self._run, name=f"inference:{name}")
+
+    @property
+    def streams(self) -> list[str]:
+        return [channel.name for channel in self._channels]
+
+    @property
+    def thread(self) -> threading.Thread:
+        return self._thread
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """True once the model is built (or building failed: check ``error``)."""
+        return self._ready.wait(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # -- thread body ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        detector: Detector | None = None
+        try:
+            detector = self._factory()
+            self.names = dict(detector.names)
+            self._ready.set()
+            self._serve(detector)
+        except BaseException as exc:  # the worker owns its death: record, fail its streams, close inputs
+            self.error = exc
+            message = redact_text(f"inference worker {self.name!r} failed: {type(exc).__name__}: {exc}")
+            log.error("%s", message, exc_info=exc if self._ready.is_set() else None)
+            for channel in self._channels:
+                channel.ring.close()
+                channel.health.lose(channel.ring.discard())
+                channel.health.fail(message)
+        finally:
+            self._ready.set()
+            if detector is not None:
+                try:
+                    detector.close()
+                except Exception:
+                    log.debug("closing detector of %s failed", self.name, exc_info=True)
+            self._done.set()
+            if self._on_done is not None:
+                self._on_done()
+
+    def _serve(self, detector: Detector) -> None:
+        active = list(self._channels)
+        while active:
+            self._doorbell.clear()  # before looking, so a put after the look still wakes us
+            batch = self._collect(active)
+            if batch:
+                self._process(detector, batch)
+            elif active:
+                self._doorbell.wait(_IDLE_WAIT)
+
+    def _collect(self, active: list[Channel]) -> list[tuple[Channel, Frame]]:
+        """Round-robin over the worker's streams; removes channels that are finished."""
+        batch: list[tuple[Channel, Frame]] = []
+        taken_live: set[str] = set()
+        progressed = True
+        while progressed and len(batch) < self._max_batch:
+            progressed = False
+            for channel in list(active):
+                if len(batch) >= self._max_batch:
+                    break
+                if channel.name in taken_live:
+                    continue
+                try:
+                    frame = channel.ring.get_latest() if channel.live else channel.ring.get_nowait()
+                except Empty:
+                    continue
+                except BufferClosed:
+                    active.remove(channel)
+                    continue
+                batch.append((channel, frame))
+                progressed = True
+                if channel.live:
+                    taken_live.add(channel.name)
+        return batch
+
+    def _process(self, detector: Detector, batch: list[tuple[Channel, Frame]]) -> None:
+        try:
+            detections = _detect_by_shape(detector, [frame.image for _, frame in batch])
+        except BaseException:
+            for channel, _ in batch:
+                channel.health.lose(1)
+            raise
+        now = self._clock()
+        for index, ((channel, frame), found) in enumerate(zip(batch, detections, strict=True)):
+            result = Result(frame=frame, detections=found, t_done=now, worker=self.name)
+            try:
+                self._sink.write(result)
+            except BaseException:
+                for lost_channel, _ in batch[index:]:
+                    lost_channel.health.lose(1)
+                raise
+            channel.health.processed(result.age, now)
+
+
+def _detect_by_shape(detector: Detector, images: list[Image]) -> list[Detections]:
+    """One forward pass per distinct image shape; results back in the original order."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, image in enumerate(images):
+        groups.setdefault(image.shape, []).append(index)
+    out: list[Detections | None] = [None] * len(images)
+    for indices in groups.values():
+        for index, found in zip(indices, detector.detect([images[i] for i in indices]), strict=True):
+            out[index] = found
+    return [d for d in out if d is not None]

@@ -1,0 +1,64 @@
+"""Shared fixtures: real data from ../shared, H.264 clips, models, and the thread-leak check."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, THREAD_PREFIXES, make_clip, make_random_model
+
+SHARED = Path(os.environ.get("STREAMYOLO_SHARED", ROOT.parent / "shared"))
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(path: Path, what: str) -> Path:
+    """Return ``path``; outside CI skip when it is missing, under CI fail."""
+    if path.exists():
+        return path
+    message = f"{what} missing: {path} (set STREAMYOLO_SHARED to the shared data folder)"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def shared_model() -> Path:
+    return require(SHARED / "models" / "yolo11n_int8_openvino_model", "real OpenVINO YOLO11n model")
+
+
+@pytest.fixture(scope="session")
+def people_video() -> Path:
+    return require(SHARED / "videos" / "people.mp4", "real 1080p street video")
+
+
+@pytest.fixture(scope="session")
+def random_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight yolo26n (from Ultralytics' YAML) that does produce boxes, saved
+    once so every worker and the reference loop load the very same weights."""
+    return make_random_model(tmp_path_factory.mktemp("models") / "yolo26n-random.pt")
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Four real H.264 files with different content, stamped with stream tag and index."""
+    folder = tmp_path_factory.mktemp("clips")
+    sizes = [(320, 240), (416, 240), (320, 240), (352, 288)]
+    return [make_clip(folder / f"clip{i}.mp4", f"clip{i}", frames=12, size=sizes[i], seed=100 + i)
+            for i in range(4)]
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_threads() -> Iterator[None]:
+    """No streamyolo thread may outlive the test that started it."""
+    before = set(threading.enumerate())
+    yield
+    leftover = [t for t in threading.enumerate()
+                if t not in before and t.name.split(":")[0] in THREAD_PREFIXES and t.is_alive()]
+    for thread in leftover:
+        thread.join(timeout=5)
+    alive = [t.name for t in leftover if t.is_alive()]
+    assert not alive, f"threads outlived the test: {alive}"

@@ -1,0 +1,182 @@
+"""Test helpers: clip writing, fake detectors and sources, reading results back."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from streamyolo.errors import SourceReadError
+from streamyolo.frames import Detections, Image
+from streamyolo.sources import RawFrame, SourceInfo, SyntheticSource, read_stamp
+
+ROOT = Path(__file__).resolve().parents[1]
+THREAD_PREFIXES = {"capture", "inference", "record", "pipeline"}
+PYTHON = sys.executable
+
+
+def make_clip(path: Path, name: str, frames: int, size: tuple[int, int] = (320, 240), fps: int = 30,
+              seed: int | None = None) -> Path:
+    """Write a real H.264 MP4 of stamped synthetic frames (stream tag of ``name``)."""
+    query = f"size={size[0]}x{size[1]}&fps={fps}&frames={frames}"
+    if seed is not None:
+        query += f"&seed={seed}"
+    source = SyntheticSource(name, f"synthetic:?{query}")
+    source.open()
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps))
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "18"}
+        index = 0
+        while (raw := source.read()) is not None:
+            frame = av.VideoFrame.from_ndarray(raw.image, format="bgr24")
+            frame.pts = index
+            index += 1
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def decode(path: Path) -> tuple[list[Image], dict[str, Any]]:
+    """Every frame of a video file, and facts about its video stream."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        images = [f.to_ndarray(format="bgr24") for f in container.decode(stream)]
+        info = {"codec": stream.codec_context.name, "width": stream.width, "height": stream.height,
+                "pix_fmt": stream.codec_context.pix_fmt}
+    return images, info
+
+
+def stamps(images: Sequence[Image]) -> list[tuple[int, int] | None]:
+    return [read_stamp(image) for image in images]
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def make_random_model(path: Path, seed: int = 0) -> Path:
+    """yolo26n from its YAML, re-initialised so that activations do not vanish (Ultralytics'
+    default init leaves a random net silent), with class logits scaled to give boxes."""
+    import torch
+
+    from streamyolo.inference.offline import import_ultralytics
+
+    ultralytics = import_ultralytics()
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = ultralytics.YOLO("yolo26n.yaml")
+        for module in model.model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+        head = model.model.model[-1]
+        for name in ("cv3", "one2one_cv3"):
+            for branch in getattr(head, name, []):
+                branch[-1].weight.data.mul_(40.0)
+                branch[-1].bias.data.fill_(-6.0)
+        model.save(str(path))
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return path
+
+
+# -- fakes ---------------------------------------------------------------------------------
+
+class StampDetector:
+    """A detector whose output is a function of the frame: one box per frame whose class is
+    the stream tag and whose x1 is the frame index read from the stamp. Optionally slow
+    (``delay`` seconds per batch, waited on an event so tests stay responsive) or failing
+    on the ``fail_on``-th call."""
+
+    def __init__(self, delay: float = 0.0, fail_on: int | None = None,
+                 built_in: list[str] | None = None) -> None:
+        self.delay = delay
+        self.fail_on = fail_on
+        self.calls = 0
+        self.batches: list[int] = []
+        self._never = threading.Event()
+        if built_in is not None:
+            built_in.append(threading.current_thread().name)
+
+    @property
+    def names(self) -> Mapping[int, str]:
+        return {i: f"tag{i}" for i in range(256)}
+
+    def detect(self, images: Sequence[Image]) -> list[Detections]:
+        self.calls += 1
+        self.batches.append(len(images))
+        if self.fail_on is not None and self.calls >= self.fail_on:
+            raise RuntimeError("fake detector failure")
+        if self.delay:
+            self._never.wait(self.delay)
+        out = []
+        for image in images:
+            stamp = read_stamp(image)
+            tag, index = stamp if stamp is not None else (255, 0)
+            out.append(Detections(
+                xyxy=np.array([[index, 0, index + 10, 10]], dtype=np.float32),
+                conf=np.array([0.5], dtype=np.float32),
+                cls=np.array([tag], dtype=np.int64),
+                names=self.names,
+            ))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+class ScriptedSource:
+    """A source that yields stamped frames, then fails with ``fail_at`` or blocks until
+    ``release`` is set (interrupt() releases it too)."""
+
+    def __init__(self, name: str, frames: int, fail_at: int | None = None, fail_open: bool = False,
+                 block_at: int | None = None, size: tuple[int, int] = (64, 48)) -> None:
+        self.synthetic = SyntheticSource(name, f"synthetic:?size={size[0]}x{size[1]}&frames={frames}")
+        self.name = name
+        self.fail_at = fail_at
+        self.fail_open = fail_open
+        self.block_at = block_at
+        self.release = threading.Event()
+        self.reads = 0
+        self.closed = threading.Event()
+
+    def open(self) -> SourceInfo:
+        if self.fail_open:
+            from streamyolo.errors import SourceOpenError
+
+            raise SourceOpenError(f"stream {self.name!r}: cannot open: scripted failure", stream=self.name)
+        return self.synthetic.open()
+
+    def read(self) -> RawFrame | None:
+        if self.fail_at is not None and self.reads >= self.fail_at:
+            raise SourceReadError(f"stream {self.name!r}: scripted read failure", stream=self.name)
+        if self.block_at is not None and self.reads >= self.block_at:
+            self.release.wait()
+            return None
+        self.reads += 1
+        return self.synthetic.read()
+
+    def close(self) -> None:
+        self.closed.set()
+
+    def interrupt(self) -> None:
+        self.release.set()
+
+
+def env_for_subprocess() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("DISPLAY", None)
+    return env

@@ -15,8 +15,17 @@ if TYPE_CHECKING:
     from streamyolo.frames import Detections, Frame, FrameMeta, Result
     from streamyolo.pipeline import Pipeline, Summary
 
-__all__ = ["Detections", "Frame", "FrameMeta", "Pipeline", "PipelineConfig", "Result", "Summary", "build_config",
-           "__version__"]
+__all__ = [
+    "Detections",
+    "Frame",
+    "FrameMeta",
+    "Pipeline",
+    "PipelineConfig",
+    "Result",
+    "Summary",
+    "__version__",
+    "build_config",
+]
 
 _LAZY = {
     "Pipeline": "streamyolo.pipeline", "Summary": "streamyolo.pipeline",

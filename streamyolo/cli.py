@@ -59,6 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run the pipeline on streams")
     _add_run_options(run)
+    demo = commands.add_parser("demo", help="run the whole product on built-in synthetic streams, offline")
+    demo.add_argument("--out", default="runs/demo", help="output folder (runs/demo)")
+    demo.add_argument("--model", "-m", help="model to use instead of the built-in default")
+    demo.add_argument("--workers", "-w", type=int, default=2)
+    demo.add_argument("--streams", type=int, default=4, help="number of synthetic streams")
+    demo.add_argument("--frames", type=int, default=150, help="frames per stream")
+    display = demo.add_mutually_exclusive_group()
+    display.add_argument("--display", dest="display", action="store_true", default=None)
+    display.add_argument("--no-display", dest="display", action="store_false")
     return parser
 
 
@@ -104,6 +113,24 @@ def command_run(args: argparse.Namespace) -> int:
     return execute(pipeline)
 
 
+def command_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from streamyolo.pipeline import Pipeline, StatusPrinter
+
+    out = Path(args.out)
+    streams = [f"cam{i}=synthetic:?seed={i}&size=640x360&fps=30&frames={args.frames}" for i in range(args.streams)]
+    pipeline = Pipeline.from_config(
+        {"streams": streams, "model": args.model or "yolo26n.yaml", "workers": args.workers,
+         "record": str(out / "videos"), "jsonl": str(out / "detections.jsonl"),
+         "summary": str(out / "summary.json"), "display": args.display},
+        status=StatusPrinter(),
+    )
+    code = execute(pipeline)
+    print(f"recordings, detections and summary are in {out}/", flush=True)
+    return code
+
+
 def execute(pipeline: Any) -> int:
     """Run a built pipeline, print its summary, and map the outcome to an exit code."""
     from streamyolo.errors import WorkerError
@@ -135,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return command_run(args)
+        if args.command == "demo":
+            return command_demo(args)
         parser.error(f"unknown command {args.command!r}")
     except (ConfigError, ModelError, OutputError, SourceError) as exc:
         log.error("%s", exc)

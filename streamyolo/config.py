@@ -49,6 +49,10 @@ class StreamConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _from_string(cls, value: Any) -> Any:
+        if isinstance(value, dict) and len(value) == 1:
+            (key, inner), = value.items()
+            if inner is None and key not in cls.model_fields:
+                value = f"{key}:"  # YAML reads a bare `- synthetic:` as {"synthetic": None}
         if isinstance(value, str):
             from streamyolo.sources.spec import split_name
 

@@ -180,3 +180,48 @@ def env_for_subprocess() -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("DISPLAY", None)
     return env
+
+
+def cut_clip(source: Path, path: Path, frames: int, width: int) -> Path:
+    """The first ``frames`` frames of a real video, scaled to ``width``, re-encoded as H.264."""
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        height = round(stream.height * width / stream.width / 2) * 2
+        rate = stream.average_rate or Fraction(30)
+        images = []
+        for frame in container.decode(stream):
+            images.append(frame.reformat(width=width, height=height, format="bgr24").to_ndarray())
+            if len(images) >= frames:
+                break
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=rate)
+        video.width, video.height = width, height
+        video.pix_fmt = "yuv420p"
+        video.options = {"preset": "ultrafast", "crf": "18"}
+        for index, image in enumerate(images):
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts = index
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+    return path
+
+
+def assert_same_detections(ours: Detections, reference: Any, conf_threshold: float, where: str) -> None:
+    """Same classes, boxes within 1 px, confidences within 0.01. A box may be missing from
+    one side only when its confidence is within 0.01 of the threshold (float noise)."""
+    ref_xyxy = reference.boxes.xyxy.cpu().numpy()
+    ref_conf = reference.boxes.conf.cpu().numpy()
+    ref_cls = reference.boxes.cls.cpu().numpy().astype(int)
+    unmatched = list(range(len(ours)))
+    for box, conf, cls in zip(ref_xyxy, ref_conf, ref_cls, strict=True):
+        candidates = [i for i in unmatched if int(ours.cls[i]) == cls
+                      and np.abs(ours.xyxy[i] - box).max() <= 1.0 and abs(float(ours.conf[i]) - conf) <= 0.01]
+        if candidates:
+            unmatched.remove(candidates[0])
+            continue
+        assert conf < conf_threshold + 0.01, f"{where}: reference box {box} cls {cls} conf {conf:.3f} missing"
+    for i in unmatched:
+        assert float(ours.conf[i]) < conf_threshold + 0.01, (
+            f"{where}: extra box {ours.xyxy[i]} cls {ours.cls[i]} conf {ours.conf[i]:.3f}")

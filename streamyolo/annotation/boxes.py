@@ -48,7 +48,7 @@ class BoxAnnotator:
         scale = max(0.4, min(width, height) / 900)
         thickness = max(1, round(scale * 2))
         for box, conf, cls in zip(detections.xyxy, detections.conf, detections.cls, strict=True):
-            x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+            x1, y1, x2, y2 = (round(float(v)) for v in box)
             color = class_color(int(cls))
             cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
             _label(canvas, f"{detections.name(int(cls))} {float(conf):.2f}", (x1, y1), color, scale, thickness)

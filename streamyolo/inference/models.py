@@ -16,7 +16,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -24,9 +24,6 @@ from streamyolo.errors import ModelError, ModelNotFoundError
 from streamyolo.frames import Detections, Image
 from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.inference.offline import import_ultralytics
-
-if TYPE_CHECKING:
-    from ultralytics import YOLO
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +62,9 @@ class DetectSettings:
 
 def _knows_quantize() -> bool:
     import_ultralytics()
-    from ultralytics.cfg import DEFAULT_CFG_DICT
+    import ultralytics.cfg
 
-    return "quantize" in DEFAULT_CFG_DICT
+    return "quantize" in getattr(ultralytics.cfg, "DEFAULT_CFG_DICT", {})
 
 
 def resolve_model(model: str | os.PathLike[str]) -> str:
@@ -96,7 +93,7 @@ def resolve_model(model: str | os.PathLike[str]) -> str:
 
 def _is_packaged_yaml(name: str) -> bool:
     """True if Ultralytics ships an architecture for ``name`` (e.g. yolo26n.yaml → yolo26.yaml)."""
-    root = Path(import_ultralytics().__file__).parent / "cfg" / "models"
+    root = Path(str(import_ultralytics().__file__)).parent / "cfg" / "models"
     unscaled = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", Path(name).stem) + Path(name).suffix
     return any(root.rglob(name)) or any(root.rglob(unscaled))
 
@@ -131,7 +128,7 @@ class UltralyticsDetector:
     share one shape (Ultralytics letterboxes mixed shapes differently).
     """
 
-    def __init__(self, model: YOLO, settings: DetectSettings, device: str) -> None:
+    def __init__(self, model: Any, settings: DetectSettings, device: str) -> None:
         if model.task != "detect":
             raise ModelError(f"model {model.ckpt_path or model.model_name!r} is a {model.task!r} model; need 'detect'")
         self._model = model
@@ -160,7 +157,8 @@ class UltralyticsDetector:
         self._names = {int(k): str(v) for k, v in self._predictor.model.names.items()}
         if self._device.startswith("cuda"):
             # One CUDA stream per worker, so workers sharing a GPU overlap their copies and kernels.
-            self._cuda_stream = torch.cuda.Stream(device=self._device)
+            stream_type: Any = torch.cuda.Stream
+            self._cuda_stream = stream_type(device=self._device)
 
     def detect(self, images: Sequence[Image]) -> list[Detections]:
         if not images:
@@ -198,7 +196,7 @@ class UltralyticsDetector:
             )
             out = []
             for pred, image in zip(kept, images, strict=True):
-                boxes = ops.scale_boxes(tensor.shape[2:], pred[:, :4], image.shape)
+                boxes = cast(torch.Tensor, ops.scale_boxes(tensor.shape[2:], pred[:, :4], image.shape))
                 array = torch.cat((boxes, pred[:, 4:6]), dim=1).float().cpu().numpy()
                 out.append(
                     Detections(
@@ -215,15 +213,23 @@ class UltralyticsDetector:
         self._cuda_stream = None
 
 
-def load_yolo(model: str, device: str) -> YOLO:
+def load_yolo(model: str, device: str) -> Any:
     """``YOLO(model)`` with the offline switches set and errors made one line."""
     ultralytics = import_ultralytics()
     try:
-        yolo = ultralytics.YOLO(model, task="detect")
+        yolo: Any = ultralytics.YOLO(model, task="detect")
     except Exception as exc:  # Ultralytics raises many kinds; the message is what matters
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"cannot load model {model!r}: {first_line}") from exc
+        raise ModelError(f"cannot load model {model!r}: {_first_line(exc)}") from exc
     return yolo
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message without Ultralytics' 'ERROR ❌' prefix."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    line = text.splitlines()[0]
+    return re.sub(r"^\W*(ERROR|WARNING)\W*", "", line).strip() or type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,14 +47,9 @@ def resolve_streams(config: PipelineConfig) -> list[ResolvedStream]:
         raise ConfigError(f"stream name {duplicates[0]!r} is used twice; stream names must be unique")
     taken = set(explicit)
     resolved: list[ResolvedStream] = []
-    for index, (name, uri, stream) in enumerate(entries):
+    for index, (given, uri, stream) in enumerate(entries):
         kind = source_kind(uri)
-        if name is None:
-            base = default_name(uri, kind, index)
-            name, n = base, 2
-            while name in taken:
-                name, n = f"{base}-{n}", n + 1
-            taken.add(name)
+        name = given or _unique(default_name(uri, kind, index), taken)
         if kind is SourceKind.FILE:
             check_file_source(name, uri)
         elif kind is SourceKind.SYNTHETIC:
@@ -65,6 +60,15 @@ def resolve_streams(config: PipelineConfig) -> list[ResolvedStream]:
         capacity = stream.buffer or (LIVE_CAPACITY if overflow is Overflow.DROP_OLDEST else LOSSLESS_CAPACITY)
         resolved.append(ResolvedStream(SourceSpec(name, uri, kind), stream, overflow, capacity))
     return resolved
+
+
+def _unique(base: str, taken: set[str]) -> str:
+    """``base``, or ``base-2``, ``base-3`` … whichever is free; marks it taken."""
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    taken.add(name)
+    return name
 
 
 def check_output_file(path: Path, what: str) -> None:

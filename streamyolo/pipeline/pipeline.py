@@ -62,7 +62,7 @@ class _Stream:
 
     def report(self, now: float, final: bool = False) -> StreamReport:
         if final:
-            self.health.lose(self.ring.discard())
+            self.ring.discard()  # leftovers count as dropped
         counts = self.ring.counts()
         snap = self.health.snapshot()
         return StreamReport(
@@ -238,6 +238,8 @@ class Pipeline:
             self._pending_workers -= 1
             if self._pending_workers <= 0:
                 self._finished.set()
+                if self._collector is not None:
+                    self._collector.close()  # every result is written: end the iterator
 
     def stop(self) -> None:
         """Ask everything to stop: capture ends, frames already buffered are still
@@ -311,8 +313,8 @@ class Pipeline:
             completed = True
         finally:
             collector.abandon()
-            if not completed:
-                self.stop()
+            self.stop()
+            self._teardown(raise_errors=completed)
 
     # -- teardown ---------------------------------------------------------------------
 

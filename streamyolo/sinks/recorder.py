@@ -15,7 +15,7 @@ import queue
 import threading
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import av
 
@@ -185,7 +185,7 @@ class _Encoder:
         fps = first.frame.meta.fps or owner.default_fps
         self.rate = Fraction(fps).limit_denominator(1001)
         self.container: Any = av.open(str(path), mode="w", format="mp4", options=MP4_OPTIONS)
-        stream = self.container.add_stream(owner.codec, rate=self.rate)
+        stream = cast(av.VideoStream, self.container.add_stream(owner.codec, rate=self.rate))
         stream.width, stream.height = self.width, self.height
         stream.pix_fmt = "yuv420p"
         stream.codec_context.gop_size = max(1, round(float(self.rate)))

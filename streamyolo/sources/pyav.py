@@ -11,12 +11,13 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import av
 import av.error
 
 from streamyolo.errors import SourceNotFoundError, SourceOpenError, SourceReadError
+from streamyolo.frames import Image
 from streamyolo.sources.base import RawFrame, SourceInfo, SourceKind
 from streamyolo.sources.redact import redact_text, redact_url, url_secrets
 from streamyolo.sources.spec import file_path
@@ -74,7 +75,8 @@ class PyAVSource:
             stream = container.streams.video[0]
         except IndexError:
             container.close()
-            raise SourceOpenError(self._message("has no video stream"), stream=self.name, url=self.display_uri) from None
+            raise SourceOpenError(self._message("has no video stream"),
+                                  stream=self.name, url=self.display_uri) from None
         stream.thread_type = "AUTO" if self.kind is SourceKind.FILE else "SLICE"
         stream.thread_count = self.decoder_threads
         self._container = container
@@ -100,7 +102,7 @@ class PyAVSource:
                 return None
             raise SourceReadError(self._message(f"read failed: {self._reason(exc)}"),
                                   stream=self.name, url=self.display_uri) from exc
-        image = frame.to_ndarray(format="bgr24")
+        image = cast(Image, frame.to_ndarray(format="bgr24"))
         pts = float(frame.time) if frame.time is not None else None
         return RawFrame(image=image, pts=pts)
 

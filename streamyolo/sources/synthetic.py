@@ -122,37 +122,46 @@ class PatternScene:
         self._background = np.clip(background, 0, 255).astype(np.uint8)
         count = int(rng.integers(3, 6))
         self._shapes = [
-            {
-                "kind": int(rng.integers(0, 3)),
-                "color": tuple(int(c) for c in rng.integers(0, 256, size=3)),
-                "size": float(rng.uniform(0.08, 0.2)) * min(width, height),
-                "phase": rng.uniform(0, 1, size=2),
-                "period": rng.uniform(60, 240, size=2),
-            }
+            _Shape(
+                kind=int(rng.integers(0, 3)),
+                color=(int(rng.integers(0, 256)), int(rng.integers(0, 256)), int(rng.integers(0, 256))),
+                size=float(rng.uniform(0.08, 0.2)) * min(width, height),
+                phase=(float(rng.uniform(0, 1)), float(rng.uniform(0, 1))),
+                period=(float(rng.uniform(60, 240)), float(rng.uniform(60, 240))),
+            )
             for _ in range(count)
         ]
 
     def render(self, index: int) -> Image:
-        image = self._background.copy()
+        image: Image = self._background.copy()
         for shape in self._shapes:
-            half = shape["size"] / 2
+            half = shape.size / 2
             pos = []
             for axis, span in enumerate((self.width, self.height)):
-                t = (index / shape["period"][axis] + shape["phase"][axis]) % 1.0
+                t = (index / shape.period[axis] + shape.phase[axis]) % 1.0
                 tri = 1 - abs(2 * t - 1)  # a bounce between the edges
                 pos.append(half + tri * (span - 2 * half))
             cx, cy = int(pos[0]), int(pos[1])
             size = int(half)
-            if shape["kind"] == 0:
-                cv2.rectangle(image, (cx - size, cy - size), (cx + size, cy + size), shape["color"], -1)
-            elif shape["kind"] == 1:
-                cv2.circle(image, (cx, cy), size, shape["color"], -1)
+            if shape.kind == 0:
+                cv2.rectangle(image, (cx - size, cy - size), (cx + size, cy + size), shape.color, -1)
+            elif shape.kind == 1:
+                cv2.circle(image, (cx, cy), size, shape.color, -1)
             else:
                 angle = index * 0.05
                 points = np.array([[cx + size * math.cos(angle + k * 2.094), cy + size * math.sin(angle + k * 2.094)]
                                    for k in range(3)], dtype=np.int32)
-                cv2.fillPoly(image, [points], shape["color"])
+                cv2.fillPoly(image, [points], shape.color)
         return image
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    kind: int
+    color: tuple[int, int, int]
+    size: float
+    phase: tuple[float, float]
+    period: tuple[float, float]
 
 
 SCENES = ("pattern",)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import cast
 
 import cv2
 
 from streamyolo.errors import SourceOpenError, SourceReadError
+from streamyolo.frames import Image
 from streamyolo.sources.base import RawFrame, SourceInfo
 
 
@@ -28,7 +30,8 @@ class WebcamSource:
         capture = cv2.VideoCapture(device)
         if not capture.isOpened():
             capture.release()
-            raise SourceOpenError(f"stream {self.name!r} ({self.uri}): cannot open camera", stream=self.name, url=self.uri)
+            raise SourceOpenError(f"stream {self.name!r} ({self.uri}): cannot open camera",
+                                  stream=self.name, url=self.uri)
         self._capture = capture
         fps = capture.get(cv2.CAP_PROP_FPS)
         return SourceInfo(
@@ -44,11 +47,12 @@ class WebcamSource:
         if not ok or image is None:
             if self._interrupted.is_set():
                 return None
-            raise SourceReadError(f"stream {self.name!r} ({self.uri}): camera read failed", stream=self.name, url=self.uri)
+            raise SourceReadError(f"stream {self.name!r} ({self.uri}): camera read failed",
+                                  stream=self.name, url=self.uri)
         now = time.monotonic()
         if self._t0 is None:
             self._t0 = now
-        return RawFrame(image=image, pts=now - self._t0)
+        return RawFrame(image=cast(Image, image), pts=now - self._t0)
 
     def close(self) -> None:
         capture, self._capture = self._capture, None

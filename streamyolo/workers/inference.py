@@ -100,10 +100,11 @@ class InferenceWorker:
         except BaseException as exc:  # the worker owns its death: record, fail its streams, close inputs
             self.error = exc
             message = redact_text(f"inference worker {self.name!r} failed: {type(exc).__name__}: {exc}")
-            log.error("%s", message, exc_info=exc if self._ready.is_set() else None)
+            if self._ready.is_set():  # a model that fails to build is reported by Pipeline.start
+                log.error("%s", message, exc_info=exc)
             for channel in self._channels:
                 channel.ring.close()
-                channel.health.lose(channel.ring.discard())
+                channel.ring.discard()  # counted as dropped by the buffer
                 channel.health.fail(message)
         finally:
             self._ready.set()

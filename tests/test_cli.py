@@ -1,0 +1,100 @@
+"""The command line as a user runs it: end to end, and every bad input's message and exit code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, read_jsonl, stamps
+
+
+def streamyolo(*args: str, cwd: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PYTHON, "-m", "streamyolo", *args], capture_output=True, text=True, timeout=timeout,
+                          env=env_for_subprocess(), cwd=cwd or ROOT, check=False)
+
+
+@pytest.mark.timeout(300)
+def test_run_two_files_with_record_jsonl_and_summary(clips: list[Path], random_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = streamyolo("run", "--source", f"left={clips[0]}", "--source", str(clips[1]), "--model", str(random_model),
+                      "--imgsz", "160", "--record", str(out / "rec"), "--jsonl", str(out / "det.jsonl"),
+                      "--summary", str(out / "summary.json"), "--no-display")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["streams"]) == {"left", "clip1"}
+    for report in summary["streams"].values():
+        assert (report["captured"], report["processed"], report["dropped"], report["state"], report["error"]) == (
+            12, 12, 0, "ended", None)
+    assert "left" in done.stdout and "processed" in done.stdout  # the summary table
+    lines = read_jsonl(out / "det.jsonl")
+    assert sorted((line["stream"], line["seq"]) for line in lines) == sorted(
+        [("left", i) for i in range(12)] + [("clip1", i) for i in range(12)])
+    for name in ("left", "clip1"):
+        images, info = decode(out / "rec" / f"{name}.mp4")
+        assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p"
+        assert [s[1] for s in stamps(images) if s] == list(range(12))
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("missing model", "model not found: 'no-such-model.pt'"),
+        ("unreadable model", "cannot load model"),
+        ("unknown config key", "unknown config key 'frobnicate'"),
+        ("wrong type", "config key 'workers'"),
+        ("unsupported scheme", "unsupported source scheme 'ftp'"),
+        ("missing file", "stream 'ghost': file not found"),
+        ("output not writable", "recording folder"),
+        ("jsonl not writable", "JSONL file"),
+        ("missing config file", "config file not found"),
+    ],
+)
+def test_bad_input_gives_one_clear_line_and_exit_2(case: str, expected: str, clips: list[Path], tmp_path: Path) -> None:
+    clip = str(clips[0])
+    blocker = _write(tmp_path / "a-file", "not a folder")
+    args = {
+        "missing model": ["run", "--source", clip, "--model", "no-such-model.pt"],
+        "unreadable model": ["run", "--source", clip, "--model", str(_write(tmp_path / "garbage.pt", "garbage"))],
+        "unknown config key": ["run", str(_write(tmp_path / "key.yaml", f"streams: [{clip}]\nfrobnicate: 1\n"))],
+        "wrong type": ["run", str(_write(tmp_path / "type.yaml", f"streams: [{clip}]\nworkers: many\n"))],
+        "unsupported scheme": ["run", "--source", "ftp://example.com/cam.mp4"],
+        "missing file": ["run", "--source", f"ghost={tmp_path / 'ghost.mp4'}"],
+        "output not writable": ["run", "--source", clip, "--record", str(blocker / "rec")],
+        "jsonl not writable": ["run", "--source", clip, "--jsonl", str(blocker / "x.jsonl")],
+        "missing config file": ["run", str(tmp_path / "nope.yaml")],
+    }[case]
+    done = streamyolo(*args, "--no-display")
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1, done.stderr
+    assert expected in errors[0]
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.timeout(120)
+def test_all_streams_dead_at_runtime_exits_1(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 4096)
+    done = streamyolo("run", "--source", f"broken={bad}", "--source", "dead=rtsp://127.0.0.1:9/none",
+                      "--model", "yolo26n.yaml", "--imgsz", "64", "--no-display")
+    assert done.returncode == 1, done.stderr
+    assert "no stream could be processed" in done.stderr
+    assert "broken" in done.stdout and "failed" in done.stdout
+
+
+@pytest.mark.timeout(60)
+def test_python_dash_m_and_help() -> None:
+    done = streamyolo("run", "--help")
+    assert done.returncode == 0
+    for flag in ("--source", "--model", "--workers", "--device", "--record", "--jsonl", "--summary",
+                 "--display", "--no-display", "--duration", "--conf", "--iou", "--imgsz", "--classes", "--half"):
+        assert flag in done.stdout

@@ -1,0 +1,184 @@
+"""Pipeline behaviour with fakes at the seams: ordering, accounting, isolation, shutdown."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from streamyolo.buffering import Overflow
+from streamyolo.errors import ModelError, WorkerError
+from streamyolo.inference.detector import Detector
+from streamyolo.pipeline import Pipeline, StreamSetup
+from streamyolo.sinks import JsonlSink, VideoRecorder
+from streamyolo.sources import SourceKind, SourceSpec, open_source, stream_tag
+from tests.helpers import ScriptedSource, StampDetector, decode, read_jsonl, stamps
+
+
+def _file_setups(paths: list[Path]) -> list[StreamSetup]:
+    return [StreamSetup(p.stem, open_source(SourceSpec(p.stem, str(p), SourceKind.FILE)), Overflow.BLOCK)
+            for p in paths]
+
+
+def _identity_holds(pipeline: Pipeline) -> None:
+    for name, report in pipeline.summary().streams.items():
+        assert report.captured == report.processed + report.dropped, f"{name}: {report}"
+
+
+@pytest.mark.timeout(120)
+def test_lossless_recorded_frames_equal_source_frames_equal_jsonl_lines(clips: list[Path], tmp_path: Path) -> None:
+    record, jsonl = tmp_path / "rec", tmp_path / "out.jsonl"
+    sinks = [VideoRecorder(record, preset="ultrafast"), JsonlSink(jsonl)]
+    pipeline = Pipeline(_file_setups(clips), StampDetector, workers=2, max_batch=3, sinks=sinks)
+    summary = pipeline.run()
+
+    lines = read_jsonl(jsonl)
+    for clip in clips:
+        name = clip.stem
+        source_frames, _ = decode(clip)
+        recorded, info = decode(record / f"{name}.mp4")
+        assert info["codec"] == "h264"
+        assert (info["width"], info["height"]) == source_frames[0].shape[1::-1]
+        expected = [(stream_tag(name), i) for i in range(len(source_frames))]
+        assert stamps(source_frames) == expected
+        assert stamps(recorded) == expected, f"{name}: recorded frames differ from the source's"
+        mine = [line for line in lines if line["stream"] == name]
+        assert [line["seq"] for line in mine] == list(range(len(source_frames)))
+        # The fake detector reports the stamp it saw: proves each line describes its own frame.
+        assert all(line["detections"][0]["cls"] == stream_tag(name) for line in mine)
+        assert [line["detections"][0]["xyxy"][0] for line in mine] == list(range(len(source_frames)))
+        report = summary.streams[name]
+        assert (report.captured, report.processed, report.dropped, report.state) == (12, 12, 0, "ended")
+    assert set(lines[0]) == {"stream", "seq", "t_capture", "pts", "detections"}
+
+
+@pytest.mark.timeout(120)
+def test_live_frame_age_stays_bounded_and_accounting_is_exact() -> None:
+    """A source at 400 fps against a 25 ms detector: most frames are dropped, every drop is
+    counted, and the age of processed frames does not grow over the run."""
+    delay = 0.025
+    sources = [open_source(SourceSpec(f"fast{i}", "synthetic:?size=160x120&fps=400&frames=1200",
+                                      SourceKind.SYNTHETIC)) for i in range(2)]
+    setups = [StreamSetup(f"fast{i}", s, Overflow.DROP_OLDEST, capacity=2, realtime=True)
+              for i, s in enumerate(sources)]
+    pipeline = Pipeline(setups, lambda: StampDetector(delay=delay), workers=1, max_batch=2)
+    ages: list[float] = []
+    for result in pipeline.results():
+        ages.append(result.age)
+    summary = pipeline.summary()
+    for report in summary.streams.values():
+        assert report.captured == 1200
+        assert report.captured == report.processed + report.dropped
+        assert report.dropped > report.processed  # the source really was faster
+    third = len(ages) // 3
+    early, late = sorted(ages[:third]), sorted(ages[-third:])
+    p90 = int(third * 0.9)
+    assert late[p90] < max(4 * delay, 2 * early[p90] + delay), f"frame age grew: {early[p90]:.3f} → {late[p90]:.3f}"
+
+
+@pytest.mark.timeout(60)
+def test_a_failing_stream_never_stops_the_others() -> None:
+    setups = [
+        StreamSetup("good0", ScriptedSource("good0", 30)),
+        StreamSetup("dies", ScriptedSource("dies", 30, fail_at=5)),
+        StreamSetup("never", ScriptedSource("never", 30, fail_open=True)),
+        StreamSetup("good1", ScriptedSource("good1", 30)),
+    ]
+    pipeline = Pipeline(setups, StampDetector, workers=2)
+    summary = pipeline.run()
+    assert summary.streams["good0"].processed == summary.streams["good1"].processed == 30
+    assert summary.streams["good0"].state == "ended"
+    dies = summary.streams["dies"]
+    assert dies.state == "failed" and dies.processed == 5 and "scripted read failure" in (dies.error or "")
+    never = summary.streams["never"]
+    assert never.state == "failed" and never.captured == 0 and "cannot open" in (never.error or "")
+    _identity_holds(pipeline)
+
+
+@pytest.mark.timeout(60)
+def test_worker_failure_fails_its_streams_and_is_raised() -> None:
+    setups = [StreamSetup(f"s{i}", ScriptedSource(f"s{i}", 50)) for i in range(2)]
+    pipeline = Pipeline(setups, lambda: StampDetector(fail_on=3), workers=1, max_batch=1)
+    with pytest.raises(WorkerError, match="fake detector failure") as caught:
+        pipeline.run()
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    summary = pipeline.summary()
+    assert all(r.state == "failed" for r in summary.streams.values())
+    assert sum(r.processed for r in summary.streams.values()) == 2
+    _identity_holds(pipeline)
+
+
+@pytest.mark.timeout(60)
+def test_model_that_fails_to_build_stops_start_before_capture() -> None:
+    source = ScriptedSource("s0", 10)
+
+    def broken() -> Detector:
+        raise ModelError("cannot load model 'broken.pt': scripted")
+
+    pipeline = Pipeline([StreamSetup("s0", source)], broken)
+    with pytest.raises(ModelError, match=r"broken\.pt"):
+        pipeline.start()
+    assert source.reads == 0, "capture must not start when no model could be built"
+
+
+@pytest.mark.timeout(60)
+def test_stop_drains_frames_in_flight_and_ends_blocked_sources() -> None:
+    blocked = ScriptedSource("cam", 1000, block_at=5)
+    pipeline = Pipeline([StreamSetup("cam", blocked, Overflow.DROP_OLDEST, capacity=2)], StampDetector)
+    pipeline.start()
+    assert pipeline.health("cam").wait_for(lambda s: s.value == "streaming", timeout=10)
+    seen = 0
+    while pipeline.summary().streams["cam"].processed + pipeline.summary().streams["cam"].dropped < 5:
+        pipeline.wait(0.01)
+        seen += 1
+        assert seen < 2000
+    pipeline.stop()
+    summary = pipeline.join(timeout=10)
+    report = summary.streams["cam"]
+    assert report.state == "stopped"
+    assert report.captured == 5 == report.processed + report.dropped
+    assert blocked.closed.is_set()
+
+
+@pytest.mark.timeout(60)
+def test_leaving_the_results_loop_early_stops_everything() -> None:
+    setups = [StreamSetup("endless", open_source(SourceSpec("endless", "synthetic:?size=64x48", SourceKind.SYNTHETIC)))]
+    with Pipeline(setups, StampDetector) as pipeline:
+        for count, result in enumerate(pipeline.results()):
+            assert result.frame.seq == count
+            if count == 20:
+                break
+    report = pipeline.summary().streams["endless"]
+    assert report.state == "stopped"
+    assert report.captured == report.processed + report.dropped
+    assert not any(t.is_alive() for t in pipeline.threads)
+
+
+@pytest.mark.timeout(60)
+def test_duration_stops_an_endless_run() -> None:
+    setups = [StreamSetup("endless", open_source(SourceSpec("endless", "synthetic:?size=64x48", SourceKind.SYNTHETIC)))]
+    pipeline = Pipeline(setups, StampDetector, duration=0.5)
+    summary = pipeline.run()
+    assert summary.streams["endless"].state == "stopped"
+    assert summary.streams["endless"].processed > 0
+    _identity_holds(pipeline)
+
+
+@pytest.mark.timeout(60)
+def test_threads_are_named_by_role_and_stream() -> None:
+    names: list[str] = []
+    release = threading.Event()
+
+    class Source(ScriptedSource):
+        def read(self):  # type: ignore[no-untyped-def]
+            names.append(threading.current_thread().name)
+            release.wait(5)
+            return None
+
+    setups = [StreamSetup("cam1", Source("cam1", 1))]
+    pipeline = Pipeline(setups, lambda: StampDetector(built_in=names))
+    pipeline.start()
+    release.set()
+    pipeline.join(timeout=10)
+    assert sorted(names) == ["capture:cam1", "inference:w0"]

@@ -1,0 +1,109 @@
+"""The point of it all: many streams through per-thread models give exactly what a plain
+sequential ``predict()`` loop gives on the same frames with the same model and settings."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamyolo.frames import Result
+from streamyolo.inference import DetectSettings, UltralyticsFactory
+from streamyolo.inference.detector import Detector
+from streamyolo.inference.offline import import_ultralytics
+from streamyolo.pipeline import Pipeline
+from tests.helpers import assert_same_detections, cut_clip, read_stamp
+
+
+@pytest.fixture(scope="module")
+def four_streams(clips: list[Path], people_video: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Real people, and three different synthetic scenes, all as H.264 files."""
+    people = cut_clip(people_video, tmp_path_factory.mktemp("people") / "people.mp4", frames=12, width=640)
+    return [people, *clips[:3]]
+
+
+def _run(streams: list[Path], model: str, sharing: str, imgsz: int, conf: float) -> list[Result]:
+    config = {"streams": [str(p) for p in streams], "model": model, "workers": 2, "device": "cpu",
+              "model_sharing": sharing, "imgsz": imgsz, "conf": conf, "batch": 4, "display": False}
+    with Pipeline.from_config(config) as pipeline:
+        return list(pipeline.results())
+
+
+def _reference(model: str, imgsz: int, conf: float, results: list[Result]) -> dict[tuple[str, int], Any]:
+    yolo = import_ultralytics().YOLO(model, task="detect")
+    return {(r.stream, r.frame.seq): yolo.predict(r.frame.image, imgsz=imgsz, conf=conf, device="cpu",
+                                                    verbose=False)[0]
+            for r in results}
+
+
+def _check(streams: list[Path], results: list[Result], reference: dict[tuple[str, int], Any], conf: float) -> None:
+    by_stream: dict[str, list[int]] = defaultdict(list)
+    for result in results:
+        by_stream[result.stream].append(result.frame.seq)
+    assert sorted(by_stream) == sorted(p.stem for p in streams)
+    for name, seqs in by_stream.items():
+        assert seqs == list(range(12)), f"{name}: frames missing or out of order: {seqs}"
+    total = 0
+    for result in results:
+        where = f"{result.stream}#{result.frame.seq}"
+        stamp = read_stamp(result.frame.image)
+        if result.stream != "people":  # synthetic clips carry their own index
+            assert stamp is not None and stamp[1] == result.frame.seq, f"{where}: wrong frame {stamp}"
+        assert_same_detections(result.detections, reference[(result.stream, result.frame.seq)], conf, where)
+        total += len(result.detections)
+    assert total >= 12, f"too few detections ({total}) for the comparison to mean anything"
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("sharing", ["per-thread", "locked"])
+def test_random_weight_yolo26n_matches_sequential_predict(
+    four_streams: list[Path], random_model: Path, sharing: str
+) -> None:
+    results = _run(four_streams, str(random_model), sharing, imgsz=320, conf=0.25)
+    _check(four_streams, results, _reference(str(random_model), 320, 0.25, results), 0.25)
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("sharing", ["per-thread", "locked"])
+def test_real_openvino_yolo11n_matches_sequential_predict(
+    four_streams: list[Path], shared_model: Path, sharing: str
+) -> None:
+    results = _run(four_streams, str(shared_model), sharing, imgsz=640, conf=0.25)
+    _check(four_streams, results, _reference(str(shared_model), 640, 0.25, results), 0.25)
+    people = [r for r in results if r.stream == "people"]
+    assert all((r.detections.cls == 0).any() for r in people), "the real model must see persons in every frame"
+
+
+class _RecordingFactory:
+    """Wraps a factory and records which thread built each detector."""
+
+    def __init__(self, inner: UltralyticsFactory) -> None:
+        self.inner = inner
+        self.built: list[tuple[str, int]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Detector:
+        detector = self.inner()
+        with self._lock:
+            self.built.append((threading.current_thread().name, id(detector)))
+        return detector
+
+
+@pytest.mark.timeout(120)
+def test_each_worker_builds_its_own_model_in_its_own_thread(clips: list[Path], random_model: Path) -> None:
+    from streamyolo.buffering import Overflow
+    from streamyolo.pipeline import StreamSetup
+    from streamyolo.sources import SourceKind, SourceSpec, open_source
+
+    factory = _RecordingFactory(UltralyticsFactory(str(random_model), DetectSettings(imgsz=160), "cpu"))
+    setups = [StreamSetup(p.stem, open_source(SourceSpec(p.stem, str(p), SourceKind.FILE)), Overflow.BLOCK)
+              for p in clips]
+    with Pipeline(setups, factory, workers=2) as pipeline:
+        results = list(pipeline.results())
+    assert len(results) == 4 * 12
+    threads = sorted(name for name, _ in factory.built)
+    assert threads == ["inference:w0", "inference:w1"]
+    assert len({ident for _, ident in factory.built}) == 2, "workers must not share a model instance"

@@ -98,3 +98,65 @@ def test_python_dash_m_and_help() -> None:
     for flag in ("--source", "--model", "--workers", "--device", "--record", "--jsonl", "--summary",
                  "--display", "--no-display", "--duration", "--conf", "--iou", "--imgsz", "--classes", "--half"):
         assert flag in done.stdout
+
+
+@pytest.mark.timeout(180)
+def test_sigterm_stops_gracefully_with_recordings_and_summary(tmp_path: Path, random_model: Path) -> None:
+    """SIGTERM mid-run: capture stops, frames in flight are processed, the recording holds
+    exactly the processed frames, the summary is written, and the exit code is 0."""
+    import signal
+    import threading
+
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [PYTHON, "-m", "streamyolo", "run", "--source", "cam=synthetic:?size=320x240&fps=30", "--model",
+         str(random_model), "--imgsz", "96", "--record", str(out / "rec"), "--jsonl", str(out / "det.jsonl"),
+         "--summary", str(out / "summary.json"), "--no-display", "--status-interval", "0"],
+        env=env_for_subprocess(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    jsonl = out / "det.jsonl"
+    waiter = threading.Event()
+    for _ in range(1200):
+        if jsonl.exists() and jsonl.read_text().count("\n") >= 40:
+            break
+        assert process.poll() is None, process.communicate()[1]
+        waiter.wait(0.1)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    report = json.loads((out / "summary.json").read_text())["streams"]["cam"]
+    assert report["state"] == "stopped"
+    assert report["captured"] == report["processed"] + report["dropped"]
+    assert report["dropped"] == 0  # lossless: frames in flight were finished, not thrown away
+    lines = read_jsonl(jsonl)
+    assert len(lines) == report["processed"]
+    images, _ = decode(out / "rec" / "cam.mp4")
+    assert [s[1] for s in stamps(images) if s] == list(range(report["processed"]))
+    assert "stopping" in stderr
+
+
+@pytest.mark.timeout(60)
+def test_second_interrupt_exits_at_once(tmp_path: Path) -> None:
+    """The first SIGINT asks for a graceful stop; a second one during the stop quits with 130."""
+    import signal
+
+    script = tmp_path / "slow_stop.py"
+    script.write_text(
+        "import sys, threading\n"
+        "from streamyolo.cli import _Interrupts\n"
+        "_Interrupts().install()\n"
+        "print('ready', flush=True)\n"
+        "try:\n"
+        "    threading.Event().wait(60)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('stopping', flush=True)\n"
+        "    threading.Event().wait(60)  # a slow graceful stop\n"
+        "sys.exit(0)\n"
+    )
+    process = subprocess.Popen([PYTHON, str(script)], env=env_for_subprocess(), stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready"
+    process.send_signal(signal.SIGINT)
+    assert process.stdout.readline().strip() == "stopping"
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=10) == 130

@@ -11,9 +11,10 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from streamyolo.clock import RateMeter
 
 
 class StreamState(enum.Enum):
@@ -43,26 +44,6 @@ _LEGAL: dict[StreamState, frozenset[StreamState]] = {
 
 class IllegalTransition(RuntimeError):
     """A stream was asked to move between two states that have no edge: a bug."""
-
-
-class RateMeter:
-    """Events per second over the last ``window`` seconds."""
-
-    def __init__(self, window: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self._window = window
-        self._clock = clock
-        self._times: deque[float] = deque(maxlen=1024)
-
-    def tick(self, now: float | None = None) -> None:
-        self._times.append(self._clock() if now is None else now)
-
-    def rate(self, now: float | None = None) -> float:
-        now = self._clock() if now is None else now
-        horizon = now - self._window
-        recent = [t for t in self._times if t >= horizon]
-        if len(recent) < 2:
-            return 0.0
-        return (len(recent) - 1) / max(now - recent[0], 1e-6)
 
 
 @dataclass(frozen=True, slots=True)

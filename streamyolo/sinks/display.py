@@ -17,8 +17,8 @@ import threading
 import cv2
 
 from streamyolo.annotation import BoxAnnotator, tile
+from streamyolo.clock import RateMeter
 from streamyolo.frames import Result
-from streamyolo.pipeline.health import RateMeter
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +82,12 @@ class TiledDisplay:
             self.annotator.annotate(r.frame.image, r.detections, stream=name, fps=rates.get(name), age=r.age)
             for name, r in latest
         ]
-        if images or not self._window_open:
-            cv2.imshow(self.title, tile(images, *self.size))
+        if not self._window_open:
+            cv2.namedWindow(self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
+            cv2.resizeWindow(self.title, *self.size)
             self._window_open = True
+        if images:
+            cv2.imshow(self.title, tile(images, *self.size))
         key = cv2.waitKey(1) & 0xFF
         return key not in _QUIT_KEYS
 

@@ -20,9 +20,9 @@ from typing import Any, cast
 import av
 
 from streamyolo.annotation import BoxAnnotator
+from streamyolo.clock import RateMeter
 from streamyolo.errors import OutputError
 from streamyolo.frames import Result
-from streamyolo.pipeline.health import RateMeter
 
 log = logging.getLogger(__name__)
 

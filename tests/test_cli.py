@@ -122,7 +122,7 @@ def test_sigterm_stops_gracefully_with_recordings_and_summary(tmp_path: Path, ra
         assert process.poll() is None, process.communicate()[1]
         waiter.wait(0.1)
     process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
     report = json.loads((out / "summary.json").read_text())["streams"]["cam"]
     assert report["state"] == "stopped"

@@ -76,5 +76,5 @@ def test_names_and_redaction() -> None:
 def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("streams: [\n")
-    with pytest.raises(ConfigError, match="broken.yaml"):
+    with pytest.raises(ConfigError, match=r"broken\.yaml"):
         load_yaml(path)

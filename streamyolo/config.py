@@ -28,6 +28,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ReconnectConfig(_Strict):
+    """Reconnect after a network source fails: exponential back-off with jitter."""
+
+    base: float = Field(default=1.0, gt=0, le=3600)
+    """Seconds before the first retry; doubled after every failed attempt…"""
+    cap: float = Field(default=30.0, gt=0, le=3600)
+    """…up to this many seconds."""
+    jitter: float = Field(default=0.2, ge=0, le=1)
+    """Each delay is spread by ± this fraction."""
+    attempts: int | None = Field(default=None, ge=0)
+    """Consecutive failed attempts before the stream is marked failed (null: never)."""
+
+
 class StreamConfig(_Strict):
     """One stream. A plain string in the config is shorthand for ``{source: <string>}``,
     and ``name=uri`` names it."""
@@ -41,9 +54,21 @@ class StreamConfig(_Strict):
     buffer: int | None = Field(default=None, ge=1, le=1024)
     realtime: bool = False
     """Deliver a file or synthetic stream at its own frame rate, as a camera would."""
+    loop: bool = False
+    """Start a file again from the beginning when it ends."""
+    max_fps: float | None = Field(default=None, gt=0, le=1000)
+    """Keep at most this many frames per second (cameras faster than needed)."""
+    stride: int = Field(default=1, ge=1, le=1000)
+    """Keep every Nth frame."""
     open_timeout: float = Field(default=10.0, gt=0, le=600)
-    read_timeout: float = Field(default=10.0, gt=0, le=600)
+    """Network sources: seconds to connect."""
+    read_timeout: float = Field(default=5.0, gt=0, le=600)
+    """Network sources: seconds one read may wait for data."""
+    stall_timeout: float = Field(default=10.0, gt=0, le=3600)
+    """Network sources: reconnect when no frame arrives for this long."""
     transport: Literal["tcp", "udp"] = "tcp"
+    """RTSP transport."""
+    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
     decoder_threads: int = Field(default=2, ge=0, le=64)
 
     @model_validator(mode="before")
@@ -84,6 +109,8 @@ class PipelineConfig(_Strict):
     record_crf: int = Field(default=23, ge=0, le=51)
     jsonl: Path | None = None
     summary: Path | None = None
+    stats: Path | None = None
+    """JSON lines of per-stream status (state, error, reconnects, frame age …) every status interval."""
     display: bool | None = None
     """Tiled window: ``None`` shows it only where a display exists."""
     overlay: bool = True
@@ -131,13 +158,31 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    scalar = {name for name, field in PipelineConfig.model_fields.items() if name not in ("streams", "classes")}
+    scalar = {name for name in PipelineConfig.model_fields if name not in ("streams", "classes")}
     found: dict[str, Any] = {}
     for name in scalar:
         key = ENV_PREFIX + name.upper()
         if key in environ:
             found[name] = yaml.safe_load(environ[key]) if environ[key] else None
     return found
+
+
+def _apply_stream_defaults(data: dict[str, Any]) -> None:
+    """``stream_defaults:`` holds per-stream keys that every stream gets unless it sets them."""
+    defaults = data.pop("stream_defaults", None)
+    if defaults is None:
+        return
+    if not isinstance(defaults, dict):
+        raise ConfigError("config key 'stream_defaults': must be a mapping of per-stream keys")
+    streams = data.get("streams") or []
+    merged = []
+    for entry in streams if isinstance(streams, list) else []:
+        shorthand = isinstance(entry, str) or (isinstance(entry, dict) and len(entry) == 1
+                                               and next(iter(entry.values())) is None)
+        given = StreamConfig.model_validate(entry).model_dump(exclude_unset=True) if shorthand else entry
+        merged.append({**defaults, **given} if isinstance(given, dict) else given)
+    if isinstance(streams, list):
+        data["streams"] = merged
 
 
 def build_config(
@@ -159,6 +204,7 @@ def build_config(
         origin = f" (in {os.fspath(file)})"
     data.update(_env_overrides(os.environ if environ is None else environ))
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    _apply_stream_defaults(data)
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as exc:

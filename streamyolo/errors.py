@@ -34,12 +34,15 @@ class ModelNotFoundError(ModelError, FileNotFoundError):
 
 
 class SourceError(StreamYoloError):
-    """A stream's source failed. Carries the stream name and a redacted URL."""
+    """A stream's source failed. Carries the stream name, a redacted URL, and whether
+    trying again can help (``permanent``: a missing file, a 404, a corrupt file)."""
 
-    def __init__(self, message: str, *, stream: str | None = None, url: str | None = None) -> None:
+    def __init__(self, message: str, *, stream: str | None = None, url: str | None = None,
+                 permanent: bool = False) -> None:
         super().__init__(message)
         self.stream = stream
         self.url = url
+        self.permanent = permanent
 
 
 class SourceNotFoundError(SourceError, FileNotFoundError):

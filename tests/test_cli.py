@@ -84,8 +84,9 @@ def test_bad_input_gives_one_clear_line_and_exit_2(case: str, expected: str, cli
 def test_all_streams_dead_at_runtime_exits_1(tmp_path: Path) -> None:
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 4096)
-    done = streamyolo("run", "--source", f"broken={bad}", "--source", "dead=rtsp://127.0.0.1:9/none",
-                      "--model", "yolo26n.yaml", "--imgsz", "64", "--no-display")
+    config = _write(tmp_path / "dead.yaml", f"streams: ['broken={bad}', 'dead=rtsp://127.0.0.1:9/none']\n"
+                    "stream_defaults: {reconnect: {attempts: 2, base: 0.05}}\n")
+    done = streamyolo("run", str(config), "--model", "yolo26n.yaml", "--imgsz", "64", "--no-display")
     assert done.returncode == 1, done.stderr
     assert "no stream could be processed" in done.stderr
     assert "broken" in done.stdout and "failed" in done.stdout

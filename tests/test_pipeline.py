@@ -13,6 +13,7 @@ from streamyolo.inference.detector import Detector
 from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.sinks import JsonlSink, VideoRecorder
 from streamyolo.sources import SourceKind, SourceSpec, open_source, stream_tag
+from streamyolo.workers.capture import CapturePolicy
 from tests.helpers import ScriptedSource, StampDetector, decode, read_jsonl, stamps
 
 
@@ -60,7 +61,7 @@ def test_live_frame_age_stays_bounded_and_accounting_is_exact() -> None:
     delay = 0.025
     sources = [open_source(SourceSpec(f"fast{i}", "synthetic:?size=160x120&fps=400&frames=1200",
                                       SourceKind.SYNTHETIC)) for i in range(2)]
-    setups = [StreamSetup(f"fast{i}", s, Overflow.DROP_OLDEST, capacity=2, realtime=True)
+    setups = [StreamSetup(f"fast{i}", s, Overflow.DROP_OLDEST, capacity=2, policy=CapturePolicy(realtime=True))
               for i, s in enumerate(sources)]
     pipeline = Pipeline(setups, lambda: StampDetector(delay=delay), workers=1, max_batch=2)
     ages: list[float] = []

@@ -7,16 +7,19 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from streamyolo.annotation import BoxAnnotator
-from streamyolo.config import PipelineConfig, build_config
+from streamyolo.config import PipelineConfig, StreamConfig, build_config
 from streamyolo.inference.detector import DetectorFactory
 from streamyolo.inference.models import DetectSettings, SharedFactory, UltralyticsFactory, resolve_device, resolve_model
-from streamyolo.pipeline.build import check_output_file, resolve_streams
+from streamyolo.pipeline.build import ResolvedStream, check_output_file, resolve_streams
+from streamyolo.pipeline.monitor import StatsWriter
 from streamyolo.pipeline.report import StatusPrinter
+from streamyolo.pipeline.restart import NO_RECONNECT, Backoff
 from streamyolo.sinks.base import Sink
 from streamyolo.sinks.display import TiledDisplay, display_available
 from streamyolo.sinks.jsonl import JsonlSink
 from streamyolo.sinks.recorder import VideoRecorder
 from streamyolo.sources import NetworkOptions, open_source
+from streamyolo.workers.capture import CapturePolicy
 
 if TYPE_CHECKING:
     from streamyolo.pipeline.pipeline import Pipeline
@@ -74,8 +77,9 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     if cfg.jsonl is not None:
         check_output_file(cfg.jsonl, "JSONL file")
         sinks.append(JsonlSink(cfg.jsonl))
-    if cfg.summary is not None:
-        check_output_file(cfg.summary, "summary file")
+    for path, what in ((cfg.summary, "summary file"), (cfg.stats, "stats file")):
+        if path is not None:
+            check_output_file(path, what)
     display = None
     if cfg.display or (cfg.display is None and display_available()):
         if display_available():
@@ -87,14 +91,11 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     setups = [
         StreamSetup(
             name=s.spec.name,
-            source=open_source(
-                s.spec,
-                NetworkOptions(s.config.open_timeout, s.config.read_timeout, s.config.transport),
-                decoder_threads=s.config.decoder_threads,
-            ),
+            source=open_source(s.spec, _network(s.config), decoder_threads=s.config.decoder_threads,
+                               loop=s.config.loop),
             overflow=s.overflow,
             capacity=s.capacity,
-            realtime=s.config.realtime,
+            policy=_policy(s),
             display_uri=s.spec.display_uri,
         )
         for s in streams
@@ -109,11 +110,26 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         display=display,
         status=status if isinstance(status, StatusPrinter) else None,
         status_interval=cfg.status_interval,
+        stats=StatsWriter(cfg.stats) if cfg.stats is not None else None,
         duration=cfg.duration,
         torch_threads=torch_threads(cfg, workers, cfg.device if cfg.device != "auto" else _auto_device()),
         summary_path=cfg.summary,
         on_close=closers,
     )
+
+
+def _network(stream: StreamConfig) -> NetworkOptions:
+    return NetworkOptions(open_timeout=stream.open_timeout, read_timeout=stream.read_timeout,
+                          stall_timeout=stream.stall_timeout, transport=stream.transport)
+
+
+def _policy(stream: ResolvedStream) -> CapturePolicy:
+    """Cameras and URLs reconnect by their back-off; files and synthetic streams do not."""
+    reconnect = stream.config.reconnect
+    backoff = (Backoff(reconnect.base, reconnect.cap, reconnect.jitter, reconnect.attempts)
+               if stream.spec.kind.is_live else NO_RECONNECT)
+    return CapturePolicy(realtime=stream.config.realtime, max_fps=stream.config.max_fps,
+                         stride=stream.config.stride, backoff=backoff)
 
 
 def _auto_device() -> str:

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -23,12 +23,13 @@ from streamyolo.errors import ModelError, WorkerError
 from streamyolo.frames import Frame, Result
 from streamyolo.inference.detector import DetectorFactory
 from streamyolo.pipeline.health import StreamHealth
+from streamyolo.pipeline.monitor import Monitor, StatsWriter
 from streamyolo.pipeline.report import StatusPrinter, StreamReport, Summary
 from streamyolo.sinks.base import FanOut, Sink
 from streamyolo.sinks.collect import QueueSink
 from streamyolo.sinks.display import TiledDisplay
 from streamyolo.sources.base import FrameSource
-from streamyolo.workers.capture import CaptureWorker
+from streamyolo.workers.capture import CapturePolicy, CaptureWorker
 from streamyolo.workers.inference import Channel, InferenceWorker
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class StreamSetup:
     source: FrameSource
     overflow: Overflow = Overflow.BLOCK
     capacity: int = 8
-    realtime: bool = False
+    policy: CapturePolicy = field(default_factory=CapturePolicy)
     display_uri: str = ""
 
 
@@ -58,7 +59,7 @@ class _Stream:
         self.ring: RingBuffer[Frame] = RingBuffer(setup.capacity, setup.overflow, on_ready=doorbell.set)
         self.health = StreamHealth(setup.name, clock)
         self.capture = CaptureWorker(setup.name, setup.source, self.ring, self.health, stop,
-                                     realtime=setup.realtime, clock=clock)
+                                     policy=setup.policy, clock=clock)
 
     def report(self, now: float, final: bool = False) -> StreamReport:
         if final:
@@ -110,6 +111,7 @@ class Pipeline:
         display: TiledDisplay | None = None,
         status: StatusPrinter | None = None,
         status_interval: float = 1.0,
+        stats: StatsWriter | None = None,
         duration: float | None = None,
         torch_threads: int | None = None,
         summary_path: Path | None = None,
@@ -129,10 +131,8 @@ class Pipeline:
         self._max_batch = max_batch
         self._stop = threading.Event()
         self._finished = threading.Event()
-        self._duration = duration
         self._display = display
-        self._status = status
-        self._status_interval = status_interval
+        self._stats = stats
         self._torch_threads = torch_threads
         self._saved_threads: int | None = None
         self._on_close = list(on_close)
@@ -151,8 +151,9 @@ class Pipeline:
         self._started = False
         self._joined = False
         self._summary: Summary | None = None
-        self._timer: threading.Timer | None = None
         self._started_at: float | None = None
+        self._monitor = Monitor(self.reports, self._finished, self.stop, clock, interval=status_interval,
+                                duration=duration, status=status, stats=stats)
 
     # -- construction from config -----------------------------------------------------
 
@@ -194,14 +195,14 @@ class Pipeline:
         self._fanout = FanOut(sinks, on_error=self._sink_failed)
         self._fanout.open()
         try:
+            if self._stats is not None:
+                self._stats.open()
             self._set_threads()
             self._start_workers()
             for stream in self._streams:
                 stream.capture.start()
-            if self._duration is not None:
-                self._timer = threading.Timer(self._duration, self.stop)
-                self._timer.name = "pipeline:duration"
-                self._timer.start()
+            if self._monitor.needed:
+                self._monitor.start()
         except BaseException:
             self.stop()
             self._teardown(raise_errors=False)
@@ -266,32 +267,24 @@ class Pipeline:
         return self._teardown(raise_errors=True)
 
     def run(self) -> Summary:
-        """Start, watch (status, window, duration) until every stream is done or the run is
-        stopped (Ctrl-C, SIGTERM, ``q`` in the window), then stop and join."""
+        """Start, wait until every stream is done or the run is stopped (Ctrl-C, SIGTERM,
+        ``q`` in the window, the duration), then stop and join. The calling thread draws
+        the window, if there is one (OpenCV's GUI belongs to the main thread)."""
         if not self._started:
             self.start()
         try:
-            self._supervise()
+            self._wait_drawing()
         except KeyboardInterrupt:
             log.warning("stopping: finishing frames in flight and closing recordings (Ctrl-C again to quit at once)")
         finally:
             self.stop()
         return self.join()
 
-    def _supervise(self) -> None:
-        next_status = self._clock()
-        while True:
-            wait = 1 / 30 if self._display is not None else 0.2
-            if self._finished.wait(wait):
-                return
-            now = self._clock()
+    def _wait_drawing(self) -> None:
+        wait = 1 / 30 if self._display is not None else 0.2
+        while not self._finished.wait(wait):
             if self._display is not None and not self._display.render():
                 log.info("window closed: stopping")
-                return
-            if self._status is not None and self._status_interval > 0 and now >= next_status:
-                self._status.show(self.reports(), now)
-                next_status = now + self._status_interval
-            if self._stop.is_set():
                 return
 
     def results(self) -> Iterator[Result]:
@@ -324,8 +317,6 @@ class Pipeline:
                 assert self._summary is not None
                 return self._summary
             self._joined = True
-        if self._timer is not None:
-            self._timer.cancel()
         for stream in self._streams:
             if stream.capture.thread.ident is not None and not stream.capture.join(JOIN_TIMEOUT):
                 log.error("capture thread %s still running after %.0f s", stream.name, JOIN_TIMEOUT)
@@ -350,6 +341,12 @@ class Pipeline:
         for stream in self._streams:
             stream.health.finish()
         self._summary = Summary({s.name: s.report(now, final=True) for s in self._streams})
+        self._finished.set()  # also ends the monitor when start() failed half-way
+        if not self._monitor.join(JOIN_TIMEOUT):
+            log.error("monitor thread still running after %.0f s", JOIN_TIMEOUT)
+        if self._stats is not None:
+            self._monitor.final(list(self._summary.streams.values()), now - (self._started_at or now))
+            self._stats.close()
         if self._summary_path is not None:
             try:
                 self._summary.write(self._summary_path)
@@ -385,6 +382,7 @@ class Pipeline:
     def threads(self) -> list[threading.Thread]:
         """Every thread the pipeline started (for tests that check none outlives it)."""
         found = [s.capture.thread for s in self._streams] + [w.thread for w in self._workers]
+        found.append(self._monitor.thread)
         return [t for t in found if t.ident is not None]
 
     # -- helpers ----------------------------------------------------------------------

@@ -16,10 +16,11 @@ __all__ = [
 ]
 
 
-def open_source(spec: SourceSpec, network: NetworkOptions | None = None, decoder_threads: int = 2) -> FrameSource:
+def open_source(spec: SourceSpec, network: NetworkOptions | None = None, decoder_threads: int = 2,
+                loop: bool = False) -> FrameSource:
     """The right reader for ``spec`` (not yet opened: opening is the capture thread's job)."""
     if spec.kind is SourceKind.SYNTHETIC:
         return SyntheticSource(spec.name, spec.uri)
     if spec.kind is SourceKind.WEBCAM:
         return WebcamSource(spec.name, spec.uri)
-    return PyAVSource(spec.name, spec.uri, spec.kind, network=network, decoder_threads=decoder_threads)
+    return PyAVSource(spec.name, spec.uri, spec.kind, network=network, decoder_threads=decoder_threads, loop=loop)

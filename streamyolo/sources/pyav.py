@@ -1,42 +1,56 @@
 """Files and network streams (RTSP, RTMP, HTTP MJPEG/HLS) decoded in-process with PyAV.
 
 FFmpeg does the demuxing and decoding with the GIL released, so capture threads run in
-parallel with inference. Network sources get open and read time-outs, which PyAV enforces
-through FFmpeg's interrupt callback, so a dead camera cannot hang its thread.
+parallel with inference. Network sources carry open and read time-outs, and
+:meth:`PyAVSource.interrupt` aborts a blocking open or read at once (see
+:mod:`streamyolo.sources.interrupt`), so a dead camera can neither hang its thread nor
+hold up shutdown.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
 import av
 import av.error
 
-from streamyolo.errors import SourceNotFoundError, SourceOpenError, SourceReadError
+from streamyolo.errors import SourceError, SourceNotFoundError, SourceOpenError, SourceReadError, SourceStalledError
 from streamyolo.frames import Image
+from streamyolo.sources import interrupt as interrupts
 from streamyolo.sources.base import RawFrame, SourceInfo, SourceKind
 from streamyolo.sources.redact import redact_text, redact_url, url_secrets
 from streamyolo.sources.spec import file_path
 
 log = logging.getLogger(__name__)
 
+# 4xx answers do not get better by asking again: a wrong path, user or password is permanent.
+_PERMANENT_OPEN_ERRORS: tuple[type[BaseException], ...] = (
+    av.error.HTTPClientError, av.error.FileNotFoundError, av.error.PermissionError,
+)
+
 
 @dataclass(frozen=True, slots=True)
 class NetworkOptions:
-    """Time-outs and transport for network sources."""
+    """Time-outs and transport for network sources, in seconds.
+
+    ``open_timeout`` bounds connecting; ``read_timeout`` bounds one read that gets no data;
+    ``stall_timeout`` bounds the time without a decoded frame even while data arrives.
+    """
 
     open_timeout: float = 10.0
-    read_timeout: float = 10.0
+    read_timeout: float = 5.0
+    stall_timeout: float = 10.0
     transport: str = "tcp"
 
 
 class PyAVSource:
-    """Reads one video stream with PyAV. Not thread-safe: one capture thread uses it;
-    only :meth:`interrupt` may be called from elsewhere."""
+    """Reads one video stream with PyAV. Used by one capture thread; only
+    :meth:`interrupt` may be called from elsewhere."""
 
     def __init__(
         self,
@@ -45,42 +59,56 @@ class PyAVSource:
         kind: SourceKind,
         network: NetworkOptions | None = None,
         decoder_threads: int = 2,
+        loop: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self.uri = uri
         self.kind = kind
         self.network = network or NetworkOptions()
         self.decoder_threads = decoder_threads
-        self._container: av.container.InputContainer | None = None
-        self._frames: Iterator[av.VideoFrame] | None = None
+        self.loop = loop and kind is SourceKind.FILE
+        self._clock = clock
+        self._container: Any = None
+        self._stream: Any = None
+        self._frames: Iterator[Any] | None = None
         self._interrupted = threading.Event()
+        self._reader: int | None = None  # ident of the thread that opens and reads
         self._secrets = url_secrets(uri)
+        self._decoded = 0  # frames decoded in the current pass over the file
+        self._pts_offset = 0.0  # added to pts after a loop, so time keeps running forward
+        self._last_pts: float | None = None
+        self._last_frame_at = 0.0
+        interrupts.install()
 
     # -- FrameSource ---------------------------------------------------------------------
 
     def open(self) -> SourceInfo:
-        self._interrupted.clear()
+        self._reader = threading.get_ident()
+        interrupts.clear(self._reader)
+        if self._interrupted.is_set():
+            raise self._error(SourceOpenError, "cannot open: interrupted")
         target = str(file_path(self.uri)) if self.kind is SourceKind.FILE else self.uri
         if self.kind is SourceKind.FILE and not file_path(self.uri).exists():
-            raise SourceNotFoundError(self._message(f"file not found: {self.uri!r}"), stream=self.name, url=self.uri)
+            raise self._error(SourceNotFoundError, f"file not found: {self.uri!r}", permanent=True)
         try:
             container = av.open(target, mode="r", options=self._options(), timeout=self._timeouts())
-        except av.error.FileNotFoundError as exc:
-            raise SourceNotFoundError(self._message(f"not found: {self._reason(exc)}"),
-                                      stream=self.name, url=self.display_uri) from exc
         except (av.error.FFmpegError, OSError) as exc:
-            raise SourceOpenError(self._message(f"cannot open: {self._reason(exc)}"),
-                                  stream=self.name, url=self.display_uri) from exc
-        try:
-            stream = container.streams.video[0]
-        except IndexError:
+            if self._interrupted.is_set():
+                raise self._error(SourceOpenError, "cannot open: interrupted") from exc
+            permanent = self.kind is SourceKind.FILE or isinstance(exc, _PERMANENT_OPEN_ERRORS)
+            kind = SourceNotFoundError if isinstance(exc, av.error.FileNotFoundError) else SourceOpenError
+            raise self._error(kind, f"cannot open: {self._reason(exc)}", permanent=permanent) from exc
+        if not container.streams.video:
             container.close()
-            raise SourceOpenError(self._message("has no video stream"),
-                                  stream=self.name, url=self.display_uri) from None
+            raise self._error(SourceOpenError, "has no video stream", permanent=True)
+        stream = container.streams.video[0]
         stream.thread_type = "AUTO" if self.kind is SourceKind.FILE else "SLICE"
         stream.thread_count = self.decoder_threads
-        self._container = container
-        self._frames = container.decode(stream)
+        self._container, self._stream = container, stream
+        self._frames = self._decode()
+        self._decoded = 0
+        self._last_frame_at = self._clock()
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else None
         if fps is not None and not 0 < fps <= 1000:
@@ -90,32 +118,75 @@ class PyAVSource:
 
     def read(self) -> RawFrame | None:
         if self._frames is None:
-            raise SourceReadError(self._message("read before open"), stream=self.name, url=self.display_uri)
+            raise self._error(SourceReadError, "read before open")
         try:
-            frame = next(self._frames)
-        except StopIteration:
-            return None
-        except av.error.EOFError:
-            return None
+            frame = next(self._frames, None)
         except (av.error.FFmpegError, OSError) as exc:
             if self._interrupted.is_set():
                 return None
-            raise SourceReadError(self._message(f"read failed: {self._reason(exc)}"),
-                                  stream=self.name, url=self.display_uri) from exc
+            if isinstance(exc, av.error.ExitError):
+                raise self._error(SourceStalledError,
+                                  f"no data for {self.network.read_timeout:g} s (read time-out)") from exc
+            raise self._error(SourceReadError, f"read failed after {self._decoded} frames: {self._reason(exc)}",
+                              permanent=self.kind is SourceKind.FILE) from exc
+        if frame is None:
+            return self._end_of_stream()
+        self._decoded += 1
+        self._last_frame_at = self._clock()
         image = cast(Image, frame.to_ndarray(format="bgr24"))
-        pts = float(frame.time) if frame.time is not None else None
+        pts = None if frame.time is None else float(frame.time) + self._pts_offset
+        self._last_pts = pts
         return RawFrame(image=image, pts=pts)
 
     def close(self) -> None:
         frames, self._frames = self._frames, None
         container, self._container = self._container, None
+        self._stream = None
         if frames is not None and hasattr(frames, "close"):
             frames.close()
         if container is not None:
             container.close()
+        if self._reader is not None and self._reader == threading.get_ident():
+            interrupts.clear(self._reader)
 
     def interrupt(self) -> None:
         self._interrupted.set()
+        if self._reader is not None:
+            interrupts.interrupt(self._reader)
+
+    # -- decoding ------------------------------------------------------------------------
+
+    def _decode(self) -> Iterator[Any]:
+        """Frames of the video stream, packet by packet, so a stream that sends data but
+        no pictures is caught by the stall time-out too."""
+        container, stream = self._container, self._stream
+        stall = self.network.stall_timeout
+        watch = self.kind is not SourceKind.FILE
+        for packet in container.demux(stream):
+            yield from packet.decode()
+            if watch and self._clock() - self._last_frame_at > stall:
+                raise self._error(SourceStalledError, f"no frame for {stall:g} s (stall time-out)")
+
+    def _end_of_stream(self) -> RawFrame | None:
+        if self.kind is not SourceKind.FILE:
+            raise self._error(SourceReadError, f"stream ended after {self._decoded} frames")
+        expected = int(self._stream.frames or 0) if self._stream is not None else 0
+        if expected and self._decoded < expected - 1:
+            # The container promised more frames than could be decoded: a damaged file.
+            raise self._error(SourceReadError, f"file ends early: {self._decoded} of {expected} frames decodable "
+                                               "(truncated or corrupt)", permanent=True)
+        if self.loop and self._decoded:
+            self._rewind()
+            return self.read()
+        return None
+
+    def _rewind(self) -> None:
+        assert self._container is not None
+        step = 1.0 / float(self._stream.average_rate) if self._stream is not None and self._stream.average_rate else 0
+        self._pts_offset = (self._last_pts or 0.0) + step
+        self._container.seek(0)
+        self._frames = self._decode()
+        self._decoded = 0
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -135,11 +206,13 @@ class PyAVSource:
             return None
         return (self.network.open_timeout, self.network.read_timeout)
 
-    def _message(self, what: str) -> str:
-        return f"stream {self.name!r} ({self.display_uri}): {what}"
+    def _error(self, kind: type[SourceError], what: str, permanent: bool = False) -> SourceError:
+        error = kind(f"stream {self.name!r} ({self.display_uri}): {what}", stream=self.name, url=self.display_uri)
+        error.permanent = permanent
+        return error
 
     def _reason(self, exc: BaseException) -> str:
         if isinstance(exc, av.error.ExitError):
-            return "timed out" if not self._interrupted.is_set() else "interrupted"
+            return "timed out"
         text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         return redact_text(str(text).splitlines()[0], self._secrets)

@@ -1,16 +1,31 @@
-"""Capture threads: one per stream, reading its source into its ring buffer."""
+"""Capture threads: one per stream, reading its source into its ring buffer, and
+reconnecting when a network source fails.
+
+Each stream is a small state machine (``streamyolo.pipeline.health``)::
+
+    connecting → streaming → ended                    (a file reached its end)
+         ↓           ↓
+    reconnecting ←───┘  → connecting → …              (back-off, then try again)
+         ↓
+       failed                                         (permanent error, or retries exhausted)
+
+and any live state → ``stopped`` when the run is stopped.
+"""
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from streamyolo.buffering import BufferClosed, RingBuffer
 from streamyolo.errors import SourceError
 from streamyolo.frames import Frame, FrameMeta
 from streamyolo.pipeline.health import StreamHealth, StreamState
+from streamyolo.pipeline.restart import NO_RECONNECT, Backoff
 from streamyolo.sources.base import FrameSource, RawFrame, SourceInfo
 from streamyolo.sources.redact import redact_text
 
@@ -28,8 +43,8 @@ class Pacer:
     def wait(self, media_time: float) -> bool:
         """Wait until ``media_time`` is due; False if stopped meanwhile."""
         now = self._clock()
-        if self._origin is None:
-            self._origin = (now, media_time)
+        if self._origin is None or media_time < self._origin[1]:
+            self._origin = (now, media_time)  # first frame, or the source restarted its clock
             return not self._stop.is_set()
         due = self._origin[0] + (media_time - self._origin[1])
         if due > now:
@@ -37,10 +52,45 @@ class Pacer:
         return not self._stop.is_set()
 
 
-class CaptureWorker:
-    """Reads ``source`` into ``ring`` until the source ends, fails or ``stop`` is set.
+class Decimator:
+    """Keeps every ``stride``-th frame, and at most ``max_fps`` frames per second of media
+    time (capture time where the source has no timestamps)."""
 
-    The thread owns its death: whatever happens it closes the source and the ring (so the
+    def __init__(self, max_fps: float | None = None, stride: int = 1) -> None:
+        self._interval = 1.0 / max_fps if max_fps else 0.0
+        self._stride = stride
+        self._count = 0
+        self._next_due: float | None = None
+
+    def keep(self, media_time: float) -> bool:
+        self._count += 1
+        if (self._count - 1) % self._stride:
+            return False
+        if not self._interval:
+            return True
+        early = self._next_due is not None and media_time < self._next_due - 1e-6
+        # A jump far back means the source restarted its clock (a reconnect): resync.
+        if early and self._next_due is not None and media_time >= self._next_due - 10 * self._interval:
+            return False
+        self._next_due = media_time + self._interval
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class CapturePolicy:
+    """How a capture thread paces, thins and restarts its stream."""
+
+    realtime: bool = False
+    max_fps: float | None = None
+    stride: int = 1
+    backoff: Backoff = NO_RECONNECT
+    """Reconnect schedule; ``attempts=0`` (files, synthetic streams) means no reconnect."""
+
+
+class CaptureWorker:
+    """Reads ``source`` into ``ring`` until the source ends, fails for good, or ``stop``.
+
+    The thread owns its death: whatever happens, it closes the source and the ring (so the
     inference worker drains and moves on) and leaves the stream in a terminal state.
     """
 
@@ -52,16 +102,20 @@ class CaptureWorker:
         health: StreamHealth,
         stop: threading.Event,
         *,
-        realtime: bool = False,
+        policy: CapturePolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
     ) -> None:
         self.name = name
         self._source = source
         self._ring = ring
         self._health = health
         self._stop = stop
-        self._realtime = realtime
+        self._policy = policy or CapturePolicy()
         self._clock = clock
+        self._rng = rng or random.Random()
+        self._seq = 0
+        self._delivered = 0
         self._thread = threading.Thread(target=self._run, name=f"capture:{name}")
 
     def start(self) -> None:
@@ -80,46 +134,79 @@ class CaptureWorker:
     def thread(self) -> threading.Thread:
         return self._thread
 
+    # -- thread body ---------------------------------------------------------------------
+
     def _run(self) -> None:
         try:
-            self._capture()
+            self._connect_loop()
         except BufferClosed:
             self._health.finish()
-        except SourceError as exc:
-            log.warning("%s", exc)
-            self._health.fail(str(exc))
         except BaseException as exc:  # the thread owns its death: record, never leak
             message = redact_text(f"stream {self.name!r}: capture crashed: {type(exc).__name__}: {exc}")
             log.exception("%s", message)
             self._health.fail(message)
         finally:
-            try:
-                self._source.close()
-            except Exception:  # closing a broken source must not mask the real error
-                log.debug("closing source of %s failed", self.name, exc_info=True)
+            self._close_source()
             self._ring.close()
 
-    def _capture(self) -> None:
-        info = self._source.open()
-        self._health.opened(info.width, info.height, info.fps)
-        self._health.transition(StreamState.STREAMING)
-        pacer = Pacer(self._stop, self._clock) if self._realtime else None
-        seq = 0
+    def _connect_loop(self) -> None:
+        failures = 0  # consecutive connections that ended without delivering a frame
+        backoff = self._policy.backoff
+        while not self._stop.is_set():
+            self._delivered = 0
+            try:
+                info = self._source.open()
+                self._health.opened(info.width, info.height, info.fps)
+                self._health.transition(StreamState.STREAMING)
+                if not self._pump(info):
+                    break  # stopped
+                self._health.transition(StreamState.ENDED)
+                return
+            except SourceError as exc:
+                if self._stop.is_set():
+                    break
+                failures = 0 if self._delivered else failures + 1
+                if exc.permanent or backoff.exhausted(failures):
+                    why = "" if exc.permanent or not backoff.attempts else f" (gave up after {failures} attempts)"
+                    log.warning("%s%s", exc, why)
+                    self._health.fail(f"{exc}{why}")
+                    return
+                self._close_source()
+                delay = backoff.delay(failures, self._rng)
+                log.warning("%s; reconnecting in %.1f s", exc, delay)
+                self._health.transition(StreamState.RECONNECTING, error=str(exc))
+                if self._stop.wait(delay):
+                    break
+                self._health.transition(StreamState.CONNECTING)
+        self._health.finish()
+
+    def _pump(self, info: SourceInfo) -> bool:
+        """Read frames into the ring until the source ends (True) or the run stops
+        (False). Source errors propagate; ``self._delivered`` counts what got through."""
+        pacer = Pacer(self._stop, self._clock) if self._policy.realtime else None
+        thinning = self._policy.max_fps is not None or self._policy.stride > 1
+        decimator = Decimator(self._policy.max_fps, self._policy.stride) if thinning else None
         while not self._stop.is_set():
             raw = self._source.read()
             if raw is None:
-                if self._stop.is_set():
-                    break
-                self._health.transition(StreamState.ENDED)
-                return
-            if pacer is not None and not pacer.wait(_media_time(raw, info, seq)):
-                break
+                return not self._stop.is_set()
+            media_time = _media_time(raw, info, self._seq) if (pacer or decimator) else 0.0
+            if decimator is not None and not decimator.keep(media_time):
+                continue
+            if pacer is not None and not pacer.wait(media_time):
+                return False
             now = self._clock()
-            frame = Frame(FrameMeta(self.name, seq, now, raw.pts, info.fps), raw.image)
-            self._ring.put(frame)
+            self._ring.put(Frame(FrameMeta(self.name, self._seq, now, raw.pts, info.fps), raw.image))
             self._health.captured(now)
-            seq += 1
-        self._health.finish()
+            self._seq += 1
+            self._delivered += 1
+        return False
+
+    def _close_source(self) -> None:
+        try:
+            self._source.close()
+        except Exception:  # closing a broken source must not mask the real error
+            log.debug("closing source of %s failed", self.name, exc_info=True)
 
 
 def _media_time(raw: RawFrame, info: SourceInfo, seq: int) -> float:

@@ -101,8 +101,12 @@ class _Interrupts:
 
 
 def setup_logging(level: str) -> None:
+    from streamyolo.sources.redact import RedactingFilter
+
     logging.basicConfig(level=getattr(logging, level), format="streamyolo: %(levelname)s: %(message)s",
                         stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
     logging.getLogger("ultralytics").setLevel(logging.WARNING)
 
 

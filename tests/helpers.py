@@ -36,6 +36,7 @@ def make_clip(path: Path, name: str, frames: int, size: tuple[int, int] = (320, 
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         stream.options = {"preset": "ultrafast", "crf": "18"}
+        stream.codec_context.gop_size = fps  # a key frame every second, as cameras send
         index = 0
         while (raw := source.read()) is not None:
             frame = av.VideoFrame.from_ndarray(raw.image, format="bgr24")

@@ -91,6 +91,7 @@ class PyAVSource:
         target = str(file_path(self.uri)) if self.kind is SourceKind.FILE else self.uri
         if self.kind is SourceKind.FILE and not file_path(self.uri).exists():
             raise self._error(SourceNotFoundError, f"file not found: {self.uri!r}", permanent=True)
+        started = self._clock()
         try:
             container = av.open(target, mode="r", options=self._options(), timeout=self._timeouts())
         except (av.error.FFmpegError, OSError) as exc:
@@ -98,7 +99,10 @@ class PyAVSource:
                 raise self._error(SourceOpenError, "cannot open: interrupted") from exc
             permanent = self.kind is SourceKind.FILE or isinstance(exc, _PERMANENT_OPEN_ERRORS)
             kind = SourceNotFoundError if isinstance(exc, av.error.FileNotFoundError) else SourceOpenError
-            raise self._error(kind, f"cannot open: {self._reason(exc)}", permanent=permanent) from exc
+            timeout = self.network.open_timeout
+            timed_out = self.kind is not SourceKind.FILE and self._clock() - started >= 0.95 * timeout
+            reason = f"no answer within {timeout:g} s (open time-out)" if timed_out else self._reason(exc)
+            raise self._error(kind, f"cannot open: {reason}", permanent=permanent) from exc
         if not container.streams.video:
             container.close()
             raise self._error(SourceOpenError, "has no video stream", permanent=True)
@@ -121,6 +125,8 @@ class PyAVSource:
             raise self._error(SourceReadError, "read before open")
         try:
             frame = next(self._frames, None)
+        except SourceError:
+            raise
         except (av.error.FFmpegError, OSError) as exc:
             if self._interrupted.is_set():
                 return None
@@ -196,7 +202,9 @@ class PyAVSource:
 
     def _options(self) -> dict[str, str]:
         if self.kind is SourceKind.RTSP and self.uri.lower().startswith("rtsp"):
-            return {"rtsp_transport": self.network.transport, "fflags": "nobuffer", "flags": "low_delay"}
+            # No "fflags nobuffer": it throws away the packets read while probing, and with them
+            # the key frame that decoding must start from.
+            return {"rtsp_transport": self.network.transport, "flags": "low_delay", "analyzeduration": "1000000"}
         if self.kind is SourceKind.HTTP:
             return {"reconnect": "0"}
         return {}

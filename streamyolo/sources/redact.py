@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -61,3 +62,15 @@ def url_secrets(url: str) -> tuple[str, ...]:
         if key.lower() in _SECRET_QUERY_KEYS and value:
             found.append(value)
     return tuple(found)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts URL passwords from every record, whoever logged it
+    (our code redacts at the source; this is the second line of defence for library logs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact_text(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True

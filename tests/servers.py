@@ -1,0 +1,187 @@
+"""Real servers on 127.0.0.1 for live-source tests: GStreamer's RTSP server (a subprocess
+under the system Python), an MJPEG-over-HTTP camera, and a silent TCP server."""
+
+from __future__ import annotations
+
+import http.server
+import shutil
+import socket
+import socketserver
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+
+from streamyolo.sources import SyntheticSource
+from tests.helpers import ROOT
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+RTSP_SCRIPT = ROOT / "scripts" / "rtsp_server.py"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def rtsp_server_available() -> str | None:
+    """None if the GStreamer RTSP server can run here, else why not."""
+    if shutil.which(SYSTEM_PYTHON) is None:
+        return f"{SYSTEM_PYTHON} not found"
+    check = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); "
+                              "from gi.repository import GstRtspServer"],
+        capture_output=True, text=True, timeout=60, check=False)
+    if check.returncode != 0:
+        return "GStreamer RTSP server bindings missing (python3-gi, gir1.2-gst-rtsp-server-1.0)"
+    return None
+
+
+class RtspServer:
+    """``rtsp://127.0.0.1:<port>/stream`` serving ``file``; can be killed, restarted and stalled."""
+
+    def __init__(self, file: Path, port: int | None = None, user: str | None = None,
+                 password: str | None = None) -> None:
+        self.file = file
+        self.port = port or free_port()
+        self.user = user
+        self.password = password
+        self.process: subprocess.Popen[str] | None = None
+
+    def url(self, path: str = "/stream", credentials: bool = True) -> str:
+        auth = f"{self.user}:{self.password}@" if self.user and credentials else ""
+        return f"rtsp://{auth}127.0.0.1:{self.port}{path}"
+
+    def start(self) -> None:
+        args = [SYSTEM_PYTHON, str(RTSP_SCRIPT), "--port", str(self.port), "--file", str(self.file)]
+        if self.user:
+            args += ["--user", self.user, "--password", self.password or ""]
+        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().strip()  # blocks until listening (or dead)
+        if line != "ready":
+            self.kill()
+            raise RuntimeError(f"RTSP server did not start on port {self.port}: {line!r}")
+
+    def command(self, word: str) -> None:
+        assert self.process is not None and self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(word + "\n")
+        self.process.stdin.flush()
+        assert self.process.stdout.readline().strip() == f"ok {word}"
+
+    def kill(self) -> None:
+        """SIGKILL: the way a camera dies (no goodbye to its clients)."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            for pipe in (self.process.stdin, self.process.stdout):
+                if pipe is not None:
+                    pipe.close()
+            self.process = None
+
+
+class _MjpegHandler(http.server.BaseHTTPRequestHandler):
+    server: _MjpegHttpServer
+
+    def do_GET(self) -> None:
+        if self.path != "/video.mjpg":
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        source = SyntheticSource("mjpeg", "synthetic:?size=320x240&fps=15")
+        source.open()
+        while not self.server.stopping.is_set():
+            raw = source.read()
+            assert raw is not None
+            ok, jpeg = cv2.imencode(".jpg", raw.image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            assert ok
+            try:
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n")
+                self.wfile.write(f"Content-Length: {len(jpeg)}\r\n\r\n".encode())
+                self.wfile.write(jpeg.tobytes() + b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                return
+            self.server.stopping.wait(1 / 15)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+class _MjpegHttpServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _MjpegHandler)
+        self.stopping = threading.Event()
+
+
+class MjpegCamera:
+    """An MJPEG-over-HTTP camera at ``http://127.0.0.1:<port>/video.mjpg``, 15 fps."""
+
+    def __init__(self) -> None:
+        self._server = _MjpegHttpServer()
+        self._thread = threading.Thread(target=self._server.serve_forever, name="test:mjpeg")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/video.mjpg"
+
+    def __enter__(self) -> MjpegCamera:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+class SilentServer:
+    """Accepts TCP connections and never says a word: a camera that hangs."""
+
+    def __init__(self) -> None:
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(16)
+        self.port = int(self._socket.getsockname()[1])
+        self._accepted: list[socket.socket] = []
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="test:silent")
+
+    def _serve(self) -> None:
+        self._socket.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._socket.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._accepted.append(conn)
+            self.connections += 1
+
+    def __enter__(self) -> SilentServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        for conn in self._accepted:
+            conn.close()
+        self._socket.close()
+
+
+def running(server: RtspServer) -> Iterator[RtspServer]:
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

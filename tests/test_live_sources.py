@@ -1,0 +1,256 @@
+"""Live sources against real servers on loopback: reconnects, stalls, dead cameras,
+isolation, redaction, damaged files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import av
+import pytest
+
+from streamyolo.buffering import Overflow
+from streamyolo.pipeline import Pipeline, StreamSetup, StreamState
+from streamyolo.pipeline.restart import Backoff
+from streamyolo.sources import NetworkOptions, SourceKind, SourceSpec, open_source, source_kind
+from streamyolo.workers.capture import CapturePolicy
+from tests.conftest import IN_CI
+from tests.helpers import PYTHON, ROOT, StampDetector, env_for_subprocess, make_clip, read_jsonl
+from tests.servers import MjpegCamera, RtspServer, SilentServer, free_port, rtsp_server_available
+
+FAST_BACKOFF = Backoff(base=0.2, cap=1.0, jitter=0.2)
+
+
+@pytest.fixture(scope="module")
+def rtsp_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real H.264 file, one minute at 15 fps, stamped frame by frame."""
+    return make_clip(tmp_path_factory.mktemp("rtsp") / "camera.mp4", "camera", frames=900, size=(320, 240), fps=15)
+
+
+@pytest.fixture
+def rtsp(rtsp_clip: Path) -> Iterator[RtspServer]:
+    missing = rtsp_server_available()
+    if missing:
+        if IN_CI:
+            pytest.fail(missing)
+        pytest.skip(missing)
+    server = RtspServer(rtsp_clip)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def _network_stream(name: str, url: str, backoff: Backoff = FAST_BACKOFF, **timeouts: float) -> StreamSetup:
+    options = NetworkOptions(**{"open_timeout": 5.0, "read_timeout": 2.0, "stall_timeout": 3.0, **timeouts})
+    source = open_source(SourceSpec(name, url, source_kind(url)), options)
+    return StreamSetup(name, source, Overflow.DROP_OLDEST, capacity=2, policy=CapturePolicy(backoff=backoff),
+                       display_uri=url)
+
+
+def _synthetic_camera(name: str, frames: int = 0) -> StreamSetup:
+    uri = f"synthetic:?size=160x120&fps=30&frames={frames}"
+    return StreamSetup(name, open_source(SourceSpec(name, uri, SourceKind.SYNTHETIC)), Overflow.DROP_OLDEST,
+                       capacity=2, policy=CapturePolicy(realtime=True))
+
+
+def _until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait for ``predicate`` with a deadline (polling counters that have no event)."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        pause.wait(0.05)
+
+
+def _processed(pipeline: Pipeline, name: str) -> int:
+    return pipeline.summary().streams[name].processed
+
+
+def _identity(pipeline: Pipeline) -> None:
+    for name, report in pipeline.summary().streams.items():
+        assert report.captured == report.processed + report.dropped, f"{name}: {report}"
+
+
+@pytest.mark.timeout(120)
+def test_rtsp_server_killed_and_restarted_reconnects_while_others_keep_going(rtsp: RtspServer) -> None:
+    setups = [_network_stream("cam", rtsp.url()), _synthetic_camera("other0"), _synthetic_camera("other1")]
+    pipeline = Pipeline(setups, StampDetector, workers=2)
+    pipeline.start()
+    try:
+        _until(lambda: _processed(pipeline, "cam") >= 10, 30, "frames from the RTSP camera")
+        before_kill = _processed(pipeline, "cam")
+        rtsp.kill()
+        assert pipeline.health("cam").wait_for(lambda s: s is StreamState.RECONNECTING, timeout=10)
+        others = {n: _processed(pipeline, n) for n in ("other0", "other1")}
+        # While the camera is down (and its reconnects fail), the other streams keep processing.
+        _until(lambda: pipeline.health("cam").snapshot().reconnects >= 2, 15, "a failed reconnect attempt")
+        _until(lambda: all(_processed(pipeline, n) >= others[n] + 15 for n in others), 15, "the other streams")
+        rtsp.start()
+        restarted = time.monotonic()
+        assert pipeline.health("cam").wait_for(lambda s: s is StreamState.STREAMING, timeout=20)
+        back_after = time.monotonic() - restarted
+        _until(lambda: _processed(pipeline, "cam") >= before_kill + 10, 30, "frames after the reconnect")
+    finally:
+        pipeline.stop()
+        summary = pipeline.join(timeout=30)
+    # Back within one capped back-off delay (1.2 s at most) plus the time to connect.
+    assert back_after <= FAST_BACKOFF.bound(10) + 5.0, f"reconnected only after {back_after:.1f} s"
+    cam = summary.streams["cam"]
+    assert cam.reconnects >= 2 and cam.state == "stopped"
+    assert cam.error is not None and "cam" in cam.error
+    assert all(summary.streams[n].state == "stopped" and summary.streams[n].error is None for n in others)
+    _identity(pipeline)
+
+
+@pytest.mark.timeout(120)
+def test_a_stalled_stream_is_detected_and_reconnected(rtsp: RtspServer) -> None:
+    setups = [_network_stream("cam", rtsp.url(), read_timeout=1.0, stall_timeout=1.0)]
+    pipeline = Pipeline(setups, StampDetector)
+    pipeline.start()
+    try:
+        _until(lambda: _processed(pipeline, "cam") >= 10, 30, "frames from the RTSP camera")
+        rtsp.command("stall")  # the connection stays up, but no frame comes any more
+        assert pipeline.health("cam").wait_for(lambda s: s is StreamState.RECONNECTING, timeout=10)
+        stalled_at = _processed(pipeline, "cam")
+        assert pipeline.health("cam").wait_for(lambda s: s is StreamState.STREAMING, timeout=20)
+        _until(lambda: _processed(pipeline, "cam") >= stalled_at + 10, 30, "frames after the stall")
+    finally:
+        pipeline.stop()
+        summary = pipeline.join(timeout=30)
+    assert summary.streams["cam"].reconnects >= 1
+    assert "time-out" in (summary.streams["cam"].error or "")
+    _identity(pipeline)
+
+
+@pytest.mark.timeout(60)
+def test_a_server_that_never_answers_times_out_and_shutdown_is_immediate() -> None:
+    with SilentServer() as silent:
+        url = f"rtsp://127.0.0.1:{silent.port}/cam"
+        # A short open time-out: the hang is detected and the stream goes on trying.
+        pipeline = Pipeline([_network_stream("hung", url, open_timeout=0.5)], StampDetector)
+        pipeline.start()
+        _until(lambda: pipeline.health("hung").snapshot().reconnects >= 2, 20, "repeated open time-outs")
+        pipeline.stop()
+        summary = pipeline.join(timeout=10)
+        assert "open time-out" in (summary.streams["hung"].error or "")
+
+        # A long open time-out: stopping during the hang does not wait for it.
+        pipeline = Pipeline([_network_stream("hung", url, open_timeout=60.0)], StampDetector)
+        connections = silent.connections
+        pipeline.start()
+        _until(lambda: silent.connections > connections, 10, "the connection to the silent server")
+        stopping = time.monotonic()
+        pipeline.stop()
+        pipeline.join(timeout=30)
+        assert time.monotonic() - stopping < 2.0
+        assert pipeline.summary().streams["hung"].state == "stopped"
+
+
+@pytest.mark.timeout(90)
+def test_dead_sources_are_reported_per_stream_and_the_others_finish(rtsp: RtspServer) -> None:
+    once = Backoff(base=0.05, cap=0.1, attempts=1)
+    setups = [
+        _network_stream("refused", f"rtsp://127.0.0.1:{free_port()}/cam", once),
+        _network_stream("unknown", "rtsp://no-such-camera.invalid/cam", once),
+        _network_stream("wrongpath", rtsp.url("/nothing-here"), once),
+        _synthetic_camera("good", frames=60),
+    ]
+    pipeline = Pipeline(setups, StampDetector, workers=2)
+    started = time.monotonic()
+    summary = pipeline.run()
+    assert time.monotonic() - started < 60
+    assert summary.streams["good"].processed + summary.streams["good"].dropped == 60
+    assert summary.streams["good"].state == "ended"
+    expected = {"refused": "refused", "unknown": "cannot open", "wrongpath": "404"}
+    for name, words in expected.items():
+        report = summary.streams[name]
+        assert report.state == "failed" and report.captured == 0, report
+        assert words in (report.error or "").lower() or words in (report.error or ""), report.error
+    assert summary.streams["wrongpath"].reconnects == 0  # a 404 is permanent: no retries
+
+
+@pytest.mark.timeout(60)
+def test_mjpeg_http_camera() -> None:
+    with MjpegCamera() as camera:
+        pipeline = Pipeline([_network_stream("mjpeg", camera.url)], StampDetector)
+        seen: list[int] = []
+        for result in pipeline.results():
+            seen.append(int(result.detections.xyxy[0][0]))  # the fake detector reports the stamped index
+            if len(seen) == 20:
+                break
+    assert seen == sorted(seen) and len(set(seen)) == 20, seen
+    assert pipeline.summary().streams["mjpeg"].error is None
+
+
+@pytest.mark.timeout(60)
+def test_a_truncated_mp4_processes_the_frames_before_the_damage(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(whole), "w", options={"movflags": "faststart"}) as out:  # index first, as cameras write
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        source = open_source(SourceSpec("t", "synthetic:?size=160x120&frames=90", SourceKind.SYNTHETIC))
+        source.open()
+        while (raw := source.read()) is not None:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(raw.image, format="bgr24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    damaged = tmp_path / "damaged.mp4"
+    data = whole.read_bytes()
+    damaged.write_bytes(data[: len(data) * 6 // 10])
+    setups = [StreamSetup("damaged", open_source(SourceSpec("damaged", str(damaged), SourceKind.FILE)))]
+    summary = Pipeline(setups, StampDetector).run()
+    report = summary.streams["damaged"]
+    assert 10 < report.processed < 90, report
+    assert report.state == "failed"
+    assert "truncated" in (report.error or "") or "read failed" in (report.error or ""), report.error
+
+
+@pytest.mark.timeout(180)
+def test_passwords_never_appear_in_output(rtsp_clip: Path, tmp_path: Path) -> None:
+    missing = rtsp_server_available()
+    if missing:
+        if IN_CI:
+            pytest.fail(missing)
+        pytest.skip(missing)
+    secret = "s3cr3t-PW"
+    server = RtspServer(rtsp_clip, user="admin", password=secret)
+    server.start()
+    try:
+        config = tmp_path / "cameras.yaml"
+        config.write_text(json.dumps({
+            "streams": [
+                f"good={server.url()}",
+                f"wrongpw=rtsp://admin:{secret}x@127.0.0.1:{server.port}/stream",
+                f"refused=rtsp://admin:{secret}@127.0.0.1:{free_port()}/stream?token={secret}",
+            ],
+            "stream_defaults": {"reconnect": {"attempts": 1, "base": 0.1}},
+            "model": "yolo26n.yaml", "imgsz": 64, "display": False, "duration": 6, "status_interval": 0.5,
+            "jsonl": str(tmp_path / "det.jsonl"), "summary": str(tmp_path / "summary.json"),
+            "stats": str(tmp_path / "stats.jsonl"),
+        }))
+        done = subprocess.run([PYTHON, "-m", "streamyolo", "--log-level", "DEBUG", "run", str(config)],
+                              env=env_for_subprocess(), cwd=ROOT, capture_output=True, text=True, timeout=150,
+                              check=False)
+    finally:
+        server.kill()
+    assert done.returncode == 0, done.stderr
+    outputs = {"stdout": done.stdout, "stderr": done.stderr}
+    for name in ("det.jsonl", "summary.json", "stats.jsonl"):
+        outputs[name] = (tmp_path / name).read_text()
+    for where, text in outputs.items():
+        assert secret not in text, f"the password leaked into {where}"
+    summary = json.loads(outputs["summary.json"])["streams"]
+    assert summary["good"]["processed"] > 0
+    assert summary["good"]["source"] == f"rtsp://admin:***@127.0.0.1:{server.port}/stream"
+    assert summary["wrongpw"]["state"] == "failed" and "401" in summary["wrongpw"]["error"]
+    assert summary["refused"]["state"] == "failed"
+    stats = [json.loads(line) for line in outputs["stats.jsonl"].splitlines()]
+    assert {"state", "error", "reconnects", "last_frame_age"} <= set(stats[-1]["streams"]["good"])
+    assert read_jsonl(tmp_path / "det.jsonl")

@@ -78,3 +78,15 @@ def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
     path.write_text("streams: [\n")
     with pytest.raises(ConfigError, match=r"broken\.yaml"):
         load_yaml(path)
+
+
+def test_stream_defaults_apply_unless_a_stream_sets_the_key() -> None:
+    config = build_config({
+        "streams": ["a=rtsp://h/a", {"name": "b", "source": "rtsp://h/b", "open_timeout": 3}, "synthetic:"],
+        "stream_defaults": {"open_timeout": 7, "reconnect": {"attempts": 2}},
+    })
+    assert [s.open_timeout for s in config.streams] == [7, 3, 7]
+    assert all(s.reconnect.attempts == 2 for s in config.streams)
+    assert config.streams[2].source == "synthetic:"
+    with pytest.raises(ConfigError, match=r"streams\.0\.colour"):
+        build_config({"streams": ["x"], "stream_defaults": {"colour": "red"}})

@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run the pipeline on streams")
     _add_run_options(run)
+    bench = commands.add_parser("bench", help="measure how many streams this box keeps up with")
+    bench.add_argument("--model", "-m", required=True, help="the model to measure")
+    bench.add_argument("--source", "-s", action="append", dest="sources", required=True, metavar="FILE",
+                       help="a video file like your streams (repeatable)")
+    bench.add_argument("--imgsz", type=int, default=640)
+    bench.add_argument("--workers", "-w", type=int, default=2)
+    bench.add_argument("--device", default="cpu")
     demo = commands.add_parser("demo", help="run the whole product on built-in synthetic streams, offline")
     demo.add_argument("--out", default="runs/demo", help="output folder (runs/demo)")
     demo.add_argument("--model", "-m", help="model to use instead of the built-in default")
@@ -168,6 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_run(args)
         if args.command == "demo":
             return command_demo(args)
+        if args.command == "bench":
+            from streamyolo.benchmark import capacity_report
+
+            print(capacity_report(args.model, args.sources, args.imgsz, args.workers, args.device), flush=True)
+            return EXIT_OK
         parser.error(f"unknown command {args.command!r}")
     except (ConfigError, ModelError, OutputError, SourceError) as exc:
         log.error("%s", exc)

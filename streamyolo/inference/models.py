@@ -24,6 +24,7 @@ from streamyolo.errors import ModelError, ModelNotFoundError
 from streamyolo.frames import Detections, Image
 from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.inference.offline import import_ultralytics
+from streamyolo.inference.runners import Runner, make_runner
 
 log = logging.getLogger(__name__)
 
@@ -122,18 +123,23 @@ class UltralyticsDetector:
     """One Ultralytics model, driven batch by batch without ``predict()``'s per-call setup.
 
     ``warmup()`` runs one real ``predict()`` so that Ultralytics builds its predictor with
-    our options; ``detect()`` then calls that predictor's own preprocessing and forward
-    pass and the same NMS and box scaling that ``DetectionPredictor.postprocess`` applies,
-    so results equal ``model.predict(image)`` frame by frame. Images of one batch must
-    share one shape (Ultralytics letterboxes mixed shapes differently).
+    our options; ``detect()`` then runs the leanest runner for the model's format (see
+    :mod:`streamyolo.inference.runners`: same letterbox and input arithmetic as the
+    predictor) and the same NMS and box scaling that ``DetectionPredictor.postprocess``
+    applies, so results equal ``model.predict(image)`` frame by frame. Images of one
+    batch must share one shape (Ultralytics letterboxes mixed shapes differently).
     """
 
-    def __init__(self, model: Any, settings: DetectSettings, device: str) -> None:
+    def __init__(self, model: Any, settings: DetectSettings, device: str, model_path: str = "",
+                 threads: int | None = None) -> None:
         if model.task != "detect":
             raise ModelError(f"model {model.ckpt_path or model.model_name!r} is a {model.task!r} model; need 'detect'")
         self._model = model
         self._settings = settings
         self._device = device
+        self._model_path = model_path
+        self._threads = threads
+        self._runner: Runner | None = None
         self._predictor: Any = None
         self._names: dict[int, str] = {}
         self._cuda_stream: Any = None
@@ -155,6 +161,7 @@ class UltralyticsDetector:
         self._model.predict(dummy, **self._settings.predict_kwargs(self._device))
         self._predictor = self._model.predictor
         self._names = {int(k): str(v) for k, v in self._predictor.model.names.items()}
+        self._runner = make_runner(self._predictor, self._model_path, self._threads)
         if self._device.startswith("cuda"):
             # One CUDA stream per worker, so workers sharing a GPU overlap their copies and kernels.
             stream_type: Any = torch.cuda.Stream
@@ -180,9 +187,9 @@ class UltralyticsDetector:
 
         predictor = self._predictor
         args = predictor.args
+        assert self._runner is not None
         with torch.inference_mode():
-            tensor = predictor.preprocess(list(images))
-            raw = predictor.inference(tensor)
+            raw, input_hw = self._runner.run(images)
             kept = nms.non_max_suppression(
                 raw,
                 args.conf,
@@ -196,7 +203,7 @@ class UltralyticsDetector:
             )
             out = []
             for pred, image in zip(kept, images, strict=True):
-                boxes = cast(torch.Tensor, ops.scale_boxes(tensor.shape[2:], pred[:, :4], image.shape))
+                boxes = cast(torch.Tensor, ops.scale_boxes(input_hw, pred[:, :4], image.shape))
                 array = torch.cat((boxes, pred[:, 4:6]), dim=1).float().cpu().numpy()
                 out.append(
                     Detections(
@@ -209,6 +216,7 @@ class UltralyticsDetector:
         return out
 
     def close(self) -> None:
+        self._runner = None
         self._predictor = None
         self._cuda_stream = None
 
@@ -242,9 +250,12 @@ class UltralyticsFactory:
     model: str
     settings: DetectSettings = DetectSettings()
     device: str = "cpu"
+    threads: int | None = None
+    """CPU threads this worker's model may use (OpenVINO); ``None``: the runtime decides."""
 
     def __call__(self) -> Detector:
-        detector = UltralyticsDetector(load_yolo(self.model, self.device), self.settings, self.device)
+        detector = UltralyticsDetector(load_yolo(self.model, self.device), self.settings, self.device,
+                                       model_path=self.model, threads=self.threads)
         try:
             detector.warmup()
         except Exception as exc:

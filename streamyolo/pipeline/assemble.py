@@ -47,10 +47,11 @@ def detector_factories(config: PipelineConfig, workers: int) -> list[DetectorFac
         half=config.half, max_det=config.max_det,
     )
     devices = [resolve_device(config.device, index) for index in range(workers)]
+    threads = torch_threads(config, workers, devices[0])
     if config.model_sharing == "locked":
-        shared = SharedFactory(UltralyticsFactory(model, settings, devices[0]))
+        shared = SharedFactory(UltralyticsFactory(model, settings, devices[0], threads))
         return [shared] * workers
-    return [UltralyticsFactory(model, settings, device) for device in devices]
+    return [UltralyticsFactory(model, settings, device, threads) for device in devices]
 
 
 def torch_threads(config: PipelineConfig, workers: int, device: str) -> int | None:

@@ -1,0 +1,316 @@
+"""streamyolo against the machine's limit and against what users would pick instead,
+measured side by side in ONE run, on the same streams, model and settings.
+
+    .venv/bin/python scripts/bench.py                       # both models, 4 streams
+    .venv/bin/python scripts/bench.py --models openvino --frames 150 --live-seconds 30
+
+Per model (the real OpenVINO YOLO11n from ../shared, and yolo26n in PyTorch with random
+weights from its YAML), over 4 streams (../shared/videos/people.mp4 and synthetic 720p
+H.264 clips):
+
+  L   the limit: M (forward passes alone, best config) and D (decoding alone),
+      L = 1 / (1/M + 1/D) on a CPU
+  P   streamyolo, lossless (every frame processed), without and with H.264 recording,
+      in thread mode (and process mode with --process)
+  U   Ultralytics' multi-stream mode: predict(source=<.streams>, stream=True, stream_buffer=True)
+  Us  the same with save=True (Ultralytics' own recording)
+  S   the thread-safe pattern of the Ultralytics guide: a thread per stream, each with its own YOLO
+  live   frame age p50/p99 with every stream arriving at 30 fps and more load than the machine takes
+  memory RSS with 1..K streams and 1..2 workers; growth over --memory-minutes
+
+Prints one table with the ratios and pass/fail against the goals, plus JSON (--json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from streamyolo import benchmark as bench  # noqa: E402
+from streamyolo.inference.offline import import_ultralytics  # noqa: E402
+from streamyolo.pipeline import Pipeline  # noqa: E402
+from tests.helpers import cut_clip, make_clip  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+OPENVINO_MODEL = SHARED / "models" / "yolo11n_int8_openvino_model"
+PEOPLE = SHARED / "videos" / "people.mp4"
+
+
+def prepare_streams(folder: Path, count: int, frames: int) -> list[Path]:
+    """people.mp4 (cut to ``frames``) and synthetic 720p H.264 clips of the same length."""
+    folder.mkdir(parents=True, exist_ok=True)
+    people = PEOPLE if frames >= 302 else cut_clip(PEOPLE, folder / "people.mp4", frames=frames, width=1920)
+    clips = [make_clip(folder / f"synthetic{i}.mp4", f"synthetic{i}", frames=min(frames, 302), size=(1280, 720),
+                       fps=30, seed=i) for i in range(count - 1)]
+    return [people, *clips]
+
+
+# -- the alternatives ------------------------------------------------------------------------
+
+def ultralytics_streams(model: str, paths: list[Path], imgsz: int, folder: Path, save: bool = False) -> dict[str, Any]:
+    """U: Ultralytics' own multi-stream mode, counting the frames it really returns."""
+    listing = folder / ("save.streams" if save else "all.streams")
+    listing.write_text("\n".join(str(p) for p in paths) + "\n")
+    yolo = import_ultralytics().YOLO(model, task="detect")
+    returned = 0
+    started = time.perf_counter()
+    for _ in yolo.predict(source=str(listing), stream=True, stream_buffer=True, imgsz=imgsz, device="cpu",
+                          verbose=False, save=save, project=str(folder / "ultralytics"), name="run", exist_ok=True):
+        returned += 1
+    elapsed = time.perf_counter() - started
+    return {"fps": returned / elapsed, "frames": returned, "seconds": elapsed}
+
+
+def thread_per_stream(model: str, paths: list[Path], imgsz: int) -> dict[str, Any]:
+    """S: the thread-safe pattern from Ultralytics' guide: one thread per stream, each
+    creating its own YOLO inside the thread and calling predict() on the frames it reads."""
+    counts = [0] * len(paths)
+    ultralytics = import_ultralytics()
+
+    def run(index: int, path: Path) -> None:
+        local = ultralytics.YOLO(model, task="detect")
+        capture = cv2.VideoCapture(str(path))
+        try:
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    return
+                local.predict(frame, imgsz=imgsz, device="cpu", verbose=False)
+                counts[index] += 1
+        finally:
+            capture.release()
+
+    threads = [threading.Thread(target=run, args=(i, p), name=f"bench:S{i}") for i, p in enumerate(paths)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    return {"fps": sum(counts) / elapsed, "frames": sum(counts), "seconds": elapsed}
+
+
+# -- streamyolo ------------------------------------------------------------------------------
+
+def streamyolo(model: str, paths: list[Path], imgsz: int, workers: int, record: Path | None = None,
+               mode: str = "thread") -> dict[str, Any]:
+    config: dict[str, Any] = {"streams": [f"s{i}={p}" for i, p in enumerate(paths)], "model": model,
+                              "imgsz": imgsz, "workers": workers, "device": "cpu"}
+    if record is not None:
+        config["record"] = str(record)
+    if mode != "thread":
+        config["worker_mode"] = mode
+    rate, summary = bench.measure_pipeline(config)
+    captured = sum(r.captured for r in summary.streams.values())
+    dropped = sum(r.dropped for r in summary.streams.values())
+    return {"fps": rate.fps, "frames": rate.frames, "seconds": rate.seconds, "captured": captured,
+            "dropped": dropped, "workers": workers, "mode": mode}
+
+
+def live(model: str, paths: list[Path], imgsz: int, workers: int, seconds: float) -> dict[str, Any]:
+    """Every stream delivered at its own 30 fps, looping; frame age from capture to result."""
+    config = {"streams": [{"name": f"s{i}", "source": str(p), "realtime": True, "loop": True}
+                          for i, p in enumerate(paths)],
+              "model": model, "imgsz": imgsz, "workers": workers, "device": "cpu", "duration": seconds,
+              "display": False, "status_interval": 0}
+    ages: list[tuple[float, float]] = []
+    pipeline = Pipeline.from_config(config)
+    started = time.monotonic()
+    for result in pipeline.results():
+        ages.append((result.t_done - started, result.age))
+    summary = pipeline.summary()
+    exact = all(r.captured == r.processed + r.dropped for r in summary.streams.values())
+    values = sorted(a for _, a in ages)
+    third = seconds / 3
+    first = sorted(a for t, a in ages if t < third) or [0.0]
+    last = sorted(a for t, a in ages if t >= seconds - third) or [0.0]
+
+    def p99(data: list[float]) -> float:
+        return data[min(len(data) - 1, int(len(data) * 0.99))]
+
+    return {
+        "p50": statistics.median(values), "p99": p99(values), "p99_first_third": p99(first),
+        "p99_last_third": p99(last), "processed": summary.processed,
+        "captured": sum(r.captured for r in summary.streams.values()),
+        "dropped": sum(r.dropped for r in summary.streams.values()), "identity_exact": exact,
+        "offered_fps": 30 * len(paths),
+    }
+
+
+def memory(model: str, paths: list[Path], imgsz: int, minutes: float) -> dict[str, Any]:
+    """RSS with 1..K streams (1 worker) and 1..2 workers (K streams), then over a long run."""
+    def rss_of(streams: int, workers: int) -> float:
+        config = {"streams": [{"name": f"s{i}", "source": str(paths[i % len(paths)]), "loop": True}
+                              for i in range(streams)],
+                  "model": model, "imgsz": imgsz, "workers": workers, "device": "cpu", "duration": 8,
+                  "display": False, "status_interval": 0}
+        pipeline = Pipeline.from_config(config)
+        pipeline.start()
+        pipeline.wait(6)
+        value = bench.rss_mib()
+        pipeline.stop()
+        pipeline.join()
+        gc.collect()
+        return value
+
+    start = bench.rss_mib()
+    per_streams = {n: rss_of(n, 1) for n in range(1, len(paths) + 1)}
+    per_workers = {w: rss_of(len(paths), w) for w in (1, 2)}
+    result: dict[str, Any] = {"start_mib": start, "by_streams_1_worker": per_streams,
+                              "by_workers": per_workers}
+    if minutes > 0:
+        config = {"streams": [{"name": f"s{i}", "source": str(p), "realtime": True, "loop": True}
+                              for i, p in enumerate(paths)],
+                  "model": model, "imgsz": imgsz, "workers": 2, "device": "cpu", "duration": minutes * 60,
+                  "display": False, "status_interval": 0}
+        samples: list[tuple[float, float]] = []
+        pipeline = Pipeline.from_config(config)
+        pipeline.start()
+        began = time.monotonic()
+        while not pipeline.wait(10):
+            samples.append((time.monotonic() - began, bench.rss_mib()))
+        pipeline.join()
+        first = [m for t, m in samples if t <= 60]
+        last = [m for t, m in samples if t >= samples[-1][0] - 60]
+        result["long_run"] = {"minutes": minutes, "first_minute_mib": statistics.mean(first),
+                              "last_minute_mib": statistics.mean(last),
+                              "growth": statistics.mean(last) / statistics.mean(first) - 1}
+    return result
+
+
+# -- the report ------------------------------------------------------------------------------
+
+def run_model(label: str, model: str, paths: list[Path], args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    log = print
+    hw = bench.frame_hw(paths[0])
+    out: dict[str, Any] = {"model": label}
+    measurements: list[tuple[str, Callable[[], Any]]] = [
+        ("D", lambda: asdict(bench.measure_decode(paths))),
+        ("M", lambda: bench.measure_model(model, args.imgsz, hw, seconds=args.model_seconds)),
+        ("P", lambda: streamyolo(model, paths, args.imgsz, args.workers)),
+        ("U", lambda: ultralytics_streams(model, paths, args.imgsz, folder)),
+        ("S", lambda: thread_per_stream(model, paths, args.imgsz)),
+        ("P_rec", lambda: streamyolo(model, paths, args.imgsz, args.workers, record=folder / f"rec-{label}")),
+        ("U_save", lambda: ultralytics_streams(model, paths, args.imgsz, folder, save=True)),
+    ]
+    if args.process:
+        measurements.append(("P_process", lambda: streamyolo(model, paths, args.imgsz, args.workers,
+                                                             mode="process")))
+    for key, measure in measurements:
+        log(f"[{label}] measuring {key} …", flush=True)
+        value = measure()
+        if key == "M":
+            out["M"] = {"fps": value.best.fps, "config": value.best.config, "latency": value.latency,
+                        "tried": [asdict(r) for r in value.tried]}
+        else:
+            out[key] = value
+        log(f"[{label}] {key}: {out[key]['fps']:.1f} fps", flush=True)
+    out["L"] = bench.limit(out["M"]["fps"], out["D"]["fps"])
+    if args.live_seconds > 0:
+        log(f"[{label}] measuring live mode for {args.live_seconds} s …", flush=True)
+        out["live"] = live(model, paths, args.imgsz, args.workers, args.live_seconds)
+    if args.memory:
+        log(f"[{label}] measuring memory …", flush=True)
+        out["memory"] = memory(model, paths, args.imgsz, args.memory_minutes)
+    return out
+
+
+def goals(result: dict[str, Any], pytorch: bool) -> list[tuple[str, float, str, bool]]:
+    p, u, s, lim = result["P"]["fps"], result["U"]["fps"], result["S"]["fps"], result["L"]
+    rows = [
+        ("P/L (no recording)", p / lim, ">= 0.85", p / lim >= 0.85),
+        ("P/U", p / u, ">= 2.0" if pytorch else ">= 1.4", p / u >= (2.0 if pytorch else 1.4)),
+        ("P/S", p / s, ">= 1.0" if pytorch else ">= 1.4", p / s >= (1.0 if pytorch else 1.4)),
+        ("P_rec/U_save", result["P_rec"]["fps"] / result["U_save"]["fps"], ">= 1.5",
+         result["P_rec"]["fps"] / result["U_save"]["fps"] >= 1.5),
+        ("P processed every frame", 1.0 if result["P"]["dropped"] == 0 else 0.0, "all",
+         result["P"]["dropped"] == 0 and result["P"]["frames"] == result["P"]["captured"]),
+    ]
+    if "live" in result:
+        live_result, latency = result["live"], result["M"]["latency"]
+        rows.append(("live p99 age / latency", live_result["p99"] / latency, "<= 3.0",
+                     live_result["p99"] <= 3 * latency))
+        grew = live_result["p99_last_third"] <= 1.2 * live_result["p99_first_third"] + 0.005
+        rows.append(("live p99 last/first third", live_result["p99_last_third"] / max(
+            live_result["p99_first_third"], 1e-9), "no growth", grew))
+        rows.append(("live accounting exact", 1.0 if live_result["identity_exact"] else 0.0, "exact",
+                     live_result["identity_exact"]))
+    if "memory" in result and "long_run" in result["memory"]:
+        growth = result["memory"]["long_run"]["growth"]
+        rows.append(("RSS growth over long run", growth, "< 0.02", growth < 0.02))
+    return rows
+
+
+def print_report(results: list[dict[str, Any]]) -> None:
+    print("\n| model | M fps | D fps | L fps | P | P rec | U (frames) | U save | S | P process |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        process = f"{r['P_process']['fps']:.1f}" if "P_process" in r else "–"
+        print(f"| {r['model']} | {r['M']['fps']:.1f} | {r['D']['fps']:.0f} | {r['L']:.1f} | {r['P']['fps']:.1f} "
+              f"| {r['P_rec']['fps']:.1f} | {r['U']['fps']:.1f} ({r['U']['frames']}/{r['P']['captured']}) "
+              f"| {r['U_save']['fps']:.1f} | {r['S']['fps']:.1f} | {process} |")
+    for r in results:
+        print(f"\n{r['model']}: best M config: {r['M']['config']}; single-frame latency "
+              f"{r['M']['latency'] * 1000:.1f} ms")
+        if "live" in r:
+            lv = r["live"]
+            print(f"  live: offered {lv['offered_fps']} fps, processed {lv['processed']} of {lv['captured']}, "
+                  f"p50 {lv['p50'] * 1000:.0f} ms, p99 {lv['p99'] * 1000:.0f} ms "
+                  f"(first third {lv['p99_first_third'] * 1000:.0f}, last third {lv['p99_last_third'] * 1000:.0f})")
+        if "memory" in r:
+            print(f"  memory: {json.dumps(r['memory'], default=lambda v: round(v, 1))}")
+        print("  | goal | value | target | pass |\n  |---|---|---|---|")
+        for name, value, target, ok in goals(r, pytorch=r["model"].startswith("yolo26n")):
+            print(f"  | {name} | {value:.2f} | {target} | {'PASS' if ok else 'FAIL'} |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="openvino,pytorch", help="openvino, pytorch or both")
+    parser.add_argument("--streams", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=302, help="frames per stream (people.mp4 has 302)")
+    parser.add_argument("--pytorch-frames", type=int, default=90, help="frames per stream for the PyTorch model")
+    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--model-seconds", type=float, default=4.0)
+    parser.add_argument("--live-seconds", type=float, default=60.0)
+    parser.add_argument("--process", action="store_true", help="also measure worker_mode: process")
+    parser.add_argument("--memory", action="store_true", help="also measure memory")
+    parser.add_argument("--memory-minutes", type=float, default=10.0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="streamyolo-bench-"))
+    results = []
+    for which in args.models.split(","):
+        if which == "openvino":
+            paths = prepare_streams(folder / "ov", args.streams, args.frames)
+            results.append(run_model("yolo11n-openvino-int8", str(OPENVINO_MODEL), paths, args, folder))
+        elif which == "pytorch":
+            paths = prepare_streams(folder / "pt", args.streams, args.pytorch_frames)
+            results.append(run_model("yolo26n-pytorch", "yolo26n.yaml", paths, args, folder))
+        else:
+            parser.error(f"unknown model {which!r}")
+    print_report(results)
+    if args.json:
+        args.json.write_text(json.dumps({"command": " ".join(sys.argv), "results": results}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""Capacity measurements: the machine's limit for a model and a set of streams, and what
+streamyolo achieves on them. Used by ``streamyolo bench`` and ``scripts/bench.py``.
+
+- **M**: the model's forward pass alone on ready-made input tensors, at its best
+  configuration (batch size; concurrent instances, each with its share of the cores;
+  OpenVINO's THROUGHPUT mode).
+- **D**: decoding the streams alone, every frame to a BGR array, one thread per stream.
+- **L**: the limit for this work. On a CPU, where model and decoder share the cores,
+  ``L = 1 / (1/M + 1/D)``; with a GPU, ``L = min(M, D)``.
+- **P**: streamyolo's total frames per second over the streams, every frame processed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from streamyolo.inference.offline import import_ultralytics
+from streamyolo.pipeline.pipeline import cpu_count
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """Frames per second, and what produced it."""
+
+    fps: float
+    frames: int
+    seconds: float
+    config: str = ""
+
+
+def _timed(work: Callable[[], int]) -> Rate:
+    started = time.perf_counter()
+    frames = work()
+    seconds = time.perf_counter() - started
+    return Rate(frames / seconds if seconds > 0 else 0.0, frames, seconds)
+
+
+def measure_decode(paths: Sequence[Path], decoder_threads: int = 2, limit: int | None = None) -> Rate:
+    """D: decode every frame of every file to a BGR array, one thread per file (as the
+    capture threads do), nothing else."""
+    counts = [0] * len(paths)
+
+    def decode(index: int, path: Path) -> None:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            stream.thread_count = decoder_threads
+            for frame in container.decode(stream):
+                frame.to_ndarray(format="bgr24")
+                counts[index] += 1
+                if limit is not None and counts[index] >= limit:
+                    return
+
+    def work() -> int:
+        threads = [threading.Thread(target=decode, args=(i, p), name=f"bench:decode{i}") for i, p in enumerate(paths)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return sum(counts)
+
+    rate = _timed(work)
+    return Rate(rate.fps, rate.frames, rate.seconds, f"{len(paths)} threads × {decoder_threads} decoder threads")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRates:
+    best: Rate
+    latency: float
+    """Seconds for one frame's forward pass at batch 1 with all cores: the single-frame latency."""
+    tried: tuple[Rate, ...]
+
+
+def _input_shape(model: str, imgsz: int, frame_hw: tuple[int, int]) -> tuple[int, int]:
+    """The model input a frame of ``frame_hw`` becomes (rect letterbox for PyTorch)."""
+    from streamyolo.inference.letterbox import geometry
+
+    pytorch = not (Path(model).is_dir() or model.endswith((".onnx", ".engine", ".xml")))
+    return geometry(frame_hw, (imgsz, imgsz), auto=pytorch, stride=32).input_hw
+
+
+def measure_model(model: str, imgsz: int, frame_hw: tuple[int, int], seconds: float = 4.0,
+                  device: str = "cpu") -> ModelRates:
+    """M: forward passes alone on ready-made tensors, over several configurations."""
+    height, width = _input_shape(model, imgsz, frame_hw)
+    if Path(model).is_dir() or model.endswith(".xml"):
+        return _measure_openvino(model, (height, width), seconds)
+    return _measure_torch(model, (height, width), seconds, device)
+
+
+def _run_instances(step: Callable[[int], int], instances: int, seconds: float) -> int:
+    """Run ``step(instance)`` in ``instances`` threads for ``seconds``; total frames."""
+    done = threading.Event()
+    totals = [0] * instances
+
+    def loop(index: int) -> None:
+        while not done.is_set():
+            totals[index] += step(index)
+
+    threads = [threading.Thread(target=loop, args=(i,), name=f"bench:model{i}") for i in range(instances)]
+    for thread in threads:
+        thread.start()
+    done.wait(seconds)
+    done.set()
+    for thread in threads:
+        thread.join()
+    return sum(totals)
+
+
+def _measure_torch(model: str, input_hw: tuple[int, int], seconds: float, device: str) -> ModelRates:
+    import torch
+
+    ultralytics = import_ultralytics()
+    cores = cpu_count()
+    saved = torch.get_num_threads()
+    tried: list[Rate] = []
+    latency = 0.0
+    try:
+        for instances in (1, 2):
+            torch.set_num_threads(max(1, cores // instances))
+            networks = []
+            for _ in range(instances):
+                yolo = ultralytics.YOLO(model, task="detect")
+                yolo.predict(np.zeros((*input_hw, 3), np.uint8), imgsz=max(input_hw), device=device, verbose=False)
+                networks.append(yolo.predictor.model)
+            for batch in (1, 2, 4):
+                tensors = [torch.rand(batch, 3, *input_hw, device=device) for _ in range(instances)]
+
+                def step(index: int, batch: int = batch, tensors: list[Any] = tensors,
+                         networks: list[Any] = networks) -> int:
+                    with torch.inference_mode():
+                        networks[index](tensors[index])
+                    return batch
+
+                for index in range(instances):
+                    step(index)  # warm-up
+                started = time.perf_counter()
+                frames = _run_instances(step, instances, seconds)
+                elapsed = time.perf_counter() - started
+                rate = Rate(frames / elapsed, frames, elapsed,
+                            f"{instances} instance(s) × {max(1, cores // instances)} threads, batch {batch}")
+                tried.append(rate)
+                if instances == 1 and batch == 1:
+                    latency = elapsed / frames
+    finally:
+        torch.set_num_threads(saved)
+    return ModelRates(max(tried, key=lambda r: r.fps), latency, tuple(tried))
+
+
+def _measure_openvino(model: str, input_hw: tuple[int, int], seconds: float) -> ModelRates:
+    import openvino as ov
+
+    xml = Path(model)
+    if xml.is_dir():
+        xml = next(xml.glob("*.xml"))
+    core = ov.Core()
+    cores = cpu_count()
+    tensor = np.random.rand(1, 3, *input_hw).astype(np.float32)
+    tried: list[Rate] = []
+    latency = 0.0
+    for instances in (1, 2):
+        threads = max(1, cores // instances)
+        requests = [core.compile_model(core.read_model(xml), "CPU", {
+            "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": threads,
+        }).create_infer_request() for _ in range(instances)]
+        for request in requests:
+            request.infer([tensor])
+
+        def step(index: int, requests: list[Any] = requests) -> int:
+            requests[index].infer([tensor])
+            return 1
+
+        started = time.perf_counter()
+        frames = _run_instances(step, instances, seconds)
+        elapsed = time.perf_counter() - started
+        tried.append(Rate(frames / elapsed, frames, elapsed, f"{instances} instance(s) × {threads} threads, LATENCY"))
+        if instances == 1:
+            latency = elapsed / frames
+    compiled = core.compile_model(core.read_model(xml), "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"})
+    jobs = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    queue = ov.AsyncInferQueue(compiled, jobs)
+    for _ in range(jobs):
+        queue.start_async([tensor])
+    queue.wait_all()
+    started = time.perf_counter()
+    frames = 0
+    while time.perf_counter() - started < seconds:
+        queue.start_async([tensor])
+        frames += 1
+    queue.wait_all()
+    elapsed = time.perf_counter() - started
+    tried.append(Rate(frames / elapsed, frames, elapsed, f"THROUGHPUT, {jobs} requests"))
+    return ModelRates(max(tried, key=lambda r: r.fps), latency, tuple(tried))
+
+
+def limit(model_fps: float, decode_fps: float, gpu: bool = False) -> float:
+    """L: on a CPU model and decoder share the cores, so their times per frame add up."""
+    if gpu:
+        return min(model_fps, decode_fps)
+    return 1.0 / (1.0 / model_fps + 1.0 / decode_fps)
+
+
+def measure_pipeline(config: dict[str, Any]) -> tuple[Rate, Any]:
+    """P: a whole streamyolo run (lossless, every frame processed); rate and summary."""
+    from streamyolo.pipeline import Pipeline
+
+    pipeline = Pipeline.from_config({"display": False, "status_interval": 0, **config})
+    started = time.perf_counter()
+    summary = pipeline.run()
+    elapsed = time.perf_counter() - started
+    processed = summary.processed
+    return Rate(processed / elapsed, processed, elapsed, f"{config.get('workers', 2)} workers"), summary
+
+
+def frame_hw(path: Path) -> tuple[int, int]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return int(stream.height), int(stream.width)
+
+
+def rss_mib() -> float:
+    """This process's resident memory in MiB."""
+    with open(f"/proc/{os.getpid()}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def capacity_report(model: str, sources: Sequence[str], imgsz: int = 640, workers: int = 2,
+                    device: str = "cpu", seconds: float = 4.0) -> str:
+    """What this box can do with ``model`` on streams like ``sources`` (video files):
+    M, D, L and P, and how many such streams it keeps up with at their own frame rate."""
+    from streamyolo.errors import ConfigError
+    from streamyolo.inference.models import resolve_model
+    from streamyolo.sources import SourceKind, source_kind
+
+    paths = [Path(s) for s in sources]
+    for source, path in zip(sources, paths, strict=True):
+        if source_kind(source) is not SourceKind.FILE or not path.is_file():
+            raise ConfigError(f"bench needs local video files; {source!r} is not one (record a minute of it first)")
+    model = resolve_model(model)
+    rates = [_source_fps(p) for p in paths]
+    decode = measure_decode(paths)
+    model_rates = measure_model(model, imgsz, frame_hw(paths[0]), seconds=seconds, device=device)
+    gpu = device.startswith("cuda")
+    ceiling = limit(model_rates.best.fps, decode.fps, gpu=gpu)
+    pipeline_rate, _ = measure_pipeline({"streams": [str(p) for p in paths], "model": model, "imgsz": imgsz,
+                                         "workers": workers, "device": device})
+    source_fps = sum(rates) / len(rates)
+    how = "min(M, D)" if gpu else "1 / (1/M + 1/D): model and decoder share the CPU"
+    lines = [
+        f"model  M = {model_rates.best.fps:7.1f} frames/s  ({model_rates.best.config}; "
+        f"single frame {model_rates.latency * 1000:.1f} ms)",
+        f"decode D = {decode.fps:7.1f} frames/s  ({decode.config})",
+        f"limit  L = {ceiling:7.1f} frames/s  ({how})",
+        f"streamyolo P = {pipeline_rate.fps:7.1f} frames/s  (P/L = {pipeline_rate.fps / ceiling:.2f}, "
+        f"{workers} workers, every frame processed)",
+        f"capacity: about {int(pipeline_rate.fps // source_fps)} streams like these at their {source_fps:.0f} fps "
+        f"each, or {pipeline_rate.fps / len(paths):.1f} fps for each of these {len(paths)}",
+    ]
+    return "\n".join(lines)
+
+
+def _source_fps(path: Path) -> float:
+    with av.open(str(path)) as container:
+        rate = container.streams.video[0].average_rate
+        return float(rate) if rate else 30.0

@@ -1,0 +1,144 @@
+"""Forward passes without ``predict()``'s per-call setup, one runner per model format.
+
+Each runner takes a batch of same-shape BGR frames and returns the model's raw output and
+the input size, computed with the same arithmetic as Ultralytics' predictor (letterbox,
+BGR→RGB, /255), so NMS and box scaling downstream give the same boxes as ``predict()``.
+
+- :class:`TorchRunner` (``.pt``/``.yaml``): letterbox into a reused (on CUDA: pinned)
+  buffer, one tensor per batch, non-blocking host→device copy, FP16 when asked.
+- :class:`OpenVINORunner`: its own compiled model with a thread budget
+  (``INFERENCE_NUM_THREADS``), so N workers never oversubscribe the cores; a
+  static-batch-1 export runs a batch one frame at a time, each call releasing the GIL.
+- :class:`PredictorRunner`: every other export (ONNX, TensorRT, …) through the
+  predictor's own preprocessing and backend.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from streamyolo.frames import Image
+from streamyolo.inference.letterbox import Letterboxer
+
+log = logging.getLogger(__name__)
+
+
+class Runner(Protocol):
+    def run(self, images: Sequence[Image]) -> tuple[Any, tuple[int, int]]:
+        """Raw predictions for ``images`` (one shape) and the model input's (height, width)."""
+        ...
+
+
+def _letterboxer(predictor: Any, allocator: Any = None) -> Letterboxer:
+    """The predictor's own letterbox settings (see ``BasePredictor.pre_transform``)."""
+    model = predictor.model
+    dynamic = bool(getattr(model, "dynamic", False)) and model.format != "imx"
+    auto = bool(predictor.args.rect) and not getattr(predictor, "scale_fill", False) and (
+        model.format == "pt" or dynamic)
+    imgsz = predictor.imgsz
+    new_shape = (int(imgsz[0]), int(imgsz[1])) if isinstance(imgsz, list | tuple) else (int(imgsz), int(imgsz))
+    stride = int(max(model.stride)) if isinstance(model.stride, list | tuple) else int(model.stride)
+    if allocator is None:
+        return Letterboxer(new_shape, auto, stride)
+    return Letterboxer(new_shape, auto, stride, allocator)
+
+
+class TorchRunner:
+    """PyTorch models, on the CPU or one CUDA device (one CUDA stream per worker)."""
+
+    def __init__(self, predictor: Any) -> None:
+        import torch
+
+        self._torch = torch
+        self._predictor = predictor
+        self._device = predictor.device
+        self._fp16 = bool(predictor.model.fp16)
+        self._cuda = self._device.type == "cuda"
+        allocator = self._pinned if self._cuda else None
+        self._letterbox = _letterboxer(predictor, allocator)
+
+    def _pinned(self, shape: tuple[int, ...]) -> npt.NDArray[np.uint8]:
+        # Page-locked host memory: the copy to the GPU can run asynchronously.
+        array: npt.NDArray[np.uint8] = self._torch.empty(shape, dtype=self._torch.uint8, pin_memory=True).numpy()
+        return array
+
+    def run(self, images: Sequence[Image]) -> tuple[Any, tuple[int, int]]:
+        torch = self._torch
+        batch, where = self._letterbox.fill(images)
+        tensor = torch.from_numpy(batch)
+        if self._cuda:
+            tensor = tensor.to(self._device, non_blocking=True)
+        tensor = tensor.permute(0, 3, 1, 2).contiguous().flip(1)  # BHWC BGR → BCHW RGB
+        tensor = (tensor.half() if self._fp16 else tensor.float()).div_(255)
+        return self._predictor.inference(tensor), where.input_hw
+
+
+class OpenVINORunner:
+    """An OpenVINO IR model compiled for this worker's share of the CPU."""
+
+    def __init__(self, predictor: Any, model_path: str, threads: int | None) -> None:
+        import openvino as ov
+
+        self._letterbox = _letterboxer(predictor)
+        xml = Path(model_path)
+        if xml.is_dir():
+            xml = next(xml.glob("*.xml"))
+        core = ov.Core()
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self._compiled = core.compile_model(core.read_model(xml), "CPU", config)
+        self._request = self._compiled.create_infer_request()
+        shape = self._compiled.input(0).get_partial_shape()
+        self._batch = shape[0].get_length() if shape[0].is_static else 0
+        self._input: npt.NDArray[np.float32] | None = None
+
+    def run(self, images: Sequence[Image]) -> tuple[Any, tuple[int, int]]:
+        import torch
+
+        batch, where = self._letterbox.fill(images)
+        step = self._batch or len(images)
+        outputs = []
+        for start in range(0, len(images), step):
+            tensor = self._to_input(batch[start:start + step])
+            self._request.infer([tensor])  # releases the GIL while it runs
+            outputs.append(torch.from_numpy(self._request.get_output_tensor(0).data.copy()))
+        return torch.cat(outputs) if len(outputs) > 1 else outputs[0], where.input_hw
+
+    def _to_input(self, batch: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """BHWC BGR uint8 → BCHW RGB float32 in [0, 1], into a reused array."""
+        shape = (batch.shape[0], 3, batch.shape[1], batch.shape[2])
+        if self._input is None or self._input.shape != shape:
+            self._input = np.empty(shape, dtype=np.float32)
+        np.divide(batch.transpose(0, 3, 1, 2)[:, ::-1], np.float32(255), out=self._input, casting="unsafe")
+        return self._input
+
+
+class PredictorRunner:
+    """Any other format, through the predictor's own preprocessing and backend."""
+
+    def __init__(self, predictor: Any) -> None:
+        self._predictor = predictor
+
+    def run(self, images: Sequence[Image]) -> tuple[Any, tuple[int, int]]:
+        tensor = self._predictor.preprocess(list(images))
+        return self._predictor.inference(tensor), (int(tensor.shape[2]), int(tensor.shape[3]))
+
+
+def make_runner(predictor: Any, model_path: str, threads: int | None) -> Runner:
+    """The leanest runner for the predictor's model format."""
+    model_format = predictor.model.format
+    if model_format == "pt":
+        return TorchRunner(predictor)
+    if model_format == "openvino" and str(predictor.device) == "cpu":
+        try:
+            return OpenVINORunner(predictor, model_path, threads)
+        except Exception as exc:  # an unusual export: the predictor's path still works
+            log.warning("OpenVINO fast path unavailable (%s); using Ultralytics' backend", exc)
+    return PredictorRunner(predictor)

@@ -47,7 +47,8 @@ def detector_factories(config: PipelineConfig, workers: int) -> list[DetectorFac
         half=config.half, max_det=config.max_det,
     )
     devices = [resolve_device(config.device, index) for index in range(workers)]
-    threads = torch_threads(config, workers, devices[0])
+    # A locked model runs one batch at a time, so it may use every core.
+    threads = torch_threads(config, 1 if config.model_sharing == "locked" else workers, devices[0])
     if config.model_sharing == "locked":
         shared = SharedFactory(UltralyticsFactory(model, settings, devices[0], threads))
         return [shared] * workers
@@ -113,7 +114,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         status_interval=cfg.status_interval,
         stats=StatsWriter(cfg.stats) if cfg.stats is not None else None,
         duration=cfg.duration,
-        torch_threads=torch_threads(cfg, workers, cfg.device if cfg.device != "auto" else _auto_device()),
+        torch_threads=torch_threads(cfg, 1 if cfg.model_sharing == "locked" else workers,
+                                    cfg.device if cfg.device != "auto" else _auto_device()),
         summary_path=cfg.summary,
         on_close=closers,
     )

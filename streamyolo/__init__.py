@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+# OpenCV before PyAV, always: both wheels bundle their own libxcb under the same file names,
+# and whichever loads first wins. With PyAV's copy loaded first, OpenCV's Qt window hangs
+# forever in its first X request. Every module that uses PyAV lives in this package, so
+# loading cv2 here, first, keeps the window working.
+import cv2  # noqa: F401
+
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:

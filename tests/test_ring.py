@@ -85,6 +85,7 @@ class RingMachine(RuleBasedStateMachine):
         assert counts.put == counts.got + counts.dropped + counts.size
         assert len(self.ring) <= self.capacity
         assert self.ring.exhausted() == (self.closed and not self.model)
+        assert self.ring.newest() == (self.model[-1] if self.model else None)
 
 
 TestRingMachine = RingMachine.TestCase

@@ -159,6 +159,11 @@ class RingBuffer(Generic[T]):
             self._not_full.notify_all()
             return item
 
+    def newest(self) -> T | None:
+        """The newest item, left in place; ``None`` when empty. For choosing between buffers."""
+        with self._lock:
+            return self._items[-1] if self._items else None
+
     def _take_oldest(self) -> T:
         item = self._items.popleft()
         self._got += 1

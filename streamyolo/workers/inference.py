@@ -63,6 +63,8 @@ class InferenceWorker:
         self._done = threading.Event()
         self.error: BaseException | None = None
         self.names: dict[int, str] = {}
+        self._cursor = 0  # where the next lossless round-robin starts
+        self._served: dict[str, float] = {}  # capture time of each live stream's last frame taken
         self._thread = threading.Thread(target=self._run, name=f"inference:{name}")
 
     @property
@@ -128,29 +130,61 @@ class InferenceWorker:
                 self._doorbell.wait(_IDLE_WAIT)
 
     def _collect(self, active: list[Channel]) -> list[tuple[Channel, Frame]]:
-        """Round-robin over the worker's streams; removes channels that are finished."""
+        """The next batch: at most one live frame (see :meth:`_pick_live`), then lossless
+        frames round-robin from a rotating start, up to ``max_batch``. Removes channels
+        whose buffers are closed and drained."""
         batch: list[tuple[Channel, Frame]] = []
-        taken_live: set[str] = set()
+        live = self._pick_live([c for c in active if c.live], active)
+        if live is not None:
+            batch.append(live)
+        lossless = [c for c in active if not c.live]
+        if not lossless or len(batch) >= self._max_batch:
+            return batch
+        start = self._cursor % len(lossless)
+        self._cursor += 1
+        order = lossless[start:] + lossless[:start]
         progressed = True
         while progressed and len(batch) < self._max_batch:
             progressed = False
-            for channel in list(active):
+            for channel in order:
                 if len(batch) >= self._max_batch:
                     break
-                if channel.name in taken_live:
-                    continue
                 try:
-                    frame = channel.ring.get_latest() if channel.live else channel.ring.get_nowait()
+                    frame = channel.ring.get_nowait()
                 except Empty:
                     continue
                 except BufferClosed:
-                    active.remove(channel)
+                    if channel in active:
+                        active.remove(channel)
                     continue
                 batch.append((channel, frame))
                 progressed = True
-                if channel.live:
-                    taken_live.add(channel.name)
         return batch
+
+    def _pick_live(self, live: list[Channel], active: list[Channel]) -> tuple[Channel, Frame] | None:
+        """One live frame per forward pass, from the stream with the most new to show:
+        the one whose newest frame was captured longest after its last result. That keeps
+        frame age low (fresh frames win, no batch to wait for) and is fair (a stream left
+        out grows in priority)."""
+        best: Channel | None = None
+        best_score = float("-inf")
+        for channel in live:
+            newest = channel.ring.newest()
+            if newest is None:
+                if channel.ring.exhausted():
+                    active.remove(channel)
+                continue
+            score = newest.meta.t_capture - self._served.get(channel.name, float("-inf"))
+            if score > best_score:
+                best, best_score = channel, score
+        if best is None:
+            return None
+        try:
+            frame = best.ring.get_latest()
+        except (Empty, BufferClosed):
+            return None
+        self._served[best.name] = frame.meta.t_capture
+        return best, frame
 
     def _process(self, detector: Detector, batch: list[tuple[Channel, Frame]]) -> None:
         try:

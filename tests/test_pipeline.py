@@ -183,3 +183,29 @@ def test_threads_are_named_by_role_and_stream() -> None:
     release.set()
     pipeline.join(timeout=10)
     assert sorted(names) == ["capture:cam1", "inference:w0"]
+
+
+@pytest.mark.timeout(60)
+def test_no_stream_starves_when_a_batch_is_smaller_than_the_streams() -> None:
+    """Four endless lossless streams, one worker, batches of one: every stream advances."""
+    setups = [StreamSetup(f"s{i}", open_source(SourceSpec(f"s{i}", "synthetic:?size=64x48", SourceKind.SYNTHETIC)))
+              for i in range(4)]
+    pipeline = Pipeline(setups, StampDetector, workers=1, max_batch=1)
+    counts = dict.fromkeys(pipeline.stream_names, 0)
+    for result in pipeline.results():
+        counts[result.stream] += 1
+        if sum(counts.values()) == 200:
+            break
+    assert min(counts.values()) >= 25, counts  # a fair share is 50; starving would be ~0
+
+
+@pytest.mark.timeout(60)
+def test_live_streams_share_a_slow_worker_fairly() -> None:
+    sources = [open_source(SourceSpec(f"cam{i}", "synthetic:?size=64x48&fps=60&frames=120", SourceKind.SYNTHETIC))
+               for i in range(4)]
+    setups = [StreamSetup(f"cam{i}", s, Overflow.DROP_OLDEST, capacity=2, policy=CapturePolicy(realtime=True))
+              for i, s in enumerate(sources)]
+    summary = Pipeline(setups, lambda: StampDetector(delay=0.02), workers=1).run()
+    processed = [r.processed for r in summary.streams.values()]
+    assert min(processed) >= 0.6 * max(processed), processed
+    assert all(r.captured == r.processed + r.dropped for r in summary.streams.values())

@@ -109,6 +109,8 @@ class PipelineConfig(_Strict):
     """x264 preset: ``ultrafast`` costs the least CPU (measured: 6.7 ms per 1080p frame against 10.7 for
     ``superfast``) for bigger files; slower presets make smaller files."""
     record_crf: int = Field(default=23, ge=0, le=51)
+    record_codec: Literal["auto", "libx264", "h264_nvenc"] = "auto"
+    """``auto``: NVENC on a CUDA box where it opens, else libx264."""
     jsonl: Path | None = None
     summary: Path | None = None
     stats: Path | None = None

@@ -17,7 +17,7 @@ from streamyolo.pipeline.restart import NO_RECONNECT, Backoff
 from streamyolo.sinks.base import Sink
 from streamyolo.sinks.display import TiledDisplay, display_available
 from streamyolo.sinks.jsonl import JsonlSink
-from streamyolo.sinks.recorder import VideoRecorder
+from streamyolo.sinks.recorder import VideoRecorder, choose_codec
 from streamyolo.sources import NetworkOptions, open_source
 from streamyolo.workers.capture import CapturePolicy
 
@@ -74,8 +74,10 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     factories = detector_factories(cfg, workers)
     annotator = BoxAnnotator(overlay=cfg.overlay)
     sinks: list[Sink] = []
+    gpu = resolve_device(cfg.device).startswith("cuda")
     if cfg.record is not None:
-        sinks.append(VideoRecorder(cfg.record, annotator, preset=cfg.record_preset, crf=cfg.record_crf))
+        sinks.append(VideoRecorder(cfg.record, annotator, codec=choose_codec(cfg.record_codec, gpu),
+                                   preset=cfg.record_preset, crf=cfg.record_crf))
     if cfg.jsonl is not None:
         check_output_file(cfg.jsonl, "JSONL file")
         sinks.append(JsonlSink(cfg.jsonl))
@@ -108,6 +110,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         factories,
         workers=workers,
         max_batch=cfg.batch,
+        live_batch=cfg.batch if gpu else 1,
         sinks=sinks,
         display=display,
         status=status if isinstance(status, StatusPrinter) else None,

@@ -107,6 +107,7 @@ class Pipeline:
         *,
         workers: int = 1,
         max_batch: int = 4,
+        live_batch: int = 1,
         sinks: Sequence[Sink] = (),
         display: TiledDisplay | None = None,
         status: StatusPrinter | None = None,
@@ -129,6 +130,7 @@ class Pipeline:
             raise ValueError(f"{workers} workers need {workers} detector factories, got {len(factories)}")
         self._clock = clock
         self._max_batch = max_batch
+        self._live_batch = live_batch
         self._stop = threading.Event()
         self._finished = threading.Event()
         self._display = display
@@ -218,7 +220,8 @@ class Pipeline:
             ]
             worker = InferenceWorker(
                 f"w{index}", factory, channels, self._fanout, self._doorbells[index],
-                max_batch=self._max_batch, clock=self._clock, on_done=self._worker_finished,
+                max_batch=self._max_batch, live_batch=self._live_batch, clock=self._clock,
+                on_done=self._worker_finished,
             )
             self._workers.append(worker)
             worker.start()

@@ -39,6 +39,31 @@ def encoder_available(codec: str) -> bool:
     return True
 
 
+def encoder_works(codec: str) -> bool:
+    """True if ``codec`` really opens here: NVENC is compiled into PyAV's FFmpeg but needs
+    an NVIDIA GPU and driver at run time."""
+    if not encoder_available(codec):
+        return False
+    try:
+        context: Any = av.CodecContext.create(codec, "w")
+        context.width, context.height = 256, 256
+        context.pix_fmt = "yuv420p"
+        context.time_base = Fraction(1, 30)
+        context.open()
+    except Exception:
+        return False
+    return True
+
+
+def choose_codec(requested: str, gpu: bool) -> str:
+    """``auto``: NVENC when the pipeline runs on a GPU and NVENC opens, else libx264."""
+    if requested != "auto":
+        return requested
+    if gpu and encoder_works("h264_nvenc"):
+        return "h264_nvenc"
+    return "libx264"
+
+
 class RecorderError(OutputError):
     """A stream's recording failed (encoder error, disk full)."""
 

@@ -48,6 +48,7 @@ class InferenceWorker:
         doorbell: threading.Event,
         *,
         max_batch: int = 4,
+        live_batch: int = 1,
         clock: Callable[[], float] = time.monotonic,
         on_done: Callable[[], None] | None = None,
     ) -> None:
@@ -57,6 +58,7 @@ class InferenceWorker:
         self._sink = sink
         self._doorbell = doorbell
         self._max_batch = max_batch
+        self._live_batch = max(1, min(live_batch, max_batch))
         self._clock = clock
         self._on_done = on_done
         self._ready = threading.Event()
@@ -130,13 +132,18 @@ class InferenceWorker:
                 self._doorbell.wait(_IDLE_WAIT)
 
     def _collect(self, active: list[Channel]) -> list[tuple[Channel, Frame]]:
-        """The next batch: at most one live frame (see :meth:`_pick_live`), then lossless
-        frames round-robin from a rotating start, up to ``max_batch``. Removes channels
-        whose buffers are closed and drained."""
+        """The next batch: up to ``live_batch`` live frames, one per stream (see
+        :meth:`_pick_live`; one on a CPU, where a batch only adds waiting, more on a GPU,
+        where it is nearly free), then lossless frames round-robin from a rotating start,
+        up to ``max_batch``. Removes channels whose buffers are closed and drained."""
         batch: list[tuple[Channel, Frame]] = []
-        live = self._pick_live([c for c in active if c.live], active)
-        if live is not None:
-            batch.append(live)
+        live = [c for c in active if c.live]
+        while live and len(batch) < self._live_batch:
+            picked = self._pick_live(live, active)
+            if picked is None:
+                break
+            batch.append(picked)
+            live.remove(picked[0])
         lossless = [c for c in active if not c.live]
         if not lossless or len(batch) >= self._max_batch:
             return batch
@@ -171,7 +178,7 @@ class InferenceWorker:
         for channel in live:
             newest = channel.ring.newest()
             if newest is None:
-                if channel.ring.exhausted():
+                if channel.ring.exhausted() and channel in active:
                     active.remove(channel)
                 continue
             score = newest.meta.t_capture - self._served.get(channel.name, float("-inf"))

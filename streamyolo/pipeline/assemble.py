@@ -20,6 +20,7 @@ from streamyolo.sinks.jsonl import JsonlSink
 from streamyolo.sinks.recorder import VideoRecorder
 from streamyolo.sources import NetworkOptions, open_source
 from streamyolo.workers.capture import CapturePolicy
+from streamyolo.workers.process import ProcessDetectorFactory
 
 if TYPE_CHECKING:
     from streamyolo.pipeline.pipeline import Pipeline
@@ -39,7 +40,9 @@ def load_config(config: Any, overrides: dict[str, Any]) -> PipelineConfig:
 
 def detector_factories(config: PipelineConfig, workers: int) -> list[DetectorFactory]:
     """One factory per worker (each may sit on its own GPU); ``locked`` sharing wraps a
-    single factory so that every worker gets the same instance behind a lock."""
+    single factory so that every worker gets the same instance behind a lock;
+    ``worker_mode: process`` wraps each worker's factory so that its model is built and run
+    in a child process, with the worker's share of the cores as torch threads."""
     model = resolve_model(config.model)
     settings = DetectSettings(
         conf=config.conf, iou=config.iou, imgsz=config.imgsz,
@@ -50,6 +53,12 @@ def detector_factories(config: PipelineConfig, workers: int) -> list[DetectorFac
     if config.model_sharing == "locked":
         shared = SharedFactory(UltralyticsFactory(model, settings, devices[0]))
         return [shared] * workers
+    if config.worker_mode == "process":
+        return [
+            ProcessDetectorFactory(UltralyticsFactory(model, settings, device), f"w{index}",
+                                   torch_threads=torch_threads(config, workers, device))
+            for index, device in enumerate(devices)
+        ]
     return [UltralyticsFactory(model, settings, device) for device in devices]
 
 
@@ -112,7 +121,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         status_interval=cfg.status_interval,
         stats=StatsWriter(cfg.stats) if cfg.stats is not None else None,
         duration=cfg.duration,
-        torch_threads=torch_threads(cfg, workers, cfg.device if cfg.device != "auto" else _auto_device()),
+        torch_threads=_parent_torch_threads(cfg, workers),
         summary_path=cfg.summary,
         on_close=closers,
     )
@@ -130,6 +139,13 @@ def _policy(stream: ResolvedStream) -> CapturePolicy:
                if stream.spec.kind.is_live else NO_RECONNECT)
     return CapturePolicy(realtime=stream.config.realtime, max_fps=stream.config.max_fps,
                          stride=stream.config.stride, backoff=backoff)
+
+
+def _parent_torch_threads(cfg: PipelineConfig, workers: int) -> int | None:
+    """Thread workers share this process's torch threads; process workers set their own."""
+    if cfg.worker_mode == "process":
+        return None
+    return torch_threads(cfg, workers, cfg.device if cfg.device != "auto" else _auto_device())
 
 
 def _auto_device() -> str:

@@ -78,3 +78,15 @@ class FailingFactory:
 
     def __call__(self) -> Detector:
         raise ModelError(self.message)
+
+
+@dataclass(frozen=True)
+class CrashingFactory:
+    """A model whose loading kills the process (as a segfault in native code would)."""
+
+    def __call__(self) -> Detector:
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("unreachable")

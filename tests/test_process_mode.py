@@ -34,7 +34,7 @@ from streamyolo.frames import Result
 from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.workers.process import PROCESS_PREFIX, SEGMENT_PREFIX, ProcessDetectorFactory
 from tests.helpers import PYTHON, ROOT, ScriptedSource, env_for_subprocess, read_jsonl
-from tests.process_fakes import ChecksumFactory, FailingFactory, HangingFactory, StampFactory
+from tests.process_fakes import ChecksumFactory, CrashingFactory, FailingFactory, HangingFactory, StampFactory
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="looks into /proc and /dev/shm")
 
@@ -209,6 +209,28 @@ def test_a_model_error_in_the_child_is_a_model_error_here() -> None:
             detector.detect([_image(48, 64, seed=0)])
     finally:
         detector.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_child_that_dies_while_building_is_a_model_error() -> None:
+    with pytest.raises(ModelError, match=r"^inference process of worker 't4' died while building its model "
+                                         r"\(signal 9, SIGKILL\)$"):
+        ProcessDetectorFactory(CrashingFactory(), "t4")()
+
+
+@pytest.mark.timeout(60)
+def test_a_script_without_a_main_guard_gets_told(tmp_path: Path) -> None:
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from streamyolo.workers.process import ProcessDetectorFactory\n"
+        "from tests.process_fakes import StampFactory\n"
+        "ProcessDetectorFactory(StampFactory(), 'w0')()\n"
+    )
+    done = subprocess.run([PYTHON, str(script)], capture_output=True, text=True, timeout=60,
+                          env=env_for_subprocess(), cwd=ROOT, check=False)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert "died while starting (exit code 1)" in last and "if __name__ == \"__main__\":" in last, done.stderr
 
 
 @pytest.mark.timeout(60)

@@ -127,6 +127,10 @@ class _Found:
 class _ChildGone(Exception):
     """The child died or stopped answering; the message says which."""
 
+    def __init__(self, message: str, exitcode: int | None = None) -> None:
+        super().__init__(message)
+        self.exitcode = exitcode
+
 
 # -- the parent's side ---------------------------------------------------------------------
 
@@ -225,8 +229,10 @@ class ProcessDetector:
         try:
             started = self._receive(timeout, "starting")
         except _ChildGone as gone:
-            # Spawned children import the parent's main module first: a script without a
-            # main guard starts the pipeline again there, and the child exits.
+            if gone.exitcode != 1:
+                raise ModelError(f"{gone}") from None
+            # A Python error before our code ran. Spawned children import the parent's main
+            # module first: a script without a main guard starts the pipeline again there.
             raise ModelError(f"{gone}; a script that uses worker_mode 'process' must start the pipeline "
                              "under `if __name__ == \"__main__\":` (see the child's error above)") from None
         if not isinstance(started, _Started):
@@ -285,13 +291,14 @@ class ProcessDetector:
             self._finalizer()
             raise _ChildGone(f"inference process of worker {self.worker_name!r} did not answer within "
                              f"{timeout:g} s while {doing}; killed it")
-        raise _ChildGone(self._gone(doing))
+        raise self._gone(doing)
 
-    def _gone(self, doing: str) -> str:
+    def _gone(self, doing: str) -> _ChildGone:
         self._process.join(5.0)  # it has exited or is exiting: collect its status
-        how = describe_exit(self._process.exitcode)
+        exitcode = self._process.exitcode
         self._finalizer()
-        return f"inference process of worker {self.worker_name!r} died while {doing} ({how})"
+        return _ChildGone(f"inference process of worker {self.worker_name!r} died while {doing} "
+                          f"({_describe_exit(exitcode)})", exitcode)
 
     def _protocol_error(self, reply: object) -> WorkerError:
         self._finalizer()
@@ -311,7 +318,7 @@ class ProcessDetector:
         return grown
 
 
-def describe_exit(exitcode: int | None) -> str:
+def _describe_exit(exitcode: int | None) -> str:
     """``signal 9, SIGKILL`` / ``exit code 1`` for a child's ``exitcode``."""
     if exitcode is None:
         return "still running"

@@ -424,3 +424,81 @@ def test_cli_model_that_fails_to_load_in_the_children_is_one_line_and_exit_2(cli
     assert "Traceback" not in done.stderr and "leaked" not in done.stderr, done.stderr
     assert _still_running([p.pid for p in _with_token(token)], timeout=20) == []
     assert _segments(pid) == []
+
+
+def _start_in_own_session(args: list[str], token: str) -> subprocess.Popen[str]:
+    """The CLI in a process group of its own, so that a signal to the group reaches it and
+    its children the way a terminal's Ctrl-C does — and nothing of pytest."""
+    return subprocess.Popen([PYTHON, "-m", "streamyolo", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**env_for_subprocess(), TOKEN: token}, cwd=ROOT, start_new_session=True)
+
+
+def _endless_run(model: Path, out: Path) -> list[str]:
+    return ["run", "--source", "a=synthetic:?size=320x240", "--source", "b=synthetic:?size=320x240",
+            "--model", str(model), "--imgsz", "96", "--workers", "2", "--worker-mode", "process",
+            "--jsonl", str(out / "det.jsonl"), "--summary", str(out / "summary.json"), "--no-display",
+            "--status-interval", "0"]
+
+
+def _spawned_children(token: str) -> list[psutil.Process]:
+    found = []
+    for process in _with_token(token):
+        try:
+            if "spawn_main" in " ".join(process.cmdline()):
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.mark.timeout(180)
+def test_ctrl_c_to_the_process_group_mid_run_stops_gracefully(random_model: Path, tmp_path: Path) -> None:
+    token = uuid.uuid4().hex
+    run = _start_in_own_session(_endless_run(random_model, tmp_path), token)
+    try:
+        jsonl = tmp_path / "det.jsonl"
+        waiter = threading.Event()
+        for _ in range(1200):  # frames flowing, from both workers' children
+            if jsonl.exists() and {line.split('"')[3] for line in jsonl.read_text().splitlines()} == {"a", "b"}:
+                break
+            assert run.poll() is None, run.communicate()[1]
+            waiter.wait(0.1)
+        os.killpg(run.pid, signal.SIGINT)
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.communicate()
+    assert run.returncode == 0, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr and "leaked" not in stderr, stderr
+    streams = json.loads((tmp_path / "summary.json").read_text())["streams"]
+    for name, report in streams.items():
+        assert (report["state"], report["error"], report["dropped"]) == ("stopped", None, 0), f"{name}: {report}"
+        assert report["captured"] == report["processed"] > 0
+    assert _still_running([p.pid for p in _with_token(token)], timeout=20) == []
+    assert _segments(run.pid) == []
+
+
+@pytest.mark.timeout(180)
+def test_ctrl_c_while_the_children_start_leaves_nothing_behind(random_model: Path, tmp_path: Path) -> None:
+    """Ctrl-C reaches the children while they are still starting up (before they can
+    ignore it): they must not die of it, and the run must end cleanly."""
+    token = uuid.uuid4().hex
+    run = _start_in_own_session(_endless_run(random_model, tmp_path), token)
+    try:
+        waiter = threading.Event()
+        for _ in range(1200):
+            if len(_spawned_children(token)) == 2:
+                break
+            assert run.poll() is None, run.communicate()[1]
+            waiter.wait(0.05)
+        os.killpg(run.pid, signal.SIGINT)
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.communicate()
+    assert run.returncode in (0, 130), stderr  # 130: interrupted before the run started
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr and "leaked" not in stderr, stderr
+    assert _still_running([p.pid for p in _with_token(token)], timeout=20) == []
+    assert _segments(run.pid) == []

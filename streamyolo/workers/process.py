@@ -39,6 +39,7 @@ Children are named ``streamyolo:<worker>`` (as ``ps -o comm`` and ``psutil`` sho
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import multiprocessing
@@ -49,8 +50,9 @@ import signal
 import sys
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from multiprocessing.shared_memory import SharedMemory
@@ -168,7 +170,8 @@ class ProcessDetectorFactory:
             daemon=True,
         )
         try:
-            process.start()
+            with _sigint_blocked():
+                process.start()
         except Exception as exc:
             parent_end.close()
             raise ModelError(
@@ -358,6 +361,23 @@ def _shut_down(process: BaseProcess, conn: Connection, segments: list[SharedMemo
             _release_segment(segments.pop())
 
 
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread while it starts a child: the child inherits the mask
+    across fork and exec, so a Ctrl-C during its start-up (before it can ignore SIGINT)
+    does not kill it. Python runs signal handlers in the main thread anyway."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    # Starting the resource tracker unblocks SIGINT in the calling thread: do it first.
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _layout(images: Sequence[Image]) -> tuple[tuple[_Slot, ...], int]:
     slots = []
     offset = 0
@@ -407,8 +427,11 @@ def _child_main(conn: Connection, inner: DetectorFactory, worker_name: str, torc
     _die_with_parent(parent_pid)
     _set_process_name(PROCESS_PREFIX + worker_name)
     # Ctrl-C reaches every process of the terminal's group; the parent handles it (finishing
-    # the frames in flight) and tells us when to quit.
+    # the frames in flight) and tells us when to quit. SIGINT was blocked since our birth
+    # (see _sigint_blocked); once ignored it can be unblocked.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
         conn.send(_Started())
         if torch_threads is not None:

@@ -31,6 +31,7 @@ from streamyolo.cli import build_parser, run_overrides
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError, ModelError, WorkerError
 from streamyolo.frames import Result
+from streamyolo.inference.detector import Detector
 from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.workers.process import PROCESS_PREFIX, SEGMENT_PREFIX, ProcessDetectorFactory
 from tests.helpers import PYTHON, ROOT, ScriptedSource, env_for_subprocess, read_jsonl
@@ -216,6 +217,15 @@ def test_a_child_that_dies_while_building_is_a_model_error() -> None:
     with pytest.raises(ModelError, match=r"^inference process of worker 't4' died while building its model "
                                          r"\(signal 9, SIGKILL\)$"):
         ProcessDetectorFactory(CrashingFactory(), "t4")()
+
+
+@pytest.mark.timeout(60)
+def test_a_factory_that_cannot_be_sent_to_a_process_is_a_model_error() -> None:
+    def local_factory() -> Detector:  # a local function does not pickle
+        return ChecksumFactory()()
+
+    with pytest.raises(ModelError, match="cannot start the inference process of worker 't5'"):
+        ProcessDetectorFactory(local_factory, "t5")()
 
 
 @pytest.mark.timeout(60)

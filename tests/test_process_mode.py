@@ -153,22 +153,25 @@ def test_pixels_reach_the_child_exactly_and_the_block_grows() -> None:
         assert psutil.Process(detector.pid).name() == f"{PROCESS_PREFIX}t0"
         assert detector.names[1] == "batch1"
         wide = _image(48, 130, seed=9)
-        batches = [
-            [_image(48, 64, seed=1)],
-            [_image(48, 64, seed=s) for s in range(2, 6)],      # more images: the block grows
-            [wide[:, ::2]],                                      # not contiguous
-            [_image(480, 640, seed=7), _image(480, 640, seed=8)],  # bigger frames: grows again
-            [_image(48, 64, seed=10)],                           # small again: the block stays
+        batches = [  # (images, whether the block must grow)
+            ([_image(48, 64, seed=1)], True),                              # the first block: 1 MiB
+            ([_image(48, 64, seed=s) for s in range(2, 6)], False),        # fits
+            ([wide[:, ::2]], False),                                       # not contiguous
+            ([_image(480, 640, seed=7), _image(480, 640, seed=8)], True),  # 1.8 MB: grows to 2 MiB
+            ([_image(480, 640, seed=s) for s in range(11, 15)], True),     # 3.7 MB: grows to 4 MiB
+            ([_image(48, 64, seed=10)], False),                            # small again: the block stays
         ]
-        names = []
-        for batch in batches:
+        previous: list[str] = []
+        for batch, grows in batches:
             found = detector.detect(batch)
-            names.append(_segments(os.getpid()))
+            names = _segments(os.getpid())
+            assert len(names) == 1, f"one block at a time: {names}"
+            assert (names != previous) == grows, (names, previous)
+            previous = names
             assert len(found) == len(batch)
             for image, detections in zip(batch, found, strict=True):
                 assert [*detections.xyxy[0].tolist(), int(detections.cls[0])] == _checksum_box(image, len(batch))
-        assert all(len(n) == 1 for n in names), f"one block at a time: {names}"
-        assert names[0] != names[1] != names[3] and names[3] == names[4], names
+        assert (SHM / previous[0]).stat().st_size == 4 << 20
         assert detector.detect([]) == []
     finally:
         detector.close()
@@ -176,6 +179,21 @@ def test_pixels_reach_the_child_exactly_and_the_block_grows() -> None:
     detector.close()  # idempotent
     with pytest.raises(WorkerError, match="closed"):
         detector.detect([_image(8, 8, seed=0)])
+
+
+@pytest.mark.timeout(60)
+def test_a_full_dev_shm_is_a_clear_error_not_a_sigbus(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_space(fd: int, offset: int, length: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    detector = ProcessDetectorFactory(ChecksumFactory(), "t6")()
+    try:
+        monkeypatch.setattr(os, "posix_fallocate", no_space)
+        with pytest.raises(WorkerError, match=r"worker 't6': cannot reserve 1 MiB of shared memory \(No space left"):
+            detector.detect([_image(48, 64, seed=0)])
+        assert _segments(os.getpid()) == []
+    finally:
+        detector.close()
 
 
 @pytest.mark.timeout(60)

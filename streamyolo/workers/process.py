@@ -17,16 +17,17 @@ ordinary :class:`~streamyolo.inference.detector.Detector`::
 
 **Shared memory.** Each handle owns one ``SharedMemory`` block, created by the parent and
 named ``streamyolo_<parent pid>_<random>``. A batch is laid out in it image after image, each
-at a 64-byte aligned offset. The block is sized for the first batch and replaced by one at
-least twice as large when a bigger batch (or bigger frames) arrives; the old name is
-unlinked at once, and the child reattaches when a request names a block it has not mapped.
-Only the parent creates and unlinks blocks.
+at a 64-byte aligned offset. The block is sized (in whole MiB) for the first batch and
+replaced by a larger one when a bigger batch (or bigger frames) arrives, so it ends up the
+size of the largest batch; the old name is unlinked at once, and the child reattaches when a
+request names a block it has not mapped. Only the parent creates and unlinks blocks, and it
+allocates their pages up front (a full ``/dev/shm`` is an error, not a SIGBUS).
 
 **Protocol** (one ``multiprocessing`` Pipe, strictly request → reply, pickled dataclasses):
-the child first sends ``_Started()``, then ``_Ready(names)`` or ``_Failed(kind, message)``; then for each
-``_DetectRequest(segment, slots)`` — slots are (offset, shape, dtype), never pixels — it
-answers ``_Found`` (per image: xyxy, conf, cls arrays) or ``_Failed``; ``_QuitRequest`` or
-end-of-file on the pipe ends it.
+the child first sends ``_Started()``, then ``_Ready(names)`` or ``_Failed(kind, message)``;
+then for each ``_DetectRequest(segment, slots)`` — slots are (offset, shape, dtype), never
+pixels — it answers ``_Found`` (per image: xyxy, conf, cls arrays) or ``_Failed``;
+``_QuitRequest`` or end-of-file on the pipe ends it.
 
 **Crashes and orphans.** The parent never blocks on a dead child: every wait is on the pipe
 *and* the process sentinel, with a time-out, so a child killed by a signal (OOM killer,
@@ -35,6 +36,8 @@ signal, and the shared memory is unlinked right there. The child dies with its p
 ``PR_SET_PDEATHSIG`` (SIGKILL) set at child start, plus exit on end-of-file of the pipe; the
 resource tracker of ``multiprocessing`` unlinks blocks left by a parent that was killed.
 Children are named ``streamyolo:<worker>`` (as ``ps -o comm`` and ``psutil`` show them).
+They are born with SIGINT blocked and then ignore it: a terminal's Ctrl-C, which reaches the
+whole process group, is the parent's to handle (it finishes the frames in flight first).
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ SEGMENT_PREFIX = "streamyolo_"
 """Shared-memory blocks are named ``streamyolo_<parent pid>_<random hex>`` (``/dev/shm`` on Linux)."""
 
 _ALIGN = 64  # bytes; every image starts on a cache line
+_SEGMENT_STEP = 1 << 20  # blocks grow in whole MiB
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 _COMM_LENGTH = 15
@@ -313,7 +317,7 @@ class ProcessDetector:
         current = self._segments[0] if self._segments else None
         if current is not None and current.size >= size:
             return current
-        grown = _create_segment(max(size, 2 * current.size) if current is not None else size)
+        grown = _create_segment(-(-size // _SEGMENT_STEP) * _SEGMENT_STEP, self.worker_name)
         self._segments.insert(0, grown)
         if current is not None:
             self._segments.remove(current)
@@ -397,14 +401,32 @@ def _copy_in(segment: SharedMemory, slots: Sequence[_Slot], images: Sequence[Ima
             del target  # a view left in a traceback would keep the block from closing
 
 
-def _create_segment(size: int) -> SharedMemory:
+def _create_segment(size: int, worker_name: str) -> SharedMemory:
     for _ in range(8):
         name = f"{SEGMENT_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"  # ≤ 31 bytes, macOS's limit
         try:
-            return SharedMemory(name=name, create=True, size=size)
+            segment = SharedMemory(name=name, create=True, size=size)
         except FileExistsError:
             continue
-    raise WorkerError("cannot find a free shared-memory name")
+        _reserve(segment, size, worker_name)
+        return segment
+    raise WorkerError(f"inference process of worker {worker_name!r}: cannot find a free shared-memory name")
+
+
+def _reserve(segment: SharedMemory, size: int, worker_name: str) -> None:
+    """Allocate the block's pages now. A full /dev/shm (Docker gives 64 MB by default) then
+    fails here with a clear error instead of killing us with SIGBUS on the first copy."""
+    fd: int = getattr(segment, "_fd", -1)
+    if fd < 0 or not hasattr(os, "posix_fallocate"):
+        return
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        _release_segment(segment)
+        raise WorkerError(
+            f"inference process of worker {worker_name!r}: cannot reserve {size / 2**20:.0f} MiB of shared memory "
+            f"({exc.strerror or exc}); give /dev/shm more room (docker run --shm-size) or lower 'batch'"
+        ) from exc
 
 
 def _release_segment(segment: SharedMemory) -> None:

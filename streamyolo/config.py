@@ -102,6 +102,10 @@ class PipelineConfig(_Strict):
     batch: int = Field(default=4, ge=1, le=256)
     """Most frames one forward pass takes; a worker batches the ready frames of its streams."""
     model_sharing: Literal["per-thread", "locked"] = "per-thread"
+    worker_mode: Literal["thread", "process"] = "thread"
+    """``thread``: every inference worker is a thread of this process with its own model.
+    ``process``: each worker's model runs in a child process of its own; frames reach it
+    through shared memory. Results and accounting are the same."""
     threads: int | None = Field(default=None, ge=1, le=1024)
     """Torch intra-op threads; by default the CPU cores divided between the workers."""
     record: Path | None = None
@@ -121,6 +125,14 @@ class PipelineConfig(_Strict):
     duration: float | None = Field(default=None, gt=0)
     status_interval: float = Field(default=1.0, ge=0)
 
+    @model_validator(mode="after")
+    def _one_model_per_process(self) -> PipelineConfig:
+        if self.model_sharing == "locked" and self.worker_mode == "process":
+            raise ValueError("config keys 'model_sharing' and 'worker_mode': model_sharing 'locked' cannot be "
+                             "used with worker_mode 'process' (one model cannot be shared between processes; "
+                             "use 'per-thread')")
+        return self
+
     @field_validator("imgsz")
     @classmethod
     def _imgsz(cls, value: int | tuple[int, int]) -> int | tuple[int, int]:
@@ -132,6 +144,8 @@ class PipelineConfig(_Strict):
 
 def _format_error(error: Mapping[str, Any]) -> str:
     location = ".".join(str(part) for part in error["loc"] if part not in ("function-after", "str"))
+    if not location:  # a check across keys names them itself
+        return str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         return f"unknown config key {location!r}"
     message = str(error["msg"]).removeprefix("Value error, ")

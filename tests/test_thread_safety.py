@@ -1,5 +1,7 @@
 """The point of it all: many streams through per-thread models give exactly what a plain
-sequential ``predict()`` loop gives on the same frames with the same model and settings."""
+sequential ``predict()`` loop gives on the same frames with the same model and settings —
+with thread workers and with process workers (``worker_mode: process``, models in child
+processes, frames through shared memory)."""
 
 from __future__ import annotations
 
@@ -25,9 +27,14 @@ def four_streams(clips: list[Path], people_video: Path, tmp_path_factory: pytest
     return [people, *clips[:3]]
 
 
-def _run(streams: list[Path], model: str, sharing: str, imgsz: int, conf: float) -> list[Result]:
+MODES = [("per-thread", "thread"), ("locked", "thread"), ("per-thread", "process")]
+"""(model_sharing, worker_mode): ``locked`` shares one model between threads, so it is thread-only."""
+
+
+def _run(streams: list[Path], model: str, sharing: str, worker_mode: str, imgsz: int, conf: float) -> list[Result]:
     config = {"streams": [str(p) for p in streams], "model": model, "workers": 2, "device": "cpu",
-              "model_sharing": sharing, "imgsz": imgsz, "conf": conf, "batch": 4, "display": False}
+              "model_sharing": sharing, "worker_mode": worker_mode, "imgsz": imgsz, "conf": conf, "batch": 4,
+              "display": False}
     with Pipeline.from_config(config) as pipeline:
         return list(pipeline.results())
 
@@ -58,20 +65,20 @@ def _check(streams: list[Path], results: list[Result], reference: dict[tuple[str
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("sharing", ["per-thread", "locked"])
+@pytest.mark.parametrize(("sharing", "worker_mode"), MODES)
 def test_random_weight_yolo26n_matches_sequential_predict(
-    four_streams: list[Path], random_model: Path, sharing: str
+    four_streams: list[Path], random_model: Path, sharing: str, worker_mode: str
 ) -> None:
-    results = _run(four_streams, str(random_model), sharing, imgsz=320, conf=0.25)
+    results = _run(four_streams, str(random_model), sharing, worker_mode, imgsz=320, conf=0.25)
     _check(four_streams, results, _reference(str(random_model), 320, 0.25, results), 0.25)
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("sharing", ["per-thread", "locked"])
+@pytest.mark.parametrize(("sharing", "worker_mode"), MODES)
 def test_real_openvino_yolo11n_matches_sequential_predict(
-    four_streams: list[Path], shared_model: Path, sharing: str
+    four_streams: list[Path], shared_model: Path, sharing: str, worker_mode: str
 ) -> None:
-    results = _run(four_streams, str(shared_model), sharing, imgsz=640, conf=0.25)
+    results = _run(four_streams, str(shared_model), sharing, worker_mode, imgsz=640, conf=0.25)
     _check(four_streams, results, _reference(str(shared_model), 640, 0.25, results), 0.25)
     people = [r for r in results if r.stream == "people"]
     assert all((r.detections.cls == 0).any() for r in people), "the real model must see persons in every frame"

@@ -20,6 +20,7 @@ from streamyolo.sinks.jsonl import JsonlSink
 from streamyolo.sinks.recorder import VideoRecorder, choose_codec
 from streamyolo.sources import NetworkOptions, open_source
 from streamyolo.workers.capture import CapturePolicy
+from streamyolo.workers.process import ProcessDetectorFactory
 
 if TYPE_CHECKING:
     from streamyolo.pipeline.pipeline import Pipeline
@@ -39,7 +40,9 @@ def load_config(config: Any, overrides: dict[str, Any]) -> PipelineConfig:
 
 def detector_factories(config: PipelineConfig, workers: int) -> list[DetectorFactory]:
     """One factory per worker (each may sit on its own GPU); ``locked`` sharing wraps a
-    single factory so that every worker gets the same instance behind a lock."""
+    single factory so that every worker gets the same instance behind a lock;
+    ``worker_mode: process`` wraps each worker's factory so that its model is built and run
+    in a child process, with the worker's share of the cores as torch threads."""
     model = resolve_model(config.model)
     settings = DetectSettings(
         conf=config.conf, iou=config.iou, imgsz=config.imgsz,
@@ -52,6 +55,12 @@ def detector_factories(config: PipelineConfig, workers: int) -> list[DetectorFac
     if config.model_sharing == "locked":
         shared = SharedFactory(UltralyticsFactory(model, settings, devices[0], threads))
         return [shared] * workers
+    if config.worker_mode == "process":
+        return [
+            ProcessDetectorFactory(UltralyticsFactory(model, settings, device, threads), f"w{index}",
+                                   torch_threads=threads)
+            for index, device in enumerate(devices)
+        ]
     return [UltralyticsFactory(model, settings, device, threads) for device in devices]
 
 
@@ -117,8 +126,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         status_interval=cfg.status_interval,
         stats=StatsWriter(cfg.stats) if cfg.stats is not None else None,
         duration=cfg.duration,
-        torch_threads=torch_threads(cfg, 1 if cfg.model_sharing == "locked" else workers,
-                                    cfg.device if cfg.device != "auto" else _auto_device()),
+        torch_threads=_parent_torch_threads(cfg, workers),
         summary_path=cfg.summary,
         on_close=closers,
     )
@@ -136,6 +144,15 @@ def _policy(stream: ResolvedStream) -> CapturePolicy:
                if stream.spec.kind.is_live else NO_RECONNECT)
     return CapturePolicy(realtime=stream.config.realtime, max_fps=stream.config.max_fps,
                          stride=stream.config.stride, backoff=backoff)
+
+
+def _parent_torch_threads(cfg: PipelineConfig, workers: int) -> int | None:
+    """Thread workers share this process's torch threads; process workers set their own."""
+    if cfg.worker_mode == "process":
+        return None
+    # A locked model runs one batch at a time, so it may use every core.
+    return torch_threads(cfg, 1 if cfg.model_sharing == "locked" else workers,
+                         cfg.device if cfg.device != "auto" else _auto_device())
 
 
 def _auto_device() -> str:

@@ -1,0 +1,92 @@
+"""Picklable detector factories for process-mode tests: a spawned child imports this module
+and builds its fake detector from plain data, as it would build a real model."""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamyolo.errors import ModelError
+from streamyolo.frames import Detections, Image
+from streamyolo.inference.detector import Detector
+from tests.helpers import StampDetector
+
+
+@dataclass(frozen=True)
+class StampFactory:
+    """The pipeline tests' :class:`StampDetector` (one box per frame, read from the stamp)."""
+
+    fail_on: int | None = None
+
+    def __call__(self) -> Detector:
+        return StampDetector(fail_on=self.fail_on)
+
+
+class ChecksumDetector:
+    """Proves which pixels arrived: per image one box ``[height, width, crc32 low 16 bits,
+    crc32 high 16 bits]`` (exact in float32), with the batch size as its class."""
+
+    @property
+    def names(self) -> Mapping[int, str]:
+        return {i: f"batch{i}" for i in range(1, 65)}
+
+    def detect(self, images: Sequence[Image]) -> list[Detections]:
+        out = []
+        for image in images:
+            crc = zlib.crc32(np.ascontiguousarray(image).tobytes())
+            out.append(Detections(
+                xyxy=np.array([[image.shape[0], image.shape[1], crc & 0xFFFF, crc >> 16]], dtype=np.float32),
+                conf=np.array([0.5], dtype=np.float32),
+                cls=np.array([len(images)], dtype=np.int64),
+                names=self.names,
+            ))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class ChecksumFactory:
+    def __call__(self) -> Detector:
+        return ChecksumDetector()
+
+
+class HangingDetector(ChecksumDetector):
+    """Never answers a batch (a deadlocked model)."""
+
+    def detect(self, images: Sequence[Image]) -> list[Detections]:
+        threading.Event().wait()
+        return []
+
+
+@dataclass(frozen=True)
+class HangingFactory:
+    def __call__(self) -> Detector:
+        return HangingDetector()
+
+
+@dataclass(frozen=True)
+class FailingFactory:
+    """A model that cannot be built, with the message a real one would give."""
+
+    message: str = "cannot load model 'broken.pt': scripted failure"
+
+    def __call__(self) -> Detector:
+        raise ModelError(self.message)
+
+
+@dataclass(frozen=True)
+class CrashingFactory:
+    """A model whose loading kills the process (as a segfault in native code would)."""
+
+    def __call__(self) -> Detector:
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("unreachable")

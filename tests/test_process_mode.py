@@ -1,0 +1,532 @@
+"""``worker_mode: process``: each worker's model in a child process, frames through shared
+memory. Same results and accounting as thread mode; a crashed child fails only its worker's
+streams; nothing outlives the run — no child process, no shared-memory block.
+
+Children that build the real model import torch and Ultralytics (seconds each), so those
+runs are few and shared; the crash and protocol tests use fake detectors built in the child
+from :mod:`tests.process_fakes`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import pytest
+
+from streamyolo.cli import build_parser, run_overrides
+from streamyolo.config import build_config
+from streamyolo.errors import ConfigError, ModelError, WorkerError
+from streamyolo.frames import Result
+from streamyolo.inference.detector import Detector
+from streamyolo.pipeline import Pipeline, StreamSetup
+from streamyolo.workers.process import PROCESS_PREFIX, SEGMENT_PREFIX, ProcessDetectorFactory
+from tests.helpers import PYTHON, ROOT, ScriptedSource, env_for_subprocess, read_jsonl
+from tests.process_fakes import ChecksumFactory, CrashingFactory, FailingFactory, HangingFactory, StampFactory
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="looks into /proc and /dev/shm")
+
+SHM = Path("/dev/shm")
+TOKEN = "STREAMYOLO_TEST_TOKEN"
+
+
+# -- what may be left behind -------------------------------------------------------------
+
+def _is_resource_tracker(process: psutil.Process) -> bool:
+    """multiprocessing's resource tracker: one per parent, for the parent's lifetime."""
+    try:
+        return "resource_tracker" in " ".join(process.cmdline())
+    except psutil.Error:
+        return False
+
+
+def _children() -> dict[int, psutil.Process]:
+    return {p.pid: p for p in psutil.Process().children(recursive=True) if not _is_resource_tracker(p)}
+
+
+def _segments(pid: int) -> list[str]:
+    return sorted(path.name for path in SHM.glob(f"{SEGMENT_PREFIX}{pid}_*"))
+
+
+def _with_token(token: str) -> list[psutil.Process]:
+    """Every process started under this test token (children inherit the environment)."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get(TOKEN) == token:
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _still_running(pids: list[int], timeout: float) -> list[int]:
+    """Wait (on pidfds, no polling) for processes that are not our children to exit."""
+    deadline = time.monotonic() + timeout
+    running = []
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                running.append(pid)
+        finally:
+            os.close(fd)
+    return running
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind() -> Iterator[None]:
+    """No child process (reaped, not a zombie) and no shared-memory block outlives a test."""
+    before = set(_children())
+    yield
+    left = {pid: p for pid, p in _children().items() if pid not in before}
+    assert not left, f"processes outlived the test: {[(p.pid, p.name()) for p in left.values()]}"
+    assert _segments(os.getpid()) == [], "shared memory outlived the test"
+
+
+def _streamyolo(*args: str, token: str, timeout: float = 240) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run the CLI; return its outcome and its pid (which names its shared-memory blocks)."""
+    with subprocess.Popen([PYTHON, "-m", "streamyolo", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env={**env_for_subprocess(), TOKEN: token}, cwd=ROOT) as run:
+        try:
+            out, err = run.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            run.communicate()
+            raise
+    return subprocess.CompletedProcess(run.args, run.returncode, out, err), run.pid
+
+
+def _image(height: int, width: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def _checksum_box(image: np.ndarray, batch: int) -> list[float]:
+    import zlib
+
+    crc = zlib.crc32(np.ascontiguousarray(image).tobytes())
+    return [image.shape[0], image.shape[1], crc & 0xFFFF, crc >> 16, batch]
+
+
+# -- config and CLI ----------------------------------------------------------------------
+
+def test_worker_mode_is_a_config_key_and_a_flag() -> None:
+    assert build_config().worker_mode == "thread"
+    args = build_parser().parse_args(["run", "--source", "synthetic:", "--worker-mode", "process"])
+    assert build_config(overrides=run_overrides(args)).worker_mode == "process"
+    assert build_config(environ={"STREAMYOLO_WORKER_MODE": "process"}).worker_mode == "process"
+    with pytest.raises(ConfigError, match="config key 'worker_mode'"):
+        build_config(overrides={"worker_mode": "fork"})
+
+
+def test_locked_sharing_cannot_cross_processes() -> None:
+    with pytest.raises(ConfigError) as caught:
+        build_config(overrides={"worker_mode": "process", "model_sharing": "locked"})
+    message = str(caught.value)
+    assert "'model_sharing'" in message and "'worker_mode'" in message and "\n" not in message
+
+
+# -- the handle and its child, with fake detectors ---------------------------------------
+
+@pytest.mark.timeout(60)
+def test_pixels_reach_the_child_exactly_and_the_block_grows() -> None:
+    detector = ProcessDetectorFactory(ChecksumFactory(), "t0")()
+    try:
+        assert detector.pid is not None
+        assert psutil.Process(detector.pid).name() == f"{PROCESS_PREFIX}t0"
+        assert detector.names[1] == "batch1"
+        wide = _image(48, 130, seed=9)
+        batches = [  # (images, whether the block must grow)
+            ([_image(48, 64, seed=1)], True),                              # the first block: 1 MiB
+            ([_image(48, 64, seed=s) for s in range(2, 6)], False),        # fits
+            ([wide[:, ::2]], False),                                       # not contiguous
+            ([_image(480, 640, seed=7), _image(480, 640, seed=8)], True),  # 1.8 MB: grows to 2 MiB
+            ([_image(480, 640, seed=s) for s in range(11, 15)], True),     # 3.7 MB: grows to 4 MiB
+            ([_image(48, 64, seed=10)], False),                            # small again: the block stays
+        ]
+        previous: list[str] = []
+        for batch, grows in batches:
+            found = detector.detect(batch)
+            names = _segments(os.getpid())
+            assert len(names) == 1, f"one block at a time: {names}"
+            assert (names != previous) == grows, (names, previous)
+            previous = names
+            assert len(found) == len(batch)
+            for image, detections in zip(batch, found, strict=True):
+                assert [*detections.xyxy[0].tolist(), int(detections.cls[0])] == _checksum_box(image, len(batch))
+        assert (SHM / previous[0]).stat().st_size == 4 << 20
+        assert detector.detect([]) == []
+    finally:
+        detector.close()
+    assert detector.closed
+    detector.close()  # idempotent
+    with pytest.raises(WorkerError, match="closed"):
+        detector.detect([_image(8, 8, seed=0)])
+
+
+@pytest.mark.timeout(60)
+def test_a_full_dev_shm_is_a_clear_error_not_a_sigbus(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_space(fd: int, offset: int, length: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    detector = ProcessDetectorFactory(ChecksumFactory(), "t6")()
+    try:
+        monkeypatch.setattr(os, "posix_fallocate", no_space)
+        with pytest.raises(WorkerError, match=r"worker 't6': cannot reserve 1 MiB of shared memory \(No space left"):
+            detector.detect([_image(48, 64, seed=0)])
+        assert _segments(os.getpid()) == []
+    finally:
+        detector.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_killed_child_is_reported_with_its_signal_and_cleaned_up_at_once() -> None:
+    detector = ProcessDetectorFactory(StampFactory(), "t1")()
+    image = _image(48, 64, seed=0)
+    assert len(detector.detect([image])) == 1
+    assert _segments(os.getpid())
+    assert detector.pid is not None
+    os.kill(detector.pid, signal.SIGKILL)
+    with pytest.raises(WorkerError, match=r"^inference process of worker 't1' died while running a batch "
+                                          r"\(signal 9, SIGKILL\)$"):
+        detector.detect([image])
+    assert detector.closed
+    assert _segments(os.getpid()) == [], "a crash must unlink the shared memory right away"
+    detector.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_hung_child_is_killed_after_the_reply_timeout() -> None:
+    detector = ProcessDetectorFactory(HangingFactory(), "t2", reply_timeout=1.0)()
+    with pytest.raises(WorkerError, match="worker 't2' did not answer within 1 s while running a batch; killed it"):
+        detector.detect([_image(48, 64, seed=0)])
+    assert detector.closed
+
+
+@pytest.mark.timeout(60)
+def test_a_model_error_in_the_child_is_a_model_error_here() -> None:
+    detector = ProcessDetectorFactory(StampFactory(fail_on=1), "t3")()
+    try:
+        with pytest.raises(ModelError, match="model of worker 't3' failed a batch: RuntimeError: fake detector"):
+            detector.detect([_image(48, 64, seed=0)])
+    finally:
+        detector.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_child_that_dies_while_building_is_a_model_error() -> None:
+    with pytest.raises(ModelError, match=r"^inference process of worker 't4' died while building its model "
+                                         r"\(signal 9, SIGKILL\)$"):
+        ProcessDetectorFactory(CrashingFactory(), "t4")()
+
+
+@pytest.mark.timeout(60)
+def test_a_factory_that_cannot_be_sent_to_a_process_is_a_model_error() -> None:
+    def local_factory() -> Detector:  # a local function does not pickle
+        return ChecksumFactory()()
+
+    with pytest.raises(ModelError, match="cannot start the inference process of worker 't5'"):
+        ProcessDetectorFactory(local_factory, "t5")()
+
+
+@pytest.mark.timeout(60)
+def test_a_script_without_a_main_guard_gets_told(tmp_path: Path) -> None:
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from streamyolo.workers.process import ProcessDetectorFactory\n"
+        "from tests.process_fakes import StampFactory\n"
+        "ProcessDetectorFactory(StampFactory(), 'w0')()\n"
+    )
+    done = subprocess.run([PYTHON, str(script)], capture_output=True, text=True, timeout=60,
+                          env=env_for_subprocess(), cwd=ROOT, check=False)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert "died while starting (exit code 1)" in last and "if __name__ == \"__main__\":" in last, done.stderr
+
+
+@pytest.mark.timeout(60)
+def test_the_child_dies_with_its_parent(tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import sys\n"
+        "import numpy as np\n"
+        "from streamyolo.workers.process import ProcessDetectorFactory\n"
+        "from tests.process_fakes import StampFactory\n"
+        "if __name__ == '__main__':\n"
+        "    detector = ProcessDetectorFactory(StampFactory(), 'w9')()\n"
+        "    detector.detect([np.zeros((48, 64, 3), np.uint8)])\n"
+        "    print(detector.pid, flush=True)\n"
+        "    sys.stdin.read()\n"
+    )
+    token = uuid.uuid4().hex
+    parent = subprocess.Popen([PYTHON, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**env_for_subprocess(), TOKEN: token},
+                              cwd=ROOT)
+    try:
+        assert parent.stdout is not None
+        line = parent.stdout.readline()
+        assert line.strip().isdigit(), parent.communicate(timeout=30)[1]
+        child = psutil.Process(int(line))
+        assert child.name() == f"{PROCESS_PREFIX}w9"
+        assert _segments(parent.pid)
+        family = [p.pid for p in _with_token(token) if p.pid != parent.pid]  # the child and the resource tracker
+        parent.kill()
+        parent.communicate(timeout=30)
+        assert _still_running(family, timeout=20) == [], "the child must not outlive its parent"
+        assert _segments(parent.pid) == [], "the resource tracker unlinks what a killed parent left"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.communicate(timeout=30)
+
+
+# -- the pipeline in process mode --------------------------------------------------------
+
+class _KillChildOnFirstResult:
+    """A sink that SIGKILLs the inference process of ``worker`` when its first result arrives
+    (from that worker's own thread, so the next batch is the one that finds it dead)."""
+
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
+        self.killed = threading.Event()
+
+    def open(self) -> None:
+        pass
+
+    def write(self, result: Result) -> None:
+        if result.worker != self.worker or self.killed.is_set():
+            return
+        (child,) = [c for c in psutil.Process().children() if c.name() == PROCESS_PREFIX + self.worker]
+        os.kill(child.pid, signal.SIGKILL)
+        self.killed.set()
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.timeout(90)
+def test_sigkill_of_one_child_fails_its_streams_and_the_others_finish() -> None:
+    sources = [ScriptedSource(f"s{i}", 40) for i in range(4)]
+    factories = [ProcessDetectorFactory(StampFactory(), f"w{i}") for i in range(2)]
+    killer = _KillChildOnFirstResult("w1")
+    pipeline = Pipeline([StreamSetup(s.name, s) for s in sources], factories, workers=2, max_batch=2, sinks=[killer])
+    with pytest.raises(WorkerError, match=r"worker 'w1'.*died while running a batch \(signal 9, SIGKILL\)"):
+        pipeline.run()
+    assert killer.killed.is_set()
+    summary = pipeline.summary().streams
+    for name in ("s0", "s2"):  # worker w0's streams
+        assert (summary[name].state, summary[name].processed, summary[name].dropped, summary[name].error) == (
+            "ended", 40, 0, None)
+    for name in ("s1", "s3"):  # worker w1's streams
+        report = summary[name]
+        assert report.state == "failed", report
+        assert report.error is not None and "'w1'" in report.error and "signal 9" in report.error
+        assert report.processed < 40
+    assert summary["s1"].processed + summary["s3"].processed >= 1, "the kill comes after w1's first result"
+    for name, report in summary.items():
+        assert report.captured == report.processed + report.dropped, f"{name}: {report}"
+
+
+@pytest.mark.timeout(90)
+def test_a_model_that_fails_to_build_in_its_child_fails_start_with_its_message() -> None:
+    sources = [ScriptedSource(f"s{i}", 10) for i in range(2)]
+    factories = [ProcessDetectorFactory(StampFactory(), "w0"), ProcessDetectorFactory(FailingFactory(), "w1")]
+    pipeline = Pipeline([StreamSetup(s.name, s) for s in sources], factories, workers=2)
+    with pytest.raises(ModelError, match=r"^cannot load model 'broken\.pt': scripted failure$"):
+        pipeline.start()
+    assert all(s.reads == 0 for s in sources), "capture must not start when a model could not be built"
+
+
+# -- real model: thread mode and process mode side by side -------------------------------
+
+@dataclass
+class _Runs:
+    thread_summary: dict[str, Any]
+    thread_lines: list[dict[str, Any]]
+    process: subprocess.CompletedProcess[str]
+    process_summary: dict[str, Any]
+    process_lines: list[dict[str, Any]]
+    left_running: list[int]
+    left_segments: list[str]
+
+
+@pytest.fixture(scope="module")
+def both_modes(clips: list[Path], random_model: Path, tmp_path_factory: pytest.TempPathFactory) -> _Runs:
+    """The four clips through the random-weight yolo26n, two workers: in this process with
+    thread workers, and through the CLI with ``--worker-mode process``."""
+    out = tmp_path_factory.mktemp("modes")
+    Pipeline.from_config({"streams": [str(p) for p in clips], "model": str(random_model), "imgsz": 160,
+                          "workers": 2, "batch": 4, "device": "cpu", "display": False,
+                          "jsonl": str(out / "thread.jsonl"), "summary": str(out / "thread.json")}).run()
+    token = uuid.uuid4().hex
+    sources = [arg for p in clips for arg in ("--source", str(p))]
+    done, pid = _streamyolo("run", *sources, "--model", str(random_model), "--imgsz", "160", "--workers", "2",
+                       "--batch", "4", "--device", "cpu", "--no-display", "--status-interval", "0",
+                       "--worker-mode", "process", "--jsonl", str(out / "process.jsonl"),
+                       "--summary", str(out / "process.json"), token=token)
+    left = _still_running([p.pid for p in _with_token(token)], timeout=20)
+    return _Runs(
+        thread_summary=json.loads((out / "thread.json").read_text()),
+        thread_lines=read_jsonl(out / "thread.jsonl"),
+        process=done,
+        process_summary=json.loads((out / "process.json").read_text()) if (out / "process.json").exists() else {},
+        process_lines=read_jsonl(out / "process.jsonl") if (out / "process.jsonl").exists() else [],
+        left_running=left,
+        left_segments=_segments(pid),
+    )
+
+
+def _same_frame(thread: dict[str, Any], process: dict[str, Any]) -> None:
+    """Equal apart from timing; boxes may differ by float noise, and a box within 0.01 of
+    the threshold may be missing on one side."""
+    where = f"{thread['stream']}#{thread['seq']}"
+    assert (process["stream"], process["seq"], process["pts"]) == (thread["stream"], thread["seq"], thread["pts"])
+    unmatched = list(process["detections"])
+    for box in thread["detections"]:
+        match = next((b for b in unmatched if b["cls"] == box["cls"] and b["name"] == box["name"]
+                      and max(abs(x - y) for x, y in zip(b["xyxy"], box["xyxy"], strict=True)) <= 0.05
+                      and abs(b["conf"] - box["conf"]) <= 0.002), None)
+        if match is not None:
+            unmatched.remove(match)
+        else:
+            assert box["conf"] < 0.26, f"{where}: thread-mode box {box} missing in process mode"
+    assert all(b["conf"] < 0.26 for b in unmatched), f"{where}: extra boxes in process mode: {unmatched}"
+
+
+@pytest.mark.timeout(300)
+def test_process_mode_gives_thread_mode_accounting_and_detections(both_modes: _Runs, clips: list[Path]) -> None:
+    assert both_modes.process.returncode == 0, both_modes.process.stderr
+    assert both_modes.process_summary == both_modes.thread_summary
+    for report in both_modes.process_summary["streams"].values():
+        assert (report["captured"], report["processed"], report["dropped"], report["state"]) == (12, 12, 0, "ended")
+    key = lambda line: (line["stream"], line["seq"])  # noqa: E731
+    thread_lines = sorted(both_modes.thread_lines, key=key)
+    process_lines = sorted(both_modes.process_lines, key=key)
+    assert [key(line) for line in process_lines] == [key(line) for line in thread_lines]
+    assert len(thread_lines) == 4 * 12
+    for thread, process in zip(thread_lines, process_lines, strict=True):
+        _same_frame(thread, process)
+    assert sum(len(line["detections"]) for line in process_lines) >= 12, "too few boxes to compare"
+    for name in (p.stem for p in clips):  # per-stream order as written
+        assert [line["seq"] for line in both_modes.process_lines if line["stream"] == name] == list(range(12))
+
+
+@pytest.mark.timeout(300)
+def test_a_process_mode_run_leaves_no_process_no_segment_and_no_tracker_warning(both_modes: _Runs) -> None:
+    assert both_modes.process.returncode == 0, both_modes.process.stderr
+    assert both_modes.left_running == [], "processes outlived the run"
+    assert both_modes.left_segments == [], "shared memory outlived the run"
+    assert "leaked" not in both_modes.process.stderr and "resource_tracker" not in both_modes.process.stderr, (
+        both_modes.process.stderr)
+    assert "Traceback" not in both_modes.process.stderr
+
+
+@pytest.mark.timeout(240)
+def test_cli_model_that_fails_to_load_in_the_children_is_one_line_and_exit_2(clips: list[Path],
+                                                                              tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_text("garbage")
+    token = uuid.uuid4().hex
+    done, pid = _streamyolo("run", "--source", str(clips[0]), "--source", str(clips[1]), "--model", str(garbage),
+                       "--workers", "2", "--worker-mode", "process", "--no-display", token=token)
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "cannot load model" in errors[0] and "garbage.pt" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr and "leaked" not in done.stderr, done.stderr
+    assert _still_running([p.pid for p in _with_token(token)], timeout=20) == []
+    assert _segments(pid) == []
+
+
+def _start_in_own_session(args: list[str], token: str) -> subprocess.Popen[str]:
+    """The CLI in a process group of its own, so that a signal to the group reaches it and
+    its children the way a terminal's Ctrl-C does — and nothing of pytest."""
+    return subprocess.Popen([PYTHON, "-m", "streamyolo", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**env_for_subprocess(), TOKEN: token}, cwd=ROOT, start_new_session=True)
+
+
+def _endless_run(model: Path, out: Path) -> list[str]:
+    return ["run", "--source", "a=synthetic:?size=320x240", "--source", "b=synthetic:?size=320x240",
+            "--model", str(model), "--imgsz", "96", "--workers", "2", "--worker-mode", "process",
+            "--jsonl", str(out / "det.jsonl"), "--summary", str(out / "summary.json"), "--no-display",
+            "--status-interval", "0"]
+
+
+def _spawned_children(token: str) -> list[psutil.Process]:
+    found = []
+    for process in _with_token(token):
+        try:
+            if "spawn_main" in " ".join(process.cmdline()):
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.mark.timeout(180)
+def test_ctrl_c_to_the_process_group_mid_run_stops_gracefully(random_model: Path, tmp_path: Path) -> None:
+    token = uuid.uuid4().hex
+    run = _start_in_own_session(_endless_run(random_model, tmp_path), token)
+    try:
+        jsonl = tmp_path / "det.jsonl"
+        waiter = threading.Event()
+        for _ in range(1200):  # frames flowing, from both workers' children
+            if jsonl.exists() and {line.split('"')[3] for line in jsonl.read_text().splitlines()} == {"a", "b"}:
+                break
+            assert run.poll() is None, run.communicate()[1]
+            waiter.wait(0.1)
+        os.killpg(run.pid, signal.SIGINT)
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.communicate()
+    assert run.returncode == 0, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr and "leaked" not in stderr, stderr
+    streams = json.loads((tmp_path / "summary.json").read_text())["streams"]
+    for name, report in streams.items():
+        assert (report["state"], report["error"], report["dropped"]) == ("stopped", None, 0), f"{name}: {report}"
+        assert report["captured"] == report["processed"] > 0
+    assert _still_running([p.pid for p in _with_token(token)], timeout=20) == []
+    assert _segments(run.pid) == []
+
+
+@pytest.mark.timeout(180)
+def test_ctrl_c_while_the_children_start_leaves_nothing_behind(random_model: Path, tmp_path: Path) -> None:
+    """Ctrl-C reaches the children while they are still starting up (before they can
+    ignore it): they must not die of it, and the run must end cleanly."""
+    token = uuid.uuid4().hex
+    run = _start_in_own_session(_endless_run(random_model, tmp_path), token)
+    try:
+        waiter = threading.Event()
+        for _ in range(1200):
+            if len(_spawned_children(token)) == 2:
+                break
+            assert run.poll() is None, run.communicate()[1]
+            waiter.wait(0.05)
+        os.killpg(run.pid, signal.SIGINT)
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.communicate()
+    assert run.returncode in (0, 130), stderr  # 130: interrupted before the run started
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr and "leaked" not in stderr, stderr
+    assert _still_running([p.pid for p in _with_token(token)], timeout=20) == []
+    assert _segments(run.pid) == []

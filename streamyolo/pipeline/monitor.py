@@ -10,8 +10,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TextIO
 
-from streamyolo.errors import OutputError
 from streamyolo.pipeline.report import StatusPrinter, StreamReport
+from streamyolo.sinks.jsonl import open_lines
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +27,7 @@ class StatsWriter:
         self._file: TextIO | None = None
 
     def open(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("w", encoding="utf-8", buffering=1)
-        except OSError as exc:
-            raise OutputError(f"cannot write stats file {str(self.path)!r}: {exc.strerror or exc}") from exc
+        self._file = open_lines(self.path, "stats file")
 
     def write(self, reports: list[StreamReport], elapsed: float) -> None:
         if self._file is None:

@@ -11,6 +11,16 @@ from streamyolo.errors import OutputError
 from streamyolo.frames import Result
 
 
+def open_lines(path: Path, what: str) -> TextIO:
+    """Create ``path`` (and its folder) for line-buffered text: every line reaches the file
+    as it is written, so a killed process leaves only whole lines behind."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("w", encoding="utf-8", buffering=1)
+    except OSError as exc:
+        raise OutputError(f"cannot write {what} {str(path)!r}: {exc.strerror or exc}") from exc
+
+
 class JsonlSink:
     """Appends ``{"stream", "seq", "t_capture", "pts", "detections"}`` lines to ``path``.
 
@@ -23,11 +33,7 @@ class JsonlSink:
         self._lock = threading.Lock()
 
     def open(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("w", encoding="utf-8", buffering=1)
-        except OSError as exc:
-            raise OutputError(f"cannot write JSONL file {str(self.path)!r}: {exc.strerror or exc}") from exc
+        self._file = open_lines(self.path, "JSONL file")
 
     def write(self, result: Result) -> None:
         line = json.dumps(result.to_record(), separators=(",", ":")) + "\n"

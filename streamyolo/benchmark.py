@@ -170,10 +170,11 @@ def _measure_openvino(model: str, input_hw: tuple[int, int], seconds: float) -> 
     tensor = np.random.rand(1, 3, *input_hw).astype(np.float32)
     tried: list[Rate] = []
     latency = 0.0
-    for instances in (1, 2):
+    for instances, pinning in ((1, True), (2, True), (2, False)):
         threads = max(1, cores // instances)
         requests = [core.compile_model(core.read_model(xml), "CPU", {
             "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": threads,
+            "ENABLE_CPU_PINNING": pinning,
         }).create_infer_request() for _ in range(instances)]
         for request in requests:
             request.infer([tensor])
@@ -185,7 +186,9 @@ def _measure_openvino(model: str, input_hw: tuple[int, int], seconds: float) -> 
         started = time.perf_counter()
         frames = _run_instances(step, instances, seconds)
         elapsed = time.perf_counter() - started
-        tried.append(Rate(frames / elapsed, frames, elapsed, f"{instances} instance(s) × {threads} threads, LATENCY"))
+        pinned = "" if pinning else ", unpinned"
+        tried.append(Rate(frames / elapsed, frames, elapsed,
+                          f"{instances} instance(s) × {threads} threads, LATENCY{pinned}"))
         if instances == 1:
             latency = elapsed / frames
     compiled = core.compile_model(core.read_model(xml), "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"})

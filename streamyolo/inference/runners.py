@@ -93,6 +93,9 @@ class OpenVINORunner:
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
+            # OpenVINO pins each compiled model's threads starting from the first core, so
+            # several workers with a few threads each would all land on the same cores.
+            config["ENABLE_CPU_PINNING"] = False
         self._compiled = core.compile_model(core.read_model(xml), "CPU", config)
         self._request = self._compiled.create_infer_request()
         shape = self._compiled.input(0).get_partial_shape()

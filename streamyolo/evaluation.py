@@ -158,20 +158,21 @@ def read_jsonl_detections(path: str | os.PathLike[str]) -> dict[str, dict[int, D
     return out
 
 
-def score_table(scores: Mapping[str, Score], iou: float = IOU_THRESHOLD) -> str:
-    """Per-stream precision and recall as an aligned text table, with a total row."""
+def score_table(scores: Mapping[str, Score], iou: float = IOU_THRESHOLD, total: bool = True) -> str:
+    """Per-stream precision and recall as an aligned text table, with a total row (when
+    ``total`` and more than one row); ``-`` where a ratio is undefined (nothing found, or
+    nothing to find)."""
     rows = [["stream", "objects", "found", "TP", "FP", "FN", f"precision@{iou:g}", f"recall@{iou:g}"]]
-    total = Score()
     for name, score in scores.items():
         rows.append(_row(name, score))
-        total += score
-    if len(scores) > 1:
-        rows.append(_row("all", total))
+    if total and len(scores) > 1:
+        rows.append(_row("all", sum(scores.values(), Score())))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in
                                enumerate(zip(row, widths, strict=True))).rstrip() for row in rows)
 
 
 def _row(name: str, score: Score) -> list[str]:
-    return [name, str(score.tp + score.fn), str(score.tp + score.fp), str(score.tp), str(score.fp), str(score.fn),
-            f"{score.precision:.3f}", f"{score.recall:.3f}"]
+    found, expected = score.tp + score.fp, score.tp + score.fn
+    return [name, str(expected), str(found), str(score.tp), str(score.fp), str(score.fn),
+            f"{score.precision:.3f}" if found else "-", f"{score.recall:.3f}" if expected else "-"]

@@ -68,10 +68,11 @@ def test_precision_and_recall_and_the_table() -> None:
     assert (score.precision, score.recall) == (0.9, 0.75)
     assert Score().precision == 1.0 and Score().recall == 1.0
     assert Score(fn=2).recall == 0.0 and Score(fp=2).precision == 0.0
-    table = score_table({"cam0": score, "cam1": Score(tp=1)})
+    table = score_table({"cam0": score, "cam1": Score(tp=1), "cam2": Score(fn=4)})
     lines = table.splitlines()
     assert lines[0].split()[:3] == ["stream", "objects", "found"] and "precision@0.5" in lines[0]
     assert lines[1].split() == ["cam0", "12", "10", "9", "1", "3", "0.900", "0.750"]
+    assert lines[3].split() == ["cam2", "4", "0", "0", "0", "4", "-", "0.000"]  # nothing found: no precision
     assert lines[-1].split()[0] == "all" and lines[-1].split()[3] == "10"
 
 

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from streamyolo.errors import ConfigError
 
-DEFAULT_MODEL = "yolo26n.yaml"
+DEFAULT_MODEL = "demo"
+"""The bundled demo detector (``streamyolo/assets/demo_model.pt``): works offline out of the box."""
 ENV_PREFIX = "STREAMYOLO_"
 
 Overflow = Literal["lossless", "live"]

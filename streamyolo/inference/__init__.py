@@ -2,6 +2,8 @@
 
 from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.inference.models import (
+    DEMO_MODEL,
+    DEMO_MODEL_PATH,
     DetectSettings,
     LockedDetector,
     SharedFactory,
@@ -11,5 +13,5 @@ from streamyolo.inference.models import (
     resolve_model,
 )
 
-__all__ = ["DetectSettings", "Detector", "DetectorFactory", "LockedDetector", "SharedFactory",
-           "UltralyticsDetector", "UltralyticsFactory", "resolve_device", "resolve_model"]
+__all__ = ["DEMO_MODEL", "DEMO_MODEL_PATH", "DetectSettings", "Detector", "DetectorFactory", "LockedDetector",
+           "SharedFactory", "UltralyticsDetector", "UltralyticsFactory", "resolve_device", "resolve_model"]

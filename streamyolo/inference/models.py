@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 
 _YAML_SUFFIXES = (".yaml", ".yml")
 
+DEMO_MODEL = "demo"
+"""The name of the bundled demo detector (people, cars and balls of the synthetic camera scenes)."""
+DEMO_MODEL_PATH = Path(__file__).resolve().parents[1] / "assets" / "demo_model.pt"
+"""Where the bundled demo detector's weights live inside the installed package."""
+
 
 @dataclass(frozen=True, slots=True)
 class DetectSettings:
@@ -71,11 +76,19 @@ def _knows_quantize() -> bool:
 def resolve_model(model: str | os.PathLike[str]) -> str:
     """Check, before any thread starts, that ``model`` can be loaded without the network.
 
-    Accepts a local weights file or export folder (``.pt``, ``.onnx``, ``*_openvino_model/``,
+    Accepts ``"demo"`` (the detector bundled with streamyolo, trained on its synthetic camera
+    scenes), a local weights file or export folder (``.pt``, ``.onnx``, ``*_openvino_model/``,
     ``.engine`` …) or a YAML architecture (local, or one that ships with Ultralytics such as
     ``yolo26n.yaml``, which builds random weights). Returns the string to pass to ``YOLO()``.
+
+    >>> resolve_model("demo").endswith("demo_model.pt")
+    True
     """
     text = os.fspath(model)
+    if text == DEMO_MODEL:
+        if not DEMO_MODEL_PATH.is_file():
+            raise ModelNotFoundError(f"bundled demo model missing: {str(DEMO_MODEL_PATH)!r} (reinstall streamyolo)")
+        return str(DEMO_MODEL_PATH)
     if "://" in text:
         raise ModelError(f"model {text!r}: URLs are not supported; streamyolo never downloads weights")
     path = Path(text).expanduser()

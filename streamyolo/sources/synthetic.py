@@ -3,9 +3,13 @@
 Every frame has the stream's tag and its frame index stamped into the pixels as a row of
 black and white cells (robust to H.264), so a test — or a person — can tell exactly which
 frame of which stream reached a sink. The picture itself is a pure function of
-``(seed, index)``: a per-seed background and shapes moving on per-seed paths.
+``(seed, index)``. Two scenes:
 
-URI form: ``synthetic:[pattern]?seed=N&size=WxH&fps=F&frames=N`` (``frames=0``: endless).
+- ``pattern`` (the default): a per-seed background and shapes moving on per-seed paths.
+- ``scene``: a camera-like street with people, cars and balls and their ground truth
+  (:mod:`streamyolo.sources.scenes`); the bundled demo model is trained on it.
+
+URI form: ``synthetic:[pattern|scene]?seed=N&size=WxH&fps=F&frames=N`` (``frames=0``: endless).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import parse_qsl
 
 import cv2
@@ -21,6 +26,7 @@ import numpy as np
 from streamyolo.errors import SourceReadError, UnsupportedSourceError
 from streamyolo.frames import Image
 from streamyolo.sources.base import RawFrame, SourceInfo
+from streamyolo.sources.scenes import CameraScene
 
 STAMP_BITS = 32
 _TAG_BITS = 8
@@ -77,6 +83,18 @@ def stream_tag(name: str) -> int:
 
 def _cell_size(width: int) -> int:
     return max(2, width // (_STAMP_CELLS + 6))
+
+
+def stamp_height(width: int) -> int:
+    """Rows at the bottom of a ``width``-wide frame that :func:`stamp` overwrites."""
+    return _cell_size(width)
+
+
+def caption(image: Image, name: str, index: int) -> None:
+    """What every synthetic frame carries, in place: the stream name and frame index as
+    text (top left) and as a stamp (bottom left, see :func:`stamp`)."""
+    cv2.putText(image, f"{name} #{index}", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+    stamp(image, stream_tag(name), index)
 
 
 def stamp(image: Image, tag: int, index: int) -> None:
@@ -164,7 +182,20 @@ class _Shape:
     period: tuple[float, float]
 
 
-SCENES = ("pattern",)
+SCENES = ("pattern", "scene")
+
+
+class Scene(Protocol):
+    """Renders frame ``index``; a pure function of the scene's seed and ``index``."""
+
+    def render(self, index: int) -> Image: ...
+
+
+def make_scene(params: SyntheticParams, seed: int) -> Scene:
+    """The scene ``params`` names, for ``seed``; camera scenes keep the stamp rows free."""
+    if params.scene == "scene":
+        return CameraScene(seed, params.width, params.height, reserve_bottom=stamp_height(params.width))
+    return PatternScene(seed, params.width, params.height)
 
 
 class SyntheticSource:
@@ -176,11 +207,11 @@ class SyntheticSource:
         self.params = SyntheticParams.parse(uri)
         self.seed = self.params.seed if self.params.seed is not None else zlib.crc32(name.encode())
         self.tag = stream_tag(name)
-        self._scene: PatternScene | None = None
+        self._scene: Scene | None = None
         self._index = 0
 
     def open(self) -> SourceInfo:
-        self._scene = PatternScene(self.seed, self.params.width, self.params.height)
+        self._scene = make_scene(self.params, self.seed)
         self._index = 0
         return SourceInfo(width=self.params.width, height=self.params.height, fps=self.params.fps, codec="synthetic")
 
@@ -191,9 +222,7 @@ class SyntheticSource:
             return None
         index = self._index
         image = self._scene.render(index)
-        cv2.putText(image, f"{self.name} #{index}", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1,
-                    cv2.LINE_AA)
-        stamp(image, self.tag, index)
+        caption(image, self.name, index)
         self._index += 1
         return RawFrame(image=image, pts=index / self.params.fps)
 

@@ -10,6 +10,7 @@ from streamyolo.annotation import BoxAnnotator
 from streamyolo.config import PipelineConfig, StreamConfig, build_config
 from streamyolo.inference.detector import DetectorFactory
 from streamyolo.inference.models import DetectSettings, SharedFactory, UltralyticsFactory, resolve_device, resolve_model
+from streamyolo.inference.offline import preload
 from streamyolo.pipeline.build import ResolvedStream, check_output_file, resolve_streams
 from streamyolo.pipeline.monitor import StatsWriter
 from streamyolo.pipeline.report import StatusPrinter
@@ -52,10 +53,12 @@ def detector_factories(config: PipelineConfig, workers: int) -> list[DetectorFac
     devices = [resolve_device(config.device, index) for index in range(workers)]
     # A locked model runs one batch at a time, so it may use every core.
     threads = torch_threads(config, 1 if config.model_sharing == "locked" else workers, devices[0])
+    if config.worker_mode == "thread":
+        preload()
     if config.model_sharing == "locked":
         shared = SharedFactory(UltralyticsFactory(model, settings, devices[0], threads))
         return [shared] * workers
-    if config.worker_mode == "process":
+    if config.worker_mode == "process":  # each child imports for itself
         return [
             ProcessDetectorFactory(UltralyticsFactory(model, settings, device, threads), f"w{index}",
                                    torch_threads=threads)

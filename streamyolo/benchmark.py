@@ -170,7 +170,7 @@ def _measure_openvino(model: str, input_hw: tuple[int, int], seconds: float) -> 
     tensor = np.random.rand(1, 3, *input_hw).astype(np.float32)
     tried: list[Rate] = []
     latency = 0.0
-    for instances, pinning in ((1, True), (2, True), (2, False)):
+    for instances, pinning in ((2, False), (1, True), (2, True)):
         threads = max(1, cores // instances)
         requests = [core.compile_model(core.read_model(xml), "CPU", {
             "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": threads,

@@ -210,3 +210,24 @@ def test_live_streams_share_a_slow_worker_fairly() -> None:
     processed = [r.processed for r in summary.streams.values()]
     assert min(processed) >= 0.6 * max(processed), processed
     assert all(r.captured == r.processed + r.dropped for r in summary.streams.values())
+
+
+@pytest.mark.timeout(10)
+def test_capture_threads_run_below_the_callers_priority() -> None:
+    import os
+
+    from streamyolo.workers.capture import CAPTURE_NICENESS, lower_priority
+
+    seen: dict[str, int] = {}
+
+    def body() -> None:
+        tid = threading.get_native_id()
+        seen["before"] = os.getpriority(os.PRIO_PROCESS, tid)
+        lower_priority(CAPTURE_NICENESS)
+        seen["after"] = os.getpriority(os.PRIO_PROCESS, tid)
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    assert seen["after"] == min(19, seen["before"] + CAPTURE_NICENESS)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == seen["before"]  # only that thread

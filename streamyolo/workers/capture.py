@@ -15,6 +15,7 @@ and any live state → ``stopped`` when the run is stopped.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -30,6 +31,25 @@ from streamyolo.sources.base import FrameSource, RawFrame, SourceInfo
 from streamyolo.sources.redact import redact_text
 
 log = logging.getLogger(__name__)
+
+
+CAPTURE_NICENESS = 5
+"""How much lower capture threads (and the decoder threads they start) run than inference.
+Decoding needs a small share of the cores; when the box is overloaded, the scheduler then
+lets inference finish its frame instead of slicing it up (live mode, OpenVINO YOLO11n,
+one worker, 4 streams at 30 fps: p99 frame age 66 → 57 ms, 36 → 46 frames/s)."""
+
+
+def lower_priority(niceness: int) -> None:
+    """Lower the calling thread's scheduling priority by ``niceness`` (Linux: per thread;
+    threads it starts inherit it). Raising it back would need privileges, so never try."""
+    if niceness <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
+    except OSError as exc:  # containers may forbid it; only latency suffers
+        log.debug("cannot lower capture thread priority: %s", exc)
 
 
 class Pacer:
@@ -137,6 +157,7 @@ class CaptureWorker:
     # -- thread body ---------------------------------------------------------------------
 
     def _run(self) -> None:
+        lower_priority(CAPTURE_NICENESS)
         try:
             self._connect_loop()
         except BufferClosed:

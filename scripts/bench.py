@@ -1,5 +1,6 @@
 """streamyolo against the machine's limit and against what users would pick instead,
-measured side by side in ONE run, on the same streams, model and settings.
+measured side by side in ONE run, on the same streams, model and settings, each
+measurement in a fresh process of its own.
 
     .venv/bin/python scripts/bench.py                       # both models, 4 streams
     .venv/bin/python scripts/bench.py --models openvino --frames 150 --live-seconds 30
@@ -26,12 +27,14 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import multiprocessing
 import statistics
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -42,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from streamyolo import benchmark as bench  # noqa: E402
-from streamyolo.inference.offline import import_ultralytics  # noqa: E402
+from streamyolo.inference.offline import import_ultralytics, preload  # noqa: E402
 from streamyolo.pipeline import Pipeline  # noqa: E402
 from tests.helpers import cut_clip, make_clip  # noqa: E402
 
@@ -66,6 +69,7 @@ def ultralytics_streams(model: str, paths: list[Path], imgsz: int, folder: Path,
     """U: Ultralytics' own multi-stream mode, counting the frames it really returns."""
     listing = folder / ("save.streams" if save else "all.streams")
     listing.write_text("\n".join(str(p) for p in paths) + "\n")
+    preload()  # the same imports streamyolo does before its clock starts, outside the timing for all
     yolo = import_ultralytics().YOLO(model, task="detect")
     returned = 0
     started = time.perf_counter()
@@ -80,6 +84,7 @@ def thread_per_stream(model: str, paths: list[Path], imgsz: int) -> dict[str, An
     """S: the thread-safe pattern from Ultralytics' guide: one thread per stream, each
     creating its own YOLO inside the thread and calling predict() on the frames it reads."""
     counts = [0] * len(paths)
+    preload()
     ultralytics = import_ultralytics()
 
     def run(index: int, path: Path) -> None:
@@ -195,40 +200,53 @@ def memory(model: str, paths: list[Path], imgsz: int, minutes: float) -> dict[st
 
 # -- the report ------------------------------------------------------------------------------
 
+def measure_d(paths: list[Path]) -> dict[str, Any]:
+    return asdict(bench.measure_decode(paths))
+
+
+def measure_m(model: str, imgsz: int, hw: tuple[int, int], seconds: float) -> dict[str, Any]:
+    value = bench.measure_model(model, imgsz, hw, seconds=seconds)
+    return {"fps": value.best.fps, "config": value.best.config, "latency": value.latency,
+            "tried": [asdict(r) for r in value.tried]}
+
+
+def isolated(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``function(*args, **kwargs)`` in a fresh process: no contender inherits another's
+    thread pools, CPU pinning, torch thread setting or warm caches."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(function, *args, **kwargs).result()
+
+
 def run_model(label: str, model: str, paths: list[Path], args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     log = print
     hw = bench.frame_hw(paths[0])
     out: dict[str, Any] = {"model": label}
-    measurements: list[tuple[str, Callable[[], Any]]] = [
-        ("D", lambda: asdict(bench.measure_decode(paths))),
-        ("M", lambda: bench.measure_model(model, args.imgsz, hw, seconds=args.model_seconds)),
-        ("P", lambda: streamyolo(model, paths, args.imgsz, args.workers)),
-        ("U", lambda: ultralytics_streams(model, paths, args.imgsz, folder)),
-        ("S", lambda: thread_per_stream(model, paths, args.imgsz)),
-        ("P_rec", lambda: streamyolo(model, paths, args.imgsz, args.workers, record=folder / f"rec-{label}")),
-        ("U_save", lambda: ultralytics_streams(model, paths, args.imgsz, folder, save=True)),
+    measurements: list[tuple[str, Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = [
+        ("D", measure_d, (paths,), {}),
+        ("M", measure_m, (model, args.imgsz, hw, args.model_seconds), {}),
+        ("P", streamyolo, (model, paths, args.imgsz, args.workers), {}),
+        ("U", ultralytics_streams, (model, paths, args.imgsz, folder), {}),
+        ("S", thread_per_stream, (model, paths, args.imgsz), {}),
+        ("P_rec", streamyolo, (model, paths, args.imgsz, args.workers), {"record": folder / f"rec-{label}"}),
+        ("U_save", ultralytics_streams, (model, paths, args.imgsz, folder), {"save": True}),
     ]
     if args.process:
-        measurements.append(("P_process", lambda: streamyolo(model, paths, args.imgsz, args.workers,
-                                                             mode="process")))
-    for key, measure in measurements:
+        measurements.append(("P_process", streamyolo, (model, paths, args.imgsz, args.workers), {"mode": "process"}))
+    for key, function, positional, named in measurements:
         log(f"[{label}] measuring {key} …", flush=True)
-        value = measure()
-        if key == "M":
-            out["M"] = {"fps": value.best.fps, "config": value.best.config, "latency": value.latency,
-                        "tried": [asdict(r) for r in value.tried]}
-        else:
-            out[key] = value
+        out[key] = isolated(function, *positional, **named)
         log(f"[{label}] {key}: {out[key]['fps']:.1f} fps", flush=True)
     out["L"] = bench.limit(out["M"]["fps"], out["D"]["fps"])
     if args.live_seconds > 0:
-        log(f"[{label}] measuring live mode for {args.live_seconds} s …", flush=True)
         # One worker with every core gives the lowest frame age; args.workers the most frames.
-        out["live"] = {w: live(model, paths, args.imgsz, w, args.live_seconds)
-                       for w in sorted({1, args.workers})}
+        out["live"] = {}
+        for workers in sorted({1, args.workers}):
+            log(f"[{label}] measuring live mode, {workers} worker(s), for {args.live_seconds} s …", flush=True)
+            out["live"][workers] = isolated(live, model, paths, args.imgsz, workers, args.live_seconds)
     if args.memory:
         log(f"[{label}] measuring memory …", flush=True)
-        out["memory"] = memory(model, paths, args.imgsz, args.memory_minutes)
+        out["memory"] = isolated(memory, model, paths, args.imgsz, args.memory_minutes)
     return out
 
 

@@ -256,12 +256,14 @@ def capacity_report(model: str, sources: Sequence[str], imgsz: int = 640, worker
             raise ConfigError(f"bench needs local video files; {source!r} is not one (record a minute of it first)")
     model = resolve_model(model)
     rates = [_source_fps(p) for p in paths]
+    # The pipeline first: the model measurements try pinned OpenVINO configurations, whose
+    # thread pools would stay behind for whatever runs after them in this process.
+    pipeline_rate, _ = measure_pipeline({"streams": [str(p) for p in paths], "model": model, "imgsz": imgsz,
+                                         "workers": workers, "device": device})
     decode = measure_decode(paths)
     model_rates = measure_model(model, imgsz, frame_hw(paths[0]), seconds=seconds, device=device)
     gpu = device.startswith("cuda")
     ceiling = limit(model_rates.best.fps, decode.fps, gpu=gpu)
-    pipeline_rate, _ = measure_pipeline({"streams": [str(p) for p in paths], "model": model, "imgsz": imgsz,
-                                         "workers": workers, "device": device})
     source_fps = sum(rates) / len(rates)
     how = "min(M, D)" if gpu else "1 / (1/M + 1/D): model and decoder share the CPU"
     lines = [

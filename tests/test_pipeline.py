@@ -212,6 +212,24 @@ def test_live_streams_share_a_slow_worker_fairly() -> None:
     assert all(r.captured == r.processed + r.dropped for r in summary.streams.values())
 
 
+@pytest.mark.timeout(60)
+def test_a_slow_live_camera_among_fast_ones_gets_nearly_every_frame_served() -> None:
+    """A 10 fps camera beside three 60 fps ones on a worker that keeps up with about
+    50 frames a second: the slow camera's frames are few, so fair share means each of them
+    gets its turn, while the fast ones share the rest."""
+    rates = {"fast0": 60, "fast1": 60, "fast2": 60, "slow": 10}
+    sources = {name: open_source(SourceSpec(name, f"synthetic:?size=64x48&fps={fps}&frames={fps * 2}",
+                                            SourceKind.SYNTHETIC)) for name, fps in rates.items()}
+    setups = [StreamSetup(name, source, Overflow.DROP_OLDEST, capacity=2, policy=CapturePolicy(realtime=True))
+              for name, source in sources.items()]
+    summary = Pipeline(setups, lambda: StampDetector(delay=0.02), workers=1).run()
+    slow = summary.streams["slow"]
+    assert slow.processed >= 0.8 * slow.captured, slow
+    fast = [summary.streams[name].processed for name in rates if name != "slow"]
+    assert min(fast) >= 0.6 * max(fast), fast
+    assert all(r.captured == r.processed + r.dropped for r in summary.streams.values())
+
+
 @pytest.mark.timeout(10)
 def test_capture_threads_run_below_the_callers_priority() -> None:
     import os

@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--imgsz", type=int, default=640)
     bench.add_argument("--workers", "-w", type=int, default=2)
     bench.add_argument("--device", default="cpu")
+    bench.add_argument("--seconds", type=float, default=4.0,
+                       help="how long to run the model in each configuration tried (4)")
     demo = commands.add_parser(
         "demo", help="the whole product on synthetic camera scenes, offline, scored against ground truth",
         description="Write synthetic H.264 clips with ground truth, run the pipeline over them with the "
@@ -186,7 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench":
             from streamyolo.benchmark import capacity_report
 
-            print(capacity_report(args.model, args.sources, args.imgsz, args.workers, args.device), flush=True)
+            print(capacity_report(args.model, args.sources, args.imgsz, args.workers, args.device, args.seconds),
+                  flush=True)
             return EXIT_OK
         parser.error(f"unknown command {args.command!r}")
     except (ConfigError, ModelError, OutputError, SourceError) as exc:

@@ -161,3 +161,21 @@ def test_second_interrupt_exits_at_once(tmp_path: Path) -> None:
     assert process.stdout.readline().strip() == "stopping"
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=10) == 130
+
+
+@pytest.mark.timeout(300)
+def test_bench_reports_the_limit_and_the_capacity_for_the_users_own_files(clips: list[Path]) -> None:
+    done = streamyolo("bench", "--model", "yolo26n.yaml", "--imgsz", "160", "--seconds", "0.3",
+                      "--source", str(clips[0]), "--source", str(clips[1]))
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
+    assert {"model", "decode", "limit", "streamyolo", "capacity:"} <= set(lines), done.stdout
+    assert "P/L = " in lines["streamyolo"] and "every frame processed" in lines["streamyolo"]
+    assert "streams like these" in lines["capacity:"]
+
+
+@pytest.mark.timeout(60)
+def test_bench_refuses_what_is_not_a_local_video_file(tmp_path: Path) -> None:
+    done = streamyolo("bench", "--model", "yolo26n.yaml", "--source", "rtsp://127.0.0.1:9/cam")
+    assert done.returncode == 2
+    assert "bench needs local video files" in done.stderr and "Traceback" not in done.stderr

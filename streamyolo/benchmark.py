@@ -24,7 +24,7 @@ from typing import Any
 import av
 import numpy as np
 
-from streamyolo.inference.offline import import_ultralytics
+from streamyolo.inference.offline import import_openvino, import_ultralytics
 from streamyolo.pipeline.pipeline import cpu_count
 
 log = logging.getLogger(__name__)
@@ -160,8 +160,7 @@ def _measure_torch(model: str, input_hw: tuple[int, int], seconds: float, device
 
 
 def _measure_openvino(model: str, input_hw: tuple[int, int], seconds: float) -> ModelRates:
-    import openvino as ov
-
+    ov = import_openvino()
     xml = Path(model)
     if xml.is_dir():
         xml = next(xml.glob("*.xml"))

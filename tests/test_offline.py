@@ -1,5 +1,6 @@
 """streamyolo runs fully offline: a run as a user starts it, on a machine where Ultralytics
-has never run before (fresh HOME, no settings file, no fonts, no YOLO_OFFLINE set), reaches
+has never run before (fresh HOME, no settings file, no fonts, no YOLO_OFFLINE set, not in
+CI, where OpenVINO's telemetry would keep quiet on its own), reaches
 for no host other than loopback — no DNS look-up, no connection, no download.
 
 The guard is a ``sitecustomize`` module put first on the child's ``PYTHONPATH``: it wraps
@@ -22,7 +23,7 @@ GUARD = '''
 import os, socket
 
 _LOG = os.environ["STREAMYOLO_NET_LOG"]
-_LOCAL = ("127.", "::1", "localhost", "0.0.0.0")
+_LOCAL_NAMES = {"localhost", "::1", "0.0.0.0"}
 
 
 def _record(what):
@@ -31,7 +32,10 @@ def _record(what):
 
 
 def _local(host):
-    return host is None or isinstance(host, bytes) or str(host).startswith(_LOCAL)
+    if host is None:
+        return True
+    name = host.decode() if isinstance(host, bytes) else str(host)
+    return name in _LOCAL_NAMES or name.startswith("127.")
 
 
 _getaddrinfo = socket.getaddrinfo
@@ -73,6 +77,8 @@ def _guarded_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
     env.pop("XDG_CONFIG_HOME", None)
     env.pop("YOLO_CONFIG_DIR", None)
     for key in ("YOLO_OFFLINE", "YOLO_AUTOINSTALL"):  # streamyolo must set these itself
+        env.pop(key, None)
+    for key in ("CI", "TF_BUILD", "JENKINS_URL"):  # OpenVINO's telemetry stays quiet in CI, not on users' boxes
         env.pop(key, None)
     return env, log
 

@@ -1,4 +1,4 @@
-"""Keep Ultralytics off the network.
+"""Keep Ultralytics and OpenVINO off the network.
 
 Ultralytics decides at import time whether it is online (``ultralytics.utils.ONLINE``) and
 whether it may ``pip install`` missing packages (``YOLO_AUTOINSTALL``); online it also sends
@@ -6,6 +6,12 @@ analytics events and may fetch fonts and weights. streamyolo runs on boxes witho
 so every import of Ultralytics goes through :func:`import_ultralytics`, which sets the two
 switches first unless the user has set them. Weight downloads are prevented separately:
 :func:`streamyolo.inference.models.resolve_model` refuses model names that are not local.
+
+OpenVINO reaches out too: ``import openvino`` imports ``openvino.tools.ovc``, which sends a
+usage event to Google Analytics (from a forked child process, even inside a threaded
+program) unless ``CI=true`` or the user has opted out. Every import of OpenVINO — ours in
+:func:`import_openvino`, and Ultralytics' own inside its OpenVINO backend — comes after
+:func:`quiet_openvino_telemetry` has made it decline.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import os
 import sys
 from types import ModuleType
+from typing import Any
 
 OFFLINE_ENV = {"YOLO_OFFLINE": "true", "YOLO_AUTOINSTALL": "false"}
 
@@ -22,9 +29,45 @@ def import_ultralytics() -> ModuleType:
     if "ultralytics" not in sys.modules:
         for key, value in OFFLINE_ENV.items():
             os.environ.setdefault(key, value)
+    quiet_openvino_telemetry()  # Ultralytics imports OpenVINO itself when it loads such a model
     import ultralytics
 
     return ultralytics
+
+
+def import_openvino() -> ModuleType:
+    """Import and return the ``openvino`` package with its telemetry switched off."""
+    quiet_openvino_telemetry()
+    import openvino
+
+    module: ModuleType = openvino
+    return module
+
+
+def quiet_openvino_telemetry() -> None:
+    """Make OpenVINO's telemetry decline, before OpenVINO is first imported.
+
+    Every ``openvino_telemetry.Telemetry`` set-up (at OpenVINO's import and again when a tool
+    re-initialises it) asks ``OptInChecker.check`` for consent; answering "declined" there
+    makes it send nothing and write nothing (no client id under ``~/intel``). A telemetry
+    object set up before this call (OpenVINO imported earlier by the caller's own code) is
+    declined as well. Without ``openvino_telemetry`` installed there is nothing to do.
+    """
+    try:
+        import openvino_telemetry
+        from openvino_telemetry.utils import opt_in_checker
+    except ImportError:
+        return
+    declined = opt_in_checker.ConsentCheckResult.DECLINED
+
+    def check(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return declined
+
+    opt_in_checker.OptInChecker.check = check
+    try:
+        openvino_telemetry.Telemetry().consent = False
+    except RuntimeError:  # not set up yet: the patched check will decline when it is
+        pass
 
 
 def preload() -> None:

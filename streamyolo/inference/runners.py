@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 from streamyolo.frames import Image
 from streamyolo.inference.letterbox import Letterboxer
+from streamyolo.inference.offline import import_openvino
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,7 @@ class OpenVINORunner:
     """
 
     def __init__(self, predictor: Any, model_path: str, threads: int | None) -> None:
-        import openvino as ov
-
+        ov = import_openvino()
         self._letterbox = _letterboxer(predictor)
         xml = Path(model_path)
         if xml.is_dir():
@@ -121,7 +121,7 @@ class OpenVINORunner:
 
 def _uint8_bgr_input(model: Any) -> Any:
     """``model`` with its image input taking uint8 BHWC BGR, converted inside the graph."""
-    import openvino as ov
+    ov = import_openvino()
     from openvino.preprocess import ColorFormat, PrePostProcessor
 
     ppp = PrePostProcessor(model)

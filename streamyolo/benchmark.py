@@ -25,6 +25,7 @@ import av
 import numpy as np
 
 from streamyolo.inference.offline import import_openvino, import_ultralytics
+from streamyolo.inference.runners import is_openvino, openvino_xml
 from streamyolo.pipeline.pipeline import cpu_count
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def _input_shape(model: str, imgsz: int, frame_hw: tuple[int, int]) -> tuple[int
     """The model input a frame of ``frame_hw`` becomes (rect letterbox for PyTorch)."""
     from streamyolo.inference.letterbox import geometry
 
-    pytorch = not (Path(model).is_dir() or model.endswith((".onnx", ".engine", ".xml")))
+    pytorch = not (is_openvino(model) or Path(model).is_dir() or model.endswith((".onnx", ".engine")))
     return geometry(frame_hw, (imgsz, imgsz), auto=pytorch, stride=32).input_hw
 
 
@@ -95,7 +96,7 @@ def measure_model(model: str, imgsz: int, frame_hw: tuple[int, int], seconds: fl
                   device: str = "cpu") -> ModelRates:
     """M: forward passes alone on ready-made tensors, over several configurations."""
     height, width = _input_shape(model, imgsz, frame_hw)
-    if Path(model).is_dir() or model.endswith(".xml"):
+    if is_openvino(model):
         return _measure_openvino(model, (height, width), seconds)
     return _measure_torch(model, (height, width), seconds, device)
 
@@ -161,9 +162,7 @@ def _measure_torch(model: str, input_hw: tuple[int, int], seconds: float, device
 
 def _measure_openvino(model: str, input_hw: tuple[int, int], seconds: float) -> ModelRates:
     ov = import_openvino()
-    xml = Path(model)
-    if xml.is_dir():
-        xml = next(xml.glob("*.xml"))
+    xml = openvino_xml(model)
     core = ov.Core()
     cores = cpu_count()
     tensor = np.random.rand(1, 3, *input_hw).astype(np.float32)

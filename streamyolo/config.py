@@ -109,6 +109,11 @@ class PipelineConfig(_Strict):
     through shared memory. Results and accounting are the same."""
     threads: int | None = Field(default=None, ge=1, le=1024)
     """Torch intra-op threads; by default the CPU cores divided between the workers."""
+    model_cache: str = Field(default="auto", min_length=1)
+    """Folder where OpenVINO keeps compiled models, so later starts load them instead of
+    compiling (YOLO11n: 0.19 s instead of 0.58 s per worker). ``auto``: the user's cache
+    folder (``$XDG_CACHE_HOME`` or ``~/.cache``, then ``streamyolo/openvino``); ``off``: compile
+    every time."""
     record: Path | None = None
     record_preset: str = "ultrafast"
     """x264 preset: ``ultrafast`` costs the least CPU (measured: 6.7 ms per 1080p frame against 10.7 for

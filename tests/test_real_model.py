@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
+from streamyolo.errors import ConfigError
+from streamyolo.inference.models import resolve_model_cache
 from streamyolo.inference.offline import import_ultralytics
 from streamyolo.pipeline import Pipeline
 
@@ -41,3 +44,41 @@ def test_people_video_yields_persons_on_every_frame(shared_model: Path, people_v
     missing = [r.frame.seq for r in results if not (r.detections.cls == PERSON).any()]
     assert not missing, f"frames without a person: {missing[:10]}"
     assert results[0].frame.image.shape == (1080, 1920, 3)
+
+
+@pytest.mark.timeout(180)
+def test_a_second_start_loads_the_compiled_model_from_the_cache(
+    shared_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "cache" / "openvino"  # made by the run
+    config = {"streams": [f"bus={_bus_jpg()}"], "model": str(shared_model), "device": "cpu", "display": False,
+              "workers": 1, "model_cache": str(cache)}
+    found = []
+    for _ in range(2):
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="streamyolo.inference.runners"), \
+                Pipeline.from_config(config) as pipeline:
+            (result,) = pipeline.results()
+        found.append(result.detections)
+        if len(found) == 1:
+            assert "compiled into cache" in caplog.text
+            blobs = {p: p.stat().st_mtime_ns for p in cache.iterdir()}
+            assert blobs, "the first start must leave its compiled model in the cache"
+    assert "loaded from cache" in caplog.text
+    assert {p: p.stat().st_mtime_ns for p in cache.iterdir()} == blobs, "the second start must not rewrite it"
+    first, second = found
+    assert first.cls.tolist() == second.cls.tolist() and first.cls.tolist().count(BUS) >= 1
+    assert (abs(first.xyxy - second.xyxy) <= 1e-3).all() and (abs(first.conf - second.conf) <= 1e-5).all()
+
+
+def test_model_cache_off_and_unusable_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_model_cache("off") is None
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert resolve_model_cache("auto") == str(tmp_path / "xdg" / "streamyolo" / "openvino")
+    assert (tmp_path / "xdg" / "streamyolo" / "openvino").is_dir()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    assert resolve_model_cache("auto") is None  # a run never fails for want of a cache
+    with pytest.raises(ConfigError, match=r"config key 'model_cache': cannot make folder '.*a-file/sub'"):
+        resolve_model_cache(str(blocker / "sub"))

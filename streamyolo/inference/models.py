@@ -20,7 +20,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from streamyolo.errors import ModelError, ModelNotFoundError
+from streamyolo.errors import ConfigError, ModelError, ModelNotFoundError
 from streamyolo.frames import Detections, Image
 from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.inference.offline import import_ultralytics
@@ -112,6 +112,38 @@ def _is_packaged_yaml(name: str) -> bool:
     return any(root.rglob(name)) or any(root.rglob(unscaled))
 
 
+def resolve_model_cache(setting: str) -> str | None:
+    """The folder for OpenVINO's compiled-model cache (made if missing), or ``None``.
+
+    ``"off"`` → ``None``; ``"auto"`` → ``$XDG_CACHE_HOME/streamyolo/openvino`` (or
+    ``~/.cache/…``), or ``None`` where that cannot be made (a run never fails for want of
+    a cache); any other value is a folder the user asked for, and one that cannot be made
+    is an error that names it.
+
+    >>> resolve_model_cache("off") is None
+    True
+    """
+    if setting == "off":
+        return None
+    if setting == "auto":
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        folder = base / "streamyolo" / "openvino"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            log.debug("no OpenVINO model cache: cannot make %s: %s", folder, exc)
+            return None
+        return str(folder)
+    folder = Path(setting).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"config key 'model_cache': cannot make folder {setting!r}: {exc.strerror or exc}") from exc
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"config key 'model_cache': folder {setting!r} is not writable")
+    return str(folder.resolve())
+
+
 def resolve_device(device: str, worker_index: int = 0) -> str:
     """``auto`` → a CUDA device when one exists, else ``cpu``. ``cuda`` without an index
     spreads workers across the GPUs round-robin; ``cuda:N`` pins them all to GPU N."""
@@ -144,7 +176,7 @@ class UltralyticsDetector:
     """
 
     def __init__(self, model: Any, settings: DetectSettings, device: str, model_path: str = "",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, cache_dir: str | None = None) -> None:
         if model.task != "detect":
             raise ModelError(f"model {model.ckpt_path or model.model_name!r} is a {model.task!r} model; need 'detect'")
         self._model = model
@@ -152,6 +184,7 @@ class UltralyticsDetector:
         self._device = device
         self._model_path = model_path
         self._threads = threads
+        self._cache_dir = cache_dir
         self._runner: Runner | None = None
         self._predictor: Any = None
         self._names: dict[int, str] = {}
@@ -174,7 +207,7 @@ class UltralyticsDetector:
         self._model.predict(dummy, **self._settings.predict_kwargs(self._device))
         self._predictor = self._model.predictor
         self._names = {int(k): str(v) for k, v in self._predictor.model.names.items()}
-        self._runner = make_runner(self._predictor, self._model_path, self._threads)
+        self._runner = make_runner(self._predictor, self._model_path, self._threads, self._cache_dir)
         if self._device.startswith("cuda"):
             # One CUDA stream per worker, so workers sharing a GPU overlap their copies and kernels.
             stream_type: Any = torch.cuda.Stream
@@ -265,10 +298,12 @@ class UltralyticsFactory:
     device: str = "cpu"
     threads: int | None = None
     """CPU threads this worker's model may use (OpenVINO); ``None``: the runtime decides."""
+    cache_dir: str | None = None
+    """Where OpenVINO keeps compiled models between runs; ``None``: compile every time."""
 
     def __call__(self) -> Detector:
         detector = UltralyticsDetector(load_yolo(self.model, self.device), self.settings, self.device,
-                                       model_path=self.model, threads=self.threads)
+                                       model_path=self.model, threads=self.threads, cache_dir=self.cache_dir)
         try:
             detector.warmup()
         except Exception as exc:

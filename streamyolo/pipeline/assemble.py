@@ -9,8 +9,16 @@ from typing import TYPE_CHECKING, Any
 from streamyolo.annotation import BoxAnnotator
 from streamyolo.config import PipelineConfig, StreamConfig, build_config
 from streamyolo.inference.detector import DetectorFactory
-from streamyolo.inference.models import DetectSettings, SharedFactory, UltralyticsFactory, resolve_device, resolve_model
+from streamyolo.inference.models import (
+    DetectSettings,
+    SharedFactory,
+    UltralyticsFactory,
+    resolve_device,
+    resolve_model,
+    resolve_model_cache,
+)
 from streamyolo.inference.offline import preload
+from streamyolo.inference.runners import is_openvino
 from streamyolo.pipeline.build import ResolvedStream, check_output_file, resolve_streams
 from streamyolo.pipeline.monitor import StatsWriter
 from streamyolo.pipeline.report import StatusPrinter
@@ -53,18 +61,19 @@ def detector_factories(config: PipelineConfig, workers: int) -> list[DetectorFac
     devices = [resolve_device(config.device, index) for index in range(workers)]
     # A locked model runs one batch at a time, so it may use every core.
     threads = torch_threads(config, 1 if config.model_sharing == "locked" else workers, devices[0])
+    cache = resolve_model_cache(config.model_cache) if is_openvino(model) else None
     if config.worker_mode == "thread":
         preload()
     if config.model_sharing == "locked":
-        shared = SharedFactory(UltralyticsFactory(model, settings, devices[0], threads))
+        shared = SharedFactory(UltralyticsFactory(model, settings, devices[0], threads, cache))
         return [shared] * workers
     if config.worker_mode == "process":  # each child imports for itself
         return [
-            ProcessDetectorFactory(UltralyticsFactory(model, settings, device, threads), f"w{index}",
+            ProcessDetectorFactory(UltralyticsFactory(model, settings, device, threads, cache), f"w{index}",
                                    torch_threads=threads)
             for index, device in enumerate(devices)
         ]
-    return [UltralyticsFactory(model, settings, device, threads) for device in devices]
+    return [UltralyticsFactory(model, settings, device, threads, cache) for device in devices]
 
 
 def torch_threads(config: PipelineConfig, workers: int, device: str) -> int | None:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from streamyolo.errors import ConfigError
-from streamyolo.inference.models import resolve_model_cache
+from streamyolo.errors import OutputError
 from streamyolo.inference.offline import import_ultralytics
 from streamyolo.pipeline import Pipeline
+from streamyolo.pipeline.assemble import resolve_model_cache
 
 PERSON, BUS = 0, 5
 
@@ -80,5 +80,5 @@ def test_model_cache_off_and_unusable_folders(tmp_path: Path, monkeypatch: pytes
     blocker.write_text("not a folder")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
     assert resolve_model_cache("auto") is None  # a run never fails for want of a cache
-    with pytest.raises(ConfigError, match=r"config key 'model_cache': cannot make folder '.*a-file/sub'"):
+    with pytest.raises(OutputError, match=r"config key 'model_cache': folder '.*a-file/sub' cannot be created"):
         resolve_model_cache(str(blocker / "sub"))

@@ -20,7 +20,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from streamyolo.errors import ConfigError, ModelError, ModelNotFoundError
+from streamyolo.errors import ModelError, ModelNotFoundError
 from streamyolo.frames import Detections, Image
 from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.inference.offline import import_ultralytics
@@ -110,38 +110,6 @@ def _is_packaged_yaml(name: str) -> bool:
     root = Path(str(import_ultralytics().__file__)).parent / "cfg" / "models"
     unscaled = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", Path(name).stem) + Path(name).suffix
     return any(root.rglob(name)) or any(root.rglob(unscaled))
-
-
-def resolve_model_cache(setting: str) -> str | None:
-    """The folder for OpenVINO's compiled-model cache (made if missing), or ``None``.
-
-    ``"off"`` → ``None``; ``"auto"`` → ``$XDG_CACHE_HOME/streamyolo/openvino`` (or
-    ``~/.cache/…``), or ``None`` where that cannot be made (a run never fails for want of
-    a cache); any other value is a folder the user asked for, and one that cannot be made
-    is an error that names it.
-
-    >>> resolve_model_cache("off") is None
-    True
-    """
-    if setting == "off":
-        return None
-    if setting == "auto":
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        folder = base / "streamyolo" / "openvino"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            log.debug("no OpenVINO model cache: cannot make %s: %s", folder, exc)
-            return None
-        return str(folder)
-    folder = Path(setting).expanduser()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"config key 'model_cache': cannot make folder {setting!r}: {exc.strerror or exc}") from exc
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"config key 'model_cache': folder {setting!r} is not writable")
-    return str(folder.resolve())
 
 
 def resolve_device(device: str, worker_index: int = 0) -> str:

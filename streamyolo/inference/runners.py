@@ -191,4 +191,3 @@ def _release_backend_model(predictor: Any) -> None:
     backend = getattr(predictor.model, "backend", None)
     if backend is not None and getattr(backend, "ov_compiled_model", None) is not None:
         backend.ov_compiled_model = None
-

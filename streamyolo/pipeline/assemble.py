@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from streamyolo.annotation import BoxAnnotator
 from streamyolo.config import PipelineConfig, StreamConfig, build_config
+from streamyolo.errors import OutputError
 from streamyolo.inference.detector import DetectorFactory
 from streamyolo.inference.models import (
     DetectSettings,
@@ -15,7 +17,6 @@ from streamyolo.inference.models import (
     UltralyticsFactory,
     resolve_device,
     resolve_model,
-    resolve_model_cache,
 )
 from streamyolo.inference.offline import preload
 from streamyolo.inference.runners import is_openvino
@@ -26,7 +27,7 @@ from streamyolo.pipeline.restart import NO_RECONNECT, Backoff
 from streamyolo.sinks.base import Sink
 from streamyolo.sinks.display import TiledDisplay, display_available
 from streamyolo.sinks.jsonl import JsonlSink
-from streamyolo.sinks.recorder import VideoRecorder, choose_codec
+from streamyolo.sinks.recorder import VideoRecorder, check_writable_folder, choose_codec
 from streamyolo.sources import NetworkOptions, open_source
 from streamyolo.workers.capture import CapturePolicy
 from streamyolo.workers.process import ProcessDetectorFactory
@@ -74,6 +75,32 @@ def detector_factories(config: PipelineConfig, workers: int) -> list[DetectorFac
             for index, device in enumerate(devices)
         ]
     return [UltralyticsFactory(model, settings, device, threads, cache) for device in devices]
+
+
+def resolve_model_cache(setting: str) -> str | None:
+    """The folder for OpenVINO's compiled-model cache (made if missing), or ``None``.
+
+    ``"off"`` → ``None``. ``"auto"`` → ``$XDG_CACHE_HOME/streamyolo/openvino`` (or
+    ``~/.cache/…``), or ``None`` where that cannot be made: a run never fails for want of a
+    cache. Any other value is a folder the user asked for; one that cannot be made or
+    written is an error that names it.
+
+    >>> resolve_model_cache("off") is None
+    True
+    """
+    if setting == "off":
+        return None
+    if setting != "auto":
+        folder = Path(setting).expanduser()
+        check_writable_folder(folder, "config key 'model_cache': folder")
+        return str(folder.resolve())
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "streamyolo" / "openvino"
+    try:
+        check_writable_folder(folder, "OpenVINO model cache")
+    except OutputError as exc:
+        log.debug("no OpenVINO model cache: %s", exc)
+        return None
+    return str(folder)
 
 
 def torch_threads(config: PipelineConfig, workers: int, device: str) -> int | None:

@@ -53,6 +53,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status-interval", type=float, metavar="SECONDS",
                         help="live status refresh (0 turns it off)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: cores / workers)")
+    parser.add_argument("--live-hold", action=argparse.BooleanOptionalAction, default=None,
+                        help="under overload, wait briefly for a fresher live frame (default: on)")
     parser.add_argument("--model-cache", metavar="DIR|auto|off",
                         help="where OpenVINO keeps compiled models between runs (auto: ~/.cache/streamyolo)")
 
@@ -92,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The flags the user gave, as config keys (flags not given stay out)."""
     keys = ["model", "device", "workers", "batch", "model_sharing", "worker_mode", "conf", "iou", "imgsz", "classes",
-            "half", "record", "jsonl", "summary", "display", "duration", "status_interval", "threads", "model_cache"]
+            "half", "record", "jsonl", "summary", "display", "duration", "status_interval", "threads", "model_cache",
+            "live_hold"]
     overrides = {key: getattr(args, key) for key in keys if getattr(args, key, None) is not None}
     if args.sources:
         overrides["streams"] = list(args.sources)

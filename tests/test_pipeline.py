@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -228,6 +230,36 @@ def test_a_slow_live_camera_among_fast_ones_gets_nearly_every_frame_served() -> 
     fast = [summary.streams[name].processed for name in rates if name != "slow"]
     assert min(fast) >= 0.6 * max(fast), fast
     assert all(r.captured == r.processed + r.dropped for r in summary.streams.values())
+
+
+def _pickup_ages(hold: bool) -> list[float]:
+    """One 10 fps camera on a worker that needs 130 ms a frame: how old each frame was when
+    the worker took it (capture to the start of its forward pass)."""
+    starts: list[float] = []
+
+    class Timed(StampDetector):
+        def detect(self, images):  # type: ignore[no-untyped-def]
+            starts.append(time.monotonic())
+            return super().detect(images)
+
+    source = open_source(SourceSpec("cam", "synthetic:?size=64x48&fps=10&frames=45", SourceKind.SYNTHETIC))
+    setups = [StreamSetup("cam", source, Overflow.DROP_OLDEST, capacity=2, policy=CapturePolicy(realtime=True))]
+    pipeline = Pipeline(setups, lambda: Timed(delay=0.13), workers=1, live_hold=hold)
+    captured = [result.frame.meta.t_capture for result in pipeline.results()]
+    _identity_holds(pipeline)
+    assert len(captured) == len(starts) >= 20
+    return [start - t for start, t in zip(starts, captured, strict=True)][2:]  # the interval is known by then
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_behind_a_live_camera_holds_for_the_next_frame_rather_than_take_a_stale_one() -> None:
+    """Without holding, the frame taken after each 130 ms pass is 0-100 ms old (50 on
+    average); holding for a frame due within half an interval keeps it under about 50 ms."""
+    held, plain = _pickup_ages(True), _pickup_ages(False)
+    mean = statistics.mean
+    assert mean(held) < 0.6 * mean(plain), (held, plain)
+    assert sorted(held)[int(0.9 * len(held))] <= 0.065, held
+    assert max(plain) > 0.065, plain  # the case holding is for did arise
 
 
 @pytest.mark.timeout(10)

@@ -159,6 +159,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         workers=workers,
         max_batch=cfg.batch,
         live_batch=cfg.batch if gpu else 1,
+        live_hold=cfg.live_hold,
         sinks=sinks,
         display=display,
         status=status if isinstance(status, StatusPrinter) else None,

@@ -108,6 +108,7 @@ class Pipeline:
         workers: int = 1,
         max_batch: int = 4,
         live_batch: int = 1,
+        live_hold: bool = True,
         sinks: Sequence[Sink] = (),
         display: TiledDisplay | None = None,
         status: StatusPrinter | None = None,
@@ -131,6 +132,7 @@ class Pipeline:
         self._clock = clock
         self._max_batch = max_batch
         self._live_batch = live_batch
+        self._live_hold = live_hold
         self._stop = threading.Event()
         self._finished = threading.Event()
         self._display = display
@@ -220,7 +222,8 @@ class Pipeline:
             ]
             worker = InferenceWorker(
                 f"w{index}", factory, channels, self._fanout, self._doorbells[index],
-                max_batch=self._max_batch, live_batch=self._live_batch, clock=self._clock,
+                max_batch=self._max_batch, live_batch=self._live_batch, live_hold=self._live_hold,
+                clock=self._clock,
                 on_done=self._worker_finished,
             )
             self._workers.append(worker)

@@ -15,10 +15,12 @@ from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.sinks.base import Sink
 from streamyolo.sources.redact import redact_text
+from streamyolo.workers.live import Hold, LivePicker
 
 log = logging.getLogger(__name__)
 
 _IDLE_WAIT = 0.5  # seconds; the doorbell normally wakes the worker long before this
+_MAX_HOLD = 0.1  # seconds; a hold is far shorter, this only bounds a clock that jumps
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +37,10 @@ class InferenceWorker:
     """Owns one detector (built by ``factory`` in this thread) and the streams in ``channels``.
 
     It takes the ready frames of its streams — the oldest of a lossless stream, the newest
-    of a live one — up to ``max_batch`` per forward pass, and writes each result to
-    ``sink`` in stream order. It ends when every channel's buffer is closed and drained.
+    of a live one (chosen by a :class:`~streamyolo.workers.live.LivePicker`; ``live_hold``
+    lets it wait briefly for a fresher frame) — up to ``max_batch`` per forward pass, and
+    writes each result to ``sink`` in stream order. It ends when every channel's buffer is
+    closed and drained.
     """
 
     def __init__(
@@ -49,6 +53,7 @@ class InferenceWorker:
         *,
         max_batch: int = 4,
         live_batch: int = 1,
+        live_hold: bool = True,
         clock: Callable[[], float] = time.monotonic,
         on_done: Callable[[], None] | None = None,
     ) -> None:
@@ -66,7 +71,7 @@ class InferenceWorker:
         self.error: BaseException | None = None
         self.names: dict[int, str] = {}
         self._cursor = 0  # where the next lossless round-robin starts
-        self._served: dict[str, float] = {}  # capture time of each live stream's last frame taken
+        self._picker = LivePicker(hold=live_hold)
         self._thread = threading.Thread(target=self._run, name=f"inference:{name}")
 
     @property
@@ -125,28 +130,36 @@ class InferenceWorker:
         active = list(self._channels)
         while active:
             self._doorbell.clear()  # before looking, so a put after the look still wakes us
-            batch = self._collect(active)
+            batch, hold = self._collect(active)
             if batch:
                 self._process(detector, batch)
+            elif hold is not None:  # a fresher live frame is due: wait for it (or any put)
+                self._doorbell.wait(min(_MAX_HOLD, max(0.0, hold.until - self._clock())))
             elif active:
                 self._doorbell.wait(_IDLE_WAIT)
 
-    def _collect(self, active: list[Channel]) -> list[tuple[Channel, Frame]]:
-        """The next batch: up to ``live_batch`` live frames, one per stream (see
-        :meth:`_pick_live`; one on a CPU, where a batch only adds waiting, more on a GPU,
-        where it is nearly free), then lossless frames round-robin from a rotating start,
-        up to ``max_batch``. Removes channels whose buffers are closed and drained."""
+    def _collect(self, active: list[Channel]) -> tuple[list[tuple[Channel, Frame]], Hold | None]:
+        """The next batch: up to ``live_batch`` live frames, one per stream (one on a CPU,
+        where a batch only adds waiting, more on a GPU, where it is nearly free), then
+        lossless frames round-robin from a rotating start, up to ``max_batch``. Removes
+        channels whose buffers are closed and drained. An empty batch may come with a
+        :class:`Hold`: the live picker waits for a fresher frame."""
         batch: list[tuple[Channel, Frame]] = []
+        hold: Hold | None = None
         live = [c for c in active if c.live]
+        now = self._clock()
         while live and len(batch) < self._live_batch:
-            picked = self._pick_live(live, active)
+            picked = self._picker.pick(live, active, now, may_hold=not batch)
             if picked is None:
+                break
+            if isinstance(picked, Hold):
+                hold = picked
                 break
             batch.append(picked)
             live.remove(picked[0])
         lossless = [c for c in active if not c.live]
         if not lossless or len(batch) >= self._max_batch:
-            return batch
+            return batch, hold
         start = self._cursor % len(lossless)
         self._cursor += 1
         order = lossless[start:] + lossless[:start]
@@ -166,34 +179,10 @@ class InferenceWorker:
                     continue
                 batch.append((channel, frame))
                 progressed = True
-        return batch
-
-    def _pick_live(self, live: list[Channel], active: list[Channel]) -> tuple[Channel, Frame] | None:
-        """One live frame per forward pass, from the stream with the most new to show:
-        the one whose newest frame was captured longest after its last result. That keeps
-        frame age low (fresh frames win, no batch to wait for) and is fair (a stream left
-        out grows in priority)."""
-        best: Channel | None = None
-        best_score = float("-inf")
-        for channel in live:
-            newest = channel.ring.newest()
-            if newest is None:
-                if channel.ring.exhausted() and channel in active:
-                    active.remove(channel)
-                continue
-            score = newest.meta.t_capture - self._served.get(channel.name, float("-inf"))
-            if score > best_score:
-                best, best_score = channel, score
-        if best is None:
-            return None
-        try:
-            frame = best.ring.get_latest()
-        except (Empty, BufferClosed):
-            return None
-        self._served[best.name] = frame.meta.t_capture
-        return best, frame
+        return batch, hold
 
     def _process(self, detector: Detector, batch: list[tuple[Channel, Frame]]) -> None:
+        started = self._clock()
         try:
             detections = _detect_by_shape(detector, [frame.image for _, frame in batch])
         except BaseException:
@@ -201,6 +190,7 @@ class InferenceWorker:
                 channel.health.lose(1)
             raise
         now = self._clock()
+        self._picker.forward_took(now - started)
         for index, ((channel, frame), found) in enumerate(zip(batch, detections, strict=True)):
             result = Result(frame=frame, detections=found, t_done=now, worker=self.name)
             try:

@@ -1,0 +1,142 @@
+"""The live picker: fair rounds, freshest first, and holding for a frame about to arrive.
+
+Driven by hand with real ring buffers and frames on an explicit clock (``now``), so every
+case is exact; the pipeline tests check the same behaviour with threads and real time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamyolo.buffering import Overflow, RingBuffer
+from streamyolo.frames import Frame, FrameMeta
+from streamyolo.pipeline.health import StreamHealth
+from streamyolo.workers.inference import Channel
+from streamyolo.workers.live import HOLD_SLACK, Hold, LivePicker
+
+INTERVAL = 1 / 30
+_PIXELS = np.zeros((2, 2, 3), np.uint8)
+
+
+class Cameras:
+    """Live channels whose frames the test delivers at chosen capture times."""
+
+    def __init__(self, *names: str) -> None:
+        self.channels = [Channel(n, RingBuffer(2, Overflow.DROP_OLDEST), True, StreamHealth(n)) for n in names]
+        self._seq = dict.fromkeys(names, 0)
+
+    def deliver(self, name: str, t_capture: float) -> None:
+        channel = next(c for c in self.channels if c.name == name)
+        channel.ring.put(Frame(FrameMeta(name, self._seq[name], t_capture), _PIXELS))
+        self._seq[name] += 1
+
+    def pick(self, picker: LivePicker, now: float, may_hold: bool = True) -> tuple[str, float] | Hold | None:
+        picked = picker.pick(self.channels, list(self.channels), now, may_hold)
+        if picked is None or isinstance(picked, Hold):
+            return picked
+        return picked[0].name, picked[1].meta.t_capture
+
+
+def _warm(cameras: Cameras, picker: LivePicker, phases: dict[str, float], frames: int = 3) -> float:
+    """Deliver ``frames`` frames per camera at 30 fps (camera ``n`` at ``phases[n]`` into each
+    interval), draining them without holding, so the picker knows every frame interval."""
+    for k in range(frames):
+        for name, phase in sorted(phases.items(), key=lambda item: item[1]):
+            cameras.deliver(name, k * INTERVAL + phase)
+        while isinstance(cameras.pick(picker, now=k * INTERVAL + max(phases.values()), may_hold=False), tuple):
+            pass
+    picker.forward_took(0.025)
+    return frames * INTERVAL
+
+
+def test_every_stream_gets_one_turn_per_round_freshest_first() -> None:
+    cameras = Cameras("a", "b", "c")
+    picker = LivePicker(hold=False)
+    for name, t in (("a", 0.010), ("b", 0.030), ("c", 0.020)):
+        cameras.deliver(name, t)
+    assert cameras.pick(picker, 0.031) == ("b", 0.030)
+    # b's next frame is the freshest of all, but b had its turn this round: c and a come first.
+    cameras.deliver("b", 0.063)
+    assert cameras.pick(picker, 0.064) == ("c", 0.020)
+    assert cameras.pick(picker, 0.065) == ("a", 0.010)
+    assert cameras.pick(picker, 0.066) == ("b", 0.063)  # a new round
+    assert cameras.pick(picker, 0.067) is None  # nothing new anywhere
+
+
+def test_a_stream_without_new_frames_does_not_block_the_round() -> None:
+    cameras = Cameras("fast", "slow")
+    picker = LivePicker(hold=False)
+    cameras.deliver("slow", 0.0)
+    cameras.deliver("fast", 0.001)
+    assert cameras.pick(picker, 0.002) == ("fast", 0.001)
+    assert cameras.pick(picker, 0.003) == ("slow", 0.0)
+    cameras.deliver("fast", 0.034)
+    assert cameras.pick(picker, 0.035) == ("fast", 0.034)  # slow has nothing: the next round starts
+    cameras.deliver("fast", 0.067)
+    cameras.deliver("slow", 0.068)
+    assert cameras.pick(picker, 0.069) == ("slow", 0.068)  # fast had this round's turn
+
+
+def test_holds_for_a_frame_due_soon_instead_of_taking_a_stale_one() -> None:
+    cameras = Cameras("a", "b")
+    picker = LivePicker()
+    start = _warm(cameras, picker, {"a": 0.0, "b": 0.020})
+    assert picker.interval("a") is not None and abs(picker.interval("a") - INTERVAL) < 1e-9  # type: ignore[operator]
+    cameras.deliver("a", start)  # a: captured at start; b's next frame is due at start + 0.020
+    now = start + 0.019  # a's frame is 19 ms old, more than half an interval
+    hold = cameras.pick(picker, now)
+    assert isinstance(hold, Hold) and hold.until == pytest.approx(start + 0.020 + HOLD_SLACK)
+    assert cameras.pick(picker, now + 0.0005) == hold  # still holding
+    cameras.deliver("b", start + 0.020)
+    assert cameras.pick(picker, start + 0.0201) == ("b", start + 0.020)  # the fresh frame, at once
+    assert cameras.pick(picker, start + 0.0202) == ("a", start)  # a keeps its turn in the round
+
+
+def test_a_hold_ends_at_its_deadline_with_the_best_frame_there_is() -> None:
+    cameras = Cameras("a", "b")
+    picker = LivePicker()
+    start = _warm(cameras, picker, {"a": 0.0, "b": 0.020})
+    cameras.deliver("a", start)
+    hold = cameras.pick(picker, start + 0.019)
+    assert isinstance(hold, Hold)
+    assert cameras.pick(picker, hold.until) == ("a", start)  # b's frame never came
+
+
+def test_no_hold_for_a_fresh_frame_a_distant_one_or_when_turned_off() -> None:
+    cameras = Cameras("a", "b")
+    picker = LivePicker()
+    start = _warm(cameras, picker, {"a": 0.0, "b": 0.020})
+    cameras.deliver("a", start)
+    assert cameras.pick(picker, start + 0.010) == ("a", start)  # 10 ms old: fresh enough
+
+    cameras = Cameras("a", "b")
+    picker = LivePicker()
+    start = _warm(cameras, picker, {"a": 0.0, "b": 0.030})
+    for _ in range(40):  # a fast model: holding for more than half a forward pass is not worth it
+        picker.forward_took(0.005)
+    cameras.deliver("a", start)
+    assert cameras.pick(picker, start + 0.020) == ("a", start)  # b's frame is 10 ms away: too far
+
+    cameras = Cameras("a", "b")
+    picker = LivePicker(hold=False)
+    start = _warm(cameras, picker, {"a": 0.0, "b": 0.020})
+    cameras.deliver("a", start)
+    assert cameras.pick(picker, start + 0.019) == ("a", start)
+
+
+def test_no_hold_before_the_frame_interval_is_known() -> None:
+    cameras = Cameras("a", "b")
+    picker = LivePicker()
+    picker.forward_took(0.025)
+    cameras.deliver("a", 0.0)
+    assert cameras.pick(picker, 0.030) == ("a", 0.0)
+
+
+def test_a_pause_in_a_stream_does_not_change_its_measured_interval() -> None:
+    cameras = Cameras("a")
+    picker = LivePicker(hold=False)
+    _warm(cameras, picker, {"a": 0.0})
+    cameras.deliver("a", 10.0)  # the camera reconnected ten seconds later
+    assert cameras.pick(picker, 10.001) == ("a", 10.0)
+    assert abs(picker.interval("a") - INTERVAL) < 1e-9  # type: ignore[operator]

@@ -120,75 +120,94 @@ def _run_instances(step: Callable[[int], int], instances: int, seconds: float) -
     return sum(totals)
 
 
+def _torch_networks(model: str, input_hw: tuple[int, int], instances: int, device: str) -> list[Any]:
+    """``instances`` copies of the model's network, each warmed up through ``predict()``."""
+    ultralytics = import_ultralytics()
+    networks = []
+    for _ in range(instances):
+        yolo = ultralytics.YOLO(model, task="detect")
+        yolo.predict(np.zeros((*input_hw, 3), np.uint8), imgsz=max(input_hw), device=device, verbose=False)
+        networks.append(yolo.predictor.model)
+    return networks
+
+
+def _torch_rate(networks: list[Any], input_hw: tuple[int, int], batch: int, seconds: float, device: str,
+                threads: int) -> Rate:
+    """Forward passes of every network in ``networks`` at once, one thread each."""
+    import torch
+
+    tensors = [torch.rand(batch, 3, *input_hw, device=device) for _ in networks]
+
+    def step(index: int) -> int:
+        with torch.inference_mode():
+            networks[index](tensors[index])
+        return batch
+
+    for index in range(len(networks)):
+        step(index)  # warm-up
+    started = time.perf_counter()
+    frames = _run_instances(step, len(networks), seconds)
+    elapsed = time.perf_counter() - started
+    return Rate(frames / elapsed, frames, elapsed, f"{len(networks)} instance(s) × {threads} threads, batch {batch}")
+
+
 def _measure_torch(model: str, input_hw: tuple[int, int], seconds: float, device: str) -> ModelRates:
     import torch
 
-    ultralytics = import_ultralytics()
     cores = cpu_count()
     saved = torch.get_num_threads()
     tried: list[Rate] = []
     latency = 0.0
     try:
         for instances in (1, 2):
-            torch.set_num_threads(max(1, cores // instances))
-            networks = []
-            for _ in range(instances):
-                yolo = ultralytics.YOLO(model, task="detect")
-                yolo.predict(np.zeros((*input_hw, 3), np.uint8), imgsz=max(input_hw), device=device, verbose=False)
-                networks.append(yolo.predictor.model)
+            threads = max(1, cores // instances)
+            torch.set_num_threads(threads)
+            networks = _torch_networks(model, input_hw, instances, device)
             for batch in (1, 2, 4):
-                tensors = [torch.rand(batch, 3, *input_hw, device=device) for _ in range(instances)]
-
-                def step(index: int, batch: int = batch, tensors: list[Any] = tensors,
-                         networks: list[Any] = networks) -> int:
-                    with torch.inference_mode():
-                        networks[index](tensors[index])
-                    return batch
-
-                for index in range(instances):
-                    step(index)  # warm-up
-                started = time.perf_counter()
-                frames = _run_instances(step, instances, seconds)
-                elapsed = time.perf_counter() - started
-                rate = Rate(frames / elapsed, frames, elapsed,
-                            f"{instances} instance(s) × {max(1, cores // instances)} threads, batch {batch}")
+                rate = _torch_rate(networks, input_hw, batch, seconds, device, threads)
                 tried.append(rate)
                 if instances == 1 and batch == 1:
-                    latency = elapsed / frames
+                    latency = rate.seconds / rate.frames
     finally:
         torch.set_num_threads(saved)
     return ModelRates(max(tried, key=lambda r: r.fps), latency, tuple(tried))
+
+
+def _openvino_rate(core: Any, xml: Path, input_hw: tuple[int, int], instances: int, pinning: bool,
+                   seconds: float) -> Rate:
+    """``instances`` LATENCY-mode compiled models sharing the cores, one thread each."""
+    threads = max(1, cpu_count() // instances)
+    tensor = np.random.rand(1, 3, *input_hw).astype(np.float32)
+    requests = [core.compile_model(core.read_model(xml), "CPU", {
+        "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": threads,
+        "ENABLE_CPU_PINNING": pinning,
+    }).create_infer_request() for _ in range(instances)]
+    for request in requests:
+        request.infer([tensor])
+
+    def step(index: int) -> int:
+        requests[index].infer([tensor])
+        return 1
+
+    started = time.perf_counter()
+    frames = _run_instances(step, instances, seconds)
+    elapsed = time.perf_counter() - started
+    pinned = "" if pinning else ", unpinned"
+    return Rate(frames / elapsed, frames, elapsed, f"{instances} instance(s) × {threads} threads, LATENCY{pinned}")
 
 
 def _measure_openvino(model: str, input_hw: tuple[int, int], seconds: float) -> ModelRates:
     ov = import_openvino()
     xml = openvino_xml(model)
     core = ov.Core()
-    cores = cpu_count()
-    tensor = np.random.rand(1, 3, *input_hw).astype(np.float32)
     tried: list[Rate] = []
     latency = 0.0
     for instances, pinning in ((2, False), (1, True), (2, True)):
-        threads = max(1, cores // instances)
-        requests = [core.compile_model(core.read_model(xml), "CPU", {
-            "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": threads,
-            "ENABLE_CPU_PINNING": pinning,
-        }).create_infer_request() for _ in range(instances)]
-        for request in requests:
-            request.infer([tensor])
-
-        def step(index: int, requests: list[Any] = requests) -> int:
-            requests[index].infer([tensor])
-            return 1
-
-        started = time.perf_counter()
-        frames = _run_instances(step, instances, seconds)
-        elapsed = time.perf_counter() - started
-        pinned = "" if pinning else ", unpinned"
-        tried.append(Rate(frames / elapsed, frames, elapsed,
-                          f"{instances} instance(s) × {threads} threads, LATENCY{pinned}"))
+        rate = _openvino_rate(core, xml, input_hw, instances, pinning, seconds)
+        tried.append(rate)
         if instances == 1:
-            latency = elapsed / frames
+            latency = rate.seconds / rate.frames
+    tensor = np.random.rand(1, 3, *input_hw).astype(np.float32)
     compiled = core.compile_model(core.read_model(xml), "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"})
     jobs = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     queue = ov.AsyncInferQueue(compiled, jobs)
@@ -204,6 +223,28 @@ def _measure_openvino(model: str, input_hw: tuple[int, int], seconds: float) -> 
     elapsed = time.perf_counter() - started
     tried.append(Rate(frames / elapsed, frames, elapsed, f"THROUGHPUT, {jobs} requests"))
     return ModelRates(max(tried, key=lambda r: r.fps), latency, tuple(tried))
+
+
+def measure_latency(model: str, imgsz: int, frame_hw: tuple[int, int], seconds: float = 3.0,
+                    device: str = "cpu") -> float:
+    """The single-frame latency alone (as :func:`measure_model` measures it, without the
+    other configurations): seconds per forward pass at batch 1 with all cores. For
+    comparing a frame age with the latency of the same minutes on a noisy machine."""
+    input_hw = _input_shape(model, imgsz, frame_hw)
+    if is_openvino(model):
+        ov = import_openvino()
+        rate = _openvino_rate(ov.Core(), openvino_xml(model), input_hw, 1, True, seconds)
+    else:
+        import torch
+
+        saved = torch.get_num_threads()
+        try:
+            torch.set_num_threads(cpu_count())
+            rate = _torch_rate(_torch_networks(model, input_hw, 1, device), input_hw, 1, seconds, device,
+                               cpu_count())
+        finally:
+            torch.set_num_threads(saved)
+    return rate.seconds / rate.frames
 
 
 def limit(model_fps: float, decode_fps: float, gpu: bool = False) -> float:

@@ -49,6 +49,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     display = parser.add_mutually_exclusive_group()
     display.add_argument("--display", dest="display", action="store_true", default=None, help="show a tiled window")
     display.add_argument("--no-display", dest="display", action="store_false", help="never open a window")
+    parser.add_argument("--web", metavar="[HOST:]PORT",
+                        help="serve a web page of every stream there (127.0.0.1 unless a host is given)")
+    parser.add_argument("--web-fps", type=float, help="most frames per second per stream on the web page (10)")
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     parser.add_argument("--status-interval", type=float, metavar="SECONDS",
                         help="live status refresh (0 turns it off)")
@@ -84,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--conf", type=float, help="confidence threshold (0.5: the demo model's operating point)")
     demo.add_argument("--workers", "-w", type=int, default=2, help="inference threads (2)")
     demo.add_argument("--streams", type=int, default=4, help="number of synthetic streams (4)")
+    demo.add_argument("--web", metavar="[HOST:]PORT", help="also show the streams on a web page there")
     demo.add_argument("--frames", type=int, help=f"frames per stream ({DEMO_FRAMES}: about two minutes on two cores)")
     display = demo.add_mutually_exclusive_group()
     display.add_argument("--display", dest="display", action="store_true", default=None, help="show a tiled window")
@@ -95,7 +99,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The flags the user gave, as config keys (flags not given stay out)."""
     keys = ["model", "device", "workers", "batch", "model_sharing", "worker_mode", "conf", "iou", "imgsz", "classes",
             "half", "record", "jsonl", "summary", "display", "duration", "status_interval", "threads", "model_cache",
-            "live_hold"]
+            "live_hold", "web", "web_fps"]
     overrides = {key: getattr(args, key) for key in keys if getattr(args, key, None) is not None}
     if args.sources:
         overrides["streams"] = list(args.sources)
@@ -146,7 +150,7 @@ def command_demo(args: argparse.Namespace) -> int:
     from streamyolo.pipeline import StatusPrinter
 
     options = DemoOptions(out=Path(args.out), workers=args.workers, streams=args.streams,
-                          frames=args.frames or DEFAULT_FRAMES, display=args.display,
+                          frames=args.frames or DEFAULT_FRAMES, display=args.display, web=args.web,
                           **({"model": args.model} if args.model else {}),
                           **({"conf": args.conf} if args.conf is not None else {}))
     demo = Demo(options)

@@ -132,6 +132,11 @@ class PipelineConfig(_Strict):
     """JSON lines of per-stream status (state, error, reconnects, frame age …) every status interval."""
     display: bool | None = None
     """Tiled window: ``None`` shows it only where a display exists."""
+    web: str | None = None
+    """``[HOST:]PORT``: serve a web page of every stream (video and live numbers) there; the
+    host is 127.0.0.1 unless given (``0.0.0.0``: every interface), port 0 picks a free one."""
+    web_fps: float = Field(default=10.0, gt=0, le=120)
+    """Most frames per second the web page's video sends per stream."""
     overlay: bool = True
     duration: float | None = Field(default=None, gt=0)
     status_interval: float = Field(default=1.0, ge=0)
@@ -143,6 +148,21 @@ class PipelineConfig(_Strict):
                              "used with worker_mode 'process' (one model cannot be shared between processes; "
                              "use 'per-thread')")
         return self
+
+    @field_validator("web", mode="before")
+    @classmethod
+    def _web(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        from streamyolo.sinks.web import parse_address
+
+        try:
+            if isinstance(value, bool):
+                raise ConfigError("not an address")
+            parse_address(value)
+        except ConfigError:
+            raise ValueError("expected PORT or HOST:PORT, with a port from 0 to 65535") from None
+        return str(value)
 
     @field_validator("imgsz")
     @classmethod

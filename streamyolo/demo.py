@@ -57,6 +57,8 @@ class DemoOptions:
     streams: int = 4
     frames: int = DEFAULT_FRAMES
     display: bool | None = None
+    web: str | None = None
+    """``[HOST:]PORT`` for the web page of the streams (``None``: no web page)."""
     width: int = 640
     height: int = 360
     fps: float = 30.0
@@ -113,6 +115,7 @@ class Demo:
             "jsonl": str(self.jsonl),
             "summary": str(out / "summary.json"),
             "display": self.options.display,
+            "web": self.options.web,
         }
 
     def prepare(self, status: StatusPrinter | None = None) -> Pipeline:

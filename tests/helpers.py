@@ -19,7 +19,7 @@ from streamyolo.frames import Detections, Image
 from streamyolo.sources import RawFrame, SourceInfo, SyntheticSource, read_stamp
 
 ROOT = Path(__file__).resolve().parents[1]
-THREAD_PREFIXES = {"capture", "inference", "record", "pipeline"}
+THREAD_PREFIXES = {"capture", "inference", "record", "pipeline", "web"}
 PYTHON = sys.executable
 
 

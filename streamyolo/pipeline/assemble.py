@@ -28,6 +28,7 @@ from streamyolo.sinks.base import Sink
 from streamyolo.sinks.display import TiledDisplay, display_available
 from streamyolo.sinks.jsonl import JsonlSink
 from streamyolo.sinks.recorder import VideoRecorder, check_writable_folder, choose_codec
+from streamyolo.sinks.web import WebViewer
 from streamyolo.sources import NetworkOptions, open_source
 from streamyolo.workers.capture import CapturePolicy
 from streamyolo.workers.process import ProcessDetectorFactory
@@ -132,6 +133,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     for path, what in ((cfg.summary, "summary file"), (cfg.stats, "stats file")):
         if path is not None:
             check_output_file(path, what)
+    web = WebViewer(cfg.web, annotator, fps=cfg.web_fps) if cfg.web is not None else None
     display = None
     if cfg.display or (cfg.display is None and display_available()):
         if display_available():
@@ -162,6 +164,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         live_hold=cfg.live_hold,
         sinks=sinks,
         display=display,
+        web=web,
         status=status if isinstance(status, StatusPrinter) else None,
         status_interval=cfg.status_interval,
         stats=StatsWriter(cfg.stats) if cfg.stats is not None else None,

@@ -28,6 +28,7 @@ from streamyolo.pipeline.report import StatusPrinter, StreamReport, Summary
 from streamyolo.sinks.base import FanOut, Sink
 from streamyolo.sinks.collect import QueueSink
 from streamyolo.sinks.display import TiledDisplay
+from streamyolo.sinks.web import WebViewer
 from streamyolo.sources.base import FrameSource
 from streamyolo.workers.capture import CapturePolicy, CaptureWorker
 from streamyolo.workers.inference import Channel, InferenceWorker
@@ -111,6 +112,7 @@ class Pipeline:
         live_hold: bool = True,
         sinks: Sequence[Sink] = (),
         display: TiledDisplay | None = None,
+        web: WebViewer | None = None,
         status: StatusPrinter | None = None,
         status_interval: float = 1.0,
         stats: StatsWriter | None = None,
@@ -142,7 +144,8 @@ class Pipeline:
         self._on_close = list(on_close)
         self._summary_path = summary_path
         self._collector: QueueSink | None = None
-        self._extra_sinks: list[Sink] = list(sinks) + ([display] if display is not None else [])
+        self._web = web
+        self._extra_sinks: list[Sink] = list(sinks) + [v for v in (display, web) if v is not None]
         self._fanout: FanOut | None = None
         self._doorbells = [threading.Event() for _ in range(workers)]
         self._streams = [_Stream(s, self._doorbells[i % workers], self._stop, clock) for i, s in enumerate(streams)]
@@ -156,6 +159,8 @@ class Pipeline:
         self._joined = False
         self._summary: Summary | None = None
         self._started_at: float | None = None
+        if web is not None:
+            web.bind(self.reports, running=lambda: not self._finished.is_set())
         self._monitor = Monitor(self.reports, self._finished, self.stop, clock, interval=status_interval,
                                 duration=duration, status=status, stats=stats)
 
@@ -182,6 +187,11 @@ class Pipeline:
     @property
     def stream_names(self) -> list[str]:
         return [s.name for s in self._streams]
+
+    @property
+    def web_url(self) -> str | None:
+        """The web page's address (``web:``), once the pipeline has started."""
+        return self._web.url if self._web is not None else None
 
     @property
     def stop_event(self) -> threading.Event:

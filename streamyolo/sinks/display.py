@@ -12,13 +12,12 @@ import ctypes.util
 import logging
 import os
 import sys
-import threading
 
 import cv2
 
 from streamyolo.annotation import BoxAnnotator, tile
-from streamyolo.clock import RateMeter
 from streamyolo.frames import Result
+from streamyolo.sinks.latest import LatestResults
 
 log = logging.getLogger(__name__)
 
@@ -60,28 +59,18 @@ class TiledDisplay:
         self.title = title
         self.annotator = annotator or BoxAnnotator()
         self.size = size
-        self._latest: dict[str, Result] = {}
-        self._meters: dict[str, RateMeter] = {}
-        self._lock = threading.Lock()
+        self._latest = LatestResults()
         self._window_open = False
 
     def open(self) -> None:
         """The window opens on the first render, on the main thread."""
 
     def write(self, result: Result) -> None:
-        with self._lock:
-            self._latest[result.stream] = result
-            self._meters.setdefault(result.stream, RateMeter()).tick()
+        self._latest.put(result)
 
     def render(self) -> bool:
         """Draw the newest frames; returns False when the user asked to quit."""
-        with self._lock:
-            latest = sorted(self._latest.items())
-            rates = {name: meter.rate() for name, meter in self._meters.items()}
-        images = [
-            self.annotator.annotate(r.frame.image, r.detections, stream=name, fps=rates.get(name), age=r.age)
-            for name, r in latest
-        ]
+        images = [latest.annotate(self.annotator) for latest in self._latest.all()]
         if not self._window_open:
             cv2.namedWindow(self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
             cv2.resizeWindow(self.title, *self.size)

@@ -1,0 +1,338 @@
+"""A web page of every stream, for boxes without a screen: ``--web [HOST:]PORT``.
+
+A small HTTP server (the standard library's, one thread per client) serves:
+
+- ``/``: the page: a tile per stream with its annotated video and its live numbers (state,
+  fps in and out, frame age, dropped, reconnects, last error), refreshed every second;
+- ``/streams/<name>.mjpg``: the stream's annotated frames as MJPEG
+  (``multipart/x-mixed-replace``, which every browser shows in an ``<img>``), at most
+  ``fps`` frames per second;
+- ``/streams/<name>.jpg``: its newest annotated frame;
+- ``/status.json``: ``{"running": bool, "streams": [{name, state, captured, processed,
+  dropped, fps_in, fps_out, frame_age, reconnects, error, source}, …]}``.
+
+Inference threads only drop each result into a latest-result slot; frames are annotated
+and JPEG-encoded in the client threads, only while someone watches, only the newest
+frame, and once per frame however many clients watch it. Binds to 127.0.0.1 unless a host
+is given: camera pictures stay on the box unless the user says otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote, urlsplit
+
+import cv2
+
+from streamyolo.annotation import BoxAnnotator
+from streamyolo.errors import ConfigError, OutputError
+from streamyolo.frames import Result
+from streamyolo.sinks.latest import Latest, LatestResults
+
+if TYPE_CHECKING:
+    from streamyolo.pipeline.report import StreamReport
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+_WAIT = 0.5  # seconds a client thread waits for a frame before looking at the server's state
+_TEXT = "text/plain; charset=utf-8"
+_SOCKET_TIMEOUT = 10.0  # seconds; a client that stops reading is dropped after this
+
+
+def parse_address(value: str | int) -> tuple[str, int]:
+    """``8080``, ``":8080"``, ``"0.0.0.0:8080"`` or ``"[::1]:8080"`` → (host, port).
+
+    >>> parse_address("8080"), parse_address("0.0.0.0:80"), parse_address("[::1]:0")
+    (('127.0.0.1', 8080), ('0.0.0.0', 80), ('::1', 0))
+    """
+    text = str(value).strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = "", text
+    host = host.strip("[]") or DEFAULT_HOST
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(f"config key 'web': expected PORT or HOST:PORT with a port from 0 to 65535 (got {value!r})")
+    return host, int(port_text)
+
+
+class WebViewer:
+    """The web page sink. ``open`` starts listening (port 0: any free port, see ``url``);
+    ``close`` stops the server and ends every client's video."""
+
+    def __init__(self, address: str | int, annotator: BoxAnnotator | None = None, *, fps: float = 10.0,
+                 max_width: int = 960, quality: int = 80) -> None:
+        self.host, self.port = parse_address(address)
+        self.annotator = annotator or BoxAnnotator()
+        self.fps = fps
+        self.max_width = max_width
+        self.quality = quality
+        self._latest = LatestResults()
+        self._reports: Callable[[], Sequence[StreamReport]] = list
+        self._running: Callable[[], bool] = lambda: not self._latest.closed
+        self._encoded: dict[str, tuple[int, bytes]] = {}
+        self._encode_locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def bind(self, reports: Callable[[], Sequence[StreamReport]], running: Callable[[], bool] | None = None) -> None:
+        """Where the page's numbers come from: the pipeline's live per-stream reports."""
+        self._reports = reports
+        if running is not None:
+            self._running = running
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    # -- Sink --------------------------------------------------------------------------
+
+    def open(self) -> None:
+        try:
+            server = _Server((self.host, self.port), self)
+        except OSError as exc:
+            raise OutputError(f"web page: cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from exc
+        self._server = server
+        self.port = int(server.server_address[1])
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="web:server")
+        self._thread.start()
+        log.info("web page: %s", self.url)
+
+    def write(self, result: Result) -> None:
+        self._latest.put(result)
+
+    def close(self) -> None:
+        self._latest.close()  # every video ends
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()  # joins the client threads
+            self._server = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    # -- what the handlers serve -------------------------------------------------------
+
+    def stream_names(self) -> list[str]:
+        return [report.name for report in self._reports()]
+
+    def status(self) -> dict[str, Any]:
+        keep = ("name", "state", "captured", "processed", "dropped", "fps_in", "fps_out", "frame_age", "reconnects",
+                "error", "source")
+        streams = [{key: asdict(report)[key] for key in keep} for report in self._reports()]
+        return {"running": self._running(), "streams": streams}
+
+    def newest_jpeg(self, stream: str) -> bytes | None:
+        latest = self._latest.get(stream)
+        return None if latest is None else self._jpeg(latest)
+
+    def next_jpeg(self, stream: str, after: int) -> tuple[int, bytes] | None:
+        """The stream's newest frame once newer than version ``after``, as (version, JPEG);
+        ``None`` if none came within a short wait (the caller checks :attr:`closed`)."""
+        latest = self._latest.wait_newer(stream, after, _WAIT)
+        return None if latest is None else (latest.version, self._jpeg(latest))
+
+    @property
+    def closed(self) -> bool:
+        return self._latest.closed
+
+    def _jpeg(self, latest: Latest) -> bytes:
+        """Annotate and encode ``latest`` once, however many clients want it."""
+        name = latest.result.stream
+        with self._locks_lock:
+            lock = self._encode_locks.setdefault(name, threading.Lock())
+        with lock:
+            cached = self._encoded.get(name)
+            if cached is not None and cached[0] >= latest.version:
+                return cached[1]
+            image: Any = latest.annotate(self.annotator)
+            height, width = image.shape[:2]
+            if width > self.max_width:
+                size = (self.max_width, max(1, round(height * self.max_width / width)))
+                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+            if not ok:
+                raise OutputError(f"web page: cannot encode a frame of stream {name!r} as JPEG")
+            jpeg = data.tobytes()
+            self._encoded[name] = (latest.version, jpeg)
+            return jpeg
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = False
+    block_on_close = True  # server_close joins the client threads
+
+    def __init__(self, address: tuple[str, int], viewer: WebViewer) -> None:
+        import socket
+
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.viewer = viewer
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    timeout = _SOCKET_TIMEOUT
+    server_version = "streamyolo"
+
+    def handle(self) -> None:
+        threading.current_thread().name = "web:client"
+        super().handle()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("web page: %s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        viewer = self.server.viewer
+        path = unquote(urlsplit(self.path).path)
+        try:
+            if path in ("/", "/index.html"):
+                self._send(HTTPStatus.OK, "text/html; charset=utf-8", PAGE.encode())
+            elif path == "/status.json":
+                self._send(HTTPStatus.OK, "application/json", json.dumps(viewer.status()).encode())
+            elif path.startswith("/streams/") and path.endswith((".mjpg", ".jpg")):
+                name, _, kind = path.removeprefix("/streams/").rpartition(".")
+                if name not in viewer.stream_names():
+                    self._send(HTTPStatus.NOT_FOUND, _TEXT, f"no stream named {name!r}\n".encode())
+                elif kind == "jpg":
+                    self._snapshot(viewer, name)
+                else:
+                    self._video(viewer, name)
+            else:
+                self._send(HTTPStatus.NOT_FOUND, _TEXT, f"not found: {path}\n".encode())
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            log.debug("web page: client %s went away", self.address_string())
+
+    def _send(self, status: HTTPStatus, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _snapshot(self, viewer: WebViewer, name: str) -> None:
+        jpeg = viewer.newest_jpeg(name)
+        if jpeg is None:
+            self._send(HTTPStatus.SERVICE_UNAVAILABLE, _TEXT,
+                       f"stream {name!r} has no processed frame yet\n".encode())
+        else:
+            self._send(HTTPStatus.OK, "image/jpeg", jpeg)
+
+    def _video(self, viewer: WebViewer, name: str) -> None:
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        version, next_at = 0, 0.0
+        period = 1.0 / viewer.fps if viewer.fps > 0 else 0.0
+        while not viewer.closed:
+            delay = next_at - time.monotonic()
+            if delay > 0:  # at most `fps` frames a second, whatever the stream's rate
+                time.sleep(min(delay, _WAIT))
+                continue
+            found = viewer.next_jpeg(name, version)
+            if found is None:
+                continue
+            next_at = time.monotonic() + period
+            version, jpeg = found
+            self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg))
+            self.wfile.write(jpeg + b"\r\n")
+            self.wfile.flush()
+
+
+def stream_path(name: str, kind: str = "mjpg") -> str:
+    """The URL path of a stream's video (``mjpg``) or newest frame (``jpg``)."""
+    return f"/streams/{quote(name, safe='')}.{kind}"
+
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>streamyolo</title>
+<style>
+  body { margin: 0; font: 14px system-ui, sans-serif; background: #111; color: #eee; }
+  header { padding: 8px 12px; display: flex; gap: 16px; align-items: baseline; }
+  header h1 { font-size: 18px; margin: 0; }
+  #run { color: #9c9; }
+  #run.ended { color: #c99; }
+  main { display: grid; gap: 8px; padding: 8px; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); }
+  figure { margin: 0; background: #000; border: 1px solid #333; }
+  figure img { display: block; width: 100%; min-height: 120px; object-fit: contain; background: #222; }
+  figcaption { padding: 4px 8px; display: flex; flex-wrap: wrap; gap: 4px 12px; }
+  .name { font-weight: bold; }
+  .state-streaming { color: #9c9; } .state-failed { color: #f77; }
+  .state-connecting, .state-reconnecting { color: #fc6; }
+  .error { color: #f77; width: 100%; }
+</style>
+</head>
+<body>
+<header><h1>streamyolo</h1><span id="run">connecting…</span></header>
+<main id="tiles"></main>
+<script>
+"use strict";
+const tiles = new Map();
+function tile(name) {
+  if (tiles.has(name)) return tiles.get(name);
+  const figure = document.createElement("figure");
+  figure.dataset.stream = name;
+  const img = document.createElement("img");
+  img.alt = name;
+  img.src = "streams/" + encodeURIComponent(name) + ".mjpg";
+  const caption = document.createElement("figcaption");
+  const fields = {};
+  for (const key of ["name", "state", "fps", "age", "dropped", "reconnects", "error"]) {
+    fields[key] = document.createElement("span");
+    fields[key].className = key;
+    caption.appendChild(fields[key]);
+  }
+  figure.append(img, caption);
+  document.getElementById("tiles").appendChild(figure);
+  const entry = {figure, img, fields};
+  tiles.set(name, entry);
+  return entry;
+}
+function show(status) {
+  const run = document.getElementById("run");
+  run.textContent = status.running ? "running" : "ended";
+  run.className = status.running ? "" : "ended";
+  for (const s of status.streams) {
+    const f = tile(s.name).fields;
+    f.name.textContent = s.name;
+    f.state.textContent = s.state;
+    f.state.className = "state state-" + s.state;
+    f.fps.textContent = s.fps_in.toFixed(1) + " fps in, " + s.fps_out.toFixed(1) + " out";
+    f.age.textContent = s.frame_age === null ? "" : "age " + Math.round(s.frame_age * 1000) + " ms";
+    f.dropped.textContent = s.dropped + " dropped of " + s.captured;
+    f.reconnects.textContent = s.reconnects ? s.reconnects + (s.reconnects === 1 ? " reconnect" : " reconnects") : "";
+    f.error.textContent = s.error || "";
+  }
+}
+async function refresh() {
+  try {
+    const response = await fetch("status.json", {cache: "no-store"});
+    show(await response.json());
+  } catch (e) {
+    const run = document.getElementById("run");
+    run.textContent = "disconnected";
+    run.className = "ended";
+  }
+}
+refresh();
+setInterval(refresh, 1000);
+</script>
+</body>
+</html>
+"""

@@ -1,0 +1,247 @@
+"""The web page (``web:``): its video, snapshots and numbers over real HTTP on loopback, and
+the page itself in a real browser (headless Chromium driven by Selenium)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from streamyolo.errors import ConfigError, OutputError
+from streamyolo.pipeline import Pipeline
+from streamyolo.sinks.web import parse_address, stream_path
+from tests.conftest import IN_CI
+from tests.helpers import PYTHON, ROOT, env_for_subprocess
+
+NAMES = ["front-door", "yard.2"]
+
+
+def _config(**extra: Any) -> dict[str, Any]:
+    streams = [{"name": name, "source": f"synthetic:?size=320x240&fps=20&seed={i}", "realtime": True}
+               for i, name in enumerate(NAMES)]
+    return {"streams": streams, "model": "yolo26n.yaml", "imgsz": 64, "workers": 1, "device": "cpu",
+            "web": "127.0.0.1:0", "display": False, "status_interval": 0, **extra}
+
+
+@pytest.fixture
+def running() -> Iterator[Pipeline]:
+    pipeline = Pipeline.from_config(_config(web_fps=5))
+    pipeline.start()
+    try:
+        yield pipeline
+    finally:
+        pipeline.stop()
+        pipeline.join()
+
+
+def _get(url: str) -> tuple[int, str, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.headers["Content-Type"], response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Content-Type"], error.read()
+
+
+def _until(check: Callable[[], Any], seconds: float, what: str) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _status(pipeline: Pipeline) -> dict[str, Any]:
+    assert pipeline.web_url is not None
+    status, kind, body = _get(pipeline.web_url + "status.json")
+    assert status == 200 and kind == "application/json"
+    data: dict[str, Any] = json.loads(body)
+    return data
+
+
+def _mjpeg_parts(url: str, count: int) -> tuple[list[np.ndarray], float]:
+    """The first ``count`` JPEG parts of an MJPEG response, decoded, and the seconds they took."""
+    images = []
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.headers["Content-Type"] == "multipart/x-mixed-replace; boundary=frame"
+        started = time.monotonic()
+        while len(images) < count:
+            assert response.readline() == b"--frame\r\n"
+            headers = {}
+            while (line := response.readline().strip()) != b"":
+                key, _, value = line.decode().partition(":")
+                headers[key.lower()] = value.strip()
+            assert headers["content-type"] == "image/jpeg"
+            data = response.read(int(headers["content-length"]))
+            assert response.read(2) == b"\r\n"
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            assert image is not None, "a part that is not a JPEG"
+            images.append(image)
+        return images, time.monotonic() - started
+
+
+def test_status_snapshot_and_video_of_every_stream(running: Pipeline) -> None:
+    base = running.web_url
+    assert base is not None and base.startswith("http://127.0.0.1:") and not base.endswith(":0/")
+    def processed() -> dict[str, Any] | None:
+        status = _status(running)
+        return status if all(r["processed"] > 0 for r in status["streams"]) else None
+
+    status = _until(processed, 60, "both streams processed")
+    assert status["running"] is True
+    assert [r["name"] for r in status["streams"]] == NAMES
+    assert {r["state"] for r in status["streams"]} == {"streaming"}
+
+    for name in NAMES:
+        code, kind, body = _get(base.rstrip("/") + stream_path(name, "jpg"))
+        assert (code, kind) == (200, "image/jpeg")
+        snapshot = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+        assert snapshot.shape == (240, 320, 3)
+        # Annotated: the header label (the stream's name on a dark band) sits in the top-left corner.
+        band = snapshot[2:10, 2:40].reshape(-1, 3).astype(int)
+        assert (np.abs(band - 32).max(axis=1) < 40).mean() > 0.5, "no header label on the snapshot"
+
+        frames, seconds = _mjpeg_parts(base.rstrip("/") + stream_path(name), 6)
+        assert all(f.shape == (240, 320, 3) for f in frames)
+        # web_fps 5 against a 20 fps stream: six parts take at least a second.
+        assert seconds >= 0.9, f"6 parts in {seconds:.2f} s: the rate cap does not hold"
+        assert any(not np.array_equal(frames[0], f) for f in frames[1:]), "the video does not move"
+
+    code, kind, body = _get(base + "streams/nobody.jpg")
+    assert code == 404 and b"no stream named 'nobody'" in body
+    assert _get(base + "elsewhere")[0] == 404
+
+
+def test_videos_end_and_the_server_stops_with_the_pipeline() -> None:
+    pipeline = Pipeline.from_config(_config())
+    pipeline.start()
+    url = pipeline.web_url
+    assert url is not None
+    _until(lambda: _get(url + "streams/yard.2.jpg")[0] == 200, 60, "a first frame")
+    with urllib.request.urlopen(url + "streams/yard.2.mjpg", timeout=10) as response:
+        response.readline()
+        pipeline.stop()
+        summary = pipeline.join()
+        rest = response.read()  # ends (the server closed the video) instead of hanging
+    assert isinstance(rest, bytes)
+    assert all(r.processed > 0 for r in summary.streams.values())
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(url + "status.json", timeout=5)
+
+
+def test_a_taken_port_is_a_one_line_error_naming_the_address(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        pipeline = Pipeline.from_config(_config(web=f"127.0.0.1:{port}"))
+        with pytest.raises(OutputError, match=f"web page: cannot listen on 127.0.0.1:{port}"):
+            pipeline.start()
+        done = subprocess.run(
+            [PYTHON, "-m", "streamyolo", "run", "--source", "synthetic:?size=64x48&frames=5", "--model",
+             "yolo26n.yaml", "--imgsz", "64", "--web", str(port), "--summary", str(tmp_path / "s.json")],
+            env=env_for_subprocess(), cwd=ROOT, capture_output=True, text=True, timeout=100, check=False)
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and f"cannot listen on 127.0.0.1:{port}" in errors[0], done.stderr
+
+
+@pytest.mark.parametrize("value", ["abc", "host:", "70000", "1.2.3.4:-1", True])
+def test_a_bad_web_address_names_the_key(value: object) -> None:
+    with pytest.raises(ConfigError, match="config key 'web': expected PORT or HOST:PORT"):
+        Pipeline.from_config(_config(web=value))
+
+
+def test_addresses() -> None:
+    assert parse_address(8080) == ("127.0.0.1", 8080)
+    assert parse_address(":0") == ("127.0.0.1", 0)
+    assert parse_address("0.0.0.0:9000") == ("0.0.0.0", 9000)
+    assert parse_address("[::1]:80") == ("::1", 80)
+
+
+# -- a real browser ------------------------------------------------------------------------
+
+def _chromium() -> tuple[str, str]:
+    browser = next((p for p in ("/usr/lib/chromium/chromium", shutil.which("chromium") or "",
+                                shutil.which("google-chrome") or "") if p and os.path.exists(p)), None)
+    driver = shutil.which("chromedriver")
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        driver = None
+    if browser is None or driver is None:
+        message = "Chromium, chromedriver and selenium are needed for the browser test (.ci/run installs them)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return browser, driver
+
+
+@pytest.mark.timeout(180)
+def test_a_real_browser_shows_every_stream_with_its_numbers() -> None:
+    browser, driver_path = _chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    dead = {"name": "dead", "source": "rtsp://127.0.0.1:9/none", "reconnect": {"attempts": 1, "base": 0.1}}
+    config = _config()
+    config["streams"].append(dead)
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1280,900", "--no-first-run", "--disable-background-networking"):
+        options.add_argument(flag)
+    with Pipeline.from_config(config) as pipeline:
+        pipeline.start()
+        driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+        try:
+            assert pipeline.web_url is not None
+            driver.get(pipeline.web_url)
+            assert driver.title == "streamyolo"
+
+            def tiles() -> dict[str, Any]:
+                found = {}
+                for figure in driver.find_elements(By.CSS_SELECTOR, "figure"):
+                    name = figure.get_attribute("data-stream")
+                    image = figure.find_element(By.TAG_NAME, "img")
+                    found[name] = {
+                        "width": driver.execute_script("return arguments[0].naturalWidth", image),
+                        "state": figure.find_element(By.CLASS_NAME, "state").text,
+                        "fps": figure.find_element(By.CLASS_NAME, "fps").text,
+                        "error": figure.find_element(By.CLASS_NAME, "error").text,
+                        "image": image,
+                    }
+                return found
+
+            def ready() -> dict[str, Any] | None:
+                found = tiles()
+                live_ok = all(n in found and found[n]["width"] == 320 and found[n]["state"] == "streaming"
+                              for n in NAMES)
+                dead_ok = "dead" in found and found["dead"]["state"] == "failed" and found["dead"]["error"]
+                return found if live_ok and dead_ok else None
+
+            found = _until(ready, 90, "every tile showing video, and the dead camera failed with its error")
+            assert list(found) == [*NAMES, "dead"]  # in the config's order
+            assert "127.0.0.1:9" in found["dead"]["error"] or "refused" in found["dead"]["error"].lower()
+            assert driver.find_element(By.ID, "run").text == "running"
+            for name in NAMES:
+                assert " fps in, " in found[name]["fps"]
+                shot = cv2.imdecode(np.frombuffer(found[name]["image"].screenshot_as_png, np.uint8), cv2.IMREAD_COLOR)
+                assert shot is not None and shot.std() > 10, f"tile {name!r} shows no picture"
+            assert tiles()["dead"]["width"] == 0  # no frame ever came: no picture
+        finally:
+            driver.quit()

@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
@@ -119,21 +120,47 @@ def thread_per_stream(model: str, paths: list[Path], imgsz: int) -> dict[str, An
 # -- streamyolo ------------------------------------------------------------------------------
 
 def streamyolo(model: str, paths: list[Path], imgsz: int, workers: int, record: Path | None = None,
-               mode: str = "thread") -> dict[str, Any]:
+               mode: str = "thread", web: bool = False) -> dict[str, Any]:
+    """P; with ``web``, the web page is on and one viewer per stream watches its video the whole run."""
     config: dict[str, Any] = {"streams": [f"s{i}={p}" for i, p in enumerate(paths)], "model": model,
                               "imgsz": imgsz, "workers": workers, "device": "cpu"}
     if record is not None:
         config["record"] = str(record)
     if mode != "thread":
         config["worker_mode"] = mode
-    rates, summary = bench.measure_pipeline(config)
+    viewers: list[threading.Thread] = []
+    shown: dict[str, int] = {}
+    if web:
+        config["web"] = "127.0.0.1:0"
+
+    def watch(pipeline: Pipeline) -> None:
+        for name in pipeline.stream_names:
+            viewer = threading.Thread(target=_view, args=(f"{pipeline.web_url}streams/{name}.mjpg", name, shown))
+            viewer.start()
+            viewers.append(viewer)
+
+    rates, summary = bench.measure_pipeline(config, on_start=watch if web else None)
+    for viewer in viewers:
+        viewer.join()
     captured = sum(r.captured for r in summary.streams.values())
     dropped = sum(r.dropped for r in summary.streams.values())
-    return {"fps": rates.wall.fps, "steady_fps": rates.steady.fps, "frames": rates.wall.frames,
-            "seconds": rates.wall.seconds, "captured": captured, "dropped": dropped, "workers": workers, "mode": mode}
+    out = {"fps": rates.wall.fps, "steady_fps": rates.steady.fps, "frames": rates.wall.frames,
+           "seconds": rates.wall.seconds, "captured": captured, "dropped": dropped, "workers": workers, "mode": mode}
+    if web:
+        out["web_frames_shown"] = sum(shown.values())
+    return out
 
 
-def live(model: str, paths: list[Path], imgsz: int, workers: int, seconds: float) -> dict[str, Any]:
+def _view(url: str, name: str, shown: dict[str, int]) -> None:
+    """A web page viewer: reads the stream's MJPEG video until the run ends, counting frames."""
+    shown[name] = 0
+    with urllib.request.urlopen(url, timeout=30) as response:
+        for line in response:
+            if line.startswith(b"--frame"):
+                shown[name] += 1
+
+
+def live(model: str, paths: list[Path], imgsz: int, workers: int, seconds: float, hold: bool = True) -> dict[str, Any]:
     """Every stream delivered at its own 30 fps, looping; frame age from capture to result.
     The model's single-frame latency is measured just before and just after, in this process:
     the machine's speed drifts over minutes, and the goal is a ratio of the two."""
@@ -142,7 +169,7 @@ def live(model: str, paths: list[Path], imgsz: int, workers: int, seconds: float
     config = {"streams": [{"name": f"s{i}", "source": str(p), "realtime": True, "loop": True}
                           for i, p in enumerate(paths)],
               "model": model, "imgsz": imgsz, "workers": workers, "device": "cpu", "duration": seconds,
-              "display": False, "status_interval": 0}
+              "display": False, "status_interval": 0, "live_hold": hold}
     ages: list[tuple[float, float]] = []
     pipeline = Pipeline.from_config(config)
     started = time.monotonic()
@@ -278,6 +305,10 @@ def run_model(label: str, model: str, paths: list[Path], args: argparse.Namespac
     ]
     if args.process:
         measurements.append(("P_process", streamyolo, (model, paths, args.imgsz, args.workers), {"mode": "process"}))
+    if args.web:
+        measurements.append(("P_web", streamyolo, (model, paths, args.imgsz, args.workers), {"web": True}))
+    if args.only:
+        measurements = [m for m in measurements if m[0] in args.only.split(",")]
     if args.live_only:
         measurements = []
     # Rounds interleave the contenders, so a slow spell of a shared machine hits them alike;
@@ -292,7 +323,16 @@ def run_model(label: str, model: str, paths: list[Path], args: argparse.Namespac
         out[key] = median_model(values) if key == "M" else median_of(values)
     if "M" in out:
         out["L"] = bench.limit(out["M"]["fps"], out["D"]["fps"])
-    if args.live_seconds > 0:
+    if args.live_compare:
+        # live_hold on and off, interleaved, 1 worker: the one difference between the runs.
+        out["live_compare"] = []
+        for index in range(args.rounds):
+            for hold in (True, False):
+                log(f"[{label}] live compare round {index + 1}/{args.rounds}, hold {'on' if hold else 'off'} …",
+                    flush=True)
+                result = isolated(live, model, paths, args.imgsz, 1, args.live_seconds, hold)
+                out["live_compare"].append({"hold": hold, **result})
+    elif args.live_seconds > 0:
         # One worker with every core gives the lowest frame age; args.workers the most frames.
         out["live"] = {}
         for workers in sorted({1, args.workers}):
@@ -307,17 +347,22 @@ def run_model(label: str, model: str, paths: list[Path], args: argparse.Namespac
 def goals(result: dict[str, Any], pytorch: bool) -> list[tuple[str, float, str, bool]]:
     rows: list[tuple[str, float, str, bool]] = []
     if "P" in result:
-        p, u, s, lim = result["P"]["fps"], result["U"]["fps"], result["S"]["fps"], result["L"]
+        p = result["P"]["fps"]
         steady = result["P"]["steady_fps"]  # M leaves warm-up out, so P/L does too
-        rows += [
-            ("P/L (no recording, after start-up)", steady / lim, ">= 0.85", steady / lim >= 0.85),
-            ("P/U", p / u, ">= 2.0" if pytorch else ">= 1.4", p / u >= (2.0 if pytorch else 1.4)),
-            ("P/S", p / s, ">= 1.0" if pytorch else ">= 1.4", p / s >= (1.0 if pytorch else 1.4)),
-            ("P_rec/U_save", result["P_rec"]["fps"] / result["U_save"]["fps"], ">= 1.5",
-             result["P_rec"]["fps"] / result["U_save"]["fps"] >= 1.5),
-            ("P processed every frame", 1.0 if result["P"]["dropped"] == 0 else 0.0, "all",
-             result["P"]["dropped"] == 0 and result["P"]["frames"] == result["P"]["captured"]),
-        ]
+        if "L" in result:
+            lim = result["L"]
+            rows.append(("P/L (no recording, after start-up)", steady / lim, ">= 0.85", steady / lim >= 0.85))
+        if "U" in result:
+            u = result["U"]["fps"]
+            rows.append(("P/U", p / u, ">= 2.0" if pytorch else ">= 1.4", p / u >= (2.0 if pytorch else 1.4)))
+        if "S" in result:
+            s = result["S"]["fps"]
+            rows.append(("P/S", p / s, ">= 1.0" if pytorch else ">= 1.4", p / s >= (1.0 if pytorch else 1.4)))
+        rows.append(("P processed every frame", 1.0 if result["P"]["dropped"] == 0 else 0.0, "all",
+                     result["P"]["dropped"] == 0 and result["P"]["frames"] == result["P"]["captured"]))
+    if "P_rec" in result and "U_save" in result:
+        ratio = result["P_rec"]["fps"] / result["U_save"]["fps"]
+        rows.append(("P_rec/U_save", ratio, ">= 1.5", ratio >= 1.5))
     for workers, live_result in result.get("live", {}).items():
         latency, tag = live_result["latency"], f" ({workers} worker{'s' if workers > 1 else ''})"
         rows.append((f"live p99 age / latency{tag}", live_result["p99"] / latency, "<= 3.0",
@@ -338,19 +383,30 @@ def goals(result: dict[str, Any], pytorch: bool) -> list[tuple[str, float, str, 
 
 
 def print_report(results: list[dict[str, Any]]) -> None:
-    print("\n| model | M fps | D fps | L fps | P (after start-up) | P rec | U (frames) | U save | S | P process |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    def fps(r: dict[str, Any], key: str) -> str:
+        if key not in r:
+            return "–"
+        text = f"{r[key]['fps']:.1f}"
+        if key == "P":
+            text += f" ({r[key]['steady_fps']:.1f})"
+        elif key == "U" and "P" in r:
+            text += f" ({r[key]['frames']}/{r['P']['captured']})"
+        elif key == "P_web":
+            text += f" ({r[key]['web_frames_shown']} shown)"
+        return text
+
+    print("\n| model | M fps | D fps | L fps | P (after start-up) | P rec | U (frames) | U save | S | P process "
+          "| P web (frames shown) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        if "P" not in r:
+        if not any(key in r for key in ("M", "D", "P", "U", "S")):
             continue
-        process = f"{r['P_process']['fps']:.1f}" if "P_process" in r else "–"
-        print(f"| {r['model']} | {r['M']['fps']:.1f} | {r['D']['fps']:.0f} | {r['L']:.1f} "
-              f"| {r['P']['fps']:.1f} ({r['P']['steady_fps']:.1f}) "
-              f"| {r['P_rec']['fps']:.1f} | {r['U']['fps']:.1f} ({r['U']['frames']}/{r['P']['captured']}) "
-              f"| {r['U_save']['fps']:.1f} | {r['S']['fps']:.1f} | {process} |")
+        limit = f"{r['L']:.1f}" if "L" in r else "–"
+        print(f"| {r['model']} | {fps(r, 'M')} | {fps(r, 'D')} | {limit} | {fps(r, 'P')} | {fps(r, 'P_rec')} "
+              f"| {fps(r, 'U')} | {fps(r, 'U_save')} | {fps(r, 'S')} | {fps(r, 'P_process')} | {fps(r, 'P_web')} |")
     print("\nevery round's frames per second (medians above):")
     for r in results:
-        for key in ("D", "M", "P", "U", "S", "P_rec", "U_save", "P_process"):
+        for key in ("D", "M", "P", "U", "S", "P_rec", "U_save", "P_process", "P_web"):
             if key in r:
                 print(f"  {r['model']} {key}: {r[key]['fps_runs']}")
     for r in results:
@@ -364,6 +420,10 @@ def print_report(results: list[dict[str, Any]]) -> None:
                   f"{lv['captured']}, p50 {lv['p50'] * 1000:.0f} ms, p99 {lv['p99'] * 1000:.0f} ms, "
                   f"single-frame latency beside it {lv['latency'] * 1000:.1f} ms "
                   f"(first third {lv['p99_first_third'] * 1000:.0f}, last third {lv['p99_last_third'] * 1000:.0f})")
+        for lv in r.get("live_compare", []):
+            print(f"  live compare, hold {'on ' if lv['hold'] else 'off'}: processed {lv['processed']} of "
+                  f"{lv['captured']}, p50 {lv['p50'] * 1000:.0f} ms, p99 {lv['p99'] * 1000:.0f} ms "
+                  f"= {lv['p99'] / lv['latency']:.2f} × latency {lv['latency'] * 1000:.1f} ms")
         if "memory" in r:
             print(f"  memory: {json.dumps(r['memory'], default=lambda v: round(v, 1))}")
         print("  | goal | value | target | pass |\n  |---|---|---|---|")
@@ -384,7 +444,13 @@ def main() -> int:
     parser.add_argument("--live-seconds", type=float, default=60.0)
     parser.add_argument("--live-only", action="store_true",
                         help="only live mode (it measures the single-frame latency it is judged against)")
+    parser.add_argument("--live-compare", action="store_true",
+                        help="live mode with live_hold on and off, interleaved over --rounds, 1 worker "
+                             "(instead of the usual live runs)")
     parser.add_argument("--process", action="store_true", help="also measure worker_mode: process")
+    parser.add_argument("--web", action="store_true",
+                        help="also measure P with the web page on and one viewer per stream watching (P_web)")
+    parser.add_argument("--only", metavar="KEYS", help="only these throughput contenders, e.g. P,P_web")
     parser.add_argument("--memory", action="store_true", help="also measure memory")
     parser.add_argument("--memory-minutes", type=float, default=10.0)
     parser.add_argument("--json", type=Path)

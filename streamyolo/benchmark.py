@@ -264,14 +264,18 @@ class PipelineRates:
     steady: Rate
 
 
-def measure_pipeline(config: dict[str, Any]) -> tuple[PipelineRates, Any]:
-    """P: a whole streamyolo run (lossless, every frame processed); rates and summary."""
+def measure_pipeline(config: dict[str, Any],
+                     on_start: Callable[[Any], None] | None = None) -> tuple[PipelineRates, Any]:
+    """P: a whole streamyolo run (lossless, every frame processed); rates and summary.
+    ``on_start`` gets the started pipeline (to attach web viewers, say)."""
     from streamyolo.pipeline import Pipeline
 
     pipeline = Pipeline.from_config({"display": False, "status_interval": 0, **config})
     started = time.perf_counter()
     pipeline.start()
     ready = time.perf_counter()
+    if on_start is not None:
+        on_start(pipeline)
     summary = pipeline.run()
     ended = time.perf_counter()
     processed = summary.processed

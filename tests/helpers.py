@@ -53,8 +53,8 @@ def decode(path: Path) -> tuple[list[Image], dict[str, Any]]:
     """Every frame of a video file, and facts about its video stream."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        images = [f.to_ndarray(format="bgr24") for f in container.decode(stream)]
-        info = {"codec": stream.codec_context.name, "width": stream.width, "height": stream.height,
+        images: list[Image] = [f.to_ndarray(format="bgr24") for f in container.decode(stream)]  # type: ignore[misc]
+        info: dict[str, Any] = {"codec": stream.codec_context.name, "width": stream.width, "height": stream.height,
                 "pix_fmt": stream.codec_context.pix_fmt}
     return images, info
 

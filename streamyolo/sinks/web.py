@@ -107,6 +107,8 @@ class WebViewer:
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="web:server")
         self._thread.start()
         log.info("web page: %s", self.url)
+        if not _loopback(self.host):
+            log.warning("web page: listening on %s, reachable from the network and without a login", self.host)
 
     def write(self, result: Result) -> None:
         self._latest.put(result)
@@ -166,6 +168,18 @@ class WebViewer:
             jpeg = data.tobytes()
             self._encoded[name] = (latest.version, jpeg)
             return jpeg
+
+
+def _loopback(host: str) -> bool:
+    """True for addresses only this machine reaches (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class _Server(ThreadingHTTPServer):

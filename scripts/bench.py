@@ -153,11 +153,13 @@ def streamyolo(model: str, paths: list[Path], imgsz: int, workers: int, record: 
 
 def _view(url: str, name: str, shown: dict[str, int]) -> None:
     """A web page viewer: reads the stream's MJPEG video until the run ends, counting frames."""
-    shown[name] = 0
+    boundary = b"--frame\r\n"
+    shown[name], tail = 0, b""
     with urllib.request.urlopen(url, timeout=30) as response:
-        for line in response:
-            if line.startswith(b"--frame"):
-                shown[name] += 1
+        while chunk := response.read1(1 << 16):  # big reads: the viewer costs the box little, as a browser would
+            data = tail + chunk
+            shown[name] += data.count(boundary)
+            tail = data[-(len(boundary) - 1):]
 
 
 def live(model: str, paths: list[Path], imgsz: int, workers: int, seconds: float, hold: bool = True) -> dict[str, Any]:

@@ -245,3 +245,24 @@ def test_a_real_browser_shows_every_stream_with_its_numbers() -> None:
             assert tiles()["dead"]["width"] == 0  # no frame ever came: no picture
         finally:
             driver.quit()
+
+
+def test_wide_frames_are_shrunk_before_drawing_with_their_boxes_scaled() -> None:
+    from streamyolo.annotation import BoxAnnotator
+    from streamyolo.frames import Detections, Frame, FrameMeta, Result
+    from streamyolo.sinks.latest import LatestResults
+
+    image = np.zeros((1080, 1920, 3), np.uint8)
+    boxes = Detections(np.array([[400, 300, 1600, 900]], np.float32), np.array([0.9], np.float32),
+                       np.array([0], np.int64), {0: "person"})
+    slots = LatestResults()
+    slots.put(Result(Frame(FrameMeta("wide", 0, 0.0), image), boxes, t_done=0.05))
+    latest = slots.get("wide")
+    assert latest is not None and latest.version == 1
+    shown = latest.annotate(BoxAnnotator(), max_width=960)
+    assert shown.shape == (540, 960, 3)
+    assert image.max() == 0, "the frame itself was drawn on"
+    # The box's edges land at half the coordinates: columns 200 and 800, rows 150 and 450.
+    assert shown[300, 199:202].max() > 0 and shown[300, 799:802].max() > 0
+    assert shown[149:152, 500].max() > 0 and shown[449:452, 500].max() > 0
+    assert shown[300, 500].max() == 0 and shown[300, 180].max() == 0

@@ -10,10 +10,14 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import cast
+
+import cv2
+import numpy as np
 
 from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import Clock, RateMeter
-from streamyolo.frames import Image, Result
+from streamyolo.frames import Detections, Image, Result
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +28,19 @@ class Latest:
     version: int
     fps: float
 
-    def annotate(self, annotator: BoxAnnotator) -> Image:
-        return annotator.annotate(self.result.frame.image, self.result.detections, stream=self.result.stream,
-                                  fps=self.fps, age=self.result.age)
+    def annotate(self, annotator: BoxAnnotator, max_width: int | None = None) -> Image:
+        """The frame with its detections drawn; with ``max_width``, shrunk to that width
+        first (boxes scaled with it: cheaper than drawing on the full frame and shrinking)."""
+        image: Image = self.result.frame.image
+        detections = self.result.detections
+        height, width = image.shape[:2]
+        if max_width is not None and width > max_width:
+            scale = max_width / width
+            image = cast(Image, cv2.resize(image, (max_width, max(1, round(height * scale))),
+                                           interpolation=cv2.INTER_AREA))
+            detections = Detections(detections.xyxy * np.float32(scale), detections.conf, detections.cls,
+                                    detections.names)
+        return annotator.annotate(image, detections, stream=self.result.stream, fps=self.fps, age=self.result.age)
 
 
 class LatestResults:

@@ -157,11 +157,7 @@ class WebViewer:
             cached = self._encoded.get(name)
             if cached is not None and cached[0] >= latest.version:
                 return cached[1]
-            image: Any = latest.annotate(self.annotator)
-            height, width = image.shape[:2]
-            if width > self.max_width:
-                size = (self.max_width, max(1, round(height * self.max_width / width)))
-                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            image = latest.annotate(self.annotator, self.max_width)
             ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
             if not ok:
                 raise OutputError(f"web page: cannot encode a frame of stream {name!r} as JPEG")

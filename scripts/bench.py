@@ -20,6 +20,10 @@ H.264 clips):
   live   frame age p50/p99 with every stream arriving at 30 fps and more load than the machine takes,
          against the single-frame latency measured just before and after it (--live-only: just this)
   memory RSS with 1..K streams and 1..2 workers; growth over --memory-minutes
+  P_web  (--web) P with the web page on and one viewer per stream reading its MJPEG video
+
+--only P,P_web runs just those throughput contenders; --live-compare runs live mode with
+live_hold on and off, interleaved over --rounds (1 worker), instead of the usual live runs.
 
 The throughput contenders (D, M, P, U, S and the recording ones) run in --rounds interleaved
 rounds, each measurement in a fresh process, and the report takes each one's median: these

@@ -401,12 +401,12 @@ def print_report(results: list[dict[str, Any]]) -> None:
             text += f" ({r[key]['web_frames_shown']} shown)"
         return text
 
-    print("\n| model | M fps | D fps | L fps | P (after start-up) | P rec | U (frames) | U save | S | P process "
-          "| P web (frames shown) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in results:
-        if not any(key in r for key in ("M", "D", "P", "U", "S")):
-            continue
+    measured = [r for r in results if any(key in r for key in ("M", "D", "P", "U", "S"))]
+    if measured:
+        print("\n| model | M fps | D fps | L fps | P (after start-up) | P rec | U (frames) | U save | S | P process "
+              "| P web (frames shown) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in measured:
         limit = f"{r['L']:.1f}" if "L" in r else "–"
         print(f"| {r['model']} | {fps(r, 'M')} | {fps(r, 'D')} | {limit} | {fps(r, 'P')} | {fps(r, 'P_rec')} "
               f"| {fps(r, 'U')} | {fps(r, 'U_save')} | {fps(r, 'S')} | {fps(r, 'P_process')} | {fps(r, 'P_web')} |")
@@ -432,8 +432,10 @@ def print_report(results: list[dict[str, Any]]) -> None:
                   f"= {lv['p99'] / lv['latency']:.2f} × latency {lv['latency'] * 1000:.1f} ms")
         if "memory" in r:
             print(f"  memory: {json.dumps(r['memory'], default=lambda v: round(v, 1))}")
-        print("  | goal | value | target | pass |\n  |---|---|---|---|")
-        for name, value, target, ok in goals(r, pytorch=r["model"].startswith("yolo26n")):
+        rows = goals(r, pytorch=r["model"].startswith("yolo26n"))
+        if rows:
+            print("  | goal | value | target | pass |\n  |---|---|---|---|")
+        for name, value, target, ok in rows:
             print(f"  | {name} | {value:.2f} | {target} | {'PASS' if ok else 'FAIL'} |")
 
 

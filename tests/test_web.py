@@ -142,6 +142,28 @@ def test_videos_end_and_the_server_stops_with_the_pipeline() -> None:
         urllib.request.urlopen(url + "status.json", timeout=5)
 
 
+def test_silent_and_stuck_clients_do_not_hold_up_the_end_of_the_run() -> None:
+    pipeline = Pipeline.from_config(_config())
+    pipeline.start()
+    url = pipeline.web_url
+    assert url is not None
+    host, port = url.removeprefix("http://").rstrip("/").split(":")
+    _until(lambda: _get(url + "streams/yard.2.jpg")[0] == 200, 60, "a first frame")
+    with socket.create_connection((host, int(port))) as silent, socket.create_connection((host, int(port))) as stuck:
+        # `silent` never sends a request (as a browser's preconnect); `stuck` asks for a video
+        # and never reads it, with a small receive buffer so the server's writes block.
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.sendall(b"GET /streams/front-door.mjpg HTTP/1.0\r\n\r\n")
+        time.sleep(2)
+        pipeline.stop()
+        started = time.monotonic()
+        pipeline.join()
+        took = time.monotonic() - started
+        assert silent.recv(1) == b""  # the server hung up on it
+    # Without hanging up, joining the client threads waits out their 10 s socket timeout.
+    assert took < 5, f"the run took {took:.1f} s to end"
+
+
 def test_a_taken_port_is_a_one_line_error_naming_the_address(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

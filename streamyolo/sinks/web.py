@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -117,6 +118,7 @@ class WebViewer:
         self._latest.close()  # every video ends
         if self._server is not None:
             self._server.shutdown()
+            self._server.hang_up()
             self._server.server_close()  # joins the client threads
             self._server = None
         if self._thread is not None:
@@ -183,11 +185,35 @@ class _Server(ThreadingHTTPServer):
     block_on_close = True  # server_close joins the client threads
 
     def __init__(self, address: tuple[str, int], viewer: WebViewer) -> None:
-        import socket
-
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.viewer = viewer
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("web page: serving %s failed", client_address, exc_info=True)
+
+    def hang_up(self) -> None:
+        """End every open connection now: a client that sends nothing (a browser's
+        preconnect) or stopped reading must not hold up the end of the run."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the client
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -220,7 +246,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self._video(viewer, name)
             else:
                 self._send(HTTPStatus.NOT_FOUND, _TEXT, f"not found: {path}\n".encode())
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+        except (OSError, TimeoutError):  # the client went away, or the run ended under it
             log.debug("web page: client %s went away", self.address_string())
 
     def _send(self, status: HTTPStatus, content_type: str, body: bytes) -> None:

@@ -86,6 +86,18 @@ class Detections:
     def name(self, class_id: int) -> str:
         return self.names.get(class_id, str(class_id))
 
+    def counts(self) -> dict[str, int]:
+        """How many of each class, by name, most frequent first.
+
+        >>> Detections.empty().counts()
+        {}
+        """
+        found: dict[str, int] = {}
+        for class_id in self.cls:
+            name = self.name(int(class_id))
+            found[name] = found.get(name, 0) + 1
+        return dict(sorted(found.items(), key=lambda item: (-item[1], item[0])))
+
     def to_records(self) -> list[dict[str, Any]]:
         """The detections as JSON-ready dicts: ``{"xyxy", "conf", "cls", "name"}``."""
         return [

@@ -104,6 +104,8 @@ def test_status_snapshot_and_video_of_every_stream(running: Pipeline) -> None:
     assert status["running"] is True
     assert [r["name"] for r in status["streams"]] == NAMES
     assert {r["state"] for r in status["streams"]} == {"streaming"}
+    for report in status["streams"]:  # the classes in the newest frame (random weights: any, or none)
+        assert all(isinstance(k, str) and isinstance(v, int) and v > 0 for k, v in report["detections"].items())
 
     for name in NAMES:
         code, kind, body = _get(base.rstrip("/") + stream_path(name, "jpg"))
@@ -219,9 +221,11 @@ def test_a_real_browser_shows_every_stream_with_its_numbers() -> None:
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
+    # Street scenes and the bundled demo model: real people and cars on the page.
+    scenes = [{"name": name, "source": f"synthetic:scene?seed={i}&size=320x240&fps=15", "realtime": True}
+              for i, name in enumerate(NAMES)]
     dead = {"name": "dead", "source": "rtsp://127.0.0.1:9/none", "reconnect": {"attempts": 1, "base": 0.1}}
-    config = _config()
-    config["streams"].append(dead)
+    config = _config(model="demo", imgsz=320, conf=0.5, streams=[*scenes, dead])
     options = webdriver.ChromeOptions()
     options.binary_location = browser
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -245,6 +249,8 @@ def test_a_real_browser_shows_every_stream_with_its_numbers() -> None:
                         "state": figure.find_element(By.CLASS_NAME, "state").text,
                         "fps": figure.find_element(By.CLASS_NAME, "fps").text,
                         "error": figure.find_element(By.CLASS_NAME, "error").text,
+                        "detections": figure.find_element(By.CLASS_NAME, "detections").text,
+                        "figure": figure,
                         "image": image,
                     }
                 return found
@@ -265,6 +271,16 @@ def test_a_real_browser_shows_every_stream_with_its_numbers() -> None:
                 shot = cv2.imdecode(np.frombuffer(found[name]["image"].screenshot_as_png, np.uint8), cv2.IMREAD_COLOR)
                 assert shot is not None and shot.std() > 10, f"tile {name!r} shows no picture"
             assert tiles()["dead"]["width"] == 0  # no frame ever came: no picture
+            # What the newest frames show, as "2 person, 1 car": the scenes are busy streets.
+            shows = _until(lambda: " ".join(t["detections"] for t in tiles().values() if t["detections"]), 30,
+                           "detections listed under a tile")
+            assert any(kind in shows for kind in ("person", "car", "ball")), shows
+            # A click shows one stream alone; another click brings every tile back.
+            found["yard.2"]["figure"].click()
+            _until(lambda: [n for n, t in tiles().items() if t["figure"].is_displayed()] == ["yard.2"], 10,
+                   "only the clicked tile shown")
+            found["yard.2"]["figure"].click()
+            _until(lambda: all(t["figure"].is_displayed() for t in tiles().values()), 10, "every tile back")
         finally:
             driver.quit()
 
@@ -288,3 +304,4 @@ def test_wide_frames_are_shrunk_before_drawing_with_their_boxes_scaled() -> None
     assert shown[300, 199:202].max() > 0 and shown[300, 799:802].max() > 0
     assert shown[149:152, 500].max() > 0 and shown[449:452, 500].max() > 0
     assert shown[300, 500].max() == 0 and shown[300, 180].max() == 0
+    assert boxes.counts() == {"person": 1}

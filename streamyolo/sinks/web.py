@@ -3,13 +3,15 @@
 A small HTTP server (the standard library's, one thread per client) serves:
 
 - ``/``: the page: a tile per stream with its annotated video and its live numbers (state,
-  fps in and out, frame age, dropped, reconnects, last error), refreshed every second;
+  fps in and out, frame age, dropped, reconnects, what its newest frame shows, last error),
+  refreshed every second; a click on a tile shows that stream alone, another click all again;
 - ``/streams/<name>.mjpg``: the stream's annotated frames as MJPEG
   (``multipart/x-mixed-replace``, which every browser shows in an ``<img>``), at most
   ``fps`` frames per second;
 - ``/streams/<name>.jpg``: its newest annotated frame;
 - ``/status.json``: ``{"running": bool, "streams": [{name, state, captured, processed,
-  dropped, fps_in, fps_out, frame_age, reconnects, error, source}, …]}``.
+  dropped, fps_in, fps_out, frame_age, reconnects, error, source, detections}, …]}``, where
+  ``detections`` counts the classes in the stream's newest processed frame (``{"person": 2}``).
 
 Inference threads only drop each result into a latest-result slot; frames are annotated
 and JPEG-encoded in the client threads, only while someone watches, only the newest
@@ -133,7 +135,12 @@ class WebViewer:
     def status(self) -> dict[str, Any]:
         keep = ("name", "state", "captured", "processed", "dropped", "fps_in", "fps_out", "frame_age", "reconnects",
                 "error", "source")
-        streams = [{key: asdict(report)[key] for key in keep} for report in self._reports()]
+        streams = []
+        for report in self._reports():
+            entry = {key: asdict(report)[key] for key in keep}
+            latest = self._latest.get(report.name)
+            entry["detections"] = latest.result.detections.counts() if latest is not None else {}
+            streams.append(entry)
         return {"running": self._running(), "streams": streams}
 
     def newest_jpeg(self, stream: str) -> bytes | None:
@@ -312,6 +319,11 @@ PAGE = """<!doctype html>
   .state-streaming { color: #9c9; } .state-failed { color: #f77; }
   .state-connecting, .state-reconnecting { color: #fc6; }
   .error { color: #f77; width: 100%; }
+  .detections { color: #bcd; }
+  figure { cursor: zoom-in; }
+  main.solo { grid-template-columns: 1fr; }
+  main.solo figure { display: none; }
+  main.solo figure.solo { display: block; cursor: zoom-out; }
 </style>
 </head>
 <body>
@@ -329,12 +341,18 @@ function tile(name) {
   img.src = "streams/" + encodeURIComponent(name) + ".mjpg";
   const caption = document.createElement("figcaption");
   const fields = {};
-  for (const key of ["name", "state", "fps", "age", "dropped", "reconnects", "error"]) {
+  for (const key of ["name", "state", "fps", "age", "dropped", "reconnects", "detections", "error"]) {
     fields[key] = document.createElement("span");
     fields[key].className = key;
     caption.appendChild(fields[key]);
   }
   figure.append(img, caption);
+  figure.addEventListener("click", () => {
+    const tilesEl = document.getElementById("tiles");
+    const solo = !figure.classList.contains("solo");
+    for (const other of tilesEl.children) other.classList.toggle("solo", solo && other === figure);
+    tilesEl.classList.toggle("solo", solo);
+  });
   document.getElementById("tiles").appendChild(figure);
   const entry = {figure, img, fields};
   tiles.set(name, entry);
@@ -353,6 +371,7 @@ function show(status) {
     f.age.textContent = s.frame_age === null ? "" : "age " + Math.round(s.frame_age * 1000) + " ms";
     f.dropped.textContent = s.dropped + " dropped of " + s.captured;
     f.reconnects.textContent = s.reconnects ? s.reconnects + (s.reconnects === 1 ? " reconnect" : " reconnects") : "";
+    f.detections.textContent = Object.entries(s.detections).map(([k, v]) => v + " " + k).join(", ");
     f.error.textContent = s.error || "";
   }
 }

@@ -154,14 +154,10 @@ class PipelineConfig(_Strict):
     def _web(cls, value: Any) -> str | None:
         if value is None:
             return None
-        from streamyolo.sinks.web import parse_address
+        from streamyolo.sinks.web import split_address
 
-        try:
-            if isinstance(value, bool):
-                raise ConfigError("not an address")
-            parse_address(value)
-        except ConfigError:
-            raise ValueError("expected PORT or HOST:PORT, with a port from 0 to 65535") from None
+        if split_address(value) is None:
+            raise ValueError("expected PORT or HOST:PORT, with a port from 0 to 65535")
         return str(value)
 
     @field_validator("imgsz")

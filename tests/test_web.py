@@ -21,7 +21,7 @@ import pytest
 
 from streamyolo.errors import ConfigError, OutputError
 from streamyolo.pipeline import Pipeline
-from streamyolo.sinks.web import parse_address, stream_path
+from streamyolo.sinks.web import parse_address
 from tests.conftest import IN_CI
 from tests.helpers import PYTHON, ROOT, env_for_subprocess
 
@@ -108,7 +108,7 @@ def test_status_snapshot_and_video_of_every_stream(running: Pipeline) -> None:
         assert all(isinstance(k, str) and isinstance(v, int) and v > 0 for k, v in report["detections"].items())
 
     for name in NAMES:
-        code, kind, body = _get(base.rstrip("/") + stream_path(name, "jpg"))
+        code, kind, body = _get(f"{base}streams/{name}.jpg")
         assert (code, kind) == (200, "image/jpeg")
         snapshot = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
         assert snapshot.shape == (240, 320, 3)
@@ -116,7 +116,7 @@ def test_status_snapshot_and_video_of_every_stream(running: Pipeline) -> None:
         band = snapshot[2:10, 2:40].reshape(-1, 3).astype(int)
         assert (np.abs(band - 32).max(axis=1) < 40).mean() > 0.5, "no header label on the snapshot"
 
-        frames, seconds = _mjpeg_parts(base.rstrip("/") + stream_path(name), 6)
+        frames, seconds = _mjpeg_parts(f"{base}streams/{name}.mjpg", 6)
         assert all(f.shape == (240, 320, 3) for f in frames)
         # web_fps 5 against a 20 fps stream: six parts take at least a second.
         assert seconds >= 0.9, f"6 parts in {seconds:.2f} s: the rate cap does not hold"

@@ -31,7 +31,7 @@ from dataclasses import asdict
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import cv2
 
@@ -51,20 +51,27 @@ _TEXT = "text/plain; charset=utf-8"
 _SOCKET_TIMEOUT = 10.0  # seconds; a client that stops reading is dropped after this
 
 
-def parse_address(value: str | int) -> tuple[str, int]:
-    """``8080``, ``":8080"``, ``"0.0.0.0:8080"`` or ``"[::1]:8080"`` → (host, port).
+def split_address(value: object) -> tuple[str, int] | None:
+    """``8080``, ``":8080"``, ``"0.0.0.0:8080"`` or ``"[::1]:8080"`` → (host, port); ``None``
+    for anything that is not such an address.
 
-    >>> parse_address("8080"), parse_address("0.0.0.0:80"), parse_address("[::1]:0")
-    (('127.0.0.1', 8080), ('0.0.0.0', 80), ('::1', 0))
+    >>> split_address("8080"), split_address("0.0.0.0:80"), split_address("[::1]:0"), split_address("x")
+    (('127.0.0.1', 8080), ('0.0.0.0', 80), ('::1', 0), None)
     """
-    text = str(value).strip()
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        host, port_text = "", text
-    host = host.strip("[]") or DEFAULT_HOST
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        return None
+    host, _, port_text = str(value).strip().rpartition(":")
+    if not port_text.isdigit() or int(port_text) > 65535:
+        return None
+    return host.strip("[]") or DEFAULT_HOST, int(port_text)
+
+
+def parse_address(value: str | int) -> tuple[str, int]:
+    """:func:`split_address`, or a :class:`ConfigError` naming the config key."""
+    found = split_address(value)
+    if found is None:
         raise ConfigError(f"config key 'web': expected PORT or HOST:PORT with a port from 0 to 65535 (got {value!r})")
-    return host, int(port_text)
+    return found
 
 
 class WebViewer:
@@ -137,7 +144,8 @@ class WebViewer:
                 "error", "source")
         streams = []
         for report in self._reports():
-            entry = {key: asdict(report)[key] for key in keep}
+            fields = asdict(report)
+            entry = {key: fields[key] for key in keep}
             latest = self._latest.get(report.name)
             entry["detections"] = latest.result.detections.counts() if latest is not None else {}
             streams.append(entry)
@@ -292,11 +300,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg))
             self.wfile.write(jpeg + b"\r\n")
             self.wfile.flush()
-
-
-def stream_path(name: str, kind: str = "mjpg") -> str:
-    """The URL path of a stream's video (``mjpg``) or newest frame (``jpg``)."""
-    return f"/streams/{quote(name, safe='')}.{kind}"
 
 
 PAGE = """<!doctype html>

@@ -56,8 +56,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from streamyolo import benchmark as bench  # noqa: E402
+from streamyolo.config import auto_workers  # noqa: E402
 from streamyolo.inference.offline import import_ultralytics, preload  # noqa: E402
 from streamyolo.pipeline import Pipeline  # noqa: E402
+from streamyolo.pipeline.pipeline import cpu_count  # noqa: E402
 from tests.helpers import cut_clip, make_clip  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -370,7 +372,8 @@ def goals(result: dict[str, Any], pytorch: bool) -> list[tuple[str, float, str, 
         ratio = result["P_rec"]["fps"] / result["U_save"]["fps"]
         rows.append(("P_rec/U_save", ratio, ">= 1.5", ratio >= 1.5))
     for workers, live_result in result.get("live", {}).items():
-        latency, tag = live_result["latency"], f" ({workers} worker{'s' if workers > 1 else ''})"
+        default = ", the default here" if workers == auto_workers(cuda=False, live_only=True, cores=cpu_count()) else ""
+        latency, tag = live_result["latency"], f" ({workers} worker{'s' if workers > 1 else ''}{default})"
         rows.append((f"live p99 age / latency{tag}", live_result["p99"] / latency, "<= 3.0",
                      live_result["p99"] <= 3 * latency))
         grew = live_result["p99_last_third"] <= 1.2 * live_result["p99_first_third"] + 0.005

@@ -33,7 +33,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                              "replaces the config's streams)")
     parser.add_argument("--model", "-m", help="weights (.pt), export (ONNX/OpenVINO/TensorRT) or .yaml architecture")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (default)")
-    parser.add_argument("--workers", "-w", type=int, help="inference threads, each with its own model")
+    parser.add_argument("--workers", "-w", metavar="N|auto",
+                        help="inference threads, each with its own model (auto: 1 per 4 cores for live cameras "
+                             "only on a CPU, else 2)")
     parser.add_argument("--batch", type=int, help="most frames per forward pass")
     parser.add_argument("--model-sharing", choices=["per-thread", "locked"])
     parser.add_argument("--worker-mode", choices=["thread", "process"],

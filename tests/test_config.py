@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from streamyolo.config import build_config, load_yaml
+from streamyolo.config import auto_workers, build_config, load_yaml
 from streamyolo.errors import ConfigError, SourceNotFoundError, UnsupportedSourceError
+from streamyolo.pipeline import Pipeline
+from streamyolo.pipeline.assemble import choose_workers, torch_threads
 from streamyolo.pipeline.build import resolve_streams
 from streamyolo.sources import redact_url, split_name
 from tests.helpers import ROOT
@@ -90,3 +92,47 @@ def test_stream_defaults_apply_unless_a_stream_sets_the_key() -> None:
     assert config.streams[2].source == "synthetic:"
     with pytest.raises(ConfigError, match=r"streams\.0\.colour"):
         build_config({"streams": ["x"], "stream_defaults": {"colour": "red"}})
+
+
+@pytest.mark.parametrize(
+    ("streams", "cores", "expected"),
+    [
+        (["a=rtsp://h/a", "b=rtsp://h/b", "c=rtsp://h/c"], 2, 1),  # live cameras on a small CPU: one worker, every core
+        (["a=rtsp://h/a", "b=rtsp://h/b", "c=rtsp://h/c"], 8, 2),  # one per 4 cores
+        (["a=synthetic:", "b=synthetic:", "c=synthetic:"], 2, 2),  # lossless: both cores busy
+        (["a=synthetic:", "b=rtsp://h/b"], 2, 2),  # any lossless stream counts as throughput work
+        ([{"source": "synthetic:", "realtime": True}, "b=rtsp://h/b"], 2, 1),  # realtime files are live too
+        (["a=synthetic:"], 8, 1),  # never more workers than streams
+    ],
+)
+def test_auto_workers_fit_the_streams_and_cores(streams: list[object], cores: int, expected: int,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("streamyolo.pipeline.pipeline.cpu_count", lambda: cores)
+    config = build_config({"streams": streams, "device": "cpu"})
+    assert config.workers == "auto"
+    assert choose_workers(config, resolve_streams(config)) == expected
+    explicit = build_config({"streams": streams, "device": "cpu", "workers": 3})
+    assert choose_workers(explicit, resolve_streams(explicit)) == min(3, len(streams))
+
+
+def test_auto_workers_on_a_gpu_and_bad_worker_counts() -> None:
+    assert auto_workers(cuda=True, live_only=True, cores=2) == 2
+    assert build_config({"streams": ["a"]}, environ={"STREAMYOLO_WORKERS": "auto"}).workers == "auto"
+    assert build_config({"streams": ["a"]}, overrides={"workers": "3"}).workers == 3
+    for bad in ("many", 0, 65, 2.5, True):
+        with pytest.raises(ConfigError, match=r"config key 'workers': must be a whole number from 1 to 64, or 'auto'"):
+            build_config({"streams": ["a"], "workers": bad})
+
+
+@pytest.mark.timeout(120)
+def test_live_cameras_by_default_get_one_worker_with_every_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end: three live streams, the bundled model, ``workers`` unset, 2 cores."""
+    monkeypatch.setattr("streamyolo.pipeline.pipeline.cpu_count", lambda: 2)
+    live = [{"name": f"cam{i}", "source": f"synthetic:?seed={i}&size=320x240&fps=15&frames=30", "realtime": True}
+            for i in range(3)]
+    with Pipeline.from_config({"streams": live, "device": "cpu", "display": False, "status_interval": 0}) as pipeline:
+        results = list(pipeline.results())
+        inference = [t.name for t in pipeline.threads if t.name.startswith("inference:")]
+    assert len(inference) == 1, inference
+    assert {r.stream for r in results} == {"cam0", "cam1", "cam2"}
+    assert torch_threads(build_config({"streams": live, "device": "cpu"}), 1, "cpu") == 2

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from streamyolo.annotation import BoxAnnotator
-from streamyolo.config import PipelineConfig, StreamConfig, build_config
+from streamyolo.buffering import Overflow
+from streamyolo.config import PipelineConfig, StreamConfig, auto_workers, build_config
 from streamyolo.errors import OutputError
 from streamyolo.inference.detector import DetectorFactory
 from streamyolo.inference.models import (
@@ -115,11 +117,26 @@ def torch_threads(config: PipelineConfig, workers: int, device: str) -> int | No
     return max(1, cpu_count() // workers)
 
 
+def choose_workers(cfg: PipelineConfig, streams: Sequence[ResolvedStream]) -> int:
+    """The configured number of workers (``auto``: :func:`~streamyolo.config.auto_workers`),
+    never more than there are streams."""
+    wanted = cfg.workers
+    if wanted == "auto":
+        from streamyolo.pipeline.pipeline import cpu_count
+
+        live_only = all(s.overflow is Overflow.DROP_OLDEST for s in streams)
+        cuda, cores = resolve_device(cfg.device).startswith("cuda"), cpu_count()
+        wanted = auto_workers(cuda, live_only, cores)
+        log.info("workers: auto → %d (%s, %s)", wanted, "live streams only" if live_only else "lossless streams",
+                 "CUDA" if cuda else f"{cores} CPU cores")
+    return max(1, min(wanted, len(streams)))
+
+
 def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pipeline:
     status = overrides.pop("status", None)
     cfg = load_config(config, overrides)
     streams = resolve_streams(cfg)
-    workers = min(cfg.workers, len(streams))
+    workers = choose_workers(cfg, streams)
     factories = detector_factories(cfg, workers)
     annotator = BoxAnnotator(overlay=cfg.overlay)
     sinks: list[Sink] = []

@@ -77,6 +77,8 @@ class TorchRunner:
         self._cuda = self._device.type == "cuda"
         allocator = self._pinned if self._cuda else None
         self._letterbox = _letterboxer(predictor, allocator)
+        self._copied: Any = None
+        """CUDA: an event recorded after the last batch's copy out of the reused pinned buffer."""
 
     def _pinned(self, shape: tuple[int, ...]) -> npt.NDArray[np.uint8]:
         # Page-locked host memory: the copy to the GPU can run asynchronously.
@@ -85,11 +87,17 @@ class TorchRunner:
 
     def run(self, images: Sequence[Image]) -> tuple[Any, tuple[int, int]]:
         torch = self._torch
+        if self._copied is not None:
+            # The copy below is asynchronous and the letterbox refills the same pinned buffer:
+            # wait until the previous batch has left it (NMS has usually waited already).
+            self._copied.synchronize()
         batch, where = self._letterbox.fill(images)
         if self._cuda:
             # The uint8 batch crosses to the GPU as it is (a quarter of the bytes of floats);
             # the GPU reorders it.
             tensor = torch.from_numpy(batch).to(self._device, non_blocking=True)
+            self._copied = torch.cuda.Event()
+            self._copied.record()  # on the current stream: this worker's own (see UltralyticsDetector.detect)
             tensor = tensor.permute(0, 3, 1, 2).contiguous().flip(1)  # BHWC BGR → BCHW RGB
         else:
             # One pass on the CPU: BHWC BGR → contiguous BCHW RGB, as Ultralytics' preprocess does

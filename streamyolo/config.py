@@ -136,8 +136,9 @@ class PipelineConfig(_Strict):
     one. Lowers frame age (OpenVINO YOLO11n, 1 worker, 4 × 30 fps: p99 about 20 % lower) at
     about the same frames processed; ``false`` takes whatever frame is there at once."""
     model_cache: str = Field(default="auto", min_length=1)
-    """Folder where OpenVINO keeps compiled models, so later starts load them instead of
-    compiling (YOLO11n: 0.19 s instead of 0.58 s per worker). ``auto``: the user's cache
+    """Folder where OpenVINO keeps compiled models (the worker's own, and the one Ultralytics'
+    backend builds for its warm-up ``predict()``), so later starts load them instead of
+    compiling (YOLO11n, one worker: start-up 0.53-0.63 s instead of 0.90-1.05 s). ``auto``: the user's cache
     folder (``$XDG_CACHE_HOME`` or ``~/.cache``, then ``streamyolo/openvino``); ``off``: compile
     every time."""
     record: Path | None = None

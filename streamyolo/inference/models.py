@@ -24,7 +24,7 @@ from streamyolo.errors import ModelError, ModelNotFoundError
 from streamyolo.frames import Detections, Image
 from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.inference.offline import import_ultralytics
-from streamyolo.inference.runners import Runner, make_runner
+from streamyolo.inference.runners import Runner, cached_openvino_compiles, make_runner
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,8 @@ class UltralyticsDetector:
         imgsz = self._settings.imgsz
         height, width = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
         dummy = np.full((height, width, 3), 114, dtype=np.uint8)
-        self._model.predict(dummy, **self._settings.predict_kwargs(self._device))
+        with cached_openvino_compiles(self._cache_dir):  # Ultralytics' backend compiles an OpenVINO model here
+            self._model.predict(dummy, **self._settings.predict_kwargs(self._device))
         self._predictor = self._model.predictor
         self._names = {int(k): str(v) for k, v in self._predictor.model.names.items()}
         self._runner = make_runner(self._predictor, self._model_path, self._threads, self._cache_dir)

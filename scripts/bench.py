@@ -45,7 +45,6 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -265,12 +264,41 @@ def measure_m(model: str, imgsz: int, hw: tuple[int, int], seconds: float) -> di
             "tried": [asdict(r) for r in value.tried]}
 
 
-def isolated(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+class Hung(Exception):
+    """A measurement that did not finish in time; its process was killed."""
+
+
+def isolated(function: Callable[..., Any], *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
     """``function(*args, **kwargs)`` in a fresh process: no contender inherits another's
-    thread pools, CPU pinning, torch thread setting or warm caches."""
+    thread pools, CPU pinning, torch thread setting or warm caches. After ``timeout``
+    seconds the process is killed and :class:`Hung` raised (the thread-per-stream pattern
+    has been seen to deadlock inside torch/OpenVINO, once in many runs)."""
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(function, *args, **kwargs).result()
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=_answer, args=(send, function, args, kwargs), name="bench:isolated")
+    process.start()
+    send.close()
+    try:
+        if not receive.poll(timeout):
+            raise Hung(f"{function.__name__} did not finish in {timeout:.0f} s")
+        ok, value = receive.recv()
+    except EOFError:
+        ok, value = False, f"{function.__name__}: its process died (exit code {process.exitcode})"
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join()
+        receive.close()
+    if not ok:
+        raise RuntimeError(value)
+    return value
+
+
+def _answer(send: Any, function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    try:
+        send.send((True, function(*args, **kwargs)))
+    except BaseException as exc:  # reported in the parent, which has the console
+        send.send((False, f"{function.__name__}: {type(exc).__name__}: {exc}"))
 
 
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -322,13 +350,23 @@ def run_model(label: str, model: str, paths: list[Path], args: argparse.Namespac
     # Rounds interleave the contenders, so a slow spell of a shared machine hits them alike;
     # the report uses each one's median.
     runs: dict[str, list[dict[str, Any]]] = {key: [] for key, *_ in measurements}
+    hung: dict[str, int] = {}
     for index in range(args.rounds):
         for key, function, positional, named in measurements:
-            log(f"[{label}] round {index + 1}/{args.rounds}: measuring {key} …", flush=True)
-            runs[key].append(isolated(function, *positional, **named))
-            log(f"[{label}] round {index + 1}/{args.rounds}: {key}: {runs[key][-1]['fps']:.1f} fps", flush=True)
+            where = f"[{label}] round {index + 1}/{args.rounds}"
+            log(f"{where}: measuring {key} …", flush=True)
+            try:
+                runs[key].append(isolated(function, *positional, timeout=args.timeout, **named))
+            except Hung as exc:
+                hung[key] = hung.get(key, 0) + 1
+                log(f"{where}: {key} HUNG, killed: {exc}", flush=True)
+                continue
+            log(f"{where}: {key}: {runs[key][-1]['fps']:.1f} fps", flush=True)
     for key, values in runs.items():
-        out[key] = median_model(values) if key == "M" else median_of(values)
+        if values:
+            out[key] = median_model(values) if key == "M" else median_of(values)
+    if hung:
+        out["hung"] = hung
     if "M" in out:
         out["L"] = bench.limit(out["M"]["fps"], out["D"]["fps"])
     if args.live_compare:
@@ -418,6 +456,8 @@ def print_report(results: list[dict[str, Any]]) -> None:
         for key in ("D", "M", "P", "U", "S", "P_rec", "U_save", "P_process", "P_web"):
             if key in r:
                 print(f"  {r['model']} {key}: {r[key]['fps_runs']}")
+            if key in r.get("hung", {}):
+                print(f"  {r['model']} {key}: hung and was killed in {r['hung'][key]} round(s), left out")
     for r in results:
         if "M" in r:
             print(f"\n{r['model']}: best M config: {r['M']['config']}; single-frame latency "
@@ -462,6 +502,8 @@ def main() -> int:
     parser.add_argument("--web", action="store_true",
                         help="also measure P with the web page on and one viewer per stream watching (P_web)")
     parser.add_argument("--only", metavar="KEYS", help="only these throughput contenders, e.g. P,P_web")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds after which a throughput measurement counts as hung and is killed")
     parser.add_argument("--memory", action="store_true", help="also measure memory")
     parser.add_argument("--memory-minutes", type=float, default=10.0)
     parser.add_argument("--json", type=Path)

@@ -417,7 +417,8 @@ def goals(result: dict[str, Any], pytorch: bool) -> list[tuple[str, float, str, 
         ratio = result["P_rec"]["fps"] / result["U_save"]["fps"]
         rows.append(("P_rec/U_save", ratio, ">= 1.5", ratio >= 1.5))
     for workers, live_result in result.get("live", {}).items():
-        default = ", the default here" if workers == auto_workers(cuda=False, live_only=True, cores=cpu_count()) else ""
+        auto = auto_workers(cuda=False, live_only=True, cores=cpu_count(), openvino=not pytorch)
+        default = ", the default here" if workers == auto else ""
         latency, tag = live_result["latency"], f" ({workers} worker{'s' if workers > 1 else ''}{default})"
         rows.append((f"live p99 age / latency{tag}", live_result["p99"] / latency, "<= 3.0",
                      live_result["p99"] <= 3 * latency))

@@ -34,8 +34,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", "-m", help="weights (.pt), export (ONNX/OpenVINO/TensorRT) or .yaml architecture")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument("--workers", "-w", metavar="N|auto",
-                        help="inference threads, each with its own model (auto: 1 per 4 cores for live cameras "
-                             "only on a CPU, else 2)")
+                        help="inference threads, each with its own model (auto: 2; 1 per 4 cores for live cameras "
+                             "only with an OpenVINO model on a CPU)")
     parser.add_argument("--batch", type=int, help="most frames per forward pass")
     parser.add_argument("--model-sharing", choices=["per-thread", "locked"])
     parser.add_argument("--worker-mode", choices=["thread", "process"],

@@ -87,22 +87,26 @@ class StreamConfig(_Strict):
         return value
 
 
-def auto_workers(cuda: bool, live_only: bool, cores: int) -> int:
+def auto_workers(cuda: bool, live_only: bool, cores: int, openvino: bool = True) -> int:
     """How many inference workers ``workers: auto`` runs.
 
     On a GPU, 2 (they overlap their copies and kernels). On a CPU, where the workers divide
-    the cores: for files and other lossless streams 2, which keeps 2 cores busiest (0.93-0.97
-    of the machine's limit on the bench); for live cameras only, one worker per 4 cores and at
-    least one, because a worker's forward pass on fewer cores takes longer and that time is
-    frame age (on 2 cores, 1 worker: p99 age 2.4-3.0 x the single-frame latency at 26-34
-    frames/s; 2 workers: 3.4-4.3 x at 42-44 frames/s).
+    the cores, 2, which keeps 2 cores busiest (0.90-0.97 of the machine's limit on the bench)
+    and, for PyTorch models, also serves live cameras best: a PyTorch forward pass on 2
+    threads was no faster than on 1 here (1 worker: 841 frames in 60 s, p99 age 1.78 x the
+    latency; 2 workers: 1508 frames, 2.49 x). An OpenVINO model does run faster on more
+    threads, so for live cameras only it gets one worker per 4 cores, at least one: fresher
+    results (on 2 cores, 1 worker: p99 age 2.4-3.0 x the single-frame latency at 26-34
+    frames/s; 2 workers: 3.4-4.4 x at 37-44 frames/s).
 
     >>> auto_workers(cuda=False, live_only=True, cores=2), auto_workers(cuda=False, live_only=False, cores=2)
     (1, 2)
+    >>> auto_workers(cuda=False, live_only=True, cores=2, openvino=False)
+    2
     """
     if cuda:
         return 2
-    if live_only:
+    if live_only and openvino:
         return max(1, cores // 4)
     return max(1, min(2, cores))
 

@@ -95,20 +95,25 @@ def test_stream_defaults_apply_unless_a_stream_sets_the_key() -> None:
 
 
 @pytest.mark.parametrize(
-    ("streams", "cores", "expected"),
+    ("streams", "cores", "openvino", "expected"),
     [
-        (["a=rtsp://h/a", "b=rtsp://h/b", "c=rtsp://h/c"], 2, 1),  # live cameras on a small CPU: one worker, every core
-        (["a=rtsp://h/a", "b=rtsp://h/b", "c=rtsp://h/c"], 8, 2),  # one per 4 cores
-        (["a=synthetic:", "b=synthetic:", "c=synthetic:"], 2, 2),  # lossless: both cores busy
-        (["a=synthetic:", "b=rtsp://h/b"], 2, 2),  # any lossless stream counts as throughput work
-        ([{"source": "synthetic:", "realtime": True}, "b=rtsp://h/b"], 2, 1),  # realtime files are live too
-        (["a=synthetic:"], 8, 1),  # never more workers than streams
+        # live cameras, an OpenVINO model, a small CPU: one worker with every core (fresher results)
+        (["a=rtsp://h/a", "b=rtsp://h/b", "c=rtsp://h/c"], 2, True, 1),
+        (["a=rtsp://h/a", "b=rtsp://h/b", "c=rtsp://h/c"], 8, True, 2),  # one per 4 cores
+        (["a=rtsp://h/a", "b=rtsp://h/b", "c=rtsp://h/c"], 2, False, 2),  # PyTorch: 2 threads are no faster than 1
+        (["a=synthetic:", "b=synthetic:", "c=synthetic:"], 2, True, 2),  # lossless: both cores busy
+        (["a=synthetic:", "b=rtsp://h/b"], 2, True, 2),  # any lossless stream counts as throughput work
+        ([{"source": "synthetic:", "realtime": True}, "b=rtsp://h/b"], 2, True, 1),  # realtime files are live too
+        (["a=synthetic:"], 8, True, 1),  # never more workers than streams
     ],
 )
-def test_auto_workers_fit_the_streams_and_cores(streams: list[object], cores: int, expected: int,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_workers_fit_the_streams_cores_and_model(streams: list[object], cores: int, openvino: bool, expected: int,
+                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("streamyolo.pipeline.pipeline.cpu_count", lambda: cores)
-    config = build_config({"streams": streams, "device": "cpu"})
+    model = tmp_path / "m_openvino_model"
+    model.mkdir()
+    (model / "m.xml").write_text("<net/>")  # only its name is looked at here
+    config = build_config({"streams": streams, "device": "cpu", "model": str(model) if openvino else "demo"})
     assert config.workers == "auto"
     assert choose_workers(config, resolve_streams(config)) == expected
     explicit = build_config({"streams": streams, "device": "cpu", "workers": 3})
@@ -116,7 +121,7 @@ def test_auto_workers_fit_the_streams_and_cores(streams: list[object], cores: in
 
 
 def test_auto_workers_on_a_gpu_and_bad_worker_counts() -> None:
-    assert auto_workers(cuda=True, live_only=True, cores=2) == 2
+    assert auto_workers(cuda=True, live_only=True, cores=2, openvino=True) == 2
     assert build_config({"streams": ["a"]}, environ={"STREAMYOLO_WORKERS": "auto"}).workers == "auto"
     assert build_config({"streams": ["a"]}, overrides={"workers": "3"}).workers == 3
     for bad in ("many", 0, 65, 2.5, True):
@@ -125,14 +130,19 @@ def test_auto_workers_on_a_gpu_and_bad_worker_counts() -> None:
 
 
 @pytest.mark.timeout(120)
-def test_live_cameras_by_default_get_one_worker_with_every_core(monkeypatch: pytest.MonkeyPatch) -> None:
-    """End to end: three live streams, the bundled model, ``workers`` unset, 2 cores."""
+def test_live_cameras_by_default_get_one_worker_with_every_core(shared_model: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end: three live streams, the real OpenVINO model, ``workers`` unset, 2 cores."""
     monkeypatch.setattr("streamyolo.pipeline.pipeline.cpu_count", lambda: 2)
     live = [{"name": f"cam{i}", "source": f"synthetic:?seed={i}&size=320x240&fps=15&frames=30", "realtime": True}
             for i in range(3)]
-    with Pipeline.from_config({"streams": live, "device": "cpu", "display": False, "status_interval": 0}) as pipeline:
+    config = {"streams": live, "model": str(shared_model), "device": "cpu", "display": False, "status_interval": 0}
+    with Pipeline.from_config(config) as pipeline:
         results = list(pipeline.results())
         inference = [t.name for t in pipeline.threads if t.name.startswith("inference:")]
     assert len(inference) == 1, inference
     assert {r.stream for r in results} == {"cam0", "cam1", "cam2"}
     assert torch_threads(build_config({"streams": live, "device": "cpu"}), 1, "cpu") == 2
+    with Pipeline.from_config({**config, "model": "demo", "duration": 1}) as pipeline:  # PyTorch: 2 workers
+        list(pipeline.results())
+        assert len([t for t in pipeline.threads if t.name.startswith("inference:")]) == 2

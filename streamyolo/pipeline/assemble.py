@@ -125,10 +125,12 @@ def choose_workers(cfg: PipelineConfig, streams: Sequence[ResolvedStream]) -> in
         from streamyolo.pipeline.pipeline import cpu_count
 
         live_only = all(s.overflow is Overflow.DROP_OLDEST for s in streams)
-        cuda, cores = resolve_device(cfg.device).startswith("cuda"), cpu_count()
-        wanted = auto_workers(cuda, live_only, cores)
-        log.info("workers: auto → %d (%s, %s)", wanted, "live streams only" if live_only else "lossless streams",
-                 "CUDA" if cuda else f"{cores} CPU cores")
+        cuda, cores, openvino = resolve_device(cfg.device).startswith("cuda"), cpu_count(), is_openvino(
+            resolve_model(cfg.model))
+        wanted = auto_workers(cuda, live_only, cores, openvino)
+        log.info("workers: auto → %d (%s, %s, %s model)", wanted,
+                 "live streams only" if live_only else "lossless streams", "CUDA" if cuda else f"{cores} CPU cores",
+                 "OpenVINO" if openvino else "other")
     return max(1, min(wanted, len(streams)))
 
 

@@ -128,7 +128,7 @@ def choose_workers(cfg: PipelineConfig, streams: Sequence[ResolvedStream]) -> in
         cuda, cores, openvino = resolve_device(cfg.device).startswith("cuda"), cpu_count(), is_openvino(
             resolve_model(cfg.model))
         wanted = auto_workers(cuda, live_only, cores, openvino)
-        log.info("workers: auto → %d (%s, %s, %s model)", wanted,
+        log.info("workers: auto chose %d (%s, %s, %s model)", wanted,
                  "live streams only" if live_only else "lossless streams", "CUDA" if cuda else f"{cores} CPU cores",
                  "OpenVINO" if openvino else "other")
     return max(1, min(wanted, len(streams)))

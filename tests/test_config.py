@@ -8,6 +8,7 @@ import pytest
 
 from streamyolo.config import auto_workers, build_config, load_yaml
 from streamyolo.errors import ConfigError, SourceNotFoundError, UnsupportedSourceError
+from streamyolo.inference.models import resolve_model
 from streamyolo.pipeline import Pipeline
 from streamyolo.pipeline.assemble import choose_workers, torch_threads
 from streamyolo.pipeline.build import resolve_streams
@@ -115,9 +116,9 @@ def test_auto_workers_fit_the_streams_cores_and_model(streams: list[object], cor
     (model / "m.xml").write_text("<net/>")  # only its name is looked at here
     config = build_config({"streams": streams, "device": "cpu", "model": str(model) if openvino else "demo"})
     assert config.workers == "auto"
-    assert choose_workers(config, resolve_streams(config)) == expected
+    assert choose_workers(config, resolve_streams(config), resolve_model(config.model)) == expected
     explicit = build_config({"streams": streams, "device": "cpu", "workers": 3})
-    assert choose_workers(explicit, resolve_streams(explicit)) == min(3, len(streams))
+    assert choose_workers(explicit, resolve_streams(explicit), resolve_model("demo")) == min(3, len(streams))
 
 
 def test_auto_workers_on_a_gpu_and_bad_worker_counts() -> None:

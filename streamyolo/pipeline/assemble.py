@@ -51,12 +51,12 @@ def load_config(config: Any, overrides: dict[str, Any]) -> PipelineConfig:
     raise TypeError(f"config must be a PipelineConfig, a mapping or a path, not {type(config).__name__}")
 
 
-def detector_factories(config: PipelineConfig, workers: int) -> list[DetectorFactory]:
+def detector_factories(config: PipelineConfig, model: str, workers: int) -> list[DetectorFactory]:
     """One factory per worker (each may sit on its own GPU); ``locked`` sharing wraps a
     single factory so that every worker gets the same instance behind a lock;
     ``worker_mode: process`` wraps each worker's factory so that its model is built and run
-    in a child process, with the worker's share of the cores as torch threads."""
-    model = resolve_model(config.model)
+    in a child process, with the worker's share of the cores as torch threads. ``model`` is
+    ``config.model`` as :func:`~streamyolo.inference.models.resolve_model` resolved it."""
     settings = DetectSettings(
         conf=config.conf, iou=config.iou, imgsz=config.imgsz,
         classes=tuple(config.classes) if config.classes is not None else None,
@@ -117,16 +117,17 @@ def torch_threads(config: PipelineConfig, workers: int, device: str) -> int | No
     return max(1, cpu_count() // workers)
 
 
-def choose_workers(cfg: PipelineConfig, streams: Sequence[ResolvedStream]) -> int:
+def choose_workers(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model: str) -> int:
     """The configured number of workers (``auto``: :func:`~streamyolo.config.auto_workers`),
-    never more than there are streams."""
+    never more than there are streams. ``model`` is the resolved model path."""
     wanted = cfg.workers
     if wanted == "auto":
         from streamyolo.pipeline.pipeline import cpu_count
 
         live_only = all(s.overflow is Overflow.DROP_OLDEST for s in streams)
-        cuda, cores, openvino = resolve_device(cfg.device).startswith("cuda"), cpu_count(), is_openvino(
-            resolve_model(cfg.model))
+        cuda = resolve_device(cfg.device).startswith("cuda")
+        cores = cpu_count()
+        openvino = is_openvino(model)
         wanted = auto_workers(cuda, live_only, cores, openvino)
         log.info("workers: auto chose %d (%s, %s, %s model)", wanted,
                  "live streams only" if live_only else "lossless streams", "CUDA" if cuda else f"{cores} CPU cores",
@@ -138,8 +139,9 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     status = overrides.pop("status", None)
     cfg = load_config(config, overrides)
     streams = resolve_streams(cfg)
-    workers = choose_workers(cfg, streams)
-    factories = detector_factories(cfg, workers)
+    model = resolve_model(cfg.model)
+    workers = choose_workers(cfg, streams, model)
+    factories = detector_factories(cfg, model, workers)
     annotator = BoxAnnotator(overlay=cfg.overlay)
     sinks: list[Sink] = []
     gpu = resolve_device(cfg.device).startswith("cuda")

@@ -36,6 +36,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", "-w", metavar="N|auto",
                         help="inference threads, each with its own model (auto: 2; 1 per 4 cores for live cameras "
                              "only with an OpenVINO model on a CPU)")
+    parser.add_argument("--lanes", metavar="N|auto",
+                        help="model replicas per worker that split its batches, one thread each (auto: one per "
+                             "core of the worker's share for a PyTorch model with lossless streams on a CPU, else 1)")
     parser.add_argument("--batch", type=int, help="most frames per forward pass")
     parser.add_argument("--model-sharing", choices=["per-thread", "locked"])
     parser.add_argument("--worker-mode", choices=["thread", "process"],
@@ -99,9 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The flags the user gave, as config keys (flags not given stay out)."""
-    keys = ["model", "device", "workers", "batch", "model_sharing", "worker_mode", "conf", "iou", "imgsz", "classes",
-            "half", "record", "jsonl", "summary", "display", "duration", "status_interval", "threads", "model_cache",
-            "live_hold", "web", "web_fps"]
+    keys = ["model", "device", "workers", "lanes", "batch", "model_sharing", "worker_mode", "conf", "iou", "imgsz",
+            "classes", "half", "record", "jsonl", "summary", "display", "duration", "status_interval", "threads",
+            "model_cache", "live_hold", "web", "web_fps"]
     overrides = {key: getattr(args, key) for key in keys if getattr(args, key, None) is not None}
     if args.sources:
         overrides["streams"] = list(args.sources)

@@ -111,6 +111,27 @@ def auto_workers(cuda: bool, live_only: bool, cores: int, openvino: bool = True)
     return max(1, min(2, cores))
 
 
+def auto_lanes(pytorch: bool, cuda: bool, live_only: bool, share: int, batch: int) -> int:
+    """How many model replicas (lanes, see :mod:`streamyolo.inference.lanes`) each worker
+    runs for ``lanes: auto``: one per core of the worker's share of the CPU, at most
+    ``batch``, for a PyTorch model on a CPU with lossless streams; else 1.
+
+    A PyTorch forward pass gains little from intra-op threads on a small model (yolo26n,
+    batch 4, 2 cores: 11-14 frames/s on 2 threads) while 1-thread replicas side by side use
+    every core (22-23 frames/s). Live streams on a CPU run one frame per forward pass,
+    which a replica cannot split, so they keep one model with every thread. OpenVINO
+    divides its own work well (two 1-thread copies measured no faster in the pipeline).
+
+    >>> auto_lanes(pytorch=True, cuda=False, live_only=False, share=2, batch=4)
+    2
+    >>> auto_lanes(pytorch=True, cuda=False, live_only=True, share=2, batch=4)
+    1
+    """
+    if cuda or not pytorch or live_only:
+        return 1
+    return max(1, min(share, batch))
+
+
 class PipelineConfig(_Strict):
     """Everything a run needs. Field names are the config keys and the CLI flags."""
 
@@ -125,6 +146,10 @@ class PipelineConfig(_Strict):
     max_det: int = Field(default=300, ge=1, le=10000)
     workers: int | Literal["auto"] = "auto"
     """Inference workers, each with its own model; ``auto``: see :func:`auto_workers`."""
+    lanes: int | Literal["auto"] = "auto"
+    """Model replicas per worker, each on a thread of its own, that split the worker's batch
+    between them; ``auto``: see :func:`auto_lanes` (1 unless a PyTorch model runs lossless
+    streams on a CPU)."""
     batch: int = Field(default=4, ge=1, le=256)
     """Most frames one forward pass takes; a worker batches the ready frames of its streams."""
     model_sharing: Literal["per-thread", "locked"] = "per-thread"
@@ -133,7 +158,8 @@ class PipelineConfig(_Strict):
     ``process``: each worker's model runs in a child process of its own; frames reach it
     through shared memory. Results and accounting are the same."""
     threads: int | None = Field(default=None, ge=1, le=1024)
-    """Torch intra-op threads; by default the CPU cores divided between the workers."""
+    """Torch intra-op threads (OpenVINO inference threads) per model; by default the CPU cores
+    divided between the workers and their lanes."""
     live_hold: bool = True
     """Live streams under overload: a worker may wait (at most half a frame interval and half
     a forward pass) for a frame about to arrive rather than spend a forward pass on a stale
@@ -167,9 +193,9 @@ class PipelineConfig(_Strict):
     duration: float | None = Field(default=None, gt=0)
     status_interval: float = Field(default=1.0, ge=0)
 
-    @field_validator("workers", mode="before")
+    @field_validator("workers", "lanes", mode="before")
     @classmethod
-    def _workers(cls, value: Any) -> Any:
+    def _count_or_auto(cls, value: Any) -> Any:
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
         if value == "auto" or (type(value) is int and 1 <= value <= 64):
@@ -182,6 +208,9 @@ class PipelineConfig(_Strict):
             raise ValueError("config keys 'model_sharing' and 'worker_mode': model_sharing 'locked' cannot be "
                              "used with worker_mode 'process' (one model cannot be shared between processes; "
                              "use 'per-thread')")
+        if self.model_sharing == "locked" and self.lanes not in ("auto", 1):
+            raise ValueError("config keys 'lanes' and 'model_sharing': lanes need a model per lane; "
+                             "model_sharing 'locked' shares one (use 'per-thread', or lanes: 1)")
         return self
 
     @field_validator("web", mode="before")

@@ -27,14 +27,17 @@ def four_streams(clips: list[Path], people_video: Path, tmp_path_factory: pytest
     return [people, *clips[:3]]
 
 
-MODES = [("per-thread", "thread"), ("locked", "thread"), ("per-thread", "process")]
-"""(model_sharing, worker_mode): ``locked`` shares one model between threads, so it is thread-only."""
+MODES = [("per-thread", "thread", 1), ("locked", "thread", 1), ("per-thread", "process", 1),
+         ("per-thread", "thread", 2), ("per-thread", "process", 2)]
+"""(model_sharing, worker_mode, lanes): ``locked`` shares one model between threads, so it is
+thread-only; 2 lanes split each worker's batches between two replicas of its model."""
 
 
-def _run(streams: list[Path], model: str, sharing: str, worker_mode: str, imgsz: int, conf: float) -> list[Result]:
+def _run(streams: list[Path], model: str, sharing: str, worker_mode: str, lanes: int, imgsz: int,
+         conf: float) -> list[Result]:
     config = {"streams": [str(p) for p in streams], "model": model, "workers": 2, "device": "cpu",
-              "model_sharing": sharing, "worker_mode": worker_mode, "imgsz": imgsz, "conf": conf, "batch": 4,
-              "display": False}
+              "model_sharing": sharing, "worker_mode": worker_mode, "lanes": lanes, "imgsz": imgsz, "conf": conf,
+              "batch": 4, "display": False}
     with Pipeline.from_config(config) as pipeline:
         return list(pipeline.results())
 
@@ -65,20 +68,20 @@ def _check(streams: list[Path], results: list[Result], reference: dict[tuple[str
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize(("sharing", "worker_mode"), MODES)
+@pytest.mark.parametrize(("sharing", "worker_mode", "lanes"), MODES)
 def test_random_weight_yolo26n_matches_sequential_predict(
-    four_streams: list[Path], random_model: Path, sharing: str, worker_mode: str
+    four_streams: list[Path], random_model: Path, sharing: str, worker_mode: str, lanes: int
 ) -> None:
-    results = _run(four_streams, str(random_model), sharing, worker_mode, imgsz=320, conf=0.25)
+    results = _run(four_streams, str(random_model), sharing, worker_mode, lanes, imgsz=320, conf=0.25)
     _check(four_streams, results, _reference(str(random_model), 320, 0.25, results), 0.25)
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize(("sharing", "worker_mode"), MODES)
+@pytest.mark.parametrize(("sharing", "worker_mode", "lanes"), MODES)
 def test_real_openvino_yolo11n_matches_sequential_predict(
-    four_streams: list[Path], shared_model: Path, sharing: str, worker_mode: str
+    four_streams: list[Path], shared_model: Path, sharing: str, worker_mode: str, lanes: int
 ) -> None:
-    results = _run(four_streams, str(shared_model), sharing, worker_mode, imgsz=640, conf=0.25)
+    results = _run(four_streams, str(shared_model), sharing, worker_mode, lanes, imgsz=640, conf=0.25)
     _check(four_streams, results, _reference(str(shared_model), 640, 0.25, results), 0.25)
     people = [r for r in results if r.stream == "people"]
     assert all((r.detections.cls == 0).any() for r in people), "the real model must see persons in every frame"

@@ -40,6 +40,11 @@ def is_openvino(model: str) -> bool:
     return path.suffix.lower() == ".xml" or (path.is_dir() and any(path.glob("*.xml")))
 
 
+def is_pytorch(model: str) -> bool:
+    """True for PyTorch weights (``.pt``) or an architecture (``.yaml``) that builds them."""
+    return Path(model).suffix.lower() in (".pt", ".yaml", ".yml")
+
+
 def openvino_xml(model: str) -> Path:
     """The ``.xml`` file of an OpenVINO export given as the file or its folder."""
     xml = Path(model)

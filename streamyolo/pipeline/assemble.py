@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from streamyolo.annotation import BoxAnnotator
 from streamyolo.buffering import Overflow
-from streamyolo.config import PipelineConfig, StreamConfig, auto_workers, build_config
+from streamyolo.config import PipelineConfig, StreamConfig, auto_lanes, auto_workers, build_config
 from streamyolo.errors import OutputError
 from streamyolo.inference.detector import DetectorFactory
+from streamyolo.inference.lanes import LanedFactory
 from streamyolo.inference.models import (
     DetectSettings,
     SharedFactory,
@@ -21,7 +22,7 @@ from streamyolo.inference.models import (
     resolve_model,
 )
 from streamyolo.inference.offline import preload
-from streamyolo.inference.runners import is_openvino
+from streamyolo.inference.runners import is_openvino, is_pytorch
 from streamyolo.pipeline.build import ResolvedStream, check_output_file, resolve_streams
 from streamyolo.pipeline.monitor import StatsWriter
 from streamyolo.pipeline.report import StatusPrinter
@@ -51,33 +52,42 @@ def load_config(config: Any, overrides: dict[str, Any]) -> PipelineConfig:
     raise TypeError(f"config must be a PipelineConfig, a mapping or a path, not {type(config).__name__}")
 
 
-def detector_factories(config: PipelineConfig, model: str, workers: int) -> list[DetectorFactory]:
+def detector_factories(config: PipelineConfig, model: str, workers: int, lanes: int = 1) -> list[DetectorFactory]:
     """One factory per worker (each may sit on its own GPU); ``locked`` sharing wraps a
-    single factory so that every worker gets the same instance behind a lock;
-    ``worker_mode: process`` wraps each worker's factory so that its model is built and run
-    in a child process, with the worker's share of the cores as torch threads. ``model`` is
-    ``config.model`` as :func:`~streamyolo.inference.models.resolve_model` resolved it."""
+    single factory so that every worker gets the same instance behind a lock; ``lanes`` > 1
+    gives each worker that many replicas of the model, each on a thread of its own (see
+    :mod:`streamyolo.inference.lanes`); ``worker_mode: process`` wraps each worker's factory
+    so that its model (and lanes) are built and run in a child process, with the worker's
+    share of the cores as torch threads. ``model`` is ``config.model`` as
+    :func:`~streamyolo.inference.models.resolve_model` resolved it."""
     settings = DetectSettings(
         conf=config.conf, iou=config.iou, imgsz=config.imgsz,
         classes=tuple(config.classes) if config.classes is not None else None,
         half=config.half, max_det=config.max_det,
     )
     devices = [resolve_device(config.device, index) for index in range(workers)]
-    # A locked model runs one batch at a time, so it may use every core.
-    threads = torch_threads(config, 1 if config.model_sharing == "locked" else workers, devices[0])
+    threads = torch_threads(config, models_running(config, workers, lanes), devices[0])
     cache = resolve_model_cache(config.model_cache) if is_openvino(model) else None
     if config.worker_mode == "thread":
         preload()
     if config.model_sharing == "locked":
         shared = SharedFactory(UltralyticsFactory(model, settings, devices[0], threads, cache))
         return [shared] * workers
+
+    def own(device: str) -> DetectorFactory:
+        single = UltralyticsFactory(model, settings, device, threads, cache)
+        return LanedFactory(single, lanes) if lanes > 1 else single
+
     if config.worker_mode == "process":  # each child imports for itself
-        return [
-            ProcessDetectorFactory(UltralyticsFactory(model, settings, device, threads, cache), f"w{index}",
-                                   torch_threads=threads)
-            for index, device in enumerate(devices)
-        ]
-    return [UltralyticsFactory(model, settings, device, threads, cache) for device in devices]
+        return [ProcessDetectorFactory(own(device), f"w{index}", torch_threads=threads)
+                for index, device in enumerate(devices)]
+    return [own(device) for device in devices]
+
+
+def models_running(config: PipelineConfig, workers: int, lanes: int) -> int:
+    """How many models run at once: one per lane of every worker; a locked model runs one
+    batch at a time, so it may use every core."""
+    return 1 if config.model_sharing == "locked" else workers * lanes
 
 
 def resolve_model_cache(setting: str) -> str | None:
@@ -106,15 +116,15 @@ def resolve_model_cache(setting: str) -> str | None:
     return str(folder)
 
 
-def torch_threads(config: PipelineConfig, workers: int, device: str) -> int | None:
-    """Divide the cores between the workers so N workers never oversubscribe them."""
+def torch_threads(config: PipelineConfig, models: int, device: str) -> int | None:
+    """Divide the cores between the ``models`` running at once so they never oversubscribe them."""
     if config.threads is not None:
         return config.threads
     if device.startswith("cuda"):
         return None
     from streamyolo.pipeline.pipeline import cpu_count
 
-    return max(1, cpu_count() // workers)
+    return max(1, cpu_count() // models)
 
 
 def choose_workers(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model: str) -> int:
@@ -124,7 +134,7 @@ def choose_workers(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model
     if wanted == "auto":
         from streamyolo.pipeline.pipeline import cpu_count
 
-        live_only = all(s.overflow is Overflow.DROP_OLDEST for s in streams)
+        live_only = _live_only(streams)
         cuda = resolve_device(cfg.device).startswith("cuda")
         cores = cpu_count()
         openvino = is_openvino(model)
@@ -135,13 +145,36 @@ def choose_workers(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model
     return max(1, min(wanted, len(streams)))
 
 
+def choose_lanes(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model: str, workers: int) -> int:
+    """The configured lanes per worker (``auto``: :func:`~streamyolo.config.auto_lanes`)."""
+    if cfg.model_sharing == "locked":
+        return 1
+    if cfg.lanes != "auto":
+        return cfg.lanes
+    if cfg.threads is not None:  # the user divided the cores themselves
+        return 1
+    from streamyolo.pipeline.pipeline import cpu_count
+
+    cuda = resolve_device(cfg.device).startswith("cuda")
+    lanes = auto_lanes(is_pytorch(model), cuda, _live_only(streams), max(1, cpu_count() // workers), cfg.batch)
+    if lanes > 1:
+        log.info("lanes: auto chose %d model replicas per worker, 1 torch thread each (PyTorch model on a CPU)",
+                 lanes)
+    return lanes
+
+
+def _live_only(streams: Sequence[ResolvedStream]) -> bool:
+    return all(s.overflow is Overflow.DROP_OLDEST for s in streams)
+
+
 def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pipeline:
     status = overrides.pop("status", None)
     cfg = load_config(config, overrides)
     streams = resolve_streams(cfg)
     model = resolve_model(cfg.model)
     workers = choose_workers(cfg, streams, model)
-    factories = detector_factories(cfg, model, workers)
+    lanes = choose_lanes(cfg, streams, model, workers)
+    factories = detector_factories(cfg, model, workers, lanes)
     annotator = BoxAnnotator(overlay=cfg.overlay)
     sinks: list[Sink] = []
     gpu = resolve_device(cfg.device).startswith("cuda")
@@ -190,7 +223,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         status_interval=cfg.status_interval,
         stats=StatsWriter(cfg.stats) if cfg.stats is not None else None,
         duration=cfg.duration,
-        torch_threads=_parent_torch_threads(cfg, workers),
+        torch_threads=_parent_torch_threads(cfg, workers, lanes),
         summary_path=cfg.summary,
         on_close=closers,
     )
@@ -210,12 +243,11 @@ def _policy(stream: ResolvedStream) -> CapturePolicy:
                          stride=stream.config.stride, backoff=backoff)
 
 
-def _parent_torch_threads(cfg: PipelineConfig, workers: int) -> int | None:
+def _parent_torch_threads(cfg: PipelineConfig, workers: int, lanes: int) -> int | None:
     """Thread workers share this process's torch threads; process workers set their own."""
     if cfg.worker_mode == "process":
         return None
-    # A locked model runs one batch at a time, so it may use every core.
-    return torch_threads(cfg, 1 if cfg.model_sharing == "locked" else workers,
+    return torch_threads(cfg, models_running(cfg, workers, lanes),
                          cfg.device if cfg.device != "auto" else _auto_device())
 
 

@@ -1,0 +1,208 @@
+"""Lanes: a worker's batch split across model replicas, each built and run on its own
+thread, with the results back in the batch's order."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamyolo.buffering import Overflow
+from streamyolo.config import auto_lanes, build_config
+from streamyolo.errors import ConfigError
+from streamyolo.frames import Detections, Image
+from streamyolo.inference import DetectSettings, UltralyticsFactory
+from streamyolo.inference.detector import Detector
+from streamyolo.inference.lanes import LanedDetector, LanedFactory
+from streamyolo.inference.models import resolve_model
+from streamyolo.inference.offline import import_ultralytics
+from streamyolo.pipeline import Pipeline, StreamSetup
+from streamyolo.pipeline.assemble import choose_lanes, choose_workers, torch_threads
+from streamyolo.pipeline.build import resolve_streams
+from streamyolo.sources import SourceKind, SourceSpec, open_source
+from streamyolo.sources.synthetic import stamp
+from tests.helpers import StampDetector, assert_same_detections
+
+
+def _images(count: int) -> list[Image]:
+    out = []
+    for index in range(count):
+        image = np.zeros((64, 128, 3), dtype=np.uint8)
+        stamp(image, 7, index)
+        out.append(image)
+    return out
+
+
+class _Replicas:
+    """A factory of :class:`StampDetector` s that remembers each one and its building thread."""
+
+    def __init__(self, fail_building: int | None = None, fail_on: int | None = None) -> None:
+        self.built: list[tuple[str, StampDetector]] = []
+        self.closed: list[str] = []
+        self._fail_building = fail_building
+        self._fail_on = fail_on
+        self._lock = threading.Lock()
+
+    def __call__(self) -> StampDetector:
+        with self._lock:
+            if self._fail_building is not None and len(self.built) == self._fail_building:
+                raise RuntimeError("replica cannot be built")
+            detector = _Closing(self, fail_on=self._fail_on if self.built else None)
+            self.built.append((threading.current_thread().name, detector))
+            return detector
+
+
+class _Closing(StampDetector):
+    def __init__(self, owner: _Replicas, fail_on: int | None) -> None:
+        super().__init__(fail_on=fail_on)
+        self._owner = owner
+        self.threads: list[str] = []
+
+    def detect(self, images: Sequence[Image]) -> list[Detections]:
+        self.threads.append(threading.current_thread().name)
+        return super().detect(images)
+
+    def close(self) -> None:
+        self._owner.closed.append(threading.current_thread().name)
+
+
+@pytest.mark.timeout(30)
+def test_each_lane_builds_its_replica_on_its_own_thread_and_results_keep_the_batch_order() -> None:
+    replicas = _Replicas()
+    detector = LanedDetector.build(replicas, 3)
+    try:
+        me = threading.current_thread().name
+        assert [name for name, _ in replicas.built] == [me, f"{me}/lane1", f"{me}/lane2"]
+        assert detector.lanes == 3
+        found = detector.detect(_images(5))
+        assert [int(d.xyxy[0, 0]) for d in found] == [0, 1, 2, 3, 4]
+        assert [r.batches for _, r in replicas.built] == [[2], [2], [1]]  # contiguous, sizes differ by at most 1
+        assert [r.threads for _, r in replicas.built] == [[me], [f"{me}/lane1"], [f"{me}/lane2"]]
+        found = detector.detect(_images(1))  # one frame: lane 0 alone
+        assert [int(d.xyxy[0, 0]) for d in found] == [0]
+        assert [r.batches for _, r in replicas.built] == [[2, 1], [2], [1]]
+        assert dict(detector.names) == dict(replicas.built[0][1].names)
+    finally:
+        detector.close()
+    assert not any(t.is_alive() for t in detector.threads)
+    assert sorted(replicas.closed) == sorted(name for name, _ in replicas.built), "each replica closes on its thread"
+
+
+@pytest.mark.timeout(30)
+def test_a_failing_lane_raises_after_every_lane_answered_and_the_detector_still_works() -> None:
+    replicas = _Replicas(fail_on=2)  # the helper lanes fail on their second batch
+    detector = LanedDetector.build(replicas, 2)
+    try:
+        assert len(detector.detect(_images(4))) == 4
+        with pytest.raises(RuntimeError, match="fake detector failure"):
+            detector.detect(_images(4))
+        assert [r.batches for _, r in replicas.built] == [[2, 2], [2, 2]]  # lane 0 ran its part too
+        assert len(detector.detect(_images(1))) == 1
+    finally:
+        detector.close()
+    assert not any(t.is_alive() for t in detector.threads)
+
+
+@pytest.mark.timeout(30)
+def test_a_replica_that_cannot_be_built_fails_the_build_and_closes_the_others() -> None:
+    replicas = _Replicas(fail_building=2)
+    with pytest.raises(RuntimeError, match="replica cannot be built"):
+        LanedFactory(replicas, 3)()
+    assert len(replicas.built) == 2
+    assert len(replicas.closed) == 2
+    me = threading.current_thread().name
+    assert not [t for t in threading.enumerate() if t.name.startswith(f"{me}/lane")]
+
+
+@pytest.mark.parametrize(
+    ("config", "cores", "expected_lanes", "expected_threads"),
+    [
+        ({"streams": ["a=synthetic:"], "model": "demo"}, 2, 2, 1),  # one worker, two 1-thread replicas
+        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo"}, 2, 1, 1),  # 2 workers, 1 core each
+        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo"}, 8, 4, 1),  # 4 cores each, batch 4
+        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo", "batch": 2}, 8, 2, 2),
+        ({"streams": ["a=rtsp://h/a"], "model": "demo"}, 2, 1, 2),  # live: one frame per pass, all threads
+        ({"streams": ["a=synthetic:"], "model": "demo", "threads": 2}, 2, 1, 2),  # the user divided the cores
+        ({"streams": ["a=synthetic:"], "model": "demo", "lanes": 3}, 6, 3, 2),
+        ({"streams": ["a=synthetic:"], "model": "demo", "model_sharing": "locked"}, 2, 1, 2),
+        ({"streams": ["a=synthetic:"], "model": "OV"}, 2, 1, 2),  # OpenVINO divides its own work
+    ],
+)
+def test_auto_lanes_and_the_threads_each_replica_gets(config: dict[str, object], cores: int, expected_lanes: int,
+                                                      expected_threads: int, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("streamyolo.pipeline.pipeline.cpu_count", lambda: cores)
+    if config["model"] == "OV":
+        folder = tmp_path / "m_openvino_model"
+        folder.mkdir()
+        (folder / "m.xml").write_text("<net/>")  # only its name is looked at here
+        config = {**config, "model": str(folder)}
+    cfg = build_config({**config, "device": "cpu"})
+    streams, model = resolve_streams(cfg), resolve_model(cfg.model)
+    workers = choose_workers(cfg, streams, model)
+    lanes = choose_lanes(cfg, streams, model, workers)
+    assert lanes == expected_lanes
+    models = 1 if cfg.model_sharing == "locked" else workers * lanes
+    assert torch_threads(cfg, models, "cpu") == expected_threads
+
+
+def test_auto_lanes_rule_and_bad_lane_counts() -> None:
+    assert auto_lanes(pytorch=True, cuda=True, live_only=False, share=8, batch=4) == 1
+    assert auto_lanes(pytorch=False, cuda=False, live_only=False, share=2, batch=4) == 1
+    assert auto_lanes(pytorch=True, cuda=False, live_only=False, share=2, batch=1) == 1
+    assert build_config({"streams": ["a"]}, environ={"STREAMYOLO_LANES": "2"}).lanes == 2
+    for bad in ("several", 0, 65, 1.5):
+        with pytest.raises(ConfigError, match=r"config key 'lanes': must be a whole number from 1 to 64, or 'auto'"):
+            build_config({"streams": ["a"], "lanes": bad})
+    with pytest.raises(ConfigError, match=r"config keys 'lanes' and 'model_sharing'"):
+        build_config({"streams": ["a"], "lanes": 2, "model_sharing": "locked"})
+
+
+class _Recording:
+    """Wraps a factory and records which thread built each detector."""
+
+    def __init__(self, inner: UltralyticsFactory) -> None:
+        self.inner = inner
+        self.built: list[str] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Detector:
+        detector = self.inner()
+        with self._lock:
+            self.built.append(threading.current_thread().name)
+        return detector
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_on_two_lanes_builds_each_model_in_its_own_thread_and_matches_predict(
+        clips: list[Path], random_model: Path) -> None:
+    """End to end on real H.264 clips with a saved yolo26n: every frame once, in order, with
+    the detections of a plain ``predict()`` on the same frame (same classes, 1 px, 0.01 conf)."""
+    model = str(random_model)
+    recorded = _Recording(UltralyticsFactory(model, DetectSettings(imgsz=320), "cpu"))
+    setups = [StreamSetup(p.stem, open_source(SourceSpec(p.stem, str(p), SourceKind.FILE)), Overflow.BLOCK)
+              for p in clips]
+    with Pipeline(setups, LanedFactory(recorded, 2), workers=1, max_batch=4, torch_threads=1) as pipeline:
+        results = list(pipeline.results())
+    assert sorted(recorded.built) == ["inference:w0", "inference:w0/lane1"]
+    for path in clips:
+        assert [r.frame.seq for r in results if r.stream == path.stem] == list(range(12)), path.stem
+    yolo = import_ultralytics().YOLO(model, task="detect")
+    for result in results:
+        reference = yolo.predict(result.frame.image, imgsz=320, conf=0.25, device="cpu", verbose=False)[0]
+        assert_same_detections(result.detections, reference, 0.25, f"{result.stream}#{result.frame.seq}")
+    assert sum(len(r.detections) for r in results) >= 12, "too few detections for the comparison to mean anything"
+
+
+def test_the_lanes_flag_reaches_the_config() -> None:
+    from streamyolo.cli import build_parser, run_overrides
+
+    for given, expected in (("2", 2), ("auto", "auto")):
+        args = build_parser().parse_args(["run", "--source", "synthetic:", "--lanes", given])
+        assert build_config(overrides=run_overrides(args)).lanes == expected
+    args = build_parser().parse_args(["run", "--source", "synthetic:", "--lanes", "0"])
+    with pytest.raises(ConfigError, match=r"config key 'lanes'"):
+        build_config(overrides=run_overrides(args))

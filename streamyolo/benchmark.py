@@ -331,7 +331,8 @@ def capacity_report(model: str, sources: Sequence[str], imgsz: int = 640, worker
         f"decode D = {decode.fps:7.1f} frames/s  ({decode.config})",
         f"limit  L = {ceiling:7.1f} frames/s  ({how})",
         f"streamyolo P = {pipeline_rate.fps:7.1f} frames/s  (P/L = {pipeline_rate.fps / ceiling:.2f}, "
-        f"{workers} workers, every frame processed; {pipeline_rates.wall.fps:.1f} frames/s counting start-up)",
+        f"{min(workers, len(paths))} worker(s), every frame processed; "
+        f"{pipeline_rates.wall.fps:.1f} frames/s counting start-up)",
         f"capacity: about {int(pipeline_rate.fps // source_fps)} streams like these at their {source_fps:.0f} fps "
         f"each, or {pipeline_rate.fps / len(paths):.1f} fps for each of these {len(paths)}",
     ]

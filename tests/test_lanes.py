@@ -37,22 +37,29 @@ def _images(count: int) -> list[Image]:
 
 
 class _Replicas:
-    """A factory of :class:`StampDetector` s that remembers each one and its building thread."""
+    """A factory of :class:`StampDetector` s that remembers each one by its building thread.
+    Replicas built on a helper lane's thread (``…/laneN``) fail on their ``fail_on``-th batch;
+    the one built on ``fail_building`` 's thread cannot be built at all."""
 
-    def __init__(self, fail_building: int | None = None, fail_on: int | None = None) -> None:
-        self.built: list[tuple[str, StampDetector]] = []
+    def __init__(self, fail_building: str | None = None, fail_on: int | None = None) -> None:
+        self.built: dict[str, _Closing] = {}
         self.closed: list[str] = []
         self._fail_building = fail_building
         self._fail_on = fail_on
         self._lock = threading.Lock()
 
     def __call__(self) -> StampDetector:
+        name = threading.current_thread().name
+        if self._fail_building is not None and name.endswith(self._fail_building):
+            raise RuntimeError("replica cannot be built")
+        detector = _Closing(self, fail_on=self._fail_on if "/lane" in name else None)
         with self._lock:
-            if self._fail_building is not None and len(self.built) == self._fail_building:
-                raise RuntimeError("replica cannot be built")
-            detector = _Closing(self, fail_on=self._fail_on if self.built else None)
-            self.built.append((threading.current_thread().name, detector))
-            return detector
+            self.built[name] = detector
+        return detector
+
+    def batches(self) -> list[list[int]]:
+        """Each replica's batch sizes, lane 0 first."""
+        return [self.built[name].batches for name in sorted(self.built)]
 
 
 class _Closing(StampDetector):
@@ -66,7 +73,8 @@ class _Closing(StampDetector):
         return super().detect(images)
 
     def close(self) -> None:
-        self._owner.closed.append(threading.current_thread().name)
+        with self._owner._lock:
+            self._owner.closed.append(threading.current_thread().name)
 
 
 @pytest.mark.timeout(30)
@@ -75,31 +83,32 @@ def test_each_lane_builds_its_replica_on_its_own_thread_and_results_keep_the_bat
     detector = LanedDetector.build(replicas, 3)
     try:
         me = threading.current_thread().name
-        assert [name for name, _ in replicas.built] == [me, f"{me}/lane1", f"{me}/lane2"]
+        lanes = [me, f"{me}/lane1", f"{me}/lane2"]
+        assert sorted(replicas.built) == lanes
         assert detector.lanes == 3
         found = detector.detect(_images(5))
         assert [int(d.xyxy[0, 0]) for d in found] == [0, 1, 2, 3, 4]
-        assert [r.batches for _, r in replicas.built] == [[2], [2], [1]]  # contiguous, sizes differ by at most 1
-        assert [r.threads for _, r in replicas.built] == [[me], [f"{me}/lane1"], [f"{me}/lane2"]]
+        assert replicas.batches() == [[2], [2], [1]]  # contiguous, sizes differ by at most 1
+        assert [replicas.built[name].threads for name in lanes] == [[name] for name in lanes]
         found = detector.detect(_images(1))  # one frame: lane 0 alone
         assert [int(d.xyxy[0, 0]) for d in found] == [0]
-        assert [r.batches for _, r in replicas.built] == [[2, 1], [2], [1]]
-        assert dict(detector.names) == dict(replicas.built[0][1].names)
+        assert replicas.batches() == [[2, 1], [2], [1]]
+        assert dict(detector.names) == dict(replicas.built[me].names)
     finally:
         detector.close()
     assert not any(t.is_alive() for t in detector.threads)
-    assert sorted(replicas.closed) == sorted(name for name, _ in replicas.built), "each replica closes on its thread"
+    assert sorted(replicas.closed) == lanes, "each replica is closed on its own thread"
 
 
 @pytest.mark.timeout(30)
 def test_a_failing_lane_raises_after_every_lane_answered_and_the_detector_still_works() -> None:
-    replicas = _Replicas(fail_on=2)  # the helper lanes fail on their second batch
+    replicas = _Replicas(fail_on=2)  # the helper lane fails on its second batch
     detector = LanedDetector.build(replicas, 2)
     try:
         assert len(detector.detect(_images(4))) == 4
         with pytest.raises(RuntimeError, match="fake detector failure"):
             detector.detect(_images(4))
-        assert [r.batches for _, r in replicas.built] == [[2, 2], [2, 2]]  # lane 0 ran its part too
+        assert replicas.batches() == [[2, 2], [2, 2]]  # lane 0 ran its part too
         assert len(detector.detect(_images(1))) == 1
     finally:
         detector.close()
@@ -108,12 +117,12 @@ def test_a_failing_lane_raises_after_every_lane_answered_and_the_detector_still_
 
 @pytest.mark.timeout(30)
 def test_a_replica_that_cannot_be_built_fails_the_build_and_closes_the_others() -> None:
-    replicas = _Replicas(fail_building=2)
+    replicas = _Replicas(fail_building="/lane2")
     with pytest.raises(RuntimeError, match="replica cannot be built"):
         LanedFactory(replicas, 3)()
-    assert len(replicas.built) == 2
-    assert len(replicas.closed) == 2
     me = threading.current_thread().name
+    assert sorted(replicas.built) == [me, f"{me}/lane1"]
+    assert sorted(replicas.closed) == [me, f"{me}/lane1"]
     assert not [t for t in threading.enumerate() if t.name.startswith(f"{me}/lane")]
 
 

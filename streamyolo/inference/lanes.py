@@ -54,8 +54,11 @@ class _Lane:
         self.thread = threading.Thread(target=self._run, name=name)
 
     def start(self) -> None:
-        """Start the thread and wait until its replica is built; raises what building raised."""
+        """Start the thread, which builds its replica first (see :meth:`wait_ready`)."""
         self.thread.start()
+
+    def wait_ready(self) -> None:
+        """Wait until the replica is built; raises what building raised."""
         reply = self._replies.get()
         if isinstance(reply, BaseException):
             self.thread.join(_JOIN_TIMEOUT)
@@ -71,6 +74,7 @@ class _Lane:
         return reply
 
     def stop(self) -> None:
+        """Ask the thread to close its replica and end (after building it, if it still is)."""
         self._jobs.put(None)
         self.thread.join(_JOIN_TIMEOUT)
         if self.thread.is_alive():
@@ -112,21 +116,25 @@ class LanedDetector:
 
     @classmethod
     def build(cls, factory: DetectorFactory, lanes: int) -> LanedDetector:
-        """Lane 0's replica is built on the calling thread, the others on their own threads."""
+        """Lane 0's replica is built on the calling thread, the others on their own threads,
+        all at the same time."""
         if lanes < 1:
             raise ValueError(f"lanes must be at least 1, not {lanes}")
-        own = factory()
-        helpers: list[_Lane] = []
         base = threading.current_thread().name
+        helpers = [_Lane(factory, f"{base}/lane{index}") for index in range(1, lanes)]
+        own: Detector | None = None
         try:
-            for index in range(1, lanes):
-                lane = _Lane(factory, f"{base}/lane{index}")
+            for lane in helpers:
                 lane.start()
-                helpers.append(lane)
+            own = factory()
+            for lane in helpers:
+                lane.wait_ready()
         except BaseException:
             for lane in helpers:
-                lane.stop()
-            own.close()
+                if lane.thread.ident is not None:
+                    lane.stop()
+            if own is not None:
+                own.close()
             raise
         return cls(own, helpers)
 

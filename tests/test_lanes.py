@@ -137,7 +137,9 @@ def test_a_replica_that_cannot_be_built_fails_the_build_and_closes_the_others() 
         ({"streams": ["a=synthetic:"], "model": "demo", "threads": 2}, 2, 1, 2),  # the user divided the cores
         ({"streams": ["a=synthetic:"], "model": "demo", "lanes": 3}, 6, 3, 2),
         ({"streams": ["a=synthetic:"], "model": "demo", "model_sharing": "locked"}, 2, 1, 2),
-        ({"streams": ["a=synthetic:"], "model": "OV"}, 2, 1, 2),  # OpenVINO divides its own work
+        ({"streams": ["a=synthetic:"], "model": "OV"}, 2, 2, 1),  # OpenVINO gains from replicas too
+        ({"streams": ["a=rtsp://h/a"], "model": "OV"}, 2, 1, 2),
+        ({"streams": ["a=synthetic:"], "model": "m.onnx"}, 2, 1, 2),  # not measured: one model
     ],
 )
 def test_auto_lanes_and_the_threads_each_replica_gets(config: dict[str, object], cores: int, expected_lanes: int,
@@ -149,6 +151,9 @@ def test_auto_lanes_and_the_threads_each_replica_gets(config: dict[str, object],
         folder.mkdir()
         (folder / "m.xml").write_text("<net/>")  # only its name is looked at here
         config = {**config, "model": str(folder)}
+    elif config["model"] == "m.onnx":
+        (tmp_path / "m.onnx").write_bytes(b"onnx")
+        config = {**config, "model": str(tmp_path / "m.onnx")}
     cfg = build_config({**config, "device": "cpu"})
     streams, model = resolve_streams(cfg), resolve_model(cfg.model)
     workers = choose_workers(cfg, streams, model)
@@ -159,9 +164,10 @@ def test_auto_lanes_and_the_threads_each_replica_gets(config: dict[str, object],
 
 
 def test_auto_lanes_rule_and_bad_lane_counts() -> None:
-    assert auto_lanes(pytorch=True, cuda=True, live_only=False, share=8, batch=4) == 1
-    assert auto_lanes(pytorch=False, cuda=False, live_only=False, share=2, batch=4) == 1
-    assert auto_lanes(pytorch=True, cuda=False, live_only=False, share=2, batch=1) == 1
+    assert auto_lanes("pytorch", cuda=True, live_only=False, share=8, batch=4) == 1
+    assert auto_lanes("other", cuda=False, live_only=False, share=2, batch=4) == 1
+    assert auto_lanes("pytorch", cuda=False, live_only=False, share=2, batch=1) == 1
+    assert auto_lanes("openvino", cuda=False, live_only=False, share=3, batch=4) == 3
     assert build_config({"streams": ["a"]}, environ={"STREAMYOLO_LANES": "2"}).lanes == 2
     for bad in ("several", 0, 65, 1.5):
         with pytest.raises(ConfigError, match=r"config key 'lanes': must be a whole number from 1 to 64, or 'auto'"):

@@ -156,10 +156,12 @@ def choose_lanes(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model: 
     from streamyolo.pipeline.pipeline import cpu_count
 
     cuda = resolve_device(cfg.device).startswith("cuda")
-    lanes = auto_lanes(is_pytorch(model), cuda, _live_only(streams), max(1, cpu_count() // workers), cfg.batch)
+    kind = "pytorch" if is_pytorch(model) else "openvino" if is_openvino(model) else "other"
+    share = max(1, cpu_count() // workers)
+    lanes = auto_lanes(kind, cuda, _live_only(streams), share, cfg.batch)
     if lanes > 1:
-        log.info("lanes: auto chose %d model replicas per worker, 1 torch thread each (PyTorch model on a CPU)",
-                 lanes)
+        log.info("lanes: auto chose %d model replicas per worker, %d thread(s) each (%s model, lossless streams, "
+                 "%d CPU cores per worker)", lanes, max(1, share // lanes), kind, share)
     return lanes
 
 

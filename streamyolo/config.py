@@ -130,9 +130,27 @@ def auto_lanes(model_kind: str, cuda: bool, live_only: bool, share: int, batch: 
     >>> auto_lanes("openvino", cuda=False, live_only=True, share=2, batch=4)
     1
     """
-    if cuda or live_only or model_kind not in ("pytorch", "openvino"):
+    if not lanes_pay(model_kind, cuda, live_only):
         return 1
     return max(1, min(share, batch))
+
+
+def lanes_pay(model_kind: str, cuda: bool, live_only: bool) -> bool:
+    """Whether replicas side by side beat one model (see :func:`auto_lanes`)."""
+    return not cuda and not live_only and model_kind in ("pytorch", "openvino")
+
+
+def auto_spare_lanes(lanes: int, workers: int, batch: int) -> int:
+    """Replicas each worker keeps beyond its ``lanes`` for ``lanes: auto``, run only on the
+    lanes of workers that have finished (see :class:`~streamyolo.inference.lanes.SpareCores`):
+    enough to use every lane of the pipeline, at most ``batch`` in all.
+
+    >>> auto_spare_lanes(lanes=1, workers=2, batch=4), auto_spare_lanes(lanes=4, workers=2, batch=4)
+    (1, 0)
+    """
+    if workers < 2:
+        return 0
+    return max(0, min(batch, workers * lanes) - lanes)
 
 
 class PipelineConfig(_Strict):

@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 
 from streamyolo.buffering import Overflow
-from streamyolo.config import auto_lanes, build_config
+from streamyolo.config import auto_lanes, auto_spare_lanes, build_config
 from streamyolo.errors import ConfigError
 from streamyolo.frames import Detections, Image
 from streamyolo.inference import DetectSettings, UltralyticsFactory
 from streamyolo.inference.detector import Detector
-from streamyolo.inference.lanes import LanedDetector, LanedFactory
+from streamyolo.inference.lanes import LanedDetector, LanedFactory, SpareCores
 from streamyolo.inference.models import resolve_model
 from streamyolo.inference.offline import import_ultralytics
 from streamyolo.pipeline import Pipeline, StreamSetup
-from streamyolo.pipeline.assemble import choose_lanes, choose_workers, torch_threads
+from streamyolo.pipeline.assemble import Lanes, choose_lanes, choose_workers, detector_factories, torch_threads
 from streamyolo.pipeline.build import resolve_streams
 from streamyolo.sources import SourceKind, SourceSpec, open_source
 from streamyolo.sources.synthetic import stamp
@@ -126,23 +126,53 @@ def test_a_replica_that_cannot_be_built_fails_the_build_and_closes_the_others() 
     assert not [t for t in threading.enumerate() if t.name.startswith(f"{me}/lane")]
 
 
+@pytest.mark.timeout(30)
+def test_a_finished_worker_hands_its_lanes_to_the_spare_replicas_of_the_others() -> None:
+    cores = SpareCores()
+    first, second = _Replicas(), _Replicas()
+    busy = LanedDetector.build(first, 1, spare=1, cores=cores)
+    done = LanedDetector.build(second, 1, spare=1, cores=cores)
+    try:
+        me = threading.current_thread().name
+        assert sorted(first.built) == [me, f"{me}/lane1"]  # the spare replica is built up front
+        assert busy.lanes == 1
+        assert [int(d.xyxy[0, 0]) for d in busy.detect(_images(4))] == [0, 1, 2, 3]
+        assert first.batches() == [[4], []], "no lane is free while the other worker runs"
+        done.close()  # that worker has finished: its lane is free
+        assert [int(d.xyxy[0, 0]) for d in busy.detect(_images(4))] == [0, 1, 2, 3]
+        assert [int(d.xyxy[0, 0]) for d in busy.detect(_images(3))] == [0, 1, 2]
+        assert first.batches() == [[4, 2, 2], [2, 1]], "the borrowed lane is given back after each batch"
+        assert busy.detect(_images(1)) and first.batches()[1] == [2, 1], "one frame needs no second lane"
+        assert cores.take(5) == 1, "exactly the finished worker's lane is free between batches"
+        cores.give(1)
+    finally:
+        busy.close()
+        done.close()
+    assert cores.take(5) == 2, "both workers' lanes are free once both are done"
+    assert not any(t.is_alive() for t in busy.threads + done.threads)
+
+
 @pytest.mark.parametrize(
-    ("config", "cores", "expected_lanes", "expected_threads"),
+    ("config", "cores", "expected", "expected_threads"),
     [
-        ({"streams": ["a=synthetic:"], "model": "demo"}, 2, 2, 1),  # one worker, two 1-thread replicas
-        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo"}, 2, 1, 1),  # 2 workers, 1 core each
-        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo"}, 8, 4, 1),  # 4 cores each, batch 4
-        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo", "batch": 2}, 8, 2, 2),
-        ({"streams": ["a=rtsp://h/a"], "model": "demo"}, 2, 1, 2),  # live: one frame per pass, all threads
-        ({"streams": ["a=synthetic:"], "model": "demo", "threads": 2}, 2, 1, 2),  # the user divided the cores
-        ({"streams": ["a=synthetic:"], "model": "demo", "lanes": 3}, 6, 3, 2),
-        ({"streams": ["a=synthetic:"], "model": "demo", "model_sharing": "locked"}, 2, 1, 2),
-        ({"streams": ["a=synthetic:"], "model": "OV"}, 2, 2, 1),  # OpenVINO gains from replicas too
-        ({"streams": ["a=rtsp://h/a"], "model": "OV"}, 2, 1, 2),
-        ({"streams": ["a=synthetic:"], "model": "m.onnx"}, 2, 1, 2),  # not measured: one model
+        ({"streams": ["a=synthetic:"], "model": "demo"}, 2, Lanes(2, 0), 1),  # one worker, two 1-thread replicas
+        # 2 workers, 1 core each, and a spare replica each for when the other worker is done
+        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo"}, 2, Lanes(1, 1), 1),
+        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo", "worker_mode": "process"}, 2, Lanes(1, 0), 1),
+        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo"}, 8, Lanes(4, 0), 1),  # 4 cores each, batch 4
+        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo", "batch": 2}, 8, Lanes(2, 0), 2),
+        ({"streams": ["a=rtsp://h/a"], "model": "demo"}, 2, Lanes(1, 0), 2),  # live: one frame per pass, all threads
+        ({"streams": ["a=rtsp://h/a", "b=rtsp://h/b"], "model": "demo"}, 2, Lanes(1, 0), 1),
+        ({"streams": ["a=synthetic:"], "model": "demo", "threads": 2}, 2, Lanes(1, 0), 2),  # the user divided the cores
+        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo", "lanes": 1}, 2, Lanes(1, 0), 1),
+        ({"streams": ["a=synthetic:"], "model": "demo", "lanes": 3}, 6, Lanes(3, 0), 2),
+        ({"streams": ["a=synthetic:"], "model": "demo", "model_sharing": "locked"}, 2, Lanes(1, 0), 2),
+        ({"streams": ["a=synthetic:"], "model": "OV"}, 2, Lanes(2, 0), 1),  # OpenVINO gains from replicas too
+        ({"streams": ["a=rtsp://h/a"], "model": "OV"}, 2, Lanes(1, 0), 2),
+        ({"streams": ["a=synthetic:"], "model": "m.onnx"}, 2, Lanes(1, 0), 2),  # not measured: one model
     ],
 )
-def test_auto_lanes_and_the_threads_each_replica_gets(config: dict[str, object], cores: int, expected_lanes: int,
+def test_auto_lanes_and_the_threads_each_replica_gets(config: dict[str, object], cores: int, expected: Lanes,
                                                       expected_threads: int, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("streamyolo.pipeline.pipeline.cpu_count", lambda: cores)
@@ -158,9 +188,21 @@ def test_auto_lanes_and_the_threads_each_replica_gets(config: dict[str, object],
     streams, model = resolve_streams(cfg), resolve_model(cfg.model)
     workers = choose_workers(cfg, streams, model)
     lanes = choose_lanes(cfg, streams, model, workers)
-    assert lanes == expected_lanes
-    models = 1 if cfg.model_sharing == "locked" else workers * lanes
+    assert lanes == expected
+    models = 1 if cfg.model_sharing == "locked" else workers * lanes.own
     assert torch_threads(cfg, models, "cpu") == expected_threads
+    factories = detector_factories(cfg, model, workers, lanes)
+    if cfg.worker_mode == "process":
+        factories = [f.inner for f in factories]  # type: ignore[attr-defined]
+    laned = [f for f in factories if isinstance(f, LanedFactory)]
+    if lanes == Lanes():
+        assert not laned
+    else:
+        assert len(laned) == workers
+        assert {(f.lanes, f.spare) for f in laned} == {(lanes.own, lanes.spare)}
+        shared = {id(f.cores) for f in laned}
+        assert len(shared) == 1 and (None in {f.cores for f in laned}) == (lanes.spare == 0), \
+            "workers with spare replicas share one pool of free lanes"
 
 
 def test_auto_lanes_rule_and_bad_lane_counts() -> None:
@@ -168,6 +210,8 @@ def test_auto_lanes_rule_and_bad_lane_counts() -> None:
     assert auto_lanes("other", cuda=False, live_only=False, share=2, batch=4) == 1
     assert auto_lanes("pytorch", cuda=False, live_only=False, share=2, batch=1) == 1
     assert auto_lanes("openvino", cuda=False, live_only=False, share=3, batch=4) == 3
+    assert auto_spare_lanes(lanes=1, workers=3, batch=4) == 2
+    assert auto_spare_lanes(lanes=1, workers=1, batch=4) == 0
     assert build_config({"streams": ["a"]}, environ={"STREAMYOLO_LANES": "2"}).lanes == 2
     for bad in ("several", 0, 65, 1.5):
         with pytest.raises(ConfigError, match=r"config key 'lanes': must be a whole number from 1 to 64, or 'auto'"):

@@ -28,12 +28,13 @@ def four_streams(clips: list[Path], people_video: Path, tmp_path_factory: pytest
 
 
 MODES = [("per-thread", "thread", 1), ("locked", "thread", 1), ("per-thread", "process", 1),
-         ("per-thread", "thread", 2), ("per-thread", "process", 2)]
+         ("per-thread", "thread", 2), ("per-thread", "process", 2), ("per-thread", "thread", "auto")]
 """(model_sharing, worker_mode, lanes): ``locked`` shares one model between threads, so it is
-thread-only; 2 lanes split each worker's batches between two replicas of its model."""
+thread-only; 2 lanes split each worker's batches between two replicas of its model; ``auto``
+(on 2 cores) gives each worker a spare replica that runs once the other worker is done."""
 
 
-def _run(streams: list[Path], model: str, sharing: str, worker_mode: str, lanes: int, imgsz: int,
+def _run(streams: list[Path], model: str, sharing: str, worker_mode: str, lanes: int | str, imgsz: int,
          conf: float) -> list[Result]:
     config = {"streams": [str(p) for p in streams], "model": model, "workers": 2, "device": "cpu",
               "model_sharing": sharing, "worker_mode": worker_mode, "lanes": lanes, "imgsz": imgsz, "conf": conf,
@@ -70,7 +71,7 @@ def _check(streams: list[Path], results: list[Result], reference: dict[tuple[str
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize(("sharing", "worker_mode", "lanes"), MODES)
 def test_random_weight_yolo26n_matches_sequential_predict(
-    four_streams: list[Path], random_model: Path, sharing: str, worker_mode: str, lanes: int
+    four_streams: list[Path], random_model: Path, sharing: str, worker_mode: str, lanes: int | str
 ) -> None:
     results = _run(four_streams, str(random_model), sharing, worker_mode, lanes, imgsz=320, conf=0.25)
     _check(four_streams, results, _reference(str(random_model), 320, 0.25, results), 0.25)
@@ -79,7 +80,7 @@ def test_random_weight_yolo26n_matches_sequential_predict(
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize(("sharing", "worker_mode", "lanes"), MODES)
 def test_real_openvino_yolo11n_matches_sequential_predict(
-    four_streams: list[Path], shared_model: Path, sharing: str, worker_mode: str, lanes: int
+    four_streams: list[Path], shared_model: Path, sharing: str, worker_mode: str, lanes: int | str
 ) -> None:
     results = _run(four_streams, str(shared_model), sharing, worker_mode, lanes, imgsz=640, conf=0.25)
     _check(four_streams, results, _reference(str(shared_model), 640, 0.25, results), 0.25)

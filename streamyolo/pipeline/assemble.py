@@ -5,15 +5,24 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from streamyolo.annotation import BoxAnnotator
 from streamyolo.buffering import Overflow
-from streamyolo.config import PipelineConfig, StreamConfig, auto_lanes, auto_workers, build_config
+from streamyolo.config import (
+    PipelineConfig,
+    StreamConfig,
+    auto_lanes,
+    auto_spare_lanes,
+    auto_workers,
+    build_config,
+    lanes_pay,
+)
 from streamyolo.errors import OutputError
 from streamyolo.inference.detector import DetectorFactory
-from streamyolo.inference.lanes import LanedFactory
+from streamyolo.inference.lanes import LanedFactory, SpareCores
 from streamyolo.inference.models import (
     DetectSettings,
     SharedFactory,
@@ -52,7 +61,8 @@ def load_config(config: Any, overrides: dict[str, Any]) -> PipelineConfig:
     raise TypeError(f"config must be a PipelineConfig, a mapping or a path, not {type(config).__name__}")
 
 
-def detector_factories(config: PipelineConfig, model: str, workers: int, lanes: int = 1) -> list[DetectorFactory]:
+def detector_factories(config: PipelineConfig, model: str, workers: int,
+                       lanes: Lanes | None = None) -> list[DetectorFactory]:
     """One factory per worker (each may sit on its own GPU); ``locked`` sharing wraps a
     single factory so that every worker gets the same instance behind a lock; ``lanes`` > 1
     gives each worker that many replicas of the model, each on a thread of its own (see
@@ -65,8 +75,9 @@ def detector_factories(config: PipelineConfig, model: str, workers: int, lanes: 
         classes=tuple(config.classes) if config.classes is not None else None,
         half=config.half, max_det=config.max_det,
     )
+    lanes = lanes or Lanes()
     devices = [resolve_device(config.device, index) for index in range(workers)]
-    threads = torch_threads(config, models_running(config, workers, lanes), devices[0])
+    threads = torch_threads(config, models_running(config, workers, lanes.own), devices[0])
     cache = resolve_model_cache(config.model_cache) if is_openvino(model) else None
     if config.worker_mode == "thread":
         preload()
@@ -74,14 +85,17 @@ def detector_factories(config: PipelineConfig, model: str, workers: int, lanes: 
         shared = SharedFactory(UltralyticsFactory(model, settings, devices[0], threads, cache))
         return [shared] * workers
 
-    def own(device: str) -> DetectorFactory:
+    def own(device: str, spare: SpareCores | None) -> DetectorFactory:
         single = UltralyticsFactory(model, settings, device, threads, cache)
-        return LanedFactory(single, lanes) if lanes > 1 else single
+        if lanes.own == 1 and spare is None:
+            return single
+        return LanedFactory(single, lanes.own, lanes.spare if spare is not None else 0, spare)
 
-    if config.worker_mode == "process":  # each child imports for itself
-        return [ProcessDetectorFactory(own(device), f"w{index}", torch_threads=threads)
+    if config.worker_mode == "process":  # each child imports for itself; no lanes cross processes
+        return [ProcessDetectorFactory(own(device, None), f"w{index}", torch_threads=threads)
                 for index, device in enumerate(devices)]
-    return [own(device) for device in devices]
+    spare = SpareCores() if lanes.spare else None
+    return [own(device, spare) for device in devices]
 
 
 def models_running(config: PipelineConfig, workers: int, lanes: int) -> int:
@@ -145,24 +159,38 @@ def choose_workers(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model
     return max(1, min(wanted, len(streams)))
 
 
-def choose_lanes(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model: str, workers: int) -> int:
-    """The configured lanes per worker (``auto``: :func:`~streamyolo.config.auto_lanes`)."""
+@dataclass(frozen=True, slots=True)
+class Lanes:
+    """Model replicas per worker: ``own`` always in use, ``spare`` on lanes that finished
+    workers hand over (thread workers only)."""
+
+    own: int = 1
+    spare: int = 0
+
+
+def choose_lanes(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model: str, workers: int) -> Lanes:
+    """The configured lanes per worker (``auto``: :func:`~streamyolo.config.auto_lanes`, and
+    :func:`~streamyolo.config.auto_spare_lanes` with thread workers)."""
     if cfg.model_sharing == "locked":
-        return 1
+        return Lanes()
     if cfg.lanes != "auto":
-        return cfg.lanes
+        return Lanes(cfg.lanes)
     if cfg.threads is not None:  # the user divided the cores themselves
-        return 1
+        return Lanes()
     from streamyolo.pipeline.pipeline import cpu_count
 
     cuda = resolve_device(cfg.device).startswith("cuda")
     kind = "pytorch" if is_pytorch(model) else "openvino" if is_openvino(model) else "other"
+    if not lanes_pay(kind, cuda, _live_only(streams)):
+        return Lanes()
     share = max(1, cpu_count() // workers)
-    lanes = auto_lanes(kind, cuda, _live_only(streams), share, cfg.batch)
-    if lanes > 1:
-        log.info("lanes: auto chose %d model replicas per worker, %d thread(s) each (%s model, lossless streams, "
-                 "%d CPU cores per worker)", lanes, max(1, share // lanes), kind, share)
-    return lanes
+    lanes = auto_lanes(kind, cuda, False, share, cfg.batch)
+    spare = auto_spare_lanes(lanes, workers, cfg.batch) if cfg.worker_mode == "thread" else 0
+    if lanes > 1 or spare:
+        log.info("lanes: auto chose %d model replica(s) per worker and %d spare for when others finish, "
+                 "%d thread(s) each (%s model, lossless streams, %d CPU cores per worker)",
+                 lanes, spare, max(1, share // lanes), kind, share)
+    return Lanes(lanes, spare)
 
 
 def _live_only(streams: Sequence[ResolvedStream]) -> bool:
@@ -225,7 +253,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         status_interval=cfg.status_interval,
         stats=StatsWriter(cfg.stats) if cfg.stats is not None else None,
         duration=cfg.duration,
-        torch_threads=_parent_torch_threads(cfg, workers, lanes),
+        torch_threads=_parent_torch_threads(cfg, workers, lanes.own),
         summary_path=cfg.summary,
         on_close=closers,
     )

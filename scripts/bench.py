@@ -22,7 +22,8 @@ H.264 clips):
   memory RSS with 1..K streams and 1..2 workers; growth over --memory-minutes
   P_web  (--web) P with the web page on and one viewer per stream reading its MJPEG video
 
---only P,P_web runs just those throughput contenders; --live-compare runs live mode with
+--only P,P_web runs just those throughput contenders (P_1lane, P with ``lanes: 1``, runs only
+when named here); --live-compare runs live mode with
 live_hold on and off, interleaved over --rounds (1 worker), instead of the usual live runs.
 
 The throughput contenders (D, M, P, U, S and the recording ones) run in --rounds interleaved
@@ -125,10 +126,10 @@ def thread_per_stream(model: str, paths: list[Path], imgsz: int) -> dict[str, An
 # -- streamyolo ------------------------------------------------------------------------------
 
 def streamyolo(model: str, paths: list[Path], imgsz: int, workers: int, record: Path | None = None,
-               mode: str = "thread", web: bool = False) -> dict[str, Any]:
+               mode: str = "thread", web: bool = False, lanes: int | str = "auto") -> dict[str, Any]:
     """P; with ``web``, the web page is on and one viewer per stream watches its video the whole run."""
     config: dict[str, Any] = {"streams": [f"s{i}={p}" for i, p in enumerate(paths)], "model": model,
-                              "imgsz": imgsz, "workers": workers, "device": "cpu"}
+                              "imgsz": imgsz, "workers": workers, "device": "cpu", "lanes": lanes}
     if record is not None:
         config["record"] = str(record)
     if mode != "thread":
@@ -351,6 +352,8 @@ def run_model(label: str, model: str, paths: list[Path], args: argparse.Namespac
     if args.web:
         measurements.append(("P_web", streamyolo, (model, paths, args.imgsz, args.workers), {"web": True}))
     if args.only:
+        if "P_1lane" in args.only.split(","):  # P with one model per worker: what lanes bring
+            measurements.append(("P_1lane", streamyolo, (model, paths, args.imgsz, args.workers), {"lanes": 1}))
         measurements = [m for m in measurements if m[0] in args.only.split(",")]
     if args.live_only:
         measurements = []
@@ -461,9 +464,11 @@ def print_report(results: list[dict[str, Any]]) -> None:
               f"| {fps(r, 'U')} | {fps(r, 'U_save')} | {fps(r, 'S')} | {fps(r, 'P_process')} | {fps(r, 'P_web')} |")
     print("\nevery round's frames per second (medians above):")
     for r in results:
-        for key in ("D", "M", "P", "U", "S", "P_rec", "U_save", "P_process", "P_web"):
+        for key in ("D", "M", "P", "U", "S", "P_rec", "U_save", "P_process", "P_web", "P_1lane"):
             if key in r:
                 print(f"  {r['model']} {key}: {r[key]['fps_runs']}")
+        if "P" in r and "P_1lane" in r:
+            print(f"  {r['model']} P (lanes: auto) / P_1lane (lanes: 1): {r['P']['fps'] / r['P_1lane']['fps']:.2f}")
             if key in r.get("hung", {}):
                 print(f"  {r['model']} {key}: hung and was killed in {r['hung'][key]} round(s), left out")
     for r in results:

@@ -138,7 +138,8 @@ class OpenVINORunner:
             # Measured for YOLO11n INT8: compiling takes 0.58 s, loading from the cache 0.19 s.
             # A damaged cache entry is not fatal: OpenVINO compiles again and rewrites it.
             config["CACHE_DIR"] = cache_dir
-        self._compiled = core.compile_model(_uint8_bgr_input(core.read_model(xml)), "CPU", config)
+        with compiling_into(cache_dir):
+            self._compiled = core.compile_model(_uint8_bgr_input(core.read_model(xml)), "CPU", config)
         if cache_dir:
             cached = bool(self._compiled.get_property("LOADED_FROM_CACHE"))
             log.debug("OpenVINO model %s %s cache %s", xml, "loaded from" if cached else "compiled into", cache_dir)
@@ -201,6 +202,47 @@ def make_runner(predictor: Any, model_path: str, threads: int | None, cache_dir:
 
 _compile_cache = threading.local()
 _caching_core_lock = threading.Lock()
+_folder_locks: dict[str, threading.Lock] = {}
+
+
+@contextmanager
+def compiling_into(folder: str | None) -> Iterator[None]:
+    """Hold the cache ``folder`` for one compilation (``None``: no hold).
+
+    Workers, lanes and worker processes start together and would all compile the same model
+    at once into the same folder: the work is done N times, and OpenVINO's cache file,
+    written by several at once, can be left damaged (the next start then compiles again).
+    One at a time, the first compiles and writes, and the others load what it wrote. Held
+    across threads (a lock per folder) and across processes (``flock`` on a file in it,
+    where the platform has it).
+    """
+    if folder is None:
+        yield
+        return
+    with _caching_core_lock:
+        lock = _folder_locks.setdefault(folder, threading.Lock())
+    with lock, _file_lock(Path(folder) / ".streamyolo.lock"):
+        yield
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # Windows: the thread lock alone
+        yield
+        return
+    try:
+        handle = open(path, "a+b")  # noqa: SIM115 (held for the block below)
+    except OSError:  # an unwritable folder: OpenVINO will say so itself
+        yield
+        return
+    with handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 @contextmanager
@@ -240,8 +282,13 @@ def _install_caching_core() -> None:
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 super().__init__(*args, **kwargs)
                 folder = getattr(_compile_cache, "folder", None)
+                self._streamyolo_folder = folder or None
                 if folder:
                     self.set_property({"CACHE_DIR": folder})
+
+            def compile_model(self, *args: Any, **kwargs: Any) -> Any:
+                with compiling_into(self._streamyolo_folder):
+                    return super().compile_model(*args, **kwargs)
 
         CachingCore.__name__ = CachingCore.__qualname__ = "Core"
         setattr(ov, "Core", CachingCore)  # noqa: B010 (openvino is typed as a plain module here)

@@ -138,7 +138,7 @@ class OpenVINORunner:
             # Measured for YOLO11n INT8: compiling takes 0.58 s, loading from the cache 0.19 s.
             # A damaged cache entry is not fatal: OpenVINO compiles again and rewrites it.
             config["CACHE_DIR"] = cache_dir
-        with compiling_into(cache_dir):
+        with compiling_into(cache_dir, f"{xml.resolve()} {sorted(config.items())}"):
             self._compiled = core.compile_model(_uint8_bgr_input(core.read_model(xml)), "CPU", config)
         if cache_dir:
             cached = bool(self._compiled.get_property("LOADED_FROM_CACHE"))
@@ -202,27 +202,39 @@ def make_runner(predictor: Any, model_path: str, threads: int | None, cache_dir:
 
 _compile_cache = threading.local()
 _caching_core_lock = threading.Lock()
-_folder_locks: dict[str, threading.Lock] = {}
+_first_compiles: dict[tuple[str, str], threading.Event] = {}
+"""(cache folder, model and settings) → set once the first compilation of it in this process is done."""
 
 
 @contextmanager
-def compiling_into(folder: str | None) -> Iterator[None]:
-    """Hold the cache ``folder`` for one compilation (``None``: no hold).
+def compiling_into(folder: str | None, what: str) -> Iterator[None]:
+    """Around one compilation of ``what`` (a model and its settings) into the cache ``folder``
+    (``None``: nothing to do).
 
     Workers, lanes and worker processes start together and would all compile the same model
     at once into the same folder: the work is done N times, and OpenVINO's cache file,
-    written by several at once, can be left damaged (the next start then compiles again).
-    One at a time, the first compiles and writes, and the others load what it wrote. Held
-    across threads (a lock per folder) and across processes (``flock`` on a file in it,
-    where the platform has it).
+    written by several at once, can be left damaged (the next start then compiles again). So
+    the first compilation of ``what`` in this process goes alone (across processes too:
+    ``flock`` on a file in the folder, where the platform has it), and the others wait for it
+    and then load what it wrote, side by side.
     """
     if folder is None:
         yield
         return
     with _caching_core_lock:
-        lock = _folder_locks.setdefault(folder, threading.Lock())
-    with lock, _file_lock(Path(folder) / ".streamyolo.lock"):
+        done = _first_compiles.get((folder, what))
+        first = done is None
+        if done is None:
+            done = _first_compiles[(folder, what)] = threading.Event()
+    if not first:
+        done.wait()
         yield
+        return
+    try:
+        with _file_lock(Path(folder) / ".streamyolo.lock"):
+            yield
+    finally:
+        done.set()  # even after a failure: the others then compile for themselves
 
 
 @contextmanager
@@ -287,7 +299,10 @@ def _install_caching_core() -> None:
                     self.set_property({"CACHE_DIR": folder})
 
             def compile_model(self, *args: Any, **kwargs: Any) -> Any:
-                with compiling_into(self._streamyolo_folder):
+                model: Any = args[0] if args else kwargs.get("model")
+                name = model.get_friendly_name() if hasattr(model, "get_friendly_name") else str(model)
+                what = f"backend {name} {args[1:]} {sorted(kwargs.items(), key=lambda item: item[0])}"
+                with compiling_into(self._streamyolo_folder, what):
                     return super().compile_model(*args, **kwargs)
 
         CachingCore.__name__ = CachingCore.__qualname__ = "Core"

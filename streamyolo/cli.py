@@ -37,8 +37,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="inference threads, each with its own model (auto: 2; 1 per 4 cores for live cameras "
                              "only with an OpenVINO model on a CPU)")
     parser.add_argument("--lanes", metavar="N|auto",
-                        help="model replicas per worker that split its batches, one thread each (auto: one per "
-                             "core of the worker's share for a PyTorch model with lossless streams on a CPU, else 1)")
+                        help="model replicas per worker that split its batches (auto: one per core of the "
+                             "worker's share for a PyTorch or OpenVINO model with lossless streams on a CPU, else 1)")
     parser.add_argument("--batch", type=int, help="most frames per forward pass")
     parser.add_argument("--model-sharing", choices=["per-thread", "locked"])
     parser.add_argument("--worker-mode", choices=["thread", "process"],

@@ -83,7 +83,6 @@ class _Lane:
         self._factory = factory
         self._jobs: queue.SimpleQueue[Sequence[Image] | None] = queue.SimpleQueue()
         self._replies: queue.SimpleQueue[list[Detections] | BaseException] = queue.SimpleQueue()
-        self.names: Mapping[int, str] = {}
         self.thread = threading.Thread(target=self._run, name=name)
 
     def start(self) -> None:
@@ -120,7 +119,6 @@ class _Lane:
             self._replies.put(exc)
             return
         try:
-            self.names = dict(detector.names)
             self._replies.put([])  # ready
             while (images := self._jobs.get()) is not None:
                 try:

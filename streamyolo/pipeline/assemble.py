@@ -181,10 +181,11 @@ def choose_lanes(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model: 
 
     cuda = resolve_device(cfg.device).startswith("cuda")
     kind = "pytorch" if is_pytorch(model) else "openvino" if is_openvino(model) else "other"
-    if not lanes_pay(kind, cuda, _live_only(streams)):
+    live_only = _live_only(streams)
+    if not lanes_pay(kind, cuda, live_only):
         return Lanes()
     share = max(1, cpu_count() // workers)
-    lanes = auto_lanes(kind, cuda, False, share, cfg.batch)
+    lanes = auto_lanes(kind, cuda, live_only, share, cfg.batch)
     spare = auto_spare_lanes(lanes, workers, cfg.batch) if cfg.worker_mode == "thread" else 0
     if lanes > 1 or spare:
         log.info("lanes: auto chose %d model replica(s) per worker and %d spare for when others finish, "

@@ -140,17 +140,16 @@ def lanes_pay(model_kind: str, cuda: bool, live_only: bool) -> bool:
     return not cuda and not live_only and model_kind in ("pytorch", "openvino")
 
 
-def auto_spare_lanes(lanes: int, workers: int, batch: int) -> int:
-    """Replicas each worker keeps beyond its ``lanes`` for ``lanes: auto``, run only on the
-    lanes of workers that have finished (see :class:`~streamyolo.inference.lanes.SpareCores`):
-    enough to use every lane of the pipeline, at most ``batch`` in all.
+def lends_lanes(lanes: int, workers: int, batch: int, thread_workers: bool) -> bool:
+    """Whether, for ``lanes: auto``, workers that have finished lend their lanes to the
+    others (see :class:`~streamyolo.inference.lanes.IdleLanes`): with thread workers (a
+    process cannot run another's threads), at least 2 of them, and batches with room for
+    more lanes than a worker has.
 
-    >>> auto_spare_lanes(lanes=1, workers=2, batch=4), auto_spare_lanes(lanes=4, workers=2, batch=4)
-    (1, 0)
+    >>> lends_lanes(lanes=1, workers=2, batch=4, thread_workers=True), lends_lanes(4, 2, 4, True)
+    (True, False)
     """
-    if workers < 2:
-        return 0
-    return max(0, min(batch, workers * lanes) - lanes)
+    return thread_workers and workers >= 2 and lanes < batch
 
 
 class PipelineConfig(_Strict):

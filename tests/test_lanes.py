@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from streamyolo.buffering import Overflow
-from streamyolo.config import auto_lanes, auto_spare_lanes, build_config
+from streamyolo.config import auto_lanes, build_config, lends_lanes
 from streamyolo.errors import ConfigError
 from streamyolo.frames import Detections, Image
 from streamyolo.inference import DetectSettings, UltralyticsFactory
 from streamyolo.inference.detector import Detector
-from streamyolo.inference.lanes import LanedDetector, LanedFactory, SpareCores
+from streamyolo.inference.lanes import IdleLanes, LanedDetector, LanedFactory
 from streamyolo.inference.models import resolve_model
 from streamyolo.inference.offline import import_ultralytics
 from streamyolo.pipeline import Pipeline, StreamSetup
@@ -127,49 +127,76 @@ def test_a_replica_that_cannot_be_built_fails_the_build_and_closes_the_others() 
 
 
 @pytest.mark.timeout(30)
-def test_a_finished_worker_hands_its_lanes_to_the_spare_replicas_of_the_others() -> None:
-    cores = SpareCores()
+def test_a_finished_worker_lends_its_lanes_replicas_and_all_to_the_others() -> None:
+    idle = IdleLanes()
     first, second = _Replicas(), _Replicas()
-    busy = LanedDetector.build(first, 1, spare=1, cores=cores)
-    done = LanedDetector.build(second, 1, spare=1, cores=cores)
+    busy = LanedDetector.build(first, 1, idle)
+    done = LanedDetector.build(second, 1, idle)
+    threads = busy.threads + done.threads
+    me = threading.current_thread().name
     try:
-        me = threading.current_thread().name
-        assert sorted(first.built) == [me, f"{me}/lane1"]  # the spare replica is built up front
+        assert sorted(first.built) == sorted(second.built) == [f"{me}/lane0"], \
+            "with lending, each replica is built on a lane thread of its own, and no spare one is"
         assert busy.lanes == 1
         assert [int(d.xyxy[0, 0]) for d in busy.detect(_images(4))] == [0, 1, 2, 3]
-        assert first.batches() == [[4], []], "no lane is free while the other worker runs"
-        done.close()  # that worker has finished: its lane is free
+        assert (first.batches(), second.batches()) == ([[4]], [[]]), "no lane is free while the other worker runs"
+        done.close()  # that worker has finished: its lane, with its own replica, is free
         assert [int(d.xyxy[0, 0]) for d in busy.detect(_images(4))] == [0, 1, 2, 3]
         assert [int(d.xyxy[0, 0]) for d in busy.detect(_images(3))] == [0, 1, 2]
-        assert first.batches() == [[4, 2, 2], [2, 1]], "the borrowed lane is given back after each batch"
-        assert busy.detect(_images(1)) and first.batches()[1] == [2, 1], "one frame needs no second lane"
-        assert cores.take(5) == 1, "exactly the finished worker's lane is free between batches"
-        cores.give(1)
+        assert first.batches() == [[4, 2, 2]] and second.batches() == [[2, 1]], \
+            "the finished worker's replica runs the borrowed parts"
+        assert second.built[f"{me}/lane0"].threads == [f"{me}/lane0"] * 2, "on the thread that built it"
+        assert len(busy.detect(_images(1))) == 1 and second.batches() == [[2, 1]], "one frame needs no second lane"
+        lent = idle.take(5)
+        assert len(lent) == 1, "exactly the finished worker's lane is free between batches"
+        idle.give(lent)
+        assert second.closed == [], "a lent replica stays open while a worker is still running"
     finally:
         busy.close()
         done.close()
-    assert cores.take(5) == 2, "both workers' lanes are free once both are done"
-    assert not any(t.is_alive() for t in busy.threads + done.threads)
+    assert idle.take(5) == [], "the last worker to close stops every lane"
+    assert not any(t.is_alive() for t in threads)
+    assert first.closed == second.closed == [f"{me}/lane0"], "each replica is closed on its own thread"
+
+
+@pytest.mark.timeout(30)
+def test_a_borrowed_lane_whose_replica_fails_is_not_lent_again() -> None:
+    idle = IdleLanes()
+    healthy, failing = _Replicas(), _Replicas(fail_on=1)  # the lent replica fails on its first batch
+    busy = LanedDetector.build(healthy, 1, idle)
+    done = LanedDetector.build(failing, 1, idle)
+    threads = busy.threads + done.threads
+    try:
+        done.close()
+        with pytest.raises(RuntimeError, match="fake detector failure"):
+            busy.detect(_images(4))
+        assert idle.take(5) == [], "the failed lane was stopped, not given back"
+        assert [int(d.xyxy[0, 0]) for d in busy.detect(_images(4))] == [0, 1, 2, 3]
+        assert healthy.batches() == [[2, 4]]
+    finally:
+        busy.close()
+    assert not any(t.is_alive() for t in threads)
 
 
 @pytest.mark.parametrize(
     ("config", "cores", "expected", "expected_threads"),
     [
         ({"streams": ["a=synthetic:"], "model": "demo"}, 2, Lanes(2, 0), 1),  # one worker, two 1-thread replicas
-        # 2 workers, 1 core each, and a spare replica each for when the other worker is done
-        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo"}, 2, Lanes(1, 1), 1),
-        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo", "worker_mode": "process"}, 2, Lanes(1, 0), 1),
-        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo"}, 8, Lanes(4, 0), 1),  # 4 cores each, batch 4
-        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo", "batch": 2}, 8, Lanes(2, 0), 2),
-        ({"streams": ["a=rtsp://h/a"], "model": "demo"}, 2, Lanes(1, 0), 2),  # live: one frame per pass, all threads
-        ({"streams": ["a=rtsp://h/a", "b=rtsp://h/b"], "model": "demo"}, 2, Lanes(1, 0), 1),
-        ({"streams": ["a=synthetic:"], "model": "demo", "threads": 2}, 2, Lanes(1, 0), 2),  # the user divided the cores
-        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo", "lanes": 1}, 2, Lanes(1, 0), 1),
-        ({"streams": ["a=synthetic:"], "model": "demo", "lanes": 3}, 6, Lanes(3, 0), 2),
-        ({"streams": ["a=synthetic:"], "model": "demo", "model_sharing": "locked"}, 2, Lanes(1, 0), 2),
-        ({"streams": ["a=synthetic:"], "model": "OV"}, 2, Lanes(2, 0), 1),  # OpenVINO gains from replicas too
-        ({"streams": ["a=rtsp://h/a"], "model": "OV"}, 2, Lanes(1, 0), 2),
-        ({"streams": ["a=synthetic:"], "model": "m.onnx"}, 2, Lanes(1, 0), 2),  # not measured: one model
+        # 2 workers, 1 core each, and each lends its lane to the other once it is done
+        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo"}, 2, Lanes(1, True), 1),
+        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo", "worker_mode": "process"}, 2, Lanes(1), 1),
+        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo"}, 8, Lanes(4), 1),  # 4 cores each, batch 4
+        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo", "batch": 2}, 8, Lanes(2), 2),
+        ({"streams": ["a=synthetic:", "b=synthetic:", "c=synthetic:"], "model": "demo"}, 4, Lanes(2, True), 1),
+        ({"streams": ["a=rtsp://h/a"], "model": "demo"}, 2, Lanes(1), 2),  # live: one frame per pass, all threads
+        ({"streams": ["a=rtsp://h/a", "b=rtsp://h/b"], "model": "demo"}, 2, Lanes(1), 1),
+        ({"streams": ["a=synthetic:"], "model": "demo", "threads": 2}, 2, Lanes(1), 2),  # the user divided the cores
+        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo", "lanes": 1}, 2, Lanes(1), 1),
+        ({"streams": ["a=synthetic:"], "model": "demo", "lanes": 3}, 6, Lanes(3), 2),
+        ({"streams": ["a=synthetic:"], "model": "demo", "model_sharing": "locked"}, 2, Lanes(1), 2),
+        ({"streams": ["a=synthetic:"], "model": "OV"}, 2, Lanes(2), 1),  # OpenVINO gains from replicas too
+        ({"streams": ["a=rtsp://h/a"], "model": "OV"}, 2, Lanes(1), 2),
+        ({"streams": ["a=synthetic:"], "model": "m.onnx"}, 2, Lanes(1), 2),  # not measured: one model
     ],
 )
 def test_auto_lanes_and_the_threads_each_replica_gets(config: dict[str, object], cores: int, expected: Lanes,
@@ -199,10 +226,9 @@ def test_auto_lanes_and_the_threads_each_replica_gets(config: dict[str, object],
         assert not laned
     else:
         assert len(laned) == workers
-        assert {(f.lanes, f.spare) for f in laned} == {(lanes.own, lanes.spare)}
-        shared = {id(f.cores) for f in laned}
-        assert len(shared) == 1 and (None in {f.cores for f in laned}) == (lanes.spare == 0), \
-            "workers with spare replicas share one pool of free lanes"
+        assert {f.lanes for f in laned} == {lanes.own}
+        assert len({id(f.idle) for f in laned}) == 1 and (None in {f.idle for f in laned}) != lanes.lend, \
+            "workers that lend their lanes share one pool of idle lanes"
 
 
 def test_auto_lanes_rule_and_bad_lane_counts() -> None:
@@ -210,8 +236,9 @@ def test_auto_lanes_rule_and_bad_lane_counts() -> None:
     assert auto_lanes("other", cuda=False, live_only=False, share=2, batch=4) == 1
     assert auto_lanes("pytorch", cuda=False, live_only=False, share=2, batch=1) == 1
     assert auto_lanes("openvino", cuda=False, live_only=False, share=3, batch=4) == 3
-    assert auto_spare_lanes(lanes=1, workers=3, batch=4) == 2
-    assert auto_spare_lanes(lanes=1, workers=1, batch=4) == 0
+    assert lends_lanes(lanes=1, workers=3, batch=4, thread_workers=True)
+    assert not lends_lanes(lanes=1, workers=1, batch=4, thread_workers=True)
+    assert not lends_lanes(lanes=1, workers=2, batch=4, thread_workers=False)
     assert build_config({"streams": ["a"]}, environ={"STREAMYOLO_LANES": "2"}).lanes == 2
     for bad in ("several", 0, 65, 1.5):
         with pytest.raises(ConfigError, match=r"config key 'lanes': must be a whole number from 1 to 64, or 'auto'"):

@@ -31,7 +31,7 @@ MODES = [("per-thread", "thread", 1), ("locked", "thread", 1), ("per-thread", "p
          ("per-thread", "thread", 2), ("per-thread", "process", 2), ("per-thread", "thread", "auto")]
 """(model_sharing, worker_mode, lanes): ``locked`` shares one model between threads, so it is
 thread-only; 2 lanes split each worker's batches between two replicas of its model; ``auto``
-(on 2 cores) gives each worker a spare replica that runs once the other worker is done."""
+(on 2 cores) has each worker lend its lane to the other once it is done."""
 
 
 def _run(streams: list[Path], model: str, sharing: str, worker_mode: str, lanes: int | str, imgsz: int,

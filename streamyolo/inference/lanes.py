@@ -8,7 +8,8 @@ one model on 2 torch threads ran 11-14 frames/s, two 1-thread replicas on 2 fram
 other lane a thread of its own; each lane builds its own model inside its own thread (the
 rule of Ultralytics' thread-safe inference guide), and each batch is cut into contiguous
 parts, one per lane, whose results come back in the batch's order. A one-frame batch runs on
-lane 0 alone.
+lane 0 alone. With :class:`IdleLanes`, lane 0 is a thread of its own too, so that a worker
+that has finished can lend all its lanes to the others.
 """
 
 from __future__ import annotations
@@ -28,52 +29,75 @@ log = logging.getLogger(__name__)
 _JOIN_TIMEOUT = 10.0  # seconds to wait for a lane thread to finish its batch and close its model
 
 
-class SpareCores:
-    """Lanes that workers which have finished hand over to those still working.
+class IdleLanes:
+    """Lanes of workers that have finished, lent to the workers still working.
 
     Workers of one pipeline split the cores between them; a worker whose streams have all
     ended leaves its share idle, and with files of different lengths (or more streams on one
-    worker than on another) the last worker would finish alone on its share. Each
-    :class:`LanedDetector` given a ``SpareCores`` gives back its own lanes when it closes (its
-    worker is done), and lends them to the others' spare replicas. Measured on 2 cores, 3
-    files on 2 workers (2 + 1 streams): yolo26n in PyTorch 25.0-25.4 frames/s with spare
-    replicas against 21.0-21.5 without, YOLO11n in OpenVINO 40.5-42.9 against 35.3-35.8.
-    A spare replica costs memory and start-up but no CPU while every worker is busy.
+    worker than on another) the last worker would finish alone on its share. A
+    :class:`LanedDetector` given an ``IdleLanes`` runs every replica on a lane thread of its
+    own, and when it closes (its worker is done) hands those lanes, replicas and all, to the
+    others, who borrow them batch by batch without waiting. Each replica still runs on the
+    one thread that built it; nothing is built for lending, so it costs no start-up or memory.
+    The last worker to close stops every lane. Measured on 2 cores, 3 files on 2 workers
+    (2 + 1 streams): see :func:`streamyolo.pipeline.assemble.choose_lanes`.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._free = 0
+        self._free: list[_Lane] = []
+        self._members = 0
 
-    def give(self, lanes: int) -> None:
+    def enter(self) -> None:
+        """A worker's detector joins (its lanes come when it :meth:`leave` s)."""
         with self._lock:
-            self._free += lanes
+            self._members += 1
 
-    def take(self, most: int) -> int:
+    def leave(self, lanes: Sequence[_Lane]) -> None:
+        """A worker is done: its ``lanes`` serve the others; the last to leave stops them all."""
+        with self._lock:
+            self._members -= 1
+            self._free.extend(lanes)
+            if self._members > 0:
+                return
+            finished, self._free = self._free, []
+        for lane in finished:
+            lane.stop()
+
+    def take(self, most: int) -> list[_Lane]:
         """Up to ``most`` free lanes, at once (never waits); :meth:`give` them back after use."""
         with self._lock:
-            taken = max(0, min(most, self._free))
-            self._free -= taken
+            taken = self._free[:max(0, most)]
+            del self._free[:len(taken)]
             return taken
+
+    def give(self, lanes: Sequence[_Lane]) -> None:
+        """Borrowed lanes back; one whose replica failed is stopped instead of lent again."""
+        healthy = [lane for lane in lanes if not lane.failed]
+        with self._lock:
+            self._free.extend(healthy)
+        for lane in lanes:
+            if lane.failed:
+                lane.stop()
 
 
 @dataclass(frozen=True, slots=True)
 class LanedFactory:
-    """Builds a :class:`LanedDetector` of ``lanes`` replicas made by ``inner``, and ``spare``
-    more that run only on lanes borrowed from ``cores`` (see :class:`SpareCores`).
+    """Builds a :class:`LanedDetector` of ``lanes`` replicas made by ``inner``; with ``idle``,
+    the worker lends them to the others once it is done and borrows theirs (see
+    :class:`IdleLanes`).
 
     Plain data, so it can also be sent to a worker process (whose lanes are then threads of
-    that process; ``cores`` must then be ``None``). Like every factory, call it inside the
+    that process; ``idle`` must then be ``None``). Like every factory, call it inside the
     thread that will use the detector.
     """
 
     inner: DetectorFactory
     lanes: int
-    spare: int = 0
-    cores: SpareCores | None = None
+    idle: IdleLanes | None = None
 
     def __call__(self) -> Detector:
-        return LanedDetector.build(self.inner, self.lanes, self.spare, self.cores)
+        return LanedDetector.build(self.inner, self.lanes, self.idle)
 
 
 class _Lane:
@@ -84,6 +108,10 @@ class _Lane:
         self._jobs: queue.SimpleQueue[Sequence[Image] | None] = queue.SimpleQueue()
         self._replies: queue.SimpleQueue[list[Detections] | BaseException] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name=name)
+        self.names: Mapping[int, str] = {}
+        """The replica's class names, once it is built."""
+        self.failed = False
+        """Whether the replica has raised on a batch (read after :meth:`result`)."""
 
     def start(self) -> None:
         """Start the thread, which builds its replica first (see :meth:`wait_ready`)."""
@@ -115,6 +143,7 @@ class _Lane:
     def _run(self) -> None:
         try:
             detector = self._factory()
+            self.names = dict(detector.names)
         except BaseException as exc:  # the lane owns its death: the worker re-raises it
             self._replies.put(exc)
             return
@@ -124,6 +153,7 @@ class _Lane:
                 try:
                     self._replies.put(detector.detect(images))
                 except BaseException as exc:
+                    self.failed = True
                     self._replies.put(exc)
         finally:
             try:
@@ -141,31 +171,32 @@ class LanedDetector:
     answered, so no lane is left working on a batch nobody waits for.
     """
 
-    def __init__(self, own: Detector, helpers: Sequence[_Lane], spare: int = 0,
-                 cores: SpareCores | None = None) -> None:
+    def __init__(self, own: Detector | None, helpers: Sequence[_Lane], idle: IdleLanes | None = None) -> None:
+        if own is None and not helpers:
+            raise ValueError("a laned detector needs at least one lane")
         self._own = own
+        """Lane 0 on the caller's thread; ``None`` when every lane is a thread of its own."""
         self._helpers = list(helpers)
-        self._spare = spare if cores is not None else 0
-        """The last ``spare`` helpers run only on lanes borrowed from ``cores``."""
-        self._cores = cores
+        self._names = own.names if own is not None else helpers[0].names
+        self._idle = idle
+        if idle is not None:
+            idle.enter()
 
     @classmethod
-    def build(cls, factory: DetectorFactory, lanes: int, spare: int = 0,
-              cores: SpareCores | None = None) -> LanedDetector:
-        """Lane 0's replica is built on the calling thread, the others on their own threads,
-        all at the same time. ``spare`` more replicas run only on lanes borrowed from
-        ``cores``; with ``cores`` the detector gives its ``lanes`` to the others on closing."""
-        if lanes < 1 or spare < 0:
-            raise ValueError(f"lanes must be at least 1 and spare at least 0, not {lanes} and {spare}")
-        if cores is None:
-            spare = 0
+    def build(cls, factory: DetectorFactory, lanes: int, idle: IdleLanes | None = None) -> LanedDetector:
+        """Build ``lanes`` replicas at the same time, each inside the thread that will run it:
+        lane 0's on the calling thread and the others on threads of their own, or, with
+        ``idle`` (so that all of them can serve other workers later), every one on a lane thread."""
+        if lanes < 1:
+            raise ValueError(f"lanes must be at least 1, not {lanes}")
         base = threading.current_thread().name
-        helpers = [_Lane(factory, f"{base}/lane{index}") for index in range(1, lanes + spare)]
+        helpers = [_Lane(factory, f"{base}/lane{index}") for index in range(0 if idle is not None else 1, lanes)]
         own: Detector | None = None
         try:
             for lane in helpers:
                 lane.start()
-            own = factory()
+            if idle is None:
+                own = factory()
             for lane in helpers:
                 lane.wait_ready()
         except BaseException:
@@ -175,45 +206,47 @@ class LanedDetector:
             if own is not None:
                 own.close()
             raise
-        return cls(own, helpers, spare, cores)
+        return cls(own, helpers, idle)
 
     @property
     def lanes(self) -> int:
-        """Lanes always in use (the borrowed ones come on top)."""
-        return 1 + len(self._helpers) - self._spare
+        """Lanes of this worker's own (borrowed ones come on top)."""
+        return len(self._helpers) + (self._own is not None)
 
     @property
     def names(self) -> Mapping[int, str]:
-        return self._own.names
+        return self._names
 
     @property
     def threads(self) -> list[threading.Thread]:
-        """The helper lanes' threads (lane 0 is the caller's)."""
+        """The lane threads (without an :class:`IdleLanes`, lane 0 is the caller's)."""
         return [lane.thread for lane in self._helpers]
 
     def detect(self, images: Sequence[Image]) -> list[Detections]:
         own = min(self.lanes, len(images))
-        borrowed = self._cores.take(min(self._spare, len(images) - own)) if self._cores is not None else 0
+        borrowed = self._idle.take(len(images) - own) if self._idle is not None else []
+        helpers = self._helpers[:own - (self._own is not None)] + borrowed
         try:
-            return self._detect(images, own + borrowed)
+            return self._detect(images, helpers)
         finally:
             if borrowed:
-                assert self._cores is not None
-                self._cores.give(borrowed)
+                assert self._idle is not None
+                self._idle.give(borrowed)
 
-    def _detect(self, images: Sequence[Image], lanes: int) -> list[Detections]:
-        parts = _split(images, lanes)
-        if len(parts) <= 1:
+    def _detect(self, images: Sequence[Image], helpers: Sequence[_Lane]) -> list[Detections]:
+        local = self._own is not None
+        parts = _split(images, len(helpers) + local)
+        if self._own is not None and len(parts) == 1:
             return self._own.detect(images)
-        helpers = self._helpers[:len(parts) - 1]
-        for lane, part in zip(helpers, parts[1:], strict=True):
+        for lane, part in zip(helpers, parts[local:], strict=True):
             lane.submit(part)
         failure: BaseException | None = None
         out: list[Detections] = []
-        try:
-            out.extend(self._own.detect(parts[0]))
-        except BaseException as exc:
-            failure = exc
+        if self._own is not None:
+            try:
+                out.extend(self._own.detect(parts[0]))
+            except BaseException as exc:
+                failure = exc
         for lane in helpers:
             try:
                 out.extend(lane.result())
@@ -226,15 +259,17 @@ class LanedDetector:
         return out
 
     def close(self) -> None:
-        lanes = self.lanes
-        for lane in self._helpers:
+        helpers, self._helpers = self._helpers, []
+        if self._idle is not None:
+            # This worker is done: its healthy lanes serve the others until the last one is.
+            self._idle.leave([lane for lane in helpers if not lane.failed])
+            self._idle = None
+            helpers = [lane for lane in helpers if lane.failed]
+        for lane in helpers:
             lane.stop()
-        self._helpers = []
-        self._own.close()
-        if self._cores is not None:
-            self._cores.give(lanes)  # this worker is done: its cores serve the others' spare replicas
-            self._cores = None
-        self._spare = 0
+        if self._own is not None:
+            self._own.close()
+            self._own = None
 
 
 def _split(images: Sequence[Image], parts: int) -> list[Sequence[Image]]:

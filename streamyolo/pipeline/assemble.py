@@ -15,14 +15,14 @@ from streamyolo.config import (
     PipelineConfig,
     StreamConfig,
     auto_lanes,
-    auto_spare_lanes,
     auto_workers,
     build_config,
     lanes_pay,
+    lends_lanes,
 )
 from streamyolo.errors import OutputError
 from streamyolo.inference.detector import DetectorFactory
-from streamyolo.inference.lanes import LanedFactory, SpareCores
+from streamyolo.inference.lanes import IdleLanes, LanedFactory
 from streamyolo.inference.models import (
     DetectSettings,
     SharedFactory,
@@ -85,17 +85,17 @@ def detector_factories(config: PipelineConfig, model: str, workers: int,
         shared = SharedFactory(UltralyticsFactory(model, settings, devices[0], threads, cache))
         return [shared] * workers
 
-    def own(device: str, spare: SpareCores | None) -> DetectorFactory:
+    def own(device: str, idle: IdleLanes | None) -> DetectorFactory:
         single = UltralyticsFactory(model, settings, device, threads, cache)
-        if lanes.own == 1 and spare is None:
+        if lanes.own == 1 and idle is None:
             return single
-        return LanedFactory(single, lanes.own, lanes.spare if spare is not None else 0, spare)
+        return LanedFactory(single, lanes.own, idle)
 
     if config.worker_mode == "process":  # each child imports for itself; no lanes cross processes
         return [ProcessDetectorFactory(own(device, None), f"w{index}", torch_threads=threads)
                 for index, device in enumerate(devices)]
-    spare = SpareCores() if lanes.spare else None
-    return [own(device, spare) for device in devices]
+    idle = IdleLanes() if lanes.lend else None  # one pool: finished workers lend to the others
+    return [own(device, idle) for device in devices]
 
 
 def models_running(config: PipelineConfig, workers: int, lanes: int) -> int:
@@ -161,16 +161,16 @@ def choose_workers(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model
 
 @dataclass(frozen=True, slots=True)
 class Lanes:
-    """Model replicas per worker: ``own`` always in use, ``spare`` on lanes that finished
-    workers hand over (thread workers only)."""
+    """Model replicas (lanes) per worker, and whether workers that have finished lend theirs
+    to the others (thread workers only)."""
 
     own: int = 1
-    spare: int = 0
+    lend: bool = False
 
 
 def choose_lanes(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model: str, workers: int) -> Lanes:
     """The configured lanes per worker (``auto``: :func:`~streamyolo.config.auto_lanes`, and
-    :func:`~streamyolo.config.auto_spare_lanes` with thread workers)."""
+    :func:`~streamyolo.config.lends_lanes`)."""
     if cfg.model_sharing == "locked":
         return Lanes()
     if cfg.lanes != "auto":
@@ -186,12 +186,12 @@ def choose_lanes(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model: 
         return Lanes()
     share = max(1, cpu_count() // workers)
     lanes = auto_lanes(kind, cuda, live_only, share, cfg.batch)
-    spare = auto_spare_lanes(lanes, workers, cfg.batch) if cfg.worker_mode == "thread" else 0
-    if lanes > 1 or spare:
-        log.info("lanes: auto chose %d model replica(s) per worker and %d spare for when others finish, "
-                 "%d thread(s) each (%s model, lossless streams, %d CPU cores per worker)",
-                 lanes, spare, max(1, share // lanes), kind, share)
-    return Lanes(lanes, spare)
+    lend = lends_lanes(lanes, workers, cfg.batch, cfg.worker_mode == "thread")
+    if lanes > 1 or lend:
+        log.info("lanes: auto chose %d model replica(s) per worker, %d thread(s) each (%s model, lossless "
+                 "streams, %d CPU cores per worker)%s", lanes, max(1, share // lanes), kind, share,
+                 "; workers that finish lend them to the others" if lend else "")
+    return Lanes(lanes, lend)
 
 
 def _live_only(streams: Sequence[ResolvedStream]) -> bool:

@@ -103,3 +103,43 @@ def test_the_backend_cache_applies_only_inside_the_block_and_on_its_thread(tmp_p
     assert ov.Core().get_property("CACHE_DIR") == "", "after the block Core must not cache"
     with cached_openvino_compiles(None):
         assert ov.Core().get_property("CACHE_DIR") == ""
+
+
+@pytest.mark.timeout(60)
+def test_a_model_once_compiled_into_the_cache_later_loads_beside_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first compilation of a model into a cache folder goes alone; once it is there, a
+    later process (here: the registry of first compilations emptied) lets its lanes load at once."""
+    from streamyolo.inference import runners
+
+    folder = str(tmp_path)
+    both_inside = threading.Barrier(2, timeout=5)
+    outcomes: list[str] = []
+
+    def compile_beside() -> None:
+        with runners.compiling_into(folder, "model.xml CPU {}"):
+            try:
+                both_inside.wait()
+                outcomes.append("together")
+            except threading.BrokenBarrierError:
+                outcomes.append("alone")
+
+    def two_at_once() -> list[str]:
+        outcomes.clear()
+        both_inside.reset()
+        threads = [threading.Thread(target=compile_beside) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return sorted(outcomes)
+
+    monkeypatch.setattr(runners, "_first_compiles", {})
+    assert two_at_once() == ["alone", "alone"], "a first compilation must not run beside another"
+    with pytest.raises(RuntimeError):  # a failed compilation leaves no mark
+        with runners.compiling_into(folder, "broken.xml CPU {}"):
+            raise RuntimeError("cannot compile")
+    monkeypatch.setattr(runners, "_first_compiles", {})  # as in a new process
+    assert two_at_once() == ["together", "together"]
+    assert len(list(tmp_path.glob(".streamyolo-compiled-*"))) == 1

@@ -137,9 +137,8 @@ def test_a_model_once_compiled_into_the_cache_later_loads_beside_the_others(
 
     monkeypatch.setattr(runners, "_first_compiles", {})
     assert two_at_once() == ["alone", "alone"], "a first compilation must not run beside another"
-    with pytest.raises(RuntimeError):  # a failed compilation leaves no mark
-        with runners.compiling_into(folder, "broken.xml CPU {}"):
-            raise RuntimeError("cannot compile")
+    with pytest.raises(RuntimeError), runners.compiling_into(folder, "broken.xml CPU {}"):
+        raise RuntimeError("cannot compile")  # a failed compilation leaves no mark
     monkeypatch.setattr(runners, "_first_compiles", {})  # as in a new process
     assert two_at_once() == ["together", "together"]
     assert len(list(tmp_path.glob(".streamyolo-compiled-*"))) == 1

@@ -118,3 +118,25 @@ def test_each_worker_builds_its_own_model_in_its_own_thread(clips: list[Path], r
     threads = sorted(name for name, _ in factory.built)
     assert threads == ["inference:w0", "inference:w1"]
     assert len({ident for _, ident in factory.built}) == 2, "workers must not share a model instance"
+
+
+@pytest.mark.timeout(120)
+def test_building_a_model_keeps_the_workers_share_of_torch_threads(random_model: Path) -> None:
+    """Ultralytics' select_device() sets torch's process-wide threads to its own NUM_THREADS
+    (cores - 1) whenever a predictor is set up; a worker must keep the share it was given."""
+    import torch
+    from ultralytics.utils import NUM_THREADS
+
+    wanted = 2 if NUM_THREADS != 2 else 3
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(wanted)
+        detector = UltralyticsFactory(str(random_model), DetectSettings(imgsz=160), "cpu")()
+        assert torch.get_num_threads() == wanted, "building a model without a share keeps the threads set"
+        detector.close()
+        torch.set_num_threads(1)
+        detector = UltralyticsFactory(str(random_model), DetectSettings(imgsz=160), "cpu", threads=wanted)()
+        assert torch.get_num_threads() == wanted, "building a model with a share applies it"
+        detector.close()
+    finally:
+        torch.set_num_threads(saved)

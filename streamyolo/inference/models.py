@@ -172,8 +172,14 @@ class UltralyticsDetector:
         imgsz = self._settings.imgsz
         height, width = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
         dummy = np.full((height, width, 3), 114, dtype=np.uint8)
+        threads = torch.get_num_threads()
         with cached_openvino_compiles(self._cache_dir):  # Ultralytics' backend compiles an OpenVINO model here
             self._model.predict(dummy, **self._settings.predict_kwargs(self._device))
+        if not self._device.startswith("cuda"):
+            # Setting up a predictor, Ultralytics' select_device() sets torch's process-wide
+            # intra-op threads to its own NUM_THREADS (cores - 1, at most 8): 1 on 2 cores,
+            # 7 per model on 8. Put back this worker's share of the cores.
+            torch.set_num_threads(self._threads or threads)
         self._predictor = self._model.predictor
         self._names = {int(k): str(v) for k, v in self._predictor.model.names.items()}
         self._runner = make_runner(self._predictor, self._model_path, self._threads, self._cache_dir)
@@ -266,7 +272,8 @@ class UltralyticsFactory:
     settings: DetectSettings = DetectSettings()
     device: str = "cpu"
     threads: int | None = None
-    """CPU threads this worker's model may use (OpenVINO); ``None``: the runtime decides."""
+    """CPU threads this worker's model may use (torch intra-op threads, OpenVINO's
+    ``INFERENCE_NUM_THREADS``); ``None``: as set when it is built, or the runtime decides."""
     cache_dir: str | None = None
     """Where OpenVINO keeps compiled models between runs; ``None``: compile every time."""
 

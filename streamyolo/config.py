@@ -117,11 +117,13 @@ def auto_lanes(model_kind: str, cuda: bool, live_only: bool, share: int, batch: 
     ``batch``, for a ``"pytorch"`` or ``"openvino"`` model on a CPU with lossless streams;
     else 1.
 
-    Replicas side by side, one core each, use the cores better than one model on all of
-    them: on 2 cores, yolo26n in PyTorch (batch 4) ran 11-14 frames/s on 2 torch threads and
-    22-23 frames/s as two 1-thread replicas; one 1080p file through one worker went from
-    13-14 to 20-23 frames/s, and with YOLO11n in OpenVINO from 38.3 to 43.6 frames/s (mean
-    of 6 interleaved pairs). Live streams on a CPU run one frame per forward pass, which a
+    Replicas side by side, one core each, use the cores at least as well as one model on
+    all of them: on 2 cores, one 1080p file through one worker with YOLO11n in OpenVINO went
+    from 38.3 to 43.6 frames/s (mean of 6 interleaved pairs); yolo26n in PyTorch ran level
+    (auto / lanes 1 = 0.95 over 3 rounds). PyTorch had seemed to gain 1.3-1.6 x, but one
+    model's 2 torch threads were then really 1: Ultralytics reset them when the model was
+    built (fixed; see ``UltralyticsDetector.warmup``). Lanes also let a worker that has
+    finished lend its cores (see ``lends_lanes``). Live streams on a CPU run one frame per forward pass, which a
     replica cannot split, so they keep one model with every thread. Other formats (ONNX,
     TensorRT …) are not measured and keep one model.
 

@@ -1,10 +1,10 @@
 """Lanes: one worker's batch split across model replicas, each on its own thread.
 
 A worker that has several cores to itself can run its model on all of them (intra-op
-threads) or run several copies of the model side by side, one core each. For PyTorch models
-on a CPU the copies win by far: measured on 2 cores with ``yolo26n`` (batch 4, 384x640),
-one model on 2 torch threads ran 11-14 frames/s, two 1-thread replicas on 2 frames each
-22-23 frames/s. A :class:`LanedDetector` is that: lane 0 is the worker's own thread, every
+threads) or run several copies of the model side by side, one core each. On 2 cores the
+copies ran YOLO11n in OpenVINO 1.12-1.14 x faster and yolo26n in PyTorch level (see
+:func:`streamyolo.config.auto_lanes`), and they let a finished worker lend its cores to the
+others (:class:`IdleLanes`). A :class:`LanedDetector` is that: lane 0 is the worker's own thread, every
 other lane a thread of its own; each lane builds its own model inside its own thread (the
 rule of Ultralytics' thread-safe inference guide), and each batch is cut into contiguous
 parts, one per lane, whose results come back in the batch's order. A one-frame batch runs on

@@ -123,8 +123,8 @@ def auto_lanes(model_kind: str, cuda: bool, live_only: bool, share: int, batch: 
     (auto / lanes 1 = 0.95 over 3 rounds). PyTorch had seemed to gain 1.3-1.6 x, but one
     model's 2 torch threads were then really 1: Ultralytics reset them when the model was
     built (fixed; see ``UltralyticsDetector.warmup``). Lanes also let a worker that has
-    finished lend its cores (see ``lends_lanes``). Live streams on a CPU run one frame per forward pass, which a
-    replica cannot split, so they keep one model with every thread. Other formats (ONNX,
+    finished lend its cores (see ``lends_lanes``). Live streams on a CPU run one frame per
+    forward pass, which a replica cannot split, so they keep one model with every thread. Other formats (ONNX,
     TensorRT …) are not measured and keep one model.
 
     >>> auto_lanes("pytorch", cuda=False, live_only=False, share=2, batch=4)

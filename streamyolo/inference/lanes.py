@@ -4,8 +4,8 @@ A worker that has several cores to itself can run its model on all of them (intr
 threads) or run several copies of the model side by side, one core each. On 2 cores the
 copies ran YOLO11n in OpenVINO 1.12-1.14 x faster and yolo26n in PyTorch level (see
 :func:`streamyolo.config.auto_lanes`), and they let a finished worker lend its cores to the
-others (:class:`IdleLanes`). A :class:`LanedDetector` is that: lane 0 is the worker's own thread, every
-other lane a thread of its own; each lane builds its own model inside its own thread (the
+others (:class:`IdleLanes`). A :class:`LanedDetector` is that: lane 0 is the worker's own
+thread, every other lane a thread of its own; each lane builds its own model inside its own thread (the
 rule of Ultralytics' thread-safe inference guide), and each batch is cut into contiguous
 parts, one per lane, whose results come back in the batch's order. A one-frame batch runs on
 lane 0 alone. With :class:`IdleLanes`, lane 0 is a thread of its own too, so that a worker
@@ -55,10 +55,12 @@ class IdleLanes:
             self._members += 1
 
     def leave(self, lanes: Sequence[_Lane]) -> None:
-        """A worker is done: its ``lanes`` serve the others; the last to leave stops them all."""
+        """A worker is done: its ``lanes`` serve the others (but not one whose replica failed);
+        the last to leave stops them all."""
+        healthy = _healthy(lanes)
         with self._lock:
             self._members -= 1
-            self._free.extend(lanes)
+            self._free.extend(healthy)
             if self._members > 0:
                 return
             finished, self._free = self._free, []
@@ -74,12 +76,17 @@ class IdleLanes:
 
     def give(self, lanes: Sequence[_Lane]) -> None:
         """Borrowed lanes back; one whose replica failed is stopped instead of lent again."""
-        healthy = [lane for lane in lanes if not lane.failed]
+        healthy = _healthy(lanes)
         with self._lock:
             self._free.extend(healthy)
-        for lane in lanes:
-            if lane.failed:
-                lane.stop()
+
+
+def _healthy(lanes: Sequence[_Lane]) -> list[_Lane]:
+    """``lanes`` whose replica has never failed; the others are stopped."""
+    for lane in lanes:
+        if lane.failed:
+            lane.stop()
+    return [lane for lane in lanes if not lane.failed]
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,12 +269,11 @@ class LanedDetector:
     def close(self) -> None:
         helpers, self._helpers = self._helpers, []
         if self._idle is not None:
-            # This worker is done: its healthy lanes serve the others until the last one is.
-            self._idle.leave([lane for lane in helpers if not lane.failed])
+            self._idle.leave(helpers)  # this worker is done: its lanes serve the others
             self._idle = None
-            helpers = [lane for lane in helpers if lane.failed]
-        for lane in helpers:
-            lane.stop()
+        else:
+            for lane in helpers:
+                lane.stop()
         if self._own is not None:
             self._own.close()
             self._own = None

@@ -133,9 +133,16 @@ def _torch_networks(model: str, input_hw: tuple[int, int], instances: int, devic
 
 def _torch_rate(networks: list[Any], input_hw: tuple[int, int], batch: int, seconds: float, device: str,
                 threads: int) -> Rate:
-    """Forward passes of every network in ``networks`` at once, one thread each."""
+    """Forward passes of every network in ``networks`` at once, one thread each, every one
+    with ``threads`` torch intra-op threads.
+
+    The threads are set here, after the networks were built: Ultralytics' ``select_device()``
+    resets torch's threads to its own ``NUM_THREADS`` (cores - 1) whenever a model is set up,
+    and the measuring threads start with the process-wide value of that moment.
+    """
     import torch
 
+    torch.set_num_threads(threads)
     tensors = [torch.rand(batch, 3, *input_hw, device=device) for _ in networks]
 
     def step(index: int) -> int:
@@ -161,7 +168,6 @@ def _measure_torch(model: str, input_hw: tuple[int, int], seconds: float, device
     try:
         for instances in (1, 2):
             threads = max(1, cores // instances)
-            torch.set_num_threads(threads)
             networks = _torch_networks(model, input_hw, instances, device)
             for batch in (1, 2, 4):
                 rate = _torch_rate(networks, input_hw, batch, seconds, device, threads)
@@ -239,7 +245,6 @@ def measure_latency(model: str, imgsz: int, frame_hw: tuple[int, int], seconds: 
 
         saved = torch.get_num_threads()
         try:
-            torch.set_num_threads(cpu_count())
             rate = _torch_rate(_torch_networks(model, input_hw, 1, device), input_hw, 1, seconds, device,
                                cpu_count())
         finally:

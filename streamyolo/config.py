@@ -92,9 +92,10 @@ def auto_workers(cuda: bool, live_only: bool, cores: int, openvino: bool = True)
 
     On a GPU, 2 (they overlap their copies and kernels). On a CPU, where the workers divide
     the cores, 2, which keeps 2 cores busiest (0.90-0.97 of the machine's limit on the bench)
-    and, for PyTorch models, also serves live cameras best: a PyTorch forward pass on 2
-    threads was no faster than on 1 here (1 worker: 841 frames in 60 s, p99 age 1.78 x the
-    latency; 2 workers: 1508 frames, 2.49 x). An OpenVINO model does run faster on more
+    and, for PyTorch models, also serves live cameras best: beside 4 capture threads, one
+    model on 2 torch threads ran slower than two on 1 each (4 live streams for 30 s on 2
+    cores, yolo26n: 1 worker processed 255 frames, p99 age 194 ms; 2 workers 629 frames,
+    147 ms; the single-frame latency was 70-84 ms). An OpenVINO model does run faster on more
     threads, so for live cameras only it gets one worker per 4 cores, at least one: fresher
     results (on 2 cores, 1 worker: p99 age 2.4-3.0 x the single-frame latency at 26-34
     frames/s; 2 workers: 3.4-4.4 x at 37-44 frames/s).

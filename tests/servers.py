@@ -34,7 +34,7 @@ def rtsp_server_available() -> str | None:
     check = subprocess.run(
         [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); "
                               "from gi.repository import GstRtspServer"],
-        capture_output=True, text=True, timeout=60, check=False)
+        capture_output=True, encoding="utf-8", timeout=60, check=False)
     if check.returncode != 0:
         return "GStreamer RTSP server bindings missing (python3-gi, gir1.2-gst-rtsp-server-1.0)"
     return None
@@ -59,7 +59,7 @@ class RtspServer:
         args = [SYSTEM_PYTHON, str(RTSP_SCRIPT), "--port", str(self.port), "--file", str(self.file)]
         if self.user:
             args += ["--user", self.user, "--password", self.password or ""]
-        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, encoding="utf-8")
         assert self.process.stdout is not None
         line = self.process.stdout.readline().strip()  # blocks until listening (or dead)
         if line != "ready":

@@ -12,7 +12,7 @@ from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, read_jsonl, 
 
 
 def streamyolo(*args: str, cwd: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PYTHON, "-m", "streamyolo", *args], capture_output=True, text=True, timeout=timeout,
+    return subprocess.run([PYTHON, "-m", "streamyolo", *args], capture_output=True, encoding="utf-8", timeout=timeout,
                           env=env_for_subprocess(), cwd=cwd or ROOT, check=False)
 
 
@@ -113,7 +113,7 @@ def test_sigterm_stops_gracefully_with_recordings_and_summary(tmp_path: Path, ra
         [PYTHON, "-m", "streamyolo", "run", "--source", "cam=synthetic:?size=320x240&fps=30", "--model",
          str(random_model), "--imgsz", "96", "--record", str(out / "rec"), "--jsonl", str(out / "det.jsonl"),
          "--summary", str(out / "summary.json"), "--no-display", "--status-interval", "0"],
-        env=env_for_subprocess(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env_for_subprocess(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8",
     )
     jsonl = out / "det.jsonl"
     waiter = threading.Event()
@@ -154,7 +154,8 @@ def test_second_interrupt_exits_at_once(tmp_path: Path) -> None:
         "    threading.Event().wait(60)  # a slow graceful stop\n"
         "sys.exit(0)\n"
     )
-    process = subprocess.Popen([PYTHON, str(script)], env=env_for_subprocess(), stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([PYTHON, str(script)], env=env_for_subprocess(), stdout=subprocess.PIPE,
+                               encoding="utf-8")
     assert process.stdout is not None
     assert process.stdout.readline().strip() == "ready"
     process.send_signal(signal.SIGINT)

@@ -98,8 +98,8 @@ def test_streamyolo_demo_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     frames = 24
     done = subprocess.run([PYTHON, "-m", "streamyolo", "demo", "--out", str(out), "--frames", str(frames),
-                           "--no-display"], capture_output=True, text=True, timeout=280, env=env_for_subprocess(),
-                          cwd=tmp_path, check=False)
+                           "--no-display"], capture_output=True, encoding="utf-8", timeout=280,
+                          env=env_for_subprocess(), cwd=tmp_path, check=False)
     assert done.returncode == 0, done.stderr
     names = [f"cam{i}" for i in range(4)]
     for name in names:

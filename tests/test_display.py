@@ -41,7 +41,7 @@ def test_display_flag_without_a_display_runs_headless(tmp_path: Path) -> None:
     done = subprocess.run(
         [PYTHON, "-m", "streamyolo", "run", "--source", "synthetic:?size=64x48&frames=5", "--model", "yolo26n.yaml",
          "--imgsz", "64", "--display", "--summary", str(tmp_path / "s.json")],
-        env=env_for_subprocess(), cwd=ROOT, capture_output=True, text=True, timeout=100, check=False,
+        env=env_for_subprocess(), cwd=ROOT, capture_output=True, encoding="utf-8", timeout=100, check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "running headless" in done.stderr
@@ -55,15 +55,15 @@ def test_window_shows_and_q_quits(xvfb: str, tmp_path: Path) -> None:
         [PYTHON, "-m", "streamyolo", "run", "--source", "a=synthetic:?size=320x240&fps=30", "--source",
          "b=synthetic:?size=320x240&fps=30", "--model", "yolo26n.yaml", "--imgsz", "64", "--display",
          "--summary", str(tmp_path / "s.json"), "--status-interval", "0"],
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8",
     )
     try:
         found = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", "^streamyolo$"],
-                               env=env, capture_output=True, text=True, timeout=90, check=False)
+                               env=env, capture_output=True, encoding="utf-8", timeout=90, check=False)
         assert found.returncode == 0 and found.stdout.strip(), f"no window: {found.stderr}"
         window = found.stdout.split()[0]
         geometry = subprocess.run(["xdotool", "getwindowgeometry", window], env=env, capture_output=True,
-                                  text=True, timeout=30, check=True).stdout
+                                  encoding="utf-8", timeout=30, check=True).stdout
         width, height = (int(v) for v in geometry.split("Geometry:")[1].split()[0].split("x"))
         assert width >= 640 and height >= 360, geometry
         subprocess.run(["xdotool", "windowactivate", "--sync", window], env=env, timeout=30, check=False)

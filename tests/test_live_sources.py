@@ -236,7 +236,7 @@ def test_passwords_never_appear_in_output(rtsp_clip: Path, tmp_path: Path) -> No
             "stats": str(tmp_path / "stats.jsonl"),
         }))
         done = subprocess.run([PYTHON, "-m", "streamyolo", "--log-level", "DEBUG", "run", str(config)],
-                              env=env_for_subprocess(), cwd=ROOT, capture_output=True, text=True, timeout=150,
+                              env=env_for_subprocess(), cwd=ROOT, capture_output=True, encoding="utf-8", timeout=150,
                               check=False)
     finally:
         server.kill()

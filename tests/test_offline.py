@@ -87,7 +87,7 @@ def test_the_guard_catches_a_lookup(tmp_path: Path) -> None:
     """The guard works: a child that looks up a host is caught, so silence below means something."""
     env, log = _guarded_env(tmp_path)
     done = subprocess.run([PYTHON, "-c", "import socket\ntry:\n    socket.getaddrinfo('example.com', 80)\n"
-                           "except OSError:\n    pass\n"], env=env, capture_output=True, text=True, timeout=60,
+                           "except OSError:\n    pass\n"], env=env, capture_output=True, encoding="utf-8", timeout=60,
                           check=False)
     assert done.returncode == 0, done.stderr
     assert log.read_text() == "getaddrinfo example.com\n"
@@ -105,7 +105,7 @@ def test_a_run_reaches_for_no_host(model: str, tmp_path: Path, request: pytest.F
          "--source", "b=synthetic:?size=256x192&frames=6", "--model", model, "--imgsz", "320", "--workers", "2",
          "--record", str(out / "rec"), "--jsonl", str(out / "det.jsonl"), "--summary", str(out / "summary.json"),
          "--no-display"],
-        env=env, capture_output=True, text=True, timeout=240, cwd=ROOT, check=False)
+        env=env, capture_output=True, encoding="utf-8", timeout=240, cwd=ROOT, check=False)
     assert done.returncode == 0, done.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert {name: r["processed"] for name, r in summary["streams"].items()} == {"a": 6, "b": 6}

@@ -104,7 +104,7 @@ def nothing_left_behind() -> Iterator[None]:
 def _streamyolo(*args: str, token: str, timeout: float = 240) -> tuple[subprocess.CompletedProcess[str], int]:
     """Run the CLI; return its outcome and its pid (which names its shared-memory blocks)."""
     with subprocess.Popen([PYTHON, "-m", "streamyolo", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, env={**env_for_subprocess(), TOKEN: token}, cwd=ROOT) as run:
+                          encoding="utf-8", env={**env_for_subprocess(), TOKEN: token}, cwd=ROOT) as run:
         try:
             out, err = run.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -254,7 +254,7 @@ def test_a_script_without_a_main_guard_gets_told(tmp_path: Path) -> None:
         "from tests.process_fakes import StampFactory\n"
         "ProcessDetectorFactory(StampFactory(), 'w0')()\n"
     )
-    done = subprocess.run([PYTHON, str(script)], capture_output=True, text=True, timeout=60,
+    done = subprocess.run([PYTHON, str(script)], capture_output=True, encoding="utf-8", timeout=60,
                           env=env_for_subprocess(), cwd=ROOT, check=False)
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
@@ -277,7 +277,7 @@ def test_the_child_dies_with_its_parent(tmp_path: Path) -> None:
     )
     token = uuid.uuid4().hex
     parent = subprocess.Popen([PYTHON, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env={**env_for_subprocess(), TOKEN: token},
+                              stderr=subprocess.PIPE, encoding="utf-8", env={**env_for_subprocess(), TOKEN: token},
                               cwd=ROOT)
     try:
         assert parent.stdout is not None
@@ -458,7 +458,8 @@ def _start_in_own_session(args: list[str], token: str) -> subprocess.Popen[str]:
     """The CLI in a process group of its own, so that a signal to the group reaches it and
     its children the way a terminal's Ctrl-C does — and nothing of pytest."""
     return subprocess.Popen([PYTHON, "-m", "streamyolo", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**env_for_subprocess(), TOKEN: token}, cwd=ROOT, start_new_session=True)
+                            encoding="utf-8", env={**env_for_subprocess(), TOKEN: token}, cwd=ROOT,
+                            start_new_session=True)
 
 
 def _endless_run(model: Path, out: Path) -> list[str]:

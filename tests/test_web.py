@@ -177,7 +177,7 @@ def test_a_taken_port_is_a_one_line_error_naming_the_address(tmp_path: Path) -> 
         done = subprocess.run(
             [PYTHON, "-m", "streamyolo", "run", "--source", "synthetic:?size=64x48&frames=5", "--model",
              "yolo26n.yaml", "--imgsz", "64", "--web", str(port), "--summary", str(tmp_path / "s.json")],
-            env=env_for_subprocess(), cwd=ROOT, capture_output=True, text=True, timeout=100, check=False)
+            env=env_for_subprocess(), cwd=ROOT, capture_output=True, encoding="utf-8", timeout=100, check=False)
     assert done.returncode == 2, done.stderr
     errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
     assert len(errors) == 1 and f"cannot listen on 127.0.0.1:{port}" in errors[0], done.stderr

@@ -58,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 from streamyolo import benchmark as bench  # noqa: E402
 from streamyolo.config import auto_workers  # noqa: E402
 from streamyolo.inference.offline import import_ultralytics, preload  # noqa: E402
+from streamyolo.inference.runners import is_openvino  # noqa: E402
 from streamyolo.pipeline import Pipeline  # noqa: E402
 from streamyolo.pipeline.pipeline import cpu_count  # noqa: E402
 from tests.helpers import cut_clip, make_clip  # noqa: E402
@@ -82,7 +83,7 @@ def ultralytics_streams(model: str, paths: list[Path], imgsz: int, folder: Path,
     """U: Ultralytics' own multi-stream mode, counting the frames it really returns."""
     listing = folder / ("save.streams" if save else "all.streams")
     listing.write_text("\n".join(str(p) for p in paths) + "\n")
-    preload()  # the same imports streamyolo does before its clock starts, outside the timing for all
+    preload(openvino=is_openvino(model))  # the imports streamyolo does before its clock starts, for all
     yolo = import_ultralytics().YOLO(model, task="detect")
     returned = 0
     started = time.perf_counter()
@@ -97,7 +98,7 @@ def thread_per_stream(model: str, paths: list[Path], imgsz: int) -> dict[str, An
     """S: the thread-safe pattern from Ultralytics' guide: one thread per stream, each
     creating its own YOLO inside the thread and calling predict() on the frames it reads."""
     counts = [0] * len(paths)
-    preload()
+    preload(openvino=is_openvino(model))
     ultralytics = import_ultralytics()
 
     def run(index: int, path: Path) -> None:

@@ -6,13 +6,17 @@ import logging
 import threading
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from streamyolo.errors import OutputError
+from streamyolo.inference import DetectSettings, UltralyticsFactory, runners
 from streamyolo.inference.offline import import_openvino, import_ultralytics
-from streamyolo.inference.runners import cached_openvino_compiles
+from streamyolo.inference.runners import DeferredCompiledModel, openvino_backend_setup
 from streamyolo.pipeline import Pipeline
 from streamyolo.pipeline.assemble import resolve_model_cache
+from tests.helpers import assert_same_detections
 
 PERSON, BUS = 0, 5
 
@@ -67,9 +71,9 @@ def test_a_second_start_loads_the_compiled_model_from_the_cache(
             assert caplog.text.count("compiled into cache") == 1, caplog.text
             assert caplog.text.count("loaded from cache") == 1, caplog.text
             blobs = {p: p.stat().st_mtime_ns for p in cache.glob("*.blob")}
-            # Two compilations: the worker's own model, and the one Ultralytics' backend makes for
-            # the warm-up predict() (cached too, so later starts skip compiling it as well).
-            assert len(blobs) == 2, f"the first start must leave both compiled models in the cache: {blobs}"
+            # One compilation: the worker's own model. The one Ultralytics' backend would make
+            # for itself is deferred, and never needed.
+            assert len(blobs) == 1, f"the first start must leave the worker's compiled model in the cache: {blobs}"
     assert "loaded from cache" in caplog.text
     assert {p: p.stat().st_mtime_ns for p in cache.glob("*.blob")} == blobs, "the second start must not rewrite it"
     first, second = found
@@ -93,7 +97,7 @@ def test_model_cache_off_and_unusable_folders(tmp_path: Path, monkeypatch: pytes
 def test_the_backend_cache_applies_only_inside_the_block_and_on_its_thread(tmp_path: Path) -> None:
     ov = import_openvino()
     seen: list[str] = []
-    with cached_openvino_compiles(str(tmp_path)):
+    with openvino_backend_setup(str(tmp_path)):
         inside = ov.Core().get_property("CACHE_DIR")
         other = threading.Thread(target=lambda: seen.append(ov.Core().get_property("CACHE_DIR")))
         other.start()
@@ -101,8 +105,50 @@ def test_the_backend_cache_applies_only_inside_the_block_and_on_its_thread(tmp_p
     assert inside == str(tmp_path)
     assert seen == [""], "another thread's Core must not cache"
     assert ov.Core().get_property("CACHE_DIR") == "", "after the block Core must not cache"
-    with cached_openvino_compiles(None):
+    with openvino_backend_setup(None):
         assert ov.Core().get_property("CACHE_DIR") == ""
+
+
+def test_the_backends_model_compiles_on_first_use_and_then_runs_as_compiled(shared_model: Path) -> None:
+    ov = import_openvino()
+    xml = runners.openvino_xml(str(shared_model))
+    with openvino_backend_setup(None):
+        core = ov.Core()
+        deferred = core.compile_model(core.read_model(xml), device_name="CPU", config={"PERFORMANCE_HINT": "LATENCY"})
+    assert isinstance(deferred, DeferredCompiledModel) and not deferred.compiled
+    assert deferred.get_property("EXECUTION_DEVICES") == ["CPU"] and not deferred.compiled
+    plain = ov.Core().compile_model(ov.Core().read_model(xml), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+    assert not isinstance(plain, DeferredCompiledModel), "outside the block Core compiles as always"
+    image = np.random.default_rng(0).random((1, 3, 640, 640), dtype=np.float32)
+    ours = next(iter(deferred(image).values()))
+    assert deferred.compiled
+    assert np.allclose(ours, next(iter(plain(image).values())), atol=1e-4)
+    assert deferred.input().get_partial_shape() == plain.input().get_partial_shape()
+
+
+@pytest.mark.timeout(120)
+def test_without_the_fast_path_the_backend_compiles_and_runs_every_frame(
+    shared_model: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An export the fast path cannot take still runs, through Ultralytics' own backend,
+    whose compilation was deferred while the predictor was set up; same boxes as predict()."""
+    image = cv2.imread(str(_bus_jpg()))
+    reference = import_ultralytics().YOLO(str(shared_model), task="detect").predict(image, device="cpu",
+                                                                                   verbose=False)[0]
+
+    def unavailable(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("an unusual export")
+
+    monkeypatch.setattr(runners.OpenVINORunner, "__init__", unavailable)
+    with caplog.at_level(logging.WARNING, logger="streamyolo.inference.runners"):
+        detector = UltralyticsFactory(str(shared_model), DetectSettings(), "cpu", threads=1)()
+    assert "OpenVINO fast path unavailable (an unusual export)" in caplog.text
+    try:
+        (found,) = detector.detect([image])
+    finally:
+        detector.close()
+    assert found.cls.tolist().count(BUS) >= 1
+    assert_same_detections(found, reference, 0.25, "bus.jpg through the backend")
 
 
 @pytest.mark.timeout(60)

@@ -24,7 +24,7 @@ from streamyolo.errors import ModelError, ModelNotFoundError
 from streamyolo.frames import Detections, Image
 from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.inference.offline import import_ultralytics
-from streamyolo.inference.runners import Runner, cached_openvino_compiles, make_runner
+from streamyolo.inference.runners import Runner, is_openvino, make_runner, openvino_backend_setup
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,12 @@ def _knows_quantize() -> bool:
     import ultralytics.cfg
 
     return "quantize" in getattr(ultralytics.cfg, "DEFAULT_CFG_DICT", {})
+
+
+def _probe(imgsz: int | tuple[int, int]) -> Image:
+    """A small grey frame (64 rows, the model's width) for a model's first forward pass."""
+    width = imgsz if isinstance(imgsz, int) else imgsz[1]
+    return np.full((64, width, 3), 114, dtype=np.uint8)
 
 
 def resolve_model(model: str | os.PathLike[str]) -> str:
@@ -169,12 +175,15 @@ class UltralyticsDetector:
     def warmup(self) -> None:
         import torch
 
-        imgsz = self._settings.imgsz
-        height, width = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
-        dummy = np.full((height, width, 3), 114, dtype=np.uint8)
+        probe = _probe(self._settings.imgsz)
         threads = torch.get_num_threads()
-        with cached_openvino_compiles(self._cache_dir):  # Ultralytics' backend compiles an OpenVINO model here
-            self._model.predict(dummy, **self._settings.predict_kwargs(self._device))
+        kwargs = self._settings.predict_kwargs(self._device)
+        if is_openvino(self._model_path):
+            # Ultralytics' backend would compile an OpenVINO model that make_runner() replaces: deferred.
+            with openvino_backend_setup(self._cache_dir):
+                self._setup_predictor(probe, kwargs)
+        else:
+            self._setup_predictor(probe, kwargs)
         if not self._device.startswith("cuda"):
             # Setting up a predictor, Ultralytics' select_device() sets torch's process-wide
             # intra-op threads to its own NUM_THREADS (cores - 1, at most 8): 1 on 2 cores,
@@ -187,6 +196,17 @@ class UltralyticsDetector:
             # One CUDA stream per worker, so workers sharing a GPU overlap their copies and kernels.
             stream_type: Any = torch.cuda.Stream
             self._cuda_stream = stream_type(device=self._device)
+        # The first forward pass, on a small image: a model that cannot run fails here, at start.
+        self.detect([probe])
+
+    def _setup_predictor(self, probe: Image, kwargs: dict[str, Any]) -> None:
+        """Have Ultralytics set up its predictor with our options, as ``predict()`` does
+        before its first batch, without running it: with ``stream=True`` ``predict()``
+        builds the predictor and returns a generator, closed here unstarted. The input size
+        is then set as that first batch would set it (``setup_source``)."""
+        unstarted = self._model.predict(probe, stream=True, **kwargs)
+        unstarted.close()
+        self._model.predictor.setup_source(probe)
 
     def detect(self, images: Sequence[Image]) -> list[Detections]:
         if not images:

@@ -20,8 +20,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -201,8 +202,7 @@ def make_runner(predictor: Any, model_path: str, threads: int | None, cache_dir:
     return PredictorRunner(predictor)
 
 
-_compile_cache = threading.local()
-_caching_core_lock = threading.Lock()
+_registry_lock = threading.Lock()
 _first_compiles: dict[tuple[str, str], threading.Event] = {}
 """(cache folder, model and settings) → set once the first compilation of it in this process is done."""
 
@@ -231,7 +231,7 @@ def compiling_into(folder: str | None, what: str) -> Iterator[None]:
     if marker.exists():
         yield
         return
-    with _caching_core_lock:
+    with _registry_lock:
         done = _first_compiles.get((folder, what))
         first = done is None
         if done is None:
@@ -276,62 +276,114 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-@contextmanager
-def cached_openvino_compiles(folder: str | None) -> Iterator[None]:
-    """Within the block, OpenVINO ``Core`` objects made on this thread keep their compiled
-    models in ``folder`` (``None``: no change).
+@dataclass(frozen=True, slots=True)
+class _BackendSetup:
+    folder: str | None
 
-    Ultralytics' OpenVINO backend makes its own ``Core`` and compiles the model for the
-    warm-up ``predict()``, a compilation streamyolo throws away once its own runner exists;
-    from the cache it costs a start 0.2 s instead of 0.6 s (YOLO11n INT8, measured on 2 cores:
-    start-up of one worker 0.53-0.63 s instead of 0.90-1.05 s). Other threads, and code
-    outside the block, get OpenVINO's ``Core`` as it always behaves.
+
+_backend_setup = threading.local()
+"""``active``: this thread's :class:`_BackendSetup` inside :func:`openvino_backend_setup`."""
+
+
+@contextmanager
+def openvino_backend_setup(folder: str | None) -> Iterator[None]:
+    """Within the block, the OpenVINO models that Ultralytics' backend compiles on this
+    thread are compiled only when something first uses them, and then kept in the cache
+    ``folder`` (``None``: no cache).
+
+    A worker sets up Ultralytics' predictor for its settings, and with it the backend, which
+    compiles the model for itself; then :class:`OpenVINORunner` compiles the worker's own
+    model, which runs every frame, and the backend's is thrown away unused. Deferred, that
+    compilation never happens (YOLO11n INT8: 0.2 s per lane from the cache, 0.6 s without).
+    Where the fast path is unavailable, the backend runs the frames and compiles on its first
+    call. Other threads, and code outside the block, get OpenVINO's ``Core`` as it always
+    behaves.
     """
-    if folder is None:
-        yield
-        return
-    _install_caching_core()
-    previous = getattr(_compile_cache, "folder", None)
-    _compile_cache.folder = folder
+    _install_core_hook()
+    previous = getattr(_backend_setup, "active", None)
+    _backend_setup.active = _BackendSetup(folder)
     try:
         yield
     finally:
-        _compile_cache.folder = previous
+        _backend_setup.active = previous
 
 
-def _install_caching_core() -> None:
-    """Replace ``openvino.Core`` (once) by a subclass that applies this thread's cache folder."""
+class DeferredCompiledModel:
+    """Stands in for an OpenVINO ``CompiledModel`` until it is used, then compiles it (once)
+    and passes everything on. Answers the backend's log line (``EXECUTION_DEVICES``) without
+    compiling when the device was named."""
+
+    def __init__(self, compile_now: Callable[[], Any], device: str) -> None:
+        self._compile_now = compile_now
+        self._device = device
+        self._lock = threading.Lock()
+        self._compiled: Any = None
+
+    @property
+    def compiled(self) -> bool:
+        return self._compiled is not None
+
+    def _model(self) -> Any:
+        with self._lock:
+            if self._compiled is None:
+                self._compiled = self._compile_now()
+            return self._compiled
+
+    def get_property(self, name: str) -> Any:
+        if name == "EXECUTION_DEVICES" and self._compiled is None and self._device == "CPU":
+            return [self._device]
+        return self._model().get_property(name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._model()(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model(), name)
+
+
+def _install_core_hook() -> None:
+    """Replace ``openvino.Core`` (once) by a subclass that applies this thread's
+    :func:`openvino_backend_setup`, if any."""
     ov = import_openvino()
-    with _caching_core_lock:
-        if getattr(ov.Core, "_streamyolo_caching", False):
+    with _registry_lock:
+        if getattr(ov.Core, "_streamyolo_hooked", False):
             return
         base: Any = ov.Core
 
-        class CachingCore(base):  # type: ignore[misc]
-            _streamyolo_caching = True
+        class HookedCore(base):  # type: ignore[misc]
+            _streamyolo_hooked = True
 
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 super().__init__(*args, **kwargs)
-                folder = getattr(_compile_cache, "folder", None)
-                self._streamyolo_folder = folder or None
-                if folder:
-                    self.set_property({"CACHE_DIR": folder})
+                setup: _BackendSetup | None = getattr(_backend_setup, "active", None)
+                self._streamyolo_setup = setup
+                if setup is not None and setup.folder:
+                    self.set_property({"CACHE_DIR": setup.folder})
 
             def compile_model(self, *args: Any, **kwargs: Any) -> Any:
+                setup: _BackendSetup | None = self._streamyolo_setup
+                if setup is None:
+                    return super().compile_model(*args, **kwargs)
                 model: Any = args[0] if args else kwargs.get("model")
                 name = model.get_friendly_name() if hasattr(model, "get_friendly_name") else str(model)
                 what = f"backend {name} {args[1:]} {sorted(kwargs.items(), key=lambda item: item[0])}"
-                with compiling_into(self._streamyolo_folder, what):
-                    return super().compile_model(*args, **kwargs)
 
-        CachingCore.__name__ = CachingCore.__qualname__ = "Core"
-        setattr(ov, "Core", CachingCore)  # noqa: B010 (openvino is typed as a plain module here)
+                def compile_now() -> Any:
+                    with compiling_into(setup.folder, what):
+                        return base.compile_model(self, *args, **kwargs)
+
+                device = kwargs.get("device_name", args[1] if len(args) > 1 else "")
+                return DeferredCompiledModel(compile_now, str(device))
+
+        HookedCore.__name__ = HookedCore.__qualname__ = "Core"
+        setattr(ov, "Core", HookedCore)  # noqa: B010 (openvino is typed as a plain module here)
 
 
 def _release_backend_model(predictor: Any) -> None:
-    """Free the OpenVINO model Ultralytics' backend compiled for the warm-up ``predict()``
-    (about 37 MB per worker for YOLO11n): from now on the worker's own compiled model runs
-    every frame, and the detector never calls the predictor's backend again."""
+    """Drop the OpenVINO model of Ultralytics' backend: the worker's own compiled model runs
+    every frame, and the detector never calls the predictor's backend again. Set up within
+    :func:`openvino_backend_setup`, it was never compiled; otherwise this frees about 37 MB
+    per worker for YOLO11n."""
     backend = getattr(predictor.model, "backend", None)
     if backend is not None and getattr(backend, "ov_compiled_model", None) is not None:
         backend.ov_compiled_model = None

@@ -80,7 +80,7 @@ def detector_factories(config: PipelineConfig, model: str, workers: int,
     threads = torch_threads(config, models_running(config, workers, lanes.own), devices[0])
     cache = resolve_model_cache(config.model_cache) if is_openvino(model) else None
     if config.worker_mode == "thread":
-        preload()
+        preload(openvino=is_openvino(model))
     if config.model_sharing == "locked":
         shared = SharedFactory(UltralyticsFactory(model, settings, devices[0], threads, cache))
         return [shared] * workers

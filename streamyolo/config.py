@@ -189,11 +189,10 @@ class PipelineConfig(_Strict):
     one. Lowers frame age (OpenVINO YOLO11n, 1 worker, 4 × 30 fps: p99 about 20 % lower) at
     about the same frames processed; ``false`` takes whatever frame is there at once."""
     model_cache: str = Field(default="auto", min_length=1)
-    """Folder where OpenVINO keeps compiled models (the worker's own, and the one Ultralytics'
-    backend builds for its warm-up ``predict()``), so later starts load them instead of
-    compiling (YOLO11n, one worker: start-up 0.53-0.63 s instead of 0.90-1.05 s). ``auto``: the user's cache
-    folder (``$XDG_CACHE_HOME`` or ``~/.cache``, then ``streamyolo/openvino``); ``off``: compile
-    every time."""
+    """Folder where OpenVINO keeps the workers' compiled models, so later starts load them
+    instead of compiling (YOLO11n, one worker: start-up 0.46-0.50 s instead of 0.72-0.97 s).
+    ``auto``: the user's cache folder (``$XDG_CACHE_HOME`` or ``~/.cache``, then
+    ``streamyolo/openvino``); ``off``: compile every time."""
     record: Path | None = None
     record_preset: str = "ultrafast"
     """x264 preset: ``ultrafast`` costs the least CPU (measured: 6.7 ms per 1080p frame against 10.7 for

@@ -141,8 +141,9 @@ def resolve_device(device: str, worker_index: int = 0) -> str:
 class UltralyticsDetector:
     """One Ultralytics model, driven batch by batch without ``predict()``'s per-call setup.
 
-    ``warmup()`` runs one real ``predict()`` so that Ultralytics builds its predictor with
-    our options; ``detect()`` then runs the leanest runner for the model's format (see
+    ``warmup()`` has Ultralytics set up its predictor with our options, as ``predict()``
+    does, and runs a first small frame; ``detect()`` then runs the leanest runner for the
+    model's format (see
     :mod:`streamyolo.inference.runners`: same letterbox and input arithmetic as the
     predictor) and the same NMS and box scaling that ``DetectionPredictor.postprocess``
     applies, so results equal ``model.predict(image)`` frame by frame. Images of one

@@ -148,17 +148,44 @@ class OpenVINORunner:
         self._request = self._compiled.create_infer_request()
         shape = self._compiled.input(0).get_partial_shape()
         self._batch = shape[0].get_length() if shape[0].is_static else 0
+        out = self._compiled.output(0).get_partial_shape()
+        f32 = self._compiled.output(0).get_element_type() == ov.Type.f32
+        self._out_shape = tuple(d.get_length() for d in out) if self._batch and out.is_static and f32 else None
+        self._out: npt.NDArray[np.float32] | None = None
+        self._out_tensors: list[Any] = []
+        self._ov = ov
 
     def run(self, images: Sequence[Image]) -> tuple[Any, tuple[int, int]]:
         import torch
 
         batch, where = self._letterbox.fill(images)
-        step = self._batch or len(images)
-        outputs = []
-        for start in range(0, len(images), step):
-            self._request.infer([batch[start:start + step]])  # releases the GIL while it runs
-            outputs.append(torch.from_numpy(self._request.get_output_tensor(0).data.copy()))
-        return torch.cat(outputs) if len(outputs) > 1 else outputs[0], where.input_hw
+        if self._out_shape is None:  # a dynamic batch (the output's shape follows the input), or not float32
+            step = self._batch or len(images)
+            outputs = []
+            for start in range(0, len(images), step):
+                self._request.infer([batch[start:start + step]])  # releases the GIL while it runs
+                outputs.append(torch.from_numpy(self._request.get_output_tensor(0).data.copy()))
+            return torch.cat(outputs) if len(outputs) > 1 else outputs[0], where.input_hw
+        out = self._outputs(len(images))
+        for slot, start in enumerate(range(0, len(images), self._batch)):
+            # The model writes straight into this frame's slot of a reused array, not into its
+            # own buffer to be copied out (4 OpenVINO streams: steady frames/s 1.06 x, the median
+            # of 14 interleaved pairs, 10 of them faster).
+            self._request.set_output_tensor(0, self._out_tensors[slot])
+            self._request.infer([batch[start:start + self._batch]])  # releases the GIL while it runs
+        return torch.from_numpy(out[: len(images)]), where.input_hw
+
+    def _outputs(self, count: int) -> npt.NDArray[np.float32]:
+        """The reused output array, with room for ``count`` frames, and an OpenVINO tensor on
+        each static-batch slot of it. The next :meth:`run` overwrites what this one returned."""
+        assert self._out_shape is not None
+        step = self._out_shape[0]
+        if self._out is None or self._out.shape[0] < count:
+            slots = -(-count // step)
+            self._out = np.empty((slots * step, *self._out_shape[1:]), dtype=np.float32)
+            self._out_tensors = [self._ov.Tensor(self._out[i * step:(i + 1) * step], shared_memory=True)
+                                 for i in range(slots)]
+        return self._out
 
 
 def _uint8_bgr_input(model: Any) -> Any:

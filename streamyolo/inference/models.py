@@ -14,6 +14,7 @@ import os
 import re
 import threading
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -179,11 +180,9 @@ class UltralyticsDetector:
         probe = _probe(self._settings.imgsz)
         threads = torch.get_num_threads()
         kwargs = self._settings.predict_kwargs(self._device)
-        if is_openvino(self._model_path):
-            # Ultralytics' backend would compile an OpenVINO model that make_runner() replaces: deferred.
-            with openvino_backend_setup(self._cache_dir):
-                self._setup_predictor(probe, kwargs)
-        else:
+        # Ultralytics' backend would compile an OpenVINO model that make_runner() replaces: deferred.
+        backend = openvino_backend_setup(self._cache_dir) if is_openvino(self._model_path) else nullcontext()
+        with backend:
             self._setup_predictor(probe, kwargs)
         if not self._device.startswith("cuda"):
             # Setting up a predictor, Ultralytics' select_device() sets torch's process-wide

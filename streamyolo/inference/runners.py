@@ -148,9 +148,11 @@ class OpenVINORunner:
         self._request = self._compiled.create_infer_request()
         shape = self._compiled.input(0).get_partial_shape()
         self._batch = shape[0].get_length() if shape[0].is_static else 0
-        out = self._compiled.output(0).get_partial_shape()
-        f32 = self._compiled.output(0).get_element_type() == ov.Type.f32
-        self._out_shape = tuple(d.get_length() for d in out) if self._batch and out.is_static and f32 else None
+        output = self._compiled.output(0)
+        fixed = bool(self._batch) and output.get_partial_shape().is_static and output.get_element_type() == ov.Type.f32
+        self._frame_out: tuple[int, ...] | None = (
+            tuple(d.get_length() for d in output.get_partial_shape())[1:] if fixed else None)
+        """One frame's output shape, where frames can be written into a reused float32 array."""
         self._out: npt.NDArray[np.float32] | None = None
         self._out_tensors: list[Any] = []
         self._ov = ov
@@ -159,7 +161,7 @@ class OpenVINORunner:
         import torch
 
         batch, where = self._letterbox.fill(images)
-        if self._out_shape is None:  # a dynamic batch (the output's shape follows the input), or not float32
+        if self._frame_out is None:  # a dynamic batch (the output's shape follows the input), or not float32
             step = self._batch or len(images)
             outputs = []
             for start in range(0, len(images), step):
@@ -178,11 +180,11 @@ class OpenVINORunner:
     def _outputs(self, count: int) -> npt.NDArray[np.float32]:
         """The reused output array, with room for ``count`` frames, and an OpenVINO tensor on
         each static-batch slot of it. The next :meth:`run` overwrites what this one returned."""
-        assert self._out_shape is not None
-        step = self._out_shape[0]
+        assert self._frame_out is not None
+        step = self._batch
         if self._out is None or self._out.shape[0] < count:
             slots = -(-count // step)
-            self._out = np.empty((slots * step, *self._out_shape[1:]), dtype=np.float32)
+            self._out = np.empty((slots * step, *self._frame_out), dtype=np.float32)
             self._out_tensors = [self._ov.Tensor(self._out[i * step:(i + 1) * step], shared_memory=True)
                                  for i in range(slots)]
         return self._out

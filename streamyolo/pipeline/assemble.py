@@ -78,9 +78,10 @@ def detector_factories(config: PipelineConfig, model: str, workers: int,
     lanes = lanes or Lanes()
     devices = [resolve_device(config.device, index) for index in range(workers)]
     threads = torch_threads(config, models_running(config, workers, lanes.own), devices[0])
-    cache = resolve_model_cache(config.model_cache) if is_openvino(model) else None
+    openvino = is_openvino(model)
+    cache = resolve_model_cache(config.model_cache) if openvino else None
     if config.worker_mode == "thread":
-        preload(openvino=is_openvino(model))
+        preload(openvino=openvino)
     if config.model_sharing == "locked":
         shared = SharedFactory(UltralyticsFactory(model, settings, devices[0], threads, cache))
         return [shared] * workers

@@ -188,3 +188,45 @@ def test_a_model_once_compiled_into_the_cache_later_loads_beside_the_others(
     monkeypatch.setattr(runners, "_first_compiles", {})  # as in a new process
     assert two_at_once() == ["together", "together"]
     assert len(list(tmp_path.glob(".streamyolo-compiled-*"))) == 1
+
+
+@pytest.mark.timeout(60)
+def test_overlapping_compilations_leave_the_process_locale_as_it_was() -> None:
+    """OpenVINO's compile_model sets the locale to "C" and restores what it saved. Two at once
+    on two threads, interleaved as below, leave "C" behind unless the keeper puts it back.
+    The two compilations here do exactly what OpenVINO does, step by step."""
+    import locale
+
+    original = locale.setlocale(locale.LC_ALL)
+    locale.setlocale(locale.LC_CTYPE, "C.UTF-8")  # whatever the environment: a locale that is not "C"
+    before = locale.setlocale(locale.LC_ALL)
+    a_set_c, b_saved, a_done = threading.Event(), threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def compile_like_openvino(what: str, after: threading.Event | None, set_c: threading.Event,
+                              restore_after: threading.Event, done: threading.Event | None) -> None:
+        try:
+            assert after is None or after.wait(5)
+            with runners.compiling_into(None, what):
+                saved = locale.setlocale(locale.LC_ALL)  # the second one saves the first's "C"
+                locale.setlocale(locale.LC_ALL, "C")
+                set_c.set()
+                assert restore_after.wait(5)
+                locale.setlocale(locale.LC_ALL, saved)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            if done is not None:
+                done.set()
+
+    threads = [threading.Thread(target=compile_like_openvino, args=("a.xml CPU {}", None, a_set_c, b_saved, a_done)),
+               threading.Thread(target=compile_like_openvino, args=("b.xml CPU {}", a_set_c, b_saved, a_done, None))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        assert locale.setlocale(locale.LC_ALL) == before
+    finally:
+        locale.setlocale(locale.LC_ALL, original)

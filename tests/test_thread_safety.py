@@ -5,6 +5,7 @@ processes, frames through shared memory)."""
 
 from __future__ import annotations
 
+import locale
 import threading
 from collections import defaultdict
 from pathlib import Path
@@ -39,8 +40,13 @@ def _run(streams: list[Path], model: str, sharing: str, worker_mode: str, lanes:
     config = {"streams": [str(p) for p in streams], "model": model, "workers": 2, "device": "cpu",
               "model_sharing": sharing, "worker_mode": worker_mode, "lanes": lanes, "imgsz": imgsz, "conf": conf,
               "batch": 4, "display": False}
+    before = locale.setlocale(locale.LC_ALL)
     with Pipeline.from_config(config) as pipeline:
-        return list(pipeline.results())
+        results = list(pipeline.results())
+    # Models compiled side by side must not leave the process in another locale (OpenVINO's
+    # compile_model sets "C" and back; see runners._LocaleKeeper).
+    assert locale.setlocale(locale.LC_ALL) == before
+    return results
 
 
 def _reference(model: str, imgsz: int, conf: float, results: list[Result]) -> dict[tuple[str, int], Any]:

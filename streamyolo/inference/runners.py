@@ -18,6 +18,7 @@ BGR→RGB, /255), so NMS and box scaling downstream give the same boxes as ``pre
 from __future__ import annotations
 
 import hashlib
+import locale
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -238,8 +239,8 @@ _first_compiles: dict[tuple[str, str], threading.Event] = {}
 
 @contextmanager
 def compiling_into(folder: str | None, what: str) -> Iterator[None]:
-    """Around one compilation of ``what`` (a model and its settings) into the cache ``folder``
-    (``None``: nothing to do).
+    """Around one OpenVINO compilation of ``what`` (a model and its settings) into the cache
+    ``folder`` (``None``: no cache).
 
     Workers, lanes and worker processes start together and would all compile the same model
     at once into the same folder: the work is done N times, and OpenVINO's cache file,
@@ -252,14 +253,25 @@ def compiling_into(folder: str | None, what: str) -> Iterator[None]:
     YOLO11n lanes started in 0.96-1.05 s with the marker and 1.07-1.22 s without (3 fresh
     processes each, interleaved); two bare builds started at the same instant, 1.0-1.2 s
     against 2.0 s.
+
+    Whatever the folder, the process locale is kept (see :class:`_LocaleKeeper`).
     """
-    if folder is None:
-        yield
-        return
-    marker = _warm_marker(folder, what)
-    if marker.exists():
-        yield
-        return
+    with _locale_keeper.kept():
+        if folder is None:
+            yield
+            return
+        marker = _warm_marker(folder, what)
+        if marker.exists():
+            yield
+            return
+        with _first_of_its_kind(folder, what, marker):
+            yield
+
+
+@contextmanager
+def _first_of_its_kind(folder: str, what: str, marker: Path) -> Iterator[None]:
+    """The first compilation of ``what`` in this process (and, by ``flock``, on this
+    machine) goes alone; the others wait for it."""
     with _registry_lock:
         done = _first_compiles.get((folder, what))
         first = done is None
@@ -276,6 +288,44 @@ def compiling_into(folder: str | None, what: str) -> Iterator[None]:
             marker.touch()
     finally:
         done.set()  # even after a failure: the others then compile for themselves
+
+
+class _LocaleKeeper:
+    """Puts the process locale back after OpenVINO compilations that overlap.
+
+    OpenVINO's ``compile_model`` sets the whole process's locale to "C" and back
+    (``setlocale`` saves the old value first). Two compilations at once on different threads
+    (workers, lanes) interleave: the second saves the first's "C" and restores it last, and
+    the process stays in the "C" locale for good. Python then reads and writes text as ASCII
+    (``locale.getpreferredencoding``): a program that embeds streamyolo fails on the first
+    non-ASCII character it reads. Seen with 2 workers x 2 YOLO11n lanes on 2 cores. The keeper
+    counts compilations in flight: the first to start notes the locale, the last to finish
+    puts it back if it changed.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._saved: str | None = None
+
+    @contextmanager
+    def kept(self) -> Iterator[None]:
+        with self._lock:
+            if self._in_flight == 0:
+                self._saved = locale.setlocale(locale.LC_ALL)
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                if self._in_flight == 0 and self._saved is not None and locale.setlocale(locale.LC_ALL) != self._saved:
+                    log.debug("OpenVINO left the locale at %r; putting back %r", locale.setlocale(locale.LC_ALL),
+                              self._saved)
+                    locale.setlocale(locale.LC_ALL, self._saved)
+
+
+_locale_keeper = _LocaleKeeper()
 
 
 def _warm_marker(folder: str, what: str) -> Path:
@@ -392,7 +442,8 @@ def _install_core_hook() -> None:
             def compile_model(self, *args: Any, **kwargs: Any) -> Any:
                 setup: _BackendSetup | None = self._streamyolo_setup
                 if setup is None:
-                    return super().compile_model(*args, **kwargs)
+                    with _locale_keeper.kept():
+                        return super().compile_model(*args, **kwargs)
                 model: Any = args[0] if args else kwargs.get("model")
                 name = model.get_friendly_name() if hasattr(model, "get_friendly_name") else str(model)
                 what = f"backend {name} {args[1:]} {sorted(kwargs.items(), key=lambda item: item[0])}"

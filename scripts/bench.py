@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import multiprocessing
 import statistics
 import sys
@@ -169,6 +170,17 @@ def _view(url: str, name: str, shown: dict[str, int]) -> None:
             tail = data[-(len(boundary) - 1):]
 
 
+def served(ages: list[tuple[float, float]], seconds: float) -> tuple[list[tuple[float, float]], int]:
+    """(when done, age) of the frames served while the streams ran, and how many were drained.
+
+    Frame age under steady overload: the frames still buffered when the run stops (up to 2 per
+    live stream) are processed after capture has ended, hundreds of ms old for a slow model;
+    that is shutdown, not service, so results done later than ``seconds`` after the clock
+    started (which is before the models were built, so a little early) are left out."""
+    kept = [(t, a) for t, a in ages if t <= seconds]
+    return kept, len(ages) - len(kept)
+
+
 def live(model: str, paths: list[Path], imgsz: int, workers: int, seconds: float, hold: bool = True) -> dict[str, Any]:
     """Every stream delivered at its own 30 fps, looping; frame age from capture to result.
     The model's single-frame latency is measured just before and just after, in this process:
@@ -187,12 +199,7 @@ def live(model: str, paths: list[Path], imgsz: int, workers: int, seconds: float
     summary = pipeline.summary()
     latency = (latency_before + bench.measure_latency(model, imgsz, hw)) / 2
     exact = all(r.captured == r.processed + r.dropped for r in summary.streams.values())
-    # Frame age under steady overload: the frames still buffered when the run stops (up to 2
-    # per live stream) are processed after capture has ended, hundreds of ms old for a slow
-    # model; that is shutdown, not service, so results done later than ``seconds`` after this
-    # clock started (which is before the models were built, so a little early) are left out.
-    drained = sum(1 for t, _ in ages if t > seconds)
-    ages = [(t, a) for t, a in ages if t <= seconds]
+    ages, drained = served(ages, seconds)
     values = sorted(a for _, a in ages)
     third = seconds / 3
     first = sorted(a for t, a in ages if t < third) or [0.0]
@@ -250,14 +257,15 @@ def memory(model: str, paths: list[Path], imgsz: int, minutes: float) -> dict[st
                 next_sample += 10
         first = [m for t, m in samples if t <= 60]
         last = [m for t, m in samples if t >= samples[-1][0] - 60]
-        end = ages[-1][0]
-        first_ages = sorted(a for t, a in ages if t <= 60)
-        last_ages = sorted(a for t, a in ages if t >= end - 60)
+        ages, drained = served(ages, minutes * 60)
+        by_minute = [sorted(a for t, a in ages if index * 60 <= t < (index + 1) * 60)
+                     for index in range(math.ceil(ages[-1][0] / 60))]
+        p99s = [values[int(len(values) * 0.99)] for values in by_minute if values]
         result["long_run"] = {"minutes": minutes, "first_minute_mib": statistics.mean(first),
                               "last_minute_mib": statistics.mean(last),
                               "growth": statistics.mean(last) / statistics.mean(first) - 1,
-                              "age_p99_first_minute": first_ages[int(len(first_ages) * 0.99)],
-                              "age_p99_last_minute": last_ages[int(len(last_ages) * 0.99)]}
+                              "age_p99_first_minute": p99s[0], "age_p99_last_minute": p99s[-1],
+                              "age_p99_by_minute": p99s, "drained_after_stop": drained}
     return result
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import locale
 import logging
 import threading
 from pathlib import Path
@@ -195,8 +196,6 @@ def test_overlapping_compilations_leave_the_process_locale_as_it_was() -> None:
     """OpenVINO's compile_model sets the locale to "C" and restores what it saved. Two at once
     on two threads, interleaved as below, leave "C" behind unless the keeper puts it back.
     The two compilations here do exactly what OpenVINO does, step by step."""
-    import locale
-
     original = locale.setlocale(locale.LC_ALL)
     locale.setlocale(locale.LC_CTYPE, "C.UTF-8")  # whatever the environment: a locale that is not "C"
     before = locale.setlocale(locale.LC_ALL)

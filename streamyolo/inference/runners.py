@@ -306,7 +306,7 @@ class _LocaleKeeper:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._in_flight = 0
-        self._saved: str | None = None
+        self._saved = ""  # the locale when the first compilation in flight began
 
     @contextmanager
     def kept(self) -> Iterator[None]:
@@ -319,9 +319,9 @@ class _LocaleKeeper:
         finally:
             with self._lock:
                 self._in_flight -= 1
-                if self._in_flight == 0 and self._saved is not None and locale.setlocale(locale.LC_ALL) != self._saved:
-                    log.debug("OpenVINO left the locale at %r; putting back %r", locale.setlocale(locale.LC_ALL),
-                              self._saved)
+                left = locale.setlocale(locale.LC_ALL) if self._in_flight == 0 else self._saved
+                if left != self._saved:
+                    log.debug("OpenVINO left the locale at %r; putting back %r", left, self._saved)
                     locale.setlocale(locale.LC_ALL, self._saved)
 
 

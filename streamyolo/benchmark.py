@@ -13,6 +13,7 @@ streamyolo achieves on them. Used by ``streamyolo bench`` and ``scripts/bench.py
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -293,6 +294,79 @@ def measure_pipeline(config: dict[str, Any],
     return rates, summary
 
 
+@dataclass(frozen=True, slots=True)
+class LiveRate:
+    """Live mode with ``streams`` streams, each arriving at its own frame rate (on average
+    ``offered_each``): frames detected and decoded per second in each stream, and the p99
+    frame age (capture to result, in seconds), over a window that starts once every model
+    is ready."""
+
+    streams: int
+    offered_each: float
+    detected_each: float
+    decoded_each: float
+    p99_age: float
+
+    @property
+    def decoding_kept_up(self) -> bool:
+        return self.decoded_each >= 0.9 * self.offered_each
+
+
+def measure_live(model: str, paths: Sequence[Path], imgsz: int, device: str, seconds: float,
+                 workers: int | str = "auto", most: int = 64) -> list[LiveRate]:
+    """Live mode with 1, 2, 4 … streams (the files in turn, each played at its own rate,
+    looping), ``seconds`` each, until a stream gets under 1 detected frame/s, decoding
+    falls behind the sources, or ``most`` streams."""
+    rates: list[LiveRate] = []
+    count = 1
+    while count <= most:
+        chosen = [paths[i % len(paths)] for i in range(count)]
+        config = {"streams": [{"name": f"s{i}", "source": str(p), "realtime": True, "loop": True}
+                              for i, p in enumerate(chosen)],
+                  "model": model, "imgsz": imgsz, "device": device, "workers": workers}
+        rate = _live_rate(config, seconds, sum(_source_fps(p) for p in chosen) / count)
+        rates.append(rate)
+        if rate.detected_each < 1.0 or not rate.decoding_kept_up:
+            break
+        count *= 2
+    return rates
+
+
+def _live_rate(config: dict[str, Any], seconds: float, offered_each: float) -> LiveRate:
+    from streamyolo.pipeline import Pipeline
+
+    pipeline = Pipeline.from_config({"display": False, "status_interval": 0, **config})
+    results = pipeline.results()
+    pipeline.start()  # builds the models, then starts capture
+    ready = time.monotonic()
+    timer = threading.Timer(seconds, pipeline.stop)
+    timer.start()
+    try:
+        # Frames finished after the stop were buffered when capture ended: shutdown, not service.
+        ages = sorted(r.age for r in results if r.t_done - ready <= seconds)
+    finally:
+        timer.cancel()
+        pipeline.stop()
+    summary = pipeline.summary()
+    streams = len(summary.streams)
+    captured = sum(r.captured for r in summary.streams.values())
+    p99 = ages[min(len(ages) - 1, int(len(ages) * 0.99))] if ages else float("nan")
+    return LiveRate(streams, offered_each, len(ages) / seconds / streams, captured / seconds / streams, p99)
+
+
+def live_report(rates: Sequence[LiveRate]) -> list[str]:
+    """One line per stream count: detected frames/s per stream, p99 age, and whether decoding kept up."""
+    lines = []
+    for rate in rates:
+        age = "no frame" if math.isnan(rate.p99_age) else f"{rate.p99_age * 1000:.0f} ms"
+        line = (f"  {rate.streams:3d} stream{'s' if rate.streams > 1 else ' '}: {rate.detected_each:5.1f} frames/s "
+                f"detected in each, p99 frame age {age}")
+        if not rate.decoding_kept_up:
+            line += f"; decoding falls behind ({rate.decoded_each:.1f} of {rate.offered_each:.0f} frames/s)"
+        lines.append(line)
+    return lines
+
+
 def frame_hw(path: Path) -> tuple[int, int]:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -308,14 +382,20 @@ def rss_mib() -> float:
     return 0.0
 
 
-def capacity_report(model: str, sources: Sequence[str], imgsz: int = 640, workers: int = 2,
-                    device: str = "cpu", seconds: float = 4.0) -> str:
+def capacity_report(model: str, sources: Sequence[str], imgsz: int = 640, workers: int | None = None,
+                    device: str = "cpu", seconds: float = 4.0, max_streams: int = 64) -> str:
     """What this box can do with ``model`` on streams like ``sources`` (video files):
-    M, D, L and P, and how many such streams it keeps up with at their own frame rate."""
+    M, D, L and P (lossless, ``workers`` or 2), how many such streams it keeps up with at
+    their own frame rate, and live mode (``workers`` or ``auto``) with 1, 2, 4 … of them,
+    ``2 * seconds`` each, up to ``max_streams``."""
     from streamyolo.errors import ConfigError
     from streamyolo.inference.models import resolve_model
     from streamyolo.sources import SourceKind, source_kind
 
+    checked = (("--seconds", seconds), ("--max-streams", max_streams), ("--workers", 1 if workers is None else workers))
+    for option, value in checked:
+        if value <= 0:
+            raise ConfigError(f"bench {option} must be positive, got {value:g}")
     paths = [Path(s) for s in sources]
     for source, path in zip(sources, paths, strict=True):
         if source_kind(source) is not SourceKind.FILE or not path.is_file():
@@ -324,11 +404,13 @@ def capacity_report(model: str, sources: Sequence[str], imgsz: int = 640, worker
     rates = [_source_fps(p) for p in paths]
     # The pipeline first: the model measurements try pinned OpenVINO configurations, whose
     # thread pools would stay behind for whatever runs after them in this process.
+    lossless_workers = workers or 2
     pipeline_rates, _ = measure_pipeline({"streams": [str(p) for p in paths], "model": model, "imgsz": imgsz,
-                                          "workers": workers, "device": device})
+                                          "workers": lossless_workers, "device": device})
     pipeline_rate = pipeline_rates.steady
     decode = measure_decode(paths)
     model_rates = measure_model(model, imgsz, frame_hw(paths[0]), seconds=seconds, device=device)
+    live_rates = measure_live(model, paths, imgsz, device, 2 * seconds, workers or "auto", max_streams)
     gpu = device.startswith("cuda")
     ceiling = limit(model_rates.best.fps, decode.fps, gpu=gpu)
     source_fps = sum(rates) / len(rates)
@@ -339,10 +421,13 @@ def capacity_report(model: str, sources: Sequence[str], imgsz: int = 640, worker
         f"decode D = {decode.fps:7.1f} frames/s  ({decode.config})",
         f"limit  L = {ceiling:7.1f} frames/s  ({how})",
         f"streamyolo P = {pipeline_rate.fps:7.1f} frames/s  (P/L = {pipeline_rate.fps / ceiling:.2f}, "
-        f"{min(workers, len(paths))} worker(s), every frame processed; "
+        f"{min(lossless_workers, len(paths))} worker(s), every frame processed; "
         f"{pipeline_rates.wall.fps:.1f} frames/s counting start-up)",
-        f"capacity: about {int(pipeline_rate.fps // source_fps)} streams like these at their {source_fps:.0f} fps "
-        f"each, or {pipeline_rate.fps / len(paths):.1f} fps for each of these {len(paths)}",
+        f"capacity: {int(pipeline_rate.fps // source_fps)} streams like these with every frame detected at their "
+        f"{source_fps:.0f} fps, or {pipeline_rate.fps / len(paths):.1f} frames/s for each of these {len(paths)}",
+        f"live: streams arriving at their {source_fps:.0f} fps, the freshest frames detected "
+        f"({workers or 'auto'} workers, {2 * seconds:g} s each):",
+        *live_report(live_rates),
     ]
     return "\n".join(lines)
 

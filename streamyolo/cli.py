@@ -79,10 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--source", "-s", action="append", dest="sources", required=True, metavar="FILE",
                        help="a video file like your streams (repeatable)")
     bench.add_argument("--imgsz", type=int, default=640)
-    bench.add_argument("--workers", "-w", type=int, default=2)
+    bench.add_argument("--workers", "-w", type=int,
+                       help="inference workers (default: 2 for the lossless run, auto for live mode)")
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--seconds", type=float, default=4.0,
-                       help="how long to run the model in each configuration tried (4)")
+                       help="how long to run the model in each configuration tried (4); live mode runs "
+                            "twice as long per stream count")
+    bench.add_argument("--max-streams", type=int, default=64,
+                       help="most streams to try in live mode (64; it stops earlier once a stream gets under "
+                            "1 frame/s or decoding falls behind)")
     demo = commands.add_parser(
         "demo", help="the whole product on synthetic camera scenes, offline, scored against ground truth",
         description="Write synthetic H.264 clips with ground truth, run the pipeline over them with the "
@@ -202,7 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench":
             from streamyolo.benchmark import capacity_report
 
-            print(capacity_report(args.model, args.sources, args.imgsz, args.workers, args.device, args.seconds),
+            print(capacity_report(args.model, args.sources, args.imgsz, args.workers, args.device, args.seconds,
+                                  args.max_streams),
                   flush=True)
             return EXIT_OK
         parser.error(f"unknown command {args.command!r}")

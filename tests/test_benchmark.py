@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,3 +50,41 @@ def test_each_model_configuration_runs_on_the_threads_in_its_label(forward_threa
     # Each configuration's passes (warm-up included) come in order; every one saw its label's threads.
     assert set(forward_threads) == set(threads_by_label)
     assert forward_threads[0] == cpu_count(), "the 1-instance configurations run first, on every core"
+
+
+def test_live_mode_is_measured_with_more_streams_until_one_falls_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each count's (detected, decoded) frames/s per stream, as the pipeline would give them.
+    measured = {1: (20.0, 30.0), 2: (9.0, 30.0), 4: (4.0, 29.0), 8: (1.5, 25.0), 16: (0.5, 20.0)}
+    asked: list[int] = []
+
+    def live_rate(config: dict[str, Any], seconds: float, offered_each: float) -> benchmark.LiveRate:
+        count = len(config["streams"])
+        asked.append(count)
+        assert config["workers"] == "auto" and all(s["realtime"] and s["loop"] for s in config["streams"])
+        return benchmark.LiveRate(count, offered_each, *measured[count], 0.1)
+
+    monkeypatch.setattr(benchmark, "_live_rate", live_rate)
+    monkeypatch.setattr(benchmark, "_source_fps", lambda path: 30.0)
+    paths = [Path("a.mp4"), Path("b.mp4")]
+    # 8 streams decode 25 of 30 frames/s: decoding fell behind, so 16 are not tried.
+    assert [r.streams for r in benchmark.measure_live("m", paths, 640, "cpu", 1.0)] == [1, 2, 4, 8]
+    lines = benchmark.live_report(benchmark.measure_live("m", paths, 640, "cpu", 1.0, most=4))
+    assert asked[-3:] == [1, 2, 4] and len(lines) == 3
+    assert "20.0 frames/s detected in each, p99 frame age 100 ms" in lines[0]
+    assert "falls behind" not in "".join(lines)
+    measured[8] = (0.8, 30.0)  # under 1 frame/s: the last count tried
+    rates = benchmark.measure_live("m", paths, 640, "cpu", 1.0)
+    assert [r.streams for r in rates] == [1, 2, 4, 8]
+    behind = benchmark.live_report([benchmark.LiveRate(8, 30.0, 1.5, 25.0, 0.2)])
+    assert behind == ["    8 streams:   1.5 frames/s detected in each, p99 frame age 200 ms; "
+                      "decoding falls behind (25.0 of 30 frames/s)"]
+
+
+def test_live_mode_counts_the_frames_detected_in_the_window_after_start_up(clips: list[Path]) -> None:
+    rates = benchmark.measure_live("yolo26n.yaml", clips[:1], 64, "cpu", 1.0, most=2)
+    assert [r.streams for r in rates] in ([1, 2], [1])
+    for rate in rates:
+        assert rate.offered_each == 30.0
+        # Realtime sources deliver at most their own rate; the freshest of those are detected.
+        assert 0 < rate.detected_each <= rate.decoded_each <= rate.offered_each * 1.1, rate
+        assert 0 < rate.p99_age < 2.0, rate

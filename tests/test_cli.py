@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -166,13 +167,26 @@ def test_second_interrupt_exits_at_once(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(300)
 def test_bench_reports_the_limit_and_the_capacity_for_the_users_own_files(clips: list[Path]) -> None:
-    done = streamyolo("bench", "--model", "yolo26n.yaml", "--imgsz", "160", "--seconds", "0.3",
+    done = streamyolo("bench", "--model", "yolo26n.yaml", "--imgsz", "160", "--seconds", "0.5", "--max-streams", "2",
                       "--source", str(clips[0]), "--source", str(clips[1]))
     assert done.returncode == 0, done.stderr
     lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
-    assert {"model", "decode", "limit", "streamyolo", "capacity:"} <= set(lines), done.stdout
+    assert {"model", "decode", "limit", "streamyolo", "capacity:", "live:"} <= set(lines), done.stdout
     assert "P/L = " in lines["streamyolo"] and "every frame processed" in lines["streamyolo"]
     assert "streams like these" in lines["capacity:"]
+    # Live mode, measured: 1 stream, then 2 (the most asked for), unless 1 already fell short.
+    live = re.findall(r"^ +(\d+) streams? *: +([\d.]+) frames/s detected in each, p99 frame age (\d+) ms",
+                      done.stdout, re.MULTILINE)
+    assert [count for count, _, _ in live] in (["1", "2"], ["1"]), done.stdout
+    assert all(float(rate) > 0 and int(age) > 0 for _, rate, age in live), done.stdout
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("option", "value"), [("--seconds", "0"), ("--max-streams", "0"), ("--workers", "0")])
+def test_bench_refuses_a_count_or_duration_that_is_not_positive(clips: list[Path], option: str, value: str) -> None:
+    done = streamyolo("bench", "--model", "yolo26n.yaml", "--source", str(clips[0]), option, value)
+    assert done.returncode == 2
+    assert f"bench {option} must be positive, got {value}" in done.stderr and "Traceback" not in done.stderr
 
 
 @pytest.mark.timeout(60)

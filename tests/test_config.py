@@ -38,6 +38,7 @@ def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
         ({"streams": ["a"], "workers": 0}, "config key 'workers'"),
         ({"streams": [{"source": "a", "overflow": "fast"}]}, "config key 'streams.0.overflow'"),
         ({"streams": ["a"], "device": "gpu"}, "config key 'device'"),
+        ({"streams": ["a"], "pytorch_cpu": "onnx"}, "config key 'pytorch_cpu'"),
     ],
 )
 def test_bad_values_name_the_key(data: dict[str, object], message: str) -> None:

@@ -36,10 +36,10 @@ thread-only; 2 lanes split each worker's batches between two replicas of its mod
 
 
 def _run(streams: list[Path], model: str, sharing: str, worker_mode: str, lanes: int | str, imgsz: int,
-         conf: float) -> list[Result]:
+         conf: float, **more: Any) -> list[Result]:
     config = {"streams": [str(p) for p in streams], "model": model, "workers": 2, "device": "cpu",
               "model_sharing": sharing, "worker_mode": worker_mode, "lanes": lanes, "imgsz": imgsz, "conf": conf,
-              "batch": 4, "display": False}
+              "batch": 4, "display": False, **more}
     before = locale.setlocale(locale.LC_ALL)
     with Pipeline.from_config(config) as pipeline:
         results = list(pipeline.results())
@@ -81,6 +81,21 @@ def test_random_weight_yolo26n_matches_sequential_predict(
 ) -> None:
     results = _run(four_streams, str(random_model), sharing, worker_mode, lanes, imgsz=320, conf=0.25)
     _check(four_streams, results, _reference(str(random_model), 320, 0.25, results), 0.25)
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize(("sharing", "worker_mode", "lanes"),
+                         [("per-thread", "thread", 2), ("locked", "thread", 1), ("per-thread", "process", 1)])
+def test_random_weight_yolo26n_run_by_openvino_matches_sequential_predict(
+    four_streams: list[Path], random_model: Path, sharing: str, worker_mode: str, lanes: int | str, tmp_path: Path
+) -> None:
+    # pytorch_cpu: openvino converts the network once (workers, lanes and processes at once)
+    # into the model cache; every replica runs that conversion, and the results stay those of
+    # PyTorch's predict().
+    results = _run(four_streams, str(random_model), sharing, worker_mode, lanes, imgsz=320, conf=0.25,
+                   pytorch_cpu="openvino", model_cache=str(tmp_path))
+    _check(four_streams, results, _reference(str(random_model), 320, 0.25, results), 0.25)
+    assert len(list((tmp_path / "pytorch").glob("*.xml"))) == 1
 
 
 @pytest.mark.timeout(240)

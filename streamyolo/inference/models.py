@@ -152,7 +152,7 @@ class UltralyticsDetector:
     """
 
     def __init__(self, model: Any, settings: DetectSettings, device: str, model_path: str = "",
-                 threads: int | None = None, cache_dir: str | None = None) -> None:
+                 threads: int | None = None, cache_dir: str | None = None, pytorch_cpu: str = "torch") -> None:
         if model.task != "detect":
             raise ModelError(f"model {model.ckpt_path or model.model_name!r} is a {model.task!r} model; need 'detect'")
         self._model = model
@@ -161,6 +161,7 @@ class UltralyticsDetector:
         self._model_path = model_path
         self._threads = threads
         self._cache_dir = cache_dir
+        self._pytorch_cpu = pytorch_cpu
         self._runner: Runner | None = None
         self._predictor: Any = None
         self._names: dict[int, str] = {}
@@ -191,7 +192,8 @@ class UltralyticsDetector:
             torch.set_num_threads(self._threads or threads)
         self._predictor = self._model.predictor
         self._names = {int(k): str(v) for k, v in self._predictor.model.names.items()}
-        self._runner = make_runner(self._predictor, self._model_path, self._threads, self._cache_dir)
+        self._runner = make_runner(self._predictor, self._model_path, self._threads, self._cache_dir,
+                                   self._pytorch_cpu)
         if self._device.startswith("cuda"):
             # One CUDA stream per worker, so workers sharing a GPU overlap their copies and kernels.
             stream_type: Any = torch.cuda.Stream
@@ -295,11 +297,15 @@ class UltralyticsFactory:
     """CPU threads this worker's model may use (torch intra-op threads, OpenVINO's
     ``INFERENCE_NUM_THREADS``); ``None``: as set when it is built, or the runtime decides."""
     cache_dir: str | None = None
-    """Where OpenVINO keeps compiled models between runs; ``None``: compile every time."""
+    """Where OpenVINO keeps compiled models (and PyTorch networks converted to it) between
+    runs; ``None``: compile every time."""
+    pytorch_cpu: str = "torch"
+    """What runs a PyTorch model's network on a CPU: ``torch`` or ``openvino``."""
 
     def __call__(self) -> Detector:
         detector = UltralyticsDetector(load_yolo(self.model, self.device), self.settings, self.device,
-                                       model_path=self.model, threads=self.threads, cache_dir=self.cache_dir)
+                                       model_path=self.model, threads=self.threads, cache_dir=self.cache_dir,
+                                       pytorch_cpu=self.pytorch_cpu)
         try:
             detector.warmup()
         except Exception as exc:

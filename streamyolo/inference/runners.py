@@ -77,11 +77,13 @@ def _letterboxer(predictor: Any, allocator: Any = None) -> Letterboxer:
 class TorchRunner:
     """PyTorch models, on the CPU or one CUDA device (one CUDA stream per worker)."""
 
-    def __init__(self, predictor: Any) -> None:
+    def __init__(self, predictor: Any, network: Callable[[Any], Any] | None = None) -> None:
         import torch
 
         self._torch = torch
         self._predictor = predictor
+        self._network = network or predictor.inference
+        """The forward pass: the predictor's own, or the network converted to OpenVINO."""
         self._device = predictor.device
         self._fp16 = bool(predictor.model.fp16)
         self._cuda = self._device.type == "cuda"
@@ -114,7 +116,7 @@ class TorchRunner:
             # (27 % cheaper than reordering with torch in two copies).
             tensor = torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)[:, ::-1]))
         tensor = (tensor.half() if self._fp16 else tensor.float()).div_(255)
-        return self._predictor.inference(tensor), where.input_hw
+        return self._network(tensor), where.input_hw
 
 
 class OpenVINORunner:
@@ -215,11 +217,22 @@ class PredictorRunner:
         return self._predictor.inference(tensor), (int(tensor.shape[2]), int(tensor.shape[3]))
 
 
-def make_runner(predictor: Any, model_path: str, threads: int | None, cache_dir: str | None = None) -> Runner:
+def make_runner(predictor: Any, model_path: str, threads: int | None, cache_dir: str | None = None,
+                pytorch_cpu: str = "torch") -> Runner:
     """The leanest runner for the predictor's model format; ``cache_dir`` is where an
-    OpenVINO model's compiled form is kept between runs (``None``: compile every time)."""
+    OpenVINO model's compiled form is kept between runs (``None``: compile every time).
+    ``pytorch_cpu: openvino`` runs a PyTorch model's network through OpenVINO on a CPU
+    (see :mod:`streamyolo.inference.converted`); where that fails, PyTorch runs it."""
     model_format = predictor.model.format
     if model_format == "pt":
+        if pytorch_cpu == "openvino" and str(predictor.device) == "cpu" and not predictor.model.fp16:
+            from streamyolo.inference.converted import ConvertedNetwork
+
+            try:
+                return TorchRunner(predictor, ConvertedNetwork(predictor, threads, cache_dir))
+            except Exception as exc:  # an unusual network: PyTorch still runs it
+                log.warning("pytorch_cpu: openvino unavailable for %s (%s: %s); PyTorch runs it",
+                            model_path or "the model", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
         return TorchRunner(predictor)
     if model_format == "openvino" and str(predictor.device) == "cpu":
         try:

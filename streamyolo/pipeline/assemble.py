@@ -78,16 +78,16 @@ def detector_factories(config: PipelineConfig, model: str, workers: int,
     lanes = lanes or Lanes()
     devices = [resolve_device(config.device, index) for index in range(workers)]
     threads = torch_threads(config, models_running(config, workers, lanes.own), devices[0])
-    openvino = is_openvino(model)
+    openvino = is_openvino(model) or config.pytorch_cpu == "openvino"
     cache = resolve_model_cache(config.model_cache) if openvino else None
     if config.worker_mode == "thread":
         preload(openvino=openvino)
     if config.model_sharing == "locked":
-        shared = SharedFactory(UltralyticsFactory(model, settings, devices[0], threads, cache))
+        shared = SharedFactory(UltralyticsFactory(model, settings, devices[0], threads, cache, config.pytorch_cpu))
         return [shared] * workers
 
     def own(device: str, idle: IdleLanes | None) -> DetectorFactory:
-        single = UltralyticsFactory(model, settings, device, threads, cache)
+        single = UltralyticsFactory(model, settings, device, threads, cache, config.pytorch_cpu)
         if lanes.own == 1 and idle is None:
             return single
         return LanedFactory(single, lanes.own, idle)

@@ -1,0 +1,87 @@
+"""``pytorch_cpu: openvino``: a PyTorch model's network converted once, kept in the model
+cache, run by OpenVINO with PyTorch's results; anything that cannot be converted runs in
+PyTorch. (Equality with ``predict()`` through the pipeline, in every worker mode, is in
+``test_thread_safety.py``.)"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamyolo.inference import DetectSettings, UltralyticsFactory, converted
+from streamyolo.inference.models import UltralyticsDetector, resolve_model
+from streamyolo.inference.offline import import_ultralytics
+from streamyolo.sources.scenes import CameraScene
+from tests.helpers import assert_same_detections
+
+
+def _frames() -> list[np.ndarray]:
+    scene = CameraScene(seed=3, width=416, height=240)
+    return [scene.render(index) for index in range(0, 40, 10)]
+
+
+def _network(detector: object) -> object:
+    assert isinstance(detector, UltralyticsDetector)
+    runner = detector._runner
+    return runner._network  # type: ignore[union-attr]
+
+
+@pytest.mark.timeout(120)
+def test_the_network_is_converted_once_and_then_loaded_from_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = resolve_model("demo")  # real weights: it finds the people and cars of these scenes
+    settings = DetectSettings(imgsz=416, conf=0.25)
+    torch_detector = UltralyticsFactory(model, settings, "cpu", threads=1)()
+    first = UltralyticsFactory(model, settings, "cpu", 1, str(tmp_path), "openvino")()
+    assert isinstance(_network(first), converted.ConvertedNetwork)
+    assert [p.name for p in (tmp_path / "pytorch").glob("*.xml")] == [_network(first).path.name]  # type: ignore[attr-defined]
+
+    def no_conversion(*args: object) -> None:
+        raise AssertionError("converted again instead of loading the cache")
+
+    monkeypatch.setattr(converted, "_convert", no_conversion)
+    second = UltralyticsFactory(model, settings, "cpu", 1, str(tmp_path), "openvino")()
+    assert isinstance(_network(second), converted.ConvertedNetwork)
+    frames = _frames()
+    yolo = import_ultralytics().YOLO(model, task="detect")
+    total = 0
+    for index, (theirs, ours) in enumerate(zip(torch_detector.detect(frames), second.detect(frames), strict=True)):
+        reference = yolo.predict(frames[index], imgsz=416, conf=0.25, device="cpu", verbose=False)[0]
+        assert_same_detections(ours, reference, 0.25, f"frame {index}")
+        assert_same_detections(theirs, reference, 0.25, f"frame {index} (PyTorch)")
+        total += len(ours.cls)
+    assert total >= 4, f"too few detections ({total}) for the comparison to mean anything"
+    for detector in (torch_detector, first, second):
+        detector.close()
+
+
+@pytest.mark.timeout(120)
+def test_other_weights_get_a_conversion_of_their_own(tmp_path: Path) -> None:
+    from ultralytics import YOLO
+
+    a, b = YOLO("yolo26n.yaml").model, YOLO("yolo26n.yaml").model  # random weights, each its own
+    assert converted.weights_key(a) == converted.weights_key(a)
+    assert converted.weights_key(a) != converted.weights_key(b)
+
+
+@pytest.mark.timeout(120)
+def test_a_network_that_cannot_be_converted_runs_in_pytorch_with_a_warning(
+    random_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def unconvertible(*args: object) -> None:
+        raise RuntimeError("unsupported operation aten::frobnicate\nmore detail")
+
+    monkeypatch.setattr(converted, "_convert", unconvertible)
+    with caplog.at_level(logging.WARNING, logger="streamyolo.inference.runners"):
+        detector = UltralyticsFactory(str(random_model), DetectSettings(imgsz=160), "cpu", 1, str(tmp_path),
+                                      "openvino")()
+    assert not isinstance(_network(detector), converted.ConvertedNetwork)
+    message = [r.getMessage() for r in caplog.records if "pytorch_cpu" in r.getMessage()]
+    assert message == [f"pytorch_cpu: openvino unavailable for {random_model} (RuntimeError: unsupported operation "
+                       "aten::frobnicate); PyTorch runs it"]
+    assert len(detector.detect(_frames())) == 4
+    detector.close()

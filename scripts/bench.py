@@ -22,8 +22,8 @@ H.264 clips):
   memory RSS with 1..K streams and 1..2 workers; growth over --memory-minutes
   P_web  (--web) P with the web page on and one viewer per stream reading its MJPEG video
 
---only P,P_web runs just those throughput contenders (P_1lane, P with ``lanes: 1``, runs only
-when named here); --live-compare runs live mode with
+--only P,P_web runs just those throughput contenders (P_1lane, P with ``lanes: 1``, and, for
+the PyTorch model, P_ov, P with ``pytorch_cpu: openvino``, run only when named here); --live-compare runs live mode with
 live_hold on and off, interleaved over --rounds (1 worker), instead of the usual live runs.
 
 The throughput contenders (D, M, P, U, S and the recording ones) run in --rounds interleaved
@@ -128,10 +128,12 @@ def thread_per_stream(model: str, paths: list[Path], imgsz: int) -> dict[str, An
 # -- streamyolo ------------------------------------------------------------------------------
 
 def streamyolo(model: str, paths: list[Path], imgsz: int, workers: int, record: Path | None = None,
-               mode: str = "thread", web: bool = False, lanes: int | str = "auto") -> dict[str, Any]:
-    """P; with ``web``, the web page is on and one viewer per stream watches its video the whole run."""
+               mode: str = "thread", web: bool = False, lanes: int | str = "auto",
+               more: dict[str, Any] | None = None) -> dict[str, Any]:
+    """P; with ``web``, the web page is on and one viewer per stream watches its video the whole run;
+    ``more``: other config keys."""
     config: dict[str, Any] = {"streams": [f"s{i}={p}" for i, p in enumerate(paths)], "model": model,
-                              "imgsz": imgsz, "workers": workers, "device": "cpu", "lanes": lanes}
+                              "imgsz": imgsz, "workers": workers, "device": "cpu", "lanes": lanes, **(more or {})}
     if record is not None:
         config["record"] = str(record)
     if mode != "thread":
@@ -363,6 +365,14 @@ def run_model(label: str, model: str, paths: list[Path], args: argparse.Namespac
     if args.only:
         if "P_1lane" in args.only.split(","):  # P with one model per worker: what lanes bring
             measurements.append(("P_1lane", streamyolo, (model, paths, args.imgsz, args.workers), {"lanes": 1}))
+        if "P_ov" in args.only.split(",") and not bench.is_openvino(model):
+            # P with pytorch_cpu: openvino, on the same random yolo26n saved as weights (a YAML model
+            # is not converted); its first round converts into the cache, the others load it.
+            weights = folder / "yolo26n-random.pt"
+            if not weights.exists():
+                import_ultralytics().YOLO(model).save(str(weights))
+            measurements.append(("P_ov", streamyolo, (str(weights), paths, args.imgsz, args.workers),
+                                 {"more": {"pytorch_cpu": "openvino", "model_cache": str(folder / "cache")}}))
         measurements = [m for m in measurements if m[0] in args.only.split(",")]
     if args.live_only:
         measurements = []
@@ -473,11 +483,15 @@ def print_report(results: list[dict[str, Any]]) -> None:
               f"| {fps(r, 'U')} | {fps(r, 'U_save')} | {fps(r, 'S')} | {fps(r, 'P_process')} | {fps(r, 'P_web')} |")
     print("\nevery round's frames per second (medians above):")
     for r in results:
-        for key in ("D", "M", "P", "U", "S", "P_rec", "U_save", "P_process", "P_web", "P_1lane"):
+        for key in ("D", "M", "P", "U", "S", "P_rec", "U_save", "P_process", "P_web", "P_1lane", "P_ov"):
             if key in r:
                 print(f"  {r['model']} {key}: {r[key]['fps_runs']}")
         if "P" in r and "P_1lane" in r:
             print(f"  {r['model']} P (lanes: auto) / P_1lane (lanes: 1): {r['P']['fps'] / r['P_1lane']['fps']:.2f}")
+        for key in ("P_ov",):
+            if key in r and "S" in r:
+                print(f"  {r['model']} {key} / S: {r[key]['fps'] / r['S']['fps']:.2f}; {key} / P: "
+                      f"{r[key]['fps'] / r['P']['fps'] if 'P' in r else float('nan'):.2f}")
             if key in r.get("hung", {}):
                 print(f"  {r['model']} {key}: hung and was killed in {r['hung'][key]} round(s), left out")
     for r in results:

@@ -181,7 +181,8 @@ class PipelineConfig(_Strict):
     to OpenVINO (FP32, the same numbers) once per set of weights, kept in ``model_cache``, and
     run by OpenVINO's CPU kernels: yolo26n ran 1.7-2.1 x faster than in PyTorch on our 2-core
     box. Needs the ``openvino`` package; a network that cannot be converted runs in PyTorch,
-    with a warning. Ignored on a GPU and with ``half``."""
+    with a warning. For weights files (``.pt``); ignored for YAML architectures, on a GPU and
+    with ``half``."""
     worker_mode: Literal["thread", "process"] = "thread"
     """``thread``: every inference worker is a thread of this process with its own model.
     ``process``: each worker's model runs in a child process of its own; frames reach it

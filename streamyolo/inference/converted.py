@@ -6,7 +6,9 @@ most 0.0001 px). The network is traced once per set of weights, converted with d
 and input size (the rect letterbox of PyTorch models gives each aspect ratio its own size)
 and kept as an OpenVINO IR in the model cache, keyed by a hash of the weights and the
 versions of torch, Ultralytics and OpenVINO, so later starts only compile it. Each lane then
-compiles its own copy inside its own thread, as with any OpenVINO model.
+compiles its own copy inside its own thread and runs it as any OpenVINO model
+(:class:`~streamyolo.inference.runners.OpenVINORunner`: uint8 frames in, converted inside the
+graph).
 """
 
 from __future__ import annotations
@@ -22,40 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from streamyolo.inference.offline import import_openvino
-from streamyolo.inference.runners import _file_lock, compiling_into
+from streamyolo.inference.runners import _file_lock
 
 log = logging.getLogger(__name__)
 
 _convert_lock = threading.Lock()
 """One conversion at a time in this process: tracing is slow, and a second thread with the
 same weights then reads what the first wrote."""
-
-
-class ConvertedNetwork:
-    """The predictor's PyTorch network, converted to OpenVINO and compiled for ``threads``
-    CPU threads (FP32). Call it with the float BCHW input tensor the network takes; it
-    returns the network's first output, as ``predictor.inference`` does for detection."""
-
-    def __init__(self, predictor: Any, threads: int | None, cache_dir: str | None) -> None:
-        ov = import_openvino()
-        xml = converted_ir(predictor, cache_dir)
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
-                                  "INFERENCE_PRECISION_HINT": "f32"}  # the same numbers as PyTorch's FP32
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-            config["ENABLE_CPU_PINNING"] = False  # see OpenVINORunner: workers would share cores
-        core = ov.Core()
-        with compiling_into(None, str(xml)):  # keeps the process locale (see runners._LocaleKeeper)
-            self._compiled = core.compile_model(core.read_model(xml), "CPU", config)
-        self._request = self._compiled.create_infer_request()
-        self.path = xml
-
-    def __call__(self, tensor: Any) -> Any:
-        import torch
-
-        self._request.infer([tensor.numpy()])  # releases the GIL while it runs
-        # A copy: with dynamic shapes the request may replace its output buffer on the next call.
-        return torch.from_numpy(self._request.get_output_tensor(0).data.copy())
 
 
 def converted_ir(predictor: Any, cache_dir: str | None) -> Path:

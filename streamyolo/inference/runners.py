@@ -77,13 +77,11 @@ def _letterboxer(predictor: Any, allocator: Any = None) -> Letterboxer:
 class TorchRunner:
     """PyTorch models, on the CPU or one CUDA device (one CUDA stream per worker)."""
 
-    def __init__(self, predictor: Any, network: Callable[[Any], Any] | None = None) -> None:
+    def __init__(self, predictor: Any) -> None:
         import torch
 
         self._torch = torch
         self._predictor = predictor
-        self._network = network or predictor.inference
-        """The forward pass: the predictor's own, or the network converted to OpenVINO."""
         self._device = predictor.device
         self._fp16 = bool(predictor.model.fp16)
         self._cuda = self._device.type == "cuda"
@@ -116,7 +114,7 @@ class TorchRunner:
             # (27 % cheaper than reordering with torch in two copies).
             tensor = torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)[:, ::-1]))
         tensor = (tensor.half() if self._fp16 else tensor.float()).div_(255)
-        return self._network(tensor), where.input_hw
+        return self._predictor.inference(tensor), where.input_hw
 
 
 class OpenVINORunner:
@@ -128,12 +126,15 @@ class OpenVINORunner:
     float copy of every frame in Python.
     """
 
-    def __init__(self, predictor: Any, model_path: str, threads: int | None, cache_dir: str | None = None) -> None:
+    def __init__(self, predictor: Any, model_path: str, threads: int | None, cache_dir: str | None = None,
+                 precision: str | None = None) -> None:
         ov = import_openvino()
         self._letterbox = _letterboxer(predictor)
         xml = openvino_xml(model_path)
         core = ov.Core()
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        if precision:
+            config["INFERENCE_PRECISION_HINT"] = precision
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
             # OpenVINO pins each compiled model's threads starting from the first core, so
@@ -225,11 +226,15 @@ def make_runner(predictor: Any, model_path: str, threads: int | None, cache_dir:
     (see :mod:`streamyolo.inference.converted`); where that fails, PyTorch runs it."""
     model_format = predictor.model.format
     if model_format == "pt":
-        if pytorch_cpu == "openvino" and str(predictor.device) == "cpu" and not predictor.model.fp16:
-            from streamyolo.inference.converted import ConvertedNetwork
+        if pytorch_cpu == "openvino" and model_path.endswith((".yaml", ".yml")):
+            # Every replica of a YAML architecture has random weights of its own: nothing to cache.
+            log.info("pytorch_cpu: openvino applies to weights files; %s runs in PyTorch", model_path)
+        elif pytorch_cpu == "openvino" and str(predictor.device) == "cpu" and not predictor.model.fp16:
+            from streamyolo.inference.converted import converted_ir
 
             try:
-                return TorchRunner(predictor, ConvertedNetwork(predictor, threads, cache_dir))
+                # FP32 as in PyTorch (OpenVINO would pick bf16 on CPUs that have it: other numbers).
+                return OpenVINORunner(predictor, str(converted_ir(predictor, cache_dir)), threads, cache_dir, "f32")
             except Exception as exc:  # an unusual network: PyTorch still runs it
                 log.warning("pytorch_cpu: openvino unavailable for %s (%s: %s); PyTorch runs it",
                             model_path or "the model", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")

@@ -60,7 +60,11 @@ def test_the_network_is_converted_once_and_then_loaded_from_the_cache(
 
 
 @pytest.mark.timeout(120)
-def test_other_weights_get_a_conversion_of_their_own(tmp_path: Path) -> None:
+def test_other_weights_get_a_conversion_of_their_own(random_model: Path, tmp_path: Path) -> None:
+    settings = DetectSettings(imgsz=160)
+    for model in (resolve_model("demo"), str(random_model), str(random_model)):
+        UltralyticsFactory(model, settings, "cpu", 1, str(tmp_path), "openvino")().close()
+    assert len(list((tmp_path / "pytorch").glob("*.xml"))) == 2
     from ultralytics import YOLO
 
     a, b = YOLO("yolo26n.yaml").model, YOLO("yolo26n.yaml").model  # random weights, each its own

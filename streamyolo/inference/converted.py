@@ -37,7 +37,7 @@ def converted_ir(predictor: Any, cache_dir: str | None) -> Path:
     """The OpenVINO IR of the predictor's network, from the cache or converted now."""
     folder = Path(cache_dir) / "pytorch" if cache_dir else Path(_scratch().name)
     folder.mkdir(parents=True, exist_ok=True)
-    xml = folder / f"{weights_key(predictor.model)}.xml"
+    xml = folder / f"{weights_key(_network(predictor))}.xml"
     with _convert_lock, _file_lock(folder / ".streamyolo.lock"):
         if not xml.exists():
             _convert(predictor, xml)
@@ -61,12 +61,22 @@ def weights_key(network: Any) -> str:
     return digest.hexdigest()[:32]
 
 
+def _network(predictor: Any) -> Any:
+    """The predictor's PyTorch network (``AutoBackend`` holds it, and is no module parent of it)."""
+    import torch
+
+    network = getattr(predictor.model, "model", None)
+    if not isinstance(network, torch.nn.Module):
+        raise TypeError(f"no PyTorch network behind {type(predictor.model).__name__}")
+    return network
+
+
 def _convert(predictor: Any, xml: Path) -> None:
     import torch
     from ultralytics.nn.modules.head import Detect
 
     ov = import_openvino()
-    network = predictor.model
+    network = _network(predictor)
     heads = [m for m in network.modules() if isinstance(m, Detect)]
     saved = [head.dynamic for head in heads]
     for head in heads:

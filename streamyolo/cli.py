@@ -43,6 +43,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-sharing", choices=["per-thread", "locked"])
     parser.add_argument("--worker-mode", choices=["thread", "process"],
                         help="run each worker's model in a thread (default) or in a process of its own")
+    parser.add_argument("--pytorch-cpu", choices=["torch", "openvino"],
+                        help="what runs a PyTorch model on a CPU: torch (default) or openvino (converted once, "
+                             "kept in the model cache, same results)")
     parser.add_argument("--conf", type=float, help="confidence threshold (0.25)")
     parser.add_argument("--iou", type=float, help="NMS IoU threshold (0.7)")
     parser.add_argument("--imgsz", type=int, help="inference size (640)")
@@ -107,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The flags the user gave, as config keys (flags not given stay out)."""
-    keys = ["model", "device", "workers", "lanes", "batch", "model_sharing", "worker_mode", "conf", "iou", "imgsz",
+    keys = ["model", "device", "workers", "lanes", "batch", "model_sharing", "worker_mode", "pytorch_cpu", "conf",
+            "iou", "imgsz",
             "classes", "half", "record", "jsonl", "summary", "display", "duration", "status_interval", "threads",
             "model_cache", "live_hold", "web", "web_fps"]
     overrides = {key: getattr(args, key) for key in keys if getattr(args, key, None) is not None}

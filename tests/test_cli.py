@@ -39,6 +39,30 @@ def test_run_two_files_with_record_jsonl_and_summary(clips: list[Path], random_m
         assert [s[1] for s in stamps(images) if s] == list(range(12))
 
 
+@pytest.mark.timeout(300)
+def test_run_with_the_pytorch_model_on_openvino_gives_the_same_detections(tmp_path: Path) -> None:
+    # --pytorch-cpu openvino converts the bundled demo model's network into --model-cache, and
+    # every frame's detections equal those of the default PyTorch run on the same scene.
+    runs = {}
+    for runtime in ("torch", "openvino"):
+        jsonl = tmp_path / f"{runtime}.jsonl"
+        done = streamyolo("run", "--source", "synthetic:scene?seed=3&size=416x240&frames=12", "--model", "demo",
+                          "--jsonl", str(jsonl), "--no-display", "--pytorch-cpu", runtime,
+                          "--model-cache", str(tmp_path / "cache"))
+        assert done.returncode == 0, done.stderr
+        runs[runtime] = sorted(read_jsonl(jsonl), key=lambda line: line["seq"])
+    assert len(list((tmp_path / "cache" / "pytorch").glob("*.xml"))) == 1
+    assert [line["seq"] for line in runs["openvino"]] == list(range(12))
+    found = 0
+    for ours, theirs in zip(runs["openvino"], runs["torch"], strict=True):
+        assert [d["cls"] for d in ours["detections"]] == [d["cls"] for d in theirs["detections"]], ours["seq"]
+        for a, b in zip(ours["detections"], theirs["detections"], strict=True):
+            assert max(abs(p - q) for p, q in zip(a["xyxy"], b["xyxy"], strict=True)) <= 1.0
+            assert abs(a["conf"] - b["conf"]) <= 0.01
+        found += len(ours["detections"])
+    assert found > 0, "no detections: the comparison would mean nothing"
+
+
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path

@@ -179,10 +179,10 @@ class PipelineConfig(_Strict):
     pytorch_cpu: Literal["torch", "openvino"] = "torch"
     """What runs a PyTorch model's network on a CPU. ``openvino``: the network is converted
     to OpenVINO (FP32, the same numbers) once per set of weights, kept in ``model_cache``, and
-    run by OpenVINO's CPU kernels: yolo26n ran 1.7-2.1 x faster than in PyTorch on our 2-core
-    box. Needs the ``openvino`` package; a network that cannot be converted runs in PyTorch,
-    with a warning. For weights files (``.pt``); ignored for YAML architectures, on a GPU and
-    with ``half``."""
+    run by OpenVINO's CPU kernels: yolo26n's forward pass ran 1.6-2.1 x faster than in PyTorch
+    alone on our 2-core box, and 1.3-1.4 x in the pipeline. Needs the ``openvino`` package; a
+    network that cannot be converted runs in PyTorch, with a warning. For weights files
+    (``.pt``); ignored for YAML architectures, on a GPU and with ``half``."""
     worker_mode: Literal["thread", "process"] = "thread"
     """``thread``: every inference worker is a thread of this process with its own model.
     ``process``: each worker's model runs in a child process of its own; frames reach it

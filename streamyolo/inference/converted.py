@@ -1,7 +1,8 @@
 """A PyTorch model's network run by OpenVINO on the CPU (``pytorch_cpu: openvino``).
 
-OpenVINO's CPU kernels ran yolo26n 1.7-2.1 x faster than PyTorch's eager forward pass on our
-2-core box (FP32, the same numbers: the demo model's detections on its scenes differed by at
+OpenVINO's CPU kernels ran yolo26n's forward pass 1.6-2.1 x faster than PyTorch's eager one on
+our 2-core box (one thread, batch 1), and the whole pipeline 1.3-1.4 x faster (4 streams, 2
+workers), with the same numbers (FP32: the demo model's detections on its scenes differed by at
 most 0.0001 px). The network is traced once per set of weights, converted with dynamic batch
 and input size (the rect letterbox of PyTorch models gives each aspect ratio its own size)
 and kept as an OpenVINO IR in the model cache, keyed by a hash of the weights and the

@@ -94,12 +94,34 @@ def _input_shape(model: str, imgsz: int, frame_hw: tuple[int, int]) -> tuple[int
 
 
 def measure_model(model: str, imgsz: int, frame_hw: tuple[int, int], seconds: float = 4.0,
-                  device: str = "cpu") -> ModelRates:
-    """M: forward passes alone on ready-made tensors, over several configurations."""
+                  device: str = "cpu", pytorch_cpu: str = "torch") -> ModelRates:
+    """M: forward passes alone on ready-made tensors, over several configurations; with
+    ``pytorch_cpu: openvino``, a PyTorch weights file's network as the pipeline runs it,
+    converted to OpenVINO."""
     height, width = _input_shape(model, imgsz, frame_hw)
     if is_openvino(model):
         return _measure_openvino(model, (height, width), seconds)
+    if pytorch_cpu == "openvino" and Path(model).suffix.lower() == ".pt" and not device.startswith("cuda"):
+        converted = _converted_network(model, imgsz, device)
+        return _measure_openvino(str(converted), (height, width), seconds, "f32", "converted to OpenVINO, ")
     return _measure_torch(model, (height, width), seconds, device)
+
+
+def _converted_network(model: str, imgsz: int, device: str) -> Path:
+    """The OpenVINO IR that ``pytorch_cpu: openvino`` runs for ``model`` (from the model cache
+    the pipeline wrote it to, or converted now)."""
+    from streamyolo.inference import DetectSettings
+    from streamyolo.inference.converted import converted_ir
+    from streamyolo.inference.models import UltralyticsDetector, load_yolo
+    from streamyolo.pipeline.assemble import resolve_model_cache
+
+    yolo = load_yolo(model, device)
+    detector = UltralyticsDetector(yolo, DetectSettings(imgsz=imgsz), device, model_path=model)
+    detector.warmup()  # sets up the predictor, whose network is converted
+    try:
+        return converted_ir(yolo.predictor, resolve_model_cache("auto"))
+    finally:
+        detector.close()
 
 
 def _run_instances(step: Callable[[int], int], instances: int, seconds: float) -> int:
@@ -181,13 +203,13 @@ def _measure_torch(model: str, input_hw: tuple[int, int], seconds: float, device
 
 
 def _openvino_rate(core: Any, xml: Path, input_hw: tuple[int, int], instances: int, pinning: bool,
-                   seconds: float) -> Rate:
+                   seconds: float, extra: dict[str, Any] | None = None, label: str = "") -> Rate:
     """``instances`` LATENCY-mode compiled models sharing the cores, one thread each."""
     threads = max(1, cpu_count() // instances)
     tensor = np.random.rand(1, 3, *input_hw).astype(np.float32)
     requests = [core.compile_model(core.read_model(xml), "CPU", {
         "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": threads,
-        "ENABLE_CPU_PINNING": pinning,
+        "ENABLE_CPU_PINNING": pinning, **(extra or {}),
     }).create_infer_request() for _ in range(instances)]
     for request in requests:
         request.infer([tensor])
@@ -200,22 +222,25 @@ def _openvino_rate(core: Any, xml: Path, input_hw: tuple[int, int], instances: i
     frames = _run_instances(step, instances, seconds)
     elapsed = time.perf_counter() - started
     pinned = "" if pinning else ", unpinned"
-    return Rate(frames / elapsed, frames, elapsed, f"{instances} instance(s) × {threads} threads, LATENCY{pinned}")
+    return Rate(frames / elapsed, frames, elapsed,
+                f"{label}{instances} instance(s) × {threads} threads, LATENCY{pinned}")
 
 
-def _measure_openvino(model: str, input_hw: tuple[int, int], seconds: float) -> ModelRates:
+def _measure_openvino(model: str, input_hw: tuple[int, int], seconds: float, precision: str | None = None,
+                      label: str = "") -> ModelRates:
     ov = import_openvino()
     xml = openvino_xml(model)
     core = ov.Core()
+    extra: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
     tried: list[Rate] = []
     latency = 0.0
     for instances, pinning in ((2, False), (1, True), (2, True)):
-        rate = _openvino_rate(core, xml, input_hw, instances, pinning, seconds)
+        rate = _openvino_rate(core, xml, input_hw, instances, pinning, seconds, extra, label)
         tried.append(rate)
         if instances == 1:
             latency = rate.seconds / rate.frames
     tensor = np.random.rand(1, 3, *input_hw).astype(np.float32)
-    compiled = core.compile_model(core.read_model(xml), "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"})
+    compiled = core.compile_model(core.read_model(xml), "CPU", {"PERFORMANCE_HINT": "THROUGHPUT", **extra})
     jobs = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     queue = ov.AsyncInferQueue(compiled, jobs)
     for _ in range(jobs):
@@ -228,7 +253,7 @@ def _measure_openvino(model: str, input_hw: tuple[int, int], seconds: float) -> 
         frames += 1
     queue.wait_all()
     elapsed = time.perf_counter() - started
-    tried.append(Rate(frames / elapsed, frames, elapsed, f"THROUGHPUT, {jobs} requests"))
+    tried.append(Rate(frames / elapsed, frames, elapsed, f"{label}THROUGHPUT, {jobs} requests"))
     return ModelRates(max(tried, key=lambda r: r.fps), latency, tuple(tried))
 
 
@@ -313,17 +338,17 @@ class LiveRate:
 
 
 def measure_live(model: str, paths: Sequence[Path], imgsz: int, device: str, seconds: float,
-                 workers: int | str = "auto", most: int = 64) -> list[LiveRate]:
+                 workers: int | str = "auto", most: int = 64, more: dict[str, Any] | None = None) -> list[LiveRate]:
     """Live mode with 1, 2, 4 … streams (the files in turn, each played at its own rate,
     looping), ``seconds`` each, until a stream gets under 1 detected frame/s, decoding
-    falls behind the sources, or ``most`` streams."""
+    falls behind the sources, or ``most`` streams; ``more``: other config keys."""
     rates: list[LiveRate] = []
     count = 1
     while count <= most:
         chosen = [paths[i % len(paths)] for i in range(count)]
         config = {"streams": [{"name": f"s{i}", "source": str(p), "realtime": True, "loop": True}
                               for i, p in enumerate(chosen)],
-                  "model": model, "imgsz": imgsz, "device": device, "workers": workers}
+                  "model": model, "imgsz": imgsz, "device": device, "workers": workers, **(more or {})}
         rate = _live_rate(config, seconds, sum(_source_fps(p) for p in chosen) / count)
         rates.append(rate)
         if rate.detected_each < 1.0 or not rate.decoding_kept_up:
@@ -383,7 +408,8 @@ def rss_mib() -> float:
 
 
 def capacity_report(model: str, sources: Sequence[str], imgsz: int = 640, workers: int | None = None,
-                    device: str = "cpu", seconds: float = 4.0, max_streams: int = 64) -> str:
+                    device: str = "cpu", seconds: float = 4.0, max_streams: int = 64,
+                    pytorch_cpu: str = "torch") -> str:
     """What this box can do with ``model`` on streams like ``sources`` (video files):
     M, D, L and P (lossless, ``workers`` or 2), how many such streams it keeps up with at
     their own frame rate, and live mode (``workers`` or ``auto``) with 1, 2, 4 … of them,
@@ -405,12 +431,14 @@ def capacity_report(model: str, sources: Sequence[str], imgsz: int = 640, worker
     # The pipeline first: the model measurements try pinned OpenVINO configurations, whose
     # thread pools would stay behind for whatever runs after them in this process.
     lossless_workers = workers or 2
+    runtime = {"pytorch_cpu": pytorch_cpu}
     pipeline_rates, _ = measure_pipeline({"streams": [str(p) for p in paths], "model": model, "imgsz": imgsz,
-                                          "workers": lossless_workers, "device": device})
+                                          "workers": lossless_workers, "device": device, **runtime})
     pipeline_rate = pipeline_rates.steady
     decode = measure_decode(paths)
-    model_rates = measure_model(model, imgsz, frame_hw(paths[0]), seconds=seconds, device=device)
-    live_rates = measure_live(model, paths, imgsz, device, 2 * seconds, workers or "auto", max_streams)
+    model_rates = measure_model(model, imgsz, frame_hw(paths[0]), seconds=seconds, device=device,
+                                pytorch_cpu=pytorch_cpu)
+    live_rates = measure_live(model, paths, imgsz, device, 2 * seconds, workers or "auto", max_streams, runtime)
     gpu = device.startswith("cuda")
     ceiling = limit(model_rates.best.fps, decode.fps, gpu=gpu)
     source_fps = sum(rates) / len(rates)

@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=4.0,
                        help="how long to run the model in each configuration tried (4); live mode runs "
                             "twice as long per stream count")
+    bench.add_argument("--pytorch-cpu", choices=["torch", "openvino"], default="torch",
+                       help="what runs a PyTorch model on a CPU, as in `run` (torch)")
     bench.add_argument("--max-streams", type=int, default=64,
                        help="most streams to try in live mode (64; it stops earlier once a stream gets under "
                             "1 frame/s or decoding falls behind)")
@@ -212,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from streamyolo.benchmark import capacity_report
 
             print(capacity_report(args.model, args.sources, args.imgsz, args.workers, args.device, args.seconds,
-                                  args.max_streams),
+                                  args.max_streams, args.pytorch_cpu),
                   flush=True)
             return EXIT_OK
         parser.error(f"unknown command {args.command!r}")

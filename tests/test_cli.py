@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, read_jsonl, stamps
+from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, make_clip, read_jsonl, stamps
 
 
 def streamyolo(*args: str, cwd: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -203,6 +203,18 @@ def test_bench_reports_the_limit_and_the_capacity_for_the_users_own_files(clips:
                       done.stdout, re.MULTILINE)
     assert [count for count, _, _ in live] in (["1", "2"], ["1"]), done.stdout
     assert all(float(rate) > 0 and int(age) > 0 for _, rate, age in live), done.stdout
+
+
+@pytest.mark.timeout(300)
+def test_bench_with_the_pytorch_model_on_openvino_measures_the_converted_network(tmp_path: Path) -> None:
+    clip = tmp_path / "scene.mp4"
+    make_clip(clip, "scene", frames=30, size=(416, 240))
+    done = streamyolo("bench", "--model", "demo", "--imgsz", "320", "--seconds", "0.5", "--max-streams", "1",
+                      "--pytorch-cpu", "openvino", "--source", str(clip))
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
+    assert "converted to OpenVINO" in lines["model"], done.stdout
+    assert "P/L = " in lines["streamyolo"] and re.search(r"^ +1 stream *: ", done.stdout, re.MULTILINE), done.stdout
 
 
 @pytest.mark.timeout(60)

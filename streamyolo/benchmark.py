@@ -451,13 +451,17 @@ def capacity_report(model: str, sources: Sequence[str], imgsz: int = 640, worker
         f"streamyolo P = {pipeline_rate.fps:7.1f} frames/s  (P/L = {pipeline_rate.fps / ceiling:.2f}, "
         f"{min(lossless_workers, len(paths))} worker(s), every frame processed; "
         f"{pipeline_rates.wall.fps:.1f} frames/s counting start-up)",
-        f"capacity: {int(pipeline_rate.fps // source_fps)} streams like these with every frame detected at their "
+        f"capacity: {_streams(int(pipeline_rate.fps // source_fps))} like these with every frame detected at their "
         f"{source_fps:.0f} fps, or {pipeline_rate.fps / len(paths):.1f} frames/s for each of these {len(paths)}",
         f"live: streams arriving at their {source_fps:.0f} fps, the freshest frames detected "
         f"({workers or 'auto'} workers, {2 * seconds:g} s each):",
         *live_report(live_rates),
     ]
     return "\n".join(lines)
+
+
+def _streams(count: int) -> str:
+    return f"{count} stream{'' if count == 1 else 's'}"
 
 
 def _source_fps(path: Path) -> float:

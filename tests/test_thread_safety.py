@@ -85,7 +85,8 @@ def test_random_weight_yolo26n_matches_sequential_predict(
 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize(("sharing", "worker_mode", "lanes"),
-                         [("per-thread", "thread", 2), ("locked", "thread", 1), ("per-thread", "process", 1)])
+                         [("per-thread", "thread", 2), ("locked", "thread", 1), ("per-thread", "process", 1),
+                          ("per-thread", "thread", "auto")])
 def test_random_weight_yolo26n_run_by_openvino_matches_sequential_predict(
     four_streams: list[Path], random_model: Path, sharing: str, worker_mode: str, lanes: int | str, tmp_path: Path
 ) -> None:

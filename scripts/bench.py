@@ -172,17 +172,6 @@ def _view(url: str, name: str, shown: dict[str, int]) -> None:
             tail = data[-(len(boundary) - 1):]
 
 
-def served(ages: list[tuple[float, float]], seconds: float) -> tuple[list[tuple[float, float]], int]:
-    """(when done, age) of the frames served while the streams ran, and how many were drained.
-
-    Frame age under steady overload: the frames still buffered when the run stops (up to 2 per
-    live stream) are processed after capture has ended, hundreds of ms old for a slow model;
-    that is shutdown, not service, so results done later than ``seconds`` after the clock
-    started (which is before the models were built, so a little early) are left out."""
-    kept = [(t, a) for t, a in ages if t <= seconds]
-    return kept, len(ages) - len(kept)
-
-
 def live(model: str, paths: list[Path], imgsz: int, workers: int, seconds: float, hold: bool = True) -> dict[str, Any]:
     """Every stream delivered at its own 30 fps, looping; frame age from capture to result.
     The model's single-frame latency is measured just before and just after, in this process:
@@ -201,18 +190,15 @@ def live(model: str, paths: list[Path], imgsz: int, workers: int, seconds: float
     summary = pipeline.summary()
     latency = (latency_before + bench.measure_latency(model, imgsz, hw)) / 2
     exact = all(r.captured == r.processed + r.dropped for r in summary.streams.values())
-    ages, drained = served(ages, seconds)
+    # The clock started before the models were built, so the window starts a little early.
+    ages, drained = bench.served(ages, seconds)
     values = sorted(a for _, a in ages)
     third = seconds / 3
     first = sorted(a for t, a in ages if t < third) or [0.0]
     last = sorted(a for t, a in ages if t >= seconds - third) or [0.0]
-
-    def p99(data: list[float]) -> float:
-        return data[min(len(data) - 1, int(len(data) * 0.99))]
-
     return {
-        "p50": statistics.median(values), "p99": p99(values), "p99_first_third": p99(first),
-        "p99_last_third": p99(last), "processed": summary.processed,
+        "p50": statistics.median(values), "p99": bench.p99(values), "p99_first_third": bench.p99(first),
+        "p99_last_third": bench.p99(last), "processed": summary.processed,
         "captured": sum(r.captured for r in summary.streams.values()),
         "dropped": sum(r.dropped for r in summary.streams.values()), "identity_exact": exact,
         "drained_after_stop": drained,
@@ -259,10 +245,10 @@ def memory(model: str, paths: list[Path], imgsz: int, minutes: float) -> dict[st
                 next_sample += 10
         first = [m for t, m in samples if t <= 60]
         last = [m for t, m in samples if t >= samples[-1][0] - 60]
-        ages, drained = served(ages, minutes * 60)
+        ages, drained = bench.served(ages, minutes * 60)
         by_minute = [sorted(a for t, a in ages if index * 60 <= t < (index + 1) * 60)
                      for index in range(math.ceil(ages[-1][0] / 60))]
-        p99s = [values[int(len(values) * 0.99)] for values in by_minute if values]
+        p99s = [bench.p99(values) for values in by_minute if values]
         result["long_run"] = {"minutes": minutes, "first_minute_mib": statistics.mean(first),
                               "last_minute_mib": statistics.mean(last),
                               "growth": statistics.mean(last) / statistics.mean(first) - 1,
@@ -486,14 +472,13 @@ def print_report(results: list[dict[str, Any]]) -> None:
         for key in ("D", "M", "P", "U", "S", "P_rec", "U_save", "P_process", "P_web", "P_1lane", "P_ov"):
             if key in r:
                 print(f"  {r['model']} {key}: {r[key]['fps_runs']}")
-        if "P" in r and "P_1lane" in r:
-            print(f"  {r['model']} P (lanes: auto) / P_1lane (lanes: 1): {r['P']['fps'] / r['P_1lane']['fps']:.2f}")
-        for key in ("P_ov",):
-            if key in r and "S" in r:
-                print(f"  {r['model']} {key} / S: {r[key]['fps'] / r['S']['fps']:.2f}; {key} / P: "
-                      f"{r[key]['fps'] / r['P']['fps'] if 'P' in r else float('nan'):.2f}")
             if key in r.get("hung", {}):
                 print(f"  {r['model']} {key}: hung and was killed in {r['hung'][key]} round(s), left out")
+        if "P" in r and "P_1lane" in r:
+            print(f"  {r['model']} P (lanes: auto) / P_1lane (lanes: 1): {r['P']['fps'] / r['P_1lane']['fps']:.2f}")
+        if "P_ov" in r:  # pytorch_cpu: openvino against the others
+            ratios = [f"P_ov / {key}: {r['P_ov']['fps'] / r[key]['fps']:.2f}" for key in ("P", "U", "S") if key in r]
+            print(f"  {r['model']} {'; '.join(ratios)}")
     for r in results:
         if "M" in r:
             print(f"\n{r['model']}: best M config: {r['M']['config']}; single-frame latency "

@@ -25,8 +25,9 @@ from typing import Any
 import av
 import numpy as np
 
+from streamyolo.inference.converted import converts
 from streamyolo.inference.offline import import_openvino, import_ultralytics
-from streamyolo.inference.runners import is_openvino, openvino_xml
+from streamyolo.inference.runners import is_openvino, is_pytorch, openvino_xml
 from streamyolo.pipeline.pipeline import cpu_count
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def measure_model(model: str, imgsz: int, frame_hw: tuple[int, int], seconds: fl
     height, width = _input_shape(model, imgsz, frame_hw)
     if is_openvino(model):
         return _measure_openvino(model, (height, width), seconds)
-    if pytorch_cpu == "openvino" and Path(model).suffix.lower() == ".pt" and not device.startswith("cuda"):
+    if pytorch_cpu == "openvino" and is_pytorch(model) and converts(model) and not device.startswith("cuda"):
         converted = _converted_network(model, imgsz, device)
         return _measure_openvino(str(converted), (height, width), seconds, "f32", "converted to OpenVINO, ")
     return _measure_torch(model, (height, width), seconds, device)
@@ -367,16 +368,32 @@ def _live_rate(config: dict[str, Any], seconds: float, offered_each: float) -> L
     timer = threading.Timer(seconds, pipeline.stop)
     timer.start()
     try:
-        # Frames finished after the stop were buffered when capture ended: shutdown, not service.
-        ages = sorted(r.age for r in results if r.t_done - ready <= seconds)
+        served_ages, _ = served([(r.t_done - ready, r.age) for r in results], seconds)
     finally:
         timer.cancel()
         pipeline.stop()
     summary = pipeline.summary()
     streams = len(summary.streams)
     captured = sum(r.captured for r in summary.streams.values())
-    p99 = ages[min(len(ages) - 1, int(len(ages) * 0.99))] if ages else float("nan")
-    return LiveRate(streams, offered_each, len(ages) / seconds / streams, captured / seconds / streams, p99)
+    ages = sorted(age for _, age in served_ages)
+    return LiveRate(streams, offered_each, len(ages) / seconds / streams, captured / seconds / streams,
+                    p99(ages) if ages else float("nan"))
+
+
+def served(ages: list[tuple[float, float]], seconds: float) -> tuple[list[tuple[float, float]], int]:
+    """(when done, age) of the frames served while the streams ran, and how many were drained.
+
+    Frame age under steady overload: the frames still buffered when the run stops (up to 2 per
+    live stream) are processed after capture has ended, hundreds of ms old for a slow model;
+    that is shutdown, not service, so results done later than ``seconds`` after the clock
+    started are left out."""
+    kept = [(t, a) for t, a in ages if t <= seconds]
+    return kept, len(ages) - len(kept)
+
+
+def p99(ordered: Sequence[float]) -> float:
+    """The 99th percentile of sorted, non-empty ``ordered``."""
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
 def live_report(rates: Sequence[LiveRate]) -> list[str]:

@@ -34,6 +34,12 @@ _convert_lock = threading.Lock()
 same weights then reads what the first wrote."""
 
 
+def converts(model_path: str) -> bool:
+    """Whether ``pytorch_cpu: openvino`` converts this PyTorch model: a weights file, not a YAML
+    architecture (whose every replica has random weights of its own: nothing to convert once)."""
+    return not model_path.lower().endswith((".yaml", ".yml"))
+
+
 def converted_ir(predictor: Any, cache_dir: str | None) -> Path:
     """The OpenVINO IR of the predictor's network, from the cache or converted now."""
     folder = Path(cache_dir) / "pytorch" if cache_dir else Path(_scratch().name)

@@ -226,12 +226,11 @@ def make_runner(predictor: Any, model_path: str, threads: int | None, cache_dir:
     (see :mod:`streamyolo.inference.converted`); where that fails, PyTorch runs it."""
     model_format = predictor.model.format
     if model_format == "pt":
-        if pytorch_cpu == "openvino" and model_path.endswith((".yaml", ".yml")):
-            # Every replica of a YAML architecture has random weights of its own: nothing to cache.
+        from streamyolo.inference.converted import converted_ir, converts
+
+        if pytorch_cpu == "openvino" and not converts(model_path):
             log.info("pytorch_cpu: openvino applies to weights files; %s runs in PyTorch", model_path)
         elif pytorch_cpu == "openvino" and str(predictor.device) == "cpu" and not predictor.model.fp16:
-            from streamyolo.inference.converted import converted_ir
-
             try:
                 # FP32 as in PyTorch (OpenVINO would pick bf16 on CPUs that have it: other numbers).
                 return OpenVINORunner(predictor, str(converted_ir(predictor, cache_dir)), threads, cache_dir, "f32")

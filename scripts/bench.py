@@ -6,14 +6,16 @@ measurement in a fresh process of its own.
     .venv/bin/python scripts/bench.py --models openvino --frames 150 --live-seconds 30
 
 Per model (the real OpenVINO YOLO11n from ../shared, and yolo26n in PyTorch with random
-weights from its YAML), over 4 streams (../shared/videos/people.mp4 and synthetic 720p
-H.264 clips):
+weights from its YAML, saved once as a weights file that every contender loads), over 4
+streams (../shared/videos/people.mp4 and synthetic 720p H.264 clips):
 
   L   the limit: M (forward passes alone, best config) and D (decoding alone),
       L = 1 / (1/M + 1/D) on a CPU
   P   streamyolo, lossless (every frame processed), without and with H.264 recording,
       in thread mode (and process mode with --process); timed from start (models built in
-      the workers) and, for P/L, from the moment every model is ready (M leaves warm-up out)
+      the workers) and, for P/L, from the moment every model is ready (M leaves warm-up out).
+      By default streamyolo runs a PyTorch weights file's network converted to OpenVINO
+      (``pytorch_cpu: auto``), and M measures both forms; P_torch is P with ``pytorch_cpu: torch``
   U   Ultralytics' multi-stream mode: predict(source=<.streams>, stream=True, stream_buffer=True)
   Us  the same with save=True (Ultralytics' own recording)
   S   the thread-safe pattern of the Ultralytics guide: a thread per stream, each with its own YOLO
@@ -22,9 +24,9 @@ H.264 clips):
   memory RSS with 1..K streams and 1..2 workers; growth over --memory-minutes
   P_web  (--web) P with the web page on and one viewer per stream reading its MJPEG video
 
---only P,P_web runs just those throughput contenders (P_1lane, P with ``lanes: 1``, and, for
-the PyTorch model, P_ov, P with ``pytorch_cpu: openvino``, run only when named here); --live-compare runs live mode with
-live_hold on and off, interleaved over --rounds (1 worker), instead of the usual live runs.
+--only P,P_web runs just those throughput contenders (P_1lane, P with ``lanes: 1``, runs only
+when named here); --live-compare runs live mode with live_hold on and off, interleaved over
+--rounds (1 worker), instead of the usual live runs.
 
 The throughput contenders (D, M, P, U, S and the recording ones) run in --rounds interleaved
 rounds, each measurement in a fresh process, and the report takes each one's median: these
@@ -40,6 +42,7 @@ import gc
 import json
 import math
 import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
@@ -344,6 +347,9 @@ def run_model(label: str, model: str, paths: list[Path], args: argparse.Namespac
         ("P_rec", streamyolo, (model, paths, args.imgsz, args.workers), {"record": folder / f"rec-{label}"}),
         ("U_save", ultralytics_streams, (model, paths, args.imgsz, folder), {"save": True}),
     ]
+    if bench.is_pytorch(model):  # P with the network left in PyTorch: what the conversion brings
+        measurements.insert(3, ("P_torch", streamyolo, (model, paths, args.imgsz, args.workers),
+                                {"more": {"pytorch_cpu": "torch"}}))
     if args.process:
         measurements.append(("P_process", streamyolo, (model, paths, args.imgsz, args.workers), {"mode": "process"}))
     if args.web:
@@ -351,14 +357,6 @@ def run_model(label: str, model: str, paths: list[Path], args: argparse.Namespac
     if args.only:
         if "P_1lane" in args.only.split(","):  # P with one model per worker: what lanes bring
             measurements.append(("P_1lane", streamyolo, (model, paths, args.imgsz, args.workers), {"lanes": 1}))
-        if "P_ov" in args.only.split(",") and not bench.is_openvino(model):
-            # P with pytorch_cpu: openvino, on the same random yolo26n saved as weights (a YAML model
-            # is not converted); its first round converts into the cache, the others load it.
-            weights = folder / "yolo26n-random.pt"
-            if not weights.exists():
-                import_ultralytics().YOLO(model).save(str(weights))
-            measurements.append(("P_ov", streamyolo, (str(weights), paths, args.imgsz, args.workers),
-                                 {"more": {"pytorch_cpu": "openvino", "model_cache": str(folder / "cache")}}))
         measurements = [m for m in measurements if m[0] in args.only.split(",")]
     if args.live_only:
         measurements = []
@@ -450,7 +448,7 @@ def print_report(results: list[dict[str, Any]]) -> None:
         if key not in r:
             return "–"
         text = f"{r[key]['fps']:.1f}"
-        if key == "P":
+        if key in ("P", "P_torch"):
             text += f" ({r[key]['steady_fps']:.1f})"
         elif key == "U" and "P" in r:
             text += f" ({r[key]['frames']}/{r['P']['captured']})"
@@ -460,24 +458,26 @@ def print_report(results: list[dict[str, Any]]) -> None:
 
     measured = [r for r in results if any(key in r for key in ("M", "D", "P", "U", "S"))]
     if measured:
-        print("\n| model | M fps | D fps | L fps | P (after start-up) | P rec | U (frames) | U save | S | P process "
-              "| P web (frames shown) |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("\n| model | M fps | D fps | L fps | P (after start-up) | P torch | P rec | U (frames) | U save | S "
+              "| P process | P web (frames shown) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in measured:
         limit = f"{r['L']:.1f}" if "L" in r else "–"
-        print(f"| {r['model']} | {fps(r, 'M')} | {fps(r, 'D')} | {limit} | {fps(r, 'P')} | {fps(r, 'P_rec')} "
-              f"| {fps(r, 'U')} | {fps(r, 'U_save')} | {fps(r, 'S')} | {fps(r, 'P_process')} | {fps(r, 'P_web')} |")
+        cells = [fps(r, key) for key in ("M", "D")] + [limit] + [
+            fps(r, key) for key in ("P", "P_torch", "P_rec", "U", "U_save", "S", "P_process", "P_web")]
+        print(f"| {r['model']} | {' | '.join(cells)} |")
     print("\nevery round's frames per second (medians above):")
     for r in results:
-        for key in ("D", "M", "P", "U", "S", "P_rec", "U_save", "P_process", "P_web", "P_1lane", "P_ov"):
+        for key in ("D", "M", "P", "U", "S", "P_rec", "U_save", "P_process", "P_web", "P_1lane", "P_torch"):
             if key in r:
                 print(f"  {r['model']} {key}: {r[key]['fps_runs']}")
             if key in r.get("hung", {}):
                 print(f"  {r['model']} {key}: hung and was killed in {r['hung'][key]} round(s), left out")
         if "P" in r and "P_1lane" in r:
             print(f"  {r['model']} P (lanes: auto) / P_1lane (lanes: 1): {r['P']['fps'] / r['P_1lane']['fps']:.2f}")
-        if "P_ov" in r:  # pytorch_cpu: openvino against the others
-            ratios = [f"P_ov / {key}: {r['P_ov']['fps'] / r[key]['fps']:.2f}" for key in ("P", "U", "S") if key in r]
+        if "P_torch" in r:  # the network left in PyTorch against the others
+            ratios = [f"P_torch / {key}: {r['P_torch']['fps'] / r[key]['fps']:.2f}" for key in ("P", "U", "S")
+                      if key in r]
             print(f"  {r['model']} {'; '.join(ratios)}")
     for r in results:
         if "M" in r:
@@ -532,6 +532,10 @@ def main() -> int:
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="streamyolo-bench-"))
+    # The model cache (OpenVINO's compiled models, PyTorch networks converted to OpenVINO) starts
+    # empty in the bench's own folder: streamyolo's first round compiles and converts, as a first
+    # run would, and the user's cache is left alone. Every measurement's process inherits it.
+    os.environ["XDG_CACHE_HOME"] = str(folder / "cache")
     results = []
     for which in args.models.split(","):
         if which == "openvino":
@@ -539,7 +543,11 @@ def main() -> int:
             results.append(run_model("yolo11n-openvino-int8", str(OPENVINO_MODEL), paths, args, folder))
         elif which == "pytorch":
             paths = prepare_streams(folder / "pt", args.streams, args.pytorch_frames)
-            results.append(run_model("yolo26n-pytorch", "yolo26n.yaml", paths, args, folder))
+            # Random weights from the YAML, saved once, so that every contender runs the very same
+            # network (a YAML model gives every replica random weights of its own).
+            weights = folder / "yolo26n-random.pt"
+            import_ultralytics().YOLO("yolo26n.yaml").save(str(weights))
+            results.append(run_model("yolo26n-pytorch", str(weights), paths, args, folder))
         else:
             parser.error(f"unknown model {which!r}")
     print_report(results)

@@ -30,6 +30,19 @@ from tests.helpers import make_clip  # noqa: E402
 from tests.servers import RtspServer, rtsp_server_available  # noqa: E402
 
 
+def _rss_mib(process: psutil.Process, server: RtspServer) -> float:
+    """RSS of this process and its children (the workers, in process mode) but the RTSP
+    server, in MiB."""
+    total = process.memory_info().rss
+    for child in process.children(recursive=True):
+        try:
+            if server.process is None or child.pid != server.process.pid:
+                total += child.memory_info().rss
+        except psutil.Error:  # a child that just exited
+            pass
+    return total / 2**20
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--streams", type=int, default=4)
@@ -38,6 +51,9 @@ def main() -> int:
     parser.add_argument("--down", type=float, default=5.0, help="seconds the server stays dead")
     parser.add_argument("--model", default="yolo26n.yaml")
     parser.add_argument("--imgsz", type=int, default=160)
+    parser.add_argument("--pytorch-cpu", choices=["torch", "openvino"], default="torch",
+                        help="what runs a PyTorch weights file's network (see the README)")
+    parser.add_argument("--worker-mode", choices=["thread", "process"], default="thread")
     parser.add_argument("--sample-every", type=float, default=10.0, help="seconds between RSS samples")
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
     args = parser.parse_args()
@@ -55,6 +71,7 @@ def main() -> int:
         "streams": [f"{name}={server.url()}" for name in names],
         "stream_defaults": {"reconnect": {"base": 0.5, "cap": 4.0}, "read_timeout": 3, "stall_timeout": 5},
         "model": args.model, "imgsz": args.imgsz, "workers": min(2, args.streams), "device": "cpu",
+        "pytorch_cpu": args.pytorch_cpu, "worker_mode": args.worker_mode,
         "display": False, "status_interval": 0,
     }
     pipeline = Pipeline.from_config(config)
@@ -72,7 +89,7 @@ def main() -> int:
         while time.monotonic() < end:
             now = time.monotonic()
             if now >= next_sample:
-                rss.append((now - started, process.memory_info().rss / 2**20))
+                rss.append((now - started, _rss_mib(process, server)))
                 next_sample = now + args.sample_every
             if now >= next_restart and now + args.down + 10 < end:
                 before = {name: pipeline.health(name).snapshot().reconnects for name in names}
@@ -92,11 +109,11 @@ def main() -> int:
                     pause.wait(0.05)
                 next_restart = back + args.restart_every
             pause.wait(0.5)
+        rss.append((time.monotonic() - started, _rss_mib(process, server)))  # before the workers stop
     finally:
         pipeline.stop()
         summary = pipeline.join(timeout=60)
         server.kill()
-    rss.append((time.monotonic() - started, process.memory_info().rss / 2**20))
 
     # The first minute is warm-up (model, decoders, allocator pools); flat means from then on.
     first_minute = [m for t, m in rss if 60 <= t <= 120] or [rss[0][1]]

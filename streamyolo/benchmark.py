@@ -25,7 +25,7 @@ from typing import Any
 import av
 import numpy as np
 
-from streamyolo.inference.converted import converts
+from streamyolo.inference.converted import converting
 from streamyolo.inference.offline import import_openvino, import_ultralytics
 from streamyolo.inference.runners import is_openvino, is_pytorch, openvino_xml
 from streamyolo.pipeline.pipeline import cpu_count
@@ -95,17 +95,29 @@ def _input_shape(model: str, imgsz: int, frame_hw: tuple[int, int]) -> tuple[int
 
 
 def measure_model(model: str, imgsz: int, frame_hw: tuple[int, int], seconds: float = 4.0,
-                  device: str = "cpu", pytorch_cpu: str = "torch") -> ModelRates:
-    """M: forward passes alone on ready-made tensors, over several configurations; with
-    ``pytorch_cpu: openvino``, a PyTorch weights file's network as the pipeline runs it,
-    converted to OpenVINO."""
+                  device: str = "cpu", pytorch_cpu: str = "auto") -> ModelRates:
+    """M: forward passes alone on ready-made tensors, over several configurations. A PyTorch
+    weights file that ``pytorch_cpu`` runs through OpenVINO on a CPU is measured both ways,
+    in PyTorch and converted as the pipeline runs it; the best of all counts."""
     height, width = _input_shape(model, imgsz, frame_hw)
     if is_openvino(model):
         return _measure_openvino(model, (height, width), seconds)
-    if pytorch_cpu == "openvino" and is_pytorch(model) and converts(model) and not device.startswith("cuda"):
+    rates = _measure_torch(model, (height, width), seconds, device)
+    if _converted_here(model, device, pytorch_cpu):
         converted = _converted_network(model, imgsz, device)
-        return _measure_openvino(str(converted), (height, width), seconds, "f32", "converted to OpenVINO, ")
-    return _measure_torch(model, (height, width), seconds, device)
+        rates = _best_of(rates, _measure_openvino(str(converted), (height, width), seconds, "f32",
+                                                  "converted to OpenVINO, "))
+    return rates
+
+
+def _converted_here(model: str, device: str, pytorch_cpu: str) -> bool:
+    """Whether the pipeline runs this PyTorch model converted to OpenVINO on ``device``."""
+    return is_pytorch(model) and converting(pytorch_cpu, model) and not device.startswith("cuda")
+
+
+def _best_of(first: ModelRates, second: ModelRates) -> ModelRates:
+    tried = first.tried + second.tried
+    return ModelRates(max(tried, key=lambda r: r.fps), min(first.latency, second.latency), tried)
 
 
 def _converted_network(model: str, imgsz: int, device: str) -> Path:
@@ -259,17 +271,16 @@ def _measure_openvino(model: str, input_hw: tuple[int, int], seconds: float, pre
 
 
 def measure_latency(model: str, imgsz: int, frame_hw: tuple[int, int], seconds: float = 3.0,
-                    device: str = "cpu") -> float:
+                    device: str = "cpu", pytorch_cpu: str = "auto") -> float:
     """The single-frame latency alone: seconds per forward pass at batch 1, for comparing a
     frame age with the latency of the same minutes on a noisy machine. OpenVINO runs on all
     cores (as :func:`measure_model` measures it). A PyTorch model runs on all cores and on
     one, and the faster counts: on a shared 2-core machine one frame on 2 torch threads
-    took 40-95 ms and on 1 thread 62-75 ms, in the same minute."""
+    took 40-95 ms and on 1 thread 62-75 ms, in the same minute. Where ``pytorch_cpu``
+    converts it, its OpenVINO form runs too, and the fastest of all counts."""
     input_hw = _input_shape(model, imgsz, frame_hw)
     if is_openvino(model):
-        ov = import_openvino()
-        rate = _openvino_rate(ov.Core(), openvino_xml(model), input_hw, 1, True, seconds)
-        return rate.seconds / rate.frames
+        return _openvino_latency(openvino_xml(model), input_hw, seconds)
     import torch
 
     saved = torch.get_num_threads()
@@ -279,7 +290,18 @@ def measure_latency(model: str, imgsz: int, frame_hw: tuple[int, int], seconds: 
                  for threads in sorted({cpu_count(), 1}, reverse=True)]
     finally:
         torch.set_num_threads(saved)
-    return min(rate.seconds / rate.frames for rate in rates)
+    latency = min(rate.seconds / rate.frames for rate in rates)
+    if _converted_here(model, device, pytorch_cpu):
+        converted = _converted_network(model, imgsz, device)
+        latency = min(latency, _openvino_latency(converted, input_hw, seconds, {"INFERENCE_PRECISION_HINT": "f32"}))
+    return latency
+
+
+def _openvino_latency(xml: Path, input_hw: tuple[int, int], seconds: float,
+                      extra: dict[str, Any] | None = None) -> float:
+    ov = import_openvino()
+    rate = _openvino_rate(ov.Core(), xml, input_hw, 1, True, seconds, extra)
+    return rate.seconds / rate.frames
 
 
 def limit(model_fps: float, decode_fps: float, gpu: bool = False) -> float:
@@ -426,7 +448,7 @@ def rss_mib() -> float:
 
 def capacity_report(model: str, sources: Sequence[str], imgsz: int = 640, workers: int | None = None,
                     device: str = "cpu", seconds: float = 4.0, max_streams: int = 64,
-                    pytorch_cpu: str = "torch") -> str:
+                    pytorch_cpu: str = "auto") -> str:
     """What this box can do with ``model`` on streams like ``sources`` (video files):
     M, D, L and P (lossless, ``workers`` or 2), how many such streams it keeps up with at
     their own frame rate, and live mode (``workers`` or ``auto``) with 1, 2, 4 … of them,

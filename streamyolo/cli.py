@@ -43,9 +43,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-sharing", choices=["per-thread", "locked"])
     parser.add_argument("--worker-mode", choices=["thread", "process"],
                         help="run each worker's model in a thread (default) or in a process of its own")
-    parser.add_argument("--pytorch-cpu", choices=["torch", "openvino"],
-                        help="what runs a PyTorch model on a CPU: torch (default) or openvino (converted once, "
-                             "kept in the model cache, same results)")
+    parser.add_argument("--pytorch-cpu", choices=["auto", "torch", "openvino"],
+                        help="what runs a PyTorch weights file on a CPU: openvino (converted once, kept in the "
+                             "model cache, same results), torch, or auto (default: openvino where it is installed)")
     parser.add_argument("--conf", type=float, help="confidence threshold (0.25)")
     parser.add_argument("--iou", type=float, help="NMS IoU threshold (0.7)")
     parser.add_argument("--imgsz", type=int, help="inference size (640)")
@@ -88,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=4.0,
                        help="how long to run the model in each configuration tried (4); live mode runs "
                             "twice as long per stream count")
-    bench.add_argument("--pytorch-cpu", choices=["torch", "openvino"], default="torch",
-                       help="what runs a PyTorch model on a CPU, as in `run` (torch)")
+    bench.add_argument("--pytorch-cpu", choices=["auto", "torch", "openvino"], default="auto",
+                       help="what runs a PyTorch weights file on a CPU, as in `run` (auto)")
     bench.add_argument("--max-streams", type=int, default=64,
                        help="most streams to try in live mode (64; it stops earlier once a stream gets under "
                             "1 frame/s or decoding falls behind)")

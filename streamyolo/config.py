@@ -176,13 +176,14 @@ class PipelineConfig(_Strict):
     batch: int = Field(default=4, ge=1, le=256)
     """Most frames one forward pass takes; a worker batches the ready frames of its streams."""
     model_sharing: Literal["per-thread", "locked"] = "per-thread"
-    pytorch_cpu: Literal["torch", "openvino"] = "torch"
+    pytorch_cpu: Literal["auto", "torch", "openvino"] = "auto"
     """What runs a PyTorch model's network on a CPU. ``openvino``: the network is converted
     to OpenVINO (FP32, the same numbers) once per set of weights, kept in ``model_cache``, and
     run by OpenVINO's CPU kernels: yolo26n's forward pass ran 1.6-2.1 x faster than in PyTorch
-    alone on our 2-core box, and 1.3-1.4 x in the pipeline. Needs the ``openvino`` package; a
-    network that cannot be converted runs in PyTorch, with a warning. For weights files
-    (``.pt``); ignored for YAML architectures, on a GPU and with ``half``."""
+    alone on our 2-core box, and 1.3-1.8 x in the pipeline. ``auto`` (the default): the same
+    where the ``openvino`` package is installed, PyTorch where it is not. ``torch``: PyTorch
+    always. A network that cannot be converted runs in PyTorch, with a warning. For weights
+    files (``.pt``); ignored for YAML architectures, on a GPU and with ``half``."""
     worker_mode: Literal["thread", "process"] = "thread"
     """``thread``: every inference worker is a thread of this process with its own model.
     ``process``: each worker's model runs in a child process of its own; frames reach it

@@ -25,6 +25,22 @@ def require(path: Path, what: str) -> Path:
     pytest.skip(message)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The default model cache (compiled OpenVINO models, PyTorch networks converted to
+    OpenVINO) in a folder of the test session's own, shared by its tests and the streamyolo
+    processes they start: each set of weights is converted once per session, and the user's
+    cache is left alone."""
+    folder = tmp_path_factory.mktemp("xdg-cache")
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    yield folder
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved
+
+
 @pytest.fixture(scope="session")
 def shared_model() -> Path:
     return require(SHARED / "models" / "yolo11n_int8_openvino_model", "real OpenVINO YOLO11n model")

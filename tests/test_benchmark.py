@@ -52,6 +52,23 @@ def test_each_model_configuration_runs_on_the_threads_in_its_label(forward_threa
     assert forward_threads[0] == cpu_count(), "the 1-instance configurations run first, on every core"
 
 
+@pytest.mark.timeout(180)
+def test_a_weights_file_is_measured_in_pytorch_and_converted_as_the_pipeline_runs_it(
+    random_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # M is the best configuration: by default (pytorch_cpu: auto) that includes the network
+    # converted to OpenVINO, which the pipeline then runs; with pytorch_cpu: torch, PyTorch only.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    both = benchmark.measure_model(str(random_model), 64, (64, 64), seconds=0.1)
+    labels = [rate.config for rate in both.tried]
+    converted = [label for label in labels if label.startswith("converted to OpenVINO, ")]
+    assert len(labels) == 6 + 4 and len(converted) == 4, labels
+    assert both.best == max(both.tried, key=lambda rate: rate.fps)
+    assert len(list((tmp_path / "streamyolo" / "openvino" / "pytorch").glob("*.xml"))) == 1
+    torch_only = benchmark.measure_model(str(random_model), 64, (64, 64), seconds=0.1, pytorch_cpu="torch")
+    assert len(torch_only.tried) == 6 and not any("OpenVINO" in rate.config for rate in torch_only.tried)
+
+
 def test_live_mode_is_measured_with_more_streams_until_one_falls_short(monkeypatch: pytest.MonkeyPatch) -> None:
     # Each count's (detected, decoded) frames/s per stream, as the pipeline would give them.
     measured = {1: (20.0, 30.0), 2: (9.0, 30.0), 4: (4.0, 29.0), 8: (1.5, 25.0), 16: (0.5, 20.0)}

@@ -40,21 +40,22 @@ def test_run_two_files_with_record_jsonl_and_summary(clips: list[Path], random_m
 
 
 @pytest.mark.timeout(300)
-def test_run_with_the_pytorch_model_on_openvino_gives_the_same_detections(tmp_path: Path) -> None:
-    # --pytorch-cpu openvino converts the bundled demo model's network into --model-cache, and
-    # every frame's detections equal those of the default PyTorch run on the same scene.
+def test_run_converts_the_pytorch_model_to_openvino_by_default_with_the_same_detections(tmp_path: Path) -> None:
+    # By default (--pytorch-cpu auto) the bundled demo model's network is converted into
+    # --model-cache and run by OpenVINO; every frame's detections equal those of the run that
+    # leaves it in PyTorch (--pytorch-cpu torch) on the same scene.
     runs = {}
-    for runtime in ("torch", "openvino"):
+    for runtime, more in (("torch", ["--pytorch-cpu", "torch"]), ("default", [])):
         jsonl = tmp_path / f"{runtime}.jsonl"
         done = streamyolo("run", "--source", "synthetic:scene?seed=3&size=416x240&frames=12", "--model", "demo",
-                          "--jsonl", str(jsonl), "--no-display", "--pytorch-cpu", runtime,
-                          "--model-cache", str(tmp_path / "cache"))
+                          "--jsonl", str(jsonl), "--no-display", "--model-cache", str(tmp_path / "cache"), *more)
         assert done.returncode == 0, done.stderr
         runs[runtime] = sorted(read_jsonl(jsonl), key=lambda line: line["seq"])
-    assert len(list((tmp_path / "cache" / "pytorch").glob("*.xml"))) == 1
-    assert [line["seq"] for line in runs["openvino"]] == list(range(12))
+        converted = list((tmp_path / "cache" / "pytorch").glob("*.xml"))
+        assert len(converted) == (0 if runtime == "torch" else 1), (runtime, converted)
+    assert [line["seq"] for line in runs["default"]] == list(range(12))
     found = 0
-    for ours, theirs in zip(runs["openvino"], runs["torch"], strict=True):
+    for ours, theirs in zip(runs["default"], runs["torch"], strict=True):
         assert [d["cls"] for d in ours["detections"]] == [d["cls"] for d in theirs["detections"]], ours["seq"]
         for a, b in zip(ours["detections"], theirs["detections"], strict=True):
             assert max(abs(p - q) for p, q in zip(a["xyxy"], b["xyxy"], strict=True)) <= 1.0

@@ -1,6 +1,7 @@
-"""``pytorch_cpu: openvino``: a PyTorch model's network converted once, kept in the model
-cache, run by OpenVINO with PyTorch's results; anything that cannot be converted runs in
-PyTorch. (Equality with ``predict()`` through the pipeline, in every worker mode, is in
+"""``pytorch_cpu: auto`` (the default) and ``openvino``: a PyTorch model's network converted
+once, kept in the model cache, run by OpenVINO with PyTorch's results; anything that cannot
+be converted runs in PyTorch, and so does everything where OpenVINO is not installed.
+(Equality with ``predict()`` through the pipeline, in every worker mode, is in
 ``test_thread_safety.py``.)"""
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ def test_the_network_is_converted_once_and_then_loaded_from_the_cache(
 ) -> None:
     model = resolve_model("demo")  # real weights: it finds the people and cars of these scenes
     settings = DetectSettings(imgsz=416, conf=0.25)
-    torch_detector = UltralyticsFactory(model, settings, "cpu", threads=1)()
-    first = UltralyticsFactory(model, settings, "cpu", 1, str(tmp_path), "openvino")()
+    torch_detector = UltralyticsFactory(model, settings, "cpu", 1, pytorch_cpu="torch")()
+    assert isinstance(_runner(torch_detector), TorchRunner)
+    first = UltralyticsFactory(model, settings, "cpu", 1, str(tmp_path))()  # the default: auto
+    assert isinstance(_runner(first), OpenVINORunner)
     assert isinstance(_runner(first), OpenVINORunner)
     assert len(list((tmp_path / "pytorch").glob("*.xml"))) == 1
 
@@ -85,7 +88,40 @@ def test_a_network_that_cannot_be_converted_runs_in_pytorch_with_a_warning(
                                       "openvino")()
     assert isinstance(_runner(detector), TorchRunner)
     message = [r.getMessage() for r in caplog.records if "pytorch_cpu" in r.getMessage()]
-    assert message == [f"pytorch_cpu: openvino unavailable for {random_model} (RuntimeError: unsupported operation "
-                       "aten::frobnicate); PyTorch runs it"]
+    assert message == [f"OpenVINO unavailable for {random_model} (RuntimeError: unsupported operation "
+                       "aten::frobnicate); PyTorch runs it (pytorch_cpu: openvino)"]
+    assert len(detector.detect(_frames())) == 4
+    detector.close()
+
+
+@pytest.mark.parametrize(("setting", "model", "installed", "converts"), [
+    ("auto", "yolo26n-random.pt", True, True),
+    ("auto", "yolo26n-random.pt", False, False),  # OpenVINO is an optional dependency
+    ("openvino", "yolo26n-random.pt", False, True),  # asked for: tried, and a warning if it fails
+    ("torch", "yolo26n-random.pt", True, False),
+    ("auto", "yolo26n.yaml", True, False),  # random weights in every replica: nothing to convert once
+    ("openvino", "yolo26n.YML", True, False),
+])
+def test_which_settings_convert_which_models(
+    setting: str, model: str, installed: bool, converts: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(converted, "openvino_installed", lambda: installed)
+    assert converted.converting(setting, model) is converts
+
+
+@pytest.mark.timeout(120)
+def test_without_openvino_installed_auto_runs_pytorch_quietly(
+    random_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(converted, "openvino_installed", lambda: False)
+
+    def no_conversion(*args: object) -> None:
+        raise AssertionError("converted although OpenVINO is not installed")
+
+    monkeypatch.setattr(converted, "_convert", no_conversion)
+    with caplog.at_level(logging.INFO, logger="streamyolo"):
+        detector = UltralyticsFactory(str(random_model), DetectSettings(imgsz=160), "cpu", 1, str(tmp_path))()
+    assert isinstance(_runner(detector), TorchRunner)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert len(detector.detect(_frames())) == 4
     detector.close()

@@ -76,10 +76,11 @@ def _check(streams: list[Path], results: list[Result], reference: dict[tuple[str
 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize(("sharing", "worker_mode", "lanes"), MODES)
-def test_random_weight_yolo26n_matches_sequential_predict(
+def test_random_weight_yolo26n_in_pytorch_matches_sequential_predict(
     four_streams: list[Path], random_model: Path, sharing: str, worker_mode: str, lanes: int | str
 ) -> None:
-    results = _run(four_streams, str(random_model), sharing, worker_mode, lanes, imgsz=320, conf=0.25)
+    results = _run(four_streams, str(random_model), sharing, worker_mode, lanes, imgsz=320, conf=0.25,
+                   pytorch_cpu="torch")
     _check(four_streams, results, _reference(str(random_model), 320, 0.25, results), 0.25)
 
 
@@ -90,11 +91,11 @@ def test_random_weight_yolo26n_matches_sequential_predict(
 def test_random_weight_yolo26n_run_by_openvino_matches_sequential_predict(
     four_streams: list[Path], random_model: Path, sharing: str, worker_mode: str, lanes: int | str, tmp_path: Path
 ) -> None:
-    # pytorch_cpu: openvino converts the network once (workers, lanes and processes at once)
-    # into the model cache; every replica runs that conversion, and the results stay those of
-    # PyTorch's predict().
+    # By default (pytorch_cpu: auto) the network is converted to OpenVINO once (workers, lanes
+    # and processes at once) into the model cache; every replica runs that conversion, and
+    # the results stay those of PyTorch's predict().
     results = _run(four_streams, str(random_model), sharing, worker_mode, lanes, imgsz=320, conf=0.25,
-                   pytorch_cpu="openvino", model_cache=str(tmp_path))
+                   model_cache=str(tmp_path))
     _check(four_streams, results, _reference(str(random_model), 320, 0.25, results), 0.25)
     assert len(list((tmp_path / "pytorch").glob("*.xml"))) == 1
 

@@ -1,4 +1,5 @@
-"""A PyTorch model's network run by OpenVINO on the CPU (``pytorch_cpu: openvino``).
+"""A PyTorch model's network run by OpenVINO on the CPU (``pytorch_cpu: auto``, the default,
+where the ``openvino`` package is installed; ``pytorch_cpu: openvino`` asks for it).
 
 OpenVINO's CPU kernels ran yolo26n's forward pass 1.6-2.1 x faster than PyTorch's eager one on
 our 2-core box (one thread, batch 1), and the whole pipeline 1.3-1.4 x faster (4 streams, 2
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import logging
 import os
 import tempfile
@@ -35,9 +37,22 @@ same weights then reads what the first wrote."""
 
 
 def converts(model_path: str) -> bool:
-    """Whether ``pytorch_cpu: openvino`` converts this PyTorch model: a weights file, not a YAML
-    architecture (whose every replica has random weights of its own: nothing to convert once)."""
+    """Whether a PyTorch model can be converted once: a weights file, not a YAML architecture
+    (whose every replica has random weights of its own: nothing to convert once)."""
     return not model_path.lower().endswith((".yaml", ".yml"))
+
+
+def converting(pytorch_cpu: str, model_path: str) -> bool:
+    """Whether the PyTorch model at ``model_path`` runs through OpenVINO on a CPU with this
+    ``pytorch_cpu`` setting: ``openvino`` for any weights file, ``auto`` where the
+    ``openvino`` package is installed too (it is an optional dependency), ``torch`` never."""
+    if pytorch_cpu == "torch" or not converts(model_path):
+        return False
+    return pytorch_cpu == "openvino" or openvino_installed()
+
+
+def openvino_installed() -> bool:
+    return importlib.util.find_spec("openvino") is not None
 
 
 def converted_ir(predictor: Any, cache_dir: str | None) -> Path:

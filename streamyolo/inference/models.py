@@ -152,7 +152,7 @@ class UltralyticsDetector:
     """
 
     def __init__(self, model: Any, settings: DetectSettings, device: str, model_path: str = "",
-                 threads: int | None = None, cache_dir: str | None = None, pytorch_cpu: str = "torch") -> None:
+                 threads: int | None = None, cache_dir: str | None = None, pytorch_cpu: str = "auto") -> None:
         if model.task != "detect":
             raise ModelError(f"model {model.ckpt_path or model.model_name!r} is a {model.task!r} model; need 'detect'")
         self._model = model
@@ -299,7 +299,7 @@ class UltralyticsFactory:
     cache_dir: str | None = None
     """Where OpenVINO keeps compiled models (and PyTorch networks converted to it) between
     runs; ``None``: compile every time."""
-    pytorch_cpu: str = "torch"
+    pytorch_cpu: str = "auto"
     """What runs a PyTorch model's network on a CPU: ``torch`` or ``openvino``."""
 
     def __call__(self) -> Detector:

@@ -219,24 +219,26 @@ class PredictorRunner:
 
 
 def make_runner(predictor: Any, model_path: str, threads: int | None, cache_dir: str | None = None,
-                pytorch_cpu: str = "torch") -> Runner:
+                pytorch_cpu: str = "auto") -> Runner:
     """The leanest runner for the predictor's model format; ``cache_dir`` is where an
     OpenVINO model's compiled form is kept between runs (``None``: compile every time).
-    ``pytorch_cpu: openvino`` runs a PyTorch model's network through OpenVINO on a CPU
-    (see :mod:`streamyolo.inference.converted`); where that fails, PyTorch runs it."""
+    ``pytorch_cpu`` ``auto`` (the default) and ``openvino`` run a PyTorch weights file's network
+    through OpenVINO on a CPU (see :mod:`streamyolo.inference.converted`); where that fails,
+    PyTorch runs it."""
     model_format = predictor.model.format
     if model_format == "pt":
-        from streamyolo.inference.converted import converted_ir, converts
+        from streamyolo.inference.converted import converted_ir, converting, converts
 
         if pytorch_cpu == "openvino" and not converts(model_path):
             log.info("pytorch_cpu: openvino applies to weights files; %s runs in PyTorch", model_path)
-        elif pytorch_cpu == "openvino" and str(predictor.device) == "cpu" and not predictor.model.fp16:
+        elif converting(pytorch_cpu, model_path) and str(predictor.device) == "cpu" and not predictor.model.fp16:
             try:
                 # FP32 as in PyTorch (OpenVINO would pick bf16 on CPUs that have it: other numbers).
                 return OpenVINORunner(predictor, str(converted_ir(predictor, cache_dir)), threads, cache_dir, "f32")
             except Exception as exc:  # an unusual network: PyTorch still runs it
-                log.warning("pytorch_cpu: openvino unavailable for %s (%s: %s); PyTorch runs it",
-                            model_path or "the model", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+                log.warning("OpenVINO unavailable for %s (%s: %s); PyTorch runs it (pytorch_cpu: %s)",
+                            model_path or "the model", type(exc).__name__,
+                            str(exc).splitlines()[0] if str(exc) else "", pytorch_cpu)
         return TorchRunner(predictor)
     if model_format == "openvino" and str(predictor.device) == "cpu":
         try:

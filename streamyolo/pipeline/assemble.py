@@ -21,6 +21,7 @@ from streamyolo.config import (
     lends_lanes,
 )
 from streamyolo.errors import OutputError
+from streamyolo.inference.converted import converting
 from streamyolo.inference.detector import DetectorFactory
 from streamyolo.inference.lanes import IdleLanes, LanedFactory
 from streamyolo.inference.models import (
@@ -78,7 +79,7 @@ def detector_factories(config: PipelineConfig, model: str, workers: int,
     lanes = lanes or Lanes()
     devices = [resolve_device(config.device, index) for index in range(workers)]
     threads = torch_threads(config, models_running(config, workers, lanes.own), devices[0])
-    openvino = is_openvino(model) or config.pytorch_cpu == "openvino"
+    openvino = is_openvino(model) or (is_pytorch(model) and converting(config.pytorch_cpu, model))
     cache = resolve_model_cache(config.model_cache) if openvino else None
     if config.worker_mode == "thread":
         preload(openvino=openvino)

@@ -61,6 +61,7 @@ sys.path.insert(0, str(ROOT))
 
 from streamyolo import benchmark as bench  # noqa: E402
 from streamyolo.config import auto_workers  # noqa: E402
+from streamyolo.inference.converted import openvino_installed  # noqa: E402
 from streamyolo.inference.offline import import_ultralytics, preload  # noqa: E402
 from streamyolo.inference.runners import is_openvino  # noqa: E402
 from streamyolo.pipeline import Pipeline  # noqa: E402
@@ -423,7 +424,8 @@ def goals(result: dict[str, Any], pytorch: bool) -> list[tuple[str, float, str, 
         ratio = result["P_rec"]["fps"] / result["U_save"]["fps"]
         rows.append(("P_rec/U_save", ratio, ">= 1.5", ratio >= 1.5))
     for workers, live_result in result.get("live", {}).items():
-        auto = auto_workers(cuda=False, live_only=True, cores=cpu_count(), openvino=not pytorch)
+        # The PyTorch model runs converted to OpenVINO where OpenVINO is installed (pytorch_cpu: auto).
+        auto = auto_workers(cuda=False, live_only=True, cores=cpu_count(), openvino=not pytorch or openvino_installed())
         default = ", the default here" if workers == auto else ""
         latency, tag = live_result["latency"], f" ({workers} worker{'s' if workers > 1 else ''}{default})"
         rows.append((f"live p99 age / latency{tag}", live_result["p99"] / latency, "<= 3.0",

@@ -96,26 +96,36 @@ def test_stream_defaults_apply_unless_a_stream_sets_the_key() -> None:
         build_config({"streams": ["x"], "stream_defaults": {"colour": "red"}})
 
 
+LIVE = ["a=rtsp://h/a", "b=rtsp://h/b", "c=rtsp://h/c"]
+
+
 @pytest.mark.parametrize(
-    ("streams", "cores", "openvino", "expected"),
+    ("streams", "cores", "model", "expected"),
     [
         # live cameras, an OpenVINO model, a small CPU: one worker with every core (fresher results)
-        (["a=rtsp://h/a", "b=rtsp://h/b", "c=rtsp://h/c"], 2, True, 1),
-        (["a=rtsp://h/a", "b=rtsp://h/b", "c=rtsp://h/c"], 8, True, 2),  # one per 4 cores
-        (["a=rtsp://h/a", "b=rtsp://h/b", "c=rtsp://h/c"], 2, False, 2),  # PyTorch: 2 threads are no faster than 1
-        (["a=synthetic:", "b=synthetic:", "c=synthetic:"], 2, True, 2),  # lossless: both cores busy
-        (["a=synthetic:", "b=rtsp://h/b"], 2, True, 2),  # any lossless stream counts as throughput work
-        ([{"source": "synthetic:", "realtime": True}, "b=rtsp://h/b"], 2, True, 1),  # realtime files are live too
-        (["a=synthetic:"], 8, True, 1),  # never more workers than streams
+        (LIVE, 2, "openvino", 1),
+        (LIVE, 8, "openvino", 2),  # one per 4 cores
+        (LIVE, 2, "demo", 1),  # a PyTorch weights file runs converted to OpenVINO by default: the same
+        (LIVE, 2, "demo in PyTorch", 2),  # PyTorch: 2 threads are no faster than 1
+        (LIVE, 2, "yolo26n.yaml", 2),  # an architecture is not converted
+        (["a=synthetic:", "b=synthetic:", "c=synthetic:"], 2, "openvino", 2),  # lossless: both cores busy
+        (["a=synthetic:", "b=rtsp://h/b"], 2, "openvino", 2),  # any lossless stream counts as throughput work
+        ([{"source": "synthetic:", "realtime": True}, "b=rtsp://h/b"], 2, "openvino", 1),  # realtime files are live
+        (["a=synthetic:"], 8, "openvino", 1),  # never more workers than streams
     ],
 )
-def test_auto_workers_fit_the_streams_cores_and_model(streams: list[object], cores: int, openvino: bool, expected: int,
+def test_auto_workers_fit_the_streams_cores_and_model(streams: list[object], cores: int, model: str, expected: int,
                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("streamyolo.pipeline.pipeline.cpu_count", lambda: cores)
-    model = tmp_path / "m_openvino_model"
-    model.mkdir()
-    (model / "m.xml").write_text("<net/>")  # only its name is looked at here
-    config = build_config({"streams": streams, "device": "cpu", "model": str(model) if openvino else "demo"})
+    keys: dict[str, object] = {"model": model}
+    if model == "openvino":
+        folder = tmp_path / "m_openvino_model"
+        folder.mkdir()
+        (folder / "m.xml").write_text("<net/>")  # only its name is looked at here
+        keys = {"model": str(folder)}
+    elif model == "demo in PyTorch":
+        keys = {"model": "demo", "pytorch_cpu": "torch"}
+    config = build_config({"streams": streams, "device": "cpu", **keys})
     assert config.workers == "auto"
     assert choose_workers(config, resolve_streams(config), resolve_model(config.model)) == expected
     explicit = build_config({"streams": streams, "device": "cpu", "workers": 3})
@@ -145,6 +155,8 @@ def test_live_cameras_by_default_get_one_worker_with_every_core(shared_model: Pa
     assert len(inference) == 1, inference
     assert {r.stream for r in results} == {"cam0", "cam1", "cam2"}
     assert torch_threads(build_config({"streams": live, "device": "cpu"}), 1, "cpu") == 2
-    with Pipeline.from_config({**config, "model": "demo", "duration": 1}) as pipeline:  # PyTorch: 2 workers
-        list(pipeline.results())
-        assert len([t for t in pipeline.threads if t.name.startswith("inference:")]) == 2
+    # A PyTorch model: converted to OpenVINO by default, 1 worker as above; left in PyTorch, 2.
+    for more, workers in (({}, 1), ({"pytorch_cpu": "torch"}, 2)):
+        with Pipeline.from_config({**config, "model": "demo", "duration": 1, **more}) as pipeline:
+            list(pipeline.results())
+            assert len([t for t in pipeline.threads if t.name.startswith("inference:")]) == workers, more

@@ -189,7 +189,8 @@ def test_a_borrowed_lane_whose_replica_fails_is_not_lent_again() -> None:
         ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo", "batch": 2}, 8, Lanes(2), 2),
         ({"streams": ["a=synthetic:", "b=synthetic:", "c=synthetic:"], "model": "demo"}, 4, Lanes(2, True), 1),
         ({"streams": ["a=rtsp://h/a"], "model": "demo"}, 2, Lanes(1), 2),  # live: one frame per pass, all threads
-        ({"streams": ["a=rtsp://h/a", "b=rtsp://h/b"], "model": "demo"}, 2, Lanes(1), 1),
+        ({"streams": ["a=rtsp://h/a", "b=rtsp://h/b"], "model": "demo"}, 2, Lanes(1), 2),  # 1 worker (OpenVINO)
+        ({"streams": ["a=rtsp://h/a", "b=rtsp://h/b"], "model": "demo", "pytorch_cpu": "torch"}, 2, Lanes(1), 1),
         ({"streams": ["a=synthetic:"], "model": "demo", "threads": 2}, 2, Lanes(1), 2),  # the user divided the cores
         ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo", "lanes": 1}, 2, Lanes(1), 1),
         ({"streams": ["a=synthetic:"], "model": "demo", "lanes": 3}, 6, Lanes(3), 2),

@@ -79,7 +79,7 @@ def detector_factories(config: PipelineConfig, model: str, workers: int,
     lanes = lanes or Lanes()
     devices = [resolve_device(config.device, index) for index in range(workers)]
     threads = torch_threads(config, models_running(config, workers, lanes.own), devices[0])
-    openvino = is_openvino(model) or (is_pytorch(model) and converting(config.pytorch_cpu, model))
+    openvino = runs_on_openvino(config, model)
     cache = resolve_model_cache(config.model_cache) if openvino else None
     if config.worker_mode == "thread":
         preload(openvino=openvino)
@@ -143,6 +143,15 @@ def torch_threads(config: PipelineConfig, models: int, device: str) -> int | Non
     return max(1, cpu_count() // models)
 
 
+def runs_on_openvino(cfg: PipelineConfig, model: str) -> bool:
+    """Whether OpenVINO runs the model: an OpenVINO export, or a PyTorch weights file that
+    ``pytorch_cpu`` converts on a CPU (not with ``half``). ``model`` is the resolved path."""
+    if is_openvino(model):
+        return True
+    on_cpu = not resolve_device(cfg.device).startswith("cuda") and not cfg.half
+    return is_pytorch(model) and on_cpu and converting(cfg.pytorch_cpu, model)
+
+
 def choose_workers(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model: str) -> int:
     """The configured number of workers (``auto``: :func:`~streamyolo.config.auto_workers`),
     never more than there are streams. ``model`` is the resolved model path."""
@@ -153,11 +162,12 @@ def choose_workers(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model
         live_only = _live_only(streams)
         cuda = resolve_device(cfg.device).startswith("cuda")
         cores = cpu_count()
-        openvino = is_openvino(model)
+        openvino = runs_on_openvino(cfg, model)
         wanted = auto_workers(cuda, live_only, cores, openvino)
+        kind = "OpenVINO" if is_openvino(model) else "PyTorch on OpenVINO" if openvino else "other"
         log.info("workers: auto chose %d (%s, %s, %s model)", wanted,
                  "live streams only" if live_only else "lossless streams", "CUDA" if cuda else f"{cores} CPU cores",
-                 "OpenVINO" if openvino else "other")
+                 kind)
     return max(1, min(wanted, len(streams)))
 
 

@@ -62,6 +62,7 @@ def converted_ir(predictor: Any, cache_dir: str | None) -> Path:
     xml = folder / f"{weights_key(_network(predictor))}.xml"
     with _convert_lock, _file_lock(folder / ".streamyolo.lock"):
         if not xml.exists():
+            log.info("converting the PyTorch network to OpenVINO, once for these weights (a few seconds) …")
             _convert(predictor, xml)
         else:
             log.debug("converted network %s from the cache", xml)

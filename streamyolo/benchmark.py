@@ -112,7 +112,9 @@ def measure_model(model: str, imgsz: int, frame_hw: tuple[int, int], seconds: fl
 
 def _converted_here(model: str, device: str, pytorch_cpu: str) -> bool:
     """Whether the pipeline runs this PyTorch model converted to OpenVINO on ``device``."""
-    return is_pytorch(model) and converting(pytorch_cpu, model) and not device.startswith("cuda")
+    from streamyolo.inference.models import resolve_device
+
+    return is_pytorch(model) and converting(pytorch_cpu, model, resolve_device(device))
 
 
 def _best_of(first: ModelRates, second: ModelRates) -> ModelRates:
@@ -121,8 +123,8 @@ def _best_of(first: ModelRates, second: ModelRates) -> ModelRates:
 
 
 def _converted_network(model: str, imgsz: int, device: str) -> Path:
-    """The OpenVINO IR that ``pytorch_cpu: openvino`` runs for ``model`` (from the model cache
-    the pipeline wrote it to, or converted now)."""
+    """The OpenVINO IR that ``pytorch_cpu`` runs for ``model`` (from the model cache the
+    pipeline wrote it to, or converted now)."""
     from streamyolo.inference import DetectSettings
     from streamyolo.inference.converted import converted_ir
     from streamyolo.inference.models import UltralyticsDetector, load_yolo
@@ -244,7 +246,7 @@ def _measure_openvino(model: str, input_hw: tuple[int, int], seconds: float, pre
     ov = import_openvino()
     xml = openvino_xml(model)
     core = ov.Core()
-    extra: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
+    extra = _precision_hint(precision)
     tried: list[Rate] = []
     latency = 0.0
     for instances, pinning in ((2, False), (1, True), (2, True)):
@@ -270,6 +272,11 @@ def _measure_openvino(model: str, input_hw: tuple[int, int], seconds: float, pre
     return ModelRates(max(tried, key=lambda r: r.fps), latency, tuple(tried))
 
 
+def _precision_hint(precision: str | None) -> dict[str, Any]:
+    """OpenVINO's compile settings for ``precision`` (``f32``: what PyTorch computes in)."""
+    return {"INFERENCE_PRECISION_HINT": precision} if precision else {}
+
+
 def measure_latency(model: str, imgsz: int, frame_hw: tuple[int, int], seconds: float = 3.0,
                     device: str = "cpu", pytorch_cpu: str = "auto") -> float:
     """The single-frame latency alone: seconds per forward pass at batch 1, for comparing a
@@ -293,14 +300,13 @@ def measure_latency(model: str, imgsz: int, frame_hw: tuple[int, int], seconds: 
     latency = min(rate.seconds / rate.frames for rate in rates)
     if _converted_here(model, device, pytorch_cpu):
         converted = _converted_network(model, imgsz, device)
-        latency = min(latency, _openvino_latency(converted, input_hw, seconds, {"INFERENCE_PRECISION_HINT": "f32"}))
+        latency = min(latency, _openvino_latency(converted, input_hw, seconds, "f32"))
     return latency
 
 
-def _openvino_latency(xml: Path, input_hw: tuple[int, int], seconds: float,
-                      extra: dict[str, Any] | None = None) -> float:
+def _openvino_latency(xml: Path, input_hw: tuple[int, int], seconds: float, precision: str | None = None) -> float:
     ov = import_openvino()
-    rate = _openvino_rate(ov.Core(), xml, input_hw, 1, True, seconds, extra)
+    rate = _openvino_rate(ov.Core(), xml, input_hw, 1, True, seconds, _precision_hint(precision))
     return rate.seconds / rate.frames
 
 

@@ -94,19 +94,22 @@ def test_a_network_that_cannot_be_converted_runs_in_pytorch_with_a_warning(
     detector.close()
 
 
-@pytest.mark.parametrize(("setting", "model", "installed", "converts"), [
-    ("auto", "yolo26n-random.pt", True, True),
-    ("auto", "yolo26n-random.pt", False, False),  # OpenVINO is an optional dependency
-    ("openvino", "yolo26n-random.pt", False, True),  # asked for: tried, and a warning if it fails
-    ("torch", "yolo26n-random.pt", True, False),
-    ("auto", "yolo26n.yaml", True, False),  # random weights in every replica: nothing to convert once
-    ("openvino", "yolo26n.YML", True, False),
+@pytest.mark.parametrize(("setting", "model", "installed", "where", "converts"), [
+    ("auto", "yolo26n-random.pt", True, "cpu", True),
+    ("auto", "yolo26n-random.pt", False, "cpu", False),  # OpenVINO is an optional dependency
+    ("openvino", "yolo26n-random.pt", False, "cpu", True),  # asked for: tried, and a warning if it fails
+    ("torch", "yolo26n-random.pt", True, "cpu", False),
+    ("auto", "yolo26n.yaml", True, "cpu", False),  # random weights in every replica: nothing to convert once
+    ("openvino", "yolo26n.YML", True, "cpu", False),
+    ("auto", "yolo26n-random.pt", True, "cuda:0", False),  # GPUs keep PyTorch
+    ("openvino", "yolo26n-random.pt", True, "cpu half", False),  # so does half precision
 ])
 def test_which_settings_convert_which_models(
-    setting: str, model: str, installed: bool, converts: bool, monkeypatch: pytest.MonkeyPatch
+    setting: str, model: str, installed: bool, where: str, converts: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(converted, "openvino_installed", lambda: installed)
-    assert converted.converting(setting, model) is converts
+    device, *half = where.split()
+    assert converted.converting(setting, model, device, half=bool(half)) is converts
 
 
 @pytest.mark.timeout(120)

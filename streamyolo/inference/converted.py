@@ -2,15 +2,15 @@
 where the ``openvino`` package is installed; ``pytorch_cpu: openvino`` asks for it).
 
 OpenVINO's CPU kernels ran yolo26n's forward pass 1.6-2.1 x faster than PyTorch's eager one on
-our 2-core box (one thread, batch 1), and the whole pipeline 1.3-1.4 x faster (4 streams, 2
-workers), with the same numbers (FP32: the demo model's detections on its scenes differed by at
-most 0.0001 px). The network is traced once per set of weights, converted with dynamic batch
-and input size (the rect letterbox of PyTorch models gives each aspect ratio its own size)
-and kept as an OpenVINO IR in the model cache, keyed by a hash of the weights and the
-versions of torch, Ultralytics and OpenVINO, so later starts only compile it. Each lane then
-compiles its own copy inside its own thread and runs it as any OpenVINO model
-(:class:`~streamyolo.inference.runners.OpenVINORunner`: uint8 frames in, converted inside the
-graph).
+our 2-core box (one thread, batch 1), and the whole pipeline 1.3-1.8 x faster (4 streams, 2
+workers; 1.3-1.5 x for random yolo26n, 1.76 x for the demo model), with the same numbers (FP32:
+the demo model's detections on its scenes differed by at most 0.0001 px). The network is traced
+once per set of weights, converted with dynamic batch and input size (the rect letterbox of
+PyTorch models gives each aspect ratio its own size) and kept as an OpenVINO IR in the model
+cache, keyed by a hash of the weights and the versions of torch, Ultralytics and OpenVINO, so
+later starts only compile it. Each lane then compiles its own copy inside its own thread and
+runs it as any OpenVINO model (:class:`~streamyolo.inference.runners.OpenVINORunner`: uint8
+frames in, converted inside the graph).
 """
 
 from __future__ import annotations
@@ -42,11 +42,12 @@ def converts(model_path: str) -> bool:
     return not model_path.lower().endswith((".yaml", ".yml"))
 
 
-def converting(pytorch_cpu: str, model_path: str) -> bool:
-    """Whether the PyTorch model at ``model_path`` runs through OpenVINO on a CPU with this
-    ``pytorch_cpu`` setting: ``openvino`` for any weights file, ``auto`` where the
-    ``openvino`` package is installed too (it is an optional dependency), ``torch`` never."""
-    if pytorch_cpu == "torch" or not converts(model_path):
+def converting(pytorch_cpu: str, model_path: str, device: str = "cpu", half: bool = False) -> bool:
+    """Whether the PyTorch model at ``model_path`` runs through OpenVINO on ``device`` with this
+    ``pytorch_cpu`` setting: only on the CPU and in full precision (not with ``half``);
+    ``openvino`` for any weights file, ``auto`` where the ``openvino`` package is installed
+    too (it is an optional dependency), ``torch`` never."""
+    if pytorch_cpu == "torch" or device != "cpu" or half or not converts(model_path):
         return False
     return pytorch_cpu == "openvino" or openvino_installed()
 

@@ -300,7 +300,8 @@ class UltralyticsFactory:
     """Where OpenVINO keeps compiled models (and PyTorch networks converted to it) between
     runs; ``None``: compile every time."""
     pytorch_cpu: str = "auto"
-    """What runs a PyTorch model's network on a CPU: ``torch`` or ``openvino``."""
+    """What runs a PyTorch model's network on a CPU: ``auto``, ``torch`` or ``openvino``
+    (see :func:`~streamyolo.inference.converted.converting`)."""
 
     def __call__(self) -> Detector:
         detector = UltralyticsDetector(load_yolo(self.model, self.device), self.settings, self.device,

@@ -231,7 +231,7 @@ def make_runner(predictor: Any, model_path: str, threads: int | None, cache_dir:
 
         if pytorch_cpu == "openvino" and not converts(model_path):
             log.info("pytorch_cpu: openvino applies to weights files; %s runs in PyTorch", model_path)
-        elif converting(pytorch_cpu, model_path) and str(predictor.device) == "cpu" and not predictor.model.fp16:
+        elif converting(pytorch_cpu, model_path, str(predictor.device), predictor.model.fp16):
             try:
                 # FP32 as in PyTorch (OpenVINO would pick bf16 on CPUs that have it: other numbers).
                 return OpenVINORunner(predictor, str(converted_ir(predictor, cache_dir)), threads, cache_dir, "f32")

@@ -146,10 +146,8 @@ def torch_threads(config: PipelineConfig, models: int, device: str) -> int | Non
 def runs_on_openvino(cfg: PipelineConfig, model: str) -> bool:
     """Whether OpenVINO runs the model: an OpenVINO export, or a PyTorch weights file that
     ``pytorch_cpu`` converts on a CPU (not with ``half``). ``model`` is the resolved path."""
-    if is_openvino(model):
-        return True
-    on_cpu = not resolve_device(cfg.device).startswith("cuda") and not cfg.half
-    return is_pytorch(model) and on_cpu and converting(cfg.pytorch_cpu, model)
+    return is_openvino(model) or (
+        is_pytorch(model) and converting(cfg.pytorch_cpu, model, resolve_device(cfg.device), cfg.half))
 
 
 def choose_workers(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model: str) -> int:

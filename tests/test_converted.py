@@ -128,3 +128,36 @@ def test_without_openvino_installed_auto_runs_pytorch_quietly(
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert len(detector.detect(_frames())) == 4
     detector.close()
+
+
+@pytest.mark.timeout(300)
+def test_without_tracing_the_network_is_exported_with_torch_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``torch.jit.trace`` is deprecated (torch 2.14): where it fails, or a later torch drops it,
+    ``torch.export`` makes the same network, with batch and input size still dynamic."""
+    import torch
+
+    def gone(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("torch.jit.trace is no more")
+
+    monkeypatch.setattr(torch.jit, "trace", gone)
+    model = resolve_model("demo")
+    settings = DetectSettings(imgsz=416, conf=0.25)
+    with caplog.at_level(logging.INFO, logger="streamyolo"):
+        detector = UltralyticsFactory(model, settings, "cpu", 1, str(tmp_path))()
+    assert isinstance(_runner(detector), OpenVINORunner)
+    assert any("exporting it with torch.export" in r.getMessage() and "torch.jit.trace is no more" in r.getMessage()
+               for r in caplog.records)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    yolo = import_ultralytics().YOLO(model, task="detect")
+    total = 0
+    wide = CameraScene(seed=5, width=640, height=240).render(7)  # another aspect ratio: another input size
+    frames = [*_frames(), wide]
+    for batch in (frames[:4], frames[4:]):  # batches of 4 and 1
+        for frame, ours in zip(batch, detector.detect(batch), strict=True):
+            reference = yolo.predict(frame, imgsz=416, conf=0.25, device="cpu", verbose=False)[0]
+            assert_same_detections(ours, reference, 0.25, "frame")
+            total += len(ours.cls)
+    assert total >= 4, f"too few detections ({total}) for the comparison to mean anything"
+    detector.close()

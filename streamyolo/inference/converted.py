@@ -118,14 +118,17 @@ def _convert(predictor: Any, xml: Path) -> None:
 
     height, width = (int(s) for s in predictor.imgsz) if isinstance(predictor.imgsz, list | tuple) else (
         int(predictor.imgsz),) * 2
-    example = torch.zeros(1, 3, height, width)
+    wrapper = FirstOutput().eval()
     try:
         with torch.no_grad():
-            trace: Any = torch.jit.trace  # not annotated
-            with warnings.catch_warnings():  # its deprecation notice and the tracer's, for Ultralytics' code
-                warnings.simplefilter("ignore")
-                traced = trace(FirstOutput().eval(), example, check_trace=False)
-            model = ov.convert_model(traced, example_input=example, input=[ov.PartialShape([-1, 3, -1, -1])])
+            try:
+                source = _traced(wrapper, torch.zeros(1, 3, height, width))
+            except Exception as exc:  # tracing is deprecated in torch 2.14: a later torch may drop or break it
+                log.info("tracing the PyTorch network failed (%s: %s); exporting it with torch.export instead "
+                         "(slower, still once)", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+                source = _exported(wrapper, torch.zeros(2, 3, height, width))
+            model = ov.convert_model(source, example_input=torch.zeros(1, 3, height, width),
+                                     input=[ov.PartialShape([-1, 3, -1, -1])])
     finally:
         for head, value in zip(heads, saved, strict=True):
             head.dynamic = value
@@ -135,6 +138,35 @@ def _convert(predictor: Any, xml: Path) -> None:
     os.replace(temporary.with_suffix(".bin"), xml.with_suffix(".bin"))
     os.replace(temporary, xml)
     log.info("converted the PyTorch network to OpenVINO: %s", xml)
+
+
+def _traced(module: Any, example: Any) -> Any:
+    """``module`` traced into TorchScript, the form OpenVINO's PyTorch frontend has read longest."""
+    import torch
+
+    trace: Any = torch.jit.trace  # not annotated
+    with warnings.catch_warnings():  # its deprecation notice and the tracer's, for Ultralytics' code
+        warnings.simplefilter("ignore")
+        return trace(module, example, check_trace=False)
+
+
+def _exported(module: Any, example: Any) -> Any:
+    """``module`` exported with ``torch.export`` (an ``ExportedProgram``, which OpenVINO converts
+    too), batch and input size dynamic: the way on when tracing is gone. About 10 x slower than
+    tracing (30 s for the demo model on 2 cores), and only needed once per set of weights.
+    ``example`` has a batch of 2: export takes a size of 1 for a constant."""
+    import torch
+
+    auto = torch.export.Dim.AUTO
+    with warnings.catch_warnings():  # the head's anchors, set in forward: meant, and rebuilt every call
+        warnings.simplefilter("ignore")
+        program = torch.export.export(module, (example,), dynamic_shapes={"x": {0: auto, 2: auto, 3: auto}})
+    name = program.graph_signature.user_inputs[0]
+    shape = next(node for node in program.graph.nodes if node.name == name).meta["val"].shape
+    static = [d for d, size in enumerate(shape) if d != 1 and isinstance(size, int)]
+    if static:
+        raise RuntimeError(f"torch.export fixed the input's dimension(s) {static}; the network needs them dynamic")
+    return program
 
 
 @functools.cache

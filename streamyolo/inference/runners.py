@@ -195,7 +195,14 @@ class OpenVINORunner:
 
 
 def _uint8_bgr_input(model: Any) -> Any:
-    """``model`` with its image input taking uint8 BHWC BGR, converted inside the graph."""
+    """``model`` with its image input taking uint8 BHWC BGR, converted inside the graph.
+
+    The layout is changed before the colours are swapped: swapped in BHWC first, OpenVINO
+    2026.4's CPU plugin got the colours wrong for a network that also reads its input's shape
+    (a ``ShapeOf`` on the input, as ``torch.export`` writes the head's anchors; see
+    :func:`~streamyolo.inference.converted._exported`), off by up to 190 in the raw output.
+    For the others both orders give the same numbers (bit for bit on YOLO11n INT8 and traced
+    yolo26n) at the same speed."""
     ov = import_openvino()
     from openvino.preprocess import ColorFormat, PrePostProcessor
 
@@ -203,7 +210,8 @@ def _uint8_bgr_input(model: Any) -> Any:
     ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
         ColorFormat.BGR)
     ppp.input().model().set_layout(ov.Layout("NCHW"))
-    ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB).scale(255.0)
+    ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_layout(ov.Layout("NCHW")).convert_color(
+        ColorFormat.RGB).scale(255.0)
     return ppp.build()
 
 

@@ -35,7 +35,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument("--workers", "-w", metavar="N|auto",
                         help="inference threads, each with its own model (auto: 2; 1 per 4 cores for live cameras "
-                             "only with an OpenVINO model on a CPU)")
+                             "only with a model OpenVINO runs on a CPU: an OpenVINO one, or a .pt converted)")
     parser.add_argument("--lanes", metavar="N|auto",
                         help="model replicas per worker that split its batches (auto: one per core of the "
                              "worker's share for a PyTorch or OpenVINO model with lossless streams on a CPU, else 1)")

@@ -142,13 +142,14 @@ class _Interrupts:
 
 
 def setup_logging(level: str) -> None:
+    from streamyolo.inference.offline import set_ultralytics_level
     from streamyolo.sources.redact import RedactingFilter
 
     logging.basicConfig(level=getattr(logging, level), format="streamyolo: %(levelname)s: %(message)s",
                         stream=sys.stderr)
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactingFilter())
-    logging.getLogger("ultralytics").setLevel(logging.WARNING)
+    set_ultralytics_level(logging.INFO if level == "DEBUG" else logging.WARNING)  # stdout is for our report
 
 
 def command_run(args: argparse.Namespace) -> int:

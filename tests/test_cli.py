@@ -231,3 +231,22 @@ def test_bench_refuses_what_is_not_a_local_video_file(tmp_path: Path) -> None:
     done = streamyolo("bench", "--model", "yolo26n.yaml", "--source", "rtsp://127.0.0.1:9/cam")
     assert done.returncode == 2
     assert "bench needs local video files" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_stdout_holds_the_report_alone_without_ultralytics_chatter(shared_model: Path, mode: str) -> None:
+    """Ultralytics prints "Loading … for OpenVINO inference..." to stdout when it loads an
+    OpenVINO model (in every worker, and in process mode in every child); the command line
+    keeps its logger at WARNING, so that stdout is the summary table alone. ``--log-level
+    DEBUG`` lets it through."""
+    args = ("run", "--model", str(shared_model), "--source", "synthetic:scene?frames=6&size=320x240",
+            "--no-display", "--status-interval", "0", "--worker-mode", mode)
+    done = streamyolo(*args)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "stream  state  captured  processed  dropped  reconnects  error",
+        "cam0    ended  6         6          0        0"], done.stdout
+    chatty = streamyolo("--log-level", "DEBUG", *args)
+    assert chatty.returncode == 0, chatty.stderr
+    assert "for OpenVINO inference" in chatty.stdout  # what the default keeps off stdout

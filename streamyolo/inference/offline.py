@@ -16,6 +16,7 @@ program) unless ``CI=true`` or the user has opted out. Every import of OpenVINO 
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from types import ModuleType
@@ -23,16 +24,39 @@ from typing import Any
 
 OFFLINE_ENV = {"YOLO_OFFLINE": "true", "YOLO_AUTOINSTALL": "false"}
 
+_wanted: dict[str, int | None] = {"ultralytics": None}
+"""The level the application wants for Ultralytics' logger (None: leave Ultralytics' own)."""
+
 
 def import_ultralytics() -> ModuleType:
-    """Import and return the ``ultralytics`` package with the offline switches set."""
+    """Import and return the ``ultralytics`` package with the offline switches set (and its
+    logger at the level of :func:`set_ultralytics_level`, if one was set)."""
     if "ultralytics" not in sys.modules:
         for key, value in OFFLINE_ENV.items():
             os.environ.setdefault(key, value)
     quiet_openvino_telemetry()  # Ultralytics imports OpenVINO itself when it loads such a model
     import ultralytics
 
+    level = _wanted["ultralytics"]
+    if level is not None:
+        logging.getLogger("ultralytics").setLevel(level)
     return ultralytics
+
+
+def set_ultralytics_level(level: int | None) -> None:
+    """The level of Ultralytics' own logger, which writes to stdout ("Loading … for OpenVINO
+    inference...", "Using OpenVINO LATENCY mode …"): set now if Ultralytics is imported, and
+    again by :func:`import_ultralytics`, as Ultralytics sets its logger's level when it is
+    first imported. The command line keeps it at WARNING (INFO with ``--log-level DEBUG``), so
+    that stdout holds streamyolo's report alone; process workers carry it into their child."""
+    _wanted["ultralytics"] = level
+    if level is not None and "ultralytics" in sys.modules:
+        logging.getLogger("ultralytics").setLevel(level)
+
+
+def ultralytics_level() -> int | None:
+    """What :func:`set_ultralytics_level` set (None if nothing)."""
+    return _wanted["ultralytics"]
 
 
 def import_openvino() -> ModuleType:

@@ -67,6 +67,7 @@ import numpy.typing as npt
 from streamyolo.errors import ModelError, WorkerError
 from streamyolo.frames import Detections, Image
 from streamyolo.inference.detector import Detector, DetectorFactory
+from streamyolo.inference.offline import set_ultralytics_level, ultralytics_level
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ class ProcessDetectorFactory:
         parent_end, child_end = context.Pipe(duplex=True)
         process = context.Process(
             target=_child_main,
-            args=(child_end, self.inner, self.worker_name, self.torch_threads, os.getpid()),
+            args=(child_end, self.inner, self.worker_name, self.torch_threads, os.getpid(), ultralytics_level()),
             name=PROCESS_PREFIX + self.worker_name,
             daemon=True,
         )
@@ -444,9 +445,10 @@ def _release_segment(segment: SharedMemory) -> None:
 # -- the child's side ----------------------------------------------------------------------
 
 def _child_main(conn: Connection, inner: DetectorFactory, worker_name: str, torch_threads: int | None,
-                parent_pid: int) -> None:
+                parent_pid: int, ultralytics_log_level: int | None = None) -> None:
     """The child process: build the model, report, serve batches until told to quit."""
     _die_with_parent(parent_pid)
+    set_ultralytics_level(ultralytics_log_level)  # the parent's: its stdout is ours too
     _set_process_name(PROCESS_PREFIX + worker_name)
     # Ctrl-C reaches every process of the terminal's group; the parent handles it (finishing
     # the frames in flight) and tells us when to quit. SIGINT was blocked since our birth

@@ -105,3 +105,34 @@ def test_live_mode_counts_the_frames_detected_in_the_window_after_start_up(clips
         # Realtime sources deliver at most their own rate; the freshest of those are detected.
         assert 0 < rate.detected_each <= rate.decoded_each <= rate.offered_each * 1.1, rate
         assert 0 < rate.p99_age < 2.0, rate
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_the_capacity_report_runs_streamyolo_with_the_worker_mode_asked_for(
+    mode: str, clips: list[Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``streamyolo bench --worker-mode process`` measures P and live mode with process workers,
+    so that users can measure both modes on their own box (the README's advice)."""
+    from streamyolo import cli
+
+    configs: list[dict[str, Any]] = []
+
+    def pipeline(config: dict[str, Any], on_start: Any = None) -> tuple[benchmark.PipelineRates, None]:
+        configs.append(config)
+        rate = benchmark.Rate(50.0, 100, 2.0, "2 workers")
+        return benchmark.PipelineRates(rate, rate), None
+
+    def live_rate(config: dict[str, Any], seconds: float, offered_each: float) -> benchmark.LiveRate:
+        configs.append(config)
+        return benchmark.LiveRate(len(config["streams"]), offered_each, 0.5, offered_each, 0.1)  # 1 count only
+
+    monkeypatch.setattr(benchmark, "measure_pipeline", pipeline)
+    monkeypatch.setattr(benchmark, "_live_rate", live_rate)
+    monkeypatch.setattr(benchmark, "measure_decode", lambda paths: benchmark.Rate(500.0, 1000, 2.0, "decode"))
+    monkeypatch.setattr(benchmark, "measure_model", lambda *args, **kwargs: benchmark.ModelRates(
+        benchmark.Rate(100.0, 200, 2.0, "batch 1"), 0.02, ()))
+    extra = ["--worker-mode", mode] if mode == "process" else []  # thread: the default
+    assert cli.main(["bench", "--model", "yolo26n.yaml", "--source", str(clips[0]), *extra]) == 0
+    assert [config.get("worker_mode") for config in configs] == [mode, mode]  # P, then live mode
+    out = capsys.readouterr().out
+    assert f"1 {mode} worker(s), every frame processed" in out and f"(auto {mode} workers," in out, out

@@ -247,6 +247,7 @@ def test_stdout_holds_the_report_alone_without_ultralytics_chatter(shared_model:
     assert done.stdout.splitlines() == [
         "stream  state  captured  processed  dropped  reconnects  error",
         "cam0    ended  6         6          0        0"], done.stdout
-    chatty = streamyolo("--log-level", "DEBUG", *args)
-    assert chatty.returncode == 0, chatty.stderr
-    assert "for OpenVINO inference" in chatty.stdout  # what the default keeps off stdout
+    if mode == "thread":  # what the default keeps off stdout (once is enough: a child costs seconds)
+        chatty = streamyolo("--log-level", "DEBUG", *args)
+        assert chatty.returncode == 0, chatty.stderr
+        assert "for OpenVINO inference" in chatty.stdout

@@ -239,7 +239,7 @@ def test_stdout_holds_the_report_alone_without_ultralytics_chatter(shared_model:
     """Ultralytics prints "Loading … for OpenVINO inference..." to stdout when it loads an
     OpenVINO model (in every worker, and in process mode in every child); the command line
     keeps its logger at WARNING, so that stdout is the summary table alone. ``--log-level
-    DEBUG`` lets it through."""
+    DEBUG`` lets it through, to stderr with the rest of the log."""
     args = ("run", "--model", str(shared_model), "--source", "synthetic:scene?frames=6&size=320x240",
             "--no-display", "--status-interval", "0", "--worker-mode", mode)
     done = streamyolo(*args)
@@ -247,7 +247,17 @@ def test_stdout_holds_the_report_alone_without_ultralytics_chatter(shared_model:
     assert done.stdout.splitlines() == [
         "stream  state  captured  processed  dropped  reconnects  error",
         "cam0    ended  6         6          0        0"], done.stdout
-    if mode == "thread":  # what the default keeps off stdout (once is enough: a child costs seconds)
+    assert "for OpenVINO inference" not in done.stderr
+    if mode == "thread":  # what the default keeps quiet (once is enough: a child costs seconds)
         chatty = streamyolo("--log-level", "DEBUG", *args)
         assert chatty.returncode == 0, chatty.stderr
-        assert "for OpenVINO inference" in chatty.stdout
+        assert "for OpenVINO inference" in chatty.stderr and "for OpenVINO inference" not in chatty.stdout
+
+
+@pytest.mark.timeout(120)
+def test_ultralytics_warnings_go_to_stderr_beside_ours() -> None:
+    done = streamyolo("run", "--model", "demo", "--source", "synthetic:scene?frames=3&size=320x240", "--imgsz", "650",
+                      "--no-display", "--status-interval", "0")
+    assert done.returncode == 0, done.stderr
+    assert "imgsz=[650] must be multiple of max stride 32" in done.stderr
+    assert done.stdout.splitlines()[0].startswith("stream  state"), done.stdout

@@ -37,21 +37,31 @@ def import_ultralytics() -> ModuleType:
     quiet_openvino_telemetry()  # Ultralytics imports OpenVINO itself when it loads such a model
     import ultralytics
 
-    level = _wanted["ultralytics"]
-    if level is not None:
-        logging.getLogger("ultralytics").setLevel(level)
+    _apply_ultralytics_level()
     return ultralytics
 
 
 def set_ultralytics_level(level: int | None) -> None:
     """The level of Ultralytics' own logger, which writes to stdout ("Loading … for OpenVINO
     inference...", "Using OpenVINO LATENCY mode …"): set now if Ultralytics is imported, and
-    again by :func:`import_ultralytics`, as Ultralytics sets its logger's level when it is
-    first imported. The command line keeps it at WARNING (INFO with ``--log-level DEBUG``), so
-    that stdout holds streamyolo's report alone; process workers carry it into their child."""
+    again by :func:`import_ultralytics`, as Ultralytics sets its logger up when it is first
+    imported. Its handler is moved to stderr too (its warnings beside streamyolo's log). The
+    command line keeps it at WARNING (INFO with ``--log-level DEBUG``), so that stdout holds
+    streamyolo's report alone; process workers carry it into their child."""
     _wanted["ultralytics"] = level
-    if level is not None and "ultralytics" in sys.modules:
-        logging.getLogger("ultralytics").setLevel(level)
+    if "ultralytics" in sys.modules:
+        _apply_ultralytics_level()
+
+
+def _apply_ultralytics_level() -> None:
+    level = _wanted["ultralytics"]
+    if level is None:
+        return
+    logger = logging.getLogger("ultralytics")
+    logger.setLevel(level)
+    for handler in logger.handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
 
 
 def ultralytics_level() -> int | None:

@@ -126,6 +126,7 @@ def test_the_capacity_report_runs_streamyolo_with_the_worker_mode_asked_for(
         configs.append(config)
         return benchmark.LiveRate(len(config["streams"]), offered_each, 0.5, offered_each, 0.1)  # 1 count only
 
+    monkeypatch.setattr(cli, "setup_logging", lambda level: None)  # the command line's logging stays out of pytest's
     monkeypatch.setattr(benchmark, "measure_pipeline", pipeline)
     monkeypatch.setattr(benchmark, "_live_rate", live_rate)
     monkeypatch.setattr(benchmark, "measure_decode", lambda paths: benchmark.Rate(500.0, 1000, 2.0, "decode"))

@@ -155,9 +155,9 @@ def test_without_tracing_the_network_is_exported_with_torch_export(
     wide = CameraScene(seed=5, width=640, height=240).render(7)  # another aspect ratio: another input size
     frames = [*_frames(), wide]
     for batch in (frames[:4], frames[4:]):  # batches of 4 and 1
-        for frame, ours in zip(batch, detector.detect(batch), strict=True):
+        for index, (frame, ours) in enumerate(zip(batch, detector.detect(batch), strict=True)):
             reference = yolo.predict(frame, imgsz=416, conf=0.25, device="cpu", verbose=False)[0]
-            assert_same_detections(ours, reference, 0.25, "frame")
+            assert_same_detections(ours, reference, 0.25, f"frame {index} of a batch of {len(batch)}")
             total += len(ours.cls)
     assert total >= 4, f"too few detections ({total}) for the comparison to mean anything"
     detector.close()

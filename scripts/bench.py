@@ -43,6 +43,7 @@ import json
 import math
 import multiprocessing
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -531,9 +532,21 @@ def main() -> int:
     parser.add_argument("--memory", action="store_true", help="also measure memory")
     parser.add_argument("--memory-minutes", type=float, default=10.0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the bench's folder (clips, recordings, model cache) and print where it is")
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="streamyolo-bench-"))
+    try:
+        return measure_all(args, parser, folder)
+    finally:
+        if args.keep:
+            print(f"kept the bench's files in {folder}", file=sys.stderr)
+        else:  # a few hundred MB of clips, recordings and compiled models per run
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def measure_all(args: argparse.Namespace, parser: argparse.ArgumentParser, folder: Path) -> int:
     # The model cache (OpenVINO's compiled models, PyTorch networks converted to OpenVINO) starts
     # empty in the bench's own folder: streamyolo's first round compiles and converts, as a first
     # run would, and the user's cache is left alone. Every measurement's process inherits it.

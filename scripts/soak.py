@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -114,6 +115,7 @@ def main() -> int:
         pipeline.stop()
         summary = pipeline.join(timeout=60)
         server.kill()
+        shutil.rmtree(work, ignore_errors=True)  # the camera clip
 
     # The first minute is warm-up (model, decoders, allocator pools); flat means from then on.
     first_minute = [m for t, m in rss if 60 <= t <= 120] or [rss[0][1]]

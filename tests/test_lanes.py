@@ -160,7 +160,8 @@ def test_a_finished_worker_lends_its_lanes_replicas_and_all_to_the_others() -> N
 
 
 @pytest.mark.timeout(30)
-def test_a_borrowed_lane_whose_replica_fails_is_not_lent_again() -> None:
+def test_a_borrowed_lane_whose_replica_fails_costs_the_borrower_nothing_and_is_not_lent_again(
+        caplog: pytest.LogCaptureFixture) -> None:
     idle = IdleLanes()
     healthy, failing = _Replicas(), _Replicas(fail_on=1)  # the lent replica fails on its first batch
     busy = LanedDetector.build(healthy, 1, idle)
@@ -168,11 +169,29 @@ def test_a_borrowed_lane_whose_replica_fails_is_not_lent_again() -> None:
     threads = busy.threads + done.threads
     try:
         done.close()
-        with pytest.raises(RuntimeError, match="fake detector failure"):
-            busy.detect(_images(4))
+        assert [int(d.xyxy[0, 0]) for d in busy.detect(_images(4))] == [0, 1, 2, 3], \
+            "the borrower's own lane ran the failed part, in the batch's order"
+        assert healthy.batches() == [[2, 2]] and failing.batches() == [[2]]
+        assert "a lent model replica failed (RuntimeError: fake detector failure)" in caplog.text
         assert idle.take(5) == [], "the failed lane was stopped, not given back"
         assert [int(d.xyxy[0, 0]) for d in busy.detect(_images(4))] == [0, 1, 2, 3]
-        assert healthy.batches() == [[2, 4]]
+        assert healthy.batches() == [[2, 2, 4]]
+    finally:
+        busy.close()
+    assert not any(t.is_alive() for t in threads)
+
+
+@pytest.mark.timeout(30)
+def test_a_part_that_fails_on_the_borrowers_own_lane_too_is_raised() -> None:
+    idle = IdleLanes()
+    # The lent replica fails its first batch; the borrower's own fails its second (the rerun).
+    busy = LanedDetector.build(_Replicas(fail_on=2), 1, idle)
+    done = LanedDetector.build(_Replicas(fail_on=1), 1, idle)
+    threads = busy.threads + done.threads
+    try:
+        done.close()
+        with pytest.raises(RuntimeError, match="fake detector failure"):
+            busy.detect(_images(4))
     finally:
         busy.close()
     assert not any(t.is_alive() for t in threads)

@@ -32,10 +32,18 @@ from streamyolo.config import build_config
 from streamyolo.errors import ConfigError, ModelError, WorkerError
 from streamyolo.frames import Result
 from streamyolo.inference.detector import Detector
+from streamyolo.inference.lanes import IdleLanes, LanedFactory
 from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.workers.process import PROCESS_PREFIX, SEGMENT_PREFIX, ProcessDetectorFactory
 from tests.helpers import PYTHON, ROOT, ScriptedSource, env_for_subprocess, read_jsonl
-from tests.process_fakes import ChecksumFactory, CrashingFactory, FailingFactory, HangingFactory, StampFactory
+from tests.process_fakes import (
+    ChecksumFactory,
+    CrashingFactory,
+    FailingFactory,
+    HangingFactory,
+    PidStampFactory,
+    StampFactory,
+)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="looks into /proc and /dev/shm")
 
@@ -342,6 +350,66 @@ def test_sigkill_of_one_child_fails_its_streams_and_the_others_finish() -> None:
     assert summary["s1"].processed + summary["s3"].processed >= 1, "the kill comes after w1's first result"
     for name, report in summary.items():
         assert report.captured == report.processed + report.dropped, f"{name}: {report}"
+
+
+class _KillLentChild:
+    """A sink that SIGKILLs worker ``lender``'s inference process when ``stream`` reaches frame
+    ``at``: by then that worker has finished and lent its child to the other worker, which
+    has given it back between batches (the sink runs on the borrower's thread)."""
+
+    def __init__(self, lender: str, stream: str, at: int) -> None:
+        self.lender, self.stream, self.at = lender, stream, at
+        self.killed = threading.Event()
+
+    def open(self) -> None:
+        pass
+
+    def write(self, result: Result) -> None:
+        if result.stream != self.stream or result.frame.seq != self.at:
+            return
+        (child,) = [c for c in psutil.Process().children() if c.name() == PROCESS_PREFIX + self.lender]
+        os.kill(child.pid, signal.SIGKILL)
+        self.killed.set()
+
+    def close(self) -> None:
+        pass
+
+
+def _lending(sinks: list[Any]) -> Pipeline:
+    """Two process workers that lend: w0 gets a 4-frame stream and finishes at once, w1 an
+    80-frame one (each batch takes 10 ms)."""
+    sources = [ScriptedSource("short", 4), ScriptedSource("long", 80)]
+    idle = IdleLanes()
+    factories = [LanedFactory(ProcessDetectorFactory(PidStampFactory(delay=0.01), f"w{i}"), 1, idle)
+                 for i in range(2)]
+    return Pipeline([StreamSetup(s.name, s) for s in sources], factories, workers=2, max_batch=4, sinks=sinks)
+
+
+@pytest.mark.timeout(90)
+def test_a_finished_process_worker_lends_its_child_to_the_other_worker() -> None:
+    with _lending([]) as pipeline:
+        results = list(pipeline.results())
+    pids = {name: {int(r.detections.xyxy[0, 1]) for r in results if r.stream == name} for name in ("short", "long")}
+    (lender,) = pids["short"]
+    assert lender in pids["long"] and len(pids["long"]) == 2, \
+        f"w0's child ran part of w1's batches once w0 was done: {pids}"
+    for name, count in (("short", 4), ("long", 80)):
+        assert [r.frame.seq for r in results if r.stream == name] == list(range(count)), name
+        report = pipeline.summary().streams[name]
+        assert (report.state, report.processed, report.dropped, report.error) == ("ended", count, 0, None)
+
+
+@pytest.mark.timeout(90)
+def test_a_lent_child_that_dies_costs_the_borrower_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    killer = _KillLentChild("w0", "long", at=40)
+    pipeline = _lending([killer])
+    pipeline.run()
+    assert killer.killed.is_set()
+    for name, count in (("short", 4), ("long", 80)):
+        report = pipeline.summary().streams[name]
+        assert (report.state, report.processed, report.dropped, report.error) == ("ended", count, 0, None), name
+    warned = [r.getMessage() for r in caplog.records if "a lent model replica failed" in r.getMessage()]
+    assert len(warned) == 1 and "worker 'w0'" in warned[0] and "signal 9" in warned[0], caplog.text
 
 
 @pytest.mark.timeout(90)

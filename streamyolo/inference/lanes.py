@@ -39,6 +39,8 @@ class IdleLanes:
     own, and when it closes (its worker is done) hands those lanes, replicas and all, to the
     others, who borrow them batch by batch without waiting. Each replica still runs on the
     one thread that built it; nothing is built for lending, so it costs no start-up or memory.
+    In ``worker_mode: process`` a lane is a thread that drives a worker's child process, and
+    the child, with the replicas inside it, is what is lent.
     The last worker to close stops every lane. Measured on 2 cores, 3 files on 2 workers
     (2 + 1 streams), 2 interleaved rounds against ``lanes: 1``: yolo26n in PyTorch 25.9-28.1
     frames/s against 20.8-24.3, YOLO11n in OpenVINO 44.4-45.1 against 36.4-36.5.
@@ -176,7 +178,10 @@ class LanedDetector:
     Use it from one thread at a time, like any detector. ``detect`` gives lane ``i`` the
     ``i``-th contiguous part of the batch (parts differ by at most one frame) and returns the
     results in the batch's order; an error in any lane is raised after every lane has
-    answered, so no lane is left working on a batch nobody waits for.
+    answered, so no lane is left working on a batch nobody waits for. A lane borrowed from a
+    finished worker that fails (its replica raised, or its child process died) is not this
+    worker's fault: its part runs again on the worker's own lanes, and only an error there
+    is raised.
     """
 
     def __init__(self, own: Detector | None, helpers: Sequence[_Lane], idle: IdleLanes | None = None) -> None:
@@ -233,38 +238,64 @@ class LanedDetector:
     def detect(self, images: Sequence[Image]) -> list[Detections]:
         own = min(self.lanes, len(images))
         borrowed = self._idle.take(len(images) - own) if self._idle is not None else []
-        helpers = self._helpers[:own - (self._own is not None)] + borrowed
+        mine = self._helpers[:own - (self._own is not None)]
         try:
-            return self._detect(images, helpers)
+            parts = _split(images, len(mine) + len(borrowed) + (self._own is not None))
+            if len(parts) == 1 and self._own is not None:
+                return self._own.detect(images)
+            results = self._run(parts, [*mine, *borrowed])
+            first_borrowed = len(parts) - len(borrowed)
+            for index, result in enumerate(results):
+                if isinstance(result, BaseException) and index < first_borrowed:
+                    raise result  # this worker's own model failed: its streams fail
+            for index, result in enumerate(results):
+                if isinstance(result, BaseException):
+                    # A replica lent by a finished worker failed (its child process died, say):
+                    # not this worker's fault, so its own lanes run that part (and raise if it
+                    # fails there too).
+                    log.warning("%s: a lent model replica failed (%s: %s); its own lanes run those %d frame(s)",
+                                threading.current_thread().name, type(result).__name__, result, len(parts[index]))
+                    results[index] = self._own_lanes_detect(parts[index])
         finally:
             if borrowed:
                 assert self._idle is not None
                 self._idle.give(borrowed)
-
-    def _detect(self, images: Sequence[Image], helpers: Sequence[_Lane]) -> list[Detections]:
-        local = self._own is not None
-        parts = _split(images, len(helpers) + local)
-        if self._own is not None and len(parts) == 1:
-            return self._own.detect(images)
-        for lane, part in zip(helpers, parts[local:], strict=True):
-            lane.submit(part)
-        failure: BaseException | None = None
-        out: list[Detections] = []
-        if self._own is not None:
-            try:
-                out.extend(self._own.detect(parts[0]))
-            except BaseException as exc:
-                failure = exc
-        for lane in helpers:
-            try:
-                out.extend(lane.result())
-            except BaseException as exc:
-                failure = failure or exc
-        if failure is not None:
-            raise failure
+        out = [found for result in results if not isinstance(result, BaseException) for found in result]
         if len(out) != len(images):
             raise WorkerError(f"lanes returned {len(out)} results for {len(images)} images")
         return out
+
+    def _own_lanes_detect(self, images: Sequence[Image]) -> list[Detections]:
+        """``images`` on this worker's own lanes alone."""
+        parts = _split(images, min(self.lanes, len(images)))
+        if len(parts) == 1 and self._own is not None:
+            return self._own.detect(images)
+        results = self._run(parts, self._helpers[:len(parts) - (self._own is not None)])
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return [found for result in results if not isinstance(result, BaseException) for found in result]
+
+    def _run(self, parts: Sequence[Sequence[Image]],
+             helpers: Sequence[_Lane]) -> list[list[Detections] | BaseException]:
+        """Part ``i`` on lane ``i`` (lane 0 the caller's own model, if it has one), side by
+        side; each part's detections or what its lane raised, once every lane has answered
+        (so no lane is left working on a batch nobody waits for)."""
+        local = self._own is not None
+        for lane, part in zip(helpers, parts[local:], strict=True):
+            lane.submit(part)
+        results: list[list[Detections] | BaseException] = []
+        if self._own is not None:
+            try:
+                results.append(self._own.detect(parts[0]))
+            except BaseException as exc:
+                results.append(exc)
+        for lane in helpers:
+            try:
+                results.append(lane.result())
+            except BaseException as exc:
+                results.append(exc)
+        return results
 
     def close(self) -> None:
         helpers, self._helpers = self._helpers, []

@@ -147,14 +147,16 @@ def lanes_pay(model_kind: str, cuda: bool, live_only: bool) -> bool:
 
 def lends_lanes(lanes: int, workers: int, batch: int, thread_workers: bool) -> bool:
     """Whether, for ``lanes: auto``, workers that have finished lend their lanes to the
-    others (see :class:`~streamyolo.inference.lanes.IdleLanes`): with thread workers (a
-    process cannot run another's threads), at least 2 of them, and batches with room for
-    more lanes than a worker has.
+    others (see :class:`~streamyolo.inference.lanes.IdleLanes`): at least 2 workers, and
+    batches with room for more lanes than a worker has. A process worker lends its child
+    process whole (its lanes inside it), so to the others it is one lane.
 
     >>> lends_lanes(lanes=1, workers=2, batch=4, thread_workers=True), lends_lanes(4, 2, 4, True)
     (True, False)
+    >>> lends_lanes(lanes=4, workers=2, batch=4, thread_workers=False)
+    True
     """
-    return thread_workers and workers >= 2 and lanes < batch
+    return workers >= 2 and (lanes if thread_workers else 1) < batch
 
 
 class PipelineConfig(_Strict):

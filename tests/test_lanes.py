@@ -24,6 +24,7 @@ from streamyolo.pipeline.assemble import Lanes, choose_lanes, choose_workers, de
 from streamyolo.pipeline.build import resolve_streams
 from streamyolo.sources import SourceKind, SourceSpec, open_source
 from streamyolo.sources.synthetic import stamp
+from streamyolo.workers.process import ProcessDetectorFactory
 from tests.helpers import StampDetector, assert_same_detections
 
 
@@ -203,7 +204,11 @@ def test_a_part_that_fails_on_the_borrowers_own_lane_too_is_raised() -> None:
         ({"streams": ["a=synthetic:"], "model": "demo"}, 2, Lanes(2, 0), 1),  # one worker, two 1-thread replicas
         # 2 workers, 1 core each, and each lends its lane to the other once it is done
         ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo"}, 2, Lanes(1, True), 1),
-        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo", "worker_mode": "process"}, 2, Lanes(1), 1),
+        # process workers lend their child processes (with the lanes inside them)
+        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo", "worker_mode": "process"}, 2,
+         Lanes(1, True), 1),
+        ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo", "worker_mode": "process"}, 8,
+         Lanes(4, True), 1),
         ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo"}, 8, Lanes(4), 1),  # 4 cores each, batch 4
         ({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo", "batch": 2}, 8, Lanes(2), 2),
         ({"streams": ["a=synthetic:", "b=synthetic:", "c=synthetic:"], "model": "demo"}, 4, Lanes(2, True), 1),
@@ -240,7 +245,14 @@ def test_auto_lanes_and_the_threads_each_replica_gets(config: dict[str, object],
     assert torch_threads(cfg, models, "cpu") == expected_threads
     factories = detector_factories(cfg, model, workers, lanes)
     if cfg.worker_mode == "process":
-        factories = [f.inner for f in factories]  # type: ignore[attr-defined]
+        # Each worker: a lane here that drives its child process, lent to the others when done
+        assert all(isinstance(f, LanedFactory) and f.lanes == 1 for f in factories)
+        assert len({id(f.idle) for f in factories}) == 1 and None not in {f.idle for f in factories}  # type: ignore[attr-defined]
+        children = [f.inner for f in factories]  # type: ignore[attr-defined]
+        assert all(isinstance(c, ProcessDetectorFactory) for c in children)
+        assert [c.worker_name for c in children] == [f"w{i}" for i in range(workers)]
+        factories = [c.inner for c in children]  # what each child builds
+        lanes = Lanes(lanes.own, False)  # inside a child, lanes are not lent
     laned = [f for f in factories if isinstance(f, LanedFactory)]
     if lanes == Lanes():
         assert not laned
@@ -258,7 +270,8 @@ def test_auto_lanes_rule_and_bad_lane_counts() -> None:
     assert auto_lanes("openvino", cuda=False, live_only=False, share=3, batch=4) == 3
     assert lends_lanes(lanes=1, workers=3, batch=4, thread_workers=True)
     assert not lends_lanes(lanes=1, workers=1, batch=4, thread_workers=True)
-    assert not lends_lanes(lanes=1, workers=2, batch=4, thread_workers=False)
+    assert lends_lanes(lanes=2, workers=2, batch=4, thread_workers=False), "a child is lent whole: one lane"
+    assert not lends_lanes(lanes=1, workers=2, batch=1, thread_workers=False)
     assert build_config({"streams": ["a"]}, environ={"STREAMYOLO_LANES": "2"}).lanes == 2
     for bad in ("several", 0, 65, 1.5):
         with pytest.raises(ConfigError, match=r"config key 'lanes': must be a whole number from 1 to 64, or 'auto'"):

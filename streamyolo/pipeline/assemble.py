@@ -69,7 +69,8 @@ def detector_factories(config: PipelineConfig, model: str, workers: int,
     gives each worker that many replicas of the model, each on a thread of its own (see
     :mod:`streamyolo.inference.lanes`); ``worker_mode: process`` wraps each worker's factory
     so that its model (and lanes) are built and run in a child process, with the worker's
-    share of the cores as torch threads. ``model`` is ``config.model`` as
+    share of the cores as torch threads (where lanes are lent, a lane thread here drives the
+    child, so that a finished worker lends it whole). ``model`` is ``config.model`` as
     :func:`~streamyolo.inference.models.resolve_model` resolved it."""
     settings = DetectSettings(
         conf=config.conf, iou=config.iou, imgsz=config.imgsz,
@@ -93,10 +94,15 @@ def detector_factories(config: PipelineConfig, model: str, workers: int,
             return single
         return LanedFactory(single, lanes.own, idle)
 
-    if config.worker_mode == "process":  # each child imports for itself; no lanes cross processes
-        return [ProcessDetectorFactory(own(device, None), f"w{index}", torch_threads=threads)
-                for index, device in enumerate(devices)]
     idle = IdleLanes() if lanes.lend else None  # one pool: finished workers lend to the others
+    if config.worker_mode == "process":  # each child imports for itself
+        children = [ProcessDetectorFactory(own(device, None), f"w{index}", torch_threads=threads)
+                    for index, device in enumerate(devices)]
+        if idle is None:
+            return list(children)
+        # A lane thread here drives each child, so that a worker that has finished lends its
+        # child (the model replicas inside it) to the others.
+        return [LanedFactory(child, 1, idle) for child in children]
     return [own(device, idle) for device in devices]
 
 

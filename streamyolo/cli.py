@@ -43,6 +43,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-sharing", choices=["per-thread", "locked"])
     parser.add_argument("--worker-mode", choices=["thread", "process"],
                         help="run each worker's model in a thread (default) or in a process of its own")
+    parser.add_argument("--process-restarts", type=int, metavar="N",
+                        help="process workers: start a child that died or hung again, up to N times in a row (3)")
     parser.add_argument("--pytorch-cpu", choices=["auto", "torch", "openvino"],
                         help="what runs a PyTorch weights file on a CPU: openvino (converted once, kept in the "
                              "model cache, same results), torch, or auto (default: openvino where it is installed)")
@@ -115,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The flags the user gave, as config keys (flags not given stay out)."""
-    keys = ["model", "device", "workers", "lanes", "batch", "model_sharing", "worker_mode", "pytorch_cpu", "conf",
+    keys = ["model", "device", "workers", "lanes", "batch", "model_sharing", "worker_mode", "process_restarts",
+            "pytorch_cpu", "conf",
             "iou", "imgsz",
             "classes", "half", "record", "jsonl", "summary", "display", "duration", "status_interval", "threads",
             "model_cache", "live_hold", "web", "web_fps"]

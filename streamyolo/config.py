@@ -192,6 +192,10 @@ class PipelineConfig(_Strict):
     """``thread``: every inference worker is a thread of this process with its own model.
     ``process``: each worker's model runs in a child process of its own; frames reach it
     through shared memory. Results and accounting are the same."""
+    process_restarts: int = Field(default=3, ge=0, le=1000)
+    """``worker_mode: process``: when a worker's child process dies (a segfault, the OOM
+    killer) or hangs, a new one is started and runs the batch again, up to this many times in
+    a row; then the worker's streams fail. 0: they fail at the first death."""
     threads: int | None = Field(default=None, ge=1, le=1024)
     """Torch intra-op threads (OpenVINO inference threads) per model; by default the CPU cores
     divided between the workers and their lanes."""

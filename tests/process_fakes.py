@@ -111,3 +111,19 @@ class CrashingFactory:
 
         os.kill(os.getpid(), signal.SIGKILL)
         raise AssertionError("unreachable")
+
+
+class SuicidalDetector(ChecksumDetector):
+    """Kills its own process on every batch (a frame that crashes the model every time)."""
+
+    def detect(self, images: Sequence[Image]) -> list[Detections]:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+        return []
+
+
+@dataclass(frozen=True)
+class SuicidalFactory:
+    def __call__(self) -> Detector:
+        return SuicidalDetector()

@@ -33,8 +33,16 @@ from streamyolo.errors import ConfigError, ModelError, WorkerError
 from streamyolo.frames import Result
 from streamyolo.inference.detector import Detector
 from streamyolo.inference.lanes import IdleLanes, LanedFactory
+from streamyolo.inference.models import resolve_model
 from streamyolo.pipeline import Pipeline, StreamSetup
-from streamyolo.workers.process import PROCESS_PREFIX, SEGMENT_PREFIX, ProcessDetectorFactory
+from streamyolo.pipeline.assemble import Lanes, detector_factories
+from streamyolo.workers.process import (
+    PROCESS_PREFIX,
+    SEGMENT_PREFIX,
+    ChildProcessGone,
+    ProcessDetectorFactory,
+    RestartingDetector,
+)
 from tests.helpers import PYTHON, ROOT, ScriptedSource, env_for_subprocess, read_jsonl
 from tests.process_fakes import (
     ChecksumFactory,
@@ -43,6 +51,7 @@ from tests.process_fakes import (
     HangingFactory,
     PidStampFactory,
     StampFactory,
+    SuicidalFactory,
 )
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="looks into /proc and /dev/shm")
@@ -144,6 +153,21 @@ def test_worker_mode_is_a_config_key_and_a_flag() -> None:
         build_config(overrides={"worker_mode": "fork"})
 
 
+def test_process_restarts_is_a_config_key_and_a_flag_and_reaches_every_child() -> None:
+    assert build_config().process_restarts == 3
+    args = build_parser().parse_args(["run", "--source", "synthetic:", "--worker-mode", "process",
+                                      "--process-restarts", "0"])
+    cfg = build_config(overrides=run_overrides(args))
+    assert cfg.process_restarts == 0
+    assert build_config(environ={"STREAMYOLO_PROCESS_RESTARTS": "5"}).process_restarts == 5
+    with pytest.raises(ConfigError, match="config key 'process_restarts'"):
+        build_config(overrides={"process_restarts": -1})
+    cfg = build_config({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo", "device": "cpu",
+                        "worker_mode": "process", "workers": 2, "lanes": 1, "process_restarts": 7})
+    factories = detector_factories(cfg, resolve_model(cfg.model), 2, Lanes())
+    assert [(f.worker_name, f.restarts) for f in factories] == [("w0", 7), ("w1", 7)]  # type: ignore[attr-defined]
+
+
 def test_locked_sharing_cannot_cross_processes() -> None:
     with pytest.raises(ConfigError) as caught:
         build_config(overrides={"worker_mode": "process", "model_sharing": "locked"})
@@ -218,6 +242,41 @@ def test_a_killed_child_is_reported_with_its_signal_and_cleaned_up_at_once() -> 
     assert detector.closed
     assert _segments(os.getpid()) == [], "a crash must unlink the shared memory right away"
     detector.close()
+
+
+@pytest.mark.timeout(60)
+def test_with_restarts_a_killed_child_is_replaced_and_the_batch_runs_on_the_new_one(
+        caplog: pytest.LogCaptureFixture) -> None:
+    detector = ProcessDetectorFactory(ChecksumFactory(), "t7", restarts=2)()
+    assert isinstance(detector, RestartingDetector)
+    images = [_image(48, 64, seed=0), _image(48, 64, seed=1)]
+    try:
+        first = detector.pid
+        assert first is not None and len(detector.detect(images)) == 2
+        os.kill(first, signal.SIGKILL)
+        found = detector.detect(images)
+        assert [[*d.xyxy[0].tolist(), int(d.cls[0])] for d in found] == [_checksum_box(i, 2) for i in images], \
+            "the new child ran the very batch the dead one was sent"
+        assert detector.restarted == 1 and detector.pid not in (None, first)
+        assert psutil.Process(detector.pid).name() == f"{PROCESS_PREFIX}t7"
+        assert "inference process of worker 't7' died while running a batch (signal 9, SIGKILL); starting a new " \
+               "one (restart 1 of at most 2 in a row)" in caplog.text
+    finally:
+        detector.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_batch_that_kills_every_child_fails_after_the_restarts_in_a_row() -> None:
+    detector = ProcessDetectorFactory(SuicidalFactory(), "t8", restarts=2)()
+    assert isinstance(detector, RestartingDetector)
+    try:
+        with pytest.raises(ChildProcessGone, match=r"^inference process of worker 't8' died while running a batch "
+                                                   r"\(signal 9, SIGKILL\); not restarted: 2 restart\(s\) in a row "
+                                                   r"already failed this batch$"):
+            detector.detect([_image(48, 64, seed=0)])
+        assert detector.restarted == 2
+    finally:
+        detector.close()
 
 
 @pytest.mark.timeout(60)
@@ -350,6 +409,20 @@ def test_sigkill_of_one_child_fails_its_streams_and_the_others_finish() -> None:
     assert summary["s1"].processed + summary["s3"].processed >= 1, "the kill comes after w1's first result"
     for name, report in summary.items():
         assert report.captured == report.processed + report.dropped, f"{name}: {report}"
+
+
+@pytest.mark.timeout(90)
+def test_with_restarts_sigkill_of_a_child_loses_no_frame(caplog: pytest.LogCaptureFixture) -> None:
+    sources = [ScriptedSource(f"s{i}", 40) for i in range(4)]
+    factories = [ProcessDetectorFactory(StampFactory(), f"w{i}", restarts=1) for i in range(2)]
+    killer = _KillChildOnFirstResult("w1")
+    pipeline = Pipeline([StreamSetup(s.name, s) for s in sources], factories, workers=2, max_batch=2, sinks=[killer])
+    pipeline.run()
+    assert killer.killed.is_set()
+    for name, report in pipeline.summary().streams.items():
+        assert (report.state, report.captured, report.processed, report.dropped, report.error) == (
+            "ended", 40, 40, 0, None), name
+    assert "worker 'w1' died while running a batch (signal 9, SIGKILL); starting a new one" in caplog.text
 
 
 class _KillLentChild:

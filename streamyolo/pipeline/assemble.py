@@ -96,7 +96,8 @@ def detector_factories(config: PipelineConfig, model: str, workers: int,
 
     idle = IdleLanes() if lanes.lend else None  # one pool: finished workers lend to the others
     if config.worker_mode == "process":  # each child imports for itself
-        children = [ProcessDetectorFactory(own(device, None), f"w{index}", torch_threads=threads)
+        children = [ProcessDetectorFactory(own(device, None), f"w{index}", torch_threads=threads,
+                                           restarts=config.process_restarts)
                     for index, device in enumerate(devices)]
         if idle is None:
             return list(children)

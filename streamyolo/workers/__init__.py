@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from streamyolo.workers.capture import CaptureWorker
     from streamyolo.workers.inference import Channel, InferenceWorker
-    from streamyolo.workers.process import ProcessDetector, ProcessDetectorFactory
+    from streamyolo.workers.process import ChildProcessGone, ProcessDetector, ProcessDetectorFactory, RestartingDetector
 
-__all__ = ["CaptureWorker", "Channel", "InferenceWorker", "ProcessDetector", "ProcessDetectorFactory"]
+__all__ = ["CaptureWorker", "Channel", "ChildProcessGone", "InferenceWorker", "ProcessDetector",
+           "ProcessDetectorFactory", "RestartingDetector"]
 
 _LAZY = {
     "CaptureWorker": "streamyolo.workers.capture",
@@ -21,6 +22,8 @@ _LAZY = {
     "InferenceWorker": "streamyolo.workers.inference",
     "ProcessDetector": "streamyolo.workers.process",
     "ProcessDetectorFactory": "streamyolo.workers.process",
+    "ChildProcessGone": "streamyolo.workers.process",
+    "RestartingDetector": "streamyolo.workers.process",
 }
 
 

@@ -31,13 +31,15 @@ pixels — it answers ``_Found`` (per image: xyxy, conf, cls arrays) or ``_Faile
 
 **Crashes and orphans.** The parent never blocks on a dead child: every wait is on the pipe
 *and* the process sentinel, with a time-out, so a child killed by a signal (OOM killer,
-segfault) turns into a :class:`~streamyolo.errors.WorkerError` naming the worker and the
-signal, and the shared memory is unlinked right there. The child dies with its parent: Linux
-``PR_SET_PDEATHSIG`` (SIGKILL) set at child start, plus exit on end-of-file of the pipe; the
-resource tracker of ``multiprocessing`` unlinks blocks left by a parent that was killed.
-Children are named ``streamyolo:<worker>`` (as ``ps -o comm`` and ``psutil`` show them).
-They are born with SIGINT blocked and then ignore it: a terminal's Ctrl-C, which reaches the
-whole process group, is the parent's to handle (it finishes the frames in flight first).
+segfault) turns into a :class:`ChildProcessGone` (a :class:`~streamyolo.errors.WorkerError`)
+naming the worker and the signal, and the shared memory is unlinked right there. With
+``restarts``, :class:`RestartingDetector` then starts a new child and runs the batch again.
+The child dies with its parent: Linux ``PR_SET_PDEATHSIG`` (SIGKILL) set at child start, plus
+exit on end-of-file of the pipe; the resource tracker of ``multiprocessing`` unlinks blocks
+left by a parent that was killed. Children are named ``streamyolo:<worker>`` (as ``ps -o
+comm`` and ``psutil`` show them). They are born with SIGINT blocked and then ignore it: a
+terminal's Ctrl-C, which reaches the whole process group, is the parent's to handle (it
+finishes the frames in flight first).
 """
 
 from __future__ import annotations
@@ -139,6 +141,12 @@ class _ChildGone(Exception):
         self.exitcode = exitcode
 
 
+class ChildProcessGone(WorkerError):
+    """A worker's inference process died (a signal, an exit) or hung and was killed, while
+    running a batch; the handle is closed. A new child may run the batch again (see
+    :class:`RestartingDetector`)."""
+
+
 # -- the parent's side ---------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +172,18 @@ class ProcessDetectorFactory:
     """Seconds one batch may take before the child is declared hung and killed."""
     stop_timeout: float = 10.0
     """Seconds to wait for the child at each step of shutting it down."""
+    restarts: int = 0
+    """When the child dies or hangs while running a batch, start a new one and run the batch
+    again, up to this many times in a row (a batch that succeeds resets the count); 0: the
+    batch fails (:class:`ChildProcessGone`). See :class:`RestartingDetector`."""
 
-    def __call__(self) -> ProcessDetector:
+    def __call__(self) -> Detector:
+        if self.restarts > 0:
+            return RestartingDetector(self)
+        return self.start()
+
+    def start(self) -> ProcessDetector:
+        """A new child process with its model built (what ``__call__`` returns without restarts)."""
         context = multiprocessing.get_context("spawn")  # never fork a process that has threads
         parent_end, child_end = context.Pipe(duplex=True)
         process = context.Process(
@@ -270,9 +288,9 @@ class ProcessDetector:
             self._conn.send(_DetectRequest(segment.name, slots))
             reply = self._receive(self._reply_timeout, "running a batch")
         except _ChildGone as gone:
-            raise WorkerError(f"{gone}") from None
+            raise ChildProcessGone(f"{gone}") from None
         except OSError:  # the pipe broke as the child died: report how it died
-            raise WorkerError(f"{self._gone('running a batch')}") from None
+            raise ChildProcessGone(f"{self._gone('running a batch')}") from None
         if isinstance(reply, _Failed):
             raise ModelError(f"model of worker {self.worker_name!r} failed a batch: {reply.kind}: {reply.message}")
         if not isinstance(reply, _Found) or len(reply.detections) != len(images):
@@ -324,6 +342,53 @@ class ProcessDetector:
             self._segments.remove(current)
             _release_segment(current)  # the child still maps it until it reattaches; the name goes now
         return grown
+
+
+class RestartingDetector:
+    """A worker's model in a child process that is started again when it dies or hangs.
+
+    ``factory.restarts`` bounds the restarts in a row: each one starts a new child (it
+    imports, builds and warms up its model again, seconds on a CPU) and runs the failed batch
+    on it, so no frame is lost; once a batch succeeds the count starts again. A batch that
+    kills ``restarts + 1`` children in a row (a frame that crashes the model every time) is a
+    :class:`ChildProcessGone` naming the worker, and the worker's streams fail. Errors the
+    model raises (:class:`~streamyolo.errors.ModelError`) are not restarts: a new child would
+    raise them too. Like the handle it wraps, use it from the thread that built it.
+    """
+
+    def __init__(self, factory: ProcessDetectorFactory) -> None:
+        self._factory = factory
+        self._detector = factory.start()
+        self.restarted = 0
+        """Children started again so far, over the whole run (for monitoring and tests)."""
+
+    @property
+    def names(self) -> Mapping[int, str]:
+        return self._detector.names
+
+    @property
+    def pid(self) -> int | None:
+        """The current child's process id."""
+        return self._detector.pid
+
+    def detect(self, images: Sequence[Image]) -> list[Detections]:
+        in_a_row = 0
+        while True:
+            try:
+                return self._detector.detect(images)
+            except ChildProcessGone as gone:
+                if in_a_row >= self._factory.restarts:
+                    raise ChildProcessGone(f"{gone}; not restarted: {in_a_row} restart(s) in a row already "
+                                           f"failed this batch") from None
+                in_a_row += 1
+                self.restarted += 1
+                log.error("%s; starting a new one (restart %d of at most %d in a row)", gone, in_a_row,
+                          self._factory.restarts)
+                self._detector.close()
+                self._detector = self._factory.start()
+
+    def close(self) -> None:
+        self._detector.close()
 
 
 def _describe_exit(exitcode: int | None) -> str:

@@ -6,7 +6,8 @@ wants to draw on it draws on a copy (see ``streamyolo.annotation``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,12 +35,50 @@ class FrameMeta:
     fps: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class Frame:
-    """One decoded picture and its metadata."""
+    """One decoded picture and its metadata.
 
-    meta: FrameMeta
-    image: Image
+    The BGR image may be made on first use: a live stream's capture hands over the
+    decoder's own picture with ``convert``, which turns it into BGR when someone first reads
+    :attr:`image`, so the frames a live buffer drops unseen cost no colour conversion (about
+    5 ms of CPU per 1080p frame). Made once, under a lock; the result is shared read-only.
+
+    >>> frame = Frame(FrameMeta("cam", 0, 0.0), convert=lambda: np.zeros((2, 2, 3), np.uint8))
+    >>> frame.converted, frame.image.shape, frame.converted
+    (False, (2, 2, 3), True)
+    """
+
+    __slots__ = ("_convert", "_image", "_lock", "meta")
+
+    def __init__(self, meta: FrameMeta, image: Image | None = None, *,
+                 convert: Callable[[], Image] | None = None) -> None:
+        if (image is None) == (convert is None):
+            raise ValueError("a frame needs exactly one of image and convert")
+        self.meta = meta
+        self._image = image
+        self._convert = convert
+        self._lock = threading.Lock() if convert is not None else None
+
+    @property
+    def image(self) -> Image:
+        image = self._image
+        if image is not None:
+            return image
+        assert self._lock is not None
+        with self._lock:
+            if self._image is None:
+                assert self._convert is not None
+                self._image = self._convert()
+                self._convert = None  # let the decoder's picture go
+            return self._image
+
+    @property
+    def converted(self) -> bool:
+        """True once the BGR image exists (always, for a frame made from one)."""
+        return self._image is not None
+
+    def __repr__(self) -> str:
+        return f"Frame({self.meta!r}, converted={self.converted})"
 
     @property
     def stream(self) -> str:

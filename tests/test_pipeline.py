@@ -5,18 +5,20 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from streamyolo.buffering import Overflow
 from streamyolo.errors import ModelError, WorkerError
+from streamyolo.frames import Result
 from streamyolo.inference.detector import Detector
 from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.sinks import JsonlSink, VideoRecorder
 from streamyolo.sources import SourceKind, SourceSpec, open_source, stream_tag
 from streamyolo.workers.capture import CapturePolicy
-from tests.helpers import ScriptedSource, StampDetector, decode, read_jsonl, stamps
+from tests.helpers import ScriptedSource, StampDetector, decode, make_clip, read_jsonl, stamps
 
 
 def _file_setups(paths: list[Path]) -> list[StreamSetup]:
@@ -281,3 +283,64 @@ def test_capture_threads_run_below_the_callers_priority() -> None:
     thread.join()
     assert seen["after"] == min(19, seen["before"] + CAPTURE_NICENESS)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == seen["before"]  # only that thread
+
+
+def _conversions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the threads that convert decoded pictures to BGR, one per conversion."""
+    import streamyolo.sources.pyav as pyav
+
+    threads: list[str] = []
+    to_bgr = pyav._bgr
+
+    def counting(frame):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        return to_bgr(frame)
+
+    monkeypatch.setattr(pyav, "_bgr", counting)
+    return threads
+
+
+def _live_clip(clip: Path, detector: Callable[[], StampDetector]) -> tuple[Pipeline, list[Result]]:
+    source = open_source(SourceSpec("cam", str(clip), SourceKind.FILE), defer_conversion=True)
+    setups = [StreamSetup("cam", source, Overflow.DROP_OLDEST, capacity=2, policy=CapturePolicy(realtime=True))]
+    pipeline = Pipeline(setups, detector, workers=1)
+    results = list(pipeline.results())
+    for result in results:  # the stamp the detector read off the converted picture is the frame's own
+        assert (result.detections.cls[0], result.detections.xyxy[0][0]) == (stream_tag("cam"), result.frame.seq)
+    _identity_holds(pipeline)
+    return pipeline, results
+
+
+@pytest.mark.timeout(60)
+def test_a_live_stream_that_drops_frames_converts_only_the_frames_the_worker_takes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under overload a live buffer drops most frames; those are never converted from the
+    decoder's YUV to BGR: the worker converts the ones it takes, on first use."""
+    converted = _conversions(monkeypatch)
+    clip = make_clip(tmp_path / "cam.mp4", "cam", frames=90, fps=60)
+    pipeline, _ = _live_clip(clip, lambda: StampDetector(delay=0.05))
+    report = pipeline.summary().streams["cam"]
+    assert report.captured == 90 and report.dropped > report.processed
+    assert len(converted) < report.processed + 5, f"{len(converted)} conversions for {report.processed} frames taken"
+    taken = [name for name in converted if name.startswith("inference")]
+    assert len(taken) >= report.processed - 5, converted
+
+
+@pytest.mark.timeout(60)
+def test_frames_are_converted_on_the_capture_thread_while_the_worker_keeps_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A live stream the worker keeps up with, and a lossless one, have their frames made BGR
+    by the capture thread, beside the worker, not in its way."""
+    converted = _conversions(monkeypatch)
+    clip = make_clip(tmp_path / "cam.mp4", "cam", frames=60, fps=30)
+    pipeline, results = _live_clip(clip, StampDetector)
+    assert pipeline.summary().streams["cam"].processed == len(results) >= 50
+    on_capture = [name for name in converted if name.startswith("capture")]
+    assert len(converted) == 60 and len(on_capture) >= 50, converted
+
+    converted.clear()
+    source = open_source(SourceSpec("cam", str(clip), SourceKind.FILE), defer_conversion=True)
+    summary = Pipeline([StreamSetup("cam", source, Overflow.BLOCK)], lambda: StampDetector(delay=0.01),
+                       workers=1).run()
+    assert summary.streams["cam"].processed == len(converted) == 60
+    assert all(name.startswith("capture") for name in converted), set(converted)

@@ -248,7 +248,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         StreamSetup(
             name=s.spec.name,
             source=open_source(s.spec, _network(s.config), decoder_threads=s.config.decoder_threads,
-                               loop=s.config.loop),
+                               loop=s.config.loop, defer_conversion=True),
             overflow=s.overflow,
             capacity=s.capacity,
             policy=_policy(s),

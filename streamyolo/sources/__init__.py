@@ -17,10 +17,13 @@ __all__ = [
 
 
 def open_source(spec: SourceSpec, network: NetworkOptions | None = None, decoder_threads: int = 2,
-                loop: bool = False) -> FrameSource:
-    """The right reader for ``spec`` (not yet opened: opening is the capture thread's job)."""
+                loop: bool = False, defer_conversion: bool = False) -> FrameSource:
+    """The right reader for ``spec`` (not yet opened: opening is the capture thread's job).
+    ``defer_conversion``: decoded streams hand frames over unconverted (``RawFrame.convert``),
+    for the capture thread to convert or leave to the frame's first use."""
     if spec.kind is SourceKind.SYNTHETIC:
         return SyntheticSource(spec.name, spec.uri)
     if spec.kind is SourceKind.WEBCAM:
         return WebcamSource(spec.name, spec.uri)
-    return PyAVSource(spec.name, spec.uri, spec.kind, network=network, decoder_threads=decoder_threads, loop=loop)
+    return PyAVSource(spec.name, spec.uri, spec.kind, network=network, decoder_threads=decoder_threads, loop=loop,
+                      defer_conversion=defer_conversion)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,10 +35,15 @@ class SourceInfo:
 
 @dataclass(frozen=True, slots=True)
 class RawFrame:
-    """One decoded picture and its presentation time in seconds, if the source knows it."""
+    """One decoded picture and its presentation time in seconds, if the source knows it.
 
-    image: Image
+    A source asked to defer colour conversion may give ``convert`` (which makes the BGR
+    image on demand) instead of ``image``; see :class:`~streamyolo.frames.Frame`.
+    """
+
+    image: Image | None
     pts: float | None = None
+    convert: Callable[[], Image] | None = None
 
 
 class FrameSource(Protocol):

@@ -9,6 +9,7 @@ hold up shutdown.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -61,6 +62,7 @@ class PyAVSource:
         decoder_threads: int = 2,
         loop: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        defer_conversion: bool = False,
     ) -> None:
         self.name = name
         self.uri = uri
@@ -68,6 +70,9 @@ class PyAVSource:
         self.network = network or NetworkOptions()
         self.decoder_threads = decoder_threads
         self.loop = loop and kind is SourceKind.FILE
+        self.defer_conversion = defer_conversion
+        """Hand frames over in the decoder's own format with ``RawFrame.convert`` (the capture
+        thread converts them, or leaves that to their first use when a live buffer drops most)."""
         self._clock = clock
         self._container: Any = None
         self._stream: Any = None
@@ -139,10 +144,11 @@ class PyAVSource:
             return self._end_of_stream()
         self._decoded += 1
         self._last_frame_at = self._clock()
-        image = cast(Image, frame.to_ndarray(format="bgr24"))
         pts = None if frame.time is None else float(frame.time) + self._pts_offset
         self._last_pts = pts
-        return RawFrame(image=image, pts=pts)
+        if self.defer_conversion:
+            return RawFrame(image=None, pts=pts, convert=functools.partial(_bgr, frame))
+        return RawFrame(image=_bgr(frame), pts=pts)
 
     def close(self) -> None:
         frames, self._frames = self._frames, None
@@ -224,3 +230,7 @@ class PyAVSource:
             return "timed out"
         text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         return redact_text(str(text).splitlines()[0], self._secrets)
+
+
+def _bgr(frame: av.VideoFrame) -> Image:
+    return cast(Image, frame.to_ndarray(format="bgr24"))

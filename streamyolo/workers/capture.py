@@ -15,6 +15,7 @@ and any live state → ``stopped`` when the run is stopped.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import threading
@@ -38,6 +39,9 @@ CAPTURE_NICENESS = 5
 Decoding needs a small share of the cores; when the box is overloaded, the scheduler then
 lets inference finish its frame instead of slicing it up (live mode, OpenVINO YOLO11n,
 one worker, 4 streams at 30 fps: p99 frame age 66 → 57 ms, 36 → 46 frames/s)."""
+
+LAZY_AFTER_DROP = 1.0
+"""Seconds after a live buffer dropped a frame during which new frames stay unconverted."""
 
 
 def lower_priority(niceness: int) -> None:
@@ -207,6 +211,11 @@ class CaptureWorker:
         pacer = Pacer(self._stop, self._clock) if self._policy.realtime else None
         thinning = self._policy.max_fps is not None or self._policy.stride > 1
         decimator = Decimator(self._policy.max_fps, self._policy.stride) if thinning else None
+        # A frame the source hands over unconverted is made BGR here while the consumer keeps
+        # up, and left to its first use while a live buffer drops frames (for LAZY_AFTER_DROP
+        # seconds after a drop), since most of those are dropped unseen (see Frame). Frames
+        # thinned out are never converted.
+        dropped, lazy_until = self._ring.counts().dropped, -math.inf
         while not self._stop.is_set():
             raw = self._source.read()
             if raw is None:
@@ -214,10 +223,16 @@ class CaptureWorker:
             media_time = _media_time(raw, info, self._seq) if (pacer or decimator) else 0.0
             if decimator is not None and not decimator.keep(media_time):
                 continue
+            image, convert = raw.image, raw.convert
+            if image is None and convert is not None and self._clock() >= lazy_until:
+                image, convert = convert(), None  # the consumer keeps up: convert here, beside it
             if pacer is not None and not pacer.wait(media_time):
                 return False
             now = self._clock()
-            self._ring.put(Frame(FrameMeta(self.name, self._seq, now, raw.pts, info.fps), raw.image))
+            meta = FrameMeta(self.name, self._seq, now, raw.pts, info.fps)
+            self._ring.put(Frame(meta, image, convert=convert))
+            if self._ring.counts().dropped > dropped:
+                dropped, lazy_until = self._ring.counts().dropped, now + LAZY_AFTER_DROP
             self._health.captured(now)
             self._seq += 1
             self._delivered += 1

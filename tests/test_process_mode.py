@@ -41,6 +41,7 @@ from streamyolo.workers.process import (
     SEGMENT_PREFIX,
     ChildProcessGone,
     ProcessDetectorFactory,
+    RestartCounts,
     RestartingDetector,
 )
 from tests.helpers import PYTHON, ROOT, ScriptedSource, env_for_subprocess, read_jsonl
@@ -164,8 +165,10 @@ def test_process_restarts_is_a_config_key_and_a_flag_and_reaches_every_child() -
         build_config(overrides={"process_restarts": -1})
     cfg = build_config({"streams": ["a=synthetic:", "b=synthetic:"], "model": "demo", "device": "cpu",
                         "worker_mode": "process", "workers": 2, "lanes": 1, "process_restarts": 7})
-    factories = detector_factories(cfg, resolve_model(cfg.model), 2, Lanes())
-    assert [(f.worker_name, f.restarts) for f in factories] == [("w0", 7), ("w1", 7)]  # type: ignore[attr-defined]
+    counts = RestartCounts(["w0", "w1"])
+    factories = detector_factories(cfg, resolve_model(cfg.model), 2, Lanes(), counts)
+    assert [(f.worker_name, f.restarts, f.restart_counts) for f in factories] == [  # type: ignore[attr-defined]
+        ("w0", 7, counts), ("w1", 7, counts)]
 
 
 def test_locked_sharing_cannot_cross_processes() -> None:
@@ -414,15 +417,23 @@ def test_sigkill_of_one_child_fails_its_streams_and_the_others_finish() -> None:
 @pytest.mark.timeout(90)
 def test_with_restarts_sigkill_of_a_child_loses_no_frame(caplog: pytest.LogCaptureFixture) -> None:
     sources = [ScriptedSource(f"s{i}", 40) for i in range(4)]
-    factories = [ProcessDetectorFactory(StampFactory(), f"w{i}", restarts=1) for i in range(2)]
+    counts = RestartCounts(["w0", "w1"])
+    factories = [ProcessDetectorFactory(StampFactory(), f"w{i}", restarts=1, restart_counts=counts) for i in range(2)]
     killer = _KillChildOnFirstResult("w1")
-    pipeline = Pipeline([StreamSetup(s.name, s) for s in sources], factories, workers=2, max_batch=2, sinks=[killer])
+    pipeline = Pipeline([StreamSetup(s.name, s) for s in sources], factories, workers=2, max_batch=2, sinks=[killer],
+                        restart_counts=counts)
     pipeline.run()
     assert killer.killed.is_set()
-    for name, report in pipeline.summary().streams.items():
+    summary = pipeline.summary()
+    for name, report in summary.streams.items():
         assert (report.state, report.captured, report.processed, report.dropped, report.error) == (
             "ended", 40, 40, 0, None), name
     assert "worker 'w1' died while running a batch (signal 9, SIGKILL); starting a new one" in caplog.text
+    # The summary says so too: in its file, and under its table.
+    assert summary.worker_restarts == {"w0": 0, "w1": 1}
+    assert summary.to_dict()["workers"] == {"w0": {"restarts": 0}, "w1": {"restarts": 1}}
+    assert summary.table().splitlines()[-1] == (
+        "worker w1: its inference process was started again 1 time (it died or hung; see the log)")
 
 
 class _KillLentChild:
@@ -554,7 +565,9 @@ def _same_frame(thread: dict[str, Any], process: dict[str, Any]) -> None:
 @pytest.mark.timeout(300)
 def test_process_mode_gives_thread_mode_accounting_and_detections(both_modes: _Runs, clips: list[Path]) -> None:
     assert both_modes.process.returncode == 0, both_modes.process.stderr
-    assert both_modes.process_summary == both_modes.thread_summary
+    assert both_modes.process_summary["streams"] == both_modes.thread_summary["streams"]
+    assert both_modes.process_summary["workers"] == {"w0": {"restarts": 0}, "w1": {"restarts": 0}}
+    assert "workers" not in both_modes.thread_summary
     for report in both_modes.process_summary["streams"].values():
         assert (report["captured"], report["processed"], report["dropped"], report["state"]) == (12, 12, 0, "ended")
     key = lambda line: (line["stream"], line["seq"])  # noqa: E731

@@ -44,7 +44,7 @@ from streamyolo.sinks.recorder import VideoRecorder, check_writable_folder, choo
 from streamyolo.sinks.web import WebViewer
 from streamyolo.sources import NetworkOptions, open_source
 from streamyolo.workers.capture import CapturePolicy
-from streamyolo.workers.process import ProcessDetectorFactory
+from streamyolo.workers.process import ProcessDetectorFactory, RestartCounts
 
 if TYPE_CHECKING:
     from streamyolo.pipeline.pipeline import Pipeline
@@ -62,15 +62,16 @@ def load_config(config: Any, overrides: dict[str, Any]) -> PipelineConfig:
     raise TypeError(f"config must be a PipelineConfig, a mapping or a path, not {type(config).__name__}")
 
 
-def detector_factories(config: PipelineConfig, model: str, workers: int,
-                       lanes: Lanes | None = None) -> list[DetectorFactory]:
+def detector_factories(config: PipelineConfig, model: str, workers: int, lanes: Lanes | None = None,
+                       restart_counts: RestartCounts | None = None) -> list[DetectorFactory]:
     """One factory per worker (each may sit on its own GPU); ``locked`` sharing wraps a
     single factory so that every worker gets the same instance behind a lock; ``lanes`` > 1
     gives each worker that many replicas of the model, each on a thread of its own (see
     :mod:`streamyolo.inference.lanes`); ``worker_mode: process`` wraps each worker's factory
     so that its model (and lanes) are built and run in a child process, with the worker's
     share of the cores as torch threads (where lanes are lent, a lane thread here drives the
-    child, so that a finished worker lends it whole). ``model`` is ``config.model`` as
+    child, so that a finished worker lends it whole; ``restart_counts`` counts the children
+    started again). ``model`` is ``config.model`` as
     :func:`~streamyolo.inference.models.resolve_model` resolved it."""
     settings = DetectSettings(
         conf=config.conf, iou=config.iou, imgsz=config.imgsz,
@@ -97,7 +98,7 @@ def detector_factories(config: PipelineConfig, model: str, workers: int,
     idle = IdleLanes() if lanes.lend else None  # one pool: finished workers lend to the others
     if config.worker_mode == "process":  # each child imports for itself
         children = [ProcessDetectorFactory(own(device, None), f"w{index}", torch_threads=threads,
-                                           restarts=config.process_restarts)
+                                           restarts=config.process_restarts, restart_counts=restart_counts)
                     for index, device in enumerate(devices)]
         if idle is None:
             return list(children)
@@ -222,7 +223,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     model = resolve_model(cfg.model)
     workers = choose_workers(cfg, streams, model)
     lanes = choose_lanes(cfg, streams, model, workers)
-    factories = detector_factories(cfg, model, workers, lanes)
+    restarts = RestartCounts([f"w{index}" for index in range(workers)]) if cfg.worker_mode == "process" else None
+    factories = detector_factories(cfg, model, workers, lanes, restarts)
     annotator = BoxAnnotator(overlay=cfg.overlay)
     sinks: list[Sink] = []
     gpu = resolve_device(cfg.device).startswith("cuda")
@@ -274,6 +276,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         torch_threads=_parent_torch_threads(cfg, workers, lanes.own),
         summary_path=cfg.summary,
         on_close=closers,
+        restart_counts=restarts,
     )
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamyolo.buffering import Overflow, RingBuffer
 from streamyolo.errors import ModelError, WorkerError
@@ -32,6 +32,9 @@ from streamyolo.sinks.web import WebViewer
 from streamyolo.sources.base import FrameSource
 from streamyolo.workers.capture import CapturePolicy, CaptureWorker
 from streamyolo.workers.inference import Channel, InferenceWorker
+
+if TYPE_CHECKING:
+    from streamyolo.workers.process import RestartCounts
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +124,7 @@ class Pipeline:
         summary_path: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_close: Sequence[Callable[[], None]] = (),
+        restart_counts: RestartCounts | None = None,
     ) -> None:
         if not streams:
             raise ValueError("a pipeline needs at least one stream")
@@ -143,6 +147,7 @@ class Pipeline:
         self._saved_threads: int | None = None
         self._on_close = list(on_close)
         self._summary_path = summary_path
+        self._restart_counts = restart_counts
         self._collector: QueueSink | None = None
         self._web = web
         self._extra_sinks: list[Sink] = list(sinks) + [v for v in (display, web) if v is not None]
@@ -356,7 +361,7 @@ class Pipeline:
         now = self._clock()
         for stream in self._streams:
             stream.health.finish()
-        self._summary = Summary({s.name: s.report(now, final=True) for s in self._streams})
+        self._summary = Summary({s.name: s.report(now, final=True) for s in self._streams}, self._restarts())
         self._finished.set()  # also ends the monitor when start() failed half-way
         if not self._monitor.join(JOIN_TIMEOUT):
             log.error("monitor thread still running after %.0f s", JOIN_TIMEOUT)
@@ -389,7 +394,10 @@ class Pipeline:
         if self._summary is not None:
             return self._summary
         now = self._clock()
-        return Summary({s.name: s.report(now) for s in self._streams})
+        return Summary({s.name: s.report(now) for s in self._streams}, self._restarts())
+
+    def _restarts(self) -> dict[str, int]:
+        return self._restart_counts.snapshot() if self._restart_counts is not None else {}
 
     def health(self, stream: str) -> StreamHealth:
         return self._by_name[stream].health

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -33,15 +33,22 @@ class StreamReport:
 @dataclass(frozen=True, slots=True)
 class Summary:
     streams: dict[str, StreamReport]
+    worker_restarts: dict[str, int] = field(default_factory=dict)
+    """Process workers: how many times each worker's child process was started again after it
+    died or hung (``process_restarts``); empty for thread workers."""
 
     @property
     def processed(self) -> int:
         return sum(r.processed for r in self.streams.values())
 
     def to_dict(self) -> dict[str, Any]:
-        """The summary file's shape: ``{"streams": {name: {captured, processed, dropped, state, error, …}}}``."""
+        """The summary file's shape: ``{"streams": {name: {captured, processed, dropped, state,
+        error, …}}}``, and with process workers ``"workers": {name: {"restarts": n}}``."""
         keep = ("captured", "processed", "dropped", "state", "error", "reconnects", "source")
-        return {"streams": {name: {k: asdict(r)[k] for k in keep} for name, r in self.streams.items()}}
+        out: dict[str, Any] = {"streams": {name: {k: asdict(r)[k] for k in keep} for name, r in self.streams.items()}}
+        if self.worker_restarts:
+            out["workers"] = {name: {"restarts": n} for name, n in self.worker_restarts.items()}
+        return out
 
     def write(self, path: Path) -> None:
         try:
@@ -57,7 +64,9 @@ class Summary:
         for name, r in self.streams.items():
             rows.append([name, r.state, str(r.captured), str(r.processed), str(r.dropped), str(r.reconnects),
                          _short(r.error, 70)])
-        return _format(rows)
+        notes = [f"worker {name}: its inference process was started again {n} time{'s' if n > 1 else ''} "
+                 "(it died or hung; see the log)" for name, n in self.worker_restarts.items() if n]
+        return "\n".join([_format(rows), *notes])
 
 
 def status_table(reports: list[StreamReport]) -> str:

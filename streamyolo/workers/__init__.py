@@ -11,10 +11,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from streamyolo.workers.capture import CaptureWorker
     from streamyolo.workers.inference import Channel, InferenceWorker
-    from streamyolo.workers.process import ChildProcessGone, ProcessDetector, ProcessDetectorFactory, RestartingDetector
+    from streamyolo.workers.process import (
+        ChildProcessGone,
+        ProcessDetector,
+        ProcessDetectorFactory,
+        RestartCounts,
+        RestartingDetector,
+    )
 
 __all__ = ["CaptureWorker", "Channel", "ChildProcessGone", "InferenceWorker", "ProcessDetector",
-           "ProcessDetectorFactory", "RestartingDetector"]
+           "ProcessDetectorFactory", "RestartCounts", "RestartingDetector"]
 
 _LAZY = {
     "CaptureWorker": "streamyolo.workers.capture",
@@ -24,6 +30,7 @@ _LAZY = {
     "ProcessDetectorFactory": "streamyolo.workers.process",
     "ChildProcessGone": "streamyolo.workers.process",
     "RestartingDetector": "streamyolo.workers.process",
+    "RestartCounts": "streamyolo.workers.process",
 }
 
 

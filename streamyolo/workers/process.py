@@ -53,10 +53,11 @@ import re
 import secrets
 import signal
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -149,6 +150,24 @@ class ChildProcessGone(WorkerError):
 
 # -- the parent's side ---------------------------------------------------------------------
 
+class RestartCounts:
+    """How many times each worker's child process was started again, for the run's summary.
+    Shared by the workers' factories and the pipeline; safe from any thread."""
+
+    def __init__(self, workers: Sequence[str] = ()) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = dict.fromkeys(workers, 0)
+
+    def add(self, worker: str) -> None:
+        with self._lock:
+            self._counts[worker] = self._counts.get(worker, 0) + 1
+
+    def snapshot(self) -> dict[str, int]:
+        """Restarts so far by worker name (every worker named at creation, restarted or not)."""
+        with self._lock:
+            return dict(self._counts)
+
+
 @dataclass(frozen=True, slots=True)
 class ProcessDetectorFactory:
     """Builds a :class:`ProcessDetector`: spawns a child process that calls ``inner()``.
@@ -176,6 +195,8 @@ class ProcessDetectorFactory:
     """When the child dies or hangs while running a batch, start a new one and run the batch
     again, up to this many times in a row (a batch that succeeds resets the count); 0: the
     batch fails (:class:`ChildProcessGone`). See :class:`RestartingDetector`."""
+    restart_counts: RestartCounts | None = field(default=None, compare=False)
+    """Where each restart is counted (the pipeline's summary reads it), if anywhere."""
 
     def __call__(self) -> Detector:
         if self.restarts > 0:
@@ -382,6 +403,8 @@ class RestartingDetector:
                                            f"failed this batch") from None
                 in_a_row += 1
                 self.restarted += 1
+                if self._factory.restart_counts is not None:
+                    self._factory.restart_counts.add(self._factory.worker_name)
                 log.error("%s; starting a new one (restart %d of at most %d in a row)", gone, in_a_row,
                           self._factory.restarts)
                 self._detector.close()

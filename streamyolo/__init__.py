@@ -1,7 +1,9 @@
 """streamyolo: watch many video streams at once with Ultralytics YOLO.
 
->>> from streamyolo import Pipeline
->>> summary = Pipeline.from_config({"streams": ["a.mp4"], "record": "runs/rec"}).run()  # doctest: +SKIP
+::
+
+    from streamyolo import Pipeline
+    summary = Pipeline.from_config({"streams": ["a.mp4"], "record": "runs/rec"}).run()
 """
 
 from __future__ import annotations

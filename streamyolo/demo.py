@@ -9,10 +9,12 @@
 3. Scores each stream's detections (read back from the JSONL file) against its ground
    truth: precision and recall at IoU 0.5 (:mod:`streamyolo.evaluation`).
 
->>> demo = Demo(DemoOptions(out=Path("runs/demo"), frames=150))  # doctest: +SKIP
->>> pipeline = demo.prepare()                # writes the clips, checks model and outputs
->>> summary = pipeline.run()
->>> print(score_table(demo.scores()))
+In code::
+
+    demo = Demo(DemoOptions(out=Path("runs/demo"), frames=150))
+    pipeline = demo.prepare()                # writes the clips, checks model and outputs
+    summary = pipeline.run()
+    print(score_table(demo.scores()))
 """
 
 from __future__ import annotations

@@ -46,6 +46,9 @@ class Frame:
     >>> frame = Frame(FrameMeta("cam", 0, 0.0), convert=lambda: np.zeros((2, 2, 3), np.uint8))
     >>> frame.converted, frame.image.shape, frame.converted
     (False, (2, 2, 3), True)
+    >>> import pickle
+    >>> pickle.loads(pickle.dumps(Frame(FrameMeta("cam", 1, 0.0), convert=lambda: np.ones((1, 1, 3), np.uint8)))).image
+    array([[[1, 1, 1]]], dtype=uint8)
     """
 
     __slots__ = ("_convert", "_image", "_lock", "meta")
@@ -79,6 +82,10 @@ class Frame:
 
     def __repr__(self) -> str:
         return f"Frame({self.meta!r}, converted={self.converted})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its metadata and BGR image (converted first, if need be)."""
+        return (Frame, (self.meta, self.image))
 
     @property
     def stream(self) -> str:

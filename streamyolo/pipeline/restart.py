@@ -22,7 +22,7 @@ class Backoff:
     attempts: int | None = None
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        raw = min(self.cap, self.base * 2.0 ** min(attempt, 62))
+        raw = float(min(self.cap, self.base * 2.0 ** min(attempt, 62)))
         if not self.jitter:
             return raw
         spread = (rng or random).uniform(-self.jitter, self.jitter)

@@ -94,9 +94,8 @@ class Clip:
 def write_clip(folder: str | os.PathLike[str], name: str, seed: int, *, width: int = 640, height: int = 360,
                fps: float = 30.0, frames: int = 300, crf: int = 18, preset: str = "veryfast") -> Clip:
     """Write ``folder/<name>.mp4`` (H.264, yuv420p) of the camera scene ``seed`` and
-    ``folder/<name>.json`` with its ground truth; return both paths.
-
-    >>> clip = write_clip("runs/clips", "cam0", seed=1, frames=90)  # doctest: +SKIP
+    ``folder/<name>.json`` with its ground truth; return both paths, as in
+    ``write_clip("runs/clips", "cam0", seed=1, frames=90)``.
     """
     if width % 2 or height % 2:
         raise ValueError(f"clip {name!r}: H.264 4:2:0 needs an even size, got {width}x{height}")

@@ -279,6 +279,10 @@ class Hung(Exception):
     """A measurement that did not finish in time; its process was killed."""
 
 
+EXIT_GRACE = 60.0
+"""Seconds a measurement's process that has answered may take to exit before it is killed."""
+
+
 def isolated(function: Callable[..., Any], *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
     """``function(*args, **kwargs)`` in a fresh process: no contender inherits another's
     thread pools, CPU pinning, torch thread setting or warm caches. After ``timeout``
@@ -289,13 +293,18 @@ def isolated(function: Callable[..., Any], *args: Any, timeout: float | None = N
     process = context.Process(target=_answer, args=(send, function, args, kwargs), name="bench:isolated")
     process.start()
     send.close()
+    answered = False
     try:
         if not receive.poll(timeout):
             raise Hung(f"{function.__name__} did not finish in {timeout:.0f} s")
         ok, value = receive.recv()
+        answered = True
     except EOFError:
         ok, value = False, f"{function.__name__}: its process died (exit code {process.exitcode})"
     finally:
+        # A process that answered is given time to exit on its own: killed while exiting, it
+        # would leave its temporary folders behind (a converted network, 10 MB each).
+        process.join(EXIT_GRACE if answered else 0)
         if process.is_alive():
             process.kill()
         process.join()
@@ -386,7 +395,7 @@ def run_model(label: str, model: str, paths: list[Path], args: argparse.Namespac
             out[key] = median_model(values) if key == "M" else median_of(values)
     if hung:
         out["hung"] = hung
-    if "M" in out:
+    if "M" in out and "D" in out:
         out["L"] = bench.limit(out["M"]["fps"], out["D"]["fps"])
     if args.live_compare:
         # live_hold on and off, interleaved, 1 worker: the one difference between the runs.

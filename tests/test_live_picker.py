@@ -103,6 +103,27 @@ def test_a_hold_ends_at_its_deadline_with_the_best_frame_there_is() -> None:
     assert cameras.pick(picker, hold.until) == ("a", start)  # b's frame never came
 
 
+def test_when_the_frame_held_for_is_late_a_fresh_frame_of_a_served_stream_goes_first() -> None:
+    """The hold ran out and the owed streams have only stale frames; a stream already served
+    this round has a fresh one: it is taken, and the owed streams keep their turns."""
+    cameras = Cameras("a", "b", "c")
+    picker = LivePicker()
+    start = _warm(cameras, picker, {"a": 0.0, "c": 0.010, "b": 0.020})
+    cameras.deliver("a", start)
+    cameras.deliver("c", start + 0.010)
+    assert cameras.pick(picker, start + 0.0101) == ("c", start + 0.010)  # the freshest: c's turn is used
+    hold = cameras.pick(picker, start + 0.019)  # a's frame is stale; b's is due at start + 0.020
+    assert isinstance(hold, Hold)
+    cameras.deliver("c", start + 0.022)  # c again, while b's frame is late
+    assert cameras.pick(picker, start + 0.0221) == hold  # still holding for b
+    assert cameras.pick(picker, hold.until) == ("c", start + 0.022)  # not a's frame, 23 ms old
+    cameras.deliver("b", start + 0.026)
+    assert cameras.pick(picker, start + 0.0261) == ("b", start + 0.026)  # b kept its turn
+    assert isinstance(cameras.pick(picker, start + 0.0262), Hold)  # so did a: its next frame is near
+    cameras.deliver("a", start + INTERVAL)
+    assert cameras.pick(picker, start + INTERVAL + 0.0001) == ("a", start + INTERVAL)
+
+
 def test_no_hold_for_a_fresh_frame_a_distant_one_or_when_turned_off() -> None:
     cameras = Cameras("a", "b")
     picker = LivePicker()

@@ -14,8 +14,9 @@ forward pass on a stale one. A hold lasts at most half a frame interval and at m
 forward pass, so the worker idles little, and only under overload (a worker that keeps up
 finds fresh frames anyway). When the frame held for comes late, a fresh frame of a stream
 already served this round is taken rather than the stale one; the owed streams keep their
-turns (the bench's live run: p99 wait from capture to pick 32-35 ms → 19-20 ms). Frame intervals are measured from the frames' capture times,
-so decimation (``max_fps``, ``stride``) and cameras that misstate their rate are handled.
+turns (the bench's live run: p99 wait from capture to pick 32-35 ms → 19-20 ms). Frame
+intervals are measured from the frames' capture times, so decimation (``max_fps``,
+``stride``) and cameras that misstate their rate are handled.
 
 Measured on the bench's live run (4 streams at 30 fps, YOLO11n OpenVINO, 1 worker, 2
 cores): see the README's benchmark section.

@@ -36,6 +36,8 @@ from streamyolo.inference.lanes import IdleLanes, LanedFactory
 from streamyolo.inference.models import resolve_model
 from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.pipeline.assemble import Lanes, detector_factories
+from streamyolo.pipeline.monitor import StatsWriter
+from streamyolo.sinks.web import WebViewer
 from streamyolo.workers.process import (
     PROCESS_PREFIX,
     SEGMENT_PREFIX,
@@ -415,13 +417,15 @@ def test_sigkill_of_one_child_fails_its_streams_and_the_others_finish() -> None:
 
 
 @pytest.mark.timeout(90)
-def test_with_restarts_sigkill_of_a_child_loses_no_frame(caplog: pytest.LogCaptureFixture) -> None:
+def test_with_restarts_sigkill_of_a_child_loses_no_frame(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     sources = [ScriptedSource(f"s{i}", 40) for i in range(4)]
     counts = RestartCounts(["w0", "w1"])
     factories = [ProcessDetectorFactory(StampFactory(), f"w{i}", restarts=1, restart_counts=counts) for i in range(2)]
     killer = _KillChildOnFirstResult("w1")
+    web = WebViewer("127.0.0.1:0")
     pipeline = Pipeline([StreamSetup(s.name, s) for s in sources], factories, workers=2, max_batch=2, sinks=[killer],
-                        restart_counts=counts)
+                        restart_counts=counts, web=web, stats=StatsWriter(tmp_path / "stats.jsonl"),
+                        status_interval=0.05)
     pipeline.run()
     assert killer.killed.is_set()
     summary = pipeline.summary()
@@ -434,6 +438,9 @@ def test_with_restarts_sigkill_of_a_child_loses_no_frame(caplog: pytest.LogCaptu
     assert summary.to_dict()["workers"] == {"w0": {"restarts": 0}, "w1": {"restarts": 1}}
     assert summary.table().splitlines()[-1] == (
         "worker w1: its inference process was started again 1 time (it died or hung; see the log)")
+    # And so do the stats file's last line and the web page's status.
+    assert read_jsonl(tmp_path / "stats.jsonl")[-1]["workers"] == {"w0": {"restarts": 0}, "w1": {"restarts": 1}}
+    assert web.status()["workers"] == {"w0": {"restarts": 0}, "w1": {"restarts": 1}}
 
 
 class _KillLentChild:

@@ -102,6 +102,7 @@ def test_status_snapshot_and_video_of_every_stream(running: Pipeline) -> None:
 
     status = _until(processed, 60, "both streams processed")
     assert status["running"] is True
+    assert "workers" not in status  # thread workers: no restarts to report
     assert [r["name"] for r in status["streams"]] == NAMES
     assert {r["state"] for r in status["streams"]} == {"streaming"}
     for report in status["streams"]:  # the classes in the newest frame (random weights: any, or none)

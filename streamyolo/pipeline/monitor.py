@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from streamyolo.pipeline.report import StatusPrinter, StreamReport
 from streamyolo.sinks.jsonl import open_lines
@@ -20,7 +20,8 @@ _TICK = 0.1  # seconds; the granularity of the duration limit
 
 class StatsWriter:
     """One JSON line per status interval: every stream's state, last error, reconnects,
-    last-frame age, fps and counts. Credentials are already redacted in the reports."""
+    last-frame age, fps and counts, and with process workers each worker's restarts.
+    Credentials are already redacted in the reports."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -29,11 +30,14 @@ class StatsWriter:
     def open(self) -> None:
         self._file = open_lines(self.path, "stats file")
 
-    def write(self, reports: list[StreamReport], elapsed: float) -> None:
+    def write(self, reports: list[StreamReport], elapsed: float, restarts: Mapping[str, int] | None = None) -> None:
         if self._file is None:
             return
         streams = {r.name: {k: v for k, v in asdict(r).items() if k != "name"} for r in reports}
-        self._file.write(json.dumps({"elapsed": round(elapsed, 3), "streams": streams}, default=str) + "\n")
+        line: dict[str, Any] = {"elapsed": round(elapsed, 3), "streams": streams}
+        if restarts:
+            line["workers"] = {name: {"restarts": n} for name, n in restarts.items()}
+        self._file.write(json.dumps(line, default=str) + "\n")
 
     def close(self) -> None:
         if self._file is not None:
@@ -56,8 +60,10 @@ class Monitor:
         duration: float | None = None,
         status: StatusPrinter | None = None,
         stats: StatsWriter | None = None,
+        restarts: Callable[[], dict[str, int]] = dict,
     ) -> None:
         self._reports = reports
+        self._restarts = restarts
         self._finished = finished
         self._stop = stop
         self._clock = clock
@@ -107,9 +113,9 @@ class Monitor:
         if self._status is not None:
             self._status.show(reports, elapsed)
         if self._stats is not None:
-            self._stats.write(reports, elapsed)
+            self._stats.write(reports, elapsed, self._restarts())
 
     def final(self, reports: list[StreamReport], elapsed: float) -> None:
         """Write the final stats line once every thread has ended."""
         if self._stats is not None:
-            self._stats.write(reports, elapsed)
+            self._stats.write(reports, elapsed, self._restarts())

@@ -165,9 +165,9 @@ class Pipeline:
         self._summary: Summary | None = None
         self._started_at: float | None = None
         if web is not None:
-            web.bind(self.reports, running=lambda: not self._finished.is_set())
+            web.bind(self.reports, running=lambda: not self._finished.is_set(), restarts=self._restarts)
         self._monitor = Monitor(self.reports, self._finished, self.stop, clock, interval=status_interval,
-                                duration=duration, status=status, stats=stats)
+                                duration=duration, status=status, stats=stats, restarts=self._restarts)
 
     # -- construction from config -----------------------------------------------------
 

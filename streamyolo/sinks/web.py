@@ -11,7 +11,8 @@ A small HTTP server (the standard library's, one thread per client) serves:
 - ``/streams/<name>.jpg``: its newest annotated frame;
 - ``/status.json``: ``{"running": bool, "streams": [{name, state, captured, processed,
   dropped, fps_in, fps_out, frame_age, reconnects, error, source, detections}, …]}``, where
-  ``detections`` counts the classes in the stream's newest processed frame (``{"person": 2}``).
+  ``detections`` counts the classes in the stream's newest processed frame (``{"person": 2}``);
+  with process workers also ``"workers": {name: {"restarts": n}}``.
 
 Inference threads only drop each result into a latest-result slot; frames are annotated
 and JPEG-encoded in the client threads, only while someone watches, only the newest
@@ -88,17 +89,22 @@ class WebViewer:
         self._latest = LatestResults()
         self._reports: Callable[[], Sequence[StreamReport]] = list
         self._running: Callable[[], bool] = lambda: not self._latest.closed
+        self._restarts: Callable[[], dict[str, int]] = dict
         self._encoded: dict[str, tuple[int, bytes]] = {}
         self._encode_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
-    def bind(self, reports: Callable[[], Sequence[StreamReport]], running: Callable[[], bool] | None = None) -> None:
-        """Where the page's numbers come from: the pipeline's live per-stream reports."""
+    def bind(self, reports: Callable[[], Sequence[StreamReport]], running: Callable[[], bool] | None = None,
+             restarts: Callable[[], dict[str, int]] | None = None) -> None:
+        """Where the page's numbers come from: the pipeline's live per-stream reports (and
+        its process workers' restart counts)."""
         self._reports = reports
         if running is not None:
             self._running = running
+        if restarts is not None:
+            self._restarts = restarts
 
     @property
     def url(self) -> str:
@@ -149,7 +155,11 @@ class WebViewer:
             latest = self._latest.get(report.name)
             entry["detections"] = latest.result.detections.counts() if latest is not None else {}
             streams.append(entry)
-        return {"running": self._running(), "streams": streams}
+        status: dict[str, Any] = {"running": self._running(), "streams": streams}
+        restarts = self._restarts()
+        if restarts:
+            status["workers"] = {name: {"restarts": n} for name, n in restarts.items()}
+        return status
 
     def newest_jpeg(self, stream: str) -> bytes | None:
         latest = self._latest.get(stream)

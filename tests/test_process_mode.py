@@ -9,6 +9,7 @@ from :mod:`tests.process_fakes`.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import select
@@ -37,6 +38,7 @@ from streamyolo.inference.models import resolve_model
 from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.pipeline.assemble import Lanes, detector_factories
 from streamyolo.pipeline.monitor import StatsWriter
+from streamyolo.pipeline.report import StatusPrinter
 from streamyolo.sinks.web import WebViewer
 from streamyolo.workers.process import (
     PROCESS_PREFIX,
@@ -422,10 +424,10 @@ def test_with_restarts_sigkill_of_a_child_loses_no_frame(caplog: pytest.LogCaptu
     counts = RestartCounts(["w0", "w1"])
     factories = [ProcessDetectorFactory(StampFactory(), f"w{i}", restarts=1, restart_counts=counts) for i in range(2)]
     killer = _KillChildOnFirstResult("w1")
-    web = WebViewer("127.0.0.1:0")
+    web, status = WebViewer("127.0.0.1:0"), StatusPrinter(io.StringIO(), plain_every=0)
     pipeline = Pipeline([StreamSetup(s.name, s) for s in sources], factories, workers=2, max_batch=2, sinks=[killer],
                         restart_counts=counts, web=web, stats=StatsWriter(tmp_path / "stats.jsonl"),
-                        status_interval=0.05)
+                        status=status, status_interval=0.05)
     pipeline.run()
     assert killer.killed.is_set()
     summary = pipeline.summary()
@@ -438,7 +440,8 @@ def test_with_restarts_sigkill_of_a_child_loses_no_frame(caplog: pytest.LogCaptu
     assert summary.to_dict()["workers"] == {"w0": {"restarts": 0}, "w1": {"restarts": 1}}
     assert summary.table().splitlines()[-1] == (
         "worker w1: its inference process was started again 1 time (it died or hung; see the log)")
-    # And so do the stats file's last line and the web page's status.
+    # And so do the live status (while the new child started), the stats file and the web page's status.
+    assert "worker w1: its inference process was started again 1 time" in status.out.getvalue()  # type: ignore[attr-defined]
     assert read_jsonl(tmp_path / "stats.jsonl")[-1]["workers"] == {"w0": {"restarts": 0}, "w1": {"restarts": 1}}
     assert web.status()["workers"] == {"w0": {"restarts": 0}, "w1": {"restarts": 1}}
 

@@ -109,11 +109,11 @@ class Monitor:
             log.exception("status monitor failed")
 
     def _sample(self, elapsed: float) -> None:
-        reports = self._reports()
+        reports, restarts = self._reports(), self._restarts()
         if self._status is not None:
-            self._status.show(reports, elapsed)
+            self._status.show(reports, elapsed, restarts)
         if self._stats is not None:
-            self._stats.write(reports, elapsed, self._restarts())
+            self._stats.write(reports, elapsed, restarts)
 
     def final(self, reports: list[StreamReport], elapsed: float) -> None:
         """Write the final stats line once every thread has ended."""

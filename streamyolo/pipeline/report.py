@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -64,9 +65,17 @@ class Summary:
         for name, r in self.streams.items():
             rows.append([name, r.state, str(r.captured), str(r.processed), str(r.dropped), str(r.reconnects),
                          _short(r.error, 70)])
-        notes = [f"worker {name}: its inference process was started again {n} time{'s' if n > 1 else ''} "
-                 "(it died or hung; see the log)" for name, n in self.worker_restarts.items() if n]
-        return "\n".join([_format(rows), *notes])
+        return "\n".join([_format(rows), *restart_notes(self.worker_restarts)])
+
+
+def restart_notes(restarts: Mapping[str, int]) -> list[str]:
+    """A line for each process worker whose inference process was started again.
+
+    >>> restart_notes({"w0": 0, "w1": 2})
+    ['worker w1: its inference process was started again 2 times (it died or hung; see the log)']
+    """
+    return [f"worker {name}: its inference process was started again {n} time{'s' if n > 1 else ''} "
+            "(it died or hung; see the log)" for name, n in restarts.items() if n]
 
 
 def status_table(reports: list[StreamReport]) -> str:
@@ -106,8 +115,8 @@ class StatusPrinter:
         self._last_plain: float | None = None
         self._tty = bool(getattr(self.out, "isatty", lambda: False)())
 
-    def show(self, reports: list[StreamReport], now: float) -> None:
-        text = status_table(reports)
+    def show(self, reports: list[StreamReport], now: float, restarts: Mapping[str, int] | None = None) -> None:
+        text = "\n".join([status_table(reports), *restart_notes(restarts or {})])
         if self._tty:
             if self._lines_drawn:
                 self.out.write(f"\x1b[{self._lines_drawn}F\x1b[J")

@@ -23,9 +23,16 @@ class FrameMeta:
     """Where a frame came from.
 
     ``seq`` counts the frames a stream's capture delivered, from 0, without gaps;
-    ``t_capture`` is ``time.monotonic()`` when the frame was read; ``pts`` is the source's
+    ``t_capture`` is ``time.monotonic()`` when the frame arrived: when its data was read
+    from the network (RTSP, HTTP), when it was due (a file played in real time), else when
+    the source handed it over; so a frame's age counts its decoding, colour conversion and
+    any lag behind the source. ``t_ready`` is when it was put in its stream's buffer, for
+    whoever waits for frames (``None``: at ``t_capture``). ``pts`` is the source's
     presentation time in seconds when the source knows it (files, RTSP), else ``None``.
     ``fps`` is the source's nominal frame rate when known.
+
+    >>> FrameMeta("cam", 0, 1.0).ready_at, FrameMeta("cam", 0, 1.0, t_ready=1.25).ready_at
+    (1.0, 1.25)
     """
 
     stream: str
@@ -33,6 +40,12 @@ class FrameMeta:
     t_capture: float
     pts: float | None = None
     fps: float | None = None
+    t_ready: float | None = None
+
+    @property
+    def ready_at(self) -> float:
+        """When the frame could first be taken from its buffer."""
+        return self.t_capture if self.t_ready is None else self.t_ready
 
 
 class Frame:

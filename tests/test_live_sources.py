@@ -189,6 +189,41 @@ def test_mjpeg_http_camera() -> None:
 
 
 @pytest.mark.timeout(60)
+def test_a_network_frame_is_stamped_when_its_packet_arrived(rtsp: RtspServer, rtsp_clip: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """An RTSP frame arrives when its packet is read, before decoding and colour conversion
+    (made 30 ms slow here), so its age counts both; a file's frames leave the stamp to the
+    capture thread."""
+    import streamyolo.sources.pyav as pyav
+
+    to_bgr = pyav._bgr
+
+    def slow(frame):  # type: ignore[no-untyped-def]
+        threading.Event().wait(0.03)
+        return to_bgr(frame)
+
+    monkeypatch.setattr(pyav, "_bgr", slow)
+    options = NetworkOptions(open_timeout=5.0, read_timeout=2.0)
+    camera = open_source(SourceSpec("cam", rtsp.url(), SourceKind.RTSP), options)
+    camera.open()
+    try:
+        for _ in range(10):
+            raw = camera.read()
+            returned = time.monotonic()
+            assert raw is not None and raw.arrived is not None
+            assert returned - 1.0 < raw.arrived <= returned - 0.03
+    finally:
+        camera.close()
+    clip = open_source(SourceSpec("clip", str(rtsp_clip), SourceKind.FILE))
+    clip.open()
+    try:
+        raw = clip.read()
+        assert raw is not None and raw.arrived is None
+    finally:
+        clip.close()
+
+
+@pytest.mark.timeout(60)
 def test_a_truncated_mp4_processes_the_frames_before_the_damage(tmp_path: Path) -> None:
     whole = tmp_path / "whole.mp4"
     with av.open(str(whole), "w", options={"movflags": "faststart"}) as out:  # index first, as cameras write

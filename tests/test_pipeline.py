@@ -82,6 +82,40 @@ def test_live_frame_age_stays_bounded_and_accounting_is_exact() -> None:
     assert late[p90] < max(4 * delay, 2 * early[p90] + delay), f"frame age grew: {early[p90]:.3f} → {late[p90]:.3f}"
 
 
+class _Stalling(ScriptedSource):
+    """A 30 fps synthetic camera whose ``stall_at``-th read takes ``stall`` seconds longer."""
+
+    def __init__(self, name: str, frames: int, stall_at: int, stall: float) -> None:
+        super().__init__(name, frames)
+        self.synthetic = open_source(SourceSpec(name, f"synthetic:?size=64x48&fps=30&frames={frames}",
+                                                SourceKind.SYNTHETIC))
+        self.stall_at, self.stall = stall_at, stall
+
+    def read(self):  # type: ignore[no-untyped-def]
+        if self.reads == self.stall_at:
+            threading.Event().wait(self.stall)
+        return super().read()
+
+
+@pytest.mark.timeout(60)
+def test_a_frame_played_late_is_as_old_as_its_lag() -> None:
+    """A file played in real time is stamped when each frame was due, as a camera would
+    have sent it: a frame that comes 0.3 s late is 0.3 s older, and the frames after it
+    are stamped on time while the capture catches up."""
+    source = _Stalling("cam", frames=20, stall_at=10, stall=0.3)
+    setups = [StreamSetup("cam", source, Overflow.BLOCK, policy=CapturePolicy(realtime=True))]
+    pipeline = Pipeline(setups, StampDetector, workers=1)
+    metas = [(result.frame.meta, result.age) for result in pipeline.results()]
+    _identity_holds(pipeline)
+    assert [meta.seq for meta, _ in metas] == list(range(20))
+    start = metas[0][0].t_capture
+    assert all(abs(meta.t_capture - start - meta.seq / 30) < 1e-6 for meta, _ in metas), metas
+    late = {meta.seq: meta.ready_at - meta.t_capture for meta, _ in metas}
+    assert late[10] >= 0.25 and metas[10][1] >= 0.25, late  # its lag is in its age
+    assert max(late[k] for k in range(8)) < 0.1, late  # on time before the stall
+    assert late[19] < late[10] - 0.1, late  # caught up after it
+
+
 @pytest.mark.timeout(60)
 def test_a_failing_stream_never_stops_the_others() -> None:
     setups = [

@@ -39,11 +39,15 @@ class RawFrame:
 
     A source asked to defer colour conversion may give ``convert`` (which makes the BGR
     image on demand) instead of ``image``; see :class:`~streamyolo.frames.Frame`.
+    ``arrived`` is ``time.monotonic()`` when the frame's data arrived, for a source that
+    knows it (a network stream: when its packet was read, before decoding); else the
+    capture thread takes the moment ``read`` returned.
     """
 
     image: Image | None
     pts: float | None = None
     convert: Callable[[], Image] | None = None
+    arrived: float | None = None
 
 
 class FrameSource(Protocol):

@@ -29,6 +29,10 @@ from streamyolo.sources.spec import file_path
 
 log = logging.getLogger(__name__)
 
+_REORDER_DEPTH = 32
+"""Packets whose read time is kept until their frame is decoded: more than any decoder
+holds frames back to reorder them."""
+
 # 4xx answers do not get better by asking again: a wrong path, user or password is permanent.
 _PERMANENT_OPEN_ERRORS: tuple[type[BaseException], ...] = (
     av.error.HTTPClientError, av.error.FileNotFoundError, av.error.PermissionError,
@@ -129,7 +133,7 @@ class PyAVSource:
         if self._frames is None:
             raise self._error(SourceReadError, "read before open")
         try:
-            frame = next(self._frames, None)
+            frame, arrived = next(self._frames, (None, None))
         except SourceError:
             raise
         except (av.error.FFmpegError, OSError) as exc:
@@ -147,8 +151,8 @@ class PyAVSource:
         pts = None if frame.time is None else float(frame.time) + self._pts_offset
         self._last_pts = pts
         if self.defer_conversion:
-            return RawFrame(image=None, pts=pts, convert=functools.partial(_bgr, frame))
-        return RawFrame(image=_bgr(frame), pts=pts)
+            return RawFrame(image=None, pts=pts, convert=functools.partial(_bgr, frame), arrived=arrived)
+        return RawFrame(image=_bgr(frame), pts=pts, arrived=arrived)
 
     def close(self) -> None:
         frames, self._frames = self._frames, None
@@ -168,15 +172,24 @@ class PyAVSource:
 
     # -- decoding ------------------------------------------------------------------------
 
-    def _decode(self) -> Iterator[Any]:
+    def _decode(self) -> Iterator[tuple[Any, float | None]]:
         """Frames of the video stream, packet by packet, so a stream that sends data but
-        no pictures is caught by the stall time-out too."""
+        no pictures is caught by the stall time-out too; each with the time its packet was
+        read for a network stream (a decoder that reorders frames hands a frame out with a
+        later packet), ``None`` for a file."""
         container, stream = self._container, self._stream
         stall = self.network.stall_timeout
-        watch = self.kind is not SourceKind.FILE
+        network = self.kind is not SourceKind.FILE
+        arrivals: dict[int, float] = {}  # pts -> when its packet was read, for frames held back
         for packet in container.demux(stream):
-            yield from packet.decode()
-            if watch and self._clock() - self._last_frame_at > stall:
+            arrived = self._clock() if network else None
+            if arrived is not None and packet.pts is not None:
+                arrivals[packet.pts] = arrived
+                if len(arrivals) > _REORDER_DEPTH:
+                    del arrivals[next(iter(arrivals))]  # the oldest: its frame never came
+            for frame in packet.decode():
+                yield frame, (arrivals.pop(frame.pts, arrived) if arrived is not None else None)
+            if network and self._clock() - self._last_frame_at > stall:
                 raise self._error(SourceStalledError, f"no frame for {stall:g} s (stall time-out)")
 
     def _end_of_stream(self) -> RawFrame | None:

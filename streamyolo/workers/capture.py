@@ -64,16 +64,17 @@ class Pacer:
         self._clock = clock
         self._origin: tuple[float, float] | None = None  # (wall time, media time) of the first frame
 
-    def wait(self, media_time: float) -> bool:
-        """Wait until ``media_time`` is due; False if stopped meanwhile."""
+    def wait(self, media_time: float) -> float | None:
+        """Wait until ``media_time`` is due; the time it was due (the moment a camera would
+        have sent the frame, earlier than now if the frame comes late), or ``None`` if
+        stopped meanwhile."""
         now = self._clock()
         if self._origin is None or media_time < self._origin[1]:
             self._origin = (now, media_time)  # first frame, or the source restarted its clock
-            return not self._stop.is_set()
         due = self._origin[0] + (media_time - self._origin[1])
-        if due > now:
-            return not self._stop.wait(due - now)
-        return not self._stop.is_set()
+        if due > now and self._stop.wait(due - now):
+            return None
+        return None if self._stop.is_set() else due
 
 
 class Decimator:
@@ -220,16 +221,22 @@ class CaptureWorker:
             raw = self._source.read()
             if raw is None:
                 return not self._stop.is_set()
+            # A frame's age counts from its arrival: its packet's for a network stream, the
+            # moment it was due for a file played in real time, else now (before converting).
+            arrived = self._clock() if raw.arrived is None else raw.arrived
             media_time = _media_time(raw, info, self._seq) if (pacer or decimator) else 0.0
             if decimator is not None and not decimator.keep(media_time):
                 continue
             image, convert = raw.image, raw.convert
             if image is None and convert is not None and self._clock() >= lazy_until:
                 image, convert = convert(), None  # the consumer keeps up: convert here, beside it
-            if pacer is not None and not pacer.wait(media_time):
-                return False
+            if pacer is not None:
+                due = pacer.wait(media_time)
+                if due is None:
+                    return False
+                arrived = due
             now = self._clock()
-            meta = FrameMeta(self.name, self._seq, now, raw.pts, info.fps)
+            meta = FrameMeta(self.name, self._seq, arrived, raw.pts, info.fps, t_ready=now)
             self._ring.put(Frame(meta, image, convert=convert))
             if self._ring.counts().dropped > dropped:
                 dropped, lazy_until = self._ring.counts().dropped, now + LAZY_AFTER_DROP

@@ -15,8 +15,9 @@ forward pass, so the worker idles little, and only under overload (a worker that
 finds fresh frames anyway). When the frame held for comes late, a fresh frame of a stream
 already served this round is taken rather than the stale one; the owed streams keep their
 turns (the bench's live run: p99 wait from capture to pick 32-35 ms → 19-20 ms). Frame
-intervals are measured from the frames' capture times, so decimation (``max_fps``,
-``stride``) and cameras that misstate their rate are handled.
+intervals and arrivals are measured from the times frames reach their buffers (after
+decoding), so decimation (``max_fps``, ``stride``) and cameras that misstate their rate are
+handled; "freshest" is by capture time, which frame ages count from.
 
 Measured on the bench's live run (4 streams at 30 fps, YOLO11n OpenVINO, 1 worker, 2
 cores): see the README's benchmark section.
@@ -54,7 +55,7 @@ class LivePicker:
     def __init__(self, hold: bool = True) -> None:
         self._hold_enabled = hold
         self._owed: set[str] = set()
-        self._seen: dict[str, tuple[int, float]] = {}  # newest (seq, capture time) observed
+        self._seen: dict[str, tuple[int, float]] = {}  # newest (seq, ready time) observed
         self._interval: dict[str, float] = {}  # running mean of seconds between frames
         self._forward: float | None = None  # running mean of a forward pass, seconds
         self._hold_until: float | None = None
@@ -129,16 +130,16 @@ class LivePicker:
 
     def _stale(self, meta: FrameMeta, now: float) -> bool:
         interval = self._interval.get(meta.stream)
-        return interval is not None and now - meta.t_capture > interval / 2
+        return interval is not None and now - meta.ready_at > interval / 2
 
     def _observe(self, name: str, meta: FrameMeta) -> None:
         seen = self._seen.get(name)
         if seen is not None and meta.seq <= seen[0]:
             return
-        self._seen[name] = (meta.seq, meta.t_capture)
+        self._seen[name] = (meta.seq, meta.ready_at)
         if seen is None:
             return
-        step = (meta.t_capture - seen[1]) / (meta.seq - seen[0])
+        step = (meta.ready_at - seen[1]) / (meta.seq - seen[0])
         if not 0 < step < _GAP:
             return  # a pause (reconnect, stall) says nothing about the frame rate
         known = self._interval.get(name)

@@ -127,3 +127,26 @@ class SuicidalDetector(ChecksumDetector):
 class SuicidalFactory:
     def __call__(self) -> Detector:
         return SuicidalDetector()
+
+
+class _ImportedDetector(StampDetector):
+    def __init__(self, imported: Mapping[int, str]) -> None:
+        super().__init__()
+        self._imported = imported
+
+    @property
+    def names(self) -> Mapping[int, str]:
+        return self._imported
+
+
+@dataclass(frozen=True)
+class ImportedFactory:
+    """A detector whose class names say which heavy modules the child had imported before the
+    factory ran (``yes``/``no`` for each of :attr:`MODULES`)."""
+
+    MODULES = ("ultralytics", "torch", "openvino")
+
+    def __call__(self) -> Detector:
+        import sys
+
+        return _ImportedDetector({i: "yes" if m in sys.modules else "no" for i, m in enumerate(self.MODULES)})

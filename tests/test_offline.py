@@ -94,12 +94,15 @@ def test_the_guard_catches_a_lookup(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("model", ["demo", "demo in PyTorch", "yolo26n.yaml", "openvino"])
+@pytest.mark.parametrize("model", ["demo", "demo in PyTorch", "yolo26n.yaml", "openvino", "demo in process workers"])
 def test_a_run_reaches_for_no_host(model: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     env, log = _guarded_env(tmp_path)
     more: list[str] = []
-    converts = model == "demo"  # by default, to OpenVINO (whose converter has telemetry of its own)
-    if model == "openvino":
+    converts = model.startswith("demo") and "PyTorch" not in model  # by default, to OpenVINO (whose
+    # converter has telemetry of its own)
+    if model == "demo in process workers":  # the fork server and its children import and convert
+        model, more = "demo", ["--model-cache", str(tmp_path / "cache"), "--worker-mode", "process"]
+    elif model == "openvino":
         model = str(request.getfixturevalue("shared_model"))
     elif model == "demo":
         more = ["--model-cache", str(tmp_path / "cache")]

@@ -43,6 +43,7 @@ from streamyolo.sinks.web import WebViewer
 from streamyolo.workers.process import (
     PROCESS_PREFIX,
     SEGMENT_PREFIX,
+    SERVER_NAME,
     ChildProcessGone,
     ProcessDetectorFactory,
     RestartCounts,
@@ -54,6 +55,7 @@ from tests.process_fakes import (
     CrashingFactory,
     FailingFactory,
     HangingFactory,
+    ImportedFactory,
     PidStampFactory,
     StampFactory,
     SuicidalFactory,
@@ -67,16 +69,18 @@ TOKEN = "STREAMYOLO_TEST_TOKEN"
 
 # -- what may be left behind -------------------------------------------------------------
 
-def _is_resource_tracker(process: psutil.Process) -> bool:
-    """multiprocessing's resource tracker: one per parent, for the parent's lifetime."""
+def _is_helper(process: psutil.Process) -> bool:
+    """multiprocessing's resource tracker and the fork server children are forked from: one
+    each per parent, for the parent's lifetime."""
     try:
-        return "resource_tracker" in " ".join(process.cmdline())
+        command = " ".join(process.cmdline())
     except psutil.Error:
         return False
+    return "resource_tracker" in command or "forkserver" in command
 
 
 def _children() -> dict[int, psutil.Process]:
-    return {p.pid: p for p in psutil.Process().children(recursive=True) if not _is_resource_tracker(p)}
+    return {p.pid: p for p in psutil.Process().children(recursive=True) if not _is_helper(p)}
 
 
 def _segments(pid: int) -> list[str]:
@@ -183,6 +187,39 @@ def test_locked_sharing_cannot_cross_processes() -> None:
 
 
 # -- the handle and its child, with fake detectors ---------------------------------------
+
+@pytest.mark.timeout(120)
+def test_children_are_forked_from_a_server_that_has_imported_what_they_need() -> None:
+    """Each child starts with Ultralytics, torch and OpenVINO in memory, forked from the fork
+    server (named so), instead of importing them again; so does a child started again."""
+    first = ProcessDetectorFactory(ImportedFactory(), "t1")()
+    try:
+        again = ProcessDetectorFactory(ImportedFactory(), "t2")()
+        try:
+            for detector in (first, again):
+                assert dict(detector.names) == {0: "yes", 1: "yes", 2: "yes"}, ImportedFactory.MODULES
+                assert detector.pid is not None
+                server = psutil.Process(detector.pid).parent()
+                assert server is not None and server.name() == SERVER_NAME
+                assert server.ppid() == os.getpid()
+        finally:
+            again.close()
+    finally:
+        first.close()
+
+
+def test_the_fork_servers_boot_module_does_nothing_imported_elsewhere() -> None:
+    """Only the fork server may ignore Ctrl-C and take the server's name; a collector or a
+    documentation tool importing the module must not."""
+    import importlib
+
+    import streamyolo.workers.child_boot as boot
+
+    handler, name = signal.getsignal(signal.SIGINT), psutil.Process().name()
+    importlib.reload(boot)
+    assert (signal.getsignal(signal.SIGINT), psutil.Process().name()) == (handler, name)
+    assert handler is not signal.SIG_IGN and name != SERVER_NAME
+
 
 @pytest.mark.timeout(60)
 def test_pixels_reach_the_child_exactly_and_the_block_grows() -> None:
@@ -360,7 +397,7 @@ def test_the_child_dies_with_its_parent(tmp_path: Path) -> None:
         child = psutil.Process(int(line))
         assert child.name() == f"{PROCESS_PREFIX}w9"
         assert _segments(parent.pid)
-        family = [p.pid for p in _with_token(token) if p.pid != parent.pid]  # the child and the resource tracker
+        family = [p.pid for p in _with_token(token) if p.pid != parent.pid]  # child, fork server, tracker
         parent.kill()
         parent.communicate(timeout=30)
         assert _still_running(family, timeout=20) == [], "the child must not outlive its parent"
@@ -387,7 +424,7 @@ class _KillChildOnFirstResult:
     def write(self, result: Result) -> None:
         if result.worker != self.worker or self.killed.is_set():
             return
-        (child,) = [c for c in psutil.Process().children() if c.name() == PROCESS_PREFIX + self.worker]
+        (child,) = [c for c in psutil.Process().children(recursive=True) if c.name() == PROCESS_PREFIX + self.worker]
         os.kill(child.pid, signal.SIGKILL)
         self.killed.set()
 
@@ -461,7 +498,7 @@ class _KillLentChild:
     def write(self, result: Result) -> None:
         if result.stream != self.stream or result.frame.seq != self.at:
             return
-        (child,) = [c for c in psutil.Process().children() if c.name() == PROCESS_PREFIX + self.lender]
+        (child,) = [c for c in psutil.Process().children(recursive=True) if c.name() == PROCESS_PREFIX + self.lender]
         os.kill(child.pid, signal.SIGKILL)
         self.killed.set()
 
@@ -633,11 +670,15 @@ def _endless_run(model: Path, out: Path) -> list[str]:
             "--status-interval", "0"]
 
 
-def _spawned_children(token: str) -> list[psutil.Process]:
+def _started_children(token: str) -> list[psutil.Process]:
+    """The worker processes started under ``token``, from their first instruction on (before
+    they name themselves): spawned, or forked by the fork server."""
     found = []
     for process in _with_token(token):
         try:
-            if "spawn_main" in " ".join(process.cmdline()):
+            parent = process.parent()
+            if "spawn_main" in " ".join(process.cmdline()) or (
+                    parent is not None and "forkserver" in " ".join(parent.cmdline())):
                 found.append(process)
         except psutil.Error:
             continue
@@ -681,7 +722,7 @@ def test_ctrl_c_while_the_children_start_leaves_nothing_behind(random_model: Pat
     try:
         waiter = threading.Event()
         for _ in range(1200):
-            if len(_spawned_children(token)) == 2:
+            if len(_started_children(token)) == 2:
                 break
             assert run.poll() is None, run.communicate()[1]
             waiter.wait(0.05)

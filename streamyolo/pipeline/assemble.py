@@ -44,7 +44,7 @@ from streamyolo.sinks.recorder import VideoRecorder, check_writable_folder, choo
 from streamyolo.sinks.web import WebViewer
 from streamyolo.sources import NetworkOptions, open_source
 from streamyolo.workers.capture import CapturePolicy
-from streamyolo.workers.process import ProcessDetectorFactory, RestartCounts
+from streamyolo.workers.process import ProcessDetectorFactory, RestartCounts, start_fork_server
 
 if TYPE_CHECKING:
     from streamyolo.pipeline.pipeline import Pipeline
@@ -221,6 +221,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     cfg = load_config(config, overrides)
     streams = resolve_streams(cfg)
     model = resolve_model(cfg.model)
+    if cfg.worker_mode == "process":
+        start_fork_server()  # it imports what the children need while this process goes on
     workers = choose_workers(cfg, streams, model)
     lanes = choose_lanes(cfg, streams, model, workers)
     restarts = RestartCounts([f"w{index}" for index in range(workers)]) if cfg.worker_mode == "process" else None

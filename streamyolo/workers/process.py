@@ -29,28 +29,27 @@ then for each ``_DetectRequest(segment, slots)`` — slots are (offset, shape, d
 pixels — it answers ``_Found`` (per image: xyxy, conf, cls arrays) or ``_Failed``;
 ``_QuitRequest`` or end-of-file on the pipe ends it.
 
-**Starting children.** On Linux they are forked from ``multiprocessing``'s fork server, a
-fresh single-threaded process that has imported what a child needs
-(:mod:`streamyolo.workers.child_boot`: Ultralytics, torch, OpenVINO) once; the pipeline starts
-it first thing (:func:`start_fork_server`), so it imports while the main process sets up. A
-child is then up in the time its model takes to build (YOLO11n OpenVINO: 0.7-0.9 s against
-2.4-2.8 s spawned, so a restart after a crash is quick too), and the imported modules' memory is
-shared copy-on-write. The server stays, idle, until the main process ends. Elsewhere children
-are spawned (a fresh interpreter each).
+**Starting children.** On Linux they are forked from ``multiprocessing``'s fork server, a fresh
+process that does nothing but fork (none of our threads, no CUDA) and has imported what a child
+needs (:mod:`streamyolo.workers.child_boot`: Ultralytics, torch, OpenVINO) once; the pipeline
+starts it first thing (:func:`start_fork_server`), so it imports while the main process sets
+up. A child is then up in the time its model takes to build (YOLO11n OpenVINO: 0.7-0.9 s
+against 2.4-2.8 s spawned, so a restart after a crash is quick too), and the imported modules'
+memory is shared copy-on-write. The server stays, idle, until the main process ends. Elsewhere
+children are spawned (a fresh interpreter each).
 
 **Crashes and orphans.** The parent never blocks on a dead child: every wait is on the pipe
 *and* the process sentinel, with a time-out, so a child killed by a signal (OOM killer,
 segfault) turns into a :class:`ChildProcessGone` (a :class:`~streamyolo.errors.WorkerError`)
 naming the worker and the signal, and the shared memory is unlinked right there. With
-``restarts``, :class:`RestartingDetector` then starts a new child and runs the batch again.
-The child dies with its parent: Linux ``PR_SET_PDEATHSIG`` (SIGKILL) set at child start (its
-parent is the fork server, which exits when the main process ends), plus exit on end-of-file of
-the pipe; the resource tracker of ``multiprocessing`` unlinks blocks
-left by a parent that was killed. Children are named ``streamyolo:<worker>`` (as ``ps -o
-comm`` and ``psutil`` show them). They are born with SIGINT ignored (forked: the fork server ignores it from its first
-line) or blocked (spawned), and then ignore it: a
-terminal's Ctrl-C, which reaches the whole process group, is the parent's to handle (it
-finishes the frames in flight first).
+``restarts``, :class:`RestartingDetector` then starts a new child and runs the batch again. The
+child dies with its parent: Linux ``PR_SET_PDEATHSIG`` (SIGKILL) set at child start (its parent
+is the fork server, which exits when the main process ends), plus exit on end-of-file of the
+pipe; the resource tracker of ``multiprocessing`` unlinks blocks left by a parent that was
+killed. Children are named ``streamyolo:<worker>`` (as ``ps -o comm`` and ``psutil`` show
+them). They are born with SIGINT ignored (forked: the fork server ignores it from its first
+line) or blocked (spawned), and then ignore it: a terminal's Ctrl-C, which reaches the whole
+process group, is the parent's to handle (it finishes the frames in flight first).
 """
 
 from __future__ import annotations

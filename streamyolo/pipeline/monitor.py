@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from streamyolo.pipeline.report import StatusPrinter, StreamReport
+from streamyolo.pipeline.report import StatusPrinter, StreamReport, workers_json
 from streamyolo.sinks.jsonl import open_lines
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class StatsWriter:
         streams = {r.name: {k: v for k, v in asdict(r).items() if k != "name"} for r in reports}
         line: dict[str, Any] = {"elapsed": round(elapsed, 3), "streams": streams}
         if restarts:
-            line["workers"] = {name: {"restarts": n} for name, n in restarts.items()}
+            line["workers"] = workers_json(restarts)
         self._file.write(json.dumps(line, default=str) + "\n")
 
     def close(self) -> None:

@@ -24,7 +24,7 @@ from streamyolo.frames import Frame, Result
 from streamyolo.inference.detector import DetectorFactory
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.pipeline.monitor import Monitor, StatsWriter
-from streamyolo.pipeline.report import StatusPrinter, StreamReport, Summary
+from streamyolo.pipeline.report import StatusPrinter, StreamReport, Summary, workers_json
 from streamyolo.sinks.base import FanOut, Sink
 from streamyolo.sinks.collect import QueueSink
 from streamyolo.sinks.display import TiledDisplay
@@ -165,7 +165,8 @@ class Pipeline:
         self._summary: Summary | None = None
         self._started_at: float | None = None
         if web is not None:
-            web.bind(self.reports, running=lambda: not self._finished.is_set(), restarts=self._restarts)
+            web.bind(self.reports, running=lambda: not self._finished.is_set(),
+                     workers=lambda: workers_json(self._restarts()))
         self._monitor = Monitor(self.reports, self._finished, self.stop, clock, interval=status_interval,
                                 duration=duration, status=status, stats=stats, restarts=self._restarts)
 

@@ -48,7 +48,7 @@ class Summary:
         keep = ("captured", "processed", "dropped", "state", "error", "reconnects", "source")
         out: dict[str, Any] = {"streams": {name: {k: asdict(r)[k] for k in keep} for name, r in self.streams.items()}}
         if self.worker_restarts:
-            out["workers"] = {name: {"restarts": n} for name, n in self.worker_restarts.items()}
+            out["workers"] = workers_json(self.worker_restarts)
         return out
 
     def write(self, path: Path) -> None:
@@ -66,6 +66,16 @@ class Summary:
             rows.append([name, r.state, str(r.captured), str(r.processed), str(r.dropped), str(r.reconnects),
                          _short(r.error, 70)])
         return "\n".join([_format(rows), *restart_notes(self.worker_restarts)])
+
+
+def workers_json(restarts: Mapping[str, int]) -> dict[str, dict[str, int]]:
+    """The ``"workers"`` entry of the summary file, the stats file's lines and the web page's
+    status, from each process worker's restarts.
+
+    >>> workers_json({"w0": 0, "w1": 2})
+    {'w0': {'restarts': 0}, 'w1': {'restarts': 2}}
+    """
+    return {name: {"restarts": n} for name, n in restarts.items()}
 
 
 def restart_notes(restarts: Mapping[str, int]) -> list[str]:

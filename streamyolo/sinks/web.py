@@ -27,7 +27,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -89,7 +89,7 @@ class WebViewer:
         self._latest = LatestResults()
         self._reports: Callable[[], Sequence[StreamReport]] = list
         self._running: Callable[[], bool] = lambda: not self._latest.closed
-        self._restarts: Callable[[], dict[str, int]] = dict
+        self._workers: Callable[[], Mapping[str, Any]] = dict
         self._encoded: dict[str, tuple[int, bytes]] = {}
         self._encode_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
@@ -97,14 +97,14 @@ class WebViewer:
         self._thread: threading.Thread | None = None
 
     def bind(self, reports: Callable[[], Sequence[StreamReport]], running: Callable[[], bool] | None = None,
-             restarts: Callable[[], dict[str, int]] | None = None) -> None:
+             workers: Callable[[], Mapping[str, Any]] | None = None) -> None:
         """Where the page's numbers come from: the pipeline's live per-stream reports (and
-        its process workers' restart counts)."""
+        the status's ``"workers"`` entry: its process workers' restarts; empty: left out)."""
         self._reports = reports
         if running is not None:
             self._running = running
-        if restarts is not None:
-            self._restarts = restarts
+        if workers is not None:
+            self._workers = workers
 
     @property
     def url(self) -> str:
@@ -156,9 +156,9 @@ class WebViewer:
             entry["detections"] = latest.result.detections.counts() if latest is not None else {}
             streams.append(entry)
         status: dict[str, Any] = {"running": self._running(), "streams": streams}
-        restarts = self._restarts()
-        if restarts:
-            status["workers"] = {name: {"restarts": n} for name, n in restarts.items()}
+        workers = self._workers()
+        if workers:
+            status["workers"] = workers
         return status
 
     def newest_jpeg(self, stream: str) -> bytes | None:

@@ -238,8 +238,9 @@ class CaptureWorker:
             now = self._clock()
             meta = FrameMeta(self.name, self._seq, arrived, raw.pts, info.fps, t_ready=now)
             self._ring.put(Frame(meta, image, convert=convert))
-            if self._ring.counts().dropped > dropped:
-                dropped, lazy_until = self._ring.counts().dropped, now + LAZY_AFTER_DROP
+            drops = self._ring.counts().dropped
+            if drops > dropped:
+                dropped, lazy_until = drops, now + LAZY_AFTER_DROP
             self._health.captured(now)
             self._seq += 1
             self._delivered += 1

@@ -657,8 +657,6 @@ def _die_with_parent(main_pid: int) -> None:
     """SIGKILL us when our parent ends: the fork server, which ends when the main process
     does, or (started with spawn) the main process's thread that started us. The pipe's
     end-of-file covers systems without ``prctl``."""
-    if not sys.platform.startswith("linux"):
-        return
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     parent = os.getppid()
     if parent != main_pid and _parent_of(parent) != main_pid:  # it died before the line above
@@ -686,8 +684,8 @@ def start_fork_server() -> None:
 def _start_context() -> multiprocessing.context.ForkServerContext | multiprocessing.context.SpawnContext:
     """How children are started. On Linux, forked from ``multiprocessing``'s fork server,
     which has imported what a child needs once (:mod:`streamyolo.workers.child_boot`); the
-    server is a fresh, single-threaded process, so forking it is safe where forking the
-    threaded main process is not. Elsewhere spawned: a fresh interpreter per child."""
+    server is a fresh process that runs nothing but forks (none of our threads), so forking it
+    is safe where forking the busy main process is not. Elsewhere spawned: a fresh interpreter per child."""
     if sys.platform.startswith("linux"):
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([CHILD_BOOT])  # used when the server starts

@@ -142,11 +142,11 @@ class _ImportedDetector(StampDetector):
 @dataclass(frozen=True)
 class ImportedFactory:
     """A detector whose class names say which heavy modules the child had imported before the
-    factory ran (``yes``/``no`` for each of :attr:`MODULES`)."""
+    factory ran (``yes``/``no`` for each of ``modules``)."""
 
-    MODULES = ("ultralytics", "torch", "openvino")
+    modules: tuple[str, ...] = ("ultralytics", "torch", "openvino")
 
     def __call__(self) -> Detector:
         import sys
 
-        return _ImportedDetector({i: "yes" if m in sys.modules else "no" for i, m in enumerate(self.MODULES)})
+        return _ImportedDetector({i: "yes" if m in sys.modules else "no" for i, m in enumerate(self.modules)})

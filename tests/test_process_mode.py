@@ -197,7 +197,7 @@ def test_children_are_forked_from_a_server_that_has_imported_what_they_need() ->
         again = ProcessDetectorFactory(ImportedFactory(), "t2")()
         try:
             for detector in (first, again):
-                assert dict(detector.names) == {0: "yes", 1: "yes", 2: "yes"}, ImportedFactory.MODULES
+                assert dict(detector.names) == {0: "yes", 1: "yes", 2: "yes"}, ImportedFactory.modules
                 assert detector.pid is not None
                 server = psutil.Process(detector.pid).parent()
                 assert server is not None and server.name() == SERVER_NAME
@@ -206,6 +206,31 @@ def test_children_are_forked_from_a_server_that_has_imported_what_they_need() ->
             again.close()
     finally:
         first.close()
+
+
+_APPLICATION_PRELOAD = """
+import multiprocessing
+from streamyolo.workers.process import ProcessDetectorFactory
+from tests.process_fakes import ImportedFactory
+
+if __name__ == "__main__":
+    multiprocessing.set_forkserver_preload(["wave"])  # the application's own, set first
+    detector = ProcessDetectorFactory(ImportedFactory(("wave", "ultralytics")), "t")()
+    print(sorted(detector.names.values()))
+    detector.close()
+"""
+
+
+@pytest.mark.timeout(120)
+def test_an_applications_own_fork_server_preloads_stay_beside_ours(tmp_path: Path) -> None:
+    """``multiprocessing`` keeps one preload list per process: ours is added to it, not put
+    in its place, so an application's own fork-server children keep what it preloads."""
+    script = tmp_path / "app.py"
+    script.write_text(_APPLICATION_PRELOAD)
+    done = subprocess.run([PYTHON, str(script)], cwd=ROOT, env=env_for_subprocess(), capture_output=True, check=False,
+                          text=True, timeout=100)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == "['yes', 'yes']", done.stdout + done.stderr
 
 
 def test_the_fork_servers_boot_module_does_nothing_imported_elsewhere() -> None:

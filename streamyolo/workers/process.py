@@ -688,9 +688,19 @@ def _start_context() -> multiprocessing.context.ForkServerContext | multiprocess
     is safe where forking the busy main process is not. Elsewhere spawned: a fresh interpreter per child."""
     if sys.platform.startswith("linux"):
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([CHILD_BOOT])  # used when the server starts
+        context.set_forkserver_preload(_preload_with(CHILD_BOOT))  # used when the server starts
         return context
     return multiprocessing.get_context("spawn")
+
+
+def _preload_with(module: str) -> list[str]:
+    """The fork server's preload list with ``module`` added. ``multiprocessing`` keeps one list
+    for the whole process: an application's own modules stay in it, and only Python's default
+    (``__main__``, which would import the application's script into the server) is replaced."""
+    current = getattr(multiprocessing.forkserver._forkserver, "_preload_modules", None)
+    if not isinstance(current, list) or current == ["__main__"]:
+        return [module]
+    return current if module in current else [*current, module]
 
 
 def _set_process_name(name: str) -> None:

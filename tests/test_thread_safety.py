@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from streamyolo.frames import Result
@@ -154,12 +155,45 @@ def test_building_a_model_keeps_the_workers_share_of_torch_threads(random_model:
     saved = torch.get_num_threads()
     try:
         torch.set_num_threads(wanted)
-        detector = UltralyticsFactory(str(random_model), DetectSettings(imgsz=160), "cpu")()
+        detector = UltralyticsFactory(str(random_model), DetectSettings(imgsz=160), "cpu", pytorch_cpu="torch")()
         assert torch.get_num_threads() == wanted, "building a model without a share keeps the threads set"
         detector.close()
         torch.set_num_threads(1)
-        detector = UltralyticsFactory(str(random_model), DetectSettings(imgsz=160), "cpu", threads=wanted)()
+        detector = UltralyticsFactory(str(random_model), DetectSettings(imgsz=160), "cpu", threads=wanted,
+                                      pytorch_cpu="torch")()
         assert torch.get_num_threads() == wanted, "building a model with a share applies it"
         detector.close()
+    finally:
+        torch.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("which", ["real OpenVINO export", "PyTorch weights converted"])
+def test_a_model_openvino_runs_leaves_torch_one_thread_for_its_post_processing(
+    which: str, shared_model: Path, random_model: Path, tmp_path: Path
+) -> None:
+    """OpenVINO runs the network on the worker's share of the cores; torch only post-processes
+    its output, on one thread: on more, every op starts an OpenMP team whose idle thread spins
+    on a core OpenVINO needs. Checked in the worker's own thread, where the model is built."""
+    import torch
+
+    model = shared_model if which == "real OpenVINO export" else random_model
+    saved = torch.get_num_threads()
+    seen: list[int] = []
+
+    def worker() -> None:
+        detector = UltralyticsFactory(str(model), DetectSettings(imgsz=320), "cpu", threads=2,
+                                      cache_dir=str(tmp_path))()
+        try:
+            detector.detect([np.full((720, 1280, 3), 90, np.uint8)])
+            seen.append(torch.get_num_threads())
+        finally:
+            detector.close()
+
+    try:
+        thread = threading.Thread(target=worker, name="inference:w0")
+        thread.start()
+        thread.join(120)
+        assert not thread.is_alive()
+        assert seen == [1]
     finally:
         torch.set_num_threads(saved)

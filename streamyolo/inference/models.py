@@ -25,7 +25,7 @@ from streamyolo.errors import ModelError, ModelNotFoundError
 from streamyolo.frames import Detections, Image
 from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.inference.offline import import_ultralytics
-from streamyolo.inference.runners import Runner, is_openvino, make_runner, openvino_backend_setup
+from streamyolo.inference.runners import OpenVINORunner, Runner, is_openvino, make_runner, openvino_backend_setup
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +194,11 @@ class UltralyticsDetector:
         self._names = {int(k): str(v) for k, v in self._predictor.model.names.items()}
         self._runner = make_runner(self._predictor, self._model_path, self._threads, self._cache_dir,
                                    self._pytorch_cpu)
+        if isinstance(self._runner, OpenVINORunner):
+            # torch only post-processes OpenVINO's output here (NMS on one small tensor). On
+            # more than one intra-op thread every such op starts an OpenMP team, whose idle
+            # thread then spins (libgomp) on a core that OpenVINO and the decoders need.
+            torch.set_num_threads(1)
         if self._device.startswith("cuda"):
             # One CUDA stream per worker, so workers sharing a GPU overlap their copies and kernels.
             stream_type: Any = torch.cuda.Stream

@@ -10,10 +10,11 @@ BGR image for detection: ``planes`` resizes the Y, U and V planes to the model's
 same ``cv2.resize`` and converts colours there (BT.601, limited range, as swscale does);
 ``swscale-bilinear`` and ``swscale-point`` scale and convert in one swscale call. For each
 video: milliseconds per frame (single-threaded OpenCV and swscale, the median of ``--repeat``
-passes), how far the model's input pixels move from the current way's, and, with the real
-YOLO11n in ``../shared/models``, on how many frames the detections leave the tolerance of the
-thread-safety tests (same classes, boxes within 1 px, confidences within 0.01; boxes near the
-threshold excepted) against ``predict()`` on the full BGR frame.
+passes; the full-size conversion alone too), how far the model's input pixels move from the
+current way's, and, with the real YOLO11n in ``../shared/models``, on how many frames the
+detections leave the tolerance of the thread-safety tests (same classes, boxes within 1 px,
+confidences within 0.01; boxes near the threshold excepted) against ``predict()`` on the full
+BGR frame.
 """
 
 from __future__ import annotations
@@ -128,6 +129,8 @@ def main() -> None:
             letterbox = Letterboxer((640, 640), auto=True, stride=32)
             candidates = ways(letterbox, shape)
             print(f"{path.name}: {shape[1]}x{shape[0]} {frames[0].format.name}, {len(frames)} frames")
+            alone = timed(lambda frame: frame.to_ndarray(format="bgr24"), frames, args.repeat)
+            print(f"  the conversion to full-size BGR alone: {alone:.2f} ms a frame")
             for name, way in candidates.items():
                 cost = timed(way, frames, args.repeat)
                 moved = np.concatenate([np.abs(way(f).astype(np.int16) - candidates["current"](f)).ravel()

@@ -53,8 +53,9 @@ class Frame:
 
     The BGR image may be made on first use: a live stream's capture hands over the
     decoder's own picture with ``convert``, which turns it into BGR when someone first reads
-    :attr:`image`, so the frames a live buffer drops unseen cost no colour conversion (about
-    3 ms of CPU per 1080p frame). Made once, under a lock; the result is shared read-only.
+    :attr:`image`, so the frames a live buffer drops unseen cost no colour conversion (0.5 ms
+    of CPU per 1080p frame on an idle core, more on a busy one: ``scripts/preprocess_cost.py``).
+    Made once, under a lock; the result is shared read-only.
 
     >>> frame = Frame(FrameMeta("cam", 0, 0.0), convert=lambda: np.zeros((2, 2, 3), np.uint8))
     >>> frame.converted, frame.image.shape, frame.converted

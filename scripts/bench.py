@@ -39,12 +39,14 @@ goals, every round's numbers, and JSON (--json).
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import gc
 import json
 import math
 import multiprocessing
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -286,8 +288,9 @@ EXIT_GRACE = 60.0
 def isolated(function: Callable[..., Any], *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
     """``function(*args, **kwargs)`` in a fresh process: no contender inherits another's
     thread pools, CPU pinning, torch thread setting or warm caches. After ``timeout``
-    seconds the process is killed and :class:`Hung` raised (the thread-per-stream pattern
-    has been seen to deadlock inside torch/OpenVINO, once in many runs)."""
+    seconds the process prints every thread's stack (to the console), is killed and
+    :class:`Hung` raised (the thread-per-stream pattern has been seen to deadlock inside
+    torch/OpenVINO once in many runs, and streamyolo once in runs A-M)."""
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
     process = context.Process(target=_answer, args=(send, function, args, kwargs), name="bench:isolated")
@@ -296,6 +299,7 @@ def isolated(function: Callable[..., Any], *args: Any, timeout: float | None = N
     answered = False
     try:
         if not receive.poll(timeout):
+            _dump_stacks(process)
             raise Hung(f"{function.__name__} did not finish in {timeout:.0f} s")
         ok, value = receive.recv()
         answered = True
@@ -314,7 +318,22 @@ def isolated(function: Callable[..., Any], *args: Any, timeout: float | None = N
     return value
 
 
+DUMP_SIGNAL = getattr(signal, "SIGUSR1", None)
+"""What asks a measurement's process for its threads' stacks (POSIX only)."""
+
+
+def _dump_stacks(process: Any) -> None:
+    """Ask a hung measurement's process to print where its threads are, and give it a moment."""
+    if DUMP_SIGNAL is None or process.pid is None or not process.is_alive():
+        return
+    print(f"{process.name}: not finished in time; its threads' stacks follow", file=sys.stderr, flush=True)
+    os.kill(process.pid, DUMP_SIGNAL)
+    time.sleep(2.0)
+
+
 def _answer(send: Any, function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    if DUMP_SIGNAL is not None:
+        faulthandler.register(DUMP_SIGNAL, all_threads=True)
     try:
         send.send((True, function(*args, **kwargs)))
     except BaseException as exc:  # reported in the parent, which has the console

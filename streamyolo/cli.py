@@ -65,6 +65,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     parser.add_argument("--status-interval", type=float, metavar="SECONDS",
                         help="live status refresh (0 turns it off)")
+    parser.add_argument("--hang-warning", type=float, metavar="SECONDS",
+                        help="warn, with where the inference threads are, when one forward pass takes this long "
+                             "(60; 0 turns it off)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: cores / workers)")
     parser.add_argument("--live-hold", action=argparse.BooleanOptionalAction, default=None,
                         help="under overload, wait briefly for a fresher live frame (default: on)")
@@ -120,8 +123,8 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = ["model", "device", "workers", "lanes", "batch", "model_sharing", "worker_mode", "process_restarts",
             "pytorch_cpu", "conf",
             "iou", "imgsz",
-            "classes", "half", "record", "jsonl", "summary", "display", "duration", "status_interval", "threads",
-            "model_cache", "live_hold", "web", "web_fps"]
+            "classes", "half", "record", "jsonl", "summary", "display", "duration", "status_interval", "hang_warning",
+            "threads", "model_cache", "live_hold", "web", "web_fps"]
     overrides = {key: getattr(args, key) for key in keys if getattr(args, key, None) is not None}
     if args.sources:
         overrides["streams"] = list(args.sources)

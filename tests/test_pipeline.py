@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from streamyolo.buffering import Overflow
 from streamyolo.errors import ModelError, WorkerError
-from streamyolo.frames import Result
+from streamyolo.frames import Detections, Image, Result
 from streamyolo.inference.detector import Detector
 from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.sinks import JsonlSink, VideoRecorder
@@ -204,6 +205,60 @@ def test_duration_stops_an_endless_run() -> None:
     _identity_holds(pipeline)
 
 
+class _StuckOnThirdCall(StampDetector):
+    """A detector whose third forward pass blocks until ``release`` is set, as a model
+    runtime that deadlocks would."""
+
+    def __init__(self, release: threading.Event) -> None:
+        super().__init__()
+        self.release = release
+
+    def detect(self, images: Sequence[Image]) -> list[Detections]:
+        if self.calls == 2:
+            self.stuck_in_the_runtime()
+        return super().detect(images)
+
+    def stuck_in_the_runtime(self) -> None:
+        self.release.wait(60)
+
+
+@pytest.mark.timeout(90)
+def test_a_worker_stuck_in_a_forward_pass_is_reported_with_its_stack_while_the_others_go_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    release = threading.Event()
+    factories: list[Callable[[], Detector]] = [StampDetector, lambda: _StuckOnThirdCall(release)]
+    setups = [StreamSetup(f"s{i}", ScriptedSource(f"s{i}", 30)) for i in range(2)]
+    pipeline = Pipeline(setups, factories, workers=2, max_batch=1, status_interval=0, hang_warning=0.5)
+
+    def messages() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "streamyolo.pipeline.monitor"]
+
+    with caplog.at_level(logging.WARNING, logger="streamyolo.pipeline.monitor"):
+        pipeline.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not any("'w1'" in m for m in messages()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            hung = [m for m in messages() if "'w1'" in m]
+            assert len(hung) == 1, messages()
+            first_line, stacks = hung[0].split("\n", 1)
+            assert "inference worker 'w1' (streams s1) has been inside one forward pass" in first_line
+            assert stacks.startswith("thread 'inference:w") and "stuck_in_the_runtime" in stacks, stacks
+            while pipeline.reports()[0].processed < 30 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert pipeline.reports()[0].processed == 30, "one hung worker must not stop the others"
+            time.sleep(1.5)
+            assert len([m for m in messages() if "'w1'" in m]) == 1, "one warning per stuck forward pass"
+        finally:
+            release.set()
+            summary = pipeline.join(30)
+    assert summary.streams["s1"].processed == 30
+    assert any("'w1' is running again" in m for m in messages()), messages()
+    assert not any("'w0'" in m for m in messages()), "a worker that keeps up is never reported"
+    _identity_holds(pipeline)
+
+
 @pytest.mark.timeout(60)
 def test_threads_are_named_by_role_and_stream() -> None:
     names: list[str] = []
@@ -274,7 +329,7 @@ def _pickup_ages(hold: bool) -> list[float]:
     starts: list[float] = []
 
     class Timed(StampDetector):
-        def detect(self, images):  # type: ignore[no-untyped-def]
+        def detect(self, images: Sequence[Image]) -> list[Detections]:
             starts.append(time.monotonic())
             return super().detect(images)
 

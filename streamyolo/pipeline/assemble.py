@@ -279,6 +279,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         summary_path=cfg.summary,
         on_close=closers,
         restart_counts=restarts,
+        hang_warning=cfg.hang_warning,
     )
 
 

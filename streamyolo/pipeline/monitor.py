@@ -1,14 +1,17 @@
-"""The pipeline's watcher thread: live status, the stats file, and the run's duration."""
+"""The pipeline's watcher thread: live status, the stats file, the run's duration, and
+inference workers that seem hung."""
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
-from collections.abc import Callable, Mapping
+import traceback
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from streamyolo.pipeline.report import StatusPrinter, StreamReport, workers_json
 from streamyolo.sinks.jsonl import open_lines
@@ -16,6 +19,21 @@ from streamyolo.sinks.jsonl import open_lines
 log = logging.getLogger(__name__)
 
 _TICK = 0.1  # seconds; the granularity of the duration limit
+_HANG_TICK = 1.0  # seconds between looks at the workers when nothing else needs the monitor
+_STACK_DEPTH = 12  # innermost frames shown per thread when a worker seems hung
+
+
+class Watched(Protocol):
+    """What the monitor needs of an inference worker to notice a hang."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def streams(self) -> list[str]: ...
+
+    @property
+    def busy_since(self) -> float | None: ...
 
 
 class StatsWriter:
@@ -47,7 +65,14 @@ class StatsWriter:
 
 class Monitor:
     """Samples the pipeline every ``interval`` seconds for the status table and the stats
-    file, and stops the run when ``duration`` has passed. Ends when ``finished`` is set."""
+    file, and stops the run when ``duration`` has passed. Ends when ``finished`` is set.
+
+    With ``hang_warning`` > 0 it also watches the ``workers``: one that has been inside one
+    forward pass for that many seconds is reported once, with where every inference thread
+    is, as a model runtime that deadlocks (seen once in many runs of torch or OpenVINO on
+    several threads) would otherwise stop its streams without a word; the log says so again
+    when the worker comes back.
+    """
 
     def __init__(
         self,
@@ -61,8 +86,13 @@ class Monitor:
         status: StatusPrinter | None = None,
         stats: StatsWriter | None = None,
         restarts: Callable[[], dict[str, int]] = dict,
+        workers: Callable[[], Sequence[Watched]] = list,
+        hang_warning: float = 0.0,
     ) -> None:
         self._reports = reports
+        self._workers = workers
+        self._hang_warning = hang_warning
+        self._reported: dict[str, float] = {}  # worker name -> busy_since of the pass reported
         self._restarts = restarts
         self._finished = finished
         self._stop = stop
@@ -75,8 +105,11 @@ class Monitor:
 
     @property
     def needed(self) -> bool:
-        sampling = self._interval > 0 and (self._status is not None or self._stats is not None)
-        return sampling or self._duration is not None
+        return self._sampling or self._duration is not None or self._hang_warning > 0
+
+    @property
+    def _sampling(self) -> bool:
+        return self._interval > 0 and (self._status is not None or self._stats is not None)
 
     def start(self) -> None:
         self._thread.start()
@@ -95,18 +128,42 @@ class Monitor:
         started = self._clock()
         next_sample = started
         stopped = False
+        tick = _TICK if self._sampling or self._duration is not None else _HANG_TICK
         try:
-            while not self._finished.wait(_TICK):
+            while not self._finished.wait(tick):
                 now = self._clock()
+                if self._hang_warning > 0:
+                    self._watch(now)
                 if not stopped and self._duration is not None and now - started >= self._duration:
                     log.info("duration of %.1f s reached: stopping", self._duration)
                     self._stop()
                     stopped = True
-                if self._interval > 0 and now >= next_sample:
+                if self._sampling and now >= next_sample:
                     self._sample(now - started)
                     next_sample = now + self._interval
+            if self._hang_warning > 0:
+                self._watch(self._clock())  # a reported worker that ended its pass as the run ended
         except Exception:  # a broken terminal must not take the run down
             log.exception("status monitor failed")
+
+    def _watch(self, now: float) -> None:
+        """Report a worker inside one forward pass for ``hang_warning`` seconds (once per
+        pass), and a reported worker that has come back."""
+        for worker in self._workers():
+            since = worker.busy_since
+            reported = self._reported.get(worker.name)
+            if reported is not None and since != reported:
+                del self._reported[worker.name]
+                log.warning("inference worker %r is running again: its forward pass ended after about %.0f s",
+                            worker.name, now - reported)
+            if since is None or worker.name in self._reported or now - since < self._hang_warning:
+                continue
+            self._reported[worker.name] = since
+            log.warning("inference worker %r (streams %s) has been inside one forward pass for %.0f s: the model "
+                        "runtime may be hung (set hang_warning to wait longer before this warning; a thread worker "
+                        "cannot be stopped, a process worker's child that does not answer in 5 minutes is killed "
+                        "and started again); where the inference threads are:\n%s",
+                        worker.name, ", ".join(worker.streams), now - since, inference_stacks())
 
     def _sample(self, elapsed: float) -> None:
         reports, restarts = self._reports(), self._restarts()
@@ -119,3 +176,16 @@ class Monitor:
         """Write the final stats line once every thread has ended."""
         if self._stats is not None:
             self._stats.write(reports, elapsed, self._restarts())
+
+
+def inference_stacks() -> str:
+    """The innermost Python frames of every inference thread (workers and their lanes)."""
+    frames = sys._current_frames()
+    parts = []
+    for thread in threading.enumerate():
+        frame = frames.get(thread.ident) if thread.ident is not None else None
+        if frame is None or not thread.name.startswith("inference:"):
+            continue
+        stack = "".join(traceback.format_stack(frame, limit=_STACK_DEPTH))
+        parts.append(f"thread {thread.name!r}:\n{stack.rstrip()}")
+    return "\n".join(parts) or "(no inference thread is running)"

@@ -125,6 +125,7 @@ class Pipeline:
         clock: Callable[[], float] = time.monotonic,
         on_close: Sequence[Callable[[], None]] = (),
         restart_counts: RestartCounts | None = None,
+        hang_warning: float = 60.0,
     ) -> None:
         if not streams:
             raise ValueError("a pipeline needs at least one stream")
@@ -168,7 +169,8 @@ class Pipeline:
             web.bind(self.reports, running=lambda: not self._finished.is_set(),
                      workers=lambda: workers_json(self._restarts()))
         self._monitor = Monitor(self.reports, self._finished, self.stop, clock, interval=status_interval,
-                                duration=duration, status=status, stats=stats, restarts=self._restarts)
+                                duration=duration, status=status, stats=stats, restarts=self._restarts,
+                                workers=lambda: self._workers, hang_warning=hang_warning)
 
     # -- construction from config -----------------------------------------------------
 

@@ -71,6 +71,7 @@ class InferenceWorker:
         self.error: BaseException | None = None
         self.names: dict[int, str] = {}
         self._cursor = 0  # where the next lossless round-robin starts
+        self._busy_since: float | None = None
         self._picker = LivePicker(hold=live_hold)
         self._thread = threading.Thread(target=self._run, name=f"inference:{name}")
 
@@ -92,6 +93,12 @@ class InferenceWorker:
     @property
     def done(self) -> bool:
         return self._done.is_set()
+
+    @property
+    def busy_since(self) -> float | None:
+        """When (on the pipeline's clock) the forward pass now running began; ``None``
+        between batches. What :class:`~streamyolo.pipeline.monitor.Monitor` watches for hangs."""
+        return self._busy_since
 
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)
@@ -182,13 +189,15 @@ class InferenceWorker:
         return batch, hold
 
     def _process(self, detector: Detector, batch: list[tuple[Channel, Frame]]) -> None:
-        started = self._clock()
+        started = self._busy_since = self._clock()
         try:
             detections = _detect_by_shape(detector, [frame.image for _, frame in batch])
         except BaseException:
             for channel, _ in batch:
                 channel.health.lose(1)
             raise
+        finally:
+            self._busy_since = None
         now = self._clock()
         self._picker.forward_took(now - started)
         for index, ((channel, frame), found) in enumerate(zip(batch, detections, strict=True)):

@@ -3,6 +3,7 @@ thread, with the results back in the batch's order."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ from streamyolo.pipeline.build import resolve_streams
 from streamyolo.sources import SourceKind, SourceSpec, open_source
 from streamyolo.sources.synthetic import stamp
 from streamyolo.workers.process import ProcessDetectorFactory
-from tests.helpers import StampDetector, assert_same_detections
+from tests.helpers import PYTHON, StampDetector, assert_same_detections, env_for_subprocess
 
 
 def _images(count: int) -> list[Image]:
@@ -325,3 +326,45 @@ def test_the_lanes_flag_reaches_the_config() -> None:
     args = build_parser().parse_args(["run", "--source", "synthetic:", "--lanes", "0"])
     with pytest.raises(ConfigError, match=r"config key 'lanes'"):
         build_config(overrides=run_overrides(args))
+
+
+_FIRST_RUNS_AT_ONCE = """
+import threading
+import numpy as np
+from streamyolo.inference.offline import import_openvino
+ov = import_openvino()
+import openvino.opset13 as ops
+image = ops.parameter([1, 3, 8, 8], ov.Type.u8)
+model = ov.Model([ops.relu(ops.convert(image, ov.Type.f32))], [image])
+compiled = [ov.Core().compile_model(model, "CPU") for _ in range(4)]
+together = threading.Barrier(len(compiled))
+def first_run(network):
+    request = network.create_infer_request()
+    frames = np.ones((1, 3, 8, 8), np.uint8)
+    together.wait()
+    request.infer({0: frames})
+threads = [threading.Thread(target=first_run, args=(c,)) for c in compiled]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+"""
+
+
+@pytest.mark.timeout(300)
+def test_threads_running_their_first_openvino_inference_at_once_never_deadlock(tmp_path: Path) -> None:
+    # OpenVINO's binding sets up its numpy support on first use in a way that deadlocks two
+    # threads that first use it at the same moment (lanes and workers warming up: see
+    # streamyolo.inference.offline._ready_numpy_bridge). Without import_openvino readying it,
+    # 5 of 30 fresh processes of this script hung, so 40 in a row all finish about 1 time in
+    # 1000 (the old code failed here at the 7th and at the 5th). Each takes about 0.3 s.
+    script = tmp_path / "first_runs_at_once.py"
+    script.write_text(_FIRST_RUNS_AT_ONCE)
+    runs = 40
+    for run in range(1, runs + 1):
+        try:
+            subprocess.run([PYTHON, str(script)], env=env_for_subprocess(), capture_output=True, check=True,
+                           timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"fresh process {run} of {runs}: 4 threads running their first OpenVINO inference at once "
+                        "deadlocked")

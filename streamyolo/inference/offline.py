@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from types import ModuleType
 from typing import Any
 
@@ -70,12 +71,47 @@ def ultralytics_level() -> int | None:
 
 
 def import_openvino() -> ModuleType:
-    """Import and return the ``openvino`` package with its telemetry switched off."""
+    """Import and return the ``openvino`` package with its telemetry switched off and its
+    numpy bridge ready (see :func:`_ready_numpy_bridge`)."""
     quiet_openvino_telemetry()
     import openvino
 
     module: ModuleType = openvino
+    _ready_numpy_bridge(module)
     return module
+
+
+_bridge_lock = threading.Lock()
+_bridge_ready = threading.Event()
+
+
+def _ready_numpy_bridge(openvino: ModuleType) -> None:
+    """Make OpenVINO's Python binding set up its numpy support now, on one thread.
+
+    The binding sets it up on first use, inside a C++ function-local static whose set-up
+    lets go of the GIL and then waits for it again (pybind11's ``npy_api``). When two
+    threads make their first use at the same moment (two workers or lanes warming up their
+    models), the second can take the GIL and wait for the first's static while holding
+    the GIL, which the first needs to finish: both wait for good, and so does the whole
+    process. Seen once in runs A-M of the bench (a lossless run that never ended) and once
+    in 186 fresh starts of that run since (2 workers, a lane each, warming up at once);
+    caught with ``py-spy dump --native``: one lane in ``__cxa_guard_acquire``, the other
+    in ``take_gil`` under ``gil_safe_call_once_and_store<npy_api>``. Two threads making
+    their first ``infer`` call at once hung 8 of 60 fresh processes, and 0 of 60
+    (interleaved) once one thread had read a tensor's data first. So the first
+    :func:`import_openvino` does that, under a lock (waiting for a Python lock lets go of
+    the GIL), before any thread of ours runs a model.
+    """
+    if _bridge_ready.is_set():
+        return
+    with _bridge_lock:
+        if _bridge_ready.is_set():
+            return
+        import numpy as np
+
+        for dtype in (np.uint8, np.float32):  # the models' input and output types
+            _ = openvino.Tensor(np.zeros((1,), dtype)).data
+        _bridge_ready.set()
 
 
 def quiet_openvino_telemetry() -> None:

@@ -66,8 +66,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status-interval", type=float, metavar="SECONDS",
                         help="live status refresh (0 turns it off)")
     parser.add_argument("--hang-warning", type=float, metavar="SECONDS",
-                        help="warn, with where the inference threads are, when one forward pass takes this long "
-                             "(60; 0 turns it off)")
+                        help="warn, with where the inference threads are, when one forward pass (or building the "
+                             "models) takes this long (60; 0 turns it off)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: cores / workers)")
     parser.add_argument("--live-hold", action=argparse.BooleanOptionalAction, default=None,
                         help="under overload, wait briefly for a fresher live frame (default: on)")

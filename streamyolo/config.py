@@ -231,8 +231,8 @@ class PipelineConfig(_Strict):
     duration: float | None = Field(default=None, gt=0)
     status_interval: float = Field(default=1.0, ge=0)
     hang_warning: float = Field(default=60.0, ge=0, le=86400)
-    """Seconds one forward pass may take before the log warns that the worker may be hung,
-    with where every inference thread is (0: never)."""
+    """Seconds one forward pass (or building the models at start) may take before the log
+    warns that the worker may be hung, with where every inference thread is (0: never)."""
 
     @field_validator("workers", "lanes", mode="before")
     @classmethod

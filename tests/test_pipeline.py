@@ -260,6 +260,37 @@ def test_a_worker_stuck_in_a_forward_pass_is_reported_with_its_stack_while_the_o
 
 
 @pytest.mark.timeout(60)
+def test_a_model_that_takes_long_to_build_is_reported_with_where_its_thread_is(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    release = threading.Event()
+
+    def building_for_long() -> Detector:
+        release.wait(30)
+        return StampDetector()
+
+    pipeline = Pipeline([StreamSetup("s0", ScriptedSource("s0", 10))], building_for_long, status_interval=0,
+                        hang_warning=0.5)
+    starting = threading.Thread(target=pipeline.start)
+    with caplog.at_level(logging.WARNING, logger="streamyolo.pipeline.pipeline"):
+        starting.start()
+        try:
+            deadline = time.monotonic() + 20
+            while not caplog.records and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(caplog.records) == 1, [r.getMessage() for r in caplog.records]
+            first_line, stacks = caplog.records[0].getMessage().split("\n", 1)
+            assert "inference worker 'w0' has been building its model for" in first_line
+            assert stacks.startswith("thread 'inference:w0'") and "building_for_long" in stacks, stacks
+        finally:
+            release.set()
+            starting.join(20)
+    summary = pipeline.join(30)
+    assert summary.streams["s0"].processed == 10
+    assert len(caplog.records) == 1, "one warning per start"
+
+
+@pytest.mark.timeout(60)
 def test_threads_are_named_by_role_and_stream() -> None:
     names: list[str] = []
     release = threading.Event()

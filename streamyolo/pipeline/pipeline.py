@@ -23,7 +23,7 @@ from streamyolo.errors import ModelError, WorkerError
 from streamyolo.frames import Frame, Result
 from streamyolo.inference.detector import DetectorFactory
 from streamyolo.pipeline.health import StreamHealth
-from streamyolo.pipeline.monitor import Monitor, StatsWriter
+from streamyolo.pipeline.monitor import Monitor, StatsWriter, inference_stacks
 from streamyolo.pipeline.report import StatusPrinter, StreamReport, Summary, workers_json
 from streamyolo.sinks.base import FanOut, Sink
 from streamyolo.sinks.collect import QueueSink
@@ -168,6 +168,7 @@ class Pipeline:
         if web is not None:
             web.bind(self.reports, running=lambda: not self._finished.is_set(),
                      workers=lambda: workers_json(self._restarts()))
+        self._hang_warning = hang_warning
         self._monitor = Monitor(self.reports, self._finished, self.stop, clock, interval=status_interval,
                                 duration=duration, status=status, stats=stats, restarts=self._restarts,
                                 workers=lambda: self._workers, hang_warning=hang_warning)
@@ -246,10 +247,18 @@ class Pipeline:
             )
             self._workers.append(worker)
             worker.start()
+        began, warned = self._clock(), False
         for worker in self._workers:
             while not worker.wait_ready(0.1):
                 if self._stop.is_set():
                     return
+                waited = self._clock() - began
+                if not warned and 0 < self._hang_warning <= waited:
+                    warned = True
+                    log.warning("inference worker %r has been building its model for %.0f s (a first conversion or "
+                                "compilation can take minutes on a slow CPU; if it never ends, the model runtime may "
+                                "be hung); where the inference threads are:\n%s", worker.name, waited,
+                                inference_stacks())
         failed = [w for w in self._workers if w.error is not None]
         if failed:
             error = failed[0].error

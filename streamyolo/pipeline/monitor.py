@@ -69,9 +69,9 @@ class Monitor:
 
     With ``hang_warning`` > 0 it also watches the ``workers``: one that has been inside one
     forward pass for that many seconds is reported once, with where every inference thread
-    is, as a model runtime that deadlocks (seen once in many runs of torch or OpenVINO on
-    several threads) would otherwise stop its streams without a word; the log says so again
-    when the worker comes back.
+    is, as a model runtime that deadlocks (as OpenVINO's Python binding did, see
+    :func:`streamyolo.inference.offline.import_openvino`) would otherwise stop its streams
+    without a word; the log says so again when the worker comes back.
     """
 
     def __init__(

@@ -363,8 +363,9 @@ def test_threads_running_their_first_openvino_inference_at_once_never_deadlock(t
     runs = 40
     for run in range(1, runs + 1):
         try:
-            subprocess.run([PYTHON, str(script)], env=env_for_subprocess(), capture_output=True, check=True,
-                           timeout=30)
+            done = subprocess.run([PYTHON, str(script)], check=False, env=env_for_subprocess(), capture_output=True,
+                                  text=True, timeout=30)
         except subprocess.TimeoutExpired:
             pytest.fail(f"fresh process {run} of {runs}: 4 threads running their first OpenVINO inference at once "
                         "deadlocked")
+        assert done.returncode == 0, f"fresh process {run} of {runs} failed: {done.stderr}"

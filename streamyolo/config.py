@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from streamyolo.errors import ConfigError
 
@@ -227,6 +227,12 @@ class PipelineConfig(_Strict):
     host is 127.0.0.1 unless given (``0.0.0.0``: every interface), port 0 picks a free one."""
     web_fps: float = Field(default=10.0, gt=0, le=120)
     """Most frames per second the web page's video sends per stream."""
+    web_auth: SecretStr | None = None
+    """``USER:PASSWORD`` the web page asks every request for (HTTP Basic); best given as
+    ``STREAMYOLO_WEB_AUTH`` in the environment, which a process list does not show."""
+    web_cert: Path | None = None
+    """PEM certificate (chain) to serve the web page over HTTPS; its key in ``web_key`` or in the same file."""
+    web_key: Path | None = None
     overlay: bool = True
     duration: float | None = Field(default=None, gt=0)
     status_interval: float = Field(default=1.0, ge=0)
@@ -265,6 +271,15 @@ class PipelineConfig(_Strict):
             raise ValueError("expected PORT or HOST:PORT, with a port from 0 to 65535")
         return str(value)
 
+    @field_validator("web_auth")
+    @classmethod
+    def _web_auth(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from streamyolo.sinks.web import check_login
+
+            check_login(value.get_secret_value())
+        return value
+
     @field_validator("imgsz")
     @classmethod
     def _imgsz(cls, value: int | tuple[int, int]) -> int | tuple[int, int]:
@@ -272,6 +287,9 @@ class PipelineConfig(_Strict):
         if any(not 32 <= s <= 8192 for s in sizes):
             raise ValueError("image size must be between 32 and 8192")
         return value
+
+
+_SECRET_KEYS = frozenset({"web_auth"})  # never repeated in an error, nor YAML-parsed from the environment
 
 
 def _format_error(error: Mapping[str, Any]) -> str:
@@ -282,7 +300,8 @@ def _format_error(error: Mapping[str, Any]) -> str:
         return f"unknown config key {location!r}"
     message = str(error["msg"]).removeprefix("Value error, ")
     given = error.get("input")
-    shown = "" if isinstance(given, dict | list) else f" (got {given!r})"
+    secret = location in _SECRET_KEYS
+    shown = "" if secret or isinstance(given, dict | list) else f" (got {given!r})"
     return f"config key {location!r}: {message}{shown}"
 
 
@@ -313,7 +332,8 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     for name in scalar:
         key = ENV_PREFIX + name.upper()
         if key in environ:
-            found[name] = yaml.safe_load(environ[key]) if environ[key] else None
+            raw = environ[key]
+            found[name] = (raw if name in _SECRET_KEYS else yaml.safe_load(raw)) if raw else None
     return found
 
 

@@ -3,6 +3,7 @@ the page itself in a real browser (headless Chromium driven by Selenium)."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
+from streamyolo.config import build_config
 from streamyolo.errors import ConfigError, OutputError
 from streamyolo.pipeline import Pipeline
 from streamyolo.sinks.web import parse_address
@@ -197,6 +199,111 @@ def test_addresses() -> None:
     assert parse_address("[::1]:80") == ("::1", 80)
 
 
+# -- a login and HTTPS ---------------------------------------------------------------------
+
+LOGIN = "viewer:pä ss:word"  # a colon and a space in the password, and a letter beyond ASCII
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, made by the openssl command."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        message = "the openssl command is needed to make a test certificate (.ci/run installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def _fetch(url: str, cafile: Path, login: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    """GET over HTTPS, trusting only ``cafile`` (so the certificate is really checked)."""
+    import base64
+    import ssl
+
+    request = urllib.request.Request(url)
+    if login is not None:
+        request.add_header("Authorization", "Basic " + base64.b64encode(login.encode()).decode())
+    context = ssl.create_default_context(cafile=str(cafile))
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            return response.status, dict(response.headers), response.read(20000)
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_a_login_and_https_guard_every_address(tls_files: tuple[Path, Path], caplog: pytest.LogCaptureFixture) -> None:
+    cert, key = tls_files
+    with Pipeline.from_config(_config(web_auth=LOGIN, web_cert=str(cert), web_key=str(key))) as pipeline:
+        pipeline.start()
+        base = pipeline.web_url
+        assert base is not None and base.startswith("https://127.0.0.1:")
+        _until(lambda: _fetch(base + "streams/yard.2.jpg", cert, LOGIN)[0] == 200, 60, "a first frame")
+        for path in ("", "status.json", "streams/yard.2.jpg", "streams/yard.2.mjpg", "streams/nobody.jpg"):
+            code, headers, body = _fetch(base + path, cert)
+            assert code == 401 and headers["WWW-Authenticate"] == 'Basic realm="streamyolo", charset="UTF-8"', path
+            assert b"streamyolo" not in body and b"\xff\xd8" not in body  # neither the page nor a picture
+            assert _fetch(base + path, cert, "viewer:wrong")[0] == 401
+            assert _fetch(base + path, cert, "viewer:" + LOGIN)[0] == 401
+        assert _fetch(base, cert, LOGIN)[:1] == (200,) and b"<title>streamyolo</title>" in _fetch(base, cert, LOGIN)[2]
+        assert json.loads(_fetch(base + "status.json", cert, LOGIN)[2])["running"] is True
+        code, headers, body = _fetch(base + "streams/front-door.jpg", cert, LOGIN)
+        assert code == 200 and cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR).shape == (240, 320, 3)
+        code, headers, body = _fetch(base + "streams/front-door.mjpg", cert, LOGIN)
+        assert code == 200 and body.startswith(b"--frame\r\nContent-Type: image/jpeg")
+        # Plain HTTP on the HTTPS port gets nothing.
+        with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
+            urllib.request.urlopen(base.replace("https://", "http://") + "status.json", timeout=5).read()
+        assert pipeline.summary() is not None
+    wrong = [r.getMessage() for r in caplog.records if "wrong login" in r.getMessage()]
+    assert wrong == ["web page: wrong login from 127.0.0.1 (its further attempts are not logged)"]
+    assert all("wrong" not in r.getMessage() or LOGIN not in r.getMessage() for r in caplog.records)
+
+
+def test_the_login_is_never_repeated_in_errors_and_comes_raw_from_the_environment() -> None:
+    with pytest.raises(ConfigError) as error:
+        build_config(overrides={**_config(), "web_auth": "nopassword"})
+    assert str(error.value) == "config key 'web_auth': expected USER:PASSWORD, both not empty"
+    with pytest.raises(ConfigError) as error:
+        build_config(overrides=_config(), environ={"STREAMYOLO_WEB_AUTH": ":secret#1"})
+    assert "secret" not in str(error.value) and "'web_auth'" in str(error.value)
+    # From the environment as typed: YAML would read "admin: #x" as a mapping with a comment.
+    config = build_config(overrides=_config(), environ={"STREAMYOLO_WEB_AUTH": "admin: #x"})
+    assert config.web_auth is not None and config.web_auth.get_secret_value() == "admin: #x"
+    assert "admin" not in repr(config) and "#x" not in str(config.model_dump())
+
+
+def test_bad_certificate_files_are_one_line_errors_naming_key_and_file(tls_files: tuple[Path, Path],
+                                                                      tmp_path: Path) -> None:
+    cert, key = tls_files
+    missing = tmp_path / "missing.pem"
+    with pytest.raises(ConfigError, match=f"config key 'web_cert': file not found: '{missing}'"):
+        Pipeline.from_config(_config(web_cert=str(missing)))
+    with pytest.raises(ConfigError, match=f"config key 'web_key': file not found: '{missing}'"):
+        Pipeline.from_config(_config(web_cert=str(cert), web_key=str(missing)))
+    with pytest.raises(ConfigError, match="config key 'web_key': needs 'web_cert' too"):
+        Pipeline.from_config(_config(web_key=str(key)))
+    with pytest.raises(ConfigError, match=f"cannot use '{key}' and '{cert}' as the web page's certificate and key"):
+        Pipeline.from_config(_config(web_cert=str(key), web_key=str(cert)))  # swapped
+    encrypted = tmp_path / "encrypted.pem"
+    subprocess.run(["openssl", "pkey", "-in", str(key), "-aes256", "-passout", "pass:x", "-out", str(encrypted)],
+                   check=True, capture_output=True, timeout=30)
+    with pytest.raises(ConfigError, match=f"config key 'web_key': '{encrypted}' is encrypted"):
+        Pipeline.from_config(_config(web_cert=str(cert), web_key=str(encrypted)))  # rather than a prompt
+    done = subprocess.run(
+        [PYTHON, "-m", "streamyolo", "run", "--source", "synthetic:?size=64x48&frames=5", "--model", "yolo26n.yaml",
+         "--imgsz", "64", "--web", "0", "--web-cert", str(missing)],
+        env=env_for_subprocess(), cwd=ROOT, capture_output=True, encoding="utf-8", timeout=100, check=False)
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == f"streamyolo: ERROR: config key 'web_cert': file not found: '{missing}'"
+
+
 # -- a real browser ------------------------------------------------------------------------
 
 def _chromium() -> tuple[str, str]:
@@ -215,11 +322,24 @@ def _chromium() -> tuple[str, str]:
     return browser, driver
 
 
+def _driver(browser: str, driver_path: str, *, self_signed: bool = False) -> Any:
+    """Headless Chromium; ``self_signed``: it takes the tests' own certificate, as a user who
+    accepted it once would."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    options.accept_insecure_certs = self_signed
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1280,900", "--no-first-run", "--disable-background-networking"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+
+
 @pytest.mark.timeout(180)
 def test_a_real_browser_shows_every_stream_with_its_numbers() -> None:
     browser, driver_path = _chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
     # Street scenes and the bundled demo model: real people and cars on the page.
@@ -227,14 +347,9 @@ def test_a_real_browser_shows_every_stream_with_its_numbers() -> None:
               for i, name in enumerate(NAMES)]
     dead = {"name": "dead", "source": "rtsp://127.0.0.1:9/none", "reconnect": {"attempts": 1, "base": 0.1}}
     config = _config(model="demo", imgsz=320, conf=0.5, streams=[*scenes, dead])
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1280,900", "--no-first-run", "--disable-background-networking"):
-        options.add_argument(flag)
     with Pipeline.from_config(config) as pipeline:
         pipeline.start()
-        driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+        driver = _driver(browser, driver_path)
         try:
             assert pipeline.web_url is not None
             driver.get(pipeline.web_url)
@@ -282,6 +397,37 @@ def test_a_real_browser_shows_every_stream_with_its_numbers() -> None:
                    "only the clicked tile shown")
             found["yard.2"]["figure"].click()
             _until(lambda: all(t["figure"].is_displayed() for t in tiles().values()), 10, "every tile back")
+        finally:
+            driver.quit()
+
+
+@pytest.mark.timeout(180)
+def test_a_real_browser_logs_in_over_https_with_the_login_in_the_address(tls_files: tuple[Path, Path]) -> None:
+    browser, driver_path = _chromium()
+    from urllib.parse import quote
+
+    from selenium.webdriver.common.by import By
+
+    cert, key = tls_files
+    with Pipeline.from_config(_config(web_auth=LOGIN, web_cert=str(cert), web_key=str(key))) as pipeline:
+        pipeline.start()
+        driver = _driver(browser, driver_path, self_signed=True)
+        try:
+            assert pipeline.web_url is not None
+            user, _, password = LOGIN.partition(":")
+            # https://viewer:p%C3%A4%20ss%3Aword@127.0.0.1:PORT/ : browsers refuse a fetch or a
+            # picture whose address holds a login, so the page must build its own without one.
+            driver.get(pipeline.web_url.replace("https://", f"https://{quote(user)}:{quote(password, safe='')}@"))
+            assert driver.title == "streamyolo"
+
+            def showing() -> list[int] | None:
+                widths = [driver.execute_script("return arguments[0].naturalWidth", image)
+                          for image in driver.find_elements(By.CSS_SELECTOR, "figure img")]
+                states = [state.text for state in driver.find_elements(By.CSS_SELECTOR, "figure .state")]
+                return widths if widths == [320, 320] and states == ["streaming"] * 2 else None
+
+            _until(showing, 60, "both tiles showing video over HTTPS")
+            assert driver.find_element(By.ID, "run").text == "running"
         finally:
             driver.quit()
 

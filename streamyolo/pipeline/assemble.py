@@ -239,7 +239,10 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     for path, what in ((cfg.summary, "summary file"), (cfg.stats, "stats file")):
         if path is not None:
             check_output_file(path, what)
-    web = WebViewer(cfg.web, annotator, fps=cfg.web_fps) if cfg.web is not None else None
+    web = None
+    if cfg.web is not None:
+        web = WebViewer(cfg.web, annotator, fps=cfg.web_fps, cert=cfg.web_cert, key=cfg.web_key,
+                        auth=cfg.web_auth.get_secret_value() if cfg.web_auth is not None else None)
     display = None
     if cfg.display or (cfg.display is None and display_available()):
         if display_available():

@@ -17,20 +17,28 @@ A small HTTP server (the standard library's, one thread per client) serves:
 Inference threads only drop each result into a latest-result slot; frames are annotated
 and JPEG-encoded in the client threads, only while someone watches, only the newest
 frame, and once per frame however many clients watch it. Binds to 127.0.0.1 unless a host
-is given: camera pictures stay on the box unless the user says otherwise.
+is given: camera pictures stay on the box unless the user says otherwise. For a page reached
+over the network, ``web_auth`` (``USER:PASSWORD``) asks every request for that login (HTTP
+Basic, which every browser prompts for) and ``web_cert``/``web_key`` (PEM files) serve it over
+HTTPS, so neither the pictures nor the password cross the network in clear text.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -80,8 +88,18 @@ class WebViewer:
     ``close`` stops the server and ends every client's video."""
 
     def __init__(self, address: str | int, annotator: BoxAnnotator | None = None, *, fps: float = 10.0,
-                 max_width: int = 960, quality: int = 80) -> None:
+                 max_width: int = 960, quality: int = 80, auth: str | None = None,
+                 cert: str | Path | None = None, key: str | Path | None = None) -> None:
         self.host, self.port = parse_address(address)
+        try:
+            self._login = check_login(auth).encode() if auth is not None else None
+        except ValueError as exc:
+            raise ConfigError(f"config key 'web_auth': {exc}") from None
+        if key is not None and cert is None:
+            raise ConfigError("config key 'web_key': needs 'web_cert' too (the certificate that goes with the key)")
+        self._tls = tls_context(Path(cert), None if key is None else Path(key)) if cert is not None else None
+        self._refused: set[str] = set()  # client addresses already logged for a wrong login
+        self._refused_lock = threading.Lock()
         self.annotator = annotator or BoxAnnotator()
         self.fps = fps
         self.max_width = max_width
@@ -109,22 +127,28 @@ class WebViewer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/"
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://{host}:{self.port}/"
 
     # -- Sink --------------------------------------------------------------------------
 
     def open(self) -> None:
         try:
-            server = _Server((self.host, self.port), self)
+            server = _Server((self.host, self.port), self, self._tls)
         except OSError as exc:
             raise OutputError(f"web page: cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from exc
         self._server = server
         self.port = int(server.server_address[1])
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="web:server")
         self._thread.start()
-        log.info("web page: %s", self.url)
+        log.info("web page: %s%s", self.url, " (login needed)" if self._login is not None else "")
         if not _loopback(self.host):
-            log.warning("web page: listening on %s, reachable from the network and without a login", self.host)
+            if self._login is None:
+                log.warning("web page: listening on %s, reachable from the network and without a login "
+                            "(set web_auth, and web_cert for HTTPS)", self.host)
+            elif self._tls is None:
+                log.warning("web page: listening on %s without HTTPS: its login and pictures cross the network "
+                            "in clear text (set web_cert)", self.host)
 
     def write(self, result: Result) -> None:
         self._latest.put(result)
@@ -175,6 +199,27 @@ class WebViewer:
     def closed(self) -> bool:
         return self._latest.closed
 
+    def admits(self, authorization: str | None, client: str) -> bool:
+        """Whether a request with this ``Authorization`` header may see the page: always when
+        no login is set, else only with the login (a wrong one is logged once per client)."""
+        if self._login is None:
+            return True
+        scheme, _, encoded = (authorization or "").partition(" ")
+        try:
+            given = base64.b64decode(encoded.strip(), validate=True) if scheme.lower() == "basic" else b""
+        except (binascii.Error, ValueError):
+            given = b""
+        if hmac.compare_digest(given, self._login):
+            return True
+        if authorization is None:  # a browser's first request: it asks the user, then sends the login
+            return False
+        with self._refused_lock:
+            first = client not in self._refused
+            self._refused.add(client)
+        if first:
+            log.warning("web page: wrong login from %s (its further attempts are not logged)", client)
+        return False
+
     def _jpeg(self, latest: Latest) -> bytes:
         """Annotate and encode ``latest`` once, however many clients want it."""
         name = latest.result.stream
@@ -193,6 +238,38 @@ class WebViewer:
             return jpeg
 
 
+def check_login(value: str) -> str:
+    """``USER:PASSWORD`` as given, or a :class:`ValueError` that does not repeat it."""
+    user, colon, password = value.partition(":")
+    if not colon or not user or not password:
+        raise ValueError("expected USER:PASSWORD, both not empty")
+    return value
+
+
+def tls_context(cert: Path, key: Path | None) -> ssl.SSLContext:
+    """A server's TLS settings from a PEM certificate (chain) and its private key (or one file
+    holding both); errors name the key and the file."""
+    for name, path in (("web_cert", cert), ("web_key", key)):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"config key {name!r}: file not found: {str(path)!r}")
+
+    def no_passphrase() -> str:  # rather than OpenSSL asking on the terminal of a headless box
+        raise ConfigError(f"config key 'web_key': {str(key or cert)!r} is encrypted; give an unencrypted key")
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key, password=no_passphrase)
+    except ssl.SSLError as exc:
+        files = repr(str(cert)) if key is None else f"{str(cert)!r} and {str(key)!r}"
+        raise ConfigError(f"config keys 'web_cert'/'web_key': cannot use {files} as the web page's certificate "
+                          f"and key: {exc.reason or exc}") from None
+    except OSError as exc:  # not readable by this user
+        raise ConfigError(f"config keys 'web_cert'/'web_key': cannot read {exc.filename or str(cert)!r}: "
+                          f"{exc.strerror or exc}") from None
+    return context
+
+
 def _loopback(host: str) -> bool:
     """True for addresses only this machine reaches (127.0.0.0/8, ::1, localhost)."""
     import ipaddress
@@ -209,12 +286,14 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True  # server_close joins the client threads
 
-    def __init__(self, address: tuple[str, int], viewer: WebViewer) -> None:
+    def __init__(self, address: tuple[str, int], viewer: WebViewer, tls: ssl.SSLContext | None = None) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.viewer = viewer
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+        if tls is not None:  # the handshake happens in the client's thread (see _Handler.setup)
+            self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
@@ -246,6 +325,11 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = _SOCKET_TIMEOUT
     server_version = "streamyolo"
 
+    def setup(self) -> None:
+        super().setup()  # sets the socket's timeout, which bounds the handshake too
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()
+
     def handle(self) -> None:
         threading.current_thread().name = "web:client"
         super().handle()
@@ -257,7 +341,15 @@ class _Handler(BaseHTTPRequestHandler):
         viewer = self.server.viewer
         path = unquote(urlsplit(self.path).path)
         try:
-            if path in ("/", "/index.html"):
+            if not viewer.admits(self.headers.get("Authorization"), self.client_address[0]):
+                self.send_response(HTTPStatus.UNAUTHORIZED)
+                self.send_header("WWW-Authenticate", 'Basic realm="streamyolo", charset="UTF-8"')
+                self.send_header("Content-Type", _TEXT)
+                body = b"this page needs a login\n"
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            elif path in ("/", "/index.html"):
                 self._send(HTTPStatus.OK, "text/html; charset=utf-8", PAGE.encode())
             elif path == "/status.json":
                 self._send(HTTPStatus.OK, "application/json", json.dumps(viewer.status()).encode())
@@ -345,13 +437,16 @@ PAGE = """<!doctype html>
 <script>
 "use strict";
 const tiles = new Map();
+// Addresses without the login a user may have put in the page's URL (https://user:pass@host/):
+// browsers refuse fetches and pictures whose URL holds one, and send the login they keep anyway.
+const here = location.origin + location.pathname.replace(/[^/]*$/, "");
 function tile(name) {
   if (tiles.has(name)) return tiles.get(name);
   const figure = document.createElement("figure");
   figure.dataset.stream = name;
   const img = document.createElement("img");
   img.alt = name;
-  img.src = "streams/" + encodeURIComponent(name) + ".mjpg";
+  img.src = here + "streams/" + encodeURIComponent(name) + ".mjpg";
   const caption = document.createElement("figcaption");
   const fields = {};
   for (const key of ["name", "state", "fps", "age", "dropped", "reconnects", "detections", "error"]) {
@@ -390,7 +485,7 @@ function show(status) {
 }
 async function refresh() {
   try {
-    const response = await fetch("status.json", {cache: "no-store"});
+    const response = await fetch(here + "status.json", {cache: "no-store"});
     show(await response.json());
   } catch (e) {
     const run = document.getElementById("run");

@@ -125,6 +125,30 @@ def test_status_snapshot_and_video_of_every_stream(running: Pipeline) -> None:
         assert seconds >= 0.9, f"6 parts in {seconds:.2f} s: the rate cap does not hold"
         assert any(not np.array_equal(frames[0], f) for f in frames[1:]), "the video does not move"
 
+    # The same numbers for Prometheus, read by its own client library's parser.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    code, kind, body = _get(base + "metrics")
+    assert (code, kind) == (200, "text/plain; version=0.0.4; charset=utf-8")
+    families = {family.name: family for family in text_string_to_metric_families(body.decode())}
+    after = _status(running)["streams"]
+
+    def values(family: str, **labels: str) -> dict[str, float]:
+        return {s.labels["stream"]: s.value for s in families[family].samples
+                if s.name == family + ("_total" if families[family].type == "counter" else "")
+                and all(s.labels.get(k) == v for k, v in labels.items())}
+
+    assert families["streamyolo_running"].samples[0].value == 1
+    assert families["streamyolo_stream_captured_frames"].type == "counter"
+    processed = values("streamyolo_stream_processed_frames")
+    assert set(processed) == set(NAMES)
+    for before_report, after_report in zip(status["streams"], after, strict=True):
+        assert before_report["processed"] <= processed[after_report["name"]] <= after_report["processed"]
+    assert values("streamyolo_stream_state", state="streaming") == dict.fromkeys(NAMES, 1.0)
+    assert values("streamyolo_stream_state", state="failed") == dict.fromkeys(NAMES, 0.0)
+    assert all(0 < age < 5 for age in values("streamyolo_stream_frame_age_seconds").values())
+    assert "streamyolo_worker_restarts" not in families  # thread workers
+
     code, kind, body = _get(base + "streams/nobody.jpg")
     assert code == 404 and b"no stream named 'nobody'" in body
     assert _get(base + "elsewhere")[0] == 404
@@ -192,6 +216,28 @@ def test_a_bad_web_address_names_the_key(value: object) -> None:
         Pipeline.from_config(_config(web=value))
 
 
+def test_metrics_keep_odd_names_and_report_process_worker_restarts() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from streamyolo.sinks.metrics import metrics_text
+
+    odd = 'gate "north"\\2\nb'  # a quote, a backslash and a newline, all legal in a stream's name
+    status = {"running": False, "workers": {"w0": {"restarts": 0}, "w1": {"restarts": 2}},
+              "streams": [{"name": odd, "state": "failed", "captured": 7, "processed": 5, "dropped": 2,
+                           "reconnects": 3, "fps_in": 0.0, "fps_out": 0.0, "frame_age": None,
+                           "detections": {"traffic light": 1}}]}
+    samples = [s for f in text_string_to_metric_families(metrics_text(status)) for s in f.samples]
+    found = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in samples}
+    assert found[("streamyolo_running", ())] == 0
+    assert found[("streamyolo_stream_dropped_frames_total", (("stream", odd),))] == 2
+    assert found[("streamyolo_stream_reconnects_total", (("stream", odd),))] == 3
+    assert found[("streamyolo_stream_state", (("state", "failed"), ("stream", odd)))] == 1
+    assert sum(v for (name, _), v in found.items() if name == "streamyolo_stream_state") == 1
+    assert found[("streamyolo_stream_detections", (("class", "traffic light"), ("stream", odd)))] == 1
+    assert not any(name == "streamyolo_stream_frame_age_seconds" for name, _ in found)  # no result yet
+    assert found[("streamyolo_worker_restarts_total", (("worker", "w1"),))] == 2
+
+
 def test_addresses() -> None:
     assert parse_address(8080) == ("127.0.0.1", 8080)
     assert parse_address(":0") == ("127.0.0.1", 0)
@@ -244,7 +290,7 @@ def test_a_login_and_https_guard_every_address(tls_files: tuple[Path, Path], cap
         base = pipeline.web_url
         assert base is not None and base.startswith("https://127.0.0.1:")
         _until(lambda: _fetch(base + "streams/yard.2.jpg", cert, LOGIN)[0] == 200, 60, "a first frame")
-        for path in ("", "status.json", "streams/yard.2.jpg", "streams/yard.2.mjpg", "streams/nobody.jpg"):
+        for path in ("", "status.json", "metrics", "streams/yard.2.jpg", "streams/yard.2.mjpg", "streams/nobody.jpg"):
             code, headers, body = _fetch(base + path, cert)
             assert code == 401 and headers["WWW-Authenticate"] == 'Basic realm="streamyolo", charset="UTF-8"', path
             assert b"streamyolo" not in body and b"\xff\xd8" not in body  # neither the page nor a picture

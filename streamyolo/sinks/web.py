@@ -12,7 +12,8 @@ A small HTTP server (the standard library's, one thread per client) serves:
 - ``/status.json``: ``{"running": bool, "streams": [{name, state, captured, processed,
   dropped, fps_in, fps_out, frame_age, reconnects, error, source, detections}, …]}``, where
   ``detections`` counts the classes in the stream's newest processed frame (``{"person": 2}``);
-  with process workers also ``"workers": {name: {"restarts": n}}``.
+  with process workers also ``"workers": {name: {"restarts": n}}``;
+- ``/metrics``: the same numbers in Prometheus' text format (:mod:`streamyolo.sinks.metrics`).
 
 Inference threads only drop each result into a latest-result slot; frames are annotated
 and JPEG-encoded in the client threads, only while someone watches, only the newest
@@ -48,6 +49,8 @@ from streamyolo.annotation import BoxAnnotator
 from streamyolo.errors import ConfigError, OutputError
 from streamyolo.frames import Result
 from streamyolo.sinks.latest import Latest, LatestResults
+from streamyolo.sinks.metrics import CONTENT_TYPE as METRICS_TYPE
+from streamyolo.sinks.metrics import metrics_text
 
 if TYPE_CHECKING:
     from streamyolo.pipeline.report import StreamReport
@@ -353,6 +356,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.OK, "text/html; charset=utf-8", PAGE.encode())
             elif path == "/status.json":
                 self._send(HTTPStatus.OK, "application/json", json.dumps(viewer.status()).encode())
+            elif path == "/metrics":
+                self._send(HTTPStatus.OK, METRICS_TYPE, metrics_text(viewer.status()).encode())
             elif path.startswith("/streams/") and path.endswith((".mjpg", ".jpg")):
                 name, _, kind = path.removeprefix("/streams/").rpartition(".")
                 if name not in viewer.stream_names():

@@ -39,6 +39,7 @@ from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.pipeline.assemble import Lanes, detector_factories
 from streamyolo.pipeline.monitor import StatsWriter
 from streamyolo.pipeline.report import StatusPrinter
+from streamyolo.sinks.metrics import metrics_text
 from streamyolo.sinks.web import WebViewer
 from streamyolo.workers.process import (
     PROCESS_PREFIX,
@@ -506,6 +507,9 @@ def test_with_restarts_sigkill_of_a_child_loses_no_frame(caplog: pytest.LogCaptu
     assert "worker w1: its inference process was started again 1 time" in status.out.getvalue()  # type: ignore[attr-defined]
     assert read_jsonl(tmp_path / "stats.jsonl")[-1]["workers"] == {"w0": {"restarts": 0}, "w1": {"restarts": 1}}
     assert web.status()["workers"] == {"w0": {"restarts": 0}, "w1": {"restarts": 1}}
+    metrics = metrics_text(web.status()).splitlines()
+    assert 'streamyolo_worker_restarts_total{worker="w1"} 1' in metrics
+    assert 'streamyolo_worker_restarts_total{worker="w0"} 0' in metrics
 
 
 class _KillLentChild:

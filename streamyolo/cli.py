@@ -62,6 +62,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--web", metavar="[HOST:]PORT",
                         help="serve a web page of every stream there (127.0.0.1 unless a host is given)")
     parser.add_argument("--web-fps", type=float, help="most frames per second per stream on the web page (10)")
+    parser.add_argument("--tracker", metavar="bytetrack|botsort|YAML",
+                        help="track objects per stream; detections get ids (conf then defaults to 0.1, as "
+                             "model.track())")
     parser.add_argument("--web-auth", metavar="USER:PASSWORD",
                         help="the login the web page asks for (better: STREAMYOLO_WEB_AUTH in the environment, "
                              "which the process list does not show)")
@@ -129,7 +132,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "pytorch_cpu", "conf",
             "iou", "imgsz",
             "classes", "half", "record", "jsonl", "summary", "display", "duration", "status_interval", "hang_warning",
-            "threads", "model_cache", "live_hold", "web", "web_fps", "web_auth", "web_cert", "web_key"]
+            "threads", "model_cache", "live_hold", "tracker", "web", "web_fps", "web_auth", "web_cert", "web_key"]
     overrides = {key: getattr(args, key) for key in keys if getattr(args, key, None) is not None}
     if args.sources:
         overrides["streams"] = list(args.sources)

@@ -227,6 +227,9 @@ class PipelineConfig(_Strict):
     host is 127.0.0.1 unless given (``0.0.0.0``: every interface), port 0 picks a free one."""
     web_fps: float = Field(default=10.0, gt=0, le=120)
     """Most frames per second the web page's video sends per stream."""
+    tracker: str | None = None
+    """Track objects per stream: ``bytetrack``, ``botsort`` or a tracker YAML (Ultralytics'
+    format); detections then carry ids, and conf defaults to 0.1 as in ``model.track()``."""
     web_auth: SecretStr | None = None
     """``USER:PASSWORD`` the web page asks every request for (HTTP Basic); best given as
     ``STREAMYOLO_WEB_AUTH`` in the environment, which a process list does not show."""
@@ -270,6 +273,25 @@ class PipelineConfig(_Strict):
         if split_address(value) is None:
             raise ValueError("expected PORT or HOST:PORT, with a port from 0 to 65535")
         return str(value)
+
+    @field_validator("tracker")
+    @classmethod
+    def _tracker(cls, value: str | None) -> str | None:
+        if value is not None:
+            from streamyolo.inference.tracking import tracker_settings
+
+            tracker_settings(value)
+        return value
+
+    @property
+    def detect_conf(self) -> float:
+        """The confidence threshold detection runs at: ``conf``, or 0.1 for a tracked run
+        that did not set it (as ``model.track()``)."""
+        if self.tracker is not None and "conf" not in self.model_fields_set:
+            from streamyolo.inference.tracking import TRACKING_CONF
+
+            return TRACKING_CONF
+        return self.conf
 
     @field_validator("web_auth")
     @classmethod

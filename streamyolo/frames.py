@@ -128,13 +128,16 @@ class Detections:
     conf: npt.NDArray[np.float32]
     cls: npt.NDArray[np.int64]
     names: Mapping[int, str] = field(default_factory=dict)
+    ids: npt.NDArray[np.int64] | None = None
+    """Track ids, one per box, when the stream is tracked (``tracker``); ``None`` otherwise."""
 
     def __post_init__(self) -> None:
         n = len(self.xyxy)
-        if self.xyxy.shape != (n, 4) or self.conf.shape != (n,) or self.cls.shape != (n,):
-            raise ValueError(
-                f"inconsistent detection arrays: xyxy {self.xyxy.shape}, conf {self.conf.shape}, cls {self.cls.shape}"
-            )
+        if (self.xyxy.shape != (n, 4) or self.conf.shape != (n,) or self.cls.shape != (n,)
+                or (self.ids is not None and self.ids.shape != (n,))):
+            ids = "" if self.ids is None else f", ids {self.ids.shape}"
+            raise ValueError(f"inconsistent detection arrays: xyxy {self.xyxy.shape}, conf {self.conf.shape}, "
+                             f"cls {self.cls.shape}{ids}")
 
     @classmethod
     def empty(cls, names: Mapping[int, str] | None = None) -> Detections:
@@ -159,8 +162,9 @@ class Detections:
         return dict(sorted(found.items(), key=lambda item: (-item[1], item[0])))
 
     def to_records(self) -> list[dict[str, Any]]:
-        """The detections as JSON-ready dicts: ``{"xyxy", "conf", "cls", "name"}``."""
-        return [
+        """The detections as JSON-ready dicts: ``{"xyxy", "conf", "cls", "name"}``, and ``"id"``
+        when tracked."""
+        records = [
             {
                 "xyxy": [round(float(v), 2) for v in box],
                 "conf": round(float(c), 4),
@@ -169,6 +173,10 @@ class Detections:
             }
             for box, c, k in zip(self.xyxy, self.conf, self.cls, strict=True)
         ]
+        if self.ids is not None:
+            for record, track in zip(records, self.ids, strict=True):
+                record["id"] = int(track)
+        return records
 
 
 @dataclass(frozen=True, slots=True)

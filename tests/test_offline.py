@@ -106,8 +106,8 @@ def test_a_run_reaches_for_no_host(model: str, tmp_path: Path, request: pytest.F
         model = str(request.getfixturevalue("shared_model"))
     elif model == "demo":
         more = ["--model-cache", str(tmp_path / "cache")]
-    elif model == "demo in PyTorch":
-        model, more = "demo", ["--pytorch-cpu", "torch"]
+    elif model == "demo in PyTorch":  # and tracked: Ultralytics' trackers (BoT-SORT's motion compensation too)
+        model, more = "demo", ["--pytorch-cpu", "torch", "--tracker", "botsort"]
     out = tmp_path / "out"
     done = subprocess.run(
         [PYTHON, "-m", "streamyolo", "run", "--source", "a=synthetic:scene?seed=5&size=320x192&frames=6",

@@ -47,11 +47,12 @@ class BoxAnnotator:
         height, width = canvas.shape[:2]
         scale = max(0.4, min(width, height) / 900)
         thickness = max(1, round(scale * 2))
-        for box, conf, cls in zip(detections.xyxy, detections.conf, detections.cls, strict=True):
+        ids = [f" #{int(i)}" for i in detections.ids] if detections.ids is not None else [""] * len(detections)
+        for box, conf, cls, track in zip(detections.xyxy, detections.conf, detections.cls, ids, strict=True):
             x1, y1, x2, y2 = (round(float(v)) for v in box)
             color = class_color(int(cls))
             cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
-            _label(canvas, f"{detections.name(int(cls))} {float(conf):.2f}", (x1, y1), color, scale, thickness)
+            _label(canvas, f"{detections.name(int(cls))}{track} {float(conf):.2f}", (x1, y1), color, scale, thickness)
         header = stream
         if self.overlay:
             parts = []

@@ -33,6 +33,7 @@ from streamyolo.inference.models import (
 )
 from streamyolo.inference.offline import preload
 from streamyolo.inference.runners import is_openvino, is_pytorch
+from streamyolo.inference.tracking import tracker_settings
 from streamyolo.pipeline.build import ResolvedStream, check_output_file, resolve_streams
 from streamyolo.pipeline.monitor import StatsWriter
 from streamyolo.pipeline.report import StatusPrinter
@@ -74,7 +75,7 @@ def detector_factories(config: PipelineConfig, model: str, workers: int, lanes: 
     started again). ``model`` is ``config.model`` as
     :func:`~streamyolo.inference.models.resolve_model` resolved it."""
     settings = DetectSettings(
-        conf=config.conf, iou=config.iou, imgsz=config.imgsz,
+        conf=config.detect_conf, iou=config.iou, imgsz=config.imgsz,
         classes=tuple(config.classes) if config.classes is not None else None,
         half=config.half, max_det=config.max_det,
     )
@@ -271,6 +272,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         max_batch=cfg.batch,
         live_batch=cfg.batch if gpu else 1,
         live_hold=cfg.live_hold,
+        tracker=tracker_settings(cfg.tracker) if cfg.tracker is not None else None,
         sinks=sinks,
         display=display,
         web=web,

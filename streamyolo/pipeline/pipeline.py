@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -113,6 +113,7 @@ class Pipeline:
         max_batch: int = 4,
         live_batch: int = 1,
         live_hold: bool = True,
+        tracker: Mapping[str, Any] | None = None,
         sinks: Sequence[Sink] = (),
         display: TiledDisplay | None = None,
         web: WebViewer | None = None,
@@ -140,6 +141,7 @@ class Pipeline:
         self._max_batch = max_batch
         self._live_batch = live_batch
         self._live_hold = live_hold
+        self._tracker = tracker
         self._stop = threading.Event()
         self._finished = threading.Event()
         self._display = display
@@ -242,7 +244,7 @@ class Pipeline:
             worker = InferenceWorker(
                 f"w{index}", factory, channels, self._fanout, self._doorbells[index],
                 max_batch=self._max_batch, live_batch=self._live_batch, live_hold=self._live_hold,
-                clock=self._clock,
+                tracker=self._tracker, clock=self._clock,
                 on_done=self._worker_finished,
             )
             self._workers.append(worker)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 import cv2
@@ -17,7 +17,7 @@ import numpy as np
 
 from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import Clock, RateMeter
-from streamyolo.frames import Detections, Image, Result
+from streamyolo.frames import Image, Result
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +38,7 @@ class Latest:
             scale = max_width / width
             image = cast(Image, cv2.resize(image, (max_width, max(1, round(height * scale))),
                                            interpolation=cv2.INTER_AREA))
-            detections = Detections(detections.xyxy * np.float32(scale), detections.conf, detections.cls,
-                                    detections.names)
+            detections = replace(detections, xyxy=detections.xyxy * np.float32(scale))
         return annotator.annotate(image, detections, stream=self.result.stream, fps=self.fps, age=self.result.age)
 
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from streamyolo.buffering import BufferClosed, Empty, RingBuffer
 from streamyolo.frames import Detections, Frame, Image, Result
 from streamyolo.inference.detector import Detector, DetectorFactory
+from streamyolo.inference.tracking import StreamTracker
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.sinks.base import Sink
 from streamyolo.sources.redact import redact_text
@@ -54,6 +56,7 @@ class InferenceWorker:
         max_batch: int = 4,
         live_batch: int = 1,
         live_hold: bool = True,
+        tracker: Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_done: Callable[[], None] | None = None,
     ) -> None:
@@ -73,6 +76,8 @@ class InferenceWorker:
         self._cursor = 0  # where the next lossless round-robin starts
         self._busy_since: float | None = None
         self._picker = LivePicker(hold=live_hold)
+        self._tracker = tracker
+        self._trackers: dict[str, StreamTracker] = {}  # per stream, built and used in this thread only
         self._thread = threading.Thread(target=self._run, name=f"inference:{name}")
 
     @property
@@ -201,14 +206,23 @@ class InferenceWorker:
         now = self._clock()
         self._picker.forward_took(now - started)
         for index, ((channel, frame), found) in enumerate(zip(batch, detections, strict=True)):
-            result = Result(frame=frame, detections=found, t_done=now, worker=self.name)
             try:
+                shown = found if self._tracker is None else self._track(channel.name, found, frame.image)
+                result = Result(frame=frame, detections=shown, t_done=now, worker=self.name)
                 self._sink.write(result)
             except BaseException:
                 for lost_channel, _ in batch[index:]:
                     lost_channel.health.lose(1)
                 raise
             channel.health.processed(result.age, now)
+
+
+    def _track(self, stream: str, found: Detections, image: Image) -> Detections:
+        tracker = self._trackers.get(stream)
+        if tracker is None:
+            assert self._tracker is not None
+            tracker = self._trackers[stream] = StreamTracker(self._tracker)
+        return tracker.update(found, image)
 
 
 def _detect_by_shape(detector: Detector, images: list[Image]) -> list[Detections]:

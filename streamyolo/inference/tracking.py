@@ -1,0 +1,109 @@
+"""Object tracking per stream: ``tracker: bytetrack`` (or ``botsort``, or a tracker YAML).
+
+Each stream gets its own tracker, Ultralytics' own (``ultralytics.trackers``), built and
+updated by the inference worker that owns the stream, in the stream's frame order, right after
+the forward pass (in process mode too: the worker's thread in the main process tracks what its
+child detected). A tracked frame's detections are the tracker's output, as ``model.track()``
+returns them: only the objects it tracks, each with its id (``Detections.ids``), its box the
+tracker's. As ``model.track()`` does, a tracked run detects down to conf 0.1 unless ``conf``
+is set, so the tracker gets the low-confidence boxes its second association needs. Live
+streams hand the tracker only the frames that were processed; a dropped frame is a gap the
+tracker bridges like any missed detection (``track_buffer`` frames at most).
+
+Only trackers that need nothing from the network: ByteTrack, and BoT-SORT without ReID (its
+ReID would fetch a classification model).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import yaml
+
+from streamyolo.frames import Detections, Image
+
+SUPPORTED = ("bytetrack", "botsort")
+TRACKING_CONF = 0.1  # as model.track(): the second association wants low-confidence boxes
+
+
+def tracker_settings(value: str) -> dict[str, Any]:
+    """The tracker settings for ``value`` (``bytetrack``, ``botsort`` or a tracker YAML file in
+    Ultralytics' format), checked; a :class:`ValueError` says what is wrong (the config error
+    it becomes names the key and the value)."""
+    name = value.strip().lower().removesuffix(".yaml")
+    if name in SUPPORTED and not Path(value).is_file():
+        from streamyolo.inference.offline import import_ultralytics
+
+        path = Path(str(import_ultralytics().__file__)).parent / "cfg" / "trackers" / f"{name}.yaml"
+    elif value.endswith((".yaml", ".yml")):
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ValueError("tracker file not found")
+    else:
+        raise ValueError(f"expected {' or '.join(SUPPORTED)}, or a tracker YAML file")
+    try:
+        settings = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read the tracker file: {exc}") from None
+    if not isinstance(settings, dict) or settings.get("tracker_type") not in SUPPORTED:
+        kind = settings.get("tracker_type") if isinstance(settings, dict) else None
+        raise ValueError(f"its tracker_type must be {' or '.join(SUPPORTED)}, not {kind!r}")
+    if settings.get("with_reid"):
+        raise ValueError("with_reid is not supported (BoT-SORT's ReID would download a model)")
+    if importlib.util.find_spec("lap") is None:  # else Ultralytics would try to pip-install it mid-run
+        raise ValueError("tracking needs the 'lap' package (pip install 'lap>=0.5.12')")
+    return settings
+
+
+class _Boxes:
+    """Detections in the shape Ultralytics' trackers read (``Boxes.cpu().numpy()``): ``conf``,
+    ``cls``, ``xywh``, ``len`` and boolean indexing."""
+
+    def __init__(self, xyxy: npt.NDArray[np.float32], conf: npt.NDArray[np.float32],
+                 cls: npt.NDArray[np.float32]) -> None:
+        self.xyxy, self.conf, self.cls = xyxy, conf, cls
+
+    @property
+    def xywh(self) -> npt.NDArray[np.float32]:
+        out = np.empty_like(self.xyxy)
+        out[:, :2] = (self.xyxy[:, :2] + self.xyxy[:, 2:]) / 2
+        out[:, 2:] = self.xyxy[:, 2:] - self.xyxy[:, :2]
+        return out
+
+    def __len__(self) -> int:
+        return len(self.conf)
+
+    def __getitem__(self, index: Any) -> _Boxes:
+        return _Boxes(self.xyxy[index], self.conf[index], self.cls[index])
+
+
+class StreamTracker:
+    """One stream's tracker. Not thread-safe: one worker updates it, frame after frame."""
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        from streamyolo.inference.offline import import_ultralytics
+
+        import_ultralytics()
+        from ultralytics.trackers.track import TRACKER_MAP
+        from ultralytics.utils import IterableSimpleNamespace
+
+        args = IterableSimpleNamespace(**settings)
+        self._tracker: Any = TRACKER_MAP[args.tracker_type](args=args)
+
+    def update(self, found: Detections, image: Image) -> Detections:
+        """The tracked objects of this frame, given its detections and its picture (BoT-SORT's
+        motion compensation looks at it)."""
+        boxes = _Boxes(found.xyxy.astype(np.float32), found.conf.astype(np.float32), found.cls.astype(np.float32))
+        tracks = np.asarray(self._tracker.update(boxes, image))
+        if len(tracks) == 0:
+            return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64),
+                              found.names, ids=np.zeros(0, np.int64))
+        height, width = image.shape[:2]
+        xyxy = np.clip(tracks[:, :4], 0, [width, height, width, height]).astype(np.float32)  # as Results.update
+        return Detections(xyxy, tracks[:, 5].astype(np.float32),
+                          tracks[:, 6].astype(np.int64), found.names, ids=tracks[:, 4].astype(np.int64))

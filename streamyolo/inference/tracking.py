@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -70,10 +70,9 @@ class _Boxes:
 
     @property
     def xywh(self) -> npt.NDArray[np.float32]:
-        out = np.empty_like(self.xyxy)
-        out[:, :2] = (self.xyxy[:, :2] + self.xyxy[:, 2:]) / 2
-        out[:, 2:] = self.xyxy[:, 2:] - self.xyxy[:, :2]
-        return out
+        from ultralytics.utils.ops import xyxy2xywh
+
+        return cast(npt.NDArray[np.float32], xyxy2xywh(self.xyxy))  # type: ignore[no-untyped-call]
 
     def __len__(self) -> int:
         return len(self.conf)
@@ -99,10 +98,7 @@ class StreamTracker:
         """The tracked objects of this frame, given its detections and its picture (BoT-SORT's
         motion compensation looks at it)."""
         boxes = _Boxes(found.xyxy.astype(np.float32), found.conf.astype(np.float32), found.cls.astype(np.float32))
-        tracks = np.asarray(self._tracker.update(boxes, image))
-        if len(tracks) == 0:
-            return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64),
-                              found.names, ids=np.zeros(0, np.int64))
+        tracks = np.asarray(self._tracker.update(boxes, image)).reshape(-1, 8)  # none: shape (0,)
         height, width = image.shape[:2]
         xyxy = np.clip(tracks[:, :4], 0, [width, height, width, height]).astype(np.float32)  # as Results.update
         return Detections(xyxy, tracks[:, 5].astype(np.float32),

@@ -345,13 +345,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(urlsplit(self.path).path)
         try:
             if not viewer.admits(self.headers.get("Authorization"), self.client_address[0]):
-                self.send_response(HTTPStatus.UNAUTHORIZED)
-                self.send_header("WWW-Authenticate", 'Basic realm="streamyolo", charset="UTF-8"')
-                self.send_header("Content-Type", _TEXT)
-                body = b"this page needs a login\n"
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self._send(HTTPStatus.UNAUTHORIZED, _TEXT, b"this page needs a login\n",
+                           {"WWW-Authenticate": 'Basic realm="streamyolo", charset="UTF-8"'})
             elif path in ("/", "/index.html"):
                 self._send(HTTPStatus.OK, "text/html; charset=utf-8", PAGE.encode())
             elif path == "/status.json":
@@ -371,8 +366,11 @@ class _Handler(BaseHTTPRequestHandler):
         except (OSError, TimeoutError):  # the client went away, or the run ended under it
             log.debug("web page: client %s went away", self.address_string())
 
-    def _send(self, status: HTTPStatus, content_type: str, body: bytes) -> None:
+    def _send(self, status: HTTPStatus, content_type: str, body: bytes,
+              headers: Mapping[str, str] | None = None) -> None:
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")

@@ -10,6 +10,13 @@ Clock = Callable[[], float]
 """Seconds on a monotonic scale; ``time.monotonic`` in production."""
 
 
+def wall_time(reading: float) -> float:
+    """The wall-clock time (``time.time()``, seconds since the epoch) of a ``time.monotonic()``
+    ``reading`` taken in this boot: for outputs that outlive the process (a JSONL line, a
+    recording's name), where monotonic times mean nothing."""
+    return time.time() - (time.monotonic() - reading)
+
+
 class RateMeter:
     """Events per second over the last ``window`` seconds."""
 

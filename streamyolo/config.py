@@ -216,6 +216,14 @@ class PipelineConfig(_Strict):
     record_crf: int = Field(default=23, ge=0, le=51)
     record_codec: Literal["auto", "libx264", "h264_nvenc"] = "auto"
     """``auto``: NVENC on a CUDA box where it opens, else libx264."""
+    record_segment: float | None = Field(default=None, ge=1, le=86400)
+    """Seconds of video per recording file: each stream's recording is cut into files
+    ``<stream>-YYYYmmdd-HHMMSS.mp4`` (the wall-clock time of their first frame); unset: one
+    file per stream and run, ``<stream>.mp4``."""
+    overwrite: bool = False
+    """Replace an earlier run's recordings and start the JSONL and stats files afresh. By
+    default nothing is lost: a recording whose name is taken gets the first free ``-2``,
+    ``-3`` … and the JSONL and stats files are appended to."""
     jsonl: Path | None = None
     summary: Path | None = None
     stats: Path | None = None

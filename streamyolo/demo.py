@@ -116,6 +116,7 @@ class Demo:
             "record": str(out / "videos"),
             "jsonl": str(self.jsonl),
             "summary": str(out / "summary.json"),
+            "overwrite": True,  # the demo's folder holds one demo: a second run replaces the first
             "display": self.options.display,
             "web": self.options.web,
         }

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from streamyolo.clock import wall_time
+
 Image = npt.NDArray[np.uint8]
 """An H×W×3 BGR uint8 image, OpenCV's layout."""
 
@@ -198,11 +200,14 @@ class Result:
         return self.t_done - self.frame.meta.t_capture
 
     def to_record(self) -> dict[str, Any]:
-        """The JSONL record for this frame, exactly the documented shape."""
+        """The JSONL record for this frame, exactly the documented shape (``time``: the
+        frame's arrival on the wall clock, seconds since the epoch; ``t_capture``: the same on
+        the process's monotonic clock)."""
         meta = self.frame.meta
         return {
             "stream": meta.stream,
             "seq": meta.seq,
+            "time": round(wall_time(meta.t_capture), 3),
             "t_capture": round(meta.t_capture, 6),
             "pts": None if meta.pts is None else round(meta.pts, 6),
             "detections": self.detections.to_records(),

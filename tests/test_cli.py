@@ -22,8 +22,10 @@ def test_run_two_files_with_record_jsonl_and_summary(clips: list[Path], random_m
     out = tmp_path / "out"
     done = streamyolo("run", "--source", f"left={clips[0]}", "--source", str(clips[1]), "--model", str(random_model),
                       "--imgsz", "160", "--record", str(out / "rec"), "--jsonl", str(out / "det.jsonl"),
-                      "--summary", str(out / "summary.json"), "--no-display")
+                      "--summary", str(out / "summary.json"), "--stats", str(out / "stats.jsonl"), "--no-display")
     assert done.returncode == 0, done.stderr
+    last = read_jsonl(out / "stats.jsonl")[-1]["streams"]
+    assert {name: report["processed"] for name, report in last.items()} == {"left": 12, "clip1": 12}
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["streams"]) == {"left", "clip1"}
     for report in summary["streams"].values():
@@ -37,6 +39,25 @@ def test_run_two_files_with_record_jsonl_and_summary(clips: list[Path], random_m
         images, info = decode(out / "rec" / f"{name}.mp4")
         assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p"
         assert [s[1] for s in stamps(images) if s] == list(range(12))
+        assert summary["streams"][name]["recordings"] == [str(out / "rec" / f"{name}.mp4")]
+
+    # Run again (a job restarted): the first run's recordings and lines are kept.
+    again = streamyolo("run", "--source", f"left={clips[0]}", "--model", str(random_model), "--imgsz", "160",
+                       "--record", str(out / "rec"), "--jsonl", str(out / "det.jsonl"),
+                       "--summary", str(out / "summary.json"), "--no-display")
+    assert again.returncode == 0, again.stderr
+    assert json.loads((out / "summary.json").read_text())["streams"]["left"]["recordings"] == [
+        str(out / "rec" / "left-2.mp4")]
+    assert sorted(p.name for p in (out / "rec").iterdir()) == ["clip1.mp4", "left-2.mp4", "left.mp4"]
+    assert len(read_jsonl(out / "det.jsonl")) == 36
+    assert f"appending to JSONL file {out / 'det.jsonl'}" in again.stderr
+    # --overwrite: this run's files replace the earlier ones
+    replaced = streamyolo("run", "--source", f"left={clips[0]}", "--model", str(random_model), "--imgsz", "160",
+                          "--record", str(out / "rec"), "--jsonl", str(out / "det.jsonl"), "--overwrite",
+                          "--no-display")
+    assert replaced.returncode == 0, replaced.stderr
+    assert sorted(p.name for p in (out / "rec").iterdir()) == ["clip1.mp4", "left-2.mp4", "left.mp4"]
+    assert [(line["stream"], line["seq"]) for line in read_jsonl(out / "det.jsonl")] == [("left", i) for i in range(12)]
 
 
 @pytest.mark.timeout(300)

@@ -39,6 +39,7 @@ def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
         ({"streams": [{"source": "a", "overflow": "fast"}]}, "config key 'streams.0.overflow'"),
         ({"streams": ["a"], "device": "gpu"}, "config key 'device'"),
         ({"streams": ["a"], "pytorch_cpu": "onnx"}, "config key 'pytorch_cpu'"),
+        ({"streams": ["a"], "record_segment": 0}, "config key 'record_segment'"),
     ],
 )
 def test_bad_values_name_the_key(data: dict[str, object], message: str) -> None:

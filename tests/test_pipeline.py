@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
 import threading
@@ -9,13 +10,15 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from streamyolo.buffering import Overflow
 from streamyolo.errors import ModelError, WorkerError
-from streamyolo.frames import Detections, Image, Result
+from streamyolo.frames import Detections, Frame, FrameMeta, Image, Result
 from streamyolo.inference.detector import Detector
 from streamyolo.pipeline import Pipeline, StreamSetup
+from streamyolo.pipeline.monitor import StatsWriter
 from streamyolo.sinks import JsonlSink, VideoRecorder
 from streamyolo.sources import SourceKind, SourceSpec, open_source, stream_tag
 from streamyolo.workers.capture import CapturePolicy
@@ -37,7 +40,9 @@ def test_lossless_recorded_frames_equal_source_frames_equal_jsonl_lines(clips: l
     record, jsonl = tmp_path / "rec", tmp_path / "out.jsonl"
     sinks = [VideoRecorder(record, preset="ultrafast"), JsonlSink(jsonl)]
     pipeline = Pipeline(_file_setups(clips), StampDetector, workers=2, max_batch=3, sinks=sinks)
+    before = time.time()
     summary = pipeline.run()
+    after = time.time()
 
     lines = read_jsonl(jsonl)
     for clip in clips:
@@ -56,7 +61,46 @@ def test_lossless_recorded_frames_equal_source_frames_equal_jsonl_lines(clips: l
         assert [line["detections"][0]["xyxy"][0] for line in mine] == list(range(len(source_frames)))
         report = summary.streams[name]
         assert (report.captured, report.processed, report.dropped, report.state) == (12, 12, 0, "ended")
-    assert set(lines[0]) == {"stream", "seq", "t_capture", "pts", "detections"}
+    assert set(lines[0]) == {"stream", "seq", "time", "t_capture", "pts", "detections"}
+    assert all(before - 0.01 <= line["time"] <= after + 0.01 for line in lines)  # the wall clock, rounded to ms
+    assert summary.recordings == {clip.stem: [str(record / f"{clip.stem}.mp4")] for clip in clips}
+
+
+def _frames_written(sink: JsonlSink, stream: str, count: int) -> None:
+    sink.open()
+    try:
+        for seq in range(count):
+            meta = FrameMeta(stream, seq, time.monotonic(), None, 25.0)
+            sink.write(Result(Frame(meta, np.zeros((4, 4, 3), np.uint8)), Detections.empty(), t_done=meta.t_capture))
+    finally:
+        sink.close()
+
+
+@pytest.mark.timeout(30)
+def test_the_jsonl_and_stats_files_keep_an_earlier_runs_lines(tmp_path: Path) -> None:
+    """A job restarted after a crash appends: nothing an earlier run wrote is lost, and a line
+    the crash (or a full disk) cut short does not swallow the next run's first line."""
+    path = tmp_path / "det.jsonl"
+    _frames_written(JsonlSink(path), "first", 3)
+    with path.open("a") as file:
+        file.write('{"stream": "first", "seq": 3, "detec')  # cut short
+    _frames_written(JsonlSink(path), "second", 2)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 6
+    assert [json.loads(line)["stream"] for line in lines[:3]] == ["first"] * 3
+    assert lines[3] == '{"stream": "first", "seq": 3, "detec'
+    assert [json.loads(line)["seq"] for line in lines[4:]] == [0, 1]
+    assert all(abs(json.loads(line)["time"] - time.time()) < 5 for line in lines[4:])
+    _frames_written(JsonlSink(path, overwrite=True), "third", 1)
+    assert [json.loads(line)["stream"] for line in path.read_text().splitlines()] == ["third"]
+
+    stats = tmp_path / "stats.jsonl"
+    for _ in range(2):
+        writer = StatsWriter(stats)
+        writer.open()
+        writer.write([], elapsed=1.0)
+        writer.close()
+    assert [abs(line["time"] - time.time()) < 5 for line in read_jsonl(stats)] == [True, True]
 
 
 @pytest.mark.timeout(120)

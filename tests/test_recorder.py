@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import av
@@ -12,8 +15,8 @@ import pytest
 
 from streamyolo.frames import Detections, Frame, FrameMeta, Result
 from streamyolo.sinks import VideoRecorder
-from streamyolo.sources import SyntheticSource, read_stamp
-from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, read_jsonl
+from streamyolo.sources import SyntheticSource, read_stamp, stream_tag
+from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, read_jsonl, stamps
 
 
 def _results(name: str, count: int, size: str = "320x240", fps: float = 25.0) -> list[Result]:
@@ -44,6 +47,87 @@ def test_recording_decodes_as_h264_at_source_size_rate_and_count(tmp_path: Path)
         assert container.format.name.startswith("mov,mp4")
 
 
+def _record(folder: Path, results: list[Result], **options: object) -> VideoRecorder:
+    recorder = VideoRecorder(folder, preset="ultrafast", **options)  # type: ignore[arg-type]
+    recorder.open()
+    for result in results:
+        recorder.write(result)
+    recorder.close()
+    return recorder
+
+
+def _stamps_in(path: Path) -> list[int]:
+    images, _ = decode(path)
+    return [read_stamp(image)[1] for image in images]  # type: ignore[index]
+
+
+@pytest.mark.timeout(60)
+def test_an_earlier_runs_recording_is_kept_and_the_new_one_takes_the_next_free_name(tmp_path: Path) -> None:
+    """A job restarted after a crash must not write over the crash's recording."""
+    first = _record(tmp_path, _results("cam", 20))
+    assert first.files == {"cam": [tmp_path / "cam.mp4"]}
+    # The next run: "cam" finds cam.mp4 taken and takes cam-2.mp4, so a stream named "cam-2"
+    # (whose own name is now taken) takes cam-2-2.mp4; no two writers ever share a file.
+    second = _record(tmp_path, [r for pair in zip(_results("cam", 30), _results("cam-2", 30), strict=True)
+                                for r in pair])
+    assert second.files == {"cam": [tmp_path / "cam-2.mp4"], "cam-2": [tmp_path / "cam-2-2.mp4"]}
+    assert _stamps_in(tmp_path / "cam.mp4") == list(range(20)), "the earlier recording must be untouched"
+    assert _stamps_in(tmp_path / "cam-2.mp4") == list(range(30))
+    assert stamps(decode(tmp_path / "cam-2-2.mp4")[0]) == [(stream_tag("cam-2"), i) for i in range(30)]
+    # overwrite: the name is used again and the earlier file replaced
+    third = _record(tmp_path, _results("cam", 10), overwrite=True)
+    assert third.files == {"cam": [tmp_path / "cam.mp4"]}
+    assert _stamps_in(tmp_path / "cam.mp4") == list(range(10))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cam-2-2.mp4", "cam-2.mp4", "cam.mp4"]
+
+
+def _retimed(results: list[Result], pts: list[float]) -> list[Result]:
+    """``results`` with the source's presentation times replaced by ``pts``."""
+    out = []
+    for result, t in zip(results, pts, strict=True):
+        meta = result.frame.meta
+        out.append(Result(Frame(FrameMeta(meta.stream, meta.seq, meta.t_capture, t, meta.fps), result.frame.image),
+                          result.detections, t_done=result.t_done))
+    return out
+
+
+SEGMENT_NAME = re.compile(r"^cam-(\d{8}-\d{6})\.mp4$")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("kept", "pts", "per_file"), [
+    # 130 frames of 25 fps in 2-second files: 50, 50 and 30 frames
+    (range(130), [i / 25 for i in range(130)], [50, 50, 30]),
+    # a live stream that lost every other frame: the gaps count as time, 25 frames a file
+    (range(0, 130, 2), [i / 25 for i in range(0, 130, 2)], [25, 25, 15]),
+    # a camera whose timeline starts again after 40 frames (a reconnect): the video goes on
+    (range(100), [i / 25 for i in range(40)] + [i / 25 for i in range(60)], [50, 50]),
+], ids=["every frame", "dropped frames", "timeline restarts"])
+def test_segments_cut_the_recording_into_files_of_the_given_length(
+        tmp_path: Path, kept: range, pts: list[float], per_file: list[int]) -> None:
+    results = _retimed([r for i, r in enumerate(_results("cam", 130)) if i in kept], pts)
+    before = time.time()
+    recorder = _record(tmp_path, results, segment=2.0)
+    files = recorder.files["cam"]
+    assert sorted(tmp_path.iterdir()) == sorted(files) == files, "file names must sort in recording order"
+    assert [len(decode(path)[0]) for path in files] == per_file
+    assert [stamp for path in files for stamp in _stamps_in(path)] == list(kept), "every frame once, in order"
+    starts = []
+    for path in files:
+        match = SEGMENT_NAME.match(path.name)
+        assert match, path.name
+        starts.append(time.mktime(time.strptime(match.group(1), "%Y%m%d-%H%M%S")))
+        with av.open(str(path)) as container:
+            first = next(container.demux(video=0))
+            assert first.is_keyframe, f"{path.name} must start with a key frame to play on its own"
+            assert container.duration is None or container.duration / 1e6 <= 2.0 + 1e-6
+    # The frames arrived (t_capture) long ago and the file was written faster than real time:
+    # named after the first frame's arrival, then a segment later each.
+    arrival = time.time() - (time.monotonic() - results[0].frame.meta.t_capture)
+    assert abs(starts[0] - arrival) <= 1.5 and starts[0] < before
+    assert all(later - earlier >= 2 for earlier, later in itertools.pairwise(starts))
+
+
 def _decodable(path: Path) -> list[int]:
     """Indices stamped in every frame that decodes, stopping quietly at a damaged tail."""
     found: list[int] = []
@@ -59,13 +143,16 @@ def _decodable(path: Path) -> list[int]:
 
 
 @pytest.mark.timeout(180)
-def test_recording_survives_sigkill(tmp_path: Path, random_model: Path) -> None:
-    """Kill -9 mid-run: the MP4 still decodes, in order, up to about a second before the kill."""
+@pytest.mark.parametrize("segment", [None, 1], ids=["one file", "1-second segments"])
+def test_recording_survives_sigkill(tmp_path: Path, random_model: Path, segment: int | None) -> None:
+    """Kill -9 mid-run: the MP4 still decodes, in order, up to about a second before the kill
+    (with segments: every finished segment whole, and the one being written up to then)."""
     jsonl = tmp_path / "det.jsonl"
     process = subprocess.Popen(
         [PYTHON, "-m", "streamyolo", "run", "--source", "cam=synthetic:?size=320x240&fps=30",
          "--model", str(random_model), "--imgsz", "96", "--record", str(tmp_path / "rec"),
-         "--jsonl", str(jsonl), "--no-display", "--status-interval", "0"],
+         "--jsonl", str(jsonl), "--no-display", "--status-interval", "0",
+         *(["--record-segment", str(segment)] if segment else [])],
         env=env_for_subprocess(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
@@ -86,6 +173,13 @@ def test_recording_survives_sigkill(tmp_path: Path, random_model: Path) -> None:
             process.kill()
             process.wait(timeout=30)
     processed = len(read_jsonl(jsonl))
-    indices = _decodable(tmp_path / "rec" / "cam.mp4")
+    files = sorted((tmp_path / "rec").iterdir())
+    if segment is None:
+        assert [path.name for path in files] == ["cam.mp4"]
+    else:
+        assert len(files) >= 3 and all(SEGMENT_NAME.match(path.name) for path in files), files
+        for path in files[:-1]:  # finished segments are whole files, a second each
+            assert len(decode(path)[0]) == 30, path.name
+    indices = [index for path in files for index in _decodable(path)]
     assert indices == list(range(len(indices))), "recorded frames must be the first frames, in order"
     assert len(indices) >= processed - 75, f"only {len(indices)} of {processed} processed frames survived"

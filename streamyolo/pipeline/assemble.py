@@ -233,10 +233,11 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     gpu = resolve_device(cfg.device).startswith("cuda")
     if cfg.record is not None:
         sinks.append(VideoRecorder(cfg.record, annotator, codec=choose_codec(cfg.record_codec, gpu),
-                                   preset=cfg.record_preset, crf=cfg.record_crf))
+                                   preset=cfg.record_preset, crf=cfg.record_crf, segment=cfg.record_segment,
+                                   overwrite=cfg.overwrite))
     if cfg.jsonl is not None:
         check_output_file(cfg.jsonl, "JSONL file")
-        sinks.append(JsonlSink(cfg.jsonl))
+        sinks.append(JsonlSink(cfg.jsonl, overwrite=cfg.overwrite))
     for path, what in ((cfg.summary, "summary file"), (cfg.stats, "stats file")):
         if path is not None:
             check_output_file(path, what)
@@ -278,7 +279,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         web=web,
         status=status if isinstance(status, StatusPrinter) else None,
         status_interval=cfg.status_interval,
-        stats=StatsWriter(cfg.stats) if cfg.stats is not None else None,
+        stats=StatsWriter(cfg.stats, overwrite=cfg.overwrite) if cfg.stats is not None else None,
         duration=cfg.duration,
         torch_threads=_parent_torch_threads(cfg, workers, lanes.own),
         summary_path=cfg.summary,

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
@@ -38,21 +39,23 @@ class Watched(Protocol):
 
 class StatsWriter:
     """One JSON line per status interval: every stream's state, last error, reconnects,
-    last-frame age, fps and counts, and with process workers each worker's restarts.
+    last-frame age, fps and counts, and with process workers each worker's restarts, with the
+    wall-clock time; appended to an earlier run's lines unless ``overwrite``.
     Credentials are already redacted in the reports."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, overwrite: bool = False) -> None:
         self.path = Path(path)
+        self.overwrite = overwrite
         self._file: TextIO | None = None
 
     def open(self) -> None:
-        self._file = open_lines(self.path, "stats file")
+        self._file = open_lines(self.path, "stats file", self.overwrite)
 
     def write(self, reports: list[StreamReport], elapsed: float, restarts: Mapping[str, int] | None = None) -> None:
         if self._file is None:
             return
         streams = {r.name: {k: v for k, v in asdict(r).items() if k != "name"} for r in reports}
-        line: dict[str, Any] = {"elapsed": round(elapsed, 3), "streams": streams}
+        line: dict[str, Any] = {"time": round(time.time(), 3), "elapsed": round(elapsed, 3), "streams": streams}
         if restarts:
             line["workers"] = workers_json(restarts)
         self._file.write(json.dumps(line, default=str) + "\n")

@@ -25,7 +25,7 @@ from streamyolo.inference.detector import DetectorFactory
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.pipeline.monitor import Monitor, StatsWriter, inference_stacks
 from streamyolo.pipeline.report import StatusPrinter, StreamReport, Summary, workers_json
-from streamyolo.sinks.base import FanOut, Sink
+from streamyolo.sinks.base import FanOut, FileSink, Sink
 from streamyolo.sinks.collect import QueueSink
 from streamyolo.sinks.display import TiledDisplay
 from streamyolo.sinks.web import WebViewer
@@ -375,7 +375,8 @@ class Pipeline:
         now = self._clock()
         for stream in self._streams:
             stream.health.finish()
-        self._summary = Summary({s.name: s.report(now, final=True) for s in self._streams}, self._restarts())
+        self._summary = Summary({s.name: s.report(now, final=True) for s in self._streams}, self._restarts(),
+                                self._recordings())
         self._finished.set()  # also ends the monitor when start() failed half-way
         if not self._monitor.join(JOIN_TIMEOUT):
             log.error("monitor thread still running after %.0f s", JOIN_TIMEOUT)
@@ -408,7 +409,16 @@ class Pipeline:
         if self._summary is not None:
             return self._summary
         now = self._clock()
-        return Summary({s.name: s.report(now) for s in self._streams}, self._restarts())
+        return Summary({s.name: s.report(now) for s in self._streams}, self._restarts(), self._recordings())
+
+    def _recordings(self) -> dict[str, list[str]]:
+        """Every recorded stream's files (from the sinks that write files per stream)."""
+        out: dict[str, list[str]] = {}
+        for sink in self._extra_sinks:
+            if isinstance(sink, FileSink):
+                for name, files in sink.files.items():
+                    out.setdefault(name, []).extend(str(path) for path in files)
+        return out
 
     def _restarts(self) -> dict[str, int]:
         return self._restart_counts.snapshot() if self._restart_counts is not None else {}

@@ -37,6 +37,8 @@ class Summary:
     worker_restarts: dict[str, int] = field(default_factory=dict)
     """Process workers: how many times each worker's child process was started again after it
     died or hung (``process_restarts``); empty for thread workers."""
+    recordings: dict[str, list[str]] = field(default_factory=dict)
+    """Each recorded stream's recording files, oldest first."""
 
     @property
     def processed(self) -> int:
@@ -44,9 +46,13 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         """The summary file's shape: ``{"streams": {name: {captured, processed, dropped, state,
-        error, …}}}``, and with process workers ``"workers": {name: {"restarts": n}}``."""
+        error, …}}}`` (a recorded stream's with its ``"recordings"``), and with process workers
+        ``"workers": {name: {"restarts": n}}``."""
         keep = ("captured", "processed", "dropped", "state", "error", "reconnects", "source")
         out: dict[str, Any] = {"streams": {name: {k: asdict(r)[k] for k in keep} for name, r in self.streams.items()}}
+        for name, files in self.recordings.items():
+            if name in out["streams"]:
+                out["streams"][name]["recordings"] = files
         if self.worker_restarts:
             out["workers"] = workers_json(self.worker_restarts)
         return out

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from streamyolo.frames import Result
 
@@ -26,6 +27,16 @@ class Sink(Protocol):
     def write(self, result: Result) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class FileSink(Protocol):
+    """A sink that writes files per stream (the recorder): the summary lists them."""
+
+    @property
+    def files(self) -> dict[str, list[Path]]:
+        """Every stream's files so far, oldest first."""
+        ...
 
 
 class FanOut:

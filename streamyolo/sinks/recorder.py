@@ -5,14 +5,22 @@ so annotation and encoding stay off the inference threads; when the encoder fall
 the queue applies back-pressure instead of dropping frames. The MP4 is *fragmented*
 (``frag_keyframe+empty_moov``) with a key frame every second and packets flushed as
 written: if the process dies, everything up to the last complete fragment still plays.
+
+An earlier run's file is never written over (unless ``overwrite``): a camera job that
+restarts after a crash records to ``<stream>-2.mp4`` and keeps the crash's recording. With
+``segment`` seconds, each stream's video is cut into files of that many seconds of video,
+named after the wall-clock time of their first frame, so a recording that runs for days
+is a series of files that can be played, copied and deleted while the run goes on.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
 import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, cast
@@ -21,7 +29,7 @@ import av
 import cv2
 
 from streamyolo.annotation import BoxAnnotator
-from streamyolo.clock import RateMeter
+from streamyolo.clock import RateMeter, wall_time
 from streamyolo.errors import OutputError
 from streamyolo.frames import Result
 
@@ -81,7 +89,11 @@ class VideoRecorder:
         crf: int = 23,
         queue_size: int = 8,
         default_fps: float = 30.0,
+        segment: float | None = None,
+        overwrite: bool = False,
     ) -> None:
+        if segment is not None and segment <= 0:
+            raise ValueError(f"segment must be a positive number of seconds, not {segment}")
         self.folder = Path(folder)
         self.annotator = annotator or BoxAnnotator()
         self.codec = codec
@@ -89,21 +101,45 @@ class VideoRecorder:
         self.crf = crf
         self.queue_size = queue_size
         self.default_fps = default_fps
+        self.segment = segment
+        self.overwrite = overwrite
         self._writers: dict[str, _StreamWriter] = {}
         self._lock = threading.Lock()
+        self._claimed: set[Path] = set()
+        self._claim_lock = threading.Lock()
 
     def open(self) -> None:
         check_writable_folder(self.folder, "recording folder")
         if not encoder_available(self.codec):
             raise OutputError(f"video encoder {self.codec!r} is not available in this FFmpeg build")
 
-    def path_for(self, stream: str) -> Path:
-        return self.folder / f"{stream}.mp4"
+    def claim(self, stream: str, started: float) -> Path:
+        """A new file for ``stream``'s recording (a segment of it starting at wall-clock time
+        ``started``): ``<stream>.mp4``, or with segments ``<stream>-YYYYmmdd-HHMMSS.mp4``; when
+        that name is taken (an earlier run's file, or another stream's), the first free of
+        ``-2``, ``-3`` … added. The file is created here, exclusively, so two writers (threads
+        or processes) never share one; with ``overwrite`` an existing file is replaced."""
+        base = stream if self.segment is None else f"{stream}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(started))}"
+        with self._claim_lock:
+            for number in itertools.count(1):
+                path = self.folder / (f"{base}.mp4" if number == 1 else f"{base}-{number}.mp4")
+                if path in self._claimed:
+                    continue
+                try:
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | (0 if self.overwrite else os.O_EXCL), 0o644))
+                except FileExistsError:
+                    continue
+                except OSError as exc:
+                    raise RecorderError(f"cannot create recording {str(path)!r}: {exc.strerror or exc}") from exc
+                self._claimed.add(path)
+                return path
+        raise AssertionError("unreachable")
 
     @property
-    def paths(self) -> dict[str, Path]:
+    def files(self) -> dict[str, list[Path]]:
+        """Every stream's recording files so far, oldest first."""
         with self._lock:
-            return {name: writer.path for name, writer in self._writers.items()}
+            return {name: list(writer.files) for name, writer in self._writers.items()}
 
     def write(self, result: Result) -> None:
         writer = self._writers.get(result.stream)
@@ -111,7 +147,7 @@ class VideoRecorder:
             with self._lock:
                 writer = self._writers.get(result.stream)
                 if writer is None:
-                    writer = _StreamWriter(self, result.stream, self.path_for(result.stream))
+                    writer = _StreamWriter(self, result.stream)
                     writer.start()
                     self._writers[result.stream] = writer
         writer.put(result)
@@ -132,10 +168,10 @@ class VideoRecorder:
 
 
 class _StreamWriter:
-    def __init__(self, owner: VideoRecorder, stream: str, path: Path) -> None:
+    def __init__(self, owner: VideoRecorder, stream: str) -> None:
         self.owner = owner
         self.stream = stream
-        self.path = path
+        self.files: list[Path] = []
         self.error: BaseException | None = None
         self._queue: queue.Queue[object] = queue.Queue(owner.queue_size)
         self._failed = threading.Event()
@@ -167,14 +203,29 @@ class _StreamWriter:
 
     def _run(self) -> None:
         encoder: _Encoder | None = None
+        started = 0.0  # the wall-clock time the open file starts at
+        follows: float | None = None  # where the file after a finished segment starts at the earliest
         try:
             while True:
                 item = self._queue.get()
                 if item is _FINISH:
                     break
                 assert isinstance(item, Result)
+                if encoder is not None and encoder.full(item):
+                    follows = started + encoder.seconds_to(item)
+                    finished, encoder = encoder, None
+                    finished.close()
                 if encoder is None:
-                    encoder = _Encoder(self.owner, self.path, item)
+                    # A segment is named after its first frame's arrival, or, when the stream
+                    # runs faster than real time (a file), after where it starts in the video:
+                    # names stay in order, at least a segment apart.
+                    arrived = wall_time(item.frame.meta.t_capture)
+                    started = arrived if follows is None else max(arrived, follows)
+                    path = self.owner.claim(self.stream, started)
+                    self.files.append(path)
+                    log.log(logging.DEBUG if len(self.files) > 1 else logging.INFO, "recording stream %r to %s",
+                            self.stream, path)
+                    encoder = _Encoder(self.owner, path, item)
                 self._meter.tick()
                 image = self.owner.annotator.annotate(
                     item.frame.image, item.detections, stream=self.stream, fps=self._meter.rate(), age=item.age
@@ -202,6 +253,13 @@ def _drain(items: queue.Queue[object]) -> None:
             return
 
 
+def _media_time(result: Result) -> float:
+    """Where ``result`` sits on its stream's timeline: the source's presentation time, else
+    its arrival."""
+    meta = result.frame.meta
+    return meta.pts if meta.pts is not None else meta.t_capture
+
+
 class _Encoder:
     """One open MP4 file and its H.264 encoder."""
 
@@ -222,15 +280,33 @@ class _Encoder:
         elif owner.codec.endswith("_nvenc"):
             stream.options = {"preset": "p4", "cq": str(owner.crf)}
         self.stream = stream
+        self.segment = owner.segment
         self._origin: float | None = None
         self._last_pts = -1
 
-    def encode(self, image: Any, result: Result) -> None:
-        meta = result.frame.meta
-        media_time = meta.pts if meta.pts is not None else meta.t_capture
+    def full(self, result: Result) -> bool:
+        """Whether ``result`` starts the next segment: this file already holds ``segment``
+        seconds of video before it."""
+        return self.segment is not None and self._last_pts >= 0 and \
+            self._pts(result) >= self.segment * float(self.rate)
+
+    def seconds_to(self, result: Result) -> float:
+        """Seconds of video from this file's first frame to ``result``."""
+        return self._pts(result) / float(self.rate)
+
+    def _pts(self, result: Result) -> int:
+        """``result``'s timestamp in this file (in frame intervals from its first frame): from
+        the source's timeline, so dropped frames leave their gap, but always after the frame
+        before, so a timeline that jumps back (a reconnected camera) still moves on."""
+        media_time = _media_time(result)
         if self._origin is None:
-            self._origin = media_time
-        pts = max(self._last_pts + 1, round((media_time - self._origin) * float(self.rate)))
+            return 0
+        return max(self._last_pts + 1, round((media_time - self._origin) * float(self.rate)))
+
+    def encode(self, image: Any, result: Result) -> None:
+        if self._origin is None:
+            self._origin = _media_time(result)
+        pts = self._pts(result)
         self._last_pts = pts
         if image.shape[0] != self.height or image.shape[1] != self.width:
             image = image[: self.height, : self.width]

@@ -54,8 +54,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classes", type=int, nargs="+", help="keep only these class ids")
     parser.add_argument("--half", action="store_true", default=None, help="FP16 inference (CUDA)")
     parser.add_argument("--record", metavar="DIR", help="write one annotated H.264 MP4 per stream here")
-    parser.add_argument("--record-segment", type=float, metavar="SECONDS",
-                        help="cut each stream's recording into files of this many seconds of video")
+    parser.add_argument("--record-segment", metavar="SECONDS",
+                        help="cut each stream's recording into files of this much video (seconds, or 10m, 1h)")
+    parser.add_argument("--record-keep", metavar="AGE",
+                        help="with --record-segment: delete a stream's segment files older than this (30d, 12h, "
+                             "or seconds)")
     parser.add_argument("--jsonl", metavar="FILE", help="write one JSON line per processed frame")
     parser.add_argument("--summary", metavar="FILE", help="write the final per-stream summary as JSON")
     parser.add_argument("--stats", metavar="FILE",
@@ -138,7 +141,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The flags the user gave, as config keys (flags not given stay out)."""
     keys = ["model", "device", "workers", "lanes", "batch", "model_sharing", "worker_mode", "process_restarts",
             "pytorch_cpu", "conf", "iou", "imgsz", "classes", "half",
-            "record", "record_segment", "overwrite", "jsonl", "summary", "stats", "display", "duration",
+            "record", "record_segment", "record_keep", "overwrite", "jsonl", "summary", "stats", "display", "duration",
             "status_interval", "hang_warning", "threads", "model_cache", "live_hold", "tracker",
             "web", "web_fps", "web_auth", "web_cert", "web_key"]
     overrides = {key: getattr(args, key) for key in keys if getattr(args, key, None) is not None}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 Clock = Callable[[], float]
 """Seconds on a monotonic scale; ``time.monotonic`` in production."""
@@ -35,3 +36,38 @@ class RateMeter:
         if len(recent) < 2:
             return 0.0
         return (len(recent) - 1) / max(now - recent[0], 1e-6)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+"""Seconds in each unit a span of time may be written in."""
+
+
+def parse_seconds(value: Any) -> float:
+    """A span of time: seconds as a number, or a number with ``s``, ``m``, ``h`` or ``d``
+    (at least a second, at most ten years).
+
+    >>> parse_seconds("90d"), parse_seconds("12h"), parse_seconds(45), parse_seconds("1.5m")
+    (7776000.0, 43200.0, 45.0, 90.0)
+    """
+    text = str(value).strip().lower()
+    scale = _UNITS.get(text[-1:])
+    number = text[:-1] if scale is not None else text
+    try:
+        seconds = float(number) * (scale or 1)
+    except ValueError:
+        raise ValueError("must be seconds, or a number with s, m, h or d (like 30d)") from None
+    if not 1 <= seconds <= 10 * 365 * 86400:
+        raise ValueError("must be from 1 second to 10 years")
+    return seconds
+
+
+def format_seconds(seconds: float) -> str:
+    """A span of time the way :func:`parse_seconds` reads it, in the largest unit it fills.
+
+    >>> format_seconds(86400 * 30), format_seconds(7200), format_seconds(90), format_seconds(45)
+    ('30d', '2h', '1.5m', '45s')
+    """
+    for unit, size in sorted(_UNITS.items(), key=lambda item: -item[1]):
+        if seconds >= size:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"

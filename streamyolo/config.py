@@ -217,9 +217,13 @@ class PipelineConfig(_Strict):
     record_codec: Literal["auto", "libx264", "h264_nvenc"] = "auto"
     """``auto``: NVENC on a CUDA box where it opens, else libx264."""
     record_segment: float | None = Field(default=None, ge=1, le=86400)
-    """Seconds of video per recording file: each stream's recording is cut into files
-    ``<stream>-YYYYmmdd-HHMMSS.mp4`` (the wall-clock time of their first frame); unset: one
-    file per stream and run, ``<stream>.mp4``."""
+    """Seconds of video per recording file (also written ``10m``, ``1h``): each stream's
+    recording is cut into files ``<stream>-YYYYmmdd-HHMMSS.mp4`` (the wall-clock time of their
+    first frame); unset: one file per stream and run, ``<stream>.mp4``."""
+    record_keep: float | None = None
+    """With ``record_segment``: each recorded stream's segment files older than this many
+    seconds (finished that long ago) are deleted as new ones finish; also written ``90d``,
+    ``12h``, ``30m`` or ``45s``. Unset: nothing is deleted."""
     overwrite: bool = False
     """Replace an earlier run's recordings and start the JSONL and stats files afresh. By
     default nothing is lost: a recording whose name is taken gets the first free ``-2``,
@@ -269,7 +273,17 @@ class PipelineConfig(_Strict):
         if self.model_sharing == "locked" and self.lanes not in ("auto", 1):
             raise ValueError("config keys 'lanes' and 'model_sharing': lanes need a model per lane; "
                              "model_sharing 'locked' shares one (use 'per-thread', or lanes: 1)")
+        if self.record_keep is not None and self.record_segment is None:
+            raise ValueError("config keys 'record_keep' and 'record_segment': record_keep deletes old segment "
+                             "files; give record_segment too (one file per run is never deleted)")
         return self
+
+    @field_validator("record_segment", "record_keep", mode="before")
+    @classmethod
+    def _span(cls, value: Any) -> Any:
+        from streamyolo.clock import parse_seconds
+
+        return None if value is None else parse_seconds(value)
 
     @field_validator("web", mode="before")
     @classmethod

@@ -40,11 +40,19 @@ def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
         ({"streams": ["a"], "device": "gpu"}, "config key 'device'"),
         ({"streams": ["a"], "pytorch_cpu": "onnx"}, "config key 'pytorch_cpu'"),
         ({"streams": ["a"], "record_segment": 0}, "config key 'record_segment'"),
+        ({"streams": ["a"], "record_segment": 60, "record_keep": "soon"}, "config key 'record_keep'"),
+        ({"streams": ["a"], "record_keep": "30d"}, "config keys 'record_keep' and 'record_segment'"),
     ],
 )
 def test_bad_values_name_the_key(data: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         build_config(data)
+
+
+def test_spans_of_time_are_read_with_their_units() -> None:
+    config = build_config({"streams": ["a"], "record_segment": "10m", "record_keep": "30d"})
+    assert (config.record_segment, config.record_keep) == (600, 30 * 86400)
+    assert build_config({"streams": ["a"], "record_segment": 90, "record_keep": "1.5h"}).record_keep == 5400
 
 
 def test_streams_get_names_defaults_and_checks(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import signal
 import subprocess
@@ -126,6 +127,46 @@ def test_segments_cut_the_recording_into_files_of_the_given_length(
     arrival = time.time() - (time.monotonic() - results[0].frame.meta.t_capture)
     assert abs(starts[0] - arrival) <= 1.5 and starts[0] < before
     assert all(later - earlier >= 2 for earlier, later in itertools.pairwise(starts))
+
+
+@pytest.mark.timeout(60)
+def test_record_keep_deletes_the_streams_old_segments_and_nothing_else(tmp_path: Path) -> None:
+    """Retention for a recording that runs for months: a stream's segment files finished more
+    than ``keep`` ago go, earlier runs' too; anything else in the folder stays."""
+    old, recent = time.time() - 7200, time.time() - 60
+    planted = {
+        "cam-20200101-000000.mp4": old,  # an earlier run's old segments: deleted
+        "cam-20200101-000010-2.mp4": old,
+        "cam-20200101-000020.mp4": recent,  # finished a minute ago: kept
+        "cam.mp4": old,  # a whole run's file (no segments then): kept
+        "camera-20200101-000000.mp4": old,  # another stream's: kept
+        "cam-2-20200101-000000.mp4": old,  # and another's
+        "cam-20200101-000000.mp4.bak": old,  # not a recording
+        "notes.txt": old,
+    }
+    for name, mtime in planted.items():
+        (tmp_path / name).write_bytes(b"x")
+        os.utime(tmp_path / name, (mtime, mtime))
+    recorder = VideoRecorder(tmp_path, preset="ultrafast", segment=1.0, keep=3600)
+    recorder.open()
+    results = _results("cam", 75)  # 25 frames (1 second) a segment
+    for result in results[:50]:  # two segments
+        recorder.write(result)
+    gone = {"cam-20200101-000000.mp4", "cam-20200101-000010-2.mp4"}
+    assert not any((tmp_path / name).exists() for name in gone)
+    assert (tmp_path / "cam-20200101-000020.mp4").exists()
+    # This run's own segments go too once they are old enough: a keep of 1 second, then a pause.
+    recorder.keep = 1.0
+    time.sleep(1.5)
+    for result in results[50:]:  # the third segment starts: the first was finished 1.5 s ago
+        recorder.write(result)
+    recorder.close()
+    files = recorder.files["cam"]
+    assert len(files) == 2 and _stamps_in(files[0]) == list(range(25, 50)), "the first segment is deleted"
+    assert _stamps_in(files[1]) == list(range(50, 75))
+    assert (tmp_path / "cam-20200101-000020.mp4").exists() is False  # a minute old: past a 1-second keep
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [p.name for p in files] + [name for name in planted if name not in gone and name != "cam-20200101-000020.mp4"])
 
 
 def _decodable(path: Path) -> list[int]:

@@ -234,7 +234,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     if cfg.record is not None:
         sinks.append(VideoRecorder(cfg.record, annotator, codec=choose_codec(cfg.record_codec, gpu),
                                    preset=cfg.record_preset, crf=cfg.record_crf, segment=cfg.record_segment,
-                                   overwrite=cfg.overwrite))
+                                   keep=cfg.record_keep, overwrite=cfg.overwrite))
     if cfg.jsonl is not None:
         check_output_file(cfg.jsonl, "JSONL file")
         sinks.append(JsonlSink(cfg.jsonl, overwrite=cfg.overwrite))

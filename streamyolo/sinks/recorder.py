@@ -19,6 +19,7 @@ import itertools
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from fractions import Fraction
@@ -29,7 +30,7 @@ import av
 import cv2
 
 from streamyolo.annotation import BoxAnnotator
-from streamyolo.clock import RateMeter, wall_time
+from streamyolo.clock import RateMeter, format_seconds, wall_time
 from streamyolo.errors import OutputError
 from streamyolo.frames import Result
 
@@ -90,10 +91,13 @@ class VideoRecorder:
         queue_size: int = 8,
         default_fps: float = 30.0,
         segment: float | None = None,
+        keep: float | None = None,
         overwrite: bool = False,
     ) -> None:
         if segment is not None and segment <= 0:
             raise ValueError(f"segment must be a positive number of seconds, not {segment}")
+        if keep is not None and segment is None:
+            raise ValueError("keep needs segment: only segment files are deleted")
         self.folder = Path(folder)
         self.annotator = annotator or BoxAnnotator()
         self.codec = codec
@@ -102,6 +106,7 @@ class VideoRecorder:
         self.queue_size = queue_size
         self.default_fps = default_fps
         self.segment = segment
+        self.keep = keep
         self.overwrite = overwrite
         self._writers: dict[str, _StreamWriter] = {}
         self._lock = threading.Lock()
@@ -134,6 +139,30 @@ class VideoRecorder:
                 self._claimed.add(path)
                 return path
         raise AssertionError("unreachable")
+
+    def prune(self, stream: str, keeping: Path | None = None) -> list[Path]:
+        """Delete ``stream``'s segment files (this run's and earlier runs') that were finished
+        more than ``keep`` seconds ago, by their modification time; never ``keeping`` (the file
+        being written). Returns what was deleted."""
+        if self.keep is None:
+            return []
+        pattern = re.compile(re.escape(stream) + r"-\d{8}-\d{6}(-\d+)?\.mp4")
+        horizon = time.time() - self.keep
+        deleted = []
+        with os.scandir(self.folder) as entries:
+            for entry in entries:
+                if not pattern.fullmatch(entry.name) or Path(entry.path) == keeping:
+                    continue
+                try:
+                    if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < horizon:
+                        os.unlink(entry.path)
+                        deleted.append(Path(entry.path))
+                except FileNotFoundError:
+                    continue  # deleted meanwhile (another run on the same folder)
+        if deleted:
+            log.info("stream %r: deleted %d recording(s) finished more than %s ago (record_keep)",
+                     stream, len(deleted), format_seconds(self.keep))
+        return sorted(deleted)
 
     @property
     def files(self) -> dict[str, list[Path]]:
@@ -222,7 +251,8 @@ class _StreamWriter:
                     arrived = wall_time(item.frame.meta.t_capture)
                     started = arrived if follows is None else max(arrived, follows)
                     path = self.owner.claim(self.stream, started)
-                    self.files.append(path)
+                    deleted = self.owner.prune(self.stream, keeping=path)
+                    self.files = [*(f for f in self.files if f not in deleted), path]  # swapped whole: read elsewhere
                     log.log(logging.DEBUG if len(self.files) > 1 else logging.INFO, "recording stream %r to %s",
                             self.stream, path)
                     encoder = _Encoder(self.owner, path, item)

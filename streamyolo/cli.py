@@ -208,12 +208,12 @@ def command_demo(args: argparse.Namespace) -> int:
 
 def execute(pipeline: Any) -> int:
     """Run a built pipeline, print its summary, and map the outcome to an exit code."""
-    from streamyolo.errors import WorkerError
+    from streamyolo.errors import OutputsIncompleteError, WorkerError
 
     failure: BaseException | None = None
     try:
         summary = pipeline.run()
-    except WorkerError as exc:
+    except (WorkerError, OutputsIncompleteError) as exc:
         failure = exc
         summary = pipeline.summary()
     print(summary.table(), flush=True)

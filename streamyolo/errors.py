@@ -25,6 +25,11 @@ class OutputError(StreamYoloError, OSError):
     """An output path (recording folder, JSONL or summary file) cannot be written."""
 
 
+class OutputsIncompleteError(StreamYoloError, OSError):
+    """An output could not be written in full during the run (a full disk, a lost share):
+    what it lost, and why."""
+
+
 class ModelError(StreamYoloError, RuntimeError):
     """A model cannot be found, loaded or run."""
 

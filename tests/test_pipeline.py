@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
 import statistics
 import threading
 import time
@@ -14,12 +15,13 @@ import numpy as np
 import pytest
 
 from streamyolo.buffering import Overflow
-from streamyolo.errors import ModelError, WorkerError
+from streamyolo.errors import ModelError, OutputsIncompleteError, WorkerError
 from streamyolo.frames import Detections, Frame, FrameMeta, Image, Result
 from streamyolo.inference.detector import Detector
 from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.pipeline.monitor import StatsWriter
 from streamyolo.sinks import JsonlSink, VideoRecorder
+from streamyolo.sinks.jsonl import LineFile
 from streamyolo.sources import SourceKind, SourceSpec, open_source, stream_tag
 from streamyolo.workers.capture import CapturePolicy
 from tests.helpers import ScriptedSource, StampDetector, decode, make_clip, read_jsonl, stamps
@@ -79,18 +81,18 @@ def _frames_written(sink: JsonlSink, stream: str, count: int) -> None:
 @pytest.mark.timeout(30)
 def test_the_jsonl_and_stats_files_keep_an_earlier_runs_lines(tmp_path: Path) -> None:
     """A job restarted after a crash appends: nothing an earlier run wrote is lost, and a line
-    the crash (or a full disk) cut short does not swallow the next run's first line."""
+    a full disk cut short is removed, so every line of the file is whole JSON."""
     path = tmp_path / "det.jsonl"
     _frames_written(JsonlSink(path), "first", 3)
+    whole = path.read_text()
     with path.open("a") as file:
         file.write('{"stream": "first", "seq": 3, "detec')  # cut short
     _frames_written(JsonlSink(path), "second", 2)
-    lines = path.read_text().splitlines()
-    assert len(lines) == 6
-    assert [json.loads(line)["stream"] for line in lines[:3]] == ["first"] * 3
-    assert lines[3] == '{"stream": "first", "seq": 3, "detec'
-    assert [json.loads(line)["seq"] for line in lines[4:]] == [0, 1]
-    assert all(abs(json.loads(line)["time"] - time.time()) < 5 for line in lines[4:])
+    assert path.read_text().startswith(whole)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(line["stream"], line["seq"]) for line in lines] == [("first", 0), ("first", 1), ("first", 2),
+                                                                ("second", 0), ("second", 1)]
+    assert all(abs(line["time"] - time.time()) < 5 for line in lines[3:])
     _frames_written(JsonlSink(path, overwrite=True), "third", 1)
     assert [json.loads(line)["stream"] for line in path.read_text().splitlines()] == ["third"]
 
@@ -101,6 +103,36 @@ def test_the_jsonl_and_stats_files_keep_an_earlier_runs_lines(tmp_path: Path) ->
         writer.write([], elapsed=1.0)
         writer.close()
     assert [abs(line["time"] - time.time()) < 5 for line in read_jsonl(stats)] == [True, True]
+
+
+@pytest.mark.timeout(30)
+def test_a_line_file_that_cannot_be_written_pauses_and_goes_on_when_it_can(tmp_path: Path) -> None:
+    """The kernel refuses the JSONL's writes (a file-size limit here; a full disk on a box):
+    lines are lost, not the run; the file keeps whole lines only, takes lines again once the
+    room is back and a retry is due, and says at the end how many it lost."""
+    path, now = tmp_path / "det.jsonl", [0.0]
+    lines = LineFile(path, "JSONL file", clock=lambda: now[0])
+    lines.open()
+    line = json.dumps({"seq": 0, "padding": "x" * 74}) + "\n"
+    assert len(line) == 100
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (950, hard))  # room for 9 lines and half a 10th
+    try:
+        for _ in range(12):
+            lines.write(line)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert lines.pause.paused and lines.pause.lost == 3  # the 10th failed, the 11th and 12th came before a retry
+    assert path.read_text() == line * 9, "the cut 10th line must be gone"
+    now[0] += 5.0
+    lines.write(line)  # not yet time to try again
+    assert lines.pause.lost == 4 and path.read_text() == line * 9
+    now[0] += 5.0
+    lines.write(line)  # the room is back: written
+    assert not lines.pause.paused and path.read_text() == line * 10
+    with pytest.raises(OutputsIncompleteError, match=r"JSONL file '.*det\.jsonl': 4 line\(s\) could not be written "
+                                                     r"\(first: OSError: \[Errno 27\] File too large\)"):
+        lines.close()
 
 
 @pytest.mark.timeout(120)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import threading
@@ -167,6 +169,50 @@ def test_record_keep_deletes_the_streams_old_segments_and_nothing_else(tmp_path:
     assert (tmp_path / "cam-20200101-000020.mp4").exists() is False  # a minute old: past a 1-second keep
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [p.name for p in files] + [name for name in planted if name not in gone and name != "cam-20200101-000020.mp4"])
+
+
+FILE_LIMIT = 250_000
+"""Bytes a file of the process below may grow to: past that the kernel refuses the write
+(EFBIG), as a full disk refuses it (ENOSPC): the recording's file cannot grow, a new one can."""
+
+
+def _limit_file_size() -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+
+@pytest.mark.timeout(180)
+def test_a_recording_that_cannot_be_written_pauses_and_goes_on_in_a_new_file(
+        tmp_path: Path, random_model: Path) -> None:
+    """The kernel refuses a write mid-run (here a file-size limit; on a box, a full disk): the
+    stream goes on being processed, its recording pauses, tries again 10 s later in a new file,
+    and the run ends saying what was lost, with exit code 1. Each file plays, in order."""
+    rec, jsonl, summary = tmp_path / "rec", tmp_path / "det.jsonl", tmp_path / "summary.json"
+    config = tmp_path / "camera.yaml"  # a camera: 30 frames a second, as they come
+    config.write_text('streams: [{name: cam, source: "synthetic:?size=320x240&fps=30", realtime: true}]\n')
+    done = subprocess.run(
+        [PYTHON, "-m", "streamyolo", "run", str(config), "--model", str(random_model), "--imgsz", "96",
+         "--pytorch-cpu", "torch", "--model-cache", "off",
+         "--record", str(rec), "--jsonl", str(jsonl), "--summary", str(summary), "--duration", "17",
+         "--no-display", "--status-interval", "0"],
+        env=env_for_subprocess(), cwd=ROOT, capture_output=True, encoding="utf-8", timeout=150, check=False,
+        preexec_fn=_limit_file_size,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "recording of stream 'cam': cannot write ([Errno 27] File too large" in done.stderr
+    assert "recording of stream 'cam': writing again after 1" in done.stderr  # 10 s, give or take a frame
+    assert re.search(r"recording of stream 'cam': \d+ frame\(s\) could not be written", done.stderr), done.stderr
+    report = json.loads(summary.read_text())["streams"]["cam"]
+    assert report["processed"] == report["captured"] > 400, "processing goes on while the recording cannot"
+    assert report["recordings"] == [str(rec / "cam.mp4"), str(rec / "cam-2.mp4")]
+    assert "cannot write" in report["error"]
+    assert len(read_jsonl(jsonl)) == report["processed"]
+    first, second = (_decodable(rec / name) for name in ("cam.mp4", "cam-2.mp4"))
+    assert first == list(range(len(first))) and len(first) > 30
+    assert second == list(range(second[0], second[0] + len(second))) and len(second) > 30
+    assert second[0] > first[-1] + 200, "about 10 s of frames were not recorded"
+    for name in ("cam.mp4", "cam-2.mp4"):
+        with av.open(str(rec / name)) as container:
+            assert next(container.demux(video=0)).is_keyframe
 
 
 def _decodable(path: Path) -> list[int]:

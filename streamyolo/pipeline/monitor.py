@@ -12,10 +12,10 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
 
 from streamyolo.pipeline.report import StatusPrinter, StreamReport, workers_json
-from streamyolo.sinks.jsonl import open_lines
+from streamyolo.sinks.jsonl import LineFile
 
 log = logging.getLogger(__name__)
 
@@ -45,25 +45,27 @@ class StatsWriter:
 
     def __init__(self, path: Path, overwrite: bool = False) -> None:
         self.path = Path(path)
-        self.overwrite = overwrite
-        self._file: TextIO | None = None
+        self._lines = LineFile(self.path, "stats file", overwrite)
+        self._open = False
 
     def open(self) -> None:
-        self._file = open_lines(self.path, "stats file", self.overwrite)
+        self._lines.open()
+        self._open = True
 
     def write(self, reports: list[StreamReport], elapsed: float, restarts: Mapping[str, int] | None = None) -> None:
-        if self._file is None:
+        if not self._open:
             return
         streams = {r.name: {k: v for k, v in asdict(r).items() if k != "name"} for r in reports}
         line: dict[str, Any] = {"time": round(time.time(), 3), "elapsed": round(elapsed, 3), "streams": streams}
         if restarts:
             line["workers"] = workers_json(restarts)
-        self._file.write(json.dumps(line, default=str) + "\n")
+        self._lines.write(json.dumps(line, default=str) + "\n")
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Close; raises :class:`OutputsIncompleteError` if lines were lost during the run."""
+        if self._open:
+            self._open = False
+            self._lines.close()
 
 
 class Monitor:

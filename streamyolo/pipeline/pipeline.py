@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from streamyolo.buffering import Overflow, RingBuffer
-from streamyolo.errors import ModelError, WorkerError
+from streamyolo.errors import ModelError, OutputsIncompleteError, WorkerError
 from streamyolo.frames import Frame, Result
 from streamyolo.inference.detector import DetectorFactory
 from streamyolo.pipeline.health import StreamHealth
@@ -294,7 +294,9 @@ class Pipeline:
 
     def join(self, timeout: float | None = None) -> Summary:
         """Wait for the run to end (up to ``timeout`` seconds, then stop it), close the
-        sinks, and return the summary. Re-raises the first worker failure, chained."""
+        sinks, and return the summary. Re-raises the first worker failure, chained; then
+        :class:`~streamyolo.errors.OutputsIncompleteError` if an output lost something (frames
+        a full disk kept out of a recording, lines of the JSONL) or could not be finished."""
         if not self._started:
             raise RuntimeError("pipeline not started")
         if not self._finished.wait(timeout):
@@ -382,7 +384,10 @@ class Pipeline:
             log.error("monitor thread still running after %.0f s", JOIN_TIMEOUT)
         if self._stats is not None:
             self._monitor.final(list(self._summary.streams.values()), now - (self._started_at or now))
-            self._stats.close()
+            try:
+                self._stats.close()
+            except BaseException as exc:
+                sink_error = sink_error or exc
         if self._summary_path is not None:
             try:
                 self._summary.write(self._summary_path)
@@ -393,8 +398,10 @@ class Pipeline:
             if failed:
                 first = failed[0]
                 raise WorkerError(f"inference worker {first.name!r} failed: {first.error}") from first.error
-            if sink_error is not None:
+            if isinstance(sink_error, OutputsIncompleteError):
                 raise sink_error
+            if sink_error is not None:  # an output that failed as the run ended (a full disk)
+                raise OutputsIncompleteError(str(sink_error)) from sink_error
         return self._summary
 
     # -- observation ------------------------------------------------------------------

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from streamyolo.clock import Clock
+from streamyolo.errors import OutputsIncompleteError
 from streamyolo.frames import Result
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,86 @@ class FileSink(Protocol):
         ...
 
 
+@runtime_checkable
+class ReportsErrors(Protocol):
+    """A sink that reports a stream's trouble that does not stop it (a recording paused by a
+    full disk), for the stream's status."""
+
+    def report_errors_to(self, callback: Callable[[str, str], None]) -> None:
+        """Call ``callback(stream, message)`` for such trouble from now on."""
+        ...
+
+
+RETRY_SECONDS = 10.0
+"""How often an output that could not write (a full disk) tries again."""
+
+
+class OutputPause:
+    """An output that could not write (a full disk, a network share gone) pauses and tries
+    again every ``retry`` seconds instead of giving up for the rest of the run: a box whose
+    disk filled up records again once space is freed (``record_keep``, a cron job, a person).
+    It says once when it stops and once when it is back, counting what it lost, and
+    :meth:`check` raises at the end of the run if it lost anything. One per output (a stream's
+    recording, a JSONL file); not thread-safe (its owner calls it from one thread, or under
+    its own lock)."""
+
+    def __init__(self, what: str, unit: str, retry: float = RETRY_SECONDS, clock: Clock = time.monotonic) -> None:
+        self.what = what
+        self.unit = unit
+        self.retry = retry
+        self._clock = clock
+        self.lost = 0
+        self._lost_now = 0
+        self._since: float | None = None  # paused since
+        self._retry_at = 0.0
+        self._first: str | None = None
+
+    @property
+    def paused(self) -> bool:
+        return self._since is not None
+
+    def due(self) -> bool:
+        """Whether to write now: not paused, or time to try again; else the item is lost."""
+        if self._since is None or self._clock() >= self._retry_at:
+            return True
+        self._count_lost()
+        return False
+
+    def failed(self, error: BaseException) -> str | None:
+        """Writing one item failed (it is lost): pause. Returns the message logged when this
+        starts a pause (None when a try during one failed again)."""
+        now = self._clock()
+        self._retry_at = now + self.retry
+        self._count_lost()
+        if self._since is not None:
+            log.debug("%s: still cannot write: %s", self.what, error)
+            return None
+        self._since = now
+        self._first = self._first or f"{type(error).__name__}: {error}"
+        message = f"{self.what}: cannot write ({error}); paused, trying again every {self.retry:g} s"
+        log.error("%s", message)
+        return message
+
+    def succeeded(self) -> None:
+        """An item was written: a pause, if any, is over."""
+        if self._since is None:
+            return
+        log.warning("%s: writing again after %.0f s; %d %s lost meanwhile", self.what, self._clock() - self._since,
+                    self._lost_now, self.unit)
+        self._since = None
+        self._lost_now = 0
+
+    def check(self) -> None:
+        """At the end: raise :class:`OutputsIncompleteError` if anything was lost."""
+        if self.lost:
+            raise OutputsIncompleteError(f"{self.what}: {self.lost} {self.unit} could not be written "
+                                         f"(first: {self._first})")
+
+    def _count_lost(self) -> None:
+        self.lost += 1
+        self._lost_now += 1
+
+
 class FanOut:
     """Writes each result to every sink. A sink that raises for a stream is reported once
     (through ``on_error``) and skipped for that stream from then on; the others go on."""
@@ -46,6 +129,10 @@ class FanOut:
     def __init__(self, sinks: Sequence[Sink], on_error: Callable[[str, str], None] | None = None) -> None:
         self.sinks = list(sinks)
         self._on_error = on_error
+        if on_error is not None:
+            for sink in self.sinks:
+                if isinstance(sink, ReportsErrors):
+                    sink.report_errors_to(on_error)
         self._broken: set[tuple[int, str]] = set()
         self._lock = threading.Lock()
 

@@ -6,31 +6,35 @@ import json
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import TextIO
 
+from streamyolo.clock import Clock
 from streamyolo.errors import OutputError
 from streamyolo.frames import Result
+from streamyolo.sinks.base import OutputPause
 
 log = logging.getLogger(__name__)
 
-def open_lines(path: Path, what: str, overwrite: bool = False) -> TextIO:
+def open_lines(path: Path, what: str, overwrite: bool = False, again: bool = False) -> TextIO:
     """Open ``path`` (creating it and its folder) for line-buffered text: every line reaches
     the file as it is written, so a killed process leaves only whole lines behind. An earlier
     run's lines are kept and new ones appended (a job restarted after a crash loses nothing),
-    unless ``overwrite``; a last line cut short (a full disk) is ended first, so every new
-    line starts on a line of its own."""
+    unless ``overwrite``. A last line cut short (by a full disk) is removed, so the file holds
+    whole lines only. ``again``: reopened during the run, after a pause."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         file = path.open("w" if overwrite else "a", encoding="utf-8", buffering=1)
     except OSError as exc:
         raise OutputError(f"cannot write {what} {str(path)!r}: {exc.strerror or exc}") from exc
     try:
-        if file.tell() > 0:
-            with path.open("rb") as earlier:
-                earlier.seek(-1, os.SEEK_END)
-                if earlier.read(1) != b"\n":
-                    file.write("\n")
+        size = file.tell()
+        whole = _whole_lines(path, size)
+        if whole < size:
+            os.truncate(path, whole)  # opened to append: the next line goes where the cut one began
+            log.warning("%s %s: removed its last line, cut short (%d bytes)", what, path, size - whole)
+        if whole and not again:
             log.info("appending to %s %s (it has an earlier run's lines)", what, path)
     except OSError as exc:
         file.close()
@@ -38,31 +42,100 @@ def open_lines(path: Path, what: str, overwrite: bool = False) -> TextIO:
     return file
 
 
-class JsonlSink:
-    """Appends ``{"stream", "seq", "time", "t_capture", "pts", "detections"}`` lines to
-    ``path`` (after an earlier run's, unless ``overwrite``).
+def _whole_lines(path: Path, size: int, block: int = 65536) -> int:
+    """Where the last whole line of ``path`` (``size`` bytes) ends: just after its last newline."""
+    with path.open("rb") as file:
+        end = size
+        while end > 0:
+            start = max(0, end - block)
+            file.seek(start)
+            found = file.read(end - start).rfind(b"\n")
+            if found >= 0:
+                return start + found + 1
+            end = start
+    return 0
 
-    Lines are flushed as written, so a killed process leaves only whole lines behind.
-    """
 
-    def __init__(self, path: Path, overwrite: bool = False) -> None:
+class LineFile:
+    """A file of lines written by a long run (the JSONL, the stats file) that outlives a full
+    disk: a line that cannot be written pauses the file (see :class:`OutputPause`), which is
+    opened again a little later, its cut last line removed, and goes on from there. Thread-safe."""
+
+    def __init__(self, path: Path, what: str, overwrite: bool = False, clock: Clock = time.monotonic) -> None:
         self.path = Path(path)
+        self.what = what
         self.overwrite = overwrite
+        self.pause = OutputPause(f"{what} {str(self.path)!r}", "line(s)", clock=clock)
         self._file: TextIO | None = None
         self._lock = threading.Lock()
 
     def open(self) -> None:
-        self._file = open_lines(self.path, "JSONL file", self.overwrite)
-
-    def write(self, result: Result) -> None:
-        line = json.dumps(result.to_record(), separators=(",", ":")) + "\n"
+        """Open (or create) the file; an :class:`OutputError` if it cannot be, before the run."""
         with self._lock:
-            if self._file is None:
-                raise OutputError(f"JSONL file {str(self.path)!r} is not open")
-            self._file.write(line)
+            self._file = open_lines(self.path, self.what, self.overwrite)
+
+    def write(self, line: str) -> None:
+        """Write one line (ending in a newline); never raises once open."""
+        with self._lock:
+            if not self.pause.due():
+                return
+            try:
+                if self._file is None:
+                    self._file = open_lines(self.path, self.what, again=True)  # after a pause
+                self._file.write(line)
+            except OSError as exc:
+                self._drop()
+                self.pause.failed(exc)
+                return
+            self.pause.succeeded()
 
     def close(self) -> None:
+        """Close; raises :class:`OutputsIncompleteError` if lines were lost during the run."""
         with self._lock:
             if self._file is not None:
-                self._file.close()
+                try:
+                    self._file.close()
+                except OSError as exc:  # its last lines could not be flushed
+                    self.pause.failed(exc)
                 self._file = None
+        self.pause.check()
+
+    def _drop(self) -> None:
+        """Forget the open file after a failed write, with whatever its buffer still holds, and
+        remove the line it cut short (which needs no room), so the file holds whole lines even
+        if the run ends before it can write again."""
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+        try:
+            size = self.path.stat().st_size
+            whole = _whole_lines(self.path, size)
+            if whole < size:
+                os.truncate(self.path, whole)
+        except OSError as exc:
+            log.debug("%s %s: could not remove a line cut short: %s", self.what, self.path, exc)
+
+
+class JsonlSink:
+    """Appends ``{"stream", "seq", "time", "t_capture", "pts", "detections"}`` lines to
+    ``path`` (after an earlier run's, unless ``overwrite``).
+
+    Lines are flushed as written, so a killed process leaves only whole lines behind; a full
+    disk pauses the file rather than ending it (:class:`LineFile`).
+    """
+
+    def __init__(self, path: Path, overwrite: bool = False) -> None:
+        self.path = Path(path)
+        self._lines = LineFile(self.path, "JSONL file", overwrite)
+
+    def open(self) -> None:
+        self._lines.open()
+
+    def write(self, result: Result) -> None:
+        self._lines.write(json.dumps(result.to_record(), separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        self._lines.close()

@@ -22,6 +22,7 @@ import queue
 import re
 import threading
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, cast
@@ -33,6 +34,7 @@ from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import RateMeter, format_seconds, wall_time
 from streamyolo.errors import OutputError
 from streamyolo.frames import Result
+from streamyolo.sinks.base import OutputPause
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,7 @@ class VideoRecorder:
         self._lock = threading.Lock()
         self._claimed: set[Path] = set()
         self._claim_lock = threading.Lock()
+        self.on_error: Callable[[str, str], None] | None = None
 
     def open(self) -> None:
         check_writable_folder(self.folder, "recording folder")
@@ -140,10 +143,23 @@ class VideoRecorder:
                 return path
         raise AssertionError("unreachable")
 
-    def prune(self, stream: str, keeping: Path | None = None) -> list[Path]:
+    def release(self, path: Path) -> None:
+        """Give up a file :meth:`claim` ed that holds no frame: deleted, and its name free again."""
+        with self._claim_lock:
+            self._claimed.discard(path)
+            try:
+                path.unlink()
+            except OSError:
+                pass
+
+    def report_errors_to(self, callback: Callable[[str, str], None]) -> None:
+        """A stream's recording that pauses (a full disk) is reported there: ``callback(stream, message)``."""
+        self.on_error = callback
+
+    def prune(self, stream: str) -> list[Path]:
         """Delete ``stream``'s segment files (this run's and earlier runs') that were finished
-        more than ``keep`` seconds ago, by their modification time; never ``keeping`` (the file
-        being written). Returns what was deleted."""
+        more than ``keep`` seconds ago, by their modification time (the file being written is
+        never that old). Returns what was deleted."""
         if self.keep is None:
             return []
         pattern = re.compile(re.escape(stream) + r"-\d{8}-\d{6}(-\d+)?\.mp4")
@@ -151,7 +167,7 @@ class VideoRecorder:
         deleted = []
         with os.scandir(self.folder) as entries:
             for entry in entries:
-                if not pattern.fullmatch(entry.name) or Path(entry.path) == keeping:
+                if not pattern.fullmatch(entry.name):
                     continue
                 try:
                     if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < horizon:
@@ -194,6 +210,8 @@ class VideoRecorder:
                 errors.append(writer.error)
         if errors:
             raise RecorderError(str(errors[0])) from errors[0]
+        for writer in writers:
+            writer.pause.check()  # frames lost to a full disk: the recording is incomplete
 
 
 class _StreamWriter:
@@ -202,10 +220,14 @@ class _StreamWriter:
         self.stream = stream
         self.files: list[Path] = []
         self.error: BaseException | None = None
+        self.pause = OutputPause(f"recording of stream {stream!r}", "frame(s)")
         self._queue: queue.Queue[object] = queue.Queue(owner.queue_size)
         self._failed = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"record:{stream}")
         self._meter = RateMeter()
+        self._encoder: _Encoder | None = None
+        self._started = 0.0  # the wall-clock time the open file starts at
+        self._follows: float | None = None  # where the file after a finished segment starts at the earliest
 
     def start(self) -> None:
         self._thread.start()
@@ -231,48 +253,80 @@ class _StreamWriter:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
-        encoder: _Encoder | None = None
-        started = 0.0  # the wall-clock time the open file starts at
-        follows: float | None = None  # where the file after a finished segment starts at the earliest
         try:
             while True:
                 item = self._queue.get()
                 if item is _FINISH:
                     break
                 assert isinstance(item, Result)
-                if encoder is not None and encoder.full(item):
-                    follows = started + encoder.seconds_to(item)
-                    finished, encoder = encoder, None
-                    finished.close()
-                if encoder is None:
-                    # A segment is named after its first frame's arrival, or, when the stream
-                    # runs faster than real time (a file), after where it starts in the video:
-                    # names stay in order, at least a segment apart.
-                    arrived = wall_time(item.frame.meta.t_capture)
-                    started = arrived if follows is None else max(arrived, follows)
-                    path = self.owner.claim(self.stream, started)
-                    deleted = self.owner.prune(self.stream, keeping=path)
-                    self.files = [*(f for f in self.files if f not in deleted), path]  # swapped whole: read elsewhere
-                    log.log(logging.DEBUG if len(self.files) > 1 else logging.INFO, "recording stream %r to %s",
-                            self.stream, path)
-                    encoder = _Encoder(self.owner, path, item)
-                self._meter.tick()
-                image = self.owner.annotator.annotate(
-                    item.frame.image, item.detections, stream=self.stream, fps=self._meter.rate(), age=item.age
-                )
-                encoder.encode(image, item)
-        except BaseException as exc:
+                if not self.pause.due():
+                    continue
+                try:
+                    self._write(item)
+                except OSError as exc:  # a full disk, a share gone: pause, and try again later
+                    self._abandon()
+                    message = self.pause.failed(exc)
+                    if message is not None and self.owner.on_error is not None:
+                        self.owner.on_error(self.stream, message)
+                    continue
+                self.pause.succeeded()
+        except BaseException as exc:  # anything else (the encoder refused): this stream's recording ends
             self.error = exc
             self._failed.set()
             log.error("recording of stream %r failed: %s", self.stream, exc)
             _drain(self._queue)
         finally:
-            if encoder is not None:
+            if self._encoder is not None:
                 try:
-                    encoder.close()
+                    self._encoder.close()
                 except Exception as exc:
                     self.error = self.error or exc
                     self._failed.set()
+
+    def _write(self, item: Result) -> None:
+        if self._encoder is not None and self._encoder.full(item):
+            finished, self._encoder = self._encoder, None
+            self._follows = self._started + finished.seconds_to(item)
+            finished.close()
+        if self._encoder is None:
+            self._encoder = self._open(item)
+        self._meter.tick()
+        image = self.owner.annotator.annotate(
+            item.frame.image, item.detections, stream=self.stream, fps=self._meter.rate(), age=item.age
+        )
+        self._encoder.encode(image, item)
+
+    def _open(self, item: Result) -> _Encoder:
+        """The next file, starting with ``item``. A segment is named after its first frame's
+        arrival, or, when the stream runs faster than real time (a file), after where it starts
+        in the video: names stay in order, at least a segment apart."""
+        arrived = wall_time(item.frame.meta.t_capture)
+        self._started = arrived if self._follows is None else max(arrived, self._follows)
+        deleted = self.owner.prune(self.stream)  # first: it may free the room the new file needs
+        path = self.owner.claim(self.stream, self._started)
+        try:
+            encoder = _Encoder(self.owner, path, item)
+        except BaseException:
+            self.owner.release(path)
+            raise
+        self.files = [*(f for f in self.files if f not in deleted), path]  # swapped whole: read elsewhere
+        log.log(logging.DEBUG if len(self.files) > 1 else logging.INFO, "recording stream %r to %s", self.stream, path)
+        return encoder
+
+    def _abandon(self) -> None:
+        """After a failed write: close the open file as far as it goes (a fragmented MP4 plays
+        up to its last whole fragment), or delete it if no frame reached it."""
+        encoder, self._encoder = self._encoder, None
+        self._follows = None
+        if encoder is None:
+            return
+        try:
+            encoder.close()
+        except Exception as exc:
+            log.debug("recording of stream %r: closing %s after a failed write: %s", self.stream, encoder.path, exc)
+        if encoder.frames == 0:
+            self.owner.release(encoder.path)
+            self.files = [f for f in self.files if f != encoder.path]
 
 
 def _drain(items: queue.Queue[object]) -> None:
@@ -298,6 +352,9 @@ class _Encoder:
         self.width, self.height = width - width % 2, height - height % 2  # yuv420p needs even sizes
         fps = first.frame.meta.fps or owner.default_fps
         self.rate = Fraction(fps).limit_denominator(1001)
+        self.path = path
+        self.frames = 0
+        """Frames encoded into the file so far."""
         self.container: Any = av.open(str(path), mode="w", format="mp4", options=MP4_OPTIONS)
         stream = cast(av.VideoStream, self.container.add_stream(owner.codec, rate=self.rate))
         stream.width, stream.height = self.width, self.height
@@ -346,6 +403,7 @@ class _Encoder:
         frame.pts = pts
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
+        self.frames += 1
 
     def close(self) -> None:
         try:

@@ -478,6 +478,110 @@ def test_a_real_browser_logs_in_over_https_with_the_login_in_the_address(tls_fil
             driver.quit()
 
 
+@pytest.mark.timeout(180)
+def test_a_real_browser_lists_the_recordings_and_plays_and_seeks_one(tmp_path: Path) -> None:
+    browser, driver_path = _chromium()
+    from selenium.webdriver.common.by import By
+
+    rec = tmp_path / "rec"
+    with Pipeline.from_config(_config(record=str(rec), record_segment=2)) as pipeline:
+        pipeline.start()
+        driver = _driver(browser, driver_path)
+        try:
+            assert pipeline.web_url is not None
+            driver.get(pipeline.web_url)
+            button = _until(lambda: (b := driver.find_element(By.ID, "show-recordings")).is_displayed() and b, 30,
+                            "the recordings button")
+            # Two finished 2-second segments of yard.2 on disk, then the list.
+            _until(lambda: len(list(rec.glob("yard.2-*.mp4"))) >= 3, 60, "finished segments")
+            before = {path.name for path in rec.glob("*.mp4")}
+            button.click()
+            links = _until(lambda: driver.find_elements(By.CSS_SELECTOR, "#files a"), 10, "the list of recordings")
+            names = [link.text for link in links]
+            assert before <= set(names) <= {path.name for path in rec.glob("*.mp4")}, "every recording listed"
+            assert all(" · " in item.text for item in driver.find_elements(By.CSS_SELECTOR, "#files li"))
+            oldest = sorted(name for name in names if name.startswith("yard.2-"))[0]
+            next(link for link in links if link.text == oldest).click()
+            player = driver.find_element(By.ID, "player")
+            state = _until(lambda: driver.execute_script(
+                "const v = arguments[0]; return v.readyState >= 2 && [v.duration, v.videoWidth, v.currentSrc]",
+                player), 30, "the recording playing")
+            duration, width, source = state
+            assert abs(duration - 2.0) < 0.1 and width == 320 and source.endswith("/recordings/" + oldest)
+            seeked = driver.execute_async_script(
+                "const [v, done] = arguments; v.pause();"
+                "v.addEventListener('seeked', () => done([v.currentTime, v.error && v.error.code]), {once: true});"
+                "v.currentTime = 1.5;", player)
+            assert abs(seeked[0] - 1.5) < 0.1 and seeked[1] is None
+            frame = cv2.imdecode(np.frombuffer(player.screenshot_as_png, np.uint8), cv2.IMREAD_COLOR)
+            assert frame is not None and frame.std() > 10, "the player shows no picture"
+        finally:
+            driver.quit()
+
+
+def _ranged(url: str, byte_range: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers={"Range": byte_range} if byte_range else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+@pytest.mark.timeout(120)
+def test_recordings_are_listed_and_served_with_byte_ranges(tmp_path: Path) -> None:
+    """The page serves the recording folder's MP4s: listed with the stream each belongs to,
+    whole or by byte range (a player seeking), never anything outside the folder."""
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    (rec / "front-door.mp4").write_bytes(b"an earlier run's recording")  # listed, with its stream
+    (rec / "other.mp4").write_bytes(b"someone else's")  # listed, no stream of this run
+    (rec / "notes.txt").write_text("not a recording")
+    (tmp_path / "secret.mp4").write_bytes(b"outside the folder")
+    (rec / "link.mp4").symlink_to(tmp_path / "secret.mp4")
+    with Pipeline.from_config(_config(record=str(rec), record_segment=1)) as pipeline:
+        pipeline.start()
+        assert pipeline.web_url is not None
+        url = pipeline.web_url
+
+        def listing() -> list[dict[str, Any]]:
+            status, kind, body = _get(url + "recordings.json")
+            assert status == 200 and kind == "application/json"
+            files: list[dict[str, Any]] = json.loads(body)["files"]
+            return files
+
+        # Wait for a finished segment of each stream (a second one has started).
+        _until(lambda: all(sum(f["stream"] == n for f in listing()) >= 3 for n in NAMES), 60, "segments")
+        files = listing()
+        assert [f["modified"] for f in files] == sorted((f["modified"] for f in files), reverse=True)
+        by_name = {f["name"]: f for f in files}
+        assert by_name["front-door.mp4"]["stream"] == "front-door" and by_name["other.mp4"]["stream"] is None
+        assert "notes.txt" not in by_name and "link.mp4" not in by_name
+        finished = sorted(name for name, f in by_name.items() if f["stream"] == "yard.2")[0]
+        whole = (rec / finished).read_bytes()
+        assert len(whole) > 1000 and by_name[finished]["size"] == len(whole)
+        status, headers, body = _ranged(url + "recordings/" + finished)
+        assert (status, headers["Content-Type"], headers["Accept-Ranges"], body) == (200, "video/mp4", "bytes", whole)
+        status, headers, body = _ranged(url + "recordings/" + finished, "bytes=100-199")
+        assert (status, headers["Content-Range"], body) == (206, f"bytes 100-199/{len(whole)}", whole[100:200])
+        status, headers, body = _ranged(url + "recordings/" + finished, "bytes=-50")
+        assert (status, body) == (206, whole[-50:])
+        status, headers, _ = _ranged(url + "recordings/" + finished, f"bytes={len(whole)}-")
+        assert (status, headers["Content-Range"]) == (416, f"bytes */{len(whole)}")
+        # The file being written is served as far as it has got.
+        growing = max((f for f in listing() if f["stream"] == "front-door"), key=lambda f: f["modified"])["name"]
+        status, _, body = _ranged(url + "recordings/" + growing)
+        assert status == 200 and (rec / growing).read_bytes().startswith(body)
+        for name in ("secret.mp4", "..%2Fsecret.mp4", "%2E%2E/secret.mp4", "link.mp4", "notes.txt", "nope.mp4"):
+            status, _, body = _ranged(url + "recordings/" + name)
+            assert status == 404 and b"outside" not in body, name
+    # Without a recording folder there is nothing of the kind.
+    with Pipeline.from_config(_config()) as pipeline:
+        pipeline.start()
+        assert pipeline.web_url is not None
+        assert _get(pipeline.web_url + "recordings.json")[0] == 404
+
+
 def test_wide_frames_are_shrunk_before_drawing_with_their_boxes_scaled() -> None:
     from streamyolo.annotation import BoxAnnotator
     from streamyolo.frames import Detections, Frame, FrameMeta, Result

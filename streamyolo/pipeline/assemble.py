@@ -243,7 +243,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
             check_output_file(path, what)
     web = None
     if cfg.web is not None:
-        web = WebViewer(cfg.web, annotator, fps=cfg.web_fps, cert=cfg.web_cert, key=cfg.web_key,
+        web = WebViewer(cfg.web, annotator, fps=cfg.web_fps, cert=cfg.web_cert, key=cfg.web_key, recordings=cfg.record,
                         auth=cfg.web_auth.get_secret_value() if cfg.web_auth is not None else None)
     display = None
     if cfg.display or (cfg.display is None and display_available()):

@@ -162,12 +162,11 @@ class VideoRecorder:
         never that old). Returns what was deleted."""
         if self.keep is None:
             return []
-        pattern = re.compile(re.escape(stream) + r"-\d{8}-\d{6}(-\d+)?\.mp4")
         horizon = time.time() - self.keep
         deleted = []
         with os.scandir(self.folder) as entries:
             for entry in entries:
-                if not pattern.fullmatch(entry.name):
+                if not recording_of(entry.name, stream, segments_only=True):
                     continue
                 try:
                     if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < horizon:
@@ -335,6 +334,20 @@ def _drain(items: queue.Queue[object]) -> None:
             items.get_nowait()
         except queue.Empty:
             return
+
+
+def recording_of(file: str, stream: str, segments_only: bool = False) -> bool:
+    """Whether ``file`` is one of the names :meth:`VideoRecorder.claim` gives ``stream``'s
+    recordings: ``<stream>.mp4``, ``<stream>-2.mp4`` …, or a segment
+    ``<stream>-YYYYmmdd-HHMMSS[-2].mp4`` (only these with ``segments_only``).
+
+    >>> recording_of("cam-20261205-021125.mp4", "cam"), recording_of("cam-3.mp4", "cam")
+    (True, True)
+    >>> recording_of("camera.mp4", "cam"), recording_of("cam-2-2.mp4", "cam"), recording_of("cam.mp4", "cam", True)
+    (False, False, False)
+    """
+    segment = r"-\d{8}-\d{6}" if segments_only else r"(-\d{8}-\d{6})?"
+    return re.fullmatch(re.escape(stream) + segment + r"(-\d+)?\.mp4", file) is not None
 
 
 def _media_time(result: Result) -> float:

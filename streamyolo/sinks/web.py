@@ -13,7 +13,11 @@ A small HTTP server (the standard library's, one thread per client) serves:
   dropped, fps_in, fps_out, frame_age, reconnects, error, source, detections}, …]}``, where
   ``detections`` counts the classes in the stream's newest processed frame (``{"person": 2}``);
   with process workers also ``"workers": {name: {"restarts": n}}``;
-- ``/metrics``: the same numbers in Prometheus' text format (:mod:`streamyolo.sinks.metrics`).
+- ``/metrics``: the same numbers in Prometheus' text format (:mod:`streamyolo.sinks.metrics`);
+- with ``recordings`` (the recording folder): ``/recordings.json``, every MP4 in it (``{"files":
+  [{name, stream, size, modified}, …]}``, newest first, ``stream`` the stream it belongs to), and
+  ``/recordings/<file>.mp4``, the file itself with byte ranges (so a browser's player can seek),
+  listed and played on the page.
 
 Inference threads only drop each result into a latest-result slot; frames are annotated
 and JPEG-encoded in the client threads, only while someone watches, only the newest
@@ -31,6 +35,8 @@ import binascii
 import hmac
 import json
 import logging
+import os
+import re
 import socket
 import ssl
 import threading
@@ -51,6 +57,7 @@ from streamyolo.frames import Result
 from streamyolo.sinks.latest import Latest, LatestResults
 from streamyolo.sinks.metrics import CONTENT_TYPE as METRICS_TYPE
 from streamyolo.sinks.metrics import metrics_text
+from streamyolo.sinks.recorder import recording_of
 
 if TYPE_CHECKING:
     from streamyolo.pipeline.report import StreamReport
@@ -61,6 +68,7 @@ DEFAULT_HOST = "127.0.0.1"
 _WAIT = 0.5  # seconds a client thread waits for a frame before looking at the server's state
 _TEXT = "text/plain; charset=utf-8"
 _SOCKET_TIMEOUT = 10.0  # seconds; a client that stops reading is dropped after this
+_CHUNK = 256 * 1024  # bytes of a recording sent at a time
 
 
 def split_address(value: object) -> tuple[str, int] | None:
@@ -92,8 +100,10 @@ class WebViewer:
 
     def __init__(self, address: str | int, annotator: BoxAnnotator | None = None, *, fps: float = 10.0,
                  max_width: int = 960, quality: int = 80, auth: str | None = None,
-                 cert: str | Path | None = None, key: str | Path | None = None) -> None:
+                 cert: str | Path | None = None, key: str | Path | None = None,
+                 recordings: str | Path | None = None) -> None:
         self.host, self.port = parse_address(address)
+        self.recordings = None if recordings is None else Path(recordings)
         try:
             self._login = check_login(auth).encode() if auth is not None else None
         except ValueError as exc:
@@ -171,6 +181,36 @@ class WebViewer:
 
     def stream_names(self) -> list[str]:
         return [report.name for report in self._reports()]
+
+    def recording_files(self) -> list[dict[str, Any]]:
+        """Every MP4 in the recording folder, newest first: ``{name, stream, size, modified}``,
+        ``stream`` the current stream whose recording it is (``None``: none of them)."""
+        if self.recordings is None:
+            return []
+        names = sorted(self.stream_names(), key=len, reverse=True)  # "cam-2" before "cam"
+        files = []
+        try:
+            entries = list(os.scandir(self.recordings))
+        except OSError:
+            return []
+        for entry in entries:
+            try:
+                if not entry.name.endswith(".mp4") or not entry.is_file(follow_symlinks=False):
+                    continue
+                info = entry.stat()
+            except OSError:
+                continue  # deleted meanwhile (record_keep)
+            stream = next((n for n in names if recording_of(entry.name, n)), None)
+            files.append({"name": entry.name, "stream": stream, "size": info.st_size, "modified": info.st_mtime})
+        return sorted(files, key=lambda f: (-f["modified"], f["name"]))
+
+    def recording_path(self, name: str) -> Path | None:
+        """The recording file ``name`` (a plain ``.mp4`` name in the folder), or ``None``."""
+        if self.recordings is None or not name.endswith(".mp4") or "/" in name or "\\" in name \
+                or name.startswith("."):
+            return None
+        path = self.recordings / name
+        return path if path.is_file() and not path.is_symlink() else None
 
     def status(self) -> dict[str, Any]:
         keep = ("name", "state", "captured", "processed", "dropped", "fps_in", "fps_out", "frame_age", "reconnects",
@@ -285,6 +325,30 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """The one byte range a ``Range`` header asks of ``size`` bytes, as (first, last); ``None``
+    for the whole file (no header, or one this server does not take: several ranges, other
+    units), ``"unsatisfiable"`` for a range past the end.
+
+    >>> _byte_range("bytes=0-99", 1000), _byte_range("bytes=900-", 1000), _byte_range("bytes=-100", 1000)
+    ((0, 99), (900, 999), (900, 999))
+    >>> _byte_range("bytes=0-5000", 1000), _byte_range("bytes=1000-", 1000), _byte_range("bytes=0-1,5-6", 1000)
+    ((0, 999), 'unsatisfiable', None)
+    """
+    found = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", header or "")
+    if found is None or found[1] == found[2] == "":
+        return None
+    if found[1] == "":  # the last n bytes
+        if int(found[2]) == 0 or size == 0:
+            return "unsatisfiable"
+        return max(0, size - int(found[2])), size - 1
+    first = int(found[1])
+    last = min(int(found[2]), size - 1) if found[2] else size - 1
+    if first >= size or first > last:
+        return "unsatisfiable"
+    return first, last
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True  # server_close joins the client threads
@@ -353,6 +417,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.OK, "application/json", json.dumps(viewer.status()).encode())
             elif path == "/metrics":
                 self._send(HTTPStatus.OK, METRICS_TYPE, metrics_text(viewer.status()).encode())
+            elif path == "/recordings.json" and viewer.recordings is not None:
+                self._send(HTTPStatus.OK, "application/json", json.dumps({"files": viewer.recording_files()}).encode())
+            elif path.startswith("/recordings/") and viewer.recordings is not None:
+                file = viewer.recording_path(path.removeprefix("/recordings/"))
+                if file is None:
+                    self._send(HTTPStatus.NOT_FOUND, _TEXT, f"no recording {path.removeprefix('/recordings/')!r}\n"
+                               .encode())
+                else:
+                    self._file(file)
             elif path.startswith("/streams/") and path.endswith((".mjpg", ".jpg")):
                 name, _, kind = path.removeprefix("/streams/").rpartition(".")
                 if name not in viewer.stream_names():
@@ -376,6 +449,34 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
         self.wfile.write(body)
+
+    def _file(self, path: Path) -> None:
+        """A recording, whole or the byte range asked for (``Range: bytes=a-b``, ``a-`` or
+        ``-n``, as a browser's player asks when it seeks). A file still being written is sent
+        as far as it is at the moment of asking."""
+        with path.open("rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            first, last = 0, size - 1
+            asked = _byte_range(self.headers.get("Range"), size)
+            if isinstance(asked, str):
+                self._send(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, _TEXT, b"range not satisfiable\n",
+                           {"Content-Range": f"bytes */{size}"})
+                return
+            if asked is not None:
+                first, last = asked
+            self.send_response(HTTPStatus.PARTIAL_CONTENT if asked is not None else HTTPStatus.OK)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Length", str(last - first + 1))
+            if asked is not None:
+                self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            file.seek(first)
+            left = last - first + 1
+            while left > 0 and (chunk := file.read(min(_CHUNK, left))):
+                self.wfile.write(chunk)
+                left -= len(chunk)
 
     def _snapshot(self, viewer: WebViewer, name: str) -> None:
         jpeg = viewer.newest_jpeg(name)
@@ -432,10 +533,20 @@ PAGE = """<!doctype html>
   main.solo { grid-template-columns: 1fr; }
   main.solo figure { display: none; }
   main.solo figure.solo { display: block; cursor: zoom-out; }
+  header button { font: inherit; color: #eee; background: #333; border: 1px solid #555; cursor: pointer; }
+  #recordings { padding: 0 12px 8px; }
+  #recordings video { display: block; max-width: 100%; max-height: 60vh; background: #000; margin-bottom: 8px; }
+  #files { list-style: none; margin: 0; padding: 0; columns: 2 360px; }
+  #files li { padding: 2px 0; } #files a { color: #9cf; } #files .playing { font-weight: bold; }
+  #files .about { color: #999; margin-left: 8px; }
 </style>
 </head>
 <body>
-<header><h1>streamyolo</h1><span id="run">connecting…</span></header>
+<header><h1>streamyolo</h1><span id="run">connecting…</span>
+<button id="show-recordings" hidden>recordings</button></header>
+<section id="recordings" hidden>
+<video id="player" controls muted playsinline hidden></video><ul id="files"></ul>
+</section>
 <main id="tiles"></main>
 <script>
 "use strict";
@@ -496,6 +607,45 @@ async function refresh() {
     run.className = "ended";
   }
 }
+function size(bytes) {
+  return bytes >= 1e9 ? (bytes / 1e9).toFixed(2) + " GB" : (bytes / 1e6).toFixed(1) + " MB";
+}
+async function listRecordings() {
+  const response = await fetch(here + "recordings.json", {cache: "no-store"});
+  if (!response.ok) return false;
+  const list = document.getElementById("files");
+  list.replaceChildren();
+  for (const f of (await response.json()).files) {
+    const item = document.createElement("li");
+    const link = document.createElement("a");
+    link.href = here + "recordings/" + encodeURIComponent(f.name);
+    link.textContent = f.name;
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      const player = document.getElementById("player");
+      for (const other of list.querySelectorAll(".playing")) other.classList.remove("playing");
+      item.classList.add("playing");
+      player.src = link.href;
+      player.hidden = false;
+      player.play().catch(() => {});
+    });
+    const about = document.createElement("span");
+    about.className = "about";
+    about.textContent = [f.stream || "", size(f.size), new Date(f.modified * 1000).toLocaleString()]
+      .filter(Boolean).join(" · ");
+    item.append(link, about);
+    list.appendChild(item);
+  }
+  return true;
+}
+const recordingsButton = document.getElementById("show-recordings");
+recordingsButton.addEventListener("click", async () => {
+  const section = document.getElementById("recordings");
+  section.hidden = !section.hidden;
+  if (!section.hidden) await listRecordings();
+});
+fetch(here + "recordings.json", {cache: "no-store"})
+  .then((response) => { recordingsButton.hidden = !response.ok; }).catch(() => {});
 refresh();
 setInterval(refresh, 1000);
 </script>

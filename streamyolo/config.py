@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from streamyolo.errors import ConfigError
+from streamyolo.frames import DetectionFilter
 
 DEFAULT_MODEL = "demo"
 """The bundled demo detector (``streamyolo/assets/demo_model.pt``): works offline out of the box."""
@@ -71,6 +72,11 @@ class StreamConfig(_Strict):
     """RTSP transport."""
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
     decoder_threads: int = Field(default=2, ge=0, le=64)
+    conf: float | None = Field(default=None, ge=0, le=1)
+    """This stream's confidence threshold (default: the run's ``conf``)."""
+    classes: list[Annotated[int, Field(ge=0)]] | None = None
+    """This stream's class ids (default: the run's ``classes``): a parking camera that keeps
+    cars only, say, beside cameras that keep people."""
 
     @model_validator(mode="before")
     @classmethod
@@ -306,14 +312,40 @@ class PipelineConfig(_Strict):
         return value
 
     @property
-    def detect_conf(self) -> float:
-        """The confidence threshold detection runs at: ``conf``, or 0.1 for a tracked run
-        that did not set it (as ``model.track()``)."""
+    def run_conf(self) -> float:
+        """The run's confidence threshold: ``conf``, or 0.1 for a tracked run that did not set
+        it (as ``model.track()``)."""
         if self.tracker is not None and "conf" not in self.model_fields_set:
             from streamyolo.inference.tracking import TRACKING_CONF
 
             return TRACKING_CONF
         return self.conf
+
+    @property
+    def detect_conf(self) -> float:
+        """The threshold the models detect at: the lowest of the run's and every stream's own
+        (each stream then keeps what its own lets through: :meth:`stream_filter`)."""
+        return min([s.conf if s.conf is not None else self.run_conf for s in self.streams] or [self.run_conf])
+
+    @property
+    def detect_classes(self) -> tuple[int, ...] | None:
+        """The classes the models keep: every stream's together, or all (``None``) when a
+        stream keeps every class."""
+        wanted = [s.classes if s.classes is not None else self.classes for s in self.streams] or [self.classes]
+        if any(classes is None for classes in wanted):
+            return None
+        return tuple(sorted({c for classes in wanted if classes is not None for c in classes}))
+
+    def stream_filter(self, stream: StreamConfig) -> DetectionFilter | None:
+        """What ``stream`` keeps of the models' detections, when its own ``conf`` or
+        ``classes`` is stricter than what they detect at; ``None``: all of them."""
+        conf = stream.conf if stream.conf is not None else self.run_conf
+        classes = stream.classes if stream.classes is not None else self.classes
+        detect_classes = self.detect_classes
+        narrower = classes is not None and (detect_classes is None or set(classes) != set(detect_classes))
+        if conf <= self.detect_conf and not narrower:
+            return None
+        return DetectionFilter(conf, frozenset(classes) if narrower and classes is not None else None)
 
     @field_validator("web_auth")
     @classmethod

@@ -163,6 +163,11 @@ class Detections:
             found[name] = found.get(name, 0) + 1
         return dict(sorted(found.items(), key=lambda item: (-item[1], item[0])))
 
+    def select(self, keep: npt.NDArray[np.bool_]) -> Detections:
+        """The boxes where ``keep`` is true (with their ids when tracked)."""
+        return Detections(self.xyxy[keep], self.conf[keep], self.cls[keep], self.names,
+                          None if self.ids is None else self.ids[keep])
+
     def to_records(self) -> list[dict[str, Any]]:
         """The detections as JSON-ready dicts: ``{"xyxy", "conf", "cls", "name"}``, and ``"id"``
         when tracked."""
@@ -179,6 +184,31 @@ class Detections:
             for record, track in zip(records, self.ids, strict=True):
                 record["id"] = int(track)
         return records
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionFilter:
+    """A stream's own ``conf`` and ``classes``, stricter than what its worker's model detects
+    at (the loosest of every stream's): keeps what ``predict()`` with these settings keeps. A
+    box below the threshold never suppresses a higher one in NMS, and NMS runs per class, so
+    filtering after it gives the same boxes as filtering before (up to ``max_det``).
+
+    >>> found = Detections(np.zeros((3, 4), np.float32), np.array([0.2, 0.5, 0.9], np.float32),
+    ...                    np.array([0, 2, 2]))
+    >>> DetectionFilter(conf=0.3).apply(found).conf.tolist(), DetectionFilter(classes=frozenset({0})).apply(found).cls
+    ([0.5, 0.8999999761581421], array([0]))
+    """
+
+    conf: float = 0.0
+    """Keep boxes whose confidence is above this (as Ultralytics: strictly above)."""
+    classes: frozenset[int] | None = None
+    """Keep only these class ids (``None``: every class)."""
+
+    def apply(self, found: Detections) -> Detections:
+        keep = found.conf > self.conf
+        if self.classes is not None:
+            keep &= np.isin(found.cls, list(self.classes))
+        return found if bool(keep.all()) else found.select(keep)
 
 
 @dataclass(frozen=True, slots=True)

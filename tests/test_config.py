@@ -40,6 +40,8 @@ def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
         ({"streams": ["a"], "device": "gpu"}, "config key 'device'"),
         ({"streams": ["a"], "pytorch_cpu": "onnx"}, "config key 'pytorch_cpu'"),
         ({"streams": ["a"], "record_segment": 0}, "config key 'record_segment'"),
+        ({"streams": [{"source": "a", "conf": 2}]}, "config key 'streams.0.conf'"),
+        ({"streams": [{"source": "a", "classes": [-1]}]}, "config key 'streams.0.classes.0'"),
         ({"streams": ["a"], "record_segment": 60, "record_keep": "soon"}, "config key 'record_keep'"),
         ({"streams": ["a"], "record_keep": "30d"}, "config keys 'record_keep' and 'record_segment'"),
     ],
@@ -47,6 +49,25 @@ def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
 def test_bad_values_name_the_key(data: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         build_config(data)
+
+
+def test_streams_own_conf_and_classes_set_what_the_models_detect_and_what_each_keeps() -> None:
+    from streamyolo.frames import DetectionFilter
+
+    config = build_config({"conf": 0.3, "streams": [{"source": "a", "classes": [2]}, {"source": "b", "conf": 0.6},
+                                                    "c"]})
+    assert (config.detect_conf, config.detect_classes) == (0.3, None)  # c keeps every class
+    assert [config.stream_filter(s) for s in config.streams] == [
+        DetectionFilter(0.3, frozenset({2})), DetectionFilter(0.6), None]
+    config = build_config({"classes": [5], "stream_defaults": {"conf": 0.5},
+                           "streams": [{"source": "a", "classes": [2]},
+                                       {"source": "b", "classes": [0, 2], "conf": 0.1}]})
+    assert (config.detect_conf, config.detect_classes) == (0.1, (0, 2))
+    assert [config.stream_filter(s) for s in config.streams] == [DetectionFilter(0.5, frozenset({2})), None]
+    # Tracked: 0.1 unless set (as model.track()), here by the only stream.
+    assert build_config({"tracker": "bytetrack", "streams": ["a"]}).detect_conf == 0.1
+    tracked = build_config({"tracker": "bytetrack", "streams": [{"source": "a", "conf": 0.5}]})
+    assert tracked.detect_conf == 0.5 and tracked.stream_filter(tracked.streams[0]) is None
 
 
 def test_spans_of_time_are_read_with_their_units() -> None:

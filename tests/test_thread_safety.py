@@ -112,6 +112,37 @@ def test_real_openvino_yolo11n_matches_sequential_predict(
     assert all((r.detections.cls == 0).any() for r in people), "the real model must see persons in every frame"
 
 
+@pytest.mark.timeout(240)
+def test_each_streams_own_conf_and_classes_give_what_predict_gives_with_them(
+    four_streams: list[Path], shared_model: Path
+) -> None:
+    """Streams with their own ``conf``/``classes`` share the workers' models, which detect at
+    the loosest settings; each stream gets exactly what ``predict()`` gives with its own."""
+    people = str(four_streams[0])  # a real street
+    own = {"persons": {"conf": 0.25, "classes": [0]}, "sure": {"conf": 0.6},
+           "two-wheels": {"conf": 0.3, "classes": [1, 3]}, "all": {"conf": 0.25}}
+    streams = [{"name": name, "source": people, **{k: v for k, v in settings.items() if name != "all"}}
+               for name, settings in own.items()]
+    config = {"streams": streams, "model": str(shared_model), "workers": 2, "device": "cpu", "imgsz": 640,
+              "conf": 0.25, "display": False}
+    with Pipeline.from_config(config) as pipeline:
+        results = list(pipeline.results())
+    assert sorted((r.stream, r.frame.seq) for r in results) == sorted((n, i) for n in own for i in range(12))
+    yolo = import_ultralytics().YOLO(str(shared_model), task="detect")
+    found: dict[str, set[int]] = defaultdict(set)
+    for result in results:
+        settings = own[result.stream]
+        reference = yolo.predict(result.frame.image, imgsz=640, device="cpu", verbose=False, **settings)[0]
+        assert_same_detections(result.detections, reference, float(settings["conf"]),  # type: ignore[arg-type]
+                               f"{result.stream}#{result.frame.seq}")
+        found[result.stream].update(int(c) for c in result.detections.cls)
+    # The clip's first frames hold people, bicycles, motorcycles and a suitcase.
+    assert found["persons"] == {0} and {0, 1, 3} <= found["all"] and found["two-wheels"] <= {1, 3}
+    assert found["two-wheels"], "no bicycle or motorcycle kept: the comparison would mean little"
+    counts = {name: sum(len(r.detections) for r in results if r.stream == name) for name in own}
+    assert counts["sure"] < counts["all"], counts
+
+
 class _RecordingFactory:
     """Wraps a factory and records which thread built each detector."""
 

@@ -75,8 +75,7 @@ def detector_factories(config: PipelineConfig, model: str, workers: int, lanes: 
     started again). ``model`` is ``config.model`` as
     :func:`~streamyolo.inference.models.resolve_model` resolved it."""
     settings = DetectSettings(
-        conf=config.detect_conf, iou=config.iou, imgsz=config.imgsz,
-        classes=tuple(config.classes) if config.classes is not None else None,
+        conf=config.detect_conf, iou=config.iou, imgsz=config.imgsz, classes=config.detect_classes,
         half=config.half, max_det=config.max_det,
     )
     lanes = lanes or Lanes()
@@ -262,6 +261,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
             capacity=s.capacity,
             policy=_policy(s),
             display_uri=s.spec.display_uri,
+            keep=cfg.stream_filter(s.config),
         )
         for s in streams
     ]

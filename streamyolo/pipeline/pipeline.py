@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamyolo.buffering import Overflow, RingBuffer
 from streamyolo.errors import ModelError, OutputsIncompleteError, WorkerError
-from streamyolo.frames import Frame, Result
+from streamyolo.frames import DetectionFilter, Frame, Result
 from streamyolo.inference.detector import DetectorFactory
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.pipeline.monitor import Monitor, StatsWriter, inference_stacks
@@ -51,6 +51,8 @@ class StreamSetup:
     capacity: int = 8
     policy: CapturePolicy = field(default_factory=CapturePolicy)
     display_uri: str = ""
+    keep: DetectionFilter | None = None
+    """What this stream keeps of its worker's detections (its own ``conf``/``classes``)."""
 
 
 class _Stream:
@@ -238,7 +240,7 @@ class Pipeline:
         n = len(self._factories)
         for index, factory in enumerate(self._factories):
             channels = [
-                Channel(s.name, s.ring, s.setup.overflow is Overflow.DROP_OLDEST, s.health)
+                Channel(s.name, s.ring, s.setup.overflow is Overflow.DROP_OLDEST, s.health, s.setup.keep)
                 for i, s in enumerate(self._streams) if i % n == index
             ]
             worker = InferenceWorker(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamyolo.buffering import BufferClosed, Empty, RingBuffer
-from streamyolo.frames import Detections, Frame, Image, Result
+from streamyolo.frames import DetectionFilter, Detections, Frame, Image, Result
 from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.inference.tracking import StreamTracker
 from streamyolo.pipeline.health import StreamHealth
@@ -33,6 +33,8 @@ class Channel:
     ring: RingBuffer[Frame]
     live: bool
     health: StreamHealth
+    keep: DetectionFilter | None = None
+    """What the stream keeps of the detections (its own ``conf``/``classes``), before tracking."""
 
 
 class InferenceWorker:
@@ -207,7 +209,8 @@ class InferenceWorker:
         self._picker.forward_took(now - started)
         for index, ((channel, frame), found) in enumerate(zip(batch, detections, strict=True)):
             try:
-                shown = found if self._tracker is None else self._track(channel.name, found, frame.image)
+                kept = found if channel.keep is None else channel.keep.apply(found)
+                shown = kept if self._tracker is None else self._track(channel.name, kept, frame.image)
                 result = Result(frame=frame, detections=shown, t_done=now, worker=self.name)
                 self._sink.write(result)
             except BaseException:

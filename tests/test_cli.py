@@ -46,6 +46,7 @@ def test_run_two_files_with_record_jsonl_and_summary(clips: list[Path], random_m
                        "--record", str(out / "rec"), "--jsonl", str(out / "det.jsonl"),
                        "--summary", str(out / "summary.json"), "--no-display")
     assert again.returncode == 0, again.stderr
+    assert f"recorded left: {out / 'rec' / 'left-2.mp4'}" in again.stdout  # under the summary table
     assert json.loads((out / "summary.json").read_text())["streams"]["left"]["recordings"] == [
         str(out / "rec" / "left-2.mp4")]
     assert sorted(p.name for p in (out / "rec").iterdir()) == ["clip1.mp4", "left-2.mp4", "left.mp4"]

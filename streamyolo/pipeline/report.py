@@ -71,7 +71,8 @@ class Summary:
         for name, r in self.streams.items():
             rows.append([name, r.state, str(r.captured), str(r.processed), str(r.dropped), str(r.reconnects),
                          _short(r.error, 70)])
-        return "\n".join([_format(rows), *restart_notes(self.worker_restarts)])
+        recorded = {name: self.recordings[name] for name in self.streams if name in self.recordings}
+        return "\n".join([_format(rows), *recording_notes(recorded), *restart_notes(self.worker_restarts)])
 
 
 def workers_json(restarts: Mapping[str, int]) -> dict[str, dict[str, int]]:
@@ -82,6 +83,17 @@ def workers_json(restarts: Mapping[str, int]) -> dict[str, dict[str, int]]:
     {'w0': {'restarts': 0}, 'w1': {'restarts': 2}}
     """
     return {name: {"restarts": n} for name, n in restarts.items()}
+
+
+def recording_notes(recordings: Mapping[str, list[str]]) -> list[str]:
+    """Where each stream's recording went, a line each.
+
+    >>> recording_notes({"cam": ["rec/cam-2.mp4"], "gate": ["rec/gate-1.mp4", "rec/gate-2.mp4", "rec/gate-3.mp4"]})
+    ['recorded cam: rec/cam-2.mp4', 'recorded gate: 3 files, rec/gate-1.mp4 … rec/gate-3.mp4']
+    """
+    return [f"recorded {name}: {files[0]}" if len(files) == 1 else
+            f"recorded {name}: {len(files)} files, {files[0]} … {files[-1]}"
+            for name, files in recordings.items() if files]
 
 
 def restart_notes(restarts: Mapping[str, int]) -> list[str]:

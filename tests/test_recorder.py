@@ -84,6 +84,20 @@ def test_an_earlier_runs_recording_is_kept_and_the_new_one_takes_the_next_free_n
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cam-2-2.mp4", "cam-2.mp4", "cam.mp4"]
 
 
+@pytest.mark.timeout(60)
+def test_a_stream_whose_frame_size_changes_goes_on_in_a_new_file_at_its_new_size(tmp_path: Path) -> None:
+    """A camera reconfigured (or reconnected) at another resolution: each file keeps one size,
+    whole pictures, rather than the new frames squeezed or cropped into the old size."""
+    small, large = _results("cam", 20, size="320x240"), _results("cam", 40, size="640x480")[20:]
+    recorder = _record(tmp_path, [*small, *large])
+    assert recorder.files == {"cam": [tmp_path / "cam.mp4", tmp_path / "cam-2.mp4"]}
+    for path, size, stamps_expected in ((tmp_path / "cam.mp4", (320, 240), range(20)),
+                                        (tmp_path / "cam-2.mp4", (640, 480), range(20, 40))):
+        images, info = decode(path)
+        assert (info["width"], info["height"]) == size
+        assert [read_stamp(image)[1] for image in images] == list(stamps_expected)  # type: ignore[index]
+
+
 def _retimed(results: list[Result], pts: list[float]) -> list[Result]:
     """``results`` with the source's presentation times replaced by ``pts``."""
     out = []

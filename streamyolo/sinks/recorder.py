@@ -283,10 +283,14 @@ class _StreamWriter:
                     self._failed.set()
 
     def _write(self, item: Result) -> None:
-        if self._encoder is not None and self._encoder.full(item):
+        resized = self._encoder is not None and not self._encoder.fits(item)  # the camera's size changed
+        if self._encoder is not None and (resized or self._encoder.full(item)):
             finished, self._encoder = self._encoder, None
             self._follows = self._started + finished.seconds_to(item)
             finished.close()
+            if resized:
+                height, width = item.frame.image.shape[:2]
+                log.info("stream %r: frames now %dx%d, recorded to a new file", self.stream, width, height)
         if self._encoder is None:
             self._encoder = self._open(item)
         self._meter.tick()
@@ -383,6 +387,11 @@ class _Encoder:
         self.segment = owner.segment
         self._origin: float | None = None
         self._last_pts = -1
+
+    def fits(self, result: Result) -> bool:
+        """Whether ``result``'s frame has this file's size (a file's frames all have one)."""
+        height, width = result.frame.image.shape[:2]
+        return (width - width % 2, height - height % 2) == (self.width, self.height)
 
     def full(self, result: Result) -> bool:
         """Whether ``result`` starts the next segment: this file already holds ``segment``

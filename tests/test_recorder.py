@@ -7,6 +7,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import threading
@@ -180,9 +181,25 @@ def test_record_keep_deletes_the_streams_old_segments_and_nothing_else(tmp_path:
     files = recorder.files["cam"]
     assert len(files) == 2 and _stamps_in(files[0]) == list(range(25, 50)), "the first segment is deleted"
     assert _stamps_in(files[1]) == list(range(50, 75))
+
     assert (tmp_path / "cam-20200101-000020.mp4").exists() is False  # a minute old: past a 1-second keep
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [p.name for p in files] + [name for name in planted if name not in gone and name != "cam-20200101-000020.mp4"])
+
+
+@pytest.mark.timeout(60)
+def test_a_recording_folder_removed_mid_run_is_made_again_for_the_next_file(tmp_path: Path) -> None:
+    folder = tmp_path / "rec"
+    recorder = VideoRecorder(folder, preset="ultrafast", segment=1.0)
+    recorder.open()
+    results = _results("cam", 50)  # two 1-second segments
+    for result in results[:25]:
+        recorder.write(result)
+    shutil.rmtree(folder)  # a clean-up script; the first segment goes with it
+    for result in results[25:]:
+        recorder.write(result)
+    recorder.close()
+    assert [_stamps_in(path) for path in sorted(folder.iterdir())] == [list(range(25, 50))]
 
 
 FILE_LIMIT = 250_000

@@ -129,6 +129,11 @@ class VideoRecorder:
         or processes) never share one; with ``overwrite`` an existing file is replaced."""
         base = stream if self.segment is None else f"{stream}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(started))}"
         with self._claim_lock:
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)  # again: a clean-up may have removed it
+            except OSError as exc:
+                raise RecorderError(f"recording folder {str(self.folder)!r} cannot be created: "
+                                    f"{exc.strerror or exc}") from exc
             for number in itertools.count(1):
                 path = self.folder / (f"{base}.mp4" if number == 1 else f"{base}-{number}.mp4")
                 if path in self._claimed:

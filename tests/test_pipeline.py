@@ -106,6 +106,25 @@ def test_the_jsonl_and_stats_files_keep_an_earlier_runs_lines(tmp_path: Path) ->
 
 
 @pytest.mark.timeout(30)
+def test_a_line_file_moved_away_by_logrotate_goes_on_in_a_new_file(tmp_path: Path) -> None:
+    path = tmp_path / "det.jsonl"
+    lines = LineFile(path, "JSONL file")
+    lines.open()
+    lines.write("1\n")
+    path.rename(tmp_path / "det.jsonl.1")  # logrotate's default: move, then expect a new file
+    lines.write("2\n")
+    assert path.read_text() == "2\n"
+    path.unlink()  # a clean-up
+    lines.write("3\n")
+    assert path.read_text() == "3\n"
+    with path.open("r+") as file:  # copytruncate: the same file, emptied
+        file.truncate(0)
+    lines.write("4\n")
+    lines.close()
+    assert ((tmp_path / "det.jsonl.1").read_text(), path.read_text()) == ("1\n", "4\n")
+
+
+@pytest.mark.timeout(30)
 def test_a_line_file_that_cannot_be_written_pauses_and_goes_on_when_it_can(tmp_path: Path) -> None:
     """The kernel refuses the JSONL's writes (a file-size limit here; a full disk on a box):
     lines are lost, not the run; the file keeps whole lines only, takes lines again once the

@@ -59,7 +59,11 @@ def _whole_lines(path: Path, size: int, block: int = 65536) -> int:
 class LineFile:
     """A file of lines written by a long run (the JSONL, the stats file) that outlives a full
     disk: a line that cannot be written pauses the file (see :class:`OutputPause`), which is
-    opened again a little later, its cut last line removed, and goes on from there. Thread-safe."""
+    opened again a little later, its cut last line removed, and goes on from there. A file
+    moved or removed under it (logrotate's default ``create`` mode, a clean-up) is noticed at
+    the next line, which starts a new file at the path, as the standard library's
+    ``WatchedFileHandler`` does for logs; ``copytruncate`` needs nothing (lines are appended).
+    Thread-safe."""
 
     def __init__(self, path: Path, what: str, overwrite: bool = False, clock: Clock = time.monotonic) -> None:
         self.path = Path(path)
@@ -80,8 +84,12 @@ class LineFile:
             if not self.pause.due():
                 return
             try:
+                if self._file is not None and self._moved():
+                    log.info("%s %s was moved or removed: writing to a new one", self.what, self.path)
+                    self._file.close()
+                    self._file = None
                 if self._file is None:
-                    self._file = open_lines(self.path, self.what, again=True)  # after a pause
+                    self._file = open_lines(self.path, self.what, again=True)  # after a pause, or moved
                 self._file.write(line)
             except OSError as exc:
                 self._drop()
@@ -99,6 +107,16 @@ class LineFile:
                     self.pause.failed(exc)
                 self._file = None
         self.pause.check()
+
+    def _moved(self) -> bool:
+        """Whether the path no longer leads to the open file."""
+        assert self._file is not None
+        try:
+            here = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        mine = os.fstat(self._file.fileno())
+        return (here.st_dev, here.st_ino) != (mine.st_dev, mine.st_ino)
 
     def _drop(self) -> None:
         """Forget the open file after a failed write, with whatever its buffer still holds, and

@@ -77,6 +77,19 @@ class StreamConfig(_Strict):
     classes: list[Annotated[int, Field(ge=0)]] | None = None
     """This stream's class ids (default: the run's ``classes``): a parking camera that keeps
     cars only, say, beside cameras that keep people."""
+    lines: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")],
+                tuple[tuple[float, float], tuple[float, float]]] | None = None
+    """Counting lines (needs ``tracker``): ``{door: [[x1, y1], [x2, y2]]}`` in the picture's
+    pixels; tracked objects crossing one are counted, ``in`` from its left to its right
+    (walking from the first point to the second) and ``out`` the other way."""
+
+    @field_validator("lines")
+    @classmethod
+    def _lines(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for name, (a, b) in (value or {}).items():
+            if a == b:
+                raise ValueError(f"line {name!r} needs two different points")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -279,6 +292,10 @@ class PipelineConfig(_Strict):
         if self.model_sharing == "locked" and self.lanes not in ("auto", 1):
             raise ValueError("config keys 'lanes' and 'model_sharing': lanes need a model per lane; "
                              "model_sharing 'locked' shares one (use 'per-thread', or lanes: 1)")
+        counting = next((i for i, stream in enumerate(self.streams) if stream.lines), None)
+        if counting is not None and self.tracker is None:
+            raise ValueError(f"config keys 'streams.{counting}.lines' and 'tracker': counting lines follow track "
+                             "ids; set tracker (bytetrack)")
         if self.record_keep is not None and self.record_segment is None:
             raise ValueError("config keys 'record_keep' and 'record_segment': record_keep deletes old segment "
                              "files; give record_segment too (one file per run is never deleted)")

@@ -212,6 +212,33 @@ class DetectionFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class Crossing:
+    """A tracked object crossing a stream's counting line (``lines:``) in one frame."""
+
+    line: str
+    direction: str
+    """``"in"`` (from the line's left to its right, walking from its first point to its
+    second, as seen on the picture) or ``"out"``."""
+    id: int
+    cls: int
+    name: str
+
+    def to_record(self) -> dict[str, Any]:
+        return {"line": self.line, "direction": self.direction, "id": self.id, "cls": self.cls, "name": self.name}
+
+
+@dataclass(frozen=True, slots=True)
+class LineTally:
+    """A counting line as a frame shows it: where it is, and its totals up to that frame."""
+
+    name: str
+    a: tuple[float, float]
+    b: tuple[float, float]
+    into: int
+    out: int
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
     """A frame with its detections, as the inference worker hands it to the sinks."""
 
@@ -219,6 +246,10 @@ class Result:
     detections: Detections
     t_done: float
     worker: str = ""
+    crossings: tuple[Crossing, ...] = ()
+    """Counting lines crossed in this frame (streams with ``lines:``)."""
+    lines: tuple[LineTally, ...] = ()
+    """The stream's counting lines with their totals after this frame (for the overlay)."""
 
     @property
     def stream(self) -> str:
@@ -232,7 +263,7 @@ class Result:
     def to_record(self) -> dict[str, Any]:
         """The JSONL record for this frame, exactly the documented shape (``time``: the
         frame's arrival on the wall clock, seconds since the epoch; ``t_capture``: the same on
-        the process's monotonic clock)."""
+        the process's monotonic clock; ``crossings`` for a stream with counting lines)."""
         meta = self.frame.meta
         return {
             "stream": meta.stream,
@@ -241,4 +272,5 @@ class Result:
             "t_capture": round(meta.t_capture, 6),
             "pts": None if meta.pts is None else round(meta.pts, 6),
             "detections": self.detections.to_records(),
+            **({"crossings": [c.to_record() for c in self.crossings]} if self.lines else {}),
         }

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
-from streamyolo.frames import Detections, Image
+from streamyolo.frames import Detections, Image, LineTally
 
 # Ultralytics' default palette, so boxes look familiar to its users.
 _PALETTE = [
@@ -42,11 +44,18 @@ class BoxAnnotator:
         stream: str,
         fps: float | None = None,
         age: float | None = None,
+        lines: Sequence[LineTally] = (),
+        zoom: float = 1.0,
     ) -> Image:
+        """A copy of ``image`` with ``detections``, the stream's counting ``lines`` with their
+        totals, and the header drawn; ``zoom``: how much ``image`` was scaled from the frame
+        the boxes and lines were found in (boxes already scaled by the caller)."""
         canvas = image.copy()
         height, width = canvas.shape[:2]
         scale = max(0.4, min(width, height) / 900)
         thickness = max(1, round(scale * 2))
+        for line in lines:
+            _counting_line(canvas, line, zoom, scale, thickness)
         ids = [f" #{int(i)}" for i in detections.ids] if detections.ids is not None else [""] * len(detections)
         for box, conf, cls, track in zip(detections.xyxy, detections.conf, detections.cls, ids, strict=True):
             x1, y1, x2, y2 = (round(float(v)) for v in box)
@@ -64,6 +73,21 @@ class BoxAnnotator:
                 header = f"{stream}  " + "  ".join(parts)
         _label(canvas, header, (0, 0), (32, 32, 32), scale * 1.1, thickness, inside=True)
         return canvas
+
+
+def _counting_line(canvas: Image, line: LineTally, zoom: float, scale: float, thickness: int) -> None:
+    """The line, an arrow from its middle to the side objects cross to when they go ``in``, and
+    its totals."""
+    (ax, ay), (bx, by) = ((x * zoom, y * zoom) for x, y in (line.a, line.b))
+    white = (255, 255, 255)
+    cv2.line(canvas, (round(ax), round(ay)), (round(bx), round(by)), white, thickness + 1, cv2.LINE_AA)
+    length = max(1e-6, float(np.hypot(bx - ax, by - ay)))
+    mx, my = (ax + bx) / 2, (ay + by) / 2
+    reach = 30 * scale  # the right-hand normal of a→b, y pointing down: the "in" side
+    tip = (round(mx - (by - ay) / length * reach), round(my + (bx - ax) / length * reach))
+    cv2.arrowedLine(canvas, (round(mx), round(my)), tip, white, thickness, cv2.LINE_AA, tipLength=0.4)
+    _label(canvas, f"{line.name}: {line.into} in, {line.out} out", (round(min(ax, bx)), round(min(ay, by))),
+           white, scale, thickness)
 
 
 def _label(

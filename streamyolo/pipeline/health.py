@@ -11,10 +11,11 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from streamyolo.clock import RateMeter
+from streamyolo.frames import Crossing
 
 
 class StreamState(enum.Enum):
@@ -60,6 +61,8 @@ class HealthSnapshot:
     width: int | None
     height: int | None
     fps: float | None
+    counts: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    """Counting lines: line → direction (``in``/``out``) → class name → objects."""
 
 
 class StreamHealth:
@@ -72,6 +75,7 @@ class StreamHealth:
         self._state = StreamState.CONNECTING
         self._error: str | None = None
         self._reconnects = 0
+        self._counts: dict[str, dict[str, dict[str, int]]] = {}
         self._processed = 0
         self._lost = 0
         self._last_frame_at: float | None = None
@@ -146,6 +150,19 @@ class StreamHealth:
             self._last_age = age
             self._out.tick(now)
 
+    def counted(self, crossings: Sequence[Crossing]) -> None:
+        """Objects that crossed the stream's counting lines (see :mod:`streamyolo.inference.counting`)."""
+        with self._lock:
+            for crossing in crossings:
+                by_class = self._counts.setdefault(crossing.line, {}).setdefault(crossing.direction, {})
+                by_class[crossing.name] = by_class.get(crossing.name, 0) + 1
+
+    def count_lines(self, lines: Sequence[str]) -> None:
+        """The stream counts on these lines: they show (at zero) before anything crosses them."""
+        with self._lock:
+            for line in lines:
+                self._counts.setdefault(line, {"in": {}, "out": {}})
+
     def lose(self, count: int) -> None:
         """Frames taken from the buffer that will never be processed (a worker died)."""
         with self._lock:
@@ -167,4 +184,5 @@ class StreamHealth:
                 width=self._size[0] if self._size else None,
                 height=self._size[1] if self._size else None,
                 fps=self._fps,
+                counts={line: {way: dict(n) for way, n in ways.items()} for line, ways in self._counts.items()},
             )

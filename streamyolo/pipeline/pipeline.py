@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from streamyolo.buffering import Overflow, RingBuffer
 from streamyolo.errors import ModelError, OutputsIncompleteError, WorkerError
 from streamyolo.frames import DetectionFilter, Frame, Result
+from streamyolo.inference.counting import CountingLine
 from streamyolo.inference.detector import DetectorFactory
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.pipeline.monitor import Monitor, StatsWriter, inference_stacks
@@ -53,6 +54,8 @@ class StreamSetup:
     display_uri: str = ""
     keep: DetectionFilter | None = None
     """What this stream keeps of its worker's detections (its own ``conf``/``classes``)."""
+    lines: tuple[CountingLine, ...] = ()
+    """Counting lines (the stream is tracked): see :mod:`streamyolo.inference.counting`."""
 
 
 class _Stream:
@@ -64,6 +67,7 @@ class _Stream:
         self.name = setup.name
         self.ring: RingBuffer[Frame] = RingBuffer(setup.capacity, setup.overflow, on_ready=doorbell.set)
         self.health = StreamHealth(setup.name, clock)
+        self.health.count_lines([line.name for line in setup.lines])
         self.capture = CaptureWorker(setup.name, setup.source, self.ring, self.health, stop,
                                      policy=setup.policy, clock=clock)
 
@@ -85,6 +89,7 @@ class _Stream:
             fps_out=snap.fps_out,
             frame_age=snap.last_age,
             last_frame_age=None if snap.last_frame_at is None else max(0.0, now - snap.last_frame_at),
+            counts=snap.counts,
         )
 
 
@@ -240,7 +245,8 @@ class Pipeline:
         n = len(self._factories)
         for index, factory in enumerate(self._factories):
             channels = [
-                Channel(s.name, s.ring, s.setup.overflow is Overflow.DROP_OLDEST, s.health, s.setup.keep)
+                Channel(s.name, s.ring, s.setup.overflow is Overflow.DROP_OLDEST, s.health, s.setup.keep,
+                        s.setup.lines)
                 for i, s in enumerate(self._streams) if i % n == index
             ]
             worker = InferenceWorker(

@@ -29,6 +29,8 @@ class StreamReport:
     fps_out: float = 0.0
     frame_age: float | None = None
     last_frame_age: float | None = None
+    counts: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    """Counting lines (``lines:``): line → ``in``/``out`` → class name → objects counted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,9 @@ class Summary:
         for name, files in self.recordings.items():
             if name in out["streams"]:
                 out["streams"][name]["recordings"] = files
+        for name, report in self.streams.items():
+            if report.counts:
+                out["streams"][name]["counts"] = report.counts
         if self.worker_restarts:
             out["workers"] = workers_json(self.worker_restarts)
         return out
@@ -72,7 +77,8 @@ class Summary:
             rows.append([name, r.state, str(r.captured), str(r.processed), str(r.dropped), str(r.reconnects),
                          _short(r.error, 70)])
         recorded = {name: self.recordings[name] for name in self.streams if name in self.recordings}
-        return "\n".join([_format(rows), *recording_notes(recorded), *restart_notes(self.worker_restarts)])
+        counted = [f"counted {name}: {count_text(r.counts)}" for name, r in self.streams.items() if r.counts]
+        return "\n".join([_format(rows), *counted, *recording_notes(recorded), *restart_notes(self.worker_restarts)])
 
 
 def workers_json(restarts: Mapping[str, int]) -> dict[str, dict[str, int]]:
@@ -83,6 +89,20 @@ def workers_json(restarts: Mapping[str, int]) -> dict[str, dict[str, int]]:
     {'w0': {'restarts': 0}, 'w1': {'restarts': 2}}
     """
     return {name: {"restarts": n} for name, n in restarts.items()}
+
+
+def count_text(counts: Mapping[str, Mapping[str, Mapping[str, int]]]) -> str:
+    """A stream's counting lines in a few words.
+
+    >>> count_text({"door": {"in": {"person": 3, "dog": 1}, "out": {"person": 2}}, "gate": {"in": {}, "out": {}}})
+    'door: 4 in (3 person, 1 dog), 2 out (2 person); gate: 0 in, 0 out'
+    """
+    def one(by_class: Mapping[str, int], way: str) -> str:
+        kinds = ", ".join(f"{n} {name}" for name, n in sorted(by_class.items(), key=lambda item: (-item[1], item[0])))
+        return f"{sum(by_class.values())} {way}" + (f" ({kinds})" if kinds else "")
+
+    return "; ".join(f"{line}: {one(ways.get('in', {}), 'in')}, {one(ways.get('out', {}), 'out')}"
+                     for line, ways in counts.items())
 
 
 def recording_notes(recordings: Mapping[str, list[str]]) -> list[str]:

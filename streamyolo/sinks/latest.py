@@ -34,12 +34,14 @@ class Latest:
         image: Image = self.result.frame.image
         detections = self.result.detections
         height, width = image.shape[:2]
+        scale = 1.0
         if max_width is not None and width > max_width:
             scale = max_width / width
             image = cast(Image, cv2.resize(image, (max_width, max(1, round(height * scale))),
                                            interpolation=cv2.INTER_AREA))
             detections = replace(detections, xyxy=detections.xyxy * np.float32(scale))
-        return annotator.annotate(image, detections, stream=self.result.stream, fps=self.fps, age=self.result.age)
+        return annotator.annotate(image, detections, stream=self.result.stream, fps=self.fps, age=self.result.age,
+                                  lines=self.result.lines, zoom=scale)
 
 
 class LatestResults:

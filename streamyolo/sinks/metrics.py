@@ -78,6 +78,16 @@ def _lines(status: Mapping[str, Any]) -> Iterator[str]:
         for name, count in sorted(stream.get("detections", {}).items()):
             labels = f"stream={_label(stream['name'])},class={_label(name)}"
             yield f"streamyolo_stream_detections{{{labels}}} {int(count)}"
+    if any(stream.get("counts") for stream in streams):
+        yield "# HELP streamyolo_line_crossings_total Tracked objects that crossed a counting line, by way and class."
+        yield "# TYPE streamyolo_line_crossings_total counter"
+        for stream in streams:
+            for line, ways in stream.get("counts", {}).items():
+                for way, by_class in ways.items():
+                    for name, count in sorted(by_class.items()):
+                        labels = (f"stream={_label(stream['name'])},line={_label(line)},direction={_label(way)},"
+                                  f"class={_label(name)}")
+                        yield f"streamyolo_line_crossings_total{{{labels}}} {int(count)}"
     workers = status.get("workers", {})
     if workers:
         yield "# HELP streamyolo_worker_restarts_total Times a process worker's child was started again."

@@ -300,7 +300,8 @@ class _StreamWriter:
             self._encoder = self._open(item)
         self._meter.tick()
         image = self.owner.annotator.annotate(
-            item.frame.image, item.detections, stream=self.stream, fps=self._meter.rate(), age=item.age
+            item.frame.image, item.detections, stream=self.stream, fps=self._meter.rate(), age=item.age,
+            lines=item.lines,
         )
         self._encoder.encode(image, item)
 

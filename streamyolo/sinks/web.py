@@ -10,8 +10,10 @@ A small HTTP server (the standard library's, one thread per client) serves:
   ``fps`` frames per second;
 - ``/streams/<name>.jpg``: its newest annotated frame;
 - ``/status.json``: ``{"running": bool, "streams": [{name, state, captured, processed,
-  dropped, fps_in, fps_out, frame_age, reconnects, error, source, detections}, …]}``, where
-  ``detections`` counts the classes in the stream's newest processed frame (``{"person": 2}``);
+  dropped, fps_in, fps_out, frame_age, reconnects, error, source, counts, detections}, …]}``,
+  where ``detections`` counts the classes in the stream's newest processed frame
+  (``{"person": 2}``) and ``counts`` its counting lines' totals (``{"door": {"in": {"person":
+  3}, "out": {}}}``);
   with process workers also ``"workers": {name: {"restarts": n}}``;
 - ``/metrics``: the same numbers in Prometheus' text format (:mod:`streamyolo.sinks.metrics`);
 - with ``recordings`` (the recording folder): ``/recordings.json``, every MP4 in it (``{"files":
@@ -214,7 +216,7 @@ class WebViewer:
 
     def status(self) -> dict[str, Any]:
         keep = ("name", "state", "captured", "processed", "dropped", "fps_in", "fps_out", "frame_age", "reconnects",
-                "error", "source")
+                "error", "source", "counts")
         streams = []
         for report in self._reports():
             fields = asdict(report)
@@ -528,7 +530,7 @@ PAGE = """<!doctype html>
   .state-streaming { color: #9c9; } .state-failed { color: #f77; }
   .state-connecting, .state-reconnecting { color: #fc6; }
   .error { color: #f77; width: 100%; }
-  .detections { color: #bcd; }
+  .detections { color: #bcd; } .counts { color: #fd8; }
   figure { cursor: zoom-in; }
   main.solo { grid-template-columns: 1fr; }
   main.solo figure { display: none; }
@@ -563,7 +565,7 @@ function tile(name) {
   img.src = here + "streams/" + encodeURIComponent(name) + ".mjpg";
   const caption = document.createElement("figcaption");
   const fields = {};
-  for (const key of ["name", "state", "fps", "age", "dropped", "reconnects", "detections", "error"]) {
+  for (const key of ["name", "state", "fps", "age", "dropped", "reconnects", "detections", "counts", "error"]) {
     fields[key] = document.createElement("span");
     fields[key].className = key;
     caption.appendChild(fields[key]);
@@ -594,6 +596,9 @@ function show(status) {
     f.dropped.textContent = s.dropped + " dropped of " + s.captured;
     f.reconnects.textContent = s.reconnects ? s.reconnects + (s.reconnects === 1 ? " reconnect" : " reconnects") : "";
     f.detections.textContent = Object.entries(s.detections).map(([k, v]) => v + " " + k).join(", ");
+    const total = (byClass) => Object.values(byClass || {}).reduce((a, b) => a + b, 0);
+    f.counts.textContent = Object.entries(s.counts || {})
+      .map(([line, ways]) => line + ": " + total(ways.in) + " in, " + total(ways.out) + " out").join("; ");
     f.error.textContent = s.error || "";
   }
 }

@@ -7,11 +7,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from streamyolo.buffering import BufferClosed, Empty, RingBuffer
 from streamyolo.frames import DetectionFilter, Detections, Frame, Image, Result
+from streamyolo.inference.counting import CountingLine, LineCounter
 from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.inference.tracking import StreamTracker
 from streamyolo.pipeline.health import StreamHealth
@@ -35,6 +36,8 @@ class Channel:
     health: StreamHealth
     keep: DetectionFilter | None = None
     """What the stream keeps of the detections (its own ``conf``/``classes``), before tracking."""
+    lines: tuple[CountingLine, ...] = ()
+    """The stream's counting lines, counted after tracking."""
 
 
 class InferenceWorker:
@@ -80,6 +83,7 @@ class InferenceWorker:
         self._picker = LivePicker(hold=live_hold)
         self._tracker = tracker
         self._trackers: dict[str, StreamTracker] = {}  # per stream, built and used in this thread only
+        self._counters: dict[str, LineCounter] = {}  # likewise
         self._thread = threading.Thread(target=self._run, name=f"inference:{name}")
 
     @property
@@ -212,6 +216,8 @@ class InferenceWorker:
                 kept = found if channel.keep is None else channel.keep.apply(found)
                 shown = kept if self._tracker is None else self._track(channel.name, kept, frame.image)
                 result = Result(frame=frame, detections=shown, t_done=now, worker=self.name)
+                if channel.lines:
+                    result = self._count(channel, result)
                 self._sink.write(result)
             except BaseException:
                 for lost_channel, _ in batch[index:]:
@@ -219,6 +225,16 @@ class InferenceWorker:
                 raise
             channel.health.processed(result.age, now)
 
+
+    def _count(self, channel: Channel, result: Result) -> Result:
+        """``result`` with the crossings of ``channel``'s counting lines in it, and the totals."""
+        counter = self._counters.get(channel.name)
+        if counter is None:
+            counter = self._counters[channel.name] = LineCounter(channel.lines)
+        crossings = counter.update(result.detections)
+        if crossings:
+            channel.health.counted(crossings)
+        return replace(result, crossings=tuple(crossings), lines=counter.tallies())
 
     def _track(self, stream: str, found: Detections, image: Image) -> Detections:
         tracker = self._trackers.get(stream)

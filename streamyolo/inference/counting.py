@@ -1,0 +1,110 @@
+"""Counting lines per stream: ``lines: {door: [[x1, y1], [x2, y2]]}`` on a tracked stream.
+
+A line runs from its first point to its second, in the stream's picture (pixels). A tracked
+object crosses it when the centre of its box moves, from one processed frame to the next,
+from one side of the line to the other within the line's length: ``in`` from the line's left
+to its right (walking from the first point to the second, as seen on the picture, whose y
+axis points down: a line drawn from left to right counts objects moving down the picture as
+``in``), ``out`` the other way. Each track counts at most once per line and direction (as
+Ultralytics' ``ObjectCounter`` counts each track once), so a box whose centre jitters on the
+line is not counted again and again; an object that goes in and comes back out counts once
+each way. The stream's worker counts, in frame order, right after the stream's tracker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from streamyolo.frames import Crossing, Detections, LineTally
+
+Point = tuple[float, float]
+
+FORGET_AFTER = 900
+"""Frames after which a track that has not been seen is forgotten (trackers drop lost tracks
+sooner: ``track_buffer``, 30 by default), so that memory stays bounded over a long run."""
+
+
+@dataclass(frozen=True, slots=True)
+class CountingLine:
+    """A stream's counting line, from ``a`` to ``b`` in its picture's pixels."""
+
+    name: str
+    a: Point
+    b: Point
+
+
+def side(line: CountingLine, point: Point) -> float:
+    """Positive on the line's right (walking from ``a`` to ``b``, y pointing down), negative on
+    its left, 0 on it.
+
+    >>> door = CountingLine("door", (0.0, 100.0), (200.0, 100.0))
+    >>> side(door, (50.0, 150.0)) > 0, side(door, (50.0, 50.0)) < 0
+    (True, True)
+    """
+    (ax, ay), (bx, by) = line.a, line.b
+    return (bx - ax) * (point[1] - ay) - (by - ay) * (point[0] - ax)
+
+
+def crossed(line: CountingLine, before: Point, after: Point) -> str | None:
+    """``"in"``, ``"out"`` or ``None``: whether moving from ``before`` to ``after`` crosses
+    ``line`` within its length, and which way (a point on the line counts as on its left).
+
+    >>> door = CountingLine("door", (0.0, 100.0), (200.0, 100.0))
+    >>> crossed(door, (50.0, 90.0), (50.0, 110.0)), crossed(door, (50.0, 110.0), (50.0, 90.0))
+    ('in', 'out')
+    >>> crossed(door, (250.0, 90.0), (250.0, 110.0)), crossed(door, (50.0, 90.0), (60.0, 95.0))
+    (None, None)
+    """
+    was, now = side(line, before) > 0, side(line, after) > 0
+    if was == now:
+        return None
+    move = CountingLine("", before, after)
+    if side(move, line.a) * side(move, line.b) > 0:  # both ends of the line on one side: passed beside it
+        return None
+    return "in" if now else "out"
+
+
+class LineCounter:
+    """One stream's counting lines and totals; used by the worker that owns the stream only."""
+
+    def __init__(self, lines: Sequence[CountingLine], forget_after: int = FORGET_AFTER) -> None:
+        self.lines = tuple(lines)
+        self.forget_after = forget_after
+        self.totals: dict[str, dict[str, int]] = {line.name: {"in": 0, "out": 0} for line in self.lines}
+        self._last: dict[int, tuple[Point, int]] = {}  # track id -> (centre, frame number last seen)
+        self._counted: set[tuple[str, str, int]] = set()  # (line, direction, track id)
+        self._frame = 0
+
+    def update(self, found: Detections) -> list[Crossing]:
+        """The crossings in the next frame of the stream, whose tracked detections are ``found``."""
+        self._frame += 1
+        crossings: list[Crossing] = []
+        if found.ids is not None:
+            centres = (found.xyxy[:, :2] + found.xyxy[:, 2:]) / 2
+            for (x, y), track, cls in zip(centres.tolist(), found.ids.tolist(), found.cls.tolist(), strict=True):
+                before = self._last.get(track)
+                self._last[track] = ((x, y), self._frame)
+                if before is None:
+                    continue
+                for line in self.lines:
+                    direction = crossed(line, before[0], (x, y))
+                    if direction is None or (line.name, direction, track) in self._counted:
+                        continue
+                    self._counted.add((line.name, direction, track))
+                    self.totals[line.name][direction] += 1
+                    crossings.append(Crossing(line.name, direction, int(track), int(cls), found.name(int(cls))))
+        if self._frame % 100 == 0:
+            self._forget()
+        return crossings
+
+    def tallies(self) -> tuple[LineTally, ...]:
+        """Every line with its totals so far (for the overlay)."""
+        return tuple(LineTally(line.name, line.a, line.b, self.totals[line.name]["in"], self.totals[line.name]["out"])
+                     for line in self.lines)
+
+    def _forget(self) -> None:
+        gone = {track for track, (_, seen) in self._last.items() if self._frame - seen > self.forget_after}
+        for track in gone:
+            del self._last[track]
+        self._counted = {key for key in self._counted if key[2] not in gone}

@@ -1,0 +1,145 @@
+"""Counting lines (``lines:`` on a tracked stream): which crossings count, and the counts
+everywhere a user reads them (summary, JSONL, status, metrics, the overlay)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+from streamyolo.buffering import Overflow
+from streamyolo.config import build_config
+from streamyolo.errors import ConfigError
+from streamyolo.frames import Detections, Image
+from streamyolo.inference.counting import CountingLine, LineCounter
+from streamyolo.inference.tracking import tracker_settings
+from streamyolo.pipeline import Pipeline, StreamSetup
+from streamyolo.sinks import JsonlSink, VideoRecorder
+from streamyolo.sinks.web import WebViewer
+from streamyolo.sources import SourceKind, SourceSpec, open_source, read_stamp
+from tests.helpers import decode, read_jsonl
+
+DOOR = CountingLine("door", (0.0, 100.0), (200.0, 100.0))  # across the picture, drawn left to right
+
+
+def _boxes(*objects: tuple[int, float, float, int]) -> Detections:
+    """Tracked boxes of 20 x 20 px: (track id, centre x, centre y, class)."""
+    xyxy = np.array([[x - 10, y - 10, x + 10, y + 10] for _, x, y, _ in objects], np.float32).reshape(-1, 4)
+    return Detections(xyxy, np.full(len(objects), 0.9, np.float32), np.array([c for *_, c in objects], np.int64),
+                      {0: "person", 2: "car"}, np.array([i for i, *_ in objects], np.int64))
+
+
+def test_a_line_counts_each_track_once_each_way_within_its_length() -> None:
+    counter = LineCounter([DOOR])
+    path = {  # track id: the centre's y in frames 1..6, x fixed
+        1: (80, 95, 105, 120, 130, 140),  # down across the door: in, at frame 3
+        2: (130, 110, 90, 70, 60, 50),  # up across it: out, at frame 3
+        3: (95, 105, 95, 105, 95, 105),  # jitters on it: in once (frame 2), out once (frame 3)
+    }
+    found = []
+    for frame in range(6):
+        objects = [(track, 50.0, float(ys[frame]), 0) for track, ys in path.items()]
+        objects.append((4, 250.0, 80.0 + 10 * frame, 2))  # crosses the door's line beyond its end: nothing
+        found.append([(c.id, c.direction, c.name) for c in counter.update(_boxes(*objects))])
+    assert found == [[], [(3, "in", "person")], [(1, "in", "person"), (2, "out", "person"), (3, "out", "person")],
+                     [], [], []]
+    assert counter.totals == {"door": {"in": 2, "out": 2}}
+    assert [(t.name, t.into, t.out) for t in counter.tallies()] == [("door", 2, 2)]
+    # Untracked detections (no ids) cannot be followed: nothing counts.
+    assert counter.update(Detections(np.zeros((1, 4), np.float32), np.ones(1, np.float32), np.zeros(1, np.int64))) == []
+
+
+def test_a_track_not_seen_for_long_is_forgotten() -> None:
+    counter = LineCounter([DOOR], forget_after=150)
+    counter.update(_boxes((1, 50.0, 80.0, 0)))
+    for _ in range(199):
+        counter.update(_boxes())
+    assert counter.update(_boxes((1, 50.0, 120.0, 0))) == [], "a track last seen 200 frames ago starts afresh"
+    assert [c.direction for c in counter.update(_boxes((1, 50.0, 80.0, 0)))] == ["out"]
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"streams": [{"source": "a", "lines": {"door": [[0, 100], [200, 100]]}}]},
+     "config keys 'streams.0.lines' and 'tracker': counting lines follow track ids"),
+    ({"streams": [{"source": "a", "lines": {"door": [[0, 100], [0, 100]]}}], "tracker": "bytetrack"},
+     "config key 'streams.0.lines': line 'door' needs two different points"),
+    ({"streams": [{"source": "a", "lines": {"door": [[0, 100]]}}], "tracker": "bytetrack"},
+     "config key 'streams.0.lines.door"),
+    ({"streams": [{"source": "a", "lines": {"a door": [[0, 1], [2, 3]]}}], "tracker": "bytetrack"},
+     "config key 'streams.0.lines"),
+])
+def test_bad_lines_name_the_key(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        build_config(data)
+
+
+class _WalkerDetector:
+    """One person walking down the picture, 8 px a frame from y = 20: the box is a function of
+    the frame index stamped in the frame, so every run sees the same walk."""
+
+    names: ClassVar[dict[int, str]] = {0: "person"}
+
+    def detect(self, images: Sequence[Image]) -> list[Detections]:
+        out = []
+        for image in images:
+            stamp = read_stamp(image)
+            y = 20.0 + 8 * (stamp[1] if stamp is not None else 0)
+            out.append(Detections(np.array([[140, y - 20, 180, y + 20]], np.float32), np.array([0.9], np.float32),
+                                  np.array([0], np.int64), self.names))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.timeout(60)
+def test_a_tracked_stream_counts_its_lines_in_the_summary_jsonl_status_metrics_and_video(tmp_path: Path) -> None:
+    source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=30", SourceKind.SYNTHETIC))
+    lines = (CountingLine("door", (0.0, 120.0), (320.0, 120.0)), CountingLine("exit", (0.0, 60.0), (100.0, 60.0)))
+    web = WebViewer("127.0.0.1:0")
+    jsonl, rec = tmp_path / "det.jsonl", tmp_path / "rec"
+    pipeline = Pipeline([StreamSetup("hall", source, Overflow.BLOCK, lines=lines)], _WalkerDetector,
+                        tracker=tracker_settings("bytetrack"), sinks=[JsonlSink(jsonl), VideoRecorder(rec)], web=web)
+    pipeline.start()
+    try:
+        pipeline.wait(30)
+        status = web.status()
+        from streamyolo.sinks.metrics import metrics_text
+
+        metrics = metrics_text(status)
+    finally:
+        summary = pipeline.join()
+    # The centre passes y = 120 between frames 12 (y 116) and 13 (y 124): "in" (down the
+    # picture across a line drawn left to right); "exit" is beside its path: 0.
+    counts = {"door": {"in": {"person": 1}, "out": {}}, "exit": {"in": {}, "out": {}}}
+    assert summary.streams["hall"].counts == counts
+    assert summary.to_dict()["streams"]["hall"]["counts"] == counts
+    assert "counted hall: door: 1 in (1 person), 0 out; exit: 0 in, 0 out" in summary.table()
+    records = read_jsonl(jsonl)
+    crossed = [(r["seq"], r["crossings"]) for r in records if r["crossings"]]
+    assert len(records) == 30 and all("crossings" in r for r in records)
+    assert [(seq, [(c["line"], c["direction"], c["name"]) for c in cs]) for seq, cs in crossed] == [
+        (13, [("door", "in", "person")])]
+    assert isinstance(crossed[0][1][0]["id"], int)
+    assert next(s for s in status["streams"] if s["name"] == "hall")["counts"] == counts
+    assert ('streamyolo_line_crossings_total{stream="hall",line="door",direction="in",class="person"} 1'
+            in metrics.splitlines())
+    # The overlay draws the door line (white, full width at y = 120) on the recording.
+    images, _ = decode(rec / "hall.mp4")
+    row = images[-1][120].astype(int)
+    assert (row[200:300] > 200).all(), "the counting line is not on the recording"
+    assert json.dumps(records[0])  # plain JSON
+
+
+@pytest.mark.timeout(30)
+def test_streams_without_lines_have_no_crossings_key_and_no_counts() -> None:
+    source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=5", SourceKind.SYNTHETIC))
+    pipeline = Pipeline([StreamSetup("hall", source, Overflow.BLOCK)], _WalkerDetector,
+                        tracker=tracker_settings("bytetrack"))
+    results = list(pipeline.results())
+    assert all("crossings" not in r.to_record() for r in results)
+    assert "counts" not in pipeline.summary().to_dict()["streams"]["hall"]

@@ -190,7 +190,7 @@ def test_record_keep_deletes_the_streams_old_segments_and_nothing_else(tmp_path:
 @pytest.mark.timeout(60)
 def test_a_recording_folder_removed_mid_run_is_made_again_for_the_next_file(tmp_path: Path) -> None:
     folder = tmp_path / "rec"
-    recorder = VideoRecorder(folder, preset="ultrafast", segment=1.0)
+    recorder = VideoRecorder(folder, preset="ultrafast", segment=1.0, keep=3600)  # retention looks first
     recorder.open()
     results = _results("cam", 50)  # two 1-second segments
     for result in results[:25]:

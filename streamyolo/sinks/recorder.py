@@ -169,16 +169,19 @@ class VideoRecorder:
             return []
         horizon = time.time() - self.keep
         deleted = []
-        with os.scandir(self.folder) as entries:
-            for entry in entries:
-                if not recording_of(entry.name, stream, segments_only=True):
-                    continue
-                try:
-                    if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < horizon:
-                        os.unlink(entry.path)
-                        deleted.append(Path(entry.path))
-                except FileNotFoundError:
-                    continue  # deleted meanwhile (another run on the same folder)
+        try:
+            entries = list(os.scandir(self.folder))
+        except FileNotFoundError:  # removed by a clean-up: claim() makes it again
+            return []
+        for entry in entries:
+            if not recording_of(entry.name, stream, segments_only=True):
+                continue
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < horizon:
+                    os.unlink(entry.path)
+                    deleted.append(Path(entry.path))
+            except FileNotFoundError:
+                continue  # deleted meanwhile (another run on the same folder)
         if deleted:
             log.info("stream %r: deleted %d recording(s) finished more than %s ago (record_keep)",
                      stream, len(deleted), format_seconds(self.keep))

@@ -12,7 +12,9 @@ import pytest
 
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError
+from streamyolo.frames import Detections
 from streamyolo.inference import DEMO_MODEL_PATH
+from streamyolo.inference.counting import CountingLine, LineCounter
 from streamyolo.inference.offline import import_ultralytics
 from streamyolo.pipeline import Pipeline
 from streamyolo.sources.clips import Clip, write_clip
@@ -56,7 +58,10 @@ def _same(ours: Tracks, theirs: Tracks, where: str) -> None:
 def test_every_stream_gets_the_ids_ultralytics_track_gives_it(clips: list[Clip], tracker: str, mode: str,
                                                               tmp_path: Path) -> None:
     # Two streams on two workers (each with lanes that split its batches), or in processes.
-    config = {"streams": [f"{clip.video.stem}={clip.video}" for clip in clips], "model": "demo", "tracker": tracker,
+    # Each stream counts what crosses a line down the middle of its picture (640 x 360).
+    streams = [{"name": clip.video.stem, "source": str(clip.video), "lines": {"middle": [[320, 0], [320, 360]]}}
+               for clip in clips]
+    config = {"streams": streams, "model": "demo", "tracker": tracker,
               "workers": 2, "worker_mode": mode, "display": False, "status_interval": 0,
               "jsonl": str(tmp_path / "tracks.jsonl")}
     ours: dict[str, Tracks] = {clip.video.stem: [] for clip in clips}
@@ -67,8 +72,20 @@ def test_every_stream_gets_the_ids_ultralytics_track_gives_it(clips: list[Clip],
             ours[result.stream].append({int(i): b for i, b in zip(found.ids, found.xyxy, strict=True)})
         summary = pipeline.summary()
     assert all(r.processed == FRAMES and r.dropped == 0 for r in summary.streams.values())
+    crossed = 0
     for clip in clips:
-        _same(ours[clip.video.stem], _ultralytics_tracks(clip.video, tracker), f"{tracker}/{mode} {clip.video.stem}")
+        theirs = _ultralytics_tracks(clip.video, tracker)
+        _same(ours[clip.video.stem], theirs, f"{tracker}/{mode} {clip.video.stem}")
+        # The counts are those of Ultralytics' own tracks across the same line.
+        counter = LineCounter([CountingLine("middle", (320.0, 0.0), (320.0, 360.0))])
+        for frame in theirs:
+            ids = sorted(frame)
+            counter.update(Detections(np.array([frame[i] for i in ids], np.float32).reshape(-1, 4),
+                                      np.ones(len(ids), np.float32), np.zeros(len(ids), np.int64), {}, np.array(ids)))
+        counts = summary.streams[clip.video.stem].counts["middle"]
+        assert {way: sum(counts[way].values()) for way in ("in", "out")} == counter.totals["middle"], clip.video.stem
+        crossed += sum(counter.totals["middle"].values())
+    assert crossed >= 4, "too few crossings for the comparison to mean much"
     # The JSONL carries each object's id.
     records = [r for r in read_jsonl(tmp_path / "tracks.jsonl") if r["stream"] == "cam0"]
     assert [{d["id"] for d in r["detections"]} for r in sorted(records, key=lambda r: r["seq"])] == \

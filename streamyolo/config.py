@@ -83,6 +83,19 @@ class StreamConfig(_Strict):
     pixels; tracked objects crossing one are counted, ``in`` from its left to its right
     (walking from the first point to the second) and ``out`` the other way."""
 
+    zones: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")],
+                list[tuple[float, float]]] | None = None
+    """Zones: ``{queue: [[x1, y1], [x2, y2], [x3, y3], …]}``, polygons in the picture's pixels;
+    every frame counts the objects whose box centre lies inside each, by class."""
+
+    @field_validator("zones")
+    @classmethod
+    def _zones(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for name, points in (value or {}).items():
+            if len(set(map(tuple, points))) < 3:
+                raise ValueError(f"zone {name!r} needs 3 different points or more")
+        return value
+
     @field_validator("lines")
     @classmethod
     def _lines(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:

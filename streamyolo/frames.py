@@ -239,6 +239,15 @@ class LineTally:
 
 
 @dataclass(frozen=True, slots=True)
+class ZoneTally:
+    """A stream's zone as a frame shows it: its outline, and the objects inside it, by class."""
+
+    name: str
+    points: tuple[tuple[float, float], ...]
+    inside: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
     """A frame with its detections, as the inference worker hands it to the sinks."""
 
@@ -250,6 +259,8 @@ class Result:
     """Counting lines crossed in this frame (streams with ``lines:``)."""
     lines: tuple[LineTally, ...] = ()
     """The stream's counting lines with their totals after this frame (for the overlay)."""
+    zones: tuple[ZoneTally, ...] = ()
+    """The stream's zones with the objects inside them in this frame (streams with ``zones:``)."""
 
     @property
     def stream(self) -> str:
@@ -263,7 +274,8 @@ class Result:
     def to_record(self) -> dict[str, Any]:
         """The JSONL record for this frame, exactly the documented shape (``time``: the
         frame's arrival on the wall clock, seconds since the epoch; ``t_capture``: the same on
-        the process's monotonic clock; ``crossings`` for a stream with counting lines)."""
+        the process's monotonic clock; ``crossings`` for a stream with counting lines, ``zones``
+        for one with zones)."""
         meta = self.frame.meta
         return {
             "stream": meta.stream,
@@ -273,4 +285,5 @@ class Result:
             "pts": None if meta.pts is None else round(meta.pts, 6),
             "detections": self.detections.to_records(),
             **({"crossings": [c.to_record() for c in self.crossings]} if self.lines else {}),
+            **({"zones": {z.name: dict(z.inside) for z in self.zones}} if self.zones else {}),
         }

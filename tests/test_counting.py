@@ -1,5 +1,6 @@
-"""Counting lines (``lines:`` on a tracked stream): which crossings count, and the counts
-everywhere a user reads them (summary, JSONL, status, metrics, the overlay)."""
+"""Counting lines (``lines:`` on a tracked stream) and zones (``zones:``): which crossings
+count, what a zone holds, and the numbers everywhere a user reads them (summary, JSONL,
+status, metrics, the overlay)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from streamyolo.buffering import Overflow
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError
 from streamyolo.frames import Detections, Image
-from streamyolo.inference.counting import CountingLine, LineCounter
+from streamyolo.inference.counting import CountingLine, LineCounter, Zone, zone_tallies
 from streamyolo.inference.tracking import tracker_settings
 from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.sinks import JsonlSink, VideoRecorder
@@ -62,7 +63,19 @@ def test_a_track_not_seen_for_long_is_forgotten() -> None:
     assert [c.direction for c in counter.update(_boxes((1, 50.0, 80.0, 0)))] == ["out"]
 
 
+def test_a_zone_holds_the_objects_whose_centre_is_inside_it() -> None:
+    # An L-shaped (concave) zone: the notch at the top right is outside it.
+    zone = Zone("lobby", ((0.0, 0.0), (100.0, 0.0), (100.0, 50.0), (200.0, 50.0), (200.0, 100.0), (0.0, 100.0)))
+    found = _boxes((1, 50.0, 50.0, 0), (2, 150.0, 75.0, 0), (3, 150.0, 25.0, 0), (4, 90.0, 10.0, 2),
+                   (5, 250.0, 50.0, 2))
+    (tally,) = zone_tallies([zone], found)
+    assert (tally.name, dict(tally.inside)) == ("lobby", {"person": 2, "car": 1})  # 3 is in the notch, 5 beyond
+    assert zone_tallies([zone], _boxes())[0].inside == {}
+
+
 @pytest.mark.parametrize(("data", "message"), [
+    ({"streams": [{"source": "a", "zones": {"lobby": [[0, 0], [10, 0], [0, 0]]}}]},
+     "config key 'streams.0.zones': zone 'lobby' needs 3 different points or more"),
     ({"streams": [{"source": "a", "lines": {"door": [[0, 100], [200, 100]]}}]},
      "config keys 'streams.0.lines' and 'tracker': counting lines follow track ids"),
     ({"streams": [{"source": "a", "lines": {"door": [[0, 100], [0, 100]]}}], "tracker": "bytetrack"},
@@ -100,9 +113,10 @@ class _WalkerDetector:
 def test_a_tracked_stream_counts_its_lines_in_the_summary_jsonl_status_metrics_and_video(tmp_path: Path) -> None:
     source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=30", SourceKind.SYNTHETIC))
     lines = (CountingLine("door", (0.0, 120.0), (320.0, 120.0)), CountingLine("exit", (0.0, 60.0), (100.0, 60.0)))
+    zones = (Zone("lobby", ((100.0, 100.0), (220.0, 100.0), (220.0, 200.0), (100.0, 200.0))),)
     web = WebViewer("127.0.0.1:0")
     jsonl, rec = tmp_path / "det.jsonl", tmp_path / "rec"
-    pipeline = Pipeline([StreamSetup("hall", source, Overflow.BLOCK, lines=lines)], _WalkerDetector,
+    pipeline = Pipeline([StreamSetup("hall", source, Overflow.BLOCK, lines=lines, zones=zones)], _WalkerDetector,
                         tracker=tracker_settings("bytetrack"), sinks=[JsonlSink(jsonl), VideoRecorder(rec)], web=web)
     pipeline.start()
     try:
@@ -125,14 +139,33 @@ def test_a_tracked_stream_counts_its_lines_in_the_summary_jsonl_status_metrics_a
     assert [(seq, [(c["line"], c["direction"], c["name"]) for c in cs]) for seq, cs in crossed] == [
         (13, [("door", "in", "person")])]
     assert isinstance(crossed[0][1][0]["id"], int)
+    # The walker's centre (y = 20 + 8 x frame) is in the lobby (100 < y < 200) in frames 11-22.
+    assert [r["seq"] for r in records if r["zones"]["lobby"]] == list(range(11, 23))
+    assert all(r["zones"]["lobby"] in ({}, {"person": 1}) for r in records)
+    assert summary.to_dict()["streams"]["hall"]["zone_peaks"] == {"lobby": {"person": 1}}
+    assert "zones of hall, most at once: lobby: 1 person" in summary.table()
+    assert next(s for s in status["streams"] if s["name"] == "hall")["zones"] == {"lobby": {}}  # walked out
     assert next(s for s in status["streams"] if s["name"] == "hall")["counts"] == counts
     assert ('streamyolo_line_crossings_total{stream="hall",line="door",direction="in",class="person"} 1'
             in metrics.splitlines())
-    # The overlay draws the door line (white, full width at y = 120) on the recording.
+    assert "# TYPE streamyolo_zone_objects gauge" in metrics.splitlines()
+    # The overlay draws the door line (white, full width at y = 120) and the lobby's outline
+    # (yellow, BGR 0, 215, 255: its right edge at x = 220) on the recording.
     images, _ = decode(rec / "hall.mp4")
     row = images[-1][120].astype(int)
     assert (row[200:300] > 200).all(), "the counting line is not on the recording"
+    column = images[-1][130:190, 220].astype(int)
+    assert (column[:, 0] < 80).all() and (column[:, 1] > 160).all() and (column[:, 2] > 200).all(), "no zone drawn"
     assert json.dumps(records[0])  # plain JSON
+
+
+@pytest.mark.timeout(30)
+def test_zones_need_no_tracker() -> None:
+    source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=20", SourceKind.SYNTHETIC))
+    zone = Zone("top", ((0.0, 0.0), (320.0, 0.0), (320.0, 100.0), (0.0, 100.0)))
+    pipeline = Pipeline([StreamSetup("hall", source, Overflow.BLOCK, zones=(zone,))], _WalkerDetector)
+    held = [r.to_record()["zones"]["top"] for r in pipeline.results()]
+    assert held == [{"person": 1}] * 10 + [{}] * 10  # the centre leaves at y = 100: frame 10
 
 
 @pytest.mark.timeout(30)
@@ -141,5 +174,5 @@ def test_streams_without_lines_have_no_crossings_key_and_no_counts() -> None:
     pipeline = Pipeline([StreamSetup("hall", source, Overflow.BLOCK)], _WalkerDetector,
                         tracker=tracker_settings("bytetrack"))
     results = list(pipeline.results())
-    assert all("crossings" not in r.to_record() for r in results)
-    assert "counts" not in pipeline.summary().to_dict()["streams"]["hall"]
+    assert all("crossings" not in r.to_record() and "zones" not in r.to_record() for r in results)
+    assert not {"counts", "zone_peaks"} & set(pipeline.summary().to_dict()["streams"]["hall"])

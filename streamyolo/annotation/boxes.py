@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from streamyolo.frames import Detections, Image, LineTally
+from streamyolo.frames import Detections, Image, LineTally, ZoneTally
 
 # Ultralytics' default palette, so boxes look familiar to its users.
 _PALETTE = [
@@ -45,15 +45,19 @@ class BoxAnnotator:
         fps: float | None = None,
         age: float | None = None,
         lines: Sequence[LineTally] = (),
+        zones: Sequence[ZoneTally] = (),
         zoom: float = 1.0,
     ) -> Image:
         """A copy of ``image`` with ``detections``, the stream's counting ``lines`` with their
-        totals, and the header drawn; ``zoom``: how much ``image`` was scaled from the frame
-        the boxes and lines were found in (boxes already scaled by the caller)."""
+        totals, its ``zones`` with what they hold, and the header drawn; ``zoom``: how much
+        ``image`` was scaled from the frame the boxes, lines and zones were found in (boxes
+        already scaled by the caller)."""
         canvas = image.copy()
         height, width = canvas.shape[:2]
         scale = max(0.4, min(width, height) / 900)
         thickness = max(1, round(scale * 2))
+        for zone in zones:
+            _zone(canvas, zone, zoom, scale, thickness)
         for line in lines:
             _counting_line(canvas, line, zoom, scale, thickness)
         ids = [f" #{int(i)}" for i in detections.ids] if detections.ids is not None else [""] * len(detections)
@@ -73,6 +77,16 @@ class BoxAnnotator:
                 header = f"{stream}  " + "  ".join(parts)
         _label(canvas, header, (0, 0), (32, 32, 32), scale * 1.1, thickness, inside=True)
         return canvas
+
+
+def _zone(canvas: Image, zone: ZoneTally, zoom: float, scale: float, thickness: int) -> None:
+    """The zone's outline and what it holds."""
+    corners = np.array([[round(x * zoom), round(y * zoom)] for x, y in zone.points], np.int32)
+    yellow = (0, 215, 255)
+    cv2.polylines(canvas, [corners], True, yellow, thickness + 1, cv2.LINE_AA)
+    held = ", ".join(f"{n} {name}" for name, n in zone.inside.items()) or "empty"
+    _label(canvas, f"{zone.name}: {held}", (int(corners[:, 0].min()), int(corners[:, 1].min())), yellow, scale,
+           thickness)
 
 
 def _counting_line(canvas: Image, line: LineTally, zoom: float, scale: float, thickness: int) -> None:

@@ -1,4 +1,9 @@
-"""Counting lines per stream: ``lines: {door: [[x1, y1], [x2, y2]]}`` on a tracked stream.
+"""Counting per stream: lines (``lines: {door: [[x1, y1], [x2, y2]]}``, on a tracked stream)
+and zones (``zones: {queue: [[x1, y1], [x2, y2], [x3, y3], …]}``).
+
+Zones: in every processed frame, the objects whose box centre lies inside the zone's polygon
+(pixels of the stream's picture), by class: how many people wait in the queue now. Tracking is
+not needed; the run's summary keeps each zone's peak.
 
 A line runs from its first point to its second, in the stream's picture (pixels). A tracked
 object crosses it when the centre of its box moves, from one processed frame to the next,
@@ -16,7 +21,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from streamyolo.frames import Crossing, Detections, LineTally
+import numpy as np
+import numpy.typing as npt
+
+from streamyolo.frames import Crossing, Detections, LineTally, ZoneTally
 
 Point = tuple[float, float]
 
@@ -108,3 +116,43 @@ class LineCounter:
         for track in gone:
             del self._last[track]
         self._counted = {key for key in self._counted if key[2] not in gone}
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    """A stream's zone: a polygon in its picture's pixels (3 points or more)."""
+
+    name: str
+    points: tuple[Point, ...]
+
+
+def inside(polygon: Sequence[Point], points: npt.NDArray[np.floating]) -> npt.NDArray[np.bool_]:
+    """Which of ``points`` (N x 2) lie inside ``polygon`` (even-odd rule: a ray from each point
+    crosses its edges an odd number of times).
+
+    >>> square = [(0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (0.0, 10.0)]
+    >>> inside(square, np.array([[5, 5], [15, 5], [5, -1]], np.float32)).tolist()
+    [True, False, False]
+    """
+    x, y = points[:, 0], points[:, 1]
+    result = np.zeros(len(points), dtype=bool)
+    corners = list(polygon)
+    for (x1, y1), (x2, y2) in zip(corners, corners[1:] + corners[:1], strict=True):
+        spans = (y1 > y) != (y2 > y)  # the edge spans the point's height
+        with np.errstate(divide="ignore", invalid="ignore"):
+            crossing_x = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
+        result ^= spans & (x < crossing_x)
+    return result
+
+
+def zone_tallies(zones: Sequence[Zone], found: Detections) -> tuple[ZoneTally, ...]:
+    """Every zone with the objects of ``found`` inside it now, by class name."""
+    centres = (found.xyxy[:, :2] + found.xyxy[:, 2:]) / 2
+    tallies = []
+    for zone in zones:
+        by_class: dict[str, int] = {}
+        for cls in found.cls[inside(zone.points, centres)].tolist():
+            name = found.name(int(cls))
+            by_class[name] = by_class.get(name, 0) + 1
+        tallies.append(ZoneTally(zone.name, zone.points, by_class))
+    return tuple(tallies)

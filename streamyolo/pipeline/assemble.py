@@ -22,7 +22,7 @@ from streamyolo.config import (
 )
 from streamyolo.errors import OutputError
 from streamyolo.inference.converted import converting
-from streamyolo.inference.counting import CountingLine
+from streamyolo.inference.counting import CountingLine, Zone
 from streamyolo.inference.detector import DetectorFactory
 from streamyolo.inference.lanes import IdleLanes, LanedFactory
 from streamyolo.inference.models import (
@@ -264,6 +264,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
             display_uri=s.spec.display_uri,
             keep=cfg.stream_filter(s.config),
             lines=tuple(CountingLine(name, a, b) for name, (a, b) in (s.config.lines or {}).items()),
+            zones=tuple(Zone(name, tuple(points)) for name, points in (s.config.zones or {}).items()),
         )
         for s in streams
     ]

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from streamyolo.clock import RateMeter
-from streamyolo.frames import Crossing
+from streamyolo.frames import Crossing, ZoneTally
 
 
 class StreamState(enum.Enum):
@@ -63,6 +63,8 @@ class HealthSnapshot:
     fps: float | None
     counts: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     """Counting lines: line → direction (``in``/``out``) → class name → objects."""
+    zone_peaks: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Zones: zone → class name → the most objects inside it in one frame so far."""
 
 
 class StreamHealth:
@@ -76,6 +78,7 @@ class StreamHealth:
         self._error: str | None = None
         self._reconnects = 0
         self._counts: dict[str, dict[str, dict[str, int]]] = {}
+        self._zone_peaks: dict[str, dict[str, int]] = {}
         self._processed = 0
         self._lost = 0
         self._last_frame_at: float | None = None
@@ -157,6 +160,21 @@ class StreamHealth:
                 by_class = self._counts.setdefault(crossing.line, {}).setdefault(crossing.direction, {})
                 by_class[crossing.name] = by_class.get(crossing.name, 0) + 1
 
+    def zoned(self, tallies: Sequence[ZoneTally]) -> None:
+        """A frame's zone occupancy: keeps each zone's peak, by class."""
+        with self._lock:
+            for tally in tallies:
+                peaks = self._zone_peaks.setdefault(tally.name, {})
+                for name, n in tally.inside.items():
+                    if n > peaks.get(name, 0):
+                        peaks[name] = n
+
+    def count_zones(self, zones: Sequence[str]) -> None:
+        """The stream has these zones: their peaks show (empty) from the start."""
+        with self._lock:
+            for zone in zones:
+                self._zone_peaks.setdefault(zone, {})
+
     def count_lines(self, lines: Sequence[str]) -> None:
         """The stream counts on these lines: they show (at zero) before anything crosses them."""
         with self._lock:
@@ -185,4 +203,5 @@ class StreamHealth:
                 height=self._size[1] if self._size else None,
                 fps=self._fps,
                 counts={line: {way: dict(n) for way, n in ways.items()} for line, ways in self._counts.items()},
+                zone_peaks={zone: dict(peaks) for zone, peaks in self._zone_peaks.items()},
             )

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from streamyolo.buffering import Overflow, RingBuffer
 from streamyolo.errors import ModelError, OutputsIncompleteError, WorkerError
 from streamyolo.frames import DetectionFilter, Frame, Result
-from streamyolo.inference.counting import CountingLine
+from streamyolo.inference.counting import CountingLine, Zone
 from streamyolo.inference.detector import DetectorFactory
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.pipeline.monitor import Monitor, StatsWriter, inference_stacks
@@ -56,6 +56,8 @@ class StreamSetup:
     """What this stream keeps of its worker's detections (its own ``conf``/``classes``)."""
     lines: tuple[CountingLine, ...] = ()
     """Counting lines (the stream is tracked): see :mod:`streamyolo.inference.counting`."""
+    zones: tuple[Zone, ...] = ()
+    """Zones whose occupancy every frame counts: see :mod:`streamyolo.inference.counting`."""
 
 
 class _Stream:
@@ -68,6 +70,7 @@ class _Stream:
         self.ring: RingBuffer[Frame] = RingBuffer(setup.capacity, setup.overflow, on_ready=doorbell.set)
         self.health = StreamHealth(setup.name, clock)
         self.health.count_lines([line.name for line in setup.lines])
+        self.health.count_zones([zone.name for zone in setup.zones])
         self.capture = CaptureWorker(setup.name, setup.source, self.ring, self.health, stop,
                                      policy=setup.policy, clock=clock)
 
@@ -90,6 +93,7 @@ class _Stream:
             frame_age=snap.last_age,
             last_frame_age=None if snap.last_frame_at is None else max(0.0, now - snap.last_frame_at),
             counts=snap.counts,
+            zone_peaks=snap.zone_peaks,
         )
 
 
@@ -246,7 +250,7 @@ class Pipeline:
         for index, factory in enumerate(self._factories):
             channels = [
                 Channel(s.name, s.ring, s.setup.overflow is Overflow.DROP_OLDEST, s.health, s.setup.keep,
-                        s.setup.lines)
+                        s.setup.lines, s.setup.zones)
                 for i, s in enumerate(self._streams) if i % n == index
             ]
             worker = InferenceWorker(

@@ -31,6 +31,8 @@ class StreamReport:
     last_frame_age: float | None = None
     counts: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     """Counting lines (``lines:``): line → ``in``/``out`` → class name → objects counted."""
+    zone_peaks: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Zones (``zones:``): zone → class name → the most objects inside it in one frame."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,8 @@ class Summary:
         for name, report in self.streams.items():
             if report.counts:
                 out["streams"][name]["counts"] = report.counts
+            if report.zone_peaks:
+                out["streams"][name]["zone_peaks"] = report.zone_peaks
         if self.worker_restarts:
             out["workers"] = workers_json(self.worker_restarts)
         return out
@@ -78,6 +82,9 @@ class Summary:
                          _short(r.error, 70)])
         recorded = {name: self.recordings[name] for name in self.streams if name in self.recordings}
         counted = [f"counted {name}: {count_text(r.counts)}" for name, r in self.streams.items() if r.counts]
+        counted += [f"zones of {name}, most at once: " + "; ".join(
+            f"{zone}: " + (", ".join(f"{n} {kind}" for kind, n in peaks.items()) or "nothing")
+            for zone, peaks in r.zone_peaks.items()) for name, r in self.streams.items() if r.zone_peaks]
         return "\n".join([_format(rows), *counted, *recording_notes(recorded), *restart_notes(self.worker_restarts)])
 
 

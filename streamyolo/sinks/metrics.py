@@ -88,6 +88,14 @@ def _lines(status: Mapping[str, Any]) -> Iterator[str]:
                         labels = (f"stream={_label(stream['name'])},line={_label(line)},direction={_label(way)},"
                                   f"class={_label(name)}")
                         yield f"streamyolo_line_crossings_total{{{labels}}} {int(count)}"
+    if any(stream.get("zones") for stream in streams):
+        yield "# HELP streamyolo_zone_objects Objects of each class inside a zone, in the stream's newest frame."
+        yield "# TYPE streamyolo_zone_objects gauge"
+        for stream in streams:
+            for zone, inside in stream.get("zones", {}).items():
+                for name, count in sorted(inside.items()):
+                    labels = f"stream={_label(stream['name'])},zone={_label(zone)},class={_label(name)}"
+                    yield f"streamyolo_zone_objects{{{labels}}} {int(count)}"
     workers = status.get("workers", {})
     if workers:
         yield "# HELP streamyolo_worker_restarts_total Times a process worker's child was started again."

@@ -304,7 +304,7 @@ class _StreamWriter:
         self._meter.tick()
         image = self.owner.annotator.annotate(
             item.frame.image, item.detections, stream=self.stream, fps=self._meter.rate(), age=item.age,
-            lines=item.lines,
+            lines=item.lines, zones=item.zones,
         )
         self._encoder.encode(image, item)
 

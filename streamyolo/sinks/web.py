@@ -12,8 +12,9 @@ A small HTTP server (the standard library's, one thread per client) serves:
 - ``/status.json``: ``{"running": bool, "streams": [{name, state, captured, processed,
   dropped, fps_in, fps_out, frame_age, reconnects, error, source, counts, detections}, …]}``,
   where ``detections`` counts the classes in the stream's newest processed frame
-  (``{"person": 2}``) and ``counts`` its counting lines' totals (``{"door": {"in": {"person":
-  3}, "out": {}}}``);
+  (``{"person": 2}``), ``counts`` its counting lines' totals (``{"door": {"in": {"person":
+  3}, "out": {}}}``) and ``zones`` what its zones hold in that frame (``{"queue": {"person":
+  2}}``);
   with process workers also ``"workers": {name: {"restarts": n}}``;
 - ``/metrics``: the same numbers in Prometheus' text format (:mod:`streamyolo.sinks.metrics`);
 - with ``recordings`` (the recording folder): ``/recordings.json``, every MP4 in it (``{"files":
@@ -223,6 +224,7 @@ class WebViewer:
             entry = {key: fields[key] for key in keep}
             latest = self._latest.get(report.name)
             entry["detections"] = latest.result.detections.counts() if latest is not None else {}
+            entry["zones"] = {z.name: dict(z.inside) for z in latest.result.zones} if latest is not None else {}
             streams.append(entry)
         status: dict[str, Any] = {"running": self._running(), "streams": streams}
         workers = self._workers()
@@ -530,7 +532,7 @@ PAGE = """<!doctype html>
   .state-streaming { color: #9c9; } .state-failed { color: #f77; }
   .state-connecting, .state-reconnecting { color: #fc6; }
   .error { color: #f77; width: 100%; }
-  .detections { color: #bcd; } .counts { color: #fd8; }
+  .detections { color: #bcd; } .counts, .zones { color: #fd8; }
   figure { cursor: zoom-in; }
   main.solo { grid-template-columns: 1fr; }
   main.solo figure { display: none; }
@@ -565,7 +567,8 @@ function tile(name) {
   img.src = here + "streams/" + encodeURIComponent(name) + ".mjpg";
   const caption = document.createElement("figcaption");
   const fields = {};
-  for (const key of ["name", "state", "fps", "age", "dropped", "reconnects", "detections", "counts", "error"]) {
+  for (const key of ["name", "state", "fps", "age", "dropped", "reconnects", "detections", "counts", "zones",
+                     "error"]) {
     fields[key] = document.createElement("span");
     fields[key].className = key;
     caption.appendChild(fields[key]);
@@ -599,6 +602,8 @@ function show(status) {
     const total = (byClass) => Object.values(byClass || {}).reduce((a, b) => a + b, 0);
     f.counts.textContent = Object.entries(s.counts || {})
       .map(([line, ways]) => line + ": " + total(ways.in) + " in, " + total(ways.out) + " out").join("; ");
+    const held = (inside) => Object.entries(inside).map(([k, v]) => v + " " + k).join(", ") || "empty";
+    f.zones.textContent = Object.entries(s.zones || {}).map(([zone, inside]) => zone + ": " + held(inside)).join("; ");
     f.error.textContent = s.error || "";
   }
 }

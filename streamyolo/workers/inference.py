@@ -12,7 +12,7 @@ from typing import Any
 
 from streamyolo.buffering import BufferClosed, Empty, RingBuffer
 from streamyolo.frames import DetectionFilter, Detections, Frame, Image, Result
-from streamyolo.inference.counting import CountingLine, LineCounter
+from streamyolo.inference.counting import CountingLine, LineCounter, Zone, zone_tallies
 from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.inference.tracking import StreamTracker
 from streamyolo.pipeline.health import StreamHealth
@@ -38,6 +38,8 @@ class Channel:
     """What the stream keeps of the detections (its own ``conf``/``classes``), before tracking."""
     lines: tuple[CountingLine, ...] = ()
     """The stream's counting lines, counted after tracking."""
+    zones: tuple[Zone, ...] = ()
+    """The stream's zones, whose occupancy every frame counts."""
 
 
 class InferenceWorker:
@@ -218,6 +220,10 @@ class InferenceWorker:
                 result = Result(frame=frame, detections=shown, t_done=now, worker=self.name)
                 if channel.lines:
                     result = self._count(channel, result)
+                if channel.zones:
+                    tallies = zone_tallies(channel.zones, shown)
+                    channel.health.zoned(tallies)
+                    result = replace(result, zones=tallies)
                 self._sink.write(result)
             except BaseException:
                 for lost_channel, _ in batch[index:]:

@@ -391,6 +391,7 @@ def test_a_real_browser_shows_every_stream_with_its_numbers() -> None:
     # Street scenes and the bundled demo model: real people and cars on the page.
     scenes = [{"name": name, "source": f"synthetic:scene?seed={i}&size=320x240&fps=15", "realtime": True}
               for i, name in enumerate(NAMES)]
+    scenes[0]["zones"] = {"whole": [[0, 0], [320, 0], [320, 240], [0, 240]]}  # the whole picture: holds them all
     dead = {"name": "dead", "source": "rtsp://127.0.0.1:9/none", "reconnect": {"attempts": 1, "base": 0.1}}
     config = _config(model="demo", imgsz=320, conf=0.5, streams=[*scenes, dead])
     with Pipeline.from_config(config) as pipeline:
@@ -412,6 +413,7 @@ def test_a_real_browser_shows_every_stream_with_its_numbers() -> None:
                         "fps": figure.find_element(By.CLASS_NAME, "fps").text,
                         "error": figure.find_element(By.CLASS_NAME, "error").text,
                         "detections": figure.find_element(By.CLASS_NAME, "detections").text,
+                        "zones": figure.find_element(By.CLASS_NAME, "zones").text,
                         "figure": figure,
                         "image": image,
                     }
@@ -437,6 +439,11 @@ def test_a_real_browser_shows_every_stream_with_its_numbers() -> None:
             shows = _until(lambda: " ".join(t["detections"] for t in tiles().values() if t["detections"]), 30,
                            "detections listed under a tile")
             assert any(kind in shows for kind in ("person", "car", "ball")), shows
+            # The zone spanning the whole picture holds what the picture shows.
+            zoned = _until(lambda: (t := tiles()[NAMES[0]])["zones"] != "whole: empty" and t["zones"], 30,
+                           "the zone's contents under its tile")
+            assert zoned.startswith("whole: ") and any(kind in zoned for kind in ("person", "car", "ball")), zoned
+            assert tiles()[NAMES[1]]["zones"] == ""
             # A click shows one stream alone; another click brings every tile back.
             found["yard.2"]["figure"].click()
             _until(lambda: [n for n, t in tiles().items() if t["figure"].is_displayed()] == ["yard.2"], 10,

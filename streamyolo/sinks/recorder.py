@@ -10,7 +10,13 @@ An earlier run's file is never written over (unless ``overwrite``): a camera job
 restarts after a crash records to ``<stream>-2.mp4`` and keeps the crash's recording. With
 ``segment`` seconds, each stream's video is cut into files of that many seconds of video,
 named after the wall-clock time of their first frame, so a recording that runs for days
-is a series of files that can be played, copied and deleted while the run goes on.
+is a series of files that can be played, copied and deleted while the run goes on; with
+``keep`` seconds, a stream's segments finished longer ago are deleted as new ones start.
+
+A write the system refuses (a full disk, a share gone) pauses the stream's recording instead
+of ending it: the file is closed as far as it got, and every ``RETRY_SECONDS`` a new one is
+tried (:class:`~streamyolo.sinks.base.OutputPause`); a frame of another size than the file's
+(a camera reconfigured) starts a new file too.
 """
 
 from __future__ import annotations

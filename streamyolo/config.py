@@ -351,17 +351,22 @@ class PipelineConfig(_Strict):
             return TRACKING_CONF
         return self.conf
 
+    def own(self, stream: StreamConfig) -> tuple[float, list[int] | None]:
+        """``stream``'s ``conf`` and ``classes``: its own, else the run's."""
+        return (stream.conf if stream.conf is not None else self.run_conf,
+                stream.classes if stream.classes is not None else self.classes)
+
     @property
     def detect_conf(self) -> float:
-        """The threshold the models detect at: the lowest of the run's and every stream's own
-        (each stream then keeps what its own lets through: :meth:`stream_filter`)."""
-        return min([s.conf if s.conf is not None else self.run_conf for s in self.streams] or [self.run_conf])
+        """The threshold the models detect at: the lowest of every stream's (each stream then
+        keeps what its own lets through: :meth:`stream_filter`)."""
+        return min([self.own(s)[0] for s in self.streams] or [self.run_conf])
 
     @property
     def detect_classes(self) -> tuple[int, ...] | None:
         """The classes the models keep: every stream's together, or all (``None``) when a
         stream keeps every class."""
-        wanted = [s.classes if s.classes is not None else self.classes for s in self.streams] or [self.classes]
+        wanted = [self.own(s)[1] for s in self.streams] or [self.classes]
         if any(classes is None for classes in wanted):
             return None
         return tuple(sorted({c for classes in wanted if classes is not None for c in classes}))
@@ -369,8 +374,7 @@ class PipelineConfig(_Strict):
     def stream_filter(self, stream: StreamConfig) -> DetectionFilter | None:
         """What ``stream`` keeps of the models' detections, when its own ``conf`` or
         ``classes`` is stricter than what they detect at; ``None``: all of them."""
-        conf = stream.conf if stream.conf is not None else self.run_conf
-        classes = stream.classes if stream.classes is not None else self.classes
+        conf, classes = self.own(stream)
         detect_classes = self.detect_classes
         narrower = classes is not None and (detect_classes is None or set(classes) != set(detect_classes))
         if conf <= self.detect_conf and not narrower:

@@ -277,13 +277,16 @@ class Result:
         the process's monotonic clock; ``crossings`` for a stream with counting lines, ``zones``
         for one with zones)."""
         meta = self.frame.meta
-        return {
+        record: dict[str, Any] = {
             "stream": meta.stream,
             "seq": meta.seq,
             "time": round(wall_time(meta.t_capture), 3),
             "t_capture": round(meta.t_capture, 6),
             "pts": None if meta.pts is None else round(meta.pts, 6),
             "detections": self.detections.to_records(),
-            **({"crossings": [c.to_record() for c in self.crossings]} if self.lines else {}),
-            **({"zones": {z.name: dict(z.inside) for z in self.zones}} if self.zones else {}),
         }
+        if self.lines:
+            record["crossings"] = [c.to_record() for c in self.crossings]
+        if self.zones:
+            record["zones"] = {z.name: dict(z.inside) for z in self.zones}
+        return record

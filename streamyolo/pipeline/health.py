@@ -169,17 +169,13 @@ class StreamHealth:
                     if n > peaks.get(name, 0):
                         peaks[name] = n
 
-    def count_zones(self, zones: Sequence[str]) -> None:
-        """The stream has these zones: their peaks show (empty) from the start."""
-        with self._lock:
-            for zone in zones:
-                self._zone_peaks.setdefault(zone, {})
-
-    def count_lines(self, lines: Sequence[str]) -> None:
-        """The stream counts on these lines: they show (at zero) before anything crosses them."""
+    def counts_on(self, lines: Sequence[str], zones: Sequence[str]) -> None:
+        """The stream's counting lines and zones: they show (at zero, empty) from the start."""
         with self._lock:
             for line in lines:
                 self._counts.setdefault(line, {"in": {}, "out": {}})
+            for zone in zones:
+                self._zone_peaks.setdefault(zone, {})
 
     def lose(self, count: int) -> None:
         """Frames taken from the buffer that will never be processed (a worker died)."""

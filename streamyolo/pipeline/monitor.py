@@ -46,15 +46,11 @@ class StatsWriter:
     def __init__(self, path: Path, overwrite: bool = False) -> None:
         self.path = Path(path)
         self._lines = LineFile(self.path, "stats file", overwrite)
-        self._open = False
 
     def open(self) -> None:
         self._lines.open()
-        self._open = True
 
     def write(self, reports: list[StreamReport], elapsed: float, restarts: Mapping[str, int] | None = None) -> None:
-        if not self._open:
-            return
         streams = {r.name: {k: v for k, v in asdict(r).items() if k != "name"} for r in reports}
         line: dict[str, Any] = {"time": round(time.time(), 3), "elapsed": round(elapsed, 3), "streams": streams}
         if restarts:
@@ -63,9 +59,7 @@ class StatsWriter:
 
     def close(self) -> None:
         """Close; raises :class:`OutputsIncompleteError` if lines were lost during the run."""
-        if self._open:
-            self._open = False
-            self._lines.close()
+        self._lines.close()
 
 
 class Monitor:

@@ -69,8 +69,7 @@ class _Stream:
         self.name = setup.name
         self.ring: RingBuffer[Frame] = RingBuffer(setup.capacity, setup.overflow, on_ready=doorbell.set)
         self.health = StreamHealth(setup.name, clock)
-        self.health.count_lines([line.name for line in setup.lines])
-        self.health.count_zones([zone.name for zone in setup.zones])
+        self.health.counts_on([line.name for line in setup.lines], [zone.name for zone in setup.zones])
         self.capture = CaptureWorker(setup.name, setup.source, self.ring, self.health, stop,
                                      policy=setup.policy, clock=clock)
 

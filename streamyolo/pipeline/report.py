@@ -82,9 +82,8 @@ class Summary:
                          _short(r.error, 70)])
         recorded = {name: self.recordings[name] for name in self.streams if name in self.recordings}
         counted = [f"counted {name}: {count_text(r.counts)}" for name, r in self.streams.items() if r.counts]
-        counted += [f"zones of {name}, most at once: " + "; ".join(
-            f"{zone}: " + (", ".join(f"{n} {kind}" for kind, n in peaks.items()) or "nothing")
-            for zone, peaks in r.zone_peaks.items()) for name, r in self.streams.items() if r.zone_peaks]
+        counted += [f"zones of {name}, most at once: {zone_text(r.zone_peaks)}"
+                    for name, r in self.streams.items() if r.zone_peaks]
         return "\n".join([_format(rows), *counted, *recording_notes(recorded), *restart_notes(self.worker_restarts)])
 
 
@@ -105,11 +104,25 @@ def count_text(counts: Mapping[str, Mapping[str, Mapping[str, int]]]) -> str:
     'door: 4 in (3 person, 1 dog), 2 out (2 person); gate: 0 in, 0 out'
     """
     def one(by_class: Mapping[str, int], way: str) -> str:
-        kinds = ", ".join(f"{n} {name}" for name, n in sorted(by_class.items(), key=lambda item: (-item[1], item[0])))
+        kinds = _kinds(by_class)
         return f"{sum(by_class.values())} {way}" + (f" ({kinds})" if kinds else "")
 
     return "; ".join(f"{line}: {one(ways.get('in', {}), 'in')}, {one(ways.get('out', {}), 'out')}"
                      for line, ways in counts.items())
+
+
+def zone_text(peaks: Mapping[str, Mapping[str, int]]) -> str:
+    """A stream's zones and the most each held at once.
+
+    >>> zone_text({"queue": {"person": 5, "dog": 1}, "door": {}})
+    'queue: 5 person, 1 dog; door: nothing'
+    """
+    return "; ".join(f"{zone}: {_kinds(by_class) or 'nothing'}" for zone, by_class in peaks.items())
+
+
+def _kinds(by_class: Mapping[str, int]) -> str:
+    """``{"dog": 1, "person": 3}`` → ``"3 person, 1 dog"`` (most first)."""
+    return ", ".join(f"{n} {name}" for name, n in sorted(by_class.items(), key=lambda item: (-item[1], item[0])))
 
 
 def recording_notes(recordings: Mapping[str, list[str]]) -> list[str]:

@@ -30,11 +30,10 @@ def open_lines(path: Path, what: str, overwrite: bool = False, again: bool = Fal
         raise OutputError(f"cannot write {what} {str(path)!r}: {exc.strerror or exc}") from exc
     try:
         size = file.tell()
-        whole = _whole_lines(path, size)
-        if whole < size:
-            os.truncate(path, whole)  # opened to append: the next line goes where the cut one began
-            log.warning("%s %s: removed its last line, cut short (%d bytes)", what, path, size - whole)
-        if whole and not again:
+        cut = _trim(path, size)  # opened to append: the next line goes where the cut one began
+        if cut:
+            log.warning("%s %s: removed its last line, cut short (%d bytes)", what, path, cut)
+        if size > cut and not again:
             log.info("appending to %s %s (it has an earlier run's lines)", what, path)
     except OSError as exc:
         file.close()
@@ -42,8 +41,10 @@ def open_lines(path: Path, what: str, overwrite: bool = False, again: bool = Fal
     return file
 
 
-def _whole_lines(path: Path, size: int, block: int = 65536) -> int:
-    """Where the last whole line of ``path`` (``size`` bytes) ends: just after its last newline."""
+def _trim(path: Path, size: int, block: int = 65536) -> int:
+    """Remove a last line cut short from ``path`` (``size`` bytes): truncate it just after its
+    last newline, which needs no room on a full disk. Returns the bytes removed."""
+    whole = 0
     with path.open("rb") as file:
         end = size
         while end > 0:
@@ -51,9 +52,12 @@ def _whole_lines(path: Path, size: int, block: int = 65536) -> int:
             file.seek(start)
             found = file.read(end - start).rfind(b"\n")
             if found >= 0:
-                return start + found + 1
+                whole = start + found + 1
+                break
             end = start
-    return 0
+    if whole < size:
+        os.truncate(path, whole)
+    return size - whole
 
 
 class LineFile:
@@ -71,17 +75,19 @@ class LineFile:
         self.overwrite = overwrite
         self.pause = OutputPause(f"{what} {str(self.path)!r}", "line(s)", clock=clock)
         self._file: TextIO | None = None
+        self._open = False  # between open() and close(); the file itself may be closed (paused, moved)
         self._lock = threading.Lock()
 
     def open(self) -> None:
         """Open (or create) the file; an :class:`OutputError` if it cannot be, before the run."""
         with self._lock:
             self._file = open_lines(self.path, self.what, self.overwrite)
+            self._open = True
 
     def write(self, line: str) -> None:
-        """Write one line (ending in a newline); never raises once open."""
+        """Write one line (ending in a newline); never raises. Nothing before open or after close."""
         with self._lock:
-            if not self.pause.due():
+            if not self._open or not self.pause.due():
                 return
             try:
                 if self._file is not None and self._moved():
@@ -106,6 +112,7 @@ class LineFile:
                 except OSError as exc:  # its last lines could not be flushed
                     self.pause.failed(exc)
                 self._file = None
+            self._open = False
         self.pause.check()
 
     def _moved(self) -> bool:
@@ -129,10 +136,7 @@ class LineFile:
                 pass
             self._file = None
         try:
-            size = self.path.stat().st_size
-            whole = _whole_lines(self.path, size)
-            if whole < size:
-                os.truncate(self.path, whole)
+            _trim(self.path, self.path.stat().st_size)
         except OSError as exc:
             log.debug("%s %s: could not remove a line cut short: %s", self.what, self.path, exc)
 

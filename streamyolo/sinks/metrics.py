@@ -9,7 +9,7 @@ possible state, 1 for the current one, so an alert can say
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -61,44 +61,38 @@ def _lines(status: Mapping[str, Any]) -> Iterator[str]:
     yield "# TYPE streamyolo_running gauge"
     yield f"streamyolo_running {_number(bool(status.get('running')))}"
     for key, name, kind, text in _PER_STREAM:
-        yield f"# HELP {name} {text}"
-        yield f"# TYPE {name} {kind}"
-        for stream in streams:
-            if stream.get(key) is not None:
-                yield f"{name}{{stream={_label(stream['name'])}}} {_number(stream[key])}"
-    yield "# HELP streamyolo_stream_state The stream's state: 1 for the current one."
-    yield "# TYPE streamyolo_stream_state gauge"
-    for stream in streams:
-        for state in StreamState:
-            labels = f"stream={_label(stream['name'])},state={_label(state.value)}"
-            yield f"streamyolo_stream_state{{{labels}}} {int(stream.get('state') == state.value)}"
-    yield "# HELP streamyolo_stream_detections Objects of each class in the stream's newest processed frame."
-    yield "# TYPE streamyolo_stream_detections gauge"
-    for stream in streams:
-        for name, count in sorted(stream.get("detections", {}).items()):
-            labels = f"stream={_label(stream['name'])},class={_label(name)}"
-            yield f"streamyolo_stream_detections{{{labels}}} {int(count)}"
+        yield from _family(name, kind, text, (({"stream": stream["name"]}, stream[key])
+                                              for stream in streams if stream.get(key) is not None))
+    yield from _family("streamyolo_stream_state", "gauge", "The stream's state: 1 for the current one.", (
+        ({"stream": stream["name"], "state": state.value}, int(stream.get("state") == state.value))
+        for stream in streams for state in StreamState))
+    yield from _family("streamyolo_stream_detections", "gauge",
+                       "Objects of each class in the stream's newest processed frame.", (
+        ({"stream": stream["name"], "class": name}, count)
+        for stream in streams for name, count in sorted(stream.get("detections", {}).items())))
     if any(stream.get("counts") for stream in streams):
-        yield "# HELP streamyolo_line_crossings_total Tracked objects that crossed a counting line, by way and class."
-        yield "# TYPE streamyolo_line_crossings_total counter"
-        for stream in streams:
-            for line, ways in stream.get("counts", {}).items():
-                for way, by_class in ways.items():
-                    for name, count in sorted(by_class.items()):
-                        labels = (f"stream={_label(stream['name'])},line={_label(line)},direction={_label(way)},"
-                                  f"class={_label(name)}")
-                        yield f"streamyolo_line_crossings_total{{{labels}}} {int(count)}"
+        yield from _family("streamyolo_line_crossings_total", "counter",
+                           "Tracked objects that crossed a counting line, by way and class.", (
+            ({"stream": stream["name"], "line": line, "direction": way, "class": name}, count)
+            for stream in streams for line, ways in stream.get("counts", {}).items()
+            for way, by_class in ways.items() for name, count in sorted(by_class.items())))
     if any(stream.get("zones") for stream in streams):
-        yield "# HELP streamyolo_zone_objects Objects of each class inside a zone, in the stream's newest frame."
-        yield "# TYPE streamyolo_zone_objects gauge"
-        for stream in streams:
-            for zone, inside in stream.get("zones", {}).items():
-                for name, count in sorted(inside.items()):
-                    labels = f"stream={_label(stream['name'])},zone={_label(zone)},class={_label(name)}"
-                    yield f"streamyolo_zone_objects{{{labels}}} {int(count)}"
+        yield from _family("streamyolo_zone_objects", "gauge",
+                           "Objects of each class inside a zone, in the stream's newest frame.", (
+            ({"stream": stream["name"], "zone": zone, "class": name}, count)
+            for stream in streams for zone, inside in stream.get("zones", {}).items()
+            for name, count in sorted(inside.items())))
     workers = status.get("workers", {})
     if workers:
-        yield "# HELP streamyolo_worker_restarts_total Times a process worker's child was started again."
-        yield "# TYPE streamyolo_worker_restarts_total counter"
-        for worker, numbers in workers.items():
-            yield f"streamyolo_worker_restarts_total{{worker={_label(worker)}}} {int(numbers['restarts'])}"
+        yield from _family("streamyolo_worker_restarts_total", "counter",
+                           "Times a process worker's child was started again.",
+                           (({"worker": worker}, numbers["restarts"]) for worker, numbers in workers.items()))
+
+
+def _family(name: str, kind: str, text: str,
+            samples: Iterable[tuple[Mapping[str, object], float | int | bool]]) -> Iterator[str]:
+    """One metric family: its help and type lines, then a line per (labels, value) sample."""
+    yield f"# HELP {name} {text}"
+    yield f"# TYPE {name} {kind}"
+    for labels, value in samples:
+        yield f"{name}{{{','.join(f'{key}={_label(v)}' for key, v in labels.items())}}} {_number(value)}"

@@ -7,11 +7,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from streamyolo.buffering import BufferClosed, Empty, RingBuffer
-from streamyolo.frames import DetectionFilter, Detections, Frame, Image, Result
+from streamyolo.frames import Crossing, DetectionFilter, Detections, Frame, Image, LineTally, Result
 from streamyolo.inference.counting import CountingLine, LineCounter, Zone, zone_tallies
 from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.inference.tracking import StreamTracker
@@ -217,13 +217,11 @@ class InferenceWorker:
             try:
                 kept = found if channel.keep is None else channel.keep.apply(found)
                 shown = kept if self._tracker is None else self._track(channel.name, kept, frame.image)
-                result = Result(frame=frame, detections=shown, t_done=now, worker=self.name)
-                if channel.lines:
-                    result = self._count(channel, result)
-                if channel.zones:
-                    tallies = zone_tallies(channel.zones, shown)
-                    channel.health.zoned(tallies)
-                    result = replace(result, zones=tallies)
+                crossings, lines = self._cross(channel, shown) if channel.lines else ((), ())
+                zones = zone_tallies(channel.zones, shown) if channel.zones else ()
+                if zones:
+                    channel.health.zoned(zones)
+                result = Result(frame, shown, now, self.name, crossings, lines, zones)
                 self._sink.write(result)
             except BaseException:
                 for lost_channel, _ in batch[index:]:
@@ -231,16 +229,15 @@ class InferenceWorker:
                 raise
             channel.health.processed(result.age, now)
 
-
-    def _count(self, channel: Channel, result: Result) -> Result:
-        """``result`` with the crossings of ``channel``'s counting lines in it, and the totals."""
+    def _cross(self, channel: Channel, shown: Detections) -> tuple[tuple[Crossing, ...], tuple[LineTally, ...]]:
+        """The crossings of ``channel``'s counting lines in this frame, and the lines' totals."""
         counter = self._counters.get(channel.name)
         if counter is None:
             counter = self._counters[channel.name] = LineCounter(channel.lines)
-        crossings = counter.update(result.detections)
+        crossings = tuple(counter.update(shown))
         if crossings:
             channel.health.counted(crossings)
-        return replace(result, crossings=tuple(crossings), lines=counter.tallies())
+        return crossings, counter.tallies()
 
     def _track(self, stream: str, found: Detections, image: Image) -> Detections:
         tracker = self._trackers.get(stream)

@@ -18,6 +18,18 @@ def wall_time(reading: float) -> float:
     return time.time() - (time.monotonic() - reading)
 
 
+def file_stamp(moment: float, millis: bool = False) -> str:
+    """``moment`` (seconds since the epoch) in local time, for file names that sort in time
+    order: ``YYYYmmdd-HHMMSS``, with ``-mmm`` milliseconds if ``millis``.
+
+    >>> import re
+    >>> bool(re.fullmatch(r"\\d{8}-\\d{6}-\\d{3}", file_stamp(1_700_000_000.25, millis=True)))
+    True
+    """
+    text = time.strftime("%Y%m%d-%H%M%S", time.localtime(moment))
+    return f"{text}-{int(moment * 1000) % 1000:03d}" if millis else text
+
+
 class RateMeter:
     """Events per second over the last ``window`` seconds."""
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from streamyolo.errors import ConfigError
 from streamyolo.frames import DetectionFilter
+from streamyolo.sources.redact import redact_url
 
 DEFAULT_MODEL = "demo"
 """The bundled demo detector (``streamyolo/assets/demo_model.pt``): works offline out of the box."""
@@ -264,6 +265,13 @@ class PipelineConfig(_Strict):
     summary: Path | None = None
     stats: Path | None = None
     """JSON lines of per-stream status (state, error, reconnects, frame age …) every status interval."""
+    events: Path | None = None
+    """JSON lines of events as they happen: lines crossed, zones entered and left (tracked
+    streams), streams up and down (:mod:`streamyolo.sinks.events`)."""
+    webhook: str | None = None
+    """``http(s)://`` URL every event is POSTed to, as JSON (a login in the URL is sent as HTTP Basic)."""
+    snapshots: Path | None = None
+    """Folder where every frame with events is saved as an annotated JPEG, named in its events."""
     display: bool | None = None
     """Tiled window: ``None`` shows it only where a display exists."""
     web: str | None = None
@@ -331,6 +339,15 @@ class PipelineConfig(_Strict):
         if split_address(value) is None:
             raise ValueError("expected PORT or HOST:PORT, with a port from 0 to 65535")
         return str(value)
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook(cls, value: str | None) -> str | None:
+        if value is not None:
+            from streamyolo.sinks.webhook import check_webhook
+
+            check_webhook(value)
+        return value
 
     @field_validator("tracker")
     @classmethod
@@ -400,6 +417,7 @@ class PipelineConfig(_Strict):
 
 
 _SECRET_KEYS = frozenset({"web_auth"})  # never repeated in an error, nor YAML-parsed from the environment
+_URL_KEYS = frozenset({"webhook"})  # repeated in an error without their password
 
 
 def _format_error(error: Mapping[str, Any]) -> str:
@@ -411,6 +429,8 @@ def _format_error(error: Mapping[str, Any]) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     given = error.get("input")
     secret = location in _SECRET_KEYS
+    if location in _URL_KEYS and isinstance(given, str):
+        given = redact_url(given)
     shown = "" if secret or isinstance(given, dict | list) else f" (got {given!r})"
     return f"config key {location!r}: {message}{shown}"
 

@@ -49,6 +49,17 @@ class FrameMeta:
         """When the frame could first be taken from its buffer."""
         return self.t_capture if self.t_ready is None else self.t_ready
 
+    @property
+    def media_time(self) -> float:
+        """Where the frame sits on its stream's timeline, in seconds: the source's presentation
+        time, else its arrival (for a file processed faster than real time, its place in the
+        video; for a camera, when it arrived).
+
+        >>> FrameMeta("cam", 0, 5.0, pts=1.5).media_time, FrameMeta("cam", 0, 5.0).media_time
+        (1.5, 5.0)
+        """
+        return self.pts if self.pts is not None else self.t_capture
+
 
 class Frame:
     """One decoded picture and its metadata.
@@ -228,6 +239,27 @@ class Crossing:
 
 
 @dataclass(frozen=True, slots=True)
+class ZoneVisit:
+    """A tracked object entering or leaving a stream's zone (``zones:``) in one frame."""
+
+    zone: str
+    event: str
+    """``"enter"`` or ``"leave"``."""
+    id: int
+    cls: int
+    name: str
+    dwell: float | None = None
+    """On leaving: seconds from the frame it was first seen inside to the last one (on the
+    stream's timeline: :attr:`FrameMeta.media_time`)."""
+
+    def to_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"zone": self.zone, "id": self.id, "cls": self.cls, "name": self.name}
+        if self.dwell is not None:
+            record["dwell"] = round(self.dwell, 3)
+        return record
+
+
+@dataclass(frozen=True, slots=True)
 class LineTally:
     """A counting line as a frame shows it: where it is, and its totals up to that frame."""
 
@@ -261,6 +293,8 @@ class Result:
     """The stream's counting lines with their totals after this frame (for the overlay)."""
     zones: tuple[ZoneTally, ...] = ()
     """The stream's zones with the objects inside them in this frame (streams with ``zones:``)."""
+    visits: tuple[ZoneVisit, ...] = ()
+    """Tracked objects that entered or left the stream's zones in this frame."""
 
     @property
     def stream(self) -> str:

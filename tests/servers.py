@@ -4,6 +4,7 @@ under the system Python), an MJPEG-over-HTTP camera, and a silent TCP server."""
 from __future__ import annotations
 
 import http.server
+import json
 import shutil
 import socket
 import socketserver
@@ -185,3 +186,55 @@ def running(server: RtspServer) -> Iterator[RtspServer]:
         yield server
     finally:
         server.kill()
+
+
+class _HookHandler(http.server.BaseHTTPRequestHandler):
+    server: HookReceiver._Server
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        receiver = self.server.receiver
+        with receiver.lock:
+            receiver.attempts += 1
+            refuse = receiver.attempts <= receiver.refuse_first or receiver.refuse_all
+            if not refuse:
+                receiver.events.append(json.loads(body))
+                receiver.requests.append((self.path, dict(self.headers)))
+        self.send_response(503 if refuse else 200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class HookReceiver:
+    """A webhook's receiver on 127.0.0.1: keeps every JSON body POSTed to it; answers 503 to
+    the first ``refuse_first`` requests (or to all while ``refuse_all``), as a receiver that is
+    down or restarting."""
+
+    class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+        daemon_threads = True
+        receiver: HookReceiver
+
+    def __init__(self, refuse_first: int = 0) -> None:
+        self.refuse_first = refuse_first
+        self.refuse_all = False
+        self.attempts = 0
+        self.events: list[dict[str, object]] = []
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self.lock = threading.Lock()
+        self._server = HookReceiver._Server(("127.0.0.1", 0), _HookHandler)
+        self._server.receiver = self
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="test:hook",
+                                        kwargs={"poll_interval": 0.05})
+
+    def __enter__(self) -> HookReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, make_clip, read_jsonl, stamps
+from tests.servers import HookReceiver
 
 
 def streamyolo(*args: str, cwd: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -20,10 +21,17 @@ def streamyolo(*args: str, cwd: Path | None = None, timeout: float = 180) -> sub
 @pytest.mark.timeout(300)
 def test_run_two_files_with_record_jsonl_and_summary(clips: list[Path], random_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    done = streamyolo("run", "--source", f"left={clips[0]}", "--source", str(clips[1]), "--model", str(random_model),
-                      "--imgsz", "160", "--record", str(out / "rec"), "--jsonl", str(out / "det.jsonl"),
-                      "--summary", str(out / "summary.json"), "--stats", str(out / "stats.jsonl"), "--no-display")
+    with HookReceiver() as hook:
+        done = streamyolo("run", "--source", f"left={clips[0]}", "--source", str(clips[1]), "--model",
+                          str(random_model), "--imgsz", "160", "--record", str(out / "rec"), "--jsonl",
+                          str(out / "det.jsonl"), "--summary", str(out / "summary.json"), "--stats",
+                          str(out / "stats.jsonl"), "--events", str(out / "events.jsonl"), "--webhook", hook.url,
+                          "--no-display")
     assert done.returncode == 0, done.stderr
+    events = read_jsonl(out / "events.jsonl")
+    assert hook.events == events, "the webhook got other events than the events file"
+    for name in ("left", "clip1"):  # each file's stream came up, and ended
+        assert [e["state"] for e in events if e["stream"] == name] == ["streaming", "ended"]
     last = read_jsonl(out / "stats.jsonl")[-1]["streams"]
     assert {name: report["processed"] for name, report in last.items()} == {"left": 12, "clip1": 12}
     summary = json.loads((out / "summary.json").read_text())

@@ -3,7 +3,10 @@ and zones (``zones: {queue: [[x1, y1], [x2, y2], [x3, y3], …]}``).
 
 Zones: in every processed frame, the objects whose box centre lies inside the zone's polygon
 (pixels of the stream's picture), by class: how many people wait in the queue now. Tracking is
-not needed; the run's summary keeps each zone's peak.
+not needed; the run's summary keeps each zone's peak. On a tracked stream, each object also
+*enters* a zone (the first frame its centre is inside) and *leaves* it (the first frame its
+centre is seen outside, or after it has not been seen for ``GONE_AFTER`` frames), with how long
+it stayed: :class:`ZoneWatch`.
 
 A line runs from its first point to its second, in the stream's picture (pixels). A tracked
 object crosses it when the centre of its box moves, from one processed frame to the next,
@@ -24,13 +27,18 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from streamyolo.frames import Crossing, Detections, LineTally, ZoneTally
+from streamyolo.frames import Crossing, Detections, LineTally, ZoneTally, ZoneVisit
 
 Point = tuple[float, float]
 
 FORGET_AFTER = 900
 """Frames after which a track that has not been seen is forgotten (trackers drop lost tracks
 sooner: ``track_buffer``, 30 by default), so that memory stays bounded over a long run."""
+
+GONE_AFTER = 30
+"""Processed frames after which an object inside a zone that has not been seen has left it:
+the trackers' own ``track_buffer`` (30), after which they drop a lost track (an object found
+again later gets a new id, and enters anew)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +97,7 @@ class LineCounter:
         self._frame += 1
         crossings: list[Crossing] = []
         if found.ids is not None:
-            centres = (found.xyxy[:, :2] + found.xyxy[:, 2:]) / 2
-            for (x, y), track, cls in zip(centres.tolist(), found.ids.tolist(), found.cls.tolist(), strict=True):
+            for (x, y), track, cls in zip(centres(found).tolist(), found.ids.tolist(), found.cls.tolist(), strict=True):
                 before = self._last.get(track)
                 self._last[track] = ((x, y), self._frame)
                 if before is None:
@@ -145,13 +152,82 @@ def inside(polygon: Sequence[Point], points: npt.NDArray[np.floating]) -> npt.ND
     return result
 
 
+def centres(found: Detections) -> npt.NDArray[np.floating]:
+    """The centre of every box of ``found`` (N x 2)."""
+    return (found.xyxy[:, :2] + found.xyxy[:, 2:]) / 2
+
+
+@dataclass(slots=True)
+class _Stay:
+    """A tracked object inside a zone: since when, and when it was last seen there."""
+
+    cls: int
+    name: str
+    since: float
+    seen: float
+    frame: int
+
+
+class ZoneWatch:
+    """Which tracked objects enter and leave one stream's zones, and how long they stay; used
+    by the worker that owns the stream only.
+
+    >>> queue = Zone("queue", ((0.0, 0.0), (100.0, 0.0), (100.0, 100.0), (0.0, 100.0)))
+    >>> watch = ZoneWatch([queue])
+    >>> def at(x: float) -> Detections:
+    ...     return Detections(np.array([[x - 5, 45, x + 5, 55]], np.float32), np.ones(1, np.float32),
+    ...                       np.zeros(1, np.int64), {0: "person"}, np.array([7]))
+    >>> [[(v.event, v.id, v.dwell) for v in watch.update(at(x), t)] for t, x in enumerate([150, 90, 50, 120])]
+    [[], [('enter', 7, None)], [], [('leave', 7, 1.0)]]
+    >>> watch.entries
+    {'queue': {'person': 1}}
+    """
+
+    def __init__(self, zones: Sequence[Zone], gone_after: int = GONE_AFTER) -> None:
+        self.zones = tuple(zones)
+        self.gone_after = gone_after
+        self.entries: dict[str, dict[str, int]] = {zone.name: {} for zone in self.zones}
+        self._inside: dict[tuple[str, int], _Stay] = {}  # (zone, track id) -> its stay
+        self._frame = 0
+
+    def update(self, found: Detections, now: float) -> list[ZoneVisit]:
+        """The entries and exits in the next frame of the stream, whose tracked detections are
+        ``found``, at ``now`` on the stream's timeline (seconds)."""
+        self._frame += 1
+        visits: list[ZoneVisit] = []
+        if found.ids is not None and len(found):
+            points = centres(found)
+            tracks, classes = found.ids.tolist(), found.cls.tolist()
+            for zone in self.zones:
+                for track, cls, here in zip(tracks, classes, inside(zone.points, points).tolist(), strict=True):
+                    key = (zone.name, int(track))
+                    stay = self._inside.get(key)
+                    if here and stay is None:
+                        name = found.name(int(cls))
+                        self._inside[key] = _Stay(int(cls), name, now, now, self._frame)
+                        by_class = self.entries[zone.name]
+                        by_class[name] = by_class.get(name, 0) + 1
+                        visits.append(ZoneVisit(zone.name, "enter", int(track), int(cls), name))
+                    elif here and stay is not None:
+                        stay.seen, stay.frame = now, self._frame
+                    elif stay is not None:
+                        visits.append(self._leave(key))
+        for key in [k for k, stay in self._inside.items() if self._frame - stay.frame > self.gone_after]:
+            visits.append(self._leave(key))
+        return visits
+
+    def _leave(self, key: tuple[str, int]) -> ZoneVisit:
+        stay = self._inside.pop(key)
+        return ZoneVisit(key[0], "leave", key[1], stay.cls, stay.name, max(0.0, float(stay.seen - stay.since)))
+
+
 def zone_tallies(zones: Sequence[Zone], found: Detections) -> tuple[ZoneTally, ...]:
     """Every zone with the objects of ``found`` inside it now, by class name."""
-    centres = (found.xyxy[:, :2] + found.xyxy[:, 2:]) / 2
+    points = centres(found)
     tallies = []
     for zone in zones:
         by_class: dict[str, int] = {}
-        for cls in found.cls[inside(zone.points, centres)].tolist():
+        for cls in found.cls[inside(zone.points, points)].tolist():
             name = found.name(int(cls))
             by_class[name] = by_class.get(name, 0) + 1
         tallies.append(ZoneTally(zone.name, zone.points, by_class))

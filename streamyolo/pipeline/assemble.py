@@ -41,6 +41,7 @@ from streamyolo.pipeline.report import StatusPrinter
 from streamyolo.pipeline.restart import NO_RECONNECT, Backoff
 from streamyolo.sinks.base import Sink
 from streamyolo.sinks.display import TiledDisplay, display_available
+from streamyolo.sinks.events import EventSink
 from streamyolo.sinks.jsonl import JsonlSink
 from streamyolo.sinks.recorder import VideoRecorder, check_writable_folder, choose_codec
 from streamyolo.sinks.web import WebViewer
@@ -238,6 +239,12 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     if cfg.jsonl is not None:
         check_output_file(cfg.jsonl, "JSONL file")
         sinks.append(JsonlSink(cfg.jsonl, overwrite=cfg.overwrite))
+    if cfg.events is not None or cfg.webhook is not None or cfg.snapshots is not None:
+        if cfg.events is not None:
+            check_output_file(cfg.events, "events file")
+        if cfg.snapshots is not None:
+            check_writable_folder(cfg.snapshots, "snapshots folder")
+        sinks.append(EventSink(cfg.events, cfg.webhook, cfg.snapshots, annotator, overwrite=cfg.overwrite))
     for path, what in ((cfg.summary, "summary file"), (cfg.stats, "stats file")):
         if path is not None:
             check_output_file(path, what)

@@ -9,14 +9,16 @@ States: ``connecting → streaming → reconnecting → connecting …``, ending
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from streamyolo.clock import RateMeter
-from streamyolo.frames import Crossing, ZoneTally
+from streamyolo.frames import Crossing, ZoneTally, ZoneVisit
 
+log = logging.getLogger(__name__)
 
 class StreamState(enum.Enum):
     CONNECTING = "connecting"
@@ -65,6 +67,8 @@ class HealthSnapshot:
     """Counting lines: line → direction (``in``/``out``) → class name → objects."""
     zone_peaks: dict[str, dict[str, int]] = field(default_factory=dict)
     """Zones: zone → class name → the most objects inside it in one frame so far."""
+    zone_entries: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Zones of a tracked stream: zone → class name → tracked objects that entered it."""
 
 
 class StreamHealth:
@@ -79,6 +83,7 @@ class StreamHealth:
         self._reconnects = 0
         self._counts: dict[str, dict[str, dict[str, int]]] = {}
         self._zone_peaks: dict[str, dict[str, int]] = {}
+        self._zone_entries: dict[str, dict[str, int]] = {}
         self._processed = 0
         self._lost = 0
         self._last_frame_at: float | None = None
@@ -88,6 +93,9 @@ class StreamHealth:
         self._size: tuple[int, int] | None = None
         self._fps: float | None = None
         self._changed = threading.Condition(self._lock)
+        self._watchers: list[Callable[[str, str, str | None], None]] = []
+        self._settled = False  # its last frame is processed
+        self._untold: tuple[StreamState, str | None] | None = None  # an end not told yet
 
     # -- state ---------------------------------------------------------------------------
 
@@ -95,6 +103,22 @@ class StreamHealth:
     def state(self) -> StreamState:
         with self._lock:
             return self._state
+
+    def watch(self, callback: Callable[[str, str, str | None], None]) -> None:
+        """Call ``callback(stream, state, error)`` after every change of state from now on (the
+        events sink), from the thread that changed it, outside the lock; the end of the stream
+        (``ended``, ``failed``) once its last frame is processed too (:meth:`settled`), so that
+        it comes after everything its frames made happen."""
+        with self._lock:
+            self._watchers.append(callback)
+
+    def settled(self) -> None:
+        """The stream's inference worker has processed its last frame (or will process none)."""
+        with self._lock:
+            self._settled = True
+            untold, self._untold = self._untold, None
+        if untold is not None:
+            self._tell(*untold)
 
     def transition(self, new: StreamState, error: str | None = None) -> None:
         with self._lock:
@@ -106,23 +130,47 @@ class StreamHealth:
             if error is not None:
                 self._error = error
             self._changed.notify_all()
+            tell = self._settled or not new.terminal
+            if not tell:
+                self._untold = (new, error)
+        if tell:
+            self._tell(new, error)
 
     def fail(self, error: str) -> None:
         """Move to ``failed`` from wherever the stream is; keeps the first terminal state."""
         with self._lock:
-            if not self._state.terminal:
+            changed = not self._state.terminal
+            if changed:
                 self._state = StreamState.FAILED
                 self._error = error
                 self._changed.notify_all()
+                if not self._settled:
+                    self._untold = (StreamState.FAILED, error)
             elif self._error is None:
                 self._error = error
+            tell = changed and self._settled
+        if tell:
+            self._tell(StreamState.FAILED, error)
 
     def finish(self) -> None:
         """At the end of the run: a stream not yet in a terminal state was stopped."""
         with self._lock:
-            if not self._state.terminal:
+            changed = not self._state.terminal
+            if changed:
                 self._state = StreamState.STOPPED
                 self._changed.notify_all()
+            untold, self._untold = self._untold, None
+        if untold is not None:  # its worker never got to the end of it
+            self._tell(*untold)
+        if changed:
+            self._tell(StreamState.STOPPED, None)
+
+    def _tell(self, state: StreamState, error: str | None) -> None:
+        for callback in list(self._watchers):
+            try:
+                callback(self.name, state.value, error)
+            except Exception:  # a watcher's trouble never stops the stream
+                log.exception("stream %r: a watcher of its state failed", self.name)
 
     def note_error(self, error: str) -> None:
         """Record an error that did not change the state (e.g. a sink failed for this stream)."""
@@ -160,22 +208,30 @@ class StreamHealth:
                 by_class = self._counts.setdefault(crossing.line, {}).setdefault(crossing.direction, {})
                 by_class[crossing.name] = by_class.get(crossing.name, 0) + 1
 
-    def zoned(self, tallies: Sequence[ZoneTally]) -> None:
-        """A frame's zone occupancy: keeps each zone's peak, by class."""
+    def zoned(self, tallies: Sequence[ZoneTally], visits: Sequence[ZoneVisit] = ()) -> None:
+        """A frame's zone occupancy (keeps each zone's peak, by class), and on a tracked stream
+        the objects that entered or left its zones (counts the entries)."""
         with self._lock:
             for tally in tallies:
                 peaks = self._zone_peaks.setdefault(tally.name, {})
                 for name, n in tally.inside.items():
                     if n > peaks.get(name, 0):
                         peaks[name] = n
+            for visit in visits:
+                if visit.event == "enter":
+                    entries = self._zone_entries.setdefault(visit.zone, {})
+                    entries[visit.name] = entries.get(visit.name, 0) + 1
 
-    def counts_on(self, lines: Sequence[str], zones: Sequence[str]) -> None:
-        """The stream's counting lines and zones: they show (at zero, empty) from the start."""
+    def counts_on(self, lines: Sequence[str], zones: Sequence[str], tracked: bool = False) -> None:
+        """The stream's counting lines and zones: they show (at zero, empty) from the start;
+        on a ``tracked`` stream, so do its zones' entries."""
         with self._lock:
             for line in lines:
                 self._counts.setdefault(line, {"in": {}, "out": {}})
             for zone in zones:
                 self._zone_peaks.setdefault(zone, {})
+                if tracked:
+                    self._zone_entries.setdefault(zone, {})
 
     def lose(self, count: int) -> None:
         """Frames taken from the buffer that will never be processed (a worker died)."""
@@ -200,4 +256,5 @@ class StreamHealth:
                 fps=self._fps,
                 counts={line: {way: dict(n) for way, n in ways.items()} for line, ways in self._counts.items()},
                 zone_peaks={zone: dict(peaks) for zone, peaks in self._zone_peaks.items()},
+                zone_entries={zone: dict(entries) for zone, entries in self._zone_entries.items()},
             )

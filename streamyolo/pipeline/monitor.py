@@ -3,7 +3,6 @@ inference workers that seem hung."""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import threading
@@ -55,7 +54,7 @@ class StatsWriter:
         line: dict[str, Any] = {"time": round(time.time(), 3), "elapsed": round(elapsed, 3), "streams": streams}
         if restarts:
             line["workers"] = workers_json(restarts)
-        self._lines.write(json.dumps(line, default=str) + "\n")
+        self._lines.record(line)
 
     def close(self) -> None:
         """Close; raises :class:`OutputsIncompleteError` if lines were lost during the run."""

@@ -26,7 +26,7 @@ from streamyolo.inference.detector import DetectorFactory
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.pipeline.monitor import Monitor, StatsWriter, inference_stacks
 from streamyolo.pipeline.report import StatusPrinter, StreamReport, Summary, workers_json
-from streamyolo.sinks.base import FanOut, FileSink, Sink
+from streamyolo.sinks.base import FanOut, FileSink, Sink, WatchesStreams
 from streamyolo.sinks.collect import QueueSink
 from streamyolo.sinks.display import TiledDisplay
 from streamyolo.sinks.web import WebViewer
@@ -64,12 +64,12 @@ class _Stream:
     """The runtime parts of one stream."""
 
     def __init__(self, setup: StreamSetup, doorbell: threading.Event, stop: threading.Event,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], tracked: bool = False) -> None:
         self.setup = setup
         self.name = setup.name
         self.ring: RingBuffer[Frame] = RingBuffer(setup.capacity, setup.overflow, on_ready=doorbell.set)
         self.health = StreamHealth(setup.name, clock)
-        self.health.counts_on([line.name for line in setup.lines], [zone.name for zone in setup.zones])
+        self.health.counts_on([line.name for line in setup.lines], [zone.name for zone in setup.zones], tracked)
         self.capture = CaptureWorker(setup.name, setup.source, self.ring, self.health, stop,
                                      policy=setup.policy, clock=clock)
 
@@ -93,6 +93,7 @@ class _Stream:
             last_frame_age=None if snap.last_frame_at is None else max(0.0, now - snap.last_frame_at),
             counts=snap.counts,
             zone_peaks=snap.zone_peaks,
+            zone_entries=snap.zone_entries,
         )
 
 
@@ -166,7 +167,8 @@ class Pipeline:
         self._extra_sinks: list[Sink] = list(sinks) + [v for v in (display, web) if v is not None]
         self._fanout: FanOut | None = None
         self._doorbells = [threading.Event() for _ in range(workers)]
-        self._streams = [_Stream(s, self._doorbells[i % workers], self._stop, clock) for i, s in enumerate(streams)]
+        self._streams = [_Stream(s, self._doorbells[i % workers], self._stop, clock, tracker is not None)
+                         for i, s in enumerate(streams)]
         self._by_name = {s.name: s for s in self._streams}
         self._factories = factories[:workers]
         self._workers: list[InferenceWorker] = []
@@ -229,6 +231,10 @@ class Pipeline:
         sinks = self._extra_sinks + ([self._collector] if self._collector is not None else [])
         self._fanout = FanOut(sinks, on_error=self._sink_failed)
         self._fanout.open()
+        for sink in sinks:
+            if isinstance(sink, WatchesStreams):
+                for stream in self._streams:
+                    stream.health.watch(sink.stream_changed)
         try:
             if self._stats is not None:
                 self._stats.open()

@@ -33,6 +33,8 @@ class StreamReport:
     """Counting lines (``lines:``): line → ``in``/``out`` → class name → objects counted."""
     zone_peaks: dict[str, dict[str, int]] = field(default_factory=dict)
     """Zones (``zones:``): zone → class name → the most objects inside it in one frame."""
+    zone_entries: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Zones of a tracked stream: zone → class name → tracked objects that entered it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,8 @@ class Summary:
                 out["streams"][name]["counts"] = report.counts
             if report.zone_peaks:
                 out["streams"][name]["zone_peaks"] = report.zone_peaks
+            if report.zone_entries:
+                out["streams"][name]["zone_entries"] = report.zone_entries
         if self.worker_restarts:
             out["workers"] = workers_json(self.worker_restarts)
         return out
@@ -84,6 +88,8 @@ class Summary:
         counted = [f"counted {name}: {count_text(r.counts)}" for name, r in self.streams.items() if r.counts]
         counted += [f"zones of {name}, most at once: {zone_text(r.zone_peaks)}"
                     for name, r in self.streams.items() if r.zone_peaks]
+        counted += [f"zones of {name}, entered: {zone_text(r.zone_entries)}"
+                    for name, r in self.streams.items() if r.zone_entries]
         return "\n".join([_format(rows), *counted, *recording_notes(recorded), *restart_notes(self.worker_restarts)])
 
 

@@ -52,6 +52,16 @@ class ReportsErrors(Protocol):
         ...
 
 
+@runtime_checkable
+class WatchesStreams(Protocol):
+    """A sink that hears of every stream's changes of state (the events sink)."""
+
+    def stream_changed(self, stream: str, state: str, error: str | None) -> None:
+        """``stream`` is now in ``state`` (``streaming``, ``reconnecting`` …), with ``error``
+        when the change had one; called from the thread that changed it."""
+        ...
+
+
 RETRY_SECONDS = 10.0
 """How often an output that could not write (a full disk) tries again."""
 

@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from streamyolo.clock import Clock
 from streamyolo.errors import OutputError
@@ -103,6 +103,10 @@ class LineFile:
                 return
             self.pause.succeeded()
 
+    def record(self, value: Any) -> None:
+        """Write ``value`` as one line of compact JSON (what JSON cannot hold, as text)."""
+        self.write(json.dumps(value, separators=(",", ":"), default=str) + "\n")
+
     def close(self) -> None:
         """Close; raises :class:`OutputsIncompleteError` if lines were lost during the run."""
         with self._lock:
@@ -157,7 +161,7 @@ class JsonlSink:
         self._lines.open()
 
     def write(self, result: Result) -> None:
-        self._lines.write(json.dumps(result.to_record(), separators=(",", ":")) + "\n")
+        self._lines.record(result.to_record())
 
     def close(self) -> None:
         self._lines.close()

@@ -82,6 +82,12 @@ def _lines(status: Mapping[str, Any]) -> Iterator[str]:
             ({"stream": stream["name"], "zone": zone, "class": name}, count)
             for stream in streams for zone, inside in stream.get("zones", {}).items()
             for name, count in sorted(inside.items())))
+    if any(stream.get("zone_entries") for stream in streams):
+        yield from _family("streamyolo_zone_entries_total", "counter",
+                           "Tracked objects that entered a zone, by class.", (
+            ({"stream": stream["name"], "zone": zone, "class": name}, count)
+            for stream in streams for zone, entries in stream.get("zone_entries", {}).items()
+            for name, count in sorted(entries.items())))
     workers = status.get("workers", {})
     if workers:
         yield from _family("streamyolo_worker_restarts_total", "counter",

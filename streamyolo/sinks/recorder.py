@@ -37,7 +37,7 @@ import av
 import cv2
 
 from streamyolo.annotation import BoxAnnotator
-from streamyolo.clock import RateMeter, format_seconds, wall_time
+from streamyolo.clock import RateMeter, file_stamp, format_seconds, wall_time
 from streamyolo.errors import OutputError
 from streamyolo.frames import Result
 from streamyolo.sinks.base import OutputPause
@@ -133,7 +133,7 @@ class VideoRecorder:
         that name is taken (an earlier run's file, or another stream's), the first free of
         ``-2``, ``-3`` … added. The file is created here, exclusively, so two writers (threads
         or processes) never share one; with ``overwrite`` an existing file is replaced."""
-        base = stream if self.segment is None else f"{stream}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(started))}"
+        base = stream if self.segment is None else f"{stream}-{file_stamp(started)}"
         with self._claim_lock:
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)  # again: a clean-up may have removed it
@@ -369,13 +369,6 @@ def recording_of(file: str, stream: str, segments_only: bool = False) -> bool:
     return re.fullmatch(re.escape(stream) + segment + r"(-\d+)?\.mp4", file) is not None
 
 
-def _media_time(result: Result) -> float:
-    """Where ``result`` sits on its stream's timeline: the source's presentation time, else
-    its arrival."""
-    meta = result.frame.meta
-    return meta.pts if meta.pts is not None else meta.t_capture
-
-
 class _Encoder:
     """One open MP4 file and its H.264 encoder."""
 
@@ -422,14 +415,14 @@ class _Encoder:
         """``result``'s timestamp in this file (in frame intervals from its first frame): from
         the source's timeline, so dropped frames leave their gap, but always after the frame
         before, so a timeline that jumps back (a reconnected camera) still moves on."""
-        media_time = _media_time(result)
+        media_time = result.frame.meta.media_time
         if self._origin is None:
             return 0
         return max(self._last_pts + 1, round((media_time - self._origin) * float(self.rate)))
 
     def encode(self, image: Any, result: Result) -> None:
         if self._origin is None:
-            self._origin = _media_time(result)
+            self._origin = result.frame.meta.media_time
         pts = self._pts(result)
         self._last_pts = pts
         if image.shape[0] != self.height or image.shape[1] != self.width:

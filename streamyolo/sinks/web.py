@@ -13,8 +13,8 @@ A small HTTP server (the standard library's, one thread per client) serves:
   dropped, fps_in, fps_out, frame_age, reconnects, error, source, counts, detections}, …]}``,
   where ``detections`` counts the classes in the stream's newest processed frame
   (``{"person": 2}``), ``counts`` its counting lines' totals (``{"door": {"in": {"person":
-  3}, "out": {}}}``) and ``zones`` what its zones hold in that frame (``{"queue": {"person":
-  2}}``);
+  3}, "out": {}}}``), ``zones`` what its zones hold in that frame (``{"queue": {"person":
+  2}}``) and, on a tracked stream, ``zone_entries`` the objects that entered them so far;
   with process workers also ``"workers": {name: {"restarts": n}}``;
 - ``/metrics``: the same numbers in Prometheus' text format (:mod:`streamyolo.sinks.metrics`);
 - with ``recordings`` (the recording folder): ``/recordings.json``, every MP4 in it (``{"files":
@@ -217,7 +217,7 @@ class WebViewer:
 
     def status(self) -> dict[str, Any]:
         keep = ("name", "state", "captured", "processed", "dropped", "fps_in", "fps_out", "frame_age", "reconnects",
-                "error", "source", "counts")
+                "error", "source", "counts", "zone_entries")
         streams = []
         for report in self._reports():
             fields = asdict(report)
@@ -603,7 +603,9 @@ function show(status) {
     f.counts.textContent = Object.entries(s.counts || {})
       .map(([line, ways]) => line + ": " + total(ways.in) + " in, " + total(ways.out) + " out").join("; ");
     const held = (inside) => Object.entries(inside).map(([k, v]) => v + " " + k).join(", ") || "empty";
-    f.zones.textContent = Object.entries(s.zones || {}).map(([zone, inside]) => zone + ": " + held(inside)).join("; ");
+    const entered = (zone) => zone in (s.zone_entries || {}) ? " (" + total(s.zone_entries[zone]) + " entered)" : "";
+    f.zones.textContent = Object.entries(s.zones || {})
+      .map(([zone, inside]) => zone + ": " + held(inside) + entered(zone)).join("; ");
     f.error.textContent = s.error || "";
   }
 }

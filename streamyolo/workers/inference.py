@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamyolo.buffering import BufferClosed, Empty, RingBuffer
-from streamyolo.frames import Crossing, DetectionFilter, Detections, Frame, Image, LineTally, Result
-from streamyolo.inference.counting import CountingLine, LineCounter, Zone, zone_tallies
+from streamyolo.frames import Crossing, DetectionFilter, Detections, Frame, Image, LineTally, Result, ZoneVisit
+from streamyolo.inference.counting import CountingLine, LineCounter, Zone, ZoneWatch, zone_tallies
 from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.inference.tracking import StreamTracker
 from streamyolo.pipeline.health import StreamHealth
@@ -39,7 +39,8 @@ class Channel:
     lines: tuple[CountingLine, ...] = ()
     """The stream's counting lines, counted after tracking."""
     zones: tuple[Zone, ...] = ()
-    """The stream's zones, whose occupancy every frame counts."""
+    """The stream's zones, whose occupancy every frame counts (and, on a tracked stream, who
+    enters and leaves them)."""
 
 
 class InferenceWorker:
@@ -86,6 +87,7 @@ class InferenceWorker:
         self._tracker = tracker
         self._trackers: dict[str, StreamTracker] = {}  # per stream, built and used in this thread only
         self._counters: dict[str, LineCounter] = {}  # likewise
+        self._watches: dict[str, ZoneWatch] = {}  # likewise
         self._thread = threading.Thread(target=self._run, name=f"inference:{name}")
 
     @property
@@ -135,6 +137,7 @@ class InferenceWorker:
                 channel.ring.close()
                 channel.ring.discard()  # counted as dropped by the buffer
                 channel.health.fail(message)
+                channel.health.settled()  # nothing more comes of it
         finally:
             self._ready.set()
             if detector is not None:
@@ -148,6 +151,7 @@ class InferenceWorker:
 
     def _serve(self, detector: Detector) -> None:
         active = list(self._channels)
+        settled: set[str] = set()
         while active:
             self._doorbell.clear()  # before looking, so a put after the look still wakes us
             batch, hold = self._collect(active)
@@ -157,6 +161,11 @@ class InferenceWorker:
                 self._doorbell.wait(min(_MAX_HOLD, max(0.0, hold.until - self._clock())))
             elif active:
                 self._doorbell.wait(_IDLE_WAIT)
+            if len(active) + len(settled) < len(self._channels):  # a stream's last frame is done
+                for channel in self._channels:
+                    if channel not in active and channel.name not in settled:
+                        settled.add(channel.name)
+                        channel.health.settled()
 
     def _collect(self, active: list[Channel]) -> tuple[list[tuple[Channel, Frame]], Hold | None]:
         """The next batch: up to ``live_batch`` live frames, one per stream (one on a CPU,
@@ -219,9 +228,10 @@ class InferenceWorker:
                 shown = kept if self._tracker is None else self._track(channel.name, kept, frame.image)
                 crossings, lines = self._cross(channel, shown) if channel.lines else ((), ())
                 zones = zone_tallies(channel.zones, shown) if channel.zones else ()
+                visits = self._visit(channel, shown, frame) if zones and self._tracker is not None else ()
                 if zones:
-                    channel.health.zoned(zones)
-                result = Result(frame, shown, now, self.name, crossings, lines, zones)
+                    channel.health.zoned(zones, visits)
+                result = Result(frame, shown, now, self.name, crossings, lines, zones, visits)
                 self._sink.write(result)
             except BaseException:
                 for lost_channel, _ in batch[index:]:
@@ -238,6 +248,13 @@ class InferenceWorker:
         if crossings:
             channel.health.counted(crossings)
         return crossings, counter.tallies()
+
+    def _visit(self, channel: Channel, shown: Detections, frame: Frame) -> tuple[ZoneVisit, ...]:
+        """The tracked objects that entered or left ``channel``'s zones in this frame."""
+        watch = self._watches.get(channel.name)
+        if watch is None:
+            watch = self._watches[channel.name] = ZoneWatch(channel.zones)
+        return tuple(watch.update(shown, frame.meta.media_time))
 
     def _track(self, stream: str, found: Detections, image: Image) -> Detections:
         tracker = self._trackers.get(stream)

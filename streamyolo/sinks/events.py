@@ -1,0 +1,216 @@
+"""Events: what happened, when it happened, for alerts and for the record.
+
+An event is a JSON object ``{"time", "stream", "event", …}`` (``time``: seconds since the
+epoch, of the frame's arrival or of the change):
+
+- ``"line"``: a tracked object crossed a counting line (``line``, ``direction``, ``id``,
+  ``cls``, ``name``; also ``seq``, the frame);
+- ``"enter"`` / ``"leave"``: a tracked object entered or left a zone (``zone``, ``id``,
+  ``cls``, ``name``, and on leaving ``dwell``, the seconds it stayed; ``seq``);
+- ``"state"``: a stream came up or went down (``state``: ``streaming``, ``reconnecting``,
+  ``failed`` or ``ended``; ``error`` when there is one): a camera that stops sending is
+  ``reconnecting`` once, however many tries it takes, and ``streaming`` again when it is back.
+
+They go, in the order they happened per stream (a stream's end after the events of its last
+frames), to any of: the events file (one JSON line each, appended;
+:class:`~streamyolo.sinks.jsonl.LineFile`), a webhook (one POST each:
+:class:`~streamyolo.sinks.webhook.Webhook`), and the snapshots folder: a frame with events is
+saved once, annotated, as ``<stream>-YYYYmmdd-HHMMSS-mmm-<seq>.jpg`` (its arrival's local time
+and its frame number; never over an earlier file), and its events name it (``"snapshot"``).
+All of it happens in the sink's own thread: the inference threads only hand over the frames
+that have events.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from streamyolo.annotation import BoxAnnotator
+from streamyolo.clock import file_stamp, wall_time
+from streamyolo.errors import OutputError, OutputsIncompleteError
+from streamyolo.frames import Result
+from streamyolo.sinks.base import OutputPause
+from streamyolo.sinks.jsonl import LineFile
+from streamyolo.sinks.webhook import Webhook
+
+log = logging.getLogger(__name__)
+
+ANNOUNCED = frozenset({"streaming", "reconnecting", "failed", "ended"})
+"""The stream states an event announces (connecting again, and stopped at the end, are not news)."""
+
+SNAPSHOT_BACKLOG = 64
+"""Frames waiting for their snapshot beyond which a frame's events go out without one."""
+
+
+def frame_events(result: Result) -> list[dict[str, Any]]:
+    """The events of one processed frame: its line crossings, then its zone entries and exits."""
+    if not result.crossings and not result.visits:
+        return []
+    meta = result.frame.meta
+    base = {"time": round(wall_time(meta.t_capture), 3), "stream": meta.stream, "seq": meta.seq}
+    events = [{**base, "event": "line", **crossing.to_record()} for crossing in result.crossings]
+    events += [{**base, "event": visit.event, **visit.to_record()} for visit in result.visits]
+    return events
+
+
+class EventSink:
+    """Writes events to a file, a webhook and snapshots (any of them); see the module."""
+
+    def __init__(self, path: Path | None = None, webhook: str | None = None, snapshots: Path | None = None,
+                 annotator: BoxAnnotator | None = None, overwrite: bool = False, quality: int = 90) -> None:
+        self.path = Path(path) if path is not None else None
+        self.snapshots = Path(snapshots) if snapshots is not None else None
+        self._lines = LineFile(self.path, "events file", overwrite) if self.path is not None else None
+        self.webhook = Webhook(webhook) if webhook is not None else None
+        self._annotator = annotator or BoxAnnotator(overlay=False)
+        self.quality = quality
+        self._queue: queue.SimpleQueue[tuple[Result | None, list[dict[str, Any]]] | None] = queue.SimpleQueue()
+        self._waiting = 0  # frames queued for a snapshot
+        self._skipped = 0
+        self._lock = threading.Lock()
+        self._announced: dict[str, str] = {}
+        self._open = False
+        self._snap_pause = OutputPause(f"snapshots folder {str(self.snapshots)!r}", "snapshot(s)")
+        self._thread = threading.Thread(target=self._run, name="events")
+        self.written = 0  # events handed to every output
+
+    def open(self) -> None:
+        if self.snapshots is not None:
+            try:
+                self.snapshots.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(f"snapshots folder {str(self.snapshots)!r} cannot be created: "
+                                  f"{exc.strerror or exc}") from exc
+            if not os.access(self.snapshots, os.W_OK | os.X_OK):
+                raise OutputError(f"snapshots folder {str(self.snapshots)!r} is not writable")
+        if self._lines is not None:
+            self._lines.open()
+        if self.webhook is not None:
+            self.webhook.start()
+        self._thread.start()
+        with self._lock:
+            self._open = True
+
+    def write(self, result: Result) -> None:
+        events = frame_events(result)
+        if not events:
+            return
+        with self._lock:
+            if not self._open:
+                return
+            keep = self.snapshots is not None and self._waiting < SNAPSHOT_BACKLOG
+            if keep:
+                self._waiting += 1
+            elif self.snapshots is not None:
+                if not self._skipped:
+                    log.warning("snapshots: more than %d frames waiting to be saved; events go out without one "
+                                "until they catch up", SNAPSHOT_BACKLOG)
+                self._skipped += 1
+        self._queue.put((result if keep else None, events))
+
+    def stream_changed(self, stream: str, state: str, error: str | None) -> None:
+        """A stream's new state (from its health): an event when it is news."""
+        with self._lock:
+            if not self._open or state not in ANNOUNCED or self._announced.get(stream) == state:
+                return
+            self._announced[stream] = state
+        event: dict[str, Any] = {"time": round(time.time(), 3), "stream": stream, "event": "state", "state": state}
+        if error is not None:
+            event["error"] = error
+        self._queue.put((None, [event]))
+
+    def close(self) -> None:
+        with self._lock:
+            was_open, self._open = self._open, False
+        if was_open:
+            self._queue.put(None)
+            self._thread.join()
+        errors: list[OSError] = []
+        for close in (self._lines.close if self._lines is not None else None,
+                      self.webhook.close if self.webhook is not None else None, self._snap_pause.check):
+            if close is None:
+                continue
+            try:
+                close()
+            except OSError as exc:  # what each lost (OutputsIncompleteError), or a file that would not close
+                errors.append(exc)
+        if self._skipped:
+            log.warning("snapshots: %d frame(s) with events were not saved (too many waiting)", self._skipped)
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise OutputsIncompleteError("; ".join(str(error) for error in errors))
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            result, events = item
+            try:
+                if result is not None:
+                    with self._lock:
+                        self._waiting -= 1
+                    name = self._snapshot(result)
+                    if name is not None:
+                        for event in events:
+                            event["snapshot"] = name
+                for event in events:
+                    if self._lines is not None:
+                        self._lines.record(event)
+                    if self.webhook is not None:
+                        self.webhook.send(event)
+                    self.written += 1
+            except Exception:  # one frame's trouble never ends the events of the run
+                log.exception("events: could not hand out %d event(s)", len(events))
+
+    def _snapshot(self, result: Result) -> str | None:
+        """Save ``result``'s frame, annotated, as a JPEG in the snapshots folder; its name, or
+        ``None`` if it could not be saved (a full disk: paused as the other outputs are)."""
+        assert self.snapshots is not None
+        if not self._snap_pause.due():
+            return None
+        meta = result.frame.meta
+        moment = wall_time(meta.t_capture)
+        name = f"{meta.stream}-{file_stamp(moment, millis=True)}-{meta.seq}.jpg"
+        header = f"{meta.stream}  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(moment))}"
+        image = self._annotator.annotate(result.frame.image, result.detections, stream=header,
+                                         lines=result.lines, zones=result.zones)
+        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:
+            log.error("snapshot of stream %r: JPEG encoding failed", meta.stream)
+            return None
+        part = self.snapshots / f".{name}.part"
+        try:
+            self.snapshots.mkdir(parents=True, exist_ok=True)
+            part.write_bytes(data.tobytes())
+            name = _publish(part, name)  # whole or not there: a receiver told of it never reads half a picture
+        except OSError as exc:
+            part.unlink(missing_ok=True)
+            self._snap_pause.failed(exc)
+            return None
+        self._snap_pause.succeeded()
+        return name
+
+
+def _publish(part: Path, name: str) -> str:
+    """Give the finished file ``part`` its ``name`` in its folder, or the first free of
+    ``-2``, ``-3`` … (never over an earlier run's file); the name it got."""
+    stem, suffix = name.rsplit(".", 1)
+    for n in range(1, 1000):
+        taken = name if n == 1 else f"{stem}-{n}.{suffix}"
+        try:
+            os.link(part, part.with_name(taken))
+        except FileExistsError:
+            continue
+        part.unlink()
+        return taken
+    raise FileExistsError(f"{part.parent / name} and 998 more names are taken")

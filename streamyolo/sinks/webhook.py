@@ -1,0 +1,186 @@
+"""Events POSTed to a URL (``webhook``), from a thread of their own, never losing one quietly.
+
+Each event is one ``POST`` of its JSON object (``Content-Type: application/json``) to the URL,
+in the order they happened. A receiver that is down, slow or answers with an error holds the
+events back, not the run: they wait in a queue (up to ``limit``, the oldest dropped beyond
+it) and the oldest is tried again after 1, 2, 4 … up to 30 s. The log says once when delivery
+stops (with the receiver's answer) and once when it works again, with how many waited. At the
+end of the run the queue gets ``drain`` seconds more; whatever could not be delivered is
+counted, and the run ends with exit code 1 (:class:`~streamyolo.errors.OutputsIncompleteError`).
+
+A login in the URL (``https://user:password@host/hook``) is sent as HTTP Basic and never
+logged. The environment's proxy settings apply, except to loopback addresses.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from streamyolo.clock import Clock
+from streamyolo.errors import OutputsIncompleteError
+from streamyolo.sources.redact import redact_url
+
+log = logging.getLogger(__name__)
+
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def check_webhook(url: str) -> str:
+    """``url`` if it can take events: ``http(s)://host[:port]/path``; else a ``ValueError``
+    saying why (the config error names the key).
+
+    >>> check_webhook("http://127.0.0.1:9000/hook")
+    'http://127.0.0.1:9000/hook'
+    >>> check_webhook("ftp://example.com/")
+    Traceback (most recent call last):
+    ValueError: must be an http:// or https:// URL
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("must be an http:// or https:// URL")
+    if not parts.hostname:
+        raise ValueError("has no host")
+    del port
+    return url
+
+
+class Webhook:
+    """Delivers events to ``url`` from its own thread; see the module's docstring."""
+
+    def __init__(self, url: str, *, timeout: float = 5.0, limit: int = 10000, drain: float = 10.0,
+                 backoff: tuple[float, float] = (1.0, 30.0), clock: Clock = time.monotonic) -> None:
+        self.url = check_webhook(url)
+        self.shown = redact_url(url)
+        self.timeout = timeout
+        self.limit = limit
+        self.drain = drain
+        self.backoff = backoff
+        self._clock = clock
+        parts = urlsplit(url)
+        self._headers = {"Content-Type": "application/json", "User-Agent": "streamyolo"}
+        if parts.username is not None:
+            login = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            self._headers["Authorization"] = "Basic " + base64.b64encode(login).decode("ascii")
+            host = parts.hostname or ""
+            netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+            self._target = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+        else:
+            self._target = urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, ""))
+        handlers: list[urllib.request.BaseHandler] = []
+        if parts.hostname in _LOOPBACK:
+            handlers.append(urllib.request.ProxyHandler({}))
+        self._opener = urllib.request.build_opener(*handlers)
+        self._queue: deque[dict[str, Any]] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._deadline: float | None = None
+        self._thread = threading.Thread(target=self._run, name="webhook")
+        self.delivered = 0
+        self.dropped = 0  # beyond the queue's limit
+        self.undelivered = 0  # left at the end
+        self._first_error: str | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def send(self, event: dict[str, Any]) -> None:
+        """Queue ``event`` (a JSON-ready dict); never blocks."""
+        with self._cond:
+            if self._closing:
+                return
+            if len(self._queue) >= self.limit:
+                self._queue.popleft()
+                if not self.dropped:
+                    log.error("webhook %s: more than %d events waiting; dropping the oldest", self.shown, self.limit)
+                self.dropped += 1
+            self._queue.append(event)
+            self._cond.notify()
+
+    def close(self) -> None:
+        """Deliver what waits (for at most ``drain`` seconds), stop, and raise
+        :class:`OutputsIncompleteError` if any event was not delivered."""
+        with self._cond:
+            self._closing = True
+            self._deadline = self._clock() + self.drain
+            self._cond.notify()
+        if self._thread.ident is not None:
+            self._thread.join(self.drain + self.timeout + 5)
+            if self._thread.is_alive():
+                log.error("webhook %s: its thread did not end", self.shown)
+        with self._cond:
+            self.undelivered += len(self._queue)
+            self._queue.clear()
+        lost = self.dropped + self.undelivered
+        if lost:
+            raise OutputsIncompleteError(f"webhook {self.shown}: {lost} event(s) could not be delivered "
+                                         f"(first: {self._first_error or 'the queue was full'})")
+
+    def _run(self) -> None:
+        delay = self.backoff[0]
+        failing_since: float | None = None
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue or self._past_deadline():
+                    return
+                event = self._queue[0]
+            error = self._post(event)
+            if error is None:
+                with self._cond:
+                    if self._queue and self._queue[0] is event:
+                        self._queue.popleft()
+                    waiting = len(self._queue)
+                self.delivered += 1
+                if failing_since is not None:
+                    log.warning("webhook %s: delivering again after %.0f s (%d event(s) waiting)", self.shown,
+                                self._clock() - failing_since, waiting)
+                    failing_since = None
+                delay = self.backoff[0]
+                continue
+            if failing_since is None:
+                failing_since = self._clock()
+                self._first_error = self._first_error or error
+                log.error("webhook %s: cannot deliver events (%s); trying again, events wait meanwhile",
+                          self.shown, error)
+            else:
+                log.debug("webhook %s: still cannot deliver: %s", self.shown, error)
+            with self._cond:
+                until = self._clock() + delay
+                if self._deadline is not None:
+                    until = min(until, self._deadline)
+                while not self._past_deadline() and self._clock() < until:
+                    self._cond.wait(max(0.0, until - self._clock()))
+                if self._past_deadline():
+                    return
+            delay = min(delay * 2, self.backoff[1])
+
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and self._clock() >= self._deadline
+
+    def _post(self, event: dict[str, Any]) -> str | None:
+        """POST one event; ``None`` when the receiver took it (2xx), else what went wrong."""
+        body = json.dumps(event, separators=(",", ":")).encode()
+        request = urllib.request.Request(self._target, data=body, headers=self._headers, method="POST")
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                response.read()
+                return None
+        except urllib.error.HTTPError as exc:
+            return f"HTTP {exc.code} {exc.reason}"
+        except (urllib.error.URLError, OSError) as exc:
+            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            return f"{type(reason).__name__}: {reason}" if isinstance(reason, BaseException) else str(reason)

@@ -1,0 +1,200 @@
+"""Events (``events``/``webhook``/``snapshots``): zones entered and left with their dwell, lines
+crossed, streams up and down; the events file, the webhook (a real HTTP receiver on
+127.0.0.1, down for a while) and the annotated snapshots all say the same."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from streamyolo.buffering import Overflow
+from streamyolo.config import build_config
+from streamyolo.errors import ConfigError, OutputsIncompleteError, SourceReadError
+from streamyolo.frames import Detections
+from streamyolo.inference.counting import CountingLine, Zone, ZoneWatch
+from streamyolo.inference.tracking import tracker_settings
+from streamyolo.pipeline import Pipeline, StreamSetup
+from streamyolo.pipeline.restart import Backoff
+from streamyolo.sinks import EventSink
+from streamyolo.sinks.metrics import metrics_text
+from streamyolo.sinks.web import WebViewer
+from streamyolo.sinks.webhook import Webhook
+from streamyolo.sources import RawFrame, SourceInfo, SourceKind, SourceSpec, SyntheticSource, open_source
+from streamyolo.workers.capture import CapturePolicy
+from tests.helpers import read_jsonl
+from tests.servers import HookReceiver
+from tests.test_counting import _boxes, _WalkerDetector
+
+SQUARE = Zone("square", ((0.0, 0.0), (100.0, 0.0), (100.0, 100.0), (0.0, 100.0)))
+
+
+def test_a_zone_sees_each_tracked_object_enter_and_leave_with_how_long_it_stayed() -> None:
+    watch = ZoneWatch([SQUARE, Zone("right", ((100.0, 0.0), (200.0, 0.0), (200.0, 100.0), (100.0, 100.0)))],
+                      gone_after=3)
+    frames = [  # (track id, centre x, centre y, class) in frames at t = 0, 0.5, 1.0 …
+        [(1, 150.0, 50.0, 0), (2, 50.0, 50.0, 2)],  # 1 in "right", 2 in "square" from the start
+        [(1, 90.0, 50.0, 0), (2, 50.0, 50.0, 2)],  # 1 walks into "square"
+        [(1, 80.0, 50.0, 0)],  # 2 not seen (occluded): still inside
+        [(1, 70.0, 50.0, 0), (2, 55.0, 50.0, 2)],  # 2 seen again: the same stay
+        [(1, 70.0, 150.0, 0)],  # 1 leaves below
+        [], [], [],  # 2 unseen for 4 frames: gone (left at its last sighting)
+    ]
+    seen = [[(v.zone, v.event, v.id, v.name, v.dwell) for v in watch.update(_boxes(*objects), t / 2)]
+            for t, objects in enumerate(frames)]
+    assert seen == [
+        [("square", "enter", 2, "car", None), ("right", "enter", 1, "person", None)],
+        [("square", "enter", 1, "person", None), ("right", "leave", 1, "person", 0.0)],
+        [],
+        [],
+        [("square", "leave", 1, "person", 1.0)],
+        [], [],
+        [("square", "leave", 2, "car", 1.5)],
+    ]
+    assert watch.entries == {"square": {"car": 1, "person": 1}, "right": {"person": 1}}
+    untracked = Detections(np.array([[40, 40, 60, 60]], np.float32), np.ones(1, np.float32), np.zeros(1, np.int64))
+    assert watch.update(untracked, 9.0) == [], "an object without a track id cannot enter"
+
+
+@pytest.mark.timeout(60)
+def test_events_reach_the_file_the_webhook_and_the_snapshots_alike(tmp_path: Path) -> None:
+    source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=30", SourceKind.SYNTHETIC))
+    door = CountingLine("door", (0.0, 120.0), (320.0, 120.0))
+    lobby = Zone("lobby", ((100.0, 100.0), (220.0, 100.0), (220.0, 200.0), (100.0, 200.0)))
+    path, shots = tmp_path / "events.jsonl", tmp_path / "shots"
+    web = WebViewer("127.0.0.1:0")
+    with HookReceiver() as hook:
+        events = EventSink(path, hook.url, shots)
+        pipeline = Pipeline([StreamSetup("hall", source, Overflow.BLOCK, lines=(door,), zones=(lobby,))],
+                            _WalkerDetector, tracker=tracker_settings("bytetrack"), sinks=[events], web=web)
+        pipeline.start()
+        try:
+            pipeline.wait(30)
+            status = web.status()
+        finally:
+            summary = pipeline.join()
+        received = list(hook.events)
+    written = read_jsonl(path)
+    assert written == received, "the webhook got other events than the file"
+    # The walker's centre (y = 20 + 8 x frame) is in the lobby in frames 11-22 and crosses the
+    # door at frame 13; the synthetic stream's timeline is 25 frames a second.
+    happened = [(e["event"], e.get("seq"), e.get("zone") or e.get("line") or e.get("state")) for e in written]
+    # The stream's end comes after what its last frames made happen.
+    assert happened == [("state", None, "streaming"), ("enter", 11, "lobby"), ("line", 13, "door"),
+                        ("leave", 23, "lobby"), ("state", None, "ended")]
+    enter, line, leave = (e for e in written if e["event"] != "state")
+    assert leave["dwell"] == pytest.approx((22 - 11) / 25)
+    assert "dwell" not in enter and line["direction"] == "in" and line["name"] == "person"
+    assert enter["id"] == line["id"] == leave["id"] and enter["stream"] == "hall"
+    assert all(isinstance(e["time"], float) and e["time"] > 1.7e9 for e in written)
+    # Each frame with events is saved once, annotated (the lobby's yellow outline at x = 220),
+    # and its events name it.
+    names = [e["snapshot"] for e in written if e["event"] != "state"]
+    assert len(set(names)) == 3 and sorted(p.name for p in shots.iterdir()) == sorted(names)
+    picture = cv2.imread(str(shots / names[0]))
+    assert picture.shape == (240, 320, 3)
+    assert (picture[130:190, 220, 1] > 160).all() and (picture[130:190, 220, 0] < 80).all(), "not annotated"
+    # The summary, the status and /metrics count the zone's entries.
+    assert summary.streams["hall"].zone_entries == {"lobby": {"person": 1}}
+    assert summary.to_dict()["streams"]["hall"]["zone_entries"] == {"lobby": {"person": 1}}
+    assert "zones of hall, entered: lobby: 1 person" in summary.table()
+    assert next(s for s in status["streams"] if s["name"] == "hall")["zone_entries"] == {"lobby": {"person": 1}}
+    assert ('streamyolo_zone_entries_total{stream="hall",zone="lobby",class="person"} 1'
+            in metrics_text(status).splitlines())
+
+
+def test_a_snapshot_never_replaces_an_earlier_file(tmp_path: Path) -> None:
+    from streamyolo.sinks.events import _publish
+
+    for n in range(3):
+        (tmp_path / ".part").write_bytes(b"picture %d" % n)
+        assert _publish(tmp_path / ".part", "cam-1.jpg") == ["cam-1.jpg", "cam-1-2.jpg", "cam-1-3.jpg"][n]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cam-1-2.jpg", "cam-1-3.jpg", "cam-1.jpg"]
+    assert (tmp_path / "cam-1.jpg").read_bytes() == b"picture 0"
+
+
+class _FlakyCamera:
+    """A camera that sends 6 frames, drops the connection once, and sends 6 more."""
+
+    def __init__(self) -> None:
+        self.inner = SyntheticSource("cam", "synthetic:?size=64x48&frames=12")
+        self.reads = 0
+        self.broken = False
+        self.info: SourceInfo | None = None
+
+    def open(self) -> SourceInfo:
+        self.info = self.info or self.inner.open()  # opened again after the drop: goes on where it was
+        return self.info
+
+    def read(self) -> RawFrame | None:
+        if self.reads == 6 and not self.broken:
+            self.broken = True
+            raise SourceReadError("stream 'cam': connection reset by peer", stream="cam")
+        self.reads += 1
+        return self.inner.read()
+
+    def close(self) -> None:
+        pass
+
+    def interrupt(self) -> None:
+        pass
+
+
+@pytest.mark.timeout(60)
+def test_a_camera_going_down_and_coming_back_is_announced_once_each_way(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    policy = CapturePolicy(backoff=Backoff(base=0.05, cap=0.1, jitter=0))
+    pipeline = Pipeline([StreamSetup("cam", _FlakyCamera(), Overflow.BLOCK, policy=policy)], _WalkerDetector,
+                        sinks=[EventSink(path)])
+    summary = pipeline.run()
+    assert summary.streams["cam"].processed == 12
+    states = [(e["stream"], e["state"], e.get("error")) for e in read_jsonl(path)]
+    assert states == [("cam", "streaming", None), ("cam", "reconnecting", "stream 'cam': connection reset by peer"),
+                      ("cam", "streaming", None), ("cam", "ended", None)]
+
+
+@pytest.mark.timeout(60)
+def test_a_webhook_that_is_down_delays_events_and_loses_none(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="streamyolo")
+    with HookReceiver(refuse_first=3) as hook:
+        url = hook.url.replace("http://", "http://alarm:s3cret@")
+        webhook = Webhook(url, backoff=(0.05, 0.2))
+        webhook.start()
+        for n in range(5):
+            webhook.send({"event": "enter", "n": n})
+        webhook.close()
+    assert [e["n"] for e in hook.events] == [0, 1, 2, 3, 4], "events lost or out of order"
+    assert hook.attempts == 8 and webhook.delivered == 5
+    assert all(headers["Authorization"] == "Basic YWxhcm06czNjcmV0" and path == "/hook"
+               for path, headers in hook.requests)
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("cannot deliver events (HTTP 503" in m for m in logged) and any("delivering again" in m for m in logged)
+    assert "s3cret" not in caplog.text and "alarm:***@127.0.0.1" in caplog.text
+
+
+@pytest.mark.timeout(60)
+def test_events_a_webhook_never_took_end_the_run_with_the_count() -> None:
+    with HookReceiver() as hook:
+        hook.refuse_all = True
+        webhook = Webhook(hook.url, backoff=(0.05, 0.1), drain=0.5)
+        webhook.start()
+        webhook.send({"event": "enter"})
+        webhook.send({"event": "leave"})
+        with pytest.raises(OutputsIncompleteError, match=r"webhook http://127\.0\.0\.1:\d+/hook: 2 event\(s\) could "
+                                                         r"not be delivered \(first: HTTP 503"):
+            webhook.close()
+    assert hook.events == [] and hook.attempts >= 2
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("ftp://example.com/hook", "config key 'webhook': must be an http:// or https:// URL (got 'ftp://example.com/hook')"),
+    ("https://me:s3cret@:99/x", "config key 'webhook': has no host (got 'https://me:***@:99/x')"),
+    ("http://example.com:99999/", "config key 'webhook': not a URL"),
+])
+def test_a_bad_webhook_names_the_key_and_never_its_password(value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(").replace(")", r"\)")
+                       .replace("*", r"\*")):
+        build_config({"streams": ["a.mp4"], "webhook": value})

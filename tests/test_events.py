@@ -4,7 +4,11 @@ crossed, streams up and down; the events file, the webhook (a real HTTP receiver
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import cv2
@@ -65,15 +69,21 @@ def test_events_reach_the_file_the_webhook_and_the_snapshots_alike(tmp_path: Pat
     door = CountingLine("door", (0.0, 120.0), (320.0, 120.0))
     lobby = Zone("lobby", ((100.0, 100.0), (220.0, 100.0), (220.0, 200.0), (100.0, 200.0)))
     path, shots = tmp_path / "events.jsonl", tmp_path / "shots"
-    web = WebViewer("127.0.0.1:0")
     with HookReceiver() as hook:
         events = EventSink(path, hook.url, shots)
+        web = WebViewer("127.0.0.1:0", events=events.recent, snapshots=shots)
         pipeline = Pipeline([StreamSetup("hall", source, Overflow.BLOCK, lines=(door,), zones=(lobby,))],
                             _WalkerDetector, tracker=tracker_settings("bytetrack"), sinks=[events], web=web)
         pipeline.start()
         try:
             pipeline.wait(30)
             status = web.status()
+            shown = _until_five(f"{web.url}events.json")
+            name = shown[1]["snapshot"]
+            with urllib.request.urlopen(f"{web.url}snapshots/{name}", timeout=10) as response:
+                served = (response.headers["Content-Type"], response.read())
+            with pytest.raises(urllib.error.HTTPError, match="404"):
+                urllib.request.urlopen(f"{web.url}snapshots/..%2Fevents.jsonl", timeout=10)
         finally:
             summary = pipeline.join()
         received = list(hook.events)
@@ -97,6 +107,9 @@ def test_events_reach_the_file_the_webhook_and_the_snapshots_alike(tmp_path: Pat
     picture = cv2.imread(str(shots / names[0]))
     assert picture.shape == (240, 320, 3)
     assert (picture[130:190, 220, 1] > 160).all() and (picture[130:190, 220, 0] < 80).all(), "not annotated"
+    # The web page lists them, newest first, and serves their snapshots.
+    assert shown == written[::-1]
+    assert served == ("image/jpeg", (shots / name).read_bytes())
     # The summary, the status and /metrics count the zone's entries.
     assert summary.streams["hall"].zone_entries == {"lobby": {"person": 1}}
     assert summary.to_dict()["streams"]["hall"]["zone_entries"] == {"lobby": {"person": 1}}
@@ -114,6 +127,18 @@ def test_a_snapshot_never_replaces_an_earlier_file(tmp_path: Path) -> None:
         assert _publish(tmp_path / ".part", "cam-1.jpg") == ["cam-1.jpg", "cam-1-2.jpg", "cam-1-3.jpg"][n]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cam-1-2.jpg", "cam-1-3.jpg", "cam-1.jpg"]
     assert (tmp_path / "cam-1.jpg").read_bytes() == b"picture 0"
+
+
+def _until_five(url: str) -> list[dict[str, object]]:
+    """The web page's events once all five are there (the stream's end comes last)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            shown: list[dict[str, object]] = json.load(response)["events"]
+        if len(shown) >= 5:
+            return shown
+        time.sleep(0.05)
+    raise AssertionError(f"the web page lists {len(shown)} events, not 5")
 
 
 class _FlakyCamera:

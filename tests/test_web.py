@@ -384,7 +384,7 @@ def _driver(browser: str, driver_path: str, *, self_signed: bool = False) -> Any
 
 
 @pytest.mark.timeout(180)
-def test_a_real_browser_shows_every_stream_with_its_numbers() -> None:
+def test_a_real_browser_shows_every_stream_with_its_numbers_and_the_events(tmp_path: Path) -> None:
     browser, driver_path = _chromium()
     from selenium.webdriver.common.by import By
 
@@ -393,7 +393,8 @@ def test_a_real_browser_shows_every_stream_with_its_numbers() -> None:
               for i, name in enumerate(NAMES)]
     scenes[0]["zones"] = {"whole": [[0, 0], [320, 0], [320, 240], [0, 240]]}  # the whole picture: holds them all
     dead = {"name": "dead", "source": "rtsp://127.0.0.1:9/none", "reconnect": {"attempts": 1, "base": 0.1}}
-    config = _config(model="demo", imgsz=320, conf=0.5, streams=[*scenes, dead])
+    config = _config(model="demo", imgsz=320, conf=0.5, streams=[*scenes, dead], tracker="bytetrack",
+                     snapshots=str(tmp_path / "shots"))  # tracked: objects entering the zone are events
     with Pipeline.from_config(config) as pipeline:
         pipeline.start()
         driver = _driver(browser, driver_path)
@@ -450,6 +451,19 @@ def test_a_real_browser_shows_every_stream_with_its_numbers() -> None:
                    "only the clicked tile shown")
             found["yard.2"]["figure"].click()
             _until(lambda: all(t["figure"].is_displayed() for t in tiles().values()), 10, "every tile back")
+            # The events: the dead camera's failure, and objects entering the zone, each with its
+            # snapshot, which a click shows.
+            driver.find_element(By.ID, "show-events").click()
+            entered = _until(lambda: [a for a in driver.find_elements(By.CSS_SELECTOR, "#happened a")
+                                      if " entered whole" in a.text], 30, "an object entering the zone listed")
+            assert entered[0].text.startswith(f"{NAMES[0]}: ") and " #" in entered[0].text, entered[0].text
+            assert any("dead: failed: " in item.text
+                       for item in driver.find_elements(By.CSS_SELECTOR, "#happened li.event-state"))
+            entered[0].click()
+            shot = driver.find_element(By.ID, "shot")
+            assert _until(lambda: driver.execute_script("return arguments[0].naturalWidth", shot), 10,
+                          "the snapshot shown") == 320
+            assert shot.get_attribute("src").endswith(".jpg") and "/snapshots/" in shot.get_attribute("src")
         finally:
             driver.quit()
 

@@ -239,18 +239,21 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     if cfg.jsonl is not None:
         check_output_file(cfg.jsonl, "JSONL file")
         sinks.append(JsonlSink(cfg.jsonl, overwrite=cfg.overwrite))
+    events: EventSink | None = None
     if cfg.events is not None or cfg.webhook is not None or cfg.snapshots is not None:
         if cfg.events is not None:
             check_output_file(cfg.events, "events file")
         if cfg.snapshots is not None:
             check_writable_folder(cfg.snapshots, "snapshots folder")
-        sinks.append(EventSink(cfg.events, cfg.webhook, cfg.snapshots, annotator, overwrite=cfg.overwrite))
+        events = EventSink(cfg.events, cfg.webhook, cfg.snapshots, annotator, overwrite=cfg.overwrite)
+        sinks.append(events)
     for path, what in ((cfg.summary, "summary file"), (cfg.stats, "stats file")):
         if path is not None:
             check_output_file(path, what)
     web = None
     if cfg.web is not None:
         web = WebViewer(cfg.web, annotator, fps=cfg.web_fps, cert=cfg.web_cert, key=cfg.web_key, recordings=cfg.record,
+                        events=events.recent if events is not None else None, snapshots=cfg.snapshots,
                         auth=cfg.web_auth.get_secret_value() if cfg.web_auth is not None else None)
     display = None
     if cfg.display or (cfg.display is None and display_available()):

@@ -28,6 +28,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 
 ANNOUNCED = frozenset({"streaming", "reconnecting", "failed", "ended"})
 """The stream states an event announces (connecting again, and stopped at the end, are not news)."""
+
+RECENT = 200
+"""Events kept for the web page (``/events.json``)."""
 
 SNAPSHOT_BACKLOG = 64
 """Frames waiting for their snapshot beyond which a frame's events go out without one."""
@@ -77,6 +81,7 @@ class EventSink:
         self._skipped = 0
         self._lock = threading.Lock()
         self._announced: dict[str, str] = {}
+        self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self._open = False
         self._snap_pause = OutputPause(f"snapshots folder {str(self.snapshots)!r}", "snapshot(s)")
         self._thread = threading.Thread(target=self._run, name="events")
@@ -115,6 +120,11 @@ class EventSink:
                                 "until they catch up", SNAPSHOT_BACKLOG)
                 self._skipped += 1
         self._queue.put((result if keep else None, events))
+
+    def recent(self) -> list[dict[str, Any]]:
+        """The newest events handed out (up to ``RECENT``), newest first: for the web page."""
+        with self._lock:
+            return list(reversed(self._recent))
 
     def stream_changed(self, stream: str, state: str, error: str | None) -> None:
         """A stream's new state (from its health): an event when it is news."""
@@ -168,6 +178,8 @@ class EventSink:
                         self._lines.record(event)
                     if self.webhook is not None:
                         self.webhook.send(event)
+                    with self._lock:
+                        self._recent.append(event)
                     self.written += 1
             except Exception:  # one frame's trouble never ends the events of the run
                 log.exception("events: could not hand out %d event(s)", len(events))

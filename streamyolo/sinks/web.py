@@ -20,7 +20,10 @@ A small HTTP server (the standard library's, one thread per client) serves:
 - with ``recordings`` (the recording folder): ``/recordings.json``, every MP4 in it (``{"files":
   [{name, stream, size, modified}, …]}``, newest first, ``stream`` the stream it belongs to), and
   ``/recordings/<file>.mp4``, the file itself with byte ranges (so a browser's player can seek),
-  listed and played on the page.
+  listed and played on the page;
+- with ``events`` (the events sink's recent events): ``/events.json``, the newest 200 first
+  (``{"events": [...]}``, as :mod:`streamyolo.sinks.events` writes them), listed on the page, and
+  with ``snapshots`` (their folder) ``/snapshots/<file>.jpg``, shown when one is clicked.
 
 Inference threads only drop each result into a latest-result slot; frames are annotated
 and JPEG-encoded in the client threads, only while someone watches, only the newest
@@ -89,6 +92,19 @@ def split_address(value: object) -> tuple[str, int] | None:
     return host.strip("[]") or DEFAULT_HOST, int(port_text)
 
 
+def _file_in(folder: Path | None, name: str, suffix: str) -> Path | None:
+    """The file ``name`` of ``folder`` if it is a plain file name ending in ``suffix`` (no path,
+    not hidden, not a link: nothing outside the folder is ever served), else ``None``.
+
+    >>> _file_in(Path("/srv/rec"), "../etc/passwd.mp4", ".mp4") is None
+    True
+    """
+    if folder is None or not name.endswith(suffix) or "/" in name or "\\" in name or name.startswith("."):
+        return None
+    path = folder / name
+    return path if path.is_file() and not path.is_symlink() else None
+
+
 def parse_address(value: str | int) -> tuple[str, int]:
     """:func:`split_address`, or a :class:`ConfigError` naming the config key."""
     found = split_address(value)
@@ -104,9 +120,13 @@ class WebViewer:
     def __init__(self, address: str | int, annotator: BoxAnnotator | None = None, *, fps: float = 10.0,
                  max_width: int = 960, quality: int = 80, auth: str | None = None,
                  cert: str | Path | None = None, key: str | Path | None = None,
-                 recordings: str | Path | None = None) -> None:
+                 recordings: str | Path | None = None,
+                 events: Callable[[], list[dict[str, Any]]] | None = None,
+                 snapshots: str | Path | None = None) -> None:
         self.host, self.port = parse_address(address)
         self.recordings = None if recordings is None else Path(recordings)
+        self.events = events
+        self.snapshots = None if snapshots is None else Path(snapshots)
         try:
             self._login = check_login(auth).encode() if auth is not None else None
         except ValueError as exc:
@@ -209,11 +229,11 @@ class WebViewer:
 
     def recording_path(self, name: str) -> Path | None:
         """The recording file ``name`` (a plain ``.mp4`` name in the folder), or ``None``."""
-        if self.recordings is None or not name.endswith(".mp4") or "/" in name or "\\" in name \
-                or name.startswith("."):
-            return None
-        path = self.recordings / name
-        return path if path.is_file() and not path.is_symlink() else None
+        return _file_in(self.recordings, name, ".mp4")
+
+    def snapshot_path(self, name: str) -> Path | None:
+        """The snapshot ``name`` (a plain ``.jpg`` name in the snapshots folder), or ``None``."""
+        return _file_in(self.snapshots, name, ".jpg")
 
     def status(self) -> dict[str, Any]:
         keep = ("name", "state", "captured", "processed", "dropped", "fps_in", "fps_out", "frame_age", "reconnects",
@@ -424,12 +444,11 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/recordings.json" and viewer.recordings is not None:
                 self._send(HTTPStatus.OK, "application/json", json.dumps({"files": viewer.recording_files()}).encode())
             elif path.startswith("/recordings/") and viewer.recordings is not None:
-                file = viewer.recording_path(path.removeprefix("/recordings/"))
-                if file is None:
-                    self._send(HTTPStatus.NOT_FOUND, _TEXT, f"no recording {path.removeprefix('/recordings/')!r}\n"
-                               .encode())
-                else:
-                    self._file(file)
+                self._file(viewer.recording_path(path.removeprefix("/recordings/")), "video/mp4", "recording")
+            elif path == "/events.json" and viewer.events is not None:
+                self._send(HTTPStatus.OK, "application/json", json.dumps({"events": viewer.events()}).encode())
+            elif path.startswith("/snapshots/") and viewer.snapshots is not None:
+                self._file(viewer.snapshot_path(path.removeprefix("/snapshots/")), "image/jpeg", "snapshot")
             elif path.startswith("/streams/") and path.endswith((".mjpg", ".jpg")):
                 name, _, kind = path.removeprefix("/streams/").rpartition(".")
                 if name not in viewer.stream_names():
@@ -454,10 +473,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _file(self, path: Path) -> None:
-        """A recording, whole or the byte range asked for (``Range: bytes=a-b``, ``a-`` or
-        ``-n``, as a browser's player asks when it seeks). A file still being written is sent
-        as far as it is at the moment of asking."""
+    def _file(self, path: Path | None, content_type: str, what: str) -> None:
+        """A recording or a snapshot, whole or the byte range asked for (``Range: bytes=a-b``,
+        ``a-`` or ``-n``, as a browser's player asks when it seeks); ``None``: not found. A file
+        still being written is sent as far as it is at the moment of asking."""
+        if path is None:
+            name = unquote(urlsplit(self.path).path).rpartition("/")[2]
+            self._send(HTTPStatus.NOT_FOUND, _TEXT, f"no {what} {name!r}\n".encode())
+            return
         with path.open("rb") as file:
             size = os.fstat(file.fileno()).st_size
             first, last = 0, size - 1
@@ -469,7 +492,7 @@ class _Handler(BaseHTTPRequestHandler):
             if asked is not None:
                 first, last = asked
             self.send_response(HTTPStatus.PARTIAL_CONTENT if asked is not None else HTTPStatus.OK)
-            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Type", content_type)
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Length", str(last - first + 1))
             if asked is not None:
@@ -543,11 +566,18 @@ PAGE = """<!doctype html>
   #files { list-style: none; margin: 0; padding: 0; columns: 2 360px; }
   #files li { padding: 2px 0; } #files a { color: #9cf; } #files .playing { font-weight: bold; }
   #files .about { color: #999; margin-left: 8px; }
+  #events { padding: 0 12px 8px; }
+  #shot { display: block; max-width: 100%; max-height: 60vh; margin-bottom: 8px; }
+  #happened { list-style: none; margin: 0; padding: 0; max-height: 40vh; overflow: auto; }
+  #happened .about { color: #999; } #happened a { color: #9cf; }
+  #happened .event-state { color: #fc6; }
 </style>
 </head>
 <body>
 <header><h1>streamyolo</h1><span id="run">connecting…</span>
-<button id="show-recordings" hidden>recordings</button></header>
+<button id="show-recordings" hidden>recordings</button>
+<button id="show-events" hidden>events</button></header>
+<section id="events" hidden><img id="shot" alt="snapshot" hidden><ol id="happened"></ol></section>
 <section id="recordings" hidden>
 <video id="player" controls muted playsinline hidden></video><ul id="files"></ul>
 </section>
@@ -609,7 +639,41 @@ function show(status) {
     f.error.textContent = s.error || "";
   }
 }
+function describe(e) {
+  const who = e.name + " #" + e.id;
+  if (e.event === "line") return who + " crossed " + e.line + " (" + e.direction + ")";
+  if (e.event === "enter") return who + " entered " + e.zone;
+  if (e.event === "leave") return who + " left " + e.zone + " after " + e.dwell.toFixed(1) + " s";
+  return e.state + (e.error ? ": " + e.error : "");
+}
+async function listEvents() {
+  const response = await fetch(here + "events.json", {cache: "no-store"});
+  if (!response.ok) return;
+  const list = document.getElementById("happened");
+  list.replaceChildren();
+  for (const e of (await response.json()).events) {
+    const item = document.createElement("li");
+    item.className = "event-" + e.event;
+    const when = document.createElement("span");
+    when.className = "about";
+    when.textContent = new Date(e.time * 1000).toLocaleTimeString();
+    const what = document.createElement(e.snapshot ? "a" : "span");
+    what.textContent = e.stream + ": " + describe(e);
+    if (e.snapshot) {
+      what.href = here + "snapshots/" + encodeURIComponent(e.snapshot);
+      what.addEventListener("click", (click) => {
+        click.preventDefault();
+        const shot = document.getElementById("shot");
+        shot.src = what.href;
+        shot.hidden = false;
+      });
+    }
+    item.append(when, " ", what);
+    list.appendChild(item);
+  }
+}
 async function refresh() {
+  if (!document.getElementById("events").hidden) listEvents().catch(() => {});
   try {
     const response = await fetch(here + "status.json", {cache: "no-store"});
     show(await response.json());
@@ -658,6 +722,14 @@ recordingsButton.addEventListener("click", async () => {
 });
 fetch(here + "recordings.json", {cache: "no-store"})
   .then((response) => { recordingsButton.hidden = !response.ok; }).catch(() => {});
+const eventsButton = document.getElementById("show-events");
+eventsButton.addEventListener("click", async () => {
+  const section = document.getElementById("events");
+  section.hidden = !section.hidden;
+  if (!section.hidden) await listEvents();
+});
+fetch(here + "events.json", {cache: "no-store"})
+  .then((response) => { eventsButton.hidden = !response.ok; }).catch(() => {});
 refresh();
 setInterval(refresh, 1000);
 </script>

@@ -714,22 +714,19 @@ async function listRecordings() {
   }
   return true;
 }
-const recordingsButton = document.getElementById("show-recordings");
-recordingsButton.addEventListener("click", async () => {
-  const section = document.getElementById("recordings");
-  section.hidden = !section.hidden;
-  if (!section.hidden) await listRecordings();
-});
-fetch(here + "recordings.json", {cache: "no-store"})
-  .then((response) => { recordingsButton.hidden = !response.ok; }).catch(() => {});
-const eventsButton = document.getElementById("show-events");
-eventsButton.addEventListener("click", async () => {
-  const section = document.getElementById("events");
-  section.hidden = !section.hidden;
-  if (!section.hidden) await listEvents();
-});
-fetch(here + "events.json", {cache: "no-store"})
-  .then((response) => { eventsButton.hidden = !response.ok; }).catch(() => {});
+// A header button that opens a panel (listed by ``list``), shown when the page has one.
+function panel(name, list) {
+  const button = document.getElementById("show-" + name);
+  button.addEventListener("click", async () => {
+    const section = document.getElementById(name);
+    section.hidden = !section.hidden;
+    if (!section.hidden) await list();
+  });
+  fetch(here + name + ".json", {cache: "no-store"})
+    .then((response) => { button.hidden = !response.ok; }).catch(() => {});
+}
+panel("recordings", listRecordings);
+panel("events", listEvents);
 refresh();
 setInterval(refresh, 1000);
 </script>

@@ -68,6 +68,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="write events as JSON lines as they happen: lines crossed, zones entered and left, "
                              "streams up and down")
     parser.add_argument("--webhook", metavar="URL", help="POST every event as JSON to this http(s):// URL")
+    parser.add_argument("--mqtt", metavar="URL",
+                        help="publish every event to this MQTT broker: mqtt://[user:password@]host[:port][/prefix]")
     parser.add_argument("--snapshots", metavar="DIR", help="save every frame with events here, annotated, as JPEG")
     parser.add_argument("--overwrite", action="store_true", default=None,
                         help="replace earlier runs' recordings and JSONL (by default recordings get a new name "
@@ -147,7 +149,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = ["model", "device", "workers", "lanes", "batch", "model_sharing", "worker_mode", "process_restarts",
             "pytorch_cpu", "conf", "iou", "imgsz", "classes", "half",
             "record", "record_segment", "record_keep", "overwrite", "jsonl", "summary", "stats", "events", "webhook",
-            "snapshots", "display", "duration",
+            "mqtt", "snapshots", "display", "duration",
             "status_interval", "hang_warning", "threads", "model_cache", "live_hold", "tracker",
             "web", "web_fps", "web_auth", "web_cert", "web_key"]
     overrides = {key: getattr(args, key) for key in keys if getattr(args, key, None) is not None}

@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from streamyolo.errors import ConfigError
 from streamyolo.frames import DetectionFilter
@@ -270,6 +279,9 @@ class PipelineConfig(_Strict):
     streams), streams up and down (:mod:`streamyolo.sinks.events`)."""
     webhook: str | None = None
     """``http(s)://`` URL every event is POSTed to, as JSON (a login in the URL is sent as HTTP Basic)."""
+    mqtt: str | None = None
+    """``mqtt://[user:password@]host[:port][/prefix]`` (or ``mqtts://``): every event is published
+    there, to ``<prefix>/<stream>/<event>`` (:mod:`streamyolo.sinks.mqtt`)."""
     snapshots: Path | None = None
     """Folder where every frame with events is saved as an annotated JPEG, named in its events."""
     display: bool | None = None
@@ -340,13 +352,14 @@ class PipelineConfig(_Strict):
             raise ValueError("expected PORT or HOST:PORT, with a port from 0 to 65535")
         return str(value)
 
-    @field_validator("webhook")
+    @field_validator("webhook", "mqtt")
     @classmethod
-    def _webhook(cls, value: str | None) -> str | None:
+    def _event_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
+            from streamyolo.sinks.mqtt import parse_mqtt
             from streamyolo.sinks.webhook import check_webhook
 
-            check_webhook(value)
+            (check_webhook if info.field_name == "webhook" else parse_mqtt)(value)
         return value
 
     @field_validator("tracker")
@@ -417,7 +430,7 @@ class PipelineConfig(_Strict):
 
 
 _SECRET_KEYS = frozenset({"web_auth"})  # never repeated in an error, nor YAML-parsed from the environment
-_URL_KEYS = frozenset({"webhook"})  # repeated in an error without their password
+_URL_KEYS = frozenset({"webhook", "mqtt"})  # repeated in an error without their password
 
 
 def _format_error(error: Mapping[str, Any]) -> str:

@@ -3,6 +3,7 @@ under the system Python), an MJPEG-over-HTTP camera, and a silent TCP server."""
 
 from __future__ import annotations
 
+import getpass
 import http.server
 import json
 import shutil
@@ -10,6 +11,7 @@ import socket
 import socketserver
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -238,3 +240,57 @@ class HookReceiver:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
+
+
+def mosquitto_available() -> str | None:
+    """The path of the mosquitto broker, if installed (it lives in /usr/sbin, often off PATH)."""
+    found = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    return found if Path(found).exists() else None
+
+
+class MqttBroker:
+    """A real MQTT broker (mosquitto) on 127.0.0.1, with a login when ``password`` is given;
+    ``stop`` and ``start`` again on the same port, as a broker that restarts."""
+
+    def __init__(self, folder: Path, user: str | None = None, password: str | None = None) -> None:
+        binary = mosquitto_available()
+        assert binary is not None
+        self.binary = binary
+        self.port = free_port()
+        self.config = folder / "mosquitto.conf"
+        lines = [f"listener {self.port} 127.0.0.1", "persistence false", "log_dest stderr",
+                 f"user {getpass.getuser()}"]  # as root it would switch to "mosquitto", who cannot read our files
+        if password is not None and user is not None:
+            passwords = folder / "passwords"
+            passwords.write_text("")
+            subprocess.run([shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-b", str(passwords),
+                            user, password], check=True, capture_output=True)
+            passwords.chmod(0o600)
+            lines += ["allow_anonymous false", f"password_file {passwords}"]
+        else:
+            lines.append("allow_anonymous true")
+        self.config.write_text("\n".join(lines) + "\n")
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> MqttBroker:
+        self._process = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.02)
+        raise RuntimeError("mosquitto did not start listening")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            self._process = None
+
+    def __enter__(self) -> MqttBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -25,12 +27,14 @@ from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.pipeline.restart import Backoff
 from streamyolo.sinks import EventSink
 from streamyolo.sinks.metrics import metrics_text
+from streamyolo.sinks.mqtt import MqttPublisher
 from streamyolo.sinks.web import WebViewer
 from streamyolo.sinks.webhook import Webhook
 from streamyolo.sources import RawFrame, SourceInfo, SourceKind, SourceSpec, SyntheticSource, open_source
 from streamyolo.workers.capture import CapturePolicy
+from tests.conftest import IN_CI
 from tests.helpers import read_jsonl
-from tests.servers import HookReceiver
+from tests.servers import HookReceiver, MqttBroker, mosquitto_available
 from tests.test_counting import _boxes, _WalkerDetector
 
 SQUARE = Zone("square", ((0.0, 0.0), (100.0, 0.0), (100.0, 100.0), (0.0, 100.0)))
@@ -223,3 +227,135 @@ def test_a_bad_webhook_names_the_key_and_never_its_password(value: str, message:
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(").replace(")", r"\)")
                        .replace("*", r"\*")):
         build_config({"streams": ["a.mp4"], "webhook": value})
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("tcp://broker", "config key 'mqtt': must be an mqtt:// or mqtts:// URL (got 'tcp://broker')"),
+    ("mqtt://me:s3cret@broker/cams/+", "config key 'mqtt': the topic prefix may not hold '+' or '#' "
+                                       "(got 'mqtt://me:***@broker/cams/+')"),
+])
+def test_a_bad_mqtt_broker_names_the_key_and_never_its_password(value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        build_config({"streams": ["a.mp4"], "mqtt": value})
+    assert message in str(error.value) and "s3cret" not in str(error.value)
+
+
+class _Subscriber:
+    """A client of the broker that keeps every message it gets (of every topic)."""
+
+    def __init__(self, port: int, user: str | None = None, password: str | None = None) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        if user is not None:
+            self.client.username_pw_set(user, password)
+        subscribed = threading.Event()
+        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload, bool(m.retain)))
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe("#", qos=1)
+        self.client.loop_start()
+        assert subscribed.wait(10), "the test's subscriber could not subscribe"
+
+    def events(self) -> list[dict[str, object]]:
+        return [json.loads(payload) for topic, payload, _ in self.messages if not topic.endswith("/available")]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def broker_folder(tmp_path: Path) -> Path:
+    if mosquitto_available() is None:
+        message = "mosquitto (an MQTT broker) is needed for the MQTT tests (.ci/run installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return tmp_path
+
+
+@pytest.mark.timeout(60)
+def test_events_reach_an_mqtt_broker_with_a_login_and_its_topics(broker_folder: Path) -> None:
+    source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=30", SourceKind.SYNTHETIC))
+    lobby = Zone("lobby", ((100.0, 100.0), (220.0, 100.0), (220.0, 200.0), (100.0, 200.0)))
+    path = broker_folder / "events.jsonl"
+    with MqttBroker(broker_folder, "cams", "pa:ss") as broker:
+        subscriber = _Subscriber(broker.port, "cams", "pa:ss")
+        try:
+            sink = EventSink(path, mqtt=f"mqtt://cams:pa%3Ass@127.0.0.1:{broker.port}")
+            Pipeline([StreamSetup("hall", source, Overflow.BLOCK, zones=(lobby,))], _WalkerDetector,
+                     tracker=tracker_settings("bytetrack"), sinks=[sink]).run()
+            _wait_for(lambda: len(subscriber.events()) >= 4 and subscriber.messages[-1][1] == b"offline")
+        finally:
+            subscriber.close()
+        topics = [topic for topic, _, _ in subscriber.messages]
+        assert subscriber.events() == read_jsonl(path), "the broker got other events than the file"
+        assert [t for t in topics if not t.endswith("available")] == [
+            "streamyolo/hall/state", "streamyolo/hall/enter", "streamyolo/hall/leave", "streamyolo/hall/state"]
+        assert (topics[0], topics[-1]) == ("streamyolo/available", "streamyolo/available")
+        assert (subscriber.messages[0][1], subscriber.messages[-1][1]) == (b"online", b"offline")
+        # Retained: a client that comes later learns the stream's state and that the run is over.
+        later = _Subscriber(broker.port, "cams", "pa:ss")
+        try:
+            _wait_for(lambda: len(later.messages) >= 2)
+        finally:
+            later.close()
+        assert sorted((t, p, r) for t, p, r in later.messages) == [
+            ("streamyolo/available", b"offline", True),
+            ("streamyolo/hall/state", json.dumps(read_jsonl(path)[-1], separators=(",", ":")).encode(), True)]
+
+
+@pytest.mark.timeout(60)
+def test_a_broker_down_at_first_holds_the_events_back_and_loses_none(broker_folder: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="streamyolo")
+    broker = MqttBroker(broker_folder)
+    publisher = MqttPublisher(f"mqtt://127.0.0.1:{broker.port}/site/cams")
+    publisher.start()
+    got: list[object] = []
+    try:
+        for n in range(3):  # while the broker is down
+            publisher.send({"stream": "gate", "event": "enter", "n": n})
+        with broker:
+            subscriber = _Subscriber(broker.port)  # before the publisher's next try, a second away at most
+            for n in range(3, 5):
+                publisher.send({"stream": "gate", "event": "enter", "n": n})
+            _wait_for(lambda: len(subscriber.events()) >= 5)
+            subscriber.close()
+        got += [event["n"] for event in subscriber.events()]
+        publisher.send({"stream": "gate", "event": "enter", "n": 5})  # the broker restarts
+        with broker:
+            subscriber = _Subscriber(broker.port)
+            publisher.send({"stream": "gate", "event": "enter", "n": 6})
+            publisher.close()
+            _wait_for(lambda: len(subscriber.events()) >= 2)
+            subscriber.close()
+        got += [event["n"] for event in subscriber.events()]
+    finally:
+        publisher.close()
+    assert got == [0, 1, 2, 3, 4, 5, 6] and publisher.published == 7, "events lost or out of order"
+    assert all(topic == "site/cams/gate/enter" for topic, _, _ in subscriber.messages if "available" not in topic)
+    assert f"MQTT mqtt://127.0.0.1:{broker.port}/site/cams: cannot reach the broker" in caplog.text
+    assert "connection lost" in caplog.text and "connected again after" in caplog.text
+    assert not [t for t in threading.enumerate() if t.name.startswith("paho")], "paho's thread outlived the run"
+
+
+@pytest.mark.timeout(60)
+def test_events_a_broker_never_took_end_the_run_with_the_count(broker_folder: Path) -> None:
+    port = MqttBroker(broker_folder).port  # nobody listens there
+    publisher = MqttPublisher(f"mqtt://u:secret@127.0.0.1:{port}", drain=0.5)
+    publisher.start()
+    publisher.send({"stream": "gate", "event": "enter"})
+    with pytest.raises(OutputsIncompleteError, match=rf"MQTT mqtt://u:\*\*\*@127\.0\.0\.1:{port}: 1 event\(s\) could "
+                                                     rf"not be delivered \(first: cannot reach the broker at "
+                                                     rf"127\.0\.0\.1:{port}\)"):
+        publisher.close()
+
+
+def _wait_for(check: Callable[[], bool], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)

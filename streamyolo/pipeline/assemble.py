@@ -240,12 +240,12 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         check_output_file(cfg.jsonl, "JSONL file")
         sinks.append(JsonlSink(cfg.jsonl, overwrite=cfg.overwrite))
     events: EventSink | None = None
-    if cfg.events is not None or cfg.webhook is not None or cfg.snapshots is not None:
+    if any(out is not None for out in (cfg.events, cfg.webhook, cfg.mqtt, cfg.snapshots)):
         if cfg.events is not None:
             check_output_file(cfg.events, "events file")
         if cfg.snapshots is not None:
             check_writable_folder(cfg.snapshots, "snapshots folder")
-        events = EventSink(cfg.events, cfg.webhook, cfg.snapshots, annotator, overwrite=cfg.overwrite)
+        events = EventSink(cfg.events, cfg.webhook, cfg.snapshots, annotator, overwrite=cfg.overwrite, mqtt=cfg.mqtt)
         sinks.append(events)
     for path, what in ((cfg.summary, "summary file"), (cfg.stats, "stats file")):
         if path is not None:

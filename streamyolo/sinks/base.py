@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+from urllib.parse import SplitResult, urlsplit
 
 from streamyolo.clock import Clock
 from streamyolo.errors import OutputsIncompleteError
@@ -60,6 +61,28 @@ class WatchesStreams(Protocol):
         """``stream`` is now in ``state`` (``streaming``, ``reconnecting`` …), with ``error``
         when the change had one; called from the thread that changed it."""
         ...
+
+
+def split_url(url: str, schemes: Sequence[str]) -> SplitResult:
+    """``url``, split, if it is a URL of one of ``schemes`` with a host (and a valid port, if
+    any); else a ``ValueError`` saying what is wrong (the config error names the key).
+
+    >>> split_url("http://127.0.0.1:9000/hook", ("http", "https")).port
+    9000
+    >>> split_url("ftp://example.com/", ("http", "https"))
+    Traceback (most recent call last):
+    ValueError: must be an http:// or https:// URL
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises for a port out of range)
+    except ValueError as exc:
+        raise ValueError(f"not a URL ({exc})") from None
+    if parts.scheme not in schemes:
+        raise ValueError("must be an " + " or ".join(f"{scheme}://" for scheme in schemes) + " URL")
+    if not parts.hostname:
+        raise ValueError("has no host")
+    return parts
 
 
 RETRY_SECONDS = 10.0

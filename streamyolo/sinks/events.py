@@ -30,7 +30,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 
@@ -40,6 +40,7 @@ from streamyolo.errors import OutputError, OutputsIncompleteError
 from streamyolo.frames import Result
 from streamyolo.sinks.base import OutputPause
 from streamyolo.sinks.jsonl import LineFile
+from streamyolo.sinks.mqtt import MqttPublisher
 from streamyolo.sinks.webhook import Webhook
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,20 @@ RECENT = 200
 """Events kept for the web page (``/events.json``)."""
 
 SNAPSHOT_BACKLOG = 64
+
+
+class EventOutput(Protocol):
+    """Somewhere events are delivered from a thread of its own (a webhook, an MQTT broker)."""
+
+    def start(self) -> None: ...
+
+    def send(self, event: dict[str, Any]) -> None:
+        """Take ``event`` for delivery; never blocks."""
+        ...
+
+    def close(self) -> None:
+        """Deliver what waits (for a while), stop; :class:`OutputsIncompleteError` if events were lost."""
+        ...
 """Frames waiting for their snapshot beyond which a frame's events go out without one."""
 
 
@@ -66,14 +81,17 @@ def frame_events(result: Result) -> list[dict[str, Any]]:
 
 
 class EventSink:
-    """Writes events to a file, a webhook and snapshots (any of them); see the module."""
+    """Writes events to a file, a webhook, an MQTT broker and snapshots (any of them); see the module."""
 
     def __init__(self, path: Path | None = None, webhook: str | None = None, snapshots: Path | None = None,
-                 annotator: BoxAnnotator | None = None, overwrite: bool = False, quality: int = 90) -> None:
+                 annotator: BoxAnnotator | None = None, overwrite: bool = False, quality: int = 90,
+                 mqtt: str | None = None) -> None:
         self.path = Path(path) if path is not None else None
         self.snapshots = Path(snapshots) if snapshots is not None else None
         self._lines = LineFile(self.path, "events file", overwrite) if self.path is not None else None
-        self.webhook = Webhook(webhook) if webhook is not None else None
+        self._outputs: list[EventOutput] = [Webhook(webhook)] if webhook is not None else []
+        if mqtt is not None:
+            self._outputs.append(MqttPublisher(mqtt))
         self._annotator = annotator or BoxAnnotator(overlay=False)
         self.quality = quality
         self._queue: queue.SimpleQueue[tuple[Result | None, list[dict[str, Any]]] | None] = queue.SimpleQueue()
@@ -98,8 +116,8 @@ class EventSink:
                 raise OutputError(f"snapshots folder {str(self.snapshots)!r} is not writable")
         if self._lines is not None:
             self._lines.open()
-        if self.webhook is not None:
-            self.webhook.start()
+        for output in self._outputs:
+            output.start()
         self._thread.start()
         with self._lock:
             self._open = True
@@ -144,10 +162,8 @@ class EventSink:
             self._queue.put(None)
             self._thread.join()
         errors: list[OSError] = []
-        for close in (self._lines.close if self._lines is not None else None,
-                      self.webhook.close if self.webhook is not None else None, self._snap_pause.check):
-            if close is None:
-                continue
+        closes = [self._lines.close] if self._lines is not None else []
+        for close in [*closes, *(output.close for output in self._outputs), self._snap_pause.check]:
             try:
                 close()
             except OSError as exc:  # what each lost (OutputsIncompleteError), or a file that would not close
@@ -176,8 +192,8 @@ class EventSink:
                 for event in events:
                     if self._lines is not None:
                         self._lines.record(event)
-                    if self.webhook is not None:
-                        self.webhook.send(event)
+                    for output in self._outputs:
+                        output.send(event)
                     with self._lock:
                         self._recent.append(event)
                     self.written += 1

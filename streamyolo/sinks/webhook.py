@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from streamyolo.clock import Clock
 from streamyolo.errors import OutputsIncompleteError
+from streamyolo.sinks.base import split_url
 from streamyolo.sources.redact import redact_url
 
 log = logging.getLogger(__name__)
@@ -40,20 +41,8 @@ def check_webhook(url: str) -> str:
 
     >>> check_webhook("http://127.0.0.1:9000/hook")
     'http://127.0.0.1:9000/hook'
-    >>> check_webhook("ftp://example.com/")
-    Traceback (most recent call last):
-    ValueError: must be an http:// or https:// URL
     """
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"not a URL ({exc})") from None
-    if parts.scheme not in ("http", "https"):
-        raise ValueError("must be an http:// or https:// URL")
-    if not parts.hostname:
-        raise ValueError("has no host")
-    del port
+    split_url(url, ("http", "https"))
     return url
 
 

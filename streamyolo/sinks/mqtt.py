@@ -1,0 +1,206 @@
+"""Events published to an MQTT broker (``mqtt``), as home-automation and alerting setups take them.
+
+``mqtt://[user:password@]host[:port][/prefix]`` (``mqtts://`` for TLS, port 8883 by default;
+the prefix is ``streamyolo`` unless given). Each event is published as its JSON object, QoS 1,
+to ``<prefix>/<stream>/<event>`` (``line``, ``enter``, ``leave``, ``state``); ``state`` messages
+are retained, so a client that subscribes later learns each stream's state at once. While the
+run lasts, ``<prefix>/available`` holds ``online`` (retained); the broker sets it to
+``offline`` when the run ends, or dies (the client's last will).
+
+The broker being down or restarting holds events back, never the run: paho-mqtt's own thread
+connects and reconnects (after 1, 2, 4 … 30 s), and events wait in its queue (up to ``limit``,
+beyond which new ones are dropped and counted) until the broker acknowledges them. The log
+says once when the connection is lost and once when it is back. At the end of the run what
+still waits gets ``drain`` seconds more; events the broker never acknowledged end the run with
+exit code 1 (:class:`~streamyolo.errors.OutputsIncompleteError`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from streamyolo.errors import OutputsIncompleteError
+from streamyolo.sinks.base import split_url
+from streamyolo.sources.redact import redact_url
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = "streamyolo"
+
+
+@dataclass(frozen=True, slots=True)
+class MqttTarget:
+    """Where events go: a broker, a login and a topic prefix."""
+
+    host: str
+    port: int
+    tls: bool
+    prefix: str
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_mqtt(url: str) -> MqttTarget:
+    """The broker of ``mqtt://[user:password@]host[:port][/prefix]`` (or ``mqtts://``); a
+    ``ValueError`` saying what is wrong otherwise (the config error names the key).
+
+    >>> parse_mqtt("mqtt://10.0.0.2/home/cams")
+    MqttTarget(host='10.0.0.2', port=1883, tls=False, prefix='home/cams', username=None, password=None)
+    >>> parse_mqtt("mqtts://ha:pw@broker.lan").port
+    8883
+    >>> parse_mqtt("mqtt://broker/cams/#")
+    Traceback (most recent call last):
+    ValueError: the topic prefix may not hold '+' or '#'
+    """
+    parts = split_url(url, ("mqtt", "mqtts"))
+    prefix = unquote(parts.path).strip("/") or DEFAULT_PREFIX
+    if "+" in prefix or "#" in prefix or "#" in url:  # a URL's "#" starts its fragment: the prefix would lose it
+        raise ValueError("the topic prefix may not hold '+' or '#'")
+    tls = parts.scheme == "mqtts"
+    return MqttTarget(parts.hostname or "", parts.port or (8883 if tls else 1883), tls, prefix,
+                      unquote(parts.username) if parts.username is not None else None,
+                      unquote(parts.password) if parts.password is not None else None)
+
+
+class MqttPublisher:
+    """Publishes events to an MQTT broker from paho-mqtt's thread; see the module."""
+
+    def __init__(self, url: str, *, limit: int = 10000, drain: float = 10.0, keepalive: int = 30) -> None:
+        self.target = parse_mqtt(url)
+        self.shown = redact_url(url)
+        self.limit = limit
+        self.drain = drain
+        self.keepalive = keepalive
+        self._lock = threading.Lock()
+        self._acked = threading.Condition(self._lock)
+        self._pending: set[int] = set()  # message ids the broker has not acknowledged yet
+        self._early: set[int] = set()  # acknowledged before publish() returned their id
+        self._own: set[int] = set()  # ids of the "online"/"offline" messages, not events
+        self._connected_once = False
+        self._lost_since: float | None = None
+        self._error: str | None = None
+        self.published = 0
+        self.dropped = 0
+        self._client: Any = None
+
+    @property
+    def available(self) -> str:
+        return f"{self.target.prefix}/available"
+
+    def start(self) -> None:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"streamyolo-{os.getpid()}-{id(self):x}")
+        if self.target.username is not None:
+            client.username_pw_set(self.target.username, self.target.password)
+        if self.target.tls:
+            client.tls_set_context(ssl.create_default_context())
+        client.will_set(self.available, "offline", qos=1, retain=True)
+        client.max_queued_messages_set(self.limit)
+        client.reconnect_delay_set(1, 30)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.connect_async(self.target.host, self.target.port, keepalive=self.keepalive)
+        client.loop_start()
+        self._client = client
+
+    def send(self, event: dict[str, Any]) -> None:
+        """Publish ``event`` (a JSON-ready dict with ``stream`` and ``event``); never blocks."""
+        if self._client is None:
+            return
+        topic = f"{self.target.prefix}/{event['stream']}/{event['event']}"
+        info = self._client.publish(topic, json.dumps(event, separators=(",", ":")), qos=1,
+                                    retain=event["event"] == "state")
+        with self._lock:
+            if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+                if not self.dropped:
+                    log.error("MQTT %s: more than %d events waiting; dropping new ones", self.shown, self.limit)
+                self.dropped += 1
+            elif info.mid in self._early:
+                self._early.discard(info.mid)
+            else:
+                self._pending.add(info.mid)
+
+    def close(self) -> None:
+        """Wait (at most ``drain`` seconds) for the broker to acknowledge every event, say
+        ``offline``, disconnect; raise :class:`OutputsIncompleteError` if events were lost."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        deadline = time.monotonic() + self.drain
+        with self._acked:
+            self._acked.wait_for(lambda: not self._pending, max(0.0, deadline - time.monotonic()))
+            undelivered = len(self._pending)
+        if self._connected_once and self._lost_since is None:
+            offline = client.publish(self.available, "offline", qos=1, retain=True)
+            self._mine(offline)
+            offline.wait_for_publish(2)
+        client.disconnect()
+        client.loop_stop()
+        lost = undelivered + self.dropped
+        if lost:
+            raise OutputsIncompleteError(f"MQTT {self.shown}: {lost} event(s) could not be delivered "
+                                         f"(first: {self._error or 'the queue was full'})")
+
+    # -- paho-mqtt's callbacks, on its thread -----------------------------------------
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            self._error = self._error or f"the broker refused: {reason}"
+            if self._lost_since is None:
+                self._lost_since = time.monotonic()
+                log.error("MQTT %s: the broker refused the connection (%s); trying again, events wait meanwhile",
+                          self.shown, reason)
+            return
+        self._mine(client.publish(self.available, "online", qos=1, retain=True))
+        if self._lost_since is not None and self._connected_once:
+            log.warning("MQTT %s: connected again after %.0f s (%d event(s) waiting)", self.shown,
+                        time.monotonic() - self._lost_since, len(self._pending))
+        else:
+            log.info("MQTT %s: connected; events go to %s/<stream>/<event>", self.shown, self.target.prefix)
+        self._connected_once = True
+        self._lost_since = None
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        """The broker could not be reached (paho tries again)."""
+        if self._lost_since is None:
+            self._lost_since = time.monotonic()
+            self._error = self._error or f"cannot reach the broker at {self.target.host}:{self.target.port}"
+            log.error("MQTT %s: cannot reach the broker; trying again, events wait meanwhile", self.shown)
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if self._client is None or self._lost_since is not None:  # we are closing, or it was already down
+            return
+        self._lost_since = time.monotonic()
+        self._error = self._error or f"connection lost: {reason}"
+        log.error("MQTT %s: connection lost (%s); reconnecting, events wait meanwhile", self.shown, reason)
+
+    def _mine(self, info: Any) -> None:
+        """``info`` is of a message of ours, not an event: its acknowledgement counts nothing."""
+        with self._lock:
+            if info.mid in self._early:
+                self._early.discard(info.mid)
+            else:
+                self._own.add(info.mid)
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        with self._acked:
+            if mid in self._own:
+                self._own.discard(mid)
+            elif mid in self._pending:
+                self._pending.discard(mid)
+                self.published += 1
+                self._acked.notify_all()
+            else:
+                self._early.add(mid)

@@ -53,6 +53,22 @@ class ReconnectConfig(_Strict):
     """Consecutive failed attempts before the stream is marked failed (null: never)."""
 
 
+class ZoneConfig(_Strict):
+    """A zone with settings: ``{points: [[x1, y1], …], linger: 30}``."""
+
+    points: list[tuple[float, float]]
+    linger: float | None = None
+    """Tracked streams: an object inside this long (seconds, or ``30s``, ``2m``) is an event
+    (``linger``), once per stay: someone loitering, a car parked where it should not."""
+
+    @field_validator("linger", mode="before")
+    @classmethod
+    def _span(cls, value: Any) -> Any:
+        from streamyolo.clock import parse_seconds
+
+        return None if value is None else parse_seconds(value)
+
+
 class StreamConfig(_Strict):
     """One stream. A plain string in the config is shorthand for ``{source: <string>}``,
     and ``name=uri`` names it."""
@@ -94,15 +110,24 @@ class StreamConfig(_Strict):
     (walking from the first point to the second) and ``out`` the other way."""
 
     zones: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")],
-                list[tuple[float, float]]] | None = None
+                ZoneConfig] | None = None
     """Zones: ``{queue: [[x1, y1], [x2, y2], [x3, y3], …]}``, polygons in the picture's pixels;
-    every frame counts the objects whose box centre lies inside each, by class."""
+    every frame counts the objects whose box centre lies inside each, by class. A zone may
+    also be ``{points: […], linger: 30}`` (:class:`ZoneConfig`)."""
+
+    @field_validator("zones", mode="before")
+    @classmethod
+    def _zone_points(cls, value: Any) -> Any:
+        """A zone written as its points alone: ``{queue: [[x1, y1], …]}``."""
+        if isinstance(value, dict):
+            return {name: {"points": zone} if isinstance(zone, list | tuple) else zone for name, zone in value.items()}
+        return value
 
     @field_validator("zones")
     @classmethod
-    def _zones(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        for name, points in (value or {}).items():
-            if len(set(map(tuple, points))) < 3:
+    def _zones(cls, value: dict[str, ZoneConfig] | None) -> dict[str, ZoneConfig] | None:
+        for name, zone in (value or {}).items():
+            if len(set(map(tuple, zone.points))) < 3:
                 raise ValueError(f"zone {name!r} needs 3 different points or more")
         return value
 
@@ -329,6 +354,11 @@ class PipelineConfig(_Strict):
         if counting is not None and self.tracker is None:
             raise ValueError(f"config keys 'streams.{counting}.lines' and 'tracker': counting lines follow track "
                              "ids; set tracker (bytetrack)")
+        lingering = next((i for i, stream in enumerate(self.streams)
+                          if any(z.linger is not None for z in (stream.zones or {}).values())), None)
+        if lingering is not None and self.tracker is None:
+            raise ValueError(f"config keys 'streams.{lingering}.zones' and 'tracker': a zone's linger follows "
+                             "track ids; set tracker (bytetrack)")
         if self.record_keep is not None and self.record_segment is None:
             raise ValueError("config keys 'record_keep' and 'record_segment': record_keep deletes old segment "
                              "files; give record_segment too (one file per run is never deleted)")

@@ -244,13 +244,13 @@ class ZoneVisit:
 
     zone: str
     event: str
-    """``"enter"`` or ``"leave"``."""
+    """``"enter"``, ``"leave"`` or ``"linger"`` (inside for the zone's ``linger`` seconds)."""
     id: int
     cls: int
     name: str
     dwell: float | None = None
-    """On leaving: seconds from the frame it was first seen inside to the last one (on the
-    stream's timeline: :attr:`FrameMeta.media_time`)."""
+    """On leaving or lingering: seconds from the frame it was first seen inside to the last one
+    (on the stream's timeline: :attr:`FrameMeta.media_time`)."""
 
     def to_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {"zone": self.zone, "id": self.id, "cls": self.cls, "name": self.name}

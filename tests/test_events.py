@@ -359,3 +359,34 @@ def _wait_for(check: Callable[[], bool], seconds: float = 10) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_an_object_inside_a_zone_long_enough_lingers_once_per_stay() -> None:
+    watch = ZoneWatch([Zone("queue", SQUARE.points, linger=1.0), Zone("right", ((100.0, 0.0), (200.0, 0.0),
+                                                                             (200.0, 100.0), (100.0, 100.0)))])
+    path = [50, 50, 50, 50, 150, 50, 50, 50]  # x at t = 0, 0.5 … 3.5: in the queue, out at 2.0, back at 2.5
+    seen = [[(v.zone, v.event, v.dwell) for v in watch.update(_boxes((1, float(x), 50.0, 0)), t / 2)]
+            for t, x in enumerate(path)]
+    assert seen == [[("queue", "enter", None)], [], [("queue", "linger", 1.0)], [],
+                    [("queue", "leave", 1.5), ("right", "enter", None)],  # "right" has no linger
+                    [("queue", "enter", None), ("right", "leave", 0.0)], [], [("queue", "linger", 1.0)]]
+
+
+@pytest.mark.parametrize(("zones", "tracker", "error"), [
+    ({"queue": {"points": [[0, 0], [10, 0], [0, 10]], "linger": "2m"}}, "bytetrack", None),
+    ({"queue": {"points": [[0, 0], [10, 0], [0, 10]], "linger": 30}}, None,
+     "config keys 'streams.0.zones' and 'tracker': a zone's linger follows track ids"),
+    ({"queue": {"points": [[0, 0], [10, 0], [0, 10]], "linger": "soon"}}, "bytetrack",
+     "config key 'streams.0.zones.queue.linger': must be seconds"),
+    ({"queue": {"points": [[0, 0], [10, 0], [0, 10]], "wait": 3}}, "bytetrack",
+     "unknown config key 'streams.0.zones.queue.wait'"),
+])
+def test_a_zones_linger_is_a_span_of_time_on_a_tracked_stream(zones: dict[str, object], tracker: str | None,
+                                                             error: str | None) -> None:
+    data = {"streams": [{"source": "a.mp4", "zones": zones}], "tracker": tracker}
+    if error is None:
+        assert build_config(data).streams[0].zones["queue"].linger == 120.0  # type: ignore[index]
+    else:
+        with pytest.raises(ConfigError) as raised:
+            build_config(data)
+        assert error in str(raised.value), str(raised.value)

@@ -6,7 +6,8 @@ Zones: in every processed frame, the objects whose box centre lies inside the zo
 not needed; the run's summary keeps each zone's peak. On a tracked stream, each object also
 *enters* a zone (the first frame its centre is inside) and *leaves* it (the first frame its
 centre is seen outside, or after it has not been seen for ``GONE_AFTER`` frames), with how long
-it stayed: :class:`ZoneWatch`.
+it stayed, and, in a zone with ``linger``, *lingers* once it has been inside that long:
+:class:`ZoneWatch`.
 
 A line runs from its first point to its second, in the stream's picture (pixels). A tracked
 object crosses it when the centre of its box moves, from one processed frame to the next,
@@ -131,6 +132,8 @@ class Zone:
 
     name: str
     points: tuple[Point, ...]
+    linger: float | None = None
+    """Tracked streams: seconds inside after which an object is said to linger (once per stay)."""
 
 
 def inside(polygon: Sequence[Point], points: npt.NDArray[np.floating]) -> npt.NDArray[np.bool_]:
@@ -166,6 +169,7 @@ class _Stay:
     since: float
     seen: float
     frame: int
+    lingered: bool = False
 
 
 class ZoneWatch:
@@ -210,6 +214,10 @@ class ZoneWatch:
                         visits.append(ZoneVisit(zone.name, "enter", int(track), int(cls), name))
                     elif here and stay is not None:
                         stay.seen, stay.frame = now, self._frame
+                        if zone.linger is not None and not stay.lingered and now - stay.since >= zone.linger:
+                            stay.lingered = True
+                            visits.append(ZoneVisit(zone.name, "linger", key[1], stay.cls, stay.name,
+                                                    float(now - stay.since)))
                     elif stay is not None:
                         visits.append(self._leave(key))
         for key in [k for k, stay in self._inside.items() if self._frame - stay.frame > self.gone_after]:

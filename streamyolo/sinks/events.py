@@ -6,7 +6,8 @@ epoch, of the frame's arrival or of the change):
 - ``"line"``: a tracked object crossed a counting line (``line``, ``direction``, ``id``,
   ``cls``, ``name``; also ``seq``, the frame);
 - ``"enter"`` / ``"leave"``: a tracked object entered or left a zone (``zone``, ``id``,
-  ``cls``, ``name``, and on leaving ``dwell``, the seconds it stayed; ``seq``);
+  ``cls``, ``name``, and on leaving ``dwell``, the seconds it stayed; ``seq``); ``"linger"``:
+  it has been inside for the zone's ``linger`` seconds (``dwell``), once per stay;
 - ``"state"``: a stream came up or went down (``state``: ``streaming``, ``reconnecting``,
   ``failed`` or ``ended``; ``error`` when there is one): a camera that stops sending is
   ``reconnecting`` once, however many tries it takes, and ``streaming`` again when it is back.
@@ -52,6 +53,10 @@ RECENT = 200
 """Events kept for the web page (``/events.json``)."""
 
 SNAPSHOT_BACKLOG = 64
+
+JOIN_SECONDS = 60.0
+"""How long the end of the run waits for the events thread (it writes files, which a hung
+network share could hold up)."""
 
 
 class EventOutput(Protocol):
@@ -160,7 +165,9 @@ class EventSink:
             was_open, self._open = self._open, False
         if was_open:
             self._queue.put(None)
-            self._thread.join()
+            self._thread.join(JOIN_SECONDS)
+            if self._thread.is_alive():
+                log.error("events: the thread writing them did not end within %.0f s", JOIN_SECONDS)
         errors: list[OSError] = []
         closes = [self._lines.close] if self._lines is not None else []
         for close in [*closes, *(output.close for output in self._outputs), self._snap_pause.check]:

@@ -145,7 +145,10 @@ class MqttPublisher:
         if self._connected_once and self._lost_since is None:
             offline = client.publish(self.available, "offline", qos=1, retain=True)
             self._mine(offline)
-            offline.wait_for_publish(2)
+            try:
+                offline.wait_for_publish(2)
+            except (RuntimeError, ValueError):  # the connection went just now: the last will says it
+                pass
         client.disconnect()
         client.loop_stop()
         lost = undelivered + self.dropped

@@ -644,6 +644,7 @@ function describe(e) {
   if (e.event === "line") return who + " crossed " + e.line + " (" + e.direction + ")";
   if (e.event === "enter") return who + " entered " + e.zone;
   if (e.event === "leave") return who + " left " + e.zone + " after " + e.dwell.toFixed(1) + " s";
+  if (e.event === "linger") return who + " lingers in " + e.zone + " (" + e.dwell.toFixed(1) + " s)";
   return e.state + (e.error ? ": " + e.error : "");
 }
 async function listEvents() {

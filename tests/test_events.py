@@ -20,7 +20,7 @@ import pytest
 from streamyolo.buffering import Overflow
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError, OutputsIncompleteError, SourceReadError
-from streamyolo.frames import Detections
+from streamyolo.frames import Crossing, Detections, Frame, FrameMeta, LineTally, Result
 from streamyolo.inference.counting import CountingLine, Zone, ZoneWatch
 from streamyolo.inference.tracking import tracker_settings
 from streamyolo.pipeline import Pipeline, StreamSetup
@@ -390,3 +390,29 @@ def test_a_zones_linger_is_a_span_of_time_on_a_tracked_stream(zones: dict[str, o
         with pytest.raises(ConfigError) as raised:
             build_config(data)
         assert error in str(raised.value), str(raised.value)
+
+
+@pytest.mark.timeout(30)
+def test_snapshots_on_a_full_disk_pause_and_their_events_still_go_out(tmp_path: Path) -> None:
+    import resource
+
+    sink = EventSink(tmp_path / "events.jsonl", snapshots=tmp_path / "shots")
+    sink.open()
+    noise = np.random.default_rng(0).integers(0, 255, (240, 320, 3), np.uint8)  # a JPEG of some 100 kB
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, hard))  # the kernel refuses writes past 20 kB per file
+    try:
+        for seq in range(3):
+            sink.write(Result(Frame(FrameMeta("cam", seq, time.monotonic()), noise), Detections.empty(),
+                              time.monotonic(), crossings=(Crossing("door", "in", 1, 0, "person"),), lines=(
+                                  LineTally("door", (0.0, 100.0), (320.0, 100.0), 1, 0),)))
+        _wait_for(lambda: sink.written == 3)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    with pytest.raises(OutputsIncompleteError, match=r"snapshots folder '.*shots': 3 snapshot\(s\) could not be "
+                                                     r"written \(first: OSError: \[Errno 27\] File too large\)"):
+        sink.close()
+    events = read_jsonl(tmp_path / "events.jsonl")
+    assert [(e["seq"], e["event"], "snapshot" in e) for e in events] == [(0, "line", False), (1, "line", False),
+                                                                         (2, "line", False)]
+    assert list((tmp_path / "shots").iterdir()) == [], "a cut picture was left behind"

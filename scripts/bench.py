@@ -25,8 +25,10 @@ streams (../shared/videos/people.mp4 and synthetic 720p H.264 clips):
   P_web  (--web) P with the web page on and one viewer per stream reading its MJPEG video
 
 --only P,P_web runs just those throughput contenders (P_1lane, P with ``lanes: 1``,
-P_process_1lane, P_process with ``lanes: 1``, and P_track, P with every stream tracked by
-ByteTrack at P's conf 0.25, run only when named here); --live-compare runs
+P_process_1lane, P_process with ``lanes: 1``, P_track, P with every stream tracked by
+ByteTrack at P's conf 0.25, and P_events, P_track with a zone over every picture and a line
+across it, every event written to a file and its frame saved as a snapshot; run only when
+named here); --live-compare runs
 live mode with live_hold on and off, interleaved over --rounds (1 worker), instead of the usual
 live runs.
 
@@ -392,6 +394,13 @@ def run_model(label: str, model: str, paths: list[Path], args: argparse.Namespac
         if "P_track" in args.only.split(","):  # P with every stream tracked (ByteTrack): what tracking costs
             measurements.append(("P_track", streamyolo, (model, paths, args.imgsz, args.workers),
                                  {"more": {"tracker": "bytetrack", "conf": 0.25}}))
+        if "P_events" in args.only.split(","):  # P_track with a zone over every picture and a line across
+            # it, every event written and its frame saved as a snapshot: what events cost at their busiest
+            whole = [[0, 0], [10000, 0], [10000, 10000], [0, 10000]]
+            measurements.append(("P_events", streamyolo, (model, paths, args.imgsz, args.workers), {"more": {
+                "tracker": "bytetrack", "conf": 0.25, "overwrite": True,
+                "stream_defaults": {"zones": {"whole": whole}, "lines": {"middle": [[0, 360], [10000, 360]]}},
+                "events": str(folder / "events.jsonl"), "snapshots": str(folder / "snapshots")}}))
         if "P_process_1lane" in args.only.split(","):  # the same for process workers (no lending either)
             measurements.append(("P_process_1lane", streamyolo, (model, paths, args.imgsz, args.workers),
                                  {"lanes": 1, "mode": "process"}))
@@ -508,13 +517,16 @@ def print_report(results: list[dict[str, Any]]) -> None:
     print("\nevery round's frames per second (medians above):")
     for r in results:
         for key in ("D", "M", "P", "U", "S", "P_rec", "U_save", "P_process", "P_web", "P_1lane", "P_process_1lane",
-                    "P_torch", "P_track"):
+                    "P_torch", "P_track", "P_events"):
             if key in r:
                 print(f"  {r['model']} {key}: {r[key]['fps_runs']}")
             if key in r.get("hung", {}):
                 print(f"  {r['model']} {key}: hung and was killed in {r['hung'][key]} round(s), left out")
         if "P" in r and "P_track" in r:
             print(f"  {r['model']} P_track (tracked) / P: {r['P_track']['fps'] / r['P']['fps']:.2f}")
+        if "P_track" in r and "P_events" in r:
+            print(f"  {r['model']} P_events (events and snapshots) / P_track: "
+                  f"{r['P_events']['fps'] / r['P_track']['fps']:.2f}")
         if "P" in r and "P_1lane" in r:
             print(f"  {r['model']} P (lanes: auto) / P_1lane (lanes: 1): {r['P']['fps'] / r['P_1lane']['fps']:.2f}")
         if "P_process" in r and "P_process_1lane" in r:

@@ -70,6 +70,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--webhook", metavar="URL", help="POST every event as JSON to this http(s):// URL")
     parser.add_argument("--mqtt", metavar="URL",
                         help="publish every event to this MQTT broker: mqtt://[user:password@]host[:port][/prefix]")
+    for output in ("webhook", "mqtt"):
+        parser.add_argument(f"--{output}-events", metavar="KINDS", type=_kinds,
+                            help=f"only these events to the {output}, e.g. state,linger (line, enter, leave, linger, "
+                                 "state; default: all)")
     parser.add_argument("--snapshots", metavar="DIR", help="save every frame with events here, annotated, as JPEG")
     parser.add_argument("--overwrite", action="store_true", default=None,
                         help="replace earlier runs' recordings and JSONL (by default recordings get a new name "
@@ -144,12 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _kinds(value: str) -> list[str]:
+    """``state,linger`` → ``["state", "linger"]`` (the config checks each)."""
+    return [kind.strip() for kind in value.split(",") if kind.strip()]
+
+
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The flags the user gave, as config keys (flags not given stay out)."""
     keys = ["model", "device", "workers", "lanes", "batch", "model_sharing", "worker_mode", "process_restarts",
             "pytorch_cpu", "conf", "iou", "imgsz", "classes", "half",
             "record", "record_segment", "record_keep", "overwrite", "jsonl", "summary", "stats", "events", "webhook",
-            "mqtt", "snapshots", "display", "duration",
+            "mqtt", "webhook_events", "mqtt_events", "snapshots", "display", "duration",
             "status_interval", "hang_warning", "threads", "model_cache", "live_hold", "tracker",
             "web", "web_fps", "web_auth", "web_cert", "web_key"]
     overrides = {key: getattr(args, key) for key in keys if getattr(args, key, None) is not None}

@@ -53,6 +53,10 @@ class ReconnectConfig(_Strict):
     """Consecutive failed attempts before the stream is marked failed (null: never)."""
 
 
+EventKind = Literal["line", "enter", "leave", "linger", "state"]
+"""What an event is about (:mod:`streamyolo.sinks.events`)."""
+
+
 class ZoneConfig(_Strict):
     """A zone with settings: ``{points: [[x1, y1], …], linger: 30}``."""
 
@@ -307,6 +311,11 @@ class PipelineConfig(_Strict):
     mqtt: str | None = None
     """``mqtt://[user:password@]host[:port][/prefix]`` (or ``mqtts://``): every event is published
     there, to ``<prefix>/<stream>/<event>`` (:mod:`streamyolo.sinks.mqtt`)."""
+    webhook_events: list[EventKind] | None = None
+    """The events the webhook gets (``line``, ``enter``, ``leave``, ``linger``, ``state``); unset:
+    all. ``[state, linger]``: cameras down and back, and loiterers, without every passer-by."""
+    mqtt_events: list[EventKind] | None = None
+    """The events the MQTT broker gets, likewise."""
     snapshots: Path | None = None
     """Folder where every frame with events is saved as an annotated JPEG, named in its events."""
     display: bool | None = None
@@ -359,6 +368,10 @@ class PipelineConfig(_Strict):
         if lingering is not None and self.tracker is None:
             raise ValueError(f"config keys 'streams.{lingering}.zones' and 'tracker': a zone's linger follows "
                              "track ids; set tracker (bytetrack)")
+        for key, target in (("webhook_events", "webhook"), ("mqtt_events", "mqtt")):
+            if getattr(self, key) is not None and getattr(self, target) is None:
+                raise ValueError(f"config keys {key!r} and {target!r}: {key} says which events go to the "
+                                 f"{target}; give {target} too")
         if self.record_keep is not None and self.record_segment is None:
             raise ValueError("config keys 'record_keep' and 'record_segment': record_keep deletes old segment "
                              "files; give record_segment too (one file per run is never deleted)")

@@ -416,3 +416,17 @@ def test_snapshots_on_a_full_disk_pause_and_their_events_still_go_out(tmp_path: 
     assert [(e["seq"], e["event"], "snapshot" in e) for e in events] == [(0, "line", False), (1, "line", False),
                                                                          (2, "line", False)]
     assert list((tmp_path / "shots").iterdir()) == [], "a cut picture was left behind"
+
+
+@pytest.mark.timeout(60)
+def test_a_webhook_gets_only_the_kinds_of_event_asked_for(tmp_path: Path) -> None:
+    source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=30", SourceKind.SYNTHETIC))
+    lobby = Zone("lobby", ((100.0, 100.0), (220.0, 100.0), (220.0, 200.0), (100.0, 200.0)), linger=0.2)
+    with HookReceiver() as hook:
+        sink = EventSink(tmp_path / "events.jsonl", hook.url, webhook_events=["state", "linger"])
+        Pipeline([StreamSetup("hall", source, Overflow.BLOCK, zones=(lobby,))], _WalkerDetector,
+                 tracker=tracker_settings("bytetrack"), sinks=[sink]).run()
+    everything = read_jsonl(tmp_path / "events.jsonl")
+    assert [e["event"] for e in everything] == ["state", "enter", "linger", "leave", "state"]
+    assert hook.events == [e for e in everything if e["event"] in ("state", "linger")]
+    assert hook.events[1]["seq"] == 16 and hook.events[1]["dwell"] == pytest.approx(0.2)  # inside from frame 11

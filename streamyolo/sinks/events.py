@@ -30,6 +30,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -90,13 +91,17 @@ class EventSink:
 
     def __init__(self, path: Path | None = None, webhook: str | None = None, snapshots: Path | None = None,
                  annotator: BoxAnnotator | None = None, overwrite: bool = False, quality: int = 90,
-                 mqtt: str | None = None) -> None:
+                 mqtt: str | None = None, webhook_events: Collection[str] | None = None,
+                 mqtt_events: Collection[str] | None = None) -> None:
         self.path = Path(path) if path is not None else None
         self.snapshots = Path(snapshots) if snapshots is not None else None
         self._lines = LineFile(self.path, "events file", overwrite) if self.path is not None else None
-        self._outputs: list[EventOutput] = [Webhook(webhook)] if webhook is not None else []
+        # each output with the kinds of event it takes (None: all)
+        self._outputs: list[tuple[EventOutput, frozenset[str] | None]] = []
+        if webhook is not None:
+            self._outputs.append((Webhook(webhook), None if webhook_events is None else frozenset(webhook_events)))
         if mqtt is not None:
-            self._outputs.append(MqttPublisher(mqtt))
+            self._outputs.append((MqttPublisher(mqtt), None if mqtt_events is None else frozenset(mqtt_events)))
         self._annotator = annotator or BoxAnnotator(overlay=False)
         self.quality = quality
         self._queue: queue.SimpleQueue[tuple[Result | None, list[dict[str, Any]]] | None] = queue.SimpleQueue()
@@ -121,7 +126,7 @@ class EventSink:
                 raise OutputError(f"snapshots folder {str(self.snapshots)!r} is not writable")
         if self._lines is not None:
             self._lines.open()
-        for output in self._outputs:
+        for output, _ in self._outputs:
             output.start()
         self._thread.start()
         with self._lock:
@@ -170,7 +175,7 @@ class EventSink:
                 log.error("events: the thread writing them did not end within %.0f s", JOIN_SECONDS)
         errors: list[OSError] = []
         closes = [self._lines.close] if self._lines is not None else []
-        for close in [*closes, *(output.close for output in self._outputs), self._snap_pause.check]:
+        for close in [*closes, *(output.close for output, _ in self._outputs), self._snap_pause.check]:
             try:
                 close()
             except OSError as exc:  # what each lost (OutputsIncompleteError), or a file that would not close
@@ -199,8 +204,9 @@ class EventSink:
                 for event in events:
                     if self._lines is not None:
                         self._lines.record(event)
-                    for output in self._outputs:
-                        output.send(event)
+                    for output, kinds in self._outputs:
+                        if kinds is None or event["event"] in kinds:
+                            output.send(event)
                     with self._lock:
                         self._recent.append(event)
                     self.written += 1

@@ -54,6 +54,7 @@ RECENT = 200
 """Events kept for the web page (``/events.json``)."""
 
 SNAPSHOT_BACKLOG = 64
+"""Frames waiting for their snapshot beyond which a frame's events go out without one."""
 
 JOIN_SECONDS = 60.0
 """How long the end of the run waits for the events thread (it writes files, which a hung
@@ -72,11 +73,11 @@ class EventOutput(Protocol):
     def close(self) -> None:
         """Deliver what waits (for a while), stop; :class:`OutputsIncompleteError` if events were lost."""
         ...
-"""Frames waiting for their snapshot beyond which a frame's events go out without one."""
 
 
 def frame_events(result: Result) -> list[dict[str, Any]]:
-    """The events of one processed frame: its line crossings, then its zone entries and exits."""
+    """The events of one processed frame: its line crossings, then what entered, lingered in or
+    left its zones."""
     if not result.crossings and not result.visits:
         return []
     meta = result.frame.meta

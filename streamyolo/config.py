@@ -318,6 +318,9 @@ class PipelineConfig(_Strict):
     """The events the MQTT broker gets, likewise."""
     snapshots: Path | None = None
     """Folder where every frame with events is saved as an annotated JPEG, named in its events."""
+    snapshots_keep: float | None = None
+    """With ``snapshots``: delete snapshots older than this (``30d``, ``12h``, or seconds), this
+    run's and earlier runs'; nothing else in the folder. Unset: nothing is deleted."""
     display: bool | None = None
     """Tiled window: ``None`` shows it only where a display exists."""
     web: str | None = None
@@ -372,12 +375,15 @@ class PipelineConfig(_Strict):
             if getattr(self, key) is not None and getattr(self, target) is None:
                 raise ValueError(f"config keys {key!r} and {target!r}: {key} says which events go to the "
                                  f"{target}; give {target} too")
+        if self.snapshots_keep is not None and self.snapshots is None:
+            raise ValueError("config keys 'snapshots_keep' and 'snapshots': snapshots_keep deletes old snapshots; "
+                             "give snapshots too")
         if self.record_keep is not None and self.record_segment is None:
             raise ValueError("config keys 'record_keep' and 'record_segment': record_keep deletes old segment "
                              "files; give record_segment too (one file per run is never deleted)")
         return self
 
-    @field_validator("record_segment", "record_keep", mode="before")
+    @field_validator("record_segment", "record_keep", "snapshots_keep", mode="before")
     @classmethod
     def _span(cls, value: Any) -> Any:
         from streamyolo.clock import parse_seconds

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import urllib.error
@@ -430,3 +431,23 @@ def test_a_webhook_gets_only_the_kinds_of_event_asked_for(tmp_path: Path) -> Non
     assert [e["event"] for e in everything] == ["state", "enter", "linger", "leave", "state"]
     assert hook.events == [e for e in everything if e["event"] in ("state", "linger")]
     assert hook.events[1]["seq"] == 16 and hook.events[1]["dwell"] == pytest.approx(0.2)  # inside from frame 11
+
+
+def test_snapshots_older_than_snapshots_keep_are_deleted_and_nothing_else(tmp_path: Path) -> None:
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    old, recent = "gate-20261101-101500-120-7.jpg", "gate-20261205-101500-120-8.jpg"
+    others = ["gate-20261101-101500-120-7-2.jpg", "notes.jpg", "gate.mp4", "back-20261101-090000-000-1.jpg"]
+    for name in [old, recent, *others]:
+        (shots / name).write_bytes(b"x")
+    day_ago = time.time() - 86400
+    for name in [old, *others]:
+        os.utime(shots / name, (day_ago, day_ago))
+    sink = EventSink(snapshots=shots, snapshots_keep=3600)
+    sink.open()
+    sink.close()
+    # Every snapshot (of any stream, copies with -2 too) older than an hour went; the rest stays.
+    assert sorted(p.name for p in shots.iterdir()) == sorted([recent, "notes.jpg", "gate.mp4"])
+    with pytest.raises(ConfigError, match="config keys 'snapshots_keep' and 'snapshots'"):
+        build_config({"streams": ["a.mp4"], "snapshots_keep": "30d"})
+    assert build_config({"streams": ["a.mp4"], "snapshots": "s", "snapshots_keep": "30d"}).snapshots_keep == 30 * 86400

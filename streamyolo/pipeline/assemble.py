@@ -246,7 +246,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         if cfg.snapshots is not None:
             check_writable_folder(cfg.snapshots, "snapshots folder")
         events = EventSink(cfg.events, cfg.webhook, cfg.snapshots, annotator, overwrite=cfg.overwrite, mqtt=cfg.mqtt,
-                           webhook_events=cfg.webhook_events, mqtt_events=cfg.mqtt_events)
+                           webhook_events=cfg.webhook_events, mqtt_events=cfg.mqtt_events,
+                           snapshots_keep=cfg.snapshots_keep)
         sinks.append(events)
     for path, what in ((cfg.summary, "summary file"), (cfg.stats, "stats file")):
         if path is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -61,6 +62,29 @@ class WatchesStreams(Protocol):
         """``stream`` is now in ``state`` (``streaming``, ``reconnecting`` …), with ``error``
         when the change had one; called from the thread that changed it."""
         ...
+
+
+def delete_older(folder: Path, keep: float, matches: Callable[[str], bool]) -> list[Path]:
+    """Delete the files of ``folder`` whose names ``matches`` and that were last written more
+    than ``keep`` seconds ago (retention: ``record_keep``, ``snapshots_keep``); nothing else is
+    touched, links and folders included. A folder that is not there (a clean-up removed it)
+    holds nothing to delete. Returns what was deleted, sorted."""
+    horizon = time.time() - keep
+    deleted = []
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        if not matches(entry.name):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < horizon:
+                os.unlink(entry.path)
+                deleted.append(Path(entry.path))
+        except FileNotFoundError:
+            continue  # deleted meanwhile (another run on the same folder)
+    return sorted(deleted)
 
 
 def split_url(url: str, schemes: Sequence[str]) -> SplitResult:

@@ -25,8 +25,10 @@ that have events.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
+import re
 import threading
 import time
 from collections import deque
@@ -37,10 +39,10 @@ from typing import Any, Protocol
 import cv2
 
 from streamyolo.annotation import BoxAnnotator
-from streamyolo.clock import file_stamp, wall_time
+from streamyolo.clock import file_stamp, format_seconds, wall_time
 from streamyolo.errors import OutputError, OutputsIncompleteError
 from streamyolo.frames import Result
-from streamyolo.sinks.base import OutputPause
+from streamyolo.sinks.base import OutputPause, delete_older
 from streamyolo.sinks.jsonl import LineFile
 from streamyolo.sinks.mqtt import MqttPublisher
 from streamyolo.sinks.webhook import Webhook
@@ -55,6 +57,13 @@ RECENT = 200
 
 SNAPSHOT_BACKLOG = 64
 """Frames waiting for their snapshot beyond which a frame's events go out without one."""
+
+PRUNE_SECONDS = 60.0
+"""``snapshots_keep``: how often old snapshots are looked for (at most), as new ones are saved."""
+
+SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*-\d{8}-\d{6}-\d{3}-\d+(-\d+)?\.jpg")
+"""What a snapshot's file is called (``<stream>-YYYYmmdd-HHMMSS-mmm-<seq>[-n].jpg``): what
+``snapshots_keep`` may delete, and nothing else in the folder."""
 
 JOIN_SECONDS = 60.0
 """How long the end of the run waits for the events thread (it writes files, which a hung
@@ -93,9 +102,11 @@ class EventSink:
     def __init__(self, path: Path | None = None, webhook: str | None = None, snapshots: Path | None = None,
                  annotator: BoxAnnotator | None = None, overwrite: bool = False, quality: int = 90,
                  mqtt: str | None = None, webhook_events: Collection[str] | None = None,
-                 mqtt_events: Collection[str] | None = None) -> None:
+                 mqtt_events: Collection[str] | None = None, snapshots_keep: float | None = None) -> None:
         self.path = Path(path) if path is not None else None
         self.snapshots = Path(snapshots) if snapshots is not None else None
+        self.snapshots_keep = snapshots_keep
+        self._pruned_at = -math.inf
         self._lines = LineFile(self.path, "events file", overwrite) if self.path is not None else None
         # each output with the kinds of event it takes (None: all)
         self._outputs: list[tuple[EventOutput, frozenset[str] | None]] = []
@@ -125,6 +136,7 @@ class EventSink:
                                   f"{exc.strerror or exc}") from exc
             if not os.access(self.snapshots, os.W_OK | os.X_OK):
                 raise OutputError(f"snapshots folder {str(self.snapshots)!r} is not writable")
+            self._prune()
         if self._lines is not None:
             self._lines.open()
         for output, _ in self._outputs:
@@ -220,6 +232,8 @@ class EventSink:
         assert self.snapshots is not None
         if not self._snap_pause.due():
             return None
+        if time.monotonic() - self._pruned_at >= PRUNE_SECONDS:
+            self._prune()
         meta = result.frame.meta
         moment = wall_time(meta.t_capture)
         name = f"{meta.stream}-{file_stamp(moment, millis=True)}-{meta.seq}.jpg"
@@ -241,6 +255,22 @@ class EventSink:
             return None
         self._snap_pause.succeeded()
         return name
+
+
+    def _prune(self) -> None:
+        """``snapshots_keep``: delete the snapshots (this run's and earlier runs') older than that."""
+        self._pruned_at = time.monotonic()
+        if self.snapshots is None or self.snapshots_keep is None:
+            return
+        try:
+            deleted = delete_older(self.snapshots, self.snapshots_keep,
+                                   lambda name: SNAPSHOT_NAME.fullmatch(name) is not None)
+        except OSError as exc:
+            log.warning("snapshots folder %s: could not delete old snapshots: %s", self.snapshots, exc)
+            return
+        if deleted:
+            log.info("snapshots folder %s: deleted %d snapshot(s) older than %s (snapshots_keep)", self.snapshots,
+                     len(deleted), format_seconds(self.snapshots_keep))
 
 
 def _publish(part: Path, name: str) -> str:

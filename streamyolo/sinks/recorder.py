@@ -27,7 +27,6 @@ import os
 import queue
 import re
 import threading
-import time
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -40,7 +39,7 @@ from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import RateMeter, file_stamp, format_seconds, wall_time
 from streamyolo.errors import OutputError
 from streamyolo.frames import Result
-from streamyolo.sinks.base import OutputPause
+from streamyolo.sinks.base import OutputPause, delete_older
 
 log = logging.getLogger(__name__)
 
@@ -173,25 +172,11 @@ class VideoRecorder:
         never that old). Returns what was deleted."""
         if self.keep is None:
             return []
-        horizon = time.time() - self.keep
-        deleted = []
-        try:
-            entries = list(os.scandir(self.folder))
-        except FileNotFoundError:  # removed by a clean-up: claim() makes it again
-            return []
-        for entry in entries:
-            if not recording_of(entry.name, stream, segments_only=True):
-                continue
-            try:
-                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < horizon:
-                    os.unlink(entry.path)
-                    deleted.append(Path(entry.path))
-            except FileNotFoundError:
-                continue  # deleted meanwhile (another run on the same folder)
+        deleted = delete_older(self.folder, self.keep, lambda name: recording_of(name, stream, segments_only=True))
         if deleted:
             log.info("stream %r: deleted %d recording(s) finished more than %s ago (record_keep)",
                      stream, len(deleted), format_seconds(self.keep))
-        return sorted(deleted)
+        return deleted
 
     @property
     def files(self) -> dict[str, list[Path]]:

@@ -233,14 +233,19 @@ def test_a_recording_that_cannot_be_written_pauses_and_goes_on_in_a_new_file(
     assert "recording of stream 'cam': writing again after 1" in done.stderr  # 10 s, give or take a frame
     assert re.search(r"recording of stream 'cam': \d+ frame\(s\) could not be written", done.stderr), done.stderr
     report = json.loads(summary.read_text())["streams"]["cam"]
-    assert report["processed"] == report["captured"] > 400, "processing goes on while the recording cannot"
+    assert report["captured"] == report["processed"] + report["dropped"] and report["processed"] > 400
     assert report["recordings"] == [str(rec / "cam.mp4"), str(rec / "cam-2.mp4")]
     assert "cannot write" in report["error"]
-    assert len(read_jsonl(jsonl)) == report["processed"]
+    lines = read_jsonl(jsonl)
+    assert len(lines) == report["processed"]
     first, second = (_decodable(rec / name) for name in ("cam.mp4", "cam-2.mp4"))
     assert first == list(range(len(first))) and len(first) > 30
     assert second == list(range(second[0], second[0] + len(second))) and len(second) > 30
     assert second[0] > first[-1] + 200, "about 10 s of frames were not recorded"
+    # A live camera may drop a frame when the box is busy; but the frames the recording could
+    # not take were processed all the same.
+    paused = set(range(first[-1] + 1, second[0]))
+    assert len(paused & {line["seq"] for line in lines}) > 0.8 * len(paused), "processing stopped with the recording"
     for name in ("cam.mp4", "cam-2.mp4"):
         with av.open(str(rec / name)) as container:
             assert next(container.demux(video=0)).is_keyframe

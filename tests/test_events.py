@@ -319,14 +319,16 @@ def test_a_broker_down_at_first_holds_the_events_back_and_loses_none(broker_fold
     try:
         for n in range(3):  # while the broker is down
             publisher.send({"stream": "gate", "event": "enter", "n": n})
+        _wait_for(lambda: "cannot reach the broker" in caplog.text)  # its first try failed: the next is 1 s away
         with broker:
-            subscriber = _Subscriber(broker.port)  # before the publisher's next try, a second away at most
+            subscriber = _Subscriber(broker.port)  # subscribed before the publisher's next try
             for n in range(3, 5):
                 publisher.send({"stream": "gate", "event": "enter", "n": n})
             _wait_for(lambda: len(subscriber.events()) >= 5)
             subscriber.close()
         got += [event["n"] for event in subscriber.events()]
         publisher.send({"stream": "gate", "event": "enter", "n": 5})  # the broker restarts
+        _wait_for(lambda: "connection lost" in caplog.text)  # the publisher noticed: its next try is 1 s away
         with broker:
             subscriber = _Subscriber(broker.port)
             publisher.send({"stream": "gate", "event": "enter", "n": 6})

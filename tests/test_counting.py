@@ -16,7 +16,7 @@ from streamyolo.buffering import Overflow
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError
 from streamyolo.frames import Detections, Image
-from streamyolo.inference.counting import CountingLine, LineCounter, Zone, zone_tallies
+from streamyolo.inference.counting import CountingLine, LineCounter, Zone, occupancy, zone_tallies
 from streamyolo.inference.tracking import tracker_settings
 from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.sinks import JsonlSink, VideoRecorder
@@ -68,9 +68,9 @@ def test_a_zone_holds_the_objects_whose_centre_is_inside_it() -> None:
     zone = Zone("lobby", ((0.0, 0.0), (100.0, 0.0), (100.0, 50.0), (200.0, 50.0), (200.0, 100.0), (0.0, 100.0)))
     found = _boxes((1, 50.0, 50.0, 0), (2, 150.0, 75.0, 0), (3, 150.0, 25.0, 0), (4, 90.0, 10.0, 2),
                    (5, 250.0, 50.0, 2))
-    (tally,) = zone_tallies([zone], found)
+    (tally,) = zone_tallies([zone], found, occupancy([zone], found))
     assert (tally.name, dict(tally.inside)) == ("lobby", {"person": 2, "car": 1})  # 3 is in the notch, 5 beyond
-    assert zone_tallies([zone], _boxes())[0].inside == {}
+    assert zone_tallies([zone], _boxes(), occupancy([zone], _boxes()))[0].inside == {}
 
 
 @pytest.mark.parametrize(("data", "message"), [

@@ -21,8 +21,8 @@ import pytest
 from streamyolo.buffering import Overflow
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError, OutputsIncompleteError, SourceReadError
-from streamyolo.frames import Crossing, Detections, Frame, FrameMeta, LineTally, Result
-from streamyolo.inference.counting import CountingLine, Zone, ZoneWatch
+from streamyolo.frames import Crossing, Detections, Frame, FrameMeta, LineTally, Result, ZoneVisit
+from streamyolo.inference.counting import CountingLine, Zone, ZoneWatch, occupancy
 from streamyolo.inference.tracking import tracker_settings
 from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.pipeline.restart import Backoff
@@ -52,7 +52,7 @@ def test_a_zone_sees_each_tracked_object_enter_and_leave_with_how_long_it_stayed
         [(1, 70.0, 150.0, 0)],  # 1 leaves below
         [], [], [],  # 2 unseen for 4 frames: gone (left at its last sighting)
     ]
-    seen = [[(v.zone, v.event, v.id, v.name, v.dwell) for v in watch.update(_boxes(*objects), t / 2)]
+    seen = [[(v.zone, v.event, v.id, v.name, v.dwell) for v in _see(watch, _boxes(*objects), t / 2)]
             for t, objects in enumerate(frames)]
     assert seen == [
         [("square", "enter", 2, "car", None), ("right", "enter", 1, "person", None)],
@@ -63,9 +63,12 @@ def test_a_zone_sees_each_tracked_object_enter_and_leave_with_how_long_it_stayed
         [], [],
         [("square", "leave", 2, "car", 1.5)],
     ]
-    assert watch.entries == {"square": {"car": 1, "person": 1}, "right": {"person": 1}}
     untracked = Detections(np.array([[40, 40, 60, 60]], np.float32), np.ones(1, np.float32), np.zeros(1, np.int64))
-    assert watch.update(untracked, 9.0) == [], "an object without a track id cannot enter"
+    assert _see(watch, untracked, 9.0) == [], "an object without a track id cannot enter"
+
+
+def _see(watch: ZoneWatch, found: Detections, now: float) -> list[ZoneVisit]:
+    return watch.update(found, now, occupancy(watch.zones, found))
 
 
 @pytest.mark.timeout(60)
@@ -368,7 +371,7 @@ def test_an_object_inside_a_zone_long_enough_lingers_once_per_stay() -> None:
     watch = ZoneWatch([Zone("queue", SQUARE.points, linger=1.0), Zone("right", ((100.0, 0.0), (200.0, 0.0),
                                                                              (200.0, 100.0), (100.0, 100.0)))])
     path = [50, 50, 50, 50, 150, 50, 50, 50]  # x at t = 0, 0.5 … 3.5: in the queue, out at 2.0, back at 2.5
-    seen = [[(v.zone, v.event, v.dwell) for v in watch.update(_boxes((1, float(x), 50.0, 0)), t / 2)]
+    seen = [[(v.zone, v.event, v.dwell) for v in _see(watch, _boxes((1, float(x), 50.0, 0)), t / 2)]
             for t, x in enumerate(path)]
     assert seen == [[("queue", "enter", None)], [], [("queue", "linger", 1.0)], [],
                     [("queue", "leave", 1.5), ("right", "enter", None)],  # "right" has no linger

@@ -181,36 +181,32 @@ class ZoneWatch:
     >>> def at(x: float) -> Detections:
     ...     return Detections(np.array([[x - 5, 45, x + 5, 55]], np.float32), np.ones(1, np.float32),
     ...                       np.zeros(1, np.int64), {0: "person"}, np.array([7]))
-    >>> [[(v.event, v.id, v.dwell) for v in watch.update(at(x), t)] for t, x in enumerate([150, 90, 50, 120])]
+    >>> [[(v.event, v.id, v.dwell) for v in watch.update(at(x), t, occupancy([queue], at(x)))]
+    ...  for t, x in enumerate([150, 90, 50, 120])]
     [[], [('enter', 7, None)], [], [('leave', 7, 1.0)]]
-    >>> watch.entries
-    {'queue': {'person': 1}}
     """
 
     def __init__(self, zones: Sequence[Zone], gone_after: int = GONE_AFTER) -> None:
         self.zones = tuple(zones)
         self.gone_after = gone_after
-        self.entries: dict[str, dict[str, int]] = {zone.name: {} for zone in self.zones}
         self._inside: dict[tuple[str, int], _Stay] = {}  # (zone, track id) -> its stay
         self._frame = 0
 
-    def update(self, found: Detections, now: float) -> list[ZoneVisit]:
+    def update(self, found: Detections, now: float, held: Sequence[npt.NDArray[np.bool_]]) -> list[ZoneVisit]:
         """The entries and exits in the next frame of the stream, whose tracked detections are
-        ``found``, at ``now`` on the stream's timeline (seconds)."""
+        ``found``, at ``now`` on the stream's timeline (seconds); ``held``: which of them each
+        zone holds (:func:`occupancy`)."""
         self._frame += 1
         visits: list[ZoneVisit] = []
         if found.ids is not None and len(found):
-            points = centres(found)
             tracks, classes = found.ids.tolist(), found.cls.tolist()
-            for zone in self.zones:
-                for track, cls, here in zip(tracks, classes, inside(zone.points, points).tolist(), strict=True):
+            for zone, mask in zip(self.zones, held, strict=True):
+                for track, cls, here in zip(tracks, classes, mask.tolist(), strict=True):
                     key = (zone.name, int(track))
                     stay = self._inside.get(key)
                     if here and stay is None:
                         name = found.name(int(cls))
                         self._inside[key] = _Stay(int(cls), name, now, now, self._frame)
-                        by_class = self.entries[zone.name]
-                        by_class[name] = by_class.get(name, 0) + 1
                         visits.append(ZoneVisit(zone.name, "enter", int(track), int(cls), name))
                     elif here and stay is not None:
                         stay.seen, stay.frame = now, self._frame
@@ -229,13 +225,20 @@ class ZoneWatch:
         return ZoneVisit(key[0], "leave", key[1], stay.cls, stay.name, max(0.0, float(stay.seen - stay.since)))
 
 
-def zone_tallies(zones: Sequence[Zone], found: Detections) -> tuple[ZoneTally, ...]:
-    """Every zone with the objects of ``found`` inside it now, by class name."""
+def occupancy(zones: Sequence[Zone], found: Detections) -> list[npt.NDArray[np.bool_]]:
+    """For each zone, which of ``found``'s boxes it holds (their centre is inside it)."""
     points = centres(found)
+    return [inside(zone.points, points) for zone in zones]
+
+
+def zone_tallies(zones: Sequence[Zone], found: Detections,
+                 held: Sequence[npt.NDArray[np.bool_]]) -> tuple[ZoneTally, ...]:
+    """Every zone with the objects of ``found`` inside it now (``held``: :func:`occupancy`),
+    by class name."""
     tallies = []
-    for zone in zones:
+    for zone, mask in zip(zones, held, strict=True):
         by_class: dict[str, int] = {}
-        for cls in found.cls[inside(zone.points, points)].tolist():
+        for cls in found.cls[mask].tolist():
             name = found.name(int(cls))
             by_class[name] = by_class.get(name, 0) + 1
         tallies.append(ZoneTally(zone.name, zone.points, by_class))

@@ -39,11 +39,11 @@ from streamyolo.pipeline.build import ResolvedStream, check_output_file, resolve
 from streamyolo.pipeline.monitor import StatsWriter
 from streamyolo.pipeline.report import StatusPrinter
 from streamyolo.pipeline.restart import NO_RECONNECT, Backoff
-from streamyolo.sinks.base import Sink
+from streamyolo.sinks.base import Sink, check_writable_folder
 from streamyolo.sinks.display import TiledDisplay, display_available
 from streamyolo.sinks.events import EventSink
 from streamyolo.sinks.jsonl import JsonlSink
-from streamyolo.sinks.recorder import VideoRecorder, check_writable_folder, choose_codec
+from streamyolo.sinks.recorder import VideoRecorder, choose_codec
 from streamyolo.sinks.web import WebViewer
 from streamyolo.sources import NetworkOptions, open_source
 from streamyolo.workers.capture import CapturePolicy
@@ -243,8 +243,6 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     if any(out is not None for out in (cfg.events, cfg.webhook, cfg.mqtt, cfg.snapshots)):
         if cfg.events is not None:
             check_output_file(cfg.events, "events file")
-        if cfg.snapshots is not None:
-            check_writable_folder(cfg.snapshots, "snapshots folder")
         events = EventSink(cfg.events, cfg.webhook, cfg.snapshots, annotator, overwrite=cfg.overwrite, mqtt=cfg.mqtt,
                            webhook_events=cfg.webhook_events, mqtt_events=cfg.mqtt_events,
                            snapshots_keep=cfg.snapshots_keep)

@@ -20,6 +20,7 @@ from streamyolo.frames import Crossing, ZoneTally, ZoneVisit
 
 log = logging.getLogger(__name__)
 
+
 class StreamState(enum.Enum):
     CONNECTING = "connecting"
     STREAMING = "streaming"
@@ -130,27 +131,23 @@ class StreamHealth:
             if error is not None:
                 self._error = error
             self._changed.notify_all()
-            tell = self._settled or not new.terminal
-            if not tell:
-                self._untold = (new, error)
-        if tell:
-            self._tell(new, error)
+            told = self._to_tell(new, error)
+        if told is not None:
+            self._tell(*told)
 
     def fail(self, error: str) -> None:
         """Move to ``failed`` from wherever the stream is; keeps the first terminal state."""
+        told = None
         with self._lock:
-            changed = not self._state.terminal
-            if changed:
+            if not self._state.terminal:
                 self._state = StreamState.FAILED
                 self._error = error
                 self._changed.notify_all()
-                if not self._settled:
-                    self._untold = (StreamState.FAILED, error)
+                told = self._to_tell(StreamState.FAILED, error)
             elif self._error is None:
                 self._error = error
-            tell = changed and self._settled
-        if tell:
-            self._tell(StreamState.FAILED, error)
+        if told is not None:
+            self._tell(*told)
 
     def finish(self) -> None:
         """At the end of the run: a stream not yet in a terminal state was stopped."""
@@ -164,6 +161,14 @@ class StreamHealth:
             self._tell(*untold)
         if changed:
             self._tell(StreamState.STOPPED, None)
+
+    def _to_tell(self, state: StreamState, error: str | None) -> tuple[StreamState, str | None] | None:
+        """(Under the lock.) The change to tell watchers now; an end (``ended``, ``failed``) is
+        kept until the stream's last frame is processed (:meth:`settled`)."""
+        if state.terminal and not self._settled:
+            self._untold = (state, error)
+            return None
+        return state, error
 
     def _tell(self, state: StreamState, error: str | None) -> None:
         for callback in list(self._watchers):

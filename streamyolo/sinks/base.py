@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import SplitResult, urlsplit
 
 from streamyolo.clock import Clock
-from streamyolo.errors import OutputsIncompleteError
+from streamyolo.errors import OutputError, OutputsIncompleteError
 from streamyolo.frames import Result
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,18 @@ class WatchesStreams(Protocol):
         """``stream`` is now in ``state`` (``streaming``, ``reconnecting`` …), with ``error``
         when the change had one; called from the thread that changed it."""
         ...
+
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """Create ``folder`` if needed and make sure we can write into it; one clear error if not."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{what} {str(folder)!r} cannot be created: {exc.strerror or exc}") from exc
+    if not folder.is_dir():
+        raise OutputError(f"{what} {str(folder)!r} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{what} {str(folder)!r} is not writable")
 
 
 def delete_older(folder: Path, keep: float, matches: Callable[[str], bool]) -> list[Path]:

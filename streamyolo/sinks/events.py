@@ -40,9 +40,9 @@ import cv2
 
 from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import file_stamp, format_seconds, wall_time
-from streamyolo.errors import OutputError, OutputsIncompleteError
+from streamyolo.errors import OutputsIncompleteError
 from streamyolo.frames import Result
-from streamyolo.sinks.base import OutputPause, delete_older
+from streamyolo.sinks.base import OutputPause, check_writable_folder, delete_older
 from streamyolo.sinks.jsonl import LineFile
 from streamyolo.sinks.mqtt import MqttPublisher
 from streamyolo.sinks.webhook import Webhook
@@ -129,13 +129,7 @@ class EventSink:
 
     def open(self) -> None:
         if self.snapshots is not None:
-            try:
-                self.snapshots.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise OutputError(f"snapshots folder {str(self.snapshots)!r} cannot be created: "
-                                  f"{exc.strerror or exc}") from exc
-            if not os.access(self.snapshots, os.W_OK | os.X_OK):
-                raise OutputError(f"snapshots folder {str(self.snapshots)!r} is not writable")
+            check_writable_folder(self.snapshots, "snapshots folder")
             self._prune()
         if self._lines is not None:
             self._lines.open()

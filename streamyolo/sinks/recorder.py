@@ -39,7 +39,7 @@ from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import RateMeter, file_stamp, format_seconds, wall_time
 from streamyolo.errors import OutputError
 from streamyolo.frames import Result
-from streamyolo.sinks.base import OutputPause, delete_older
+from streamyolo.sinks.base import OutputPause, check_writable_folder, delete_older
 
 log = logging.getLogger(__name__)
 
@@ -426,15 +426,3 @@ class _Encoder:
                 self.container.mux(packet)
         finally:
             self.container.close()
-
-
-def check_writable_folder(folder: Path, what: str) -> None:
-    """Create ``folder`` if needed and make sure we can write into it; one clear error if not."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{what} {str(folder)!r} cannot be created: {exc.strerror or exc}") from exc
-    if not folder.is_dir():
-        raise OutputError(f"{what} {str(folder)!r} is not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"{what} {str(folder)!r} is not writable")

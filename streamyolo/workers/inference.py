@@ -10,9 +10,22 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from streamyolo.buffering import BufferClosed, Empty, RingBuffer
-from streamyolo.frames import Crossing, DetectionFilter, Detections, Frame, Image, LineTally, Result, ZoneVisit
-from streamyolo.inference.counting import CountingLine, LineCounter, Zone, ZoneWatch, zone_tallies
+from streamyolo.frames import (
+    Crossing,
+    DetectionFilter,
+    Detections,
+    Frame,
+    Image,
+    LineTally,
+    Result,
+    ZoneTally,
+    ZoneVisit,
+)
+from streamyolo.inference.counting import CountingLine, LineCounter, Zone, ZoneWatch, occupancy, zone_tallies
 from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.inference.tracking import StreamTracker
 from streamyolo.pipeline.health import StreamHealth
@@ -227,9 +240,13 @@ class InferenceWorker:
                 kept = found if channel.keep is None else channel.keep.apply(found)
                 shown = kept if self._tracker is None else self._track(channel.name, kept, frame.image)
                 crossings, lines = self._cross(channel, shown) if channel.lines else ((), ())
-                zones = zone_tallies(channel.zones, shown) if channel.zones else ()
-                visits = self._visit(channel, shown, frame) if zones and self._tracker is not None else ()
-                if zones:
+                zones: tuple[ZoneTally, ...] = ()
+                visits: tuple[ZoneVisit, ...] = ()
+                if channel.zones:
+                    held = occupancy(channel.zones, shown)
+                    zones = zone_tallies(channel.zones, shown, held)
+                    if self._tracker is not None:
+                        visits = self._visit(channel, shown, frame, held)
                     channel.health.zoned(zones, visits)
                 result = Result(frame, shown, now, self.name, crossings, lines, zones, visits)
                 self._sink.write(result)
@@ -249,12 +266,13 @@ class InferenceWorker:
             channel.health.counted(crossings)
         return crossings, counter.tallies()
 
-    def _visit(self, channel: Channel, shown: Detections, frame: Frame) -> tuple[ZoneVisit, ...]:
-        """The tracked objects that entered or left ``channel``'s zones in this frame."""
+    def _visit(self, channel: Channel, shown: Detections, frame: Frame,
+               held: Sequence[npt.NDArray[np.bool_]]) -> tuple[ZoneVisit, ...]:
+        """The tracked objects that entered, lingered in or left ``channel``'s zones in this frame."""
         watch = self._watches.get(channel.name)
         if watch is None:
             watch = self._watches[channel.name] = ZoneWatch(channel.zones)
-        return tuple(watch.update(shown, frame.meta.media_time))
+        return tuple(watch.update(shown, frame.meta.media_time, held))
 
     def _track(self, stream: str, found: Detections, image: Image) -> Detections:
         tracker = self._trackers.get(stream)

@@ -77,6 +77,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--snapshots", metavar="DIR", help="save every frame with events here, annotated, as JPEG")
     parser.add_argument("--snapshots-keep", metavar="AGE",
                         help="with --snapshots: delete snapshots older than this (30d, 12h, or seconds)")
+    parser.add_argument("--clips", metavar="DIR",
+                        help="save a video clip of every moment with events here, from --clip-before seconds "
+                             "before the first to --clip-after seconds after the last")
+    parser.add_argument("--clip-before", metavar="SECONDS", help="with --clips: video before an event (5)")
+    parser.add_argument("--clip-after", metavar="SECONDS", help="with --clips: video after the last event (5)")
+    parser.add_argument("--clips-keep", metavar="AGE",
+                        help="with --clips: delete clips older than this (30d, 12h, or seconds)")
     parser.add_argument("--overwrite", action="store_true", default=None,
                         help="replace earlier runs' recordings and JSONL (by default recordings get a new name "
                              "and the JSONL is appended to)")
@@ -160,7 +167,8 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = ["model", "device", "workers", "lanes", "batch", "model_sharing", "worker_mode", "process_restarts",
             "pytorch_cpu", "conf", "iou", "imgsz", "classes", "half",
             "record", "record_segment", "record_keep", "overwrite", "jsonl", "summary", "stats", "events", "webhook",
-            "mqtt", "webhook_events", "mqtt_events", "snapshots", "snapshots_keep", "display", "duration",
+            "mqtt", "webhook_events", "mqtt_events", "snapshots", "snapshots_keep", "clips", "clip_before",
+            "clip_after", "clips_keep", "display", "duration",
             "status_interval", "hang_warning", "threads", "model_cache", "live_hold", "tracker",
             "web", "web_fps", "web_auth", "web_cert", "web_key"]
     overrides = {key: getattr(args, key) for key in keys if getattr(args, key, None) is not None}

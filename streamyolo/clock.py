@@ -54,12 +54,12 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 """Seconds in each unit a span of time may be written in."""
 
 
-def parse_seconds(value: Any) -> float:
+def parse_seconds(value: Any, least: float = 1.0) -> float:
     """A span of time: seconds as a number, or a number with ``s``, ``m``, ``h`` or ``d``
-    (at least a second, at most ten years).
+    (at least ``least`` seconds, at most ten years).
 
-    >>> parse_seconds("90d"), parse_seconds("12h"), parse_seconds(45), parse_seconds("1.5m")
-    (7776000.0, 43200.0, 45.0, 90.0)
+    >>> parse_seconds("90d"), parse_seconds("12h"), parse_seconds(45), parse_seconds("1.5m"), parse_seconds(0, 0)
+    (7776000.0, 43200.0, 45.0, 90.0, 0.0)
     """
     text = str(value).strip().lower()
     scale = _UNITS.get(text[-1:])
@@ -68,8 +68,8 @@ def parse_seconds(value: Any) -> float:
         seconds = float(number) * (scale or 1)
     except ValueError:
         raise ValueError("must be seconds, or a number with s, m, h or d (like 30d)") from None
-    if not 1 <= seconds <= 10 * 365 * 86400:
-        raise ValueError("must be from 1 second to 10 years")
+    if not least <= seconds <= 10 * 365 * 86400:
+        raise ValueError("must be from 1 second to 10 years" if least == 1 else f"must be from {least:g} s to 10 years")
     return seconds
 
 

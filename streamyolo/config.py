@@ -321,6 +321,17 @@ class PipelineConfig(_Strict):
     snapshots_keep: float | None = None
     """With ``snapshots``: delete snapshots older than this (``30d``, ``12h``, or seconds), this
     run's and earlier runs'; nothing else in the folder. Unset: nothing is deleted."""
+    clips: Path | None = None
+    """Folder where a video clip of each moment with events is saved, from ``clip_before``
+    seconds before its first event to ``clip_after`` seconds after its last, named in its
+    events (:mod:`streamyolo.sinks.clips`)."""
+    clip_before: float = Field(default=5.0, ge=0, le=60)
+    """With ``clips``: seconds of video before an event (also written ``5s``)."""
+    clip_after: float = Field(default=5.0, ge=0, le=600)
+    """With ``clips``: seconds of video after a clip's last event (also written ``1m``)."""
+    clips_keep: float | None = None
+    """With ``clips``: delete clips older than this (``30d``, ``12h``, or seconds), this run's
+    and earlier runs'; nothing else in the folder. Unset: nothing is deleted."""
     display: bool | None = None
     """Tiled window: ``None`` shows it only where a display exists."""
     web: str | None = None
@@ -378,17 +389,30 @@ class PipelineConfig(_Strict):
         if self.snapshots_keep is not None and self.snapshots is None:
             raise ValueError("config keys 'snapshots_keep' and 'snapshots': snapshots_keep deletes old snapshots; "
                              "give snapshots too")
+        for key in ("clip_before", "clip_after", "clips_keep"):
+            if key in self.model_fields_set and getattr(self, key) is not None and self.clips is None:
+                raise ValueError(f"config keys {key!r} and 'clips': {key} is about event clips; give clips too")
+        if self.clips is not None and self.record is not None and _same_folder(self.clips, self.record):
+            raise ValueError(f"config keys 'clips' and 'record': both are {str(self.clips)!r}; give clips a folder "
+                             "of its own (clips and recording segments are named alike)")
         if self.record_keep is not None and self.record_segment is None:
             raise ValueError("config keys 'record_keep' and 'record_segment': record_keep deletes old segment "
                              "files; give record_segment too (one file per run is never deleted)")
         return self
 
-    @field_validator("record_segment", "record_keep", "snapshots_keep", mode="before")
+    @field_validator("record_segment", "record_keep", "snapshots_keep", "clips_keep", mode="before")
     @classmethod
     def _span(cls, value: Any) -> Any:
         from streamyolo.clock import parse_seconds
 
         return None if value is None else parse_seconds(value)
+
+    @field_validator("clip_before", "clip_after", mode="before")
+    @classmethod
+    def _short_span(cls, value: Any) -> Any:
+        from streamyolo.clock import parse_seconds
+
+        return parse_seconds(value, least=0)
 
     @field_validator("web", mode="before")
     @classmethod
@@ -480,6 +504,11 @@ class PipelineConfig(_Strict):
 
 _SECRET_KEYS = frozenset({"web_auth"})  # never repeated in an error, nor YAML-parsed from the environment
 _URL_KEYS = frozenset({"webhook", "mqtt"})  # repeated in an error without their password
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    """Whether two folder settings name the same folder (either may not exist yet)."""
+    return a.expanduser().resolve() == b.expanduser().resolve()
 
 
 def _format_error(error: Mapping[str, Any]) -> str:

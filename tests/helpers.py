@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -19,7 +20,7 @@ from streamyolo.frames import Detections, Image
 from streamyolo.sources import RawFrame, SourceInfo, SyntheticSource, read_stamp
 
 ROOT = Path(__file__).resolve().parents[1]
-THREAD_PREFIXES = {"capture", "inference", "record", "pipeline", "web", "events", "webhook",
+THREAD_PREFIXES = {"capture", "inference", "record", "clip", "pipeline", "web", "events", "webhook",
                    "paho-mqtt-client-"}  # the last: paho-mqtt's network thread, "paho-mqtt-client-<id>"
 PYTHON = sys.executable
 
@@ -62,6 +63,17 @@ def decode(path: Path) -> tuple[list[Image], dict[str, Any]]:
 
 def stamps(images: Sequence[Image]) -> list[tuple[int, int] | None]:
     return [read_stamp(image) for image in images]
+
+
+def files_aged(folder: Path, old: Sequence[str], recent: Sequence[str], seconds: float = 86400) -> None:
+    """Files named ``old`` last written ``seconds`` ago and ``recent`` ones now, in ``folder``
+    (for the retention settings: ``record_keep``, ``snapshots_keep``, ``clips_keep``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    then = time.time() - seconds
+    for name in [*old, *recent]:
+        (folder / name).write_bytes(b"x")
+    for name in old:
+        os.utime(folder / name, (then, then))
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 import urllib.error
@@ -34,7 +33,7 @@ from streamyolo.sinks.webhook import Webhook
 from streamyolo.sources import RawFrame, SourceInfo, SourceKind, SourceSpec, SyntheticSource, open_source
 from streamyolo.workers.capture import CapturePolicy
 from tests.conftest import IN_CI
-from tests.helpers import read_jsonl
+from tests.helpers import files_aged, read_jsonl
 from tests.servers import HookReceiver, MqttBroker, mosquitto_available
 from tests.test_counting import _boxes, _WalkerDetector
 
@@ -440,14 +439,9 @@ def test_a_webhook_gets_only_the_kinds_of_event_asked_for(tmp_path: Path) -> Non
 
 def test_snapshots_older_than_snapshots_keep_are_deleted_and_nothing_else(tmp_path: Path) -> None:
     shots = tmp_path / "shots"
-    shots.mkdir()
     old, recent = "gate-20261101-101500-120-7.jpg", "gate-20261205-101500-120-8.jpg"
-    others = ["gate-20261101-101500-120-7-2.jpg", "notes.jpg", "gate.mp4", "back-20261101-090000-000-1.jpg"]
-    for name in [old, recent, *others]:
-        (shots / name).write_bytes(b"x")
-    day_ago = time.time() - 86400
-    for name in [old, *others]:
-        os.utime(shots / name, (day_ago, day_ago))
+    files_aged(shots, [old, "gate-20261101-101500-120-7-2.jpg", "notes.jpg", "gate.mp4",
+                       "back-20261101-090000-000-1.jpg"], [recent])
     sink = EventSink(snapshots=shots, snapshots_keep=3600)
     sink.open()
     sink.close()

@@ -66,6 +66,22 @@ def _until(check: Callable[[], Any], seconds: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _click_until(driver: Any, selector: str, text: str) -> None:
+    """Click the first ``selector`` element whose text has ``text``, again if the page redrew
+    it in between (a list that refreshes itself)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    def click() -> bool:
+        try:
+            next(e for e in driver.find_elements(By.CSS_SELECTOR, selector) if text in e.text).click()
+        except (StaleElementReferenceException, StopIteration):
+            return False
+        return True
+
+    _until(click, 10, f"a {selector} with {text!r} clicked")
+
+
 def _status(pipeline: Pipeline) -> dict[str, Any]:
     assert pipeline.web_url is not None
     status, kind, body = _get(pipeline.web_url + "status.json")
@@ -394,7 +410,8 @@ def test_a_real_browser_shows_every_stream_with_its_numbers_and_the_events(tmp_p
     scenes[0]["zones"] = {"whole": [[0, 0], [320, 0], [320, 240], [0, 240]]}  # the whole picture: holds them all
     dead = {"name": "dead", "source": "rtsp://127.0.0.1:9/none", "reconnect": {"attempts": 1, "base": 0.1}}
     config = _config(model="demo", imgsz=320, conf=0.5, streams=[*scenes, dead], tracker="bytetrack",
-                     snapshots=str(tmp_path / "shots"))  # tracked: objects entering the zone are events
+                     snapshots=str(tmp_path / "shots"), clips=str(tmp_path / "clips"), clip_before=1,
+                     clip_after=1)  # tracked: objects entering the zone are events
     with Pipeline.from_config(config) as pipeline:
         pipeline.start()
         driver = _driver(browser, driver_path)
@@ -452,18 +469,27 @@ def test_a_real_browser_shows_every_stream_with_its_numbers_and_the_events(tmp_p
             found["yard.2"]["figure"].click()
             _until(lambda: all(t["figure"].is_displayed() for t in tiles().values()), 10, "every tile back")
             # The events: the dead camera's failure, and objects entering the zone, each with its
-            # snapshot, which a click shows.
+            # snapshot, which a click shows, and its clip, which a click plays. The list is
+            # redrawn as events come (these streets never stop), so it is read in one go.
             driver.find_element(By.ID, "show-events").click()
-            entered = _until(lambda: [a for a in driver.find_elements(By.CSS_SELECTOR, "#happened a")
-                                      if " entered whole" in a.text], 30, "an object entering the zone listed")
-            assert entered[0].text.startswith(f"{NAMES[0]}: ") and " #" in entered[0].text, entered[0].text
-            assert any("dead: failed: " in item.text
-                       for item in driver.find_elements(By.CSS_SELECTOR, "#happened li.event-state"))
-            entered[0].click()
+            listed = "return [...document.querySelectorAll('#happened li')].map(li => li.textContent)"
+            entered = _until(lambda: [t for t in driver.execute_script(listed) if " entered whole" in t], 30,
+                             "an object entering the zone listed")
+            assert entered[0].split(" ", 2)[-1].startswith(f"{NAMES[0]}: ") and " #" in entered[0], entered[0]
+            assert entered[0].endswith(" clip"), entered[0]
+            assert any(" dead: failed: " in text for text in driver.execute_script(listed))
+            _click_until(driver, "#happened a:not(.clip)", " entered whole")
             shot = driver.find_element(By.ID, "shot")
             assert _until(lambda: driver.execute_script("return arguments[0].naturalWidth", shot), 10,
                           "the snapshot shown") == 320
             assert shot.get_attribute("src").endswith(".jpg") and "/snapshots/" in shot.get_attribute("src")
+            _click_until(driver, "#happened a.clip", "clip")
+            clip = driver.find_element(By.ID, "clip")
+            playing = _until(lambda: driver.execute_script(
+                "const v = arguments[0]; return v.readyState >= 2 && [v.videoWidth, v.currentSrc]", clip), 30,
+                "the clip playing")
+            assert playing[0] == 320 and "/clips/" in playing[1] and playing[1].endswith(".mp4"), playing
+            assert not shot.is_displayed(), "the snapshot should give way to the clip"
         finally:
             driver.quit()
 

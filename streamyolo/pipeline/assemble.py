@@ -40,6 +40,7 @@ from streamyolo.pipeline.monitor import StatsWriter
 from streamyolo.pipeline.report import StatusPrinter
 from streamyolo.pipeline.restart import NO_RECONNECT, Backoff
 from streamyolo.sinks.base import Sink, check_writable_folder
+from streamyolo.sinks.clips import ClipRecorder
 from streamyolo.sinks.display import TiledDisplay, display_available
 from streamyolo.sinks.events import EventSink
 from streamyolo.sinks.jsonl import JsonlSink
@@ -239,13 +240,18 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     if cfg.jsonl is not None:
         check_output_file(cfg.jsonl, "JSONL file")
         sinks.append(JsonlSink(cfg.jsonl, overwrite=cfg.overwrite))
+    clips: ClipRecorder | None = None
+    if cfg.clips is not None:  # before the events, which name the clip each is in
+        clips = ClipRecorder(cfg.clips, annotator, before=cfg.clip_before, after=cfg.clip_after, keep=cfg.clips_keep,
+                             codec=choose_codec(cfg.record_codec, gpu), preset=cfg.record_preset, crf=cfg.record_crf)
+        sinks.append(clips)
     events: EventSink | None = None
-    if any(out is not None for out in (cfg.events, cfg.webhook, cfg.mqtt, cfg.snapshots)):
+    if any(out is not None for out in (cfg.events, cfg.webhook, cfg.mqtt, cfg.snapshots, cfg.clips)):
         if cfg.events is not None:
             check_output_file(cfg.events, "events file")
         events = EventSink(cfg.events, cfg.webhook, cfg.snapshots, annotator, overwrite=cfg.overwrite, mqtt=cfg.mqtt,
                            webhook_events=cfg.webhook_events, mqtt_events=cfg.mqtt_events,
-                           snapshots_keep=cfg.snapshots_keep)
+                           snapshots_keep=cfg.snapshots_keep, clip_of=clips.clip_of if clips is not None else None)
         sinks.append(events)
     for path, what in ((cfg.summary, "summary file"), (cfg.stats, "stats file")):
         if path is not None:
@@ -254,6 +260,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     if cfg.web is not None:
         web = WebViewer(cfg.web, annotator, fps=cfg.web_fps, cert=cfg.web_cert, key=cfg.web_key, recordings=cfg.record,
                         events=events.recent if events is not None else None, snapshots=cfg.snapshots,
+                        clips=cfg.clips,
                         auth=cfg.web_auth.get_secret_value() if cfg.web_auth is not None else None)
     display = None
     if cfg.display or (cfg.display is None and display_available()):

@@ -395,7 +395,7 @@ class Pipeline:
         for stream in self._streams:
             stream.health.finish()
         self._summary = Summary({s.name: s.report(now, final=True) for s in self._streams}, self._restarts(),
-                                self._recordings())
+                                self._files("recordings"), self._files("clips"))
         self._finished.set()  # also ends the monitor when start() failed half-way
         if not self._monitor.join(JOIN_TIMEOUT):
             log.error("monitor thread still running after %.0f s", JOIN_TIMEOUT)
@@ -433,13 +433,14 @@ class Pipeline:
         if self._summary is not None:
             return self._summary
         now = self._clock()
-        return Summary({s.name: s.report(now) for s in self._streams}, self._restarts(), self._recordings())
+        return Summary({s.name: s.report(now) for s in self._streams}, self._restarts(), self._files("recordings"),
+                       self._files("clips"))
 
-    def _recordings(self) -> dict[str, list[str]]:
-        """Every recorded stream's files (from the sinks that write files per stream)."""
+    def _files(self, kind: str) -> dict[str, list[str]]:
+        """Every stream's files of one ``kind`` (recordings, clips), from the sinks that write files per stream."""
         out: dict[str, list[str]] = {}
         for sink in self._extra_sinks:
-            if isinstance(sink, FileSink):
+            if isinstance(sink, FileSink) and sink.files_kind == kind:
                 for name, files in sink.files.items():
                     out.setdefault(name, []).extend(str(path) for path in files)
         return out

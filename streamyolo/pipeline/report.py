@@ -45,6 +45,8 @@ class Summary:
     died or hung (``process_restarts``); empty for thread workers."""
     recordings: dict[str, list[str]] = field(default_factory=dict)
     """Each recorded stream's recording files, oldest first."""
+    clips: dict[str, list[str]] = field(default_factory=dict)
+    """Each stream's event clips, oldest first."""
 
     @property
     def processed(self) -> int:
@@ -52,13 +54,14 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         """The summary file's shape: ``{"streams": {name: {captured, processed, dropped, state,
-        error, …}}}`` (a recorded stream's with its ``"recordings"``), and with process workers
+        error, …}}}`` (a recorded stream's with its ``"recordings"``, its event ``"clips"``), and with process workers
         ``"workers": {name: {"restarts": n}}``."""
         keep = ("captured", "processed", "dropped", "state", "error", "reconnects", "source")
         out: dict[str, Any] = {"streams": {name: {k: asdict(r)[k] for k in keep} for name, r in self.streams.items()}}
-        for name, files in self.recordings.items():
-            if name in out["streams"]:
-                out["streams"][name]["recordings"] = files
+        for kind, by_stream in (("recordings", self.recordings), ("clips", self.clips)):
+            for name, files in by_stream.items():
+                if name in out["streams"]:
+                    out["streams"][name][kind] = files
         for name, report in self.streams.items():
             if report.counts:
                 out["streams"][name]["counts"] = report.counts
@@ -85,12 +88,14 @@ class Summary:
             rows.append([name, r.state, str(r.captured), str(r.processed), str(r.dropped), str(r.reconnects),
                          _short(r.error, 70)])
         recorded = {name: self.recordings[name] for name in self.streams if name in self.recordings}
+        clipped = {name: self.clips[name] for name in self.streams if name in self.clips}
         counted = [f"counted {name}: {count_text(r.counts)}" for name, r in self.streams.items() if r.counts]
         counted += [f"zones of {name}, most at once: {zone_text(r.zone_peaks)}"
                     for name, r in self.streams.items() if r.zone_peaks]
         counted += [f"zones of {name}, entered: {zone_text(r.zone_entries)}"
                     for name, r in self.streams.items() if r.zone_entries]
-        return "\n".join([_format(rows), *counted, *recording_notes(recorded), *restart_notes(self.worker_restarts)])
+        return "\n".join([_format(rows), *counted, *recording_notes(recorded),
+                          *recording_notes(clipped, "clips of"), *restart_notes(self.worker_restarts)])
 
 
 def workers_json(restarts: Mapping[str, int]) -> dict[str, dict[str, int]]:
@@ -131,14 +136,14 @@ def _kinds(by_class: Mapping[str, int]) -> str:
     return ", ".join(f"{n} {name}" for name, n in sorted(by_class.items(), key=lambda item: (-item[1], item[0])))
 
 
-def recording_notes(recordings: Mapping[str, list[str]]) -> list[str]:
-    """Where each stream's recording went, a line each.
+def recording_notes(recordings: Mapping[str, list[str]], what: str = "recorded") -> list[str]:
+    """Where each stream's recording (or ``what`` else it has files of) went, a line each.
 
     >>> recording_notes({"cam": ["rec/cam-2.mp4"], "gate": ["rec/gate-1.mp4", "rec/gate-2.mp4", "rec/gate-3.mp4"]})
     ['recorded cam: rec/cam-2.mp4', 'recorded gate: 3 files, rec/gate-1.mp4 … rec/gate-3.mp4']
     """
-    return [f"recorded {name}: {files[0]}" if len(files) == 1 else
-            f"recorded {name}: {len(files)} files, {files[0]} … {files[-1]}"
+    return [f"{what} {name}: {files[0]}" if len(files) == 1 else
+            f"{what} {name}: {len(files)} files, {files[0]} … {files[-1]}"
             for name, files in recordings.items() if files]
 
 

@@ -36,7 +36,10 @@ class Sink(Protocol):
 
 @runtime_checkable
 class FileSink(Protocol):
-    """A sink that writes files per stream (the recorder): the summary lists them."""
+    """A sink that writes files per stream (the recorder, the clips): the summary lists them."""
+
+    files_kind: str
+    """What the files are, as the summary lists them: ``recordings`` or ``clips``."""
 
     @property
     def files(self) -> dict[str, list[Path]]:
@@ -170,6 +173,10 @@ class OutputPause:
         message = f"{self.what}: cannot write ({error}); paused, trying again every {self.retry:g} s"
         log.error("%s", message)
         return message
+
+    def skip(self) -> None:
+        """An item is lost without a try: it belonged to a file a failed write ended."""
+        self._count_lost()
 
     def succeeded(self) -> None:
         """An item was written: a pause, if any, is over."""

@@ -17,7 +17,8 @@ frames), to any of: the events file (one JSON line each, appended;
 :class:`~streamyolo.sinks.jsonl.LineFile`), a webhook (one POST each:
 :class:`~streamyolo.sinks.webhook.Webhook`), and the snapshots folder: a frame with events is
 saved once, annotated, as ``<stream>-YYYYmmdd-HHMMSS-mmm-<seq>.jpg`` (its arrival's local time
-and its frame number; never over an earlier file), and its events name it (``"snapshot"``).
+and its frame number; never over an earlier file), and its events name it (``"snapshot"``);
+with clips (:mod:`streamyolo.sinks.clips`), they also name the clip they are in (``"clip"``).
 All of it happens in the sink's own thread: the inference threads only hand over the frames
 that have events.
 """
@@ -32,7 +33,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -102,7 +103,8 @@ class EventSink:
     def __init__(self, path: Path | None = None, webhook: str | None = None, snapshots: Path | None = None,
                  annotator: BoxAnnotator | None = None, overwrite: bool = False, quality: int = 90,
                  mqtt: str | None = None, webhook_events: Collection[str] | None = None,
-                 mqtt_events: Collection[str] | None = None, snapshots_keep: float | None = None) -> None:
+                 mqtt_events: Collection[str] | None = None, snapshots_keep: float | None = None,
+                 clip_of: Callable[[Result], str | None] | None = None) -> None:
         self.path = Path(path) if path is not None else None
         self.snapshots = Path(snapshots) if snapshots is not None else None
         self.snapshots_keep = snapshots_keep
@@ -116,6 +118,7 @@ class EventSink:
             self._outputs.append((MqttPublisher(mqtt), None if mqtt_events is None else frozenset(mqtt_events)))
         self._annotator = annotator or BoxAnnotator(overlay=False)
         self.quality = quality
+        self._clip_of = clip_of  # the clip a frame's events are in (the clips sink writes before this one)
         self._queue: queue.SimpleQueue[tuple[Result | None, list[dict[str, Any]]] | None] = queue.SimpleQueue()
         self._waiting = 0  # frames queued for a snapshot
         self._skipped = 0
@@ -143,6 +146,10 @@ class EventSink:
         events = frame_events(result)
         if not events:
             return
+        clip = self._clip_of(result) if self._clip_of is not None else None
+        if clip is not None:
+            for event in events:
+                event["clip"] = clip
         with self._lock:
             if not self._open:
                 return

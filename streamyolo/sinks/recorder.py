@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, TypeAlias, cast
 
 import av
 import cv2
@@ -38,13 +38,21 @@ import cv2
 from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import RateMeter, file_stamp, format_seconds, wall_time
 from streamyolo.errors import OutputError
-from streamyolo.frames import Result
+from streamyolo.frames import Image, Result
 from streamyolo.sinks.base import OutputPause, check_writable_folder, delete_older
 
 log = logging.getLogger(__name__)
 
 MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
 _FINISH = object()
+
+Packet: TypeAlias = "av.Packet[Any]"
+"""An encoded frame."""
+
+KEY_SECONDS = 1.0
+"""A key frame (where a fragment of the MP4 ends, and where playing can start) every this many
+seconds of video, whatever the frame rate: a live stream that drops frames gets its key frames
+as often as one that drops none."""
 
 
 def encoder_available(codec: str) -> bool:
@@ -80,12 +88,25 @@ def choose_codec(requested: str, gpu: bool) -> str:
     return "libx264"
 
 
+class OpenFile(Protocol):
+    """A video file being written."""
+
+    path: Path
+    frames: int
+    """Frames written into it so far."""
+
+    def close(self) -> None: ...
+
+
 class RecorderError(OutputError):
     """A stream's recording failed (encoder error, disk full)."""
 
 
 class VideoRecorder:
     """Writes ``<folder>/<stream>.mp4`` for every stream it sees."""
+
+    what = "recording folder"
+    files_kind = "recordings"
 
     def __init__(
         self,
@@ -115,14 +136,14 @@ class VideoRecorder:
         self.segment = segment
         self.keep = keep
         self.overwrite = overwrite
-        self._writers: dict[str, _StreamWriter] = {}
+        self._writers: dict[str, StreamWriter] = {}
         self._lock = threading.Lock()
         self._claimed: set[Path] = set()
         self._claim_lock = threading.Lock()
         self.on_error: Callable[[str, str], None] | None = None
 
     def open(self) -> None:
-        check_writable_folder(self.folder, "recording folder")
+        check_writable_folder(self.folder, self.what)
         if not encoder_available(self.codec):
             raise OutputError(f"video encoder {self.codec!r} is not available in this FFmpeg build")
 
@@ -132,12 +153,12 @@ class VideoRecorder:
         that name is taken (an earlier run's file, or another stream's), the first free of
         ``-2``, ``-3`` … added. The file is created here, exclusively, so two writers (threads
         or processes) never share one; with ``overwrite`` an existing file is replaced."""
-        base = stream if self.segment is None else f"{stream}-{file_stamp(started)}"
+        base = self.base_name(stream, started)
         with self._claim_lock:
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)  # again: a clean-up may have removed it
             except OSError as exc:
-                raise RecorderError(f"recording folder {str(self.folder)!r} cannot be created: "
+                raise RecorderError(f"{self.what} {str(self.folder)!r} cannot be created: "
                                     f"{exc.strerror or exc}") from exc
             for number in itertools.count(1):
                 path = self.folder / (f"{base}.mp4" if number == 1 else f"{base}-{number}.mp4")
@@ -148,10 +169,14 @@ class VideoRecorder:
                 except FileExistsError:
                     continue
                 except OSError as exc:
-                    raise RecorderError(f"cannot create recording {str(path)!r}: {exc.strerror or exc}") from exc
+                    raise RecorderError(f"cannot create {str(path)!r}: {exc.strerror or exc}") from exc
                 self._claimed.add(path)
                 return path
         raise AssertionError("unreachable")
+
+    def base_name(self, stream: str, started: float) -> str:
+        """The name (without ``.mp4``) of ``stream``'s file that starts at wall-clock time ``started``."""
+        return stream if self.segment is None else f"{stream}-{file_stamp(started)}"
 
     def release(self, path: Path) -> None:
         """Give up a file :meth:`claim` ed that holds no frame: deleted, and its name free again."""
@@ -166,11 +191,11 @@ class VideoRecorder:
         """A stream's recording that pauses (a full disk) is reported there: ``callback(stream, message)``."""
         self.on_error = callback
 
-    def prune(self, stream: str) -> list[Path]:
+    def prune(self, stream: str | None) -> list[Path]:
         """Delete ``stream``'s segment files (this run's and earlier runs') that were finished
         more than ``keep`` seconds ago, by their modification time (the file being written is
         never that old). Returns what was deleted."""
-        if self.keep is None:
+        if self.keep is None or stream is None:
             return []
         deleted = delete_older(self.folder, self.keep, lambda name: recording_of(name, stream, segments_only=True))
         if deleted:
@@ -185,15 +210,22 @@ class VideoRecorder:
             return {name: list(writer.files) for name, writer in self._writers.items()}
 
     def write(self, result: Result) -> None:
-        writer = self._writers.get(result.stream)
+        self.writer(result.stream).put(result)
+
+    def writer(self, stream: str) -> StreamWriter:
+        """``stream``'s writer (and its thread), started on its first frame."""
+        writer = self._writers.get(stream)
         if writer is None:
             with self._lock:
-                writer = self._writers.get(result.stream)
+                writer = self._writers.get(stream)
                 if writer is None:
-                    writer = _StreamWriter(self, result.stream)
+                    writer = self.new_writer(stream)
                     writer.start()
-                    self._writers[result.stream] = writer
-        writer.put(result)
+                    self._writers[stream] = writer
+        return writer
+
+    def new_writer(self, stream: str) -> StreamWriter:
+        return StreamWriter(self, stream)
 
     def close(self) -> None:
         with self._lock:
@@ -212,16 +244,20 @@ class VideoRecorder:
             writer.pause.check()  # frames lost to a full disk: the recording is incomplete
 
 
-class _StreamWriter:
-    def __init__(self, owner: VideoRecorder, stream: str) -> None:
+class StreamWriter:
+    """A stream's recording, written in a thread of its own from a small queue."""
+
+    thread_prefix = "record"
+
+    def __init__(self, owner: VideoRecorder, stream: str, what: str | None = None) -> None:
         self.owner = owner
         self.stream = stream
         self.files: list[Path] = []
         self.error: BaseException | None = None
-        self.pause = OutputPause(f"recording of stream {stream!r}", "frame(s)")
+        self.pause = OutputPause(what or f"recording of stream {stream!r}", "frame(s)")
         self._queue: queue.Queue[object] = queue.Queue(owner.queue_size)
         self._failed = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"record:{stream}")
+        self._thread = threading.Thread(target=self._run, name=f"{self.thread_prefix}:{stream}")
         self._meter = RateMeter()
         self._encoder: _Encoder | None = None
         self._started = 0.0  # the wall-clock time the open file starts at
@@ -233,7 +269,7 @@ class _StreamWriter:
     def put(self, item: object) -> None:
         while True:
             if self._failed.is_set():
-                raise RecorderError(f"recording of stream {self.stream!r} failed: {self.error}")
+                raise RecorderError(f"{self.pause.what} failed: {self.error}")
             try:
                 self._queue.put(item, timeout=0.5)
                 return
@@ -256,30 +292,50 @@ class _StreamWriter:
                 item = self._queue.get()
                 if item is _FINISH:
                     break
-                assert isinstance(item, Result)
-                if not self.pause.due():
-                    continue
-                try:
-                    self._write(item)
-                except OSError as exc:  # a full disk, a share gone: pause, and try again later
-                    self._abandon()
-                    message = self.pause.failed(exc)
-                    if message is not None and self.owner.on_error is not None:
-                        self.owner.on_error(self.stream, message)
-                    continue
-                self.pause.succeeded()
+                self.take(item)
         except BaseException as exc:  # anything else (the encoder refused): this stream's recording ends
             self.error = exc
             self._failed.set()
-            log.error("recording of stream %r failed: %s", self.stream, exc)
+            log.error("%s failed: %s", self.pause.what, exc)
             _drain(self._queue)
         finally:
-            if self._encoder is not None:
-                try:
-                    self._encoder.close()
-                except Exception as exc:
-                    self.error = self.error or exc
-                    self._failed.set()
+            try:
+                self.close_files()
+            except Exception as exc:
+                self.error = self.error or exc
+                self._failed.set()
+
+    def take(self, item: object) -> None:
+        """Write one item of the queue (a :class:`Result`)."""
+        assert isinstance(item, Result)
+        if not self.pause.due():
+            return
+        try:
+            self._write(item)
+        except OSError as exc:  # a full disk, a share gone: pause, and try again later
+            self.abandon()
+            self.failed_write(exc)
+            return
+        self.pause.succeeded()
+
+    def failed_write(self, exc: OSError) -> None:
+        """A write the system refused: pause (and say so, once)."""
+        message = self.pause.failed(exc)
+        if message is not None and self.owner.on_error is not None:
+            self.owner.on_error(self.stream, message)
+
+    def annotate(self, item: Result) -> Image:
+        """``item``'s frame as recorded: its boxes, lines, zones and the stream's numbers drawn on it."""
+        self._meter.tick()
+        return self.owner.annotator.annotate(
+            item.frame.image, item.detections, stream=self.stream, fps=self._meter.rate(), age=item.age,
+            lines=item.lines, zones=item.zones,
+        )
+
+    def close_files(self) -> None:
+        """At the end: finish the open file."""
+        if self._encoder is not None:
+            self._encoder.close()
 
     def _write(self, item: Result) -> None:
         resized = self._encoder is not None and not self._encoder.fits(item)  # the camera's size changed
@@ -292,12 +348,7 @@ class _StreamWriter:
                 log.info("stream %r: frames now %dx%d, recorded to a new file", self.stream, width, height)
         if self._encoder is None:
             self._encoder = self._open(item)
-        self._meter.tick()
-        image = self.owner.annotator.annotate(
-            item.frame.image, item.detections, stream=self.stream, fps=self._meter.rate(), age=item.age,
-            lines=item.lines, zones=item.zones,
-        )
-        self._encoder.encode(image, item)
+        self._encoder.encode(self.annotate(item), item)
 
     def _open(self, item: Result) -> _Encoder:
         """The next file, starting with ``item``. A segment is named after its first frame's
@@ -316,20 +367,24 @@ class _StreamWriter:
         log.log(logging.DEBUG if len(self.files) > 1 else logging.INFO, "recording stream %r to %s", self.stream, path)
         return encoder
 
-    def _abandon(self) -> None:
-        """After a failed write: close the open file as far as it goes (a fragmented MP4 plays
-        up to its last whole fragment), or delete it if no frame reached it."""
+    def abandon(self) -> None:
+        """After a failed write: give up the open file."""
         encoder, self._encoder = self._encoder, None
         self._follows = None
-        if encoder is None:
+        self.close_after_failure(encoder)
+
+    def close_after_failure(self, file: OpenFile | None) -> None:
+        """Close ``file`` as far as it goes (a fragmented MP4 plays up to its last whole
+        fragment), or delete it if no frame reached it."""
+        if file is None:
             return
         try:
-            encoder.close()
+            file.close()
         except Exception as exc:
-            log.debug("recording of stream %r: closing %s after a failed write: %s", self.stream, encoder.path, exc)
-        if encoder.frames == 0:
-            self.owner.release(encoder.path)
-            self.files = [f for f in self.files if f != encoder.path]
+            log.debug("%s: closing %s after a failed write: %s", self.pause.what, file.path, exc)
+        if file.frames == 0:
+            self.owner.release(file.path)
+            self.files = [f for f in self.files if f != file.path]
 
 
 def _drain(items: queue.Queue[object]) -> None:
@@ -354,22 +409,21 @@ def recording_of(file: str, stream: str, segments_only: bool = False) -> bool:
     return re.fullmatch(re.escape(stream) + segment + r"(-\d+)?\.mp4", file) is not None
 
 
-class _Encoder:
-    """One open MP4 file and its H.264 encoder."""
+class H264:
+    """An H.264 encoder for one stream's frames, as a stream of ``container``: timestamps from
+    the source's timeline (dropped frames leave their gap) and a key frame every
+    ``KEY_SECONDS`` of it. :meth:`encode` returns the packets, for the container's owner to write."""
 
-    def __init__(self, owner: VideoRecorder, path: Path, first: Result) -> None:
+    def __init__(self, owner: VideoRecorder, container: Any, first: Result) -> None:
         height, width = first.frame.image.shape[:2]
         self.width, self.height = width - width % 2, height - height % 2  # yuv420p needs even sizes
         fps = first.frame.meta.fps or owner.default_fps
         self.rate = Fraction(fps).limit_denominator(1001)
-        self.path = path
-        self.frames = 0
-        """Frames encoded into the file so far."""
-        self.container: Any = av.open(str(path), mode="w", format="mp4", options=MP4_OPTIONS)
-        stream = cast(av.VideoStream, self.container.add_stream(owner.codec, rate=self.rate))
+        stream = cast(av.VideoStream, container.add_stream(owner.codec, rate=self.rate))
         stream.width, stream.height = self.width, self.height
         stream.pix_fmt = "yuv420p"
-        stream.codec_context.gop_size = max(1, round(float(self.rate)))
+        # Key frames are asked for by time (see encode); this only bounds a timeline that stalls.
+        stream.codec_context.gop_size = max(1, 2 * round(float(self.rate) * KEY_SECONDS))
         if owner.codec == "libx264":
             # zerolatency: no look-ahead or B-frame queue, so each frame is written (and safe
             # from a crash) as soon as it is encoded, and the encoder holds less memory.
@@ -377,52 +431,92 @@ class _Encoder:
         elif owner.codec.endswith("_nvenc"):
             stream.options = {"preset": "p4", "cq": str(owner.crf)}
         self.stream = stream
-        self.segment = owner.segment
         self._origin: float | None = None
         self._last_pts = -1
+        self._last_key: int | None = None
+        self.last_seconds = 0.0
+        """Where the last frame encoded is, in seconds from the first."""
+
+    @property
+    def started(self) -> bool:
+        return self._last_pts >= 0
 
     def fits(self, result: Result) -> bool:
-        """Whether ``result``'s frame has this file's size (a file's frames all have one)."""
+        """Whether ``result``'s frame has this encoder's size (a file's frames all have one)."""
         height, width = result.frame.image.shape[:2]
         return (width - width % 2, height - height % 2) == (self.width, self.height)
 
-    def full(self, result: Result) -> bool:
-        """Whether ``result`` starts the next segment: this file already holds ``segment``
-        seconds of video before it."""
-        return self.segment is not None and self._last_pts >= 0 and \
-            self._pts(result) >= self.segment * float(self.rate)
-
     def seconds_to(self, result: Result) -> float:
-        """Seconds of video from this file's first frame to ``result``."""
-        return self._pts(result) / float(self.rate)
+        """Seconds of video from the first frame to ``result`` (not yet encoded)."""
+        return self.pts(result) / float(self.rate)
 
-    def _pts(self, result: Result) -> int:
-        """``result``'s timestamp in this file (in frame intervals from its first frame): from
-        the source's timeline, so dropped frames leave their gap, but always after the frame
-        before, so a timeline that jumps back (a reconnected camera) still moves on."""
+    def pts(self, result: Result) -> int:
+        """``result``'s timestamp (in frame intervals from the first frame): from the source's
+        timeline, so dropped frames leave their gap, but always after the frame before, so a
+        timeline that jumps back (a reconnected camera) still moves on."""
         media_time = result.frame.meta.media_time
         if self._origin is None:
             return 0
         return max(self._last_pts + 1, round((media_time - self._origin) * float(self.rate)))
 
-    def encode(self, image: Any, result: Result) -> None:
+    def encode(self, image: Any, result: Result) -> list[Packet]:
         if self._origin is None:
             self._origin = result.frame.meta.media_time
-        pts = self._pts(result)
+        pts = self.pts(result)
         self._last_pts = pts
+        self.last_seconds = pts / float(self.rate)
         if image.shape[0] != self.height or image.shape[1] != self.width:
             image = image[: self.height, : self.width]
         # OpenCV's BGR→I420 is several times cheaper than letting FFmpeg's swscale convert
         # (1.2 ms against 5.5 ms for a 1080p frame, measured here), and x264 takes I420 as is.
         frame = av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
         frame.pts = pts
-        for packet in self.stream.encode(frame):
+        if self._last_key is None or pts - self._last_key >= float(self.rate) * KEY_SECONDS:
+            frame.pict_type = av.video.frame.PictureType.I
+            self._last_key = pts
+        return list(self.stream.encode(frame))
+
+    def flush(self) -> list[Packet]:
+        """The packets the encoder still holds, at the end."""
+        return list(self.stream.encode(None))
+
+
+class _Encoder:
+    """One open MP4 file and its H.264 encoder."""
+
+    def __init__(self, owner: VideoRecorder, path: Path, first: Result) -> None:
+        self.path = path
+        self.frames = 0
+        """Frames encoded into the file so far."""
+        self.container: Any = av.open(str(path), mode="w", format="mp4", options=MP4_OPTIONS)
+        try:
+            self.h264 = H264(owner, self.container, first)
+        except BaseException:
+            self.container.close()
+            raise
+        self.segment = owner.segment
+
+    def fits(self, result: Result) -> bool:
+        return self.h264.fits(result)
+
+    def full(self, result: Result) -> bool:
+        """Whether ``result`` starts the next segment: this file already holds ``segment``
+        seconds of video before it."""
+        return self.segment is not None and self.h264.started and \
+            self.h264.pts(result) >= self.segment * float(self.h264.rate)
+
+    def seconds_to(self, result: Result) -> float:
+        """Seconds of video from this file's first frame to ``result``."""
+        return self.h264.seconds_to(result)
+
+    def encode(self, image: Any, result: Result) -> None:
+        for packet in self.h264.encode(image, result):
             self.container.mux(packet)
         self.frames += 1
 
     def close(self) -> None:
         try:
-            for packet in self.stream.encode(None):
+            for packet in self.h264.flush():
                 self.container.mux(packet)
         finally:
             self.container.close()

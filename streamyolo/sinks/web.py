@@ -23,7 +23,8 @@ A small HTTP server (the standard library's, one thread per client) serves:
   listed and played on the page;
 - with ``events`` (the events sink's recent events): ``/events.json``, the newest 200 first
   (``{"events": [...]}``, as :mod:`streamyolo.sinks.events` writes them), listed on the page, and
-  with ``snapshots`` (their folder) ``/snapshots/<file>.jpg``, shown when one is clicked.
+  with ``snapshots`` (their folder) ``/snapshots/<file>.jpg``, shown when one is clicked, and with
+  ``clips`` (their folder) ``/clips/<file>.mp4`` (byte ranges too), played from an event's "clip" link.
 
 Inference threads only drop each result into a latest-result slot; frames are annotated
 and JPEG-encoded in the client threads, only while someone watches, only the newest
@@ -122,8 +123,9 @@ class WebViewer:
                  cert: str | Path | None = None, key: str | Path | None = None,
                  recordings: str | Path | None = None,
                  events: Callable[[], list[dict[str, Any]]] | None = None,
-                 snapshots: str | Path | None = None) -> None:
+                 snapshots: str | Path | None = None, clips: str | Path | None = None) -> None:
         self.host, self.port = parse_address(address)
+        self.clips = None if clips is None else Path(clips)
         self.recordings = None if recordings is None else Path(recordings)
         self.events = events
         self.snapshots = None if snapshots is None else Path(snapshots)
@@ -234,6 +236,10 @@ class WebViewer:
     def snapshot_path(self, name: str) -> Path | None:
         """The snapshot ``name`` (a plain ``.jpg`` name in the snapshots folder), or ``None``."""
         return _file_in(self.snapshots, name, ".jpg")
+
+    def clip_path(self, name: str) -> Path | None:
+        """The clip ``name`` (a plain ``.mp4`` name in the clips folder), or ``None``."""
+        return _file_in(self.clips, name, ".mp4")
 
     def status(self) -> dict[str, Any]:
         keep = ("name", "state", "captured", "processed", "dropped", "fps_in", "fps_out", "frame_age", "reconnects",
@@ -449,6 +455,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.OK, "application/json", json.dumps({"events": viewer.events()}).encode())
             elif path.startswith("/snapshots/") and viewer.snapshots is not None:
                 self._file(viewer.snapshot_path(path.removeprefix("/snapshots/")), "image/jpeg", "snapshot")
+            elif path.startswith("/clips/") and viewer.clips is not None:
+                self._file(viewer.clip_path(path.removeprefix("/clips/")), "video/mp4", "clip")
             elif path.startswith("/streams/") and path.endswith((".mjpg", ".jpg")):
                 name, _, kind = path.removeprefix("/streams/").rpartition(".")
                 if name not in viewer.stream_names():
@@ -542,6 +550,7 @@ PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>streamyolo</title>
 <style>
+  [hidden] { display: none !important; }  /* also where a rule below sets display */
   body { margin: 0; font: 14px system-ui, sans-serif; background: #111; color: #eee; }
   header { padding: 8px 12px; display: flex; gap: 16px; align-items: baseline; }
   header h1 { font-size: 18px; margin: 0; }
@@ -567,7 +576,7 @@ PAGE = """<!doctype html>
   #files li { padding: 2px 0; } #files a { color: #9cf; } #files .playing { font-weight: bold; }
   #files .about { color: #999; margin-left: 8px; }
   #events { padding: 0 12px 8px; }
-  #shot { display: block; max-width: 100%; max-height: 60vh; margin-bottom: 8px; }
+  #shot, #clip { display: block; max-width: 100%; max-height: 60vh; margin-bottom: 8px; background: #000; }
   #happened { list-style: none; margin: 0; padding: 0; max-height: 40vh; overflow: auto; }
   #happened .about { color: #999; } #happened a { color: #9cf; }
   #happened .event-state { color: #fc6; }
@@ -577,7 +586,8 @@ PAGE = """<!doctype html>
 <header><h1>streamyolo</h1><span id="run">connecting…</span>
 <button id="show-recordings" hidden>recordings</button>
 <button id="show-events" hidden>events</button></header>
-<section id="events" hidden><img id="shot" alt="snapshot" hidden><ol id="happened"></ol></section>
+<section id="events" hidden><img id="shot" alt="snapshot" hidden>
+<video id="clip" controls muted playsinline hidden></video><ol id="happened"></ol></section>
 <section id="recordings" hidden>
 <video id="player" controls muted playsinline hidden></video><ul id="files"></ul>
 </section>
@@ -647,12 +657,29 @@ function describe(e) {
   if (e.event === "linger") return who + " lingers in " + e.zone + " (" + e.dwell.toFixed(1) + " s)";
   return e.state + (e.error ? ": " + e.error : "");
 }
+// The events panel shows one thing at a time above its list: a snapshot or a clip.
+function showAside(id, address) {
+  const shown = document.getElementById(id);
+  for (const other of ["shot", "clip"]) {
+    if (other === id) continue;
+    const element = document.getElementById(other);
+    element.hidden = true;
+    if (element.pause) element.pause();
+  }
+  if (shown.src !== address) shown.src = address;
+  shown.hidden = false;
+  return shown;
+}
+let listed = "";
 async function listEvents() {
   const response = await fetch(here + "events.json", {cache: "no-store"});
   if (!response.ok) return;
+  const text = await response.text();
+  if (text === listed) return;  // nothing new: the list (and the link under the pointer) stays
+  listed = text;
   const list = document.getElementById("happened");
   list.replaceChildren();
-  for (const e of (await response.json()).events) {
+  for (const e of JSON.parse(text).events) {
     const item = document.createElement("li");
     item.className = "event-" + e.event;
     const when = document.createElement("span");
@@ -664,12 +691,21 @@ async function listEvents() {
       what.href = here + "snapshots/" + encodeURIComponent(e.snapshot);
       what.addEventListener("click", (click) => {
         click.preventDefault();
-        const shot = document.getElementById("shot");
-        shot.src = what.href;
-        shot.hidden = false;
+        showAside("shot", what.href);
       });
     }
     item.append(when, " ", what);
+    if (e.clip) {
+      const clip = document.createElement("a");
+      clip.className = "clip";
+      clip.textContent = "clip";
+      clip.href = here + "clips/" + encodeURIComponent(e.clip);
+      clip.addEventListener("click", (click) => {
+        click.preventDefault();
+        showAside("clip", clip.href).play().catch(() => {});
+      });
+      item.append(" ", clip);
+    }
     list.appendChild(item);
   }
 }

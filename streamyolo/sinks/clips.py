@@ -1,0 +1,295 @@
+"""Event clips: a short annotated H.264 MP4 of each moment something happened on a stream.
+
+A frame with events (a line crossed, a zone entered, left or lingered in: see
+:mod:`streamyolo.sinks.events`) starts a clip ``<stream>-YYYYmmdd-HHMMSS.mp4`` (the frame's
+arrival, local time), which holds the ``before`` seconds of video leading up to it and goes on
+until ``after`` seconds past the stream's last frame with events; events inside that span add
+to the same clip (up to ``MAX_CLIP_SECONDS``, after which the next event starts another). The
+events name their clip (``"clip"``).
+
+The seconds before an event are already gone when it happens, so each clipped stream's
+frames are annotated and encoded as they come, in the stream's own ``clip:<stream>``
+thread, and the last ``before`` seconds of H.264 packets are kept in memory (from a key
+frame: one every second of video); a clip starts with them and takes the packets that follow.
+That costs what recording the stream costs. Clips are fragmented MP4s, as recordings are
+(:mod:`streamyolo.sinks.recorder`): a killed process leaves every clip playable up to its
+last second, and a clip can be played while it is still being written.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+
+from streamyolo.annotation import BoxAnnotator
+from streamyolo.clock import file_stamp, format_seconds, wall_time
+from streamyolo.errors import OutputsIncompleteError
+from streamyolo.frames import Result
+from streamyolo.sinks.base import delete_older
+from streamyolo.sinks.recorder import H264, MP4_OPTIONS, Packet, RecorderError, StreamWriter, VideoRecorder
+
+log = logging.getLogger(__name__)
+
+MAX_CLIP_SECONDS = 300.0
+"""The longest a clip gets (seconds of video from its first event): a street busy all day
+makes a clip every 5 minutes, not one of the whole day."""
+
+PRUNE_SECONDS = 60.0
+"""``clips_keep``: how often old clips are looked for (at most), as new ones start."""
+
+CLIP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*-\d{8}-\d{6}(-\d+)?\.mp4")
+"""What a clip's file is called: what ``clips_keep`` may delete, and nothing else in the folder."""
+
+_SAME_MOMENT = 1e-6  # seconds: a frame this close to the end of a clip's span is still in it
+
+
+@dataclass
+class _Span:
+    """Where a stream's frames go, decided frame by frame in its inference thread."""
+
+    path: Path | None = None
+    """The clip being made, or ``None`` between clips."""
+    start: float = 0.0
+    """Its first event's time on the stream's timeline (``media_time``)."""
+    until: float = -math.inf
+    """Where it ends on that timeline, unless another event comes first."""
+    last: float = -math.inf
+    """The time of the stream's frame before (a timeline that goes back ends the clip)."""
+    named: tuple[int, str] | None = None
+    """The last frame with events (its ``seq``) and the name of its clip."""
+
+
+class ClipRecorder(VideoRecorder):
+    """Writes clips around each stream's events into ``folder`` (see the module)."""
+
+    def __init__(self, folder: Path, annotator: BoxAnnotator | None = None, *, before: float = 5.0,
+                 after: float = 5.0, keep: float | None = None, **encoding: Any) -> None:
+        """``encoding``: the recorder's ``codec``, ``preset``, ``crf``, ``queue_size``, ``default_fps``."""
+        if before < 0 or after < 0:
+            raise ValueError(f"before and after must be 0 or more seconds, not {before} and {after}")
+        super().__init__(folder, annotator, **encoding)
+        self.before = before
+        self.after = after
+        self.clips_keep = keep
+        self._spans: dict[str, _Span] = {}
+        self._unclaimed = 0  # clips that could not even be created
+        self._pruned_at = -math.inf
+        self._prune_lock = threading.Lock()
+
+    what = "clips folder"
+    files_kind = "clips"
+
+    def base_name(self, stream: str, started: float) -> str:
+        return f"{stream}-{file_stamp(started)}"
+
+    def new_writer(self, stream: str) -> StreamWriter:
+        return _ClipWriter(self, stream)
+
+    def open(self) -> None:
+        super().open()
+        self.prune(None)
+
+    def write(self, result: Result) -> None:
+        path = self._place(result)
+        self.writer(result.stream).put((result, path))
+
+    def clip_of(self, result: Result) -> str | None:
+        """The name of the clip ``result``'s events are in (once :meth:`write` has had it), or
+        ``None``: for the events sink, which names it in each event."""
+        span = self._spans.get(result.stream)
+        if span is None or span.named is None or span.named[0] != result.frame.meta.seq:
+            return None
+        return span.named[1]
+
+    def prune(self, stream: str | None) -> list[Path]:
+        """``clips_keep``: delete the clips (of every stream, this run's and earlier runs')
+        older than that; at most once a minute, as clips start."""
+        if self.clips_keep is None:
+            return []
+        with self._prune_lock:
+            if time.monotonic() - self._pruned_at < PRUNE_SECONDS:
+                return []
+            self._pruned_at = time.monotonic()
+            deleted = delete_older(self.folder, self.clips_keep, lambda name: CLIP_NAME.fullmatch(name) is not None)
+        if deleted:
+            log.info("clips folder %s: deleted %d clip(s) older than %s (clips_keep)", self.folder, len(deleted),
+                     format_seconds(self.clips_keep))
+        return deleted
+
+    def close(self) -> None:
+        super().close()
+        if self._unclaimed:
+            raise OutputsIncompleteError(f"clips folder {str(self.folder)!r}: {self._unclaimed} clip(s) could not "
+                                         "be created")
+
+    def _place(self, result: Result) -> Path | None:
+        """The clip ``result``'s frame belongs to, if any; starts one at a frame with events.
+        Called in the stream's inference thread, frame by frame, so its span needs no lock."""
+        meta = result.frame.meta
+        span = self._spans.get(meta.stream)
+        if span is None:
+            span = self._spans[meta.stream] = _Span()
+        now = meta.media_time
+        if span.path is not None and (now > span.until + _SAME_MOMENT or now < span.last
+                                      or now - span.start >= MAX_CLIP_SECONDS):
+            span.path = None
+        span.last = now
+        if result.crossings or result.visits:
+            if span.path is None:
+                try:
+                    span.path = self.claim(meta.stream, wall_time(meta.t_capture))
+                except RecorderError as exc:
+                    self._unclaimed += 1
+                    log.error("stream %r: no clip of the events at frame %d: %s", meta.stream, meta.seq, exc)
+                    return None
+                span.start = now
+            span.until = now + self.after
+            span.named = (meta.seq, span.path.name)
+        return span.path
+
+
+class _Clip:
+    """One clip being written: its MP4 file, fed the encoder's packets."""
+
+    def __init__(self, path: Path, encoder: H264, packets: list[Packet]) -> None:
+        self.path = path
+        self.frames = 0
+        self.container: Any = av.open(str(path), mode="w", format="mp4", options=MP4_OPTIONS)
+        try:
+            self.stream = self.container.add_stream_from_template(encoder.stream)
+            self._origin = _stamp(packets[0])
+            self.add(packets)
+        except BaseException:
+            self.close()
+            raise
+
+    def add(self, packets: list[Packet]) -> None:
+        for packet in packets:
+            # A copy: muxing hands a packet's data to the file, and the packets before an
+            # event may go into the next clip too.
+            copy = av.Packet(bytes(packet))
+            copy.pts = _stamp(packet) - self._origin
+            copy.dts = (packet.dts if packet.dts is not None else _stamp(packet)) - self._origin
+            copy.time_base = packet.time_base
+            copy.is_keyframe = packet.is_keyframe
+            copy.stream = self.stream
+            self.container.mux(copy)
+            self.frames += 1
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def _stamp(packet: Packet) -> int:
+    """An encoded packet's timestamp (the encoder always gives one)."""
+    assert packet.pts is not None
+    return packet.pts
+
+
+class _ClipWriter(StreamWriter):
+    """A stream's clips: encodes each of its frames, keeps the last ``before`` seconds of
+    packets (whole groups from a key frame), and writes the clip its frame belongs to."""
+
+    owner: ClipRecorder
+    thread_prefix = "clip"
+
+    def __init__(self, owner: ClipRecorder, stream: str) -> None:
+        super().__init__(owner, stream, what=f"clips of stream {stream!r}")
+        self._h264: H264 | None = None
+        self._scratch: Any = None  # the container the encoder's stream belongs to (never written)
+        self._kept: deque[list[tuple[float, Packet]]] = deque()  # groups of packets, each from a key frame
+        self._clip: _Clip | None = None
+        self._given_up: set[Path] = set()  # clips a failed write ended: their later frames are lost
+
+    def take(self, item: Any) -> None:
+        result, path = item
+        assert isinstance(result, Result)
+        if self._h264 is not None and not self._h264.fits(result):  # the camera's size changed
+            height, width = result.frame.image.shape[:2]
+            log.info("stream %r: frames now %dx%d, clips start again", self.stream, width, height)
+            self._end_clip()
+            self._close_encoder()
+        if self._h264 is None:
+            self._open_encoder(result)
+        assert self._h264 is not None
+        packets = self._h264.encode(self.annotate(result), result)
+        now = self._h264.seconds_to(result)
+        self._keep(now, packets)
+        if path is None or (self._clip is not None and self._clip.path != path):
+            self._end_clip()
+        if path is None:
+            return
+        if path in self._given_up:
+            self.pause.skip()
+            return
+        if self._clip is None and not self.pause.due():
+            return
+        try:
+            if self._clip is not None:
+                self._clip.add(packets)
+            else:
+                self.owner.prune(None)  # first: it may free the room the clip needs
+                self._clip = _Clip(path, self._h264, [p for group in self._kept for _, p in group])
+                self.files = [*self.files, path]
+                log.debug("stream %r: clip %s", self.stream, path.name)
+        except OSError as exc:  # a full disk: this clip ends here, the next one tries again
+            self._given_up.add(path)
+            if self._clip is None:  # not a frame of it written
+                self.owner.release(path)
+            self.abandon()
+            self.failed_write(exc)
+            return
+        self.pause.succeeded()
+
+    def _keep(self, now: float, packets: list[Packet]) -> None:
+        for packet in packets:
+            if packet.is_keyframe or not self._kept:
+                self._kept.append([])
+            self._kept[-1].append((now, packet))
+        horizon = now - self.owner.before + _SAME_MOMENT
+        while len(self._kept) > 1 and self._kept[1][0][0] <= horizon:  # the next group starts early enough
+            self._kept.popleft()
+
+    def _open_encoder(self, first: Result) -> None:
+        self._scratch = av.open(io.BytesIO(), mode="w", format="mp4")
+        self._h264 = H264(self.owner, self._scratch, first)
+        self._scratch.start_encoding()  # opens the encoder: its stream is a clip's template from now on
+
+    def _close_encoder(self) -> None:
+        self._kept.clear()
+        self._h264 = None
+        scratch, self._scratch = self._scratch, None
+        if scratch is not None:
+            try:
+                scratch.close()
+            except Exception as exc:
+                log.debug("clips of stream %r: closing the encoder: %s", self.stream, exc)
+
+    def _end_clip(self) -> None:
+        clip, self._clip = self._clip, None
+        if clip is None:
+            return
+        try:
+            clip.close()  # writes its last fragment
+        except OSError as exc:
+            self.failed_write(exc)
+
+    def abandon(self) -> None:
+        clip, self._clip = self._clip, None
+        self.close_after_failure(clip)
+
+    def close_files(self) -> None:
+        try:
+            self._end_clip()
+        finally:
+            self._close_encoder()

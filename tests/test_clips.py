@@ -1,0 +1,220 @@
+"""Event clips (``clips``): the seconds before and after each moment with events, as an H.264
+MP4 that its events name; on a scripted visitor frame by frame, and from the command line on
+a synthetic street with the bundled model."""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import ClassVar
+
+import av
+import numpy as np
+import pytest
+import yaml
+
+from streamyolo.buffering import Overflow
+from streamyolo.config import build_config
+from streamyolo.errors import ConfigError, OutputsIncompleteError
+from streamyolo.frames import Detections, Frame, FrameMeta, Image, Result, ZoneVisit
+from streamyolo.inference.counting import Zone
+from streamyolo.inference.tracking import tracker_settings
+from streamyolo.pipeline import Pipeline, StreamSetup
+from streamyolo.sinks import EventSink
+from streamyolo.sinks.clips import ClipRecorder
+from streamyolo.sinks.recorder import H264, VideoRecorder
+from streamyolo.sinks.web import WebViewer
+from streamyolo.sources import SourceKind, SourceSpec, open_source, read_stamp
+from streamyolo.sources.synthetic import stamp
+from tests.helpers import decode, files_aged, read_jsonl
+from tests.test_cli import streamyolo
+from tests.test_recorder import _decodable
+
+LOBBY = Zone("lobby", ((100.0, 100.0), (220.0, 100.0), (220.0, 200.0), (100.0, 200.0)))
+
+
+class _Visitors:
+    """A person walks down the picture (8 px a frame from y = 20) in frames 40-63 and again
+    in frames 150-173: a function of the frame index stamped in each frame. Through the
+    lobby, each is seen inside from its 11th frame and outside in its last (its box stays
+    clear of the stamp at the bottom, which the clips are checked by)."""
+
+    names: ClassVar[dict[int, str]] = {0: "person"}
+    VISITS = ((40, 63), (150, 173))
+
+    def detect(self, images: Sequence[Image]) -> list[Detections]:
+        out = []
+        for image in images:
+            stamp = read_stamp(image)
+            index = stamp[1] if stamp is not None else -1
+            start = next((first for first, last in self.VISITS if first <= index <= last), None)
+            if start is None:
+                out.append(Detections.empty(self.names))
+                continue
+            y = 20.0 + 8 * (index - start)
+            out.append(Detections(np.array([[140, y - 20, 180, y + 20]], np.float32), np.array([0.9], np.float32),
+                                  np.array([0], np.int64), self.names))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def _frames_in(path: Path) -> list[int]:
+    images, info = decode(path)
+    assert (info["codec"], info["pix_fmt"]) == ("h264", "yuv420p"), "not what browsers play"
+    return [read_stamp(image)[1] for image in images]  # type: ignore[index]
+
+
+@pytest.mark.timeout(60)
+def test_a_clip_holds_the_seconds_before_and_after_its_events_and_the_events_name_it(tmp_path: Path) -> None:
+    source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=200", SourceKind.SYNTHETIC))
+    folder = tmp_path / "clips"
+    clips = ClipRecorder(folder, before=1.0, after=0.6)
+    events = EventSink(tmp_path / "events.jsonl", clip_of=clips.clip_of)
+    web = WebViewer("127.0.0.1:0", events=events.recent, clips=folder)
+    pipeline = Pipeline([StreamSetup("hall", source, Overflow.BLOCK, zones=(LOBBY,))], _Visitors,
+                        tracker=tracker_settings("bytetrack"), sinks=[clips, events], web=web)
+    pipeline.start()
+    try:
+        pipeline.wait(40)
+        served = {}
+        for event in events.recent():
+            if "clip" in event:
+                with urllib.request.urlopen(f"{web.url}clips/{event['clip']}", timeout=10) as response:
+                    served[event["clip"]] = (response.headers["Content-Type"], response.read())
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(f"{web.url}clips/..%2Fevents.jsonl", timeout=10)
+    finally:
+        summary = pipeline.join()
+    happened = [(e["event"], e.get("seq"), e.get("clip")) for e in read_jsonl(tmp_path / "events.jsonl")]
+    first, second = (Path(name).name for name in summary.clips["hall"])  # in the order they were made
+    assert sorted(p.name for p in folder.iterdir()) == sorted([first, second])
+    assert happened == [("state", None, None), ("enter", 51, first), ("leave", 63, first), ("enter", 161, second),
+                        ("leave", 173, second), ("state", None, None)]
+    # Key frames come every second (25 frames): a clip starts at the last one at least a
+    # second before its first event (frame 25 for 51, 125 for 161) and ends 0.6 s (15 frames)
+    # after its last event, which came within 0.6 s of the one before.
+    assert _frames_in(folder / first) == list(range(25, 79))
+    assert _frames_in(folder / second) == list(range(125, 189))
+    assert served == {name: ("video/mp4", (folder / name).read_bytes()) for name in (first, second)}
+    assert summary.clips == {"hall": [str(folder / first), str(folder / second)]}, "a clip in the wrong place"
+    assert summary.to_dict()["streams"]["hall"]["clips"] == summary.clips["hall"]
+    assert "recordings" not in summary.to_dict()["streams"]["hall"] and "clips of hall: 2 files" in summary.table()
+
+
+def _result(seq: int, at: float, image: Image, event: bool = False) -> Result:
+    visits = (ZoneVisit("lobby", "enter", 1, 0, "person"),) if event else ()
+    meta = FrameMeta("cam", seq, time.monotonic(), pts=at, fps=25.0)
+    return Result(Frame(meta, image), Detections.empty(), time.monotonic(), visits=visits)
+
+
+def test_key_frames_come_every_second_of_video_however_many_frames_were_dropped() -> None:
+    """A live camera whose frames the box could not all take still gets a key frame (where a
+    clip can start, where a fragment of a recording ends) every second of its timeline."""
+    container = av.open(os.devnull, mode="w", format="mp4")
+    image = np.zeros((240, 320, 3), np.uint8)
+    encoder = H264(VideoRecorder(Path(os.devnull)), container, _result(0, 0.0, image))
+    moments = [0.0, 0.04, 0.3, 0.9, 1.0, 1.2, 1.9, 2.1, 2.2, 3.5, 3.54]  # 25 fps, most frames dropped
+    keys = []
+    for seq, at in enumerate(moments):
+        packets = encoder.encode(image, _result(seq, at, image))
+        assert len(packets) == 1, "each frame's packet comes out at once (nothing held back)"
+        keys.append(packets[0].is_keyframe)
+    assert [at for at, key in zip(moments, keys, strict=True) if key] == [0.0, 1.0, 2.1, 3.5]
+    assert encoder.rate == Fraction(25)
+    container.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_clip_cut_short_by_a_full_disk_keeps_what_it_got_and_the_run_says_so(tmp_path: Path) -> None:
+    import resource
+
+    clips = ClipRecorder(tmp_path, before=0.0, after=10.0)
+    clips.open()
+    # Noise: some 6 kB a frame in H.264, 150 kB a fragment (a second of video).
+    noise = np.random.default_rng(0).integers(0, 255, (240, 320, 3), np.uint8)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, hard))  # the kernel refuses writes past 200 kB per file
+    try:
+        for seq in range(60):
+            image = noise.copy()
+            stamp(image, 1, seq)
+            clips.write(_result(seq, seq / 25, image, event=seq == 0))
+        clips.writer("cam").finish()
+        clips.writer("cam").join(20)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    with pytest.raises(OutputsIncompleteError, match=r"clips of stream 'cam': \d+ frame\(s\) could not be written "
+                                                     r"\(first: OSError: \[Errno 27\] File too large: '.*cam-.*mp4'\)"):
+        clips.close()
+    (clip,) = tmp_path.iterdir()
+    kept = _decodable(clip)
+    lost = clips.writer("cam").pause.lost
+    assert kept == list(range(len(kept))) and kept, "the clip should play up to where the disk filled"
+    # Every frame is in the clip, counted as lost, or in the fragment (a second of video, 25
+    # frames) the disk cut short.
+    assert 60 - 25 <= len(kept) + lost <= 60, (len(kept), lost)
+
+
+def test_clips_older_than_clips_keep_are_deleted_and_nothing_else(tmp_path: Path) -> None:
+    old, recent = "gate-20261101-101500.mp4", "gate-20261205-101500.mp4"
+    files_aged(tmp_path, [old, "gate-20261101-101500-2.mp4", "notes.mp4", "gate.mp4", "back-20261101-090000.jpg"],
+               [recent])
+    clips = ClipRecorder(tmp_path, keep=3600)
+    clips.open()
+    clips.close()
+    # Every clip (of any stream, copies with -2 too) older than an hour went; the rest stays.
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([recent, "notes.mp4", "gate.mp4",
+                                                                 "back-20261101-090000.jpg"])
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"clip_before": 3}, "config keys 'clip_before' and 'clips': clip_before is about event clips; give clips too"),
+    ({"clips_keep": "30d"}, "config keys 'clips_keep' and 'clips'"),
+    ({"clips": "runs/rec", "record": "runs/rec/"}, "config keys 'clips' and 'record': both are 'runs/rec'"),
+    ({"clips": "c", "clip_after": -1}, "config key 'clip_after': .*must be from 0 s to 10 years"),
+    ({"clips": "c", "clip_before": "2 minutes"}, "config key 'clip_before': .*must be seconds"),
+    ({"clips": "c", "clip_before": "2m"}, "config key 'clip_before': .*less than or equal to 60"),
+])
+def test_clip_settings_that_cannot_work_name_their_key(settings: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build_config({"streams": ["a.mp4"], **settings})
+
+
+def test_clip_spans_may_be_written_with_units() -> None:
+    config = build_config({"streams": ["a.mp4"], "clips": "c", "clip_before": "1.5s", "clip_after": "2m"})
+    assert (config.clip_before, config.clip_after, config.clips_keep) == (1.5, 120.0, None)
+    assert build_config({"streams": ["a.mp4"], "clips": "c"}).clip_before == 5.0
+
+
+@pytest.mark.timeout(180)
+def test_the_command_line_clips_a_synthetic_street_around_its_events(tmp_path: Path) -> None:
+    """As a user runs it: the bundled model tracks the scene's walkers and cars into a zone
+    over the whole picture; every event names a clip that holds its frame, with at least the
+    second before it and exactly the second after the clip's last event."""
+    config = tmp_path / "street.yaml"
+    config.write_text(yaml.safe_dump({
+        "streams": [{"name": "street", "source": "synthetic:scene?seed=3&size=416x240&fps=25&frames=150",
+                     "zones": {"all": [[0, 0], [416, 0], [416, 240], [0, 240]]}}],
+        "model": "demo", "tracker": "bytetrack"}))
+    out = tmp_path / "out"
+    done = streamyolo("run", str(config), "--clips", str(out / "clips"), "--clip-before", "1", "--clip-after", "1s",
+                      "--events", str(out / "events.jsonl"), "--summary", str(out / "summary.json"), "--no-display")
+    assert done.returncode == 0, done.stderr
+    events = [e for e in read_jsonl(out / "events.jsonl") if e["event"] != "state"]
+    assert len(events) >= 3, "the scene's objects should enter the zone"
+    by_clip: dict[str, list[int]] = {}
+    for event in events:
+        by_clip.setdefault(event["clip"], []).append(event["seq"])
+    assert sorted(by_clip) == sorted(p.name for p in (out / "clips").iterdir())
+    for name, seqs in by_clip.items():
+        frames = _frames_in(out / "clips" / name)
+        assert frames == list(range(frames[0], frames[-1] + 1)), f"{name}: frames missing"
+        assert max(0, min(seqs) - 50) <= frames[0] <= min(seqs) - 25 or frames[0] == 0, f"{name}: {frames[0]}"
+        assert frames[-1] == min(max(seqs) + 25, 149), f"{name} ends at {frames[-1]}, its last event at {max(seqs)}"

@@ -5,6 +5,8 @@ a synthetic street with the bundled model."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -31,7 +33,7 @@ from streamyolo.sinks.recorder import H264, VideoRecorder
 from streamyolo.sinks.web import WebViewer
 from streamyolo.sources import SourceKind, SourceSpec, open_source, read_stamp
 from streamyolo.sources.synthetic import stamp
-from tests.helpers import decode, files_aged, read_jsonl
+from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, files_aged, read_jsonl
 from tests.test_cli import streamyolo
 from tests.test_recorder import _decodable
 
@@ -218,3 +220,36 @@ def test_the_command_line_clips_a_synthetic_street_around_its_events(tmp_path: P
         assert frames == list(range(frames[0], frames[-1] + 1)), f"{name}: frames missing"
         assert max(0, min(seqs) - 50) <= frames[0] <= min(seqs) - 25 or frames[0] == 0, f"{name}: {frames[0]}"
         assert frames[-1] == min(max(seqs) + 25, 149), f"{name} ends at {frames[-1]}, its last event at {max(seqs)}"
+
+
+@pytest.mark.timeout(120)
+def test_a_clip_being_written_when_the_process_is_killed_plays_up_to_about_a_second_before(tmp_path: Path) -> None:
+    config = tmp_path / "street.yaml"
+    config.write_text(yaml.safe_dump({
+        "streams": [{"name": "street", "source": "synthetic:scene?seed=3&size=416x240&fps=25", "realtime": True,
+                     "zones": {"all": [[0, 0], [416, 0], [416, 240], [0, 240]]}}],
+        "model": "demo", "tracker": "bytetrack"}))
+    jsonl, folder = tmp_path / "det.jsonl", tmp_path / "clips"
+    process = subprocess.Popen(  # a clip that never ends: every object in the picture is an event
+        [PYTHON, "-m", "streamyolo", "run", str(config), "--clips", str(folder), "--clip-after", "60", "--jsonl",
+         str(jsonl), "--no-display", "--status-interval", "0"],
+        env=env_for_subprocess(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 90
+        while (jsonl.read_text().count("\n") if jsonl.exists() else 0) < 100:  # 4 s of the street
+            if process.poll() is not None:
+                pytest.fail(f"streamyolo exited early: {process.stderr.read().decode() if process.stderr else ''}")
+            assert time.monotonic() < deadline, "100 frames were not processed in 90 s"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+    processed = [line["seq"] for line in read_jsonl(jsonl)]  # a live stream's: some may have been dropped
+    (clip,) = folder.iterdir()
+    kept = _decodable(clip)
+    # The street's first objects are there from its first frame: the clip starts with it.
+    assert kept == processed[:len(kept)], "the clip's frames must be the stream's processed frames, in order"
+    assert len(kept) >= len(processed) - 2 * 25, f"only {len(kept)} of {len(processed)} processed frames survived"

@@ -27,8 +27,9 @@ streams (../shared/videos/people.mp4 and synthetic 720p H.264 clips):
 --only P,P_web runs just those throughput contenders (P_1lane, P with ``lanes: 1``,
 P_process_1lane, P_process with ``lanes: 1``, P_track, P with every stream tracked by
 ByteTrack at P's conf 0.25, and P_events, P_track with a zone over every picture and a line
-across it, every event written to a file and its frame saved as a snapshot; run only when
-named here); --live-compare runs
+across it, every event written to a file and its frame saved as a snapshot, and P_clips, the
+same with a clip of every moment with events instead of snapshots; run only when named here);
+--live-compare runs
 live mode with live_hold on and off, interleaved over --rounds (1 worker), instead of the usual
 live runs.
 
@@ -394,13 +395,17 @@ def run_model(label: str, model: str, paths: list[Path], args: argparse.Namespac
         if "P_track" in args.only.split(","):  # P with every stream tracked (ByteTrack): what tracking costs
             measurements.append(("P_track", streamyolo, (model, paths, args.imgsz, args.workers),
                                  {"more": {"tracker": "bytetrack", "conf": 0.25}}))
-        if "P_events" in args.only.split(","):  # P_track with a zone over every picture and a line across
-            # it, every event written and its frame saved as a snapshot: what events cost at their busiest
-            whole = [[0, 0], [10000, 0], [10000, 10000], [0, 10000]]
+        # P_track with a zone over every picture and a line across it, every event written and its
+        # frame saved as a snapshot (P_events) or in a clip (P_clips): what events cost at their busiest
+        whole = [[0, 0], [10000, 0], [10000, 10000], [0, 10000]]
+        eventful = {"tracker": "bytetrack", "conf": 0.25, "overwrite": True, "events": str(folder / "events.jsonl"),
+                    "stream_defaults": {"zones": {"whole": whole}, "lines": {"middle": [[0, 360], [10000, 360]]}}}
+        if "P_events" in args.only.split(","):
             measurements.append(("P_events", streamyolo, (model, paths, args.imgsz, args.workers), {"more": {
-                "tracker": "bytetrack", "conf": 0.25, "overwrite": True,
-                "stream_defaults": {"zones": {"whole": whole}, "lines": {"middle": [[0, 360], [10000, 360]]}},
-                "events": str(folder / "events.jsonl"), "snapshots": str(folder / "snapshots")}}))
+                **eventful, "snapshots": str(folder / "snapshots")}}))
+        if "P_clips" in args.only.split(","):
+            measurements.append(("P_clips", streamyolo, (model, paths, args.imgsz, args.workers), {"more": {
+                **eventful, "clips": str(folder / "clips")}}))
         if "P_process_1lane" in args.only.split(","):  # the same for process workers (no lending either)
             measurements.append(("P_process_1lane", streamyolo, (model, paths, args.imgsz, args.workers),
                                  {"lanes": 1, "mode": "process"}))
@@ -517,7 +522,7 @@ def print_report(results: list[dict[str, Any]]) -> None:
     print("\nevery round's frames per second (medians above):")
     for r in results:
         for key in ("D", "M", "P", "U", "S", "P_rec", "U_save", "P_process", "P_web", "P_1lane", "P_process_1lane",
-                    "P_torch", "P_track", "P_events"):
+                    "P_torch", "P_track", "P_events", "P_clips"):
             if key in r:
                 print(f"  {r['model']} {key}: {r[key]['fps_runs']}")
             if key in r.get("hung", {}):
@@ -527,6 +532,11 @@ def print_report(results: list[dict[str, Any]]) -> None:
         if "P_track" in r and "P_events" in r:
             print(f"  {r['model']} P_events (events and snapshots) / P_track: "
                   f"{r['P_events']['fps'] / r['P_track']['fps']:.2f}")
+        if "P_events" in r and "P_clips" in r:
+            print(f"  {r['model']} P_clips (events and clips) / P_events (events and snapshots): "
+                  f"{r['P_clips']['fps'] / r['P_events']['fps']:.2f}")
+        if "P" in r and "P_rec" in r:
+            print(f"  {r['model']} P_rec (recording) / P: {r['P_rec']['fps'] / r['P']['fps']:.2f}")
         if "P" in r and "P_1lane" in r:
             print(f"  {r['model']} P (lanes: auto) / P_1lane (lanes: 1): {r['P']['fps'] / r['P_1lane']['fps']:.2f}")
         if "P_process" in r and "P_process_1lane" in r:

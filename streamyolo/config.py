@@ -389,6 +389,10 @@ class PipelineConfig(_Strict):
         if self.snapshots_keep is not None and self.snapshots is None:
             raise ValueError("config keys 'snapshots_keep' and 'snapshots': snapshots_keep deletes old snapshots; "
                              "give snapshots too")
+        if self.clips is not None and (self.tracker is None or not any(s.lines or s.zones for s in self.streams)):
+            raise ValueError("config key 'clips': a clip is made around a stream's events (a counting line crossed, "
+                             "a zone entered or left), and no stream can have any; give a stream lines or zones, "
+                             "and set tracker")
         for key in ("clip_before", "clip_after", "clips_keep"):
             if key in self.model_fields_set and getattr(self, key) is not None and self.clips is None:
                 raise ValueError(f"config keys {key!r} and 'clips': {key} is about event clips; give clips too")

@@ -176,6 +176,10 @@ def test_clips_older_than_clips_keep_are_deleted_and_nothing_else(tmp_path: Path
                                                                  "back-20261101-090000.jpg"])
 
 
+ZONED = {"streams": [{"source": "a.mp4", "zones": {"all": [[0, 0], [9, 0], [9, 9]]}}], "tracker": "bytetrack"}
+"""A config whose stream can have events."""
+
+
 @pytest.mark.parametrize(("settings", "message"), [
     ({"clip_before": 3}, "config keys 'clip_before' and 'clips': clip_before is about event clips; give clips too"),
     ({"clips_keep": "30d"}, "config keys 'clips_keep' and 'clips'"),
@@ -183,16 +187,27 @@ def test_clips_older_than_clips_keep_are_deleted_and_nothing_else(tmp_path: Path
     ({"clips": "c", "clip_after": -1}, "config key 'clip_after': .*must be from 0 s to 10 years"),
     ({"clips": "c", "clip_before": "2 minutes"}, "config key 'clip_before': .*must be seconds"),
     ({"clips": "c", "clip_before": "2m"}, "config key 'clip_before': .*less than or equal to 60"),
+    ({"clips": "c", "tracker": None}, "config key 'clips': a clip is made around a stream's events .* set tracker"),
+    ({"clips": "c", "streams": ["a.mp4"]}, "config key 'clips': .*give a stream lines or zones"),
 ])
 def test_clip_settings_that_cannot_work_name_their_key(settings: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        build_config({"streams": ["a.mp4"], **settings})
+        build_config({**ZONED, **settings})
 
 
 def test_clip_spans_may_be_written_with_units() -> None:
-    config = build_config({"streams": ["a.mp4"], "clips": "c", "clip_before": "1.5s", "clip_after": "2m"})
+    config = build_config({**ZONED, "clips": "c", "clip_before": "1.5s", "clip_after": "2m"})
     assert (config.clip_before, config.clip_after, config.clips_keep) == (1.5, 120.0, None)
-    assert build_config({"streams": ["a.mp4"], "clips": "c"}).clip_before == 5.0
+    assert build_config({**ZONED, "clips": "c"}).clip_before == 5.0
+
+
+def test_only_the_streams_that_can_have_events_are_encoded_for_clips(tmp_path: Path) -> None:
+    clips = ClipRecorder(tmp_path, streams=["door"])
+    clips.open()
+    image = np.zeros((240, 320, 3), np.uint8)
+    clips.write(_result(0, 0.0, image, event=True))  # stream "cam": no lines or zones
+    assert clips.files == {} and list(tmp_path.iterdir()) == []
+    clips.close()
 
 
 @pytest.mark.timeout(180)

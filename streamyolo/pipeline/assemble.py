@@ -243,6 +243,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     clips: ClipRecorder | None = None
     if cfg.clips is not None:  # before the events, which name the clip each is in
         clips = ClipRecorder(cfg.clips, annotator, before=cfg.clip_before, after=cfg.clip_after, keep=cfg.clips_keep,
+                             streams=[s.spec.name for s in streams if s.config.lines or s.config.zones],
                              codec=choose_codec(cfg.record_codec, gpu), preset=cfg.record_preset, crf=cfg.record_crf)
         sinks.append(clips)
     events: EventSink | None = None

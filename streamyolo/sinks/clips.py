@@ -25,6 +25,7 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,14 +74,18 @@ class ClipRecorder(VideoRecorder):
     """Writes clips around each stream's events into ``folder`` (see the module)."""
 
     def __init__(self, folder: Path, annotator: BoxAnnotator | None = None, *, before: float = 5.0,
-                 after: float = 5.0, keep: float | None = None, **encoding: Any) -> None:
-        """``encoding``: the recorder's ``codec``, ``preset``, ``crf``, ``queue_size``, ``default_fps``."""
+                 after: float = 5.0, keep: float | None = None, streams: Collection[str] | None = None,
+                 **encoding: Any) -> None:
+        """``streams``: the streams that can have events (lines, zones), the only ones whose
+        frames are encoded for clips (``None``: all); ``encoding``: the recorder's ``codec``,
+        ``preset``, ``crf``, ``queue_size``, ``default_fps``."""
         if before < 0 or after < 0:
             raise ValueError(f"before and after must be 0 or more seconds, not {before} and {after}")
         super().__init__(folder, annotator, **encoding)
         self.before = before
         self.after = after
         self.clips_keep = keep
+        self.streams = None if streams is None else frozenset(streams)
         self._spans: dict[str, _Span] = {}
         self._unclaimed = 0  # clips that could not even be created
         self._pruned_at = -math.inf
@@ -100,6 +105,8 @@ class ClipRecorder(VideoRecorder):
         self.prune(None)
 
     def write(self, result: Result) -> None:
+        if self.streams is not None and result.stream not in self.streams:
+            return  # no events, no clips: its frames are not encoded either
         path = self._place(result)
         self.writer(result.stream).put((result, path))
 

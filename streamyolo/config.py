@@ -58,12 +58,15 @@ EventKind = Literal["line", "enter", "leave", "linger", "state"]
 
 
 class ZoneConfig(_Strict):
-    """A zone with settings: ``{points: [[x1, y1], …], linger: 30}``."""
+    """A zone with settings: ``{points: [[x1, y1], …], linger: 30, classes: [2, 7]}``."""
 
     points: list[tuple[float, float]]
     linger: float | None = None
     """Tracked streams: an object inside this long (seconds, or ``30s``, ``2m``) is an event
     (``linger``), once per stay: someone loitering, a car parked where it should not."""
+    classes: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
+    """The class ids this zone holds (default: every class the stream keeps): cars in the
+    driveway, people at the door, on one camera."""
 
     @field_validator("linger", mode="before")
     @classmethod
@@ -389,6 +392,13 @@ class PipelineConfig(_Strict):
         if self.snapshots_keep is not None and self.snapshots is None:
             raise ValueError("config keys 'snapshots_keep' and 'snapshots': snapshots_keep deletes old snapshots; "
                              "give snapshots too")
+        for index, stream in enumerate(self.streams):
+            kept = stream.classes if stream.classes is not None else self.classes
+            for name, zone in (stream.zones or {}).items():
+                never = sorted(set(zone.classes or ()) - set(kept)) if kept is not None else []
+                if never:
+                    raise ValueError(f"config key 'streams.{index}.zones.{name}.classes': class(es) {never} are not "
+                                     f"among the stream's classes {sorted(kept or ())}: the zone would never hold them")
         if self.clips is not None and (self.tracker is None or not any(s.lines or s.zones for s in self.streams)):
             raise ValueError("config key 'clips': a clip is made around a stream's events (a counting line crossed, "
                              "a zone entered or left), and no stream can have any; give a stream lines or zones, "

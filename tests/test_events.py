@@ -21,7 +21,7 @@ from streamyolo.buffering import Overflow
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError, OutputsIncompleteError, SourceReadError
 from streamyolo.frames import Crossing, Detections, Frame, FrameMeta, LineTally, Result, ZoneVisit
-from streamyolo.inference.counting import CountingLine, Zone, ZoneWatch, occupancy
+from streamyolo.inference.counting import CountingLine, Zone, ZoneWatch, occupancy, zone_tallies
 from streamyolo.inference.tracking import tracker_settings
 from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.pipeline.restart import Backoff
@@ -64,6 +64,31 @@ def test_a_zone_sees_each_tracked_object_enter_and_leave_with_how_long_it_stayed
     ]
     untracked = Detections(np.array([[40, 40, 60, 60]], np.float32), np.ones(1, np.float32), np.zeros(1, np.int64))
     assert _see(watch, untracked, 9.0) == [], "an object without a track id cannot enter"
+
+
+def test_a_zone_with_classes_holds_and_sees_only_objects_of_those() -> None:
+    driveway = Zone("driveway", SQUARE.points, classes=frozenset({2}))  # cars only
+    watch = ZoneWatch([driveway, SQUARE])
+    found = _boxes((1, 40.0, 50.0, 0), (2, 60.0, 50.0, 2))  # a person and a car, both inside
+    held = occupancy(watch.zones, found)
+    assert [dict(t.inside) for t in zone_tallies(watch.zones, found, held)] == [{"car": 1}, {"person": 1, "car": 1}]
+    assert [(v.zone, v.event, v.id) for v in watch.update(found, 0.0, held)] == [
+        ("driveway", "enter", 2), ("square", "enter", 1), ("square", "enter", 2)]
+    # The car read as a person for a frame stays in the driveway; it leaves once seen outside.
+    for t, objects in enumerate([[(2, 60.0, 50.0, 0)], [(2, 61.0, 50.0, 2)], [(2, 160.0, 50.0, 2)]], start=1):
+        moved = _boxes(*objects)
+        assert [(v.zone, v.event, v.id) for v in watch.update(moved, t, occupancy(watch.zones, moved))] == [
+            [], [], [("driveway", "leave", 2), ("square", "leave", 2)]][t - 1]
+    with pytest.raises(ConfigError, match=r"config key 'streams.0.zones.door.classes': class\(es\) \[2\] are not "
+                                          r"among the stream's classes \[0\]: the zone would never hold them"):
+        build_config({"streams": [{"source": "a.mp4", "classes": [0], "zones": {"door": {
+            "points": [[0, 0], [9, 0], [9, 9]], "classes": [0, 2]}}}]})
+    with pytest.raises(ConfigError, match=r"class\(es\) \[7\] are not among the stream's classes \[0, 2\]"):
+        build_config({"streams": [{"source": "a.mp4", "zones": {"door": {"points": [[0, 0], [9, 0], [9, 9]],
+                                                                           "classes": [7]}}}], "classes": [0, 2]})
+    zoned = build_config({"streams": [{"source": "a.mp4", "zones": {"door": {"points": [[0, 0], [9, 0], [9, 9]],
+                                                                             "classes": [2]}}}]})
+    assert zoned.streams[0].zones is not None and zoned.streams[0].zones["door"].classes == [2]
 
 
 def _see(watch: ZoneWatch, found: Detections, now: float) -> list[ZoneVisit]:

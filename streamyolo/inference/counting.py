@@ -134,6 +134,11 @@ class Zone:
     points: tuple[Point, ...]
     linger: float | None = None
     """Tracked streams: seconds inside after which an object is said to linger (once per stay)."""
+    classes: frozenset[int] | None = None
+    """The class ids the zone holds (``None``: every class): objects of other classes inside
+    its polygon are neither counted nor seen to enter it. A tracked object inside stays inside
+    until it is seen outside the polygon (or unseen), even in a frame where the model reads its
+    class as another: one such frame is not a leave and an entry."""
 
 
 def inside(polygon: Sequence[Point], points: npt.NDArray[np.floating]) -> npt.NDArray[np.bool_]:
@@ -200,8 +205,9 @@ class ZoneWatch:
         visits: list[ZoneVisit] = []
         if found.ids is not None and len(found):
             tracks, classes = found.ids.tolist(), found.cls.tolist()
+            points = centres(found)
             for zone, mask in zip(self.zones, held, strict=True):
-                for track, cls, here in zip(tracks, classes, mask.tolist(), strict=True):
+                for index, (track, cls, here) in enumerate(zip(tracks, classes, mask.tolist(), strict=True)):
                     key = (zone.name, int(track))
                     stay = self._inside.get(key)
                     if here and stay is None:
@@ -214,6 +220,9 @@ class ZoneWatch:
                             stay.lingered = True
                             visits.append(ZoneVisit(zone.name, "linger", key[1], stay.cls, stay.name,
                                                     float(now - stay.since)))
+                    elif stay is not None and zone.classes is not None and \
+                            inside(zone.points, points[index:index + 1])[0]:
+                        stay.seen, stay.frame = now, self._frame  # still there, its class read otherwise this time
                     elif stay is not None:
                         visits.append(self._leave(key))
         for key in [k for k, stay in self._inside.items() if self._frame - stay.frame > self.gone_after]:
@@ -226,9 +235,11 @@ class ZoneWatch:
 
 
 def occupancy(zones: Sequence[Zone], found: Detections) -> list[npt.NDArray[np.bool_]]:
-    """For each zone, which of ``found``'s boxes it holds (their centre is inside it)."""
+    """For each zone, which of ``found``'s boxes it holds (their centre is inside it, and their
+    class is one of the zone's ``classes``)."""
     points = centres(found)
-    return [inside(zone.points, points) for zone in zones]
+    return [inside(zone.points, points) if zone.classes is None else
+            inside(zone.points, points) & np.isin(found.cls, list(zone.classes)) for zone in zones]
 
 
 def zone_tallies(zones: Sequence[Zone], found: Detections,

@@ -282,7 +282,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
             display_uri=s.spec.display_uri,
             keep=cfg.stream_filter(s.config),
             lines=tuple(CountingLine(name, a, b) for name, (a, b) in (s.config.lines or {}).items()),
-            zones=tuple(Zone(name, tuple(zone.points), zone.linger) for name, zone in (s.config.zones or {}).items()),
+            zones=tuple(Zone(name, tuple(zone.points), zone.linger, None if zone.classes is None else
+                             frozenset(zone.classes)) for name, zone in (s.config.zones or {}).items()),
         )
         for s in streams
     ]

@@ -82,6 +82,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                              "before the first to --clip-after seconds after the last")
     parser.add_argument("--clip-before", metavar="SECONDS", help="with --clips: video before an event (5)")
     parser.add_argument("--clip-after", metavar="SECONDS", help="with --clips: video after the last event (5)")
+    parser.add_argument("--public-url", metavar="URL",
+                        help="the web page's address as event receivers reach it: events then carry snapshot_url "
+                             "and clip_url")
     parser.add_argument("--clips-keep", metavar="AGE",
                         help="with --clips: delete clips older than this (30d, 12h, or seconds)")
     parser.add_argument("--overwrite", action="store_true", default=None,
@@ -168,7 +171,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "pytorch_cpu", "conf", "iou", "imgsz", "classes", "half",
             "record", "record_segment", "record_keep", "overwrite", "jsonl", "summary", "stats", "events", "webhook",
             "mqtt", "webhook_events", "mqtt_events", "snapshots", "snapshots_keep", "clips", "clip_before",
-            "clip_after", "clips_keep", "display", "duration",
+            "clip_after", "clips_keep", "public_url", "display", "duration",
             "status_interval", "hang_warning", "threads", "model_cache", "live_hold", "tracker",
             "web", "web_fps", "web_auth", "web_cert", "web_key"]
     overrides = {key: getattr(args, key) for key in keys if getattr(args, key, None) is not None}

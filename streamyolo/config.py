@@ -332,6 +332,10 @@ class PipelineConfig(_Strict):
     """With ``clips``: seconds of video before an event (also written ``5s``)."""
     clip_after: float = Field(default=5.0, ge=0, le=600)
     """With ``clips``: seconds of video after a clip's last event (also written ``1m``)."""
+    public_url: str | None = None
+    """The web page's address as the receivers of events reach it (``https://box.lan:8443/``):
+    events then carry ``snapshot_url`` and ``clip_url``, where the page serves their snapshot
+    and clip, for a webhook's or a broker's client to fetch (with ``web_auth``'s login, if set)."""
     clips_keep: float | None = None
     """With ``clips``: delete clips older than this (``30d``, ``12h``, or seconds), this run's
     and earlier runs'; nothing else in the folder. Unset: nothing is deleted."""
@@ -403,6 +407,9 @@ class PipelineConfig(_Strict):
             raise ValueError("config key 'clips': a clip is made around a stream's events (a counting line crossed, "
                              "a zone entered or left), and no stream can have any; give a stream lines or zones, "
                              "and set tracker")
+        if self.public_url is not None and (self.web is None or (self.snapshots is None and self.clips is None)):
+            raise ValueError("config key 'public_url': it is where the web page serves the events' snapshots and "
+                             "clips; give web, and snapshots or clips, too")
         for key in ("clip_before", "clip_after", "clips_keep"):
             if key in self.model_fields_set and getattr(self, key) is not None and self.clips is None:
                 raise ValueError(f"config keys {key!r} and 'clips': {key} is about event clips; give clips too")
@@ -448,6 +455,18 @@ class PipelineConfig(_Strict):
 
             (check_webhook if info.field_name == "webhook" else parse_mqtt)(value)
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from streamyolo.sinks.base import split_url
+
+        parts = split_url(value, ("http", "https"))
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must hold no login: it goes into every event (receivers log in with web_auth's)")
+        return value if value.endswith("/") else value + "/"
 
     @field_validator("tracker")
     @classmethod
@@ -517,7 +536,7 @@ class PipelineConfig(_Strict):
 
 
 _SECRET_KEYS = frozenset({"web_auth"})  # never repeated in an error, nor YAML-parsed from the environment
-_URL_KEYS = frozenset({"webhook", "mqtt"})  # repeated in an error without their password
+_URL_KEYS = frozenset({"webhook", "mqtt", "public_url"})  # repeated in an error without their password
 
 
 def _same_folder(a: Path, b: Path) -> bool:

@@ -34,6 +34,7 @@ from streamyolo.sinks.web import WebViewer
 from streamyolo.sources import SourceKind, SourceSpec, open_source, read_stamp
 from streamyolo.sources.synthetic import stamp
 from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, files_aged, read_jsonl
+from tests.servers import HookReceiver, free_port
 from tests.test_cli import streamyolo
 from tests.test_recorder import _decodable
 
@@ -108,6 +109,44 @@ def test_a_clip_holds_the_seconds_before_and_after_its_events_and_the_events_nam
     assert summary.clips == {"hall": [str(folder / first), str(folder / second)]}, "a clip in the wrong place"
     assert summary.to_dict()["streams"]["hall"]["clips"] == summary.clips["hall"]
     assert "recordings" not in summary.to_dict()["streams"]["hall"] and "clips of hall: 2 files" in summary.table()
+
+
+@pytest.mark.timeout(60)
+def test_with_a_public_url_events_link_their_snapshot_and_clip_where_the_web_page_serves_them(
+        tmp_path: Path) -> None:
+    port = free_port()
+    public = f"http://127.0.0.1:{port}/"  # as a receiver would reach the box
+    source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=80", SourceKind.SYNTHETIC))
+    shots, folder = tmp_path / "shots", tmp_path / "clips"
+    clips = ClipRecorder(folder, before=0.4, after=0.4)
+    with HookReceiver() as hook:
+        events = EventSink(None, hook.url, shots, clip_of=clips.clip_of, public_url=public)
+        web = WebViewer(f"127.0.0.1:{port}", events=events.recent, snapshots=shots, clips=folder)
+        pipeline = Pipeline([StreamSetup("hall", source, Overflow.BLOCK, zones=(LOBBY,))], _Visitors,
+                            tracker=tracker_settings("bytetrack"), sinks=[clips, events], web=web)
+        pipeline.start()
+        try:
+            pipeline.wait(40)
+            enter = next(e for e in hook.events if e["event"] == "enter")
+            fetched = {}
+            for key in ("snapshot_url", "clip_url"):
+                with urllib.request.urlopen(enter[key], timeout=10) as response:
+                    fetched[key] = (response.headers["Content-Type"], response.read(12))
+        finally:
+            pipeline.join()
+    assert enter["snapshot_url"] == public + "snapshots/" + enter["snapshot"]
+    assert enter["clip_url"] == public + "clips/" + enter["clip"]
+    assert fetched["snapshot_url"][0] == "image/jpeg" and fetched["snapshot_url"][1][:2] == b"\xff\xd8"
+    assert fetched["clip_url"][0] == "video/mp4" and fetched["clip_url"][1][4:8] == b"ftyp"
+    assert [e for e in hook.events if e["event"] == "state"] and all(
+        "snapshot_url" not in e for e in hook.events if e["event"] == "state"), "a state event has no picture"
+    with pytest.raises(ConfigError, match="config key 'public_url': it is where the web page serves"):
+        build_config({**ZONED, "clips": "c", "public_url": "https://box.lan/"})
+    with pytest.raises(ConfigError, match=r"config key 'public_url': .*must hold no login") as refused:
+        build_config({**ZONED, "clips": "c", "web": 8080, "public_url": "https://me:secret@box.lan/"})
+    assert "secret" not in str(refused.value)
+    assert build_config({**ZONED, "clips": "c", "web": 8080, "public_url": "https://box.lan:8443/cams"}
+                        ).public_url == "https://box.lan:8443/cams/"
 
 
 def _result(seq: int, at: float, image: Image, event: bool = False) -> Result:

@@ -252,7 +252,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
             check_output_file(cfg.events, "events file")
         events = EventSink(cfg.events, cfg.webhook, cfg.snapshots, annotator, overwrite=cfg.overwrite, mqtt=cfg.mqtt,
                            webhook_events=cfg.webhook_events, mqtt_events=cfg.mqtt_events,
-                           snapshots_keep=cfg.snapshots_keep, clip_of=clips.clip_of if clips is not None else None)
+                           snapshots_keep=cfg.snapshots_keep, clip_of=clips.clip_of if clips is not None else None,
+                           public_url=cfg.public_url)
         sinks.append(events)
     for path, what in ((cfg.summary, "summary file"), (cfg.stats, "stats file")):
         if path is not None:

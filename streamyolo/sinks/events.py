@@ -32,6 +32,7 @@ import queue
 import re
 import threading
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -104,7 +105,7 @@ class EventSink:
                  annotator: BoxAnnotator | None = None, overwrite: bool = False, quality: int = 90,
                  mqtt: str | None = None, webhook_events: Collection[str] | None = None,
                  mqtt_events: Collection[str] | None = None, snapshots_keep: float | None = None,
-                 clip_of: Callable[[Result], str | None] | None = None) -> None:
+                 clip_of: Callable[[Result], str | None] | None = None, public_url: str | None = None) -> None:
         self.path = Path(path) if path is not None else None
         self.snapshots = Path(snapshots) if snapshots is not None else None
         self.snapshots_keep = snapshots_keep
@@ -119,6 +120,7 @@ class EventSink:
         self._annotator = annotator or BoxAnnotator(overlay=False)
         self.quality = quality
         self._clip_of = clip_of  # the clip a frame's events are in (the clips sink writes before this one)
+        self.public_url = public_url  # where the web page serves snapshots and clips, for the events' receivers
         self._queue: queue.SimpleQueue[tuple[Result | None, list[dict[str, Any]]] | None] = queue.SimpleQueue()
         self._waiting = 0  # frames queued for a snapshot
         self._skipped = 0
@@ -150,6 +152,7 @@ class EventSink:
         if clip is not None:
             for event in events:
                 event["clip"] = clip
+                self._link(event, "clip", "clips")
         with self._lock:
             if not self._open:
                 return
@@ -215,6 +218,7 @@ class EventSink:
                     if name is not None:
                         for event in events:
                             event["snapshot"] = name
+                            self._link(event, "snapshot", "snapshots")
                 for event in events:
                     if self._lines is not None:
                         self._lines.record(event)
@@ -226,6 +230,11 @@ class EventSink:
                     self.written += 1
             except Exception:  # one frame's trouble never ends the events of the run
                 log.exception("events: could not hand out %d event(s)", len(events))
+
+    def _link(self, event: dict[str, Any], key: str, folder: str) -> None:
+        """With ``public_url``: ``event[key + "_url"]``, where the web page serves the file ``event[key]``."""
+        if self.public_url is not None:
+            event[f"{key}_url"] = f"{self.public_url}{folder}/{urllib.parse.quote(event[key])}"
 
     def _snapshot(self, result: Result) -> str | None:
         """Save ``result``'s frame, annotated, as a JPEG in the snapshots folder; its name, or

@@ -27,6 +27,7 @@ from streamyolo.frames import Detections, Frame, FrameMeta, Image, Result, ZoneV
 from streamyolo.inference.counting import Zone
 from streamyolo.inference.tracking import tracker_settings
 from streamyolo.pipeline import Pipeline, StreamSetup
+from streamyolo.pipeline.health import StreamState
 from streamyolo.sinks import EventSink
 from streamyolo.sinks.clips import ClipRecorder
 from streamyolo.sinks.recorder import H264, VideoRecorder
@@ -109,6 +110,32 @@ def test_a_clip_holds_the_seconds_before_and_after_its_events_and_the_events_nam
     assert summary.clips == {"hall": [str(folder / first), str(folder / second)]}, "a clip in the wrong place"
     assert summary.to_dict()["streams"]["hall"]["clips"] == summary.clips["hall"]
     assert "recordings" not in summary.to_dict()["streams"]["hall"] and "clips of hall: 2 files" in summary.table()
+
+
+@pytest.mark.timeout(60)
+def test_a_stream_that_ends_within_a_clip_finishes_it_at_once(tmp_path: Path) -> None:
+    """Not at the end of the run: the other streams may go on for days."""
+    source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=60", SourceKind.SYNTHETIC))
+    other = open_source(SourceSpec("yard", "synthetic:?size=320x240&fps=25", SourceKind.SYNTHETIC))  # endless
+    folder = tmp_path / "clips"
+    clips = ClipRecorder(folder, before=1.0, after=5.0)
+    pipeline = Pipeline([StreamSetup("hall", source, Overflow.BLOCK, zones=(LOBBY,)),
+                         StreamSetup("yard", other, Overflow.BLOCK)], _Visitors,
+                        tracker=tracker_settings("bytetrack"), sinks=[clips])
+    pipeline.start()
+    try:
+        deadline = time.monotonic() + 30
+        while pipeline.health("hall").snapshot().state is not StreamState.ENDED:
+            assert time.monotonic() < deadline, "the stream did not end"
+            time.sleep(0.05)
+        (clip,) = folder.iterdir()
+        while _decodable(clip) != list(range(25, 60)):  # the visitor enters at frame 51: from 25 to the end
+            assert time.monotonic() < deadline, f"the clip was not finished: {_decodable(clip)}"
+            time.sleep(0.1)
+        assert pipeline.health("yard").snapshot().state is StreamState.STREAMING
+    finally:
+        pipeline.stop()
+        pipeline.join()
 
 
 @pytest.mark.timeout(60)

@@ -53,6 +53,8 @@ CLIP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*-\d{8}-\d{6}(-\d+)?\.mp4")
 
 _SAME_MOMENT = 1e-6  # seconds: a frame this close to the end of a clip's span is still in it
 
+_STREAM_OVER = object()  # a stream's writer item: it has ended or failed, its clip is finished
+
 
 @dataclass
 class _Span:
@@ -109,6 +111,20 @@ class ClipRecorder(VideoRecorder):
             return  # no events, no clips: its frames are not encoded either
         path = self._place(result)
         self.writer(result.stream).put((result, path))
+
+    def stream_changed(self, stream: str, state: str, error: str | None) -> None:
+        """A stream that has ended or failed (after its last frame) finishes its clip now, not
+        at the end of the run, and lets go of its encoder."""
+        if state not in ("ended", "failed"):
+            return
+        span = self._spans.get(stream)
+        if span is not None:
+            span.path = None
+        if stream in self.files:  # it has a writer
+            try:
+                self.writer(stream).put(_STREAM_OVER)
+            except RecorderError:  # its clips had failed already (and said so)
+                pass
 
     def clip_of(self, result: Result) -> str | None:
         """The name of the clip ``result``'s events are in (once :meth:`write` has had it), or
@@ -219,6 +235,9 @@ class _ClipWriter(StreamWriter):
         self._given_up: set[Path] = set()  # clips a failed write ended: their later frames are lost
 
     def take(self, item: Any) -> None:
+        if item is _STREAM_OVER:
+            self.close_files()
+            return
         result, path = item
         assert isinstance(result, Result)
         if self._h264 is not None and not self._h264.fits(result):  # the camera's size changed

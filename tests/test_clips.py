@@ -4,6 +4,7 @@ a synthetic street with the bundled model."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -236,10 +237,22 @@ def test_clips_older_than_clips_keep_are_deleted_and_nothing_else(tmp_path: Path
                [recent])
     clips = ClipRecorder(tmp_path, keep=3600)
     clips.open()
-    clips.close()
     # Every clip (of any stream, copies with -2 too) older than an hour went; the rest stays.
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([recent, "notes.mp4", "gate.mp4",
                                                                  "back-20261101-090000.jpg"])
+    # A clip of this run, once deleted, is no longer listed (the summary lists what is there).
+    image = np.zeros((240, 320, 3), np.uint8)
+    clips.write(_result(0, 0.0, image, event=True))
+    clips.stream_changed("cam", "ended", None)
+    deadline = time.monotonic() + 10
+    while not clips.files.get("cam") or not decode(clips.files["cam"][0])[0]:
+        assert time.monotonic() < deadline, "the clip was not written"
+        time.sleep(0.05)
+    (made,) = clips.files["cam"]
+    os.utime(made, (time.time() - 7200, time.time() - 7200))
+    clips._pruned_at = -math.inf  # as a minute later
+    assert clips.prune(None) == [made] and clips.files == {"cam": []}
+    clips.close()
 
 
 ZONED = {"streams": [{"source": "a.mp4", "zones": {"all": [[0, 0], [9, 0], [9, 9]]}}], "tracker": "bytetrack"}

@@ -120,7 +120,7 @@ class ClipRecorder(VideoRecorder):
         span = self._spans.get(stream)
         if span is not None:
             span.path = None
-        if stream in self.files:  # it has a writer
+        if stream in super().files:  # it has a writer
             try:
                 self.writer(stream).put(_STREAM_OVER)
             except RecorderError:  # its clips had failed already (and said so)
@@ -148,6 +148,14 @@ class ClipRecorder(VideoRecorder):
             log.info("clips folder %s: deleted %d clip(s) older than %s (clips_keep)", self.folder, len(deleted),
                      format_seconds(self.clips_keep))
         return deleted
+
+    @property
+    def files(self) -> dict[str, list[Path]]:
+        """Every stream's clips so far, oldest first, but those ``clips_keep`` has deleted."""
+        made = super().files
+        if self.clips_keep is None:
+            return made
+        return {stream: [path for path in paths if path.exists()] for stream, paths in made.items()}
 
     def close(self) -> None:
         super().close()

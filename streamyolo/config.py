@@ -76,6 +76,14 @@ class ZoneConfig(_Strict):
         return None if value is None else parse_seconds(value)
 
 
+class LineConfig(_Strict):
+    """A counting line with settings: ``{points: [[x1, y1], [x2, y2]], classes: [0]}``."""
+
+    points: tuple[tuple[float, float], tuple[float, float]]
+    classes: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
+    """The class ids this line counts (default: every class the stream keeps)."""
+
+
 class StreamConfig(_Strict):
     """One stream. A plain string in the config is shorthand for ``{source: <string>}``,
     and ``name=uri`` names it."""
@@ -111,10 +119,11 @@ class StreamConfig(_Strict):
     """This stream's class ids (default: the run's ``classes``): a parking camera that keeps
     cars only, say, beside cameras that keep people."""
     lines: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")],
-                tuple[tuple[float, float], tuple[float, float]]] | None = None
+                LineConfig] | None = None
     """Counting lines (needs ``tracker``): ``{door: [[x1, y1], [x2, y2]]}`` in the picture's
     pixels; tracked objects crossing one are counted, ``in`` from its left to its right
-    (walking from the first point to the second) and ``out`` the other way."""
+    (walking from the first point to the second) and ``out`` the other way. A line may also
+    be ``{points: [[x1, y1], [x2, y2]], classes: [0]}`` (:class:`LineConfig`)."""
 
     zones: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")],
                 ZoneConfig] | None = None
@@ -122,10 +131,10 @@ class StreamConfig(_Strict):
     every frame counts the objects whose box centre lies inside each, by class. A zone may
     also be ``{points: […], linger: 30}`` (:class:`ZoneConfig`)."""
 
-    @field_validator("zones", mode="before")
+    @field_validator("zones", "lines", mode="before")
     @classmethod
-    def _zone_points(cls, value: Any) -> Any:
-        """A zone written as its points alone: ``{queue: [[x1, y1], …]}``."""
+    def _bare_points(cls, value: Any) -> Any:
+        """A zone or line written as its points alone: ``{queue: [[x1, y1], …]}``."""
         if isinstance(value, dict):
             return {name: {"points": zone} if isinstance(zone, list | tuple) else zone for name, zone in value.items()}
         return value
@@ -140,8 +149,9 @@ class StreamConfig(_Strict):
 
     @field_validator("lines")
     @classmethod
-    def _lines(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        for name, (a, b) in (value or {}).items():
+    def _lines(cls, value: dict[str, LineConfig] | None) -> dict[str, LineConfig] | None:
+        for name, line in (value or {}).items():
+            a, b = line.points
             if a == b:
                 raise ValueError(f"line {name!r} needs two different points")
         return value
@@ -398,11 +408,15 @@ class PipelineConfig(_Strict):
                              "give snapshots too")
         for index, stream in enumerate(self.streams):
             kept = stream.classes if stream.classes is not None else self.classes
-            for name, zone in (stream.zones or {}).items():
-                never = sorted(set(zone.classes or ()) - set(kept)) if kept is not None else []
+            counters: list[tuple[str, str, LineConfig | ZoneConfig]] = [
+                *(("lines", name, line) for name, line in (stream.lines or {}).items()),
+                *(("zones", name, zone) for name, zone in (stream.zones or {}).items())]
+            for kind, name, counter in counters:
+                never = sorted(set(counter.classes or ()) - set(kept)) if kept is not None else []
                 if never:
-                    raise ValueError(f"config key 'streams.{index}.zones.{name}.classes': class(es) {never} are not "
-                                     f"among the stream's classes {sorted(kept or ())}: the zone would never hold them")
+                    what = "zone would never hold" if kind == "zones" else "line would never count"
+                    raise ValueError(f"config key 'streams.{index}.{kind}.{name}.classes': class(es) {never} are not "
+                                     f"among the stream's classes {sorted(kept or ())}: the {what} them")
         if self.clips is not None and (self.tracker is None or not any(s.lines or s.zones for s in self.streams)):
             raise ValueError("config key 'clips': a clip is made around a stream's events (a counting line crossed, "
                              "a zone entered or left), and no stream can have any; give a stream lines or zones, "

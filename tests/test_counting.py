@@ -54,6 +54,26 @@ def test_a_line_counts_each_track_once_each_way_within_its_length() -> None:
     assert counter.update(Detections(np.zeros((1, 4), np.float32), np.ones(1, np.float32), np.zeros(1, np.int64))) == []
 
 
+def test_a_line_with_classes_counts_only_objects_of_those() -> None:
+    gate = CountingLine("gate", DOOR.a, DOOR.b, classes=frozenset({2}))  # cars only, on the door's line
+    counter = LineCounter([DOOR, gate])
+    crossings = [counter.update(_boxes((1, 50.0, y, 0), (2, 150.0, y, 2))) for y in (90.0, 110.0)]
+    assert [(c.line, c.id, c.name) for c in crossings[1]] == [("door", 1, "person"), ("door", 2, "car"),
+                                                               ("gate", 2, "car")]
+    assert counter.totals == {"door": {"in": 2, "out": 0}, "gate": {"in": 1, "out": 0}}
+    config = build_config({"streams": [{"source": "a.mp4", "lines": {
+        "door": [[0, 1], [9, 1]], "gate": {"points": [[0, 5], [9, 5]], "classes": [2, 7]}}}], "tracker": "bytetrack"})
+    lines = config.streams[0].lines
+    assert lines is not None and (lines["door"].points, lines["door"].classes) == (((0, 1), (9, 1)), None)
+    assert (lines["gate"].points, lines["gate"].classes) == (((0, 5), (9, 5)), [2, 7])
+    with pytest.raises(ConfigError, match=r"config key 'streams.0.lines.gate.classes': class\(es\) \[2\] are not "
+                                          r"among the stream's classes \[0\]: the line would never count them"):
+        build_config({"streams": [{"source": "a.mp4", "classes": [0], "lines": {
+            "gate": {"points": [[0, 5], [9, 5]], "classes": [2]}}}], "tracker": "bytetrack"})
+    with pytest.raises(ConfigError, match=r"config key 'streams\.0\.lines\.gate\.points': Field required"):
+        build_config({"streams": [{"source": "a.mp4", "lines": {"gate": {"classes": [2]}}}], "tracker": "bytetrack"})
+
+
 def test_a_track_not_seen_for_long_is_forgotten() -> None:
     counter = LineCounter([DOOR], forget_after=150)
     counter.update(_boxes((1, 50.0, 80.0, 0)))

@@ -49,6 +49,9 @@ class CountingLine:
     name: str
     a: Point
     b: Point
+    classes: frozenset[int] | None = None
+    """The class ids it counts (``None``: every class), by the class of the object in the frame
+    it crosses."""
 
 
 def side(line: CountingLine, point: Point) -> float:
@@ -104,6 +107,8 @@ class LineCounter:
                 if before is None:
                     continue
                 for line in self.lines:
+                    if line.classes is not None and cls not in line.classes:
+                        continue
                     direction = crossed(line, before[0], (x, y))
                     if direction is None or (line.name, direction, track) in self._counted:
                         continue

@@ -282,9 +282,10 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
             policy=_policy(s),
             display_uri=s.spec.display_uri,
             keep=cfg.stream_filter(s.config),
-            lines=tuple(CountingLine(name, a, b) for name, (a, b) in (s.config.lines or {}).items()),
-            zones=tuple(Zone(name, tuple(zone.points), zone.linger, None if zone.classes is None else
-                             frozenset(zone.classes)) for name, zone in (s.config.zones or {}).items()),
+            lines=tuple(CountingLine(name, *line.points, classes=_class_set(line.classes))
+                        for name, line in (s.config.lines or {}).items()),
+            zones=tuple(Zone(name, tuple(zone.points), zone.linger, _class_set(zone.classes))
+                        for name, zone in (s.config.zones or {}).items()),
         )
         for s in streams
     ]
@@ -310,6 +311,10 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         restart_counts=restarts,
         hang_warning=cfg.hang_warning,
     )
+
+
+def _class_set(classes: list[int] | None) -> frozenset[int] | None:
+    return None if classes is None else frozenset(classes)
 
 
 def _network(stream: StreamConfig) -> NetworkOptions:

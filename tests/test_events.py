@@ -287,7 +287,8 @@ class _Subscriber:
         assert subscribed.wait(10), "the test's subscriber could not subscribe"
 
     def events(self) -> list[dict[str, object]]:
-        return [json.loads(payload) for topic, payload, _ in self.messages if not topic.endswith("/available")]
+        return [json.loads(payload) for topic, payload, _ in self.messages
+                if not topic.endswith(("/available", "/snapshot"))]
 
     def close(self) -> None:
         self.client.disconnect()
@@ -308,11 +309,11 @@ def broker_folder(tmp_path: Path) -> Path:
 def test_events_reach_an_mqtt_broker_with_a_login_and_its_topics(broker_folder: Path) -> None:
     source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=30", SourceKind.SYNTHETIC))
     lobby = Zone("lobby", ((100.0, 100.0), (220.0, 100.0), (220.0, 200.0), (100.0, 200.0)))
-    path = broker_folder / "events.jsonl"
+    path, shots = broker_folder / "events.jsonl", broker_folder / "shots"
     with MqttBroker(broker_folder, "cams", "pa:ss") as broker:
         subscriber = _Subscriber(broker.port, "cams", "pa:ss")
         try:
-            sink = EventSink(path, mqtt=f"mqtt://cams:pa%3Ass@127.0.0.1:{broker.port}")
+            sink = EventSink(path, mqtt=f"mqtt://cams:pa%3Ass@127.0.0.1:{broker.port}", snapshots=shots)
             Pipeline([StreamSetup("hall", source, Overflow.BLOCK, zones=(lobby,))], _WalkerDetector,
                      tracker=tracker_settings("bytetrack"), sinks=[sink]).run()
             _wait_for(lambda: len(subscriber.events()) >= 4 and subscriber.messages[-1][1] == b"offline")
@@ -321,17 +322,23 @@ def test_events_reach_an_mqtt_broker_with_a_login_and_its_topics(broker_folder: 
         topics = [topic for topic, _, _ in subscriber.messages]
         assert subscriber.events() == read_jsonl(path), "the broker got other events than the file"
         assert [t for t in topics if not t.endswith("available")] == [
-            "streamyolo/hall/state", "streamyolo/hall/enter", "streamyolo/hall/leave", "streamyolo/hall/state"]
+            "streamyolo/hall/state", "streamyolo/hall/snapshot", "streamyolo/hall/enter", "streamyolo/hall/snapshot",
+            "streamyolo/hall/leave", "streamyolo/hall/state"]
+        # Each frame's snapshot, as JPEG, before its events (which name it), for an MQTT camera.
+        pictures = [payload for topic, payload, _ in subscriber.messages if topic.endswith("/snapshot")]
+        named = [e["snapshot"] for e in read_jsonl(path) if e["event"] != "state"]
+        assert pictures == [(shots / name).read_bytes() for name in named] and pictures[0][:2] == b"\xff\xd8"
         assert (topics[0], topics[-1]) == ("streamyolo/available", "streamyolo/available")
         assert (subscriber.messages[0][1], subscriber.messages[-1][1]) == (b"online", b"offline")
         # Retained: a client that comes later learns the stream's state and that the run is over.
         later = _Subscriber(broker.port, "cams", "pa:ss")
         try:
-            _wait_for(lambda: len(later.messages) >= 2)
+            _wait_for(lambda: len(later.messages) >= 3)
         finally:
             later.close()
         assert sorted((t, p, r) for t, p, r in later.messages) == [
             ("streamyolo/available", b"offline", True),
+            ("streamyolo/hall/snapshot", pictures[-1], True),
             ("streamyolo/hall/state", json.dumps(read_jsonl(path)[-1], separators=(",", ":")).encode(), True)]
 
 

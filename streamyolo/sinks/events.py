@@ -214,11 +214,16 @@ class EventSink:
                 if result is not None:
                     with self._lock:
                         self._waiting -= 1
-                    name = self._snapshot(result)
-                    if name is not None:
+                    saved = self._snapshot(result)
+                    if saved is not None:
+                        name, picture = saved
                         for event in events:
                             event["snapshot"] = name
                             self._link(event, "snapshot", "snapshots")
+                        for output, kinds in self._outputs:  # the picture first: the events may name it
+                            if isinstance(output, MqttPublisher) and any(kinds is None or e["event"] in kinds
+                                                                         for e in events):
+                                output.send_picture(result.stream, picture)
                 for event in events:
                     if self._lines is not None:
                         self._lines.record(event)
@@ -236,9 +241,10 @@ class EventSink:
         if self.public_url is not None:
             event[f"{key}_url"] = f"{self.public_url}{folder}/{urllib.parse.quote(event[key])}"
 
-    def _snapshot(self, result: Result) -> str | None:
-        """Save ``result``'s frame, annotated, as a JPEG in the snapshots folder; its name, or
-        ``None`` if it could not be saved (a full disk: paused as the other outputs are)."""
+    def _snapshot(self, result: Result) -> tuple[str, bytes] | None:
+        """Save ``result``'s frame, annotated, as a JPEG in the snapshots folder; its name and
+        the JPEG, or ``None`` if it could not be saved (a full disk: paused as the other
+        outputs are)."""
         assert self.snapshots is not None
         if not self._snap_pause.due():
             return None
@@ -250,21 +256,22 @@ class EventSink:
         header = f"{meta.stream}  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(moment))}"
         image = self._annotator.annotate(result.frame.image, result.detections, stream=header,
                                          lines=result.lines, zones=result.zones)
-        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             log.error("snapshot of stream %r: JPEG encoding failed", meta.stream)
             return None
+        data = encoded.tobytes()
         part = self.snapshots / f".{name}.part"
         try:
             self.snapshots.mkdir(parents=True, exist_ok=True)
-            part.write_bytes(data.tobytes())
+            part.write_bytes(data)
             name = _publish(part, name)  # whole or not there: a receiver told of it never reads half a picture
         except OSError as exc:
             part.unlink(missing_ok=True)
             self._snap_pause.failed(exc)
             return None
         self._snap_pause.succeeded()
-        return name
+        return name, data
 
 
     def _prune(self) -> None:

@@ -3,7 +3,10 @@
 ``mqtt://[user:password@]host[:port][/prefix]`` (``mqtts://`` for TLS, port 8883 by default;
 the prefix is ``streamyolo`` unless given). Each event is published as its JSON object, QoS 1,
 to ``<prefix>/<stream>/<event>`` (``line``, ``enter``, ``leave``, ``state``); ``state`` messages
-are retained, so a client that subscribes later learns each stream's state at once. While the
+are retained, so a client that subscribes later learns each stream's state at once. With
+snapshots, each is also published as its JPEG to ``<prefix>/<stream>/snapshot`` (retained,
+before the events it shows): the newest picture of the stream's events, which an MQTT camera
+(Home Assistant's, say) shows. While the
 run lasts, ``<prefix>/available`` holds ``online`` (retained); the broker sets it to
 ``offline`` when the run ends, or dies (the client's last will).
 
@@ -131,6 +134,16 @@ class MqttPublisher:
                 self._early.discard(info.mid)
             else:
                 self._pending.add(info.mid)
+
+    def send_picture(self, stream: str, picture: bytes) -> None:
+        """Publish ``picture`` (a JPEG) to ``<prefix>/<stream>/snapshot``, retained; never
+        blocks. Not an event: a picture that cannot go now (the broker is down) is skipped,
+        not kept or counted, as a newer one will replace it."""
+        if self._client is None or self._lost_since is not None or not self._connected_once:
+            return
+        info = self._client.publish(f"{self.target.prefix}/{stream}/snapshot", picture, qos=0, retain=True)
+        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+            self._mine(info)
 
     def close(self) -> None:
         """Wait (at most ``drain`` seconds) for the broker to acknowledge every event, say

@@ -88,6 +88,10 @@ def test_a_clip_holds_the_seconds_before_and_after_its_events_and_the_events_nam
     pipeline.start()
     try:
         pipeline.wait(40)
+        deadline = time.monotonic() + 20  # the stream's end is told after its last events, and ends its clip
+        while len(events.recent()) < 6 or sum(len(_decodable(clip)) for clip in folder.iterdir()) < 54 + 64:
+            assert time.monotonic() < deadline, "the events and clips did not come"
+            time.sleep(0.1)
         served = {}
         for event in events.recent():
             if "clip" in event:
@@ -126,13 +130,12 @@ def test_a_stream_that_ends_within_a_clip_finishes_it_at_once(tmp_path: Path) ->
     pipeline.start()
     try:
         deadline = time.monotonic() + 30
-        while pipeline.health("hall").snapshot().state is not StreamState.ENDED:
-            assert time.monotonic() < deadline, "the stream did not end"
-            time.sleep(0.05)
-        (clip,) = folder.iterdir()
-        while _decodable(clip) != list(range(25, 60)):  # the visitor enters at frame 51: from 25 to the end
-            assert time.monotonic() < deadline, f"the clip was not finished: {_decodable(clip)}"
+        made: list[int] = []
+        while made != list(range(25, 60)):  # the visitor enters at frame 51: from 25 to the stream's end
+            assert time.monotonic() < deadline, f"the clip was not finished: {made}"
             time.sleep(0.1)
+            made = [index for clip in folder.iterdir() for index in _decodable(clip)]
+        assert pipeline.health("hall").snapshot().state is StreamState.ENDED
         assert pipeline.health("yard").snapshot().state is StreamState.STREAMING
     finally:
         pipeline.stop()
@@ -155,6 +158,10 @@ def test_with_a_public_url_events_link_their_snapshot_and_clip_where_the_web_pag
         pipeline.start()
         try:
             pipeline.wait(40)
+            deadline = time.monotonic() + 20
+            while not [e for e in hook.events if e["event"] == "enter"]:  # the webhook's thread posts it
+                assert time.monotonic() < deadline, "no enter event reached the webhook"
+                time.sleep(0.05)
             enter = next(e for e in hook.events if e["event"] == "enter")
             fetched = {}
             for key in ("snapshot_url", "clip_url"):

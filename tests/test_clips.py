@@ -4,6 +4,7 @@ a synthetic street with the bundled model."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -99,6 +100,8 @@ def test_a_clip_holds_the_seconds_before_and_after_its_events_and_the_events_nam
                     served[event["clip"]] = (response.headers["Content-Type"], response.read())
         with pytest.raises(urllib.error.HTTPError, match="404"):
             urllib.request.urlopen(f"{web.url}clips/..%2Fevents.jsonl", timeout=10)
+        with urllib.request.urlopen(f"{web.url}clips.json", timeout=10) as response:
+            listed = json.loads(response.read())["files"]
     finally:
         summary = pipeline.join()
     happened = [(e["event"], e.get("seq"), e.get("clip")) for e in read_jsonl(tmp_path / "events.jsonl")]
@@ -112,6 +115,8 @@ def test_a_clip_holds_the_seconds_before_and_after_its_events_and_the_events_nam
     assert _frames_in(folder / first) == list(range(25, 79))
     assert _frames_in(folder / second) == list(range(125, 189))
     assert served == {name: ("video/mp4", (folder / name).read_bytes()) for name in (first, second)}
+    assert sorted((f["name"], f["stream"], f["size"]) for f in listed) == sorted(
+        (name, "hall", (folder / name).stat().st_size) for name in (first, second))
     assert summary.clips == {"hall": [str(folder / first), str(folder / second)]}, "a clip in the wrong place"
     assert summary.to_dict()["streams"]["hall"]["clips"] == summary.clips["hall"]
     assert "recordings" not in summary.to_dict()["streams"]["hall"] and "clips of hall: 2 files" in summary.table()

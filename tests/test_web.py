@@ -490,6 +490,11 @@ def test_a_real_browser_shows_every_stream_with_its_numbers_and_the_events(tmp_p
                 "the clip playing")
             assert playing[0] == 320 and "/clips/" in playing[1] and playing[1].endswith(".mp4"), playing
             assert not shot.is_displayed(), "the snapshot should give way to the clip"
+            # Every clip so far, listed by the "clips" button, the event's among them.
+            driver.find_element(By.ID, "show-clips").click()
+            listed = _until(lambda: driver.execute_script(
+                "return [...document.querySelectorAll('#clip-files a')].map(a => a.textContent)"), 10, "the clips")
+            assert playing[1].rsplit("/", 1)[-1] in listed and all(name.startswith(f"{NAMES[0]}-") for name in listed)
         finally:
             driver.quit()
 

@@ -24,7 +24,8 @@ A small HTTP server (the standard library's, one thread per client) serves:
 - with ``events`` (the events sink's recent events): ``/events.json``, the newest 200 first
   (``{"events": [...]}``, as :mod:`streamyolo.sinks.events` writes them), listed on the page, and
   with ``snapshots`` (their folder) ``/snapshots/<file>.jpg``, shown when one is clicked, and with
-  ``clips`` (their folder) ``/clips/<file>.mp4`` (byte ranges too), played from an event's "clip" link.
+  ``clips`` (their folder) ``/clips/<file>.mp4`` (byte ranges too), played from an event's "clip" link,
+  and ``/clips.json``, every clip in the folder as ``/recordings.json`` lists recordings, listed on the page.
 
 Inference threads only drop each result into a latest-result slot; frames are annotated
 and JPEG-encoded in the client threads, only while someone watches, only the newest
@@ -210,12 +211,19 @@ class WebViewer:
     def recording_files(self) -> list[dict[str, Any]]:
         """Every MP4 in the recording folder, newest first: ``{name, stream, size, modified}``,
         ``stream`` the current stream whose recording it is (``None``: none of them)."""
-        if self.recordings is None:
+        return self._videos(self.recordings)
+
+    def clip_files(self) -> list[dict[str, Any]]:
+        """Every MP4 in the clips folder, newest first, as :meth:`recording_files`."""
+        return self._videos(self.clips)
+
+    def _videos(self, folder: Path | None) -> list[dict[str, Any]]:
+        if folder is None:
             return []
         names = sorted(self.stream_names(), key=len, reverse=True)  # "cam-2" before "cam"
         files = []
         try:
-            entries = list(os.scandir(self.recordings))
+            entries = list(os.scandir(folder))
         except OSError:
             return []
         for entry in entries:
@@ -455,6 +463,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.OK, "application/json", json.dumps({"events": viewer.events()}).encode())
             elif path.startswith("/snapshots/") and viewer.snapshots is not None:
                 self._file(viewer.snapshot_path(path.removeprefix("/snapshots/")), "image/jpeg", "snapshot")
+            elif path == "/clips.json" and viewer.clips is not None:
+                self._send(HTTPStatus.OK, "application/json", json.dumps({"files": viewer.clip_files()}).encode())
             elif path.startswith("/clips/") and viewer.clips is not None:
                 self._file(viewer.clip_path(path.removeprefix("/clips/")), "video/mp4", "clip")
             elif path.startswith("/streams/") and path.endswith((".mjpg", ".jpg")):
@@ -570,11 +580,11 @@ PAGE = """<!doctype html>
   main.solo figure { display: none; }
   main.solo figure.solo { display: block; cursor: zoom-out; }
   header button { font: inherit; color: #eee; background: #333; border: 1px solid #555; cursor: pointer; }
-  #recordings { padding: 0 12px 8px; }
-  #recordings video { display: block; max-width: 100%; max-height: 60vh; background: #000; margin-bottom: 8px; }
-  #files { list-style: none; margin: 0; padding: 0; columns: 2 360px; }
-  #files li { padding: 2px 0; } #files a { color: #9cf; } #files .playing { font-weight: bold; }
-  #files .about { color: #999; margin-left: 8px; }
+  .videos { padding: 0 12px 8px; }
+  .videos video { display: block; max-width: 100%; max-height: 60vh; background: #000; margin-bottom: 8px; }
+  .files { list-style: none; margin: 0; padding: 0; columns: 2 360px; }
+  .files li { padding: 2px 0; } .files a { color: #9cf; } .files .playing { font-weight: bold; }
+  .files .about { color: #999; margin-left: 8px; }
   #events { padding: 0 12px 8px; }
   #shot, #clip { display: block; max-width: 100%; max-height: 60vh; margin-bottom: 8px; background: #000; }
   #happened { list-style: none; margin: 0; padding: 0; max-height: 40vh; overflow: auto; }
@@ -585,11 +595,15 @@ PAGE = """<!doctype html>
 <body>
 <header><h1>streamyolo</h1><span id="run">connecting…</span>
 <button id="show-recordings" hidden>recordings</button>
+<button id="show-clips" hidden>clips</button>
 <button id="show-events" hidden>events</button></header>
 <section id="events" hidden><img id="shot" alt="snapshot" hidden>
 <video id="clip" controls muted playsinline hidden></video><ol id="happened"></ol></section>
-<section id="recordings" hidden>
-<video id="player" controls muted playsinline hidden></video><ul id="files"></ul>
+<section id="recordings" class="videos" hidden>
+<video id="player" controls muted playsinline hidden></video><ul id="files" class="files"></ul>
+</section>
+<section id="clips" class="videos" hidden>
+<video id="clip-player" controls muted playsinline hidden></video><ul id="clip-files" class="files"></ul>
 </section>
 <main id="tiles"></main>
 <script>
@@ -723,19 +737,20 @@ async function refresh() {
 function size(bytes) {
   return bytes >= 1e9 ? (bytes / 1e9).toFixed(2) + " GB" : (bytes / 1e6).toFixed(1) + " MB";
 }
-async function listRecordings() {
-  const response = await fetch(here + "recordings.json", {cache: "no-store"});
+// The recordings' or the clips' files (``kind``), listed in ``listId``, played in ``playerId``.
+async function listVideos(kind, listId, playerId) {
+  const response = await fetch(here + kind + ".json", {cache: "no-store"});
   if (!response.ok) return false;
-  const list = document.getElementById("files");
+  const list = document.getElementById(listId);
   list.replaceChildren();
   for (const f of (await response.json()).files) {
     const item = document.createElement("li");
     const link = document.createElement("a");
-    link.href = here + "recordings/" + encodeURIComponent(f.name);
+    link.href = here + kind + "/" + encodeURIComponent(f.name);
     link.textContent = f.name;
     link.addEventListener("click", (event) => {
       event.preventDefault();
-      const player = document.getElementById("player");
+      const player = document.getElementById(playerId);
       for (const other of list.querySelectorAll(".playing")) other.classList.remove("playing");
       item.classList.add("playing");
       player.src = link.href;
@@ -762,7 +777,8 @@ function panel(name, list) {
   fetch(here + name + ".json", {cache: "no-store"})
     .then((response) => { button.hidden = !response.ok; }).catch(() => {});
 }
-panel("recordings", listRecordings);
+panel("recordings", () => listVideos("recordings", "files", "player"));
+panel("clips", () => listVideos("clips", "clip-files", "clip-player"));
 panel("events", listEvents);
 refresh();
 setInterval(refresh, 1000);

@@ -65,6 +65,31 @@ def stamps(images: Sequence[Image]) -> list[tuple[int, int] | None]:
     return [read_stamp(image) for image in images]
 
 
+def kill_after(args: Sequence[str], jsonl: Path, frames: int, seconds: float = 90) -> None:
+    """Run ``streamyolo args`` (writing its JSONL to ``jsonl``) until it has processed
+    ``frames`` frames, then kill it with SIGKILL, as a crash or a power cut would."""
+    import signal
+    import subprocess
+
+    import pytest
+
+    process = subprocess.Popen([PYTHON, "-m", "streamyolo", *args, "--jsonl", str(jsonl)], env=env_for_subprocess(),
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + seconds
+        while (jsonl.read_text().count("\n") if jsonl.exists() else 0) < frames:
+            if process.poll() is not None:
+                pytest.fail(f"streamyolo exited early: {process.stderr.read().decode() if process.stderr else ''}")
+            assert time.monotonic() < deadline, f"{frames} frames were not processed in {seconds:g} s"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+
+
 def files_aged(folder: Path, old: Sequence[str], recent: Sequence[str], seconds: float = 86400) -> None:
     """Files named ``old`` last written ``seconds`` ago and ``recent`` ones now, in ``folder``
     (for the retention settings: ``record_keep``, ``snapshots_keep``, ``clips_keep``)."""

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -36,7 +34,7 @@ from streamyolo.sinks.recorder import H264, VideoRecorder
 from streamyolo.sinks.web import WebViewer
 from streamyolo.sources import SourceKind, SourceSpec, open_source, read_stamp
 from streamyolo.sources.synthetic import stamp
-from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, files_aged, read_jsonl
+from tests.helpers import decode, files_aged, kill_after, read_jsonl
 from tests.servers import HookReceiver, free_port
 from tests.test_cli import streamyolo
 from tests.test_recorder import _decodable
@@ -336,23 +334,9 @@ def test_a_clip_being_written_when_the_process_is_killed_plays_up_to_about_a_sec
                      "zones": {"all": [[0, 0], [416, 0], [416, 240], [0, 240]]}}],
         "model": "demo", "tracker": "bytetrack"}))
     jsonl, folder = tmp_path / "det.jsonl", tmp_path / "clips"
-    process = subprocess.Popen(  # a clip that never ends: every object in the picture is an event
-        [PYTHON, "-m", "streamyolo", "run", str(config), "--clips", str(folder), "--clip-after", "60", "--jsonl",
-         str(jsonl), "--no-display", "--status-interval", "0"],
-        env=env_for_subprocess(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 90
-        while (jsonl.read_text().count("\n") if jsonl.exists() else 0) < 100:  # 4 s of the street
-            if process.poll() is not None:
-                pytest.fail(f"streamyolo exited early: {process.stderr.read().decode() if process.stderr else ''}")
-            assert time.monotonic() < deadline, "100 frames were not processed in 90 s"
-            time.sleep(0.1)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=30)
+    # A clip that never ends (every object in the picture is an event), killed after 4 s of the street.
+    kill_after(["run", str(config), "--clips", str(folder), "--clip-after", "60", "--no-display",
+                "--status-interval", "0"], jsonl, 100)
     processed = [line["seq"] for line in read_jsonl(jsonl)]  # a live stream's: some may have been dropped
     (clip,) = folder.iterdir()
     kept = _decodable(clip)

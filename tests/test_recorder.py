@@ -8,9 +8,7 @@ import os
 import re
 import resource
 import shutil
-import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import pytest
 from streamyolo.frames import Detections, Frame, FrameMeta, Result
 from streamyolo.sinks import VideoRecorder
 from streamyolo.sources import SyntheticSource, read_stamp, stream_tag
-from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, read_jsonl, stamps
+from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, kill_after, read_jsonl, stamps
 
 
 def _results(name: str, count: int, size: str = "320x240", fps: float = 25.0) -> list[Result]:
@@ -271,30 +269,9 @@ def test_recording_survives_sigkill(tmp_path: Path, random_model: Path, segment:
     """Kill -9 mid-run: the MP4 still decodes, in order, up to about a second before the kill
     (with segments: every finished segment whole, and the one being written up to then)."""
     jsonl = tmp_path / "det.jsonl"
-    process = subprocess.Popen(
-        [PYTHON, "-m", "streamyolo", "run", "--source", "cam=synthetic:?size=320x240&fps=30",
-         "--model", str(random_model), "--imgsz", "96", "--record", str(tmp_path / "rec"),
-         "--jsonl", str(jsonl), "--no-display", "--status-interval", "0",
-         *(["--record-segment", str(segment)] if segment else [])],
-        env=env_for_subprocess(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    try:
-        waiter = threading.Event()
-        lines = 0
-        for _ in range(1200):  # up to 120 s for 150 frames to be processed
-            if process.poll() is not None:
-                pytest.fail(f"streamyolo exited early: {process.stderr.read().decode() if process.stderr else ''}")
-            lines = jsonl.read_text().count("\n") if jsonl.exists() else 0
-            if lines >= 150:
-                break
-            waiter.wait(0.1)
-        assert lines >= 150
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=30)
+    kill_after(["run", "--source", "cam=synthetic:?size=320x240&fps=30", "--model", str(random_model), "--imgsz",
+                "96", "--record", str(tmp_path / "rec"), "--no-display", "--status-interval", "0",
+                *(["--record-segment", str(segment)] if segment else [])], jsonl, 150, seconds=120)
     processed = len(read_jsonl(jsonl))
     files = sorted((tmp_path / "rec").iterdir())
     if segment is None:

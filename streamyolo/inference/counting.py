@@ -210,7 +210,7 @@ class ZoneWatch:
         visits: list[ZoneVisit] = []
         if found.ids is not None and len(found):
             tracks, classes = found.ids.tolist(), found.cls.tolist()
-            points = centres(found)
+            points = centres(found) if any(zone.classes is not None for zone in self.zones) else None
             for zone, mask in zip(self.zones, held, strict=True):
                 for index, (track, cls, here) in enumerate(zip(tracks, classes, mask.tolist(), strict=True)):
                     key = (zone.name, int(track))
@@ -225,7 +225,7 @@ class ZoneWatch:
                             stay.lingered = True
                             visits.append(ZoneVisit(zone.name, "linger", key[1], stay.cls, stay.name,
                                                     float(now - stay.since)))
-                    elif stay is not None and zone.classes is not None and \
+                    elif stay is not None and points is not None and zone.classes is not None and \
                             inside(zone.points, points[index:index + 1])[0]:
                         stay.seen, stay.frame = now, self._frame  # still there, its class read otherwise this time
                     elif stay is not None:

@@ -120,7 +120,7 @@ class ClipRecorder(VideoRecorder):
         span = self._spans.get(stream)
         if span is not None:
             span.path = None
-        if stream in super().files:  # it has a writer
+        if stream in self._writers:  # it has had frames
             try:
                 self.writer(stream).put(_STREAM_OVER)
             except RecorderError:  # its clips had failed already (and said so)
@@ -257,8 +257,7 @@ class _ClipWriter(StreamWriter):
             self._open_encoder(result)
         assert self._h264 is not None
         packets = self._h264.encode(self.annotate(result), result)
-        now = self._h264.seconds_to(result)
-        self._keep(now, packets)
+        self._keep(self._h264.last_seconds, packets)
         if path is None or (self._clip is not None and self._clip.path != path):
             self._end_clip()
         if path is None:

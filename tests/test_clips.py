@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -196,9 +197,8 @@ def _result(seq: int, at: float, image: Image, event: bool = False) -> Result:
 def test_key_frames_come_every_second_of_video_however_many_frames_were_dropped() -> None:
     """A live camera whose frames the box could not all take still gets a key frame (where a
     clip can start, where a fragment of a recording ends) every second of its timeline."""
-    container = av.open(os.devnull, mode="w", format="mp4")
     image = np.zeros((240, 320, 3), np.uint8)
-    encoder = H264(VideoRecorder(Path(os.devnull)), container, _result(0, 0.0, image))
+    encoder = H264(VideoRecorder(Path(os.devnull)), _result(0, 0.0, image))
     moments = [0.0, 0.04, 0.3, 0.9, 1.0, 1.2, 1.9, 2.1, 2.2, 3.5, 3.54]  # 25 fps, most frames dropped
     keys = []
     for seq, at in enumerate(moments):
@@ -207,7 +207,7 @@ def test_key_frames_come_every_second_of_video_however_many_frames_were_dropped(
         keys.append(packets[0].is_keyframe)
     assert [at for at, key in zip(moments, keys, strict=True) if key] == [0.0, 1.0, 2.1, 3.5]
     assert encoder.rate == Fraction(25)
-    container.close()
+    encoder.close()
 
 
 @pytest.mark.timeout(30)
@@ -234,11 +234,46 @@ def test_a_clip_cut_short_by_a_full_disk_keeps_what_it_got_and_the_run_says_so(t
         clips.close()
     (clip,) = tmp_path.iterdir()
     kept = _decodable(clip)
-    lost = clips.writer("cam").pause.lost
+    lost = clips.writer("cam").outputs[0].pause.lost
     assert kept == list(range(len(kept))) and kept, "the clip should play up to where the disk filled"
     # Every frame is in the clip, counted as lost, or in the fragment (a second of video, 25
     # frames) the disk cut short.
     assert 60 - 25 <= len(kept) + lost <= 60, (len(kept), lost)
+
+
+@pytest.mark.timeout(60)
+def test_a_stream_recorded_and_clipped_is_encoded_once_for_both(tmp_path: Path) -> None:
+    """With ``record`` and ``clips``, a stream's frames are annotated and encoded once, in
+    its recording thread, and the packets go to both: the recording's segments (each from a
+    key frame asked for where it starts) and the clips (from the regular key frames)."""
+    recorder = VideoRecorder(tmp_path / "rec", segment=1.7)
+    clips = ClipRecorder(tmp_path / "clips", before=1.0, after=0.6)
+    recorder.share_with(clips)
+    recorder.open()
+    clips.open()
+    threads: set[str] = set()
+    for seq in range(150):  # 6 s at 25 fps; one event, at frame 50 (2 s)
+        image = np.zeros((240, 320, 3), np.uint8)
+        stamp(image, 1, seq)
+        result = _result(seq, seq / 25, image, event=seq == 50)
+        recorder.write(result)
+        clips.write(result)  # the recorder has it already: nothing more
+        threads |= {t.name for t in threading.enumerate() if t.name.endswith(":cam")}
+    clips.stream_changed("cam", "ended", None)  # ends the clips, not the recording
+    clips.close()
+    recorder.close()
+    assert threads == {"record:cam"}, "one thread encodes the stream"
+    segments = recorder.files["cam"]
+    assert [index for path in segments for index in _frames_in(path)] == list(range(150))
+    assert [len(_frames_in(path)) for path in segments] == [43, 43, 43, 21]  # 1.7 s: a frame cut at 42.5
+    for path in segments:
+        with av.open(str(path)) as container:
+            assert next(container.demux(video=0)).is_keyframe, f"{path.name} must start with a key frame"
+    # The clip: from the last regular key frame a second or more before the event (frame 25;
+    # the segment's at 43 is too late) to 0.6 s after it.
+    (clip,) = clips.files["cam"]
+    assert _frames_in(clip) == list(range(25, 66))
+    assert sorted(p.name for p in (tmp_path / "clips").iterdir()) == [clip.name]
 
 
 def test_clips_older_than_clips_keep_are_deleted_and_nothing_else(tmp_path: Path) -> None:
@@ -303,7 +338,8 @@ def test_only_the_streams_that_can_have_events_are_encoded_for_clips(tmp_path: P
 def test_the_command_line_clips_a_synthetic_street_around_its_events(tmp_path: Path) -> None:
     """As a user runs it: the bundled model tracks the scene's walkers and cars into a zone
     over the whole picture; every event names a clip that holds its frame, with at least the
-    second before it and exactly the second after the clip's last event."""
+    second before it and exactly the second after the clip's last event; the stream is
+    recorded as well (encoded once for both)."""
     config = tmp_path / "street.yaml"
     config.write_text(yaml.safe_dump({
         "streams": [{"name": "street", "source": "synthetic:scene?seed=3&size=416x240&fps=25&frames=150",
@@ -311,8 +347,13 @@ def test_the_command_line_clips_a_synthetic_street_around_its_events(tmp_path: P
         "model": "demo", "tracker": "bytetrack"}))
     out = tmp_path / "out"
     done = streamyolo("run", str(config), "--clips", str(out / "clips"), "--clip-before", "1", "--clip-after", "1s",
+                      "--record", str(out / "rec"), "--record-segment", "2",
                       "--events", str(out / "events.jsonl"), "--summary", str(out / "summary.json"), "--no-display")
     assert done.returncode == 0, done.stderr
+    # Recorded too, with the clips' packets: every frame once, in files of 2 s of video.
+    recordings = json.loads((out / "summary.json").read_text())["streams"]["street"]["recordings"]
+    assert [len(_frames_in(Path(path))) for path in recordings] == [50, 50, 50]
+    assert [index for path in recordings for index in _frames_in(Path(path))] == list(range(150))
     events = [e for e in read_jsonl(out / "events.jsonl") if e["event"] != "state"]
     assert len(events) >= 3, "the scene's objects should enter the zone"
     by_clip: dict[str, list[int]] = {}

@@ -233,10 +233,12 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     annotator = BoxAnnotator(overlay=cfg.overlay)
     sinks: list[Sink] = []
     gpu = resolve_device(cfg.device).startswith("cuda")
+    recorder: VideoRecorder | None = None
     if cfg.record is not None:
-        sinks.append(VideoRecorder(cfg.record, annotator, codec=choose_codec(cfg.record_codec, gpu),
-                                   preset=cfg.record_preset, crf=cfg.record_crf, segment=cfg.record_segment,
-                                   keep=cfg.record_keep, overwrite=cfg.overwrite))
+        recorder = VideoRecorder(cfg.record, annotator, codec=choose_codec(cfg.record_codec, gpu),
+                                 preset=cfg.record_preset, crf=cfg.record_crf, segment=cfg.record_segment,
+                                 keep=cfg.record_keep, overwrite=cfg.overwrite)
+        sinks.append(recorder)
     if cfg.jsonl is not None:
         check_output_file(cfg.jsonl, "JSONL file")
         sinks.append(JsonlSink(cfg.jsonl, overwrite=cfg.overwrite))
@@ -245,6 +247,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         clips = ClipRecorder(cfg.clips, annotator, before=cfg.clip_before, after=cfg.clip_after, keep=cfg.clips_keep,
                              streams=[s.spec.name for s in streams if s.config.lines or s.config.zones],
                              codec=choose_codec(cfg.record_codec, gpu), preset=cfg.record_preset, crf=cfg.record_crf)
+        if recorder is not None:  # one encoding of a stream for both
+            recorder.share_with(clips)
         sinks.append(clips)
     events: EventSink | None = None
     if any(out is not None for out in (cfg.events, cfg.webhook, cfg.mqtt, cfg.snapshots, cfg.clips)):

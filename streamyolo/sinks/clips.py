@@ -11,14 +11,15 @@ The seconds before an event are already gone when it happens, so each clipped st
 frames are annotated and encoded as they come, in the stream's own ``clip:<stream>``
 thread, and the last ``before`` seconds of H.264 packets are kept in memory (from a key
 frame: one every second of video); a clip starts with them and takes the packets that follow.
-That costs what recording the stream costs. Clips are fragmented MP4s, as recordings are
+That costs what recording the stream costs, once: a stream both recorded and clipped is
+encoded once, in its ``record:<stream>`` thread, for both (:meth:`VideoRecorder.share_with`).
+Clips are fragmented MP4s, as recordings are
 (:mod:`streamyolo.sinks.recorder`): a killed process leaves every clip playable up to its
 last second, and a clip can be played while it is still being written.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import re
@@ -30,14 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import av
-
 from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import file_stamp, format_seconds, wall_time
 from streamyolo.errors import OutputsIncompleteError
 from streamyolo.frames import Result
 from streamyolo.sinks.base import delete_older
-from streamyolo.sinks.recorder import H264, MP4_OPTIONS, Packet, RecorderError, StreamWriter, VideoRecorder
+from streamyolo.sinks.recorder import H264, STREAM_OVER, FileOutput, Mp4File, Need, Packet, RecorderError, VideoRecorder
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +51,6 @@ CLIP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*-\d{8}-\d{6}(-\d+)?\.mp4")
 """What a clip's file is called: what ``clips_keep`` may delete, and nothing else in the folder."""
 
 _SAME_MOMENT = 1e-6  # seconds: a frame this close to the end of a clip's span is still in it
-
-_STREAM_OVER = object()  # a stream's writer item: it has ended or failed, its clip is finished
 
 
 @dataclass
@@ -95,34 +92,37 @@ class ClipRecorder(VideoRecorder):
 
     what = "clips folder"
     files_kind = "clips"
+    thread_prefix = "clip"
 
     def base_name(self, stream: str, started: float) -> str:
         return f"{stream}-{file_stamp(started)}"
 
-    def new_writer(self, stream: str) -> StreamWriter:
-        return _ClipWriter(self, stream)
+    def new_output(self, stream: str) -> FileOutput:
+        return _ClipOutput(self, stream)
 
     def open(self) -> None:
         super().open()
         self.prune(None)
 
+    def wants(self, stream: str) -> bool:
+        """No events, no clips: the frames of a stream with no lines or zones are not encoded."""
+        return self.streams is None or stream in self.streams
+
     def write(self, result: Result) -> None:
-        if self.streams is not None and result.stream not in self.streams:
-            return  # no events, no clips: its frames are not encoded either
-        path = self._place(result)
-        self.writer(result.stream).put((result, path))
+        if self.host is self and self.wants(result.stream):  # else the recorder it shares with has them
+            self.writer(result.stream).put((result, self.place(result)))
 
     def stream_changed(self, stream: str, state: str, error: str | None) -> None:
         """A stream that has ended or failed (after its last frame) finishes its clip now, not
-        at the end of the run, and lets go of its encoder."""
+        at the end of the run (and, unless recorded, lets go of its encoder)."""
         if state not in ("ended", "failed"):
             return
         span = self._spans.get(stream)
         if span is not None:
             span.path = None
-        if stream in self._writers:  # it has had frames
+        if stream in self.host._writers:  # it has had frames
             try:
-                self.writer(stream).put(_STREAM_OVER)
+                self.host.writer(stream).put(STREAM_OVER)
             except RecorderError:  # its clips had failed already (and said so)
                 pass
 
@@ -163,7 +163,7 @@ class ClipRecorder(VideoRecorder):
             raise OutputsIncompleteError(f"clips folder {str(self.folder)!r}: {self._unclaimed} clip(s) could not "
                                          "be created")
 
-    def _place(self, result: Result) -> Path | None:
+    def place(self, result: Result) -> Path | None:
         """The clip ``result``'s frame belongs to, if any; starts one at a frame with events.
         Called in the stream's inference thread, frame by frame, so its span needs no lock."""
         meta = result.frame.meta
@@ -189,80 +189,29 @@ class ClipRecorder(VideoRecorder):
         return span.path
 
 
-class _Clip:
-    """One clip being written: its MP4 file, fed the encoder's packets."""
-
-    def __init__(self, path: Path, encoder: H264, packets: list[Packet]) -> None:
-        self.path = path
-        self.frames = 0
-        self.container: Any = av.open(str(path), mode="w", format="mp4", options=MP4_OPTIONS)
-        try:
-            self.stream = self.container.add_stream_from_template(encoder.stream)
-            self._origin = _stamp(packets[0])
-            self.add(packets)
-        except BaseException:
-            self.close()
-            raise
-
-    def add(self, packets: list[Packet]) -> None:
-        for packet in packets:
-            # A copy: muxing hands a packet's data to the file, and the packets before an
-            # event may go into the next clip too.
-            copy = av.Packet(bytes(packet))
-            copy.pts = _stamp(packet) - self._origin
-            copy.dts = (packet.dts if packet.dts is not None else _stamp(packet)) - self._origin
-            copy.time_base = packet.time_base
-            copy.is_keyframe = packet.is_keyframe
-            copy.stream = self.stream
-            self.container.mux(copy)
-            self.frames += 1
-
-    def close(self) -> None:
-        self.container.close()
-
-
-def _stamp(packet: Packet) -> int:
-    """An encoded packet's timestamp (the encoder always gives one)."""
-    assert packet.pts is not None
-    return packet.pts
-
-
-class _ClipWriter(StreamWriter):
-    """A stream's clips: encodes each of its frames, keeps the last ``before`` seconds of
-    packets (whole groups from a key frame), and writes the clip its frame belongs to."""
+class _ClipOutput(FileOutput):
+    """A stream's clips: keeps the last ``before`` seconds of its packets (whole groups from
+    a key frame) and writes the clip each frame belongs to."""
 
     owner: ClipRecorder
-    thread_prefix = "clip"
+    ends_with_stream = True
 
     def __init__(self, owner: ClipRecorder, stream: str) -> None:
-        super().__init__(owner, stream, what=f"clips of stream {stream!r}")
-        self._h264: H264 | None = None
-        self._scratch: Any = None  # the container the encoder's stream belongs to (never written)
+        super().__init__(owner, stream, f"clips of stream {stream!r}")
         self._kept: deque[list[tuple[float, Packet]]] = deque()  # groups of packets, each from a key frame
-        self._clip: _Clip | None = None
+        self._clip: Mp4File | None = None
         self._given_up: set[Path] = set()  # clips a failed write ended: their later frames are lost
 
-    def take(self, item: Any) -> None:
-        if item is _STREAM_OVER:
-            self.close_files()
-            return
-        result, path = item
-        assert isinstance(result, Result)
-        if self._h264 is not None and not self._h264.fits(result):  # the camera's size changed
-            height, width = result.frame.image.shape[:2]
-            log.info("stream %r: frames now %dx%d, clips start again", self.stream, width, height)
+    def need(self, item: Result, h264: H264 | None) -> Need:
+        return Need.FRAME  # every frame: the seconds before an event are kept
+
+    def add(self, item: Result, clip: Path | None, h264: H264, packets: list[Packet]) -> None:
+        self._keep(h264.last_seconds, packets)
+        if clip is None or (self._clip is not None and self._clip.path != clip):
             self._end_clip()
-            self._close_encoder()
-        if self._h264 is None:
-            self._open_encoder(result)
-        assert self._h264 is not None
-        packets = self._h264.encode(self.annotate(result), result)
-        self._keep(self._h264.last_seconds, packets)
-        if path is None or (self._clip is not None and self._clip.path != path):
-            self._end_clip()
-        if path is None:
+        if clip is None:
             return
-        if path in self._given_up:
+        if clip in self._given_up:
             self.pause.skip()
             return
         if self._clip is None and not self.pause.due():
@@ -272,17 +221,31 @@ class _ClipWriter(StreamWriter):
                 self._clip.add(packets)
             else:
                 self.owner.prune(None)  # first: it may free the room the clip needs
-                self._clip = _Clip(path, self._h264, [p for group in self._kept for _, p in group])
-                self.files = [*self.files, path]
-                log.debug("stream %r: clip %s", self.stream, path.name)
+                self._clip = Mp4File(clip, h264, [p for group in self._kept for _, p in group])
+                self.files = [*self.files, clip]
+                log.debug("stream %r: clip %s", self.stream, clip.name)
         except OSError as exc:  # a full disk: this clip ends here, the next one tries again
-            self._given_up.add(path)
+            self._given_up.add(clip)
             if self._clip is None:  # not a frame of it written
-                self.owner.release(path)
+                self.owner.release(clip)
             self.abandon()
             self.failed_write(exc)
             return
         self.pause.succeeded()
+
+    def encoder_ends(self, h264: H264, packets: list[Packet]) -> None:
+        try:
+            if self._clip is not None:
+                self._clip.add(packets)
+        except OSError as exc:
+            self.abandon()
+            self.failed_write(exc)
+        self._end_clip()
+        self._kept.clear()
+
+    def stream_over(self) -> None:
+        self._end_clip()
+        self._kept.clear()
 
     def _keep(self, now: float, packets: list[Packet]) -> None:
         for packet in packets:
@@ -292,21 +255,6 @@ class _ClipWriter(StreamWriter):
         horizon = now - self.owner.before + _SAME_MOMENT
         while len(self._kept) > 1 and self._kept[1][0][0] <= horizon:  # the next group starts early enough
             self._kept.popleft()
-
-    def _open_encoder(self, first: Result) -> None:
-        self._scratch = av.open(io.BytesIO(), mode="w", format="mp4")
-        self._h264 = H264(self.owner, self._scratch, first)
-        self._scratch.start_encoding()  # opens the encoder: its stream is a clip's template from now on
-
-    def _close_encoder(self) -> None:
-        self._kept.clear()
-        self._h264 = None
-        scratch, self._scratch = self._scratch, None
-        if scratch is not None:
-            try:
-                scratch.close()
-            except Exception as exc:
-                log.debug("clips of stream %r: closing the encoder: %s", self.stream, exc)
 
     def _end_clip(self) -> None:
         clip, self._clip = self._clip, None
@@ -320,9 +268,3 @@ class _ClipWriter(StreamWriter):
     def abandon(self) -> None:
         clip, self._clip = self._clip, None
         self.close_after_failure(clip)
-
-    def close_files(self) -> None:
-        try:
-            self._end_clip()
-        finally:
-            self._close_encoder()

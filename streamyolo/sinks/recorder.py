@@ -17,10 +17,17 @@ A write the system refuses (a full disk, a share gone) pauses the stream's recor
 of ending it: the file is closed as far as it got, and every ``RETRY_SECONDS`` a new one is
 tried (:class:`~streamyolo.sinks.base.OutputPause`); a frame of another size than the file's
 (a camera reconfigured) starts a new file too.
+
+A stream's frames are annotated and encoded once, however many outputs take them: its
+:class:`StreamWriter` hands the packets to each :class:`FileOutput` (the recording, and,
+when :meth:`VideoRecorder.share_with` clips, its clips), and a file (a segment, a clip) is
+the packets from one of the encoder's key frames on, asked for where a segment starts.
 """
 
 from __future__ import annotations
 
+import enum
+import io
 import itertools
 import logging
 import os
@@ -30,7 +37,7 @@ import threading
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Protocol, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import av
 import cv2
@@ -40,6 +47,9 @@ from streamyolo.clock import RateMeter, file_stamp, format_seconds, wall_time
 from streamyolo.errors import OutputError
 from streamyolo.frames import Image, Result
 from streamyolo.sinks.base import OutputPause, check_writable_folder, delete_older
+
+if TYPE_CHECKING:
+    from streamyolo.sinks.clips import ClipRecorder
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +98,6 @@ def choose_codec(requested: str, gpu: bool) -> str:
     return "libx264"
 
 
-class OpenFile(Protocol):
-    """A video file being written."""
-
-    path: Path
-    frames: int
-    """Frames written into it so far."""
-
-    def close(self) -> None: ...
-
-
 class RecorderError(OutputError):
     """A stream's recording failed (encoder error, disk full)."""
 
@@ -107,6 +107,7 @@ class VideoRecorder:
 
     what = "recording folder"
     files_kind = "recordings"
+    thread_prefix = "record"
 
     def __init__(
         self,
@@ -137,7 +138,15 @@ class VideoRecorder:
         self.keep = keep
         self.overwrite = overwrite
         self._writers: dict[str, StreamWriter] = {}
+        self._outputs: dict[str, FileOutput] = {}
+        self._outputs_lock = threading.Lock()
+        self._finished = False
+        self._writer_errors: list[BaseException] = []
         self._lock = threading.Lock()
+        self.clips: ClipRecorder | None = None
+        """The clips that take this recorder's packets (:meth:`share_with`)."""
+        self.host: VideoRecorder = self
+        """The recorder whose stream writers encode this one's frames: itself, or the one it shares with."""
         self._claimed: set[Path] = set()
         self._claim_lock = threading.Lock()
         self.on_error: Callable[[str, str], None] | None = None
@@ -205,12 +214,20 @@ class VideoRecorder:
 
     @property
     def files(self) -> dict[str, list[Path]]:
-        """Every stream's recording files so far, oldest first."""
-        with self._lock:
-            return {name: list(writer.files) for name, writer in self._writers.items()}
+        """Every stream's files so far, oldest first."""
+        with self._outputs_lock:
+            return {name: list(output.files) for name, output in self._outputs.items()}
+
+    def share_with(self, clips: ClipRecorder) -> None:
+        """Let ``clips`` (a :class:`~streamyolo.sinks.clips.ClipRecorder` with the same encoding
+        settings) take the H.264 packets of the streams this records, instead of encoding every
+        frame a second time: its clipped streams' frames come with this recorder's."""
+        self.clips = clips
+        clips.host = self
 
     def write(self, result: Result) -> None:
-        self.writer(result.stream).put(result)
+        clip = self.clips.place(result) if self.clips is not None and self.clips.wants(result.stream) else None
+        self.writer(result.stream).put((result, clip))
 
     def writer(self, stream: str) -> StreamWriter:
         """``stream``'s writer (and its thread), started on its first frame."""
@@ -219,57 +236,141 @@ class VideoRecorder:
             with self._lock:
                 writer = self._writers.get(stream)
                 if writer is None:
-                    writer = self.new_writer(stream)
+                    outputs = [self.output(stream)]
+                    if self.clips is not None and self.clips.wants(stream):
+                        outputs.append(self.clips.output(stream))
+                    writer = StreamWriter(self, stream, outputs)
                     writer.start()
                     self._writers[stream] = writer
         return writer
 
-    def new_writer(self, stream: str) -> StreamWriter:
-        return StreamWriter(self, stream)
+    def output(self, stream: str) -> FileOutput:
+        """``stream``'s output of this kind (made once, in its writer's making)."""
+        output = self.new_output(stream)
+        with self._outputs_lock:
+            self._outputs[stream] = output
+        return output
 
-    def close(self) -> None:
+    def new_output(self, stream: str) -> FileOutput:
+        return Recording(self, stream)
+
+    def finish_writers(self) -> list[BaseException]:
+        """Finish every stream's writer (once: a recorder and the clips it shares with both
+        ask) and return what failed them."""
         with self._lock:
-            writers = list(self._writers.values())
+            writers = [] if self._finished else list(self._writers.values())
+            self._finished = True
         for writer in writers:
             writer.finish()
-        errors = []
         for writer in writers:
             if not writer.join(timeout=60):
-                log.error("recorder for %r did not finish within 60 s", writer.stream)
+                log.error("%s for %r did not finish within 60 s", writer.thread_prefix, writer.stream)
             if writer.error is not None:
-                errors.append(writer.error)
-        if errors:
+                self._writer_errors.append(writer.error)
+        return self._writer_errors
+
+    def close(self) -> None:
+        errors = self.host.finish_writers()
+        if errors and self.host is self:
             raise RecorderError(str(errors[0])) from errors[0]
-        for writer in writers:
-            writer.pause.check()  # frames lost to a full disk: the recording is incomplete
+        with self._outputs_lock:
+            outputs = list(self._outputs.values())
+        for output in outputs:
+            output.pause.check()  # frames lost to a full disk: the files are incomplete
 
 
-class StreamWriter:
-    """A stream's recording, written in a thread of its own from a small queue."""
+class Need(enum.IntEnum):
+    """What an output wants of a frame."""
 
-    thread_prefix = "record"
+    NOTHING = 0
+    FRAME = 1
+    KEY = 2
+    """The frame as a key frame: a file starts with it."""
 
-    def __init__(self, owner: VideoRecorder, stream: str, what: str | None = None) -> None:
+
+STREAM_OVER = object()
+"""A stream writer's item: the stream has ended or failed (its last frames may still follow)."""
+
+
+class FileOutput:
+    """What one output (a stream's recording, its clips) does with the stream's H.264 packets.
+    Called only in the stream's writer thread."""
+
+    ends_with_stream = False
+    """Whether it is done when the stream has ended or failed (a stream's last frames may still come)."""
+
+    def __init__(self, owner: VideoRecorder, stream: str, what: str) -> None:
         self.owner = owner
         self.stream = stream
         self.files: list[Path] = []
+        """Its files so far, swapped whole (read by other threads)."""
+        self.pause = OutputPause(what, "frame(s)")
+
+    def need(self, item: Result, h264: H264 | None) -> Need:
+        """What it wants of ``item``'s frame, before it is encoded (by ``h264``, or by a new
+        encoder when ``None``). Asked once per frame, in order."""
+        raise NotImplementedError
+
+    def add(self, item: Result, clip: Path | None, h264: H264, packets: list[Packet]) -> None:
+        """``item``'s frame has been encoded into ``packets`` (if it wanted it)."""
+        raise NotImplementedError
+
+    def encoder_ends(self, h264: H264, packets: list[Packet]) -> None:
+        """``h264``'s last ``packets``: the files it feeds end (the next frame has another
+        size, or the run ends)."""
+        raise NotImplementedError
+
+    def stream_over(self) -> None:
+        """The stream has ended or failed."""
+
+    def failed_write(self, exc: Exception) -> None:
+        """A write the system refused: pause (and say so, once)."""
+        message = self.pause.failed(exc)
+        if message is not None and self.owner.on_error is not None:
+            self.owner.on_error(self.stream, message)
+
+    def close_after_failure(self, file: Mp4File | None) -> None:
+        """Close ``file`` as far as it goes (a fragmented MP4 plays up to its last whole
+        fragment), or delete it if no frame reached it."""
+        if file is None:
+            return
+        try:
+            file.close()
+        except Exception as exc:
+            log.debug("%s: closing %s after a failed write: %s", self.pause.what, file.path, exc)
+        if file.frames == 0:
+            self.owner.release(file.path)
+            self.files = [f for f in self.files if f != file.path]
+
+
+class StreamWriter:
+    """A stream's frames annotated and H.264-encoded, once, in a thread of its own fed by a
+    small queue; the packets go to each of its outputs (the recording, the clips)."""
+
+    def __init__(self, owner: VideoRecorder, stream: str, outputs: list[FileOutput]) -> None:
+        self.owner = owner
+        self.stream = stream
+        self.outputs = outputs
+        self.thread_prefix = owner.thread_prefix
         self.error: BaseException | None = None
-        self.pause = OutputPause(what or f"recording of stream {stream!r}", "frame(s)")
         self._queue: queue.Queue[object] = queue.Queue(owner.queue_size)
         self._failed = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"{self.thread_prefix}:{stream}")
         self._meter = RateMeter()
-        self._encoder: _Encoder | None = None
-        self._started = 0.0  # the wall-clock time the open file starts at
-        self._follows: float | None = None  # where the file after a finished segment starts at the earliest
+        self._h264: H264 | None = None
+
+    @property
+    def what(self) -> str:
+        return " and ".join(output.pause.what for output in self.outputs)
 
     def start(self) -> None:
         self._thread.start()
 
     def put(self, item: object) -> None:
+        """Queue ``(result, clip)`` (or :data:`STREAM_OVER`); waits while the queue is full."""
         while True:
             if self._failed.is_set():
-                raise RecorderError(f"{self.pause.what} failed: {self.error}")
+                raise RecorderError(f"{self.what} failed: {self.error}")
             try:
                 self._queue.put(item, timeout=0.5)
                 return
@@ -293,36 +394,39 @@ class StreamWriter:
                 if item is _FINISH:
                     break
                 self.take(item)
-        except BaseException as exc:  # anything else (the encoder refused): this stream's recording ends
+        except BaseException as exc:  # anything else (the encoder refused): this stream's outputs end
             self.error = exc
             self._failed.set()
-            log.error("%s failed: %s", self.pause.what, exc)
+            log.error("%s failed: %s", self.what, exc)
             _drain(self._queue)
         finally:
             try:
-                self.close_files()
+                self._end_encoder()
             except Exception as exc:
                 self.error = self.error or exc
                 self._failed.set()
 
     def take(self, item: object) -> None:
-        """Write one item of the queue (a :class:`Result`)."""
-        assert isinstance(item, Result)
-        if not self.pause.due():
+        if item is STREAM_OVER:
+            for output in self.outputs:
+                output.stream_over()
+            if all(output.ends_with_stream for output in self.outputs):
+                self._end_encoder()  # lets go of its memory
             return
-        try:
-            self._write(item)
-        except OSError as exc:  # a full disk, a share gone: pause, and try again later
-            self.abandon()
-            self.failed_write(exc)
+        result, clip = cast(tuple[Result, Path | None], item)
+        if self._h264 is not None and not self._h264.fits(result):  # the camera's size changed
+            height, width = result.frame.image.shape[:2]
+            log.info("stream %r: frames now %dx%d, its files start again", self.stream, width, height)
+            self._end_encoder()
+        needs = [output.need(result, self._h264) for output in self.outputs]
+        if not any(needs):
             return
-        self.pause.succeeded()
-
-    def failed_write(self, exc: OSError) -> None:
-        """A write the system refused: pause (and say so, once)."""
-        message = self.pause.failed(exc)
-        if message is not None and self.owner.on_error is not None:
-            self.owner.on_error(self.stream, message)
+        if self._h264 is None:
+            self._h264 = H264(self.owner, result)
+        packets = self._h264.encode(self.annotate(result), result, key=Need.KEY in needs)
+        for output, need in zip(self.outputs, needs, strict=True):
+            if need:
+                output.add(result, clip, self._h264, packets)
 
     def annotate(self, item: Result) -> Image:
         """``item``'s frame as recorded: its boxes, lines, zones and the stream's numbers drawn on it."""
@@ -332,59 +436,105 @@ class StreamWriter:
             lines=item.lines, zones=item.zones,
         )
 
-    def close_files(self) -> None:
-        """At the end: finish the open file."""
-        if self._encoder is not None:
-            self._encoder.close()
-
-    def _write(self, item: Result) -> None:
-        resized = self._encoder is not None and not self._encoder.fits(item)  # the camera's size changed
-        if self._encoder is not None and (resized or self._encoder.full(item)):
-            finished, self._encoder = self._encoder, None
-            self._follows = self._started + finished.seconds_to(item)
-            finished.close()
-            if resized:
-                height, width = item.frame.image.shape[:2]
-                log.info("stream %r: frames now %dx%d, recorded to a new file", self.stream, width, height)
-        if self._encoder is None:
-            self._encoder = self._open(item)
-        self._encoder.encode(self.annotate(item), item)
-
-    def _open(self, item: Result) -> _Encoder:
-        """The next file, starting with ``item``. A segment is named after its first frame's
-        arrival, or, when the stream runs faster than real time (a file), after where it starts
-        in the video: names stay in order, at least a segment apart."""
-        arrived = wall_time(item.frame.meta.t_capture)
-        self._started = arrived if self._follows is None else max(arrived, self._follows)
-        deleted = self.owner.prune(self.stream)  # first: it may free the room the new file needs
-        path = self.owner.claim(self.stream, self._started)
+    def _end_encoder(self) -> None:
+        """The encoder's last packets to the outputs, whose files end; then it closes."""
+        h264, self._h264 = self._h264, None
+        if h264 is None:
+            return
+        packets: list[Packet] = []
         try:
-            encoder = _Encoder(self.owner, path, item)
-        except BaseException:
-            self.owner.release(path)
-            raise
-        self.files = [*(f for f in self.files if f not in deleted), path]  # swapped whole: read elsewhere
-        log.log(logging.DEBUG if len(self.files) > 1 else logging.INFO, "recording stream %r to %s", self.stream, path)
-        return encoder
+            packets = h264.flush()
+        finally:
+            failed: list[Exception] = []
+            for output in self.outputs:
+                try:
+                    output.encoder_ends(h264, packets)
+                except Exception as exc:  # the other outputs still close their files
+                    failed.append(exc)
+            h264.close()
+            if failed:
+                raise failed[0]
+
+
+class Recording(FileOutput):
+    """A stream's recording: every frame (but while a full disk pauses it) into its file, or
+    with ``segment`` into a new file every that many seconds of video."""
+
+    owner: VideoRecorder
+
+    def __init__(self, owner: VideoRecorder, stream: str) -> None:
+        super().__init__(owner, stream, f"recording of stream {stream!r}")
+        self._file: Mp4File | None = None
+        self._first = 0  # the open file's first frame, in the encoder's frame intervals
+        self._cut: float | None = None  # the wall-clock time the file the next key frame starts starts at
+        self._started = 0.0  # the wall-clock time the open file starts at
+        self._follows: float | None = None  # where the file after a finished one starts at the earliest
+
+    def need(self, item: Result, h264: H264 | None) -> Need:
+        if not self.pause.due():
+            return Need.NOTHING
+        segment = self.owner.segment
+        if self._file is None or (segment is not None and h264 is not None
+                                  and h264.pts(item) - self._first >= segment * float(h264.rate)):
+            if self._file is not None and h264 is not None:
+                self._follows = self._started + (h264.pts(item) - self._first) / float(h264.rate)
+            # A file is named after its first frame's arrival, or, when the stream runs faster
+            # than real time (a file), after where it starts in the video: names stay in order,
+            # at least a segment apart.
+            arrived = wall_time(item.frame.meta.t_capture)
+            self._cut = arrived if self._follows is None else max(arrived, self._follows)
+            return Need.KEY
+        return Need.FRAME
+
+    def add(self, item: Result, clip: Path | None, h264: H264, packets: list[Packet]) -> None:
+        try:
+            for packet in packets:
+                if self._cut is not None and packet.is_keyframe:
+                    self._end_file()
+                    self._open(h264, packet, self._cut)
+                    self._cut = None
+                elif self._file is not None:
+                    self._file.add([packet])
+        except (OSError, RecorderError) as exc:  # a full disk, a share gone: pause, and try again later
+            self.abandon()
+            self.failed_write(exc)
+            return
+        self.pause.succeeded()
+
+    def encoder_ends(self, h264: H264, packets: list[Packet]) -> None:
+        if self._file is None:
+            return
+        try:
+            self._file.add(packets)
+            self._end_file()
+            self._follows = self._started + (h264.last_pts + 1 - self._first) / float(h264.rate)
+        except OSError as exc:
+            self.abandon()
+            self.failed_write(exc)
 
     def abandon(self) -> None:
         """After a failed write: give up the open file."""
-        encoder, self._encoder = self._encoder, None
-        self._follows = None
-        self.close_after_failure(encoder)
+        file, self._file = self._file, None
+        self._follows = self._cut = None
+        self.close_after_failure(file)
 
-    def close_after_failure(self, file: OpenFile | None) -> None:
-        """Close ``file`` as far as it goes (a fragmented MP4 plays up to its last whole
-        fragment), or delete it if no frame reached it."""
-        if file is None:
-            return
+    def _end_file(self) -> None:
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()  # writes its last fragment
+
+    def _open(self, h264: H264, first: Packet, started: float) -> None:
+        self._started = started
+        deleted = self.owner.prune(self.stream)  # first: it may free the room the new file needs
+        path = self.owner.claim(self.stream, started)
         try:
-            file.close()
-        except Exception as exc:
-            log.debug("%s: closing %s after a failed write: %s", self.pause.what, file.path, exc)
-        if file.frames == 0:
-            self.owner.release(file.path)
-            self.files = [f for f in self.files if f != file.path]
+            self._file = Mp4File(path, h264, [first])
+        except BaseException:
+            self.owner.release(path)
+            raise
+        self._first = h264.last_pts
+        self.files = [*(f for f in self.files if f not in deleted), path]
+        log.log(logging.DEBUG if len(self.files) > 1 else logging.INFO, "recording stream %r to %s", self.stream, path)
 
 
 def _drain(items: queue.Queue[object]) -> None:
@@ -410,27 +560,36 @@ def recording_of(file: str, stream: str, segments_only: bool = False) -> bool:
 
 
 class H264:
-    """An H.264 encoder for one stream's frames, as a stream of ``container``: timestamps from
-    the source's timeline (dropped frames leave their gap) and a key frame every
-    ``KEY_SECONDS`` of it. :meth:`encode` returns the packets, for the container's owner to write."""
+    """An H.264 encoder for one stream's frames: timestamps from the source's timeline
+    (dropped frames leave their gap) and a key frame every ``KEY_SECONDS`` of it. Its
+    :meth:`encode` returns the packets, which :class:`Mp4File` s write (each file the packets
+    from one of its key frames on). Its ``stream`` belongs to a container of its own, never
+    written: opened, it is the template of every file's stream."""
 
-    def __init__(self, owner: VideoRecorder, container: Any, first: Result) -> None:
+    def __init__(self, owner: VideoRecorder, first: Result) -> None:
         height, width = first.frame.image.shape[:2]
         self.width, self.height = width - width % 2, height - height % 2  # yuv420p needs even sizes
         fps = first.frame.meta.fps or owner.default_fps
         self.rate = Fraction(fps).limit_denominator(1001)
-        stream = cast(av.VideoStream, container.add_stream(owner.codec, rate=self.rate))
-        stream.width, stream.height = self.width, self.height
-        stream.pix_fmt = "yuv420p"
-        # Key frames are asked for by time (see encode); this only bounds a timeline that stalls.
-        stream.codec_context.gop_size = max(1, 2 * round(float(self.rate) * KEY_SECONDS))
-        if owner.codec == "libx264":
-            # zerolatency: no look-ahead or B-frame queue, so each frame is written (and safe
-            # from a crash) as soon as it is encoded, and the encoder holds less memory.
-            stream.options = {"preset": owner.preset, "crf": str(owner.crf), "tune": "zerolatency"}
-        elif owner.codec.endswith("_nvenc"):
-            stream.options = {"preset": "p4", "cq": str(owner.crf)}
-        self.stream = stream
+        self._container: Any = av.open(io.BytesIO(), mode="w", format="mp4")  # MP4's settings (global headers)
+        try:
+            stream = cast(av.VideoStream, self._container.add_stream(owner.codec, rate=self.rate))
+            stream.width, stream.height = self.width, self.height
+            stream.pix_fmt = "yuv420p"
+            # Key frames are asked for by time (see encode); this only bounds a timeline that stalls.
+            stream.codec_context.gop_size = max(1, 2 * round(float(self.rate) * KEY_SECONDS))
+            if owner.codec == "libx264":
+                # zerolatency: no look-ahead or B-frame queue, so each frame's packet comes out
+                # as it goes in (written, and safe from a crash, at once; a file can start at the
+                # frame asked to be a key frame), and the encoder holds less memory.
+                stream.options = {"preset": owner.preset, "crf": str(owner.crf), "tune": "zerolatency"}
+            elif owner.codec.endswith("_nvenc"):
+                stream.options = {"preset": "p4", "cq": str(owner.crf), "zerolatency": "1", "delay": "0", "bf": "0"}
+            self.stream = stream
+            self._container.start_encoding()  # opens the encoder
+        except BaseException:
+            self._container.close()
+            raise
         self._origin: float | None = None
         self._last_pts = -1
         self._last_key: int | None = None
@@ -440,6 +599,11 @@ class H264:
     @property
     def started(self) -> bool:
         return self._last_pts >= 0
+
+    @property
+    def last_pts(self) -> int:
+        """The last frame encoded's timestamp, in frame intervals from the first."""
+        return self._last_pts
 
     def fits(self, result: Result) -> bool:
         """Whether ``result``'s frame has this encoder's size (a file's frames all have one)."""
@@ -459,7 +623,8 @@ class H264:
             return 0
         return max(self._last_pts + 1, round((media_time - self._origin) * float(self.rate)))
 
-    def encode(self, image: Any, result: Result) -> list[Packet]:
+    def encode(self, image: Any, result: Result, key: bool = False) -> list[Packet]:
+        """``result``'s frame (``image``, annotated) encoded; ``key``: as a key frame."""
         if self._origin is None:
             self._origin = result.frame.meta.media_time
         pts = self.pts(result)
@@ -471,7 +636,7 @@ class H264:
         # (1.2 ms against 5.5 ms for a 1080p frame, measured here), and x264 takes I420 as is.
         frame = av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
         frame.pts = pts
-        if self._last_key is None or pts - self._last_key >= float(self.rate) * KEY_SECONDS:
+        if key or self._last_key is None or pts - self._last_key >= float(self.rate) * KEY_SECONDS:
             frame.pict_type = av.video.frame.PictureType.I
             self._last_key = pts
         return list(self.stream.encode(frame))
@@ -480,43 +645,56 @@ class H264:
         """The packets the encoder still holds, at the end."""
         return list(self.stream.encode(None))
 
-
-class _Encoder:
-    """One open MP4 file and its H.264 encoder."""
-
-    def __init__(self, owner: VideoRecorder, path: Path, first: Result) -> None:
-        self.path = path
-        self.frames = 0
-        """Frames encoded into the file so far."""
-        self.container: Any = av.open(str(path), mode="w", format="mp4", options=MP4_OPTIONS)
-        try:
-            self.h264 = H264(owner, self.container, first)
-        except BaseException:
-            self.container.close()
-            raise
-        self.segment = owner.segment
-
-    def fits(self, result: Result) -> bool:
-        return self.h264.fits(result)
-
-    def full(self, result: Result) -> bool:
-        """Whether ``result`` starts the next segment: this file already holds ``segment``
-        seconds of video before it."""
-        return self.segment is not None and self.h264.started and \
-            self.h264.pts(result) >= self.segment * float(self.h264.rate)
-
-    def seconds_to(self, result: Result) -> float:
-        """Seconds of video from this file's first frame to ``result``."""
-        return self.h264.seconds_to(result)
-
-    def encode(self, image: Any, result: Result) -> None:
-        for packet in self.h264.encode(image, result):
-            self.container.mux(packet)
-        self.frames += 1
-
     def close(self) -> None:
         try:
-            for packet in self.h264.flush():
-                self.container.mux(packet)
-        finally:
+            self._container.close()
+        except Exception as exc:  # nothing was written to it: nothing is lost
+            log.debug("closing an encoder: %s", exc)
+
+
+class Mp4File:
+    """One MP4 file being written: an encoder's packets, copied and timed from its first (a
+    key frame). Fragmented (:data:`MP4_OPTIONS`): it plays up to its last whole fragment
+    whatever happens to the process."""
+
+    def __init__(self, path: Path, encoder: H264, packets: list[Packet]) -> None:
+        self.path = path
+        self.frames = 0
+        """Packets (frames) written into it so far."""
+        self.container: Any = av.open(str(path), mode="w", format="mp4", options=MP4_OPTIONS)
+        try:
+            self.stream = self.container.add_stream_from_template(encoder.stream)
+            self._origin = _stamp(packets[0])
+            self.add(packets)
+        except BaseException:
+            self.close_quietly()
+            raise
+
+    def add(self, packets: list[Packet]) -> None:
+        for packet in packets:
+            # A copy: muxing hands a packet's data to the file, and a packet may go into more
+            # than one file (a recording and a clip, clips whose seconds before overlap).
+            copy = av.Packet(bytes(packet))
+            copy.pts = _stamp(packet) - self._origin
+            copy.dts = (packet.dts if packet.dts is not None else _stamp(packet)) - self._origin
+            copy.duration = packet.duration
+            copy.time_base = packet.time_base
+            copy.is_keyframe = packet.is_keyframe
+            copy.stream = self.stream
+            self.container.mux(copy)
+            self.frames += 1
+
+    def close(self) -> None:
+        self.container.close()
+
+    def close_quietly(self) -> None:
+        try:
             self.container.close()
+        except Exception as exc:
+            log.debug("closing %s: %s", self.path, exc)
+
+
+def _stamp(packet: Packet) -> int:
+    """An encoded packet's timestamp (the encoder always gives one)."""
+    assert packet.pts is not None
+    return packet.pts

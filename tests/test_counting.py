@@ -31,7 +31,7 @@ def _boxes(*objects: tuple[int, float, float, int]) -> Detections:
     """Tracked boxes of 20 x 20 px: (track id, centre x, centre y, class)."""
     xyxy = np.array([[x - 10, y - 10, x + 10, y + 10] for _, x, y, _ in objects], np.float32).reshape(-1, 4)
     return Detections(xyxy, np.full(len(objects), 0.9, np.float32), np.array([c for *_, c in objects], np.int64),
-                      {0: "person", 2: "car"}, np.array([i for i, *_ in objects], np.int64))
+                      {0: "person", 2: "car", 7: "truck"}, np.array([i for i, *_ in objects], np.int64))
 
 
 def test_a_line_counts_each_track_once_each_way_within_its_length() -> None:
@@ -72,6 +72,18 @@ def test_a_line_with_classes_counts_only_objects_of_those() -> None:
             "gate": {"points": [[0, 5], [9, 5]], "classes": [2]}}}], "tracker": "bytetrack"})
     with pytest.raises(ConfigError, match=r"config key 'streams\.0\.lines\.gate\.points': Field required"):
         build_config({"streams": [{"source": "a.mp4", "lines": {"gate": {"classes": [2]}}}], "tracker": "bytetrack"})
+
+
+def test_a_crossing_has_the_class_its_track_was_read_as_most_often() -> None:
+    """The model reads a car as a truck (7) in the one frame it crosses, and a truck as a car
+    (2): a cars-only line counts the car, not the truck, and each event says what it was."""
+    gate = CountingLine("gate", DOOR.a, DOOR.b, classes=frozenset({2}))
+    counter = LineCounter([DOOR, gate])
+    for y in (60.0, 70.0, 80.0, 90.0):
+        assert counter.update(_boxes((1, 50.0, y, 2), (2, 150.0, y, 7))) == []
+    crossings = counter.update(_boxes((1, 50.0, 110.0, 7), (2, 150.0, 110.0, 2)))
+    assert [(c.line, c.id, c.cls, c.name) for c in crossings] == [("door", 1, 2, "car"), ("gate", 1, 2, "car"),
+                                                                  ("door", 2, 7, "truck")]
 
 
 def test_a_track_not_seen_for_long_is_forgotten() -> None:

@@ -93,28 +93,35 @@ class LineCounter:
         self.forget_after = forget_after
         self.totals: dict[str, dict[str, int]] = {line.name: {"in": 0, "out": 0} for line in self.lines}
         self._last: dict[int, tuple[Point, int]] = {}  # track id -> (centre, frame number last seen)
+        self._kinds: dict[int, dict[int, int]] = {}  # track id -> {class id: frames it was read as that}
         self._counted: set[tuple[str, str, int]] = set()  # (line, direction, track id)
         self._frame = 0
 
     def update(self, found: Detections) -> list[Crossing]:
-        """The crossings in the next frame of the stream, whose tracked detections are ``found``."""
+        """The crossings in the next frame of the stream, whose tracked detections are ``found``.
+        A crossing's class is the one the track has been read as most often (this frame's on
+        a tie): a car the model reads as a truck in the one frame it crosses is still a car,
+        for the lines that count only cars, and in the event."""
         self._frame += 1
         crossings: list[Crossing] = []
         if found.ids is not None:
             for (x, y), track, cls in zip(centres(found).tolist(), found.ids.tolist(), found.cls.tolist(), strict=True):
                 before = self._last.get(track)
                 self._last[track] = ((x, y), self._frame)
+                kinds = self._kinds.setdefault(track, {})
+                kinds[cls] = kinds.get(cls, 0) + 1
                 if before is None:
                     continue
                 for line in self.lines:
-                    if line.classes is not None and cls not in line.classes:
-                        continue
                     direction = crossed(line, before[0], (x, y))
                     if direction is None or (line.name, direction, track) in self._counted:
                         continue
+                    kind = max(kinds, key=lambda c: (kinds[c], c == cls))
+                    if line.classes is not None and kind not in line.classes:
+                        continue
                     self._counted.add((line.name, direction, track))
                     self.totals[line.name][direction] += 1
-                    crossings.append(Crossing(line.name, direction, int(track), int(cls), found.name(int(cls))))
+                    crossings.append(Crossing(line.name, direction, int(track), int(kind), found.name(int(kind))))
         if self._frame % 100 == 0:
             self._forget()
         return crossings
@@ -128,6 +135,7 @@ class LineCounter:
         gone = {track for track, (_, seen) in self._last.items() if self._frame - seen > self.forget_after}
         for track in gone:
             del self._last[track]
+            self._kinds.pop(track, None)
         self._counted = {key for key in self._counted if key[2] not in gone}
 
 

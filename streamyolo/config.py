@@ -84,6 +84,15 @@ class LineConfig(_Strict):
     """The class ids this line counts (default: every class the stream keeps)."""
 
 
+class MaskConfig(_Strict):
+    """A mask with settings: ``{points: [[x1, y1], …], classes: [2]}``."""
+
+    points: list[tuple[float, float]]
+    classes: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
+    """The class ids this mask ignores (default: every class): parked cars, not the people
+    walking past them."""
+
+
 class StreamConfig(_Strict):
     """One stream. A plain string in the config is shorthand for ``{source: <string>}``,
     and ``name=uri`` names it."""
@@ -131,7 +140,14 @@ class StreamConfig(_Strict):
     every frame counts the objects whose box centre lies inside each, by class. A zone may
     also be ``{points: […], linger: 30}`` (:class:`ZoneConfig`)."""
 
-    @field_validator("zones", "lines", mode="before")
+    masks: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")],
+                MaskConfig] | None = None
+    """Areas whose detections are ignored: ``{tree: [[x1, y1], [x2, y2], [x3, y3], …]}``,
+    polygons in the picture's pixels; a box whose centre lies inside one is dropped before
+    tracking, counting and every output. A mask may also be ``{points: […], classes: [2]}``
+    (:class:`MaskConfig`): it ignores only those class ids."""
+
+    @field_validator("zones", "lines", "masks", mode="before")
     @classmethod
     def _bare_points(cls, value: Any) -> Any:
         """A zone or line written as its points alone: ``{queue: [[x1, y1], …]}``."""
@@ -139,12 +155,14 @@ class StreamConfig(_Strict):
             return {name: {"points": zone} if isinstance(zone, list | tuple) else zone for name, zone in value.items()}
         return value
 
-    @field_validator("zones")
+    @field_validator("zones", "masks")
     @classmethod
-    def _zones(cls, value: dict[str, ZoneConfig] | None) -> dict[str, ZoneConfig] | None:
-        for name, zone in (value or {}).items():
-            if len(set(map(tuple, zone.points))) < 3:
-                raise ValueError(f"zone {name!r} needs 3 different points or more")
+    def _polygons(cls, value: dict[str, ZoneConfig] | dict[str, MaskConfig] | None,
+                  info: ValidationInfo) -> dict[str, ZoneConfig] | dict[str, MaskConfig] | None:
+        what = "zone" if info.field_name == "zones" else "mask"
+        for name, area in (value or {}).items():
+            if len(set(map(tuple, area.points))) < 3:
+                raise ValueError(f"{what} {name!r} needs 3 different points or more")
         return value
 
     @field_validator("lines")
@@ -408,13 +426,15 @@ class PipelineConfig(_Strict):
                              "give snapshots too")
         for index, stream in enumerate(self.streams):
             kept = stream.classes if stream.classes is not None else self.classes
-            counters: list[tuple[str, str, LineConfig | ZoneConfig]] = [
+            counters: list[tuple[str, str, LineConfig | ZoneConfig | MaskConfig]] = [
                 *(("lines", name, line) for name, line in (stream.lines or {}).items()),
-                *(("zones", name, zone) for name, zone in (stream.zones or {}).items())]
+                *(("zones", name, zone) for name, zone in (stream.zones or {}).items()),
+                *(("masks", name, mask) for name, mask in (stream.masks or {}).items())]
             for kind, name, counter in counters:
                 never = sorted(set(counter.classes or ()) - set(kept)) if kept is not None else []
                 if never:
-                    what = "zone would never hold" if kind == "zones" else "line would never count"
+                    what = {"zones": "zone would never hold", "lines": "line would never count",
+                            "masks": "mask would never see"}[kind]
                     raise ValueError(f"config key 'streams.{index}.{kind}.{name}.classes': class(es) {never} are not "
                                      f"among the stream's classes {sorted(kept or ())}: the {what} them")
         if self.clips is not None and (self.tracker is None or not any(s.lines or s.zones for s in self.streams)):

@@ -280,6 +280,18 @@ class ZoneTally:
 
 
 @dataclass(frozen=True, slots=True)
+class Mask:
+    """An area of a stream's picture whose detections are ignored (``masks:``): a tree that
+    waves, a screen, the street beyond the fence. A box whose centre lies inside the polygon
+    (in the picture's pixels) is dropped before tracking, counting and every output; with
+    ``classes``, only boxes of those class ids (the parked cars, not the people walking by)."""
+
+    name: str
+    points: tuple[tuple[float, float], ...]
+    classes: frozenset[int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
     """A frame with its detections, as the inference worker hands it to the sinks."""
 
@@ -295,6 +307,8 @@ class Result:
     """The stream's zones with the objects inside them in this frame (streams with ``zones:``)."""
     visits: tuple[ZoneVisit, ...] = ()
     """Tracked objects that entered or left the stream's zones in this frame."""
+    masks: tuple[Mask, ...] = ()
+    """The stream's masks, whose detections were dropped (for the overlay)."""
 
     @property
     def stream(self) -> str:

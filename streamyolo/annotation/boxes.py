@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from streamyolo.frames import Detections, Image, LineTally, ZoneTally
+from streamyolo.frames import Detections, Image, LineTally, Mask, ZoneTally
 
 # Ultralytics' default palette, so boxes look familiar to its users.
 _PALETTE = [
@@ -46,16 +46,20 @@ class BoxAnnotator:
         age: float | None = None,
         lines: Sequence[LineTally] = (),
         zones: Sequence[ZoneTally] = (),
+        masks: Sequence[Mask] = (),
         zoom: float = 1.0,
     ) -> Image:
         """A copy of ``image`` with ``detections``, the stream's counting ``lines`` with their
-        totals, its ``zones`` with what they hold, and the header drawn; ``zoom``: how much
+        totals, its ``zones`` with what they hold, its ``masks`` (outlined in grey: what is
+        inside is not seen) and the header drawn; ``zoom``: how much
         ``image`` was scaled from the frame the boxes, lines and zones were found in (boxes
         already scaled by the caller)."""
         canvas = image.copy()
         height, width = canvas.shape[:2]
         scale = max(0.4, min(width, height) / 900)
         thickness = max(1, round(scale * 2))
+        for mask in masks:
+            _mask(canvas, mask, zoom, scale, thickness)
         for zone in zones:
             _zone(canvas, zone, zoom, scale, thickness)
         for line in lines:
@@ -86,6 +90,15 @@ def _zone(canvas: Image, zone: ZoneTally, zoom: float, scale: float, thickness: 
     cv2.polylines(canvas, [corners], True, yellow, thickness + 1, cv2.LINE_AA)
     held = ", ".join(f"{n} {name}" for name, n in zone.inside.items()) or "empty"
     _label(canvas, f"{zone.name}: {held}", (int(corners[:, 0].min()), int(corners[:, 1].min())), yellow, scale,
+           thickness)
+
+
+def _mask(canvas: Image, mask: Mask, zoom: float, scale: float, thickness: int) -> None:
+    """The mask's outline, and its name."""
+    corners = np.array([[round(x * zoom), round(y * zoom)] for x, y in mask.points], np.int32)
+    grey = (128, 128, 128)
+    cv2.polylines(canvas, [corners], True, grey, thickness, cv2.LINE_AA)
+    _label(canvas, f"{mask.name}: masked", (int(corners[:, 0].min()), int(corners[:, 1].min())), grey, scale,
            thickness)
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from streamyolo.frames import Crossing, Detections, LineTally, ZoneTally, ZoneVisit
+from streamyolo.frames import Crossing, Detections, LineTally, Mask, ZoneTally, ZoneVisit
 
 Point = tuple[float, float]
 
@@ -176,6 +176,28 @@ def inside(polygon: Sequence[Point], points: npt.NDArray[np.floating]) -> npt.ND
 def centres(found: Detections) -> npt.NDArray[np.floating]:
     """The centre of every box of ``found`` (N x 2)."""
     return (found.xyxy[:, :2] + found.xyxy[:, 2:]) / 2
+
+
+def unmasked(masks: Sequence[Mask], found: Detections) -> Detections:
+    """``found`` without the boxes that ``masks`` ignore: those whose centre lies inside one
+    (of its ``classes``, when it has them).
+
+    >>> found = Detections(np.array([[0, 0, 10, 10], [20, 0, 30, 10], [0, 0, 10, 10]], np.float32),
+    ...                    np.full(3, 0.9, np.float32), np.array([0, 0, 2]))
+    >>> corner = ((0.0, 0.0), (15.0, 0.0), (15.0, 15.0), (0.0, 15.0))
+    >>> unmasked([Mask("corner", corner)], found).xyxy[:, 0].tolist()
+    [20.0]
+    >>> unmasked([Mask("corner", corner, frozenset({2}))], found).cls.tolist()
+    [0, 0]
+    """
+    if not len(found):
+        return found
+    points = centres(found)
+    drop = np.zeros(len(found), dtype=bool)
+    for mask in masks:
+        hit = inside(mask.points, points)
+        drop |= hit if mask.classes is None else hit & np.isin(found.cls, list(mask.classes))
+    return found.select(~drop) if bool(drop.any()) else found
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ from streamyolo.config import (
     lends_lanes,
 )
 from streamyolo.errors import OutputError
+from streamyolo.frames import Mask
 from streamyolo.inference.converted import converting
 from streamyolo.inference.counting import CountingLine, Zone
 from streamyolo.inference.detector import DetectorFactory
@@ -290,6 +291,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
                         for name, line in (s.config.lines or {}).items()),
             zones=tuple(Zone(name, tuple(zone.points), zone.linger, _class_set(zone.classes))
                         for name, zone in (s.config.zones or {}).items()),
+            masks=tuple(Mask(name, tuple(mask.points), _class_set(mask.classes))
+                        for name, mask in (s.config.masks or {}).items()),
         )
         for s in streams
     ]

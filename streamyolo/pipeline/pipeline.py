@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamyolo.buffering import Overflow, RingBuffer
 from streamyolo.errors import ModelError, OutputsIncompleteError, WorkerError
-from streamyolo.frames import DetectionFilter, Frame, Result
+from streamyolo.frames import DetectionFilter, Frame, Mask, Result
 from streamyolo.inference.counting import CountingLine, Zone
 from streamyolo.inference.detector import DetectorFactory
 from streamyolo.pipeline.health import StreamHealth
@@ -58,6 +58,8 @@ class StreamSetup:
     """Counting lines (the stream is tracked): see :mod:`streamyolo.inference.counting`."""
     zones: tuple[Zone, ...] = ()
     """Zones whose occupancy every frame counts: see :mod:`streamyolo.inference.counting`."""
+    masks: tuple[Mask, ...] = ()
+    """Areas whose detections are dropped (:class:`~streamyolo.frames.Mask`)."""
 
 
 class _Stream:
@@ -255,7 +257,7 @@ class Pipeline:
         for index, factory in enumerate(self._factories):
             channels = [
                 Channel(s.name, s.ring, s.setup.overflow is Overflow.DROP_OLDEST, s.health, s.setup.keep,
-                        s.setup.lines, s.setup.zones)
+                        s.setup.lines, s.setup.zones, s.setup.masks)
                 for i, s in enumerate(self._streams) if i % n == index
             ]
             worker = InferenceWorker(

@@ -255,7 +255,7 @@ class EventSink:
         name = f"{meta.stream}-{file_stamp(moment, millis=True)}-{meta.seq}.jpg"
         header = f"{meta.stream}  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(moment))}"
         image = self._annotator.annotate(result.frame.image, result.detections, stream=header,
-                                         lines=result.lines, zones=result.zones)
+                                         lines=result.lines, zones=result.zones, masks=result.masks)
         ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             log.error("snapshot of stream %r: JPEG encoding failed", meta.stream)

@@ -41,7 +41,7 @@ class Latest:
                                            interpolation=cv2.INTER_AREA))
             detections = replace(detections, xyxy=detections.xyxy * np.float32(scale))
         return annotator.annotate(image, detections, stream=self.result.stream, fps=self.fps, age=self.result.age,
-                                  lines=self.result.lines, zones=self.result.zones, zoom=scale)
+                                  lines=self.result.lines, zones=self.result.zones, masks=self.result.masks, zoom=scale)
 
 
 class LatestResults:

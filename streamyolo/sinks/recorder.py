@@ -433,7 +433,7 @@ class StreamWriter:
         self._meter.tick()
         return self.owner.annotator.annotate(
             item.frame.image, item.detections, stream=self.stream, fps=self._meter.rate(), age=item.age,
-            lines=item.lines, zones=item.zones,
+            lines=item.lines, zones=item.zones, masks=item.masks,
         )
 
     def _end_encoder(self) -> None:

@@ -21,11 +21,12 @@ from streamyolo.frames import (
     Frame,
     Image,
     LineTally,
+    Mask,
     Result,
     ZoneTally,
     ZoneVisit,
 )
-from streamyolo.inference.counting import CountingLine, LineCounter, Zone, ZoneWatch, occupancy, zone_tallies
+from streamyolo.inference.counting import CountingLine, LineCounter, Zone, ZoneWatch, occupancy, unmasked, zone_tallies
 from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.inference.tracking import StreamTracker
 from streamyolo.pipeline.health import StreamHealth
@@ -54,6 +55,8 @@ class Channel:
     zones: tuple[Zone, ...] = ()
     """The stream's zones, whose occupancy every frame counts (and, on a tracked stream, who
     enters and leaves them)."""
+    masks: tuple[Mask, ...] = ()
+    """The stream's masks: their detections are dropped, before tracking."""
 
 
 class InferenceWorker:
@@ -238,6 +241,8 @@ class InferenceWorker:
         for index, ((channel, frame), found) in enumerate(zip(batch, detections, strict=True)):
             try:
                 kept = found if channel.keep is None else channel.keep.apply(found)
+                if channel.masks:
+                    kept = unmasked(channel.masks, kept)
                 shown = kept if self._tracker is None else self._track(channel.name, kept, frame.image)
                 crossings, lines = self._cross(channel, shown) if channel.lines else ((), ())
                 zones: tuple[ZoneTally, ...] = ()
@@ -248,7 +253,7 @@ class InferenceWorker:
                     if self._tracker is not None:
                         visits = self._visit(channel, shown, frame, held)
                     channel.health.zoned(zones, visits)
-                result = Result(frame, shown, now, self.name, crossings, lines, zones, visits)
+                result = Result(frame, shown, now, self.name, crossings, lines, zones, visits, channel.masks)
                 self._sink.write(result)
             except BaseException:
                 for lost_channel, _ in batch[index:]:

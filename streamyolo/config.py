@@ -122,6 +122,9 @@ class StreamConfig(_Strict):
     """RTSP transport."""
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
     decoder_threads: int = Field(default=2, ge=0, le=64)
+    record: bool = True
+    """With the run's ``record`` folder: whether this stream is recorded (``false``: not, a
+    camera only watched for events, say)."""
     conf: float | None = Field(default=None, ge=0, le=1)
     """This stream's confidence threshold (default: the run's ``conf``)."""
     classes: list[Annotated[int, Field(ge=0)]] | None = None
@@ -450,6 +453,8 @@ class PipelineConfig(_Strict):
         if self.clips is not None and self.record is not None and _same_folder(self.clips, self.record):
             raise ValueError(f"config keys 'clips' and 'record': both are {str(self.clips)!r}; give clips a folder "
                              "of its own (clips and recording segments are named alike)")
+        if self.record is not None and self.streams and not any(stream.record for stream in self.streams):
+            raise ValueError("config key 'record': every stream says record: false; drop record, or record a stream")
         if self.record_keep is not None and self.record_segment is None:
             raise ValueError("config keys 'record_keep' and 'record_segment': record_keep deletes old segment "
                              "files; give record_segment too (one file per run is never deleted)")

@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import ClassVar
@@ -246,7 +247,7 @@ def test_a_stream_recorded_and_clipped_is_encoded_once_for_both(tmp_path: Path) 
     """With ``record`` and ``clips``, a stream's frames are annotated and encoded once, in
     its recording thread, and the packets go to both: the recording's segments (each from a
     key frame asked for where it starts) and the clips (from the regular key frames)."""
-    recorder = VideoRecorder(tmp_path / "rec", segment=1.7)
+    recorder = VideoRecorder(tmp_path / "rec", segment=1.7, streams=["cam"])  # "door": record: false
     clips = ClipRecorder(tmp_path / "clips", before=1.0, after=0.6)
     recorder.share_with(clips)
     recorder.open()
@@ -258,11 +259,17 @@ def test_a_stream_recorded_and_clipped_is_encoded_once_for_both(tmp_path: Path) 
         result = _result(seq, seq / 25, image, event=seq == 50)
         recorder.write(result)
         clips.write(result)  # the recorder has it already: nothing more
-        threads |= {t.name for t in threading.enumerate() if t.name.endswith(":cam")}
+        if seq < 30:  # a stream not recorded, clipped: an event at its first frame
+            door = _result(seq, seq / 25, image, event=seq == 0)
+            door = replace(door, frame=Frame(replace(door.frame.meta, stream="door"), image))
+            recorder.write(door)
+            clips.write(door)
+        threads |= {t.name for t in threading.enumerate() if t.name.endswith((":cam", ":door"))}
     clips.stream_changed("cam", "ended", None)  # ends the clips, not the recording
     clips.close()
     recorder.close()
-    assert threads == {"record:cam"}, "one thread encodes the stream"
+    assert threads == {"record:cam", "record:door"}, "one thread encodes each stream"
+    assert list(recorder.files) == ["cam"] and [_frames_in(p) for p in clips.files["door"]] == [list(range(16))]
     segments = recorder.files["cam"]
     assert [index for path in segments for index in _frames_in(path)] == list(range(150))
     assert [len(_frames_in(path)) for path in segments] == [43, 43, 43, 21]  # 1.7 s: a frame cut at 42.5
@@ -273,7 +280,7 @@ def test_a_stream_recorded_and_clipped_is_encoded_once_for_both(tmp_path: Path) 
     # the segment's at 43 is too late) to 0.6 s after it.
     (clip,) = clips.files["cam"]
     assert _frames_in(clip) == list(range(25, 66))
-    assert sorted(p.name for p in (tmp_path / "clips").iterdir()) == [clip.name]
+    assert sorted(p.name for p in (tmp_path / "clips").iterdir()) == sorted([clip.name, clips.files["door"][0].name])
 
 
 def test_clips_older_than_clips_keep_are_deleted_and_nothing_else(tmp_path: Path) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 import av
 import pytest
 
+from streamyolo.config import build_config
+from streamyolo.errors import ConfigError
 from streamyolo.frames import Detections, Frame, FrameMeta, Result
 from streamyolo.sinks import VideoRecorder
 from streamyolo.sources import SyntheticSource, read_stamp, stream_tag
@@ -56,6 +58,16 @@ def _record(folder: Path, results: list[Result], **options: object) -> VideoReco
         recorder.write(result)
     recorder.close()
     return recorder
+
+
+def test_only_the_streams_that_say_record_are_recorded(tmp_path: Path) -> None:
+    config = build_config({"record": "rec", "streams": ["a=a.mp4", {"name": "b", "source": "b.mp4", "record": False}]})
+    assert [s.record for s in config.streams] == [True, False]
+    with pytest.raises(ConfigError, match="config key 'record': every stream says record: false"):
+        build_config({"record": "rec", "streams": [{"source": "a.mp4", "record": False}]})
+    recorder = _record(tmp_path, _results("a", 10) + _results("b", 10), streams=["a"])
+    assert recorder.files == {"a": [tmp_path / "a.mp4"]} and list(tmp_path.iterdir()) == [tmp_path / "a.mp4"]
+    assert len(decode(tmp_path / "a.mp4")[0]) == 10
 
 
 def _stamps_in(path: Path) -> list[int]:

@@ -238,7 +238,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     if cfg.record is not None:
         recorder = VideoRecorder(cfg.record, annotator, codec=choose_codec(cfg.record_codec, gpu),
                                  preset=cfg.record_preset, crf=cfg.record_crf, segment=cfg.record_segment,
-                                 keep=cfg.record_keep, overwrite=cfg.overwrite)
+                                 keep=cfg.record_keep, overwrite=cfg.overwrite,
+                                 streams=[s.spec.name for s in streams if s.config.record])
         sinks.append(recorder)
     if cfg.jsonl is not None:
         check_output_file(cfg.jsonl, "JSONL file")

@@ -80,11 +80,10 @@ class ClipRecorder(VideoRecorder):
         ``preset``, ``crf``, ``queue_size``, ``default_fps``."""
         if before < 0 or after < 0:
             raise ValueError(f"before and after must be 0 or more seconds, not {before} and {after}")
-        super().__init__(folder, annotator, **encoding)
+        super().__init__(folder, annotator, streams=streams, **encoding)
         self.before = before
         self.after = after
         self.clips_keep = keep
-        self.streams = None if streams is None else frozenset(streams)
         self._spans: dict[str, _Span] = {}
         self._unclaimed = 0  # clips that could not even be created
         self._pruned_at = -math.inf
@@ -103,10 +102,6 @@ class ClipRecorder(VideoRecorder):
     def open(self) -> None:
         super().open()
         self.prune(None)
-
-    def wants(self, stream: str) -> bool:
-        """No events, no clips: the frames of a stream with no lines or zones are not encoded."""
-        return self.streams is None or stream in self.streams
 
     def write(self, result: Result) -> None:
         if self.host is self and self.wants(result.stream):  # else the recorder it shares with has them

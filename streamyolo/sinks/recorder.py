@@ -34,7 +34,7 @@ import os
 import queue
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
@@ -122,7 +122,9 @@ class VideoRecorder:
         segment: float | None = None,
         keep: float | None = None,
         overwrite: bool = False,
+        streams: Collection[str] | None = None,
     ) -> None:
+        """``streams``: the streams recorded (``None``: all)."""
         if segment is not None and segment <= 0:
             raise ValueError(f"segment must be a positive number of seconds, not {segment}")
         if keep is not None and segment is None:
@@ -137,6 +139,7 @@ class VideoRecorder:
         self.segment = segment
         self.keep = keep
         self.overwrite = overwrite
+        self.streams = None if streams is None else frozenset(streams)
         self._writers: dict[str, StreamWriter] = {}
         self._outputs: dict[str, FileOutput] = {}
         self._outputs_lock = threading.Lock()
@@ -225,8 +228,15 @@ class VideoRecorder:
         self.clips = clips
         clips.host = self
 
+    def wants(self, stream: str) -> bool:
+        """Whether ``stream``'s frames are encoded for this output."""
+        return self.streams is None or stream in self.streams
+
     def write(self, result: Result) -> None:
-        clip = self.clips.place(result) if self.clips is not None and self.clips.wants(result.stream) else None
+        clipped = self.clips is not None and self.clips.wants(result.stream)
+        if not clipped and not self.wants(result.stream):
+            return
+        clip = self.clips.place(result) if self.clips is not None and clipped else None
         self.writer(result.stream).put((result, clip))
 
     def writer(self, stream: str) -> StreamWriter:
@@ -236,7 +246,7 @@ class VideoRecorder:
             with self._lock:
                 writer = self._writers.get(stream)
                 if writer is None:
-                    outputs = [self.output(stream)]
+                    outputs = [self.output(stream)] if self.wants(stream) else []
                     if self.clips is not None and self.clips.wants(stream):
                         outputs.append(self.clips.output(stream))
                     writer = StreamWriter(self, stream, outputs)

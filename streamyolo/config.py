@@ -130,6 +130,11 @@ class StreamConfig(_Strict):
     classes: list[Annotated[int, Field(ge=0)]] | None = None
     """This stream's class ids (default: the run's ``classes``): a parking camera that keeps
     cars only, say, beside cameras that keep people."""
+    min_area: float | None = Field(default=None, gt=0)
+    """Ignore boxes smaller than this many square pixels of the picture (a "person" of 8 x 12
+    pixels far down the street)."""
+    max_area: float | None = Field(default=None, gt=0)
+    """Ignore boxes larger than this many square pixels (a shadow over half the picture)."""
     lines: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")],
                 LineConfig] | None = None
     """Counting lines (needs ``tracker``): ``{door: [[x1, y1], [x2, y2]]}`` in the picture's
@@ -176,6 +181,13 @@ class StreamConfig(_Strict):
             if a == b:
                 raise ValueError(f"line {name!r} needs two different points")
         return value
+
+    @model_validator(mode="after")
+    def _areas(self) -> StreamConfig:
+        if self.min_area is not None and self.max_area is not None and self.min_area > self.max_area:
+            raise ValueError(f"min_area {self.min_area:g} is more than max_area {self.max_area:g}: no box would "
+                             "be kept")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -548,13 +560,16 @@ class PipelineConfig(_Strict):
 
     def stream_filter(self, stream: StreamConfig) -> DetectionFilter | None:
         """What ``stream`` keeps of the models' detections, when its own ``conf`` or
-        ``classes`` is stricter than what they detect at; ``None``: all of them."""
+        ``classes`` is stricter than what they detect at, or it has ``min_area`` or
+        ``max_area``; ``None``: all of them."""
         conf, classes = self.own(stream)
         detect_classes = self.detect_classes
         narrower = classes is not None and (detect_classes is None or set(classes) != set(detect_classes))
-        if conf <= self.detect_conf and not narrower:
+        sized = stream.min_area is not None or stream.max_area is not None
+        if conf <= self.detect_conf and not narrower and not sized:
             return None
-        return DetectionFilter(conf, frozenset(classes) if narrower and classes is not None else None)
+        return DetectionFilter(conf, frozenset(classes) if narrower and classes is not None else None,
+                               stream.min_area or 0.0, stream.max_area)
 
     @field_validator("web_auth")
     @classmethod

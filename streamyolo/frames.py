@@ -200,7 +200,8 @@ class Detections:
 @dataclass(frozen=True, slots=True)
 class DetectionFilter:
     """A stream's own ``conf`` and ``classes``, stricter than what its worker's model detects
-    at (the loosest of every stream's): keeps what ``predict()`` with these settings keeps. A
+    at (the loosest of every stream's): keeps what ``predict()`` with these settings keeps; and
+    its box sizes (``min_area``, ``max_area``). A
     box below the threshold never suppresses a higher one in NMS, and NMS runs per class, so
     filtering after it gives the same boxes as filtering before (up to ``max_det``).
 
@@ -214,11 +215,20 @@ class DetectionFilter:
     """Keep boxes whose confidence is above this (as Ultralytics: strictly above)."""
     classes: frozenset[int] | None = None
     """Keep only these class ids (``None``: every class)."""
+    min_area: float = 0.0
+    """Keep boxes of at least this many square pixels of the picture."""
+    max_area: float | None = None
+    """Keep boxes of at most this many square pixels (``None``: however large)."""
 
     def apply(self, found: Detections) -> Detections:
         keep = found.conf > self.conf
         if self.classes is not None:
             keep &= np.isin(found.cls, list(self.classes))
+        if self.min_area > 0 or self.max_area is not None:
+            area = (found.xyxy[:, 2] - found.xyxy[:, 0]) * (found.xyxy[:, 3] - found.xyxy[:, 1])
+            keep &= area >= self.min_area
+            if self.max_area is not None:
+                keep &= area <= self.max_area
         return found if bool(keep.all()) else found.select(keep)
 
 

@@ -51,6 +51,23 @@ def test_bad_values_name_the_key(data: dict[str, object], message: str) -> None:
         build_config(data)
 
 
+def test_a_streams_min_and_max_area_keep_the_boxes_of_those_sizes() -> None:
+    import numpy as np
+
+    from streamyolo.frames import DetectionFilter, Detections
+
+    config = build_config({"streams": [{"source": "a", "min_area": 100, "max_area": 5000}, "b"],
+                           "stream_defaults": {"conf": 0.25}})
+    keep = config.stream_filter(config.streams[0])
+    assert keep == DetectionFilter(0.25, None, 100.0, 5000.0) and config.stream_filter(config.streams[1]) is None
+    # 5 x 10 px (50), 10 x 10 (100), 70 x 70 (4900), 80 x 80 (6400)
+    found = Detections(np.array([[0, 0, 5, 10], [0, 0, 10, 10], [0, 0, 70, 70], [0, 0, 80, 80]], np.float32),
+                       np.full(4, 0.9, np.float32), np.zeros(4, np.int64))
+    assert keep.apply(found).xyxy[:, 2].tolist() == [10.0, 70.0]
+    with pytest.raises(ConfigError, match=r"config key 'streams\.0': .*min_area 900 is more than max_area 400"):
+        build_config({"streams": [{"source": "a", "min_area": 900, "max_area": 400}]})
+
+
 def test_streams_own_conf_and_classes_set_what_the_models_detect_and_what_each_keeps() -> None:
     from streamyolo.frames import DetectionFilter
 

@@ -211,6 +211,23 @@ def test_key_frames_come_every_second_of_video_however_many_frames_were_dropped(
     encoder.close()
 
 
+def test_a_clip_after_a_gap_in_the_stream_starts_after_the_gap(tmp_path: Path) -> None:
+    """A camera down for seconds (or a box that dropped them): the frames kept from before the
+    gap are not the seconds before an event after it; the clip starts at the key frame the
+    stream came back with (seen on a real RTSP camera that reconnected: clips began with 5
+    frames from 7 s before)."""
+    clips = ClipRecorder(tmp_path, before=1.0, after=0.2)
+    clips.open()
+    moments = [i / 25 for i in range(5)] + [7 + i / 25 for i in range(20)]  # 0-0.16 s, then 7-7.76 s
+    for seq, at in enumerate(moments):
+        image = np.zeros((240, 320, 3), np.uint8)
+        stamp(image, 1, seq)
+        clips.write(_result(seq, at, image, event=seq == 10))  # at 7.2 s
+    clips.close()
+    (clip,) = clips.files["cam"]
+    assert _frames_in(clip) == list(range(5, 16)), "from the frame after the gap to 0.2 s after the event"
+
+
 @pytest.mark.timeout(30)
 def test_a_clip_cut_short_by_a_full_disk_keeps_what_it_got_and_the_run_says_so(tmp_path: Path) -> None:
     import resource

@@ -36,7 +36,17 @@ from streamyolo.clock import file_stamp, format_seconds, wall_time
 from streamyolo.errors import OutputsIncompleteError
 from streamyolo.frames import Result
 from streamyolo.sinks.base import delete_older
-from streamyolo.sinks.recorder import H264, STREAM_OVER, FileOutput, Mp4File, Need, Packet, RecorderError, VideoRecorder
+from streamyolo.sinks.recorder import (
+    H264,
+    KEY_SECONDS,
+    STREAM_OVER,
+    FileOutput,
+    Mp4File,
+    Need,
+    Packet,
+    RecorderError,
+    VideoRecorder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +258,10 @@ class _ClipOutput(FileOutput):
                 self._kept.append([])
             self._kept[-1].append((now, packet))
         horizon = now - self.owner.before + _SAME_MOMENT
-        while len(self._kept) > 1 and self._kept[1][0][0] <= horizon:  # the next group starts early enough
+        # The first group goes when the next starts early enough, or when it ended well before
+        # (the stream was down, or dropped seconds of frames): a clip starts at most a key
+        # frame's interval before its seconds, not at the frames before a gap.
+        while len(self._kept) > 1 and (self._kept[1][0][0] <= horizon or self._kept[0][-1][0] < horizon - KEY_SECONDS):
             self._kept.popleft()
 
     def _end_clip(self) -> None:

@@ -31,7 +31,9 @@ class FrameMeta:
     any lag behind the source. ``t_ready`` is when it was put in its stream's buffer, for
     whoever waits for frames (``None``: at ``t_capture``). ``pts`` is the source's
     presentation time in seconds when the source knows it (files, RTSP), else ``None``.
-    ``fps`` is the source's nominal frame rate when known.
+    ``fps`` is the source's nominal frame rate when known. ``timeline`` is where the frame
+    sits on its stream's continuous timeline (seconds; see
+    :class:`~streamyolo.workers.capture.Timeline`), set by the capture.
 
     >>> FrameMeta("cam", 0, 1.0).ready_at, FrameMeta("cam", 0, 1.0, t_ready=1.25).ready_at
     (1.0, 1.25)
@@ -43,6 +45,7 @@ class FrameMeta:
     pts: float | None = None
     fps: float | None = None
     t_ready: float | None = None
+    timeline: float | None = None
 
     @property
     def ready_at(self) -> float:
@@ -51,13 +54,17 @@ class FrameMeta:
 
     @property
     def media_time(self) -> float:
-        """Where the frame sits on its stream's timeline, in seconds: the source's presentation
-        time, else its arrival (for a file processed faster than real time, its place in the
-        video; for a camera, when it arrived).
+        """Where the frame sits on its stream's timeline, in seconds: its ``timeline`` (for a
+        file processed faster than real time, its place in the video; for a camera, going on
+        through reconnects), else the source's presentation time, else its arrival.
 
         >>> FrameMeta("cam", 0, 5.0, pts=1.5).media_time, FrameMeta("cam", 0, 5.0).media_time
         (1.5, 5.0)
+        >>> FrameMeta("cam", 0, 5.0, pts=1.5, timeline=61.5).media_time
+        61.5
         """
+        if self.timeline is not None:
+            return self.timeline
         return self.pts if self.pts is not None else self.t_capture
 
 

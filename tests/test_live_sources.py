@@ -3,6 +3,7 @@ isolation, redaction, damaged files."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import threading
@@ -14,8 +15,10 @@ import av
 import pytest
 
 from streamyolo.buffering import Overflow
+from streamyolo.frames import Result
 from streamyolo.pipeline import Pipeline, StreamSetup, StreamState
 from streamyolo.pipeline.restart import Backoff
+from streamyolo.sinks import VideoRecorder
 from streamyolo.sources import NetworkOptions, SourceKind, SourceSpec, open_source, source_kind
 from streamyolo.workers.capture import CapturePolicy
 from tests.conftest import IN_CI
@@ -77,10 +80,31 @@ def _identity(pipeline: Pipeline) -> None:
         assert report.captured == report.processed + report.dropped, f"{name}: {report}"
 
 
+class _Moments:
+    """A sink that notes when each of a stream's frames arrived and where it sits on its timeline."""
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        self.seen: list[tuple[float, float]] = []  # (t_capture, media_time)
+
+    def open(self) -> None:
+        pass
+
+    def write(self, result: Result) -> None:
+        if result.stream == self.stream:
+            self.seen.append((result.frame.meta.t_capture, result.frame.meta.media_time))
+
+    def close(self) -> None:
+        pass
+
+
 @pytest.mark.timeout(120)
-def test_rtsp_server_killed_and_restarted_reconnects_while_others_keep_going(rtsp: RtspServer) -> None:
+def test_rtsp_server_killed_and_restarted_reconnects_while_others_keep_going(rtsp: RtspServer, tmp_path: Path) -> None:
+    """… and the camera's timeline goes on through the reconnect (its clock starts again at 0):
+    its recording holds the time it was down as a gap, not squeezed out."""
     setups = [_network_stream("cam", rtsp.url()), _synthetic_camera("other0"), _synthetic_camera("other1")]
-    pipeline = Pipeline(setups, StampDetector, workers=2)
+    moments = _Moments("cam")
+    pipeline = Pipeline(setups, StampDetector, workers=2, sinks=[moments, VideoRecorder(tmp_path, streams=["cam"])])
     pipeline.start()
     try:
         _until(lambda: _processed(pipeline, "cam") >= 10, 30, "frames from the RTSP camera")
@@ -106,6 +130,13 @@ def test_rtsp_server_killed_and_restarted_reconnects_while_others_keep_going(rts
     assert cam.error is not None and "cam" in cam.error
     assert all(summary.streams[n].state == "stopped" and summary.streams[n].error is None for n in others)
     _identity(pipeline)
+    arrivals, places = zip(*moments.seen, strict=True)
+    assert all(later >= earlier for earlier, later in itertools.pairwise(places)), f"the timeline went back: {places}"
+    down = max(range(len(arrivals) - 1), key=lambda i: arrivals[i + 1] - arrivals[i])  # the reconnect
+    assert places[down + 1] - places[down] >= arrivals[down + 1] - arrivals[down] - 0.01, "the downtime is not there"
+    with av.open(str(tmp_path / "cam.mp4")) as recording:
+        last = max(float(p.pts * p.time_base) for p in recording.demux(video=0) if p.pts is not None)
+    assert abs(last - (places[-1] - places[0])) < 0.2, f"the recording holds {last:.1f} s of the camera's timeline"
 
 
 @pytest.mark.timeout(120)

@@ -101,6 +101,49 @@ class Decimator:
         return True
 
 
+CLOCK_JUMP = 10.0
+"""Seconds by which a source's timestamps may run ahead of the frames' arrivals (beyond one
+frame) before the jump is taken for a clock reset rather than time that passed."""
+
+
+class Timeline:
+    """A stream's frames on one continuous timeline, in seconds, whatever the source's own
+    timestamps do: a frame with a timestamp moves on by as much as it did from the frame
+    before; a frame without one (an RTSP camera's first, say), or whose source clock went
+    back (a camera that reconnected, its clock started again) or leapt ahead, moves on by
+    the time between the frames' arrivals (one frame interval at least). The first frame sits
+    at its timestamp (a file's frames at their place in the video), or at 0.
+
+    Recordings, clips, zone dwell times and ``max_fps`` read it (``FrameMeta.media_time``): a
+    camera whose first frame had no timestamp, or that reconnected after an hour, no longer
+    gets its video squeezed (every frame a frame interval after the one before, the gaps of
+    dropped frames gone) until its clock caught up, nor dwell times across the restart.
+
+    >>> timeline = Timeline()
+    >>> [round(timeline.place(pts, arrived, 25.0), 3) for pts, arrived in
+    ...  [(None, 100.0), (0.5, 100.5), (0.6, 100.6), (0.04, 101.0), (None, 101.01), (3600.0, 101.05)]]
+    [0.0, 0.5, 0.6, 1.0, 1.04, 1.08]
+    """
+
+    def __init__(self) -> None:
+        self._last: float | None = None  # the frame before's place
+        self._last_pts: float | None = None  # its timestamp
+        self._last_arrived = 0.0  # its arrival
+
+    def place(self, pts: float | None, arrived: float, fps: float | None) -> float:
+        """Where a frame with source timestamp ``pts`` that arrived at ``arrived`` (monotonic
+        seconds) sits; called once per frame, in order."""
+        step = 1.0 / (fps or 30.0)
+        if self._last is None:
+            now = pts if pts is not None else 0.0
+        else:
+            waited = max(step, arrived - self._last_arrived)
+            moved = None if pts is None or self._last_pts is None else pts - self._last_pts
+            now = self._last + (moved if moved is not None and 0 <= moved <= waited + CLOCK_JUMP else waited)
+        self._last, self._last_pts, self._last_arrived = now, pts, arrived
+        return now
+
+
 @dataclass(frozen=True, slots=True)
 class CapturePolicy:
     """How a capture thread paces, thins and restarts its stream."""
@@ -141,6 +184,7 @@ class CaptureWorker:
         self._rng = rng or random.Random()
         self._seq = 0
         self._delivered = 0
+        self._timeline = Timeline()  # across reconnects
         self._thread = threading.Thread(target=self._run, name=f"capture:{name}")
 
     def start(self) -> None:
@@ -224,19 +268,19 @@ class CaptureWorker:
             # A frame's age counts from its arrival: its packet's for a network stream, the
             # moment it was due for a file played in real time, else now (before converting).
             arrived = self._clock() if raw.arrived is None else raw.arrived
-            media_time = _media_time(raw, info, self._seq) if (pacer or decimator) else 0.0
-            if decimator is not None and not decimator.keep(media_time):
+            place = self._timeline.place(raw.pts, arrived, info.fps)
+            if decimator is not None and not decimator.keep(place):
                 continue
             image, convert = raw.image, raw.convert
             if image is None and convert is not None and self._clock() >= lazy_until:
                 image, convert = convert(), None  # the consumer keeps up: convert here, beside it
             if pacer is not None:
-                due = pacer.wait(media_time)
+                due = pacer.wait(_media_time(raw, info, self._seq))
                 if due is None:
                     return False
                 arrived = due
             now = self._clock()
-            meta = FrameMeta(self.name, self._seq, arrived, raw.pts, info.fps, t_ready=now)
+            meta = FrameMeta(self.name, self._seq, arrived, raw.pts, info.fps, t_ready=now, timeline=place)
             self._ring.put(Frame(meta, image, convert=convert))
             drops = self._ring.counts().dropped
             if drops > dropped:

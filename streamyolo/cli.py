@@ -70,6 +70,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--webhook", metavar="URL", help="POST every event as JSON to this http(s):// URL")
     parser.add_argument("--mqtt", metavar="URL",
                         help="publish every event to this MQTT broker: mqtt://[user:password@]host[:port][/prefix]")
+    parser.add_argument("--mqtt-discovery", metavar="PREFIX", nargs="?", const="homeassistant",
+                        help="with --mqtt: announce every stream to Home Assistant (its MQTT discovery prefix, "
+                             "default homeassistant): connection, snapshots, zones and counting lines as entities")
     for output in ("webhook", "mqtt"):
         parser.add_argument(f"--{output}-events", metavar="KINDS", type=_kinds,
                             help=f"only these events to the {output}, e.g. state,linger (line, enter, leave, linger, "
@@ -170,7 +173,8 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = ["model", "device", "workers", "lanes", "batch", "model_sharing", "worker_mode", "process_restarts",
             "pytorch_cpu", "conf", "iou", "imgsz", "classes", "half",
             "record", "record_segment", "record_keep", "overwrite", "jsonl", "summary", "stats", "events", "webhook",
-            "mqtt", "webhook_events", "mqtt_events", "snapshots", "snapshots_keep", "clips", "clip_before",
+            "mqtt", "mqtt_discovery", "webhook_events", "mqtt_events",
+            "snapshots", "snapshots_keep", "clips", "clip_before",
             "clip_after", "clips_keep", "public_url", "display", "duration",
             "status_interval", "hang_warning", "threads", "model_cache", "live_hold", "tracker",
             "web", "web_fps", "web_auth", "web_cert", "web_key"]

@@ -362,6 +362,10 @@ class PipelineConfig(_Strict):
     all. ``[state, linger]``: cameras down and back, and loiterers, without every passer-by."""
     mqtt_events: list[EventKind] | None = None
     """The events the MQTT broker gets, likewise."""
+    mqtt_discovery: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
+    """Home Assistant's MQTT discovery prefix (``homeassistant``): each stream shows up there
+    as a device, with its connection, snapshots, zones and counting lines
+    (:mod:`streamyolo.sinks.mqtt`). Needs ``mqtt``."""
     snapshots: Path | None = None
     """Folder where every frame with events is saved as an annotated JPEG, named in its events."""
     snapshots_keep: float | None = None
@@ -432,6 +436,9 @@ class PipelineConfig(_Strict):
         if lingering is not None and self.tracker is None:
             raise ValueError(f"config keys 'streams.{lingering}.zones' and 'tracker': a zone's linger follows "
                              "track ids; set tracker (bytetrack)")
+        if self.mqtt_discovery is not None and self.mqtt is None:
+            raise ValueError("config keys 'mqtt_discovery' and 'mqtt': Home Assistant finds the streams through the "
+                             "MQTT broker; give mqtt too")
         for key, target in (("webhook_events", "webhook"), ("mqtt_events", "mqtt")):
             if getattr(self, key) is not None and getattr(self, target) is None:
                 raise ValueError(f"config keys {key!r} and {target!r}: {key} says which events go to the "

@@ -20,14 +20,14 @@ import pytest
 from streamyolo.buffering import Overflow
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError, OutputsIncompleteError, SourceReadError
-from streamyolo.frames import Crossing, Detections, Frame, FrameMeta, LineTally, Result, ZoneVisit
+from streamyolo.frames import Crossing, Detections, Frame, FrameMeta, LineTally, Result, ZoneTally, ZoneVisit
 from streamyolo.inference.counting import CountingLine, Zone, ZoneWatch, occupancy, zone_tallies
 from streamyolo.inference.tracking import tracker_settings
 from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.pipeline.restart import Backoff
 from streamyolo.sinks import EventSink
 from streamyolo.sinks.metrics import metrics_text
-from streamyolo.sinks.mqtt import MqttPublisher
+from streamyolo.sinks.mqtt import MqttPublisher, StatePublisher, StreamEntities
 from streamyolo.sinks.web import WebViewer
 from streamyolo.sinks.webhook import Webhook
 from streamyolo.sources import RawFrame, SourceInfo, SourceKind, SourceSpec, SyntheticSource, open_source
@@ -482,3 +482,71 @@ def test_snapshots_older_than_snapshots_keep_are_deleted_and_nothing_else(tmp_pa
     with pytest.raises(ConfigError, match="config keys 'snapshots_keep' and 'snapshots'"):
         build_config({"streams": ["a.mp4"], "snapshots_keep": "30d"})
     assert build_config({"streams": ["a.mp4"], "snapshots": "s", "snapshots_keep": "30d"}).snapshots_keep == 30 * 86400
+
+
+@pytest.mark.timeout(60)
+def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(broker_folder: Path) -> None:
+    """With ``mqtt_discovery``, the broker keeps (retained) what Home Assistant needs to show
+    a stream as a device: each entity's config, and the states its templates read — here
+    rendered with Jinja as Home Assistant renders them."""
+    import jinja2
+
+    source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=26", SourceKind.SYNTHETIC))
+    door = CountingLine("door", (0.0, 150.0), (320.0, 150.0))
+    lower = Zone("lower", ((0.0, 120.0), (320.0, 120.0), (320.0, 240.0), (0.0, 240.0)))
+    with MqttBroker(broker_folder) as broker:
+        sink = EventSink(mqtt=f"mqtt://127.0.0.1:{broker.port}/site", snapshots=broker_folder / "shots",
+                         mqtt_discovery="homeassistant",
+                         entities=[StreamEntities("hall", ("lower",), ("door",), snapshots=True)])
+        Pipeline([StreamSetup("hall", source, Overflow.BLOCK, lines=(door,), zones=(lower,))], _WalkerDetector,
+                 tracker=tracker_settings("bytetrack"), sinks=[sink]).run()
+        later = _Subscriber(broker.port)  # what a Home Assistant started after the run learns
+        try:
+            _wait_for(lambda: len(later.messages) >= 10)
+        finally:
+            later.close()
+    retained = {topic: payload for topic, payload, kept in later.messages if kept}
+    configs = {topic: json.loads(payload) for topic, payload in retained.items() if topic.startswith("homeassistant/")}
+    node = "homeassistant/{}/streamyolo_site/hall_{}/config"
+    assert sorted(configs) == sorted([node.format("binary_sensor", "streaming"), node.format("camera", "snapshot"),
+                                      node.format("sensor", "zone_lower"), node.format("sensor", "line_door_in"),
+                                      node.format("sensor", "line_door_out")])
+    assert len({c["unique_id"] for c in configs.values()}) == 5
+    devices = {json.dumps(c["device"], sort_keys=True) for c in configs.values()}
+    assert len(devices) == 1 and json.loads(devices.pop())["name"] == "hall", "one device: the stream"
+    assert {c["availability_topic"] for c in configs.values()} == {"site/available"}
+    assert retained["site/available"] == b"offline", "the run is over"
+
+    def shown(kind: str, what: str) -> str:
+        config = configs[node.format(kind, what)]
+        state = json.loads(retained[config["state_topic"]])
+        return jinja2.Environment().from_string(config["value_template"]).render(value_json=state)
+
+    # The walker crossed the door (y = 150) downwards once and ends in the lower zone; the stream has ended.
+    assert (shown("sensor", "line_door_in"), shown("sensor", "line_door_out")) == ("1", "0")
+    assert shown("sensor", "zone_lower") == "1" and json.loads(retained["site/hall/zone/lower"]) == {
+        "total": 1, "person": 1}
+    assert shown("binary_sensor", "streaming") == "OFF"
+    assert retained[configs[node.format("camera", "snapshot")]["topic"]][:2] == b"\xff\xd8", "a JPEG"
+    with pytest.raises(ConfigError, match="config keys 'mqtt_discovery' and 'mqtt': Home Assistant finds the"):
+        build_config({"streams": ["a.mp4"], "mqtt_discovery": "homeassistant"})
+
+
+def test_zone_and_line_states_go_out_as_they_change_at_most_once_a_second() -> None:
+    sent: list[tuple[float, dict[str, object]]] = []
+    now = [0.0]
+
+    class _Publisher:
+        def send_state(self, stream: str, kind: str, name: str, state: dict[str, object]) -> None:
+            sent.append((now[0], state))
+
+    states = StatePublisher(_Publisher(), clock=lambda: now[0])  # type: ignore[arg-type]
+    image = np.zeros((8, 8, 3), np.uint8)
+    for at, held in [(0.0, {}), (0.2, {"person": 1}), (0.5, {}), (0.7, {"car": 2}), (0.9, {"car": 2}),
+                     (1.1, {"car": 2}), (1.5, {"car": 1}), (1.6, {"car": 1})]:
+        now[0] = at
+        zone = ZoneTally("lot", ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0)), held)
+        states.update(Result(Frame(FrameMeta("cam", 0, at), image), Detections.empty(), at, zones=(zone,)))
+    now[0] = 1.7
+    states.flush()  # the end of the run: the newest state not sent yet
+    assert sent == [(0.0, {"total": 0}), (1.1, {"total": 2, "car": 2}), (1.7, {"total": 1, "car": 1})]

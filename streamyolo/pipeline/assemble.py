@@ -45,6 +45,7 @@ from streamyolo.sinks.clips import ClipRecorder
 from streamyolo.sinks.display import TiledDisplay, display_available
 from streamyolo.sinks.events import EventSink
 from streamyolo.sinks.jsonl import JsonlSink
+from streamyolo.sinks.mqtt import StreamEntities
 from streamyolo.sinks.recorder import VideoRecorder, choose_codec
 from streamyolo.sinks.web import WebViewer
 from streamyolo.sources import NetworkOptions, open_source
@@ -259,7 +260,10 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         events = EventSink(cfg.events, cfg.webhook, cfg.snapshots, annotator, overwrite=cfg.overwrite, mqtt=cfg.mqtt,
                            webhook_events=cfg.webhook_events, mqtt_events=cfg.mqtt_events,
                            snapshots_keep=cfg.snapshots_keep, clip_of=clips.clip_of if clips is not None else None,
-                           public_url=cfg.public_url)
+                           public_url=cfg.public_url, mqtt_discovery=cfg.mqtt_discovery,
+                           entities=[StreamEntities(s.spec.name, tuple(s.config.zones or ()),
+                                                    tuple(s.config.lines or ()), cfg.snapshots is not None)
+                                     for s in streams])
         sinks.append(events)
     for path, what in ((cfg.summary, "summary file"), (cfg.stats, "stats file")):
         if path is not None:

@@ -34,7 +34,7 @@ import threading
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,7 +46,7 @@ from streamyolo.errors import OutputsIncompleteError
 from streamyolo.frames import Result
 from streamyolo.sinks.base import OutputPause, check_writable_folder, delete_older
 from streamyolo.sinks.jsonl import LineFile
-from streamyolo.sinks.mqtt import MqttPublisher
+from streamyolo.sinks.mqtt import MqttPublisher, StatePublisher, StreamEntities
 from streamyolo.sinks.webhook import Webhook
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,10 @@ class EventSink:
                  annotator: BoxAnnotator | None = None, overwrite: bool = False, quality: int = 90,
                  mqtt: str | None = None, webhook_events: Collection[str] | None = None,
                  mqtt_events: Collection[str] | None = None, snapshots_keep: float | None = None,
-                 clip_of: Callable[[Result], str | None] | None = None, public_url: str | None = None) -> None:
+                 clip_of: Callable[[Result], str | None] | None = None, public_url: str | None = None,
+                 mqtt_discovery: str | None = None, entities: Sequence[StreamEntities] = ()) -> None:
+        """``mqtt_discovery``: Home Assistant's discovery prefix, to announce ``entities`` (each
+        stream's zones and lines) there and publish their states (:mod:`streamyolo.sinks.mqtt`)."""
         self.path = Path(path) if path is not None else None
         self.snapshots = Path(snapshots) if snapshots is not None else None
         self.snapshots_keep = snapshots_keep
@@ -115,8 +118,12 @@ class EventSink:
         self._outputs: list[tuple[EventOutput, frozenset[str] | None]] = []
         if webhook is not None:
             self._outputs.append((Webhook(webhook), None if webhook_events is None else frozenset(webhook_events)))
+        self._states: StatePublisher | None = None
         if mqtt is not None:
-            self._outputs.append((MqttPublisher(mqtt), None if mqtt_events is None else frozenset(mqtt_events)))
+            publisher = MqttPublisher(mqtt, discovery=mqtt_discovery, entities=entities)
+            self._outputs.append((publisher, None if mqtt_events is None else frozenset(mqtt_events)))
+            if mqtt_discovery is not None:
+                self._states = StatePublisher(publisher)
         self._annotator = annotator or BoxAnnotator(overlay=False)
         self.quality = quality
         self._clip_of = clip_of  # the clip a frame's events are in (the clips sink writes before this one)
@@ -145,6 +152,8 @@ class EventSink:
             self._open = True
 
     def write(self, result: Result) -> None:
+        if self._states is not None:
+            self._states.update(result)
         events = frame_events(result)
         if not events:
             return
@@ -190,6 +199,8 @@ class EventSink:
             self._thread.join(JOIN_SECONDS)
             if self._thread.is_alive():
                 log.error("events: the thread writing them did not end within %.0f s", JOIN_SECONDS)
+            if self._states is not None:
+                self._states.flush()
         errors: list[OSError] = []
         closes = [self._lines.close] if self._lines is not None else []
         for close in [*closes, *(output.close for output, _ in self._outputs), self._snap_pause.check]:

@@ -10,6 +10,16 @@ before the events it shows): the newest picture of the stream's events, which an
 run lasts, ``<prefix>/available`` holds ``online`` (retained); the broker sets it to
 ``offline`` when the run ends, or dies (the client's last will).
 
+With ``discovery`` (``mqtt_discovery: homeassistant``), Home Assistant finds each stream by
+itself (MQTT discovery: retained configs under ``<discovery>/…/config``, sent on every
+connection): a device per stream with a connectivity sensor (from its ``state``), a camera
+of its snapshots, a sensor per zone holding how many objects are inside (by class in its
+attributes; from ``<prefix>/<stream>/zone/<zone>``, ``{"total": 3, "person": 2, "car": 1}``)
+and ``in`` and ``out`` sensors per counting line (``<prefix>/<stream>/line/<line>``,
+``{"in": 4, "out": 3}``). Those states are retained and sent as they change, at most once a
+second each (:class:`StatePublisher`); while the broker is down they are not queued, the
+newest is sent once it is back.
+
 The broker being down or restarting holds events back, never the run: paho-mqtt's own thread
 connects and reconnects (after 1, 2, 4 … 30 s), and events wait in its queue (up to ``limit``,
 beyond which new ones are dropped and counted) until the broker acknowledges them. The log
@@ -23,9 +33,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import ssl
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -33,7 +45,9 @@ from urllib.parse import unquote
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from streamyolo import __version__
 from streamyolo.errors import OutputsIncompleteError
+from streamyolo.frames import Result
 from streamyolo.sinks.base import split_url
 from streamyolo.sources.redact import redact_url
 
@@ -76,11 +90,72 @@ def parse_mqtt(url: str) -> MqttTarget:
                       unquote(parts.password) if parts.password is not None else None)
 
 
+STATE_SECONDS = 1.0
+"""A zone's or a line's state is published at most this often (the newest when it changed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEntities:
+    """What Home Assistant is told a stream has (MQTT discovery)."""
+
+    stream: str
+    zones: tuple[str, ...] = ()
+    lines: tuple[str, ...] = ()
+    snapshots: bool = False
+
+
+def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEntities]) -> list[tuple[str, str]]:
+    """The retained ``(topic, JSON)`` configs that make Home Assistant show ``streams``: a
+    device each, with its entities (see the module).
+
+    >>> [topic for topic, _ in discovery_messages("cams", "homeassistant", [StreamEntities("door", ("hall",))])]
+    ['homeassistant/binary_sensor/streamyolo_cams/door_streaming/config', \
+'homeassistant/sensor/streamyolo_cams/door_zone_hall/config']
+    """
+    node = "streamyolo_" + _object_id(prefix)
+    messages: list[tuple[str, str]] = []
+    for entities in streams:
+        stream = entities.stream
+        base = f"{prefix}/{stream}"
+        common = {"availability_topic": f"{prefix}/available",
+                  "device": {"identifiers": [f"{node}_{_object_id(stream)}"], "name": stream,
+                             "manufacturer": "streamyolo", "model": "streamyolo", "sw_version": __version__}}
+        configs: list[tuple[str, str, dict[str, Any]]] = [("binary_sensor", "streaming", {
+            "name": "Streaming", "device_class": "connectivity", "state_topic": f"{base}/state",
+            "value_template": "{{ 'ON' if value_json.state == 'streaming' else 'OFF' }}"})]
+        if entities.snapshots:
+            configs.append(("camera", "snapshot", {"name": "Snapshot", "topic": f"{base}/snapshot"}))
+        for zone in entities.zones:
+            topic = f"{base}/zone/{zone}"
+            configs.append(("sensor", f"zone_{_object_id(zone)}", {
+                "name": f"{zone} objects", "state_topic": topic, "value_template": "{{ value_json.total }}",
+                "json_attributes_topic": topic, "state_class": "measurement", "unit_of_measurement": "objects"}))
+        for line in entities.lines:
+            configs += [("sensor", f"line_{_object_id(line)}_{direction}", {
+                "name": f"{line} {direction}", "state_topic": f"{base}/line/{line}",
+                "value_template": f"{{{{ value_json['{direction}'] }}}}", "state_class": "total_increasing",
+                "unit_of_measurement": "objects"}) for direction in ("in", "out")]
+        for component, what, config in configs:
+            object_id = f"{_object_id(stream)}_{what}"
+            messages.append((f"{discovery}/{component}/{node}/{object_id}/config",
+                             json.dumps({**config, "unique_id": f"{node}_{object_id}", **common})))
+    return messages
+
+
+def _object_id(name: str) -> str:
+    """``name`` as Home Assistant's topics take it: letters, digits, ``_`` and ``-``."""
+    return re.sub(r"[^A-Za-z0-9_\-]", "_", name)
+
+
 class MqttPublisher:
     """Publishes events to an MQTT broker from paho-mqtt's thread; see the module."""
 
-    def __init__(self, url: str, *, limit: int = 10000, drain: float = 10.0, keepalive: int = 30) -> None:
+    def __init__(self, url: str, *, limit: int = 10000, drain: float = 10.0, keepalive: int = 30,
+                 discovery: str | None = None, entities: Sequence[StreamEntities] = ()) -> None:
         self.target = parse_mqtt(url)
+        self.discovery = discovery
+        self._configs = discovery_messages(self.target.prefix, discovery, entities) if discovery is not None else []
+        self._states: dict[str, bytes] = {}  # topic -> the newest state published (or to be, when connected)
         self.shown = redact_url(url)
         self.limit = limit
         self.drain = drain
@@ -145,6 +220,18 @@ class MqttPublisher:
         if info.rc == mqtt.MQTT_ERR_SUCCESS:
             self._mine(info)
 
+    def send_state(self, stream: str, kind: str, name: str, state: dict[str, Any]) -> None:
+        """Publish ``state`` (a zone's, a line's) to ``<prefix>/<stream>/<kind>/<name>``,
+        retained; never blocks. Not an event: while the broker is down it is only kept, and
+        the newest is published once it is back."""
+        topic = f"{self.target.prefix}/{stream}/{kind}/{name}"
+        payload = json.dumps(state, separators=(",", ":")).encode()
+        with self._lock:
+            self._states[topic] = payload
+        if self._client is None or self._lost_since is not None or not self._connected_once:
+            return
+        self._mine(self._client.publish(topic, payload, qos=1, retain=True))
+
     def close(self) -> None:
         """Wait (at most ``drain`` seconds) for the broker to acknowledge every event, say
         ``offline``, disconnect; raise :class:`OutputsIncompleteError` if events were lost."""
@@ -180,6 +267,10 @@ class MqttPublisher:
                           self.shown, reason)
             return
         self._mine(client.publish(self.available, "online", qos=1, retain=True))
+        with self._lock:
+            retained = [*((topic, config.encode()) for topic, config in self._configs), *self._states.items()]
+        for topic, payload in retained:  # a broker that restarted has lost them, and so has Home Assistant
+            self._mine(client.publish(topic, payload, qos=1, retain=True))
         if self._lost_since is not None and self._connected_once:
             log.warning("MQTT %s: connected again after %.0f s (%d event(s) waiting)", self.shown,
                         time.monotonic() - self._lost_since, len(self._pending))
@@ -220,3 +311,49 @@ class MqttPublisher:
                 self._acked.notify_all()
             else:
                 self._early.add(mid)
+
+
+class StatePublisher:
+    """Publishes every stream's zones (what they hold) and counting lines (their totals) as
+    they change, at most once per ``STATE_SECONDS`` each: for Home Assistant's sensors.
+    :meth:`update` is called with every processed frame (from the inference threads)."""
+
+    def __init__(self, publisher: MqttPublisher, clock: Callable[[], float] = time.monotonic) -> None:
+        self.publisher = publisher
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._sent: dict[tuple[str, str, str], tuple[dict[str, Any], float]] = {}  # key -> (state, when)
+        self._newest: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def update(self, result: Result) -> None:
+        if not result.zones and not result.lines:
+            return
+        now = self._clock()
+        stream = result.stream
+        states: list[tuple[tuple[str, str, str], dict[str, Any]]] = [
+            ((stream, "zone", zone.name), {"total": sum(zone.inside.values()), **zone.inside}) for zone in result.zones]
+        states += [((stream, "line", line.name), {"in": line.into, "out": line.out}) for line in result.lines]
+        due = []
+        with self._lock:
+            for key, state in states:
+                sent = self._sent.get(key)
+                if sent is not None and sent[0] == state:
+                    self._newest.pop(key, None)
+                    continue
+                if sent is None or now - sent[1] >= STATE_SECONDS:
+                    self._sent[key] = (state, now)
+                    self._newest.pop(key, None)
+                    due.append((key, state))
+                else:
+                    self._newest[key] = state  # sent with a later frame, or at the end
+        for (stream_name, kind, name), state in due:
+            self.publisher.send_state(stream_name, kind, name, state)
+
+    def flush(self) -> None:
+        """At the end: the newest states not yet sent."""
+        with self._lock:
+            left, self._newest = self._newest, {}
+            for key, state in left.items():
+                self._sent[key] = (state, self._clock())
+        for (stream, kind, name), state in left.items():
+            self.publisher.send_state(stream, kind, name, state)

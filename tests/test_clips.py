@@ -300,6 +300,42 @@ def test_a_stream_recorded_and_clipped_is_encoded_once_for_both(tmp_path: Path) 
     assert sorted(p.name for p in (tmp_path / "clips").iterdir()) == sorted([clip.name, clips.files["door"][0].name])
 
 
+@pytest.mark.timeout(30)
+def test_a_recording_the_disk_refuses_pauses_while_the_clips_encoded_with_it_go_on(tmp_path: Path) -> None:
+    """Recorded and clipped, one encoder: when the recording's file cannot grow (here a limit
+    of 200 kB a file; on a box, its disk full), the recording pauses, counts what it lost and
+    says so at the end, and the clips (short files) are still made, frame for frame."""
+    import resource
+
+    recorder = VideoRecorder(tmp_path / "rec")
+    clips = ClipRecorder(tmp_path / "clips", before=0.0, after=0.2)
+    recorder.share_with(clips)
+    recorder.open()
+    clips.open()
+    noise = np.random.default_rng(0).integers(0, 255, (240, 320, 3), np.uint8)  # some 6 kB a frame
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, hard))
+    try:
+        for seq in range(125):  # 5 s at 25 fps: the recording's file is full after about a second
+            image = noise.copy()
+            stamp(image, 1, seq)
+            result = _result(seq, seq / 25, image, event=seq in (30, 80, 110))
+            recorder.write(result)
+            clips.write(result)
+        clips.close()
+        with pytest.raises(OutputsIncompleteError, match=r"recording of stream 'cam': \d+ frame\(s\) could not be "
+                                                         r"written \(first: OSError: \[Errno 27\] File too large"):
+            recorder.close()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert recorder.writer("cam").error is None, "the stream's writer went on"
+    recorded = _decodable(tmp_path / "rec" / "cam.mp4")
+    assert recorded == list(range(len(recorded))) and 10 < len(recorded) < 60
+    # Each clip from the key frame before its event (one a second: 25, 75, 100) to 0.2 s after it.
+    assert [_frames_in(path) for path in clips.files["cam"]] == [list(range(25, 36)), list(range(75, 86)),
+                                                                  list(range(100, 116))]
+
+
 def test_clips_older_than_clips_keep_are_deleted_and_nothing_else(tmp_path: Path) -> None:
     old, recent = "gate-20261101-101500.mp4", "gate-20261205-101500.mp4"
     files_aged(tmp_path, [old, "gate-20261101-101500-2.mp4", "notes.mp4", "gate.mp4", "back-20261101-090000.jpg"],

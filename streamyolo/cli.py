@@ -3,7 +3,8 @@
 Exit codes: 0 the run ended (streams finished, duration reached, or stopped by the user)
 and at least one stream was processed; 1 no stream could be processed, or a worker failed;
 2 bad input found before the run (config, model, source, output path); 130 a second
-Ctrl-C, which quits at once.
+Ctrl-C, which quits at once. ``check``: 0 fine, 2 bad input, 1 a source ``--connect``
+could not read.
 """
 
 from __future__ import annotations
@@ -127,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run the pipeline on streams")
     _add_run_options(run)
+    check = commands.add_parser("check", help="check a config (and run's flags) without running: the plan, and "
+                                              "with --connect each source opened once")
+    _add_run_options(check)
+    check.add_argument("--connect", action="store_true",
+                       help="also open every stream's source and read its first frame (each within its timeouts)")
     bench = commands.add_parser("bench", help="measure how many streams this box keeps up with")
     bench.add_argument("--model", "-m", required=True, help="the model to measure")
     bench.add_argument("--source", "-s", action="append", dest="sources", required=True, metavar="FILE",
@@ -221,6 +227,26 @@ def command_run(args: argparse.Namespace) -> int:
     return execute(pipeline)
 
 
+def command_check(args: argparse.Namespace) -> int:
+    from streamyolo.pipeline import Pipeline
+    from streamyolo.pipeline.check import check_outputs, describe, describe_probes, probe
+
+    plan = Pipeline.from_config(args.config, **run_overrides(args)).plan
+    assert plan is not None
+    check_outputs(plan.config)
+    print(f"config OK{' (' + args.config + ')' if args.config else ''}: what a run would do:\n{describe(plan)}",
+          flush=True)
+    if not args.connect:
+        return EXIT_OK
+    probes = probe(plan.streams)
+    print(f"sources, opened once:\n{describe_probes(probes)}", flush=True)
+    failed = [p.stream for p in probes if p.error is not None]
+    if failed:
+        log.error("%d of %d source(s) could not be read: %s", len(failed), len(probes), ", ".join(failed))
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def command_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -271,6 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return command_run(args)
+        if args.command == "check":
+            return command_check(args)
         if args.command == "demo":
             return command_demo(args)
         if args.command == "bench":

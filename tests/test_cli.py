@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, make_clip, read_jsonl, stamps
-from tests.servers import HookReceiver
+from tests.servers import HookReceiver, free_port
 
 
 def streamyolo(*args: str, cwd: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -134,6 +134,36 @@ def test_bad_input_gives_one_clear_line_and_exit_2(case: str, expected: str, cli
     assert len(errors) == 1, done.stderr
     assert expected in errors[0]
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.timeout(120)
+def test_check_shows_the_plan_and_with_connect_reads_every_source_once(tmp_path: Path) -> None:
+    """``streamyolo check``: what run checks before it starts, the plan, no run; with
+    ``--connect`` each source opened and read once, a dead camera and a damaged file named."""
+    config = _write(tmp_path / "cams.yaml", json.dumps({
+        "model": "demo", "tracker": "bytetrack", "record": str(tmp_path / "rec"),
+        "streams": [{"name": "street", "source": "synthetic:scene?size=416x240", "max_fps": 5,
+                     "zones": {"kerb": [[0, 0], [100, 0], [100, 100]]}, "masks": {"tree": [[0, 0], [9, 0], [9, 9]]}},
+                    {"name": "door", "source": f"rtsp://127.0.0.1:{free_port()}/stream", "record": False},
+                    {"name": "old", "source": str(_write(tmp_path / "old.mp4", "not a video"))}]}))
+    done = streamyolo("check", str(config))
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "rec").exists() or not list((tmp_path / "rec").iterdir()), "nothing recorded"
+    plan = done.stdout
+    assert re.search(r"street +synthetic:scene\?size=416x240 +\(synthetic; lossless, buffer 8; 5 fps at most; "
+                     r"zones kerb; masks tree\)", plan), plan
+    assert re.search(r"door +rtsp://127\.0\.0\.1:\d+/stream +\(rtsp; live, buffer 2; not recorded\)", plan), plan
+    assert re.search(r"model .*demo_model\.pt on auto \(cpu\): \d thread worker\(s\), tracked by bytetrack", plan)
+    assert f"outputs: recordings in {tmp_path / 'rec'}" in plan
+    done = streamyolo("check", str(config), "--connect", timeout=60)
+    assert done.returncode == 1, done.stderr
+    probes = done.stdout.split("sources, opened once:\n")[1].splitlines()
+    assert re.fullmatch(r" +street +ok: 416x240 at 30 fps, synthetic", probes[0]), probes
+    assert re.fullmatch(r" +door +FAILED: stream 'door' \(rtsp://.*\): cannot open: Connection refused", probes[1])
+    assert re.fullmatch(r" +old +FAILED: stream 'old' .*", probes[2]), probes
+    assert "ERROR: 2 of 3 source(s) could not be read: door, old" in done.stderr
+    done = streamyolo("check", "--source", f"ghost={tmp_path / 'ghost.mp4'}")
+    assert done.returncode == 2 and "stream 'ghost': file not found" in done.stderr, done.stderr
 
 
 @pytest.mark.timeout(120)

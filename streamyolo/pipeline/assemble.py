@@ -37,6 +37,7 @@ from streamyolo.inference.offline import preload
 from streamyolo.inference.runners import is_openvino, is_pytorch
 from streamyolo.inference.tracking import tracker_settings
 from streamyolo.pipeline.build import ResolvedStream, check_output_file, resolve_streams
+from streamyolo.pipeline.check import Plan
 from streamyolo.pipeline.monitor import StatsWriter
 from streamyolo.pipeline.report import StatusPrinter
 from streamyolo.pipeline.restart import NO_RECONNECT, Backoff
@@ -302,7 +303,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         for s in streams
     ]
     closers = [f.close for f in dict.fromkeys(factories) if hasattr(f, "close")]
-    return cls(
+    pipeline = cls(
         setups,
         factories,
         workers=workers,
@@ -323,6 +324,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         restart_counts=restarts,
         hang_warning=cfg.hang_warning,
     )
+    pipeline.plan = Plan(cfg, streams, model, workers, lanes)
+    return pipeline
 
 
 def _class_set(classes: list[int] | None) -> frozenset[int] | None:

@@ -23,6 +23,7 @@ from streamyolo.errors import ModelError, OutputsIncompleteError, WorkerError
 from streamyolo.frames import DetectionFilter, Frame, Mask, Result
 from streamyolo.inference.counting import CountingLine, Zone
 from streamyolo.inference.detector import DetectorFactory
+from streamyolo.pipeline.check import Plan
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.pipeline.monitor import Monitor, StatsWriter, inference_stacks
 from streamyolo.pipeline.report import StatusPrinter, StreamReport, Summary, workers_json
@@ -185,6 +186,8 @@ class Pipeline:
             web.bind(self.reports, running=lambda: not self._finished.is_set(),
                      workers=lambda: workers_json(self._restarts()))
         self._hang_warning = hang_warning
+        self.plan: Plan | None = None
+        """What the config asked for, when built from one (:meth:`from_config`)."""
         self._monitor = Monitor(self.reports, self._finished, self.stop, clock, interval=status_interval,
                                 duration=duration, status=status, stats=stats, restarts=self._restarts,
                                 workers=lambda: self._workers, hang_warning=hang_warning)

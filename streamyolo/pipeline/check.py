@@ -1,0 +1,145 @@
+"""``streamyolo check``: what a run would do, checked without running it.
+
+Everything ``run`` checks before it starts (the config and the flags, the model's file, the
+streams' files and URLs as written, the output files and folders, which it creates as a run
+would), then the plan: each stream with its kind, buffer and what it counts, the model and
+the workers, the outputs. With ``connect``, each stream's source is also opened and its first
+frame read, all at once, each within its own ``open_timeout`` and ``read_timeout``: a camera
+that cannot be reached, a wrong password, a file that does not decode are found before the
+service starts.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from streamyolo.clock import format_seconds
+from streamyolo.errors import OutputError, SourceError
+from streamyolo.inference.models import resolve_device
+from streamyolo.pipeline.build import ResolvedStream
+from streamyolo.sinks.base import check_writable_folder
+from streamyolo.sinks.recorder import choose_codec, encoder_available
+from streamyolo.sources import NetworkOptions, open_source
+
+if TYPE_CHECKING:
+    from streamyolo.config import PipelineConfig
+    from streamyolo.pipeline.assemble import Lanes
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a pipeline built from a config runs: its config, streams, model and workers."""
+
+    config: PipelineConfig
+    streams: Sequence[ResolvedStream]
+    model: str
+    workers: int
+    lanes: Lanes
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """A stream's source, opened once: what it sends, or why it could not be read."""
+
+    stream: str
+    error: str | None = None
+    width: int = 0
+    height: int = 0
+    fps: float | None = None
+    codec: str | None = None
+
+
+def check_outputs(config: PipelineConfig) -> None:
+    """The output folders can be written (created, as a run would) and the video encoder exists."""
+    for folder, what in ((config.record, "recording folder"), (config.clips, "clips folder"),
+                         (config.snapshots, "snapshots folder")):
+        if folder is not None:
+            check_writable_folder(folder, what)
+    if config.record is not None or config.clips is not None:
+        codec = choose_codec(config.record_codec, gpu=False)  # auto: libx264, which a GPU box falls back to
+        if not encoder_available(codec):
+            raise OutputError(f"config key 'record_codec': video encoder {codec!r} is not in this FFmpeg build")
+
+
+def describe(plan: Plan) -> str:
+    """The plan, for a person: streams, model and workers, outputs."""
+    cfg = plan.config
+    lines = [f"{len(plan.streams)} stream(s):"]
+    width = max(len(s.spec.name) for s in plan.streams)
+    for stream in plan.streams:
+        own = stream.config
+        parts = [stream.spec.kind.value, f"{stream.overflow.value}, buffer {stream.capacity}"]
+        if own.max_fps is not None:
+            parts.append(f"{own.max_fps:g} fps at most")
+        if own.stride > 1:
+            parts.append(f"every {own.stride}th frame")
+        for key in ("lines", "zones", "masks"):
+            names = getattr(own, key) or {}
+            if names:
+                parts.append(f"{key} {', '.join(names)}")
+        if cfg.record is not None and not own.record:
+            parts.append("not recorded")
+        lines.append(f"  {stream.spec.name:<{width}}  {stream.spec.display_uri}  ({'; '.join(parts)})")
+    lanes = f", {plan.lanes.own} model replica(s) each" if plan.lanes.own > 1 else ""
+    device = resolve_device(cfg.device)
+    shown = device if device == cfg.device else f"{cfg.device} ({device})"
+    lines.append(f"model {plan.model} on {shown}: {plan.workers} {cfg.worker_mode} worker(s){lanes}"
+                 f"{', tracked by ' + cfg.tracker if cfg.tracker else ''}")
+    outputs = []
+    if cfg.record is not None:
+        segments = f", {format_seconds(cfg.record_segment)} files" if cfg.record_segment else ""
+        kept = f", kept {format_seconds(cfg.record_keep)}" if cfg.record_keep else ""
+        outputs.append(f"recordings in {cfg.record}{segments}{kept}")
+    for path, what in ((cfg.clips, "clips in"), (cfg.snapshots, "snapshots in"), (cfg.jsonl, "detections to"),
+                       (cfg.events, "events to"), (cfg.summary, "summary to"), (cfg.stats, "stats to")):
+        if path is not None:
+            outputs.append(f"{what} {path}")
+    if cfg.webhook is not None:
+        outputs.append("events to a webhook")
+    if cfg.mqtt is not None:
+        outputs.append("events to an MQTT broker" + (" (Home Assistant discovery)" if cfg.mqtt_discovery else ""))
+    if cfg.web is not None:
+        outputs.append(f"a web page on {cfg.web}")
+    lines.append("outputs: " + ("; ".join(outputs) if outputs else "none but the summary table"))
+    return "\n".join(lines)
+
+
+def probe(streams: Sequence[ResolvedStream]) -> list[Probe]:
+    """Open every stream's source and read its first frame, all at once; in the streams' order."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(streams))) as pool:
+        return list(pool.map(_probe, streams))
+
+
+def _probe(stream: ResolvedStream) -> Probe:
+    own = stream.config
+    network = NetworkOptions(open_timeout=own.open_timeout, read_timeout=own.read_timeout,
+                             stall_timeout=own.stall_timeout, transport=own.transport)
+    source = open_source(stream.spec, network, decoder_threads=own.decoder_threads)
+    try:
+        info = source.open()
+        if source.read() is None:
+            return Probe(stream.spec.name, "opened, but it sent no frame")
+        return Probe(stream.spec.name, None, info.width, info.height, info.fps, info.codec)
+    except SourceError as exc:
+        return Probe(stream.spec.name, str(exc))
+    finally:
+        try:
+            source.close()
+        except Exception:  # a source that failed to open may not close cleanly either
+            pass
+
+
+def describe_probes(probes: Sequence[Probe]) -> str:
+    width = max(len(p.stream) for p in probes)
+    lines = []
+    for found in probes:
+        if found.error is not None:
+            lines.append(f"  {found.stream:<{width}}  FAILED: {found.error}")
+        else:
+            rate = f" at {found.fps:g} fps" if found.fps else ""
+            codec = f", {found.codec}" if found.codec else ""
+            lines.append(f"  {found.stream:<{width}}  ok: {found.width}x{found.height}{rate}{codec}")
+    return "\n".join(lines)

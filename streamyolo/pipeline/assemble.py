@@ -13,7 +13,6 @@ from streamyolo.annotation import BoxAnnotator
 from streamyolo.buffering import Overflow
 from streamyolo.config import (
     PipelineConfig,
-    StreamConfig,
     auto_lanes,
     auto_workers,
     build_config,
@@ -36,7 +35,7 @@ from streamyolo.inference.models import (
 from streamyolo.inference.offline import preload
 from streamyolo.inference.runners import is_openvino, is_pytorch
 from streamyolo.inference.tracking import tracker_settings
-from streamyolo.pipeline.build import ResolvedStream, check_output_file, resolve_streams
+from streamyolo.pipeline.build import ResolvedStream, check_output_file, network_options, resolve_streams
 from streamyolo.pipeline.check import Plan
 from streamyolo.pipeline.monitor import StatsWriter
 from streamyolo.pipeline.report import StatusPrinter
@@ -49,7 +48,7 @@ from streamyolo.sinks.jsonl import JsonlSink
 from streamyolo.sinks.mqtt import StreamEntities
 from streamyolo.sinks.recorder import VideoRecorder, choose_codec
 from streamyolo.sinks.web import WebViewer
-from streamyolo.sources import NetworkOptions, open_source
+from streamyolo.sources import open_source
 from streamyolo.workers.capture import CapturePolicy
 from streamyolo.workers.process import ProcessDetectorFactory, RestartCounts, start_fork_server
 
@@ -286,7 +285,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     setups = [
         StreamSetup(
             name=s.spec.name,
-            source=open_source(s.spec, _network(s.config), decoder_threads=s.config.decoder_threads,
+            source=open_source(s.spec, network_options(s.config), decoder_threads=s.config.decoder_threads,
                                loop=s.config.loop, defer_conversion=True),
             overflow=s.overflow,
             capacity=s.capacity,
@@ -330,11 +329,6 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
 
 def _class_set(classes: list[int] | None) -> frozenset[int] | None:
     return None if classes is None else frozenset(classes)
-
-
-def _network(stream: StreamConfig) -> NetworkOptions:
-    return NetworkOptions(open_timeout=stream.open_timeout, read_timeout=stream.read_timeout,
-                          stall_timeout=stream.stall_timeout, transport=stream.transport)
 
 
 def _policy(stream: ResolvedStream) -> CapturePolicy:

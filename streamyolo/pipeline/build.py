@@ -10,7 +10,7 @@ from pathlib import Path
 from streamyolo.buffering import Overflow
 from streamyolo.config import PipelineConfig, StreamConfig
 from streamyolo.errors import ConfigError, OutputError
-from streamyolo.sources import SourceKind, SourceSpec, source_kind
+from streamyolo.sources import NetworkOptions, SourceKind, SourceSpec, source_kind
 from streamyolo.sources.spec import check_file_source, default_name, expand
 from streamyolo.sources.synthetic import SyntheticParams
 
@@ -82,3 +82,9 @@ def check_output_file(path: Path, what: str) -> None:
         raise OutputError(f"{what} {str(path)!r} is a folder")
     if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise OutputError(f"{what} {str(path)!r} is not writable")
+
+
+def network_options(stream: StreamConfig) -> NetworkOptions:
+    """A stream's connection settings, as its source takes them."""
+    return NetworkOptions(open_timeout=stream.open_timeout, read_timeout=stream.read_timeout,
+                          stall_timeout=stream.stall_timeout, transport=stream.transport)

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 from streamyolo.clock import format_seconds
 from streamyolo.errors import OutputError, SourceError
 from streamyolo.inference.models import resolve_device
-from streamyolo.pipeline.build import ResolvedStream
+from streamyolo.pipeline.build import ResolvedStream, network_options
 from streamyolo.sinks.base import check_writable_folder
 from streamyolo.sinks.recorder import choose_codec, encoder_available
-from streamyolo.sources import NetworkOptions, open_source
+from streamyolo.sources import open_source
 
 if TYPE_CHECKING:
     from streamyolo.config import PipelineConfig
@@ -114,10 +114,7 @@ def probe(streams: Sequence[ResolvedStream]) -> list[Probe]:
 
 
 def _probe(stream: ResolvedStream) -> Probe:
-    own = stream.config
-    network = NetworkOptions(open_timeout=own.open_timeout, read_timeout=own.read_timeout,
-                             stall_timeout=own.stall_timeout, transport=own.transport)
-    source = open_source(stream.spec, network, decoder_threads=own.decoder_threads)
+    source = open_source(stream.spec, network_options(stream.config), decoder_threads=stream.config.decoder_threads)
     try:
         info = source.open()
         if source.read() is None:

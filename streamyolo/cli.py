@@ -76,8 +76,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                              "default homeassistant): connection, snapshots, zones and counting lines as entities")
     for output in ("webhook", "mqtt"):
         parser.add_argument(f"--{output}-events", metavar="KINDS", type=_kinds,
-                            help=f"only these events to the {output}, e.g. state,linger (line, enter, leave, linger, "
-                                 "state; default: all)")
+                            help=f"only these events to the {output}, e.g. state,clip (line, enter, leave, linger, "
+                                 "state, clip; default: all)")
     parser.add_argument("--snapshots", metavar="DIR", help="save every frame with events here, annotated, as JPEG")
     parser.add_argument("--snapshots-keep", metavar="AGE",
                         help="with --snapshots: delete snapshots older than this (30d, 12h, or seconds)")

@@ -53,7 +53,7 @@ class ReconnectConfig(_Strict):
     """Consecutive failed attempts before the stream is marked failed (null: never)."""
 
 
-EventKind = Literal["line", "enter", "leave", "linger", "state"]
+EventKind = Literal["line", "enter", "leave", "linger", "state", "clip"]
 """What an event is about (:mod:`streamyolo.sinks.events`)."""
 
 

@@ -83,6 +83,7 @@ def test_a_clip_holds_the_seconds_before_and_after_its_events_and_the_events_nam
     folder = tmp_path / "clips"
     clips = ClipRecorder(folder, before=1.0, after=0.6)
     events = EventSink(tmp_path / "events.jsonl", clip_of=clips.clip_of)
+    clips.on_end = events.clip_ended
     web = WebViewer("127.0.0.1:0", events=events.recent, clips=folder)
     pipeline = Pipeline([StreamSetup("hall", source, Overflow.BLOCK, zones=(LOBBY,))], _Visitors,
                         tracker=tracker_settings("bytetrack"), sinks=[clips, events], web=web)
@@ -90,7 +91,7 @@ def test_a_clip_holds_the_seconds_before_and_after_its_events_and_the_events_nam
     try:
         pipeline.wait(40)
         deadline = time.monotonic() + 20  # the stream's end is told after its last events, and ends its clip
-        while len(events.recent()) < 6 or sum(len(_decodable(clip)) for clip in folder.iterdir()) < 54 + 64:
+        while len(events.recent()) < 10 or sum(len(_decodable(clip)) for clip in folder.iterdir()) < 54 + 64:
             assert time.monotonic() < deadline, "the events and clips did not come"
             time.sleep(0.1)
         served = {}
@@ -104,11 +105,18 @@ def test_a_clip_holds_the_seconds_before_and_after_its_events_and_the_events_nam
             listed = json.loads(response.read())["files"]
     finally:
         summary = pipeline.join()
-    happened = [(e["event"], e.get("seq"), e.get("clip")) for e in read_jsonl(tmp_path / "events.jsonl")]
+    written = read_jsonl(tmp_path / "events.jsonl")
+    happened = [(e["event"], e.get("state"), e.get("seq"), e.get("clip")) for e in written]
     first, second = (Path(name).name for name in summary.clips["hall"])  # in the order they were made
     assert sorted(p.name for p in folder.iterdir()) == sorted([first, second])
-    assert happened == [("state", None, None), ("enter", 51, first), ("leave", 63, first), ("enter", 161, second),
-                        ("leave", 173, second), ("state", None, None)]
+    # A clip event as each moment starts (before its first events) and once its clip is whole.
+    assert happened == [("state", "streaming", None, None),
+                        ("clip", "started", 51, first), ("enter", None, 51, first), ("leave", None, 63, first),
+                        ("clip", "ended", None, first),
+                        ("clip", "started", 161, second), ("enter", None, 161, second), ("leave", None, 173, second),
+                        ("clip", "ended", None, second), ("state", "ended", None, None)]
+    assert [e["seconds"] for e in written if e.get("state") == "ended" and e["event"] == "clip"] == [
+        pytest.approx(54 / 25), pytest.approx(64 / 25)]
     # Key frames come every second (25 frames): a clip starts at the last one at least a
     # second before its first event (frame 25 for 51, 125 for 161) and ends 0.6 s (15 frames)
     # after its last event, which came within 0.6 s of the one before.
@@ -414,14 +422,19 @@ def test_the_command_line_clips_a_synthetic_street_around_its_events(tmp_path: P
     recordings = json.loads((out / "summary.json").read_text())["streams"]["street"]["recordings"]
     assert [len(_frames_in(Path(path))) for path in recordings] == [50, 50, 50]
     assert [index for path in recordings for index in _frames_in(Path(path))] == list(range(150))
-    events = [e for e in read_jsonl(out / "events.jsonl") if e["event"] != "state"]
+    written = read_jsonl(out / "events.jsonl")
+    events = [e for e in written if e["event"] not in ("state", "clip")]
     assert len(events) >= 3, "the scene's objects should enter the zone"
+    moments = [(e["clip"], e["state"], e.get("seq"), e.get("seconds")) for e in written if e["event"] == "clip"]
     by_clip: dict[str, list[int]] = {}
     for event in events:
         by_clip.setdefault(event["clip"], []).append(event["seq"])
     assert sorted(by_clip) == sorted(p.name for p in (out / "clips").iterdir())
     for name, seqs in by_clip.items():
         frames = _frames_in(out / "clips" / name)
+        # One clip event as it starts, at its first events, and one when it is whole, with its length.
+        assert [m[1:] for m in moments if m[0] == name] == [("started", min(seqs), None),
+                                                             ("ended", None, pytest.approx(len(frames) / 25))]
         assert frames == list(range(frames[0], frames[-1] + 1)), f"{name}: frames missing"
         assert max(0, min(seqs) - 50) <= frames[0] <= min(seqs) - 25 or frames[0] == 0, f"{name}: {frames[0]}"
         assert frames[-1] == min(max(seqs) + 25, 149), f"{name} ends at {frames[-1]}, its last event at {max(seqs)}"

@@ -265,6 +265,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
                                                     tuple(s.config.lines or ()), cfg.snapshots is not None)
                                      for s in streams])
         sinks.append(events)
+        if clips is not None:
+            clips.on_end = events.clip_ended
     for path, what in ((cfg.summary, "summary file"), (cfg.stats, "stats file")):
         if path is not None:
             check_output_file(path, what)

@@ -26,7 +26,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +96,10 @@ class ClipRecorder(VideoRecorder):
         self.clips_keep = keep
         self._spans: dict[str, _Span] = {}
         self._unclaimed = 0  # clips that could not even be created
+        self.on_end: Callable[[str, str, float, bool], None] | None = None
+        """Told of each clip finished: ``on_end(stream, name, seconds, whole)`` (``whole``: false
+        when a failed write cut it short), from the thread that wrote it: the events sink's
+        ``clip`` event."""
         self._pruned_at = -math.inf
         self._prune_lock = threading.Lock()
 
@@ -272,7 +276,16 @@ class _ClipOutput(FileOutput):
             clip.close()  # writes its last fragment
         except OSError as exc:
             self.failed_write(exc)
+            self._ended(clip, whole=False)
+            return
+        self._ended(clip, whole=True)
 
     def abandon(self) -> None:
         clip, self._clip = self._clip, None
         self.close_after_failure(clip)
+        if clip is not None and clip.frames:
+            self._ended(clip, whole=False)
+
+    def _ended(self, clip: Mp4File, whole: bool) -> None:
+        if self.owner.on_end is not None:
+            self.owner.on_end(self.stream, clip.path.name, clip.seconds, whole)

@@ -10,7 +10,11 @@ epoch, of the frame's arrival or of the change):
   it has been inside for the zone's ``linger`` seconds (``dwell``), once per stay;
 - ``"state"``: a stream came up or went down (``state``: ``streaming``, ``reconnecting``,
   ``failed`` or ``ended``; ``error`` when there is one): a camera that stops sending is
-  ``reconnecting`` once, however many tries it takes, and ``streaming`` again when it is back.
+  ``reconnecting`` once, however many tries it takes, and ``streaming`` again when it is back;
+- ``"clip"`` (with clips): a moment with events began (``state``: ``started``, with the frame's
+  ``seq``, before its first events) or its clip is finished and whole (``ended``, with its
+  ``seconds`` of video; ``"whole": false`` when a full disk cut it short): one notification per
+  moment instead of one per object.
 
 They go, in the order they happened per stream (a stream's end after the events of its last
 frames), to any of: the events file (one JSON line each, appended;
@@ -133,6 +137,7 @@ class EventSink:
         self._skipped = 0
         self._lock = threading.Lock()
         self._announced: dict[str, str] = {}
+        self._clip_started: dict[str, str] = {}  # each stream's newest clip (its inference thread's alone)
         self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self._open = False
         self._snap_pause = OutputPause(f"snapshots folder {str(self.snapshots)!r}", "snapshot(s)")
@@ -159,6 +164,11 @@ class EventSink:
             return
         clip = self._clip_of(result) if self._clip_of is not None else None
         if clip is not None:
+            if self._clip_started.get(result.stream) != clip:  # the first events of a clip: it starts
+                self._clip_started[result.stream] = clip
+                first = events[0]
+                events.insert(0, {"time": first["time"], "stream": first["stream"], "seq": first["seq"],
+                                  "event": "clip", "state": "started"})
             for event in events:
                 event["clip"] = clip
                 self._link(event, "clip", "clips")
@@ -174,6 +184,19 @@ class EventSink:
                                 "until they catch up", SNAPSHOT_BACKLOG)
                 self._skipped += 1
         self._queue.put((result if keep else None, events))
+
+    def clip_ended(self, stream: str, name: str, seconds: float, whole: bool) -> None:
+        """A clip was finished (by the clips sink's writer): a ``clip`` event, ``ended``, with
+        its length, and ``"whole": false`` when a failed write cut it short."""
+        with self._lock:
+            if not self._open:
+                return
+        event: dict[str, Any] = {"time": round(time.time(), 3), "stream": stream, "event": "clip", "state": "ended",
+                                 "clip": name, "seconds": round(seconds, 3)}
+        if not whole:
+            event["whole"] = False
+        self._link(event, "clip", "clips")
+        self._queue.put((None, [event]))
 
     def recent(self) -> list[dict[str, Any]]:
         """The newest events handed out (up to ``RECENT``), newest first: for the web page."""

@@ -671,6 +671,9 @@ class Mp4File:
         self.path = path
         self.frames = 0
         """Packets (frames) written into it so far."""
+        self.seconds = 0.0
+        """Seconds of video in it so far (to the end of its last frame)."""
+        self._interval = Fraction(1) / encoder.rate
         self.container: Any = av.open(str(path), mode="w", format="mp4", options=MP4_OPTIONS)
         try:
             self.stream = self.container.add_stream_from_template(encoder.stream)
@@ -691,7 +694,10 @@ class Mp4File:
             copy.time_base = packet.time_base
             copy.is_keyframe = packet.is_keyframe
             copy.stream = self.stream
-            self.container.mux(copy)
+            if packet.time_base is not None:  # to the end of this frame
+                shown = packet.duration * packet.time_base if packet.duration else self._interval
+                self.seconds = float(copy.pts * packet.time_base + shown)
+            self.container.mux(copy)  # re-times the copy to the file's time base
             self.frames += 1
 
     def close(self) -> None:

@@ -103,7 +103,7 @@ class RecorderError(OutputError):
 
 
 class VideoRecorder:
-    """Writes ``<folder>/<stream>.mp4`` for every stream it sees."""
+    """Writes ``<folder>/<stream>.mp4`` (or its segments) for every stream it records (``streams``)."""
 
     what = "recording folder"
     files_kind = "recordings"

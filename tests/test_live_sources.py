@@ -52,7 +52,7 @@ def rtsp(rtsp_clip: Path) -> Iterator[RtspServer]:
 def _network_stream(name: str, url: str, backoff: Backoff = FAST_BACKOFF, **timeouts: float) -> StreamSetup:
     options = NetworkOptions(**{"open_timeout": 5.0, "read_timeout": 2.0, "stall_timeout": 3.0, **timeouts})
     source = open_source(SourceSpec(name, url, source_kind(url)), options)
-    return StreamSetup(name, source, Overflow.DROP_OLDEST, capacity=2, policy=CapturePolicy(backoff=backoff),
+    return StreamSetup(name, source, Overflow.DROP_OLDEST, capacity=2, policy=CapturePolicy(backoff=backoff, live=True),
                        display_uri=url)
 
 

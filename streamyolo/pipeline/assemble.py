@@ -339,7 +339,7 @@ def _policy(stream: ResolvedStream) -> CapturePolicy:
     backoff = (Backoff(reconnect.base, reconnect.cap, reconnect.jitter, reconnect.attempts)
                if stream.spec.kind.is_live else NO_RECONNECT)
     return CapturePolicy(realtime=stream.config.realtime, max_fps=stream.config.max_fps,
-                         stride=stream.config.stride, backoff=backoff)
+                         stride=stream.config.stride, backoff=backoff, live=stream.spec.kind.is_live)
 
 
 def _parent_torch_threads(cfg: PipelineConfig, workers: int, lanes: int) -> int | None:

@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(check)
     check.add_argument("--connect", action="store_true",
                        help="also open every stream's source and read its first frame (each within its timeouts)")
+    check.add_argument("--load-model", action="store_true",
+                       help="also load the model as a worker would (compiling it into the model cache) and, with "
+                            "--connect, detect on each source's first frame")
     bench = commands.add_parser("bench", help="measure how many streams this box keeps up with")
     bench.add_argument("--model", "-m", required=True, help="the model to measure")
     bench.add_argument("--source", "-s", action="append", dest="sources", required=True, metavar="FILE",
@@ -229,17 +232,24 @@ def command_run(args: argparse.Namespace) -> int:
 
 def command_check(args: argparse.Namespace) -> int:
     from streamyolo.pipeline import Pipeline
-    from streamyolo.pipeline.check import check_outputs, describe, describe_probes, probe
+    from streamyolo.pipeline.check import check_outputs, describe, describe_probes, probe, try_model
 
     plan = Pipeline.from_config(args.config, **run_overrides(args)).plan
     assert plan is not None
     check_outputs(plan.config)
     print(f"config OK{' (' + args.config + ')' if args.config else ''}: what a run would do:\n{describe(plan)}",
           flush=True)
-    if not args.connect:
-        return EXIT_OK
-    probes = probe(plan.streams)
-    print(f"sources, opened once:\n{describe_probes(probes)}", flush=True)
+    probes = probe(plan.streams) if args.connect else []
+    if probes:
+        print(f"sources, opened once:\n{describe_probes(probes)}", flush=True)
+    if args.load_model:
+        try:
+            loaded, lines = try_model(plan.factories[0], probes)
+        except ModelError:
+            raise
+        except Exception as exc:  # what the run's workers would fail with
+            raise ModelError(f"model {plan.model!r} cannot be run: {exc}") from exc
+        print(f"model loaded in {loaded:.1f} s" + (":\n" + "\n".join(lines) if lines else ""), flush=True)
     failed = [p.stream for p in probes if p.error is not None]
     if failed:
         log.error("%d of %d source(s) could not be read: %s", len(failed), len(probes), ", ".join(failed))

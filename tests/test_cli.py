@@ -139,7 +139,8 @@ def test_bad_input_gives_one_clear_line_and_exit_2(case: str, expected: str, cli
 @pytest.mark.timeout(120)
 def test_check_shows_the_plan_and_with_connect_reads_every_source_once(tmp_path: Path) -> None:
     """``streamyolo check``: what run checks before it starts, the plan, no run; with
-    ``--connect`` each source opened and read once, a dead camera and a damaged file named."""
+    ``--connect`` each source opened and read once, a dead camera and a damaged file named;
+    with ``--load-model`` the model built and run on the frames read (a bad one: exit 2)."""
     config = _write(tmp_path / "cams.yaml", json.dumps({
         "model": "demo", "tracker": "bytetrack", "record": str(tmp_path / "rec"),
         "streams": [{"name": "street", "source": "synthetic:scene?size=416x240", "max_fps": 5,
@@ -155,15 +156,20 @@ def test_check_shows_the_plan_and_with_connect_reads_every_source_once(tmp_path:
     assert re.search(r"door +rtsp://127\.0\.0\.1:\d+/stream +\(rtsp; live, buffer 2; not recorded\)", plan), plan
     assert re.search(r"model .*demo_model\.pt on auto \(cpu\): \d thread worker\(s\), tracked by bytetrack", plan)
     assert f"outputs: recordings in {tmp_path / 'rec'}" in plan
-    done = streamyolo("check", str(config), "--connect", timeout=60)
+    done = streamyolo("check", str(config), "--connect", "--load-model", timeout=60)
     assert done.returncode == 1, done.stderr
     probes = done.stdout.split("sources, opened once:\n")[1].splitlines()
+    # The model, loaded as a worker loads it, run on the first frame of each source read.
+    assert re.search(r"model loaded in [\d.]+ s:\n  street: (\d+ \w+(, )?)+ in \d+ ms$", done.stdout), done.stdout
     assert re.fullmatch(r" +street +ok: 416x240 at 30 fps, synthetic", probes[0]), probes
     assert re.fullmatch(r" +door +FAILED: stream 'door' \(rtsp://.*\): cannot open: Connection refused", probes[1])
     assert re.fullmatch(r" +old +FAILED: stream 'old' .*", probes[2]), probes
     assert "ERROR: 2 of 3 source(s) could not be read: door, old" in done.stderr
     done = streamyolo("check", "--source", f"ghost={tmp_path / 'ghost.mp4'}")
     assert done.returncode == 2 and "stream 'ghost': file not found" in done.stderr, done.stderr
+    done = streamyolo("check", "--source", "synthetic:", "--model", str(_write(tmp_path / "bad.pt", "garbage")),
+                      "--load-model")
+    assert done.returncode == 2 and "ERROR: cannot load model" in done.stderr, done.stderr
 
 
 @pytest.mark.timeout(120)

@@ -325,7 +325,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         restart_counts=restarts,
         hang_warning=cfg.hang_warning,
     )
-    pipeline.plan = Plan(cfg, streams, model, workers, lanes)
+    pipeline.plan = Plan(cfg, streams, model, workers, lanes, factories)
     return pipeline
 
 

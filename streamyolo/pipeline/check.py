@@ -6,18 +6,24 @@ would), then the plan: each stream with its kind, buffer and what it counts, the
 the workers, the outputs. With ``connect``, each stream's source is also opened and its first
 frame read, all at once, each within its own ``open_timeout`` and ``read_timeout``: a camera
 that cannot be reached, a wrong password, a file that does not decode are found before the
-service starts.
+service starts. With ``load_model``, one worker's model is also built as the run builds it
+(an OpenVINO compile fills the model cache the run then loads from) and, with ``connect``,
+run on each source's first frame.
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from streamyolo.clock import format_seconds
 from streamyolo.errors import OutputError, SourceError
+from streamyolo.frames import Image
 from streamyolo.inference.models import resolve_device
 from streamyolo.pipeline.build import ResolvedStream, network_options
 from streamyolo.sinks.base import check_writable_folder
@@ -26,6 +32,7 @@ from streamyolo.sources import open_source
 
 if TYPE_CHECKING:
     from streamyolo.config import PipelineConfig
+    from streamyolo.inference.detector import DetectorFactory
     from streamyolo.pipeline.assemble import Lanes
 
 
@@ -38,6 +45,8 @@ class Plan:
     model: str
     workers: int
     lanes: Lanes
+    factories: Sequence[DetectorFactory] = ()
+    """The workers' detector factories."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +59,8 @@ class Probe:
     height: int = 0
     fps: float | None = None
     codec: str | None = None
+    image: Image | None = None
+    """Its first frame."""
 
 
 def check_outputs(config: PipelineConfig) -> None:
@@ -117,9 +128,10 @@ def _probe(stream: ResolvedStream) -> Probe:
     source = open_source(stream.spec, network_options(stream.config), decoder_threads=stream.config.decoder_threads)
     try:
         info = source.open()
-        if source.read() is None:
+        first = source.read()
+        if first is None:
             return Probe(stream.spec.name, "opened, but it sent no frame")
-        return Probe(stream.spec.name, None, info.width, info.height, info.fps, info.codec)
+        return Probe(stream.spec.name, None, info.width, info.height, info.fps, info.codec, first.image)
     except SourceError as exc:
         return Probe(stream.spec.name, str(exc))
     finally:
@@ -140,3 +152,40 @@ def describe_probes(probes: Sequence[Probe]) -> str:
             codec = f", {found.codec}" if found.codec else ""
             lines.append(f"  {found.stream:<{width}}  ok: {found.width}x{found.height}{rate}{codec}")
     return "\n".join(lines)
+
+
+def try_model(factory: DetectorFactory, probes: Sequence[Probe]) -> tuple[float, list[str]]:
+    """Build a worker's detector as the run would (in a thread of its own; compiling an
+    OpenVINO model into the model cache) and detect on each probed source's first frame:
+    the seconds it took to load, and a line per frame read."""
+    found: list[tuple[float, list[str]]] = []
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            started = time.perf_counter()
+            detector = factory()
+            loaded = time.perf_counter() - started
+            lines = []
+            try:
+                for probe in probes:
+                    if probe.image is None:
+                        continue
+                    started = time.perf_counter()
+                    (detections,) = detector.detect([probe.image])
+                    took = time.perf_counter() - started
+                    names = collections.Counter(detections.name(int(c)) for c in detections.cls)
+                    what = ", ".join(f"{n} {name}" for name, n in names.most_common()) or "nothing"
+                    lines.append(f"  {probe.stream}: {what} in {took * 1000:.0f} ms")
+            finally:
+                detector.close()
+            found.append((loaded, lines))
+        except BaseException as exc:  # reported in the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=work, name="check:model")
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+    return found[0]

@@ -232,7 +232,7 @@ def command_run(args: argparse.Namespace) -> int:
 
 def command_check(args: argparse.Namespace) -> int:
     from streamyolo.pipeline import Pipeline
-    from streamyolo.pipeline.check import check_outputs, describe, describe_probes, probe, try_model
+    from streamyolo.pipeline.check import check_outputs, describe, describe_probes, outside, probe, try_model
 
     plan = Pipeline.from_config(args.config, **run_overrides(args)).plan
     assert plan is not None
@@ -242,6 +242,9 @@ def command_check(args: argparse.Namespace) -> int:
     probes = probe(plan.streams) if args.connect else []
     if probes:
         print(f"sources, opened once:\n{describe_probes(probes)}", flush=True)
+        for stream, found in zip(plan.streams, probes, strict=True):
+            for warning in outside(stream, found):
+                log.warning("%s", warning)
     if args.load_model:
         try:
             loaded, lines = try_model(plan.factories[0], probes)

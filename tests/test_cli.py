@@ -144,7 +144,8 @@ def test_check_shows_the_plan_and_with_connect_reads_every_source_once(tmp_path:
     config = _write(tmp_path / "cams.yaml", json.dumps({
         "model": "demo", "tracker": "bytetrack", "record": str(tmp_path / "rec"),
         "streams": [{"name": "street", "source": "synthetic:scene?size=416x240", "max_fps": 5,
-                     "zones": {"kerb": [[0, 0], [100, 0], [100, 100]]}, "masks": {"tree": [[0, 0], [9, 0], [9, 9]]}},
+                     "zones": {"kerb": [[0, 0], [100, 0], [100, 100]]}, "masks": {"tree": [[0, 0], [9, 0], [9, 9]]},
+                     "lines": {"gate": [[0, 540], [1920, 540]]}},  # drawn on a 1080p picture: beyond this one
                     {"name": "door", "source": f"rtsp://127.0.0.1:{free_port()}/stream", "record": False},
                     {"name": "old", "source": str(_write(tmp_path / "old.mp4", "not a video"))}]}))
     done = streamyolo("check", str(config))
@@ -152,7 +153,7 @@ def test_check_shows_the_plan_and_with_connect_reads_every_source_once(tmp_path:
     assert not (tmp_path / "rec").exists() or not list((tmp_path / "rec").iterdir()), "nothing recorded"
     plan = done.stdout
     assert re.search(r"street +synthetic:scene\?size=416x240 +\(synthetic; lossless, buffer 8; 5 fps at most; "
-                     r"zones kerb; masks tree\)", plan), plan
+                     r"lines gate; zones kerb; masks tree\)", plan), plan
     assert re.search(r"door +rtsp://127\.0\.0\.1:\d+/stream +\(rtsp; live, buffer 2; not recorded\)", plan), plan
     assert re.search(r"model .*demo_model\.pt on auto \(cpu\): \d thread worker\(s\), tracked by bytetrack", plan)
     assert f"outputs: recordings in {tmp_path / 'rec'}" in plan
@@ -165,6 +166,7 @@ def test_check_shows_the_plan_and_with_connect_reads_every_source_once(tmp_path:
     assert re.fullmatch(r" +door +FAILED: stream 'door' \(rtsp://.*\): cannot open: Connection refused", probes[1])
     assert re.fullmatch(r" +old +FAILED: stream 'old' .*", probes[2]), probes
     assert "ERROR: 2 of 3 source(s) could not be read: door, old" in done.stderr
+    assert "WARNING: stream 'street': line 'gate' reaches (0, 540), outside its 416x240 picture" in done.stderr
     done = streamyolo("check", "--source", f"ghost={tmp_path / 'ghost.mp4'}")
     assert done.returncode == 2 and "stream 'ghost': file not found" in done.stderr, done.stderr
     done = streamyolo("check", "--source", "synthetic:", "--model", str(_write(tmp_path / "bad.pt", "garbage")),

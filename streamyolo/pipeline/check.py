@@ -141,6 +141,25 @@ def _probe(stream: ResolvedStream) -> Probe:
             pass
 
 
+def outside(stream: ResolvedStream, found: Probe) -> list[str]:
+    """What of ``stream``'s lines, zones and masks lies outside its picture as ``found`` read
+    it (coordinates copied from another resolution, say): a sentence each."""
+    if found.error is not None or not found.width:
+        return []
+    own = stream.config
+    shapes = [*((f"line {name!r}", line.points) for name, line in (own.lines or {}).items()),
+              *((f"zone {name!r}", zone.points) for name, zone in (own.zones or {}).items()),
+              *((f"mask {name!r}", mask.points) for name, mask in (own.masks or {}).items())]
+    said = []
+    for what, points in shapes:
+        beyond = [(x, y) for x, y in points if not (0 <= x <= found.width and 0 <= y <= found.height)]
+        if beyond:
+            x, y = beyond[0]
+            said.append(f"stream {found.stream!r}: {what} reaches ({x:g}, {y:g}), outside its {found.width}x"
+                        f"{found.height} picture")
+    return said
+
+
 def describe_probes(probes: Sequence[Probe]) -> str:
     width = max(len(p.stream) for p in probes)
     lines = []

@@ -488,13 +488,20 @@ def test_snapshots_older_than_snapshots_keep_are_deleted_and_nothing_else(tmp_pa
 def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(broker_folder: Path) -> None:
     """With ``mqtt_discovery``, the broker keeps (retained) what Home Assistant needs to show
     a stream as a device: each entity's config, and the states its templates read — here
-    rendered with Jinja as Home Assistant renders them."""
+    rendered with Jinja as Home Assistant renders them; an earlier run's entity this config
+    no longer has is removed."""
     import jinja2
 
     source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=26", SourceKind.SYNTHETIC))
     door = CountingLine("door", (0.0, 150.0), (320.0, 150.0))
     lower = Zone("lower", ((0.0, 120.0), (320.0, 120.0), (320.0, 240.0), (0.0, 240.0)))
+    gone = "homeassistant/sensor/streamyolo_site/porch_zone_steps/config"  # an earlier run's stream, since removed
     with MqttBroker(broker_folder) as broker:
+        earlier = _Subscriber(broker.port)
+        try:
+            earlier.client.publish(gone, json.dumps({"name": "steps objects"}), qos=1, retain=True).wait_for_publish(5)
+        finally:
+            earlier.close()
         sink = EventSink(mqtt=f"mqtt://127.0.0.1:{broker.port}/site", snapshots=broker_folder / "shots",
                          mqtt_discovery="homeassistant",
                          entities=[StreamEntities("hall", ("lower",), ("door",), snapshots=True)])
@@ -511,6 +518,7 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
     assert sorted(configs) == sorted([node.format("binary_sensor", "streaming"), node.format("camera", "snapshot"),
                                       node.format("sensor", "zone_lower"), node.format("sensor", "line_door_in"),
                                       node.format("sensor", "line_door_out")])
+    assert gone not in retained, "an entity the config no longer has stays in Home Assistant"
     assert len({c["unique_id"] for c in configs.values()}) == 5
     devices = {json.dumps(c["device"], sort_keys=True) for c in configs.values()}
     assert len(devices) == 1 and json.loads(devices.pop())["name"] == "hall", "one device: the stream"

@@ -12,7 +12,8 @@ run lasts, ``<prefix>/available`` holds ``online`` (retained); the broker sets i
 
 With ``discovery`` (``mqtt_discovery: homeassistant``), Home Assistant finds each stream by
 itself (MQTT discovery: retained configs under ``<discovery>/…/config``, sent on every
-connection): a device per stream with a connectivity sensor (from its ``state``), a camera
+connection, an earlier run's entities this one no longer has removed): a device per stream
+with a connectivity sensor (from its ``state``), a camera
 of its snapshots, a sensor per zone holding how many objects are inside (by class in its
 attributes; from ``<prefix>/<stream>/zone/<zone>``, ``{"total": 3, "person": 2, "car": 1}``)
 and ``in`` and ``out`` sensors per counting line (``<prefix>/<stream>/line/<line>``,
@@ -155,6 +156,7 @@ class MqttPublisher:
         self.target = parse_mqtt(url)
         self.discovery = discovery
         self._configs = discovery_messages(self.target.prefix, discovery, entities) if discovery is not None else []
+        self._ours = frozenset(topic for topic, _ in self._configs)
         self._states: dict[str, bytes] = {}  # topic -> the newest state published (or to be, when connected)
         self.shown = redact_url(url)
         self.limit = limit
@@ -189,6 +191,7 @@ class MqttPublisher:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         client.connect_async(self.target.host, self.target.port, keepalive=self.keepalive)
         client.loop_start()
         self._client = client
@@ -271,6 +274,8 @@ class MqttPublisher:
             retained = [*((topic, config.encode()) for topic, config in self._configs), *self._states.items()]
         for topic, payload in retained:  # a broker that restarted has lost them, and so has Home Assistant
             self._mine(client.publish(topic, payload, qos=1, retain=True))
+        if self.discovery is not None:  # an earlier run's entities of streams gone or renamed: cleared below
+            client.subscribe(f"{self.discovery}/+/streamyolo_{_object_id(self.target.prefix)}/+/config", qos=1)
         if self._lost_since is not None and self._connected_once:
             log.warning("MQTT %s: connected again after %.0f s (%d event(s) waiting)", self.shown,
                         time.monotonic() - self._lost_since, len(self._pending))
@@ -278,6 +283,15 @@ class MqttPublisher:
             log.info("MQTT %s: connected; events go to %s/<stream>/<event>", self.shown, self.target.prefix)
         self._connected_once = True
         self._lost_since = None
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        """A retained discovery config of ours that this run does not announce (a stream since
+        renamed or removed, a zone gone): an empty retained message deletes it, and Home
+        Assistant removes the entity."""
+        if message.retain and message.payload and message.topic not in self._ours:
+            log.info("MQTT %s: Home Assistant entity %s is no longer in the config: removed", self.shown,
+                     message.topic)
+            self._mine(client.publish(message.topic, b"", qos=1, retain=True))
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         """The broker could not be reached (paho tries again)."""

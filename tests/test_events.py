@@ -26,6 +26,7 @@ from streamyolo.inference.tracking import tracker_settings
 from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.pipeline.restart import Backoff
 from streamyolo.sinks import EventSink
+from streamyolo.sinks.clips import ClipRecorder
 from streamyolo.sinks.metrics import metrics_text
 from streamyolo.sinks.mqtt import MqttPublisher, StatePublisher, StreamEntities
 from streamyolo.sinks.web import WebViewer
@@ -502,11 +503,18 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
             earlier.client.publish(gone, json.dumps({"name": "steps objects"}), qos=1, retain=True).wait_for_publish(5)
         finally:
             earlier.close()
+        clips = ClipRecorder(broker_folder / "clips", before=0.2, after=0.2)
         sink = EventSink(mqtt=f"mqtt://127.0.0.1:{broker.port}/site", snapshots=broker_folder / "shots",
-                         mqtt_discovery="homeassistant",
-                         entities=[StreamEntities("hall", ("lower",), ("door",), snapshots=True)])
-        Pipeline([StreamSetup("hall", source, Overflow.BLOCK, lines=(door,), zones=(lower,))], _WalkerDetector,
-                 tracker=tracker_settings("bytetrack"), sinks=[sink]).run()
+                         mqtt_discovery="homeassistant", clip_of=clips.clip_of,
+                         entities=[StreamEntities("hall", ("lower",), ("door",), snapshots=True, clips=True)])
+        clips.on_end = sink.clip_ended
+        during = _Subscriber(broker.port)  # a Home Assistant running along
+        try:
+            Pipeline([StreamSetup("hall", source, Overflow.BLOCK, lines=(door,), zones=(lower,))], _WalkerDetector,
+                     tracker=tracker_settings("bytetrack"), sinks=[clips, sink]).run()
+            _wait_for(lambda: any(payload == b"offline" for _, payload, _ in during.messages))
+        finally:
+            during.close()
         later = _Subscriber(broker.port)  # what a Home Assistant started after the run learns
         try:
             _wait_for(lambda: len(later.messages) >= 10)
@@ -516,10 +524,10 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
     configs = {topic: json.loads(payload) for topic, payload in retained.items() if topic.startswith("homeassistant/")}
     node = "homeassistant/{}/streamyolo_site/hall_{}/config"
     assert sorted(configs) == sorted([node.format("binary_sensor", "streaming"), node.format("camera", "snapshot"),
-                                      node.format("sensor", "zone_lower"), node.format("sensor", "line_door_in"),
-                                      node.format("sensor", "line_door_out")])
+                                      node.format("event", "activity"), node.format("sensor", "zone_lower"),
+                                      node.format("sensor", "line_door_in"), node.format("sensor", "line_door_out")])
     assert gone not in retained, "an entity the config no longer has stays in Home Assistant"
-    assert len({c["unique_id"] for c in configs.values()}) == 5
+    assert len({c["unique_id"] for c in configs.values()}) == 6
     devices = {json.dumps(c["device"], sort_keys=True) for c in configs.values()}
     assert len(devices) == 1 and json.loads(devices.pop())["name"] == "hall", "one device: the stream"
     assert {c["availability_topic"] for c in configs.values()} == {"site/available"}
@@ -536,6 +544,13 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
         "total": 1, "person": 1}
     assert shown("binary_sensor", "streaming") == "OFF"
     assert retained[configs[node.format("camera", "snapshot")]["topic"]][:2] == b"\xff\xd8", "a JPEG"
+    # The Activity event entity: each clip event as the event Home Assistant fires.
+    activity = configs[node.format("event", "activity")]
+    fired = [json.loads(jinja2.Environment().from_string(activity["value_template"]).render(
+        value_json=json.loads(payload))) for topic, payload, _ in during.messages if topic == activity["state_topic"]]
+    (clip,) = [path.name for path in (broker_folder / "clips").iterdir()]
+    assert fired == [{"event_type": "started", "clip": clip}, {"event_type": "ended", "clip": clip}]
+    assert {e["event_type"] for e in fired} <= set(activity["event_types"])
     with pytest.raises(ConfigError, match="config keys 'mqtt_discovery' and 'mqtt': Home Assistant finds the"):
         build_config({"streams": ["a.mp4"], "mqtt_discovery": "homeassistant"})
 

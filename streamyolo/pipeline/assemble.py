@@ -262,7 +262,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
                            snapshots_keep=cfg.snapshots_keep, clip_of=clips.clip_of if clips is not None else None,
                            public_url=cfg.public_url, mqtt_discovery=cfg.mqtt_discovery,
                            entities=[StreamEntities(s.spec.name, tuple(s.config.zones or ()),
-                                                    tuple(s.config.lines or ()), cfg.snapshots is not None)
+                                                    tuple(s.config.lines or ()), cfg.snapshots is not None,
+                                                    clips is not None and clips.wants(s.spec.name))
                                      for s in streams])
         sinks.append(events)
         if clips is not None:

@@ -14,7 +14,8 @@ With ``discovery`` (``mqtt_discovery: homeassistant``), Home Assistant finds eac
 itself (MQTT discovery: retained configs under ``<discovery>/…/config``, sent on every
 connection, an earlier run's entities this one no longer has removed): a device per stream
 with a connectivity sensor (from its ``state``), a camera
-of its snapshots, a sensor per zone holding how many objects are inside (by class in its
+of its snapshots, an ``Activity`` event entity (with clips: ``started`` and ``ended`` as its
+``clip`` events say, the clip's name with them), a sensor per zone holding how many objects are inside (by class in its
 attributes; from ``<prefix>/<stream>/zone/<zone>``, ``{"total": 3, "person": 2, "car": 1}``)
 and ``in`` and ``out`` sensors per counting line (``<prefix>/<stream>/line/<line>``,
 ``{"in": 4, "out": 3}``). Those states are retained and sent as they change, at most once a
@@ -103,6 +104,7 @@ class StreamEntities:
     zones: tuple[str, ...] = ()
     lines: tuple[str, ...] = ()
     snapshots: bool = False
+    clips: bool = False
 
 
 def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEntities]) -> list[tuple[str, str]]:
@@ -126,6 +128,10 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
             "value_template": "{{ 'ON' if value_json.state == 'streaming' else 'OFF' }}"})]
         if entities.snapshots:
             configs.append(("camera", "snapshot", {"name": "Snapshot", "topic": f"{base}/snapshot"}))
+        if entities.clips:  # an automation's trigger: something happened (started), its clip is whole (ended)
+            configs.append(("event", "activity", {
+                "name": "Activity", "state_topic": f"{base}/clip", "event_types": ["started", "ended"],
+                "value_template": "{{ {'event_type': value_json.state, 'clip': value_json.clip} | tojson }}"}))
         for zone in entities.zones:
             topic = f"{base}/zone/{zone}"
             configs.append(("sensor", f"zone_{_object_id(zone)}", {

@@ -232,11 +232,12 @@ def command_run(args: argparse.Namespace) -> int:
 
 def command_check(args: argparse.Namespace) -> int:
     from streamyolo.pipeline import Pipeline
-    from streamyolo.pipeline.check import check_outputs, describe, describe_probes, outside, probe, try_model
+    from streamyolo.pipeline.check import describe, describe_probes, outside, probe, try_model
 
-    plan = Pipeline.from_config(args.config, **run_overrides(args)).plan
+    pipeline = Pipeline.from_config(args.config, **run_overrides(args))
+    pipeline.check_outputs()
+    plan = pipeline.plan
     assert plan is not None
-    check_outputs(plan.config)
     print(f"config OK{' (' + args.config + ')' if args.config else ''}: what a run would do:\n{describe(plan)}",
           flush=True)
     probes = probe(plan.streams) if args.connect else []

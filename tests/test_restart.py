@@ -13,7 +13,7 @@ from streamyolo.pipeline import Pipeline, StreamSetup, StreamState
 from streamyolo.pipeline.health import IllegalTransition, StreamHealth
 from streamyolo.pipeline.restart import Backoff
 from streamyolo.sources import SourceKind, SourceSpec, open_source, redact_text
-from streamyolo.workers.capture import CapturePolicy, Decimator
+from streamyolo.workers.capture import CapturePolicy, Decimator, Timeline
 from tests.helpers import StampDetector
 
 
@@ -46,13 +46,14 @@ def test_stream_state_machine_refuses_illegal_transitions() -> None:
     assert health.state is StreamState.ENDED
 
 
-def test_decimator_keeps_stride_and_max_fps_and_resyncs_after_a_clock_reset() -> None:
+def test_decimator_keeps_stride_and_max_fps_across_a_clock_reset() -> None:
     stride = Decimator(stride=3)
     assert [stride.keep(i / 30) for i in range(7)] == [True, False, False, True, False, False, True]
-    capped = Decimator(max_fps=10)
-    kept = [i for i in range(60) if capped.keep(i / 30)]  # 2 s of a 30 fps camera
+    capped, timeline = Decimator(max_fps=10), Timeline(live=True)  # as the capture thread reads its frames
+    kept = [i for i in range(60) if capped.keep(timeline.place(i / 30, 100 + i / 30, 30.0))]  # 2 s at 30 fps
     assert len(kept) == 20 and kept[:3] == [0, 3, 6]
-    again = [i for i in range(30) if capped.keep(i / 30)]  # the source restarted at t=0
+    # The camera reconnected and its clock started again at 0: the timeline goes on, and so does the cap.
+    again = [i for i in range(30) if capped.keep(timeline.place(i / 30, 102.5 + i / 30, 30.0))]
     assert len(again) == 10
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +32,16 @@ import numpy.typing as npt
 from streamyolo.frames import Crossing, Detections, LineTally, Mask, ZoneTally, ZoneVisit
 
 Point = tuple[float, float]
+
+
+class Area(Protocol):
+    """A polygon of the picture that holds some classes: a :class:`Zone` or a :class:`Mask`."""
+
+    @property
+    def points(self) -> Sequence[Point]: ...
+
+    @property
+    def classes(self) -> frozenset[int] | None: ...
 
 FORGET_AFTER = 900
 """Frames after which a track that has not been seen is forgotten (trackers drop lost tracks
@@ -192,11 +203,7 @@ def unmasked(masks: Sequence[Mask], found: Detections) -> Detections:
     """
     if not len(found):
         return found
-    points = centres(found)
-    drop = np.zeros(len(found), dtype=bool)
-    for mask in masks:
-        hit = inside(mask.points, points)
-        drop |= hit if mask.classes is None else hit & np.isin(found.cls, list(mask.classes))
+    drop = np.logical_or.reduce(occupancy(masks, found))
     return found.select(~drop) if bool(drop.any()) else found
 
 
@@ -269,9 +276,9 @@ class ZoneWatch:
         return ZoneVisit(key[0], "leave", key[1], stay.cls, stay.name, max(0.0, float(stay.seen - stay.since)))
 
 
-def occupancy(zones: Sequence[Zone], found: Detections) -> list[npt.NDArray[np.bool_]]:
-    """For each zone, which of ``found``'s boxes it holds (their centre is inside it, and their
-    class is one of the zone's ``classes``)."""
+def occupancy(zones: Sequence[Area], found: Detections) -> list[npt.NDArray[np.bool_]]:
+    """For each zone (or mask), which of ``found``'s boxes it holds (their centre is inside
+    it, and their class is one of its ``classes``)."""
     points = centres(found)
     return [inside(zone.points, points) if zone.classes is None else
             inside(zone.points, points) & np.isin(found.cls, list(zone.classes)) for zone in zones]

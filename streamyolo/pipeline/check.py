@@ -22,12 +22,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from streamyolo.clock import format_seconds
-from streamyolo.errors import OutputError, SourceError
+from streamyolo.errors import SourceError
 from streamyolo.frames import Image
 from streamyolo.inference.models import resolve_device
 from streamyolo.pipeline.build import ResolvedStream, network_options
-from streamyolo.sinks.base import check_writable_folder
-from streamyolo.sinks.recorder import choose_codec, encoder_available
 from streamyolo.sources import open_source
 
 if TYPE_CHECKING:
@@ -61,18 +59,6 @@ class Probe:
     codec: str | None = None
     image: Image | None = None
     """Its first frame."""
-
-
-def check_outputs(config: PipelineConfig) -> None:
-    """The output folders can be written (created, as a run would) and the video encoder exists."""
-    for folder, what in ((config.record, "recording folder"), (config.clips, "clips folder"),
-                         (config.snapshots, "snapshots folder")):
-        if folder is not None:
-            check_writable_folder(folder, what)
-    if config.record is not None or config.clips is not None:
-        codec = choose_codec(config.record_codec, gpu=False)  # auto: libx264, which a GPU box falls back to
-        if not encoder_available(codec):
-            raise OutputError(f"config key 'record_codec': video encoder {codec!r} is not in this FFmpeg build")
 
 
 def describe(plan: Plan) -> str:

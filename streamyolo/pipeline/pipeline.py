@@ -27,7 +27,7 @@ from streamyolo.pipeline.check import Plan
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.pipeline.monitor import Monitor, StatsWriter, inference_stacks
 from streamyolo.pipeline.report import StatusPrinter, StreamReport, Summary, workers_json
-from streamyolo.sinks.base import FanOut, FileSink, Sink, WatchesStreams
+from streamyolo.sinks.base import ChecksItself, FanOut, FileSink, Sink, WatchesStreams
 from streamyolo.sinks.collect import QueueSink
 from streamyolo.sinks.display import TiledDisplay
 from streamyolo.sinks.web import WebViewer
@@ -253,6 +253,13 @@ class Pipeline:
             self.stop()
             self._teardown(raise_errors=False)
             raise
+
+    def check_outputs(self) -> None:
+        """Whether the outputs will be able to write, before a run (``streamyolo check``):
+        each sink's own check (:class:`~streamyolo.sinks.base.ChecksItself`)."""
+        for sink in self._extra_sinks:
+            if isinstance(sink, ChecksItself):
+                sink.check()
 
     def _start_workers(self) -> None:
         assert self._fanout is not None

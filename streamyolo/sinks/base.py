@@ -67,6 +67,17 @@ class WatchesStreams(Protocol):
         ...
 
 
+@runtime_checkable
+class ChecksItself(Protocol):
+    """A sink that can say, before the run, whether it will be able to write (``streamyolo
+    check``; its ``open`` checks the same first)."""
+
+    def check(self) -> None:
+        """Raise :class:`~streamyolo.errors.OutputError` naming what cannot be written; may
+        create the sink's folders, as ``open`` would, but writes nothing else."""
+        ...
+
+
 def check_writable_folder(folder: Path, what: str) -> None:
     """Create ``folder`` if needed and make sure we can write into it; one clear error if not."""
     try:

@@ -249,8 +249,7 @@ class _ClipOutput(FileOutput):
         except OSError as exc:
             self.abandon()
             self.failed_write(exc)
-        self._end_clip()
-        self._kept.clear()
+        self.stream_over()  # its clip ends, its packets are of no use to the next encoder
 
     def stream_over(self) -> None:
         self._end_clip()

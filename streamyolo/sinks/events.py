@@ -144,9 +144,13 @@ class EventSink:
         self._thread = threading.Thread(target=self._run, name="events")
         self.written = 0  # events handed to every output
 
-    def open(self) -> None:
+    def check(self) -> None:
         if self.snapshots is not None:
             check_writable_folder(self.snapshots, "snapshots folder")
+
+    def open(self) -> None:
+        self.check()
+        if self.snapshots is not None:
             self._prune()
         if self._lines is not None:
             self._lines.open()

@@ -155,6 +155,9 @@ class VideoRecorder:
         self.on_error: Callable[[str, str], None] | None = None
 
     def open(self) -> None:
+        self.check()
+
+    def check(self) -> None:
         check_writable_folder(self.folder, self.what)
         if not encoder_available(self.codec):
             raise OutputError(f"video encoder {self.codec!r} is not available in this FFmpeg build")
@@ -607,10 +610,6 @@ class H264:
         """Where the last frame encoded is, in seconds from the first."""
 
     @property
-    def started(self) -> bool:
-        return self._last_pts >= 0
-
-    @property
     def last_pts(self) -> int:
         """The last frame encoded's timestamp, in frame intervals from the first."""
         return self._last_pts
@@ -619,10 +618,6 @@ class H264:
         """Whether ``result``'s frame has this encoder's size (a file's frames all have one)."""
         height, width = result.frame.image.shape[:2]
         return (width - width % 2, height - height % 2) == (self.width, self.height)
-
-    def seconds_to(self, result: Result) -> float:
-        """Seconds of video from the first frame to ``result`` (not yet encoded)."""
-        return self.pts(result) / float(self.rate)
 
     def pts(self, result: Result) -> int:
         """``result``'s timestamp (in frame intervals from the first frame): from the source's
@@ -671,16 +666,18 @@ class Mp4File:
         self.path = path
         self.frames = 0
         """Packets (frames) written into it so far."""
-        self.seconds = 0.0
-        """Seconds of video in it so far (to the end of its last frame)."""
-        self._interval = Fraction(1) / encoder.rate
+        self._rate = encoder.rate
+        self._last: tuple[int, int | None, Fraction | None] = (0, None, None)  # its last pts, duration, time base
         self.container: Any = av.open(str(path), mode="w", format="mp4", options=MP4_OPTIONS)
         try:
             self.stream = self.container.add_stream_from_template(encoder.stream)
             self._origin = _stamp(packets[0])
             self.add(packets)
         except BaseException:
-            self.close_quietly()
+            try:
+                self.container.close()
+            except Exception as exc:  # the error that brought us here is the one to raise
+                log.debug("closing %s: %s", self.path, exc)
             raise
 
     def add(self, packets: list[Packet]) -> None:
@@ -694,20 +691,20 @@ class Mp4File:
             copy.time_base = packet.time_base
             copy.is_keyframe = packet.is_keyframe
             copy.stream = self.stream
-            if packet.time_base is not None:  # to the end of this frame
-                shown = packet.duration * packet.time_base if packet.duration else self._interval
-                self.seconds = float(copy.pts * packet.time_base + shown)
-            self.container.mux(copy)  # re-times the copy to the file's time base
+            self._last = (copy.pts, packet.duration, packet.time_base)  # muxing hands the packet over
+            self.container.mux(copy)
             self.frames += 1
+
+    @property
+    def seconds(self) -> float:
+        """Seconds of video in it so far, to the end of its last frame."""
+        pts, duration, time_base = self._last
+        if not self.frames or time_base is None:
+            return 0.0
+        return float(pts * time_base + (duration * time_base if duration else 1 / self._rate))
 
     def close(self) -> None:
         self.container.close()
-
-    def close_quietly(self) -> None:
-        try:
-            self.container.close()
-        except Exception as exc:
-            log.debug("closing %s: %s", self.path, exc)
 
 
 def _stamp(packet: Packet) -> int:

@@ -78,8 +78,8 @@ class Pacer:
 
 
 class Decimator:
-    """Keeps every ``stride``-th frame, and at most ``max_fps`` frames per second of media
-    time (capture time where the source has no timestamps)."""
+    """Keeps every ``stride``-th frame, and at most ``max_fps`` frames per second of the
+    stream's timeline (:class:`Timeline`, which never goes back)."""
 
     def __init__(self, max_fps: float | None = None, stride: int = 1) -> None:
         self._interval = 1.0 / max_fps if max_fps else 0.0
@@ -93,9 +93,7 @@ class Decimator:
             return False
         if not self._interval:
             return True
-        early = self._next_due is not None and media_time < self._next_due - 1e-6
-        # A jump far back means the source restarted its clock (a reconnect): resync.
-        if early and self._next_due is not None and media_time >= self._next_due - 10 * self._interval:
+        if self._next_due is not None and media_time < self._next_due - 1e-6:
             return False
         self._next_due = media_time + self._interval
         return True

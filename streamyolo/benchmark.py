@@ -163,7 +163,7 @@ def _torch_networks(model: str, input_hw: tuple[int, int], instances: int, devic
     ultralytics = import_ultralytics()
     networks = []
     for _ in range(instances):
-        yolo = ultralytics.YOLO(model, task="detect")
+        yolo = ultralytics.YOLO(model)
         yolo.predict(np.zeros((*input_hw, 3), np.uint8), imgsz=max(input_hw), device=device, verbose=False)
         networks.append(yolo.predictor.model)
     return networks

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -137,11 +137,15 @@ _EMPTY_INTS: npt.NDArray[np.int64] = np.zeros((0,), dtype=np.int64)
 
 @dataclass(frozen=True, slots=True)
 class Detections:
-    """Boxes found in one frame, in original-frame pixels.
+    """Objects found in one frame, in original-frame pixels: a box each, and what the model's
+    task adds to it. A segmentation model's ``segments``: each object's outline, a polygon;
+    a pose model's ``keypoints``: each object's K points (x, y, visibility); an oriented-box
+    model's ``xywhr``: each object's rotated box (centre, width, height, angle in radians),
+    whose upright bounds are ``xyxy``. What a task does not give is ``None``.
 
     >>> d = Detections.empty({0: "person"})
-    >>> len(d)
-    0
+    >>> len(d), d.task
+    (0, 'detect')
     """
 
     xyxy: npt.NDArray[np.float32]
@@ -150,14 +154,27 @@ class Detections:
     names: Mapping[int, str] = field(default_factory=dict)
     ids: npt.NDArray[np.int64] | None = None
     """Track ids, one per box, when the stream is tracked (``tracker``); ``None`` otherwise."""
+    segments: tuple[npt.NDArray[np.float32], ...] | None = None
+    """Segmentation models: each object's outline, an (M, 2) polygon (M may be 0)."""
+    keypoints: npt.NDArray[np.float32] | None = None
+    """Pose models: (N, K, 3) keypoints, x, y and visibility (or (N, K, 2) without it)."""
+    xywhr: npt.NDArray[np.float32] | None = None
+    """Oriented-box models: (N, 5) rotated boxes, centre x, y, width, height, angle (radians)."""
 
     def __post_init__(self) -> None:
         n = len(self.xyxy)
         if (self.xyxy.shape != (n, 4) or self.conf.shape != (n,) or self.cls.shape != (n,)
-                or (self.ids is not None and self.ids.shape != (n,))):
+                or (self.ids is not None and self.ids.shape != (n,))
+                or (self.segments is not None and len(self.segments) != n)
+                or (self.keypoints is not None and (self.keypoints.ndim != 3 or len(self.keypoints) != n))
+                or (self.xywhr is not None and self.xywhr.shape != (n, 5))):
             ids = "" if self.ids is None else f", ids {self.ids.shape}"
+            extra = "".join(f", {name} {shape}" for name, shape in (
+                ("segments", None if self.segments is None else (len(self.segments),)),
+                ("keypoints", None if self.keypoints is None else self.keypoints.shape),
+                ("xywhr", None if self.xywhr is None else self.xywhr.shape)) if shape is not None)
             raise ValueError(f"inconsistent detection arrays: xyxy {self.xyxy.shape}, conf {self.conf.shape}, "
-                             f"cls {self.cls.shape}{ids}")
+                             f"cls {self.cls.shape}{ids}{extra}")
 
     @classmethod
     def empty(cls, names: Mapping[int, str] | None = None) -> Detections:
@@ -165,6 +182,16 @@ class Detections:
 
     def __len__(self) -> int:
         return len(self.xyxy)
+
+    @property
+    def task(self) -> str:
+        """The Ultralytics task these came from, as far as they show it: ``segment``, ``pose``,
+        ``obb`` or ``detect``."""
+        if self.segments is not None:
+            return "segment"
+        if self.keypoints is not None:
+            return "pose"
+        return "obb" if self.xywhr is not None else "detect"
 
     def name(self, class_id: int) -> str:
         return self.names.get(class_id, str(class_id))
@@ -181,14 +208,42 @@ class Detections:
             found[name] = found.get(name, 0) + 1
         return dict(sorted(found.items(), key=lambda item: (-item[1], item[0])))
 
-    def select(self, keep: npt.NDArray[np.bool_]) -> Detections:
-        """The boxes where ``keep`` is true (with their ids when tracked)."""
+    def select(self, keep: npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> Detections:
+        """The objects where ``keep`` is true, or at the indices in ``keep`` (with their ids and
+        what the task adds)."""
+        segments = None
+        if self.segments is not None:
+            indices = np.flatnonzero(keep) if keep.dtype == np.bool_ else keep
+            segments = tuple(self.segments[int(i)] for i in indices)
         return Detections(self.xyxy[keep], self.conf[keep], self.cls[keep], self.names,
-                          None if self.ids is None else self.ids[keep])
+                          None if self.ids is None else self.ids[keep], segments,
+                          None if self.keypoints is None else self.keypoints[keep],
+                          None if self.xywhr is None else self.xywhr[keep])
+
+    def scaled(self, factor: float) -> Detections:
+        """The same objects on a picture ``factor`` times the size (boxes, outlines, keypoints).
+
+        >>> d = Detections(np.array([[2, 4, 6, 8]], np.float32), np.ones(1, np.float32), np.zeros(1, np.int64),
+        ...                keypoints=np.array([[[2, 2, 0.9]]], np.float32))
+        >>> d.scaled(0.5).xyxy.tolist(), d.scaled(0.5).keypoints.tolist()
+        ([[1.0, 2.0, 3.0, 4.0]], [[[1.0, 1.0, 0.8999999761581421]]])
+        """
+        f = np.float32(factor)
+        keypoints = None
+        if self.keypoints is not None:
+            keypoints = self.keypoints.copy()
+            keypoints[..., :2] *= f
+        xywhr = None
+        if self.xywhr is not None:
+            xywhr = self.xywhr.copy()
+            xywhr[:, :4] *= f
+        return replace(self, xyxy=self.xyxy * f, keypoints=keypoints, xywhr=xywhr,
+                       segments=None if self.segments is None else tuple(s * f for s in self.segments))
 
     def to_records(self) -> list[dict[str, Any]]:
         """The detections as JSON-ready dicts: ``{"xyxy", "conf", "cls", "name"}``, and ``"id"``
-        when tracked."""
+        when tracked; ``"segment"`` (the outline, ``[[x, y], …]``), ``"keypoints"`` (``[[x, y,
+        visibility], …]``) or ``"xywhr"`` (the rotated box) by the model's task."""
         records = [
             {
                 "xyxy": [round(float(v), 2) for v in box],
@@ -201,14 +256,52 @@ class Detections:
         if self.ids is not None:
             for record, track in zip(records, self.ids, strict=True):
                 record["id"] = int(track)
+        if self.segments is not None:
+            for record, outline in zip(records, self.segments, strict=True):
+                record["segment"] = np.round(outline.astype(np.float64), 1).tolist()
+        if self.keypoints is not None:
+            for record, points in zip(records, self.keypoints, strict=True):
+                rounded = np.round(points.astype(np.float64), 2)
+                if rounded.shape[1] > 2:
+                    rounded[:, 2] = np.round(points[:, 2].astype(np.float64), 3)
+                record["keypoints"] = rounded.tolist()
+        if self.xywhr is not None:
+            for record, rotated in zip(records, self.xywhr, strict=True):
+                record["xywhr"] = [*(round(float(v), 2) for v in rotated[:4]), round(float(rotated[4]), 4)]
         return records
+
+
+def rotated_corners(xywhr: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """The four corners (N×4×2) of rotated boxes (centre x, y, width, height, angle in
+    radians), in Ultralytics' order (``xywhr2xyxyxyxy``).
+
+    >>> rotated_corners(np.array([[10, 10, 4, 2, 0]], np.float32)).tolist()
+    [[[12.0, 11.0], [12.0, 9.0], [8.0, 9.0], [8.0, 11.0]]]
+    """
+    centre, w, h, angle = xywhr[:, None, :2], xywhr[:, 2:3], xywhr[:, 3:4], xywhr[:, 4:5]
+    cos, sin = np.cos(angle), np.sin(angle)
+    along = np.concatenate((w / 2 * cos, w / 2 * sin), axis=-1)[:, None, :]
+    across = np.concatenate((-h / 2 * sin, h / 2 * cos), axis=-1)[:, None, :]
+    signs = np.array([[1, 1], [1, -1], [-1, -1], [-1, 1]], np.float32)  # (along, across) per corner
+    corners = centre + signs[None, :, :1] * along + signs[None, :, 1:] * across
+    return corners.astype(np.float32)
+
+
+def upright(xywhr: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """The upright bounds (x1, y1, x2, y2) of rotated boxes, as Ultralytics' ``OBB.xyxy``.
+
+    >>> upright(np.array([[10, 10, 4, 2, np.pi / 2]], np.float32)).round(3).tolist()
+    [[9.0, 8.0, 11.0, 12.0]]
+    """
+    corners = rotated_corners(xywhr)
+    return np.concatenate((corners.min(1), corners.max(1)), axis=1).astype(np.float32)
 
 
 @dataclass(frozen=True, slots=True)
 class DetectionFilter:
     """A stream's own ``conf`` and ``classes``, stricter than what its worker's model detects
     at (the loosest of every stream's): keeps what ``predict()`` with these settings keeps; and
-    its box sizes (``min_area``, ``max_area``). A
+    its box sizes (``min_area``, ``max_area``; a rotated box's own area). A
     box below the threshold never suppresses a higher one in NMS, and NMS runs per class, so
     filtering after it gives the same boxes as filtering before (up to ``max_det``).
 
@@ -232,7 +325,10 @@ class DetectionFilter:
         if self.classes is not None:
             keep &= np.isin(found.cls, list(self.classes))
         if self.min_area > 0 or self.max_area is not None:
-            area = (found.xyxy[:, 2] - found.xyxy[:, 0]) * (found.xyxy[:, 3] - found.xyxy[:, 1])
+            if found.xywhr is not None:  # a rotated box's own area, not its upright bounds'
+                area = found.xywhr[:, 2] * found.xywhr[:, 3]
+            else:
+                area = (found.xyxy[:, 2] - found.xyxy[:, 0]) * (found.xyxy[:, 3] - found.xyxy[:, 1])
             keep &= area >= self.min_area
             if self.max_area is not None:
                 keep &= area <= self.max_area

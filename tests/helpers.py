@@ -105,9 +105,12 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def make_random_model(path: Path, seed: int = 0) -> Path:
-    """yolo26n from its YAML, re-initialised so that activations do not vanish (Ultralytics'
-    default init leaves a random net silent), with class logits scaled to give boxes."""
+def make_random_model(path: Path, seed: int = 0, architecture: str = "yolo26n.yaml", scale: float = 40.0,
+                      bias: float = -6.0) -> Path:
+    """yolo26n (or another ``architecture`` from Ultralytics' YAML: ``yolo26n-seg.yaml``, …),
+    re-initialised so that activations do not vanish (Ultralytics' default init leaves a
+    random net silent), with class logits scaled by ``scale`` and shifted by ``bias`` to give
+    boxes."""
     import torch
 
     from streamyolo.inference.offline import import_ultralytics
@@ -116,15 +119,15 @@ def make_random_model(path: Path, seed: int = 0) -> Path:
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        model = ultralytics.YOLO("yolo26n.yaml")
+        model = ultralytics.YOLO(architecture)
         for module in model.model.modules():
             if isinstance(module, torch.nn.Conv2d):
                 torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
         head = model.model.model[-1]
         for name in ("cv3", "one2one_cv3"):
             for branch in getattr(head, name, []):
-                branch[-1].weight.data.mul_(40.0)
-                branch[-1].bias.data.fill_(-6.0)
+                branch[-1].weight.data.mul_(scale)
+                branch[-1].bias.data.fill_(bias)
         model.save(str(path))
     finally:
         torch.random.set_rng_state(generator_state)
@@ -248,15 +251,25 @@ def cut_clip(source: Path, path: Path, frames: int, width: int) -> Path:
 
 
 def assert_same_detections(ours: Detections, reference: Any, conf_threshold: float, where: str) -> None:
-    """Same classes, boxes within 1 px, confidences within 0.01. A box may be missing from
-    one side only when its confidence is within 0.01 of the threshold (float noise)."""
-    ref_xyxy = reference.boxes.xyxy.cpu().numpy()
-    ref_conf = reference.boxes.conf.cpu().numpy()
-    ref_cls = reference.boxes.cls.cpu().numpy().astype(int)
+    """Same classes, boxes within 1 px, confidences within 0.01 (and what the task adds: the
+    same keypoints within 1 px and visibilities within 0.01, rotated boxes within 1 px and
+    0.01 rad, outlines covering the same pixels to 90 %). A box may be missing from one side
+    only when its confidence is within 0.01 of the threshold (float noise)."""
+    boxes = reference.obb if reference.obb is not None else reference.boxes
+    ref_xyxy = boxes.xyxy.cpu().numpy()
+    ref_conf = boxes.conf.cpu().numpy()
+    ref_cls = boxes.cls.cpu().numpy().astype(int)
+    parts = [("keypoints", reference.keypoints), ("xywhr", reference.obb)]
+    if len(ref_xyxy):  # (Ultralytics gives a segmentation model's empty result no masks)
+        parts.append(("segments", reference.masks))
+    for part, theirs in parts:
+        assert (getattr(ours, part) is None) == (theirs is None), f"{where}: {part} on one side only"
+    shape = reference.orig_shape
     unmatched = list(range(len(ours)))
-    for box, conf, cls in zip(ref_xyxy, ref_conf, ref_cls, strict=True):
+    for index, (box, conf, cls) in enumerate(zip(ref_xyxy, ref_conf, ref_cls, strict=True)):
         candidates = [i for i in unmatched if int(ours.cls[i]) == cls
-                      and np.abs(ours.xyxy[i] - box).max() <= 1.0 and abs(float(ours.conf[i]) - conf) <= 0.01]
+                      and np.abs(ours.xyxy[i] - box).max() <= 1.0 and abs(float(ours.conf[i]) - conf) <= 0.01
+                      and _same_extras(ours, i, reference, index, shape)]
         if candidates:
             unmatched.remove(candidates[0])
             continue
@@ -264,3 +277,35 @@ def assert_same_detections(ours: Detections, reference: Any, conf_threshold: flo
     for i in unmatched:
         assert float(ours.conf[i]) < conf_threshold + 0.01, (
             f"{where}: extra box {ours.xyxy[i]} cls {ours.cls[i]} conf {ours.conf[i]:.3f}")
+
+
+def _same_extras(ours: Detections, i: int, reference: Any, index: int, shape: tuple[int, int]) -> bool:
+    """Whether our ``i``-th object has the keypoints, rotated box and outline of the
+    reference's ``index``-th."""
+    if ours.keypoints is not None:
+        theirs = reference.keypoints.data[index].cpu().numpy()
+        if np.abs(ours.keypoints[i, :, :2] - theirs[:, :2]).max() > 1.0:
+            return False
+        if theirs.shape[1] > 2 and np.abs(ours.keypoints[i, :, 2] - theirs[:, 2]).max() > 0.01:
+            return False
+    if ours.xywhr is not None:
+        theirs = reference.obb.xywhr[index].cpu().numpy()
+        if np.abs(ours.xywhr[i, :4] - theirs[:4]).max() > 1.0 or abs(float(ours.xywhr[i, 4] - theirs[4])) > 0.01:
+            return False
+    if ours.segments is not None:
+        return outline_overlap(ours.segments[i], reference.masks.xy[index], shape) >= 0.9
+    return True
+
+
+def outline_overlap(a: Any, b: Any, shape: tuple[int, int]) -> float:
+    """Intersection over union of the pixels inside two outlines (1.0 when both are empty)."""
+    import cv2
+
+    masks = []
+    for outline in (a, b):
+        mask = np.zeros(shape, np.uint8)
+        if len(outline) >= 3:
+            cv2.fillPoly(mask, [np.round(np.asarray(outline)).astype(np.int32)], 1)
+        masks.append(mask.astype(bool))
+    union = int((masks[0] | masks[1]).sum())
+    return 1.0 if union == 0 else int((masks[0] & masks[1]).sum()) / union

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
-from streamyolo.frames import Detections, Image, LineTally, Mask, ZoneTally
+from streamyolo.frames import Detections, Image, LineTally, Mask, ZoneTally, rotated_corners
 
 # Ultralytics' default palette, so boxes look familiar to its users.
 _PALETTE = [
@@ -23,8 +24,9 @@ def class_color(class_id: int) -> tuple[int, int, int]:
 
 
 class BoxAnnotator:
-    """Boxes with class name and confidence, the stream name, and (optionally) an overlay
-    with output fps and frame age. Never draws on the frame it is given.
+    """Boxes with class name and confidence (and what the model's task adds: outlines filled
+    half transparent, keypoints and a person's skeleton, rotated boxes), the stream name, and
+    (optionally) an overlay with output fps and frame age. Never draws on the frame it is given.
 
     >>> import numpy as np
     >>> image = np.zeros((64, 64, 3), np.uint8)
@@ -64,11 +66,22 @@ class BoxAnnotator:
             _zone(canvas, zone, zoom, scale, thickness)
         for line in lines:
             _counting_line(canvas, line, zoom, scale, thickness)
+        if detections.segments is not None:
+            _outlines(canvas, detections.segments, detections.cls)
+        if detections.keypoints is not None:
+            for points in detections.keypoints:
+                _skeleton(canvas, points, thickness)
+        corners = rotated_corners(detections.xywhr) if detections.xywhr is not None else None
         ids = [f" #{int(i)}" for i in detections.ids] if detections.ids is not None else [""] * len(detections)
-        for box, conf, cls, track in zip(detections.xyxy, detections.conf, detections.cls, ids, strict=True):
+        for index, (box, conf, cls, track) in enumerate(
+                zip(detections.xyxy, detections.conf, detections.cls, ids, strict=True)):
             x1, y1, x2, y2 = (round(float(v)) for v in box)
             color = class_color(int(cls))
-            cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
+            if corners is not None:  # an oriented box: its four sides, the label at its upright corner
+                cv2.polylines(canvas, [np.round(corners[index]).astype(np.int32)], True, color, thickness,
+                              cv2.LINE_AA)
+            else:
+                cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
             _label(canvas, f"{detections.name(int(cls))}{track} {float(conf):.2f}", (x1, y1), color, scale, thickness)
         header = stream
         if self.overlay:
@@ -81,6 +94,67 @@ class BoxAnnotator:
                 header = f"{stream}  " + "  ".join(parts)
         _label(canvas, header, (0, 0), (32, 32, 32), scale * 1.1, thickness, inside=True)
         return canvas
+
+
+_SEGMENT_ALPHA = 0.45
+"""How strongly a segmentation model's outlines are filled with their class's colour."""
+
+
+def _outlines(canvas: Image, segments: Sequence[npt.NDArray[np.float32]], classes: npt.NDArray[np.int64]) -> None:
+    """Each object's outline filled with its class's colour, half transparent (blended only
+    over the part of the picture the outlines cover)."""
+    shapes = [(np.round(outline).astype(np.int32), class_color(int(cls)))
+              for outline, cls in zip(segments, classes, strict=True) if len(outline) >= 3]
+    if not shapes:
+        return
+    height, width = canvas.shape[:2]
+    every = np.concatenate([points for points, _ in shapes])
+    x1, y1 = (max(0, int(v)) for v in every.min(0))
+    x2, y2 = min(width, int(every[:, 0].max()) + 1), min(height, int(every[:, 1].max()) + 1)
+    if x2 <= x1 or y2 <= y1:
+        return
+    region = canvas[y1:y2, x1:x2]
+    painted = region.copy()
+    for points, color in shapes:
+        cv2.fillPoly(painted, [points - np.array([x1, y1], np.int32)], color, cv2.LINE_AA)
+    cv2.addWeighted(painted, _SEGMENT_ALPHA, region, 1 - _SEGMENT_ALPHA, 0, dst=region)
+
+
+# A person's 17 COCO keypoints as Ultralytics draws them (utils/plotting.py): limbs between
+# them (1-based), and the colours of limbs and points from its pose palette.
+_POSE_PALETTE = [
+    (255, 128, 0), (255, 153, 51), (255, 178, 102), (230, 230, 0), (255, 153, 255), (153, 204, 255), (255, 102, 255),
+    (255, 51, 255), (102, 178, 255), (51, 153, 255), (255, 153, 153), (255, 102, 102), (255, 51, 51), (153, 255, 153),
+    (102, 255, 102), (51, 255, 51), (0, 255, 0), (0, 0, 255), (255, 0, 0), (255, 255, 255),
+]
+_SKELETON = [(16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8), (7, 9), (8, 10),
+             (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7)]
+_LIMB_COLORS = [_POSE_PALETTE[i] for i in (9, 9, 9, 9, 7, 7, 7, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16)]
+_POINT_COLORS = [_POSE_PALETTE[i] for i in (16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 9, 9, 9, 9, 9, 9)]
+_KEYPOINT_CONF = 0.25
+"""Keypoints less visible than this are not drawn (Ultralytics' ``conf_thres``)."""
+
+
+def _skeleton(canvas: Image, points: npt.NDArray[np.float32], thickness: int) -> None:
+    """One object's keypoints; for a 17-point (COCO) person, its limbs too. A point the model
+    says is hidden (visibility below 0.25) or off the picture is left out."""
+    height, width = canvas.shape[:2]
+    coco = len(points) == len(_POINT_COLORS)
+    shown: list[tuple[int, int] | None] = []
+    for x, y, *visibility in points.tolist():
+        inside = 0 < x < width and 0 < y < height  # Ultralytics skips (0, 0): a point not found
+        shown.append((round(x), round(y)) if inside and (not visibility or visibility[0] >= _KEYPOINT_CONF)
+                     else None)
+    if coco:
+        for (a, b), color in zip(_SKELETON, _LIMB_COLORS, strict=True):
+            start, end = shown[a - 1], shown[b - 1]
+            if start is not None and end is not None:
+                cv2.line(canvas, start, end, color, max(2, thickness), cv2.LINE_AA)
+    radius = max(2, thickness + 1)
+    for index, point in enumerate(shown):
+        if point is not None:
+            color = _POINT_COLORS[index] if coco else class_color(index)
+            cv2.circle(canvas, point, radius, color, -1, cv2.LINE_AA)
 
 
 def _zone(canvas: Image, zone: ZoneTally, zoom: float, scale: float, thickness: int) -> None:

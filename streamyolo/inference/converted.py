@@ -111,10 +111,11 @@ def _convert(predictor: Any, xml: Path) -> None:
             super().__init__()
             self.network = network
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def forward(self, x: torch.Tensor) -> Any:
+            # What the predictor post-processes: the predictions (a segmentation model's are
+            # two tensors, detections and mask prototypes: two outputs, in that order).
             y = self.network(x)
-            first: torch.Tensor = y[0] if isinstance(y, list | tuple) else y
-            return first
+            return y[0] if isinstance(y, list | tuple) else y
 
     height, width = (int(s) for s in predictor.imgsz) if isinstance(predictor.imgsz, list | tuple) else (
         int(predictor.imgsz),) * 2

@@ -17,17 +17,22 @@ from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from streamyolo.errors import ModelError, ModelNotFoundError
-from streamyolo.frames import Detections, Image
+from streamyolo.frames import Detections, Image, upright
 from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.inference.offline import import_ultralytics
 from streamyolo.inference.runners import OpenVINORunner, Runner, is_openvino, make_runner, openvino_backend_setup
 
 log = logging.getLogger(__name__)
+
+TASKS = ("detect", "segment", "pose", "obb")
+"""The Ultralytics tasks streamyolo runs: those that find objects, each with a box (and an
+outline, keypoints or a rotated box). Not ``classify`` (no objects: one label per picture)."""
 
 _YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -153,8 +158,10 @@ class UltralyticsDetector:
 
     def __init__(self, model: Any, settings: DetectSettings, device: str, model_path: str = "",
                  threads: int | None = None, cache_dir: str | None = None, pytorch_cpu: str = "auto") -> None:
-        if model.task != "detect":
-            raise ModelError(f"model {model.ckpt_path or model.model_name!r} is a {model.task!r} model; need 'detect'")
+        if model.task not in TASKS:
+            raise ModelError(f"model {model.ckpt_path or model.model_name!r} is a {model.task!r} model; streamyolo "
+                             f"runs models that find objects: {', '.join(TASKS)}")
+        self._task: str = model.task
         self._model = model
         self._settings = settings
         self._device = device
@@ -170,6 +177,11 @@ class UltralyticsDetector:
     @property
     def names(self) -> Mapping[int, str]:
         return self._names
+
+    @property
+    def task(self) -> str:
+        """The model's Ultralytics task: ``detect``, ``segment``, ``pose`` or ``obb``."""
+        return self._task
 
     @property
     def device(self) -> str:
@@ -231,13 +243,17 @@ class UltralyticsDetector:
 
     def _detect(self, images: Sequence[Image]) -> list[Detections]:
         import torch
-        from ultralytics.utils import nms, ops
+        from ultralytics.utils import nms
 
         predictor = self._predictor
         args = predictor.args
         assert self._runner is not None
         with torch.inference_mode():
             raw, input_hw = self._runner.run(images)
+            protos = None
+            if self._task == "segment":  # as SegmentationPredictor.postprocess
+                protos = raw[0][1] if isinstance(raw[0], tuple) else raw[1]
+                raw = raw[0]
             kept = nms.non_max_suppression(
                 raw,
                 args.conf,
@@ -245,23 +261,56 @@ class UltralyticsDetector:
                 args.classes,
                 args.agnostic_nms,
                 max_det=args.max_det,
-                nc=0,
+                nc=0 if self._task == "detect" else len(self._names),
                 end2end=getattr(predictor.model, "end2end", False),
-                rotated=False,
+                rotated=self._task == "obb",
             )
-            out = []
-            for pred, image in zip(kept, images, strict=True):
-                boxes = cast(torch.Tensor, ops.scale_boxes(input_hw, pred[:, :4], image.shape))
-                array = torch.cat((boxes, pred[:, 4:6]), dim=1).float().cpu().numpy()
-                out.append(
-                    Detections(
-                        xyxy=np.ascontiguousarray(array[:, :4], dtype=np.float32),
-                        conf=np.ascontiguousarray(array[:, 4], dtype=np.float32),
-                        cls=array[:, 5].astype(np.int64),
-                        names=self._names,
-                    )
-                )
-        return out
+            return [self._found(pred, input_hw, image.shape, None if protos is None else protos[i])
+                    for i, (pred, image) in enumerate(zip(kept, images, strict=True))]
+
+    def _found(self, pred: Any, input_hw: tuple[int, int], shape: tuple[int, ...], proto: Any) -> Detections:
+        """One frame's kept predictions as :class:`Detections` in the frame's pixels, with the
+        arithmetic of the task's ``construct_result`` in Ultralytics (and of ``Results``'
+        ``masks.xy``, ``keypoints.data`` and ``obb.xyxy``)."""
+        import torch
+        from ultralytics.utils import ops
+
+        segments: tuple[npt.NDArray[np.float32], ...] | None = None
+        keypoints: npt.NDArray[np.float32] | None = None
+        xywhr: npt.NDArray[np.float32] | None = None
+        frame_hw = (int(shape[0]), int(shape[1]))
+        if self._task == "obb":
+            rotated = torch.cat([pred[:, :4], pred[:, -1:]], dim=-1)
+            scaled: Any = ops.scale_boxes(input_hw, rotated[:, :4], frame_hw, xywh=True)
+            rotated[:, :4] = scaled
+            xywhr = np.ascontiguousarray(rotated.float().cpu().numpy(), dtype=np.float32)
+            boxes: Any = torch.from_numpy(upright(xywhr))
+        elif self._task == "segment":
+            segments = ()
+            if len(pred):
+                masks = ops.process_mask(proto, pred[:, 6:], pred[:, :4], input_hw, upsample=True)  # N×H×W
+                keep = masks.amax((-2, -1)) > 0  # only predictions with a mask, as Ultralytics
+                if not keep.all():
+                    pred, masks = pred[keep], masks[keep]
+                segments = tuple(
+                    np.asarray(ops.scale_coords(masks.shape[1:], outline, shape, normalize=False), np.float32)
+                    for outline in ops.masks2segments(masks))
+            boxes = ops.scale_boxes(input_hw, pred[:, :4], frame_hw)
+        else:
+            boxes = ops.scale_boxes(input_hw, pred[:, :4], frame_hw)
+            if self._task == "pose":
+                points = pred[:, 6:].view(pred.shape[0], *self._predictor.model.kpt_shape)
+                keypoints = ops.scale_coords(input_hw, points, shape).float().cpu().numpy()
+        array = torch.cat((boxes, pred[:, 4:6]), dim=1).float().cpu().numpy()
+        return Detections(
+            xyxy=np.ascontiguousarray(array[:, :4], dtype=np.float32),
+            conf=np.ascontiguousarray(array[:, 4], dtype=np.float32),
+            cls=array[:, 5].astype(np.int64),
+            names=self._names,
+            segments=segments,
+            keypoints=keypoints,
+            xywhr=xywhr,
+        )
 
     def close(self) -> None:
         self._runner = None
@@ -273,7 +322,7 @@ def load_yolo(model: str, device: str) -> Any:
     """``YOLO(model)`` with the offline switches set and errors made one line."""
     ultralytics = import_ultralytics()
     try:
-        yolo: Any = ultralytics.YOLO(model, task="detect")
+        yolo: Any = ultralytics.YOLO(model)  # the task its file says (exports: their metadata)
     except Exception as exc:  # Ultralytics raises many kinds; the message is what matters
         raise ModelError(f"cannot load model {model!r}: {_first_line(exc)}") from exc
     return yolo

@@ -153,7 +153,10 @@ class OpenVINORunner:
         shape = self._compiled.input(0).get_partial_shape()
         self._batch = shape[0].get_length() if shape[0].is_static else 0
         output = self._compiled.output(0)
-        fixed = bool(self._batch) and output.get_partial_shape().is_static and output.get_element_type() == ov.Type.f32
+        self._count = len(self._compiled.outputs)
+        """How many outputs the model gives: 2 for segmentation (detections, mask prototypes)."""
+        fixed = (bool(self._batch) and self._count == 1 and output.get_partial_shape().is_static
+                 and output.get_element_type() == ov.Type.f32)
         self._frame_out: tuple[int, ...] | None = (
             tuple(d.get_length() for d in output.get_partial_shape())[1:] if fixed else None)
         """One frame's output shape, where frames can be written into a reused float32 array."""
@@ -165,13 +168,16 @@ class OpenVINORunner:
         import torch
 
         batch, where = self._letterbox.fill(images)
-        if self._frame_out is None:  # a dynamic batch (the output's shape follows the input), or not float32
+        if self._frame_out is None:  # a dynamic batch (the output's shape follows the input), not float32, or
+            # several outputs (as Ultralytics' backend gives them: a list, in the model's order)
             step = self._batch or len(images)
-            outputs = []
+            outputs: list[list[Any]] = [[] for _ in range(self._count)]
             for start in range(0, len(images), step):
                 self._request.infer([batch[start:start + step]])  # releases the GIL while it runs
-                outputs.append(torch.from_numpy(self._request.get_output_tensor(0).data.copy()))
-            return torch.cat(outputs) if len(outputs) > 1 else outputs[0], where.input_hw
+                for index, parts in enumerate(outputs):
+                    parts.append(torch.from_numpy(self._request.get_output_tensor(index).data.copy()))
+            joined = [torch.cat(parts) if len(parts) > 1 else parts[0] for parts in outputs]
+            return (joined[0] if self._count == 1 else joined), where.input_hw
         out = self._outputs(len(images))
         for slot, start in enumerate(range(0, len(images), self._batch)):
             # The model writes straight into this frame's slot of a reused array, not into its

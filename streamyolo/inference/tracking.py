@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
-from streamyolo.frames import Detections, Image
+from streamyolo.frames import Detections, Image, upright
 
 SUPPORTED = ("bytetrack", "botsort")
 TRACKING_CONF = 0.1  # as model.track(): the second association wants low-confidence boxes
@@ -81,6 +82,21 @@ class _Boxes:
         return _Boxes(self.xyxy[index], self.conf[index], self.cls[index])
 
 
+class _RotatedBoxes:
+    """Oriented boxes as Ultralytics' trackers read them (``OBB.cpu().numpy()``): ``xywhr``
+    instead of ``xywh``, which tells the tracker to track the angle too."""
+
+    def __init__(self, xywhr: npt.NDArray[np.float32], conf: npt.NDArray[np.float32],
+                 cls: npt.NDArray[np.float32]) -> None:
+        self.xywhr, self.conf, self.cls = xywhr, conf, cls
+
+    def __len__(self) -> int:
+        return len(self.conf)
+
+    def __getitem__(self, index: Any) -> _RotatedBoxes:
+        return _RotatedBoxes(self.xywhr[index], self.conf[index], self.cls[index])
+
+
 class StreamTracker:
     """One stream's tracker. Not thread-safe: one worker updates it, frame after frame."""
 
@@ -96,10 +112,22 @@ class StreamTracker:
 
     def update(self, found: Detections, image: Image) -> Detections:
         """The tracked objects of this frame, given its detections and its picture (BoT-SORT's
-        motion compensation looks at it)."""
-        boxes = _Boxes(found.xyxy.astype(np.float32), found.conf.astype(np.float32), found.cls.astype(np.float32))
-        tracks = np.asarray(self._tracker.update(boxes, image)).reshape(-1, 8)  # none: shape (0,)
+        motion compensation looks at it). As ``model.track()``: each tracked object is the
+        detection the tracker matched (its outline or keypoints with it), with the tracker's
+        box (a rotated one for an oriented-box model)."""
+        conf, cls = found.conf.astype(np.float32), found.cls.astype(np.float32)
+        if found.xywhr is not None:
+            rotated = _RotatedBoxes(found.xywhr.astype(np.float32), conf, cls)
+            tracks = np.asarray(self._tracker.update(rotated, image)).reshape(-1, 9)  # none: shape (0,)
+            matched = found.select(tracks[:, 8].astype(np.intp))
+            xywhr = tracks[:, :5].astype(np.float32)
+            return replace(matched, xyxy=upright(xywhr), conf=tracks[:, 6].astype(np.float32),
+                           cls=tracks[:, 7].astype(np.int64), ids=tracks[:, 5].astype(np.int64), xywhr=xywhr)
+        tracks = np.asarray(self._tracker.update(_Boxes(found.xyxy.astype(np.float32), conf, cls), image)).reshape(
+            -1, 8)
         height, width = image.shape[:2]
         xyxy = np.clip(tracks[:, :4], 0, [width, height, width, height]).astype(np.float32)  # as Results.update
-        return Detections(xyxy, tracks[:, 5].astype(np.float32),
-                          tracks[:, 6].astype(np.int64), found.names, ids=tracks[:, 4].astype(np.int64))
+        matched = found.select(tracks[:, 7].astype(np.intp))
+        return replace(matched, xyxy=xyxy, conf=tracks[:, 5].astype(np.float32), cls=tracks[:, 6].astype(np.int64),
+                       ids=tracks[:, 4].astype(np.int64))
+

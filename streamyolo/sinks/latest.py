@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import cast
 
 import cv2
-import numpy as np
 
 from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import Clock, RateMeter
@@ -39,7 +38,7 @@ class Latest:
             scale = max_width / width
             image = cast(Image, cv2.resize(image, (max_width, max(1, round(height * scale))),
                                            interpolation=cv2.INTER_AREA))
-            detections = replace(detections, xyxy=detections.xyxy * np.float32(scale))
+            detections = detections.scaled(scale)
         return annotator.annotate(image, detections, stream=self.result.stream, fps=self.fps, age=self.result.age,
                                   lines=self.result.lines, zones=self.result.zones, masks=self.result.masks, zoom=scale)
 

@@ -68,7 +68,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -142,12 +142,10 @@ class _Failed:
     message: str
 
 
-_Arrays = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]
-
-
 @dataclass(frozen=True, slots=True)
 class _Found:
-    detections: tuple[_Arrays, ...]
+    detections: tuple[Detections, ...]
+    """Without their class names (the parent has them): a few small arrays each, pickled."""
 
 
 class _ChildGone(Exception):
@@ -332,7 +330,7 @@ class ProcessDetector:
             raise ModelError(f"model of worker {self.worker_name!r} failed a batch: {reply.kind}: {reply.message}")
         if not isinstance(reply, _Found) or len(reply.detections) != len(images):
             raise self._protocol_error(reply)
-        return [Detections(xyxy=xyxy, conf=conf, cls=cls, names=self._names) for xyxy, conf, cls in reply.detections]
+        return [replace(found, names=self._names) for found in reply.detections]
 
     def close(self) -> None:
         """Stop the child (politely, then by force) and unlink the shared memory."""
@@ -605,15 +603,14 @@ def _serve(conn: Connection, detector: Detector) -> None:
             _close_quietly(segment)
 
 
-def _detect_in(segment: SharedMemory, slots: Sequence[_Slot], detector: Detector) -> tuple[_Arrays, ...]:
+def _detect_in(segment: SharedMemory, slots: Sequence[_Slot], detector: Detector) -> tuple[Detections, ...]:
     images: list[Image] = [np.ndarray(s.shape, dtype=np.dtype(s.dtype), buffer=segment.buf, offset=s.offset)
                            for s in slots]
     try:
         found = detector.detect(images)
     finally:
         images.clear()
-    return tuple((np.ascontiguousarray(d.xyxy, dtype=np.float32), np.ascontiguousarray(d.conf, dtype=np.float32),
-                  np.ascontiguousarray(d.cls, dtype=np.int64)) for d in found)
+    return tuple(replace(d, names={}) for d in found)
 
 
 def _attach(name: str) -> SharedMemory:

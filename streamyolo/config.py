@@ -57,8 +57,12 @@ EventKind = Literal["line", "enter", "leave", "linger", "state", "clip"]
 """What an event is about (:mod:`streamyolo.sinks.events`)."""
 
 
+Anchor = Literal["center", "bottom", "top"]
+"""The point of a box that zones, lines and masks look at: its centre, the middle of its
+bottom edge (where a person or a car stands on the ground) or of its top edge."""
+
 class ZoneConfig(_Strict):
-    """A zone with settings: ``{points: [[x1, y1], …], linger: 30, classes: [2, 7]}``."""
+    """A zone with settings: ``{points: [[x1, y1], …], linger: 30, classes: [2, 7], anchor: bottom}``."""
 
     points: list[tuple[float, float]]
     linger: float | None = None
@@ -67,6 +71,9 @@ class ZoneConfig(_Strict):
     classes: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
     """The class ids this zone holds (default: every class the stream keeps): cars in the
     driveway, people at the door, on one camera."""
+    anchor: Anchor = "center"
+    """Which point of each box must be inside: ``center`` (default), ``bottom`` (the middle of
+    its bottom edge: where a person or a car stands, for a zone drawn on the ground) or ``top``."""
 
     @field_validator("linger", mode="before")
     @classmethod
@@ -77,11 +84,14 @@ class ZoneConfig(_Strict):
 
 
 class LineConfig(_Strict):
-    """A counting line with settings: ``{points: [[x1, y1], [x2, y2]], classes: [0]}``."""
+    """A counting line with settings: ``{points: [[x1, y1], [x2, y2]], classes: [0], anchor: bottom}``."""
 
     points: tuple[tuple[float, float], tuple[float, float]]
     classes: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
     """The class ids this line counts (default: every class the stream keeps)."""
+    anchor: Anchor = "center"
+    """Which point of each box must cross: ``center`` (default), ``bottom`` (where a person or a
+    car stands: a line drawn on the ground, across a doorway's threshold) or ``top``."""
 
 
 class MaskConfig(_Strict):
@@ -91,6 +101,9 @@ class MaskConfig(_Strict):
     classes: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
     """The class ids this mask ignores (default: every class): parked cars, not the people
     walking past them."""
+    anchor: Anchor = "center"
+    """Which point of each box must be inside for it to be ignored: ``center`` (default),
+    ``bottom`` or ``top``."""
 
 
 class StreamConfig(_Strict):

@@ -402,6 +402,9 @@ class Mask:
     name: str
     points: tuple[tuple[float, float], ...]
     classes: frozenset[int] | None = None
+    anchor: str = "center"
+    """The point of a box that must lie inside: ``center``, ``bottom`` or ``top`` (the middle of
+    that edge)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,15 @@ from streamyolo.buffering import Overflow
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError
 from streamyolo.frames import Detections, Image, Mask, Result
-from streamyolo.inference.counting import CountingLine, LineCounter, Zone, occupancy, unmasked, zone_tallies
+from streamyolo.inference.counting import (
+    CountingLine,
+    LineCounter,
+    Zone,
+    ZoneWatch,
+    occupancy,
+    unmasked,
+    zone_tallies,
+)
 from streamyolo.inference.tracking import tracker_settings
 from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.sinks import JsonlSink, VideoRecorder
@@ -107,7 +115,43 @@ def test_a_zone_holds_the_objects_whose_centre_is_inside_it() -> None:
     assert zone_tallies([zone], _boxes(), occupancy([zone], _boxes()))[0].inside == {}
 
 
+def _tall(track: int, x: float, feet: float) -> Detections:
+    """A tracked person 100 px tall whose feet are at ``feet``."""
+    return Detections(np.array([[x - 15, feet - 100, x + 15, feet]], np.float32), np.full(1, 0.9, np.float32),
+                      np.zeros(1, np.int64), {0: "person"}, np.array([track], np.int64))
+
+
+def test_zones_lines_and_masks_drawn_on_the_ground_look_at_where_objects_stand() -> None:
+    """With ``anchor: bottom`` a zone, line or mask looks at the middle of each box's bottom
+    edge (the feet), not its centre (the belly, 50 px above): a person walking down the
+    picture onto a mat drawn on the floor enters it, and crosses the threshold line, when their
+    feet do."""
+    mat = ((0.0, 300.0), (200.0, 300.0), (200.0, 400.0), (0.0, 400.0))
+    zones = [Zone("mat", mat, anchor="bottom"), Zone("mat-centre", mat)]
+    threshold = [CountingLine("threshold", (0.0, 300.0), (200.0, 300.0), anchor="bottom"),
+                 CountingLine("threshold-centre", (0.0, 300.0), (200.0, 300.0))]
+    counter, watch = LineCounter(threshold), ZoneWatch(zones)
+    events = []
+    for frame, feet in enumerate((280.0, 320.0, 340.0)):  # centre at 230, 270, 290: above the mat throughout
+        found = _tall(1, 100.0, feet)
+        held = occupancy(zones, found)
+        events.append(([(c.line, c.direction) for c in counter.update(found)],
+                       [(v.zone, v.event) for v in watch.update(found, float(frame), held)],
+                       [z.name for z, h in zip(zones, held, strict=True) if h.any()]))
+    assert events == [([], [], []),
+                      ([("threshold", "in")], [("mat", "enter")], ["mat"]),
+                      ([], [], ["mat"])]
+    found = _tall(1, 100.0, 390.0)  # on: now the centre (340) crosses and enters too
+    assert [(c.line, c.direction) for c in counter.update(found)] == [("threshold-centre", "in")]
+    assert [(v.zone, v.event) for v in watch.update(found, 3.0, occupancy(zones, found))] == [("mat-centre", "enter")]
+    found = _tall(2, 100.0, 340.0)  # feet on the mat, centre above it
+    assert len(unmasked([Mask("rug", mat, anchor="bottom")], found)) == 0
+    assert len(unmasked([Mask("rug", mat)], found)) == 1
+
+
 @pytest.mark.parametrize(("data", "message"), [
+    ({"streams": [{"source": "a", "zones": {"lobby": {"points": [[0, 0], [10, 0], [0, 9]], "anchor": "feet"}}}]},
+     "config key 'streams.0.zones.lobby.anchor'"),
     ({"streams": [{"source": "a", "zones": {"lobby": [[0, 0], [10, 0], [0, 0]]}}]},
      "config key 'streams.0.zones': zone 'lobby' needs 3 different points or more"),
     ({"streams": [{"source": "a", "lines": {"door": [[0, 100], [200, 100]]}}]},
@@ -252,12 +296,16 @@ def test_a_mask_with_classes_ignores_only_those_and_is_drawn() -> None:
 @pytest.mark.timeout(120)
 def test_the_command_line_masks_the_left_half_of_one_of_two_streams(tmp_path: Path) -> None:
     """As a user runs it, with the bundled model on a synthetic street, twice in one run: the
-    masked stream has no detection centred in its left half, the other one does."""
+    masked stream has no detection centred in its left half, the other one does. Both have a
+    zone along the ground, the masked one by where objects stand (``anchor: bottom``): each
+    holds, frame by frame, the boxes whose centre, or bottom edge, is in it."""
     street = "synthetic:scene?seed=3&size=416x240&fps=25&frames=40"
     config = tmp_path / "street.yaml"
+    ground = [[0, 112], [416, 112], [416, 240], [0, 240]]  # the car's centre (y 110) is above it, its wheels (123) in it
     config.write_text(json.dumps({"model": "demo", "streams": [
-        {"name": "masked", "source": street, "masks": {"left": [[0, 0], [208, 0], [208, 240], [0, 240]]}},
-        {"name": "open", "source": street}]}))
+        {"name": "masked", "source": street, "masks": {"left": [[0, 0], [208, 0], [208, 240], [0, 240]]},
+         "zones": {"ground": {"points": ground, "anchor": "bottom"}}},
+        {"name": "open", "source": street, "zones": {"ground": ground}}]}))
     jsonl = tmp_path / "det.jsonl"
     done = streamyolo("run", str(config), "--jsonl", str(jsonl), "--no-display")
     assert done.returncode == 0, done.stderr
@@ -267,6 +315,13 @@ def test_the_command_line_masks_the_left_half_of_one_of_two_streams(tmp_path: Pa
     assert any(x < 208 for x in xs["open"]) and any(x >= 208 for x in xs["open"])
     right = [x for x in xs["open"] if x >= 208]  # two workers' batches may differ in the last decimals
     assert xs["masked"] == pytest.approx(right, abs=1), "the masked stream: the open one's right half"
+    held = {"masked": 0, "open": 0}
+    for line in read_jsonl(jsonl):
+        anchor = 3 if line["stream"] == "masked" else None  # y2, or the centre
+        ys = [d["xyxy"][3] if anchor else (d["xyxy"][1] + d["xyxy"][3]) / 2 for d in line["detections"]]
+        assert sum(line["zones"]["ground"].values()) == sum(112 < y < 240 for y in ys), line
+        held[line["stream"]] += sum(line["zones"]["ground"].values())
+    assert held["masked"] > 0 and held["open"] > 0
 
 
 @pytest.mark.timeout(30)

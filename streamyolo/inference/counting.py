@@ -43,6 +43,9 @@ class Area(Protocol):
     @property
     def classes(self) -> frozenset[int] | None: ...
 
+    @property
+    def anchor(self) -> str: ...
+
 FORGET_AFTER = 900
 """Frames after which a track that has not been seen is forgotten (trackers drop lost tracks
 sooner: ``track_buffer``, 30 by default), so that memory stays bounded over a long run."""
@@ -63,6 +66,8 @@ class CountingLine:
     classes: frozenset[int] | None = None
     """The class ids it counts (``None``: every class), by the class of the object in the frame
     it crosses."""
+    anchor: str = "center"
+    """The point of each box that crosses it (see :func:`anchor_points`)."""
 
 
 def side(line: CountingLine, point: Point) -> float:
@@ -103,7 +108,8 @@ class LineCounter:
         self.lines = tuple(lines)
         self.forget_after = forget_after
         self.totals: dict[str, dict[str, int]] = {line.name: {"in": 0, "out": 0} for line in self.lines}
-        self._last: dict[int, tuple[Point, int]] = {}  # track id -> (centre, frame number last seen)
+        self._anchors = sorted({line.anchor for line in self.lines})
+        self._last: dict[int, tuple[dict[str, Point], int]] = {}  # track id -> ({anchor: point}, frame last seen)
         self._kinds: dict[int, dict[int, int]] = {}  # track id -> {class id: frames it was read as that}
         self._counted: set[tuple[str, str, int]] = set()  # (line, direction, track id)
         self._frame = 0
@@ -116,15 +122,17 @@ class LineCounter:
         self._frame += 1
         crossings: list[Crossing] = []
         if found.ids is not None:
-            for (x, y), track, cls in zip(centres(found).tolist(), found.ids.tolist(), found.cls.tolist(), strict=True):
+            points = {anchor: anchor_points(found, anchor).tolist() for anchor in self._anchors}
+            for index, (track, cls) in enumerate(zip(found.ids.tolist(), found.cls.tolist(), strict=True)):
                 before = self._last.get(track)
-                self._last[track] = ((x, y), self._frame)
+                now = {anchor: (float(at[index][0]), float(at[index][1])) for anchor, at in points.items()}
+                self._last[track] = (now, self._frame)
                 kinds = self._kinds.setdefault(track, {})
                 kinds[cls] = kinds.get(cls, 0) + 1
                 if before is None:
                     continue
                 for line in self.lines:
-                    direction = crossed(line, before[0], (x, y))
+                    direction = crossed(line, before[0][line.anchor], now[line.anchor])
                     if direction is None or (line.name, direction, track) in self._counted:
                         continue
                     kind = max(kinds, key=lambda c: (kinds[c], c == cls))
@@ -163,6 +171,8 @@ class Zone:
     its polygon are neither counted nor seen to enter it. A tracked object inside stays inside
     until it is seen outside the polygon (or unseen), even in a frame where the model reads its
     class as another: one such frame is not a leave and an entry."""
+    anchor: str = "center"
+    """The point of each box that must be inside (see :func:`anchor_points`)."""
 
 
 def inside(polygon: Sequence[Point], points: npt.NDArray[np.floating]) -> npt.NDArray[np.bool_]:
@@ -184,9 +194,17 @@ def inside(polygon: Sequence[Point], points: npt.NDArray[np.floating]) -> npt.ND
     return result
 
 
-def centres(found: Detections) -> npt.NDArray[np.floating]:
-    """The centre of every box of ``found`` (N x 2)."""
-    return (found.xyxy[:, :2] + found.xyxy[:, 2:]) / 2
+def anchor_points(found: Detections, anchor: str = "center") -> npt.NDArray[np.floating]:
+    """A point of every box of ``found`` (N x 2): its centre (``center``), or the middle of its
+    bottom edge (``bottom``: where a person or a car stands) or of its top edge (``top``).
+
+    >>> box = Detections(np.array([[0, 0, 10, 20]], np.float32), np.ones(1, np.float32), np.zeros(1, np.int64))
+    >>> [anchor_points(box, a).tolist() for a in ("center", "bottom", "top")]
+    [[[5.0, 10.0]], [[5.0, 20.0]], [[5.0, 0.0]]]
+    """
+    x1, y1, x2, y2 = found.xyxy.T
+    y = y2 if anchor == "bottom" else y1 if anchor == "top" else (y1 + y2) / 2
+    return np.stack(((x1 + x2) / 2, y), axis=1)
 
 
 def unmasked(masks: Sequence[Mask], found: Detections) -> Detections:
@@ -247,8 +265,8 @@ class ZoneWatch:
         visits: list[ZoneVisit] = []
         if found.ids is not None and len(found):
             tracks, classes = found.ids.tolist(), found.cls.tolist()
-            points = centres(found) if any(zone.classes is not None for zone in self.zones) else None
             for zone, mask in zip(self.zones, held, strict=True):
+                points = anchor_points(found, zone.anchor) if zone.classes is not None else None
                 for index, (track, cls, here) in enumerate(zip(tracks, classes, mask.tolist(), strict=True)):
                     key = (zone.name, int(track))
                     stay = self._inside.get(key)
@@ -262,8 +280,7 @@ class ZoneWatch:
                             stay.lingered = True
                             visits.append(ZoneVisit(zone.name, "linger", key[1], stay.cls, stay.name,
                                                     float(now - stay.since)))
-                    elif stay is not None and points is not None and zone.classes is not None and \
-                            inside(zone.points, points[index:index + 1])[0]:
+                    elif stay is not None and points is not None and inside(zone.points, points[index:index + 1])[0]:
                         stay.seen, stay.frame = now, self._frame  # still there, its class read otherwise this time
                     elif stay is not None:
                         visits.append(self._leave(key))
@@ -277,11 +294,11 @@ class ZoneWatch:
 
 
 def occupancy(zones: Sequence[Area], found: Detections) -> list[npt.NDArray[np.bool_]]:
-    """For each zone (or mask), which of ``found``'s boxes it holds (their centre is inside
-    it, and their class is one of its ``classes``)."""
-    points = centres(found)
-    return [inside(zone.points, points) if zone.classes is None else
-            inside(zone.points, points) & np.isin(found.cls, list(zone.classes)) for zone in zones]
+    """For each zone (or mask), which of ``found``'s boxes it holds (their anchor point, the
+    centre by default, is inside it, and their class is one of its ``classes``)."""
+    points = {anchor: anchor_points(found, anchor) for anchor in {zone.anchor for zone in zones}}
+    return [inside(zone.points, points[zone.anchor]) if zone.classes is None else
+            inside(zone.points, points[zone.anchor]) & np.isin(found.cls, list(zone.classes)) for zone in zones]
 
 
 def zone_tallies(zones: Sequence[Zone], found: Detections,

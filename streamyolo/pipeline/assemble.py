@@ -295,11 +295,11 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
             policy=_policy(s),
             display_uri=s.spec.display_uri,
             keep=cfg.stream_filter(s.config),
-            lines=tuple(CountingLine(name, *line.points, classes=_class_set(line.classes))
+            lines=tuple(CountingLine(name, *line.points, classes=_class_set(line.classes), anchor=line.anchor)
                         for name, line in (s.config.lines or {}).items()),
-            zones=tuple(Zone(name, tuple(zone.points), zone.linger, _class_set(zone.classes))
+            zones=tuple(Zone(name, tuple(zone.points), zone.linger, _class_set(zone.classes), zone.anchor)
                         for name, zone in (s.config.zones or {}).items()),
-            masks=tuple(Mask(name, tuple(mask.points), _class_set(mask.classes))
+            masks=tuple(Mask(name, tuple(mask.points), _class_set(mask.classes), mask.anchor)
                         for name, mask in (s.config.masks or {}).items()),
         )
         for s in streams

@@ -301,7 +301,7 @@ def test_the_command_line_masks_the_left_half_of_one_of_two_streams(tmp_path: Pa
     holds, frame by frame, the boxes whose centre, or bottom edge, is in it."""
     street = "synthetic:scene?seed=3&size=416x240&fps=25&frames=40"
     config = tmp_path / "street.yaml"
-    ground = [[0, 112], [416, 112], [416, 240], [0, 240]]  # the car's centre (y 110) is above it, its wheels (123) in it
+    ground = [[0, 112], [416, 112], [416, 240], [0, 240]]  # car: centre y 110 above it, wheels (123) in it
     config.write_text(json.dumps({"model": "demo", "streams": [
         {"name": "masked", "source": street, "masks": {"left": [[0, 0], [208, 0], [208, 240], [0, 240]]},
          "zones": {"ground": {"points": ground, "anchor": "bottom"}}},

@@ -248,12 +248,13 @@ def command_check(args: argparse.Namespace) -> int:
                 log.warning("%s", warning)
     if args.load_model:
         try:
-            loaded, lines = try_model(plan.factories[0], probes)
+            loaded, task, lines = try_model(plan.factories[0], probes)
         except ModelError:
             raise
         except Exception as exc:  # what the run's workers would fail with
             raise ModelError(f"model {plan.model!r} cannot be run: {exc}") from exc
-        print(f"model loaded in {loaded:.1f} s" + (":\n" + "\n".join(lines) if lines else ""), flush=True)
+        kind = "" if task == "detect" else f" (a {task} model)"
+        print(f"model loaded in {loaded:.1f} s{kind}" + (":\n" + "\n".join(lines) if lines else ""), flush=True)
     failed = [p.stream for p in probes if p.error is not None]
     if failed:
         log.error("%d of %d source(s) could not be read: %s", len(failed), len(probes), ", ".join(failed))

@@ -202,3 +202,17 @@ def test_a_classification_model_is_refused_by_name(tmp_path: Path) -> None:
     assert run.returncode == 2
     assert (f"model {str(model)!r} is a 'classify' model; streamyolo runs models that find objects: "
             "detect, segment, pose, obb") in run.stderr
+
+
+@pytest.mark.timeout(120)
+def test_check_tells_the_models_task(models: dict[str, Path]) -> None:
+    """``streamyolo check --load-model`` says what kind of model it loaded (through the lanes
+    wrapper a worker with replicas builds, which hides the model itself)."""
+    from streamyolo.inference import DetectSettings, UltralyticsFactory
+    from streamyolo.inference.lanes import LanedFactory
+    from streamyolo.pipeline.check import try_model
+
+    for name, task in (("yolo26n-pose", "pose"), ("yolo11n-seg", "segment"), ("yolo26n-obb", "obb")):
+        factory = UltralyticsFactory(str(models[name]), DetectSettings(imgsz=96), pytorch_cpu="torch")
+        _, found, lines = try_model(LanedFactory(factory, 2), [])
+        assert (found, lines) == (task, []), name

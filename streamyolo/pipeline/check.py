@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from streamyolo.clock import format_seconds
 from streamyolo.errors import SourceError
 from streamyolo.frames import Image
@@ -159,11 +161,12 @@ def describe_probes(probes: Sequence[Probe]) -> str:
     return "\n".join(lines)
 
 
-def try_model(factory: DetectorFactory, probes: Sequence[Probe]) -> tuple[float, list[str]]:
+def try_model(factory: DetectorFactory, probes: Sequence[Probe]) -> tuple[float, str, list[str]]:
     """Build a worker's detector as the run would (in a thread of its own; compiling an
     OpenVINO model into the model cache) and detect on each probed source's first frame:
-    the seconds it took to load, and a line per frame read."""
-    found: list[tuple[float, list[str]]] = []
+    the seconds it took to load, the model's task (``detect``, ``segment``, ``pose``, ``obb``)
+    and a line per frame read."""
+    found: list[tuple[float, str, list[str]]] = []
     failed: list[BaseException] = []
 
     def work() -> None:
@@ -173,6 +176,9 @@ def try_model(factory: DetectorFactory, probes: Sequence[Probe]) -> tuple[float,
             loaded = time.perf_counter() - started
             lines = []
             try:
+                # What the model's output holds says its task (segmentation models give outlines,
+                # even none); a worker that splits batches between replicas hides its model.
+                task = detector.detect([np.zeros((64, 64, 3), np.uint8)])[0].task
                 for probe in probes:
                     if probe.image is None:
                         continue
@@ -184,7 +190,7 @@ def try_model(factory: DetectorFactory, probes: Sequence[Probe]) -> tuple[float,
                     lines.append(f"  {probe.stream}: {what} in {took * 1000:.0f} ms")
             finally:
                 detector.close()
-            found.append((loaded, lines))
+            found.append((loaded, task, lines))
         except BaseException as exc:  # reported in the caller's thread
             failed.append(exc)
 

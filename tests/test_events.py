@@ -506,7 +506,8 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
         clips = ClipRecorder(broker_folder / "clips", before=0.2, after=0.2)
         sink = EventSink(mqtt=f"mqtt://127.0.0.1:{broker.port}/site", snapshots=broker_folder / "shots",
                          mqtt_discovery="homeassistant", clip_of=clips.clip_of,
-                         entities=[StreamEntities("hall", ("lower",), ("door",), snapshots=True, clips=True)])
+                         entities=[StreamEntities("hall", ("lower",), ("door",), snapshots=True, clips=True,
+                                                  events=frozenset({"enter", "leave", "linger", "line", "clip"}))])
         clips.on_end = sink.clip_ended
         during = _Subscriber(broker.port)  # a Home Assistant running along
         try:
@@ -525,9 +526,11 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
     node = "homeassistant/{}/streamyolo_site/hall_{}/config"
     assert sorted(configs) == sorted([node.format("binary_sensor", "streaming"), node.format("camera", "snapshot"),
                                       node.format("event", "activity"), node.format("sensor", "zone_lower"),
-                                      node.format("sensor", "line_door_in"), node.format("sensor", "line_door_out")])
+                                      node.format("event", "zone_lower_visits"),
+                                      node.format("sensor", "line_door_in"), node.format("sensor", "line_door_out"),
+                                      node.format("event", "line_door_crossings")])
     assert gone not in retained, "an entity the config no longer has stays in Home Assistant"
-    assert len({c["unique_id"] for c in configs.values()}) == 6
+    assert len({c["unique_id"] for c in configs.values()}) == 8
     devices = {json.dumps(c["device"], sort_keys=True) for c in configs.values()}
     assert len(devices) == 1 and json.loads(devices.pop())["name"] == "hall", "one device: the stream"
     assert {c["availability_topic"] for c in configs.values()} == {"site/available"}
@@ -551,6 +554,24 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
     (clip,) = [path.name for path in (broker_folder / "clips").iterdir()]
     assert fired == [{"event_type": "started", "clip": clip}, {"event_type": "ended", "clip": clip}]
     assert {e["event_type"] for e in fired} <= set(activity["event_types"])
+
+    def fired_by(what: str) -> list[dict[str, object]]:
+        entity = configs[node.format("event", what)]
+        events = [json.loads(jinja2.Environment().from_string(entity["value_template"]).render(
+            value_json=json.loads(payload))) for topic, payload, _ in during.messages if topic == entity["state_topic"]]
+        assert {e["event_type"] for e in events} <= set(entity["event_types"]), what
+        return events
+
+    # Each object event as its zone's or line's event entity fires it: the walker entered the
+    # lower zone (and was still in it at the end) and crossed the door downwards, in one clip.
+    (entered,) = fired_by("zone_lower_visits")
+    (crossed,) = fired_by("line_door_crossings")
+    assert {k: v for k, v in entered.items() if k not in ("id", "snapshot")} == {
+        "event_type": "enter", "object": "person", "class": 0, "dwell": None, "clip": clip}
+    assert {k: v for k, v in crossed.items() if k not in ("id", "snapshot")} == {
+        "event_type": "in", "object": "person", "class": 0, "dwell": None, "clip": clip}
+    assert entered["id"] == crossed["id"] and isinstance(entered["id"], int)
+    assert str(entered["snapshot"]).endswith(".jpg") and (broker_folder / "shots" / str(entered["snapshot"])).exists()
     with pytest.raises(ConfigError, match="config keys 'mqtt_discovery' and 'mqtt': Home Assistant finds the"):
         build_config({"streams": ["a.mp4"], "mqtt_discovery": "homeassistant"})
 
@@ -573,3 +594,30 @@ def test_zone_and_line_states_go_out_as_they_change_at_most_once_a_second() -> N
     now[0] = 1.7
     states.flush()  # the end of the run: the newest state not sent yet
     assert sent == [(0.0, {"total": 0}), (1.1, {"total": 2, "car": 2}), (1.7, {"total": 1, "car": 1})]
+
+
+@pytest.mark.timeout(90)
+def test_each_stream_gets_the_event_entities_of_the_events_it_sends(broker_folder: Path) -> None:
+    """From a config, as a user writes it: a tracked stream with a zone and a line gets a
+    visits and a crossings event entity, with only the kinds ``mqtt_events`` lets through; a
+    stream without them gets none; without clips, no Activity entity."""
+    street = "synthetic:scene?seed=3&size=416x240&fps=25&frames=8"
+    with MqttBroker(broker_folder) as broker:
+        config = {"model": "demo", "tracker": "bytetrack", "mqtt": f"mqtt://127.0.0.1:{broker.port}/yard",
+                  "mqtt_discovery": "homeassistant", "mqtt_events": ["enter", "line", "state"], "display": False,
+                  "streams": [{"name": "gate", "source": street, "zones": {"drive": [[0, 0], [416, 0], [416, 240]]},
+                               "lines": {"kerb": [[0, 200], [416, 200]]}},
+                              {"name": "porch", "source": street}]}
+        Pipeline.from_config(config).run()
+        later = _Subscriber(broker.port)
+        try:
+            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 7)
+        finally:
+            later.close()
+    configs = {topic.split("/")[3]: (topic.split("/")[1], json.loads(payload))
+               for topic, payload, kept in later.messages if topic.endswith("/config") and kept}
+    assert sorted(configs) == ["gate_line_kerb_crossings", "gate_line_kerb_in", "gate_line_kerb_out",
+                               "gate_streaming", "gate_zone_drive", "gate_zone_drive_visits", "porch_streaming"]
+    assert configs["gate_zone_drive_visits"][0] == configs["gate_line_kerb_crossings"][0] == "event"
+    assert configs["gate_zone_drive_visits"][1]["event_types"] == ["enter"]  # leave and linger are not sent
+    assert configs["gate_line_kerb_crossings"][1]["event_types"] == ["in", "out"]

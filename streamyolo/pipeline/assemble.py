@@ -263,7 +263,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
                            public_url=cfg.public_url, mqtt_discovery=cfg.mqtt_discovery,
                            entities=[StreamEntities(s.spec.name, tuple(s.config.zones or ()),
                                                     tuple(s.config.lines or ()), cfg.snapshots is not None,
-                                                    clips is not None and clips.wants(s.spec.name))
+                                                    clips is not None and clips.wants(s.spec.name),
+                                                    _mqtt_events(cfg, s))
                                      for s in streams])
         sinks.append(events)
         if clips is not None:
@@ -332,6 +333,19 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
 
 def _class_set(classes: list[int] | None) -> frozenset[int] | None:
     return None if classes is None else frozenset(classes)
+
+
+def _mqtt_events(cfg: PipelineConfig, stream: ResolvedStream) -> frozenset[str]:
+    """The kinds of object event ``stream`` gives that the broker gets (``mqtt_events``): zone
+    visits on a tracked stream with zones, line crossings with lines, clip events with clips."""
+    kinds = set()
+    if cfg.tracker is not None and stream.config.zones:
+        kinds |= {"enter", "leave", "linger"}
+    if stream.config.lines:
+        kinds.add("line")
+    if cfg.clips is not None:
+        kinds.add("clip")
+    return frozenset(kinds if cfg.mqtt_events is None else kinds & set(cfg.mqtt_events))
 
 
 def _policy(stream: ResolvedStream) -> CapturePolicy:

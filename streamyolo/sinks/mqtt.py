@@ -18,9 +18,14 @@ of its snapshots, an ``Activity`` event entity (with clips: ``started`` and ``en
 ``clip`` events say, the clip's name with them), a sensor per zone holding how many objects are inside (by class in its
 attributes; from ``<prefix>/<stream>/zone/<zone>``, ``{"total": 3, "person": 2, "car": 1}``)
 and ``in`` and ``out`` sensors per counting line (``<prefix>/<stream>/line/<line>``,
-``{"in": 4, "out": 3}``). Those states are retained and sent as they change, at most once a
-second each (:class:`StatePublisher`); while the broker is down they are not queued, the
-newest is sent once it is back.
+``{"in": 4, "out": 3}``); on a tracked stream, a ``<zone> visits`` event entity per zone
+(``enter``, ``leave``, ``linger``) and a ``<line> crossings`` one per line (``in``, ``out``),
+each event with the object's class name, class id, track id, dwell, clip and snapshot: an
+automation's trigger ("a car entered the driveway"). Their events also go to the zone's or
+line's own topic, ``<prefix>/<stream>/zone/<zone>/event`` and ``…/line/<line>/event``.
+The zones' and lines' states are retained and sent as they change, at most once a second
+each (:class:`StatePublisher`); while the broker is down they are not queued, the newest is
+sent once it is back.
 
 The broker being down or restarting holds events back, never the run: paho-mqtt's own thread
 connects and reconnects (after 1, 2, 4 … 30 s), and events wait in its queue (up to ``limit``,
@@ -105,6 +110,9 @@ class StreamEntities:
     lines: tuple[str, ...] = ()
     snapshots: bool = False
     clips: bool = False
+    events: frozenset[str] = frozenset()
+    """The kinds of event the stream's objects give and the broker gets (``enter``, ``leave``,
+    ``linger``, ``line``, ``clip``): each has its event entities."""
 
 
 def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEntities]) -> list[tuple[str, str]]:
@@ -128,25 +136,58 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
             "value_template": "{{ 'ON' if value_json.state == 'streaming' else 'OFF' }}"})]
         if entities.snapshots:
             configs.append(("camera", "snapshot", {"name": "Snapshot", "topic": f"{base}/snapshot"}))
-        if entities.clips:  # an automation's trigger: something happened (started), its clip is whole (ended)
+        if entities.clips and "clip" in entities.events:  # a trigger: something happened, its clip is whole
             configs.append(("event", "activity", {
                 "name": "Activity", "state_topic": f"{base}/clip", "event_types": ["started", "ended"],
                 "value_template": "{{ {'event_type': value_json.state, 'clip': value_json.clip} | tojson }}"}))
+        visits = [kind for kind in ("enter", "leave", "linger") if kind in entities.events]
         for zone in entities.zones:
             topic = f"{base}/zone/{zone}"
             configs.append(("sensor", f"zone_{_object_id(zone)}", {
                 "name": f"{zone} objects", "state_topic": topic, "value_template": "{{ value_json.total }}",
                 "json_attributes_topic": topic, "state_class": "measurement", "unit_of_measurement": "objects"}))
+            if visits:  # each object entering, leaving, lingering: an automation's trigger, with its class
+                configs.append(("event", f"zone_{_object_id(zone)}_visits", {
+                    "name": f"{zone} visits", "state_topic": f"{topic}/event", "event_types": visits,
+                    "value_template": _EVENT_TEMPLATE.format(type="value_json.event")}))
         for line in entities.lines:
             configs += [("sensor", f"line_{_object_id(line)}_{direction}", {
                 "name": f"{line} {direction}", "state_topic": f"{base}/line/{line}",
                 "value_template": f"{{{{ value_json['{direction}'] }}}}", "state_class": "total_increasing",
                 "unit_of_measurement": "objects"}) for direction in ("in", "out")]
+            if "line" in entities.events:
+                configs.append(("event", f"line_{_object_id(line)}_crossings", {
+                    "name": f"{line} crossings", "state_topic": f"{base}/line/{line}/event",
+                    "event_types": ["in", "out"],
+                    "value_template": _EVENT_TEMPLATE.format(type="value_json.direction")}))
         for component, what, config in configs:
             object_id = f"{_object_id(stream)}_{what}"
             messages.append((f"{discovery}/{component}/{node}/{object_id}/config",
                              json.dumps({**config, "unique_id": f"{node}_{object_id}", **common})))
     return messages
+
+
+_EVENT_TEMPLATE = ("{{{{ {{'event_type': {type}, 'object': value_json.name, 'class': value_json.cls, "
+                   "'id': value_json.id, 'dwell': value_json.get('dwell'), 'clip': value_json.get('clip'), "
+                   "'snapshot': value_json.get('snapshot')}} | tojson }}}}")
+"""An object event as a Home Assistant event entity takes it: its type, and what the object
+was (a field the event lacks, null)."""
+
+
+def event_topic(prefix: str, event: dict[str, Any]) -> str | None:
+    """Where an object event also goes for Home Assistant's event entities: its zone's or its
+    line's own topic (``<prefix>/<stream>/zone/<zone>/event``, ``…/line/<line>/event``).
+
+    >>> event_topic("cams", {"stream": "door", "event": "enter", "zone": "hall", "id": 3})
+    'cams/door/zone/hall/event'
+    >>> event_topic("cams", {"stream": "door", "event": "state", "state": "streaming"}) is None
+    True
+    """
+    if event["event"] in ("enter", "leave", "linger") and "zone" in event:
+        return f"{prefix}/{event['stream']}/zone/{event['zone']}/event"
+    if event["event"] == "line" and "line" in event:
+        return f"{prefix}/{event['stream']}/line/{event['line']}/event"
+    return None
 
 
 def _object_id(name: str) -> str:
@@ -206,9 +247,14 @@ class MqttPublisher:
         """Publish ``event`` (a JSON-ready dict with ``stream`` and ``event``); never blocks."""
         if self._client is None:
             return
-        topic = f"{self.target.prefix}/{event['stream']}/{event['event']}"
-        info = self._client.publish(topic, json.dumps(event, separators=(",", ":")), qos=1,
-                                    retain=event["event"] == "state")
+        payload = json.dumps(event, separators=(",", ":"))
+        self._publish(f"{self.target.prefix}/{event['stream']}/{event['event']}", payload, event["event"] == "state")
+        if self.discovery is not None and (topic := event_topic(self.target.prefix, event)) is not None:
+            self._publish(topic, payload, False)  # for the zone's or the line's event entity
+
+    def _publish(self, topic: str, payload: str, retain: bool) -> None:
+        """Publish one event message (QoS 1), counted until the broker acknowledges it."""
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
         with self._lock:
             if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
                 if not self.dropped:

@@ -654,3 +654,52 @@ def test_wide_frames_are_shrunk_before_drawing_with_their_boxes_scaled() -> None
     assert shown[149:152, 500].max() > 0 and shown[449:452, 500].max() > 0
     assert shown[300, 500].max() == 0 and shown[300, 180].max() == 0
     assert boxes.counts() == {"person": 1}
+
+
+@pytest.mark.timeout(120)
+def test_points_clicked_on_a_picture_are_in_the_streams_own_pixels() -> None:
+    """To write a zone, a line or a mask, a user turns "points" on and clicks on a stream's
+    picture: each click is a point in the stream's pixels (here 1280x720, shown shrunk to a
+    960-pixel video in a smaller tile), drawn over the picture and listed under it to copy."""
+    browser, driver_path = _chromium()
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    config = _config(streams=[{"name": "hall", "source": "synthetic:?size=1280x720&fps=10", "realtime": True}])
+    with Pipeline.from_config(config) as pipeline:
+        pipeline.start()
+        assert pipeline.web_url is not None
+        status = _until(lambda: json.loads(_get(pipeline.web_url + "status.json")[2])["streams"][0].get("size"), 30,
+                        "the stream's picture size in the status")
+        assert status == [1280, 720]
+        driver = _driver(browser, driver_path)
+        try:
+            driver.get(pipeline.web_url)
+            image = _until(lambda: next((i for i in driver.find_elements(By.CSS_SELECTOR, "figure img")
+                                         if driver.execute_script("return arguments[0].naturalWidth", i) == 960),
+                                        None), 30, "the shrunk video on the page")
+            driver.find_element(By.ID, "draw").click()
+            width, height = driver.execute_script(
+                "const b = arguments[0].getBoundingClientRect(); return [b.width, b.height]", image)
+            scale = min(width / 1280, height / 720)
+            assert scale < 0.75, "the tile shows the picture smaller than the stream's pixels"
+            wanted = [(320, 180), (960, 540), (640, 700)]
+            for x, y in wanted:  # offsets from the picture element's centre, as Selenium moves
+                dx = (width - 1280 * scale) / 2 + x * scale - width / 2
+                dy = (height - 720 * scale) / 2 + y * scale - height / 2
+                ActionChains(driver).move_to_element_with_offset(image, round(dx), round(dy)).click().perform()
+            figure = driver.find_element(By.CSS_SELECTOR, "figure")
+            listed = json.loads(figure.find_element(By.CLASS_NAME, "points").text)
+            assert len(listed) == 3
+            for (x, y), (px, py) in zip(wanted, listed, strict=True):
+                assert abs(px - x) <= 3 and abs(py - y) <= 3, (wanted, listed)
+            drawn = figure.find_element(By.CSS_SELECTOR, "svg polygon").get_attribute("points")
+            assert drawn == " ".join(f"{x},{y}" for x, y in listed)
+            assert "solo" not in (figure.get_attribute("class") or ""), "a click while drawing is a point"
+            driver.find_element(By.ID, "clear-points").click()
+            assert figure.find_element(By.CLASS_NAME, "points").text == ""
+            driver.find_element(By.ID, "draw").click()  # done: a click shows the stream alone again
+            figure.click()
+            _until(lambda: "solo" in (figure.get_attribute("class") or ""), 10, "the tile shown alone")
+        finally:
+            driver.quit()

@@ -5,6 +5,9 @@ A small HTTP server (the standard library's, one thread per client) serves:
 - ``/``: the page: a tile per stream with its annotated video and its live numbers (state,
   fps in and out, frame age, dropped, reconnects, what its newest frame shows, last error),
   refreshed every second; a click on a tile shows that stream alone, another click all again;
+  with "points" on, clicks on a picture are points in the stream's own pixels, drawn over it
+  and listed under it (``[[412, 640], [980, 655], …]``): a zone, line or mask to paste into
+  the config;
 - ``/streams/<name>.mjpg``: the stream's annotated frames as MJPEG
   (``multipart/x-mixed-replace``, which every browser shows in an ``<img>``), at most
   ``fps`` frames per second;
@@ -14,7 +17,8 @@ A small HTTP server (the standard library's, one thread per client) serves:
   where ``detections`` counts the classes in the stream's newest processed frame
   (``{"person": 2}``), ``counts`` its counting lines' totals (``{"door": {"in": {"person":
   3}, "out": {}}}``), ``zones`` what its zones hold in that frame (``{"queue": {"person":
-  2}}``) and, on a tracked stream, ``zone_entries`` the objects that entered them so far;
+  2}}``), ``size`` its picture's ``[width, height]`` and, on a tracked stream,
+  ``zone_entries`` the objects that entered them so far;
   with process workers also ``"workers": {name: {"restarts": n}}``;
 - ``/metrics``: the same numbers in Prometheus' text format (:mod:`streamyolo.sinks.metrics`);
 - with ``recordings`` (the recording folder): ``/recordings.json``, every MP4 in it (``{"files":
@@ -259,6 +263,9 @@ class WebViewer:
             latest = self._latest.get(report.name)
             entry["detections"] = latest.result.detections.counts() if latest is not None else {}
             entry["zones"] = {z.name: dict(z.inside) for z in latest.result.zones} if latest is not None else {}
+            if latest is not None:  # the picture's own pixels, in which zones, lines and masks are written
+                height, width = latest.result.frame.image.shape[:2]
+                entry["size"] = [width, height]
             streams.append(entry)
         status: dict[str, Any] = {"running": self._running(), "streams": streams}
         workers = self._workers()
@@ -590,13 +597,23 @@ PAGE = """<!doctype html>
   #happened { list-style: none; margin: 0; padding: 0; max-height: 40vh; overflow: auto; }
   #happened .about { color: #999; } #happened a { color: #9cf; }
   #happened .event-state { color: #fc6; }
+  .picture { position: relative; }
+  .picture svg { position: absolute; inset: 0; width: 100%; height: 100%; pointer-events: none; }
+  .picture polygon { fill: rgba(255, 215, 0, 0.2); stroke: #fd0; stroke-width: 2; vector-effect: non-scaling-stroke; }
+  .picture circle { fill: #fd0; }
+  body.drawing figure, body.drawing main.solo figure.solo { cursor: crosshair; }
+  .points { color: #fd0; font-family: monospace; width: 100%; user-select: all; }
+  #draw-help { color: #999; }
 </style>
 </head>
 <body>
 <header><h1>streamyolo</h1><span id="run">connecting…</span>
 <button id="show-recordings" hidden>recordings</button>
 <button id="show-clips" hidden>clips</button>
-<button id="show-events" hidden>events</button></header>
+<button id="show-events" hidden>events</button>
+<button id="draw" title="click points on a picture: its zone, line or mask in the stream's pixels">points</button>
+<button id="clear-points" hidden>clear points</button>
+<span id="draw-help" hidden>click on a picture; copy the points under it into the config</span></header>
 <section id="events" hidden><img id="shot" alt="snapshot" hidden>
 <video id="clip" controls muted playsinline hidden></video><ol id="happened"></ol></section>
 <section id="recordings" class="videos" hidden>
@@ -609,6 +626,7 @@ PAGE = """<!doctype html>
 <script>
 "use strict";
 const tiles = new Map();
+const SVG = "http://www.w3.org/2000/svg";
 // Addresses without the login a user may have put in the page's URL (https://user:pass@host/):
 // browsers refuse fetches and pictures whose URL holds one, and send the login they keep anyway.
 const here = location.origin + location.pathname.replace(/[^/]*$/, "");
@@ -622,29 +640,84 @@ function tile(name) {
   const caption = document.createElement("figcaption");
   const fields = {};
   for (const key of ["name", "state", "fps", "age", "dropped", "reconnects", "detections", "counts", "zones",
-                     "error"]) {
+                     "error", "points"]) {
     fields[key] = document.createElement("span");
     fields[key].className = key;
     caption.appendChild(fields[key]);
   }
-  figure.append(img, caption);
-  figure.addEventListener("click", () => {
+  const picture = document.createElement("div");
+  picture.className = "picture";
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("preserveAspectRatio", "xMidYMid meet");  // as the picture's object-fit: contain
+  picture.append(img, svg);
+  figure.append(picture, caption);
+  const entry = {figure, img, fields, svg, size: null, points: []};
+  figure.addEventListener("click", (click) => {
+    if (document.body.classList.contains("drawing")) {
+      addPoint(entry, click);
+      return;
+    }
     const tilesEl = document.getElementById("tiles");
     const solo = !figure.classList.contains("solo");
     for (const other of tilesEl.children) other.classList.toggle("solo", solo && other === figure);
     tilesEl.classList.toggle("solo", solo);
   });
   document.getElementById("tiles").appendChild(figure);
-  const entry = {figure, img, fields};
   tiles.set(name, entry);
   return entry;
 }
+// Points clicked on a picture, in the stream's own pixels (what zones, lines and masks are
+// written in, whatever size the page shows it at), drawn over it and listed under it.
+function addPoint(entry, click) {
+  if (!entry.size || !entry.img.naturalWidth) return;
+  const [width, height] = entry.size;
+  const box = entry.img.getBoundingClientRect();
+  const scale = Math.min(box.width / width, box.height / height);
+  const x = (click.clientX - box.left - (box.width - width * scale) / 2) / scale;
+  const y = (click.clientY - box.top - (box.height - height * scale) / 2) / scale;
+  if (x < -0.5 || y < -0.5 || x > width + 0.5 || y > height + 0.5) return;  // beside the picture
+  entry.points.push([Math.min(width, Math.max(0, Math.round(x))), Math.min(height, Math.max(0, Math.round(y)))]);
+  drawPoints(entry);
+}
+function drawPoints(entry) {
+  entry.svg.replaceChildren();
+  entry.fields.points.textContent = entry.points.length ? JSON.stringify(entry.points).replaceAll(",", ", ") : "";
+  if (!entry.size) return;
+  entry.svg.setAttribute("viewBox", "0 0 " + entry.size[0] + " " + entry.size[1]);
+  const line = document.createElementNS(SVG, "polygon");  // a zone or mask closes; a line is two points
+  line.setAttribute("points", entry.points.map((p) => p.join(",")).join(" "));
+  entry.svg.appendChild(line);
+  for (const [x, y] of entry.points) {
+    const dot = document.createElementNS(SVG, "circle");
+    dot.setAttribute("cx", x);
+    dot.setAttribute("cy", y);
+    dot.setAttribute("r", Math.max(2, entry.size[0] / 200));
+    entry.svg.appendChild(dot);
+  }
+}
+document.getElementById("draw").addEventListener("click", () => {
+  const drawing = document.body.classList.toggle("drawing");
+  document.getElementById("draw").textContent = drawing ? "done" : "points";
+  document.getElementById("clear-points").hidden = !drawing;
+  document.getElementById("draw-help").hidden = !drawing;
+});
+document.getElementById("clear-points").addEventListener("click", () => {
+  for (const entry of tiles.values()) {
+    entry.points = [];
+    drawPoints(entry);
+  }
+});
 function show(status) {
   const run = document.getElementById("run");
   run.textContent = status.running ? "running" : "ended";
   run.className = status.running ? "" : "ended";
   for (const s of status.streams) {
-    const f = tile(s.name).fields;
+    const entry = tile(s.name);
+    const f = entry.fields;
+    if (s.size && (!entry.size || entry.size.join() !== s.size.join())) {
+      entry.size = s.size;
+      drawPoints(entry);
+    }
     f.name.textContent = s.name;
     f.state.textContent = s.state;
     f.state.className = "state state-" + s.state;

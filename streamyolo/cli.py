@@ -60,6 +60,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record-keep", metavar="AGE",
                         help="with --record-segment: delete a stream's segment files older than this (30d, 12h, "
                              "or seconds)")
+    parser.add_argument("--record-max-size", metavar="SIZE",
+                        help="with --record-segment: keep the folder's segment files under this (500GB, 800MB), "
+                             "deleting the oldest of any stream")
     parser.add_argument("--jsonl", metavar="FILE", help="write one JSON line per processed frame")
     parser.add_argument("--summary", metavar="FILE", help="write the final per-stream summary as JSON")
     parser.add_argument("--stats", metavar="FILE",
@@ -91,6 +94,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                              "and clip_url")
     parser.add_argument("--clips-keep", metavar="AGE",
                         help="with --clips: delete clips older than this (30d, 12h, or seconds)")
+    parser.add_argument("--clips-max-size", metavar="SIZE",
+                        help="with --clips: keep the clips under this (50GB, 800MB), deleting the oldest")
     parser.add_argument("--overwrite", action="store_true", default=None,
                         help="replace earlier runs' recordings and JSONL (by default recordings get a new name "
                              "and the JSONL is appended to)")
@@ -181,10 +186,11 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The flags the user gave, as config keys (flags not given stay out)."""
     keys = ["model", "device", "workers", "lanes", "batch", "model_sharing", "worker_mode", "process_restarts",
             "pytorch_cpu", "conf", "iou", "imgsz", "classes", "half",
-            "record", "record_segment", "record_keep", "overwrite", "jsonl", "summary", "stats", "events", "webhook",
+            "record", "record_segment", "record_keep", "record_max_size", "overwrite", "jsonl", "summary", "stats",
+            "events", "webhook",
             "mqtt", "mqtt_discovery", "webhook_events", "mqtt_events",
             "snapshots", "snapshots_keep", "clips", "clip_before",
-            "clip_after", "clips_keep", "public_url", "display", "duration",
+            "clip_after", "clips_keep", "clips_max_size", "public_url", "display", "duration",
             "status_interval", "hang_warning", "threads", "model_cache", "live_hold", "tracker",
             "web", "web_fps", "web_auth", "web_cert", "web_key"]
     overrides = {key: getattr(args, key) for key in keys if getattr(args, key, None) is not None}

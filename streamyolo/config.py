@@ -354,6 +354,11 @@ class PipelineConfig(_Strict):
     """With ``record_segment``: each recorded stream's segment files older than this many
     seconds (finished that long ago) are deleted as new ones finish; also written ``90d``,
     ``12h``, ``30m`` or ``45s``. Unset: nothing is deleted."""
+    record_max_size: int | None = None
+    """With ``record_segment``: the most the folder's segment files (of every stream, this
+    run's and earlier runs') may take, in bytes or ``500GB``, ``1.5TB``, ``800MB``: the oldest
+    are deleted as new ones start, whichever stream they belong to. With ``record_keep`` too,
+    whichever limit comes first. Unset: no limit."""
     overwrite: bool = False
     """Replace an earlier run's recordings and start the JSONL and stats files afresh. By
     default nothing is lost: a recording whose name is taken gets the first free ``-2``,
@@ -399,6 +404,9 @@ class PipelineConfig(_Strict):
     clips_keep: float | None = None
     """With ``clips``: delete clips older than this (``30d``, ``12h``, or seconds), this run's
     and earlier runs'; nothing else in the folder. Unset: nothing is deleted."""
+    clips_max_size: int | None = None
+    """With ``clips``: the most the folder's clips may take (``50GB``, ``800MB`` or bytes); the
+    oldest are deleted beyond it. Unset: no limit."""
     display: bool | None = None
     """Tiled window: ``None`` shows it only where a display exists."""
     web: str | None = None
@@ -479,7 +487,7 @@ class PipelineConfig(_Strict):
         if self.public_url is not None and (self.web is None or (self.snapshots is None and self.clips is None)):
             raise ValueError("config key 'public_url': it is where the web page serves the events' snapshots and "
                              "clips; give web, and snapshots or clips, too")
-        for key in ("clip_before", "clip_after", "clips_keep"):
+        for key in ("clip_before", "clip_after", "clips_keep", "clips_max_size"):
             if key in self.model_fields_set and getattr(self, key) is not None and self.clips is None:
                 raise ValueError(f"config keys {key!r} and 'clips': {key} is about event clips; give clips too")
         if self.clips is not None and self.record is not None and _same_folder(self.clips, self.record):
@@ -487,9 +495,10 @@ class PipelineConfig(_Strict):
                              "of its own (clips and recording segments are named alike)")
         if self.record is not None and self.streams and not any(stream.record for stream in self.streams):
             raise ValueError("config key 'record': every stream says record: false; drop record, or record a stream")
-        if self.record_keep is not None and self.record_segment is None:
-            raise ValueError("config keys 'record_keep' and 'record_segment': record_keep deletes old segment "
-                             "files; give record_segment too (one file per run is never deleted)")
+        for key in ("record_keep", "record_max_size"):
+            if getattr(self, key) is not None and self.record_segment is None:
+                raise ValueError(f"config keys {key!r} and 'record_segment': {key} deletes old segment "
+                                 "files; give record_segment too (one file per run is never deleted)")
         return self
 
     @field_validator("record_segment", "record_keep", "snapshots_keep", "clips_keep", mode="before")
@@ -498,6 +507,13 @@ class PipelineConfig(_Strict):
         from streamyolo.clock import parse_seconds
 
         return None if value is None else parse_seconds(value)
+
+    @field_validator("record_max_size", "clips_max_size", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        from streamyolo.sinks.base import parse_size
+
+        return None if value is None else parse_size(value)
 
     @field_validator("clip_before", "clip_after", mode="before")
     @classmethod

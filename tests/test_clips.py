@@ -368,6 +368,19 @@ def test_clips_older_than_clips_keep_are_deleted_and_nothing_else(tmp_path: Path
     clips.close()
 
 
+def test_clips_beyond_clips_max_size_are_deleted_oldest_first_and_nothing_else(tmp_path: Path) -> None:
+    names = ["gate-20261101-101500.mp4", "gate-20261101-101500-2.mp4", "back-20261102-090000.mp4"]
+    for age, name in enumerate(reversed(names)):  # the first the oldest
+        (tmp_path / name).write_bytes(b"x" * 400_000)
+        os.utime(tmp_path / name, (time.time() - 3600 * (age + 1), time.time() - 3600 * (age + 1)))
+    files_aged(tmp_path, ["notes.mp4", "gate.mp4"], [])
+    (tmp_path / "gate.mp4").write_bytes(b"x" * 3_000_000)  # not a clip: neither counted nor deleted
+    clips = ClipRecorder(tmp_path, max_size=900_000)
+    clips.open()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names[1:], "notes.mp4", "gate.mp4"])
+    clips.close()
+
+
 ZONED = {"streams": [{"source": "a.mp4", "zones": {"all": [[0, 0], [9, 0], [9, 9]]}}], "tracker": "bytetrack"}
 """A config whose stream can have events."""
 

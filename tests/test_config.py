@@ -44,6 +44,12 @@ def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
         ({"streams": [{"source": "a", "classes": [-1]}]}, "config key 'streams.0.classes.0'"),
         ({"streams": ["a"], "record_segment": 60, "record_keep": "soon"}, "config key 'record_keep'"),
         ({"streams": ["a"], "record_keep": "30d"}, "config keys 'record_keep' and 'record_segment'"),
+        ({"streams": ["a"], "record_max_size": "50GB"}, "config keys 'record_max_size' and 'record_segment'"),
+        ({"streams": ["a"], "record_segment": 60, "record_max_size": "lots"},
+         "config key 'record_max_size': must be bytes, or a number with KB, MB, GB or TB"),
+        ({"streams": ["a"], "record_segment": 60, "record_max_size": "5kB"},
+         "config key 'record_max_size': must be 1 MB or more"),
+        ({"streams": ["a"], "clips_max_size": "5GB"}, "config keys 'clips_max_size' and 'clips'"),
     ],
 )
 def test_bad_values_name_the_key(data: dict[str, object], message: str) -> None:

@@ -82,8 +82,20 @@ def test_an_earlier_runs_recording_is_kept_and_the_new_one_takes_the_next_free_n
     assert first.files == {"cam": [tmp_path / "cam.mp4"]}
     # The next run: "cam" finds cam.mp4 taken and takes cam-2.mp4, so a stream named "cam-2"
     # (whose own name is now taken) takes cam-2-2.mp4; no two writers ever share a file.
-    second = _record(tmp_path, [r for pair in zip(_results("cam", 30), _results("cam-2", 30), strict=True)
-                                for r in pair])
+    # ("cam" first: each stream's writer claims its name in its own thread, in either order.)
+    second = VideoRecorder(tmp_path, preset="ultrafast")
+    second.open()
+    pairs = list(zip(_results("cam", 30), _results("cam-2", 30), strict=True))
+    second.write(pairs[0][0])
+    deadline = time.monotonic() + 10
+    while not second.files.get("cam"):
+        assert time.monotonic() < deadline, "cam's recording never started"
+        time.sleep(0.01)
+    for index, (cam, other) in enumerate(pairs):
+        if index:
+            second.write(cam)
+        second.write(other)
+    second.close()
     assert second.files == {"cam": [tmp_path / "cam-2.mp4"], "cam-2": [tmp_path / "cam-2-2.mp4"]}
     assert _stamps_in(tmp_path / "cam.mp4") == list(range(20)), "the earlier recording must be untouched"
     assert _stamps_in(tmp_path / "cam-2.mp4") == list(range(30))
@@ -195,6 +207,40 @@ def test_record_keep_deletes_the_streams_old_segments_and_nothing_else(tmp_path:
     assert (tmp_path / "cam-20200101-000020.mp4").exists() is False  # a minute old: past a 1-second keep
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [p.name for p in files] + [name for name in planted if name not in gone and name != "cam-20200101-000020.mp4"])
+
+
+@pytest.mark.timeout(60)
+def test_record_max_size_keeps_the_folders_segments_under_it_deleting_the_oldest_of_any_stream(
+        tmp_path: Path) -> None:
+    """Retention by size, for a disk shared by many cameras: as each segment starts, the oldest
+    segment files of the folder (any stream's, earlier runs' too) go until the rest take at most
+    ``max_size`` bytes; files being written and anything that is not a segment stay."""
+    now = time.time()
+    planted = {  # name: (bytes, seconds ago)
+        "door-20200101-000000.mp4": (300_000, 400),  # the oldest: deleted first
+        "door-20200101-000010-2.mp4": (300_000, 300),
+        "cam-20200101-000020.mp4": (300_000, 200),
+        "cam.mp4": (2_000_000, 500),  # a whole run's file (no segments then): stays, counts for nothing
+        "notes.txt": (1_000_000, 600),
+    }
+    for name, (size, ago) in planted.items():
+        (tmp_path / name).write_bytes(b"x" * size)
+        os.utime(tmp_path / name, (now - ago, now - ago))
+    recorder = _record(tmp_path, _results("cam", 100), segment=1.0, max_size=650_000)
+    made = recorder.files["cam"]
+    segments = sorted((p for p in tmp_path.iterdir() if SEGMENT_NAME.match(p.name) or p.name.startswith("door-")),
+                      key=lambda p: p.stat().st_mtime)
+    assert [p.name for p in segments[:1]] == ["cam-20200101-000020.mp4"], "the two oldest went, the third stays"
+    assert not any((tmp_path / name).exists() for name in ("door-20200101-000000.mp4", "door-20200101-000010-2.mp4"))
+    assert (tmp_path / "cam.mp4").stat().st_size == 2_000_000 and (tmp_path / "notes.txt").exists()
+    assert len(made) == 4 and all(path.exists() for path in made), "this run's own segments were all kept"
+    # What was there when the last segment started fits; the last one came after.
+    assert sum(p.stat().st_size for p in segments[:-1]) <= 650_000
+    # With a limit this run's own segments exceed, its oldest go too (and are no longer listed).
+    recorder = _record(tmp_path / "small", _results("cam", 100), segment=1.0, max_size=1)
+    kept = recorder.files["cam"]
+    assert [p.name for p in (tmp_path / "small").iterdir()] == [kept[-1].name] and len(kept) == 1
+    assert _stamps_in(kept[0]) == list(range(75, 100)), "the newest segment stays"
 
 
 @pytest.mark.timeout(60)

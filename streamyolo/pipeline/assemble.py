@@ -239,7 +239,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     if cfg.record is not None:
         recorder = VideoRecorder(cfg.record, annotator, codec=choose_codec(cfg.record_codec, gpu),
                                  preset=cfg.record_preset, crf=cfg.record_crf, segment=cfg.record_segment,
-                                 keep=cfg.record_keep, overwrite=cfg.overwrite,
+                                 keep=cfg.record_keep, max_size=cfg.record_max_size, overwrite=cfg.overwrite,
                                  streams=[s.spec.name for s in streams if s.config.record])
         sinks.append(recorder)
     if cfg.jsonl is not None:
@@ -248,6 +248,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     clips: ClipRecorder | None = None
     if cfg.clips is not None:  # before the events, which name the clip each is in
         clips = ClipRecorder(cfg.clips, annotator, before=cfg.clip_before, after=cfg.clip_after, keep=cfg.clips_keep,
+                             max_size=cfg.clips_max_size,
                              streams=[s.spec.name for s in streams if s.config.lines or s.config.zones],
                              codec=choose_codec(cfg.record_codec, gpu), preset=cfg.record_preset, crf=cfg.record_crf)
         if recorder is not None:  # one encoding of a stream for both

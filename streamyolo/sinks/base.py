@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import SplitResult, urlsplit
 
 from streamyolo.clock import Clock
@@ -88,6 +89,73 @@ def check_writable_folder(folder: Path, what: str) -> None:
         raise OutputError(f"{what} {str(folder)!r} is not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"{what} {str(folder)!r} is not writable")
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?", re.IGNORECASE)
+
+
+def parse_size(value: Any) -> int:
+    """A number of bytes: a number, or a number with ``KB``, ``MB``, ``GB`` or ``TB`` (powers of
+    1000; ``KiB`` … ``TiB``: of 1024), at least 1 MB.
+
+    >>> parse_size("50GB"), parse_size("1.5 tb"), parse_size("512MiB"), parse_size(2_000_000)
+    (50000000000, 1500000000000, 536870912, 2000000)
+    """
+    match = _SIZE.fullmatch(str(value).strip())
+    if match is None:
+        raise ValueError("must be bytes, or a number with KB, MB, GB or TB (like 500GB)")
+    unit = (match.group(2) or "").lower()
+    size = int(float(match.group(1)) * ((1024 if unit.endswith("i") else 1000) ** (" kmgt".index(unit[:1] or " "))))
+    if size < 1_000_000:
+        raise ValueError("must be 1 MB or more")
+    return size
+
+
+def format_size(size: float) -> str:
+    """A number of bytes, shortly (powers of 1000, as :func:`parse_size` reads them).
+
+    >>> format_size(50_000_000_000), format_size(1_250_000), format_size(999)
+    ('50 GB', '1.25 MB', '999 B')
+    """
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size:.0f} B"
+
+
+def delete_beyond(folder: Path, limit: int, matches: Callable[[str], bool],
+                  writing: Collection[Path] = ()) -> list[Path]:
+    """Delete the oldest files of ``folder`` whose names ``matches`` (by modification time)
+    until those left take at most ``limit`` bytes (retention by size: ``record_max_size``,
+    ``clips_max_size``); never those being ``writing`` (which count all the same), nothing else
+    in the folder. Returns what was deleted, sorted."""
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return []
+    found = []
+    for entry in entries:
+        try:
+            if matches(entry.name) and entry.is_file(follow_symlinks=False):
+                status = entry.stat()
+                found.append((status.st_mtime, entry.name, status.st_size, Path(entry.path)))
+        except FileNotFoundError:
+            continue
+    total = sum(size for _, _, size, _ in found)
+    protected = {Path(path).resolve() for path in writing}
+    deleted = []
+    for _, _, size, path in sorted(found):
+        if total <= limit:
+            break
+        if path.resolve() in protected:
+            continue
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass  # deleted meanwhile (another run on the same folder)
+        total -= size
+        deleted.append(path)
+    return sorted(deleted)
 
 
 def delete_older(folder: Path, keep: float, matches: Callable[[str], bool]) -> list[Path]:

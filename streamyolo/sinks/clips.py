@@ -84,13 +84,14 @@ class ClipRecorder(VideoRecorder):
 
     def __init__(self, folder: Path, annotator: BoxAnnotator | None = None, *, before: float = 5.0,
                  after: float = 5.0, keep: float | None = None, streams: Collection[str] | None = None,
-                 **encoding: Any) -> None:
+                 max_size: int | None = None, **encoding: Any) -> None:
         """``streams``: the streams that can have events (lines, zones), the only ones whose
-        frames are encoded for clips (``None``: all); ``encoding``: the recorder's ``codec``,
+        frames are encoded for clips (``None``: all); ``max_size``: the bytes of clips the
+        folder keeps at most, the oldest deleted first; ``encoding``: the recorder's ``codec``,
         ``preset``, ``crf``, ``queue_size``, ``default_fps``."""
         if before < 0 or after < 0:
             raise ValueError(f"before and after must be 0 or more seconds, not {before} and {after}")
-        super().__init__(folder, annotator, streams=streams, **encoding)
+        super().__init__(folder, annotator, streams=streams, max_size=max_size, **encoding)
         self.before = before
         self.after = after
         self.clips_keep = keep
@@ -105,6 +106,7 @@ class ClipRecorder(VideoRecorder):
 
     what = "clips folder"
     files_kind = "clips"
+    size_setting = "clips_max_size"
     thread_prefix = "clip"
 
     def base_name(self, stream: str, started: float) -> str:
@@ -145,26 +147,26 @@ class ClipRecorder(VideoRecorder):
 
     def prune(self, stream: str | None) -> list[Path]:
         """``clips_keep``: delete the clips (of every stream, this run's and earlier runs')
-        older than that; at most once a minute, as clips start."""
-        if self.clips_keep is None:
+        older than that; ``clips_max_size``: the oldest clips beyond that many bytes; at most
+        once a minute, as clips start."""
+        if self.clips_keep is None and self.max_size is None:
             return []
         with self._prune_lock:
             if time.monotonic() - self._pruned_at < PRUNE_SECONDS:
                 return []
             self._pruned_at = time.monotonic()
-            deleted = delete_older(self.folder, self.clips_keep, lambda name: CLIP_NAME.fullmatch(name) is not None)
-        if deleted:
-            log.info("clips folder %s: deleted %d clip(s) older than %s (clips_keep)", self.folder, len(deleted),
-                     format_seconds(self.clips_keep))
-        return deleted
+            deleted = []
+            if self.clips_keep is not None:
+                deleted = delete_older(self.folder, self.clips_keep,
+                                       lambda name: CLIP_NAME.fullmatch(name) is not None)
+            if deleted:
+                log.info("clips folder %s: deleted %d clip(s) older than %s (clips_keep)", self.folder, len(deleted),
+                         format_seconds(self.clips_keep or 0))
+            return deleted + self.shrink(lambda name: CLIP_NAME.fullmatch(name) is not None)
 
     @property
-    def files(self) -> dict[str, list[Path]]:
-        """Every stream's clips so far, oldest first, but those ``clips_keep`` has deleted."""
-        made = super().files
-        if self.clips_keep is None:
-            return made
-        return {stream: [path for path in paths if path.exists()] for stream, paths in made.items()}
+    def deletes(self) -> bool:
+        return self.clips_keep is not None or self.max_size is not None
 
     def close(self) -> None:
         super().close()
@@ -213,6 +215,11 @@ class _ClipOutput(FileOutput):
 
     def need(self, item: Result, h264: H264 | None) -> Need:
         return Need.FRAME  # every frame: the seconds before an event are kept
+
+    @property
+    def writing(self) -> Path | None:
+        clip = self._clip
+        return None if clip is None else clip.path
 
     def add(self, item: Result, clip: Path | None, h264: H264, packets: list[Packet]) -> None:
         self._keep(h264.last_seconds, packets)

@@ -46,7 +46,7 @@ from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import RateMeter, file_stamp, format_seconds, wall_time
 from streamyolo.errors import OutputError
 from streamyolo.frames import Image, Result
-from streamyolo.sinks.base import OutputPause, check_writable_folder, delete_older
+from streamyolo.sinks.base import OutputPause, check_writable_folder, delete_beyond, delete_older, format_size
 
 if TYPE_CHECKING:
     from streamyolo.sinks.clips import ClipRecorder
@@ -123,8 +123,10 @@ class VideoRecorder:
         keep: float | None = None,
         overwrite: bool = False,
         streams: Collection[str] | None = None,
+        max_size: int | None = None,
     ) -> None:
-        """``streams``: the streams recorded (``None``: all)."""
+        """``streams``: the streams recorded (``None``: all); ``max_size``: the bytes of segment
+        files (of every stream) the folder keeps at most, the oldest deleted first."""
         if segment is not None and segment <= 0:
             raise ValueError(f"segment must be a positive number of seconds, not {segment}")
         if keep is not None and segment is None:
@@ -138,6 +140,7 @@ class VideoRecorder:
         self.default_fps = default_fps
         self.segment = segment
         self.keep = keep
+        self.max_size = max_size
         self.overwrite = overwrite
         self.streams = None if streams is None else frozenset(streams)
         self._writers: dict[str, StreamWriter] = {}
@@ -210,19 +213,44 @@ class VideoRecorder:
         """Delete ``stream``'s segment files (this run's and earlier runs') that were finished
         more than ``keep`` seconds ago, by their modification time (the file being written is
         never that old). Returns what was deleted."""
-        if self.keep is None or stream is None:
+        if stream is None:
             return []
-        deleted = delete_older(self.folder, self.keep, lambda name: recording_of(name, stream, segments_only=True))
+        deleted = []
+        if self.keep is not None:
+            deleted = delete_older(self.folder, self.keep, lambda name: recording_of(name, stream, segments_only=True))
+            if deleted:
+                log.info("stream %r: deleted %d recording(s) finished more than %s ago (record_keep)",
+                         stream, len(deleted), format_seconds(self.keep))
+        return deleted + self.shrink(lambda name: SEGMENT_FILE.fullmatch(name) is not None)
+
+    size_setting = "record_max_size"
+
+    def shrink(self, matches: Callable[[str], bool]) -> list[Path]:
+        """``max_size``: delete the oldest of the folder's files whose names ``matches`` (any
+        stream's) until they take at most that many bytes, never a file being written."""
+        if self.max_size is None:
+            return []
+        with self._outputs_lock:
+            writing = [path for output in self._outputs.values() if (path := output.writing) is not None]
+        deleted = delete_beyond(self.folder, self.max_size, matches, writing)
         if deleted:
-            log.info("stream %r: deleted %d recording(s) finished more than %s ago (record_keep)",
-                     stream, len(deleted), format_seconds(self.keep))
+            log.info("%s %s: deleted the %d oldest %s to keep them under %s (%s)", self.what, self.folder,
+                     len(deleted), self.files_kind, format_size(self.max_size), self.size_setting)
         return deleted
 
     @property
+    def deletes(self) -> bool:
+        """Whether retention deletes files as the run goes (``keep``, ``max_size``)."""
+        return self.keep is not None or self.max_size is not None
+
+    @property
     def files(self) -> dict[str, list[Path]]:
-        """Every stream's files so far, oldest first."""
+        """Every stream's files so far, oldest first (but those retention has deleted)."""
         with self._outputs_lock:
-            return {name: list(output.files) for name, output in self._outputs.items()}
+            made = {name: list(output.files) for name, output in self._outputs.items()}
+        if not self.deletes:
+            return made
+        return {stream: [path for path in paths if path.exists()] for stream, paths in made.items()}
 
     def share_with(self, clips: ClipRecorder) -> None:
         """Let ``clips`` (a :class:`~streamyolo.sinks.clips.ClipRecorder` with the same encoding
@@ -322,6 +350,11 @@ class FileOutput:
     def need(self, item: Result, h264: H264 | None) -> Need:
         """What it wants of ``item``'s frame, before it is encoded (by ``h264``, or by a new
         encoder when ``None``). Asked once per frame, in order."""
+        raise NotImplementedError
+
+    @property
+    def writing(self) -> Path | None:
+        """The file it is writing now, if any (retention leaves it alone; read by other threads)."""
         raise NotImplementedError
 
     def add(self, item: Result, clip: Path | None, h264: H264, packets: list[Packet]) -> None:
@@ -483,6 +516,11 @@ class Recording(FileOutput):
         self._started = 0.0  # the wall-clock time the open file starts at
         self._follows: float | None = None  # where the file after a finished one starts at the earliest
 
+    @property
+    def writing(self) -> Path | None:
+        file = self._file
+        return None if file is None else file.path
+
     def need(self, item: Result, h264: H264 | None) -> Need:
         if not self.pause.due():
             return Need.NOTHING
@@ -556,6 +594,10 @@ def _drain(items: queue.Queue[object]) -> None:
             items.get_nowait()
         except queue.Empty:
             return
+
+
+SEGMENT_FILE = re.compile(r".+-\d{8}-\d{6}(-\d+)?\.mp4")
+"""A segment file's name, of any stream (see :func:`recording_of`)."""
 
 
 def recording_of(file: str, stream: str, segments_only: bool = False) -> bool:

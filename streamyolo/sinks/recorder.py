@@ -234,7 +234,7 @@ class VideoRecorder:
             writing = [path for output in self._outputs.values() if (path := output.writing) is not None]
         deleted = delete_beyond(self.folder, self.max_size, matches, writing)
         if deleted:
-            log.info("%s %s: deleted the %d oldest %s to keep them under %s (%s)", self.what, self.folder,
+            log.info("%s %s: deleted %d of its oldest %s to stay under %s (%s)", self.what, self.folder,
                      len(deleted), self.files_kind, format_size(self.max_size), self.size_setting)
         return deleted
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import av
 import pytest
 
+from streamyolo.annotation import BoxAnnotator, boxes
+from streamyolo.clock import wall_time
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError
 from streamyolo.frames import Detections, Frame, FrameMeta, Result
@@ -58,6 +60,23 @@ def _record(folder: Path, results: list[Result], **options: object) -> VideoReco
         recorder.write(result)
     recorder.close()
     return recorder
+
+
+def test_recordings_are_stamped_with_each_frames_date_and_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a camera or an NVR stamps its video: the header of every recorded frame holds the
+    local date and time the frame arrived, after the stream's name."""
+    drawn: list[str] = []
+    real_label = boxes._label
+    monkeypatch.setattr(boxes, "_label", lambda canvas, text, *rest, **more: (
+        drawn.append(text), real_label(canvas, text, *rest, **more))[1])
+    results = _results("cam", 5)
+    recorder = VideoRecorder(tmp_path, preset="ultrafast", annotator=BoxAnnotator(overlay=False))
+    recorder.open()
+    for result in results:
+        recorder.write(result)
+    recorder.close()
+    assert drawn == [f"cam  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(wall_time(r.frame.meta.t_capture)))}"
+                     for r in results]
 
 
 def test_only_the_streams_that_say_record_are_recorded(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import cv2
@@ -50,12 +51,14 @@ class BoxAnnotator:
         zones: Sequence[ZoneTally] = (),
         masks: Sequence[Mask] = (),
         zoom: float = 1.0,
+        when: float | None = None,
     ) -> Image:
         """A copy of ``image`` with ``detections``, the stream's counting ``lines`` with their
         totals, its ``zones`` with what they hold, its ``masks`` (outlined in grey: what is
         inside is not seen) and the header drawn; ``zoom``: how much
         ``image`` was scaled from the frame the boxes, lines and zones were found in (boxes
-        already scaled by the caller)."""
+        already scaled by the caller); ``when``: the frame's time (seconds since the epoch),
+        shown in local time after the stream's name, as a camera or an NVR stamps its video."""
         canvas = image.copy()
         height, width = canvas.shape[:2]
         scale = max(0.4, min(width, height) / 900)
@@ -83,7 +86,7 @@ class BoxAnnotator:
             else:
                 cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
             _label(canvas, f"{detections.name(int(cls))}{track} {float(conf):.2f}", (x1, y1), color, scale, thickness)
-        header = stream
+        header = stream if when is None else f"{stream}  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(when))}"
         if self.overlay:
             parts = []
             if fps is not None:
@@ -91,7 +94,7 @@ class BoxAnnotator:
             if age is not None:
                 parts.append(f"age {age * 1000:.0f} ms")
             if parts:
-                header = f"{stream}  " + "  ".join(parts)
+                header = f"{header}  " + "  ".join(parts)
         _label(canvas, header, (0, 0), (32, 32, 32), scale * 1.1, thickness, inside=True)
         return canvas
 

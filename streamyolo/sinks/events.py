@@ -291,8 +291,7 @@ class EventSink:
         meta = result.frame.meta
         moment = wall_time(meta.t_capture)
         name = f"{meta.stream}-{file_stamp(moment, millis=True)}-{meta.seq}.jpg"
-        header = f"{meta.stream}  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(moment))}"
-        image = self._annotator.annotate(result.frame.image, result.detections, stream=header,
+        image = self._annotator.annotate(result.frame.image, result.detections, stream=meta.stream, when=moment,
                                          lines=result.lines, zones=result.zones, masks=result.masks)
         ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:

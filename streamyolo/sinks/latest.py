@@ -15,7 +15,7 @@ from typing import cast
 import cv2
 
 from streamyolo.annotation import BoxAnnotator
-from streamyolo.clock import Clock, RateMeter
+from streamyolo.clock import Clock, RateMeter, wall_time
 from streamyolo.frames import Image, Result
 
 
@@ -40,7 +40,8 @@ class Latest:
                                            interpolation=cv2.INTER_AREA))
             detections = detections.scaled(scale)
         return annotator.annotate(image, detections, stream=self.result.stream, fps=self.fps, age=self.result.age,
-                                  lines=self.result.lines, zones=self.result.zones, masks=self.result.masks, zoom=scale)
+                                  lines=self.result.lines, zones=self.result.zones, masks=self.result.masks, zoom=scale,
+                                  when=wall_time(self.result.frame.meta.t_capture))
 
 
 class LatestResults:

@@ -479,7 +479,7 @@ class StreamWriter:
         self._meter.tick()
         return self.owner.annotator.annotate(
             item.frame.image, item.detections, stream=self.stream, fps=self._meter.rate(), age=item.age,
-            lines=item.lines, zones=item.zones, masks=item.masks,
+            lines=item.lines, zones=item.zones, masks=item.masks, when=wall_time(item.frame.meta.t_capture),
         )
 
     def _end_encoder(self) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 import time
 import urllib.error
@@ -289,7 +291,7 @@ class _Subscriber:
 
     def events(self) -> list[dict[str, object]]:
         return [json.loads(payload) for topic, payload, _ in self.messages
-                if not topic.endswith(("/available", "/snapshot"))]
+                if not topic.endswith(("/available", "/snapshot", "/run"))]
 
     def close(self) -> None:
         self.client.disconnect()
@@ -322,7 +324,7 @@ def test_events_reach_an_mqtt_broker_with_a_login_and_its_topics(broker_folder: 
             subscriber.close()
         topics = [topic for topic, _, _ in subscriber.messages]
         assert subscriber.events() == read_jsonl(path), "the broker got other events than the file"
-        assert [t for t in topics if not t.endswith("available")] == [
+        assert [t for t in topics if not t.endswith(("available", "/run"))] == [
             "streamyolo/hall/state", "streamyolo/hall/snapshot", "streamyolo/hall/enter", "streamyolo/hall/snapshot",
             "streamyolo/hall/leave", "streamyolo/hall/state"]
         # Each frame's snapshot, as JPEG, before its events (which name it), for an MQTT camera.
@@ -337,7 +339,9 @@ def test_events_reach_an_mqtt_broker_with_a_login_and_its_topics(broker_folder: 
             _wait_for(lambda: len(later.messages) >= 3)
         finally:
             later.close()
-        assert sorted((t, p, r) for t, p, r in later.messages) == [
+        marker = next(json.loads(p) for t, p, r in later.messages if t == "streamyolo/run" and r)
+        assert marker["pid"] == os.getpid() and marker["host"] == socket.gethostname()  # which run published
+        assert sorted((t, p, r) for t, p, r in later.messages if t != "streamyolo/run") == [
             ("streamyolo/available", b"offline", True),
             ("streamyolo/hall/snapshot", pictures[-1], True),
             ("streamyolo/hall/state", json.dumps(read_jsonl(path)[-1], separators=(",", ":")).encode(), True)]
@@ -374,7 +378,8 @@ def test_a_broker_down_at_first_holds_the_events_back_and_loses_none(broker_fold
     finally:
         publisher.close()
     assert got == [0, 1, 2, 3, 4, 5, 6] and publisher.published == 7, "events lost or out of order"
-    assert all(topic == "site/cams/gate/enter" for topic, _, _ in subscriber.messages if "available" not in topic)
+    assert all(topic == "site/cams/gate/enter" for topic, _, _ in subscriber.messages
+               if not topic.endswith(("/available", "/run")))
     assert f"MQTT mqtt://127.0.0.1:{broker.port}/site/cams: cannot reach the broker" in caplog.text
     assert "connection lost" in caplog.text and "connected again after" in caplog.text
     assert not [t for t in threading.enumerate() if t.name.startswith("paho")], "paho's thread outlived the run"
@@ -621,3 +626,43 @@ def test_each_stream_gets_the_event_entities_of_the_events_it_sends(broker_folde
     assert configs["gate_zone_drive_visits"][0] == configs["gate_line_kerb_crossings"][0] == "event"
     assert configs["gate_zone_drive_visits"][1]["event_types"] == ["enter"]  # leave and linger are not sent
     assert configs["gate_line_kerb_crossings"][1]["event_types"] == ["in", "out"]
+
+
+@pytest.mark.timeout(60)
+def test_two_runs_under_one_prefix_are_warned_of_and_leave_each_others_entities(
+        broker_folder: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Two boxes publishing under the same prefix would share its availability and remove each
+    other's Home Assistant entities as stale: the second run says so and leaves the first's
+    entities alone, and the first hears of the second. A run under a prefix whose earlier run
+    has ended cleans up as before."""
+    caplog.set_level(logging.INFO)
+    url_of = "mqtt://127.0.0.1:{}/site".format
+
+    def publisher(port: int, stream: str) -> MqttPublisher:
+        made = MqttPublisher(url_of(port), discovery="homeassistant", entities=[StreamEntities(stream)])
+        made.start()
+        _wait_for(lambda: made._ours_back)
+        return made
+
+    with MqttBroker(broker_folder) as broker:
+        first = publisher(broker.port, "gate")
+        try:
+            second = publisher(broker.port, "porch")
+            second.close()
+            _wait_for(lambda: "has started publishing under 'site' too" in caplog.text)
+        finally:
+            first.close()
+        assert f"another streamyolo run ({socket.gethostname()}, pid {os.getpid()}) publishes under 'site'" in (
+            caplog.text)
+        assert "no longer in the config: removed" not in caplog.text
+        third = publisher(broker.port, "yard")  # both have ended: their entities are stale now
+        third.close()
+        later = _Subscriber(broker.port)
+        try:
+            _wait_for(lambda: any(t.endswith("yard_streaming/config") for t, _, _ in later.messages))
+            time.sleep(0.3)
+        finally:
+            later.close()
+    configs = sorted(t.split("/")[3] for t, payload, kept in later.messages if t.endswith("/config") and payload)
+    assert configs == ["yard_streaming"]
+    assert caplog.text.count("no longer in the config: removed") == 2  # the gate's and the porch's

@@ -8,7 +8,9 @@ snapshots, each is also published as its JPEG to ``<prefix>/<stream>/snapshot`` 
 before the events it shows): the newest picture of the stream's events, which an MQTT camera
 (Home Assistant's, say) shows. While the
 run lasts, ``<prefix>/available`` holds ``online`` (retained); the broker sets it to
-``offline`` when the run ends, or dies (the client's last will).
+``offline`` when the run ends, or dies (the client's last will). ``<prefix>/run`` (retained)
+names the run that publishes there (``{"id", "host", "pid"}``): two runs under one prefix are
+warned of (see :meth:`MqttPublisher._on_run`).
 
 With ``discovery`` (``mqtt_discovery: homeassistant``), Home Assistant finds each stream by
 itself (MQTT discovery: retained configs under ``<discovery>/…/config``, sent on every
@@ -41,6 +43,7 @@ import json
 import logging
 import os
 import re
+import socket
 import ssl
 import threading
 import time
@@ -48,6 +51,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
+from uuid import uuid4
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -220,10 +224,19 @@ class MqttPublisher:
         self.published = 0
         self.dropped = 0
         self._client: Any = None
+        self._run = {"id": uuid4().hex, "host": socket.gethostname(), "pid": os.getpid()}
+        """This run, as ``<prefix>/run`` says which run publishes under the prefix (see :meth:`_on_run`)."""
+        self._live_before = False  # this connection found "<prefix>/available" retained as "online"
+        self._other: dict[str, Any] | None = None  # another run's marker, found before ours came back
+        self._ours_back = False  # our own marker came back on this connection
 
     @property
     def available(self) -> str:
         return f"{self.target.prefix}/available"
+
+    @property
+    def run_topic(self) -> str:
+        return f"{self.target.prefix}/run"
 
     def start(self) -> None:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"streamyolo-{os.getpid()}-{id(self):x}")
@@ -321,13 +334,16 @@ class MqttPublisher:
                 log.error("MQTT %s: the broker refused the connection (%s); trying again, events wait meanwhile",
                           self.shown, reason)
             return
+        # Which run publishes under the prefix: first what the broker kept (another run's
+        # "online" and its marker, delivered on subscribing), then ours (see _on_run).
+        self._live_before, self._other, self._ours_back = False, None, False
+        client.subscribe([(self.available, 1), (self.run_topic, 1)])
         self._mine(client.publish(self.available, "online", qos=1, retain=True))
         with self._lock:
             retained = [*((topic, config.encode()) for topic, config in self._configs), *self._states.items()]
         for topic, payload in retained:  # a broker that restarted has lost them, and so has Home Assistant
             self._mine(client.publish(topic, payload, qos=1, retain=True))
-        if self.discovery is not None:  # an earlier run's entities of streams gone or renamed: cleared below
-            client.subscribe(f"{self.discovery}/+/streamyolo_{_object_id(self.target.prefix)}/+/config", qos=1)
+        self._mine(client.publish(self.run_topic, json.dumps(self._run), qos=1, retain=True))
         if self._lost_since is not None and self._connected_once:
             log.warning("MQTT %s: connected again after %.0f s (%d event(s) waiting)", self.shown,
                         time.monotonic() - self._lost_since, len(self._pending))
@@ -337,13 +353,53 @@ class MqttPublisher:
         self._lost_since = None
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        """A retained discovery config of ours that this run does not announce (a stream since
-        renamed or removed, a zone gone): an empty retained message deletes it, and Home
-        Assistant removes the entity."""
+        """The prefix's availability and run marker (:meth:`_on_run`); or a retained discovery
+        config of ours that this run does not announce (a stream since renamed or removed, a
+        zone gone): an empty retained message deletes it, and Home Assistant removes the entity."""
+        if message.topic == self.available:
+            if message.retain and message.payload == b"online":  # kept from before this connection
+                self._live_before = True
+            return
+        if message.topic == self.run_topic:
+            self._on_run(client, message.payload)
+            return
         if message.retain and message.payload and message.topic not in self._ours:
             log.info("MQTT %s: Home Assistant entity %s is no longer in the config: removed", self.shown,
                      message.topic)
             self._mine(client.publish(message.topic, b"", qos=1, retain=True))
+
+    def _on_run(self, client: Any, payload: bytes) -> None:
+        """A run marker on ``<prefix>/run``. Two runs under one prefix share its availability
+        (one ending makes the other's Home Assistant entities unavailable) and, with discovery,
+        one node: each would remove the other's entities as stale. So: another run's marker
+        that the broker kept while the prefix was ``online`` (a run still going, or one that
+        died in the last minute) is warned of, and the stale entities are left alone; one that
+        comes after ours (a run started since) is warned of. Otherwise, with discovery, the
+        entities this run does not announce are cleared (see :meth:`_on_message`)."""
+        try:
+            marker = json.loads(payload)
+        except ValueError:
+            return
+        if not isinstance(marker, dict):
+            return
+        if marker.get("id") != self._run["id"]:
+            if self._ours_back:
+                log.warning("MQTT %s: another streamyolo run (%s, pid %s) has started publishing under %r too; "
+                            "give each run its own prefix (mqtt://broker/<prefix>)", self.shown,
+                            marker.get("host"), marker.get("pid"), self.target.prefix)
+            else:
+                self._other = marker
+            return
+        if self._ours_back:
+            return
+        self._ours_back = True
+        if self._other is not None and self._live_before:
+            log.warning("MQTT %s: another streamyolo run (%s, pid %s) publishes under %r; give each run its own "
+                        "prefix (mqtt://broker/<prefix>): they share its availability%s", self.shown,
+                        self._other.get("host"), self._other.get("pid"), self.target.prefix,
+                        ", and its Home Assistant entities are left alone" if self.discovery is not None else "")
+        elif self.discovery is not None:  # an earlier run's entities of streams gone or renamed: cleared
+            client.subscribe(f"{self.discovery}/+/streamyolo_{_object_id(self.target.prefix)}/+/config", qos=1)
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         """The broker could not be reached (paho tries again)."""

@@ -213,3 +213,19 @@ def test_live_cameras_by_default_get_one_worker_with_every_core(shared_model: Pa
         with Pipeline.from_config({**config, "model": "demo", "duration": 1, **more}) as pipeline:
             list(pipeline.results())
             assert len([t for t in pipeline.threads if t.name.startswith("inference:")]) == workers, more
+
+
+def test_the_service_unit_runs_a_command_streamyolo_takes() -> None:
+    """configs/streamyolo.service's command line parses as streamyolo's own (flags renamed
+    since would make the service fail at every start), and it does not restart on bad input."""
+    import shlex
+
+    from streamyolo.cli import EXIT_USAGE, build_parser
+
+    unit = (ROOT / "configs" / "streamyolo.service").read_text()
+    (command,) = [line.partition("=")[2] for line in unit.splitlines() if line.startswith("ExecStart=")]
+    program, *args = shlex.split(command)
+    assert program.endswith("/streamyolo") and args[0] == "run"
+    parsed = build_parser().parse_args(args)
+    assert (parsed.display, parsed.status_interval) == (False, 0)
+    assert f"RestartPreventExitStatus={EXIT_USAGE}" in unit.splitlines()

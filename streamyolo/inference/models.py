@@ -284,7 +284,7 @@ class UltralyticsDetector:
             scaled: Any = ops.scale_boxes(input_hw, rotated[:, :4], frame_hw, xywh=True)
             rotated[:, :4] = scaled
             xywhr = np.ascontiguousarray(rotated.float().cpu().numpy(), dtype=np.float32)
-            boxes: Any = torch.from_numpy(upright(xywhr))
+            boxes: Any = torch.from_numpy(upright(xywhr)).to(pred.device)  # beside pred's columns (CUDA too)
         elif self._task == "segment":
             segments = ()
             if len(pred):

@@ -346,9 +346,15 @@ class Crossing:
     id: int
     cls: int
     name: str
+    box: tuple[float, float, float, float] | None = None
+    """Where the object was in the frame it crossed (x1, y1, x2, y2, in the picture's pixels)."""
 
     def to_record(self) -> dict[str, Any]:
-        return {"line": self.line, "direction": self.direction, "id": self.id, "cls": self.cls, "name": self.name}
+        record: dict[str, Any] = {"line": self.line, "direction": self.direction, "id": self.id, "cls": self.cls,
+                                  "name": self.name}
+        if self.box is not None:
+            record["xyxy"] = [round(v, 2) for v in self.box]
+        return record
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,11 +370,16 @@ class ZoneVisit:
     dwell: float | None = None
     """On leaving or lingering: seconds from the frame it was first seen inside to the last one
     (on the stream's timeline: :attr:`FrameMeta.media_time`)."""
+    box: tuple[float, float, float, float] | None = None
+    """Where the object was in this frame (x1, y1, x2, y2, in the picture's pixels); ``None``
+    for one that left by not being seen any more."""
 
     def to_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {"zone": self.zone, "id": self.id, "cls": self.cls, "name": self.name}
         if self.dwell is not None:
             record["dwell"] = round(self.dwell, 3)
+        if self.box is not None:
+            record["xyxy"] = [round(v, 2) for v in self.box]
         return record
 
 

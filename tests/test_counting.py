@@ -60,6 +60,12 @@ def test_a_line_counts_each_track_once_each_way_within_its_length() -> None:
                      [], [], []]
     assert counter.totals == {"door": {"in": 2, "out": 2}}
     assert [(t.name, t.into, t.out) for t in counter.tallies()] == [("door", 2, 2)]
+    # A crossing says where the object was in the frame it crossed (for the event, the JSONL).
+    crossing = LineCounter([DOOR])
+    crossing.update(_boxes((9, 50.0, 95.0, 0)))
+    (crossed,) = crossing.update(_boxes((9, 52.0, 106.0, 0)))
+    assert crossed.to_record() == {"line": "door", "direction": "in", "id": 9, "cls": 0, "name": "person",
+                                   "xyxy": [42.0, 96.0, 62.0, 116.0]}
     # Untracked detections (no ids) cannot be followed: nothing counts.
     assert counter.update(Detections(np.zeros((1, 4), np.float32), np.ones(1, np.float32), np.zeros(1, np.int64))) == []
 

@@ -67,6 +67,12 @@ def test_a_zone_sees_each_tracked_object_enter_and_leave_with_how_long_it_stayed
     ]
     untracked = Detections(np.array([[40, 40, 60, 60]], np.float32), np.ones(1, np.float32), np.zeros(1, np.int64))
     assert _see(watch, untracked, 9.0) == [], "an object without a track id cannot enter"
+    # Each event says where the object was in its frame (a notification can crop it from the
+    # snapshot); one gone unseen has no box.
+    again = ZoneWatch([SQUARE], gone_after=1)
+    boxes = [[v.to_record().get("xyxy") for v in _see(again, _boxes(*objects), t / 2)]
+             for t, objects in enumerate([[(1, 50.0, 50.0, 0)], [(1, 150.0, 60.0, 0)], [(2, 40.0, 30.0, 2)], [], []])]
+    assert boxes == [[[40.0, 40.0, 60.0, 60.0]], [[140.0, 50.0, 160.0, 70.0]], [[30.0, 20.0, 50.0, 40.0]], [], [None]]
 
 
 def test_a_zone_with_classes_holds_and_sees_only_objects_of_those() -> None:

@@ -140,7 +140,8 @@ class LineCounter:
                         continue
                     self._counted.add((line.name, direction, track))
                     self.totals[line.name][direction] += 1
-                    crossings.append(Crossing(line.name, direction, int(track), int(kind), found.name(int(kind))))
+                    crossings.append(Crossing(line.name, direction, int(track), int(kind), found.name(int(kind)),
+                                              _box(found, index)))
         if self._frame % 100 == 0:
             self._forget()
         return crossings
@@ -273,24 +274,30 @@ class ZoneWatch:
                     if here and stay is None:
                         name = found.name(int(cls))
                         self._inside[key] = _Stay(int(cls), name, now, now, self._frame)
-                        visits.append(ZoneVisit(zone.name, "enter", int(track), int(cls), name))
+                        visits.append(ZoneVisit(zone.name, "enter", int(track), int(cls), name, box=_box(found, index)))
                     elif here and stay is not None:
                         stay.seen, stay.frame = now, self._frame
                         if zone.linger is not None and not stay.lingered and now - stay.since >= zone.linger:
                             stay.lingered = True
                             visits.append(ZoneVisit(zone.name, "linger", key[1], stay.cls, stay.name,
-                                                    float(now - stay.since)))
+                                                    float(now - stay.since), _box(found, index)))
                     elif stay is not None and points is not None and inside(zone.points, points[index:index + 1])[0]:
                         stay.seen, stay.frame = now, self._frame  # still there, its class read otherwise this time
                     elif stay is not None:
-                        visits.append(self._leave(key))
+                        visits.append(self._leave(key, _box(found, index)))
         for key in [k for k, stay in self._inside.items() if self._frame - stay.frame > self.gone_after]:
             visits.append(self._leave(key))
         return visits
 
-    def _leave(self, key: tuple[str, int]) -> ZoneVisit:
+    def _leave(self, key: tuple[str, int], box: tuple[float, float, float, float] | None = None) -> ZoneVisit:
         stay = self._inside.pop(key)
-        return ZoneVisit(key[0], "leave", key[1], stay.cls, stay.name, max(0.0, float(stay.seen - stay.since)))
+        return ZoneVisit(key[0], "leave", key[1], stay.cls, stay.name, max(0.0, float(stay.seen - stay.since)), box)
+
+
+def _box(found: Detections, index: int) -> tuple[float, float, float, float]:
+    """The ``index``-th box of ``found``, as plain numbers."""
+    x1, y1, x2, y2 = (float(v) for v in found.xyxy[index])
+    return x1, y1, x2, y2
 
 
 def occupancy(zones: Sequence[Area], found: Detections) -> list[npt.NDArray[np.bool_]]:

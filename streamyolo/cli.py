@@ -254,13 +254,17 @@ def command_check(args: argparse.Namespace) -> int:
                 log.warning("%s", warning)
     if args.load_model:
         try:
-            loaded, task, lines = try_model(plan.factories[0], probes)
+            loaded = try_model(plan.factories[0], probes)
         except ModelError:
             raise
         except Exception as exc:  # what the run's workers would fail with
             raise ModelError(f"model {plan.model!r} cannot be run: {exc}") from exc
-        kind = "" if task == "detect" else f" (a {task} model)"
-        print(f"model loaded in {loaded:.1f} s{kind}" + (":\n" + "\n".join(lines) if lines else ""), flush=True)
+        kind = "" if loaded.task == "detect" else f" (a {loaded.task} model)"
+        each = ":\n" + "\n".join(loaded.lines) if loaded.lines else ""
+        print(f"model loaded in {loaded.seconds:.1f} s{kind}{each}", flush=True)
+        problem = plan.config.unknown_classes(loaded.names)
+        if problem is not None:  # as the run would refuse it
+            raise ConfigError(problem)
     failed = [p.stream for p in probes if p.error is not None]
     if failed:
         log.error("%d of %d source(s) could not be read: %s", len(failed), len(probes), ", ".join(failed))

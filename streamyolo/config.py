@@ -574,6 +574,28 @@ class PipelineConfig(_Strict):
             return TRACKING_CONF
         return self.conf
 
+    def unknown_classes(self, names: Mapping[int, str]) -> str | None:
+        """What a config asks of class ids the model does not have (``names``: its classes), as
+        the config error to raise: a model trained on other classes, a COCO id given to a
+        one-class pose model. ``None`` when every id is the model's.
+
+        >>> build_config({"streams": [{"source": "a", "classes": [0, 7]}]}).unknown_classes({0: "person", 1: "car"})
+        "config key 'streams.0.classes': class 7 is not one of the model's 2 classes (0 person, 1 car)"
+        """
+        keys: list[tuple[str, list[int] | None]] = [("classes", self.classes)]
+        for index, stream in enumerate(self.streams):
+            keys.append((f"streams.{index}.classes", stream.classes))
+            for kind in ("lines", "zones", "masks"):
+                for name, shape in (getattr(stream, kind) or {}).items():
+                    keys.append((f"streams.{index}.{kind}.{name}.classes", getattr(shape, "classes", None)))
+        for key, classes in keys:
+            unknown = sorted(set(classes or ()) - set(names))
+            if unknown:
+                shown = ", ".join(f"{i} {names[i]}" for i in sorted(names)[:10]) + (", …" if len(names) > 10 else "")
+                which = f"class {unknown[0]} is" if len(unknown) == 1 else f"classes {unknown} are"
+                return f"config key {key!r}: {which} not one of the model's {len(names)} classes ({shown})"
+        return None
+
     def own(self, stream: StreamConfig) -> tuple[float, list[int] | None]:
         """``stream``'s ``conf`` and ``classes``: its own, else the run's."""
         return (stream.conf if stream.conf is not None else self.run_conf,

@@ -112,6 +112,8 @@ def _write(path: Path, text: str) -> Path:
         ("output not writable", "recording folder"),
         ("jsonl not writable", "JSONL file"),
         ("missing config file", "config file not found"),
+        ("class the model lacks", "config key 'streams.0.zones.drive.classes': class 7 is not one of the model's "
+                                  "3 classes (0 person, 1 car, 2 ball)"),
     ],
 )
 def test_bad_input_gives_one_clear_line_and_exit_2(case: str, expected: str, clips: list[Path], tmp_path: Path) -> None:
@@ -127,6 +129,9 @@ def test_bad_input_gives_one_clear_line_and_exit_2(case: str, expected: str, cli
         "output not writable": ["run", "--source", clip, "--record", str(blocker / "rec")],
         "jsonl not writable": ["run", "--source", clip, "--jsonl", str(blocker / "x.jsonl")],
         "missing config file": ["run", str(tmp_path / "nope.yaml")],
+        "class the model lacks": ["run", str(_write(tmp_path / "classes.yaml", json.dumps({
+            "model": "demo", "streams": [{"source": clip, "zones": {"drive": {
+                "points": [[0, 0], [9, 0], [9, 9]], "classes": [7]}}}]}))), "--jsonl", str(tmp_path / "no.jsonl")],
     }[case]
     done = streamyolo(*args, "--no-display")
     assert done.returncode == 2, (done.returncode, done.stderr)
@@ -134,6 +139,8 @@ def test_bad_input_gives_one_clear_line_and_exit_2(case: str, expected: str, cli
     assert len(errors) == 1, done.stderr
     assert expected in errors[0]
     assert "Traceback" not in done.stderr
+    if case == "class the model lacks":  # found once the model is loaded, before any frame is processed
+        assert (tmp_path / "no.jsonl").read_text() == ""
 
 
 @pytest.mark.timeout(120)

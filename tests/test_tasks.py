@@ -214,5 +214,5 @@ def test_check_tells_the_models_task(models: dict[str, Path]) -> None:
 
     for name, task in (("yolo26n-pose", "pose"), ("yolo11n-seg", "segment"), ("yolo26n-obb", "obb")):
         factory = UltralyticsFactory(str(models[name]), DetectSettings(imgsz=96), pytorch_cpu="torch")
-        _, found, lines = try_model(LanedFactory(factory, 2), [])
-        assert (found, lines) == (task, []), name
+        loaded = try_model(LanedFactory(factory, 2), [])
+        assert (loaded.task, loaded.lines, len(loaded.names)) == (task, [], 80), name

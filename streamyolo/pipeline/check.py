@@ -161,12 +161,24 @@ def describe_probes(probes: Sequence[Probe]) -> str:
     return "\n".join(lines)
 
 
-def try_model(factory: DetectorFactory, probes: Sequence[Probe]) -> tuple[float, str, list[str]]:
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """What :func:`try_model` learnt of the model."""
+
+    seconds: float
+    """How long it took to load."""
+    task: str
+    """``detect``, ``segment``, ``pose`` or ``obb``."""
+    names: dict[int, str]
+    """Its classes."""
+    lines: list[str]
+    """A line per probed frame: what it found there, in how long."""
+
+
+def try_model(factory: DetectorFactory, probes: Sequence[Probe]) -> Loaded:
     """Build a worker's detector as the run would (in a thread of its own; compiling an
-    OpenVINO model into the model cache) and detect on each probed source's first frame:
-    the seconds it took to load, the model's task (``detect``, ``segment``, ``pose``, ``obb``)
-    and a line per frame read."""
-    found: list[tuple[float, str, list[str]]] = []
+    OpenVINO model into the model cache) and detect on each probed source's first frame."""
+    found: list[Loaded] = []
     failed: list[BaseException] = []
 
     def work() -> None:
@@ -174,6 +186,7 @@ def try_model(factory: DetectorFactory, probes: Sequence[Probe]) -> tuple[float,
             started = time.perf_counter()
             detector = factory()
             loaded = time.perf_counter() - started
+            classes = dict(detector.names)
             lines = []
             try:
                 # What the model's output holds says its task (segmentation models give outlines,
@@ -190,7 +203,7 @@ def try_model(factory: DetectorFactory, probes: Sequence[Probe]) -> tuple[float,
                     lines.append(f"  {probe.stream}: {what} in {took * 1000:.0f} ms")
             finally:
                 detector.close()
-            found.append((loaded, task, lines))
+            found.append(Loaded(loaded, task, classes, lines))
         except BaseException as exc:  # reported in the caller's thread
             failed.append(exc)
 

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from streamyolo.buffering import Overflow, RingBuffer
-from streamyolo.errors import ModelError, OutputsIncompleteError, WorkerError
+from streamyolo.errors import ConfigError, ModelError, OutputsIncompleteError, WorkerError
 from streamyolo.frames import DetectionFilter, Frame, Mask, Result
 from streamyolo.inference.counting import CountingLine, Zone
 from streamyolo.inference.detector import DetectorFactory
@@ -297,6 +297,11 @@ class Pipeline:
             if isinstance(error, ModelError):
                 raise error
             raise ModelError(f"model failed to load in worker {failed[0].name!r}: {error}") from error
+        if self.plan is not None and self._workers and not self._stop.is_set():
+            # Class ids the config gives that the model does not have would find nothing, silently.
+            problem = self.plan.config.unknown_classes(self._workers[0].names)
+            if problem is not None:
+                raise ConfigError(problem)
 
     def _worker_finished(self) -> None:
         with self._pending_lock:

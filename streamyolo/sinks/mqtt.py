@@ -22,7 +22,7 @@ attributes; from ``<prefix>/<stream>/zone/<zone>``, ``{"total": 3, "person": 2, 
 and ``in`` and ``out`` sensors per counting line (``<prefix>/<stream>/line/<line>``,
 ``{"in": 4, "out": 3}``); on a tracked stream, a ``<zone> visits`` event entity per zone
 (``enter``, ``leave``, ``linger``) and a ``<line> crossings`` one per line (``in``, ``out``),
-each event with the object's class name, class id, track id, dwell, clip and snapshot: an
+each event with the object's class name, class id, track id, dwell, box, clip and snapshot: an
 automation's trigger ("a car entered the driveway"). Their events also go to the zone's or
 line's own topic, ``<prefix>/<stream>/zone/<zone>/event`` and ``…/line/<line>/event``.
 The zones' and lines' states are retained and sent as they change, at most once a second
@@ -172,8 +172,8 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
 
 
 _EVENT_TEMPLATE = ("{{{{ {{'event_type': {type}, 'object': value_json.name, 'class': value_json.cls, "
-                   "'id': value_json.id, 'dwell': value_json.get('dwell'), 'clip': value_json.get('clip'), "
-                   "'snapshot': value_json.get('snapshot')}} | tojson }}}}")
+                   "'id': value_json.id, 'dwell': value_json.get('dwell'), 'box': value_json.get('xyxy'), "
+                   "'clip': value_json.get('clip'), 'snapshot': value_json.get('snapshot')}} | tojson }}}}")
 """An object event as a Home Assistant event entity takes it: its type, and what the object
 was (a field the event lacks, null)."""
 

@@ -538,10 +538,11 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
     assert sorted(configs) == sorted([node.format("binary_sensor", "streaming"), node.format("camera", "snapshot"),
                                       node.format("event", "activity"), node.format("sensor", "zone_lower"),
                                       node.format("event", "zone_lower_visits"),
+                                      node.format("binary_sensor", "zone_lower_occupied"),
                                       node.format("sensor", "line_door_in"), node.format("sensor", "line_door_out"),
                                       node.format("event", "line_door_crossings")])
     assert gone not in retained, "an entity the config no longer has stays in Home Assistant"
-    assert len({c["unique_id"] for c in configs.values()}) == 8
+    assert len({c["unique_id"] for c in configs.values()}) == 9
     devices = {json.dumps(c["device"], sort_keys=True) for c in configs.values()}
     assert len(devices) == 1 and json.loads(devices.pop())["name"] == "hall", "one device: the stream"
     assert {c["availability_topic"] for c in configs.values()} == {"site/available"}
@@ -556,6 +557,9 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
     assert (shown("sensor", "line_door_in"), shown("sensor", "line_door_out")) == ("1", "0")
     assert shown("sensor", "zone_lower") == "1" and json.loads(retained["site/hall/zone/lower"]) == {
         "total": 1, "person": 1}
+    assert shown("binary_sensor", "zone_lower_occupied") == "ON"
+    empty = configs[node.format("binary_sensor", "zone_lower_occupied")]["value_template"]
+    assert jinja2.Environment().from_string(empty).render(value_json={"total": 0}) == "OFF"
     assert shown("binary_sensor", "streaming") == "OFF"
     assert retained[configs[node.format("camera", "snapshot")]["topic"]][:2] == b"\xff\xd8", "a JPEG"
     # The Activity event entity: each clip event as the event Home Assistant fires.
@@ -625,13 +629,14 @@ def test_each_stream_gets_the_event_entities_of_the_events_it_sends(broker_folde
         Pipeline.from_config(config).run()
         later = _Subscriber(broker.port)
         try:
-            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 7)
+            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 8)
         finally:
             later.close()
     configs = {topic.split("/")[3]: (topic.split("/")[1], json.loads(payload))
                for topic, payload, kept in later.messages if topic.endswith("/config") and kept}
     assert sorted(configs) == ["gate_line_kerb_crossings", "gate_line_kerb_in", "gate_line_kerb_out",
-                               "gate_streaming", "gate_zone_drive", "gate_zone_drive_visits", "porch_streaming"]
+                               "gate_streaming", "gate_zone_drive", "gate_zone_drive_occupied",
+                               "gate_zone_drive_visits", "porch_streaming"]
     assert configs["gate_zone_drive_visits"][0] == configs["gate_line_kerb_crossings"][0] == "event"
     assert configs["gate_zone_drive_visits"][1]["event_types"] == ["enter"]  # leave and linger are not sent
     assert configs["gate_line_kerb_crossings"][1]["event_types"] == ["in", "out"]

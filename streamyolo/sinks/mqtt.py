@@ -20,7 +20,8 @@ of its snapshots, an ``Activity`` event entity (with clips: ``started`` and ``en
 ``clip`` events say, the clip's name with them), a sensor per zone holding how many objects are inside (by class in its
 attributes; from ``<prefix>/<stream>/zone/<zone>``, ``{"total": 3, "person": 2, "car": 1}``)
 and ``in`` and ``out`` sensors per counting line (``<prefix>/<stream>/line/<line>``,
-``{"in": 4, "out": 3}``); on a tracked stream, a ``<zone> visits`` event entity per zone
+``{"in": 4, "out": 3}``); a ``<zone> occupied`` occupancy sensor per zone (on while it holds
+anything); on a tracked stream, a ``<zone> visits`` event entity per zone
 (``enter``, ``leave``, ``linger``) and a ``<line> crossings`` one per line (``in``, ``out``),
 each event with the object's class name, class id, track id, dwell, box, clip and snapshot: an
 automation's trigger ("a car entered the driveway"). Their events also go to the zone's or
@@ -125,7 +126,8 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
 
     >>> [topic for topic, _ in discovery_messages("cams", "homeassistant", [StreamEntities("door", ("hall",))])]
     ['homeassistant/binary_sensor/streamyolo_cams/door_streaming/config', \
-'homeassistant/sensor/streamyolo_cams/door_zone_hall/config']
+'homeassistant/sensor/streamyolo_cams/door_zone_hall/config', \
+'homeassistant/binary_sensor/streamyolo_cams/door_zone_hall_occupied/config']
     """
     node = "streamyolo_" + _object_id(prefix)
     messages: list[tuple[str, str]] = []
@@ -150,6 +152,9 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
             configs.append(("sensor", f"zone_{_object_id(zone)}", {
                 "name": f"{zone} objects", "state_topic": topic, "value_template": "{{ value_json.total }}",
                 "json_attributes_topic": topic, "state_class": "measurement", "unit_of_measurement": "objects"}))
+            configs.append(("binary_sensor", f"zone_{_object_id(zone)}_occupied", {
+                "name": f"{zone} occupied", "device_class": "occupancy", "state_topic": topic,
+                "value_template": "{{ 'ON' if value_json.total > 0 else 'OFF' }}"}))
             if visits:  # each object entering, leaving, lingering: an automation's trigger, with its class
                 configs.append(("event", f"zone_{_object_id(zone)}_visits", {
                     "name": f"{zone} visits", "state_topic": f"{topic}/event", "event_types": visits,

@@ -285,18 +285,17 @@ class UltralyticsDetector:
             rotated[:, :4] = scaled
             xywhr = np.ascontiguousarray(rotated.float().cpu().numpy(), dtype=np.float32)
             boxes: Any = torch.from_numpy(upright(xywhr)).to(pred.device)  # beside pred's columns (CUDA too)
-        elif self._task == "segment":
-            segments = ()
-            if len(pred):
-                masks = ops.process_mask(proto, pred[:, 6:], pred[:, :4], input_hw, upsample=True)  # N×H×W
-                keep = masks.amax((-2, -1)) > 0  # only predictions with a mask, as Ultralytics
-                if not keep.all():
-                    pred, masks = pred[keep], masks[keep]
-                segments = tuple(
-                    np.asarray(ops.scale_coords(masks.shape[1:], outline, shape, normalize=False), np.float32)
-                    for outline in ops.masks2segments(masks))
-            boxes = ops.scale_boxes(input_hw, pred[:, :4], frame_hw)
         else:
+            if self._task == "segment":  # the masks from the boxes in the input's pixels: before they are scaled
+                segments = ()
+                if len(pred):
+                    masks = ops.process_mask(proto, pred[:, 6:], pred[:, :4], input_hw, upsample=True)  # N×H×W
+                    keep = masks.amax((-2, -1)) > 0  # only predictions with a mask, as Ultralytics
+                    if not keep.all():
+                        pred, masks = pred[keep], masks[keep]
+                    segments = tuple(
+                        np.asarray(ops.scale_coords(masks.shape[1:], outline, shape, normalize=False), np.float32)
+                        for outline in ops.masks2segments(masks))
             boxes = ops.scale_boxes(input_hw, pred[:, :4], frame_hw)
             if self._task == "pose":
                 points = pred[:, 6:].view(pred.shape[0], *self._predictor.model.kpt_shape)

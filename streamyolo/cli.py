@@ -252,17 +252,19 @@ def command_check(args: argparse.Namespace) -> int:
         for stream, found in zip(plan.streams, probes, strict=True):
             for warning in outside(stream, found):
                 log.warning("%s", warning)
-    if args.load_model:
+    for group in plan.groups if args.load_model else ():
+        users = [probes[i] for i in group.streams] if probes else []
         try:
-            loaded = try_model(plan.factories[0], probes)
+            loaded = try_model(plan.factories[group.first], users)
         except ModelError:
             raise
         except Exception as exc:  # what the run's workers would fail with
-            raise ModelError(f"model {plan.model!r} cannot be run: {exc}") from exc
+            raise ModelError(f"model {group.path!r} cannot be run: {exc}") from exc
         kind = "" if loaded.task == "detect" else f" (a {loaded.task} model)"
         each = ":\n" + "\n".join(loaded.lines) if loaded.lines else ""
-        print(f"model loaded in {loaded.seconds:.1f} s{kind}{each}", flush=True)
-        problem = plan.config.unknown_classes(loaded.names)
+        which = f" {group.name}" if len(plan.groups) > 1 else ""
+        print(f"model{which} loaded in {loaded.seconds:.1f} s{kind}{each}", flush=True)
+        problem = plan.config.unknown_classes(loaded.names, group.name)
         if problem is not None:  # as the run would refuse it
             raise ConfigError(problem)
     failed = [p.stream for p in probes if p.error is not None]

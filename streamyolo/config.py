@@ -143,6 +143,10 @@ class StreamConfig(_Strict):
     classes: list[Annotated[int, Field(ge=0)]] | None = None
     """This stream's class ids (default: the run's ``classes``): a parking camera that keeps
     cars only, say, beside cameras that keep people."""
+    model: str | None = Field(default=None, min_length=1)
+    """This stream's own model (default: the run's ``model``; the same kinds): a pose model on
+    the door camera beside detection on the others, say. Each model runs on workers of its
+    own, which serve the streams that use it."""
     min_area: float | None = Field(default=None, gt=0)
     """Ignore boxes smaller than this many square pixels of the picture (a "person" of 8 x 12
     pixels far down the street)."""
@@ -574,26 +578,49 @@ class PipelineConfig(_Strict):
             return TRACKING_CONF
         return self.conf
 
-    def unknown_classes(self, names: Mapping[int, str]) -> str | None:
+    def model_of(self, stream: StreamConfig) -> str:
+        """The model ``stream`` runs: its own, else the run's."""
+        return stream.model if stream.model is not None else self.model
+
+    @property
+    def models(self) -> list[str]:
+        """The models the streams run, each once, in the order of the first stream to use it
+        (the run's ``model`` alone when no stream names one of its own)."""
+        return list(dict.fromkeys(self.model_of(s) for s in self.streams)) or [self.model]
+
+    def running(self, model: str | None = None) -> list[StreamConfig]:
+        """The streams that run ``model`` (``None``: every stream)."""
+        return [s for s in self.streams if model is None or self.model_of(s) == model]
+
+    def unknown_classes(self, names: Mapping[int, str], model: str | None = None) -> str | None:
         """What a config asks of class ids the model does not have (``names``: its classes), as
         the config error to raise: a model trained on other classes, a COCO id given to a
-        one-class pose model. ``None`` when every id is the model's.
+        one-class pose model. Only the streams that run ``model`` are asked about (``None``:
+        every stream), and the run's ``classes`` where one of them keeps it. ``None`` when
+        every id is the model's.
 
         >>> build_config({"streams": [{"source": "a", "classes": [0, 7]}]}).unknown_classes({0: "person", 1: "car"})
         "config key 'streams.0.classes': class 7 is not one of the model's 2 classes (0 person, 1 car)"
         """
-        keys: list[tuple[str, list[int] | None]] = [("classes", self.classes)]
+        keys: dict[str, list[int] | None] = {} if self.streams else {"classes": self.classes}
         for index, stream in enumerate(self.streams):
-            keys.append((f"streams.{index}.classes", stream.classes))
+            if model is not None and self.model_of(stream) != model:
+                continue
+            if stream.classes is None:
+                keys["classes"] = self.classes
+            else:
+                keys[f"streams.{index}.classes"] = stream.classes
             for kind in ("lines", "zones", "masks"):
                 for name, shape in (getattr(stream, kind) or {}).items():
-                    keys.append((f"streams.{index}.{kind}.{name}.classes", getattr(shape, "classes", None)))
-        for key, classes in keys:
+                    keys[f"streams.{index}.{kind}.{name}.classes"] = getattr(shape, "classes", None)
+        whose = (f"the model's {len(names)} classes" if model is None or len(self.models) == 1
+                 else f"the {len(names)} classes of model {model!r}")
+        for key, classes in keys.items():
             unknown = sorted(set(classes or ()) - set(names))
             if unknown:
                 shown = ", ".join(f"{i} {names[i]}" for i in sorted(names)[:10]) + (", …" if len(names) > 10 else "")
                 which = f"class {unknown[0]} is" if len(unknown) == 1 else f"classes {unknown} are"
-                return f"config key {key!r}: {which} not one of the model's {len(names)} classes ({shown})"
+                return f"config key {key!r}: {which} not one of {whose} ({shown})"
         return None
 
     def own(self, stream: StreamConfig) -> tuple[float, list[int] | None]:
@@ -601,30 +628,29 @@ class PipelineConfig(_Strict):
         return (stream.conf if stream.conf is not None else self.run_conf,
                 stream.classes if stream.classes is not None else self.classes)
 
-    @property
-    def detect_conf(self) -> float:
-        """The threshold the models detect at: the lowest of every stream's (each stream then
-        keeps what its own lets through: :meth:`stream_filter`)."""
-        return min([self.own(s)[0] for s in self.streams] or [self.run_conf])
+    def detect_conf(self, model: str | None = None) -> float:
+        """The threshold ``model`` detects at (``None``: every model): the lowest of its
+        streams' (each stream then keeps what its own lets through: :meth:`stream_filter`)."""
+        return min([self.own(s)[0] for s in self.running(model)] or [self.run_conf])
 
-    @property
-    def detect_classes(self) -> tuple[int, ...] | None:
-        """The classes the models keep: every stream's together, or all (``None``) when a
-        stream keeps every class."""
-        wanted = [self.own(s)[1] for s in self.streams] or [self.classes]
+    def detect_classes(self, model: str | None = None) -> tuple[int, ...] | None:
+        """The classes ``model`` keeps (``None``: every model): its streams' together, or all
+        (``None``) when one of them keeps every class."""
+        wanted = [self.own(s)[1] for s in self.running(model)] or [self.classes]
         if any(classes is None for classes in wanted):
             return None
         return tuple(sorted({c for classes in wanted if classes is not None for c in classes}))
 
     def stream_filter(self, stream: StreamConfig) -> DetectionFilter | None:
-        """What ``stream`` keeps of the models' detections, when its own ``conf`` or
-        ``classes`` is stricter than what they detect at, or it has ``min_area`` or
+        """What ``stream`` keeps of its model's detections, when its own ``conf`` or
+        ``classes`` is stricter than what the model detects at, or it has ``min_area`` or
         ``max_area``; ``None``: all of them."""
         conf, classes = self.own(stream)
-        detect_classes = self.detect_classes
+        model = self.model_of(stream)
+        detect_classes = self.detect_classes(model)
         narrower = classes is not None and (detect_classes is None or set(classes) != set(detect_classes))
         sized = stream.min_area is not None or stream.max_area is not None
-        if conf <= self.detect_conf and not narrower and not sized:
+        if conf <= self.detect_conf(model) and not narrower and not sized:
             return None
         return DetectionFilter(conf, frozenset(classes) if narrower and classes is not None else None,
                                stream.min_area or 0.0, stream.max_area)

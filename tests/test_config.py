@@ -79,18 +79,51 @@ def test_streams_own_conf_and_classes_set_what_the_models_detect_and_what_each_k
 
     config = build_config({"conf": 0.3, "streams": [{"source": "a", "classes": [2]}, {"source": "b", "conf": 0.6},
                                                     "c"]})
-    assert (config.detect_conf, config.detect_classes) == (0.3, None)  # c keeps every class
+    assert (config.detect_conf(), config.detect_classes()) == (0.3, None)  # c keeps every class
     assert [config.stream_filter(s) for s in config.streams] == [
         DetectionFilter(0.3, frozenset({2})), DetectionFilter(0.6), None]
     config = build_config({"classes": [5], "stream_defaults": {"conf": 0.5},
                            "streams": [{"source": "a", "classes": [2]},
                                        {"source": "b", "classes": [0, 2], "conf": 0.1}]})
-    assert (config.detect_conf, config.detect_classes) == (0.1, (0, 2))
+    assert (config.detect_conf(), config.detect_classes()) == (0.1, (0, 2))
     assert [config.stream_filter(s) for s in config.streams] == [DetectionFilter(0.5, frozenset({2})), None]
     # Tracked: 0.1 unless set (as model.track()), here by the only stream.
-    assert build_config({"tracker": "bytetrack", "streams": ["a"]}).detect_conf == 0.1
+    assert build_config({"tracker": "bytetrack", "streams": ["a"]}).detect_conf() == 0.1
     tracked = build_config({"tracker": "bytetrack", "streams": [{"source": "a", "conf": 0.5}]})
-    assert tracked.detect_conf == 0.5 and tracked.stream_filter(tracked.streams[0]) is None
+    assert tracked.detect_conf() == 0.5 and tracked.stream_filter(tracked.streams[0]) is None
+
+
+def test_each_model_detects_at_what_its_own_streams_keep() -> None:
+    """With streams on models of their own, each model's threshold and classes come from its
+    streams only, and so does what it is asked about the classes it has."""
+    from streamyolo.frames import DetectionFilter
+
+    config = build_config({"conf": 0.3, "classes": [1], "stream_defaults": {"model": "cars.pt"},
+                           "streams": [{"source": "a", "model": "pose.pt", "conf": 0.6, "classes": [0]},
+                                       {"source": "b", "classes": [2]}, "c", {"source": "d", "model": "demo"}]})
+    assert config.models == ["pose.pt", "cars.pt", "demo"]
+    assert [config.model_of(s) for s in config.streams] == ["pose.pt", "cars.pt", "cars.pt", "demo"]
+    assert [(config.detect_conf(m), config.detect_classes(m)) for m in config.models] == [
+        (0.6, (0,)), (0.3, (1, 2)), (0.3, (1,))]
+    assert (config.detect_conf(), config.detect_classes()) == (0.3, (0, 1, 2))
+    assert [config.stream_filter(s) for s in config.streams] == [
+        None, DetectionFilter(0.3, frozenset({2})), DetectionFilter(0.3, frozenset({1})), None]
+    pose = {0: "person"}
+    assert config.unknown_classes(pose, "pose.pt") is None  # the run's classes are not the pose streams'
+    assert config.unknown_classes(pose, "demo") == (
+        "config key 'classes': class 1 is not one of the 1 classes of model 'demo' (0 person)")
+    assert config.unknown_classes(pose) == (
+        "config key 'streams.1.classes': class 2 is not one of the model's 1 classes (0 person)")
+
+
+def test_workers_are_shared_between_the_models_by_their_streams() -> None:
+    from streamyolo.pipeline.assemble import split_workers
+
+    assert split_workers(2, [1]) == [1] and split_workers(4, [1]) == [1]
+    assert split_workers(4, [6, 2]) == [3, 1] and split_workers(5, [6, 2]) == [4, 1]
+    assert split_workers(2, [1, 1, 1]) == [1, 1, 1]  # one each at least
+    assert split_workers(6, [1, 1, 1]) == [1, 1, 1]  # one per stream at most
+    assert split_workers(3, [2, 2, 1]) == [1, 1, 1] and split_workers(4, [2, 2, 1]) == [2, 1, 1]
 
 
 def test_spans_of_time_are_read_with_their_units() -> None:

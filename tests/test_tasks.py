@@ -12,6 +12,7 @@ import pytest
 
 from streamyolo.annotation import BoxAnnotator
 from streamyolo.frames import Detections, Result
+from streamyolo.inference.models import resolve_model
 from streamyolo.inference.offline import import_ultralytics
 from streamyolo.pipeline import Pipeline
 from tests.helpers import (
@@ -216,3 +217,70 @@ def test_check_tells_the_models_task(models: dict[str, Path]) -> None:
         factory = UltralyticsFactory(str(models[name]), DetectSettings(imgsz=96), pytorch_cpu="torch")
         loaded = try_model(LanedFactory(factory, 2), [])
         assert (loaded.task, loaded.lines, len(loaded.names)) == (task, [], 80), name
+
+
+@pytest.mark.timeout(240)
+def test_streams_with_models_of_their_own_get_each_models_detections(
+        streams: list[Path], models: dict[str, Path], clips: list[Path], random_model: Path) -> None:
+    """A pose model on one stream beside the run's detection model on two others, each model
+    on workers of its own (here in child processes): every stream's detections are what its
+    own model's ``predict()`` gives, at the stream's own threshold."""
+    pose = models["yolo26n-pose"]
+    config = {"streams": [{"source": str(clips[1])}, {"source": str(streams[0]), "model": str(pose), "conf": 0.6},
+                          {"source": str(clips[2])}],
+              "model": str(random_model), "workers": 3, "worker_mode": "process", "pytorch_cpu": "torch",
+              "device": "cpu", "imgsz": 320, "batch": 4, "display": False}
+    with Pipeline.from_config(config) as pipeline:
+        plan = pipeline.plan
+        assert plan is not None
+        assert [(g.path, [plan.streams[i].spec.name for i in g.streams], g.workers, g.first)
+                for g in plan.groups] == [(str(random_model), ["clip1", "clip2"], 2, 0), (str(pose), ["people"], 1, 2)]
+        results = list(pipeline.results())
+    assert sorted((r.stream, r.frame.seq) for r in results) == sorted(
+        (name, i) for name in ("clip1", "people", "clip2") for i in range(12))
+    yolo = import_ultralytics().YOLO
+    references = {"people": (yolo(str(pose)), 0.6), "clip1": (yolo(str(random_model)), 0.25),
+                  "clip2": (yolo(str(random_model)), 0.25)}
+    found = {"people": 0, "clip1": 0, "clip2": 0}
+    for result in results:
+        model, conf = references[result.stream]
+        reference = model.predict(result.frame.image, imgsz=320, conf=conf, device="cpu", verbose=False)[0]
+        assert_same_detections(result.detections, reference, conf, f"{result.stream}#{result.frame.seq}")
+        assert (result.detections.keypoints is not None) == (result.stream == "people") or not len(result.detections)
+        found[result.stream] += len(result.detections)
+    assert min(found["people"], found["clip1"] + found["clip2"]) >= 12, f"too few objects to compare: {found}"
+
+
+@pytest.mark.timeout(180)
+def test_check_plans_and_loads_each_streams_model(clips: list[Path], random_model: Path, tmp_path: Path) -> None:
+    """``check`` lists each model with its workers and streams, loads each and runs it on its
+    own streams' first frames; a class a stream's own model lacks, or a stream's model that
+    is not there, is refused naming the stream's key (exit 2)."""
+    import yaml
+
+    def config(**door: Any) -> Path:
+        path = tmp_path / "cameras.yaml"
+        path.write_text(yaml.safe_dump({
+            "model": str(random_model), "imgsz": 160, "device": "cpu", "workers": 2, "pytorch_cpu": "torch",
+            "streams": [{"name": "door", "source": str(clips[0]), "model": "demo", **door},
+                        {"name": "street", "source": str(clips[1])}, {"name": "yard", "source": str(clips[2])}]}))
+        return path
+
+    done = streamyolo("check", str(config(classes=[0, 2])), "--connect", "--load-model", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    demo = resolve_model("demo")
+    assert f"model {demo} on cpu: 1 thread worker(s) for door\n" in done.stdout
+    assert f"model {random_model} on cpu: 1 thread worker(s) for street, yard\n" in done.stdout
+    loaded = done.stdout[done.stdout.index("model demo loaded in"):]
+    assert loaded.index("  door: ") < loaded.index(f"model {random_model} loaded in") < loaded.index("  street: ") \
+        < loaded.index("  yard: "), done.stdout
+    assert loaded.count(" in ") - loaded.count("loaded in") == 3, done.stdout  # one line per stream's first frame
+
+    refused = streamyolo("check", str(config(classes=[0, 7])), "--load-model", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert ("config key 'streams.0.classes': class 7 is not one of the 3 classes of model 'demo' "
+            "(0 person, 1 car, 2 ball)") in refused.stderr
+
+    missing = streamyolo("check", str(config(model="nowhere.pt")), cwd=tmp_path)
+    assert missing.returncode == 2
+    assert "stream 'door': model not found: 'nowhere.pt'" in missing.stderr

@@ -114,9 +114,9 @@ def test_a_live_stream_is_tracked_across_its_dropped_frames() -> None:
 
 def test_tracking_detects_down_to_conf_0_1_unless_conf_is_set() -> None:
     streams = {"streams": ["synthetic:"]}
-    assert build_config(overrides=streams).detect_conf == 0.25
-    assert build_config(overrides={**streams, "tracker": "bytetrack"}).detect_conf == 0.1  # as model.track()
-    assert build_config(overrides={**streams, "tracker": "botsort", "conf": 0.4}).detect_conf == 0.4
+    assert build_config(overrides=streams).detect_conf() == 0.25
+    assert build_config(overrides={**streams, "tracker": "bytetrack"}).detect_conf() == 0.1  # as model.track()
+    assert build_config(overrides={**streams, "tracker": "botsort", "conf": 0.4}).detect_conf() == 0.4
 
 
 @pytest.mark.parametrize(("value", "message"), [

@@ -19,7 +19,7 @@ from streamyolo.config import (
     lanes_pay,
     lends_lanes,
 )
-from streamyolo.errors import OutputError
+from streamyolo.errors import ModelError, OutputError
 from streamyolo.frames import Mask
 from streamyolo.inference.converted import converting
 from streamyolo.inference.counting import CountingLine, Zone
@@ -69,7 +69,8 @@ def load_config(config: Any, overrides: dict[str, Any]) -> PipelineConfig:
 
 
 def detector_factories(config: PipelineConfig, model: str, workers: int, lanes: Lanes | None = None,
-                       restart_counts: RestartCounts | None = None) -> list[DetectorFactory]:
+                       restart_counts: RestartCounts | None = None, *, first: int = 0,
+                       running: int | None = None, name: str | None = None) -> list[DetectorFactory]:
     """One factory per worker (each may sit on its own GPU); ``locked`` sharing wraps a
     single factory so that every worker gets the same instance behind a lock; ``lanes`` > 1
     gives each worker that many replicas of the model, each on a thread of its own (see
@@ -77,15 +78,19 @@ def detector_factories(config: PipelineConfig, model: str, workers: int, lanes: 
     so that its model (and lanes) are built and run in a child process, with the worker's
     share of the cores as torch threads (where lanes are lent, a lane thread here drives the
     child, so that a finished worker lends it whole; ``restart_counts`` counts the children
-    started again). ``model`` is ``config.model`` as
-    :func:`~streamyolo.inference.models.resolve_model` resolved it."""
+    started again). ``model`` is the model as
+    :func:`~streamyolo.inference.models.resolve_model` resolved it, ``name`` as the config
+    names it (default: ``config.model``). With several models, each has workers of its own:
+    these are numbered from ``first``, and ``running`` is how many models run at once in all
+    (default: these workers' lanes), which share the cores."""
+    name = config.model if name is None else name
     settings = DetectSettings(
-        conf=config.detect_conf, iou=config.iou, imgsz=config.imgsz, classes=config.detect_classes,
+        conf=config.detect_conf(name), iou=config.iou, imgsz=config.imgsz, classes=config.detect_classes(name),
         half=config.half, max_det=config.max_det,
     )
     lanes = lanes or Lanes()
-    devices = [resolve_device(config.device, index) for index in range(workers)]
-    threads = torch_threads(config, models_running(config, workers, lanes.own), devices[0])
+    devices = [resolve_device(config.device, first + index) for index in range(workers)]
+    threads = torch_threads(config, running or models_running(config, workers, lanes.own), devices[0])
     openvino = runs_on_openvino(config, model)
     cache = resolve_model_cache(config.model_cache) if openvino else None
     if config.worker_mode == "thread":
@@ -102,7 +107,7 @@ def detector_factories(config: PipelineConfig, model: str, workers: int, lanes: 
 
     idle = IdleLanes() if lanes.lend else None  # one pool: finished workers lend to the others
     if config.worker_mode == "process":  # each child imports for itself
-        children = [ProcessDetectorFactory(own(device, None), f"w{index}", torch_threads=threads,
+        children = [ProcessDetectorFactory(own(device, None), f"w{first + index}", torch_threads=threads,
                                            restarts=config.process_restarts, restart_counts=restart_counts)
                     for index, device in enumerate(devices)]
         if idle is None:
@@ -163,9 +168,12 @@ def runs_on_openvino(cfg: PipelineConfig, model: str) -> bool:
         is_pytorch(model) and converting(cfg.pytorch_cpu, model, resolve_device(cfg.device), cfg.half))
 
 
-def choose_workers(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model: str) -> int:
+def choose_workers(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model: str | Sequence[str]) -> int:
     """The configured number of workers (``auto``: :func:`~streamyolo.config.auto_workers`),
-    never more than there are streams. ``model`` is the resolved model path."""
+    never more than there are streams. ``model`` is the resolved model path (or every model's,
+    where streams run models of their own: ``auto`` then counts OpenVINO's way only when
+    OpenVINO runs them all)."""
+    models = [model] if isinstance(model, str) else list(model)
     wanted = cfg.workers
     if wanted == "auto":
         from streamyolo.pipeline.pipeline import cpu_count
@@ -173,13 +181,78 @@ def choose_workers(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model
         live_only = _live_only(streams)
         cuda = resolve_device(cfg.device).startswith("cuda")
         cores = cpu_count()
-        openvino = runs_on_openvino(cfg, model)
+        openvino = all(runs_on_openvino(cfg, m) for m in models)
         wanted = auto_workers(cuda, live_only, cores, openvino)
-        kind = "OpenVINO" if is_openvino(model) else "PyTorch on OpenVINO" if openvino else "other"
-        log.info("workers: auto chose %d (%s, %s, %s model)", wanted,
+        kind = ("OpenVINO" if all(is_openvino(m) for m in models) else "PyTorch on OpenVINO" if openvino
+                else "other")
+        log.info("workers: auto chose %d (%s, %s, %s model%s)", wanted,
                  "live streams only" if live_only else "lossless streams", "CUDA" if cuda else f"{cores} CPU cores",
-                 kind)
+                 kind, "s" if len(models) > 1 else "")
     return max(1, min(wanted, len(streams)))
+
+
+def split_workers(total: int, sizes: Sequence[int]) -> list[int]:
+    """``total`` workers shared between models that run ``sizes`` streams each: at least one
+    each (so never fewer than there are models) and at most one per stream; each further
+    worker goes to the model with the most streams per worker.
+
+    >>> split_workers(2, [3, 1]), split_workers(4, [3, 1]), split_workers(1, [2, 2]), split_workers(3, [2, 2])
+    ([1, 1], [3, 1], [1, 1], [2, 1])
+    """
+    counts = [1] * len(sizes)
+    for _ in range(total - len(sizes)):
+        open_ = [i for i, n in enumerate(sizes) if counts[i] < n]
+        if not open_:
+            break
+        best = max(open_, key=lambda i: (sizes[i] / counts[i], -i))
+        counts[best] += 1
+    return counts
+
+
+@dataclass(frozen=True, slots=True)
+class ModelGroup:
+    """A model and the workers that run it, for the streams that use it."""
+
+    name: str
+    """The model as the config names it."""
+    path: str
+    """As :func:`~streamyolo.inference.models.resolve_model` resolved it."""
+    streams: tuple[int, ...]
+    """The run's streams (their places in it) that use it."""
+    workers: int
+    lanes: Lanes
+    first: int = 0
+    """The run's number of its first worker (``w<first>``)."""
+
+    def worker_of(self, stream: int) -> int:
+        """The run's worker that serves stream ``stream`` (one of :attr:`streams`)."""
+        return self.first + self.streams.index(stream) % self.workers
+
+
+def plan_models(cfg: PipelineConfig, streams: Sequence[ResolvedStream]) -> list[ModelGroup]:
+    """The models the streams run (most often one: the run's), each with its workers and
+    lanes: ``workers`` in all, shared between the models by :func:`split_workers`."""
+    paths = {}
+    for name in cfg.models:
+        try:
+            paths[name] = resolve_model(name)
+        except ModelError as exc:
+            user = next((s.spec.name for s in streams if s.config.model == name), None)
+            if user is None:
+                raise
+            raise type(exc)(f"stream {user!r}: {exc}") from exc
+    members = {name: tuple(i for i, s in enumerate(streams) if cfg.model_of(s.config) == name) for name in paths}
+    total = choose_workers(cfg, streams, list(paths.values()))
+    counts = split_workers(total, [len(m) for m in members.values()])
+    if len(paths) > 1 and sum(counts) != total:
+        log.info("workers: %d, one at least for each of the %d models", sum(counts), len(paths))
+    groups, first = [], 0
+    for (name, path), workers in zip(paths.items(), counts, strict=True):
+        group = [streams[i] for i in members[name]]
+        lanes = choose_lanes(cfg, group, path, workers, total=sum(counts))
+        groups.append(ModelGroup(name, path, members[name], workers, lanes, first))
+        first += workers
+    return groups
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,9 +264,12 @@ class Lanes:
     lend: bool = False
 
 
-def choose_lanes(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model: str, workers: int) -> Lanes:
+def choose_lanes(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model: str, workers: int,
+                 total: int | None = None) -> Lanes:
     """The configured lanes per worker (``auto``: :func:`~streamyolo.config.auto_lanes`, and
-    :func:`~streamyolo.config.lends_lanes`)."""
+    :func:`~streamyolo.config.lends_lanes`) of the ``workers`` that run ``model`` for
+    ``streams``; ``total``: the run's workers, where other models have some (they share the
+    cores)."""
     if cfg.model_sharing == "locked":
         return Lanes()
     if cfg.lanes != "auto":
@@ -207,7 +283,7 @@ def choose_lanes(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model: 
     live_only = _live_only(streams)
     if not lanes_pay(kind, cuda, live_only):
         return Lanes()
-    share = max(1, cpu_count() // workers)
+    share = max(1, cpu_count() // (total or workers))
     lanes = auto_lanes(kind, cuda, live_only, share, cfg.batch)
     lend = lends_lanes(lanes, workers, cfg.batch, cfg.worker_mode == "thread")
     if lanes > 1 or lend:
@@ -225,13 +301,16 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     status = overrides.pop("status", None)
     cfg = load_config(config, overrides)
     streams = resolve_streams(cfg)
-    model = resolve_model(cfg.model)
+    groups = plan_models(cfg, streams)
     if cfg.worker_mode == "process":
         start_fork_server()  # it imports what the children need while this process goes on
-    workers = choose_workers(cfg, streams, model)
-    lanes = choose_lanes(cfg, streams, model, workers)
+    workers = sum(g.workers for g in groups)
+    running = _running(cfg, groups)
     restarts = RestartCounts([f"w{index}" for index in range(workers)]) if cfg.worker_mode == "process" else None
-    factories = detector_factories(cfg, model, workers, lanes, restarts)
+    factories = [factory for g in groups
+                 for factory in detector_factories(cfg, g.path, g.workers, g.lanes, restarts, first=g.first,
+                                                   running=running, name=g.name)]
+    serving = {i: g.worker_of(i) for g in groups for i in g.streams}
     annotator = BoxAnnotator(overlay=cfg.overlay)
     sinks: list[Sink] = []
     gpu = resolve_device(cfg.device).startswith("cuda")
@@ -322,13 +401,14 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         status_interval=cfg.status_interval,
         stats=StatsWriter(cfg.stats, overwrite=cfg.overwrite) if cfg.stats is not None else None,
         duration=cfg.duration,
-        torch_threads=_parent_torch_threads(cfg, workers, lanes.own),
+        torch_threads=_parent_torch_threads(cfg, running),
         summary_path=cfg.summary,
         on_close=closers,
         restart_counts=restarts,
         hang_warning=cfg.hang_warning,
+        serving=[serving[i] for i in range(len(streams))],
     )
-    pipeline.plan = Plan(cfg, streams, model, workers, lanes, factories)
+    pipeline.plan = Plan(cfg, streams, groups, factories)
     return pipeline
 
 
@@ -358,12 +438,16 @@ def _policy(stream: ResolvedStream) -> CapturePolicy:
                          stride=stream.config.stride, backoff=backoff, live=stream.spec.kind.is_live)
 
 
-def _parent_torch_threads(cfg: PipelineConfig, workers: int, lanes: int) -> int | None:
+def _running(cfg: PipelineConfig, groups: Sequence[ModelGroup]) -> int:
+    """How many models run at once, every model's workers and lanes together."""
+    return sum(models_running(cfg, g.workers, g.lanes.own) for g in groups)
+
+
+def _parent_torch_threads(cfg: PipelineConfig, running: int) -> int | None:
     """Thread workers share this process's torch threads; process workers set their own."""
     if cfg.worker_mode == "process":
         return None
-    return torch_threads(cfg, models_running(cfg, workers, lanes),
-                         cfg.device if cfg.device != "auto" else _auto_device())
+    return torch_threads(cfg, running, cfg.device if cfg.device != "auto" else _auto_device())
 
 
 def _auto_device() -> str:

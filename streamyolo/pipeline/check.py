@@ -33,7 +33,7 @@ from streamyolo.sources import open_source
 if TYPE_CHECKING:
     from streamyolo.config import PipelineConfig
     from streamyolo.inference.detector import DetectorFactory
-    from streamyolo.pipeline.assemble import Lanes
+    from streamyolo.pipeline.assemble import ModelGroup
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +42,15 @@ class Plan:
 
     config: PipelineConfig
     streams: Sequence[ResolvedStream]
-    model: str
-    workers: int
-    lanes: Lanes
+    groups: Sequence[ModelGroup]
+    """Each model with its workers and the streams it serves (one, unless streams have
+    models of their own)."""
     factories: Sequence[DetectorFactory] = ()
-    """The workers' detector factories."""
+    """The workers' detector factories, every model's in turn."""
+
+    @property
+    def workers(self) -> int:
+        return sum(g.workers for g in self.groups)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +86,14 @@ def describe(plan: Plan) -> str:
         if cfg.record is not None and not own.record:
             parts.append("not recorded")
         lines.append(f"  {stream.spec.name:<{width}}  {stream.spec.display_uri}  ({'; '.join(parts)})")
-    lanes = f", {plan.lanes.own} model replica(s) each" if plan.lanes.own > 1 else ""
     device = resolve_device(cfg.device)
     shown = device if device == cfg.device else f"{cfg.device} ({device})"
-    lines.append(f"model {plan.model} on {shown}: {plan.workers} {cfg.worker_mode} worker(s){lanes}"
-                 f"{', tracked by ' + cfg.tracker if cfg.tracker else ''}")
+    for group in plan.groups:
+        lanes = f", {group.lanes.own} model replica(s) each" if group.lanes.own > 1 else ""
+        users = (f" for {', '.join(plan.streams[i].spec.name for i in group.streams)}" if len(plan.groups) > 1
+                 else "")
+        lines.append(f"model {group.path} on {shown}: {group.workers} {cfg.worker_mode} worker(s){lanes}{users}"
+                     f"{', tracked by ' + cfg.tracker if cfg.tracker else ''}")
     outputs = []
     if cfg.record is not None:
         segments = f", {format_seconds(cfg.record_segment)} files" if cfg.record_segment else ""

@@ -141,6 +141,7 @@ class Pipeline:
         on_close: Sequence[Callable[[], None]] = (),
         restart_counts: RestartCounts | None = None,
         hang_warning: float = 60.0,
+        serving: Sequence[int] | None = None,
     ) -> None:
         if not streams:
             raise ValueError("a pipeline needs at least one stream")
@@ -148,6 +149,12 @@ class Pipeline:
         if len(set(names)) != len(names):
             raise ValueError(f"stream names must be unique: {names}")
         workers = max(1, min(workers, len(streams)))
+        if serving is None:  # round robin
+            serving = [i % workers for i in range(len(streams))]
+        elif len(serving) != len(streams) or set(serving) != set(range(workers)):
+            raise ValueError(f"serving must name one of the {workers} workers for each stream, each worker at least "
+                             f"once: {list(serving)}")
+        self._serving = list(serving)
         factories = [detector_factory] * workers if callable(detector_factory) else list(detector_factory)
         if len(factories) < workers:
             raise ValueError(f"{workers} workers need {workers} detector factories, got {len(factories)}")
@@ -170,8 +177,8 @@ class Pipeline:
         self._extra_sinks: list[Sink] = list(sinks) + [v for v in (display, web) if v is not None]
         self._fanout: FanOut | None = None
         self._doorbells = [threading.Event() for _ in range(workers)]
-        self._streams = [_Stream(s, self._doorbells[i % workers], self._stop, clock, tracker is not None)
-                         for i, s in enumerate(streams)]
+        self._streams = [_Stream(s, self._doorbells[worker], self._stop, clock, tracker is not None)
+                         for s, worker in zip(streams, self._serving, strict=True)]
         self._by_name = {s.name: s for s in self._streams}
         self._factories = factories[:workers]
         self._workers: list[InferenceWorker] = []
@@ -263,12 +270,11 @@ class Pipeline:
 
     def _start_workers(self) -> None:
         assert self._fanout is not None
-        n = len(self._factories)
         for index, factory in enumerate(self._factories):
             channels = [
                 Channel(s.name, s.ring, s.setup.overflow is Overflow.DROP_OLDEST, s.health, s.setup.keep,
                         s.setup.lines, s.setup.zones, s.setup.masks)
-                for i, s in enumerate(self._streams) if i % n == index
+                for s, worker in zip(self._streams, self._serving, strict=True) if worker == index
             ]
             worker = InferenceWorker(
                 f"w{index}", factory, channels, self._fanout, self._doorbells[index],
@@ -298,10 +304,11 @@ class Pipeline:
                 raise error
             raise ModelError(f"model failed to load in worker {failed[0].name!r}: {error}") from error
         if self.plan is not None and self._workers and not self._stop.is_set():
-            # Class ids the config gives that the model does not have would find nothing, silently.
-            problem = self.plan.config.unknown_classes(self._workers[0].names)
-            if problem is not None:
-                raise ConfigError(problem)
+            # Class ids the config gives that a model does not have would find nothing, silently.
+            for group in self.plan.groups:
+                problem = self.plan.config.unknown_classes(self._workers[group.first].names, group.name)
+                if problem is not None:
+                    raise ConfigError(problem)
 
     def _worker_finished(self) -> None:
         with self._pending_lock:

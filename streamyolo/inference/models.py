@@ -318,22 +318,47 @@ class UltralyticsDetector:
 
 
 def load_yolo(model: str, device: str) -> Any:
-    """``YOLO(model)`` with the offline switches set and errors made one line."""
+    """``YOLO(model)`` with the offline switches set and errors made one line (a ``.pt``
+    file by the absolute path :func:`local_weights` checks)."""
     ultralytics = import_ultralytics()
+    if model.rpartition(".")[-1].lower() == "pt":  # Ultralytics' own test for a checkpoint
+        model = local_weights(model)
     try:
         yolo: Any = ultralytics.YOLO(model)  # the task its file says (exports: their metadata)
     except Exception as exc:  # Ultralytics raises many kinds; the message is what matters
-        raise ModelError(f"cannot load model {model!r}: {_first_line(exc)}") from exc
+        raise ModelError(f"cannot load model {model!r}: {first_line(exc)}") from exc
     return yolo
 
 
-def _first_line(exc: BaseException) -> str:
-    """The first line of an exception's message without Ultralytics' 'ERROR ❌' prefix."""
-    text = str(exc).strip()
-    if not text:
-        return type(exc).__name__
-    line = text.splitlines()[0]
-    return re.sub(r"^\W*(ERROR|WARNING)\W*", "", line).strip() or type(exc).__name__
+def local_weights(path: str) -> str:
+    """The absolute path of the weights file ``YOLO(path)`` loads, which must be local.
+
+    Ultralytics swaps legacy YOLOv5/YOLOv3 names for their "u" versions (``yolov5n.pt`` →
+    ``yolov5nu.pt``), looks in its weights folder too, and downloads what it does not find;
+    a bare official name (``yolo26n.pt``) that fails to load is downloaded again. An
+    absolute path of a file that exists keeps it from both.
+    """
+    import_ultralytics()
+    from ultralytics.utils import SETTINGS
+    from ultralytics.utils.checks import check_yolov5u_filename
+
+    wanted = str(check_yolov5u_filename(path, verbose=False))
+    for candidate in (Path(wanted), Path(SETTINGS["weights_dir"]) / wanted):
+        if candidate.is_file():
+            return str(candidate.resolve())
+    raise ModelError(f"model {path!r}: Ultralytics would load {wanted!r} instead, which is not here "
+                     f"(streamyolo never downloads weights; rename the file)")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message without Ultralytics' 'ERROR ❌' prefix (but
+    with the '/' of an absolute path that follows it).
+
+    >>> first_line(ValueError("ERROR ❌ /tmp/x.pt is not a model\\nmore"))
+    '/tmp/x.pt is not a model'
+    """
+    line = next(iter(str(exc).strip().splitlines()), "")
+    return re.sub(r"^\W*(ERROR|WARNING)[^\w/\\.~'\"]*", "", line).strip() or type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True)

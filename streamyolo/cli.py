@@ -52,7 +52,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conf", type=float, help="confidence threshold (0.25)")
     parser.add_argument("--iou", type=float, help="NMS IoU threshold (0.7)")
     parser.add_argument("--imgsz", type=int, help="inference size (640)")
-    parser.add_argument("--classes", type=int, nargs="+", help="keep only these class ids")
+    parser.add_argument("--classes", type=_class, nargs="+",
+                        help="keep only these classes: ids, or the model's names (person car)")
     parser.add_argument("--half", action="store_true", default=None, help="FP16 inference (CUDA)")
     parser.add_argument("--record", metavar="DIR", help="write one annotated H.264 MP4 per stream here")
     parser.add_argument("--record-segment", metavar="SECONDS",
@@ -227,6 +228,15 @@ def setup_logging(level: str) -> None:
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactingFilter())
     set_ultralytics_level(logging.INFO if level == "DEBUG" else logging.WARNING)  # stdout is for our report
+
+
+def _class(text: str) -> int | str:
+    """A class on the command line: an id, or a name the model has.
+
+    >>> _class("2"), _class("traffic light")
+    (2, 'traffic light')
+    """
+    return int(text) if text.strip().isdigit() else text
 
 
 def command_run(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ front, before any thread starts; unknown keys are rejected and every problem bec
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -141,8 +142,8 @@ class StreamConfig(_Strict):
     conf: float | None = Field(default=None, ge=0, le=1)
     """This stream's confidence threshold (default: the run's ``conf``)."""
     classes: list[Annotated[int, Field(ge=0)]] | None = None
-    """This stream's class ids (default: the run's ``classes``): a parking camera that keeps
-    cars only, say, beside cameras that keep people."""
+    """This stream's class ids, or the names its model gives them (default: the run's
+    ``classes``): a parking camera that keeps cars only, say, beside cameras that keep people."""
     model: str | None = Field(default=None, min_length=1)
     """This stream's own model (default: the run's ``model``; the same kinds): a pose model on
     the door camera beside detection on the others, say. Each model runs on workers of its
@@ -618,9 +619,8 @@ class PipelineConfig(_Strict):
         for key, classes in keys.items():
             unknown = sorted(set(classes or ()) - set(names))
             if unknown:
-                shown = ", ".join(f"{i} {names[i]}" for i in sorted(names)[:10]) + (", …" if len(names) > 10 else "")
                 which = f"class {unknown[0]} is" if len(unknown) == 1 else f"classes {unknown} are"
-                return f"config key {key!r}: {which} not one of {whose} ({shown})"
+                return f"config key {key!r}: {which} not one of {whose} ({shown_classes(names)})"
         return None
 
     def own(self, stream: StreamConfig) -> tuple[float, list[int] | None]:
@@ -739,12 +739,96 @@ def _apply_stream_defaults(data: dict[str, Any]) -> None:
     streams = data.get("streams") or []
     merged = []
     for entry in streams if isinstance(streams, list) else []:
-        shorthand = isinstance(entry, str) or (isinstance(entry, dict) and len(entry) == 1
-                                               and next(iter(entry.values())) is None)
-        given = StreamConfig.model_validate(entry).model_dump(exclude_unset=True) if shorthand else entry
+        given = StreamConfig.model_validate(entry).model_dump(exclude_unset=True) if _shorthand(entry) else entry
         merged.append({**defaults, **given} if isinstance(given, dict) else given)
     if isinstance(streams, list):
         data["streams"] = merged
+
+
+def _name_classes(data: dict[str, Any]) -> None:
+    """Class names in ``classes`` (the run's, a stream's, a line's, zone's or mask's: ``[person,
+    car]``) made the ids of the model that reads them: the stream's own, else the run's. Only
+    when some are given by name, which reads the models' names (without building them). The
+    run's named classes go to each stream that keeps them, as its model numbers them (two
+    models may number ``car`` differently)."""
+    streams = data.get("streams")
+    entries = streams if isinstance(streams, list) else []
+    shapes = [(f"streams.{index}.{kind}.{name}", shape)
+              for index, entry in enumerate(entries) if isinstance(entry, dict)
+              for kind in ("lines", "zones", "masks") if isinstance(entry.get(kind), dict)
+              for name, shape in entry[kind].items() if isinstance(shape, dict)]
+    lists = [data, *(e for e in entries if isinstance(e, dict)), *(shape for _, shape in shapes)]
+    if not any(_named(holder.get("classes")) for holder in lists):
+        return
+    from streamyolo.inference.names import model_names
+
+    entries = data["streams"] = copy.deepcopy(entries)  # the caller's mappings stay as they were
+    run_model = data.get("model") or DEFAULT_MODEL
+    known: dict[str, dict[int, str]] = {}
+
+    def ids(classes: Any, key: str, model: Any) -> Any:
+        if not _named(classes):
+            return classes
+        if not isinstance(model, str):
+            return classes  # the model's own key is wrong: validation says so
+        if model not in known:
+            known[model] = model_names(model)
+        return [_class_id(c, known[model], key, model, len(known) > 1 or model != run_model) for c in classes]
+
+    wanted = data.get("classes")
+    for index, given in enumerate(entries):
+        if _shorthand(given) and _named(wanted):  # the run's classes become the stream's
+            entries[index] = StreamConfig.model_validate(given).model_dump(exclude_unset=True)
+        entry = entries[index]
+        if not isinstance(entry, dict) or _shorthand(entry):
+            continue
+        model = entry.get("model") or run_model
+        if entry.get("classes") is None and _named(wanted):
+            entry["classes"] = ids(wanted, "classes", model)  # the run's classes, as this stream's model numbers them
+        elif "classes" in entry:
+            entry["classes"] = ids(entry["classes"], f"streams.{index}.classes", model)
+        for kind in ("lines", "zones", "masks"):
+            for name, shape in (entry.get(kind) or {}).items() if isinstance(entry.get(kind), dict) else ():
+                if isinstance(shape, dict) and "classes" in shape:
+                    shape["classes"] = ids(shape["classes"], f"streams.{index}.{kind}.{name}.classes", model)
+    if "classes" in data:
+        data["classes"] = ids(wanted, "classes", run_model) if not entries or not _named(wanted) else None
+
+
+def _shorthand(entry: Any) -> bool:
+    """A stream written as its URI alone (``front=rtsp://…``; YAML reads ``- synthetic:`` as
+    ``{"synthetic": None}``)."""
+    return isinstance(entry, str) or (isinstance(entry, dict) and len(entry) == 1
+                                      and next(iter(entry.values())) is None)
+
+
+def _named(classes: Any) -> bool:
+    return isinstance(classes, list) and any(isinstance(c, str) and not c.strip().isdigit() for c in classes)
+
+
+def _class_id(given: Any, names: Mapping[int, str], key: str, model: str, say_model: bool) -> Any:
+    """The id of class ``given`` (a name, or an id as it is) among the model's ``names``: the
+    very name, else the one name that differs only in case."""
+    if not isinstance(given, str):
+        return given
+    text = given.strip()
+    if text.isdigit():
+        return int(text)
+    exact = [i for i, name in names.items() if name == text]
+    loose = [i for i, name in names.items() if name.lower() == text.lower()]
+    if exact or len(loose) == 1:
+        return (exact or loose)[0]
+    whose = f"the {len(names)} classes of model {model!r}" if say_model else f"the model's {len(names)} classes"
+    raise ConfigError(f"config key {key!r}: {given!r} is not one of {whose} ({shown_classes(names)})")
+
+
+def shown_classes(names: Mapping[int, str], most: int = 10) -> str:
+    """A model's classes for an error message, the first ``most`` of them.
+
+    >>> shown_classes({0: "person", 1: "car"})
+    '0 person, 1 car'
+    """
+    return ", ".join(f"{i} {names[i]}" for i in sorted(names)[:most]) + (", …" if len(names) > most else "")
 
 
 def build_config(
@@ -767,6 +851,7 @@ def build_config(
     data.update(_env_overrides(os.environ if environ is None else environ))
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     _apply_stream_defaults(data)
+    _name_classes(data)
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as exc:

@@ -94,6 +94,19 @@ def test_run_converts_the_pytorch_model_to_openvino_by_default_with_the_same_det
     assert found > 0, "no detections: the comparison would mean nothing"
 
 
+@pytest.mark.timeout(120)
+def test_classes_by_name_from_the_command_line(tmp_path: Path) -> None:
+    jsonl = tmp_path / "det.jsonl"
+    done = streamyolo("run", "--source", "synthetic:scene?seed=3&size=416x240&frames=20", "--classes", "car",
+                      "--jsonl", str(jsonl), "--no-display", "--status-interval", "0")
+    assert done.returncode == 0, done.stderr
+    found = [(d["cls"], d["name"]) for line in read_jsonl(jsonl) for d in line["detections"]]
+    assert found and set(found) == {(1, "car")}, found
+    refused = streamyolo("check", "--source", "synthetic:scene", "--classes", "person", "cat")
+    assert refused.returncode == 2
+    assert "config key 'classes': 'cat' is not one of the model's 3 classes (0 person, 1 car, 2 ball)" in refused.stderr
+
+
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path

@@ -116,6 +116,30 @@ def test_each_model_detects_at_what_its_own_streams_keep() -> None:
         "config key 'streams.1.classes': class 2 is not one of the model's 1 classes (0 person)")
 
 
+def test_classes_may_be_named_as_each_streams_model_names_them(shared_model: Path) -> None:
+    """Class names become the ids of the model that reads them: a stream's own model numbers
+    ``car`` 1 (the demo model), the run's COCO model 2; a name the model lacks is refused
+    naming the key and the model's classes; ids and digits stay as they are."""
+    given = {"model": str(shared_model), "classes": ["car", "Person"],
+             "streams": ["a", {"source": "b", "model": "demo"}, {"source": "c", "classes": ["bus", 9, "4"],
+                                                                  "zones": {"z": {"points": [[0, 0], [9, 0], [0, 9]],
+                                                                                  "classes": ["bus"]}}}]}
+    config = build_config(given)
+    assert [s.classes for s in config.streams] == [[2, 0], [1, 0], [5, 9, 4]]
+    assert config.streams[2].zones is not None and config.streams[2].zones["z"].classes == [5]
+    assert given["streams"][2]["classes"] == ["bus", 9, "4"]  # the caller's mapping is left as it was
+    assert build_config({"classes": ["ball"], "streams": ["a"]}).streams[0].classes == [2]  # the demo model's
+    assert build_config({"classes": [1], "streams": ["a"]}).classes == [1]  # ids alone: nothing read
+    with pytest.raises(ConfigError) as refused:
+        build_config({**given, "streams": ["a", {"source": "b", "model": "demo", "classes": ["bus"]}]})
+    assert str(refused.value) == ("config key 'streams.1.classes': 'bus' is not one of the 3 classes of model 'demo' "
+                                  "(0 person, 1 car, 2 ball)")
+    with pytest.raises(ConfigError, match=r"^config key 'streams\.0\.lines\.door\.classes': 'cat' is not one of the "
+                       r"model's 3 classes \(0 person, 1 car, 2 ball\)$"):
+        build_config({"tracker": "bytetrack", "streams": [
+            {"source": "a", "lines": {"door": {"points": [[0, 0], [9, 9]], "classes": ["cat"]}}}]})
+
+
 def test_workers_are_shared_between_the_models_by_their_streams() -> None:
     from streamyolo.pipeline.assemble import split_workers
 

@@ -136,6 +136,11 @@ class StreamConfig(_Strict):
     """RTSP transport."""
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
     decoder_threads: int = Field(default=2, ge=0, le=64)
+    rotate: Literal["auto", 0, 90, 180, 270] = "auto"
+    """Degrees clockwise to turn the stream's pictures before anything sees them (a camera
+    mounted on its side or upside down); ``auto``: as a video file's display matrix says (a
+    phone's portrait video, as players and OpenCV show it), else not at all. Lines, zones and
+    masks are drawn on the turned picture."""
     record: bool = True
     """With the run's ``record`` folder: whether this stream is recorded (``false``: not, a
     camera only watched for events, say)."""
@@ -172,6 +177,17 @@ class StreamConfig(_Strict):
     polygons in the picture's pixels; a box whose centre lies inside one is dropped before
     tracking, counting and every output. A mask may also be ``{points: […], classes: [2]}``
     (:class:`MaskConfig`): it ignores only those class ids."""
+
+    @field_validator("rotate", mode="before")
+    @classmethod
+    def _degrees(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if type(value) is int and value % 90 == 0:
+            return value % 360  # -90: a quarter counter-clockwise
+        if value == "auto":
+            return value
+        raise ValueError("must be auto, 0, 90, 180 or 270 (degrees clockwise)")
 
     @field_validator("zones", "lines", "masks", mode="before")
     @classmethod

@@ -26,8 +26,10 @@ PYTHON = sys.executable
 
 
 def make_clip(path: Path, name: str, frames: int, size: tuple[int, int] = (320, 240), fps: int = 30,
-              seed: int | None = None) -> Path:
-    """Write a real H.264 MP4 of stamped synthetic frames (stream tag of ``name``)."""
+              seed: int | None = None, shown_turned: int = 0) -> Path:
+    """Write a real H.264 MP4 of stamped synthetic frames (stream tag of ``name``);
+    ``shown_turned``: a display matrix that says to show them turned that many degrees
+    clockwise (as a phone's portrait video)."""
     query = f"size={size[0]}x{size[1]}&fps={fps}&frames={frames}"
     if seed is not None:
         query += f"&seed={seed}"
@@ -39,6 +41,8 @@ def make_clip(path: Path, name: str, frames: int, size: tuple[int, int] = (320, 
         stream.pix_fmt = "yuv420p"
         stream.options = {"preset": "ultrafast", "crf": "18"}
         stream.codec_context.gop_size = fps  # a key frame every second, as cameras send
+        if shown_turned:
+            stream.set_display_rotation(-shown_turned)  # PyAV takes it counter-clockwise
         index = 0
         while (raw := source.read()) is not None:
             frame = av.VideoFrame.from_ndarray(raw.image, format="bgr24")

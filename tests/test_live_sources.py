@@ -229,9 +229,9 @@ def test_a_network_frame_is_stamped_when_its_packet_arrived(rtsp: RtspServer, rt
 
     to_bgr = pyav._bgr
 
-    def slow(frame):  # type: ignore[no-untyped-def]
+    def slow(frame, clockwise=0):  # type: ignore[no-untyped-def]
         threading.Event().wait(0.03)
-        return to_bgr(frame)
+        return to_bgr(frame, clockwise)
 
     monkeypatch.setattr(pyav, "_bgr", slow)
     options = NetworkOptions(open_timeout=5.0, read_timeout=2.0)

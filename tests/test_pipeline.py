@@ -507,9 +507,9 @@ def _conversions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     threads: list[str] = []
     to_bgr = pyav._bgr
 
-    def counting(frame):  # type: ignore[no-untyped-def]
+    def counting(frame, clockwise=0):  # type: ignore[no-untyped-def]
         threads.append(threading.current_thread().name)
-        return to_bgr(frame)
+        return to_bgr(frame, clockwise)
 
     monkeypatch.setattr(pyav, "_bgr", counting)
     return threads

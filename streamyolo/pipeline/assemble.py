@@ -35,7 +35,7 @@ from streamyolo.inference.models import (
 from streamyolo.inference.offline import preload
 from streamyolo.inference.runners import is_openvino, is_pytorch
 from streamyolo.inference.tracking import tracker_settings
-from streamyolo.pipeline.build import ResolvedStream, check_output_file, network_options, resolve_streams
+from streamyolo.pipeline.build import ResolvedStream, check_output_file, open_stream, resolve_streams
 from streamyolo.pipeline.check import Plan
 from streamyolo.pipeline.monitor import StatsWriter
 from streamyolo.pipeline.report import StatusPrinter
@@ -48,7 +48,6 @@ from streamyolo.sinks.jsonl import JsonlSink
 from streamyolo.sinks.mqtt import StreamEntities
 from streamyolo.sinks.recorder import VideoRecorder, choose_codec
 from streamyolo.sinks.web import WebViewer
-from streamyolo.sources import open_source
 from streamyolo.workers.capture import CapturePolicy
 from streamyolo.workers.process import ProcessDetectorFactory, RestartCounts, start_fork_server
 
@@ -369,8 +368,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     setups = [
         StreamSetup(
             name=s.spec.name,
-            source=open_source(s.spec, network_options(s.config), decoder_threads=s.config.decoder_threads,
-                               loop=s.config.loop, defer_conversion=True),
+            source=open_stream(s, defer_conversion=True),
             overflow=s.overflow,
             capacity=s.capacity,
             policy=_policy(s),

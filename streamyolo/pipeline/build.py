@@ -10,7 +10,7 @@ from pathlib import Path
 from streamyolo.buffering import Overflow
 from streamyolo.config import PipelineConfig, StreamConfig
 from streamyolo.errors import ConfigError, OutputError
-from streamyolo.sources import NetworkOptions, SourceKind, SourceSpec, source_kind
+from streamyolo.sources import FrameSource, NetworkOptions, SourceKind, SourceSpec, open_source, source_kind
 from streamyolo.sources.spec import check_file_source, default_name, expand
 from streamyolo.sources.synthetic import SyntheticParams
 
@@ -82,6 +82,15 @@ def check_output_file(path: Path, what: str) -> None:
         raise OutputError(f"{what} {str(path)!r} is a folder")
     if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise OutputError(f"{what} {str(path)!r} is not writable")
+
+
+def open_stream(stream: ResolvedStream, defer_conversion: bool = False) -> FrameSource:
+    """``stream``'s source as its config asks (connection settings, decoder threads, looping,
+    turning), not yet opened."""
+    rotate = stream.config.rotate
+    return open_source(stream.spec, network_options(stream.config), decoder_threads=stream.config.decoder_threads,
+                       loop=stream.config.loop, defer_conversion=defer_conversion,
+                       rotate=None if rotate == "auto" else rotate)
 
 
 def network_options(stream: StreamConfig) -> NetworkOptions:

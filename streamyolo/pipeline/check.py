@@ -27,8 +27,7 @@ from streamyolo.clock import format_seconds
 from streamyolo.errors import SourceError
 from streamyolo.frames import Image
 from streamyolo.inference.models import resolve_device
-from streamyolo.pipeline.build import ResolvedStream, network_options
-from streamyolo.sources import open_source
+from streamyolo.pipeline.build import ResolvedStream, open_stream
 
 if TYPE_CHECKING:
     from streamyolo.config import PipelineConfig
@@ -79,6 +78,8 @@ def describe(plan: Plan) -> str:
             parts.append(f"{own.max_fps:g} fps at most")
         if own.stride > 1:
             parts.append(f"every {own.stride}th frame")
+        if own.rotate != "auto" and own.rotate:
+            parts.append(f"turned {own.rotate}° clockwise")
         for key in ("lines", "zones", "masks"):
             names = getattr(own, key) or {}
             if names:
@@ -120,7 +121,7 @@ def probe(streams: Sequence[ResolvedStream]) -> list[Probe]:
 
 
 def _probe(stream: ResolvedStream) -> Probe:
-    source = open_source(stream.spec, network_options(stream.config), decoder_threads=stream.config.decoder_threads)
+    source = open_stream(stream)
     try:
         info = source.open()
         first = source.read()

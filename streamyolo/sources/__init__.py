@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streamyolo.sources.base import FrameSource, RawFrame, SourceInfo, SourceKind
+from streamyolo.sources.base import FrameSource, RawFrame, SourceInfo, SourceKind, TurnedSource
 from streamyolo.sources.pyav import NetworkOptions, PyAVSource
 from streamyolo.sources.redact import redact_text, redact_url
 from streamyolo.sources.spec import SourceSpec, source_kind, split_name
@@ -11,19 +11,23 @@ from streamyolo.sources.webcam import WebcamSource
 
 __all__ = [
     "FrameSource", "NetworkOptions", "PyAVSource", "RawFrame", "SourceInfo", "SourceKind", "SourceSpec",
-    "SyntheticSource", "WebcamSource", "open_source", "read_stamp", "redact_text", "redact_url", "source_kind",
-    "split_name", "stamp", "stream_tag",
+    "SyntheticSource", "TurnedSource", "WebcamSource", "open_source", "read_stamp", "redact_text", "redact_url",
+    "source_kind", "split_name", "stamp", "stream_tag",
 ]
 
 
 def open_source(spec: SourceSpec, network: NetworkOptions | None = None, decoder_threads: int = 2,
-                loop: bool = False, defer_conversion: bool = False) -> FrameSource:
+                loop: bool = False, defer_conversion: bool = False, rotate: int | None = None) -> FrameSource:
     """The right reader for ``spec`` (not yet opened: opening is the capture thread's job).
     ``defer_conversion``: decoded streams hand frames over unconverted (``RawFrame.convert``),
-    for the capture thread to convert or leave to the frame's first use."""
+    for the capture thread to convert or leave to the frame's first use. ``rotate``: degrees
+    clockwise to turn every picture; ``None``: as a file's display matrix says (else 0)."""
+    source: FrameSource
     if spec.kind is SourceKind.SYNTHETIC:
-        return SyntheticSource(spec.name, spec.uri)
-    if spec.kind is SourceKind.WEBCAM:
-        return WebcamSource(spec.name, spec.uri)
-    return PyAVSource(spec.name, spec.uri, spec.kind, network=network, decoder_threads=decoder_threads, loop=loop,
-                      defer_conversion=defer_conversion)
+        source = SyntheticSource(spec.name, spec.uri)
+    elif spec.kind is SourceKind.WEBCAM:
+        source = WebcamSource(spec.name, spec.uri)
+    else:
+        source = PyAVSource(spec.name, spec.uri, spec.kind, network=network, decoder_threads=decoder_threads,
+                            loop=loop, defer_conversion=defer_conversion, autorotate=rotate is None)
+    return TurnedSource(source, rotate) if rotate else source

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Protocol, cast
+
+import cv2
 
 from streamyolo.frames import Image
 
@@ -66,3 +68,53 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
     def interrupt(self) -> None: ...
+
+
+_ROTATE = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+
+
+def turn(image: Image, clockwise: int) -> Image:
+    """``image`` turned ``clockwise`` degrees (0, 90, 180 or 270): a new array, or ``image``
+    itself for 0.
+
+    >>> import numpy as np
+    >>> turn(np.arange(6, dtype=np.uint8).reshape(2, 3, 1), 90)[..., 0].tolist()
+    [[3, 0], [4, 1], [5, 2]]
+    """
+    if clockwise % 360 == 0:
+        return image
+    return cast(Image, cv2.rotate(image, _ROTATE[clockwise % 360]))
+
+
+def turned(info: SourceInfo, clockwise: int) -> SourceInfo:
+    """What a source reports once its pictures are turned ``clockwise`` degrees."""
+    return replace(info, width=info.height, height=info.width) if clockwise % 180 == 90 else info
+
+
+class TurnedSource:
+    """A source whose pictures are turned ``clockwise`` degrees (a camera mounted on its side
+    or upside down), as they leave it (or on their first use, for a source that defers their
+    conversion)."""
+
+    def __init__(self, source: FrameSource, clockwise: int) -> None:
+        self.source = source
+        self.clockwise = clockwise
+
+    def open(self) -> SourceInfo:
+        return turned(self.source.open(), self.clockwise)
+
+    def read(self) -> RawFrame | None:
+        raw = self.source.read()
+        if raw is None:
+            return None
+        if raw.image is not None:
+            return replace(raw, image=turn(raw.image, self.clockwise))
+        convert = raw.convert
+        assert convert is not None
+        return replace(raw, convert=lambda: turn(convert(), self.clockwise))
+
+    def close(self) -> None:
+        self.source.close()
+
+    def interrupt(self) -> None:
+        self.source.interrupt()

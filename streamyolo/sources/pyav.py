@@ -23,7 +23,7 @@ import av.error
 from streamyolo.errors import SourceError, SourceNotFoundError, SourceOpenError, SourceReadError, SourceStalledError
 from streamyolo.frames import Image
 from streamyolo.sources import interrupt as interrupts
-from streamyolo.sources.base import RawFrame, SourceInfo, SourceKind
+from streamyolo.sources.base import RawFrame, SourceInfo, SourceKind, turn, turned
 from streamyolo.sources.redact import redact_text, redact_url, url_secrets
 from streamyolo.sources.spec import file_path
 
@@ -67,6 +67,7 @@ class PyAVSource:
         loop: bool = False,
         clock: Callable[[], float] = time.monotonic,
         defer_conversion: bool = False,
+        autorotate: bool = False,
     ) -> None:
         self.name = name
         self.uri = uri
@@ -77,6 +78,10 @@ class PyAVSource:
         self.defer_conversion = defer_conversion
         """Hand frames over in the decoder's own format with ``RawFrame.convert`` (the capture
         thread converts them, or leaves that to their first use when a live buffer drops most)."""
+        self.autorotate = autorotate
+        """Turn a file's pictures as its display matrix says (a phone's portrait video), as
+        players and OpenCV do."""
+        self._turn = 0  # clockwise degrees every picture is turned
         self._clock = clock
         self._container: Any = None
         self._stream: Any = None
@@ -127,7 +132,8 @@ class PyAVSource:
         if fps is not None and not 0 < fps <= 1000:
             fps = None
         ctx = stream.codec_context
-        return SourceInfo(width=ctx.width, height=ctx.height, fps=fps, codec=ctx.name)
+        self._turn = display_turn(target) if self.autorotate and self.kind is SourceKind.FILE else 0
+        return turned(SourceInfo(width=ctx.width, height=ctx.height, fps=fps, codec=ctx.name), self._turn)
 
     def read(self) -> RawFrame | None:
         if self._frames is None:
@@ -151,8 +157,8 @@ class PyAVSource:
         pts = None if frame.time is None else float(frame.time) + self._pts_offset
         self._last_pts = pts
         if self.defer_conversion:
-            return RawFrame(image=None, pts=pts, convert=functools.partial(_bgr, frame), arrived=arrived)
-        return RawFrame(image=_bgr(frame), pts=pts, arrived=arrived)
+            return RawFrame(image=None, pts=pts, convert=functools.partial(_bgr, frame, self._turn), arrived=arrived)
+        return RawFrame(image=_bgr(frame, self._turn), pts=pts, arrived=arrived)
 
     def close(self) -> None:
         frames, self._frames = self._frames, None
@@ -245,5 +251,18 @@ class PyAVSource:
         return redact_text(str(text).splitlines()[0], self._secrets)
 
 
-def _bgr(frame: av.VideoFrame) -> Image:
-    return cast(Image, frame.to_ndarray(format="bgr24"))
+def _bgr(frame: av.VideoFrame, clockwise: int = 0) -> Image:
+    return turn(cast(Image, frame.to_ndarray(format="bgr24")), clockwise)
+
+
+def display_turn(path: str) -> int:
+    """How many degrees clockwise a video file's pictures are turned to be shown (0, 90, 180
+    or 270): its display matrix, as its first frame carries it (PyAV gives it counter-clockwise);
+    0 without one, or when the file cannot be read (reading it then says why)."""
+    try:
+        with av.open(path, mode="r") as container:
+            for frame in container.decode(video=0):
+                return round(-float(getattr(frame, "rotation", 0) or 0) / 90) % 4 * 90
+    except (av.error.FFmpegError, OSError, IndexError):
+        log.debug("no display matrix read from %s", path, exc_info=True)
+    return 0

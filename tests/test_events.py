@@ -535,14 +535,15 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
     retained = {topic: payload for topic, payload, kept in later.messages if kept}
     configs = {topic: json.loads(payload) for topic, payload in retained.items() if topic.startswith("homeassistant/")}
     node = "homeassistant/{}/streamyolo_site/hall_{}/config"
-    assert sorted(configs) == sorted([node.format("binary_sensor", "streaming"), node.format("camera", "snapshot"),
+    assert sorted(configs) == sorted([node.format("binary_sensor", "streaming"), node.format("sensor", "objects"),
+                                      node.format("binary_sensor", "occupied"), node.format("camera", "snapshot"),
                                       node.format("event", "activity"), node.format("sensor", "zone_lower"),
                                       node.format("event", "zone_lower_visits"),
                                       node.format("binary_sensor", "zone_lower_occupied"),
                                       node.format("sensor", "line_door_in"), node.format("sensor", "line_door_out"),
                                       node.format("event", "line_door_crossings")])
     assert gone not in retained, "an entity the config no longer has stays in Home Assistant"
-    assert len({c["unique_id"] for c in configs.values()}) == 9
+    assert len({c["unique_id"] for c in configs.values()}) == 11
     devices = {json.dumps(c["device"], sort_keys=True) for c in configs.values()}
     assert len(devices) == 1 and json.loads(devices.pop())["name"] == "hall", "one device: the stream"
     assert {c["availability_topic"] for c in configs.values()} == {"site/available"}
@@ -558,6 +559,8 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
     assert shown("sensor", "zone_lower") == "1" and json.loads(retained["site/hall/zone/lower"]) == {
         "total": 1, "person": 1}
     assert shown("binary_sensor", "zone_lower_occupied") == "ON"
+    assert shown("sensor", "objects") == "1" and json.loads(retained["site/hall/objects"]) == {"total": 1, "person": 1}
+    assert shown("binary_sensor", "occupied") == "ON"
     empty = configs[node.format("binary_sensor", "zone_lower_occupied")]["value_template"]
     assert jinja2.Environment().from_string(empty).render(value_json={"total": 0}) == "OFF"
     assert shown("binary_sensor", "streaming") == "OFF"
@@ -600,7 +603,10 @@ def test_zone_and_line_states_go_out_as_they_change_at_most_once_a_second() -> N
 
     class _Publisher:
         def send_state(self, stream: str, kind: str, name: str, state: dict[str, object]) -> None:
-            sent.append((now[0], state))
+            if kind == "zone":
+                sent.append((now[0], state))
+            else:  # the whole picture's, here empty throughout: sent once
+                assert (kind, name, state) == ("objects", "", {"total": 0}) and now[0] == 0.0
 
     states = StatePublisher(_Publisher(), clock=lambda: now[0])  # type: ignore[arg-type]
     image = np.zeros((8, 8, 3), np.uint8)
@@ -629,14 +635,14 @@ def test_each_stream_gets_the_event_entities_of_the_events_it_sends(broker_folde
         Pipeline.from_config(config).run()
         later = _Subscriber(broker.port)
         try:
-            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 8)
+            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 12)
         finally:
             later.close()
     configs = {topic.split("/")[3]: (topic.split("/")[1], json.loads(payload))
                for topic, payload, kept in later.messages if topic.endswith("/config") and kept}
-    assert sorted(configs) == ["gate_line_kerb_crossings", "gate_line_kerb_in", "gate_line_kerb_out",
-                               "gate_streaming", "gate_zone_drive", "gate_zone_drive_occupied",
-                               "gate_zone_drive_visits", "porch_streaming"]
+    assert sorted(configs) == ["gate_line_kerb_crossings", "gate_line_kerb_in", "gate_line_kerb_out", "gate_objects",
+                               "gate_occupied", "gate_streaming", "gate_zone_drive", "gate_zone_drive_occupied",
+                               "gate_zone_drive_visits", "porch_objects", "porch_occupied", "porch_streaming"]
     assert configs["gate_zone_drive_visits"][0] == configs["gate_line_kerb_crossings"][0] == "event"
     assert configs["gate_zone_drive_visits"][1]["event_types"] == ["enter"]  # leave and linger are not sent
     assert configs["gate_line_kerb_crossings"][1]["event_types"] == ["in", "out"]
@@ -678,5 +684,5 @@ def test_two_runs_under_one_prefix_are_warned_of_and_leave_each_others_entities(
         finally:
             later.close()
     configs = sorted(t.split("/")[3] for t, payload, kept in later.messages if t.endswith("/config") and payload)
-    assert configs == ["yard_streaming"]
-    assert caplog.text.count("no longer in the config: removed") == 2  # the gate's and the porch's
+    assert configs == ["yard_objects", "yard_occupied", "yard_streaming"]
+    assert caplog.text.count("no longer in the config: removed") == 6  # the gate's and the porch's three

@@ -15,8 +15,10 @@ warned of (see :meth:`MqttPublisher._on_run`).
 With ``discovery`` (``mqtt_discovery: homeassistant``), Home Assistant finds each stream by
 itself (MQTT discovery: retained configs under ``<discovery>/…/config``, sent on every
 connection, an earlier run's entities this one no longer has removed): a device per stream
-with a connectivity sensor (from its ``state``), a camera
-of its snapshots, an ``Activity`` event entity (with clips: ``started`` and ``ended`` as its
+with a connectivity sensor (from its ``state``), an ``Objects`` sensor holding how many
+objects its picture holds (by class in its attributes; from ``<prefix>/<stream>/objects``,
+``{"total": 2, "car": 1, "person": 1}``) and an ``Occupied`` occupancy sensor (on while it
+holds anything), a camera of its snapshots, an ``Activity`` event entity (with clips: ``started`` and ``ended`` as its
 ``clip`` events say, the clip's name with them), a sensor per zone holding how many objects are inside (by class in its
 attributes; from ``<prefix>/<stream>/zone/<zone>``, ``{"total": 3, "person": 2, "car": 1}``)
 and ``in`` and ``out`` sensors per counting line (``<prefix>/<stream>/line/<line>``,
@@ -26,7 +28,7 @@ anything); on a tracked stream, a ``<zone> visits`` event entity per zone
 each event with the object's class name, class id, track id, dwell, box, clip and snapshot: an
 automation's trigger ("a car entered the driveway"). Their events also go to the zone's or
 line's own topic, ``<prefix>/<stream>/zone/<zone>/event`` and ``…/line/<line>/event``.
-The zones' and lines' states are retained and sent as they change, at most once a second
+The objects', zones' and lines' states are retained and sent as they change, at most once a second
 each (:class:`StatePublisher`); while the broker is down they are not queued, the newest is
 sent once it is back.
 
@@ -126,6 +128,8 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
 
     >>> [topic for topic, _ in discovery_messages("cams", "homeassistant", [StreamEntities("door", ("hall",))])]
     ['homeassistant/binary_sensor/streamyolo_cams/door_streaming/config', \
+'homeassistant/sensor/streamyolo_cams/door_objects/config', \
+'homeassistant/binary_sensor/streamyolo_cams/door_occupied/config', \
 'homeassistant/sensor/streamyolo_cams/door_zone_hall/config', \
 'homeassistant/binary_sensor/streamyolo_cams/door_zone_hall_occupied/config']
     """
@@ -139,7 +143,12 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
                              "manufacturer": "streamyolo", "model": "streamyolo", "sw_version": __version__}}
         configs: list[tuple[str, str, dict[str, Any]]] = [("binary_sensor", "streaming", {
             "name": "Streaming", "device_class": "connectivity", "state_topic": f"{base}/state",
-            "value_template": "{{ 'ON' if value_json.state == 'streaming' else 'OFF' }}"})]
+            "value_template": "{{ 'ON' if value_json.state == 'streaming' else 'OFF' }}"}), ("sensor", "objects", {
+                "name": "Objects", "state_topic": f"{base}/objects", "value_template": "{{ value_json.total }}",
+                "json_attributes_topic": f"{base}/objects", "state_class": "measurement",
+                "unit_of_measurement": "objects"}), ("binary_sensor", "occupied", {
+                    "name": "Occupied", "device_class": "occupancy", "state_topic": f"{base}/objects",
+                    "value_template": "{{ 'ON' if value_json.total > 0 else 'OFF' }}"})]
         if entities.snapshots:
             configs.append(("camera", "snapshot", {"name": "Snapshot", "topic": f"{base}/snapshot"}))
         if entities.clips and "clip" in entities.events:  # a trigger: something happened, its clip is whole
@@ -294,10 +303,11 @@ class MqttPublisher:
             self._mine(info)
 
     def send_state(self, stream: str, kind: str, name: str, state: dict[str, Any]) -> None:
-        """Publish ``state`` (a zone's, a line's) to ``<prefix>/<stream>/<kind>/<name>``,
-        retained; never blocks. Not an event: while the broker is down it is only kept, and
-        the newest is published once it is back."""
-        topic = f"{self.target.prefix}/{stream}/{kind}/{name}"
+        """Publish ``state`` (a zone's, a line's; the whole picture's: ``name`` empty) to
+        ``<prefix>/<stream>/<kind>/<name>`` (``<prefix>/<stream>/<kind>``), retained; never
+        blocks. Not an event: while the broker is down it is only kept, and the newest is
+        published once it is back."""
+        topic = f"{self.target.prefix}/{stream}/{kind}" + (f"/{name}" if name else "")
         payload = json.dumps(state, separators=(",", ":")).encode()
         with self._lock:
             self._states[topic] = payload
@@ -441,9 +451,10 @@ class MqttPublisher:
 
 
 class StatePublisher:
-    """Publishes every stream's zones (what they hold) and counting lines (their totals) as
-    they change, at most once per ``STATE_SECONDS`` each: for Home Assistant's sensors.
-    :meth:`update` is called with every processed frame (from the inference threads)."""
+    """Publishes every stream's objects (what its picture holds, by class), zones (what they
+    hold) and counting lines (their totals) as they change, at most once per
+    ``STATE_SECONDS`` each: for Home Assistant's sensors. :meth:`update` is called with every
+    processed frame (from the inference threads)."""
 
     def __init__(self, publisher: MqttPublisher, clock: Callable[[], float] = time.monotonic) -> None:
         self.publisher = publisher
@@ -453,12 +464,12 @@ class StatePublisher:
         self._newest: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     def update(self, result: Result) -> None:
-        if not result.zones and not result.lines:
-            return
         now = self._clock()
         stream = result.stream
         states: list[tuple[tuple[str, str, str], dict[str, Any]]] = [
-            ((stream, "zone", zone.name), {"total": sum(zone.inside.values()), **zone.inside}) for zone in result.zones]
+            ((stream, "objects", ""), {"total": len(result.detections), **result.detections.counts()})]
+        states += [((stream, "zone", zone.name), {"total": sum(zone.inside.values()), **zone.inside})
+                   for zone in result.zones]
         states += [((stream, "line", line.name), {"in": line.into, "out": line.out}) for line in result.lines]
         due = []
         with self._lock:

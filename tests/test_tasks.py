@@ -203,6 +203,12 @@ def test_a_classification_model_is_refused_by_name(tmp_path: Path) -> None:
     assert run.returncode == 2
     assert (f"model {str(model)!r} is a 'classify' model; streamyolo runs models that find objects: "
             "detect, segment, pose, obb") in run.stderr
+    # Built from YAML, a classifier on a ResNet backbone would fetch torchvision's weights first.
+    run = streamyolo("check", "--load-model", "--model", "yolo11-cls-resnet18.yaml", "--source", "synthetic:scene",
+                     cwd=tmp_path)
+    assert run.returncode == 2
+    assert ("model 'yolo11-cls-resnet18.yaml' is a 'classify' model; streamyolo runs models that find objects: "
+            "detect, segment, pose, obb") in run.stderr
 
 
 @pytest.mark.timeout(120)

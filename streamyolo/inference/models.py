@@ -9,6 +9,7 @@ builds one model and hands every worker the same instance behind one lock (what
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
@@ -34,7 +35,7 @@ TASKS = ("detect", "segment", "pose", "obb")
 """The Ultralytics tasks streamyolo runs: those that find objects, each with a box (and an
 outline, keypoints or a rotated box). Not ``classify`` (no objects: one label per picture)."""
 
-_YAML_SUFFIXES = (".yaml", ".yml")
+YAML_SUFFIXES = (".yaml", ".yml")
 
 DEMO_MODEL = "demo"
 """The name of the bundled demo detector (people, cars and balls of the synthetic camera scenes)."""
@@ -110,7 +111,7 @@ def resolve_model(model: str | os.PathLike[str]) -> str:
         if path.is_dir() and not any(path.iterdir()):
             raise ModelError(f"model folder {text!r} is empty")
         return str(path)
-    if path.suffix.lower() in _YAML_SUFFIXES and _is_packaged_yaml(path.name):
+    if path.suffix.lower() in YAML_SUFFIXES and _is_packaged_yaml(path.name):
         return path.name
     raise ModelNotFoundError(
         f"model not found: {text!r} (streamyolo never downloads weights; give the path of a local model file)"
@@ -159,8 +160,7 @@ class UltralyticsDetector:
     def __init__(self, model: Any, settings: DetectSettings, device: str, model_path: str = "",
                  threads: int | None = None, cache_dir: str | None = None, pytorch_cpu: str = "auto") -> None:
         if model.task not in TASKS:
-            raise ModelError(f"model {model.ckpt_path or model.model_name!r} is a {model.task!r} model; streamyolo "
-                             f"runs models that find objects: {', '.join(TASKS)}")
+            raise _no_objects(model.ckpt_path or model.model_name, model.task)
         self._task: str = model.task
         self._model = model
         self._settings = settings
@@ -323,11 +323,29 @@ def load_yolo(model: str, device: str) -> Any:
     ultralytics = import_ultralytics()
     if model.rpartition(".")[-1].lower() == "pt":  # Ultralytics' own test for a checkpoint
         model = local_weights(model)
+    elif model.lower().endswith(YAML_SUFFIXES):  # refused before it is built (a ResNet backbone downloads)
+        task = yaml_task(model)[0]
+        if task not in TASKS:
+            raise _no_objects(model, task)
     try:
         yolo: Any = ultralytics.YOLO(model)  # the task its file says (exports: their metadata)
     except Exception as exc:  # Ultralytics raises many kinds; the message is what matters
         raise ModelError(f"cannot load model {model!r}: {first_line(exc)}") from exc
     return yolo
+
+
+def yaml_task(path: str) -> tuple[str | None, dict[str, Any]]:
+    """A YAML architecture's task as Ultralytics guesses it from its head (``None``: it cannot,
+    an RT-DETR head), and the architecture (for ``yolo26n.yaml``: ``yolo26.yaml`` at scale n)."""
+    import_ultralytics()
+    tasks: Any = importlib.import_module("ultralytics.nn.tasks")  # untyped
+    architecture: dict[str, Any] = tasks.yaml_model_load(path)
+    return tasks.guess_model_task(architecture), architecture
+
+
+def _no_objects(model: str, task: str | None) -> ModelError:
+    return ModelError(f"model {model!r} is a {task!r} model; streamyolo runs models that find objects: "
+                      f"{', '.join(TASKS)}")
 
 
 def local_weights(path: str) -> str:

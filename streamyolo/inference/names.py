@@ -23,13 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from streamyolo.errors import ModelError
-from streamyolo.inference.models import first_line, load_yolo, local_weights, resolve_model
+from streamyolo.inference.models import YAML_SUFFIXES, first_line, load_yolo, local_weights, resolve_model, yaml_task
 from streamyolo.inference.offline import import_ultralytics
 
 log = logging.getLogger(__name__)
-
-_YAML_SUFFIXES = (".yaml", ".yml")
-
 
 def model_names(model: str) -> dict[int, str]:
     """The class names (id → name) that ``ultralytics.YOLO(model).names`` gives.
@@ -43,7 +40,7 @@ def model_names(model: str) -> dict[int, str]:
     """
     text = resolve_model(model)
     try:
-        if text.lower().endswith(_YAML_SUFFIXES):
+        if text.lower().endswith(YAML_SUFFIXES):
             return _yaml_names(text)
         if text.rpartition(".")[-1].lower() == "pt":  # Ultralytics' own test for a checkpoint
             return _checkpoint_names(text)
@@ -57,9 +54,8 @@ def model_names(model: str) -> dict[int, str]:
 def _yaml_names(path: str) -> dict[int, str]:
     """What a YAML-built model is named: ``"0"`` … ``"nc-1"`` (a ``names`` key is not used;
     YOLOWorld and YOLOE architectures are named the same way)."""
-    tasks = _ultralytics("ultralytics.nn.tasks")
-    architecture = tasks.yaml_model_load(path)  # also finds yolo26.yaml for yolo26n.yaml
-    if tasks.guess_model_task(architecture) is None:  # an RT-DETR head: YOLO() cannot build it either
+    task, architecture = yaml_task(path)
+    if task is None:  # an RT-DETR head: YOLO() cannot build it either
         raise ModelError(f"model {path!r}: Ultralytics cannot tell its task from its head")
     classes = architecture.get("nc")
     if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:

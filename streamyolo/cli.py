@@ -272,7 +272,8 @@ def command_check(args: argparse.Namespace) -> int:
             raise ModelError(f"model {group.path!r} cannot be run: {exc}") from exc
         kind = "" if loaded.task == "detect" else f" (a {loaded.task} model)"
         each = ":\n" + "\n".join(loaded.lines) if loaded.lines else ""
-        which = f" {group.name}" if len(plan.groups) > 1 else ""
+        which = "" if len(plan.groups) == 1 else f" {group.name}" + (
+            f" at imgsz {group.imgsz}" if group.imgsz != plan.config.imgsz else "")
         print(f"model{which} loaded in {loaded.seconds:.1f} s{kind}{each}", flush=True)
         problem = plan.config.unknown_classes(loaded.names, group.name)
         if problem is not None:  # as the run would refuse it

@@ -153,6 +153,9 @@ class StreamConfig(_Strict):
     """This stream's own model (default: the run's ``model``; the same kinds): a pose model on
     the door camera beside detection on the others, say. Each model runs on workers of its
     own, which serve the streams that use it."""
+    imgsz: int | tuple[int, int] | None = None
+    """The input size this stream's model runs at (default: the run's ``imgsz``): 1280 for a
+    far camera whose people are small, say. Each model and size runs on workers of its own."""
     min_area: float | None = Field(default=None, gt=0)
     """Ignore boxes smaller than this many square pixels of the picture (a "person" of 8 x 12
     pixels far down the street)."""
@@ -177,6 +180,11 @@ class StreamConfig(_Strict):
     polygons in the picture's pixels; a box whose centre lies inside one is dropped before
     tracking, counting and every output. A mask may also be ``{points: […], classes: [2]}``
     (:class:`MaskConfig`): it ignores only those class ids."""
+
+    @field_validator("imgsz")
+    @classmethod
+    def _imgsz(cls, value: int | tuple[int, int] | None) -> int | tuple[int, int] | None:
+        return None if value is None else _image_size(value)
 
     @field_validator("rotate", mode="before")
     @classmethod
@@ -683,10 +691,18 @@ class PipelineConfig(_Strict):
     @field_validator("imgsz")
     @classmethod
     def _imgsz(cls, value: int | tuple[int, int]) -> int | tuple[int, int]:
-        sizes = (value,) if isinstance(value, int) else value
-        if any(not 32 <= s <= 8192 for s in sizes):
-            raise ValueError("image size must be between 32 and 8192")
-        return value
+        return _image_size(value)
+
+    def imgsz_of(self, stream: StreamConfig) -> int | tuple[int, int]:
+        """The input size ``stream``'s model runs at: its own, else the run's."""
+        return stream.imgsz if stream.imgsz is not None else self.imgsz
+
+
+def _image_size(value: int | tuple[int, int]) -> int | tuple[int, int]:
+    sizes = (value,) if isinstance(value, int) else value
+    if any(not 32 <= s <= 8192 for s in sizes):
+        raise ValueError("image size must be between 32 and 8192")
+    return value
 
 
 _SECRET_KEYS = frozenset({"web_auth"})  # never repeated in an error, nor YAML-parsed from the environment

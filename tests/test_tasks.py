@@ -228,33 +228,37 @@ def test_check_tells_the_models_task(models: dict[str, Path]) -> None:
 @pytest.mark.timeout(240)
 def test_streams_with_models_of_their_own_get_each_models_detections(
         streams: list[Path], models: dict[str, Path], clips: list[Path], random_model: Path) -> None:
-    """A pose model on one stream beside the run's detection model on two others, each model
-    on workers of its own (here in child processes): every stream's detections are what its
-    own model's ``predict()`` gives, at the stream's own threshold."""
+    """A pose model on one stream beside the run's detection model on three others, one of
+    them at an input size of its own, each model and size on workers of its own (here in
+    child processes): every stream's detections are what its own model's ``predict()`` gives,
+    at the stream's own threshold and size."""
     pose = models["yolo26n-pose"]
-    config = {"streams": [{"source": str(clips[1])}, {"source": str(streams[0]), "model": str(pose), "conf": 0.6},
-                          {"source": str(clips[2])}],
-              "model": str(random_model), "workers": 3, "worker_mode": "process", "pytorch_cpu": "torch",
+    config = {"streams": [{"name": "small", "source": str(clips[1]), "imgsz": 224},
+                          {"source": str(streams[0]), "model": str(pose), "conf": 0.6},
+                          {"name": "busy", "source": str(clips[1])}, {"source": str(clips[2])}],
+              "model": str(random_model), "workers": 4, "worker_mode": "process", "pytorch_cpu": "torch",
               "device": "cpu", "imgsz": 320, "batch": 4, "display": False}
     with Pipeline.from_config(config) as pipeline:
         plan = pipeline.plan
         assert plan is not None
-        assert [(g.path, [plan.streams[i].spec.name for i in g.streams], g.workers, g.first)
-                for g in plan.groups] == [(str(random_model), ["clip1", "clip2"], 2, 0), (str(pose), ["people"], 1, 2)]
+        assert [(g.path, g.imgsz, [plan.streams[i].spec.name for i in g.streams], g.workers, g.first)
+                for g in plan.groups] == [(str(random_model), 224, ["small"], 1, 0), (str(pose), 320, ["people"], 1, 1),
+                                          (str(random_model), 320, ["busy", "clip2"], 2, 2)]
         results = list(pipeline.results())
     assert sorted((r.stream, r.frame.seq) for r in results) == sorted(
-        (name, i) for name in ("clip1", "people", "clip2") for i in range(12))
+        (name, i) for name in ("small", "people", "busy", "clip2") for i in range(12))
     yolo = import_ultralytics().YOLO
-    references = {"people": (yolo(str(pose)), 0.6), "clip1": (yolo(str(random_model)), 0.25),
-                  "clip2": (yolo(str(random_model)), 0.25)}
-    found = {"people": 0, "clip1": 0, "clip2": 0}
+    detector = yolo(str(random_model))
+    references = {"people": (yolo(str(pose)), 0.6, 320), "small": (detector, 0.25, 224),
+                  "busy": (detector, 0.25, 320), "clip2": (detector, 0.25, 320)}
+    found = dict.fromkeys(references, 0)
     for result in results:
-        model, conf = references[result.stream]
-        reference = model.predict(result.frame.image, imgsz=320, conf=conf, device="cpu", verbose=False)[0]
+        model, conf, imgsz = references[result.stream]
+        reference = model.predict(result.frame.image, imgsz=imgsz, conf=conf, device="cpu", verbose=False)[0]
         assert_same_detections(result.detections, reference, conf, f"{result.stream}#{result.frame.seq}")
         assert (result.detections.keypoints is not None) == (result.stream == "people") or not len(result.detections)
         found[result.stream] += len(result.detections)
-    assert min(found["people"], found["clip1"] + found["clip2"]) >= 12, f"too few objects to compare: {found}"
+    assert min(found["people"], found["small"], found["busy"]) >= 12, f"too few objects to compare: {found}"
 
 
 @pytest.mark.timeout(180)

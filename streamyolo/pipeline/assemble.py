@@ -69,7 +69,8 @@ def load_config(config: Any, overrides: dict[str, Any]) -> PipelineConfig:
 
 def detector_factories(config: PipelineConfig, model: str, workers: int, lanes: Lanes | None = None,
                        restart_counts: RestartCounts | None = None, *, first: int = 0,
-                       running: int | None = None, name: str | None = None) -> list[DetectorFactory]:
+                       running: int | None = None, name: str | None = None,
+                       imgsz: int | tuple[int, int] | None = None) -> list[DetectorFactory]:
     """One factory per worker (each may sit on its own GPU); ``locked`` sharing wraps a
     single factory so that every worker gets the same instance behind a lock; ``lanes`` > 1
     gives each worker that many replicas of the model, each on a thread of its own (see
@@ -79,13 +80,14 @@ def detector_factories(config: PipelineConfig, model: str, workers: int, lanes: 
     child, so that a finished worker lends it whole; ``restart_counts`` counts the children
     started again). ``model`` is the model as
     :func:`~streamyolo.inference.models.resolve_model` resolved it, ``name`` as the config
-    names it (default: ``config.model``). With several models, each has workers of its own:
+    names it (default: ``config.model``), ``imgsz`` the size it runs at (default:
+    ``config.imgsz``). With several models (or sizes), each has workers of its own:
     these are numbered from ``first``, and ``running`` is how many models run at once in all
     (default: these workers' lanes), which share the cores."""
     name = config.model if name is None else name
     settings = DetectSettings(
-        conf=config.detect_conf(name), iou=config.iou, imgsz=config.imgsz, classes=config.detect_classes(name),
-        half=config.half, max_det=config.max_det,
+        conf=config.detect_conf(name), iou=config.iou, imgsz=config.imgsz if imgsz is None else imgsz,
+        classes=config.detect_classes(name), half=config.half, max_det=config.max_det,
     )
     lanes = lanes or Lanes()
     devices = [resolve_device(config.device, first + index) for index in range(workers)]
@@ -182,8 +184,8 @@ def choose_workers(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model
         cores = cpu_count()
         openvino = all(runs_on_openvino(cfg, m) for m in models)
         wanted = auto_workers(cuda, live_only, cores, openvino)
-        kind = ("OpenVINO" if all(is_openvino(m) for m in models) else "PyTorch on OpenVINO" if openvino
-                else "other")
+        kind = ("other" if not openvino else "OpenVINO" if all(is_openvino(m) for m in models)
+                else "PyTorch on OpenVINO" if not any(is_openvino(m) for m in models) else "OpenVINO-run")
         log.info("workers: auto chose %d (%s, %s, %s model%s)", wanted,
                  "live streams only" if live_only else "lossless streams", "CUDA" if cuda else f"{cores} CPU cores",
                  kind, "s" if len(models) > 1 else "")
@@ -210,12 +212,13 @@ def split_workers(total: int, sizes: Sequence[int]) -> list[int]:
 
 @dataclass(frozen=True, slots=True)
 class ModelGroup:
-    """A model and the workers that run it, for the streams that use it."""
+    """A model at an input size and the workers that run it, for the streams that use it."""
 
     name: str
     """The model as the config names it."""
     path: str
     """As :func:`~streamyolo.inference.models.resolve_model` resolved it."""
+    imgsz: int | tuple[int, int]
     streams: tuple[int, ...]
     """The run's streams (their places in it) that use it."""
     workers: int
@@ -229,8 +232,9 @@ class ModelGroup:
 
 
 def plan_models(cfg: PipelineConfig, streams: Sequence[ResolvedStream]) -> list[ModelGroup]:
-    """The models the streams run (most often one: the run's), each with its workers and
-    lanes: ``workers`` in all, shared between the models by :func:`split_workers`."""
+    """The models the streams run, each at its input sizes (most often one: the run's model
+    at the run's size), each with its workers and lanes: ``workers`` in all, shared between
+    them by :func:`split_workers`."""
     paths = {}
     for name in cfg.models:
         try:
@@ -240,16 +244,17 @@ def plan_models(cfg: PipelineConfig, streams: Sequence[ResolvedStream]) -> list[
             if user is None:
                 raise
             raise type(exc)(f"stream {user!r}: {exc}") from exc
-    members = {name: tuple(i for i, s in enumerate(streams) if cfg.model_of(s.config) == name) for name in paths}
+    members: dict[tuple[str, int | tuple[int, int]], list[int]] = {}
+    for index, stream in enumerate(streams):
+        members.setdefault((cfg.model_of(stream.config), cfg.imgsz_of(stream.config)), []).append(index)
     total = choose_workers(cfg, streams, list(paths.values()))
     counts = split_workers(total, [len(m) for m in members.values()])
-    if len(paths) > 1 and sum(counts) != total:
-        log.info("workers: %d, one at least for each of the %d models", sum(counts), len(paths))
+    if len(members) > 1 and sum(counts) != total:
+        log.info("workers: %d, one at least for each of the %d models (or sizes)", sum(counts), len(members))
     groups, first = [], 0
-    for (name, path), workers in zip(paths.items(), counts, strict=True):
-        group = [streams[i] for i in members[name]]
-        lanes = choose_lanes(cfg, group, path, workers, total=sum(counts))
-        groups.append(ModelGroup(name, path, members[name], workers, lanes, first))
+    for ((name, imgsz), users), workers in zip(members.items(), counts, strict=True):
+        lanes = choose_lanes(cfg, [streams[i] for i in users], paths[name], workers, total=sum(counts))
+        groups.append(ModelGroup(name, paths[name], imgsz, tuple(users), workers, lanes, first))
         first += workers
     return groups
 
@@ -308,7 +313,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     restarts = RestartCounts([f"w{index}" for index in range(workers)]) if cfg.worker_mode == "process" else None
     factories = [factory for g in groups
                  for factory in detector_factories(cfg, g.path, g.workers, g.lanes, restarts, first=g.first,
-                                                   running=running, name=g.name)]
+                                                   running=running, name=g.name, imgsz=g.imgsz)]
     serving = {i: g.worker_of(i) for g in groups for i in g.streams}
     annotator = BoxAnnotator(overlay=cfg.overlay)
     sinks: list[Sink] = []

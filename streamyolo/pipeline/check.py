@@ -93,8 +93,9 @@ def describe(plan: Plan) -> str:
         lanes = f", {group.lanes.own} model replica(s) each" if group.lanes.own > 1 else ""
         users = (f" for {', '.join(plan.streams[i].spec.name for i in group.streams)}" if len(plan.groups) > 1
                  else "")
-        lines.append(f"model {group.path} on {shown}: {group.workers} {cfg.worker_mode} worker(s){lanes}{users}"
-                     f"{', tracked by ' + cfg.tracker if cfg.tracker else ''}")
+        size = f" at imgsz {group.imgsz}" if group.imgsz != cfg.imgsz else ""
+        lines.append(f"model {group.path}{size} on {shown}: {group.workers} {cfg.worker_mode} worker(s){lanes}"
+                     f"{users}{', tracked by ' + cfg.tracker if cfg.tracker else ''}")
     outputs = []
     if cfg.record is not None:
         segments = f", {format_seconds(cfg.record_segment)} files" if cfg.record_segment else ""

@@ -50,6 +50,8 @@ def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
         ({"streams": ["a"], "record_segment": 60, "record_max_size": "5kB"},
          "config key 'record_max_size': must be 1 MB or more"),
         ({"streams": ["a"], "clips_max_size": "5GB"}, "config keys 'clips_max_size' and 'clips'"),
+        ({"streams": [{"source": "a", "imgsz": 16}]}, "config key 'streams.0.imgsz': image size must be between 32"),
+        ({"streams": [{"source": "a", "model": ""}]}, "config key 'streams.0.model'"),
     ],
 )
 def test_bad_values_name_the_key(data: dict[str, object], message: str) -> None:

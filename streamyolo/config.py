@@ -426,6 +426,11 @@ class PipelineConfig(_Strict):
     """With ``clips``: seconds of video before an event (also written ``5s``)."""
     clip_after: float = Field(default=5.0, ge=0, le=600)
     """With ``clips``: seconds of video after a clip's last event (also written ``1m``)."""
+    crops: Path | None = None
+    """A folder for one picture of each tracked object, cut from the frame it was seen best in
+    (needs ``tracker``; :mod:`streamyolo.sinks.crops`)."""
+    crops_keep: float | None = None
+    """With ``crops``: delete crops older than this (``30d``, ``12h``, seconds)."""
     public_url: str | None = None
     """The web page's address as the receivers of events reach it (``https://box.lan:8443/``):
     events then carry ``snapshot_url`` and ``clip_url``, where the page serves their snapshot
@@ -493,6 +498,11 @@ class PipelineConfig(_Strict):
             if getattr(self, key) is not None and getattr(self, target) is None:
                 raise ValueError(f"config keys {key!r} and {target!r}: {key} says which events go to the "
                                  f"{target}; give {target} too")
+        if self.crops is not None and self.tracker is None:
+            raise ValueError("config keys 'crops' and 'tracker': one picture of each object follows its track id; "
+                             "set tracker (bytetrack)")
+        if self.crops_keep is not None and self.crops is None:
+            raise ValueError("config keys 'crops_keep' and 'crops': crops_keep deletes old crops; give crops too")
         if self.snapshots_keep is not None and self.snapshots is None:
             raise ValueError("config keys 'snapshots_keep' and 'snapshots': snapshots_keep deletes old snapshots; "
                              "give snapshots too")
@@ -530,7 +540,7 @@ class PipelineConfig(_Strict):
                                  "files; give record_segment too (one file per run is never deleted)")
         return self
 
-    @field_validator("record_segment", "record_keep", "snapshots_keep", "clips_keep", mode="before")
+    @field_validator("record_segment", "record_keep", "snapshots_keep", "clips_keep", "crops_keep", mode="before")
     @classmethod
     def _span(cls, value: Any) -> Any:
         from streamyolo.clock import parse_seconds

@@ -42,6 +42,7 @@ from streamyolo.pipeline.report import StatusPrinter
 from streamyolo.pipeline.restart import NO_RECONNECT, Backoff
 from streamyolo.sinks.base import Sink, check_writable_folder
 from streamyolo.sinks.clips import ClipRecorder
+from streamyolo.sinks.crops import CropSink
 from streamyolo.sinks.display import TiledDisplay, display_available
 from streamyolo.sinks.events import EventSink
 from streamyolo.sinks.jsonl import JsonlSink
@@ -353,6 +354,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         sinks.append(events)
         if clips is not None:
             clips.on_end = events.clip_ended
+    if cfg.crops is not None:
+        sinks.append(CropSink(cfg.crops, keep=cfg.crops_keep))
     for path, what in ((cfg.summary, "summary file"), (cfg.stats, "stats file")):
         if path is not None:
             check_output_file(path, what)

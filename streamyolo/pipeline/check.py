@@ -101,7 +101,8 @@ def describe(plan: Plan) -> str:
         segments = f", {format_seconds(cfg.record_segment)} files" if cfg.record_segment else ""
         kept = f", kept {format_seconds(cfg.record_keep)}" if cfg.record_keep else ""
         outputs.append(f"recordings in {cfg.record}{segments}{kept}")
-    for path, what in ((cfg.clips, "clips in"), (cfg.snapshots, "snapshots in"), (cfg.jsonl, "detections to"),
+    for path, what in ((cfg.clips, "clips in"), (cfg.snapshots, "snapshots in"), (cfg.crops, "crops in"),
+                       (cfg.jsonl, "detections to"),
                        (cfg.events, "events to"), (cfg.summary, "summary to"), (cfg.stats, "stats to")):
         if path is not None:
             outputs.append(f"{what} {path}")

@@ -1,0 +1,196 @@
+"""``crops``: one picture of each tracked object, cut from the frame it was seen best in.
+
+On a tracked stream, each object's crop is kept from the frame where its detection had the
+highest confidence (the box widened as Ultralytics' ``save_crop`` widens it: 2 % and 10
+pixels, from the picture without drawings) and saved as a JPEG once the object is gone (not
+seen for ``gone_after`` seconds of the stream's frames, or at the end of the run), to
+``<crops>/<class>/<stream>-YYYYmmdd-HHMMSS-mmm-id<track>.jpg``: a gallery of who and what
+passed, by class, as an image-classification dataset is laid out. The time is that of the
+frame the crop comes from. Files are written whole (under a temporary name, then renamed) by
+a thread of their own, so the inference threads never wait for a disk; a disk that refuses
+pauses the crops as the other outputs pause (:class:`~streamyolo.sinks.base.OutputPause`).
+``keep`` deletes crops (this run's and earlier runs') older than that.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from streamyolo.clock import file_stamp, format_seconds, wall_time
+from streamyolo.frames import Image, Result
+from streamyolo.sinks.base import OutputPause, check_writable_folder, delete_older
+
+log = logging.getLogger(__name__)
+
+CROP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*-\d{8}-\d{6}-\d{3}-id\d+(-\d+)?\.jpg")
+"""A crop's file name, as :class:`CropSink` names them (what ``crops_keep`` may delete)."""
+
+GONE_AFTER = 3.0
+"""Seconds of a stream's frames without an object before its crop is saved."""
+
+PRUNE_SECONDS = 60.0
+"""How often ``crops_keep`` looks for old crops."""
+
+
+@dataclass(slots=True)
+class _Best:
+    """An object's best crop so far."""
+
+    conf: float
+    cls: int
+    name: str
+    crop: Image
+    moment: float
+    """Wall-clock time of the frame the crop comes from."""
+    seen: float
+    """When it was last seen (the stream's capture clock)."""
+
+
+def crop_box(image: Image, xyxy: np.ndarray, gain: float = 1.02, pad: float = 10.0) -> Image:
+    """The part of ``image`` a box covers, widened by ``gain`` and ``pad`` pixels around its
+    centre and kept inside the picture, as ``ultralytics.utils.plotting.save_one_box`` cuts
+    it (the same float32 arithmetic, so the same pixels; a copy).
+
+    >>> crop_box(np.zeros((100, 200, 3), np.uint8), np.array([50.0, 20.0, 70.0, 60.0])).shape
+    (51, 31, 3)
+    """
+    x1, y1, x2, y2 = np.asarray(xyxy, np.float32)
+    half = np.float32(2)
+    centre = np.array([(x1 + x2) / half, (y1 + y2) / half], np.float32)
+    size = np.array([x2 - x1, y2 - y1], np.float32) * np.float32(gain) + np.float32(pad)
+    corners = np.concatenate([centre - size / half, centre + size / half]).astype(np.int64)  # truncated, as .long()
+    height, width = image.shape[:2]
+    left, right = np.clip(corners[0::2], 0, width)
+    top, bottom = np.clip(corners[1::2], 0, height)
+    return image[int(top):int(bottom), int(left):int(right)].copy()
+
+
+def class_folder(name: str) -> str:
+    """A class name as a folder name (what a file system refuses or a shell trips on, as ``_``).
+
+    >>> class_folder("traffic light"), class_folder("../x"), class_folder("..")
+    ('traffic_light', '.._x', '_..')
+    """
+    cleaned = re.sub(r"[^A-Za-z0-9_.\-]", "_", name)
+    return cleaned if cleaned.strip(".") else "_" + cleaned
+
+
+class CropSink:
+    """Saves one crop of each tracked object (see the module); untracked streams give none."""
+
+    def __init__(self, folder: str | Path, keep: float | None = None, gone_after: float = GONE_AFTER,
+                 quality: int = 95) -> None:
+        self.folder = Path(folder)
+        self.keep = keep
+        self.gone_after = gone_after
+        self.quality = quality
+        self._best: dict[str, dict[int, _Best]] = {}  # stream -> track id -> best so far
+        self._lock = threading.Lock()  # guards _best's keys (each stream's dict is its thread's alone)
+        self._queue: queue.SimpleQueue[tuple[str, int, _Best] | None] = queue.SimpleQueue()
+        self._pause = OutputPause(f"crops folder {str(self.folder)!r}", "crop(s)")
+        self._pruned_at = -math.inf
+        self._thread = threading.Thread(target=self._run, name="crops")
+        self.saved: list[Path] = []
+        """Every crop this run saved, in order."""
+
+    def check(self) -> None:
+        check_writable_folder(self.folder, "crops folder")
+
+    def open(self) -> None:
+        self.check()
+        self._prune()
+        self._thread.start()
+
+    def write(self, result: Result) -> None:
+        found = result.detections
+        if found.ids is None:
+            return
+        stream = result.stream
+        with self._lock:
+            best = self._best.setdefault(stream, {})
+        now = result.frame.meta.t_capture
+        for index, track in enumerate(found.ids.tolist()):
+            conf = float(found.conf[index])
+            kept = best.get(track)
+            if kept is None or conf > kept.conf:
+                cls = int(found.cls[index])
+                best[track] = _Best(conf, cls, found.name(cls), crop_box(result.frame.image, found.xyxy[index]),
+                                    wall_time(now), now)
+            else:
+                kept.seen = now
+        for track in [t for t, kept in best.items() if now - kept.seen > self.gone_after]:
+            self._queue.put((stream, track, best.pop(track)))
+
+    def close(self) -> None:
+        with self._lock:
+            left = [(stream, track, kept) for stream, best in self._best.items() for track, kept in best.items()]
+            self._best.clear()
+        for item in left:
+            self._queue.put(item)
+        self._queue.put(None)
+        if self._thread.is_alive():
+            self._thread.join()
+        self._pause.check()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                self._save(*item)
+            except Exception:  # one crop's trouble never ends the others
+                log.exception("crops: could not save a crop of stream %r", item[0])
+
+    def _save(self, stream: str, track: int, kept: _Best) -> None:
+        if not self._pause.due():
+            return
+        if time.monotonic() - self._pruned_at >= PRUNE_SECONDS:
+            self._prune()
+        if kept.crop.size == 0:
+            return  # a box outside the picture
+        ok, encoded = cv2.imencode(".jpg", kept.crop, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:
+            log.error("crop of stream %r: JPEG encoding failed", stream)
+            return
+        folder = self.folder / class_folder(kept.name)
+        name = f"{stream}-{file_stamp(kept.moment, millis=True)}-id{track}"
+        part = folder / f".{name}.part"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            part.write_bytes(encoded.tobytes())
+            path = folder / f"{name}.jpg"
+            serial = 1
+            while path.exists():  # a track id seen again in the same millisecond (a restarted run)
+                serial += 1
+                path = folder / f"{name}-{serial}.jpg"
+            part.replace(path)
+        except OSError as exc:
+            part.unlink(missing_ok=True)
+            self._pause.failed(exc)
+            return
+        self._pause.succeeded()
+        self.saved.append(path)
+
+    def _prune(self) -> None:
+        """``keep``: delete the crops (this run's and earlier runs') older than that."""
+        self._pruned_at = time.monotonic()
+        if self.keep is None:
+            return
+        deleted: list[Path] = []
+        try:
+            for folder in [self.folder, *(p for p in self.folder.iterdir() if p.is_dir() and not p.is_symlink())]:
+                deleted += delete_older(folder, self.keep, lambda name: CROP_NAME.fullmatch(name) is not None)
+        except OSError as exc:
+            log.warning("crops folder %s: could not delete old crops: %s", self.folder, exc)
+            return
+        if deleted:
+            log.info("crops folder %s: deleted %d crop(s) older than %s (crops_keep)", self.folder, len(deleted),
+                     format_seconds(self.keep))

@@ -1,0 +1,139 @@
+"""``crops``: one picture of each tracked object, from the frame it was seen best in."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import cv2
+import numpy as np
+import pytest
+
+from streamyolo.buffering import Overflow
+from streamyolo.frames import Detections, Frame, FrameMeta, Image, Result
+from streamyolo.inference.offline import import_ultralytics
+from streamyolo.inference.tracking import tracker_settings
+from streamyolo.pipeline import Pipeline, StreamSetup
+from streamyolo.sinks.crops import CROP_NAME, CropSink, crop_box
+from streamyolo.sources import SourceKind, SourceSpec, open_source, read_stamp
+from tests.helpers import files_aged
+from tests.test_cli import streamyolo
+
+
+def test_a_crop_is_cut_as_ultralytics_save_one_box_cuts_it() -> None:
+    import torch
+
+    import_ultralytics()
+    from ultralytics.utils.plotting import save_one_box
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    boxes = [[0, 0, 320, 240], [-5, -5, 10, 10], [300, 200, 330, 250], [12.4, 30.7, 55.2, 99.9]]
+    boxes += [sorted(rng.uniform(0, 320, 2).tolist()) + sorted(rng.uniform(0, 240, 2).tolist()) for _ in range(20)]
+    for x1, x2, y1, y2 in [(b[0], b[2], b[1], b[3]) for b in boxes[:4]] + [tuple(b) for b in boxes[4:]]:
+        xyxy = np.array([x1, y1, x2, y2], np.float32)
+        theirs = save_one_box(torch.tensor(xyxy), image, save=False, BGR=True)
+        assert np.array_equal(crop_box(image, xyxy), theirs), xyxy
+
+
+class _ApproachingDetector:
+    """A person walking down the picture (8 px a frame, as the walker of the counting tests)
+    and coming closer (its box 4 px taller each frame), seen surest at frame 7 (conf 0.9; 0.5
+    before and after), gone from frame 12 on."""
+
+    names: ClassVar[dict[int, str]] = {0: "person"}
+
+    def detect(self, images: Sequence[Image]) -> list[Detections]:
+        out = []
+        for image in images:
+            stamp = read_stamp(image)
+            seq = stamp[1] if stamp is not None else 0
+            y = 20.0 + 8 * seq
+            if seq >= 12:
+                out.append(Detections.empty(self.names))
+                continue
+            out.append(Detections(np.array([[140, y - 20 - 2 * seq, 180, y + 20 + 2 * seq]], np.float32),
+                                  np.array([0.9 if seq == 7 else 0.5], np.float32), np.array([0], np.int64),
+                                  self.names))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.timeout(60)
+def test_each_tracked_object_gets_one_crop_from_the_frame_it_was_seen_surest_in(tmp_path: Path) -> None:
+    source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=20", SourceKind.SYNTHETIC))
+    crops = CropSink(tmp_path / "crops")
+    with Pipeline([StreamSetup("hall", source, Overflow.BLOCK)], _ApproachingDetector,
+                  tracker=tracker_settings("bytetrack"), sinks=[crops]) as pipeline:
+        results = {r.frame.seq: r for r in pipeline.results()}
+    (saved,) = crops.saved
+    assert saved.parent == tmp_path / "crops" / "person" and CROP_NAME.fullmatch(saved.name)
+    assert saved.name.startswith("hall-") and saved.name.endswith(f"-id{int(results[7].detections.ids[0])}.jpg")
+    best = results[7]
+    expected = crop_box(best.frame.image, best.detections.xyxy[0])
+    picture = cv2.imread(str(saved))
+    assert picture is not None and picture.shape == expected.shape
+    assert np.abs(picture.astype(int) - expected).mean() < 3  # JPEG at quality 95
+    assert all(crop_box(results[seq].frame.image, results[seq].detections.xyxy[0]).shape != expected.shape
+               for seq in (6, 8))  # the neighbouring frames' crops are of another size
+    assert sorted(p.name for p in (tmp_path / "crops").rglob("*")) == sorted(["person", saved.name])
+
+
+def _result(stream: str, t: float, ids: Sequence[int]) -> Result:
+    image = np.full((120, 160, 3), 80, np.uint8)
+    found = Detections(np.array([[10.0 + 20 * i, 10, 30 + 20 * i, 50] for i in range(len(ids))], np.float32),
+                       np.full(len(ids), 0.6, np.float32), np.full(len(ids), 2, np.int64), {2: "car"},
+                       np.array(ids, np.int64))
+    return Result(Frame(FrameMeta(stream, int(t * 10), t), image), found, t)
+
+
+def test_an_objects_crop_is_saved_once_it_is_gone_and_the_rest_at_the_end(tmp_path: Path) -> None:
+    """An object not seen for 3 s of its stream's frames is saved then, while the others stay
+    until they go too, or the run ends; an untracked stream gives none."""
+    crops = CropSink(tmp_path, gone_after=3.0)
+    crops.open()
+    try:
+        crops.write(_result("lot", 0.0, [1, 2]))
+        crops.write(_result("lot", 2.0, [2]))
+        crops.write(Result(Frame(FrameMeta("road", 0, 2.0), np.zeros((8, 8, 3), np.uint8)),
+                           Detections(np.array([[0, 0, 4, 4]], np.float32), np.ones(1, np.float32),
+                                      np.zeros(1, np.int64)), 2.0))
+        assert crops.saved == []
+        crops.write(_result("lot", 3.5, [2]))  # car 1 unseen for 3.5 s: gone
+        deadline = time.monotonic() + 5
+        while not crops.saved and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [p.name.rpartition("-")[2] for p in crops.saved] == ["id1.jpg"]
+    finally:
+        crops.close()
+    assert sorted(p.name.rpartition("-")[2] for p in crops.saved) == ["id1.jpg", "id2.jpg"]
+    assert {p.parent for p in crops.saved} == {tmp_path / "car"}
+
+
+def test_crops_keep_deletes_old_crops_and_nothing_else(tmp_path: Path) -> None:
+    files_aged(tmp_path / "car", old=["lot-20250101-000000-000-id3.jpg", "notes.txt"],
+               recent=["lot-20261201-000000-000-id4.jpg"])
+    files_aged(tmp_path, old=["lot-20250101-000000-000-id5.jpg"], recent=[])
+    crops = CropSink(tmp_path, keep=3600)
+    crops.open()
+    crops.close()
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.*")) == [
+        "car/lot-20261201-000000-000-id4.jpg", "car/notes.txt"]
+
+
+@pytest.mark.timeout(120)
+def test_crops_from_the_command_line(tmp_path: Path) -> None:
+    folder = tmp_path / "crops"
+    done = streamyolo("run", "--source", "synthetic:scene?seed=3&size=416x240&frames=40", "--tracker", "bytetrack",
+                      "--crops", str(folder), "--no-display", "--status-interval", "0")
+    assert done.returncode == 0, done.stderr
+    saved = sorted(folder.rglob("*.jpg"))
+    assert saved and {p.parent.name for p in saved} <= {"person", "car", "ball"}, saved
+    for path in saved:
+        assert CROP_NAME.fullmatch(path.name) and cv2.imread(str(path)) is not None, path
+    refused = streamyolo("check", "--source", "synthetic:scene", "--crops", str(folder))
+    assert refused.returncode == 2
+    assert "config keys 'crops' and 'tracker': one picture of each object follows its track id" in refused.stderr

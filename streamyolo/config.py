@@ -107,6 +107,12 @@ class MaskConfig(_Strict):
     ``bottom`` or ``top``."""
 
 
+class PrivacyConfig(_Strict):
+    """A privacy area: ``{points: [[x1, y1], …]}``, blacked out of every picture."""
+
+    points: list[tuple[float, float]]
+
+
 class StreamConfig(_Strict):
     """One stream. A plain string in the config is shorthand for ``{source: <string>}``,
     and ``name=uri`` names it."""
@@ -181,6 +187,13 @@ class StreamConfig(_Strict):
     tracking, counting and every output. A mask may also be ``{points: […], classes: [2]}``
     (:class:`MaskConfig`): it ignores only those class ids."""
 
+    privacy: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")],
+                  PrivacyConfig] | None = None
+    """Privacy areas: ``{window: [[x1, y1], [x2, y2], [x3, y3], …]}``, polygons in the (turned)
+    picture's pixels, blacked out of every picture as it leaves the camera, before anything
+    sees it: the model, the recordings, clips, snapshots, crops, the page (a neighbour's
+    window, a public pavement), as a camera's or an NVR's privacy masks do."""
+
     @field_validator("imgsz")
     @classmethod
     def _imgsz(cls, value: int | tuple[int, int] | None) -> int | tuple[int, int] | None:
@@ -197,7 +210,7 @@ class StreamConfig(_Strict):
             return value
         raise ValueError("must be auto, 0, 90, 180 or 270 (degrees clockwise)")
 
-    @field_validator("zones", "lines", "masks", mode="before")
+    @field_validator("zones", "lines", "masks", "privacy", mode="before")
     @classmethod
     def _bare_points(cls, value: Any) -> Any:
         """A zone or line written as its points alone: ``{queue: [[x1, y1], …]}``."""
@@ -205,11 +218,10 @@ class StreamConfig(_Strict):
             return {name: {"points": zone} if isinstance(zone, list | tuple) else zone for name, zone in value.items()}
         return value
 
-    @field_validator("zones", "masks")
+    @field_validator("zones", "masks", "privacy")
     @classmethod
-    def _polygons(cls, value: dict[str, ZoneConfig] | dict[str, MaskConfig] | None,
-                  info: ValidationInfo) -> dict[str, ZoneConfig] | dict[str, MaskConfig] | None:
-        what = "zone" if info.field_name == "zones" else "mask"
+    def _polygons(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        what = {"zones": "zone", "masks": "mask"}.get(info.field_name or "", "privacy area")
         for name, area in (value or {}).items():
             if len(set(map(tuple, area.points))) < 3:
                 raise ValueError(f"{what} {name!r} needs 3 different points or more")

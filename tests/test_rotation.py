@@ -81,3 +81,33 @@ def test_rotate_takes_quarter_turns_only() -> None:
     with pytest.raises(ConfigError, match=r"config key 'streams\.0\.rotate': must be auto, 0, 90, 180 or 270 "
                                           r"\(degrees clockwise\)"):
         build_config({"streams": [{"source": "a", "rotate": 45}]})
+
+
+@pytest.mark.timeout(120)
+def test_privacy_areas_are_black_in_every_picture_before_anything_sees_it(tmp_path: Path) -> None:
+    """A privacy area (in the turned picture's pixels) is black in what the model gets and in
+    the recording; the rest of the picture is the camera's, turned."""
+    from tests.helpers import decode
+
+    uri = "synthetic:scene?seed=3&size=416x240&frames=5"
+    window = [[20, 30], [200, 30], [200, 150], [20, 150]]
+    config = {"streams": [{"name": "side", "source": uri, "rotate": 90, "privacy": {"window": window}}],
+              "model": "demo", "imgsz": 160, "display": False, "status_interval": 0, "record": str(tmp_path)}
+    with Pipeline.from_config(config) as pipeline:
+        results = sorted(pipeline.results(), key=lambda r: r.frame.seq)
+    hidden = np.zeros((416, 240), np.uint8)
+    cv2.fillPoly(hidden, [np.array(window, np.int32)], 1)
+    inside = hidden.astype(bool)
+    camera = SyntheticSource("side", uri)
+    camera.open()
+    for result in results:
+        raw = camera.read()
+        assert raw is not None and raw.image is not None
+        image, expected = result.frame.image, turn(raw.image, 90)
+        assert not image[inside].any(), "the privacy area is not black"
+        assert np.array_equal(image[~inside], expected[~inside])
+        assert expected[inside].mean() > 40  # there was something to hide
+    recorded, _ = decode(tmp_path / "side.mp4")
+    assert len(recorded) == 5
+    for frame in recorded:
+        assert np.median(frame[inside]) < 8 and frame[~inside].mean() > 40  # (drawings go over it)

@@ -86,11 +86,12 @@ def check_output_file(path: Path, what: str) -> None:
 
 def open_stream(stream: ResolvedStream, defer_conversion: bool = False) -> FrameSource:
     """``stream``'s source as its config asks (connection settings, decoder threads, looping,
-    turning), not yet opened."""
+    turning, privacy areas), not yet opened."""
     rotate = stream.config.rotate
     return open_source(stream.spec, network_options(stream.config), decoder_threads=stream.config.decoder_threads,
                        loop=stream.config.loop, defer_conversion=defer_conversion,
-                       rotate=None if rotate == "auto" else rotate)
+                       rotate=None if rotate == "auto" else rotate,
+                       hidden=[area.points for area in (stream.config.privacy or {}).values()])
 
 
 def network_options(stream: StreamConfig) -> NetworkOptions:

@@ -80,7 +80,7 @@ def describe(plan: Plan) -> str:
             parts.append(f"every {own.stride}th frame")
         if own.rotate != "auto" and own.rotate:
             parts.append(f"turned {own.rotate}° clockwise")
-        for key in ("lines", "zones", "masks"):
+        for key in ("lines", "zones", "masks", "privacy"):
             names = getattr(own, key) or {}
             if names:
                 parts.append(f"{key} {', '.join(names)}")
@@ -147,7 +147,8 @@ def outside(stream: ResolvedStream, found: Probe) -> list[str]:
     own = stream.config
     shapes = [*((f"line {name!r}", line.points) for name, line in (own.lines or {}).items()),
               *((f"zone {name!r}", zone.points) for name, zone in (own.zones or {}).items()),
-              *((f"mask {name!r}", mask.points) for name, mask in (own.masks or {}).items())]
+              *((f"mask {name!r}", mask.points) for name, mask in (own.masks or {}).items()),
+              *((f"privacy area {name!r}", area.points) for name, area in (own.privacy or {}).items())]
     said = []
     for what, points in shapes:
         beyond = [(x, y) for x, y in points if not (0 <= x <= found.width and 0 <= y <= found.height)]

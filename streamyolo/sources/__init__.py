@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from streamyolo.sources.base import FrameSource, RawFrame, SourceInfo, SourceKind, TurnedSource
+from collections.abc import Sequence
+
+from streamyolo.sources.base import AdjustedSource, FrameSource, RawFrame, SourceInfo, SourceKind
 from streamyolo.sources.pyav import NetworkOptions, PyAVSource
 from streamyolo.sources.redact import redact_text, redact_url
 from streamyolo.sources.spec import SourceSpec, source_kind, split_name
@@ -10,18 +12,20 @@ from streamyolo.sources.synthetic import SyntheticSource, read_stamp, stamp, str
 from streamyolo.sources.webcam import WebcamSource
 
 __all__ = [
-    "FrameSource", "NetworkOptions", "PyAVSource", "RawFrame", "SourceInfo", "SourceKind", "SourceSpec",
-    "SyntheticSource", "TurnedSource", "WebcamSource", "open_source", "read_stamp", "redact_text", "redact_url",
+    "AdjustedSource", "FrameSource", "NetworkOptions", "PyAVSource", "RawFrame", "SourceInfo", "SourceKind",
+    "SourceSpec", "SyntheticSource", "WebcamSource", "open_source", "read_stamp", "redact_text", "redact_url",
     "source_kind", "split_name", "stamp", "stream_tag",
 ]
 
 
 def open_source(spec: SourceSpec, network: NetworkOptions | None = None, decoder_threads: int = 2,
-                loop: bool = False, defer_conversion: bool = False, rotate: int | None = None) -> FrameSource:
+                loop: bool = False, defer_conversion: bool = False, rotate: int | None = None,
+                hidden: Sequence[Sequence[tuple[float, float]]] = ()) -> FrameSource:
     """The right reader for ``spec`` (not yet opened: opening is the capture thread's job).
     ``defer_conversion``: decoded streams hand frames over unconverted (``RawFrame.convert``),
     for the capture thread to convert or leave to the frame's first use. ``rotate``: degrees
-    clockwise to turn every picture; ``None``: as a file's display matrix says (else 0)."""
+    clockwise to turn every picture; ``None``: as a file's display matrix says (else 0).
+    ``hidden``: polygons (privacy areas) blacked out of every picture, once turned."""
     source: FrameSource
     if spec.kind is SourceKind.SYNTHETIC:
         source = SyntheticSource(spec.name, spec.uri)
@@ -30,4 +34,4 @@ def open_source(spec: SourceSpec, network: NetworkOptions | None = None, decoder
     else:
         source = PyAVSource(spec.name, spec.uri, spec.kind, network=network, decoder_threads=decoder_threads,
                             loop=loop, defer_conversion=defer_conversion, autorotate=rotate is None)
-    return TurnedSource(source, rotate) if rotate else source
+    return AdjustedSource(source, rotate or 0, hidden) if rotate or hidden else source

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol, cast
 
 import cv2
+import numpy as np
 
 from streamyolo.frames import Image
 
@@ -91,14 +92,17 @@ def turned(info: SourceInfo, clockwise: int) -> SourceInfo:
     return replace(info, width=info.height, height=info.width) if clockwise % 180 == 90 else info
 
 
-class TurnedSource:
+class AdjustedSource:
     """A source whose pictures are turned ``clockwise`` degrees (a camera mounted on its side
-    or upside down), as they leave it (or on their first use, for a source that defers their
-    conversion)."""
+    or upside down) and then have the ``hidden`` polygons (privacy areas, in the turned
+    picture's pixels) blacked out, as they leave it (or on their first use, for a source that
+    defers their conversion)."""
 
-    def __init__(self, source: FrameSource, clockwise: int) -> None:
+    def __init__(self, source: FrameSource, clockwise: int = 0,
+                 hidden: Sequence[Sequence[tuple[float, float]]] = ()) -> None:
         self.source = source
         self.clockwise = clockwise
+        self.hidden = [np.round(np.asarray(points, np.float64)).astype(np.int32) for points in hidden]
 
     def open(self) -> SourceInfo:
         return turned(self.source.open(), self.clockwise)
@@ -108,13 +112,19 @@ class TurnedSource:
         if raw is None:
             return None
         if raw.image is not None:
-            return replace(raw, image=turn(raw.image, self.clockwise))
+            return replace(raw, image=self._adjust(raw.image))
         convert = raw.convert
         assert convert is not None
-        return replace(raw, convert=lambda: turn(convert(), self.clockwise))
+        return replace(raw, convert=lambda: self._adjust(convert()))
 
     def close(self) -> None:
         self.source.close()
 
     def interrupt(self) -> None:
         self.source.interrupt()
+
+    def _adjust(self, image: Image) -> Image:
+        image = turn(image, self.clockwise)
+        if self.hidden:  # the source's own new array, or the turned copy: never one it reuses
+            cv2.fillPoly(image, self.hidden, (0, 0, 0))
+        return image

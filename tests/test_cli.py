@@ -101,10 +101,7 @@ def test_classes_by_name_from_the_command_line(tmp_path: Path) -> None:
                       "--jsonl", str(jsonl), "--no-display", "--status-interval", "0")
     assert done.returncode == 0, done.stderr
     found = [(d["cls"], d["name"]) for line in read_jsonl(jsonl) for d in line["detections"]]
-    assert found and set(found) == {(1, "car")}, found
-    refused = streamyolo("check", "--source", "synthetic:scene", "--classes", "person", "cat")
-    assert refused.returncode == 2
-    assert "config key 'classes': 'cat' is not one of the model's 3 classes (0 person, 1 car, 2 ball)" in refused.stderr
+    assert found and set(found) == {(1, "car")}, found  # (a name the model lacks: tests/test_config.py)
 
 
 def _write(path: Path, text: str) -> Path:

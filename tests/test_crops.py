@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from streamyolo.buffering import Overflow
+from streamyolo.config import build_config
+from streamyolo.errors import ConfigError
 from streamyolo.frames import Detections, Frame, FrameMeta, Image, Result
 from streamyolo.inference.offline import import_ultralytics
 from streamyolo.inference.tracking import tracker_settings
@@ -134,6 +136,6 @@ def test_crops_from_the_command_line(tmp_path: Path) -> None:
     assert saved and {p.parent.name for p in saved} <= {"person", "car", "ball"}, saved
     for path in saved:
         assert CROP_NAME.fullmatch(path.name) and cv2.imread(str(path)) is not None, path
-    refused = streamyolo("check", "--source", "synthetic:scene", "--crops", str(folder))
-    assert refused.returncode == 2
-    assert "config keys 'crops' and 'tracker': one picture of each object follows its track id" in refused.stderr
+    with pytest.raises(ConfigError, match="config keys 'crops' and 'tracker': one picture of each object follows "
+                                          "its track id; set tracker"):
+        build_config({"streams": ["synthetic:scene"], "crops": str(folder)})

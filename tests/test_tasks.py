@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from streamyolo.annotation import BoxAnnotator
+from streamyolo.errors import ConfigError, ModelNotFoundError
 from streamyolo.frames import Detections, Result
 from streamyolo.inference.models import resolve_model
 from streamyolo.inference.offline import import_ultralytics
@@ -286,11 +287,10 @@ def test_check_plans_and_loads_each_streams_model(clips: list[Path], random_mode
         < loaded.index("  yard: "), done.stdout
     assert loaded.count(" in ") - loaded.count("loaded in") == 3, done.stdout  # one line per stream's first frame
 
-    refused = streamyolo("check", str(config(classes=[0, 7])), "--load-model", cwd=tmp_path)
-    assert refused.returncode == 2
-    assert ("config key 'streams.0.classes': class 7 is not one of the 3 classes of model 'demo' "
-            "(0 person, 1 car, 2 ball)") in refused.stderr
-
-    missing = streamyolo("check", str(config(model="nowhere.pt")), cwd=tmp_path)
-    assert missing.returncode == 2
-    assert "stream 'door': model not found: 'nowhere.pt'" in missing.stderr
+    # What the run refuses, as check does (exit 2 for both: tests/test_cli.py).
+    with pytest.raises(ConfigError) as refused:
+        Pipeline.from_config(config(classes=[0, 7])).start()
+    assert str(refused.value) == ("config key 'streams.0.classes': class 7 is not one of the 3 classes of model "
+                                  "'demo' (0 person, 1 car, 2 ball)")
+    with pytest.raises(ModelNotFoundError, match=r"^stream 'door': model not found: 'nowhere\.pt'"):
+        Pipeline.from_config(config(model="nowhere.pt"))

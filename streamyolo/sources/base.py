@@ -79,7 +79,7 @@ def turn(image: Image, clockwise: int) -> Image:
     itself for 0.
 
     >>> import numpy as np
-    >>> turn(np.arange(6, dtype=np.uint8).reshape(2, 3, 1), 90)[..., 0].tolist()
+    >>> turn(np.arange(6, dtype=np.uint8).reshape(2, 3), 90).tolist()
     [[3, 0], [4, 1], [5, 2]]
     """
     if clockwise % 360 == 0:

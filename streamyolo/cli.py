@@ -54,6 +54,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--imgsz", type=int, help="inference size (640)")
     parser.add_argument("--classes", type=_class, nargs="+",
                         help="keep only these classes: ids, or the model's names (person car)")
+    parser.add_argument("--blur", type=_class, nargs="+",
+                        help="blur the objects of these classes (ids or names) in every picture shown or saved")
     parser.add_argument("--half", action="store_true", default=None, help="FP16 inference (CUDA)")
     parser.add_argument("--record", metavar="DIR", help="write one annotated H.264 MP4 per stream here")
     parser.add_argument("--record-segment", metavar="SECONDS",
@@ -189,7 +191,7 @@ def _kinds(value: str) -> list[str]:
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The flags the user gave, as config keys (flags not given stay out)."""
     keys = ["model", "device", "workers", "lanes", "batch", "model_sharing", "worker_mode", "process_restarts",
-            "pytorch_cpu", "conf", "iou", "imgsz", "classes", "half",
+            "pytorch_cpu", "conf", "iou", "imgsz", "classes", "blur", "half",
             "record", "record_segment", "record_keep", "record_max_size", "overwrite", "jsonl", "summary", "stats",
             "events", "webhook",
             "mqtt", "mqtt_discovery", "webhook_events", "mqtt_events",

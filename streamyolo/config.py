@@ -155,6 +155,9 @@ class StreamConfig(_Strict):
     classes: list[Annotated[int, Field(ge=0)]] | None = None
     """This stream's class ids, or the names its model gives them (default: the run's
     ``classes``): a parking camera that keeps cars only, say, beside cameras that keep people."""
+    blur: list[Annotated[int, Field(ge=0)]] | None = None
+    """The classes (ids or names) whose objects are blurred in every picture this stream's
+    outputs show (default: the run's ``blur``; ``[]``: none)."""
     model: str | None = Field(default=None, min_length=1)
     """This stream's own model (default: the run's ``model``; the same kinds): a pose model on
     the door camera beside detection on the others, say. Each model runs on workers of its
@@ -340,6 +343,10 @@ class PipelineConfig(_Strict):
     iou: float = Field(default=0.7, ge=0, le=1)
     imgsz: int | tuple[int, int] = 640
     classes: list[Annotated[int, Field(ge=0)]] | None = None
+    blur: list[Annotated[int, Field(ge=0)]] | None = None
+    """Classes (ids or names) whose objects are blurred in every picture the outputs show:
+    recordings, clips, snapshots, the page, the window (and never cropped); as Ultralytics'
+    ``ObjectBlurrer``."""
     half: bool = False
     max_det: int = Field(default=300, ge=1, le=10000)
     workers: int | Literal["auto"] = "auto"
@@ -520,6 +527,12 @@ class PipelineConfig(_Strict):
                              "give snapshots too")
         for index, stream in enumerate(self.streams):
             kept = stream.classes if stream.classes is not None else self.classes
+            blurred = self.blur_of(stream)
+            unseen = sorted(set(blurred) - set(kept)) if kept is not None else []
+            if unseen:
+                key = f"streams.{index}.blur" if stream.blur is not None else "blur"
+                raise ValueError(f"config key {key!r}: class(es) {unseen} are not among the stream's classes "
+                                 f"{sorted(kept or ())}: they would never be found, so never blurred; keep them too")
             counters: list[tuple[str, str, LineConfig | ZoneConfig | MaskConfig]] = [
                 *(("lines", name, line) for name, line in (stream.lines or {}).items()),
                 *(("zones", name, zone) for name, zone in (stream.zones or {}).items()),
@@ -625,6 +638,10 @@ class PipelineConfig(_Strict):
             return TRACKING_CONF
         return self.conf
 
+    def blur_of(self, stream: StreamConfig) -> list[int]:
+        """The classes blurred in ``stream``'s pictures: its own ``blur``, else the run's."""
+        return list(stream.blur if stream.blur is not None else self.blur or ())
+
     def model_of(self, stream: StreamConfig) -> str:
         """The model ``stream`` runs: its own, else the run's."""
         return stream.model if stream.model is not None else self.model
@@ -653,10 +670,11 @@ class PipelineConfig(_Strict):
         for index, stream in enumerate(self.streams):
             if model is not None and self.model_of(stream) != model:
                 continue
-            if stream.classes is None:
-                keys["classes"] = self.classes
-            else:
-                keys[f"streams.{index}.classes"] = stream.classes
+            for key in _CLASS_KEYS:
+                if getattr(stream, key) is None:
+                    keys[key] = getattr(self, key)
+                else:
+                    keys[f"streams.{index}.{key}"] = getattr(stream, key)
             for kind in ("lines", "zones", "masks"):
                 for name, shape in (getattr(stream, kind) or {}).items():
                     keys[f"streams.{index}.{kind}.{name}.classes"] = getattr(shape, "classes", None)
@@ -807,12 +825,8 @@ def _name_classes(data: dict[str, Any]) -> None:
     models may number ``car`` differently)."""
     streams = data.get("streams")
     entries = streams if isinstance(streams, list) else []
-    shapes = [(f"streams.{index}.{kind}.{name}", shape)
-              for index, entry in enumerate(entries) if isinstance(entry, dict)
-              for kind in ("lines", "zones", "masks") if isinstance(entry.get(kind), dict)
-              for name, shape in entry[kind].items() if isinstance(shape, dict)]
-    lists = [data, *(e for e in entries if isinstance(e, dict)), *(shape for _, shape in shapes)]
-    if not any(_named(holder.get("classes")) for holder in lists):
+    lists = [data, *(e for e in entries if isinstance(e, dict)), *(shape for _, _, shape in _shapes(entries))]
+    if not any(_named(holder.get(key)) for holder in lists for key in _CLASS_KEYS):
         return
     from streamyolo.inference.names import model_names
 
@@ -829,24 +843,37 @@ def _name_classes(data: dict[str, Any]) -> None:
             known[model] = model_names(model)
         return [_class_id(c, known[model], key, model, len(known) > 1 or model != run_model) for c in classes]
 
-    wanted = data.get("classes")
-    for index, given in enumerate(entries):
-        if _shorthand(given) and _named(wanted):  # the run's classes become the stream's
-            entries[index] = StreamConfig.model_validate(given).model_dump(exclude_unset=True)
-        entry = entries[index]
-        if not isinstance(entry, dict) or _shorthand(entry):
-            continue
-        model = entry.get("model") or run_model
-        if entry.get("classes") is None and _named(wanted):
-            entry["classes"] = ids(wanted, "classes", model)  # the run's classes, as this stream's model numbers them
-        elif "classes" in entry:
-            entry["classes"] = ids(entry["classes"], f"streams.{index}.classes", model)
-        for kind in ("lines", "zones", "masks"):
-            for name, shape in (entry.get(kind) or {}).items() if isinstance(entry.get(kind), dict) else ():
-                if isinstance(shape, dict) and "classes" in shape:
-                    shape["classes"] = ids(shape["classes"], f"streams.{index}.{kind}.{name}.classes", model)
-    if "classes" in data:
-        data["classes"] = ids(wanted, "classes", run_model) if not entries or not _named(wanted) else None
+    for key in _CLASS_KEYS:  # the run's and each stream's
+        wanted = data.get(key)
+        for index, given in enumerate(entries):
+            if _shorthand(given) and _named(wanted):  # the run's classes become the stream's
+                entries[index] = StreamConfig.model_validate(given).model_dump(exclude_unset=True)
+            entry = entries[index]
+            if not isinstance(entry, dict) or _shorthand(entry):
+                continue
+            model = entry.get("model") or run_model
+            if entry.get(key) is None and _named(wanted):
+                entry[key] = ids(wanted, key, model)  # the run's classes, as this stream's model numbers them
+            elif key in entry:
+                entry[key] = ids(entry[key], f"streams.{index}.{key}", model)
+        if key in data:
+            data[key] = ids(wanted, key, run_model) if not entries or not _named(wanted) else None
+    for index, key, shape in _shapes(entries):  # lines', zones' and masks' (of the streams as copied)
+        if "classes" in shape:
+            shape["classes"] = ids(shape["classes"], f"{key}.classes", entries[index].get("model") or run_model)
+
+
+def _shapes(entries: list[Any]) -> list[tuple[int, str, dict[str, Any]]]:
+    """The streams' lines, zones and masks written as mappings (which may list classes): the
+    stream's place, the shape's key, the mapping."""
+    return [(index, f"streams.{index}.{kind}.{name}", shape)
+            for index, entry in enumerate(entries) if isinstance(entry, dict)
+            for kind in ("lines", "zones", "masks") if isinstance(entry.get(kind), dict)
+            for name, shape in entry[kind].items() if isinstance(shape, dict)]
+
+
+_CLASS_KEYS = ("classes", "blur")
+"""The run's and a stream's keys that list classes (by id or name)."""
 
 
 def _shorthand(entry: Any) -> bool:

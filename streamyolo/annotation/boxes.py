@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -36,8 +36,10 @@ class BoxAnnotator:
     (False, 0)
     """
 
-    def __init__(self, overlay: bool = True) -> None:
+    def __init__(self, overlay: bool = True, blur: Mapping[str, Collection[int]] | None = None) -> None:
         self.overlay = overlay
+        self.blur = {stream: frozenset(classes) for stream, classes in (blur or {}).items() if classes}
+        """Each stream's classes whose objects are blurred (:func:`blur_objects`) before anything is drawn."""
 
     def annotate(
         self,
@@ -60,6 +62,9 @@ class BoxAnnotator:
         already scaled by the caller); ``when``: the frame's time (seconds since the epoch),
         shown in local time after the stream's name, as a camera or an NVR stamps its video."""
         canvas = image.copy()
+        hidden = self.blur.get(stream)
+        if hidden and len(detections):
+            blur_objects(canvas, detections, hidden)
         height, width = canvas.shape[:2]
         scale = max(0.4, min(width, height) / 900)
         thickness = max(1, round(scale * 2))
@@ -97,6 +102,23 @@ class BoxAnnotator:
                 header = f"{header}  " + "  ".join(parts)
         _label(canvas, header, (0, 0), (32, 32, 32), scale * 1.1, thickness, inside=True)
         return canvas
+
+
+def blur_objects(canvas: Image, detections: Detections, classes: Collection[int]) -> None:
+    """Blur, in place, the boxes of the objects of ``classes`` (an outline or an oriented box:
+    the upright box around it, so no edge of the object escapes), as Ultralytics'
+    ``ObjectBlurrer`` blurs them (``cv2.blur``), with a kernel at least a third of the box's
+    longer side (50 px at least) so that a face as large as the picture is no more
+    recognisable than a small one."""
+    height, width = canvas.shape[:2]
+    for box, cls in zip(detections.xyxy, detections.cls, strict=True):
+        if int(cls) not in classes:
+            continue
+        x1, y1 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+        x2, y2 = min(width, int(np.ceil(box[2]))), min(height, int(np.ceil(box[3])))
+        if x2 > x1 and y2 > y1:  # (not outside the picture)
+            kernel = max(50, max(x2 - x1, y2 - y1) // 3)
+            canvas[y1:y2, x1:x2] = cv2.blur(canvas[y1:y2, x1:x2], (kernel, kernel))
 
 
 _SEGMENT_ALPHA = 0.45

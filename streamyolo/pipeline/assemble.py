@@ -316,7 +316,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
                  for factory in detector_factories(cfg, g.path, g.workers, g.lanes, restarts, first=g.first,
                                                    running=running, name=g.name, imgsz=g.imgsz)]
     serving = {i: g.worker_of(i) for g in groups for i in g.streams}
-    annotator = BoxAnnotator(overlay=cfg.overlay)
+    blurred = {s.spec.name: cfg.blur_of(s.config) for s in streams}
+    annotator = BoxAnnotator(overlay=cfg.overlay, blur=blurred)
     sinks: list[Sink] = []
     gpu = resolve_device(cfg.device).startswith("cuda")
     recorder: VideoRecorder | None = None
@@ -355,7 +356,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         if clips is not None:
             clips.on_end = events.clip_ended
     if cfg.crops is not None:
-        sinks.append(CropSink(cfg.crops, keep=cfg.crops_keep))
+        sinks.append(CropSink(cfg.crops, keep=cfg.crops_keep, blurred=blurred))
     for path, what in ((cfg.summary, "summary file"), (cfg.stats, "stats file")):
         if path is not None:
             check_output_file(path, what)

@@ -84,6 +84,8 @@ def describe(plan: Plan) -> str:
             names = getattr(own, key) or {}
             if names:
                 parts.append(f"{key} {', '.join(names)}")
+        if cfg.blur_of(own):
+            parts.append(f"blurs class(es) {', '.join(map(str, cfg.blur_of(own)))}")
         if cfg.record is not None and not own.record:
             parts.append("not recorded")
         lines.append(f"  {stream.spec.name:<{width}}  {stream.spec.display_uri}  ({'; '.join(parts)})")

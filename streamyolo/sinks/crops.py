@@ -9,7 +9,8 @@ passed, by class, as an image-classification dataset is laid out. The time is th
 frame the crop comes from. Files are written whole (under a temporary name, then renamed) by
 a thread of their own, so the inference threads never wait for a disk; a disk that refuses
 pauses the crops as the other outputs pause (:class:`~streamyolo.sinks.base.OutputPause`).
-``keep`` deletes crops (this run's and earlier runs') older than that.
+``keep`` deletes crops (this run's and earlier runs') older than that. Objects of the classes
+a stream blurs (``blur``) are never cropped.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import queue
 import re
 import threading
 import time
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,8 +91,10 @@ class CropSink:
     """Saves one crop of each tracked object (see the module); untracked streams give none."""
 
     def __init__(self, folder: str | Path, keep: float | None = None, gone_after: float = GONE_AFTER,
-                 quality: int = 95) -> None:
+                 quality: int = 95, blurred: Mapping[str, Collection[int]] | None = None) -> None:
         self.folder = Path(folder)
+        self.blurred = {stream: frozenset(classes) for stream, classes in (blurred or {}).items()}
+        """Each stream's classes blurred in its pictures (``blur``): never cropped."""
         self.keep = keep
         self.gone_after = gone_after
         self.quality = quality
@@ -119,7 +123,10 @@ class CropSink:
         with self._lock:
             best = self._best.setdefault(stream, {})
         now = result.frame.meta.t_capture
+        blurred = self.blurred.get(stream, frozenset())
         for index, track in enumerate(found.ids.tolist()):
+            if int(found.cls[index]) in blurred:
+                continue
             conf = float(found.conf[index])
             kept = best.get(track)
             if kept is None or conf > kept.conf:

@@ -1,0 +1,93 @@
+"""``blur``: the objects of some classes blurred in every picture the outputs show."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from streamyolo.annotation import BoxAnnotator
+from streamyolo.config import build_config
+from streamyolo.errors import ConfigError
+from streamyolo.frames import Detections, Frame, FrameMeta, Image, Result
+from streamyolo.sinks.crops import CropSink
+from streamyolo.sources import SyntheticSource
+from tests.helpers import decode, read_jsonl
+from tests.test_cli import streamyolo
+
+
+def _sharpness(image: Image) -> float:
+    return float(cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var())
+
+
+def _inner(box: list[float] | np.ndarray, margin: float = 0.25) -> tuple[slice, slice]:
+    """The middle of a box (clear of its drawn sides and label)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    w, h = x2 - x1, y2 - y1
+    return slice(int(y1 + h * margin), int(y2 - h * margin)), slice(int(x1 + w * margin), int(x2 - w * margin))
+
+
+def test_the_blurred_classes_objects_are_blurred_on_their_streams_only() -> None:
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    found = Detections(np.array([[40, 60, 140, 200], [180, 60, 300, 200], [-20, 230, 10, 260]], np.float32),
+                       np.full(3, 0.8, np.float32), np.array([0, 2, 0], np.int64), {0: "person", 2: "car"})
+    annotator = BoxAnnotator(overlay=False, blur={"door": [0], "lot": []})
+    door = annotator.annotate(image, found, stream="door")
+    person, car = _inner(found.xyxy[0]), _inner(found.xyxy[1])
+    assert _sharpness(door[person]) < 0.01 * _sharpness(image[person])
+    assert np.array_equal(door[car], image[car])  # a car: as it was (its box and label drawn around)
+    assert np.array_equal(door[150:, 150:170], image[150:, 150:170])  # between the boxes: untouched
+    for stream in ("lot", "street"):  # no blur there
+        shown = annotator.annotate(image, found, stream=stream)
+        assert np.array_equal(shown[person], image[person]), stream
+
+
+def test_blur_takes_class_names_and_only_classes_the_stream_keeps() -> None:
+    config = build_config({"blur": ["person"], "streams": ["a", {"source": "b", "blur": []},
+                                                          {"source": "c", "blur": ["car", 2]}]})
+    assert [config.blur_of(s) for s in config.streams] == [[0], [], [1, 2]]
+    with pytest.raises(ConfigError, match=r"config key 'streams\.0\.blur': class\(es\) \[0\] are not among the "
+                                          r"stream's classes \[1\]: they would never be found, so never blurred"):
+        build_config({"streams": [{"source": "a", "classes": ["car"], "blur": ["person"]}]})
+    with pytest.raises(ConfigError, match=r"config key 'blur': 'face' is not one of the model's 3 classes"):
+        build_config({"blur": ["face"], "streams": ["a"]})
+
+
+def test_blurred_objects_are_never_cropped(tmp_path: Path) -> None:
+    crops = CropSink(tmp_path, blurred={"lot": [2]})
+    crops.open()
+    image = np.full((120, 160, 3), 80, np.uint8)
+    found = Detections(np.array([[10, 10, 40, 50], [60, 10, 90, 50]], np.float32), np.full(2, 0.7, np.float32),
+                       np.array([2, 0], np.int64), {0: "person", 2: "car"}, np.array([1, 2], np.int64))
+    for stream in ("lot", "road"):
+        crops.write(Result(Frame(FrameMeta(stream, 0, 1.0), image), found, 1.0))
+    crops.close()
+    assert sorted(p.relative_to(tmp_path).parent.as_posix() + " " + p.name.split("-")[0] for p in crops.saved) == [
+        "car road", "person lot", "person road"]
+
+
+@pytest.mark.timeout(120)
+def test_blur_from_the_command_line_reaches_the_recording(tmp_path: Path) -> None:
+    """People blurred, cars not, in the recorded video, where the JSONL says they were."""
+    uri = "synthetic:scene?seed=3&size=416x240&frames=30"
+    done = streamyolo("run", "--source", f"cam={uri}", "--blur", "person", "--record", str(tmp_path / "rec"),
+                      "--jsonl", str(tmp_path / "det.jsonl"), "--no-display", "--status-interval", "0")
+    assert done.returncode == 0, done.stderr
+    recorded, _ = decode(tmp_path / "rec" / "cam.mp4")
+    camera = SyntheticSource("cam", uri)
+    camera.open()
+    raw = []
+    while (frame := camera.read()) is not None and frame.image is not None:
+        raw.append(frame.image)
+    ratios: dict[str, list[float]] = {"person": [], "car": []}
+    for line in read_jsonl(tmp_path / "det.jsonl"):
+        for found in line["detections"]:
+            rows, cols = _inner(found["xyxy"])
+            if found["name"] in ratios and rows.stop - rows.start >= 6 and cols.stop - cols.start >= 6:
+                sharp = _sharpness(raw[line["seq"]][rows, cols])
+                ratios[found["name"]].append(_sharpness(recorded[line["seq"]][rows, cols]) / max(sharp, 1.0))
+    assert len(ratios["person"]) >= 10 and len(ratios["car"]) >= 10, ratios
+    assert max(ratios["person"]) < 0.2 and min(ratios["car"]) > 0.5, ratios

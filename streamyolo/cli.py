@@ -84,6 +84,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{output}-events", metavar="KINDS", type=_kinds,
                             help=f"only these events to the {output}, e.g. state,clip (line, enter, leave, linger, "
                                  "state, clip; default: all)")
+    parser.add_argument("--heatmaps", metavar="DIR",
+                        help="write each stream's heatmap here (<stream>.png, every minute); --web shows them live")
     parser.add_argument("--crops", metavar="DIR",
                         help="with --tracker: save one picture of each object here (<class>/<stream>-<time>-id<N>.jpg)")
     parser.add_argument("--crops-keep", metavar="AGE", help="with --crops: delete crops older than this (30d, 12h)")
@@ -195,7 +197,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "record", "record_segment", "record_keep", "record_max_size", "overwrite", "jsonl", "summary", "stats",
             "events", "webhook",
             "mqtt", "mqtt_discovery", "webhook_events", "mqtt_events",
-            "snapshots", "snapshots_keep", "crops", "crops_keep", "clips", "clip_before",
+            "snapshots", "snapshots_keep", "heatmaps", "crops", "crops_keep", "clips", "clip_before",
             "clip_after", "clips_keep", "clips_max_size", "public_url", "display", "duration",
             "status_interval", "hang_warning", "threads", "model_cache", "live_hold", "tracker",
             "web", "web_fps", "web_auth", "web_cert", "web_key"]

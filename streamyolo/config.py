@@ -445,6 +445,10 @@ class PipelineConfig(_Strict):
     """With ``clips``: seconds of video before an event (also written ``5s``)."""
     clip_after: float = Field(default=5.0, ge=0, le=600)
     """With ``clips``: seconds of video after a clip's last event (also written ``1m``)."""
+    heatmaps: Path | None = None
+    """A folder for each stream's heatmap, ``<stream>.png`` (where its objects were over the run),
+    written every minute and at the end; with ``web``, the page shows them live
+    (:mod:`streamyolo.sinks.heatmap`)."""
     crops: Path | None = None
     """A folder for one picture of each tracked object, cut from the frame it was seen best in
     (needs ``tracker``; :mod:`streamyolo.sinks.crops`)."""

@@ -411,7 +411,7 @@ def test_a_real_browser_shows_every_stream_with_its_numbers_and_the_events(tmp_p
     dead = {"name": "dead", "source": "rtsp://127.0.0.1:9/none", "reconnect": {"attempts": 1, "base": 0.1}}
     config = _config(model="demo", imgsz=320, conf=0.5, streams=[*scenes, dead], tracker="bytetrack",
                      snapshots=str(tmp_path / "shots"), clips=str(tmp_path / "clips"), clip_before=1,
-                     clip_after=1)  # tracked: objects entering the zone are events
+                     clip_after=1, heatmaps=str(tmp_path / "heat"))  # tracked: objects entering the zone are events
     with Pipeline.from_config(config) as pipeline:
         pipeline.start()
         driver = _driver(browser, driver_path)
@@ -495,8 +495,19 @@ def test_a_real_browser_shows_every_stream_with_its_numbers_and_the_events(tmp_p
             listed = _until(lambda: driver.execute_script(
                 "return [...document.querySelectorAll('#clip-files a')].map(a => a.textContent)"), 10, "the clips")
             assert playing[1].rsplit("/", 1)[-1] in listed and all(name.startswith(f"{NAMES[0]}-") for name in listed)
+            # The heatmaps instead of the videos, and back.
+            driver.find_element(By.ID, "show-heatmaps").click()
+            def heatmaps_shown() -> list[str]:
+                return [name for name, t in tiles().items()
+                        if "/heatmaps/" in t["image"].get_attribute("src") and t["width"] == 320]
+
+            _until(lambda: heatmaps_shown() == NAMES, 15, "every live tile's heatmap")
+            driver.find_element(By.ID, "show-heatmaps").click()
+            _until(lambda: all(t["image"].get_attribute("src").endswith(".mjpg") for t in tiles().values()), 10,
+                   "the videos back")
         finally:
             driver.quit()
+    assert sorted(p.name for p in (tmp_path / "heat").iterdir()) == sorted(f"{name}.png" for name in NAMES)
 
 
 @pytest.mark.timeout(180)

@@ -45,6 +45,7 @@ from streamyolo.sinks.clips import ClipRecorder
 from streamyolo.sinks.crops import CropSink
 from streamyolo.sinks.display import TiledDisplay, display_available
 from streamyolo.sinks.events import EventSink
+from streamyolo.sinks.heatmap import HeatmapSink
 from streamyolo.sinks.jsonl import JsonlSink
 from streamyolo.sinks.mqtt import StreamEntities
 from streamyolo.sinks.recorder import VideoRecorder, choose_codec
@@ -357,6 +358,9 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
             clips.on_end = events.clip_ended
     if cfg.crops is not None:
         sinks.append(CropSink(cfg.crops, keep=cfg.crops_keep, blurred=blurred))
+    heatmaps = HeatmapSink(cfg.heatmaps) if cfg.heatmaps is not None else None
+    if heatmaps is not None:
+        sinks.append(heatmaps)
     for path, what in ((cfg.summary, "summary file"), (cfg.stats, "stats file")):
         if path is not None:
             check_output_file(path, what)
@@ -364,7 +368,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     if cfg.web is not None:
         web = WebViewer(cfg.web, annotator, fps=cfg.web_fps, cert=cfg.web_cert, key=cfg.web_key, recordings=cfg.record,
                         events=events.recent if events is not None else None, snapshots=cfg.snapshots,
-                        clips=cfg.clips,
+                        clips=cfg.clips, heatmap=heatmaps.picture if heatmaps is not None else None,
                         auth=cfg.web_auth.get_secret_value() if cfg.web_auth is not None else None)
     display = None
     if cfg.display or (cfg.display is None and display_available()):

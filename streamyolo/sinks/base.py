@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import re
 import threading
 import time
@@ -12,9 +13,11 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import SplitResult, urlsplit
 
+import cv2
+
 from streamyolo.clock import Clock
 from streamyolo.errors import OutputError, OutputsIncompleteError
-from streamyolo.frames import Result
+from streamyolo.frames import Image, Result
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +278,68 @@ class OutputPause:
     def _count_lost(self) -> None:
         self.lost += 1
         self._lost_now += 1
+
+
+def write_picture(path: Path, image: Image, quality: int = 95) -> None:
+    """Save ``image`` as ``path`` (JPEG at ``quality``, or PNG, by its suffix), whole: under a
+    hidden temporary name first, then renamed, so a reader never finds half a picture and a
+    full disk leaves none. Raises :class:`OSError` when it cannot be written."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if path.suffix.lower() in (".jpg", ".jpeg") else []
+    ok, encoded = cv2.imencode(path.suffix, image, params)
+    if not ok:
+        raise OSError(f"{path.suffix} encoding failed")
+    part = path.with_name(f".{path.name}.part")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part.write_bytes(encoded.tobytes())
+        part.replace(path)
+    except OSError:
+        part.unlink(missing_ok=True)
+        raise
+
+
+class BackgroundWriter:
+    """Runs an output's writes in a thread of its own (so inference threads never wait for a
+    disk), one at a time, in order; a write that raises :class:`OSError` pauses the output as
+    :class:`OutputPause` says (the writes that come meanwhile are lost, and counted), and
+    :meth:`close` raises at the end if any was lost. ``saved``: every path the writes returned."""
+
+    def __init__(self, name: str, what: str, unit: str) -> None:
+        self.saved: list[Path] = []
+        self._pause = OutputPause(what, unit)
+        self._queue: queue.SimpleQueue[Callable[[], Path | None] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, write: Callable[[], Path | None]) -> None:
+        """Run ``write`` (which returns the path it wrote, or ``None`` for nothing) in turn."""
+        self._queue.put(write)
+
+    def close(self) -> None:
+        """Run what was put, then raise :class:`~streamyolo.errors.OutputsIncompleteError` if
+        anything was lost."""
+        self._queue.put(None)
+        if self._thread.is_alive():
+            self._thread.join()
+        self._pause.check()
+
+    def _run(self) -> None:
+        while (write := self._queue.get()) is not None:
+            if not self._pause.due():
+                continue
+            try:
+                path = write()
+            except OSError as exc:
+                self._pause.failed(exc)
+                continue
+            except Exception:  # one write's trouble never ends the others
+                log.exception("%s: a write failed", self._thread.name)
+                continue
+            self._pause.succeeded()
+            if path is not None:
+                self.saved.append(path)
 
 
 class FanOut:

@@ -15,9 +15,9 @@ a stream blurs (``blur``) are never cropped.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
-import queue
 import re
 import threading
 import time
@@ -25,12 +25,11 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from streamyolo.clock import file_stamp, format_seconds, wall_time
 from streamyolo.frames import Image, Result
-from streamyolo.sinks.base import OutputPause, check_writable_folder, delete_older
+from streamyolo.sinks.base import BackgroundWriter, check_writable_folder, delete_older, write_picture
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +99,13 @@ class CropSink:
         self.quality = quality
         self._best: dict[str, dict[int, _Best]] = {}  # stream -> track id -> best so far
         self._lock = threading.Lock()  # guards _best's keys (each stream's dict is its thread's alone)
-        self._queue: queue.SimpleQueue[tuple[str, int, _Best] | None] = queue.SimpleQueue()
-        self._pause = OutputPause(f"crops folder {str(self.folder)!r}", "crop(s)")
+        self._writer = BackgroundWriter("crops", f"crops folder {str(self.folder)!r}", "crop(s)")
         self._pruned_at = -math.inf
-        self._thread = threading.Thread(target=self._run, name="crops")
-        self.saved: list[Path] = []
+
+    @property
+    def saved(self) -> list[Path]:
         """Every crop this run saved, in order."""
+        return self._writer.saved
 
     def check(self) -> None:
         check_writable_folder(self.folder, "crops folder")
@@ -113,7 +113,7 @@ class CropSink:
     def open(self) -> None:
         self.check()
         self._prune()
-        self._thread.start()
+        self._writer.start()
 
     def write(self, result: Result) -> None:
         found = result.detections
@@ -136,55 +136,29 @@ class CropSink:
             else:
                 kept.seen = now
         for track in [t for t, kept in best.items() if now - kept.seen > self.gone_after]:
-            self._queue.put((stream, track, best.pop(track)))
+            self._writer.put(functools.partial(self._save, stream, track, best.pop(track)))
 
     def close(self) -> None:
         with self._lock:
             left = [(stream, track, kept) for stream, best in self._best.items() for track, kept in best.items()]
             self._best.clear()
-        for item in left:
-            self._queue.put(item)
-        self._queue.put(None)
-        if self._thread.is_alive():
-            self._thread.join()
-        self._pause.check()
+        for stream, track, kept in left:
+            self._writer.put(functools.partial(self._save, stream, track, kept))
+        self._writer.close()
 
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            try:
-                self._save(*item)
-            except Exception:  # one crop's trouble never ends the others
-                log.exception("crops: could not save a crop of stream %r", item[0])
-
-    def _save(self, stream: str, track: int, kept: _Best) -> None:
-        if not self._pause.due():
-            return
+    def _save(self, stream: str, track: int, kept: _Best) -> Path | None:
         if time.monotonic() - self._pruned_at >= PRUNE_SECONDS:
             self._prune()
         if kept.crop.size == 0:
-            return  # a box outside the picture
-        ok, encoded = cv2.imencode(".jpg", kept.crop, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-        if not ok:
-            log.error("crop of stream %r: JPEG encoding failed", stream)
-            return
+            return None  # a box outside the picture
         folder = self.folder / class_folder(kept.name)
         name = f"{stream}-{file_stamp(kept.moment, millis=True)}-id{track}"
-        part = folder / f".{name}.part"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            part.write_bytes(encoded.tobytes())
-            path = folder / f"{name}.jpg"
-            serial = 1
-            while path.exists():  # a track id seen again in the same millisecond (a restarted run)
-                serial += 1
-                path = folder / f"{name}-{serial}.jpg"
-            part.replace(path)
-        except OSError as exc:
-            part.unlink(missing_ok=True)
-            self._pause.failed(exc)
-            return
-        self._pause.succeeded()
-        self.saved.append(path)
+        path, serial = folder / f"{name}.jpg", 1
+        while path.exists():  # a track id seen again in the same millisecond (a restarted run)
+            serial += 1
+            path = folder / f"{name}-{serial}.jpg"
+        write_picture(path, kept.crop, self.quality)
+        return path
 
     def _prune(self) -> None:
         """``keep``: delete the crops (this run's and earlier runs') older than that."""

@@ -27,6 +27,8 @@ A small HTTP server (the standard library's, one thread per client) serves:
   listed and played on the page;
 - with ``events`` (the events sink's recent events): ``/events.json``, the newest 200 first
   (``{"events": [...]}``, as :mod:`streamyolo.sinks.events` writes them), listed on the page, and
+  with ``heatmaps``, ``/heatmaps/<stream>.jpg``: the stream's heatmap now (a "heatmaps" button
+  shows them in the tiles instead of the videos, refreshed every 2 s);
   with ``snapshots`` (their folder) ``/snapshots/<file>.jpg``, shown when one is clicked, and with
   ``clips`` (their folder) ``/clips/<file>.mp4`` (byte ranges too), played from an event's "clip" link,
   and ``/clips.json``, every clip in the folder as ``/recordings.json`` lists recordings, listed on the page.
@@ -58,14 +60,14 @@ from dataclasses import asdict
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlsplit
 
 import cv2
 
 from streamyolo.annotation import BoxAnnotator
 from streamyolo.errors import ConfigError, OutputError
-from streamyolo.frames import Result
+from streamyolo.frames import Image, Result
 from streamyolo.sinks.latest import Latest, LatestResults
 from streamyolo.sinks.metrics import CONTENT_TYPE as METRICS_TYPE
 from streamyolo.sinks.metrics import metrics_text
@@ -128,8 +130,11 @@ class WebViewer:
                  cert: str | Path | None = None, key: str | Path | None = None,
                  recordings: str | Path | None = None,
                  events: Callable[[], list[dict[str, Any]]] | None = None,
-                 snapshots: str | Path | None = None, clips: str | Path | None = None) -> None:
+                 snapshots: str | Path | None = None, clips: str | Path | None = None,
+                 heatmap: Callable[[str], Image | None] | None = None) -> None:
         self.host, self.port = parse_address(address)
+        self.heatmap = heatmap
+        """A stream's heatmap now (``heatmaps``; :meth:`HeatmapSink.picture`), for ``/heatmaps/``."""
         self.clips = None if clips is None else Path(clips)
         self.recordings = None if recordings is None else Path(recordings)
         self.events = events
@@ -267,11 +272,23 @@ class WebViewer:
                 height, width = latest.result.frame.image.shape[:2]
                 entry["size"] = [width, height]
             streams.append(entry)
-        status: dict[str, Any] = {"running": self._running(), "streams": streams}
+        status: dict[str, Any] = {"running": self._running(), "streams": streams, "heatmaps": self.heatmap is not None}
         workers = self._workers()
         if workers:
             status["workers"] = workers
         return status
+
+    def heatmap_jpeg(self, stream: str) -> bytes | None:
+        """``stream``'s heatmap now as a JPEG (at most ``max_width`` wide), or ``None`` (no
+        heatmaps, or no frame yet)."""
+        picture = self.heatmap(stream) if self.heatmap is not None else None
+        if picture is None:
+            return None
+        if picture.shape[1] > self.max_width:
+            height = round(picture.shape[0] * self.max_width / picture.shape[1])
+            picture = cast(Image, cv2.resize(picture, (self.max_width, height), interpolation=cv2.INTER_AREA))
+        ok, encoded = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        return encoded.tobytes() if ok else None
 
     def newest_jpeg(self, stream: str) -> bytes | None:
         latest = self._latest.get(stream)
@@ -474,6 +491,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.OK, "application/json", json.dumps({"files": viewer.clip_files()}).encode())
             elif path.startswith("/clips/") and viewer.clips is not None:
                 self._file(viewer.clip_path(path.removeprefix("/clips/")), "video/mp4", "clip")
+            elif path.startswith("/heatmaps/") and path.endswith(".jpg") and viewer.heatmap is not None:
+                name = path.removeprefix("/heatmaps/").removesuffix(".jpg")
+                picture = viewer.heatmap_jpeg(name) if name in viewer.stream_names() else None
+                if picture is None:
+                    self._send(HTTPStatus.NOT_FOUND, _TEXT, f"no heatmap of a stream named {name!r}\n".encode())
+                else:
+                    self._send(HTTPStatus.OK, "image/jpeg", picture)
             elif path.startswith("/streams/") and path.endswith((".mjpg", ".jpg")):
                 name, _, kind = path.removeprefix("/streams/").rpartition(".")
                 if name not in viewer.stream_names():
@@ -611,6 +635,7 @@ PAGE = """<!doctype html>
 <button id="show-recordings" hidden>recordings</button>
 <button id="show-clips" hidden>clips</button>
 <button id="show-events" hidden>events</button>
+<button id="show-heatmaps" hidden title="where each stream's objects have been, over the run">heatmaps</button>
 <button id="draw" title="click points on a picture: its zone, line or mask in the stream's pixels">points</button>
 <button id="clear-points" hidden>clear points</button>
 <span id="draw-help" hidden>click on a picture; copy the points under it into the config</span></header>
@@ -707,7 +732,23 @@ document.getElementById("clear-points").addEventListener("click", () => {
     drawPoints(entry);
   }
 });
+// Heatmaps on: each tile shows its stream's heatmap (refreshed every 2 s) instead of its video.
+let heatmaps = false;
+function showPictures() {
+  for (const [name, entry] of tiles) {
+    const kind = heatmaps ? "heatmaps/" + encodeURIComponent(name) + ".jpg?t=" + Date.now()
+                          : "streams/" + encodeURIComponent(name) + ".mjpg";
+    if (heatmaps || !entry.img.src.endsWith(".mjpg")) entry.img.src = here + kind;
+  }
+}
+document.getElementById("show-heatmaps").addEventListener("click", () => {
+  heatmaps = !heatmaps;
+  document.getElementById("show-heatmaps").textContent = heatmaps ? "videos" : "heatmaps";
+  showPictures();
+});
+setInterval(() => { if (heatmaps) showPictures(); }, 2000);
 function show(status) {
+  document.getElementById("show-heatmaps").hidden = !status.heatmaps;
   const run = document.getElementById("run");
   run.textContent = status.running ? "running" : "ended";
   run.className = status.running ? "" : "ended";

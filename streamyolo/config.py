@@ -75,6 +75,11 @@ class ZoneConfig(_Strict):
     anchor: Anchor = "center"
     """Which point of each box must be inside: ``center`` (default), ``bottom`` (the middle of
     its bottom edge: where a person or a car stands, for a zone drawn on the ground) or ``top``."""
+    size: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]] | None = None
+    """Tracked streams: the zone's real size in metres, for a zone of 4 points drawn on the
+    ground (a stretch of road): its first side (first point to second) and its second side
+    (second point to third). Each object inside then has its speed measured (km/h) on the
+    ground, however the camera looks at it."""
 
     @field_validator("linger", mode="before")
     @classmethod
@@ -82,6 +87,13 @@ class ZoneConfig(_Strict):
         from streamyolo.clock import parse_seconds
 
         return None if value is None else parse_seconds(value)
+
+    @model_validator(mode="after")
+    def _measured(self) -> ZoneConfig:
+        if self.size is not None and len(self.points) != 4:
+            raise ValueError(f"a zone with a size (metres) needs 4 points, its corners on the ground; it has "
+                             f"{len(self.points)}")
+        return self
 
 
 class LineConfig(_Strict):
@@ -105,6 +117,9 @@ class MaskConfig(_Strict):
     anchor: Anchor = "center"
     """Which point of each box must be inside for it to be ignored: ``center`` (default),
     ``bottom`` or ``top``."""
+    outside: bool = False
+    """Ignore what is outside the polygon instead: the part of the picture worth watching (the
+    driveway), everything else (the street, the neighbours') ignored."""
 
 
 class PrivacyConfig(_Strict):
@@ -514,6 +529,11 @@ class PipelineConfig(_Strict):
         if lingering is not None and self.tracker is None:
             raise ValueError(f"config keys 'streams.{lingering}.zones' and 'tracker': a zone's linger follows "
                              "track ids; set tracker (bytetrack)")
+        measuring = next((i for i, stream in enumerate(self.streams)
+                          if any(z.size is not None for z in (stream.zones or {}).values())), None)
+        if measuring is not None and self.tracker is None:
+            raise ValueError(f"config keys 'streams.{measuring}.zones' and 'tracker': a zone measures the speed of "
+                             "each object it follows by its track id; set tracker (bytetrack)")
         if self.mqtt_discovery is not None and self.mqtt is None:
             raise ValueError("config keys 'mqtt_discovery' and 'mqtt': Home Assistant finds the streams through the "
                              "MQTT broker; give mqtt too")

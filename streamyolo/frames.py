@@ -373,6 +373,8 @@ class ZoneVisit:
     box: tuple[float, float, float, float] | None = None
     """Where the object was in this frame (x1, y1, x2, y2, in the picture's pixels); ``None``
     for one that left by not being seen any more."""
+    speed: float | None = None
+    """On leaving a zone with a size: its speed (km/h) from its first place in it to its last."""
 
     def to_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {"zone": self.zone, "id": self.id, "cls": self.cls, "name": self.name}
@@ -380,6 +382,8 @@ class ZoneVisit:
             record["dwell"] = round(self.dwell, 3)
         if self.box is not None:
             record["xyxy"] = [round(v, 2) for v in self.box]
+        if self.speed is not None:
+            record["speed"] = round(self.speed, 1)
         return record
 
 
@@ -416,6 +420,8 @@ class Mask:
     anchor: str = "center"
     """The point of a box that must lie inside: ``center``, ``bottom`` or ``top`` (the middle of
     that edge)."""
+    outside: bool = False
+    """Ignore the boxes outside the polygon instead (the picture but this area is masked)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,6 +442,8 @@ class Result:
     """Tracked objects that entered or left the stream's zones in this frame."""
     masks: tuple[Mask, ...] = ()
     """The stream's masks, whose detections were dropped (for the overlay)."""
+    speeds: tuple[tuple[int, float], ...] = ()
+    """The speeds (km/h) measured in this frame, by track id (zones with a size)."""
 
     @property
     def stream(self) -> str:
@@ -460,6 +468,11 @@ class Result:
             "pts": None if meta.pts is None else round(meta.pts, 6),
             "detections": self.detections.to_records(),
         }
+        if self.speeds:
+            speeds = dict(self.speeds)
+            for found in record["detections"]:
+                if found.get("id") in speeds:
+                    found["speed"] = round(speeds[found["id"]], 1)
         if self.lines:
             record["crossings"] = [c.to_record() for c in self.crossings]
         if self.zones:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -264,13 +265,17 @@ def test_a_mask_hides_what_is_inside_it_from_tracking_counting_and_the_outputs()
     setups = [StreamSetup(name, open_source(SourceSpec(name, "synthetic:?size=320x240&fps=25&frames=26",
                                                        SourceKind.SYNTHETIC)), Overflow.BLOCK,
                           lines=(door,), zones=(lower,), masks=masks)
-              for name, masks in (("masked", (mask,)), ("open", ()))]
+              for name, masks in (("masked", (mask,)), ("open", ()), ("watched", (replace(mask, outside=True),)))]
     pipeline = Pipeline(setups, _WalkerDetector, tracker=tracker_settings("bytetrack"))
-    results: dict[str, list[Result]] = {"masked": [], "open": []}
+    results: dict[str, list[Result]] = {"masked": [], "open": [], "watched": []}
     for result in pipeline.results():
         results[result.stream].append(result)
     assert [len(r.detections) for r in results["open"]] == [1] * 26
     assert [len(r.detections) for r in results["masked"]] == [1] * 10 + [0] * 10 + [1] * 6  # y = 20 + 8 i
+    # A mask with outside: true ignores all but its area: the walker only while in the band (from
+    # its second frame there: a track that starts after a stream's first frame is confirmed by a
+    # second sighting, as Ultralytics' ByteTrack does).
+    assert [len(r.detections) for r in results["watched"]] == [0] * 11 + [1] * 9 + [0] * 6
     assert [(r.frame.meta.seq, c.id) for r in results["open"] for c in r.crossings] == [(17, 1)]
     assert [(r.frame.meta.seq, c.id) for r in results["masked"] for c in r.crossings] == [(20, 1)]
     zoned = [r.to_record()["zones"]["lower"] for r in results["masked"]]
@@ -288,9 +293,11 @@ def test_a_mask_with_classes_ignores_only_those_and_is_drawn() -> None:
     edge = image[60, 95:106].astype(int)  # across the mask's right edge, x = 100
     assert edge.max() > 100 and (edge[:, 0] == edge[:, 2]).all(), "the mask's edge is outlined in grey"
     config = build_config({"streams": [{"source": "a.mp4", "masks": {
-        "tree": [[0, 0], [9, 0], [9, 9]], "parking": {"points": [[0, 0], [9, 0], [9, 9]], "classes": [2]}}}]})
+        "tree": [[0, 0], [9, 0], [9, 9]], "parking": {"points": [[0, 0], [9, 0], [9, 9]], "classes": [2]},
+        "drive": {"points": [[0, 0], [9, 0], [9, 9]], "outside": True}}}]})
     masks = config.streams[0].masks
     assert masks is not None and (masks["tree"].classes, masks["parking"].classes) == (None, [2])
+    assert (masks["tree"].outside, masks["drive"].outside) == (False, True)
     with pytest.raises(ConfigError, match=r"config key 'streams\.0\.masks': mask 'tree' needs 3 different points"):
         build_config({"streams": [{"source": "a.mp4", "masks": {"tree": [[0, 0], [9, 0], [0, 0]]}}]})
     with pytest.raises(ConfigError, match=r"config key 'streams\.0\.masks\.parking\.classes': class\(es\) \[2\] "

@@ -585,9 +585,9 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
     (entered,) = fired_by("zone_lower_visits")
     (crossed,) = fired_by("line_door_crossings")
     assert {k: v for k, v in entered.items() if k not in ("id", "snapshot", "box")} == {
-        "event_type": "enter", "object": "person", "class": 0, "dwell": None, "clip": clip}
+        "event_type": "enter", "object": "person", "class": 0, "dwell": None, "speed": None, "clip": clip}
     assert {k: v for k, v in crossed.items() if k not in ("id", "snapshot", "box")} == {
-        "event_type": "in", "object": "person", "class": 0, "dwell": None, "clip": clip}
+        "event_type": "in", "object": "person", "class": 0, "dwell": None, "speed": None, "clip": clip}
     # The walker's box (x 140-180, 40 px tall) where it entered the zone (y > 120) and crossed the door (y = 150).
     assert entered["box"][0::2] == [140.0, 180.0] and 120 <= (entered["box"][1] + entered["box"][3]) / 2 < 130
     assert crossed["box"][0::2] == [140.0, 180.0] and 150 <= (crossed["box"][1] + crossed["box"][3]) / 2 < 160

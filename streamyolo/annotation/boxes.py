@@ -54,13 +54,15 @@ class BoxAnnotator:
         masks: Sequence[Mask] = (),
         zoom: float = 1.0,
         when: float | None = None,
+        speeds: Mapping[int, float] | None = None,
     ) -> Image:
         """A copy of ``image`` with ``detections``, the stream's counting ``lines`` with their
         totals, its ``zones`` with what they hold, its ``masks`` (outlined in grey: what is
         inside is not seen) and the header drawn; ``zoom``: how much
         ``image`` was scaled from the frame the boxes, lines and zones were found in (boxes
         already scaled by the caller); ``when``: the frame's time (seconds since the epoch),
-        shown in local time after the stream's name, as a camera or an NVR stamps its video."""
+        shown in local time after the stream's name, as a camera or an NVR stamps its video;
+        ``speeds``: tracked objects' speeds (km/h, by track id), shown after their labels."""
         canvas = image.copy()
         hidden = self.blur.get(stream)
         if hidden and len(detections):
@@ -81,6 +83,9 @@ class BoxAnnotator:
                 _skeleton(canvas, points, thickness)
         corners = rotated_corners(detections.xywhr) if detections.xywhr is not None else None
         ids = [f" #{int(i)}" for i in detections.ids] if detections.ids is not None else [""] * len(detections)
+        if speeds and detections.ids is not None:
+            ids = [f"{label} {speeds[int(i)]:.0f} km/h" if int(i) in speeds else label
+                   for label, i in zip(ids, detections.ids, strict=True)]
         for index, (box, conf, cls, track) in enumerate(
                 zip(detections.xyxy, detections.conf, detections.cls, ids, strict=True)):
             x1, y1, x2, y2 = (round(float(v)) for v in box)
@@ -197,8 +202,8 @@ def _mask(canvas: Image, mask: Mask, zoom: float, scale: float, thickness: int) 
     corners = np.array([[round(x * zoom), round(y * zoom)] for x, y in mask.points], np.int32)
     grey = (128, 128, 128)
     cv2.polylines(canvas, [corners], True, grey, thickness, cv2.LINE_AA)
-    _label(canvas, f"{mask.name}: masked", (int(corners[:, 0].min()), int(corners[:, 1].min())), grey, scale,
-           thickness)
+    _label(canvas, f"{mask.name}: {'only here' if mask.outside else 'masked'}",
+           (int(corners[:, 0].min()), int(corners[:, 1].min())), grey, scale, thickness)
 
 
 def _counting_line(canvas: Image, line: LineTally, zoom: float, scale: float, thickness: int) -> None:

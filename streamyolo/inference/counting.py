@@ -22,10 +22,12 @@ each way. The stream's worker counts, in frame order, right after the stream's t
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -174,6 +176,38 @@ class Zone:
     class as another: one such frame is not a leave and an entry."""
     anchor: str = "center"
     """The point of each box that must be inside (see :func:`anchor_points`)."""
+    size: tuple[float, float] | None = None
+    """Tracked streams: the real size (metres) of a 4-point zone on the ground, its first side
+    and its second: the speed of each object inside is measured (:class:`Ground`)."""
+
+
+class Ground:
+    """A 4-point zone on the ground, and its real size in metres: where a point of the picture
+    is on the ground (the perspective that maps the zone's corners to a ``width`` x ``length``
+    rectangle), so that distances, and speeds, are measured in metres however the camera
+    looks at the road.
+
+    >>> road = Ground(((100, 100), (200, 100), (300, 200), (0, 200)), (5.0, 20.0))
+    >>> [[round(v, 2) + 0.0 for v in road.metres(x, y)] for x, y in ((100, 100), (150, 200), (300, 200))]
+    [[0.0, 0.0], [2.5, 20.0], [5.0, 20.0]]
+    """
+
+    def __init__(self, corners: Sequence[Point], size: tuple[float, float]) -> None:
+        width, length = size
+        target = np.array([[0, 0], [width, 0], [width, length], [0, length]], np.float32)
+        self._matrix = cv2.getPerspectiveTransform(np.array(corners, np.float32), target)
+
+    def metres(self, x: float, y: float) -> tuple[float, float]:
+        """Where the picture's point ``(x, y)`` is on the ground, in metres from the zone's first corner."""
+        gx, gy = cv2.perspectiveTransform(np.array([[[x, y]]], np.float64), self._matrix)[0, 0]
+        return float(gx), float(gy)
+
+
+SPEED_WINDOW = 1.0
+"""Seconds of an object's way through a zone its speed now is measured over."""
+
+SPEED_LEAST = 0.5
+"""Seconds an object must have been followed inside a zone before its speed is said."""
 
 
 def inside(polygon: Sequence[Point], points: npt.NDArray[np.floating]) -> npt.NDArray[np.bool_]:
@@ -219,6 +253,8 @@ def unmasked(masks: Sequence[Mask], found: Detections) -> Detections:
     [20.0]
     >>> unmasked([Mask("corner", corner, frozenset({2}))], found).cls.tolist()
     [0, 0]
+    >>> unmasked([Mask("corner", corner, outside=True)], found).xyxy[:, 0].tolist()
+    [0.0, 0.0]
     """
     if not len(found):
         return found
@@ -236,6 +272,31 @@ class _Stay:
     seen: float
     frame: int
     lingered: bool = False
+    way: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=512))
+    """In a zone with a size: where it was on the ground, (time, x, y) in seconds and metres."""
+    start: tuple[float, float, float] | None = None
+    """Its first place on the ground in the zone."""
+
+    def speed(self, now: float) -> float | None:
+        """Its speed now (km/h), over the last :data:`SPEED_WINDOW` seconds of its way; ``None``
+        until it has been followed for :data:`SPEED_LEAST` seconds."""
+        if not self.way:
+            return None
+        t, x, y = self.way[-1]
+        then = next((sample for sample in reversed(self.way) if t - sample[0] >= SPEED_WINDOW), self.way[0])
+        return _kmh(then, (t, x, y))
+
+    def average(self) -> float | None:
+        """Its speed from its first place in the zone to its last (km/h)."""
+        return _kmh(self.start, self.way[-1]) if self.start is not None and self.way else None
+
+
+def _kmh(a: tuple[float, float, float] | None, b: tuple[float, float, float]) -> float | None:
+    """The speed from ``a`` to ``b`` ((time, x, y): seconds and metres) in km/h; ``None`` over
+    less than :data:`SPEED_LEAST` seconds."""
+    if a is None or b[0] - a[0] < SPEED_LEAST:
+        return None
+    return float(np.hypot(b[1] - a[1], b[2] - a[2]) / (b[0] - a[0]) * 3.6)
 
 
 class ZoneWatch:
@@ -257,20 +318,37 @@ class ZoneWatch:
         self.gone_after = gone_after
         self._inside: dict[tuple[str, int], _Stay] = {}  # (zone, track id) -> its stay
         self._frame = 0
+        self._grounds = {zone.name: Ground(zone.points, zone.size) for zone in zones if zone.size is not None}
+        self.speeds: dict[int, float] = {}
+        """The speeds (km/h) measured in the last frame, by track id (zones with a size)."""
 
     def update(self, found: Detections, now: float, held: Sequence[npt.NDArray[np.bool_]]) -> list[ZoneVisit]:
         """The entries and exits in the next frame of the stream, whose tracked detections are
         ``found``, at ``now`` on the stream's timeline (seconds); ``held``: which of them each
         zone holds (:func:`occupancy`)."""
         self._frame += 1
+        self.speeds = {}
         visits: list[ZoneVisit] = []
         if found.ids is not None and len(found):
             tracks, classes = found.ids.tolist(), found.cls.tolist()
+            feet = anchor_points(found, "bottom") if self._grounds else None  # where each stands
             for zone, mask in zip(self.zones, held, strict=True):
                 points = anchor_points(found, zone.anchor) if zone.classes is not None else None
+                ground = self._grounds.get(zone.name)
                 for index, (track, cls, here) in enumerate(zip(tracks, classes, mask.tolist(), strict=True)):
                     key = (zone.name, int(track))
                     stay = self._inside.get(key)
+                    if here and ground is not None and feet is not None:  # measured: where it is on the ground
+                        place = (now, *ground.metres(*feet[index]))
+                        if stay is None:
+                            stay = _Stay(int(cls), found.name(int(cls)), now, now, self._frame, start=place)
+                            self._inside[key] = stay
+                            visits.append(ZoneVisit(zone.name, "enter", int(track), int(cls), stay.name,
+                                                    box=_box(found, index)))
+                        stay.way.append(place)
+                        speed = stay.speed(now)
+                        if speed is not None:
+                            self.speeds.setdefault(int(track), speed)
                     if here and stay is None:
                         name = found.name(int(cls))
                         self._inside[key] = _Stay(int(cls), name, now, now, self._frame)
@@ -291,7 +369,8 @@ class ZoneWatch:
 
     def _leave(self, key: tuple[str, int], box: tuple[float, float, float, float] | None = None) -> ZoneVisit:
         stay = self._inside.pop(key)
-        return ZoneVisit(key[0], "leave", key[1], stay.cls, stay.name, max(0.0, float(stay.seen - stay.since)), box)
+        return ZoneVisit(key[0], "leave", key[1], stay.cls, stay.name, max(0.0, float(stay.seen - stay.since)), box,
+                         stay.average())
 
 
 def _box(found: Detections, index: int) -> tuple[float, float, float, float]:
@@ -302,10 +381,16 @@ def _box(found: Detections, index: int) -> tuple[float, float, float, float]:
 
 def occupancy(zones: Sequence[Area], found: Detections) -> list[npt.NDArray[np.bool_]]:
     """For each zone (or mask), which of ``found``'s boxes it holds (their anchor point, the
-    centre by default, is inside it, and their class is one of its ``classes``)."""
+    centre by default, is inside it, or outside a mask that says ``outside``, and their class
+    is one of its ``classes``)."""
     points = {anchor: anchor_points(found, anchor) for anchor in {zone.anchor for zone in zones}}
-    return [inside(zone.points, points[zone.anchor]) if zone.classes is None else
-            inside(zone.points, points[zone.anchor]) & np.isin(found.cls, list(zone.classes)) for zone in zones]
+    held = []
+    for zone in zones:
+        within = inside(zone.points, points[zone.anchor])
+        if getattr(zone, "outside", False):
+            within = ~within
+        held.append(within if zone.classes is None else within & np.isin(found.cls, list(zone.classes)))
+    return held
 
 
 def zone_tallies(zones: Sequence[Zone], found: Detections,

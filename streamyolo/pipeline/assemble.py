@@ -389,9 +389,9 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
             keep=cfg.stream_filter(s.config),
             lines=tuple(CountingLine(name, *line.points, classes=_class_set(line.classes), anchor=line.anchor)
                         for name, line in (s.config.lines or {}).items()),
-            zones=tuple(Zone(name, tuple(zone.points), zone.linger, _class_set(zone.classes), zone.anchor)
+            zones=tuple(Zone(name, tuple(zone.points), zone.linger, _class_set(zone.classes), zone.anchor, zone.size)
                         for name, zone in (s.config.zones or {}).items()),
-            masks=tuple(Mask(name, tuple(mask.points), _class_set(mask.classes), mask.anchor)
+            masks=tuple(Mask(name, tuple(mask.points), _class_set(mask.classes), mask.anchor, mask.outside)
                         for name, mask in (s.config.masks or {}).items()),
         )
         for s in streams

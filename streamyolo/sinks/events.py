@@ -292,7 +292,8 @@ class EventSink:
         moment = wall_time(meta.t_capture)
         name = f"{meta.stream}-{file_stamp(moment, millis=True)}-{meta.seq}.jpg"
         image = self._annotator.annotate(result.frame.image, result.detections, stream=meta.stream, when=moment,
-                                         lines=result.lines, zones=result.zones, masks=result.masks)
+                                         lines=result.lines, zones=result.zones, masks=result.masks,
+                                         speeds=dict(result.speeds))
         ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             log.error("snapshot of stream %r: JPEG encoding failed", meta.stream)

@@ -41,7 +41,7 @@ class Latest:
             detections = detections.scaled(scale)
         return annotator.annotate(image, detections, stream=self.result.stream, fps=self.fps, age=self.result.age,
                                   lines=self.result.lines, zones=self.result.zones, masks=self.result.masks, zoom=scale,
-                                  when=wall_time(self.result.frame.meta.t_capture))
+                                  when=wall_time(self.result.frame.meta.t_capture), speeds=dict(self.result.speeds))
 
 
 class LatestResults:

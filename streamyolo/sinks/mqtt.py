@@ -187,7 +187,8 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
 
 _EVENT_TEMPLATE = ("{{{{ {{'event_type': {type}, 'object': value_json.name, 'class': value_json.cls, "
                    "'id': value_json.id, 'dwell': value_json.get('dwell'), 'box': value_json.get('xyxy'), "
-                   "'clip': value_json.get('clip'), 'snapshot': value_json.get('snapshot')}} | tojson }}}}")
+                   "'speed': value_json.get('speed'), 'clip': value_json.get('clip'), "
+                   "'snapshot': value_json.get('snapshot')}} | tojson }}}}")
 """An object event as a Home Assistant event entity takes it: its type, and what the object
 was (a field the event lacks, null)."""
 

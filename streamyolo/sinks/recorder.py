@@ -480,6 +480,7 @@ class StreamWriter:
         return self.owner.annotator.annotate(
             item.frame.image, item.detections, stream=self.stream, fps=self._meter.rate(), age=item.age,
             lines=item.lines, zones=item.zones, masks=item.masks, when=wall_time(item.frame.meta.t_capture),
+            speeds=dict(item.speeds),
         )
 
     def _end_encoder(self) -> None:

@@ -247,13 +247,15 @@ class InferenceWorker:
                 crossings, lines = self._cross(channel, shown) if channel.lines else ((), ())
                 zones: tuple[ZoneTally, ...] = ()
                 visits: tuple[ZoneVisit, ...] = ()
+                speeds: tuple[tuple[int, float], ...] = ()
                 if channel.zones:
                     held = occupancy(channel.zones, shown)
                     zones = zone_tallies(channel.zones, shown, held)
                     if self._tracker is not None:
                         visits = self._visit(channel, shown, frame, held)
+                        speeds = tuple(self._watches[channel.name].speeds.items())
                     channel.health.zoned(zones, visits)
-                result = Result(frame, shown, now, self.name, crossings, lines, zones, visits, channel.masks)
+                result = Result(frame, shown, now, self.name, crossings, lines, zones, visits, channel.masks, speeds)
                 self._sink.write(result)
             except BaseException:
                 for lost_channel, _ in batch[index:]:

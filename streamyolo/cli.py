@@ -54,6 +54,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--imgsz", type=int, help="inference size (640)")
     parser.add_argument("--classes", type=_class, nargs="+",
                         help="keep only these classes: ids, or the model's names (person car)")
+    parser.add_argument("--line-width", type=int, help="lines this many pixels wide on the pictures (auto)")
+    parser.add_argument("--hide-boxes", dest="show_boxes", action="store_false", default=None,
+                        help="draw no boxes (nor labels) on the pictures")
+    parser.add_argument("--hide-labels", dest="show_labels", action="store_false", default=None,
+                        help="draw boxes without their class names")
+    parser.add_argument("--hide-conf", dest="show_conf", action="store_false", default=None,
+                        help="draw labels without their confidence")
     parser.add_argument("--blur", type=_class, nargs="+",
                         help="blur the objects of these classes (ids or names) in every picture shown or saved")
     parser.add_argument("--half", action="store_true", default=None, help="FP16 inference (CUDA)")
@@ -193,7 +200,8 @@ def _kinds(value: str) -> list[str]:
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The flags the user gave, as config keys (flags not given stay out)."""
     keys = ["model", "device", "workers", "lanes", "batch", "model_sharing", "worker_mode", "process_restarts",
-            "pytorch_cpu", "conf", "iou", "imgsz", "classes", "blur", "half",
+            "pytorch_cpu", "conf", "iou", "imgsz", "classes", "blur", "half", "line_width", "show_boxes", "show_labels",
+            "show_conf",
             "record", "record_segment", "record_keep", "record_max_size", "overwrite", "jsonl", "summary", "stats",
             "events", "webhook",
             "mqtt", "mqtt_discovery", "webhook_events", "mqtt_events",

@@ -495,6 +495,14 @@ class PipelineConfig(_Strict):
     web_cert: Path | None = None
     """PEM certificate (chain) to serve the web page over HTTPS; its key in ``web_key`` or in the same file."""
     web_key: Path | None = None
+    show_boxes: bool = True
+    """Draw each object's box and label on the pictures (Ultralytics' option of the same name)."""
+    show_labels: bool = True
+    """Label each box with its class, track id and speed."""
+    show_conf: bool = True
+    """Add each box's confidence to its label."""
+    line_width: int | None = Field(default=None, ge=1, le=64)
+    """Lines this many pixels wide (default: by the picture's size)."""
     overlay: bool = True
     duration: float | None = Field(default=None, gt=0)
     status_interval: float = Field(default=1.0, ge=0)

@@ -91,3 +91,33 @@ def test_blur_from_the_command_line_reaches_the_recording(tmp_path: Path) -> Non
                 ratios[found["name"]].append(_sharpness(recorded[line["seq"]][rows, cols]) / max(sharp, 1.0))
     assert len(ratios["person"]) >= 10 and len(ratios["car"]) >= 10, ratios
     assert max(ratios["person"]) < 0.2 and min(ratios["car"]) > 0.5, ratios
+
+
+def test_boxes_labels_confidence_and_line_width_are_drawn_as_asked() -> None:
+    """Ultralytics' ``show_boxes``, ``show_labels``, ``show_conf`` and ``line_width``: a label
+    without its confidence is narrower, one without its class too, none at all leaves the
+    picture above the box untouched; no boxes draws nothing; a wider line covers more."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    found = Detections(np.array([[100, 120, 220, 200]], np.float32), np.full(1, 0.8, np.float32),
+                       np.array([0], np.int64), {0: "person"})
+
+    def drawn(**options: object) -> np.ndarray:
+        shown = BoxAnnotator(overlay=False, **options).annotate(image, found, stream="cam")  # type: ignore[arg-type]
+        shown[:40] = 0  # not the header
+        return shown.any(axis=2)
+
+    def label_width(painted: np.ndarray) -> int:
+        above = np.flatnonzero(painted[95:118].any(axis=0))  # the label sits above the box's top edge
+        return 0 if not len(above) else int(above.max() - above.min())
+
+    full, no_conf = drawn(), drawn(conf=False)
+    no_label, bare = drawn(labels=False), drawn(labels=False, conf=False)
+    assert label_width(full) > label_width(no_conf) > 0 and label_width(full) > label_width(no_label) > 0
+    assert label_width(bare) == 0 and bare[120:201, 100].all(), "the box alone"
+    assert not drawn(boxes=False).any()
+    assert drawn(line_width=6).sum() > drawn(line_width=1).sum() + 4 * 2 * (120 + 80)
+    from streamyolo.cli import build_parser, run_overrides
+
+    flags = build_parser().parse_args(["run", "--source", "a", "--hide-conf", "--line-width", "3"])
+    config = build_config(overrides=run_overrides(flags))
+    assert (config.show_boxes, config.show_labels, config.show_conf, config.line_width) == (True, True, False, 3)

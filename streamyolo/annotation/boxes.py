@@ -36,8 +36,17 @@ class BoxAnnotator:
     (False, 0)
     """
 
-    def __init__(self, overlay: bool = True, blur: Mapping[str, Collection[int]] | None = None) -> None:
+    def __init__(self, overlay: bool = True, blur: Mapping[str, Collection[int]] | None = None, *,
+                 boxes: bool = True, labels: bool = True, conf: bool = True, line_width: int | None = None) -> None:
         self.overlay = overlay
+        self.boxes = boxes
+        """Draw each object's box (and label): Ultralytics' ``show_boxes``."""
+        self.labels = labels
+        """Label each box with its class (and track id, speed): ``show_labels``."""
+        self.conf = conf
+        """Add the confidence to each label: ``show_conf``."""
+        self.line_width = line_width
+        """Lines this many pixels wide (``None``: by the picture's size): ``line_width``."""
         self.blur = {stream: frozenset(classes) for stream, classes in (blur or {}).items() if classes}
         """Each stream's classes whose objects are blurred (:func:`blur_objects`) before anything is drawn."""
 
@@ -69,7 +78,7 @@ class BoxAnnotator:
             blur_objects(canvas, detections, hidden)
         height, width = canvas.shape[:2]
         scale = max(0.4, min(width, height) / 900)
-        thickness = max(1, round(scale * 2))
+        thickness = self.line_width or max(1, round(scale * 2))
         for mask in masks:
             _mask(canvas, mask, zoom, scale, thickness)
         for zone in zones:
@@ -88,6 +97,8 @@ class BoxAnnotator:
                    for label, i in zip(ids, detections.ids, strict=True)]
         for index, (box, conf, cls, track) in enumerate(
                 zip(detections.xyxy, detections.conf, detections.cls, ids, strict=True)):
+            if not self.boxes:
+                break
             x1, y1, x2, y2 = (round(float(v)) for v in box)
             color = class_color(int(cls))
             if corners is not None:  # an oriented box: its four sides, the label at its upright corner
@@ -95,7 +106,10 @@ class BoxAnnotator:
                               cv2.LINE_AA)
             else:
                 cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
-            _label(canvas, f"{detections.name(int(cls))}{track} {float(conf):.2f}", (x1, y1), color, scale, thickness)
+            if self.labels or self.conf:
+                text = f"{detections.name(int(cls))}{track}" if self.labels else ""
+                text = f"{text} {float(conf):.2f}".strip() if self.conf else text
+                _label(canvas, text, (x1, y1), color, scale, thickness)
         header = stream if when is None else f"{stream}  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(when))}"
         if self.overlay:
             parts = []

@@ -318,7 +318,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
                                                    running=running, name=g.name, imgsz=g.imgsz)]
     serving = {i: g.worker_of(i) for g in groups for i in g.streams}
     blurred = {s.spec.name: cfg.blur_of(s.config) for s in streams}
-    annotator = BoxAnnotator(overlay=cfg.overlay, blur=blurred)
+    annotator = BoxAnnotator(overlay=cfg.overlay, blur=blurred, boxes=cfg.show_boxes, labels=cfg.show_labels,
+                             conf=cfg.show_conf, line_width=cfg.line_width)
     sinks: list[Sink] = []
     gpu = resolve_device(cfg.device).startswith("cuda")
     recorder: VideoRecorder | None = None

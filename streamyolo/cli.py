@@ -91,6 +91,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{output}-events", metavar="KINDS", type=_kinds,
                             help=f"only these events to the {output}, e.g. state,clip (line, enter, leave, linger, "
                                  "state, clip; default: all)")
+    parser.add_argument("--dataset", metavar="DIR",
+                        help="keep a frame of each stream every --dataset-every with YOLO labels here, to train on")
+    parser.add_argument("--dataset-every", metavar="SPAN", help="with --dataset: seconds between frames kept (10)")
     parser.add_argument("--heatmaps", metavar="DIR",
                         help="write each stream's heatmap here (<stream>.png, every minute); --web shows them live")
     parser.add_argument("--crops", metavar="DIR",
@@ -205,7 +208,8 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "record", "record_segment", "record_keep", "record_max_size", "overwrite", "jsonl", "summary", "stats",
             "events", "webhook",
             "mqtt", "mqtt_discovery", "webhook_events", "mqtt_events",
-            "snapshots", "snapshots_keep", "heatmaps", "crops", "crops_keep", "clips", "clip_before",
+            "snapshots", "snapshots_keep", "dataset", "dataset_every", "heatmaps", "crops", "crops_keep", "clips",
+            "clip_before",
             "clip_after", "clips_keep", "clips_max_size", "public_url", "display", "duration",
             "status_interval", "hang_warning", "threads", "model_cache", "live_hold", "tracker",
             "web", "web_fps", "web_auth", "web_cert", "web_key"]

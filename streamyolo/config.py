@@ -31,6 +31,7 @@ from streamyolo.frames import DetectionFilter
 from streamyolo.sources.redact import redact_url
 
 DEFAULT_MODEL = "demo"
+DATASET_EVERY_DEFAULT = 10.0
 """The bundled demo detector (``streamyolo/assets/demo_model.pt``): works offline out of the box."""
 ENV_PREFIX = "STREAMYOLO_"
 
@@ -460,6 +461,12 @@ class PipelineConfig(_Strict):
     """With ``clips``: seconds of video before an event (also written ``5s``)."""
     clip_after: float = Field(default=5.0, ge=0, le=600)
     """With ``clips``: seconds of video after a clip's last event (also written ``1m``)."""
+    dataset: Path | None = None
+    """A folder for a frame of each stream every ``dataset_every`` seconds with its detections
+    as YOLO labels, and ``data.yaml``: training data from one's own cameras
+    (:mod:`streamyolo.sinks.dataset`)."""
+    dataset_every: float = DATASET_EVERY_DEFAULT
+    """With ``dataset``: seconds of each stream between the frames kept (``10s``, ``1m``)."""
     heatmaps: Path | None = None
     """A folder for each stream's heatmap, ``<stream>.png`` (where its objects were over the run),
     written every minute and at the end; with ``web``, the page shows them live
@@ -552,6 +559,9 @@ class PipelineConfig(_Strict):
         if self.crops is not None and self.tracker is None:
             raise ValueError("config keys 'crops' and 'tracker': one picture of each object follows its track id; "
                              "set tracker (bytetrack)")
+        if "dataset_every" in self.model_fields_set and self.dataset is None:
+            raise ValueError("config keys 'dataset_every' and 'dataset': dataset_every says how often the dataset "
+                             "keeps a frame; give dataset too")
         if self.crops_keep is not None and self.crops is None:
             raise ValueError("config keys 'crops_keep' and 'crops': crops_keep deletes old crops; give crops too")
         if self.snapshots_keep is not None and self.snapshots is None:
@@ -610,6 +620,13 @@ class PipelineConfig(_Strict):
         from streamyolo.sinks.base import parse_size
 
         return None if value is None else parse_size(value)
+
+    @field_validator("dataset_every", mode="before")
+    @classmethod
+    def _every(cls, value: Any) -> Any:
+        from streamyolo.clock import parse_seconds
+
+        return parse_seconds(value, least=0.01)
 
     @field_validator("clip_before", "clip_after", mode="before")
     @classmethod

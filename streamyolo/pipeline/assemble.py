@@ -43,6 +43,7 @@ from streamyolo.pipeline.restart import NO_RECONNECT, Backoff
 from streamyolo.sinks.base import Sink, check_writable_folder
 from streamyolo.sinks.clips import ClipRecorder
 from streamyolo.sinks.crops import CropSink
+from streamyolo.sinks.dataset import DatasetSink
 from streamyolo.sinks.display import TiledDisplay, display_available
 from streamyolo.sinks.events import EventSink
 from streamyolo.sinks.heatmap import HeatmapSink
@@ -359,6 +360,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
             clips.on_end = events.clip_ended
     if cfg.crops is not None:
         sinks.append(CropSink(cfg.crops, keep=cfg.crops_keep, blurred=blurred))
+    if cfg.dataset is not None:
+        sinks.append(DatasetSink(cfg.dataset, every=cfg.dataset_every, blurred=blurred))
     heatmaps = HeatmapSink(cfg.heatmaps) if cfg.heatmaps is not None else None
     if heatmaps is not None:
         sinks.append(heatmaps)

@@ -104,7 +104,7 @@ def describe(plan: Plan) -> str:
         kept = f", kept {format_seconds(cfg.record_keep)}" if cfg.record_keep else ""
         outputs.append(f"recordings in {cfg.record}{segments}{kept}")
     for path, what in ((cfg.clips, "clips in"), (cfg.snapshots, "snapshots in"), (cfg.crops, "crops in"),
-                       (cfg.heatmaps, "heatmaps in"),
+                       (cfg.heatmaps, "heatmaps in"), (cfg.dataset, "a dataset in"),
                        (cfg.jsonl, "detections to"),
                        (cfg.events, "events to"), (cfg.summary, "summary to"), (cfg.stats, "stats to")):
         if path is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
@@ -83,7 +84,8 @@ def test_a_stream_keeps_a_frame_every_so_often_with_labels_ultralytics_loads(tmp
         assert np.allclose(entry["bboxes"][0], expected, atol=1e-5)
 
 
-def test_blurred_classes_are_blurred_in_the_dataset_and_an_empty_frame_has_an_empty_label(tmp_path: Path) -> None:
+def test_blurred_classes_are_blurred_in_the_dataset_and_an_empty_frame_has_an_empty_label(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     ys, xs = np.mgrid[0:120, 0:160]
     image = np.repeat((xs + ys)[..., None], 3, axis=2).astype(np.uint8)  # a smooth picture…
     image[:, :90][((xs[:, :90] // 8 + ys[:, :90] // 8) % 2) == 1] = 255  # …with a checkerboard where the person is
@@ -94,8 +96,12 @@ def test_blurred_classes_are_blurred_in_the_dataset_and_an_empty_frame_has_an_em
     dataset.write(Result(Frame(FrameMeta("door", 0, 1.0, pts=0.0), image), found, 1.0))
     dataset.write(Result(Frame(FrameMeta("door", 1, 1.1, pts=0.5), image), found, 1.1))  # within the second: not kept
     dataset.write(Result(Frame(FrameMeta("door", 2, 1.2, pts=1.0), image), Detections.empty({0: "person"}), 1.2))
+    with caplog.at_level(logging.WARNING):  # another stream's model calls class 0 otherwise
+        dataset.write(Result(Frame(FrameMeta("lot", 0, 1.3, pts=0.0), image), Detections.empty({0: "car"}), 1.3))
+    assert "the streams' models name classes differently (0: person or car)" in caplog.text
     dataset.close()
-    first, empty = dataset.saved
+    assert yaml.safe_load((tmp_path / "data.yaml").read_text())["names"] == {0: "person"}
+    first, empty, _ = dataset.saved
     saved = cv2.imread(str(first)).astype(int)
     assert np.abs(saved[40:80, 30:70] - image[40:80, 30:70]).mean() > 30, "the person is blurred"
     assert np.abs(saved[:, 100:] - image[:, 100:]).mean() < 8, "the rest is the picture"

@@ -86,6 +86,12 @@ def test_a_zone_with_a_size_needs_4_points_and_a_tracker() -> None:
             "road": {**road, "points": [[0, 0], [9, 0], [9, 9]]}}}]})
     with pytest.raises(ConfigError, match=r"config keys 'streams\.0\.zones' and 'tracker': a zone measures the speed"):
         build_config({"streams": [{"source": "a.mp4", "zones": {"road": road}}]})
+    from streamyolo.pipeline.check import describe
+
+    plan = Pipeline.from_config({"tracker": "bytetrack", "display": False, "streams": [
+        {"source": "synthetic:scene", "zones": {"road": road, "kerb": road["points"]},
+         "masks": {"drive": {"points": road["points"], "outside": True}}}]}).plan
+    assert plan is not None and "zones road (speeds), kerb; masks drive (outside)" in describe(plan)
 
 
 @pytest.mark.timeout(120)

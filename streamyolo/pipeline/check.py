@@ -81,9 +81,11 @@ def describe(plan: Plan) -> str:
         if own.rotate != "auto" and own.rotate:
             parts.append(f"turned {own.rotate}° clockwise")
         for key in ("lines", "zones", "masks", "privacy"):
-            names = getattr(own, key) or {}
-            if names:
-                parts.append(f"{key} {', '.join(names)}")
+            shapes = getattr(own, key) or {}
+            if shapes:
+                marks = {name: " (speeds)" if getattr(shape, "size", None) else " (outside)"
+                         if getattr(shape, "outside", False) else "" for name, shape in shapes.items()}
+                parts.append(f"{key} {', '.join(name + marks[name] for name in shapes)}")
         if cfg.blur_of(own):
             parts.append(f"blurs class(es) {', '.join(map(str, cfg.blur_of(own)))}")
         if cfg.record is not None and not own.record:

@@ -78,6 +78,7 @@ class DatasetSink:
         self.blurred = {stream: frozenset(classes) for stream, classes in (blurred or {}).items() if classes}
         self._last: dict[str, float] = {}  # each stream's last kept frame (its thread's alone)
         self._names: dict[int, str] = {}
+        self._clashed = False  # warned that two models name a class id differently
         self._lock = threading.Lock()  # guards _names
         self._writer = BackgroundWriter("dataset", f"dataset folder {str(self.folder)!r}", "frame(s)")
 
@@ -102,7 +103,14 @@ class DatasetSink:
         self._last[meta.stream] = now
         found = result.detections
         with self._lock:
-            self._names.update(found.names)
+            clash = {i: (self._names[i], name) for i, name in found.names.items() if self._names.get(i, name) != name}
+            if clash and not self._clashed:
+                self._clashed = True
+                log.warning("dataset folder %s: the streams' models name classes differently (%s); data.yaml "
+                            "keeps the first names, so label the streams' frames apart", self.folder,
+                            ", ".join(f"{i}: {a} or {b}" for i, (a, b) in sorted(clash.items())[:5]))
+            for index, name in found.names.items():
+                self._names.setdefault(index, name)
         image = result.frame.image
         hidden = self.blurred.get(meta.stream)
         if hidden and len(found):

@@ -7,6 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, make_clip, read_jsonl, stamps
@@ -95,13 +96,53 @@ def test_run_converts_the_pytorch_model_to_openvino_by_default_with_the_same_det
 
 
 @pytest.mark.timeout(120)
-def test_classes_by_name_from_the_command_line(tmp_path: Path) -> None:
-    jsonl = tmp_path / "det.jsonl"
-    done = streamyolo("run", "--source", "synthetic:scene?seed=3&size=416x240&frames=20", "--classes", "car",
-                      "--jsonl", str(jsonl), "--no-display", "--status-interval", "0")
+def test_a_street_with_classes_by_name_blur_crops_and_speeds_from_the_command_line(tmp_path: Path) -> None:
+    """As a user runs it, on the synthetic street with the bundled model: ``--classes person car``
+    (names, made the model's ids), ``--blur person`` (people blurred in the recording where the
+    JSONL says they were, cars not; people never cropped; boxes drawn without labels), ``--crops``
+    (the cars'), and a zone with its size in metres, the whole picture (drawn at its edges, over
+    no object's middle): each object's speed in the JSONL, the cars faster than the people."""
+    from streamyolo.sinks.crops import CROP_NAME
+    from streamyolo.sources import SyntheticSource
+    from tests.test_blur import _inner, _sharpness
+
+    uri = "synthetic:scene?seed=3&size=416x240&fps=25&frames=50"
+    config = _write(tmp_path / "street.yaml", f"model: demo\ntracker: bytetrack\nstreams:\n  - name: street\n"
+                    f"    source: {uri}\n    zones:\n      road:\n"
+                    "        points: [[0, 0], [416, 0], [416, 240], [0, 240]]\n        size: [20, 12]\n"
+                    "        anchor: bottom\n")
+    done = streamyolo("run", str(config), "--classes", "person", "car", "--blur", "person", "--hide-labels",
+                      "--hide-conf", "--crops", str(tmp_path / "crops"), "--record", str(tmp_path / "rec"),
+                      "--jsonl", str(tmp_path / "det.jsonl"), "--no-display", "--status-interval", "0")
     assert done.returncode == 0, done.stderr
-    found = [(d["cls"], d["name"]) for line in read_jsonl(jsonl) for d in line["detections"]]
-    assert found and set(found) == {(1, "car")}, found  # (a name the model lacks: tests/test_config.py)
+    lines = read_jsonl(tmp_path / "det.jsonl")
+    found = [(d["cls"], d["name"]) for line in lines for d in line["detections"]]
+    assert set(found) == {(0, "person"), (1, "car")}, set(found)  # the demo model's ids; no ball
+    speeds: dict[str, list[float]] = {"car": [], "person": []}
+    for line in lines:
+        for detection in line["detections"]:
+            if "speed" in detection:
+                speeds[detection["name"]].append(detection["speed"])
+    assert len(speeds["car"]) >= 10 and len(speeds["person"]) >= 10, speeds
+    assert np.median(speeds["person"]) < 10 < np.median(speeds["car"]) < 100, speeds
+    crops = sorted((tmp_path / "crops").rglob("*.jpg"))
+    assert crops and {p.parent.name for p in crops} == {"car"} and all(CROP_NAME.fullmatch(p.name) for p in crops)
+    recorded, _ = decode(tmp_path / "rec" / "street.mp4")
+    camera = SyntheticSource("street", uri)
+    camera.open()
+    raw = []
+    while (frame := camera.read()) is not None and frame.image is not None:
+        raw.append(frame.image)
+    ratios: dict[str, list[float]] = {"person": [], "car": []}
+    for line in lines:
+        for detection in line["detections"]:
+            rows, cols = _inner(detection["xyxy"])
+            sharp = _sharpness(raw[line["seq"]][rows, cols]) if rows.stop - rows.start >= 6 <= cols.stop - cols.start \
+                else 0.0
+            if sharp >= 100:  # enough detail to tell (not a sliver of a person at the picture's edge)
+                ratios[detection["name"]].append(_sharpness(recorded[line["seq"]][rows, cols]) / sharp)
+    assert len(ratios["person"]) >= 10 and len(ratios["car"]) >= 10, ratios
+    assert max(ratios["person"]) < 0.35 and min(ratios["car"]) > 0.5, ratios
 
 
 def _write(path: Path, text: str) -> Path:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -17,8 +15,6 @@ from streamyolo.inference.tracking import tracker_settings
 from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.sinks.events import frame_events
 from streamyolo.sources import SourceKind, SourceSpec, open_source
-from tests.helpers import read_jsonl
-from tests.test_cli import streamyolo
 from tests.test_counting import _WalkerDetector
 
 ROAD = ((100.0, 100.0), (200.0, 100.0), (300.0, 200.0), (0.0, 200.0))
@@ -92,24 +88,3 @@ def test_a_zone_with_a_size_needs_4_points_and_a_tracker() -> None:
         {"source": "synthetic:scene", "zones": {"road": road, "kerb": road["points"]},
          "masks": {"drive": {"points": road["points"], "outside": True}}}]}).plan
     assert plan is not None and "zones road (speeds), kerb; masks drive (outside)" in describe(plan)
-
-
-@pytest.mark.timeout(120)
-def test_speeds_from_the_command_line(tmp_path: Path) -> None:
-    """The synthetic street's objects, through a zone covering the road: their speeds in the
-    JSONL, its cars faster than its people."""
-    config = tmp_path / "street.yaml"
-    config.write_text("model: demo\ntracker: bytetrack\nstreams:\n"
-                      "  - name: street\n    source: synthetic:scene?seed=3&size=416x240&fps=25&frames=60\n"
-                      "    zones:\n      road:\n        points: [[0, 100], [416, 100], [416, 240], [0, 240]]\n"
-                      "        size: [20, 7]\n        anchor: bottom\n")
-    done = streamyolo("run", str(config), "--jsonl", str(tmp_path / "det.jsonl"), "--no-display",
-                      "--status-interval", "0")
-    assert done.returncode == 0, done.stderr
-    speeds: dict[str, list[float]] = {"car": [], "person": []}
-    for line in read_jsonl(tmp_path / "det.jsonl"):
-        for found in line["detections"]:
-            if "speed" in found and found["name"] in speeds:
-                speeds[found["name"]].append(found["speed"])
-    assert len(speeds["car"]) >= 10 and len(speeds["person"]) >= 10, speeds
-    assert np.median(speeds["person"]) < 10 < np.median(speeds["car"]) < 100, speeds

@@ -507,6 +507,8 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
     source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=26", SourceKind.SYNTHETIC))
     door = CountingLine("door", (0.0, 150.0), (320.0, 150.0))
     lower = Zone("lower", ((0.0, 120.0), (320.0, 120.0), (320.0, 240.0), (0.0, 240.0)))
+    floor = Zone("floor", ((0.0, 60.0), (320.0, 60.0), (320.0, 220.0), (0.0, 220.0)), anchor="bottom",
+                 size=(32.0, 16.0))  # 0.1 m a pixel: the walker's 8 px a frame at 25 fps are 72 km/h
     gone = "homeassistant/sensor/streamyolo_site/porch_zone_steps/config"  # an earlier run's stream, since removed
     with MqttBroker(broker_folder) as broker:
         earlier = _Subscriber(broker.port)
@@ -514,16 +516,17 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
             earlier.client.publish(gone, json.dumps({"name": "steps objects"}), qos=1, retain=True).wait_for_publish(5)
         finally:
             earlier.close()
-        clips = ClipRecorder(broker_folder / "clips", before=0.2, after=0.2)
+        clips = ClipRecorder(broker_folder / "clips", before=0.2, after=1.0)  # every event of the walk in one clip
         sink = EventSink(mqtt=f"mqtt://127.0.0.1:{broker.port}/site", snapshots=broker_folder / "shots",
                          mqtt_discovery="homeassistant", clip_of=clips.clip_of,
-                         entities=[StreamEntities("hall", ("lower",), ("door",), snapshots=True, clips=True,
-                                                  events=frozenset({"enter", "leave", "linger", "line", "clip"}))])
+                         entities=[StreamEntities("hall", ("lower", "floor"), ("door",), snapshots=True, clips=True,
+                                                  events=frozenset({"enter", "leave", "linger", "line", "clip"}),
+                                                  speeds=("floor",))])
         clips.on_end = sink.clip_ended
         during = _Subscriber(broker.port)  # a Home Assistant running along
         try:
-            Pipeline([StreamSetup("hall", source, Overflow.BLOCK, lines=(door,), zones=(lower,))], _WalkerDetector,
-                     tracker=tracker_settings("bytetrack"), sinks=[clips, sink]).run()
+            Pipeline([StreamSetup("hall", source, Overflow.BLOCK, lines=(door,), zones=(lower, floor))],
+                     _WalkerDetector, tracker=tracker_settings("bytetrack"), sinks=[clips, sink]).run()
             _wait_for(lambda: any(payload == b"offline" for _, payload, _ in during.messages))
         finally:
             during.close()
@@ -541,9 +544,12 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
                                       node.format("event", "zone_lower_visits"),
                                       node.format("binary_sensor", "zone_lower_occupied"),
                                       node.format("sensor", "line_door_in"), node.format("sensor", "line_door_out"),
-                                      node.format("event", "line_door_crossings")])
+                                      node.format("event", "line_door_crossings"), node.format("sensor", "zone_floor"),
+                                      node.format("binary_sensor", "zone_floor_occupied"),
+                                      node.format("event", "zone_floor_visits"),
+                                      node.format("sensor", "zone_floor_speed")])
     assert gone not in retained, "an entity the config no longer has stays in Home Assistant"
-    assert len({c["unique_id"] for c in configs.values()}) == 11
+    assert len({c["unique_id"] for c in configs.values()}) == 15
     devices = {json.dumps(c["device"], sort_keys=True) for c in configs.values()}
     assert len(devices) == 1 and json.loads(devices.pop())["name"] == "hall", "one device: the stream"
     assert {c["availability_topic"] for c in configs.values()} == {"site/available"}
@@ -561,6 +567,11 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
     assert shown("binary_sensor", "zone_lower_occupied") == "ON"
     assert shown("sensor", "objects") == "1" and json.loads(retained["site/hall/objects"]) == {"total": 1, "person": 1}
     assert shown("binary_sensor", "occupied") == "ON"
+    # The walker's speed through the floor, measured on leaving it: the speed sensor's state.
+    assert abs(float(shown("sensor", "zone_floor_speed")) - 72.0) < 1.0
+    speed = configs[node.format("sensor", "zone_floor_speed")]
+    assert (speed["unit_of_measurement"], speed["device_class"]) == ("km/h", "speed")
+    assert json.loads(retained[speed["json_attributes_topic"]])["name"] == "person"
     empty = configs[node.format("binary_sensor", "zone_lower_occupied")]["value_template"]
     assert jinja2.Environment().from_string(empty).render(value_json={"total": 0}) == "OFF"
     assert shown("binary_sensor", "streaming") == "OFF"
@@ -629,20 +640,22 @@ def test_each_stream_gets_the_event_entities_of_the_events_it_sends(broker_folde
     with MqttBroker(broker_folder) as broker:
         config = {"model": "demo", "tracker": "bytetrack", "mqtt": f"mqtt://127.0.0.1:{broker.port}/yard",
                   "mqtt_discovery": "homeassistant", "mqtt_events": ["enter", "line", "state"], "display": False,
-                  "streams": [{"name": "gate", "source": street, "zones": {"drive": [[0, 0], [416, 0], [416, 240]]},
+                  "streams": [{"name": "gate", "source": street, "zones": {"drive": {
+                      "points": [[0, 0], [416, 0], [416, 240], [0, 240]], "size": [20, 12]}},
                                "lines": {"kerb": [[0, 200], [416, 200]]}},
                               {"name": "porch", "source": street}]}
         Pipeline.from_config(config).run()
         later = _Subscriber(broker.port)
         try:
-            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 12)
+            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 13)
         finally:
             later.close()
     configs = {topic.split("/")[3]: (topic.split("/")[1], json.loads(payload))
                for topic, payload, kept in later.messages if topic.endswith("/config") and kept}
     assert sorted(configs) == ["gate_line_kerb_crossings", "gate_line_kerb_in", "gate_line_kerb_out", "gate_objects",
                                "gate_occupied", "gate_streaming", "gate_zone_drive", "gate_zone_drive_occupied",
-                               "gate_zone_drive_visits", "porch_objects", "porch_occupied", "porch_streaming"]
+                               "gate_zone_drive_speed", "gate_zone_drive_visits", "porch_objects", "porch_occupied",
+                               "porch_streaming"]
     assert configs["gate_zone_drive_visits"][0] == configs["gate_line_kerb_crossings"][0] == "event"
     assert configs["gate_zone_drive_visits"][1]["event_types"] == ["enter"]  # leave and linger are not sent
     assert configs["gate_line_kerb_crossings"][1]["event_types"] == ["in", "out"]

@@ -353,7 +353,9 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
                            entities=[StreamEntities(s.spec.name, tuple(s.config.zones or ()),
                                                     tuple(s.config.lines or ()), cfg.snapshots is not None,
                                                     clips is not None and clips.wants(s.spec.name),
-                                                    _mqtt_events(cfg, s))
+                                                    _mqtt_events(cfg, s),
+                                                    tuple(name for name, zone in (s.config.zones or {}).items()
+                                                          if zone.size is not None))
                                      for s in streams])
         sinks.append(events)
         if clips is not None:

@@ -23,7 +23,9 @@ holds anything), a camera of its snapshots, an ``Activity`` event entity (with c
 attributes; from ``<prefix>/<stream>/zone/<zone>``, ``{"total": 3, "person": 2, "car": 1}``)
 and ``in`` and ``out`` sensors per counting line (``<prefix>/<stream>/line/<line>``,
 ``{"in": 4, "out": 3}``); a ``<zone> occupied`` occupancy sensor per zone (on while it holds
-anything); on a tracked stream, a ``<zone> visits`` event entity per zone
+anything); a ``<zone> speed`` sensor per zone that measures speeds (the last object's, km/h, from
+``<prefix>/<stream>/zone/<zone>/speed``, with its class and track id as attributes); on a
+tracked stream, a ``<zone> visits`` event entity per zone
 (``enter``, ``leave``, ``linger``) and a ``<line> crossings`` one per line (``in``, ``out``),
 each event with the object's class name, class id, track id, dwell, box, clip and snapshot: an
 automation's trigger ("a car entered the driveway"). Their events also go to the zone's or
@@ -120,6 +122,8 @@ class StreamEntities:
     events: frozenset[str] = frozenset()
     """The kinds of event the stream's objects give and the broker gets (``enter``, ``leave``,
     ``linger``, ``line``, ``clip``): each has its event entities."""
+    speeds: tuple[str, ...] = ()
+    """The zones that measure speeds (a size in metres): each has a ``<zone> speed`` sensor."""
 
 
 def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEntities]) -> list[tuple[str, str]]:
@@ -164,6 +168,12 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
             configs.append(("binary_sensor", f"zone_{_object_id(zone)}_occupied", {
                 "name": f"{zone} occupied", "device_class": "occupancy", "state_topic": topic,
                 "value_template": "{{ 'ON' if value_json.total > 0 else 'OFF' }}"}))
+            if zone in entities.speeds:  # the last object's speed through it
+                configs.append(("sensor", f"zone_{_object_id(zone)}_speed", {
+                    "name": f"{zone} speed", "state_topic": f"{topic}/speed",
+                    "value_template": "{{ value_json.speed }}", "json_attributes_topic": f"{topic}/speed",
+                    "device_class": "speed", "state_class": "measurement",
+                    "unit_of_measurement": "km/h"}))
             if visits:  # each object entering, leaving, lingering: an automation's trigger, with its class
                 configs.append(("event", f"zone_{_object_id(zone)}_visits", {
                     "name": f"{zone} visits", "state_topic": f"{topic}/event", "event_types": visits,
@@ -472,6 +482,10 @@ class StatePublisher:
         states += [((stream, "zone", zone.name), {"total": sum(zone.inside.values()), **zone.inside})
                    for zone in result.zones]
         states += [((stream, "line", line.name), {"in": line.into, "out": line.out}) for line in result.lines]
+        for visit in result.visits:  # each speed measured through a zone: sent as it comes (each is news)
+            if visit.speed is not None:
+                self.publisher.send_state(stream, "zone", f"{visit.zone}/speed", {
+                    "speed": round(visit.speed, 1), "name": visit.name, "cls": visit.cls, "id": visit.id})
         due = []
         with self._lock:
             for key, state in states:

@@ -55,7 +55,7 @@ class ReconnectConfig(_Strict):
     """Consecutive failed attempts before the stream is marked failed (null: never)."""
 
 
-EventKind = Literal["line", "enter", "leave", "linger", "state", "clip"]
+EventKind = Literal["line", "enter", "leave", "linger", "speeding", "state", "clip"]
 """What an event is about (:mod:`streamyolo.sinks.events`)."""
 
 
@@ -81,6 +81,9 @@ class ZoneConfig(_Strict):
     ground (a stretch of road): its first side (first point to second) and its second side
     (second point to third). Each object inside then has its speed measured (km/h) on the
     ground, however the camera looks at it."""
+    speed_limit: float | None = Field(default=None, gt=0)
+    """With ``size``: km/h above which an object's measured speed is an event (``speeding``),
+    once per stay: a car too fast down the street."""
 
     @field_validator("linger", mode="before")
     @classmethod
@@ -91,6 +94,8 @@ class ZoneConfig(_Strict):
 
     @model_validator(mode="after")
     def _measured(self) -> ZoneConfig:
+        if self.speed_limit is not None and self.size is None:
+            raise ValueError("a zone's speed_limit needs its size (metres), which its speeds are measured by")
         if self.size is not None and len(self.points) != 4:
             raise ValueError(f"a zone with a size (metres) needs 4 points, its corners on the ground; it has "
                              f"{len(self.points)}")

@@ -363,7 +363,8 @@ class ZoneVisit:
 
     zone: str
     event: str
-    """``"enter"``, ``"leave"`` or ``"linger"`` (inside for the zone's ``linger`` seconds)."""
+    """``"enter"``, ``"leave"``, ``"linger"`` (inside for the zone's ``linger`` seconds) or
+    ``"speeding"`` (measured faster than the zone's ``speed_limit``)."""
     id: int
     cls: int
     name: str
@@ -374,7 +375,8 @@ class ZoneVisit:
     """Where the object was in this frame (x1, y1, x2, y2, in the picture's pixels); ``None``
     for one that left by not being seen any more."""
     speed: float | None = None
-    """On leaving a zone with a size: its speed (km/h) from its first place in it to its last."""
+    """On leaving a zone with a size: its speed (km/h) from its first place in it to its last;
+    speeding: its speed then (over its last second)."""
 
     def to_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {"zone": self.zone, "id": self.id, "cls": self.cls, "name": self.name}

@@ -26,8 +26,8 @@ def test_a_car_at_a_steady_speed_is_measured_at_it_wherever_it_is_in_the_picture
     farther it is: on the ground, its speed is the same all the way, and so is its average."""
     to_picture = cv2.getPerspectiveTransform(np.array([[0, 0], [5, 0], [5, 20], [0, 20]], np.float32),
                                              np.array(ROAD, np.float32))
-    zone = Zone("road", ROAD, anchor="bottom", size=(5.0, 20.0))
-    watch = ZoneWatch([zone])
+    zone = Zone("road", ROAD, anchor="bottom", size=(5.0, 20.0), speed_limit=50.0)
+    watch = ZoneWatch([zone, Zone("school", ROAD, anchor="bottom", size=(5.0, 20.0), speed_limit=60.0)])
     fps, speeds, steps, visits = 25.0, [], [], []
     for frame in range(40):
         t = frame / fps
@@ -36,15 +36,19 @@ def test_a_car_at_a_steady_speed_is_measured_at_it_wherever_it_is_in_the_picture
         steps.append(y)
         found = Detections(np.array([[x - 10, y - 20, x + 10, y]], np.float32), np.ones(1, np.float32),
                            np.array([2]), {2: "car"}, np.array([9]))
-        visits += watch.update(found, t, occupancy([zone], found))
+        visits += watch.update(found, t, occupancy(watch.zones, found))
         speeds.append(watch.speeds.get(9))
     pixels = np.abs(np.diff(steps[:34]))
     assert pixels.max() > 1.8 * pixels.min(), "the perspective should matter here"
     measured = [s for s in speeds if s is not None]
     assert speeds[:12] == [None] * 12 and len(measured) >= 20  # said once followed for half a second
     assert all(abs(s - 54.0) < 0.5 for s in measured), measured
-    (left,) = [v for v in visits if v.event == "leave"]
+    left, _ = [v for v in visits if v.event == "leave"]
     assert left.speed is not None and abs(left.speed - 54.0) < 0.5 and left.to_record()["speed"] == round(left.speed, 1)
+    # Over the road's limit of 50 km/h once (the first time it is measured), not the school's 60.
+    (speeding,) = [v for v in visits if v.event == "speeding"]
+    assert (speeding.zone, speeding.id) == ("road", 9) and speeding.speed is not None and speeding.speed > 50
+    assert [v.event for v in visits if v.zone == "road"].index("speeding") == 1  # after entering, before leaving
 
 
 @pytest.mark.timeout(60)
@@ -53,7 +57,7 @@ def test_a_tracked_stream_gives_each_objects_speed_in_its_records_events_and_lab
     as 320 x 160 px (0.1 m a pixel) measures it at 8 x 25 x 0.1 = 20 m/s, 72 km/h."""
     source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=26", SourceKind.SYNTHETIC))
     zone = Zone("floor", ((0.0, 60.0), (320.0, 60.0), (320.0, 220.0), (0.0, 220.0)), anchor="bottom",
-                size=(32.0, 16.0))
+                size=(32.0, 16.0), speed_limit=60.0)
     pipeline = Pipeline([StreamSetup("hall", source, Overflow.BLOCK, zones=(zone,))], _WalkerDetector,
                         tracker=tracker_settings("bytetrack"))
     results: list[Result] = sorted(pipeline.results(), key=lambda r: r.frame.seq)
@@ -63,6 +67,8 @@ def test_a_tracked_stream_gives_each_objects_speed_in_its_records_events_and_lab
     assert all(dict(r.speeds) == {1: pytest.approx(72.0, abs=1.0)} for r in results if r.frame.seq in dict(measured))
     left = [e for r in results for e in frame_events(r) if e["event"] == "leave"]
     assert len(left) == 1 and abs(left[0]["speed"] - 72.0) < 1.0, left
+    speeding = [e for r in results for e in frame_events(r) if e["event"] == "speeding"]
+    assert len(speeding) == 1 and speeding[0]["zone"] == "floor" and abs(speeding[0]["speed"] - 72.0) < 1.0
     from streamyolo.annotation import BoxAnnotator
 
     labelled = BoxAnnotator().annotate(results[20].frame.image, results[20].detections, stream="hall",
@@ -80,6 +86,9 @@ def test_a_zone_with_a_size_needs_4_points_and_a_tracker() -> None:
                                           r"it has 3"):
         build_config({"tracker": "bytetrack", "streams": [{"source": "a.mp4", "zones": {
             "road": {**road, "points": [[0, 0], [9, 0], [9, 9]]}}}]})
+    with pytest.raises(ConfigError, match=r"a zone's speed_limit needs its size \(metres\)"):
+        build_config({"tracker": "bytetrack", "streams": [{"source": "a.mp4", "zones": {
+            "road": {"points": road["points"], "speed_limit": 50}}}]})
     with pytest.raises(ConfigError, match=r"config keys 'streams\.0\.zones' and 'tracker': a zone measures the speed"):
         build_config({"streams": [{"source": "a.mp4", "zones": {"road": road}}]})
     from streamyolo.pipeline.check import describe

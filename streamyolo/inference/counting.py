@@ -179,6 +179,8 @@ class Zone:
     size: tuple[float, float] | None = None
     """Tracked streams: the real size (metres) of a 4-point zone on the ground, its first side
     and its second: the speed of each object inside is measured (:class:`Ground`)."""
+    speed_limit: float | None = None
+    """With ``size``: km/h above which an object's speed is an event (``speeding``), once per stay."""
 
 
 class Ground:
@@ -272,6 +274,7 @@ class _Stay:
     seen: float
     frame: int
     lingered: bool = False
+    sped: bool = False
     way: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=512))
     """In a zone with a size: where it was on the ground, (time, x, y) in seconds and metres."""
     start: tuple[float, float, float] | None = None
@@ -349,6 +352,10 @@ class ZoneWatch:
                         speed = stay.speed(now)
                         if speed is not None:
                             self.speeds.setdefault(int(track), speed)
+                            if zone.speed_limit is not None and speed > zone.speed_limit and not stay.sped:
+                                stay.sped = True
+                                visits.append(ZoneVisit(zone.name, "speeding", int(track), stay.cls, stay.name,
+                                                        float(now - stay.since), _box(found, index), speed))
                     if here and stay is None:
                         name = found.name(int(cls))
                         self._inside[key] = _Stay(int(cls), name, now, now, self._frame)

@@ -395,7 +395,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
             keep=cfg.stream_filter(s.config),
             lines=tuple(CountingLine(name, *line.points, classes=_class_set(line.classes), anchor=line.anchor)
                         for name, line in (s.config.lines or {}).items()),
-            zones=tuple(Zone(name, tuple(zone.points), zone.linger, _class_set(zone.classes), zone.anchor, zone.size)
+            zones=tuple(Zone(name, tuple(zone.points), zone.linger, _class_set(zone.classes), zone.anchor, zone.size,
+                             zone.speed_limit)
                         for name, zone in (s.config.zones or {}).items()),
             masks=tuple(Mask(name, tuple(mask.points), _class_set(mask.classes), mask.anchor, mask.outside)
                         for name, mask in (s.config.masks or {}).items()),
@@ -439,6 +440,8 @@ def _mqtt_events(cfg: PipelineConfig, stream: ResolvedStream) -> frozenset[str]:
     kinds = set()
     if cfg.tracker is not None and stream.config.zones:
         kinds |= {"enter", "leave", "linger"}
+        if any(zone.speed_limit is not None for zone in stream.config.zones.values()):
+            kinds.add("speeding")
     if stream.config.lines:
         kinds.add("line")
     if cfg.clips is not None:

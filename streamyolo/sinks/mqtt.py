@@ -159,7 +159,7 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
             configs.append(("event", "activity", {
                 "name": "Activity", "state_topic": f"{base}/clip", "event_types": ["started", "ended"],
                 "value_template": "{{ {'event_type': value_json.state, 'clip': value_json.clip} | tojson }}"}))
-        visits = [kind for kind in ("enter", "leave", "linger") if kind in entities.events]
+        visits = [kind for kind in ("enter", "leave", "linger", "speeding") if kind in entities.events]
         for zone in entities.zones:
             topic = f"{base}/zone/{zone}"
             configs.append(("sensor", f"zone_{_object_id(zone)}", {
@@ -212,7 +212,7 @@ def event_topic(prefix: str, event: dict[str, Any]) -> str | None:
     >>> event_topic("cams", {"stream": "door", "event": "state", "state": "streaming"}) is None
     True
     """
-    if event["event"] in ("enter", "leave", "linger") and "zone" in event:
+    if event["event"] in ("enter", "leave", "linger", "speeding") and "zone" in event:
         return f"{prefix}/{event['stream']}/zone/{event['zone']}/event"
     if event["event"] == "line" and "line" in event:
         return f"{prefix}/{event['stream']}/line/{event['line']}/event"

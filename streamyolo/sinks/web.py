@@ -783,6 +783,7 @@ function describe(e) {
   if (e.event === "enter") return who + " entered " + e.zone;
   if (e.event === "leave") return who + " left " + e.zone + " after " + e.dwell.toFixed(1) + " s";
   if (e.event === "linger") return who + " lingers in " + e.zone + " (" + e.dwell.toFixed(1) + " s)";
+  if (e.event === "speeding") return who + " speeding in " + e.zone + " (" + e.speed.toFixed(0) + " km/h)";
   if (e.event === "clip" && e.state === "ended") return "clip finished (" + e.seconds.toFixed(1) + " s)";
   if (e.event === "clip") return "something happened: a clip starts";
   return e.state + (e.error ? ": " + e.error : "");

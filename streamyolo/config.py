@@ -31,8 +31,9 @@ from streamyolo.frames import DetectionFilter
 from streamyolo.sources.redact import redact_url
 
 DEFAULT_MODEL = "demo"
-DATASET_EVERY_DEFAULT = 10.0
 """The bundled demo detector (``streamyolo/assets/demo_model.pt``): works offline out of the box."""
+DATASET_EVERY = 10.0
+"""Seconds of a stream's timeline between the frames ``dataset`` keeps, by default."""
 ENV_PREFIX = "STREAMYOLO_"
 
 Overflow = Literal["lossless", "live"]
@@ -470,7 +471,7 @@ class PipelineConfig(_Strict):
     """A folder for a frame of each stream every ``dataset_every`` seconds with its detections
     as YOLO labels, and ``data.yaml``: training data from one's own cameras
     (:mod:`streamyolo.sinks.dataset`)."""
-    dataset_every: float = DATASET_EVERY_DEFAULT
+    dataset_every: float = DATASET_EVERY
     """With ``dataset``: seconds of each stream between the frames kept (``10s``, ``1m``)."""
     heatmaps: Path | None = None
     """A folder for each stream's heatmap, ``<stream>.png`` (where its objects were over the run),

@@ -246,7 +246,7 @@ def anchor_points(found: Detections, anchor: str = "center") -> npt.NDArray[np.f
 
 def unmasked(masks: Sequence[Mask], found: Detections) -> Detections:
     """``found`` without the boxes that ``masks`` ignore: those whose centre lies inside one
-    (of its ``classes``, when it has them).
+    (outside one that says ``outside``), of its ``classes`` when it has them.
 
     >>> found = Detections(np.array([[0, 0, 10, 10], [20, 0, 30, 10], [0, 0, 10, 10]], np.float32),
     ...                    np.full(3, 0.9, np.float32), np.array([0, 0, 2]))
@@ -260,7 +260,9 @@ def unmasked(masks: Sequence[Mask], found: Detections) -> Detections:
     """
     if not len(found):
         return found
-    drop = np.logical_or.reduce(occupancy(masks, found))
+    drop = np.logical_or.reduce([  # a mask that keeps only its area drops its classes outside it
+        (~held if mask.classes is None else ~held & np.isin(found.cls, list(mask.classes))) if mask.outside else held
+        for mask, held in zip(masks, occupancy(masks, found), strict=True)])
     return found.select(~drop) if bool(drop.any()) else found
 
 
@@ -280,7 +282,7 @@ class _Stay:
     start: tuple[float, float, float] | None = None
     """Its first place on the ground in the zone."""
 
-    def speed(self, now: float) -> float | None:
+    def speed(self) -> float | None:
         """Its speed now (km/h), over the last :data:`SPEED_WINDOW` seconds of its way; ``None``
         until it has been followed for :data:`SPEED_LEAST` seconds."""
         if not self.way:
@@ -341,24 +343,9 @@ class ZoneWatch:
                 for index, (track, cls, here) in enumerate(zip(tracks, classes, mask.tolist(), strict=True)):
                     key = (zone.name, int(track))
                     stay = self._inside.get(key)
-                    if here and ground is not None and feet is not None:  # measured: where it is on the ground
-                        place = (now, *ground.metres(*feet[index]))
-                        if stay is None:
-                            stay = _Stay(int(cls), found.name(int(cls)), now, now, self._frame, start=place)
-                            self._inside[key] = stay
-                            visits.append(ZoneVisit(zone.name, "enter", int(track), int(cls), stay.name,
-                                                    box=_box(found, index)))
-                        stay.way.append(place)
-                        speed = stay.speed(now)
-                        if speed is not None:
-                            self.speeds.setdefault(int(track), speed)
-                            if zone.speed_limit is not None and speed > zone.speed_limit and not stay.sped:
-                                stay.sped = True
-                                visits.append(ZoneVisit(zone.name, "speeding", int(track), stay.cls, stay.name,
-                                                        float(now - stay.since), _box(found, index), speed))
                     if here and stay is None:
                         name = found.name(int(cls))
-                        self._inside[key] = _Stay(int(cls), name, now, now, self._frame)
+                        stay = self._inside[key] = _Stay(int(cls), name, now, now, self._frame)
                         visits.append(ZoneVisit(zone.name, "enter", int(track), int(cls), name, box=_box(found, index)))
                     elif here and stay is not None:
                         stay.seen, stay.frame = now, self._frame
@@ -370,9 +357,29 @@ class ZoneWatch:
                         stay.seen, stay.frame = now, self._frame  # still there, its class read otherwise this time
                     elif stay is not None:
                         visits.append(self._leave(key, _box(found, index)))
+                    if here and stay is not None and ground is not None and feet is not None:
+                        visits += self._measure(zone, ground, stay, int(track), (now, *ground.metres(*feet[index])),
+                                                _box(found, index))
         for key in [k for k, stay in self._inside.items() if self._frame - stay.frame > self.gone_after]:
             visits.append(self._leave(key))
         return visits
+
+    def _measure(self, zone: Zone, ground: Ground, stay: _Stay, track: int, place: tuple[float, float, float],
+                 box: tuple[float, float, float, float]) -> list[ZoneVisit]:
+        """A tracked object in a zone with a size, at ``place`` (time, and metres on the ground):
+        its speed now (:attr:`speeds`), and a ``speeding`` event the first time it goes faster
+        than the zone's ``speed_limit``."""
+        if stay.start is None:
+            stay.start = place
+        stay.way.append(place)
+        speed = stay.speed()
+        if speed is None:
+            return []
+        self.speeds.setdefault(track, speed)
+        if zone.speed_limit is None or speed <= zone.speed_limit or stay.sped:
+            return []
+        stay.sped = True
+        return [ZoneVisit(zone.name, "speeding", track, stay.cls, stay.name, float(place[0] - stay.since), box, speed)]
 
     def _leave(self, key: tuple[str, int], box: tuple[float, float, float, float] | None = None) -> ZoneVisit:
         stay = self._inside.pop(key)
@@ -388,16 +395,10 @@ def _box(found: Detections, index: int) -> tuple[float, float, float, float]:
 
 def occupancy(zones: Sequence[Area], found: Detections) -> list[npt.NDArray[np.bool_]]:
     """For each zone (or mask), which of ``found``'s boxes it holds (their anchor point, the
-    centre by default, is inside it, or outside a mask that says ``outside``, and their class
-    is one of its ``classes``)."""
+    centre by default, is inside it, and their class is one of its ``classes``)."""
     points = {anchor: anchor_points(found, anchor) for anchor in {zone.anchor for zone in zones}}
-    held = []
-    for zone in zones:
-        within = inside(zone.points, points[zone.anchor])
-        if getattr(zone, "outside", False):
-            within = ~within
-        held.append(within if zone.classes is None else within & np.isin(found.cls, list(zone.classes)))
-    return held
+    return [inside(zone.points, points[zone.anchor]) if zone.classes is None else
+            inside(zone.points, points[zone.anchor]) & np.isin(found.cls, list(zone.classes)) for zone in zones]
 
 
 def zone_tallies(zones: Sequence[Zone], found: Detections,

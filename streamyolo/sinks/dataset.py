@@ -27,15 +27,11 @@ import yaml
 
 from streamyolo.annotation.boxes import blur_objects
 from streamyolo.clock import file_stamp, wall_time
-from streamyolo.config import DATASET_EVERY_DEFAULT
+from streamyolo.config import DATASET_EVERY
 from streamyolo.frames import Detections, Image, Result, rotated_corners
 from streamyolo.sinks.base import BackgroundWriter, check_writable_folder, write_picture
 
 log = logging.getLogger(__name__)
-
-DATASET_EVERY = DATASET_EVERY_DEFAULT
-"""Seconds of a stream's timeline between the frames the dataset keeps."""
-
 
 def label_lines(found: Detections, width: int, height: int) -> list[str]:
     """``found`` as YOLO label lines of a ``width`` x ``height`` picture, as Ultralytics'

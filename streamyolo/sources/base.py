@@ -78,7 +78,6 @@ def turn(image: Image, clockwise: int) -> Image:
     """``image`` turned ``clockwise`` degrees (0, 90, 180 or 270): a new array, or ``image``
     itself for 0.
 
-    >>> import numpy as np
     >>> turn(np.arange(6, dtype=np.uint8).reshape(2, 3), 90).tolist()
     [[3, 0], [4, 1], [5, 2]]
     """

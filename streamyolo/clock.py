@@ -1,4 +1,4 @@
-"""Time: the clock type every component takes (tests inject fakes), and a rate meter."""
+"""Time: the clock type every component takes (tests inject fakes), a rate meter, and a stream's continuous timeline."""
 
 from __future__ import annotations
 
@@ -83,3 +83,52 @@ def format_seconds(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds / size:g}{unit}"
     return f"{seconds:g}s"
+
+
+CLOCK_JUMP = 10.0
+"""Seconds by which a live source's timestamps may run ahead of the frames' arrivals (beyond
+one frame) before the jump is taken for a clock reset rather than time that passed."""
+
+
+class Timeline:
+    """A stream's frames on one continuous timeline, in seconds, whatever the source's own
+    timestamps do: a frame with a timestamp moves on by as much as it did from the frame
+    before; a frame without one (an RTSP camera's first, say), or whose source clock went
+    back (a camera that reconnected, its clock started again) or, on a ``live`` source, leapt
+    ahead (``CLOCK_JUMP``), moves on by the time between the frames' arrivals (one frame
+    interval at least). A file's leaps ahead are gaps in its video, and kept. The first frame
+    sits at its timestamp (a file's frames at their place in the video), or at 0.
+
+    Recordings, clips, zone dwell times and ``max_fps`` read it (``FrameMeta.media_time``): a
+    camera whose first frame had no timestamp, or that reconnected after an hour, no longer
+    gets its video squeezed (every frame a frame interval after the one before, the gaps of
+    dropped frames gone) until its clock caught up, nor dwell times across the restart.
+
+    >>> camera = Timeline(live=True)
+    >>> [round(camera.place(pts, arrived, 25.0), 3) for pts, arrived in
+    ...  [(None, 100.0), (0.5, 100.5), (0.6, 100.6), (0.04, 101.0), (None, 101.01), (3600.0, 101.05)]]
+    [0.0, 0.5, 0.6, 1.0, 1.04, 1.08]
+    >>> video = Timeline()  # a recording with a gap of an hour, read faster than real time
+    >>> [round(video.place(pts, arrived, 25.0), 3) for pts, arrived in [(0.0, 5.0), (0.04, 5.001), (3600.0, 5.002)]]
+    [0.0, 0.04, 3600.0]
+    """
+
+    def __init__(self, live: bool = False) -> None:
+        self.live = live
+        self._last: float | None = None  # the frame before's place
+        self._last_pts: float | None = None  # its timestamp
+        self._last_arrived = 0.0  # its arrival
+
+    def place(self, pts: float | None, arrived: float, fps: float | None) -> float:
+        """Where a frame with source timestamp ``pts`` that arrived at ``arrived`` (monotonic
+        seconds) sits; called once per frame, in order."""
+        step = 1.0 / (fps or 30.0)
+        if self._last is None:
+            now = pts if pts is not None else 0.0
+        else:
+            waited = max(step, arrived - self._last_arrived)
+            moved = None if pts is None or self._last_pts is None else pts - self._last_pts
+            trusted = moved is not None and moved >= 0 and (not self.live or moved <= waited + CLOCK_JUMP)
+            now = self._last + (moved if trusted and moved is not None else waited)
+        self._last, self._last_pts, self._last_arrived = now, pts, arrived
+        return now

@@ -33,7 +33,7 @@ class FrameMeta:
     presentation time in seconds when the source knows it (files, RTSP), else ``None``.
     ``fps`` is the source's nominal frame rate when known. ``timeline`` is where the frame
     sits on its stream's continuous timeline (seconds; see
-    :class:`~streamyolo.workers.capture.Timeline`), set by the capture.
+    :class:`~streamyolo.clock.Timeline`), set by the capture.
 
     >>> FrameMeta("cam", 0, 1.0).ready_at, FrameMeta("cam", 0, 1.0, t_ready=1.25).ready_at
     (1.0, 1.25)

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from streamyolo.buffering import Overflow
+from streamyolo.clock import Timeline
 from streamyolo.pipeline import Pipeline, StreamSetup, StreamState
 from streamyolo.pipeline.health import IllegalTransition, StreamHealth
 from streamyolo.pipeline.restart import Backoff
 from streamyolo.sources import SourceKind, SourceSpec, open_source, redact_text
-from streamyolo.workers.capture import CapturePolicy, Decimator, Timeline
+from streamyolo.workers.capture import CapturePolicy, Decimator
 from tests.helpers import StampDetector
 
 

@@ -29,7 +29,8 @@ P_process_1lane, P_process with ``lanes: 1``, P_track, P with every stream track
 ByteTrack at P's conf 0.25, and P_events, P_track with a zone over every picture and a line
 across it, every event written to a file and its frame saved as a snapshot, and P_clips, the
 same with a clip of every moment with events instead of snapshots, and P_rec_clips, P_clips
-with every stream recorded too; run only when named here);
+with every stream recorded too, and P_rec_orig, P recording every stream's own video
+(``record_mode: original``); run only when named here);
 --live-compare runs
 live mode with live_hold on and off, interleaved over --rounds (1 worker), instead of the usual
 live runs.
@@ -410,6 +411,9 @@ def run_model(label: str, model: str, paths: list[Path], args: argparse.Namespac
         if "P_rec_clips" in args.only.split(","):  # P_clips recording every stream too: one encoding serves both
             measurements.append(("P_rec_clips", streamyolo, (model, paths, args.imgsz, args.workers), {"more": {
                 **eventful, "clips": str(folder / "clips"), "record": str(folder / "rec-clips")}}))
+        if "P_rec_orig" in args.only.split(","):  # P recording every stream's own video (record_mode: original)
+            measurements.append(("P_rec_orig", streamyolo, (model, paths, args.imgsz, args.workers),
+                                 {"record": folder / f"rec-orig-{label}", "more": {"record_mode": "original"}}))
         if "P_process_1lane" in args.only.split(","):  # the same for process workers (no lending either)
             measurements.append(("P_process_1lane", streamyolo, (model, paths, args.imgsz, args.workers),
                                  {"lanes": 1, "mode": "process"}))
@@ -526,7 +530,7 @@ def print_report(results: list[dict[str, Any]]) -> None:
     print("\nevery round's frames per second (medians above):")
     for r in results:
         for key in ("D", "M", "P", "U", "S", "P_rec", "U_save", "P_process", "P_web", "P_1lane", "P_process_1lane",
-                    "P_torch", "P_track", "P_events", "P_clips", "P_rec_clips"):
+                    "P_torch", "P_track", "P_events", "P_clips", "P_rec_clips", "P_rec_orig"):
             if key in r:
                 print(f"  {r['model']} {key}: {r[key]['fps_runs']}")
             if key in r.get("hung", {}):
@@ -541,6 +545,9 @@ def print_report(results: list[dict[str, Any]]) -> None:
                   f"{r['P_clips']['fps'] / r['P_events']['fps']:.2f}")
         if "P" in r and "P_rec" in r:
             print(f"  {r['model']} P_rec (recording) / P: {r['P_rec']['fps'] / r['P']['fps']:.2f}")
+        if "P" in r and "P_rec_orig" in r:
+            print(f"  {r['model']} P_rec_orig (recording the original video) / P: "
+                  f"{r['P_rec_orig']['fps'] / r['P']['fps']:.2f}")
         if "P_clips" in r and "P_rec_clips" in r:
             print(f"  {r['model']} P_rec_clips (recording and clips) / P_clips: "
                   f"{r['P_rec_clips']['fps'] / r['P_clips']['fps']:.2f}")

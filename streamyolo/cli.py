@@ -65,6 +65,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="blur the objects of these classes (ids or names) in every picture shown or saved")
     parser.add_argument("--half", action="store_true", default=None, help="FP16 inference (CUDA)")
     parser.add_argument("--record", metavar="DIR", help="write one annotated H.264 MP4 per stream here")
+    parser.add_argument("--record-mode", choices=["annotated", "original"],
+                        help="original: record the video each camera or file sends, copied as it came (no boxes, "
+                             "no encoding)")
     parser.add_argument("--record-segment", metavar="SECONDS",
                         help="cut each stream's recording into files of this much video (seconds, or 10m, 1h)")
     parser.add_argument("--record-keep", metavar="AGE",
@@ -205,7 +208,8 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = ["model", "device", "workers", "lanes", "batch", "model_sharing", "worker_mode", "process_restarts",
             "pytorch_cpu", "conf", "iou", "imgsz", "classes", "blur", "half", "line_width", "show_boxes", "show_labels",
             "show_conf",
-            "record", "record_segment", "record_keep", "record_max_size", "overwrite", "jsonl", "summary", "stats",
+            "record", "record_mode", "record_segment", "record_keep", "record_max_size", "overwrite", "jsonl",
+            "summary", "stats",
             "events", "webhook",
             "mqtt", "mqtt_discovery", "webhook_events", "mqtt_events",
             "snapshots", "snapshots_keep", "dataset", "dataset_every", "heatmaps", "crops", "crops_keep", "clips",
@@ -267,7 +271,7 @@ def command_run(args: argparse.Namespace) -> int:
 
 def command_check(args: argparse.Namespace) -> int:
     from streamyolo.pipeline import Pipeline
-    from streamyolo.pipeline.check import describe, describe_probes, outside, probe, try_model
+    from streamyolo.pipeline.check import describe, describe_probes, probe, trouble, try_model
 
     pipeline = Pipeline.from_config(args.config, **run_overrides(args))
     pipeline.check_outputs()
@@ -279,7 +283,7 @@ def command_check(args: argparse.Namespace) -> int:
     if probes:
         print(f"sources, opened once:\n{describe_probes(probes)}", flush=True)
         for stream, found in zip(plan.streams, probes, strict=True):
-            for warning in outside(stream, found):
+            for warning in trouble(plan.config, stream, found):
                 log.warning("%s", warning)
     for group in plan.groups if args.load_model else ():
         users = [probes[i] for i in group.streams] if probes else []

@@ -169,9 +169,10 @@ class StreamConfig(_Strict):
     mounted on its side or upside down); ``auto``: as a video file's display matrix says (a
     phone's portrait video, as players and OpenCV show it), else not at all. Lines, zones and
     masks are drawn on the turned picture."""
-    record: bool = True
+    record: bool | Literal["annotated", "original"] = True
     """With the run's ``record`` folder: whether this stream is recorded (``false``: not, a
-    camera only watched for events, say)."""
+    camera only watched for events, say), and how, when not as the run's ``record_mode``:
+    ``annotated`` or ``original`` (the camera's own video, copied as it came)."""
     conf: float | None = Field(default=None, ge=0, le=1)
     """This stream's confidence threshold (default: the run's ``conf``)."""
     classes: list[Annotated[int, Field(ge=0)]] | None = None
@@ -410,6 +411,11 @@ class PipelineConfig(_Strict):
     ``auto``: the user's cache folder (``$XDG_CACHE_HOME`` or ``~/.cache``, then
     ``streamyolo/openvino``); ``off``: compile every time."""
     record: Path | None = None
+    record_mode: Literal["annotated", "original"] = "annotated"
+    """What the streams' recordings hold: ``annotated``, the pictures as shown (boxes, lines,
+    zones, the stream's name and time), encoded as H.264; ``original``, the video each camera
+    (file, URL) sent, its compressed packets copied as they came: no encoding, the camera's
+    own quality and every frame it sent, without drawings. A stream's ``record`` may differ."""
     record_preset: str = "ultrafast"
     """x264 preset: ``ultrafast`` costs the least CPU (measured: 6.7 ms per 1080p frame against 10.7 for
     ``superfast``) for bigger files; slower presets make smaller files."""
@@ -607,6 +613,14 @@ class PipelineConfig(_Strict):
                              "of its own (clips and recording segments are named alike)")
         if self.record is not None and self.streams and not any(stream.record for stream in self.streams):
             raise ValueError("config key 'record': every stream says record: false; drop record, or record a stream")
+        for index, stream in enumerate(self.streams):
+            if self.record_of(stream) != "original":
+                continue
+            key = f"streams.{index}.record" if stream.record == "original" else "record_mode"
+            shown = "privacy areas" if stream.privacy else "blurred objects" if self.blur_of(stream) else None
+            if shown is not None:
+                raise ValueError(f"config key {key!r}: the original video would show the stream's {shown}; "
+                                 "record this stream annotated (record: annotated)")
         for key in ("record_keep", "record_max_size"):
             if getattr(self, key) is not None and self.record_segment is None:
                 raise ValueError(f"config keys {key!r} and 'record_segment': {key} deletes old segment "
@@ -692,6 +706,12 @@ class PipelineConfig(_Strict):
 
             return TRACKING_CONF
         return self.conf
+
+    def record_of(self, stream: StreamConfig) -> Literal["annotated", "original"] | None:
+        """How ``stream`` is recorded (``None``: it is not)."""
+        if self.record is None or stream.record is False:
+            return None
+        return self.record_mode if stream.record is True else stream.record
 
     def blur_of(self, stream: StreamConfig) -> list[int]:
         """The classes blurred in ``stream``'s pictures: its own ``blur``, else the run's."""

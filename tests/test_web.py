@@ -542,12 +542,17 @@ def test_a_real_browser_logs_in_over_https_with_the_login_in_the_address(tls_fil
 
 
 @pytest.mark.timeout(180)
-def test_a_real_browser_lists_the_recordings_and_plays_and_seeks_one(tmp_path: Path) -> None:
+def test_a_real_browser_lists_the_recordings_and_plays_and_seeks_one(tmp_path: Path, people_video: Path) -> None:
+    """Annotated recordings, and a real camera's H.264 (the street video's, Main profile)
+    recorded as it came (``record: original``), play in Chromium."""
     browser, driver_path = _chromium()
     from selenium.webdriver.common.by import By
 
     rec = tmp_path / "rec"
-    with Pipeline.from_config(_config(record=str(rec), record_segment=2)) as pipeline:
+    config = _config(record=str(rec), record_segment=2)
+    config["streams"].append({"name": "street", "source": str(people_video), "realtime": True, "loop": True,
+                              "max_fps": 1, "record": "original"})
+    with Pipeline.from_config(config) as pipeline:
         pipeline.start()
         driver = _driver(browser, driver_path)
         try:
@@ -578,6 +583,17 @@ def test_a_real_browser_lists_the_recordings_and_plays_and_seeks_one(tmp_path: P
             assert abs(seeked[0] - 1.5) < 0.1 and seeked[1] is None
             frame = cv2.imdecode(np.frombuffer(player.screenshot_as_png, np.uint8), cv2.IMREAD_COLOR)
             assert frame is not None and frame.std() > 10, "the player shows no picture"
+            # The street's first segment: its key frames are 128 frames apart, so it is cut at 128 frames.
+            _until(lambda: len(list(rec.glob("street-*.mp4"))) >= 2, 60, "a finished segment of the street")
+            for _ in range(2):  # hidden, and shown again: listed afresh
+                driver.find_element(By.ID, "show-recordings").click()
+            street = sorted(path.name for path in rec.glob("street-*.mp4"))[0]
+            _until(lambda: [a for a in driver.find_elements(By.CSS_SELECTOR, "#files a") if a.text == street], 10,
+                   "the street's recording listed")[0].click()
+            state = _until(lambda: driver.execute_script(
+                "const v = arguments[0]; return v.readyState >= 2 && v.currentSrc.endsWith(arguments[1])"
+                " && [v.duration, v.videoWidth, v.error && v.error.code]", player, street), 30, "the original playing")
+            assert abs(state[0] - 128 / 30) < 0.1 and state[1] == 1920 and state[2] is None, state
         finally:
             driver.quit()
 

@@ -35,7 +35,7 @@ from streamyolo.inference.models import (
 from streamyolo.inference.offline import preload
 from streamyolo.inference.runners import is_openvino, is_pytorch
 from streamyolo.inference.tracking import tracker_settings
-from streamyolo.pipeline.build import ResolvedStream, check_output_file, open_stream, resolve_streams
+from streamyolo.pipeline.build import ResolvedStream, check_output_file, open_stream, resolve_streams, rotation
 from streamyolo.pipeline.check import Plan
 from streamyolo.pipeline.monitor import StatsWriter
 from streamyolo.pipeline.report import StatusPrinter
@@ -51,6 +51,7 @@ from streamyolo.sinks.jsonl import JsonlSink
 from streamyolo.sinks.mqtt import StreamEntities
 from streamyolo.sinks.recorder import VideoRecorder, choose_codec
 from streamyolo.sinks.web import WebViewer
+from streamyolo.sources.base import PacketTap
 from streamyolo.workers.capture import CapturePolicy
 from streamyolo.workers.process import ProcessDetectorFactory, RestartCounts, start_fork_server
 
@@ -328,7 +329,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         recorder = VideoRecorder(cfg.record, annotator, codec=choose_codec(cfg.record_codec, gpu),
                                  preset=cfg.record_preset, crf=cfg.record_crf, segment=cfg.record_segment,
                                  keep=cfg.record_keep, max_size=cfg.record_max_size, overwrite=cfg.overwrite,
-                                 streams=[s.spec.name for s in streams if s.config.record])
+                                 streams=[s.spec.name for s in streams if cfg.record_of(s.config) == "annotated"])
         sinks.append(recorder)
     if cfg.jsonl is not None:
         check_output_file(cfg.jsonl, "JSONL file")
@@ -387,7 +388,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     setups = [
         StreamSetup(
             name=s.spec.name,
-            source=open_stream(s, defer_conversion=True),
+            source=open_stream(s, defer_conversion=True, packets=_original(recorder, cfg, s)),
             overflow=s.overflow,
             capacity=s.capacity,
             policy=_policy(s),
@@ -428,6 +429,14 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     )
     pipeline.plan = Plan(cfg, streams, groups, factories)
     return pipeline
+
+
+def _original(recorder: VideoRecorder | None, cfg: PipelineConfig, stream: ResolvedStream) -> PacketTap | None:
+    """Where ``stream``'s source hands its packets, when it is recorded as its camera sent it."""
+    if recorder is None or cfg.record_of(stream.config) != "original":
+        return None
+    return recorder.original(stream.spec.name, live=stream.overflow is Overflow.DROP_OLDEST,
+                             rotate=rotation(stream.config))
 
 
 def _class_set(classes: list[int] | None) -> frozenset[int] | None:

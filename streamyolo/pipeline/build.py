@@ -11,6 +11,7 @@ from streamyolo.buffering import Overflow
 from streamyolo.config import PipelineConfig, StreamConfig
 from streamyolo.errors import ConfigError, OutputError
 from streamyolo.sources import FrameSource, NetworkOptions, SourceKind, SourceSpec, open_source, source_kind
+from streamyolo.sources.base import PacketTap
 from streamyolo.sources.spec import check_file_source, default_name, expand
 from streamyolo.sources.synthetic import SyntheticParams
 
@@ -54,6 +55,10 @@ def resolve_streams(config: PipelineConfig) -> list[ResolvedStream]:
             check_file_source(name, uri)
         elif kind is SourceKind.SYNTHETIC:
             SyntheticParams.parse(uri)
+        if config.record_of(stream) == "original" and kind in (SourceKind.SYNTHETIC, SourceKind.WEBCAM):
+            key = "record: original" if stream.record == "original" else "record_mode: original"
+            raise ConfigError(f"stream {name!r}: {key} copies the video its source sends, and a {kind.value} "
+                              "source sends pictures, not video; record this stream annotated (record: annotated)")
         live = kind.is_live or stream.realtime
         overflow_name = stream.overflow or ("live" if live else "lossless")
         overflow = Overflow(overflow_name)
@@ -84,14 +89,18 @@ def check_output_file(path: Path, what: str) -> None:
         raise OutputError(f"{what} {str(path)!r} is not writable")
 
 
-def open_stream(stream: ResolvedStream, defer_conversion: bool = False) -> FrameSource:
+def open_stream(stream: ResolvedStream, defer_conversion: bool = False,
+                packets: PacketTap | None = None) -> FrameSource:
     """``stream``'s source as its config asks (connection settings, decoder threads, looping,
-    turning, privacy areas), not yet opened."""
-    rotate = stream.config.rotate
+    turning, privacy areas), not yet opened; ``packets`` gets its compressed video as read."""
     return open_source(stream.spec, network_options(stream.config), decoder_threads=stream.config.decoder_threads,
-                       loop=stream.config.loop, defer_conversion=defer_conversion,
-                       rotate=None if rotate == "auto" else rotate,
-                       hidden=[area.points for area in (stream.config.privacy or {}).values()])
+                       loop=stream.config.loop, defer_conversion=defer_conversion, rotate=rotation(stream.config),
+                       hidden=[area.points for area in (stream.config.privacy or {}).values()], packets=packets)
+
+
+def rotation(stream: StreamConfig) -> int | None:
+    """Degrees clockwise ``stream``'s pictures are turned; ``None``: as its source says."""
+    return None if stream.rotate == "auto" else stream.rotate
 
 
 def network_options(stream: StreamConfig) -> NetworkOptions:

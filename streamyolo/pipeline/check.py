@@ -28,6 +28,7 @@ from streamyolo.errors import SourceError
 from streamyolo.frames import Image
 from streamyolo.inference.models import resolve_device
 from streamyolo.pipeline.build import ResolvedStream, open_stream
+from streamyolo.sinks.original import uncopied
 
 if TYPE_CHECKING:
     from streamyolo.config import PipelineConfig
@@ -88,8 +89,9 @@ def describe(plan: Plan) -> str:
                 parts.append(f"{key} {', '.join(name + marks[name] for name in shapes)}")
         if cfg.blur_of(own):
             parts.append(f"blurs class(es) {', '.join(map(str, cfg.blur_of(own)))}")
-        if cfg.record is not None and not own.record:
-            parts.append("not recorded")
+        recorded = cfg.record_of(own)
+        if cfg.record is not None and recorded != cfg.record_mode:
+            parts.append("not recorded" if recorded is None else f"recorded {recorded}")
         lines.append(f"  {stream.spec.name:<{width}}  {stream.spec.display_uri}  ({'; '.join(parts)})")
     device = resolve_device(cfg.device)
     shown = device if device == cfg.device else f"{cfg.device} ({device})"
@@ -104,7 +106,8 @@ def describe(plan: Plan) -> str:
     if cfg.record is not None:
         segments = f", {format_seconds(cfg.record_segment)} files" if cfg.record_segment else ""
         kept = f", kept {format_seconds(cfg.record_keep)}" if cfg.record_keep else ""
-        outputs.append(f"recordings in {cfg.record}{segments}{kept}")
+        original = " (the cameras' original video)" if cfg.record_mode == "original" else ""
+        outputs.append(f"recordings in {cfg.record}{original}{segments}{kept}")
     for path, what in ((cfg.clips, "clips in"), (cfg.snapshots, "snapshots in"), (cfg.crops, "crops in"),
                        (cfg.heatmaps, "heatmaps in"), (cfg.dataset, "a dataset in"),
                        (cfg.jsonl, "detections to"),
@@ -144,12 +147,14 @@ def _probe(stream: ResolvedStream) -> Probe:
             pass
 
 
-def outside(stream: ResolvedStream, found: Probe) -> list[str]:
-    """What of ``stream``'s lines, zones and masks lies outside its picture as ``found`` read
-    it (coordinates copied from another resolution, say): a sentence each."""
+def trouble(cfg: PipelineConfig, stream: ResolvedStream, found: Probe) -> list[str]:
+    """What a run would find wrong with ``stream`` as ``found`` read it, a sentence each: lines,
+    zones and masks outside its picture (coordinates copied from another resolution, say), video
+    that cannot be recorded as it came."""
     if found.error is not None or not found.width:
         return []
     own = stream.config
+    refusal = uncopied(found.stream, found.codec) if cfg.record_of(own) == "original" else None
     shapes = [*((f"line {name!r}", line.points) for name, line in (own.lines or {}).items()),
               *((f"zone {name!r}", zone.points) for name, zone in (own.zones or {}).items()),
               *((f"mask {name!r}", mask.points) for name, mask in (own.masks or {}).items()),
@@ -161,7 +166,7 @@ def outside(stream: ResolvedStream, found: Probe) -> list[str]:
             x, y = beyond[0]
             said.append(f"stream {found.stream!r}: {what} reaches ({x:g}, {y:g}), outside its {found.width}x"
                         f"{found.height} picture")
-    return said
+    return said if refusal is None else [*said, refusal]
 
 
 def describe_probes(probes: Sequence[Probe]) -> str:

@@ -260,6 +260,16 @@ class OutputPause:
         """An item is lost without a try: it belonged to a file a failed write ended."""
         self._count_lost()
 
+    def lose(self, count: int, why: str) -> None:
+        """``count`` items lost without a write failing (``why``: the output fell behind);
+        said once, counted always."""
+        if self._first is None:
+            log.error("%s: %d %s lost: %s", self.what, count, self.unit, why)
+        else:
+            log.debug("%s: %d more %s lost: %s", self.what, count, self.unit, why)
+        self._first = self._first or why
+        self.lost += count
+
     def succeeded(self) -> None:
         """An item was written: a pause, if any, is over."""
         if self._since is None:

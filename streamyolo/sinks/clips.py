@@ -237,7 +237,7 @@ class _ClipOutput(FileOutput):
                 self._clip.add(packets)
             else:
                 self.owner.prune(None)  # first: it may free the room the clip needs
-                self._clip = Mp4File(clip, h264, [p for group in self._kept for _, p in group])
+                self._clip = Mp4File(clip, h264.stream, h264.rate, [p for group in self._kept for _, p in group])
                 self.files = [*self.files, clip]
                 log.debug("stream %r: clip %s", self.stream, clip.name)
         except OSError as exc:  # a full disk: this clip ends here, the next one tries again

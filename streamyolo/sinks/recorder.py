@@ -50,6 +50,7 @@ from streamyolo.sinks.base import OutputPause, check_writable_folder, delete_bey
 
 if TYPE_CHECKING:
     from streamyolo.sinks.clips import ClipRecorder
+    from streamyolo.sinks.original import OriginalRecording
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,7 @@ class VideoRecorder:
         self.overwrite = overwrite
         self.streams = None if streams is None else frozenset(streams)
         self._writers: dict[str, StreamWriter] = {}
+        self._originals: list[OriginalRecording] = []
         self._outputs: dict[str, FileOutput] = {}
         self._outputs_lock = threading.Lock()
         self._finished = False
@@ -259,6 +261,19 @@ class VideoRecorder:
         self.clips = clips
         clips.host = self
 
+    def original(self, stream: str, live: bool, rotate: int | None = None) -> OriginalRecording:
+        """``stream``'s recording as its camera sends it (``record: original``): the tap its
+        source hands its compressed packets to (see :mod:`streamyolo.sinks.original`); give it
+        none of the stream's frames (``streams``)."""
+        from streamyolo.sinks.original import OriginalRecording  # it builds on this module's recordings
+
+        output = OriginalRecording(self, stream, live=live, rotate=rotate)
+        with self._outputs_lock:
+            self._outputs[stream] = output
+        with self._lock:
+            self._originals.append(output)
+        return output
+
     def wants(self, stream: str) -> bool:
         """Whether ``stream``'s frames are encoded for this output."""
         return self.streams is None or stream in self.streams
@@ -299,7 +314,8 @@ class VideoRecorder:
         """Finish every stream's writer (once: a recorder and the clips it shares with both
         ask) and return what failed them."""
         with self._lock:
-            writers = [] if self._finished else list(self._writers.values())
+            writers: list[StreamWriter | OriginalRecording] = (
+                [] if self._finished else [*self._writers.values(), *self._originals])
             self._finished = True
         for writer in writers:
             writer.finish()
@@ -508,6 +524,9 @@ class Recording(FileOutput):
     with ``segment`` into a new file every that many seconds of video."""
 
     owner: VideoRecorder
+    turn: int | None = None
+    """Degrees clockwise its files say to show their pictures turned (``None``: not at all,
+    or as the camera's video says)."""
 
     def __init__(self, owner: VideoRecorder, stream: str) -> None:
         super().__init__(owner, stream, f"recording of stream {stream!r}")
@@ -543,7 +562,8 @@ class Recording(FileOutput):
             for packet in packets:
                 if self._cut is not None and packet.is_keyframe:
                     self._end_file()
-                    self._open(h264, packet, self._cut)
+                    self._open(h264.stream, h264.rate, packet, self._cut)
+                    self._first = h264.last_pts
                     self._cut = None
                 elif self._file is not None:
                     self._file.add([packet])
@@ -575,16 +595,17 @@ class Recording(FileOutput):
         if file is not None:
             file.close()  # writes its last fragment
 
-    def _open(self, h264: H264, first: Packet, started: float) -> None:
+    def _open(self, template: Any, rate: Fraction, first: Packet, started: float) -> None:
+        """A new file, named after wall-clock time ``started``, from key frame ``first`` on
+        (:class:`Mp4File`'s ``template`` and ``rate``)."""
         self._started = started
         deleted = self.owner.prune(self.stream)  # first: it may free the room the new file needs
         path = self.owner.claim(self.stream, started)
         try:
-            self._file = Mp4File(path, h264, [first])
+            self._file = Mp4File(path, template, rate, [first], clockwise=self.turn)
         except BaseException:
             self.owner.release(path)
             raise
-        self._first = h264.last_pts
         self.files = [*(f for f in self.files if f not in deleted), path]
         log.log(logging.DEBUG if len(self.files) > 1 else logging.INFO, "recording stream %r to %s", self.stream, path)
 
@@ -701,20 +722,31 @@ class H264:
 
 
 class Mp4File:
-    """One MP4 file being written: an encoder's packets, copied and timed from its first (a
-    key frame). Fragmented (:data:`MP4_OPTIONS`): it plays up to its last whole fragment
-    whatever happens to the process."""
+    """One MP4 file being written: a stream's packets (an encoder's, or the camera's own),
+    copied and timed from its first (a key frame), whose decoding time is 0. ``template``: the
+    video stream whose settings the file's stream takes; ``rate``: its frames per second.
+    Fragmented (:data:`MP4_OPTIONS`): it plays up to its last whole fragment whatever happens
+    to the process."""
 
-    def __init__(self, path: Path, encoder: H264, packets: list[Packet]) -> None:
+    def __init__(self, path: Path, template: Any, rate: Fraction, packets: list[Packet],
+                 clockwise: int | None = None) -> None:
+        """``clockwise``: the degrees the file says to show its pictures turned (``None``: as
+        the template says, if it does)."""
         self.path = path
         self.frames = 0
         """Packets (frames) written into it so far."""
-        self._rate = encoder.rate
+        self._rate = rate
         self._last: tuple[int, int | None, Fraction | None] = (0, None, None)  # its last pts, duration, time base
         self.container: Any = av.open(str(path), mode="w", format="mp4", options=MP4_OPTIONS)
         try:
-            self.stream = self.container.add_stream_from_template(encoder.stream)
-            self._origin = _stamp(packets[0])
+            # opaque: the settings copied as they are (a camera's H.265 needs no encoder here)
+            self.stream = self.container.add_stream_from_template(template, opaque=True)
+            if clockwise is not None:
+                self.stream.set_display_rotation(-clockwise)  # PyAV takes it counter-clockwise
+            if self.stream.codec_context.name == "hevc":
+                self.stream.codec_tag = "hvc1"  # H.265 as Apple's players want it (FFmpeg's default is hev1)
+            first = packets[0]
+            self._origin = first.dts if first.dts is not None else _stamp(first)
             self.add(packets)
         except BaseException:
             try:

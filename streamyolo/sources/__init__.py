@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from streamyolo.sources.base import AdjustedSource, FrameSource, RawFrame, SourceInfo, SourceKind
+from streamyolo.sources.base import AdjustedSource, FrameSource, PacketTap, RawFrame, SourceInfo, SourceKind
 from streamyolo.sources.pyav import NetworkOptions, PyAVSource
 from streamyolo.sources.redact import redact_text, redact_url
 from streamyolo.sources.spec import SourceSpec, source_kind, split_name
@@ -20,12 +20,13 @@ __all__ = [
 
 def open_source(spec: SourceSpec, network: NetworkOptions | None = None, decoder_threads: int = 2,
                 loop: bool = False, defer_conversion: bool = False, rotate: int | None = None,
-                hidden: Sequence[Sequence[tuple[float, float]]] = ()) -> FrameSource:
+                hidden: Sequence[Sequence[tuple[float, float]]] = (), packets: PacketTap | None = None) -> FrameSource:
     """The right reader for ``spec`` (not yet opened: opening is the capture thread's job).
     ``defer_conversion``: decoded streams hand frames over unconverted (``RawFrame.convert``),
     for the capture thread to convert or leave to the frame's first use. ``rotate``: degrees
     clockwise to turn every picture; ``None``: as a file's display matrix says (else 0).
-    ``hidden``: polygons (privacy areas) blacked out of every picture, once turned."""
+    ``hidden``: polygons (privacy areas) blacked out of every picture, once turned.
+    ``packets``: gets a decoded stream's compressed video packets as read (others have none)."""
     source: FrameSource
     if spec.kind is SourceKind.SYNTHETIC:
         source = SyntheticSource(spec.name, spec.uri)
@@ -33,5 +34,6 @@ def open_source(spec: SourceSpec, network: NetworkOptions | None = None, decoder
         source = WebcamSource(spec.name, spec.uri)
     else:
         source = PyAVSource(spec.name, spec.uri, spec.kind, network=network, decoder_threads=decoder_threads,
-                            loop=loop, defer_conversion=defer_conversion, autorotate=rotate is None)
+                            loop=loop, defer_conversion=defer_conversion, autorotate=rotate is None,
+                            packets=packets)
     return AdjustedSource(source, rotate or 0, hidden) if rotate or hidden else source

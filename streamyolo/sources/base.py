@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import cv2
 import numpy as np
@@ -89,6 +89,20 @@ def turn(image: Image, clockwise: int) -> Image:
 def turned(info: SourceInfo, clockwise: int) -> SourceInfo:
     """What a source reports once its pictures are turned ``clockwise`` degrees."""
     return replace(info, width=info.height, height=info.width) if clockwise % 180 == 90 else info
+
+
+class PacketTap(Protocol):
+    """Takes a source's compressed video packets as it reads them, before decoding (the
+    recording of a camera's original video). Called in the capture thread only."""
+
+    def opened(self, video: Any) -> None:
+        """The source (re)connected; ``video``: its PyAV video stream, valid during this call."""
+        ...
+
+    def packet(self, packet: Any, arrived: float | None) -> None:
+        """One of its packets (``arrived``: ``time.monotonic()`` when read, for a network
+        stream). May wait for room (a file's), never for long."""
+        ...
 
 
 class AdjustedSource:

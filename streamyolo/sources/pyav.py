@@ -23,7 +23,7 @@ import av.error
 from streamyolo.errors import SourceError, SourceNotFoundError, SourceOpenError, SourceReadError, SourceStalledError
 from streamyolo.frames import Image
 from streamyolo.sources import interrupt as interrupts
-from streamyolo.sources.base import RawFrame, SourceInfo, SourceKind, turn, turned
+from streamyolo.sources.base import PacketTap, RawFrame, SourceInfo, SourceKind, turn, turned
 from streamyolo.sources.redact import redact_text, redact_url, url_secrets
 from streamyolo.sources.spec import file_path
 
@@ -68,6 +68,7 @@ class PyAVSource:
         clock: Callable[[], float] = time.monotonic,
         defer_conversion: bool = False,
         autorotate: bool = False,
+        packets: PacketTap | None = None,
     ) -> None:
         self.name = name
         self.uri = uri
@@ -81,6 +82,8 @@ class PyAVSource:
         self.autorotate = autorotate
         """Turn a file's pictures as its display matrix says (a phone's portrait video), as
         players and OpenCV do."""
+        self.packets = packets
+        """Gets every video packet as read, before decoding (a recording of the original video)."""
         self._turn = 0  # clockwise degrees every picture is turned
         self._clock = clock
         self._container: Any = None
@@ -133,6 +136,8 @@ class PyAVSource:
             fps = None
         ctx = stream.codec_context
         self._turn = display_turn(target) if self.autorotate and self.kind is SourceKind.FILE else 0
+        if self.packets is not None:
+            self.packets.opened(stream)
         return turned(SourceInfo(width=ctx.width, height=ctx.height, fps=fps, codec=ctx.name), self._turn)
 
     def read(self) -> RawFrame | None:
@@ -187,8 +192,11 @@ class PyAVSource:
         stall = self.network.stall_timeout
         network = self.kind is not SourceKind.FILE
         arrivals: dict[int, float] = {}  # pts -> when its packet was read, for frames held back
+        tap = self.packets
         for packet in container.demux(stream):
             arrived = self._clock() if network else None
+            if tap is not None:
+                tap.packet(packet, arrived)
             if arrived is not None and packet.pts is not None:
                 arrivals[packet.pts] = arrived
                 if len(arrivals) > _REORDER_DEPTH:

@@ -1,0 +1,306 @@
+"""The cameras' own video, recorded as they sent it (``record: original``).
+
+A stream recorded this way is never annotated nor encoded again: its capture thread hands
+every compressed packet it reads, before decoding it, to the stream's
+:class:`OriginalRecording`, whose own thread (``record:<stream>``) copies the packets into
+the recorder's files, with the same names, segments, retention, pauses on a full disk and
+crash-safe fragmented MP4 as annotated recordings. It costs next to nothing (no colour
+conversion, no encoder), keeps the camera's own quality, and holds every frame the camera
+sent, whatever inference keeps (a live stream's drops, ``max_fps``, ``stride``).
+
+Files are cut at the camera's key frames: a segment is ``segment`` seconds long or more, up
+to the next key frame. A stream's packets are placed on one continuous timeline (the
+:class:`~streamyolo.clock.Timeline` the capture places its frames on), so a looped file or a
+reconnected camera whose clock started again goes on in the same file; a camera that comes
+back with other settings (another size, another codec) starts a new file.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+import av
+
+from streamyolo.clock import Clock, Timeline, wall_time
+from streamyolo.sinks.recorder import Packet, RecorderError, Recording
+
+if TYPE_CHECKING:
+    from streamyolo.sinks.recorder import VideoRecorder
+
+log = logging.getLogger(__name__)
+
+PLAYED_EVERYWHERE = frozenset({"h264", "vp9", "av1"})
+"""Codecs an MP4 holds that every current browser plays."""
+COPYABLE = PLAYED_EVERYWHERE | {"hevc"}
+"""Codecs copied into MP4 files: H.265 too (most cameras send it), which browsers play only
+where the hardware decodes it."""
+
+QUEUE_PACKETS = 512
+"""Packets waiting for the writer at most (some 15 s of a 30 fps camera): a disk that stalls
+longer holds up a file's capture, or loses a live camera's packets up to its next key frame."""
+
+_FINISH = object()
+
+
+def uncopied(stream: str, codec: str | None) -> str | None:
+    """Why ``stream``'s ``codec`` video cannot be recorded as it came, if it cannot.
+
+    >>> uncopied("door", "h264") is None, uncopied("door", "hevc") is None
+    (True, True)
+    >>> uncopied("door", "mjpeg")[:65]
+    "recording of stream 'door': its mjpeg video cannot be copied into"
+    """
+    if codec in COPYABLE:
+        return None
+    return (f"recording of stream {stream!r}: its {codec or 'unknown'} video cannot be copied into an MP4 browsers "
+            "play (H.264, H.265, VP9 and AV1 can); record it annotated (record: annotated)")
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    """A connection's video stream as the files copy it: its codec parameters, held in a
+    container of their own (the source's closes when the camera reconnects)."""
+
+    holder: Any
+    template: Any
+    rate: Fraction
+    codec: str
+    key: tuple[object, ...]
+    """What a file's packets must share: codec, size, time base, and the codec's setup data."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Packet:
+    data: bytes
+    pts: int | None
+    dts: int | None
+    duration: int
+    time_base: Fraction | None
+    key: bool
+    arrived: float
+
+
+class OriginalRecording(Recording):
+    """A stream's recording as its camera sent it. :meth:`opened` and :meth:`packet` are its
+    capture thread's (a :class:`~streamyolo.sources.base.PacketTap`); everything else
+    happens in its own writer thread, started with the first connection."""
+
+    def __init__(self, owner: VideoRecorder, stream: str, *, live: bool, rotate: int | None = None,
+                 queue_size: int = QUEUE_PACKETS, clock: Clock = time.monotonic) -> None:
+        """``live``: a camera, whose packets are dropped up to its next key frame when the
+        writer falls behind (a file's capture waits instead); ``rotate``: degrees clockwise
+        the files say to show the pictures turned (``None``: as the source says)."""
+        super().__init__(owner, stream)
+        self.live = live
+        self.turn = rotate
+        self.error: BaseException | None = None
+        self.thread_prefix = owner.thread_prefix
+        self._clock = clock
+        self._queue: queue.Queue[object] = queue.Queue(queue_size)
+        self._thread = threading.Thread(target=self._run, name=f"{owner.thread_prefix}:{stream}")
+        self._failed = threading.Event()
+        self._lock = threading.Lock()
+        self._overrun = 0  # packets the capture could not queue, not yet counted lost (under _lock)
+        self._resync = False  # the capture side waits for a key frame after an overrun
+        self._refused = False  # the capture side: this connection's codec is not copied
+        # The writer thread's:
+        self._settings: _Settings | None = None
+        self._timeline = Timeline(live)
+        self._place = 0.0  # the last packet's place on the timeline (seconds)
+        self._file_place = 0.0  # the open file's first packet's
+        self._last_dts: int | None = None  # the last packet written's decoding time, in its time base
+        self._held: _Packet | None = None  # the last packet taken, not yet written
+        self._awaiting_key = True
+
+    # -- the capture thread's ------------------------------------------------------------
+
+    def opened(self, video: Any) -> None:
+        """The source (re)connected: ``video`` is its video stream, whose packets follow."""
+        codec = video.codec_context.name
+        refusal = uncopied(self.stream, codec)
+        self._refused = refusal is not None
+        if refusal is not None:
+            self._fail(RecorderError(refusal))
+            return
+        if codec not in PLAYED_EVERYWHERE:
+            log.warning("stream %r sends %s video, recorded as it is (record: original): browsers play it only "
+                        "where the hardware decodes it (record: annotated gives H.264)", self.stream, codec)
+        if not self._thread.is_alive() and not self._failed.is_set():
+            self._thread.start()
+        self._put(self._settings_of(video), wait=True)
+
+    def packet(self, packet: Packet, arrived: float | None) -> None:
+        """One of the stream's packets as read (``arrived``: when, for a network stream)."""
+        if self._refused or self._failed.is_set() or packet.size == 0:
+            return
+        key = bool(packet.is_keyframe)
+        if self._resync and not key:
+            self._lose(1)
+            return
+        item = _Packet(bytes(packet), packet.pts, packet.dts, packet.duration or 0, packet.time_base, key,
+                       self._clock() if arrived is None else arrived)
+        self._resync = not self._put(item, wait=not self.live)
+        if self._resync:
+            self._lose(1)
+
+    def _put(self, item: object, wait: bool) -> bool:
+        """Queue ``item``; a camera's packet only if there is room (False if not), else
+        waiting for room (not when the writer has failed)."""
+        while not self._failed.is_set():
+            try:
+                if wait:
+                    self._queue.put(item, timeout=0.5)
+                else:
+                    self._queue.put_nowait(item)
+                return True
+            except queue.Full:
+                if not wait:
+                    return False
+        return False
+
+    def _lose(self, count: int) -> None:
+        with self._lock:
+            self._overrun += count
+
+    def _settings_of(self, video: Any) -> _Settings:
+        holder = av.open(io.BytesIO(), mode="w", format="mp4")
+        template = holder.add_stream_from_template(video, opaque=True)
+        context = video.codec_context
+        rate = video.average_rate or video.guessed_rate or video.base_rate
+        rate = Fraction(rate).limit_denominator(1001) if rate and 0 < rate <= 1000 else Fraction(30)
+        key = (context.name, context.width, context.height, video.time_base, bytes(context.extradata or b""))
+        return _Settings(holder, template, rate, context.name, key)
+
+    # -- the writer thread's -------------------------------------------------------------
+
+    def finish(self) -> None:
+        """The stream's last packets are queued (its capture has ended): write them, close
+        the file."""
+        if self._thread.is_alive():
+            self._put(_FINISH, wait=True)
+
+    def join(self, timeout: float) -> bool:
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            while (item := self._queue.get()) is not _FINISH:
+                self._count_overrun()
+                if isinstance(item, _Settings):
+                    self._connect(item)
+                else:
+                    assert isinstance(item, _Packet)
+                    self._take(item)
+            self._count_overrun()
+            self._take(None)
+        except BaseException as exc:  # anything else: this stream's recording ends, the others go on
+            self._fail(exc)
+            while True:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+        finally:
+            try:
+                self._end_file()
+            except Exception as exc:
+                self.error = self.error or exc
+            self._settings = None
+
+    def _fail(self, exc: BaseException) -> None:
+        self.error = self.error or exc
+        self._failed.set()
+        log.error("%s", exc)
+        if self.owner.on_error is not None:
+            self.owner.on_error(self.stream, str(exc))
+
+    def _count_overrun(self) -> None:
+        with self._lock:
+            lost, self._overrun = self._overrun, 0
+        if lost:
+            self.pause.lose(lost, "the disk did not keep up with the camera")
+
+    def _connect(self, settings: _Settings) -> None:
+        self._take(None)  # the last connection's last packet
+        if self._settings is not None and settings.key != self._settings.key:
+            log.info("stream %r: the camera's video changed (%s %dx%d now), its files start again",
+                     self.stream, *settings.key[:3])
+            self._end_file()
+        self._settings = settings
+        self._awaiting_key = True  # what comes before the next key frame cannot be decoded
+
+    def _take(self, packet: _Packet | None) -> None:
+        """Hold ``packet`` back until the next shows whether it is all of its frame: a camera
+        may send a frame's slices in packets of their own, all with the frame's time (the
+        first packets of an RTSP session have none yet). ``None``: no more are coming."""
+        held, self._held = self._held, packet
+        if held is None:
+            return
+        if packet is not None and packet.pts is not None and (
+                packet.pts == held.pts or (held.pts is None and held.key and packet.key)):
+            self._held = _Packet(held.data + packet.data, packet.pts, packet.dts, packet.duration, packet.time_base,
+                                 held.key, held.arrived)
+            return
+        if held.key:
+            self._awaiting_key = False
+        if not self._awaiting_key:
+            self._store(held)
+
+    def _store(self, packet: _Packet) -> None:
+        settings = self._settings
+        assert settings is not None
+        stamp = packet.dts if packet.dts is not None else packet.pts
+        seconds = None if stamp is None or packet.time_base is None else float(stamp * packet.time_base)
+        self._place = self._timeline.place(seconds, packet.arrived, float(settings.rate))
+        segment = self.owner.segment
+        # Half a frame short is as good: the timestamps of a camera's frames jitter.
+        due = self._file is None or (segment is not None
+                                     and self._place - self._file_place >= segment - 0.5 / float(settings.rate))
+        if due and packet.key:
+            if not self.pause.due():
+                return
+            if self._file is not None:
+                self._follows = self._started + (self._place - self._file_place)
+            arrived = wall_time(packet.arrived)
+            started = arrived if self._follows is None else max(arrived, self._follows)
+            self._end_file()
+            self._write(settings, packet, started)
+        elif self._file is not None:
+            self._write(settings, packet, None)
+        elif self.pause.paused:
+            self.pause.skip()  # waiting for a key frame to start again
+
+    def _write(self, settings: _Settings, packet: _Packet, started: float | None) -> None:
+        copy = av.Packet(packet.data)
+        time_base = packet.time_base or settings.template.time_base or Fraction(1, 90000)
+        # Never at or before the packet before: a camera may send two frames with one time.
+        dts = round(self._place / time_base)
+        if self._last_dts is not None and started is None and dts <= self._last_dts:
+            dts = self._last_dts + 1
+        self._last_dts = dts
+        delay = packet.pts - packet.dts if packet.pts is not None and packet.dts is not None else 0
+        copy.dts, copy.pts = dts, dts + max(0, delay)
+        copy.duration = packet.duration
+        copy.time_base = time_base
+        copy.is_keyframe = packet.key
+        try:
+            if started is not None:
+                self._file_place = self._place
+                self._open(settings.template, settings.rate, copy, started)
+            else:
+                assert self._file is not None
+                self._file.add([copy])
+        except (OSError, RecorderError) as exc:  # a full disk, a share gone: pause, and try again later
+            self.abandon()
+            self.failed_write(exc)
+            return
+        self.pause.succeeded()

@@ -1,0 +1,263 @@
+"""Recording the cameras' own video (``record: original``): their compressed packets copied as
+they came, every frame they sent, never encoded again."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from streamyolo.config import build_config
+from streamyolo.errors import ConfigError, OutputsIncompleteError
+from streamyolo.frames import Result
+from streamyolo.pipeline import Pipeline
+from streamyolo.pipeline.build import resolve_streams
+from streamyolo.pipeline.check import Probe, describe, trouble
+from streamyolo.sinks import VideoRecorder
+from streamyolo.sinks.original import OriginalRecording
+from streamyolo.sources import read_stamp, stream_tag
+from streamyolo.sources.base import turn
+from tests.conftest import IN_CI
+from tests.helpers import make_clip
+from tests.servers import RtspServer, rtsp_server_available
+
+
+def _frames(path: Path) -> tuple[list[np.ndarray[Any, Any]], list[float], list[bool]]:
+    """Every picture of a video file as stored (no turning), its time and whether it is a key frame."""
+    with av.open(str(path)) as container:
+        frames = list(container.decode(video=0))
+    return ([f.to_ndarray(format="bgr24") for f in frames], [float(f.time or 0) for f in frames],
+            [bool(f.key_frame) for f in frames])
+
+
+def _run(config: dict[str, Any]) -> tuple[dict[str, list[Result]], Any]:
+    base = {"model": "demo", "imgsz": 160, "display": False, "status_interval": 0}
+    with Pipeline.from_config({**base, **config}) as pipeline:
+        results = list(pipeline.results())
+    by_stream: dict[str, list[Result]] = {}
+    for result in results:
+        by_stream.setdefault(result.stream, []).append(result)
+    return by_stream, pipeline.summary()
+
+
+@pytest.mark.timeout(120)
+def test_a_file_is_recorded_as_it_came_every_frame_whatever_inference_keeps_turned_as_the_model_saw_it(
+        tmp_path: Path) -> None:
+    """The recording of a file is its own video, picture for picture and time for time,
+    though inference kept every third frame (``stride: 3``); a phone's video keeps its display
+    matrix, and ``rotate: 180`` becomes the recording's: players show it as the model saw it.
+    A stream recorded annotated beside them is drawn on as ever."""
+    thin = make_clip(tmp_path / "thin.mp4", "thin", frames=45, size=(320, 240))
+    phone = make_clip(tmp_path / "phone.mp4", "phone", frames=12, shown_turned=90)
+    record = tmp_path / "rec"
+    results, summary = _run({"record": str(record), "record_mode": "original", "streams": [
+        {"name": "thin", "source": str(thin), "stride": 3},
+        {"name": "phone", "source": str(phone)},
+        {"name": "upside", "source": str(phone), "rotate": 180},
+        {"name": "drawn", "source": str(thin), "record": "annotated", "stride": 3}]})
+    assert len(results["thin"]) == 15 and len(results["drawn"]) == 15
+    assert summary.recordings == {name: [str(record / f"{name}.mp4")] for name in ("thin", "phone", "upside", "drawn")}
+    for name, source in (("thin", thin), ("phone", phone), ("upside", phone)):
+        theirs, times, _ = _frames(source)
+        ours, our_times, keys = _frames(record / f"{name}.mp4")
+        assert len(ours) == len(theirs) and keys[0], name
+        assert all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True)), name
+        assert our_times == pytest.approx(times, abs=1e-3), name
+    for name in ("phone", "upside"):  # as a player (OpenCV) shows the recording: as the model saw the stream
+        capture = cv2.VideoCapture(str(record / f"{name}.mp4"))
+        shown = [capture.read()[1] for _ in range(12)]
+        capture.release()
+        seen = sorted(results[name], key=lambda r: r.frame.seq)
+        assert all(np.array_equal(a, r.frame.image) for a, r in zip(shown, seen, strict=True)), name
+    assert np.array_equal(results["upside"][0].frame.image, turn(_frames(phone)[0][0], 180))
+    drawn, _, _ = _frames(record / "drawn.mp4")
+    change = np.abs(drawn[0].astype(int) - _frames(thin)[0][0].astype(int)).mean(axis=2)
+    assert len(drawn) == 15 and change[:24].mean() > 30 > 5 > change[24:].mean()  # the overlay's top band
+
+
+@pytest.mark.timeout(120)
+def test_original_segments_are_cut_at_key_frames_and_a_looped_file_goes_on_in_them(tmp_path: Path) -> None:
+    """With ``record_segment: 1``, a file looped over and over (key frames every second) is
+    recorded in one-second files, each from a key frame, named a second apart, that together
+    hold the file's frames again and again in order, on a timeline that never goes back."""
+    clip = make_clip(tmp_path / "loop.mp4", "loop", frames=60, size=(160, 120))
+    record = tmp_path / "rec"
+    _, summary = _run({"record": str(record), "record_mode": "original", "record_segment": 1, "duration": 2.5,
+                       "streams": [{"name": "loop", "source": str(clip), "loop": True}]})
+    files = [Path(f) for f in summary.recordings["loop"]]
+    assert len(files) >= 4 and sorted(files) == files and files == sorted(record.iterdir())
+    indices: list[int] = []
+    for number, path in enumerate(files):
+        images, times, keys = _frames(path)
+        assert keys[0] and times[0] == pytest.approx(0.0), path.name
+        assert all(b - a == pytest.approx(1 / 30, abs=1e-3) for a, b in itertools.pairwise(times)), path.name
+        if number < len(files) - 1:
+            assert len(images) == 30, path.name  # cut at the first key frame a second on
+        indices += [read_stamp(image)[1] for image in images]  # type: ignore[index]
+    assert indices == [i % 60 for i in range(len(indices))]
+    assert all(read_stamp(image) == (stream_tag("loop"), i) for i, image in enumerate(_frames(clip)[0]))
+    assert summary.streams["loop"].processed >= len(indices) - 30  # capture reads a few packets ahead at the end
+
+
+@pytest.fixture
+def camera(tmp_path: Path) -> Iterator[tuple[RtspServer, Path]]:
+    missing = rtsp_server_available()
+    if missing:
+        if IN_CI:
+            pytest.fail(missing)
+        pytest.skip(missing)
+    clip = make_clip(tmp_path / "camera.mp4", "camera", frames=300, size=(320, 240), fps=15)
+    server = RtspServer(clip)
+    server.start()
+    try:
+        yield server, clip
+    finally:
+        server.kill()
+
+
+@pytest.mark.timeout(120)
+def test_a_camera_recorded_as_it_came_holds_every_frame_it_sent_while_inference_keeps_few(
+        camera: tuple[RtspServer, Path], tmp_path: Path) -> None:
+    """A real RTSP camera (GStreamer re-sending a file's H.264) recorded as it came while the
+    model sees 3 frames a second of its 15: the recording is the camera's pictures bit for
+    bit, every one of them in a row from its first key frame, 15 a second."""
+    server, clip = camera
+    record = tmp_path / "rec"
+    results, summary = _run({"record": str(record), "record_mode": "original", "duration": 3,
+                             "streams": [{"name": "door", "source": server.url(), "max_fps": 3}]})
+    theirs, _, _ = _frames(clip)
+    ours, times, keys = _frames(record / "door.mp4")
+    assert summary.streams["door"].error is None and len(results["door"]) <= 12
+    assert keys[0] and len(ours) >= 30
+    first = read_stamp(ours[0])
+    assert first is not None and first[0] == stream_tag("camera")
+    assert all(np.array_equal(a, theirs[first[1] + i]) for i, a in enumerate(ours))
+    assert all(b - a == pytest.approx(1 / 15, abs=0.01) for a, b in itertools.pairwise(times))
+
+
+@pytest.mark.timeout(60)
+def test_a_live_camera_whose_recording_falls_behind_loses_packets_to_its_next_key_frame_and_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk that stalls: the writer's queue fills, and a camera's packets (which cannot
+    wait) are dropped up to its next key frame, so the file still plays, with a gap; the
+    frames lost are counted and the recording reported incomplete at the end."""
+    clip = make_clip(tmp_path / "camera.mp4", "camera", frames=90, size=(160, 120))
+    recorder = VideoRecorder(tmp_path / "rec")
+    recorder.open()
+    stalled, stalling = threading.Event(), threading.Event()
+    claim = recorder.claim
+
+    def slow_claim(stream: str, started: float) -> Path:
+        stalling.set()
+        assert stalled.wait(30)
+        return claim(stream, started)
+
+    monkeypatch.setattr(recorder, "claim", slow_claim)
+    tap = OriginalRecording(recorder, "cam", live=True, queue_size=4)
+    try:
+        with av.open(str(clip)) as container:
+            video = container.streams.video[0]
+            tap.opened(video)
+            packets = [p for p in container.demux(video) if p.size]
+            assert [i for i, p in enumerate(packets) if p.is_keyframe] == [0, 30, 60]
+            now = time.monotonic()
+            tap.packet(packets[0], now)
+            tap.packet(packets[1], now + 1 / 30)  # the writer knows packet 0 is a whole frame: it writes it
+            assert stalling.wait(10)  # and waits for the disk, holding packet 1
+            for index in range(2, 20):  # 4 queued, 14 dropped
+                tap.packet(packets[index], now + index / 30)
+            stalled.set()
+            for index in range(20, 90):  # 20-29 dropped until the key frame at 30
+                _until_written(tap)  # the disk keeps up again
+                tap.packet(packets[index], now + index / 30)
+    finally:
+        stalled.set()
+        tap.finish()
+        assert tap.join(10)
+    images, times, _ = _frames(tmp_path / "rec" / "cam.mp4")
+    assert [read_stamp(image)[1] for image in images] == [*range(6), *range(30, 90)]  # type: ignore[index]
+    assert times[6] - times[5] == pytest.approx(25 / 30, abs=1e-3)  # the gap kept
+    with pytest.raises(OutputsIncompleteError, match=r"recording of stream 'cam': 24 frame\(s\) could not be written "
+                                                     r"\(first: the disk did not keep up with the camera\)"):
+        tap.pause.check()
+
+
+def _until_written(tap: OriginalRecording) -> None:
+    deadline = time.monotonic() + 10
+    while not tap._queue.empty():
+        assert time.monotonic() < deadline, "the writer took no packet for 10 s"
+        time.sleep(0.002)
+
+
+@pytest.mark.timeout(60)
+def test_video_that_cannot_be_copied_stops_its_recording_with_a_clear_error_and_nothing_else(tmp_path: Path) -> None:
+    """An MPEG-4 Part 2 file (an old camera's) cannot go into an MP4 browsers play: its
+    recording says so, naming the stream, the run ends with the error, and its frames, and
+    the other stream's recording, go on."""
+    old = tmp_path / "old.mp4"
+    with av.open(str(old), "w") as container:
+        stream = container.add_stream("mpeg4", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        for index in range(30):
+            frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), index * 8, np.uint8), format="bgr24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    good = make_clip(tmp_path / "good.mp4", "good", frames=30, size=(160, 120))
+    config = {"model": "demo", "imgsz": 160, "display": False, "status_interval": 0, "record": str(tmp_path / "rec"),
+              "record_mode": "original", "streams": [{"name": "old", "source": str(old)},
+                                                     {"name": "good", "source": str(good)}]}
+    pipeline = Pipeline.from_config(config)
+    with pytest.raises(Exception, match=r"recording of stream 'old': its mpeg4 video cannot be copied into an MP4 "
+                                        r"browsers play .*record it annotated"):
+        pipeline.run()
+    summary = pipeline.summary()
+    assert summary.streams["old"].processed == 30 and summary.streams["good"].processed == 30
+    assert "mpeg4 video cannot be copied" in (summary.streams["old"].error or "")
+    assert len(_frames(tmp_path / "rec" / "good.mp4")[0]) == 30 and not (tmp_path / "rec" / "old.mp4").exists()
+
+
+def test_what_the_original_video_would_show_or_cannot_hold_is_refused_naming_the_stream(tmp_path: Path) -> None:
+    area = [[0, 0], [10, 0], [10, 10]]
+    with pytest.raises(ConfigError, match=r"config key 'streams\.0\.record': the original video would show the "
+                                          r"stream's privacy areas; record this stream annotated"):
+        build_config({"record": str(tmp_path), "streams": [{"source": "a.mp4", "record": "original",
+                                                             "privacy": {"window": area}}]})
+    with pytest.raises(ConfigError, match=r"config key 'record_mode': the original video would show the stream's "
+                                          r"blurred objects"):
+        build_config({"record": str(tmp_path), "record_mode": "original", "blur": [0], "streams": ["a.mp4"]})
+    build_config({"record": str(tmp_path), "record_mode": "original", "blur": [0],
+                  "streams": [{"source": "a.mp4", "record": "annotated"}, {"source": "b.mp4", "blur": []}]})
+    config = build_config({"record": str(tmp_path), "streams": [{"name": "cam", "source": "synthetic:",
+                                                                  "record": "original"}]})
+    with pytest.raises(ConfigError, match=r"stream 'cam': record: original copies the video its source sends, and a "
+                                          r"synthetic source sends pictures, not video"):
+        resolve_streams(config)
+
+
+def test_check_says_how_each_stream_is_recorded_and_warns_of_video_that_cannot_be_copied(tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "a.mp4", "a", frames=2, size=(160, 120))
+    pipeline = Pipeline.from_config({"model": "demo", "record": str(tmp_path / "rec"), "record_mode": "original",
+                                     "streams": [{"name": "a", "source": str(clip)},
+                                                 {"name": "b", "source": str(clip), "record": "annotated"},
+                                                 {"name": "c", "source": str(clip), "record": False}]})
+    plan = pipeline.plan
+    assert plan is not None
+    text = describe(plan)
+    assert f"recordings in {tmp_path / 'rec'} (the cameras' original video)" in text
+    rows = {line.split()[0]: line for line in text.splitlines() if line.startswith("  ")}
+    assert "recorded" not in rows["a"] and "recorded annotated" in rows["b"] and "not recorded" in rows["c"]
+    mjpeg = Probe("a", None, 160, 120, 15.0, "mjpeg")
+    assert trouble(plan.config, plan.streams[0], mjpeg) == [
+        "recording of stream 'a': its mjpeg video cannot be copied into an MP4 browsers play (H.264, H.265, VP9 and "
+        "AV1 can); record it annotated (record: annotated)"]
+    assert trouble(plan.config, plan.streams[1], mjpeg) == []
+    assert trouble(plan.config, plan.streams[0], Probe("a", None, 160, 120, 15.0, "h264")) == []

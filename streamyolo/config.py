@@ -173,6 +173,10 @@ class StreamConfig(_Strict):
     """With the run's ``record`` folder: whether this stream is recorded (``false``: not, a
     camera only watched for events, say), and how, when not as the run's ``record_mode``:
     ``annotated`` or ``original`` (the camera's own video, copied as it came)."""
+    record_source: str | None = Field(default=None, min_length=1)
+    """The camera's stream to record instead of the one watched, as it comes (``original``):
+    its full-size main stream, say, while the model watches its small sub stream
+    (``rtsp://``, ``rtmp://`` or ``http(s)://``). Read for its packets only, never decoded."""
     conf: float | None = Field(default=None, ge=0, le=1)
     """This stream's confidence threshold (default: the run's ``conf``)."""
     classes: list[Annotated[int, Field(ge=0)]] | None = None
@@ -611,12 +615,18 @@ class PipelineConfig(_Strict):
         if self.clips is not None and self.record is not None and _same_folder(self.clips, self.record):
             raise ValueError(f"config keys 'clips' and 'record': both are {str(self.clips)!r}; give clips a folder "
                              "of its own (clips and recording segments are named alike)")
+        for index, stream in enumerate(self.streams):
+            if stream.record_source is not None and (self.record is None or stream.record in (False, "annotated")):
+                given = "no record folder" if self.record is None else f"record: {str(stream.record).lower()}"
+                raise ValueError(f"config key 'streams.{index}.record_source': it is recorded as it comes, into the "
+                                 f"record folder, and the stream has {given}")
         if self.record is not None and self.streams and not any(stream.record for stream in self.streams):
             raise ValueError("config key 'record': every stream says record: false; drop record, or record a stream")
         for index, stream in enumerate(self.streams):
             if self.record_of(stream) != "original":
                 continue
-            key = f"streams.{index}.record" if stream.record == "original" else "record_mode"
+            key = (f"streams.{index}.record_source" if stream.record_source is not None
+                   else f"streams.{index}.record" if stream.record == "original" else "record_mode")
             shown = "privacy areas" if stream.privacy else "blurred objects" if self.blur_of(stream) else None
             if shown is not None:
                 raise ValueError(f"config key {key!r}: the original video would show the stream's {shown}; "
@@ -711,6 +721,8 @@ class PipelineConfig(_Strict):
         """How ``stream`` is recorded (``None``: it is not)."""
         if self.record is None or stream.record is False:
             return None
+        if stream.record_source is not None:
+            return "original"
         return self.record_mode if stream.record is True else stream.record
 
     def blur_of(self, stream: StreamConfig) -> list[int]:

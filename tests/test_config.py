@@ -288,3 +288,13 @@ def test_the_service_unit_runs_a_command_streamyolo_takes() -> None:
     parsed = build_parser().parse_args(args)
     assert (parsed.display, parsed.status_interval) == (False, 0)
     assert f"RestartPreventExitStatus={EXIT_USAGE}" in unit.splitlines()
+
+
+def test_the_example_config_is_a_valid_config() -> None:
+    """configs/cameras.yaml, which the README points newcomers to, validates and resolves as
+    its comments say (a key renamed since would make it fail at the first try)."""
+    config = build_config(ROOT / "configs" / "cameras.yaml")
+    streams = resolve_streams(config)
+    assert [s.spec.name for s in streams] == ["front", "back", "gate", "lobby"]
+    assert [config.record_of(s.config) for s in streams] == ["annotated", "original", "annotated", None]
+    assert streams[1].config.record_source == "rtsp://192.168.1.11:554/h264" and streams[2].config.rotate == 180

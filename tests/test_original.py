@@ -27,7 +27,7 @@ from streamyolo.sources import read_stamp, stream_tag
 from streamyolo.sources.base import turn
 from tests.conftest import IN_CI
 from tests.helpers import make_clip
-from tests.servers import RtspServer, rtsp_server_available
+from tests.servers import RtspServer, free_port, rtsp_server_available
 
 
 def _frames(path: Path) -> tuple[list[np.ndarray[Any, Any]], list[float], list[bool]]:
@@ -143,6 +143,39 @@ def test_a_camera_recorded_as_it_came_holds_every_frame_it_sent_while_inference_
     assert all(b - a == pytest.approx(1 / 15, abs=0.01) for a, b in itertools.pairwise(times))
 
 
+@pytest.mark.timeout(120)
+def test_a_cameras_main_stream_is_recorded_as_it_comes_while_the_model_watches_its_sub_stream(
+        camera: tuple[RtspServer, Path], tmp_path: Path) -> None:
+    """``record_source``: the model watches a camera's 320x240 sub stream; its 640x480 main
+    stream (the same moments, a second RTSP server) is recorded, bit for bit, every frame in a
+    row, never decoded. A record source that cannot be reached is the stream's error after its
+    reconnects, while its sub stream is watched all the same; no file is made of it."""
+    sub, _ = camera
+    main_clip = make_clip(tmp_path / "main.mp4", "camera", frames=300, size=(640, 480), fps=15)
+    main = RtspServer(main_clip)
+    main.start()
+    try:
+        record = tmp_path / "rec"
+        results, summary = _run({"record": str(record), "duration": 3, "streams": [
+            {"name": "door", "source": sub.url(), "max_fps": 3, "record_source": main.url()},
+            {"name": "yard", "source": sub.url(), "max_fps": 3, "record_source": f"rtsp://127.0.0.1:{free_port()}/x",
+             "reconnect": {"base": 0.2, "cap": 0.2, "attempts": 2}}]})
+    finally:
+        main.kill()
+    assert {r.frame.image.shape for name in ("door", "yard") for r in results[name]} == {(240, 320, 3)}
+    assert summary.streams["door"].error is None and summary.recordings["door"] == [str(record / "door.mp4")]
+    assert not summary.recordings.get("yard") and sorted(record.iterdir()) == [record / "door.mp4"]
+    theirs, _, _ = _frames(main_clip)
+    ours, times, keys = _frames(record / "door.mp4")
+    first = read_stamp(ours[0])
+    assert keys[0] and len(ours) >= 30 and first is not None and ours[0].shape == (480, 640, 3)
+    assert all(np.array_equal(a, theirs[first[1] + i]) for i, a in enumerate(ours))
+    assert all(b - a == pytest.approx(1 / 15, abs=0.01) for a, b in itertools.pairwise(times))
+    yard = summary.streams["yard"]
+    assert yard.processed >= 3 and yard.error is not None
+    assert yard.error.startswith("recording source: stream 'yard' (rtsp://127.0.0.1:") and "(gave up)" in yard.error
+
+
 @pytest.mark.timeout(60)
 def test_a_live_camera_whose_recording_falls_behind_loses_packets_to_its_next_key_frame_and_says_so(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -241,6 +274,17 @@ def test_what_the_original_video_would_show_or_cannot_hold_is_refused_naming_the
     with pytest.raises(ConfigError, match=r"stream 'cam': record: original copies the video its source sends, and a "
                                           r"synthetic source sends pictures, not video"):
         resolve_streams(config)
+    watched = {"name": "cam", "source": "synthetic:", "record_source": "rtsp://u:secret@cam/main"}
+    assert resolve_streams(build_config({"record": str(tmp_path), "streams": [watched]}))[0].spec.name == "cam"
+    with pytest.raises(ConfigError, match=r"stream 'cam': record_source '/srv/main.mp4' is a file; give a camera's "
+                                          r"stream \(rtsp://, rtmp://, http\(s\)://\)"):
+        resolve_streams(build_config({"record": str(tmp_path), "streams": [{**watched, "record_source":
+                                                                             "/srv/main.mp4"}]}))
+    for given, said in (({}, "no record folder"), ({"record": str(tmp_path), "streams": [{**watched, "record": False}]},
+                                                    "record: false")):
+        with pytest.raises(ConfigError, match=rf"config key 'streams\.0\.record_source': it is recorded as it comes, "
+                                              rf"into the record folder, and the stream has {said}"):
+            build_config({"streams": [watched], **given})
 
 
 def test_check_says_how_each_stream_is_recorded_and_warns_of_video_that_cannot_be_copied(tmp_path: Path) -> None:
@@ -248,16 +292,19 @@ def test_check_says_how_each_stream_is_recorded_and_warns_of_video_that_cannot_b
     pipeline = Pipeline.from_config({"model": "demo", "record": str(tmp_path / "rec"), "record_mode": "original",
                                      "streams": [{"name": "a", "source": str(clip)},
                                                  {"name": "b", "source": str(clip), "record": "annotated"},
-                                                 {"name": "c", "source": str(clip), "record": False}]})
+                                                 {"name": "c", "source": str(clip), "record": False},
+                                                 {"name": "d", "source": str(clip),
+                                                  "record_source": "rtsp://u:secret@cam/main"}]})
     plan = pipeline.plan
     assert plan is not None
     text = describe(plan)
     assert f"recordings in {tmp_path / 'rec'} (the cameras' original video)" in text
     rows = {line.split()[0]: line for line in text.splitlines() if line.startswith("  ")}
     assert "recorded" not in rows["a"] and "recorded annotated" in rows["b"] and "not recorded" in rows["c"]
+    assert "records rtsp://u:***@cam/main as it comes" in rows["d"] and "secret" not in text
     mjpeg = Probe("a", None, 160, 120, 15.0, "mjpeg")
     assert trouble(plan.config, plan.streams[0], mjpeg) == [
         "recording of stream 'a': its mjpeg video cannot be copied into an MP4 browsers play (H.264, H.265, VP9 and "
         "AV1 can); record it annotated (record: annotated)"]
-    assert trouble(plan.config, plan.streams[1], mjpeg) == []
+    assert trouble(plan.config, plan.streams[1], mjpeg) == [] == trouble(plan.config, plan.streams[3], mjpeg)
     assert trouble(plan.config, plan.streams[0], Probe("a", None, 160, 120, 15.0, "h264")) == []

@@ -35,7 +35,14 @@ from streamyolo.inference.models import (
 from streamyolo.inference.offline import preload
 from streamyolo.inference.runners import is_openvino, is_pytorch
 from streamyolo.inference.tracking import tracker_settings
-from streamyolo.pipeline.build import ResolvedStream, check_output_file, open_stream, resolve_streams, rotation
+from streamyolo.pipeline.build import (
+    ResolvedStream,
+    check_output_file,
+    open_stream,
+    recording_source,
+    resolve_streams,
+    rotation,
+)
 from streamyolo.pipeline.check import Plan
 from streamyolo.pipeline.monitor import StatsWriter
 from streamyolo.pipeline.report import StatusPrinter
@@ -51,6 +58,7 @@ from streamyolo.sinks.jsonl import JsonlSink
 from streamyolo.sinks.mqtt import StreamEntities
 from streamyolo.sinks.recorder import VideoRecorder, choose_codec
 from streamyolo.sinks.web import WebViewer
+from streamyolo.sources import PyAVSource
 from streamyolo.sources.base import PacketTap
 from streamyolo.workers.capture import CapturePolicy
 from streamyolo.workers.process import ProcessDetectorFactory, RestartCounts, start_fork_server
@@ -388,7 +396,9 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     setups = [
         StreamSetup(
             name=s.spec.name,
-            source=open_stream(s, defer_conversion=True, packets=_original(recorder, cfg, s)),
+            source=open_stream(s, defer_conversion=True,
+                               packets=None if s.config.record_source else _original(recorder, cfg, s)),
+            recording=_recording(recorder, cfg, s),
             overflow=s.overflow,
             capacity=s.capacity,
             policy=_policy(s),
@@ -437,6 +447,12 @@ def _original(recorder: VideoRecorder | None, cfg: PipelineConfig, stream: Resol
         return None
     return recorder.original(stream.spec.name, live=stream.overflow is Overflow.DROP_OLDEST,
                              rotate=rotation(stream.config))
+
+
+def _recording(recorder: VideoRecorder | None, cfg: PipelineConfig, stream: ResolvedStream) -> PyAVSource | None:
+    """``stream``'s ``record_source``, read for the recording alone."""
+    packets = _original(recorder, cfg, stream) if stream.config.record_source else None
+    return None if packets is None else recording_source(stream, packets)
 
 
 def _class_set(classes: list[int] | None) -> frozenset[int] | None:

@@ -10,7 +10,16 @@ from pathlib import Path
 from streamyolo.buffering import Overflow
 from streamyolo.config import PipelineConfig, StreamConfig
 from streamyolo.errors import ConfigError, OutputError
-from streamyolo.sources import FrameSource, NetworkOptions, SourceKind, SourceSpec, open_source, source_kind
+from streamyolo.sources import (
+    FrameSource,
+    NetworkOptions,
+    PyAVSource,
+    SourceKind,
+    SourceSpec,
+    open_source,
+    redact_url,
+    source_kind,
+)
 from streamyolo.sources.base import PacketTap
 from streamyolo.sources.spec import check_file_source, default_name, expand
 from streamyolo.sources.synthetic import SyntheticParams
@@ -55,7 +64,12 @@ def resolve_streams(config: PipelineConfig) -> list[ResolvedStream]:
             check_file_source(name, uri)
         elif kind is SourceKind.SYNTHETIC:
             SyntheticParams.parse(uri)
-        if config.record_of(stream) == "original" and kind in (SourceKind.SYNTHETIC, SourceKind.WEBCAM):
+        recorded = source_kind(stream.record_source) if stream.record_source is not None else None
+        if recorded is not None and recorded not in (SourceKind.RTSP, SourceKind.HTTP):
+            raise ConfigError(f"stream {name!r}: record_source {redact_url(stream.record_source or '')!r} is a "
+                              f"{recorded.value}; give a camera's stream (rtsp://, rtmp://, http(s)://)")
+        if recorded is None and config.record_of(stream) == "original" and kind in (SourceKind.SYNTHETIC,
+                                                                                     SourceKind.WEBCAM):
             key = "record: original" if stream.record == "original" else "record_mode: original"
             raise ConfigError(f"stream {name!r}: {key} copies the video its source sends, and a {kind.value} "
                               "source sends pictures, not video; record this stream annotated (record: annotated)")
@@ -96,6 +110,15 @@ def open_stream(stream: ResolvedStream, defer_conversion: bool = False,
     return open_source(stream.spec, network_options(stream.config), decoder_threads=stream.config.decoder_threads,
                        loop=stream.config.loop, defer_conversion=defer_conversion, rotate=rotation(stream.config),
                        hidden=[area.points for area in (stream.config.privacy or {}).values()], packets=packets)
+
+
+def recording_source(stream: ResolvedStream, packets: PacketTap) -> PyAVSource | None:
+    """``stream``'s ``record_source`` (the camera's stream recorded, not watched), its packets
+    going to ``packets``; ``None`` without one."""
+    uri = stream.config.record_source
+    if uri is None:
+        return None
+    return PyAVSource(stream.spec.name, uri, source_kind(uri), network=network_options(stream.config), packets=packets)
 
 
 def rotation(stream: StreamConfig) -> int | None:

@@ -29,6 +29,7 @@ from streamyolo.frames import Image
 from streamyolo.inference.models import resolve_device
 from streamyolo.pipeline.build import ResolvedStream, open_stream
 from streamyolo.sinks.original import uncopied
+from streamyolo.sources import redact_url
 
 if TYPE_CHECKING:
     from streamyolo.config import PipelineConfig
@@ -90,7 +91,9 @@ def describe(plan: Plan) -> str:
         if cfg.blur_of(own):
             parts.append(f"blurs class(es) {', '.join(map(str, cfg.blur_of(own)))}")
         recorded = cfg.record_of(own)
-        if cfg.record is not None and recorded != cfg.record_mode:
+        if own.record_source is not None and recorded is not None:
+            parts.append(f"records {redact_url(own.record_source)} as it comes")
+        elif cfg.record is not None and recorded != cfg.record_mode:
             parts.append("not recorded" if recorded is None else f"recorded {recorded}")
         lines.append(f"  {stream.spec.name:<{width}}  {stream.spec.display_uri}  ({'; '.join(parts)})")
     device = resolve_device(cfg.device)
@@ -154,7 +157,8 @@ def trouble(cfg: PipelineConfig, stream: ResolvedStream, found: Probe) -> list[s
     if found.error is not None or not found.width:
         return []
     own = stream.config
-    refusal = uncopied(found.stream, found.codec) if cfg.record_of(own) == "original" else None
+    recorded = cfg.record_of(own) == "original" and own.record_source is None  # the source read is recorded
+    refusal = uncopied(found.stream, found.codec) if recorded else None
     shapes = [*((f"line {name!r}", line.points) for name, line in (own.lines or {}).items()),
               *((f"zone {name!r}", zone.points) for name, zone in (own.zones or {}).items()),
               *((f"mask {name!r}", mask.points) for name, mask in (own.masks or {}).items()),

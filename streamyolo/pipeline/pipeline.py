@@ -31,7 +31,7 @@ from streamyolo.sinks.base import ChecksItself, FanOut, FileSink, Sink, WatchesS
 from streamyolo.sinks.collect import QueueSink
 from streamyolo.sinks.display import TiledDisplay
 from streamyolo.sinks.web import WebViewer
-from streamyolo.sources.base import FrameSource
+from streamyolo.sources.base import FrameSource, PacketSource
 from streamyolo.workers.capture import CapturePolicy, CaptureWorker
 from streamyolo.workers.inference import Channel, InferenceWorker
 
@@ -61,6 +61,8 @@ class StreamSetup:
     """Zones whose occupancy every frame counts: see :mod:`streamyolo.inference.counting`."""
     masks: tuple[Mask, ...] = ()
     """Areas whose detections are dropped (:class:`~streamyolo.frames.Mask`)."""
+    recording: PacketSource | None = None
+    """The camera's other stream, read only to be recorded as it came (``record_source``)."""
 
 
 class _Stream:
@@ -74,7 +76,7 @@ class _Stream:
         self.health = StreamHealth(setup.name, clock)
         self.health.counts_on([line.name for line in setup.lines], [zone.name for zone in setup.zones], tracked)
         self.capture = CaptureWorker(setup.name, setup.source, self.ring, self.health, stop,
-                                     policy=setup.policy, clock=clock)
+                                     policy=setup.policy, clock=clock, recording=setup.recording)
 
     def report(self, now: float, final: bool = False) -> StreamReport:
         if final:

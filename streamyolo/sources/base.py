@@ -105,6 +105,26 @@ class PacketTap(Protocol):
         ...
 
 
+class PacketSource(Protocol):
+    """A source read only for its compressed packets, which go to its :class:`PacketTap` (a
+    camera's other stream, recorded while the model watches a smaller one)."""
+
+    name: str
+
+    @property
+    def display_uri(self) -> str: ...
+
+    def open(self) -> SourceInfo: ...
+
+    def read_packet(self) -> bool:
+        """Hand the next packet to the tap; False once stopped or at a file's end."""
+        ...
+
+    def close(self) -> None: ...
+
+    def interrupt(self) -> None: ...
+
+
 class AdjustedSource:
     """A source whose pictures are turned ``clockwise`` degrees (a camera mounted on its side
     or upside down) and then have the ``hidden`` polygons (privacy areas, in the turned

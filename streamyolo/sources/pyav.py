@@ -89,6 +89,7 @@ class PyAVSource:
         self._container: Any = None
         self._stream: Any = None
         self._frames: Iterator[Any] | None = None
+        self._demuxed: Iterator[Any] | None = None  # read_packet's
         self._interrupted = threading.Event()
         self._reader: int | None = None  # ident of the thread that opens and reads
         self._secrets = url_secrets(uri)
@@ -150,11 +151,7 @@ class PyAVSource:
         except (av.error.FFmpegError, OSError) as exc:
             if self._interrupted.is_set():
                 return None
-            if isinstance(exc, av.error.ExitError):
-                raise self._error(SourceStalledError,
-                                  f"no data for {self.network.read_timeout:g} s (read time-out)") from exc
-            raise self._error(SourceReadError, f"read failed after {self._decoded} frames: {self._reason(exc)}",
-                              permanent=self.kind is SourceKind.FILE) from exc
+            raise self._read_error(exc) from exc
         if frame is None:
             return self._end_of_stream()
         self._decoded += 1
@@ -165,7 +162,33 @@ class PyAVSource:
             return RawFrame(image=None, pts=pts, convert=functools.partial(_bgr, frame, self._turn), arrived=arrived)
         return RawFrame(image=_bgr(frame, self._turn), pts=pts, arrived=arrived)
 
+    def read_packet(self) -> bool:
+        """Read the next video packet and hand it to ``packets`` without decoding it (a stream
+        that is recorded, not watched); False once stopped (:meth:`interrupt`) or at a file's
+        end. Raises as :meth:`read` does."""
+        if self._container is None or self.packets is None:
+            raise self._error(SourceReadError, "read before open")
+        if self._demuxed is None:
+            self._demuxed = self._container.demux(self._stream)
+        try:
+            packet = next(self._demuxed, None)
+        except (av.error.FFmpegError, OSError) as exc:
+            if self._interrupted.is_set():
+                return False
+            raise self._read_error(exc) from exc
+        if packet is None or packet.size == 0:  # the end (a flush packet), or the next call's
+            if packet is not None:
+                return True
+            if self.kind is not SourceKind.FILE:
+                raise self._error(SourceReadError, f"stream ended after {self._decoded} packets")
+            return False
+        self._decoded += 1
+        self._last_frame_at = self._clock()
+        self.packets.packet(packet, self._last_frame_at if self.kind is not SourceKind.FILE else None)
+        return True
+
     def close(self) -> None:
+        self._demuxed = None
         frames, self._frames = self._frames, None
         container, self._container = self._container, None
         self._stream = None
@@ -251,6 +274,12 @@ class PyAVSource:
         error = kind(f"stream {self.name!r} ({self.display_uri}): {what}", stream=self.name, url=self.display_uri)
         error.permanent = permanent
         return error
+
+    def _read_error(self, exc: BaseException) -> SourceError:
+        if isinstance(exc, av.error.ExitError):
+            return self._error(SourceStalledError, f"no data for {self.network.read_timeout:g} s (read time-out)")
+        return self._error(SourceReadError, f"read failed after {self._decoded} frames: {self._reason(exc)}",
+                           permanent=self.kind is SourceKind.FILE)
 
     def _reason(self, exc: BaseException) -> str:
         if isinstance(exc, av.error.ExitError):

@@ -29,7 +29,7 @@ from streamyolo.errors import SourceError
 from streamyolo.frames import Frame, FrameMeta
 from streamyolo.pipeline.health import StreamHealth, StreamState
 from streamyolo.pipeline.restart import NO_RECONNECT, Backoff
-from streamyolo.sources.base import FrameSource, RawFrame, SourceInfo
+from streamyolo.sources.base import FrameSource, PacketSource, RawFrame, SourceInfo
 from streamyolo.sources.redact import redact_text
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,10 @@ class CaptureWorker:
         policy: CapturePolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        recording: PacketSource | None = None,
     ) -> None:
+        """``recording``: the camera's other stream, read for its packets only (they go to its
+        recording) by a thread of its own, started, stopped and joined with this one."""
         self.name = name
         self._source = source
         self._ring = ring
@@ -144,17 +147,28 @@ class CaptureWorker:
         self._delivered = 0
         self._timeline = Timeline(self._policy.live)  # across reconnects
         self._thread = threading.Thread(target=self._run, name=f"capture:{name}")
+        self._recording = None if recording is None else PacketCapture(
+            name, recording, stop, self._policy.backoff, health.note_error, self._rng)
 
     def start(self) -> None:
         self._thread.start()
+        if self._recording is not None:
+            self._recording.start()
 
     def interrupt(self) -> None:
         """Cut a blocking open or read short (called on stop, from another thread)."""
         self._source.interrupt()
+        if self._recording is not None:
+            self._recording.source.interrupt()
 
     def join(self, timeout: float | None = None) -> bool:
-        """True once the thread has ended."""
+        """True once the thread (and its recording source's) has ended."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         self._thread.join(timeout)
+        if self._recording is not None and self._recording.thread.ident is not None:
+            self._recording.thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if self._recording.thread.is_alive():
+                return False
         return not self._thread.is_alive()
 
     @property
@@ -253,6 +267,65 @@ class CaptureWorker:
             self._source.close()
         except Exception:  # closing a broken source must not mask the real error
             log.debug("closing source of %s failed", self.name, exc_info=True)
+
+
+class PacketCapture:
+    """Reads a stream's recording source (its camera's main stream, say, while the model
+    watches the smaller sub stream) packet by packet, never decoding: the packets go to the
+    recording. Reconnects as the stream's capture does, by its back-off; says what went wrong
+    through ``report`` (the stream's error), and gives up only when the back-off does."""
+
+    def __init__(self, name: str, source: PacketSource, stop: threading.Event, backoff: Backoff,
+                 report: Callable[[str], None], rng: random.Random) -> None:
+        self.name = name
+        self.source = source
+        self._stop = stop
+        self._backoff = backoff
+        self._report = report
+        self._rng = rng
+        self.thread = threading.Thread(target=self._run, name=f"capture:{name}:recording")
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        lower_priority(CAPTURE_NICENESS)
+        failures = 0  # consecutive connections that ended without a packet
+        try:
+            while not self._stop.is_set():
+                read = 0
+                try:
+                    self.source.open()
+                    log.info("stream %r: recording %s", self.name, self.source.display_uri)
+                    while not self._stop.is_set() and self.source.read_packet():
+                        read += 1
+                    return  # stopped, or a file's end
+                except SourceError as exc:
+                    if self._stop.is_set():
+                        return
+                    failures = 0 if read else failures + 1
+                    if exc.permanent or self._backoff.exhausted(failures):
+                        message = f"recording source: {exc}" + ("" if exc.permanent else " (gave up)")
+                        log.error("%s", message)
+                        self._report(message)
+                        return
+                    self._close()
+                    delay = self._backoff.delay(failures, self._rng)
+                    log.warning("recording source: %s; reconnecting in %.1f s", exc, delay)
+                    if self._stop.wait(delay):
+                        return
+        except BaseException as exc:  # the thread owns its death: record, never leak
+            message = redact_text(f"stream {self.name!r}: recording source crashed: {type(exc).__name__}: {exc}")
+            log.exception("%s", message)
+            self._report(message)
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        try:
+            self.source.close()
+        except Exception:  # closing a broken source must not mask the real error
+            log.debug("closing the recording source of %s failed", self.name, exc_info=True)
 
 
 def _media_time(raw: RawFrame, info: SourceInfo, seq: int) -> float:

@@ -271,7 +271,7 @@ def command_run(args: argparse.Namespace) -> int:
 
 def command_check(args: argparse.Namespace) -> int:
     from streamyolo.pipeline import Pipeline
-    from streamyolo.pipeline.check import describe, describe_probes, probe, trouble, try_model
+    from streamyolo.pipeline.check import describe, describe_probes, probe, probe_recordings, trouble, try_model
 
     pipeline = Pipeline.from_config(args.config, **run_overrides(args))
     pipeline.check_outputs()
@@ -280,10 +280,14 @@ def command_check(args: argparse.Namespace) -> int:
     print(f"config OK{' (' + args.config + ')' if args.config else ''}: what a run would do:\n{describe(plan)}",
           flush=True)
     probes = probe(plan.streams) if args.connect else []
+    recordings = probe_recordings(plan.streams) if args.connect else []
     if probes:
         print(f"sources, opened once:\n{describe_probes(probes)}", flush=True)
-        for stream, found in zip(plan.streams, probes, strict=True):
-            for warning in trouble(plan.config, stream, found):
+        if recordings:
+            print(f"record sources (record_source), opened once:\n{describe_probes(recordings)}", flush=True)
+        by_name = {s.spec.name: s for s in plan.streams}
+        for found in [*probes, *recordings]:
+            for warning in trouble(plan.config, by_name[found.stream], found):
                 log.warning("%s", warning)
     for group in plan.groups if args.load_model else ():
         users = [probes[i] for i in group.streams] if probes else []
@@ -301,9 +305,11 @@ def command_check(args: argparse.Namespace) -> int:
         problem = plan.config.unknown_classes(loaded.names, group.name)
         if problem is not None:  # as the run would refuse it
             raise ConfigError(problem)
-    failed = [p.stream for p in probes if p.error is not None]
+    failed = [p.stream + (" (record source)" if p.recording else "") for p in [*probes, *recordings]
+              if p.error is not None]
     if failed:
-        log.error("%d of %d source(s) could not be read: %s", len(failed), len(probes), ", ".join(failed))
+        log.error("%d of %d source(s) could not be read: %s", len(failed), len(probes) + len(recordings),
+                  ", ".join(failed))
         return EXIT_FAILED
     return EXIT_OK
 

@@ -20,7 +20,7 @@ from streamyolo.errors import ConfigError, OutputsIncompleteError
 from streamyolo.frames import Result
 from streamyolo.pipeline import Pipeline
 from streamyolo.pipeline.build import resolve_streams
-from streamyolo.pipeline.check import Probe, describe, trouble
+from streamyolo.pipeline.check import Probe, describe, probe_recordings, trouble
 from streamyolo.sinks import VideoRecorder
 from streamyolo.sinks.original import OriginalRecording
 from streamyolo.sources import read_stamp, stream_tag
@@ -124,53 +124,48 @@ def camera(tmp_path: Path) -> Iterator[tuple[RtspServer, Path]]:
 
 
 @pytest.mark.timeout(120)
-def test_a_camera_recorded_as_it_came_holds_every_frame_it_sent_while_inference_keeps_few(
+def test_cameras_are_recorded_as_they_came_and_a_main_stream_while_the_model_watches_the_sub_stream(
         camera: tuple[RtspServer, Path], tmp_path: Path) -> None:
-    """A real RTSP camera (GStreamer re-sending a file's H.264) recorded as it came while the
-    model sees 3 frames a second of its 15: the recording is the camera's pictures bit for
-    bit, every one of them in a row from its first key frame, 15 a second."""
-    server, clip = camera
-    record = tmp_path / "rec"
-    results, summary = _run({"record": str(record), "record_mode": "original", "duration": 3,
-                             "streams": [{"name": "door", "source": server.url(), "max_fps": 3}]})
-    theirs, _, _ = _frames(clip)
-    ours, times, keys = _frames(record / "door.mp4")
-    assert summary.streams["door"].error is None and len(results["door"]) <= 12
-    assert keys[0] and len(ours) >= 30
-    first = read_stamp(ours[0])
-    assert first is not None and first[0] == stream_tag("camera")
-    assert all(np.array_equal(a, theirs[first[1] + i]) for i, a in enumerate(ours))
-    assert all(b - a == pytest.approx(1 / 15, abs=0.01) for a, b in itertools.pairwise(times))
-
-
-@pytest.mark.timeout(120)
-def test_a_cameras_main_stream_is_recorded_as_it_comes_while_the_model_watches_its_sub_stream(
-        camera: tuple[RtspServer, Path], tmp_path: Path) -> None:
-    """``record_source``: the model watches a camera's 320x240 sub stream; its 640x480 main
-    stream (the same moments, a second RTSP server) is recorded, bit for bit, every frame in a
-    row, never decoded. A record source that cannot be reached is the stream's error after its
-    reconnects, while its sub stream is watched all the same; no file is made of it."""
-    sub, _ = camera
+    """Real RTSP cameras (GStreamer re-sending a file's H.264), the model seeing 3 frames a
+    second of their 15. ``porch``, recorded as it came: the recording is the camera's pictures
+    bit for bit, every one of them in a row from its first key frame, 15 a second. ``door``
+    with ``record_source``: the model watches the camera's 320x240 sub stream, and its 640x480
+    main stream (the same moments, a second RTSP server) is recorded, bit for bit, never
+    decoded. ``yard``'s record source cannot be reached: the stream's error once its
+    reconnects give up, while its sub stream is watched all the same; no file is made of it.
+    ``check --connect`` reads the record sources too."""
+    sub, sub_clip = camera
     main_clip = make_clip(tmp_path / "main.mp4", "camera", frames=300, size=(640, 480), fps=15)
     main = RtspServer(main_clip)
     main.start()
     try:
         record = tmp_path / "rec"
-        results, summary = _run({"record": str(record), "duration": 3, "streams": [
+        config = {"record": str(record), "duration": 3, "streams": [
+            {"name": "porch", "source": sub.url(), "max_fps": 3, "record": "original"},
             {"name": "door", "source": sub.url(), "max_fps": 3, "record_source": main.url()},
             {"name": "yard", "source": sub.url(), "max_fps": 3, "record_source": f"rtsp://127.0.0.1:{free_port()}/x",
-             "reconnect": {"base": 0.2, "cap": 0.2, "attempts": 2}}]})
+             "reconnect": {"base": 0.2, "cap": 0.2, "attempts": 2}}]}
+        found = probe_recordings(resolve_streams(build_config(config)))
+        results, summary = _run(config)
     finally:
         main.kill()
+    assert [(p.stream, p.width, p.height, p.codec) for p in found] == [("door", 640, 480, "h264"),
+                                                                      ("yard", 0, 0, None)]
+    assert found[0].error is None and "cannot open" in (found[1].error or "")
     assert {r.frame.image.shape for name in ("door", "yard") for r in results[name]} == {(240, 320, 3)}
-    assert summary.streams["door"].error is None and summary.recordings["door"] == [str(record / "door.mp4")]
-    assert not summary.recordings.get("yard") and sorted(record.iterdir()) == [record / "door.mp4"]
-    theirs, _, _ = _frames(main_clip)
-    ours, times, keys = _frames(record / "door.mp4")
-    first = read_stamp(ours[0])
-    assert keys[0] and len(ours) >= 30 and first is not None and ours[0].shape == (480, 640, 3)
-    assert all(np.array_equal(a, theirs[first[1] + i]) for i, a in enumerate(ours))
-    assert all(b - a == pytest.approx(1 / 15, abs=0.01) for a, b in itertools.pairwise(times))
+    for name in ("porch", "door"):
+        assert summary.streams[name].error is None and summary.recordings[name] == [str(record / f"{name}.mp4")]
+        assert len(results[name]) <= 12
+    assert not summary.recordings.get("yard") and sorted(record.iterdir()) == [record / "door.mp4",
+                                                                               record / "porch.mp4"]
+    for name, clip, shape in (("porch", sub_clip, (240, 320, 3)), ("door", main_clip, (480, 640, 3))):
+        theirs, _, _ = _frames(clip)
+        ours, times, keys = _frames(record / f"{name}.mp4")
+        first = read_stamp(ours[0])
+        assert keys[0] and len(ours) >= 30 and first is not None and ours[0].shape == shape, name
+        assert first[0] == stream_tag("camera")
+        assert all(np.array_equal(a, theirs[first[1] + i]) for i, a in enumerate(ours)), name
+        assert all(b - a == pytest.approx(1 / 15, abs=0.01) for a, b in itertools.pairwise(times)), name
     yard = summary.streams["yard"]
     assert yard.processed >= 3 and yard.error is not None
     assert yard.error.startswith("recording source: stream 'yard' (rtsp://127.0.0.1:") and "(gave up)" in yard.error

@@ -588,8 +588,9 @@ def test_a_real_browser_lists_the_recordings_and_plays_and_seeks_one(tmp_path: P
             for _ in range(2):  # hidden, and shown again: listed afresh
                 driver.find_element(By.ID, "show-recordings").click()
             street = sorted(path.name for path in rec.glob("street-*.mp4"))[0]
-            _until(lambda: [a for a in driver.find_elements(By.CSS_SELECTOR, "#files a") if a.text == street], 10,
-                   "the street's recording listed")[0].click()
+            _until(lambda: driver.execute_script(  # found and clicked at once: the list may be made again
+                "const a = [...document.querySelectorAll('#files a')].find((a) => a.textContent === arguments[0]);"
+                "if (a) a.click(); return Boolean(a);", street), 10, "the street's recording listed")
             state = _until(lambda: driver.execute_script(
                 "const v = arguments[0]; return v.readyState >= 2 && v.currentSrc.endsWith(arguments[1])"
                 " && [v.duration, v.videoWidth, v.error && v.error.code]", player, street), 30, "the original playing")

@@ -112,7 +112,7 @@ def open_stream(stream: ResolvedStream, defer_conversion: bool = False,
                        hidden=[area.points for area in (stream.config.privacy or {}).values()], packets=packets)
 
 
-def recording_source(stream: ResolvedStream, packets: PacketTap) -> PyAVSource | None:
+def recording_source(stream: ResolvedStream, packets: PacketTap | None = None) -> PyAVSource | None:
     """``stream``'s ``record_source`` (the camera's stream recorded, not watched), its packets
     going to ``packets``; ``None`` without one."""
     uri = stream.config.record_source

@@ -27,7 +27,7 @@ from streamyolo.clock import format_seconds
 from streamyolo.errors import SourceError
 from streamyolo.frames import Image
 from streamyolo.inference.models import resolve_device
-from streamyolo.pipeline.build import ResolvedStream, open_stream
+from streamyolo.pipeline.build import ResolvedStream, open_stream, recording_source
 from streamyolo.sinks.original import uncopied
 from streamyolo.sources import redact_url
 
@@ -66,6 +66,8 @@ class Probe:
     codec: str | None = None
     image: Image | None = None
     """Its first frame."""
+    recording: bool = False
+    """Whether it is the stream's ``record_source`` (recorded, not watched)."""
 
 
 def describe(plan: Plan) -> str:
@@ -150,6 +152,31 @@ def _probe(stream: ResolvedStream) -> Probe:
             pass
 
 
+def probe_recordings(streams: Sequence[ResolvedStream]) -> list[Probe]:
+    """Open every stream's ``record_source`` at once and say what it sends (its packets are
+    not read); in the streams' order, for the streams that have one."""
+    recorded = [s for s in streams if s.config.record_source is not None]
+    if not recorded:
+        return []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(recorded))) as pool:
+        return list(pool.map(_probe_recording, recorded))
+
+
+def _probe_recording(stream: ResolvedStream) -> Probe:
+    source = recording_source(stream)
+    assert source is not None
+    try:
+        info = source.open()
+        return Probe(stream.spec.name, None, info.width, info.height, info.fps, info.codec, recording=True)
+    except SourceError as exc:
+        return Probe(stream.spec.name, str(exc), recording=True)
+    finally:
+        try:
+            source.close()
+        except Exception:  # a source that failed to open may not close cleanly either
+            pass
+
+
 def trouble(cfg: PipelineConfig, stream: ResolvedStream, found: Probe) -> list[str]:
     """What a run would find wrong with ``stream`` as ``found`` read it, a sentence each: lines,
     zones and masks outside its picture (coordinates copied from another resolution, say), video
@@ -158,7 +185,9 @@ def trouble(cfg: PipelineConfig, stream: ResolvedStream, found: Probe) -> list[s
         return []
     own = stream.config
     recorded = cfg.record_of(own) == "original" and own.record_source is None  # the source read is recorded
-    refusal = uncopied(found.stream, found.codec) if recorded else None
+    refusal = uncopied(found.stream, found.codec) if recorded or found.recording else None
+    if found.recording:  # another picture than the one watched: the shapes are not drawn on it
+        return [] if refusal is None else [refusal]
     shapes = [*((f"line {name!r}", line.points) for name, line in (own.lines or {}).items()),
               *((f"zone {name!r}", zone.points) for name, zone in (own.zones or {}).items()),
               *((f"mask {name!r}", mask.points) for name, mask in (own.masks or {}).items()),

@@ -3,6 +3,7 @@ they came, every frame they sent, never encoded again."""
 
 from __future__ import annotations
 
+import errno
 import itertools
 import threading
 import time
@@ -22,7 +23,9 @@ from streamyolo.pipeline import Pipeline
 from streamyolo.pipeline.build import resolve_streams
 from streamyolo.pipeline.check import Probe, describe, probe_recordings, trouble
 from streamyolo.sinks import VideoRecorder
+from streamyolo.sinks.base import OutputPause
 from streamyolo.sinks.original import OriginalRecording
+from streamyolo.sinks.recorder import Mp4File
 from streamyolo.sources import read_stamp, stream_tag
 from streamyolo.sources.base import turn
 from tests.conftest import IN_CI
@@ -215,6 +218,47 @@ def test_a_live_camera_whose_recording_falls_behind_loses_packets_to_its_next_ke
     assert times[6] - times[5] == pytest.approx(25 / 30, abs=1e-3)  # the gap kept
     with pytest.raises(OutputsIncompleteError, match=r"recording of stream 'cam': 24 frame\(s\) could not be written "
                                                      r"\(first: the disk did not keep up with the camera\)"):
+        tap.pause.check()
+
+
+@pytest.mark.timeout(60)
+def test_a_full_disk_pauses_the_original_recording_which_goes_on_in_a_new_file_from_a_key_frame(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk refuses a write mid-file: the file is closed as far as it got (it plays), the
+    recording pauses and starts again in a new file at the first key frame once it may try
+    again (here at once), the frames in between are counted lost, and the stream is told."""
+    clip = make_clip(tmp_path / "camera.mp4", "camera", frames=90, size=(160, 120))
+    recorder = VideoRecorder(tmp_path / "rec")
+    recorder.open()
+    told: list[tuple[str, str]] = []
+    recorder.report_errors_to(lambda stream, message: told.append((stream, message)))
+    tap = OriginalRecording(recorder, "cam", live=False)
+    tap.pause = OutputPause(tap.pause.what, "frame(s)", retry=0.0)
+    add = Mp4File.add
+    writes = itertools.count()
+
+    def full_disk(self: Mp4File, packets: list[Any]) -> None:
+        if next(writes) == 39:  # the 40th packet: frame 39
+            raise OSError(errno.ENOSPC, "No space left on device")
+        add(self, packets)
+
+    monkeypatch.setattr(Mp4File, "add", full_disk)
+    try:
+        with av.open(str(clip)) as container:
+            video = container.streams.video[0]
+            tap.opened(video)
+            for packet in container.demux(video):
+                tap.packet(packet, None)
+    finally:
+        tap.finish()
+        assert tap.join(10)
+    first, second = (_frames(tmp_path / "rec" / name)[0] for name in ("cam.mp4", "cam-2.mp4"))
+    assert [read_stamp(image)[1] for image in first] == list(range(39))  # type: ignore[index]
+    assert [read_stamp(image)[1] for image in second] == list(range(60, 90))  # type: ignore[index]
+    assert tap.files == [tmp_path / "rec" / "cam.mp4", tmp_path / "rec" / "cam-2.mp4"]
+    assert told == [("cam", "recording of stream 'cam': cannot write ([Errno 28] No space left on device); paused, "
+                            "trying again every 0 s")]
+    with pytest.raises(OutputsIncompleteError, match=r"recording of stream 'cam': 21 frame\(s\) could not be written"):
         tap.pause.check()
 
 

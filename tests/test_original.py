@@ -26,7 +26,7 @@ from streamyolo.sinks import VideoRecorder
 from streamyolo.sinks.base import OutputPause
 from streamyolo.sinks.original import OriginalRecording
 from streamyolo.sinks.recorder import Mp4File
-from streamyolo.sources import read_stamp, stream_tag
+from streamyolo.sources import SyntheticSource, read_stamp, stream_tag
 from streamyolo.sources.base import turn
 from tests.conftest import IN_CI
 from tests.helpers import make_clip
@@ -84,6 +84,66 @@ def test_a_file_is_recorded_as_it_came_every_frame_whatever_inference_keeps_turn
     drawn, _, _ = _frames(record / "drawn.mp4")
     change = np.abs(drawn[0].astype(int) - _frames(thin)[0][0].astype(int)).mean(axis=2)
     assert len(drawn) == 15 and change[:24].mean() > 30 > 5 > change[24:].mean()  # the overlay's top band
+
+
+def _clip_with_sound(path: Path, sound: str, frames: int = 60, fps: int = 30) -> Path:
+    """A stamped H.264 video with a tone beside it, in ``sound`` (AAC in MP4, G.711 in MOV)."""
+    source = SyntheticSource(path.stem, f"synthetic:?size=160x120&fps={fps}&frames={frames}")
+    source.open()
+    rate = 48000 if sound == "aac" else 8000
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
+        video.options = {"preset": "ultrafast", "crf": "18"}
+        video.codec_context.gop_size = fps
+        audio = container.add_stream(sound, rate=rate)
+        audio.layout = "mono"
+        samples, tone = 0, 0.3 * np.sin(np.arange(rate * frames // fps) * 2 * np.pi * 440 / rate)
+        chunk = 1024 if sound == "aac" else 160
+        for index in range(frames):
+            raw = source.read()
+            assert raw is not None
+            frame = av.VideoFrame.from_ndarray(raw.image, format="bgr24")
+            frame.pts = index
+            container.mux(video.encode(frame))
+            while samples < (index + 1) * rate // fps and samples + chunk <= len(tone):
+                part = tone[None, samples:samples + chunk]
+                piece = (av.AudioFrame.from_ndarray(part.astype(np.float32), format="fltp", layout="mono")
+                         if sound == "aac" else
+                         av.AudioFrame.from_ndarray((part * 32767).astype(np.int16), format="s16", layout="mono"))
+                piece.sample_rate, piece.pts = rate, samples
+                container.mux(audio.encode(piece))
+                samples += chunk
+        container.mux(video.encode(None))
+        container.mux(audio.encode(None))
+    return path
+
+
+def _packets(path: Path, kind: str) -> list[bytes]:
+    with av.open(str(path)) as container:
+        streams = getattr(container.streams, kind)
+        return [bytes(p) for p in container.demux(streams[0]) if p.size] if streams else []
+
+
+@pytest.mark.timeout(120)
+def test_a_cameras_sound_is_recorded_with_its_video_when_an_mp4_holds_it(tmp_path: Path,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """AAC sound beside the video is copied with it, packet for packet, on the video's clock;
+    G.711 (which an MP4 browsers play cannot hold) is left out, saying so, and the video is
+    recorded all the same."""
+    aac, alaw = _clip_with_sound(tmp_path / "aac.mp4", "aac"), _clip_with_sound(tmp_path / "alaw.mov", "pcm_alaw")
+    record = tmp_path / "rec"
+    _run({"record": str(record), "record_mode": "original", "streams": [{"name": "aac", "source": str(aac)},
+                                                                        {"name": "alaw", "source": str(alaw)}]})
+    ours, theirs = _packets(record / "aac.mp4", "audio"), _packets(aac, "audio")
+    assert len(theirs) > 40 and ours == theirs[1:]  # but the encoder's priming, before the first frame
+    assert _packets(record / "aac.mp4", "video") == _packets(aac, "video")
+    with av.open(str(record / "aac.mp4")) as mine, av.open(str(aac)) as source:
+        assert [float(p.pts * p.time_base) for p in mine.demux(audio=0) if p.size] == pytest.approx(
+            [float(p.pts * p.time_base) for p in source.demux(audio=0) if p.size][1:], abs=1e-3)
+    assert _packets(record / "alaw.mp4", "audio") == [] and _packets(record / "alaw.mp4", "video") == _packets(
+        alaw, "video")
+    assert "stream 'alaw': its pcm_alaw sound is not recorded" in caplog.text
 
 
 @pytest.mark.timeout(120)

@@ -42,6 +42,9 @@ COPYABLE = PLAYED_EVERYWHERE | {"hevc"}
 """Codecs copied into MP4 files: H.265 too (most cameras send it), which browsers play only
 where the hardware decodes it."""
 
+SOUND_COPYABLE = frozenset({"aac", "opus", "mp3"})
+"""Sound an MP4 holds that browsers play; other sound (G.711 …) is left out of the files."""
+
 QUEUE_PACKETS = 512
 """Packets waiting for the writer at most (some 15 s of a 30 fps camera): a disk that stalls
 longer holds up a file's capture, or loses a live camera's packets up to its next key frame."""
@@ -65,15 +68,17 @@ def uncopied(stream: str, codec: str | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class _Settings:
-    """A connection's video stream as the files copy it: its codec parameters, held in a
-    container of their own (the source's closes when the camera reconnects)."""
+    """A connection's video stream (and sound) as the files copy them: their codec parameters,
+    held in a container of their own (the source's closes when the camera reconnects)."""
 
     holder: Any
     template: Any
     rate: Fraction
     codec: str
     key: tuple[object, ...]
-    """What a file's packets must share: codec, size, time base, and the codec's setup data."""
+    """What a file's packets must share: codecs, size, time bases, and the codecs' setup data."""
+    sound: Any = None
+    """The sound's template, when it is copied."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +90,7 @@ class _Packet:
     time_base: Fraction | None
     key: bool
     arrived: float
+    sound: bool = False
 
 
 class OriginalRecording(Recording):
@@ -110,6 +116,7 @@ class OriginalRecording(Recording):
         self._overrun = 0  # packets the capture could not queue, not yet counted lost (under _lock)
         self._resync = False  # the capture side waits for a key frame after an overrun
         self._refused = False  # the capture side: this connection's codec is not copied
+        self._indices: tuple[int, int | None] = (0, None)  # the capture side: the video's and the sound's streams
         # The writer thread's:
         self._settings: _Settings | None = None
         self._timeline = Timeline(live)
@@ -118,11 +125,15 @@ class OriginalRecording(Recording):
         self._last_dts: int | None = None  # the last packet written's decoding time, in its time base
         self._held: _Packet | None = None  # the last packet taken, not yet written
         self._awaiting_key = True
+        self._shift: float | None = None  # a video packet's place less its source time: where the sound goes
+        self._last_sound: int | None = None  # the last sound packet written's time, in its time base
+        self._sound_after: list[_Packet] = []  # sound that came while a video packet was held back
 
     # -- the capture thread's ------------------------------------------------------------
 
-    def opened(self, video: Any) -> None:
-        """The source (re)connected: ``video`` is its video stream, whose packets follow."""
+    def opened(self, video: Any, audio: Any = None) -> None:
+        """The source (re)connected: ``video`` is its video stream, ``audio`` its sound (if
+        any), whose packets follow."""
         codec = video.codec_context.name
         refusal = uncopied(self.stream, codec)
         self._refused = refusal is not None
@@ -132,13 +143,25 @@ class OriginalRecording(Recording):
         if codec not in PLAYED_EVERYWHERE:
             log.warning("stream %r sends %s video, recorded as it is (record: original): browsers play it only "
                         "where the hardware decodes it (record: annotated gives H.264)", self.stream, codec)
+        sound = None
+        if audio is not None and audio.codec_context.name in SOUND_COPYABLE:
+            sound = audio
+        elif audio is not None:
+            log.warning("stream %r: its %s sound is not recorded (an MP4 browsers play holds AAC, Opus or MP3)",
+                        self.stream, audio.codec_context.name)
+        self._indices = (video.index, None if sound is None else sound.index)
         if not self._thread.is_alive() and not self._failed.is_set():
             self._thread.start()
-        self._put(self._settings_of(video), wait=True)
+        self._put(self._settings_of(video, sound), wait=True)
 
     def packet(self, packet: Packet, arrived: float | None) -> None:
         """One of the stream's packets as read (``arrived``: when, for a network stream)."""
         if self._refused or self._failed.is_set() or packet.size == 0:
+            return
+        if packet.stream_index != self._indices[0]:  # sound: never waited for, never counted
+            if packet.stream_index == self._indices[1] and not self._resync:
+                self._put(_Packet(bytes(packet), packet.pts, packet.dts, packet.duration or 0, packet.time_base,
+                                  True, self._clock() if arrived is None else arrived, sound=True), wait=False)
             return
         key = bool(packet.is_keyframe)
         if self._resync and not key:
@@ -169,14 +192,17 @@ class OriginalRecording(Recording):
         with self._lock:
             self._overrun += count
 
-    def _settings_of(self, video: Any) -> _Settings:
+    def _settings_of(self, video: Any, audio: Any) -> _Settings:
         holder = av.open(io.BytesIO(), mode="w", format="mp4")
         template = holder.add_stream_from_template(video, opaque=True)
+        sound = None if audio is None else holder.add_stream_from_template(audio, opaque=True)
         context = video.codec_context
         rate = video.average_rate or video.guessed_rate or video.base_rate
         rate = Fraction(rate).limit_denominator(1001) if rate and 0 < rate <= 1000 else Fraction(30)
-        key = (context.name, context.width, context.height, video.time_base, bytes(context.extradata or b""))
-        return _Settings(holder, template, rate, context.name, key)
+        key = (context.name, context.width, context.height, video.time_base, bytes(context.extradata or b""),
+               None if audio is None else (audio.codec_context.name, audio.codec_context.sample_rate, audio.time_base,
+                                           bytes(audio.codec_context.extradata or b"")))
+        return _Settings(holder, template, rate, context.name, key, sound)
 
     # -- the writer thread's -------------------------------------------------------------
 
@@ -241,7 +267,14 @@ class OriginalRecording(Recording):
     def _take(self, packet: _Packet | None) -> None:
         """Hold ``packet`` back until the next shows whether it is all of its frame: a camera
         may send a frame's slices in packets of their own, all with the frame's time (the
-        first packets of an RTSP session have none yet). ``None``: no more are coming."""
+        first packets of an RTSP session have none yet). ``None``: no more are coming. Sound
+        goes where the video is, at once."""
+        if packet is not None and packet.sound:
+            if self._held is not None:  # it goes after the video packet held back, which comes first
+                self._sound_after.append(packet)
+            else:
+                self._store_sound(packet)
+            return
         held, self._held = self._held, packet
         if held is None:
             return
@@ -254,6 +287,9 @@ class OriginalRecording(Recording):
             self._awaiting_key = False
         if not self._awaiting_key:
             self._store(held)
+        sound, self._sound_after = self._sound_after, []
+        for item in sound:
+            self._store_sound(item)
 
     def _store(self, packet: _Packet) -> None:
         settings = self._settings
@@ -261,6 +297,8 @@ class OriginalRecording(Recording):
         stamp = packet.dts if packet.dts is not None else packet.pts
         seconds = None if stamp is None or packet.time_base is None else float(stamp * packet.time_base)
         self._place = self._timeline.place(seconds, packet.arrived, float(settings.rate))
+        if seconds is not None:
+            self._shift = self._place - seconds
         segment = self.owner.segment
         # Half a frame short is as good: the timestamps of a camera's frames jitter.
         due = self._file is None or (segment is not None
@@ -279,6 +317,32 @@ class OriginalRecording(Recording):
         elif self.pause.paused:
             self.pause.skip()  # waiting for a key frame to start again
 
+    def _store_sound(self, packet: _Packet) -> None:
+        """A sound packet into the open file, at its place beside the video (the source's
+        clock, moved as the video's was); dropped when no file is open or it would come
+        before the file's first frame."""
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        settings, file = self._settings, self._file
+        if (settings is None or settings.sound is None or file is None or self._shift is None or stamp is None
+                or packet.time_base is None):
+            return
+        place = float(stamp * packet.time_base) + self._shift
+        if place < self._file_place:
+            return
+        dts = round(place / packet.time_base)
+        if self._last_sound is not None and dts <= self._last_sound:
+            dts = self._last_sound + 1
+        self._last_sound = dts
+        copy = av.Packet(packet.data)
+        copy.pts = copy.dts = dts
+        copy.duration = packet.duration
+        copy.time_base = packet.time_base
+        try:
+            file.add_sound([copy])
+        except (OSError, RecorderError) as exc:  # as a video packet's write
+            self.abandon()
+            self.failed_write(exc)
+
     def _write(self, settings: _Settings, packet: _Packet, started: float | None) -> None:
         copy = av.Packet(packet.data)
         time_base = packet.time_base or settings.template.time_base or Fraction(1, 90000)
@@ -295,7 +359,7 @@ class OriginalRecording(Recording):
         try:
             if started is not None:
                 self._file_place = self._place
-                self._open(settings.template, settings.rate, copy, started)
+                self._open(settings.template, settings.rate, copy, started, sound=settings.sound)
             else:
                 assert self._file is not None
                 self._file.add([copy])

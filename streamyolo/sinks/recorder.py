@@ -54,7 +54,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
+MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1",
+               # With sound beside the video: write what waits for the other stream after 1 s at most.
+               "max_interleave_delta": "1000000"}
 _FINISH = object()
 
 Packet: TypeAlias = "av.Packet[Any]"
@@ -595,14 +597,14 @@ class Recording(FileOutput):
         if file is not None:
             file.close()  # writes its last fragment
 
-    def _open(self, template: Any, rate: Fraction, first: Packet, started: float) -> None:
+    def _open(self, template: Any, rate: Fraction, first: Packet, started: float, sound: Any = None) -> None:
         """A new file, named after wall-clock time ``started``, from key frame ``first`` on
-        (:class:`Mp4File`'s ``template`` and ``rate``)."""
+        (:class:`Mp4File`'s ``template``, ``rate`` and ``sound``)."""
         self._started = started
         deleted = self.owner.prune(self.stream)  # first: it may free the room the new file needs
         path = self.owner.claim(self.stream, started)
         try:
-            self._file = Mp4File(path, template, rate, [first], clockwise=self.turn)
+            self._file = Mp4File(path, template, rate, [first], clockwise=self.turn, sound=sound)
         except BaseException:
             self.owner.release(path)
             raise
@@ -729,9 +731,10 @@ class Mp4File:
     to the process."""
 
     def __init__(self, path: Path, template: Any, rate: Fraction, packets: list[Packet],
-                 clockwise: int | None = None) -> None:
+                 clockwise: int | None = None, sound: Any = None) -> None:
         """``clockwise``: the degrees the file says to show its pictures turned (``None``: as
-        the template says, if it does)."""
+        the template says, if it does); ``sound``: the template of a sound stream beside the
+        video (:meth:`add_sound`)."""
         self.path = path
         self.frames = 0
         """Packets (frames) written into it so far."""
@@ -745,8 +748,10 @@ class Mp4File:
                 self.stream.set_display_rotation(-clockwise)  # PyAV takes it counter-clockwise
             if self.stream.codec_context.name == "hevc":
                 self.stream.codec_tag = "hvc1"  # H.265 as Apple's players want it (FFmpeg's default is hev1)
+            self.sound = None if sound is None else self.container.add_stream_from_template(sound, opaque=True)
             first = packets[0]
             self._origin = first.dts if first.dts is not None else _stamp(first)
+            self._origin_seconds = float(self._origin * first.time_base) if first.time_base is not None else 0.0
             self.add(packets)
         except BaseException:
             try:
@@ -769,6 +774,18 @@ class Mp4File:
             self._last = (copy.pts, packet.duration, packet.time_base)  # muxing hands the packet over
             self.container.mux(copy)
             self.frames += 1
+
+    def add_sound(self, packets: list[Packet]) -> None:
+        """Sound packets (their own copies), timed on the video's clock: moved by where the
+        file's first frame is."""
+        assert self.sound is not None
+        for packet in packets:
+            assert packet.pts is not None and packet.time_base is not None
+            shift = round(self._origin_seconds / packet.time_base)
+            packet.pts -= shift
+            packet.dts = packet.pts
+            packet.stream = self.sound
+            self.container.mux(packet)
 
     @property
     def seconds(self) -> float:

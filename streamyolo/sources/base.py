@@ -95,13 +95,14 @@ class PacketTap(Protocol):
     """Takes a source's compressed video packets as it reads them, before decoding (the
     recording of a camera's original video). Called in the capture thread only."""
 
-    def opened(self, video: Any) -> None:
-        """The source (re)connected; ``video``: its PyAV video stream, valid during this call."""
+    def opened(self, video: Any, audio: Any = None) -> None:
+        """The source (re)connected; ``video``: its PyAV video stream, ``audio`` its sound
+        (``None`` without), valid during this call."""
         ...
 
     def packet(self, packet: Any, arrived: float | None) -> None:
-        """One of its packets (``arrived``: ``time.monotonic()`` when read, for a network
-        stream). May wait for room (a file's), never for long."""
+        """One of its packets, video or sound (``arrived``: ``time.monotonic()`` when read, for
+        a network stream). May wait for room (a file's), never for long."""
         ...
 
 

@@ -90,6 +90,7 @@ class PyAVSource:
         self._stream: Any = None
         self._frames: Iterator[Any] | None = None
         self._demuxed: Iterator[Any] | None = None  # read_packet's
+        self._sound: Any = None  # the audio stream read with the video for the tap, if any
         self._interrupted = threading.Event()
         self._reader: int | None = None  # ident of the thread that opens and reads
         self._secrets = url_secrets(uri)
@@ -137,8 +138,10 @@ class PyAVSource:
             fps = None
         ctx = stream.codec_context
         self._turn = display_turn(target) if self.autorotate and self.kind is SourceKind.FILE else 0
+        # With a tap, the sound goes with the video (to be recorded with it); it is never decoded.
+        self._sound = container.streams.audio[0] if self.packets is not None and container.streams.audio else None
         if self.packets is not None:
-            self.packets.opened(stream)
+            self.packets.opened(stream, self._sound)
         return turned(SourceInfo(width=ctx.width, height=ctx.height, fps=fps, codec=ctx.name), self._turn)
 
     def read(self) -> RawFrame | None:
@@ -169,7 +172,7 @@ class PyAVSource:
         if self._container is None or self.packets is None:
             raise self._error(SourceReadError, "read before open")
         if self._demuxed is None:
-            self._demuxed = self._container.demux(self._stream)
+            self._demuxed = self._container.demux(*self._demuxing())
         try:
             packet = next(self._demuxed, None)
         except (av.error.FFmpegError, OSError) as exc:
@@ -182,13 +185,14 @@ class PyAVSource:
             if self.kind is not SourceKind.FILE:
                 raise self._error(SourceReadError, f"stream ended after {self._decoded} packets")
             return False
-        self._decoded += 1
+        if packet.stream_index == self._stream.index:
+            self._decoded += 1
         self._last_frame_at = self._clock()
         self.packets.packet(packet, self._last_frame_at if self.kind is not SourceKind.FILE else None)
         return True
 
     def close(self) -> None:
-        self._demuxed = None
+        self._demuxed = self._sound = None
         frames, self._frames = self._frames, None
         container, self._container = self._container, None
         self._stream = None
@@ -216,10 +220,12 @@ class PyAVSource:
         network = self.kind is not SourceKind.FILE
         arrivals: dict[int, float] = {}  # pts -> when its packet was read, for frames held back
         tap = self.packets
-        for packet in container.demux(stream):
+        for packet in container.demux(*self._demuxing()):
             arrived = self._clock() if network else None
             if tap is not None:
                 tap.packet(packet, arrived)
+                if packet.stream_index != stream.index:  # the sound, for the tap alone
+                    continue
             if arrived is not None and packet.pts is not None:
                 arrivals[packet.pts] = arrived
                 if len(arrivals) > _REORDER_DEPTH:
@@ -228,6 +234,10 @@ class PyAVSource:
                 yield frame, (arrivals.pop(frame.pts, arrived) if arrived is not None else None)
             if network and self._clock() - self._last_frame_at > stall:
                 raise self._error(SourceStalledError, f"no frame for {stall:g} s (stall time-out)")
+
+    def _demuxing(self) -> tuple[Any, ...]:
+        """The streams read: the video, and with a tap its sound too."""
+        return (self._stream,) if self._sound is None else (self._stream, self._sound)
 
     def _end_of_stream(self) -> RawFrame | None:
         if self.kind is not SourceKind.FILE:

@@ -224,14 +224,13 @@ class PyAVSource:
             arrived = self._clock() if network else None
             if tap is not None:
                 tap.packet(packet, arrived)
-                if packet.stream_index != stream.index:  # the sound, for the tap alone
-                    continue
-            if arrived is not None and packet.pts is not None:
-                arrivals[packet.pts] = arrived
-                if len(arrivals) > _REORDER_DEPTH:
-                    del arrivals[next(iter(arrivals))]  # the oldest: its frame never came
-            for frame in packet.decode():
-                yield frame, (arrivals.pop(frame.pts, arrived) if arrived is not None else None)
+            if packet.stream_index == stream.index:  # not the sound, which is for the tap alone
+                if arrived is not None and packet.pts is not None:
+                    arrivals[packet.pts] = arrived
+                    if len(arrivals) > _REORDER_DEPTH:
+                        del arrivals[next(iter(arrivals))]  # the oldest: its frame never came
+                for frame in packet.decode():
+                    yield frame, (arrivals.pop(frame.pts, arrived) if arrived is not None else None)
             if network and self._clock() - self._last_frame_at > stall:
                 raise self._error(SourceStalledError, f"no frame for {stall:g} s (stall time-out)")
 

@@ -158,10 +158,10 @@ class OriginalRecording(Recording):
         """One of the stream's packets as read (``arrived``: when, for a network stream)."""
         if self._refused or self._failed.is_set() or packet.size == 0:
             return
-        if packet.stream_index != self._indices[0]:  # sound: never waited for, never counted
+        if packet.stream_index != self._indices[0]:  # sound: a camera's is dropped with its pictures, not counted
             if packet.stream_index == self._indices[1] and not self._resync:
                 self._put(_Packet(bytes(packet), packet.pts, packet.dts, packet.duration or 0, packet.time_base,
-                                  True, self._clock() if arrived is None else arrived, sound=True), wait=False)
+                                  True, self._clock() if arrived is None else arrived, sound=True), wait=not self.live)
             return
         key = bool(packet.is_keyframe)
         if self._resync and not key:

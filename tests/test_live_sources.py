@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from streamyolo.buffering import Overflow
@@ -19,7 +20,7 @@ from streamyolo.frames import Result
 from streamyolo.pipeline import Pipeline, StreamSetup, StreamState
 from streamyolo.pipeline.restart import Backoff
 from streamyolo.sinks import VideoRecorder
-from streamyolo.sources import NetworkOptions, SourceKind, SourceSpec, open_source, source_kind
+from streamyolo.sources import NetworkOptions, SourceKind, SourceSpec, open_source, read_stamp, source_kind
 from streamyolo.workers.capture import CapturePolicy
 from tests.conftest import IN_CI
 from tests.helpers import PYTHON, ROOT, StampDetector, env_for_subprocess, make_clip, read_jsonl
@@ -252,6 +253,30 @@ def test_a_network_frame_is_stamped_when_its_packet_arrived(rtsp: RtspServer, rt
         assert raw is not None and raw.arrived is None
     finally:
         clip.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_camera_that_sends_a_frames_slices_in_packets_of_their_own_gives_whole_pictures(
+        rtsp: RtspServer, rtsp_clip: Path) -> None:
+    """The test camera's key frames have two slices, and GStreamer's payloader sends the
+    parameter sets before each, so FFmpeg hands them over as two packets with the frame's time
+    (the very first without a time yet). Decoded apart, each is half a picture; joined, every
+    picture is the file's own, one after the other across the key frames."""
+    with av.open(str(rtsp_clip)) as container:
+        theirs = [f.to_ndarray(format="bgr24") for f, _ in zip(container.decode(video=0), range(40), strict=False)]
+    camera = open_source(SourceSpec("cam", rtsp.url(), SourceKind.RTSP), NetworkOptions(open_timeout=5.0))
+    camera.open()
+    try:
+        ours = []
+        for _ in range(20):
+            raw = camera.read()
+            assert raw is not None
+            ours.append(raw.image if raw.image is not None else raw.convert())  # type: ignore[misc]
+    finally:
+        camera.close()
+    indices = [stamp[1] if (stamp := read_stamp(image)) else None for image in ours]
+    assert indices == list(range(indices[0] or 0, (indices[0] or 0) + 20)), indices
+    assert all(np.array_equal(image, theirs[index]) for image, index in zip(ours, indices, strict=True))
 
 
 @pytest.mark.timeout(60)

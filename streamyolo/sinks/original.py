@@ -30,6 +30,7 @@ import av
 
 from streamyolo.clock import Clock, Timeline, wall_time
 from streamyolo.sinks.recorder import Packet, RecorderError, Recording
+from streamyolo.sources.base import same_frame
 
 if TYPE_CHECKING:
     from streamyolo.sinks.recorder import VideoRecorder
@@ -278,8 +279,7 @@ class OriginalRecording(Recording):
         held, self._held = self._held, packet
         if held is None:
             return
-        if packet is not None and packet.pts is not None and (
-                packet.pts == held.pts or (held.pts is None and held.key and packet.key)):
+        if packet is not None and same_frame(held.pts, held.key, packet.pts, packet.key):
             self._held = _Packet(held.data + packet.data, packet.pts, packet.dts, packet.duration, packet.time_base,
                                  held.key, held.arrived)
             return

@@ -91,6 +91,17 @@ def turned(info: SourceInfo, clockwise: int) -> SourceInfo:
     return replace(info, width=info.height, height=info.width) if clockwise % 180 == 90 else info
 
 
+def same_frame(pts: int | None, key: bool, then_pts: int | None, then_key: bool) -> bool:
+    """Whether a video packet (its time ``pts``, a key frame or not) and the next hold parts
+    of one frame: the next has the same time, or, at the start of an RTSP session, whose first
+    packet has no time yet, both are parts of a key frame.
+
+    >>> same_frame(3000, False, 3000, False), same_frame(None, True, 0, True), same_frame(0, True, 3000, False)
+    (True, True, False)
+    """
+    return then_pts is not None and (then_pts == pts or (pts is None and key and then_key))
+
+
 class PacketTap(Protocol):
     """Takes a source's compressed video packets as it reads them, before decoding (the
     recording of a camera's original video). Called in the capture thread only."""

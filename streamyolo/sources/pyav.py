@@ -23,7 +23,7 @@ import av.error
 from streamyolo.errors import SourceError, SourceNotFoundError, SourceOpenError, SourceReadError, SourceStalledError
 from streamyolo.frames import Image
 from streamyolo.sources import interrupt as interrupts
-from streamyolo.sources.base import PacketTap, RawFrame, SourceInfo, SourceKind, turn, turned
+from streamyolo.sources.base import PacketTap, RawFrame, SourceInfo, SourceKind, same_frame, turn, turned
 from streamyolo.sources.redact import redact_text, redact_url, url_secrets
 from streamyolo.sources.spec import file_path
 
@@ -214,25 +214,56 @@ class PyAVSource:
         """Frames of the video stream, packet by packet, so a stream that sends data but
         no pictures is caught by the stall time-out too; each with the time its packet was
         read for a network stream (a decoder that reorders frames hands a frame out with a
-        later packet), ``None`` for a file."""
+        later packet), ``None`` for a file.
+
+        A camera may send a frame's slices in packets of their own, each with the frame's time
+        (GStreamer's payloader repeating the parameter sets before every slice): decoded apart,
+        each is part of a picture. Whether a connection does is seen in its first two packets
+        (the first held back until the second comes); one that does has each packet held until
+        the next shows whether it goes on, and joined with it, which costs a frame's wait."""
         container, stream = self._container, self._stream
         stall = self.network.stall_timeout
         network = self.kind is not SourceKind.FILE
         arrivals: dict[int, float] = {}  # pts -> when its packet was read, for frames held back
         tap = self.packets
+        joins: bool | None = None  # whether this connection's frames come in several packets
+        held: tuple[Any, float | None] | None = None  # a packet whose frame may go on in the next
         for packet in container.demux(*self._demuxing()):
             arrived = self._clock() if network else None
             if tap is not None:
                 tap.packet(packet, arrived)
             if packet.stream_index == stream.index:  # not the sound, which is for the tap alone
-                if arrived is not None and packet.pts is not None:
-                    arrivals[packet.pts] = arrived
-                    if len(arrivals) > _REORDER_DEPTH:
-                        del arrivals[next(iter(arrivals))]  # the oldest: its frame never came
-                for frame in packet.decode():
-                    yield frame, (arrivals.pop(frame.pts, arrived) if arrived is not None else None)
+                if packet.size == 0:  # the end: what is held, then what the decoder holds
+                    if held is not None:
+                        yield from self._frames_of(*held, arrivals)
+                        held = None
+                    yield from self._frames_of(packet, arrived, arrivals)
+                elif held is not None and same_frame(held[0].pts, held[0].is_keyframe, packet.pts, packet.is_keyframe):
+                    if not joins:
+                        log.info("stream %r sends a frame's slices in packets of their own: they are joined before "
+                                 "decoding (each frame waits for the next packet)", self.name)
+                    joins, held = True, (_joined(held[0], packet), held[1])
+                else:
+                    if held is not None:
+                        joins = bool(joins)
+                        yield from self._frames_of(*held, arrivals)
+                    held = None
+                    if joins is None or joins:
+                        held = (packet, arrived)
+                    else:
+                        yield from self._frames_of(packet, arrived, arrivals)
             if network and self._clock() - self._last_frame_at > stall:
                 raise self._error(SourceStalledError, f"no frame for {stall:g} s (stall time-out)")
+
+    def _frames_of(self, packet: Any, arrived: float | None, arrivals: dict[int, float]) -> Iterator[
+            tuple[Any, float | None]]:
+        """``packet``'s frames, decoded, each with its packet's arrival (see :meth:`_decode`)."""
+        if arrived is not None and packet.pts is not None:
+            arrivals[packet.pts] = arrived
+            if len(arrivals) > _REORDER_DEPTH:
+                del arrivals[next(iter(arrivals))]  # the oldest: its frame never came
+        for frame in self._stream.codec_context.decode(packet):
+            yield frame, (arrivals.pop(frame.pts, arrived) if arrived is not None else None)
 
     def _demuxing(self) -> tuple[Any, ...]:
         """The streams read: the video, and with a tap its sound too."""
@@ -295,6 +326,14 @@ class PyAVSource:
             return "timed out"
         text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         return redact_text(str(text).splitlines()[0], self._secrets)
+
+
+def _joined(first: Any, then: Any) -> Any:
+    """One packet of two that hold parts of one frame."""
+    joined = av.Packet(bytes(first) + bytes(then))
+    joined.pts, joined.dts, joined.time_base = then.pts, then.dts, then.time_base
+    joined.is_keyframe = first.is_keyframe
+    return joined
 
 
 def _bgr(frame: av.VideoFrame, clockwise: int = 0) -> Image:

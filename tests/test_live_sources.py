@@ -21,6 +21,7 @@ from streamyolo.pipeline import Pipeline, StreamSetup, StreamState
 from streamyolo.pipeline.restart import Backoff
 from streamyolo.sinks import VideoRecorder
 from streamyolo.sources import NetworkOptions, SourceKind, SourceSpec, open_source, read_stamp, source_kind
+from streamyolo.sources.base import PacketTap
 from streamyolo.workers.capture import CapturePolicy
 from tests.conftest import IN_CI
 from tests.helpers import PYTHON, ROOT, StampDetector, env_for_subprocess, make_clip, read_jsonl
@@ -50,9 +51,10 @@ def rtsp(rtsp_clip: Path) -> Iterator[RtspServer]:
         server.kill()
 
 
-def _network_stream(name: str, url: str, backoff: Backoff = FAST_BACKOFF, **timeouts: float) -> StreamSetup:
+def _network_stream(name: str, url: str, backoff: Backoff = FAST_BACKOFF, packets: PacketTap | None = None,
+                    **timeouts: float) -> StreamSetup:
     options = NetworkOptions(**{"open_timeout": 5.0, "read_timeout": 2.0, "stall_timeout": 3.0, **timeouts})
-    source = open_source(SourceSpec(name, url, source_kind(url)), options)
+    source = open_source(SourceSpec(name, url, source_kind(url)), options, packets=packets)
     return StreamSetup(name, source, Overflow.DROP_OLDEST, capacity=2, policy=CapturePolicy(backoff=backoff, live=True),
                        display_uri=url)
 
@@ -102,10 +104,14 @@ class _Moments:
 @pytest.mark.timeout(120)
 def test_rtsp_server_killed_and_restarted_reconnects_while_others_keep_going(rtsp: RtspServer, tmp_path: Path) -> None:
     """… and the camera's timeline goes on through the reconnect (its clock starts again at 0):
-    its recording holds the time it was down as a gap, not squeezed out."""
-    setups = [_network_stream("cam", rtsp.url()), _synthetic_camera("other0"), _synthetic_camera("other1")]
+    its recording holds the time it was down as a gap, not squeezed out. Its copy recorded as
+    it came (``record: original``) goes on in the same file from the key frame the camera
+    starts again with: every picture whole, the gap kept."""
+    recorder = VideoRecorder(tmp_path, streams=["cam"])
+    setups = [_network_stream("cam", rtsp.url()), _synthetic_camera("other0"), _synthetic_camera("other1"),
+              _network_stream("copy", rtsp.url(), packets=recorder.original("copy", live=True))]
     moments = _Moments("cam")
-    pipeline = Pipeline(setups, StampDetector, workers=2, sinks=[moments, VideoRecorder(tmp_path, streams=["cam"])])
+    pipeline = Pipeline(setups, StampDetector, workers=2, sinks=[moments, recorder])
     pipeline.start()
     try:
         _until(lambda: _processed(pipeline, "cam") >= 10, 30, "frames from the RTSP camera")
@@ -138,6 +144,18 @@ def test_rtsp_server_killed_and_restarted_reconnects_while_others_keep_going(rts
     with av.open(str(tmp_path / "cam.mp4")) as recording:
         last = max(float(p.pts * p.time_base) for p in recording.demux(video=0) if p.pts is not None)
     assert abs(last - (places[-1] - places[0])) < 0.2, f"the recording holds {last:.1f} s of the camera's timeline"
+    assert summary.recordings["copy"] == [str(tmp_path / "copy.mp4")]
+    with av.open(str(rtsp.file)) as container:
+        theirs = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    with av.open(str(tmp_path / "copy.mp4")) as container:
+        copied = [(f.to_ndarray(format="bgr24"), float(f.time or 0)) for f in container.decode(video=0)]
+    indices = [stamp[1] if (stamp := read_stamp(image)) else None for image, _ in copied]
+    restart = next(i for i in range(1, len(indices)) if (indices[i] or 0) < (indices[i - 1] or 0))
+    assert indices[restart] == 0 and indices == [*range(indices[0] or 0, (indices[0] or 0) + restart),
+                                                 *range(len(indices) - restart)], indices
+    assert all(np.array_equal(image, theirs[index or 0]) for (image, _), index in zip(copied, indices, strict=True))
+    times = [t for _, t in copied]
+    assert all(b > a for a, b in itertools.pairwise(times)) and times[restart] - times[restart - 1] > 1.0
 
 
 @pytest.mark.timeout(120)

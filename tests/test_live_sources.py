@@ -116,6 +116,8 @@ def test_rtsp_server_killed_and_restarted_reconnects_while_others_keep_going(rts
     try:
         _until(lambda: _processed(pipeline, "cam") >= 10, 30, "frames from the RTSP camera")
         before_kill = _processed(pipeline, "cam")
+        _until(lambda: _processed(pipeline, "copy") >= 10, 30, "frames from the copy")
+        copy_before = _processed(pipeline, "copy")
         rtsp.kill()
         assert pipeline.health("cam").wait_for(lambda s: s is StreamState.RECONNECTING, timeout=10)
         others = {n: _processed(pipeline, n) for n in ("other0", "other1")}
@@ -127,6 +129,7 @@ def test_rtsp_server_killed_and_restarted_reconnects_while_others_keep_going(rts
         assert pipeline.health("cam").wait_for(lambda s: s is StreamState.STREAMING, timeout=20)
         back_after = time.monotonic() - restarted
         _until(lambda: _processed(pipeline, "cam") >= before_kill + 10, 30, "frames after the reconnect")
+        _until(lambda: _processed(pipeline, "copy") >= copy_before + 10, 30, "the copy's frames after it")
     finally:
         pipeline.stop()
         summary = pipeline.join(timeout=30)

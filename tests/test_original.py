@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -129,8 +130,9 @@ def _packets(path: Path, kind: str) -> list[bytes]:
 def test_a_cameras_sound_is_recorded_with_its_video_when_an_mp4_holds_it(tmp_path: Path,
                                                                          caplog: pytest.LogCaptureFixture) -> None:
     """AAC sound beside the video is copied with it, packet for packet, on the video's clock;
-    G.711 (which an MP4 browsers play cannot hold) is left out, saying so, and the video is
-    recorded all the same."""
+    G.711 (which an MP4 browsers play cannot hold) is made AAC: the same tone, as long, in time
+    with the video."""
+    caplog.set_level(logging.INFO, logger="streamyolo.sinks.original")
     aac, alaw = _clip_with_sound(tmp_path / "aac.mp4", "aac"), _clip_with_sound(tmp_path / "alaw.mov", "pcm_alaw")
     record = tmp_path / "rec"
     _run({"record": str(record), "record_mode": "original", "streams": [{"name": "aac", "source": str(aac)},
@@ -141,9 +143,15 @@ def test_a_cameras_sound_is_recorded_with_its_video_when_an_mp4_holds_it(tmp_pat
     with av.open(str(record / "aac.mp4")) as mine, av.open(str(aac)) as source:
         assert [float(p.pts * p.time_base) for p in mine.demux(audio=0) if p.size] == pytest.approx(
             [float(p.pts * p.time_base) for p in source.demux(audio=0) if p.size][1:], abs=1e-3)
-    assert _packets(record / "alaw.mp4", "audio") == [] and _packets(record / "alaw.mp4", "video") == _packets(
-        alaw, "video")
-    assert "stream 'alaw': its pcm_alaw sound is not recorded" in caplog.text
+    assert _packets(record / "alaw.mp4", "video") == _packets(alaw, "video")
+    with av.open(str(record / "alaw.mp4")) as made:
+        assert made.streams.audio[0].codec_context.name == "aac"
+        frames = list(made.decode(audio=0))
+    sound = np.concatenate([f.to_ndarray()[0] for f in frames])
+    assert abs(len(sound) - 2 * 8000) < 1024 and float(frames[0].time or 0) < 0.15  # 2 s of it, from the start
+    spectrum = np.abs(np.fft.rfft(sound[2048:]))
+    assert abs(np.argmax(spectrum) * 8000 / len(sound[2048:]) - 440) < 5  # the tone
+    assert "stream 'alaw': its pcm_alaw sound is recorded as AAC" in caplog.text
 
 
 @pytest.mark.timeout(120)

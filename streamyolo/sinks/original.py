@@ -44,7 +44,7 @@ COPYABLE = PLAYED_EVERYWHERE | {"hevc"}
 where the hardware decodes it."""
 
 SOUND_COPYABLE = frozenset({"aac", "opus", "mp3"})
-"""Sound an MP4 holds that browsers play; other sound (G.711 …) is left out of the files."""
+"""Sound an MP4 holds that browsers play, copied; other sound (G.711 …) is made AAC."""
 
 QUEUE_PACKETS = 512
 """Packets waiting for the writer at most (some 15 s of a 30 fps camera): a disk that stalls
@@ -67,6 +67,48 @@ def uncopied(stream: str, codec: str | None) -> str | None:
             "play (H.264, H.265, VP9 and AV1 can); record it annotated (record: annotated)")
 
 
+class _Transcoder:
+    """Sound that an MP4 browsers play cannot hold (G.711 …), decoded and encoded as AAC (a
+    few hundredths of a core): made in the capture thread, used in the writer's."""
+
+    def __init__(self, audio: Any) -> None:
+        context = audio.codec_context
+        self.decoder = av.CodecContext.create(context.name, "r")
+        self.decoder.sample_rate, self.decoder.layout = context.sample_rate, context.layout
+        layout = "mono" if context.channels == 1 else "stereo"
+        self._holder = av.open(io.BytesIO(), mode="w", format="mp4")  # the encoder's (and the files') settings
+        self.stream = self._holder.add_stream("aac", rate=context.sample_rate)
+        self.stream.layout = layout
+        self._holder.start_encoding()  # opens the encoder
+        self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=context.sample_rate)
+        self._origin: float | None = None  # where the first sample fed goes (seconds on the timeline)
+        self._samples = 0
+
+    def encode(self, data: bytes, pts: int, time_base: Fraction, place: float) -> list[tuple[Packet, float]]:
+        """The AAC packets a sound packet (its time ``pts``, its place on the timeline
+        ``place``) completes, each with its place: counted in samples from the first."""
+        packet = av.Packet(data)
+        packet.pts, packet.time_base = pts, time_base
+        out = []
+        for frame in self.decoder.decode(packet):
+            if self._origin is None:
+                self._origin = place
+            for resampled in self._resampler.resample(frame):
+                resampled.pts, resampled.time_base = self._samples, Fraction(1, resampled.sample_rate)
+                self._samples += resampled.samples  # counted: the encoder wants them without a gap
+                out += self._placed(self.stream.encode(resampled))
+        return out
+
+    def flush(self) -> list[tuple[Packet, float]]:
+        """The AAC packets of the samples the encoder still holds, at the end."""
+        return self._placed(self.stream.encode(None)) if self._origin is not None else []
+
+    def _placed(self, packets: list[Packet]) -> list[tuple[Packet, float]]:
+        assert self._origin is not None
+        return [(p, self._origin + float(p.pts * p.time_base)) for p in packets
+                if p.pts is not None and p.time_base is not None]
+
+
 @dataclass(frozen=True, slots=True)
 class _Settings:
     """A connection's video stream (and sound) as the files copy them: their codec parameters,
@@ -79,7 +121,9 @@ class _Settings:
     key: tuple[object, ...]
     """What a file's packets must share: codecs, size, time bases, and the codecs' setup data."""
     sound: Any = None
-    """The sound's template, when it is copied."""
+    """The sound's template in the files, when it is recorded."""
+    transcoder: _Transcoder | None = None
+    """What makes the sound AAC, when it comes in another form."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,16 +188,13 @@ class OriginalRecording(Recording):
         if codec not in PLAYED_EVERYWHERE:
             log.warning("stream %r sends %s video, recorded as it is (record: original): browsers play it only "
                         "where the hardware decodes it (record: annotated gives H.264)", self.stream, codec)
-        sound = None
-        if audio is not None and audio.codec_context.name in SOUND_COPYABLE:
-            sound = audio
-        elif audio is not None:
-            log.warning("stream %r: its %s sound is not recorded (an MP4 browsers play holds AAC, Opus or MP3)",
-                        self.stream, audio.codec_context.name)
-        self._indices = (video.index, None if sound is None else sound.index)
+        if audio is not None and audio.codec_context.name not in SOUND_COPYABLE:
+            log.info("stream %r: its %s sound is recorded as AAC (an MP4 browsers play holds AAC, Opus or MP3)",
+                     self.stream, audio.codec_context.name)
+        self._indices = (video.index, None if audio is None else audio.index)
         if not self._thread.is_alive() and not self._failed.is_set():
             self._thread.start()
-        self._put(self._settings_of(video, sound), wait=True)
+        self._put(self._settings_of(video, audio), wait=True)
 
     def packet(self, packet: Packet, arrived: float | None) -> None:
         """One of the stream's packets as read (``arrived``: when, for a network stream)."""
@@ -196,14 +237,22 @@ class OriginalRecording(Recording):
     def _settings_of(self, video: Any, audio: Any) -> _Settings:
         holder = av.open(io.BytesIO(), mode="w", format="mp4")
         template = holder.add_stream_from_template(video, opaque=True)
-        sound = None if audio is None else holder.add_stream_from_template(audio, opaque=True)
+        transcoder = None
+        if audio is not None and audio.codec_context.name not in SOUND_COPYABLE:
+            try:
+                transcoder = _Transcoder(audio)
+            except (av.error.FFmpegError, ValueError) as exc:  # a sound FFmpeg cannot decode: the video alone
+                log.warning("stream %r: its %s sound is not recorded: %s", self.stream, audio.codec_context.name, exc)
+                audio = None
+        sound = (None if audio is None else transcoder.stream if transcoder is not None
+                 else holder.add_stream_from_template(audio, opaque=True))
         context = video.codec_context
         rate = video.average_rate or video.guessed_rate or video.base_rate
         rate = Fraction(rate).limit_denominator(1001) if rate and 0 < rate <= 1000 else Fraction(30)
         key = (context.name, context.width, context.height, video.time_base, bytes(context.extradata or b""),
                None if audio is None else (audio.codec_context.name, audio.codec_context.sample_rate, audio.time_base,
                                            bytes(audio.codec_context.extradata or b"")))
-        return _Settings(holder, template, rate, context.name, key, sound)
+        return _Settings(holder, template, rate, context.name, key, sound, transcoder)
 
     # -- the writer thread's -------------------------------------------------------------
 
@@ -257,7 +306,7 @@ class OriginalRecording(Recording):
             self.pause.lose(lost, "the disk did not keep up with the camera")
 
     def _connect(self, settings: _Settings) -> None:
-        self._take(None)  # the last connection's last packet
+        self._take(None)  # the last connection's last packet, and sound
         if self._settings is not None and settings.key != self._settings.key:
             log.info("stream %r: the camera's video changed (%s %dx%d now), its files start again",
                      self.stream, *settings.key[:3])
@@ -278,6 +327,7 @@ class OriginalRecording(Recording):
             return
         held, self._held = self._held, packet
         if held is None:
+            self._end_sound(packet)
             return
         if packet is not None and same_frame(held.pts, held.key, packet.pts, packet.key):
             self._held = _Packet(held.data + packet.data, packet.pts, packet.dts, packet.duration, packet.time_base,
@@ -290,6 +340,16 @@ class OriginalRecording(Recording):
         sound, self._sound_after = self._sound_after, []
         for item in sound:
             self._store_sound(item)
+        self._end_sound(packet)
+
+    def _end_sound(self, packet: _Packet | None) -> None:
+        """At a connection's end (``packet`` ``None``), what the sound's encoder still holds."""
+        settings = self._settings
+        if packet is None and settings is not None and settings.transcoder is not None:
+            try:
+                self._write_made(settings.transcoder.flush())
+            except (av.error.FFmpegError, ValueError) as exc:
+                log.debug("stream %r: the sound's last samples not made AAC: %s", self.stream, exc)
 
     def _store(self, packet: _Packet) -> None:
         settings = self._settings
@@ -318,25 +378,42 @@ class OriginalRecording(Recording):
             self.pause.skip()  # waiting for a key frame to start again
 
     def _store_sound(self, packet: _Packet) -> None:
-        """A sound packet into the open file, at its place beside the video (the source's
-        clock, moved as the video's was); dropped when no file is open or it would come
-        before the file's first frame."""
+        """A sound packet (or the AAC it is made into) into the open file, at its place beside
+        the video (the source's clock, moved as the video's was); dropped when no file is open
+        or it would come before the file's first frame."""
         stamp = packet.pts if packet.pts is not None else packet.dts
-        settings, file = self._settings, self._file
-        if (settings is None or settings.sound is None or file is None or self._shift is None or stamp is None
+        settings = self._settings
+        if (settings is None or settings.sound is None or self._shift is None or stamp is None
                 or packet.time_base is None):
             return
         place = float(stamp * packet.time_base) + self._shift
-        if place < self._file_place:
+        if settings.transcoder is None:
+            self._write_sound(packet.data, place, packet.duration, packet.time_base)
             return
-        dts = round(place / packet.time_base)
+        try:
+            made = settings.transcoder.encode(packet.data, stamp, packet.time_base, place)
+        except (av.error.FFmpegError, ValueError) as exc:  # a damaged packet: its sound is missing
+            log.debug("stream %r: a sound packet not made AAC: %s", self.stream, exc)
+            return
+        self._write_made(made)
+
+    def _write_made(self, made: list[tuple[Packet, float]]) -> None:
+        for encoded, at in made:
+            assert encoded.time_base is not None
+            self._write_sound(bytes(encoded), at, encoded.duration or 0, encoded.time_base)
+
+    def _write_sound(self, data: bytes, place: float, duration: int, time_base: Fraction) -> None:
+        file = self._file
+        if file is None or place < self._file_place:
+            return
+        dts = round(place / time_base)
         if self._last_sound is not None and dts <= self._last_sound:
             dts = self._last_sound + 1
         self._last_sound = dts
-        copy = av.Packet(packet.data)
+        copy = av.Packet(data)
         copy.pts = copy.dts = dts
-        copy.duration = packet.duration
-        copy.time_base = packet.time_base
+        copy.duration = duration
+        copy.time_base = time_base
         try:
             file.add_sound([copy])
         except (OSError, RecorderError) as exc:  # as a video packet's write

@@ -232,7 +232,8 @@ class PyAVSource:
             arrived = self._clock() if network else None
             if tap is not None:
                 tap.packet(packet, arrived)
-            if packet.stream_index == stream.index:  # not the sound, which is for the tap alone
+            if packet.stream.index == stream.index:  # not the sound, which is for the tap alone (at the end,
+                # PyAV's empty packets say which stream they end by ``stream``, not ``stream_index``)
                 if packet.size == 0:  # the end: what is held, then what the decoder holds
                     if held is not None:
                         yield from self._frames_of(*held, arrivals)

@@ -232,8 +232,9 @@ class PyAVSource:
             arrived = self._clock() if network else None
             if tap is not None:
                 tap.packet(packet, arrived)
-            if packet.stream.index == stream.index:  # not the sound, which is for the tap alone (at the end,
-                # PyAV's empty packets say which stream they end by ``stream``, not ``stream_index``)
+            # Not the sound, which is for the tap alone. (PyAV's empty packets at the end say which
+            # stream they end by ``stream``; their ``stream_index`` is 0 whatever the stream.)
+            if packet.stream.index == stream.index:
                 if packet.size == 0:  # the end: what is held, then what the decoder holds
                     if held is not None:
                         yield from self._frames_of(*held, arrivals)

@@ -169,6 +169,7 @@ class OriginalRecording(Recording):
         self._file_place = 0.0  # the open file's first packet's
         self._last_dts: int | None = None  # the last packet written's decoding time, in its time base
         self._held: _Packet | None = None  # the last packet taken, not yet written
+        self._splits = False  # whether this connection has sent a frame in several packets
         self._awaiting_key = True
         self._shift: float | None = None  # a video packet's place less its source time: where the sound goes
         self._last_sound: int | None = None  # the last sound packet written's time, in its time base
@@ -313,6 +314,7 @@ class OriginalRecording(Recording):
             self._end_file()
         self._settings = settings
         self._awaiting_key = True  # what comes before the next key frame cannot be decoded
+        self._splits = False
 
     def _take(self, packet: _Packet | None) -> None:
         """Hold ``packet`` back until the next shows whether it is all of its frame: a camera
@@ -332,10 +334,14 @@ class OriginalRecording(Recording):
         if packet is not None and same_frame(held.pts, held.key, packet.pts, packet.key):
             self._held = _Packet(held.data + packet.data, packet.pts, packet.dts, packet.duration, packet.time_base,
                                  held.key, held.arrived)
+            self._splits = True
             return
+        # A camera that splits its key frames, whose last one's rest never came (the run
+        # stopped, the camera went away): half a picture is not worth keeping.
+        unfinished = packet is None and self._splits and held.key
         if held.key:
             self._awaiting_key = False
-        if not self._awaiting_key:
+        if not self._awaiting_key and not unfinished:
             self._store(held)
         sound, self._sound_after = self._sound_after, []
         for item in sound:

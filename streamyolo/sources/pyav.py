@@ -228,6 +228,7 @@ class PyAVSource:
         tap = self.packets
         joins: bool | None = None  # whether this connection's frames come in several packets
         held: tuple[Any, float | None] | None = None  # a packet whose frame may go on in the next
+        last: tuple[int | None, bool] = (None, False)  # the packet before's time and key
         for packet in container.demux(*self._demuxing()):
             arrived = self._clock() if network else None
             if tap is not None:
@@ -235,24 +236,25 @@ class PyAVSource:
             # Not the sound, which is for the tap alone. (PyAV's empty packets at the end say which
             # stream they end by ``stream``; their ``stream_index`` is 0 whatever the stream.)
             if packet.stream.index == stream.index:
+                splits = packet.size > 0 and same_frame(*last, packet.pts, packet.is_keyframe)
+                last = (packet.pts, bool(packet.is_keyframe))
+                if splits and not joins:  # seen in the first two packets, or later (from then on)
+                    joins = True
+                    log.info("stream %r sends a frame's slices in packets of their own: they are joined before "
+                             "decoding (each frame waits for the next packet)", self.name)
                 if packet.size == 0:  # the end: what is held, then what the decoder holds
                     if held is not None:
                         yield from self._frames_of(*held, arrivals)
                         held = None
                     yield from self._frames_of(packet, arrived, arrivals)
-                elif held is not None and same_frame(held[0].pts, held[0].is_keyframe, packet.pts, packet.is_keyframe):
-                    if not joins:
-                        log.info("stream %r sends a frame's slices in packets of their own: they are joined before "
-                                 "decoding (each frame waits for the next packet)", self.name)
-                    joins, held = True, (_joined(held[0], packet), held[1])
+                elif splits and held is not None:
+                    held = (_joined(held[0], packet), held[1])
                 else:
                     if held is not None:
-                        joins = bool(joins)
                         yield from self._frames_of(*held, arrivals)
-                    held = None
-                    if joins is None or joins:
-                        held = (packet, arrived)
-                    else:
+                        joins = bool(joins)  # the first two packets have shown it
+                    held = (packet, arrived) if joins is None or joins else None
+                    if held is None:
                         yield from self._frames_of(packet, arrived, arrivals)
             if network and self._clock() - self._last_frame_at > stall:
                 raise self._error(SourceStalledError, f"no frame for {stall:g} s (stall time-out)")

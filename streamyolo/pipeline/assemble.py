@@ -441,17 +441,20 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     return pipeline
 
 
-def _original(recorder: VideoRecorder | None, cfg: PipelineConfig, stream: ResolvedStream) -> PacketTap | None:
-    """Where ``stream``'s source hands its packets, when it is recorded as its camera sent it."""
+def _original(recorder: VideoRecorder | None, cfg: PipelineConfig, stream: ResolvedStream,
+              live: bool | None = None) -> PacketTap | None:
+    """Where ``stream``'s source hands its packets, when it is recorded as its camera sent it;
+    ``live``: whether they come whether the recording keeps up or not (default: as the stream's
+    frames do)."""
     if recorder is None or cfg.record_of(stream.config) != "original":
         return None
-    return recorder.original(stream.spec.name, live=stream.overflow is Overflow.DROP_OLDEST,
-                             rotate=rotation(stream.config))
+    live = stream.overflow is Overflow.DROP_OLDEST if live is None else live
+    return recorder.original(stream.spec.name, live=live, rotate=rotation(stream.config))
 
 
 def _recording(recorder: VideoRecorder | None, cfg: PipelineConfig, stream: ResolvedStream) -> PyAVSource | None:
-    """``stream``'s ``record_source``, read for the recording alone."""
-    packets = _original(recorder, cfg, stream) if stream.config.record_source else None
+    """``stream``'s ``record_source``, read for the recording alone (a camera's: it never waits)."""
+    packets = _original(recorder, cfg, stream, live=True) if stream.config.record_source else None
     return None if packets is None else recording_source(stream, packets)
 
 

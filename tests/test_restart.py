@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
+import threading
 from pathlib import Path
 
 import pytest
 
 from streamyolo.buffering import Overflow
 from streamyolo.clock import Timeline
+from streamyolo.errors import SourceOpenError
 from streamyolo.pipeline import Pipeline, StreamSetup, StreamState
 from streamyolo.pipeline.health import IllegalTransition, StreamHealth
 from streamyolo.pipeline.restart import Backoff
 from streamyolo.sources import SourceKind, SourceSpec, open_source, redact_text
-from streamyolo.workers.capture import CapturePolicy, Decimator
+from streamyolo.sources.base import SourceInfo
+from streamyolo.workers.capture import CapturePolicy, Decimator, PacketCapture
 from tests.helpers import StampDetector
 
 
@@ -96,3 +100,58 @@ def test_a_missing_webcam_fails_only_its_own_stream() -> None:
     assert summary.streams["webcam"].state == "failed"
     assert "cannot open camera" in (summary.streams["webcam"].error or "")
     assert summary.streams["ok"].processed == 10
+
+
+class _MainStream:
+    """A camera's main stream read for its recording: refuses the first ``refusals`` opens,
+    then sends packets until stopped."""
+
+    name = "door"
+    display_uri = "rtsp://cam/main"
+
+    def __init__(self, refusals: int, stop: threading.Event) -> None:
+        self.refusals = refusals
+        self.stop = stop
+        self.opens = 0
+        self.packets = 0
+        self.sending = threading.Event()
+
+    def open(self) -> SourceInfo:
+        self.opens += 1
+        if self.opens <= self.refusals:
+            raise SourceOpenError(f"stream 'door' ({self.display_uri}): cannot open: Connection refused")
+        return SourceInfo(1920, 1080, 25.0, "h264")
+
+    def read_packet(self) -> bool:
+        self.packets += 1
+        self.sending.set()
+        return not self.stop.wait(0.01)
+
+    def close(self) -> None:
+        pass
+
+    def interrupt(self) -> None:
+        self.stop.set()
+
+
+def test_a_record_source_that_is_down_is_the_streams_error_while_it_reconnects() -> None:
+    """The camera's main stream refuses twice: the stream's error says its recording source is
+    down and being reconnected (its recording is not being made) from the first refusal; once
+    back, it is read again. One that gives up says so last."""
+    stop, health = threading.Event(), StreamHealth("door")
+    main = _MainStream(refusals=2, stop=stop)
+    capture = PacketCapture("door", main, stop, Backoff(base=0.05, cap=0.05, jitter=0),
+                            functools.partial(health.note_error, replace=True), random.Random(1))
+    capture.start()
+    assert main.sending.wait(10) and main.opens == 3
+    stop.set()
+    capture.thread.join(10)
+    assert health.snapshot().error == ("recording source: stream 'door' (rtsp://cam/main): cannot open: Connection "
+                                       "refused; reconnecting")
+    stop, health = threading.Event(), StreamHealth("door")
+    gone = PacketCapture("door", _MainStream(refusals=9, stop=stop), stop, Backoff(base=0.01, cap=0.01, jitter=0,
+                                                                                     attempts=2),
+                         functools.partial(health.note_error, replace=True), random.Random(1))
+    gone.start()
+    gone.thread.join(10)
+    assert not gone.thread.is_alive() and (health.snapshot().error or "").endswith("Connection refused (gave up)")

@@ -177,10 +177,11 @@ class StreamHealth:
             except Exception:  # a watcher's trouble never stops the stream
                 log.exception("stream %r: a watcher of its state failed", self.name)
 
-    def note_error(self, error: str) -> None:
-        """Record an error that did not change the state (e.g. a sink failed for this stream)."""
+    def note_error(self, error: str, replace: bool = False) -> None:
+        """Record an error that did not change the state (e.g. a sink failed for this stream):
+        the first such, or with ``replace`` the latest (as a change of state's error is)."""
         with self._lock:
-            if self._error is None:
+            if replace or self._error is None:
                 self._error = error
 
     def wait_for(self, predicate: Callable[[StreamState], bool], timeout: float) -> bool:

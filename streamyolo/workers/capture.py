@@ -14,6 +14,7 @@ and any live state → ``stopped`` when the run is stopped.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -148,7 +149,7 @@ class CaptureWorker:
         self._timeline = Timeline(self._policy.live)  # across reconnects
         self._thread = threading.Thread(target=self._run, name=f"capture:{name}")
         self._recording = None if recording is None else PacketCapture(
-            name, recording, stop, self._policy.backoff, health.note_error, self._rng)
+            name, recording, stop, self._policy.backoff, functools.partial(health.note_error, replace=True), self._rng)
 
     def start(self) -> None:
         self._thread.start()
@@ -273,7 +274,8 @@ class PacketCapture:
     """Reads a stream's recording source (its camera's main stream, say, while the model
     watches the smaller sub stream) packet by packet, never decoding: the packets go to the
     recording. Reconnects as the stream's capture does, by its back-off; says what went wrong
-    through ``report`` (the stream's error), and gives up only when the back-off does."""
+    through ``report`` (the stream's error: once when it goes down, again if it gives up, as
+    the back-off does), so a stream whose recording is not being made says so."""
 
     def __init__(self, name: str, source: PacketSource, stop: threading.Event, backoff: Backoff,
                  report: Callable[[str], None], rng: random.Random) -> None:
@@ -291,12 +293,14 @@ class PacketCapture:
     def _run(self) -> None:
         lower_priority(CAPTURE_NICENESS)
         failures = 0  # consecutive connections that ended without a packet
+        down = False  # whether the stream has been told its recording source is down
         try:
             while not self._stop.is_set():
                 read = 0
                 try:
                     self.source.open()
                     log.info("stream %r: recording %s", self.name, self.source.display_uri)
+                    down = False
                     while not self._stop.is_set() and self.source.read_packet():
                         read += 1
                     return  # stopped, or a file's end
@@ -312,6 +316,9 @@ class PacketCapture:
                     self._close()
                     delay = self._backoff.delay(failures, self._rng)
                     log.warning("recording source: %s; reconnecting in %.1f s", exc, delay)
+                    if not down:
+                        self._report(f"recording source: {exc}; reconnecting")
+                        down = True
                     if self._stop.wait(delay):
                         return
         except BaseException as exc:  # the thread owns its death: record, never leak

@@ -106,7 +106,6 @@ class _MainStream:
     """A camera's main stream read for its recording: refuses the first ``refusals`` opens,
     then sends packets until stopped."""
 
-    name = "door"
     display_uri = "rtsp://cam/main"
 
     def __init__(self, refusals: int, stop: threading.Event) -> None:

@@ -117,7 +117,6 @@ class _Settings:
     holder: Any
     template: Any
     rate: Fraction
-    codec: str
     key: tuple[object, ...]
     """What a file's packets must share: codecs, size, time bases, and the codecs' setup data."""
     sound: Any = None
@@ -253,7 +252,7 @@ class OriginalRecording(Recording):
         key = (context.name, context.width, context.height, video.time_base, bytes(context.extradata or b""),
                None if audio is None else (audio.codec_context.name, audio.codec_context.sample_rate, audio.time_base,
                                            bytes(audio.codec_context.extradata or b"")))
-        return _Settings(holder, template, rate, context.name, key, sound, transcoder)
+        return _Settings(holder, template, rate, key, sound, transcoder)
 
     # -- the writer thread's -------------------------------------------------------------
 
@@ -412,33 +411,20 @@ class OriginalRecording(Recording):
         file = self._file
         if file is None or place < self._file_place:
             return
-        dts = round(place / time_base)
-        if self._last_sound is not None and dts <= self._last_sound:
-            dts = self._last_sound + 1
-        self._last_sound = dts
-        copy = av.Packet(data)
-        copy.pts = copy.dts = dts
-        copy.duration = duration
-        copy.time_base = time_base
+        self._last_sound = dts = _after(round(place / time_base), self._last_sound)
         try:
-            file.add_sound([copy])
+            file.add_sound([_copy(data, dts, dts, duration, time_base)])
         except (OSError, RecorderError) as exc:  # as a video packet's write
             self.abandon()
             self.failed_write(exc)
 
     def _write(self, settings: _Settings, packet: _Packet, started: float | None) -> None:
-        copy = av.Packet(packet.data)
         time_base = packet.time_base or settings.template.time_base or Fraction(1, 90000)
-        # Never at or before the packet before: a camera may send two frames with one time.
+        # A camera may send two frames with one time; a new file starts its own times.
         dts = round(self._place / time_base)
-        if self._last_dts is not None and started is None and dts <= self._last_dts:
-            dts = self._last_dts + 1
-        self._last_dts = dts
+        self._last_dts = dts = dts if started is not None else _after(dts, self._last_dts)
         delay = packet.pts - packet.dts if packet.pts is not None and packet.dts is not None else 0
-        copy.dts, copy.pts = dts, dts + max(0, delay)
-        copy.duration = packet.duration
-        copy.time_base = time_base
-        copy.is_keyframe = packet.key
+        copy = _copy(packet.data, dts, dts + max(0, delay), packet.duration, time_base, packet.key)
         try:
             if started is not None:
                 self._file_place = self._place
@@ -451,3 +437,19 @@ class OriginalRecording(Recording):
             self.failed_write(exc)
             return
         self.pause.succeeded()
+
+
+def _after(time: int, last: int | None) -> int:
+    """``time``, or just after ``last`` if it is not after it: a file's times only go on.
+
+    >>> _after(5, None), _after(5, 4), _after(5, 5), _after(3, 5)
+    (5, 5, 6, 6)
+    """
+    return time if last is None or time > last else last + 1
+
+
+def _copy(data: bytes, dts: int, pts: int, duration: int, time_base: Fraction, key: bool = False) -> Packet:
+    """A packet of ``data`` at those times, for a file."""
+    packet = av.Packet(data)
+    packet.dts, packet.pts, packet.duration, packet.time_base, packet.is_keyframe = dts, pts, duration, time_base, key
+    return packet

@@ -121,8 +121,6 @@ class PacketSource(Protocol):
     """A source read only for its compressed packets, which go to its :class:`PacketTap` (a
     camera's other stream, recorded while the model watches a smaller one)."""
 
-    name: str
-
     @property
     def display_uri(self) -> str: ...
 

@@ -13,6 +13,7 @@ import importlib
 import logging
 import os
 import re
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
@@ -26,7 +27,7 @@ import numpy.typing as npt
 from streamyolo.errors import ModelError, ModelNotFoundError
 from streamyolo.frames import Detections, Image, upright
 from streamyolo.inference.detector import Detector, DetectorFactory
-from streamyolo.inference.offline import import_ultralytics
+from streamyolo.inference.offline import import_ultralytics, ultralytics_file
 from streamyolo.inference.runners import OpenVINORunner, Runner, is_openvino, make_runner, openvino_backend_setup
 
 log = logging.getLogger(__name__)
@@ -120,14 +121,29 @@ def resolve_model(model: str | os.PathLike[str]) -> str:
 
 def _is_packaged_yaml(name: str) -> bool:
     """True if Ultralytics ships an architecture for ``name`` (e.g. yolo26n.yaml → yolo26.yaml)."""
-    root = Path(str(import_ultralytics().__file__)).parent / "cfg" / "models"
+    root = ultralytics_file("cfg", "models")
     unscaled = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", Path(name).stem) + Path(name).suffix
     return any(root.rglob(name)) or any(root.rglob(unscaled))
+
+
+GPU_DEVICE_FILES = ("nvidia*", "nvhost-*", "nvmap", "dxg", "kfd")
+"""What a Linux box with a GPU torch could use has in ``/dev``: NVIDIA's driver, a Jetson's,
+WSL2's, AMD's (ROCm)."""
+
+
+def no_gpu_here() -> bool:
+    """True when plainly no GPU is there to use: Linux without a GPU driver's device files.
+    Then ``auto`` is the CPU without importing torch (seconds on a small box, for a
+    ``check`` that does not load the model); anywhere else torch is asked."""
+    return (sys.platform.startswith("linux") and "torch" not in sys.modules
+            and not any(any(Path("/dev").glob(name)) for name in GPU_DEVICE_FILES))
 
 
 def resolve_device(device: str, worker_index: int = 0) -> str:
     """``auto`` → a CUDA device when one exists, else ``cpu``. ``cuda`` without an index
     spreads workers across the GPUs round-robin; ``cuda:N`` pins them all to GPU N."""
+    if device == "cpu" or (device == "auto" and no_gpu_here()):
+        return "cpu"
     import torch
 
     if device == "auto":

@@ -38,9 +38,9 @@ def tracker_settings(value: str) -> dict[str, Any]:
     it becomes names the key and the value)."""
     name = value.strip().lower().removesuffix(".yaml")
     if name in SUPPORTED and not Path(value).is_file():
-        from streamyolo.inference.offline import import_ultralytics
+        from streamyolo.inference.offline import ultralytics_file
 
-        path = Path(str(import_ultralytics().__file__)).parent / "cfg" / "trackers" / f"{name}.yaml"
+        path = ultralytics_file("cfg", "trackers", f"{name}.yaml")
     elif value.endswith((".yaml", ".yml")):
         path = Path(value).expanduser()
         if not path.is_file():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -106,8 +107,6 @@ def detector_factories(config: PipelineConfig, model: str, workers: int, lanes: 
     threads = torch_threads(config, running or models_running(config, workers, lanes.own), devices[0])
     openvino = runs_on_openvino(config, model)
     cache = resolve_model_cache(config.model_cache) if openvino else None
-    if config.worker_mode == "thread":
-        preload(openvino=openvino)
     if config.model_sharing == "locked":
         shared = SharedFactory(UltralyticsFactory(model, settings, devices[0], threads, cache, config.pytorch_cpu))
         return [shared] * workers
@@ -415,6 +414,10 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         for s in streams
     ]
     closers = [f.close for f in dict.fromkeys(factories) if hasattr(f, "close")]
+    # What building a model imports, imported before the inference threads take turns at it
+    # (not by a check that does not build one).
+    openvino = any(runs_on_openvino(cfg, g.path) for g in groups)
+    starters = [functools.partial(preload, openvino=openvino)] if cfg.worker_mode == "thread" else []
     pipeline = cls(
         setups,
         factories,
@@ -432,6 +435,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         duration=cfg.duration,
         torch_threads=_parent_torch_threads(cfg, running),
         summary_path=cfg.summary,
+        on_start=starters,
         on_close=closers,
         restart_counts=restarts,
         hang_warning=cfg.hang_warning,

@@ -140,6 +140,7 @@ class Pipeline:
         torch_threads: int | None = None,
         summary_path: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_start: Sequence[Callable[[], None]] = (),
         on_close: Sequence[Callable[[], None]] = (),
         restart_counts: RestartCounts | None = None,
         hang_warning: float = 60.0,
@@ -171,6 +172,7 @@ class Pipeline:
         self._stats = stats
         self._torch_threads = torch_threads
         self._saved_threads: int | None = None
+        self._on_start = list(on_start)  # on the main thread before the workers start (imports)
         self._on_close = list(on_close)
         self._summary_path = summary_path
         self._restart_counts = restart_counts
@@ -250,6 +252,8 @@ class Pipeline:
                 for stream in self._streams:
                     stream.health.watch(sink.stream_changed)
         try:
+            for callback in self._on_start:
+                callback()
             if self._stats is not None:
                 self._stats.open()
             self._set_threads()

@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
@@ -237,9 +237,16 @@ class _Interrupts:
             os._exit(EXIT_INTERRUPTED)
         raise KeyboardInterrupt
 
-    def install(self) -> None:
-        signal.signal(signal.SIGINT, self)
-        signal.signal(signal.SIGTERM, self)
+    def install(self) -> Callable[[], None]:
+        """Take Ctrl-C and SIGTERM; returns what gives them back to the handlers before (for
+        :func:`main` called from a program of its own)."""
+        before = {number: signal.signal(number, self) for number in (signal.SIGINT, signal.SIGTERM)}
+
+        def restore() -> None:
+            for number, handler in before.items():
+                signal.signal(number, handler)
+
+        return restore
 
 
 def setup_logging(level: str) -> None:
@@ -359,8 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     interrupts = _Interrupts()
-    if threading_is_main():
-        interrupts.install()
+    restore = interrupts.install() if threading_is_main() else None
     try:
         if args.command == "run":
             return command_run(args)
@@ -385,6 +391,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted before the run started")
         return EXIT_INTERRUPTED
+    finally:
+        if restore is not None:
+            restore()
     return EXIT_OK
 
 

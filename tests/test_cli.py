@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from streamyolo import cli
 from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, make_clip, read_jsonl, stamps
 from tests.servers import HookReceiver, free_port
 
@@ -20,7 +22,9 @@ def streamyolo(*args: str, cwd: Path | None = None, timeout: float = 180) -> sub
 
 
 @pytest.mark.timeout(300)
-def test_run_two_files_with_record_jsonl_and_summary(clips: list[Path], random_model: Path, tmp_path: Path) -> None:
+def test_run_two_files_with_record_jsonl_and_summary(clips: list[Path], random_model: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str],
+                                                     caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "out"
     with HookReceiver() as hook:
         done = streamyolo("run", "--source", f"left={clips[0]}", "--source", str(clips[1]), "--model",
@@ -50,22 +54,21 @@ def test_run_two_files_with_record_jsonl_and_summary(clips: list[Path], random_m
         assert [s[1] for s in stamps(images) if s] == list(range(12))
         assert summary["streams"][name]["recordings"] == [str(out / "rec" / f"{name}.mp4")]
 
-    # Run again (a job restarted): the first run's recordings and lines are kept.
-    again = streamyolo("run", "--source", f"left={clips[0]}", "--model", str(random_model), "--imgsz", "160",
-                       "--record", str(out / "rec"), "--jsonl", str(out / "det.jsonl"),
-                       "--summary", str(out / "summary.json"), "--no-display")
-    assert again.returncode == 0, again.stderr
-    assert f"recorded left: {out / 'rec' / 'left-2.mp4'}" in again.stdout  # under the summary table
+    # Run again (a job restarted): the first run's recordings and lines are kept. (This run and
+    # the next are in this process, as a program calls ``main``: the import is done.)
+    again = ["run", "--source", f"left={clips[0]}", "--model", str(random_model), "--imgsz", "160",
+             "--record", str(out / "rec"), "--jsonl", str(out / "det.jsonl")]
+    capsys.readouterr()
+    caplog.set_level(logging.INFO)
+    assert cli.main([*again, "--summary", str(out / "summary.json"), "--no-display"]) == 0
+    assert f"recorded left: {out / 'rec' / 'left-2.mp4'}" in capsys.readouterr().out  # under the summary table
     assert json.loads((out / "summary.json").read_text())["streams"]["left"]["recordings"] == [
         str(out / "rec" / "left-2.mp4")]
     assert sorted(p.name for p in (out / "rec").iterdir()) == ["clip1.mp4", "left-2.mp4", "left.mp4"]
     assert len(read_jsonl(out / "det.jsonl")) == 36
-    assert f"appending to JSONL file {out / 'det.jsonl'}" in again.stderr
+    assert f"appending to JSONL file {out / 'det.jsonl'}" in caplog.text
     # --overwrite: this run's files replace the earlier ones
-    replaced = streamyolo("run", "--source", f"left={clips[0]}", "--model", str(random_model), "--imgsz", "160",
-                          "--record", str(out / "rec"), "--jsonl", str(out / "det.jsonl"), "--overwrite",
-                          "--no-display")
-    assert replaced.returncode == 0, replaced.stderr
+    assert cli.main([*again, "--overwrite", "--no-display"]) == 0
     assert sorted(p.name for p in (out / "rec").iterdir()) == ["clip1.mp4", "left-2.mp4", "left.mp4"]
     assert [(line["stream"], line["seq"]) for line in read_jsonl(out / "det.jsonl")] == [("left", i) for i in range(12)]
 
@@ -215,6 +218,15 @@ def test_check_shows_the_plan_and_with_connect_reads_every_source_once(tmp_path:
     assert re.search(r"door +rtsp://127\.0\.0\.1:\d+/stream +\(rtsp; live, buffer 2; not recorded\)", plan), plan
     assert re.search(r"model .*demo_model\.pt on auto \(cpu\): \d thread worker\(s\), tracked by bytetrack", plan)
     assert f"outputs: recordings in {tmp_path / 'rec'}" in plan
+    # Without --load-model, on a box without a GPU, torch is not even imported (seconds on a
+    # small box): nothing but the model's build needs it.
+    script = ("import sys; from streamyolo import cli; from streamyolo.inference.models import no_gpu_here; "
+              "cpu_only = no_gpu_here(); code = cli.main(['check', sys.argv[1]]); "
+              "print(code, cpu_only, 'torch' in sys.modules, 'ultralytics' in sys.modules)")
+    done = subprocess.run([PYTHON, "-c", script, str(config)], capture_output=True, encoding="utf-8", timeout=60,
+                          env=env_for_subprocess(), cwd=ROOT, check=False)
+    code, cpu_only, *imported = done.stdout.splitlines()[-1].split()
+    assert code == "0" and imported == ["False", "False"] if cpu_only == "True" else ["True", "False"], done.stdout
     done = streamyolo("check", str(config), "--connect", "--load-model", timeout=60)
     assert done.returncode == 1, done.stderr
     probes = done.stdout.split("sources, opened once:\n")[1].splitlines()

@@ -343,7 +343,7 @@ def test_passwords_never_appear_in_output(rtsp_clip: Path, tmp_path: Path) -> No
                 f"refused=rtsp://admin:{secret}@127.0.0.1:{free_port()}/stream?token={secret}",
             ],
             "stream_defaults": {"reconnect": {"attempts": 1, "base": 0.1}},
-            "model": "yolo26n.yaml", "imgsz": 64, "display": False, "duration": 6, "status_interval": 0.5,
+            "model": "yolo26n.yaml", "imgsz": 64, "display": False, "duration": 3, "status_interval": 0.5,
             "jsonl": str(tmp_path / "det.jsonl"), "summary": str(tmp_path / "summary.json"),
             "stats": str(tmp_path / "stats.jsonl"),
         }))

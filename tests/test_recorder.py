@@ -290,37 +290,41 @@ def _limit_file_size() -> None:
 def test_a_recording_that_cannot_be_written_pauses_and_goes_on_in_a_new_file(
         tmp_path: Path, random_model: Path) -> None:
     """The kernel refuses a write mid-run (here a file-size limit; on a box, a full disk): the
-    stream goes on being processed, its recording pauses, tries again 10 s later in a new file,
-    and the run ends saying what was lost, with exit code 1. Each file plays, in order."""
+    stream goes on being processed, its recording pauses, tries again ``RETRY_SECONDS`` later
+    (made 3 s here) in a new file, and the run ends saying what was lost, with exit code 1.
+    Each file plays, in order."""
     rec, jsonl, summary = tmp_path / "rec", tmp_path / "det.jsonl", tmp_path / "summary.json"
     config = tmp_path / "camera.yaml"  # a camera: 30 frames a second, as they come
     config.write_text('streams: [{name: cam, source: "synthetic:?size=320x240&fps=30", realtime: true}]\n')
+    retry = 3.0
     done = subprocess.run(
-        [PYTHON, "-m", "streamyolo", "run", str(config), "--model", str(random_model), "--imgsz", "96",
+        [PYTHON, "-c", "import runpy, streamyolo.sinks.base as base; "
+         f"base.RETRY_SECONDS = {retry}; runpy.run_module('streamyolo', run_name='__main__', alter_sys=True)",
+         "run", str(config), "--model", str(random_model), "--imgsz", "96",
          "--pytorch-cpu", "torch", "--model-cache", "off",
-         "--record", str(rec), "--jsonl", str(jsonl), "--summary", str(summary), "--duration", "17",
+         "--record", str(rec), "--jsonl", str(jsonl), "--summary", str(summary), "--duration", "8",
          "--no-display", "--status-interval", "0"],
         env=env_for_subprocess(), cwd=ROOT, capture_output=True, encoding="utf-8", timeout=150, check=False,
         preexec_fn=_limit_file_size,
     )
     assert done.returncode == 1, done.stderr
     assert "recording of stream 'cam': cannot write ([Errno 27] File too large" in done.stderr
-    assert "recording of stream 'cam': writing again after 1" in done.stderr  # 10 s, give or take a frame
+    assert re.search(r"recording of stream 'cam': writing again after [34] s", done.stderr), done.stderr
     assert re.search(r"recording of stream 'cam': \d+ frame\(s\) could not be written", done.stderr), done.stderr
     report = json.loads(summary.read_text())["streams"]["cam"]
-    assert report["captured"] == report["processed"] + report["dropped"] and report["processed"] > 400
+    assert report["captured"] == report["processed"] + report["dropped"] and report["processed"] > 200
     assert report["recordings"] == [str(rec / "cam.mp4"), str(rec / "cam-2.mp4")]
     assert "cannot write" in report["error"]
     lines = read_jsonl(jsonl)
     assert len(lines) == report["processed"]
     first, second = (_decodable(rec / name) for name in ("cam.mp4", "cam-2.mp4"))
-    assert first == list(range(len(first))) and len(first) > 30
-    assert second == list(range(second[0], second[0] + len(second))) and len(second) > 30
-    assert second[0] > first[-1] + 200, "about 10 s of frames were not recorded"
-    # A live camera may drop a frame when the box is busy; but the frames the recording could
-    # not take were processed all the same.
+    processed = sorted(line["seq"] for line in lines)  # a live camera may drop a frame on a busy box
+    assert first == [seq for seq in processed if seq <= first[-1]] and len(first) > 30
+    assert second == [seq for seq in processed if seq >= second[0]] and len(second) > 30
+    assert second[0] > first[-1] + 0.8 * 30 * retry, "about 3 s of frames were not recorded"
+    # The frames the recording could not take were processed all the same.
     paused = set(range(first[-1] + 1, second[0]))
-    assert len(paused & {line["seq"] for line in lines}) > 0.8 * len(paused), "processing stopped with the recording"
+    assert len(paused & set(processed)) > 0.8 * len(paused), "processing stopped with the recording"
     for name in ("cam.mp4", "cam-2.mp4"):
         with av.open(str(rec / name)) as container:
             assert next(container.demux(video=0)).is_keyframe

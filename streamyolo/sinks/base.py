@@ -219,10 +219,11 @@ class OutputPause:
     recording, a JSONL file); not thread-safe (its owner calls it from one thread, or under
     its own lock)."""
 
-    def __init__(self, what: str, unit: str, retry: float = RETRY_SECONDS, clock: Clock = time.monotonic) -> None:
+    def __init__(self, what: str, unit: str, retry: float | None = None, clock: Clock = time.monotonic) -> None:
+        """``retry``: seconds between tries (default: ``RETRY_SECONDS``)."""
         self.what = what
         self.unit = unit
-        self.retry = retry
+        self.retry = RETRY_SECONDS if retry is None else retry
         self._clock = clock
         self.lost = 0
         self._lost_now = 0

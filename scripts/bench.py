@@ -28,8 +28,9 @@ streams (../shared/videos/people.mp4 and synthetic 720p H.264 clips):
 P_process_1lane, P_process with ``lanes: 1``, P_track, P with every stream tracked by
 ByteTrack at P's conf 0.25, and P_events, P_track with a zone over every picture and a line
 across it, every event written to a file and its frame saved as a snapshot, and P_clips, the
-same with a clip of every moment with events instead of snapshots, and P_rec_clips, P_clips
-with every stream recorded too, and P_rec_orig, P recording every stream's own video
+same with a clip of every moment with events instead of snapshots, and P_clips_orig, P_clips
+with the clips cut from every stream's own video (``clip_mode: original``), and P_rec_clips,
+P_clips with every stream recorded too, and P_rec_orig, P recording every stream's own video
 (``record_mode: original``); run only when named here);
 --live-compare runs
 live mode with live_hold on and off, interleaved over --rounds (1 worker), instead of the usual
@@ -408,6 +409,9 @@ def run_model(label: str, model: str, paths: list[Path], args: argparse.Namespac
         if "P_clips" in args.only.split(","):
             measurements.append(("P_clips", streamyolo, (model, paths, args.imgsz, args.workers), {"more": {
                 **eventful, "clips": str(folder / "clips")}}))
+        if "P_clips_orig" in args.only.split(","):  # P_clips cut from the streams' own video (clip_mode: original)
+            measurements.append(("P_clips_orig", streamyolo, (model, paths, args.imgsz, args.workers), {"more": {
+                **eventful, "clips": str(folder / "clips-orig"), "clip_mode": "original"}}))
         if "P_rec_clips" in args.only.split(","):  # P_clips recording every stream too: one encoding serves both
             measurements.append(("P_rec_clips", streamyolo, (model, paths, args.imgsz, args.workers), {"more": {
                 **eventful, "clips": str(folder / "clips"), "record": str(folder / "rec-clips")}}))
@@ -530,7 +534,7 @@ def print_report(results: list[dict[str, Any]]) -> None:
     print("\nevery round's frames per second (medians above):")
     for r in results:
         for key in ("D", "M", "P", "U", "S", "P_rec", "U_save", "P_process", "P_web", "P_1lane", "P_process_1lane",
-                    "P_torch", "P_track", "P_events", "P_clips", "P_rec_clips", "P_rec_orig"):
+                    "P_torch", "P_track", "P_events", "P_clips", "P_clips_orig", "P_rec_clips", "P_rec_orig"):
             if key in r:
                 print(f"  {r['model']} {key}: {r[key]['fps_runs']}")
             if key in r.get("hung", {}):
@@ -545,6 +549,9 @@ def print_report(results: list[dict[str, Any]]) -> None:
                   f"{r['P_clips']['fps'] / r['P_events']['fps']:.2f}")
         if "P" in r and "P_rec" in r:
             print(f"  {r['model']} P_rec (recording) / P: {r['P_rec']['fps'] / r['P']['fps']:.2f}")
+        if "P_clips" in r and "P_clips_orig" in r:
+            print(f"  {r['model']} P_clips / P_clips_orig (annotated clips against clips of the original video): "
+                  f"{r['P_clips']['fps'] / r['P_clips_orig']['fps']:.2f}")
         if "P" in r and "P_rec_orig" in r:
             print(f"  {r['model']} P_rec_orig (recording the original video) / P: "
                   f"{r['P_rec_orig']['fps'] / r['P']['fps']:.2f}")

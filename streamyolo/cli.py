@@ -108,6 +108,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips", metavar="DIR",
                         help="save a video clip of every moment with events here, from --clip-before seconds "
                              "before the first to --clip-after seconds after the last")
+    parser.add_argument("--clip-mode", choices=["annotated", "original"],
+                        help="with --clips: original: cut the clips from the video each camera or file sends, "
+                             "copied as it came (no boxes, no encoding)")
     parser.add_argument("--clip-before", metavar="SECONDS", help="with --clips: video before an event (5)")
     parser.add_argument("--clip-after", metavar="SECONDS", help="with --clips: video after the last event (5)")
     parser.add_argument("--public-url", metavar="URL",
@@ -213,7 +216,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "events", "webhook",
             "mqtt", "mqtt_discovery", "webhook_events", "mqtt_events",
             "snapshots", "snapshots_keep", "dataset", "dataset_every", "heatmaps", "crops", "crops_keep", "clips",
-            "clip_before",
+            "clip_mode", "clip_before",
             "clip_after", "clips_keep", "clips_max_size", "public_url", "display", "duration",
             "status_interval", "hang_warning", "threads", "model_cache", "live_hold", "tracker",
             "web", "web_fps", "web_auth", "web_cert", "web_key"]

@@ -473,6 +473,12 @@ class PipelineConfig(_Strict):
     """Folder where a video clip of each moment with events is saved, from ``clip_before``
     seconds before its first event to ``clip_after`` seconds after its last, named in its
     events (:mod:`streamyolo.sinks.clips`)."""
+    clip_mode: Literal["annotated", "original"] = "annotated"
+    """With ``clips``: what they hold: ``annotated``, the pictures as shown (boxes, lines,
+    zones), encoded as H.264 (an encoder per clipped stream, running all the time: the seconds
+    before an event are gone when it comes); ``original``, the video each camera (file, URL)
+    sent around the moment, its compressed packets copied (with its sound): no encoding, the
+    camera's own quality and every frame it sent, without drawings."""
     clip_before: float = Field(default=5.0, ge=0, le=60)
     """With ``clips``: seconds of video before an event (also written ``5s``)."""
     clip_after: float = Field(default=5.0, ge=0, le=600)
@@ -609,7 +615,7 @@ class PipelineConfig(_Strict):
         if self.public_url is not None and (self.web is None or (self.snapshots is None and self.clips is None)):
             raise ValueError("config key 'public_url': it is where the web page serves the events' snapshots and "
                              "clips; give web, and snapshots or clips, too")
-        for key in ("clip_before", "clip_after", "clips_keep", "clips_max_size"):
+        for key in ("clip_mode", "clip_before", "clip_after", "clips_keep", "clips_max_size"):
             if key in self.model_fields_set and getattr(self, key) is not None and self.clips is None:
                 raise ValueError(f"config keys {key!r} and 'clips': {key} is about event clips; give clips too")
         if self.clips is not None and self.record is not None and _same_folder(self.clips, self.record):
@@ -623,14 +629,15 @@ class PipelineConfig(_Strict):
         if self.record is not None and self.streams and not any(stream.record for stream in self.streams):
             raise ValueError("config key 'record': every stream says record: false; drop record, or record a stream")
         for index, stream in enumerate(self.streams):
-            if self.record_of(stream) != "original":
-                continue
-            key = (f"streams.{index}.record_source" if stream.record_source is not None
-                   else f"streams.{index}.record" if stream.record == "original" else "record_mode")
             shown = "privacy areas" if stream.privacy else "blurred objects" if self.blur_of(stream) else None
-            if shown is not None:
+            if shown is not None and self.record_of(stream) == "original":
+                key = (f"streams.{index}.record_source" if stream.record_source is not None
+                       else f"streams.{index}.record" if stream.record == "original" else "record_mode")
                 raise ValueError(f"config key {key!r}: the original video would show the stream's {shown}; "
                                  "record this stream annotated (record: annotated)")
+            if shown is not None and self.clips_of(stream) == "original":
+                raise ValueError(f"config key 'clip_mode': the original video would show the stream's {shown} "
+                                 f"(stream {stream.name or index!r}); give clip_mode: annotated")
         for key in ("record_keep", "record_max_size"):
             if getattr(self, key) is not None and self.record_segment is None:
                 raise ValueError(f"config keys {key!r} and 'record_segment': {key} deletes old segment "
@@ -724,6 +731,12 @@ class PipelineConfig(_Strict):
         if stream.record_source is not None:
             return "original"
         return self.record_mode if stream.record is True else stream.record
+
+    def clips_of(self, stream: StreamConfig) -> Literal["annotated", "original"] | None:
+        """How ``stream``'s event clips are made (``None``: it has none: no lines, no zones)."""
+        if self.clips is None or not (stream.lines or stream.zones):
+            return None
+        return self.clip_mode
 
     def blur_of(self, stream: StreamConfig) -> list[int]:
         """The classes blurred in ``stream``'s pictures: its own ``blur``, else the run's."""

@@ -26,14 +26,14 @@ PYTHON = sys.executable
 
 
 def make_clip(path: Path, name: str, frames: int, size: tuple[int, int] = (320, 240), fps: int = 30,
-              seed: int | None = None, shown_turned: int = 0) -> Path:
+              seed: int | None = None, shown_turned: int = 0, scene: bool = False) -> Path:
     """Write a real H.264 MP4 of stamped synthetic frames (stream tag of ``name``);
     ``shown_turned``: a display matrix that says to show them turned that many degrees
-    clockwise (as a phone's portrait video)."""
+    clockwise (as a phone's portrait video); ``scene``: the synthetic street (people, cars)."""
     query = f"size={size[0]}x{size[1]}&fps={fps}&frames={frames}"
     if seed is not None:
         query += f"&seed={seed}"
-    source = SyntheticSource(name, f"synthetic:?{query}")
+    source = SyntheticSource(name, f"synthetic:{'scene' if scene else ''}?{query}")
     source.open()
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps))

@@ -60,7 +60,7 @@ from streamyolo.sinks.mqtt import StreamEntities
 from streamyolo.sinks.recorder import VideoRecorder, choose_codec
 from streamyolo.sinks.web import WebViewer
 from streamyolo.sources import PyAVSource
-from streamyolo.sources.base import PacketTap
+from streamyolo.sources.base import PacketTap, tap_of
 from streamyolo.workers.capture import CapturePolicy
 from streamyolo.workers.process import ProcessDetectorFactory, RestartCounts, start_fork_server
 
@@ -345,7 +345,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     if cfg.clips is not None:  # before the events, which name the clip each is in
         clips = ClipRecorder(cfg.clips, annotator, before=cfg.clip_before, after=cfg.clip_after, keep=cfg.clips_keep,
                              max_size=cfg.clips_max_size,
-                             streams=[s.spec.name for s in streams if s.config.lines or s.config.zones],
+                             streams=[s.spec.name for s in streams if cfg.clips_of(s.config) == "annotated"],
                              codec=choose_codec(cfg.record_codec, gpu), preset=cfg.record_preset, crf=cfg.record_crf)
         if recorder is not None:  # one encoding of a stream for both
             recorder.share_with(clips)
@@ -360,7 +360,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
                            public_url=cfg.public_url, mqtt_discovery=cfg.mqtt_discovery,
                            entities=[StreamEntities(s.spec.name, tuple(s.config.zones or ()),
                                                     tuple(s.config.lines or ()), cfg.snapshots is not None,
-                                                    clips is not None and clips.wants(s.spec.name),
+                                                    cfg.clips_of(s.config) is not None,
                                                     _mqtt_events(cfg, s),
                                                     tuple(name for name, zone in (s.config.zones or {}).items()
                                                           if zone.size is not None))
@@ -396,7 +396,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         StreamSetup(
             name=s.spec.name,
             source=open_stream(s, defer_conversion=True,
-                               packets=None if s.config.record_source else _original(recorder, cfg, s)),
+                               packets=tap_of(None if s.config.record_source else _original(recorder, cfg, s),
+                                              _original(clips, cfg, s))),
             recording=_recording(recorder, cfg, s),
             overflow=s.overflow,
             capacity=s.capacity,
@@ -445,15 +446,17 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     return pipeline
 
 
-def _original(recorder: VideoRecorder | None, cfg: PipelineConfig, stream: ResolvedStream,
+def _original(output: VideoRecorder | None, cfg: PipelineConfig, stream: ResolvedStream,
               live: bool | None = None) -> PacketTap | None:
-    """Where ``stream``'s source hands its packets, when it is recorded as its camera sent it;
-    ``live``: whether they come whether the recording keeps up or not (default: as the stream's
-    frames do)."""
-    if recorder is None or cfg.record_of(stream.config) != "original":
+    """Where ``stream``'s source hands its packets, when the ``output`` (the recorder, the
+    clips) copies them as its camera sent them; ``live``: whether they come whether the output
+    keeps up or not (default: as the stream's frames do). The clips are cut from the stream
+    the model watches, whatever its ``record_source``."""
+    clips = isinstance(output, ClipRecorder)
+    if output is None or (cfg.clips_of if clips else cfg.record_of)(stream.config) != "original":
         return None
     live = stream.overflow is Overflow.DROP_OLDEST if live is None else live
-    return recorder.original(stream.spec.name, live=live, rotate=rotation(stream.config))
+    return output.original(stream.spec.name, live=live, rotate=rotation(stream.config))
 
 
 def _recording(recorder: VideoRecorder | None, cfg: PipelineConfig, stream: ResolvedStream) -> PyAVSource | None:

@@ -68,11 +68,15 @@ def resolve_streams(config: PipelineConfig) -> list[ResolvedStream]:
         if recorded is not None and recorded not in (SourceKind.RTSP, SourceKind.HTTP):
             raise ConfigError(f"stream {name!r}: record_source {redact_url(stream.record_source or '')!r} is a "
                               f"{recorded.value}; give a camera's stream (rtsp://, rtmp://, http(s)://)")
-        if recorded is None and config.record_of(stream) == "original" and kind in (SourceKind.SYNTHETIC,
-                                                                                     SourceKind.WEBCAM):
-            key = "record: original" if stream.record == "original" else "record_mode: original"
-            raise ConfigError(f"stream {name!r}: {key} copies the video its source sends, and a {kind.value} "
-                              "source sends pictures, not video; record this stream annotated (record: annotated)")
+        if kind in (SourceKind.SYNTHETIC, SourceKind.WEBCAM):
+            if recorded is None and config.record_of(stream) == "original":
+                key = "record: original" if stream.record == "original" else "record_mode: original"
+                raise ConfigError(f"stream {name!r}: {key} copies the video its source sends, and a {kind.value} "
+                                  "source sends pictures, not video; record this stream annotated "
+                                  "(record: annotated)")
+            if config.clips_of(stream) == "original":
+                raise ConfigError(f"stream {name!r}: clip_mode: original copies the video its source sends, and a "
+                                  f"{kind.value} source sends pictures, not video; give clip_mode: annotated")
         live = kind.is_live or stream.realtime
         overflow_name = stream.overflow or ("live" if live else "lossless")
         overflow = Overflow(overflow_name)

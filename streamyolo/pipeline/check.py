@@ -113,7 +113,8 @@ def describe(plan: Plan) -> str:
         kept = f", kept {format_seconds(cfg.record_keep)}" if cfg.record_keep else ""
         original = " (the cameras' original video)" if cfg.record_mode == "original" else ""
         outputs.append(f"recordings in {cfg.record}{original}{segments}{kept}")
-    for path, what in ((cfg.clips, "clips in"), (cfg.snapshots, "snapshots in"), (cfg.crops, "crops in"),
+    clips = " (cut from the cameras' original video)" if cfg.clip_mode == "original" else ""
+    for path, what in ((cfg.clips, f"clips{clips} in"), (cfg.snapshots, "snapshots in"), (cfg.crops, "crops in"),
                        (cfg.heatmaps, "heatmaps in"), (cfg.dataset, "a dataset in"),
                        (cfg.jsonl, "detections to"),
                        (cfg.events, "events to"), (cfg.summary, "summary to"), (cfg.stats, "stats to")):

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,8 @@ from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import file_stamp, format_seconds, wall_time
 from streamyolo.errors import OutputsIncompleteError
 from streamyolo.frames import Result
-from streamyolo.sinks.base import delete_older
+from streamyolo.sinks.base import OutputPause, delete_older
+from streamyolo.sinks.original import OriginalRecording, SourcePacket, VideoSettings
 from streamyolo.sinks.recorder import (
     H264,
     KEY_SECONDS,
@@ -103,6 +106,7 @@ class ClipRecorder(VideoRecorder):
         ``clip`` event."""
         self._pruned_at = -math.inf
         self._prune_lock = threading.Lock()
+        self._originals_of: dict[str, OriginalClips] = {}  # streams clipped from their cameras' own video
 
     what = "clips folder"
     files_kind = "clips"
@@ -119,8 +123,19 @@ class ClipRecorder(VideoRecorder):
         super().open()
         self.prune(None)
 
+    def new_original(self, stream: str, live: bool, rotate: int | None) -> OriginalClips:
+        """``stream``'s clips cut from its camera's own video (``clip_mode: original``): give
+        it none of the stream's frames (``streams``)."""
+        cutter = self._originals_of[stream] = OriginalClips(self, stream, live=live, rotate=rotate)
+        return cutter
+
     def write(self, result: Result) -> None:
-        if self.host is self and self.wants(result.stream):  # else the recorder it shares with has them
+        cutter = self._originals_of.get(result.stream)
+        if cutter is not None:
+            path = self.place(result)
+            span = self._spans[result.stream]
+            cutter.follow(_Cut(path, span.start - self.before, span.until) if path is not None else _Cut(None))
+        elif self.host is self and self.wants(result.stream):  # else the recorder it shares with has them
             self.writer(result.stream).put((result, self.place(result)))
 
     def stream_changed(self, stream: str, state: str, error: str | None) -> None:
@@ -131,6 +146,10 @@ class ClipRecorder(VideoRecorder):
         span = self._spans.get(stream)
         if span is not None:
             span.path = None
+        cutter = self._originals_of.get(stream)
+        if cutter is not None:
+            cutter.follow(_Cut(None))
+            cutter.stream_over()
         if stream in self.host._writers:  # it has had frames
             try:
                 self.host.writer(stream).put(STREAM_OVER)
@@ -295,3 +314,230 @@ class _ClipOutput(FileOutput):
     def _ended(self, clip: Mp4File, whole: bool) -> None:
         if self.owner.on_end is not None:
             self.owner.on_end(self.stream, clip.path.name, clip.seconds, whole)
+
+
+KEEP_MORE_SECONDS = 5.0
+"""A clip of the original keeps this much more than its ``before`` seconds of packets: its
+first event is known only once the model has seen the frame, a moment after the packets came."""
+
+SPAN_POLL_SECONDS = 0.25
+"""How soon a clip of the original hears of its end when no packet comes (a camera down)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Cut:
+    """A clip of the original as the stream's inference thread marks it out: ``path`` holds the
+    packets from ``first`` to ``until`` on the stream's timeline (``None``: no clip now)."""
+
+    path: Path | None
+    first: float = 0.0
+    until: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """A packet kept for the clips: video (``packet``) or sound (``data``, ``duration``,
+    ``time_base``), at its ``place`` on the stream's timeline, ``number`` in the order kept."""
+
+    settings: VideoSettings
+    place: float
+    number: int
+    packet: SourcePacket | None = None
+    data: bytes = b""
+    duration: int = 0
+    time_base: Fraction = Fraction(1, 90000)
+
+
+class OriginalClips(OriginalRecording):
+    """A stream's clips cut from its camera's own packets (``clip_mode: original``): its
+    capture thread hands them over as for a recording of the original, and its writer thread
+    (``clip:<stream>``) keeps the last ``before`` seconds and more of them (whole groups from a
+    key frame) and copies those of each clip the stream's inference thread marks out
+    (:meth:`follow`) into it: from the last key frame ``before`` seconds before its first
+    event to ``after`` seconds past its last, with the camera's sound. Nothing is decoded,
+    annotated or encoded.
+
+    The writer may be behind the capture (a slow disk), and the model always is: a clip whose
+    end has been told ends once a packet past its span has come (all before it are in), or
+    when the stream or the run ends; clips told meanwhile wait for it."""
+
+    owner: ClipRecorder
+
+    def __init__(self, owner: ClipRecorder, stream: str, *, live: bool, rotate: int | None = None) -> None:
+        super().__init__(owner, stream, live=live, rotate=rotate)
+        self.pause = OutputPause(f"clips of stream {stream!r}", "frame(s)")
+        self._cuts: queue.SimpleQueue[_Cut] = queue.SimpleQueue()
+        self._asked = _Cut(None)  # the inference thread's: the last cut it told
+        # The writer thread's:
+        self._kept: deque[list[_Kept]] = deque()  # groups of packets, each from a key frame
+        self._number = 0  # the next packet kept's
+        self._later: deque[_Cut] = deque()  # cuts told, not yet taken up
+        self._making: _Cut | None = None  # the clip being made
+        self._ending = False  # its end has been told
+        self._copied = -1  # the number of the next kept packet it takes (-1: its first not chosen yet)
+        self._done: Path | None = None  # the last clip made or given up: never opened again
+
+    # -- the inference thread's ----------------------------------------------------------
+
+    def follow(self, cut: _Cut) -> None:
+        """The clip the stream's last frame is in (``cut.path``), or none: the writer hears
+        of each change."""
+        if cut != self._asked and not (cut.path is None and self._asked.path is None):
+            self._asked = cut
+            self._cuts.put(cut)
+
+    def stream_over(self) -> None:
+        """The stream has ended or failed (after its last packet): its clip ends now, not at
+        the end of the run."""
+        if self._thread.is_alive():
+            self._put(_STREAM_OVER, wait=True)
+
+    # -- the writer thread's -------------------------------------------------------------
+
+    def _next(self) -> object:
+        while True:
+            self._take_cuts()
+            try:
+                item = self._queue.get(timeout=SPAN_POLL_SECONDS)
+            except queue.Empty:
+                continue
+            if item is not _STREAM_OVER:
+                return item
+            self._take(None)  # its last packet, held back to see whether it was whole
+            self._take_cuts()
+            self._end_file()
+
+    def _take_cuts(self) -> None:
+        while True:
+            try:
+                self._later.append(self._cuts.get_nowait())
+            except queue.Empty:
+                break
+        while self._later:
+            cut, making = self._later[0], self._making
+            if making is not None and cut.path != making.path:
+                if not self._ending:
+                    self._ending = True
+                    self._copy()  # ends it if a packet past its span is in
+                if self._making is not None:
+                    return  # the next waits for it
+                continue
+            self._later.popleft()
+            if cut.path is not None and cut.path != self._done:
+                if making is None:
+                    self._copied = -1
+                self._making = cut
+                self._copy()
+
+    def _placed(self, settings: VideoSettings, packet: SourcePacket, place: float) -> None:
+        if packet.key or not self._kept:
+            self._kept.append([])
+        self._kept[-1].append(_Kept(settings, place, self._number, packet=packet))
+        self._number += 1
+        horizon = place - self.owner.before - KEEP_MORE_SECONDS
+        while len(self._kept) > 1 and self._kept[1][0].place <= horizon:
+            self._kept.popleft()
+        self._copy()
+
+    def _sound_placed(self, data: bytes, place: float, duration: int, time_base: Fraction) -> None:
+        settings = self._settings
+        if not self._kept or settings is None:
+            return
+        self._kept[-1].append(_Kept(settings, place, self._number, data=data, duration=duration, time_base=time_base))
+        self._number += 1
+        self._copy()
+
+    def _copy(self) -> None:
+        """The packets of the clip being made that have come, up to its end so far; a clip
+        whose end was told ends at the first packet past it."""
+        cut = self._making
+        if cut is None or cut.path is None or not self._kept:
+            return
+        if self._copied < 0:  # its first: the last key frame at least `before` seconds before its first event
+            if not self.pause.due():
+                self._give_up(cut.path)
+                return
+            starts = [group for group in self._kept if group[0].place <= cut.first + _SAME_MOMENT]
+            self._copied = (starts[-1] if starts else self._kept[0])[0].number
+        for group in self._kept:
+            if group[-1].number < self._copied:
+                continue
+            for kept in group:
+                if kept.number < self._copied:
+                    continue
+                if kept.place > cut.until + _SAME_MOMENT:
+                    if self._ending:
+                        self._close()
+                    return  # else kept: its events may go on
+                if kept.packet is not None:
+                    started = None if self._file is not None else wall_time(kept.packet.arrived)
+                    self._write(kept.settings, kept.packet, kept.place, started)
+                elif self._file is not None:
+                    self._write_sound(kept.data, kept.place, kept.duration, kept.time_base)
+                if self._making is not cut:  # a write failed: the clip ends here
+                    return
+                self._copied = kept.number + 1
+
+    def _open(self, template: Any, rate: Fraction, first: Packet, started: float, sound: Any = None) -> None:
+        assert self._making is not None and self._making.path is not None
+        path = self._making.path
+        self.owner.prune(None)  # first: it may free the room the clip needs
+        self._file = Mp4File(path, template, rate, [first], clockwise=self.turn, sound=sound)
+        self.files = [*self.files, path]
+        log.debug("stream %r: clip %s (of the original)", self.stream, path.name)
+
+    def _end_file(self) -> None:
+        """No more packets come on this connection (or at all): the clips told so far end with
+        what they have."""
+        while self._making is not None:
+            self._copy()
+            if self._making is not None:
+                self._close()
+
+    def _close(self) -> None:
+        """The clip being made is done: its file closed; the clips told meanwhile go on."""
+        cut, self._making, self._ending = self._making, None, False
+        assert cut is not None and cut.path is not None
+        self._done = cut.path
+        file = self._file
+        if file is None:
+            self._give_up(cut.path)  # not a packet of it came
+        else:
+            try:
+                super()._end_file()
+            except OSError as exc:
+                self.failed_write(exc)
+                self._ended(file, whole=False)
+            else:
+                self._ended(file, whole=True)
+        self._take_cuts()
+
+    def abandon(self) -> None:
+        file = self._file
+        super().abandon()
+        cut, self._making, self._ending = self._making, None, False
+        if cut is not None and cut.path is not None:
+            self._give_up(cut.path)
+        if file is not None and file.frames:
+            self._ended(file, whole=False)
+
+    def _give_up(self, path: Path) -> None:
+        """A clip a full disk ends (or lets not start): its later packets are lost."""
+        self._done = path
+        if self._making is not None and self._making.path == path:
+            self._making, self._ending = None, False
+        if path not in self.files:
+            self.owner.release(path)
+
+    def _connect(self, settings: VideoSettings) -> None:
+        changed = self._settings is not None and settings.key != self._settings.key
+        super()._connect(settings)
+        if changed:  # its packets cannot go into the files of the new ones
+            self._kept.clear()
+
+    def _ended(self, clip: Mp4File, whole: bool) -> None:
+        if self.owner.on_end is not None:
+            self.owner.on_end(self.stream, clip.path.name, clip.seconds, whole)
+
+
+_STREAM_OVER = object()

@@ -110,7 +110,7 @@ class _Transcoder:
 
 
 @dataclass(frozen=True, slots=True)
-class _Settings:
+class VideoSettings:
     """A connection's video stream (and sound) as the files copy them: their codec parameters,
     held in a container of their own (the source's closes when the camera reconnects)."""
 
@@ -126,7 +126,7 @@ class _Settings:
 
 
 @dataclass(frozen=True, slots=True)
-class _Packet:
+class SourcePacket:
     data: bytes
     pts: int | None
     dts: int | None
@@ -162,17 +162,17 @@ class OriginalRecording(Recording):
         self._refused = False  # the capture side: this connection's codec is not copied
         self._indices: tuple[int, int | None] = (0, None)  # the capture side: the video's and the sound's streams
         # The writer thread's:
-        self._settings: _Settings | None = None
+        self._settings: VideoSettings | None = None
         self._timeline = Timeline(live)
         self._place = 0.0  # the last packet's place on the timeline (seconds)
         self._file_place = 0.0  # the open file's first packet's
         self._last_dts: int | None = None  # the last packet written's decoding time, in its time base
-        self._held: _Packet | None = None  # the last packet taken, not yet written
+        self._held: SourcePacket | None = None  # the last packet taken, not yet written
         self._splits = False  # whether this connection has sent a frame in several packets
         self._awaiting_key = True
         self._shift: float | None = None  # a video packet's place less its source time: where the sound goes
         self._last_sound: int | None = None  # the last sound packet written's time, in its time base
-        self._sound_after: list[_Packet] = []  # sound that came while a video packet was held back
+        self._sound_after: list[SourcePacket] = []  # sound that came while a video packet was held back
 
     # -- the capture thread's ------------------------------------------------------------
 
@@ -202,14 +202,14 @@ class OriginalRecording(Recording):
             return
         if packet.stream_index != self._indices[0]:  # sound: a camera's is dropped with its pictures, not counted
             if packet.stream_index == self._indices[1] and not self._resync:
-                self._put(_Packet(bytes(packet), packet.pts, packet.dts, packet.duration or 0, packet.time_base,
+                self._put(SourcePacket(bytes(packet), packet.pts, packet.dts, packet.duration or 0, packet.time_base,
                                   True, self._clock() if arrived is None else arrived, sound=True), wait=not self.live)
             return
         key = bool(packet.is_keyframe)
         if self._resync and not key:
             self._lose(1)
             return
-        item = _Packet(bytes(packet), packet.pts, packet.dts, packet.duration or 0, packet.time_base, key,
+        item = SourcePacket(bytes(packet), packet.pts, packet.dts, packet.duration or 0, packet.time_base, key,
                        self._clock() if arrived is None else arrived)
         self._resync = not self._put(item, wait=not self.live)
         if self._resync:
@@ -234,7 +234,7 @@ class OriginalRecording(Recording):
         with self._lock:
             self._overrun += count
 
-    def _settings_of(self, video: Any, audio: Any) -> _Settings:
+    def _settings_of(self, video: Any, audio: Any) -> VideoSettings:
         holder = av.open(io.BytesIO(), mode="w", format="mp4")
         template = holder.add_stream_from_template(video, opaque=True)
         transcoder = None
@@ -252,7 +252,7 @@ class OriginalRecording(Recording):
         key = (context.name, context.width, context.height, video.time_base, bytes(context.extradata or b""),
                None if audio is None else (audio.codec_context.name, audio.codec_context.sample_rate, audio.time_base,
                                            bytes(audio.codec_context.extradata or b"")))
-        return _Settings(holder, template, rate, key, sound, transcoder)
+        return VideoSettings(holder, template, rate, key, sound, transcoder)
 
     # -- the writer thread's -------------------------------------------------------------
 
@@ -269,12 +269,12 @@ class OriginalRecording(Recording):
 
     def _run(self) -> None:
         try:
-            while (item := self._queue.get()) is not _FINISH:
+            while (item := self._next()) is not _FINISH:
                 self._count_overrun()
-                if isinstance(item, _Settings):
+                if isinstance(item, VideoSettings):
                     self._connect(item)
                 else:
-                    assert isinstance(item, _Packet)
+                    assert isinstance(item, SourcePacket)
                     self._take(item)
             self._count_overrun()
             self._take(None)
@@ -292,6 +292,10 @@ class OriginalRecording(Recording):
                 self.error = self.error or exc
             self._settings = None
 
+    def _next(self) -> object:
+        """The next packet, new settings or :data:`_FINISH` from the capture thread."""
+        return self._queue.get()
+
     def _fail(self, exc: BaseException) -> None:
         self.error = self.error or exc
         self._failed.set()
@@ -305,7 +309,7 @@ class OriginalRecording(Recording):
         if lost:
             self.pause.lose(lost, "the disk did not keep up with the camera")
 
-    def _connect(self, settings: _Settings) -> None:
+    def _connect(self, settings: VideoSettings) -> None:
         self._take(None)  # the last connection's last packet, and sound
         if self._settings is not None and settings.key != self._settings.key:
             log.info("stream %r: the camera's video changed (%s %dx%d now), its files start again",
@@ -315,7 +319,7 @@ class OriginalRecording(Recording):
         self._awaiting_key = True  # what comes before the next key frame cannot be decoded
         self._splits = False
 
-    def _take(self, packet: _Packet | None) -> None:
+    def _take(self, packet: SourcePacket | None) -> None:
         """Hold ``packet`` back until the next shows whether it is all of its frame: a camera
         may send a frame's slices in packets of their own, all with the frame's time (the
         first packets of an RTSP session have none yet). ``None``: no more are coming. Sound
@@ -331,8 +335,8 @@ class OriginalRecording(Recording):
             self._end_sound(packet)
             return
         if packet is not None and same_frame(held.pts, held.key, packet.pts, packet.key):
-            self._held = _Packet(held.data + packet.data, packet.pts, packet.dts, packet.duration, packet.time_base,
-                                 held.key, held.arrived)
+            self._held = SourcePacket(held.data + packet.data, packet.pts, packet.dts, packet.duration,
+                                      packet.time_base, held.key, held.arrived)
             self._splits = True
             return
         # A camera that splits its key frames, whose last one's rest never came (the run
@@ -347,7 +351,7 @@ class OriginalRecording(Recording):
             self._store_sound(item)
         self._end_sound(packet)
 
-    def _end_sound(self, packet: _Packet | None) -> None:
+    def _end_sound(self, packet: SourcePacket | None) -> None:
         """At a connection's end (``packet`` ``None``), what the sound's encoder still holds."""
         settings = self._settings
         if packet is None and settings is not None and settings.transcoder is not None:
@@ -356,7 +360,7 @@ class OriginalRecording(Recording):
             except (av.error.FFmpegError, ValueError) as exc:
                 log.debug("stream %r: the sound's last samples not made AAC: %s", self.stream, exc)
 
-    def _store(self, packet: _Packet) -> None:
+    def _store(self, packet: SourcePacket) -> None:
         settings = self._settings
         assert settings is not None
         stamp = packet.dts if packet.dts is not None else packet.pts
@@ -364,25 +368,30 @@ class OriginalRecording(Recording):
         self._place = self._timeline.place(seconds, packet.arrived, float(settings.rate))
         if seconds is not None:
             self._shift = self._place - seconds
+        self._placed(settings, packet, self._place)
+
+    def _placed(self, settings: VideoSettings, packet: SourcePacket, place: float) -> None:
+        """A video packet, whole, at its ``place`` on the stream's timeline: into the files,
+        a new one at a key frame once the open one is a segment long."""
         segment = self.owner.segment
         # Half a frame short is as good: the timestamps of a camera's frames jitter.
         due = self._file is None or (segment is not None
-                                     and self._place - self._file_place >= segment - 0.5 / float(settings.rate))
+                                     and place - self._file_place >= segment - 0.5 / float(settings.rate))
         if due and packet.key:
             if not self.pause.due():
                 return
             if self._file is not None:
-                self._follows = self._started + (self._place - self._file_place)
+                self._follows = self._started + (place - self._file_place)
             arrived = wall_time(packet.arrived)
             started = arrived if self._follows is None else max(arrived, self._follows)
             self._end_file()
-            self._write(settings, packet, started)
+            self._write(settings, packet, place, started)
         elif self._file is not None:
-            self._write(settings, packet, None)
+            self._write(settings, packet, place, None)
         elif self.pause.paused:
             self.pause.skip()  # waiting for a key frame to start again
 
-    def _store_sound(self, packet: _Packet) -> None:
+    def _store_sound(self, packet: SourcePacket) -> None:
         """A sound packet (or the AAC it is made into) into the open file, at its place beside
         the video (the source's clock, moved as the video's was); dropped when no file is open
         or it would come before the file's first frame."""
@@ -393,7 +402,7 @@ class OriginalRecording(Recording):
             return
         place = float(stamp * packet.time_base) + self._shift
         if settings.transcoder is None:
-            self._write_sound(packet.data, place, packet.duration, packet.time_base)
+            self._sound_placed(packet.data, place, packet.duration, packet.time_base)
             return
         try:
             made = settings.transcoder.encode(packet.data, stamp, packet.time_base, place)
@@ -405,7 +414,11 @@ class OriginalRecording(Recording):
     def _write_made(self, made: list[tuple[Packet, float]]) -> None:
         for encoded, at in made:
             assert encoded.time_base is not None
-            self._write_sound(bytes(encoded), at, encoded.duration or 0, encoded.time_base)
+            self._sound_placed(bytes(encoded), at, encoded.duration or 0, encoded.time_base)
+
+    def _sound_placed(self, data: bytes, place: float, duration: int, time_base: Fraction) -> None:
+        """A sound packet (in the files' form) at its ``place`` on the stream's timeline."""
+        self._write_sound(data, place, duration, time_base)
 
     def _write_sound(self, data: bytes, place: float, duration: int, time_base: Fraction) -> None:
         file = self._file
@@ -418,16 +431,19 @@ class OriginalRecording(Recording):
             self.abandon()
             self.failed_write(exc)
 
-    def _write(self, settings: _Settings, packet: _Packet, started: float | None) -> None:
+    def _write(self, settings: VideoSettings, packet: SourcePacket, place: float, started: float | None) -> None:
+        """``packet`` at ``place`` into the open file, or a new one that starts at wall-clock
+        time ``started`` (a key frame)."""
         time_base = packet.time_base or settings.template.time_base or Fraction(1, 90000)
         # A camera may send two frames with one time; a new file starts its own times.
-        dts = round(self._place / time_base)
+        dts = round(place / time_base)
         self._last_dts = dts = dts if started is not None else _after(dts, self._last_dts)
         delay = packet.pts - packet.dts if packet.pts is not None and packet.dts is not None else 0
         copy = _copy(packet.data, dts, dts + max(0, delay), packet.duration, time_base, packet.key)
         try:
             if started is not None:
-                self._file_place = self._place
+                self._file_place = place
+                self._last_sound = None
                 self._open(settings.template, settings.rate, copy, started, sound=settings.sound)
             else:
                 assert self._file is not None

@@ -267,14 +267,17 @@ class VideoRecorder:
         """``stream``'s recording as its camera sends it (``record: original``): the tap its
         source hands its compressed packets to (see :mod:`streamyolo.sinks.original`); give it
         none of the stream's frames (``streams``)."""
-        from streamyolo.sinks.original import OriginalRecording  # it builds on this module's recordings
-
-        output = OriginalRecording(self, stream, live=live, rotate=rotate)
+        output = self.new_original(stream, live, rotate)
         with self._outputs_lock:
             self._outputs[stream] = output
         with self._lock:
             self._originals.append(output)
         return output
+
+    def new_original(self, stream: str, live: bool, rotate: int | None) -> OriginalRecording:
+        from streamyolo.sinks.original import OriginalRecording  # it builds on this module's recordings
+
+        return OriginalRecording(self, stream, live=live, rotate=rotate)
 
     def wants(self, stream: str) -> bool:
         """Whether ``stream``'s frames are encoded for this output."""
@@ -316,8 +319,9 @@ class VideoRecorder:
         """Finish every stream's writer (once: a recorder and the clips it shares with both
         ask) and return what failed them."""
         with self._lock:
+            clips = [] if self.clips is None else self.clips._originals  # its writers are the clips' own
             writers: list[StreamWriter | OriginalRecording] = (
-                [] if self._finished else [*self._writers.values(), *self._originals])
+                [] if self._finished else [*self._writers.values(), *self._originals, *clips])
             self._finished = True
         for writer in writers:
             writer.finish()

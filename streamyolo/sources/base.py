@@ -117,6 +117,31 @@ class PacketTap(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Taps:
+    """Several taps on one source (its recording and its clips, both of the original)."""
+
+    taps: tuple[PacketTap, ...]
+
+    def opened(self, video: Any, audio: Any = None) -> None:
+        for tap in self.taps:
+            tap.opened(video, audio)
+
+    def packet(self, packet: Any, arrived: float | None) -> None:
+        for tap in self.taps:
+            tap.packet(packet, arrived)
+
+
+def tap_of(*taps: PacketTap | None) -> PacketTap | None:
+    """One tap for those given (``None`` for none).
+
+    >>> tap_of(None, None) is None
+    True
+    """
+    given = tuple(tap for tap in taps if tap is not None)
+    return None if not given else given[0] if len(given) == 1 else Taps(given)
+
+
 class PacketSource(Protocol):
     """A source read only for its compressed packets, which go to its :class:`PacketTap` (a
     camera's other stream, recorded while the model watches a smaller one)."""

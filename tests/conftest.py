@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT, THREAD_PREFIXES, make_clip, make_random_model
+from tests.servers import RtspServer, rtsp_server_available
 
 SHARED = Path(os.environ.get("STREAMYOLO_SHARED", ROOT.parent / "shared"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -65,6 +66,24 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     sizes = [(320, 240), (416, 240), (320, 240), (352, 288)]
     return [make_clip(folder / f"clip{i}.mp4", f"clip{i}", frames=12, size=sizes[i], seed=100 + i)
             for i in range(4)]
+
+
+@pytest.fixture
+def camera(tmp_path: Path) -> Iterator[tuple[RtspServer, Path]]:
+    """A real RTSP camera (GStreamer's server re-sending a file's H.264: 300 stamped 320x240
+    frames at 15 fps, a key frame every second), and the file."""
+    missing = rtsp_server_available()
+    if missing:
+        if IN_CI:
+            pytest.fail(missing)
+        pytest.skip(missing)
+    clip = make_clip(tmp_path / "camera.mp4", "camera", frames=300, size=(320, 240), fps=15)
+    server = RtspServer(clip)
+    server.start()
+    try:
+        yield server, clip
+    finally:
+        server.kill()
 
 
 @pytest.fixture(autouse=True)

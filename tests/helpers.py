@@ -55,6 +55,20 @@ def make_clip(path: Path, name: str, frames: int, size: tuple[int, int] = (320, 
     return path
 
 
+def make_mpeg4(path: Path, frames: int) -> Path:
+    """Write an MPEG-4 Part 2 video (an old camera's, which an MP4 browsers play cannot hold):
+    ``frames`` grey 160x120 frames, each lighter than the one before."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        for index in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), index * 8, np.uint8), format="bgr24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
 def decode(path: Path) -> tuple[list[Image], dict[str, Any]]:
     """Every frame of a video file, and facts about its video stream."""
     with av.open(str(path)) as container:

@@ -8,7 +8,6 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,8 @@ from streamyolo.sinks.original import OriginalRecording
 from streamyolo.sinks.recorder import Mp4File
 from streamyolo.sources import SyntheticSource, read_stamp, stream_tag
 from streamyolo.sources.base import turn
-from tests.conftest import IN_CI
-from tests.helpers import make_clip
-from tests.servers import RtspServer, free_port, rtsp_server_available
+from tests.helpers import make_clip, make_mpeg4
+from tests.servers import RtspServer, free_port
 
 
 def _frames(path: Path) -> tuple[list[np.ndarray[Any, Any]], list[float], list[bool]]:
@@ -176,22 +174,6 @@ def test_original_segments_are_cut_at_key_frames_and_a_looped_file_goes_on_in_th
     assert indices == [i % 60 for i in range(len(indices))]
     assert all(read_stamp(image) == (stream_tag("loop"), i) for i, image in enumerate(_frames(clip)[0]))
     assert summary.streams["loop"].processed >= len(indices) - 30  # capture reads a few packets ahead at the end
-
-
-@pytest.fixture
-def camera(tmp_path: Path) -> Iterator[tuple[RtspServer, Path]]:
-    missing = rtsp_server_available()
-    if missing:
-        if IN_CI:
-            pytest.fail(missing)
-        pytest.skip(missing)
-    clip = make_clip(tmp_path / "camera.mp4", "camera", frames=300, size=(320, 240), fps=15)
-    server = RtspServer(clip)
-    server.start()
-    try:
-        yield server, clip
-    finally:
-        server.kill()
 
 
 @pytest.mark.timeout(120)
@@ -342,15 +324,7 @@ def test_video_that_cannot_be_copied_stops_its_recording_with_a_clear_error_and_
     """An MPEG-4 Part 2 file (an old camera's) cannot go into an MP4 browsers play: its
     recording says so, naming the stream, the run ends with the error, and its frames, and
     the other stream's recording, go on."""
-    old = tmp_path / "old.mp4"
-    with av.open(str(old), "w") as container:
-        stream = container.add_stream("mpeg4", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
-        for index in range(30):
-            frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), index * 8, np.uint8), format="bgr24")
-            frame.pts = index
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+    old = make_mpeg4(tmp_path / "old.mp4", 30)
     good = make_clip(tmp_path / "good.mp4", "good", frames=30, size=(160, 120))
     config = {"model": "demo", "imgsz": 160, "display": False, "status_interval": 0, "record": str(tmp_path / "rec"),
               "record_mode": "original", "streams": [{"name": "old", "source": str(old)},

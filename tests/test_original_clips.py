@@ -3,26 +3,36 @@ source sent around each moment with events, copied, never annotated nor encoded.
 
 from __future__ import annotations
 
+import itertools
+import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from streamyolo.buffering import Overflow
 from streamyolo.config import build_config
-from streamyolo.errors import ConfigError
+from streamyolo.errors import ConfigError, OutputsIncompleteError
 from streamyolo.inference.tracking import tracker_settings
 from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.pipeline.build import resolve_streams
+from streamyolo.pipeline.check import Probe, describe, trouble
 from streamyolo.sinks import EventSink, VideoRecorder
 from streamyolo.sinks.clips import ClipRecorder
-from streamyolo.sinks.recorder import H264
-from streamyolo.sources import SourceKind, SourceSpec, open_source, read_stamp
+from streamyolo.sinks.original import uncopied
+from streamyolo.sinks.recorder import H264, RecorderError
+from streamyolo.sources import NetworkOptions, SourceKind, SourceSpec, open_source, read_stamp
 from streamyolo.sources.base import Taps
-from tests.helpers import make_clip, read_jsonl
-from tests.test_clips import LOBBY, _Visitors
+from streamyolo.sources.synthetic import stamp
+from streamyolo.workers.capture import CapturePolicy
+from tests.helpers import make_clip, make_mpeg4, read_jsonl
+from tests.servers import RtspServer
+from tests.test_clips import LOBBY, _result, _Visitors
 from tests.test_original import _clip_with_sound, _packets
+from tests.test_recorder import _decodable
 
 
 def _stamps(path: Path) -> list[int]:
@@ -101,6 +111,49 @@ def test_a_clip_of_the_original_has_the_sound_and_a_stream_that_ends_within_one_
 
 
 @pytest.mark.timeout(120)
+def test_a_live_cameras_clip_of_the_original_holds_every_picture_it_sent_in_a_row(
+        camera: tuple[RtspServer, Path], tmp_path: Path) -> None:
+    """A real RTSP camera (GStreamer re-sending a file's H.264, 15 fps, a key frame every
+    second; the tests' server sends a key frame's slices as packets of their own): the model
+    sees the visitor of ``_Visitors`` go through the lobby (in at frame 51, out at 63); the
+    clip holds the camera's pictures bit for bit, every one in a row, from a key frame at
+    least a second before the first event to a second past the last."""
+    server, video = camera
+    folder = tmp_path / "clips"
+    clips = ClipRecorder(folder, before=1.0, after=1.0, streams=[])
+    ended: list[str] = []
+    clips.on_end = lambda stream, name, seconds, whole: ended.append(name)
+    source = open_source(SourceSpec("porch", server.url(), SourceKind.RTSP),
+                         NetworkOptions(open_timeout=5.0, read_timeout=2.0, stall_timeout=3.0),
+                         packets=clips.original("porch", live=True))
+    pipeline = Pipeline([StreamSetup("porch", source, Overflow.DROP_OLDEST, capacity=2, zones=(LOBBY,),
+                                     policy=CapturePolicy(live=True))], _Visitors,
+                        tracker=tracker_settings("bytetrack"), sinks=[clips])
+    pipeline.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not ended:
+            assert time.monotonic() < deadline, "the clip did not end"
+            time.sleep(0.1)
+    finally:
+        pipeline.stop()
+        summary = pipeline.join()
+    (clip,) = (Path(name) for name in summary.clips["porch"])
+    assert ended == [clip.name]
+    with av.open(str(clip)) as container:
+        frames = list(container.decode(video=0))
+    pictures = [frame.to_ndarray(format="bgr24") for frame in frames]
+    stamps = [read_stamp(picture)[1] for picture in pictures]  # type: ignore[index]
+    assert frames[0].key_frame and stamps[0] % 15 == 0 and stamps[0] <= 51 - 15 < stamps[0] + 15, stamps
+    assert stamps == list(range(stamps[0], stamps[0] + len(stamps))) and stamps[-1] >= 63 + 14, stamps
+    with av.open(str(video)) as container:
+        theirs = [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
+    assert all(np.array_equal(ours, theirs[index]) for ours, index in zip(pictures, stamps, strict=True))
+    times = [float(frame.time or 0) for frame in frames]
+    assert all(b - a == pytest.approx(1 / 15, abs=0.01) for a, b in itertools.pairwise(times))
+
+
+@pytest.mark.timeout(120)
 def test_clip_mode_original_from_a_config_clips_the_street_and_encodes_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``clip_mode: original`` in a config, as a user writes it, on a video of the synthetic
@@ -153,3 +206,87 @@ def test_clip_mode_original_on_a_synthetic_source_is_refused_naming_the_stream(t
                                      "lines": {"gate": [[0, 10], [100, 10]]}}]})
     with pytest.raises(ConfigError, match="stream 'street': clip_mode: original copies the video its source sends"):
         resolve_streams(cfg)
+
+
+def test_video_that_cannot_be_copied_stops_the_streams_clips_naming_it(tmp_path: Path) -> None:
+    """An MPEG-4 Part 2 camera (an old one): its clips of the original cannot be made, said
+    once naming the stream (the stream's error), and the run ends with it."""
+    old = make_mpeg4(tmp_path / "old.mp4", 3)
+    clips = ClipRecorder(tmp_path / "clips", streams=[])
+    said: list[tuple[str, str]] = []
+    clips.report_errors_to(lambda stream, message: said.append((stream, message)))
+    tap = clips.original("old", live=False)
+    with av.open(str(old)) as container:
+        tap.opened(container.streams.video[0])
+        for packet in container.demux(video=0):
+            tap.packet(packet, None)
+    expected = ("clips of stream 'old': its mpeg4 video cannot be copied into an MP4 browsers play (H.264, H.265, "
+                "VP9 and AV1 can); cut them from the pictures as shown (clip_mode: annotated)")
+    assert said == [("old", expected)]
+    with pytest.raises(RecorderError, match=re.escape(expected)):
+        clips.close()
+
+
+def test_check_says_the_clips_are_cut_from_the_original_and_warns_of_video_that_cannot_be(tmp_path: Path) -> None:
+    video = make_clip(tmp_path / "a.mp4", "a", frames=2, size=(160, 120))
+    pipeline = Pipeline.from_config({"model": "demo", "tracker": "bytetrack", "clips": str(tmp_path / "clips"),
+                                     "clip_mode": "original", "record": str(tmp_path / "rec"),
+                                     "streams": [{"name": "a", "source": str(video), "lines": {"l": [[0, 9], [9, 9]]}},
+                                                 {"name": "b", "source": str(video)}]})
+    plan = pipeline.plan
+    assert plan is not None
+    assert f"clips (cut from the cameras' original video) in {tmp_path / 'clips'}" in describe(plan)
+    mjpeg = Probe("a", None, 160, 120, 15.0, "mjpeg")
+    assert trouble(plan.config, plan.streams[0], mjpeg) == [uncopied("a", "mjpeg", clips=True)]
+    assert trouble(plan.config, plan.streams[1], replace(mjpeg, stream="b")) == []  # no events: no clips
+    assert trouble(plan.config, plan.streams[0], Probe("a", None, 160, 120, 15.0, "h264")) == []
+
+
+@pytest.mark.timeout(60)
+def test_a_clip_of_the_original_cut_short_by_a_full_disk_keeps_what_it_got_and_the_run_says_so(
+        tmp_path: Path) -> None:
+    """The kernel refuses the clip's writes past 1 MB (a full disk): the clip keeps the
+    frames it got, in order, its end is told (``whole``: false), the frames it lost are
+    counted and the run ends saying so."""
+    import resource
+
+    video = tmp_path / "noise.mp4"  # noise: some 25 kB a frame in H.264, a key frame every second
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 255, (120, 160, 3), np.uint8)
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.options, stream.codec_context.gop_size = {"preset": "ultrafast"}, 25
+        for seq in range(150):
+            image = rng.integers(0, 255, (120, 160, 3), np.uint8)
+            stamp(image, 1, seq)
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts = seq
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    clips = ClipRecorder(tmp_path / "clips", before=0.0, after=10.0, streams=[])
+    clips.open()
+    ended: list[tuple[str, bool]] = []
+    clips.on_end = lambda stream, name, seconds, whole: ended.append((name, whole))
+    tap = clips.original("cam", live=False)
+    for seq in range(150):  # what the model saw: an event at the first frame
+        clips.write(_result(seq, seq / 25, noise, event=seq == 0))
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, hard))
+    try:
+        with av.open(str(video)) as container:
+            tap.opened(container.streams.video[0])
+            for packet in container.demux(video=0):
+                tap.packet(packet, None)
+        tap.finish()
+        assert tap.join(20)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    with pytest.raises(OutputsIncompleteError, match=r"clips of stream 'cam': \d+ frame\(s\) could not be written "
+                                                     r"\(first: OSError: \[Errno 27\] File too large"):
+        clips.close()
+    (clip,) = (tmp_path / "clips").iterdir()
+    kept = _decodable(clip)
+    assert kept == list(range(len(kept))) and len(kept) >= 25, "the clip should play up to where the disk filled"
+    assert ended == [(clip.name, False)]
+    assert 150 - 25 <= len(kept) + tap.pause.lost <= 150, (len(kept), tap.pause.lost)

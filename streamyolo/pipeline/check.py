@@ -181,14 +181,17 @@ def _probe_recording(stream: ResolvedStream) -> Probe:
 def trouble(cfg: PipelineConfig, stream: ResolvedStream, found: Probe) -> list[str]:
     """What a run would find wrong with ``stream`` as ``found`` read it, a sentence each: lines,
     zones and masks outside its picture (coordinates copied from another resolution, say), video
-    that cannot be recorded as it came."""
+    that cannot be recorded, or clipped, as it came."""
     if found.error is not None or not found.width:
         return []
     own = stream.config
     recorded = cfg.record_of(own) == "original" and own.record_source is None  # the source read is recorded
-    refusal = uncopied(found.stream, found.codec) if recorded or found.recording else None
+    clipped = cfg.clips_of(own) == "original" and not found.recording
+    refusals = [refusal for refusal in (uncopied(found.stream, found.codec) if recorded or found.recording else None,
+                                        uncopied(found.stream, found.codec, clips=True) if clipped else None)
+                if refusal is not None]
     if found.recording:  # another picture than the one watched: the shapes are not drawn on it
-        return [] if refusal is None else [refusal]
+        return refusals
     shapes = [*((f"line {name!r}", line.points) for name, line in (own.lines or {}).items()),
               *((f"zone {name!r}", zone.points) for name, zone in (own.zones or {}).items()),
               *((f"mask {name!r}", mask.points) for name, mask in (own.masks or {}).items()),
@@ -200,7 +203,7 @@ def trouble(cfg: PipelineConfig, stream: ResolvedStream, found: Probe) -> list[s
             x, y = beyond[0]
             said.append(f"stream {found.stream!r}: {what} reaches ({x:g}, {y:g}), outside its {found.width}x"
                         f"{found.height} picture")
-    return said if refusal is None else [*said, refusal]
+    return [*said, *refusals]
 
 
 def describe_probes(probes: Sequence[Probe]) -> str:

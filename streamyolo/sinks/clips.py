@@ -362,6 +362,7 @@ class OriginalClips(OriginalRecording):
     when the stream or the run ends; clips told meanwhile wait for it."""
 
     owner: ClipRecorder
+    clips = True
 
     def __init__(self, owner: ClipRecorder, stream: str, *, live: bool, rotate: int | None = None) -> None:
         super().__init__(owner, stream, live=live, rotate=rotate)
@@ -376,6 +377,7 @@ class OriginalClips(OriginalRecording):
         self._ending = False  # its end has been told
         self._copied = -1  # the number of the next kept packet it takes (-1: its first not chosen yet)
         self._done: Path | None = None  # the last clip made or given up: never opened again
+        self._lost: _Cut | None = None  # the last clip given up: its later frames are lost
 
     # -- the inference thread's ----------------------------------------------------------
 
@@ -423,7 +425,9 @@ class OriginalClips(OriginalRecording):
                     return  # the next waits for it
                 continue
             self._later.popleft()
-            if cut.path is not None and cut.path != self._done:
+            if self._lost is not None and cut.path == self._lost.path:
+                self._lost = cut  # its frames are lost for longer
+            elif cut.path is not None and cut.path != self._done:
                 if making is None:
                     self._copied = -1
                 self._making = cut
@@ -434,6 +438,8 @@ class OriginalClips(OriginalRecording):
             self._kept.append([])
         self._kept[-1].append(_Kept(settings, place, self._number, packet=packet))
         self._number += 1
+        if self._lost is not None and place <= self._lost.until + _SAME_MOMENT:
+            self.pause.skip()
         horizon = place - self.owner.before - KEEP_MORE_SECONDS
         while len(self._kept) > 1 and self._kept[1][0].place <= horizon:
             self._kept.popleft()
@@ -515,9 +521,8 @@ class OriginalClips(OriginalRecording):
     def abandon(self) -> None:
         file = self._file
         super().abandon()
-        cut, self._making, self._ending = self._making, None, False
-        if cut is not None and cut.path is not None:
-            self._give_up(cut.path)
+        if self._making is not None and self._making.path is not None:
+            self._give_up(self._making.path)
         if file is not None and file.frames:
             self._ended(file, whole=False)
 
@@ -525,6 +530,7 @@ class OriginalClips(OriginalRecording):
         """A clip a full disk ends (or lets not start): its later packets are lost."""
         self._done = path
         if self._making is not None and self._making.path == path:
+            self._lost = self._making
             self._making, self._ending = None, False
         if path not in self.files:
             self.owner.release(path)

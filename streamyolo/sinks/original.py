@@ -53,18 +53,23 @@ longer holds up a file's capture, or loses a live camera's packets up to its nex
 _FINISH = object()
 
 
-def uncopied(stream: str, codec: str | None) -> str | None:
-    """Why ``stream``'s ``codec`` video cannot be recorded as it came, if it cannot.
+def uncopied(stream: str, codec: str | None, clips: bool = False) -> str | None:
+    """Why ``stream``'s ``codec`` video cannot be recorded (or, with ``clips``, clipped) as it
+    came, if it cannot.
 
     >>> uncopied("door", "h264") is None, uncopied("door", "hevc") is None
     (True, True)
     >>> uncopied("door", "mjpeg")[:65]
     "recording of stream 'door': its mjpeg video cannot be copied into"
+    >>> uncopied("door", "mjpeg", clips=True).split("; ")[-1]
+    'cut them from the pictures as shown (clip_mode: annotated)'
     """
     if codec in COPYABLE:
         return None
-    return (f"recording of stream {stream!r}: its {codec or 'unknown'} video cannot be copied into an MP4 browsers "
-            "play (H.264, H.265, VP9 and AV1 can); record it annotated (record: annotated)")
+    what, instead = (("clips", "cut them from the pictures as shown (clip_mode: annotated)") if clips
+                     else ("recording", "record it annotated (record: annotated)"))
+    return (f"{what} of stream {stream!r}: its {codec or 'unknown'} video cannot be copied into an MP4 browsers "
+            f"play (H.264, H.265, VP9 and AV1 can); {instead}")
 
 
 class _Transcoder:
@@ -142,6 +147,9 @@ class OriginalRecording(Recording):
     capture thread's (a :class:`~streamyolo.sources.base.PacketTap`); everything else
     happens in its own writer thread, started with the first connection."""
 
+    clips = False
+    """Whether its files are event clips cut from the original (its messages say so)."""
+
     def __init__(self, owner: VideoRecorder, stream: str, *, live: bool, rotate: int | None = None,
                  queue_size: int = QUEUE_PACKETS, clock: Clock = time.monotonic) -> None:
         """``live``: a camera, whose packets are dropped up to its next key frame when the
@@ -180,14 +188,15 @@ class OriginalRecording(Recording):
         """The source (re)connected: ``video`` is its video stream, ``audio`` its sound (if
         any), whose packets follow."""
         codec = video.codec_context.name
-        refusal = uncopied(self.stream, codec)
+        refusal = uncopied(self.stream, codec, self.clips)
         self._refused = refusal is not None
         if refusal is not None:
             self._fail(RecorderError(refusal))
             return
         if codec not in PLAYED_EVERYWHERE:
-            log.warning("stream %r sends %s video, recorded as it is (record: original): browsers play it only "
-                        "where the hardware decodes it (record: annotated gives H.264)", self.stream, codec)
+            log.warning("stream %r sends %s video, %s as it is: browsers play it only where the hardware decodes "
+                        "it (%s: annotated gives H.264)", self.stream, codec, "clipped" if self.clips else "recorded",
+                        "clip_mode" if self.clips else "record")
         if audio is not None and audio.codec_context.name not in SOUND_COPYABLE:
             log.info("stream %r: its %s sound is recorded as AAC (an MP4 browsers play holds AAC, Opus or MP3)",
                      self.stream, audio.codec_context.name)

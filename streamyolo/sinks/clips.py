@@ -16,6 +16,11 @@ encoded once, in its ``record:<stream>`` thread, for both (:meth:`VideoRecorder.
 Clips are fragmented MP4s, as recordings are
 (:mod:`streamyolo.sinks.recorder`): a killed process leaves every clip playable up to its
 last second, and a clip can be played while it is still being written.
+
+With ``clip_mode: original`` a stream's clips are cut from its camera's own packets instead
+(:class:`OriginalClips`, fed by the stream's capture as a recording of the original is:
+:mod:`streamyolo.sinks.original`): the stream is never annotated nor encoded for them, and
+they start at the camera's key frames.
 """
 
 from __future__ import annotations

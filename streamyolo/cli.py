@@ -121,8 +121,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips-max-size", metavar="SIZE",
                         help="with --clips: keep the clips under this (50GB, 800MB), deleting the oldest")
     parser.add_argument("--overwrite", action="store_true", default=None,
-                        help="replace earlier runs' recordings and JSONL (by default recordings get a new name "
-                             "and the JSONL is appended to)")
+                        help="replace earlier runs' recordings and JSONL and start heatmaps afresh (by default "
+                             "recordings get a new name, the JSONL is appended to and heatmaps go on)")
     display = parser.add_mutually_exclusive_group()
     display.add_argument("--display", dest="display", action="store_true", default=None, help="show a tiled window")
     display.add_argument("--no-display", dest="display", action="store_false", help="never open a window")

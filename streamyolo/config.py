@@ -440,9 +440,10 @@ class PipelineConfig(_Strict):
     are deleted as new ones start, whichever stream they belong to. With ``record_keep`` too,
     whichever limit comes first. Unset: no limit."""
     overwrite: bool = False
-    """Replace an earlier run's recordings and start the JSONL and stats files afresh. By
-    default nothing is lost: a recording whose name is taken gets the first free ``-2``,
-    ``-3`` … and the JSONL and stats files are appended to."""
+    """Replace an earlier run's recordings and start the JSONL and stats files and the
+    heatmaps afresh. By default nothing is lost: a recording whose name is taken gets the
+    first free ``-2``, ``-3`` …, the JSONL and stats files are appended to, and each stream's
+    heat goes on from the earlier runs'."""
     jsonl: Path | None = None
     summary: Path | None = None
     stats: Path | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
@@ -16,8 +17,8 @@ from streamyolo.sources import SourceKind, SourceSpec, open_source
 from tests.test_counting import _WalkerDetector
 
 
-def _at(stream: str, boxes: list[list[float]], seq: int = 0) -> Result:
-    image = np.full((240, 320, 3), 90, np.uint8)
+def _at(stream: str, boxes: list[list[float]], seq: int = 0, shape: tuple[int, int] = (240, 320)) -> Result:
+    image = np.full((*shape, 3), 90, np.uint8)
     found = Detections(np.array(boxes, np.float32).reshape(-1, 4), np.full(len(boxes), 0.8, np.float32),
                        np.zeros(len(boxes), np.int64))
     return Result(Frame(FrameMeta(stream, seq, 1.0), image), found, 1.0)
@@ -85,3 +86,31 @@ def test_a_folder_that_refuses_pauses_the_writes_and_the_run_says_what_was_lost(
     with pytest.raises(OutputsIncompleteError, match=r"heatmaps folder 'x': 2 heatmap\(s\) could not be written"):
         writer.close()
     assert done == [] and writer.saved == []
+
+
+def test_a_streams_heat_goes_on_from_the_folders_earlier_runs_unless_told_to_overwrite(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A service restarted: the second run's heat is the first run's and its own (the car's
+    place twice as hot, its picture the same), saved beside the picture; ``overwrite`` starts
+    afresh, and so does a camera now sending pictures of another size, saying why."""
+    def run(overwrite: bool = False, shape: tuple[int, int] = (240, 320)) -> np.ndarray:  # type: ignore[type-arg]
+        heat = HeatmapSink(tmp_path, overwrite=overwrite)
+        heat.open()
+        for seq in range(10):
+            heat.write(_at("lot", [[100, 60, 140, 100]], seq, shape))
+        heat.close()
+        return np.load(tmp_path / "lot.heat.npy")
+
+    caplog.set_level(logging.INFO, logger="streamyolo.sinks.heatmap")
+    first = run()
+    assert first.max() == 10 and not list(tmp_path.glob(".*")), "no temporary file left"
+    picture = cv2.imread(str(tmp_path / "lot.png"))
+    again = run()
+    assert np.array_equal(again, 2 * first)
+    assert f"heatmap of stream 'lot' goes on from the earlier runs' ({tmp_path / 'lot.heat.npy'}" in caplog.text
+    assert np.array_equal(cv2.imread(str(tmp_path / "lot.png")), picture), "twice as hot everywhere: the same picture"
+    assert np.array_equal(run(overwrite=True), first)
+    smaller = run(shape=(120, 160))
+    assert smaller.shape == (120 // GRID, 160 // GRID) and smaller.max() == 10
+    assert (f"heatmap of stream 'lot' starts afresh: {tmp_path / 'lot.heat.npy'} is of pictures of another size "
+            "(now 160x120)") in caplog.text

@@ -372,7 +372,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         sinks.append(CropSink(cfg.crops, keep=cfg.crops_keep, blurred=blurred))
     if cfg.dataset is not None:
         sinks.append(DatasetSink(cfg.dataset, every=cfg.dataset_every, blurred=blurred))
-    heatmaps = HeatmapSink(cfg.heatmaps) if cfg.heatmaps is not None else None
+    heatmaps = HeatmapSink(cfg.heatmaps, overwrite=cfg.overwrite) if cfg.heatmaps is not None else None
     if heatmaps is not None:
         sinks.append(heatmaps)
     for path, what in ((cfg.summary, "summary file"), (cfg.stats, "stats file")):

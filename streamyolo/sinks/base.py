@@ -299,10 +299,16 @@ def write_picture(path: Path, image: Image, quality: int = 95) -> None:
     ok, encoded = cv2.imencode(path.suffix, image, params)
     if not ok:
         raise OSError(f"{path.suffix} encoding failed")
+    write_whole(path, encoded.tobytes())
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    """Write ``data`` as ``path`` whole: under a hidden temporary name first, then renamed.
+    Raises :class:`OSError` when it cannot be written."""
     part = path.with_name(f".{path.name}.part")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        part.write_bytes(encoded.tobytes())
+        part.write_bytes(data)
         part.replace(path)
     except OSError:
         part.unlink(missing_ok=True)

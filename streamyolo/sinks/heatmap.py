@@ -6,12 +6,15 @@ stream's heat takes half a megabyte): where people walk, stand, queue, where car
 longer the hotter. :meth:`HeatmapSink.picture` draws it, at any time, over the stream's newest
 frame (the JET colour map, blended half and half where there was anything), for the web
 page's ``/heatmaps/<stream>.jpg``; the folder gets ``<stream>.png`` every minute and at the end
-of the run, written whole (a temporary name, then renamed) by a thread of its own.
+of the run, written whole (a temporary name, then renamed) by a thread of its own, and the heat
+itself beside it, ``<stream>.heat.npy``, from which the next run goes on (a service restarted,
+a box rebooted: a week's heatmap is a week's), unless told to ``overwrite``.
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import threading
 import time
@@ -23,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamyolo.frames import Image, Result
-from streamyolo.sinks.base import BackgroundWriter, check_writable_folder, write_picture
+from streamyolo.sinks.base import BackgroundWriter, check_writable_folder, write_picture, write_whole
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +85,12 @@ def draw_heat(frame: Image, heat: npt.NDArray[np.float32]) -> Image:
 class HeatmapSink:
     """Every stream's heat (see the module); ``folder`` gets ``<stream>.png`` (``None``: none)."""
 
-    def __init__(self, folder: str | Path | None = None, save_every: float = SAVE_SECONDS) -> None:
+    def __init__(self, folder: str | Path | None = None, save_every: float = SAVE_SECONDS,
+                 overwrite: bool = False) -> None:
+        """``overwrite``: each stream's heat starts afresh, not from the folder's earlier runs'."""
         self.folder = Path(folder) if folder is not None else None
         self.save_every = save_every
+        self.overwrite = overwrite
         self._streams: dict[str, _Heat] = {}
         self._lock = threading.Lock()  # guards _streams' keys
         self._writer = BackgroundWriter("heatmaps", f"heatmaps folder {str(self.folder)!r}", "heatmap(s)")
@@ -113,7 +119,10 @@ class HeatmapSink:
         with self._lock:
             state = self._streams.get(result.stream)
             if state is None or state.heat.shape != _grid_shape(image):  # first frame, or a new size
-                state = self._streams[result.stream] = _Heat(np.zeros(_grid_shape(image), np.float32), image)
+                heat = self._earlier(result.stream, image) if state is None else None
+                if heat is None:
+                    heat = np.zeros(_grid_shape(image), np.float32)
+                state = self._streams[result.stream] = _Heat(heat, image)
         with state.lock:
             add_heat(state.heat, result.detections.xyxy)
             state.frame = image
@@ -121,6 +130,26 @@ class HeatmapSink:
         if self.folder is not None and now - state.saved_at >= self.save_every:
             state.saved_at = now
             self._writer.put(functools.partial(self._save, result.stream))
+
+    def _earlier(self, stream: str, image: Image) -> npt.NDArray[np.float32] | None:
+        """``stream``'s heat as the folder's earlier runs left it, if it is there, goes with
+        pictures of ``image``'s size, and is not to be overwritten."""
+        if self.folder is None or self.overwrite:
+            return None
+        path = self.folder / f"{stream}.heat.npy"
+        try:
+            heat: npt.NDArray[np.float32] = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("heatmap of stream %r starts afresh: %s cannot be read (%s)", stream, path, exc)
+            return None
+        if heat.dtype != np.float32 or heat.shape != _grid_shape(image):
+            log.warning("heatmap of stream %r starts afresh: %s is of pictures of another size (now %dx%d)",
+                        stream, path, image.shape[1], image.shape[0])
+            return None
+        log.info("heatmap of stream %r goes on from the earlier runs' (%s; --overwrite starts afresh)", stream, path)
+        return heat
 
     def picture(self, stream: str) -> Image | None:
         """``stream``'s heatmap now, over its newest frame; ``None`` before its first frame."""
@@ -144,8 +173,15 @@ class HeatmapSink:
         picture = self.picture(stream)
         if picture is None:
             return None
+        with self._lock:
+            state = self._streams[stream]
+        with state.lock:
+            heat = state.heat.copy()
         path = self.folder / f"{stream}.png"
         write_picture(path, picture)
+        data = io.BytesIO()
+        np.save(data, heat, allow_pickle=False)
+        write_whole(self.folder / f"{stream}.heat.npy", data.getvalue())
         return path
 
 

@@ -5,12 +5,13 @@ serving H.264 from a real MP4 file (not re-encoded).
 Runs under the *system* Python, which has GStreamer's introspection bindings from Debian
 (python3-gi, gir1.2-gst-rtsp-server-1.0; .ci/run installs them):
 
-    /usr/bin/python3 scripts/rtsp_server.py --port 8554 --file clip.mp4 [--user u --password p]
+    /usr/bin/python3 scripts/rtsp_server.py --port 8554 --file clip.mp4 [--user u --password p] [--sound aac]
 
 Serves ``rtsp://127.0.0.1:<port>/stream``; every client gets its own playback from the start
-of the file. Prints ``ready`` once listening. Commands on stdin, one per line:
-``stall`` (stop sending frames on every open session but keep the connections up),
-``resume``, ``quit``.
+of the file. ``--sound aac`` (or ``alaw``, ``mulaw``: G.711) sends the file's sound beside the
+video, as a camera with a microphone does (MPEG-4 generic RTP, or PCMA/PCMU). Prints
+``ready`` once listening. Commands on stdin, one per line: ``stall`` (stop sending frames on
+every open session but keep the connections up), ``resume``, ``quit``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def main() -> int:
     parser.add_argument("--mount", default="/stream")
     parser.add_argument("--user")
     parser.add_argument("--password")
+    parser.add_argument("--sound", choices=["aac", "alaw", "mulaw"])
     args = parser.parse_args()
 
     Gst.init(None)
@@ -41,9 +43,11 @@ def main() -> int:
 
     factory = GstRtspServer.RTSPMediaFactory()
     location = args.file.replace('"', '\\"')
+    sound = {None: "", "aac": "d.audio_0 ! queue ! aacparse ! rtpmp4gpay name=pay1 pt=97",
+             "alaw": "d.audio_0 ! queue ! rtppcmapay name=pay1", "mulaw": "d.audio_0 ! queue ! rtppcmupay name=pay1"}
     factory.set_launch(
-        f'( filesrc location="{location}" ! qtdemux ! h264parse ! valve name=gate drop=false '
-        "! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+        f'( filesrc location="{location}" ! qtdemux name=d d.video_0 ! queue ! h264parse ! valve name=gate drop=false '
+        f"! rtph264pay name=pay0 pt=96 config-interval=-1 {sound[args.sound]} )"
     )
     factory.set_shared(False)
     valves: list[Gst.Element] = []

@@ -16,14 +16,19 @@ SHARED = Path(os.environ.get("STREAMYOLO_SHARED", ROOT.parent / "shared"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def need(missing: str | None) -> None:
+    """When something a test needs is ``missing`` (what, said): under CI fail, else skip."""
+    if missing is None:
+        return
+    if IN_CI:
+        pytest.fail(missing)
+    pytest.skip(missing)
+
+
 def require(path: Path, what: str) -> Path:
     """Return ``path``; outside CI skip when it is missing, under CI fail."""
-    if path.exists():
-        return path
-    message = f"{what} missing: {path} (set STREAMYOLO_SHARED to the shared data folder)"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
+    need(None if path.exists() else f"{what} missing: {path} (set STREAMYOLO_SHARED to the shared data folder)")
+    return path
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -72,11 +77,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def camera(tmp_path: Path) -> Iterator[tuple[RtspServer, Path]]:
     """A real RTSP camera (GStreamer's server re-sending a file's H.264: 300 stamped 320x240
     frames at 15 fps, a key frame every second), and the file."""
-    missing = rtsp_server_available()
-    if missing:
-        if IN_CI:
-            pytest.fail(missing)
-        pytest.skip(missing)
+    need(rtsp_server_available())
     clip = make_clip(tmp_path / "camera.mp4", "camera", frames=300, size=(320, 240), fps=15)
     server = RtspServer(clip)
     server.start()

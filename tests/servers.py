@@ -44,14 +44,16 @@ def rtsp_server_available() -> str | None:
 
 
 class RtspServer:
-    """``rtsp://127.0.0.1:<port>/stream`` serving ``file``; can be killed, restarted and stalled."""
+    """``rtsp://127.0.0.1:<port>/stream`` serving ``file`` (and its ``sound``: ``aac``, ``alaw``
+    or ``mulaw``, as the file holds it); can be killed, restarted and stalled."""
 
     def __init__(self, file: Path, port: int | None = None, user: str | None = None,
-                 password: str | None = None) -> None:
+                 password: str | None = None, sound: str | None = None) -> None:
         self.file = file
         self.port = port or free_port()
         self.user = user
         self.password = password
+        self.sound = sound
         self.process: subprocess.Popen[str] | None = None
 
     def url(self, path: str = "/stream", credentials: bool = True) -> str:
@@ -62,6 +64,8 @@ class RtspServer:
         args = [SYSTEM_PYTHON, str(RTSP_SCRIPT), "--port", str(self.port), "--file", str(self.file)]
         if self.user:
             args += ["--user", self.user, "--password", self.password or ""]
+        if self.sound:
+            args += ["--sound", self.sound]
         self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, encoding="utf-8")
         assert self.process.stdout is not None
         line = self.process.stdout.readline().strip()  # blocks until listening (or dead)

@@ -11,17 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI
+from tests.conftest import need
 from tests.helpers import PYTHON, ROOT, env_for_subprocess
 
 
 @pytest.fixture
 def xvfb() -> Iterator[str]:
     """A real X server (Xvfb) on a free display number."""
-    if shutil.which("Xvfb") is None or shutil.which("xdotool") is None:
-        if IN_CI:
-            pytest.fail("Xvfb and xdotool must be installed (.ci/run installs them)")
-        pytest.skip("Xvfb or xdotool not installed")
+    need("Xvfb and xdotool are needed (.ci/run installs them)"
+         if shutil.which("Xvfb") is None or shutil.which("xdotool") is None else None)
     read_end, write_end = os.pipe()
     server = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0", "1600x900x24", "-nolisten", "tcp"],
                               pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

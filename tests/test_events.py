@@ -35,7 +35,7 @@ from streamyolo.sinks.web import WebViewer
 from streamyolo.sinks.webhook import Webhook
 from streamyolo.sources import RawFrame, SourceInfo, SourceKind, SourceSpec, SyntheticSource, open_source
 from streamyolo.workers.capture import CapturePolicy
-from tests.conftest import IN_CI
+from tests.conftest import need
 from tests.helpers import files_aged, read_jsonl
 from tests.servers import HookReceiver, MqttBroker, mosquitto_available
 from tests.test_counting import _boxes, _WalkerDetector
@@ -306,11 +306,8 @@ class _Subscriber:
 
 @pytest.fixture
 def broker_folder(tmp_path: Path) -> Path:
-    if mosquitto_available() is None:
-        message = "mosquitto (an MQTT broker) is needed for the MQTT tests (.ci/run installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    need("mosquitto (an MQTT broker) is needed for the MQTT tests (.ci/run installs it)"
+         if mosquitto_available() is None else None)
     return tmp_path
 
 

@@ -23,7 +23,7 @@ from streamyolo.sinks import VideoRecorder
 from streamyolo.sources import NetworkOptions, SourceKind, SourceSpec, open_source, read_stamp, source_kind
 from streamyolo.sources.base import PacketTap
 from streamyolo.workers.capture import CapturePolicy
-from tests.conftest import IN_CI
+from tests.conftest import need
 from tests.helpers import PYTHON, ROOT, StampDetector, env_for_subprocess, make_clip, read_jsonl
 from tests.servers import MjpegCamera, RtspServer, SilentServer, free_port, rtsp_server_available
 
@@ -38,11 +38,7 @@ def rtsp_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def rtsp(rtsp_clip: Path) -> Iterator[RtspServer]:
-    missing = rtsp_server_available()
-    if missing:
-        if IN_CI:
-            pytest.fail(missing)
-        pytest.skip(missing)
+    need(rtsp_server_available())
     server = RtspServer(rtsp_clip)
     server.start()
     try:
@@ -326,11 +322,7 @@ def test_a_truncated_mp4_processes_the_frames_before_the_damage(tmp_path: Path) 
 
 @pytest.mark.timeout(180)
 def test_passwords_never_appear_in_output(rtsp_clip: Path, tmp_path: Path) -> None:
-    missing = rtsp_server_available()
-    if missing:
-        if IN_CI:
-            pytest.fail(missing)
-        pytest.skip(missing)
+    need(rtsp_server_available())
     secret = "s3cr3t-PW"
     server = RtspServer(rtsp_clip, user="admin", password=secret)
     server.start()

@@ -28,8 +28,9 @@ from streamyolo.sinks.original import OriginalRecording
 from streamyolo.sinks.recorder import Mp4File
 from streamyolo.sources import SyntheticSource, read_stamp, stream_tag
 from streamyolo.sources.base import turn
+from tests.conftest import need
 from tests.helpers import make_clip, make_mpeg4
-from tests.servers import RtspServer, free_port
+from tests.servers import RtspServer, free_port, rtsp_server_available
 
 
 def _frames(path: Path) -> tuple[list[np.ndarray[Any, Any]], list[float], list[bool]]:
@@ -150,6 +151,42 @@ def test_a_cameras_sound_is_recorded_with_its_video_when_an_mp4_holds_it(tmp_pat
     spectrum = np.abs(np.fft.rfft(sound[2048:]))
     assert abs(np.argmax(spectrum) * 8000 / len(sound[2048:]) - 440) < 5  # the tone
     assert "stream 'alaw': its pcm_alaw sound is recorded as AAC" in caplog.text
+
+
+@pytest.mark.timeout(120)
+def test_a_cameras_sound_over_rtsp_is_recorded_with_its_video(tmp_path: Path) -> None:
+    """Real RTSP cameras with a microphone (GStreamer sending a file's video and its sound:
+    AAC as MPEG-4 generic RTP, G.711 as PCMA): the recording holds the camera's AAC packets as
+    they came, and the G.711 made AAC (the same tone); either sound beside the video, from its
+    start to its end."""
+    need(rtsp_server_available())
+    files = {"aac": _clip_with_sound(tmp_path / "aac.mp4", "aac", frames=150, fps=15),
+             "alaw": _clip_with_sound(tmp_path / "alaw.mov", "pcm_alaw", frames=150, fps=15)}
+    servers = {name: RtspServer(path, sound=name) for name, path in files.items()}
+    record = tmp_path / "rec"
+    try:
+        for server in servers.values():
+            server.start()
+        _, summary = _run({"record": str(record), "record_mode": "original", "duration": 3,
+                           "streams": [{"name": name, "source": server.url()} for name, server in servers.items()]})
+    finally:
+        for server in servers.values():
+            server.kill()
+    assert all(report.error is None for report in summary.streams.values()), summary.streams
+    ours, theirs = _packets(record / "aac.mp4", "audio"), _packets(files["aac"], "audio")
+    assert len(ours) > 80 and b"".join(ours) in b"".join(theirs)  # 48 kHz: 47 packets a second
+    for name in files:
+        with av.open(str(record / f"{name}.mp4")) as container:
+            assert container.streams.audio[0].codec_context.name == "aac", name
+            times = [(p.stream.type, float(p.pts * p.time_base)) for p in container.demux() if p.size]
+        video = [at for kind, at in times if kind == "video"]
+        sound = [at for kind, at in times if kind == "audio"]
+        assert len(video) >= 30 and min(video) == 0.0, name
+        assert abs(min(sound)) < 0.1 and abs(max(sound) - max(video)) < 0.15, (name, sound[:3], sound[-3:], video[-1])
+    with av.open(str(record / "alaw.mp4")) as made:
+        sound = np.concatenate([f.to_ndarray()[0] for f in made.decode(audio=0)])
+    spectrum = np.abs(np.fft.rfft(sound[2048:]))
+    assert abs(np.argmax(spectrum) * 8000 / len(sound[2048:]) - 440) < 5  # the tone
 
 
 @pytest.mark.timeout(120)

@@ -24,7 +24,7 @@ from streamyolo.config import build_config
 from streamyolo.errors import ConfigError, OutputError
 from streamyolo.pipeline import Pipeline
 from streamyolo.sinks.web import parse_address
-from tests.conftest import IN_CI
+from tests.conftest import need
 from tests.helpers import PYTHON, ROOT, env_for_subprocess
 
 NAMES = ["front-door", "yard.2"]
@@ -270,11 +270,7 @@ LOGIN = "viewer:pä ss:word"  # a colon and a space in the password, and a lette
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and its key, made by the openssl command."""
     openssl = shutil.which("openssl")
-    if openssl is None:
-        message = "the openssl command is needed to make a test certificate (.ci/run installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    need("the openssl command is needed to make a test certificate (.ci/run installs it)" if openssl is None else None)
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
@@ -376,11 +372,8 @@ def _chromium() -> tuple[str, str]:
         import selenium  # noqa: F401
     except ImportError:
         driver = None
-    if browser is None or driver is None:
-        message = "Chromium, chromedriver and selenium are needed for the browser test (.ci/run installs them)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    need("Chromium, chromedriver and selenium are needed for the browser test (.ci/run installs them)"
+         if browser is None or driver is None else None)
     return browser, driver
 
 

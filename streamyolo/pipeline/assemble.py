@@ -371,7 +371,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     if cfg.crops is not None:
         sinks.append(CropSink(cfg.crops, keep=cfg.crops_keep, blurred=blurred))
     if cfg.dataset is not None:
-        sinks.append(DatasetSink(cfg.dataset, every=cfg.dataset_every, blurred=blurred))
+        sinks.append(DatasetSink(cfg.dataset, every=cfg.dataset_every, blurred=blurred, max_size=cfg.dataset_max_size))
     heatmaps = HeatmapSink(cfg.heatmaps, overwrite=cfg.overwrite) if cfg.heatmaps is not None else None
     if heatmaps is not None:
         sinks.append(heatmaps)
@@ -418,7 +418,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     # What building a model imports, imported before the inference threads take turns at it
     # (not by a check that does not build one).
     openvino = any(runs_on_openvino(cfg, g.path) for g in groups)
-    starters = [functools.partial(preload, openvino=openvino)] if cfg.worker_mode == "thread" else []
+    preparations = [functools.partial(preload, openvino=openvino)] if cfg.worker_mode == "thread" else []
     pipeline = cls(
         setups,
         factories,
@@ -436,7 +436,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         duration=cfg.duration,
         torch_threads=_parent_torch_threads(cfg, running),
         summary_path=cfg.summary,
-        on_start=starters,
+        prepare=preparations,
         on_close=closers,
         restart_counts=restarts,
         hang_warning=cfg.hang_warning,

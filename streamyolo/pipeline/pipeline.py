@@ -140,7 +140,7 @@ class Pipeline:
         torch_threads: int | None = None,
         summary_path: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
-        on_start: Sequence[Callable[[], None]] = (),
+        prepare: Sequence[Callable[[], None]] = (),
         on_close: Sequence[Callable[[], None]] = (),
         restart_counts: RestartCounts | None = None,
         hang_warning: float = 60.0,
@@ -172,7 +172,7 @@ class Pipeline:
         self._stats = stats
         self._torch_threads = torch_threads
         self._saved_threads: int | None = None
-        self._on_start = list(on_start)  # on the main thread before the workers start (imports)
+        self._preparations = list(prepare)  # on the main thread before the workers start (imports)
         self._on_close = list(on_close)
         self._summary_path = summary_path
         self._restart_counts = restart_counts
@@ -252,8 +252,7 @@ class Pipeline:
                 for stream in self._streams:
                     stream.health.watch(sink.stream_changed)
         try:
-            for callback in self._on_start:
-                callback()
+            self.prepare()
             if self._stats is not None:
                 self._stats.open()
             self._set_threads()
@@ -266,6 +265,14 @@ class Pipeline:
             self.stop()
             self._teardown(raise_errors=False)
             raise
+
+    def prepare(self) -> None:
+        """What starting the workers needs done first, on this thread (the imports building a
+        model does, so that inference threads do not take turns at Python's import lock):
+        done by :meth:`start`, or before it (a benchmark's clock starts after it)."""
+        preparations, self._preparations = self._preparations, []
+        for preparation in preparations:
+            preparation()
 
     def check_outputs(self) -> None:
         """Whether the outputs will be able to write, before a run (``streamyolo check``):

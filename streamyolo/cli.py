@@ -97,6 +97,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", metavar="DIR",
                         help="keep a frame of each stream every --dataset-every with YOLO labels here, to train on")
     parser.add_argument("--dataset-every", metavar="SPAN", help="with --dataset: seconds between frames kept (10)")
+    parser.add_argument("--dataset-max-size", metavar="SIZE",
+                        help="with --dataset: keep no more frames once it takes this much (20GB, 800MB)")
     parser.add_argument("--heatmaps", metavar="DIR",
                         help="write each stream's heatmap here (<stream>.png, every minute); --web shows them live")
     parser.add_argument("--crops", metavar="DIR",
@@ -215,9 +217,9 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "summary", "stats",
             "events", "webhook",
             "mqtt", "mqtt_discovery", "webhook_events", "mqtt_events",
-            "snapshots", "snapshots_keep", "dataset", "dataset_every", "heatmaps", "crops", "crops_keep", "clips",
-            "clip_mode", "clip_before",
-            "clip_after", "clips_keep", "clips_max_size", "public_url", "display", "duration",
+            "snapshots", "snapshots_keep", "dataset", "dataset_every", "dataset_max_size", "heatmaps", "crops",
+            "crops_keep", "clips", "clip_mode", "clip_before", "clip_after", "clips_keep", "clips_max_size",
+            "public_url", "display", "duration",
             "status_interval", "hang_warning", "threads", "model_cache", "live_hold", "tracker",
             "web", "web_fps", "web_auth", "web_cert", "web_key"]
     overrides = {key: getattr(args, key) for key in keys if getattr(args, key, None) is not None}

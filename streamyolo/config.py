@@ -490,6 +490,10 @@ class PipelineConfig(_Strict):
     (:mod:`streamyolo.sinks.dataset`)."""
     dataset_every: float = DATASET_EVERY
     """With ``dataset``: seconds of each stream between the frames kept (``10s``, ``1m``)."""
+    dataset_max_size: int | None = None
+    """With ``dataset``: the most its pictures and labels may take (``20GB``, ``800MB`` or
+    bytes), earlier runs' with this run's; once there, no more frames are kept (nothing is
+    deleted: a person may have checked those labels). Unset: no limit."""
     heatmaps: Path | None = None
     """A folder for each stream's heatmap, ``<stream>.png`` (where its objects were over the run),
     written every minute and at the end; with ``web``, the page shows them live
@@ -585,6 +589,9 @@ class PipelineConfig(_Strict):
         if "dataset_every" in self.model_fields_set and self.dataset is None:
             raise ValueError("config keys 'dataset_every' and 'dataset': dataset_every says how often the dataset "
                              "keeps a frame; give dataset too")
+        if self.dataset_max_size is not None and self.dataset is None:
+            raise ValueError("config keys 'dataset_max_size' and 'dataset': dataset_max_size is how much the dataset "
+                             "may take; give dataset too")
         if self.crops_keep is not None and self.crops is None:
             raise ValueError("config keys 'crops_keep' and 'crops': crops_keep deletes old crops; give crops too")
         if self.snapshots_keep is not None and self.snapshots is None:
@@ -652,7 +659,7 @@ class PipelineConfig(_Strict):
 
         return None if value is None else parse_seconds(value)
 
-    @field_validator("record_max_size", "clips_max_size", mode="before")
+    @field_validator("record_max_size", "clips_max_size", "dataset_max_size", mode="before")
     @classmethod
     def _size(cls, value: Any) -> Any:
         from streamyolo.sinks.base import parse_size

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import cv2
@@ -109,3 +110,35 @@ def test_blurred_classes_are_blurred_in_the_dataset_and_an_empty_frame_has_an_em
     with pytest.raises(ConfigError, match="config keys 'dataset_every' and 'dataset'"):
         build_config({"streams": ["a"], "dataset_every": "30s"})
     assert build_config({"streams": ["a"], "dataset": "d", "dataset_every": "1m"}).dataset_every == 60
+
+
+def test_a_dataset_that_reaches_its_size_keeps_no_more_frames_and_deletes_none(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``dataset_max_size``: earlier runs' pictures and labels count; once the folder holds
+    that much, frames are no longer kept (said once), and nothing already there is deleted."""
+    noise = np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)  # some 15 kB as a JPEG
+    found = Detections.empty({0: "person"})
+
+    def run(frames: int, max_size: int | None) -> DatasetSink:
+        dataset = DatasetSink(tmp_path, every=1.0, max_size=max_size)
+        dataset.open()
+        for seq in range(frames):
+            kept = len(dataset.saved)
+            dataset.write(Result(Frame(FrameMeta("door", seq, 1.0, pts=float(seq)), noise), found, 1.0))
+            deadline = time.monotonic() + 10  # its writer's turn (the size counts what is written)
+            while len(dataset.saved) == kept and not dataset._full and time.monotonic() < deadline:
+                time.sleep(0.01)
+        dataset.close()
+        return dataset
+
+    earlier = run(3, None)
+    held = sum(path.stat().st_size for path in tmp_path.rglob("*") if path.is_file() and path.name != "data.yaml")
+    assert len(earlier.saved) == 3
+    with caplog.at_level(logging.WARNING):
+        later = run(10, held + 1)  # room for one frame more
+    assert len(later.saved) == 1
+    assert f"dataset folder {tmp_path} holds " in caplog.text and "no more frames are kept" in caplog.text
+    assert all(path.exists() for path in earlier.saved + later.saved)
+    assert build_config({"streams": ["a"], "dataset": "d", "dataset_max_size": "20GB"}).dataset_max_size == 20 * 10**9
+    with pytest.raises(ConfigError, match="config keys 'dataset_max_size' and 'dataset'"):
+        build_config({"streams": ["a"], "dataset_max_size": "20GB"})

@@ -11,7 +11,10 @@ object gets an empty label file (a background picture, which training learns fro
 ``<dataset>/data.yaml`` names the classes, so ``yolo train data=<dataset>/data.yaml`` trains on
 it as it stands, after the labels have been checked and corrected by a person: the labels are
 the model's guesses. The label is written before its picture, so a crash never leaves a
-picture that says "nothing here" without meaning it.
+picture that says "nothing here" without meaning it. With ``max_size``, the folder's pictures
+and labels (earlier runs' too) grow to that many bytes, and then no more frames are kept: a
+box left running for months does not fill its disk, and nothing a person may have checked is
+deleted.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from streamyolo.annotation.boxes import blur_objects
 from streamyolo.clock import file_stamp, wall_time
 from streamyolo.config import DATASET_EVERY
 from streamyolo.frames import Detections, Image, Result, rotated_corners
-from streamyolo.sinks.base import BackgroundWriter, check_writable_folder, write_picture
+from streamyolo.sinks.base import BackgroundWriter, check_writable_folder, format_size, write_picture, write_whole
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +70,14 @@ class DatasetSink:
     """Saves a frame of each stream every ``every`` seconds with its YOLO labels (see the module)."""
 
     def __init__(self, folder: str | Path, every: float = DATASET_EVERY,
-                 blurred: Mapping[str, Collection[int]] | None = None, quality: int = 95) -> None:
+                 blurred: Mapping[str, Collection[int]] | None = None, quality: int = 95,
+                 max_size: int | None = None) -> None:
         self.folder = Path(folder)
         self.every = every
         self.quality = quality
+        self.max_size = max_size
+        self._size = 0  # the bytes of its pictures and labels (the writer thread's; read by others)
+        self._full = False
         self.blurred = {stream: frozenset(classes) for stream, classes in (blurred or {}).items() if classes}
         self._last: dict[str, float] = {}  # each stream's last kept frame (its thread's alone)
         self._names: dict[int, str] = {}
@@ -88,6 +95,9 @@ class DatasetSink:
 
     def open(self) -> None:
         self.check()
+        if self.max_size is not None:
+            self._size = sum(path.stat().st_size for kind in ("images", "labels")
+                             for path in (self.folder / kind).glob("*") if path.is_file())
         self._writer.start()
 
     def write(self, result: Result) -> None:
@@ -95,6 +105,12 @@ class DatasetSink:
         now = meta.media_time
         last = self._last.get(meta.stream)
         if last is not None and 0 <= now - last < self.every - 1e-6:  # (sums of frame steps are inexact)
+            return
+        if self.max_size is not None and self._size >= self.max_size:
+            if not self._full:
+                self._full = True
+                log.warning("dataset folder %s holds %s (dataset_max_size %s): no more frames are kept", self.folder,
+                            format_size(self._size), format_size(self.max_size))
             return
         self._last[meta.stream] = now
         found = result.detections
@@ -132,10 +148,8 @@ class DatasetSink:
 
     def _save(self, name: str, image: Image, lines: list[str]) -> Path:
         label = self.folder / "labels" / f"{name}.txt"
-        label.parent.mkdir(parents=True, exist_ok=True)
-        part = label.with_name(f".{label.name}.part")
-        part.write_text("".join(f"{line}\n" for line in lines))
-        part.replace(label)
+        write_whole(label, "".join(f"{line}\n" for line in lines).encode())
         picture = self.folder / "images" / f"{name}.jpg"
         write_picture(picture, image, self.quality)
+        self._size += label.stat().st_size + picture.stat().st_size
         return picture

@@ -426,3 +426,19 @@ def test_check_says_how_each_stream_is_recorded_and_warns_of_video_that_cannot_b
         "AV1 can); record it annotated (record: annotated)"]
     assert trouble(plan.config, plan.streams[1], mjpeg) == [] == trouble(plan.config, plan.streams[3], mjpeg)
     assert trouble(plan.config, plan.streams[0], Probe("a", None, 160, 120, 15.0, "h264")) == []
+
+
+def test_check_reads_a_record_sources_first_video_packet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``check --connect`` reads a record source until its first video packet (an MJPEG camera
+    over HTTP here): one that opens but sends none fails, naming the stream."""
+    from streamyolo.sources.pyav import PyAVSource
+    from tests.servers import MjpegCamera
+
+    with MjpegCamera() as camera:
+        config = {"record": "rec", "streams": [{"name": "door", "source": "synthetic:", "record_source": camera.url}]}
+        (found,) = probe_recordings(resolve_streams(build_config(config)))
+        assert (found.error, found.codec, found.width) == (None, "mjpeg", 320)
+        monkeypatch.setattr(PyAVSource, "read_packet", lambda self: False)  # a stream that ends at once
+        (found,) = probe_recordings(resolve_streams(build_config(config)))
+    assert found.error is not None and found.error.startswith("stream 'door' (http://127.0.0.1:")
+    assert found.error.endswith("): opened, but no video came")

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -154,8 +154,8 @@ def _probe(stream: ResolvedStream) -> Probe:
 
 
 def probe_recordings(streams: Sequence[ResolvedStream]) -> list[Probe]:
-    """Open every stream's ``record_source`` at once and say what it sends (its packets are
-    not read); in the streams' order, for the streams that have one."""
+    """Open every stream's ``record_source`` at once, read its first video packet and say what
+    it sends; in the streams' order, for the streams that have one."""
     recorded = [s for s in streams if s.config.record_source is not None]
     if not recorded:
         return []
@@ -163,11 +163,36 @@ def probe_recordings(streams: Sequence[ResolvedStream]) -> list[Probe]:
         return list(pool.map(_probe_recording, recorded))
 
 
+class _FirstVideo:
+    """A tap that notes whether a video packet came (a record source's, read by ``check``)."""
+
+    def __init__(self) -> None:
+        self.video: int | None = None
+        self.came = False
+
+    def opened(self, video: Any, audio: Any = None) -> None:
+        self.video = video.index
+
+    def packet(self, packet: Any, arrived: float | None) -> None:
+        self.came = self.came or (packet.stream_index == self.video and packet.size > 0)
+
+
+PROBE_PACKETS = 200
+"""Packets ``check`` reads of a record source, at most, for its first video packet."""
+
+
 def _probe_recording(stream: ResolvedStream) -> Probe:
-    source = recording_source(stream)
+    tap = _FirstVideo()
+    source = recording_source(stream, tap)
     assert source is not None
     try:
         info = source.open()
+        for _ in range(PROBE_PACKETS):
+            if tap.came or not source.read_packet():
+                break
+        if not tap.came:
+            return Probe(stream.spec.name, f"stream {stream.spec.name!r} ({source.display_uri}): opened, but no video "
+                         "came", recording=True)
         return Probe(stream.spec.name, None, info.width, info.height, info.fps, info.codec, recording=True)
     except SourceError as exc:
         return Probe(stream.spec.name, str(exc), recording=True)

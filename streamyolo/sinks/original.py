@@ -212,14 +212,15 @@ class OriginalRecording(Recording):
         if packet.stream_index != self._indices[0]:  # sound: a camera's is dropped with its pictures, not counted
             if packet.stream_index == self._indices[1] and not self._resync:
                 self._put(SourcePacket(bytes(packet), packet.pts, packet.dts, packet.duration or 0, packet.time_base,
-                                  True, self._clock() if arrived is None else arrived, sound=True), wait=not self.live)
+                                       True, self._clock() if arrived is None else arrived, sound=True),
+                          wait=not self.live)
             return
         key = bool(packet.is_keyframe)
         if self._resync and not key:
             self._lose(1)
             return
         item = SourcePacket(bytes(packet), packet.pts, packet.dts, packet.duration or 0, packet.time_base, key,
-                       self._clock() if arrived is None else arrived)
+                            self._clock() if arrived is None else arrived)
         self._resync = not self._put(item, wait=not self.live)
         if self._resync:
             self._lose(1)

@@ -500,7 +500,8 @@ def test_a_real_browser_shows_every_stream_with_its_numbers_and_the_events(tmp_p
                    "the videos back")
         finally:
             driver.quit()
-    assert sorted(p.name for p in (tmp_path / "heat").iterdir()) == sorted(f"{name}.png" for name in NAMES)
+    assert sorted(p.name for p in (tmp_path / "heat").iterdir()) == sorted(
+        f"{name}{suffix}" for name in NAMES for suffix in (".png", ".heat.npy"))  # each picture and its heat
 
 
 @pytest.mark.timeout(180)

@@ -528,8 +528,17 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
         finally:
             during.close()
         later = _Subscriber(broker.port)  # what a Home Assistant started after the run learns
+
+        def learnt() -> bool:  # every entity's config and every state they read (events are not kept)
+            kept = {topic: payload for topic, payload, retained in list(later.messages) if retained}
+            states = [json.loads(payload) for topic, payload in kept.items()
+                      if topic.startswith("homeassistant/") and "/event/" not in topic]
+            read = {config[key] for config in states for key in ("state_topic", "json_attributes_topic", "topic")
+                    if key in config}
+            return len(states) >= 11 and "site/available" in kept and read <= set(kept)
+
         try:
-            _wait_for(lambda: len(later.messages) >= 10)
+            _wait_for(learnt)
         finally:
             later.close()
     retained = {topic: payload for topic, payload, kept in later.messages if kept}

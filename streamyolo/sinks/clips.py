@@ -32,11 +32,11 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import file_stamp, format_seconds, wall_time
@@ -58,6 +58,8 @@ from streamyolo.sinks.recorder import (
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 MAX_CLIP_SECONDS = 300.0
 """The longest a clip gets (seconds of video from its first event): a street busy all day
 makes a clip every 5 minutes, not one of the whole day."""
@@ -69,6 +71,24 @@ CLIP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*-\d{8}-\d{6}(-\d+)?\.mp4")
 """What a clip's file is called: what ``clips_keep`` may delete, and nothing else in the folder."""
 
 _SAME_MOMENT = 1e-6  # seconds: a frame this close to the end of a clip's span is still in it
+
+
+def _before_start(groups: Sequence[Sequence[T]], start: float, at: Callable[[T], float]) -> int:
+    """How many of ``groups`` (of packets, each from a key frame; ``at``: a packet's time) come
+    before a clip whose seconds begin at ``start``: a group goes when the next starts early
+    enough, or when it ended well before (the stream was down, or dropped seconds of frames),
+    so a clip starts at most a key frame's interval before its seconds, not at the frames
+    before a gap.
+
+    >>> _before_start([[0.0, 0.5], [1.0, 1.5], [2.0]], 1.2, float), _before_start([[0.0], [9.0]], 5.0, float)
+    (1, 1)
+    """
+    first = 0
+    start += _SAME_MOMENT
+    while first + 1 < len(groups) and (at(groups[first + 1][0]) <= start
+                                       or at(groups[first][-1]) < start - KEY_SECONDS):
+        first += 1
+    return first
 
 
 @dataclass
@@ -291,11 +311,7 @@ class _ClipOutput(FileOutput):
             if packet.is_keyframe or not self._kept:
                 self._kept.append([])
             self._kept[-1].append((now, packet))
-        horizon = now - self.owner.before + _SAME_MOMENT
-        # The first group goes when the next starts early enough, or when it ended well before
-        # (the stream was down, or dropped seconds of frames): a clip starts at most a key
-        # frame's interval before its seconds, not at the frames before a gap.
-        while len(self._kept) > 1 and (self._kept[1][0][0] <= horizon or self._kept[0][-1][0] < horizon - KEY_SECONDS):
+        for _ in range(_before_start(self._kept, now - self.owner.before, lambda kept: kept[0])):
             self._kept.popleft()
 
     def _end_clip(self) -> None:
@@ -337,6 +353,10 @@ class _Cut:
     path: Path | None
     first: float = 0.0
     until: float = 0.0
+
+
+def _place(kept: _Kept) -> float:
+    return kept.place
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,8 +465,7 @@ class OriginalClips(OriginalRecording):
         self._number += 1
         if self._lost is not None and place <= self._lost.until + _SAME_MOMENT:
             self.pause.skip()
-        horizon = place - self.owner.before - KEEP_MORE_SECONDS
-        while len(self._kept) > 1 and self._kept[1][0].place <= horizon:
+        for _ in range(_before_start(self._kept, place - self.owner.before - KEEP_MORE_SECONDS, _place)):
             self._kept.popleft()
         self._copy()
 
@@ -468,8 +487,7 @@ class OriginalClips(OriginalRecording):
             if not self.pause.due():
                 self._give_up(cut.path)
                 return
-            starts = [group for group in self._kept if group[0].place <= cut.first + _SAME_MOMENT]
-            self._copied = (starts[-1] if starts else self._kept[0])[0].number
+            self._copied = self._kept[_before_start(self._kept, cut.first, _place)][0].number
         for group in self._kept:
             if group[-1].number < self._copied:
                 continue

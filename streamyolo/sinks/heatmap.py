@@ -153,13 +153,17 @@ class HeatmapSink:
 
     def picture(self, stream: str) -> Image | None:
         """``stream``'s heatmap now, over its newest frame; ``None`` before its first frame."""
+        now = self._now(stream)
+        return None if now is None else draw_heat(now[1], now[0])
+
+    def _now(self, stream: str) -> tuple[npt.NDArray[np.float32], Image] | None:
+        """A copy of ``stream``'s heat and its newest frame; ``None`` before its first frame."""
         with self._lock:
             state = self._streams.get(stream)
         if state is None:
             return None
         with state.lock:
-            heat, frame = state.heat.copy(), state.frame
-        return draw_heat(frame, heat)
+            return state.heat.copy(), state.frame
 
     def close(self) -> None:
         if self.folder is None:
@@ -170,15 +174,12 @@ class HeatmapSink:
 
     def _save(self, stream: str) -> Path | None:
         assert self.folder is not None
-        picture = self.picture(stream)
-        if picture is None:
+        now = self._now(stream)
+        if now is None:
             return None
-        with self._lock:
-            state = self._streams[stream]
-        with state.lock:
-            heat = state.heat.copy()
+        heat, frame = now
         path = self.folder / f"{stream}.png"
-        write_picture(path, picture)
+        write_picture(path, draw_heat(frame, heat))
         data = io.BytesIO()
         np.save(data, heat, allow_pickle=False)
         write_whole(self.folder / f"{stream}.heat.npy", data.getvalue())

@@ -131,10 +131,12 @@ def _converted_network(model: str, imgsz: int, device: str) -> Path:
     from streamyolo.pipeline.assemble import resolve_model_cache
 
     yolo = load_yolo(model, device)
-    detector = UltralyticsDetector(yolo, DetectSettings(imgsz=imgsz), device, model_path=model)
+    cache = resolve_model_cache("auto")
+    # The cache the pipeline uses: its warmup finds (or puts) the converted network there.
+    detector = UltralyticsDetector(yolo, DetectSettings(imgsz=imgsz), device, model_path=model, cache_dir=cache)
     detector.warmup()  # sets up the predictor, whose network is converted
     try:
-        return converted_ir(yolo.predictor, resolve_model_cache("auto"))
+        return converted_ir(yolo.predictor, cache)
     finally:
         detector.close()
 

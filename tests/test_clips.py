@@ -455,18 +455,37 @@ def test_the_command_line_clips_a_synthetic_street_around_its_events(tmp_path: P
 
 @pytest.mark.timeout(120)
 def test_a_clip_being_written_when_the_process_is_killed_plays_up_to_about_a_second_before(tmp_path: Path) -> None:
+    """A crash or a power cut: the clip being written plays, and each object in view for 2 s
+    (``crops.SAVE_EVERY``) has its crop so far, one file each."""
+    import cv2
+
+    from streamyolo.sinks.crops import SAVE_EVERY
+
     config = tmp_path / "street.yaml"
     config.write_text(yaml.safe_dump({
         "streams": [{"name": "street", "source": "synthetic:scene?seed=3&size=416x240&fps=25", "realtime": True,
                      "zones": {"all": [[0, 0], [416, 0], [416, 240], [0, 240]]}}],
         "model": "demo", "tracker": "bytetrack"}))
-    jsonl, folder = tmp_path / "det.jsonl", tmp_path / "clips"
+    jsonl, folder, crops = tmp_path / "det.jsonl", tmp_path / "clips", tmp_path / "crops"
     # A clip that never ends (every object in the picture is an event), killed after 4 s of the street.
-    kill_after(["run", str(config), "--clips", str(folder), "--clip-after", "60", "--no-display",
-                "--status-interval", "0"], jsonl, 100)
-    processed = [line["seq"] for line in read_jsonl(jsonl)]  # a live stream's: some may have been dropped
+    kill_after(["run", str(config), "--clips", str(folder), "--clip-after", "60", "--crops", str(crops),
+                "--no-display", "--status-interval", "0"], jsonl, 100)
+    lines = read_jsonl(jsonl)
+    processed = [line["seq"] for line in lines]  # a live stream's: some may have been dropped
     (clip,) = folder.iterdir()
     kept = _decodable(clip)
     # The street's first objects are there from its first frame: the clip starts with it.
     assert kept == processed[:len(kept)], "the clip's frames must be the stream's processed frames, in order"
     assert len(kept) >= len(processed) - 2 * 25, f"only {len(kept)} of {len(processed)} processed frames survived"
+
+    first_seen: dict[int, float] = {}
+    for line in lines:
+        for found in line["detections"]:
+            first_seen.setdefault(found["id"], line["t_capture"])
+    end = lines[-1]["t_capture"]
+    long_seen = {track for track, t in first_seen.items() if end - t >= SAVE_EVERY + 0.5}
+    saved = [path.name for path in crops.rglob("*") if path.is_file()]
+    ids = [int(name.rpartition("-id")[2].removesuffix(".jpg")) for name in saved]
+    assert long_seen and long_seen <= set(ids), f"objects in view for {SAVE_EVERY + 0.5} s {long_seen}, crops {saved}"
+    assert len(ids) == len(set(ids)) and set(ids) <= set(first_seen), saved
+    assert all(cv2.imread(str(path)) is not None for path in crops.rglob("*.jpg"))

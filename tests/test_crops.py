@@ -83,10 +83,10 @@ def test_each_tracked_object_gets_one_crop_from_the_frame_it_was_seen_surest_in(
     assert sorted(p.name for p in (tmp_path / "crops").rglob("*")) == sorted(["person", saved.name])
 
 
-def _result(stream: str, t: float, ids: Sequence[int]) -> Result:
+def _result(stream: str, t: float, ids: Sequence[int], conf: float = 0.6) -> Result:
     image = np.full((120, 160, 3), 80, np.uint8)
     found = Detections(np.array([[10.0 + 20 * i, 10, 30 + 20 * i, 50] for i in range(len(ids))], np.float32),
-                       np.full(len(ids), 0.6, np.float32), np.full(len(ids), 2, np.int64), {2: "car"},
+                       np.full(len(ids), conf, np.float32), np.full(len(ids), 2, np.int64), {2: "car"},
                        np.array(ids, np.int64))
     return Result(Frame(FrameMeta(stream, int(t * 10), t), image), found, t)
 
@@ -94,7 +94,7 @@ def _result(stream: str, t: float, ids: Sequence[int]) -> Result:
 def test_an_objects_crop_is_saved_once_it_is_gone_and_the_rest_at_the_end(tmp_path: Path) -> None:
     """An object not seen for 3 s of its stream's frames is saved then, while the others stay
     until they go too, or the run ends; an untracked stream gives none."""
-    crops = CropSink(tmp_path, gone_after=3.0)
+    crops = CropSink(tmp_path, gone_after=3.0, save_every=60.0)
     crops.open()
     try:
         crops.write(_result("lot", 0.0, [1, 2]))
@@ -112,6 +112,68 @@ def test_an_objects_crop_is_saved_once_it_is_gone_and_the_rest_at_the_end(tmp_pa
         crops.close()
     assert sorted(p.name.rpartition("-")[2] for p in crops.saved) == ["id1.jpg", "id2.jpg"]
     assert {p.parent for p in crops.saved} == {tmp_path / "car"}
+
+
+def _files_once_written(crops: CropSink) -> list[str]:
+    """The crops folder's files once the writer (a thread) has done what it was given."""
+    import threading
+
+    done = threading.Event()
+
+    def mark() -> None:
+        done.set()
+
+    crops._writer.put(mark)
+    assert done.wait(5)
+    return sorted(p.name for p in crops.folder.rglob("*.jpg"))
+
+
+def test_an_object_in_view_has_its_best_crop_so_far_on_disk_one_file_all_along(tmp_path: Path) -> None:
+    """What a crash leaves: an object in view for 2 s of its stream's frames has its best crop
+    so far saved, and a better one later replaces it (at most every 2 s), so there is one file
+    per object at any time, and the end saves nothing it already has."""
+    crops = CropSink(tmp_path, save_every=2.0)
+    crops.open()
+    try:
+        crops.write(_result("lot", 0.0, [1]))
+        crops.write(_result("lot", 1.9, [1]))
+        assert _files_once_written(crops) == [] and crops.saved == []
+        crops.write(_result("lot", 2.0, [1]))  # 2 s in view
+        (first,) = _files_once_written(crops)
+        crops.write(_result("lot", 2.5, [1], conf=0.9))  # a better crop: saved 2 s after the first save
+        crops.write(_result("lot", 3.9, [1], conf=0.5))
+        assert _files_once_written(crops) == [first]
+        crops.write(_result("lot", 4.0, [1], conf=0.5))
+        (second,) = _files_once_written(crops)
+        assert second != first and second.endswith("-id1.jpg")
+        crops.write(_result("lot", 6.5, [1], conf=0.5))  # nothing better: nothing more to save
+        assert _files_once_written(crops) == [second]
+    finally:
+        crops.close()
+    assert [p.name for p in crops.saved] == [second] and len(crops._writer.saved) == 2
+    assert sorted(p.name for p in tmp_path.rglob("*.jpg")) == [second]
+
+
+def test_a_save_while_in_view_that_fails_is_not_counted_lost_and_skipped_while_paused(tmp_path: Path) -> None:
+    """A crop saved while its object is in view is saved again when it goes: a disk that
+    refuses it pauses the crops, but only what is lost for good is counted."""
+    from streamyolo.errors import OutputsIncompleteError
+    from streamyolo.sinks.base import BackgroundWriter
+
+    writer = BackgroundWriter("test-writer", "crops folder 'x'", "crop(s)")
+    writer.start()
+    tried: list[str] = []
+
+    def refused(what: str) -> Path:
+        tried.append(what)
+        raise OSError(28, "No space left on device")
+
+    writer.put(lambda: refused("in view"), optional=True)  # fails: pauses, not lost
+    writer.put(lambda: refused("in view again"), optional=True)  # paused: skipped, not lost
+    writer.put(lambda: refused("gone"))  # paused: lost
+    with pytest.raises(OutputsIncompleteError, match=r"crops folder 'x': 1 crop\(s\) could not be written"):
+        writer.close()
+    assert tried == ["in view"]
 
 
 def test_crops_keep_deletes_old_crops_and_nothing_else(tmp_path: Path) -> None:

@@ -242,12 +242,14 @@ class OutputPause:
         self._count_lost()
         return False
 
-    def failed(self, error: BaseException) -> str | None:
-        """Writing one item failed (it is lost): pause. Returns the message logged when this
-        starts a pause (None when a try during one failed again)."""
+    def failed(self, error: BaseException, lost: bool = True) -> str | None:
+        """Writing one item failed (it is lost, unless ``lost`` is false: it will be written
+        again later): pause. Returns the message logged when this starts a pause (None when a
+        try during one failed again)."""
         now = self._clock()
         self._retry_at = now + self.retry
-        self._count_lost()
+        if lost:
+            self._count_lost()
         if self._since is not None:
             log.debug("%s: still cannot write: %s", self.what, error)
             return None
@@ -324,15 +326,17 @@ class BackgroundWriter:
     def __init__(self, name: str, what: str, unit: str) -> None:
         self.saved: list[Path] = []
         self._pause = OutputPause(what, unit)
-        self._queue: queue.SimpleQueue[Callable[[], Path | None] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Callable[[], Path | None], bool] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name)
 
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, write: Callable[[], Path | None]) -> None:
-        """Run ``write`` (which returns the path it wrote, or ``None`` for nothing) in turn."""
-        self._queue.put(write)
+    def put(self, write: Callable[[], Path | None], optional: bool = False) -> None:
+        """Run ``write`` (which returns the path it wrote, or ``None`` for nothing) in turn.
+        An ``optional`` write (one a later write makes good) is skipped while the output is
+        paused, and never counted as lost."""
+        self._queue.put((write, optional))
 
     def close(self) -> None:
         """Run what was put, then raise :class:`~streamyolo.errors.OutputsIncompleteError` if
@@ -343,13 +347,16 @@ class BackgroundWriter:
         self._pause.check()
 
     def _run(self) -> None:
-        while (write := self._queue.get()) is not None:
+        while (item := self._queue.get()) is not None:
+            write, optional = item
+            if optional and self._pause.paused:
+                continue
             if not self._pause.due():
                 continue
             try:
                 path = write()
             except OSError as exc:
-                self._pause.failed(exc)
+                self._pause.failed(exc, lost=not optional)
                 continue
             except Exception:  # one write's trouble never ends the others
                 log.exception("%s: a write failed", self._thread.name)

@@ -6,8 +6,11 @@ pixels, from the picture without drawings) and saved as a JPEG once the object i
 seen for ``gone_after`` seconds of the stream's frames, or at the end of the run), to
 ``<crops>/<class>/<stream>-YYYYmmdd-HHMMSS-mmm-id<track>.jpg``: a gallery of who and what
 passed, by class, as an image-classification dataset is laid out. The time is that of the
-frame the crop comes from. Files are written whole (under a temporary name, then renamed) by
-a thread of their own, so the inference threads never wait for a disk; a disk that refuses
+frame the crop comes from. An object in view for a while has its best crop so far saved every
+``SAVE_EVERY`` seconds of the stream's frames (when a better one came), each replacing the one
+before, so a crash or a power cut loses only the objects in view for less than that: one file
+per object all along. Files are written whole (under a temporary name, then renamed) by a
+thread of their own, so the inference threads never wait for a disk; a disk that refuses
 pauses the crops as the other outputs pause (:class:`~streamyolo.sinks.base.OutputPause`).
 ``keep`` deletes crops (this run's and earlier runs') older than that. Objects of the classes
 a stream blurs (``blur``) are never cropped.
@@ -39,6 +42,10 @@ CROP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*-\d{8}-\d{6}-\d{3}-id\d+(-\
 GONE_AFTER = 3.0
 """Seconds of a stream's frames without an object before its crop is saved."""
 
+SAVE_EVERY = 2.0
+"""Seconds of a stream's frames between saves of the best crop so far of an object still in
+view (what a crash loses at most)."""
+
 PRUNE_SECONDS = 60.0
 """How often ``crops_keep`` looks for old crops."""
 
@@ -55,6 +62,10 @@ class _Best:
     """Wall-clock time of the frame the crop comes from."""
     seen: float
     """When it was last seen (the stream's capture clock)."""
+    since: float
+    """When the object was first seen, or its crop last sent to be saved (the same clock)."""
+    sent: bool = False
+    """Whether this crop was sent to be saved while the object was in view."""
 
 
 def crop_box(image: Image, xyxy: np.ndarray, gain: float = 1.02, pad: float = 10.0) -> Image:
@@ -90,22 +101,27 @@ class CropSink:
     """Saves one crop of each tracked object (see the module); untracked streams give none."""
 
     def __init__(self, folder: str | Path, keep: float | None = None, gone_after: float = GONE_AFTER,
-                 quality: int = 95, blurred: Mapping[str, Collection[int]] | None = None) -> None:
+                 quality: int = 95, blurred: Mapping[str, Collection[int]] | None = None,
+                 save_every: float = SAVE_EVERY) -> None:
         self.folder = Path(folder)
         self.blurred = {stream: frozenset(classes) for stream, classes in (blurred or {}).items()}
         """Each stream's classes blurred in its pictures (``blur``): never cropped."""
         self.keep = keep
         self.gone_after = gone_after
+        self.save_every = save_every
         self.quality = quality
         self._best: dict[str, dict[int, _Best]] = {}  # stream -> track id -> best so far
         self._lock = threading.Lock()  # guards _best's keys (each stream's dict is its thread's alone)
         self._writer = BackgroundWriter("crops", f"crops folder {str(self.folder)!r}", "crop(s)")
         self._pruned_at = -math.inf
+        # The writer thread's alone: each object in view's file, and the crop it holds.
+        self._files: dict[tuple[str, int], tuple[Path, _Best]] = {}
+        self._replaced: set[Path] = set()
 
     @property
     def saved(self) -> list[Path]:
-        """Every crop this run saved, in order."""
-        return self._writer.saved
+        """Every crop this run saved, in order (an object's once, where it was saved last)."""
+        return [path for path in self._writer.saved if path not in self._replaced]
 
     def check(self) -> None:
         check_writable_folder(self.folder, "crops folder")
@@ -132,23 +148,33 @@ class CropSink:
             if kept is None or conf > kept.conf:
                 cls = int(found.cls[index])
                 best[track] = _Best(conf, cls, found.name(cls), crop_box(result.frame.image, found.xyxy[index]),
-                                    wall_time(now), now)
+                                    wall_time(now), now, now if kept is None else kept.since)
             else:
                 kept.seen = now
-        for track in [t for t, kept in best.items() if now - kept.seen > self.gone_after]:
-            self._writer.put(functools.partial(self._save, stream, track, best.pop(track)))
+        for track, kept in list(best.items()):
+            if now - kept.seen > self.gone_after:
+                self._writer.put(functools.partial(self._save, stream, track, best.pop(track), True))
+            elif not kept.sent and now - kept.since >= self.save_every:  # still in view: saved so far
+                kept.sent, kept.since = True, now
+                self._writer.put(functools.partial(self._save, stream, track, kept, False), optional=True)
 
     def close(self) -> None:
         with self._lock:
             left = [(stream, track, kept) for stream, best in self._best.items() for track, kept in best.items()]
             self._best.clear()
         for stream, track, kept in left:
-            self._writer.put(functools.partial(self._save, stream, track, kept))
+            self._writer.put(functools.partial(self._save, stream, track, kept, True))
         self._writer.close()
 
-    def _save(self, stream: str, track: int, kept: _Best) -> Path | None:
+    def _save(self, stream: str, track: int, kept: _Best, gone: bool) -> Path | None:
+        """Save ``kept``, the object's best crop, unless its file holds it already, in place
+        of the crop saved before (``gone``: the object's last)."""
         if time.monotonic() - self._pruned_at >= PRUNE_SECONDS:
             self._prune()
+        key = (stream, track)
+        before = self._files.pop(key, None) if gone else self._files.get(key)
+        if before is not None and before[1] is kept:
+            return None  # saved while in view, and no better one since
         if kept.crop.size == 0:
             return None  # a box outside the picture
         folder = self.folder / class_folder(kept.name)
@@ -158,6 +184,11 @@ class CropSink:
             serial += 1
             path = folder / f"{name}-{serial}.jpg"
         write_picture(path, kept.crop, self.quality)
+        if not gone:
+            self._files[key] = (path, kept)
+        if before is not None:
+            self._replaced.add(before[0])
+            before[0].unlink(missing_ok=True)
         return path
 
     def _prune(self) -> None:

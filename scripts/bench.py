@@ -31,7 +31,10 @@ across it, every event written to a file and its frame saved as a snapshot, and 
 same with a clip of every moment with events instead of snapshots, and P_clips_orig, P_clips
 with the clips cut from every stream's own video (``clip_mode: original``), and P_rec_clips,
 P_clips with every stream recorded too, and P_rec_orig, P recording every stream's own video
-(``record_mode: original``); run only when named here);
+(``record_mode: original``), and P_motion, P with ``motion`` on (the model only where something
+moved: on these busy streets, its cost), and P_quiet and P_quiet_motion, P on 4 quiet streets
+(people.mp4's first picture held 8 s with a camera's noise, then 2 s of walking) without and
+with ``motion``; run only when named here);
 --live-compare runs
 live mode with live_hold on and off, interleaved over --rounds (1 worker), instead of the usual
 live runs.
@@ -170,7 +173,8 @@ def streamyolo(model: str, paths: list[Path], imgsz: int, workers: int, record: 
     captured = sum(r.captured for r in summary.streams.values())
     dropped = sum(r.dropped for r in summary.streams.values())
     out = {"fps": rates.wall.fps, "steady_fps": rates.steady.fps, "frames": rates.wall.frames,
-           "seconds": rates.wall.seconds, "captured": captured, "dropped": dropped, "workers": workers, "mode": mode}
+           "seconds": rates.wall.seconds, "captured": captured, "dropped": dropped, "workers": workers, "mode": mode,
+           "still": sum(r.still or 0 for r in summary.streams.values())}
     if web:
         out["web_frames_shown"] = sum(shown.values())
     return out
@@ -418,6 +422,17 @@ def run_model(label: str, model: str, paths: list[Path], args: argparse.Namespac
         if "P_rec_orig" in args.only.split(","):  # P recording every stream's own video (record_mode: original)
             measurements.append(("P_rec_orig", streamyolo, (model, paths, args.imgsz, args.workers),
                                  {"record": folder / f"rec-orig-{label}", "more": {"record_mode": "original"}}))
+        if "P_motion" in args.only.split(","):  # P running the model only where something moved (motion)
+            measurements.append(("P_motion", streamyolo, (model, paths, args.imgsz, args.workers),
+                                 {"more": {"motion": True}}))
+        if {"P_quiet", "P_quiet_motion"} & set(args.only.split(",")):
+            # Streams of a quiet street: people.mp4's first picture held 8 s with a camera's
+            # sensor noise, then 2 s of its people walking; P on them without and with motion.
+            quiet = cut_clip(PEOPLE, folder / "quiet.mp4", frames=60, width=1920, hold=240, noise=2.0)
+            quiet_paths = [quiet] * len(paths)
+            measurements.append(("P_quiet", streamyolo, (model, quiet_paths, args.imgsz, args.workers), {}))
+            measurements.append(("P_quiet_motion", streamyolo, (model, quiet_paths, args.imgsz, args.workers),
+                                 {"more": {"motion": True}}))
         if "P_process_1lane" in args.only.split(","):  # the same for process workers (no lending either)
             measurements.append(("P_process_1lane", streamyolo, (model, paths, args.imgsz, args.workers),
                                  {"lanes": 1, "mode": "process"}))
@@ -534,7 +549,8 @@ def print_report(results: list[dict[str, Any]]) -> None:
     print("\nevery round's frames per second (medians above):")
     for r in results:
         for key in ("D", "M", "P", "U", "S", "P_rec", "U_save", "P_process", "P_web", "P_1lane", "P_process_1lane",
-                    "P_torch", "P_track", "P_events", "P_clips", "P_clips_orig", "P_rec_clips", "P_rec_orig"):
+                    "P_torch", "P_track", "P_events", "P_clips", "P_clips_orig", "P_rec_clips", "P_rec_orig",
+                    "P_motion", "P_quiet", "P_quiet_motion"):
             if key in r:
                 print(f"  {r['model']} {key}: {r[key]['fps_runs']}")
             if key in r.get("hung", {}):
@@ -555,6 +571,12 @@ def print_report(results: list[dict[str, Any]]) -> None:
         if "P" in r and "P_rec_orig" in r:
             print(f"  {r['model']} P_rec_orig (recording the original video) / P: "
                   f"{r['P_rec_orig']['fps'] / r['P']['fps']:.2f}")
+        if "P" in r and "P_motion" in r:
+            print(f"  {r['model']} P_motion (the model only where something moved) / P: "
+                  f"{r['P_motion']['fps'] / r['P']['fps']:.2f}")
+        if "P_quiet" in r and "P_quiet_motion" in r:
+            print(f"  {r['model']} P_quiet_motion / P_quiet (quiet streets, with and without motion): "
+                  f"{r['P_quiet_motion']['fps'] / r['P_quiet']['fps']:.2f}")
         if "P_clips" in r and "P_rec_clips" in r:
             print(f"  {r['model']} P_rec_clips (recording and clips) / P_clips: "
                   f"{r['P_rec_clips']['fps'] / r['P_clips']['fps']:.2f}")

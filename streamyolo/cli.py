@@ -63,6 +63,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="draw labels without their confidence")
     parser.add_argument("--blur", type=_class, nargs="+",
                         help="blur the objects of these classes (ids or names) in every picture shown or saved")
+    parser.add_argument("--motion", action=argparse.BooleanOptionalAction, default=None,
+                        help="run the model only on frames where something moved; still frames take the last "
+                             "detections (the model still runs every 5 s of each stream)")
     parser.add_argument("--half", action="store_true", default=None, help="FP16 inference (CUDA)")
     parser.add_argument("--record", metavar="DIR", help="write one annotated H.264 MP4 per stream here")
     parser.add_argument("--record-mode", choices=["annotated", "original"],
@@ -211,8 +214,8 @@ def _kinds(value: str) -> list[str]:
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The flags the user gave, as config keys (flags not given stay out)."""
     keys = ["model", "device", "workers", "lanes", "batch", "model_sharing", "worker_mode", "process_restarts",
-            "pytorch_cpu", "conf", "iou", "imgsz", "classes", "blur", "half", "line_width", "show_boxes", "show_labels",
-            "show_conf",
+            "pytorch_cpu", "conf", "iou", "imgsz", "classes", "blur", "motion", "half", "line_width", "show_boxes",
+            "show_labels", "show_conf",
             "record", "record_mode", "record_segment", "record_keep", "record_max_size", "overwrite", "jsonl",
             "summary", "stats",
             "events", "webhook",

@@ -129,6 +129,25 @@ class MaskConfig(_Strict):
     driveway), everything else (the street, the neighbours') ignored."""
 
 
+class MotionConfig(_Strict):
+    """``motion`` with settings: ``{threshold: 20, area: 0.0005, refresh: 5}`` (see
+    :mod:`streamyolo.inference.motion`); ``motion: true`` takes these defaults."""
+
+    threshold: int = Field(default=20, ge=1, le=255)
+    """Grey levels (of 255) a pixel must change by to count as moved (higher: a noisier camera)."""
+    area: float = Field(default=0.0005, gt=0, le=1)
+    """The fraction of the picture that must move for the model to run."""
+    refresh: float = 5.0
+    """Seconds of the stream (or ``1m``) after which the model runs even on a still picture."""
+
+    @field_validator("refresh", mode="before")
+    @classmethod
+    def _span(cls, value: Any) -> Any:
+        from streamyolo.clock import parse_seconds
+
+        return parse_seconds(value)
+
+
 class PrivacyConfig(_Strict):
     """A privacy area: ``{points: [[x1, y1], …]}``, blacked out of every picture."""
 
@@ -197,6 +216,10 @@ class StreamConfig(_Strict):
     pixels far down the street)."""
     max_area: float | None = Field(default=None, gt=0)
     """Ignore boxes larger than this many square pixels (a shadow over half the picture)."""
+    motion: MotionConfig | Literal[False] | None = None
+    """Run the model only on frames where something moved (``true``, or settings: see
+    :class:`MotionConfig`); the others take the last detections (default: the run's
+    ``motion``; ``false``: every frame)."""
     lines: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")],
                 LineConfig] | None = None
     """Counting lines (needs ``tracker``): ``{door: [[x1, y1], [x2, y2]]}`` in the picture's
@@ -228,6 +251,11 @@ class StreamConfig(_Strict):
     @classmethod
     def _imgsz(cls, value: int | tuple[int, int] | None) -> int | tuple[int, int] | None:
         return None if value is None else _image_size(value)
+
+    @field_validator("motion", mode="before")
+    @classmethod
+    def _motion(cls, value: Any) -> Any:
+        return MotionConfig() if value is True else value
 
     @field_validator("rotate", mode="before")
     @classmethod
@@ -374,6 +402,9 @@ class PipelineConfig(_Strict):
     """Classes (ids or names) whose objects are blurred in every picture the outputs show:
     recordings, clips, snapshots, the page, the window (and never cropped); as Ultralytics'
     ``ObjectBlurrer``."""
+    motion: MotionConfig | None = None
+    """Every stream's ``motion`` unless it sets its own: run the model only on frames where
+    something moved (``true``, or settings: :class:`MotionConfig`)."""
     half: bool = False
     max_det: int = Field(default=300, ge=1, le=10000)
     workers: int | Literal["auto"] = "auto"
@@ -543,6 +574,11 @@ class PipelineConfig(_Strict):
     hang_warning: float = Field(default=60.0, ge=0, le=86400)
     """Seconds one forward pass (or building the models at start) may take before the log
     warns that the worker may be hung, with where every inference thread is (0: never)."""
+
+    @field_validator("motion", mode="before")
+    @classmethod
+    def _motion(cls, value: Any) -> Any:
+        return MotionConfig() if value is True else None if value is False else value
 
     @field_validator("workers", "lanes", mode="before")
     @classmethod
@@ -750,6 +786,11 @@ class PipelineConfig(_Strict):
         """The classes blurred in ``stream``'s pictures: its own ``blur``, else the run's."""
         return list(stream.blur if stream.blur is not None else self.blur or ())
 
+    def motion_of(self, stream: StreamConfig) -> MotionConfig | None:
+        """``stream``'s motion settings (its own, else the run's), ``None``: every frame detected."""
+        own = stream.motion
+        return self.motion if own is None else own or None
+
     def model_of(self, stream: StreamConfig) -> str:
         """The model ``stream`` runs: its own, else the run's."""
         return stream.model if stream.model is not None else self.model
@@ -863,7 +904,7 @@ def _same_folder(a: Path, b: Path) -> bool:
 
 
 def _format_error(error: Mapping[str, Any]) -> str:
-    location = ".".join(str(part) for part in error["loc"] if part not in ("function-after", "str"))
+    location = ".".join(str(part) for part in error["loc"] if not _union_tag(str(part)))
     if not location:  # a check across keys names them itself
         return str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
@@ -875,6 +916,18 @@ def _format_error(error: Mapping[str, Any]) -> str:
         given = redact_url(given)
     shown = "" if secret or isinstance(given, dict | list) else f" (got {given!r})"
     return f"config key {location!r}: {message}{shown}"
+
+
+def _union_tag(part: str) -> bool:
+    """Whether a part of an error's location is pydantic's name for the member of a union it
+    tried (``streams.0.motion.MotionConfig.refresh``), not a key the user wrote.
+
+    >>> [p for p in ["streams", "0", "record", "bool", "motion", "MotionConfig", "literal['original']"]
+    ...  if not _union_tag(p)]
+    ['streams', '0', 'record', 'motion']
+    """
+    return part in ("function-after", "str", "bool", "int", "float") or part.startswith("literal[") or (
+        part in {model.__name__ for model in _Strict.__subclasses__()})
 
 
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -446,6 +446,9 @@ class Result:
     """The stream's masks, whose detections were dropped (for the overlay)."""
     speeds: tuple[tuple[int, float], ...] = ()
     """The speeds (km/h) measured in this frame, by track id (zones with a size)."""
+    still: bool = False
+    """The model did not run on this frame: nothing moved since it last did (``motion``), and
+    its detections are those of that frame."""
 
     @property
     def stream(self) -> str:
@@ -479,4 +482,6 @@ class Result:
             record["crossings"] = [c.to_record() for c in self.crossings]
         if self.zones:
             record["zones"] = {z.name: dict(z.inside) for z in self.zones}
+        if self.still:
+            record["still"] = True
         return record

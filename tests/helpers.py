@@ -242,8 +242,11 @@ def env_for_subprocess() -> dict[str, str]:
     return env
 
 
-def cut_clip(source: Path, path: Path, frames: int, width: int) -> Path:
-    """The first ``frames`` frames of a real video, scaled to ``width``, re-encoded as H.264."""
+def cut_clip(source: Path, path: Path, frames: int, width: int, hold: int = 0, noise: float = 0.0) -> Path:
+    """The first ``frames`` frames of a real video, scaled to ``width``, re-encoded as H.264;
+    ``hold``: its first frame shown that many times more first (a still scene before the
+    people start walking), each with a camera's sensor noise (``noise``: its standard
+    deviation, in grey levels)."""
     with av.open(str(source)) as container:
         stream = container.streams.video[0]
         height = round(stream.height * width / stream.width / 2) * 2
@@ -253,6 +256,10 @@ def cut_clip(source: Path, path: Path, frames: int, width: int) -> Path:
             images.append(frame.reformat(width=width, height=height, format="bgr24").to_ndarray())
             if len(images) >= frames:
                 break
+    rng = np.random.default_rng(0)
+    held = [np.clip(images[0] + noise * rng.standard_normal(images[0].shape, np.float32), 0, 255).astype(np.uint8)
+            if noise else images[0] for _ in range(hold)]
+    images = held + images
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=rate)
         video.width, video.height = width, height

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from streamyolo.annotation import BoxAnnotator
 from streamyolo.buffering import Overflow
 from streamyolo.config import (
+    MotionConfig,
     PipelineConfig,
     auto_lanes,
     auto_workers,
@@ -33,6 +34,7 @@ from streamyolo.inference.models import (
     resolve_device,
     resolve_model,
 )
+from streamyolo.inference.motion import MotionSettings
 from streamyolo.inference.offline import preload
 from streamyolo.inference.runners import is_openvino, is_pytorch
 from streamyolo.inference.tracking import tracker_settings
@@ -134,6 +136,10 @@ def models_running(config: PipelineConfig, workers: int, lanes: int) -> int:
     """How many models run at once: one per lane of every worker; a locked model runs one
     batch at a time, so it may use every core."""
     return 1 if config.model_sharing == "locked" else workers * lanes
+
+
+def _motion(config: MotionConfig | None) -> MotionSettings | None:
+    return None if config is None else MotionSettings(config.threshold, config.area, config.refresh)
 
 
 def resolve_model_cache(setting: str) -> str | None:
@@ -411,6 +417,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
                         for name, zone in (s.config.zones or {}).items()),
             masks=tuple(Mask(name, tuple(mask.points), _class_set(mask.classes), mask.anchor, mask.outside)
                         for name, mask in (s.config.masks or {}).items()),
+            motion=_motion(cfg.motion_of(s.config)),
         )
         for s in streams
     ]

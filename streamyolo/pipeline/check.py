@@ -92,6 +92,9 @@ def describe(plan: Plan) -> str:
                 parts.append(f"{key} {', '.join(name + marks[name] for name in shapes)}")
         if cfg.blur_of(own):
             parts.append(f"blurs class(es) {', '.join(map(str, cfg.blur_of(own)))}")
+        motion = cfg.motion_of(own)
+        if motion is not None:
+            parts.append(f"model on motion (at least every {format_seconds(motion.refresh)})")
         recorded = cfg.record_of(own)
         if own.record_source is not None and recorded is not None:
             parts.append(f"records {redact_url(own.record_source)} as it comes")

@@ -56,6 +56,8 @@ class HealthSnapshot:
     error: str | None
     reconnects: int
     processed: int
+    still: int
+    """Frames processed without a forward pass: nothing had moved (``motion``)."""
     lost: int
     last_frame_at: float | None
     last_age: float | None
@@ -86,6 +88,7 @@ class StreamHealth:
         self._zone_peaks: dict[str, dict[str, int]] = {}
         self._zone_entries: dict[str, dict[str, int]] = {}
         self._processed = 0
+        self._still = 0
         self._lost = 0
         self._last_frame_at: float | None = None
         self._last_age: float | None = None
@@ -201,9 +204,11 @@ class StreamHealth:
             self._last_frame_at = now
             self._in.tick(now)
 
-    def processed(self, age: float, now: float) -> None:
+    def processed(self, age: float, now: float, still: bool = False) -> None:
+        """A frame's result was written (``still``: without a forward pass, see ``motion``)."""
         with self._lock:
             self._processed += 1
+            self._still += still
             self._last_age = age
             self._out.tick(now)
 
@@ -252,6 +257,7 @@ class StreamHealth:
                 error=self._error,
                 reconnects=self._reconnects,
                 processed=self._processed,
+                still=self._still,
                 lost=self._lost,
                 last_frame_at=self._last_frame_at,
                 last_age=self._last_age,

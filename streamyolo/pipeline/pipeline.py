@@ -23,6 +23,7 @@ from streamyolo.errors import ConfigError, ModelError, OutputsIncompleteError, W
 from streamyolo.frames import DetectionFilter, Frame, Mask, Result
 from streamyolo.inference.counting import CountingLine, Zone
 from streamyolo.inference.detector import DetectorFactory
+from streamyolo.inference.motion import MotionSettings
 from streamyolo.pipeline.check import Plan
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.pipeline.monitor import Monitor, StatsWriter, inference_stacks
@@ -63,6 +64,8 @@ class StreamSetup:
     """Areas whose detections are dropped (:class:`~streamyolo.frames.Mask`)."""
     recording: PacketSource | None = None
     """The camera's other stream, read only to be recorded as it came (``record_source``)."""
+    motion: MotionSettings | None = None
+    """Run the model only on frames where something moved (:mod:`streamyolo.inference.motion`)."""
 
 
 class _Stream:
@@ -90,6 +93,7 @@ class _Stream:
             captured=counts.put,
             processed=snap.processed,
             dropped=counts.dropped + snap.lost,
+            still=snap.still if self.setup.motion is not None else None,
             error=snap.error,
             reconnects=snap.reconnects,
             fps_in=snap.fps_in,
@@ -286,7 +290,7 @@ class Pipeline:
         for index, factory in enumerate(self._factories):
             channels = [
                 Channel(s.name, s.ring, s.setup.overflow is Overflow.DROP_OLDEST, s.health, s.setup.keep,
-                        s.setup.lines, s.setup.zones, s.setup.masks)
+                        s.setup.lines, s.setup.zones, s.setup.masks, s.setup.motion)
                 for s, worker in zip(self._streams, self._serving, strict=True) if worker == index
             ]
             worker = InferenceWorker(

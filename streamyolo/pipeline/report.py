@@ -35,6 +35,8 @@ class StreamReport:
     """Zones (``zones:``): zone → class name → the most objects inside it in one frame."""
     zone_entries: dict[str, dict[str, int]] = field(default_factory=dict)
     """Zones of a tracked stream: zone → class name → tracked objects that entered it."""
+    still: int | None = None
+    """Streams with ``motion``: the frames processed without a forward pass (nothing moved)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,8 @@ class Summary:
                 out["streams"][name]["zone_peaks"] = report.zone_peaks
             if report.zone_entries:
                 out["streams"][name]["zone_entries"] = report.zone_entries
+            if report.still is not None:
+                out["streams"][name]["still"] = report.still
         if self.worker_restarts:
             out["workers"] = workers_json(self.worker_restarts)
         return out
@@ -94,6 +98,7 @@ class Summary:
                     for name, r in self.streams.items() if r.zone_peaks]
         counted += [f"zones of {name}, entered: {zone_text(r.zone_entries)}"
                     for name, r in self.streams.items() if r.zone_entries]
+        counted += [still_text(name, r.processed, r.still) for name, r in self.streams.items() if r.still is not None]
         return "\n".join([_format(rows), *counted, *recording_notes(recorded),
                           *recording_notes(clipped, "clips of"), *restart_notes(self.worker_restarts)])
 
@@ -120,6 +125,16 @@ def count_text(counts: Mapping[str, Mapping[str, Mapping[str, int]]]) -> str:
 
     return "; ".join(f"{line}: {one(ways.get('in', {}), 'in')}, {one(ways.get('out', {}), 'out')}"
                      for line, ways in counts.items())
+
+
+def still_text(stream: str, processed: int, still: int) -> str:
+    """What ``motion`` spared a stream's model.
+
+    >>> still_text("yard", 1500, 1200)
+    'motion of yard: the model ran on 300 of 1500 frames (1200 still: 80%)'
+    """
+    share = f": {still / processed:.0%}" if processed else ""
+    return f"motion of {stream}: the model ran on {processed - still} of {processed} frames ({still} still{share})"
 
 
 def zone_text(peaks: Mapping[str, Mapping[str, int]]) -> str:

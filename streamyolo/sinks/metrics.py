@@ -17,7 +17,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # (status key, metric name, type, help)
 _PER_STREAM = (
     ("captured", "streamyolo_stream_captured_frames_total", "counter", "Frames read from the stream."),
-    ("processed", "streamyolo_stream_processed_frames_total", "counter", "Frames run through the model."),
+    ("processed", "streamyolo_stream_processed_frames_total", "counter",
+     "Frames processed (with motion, the still ones too)."),
+    ("still", "streamyolo_stream_still_frames_total", "counter",
+     "Frames that took the last detections, nothing having moved (streams with motion)."),
     ("dropped", "streamyolo_stream_dropped_frames_total", "counter",
      "Frames overwritten before the model saw them (live streams)."),
     ("reconnects", "streamyolo_stream_reconnects_total", "counter", "Times the stream was opened again."),

@@ -28,6 +28,7 @@ from streamyolo.frames import (
 )
 from streamyolo.inference.counting import CountingLine, LineCounter, Zone, ZoneWatch, occupancy, unmasked, zone_tallies
 from streamyolo.inference.detector import Detector, DetectorFactory
+from streamyolo.inference.motion import MotionGate, MotionSettings
 from streamyolo.inference.tracking import StreamTracker
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.sinks.base import Sink
@@ -57,6 +58,8 @@ class Channel:
     enters and leaves them)."""
     masks: tuple[Mask, ...] = ()
     """The stream's masks: their detections are dropped, before tracking."""
+    motion: MotionSettings | None = None
+    """The model runs only on frames where something moved (:mod:`streamyolo.inference.motion`)."""
 
 
 class InferenceWorker:
@@ -104,6 +107,7 @@ class InferenceWorker:
         self._trackers: dict[str, StreamTracker] = {}  # per stream, built and used in this thread only
         self._counters: dict[str, LineCounter] = {}  # likewise
         self._watches: dict[str, ZoneWatch] = {}  # likewise
+        self._gates: dict[str, MotionGate] = {}  # likewise
         self._thread = threading.Thread(target=self._run, name=f"inference:{name}")
 
     @property
@@ -227,18 +231,9 @@ class InferenceWorker:
         return batch, hold
 
     def _process(self, detector: Detector, batch: list[tuple[Channel, Frame]]) -> None:
-        started = self._busy_since = self._clock()
-        try:
-            detections = _detect_by_shape(detector, [frame.image for _, frame in batch])
-        except BaseException:
-            for channel, _ in batch:
-                channel.health.lose(1)
-            raise
-        finally:
-            self._busy_since = None
+        detections, stills = self._detect(detector, batch)
         now = self._clock()
-        self._picker.forward_took(now - started)
-        for index, ((channel, frame), found) in enumerate(zip(batch, detections, strict=True)):
+        for index, ((channel, frame), found, still) in enumerate(zip(batch, detections, stills, strict=True)):
             try:
                 kept = found if channel.keep is None else channel.keep.apply(found)
                 if channel.masks:
@@ -255,13 +250,50 @@ class InferenceWorker:
                         visits = self._visit(channel, shown, frame, held)
                         speeds = tuple(self._watches[channel.name].speeds.items())
                     channel.health.zoned(zones, visits)
-                result = Result(frame, shown, now, self.name, crossings, lines, zones, visits, channel.masks, speeds)
+                result = Result(frame, shown, now, self.name, crossings, lines, zones, visits, channel.masks, speeds,
+                                still)
                 self._sink.write(result)
             except BaseException:
                 for lost_channel, _ in batch[index:]:
                     lost_channel.health.lose(1)
                 raise
-            channel.health.processed(result.age, now)
+            channel.health.processed(result.age, now, still)
+
+    def _detect(self, detector: Detector, batch: list[tuple[Channel, Frame]]) -> tuple[list[Detections], list[bool]]:
+        """Each frame's detections, and whether it was still (``motion``: nothing moved since
+        the model last ran on its stream, whose detections it takes, with no forward pass)."""
+        carried = [self._still(channel, frame) for channel, frame in batch]
+        moving = [frame.image for (_, frame), found in zip(batch, carried, strict=True) if found is None]
+        ran: list[Detections] = []
+        if moving:
+            started = self._busy_since = self._clock()
+            try:
+                ran = _detect_by_shape(detector, moving)
+            except BaseException:
+                for channel, _ in batch:
+                    channel.health.lose(1)
+                raise
+            finally:
+                self._busy_since = None
+            self._picker.forward_took(self._clock() - started)
+        fresh = iter(ran)
+        detections = []
+        for (channel, frame), last in zip(batch, carried, strict=True):
+            found = next(fresh) if last is None else last
+            if last is None and channel.motion is not None:
+                self._gates[channel.name].ran(found, frame.meta.media_time)
+            detections.append(found)
+        return detections, [found is not None for found in carried]
+
+    def _still(self, channel: Channel, frame: Frame) -> Detections | None:
+        """The detections ``frame`` takes from the last frame the model ran on, where its
+        stream has ``motion`` and nothing moved since; ``None``: the model runs on it."""
+        if channel.motion is None:
+            return None
+        gate = self._gates.get(channel.name)
+        if gate is None:
+            gate = self._gates[channel.name] = MotionGate(channel.motion)
+        return gate.still(frame.image, frame.meta.media_time)
 
     def _cross(self, channel: Channel, shown: Detections) -> tuple[tuple[Crossing, ...], tuple[LineTally, ...]]:
         """The crossings of ``channel``'s counting lines in this frame, and the lines' totals."""

@@ -1,0 +1,136 @@
+"""``motion``: the model runs only on frames where something moved; still frames take the last
+detections."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import av
+import numpy as np
+import pytest
+
+from streamyolo.buffering import Overflow
+from streamyolo.config import build_config
+from streamyolo.errors import ConfigError
+from streamyolo.frames import Detections, Image
+from streamyolo.inference.motion import MotionGate, MotionSettings
+from streamyolo.pipeline import Pipeline, StreamSetup
+from streamyolo.sinks.jsonl import JsonlSink
+from streamyolo.sources import SourceKind, SourceSpec, open_source
+from tests.helpers import cut_clip, read_jsonl
+
+
+@pytest.fixture(scope="module")
+def street(people_video: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A still street (its first picture held 1 s, with a camera's sensor noise), then 1 s of
+    people walking, 640 pixels wide, 30 fps."""
+    return cut_clip(people_video, tmp_path_factory.mktemp("motion") / "street.mp4", 30, 640, hold=30, noise=3.0)
+
+
+def _pictures(path: Path) -> list[Image]:
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
+
+
+def test_a_still_street_with_a_cameras_noise_is_still_and_a_walker_is_not(street: Path) -> None:
+    pictures = _pictures(street)
+    gate = MotionGate(MotionSettings())
+    found = Detections.empty({0: "person"})
+    assert gate.still(pictures[0], 0.0) is None  # nothing to compare with: the model runs
+    gate.ran(found, 0.0)
+    assert all(gate.still(picture, index / 30) is found for index, picture in enumerate(pictures[1:30], 1))
+    # Someone 24 x 48 pixels (of 640 x 360) steps in, 12 pixels from where they were not.
+    walker = pictures[1].copy()
+    walker[200:248, 300:324] = 255 - walker[200:248, 300:324]
+    assert gate.still(walker, 1.0) is None
+    # The street's own people walking: the model runs within a few frames of them moving, at
+    # the latest, never more than every 5 s; and as soon as the picture changes size or the
+    # stream's clock goes back (a file that loops).
+    gate.ran(found, 1.0)
+    moving = [gate.still(picture, 1.0) is None for picture in pictures[31:40]]
+    assert any(moving), "the people walking never woke the model"
+    assert gate.still(pictures[1], 6.0) is None and gate.still(pictures[1], 0.5) is None
+    assert gate.still(np.zeros((90, 160, 3), np.uint8), 1.1) is None
+
+
+class _Counting:
+    """A scripted detector: one box whose confidence tells how many times it ran (1/1000 each)."""
+
+    names: ClassVar[dict[int, str]] = {0: "person"}
+    ran = 0
+
+    def detect(self, images: Sequence[Image]) -> list[Detections]:
+        out = []
+        for _ in images:
+            type(self).ran += 1
+            out.append(Detections(np.array([[10, 10, 50, 90]], np.float32),
+                                  np.array([type(self).ran / 1000], np.float32), np.zeros(1, np.int64), self.names))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def test_still_frames_take_the_last_detections_and_every_output_says_so(street: Path, tmp_path: Path) -> None:
+    """The model runs on the first frame, again every ``refresh`` seconds of the still street,
+    and on the frames where people walk; every frame still has a result (lossless), the
+    still ones with the detections of the last frame the model ran on: the JSONL says
+    ``still``, the summary counts them."""
+    source = open_source(SourceSpec("street", str(street), SourceKind.FILE))
+    setup = StreamSetup("street", source, Overflow.BLOCK, motion=MotionSettings(refresh=0.5))
+    _Counting.ran = 0
+    summary = Pipeline([setup], _Counting, sinks=[JsonlSink(tmp_path / "det.jsonl")]).run()
+    lines = read_jsonl(tmp_path / "det.jsonl")
+    assert [line["seq"] for line in lines] == list(range(60))
+    ran = [line["seq"] for line in lines if not line.get("still")]
+    assert ran[:2] == [0, 15] and all(seq >= 30 for seq in ran[2:]), f"the still street woke the model: {ran}"
+    assert len(ran) > 4, f"the people walking woke the model only at {ran}"
+    assert _Counting.ran == len(ran)
+    for line in lines:
+        last = max(r for r in ran if r <= line["seq"])
+        assert line["detections"][0]["conf"] == pytest.approx((ran.index(last) + 1) / 1000), line["seq"]
+    report = summary.streams["street"]
+    assert (report.processed, report.still) == (60, 60 - len(ran))
+    assert summary.to_dict()["streams"]["street"]["still"] == 60 - len(ran)
+    assert (f"motion of street: the model ran on {len(ran)} of 60 frames ({60 - len(ran)} still: "
+            f"{(60 - len(ran)) / 60:.0%})") in summary.table()
+
+
+@pytest.mark.timeout(120)
+def test_the_real_model_gives_the_same_detections_where_it_ran_and_the_last_ones_where_nothing_moved(
+        street: Path, shared_model: Path) -> None:
+    """Two streams of the same street in one run, one with ``motion``: where the model ran on
+    both, the same detections; where nothing moved, the ones it gave last; and the held still
+    street spared the model 29 of its 30 frames."""
+    cfg = build_config({"streams": [{"name": "every", "source": str(street)},
+                                    {"name": "moved", "source": str(street), "motion": True}],
+                        "model": str(shared_model), "workers": 1, "display": False, "status_interval": 0})
+    results: dict[str, list[tuple[bool, list[tuple[int, tuple[float, ...]]]]]] = {"every": [], "moved": []}
+    with Pipeline.from_config(cfg) as pipeline:
+        for result in pipeline.results():
+            found = result.detections
+            boxes = sorted((int(c), tuple(round(float(v), 1) for v in box))
+                           for c, box in zip(found.cls, found.xyxy, strict=True))
+            results[result.stream].append((result.still, boxes))
+    every, moved = results["every"], results["moved"]
+    assert len(every) == len(moved) == 60 and not any(still for still, _ in every)
+    ran = [seq for seq, (still, _) in enumerate(moved) if not still]
+    assert ran[0] == 0 and all(seq >= 30 for seq in ran[1:]) and len(ran) > 4, ran
+    assert every[0][1], "the street has people in its first picture"
+    for seq, (_, boxes) in enumerate(moved):
+        last = max(r for r in ran if r <= seq)
+        assert boxes == every[last][1], f"frame {seq}: not the detections of frame {last}, the last the model ran on"
+
+
+def test_motion_settings_are_checked_and_a_stream_may_turn_the_runs_off() -> None:
+    cfg = build_config({"streams": ["synthetic:scene", {"source": "synthetic:scene?seed=2", "motion": False},
+                                    {"source": "synthetic:scene?seed=3", "motion": {"refresh": "1m", "area": 0.01}}],
+                        "motion": True})
+    assert [cfg.motion_of(s) and (cfg.motion_of(s).refresh, cfg.motion_of(s).area)  # type: ignore[union-attr]
+            for s in cfg.streams] == [(5.0, 0.0005), None, (60.0, 0.01)]
+    with pytest.raises(ConfigError, match=r"streams\.0\.motion\.refresh"):
+        build_config({"streams": [{"source": "synthetic:scene", "motion": {"refresh": 0}}]})
+    with pytest.raises(ConfigError, match=r"streams\.0\.motion\.threshold"):
+        build_config({"streams": [{"source": "synthetic:scene", "motion": {"threshold": 300}}]})

@@ -3,6 +3,7 @@ detections."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -10,15 +11,19 @@ from typing import ClassVar
 import av
 import numpy as np
 import pytest
+import yaml
 
-from streamyolo.buffering import Overflow
+from streamyolo.buffering import Overflow, RingBuffer
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError
-from streamyolo.frames import Detections, Image
-from streamyolo.inference.motion import MotionGate, MotionSettings
+from streamyolo.frames import Detections, Frame, FrameMeta, Image
+from streamyolo.inference.motion import MotionGate, MotionSettings, shrink
 from streamyolo.pipeline import Pipeline, StreamSetup
+from streamyolo.pipeline.health import StreamHealth
 from streamyolo.sinks.jsonl import JsonlSink
+from streamyolo.sinks.metrics import metrics_text
 from streamyolo.sources import SourceKind, SourceSpec, open_source
+from streamyolo.workers.inference import Channel, InferenceWorker
 from tests.helpers import cut_clip, read_jsonl
 
 
@@ -35,24 +40,45 @@ def _pictures(path: Path) -> list[Image]:
 
 
 def test_a_still_street_with_a_cameras_noise_is_still_and_a_walker_is_not(street: Path) -> None:
-    pictures = _pictures(street)
-    gate = MotionGate(MotionSettings())
-    found = Detections.empty({0: "person"})
+    pictures = [shrink(picture) for picture in _pictures(street)]
+    gate: MotionGate[str] = MotionGate(MotionSettings())
     assert gate.still(pictures[0], 0.0) is None  # nothing to compare with: the model runs
-    gate.ran(found, 0.0)
-    assert all(gate.still(picture, index / 30) is found for index, picture in enumerate(pictures[1:30], 1))
-    # Someone 24 x 48 pixels (of 640 x 360) steps in, 12 pixels from where they were not.
-    walker = pictures[1].copy()
-    walker[200:248, 300:324] = 255 - walker[200:248, 300:324]
-    assert gate.still(walker, 1.0) is None
-    # The street's own people walking: the model runs within a few frames of them moving, at
+    gate.ran(pictures[0], 0.0, "first")
+    assert all(gate.still(picture, index / 30) == "first" for index, picture in enumerate(pictures[1:30], 1))
+    # Someone 24 x 48 pixels (of 640 x 360) steps in.
+    walker = _walker(_pictures(street)[1])
+    assert gate.still(shrink(walker), 1.0) is None
+    # The street's own people walking: the model runs within a few frames of them moving; at
     # the latest, never more than every 5 s; and as soon as the picture changes size or the
     # stream's clock goes back (a file that loops).
-    gate.ran(found, 1.0)
-    moving = [gate.still(picture, 1.0) is None for picture in pictures[31:40]]
-    assert any(moving), "the people walking never woke the model"
-    assert gate.still(pictures[1], 6.0) is None and gate.still(pictures[1], 0.5) is None
-    assert gate.still(np.zeros((90, 160, 3), np.uint8), 1.1) is None
+    gate.ran(pictures[30], 1.0, "walking")
+    assert any(gate.still(picture, 1.0) is None for picture in pictures[31:40]), "the people walking never woke it"
+    assert gate.still(pictures[30], 5.9) == "walking"
+    assert gate.still(pictures[30], 6.0) is None and gate.still(pictures[30], 0.5) is None
+    assert gate.still(shrink(np.zeros((90, 160, 3), np.uint8)), 1.1) is None
+
+
+def _walker(picture: Image) -> Image:
+    """``picture`` with someone 24 x 48 pixels standing in it."""
+    picture = picture.copy()
+    picture[200:248, 300:324] = 255 - picture[200:248, 300:324]
+    return picture
+
+
+def test_a_still_frame_takes_the_detections_of_the_frame_the_model_runs_on_in_the_same_batch(street: Path) -> None:
+    """A worker's batch may hold several frames of a stream: each compares with the last one
+    before it that the model runs on, as if they came one by one."""
+    still, walker = _pictures(street)[:2], _walker(_pictures(street)[1])
+    channel = Channel("street", RingBuffer(8, Overflow.BLOCK), False, StreamHealth("street"), motion=MotionSettings())
+    worker = InferenceWorker("w0", _Counting, [channel], JsonlSink(Path("unused")), threading.Event())
+    images = [still[0], still[1], walker, walker, still[1]]
+    batch = [(channel, Frame(FrameMeta("street", seq, 0.0, pts=seq / 30), image)) for seq, image in enumerate(images)]
+    _Counting.ran = 0
+    detections, stills = worker._detect(_Counting(), batch)
+    assert stills == [False, True, False, True, False] and _Counting.ran == 3
+    assert [round(float(found.conf[0]) * 1000) for found in detections] == [1, 1, 2, 2, 3]
+    detections, stills = worker._detect(_Counting(), batch[4:])  # the next batch compares with the last run
+    assert stills == [True] and round(float(detections[0].conf[0]) * 1000) == 3
 
 
 class _Counting:
@@ -93,6 +119,8 @@ def test_still_frames_take_the_last_detections_and_every_output_says_so(street: 
         assert line["detections"][0]["conf"] == pytest.approx((ran.index(last) + 1) / 1000), line["seq"]
     report = summary.streams["street"]
     assert (report.processed, report.still) == (60, 60 - len(ran))
+    status = {"running": False, "streams": [{"name": "street", "state": report.state, "still": report.still}]}
+    assert f'streamyolo_stream_still_frames_total{{stream="street"}} {60 - len(ran)}' in metrics_text(status)
     assert summary.to_dict()["streams"]["street"]["still"] == 60 - len(ran)
     assert (f"motion of street: the model ran on {len(ran)} of 60 frames ({60 - len(ran)} still: "
             f"{(60 - len(ran)) / 60:.0%})") in summary.table()
@@ -134,3 +162,19 @@ def test_motion_settings_are_checked_and_a_stream_may_turn_the_runs_off() -> Non
         build_config({"streams": [{"source": "synthetic:scene", "motion": {"refresh": 0}}]})
     with pytest.raises(ConfigError, match=r"streams\.0\.motion\.threshold"):
         build_config({"streams": [{"source": "synthetic:scene", "motion": {"threshold": 300}}]})
+
+
+def test_the_plan_says_which_streams_run_the_model_on_motion(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from streamyolo import cli
+
+    config = tmp_path / "cams.yaml"
+    config.write_text(yaml.safe_dump({"streams": [{"name": "yard", "source": "synthetic:scene"},
+                                                  {"name": "hall", "source": "synthetic:scene?seed=2",
+                                                   "motion": {"refresh": "1m"}},
+                                                  {"name": "road", "source": "synthetic:scene?seed=3",
+                                                   "motion": False}]}))
+    assert cli.main(["check", str(config), "--motion"]) == 0
+    plan = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    assert "model on motion (at least every 5s)" in plan["yard"], plan
+    assert "model on motion (at least every 1m)" in plan["hall"] and "motion" not in plan["road"], plan

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> list[Clip]:
     return [write_clip(folder, f"cam{i}", seed=7 + i, frames=FRAMES) for i in range(2)]
 
 
+@functools.cache  # the same clips for thread and process workers: tracked once
 def _ultralytics_tracks(video: Path, tracker: str) -> Tracks:
     """What ``YOLO(model).track(video)`` returns: the tracked objects of each frame."""
     model = import_ultralytics().YOLO(str(DEMO_MODEL_PATH))

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import cast
+from typing import Generic, TypeVar, cast
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-from streamyolo.frames import Detections, Image
+from streamyolo.frames import Image
+
+T = TypeVar("T")
 
 HEIGHT = 180
 """Rows of the small grey picture frames are compared at (its width keeps the picture's shape)."""
@@ -45,30 +47,44 @@ class MotionSettings:
     """Seconds of the stream's timeline after which the model runs even on a still picture."""
 
 
-class MotionGate:
+class MotionGate(Generic[T]):
     """One stream's gate, in its inference worker's thread: :meth:`still` says whether a frame
-    may take the last detections, :meth:`ran` gives it the model's."""
+    may take what the frame the model last ran on gave (``T``: its detections, or where they
+    will be), :meth:`ran` says the model runs on a frame."""
 
     def __init__(self, settings: MotionSettings) -> None:
         self.settings = settings
         self._reference: npt.NDArray[np.uint8] | None = None  # the small picture the model last ran on
         self._ran_at = -math.inf
-        self._found: Detections | None = None
-        self._small: npt.NDArray[np.uint8] | None = None  # the frame just asked about
+        self._found: T | None = None
 
-    def still(self, image: Image, at: float) -> Detections | None:
-        """The last detections, if the frame ``image`` (at ``at`` seconds of the stream's
-        timeline) is still; else ``None``: the model must run on it (and :meth:`ran` be told)."""
-        self._small = small = shrink(image)
+    def still(self, small: npt.NDArray[np.uint8], at: float) -> T | None:
+        """What the frame the model last ran on gave, if the frame ``small`` (:func:`shrink`;
+        at ``at`` seconds of the stream's timeline) is still; else ``None``: the model must run
+        on it (and :meth:`ran` be told)."""
         reference, found = self._reference, self._found
         if (reference is None or found is None or reference.shape != small.shape
                 or not 0 <= at - self._ran_at < self.settings.refresh):
             return None
         return found if moved(reference, small, self.settings.threshold) <= self.settings.area else None
 
-    def ran(self, found: Detections, at: float) -> None:
-        """The model ran on the frame :meth:`still` was last asked about and gave ``found``."""
-        self._reference, self._found, self._ran_at = self._small, found, at
+    def ran(self, small: npt.NDArray[np.uint8], at: float, found: T) -> None:
+        """The model runs on the frame ``small`` (at ``at``): later frames compare with it and
+        take ``found``."""
+        self._reference, self._ran_at, self._found = small, at, found
+
+    @property
+    def found(self) -> T | None:
+        """What the frame the model last ran on gave."""
+        return self._found
+
+    def settle(self, found: T) -> None:
+        """What the frame the model last ran on gave, now known."""
+        self._found = found
+
+    def forget(self) -> None:
+        """Compare with nothing: the model runs on the next frame."""
+        self._reference, self._found = None, None
 
 
 def shrink(image: Image) -> npt.NDArray[np.uint8]:

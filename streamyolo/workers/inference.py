@@ -28,7 +28,7 @@ from streamyolo.frames import (
 )
 from streamyolo.inference.counting import CountingLine, LineCounter, Zone, ZoneWatch, occupancy, unmasked, zone_tallies
 from streamyolo.inference.detector import Detector, DetectorFactory
-from streamyolo.inference.motion import MotionGate, MotionSettings
+from streamyolo.inference.motion import MotionGate, MotionSettings, shrink
 from streamyolo.inference.tracking import StreamTracker
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.sinks.base import Sink
@@ -107,7 +107,7 @@ class InferenceWorker:
         self._trackers: dict[str, StreamTracker] = {}  # per stream, built and used in this thread only
         self._counters: dict[str, LineCounter] = {}  # likewise
         self._watches: dict[str, ZoneWatch] = {}  # likewise
-        self._gates: dict[str, MotionGate] = {}  # likewise
+        self._gates: dict[str, MotionGate[Detections | int]] = {}  # likewise
         self._thread = threading.Thread(target=self._run, name=f"inference:{name}")
 
     @property
@@ -261,39 +261,55 @@ class InferenceWorker:
 
     def _detect(self, detector: Detector, batch: list[tuple[Channel, Frame]]) -> tuple[list[Detections], list[bool]]:
         """Each frame's detections, and whether it was still (``motion``: nothing moved since
-        the model last ran on its stream, whose detections it takes, with no forward pass)."""
-        carried = [self._still(channel, frame) for channel, frame in batch]
-        moving = [frame.image for (_, frame), found in zip(batch, carried, strict=True) if found is None]
+        the frame the model last ran on, in this batch or before, whose detections it takes
+        with no forward pass of its own)."""
+        takes: list[Detections | int] = []  # detections from before, or the index of the frame in `moving`
+        stills: list[bool] = []
+        moving: list[Image] = []
+        gated: list[MotionGate[Detections | int]] = []
+        for channel, frame in batch:
+            gate = self._gate(channel)
+            if gate is None:
+                takes.append(len(moving))
+                stills.append(False)
+                moving.append(frame.image)
+                continue
+            small, at = shrink(frame.image), frame.meta.media_time
+            last = gate.still(small, at)
+            stills.append(last is not None)
+            if last is None:
+                last = len(moving)
+                moving.append(frame.image)
+                gate.ran(small, at, last)  # this batch's later frames of the stream compare with it
+                gated.append(gate)
+            takes.append(last)
         ran: list[Detections] = []
         if moving:
             started = self._busy_since = self._clock()
             try:
                 ran = _detect_by_shape(detector, moving)
             except BaseException:
+                for gate in gated:
+                    gate.forget()
                 for channel, _ in batch:
                     channel.health.lose(1)
                 raise
             finally:
                 self._busy_since = None
             self._picker.forward_took(self._clock() - started)
-        fresh = iter(ran)
-        detections = []
-        for (channel, frame), last in zip(batch, carried, strict=True):
-            found = next(fresh) if last is None else last
-            if last is None and channel.motion is not None:
-                self._gates[channel.name].ran(found, frame.meta.media_time)
-            detections.append(found)
-        return detections, [found is not None for found in carried]
+        for gate in gated:
+            if isinstance(gate.found, int):
+                gate.settle(ran[gate.found])
+        return [ran[take] if isinstance(take, int) else take for take in takes], stills
 
-    def _still(self, channel: Channel, frame: Frame) -> Detections | None:
-        """The detections ``frame`` takes from the last frame the model ran on, where its
-        stream has ``motion`` and nothing moved since; ``None``: the model runs on it."""
+    def _gate(self, channel: Channel) -> MotionGate[Detections | int] | None:
+        """``channel``'s motion gate (``None``: the model runs on every frame)."""
         if channel.motion is None:
             return None
         gate = self._gates.get(channel.name)
         if gate is None:
             gate = self._gates[channel.name] = MotionGate(channel.motion)
-        return gate.still(frame.image, frame.meta.media_time)
+        return gate
 
     def _cross(self, channel: Channel, shown: Detections) -> tuple[tuple[Crossing, ...], tuple[LineTally, ...]]:
         """The crossings of ``channel``'s counting lines in this frame, and the lines' totals."""

@@ -16,7 +16,7 @@ import yaml
 from streamyolo.buffering import Overflow, RingBuffer
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError
-from streamyolo.frames import Detections, Frame, FrameMeta, Image
+from streamyolo.frames import Detections, Frame, FrameMeta, Image, Mask
 from streamyolo.inference.motion import MotionGate, MotionSettings, shrink
 from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.pipeline.health import StreamHealth
@@ -56,6 +56,27 @@ def test_a_still_street_with_a_cameras_noise_is_still_and_a_walker_is_not(street
     assert gate.still(pictures[30], 5.9) == "walking"
     assert gate.still(pictures[30], 6.0) is None and gate.still(pictures[30], 0.5) is None
     assert gate.still(shrink(np.zeros((90, 160, 3), np.uint8)), 1.1) is None
+
+
+def test_what_moves_where_a_mask_ignores_everything_does_not_wake_the_model(street: Path) -> None:
+    """A tree that waves (its leaves different in every frame) inside a mask with no classes,
+    or outside a mask that ignores the outside, is no motion; inside a mask of some classes
+    only, it is (the other classes may be there)."""
+    rng = np.random.default_rng(1)
+    pictures = _pictures(street)[:10]
+    for picture in pictures:
+        picture[40:140, 420:520] = rng.integers(0, 255, (100, 100, 3), np.uint8)  # the tree, 100 x 100 pixels
+    tree = ((410.0, 30.0), (530.0, 30.0), (530.0, 150.0), (410.0, 150.0))
+    street_only = ((0.0, 160.0), (640.0, 160.0), (640.0, 360.0), (0.0, 360.0))
+    for masks, woken in [((), True), ((Mask("tree", tree),), False), ((Mask("tree", tree, frozenset({2})),), True),
+                         ((Mask("street", street_only, outside=True),), False)]:
+        gate: MotionGate[str] = MotionGate(MotionSettings(), masks)
+        gate.ran(gate.small(pictures[0]), 0.0, "first")
+        assert [gate.still(gate.small(p), 0.1) is None for p in pictures[1:]] == [woken] * 9, masks
+    # The walker, outside the tree's mask, still wakes it.
+    gate = MotionGate(MotionSettings(), [Mask("tree", tree)])
+    gate.ran(gate.small(pictures[0]), 0.0, "first")
+    assert gate.still(gate.small(_walker(pictures[1])), 0.1) is None
 
 
 def _walker(picture: Image) -> Image:

@@ -12,13 +12,16 @@ masks, every output; the JSONL line says ``"still": true``.
 
 Comparing with the frame the model last ran on, not the one before, catches slow change too
 (a person walking slowly far away moves little from one frame to the next, and much from the
-last detection), so what is carried forward is never further from the picture than that.
+last detection), so what is carried forward is never further from the picture than that. What
+moves inside a stream's masks that ignore every class (a tree that waves, a television), or
+outside a mask that ignores the outside, does not count.
 This is how NVRs (Frigate, Blue Iris) spare a CPU that watches many cameras.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar, cast
 
@@ -26,7 +29,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from streamyolo.frames import Image
+from streamyolo.frames import Image, Mask
 
 T = TypeVar("T")
 
@@ -52,11 +55,27 @@ class MotionGate(Generic[T]):
     may take what the frame the model last ran on gave (``T``: its detections, or where they
     will be), :meth:`ran` says the model runs on a frame."""
 
-    def __init__(self, settings: MotionSettings) -> None:
+    def __init__(self, settings: MotionSettings, masks: Sequence[Mask] = ()) -> None:
+        """``masks``: the stream's masks; what moves where one ignores every class (a tree that
+        waves), or outside one that ignores the outside, does not count."""
         self.settings = settings
+        self._masks = [mask for mask in masks if mask.classes is None]
+        self._ignored: tuple[tuple[int, ...], npt.NDArray[np.bool_] | None] = ((), None)  # for a picture's shape
         self._reference: npt.NDArray[np.uint8] | None = None  # the small picture the model last ran on
         self._ran_at = -math.inf
         self._found: T | None = None
+
+    def small(self, image: Image) -> npt.NDArray[np.uint8]:
+        """``image`` as :meth:`still` compares it: :func:`shrink`, its ignored areas black."""
+        small = shrink(image)
+        if self._masks:
+            shape, ignored = self._ignored
+            if shape != image.shape:
+                ignored = ignored_areas(self._masks, image.shape[:2], small.shape[:2])
+                self._ignored = (image.shape, ignored)
+            if ignored is not None:
+                small[ignored] = 0
+        return small
 
     def still(self, small: npt.NDArray[np.uint8], at: float) -> T | None:
         """What the frame the model last ran on gave, if the frame ``small`` (:func:`shrink`;
@@ -85,6 +104,26 @@ class MotionGate(Generic[T]):
     def forget(self) -> None:
         """Compare with nothing: the model runs on the next frame."""
         self._reference, self._found = None, None
+
+
+def ignored_areas(masks: Sequence[Mask], picture_hw: tuple[int, ...], small_hw: tuple[int, ...]
+                  ) -> npt.NDArray[np.bool_] | None:
+    """Where ``masks`` (in the picture's pixels) ignore everything, on the small picture.
+
+    >>> from streamyolo.frames import Mask
+    >>> tree = Mask("tree", ((0, 0), (960, 0), (960, 1080), (0, 1080)))
+    >>> round(float(ignored_areas([tree], (1080, 1920), (180, 320)).mean()), 2)  # the left half
+    0.5
+    """
+    height, width = picture_hw
+    rows, columns = small_hw
+    scale = np.array([columns / width, rows / height])
+    ignored = np.zeros((rows, columns), np.uint8)
+    for mask in masks:
+        area = np.zeros_like(ignored)
+        cv2.fillPoly(area, [np.round(np.array(mask.points) * scale).astype(np.int32)], 1)
+        ignored |= (1 - area) if mask.outside else area
+    return ignored.astype(bool) if ignored.any() else None
 
 
 def shrink(image: Image) -> npt.NDArray[np.uint8]:

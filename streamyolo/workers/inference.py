@@ -28,7 +28,7 @@ from streamyolo.frames import (
 )
 from streamyolo.inference.counting import CountingLine, LineCounter, Zone, ZoneWatch, occupancy, unmasked, zone_tallies
 from streamyolo.inference.detector import Detector, DetectorFactory
-from streamyolo.inference.motion import MotionGate, MotionSettings, shrink
+from streamyolo.inference.motion import MotionGate, MotionSettings
 from streamyolo.inference.tracking import StreamTracker
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.sinks.base import Sink
@@ -274,7 +274,7 @@ class InferenceWorker:
                 stills.append(False)
                 moving.append(frame.image)
                 continue
-            small, at = shrink(frame.image), frame.meta.media_time
+            small, at = gate.small(frame.image), frame.meta.media_time
             last = gate.still(small, at)
             stills.append(last is not None)
             if last is None:
@@ -308,7 +308,7 @@ class InferenceWorker:
             return None
         gate = self._gates.get(channel.name)
         if gate is None:
-            gate = self._gates[channel.name] = MotionGate(channel.motion)
+            gate = self._gates[channel.name] = MotionGate(channel.motion, channel.masks)
         return gate
 
     def _cross(self, channel: Channel, shown: Detections) -> tuple[tuple[Crossing, ...], tuple[LineTally, ...]]:

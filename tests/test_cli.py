@@ -21,6 +21,17 @@ def streamyolo(*args: str, cwd: Path | None = None, timeout: float = 180) -> sub
                           env=env_for_subprocess(), cwd=cwd or ROOT, check=False)
 
 
+def in_process(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+               *args: str) -> subprocess.CompletedProcess[str]:
+    """``streamyolo args`` in this process, as a program calls ``cli.main`` (the imports done:
+    seconds less than a new process): its exit code, its stdout, and its log as the stderr."""
+    caplog.set_level(logging.INFO)
+    capsys.readouterr()
+    caplog.clear()
+    code = cli.main(list(args))
+    return subprocess.CompletedProcess(list(args), code, capsys.readouterr().out, caplog.text)
+
+
 @pytest.mark.timeout(300)
 def test_run_two_files_with_record_jsonl_and_summary(clips: list[Path], random_model: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str],
@@ -74,15 +85,17 @@ def test_run_two_files_with_record_jsonl_and_summary(clips: list[Path], random_m
 
 
 @pytest.mark.timeout(300)
-def test_run_converts_the_pytorch_model_to_openvino_by_default_with_the_same_detections(tmp_path: Path) -> None:
+def test_run_converts_the_pytorch_model_to_openvino_by_default_with_the_same_detections(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
     # By default (--pytorch-cpu auto) the bundled demo model's network is converted into
     # --model-cache and run by OpenVINO; every frame's detections equal those of the run that
     # leaves it in PyTorch (--pytorch-cpu torch) on the same scene.
     runs = {}
     for runtime, more in (("torch", ["--pytorch-cpu", "torch"]), ("default", [])):
         jsonl = tmp_path / f"{runtime}.jsonl"
-        done = streamyolo("run", "--source", "synthetic:scene?seed=3&size=416x240&frames=12", "--model", "demo",
-                          "--jsonl", str(jsonl), "--no-display", "--model-cache", str(tmp_path / "cache"), *more)
+        done = in_process(capsys, caplog, "run", "--source", "synthetic:scene?seed=3&size=416x240&frames=12",
+                          "--model", "demo", "--jsonl", str(jsonl), "--no-display", "--model-cache",
+                          str(tmp_path / "cache"), *more)
         assert done.returncode == 0, done.stderr
         runs[runtime] = sorted(read_jsonl(jsonl), key=lambda line: line["seq"])
         converted = list((tmp_path / "cache" / "pytorch").glob("*.xml"))
@@ -99,7 +112,8 @@ def test_run_converts_the_pytorch_model_to_openvino_by_default_with_the_same_det
 
 
 @pytest.mark.timeout(120)
-def test_a_street_with_classes_by_name_blur_crops_and_speeds_from_the_command_line(tmp_path: Path) -> None:
+def test_a_street_with_classes_by_name_blur_crops_and_speeds_from_the_command_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
     """As a user runs it, on the synthetic street with the bundled model: ``--classes person car``
     (names, made the model's ids), ``--blur person`` (people blurred in the recording where the
     JSONL says they were, cars not; people never cropped; boxes drawn without labels), ``--crops``
@@ -114,9 +128,10 @@ def test_a_street_with_classes_by_name_blur_crops_and_speeds_from_the_command_li
                     f"    source: {uri}\n    zones:\n      road:\n"
                     "        points: [[0, 0], [416, 0], [416, 240], [0, 240]]\n        size: [20, 12]\n"
                     "        anchor: bottom\n")
-    done = streamyolo("run", str(config), "--classes", "person", "car", "--blur", "person", "--hide-labels",
-                      "--hide-conf", "--crops", str(tmp_path / "crops"), "--record", str(tmp_path / "rec"),
-                      "--jsonl", str(tmp_path / "det.jsonl"), "--no-display", "--status-interval", "0")
+    done = in_process(capsys, caplog, "run", str(config), "--classes", "person", "car", "--blur", "person",
+                      "--hide-labels", "--hide-conf", "--crops", str(tmp_path / "crops"), "--record",
+                      str(tmp_path / "rec"), "--jsonl", str(tmp_path / "det.jsonl"), "--no-display",
+                      "--status-interval", "0")
     assert done.returncode == 0, done.stderr
     lines = read_jsonl(tmp_path / "det.jsonl")
     found = [(d["cls"], d["name"]) for line in lines for d in line["detections"]]
@@ -140,9 +155,11 @@ def test_a_street_with_classes_by_name_blur_crops_and_speeds_from_the_command_li
     for line in lines:
         for detection in line["detections"]:
             rows, cols = _inner(detection["xyxy"])
-            sharp = _sharpness(raw[line["seq"]][rows, cols]) if rows.stop - rows.start >= 6 <= cols.stop - cols.start \
+            # Enough picture to tell blur from the video's compression noise, which the overlay's
+            # changing numbers move from run to run: not a sliver of a person 10 pixels wide.
+            sharp = _sharpness(raw[line["seq"]][rows, cols]) if rows.stop - rows.start >= 8 <= cols.stop - cols.start \
                 else 0.0
-            if sharp >= 100:  # enough detail to tell (not a sliver of a person at the picture's edge)
+            if sharp >= 100:  # enough detail to tell
                 ratios[detection["name"]].append(_sharpness(recorded[line["seq"]][rows, cols]) / sharp)
     assert len(ratios["person"]) >= 10 and len(ratios["car"]) >= 10, ratios
     assert max(ratios["person"]) < 0.35 and min(ratios["car"]) > 0.5, ratios
@@ -205,7 +222,8 @@ def test_bad_input_gives_one_clear_line_and_exit_2(case: str, expected: str, cli
 
 
 @pytest.mark.timeout(120)
-def test_check_shows_the_plan_and_with_connect_reads_every_source_once(tmp_path: Path) -> None:
+def test_check_shows_the_plan_and_with_connect_reads_every_source_once(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
     """``streamyolo check``: what run checks before it starts, the plan, no run; with
     ``--connect`` each source opened and read once, a dead camera and a damaged file named;
     with ``--load-model`` the model built and run on the frames read (a bad one: exit 2)."""
@@ -234,7 +252,7 @@ def test_check_shows_the_plan_and_with_connect_reads_every_source_once(tmp_path:
                           env=env_for_subprocess(), cwd=ROOT, check=False)
     code, cpu_only, *imported = done.stdout.splitlines()[-1].split()
     assert code == "0" and imported == ["False", "False"] if cpu_only == "True" else ["True", "False"], done.stdout
-    done = streamyolo("check", str(config), "--connect", "--load-model", timeout=60)
+    done = in_process(capsys, caplog, "check", str(config), "--connect", "--load-model")
     assert done.returncode == 1, done.stderr
     probes = done.stdout.split("sources, opened once:\n")[1].splitlines()
     # The model, loaded as a worker loads it, run on the first frame of each source read.
@@ -242,8 +260,10 @@ def test_check_shows_the_plan_and_with_connect_reads_every_source_once(tmp_path:
     assert re.fullmatch(r" +street +ok: 416x240 at 30 fps, synthetic", probes[0]), probes
     assert re.fullmatch(r" +door +FAILED: stream 'door' \(rtsp://.*\): cannot open: Connection refused", probes[1])
     assert re.fullmatch(r" +old +FAILED: stream 'old' .*", probes[2]), probes
-    assert "ERROR: 2 of 3 source(s) could not be read: door, old" in done.stderr
-    assert "WARNING: stream 'street': line 'gate' reaches (0, 540), outside its 416x240 picture" in done.stderr
+    said = {(record.levelname, record.getMessage()) for record in caplog.records}
+    assert ("ERROR", "2 of 3 source(s) could not be read: door, old") in said, said
+    assert any(level == "WARNING" and message.startswith("stream 'street': line 'gate' reaches (0, 540), outside its "
+                                                         "416x240 picture") for level, message in said), said
     done = streamyolo("check", "--source", f"ghost={tmp_path / 'ghost.mp4'}")
     assert done.returncode == 2 and "stream 'ghost': file not found" in done.stderr, done.stderr
     done = streamyolo("check", "--source", "synthetic:", "--model", str(_write(tmp_path / "bad.pt", "garbage")),
@@ -252,12 +272,13 @@ def test_check_shows_the_plan_and_with_connect_reads_every_source_once(tmp_path:
 
 
 @pytest.mark.timeout(120)
-def test_all_streams_dead_at_runtime_exits_1(tmp_path: Path) -> None:
+def test_all_streams_dead_at_runtime_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            caplog: pytest.LogCaptureFixture) -> None:
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 4096)
     config = _write(tmp_path / "dead.yaml", f"streams: ['broken={bad}', 'dead=rtsp://127.0.0.1:9/none']\n"
                     "stream_defaults: {reconnect: {attempts: 2, base: 0.05}}\n")
-    done = streamyolo("run", str(config), "--model", "yolo26n.yaml", "--imgsz", "64", "--no-display")
+    done = in_process(capsys, caplog, "run", str(config), "--model", "yolo26n.yaml", "--imgsz", "64", "--no-display")
     assert done.returncode == 1, done.stderr
     assert "no stream could be processed" in done.stderr
     assert "broken" in done.stdout and "failed" in done.stdout

@@ -180,11 +180,11 @@ def test_records_carry_what_the_task_adds() -> None:
 
 @pytest.mark.timeout(240)
 def test_a_segmentation_model_from_the_cli_logs_outlines_and_records_them(
-        streams: list[Path], models: dict[str, Path], tmp_path: Path) -> None:
-    run = streamyolo("run", "--model", str(models["yolo26n-seg"]), "--source", str(streams[0]), "--imgsz", "320",
+        streams: list[Path], models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # in this process, as a program calls ``main`` (the imports done)
+    assert cli.main(["run", "--model", str(models["yolo26n-seg"]), "--source", str(streams[0]), "--imgsz", "320",
                      "--tracker", "bytetrack", "--pytorch-cpu", "torch", "--jsonl", str(tmp_path / "out.jsonl"),
-                     "--record", str(tmp_path / "rec"), "--no-display", cwd=tmp_path)
-    assert run.returncode == 0, run.stderr
+                     "--record", str(tmp_path / "rec"), "--no-display"]) == 0
     records = read_jsonl(tmp_path / "out.jsonl")
     assert [r["seq"] for r in records] == list(range(12))
     objects = [d for r in records for d in r["detections"]]

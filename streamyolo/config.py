@@ -28,6 +28,7 @@ from pydantic import (
 
 from streamyolo.errors import ConfigError
 from streamyolo.frames import DetectionFilter
+from streamyolo.inference.motion import MotionSettings
 from streamyolo.sources.redact import redact_url
 
 DEFAULT_MODEL = "demo"
@@ -129,15 +130,18 @@ class MaskConfig(_Strict):
     driveway), everything else (the street, the neighbours') ignored."""
 
 
+_MOTION = MotionSettings()  # the defaults
+
+
 class MotionConfig(_Strict):
     """``motion`` with settings: ``{threshold: 20, area: 0.0005, refresh: 5}`` (see
     :mod:`streamyolo.inference.motion`); ``motion: true`` takes these defaults."""
 
-    threshold: int = Field(default=20, ge=1, le=255)
+    threshold: int = Field(default=_MOTION.threshold, ge=1, le=255)
     """Grey levels (of 255) a pixel must change by to count as moved (higher: a noisier camera)."""
-    area: float = Field(default=0.0005, gt=0, le=1)
+    area: float = Field(default=_MOTION.area, gt=0, le=1)
     """The fraction of the picture that must move for the model to run."""
-    refresh: float = 5.0
+    refresh: float = _MOTION.refresh
     """Seconds of the stream (or ``1m``) after which the model runs even on a still picture."""
 
     @field_validator("refresh", mode="before")

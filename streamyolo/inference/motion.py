@@ -78,7 +78,7 @@ class MotionGate(Generic[T]):
         return small
 
     def still(self, small: npt.NDArray[np.uint8], at: float) -> T | None:
-        """What the frame the model last ran on gave, if the frame ``small`` (:func:`shrink`;
+        """What the frame the model last ran on gave, if the frame ``small`` (:meth:`small`;
         at ``at`` seconds of the stream's timeline) is still; else ``None``: the model must run
         on it (and :meth:`ran` be told)."""
         reference, found = self._reference, self._found

@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--worker-mode", choices=["thread", "process"], default="thread",
                        help="run the workers' models in threads (default) or in processes of their own, "
                             "as in `run`: measure both to choose")
+    bench.add_argument("--motion", action="store_true",
+                       help="run the model only on frames where something moved, as `run --motion`: measure on "
+                            "recordings of your own cameras, since what it spares depends on the scene")
     bench.add_argument("--max-streams", type=int, default=64,
                        help="most streams to try in live mode (64; it stops earlier once a stream gets under "
                             "1 frame/s or decoding falls behind)")
@@ -386,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from streamyolo.benchmark import capacity_report
 
             print(capacity_report(args.model, args.sources, args.imgsz, args.workers, args.device, args.seconds,
-                                  args.max_streams, args.pytorch_cpu, args.worker_mode),
+                                  args.max_streams, args.pytorch_cpu, args.worker_mode, args.motion),
                   flush=True)
             return EXIT_OK
         parser.error(f"unknown command {args.command!r}")

@@ -152,10 +152,13 @@ def test_the_real_model_gives_the_same_detections_where_it_ran_and_the_last_ones
         street: Path, shared_model: Path) -> None:
     """Two streams of the same street in one run, one with ``motion``: where the model ran on
     both, the same detections; where nothing moved, the ones it gave last; and the held still
-    street spared the model 29 of its 30 frames."""
+    street spared the model 29 of its 30 frames. With a process worker: the gate is in the
+    parent's worker thread (the test above has thread workers), only the passes it lets through
+    go to the child."""
     cfg = build_config({"streams": [{"name": "every", "source": str(street)},
                                     {"name": "moved", "source": str(street), "motion": True}],
-                        "model": str(shared_model), "workers": 1, "display": False, "status_interval": 0})
+                        "model": str(shared_model), "workers": 1, "worker_mode": "process", "display": False,
+                        "status_interval": 0})
     results: dict[str, list[tuple[bool, list[tuple[int, tuple[float, ...]]]]]] = {"every": [], "moved": []}
     with Pipeline.from_config(cfg) as pipeline:
         for result in pipeline.results():

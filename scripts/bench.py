@@ -376,6 +376,21 @@ def median_model(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "tried": {config: [round(f, 2) for f in rates] for config, rates in by_config.items()}}
 
 
+RATIOS = (  # (contender, against, how the report names the ratio), printed where both were measured
+    ("P_track", "P", "P_track (tracked) / P"),
+    ("P_events", "P_track", "P_events (events and snapshots) / P_track"),
+    ("P_clips", "P_events", "P_clips (events and clips) / P_events (events and snapshots)"),
+    ("P_rec", "P", "P_rec (recording) / P"),
+    ("P_clips", "P_clips_orig", "P_clips / P_clips_orig (annotated clips against clips of the original video)"),
+    ("P_rec_orig", "P", "P_rec_orig (recording the original video) / P"),
+    ("P_motion", "P", "P_motion (the model only where something moved) / P"),
+    ("P_quiet_motion", "P_quiet", "P_quiet_motion / P_quiet (quiet streets, with and without motion)"),
+    ("P_rec_clips", "P_clips", "P_rec_clips (recording and clips) / P_clips"),
+    ("P", "P_1lane", "P (lanes: auto) / P_1lane (lanes: 1)"),
+    ("P_process", "P_process_1lane", "P_process (lanes: auto) / P_process_1lane (lanes: 1)"),
+)
+
+
 def run_model(label: str, model: str, paths: list[Path], args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     log = print
     hw = bench.frame_hw(paths[0])
@@ -555,36 +570,9 @@ def print_report(results: list[dict[str, Any]]) -> None:
                 print(f"  {r['model']} {key}: {r[key]['fps_runs']}")
             if key in r.get("hung", {}):
                 print(f"  {r['model']} {key}: hung and was killed in {r['hung'][key]} round(s), left out")
-        if "P" in r and "P_track" in r:
-            print(f"  {r['model']} P_track (tracked) / P: {r['P_track']['fps'] / r['P']['fps']:.2f}")
-        if "P_track" in r and "P_events" in r:
-            print(f"  {r['model']} P_events (events and snapshots) / P_track: "
-                  f"{r['P_events']['fps'] / r['P_track']['fps']:.2f}")
-        if "P_events" in r and "P_clips" in r:
-            print(f"  {r['model']} P_clips (events and clips) / P_events (events and snapshots): "
-                  f"{r['P_clips']['fps'] / r['P_events']['fps']:.2f}")
-        if "P" in r and "P_rec" in r:
-            print(f"  {r['model']} P_rec (recording) / P: {r['P_rec']['fps'] / r['P']['fps']:.2f}")
-        if "P_clips" in r and "P_clips_orig" in r:
-            print(f"  {r['model']} P_clips / P_clips_orig (annotated clips against clips of the original video): "
-                  f"{r['P_clips']['fps'] / r['P_clips_orig']['fps']:.2f}")
-        if "P" in r and "P_rec_orig" in r:
-            print(f"  {r['model']} P_rec_orig (recording the original video) / P: "
-                  f"{r['P_rec_orig']['fps'] / r['P']['fps']:.2f}")
-        if "P" in r and "P_motion" in r:
-            print(f"  {r['model']} P_motion (the model only where something moved) / P: "
-                  f"{r['P_motion']['fps'] / r['P']['fps']:.2f}")
-        if "P_quiet" in r and "P_quiet_motion" in r:
-            print(f"  {r['model']} P_quiet_motion / P_quiet (quiet streets, with and without motion): "
-                  f"{r['P_quiet_motion']['fps'] / r['P_quiet']['fps']:.2f}")
-        if "P_clips" in r and "P_rec_clips" in r:
-            print(f"  {r['model']} P_rec_clips (recording and clips) / P_clips: "
-                  f"{r['P_rec_clips']['fps'] / r['P_clips']['fps']:.2f}")
-        if "P" in r and "P_1lane" in r:
-            print(f"  {r['model']} P (lanes: auto) / P_1lane (lanes: 1): {r['P']['fps'] / r['P_1lane']['fps']:.2f}")
-        if "P_process" in r and "P_process_1lane" in r:
-            print(f"  {r['model']} P_process (lanes: auto) / P_process_1lane (lanes: 1): "
-                  f"{r['P_process']['fps'] / r['P_process_1lane']['fps']:.2f}")
+        for top, bottom, label in RATIOS:
+            if top in r and bottom in r:
+                print(f"  {r['model']} {label}: {r[top]['fps'] / r[bottom]['fps']:.2f}")
         if "P_torch" in r:  # the network left in PyTorch against the others
             ratios = [f"P_torch / {key}: {r['P_torch']['fps'] / r[key]['fps']:.2f}" for key in ("P", "U", "S")
                       if key in r]

@@ -457,13 +457,15 @@ def rss_mib() -> float:
 
 def capacity_report(model: str, sources: Sequence[str], imgsz: int = 640, workers: int | None = None,
                     device: str = "cpu", seconds: float = 4.0, max_streams: int = 64,
-                    pytorch_cpu: str = "auto", worker_mode: str = "thread", motion: bool = False) -> str:
+                    pytorch_cpu: str = "auto", worker_mode: str = "thread", motion: bool = False,
+                    tiles: str | None = None) -> str:
     """What this box can do with ``model`` on streams like ``sources`` (video files):
     M, D, L and P (lossless, ``workers`` or 2), how many such streams it keeps up with at
     their own frame rate, and live mode (``workers`` or ``auto``) with 1, 2, 4 … of them,
     ``2 * seconds`` each, up to ``max_streams``; P and live mode with ``worker_mode``
     workers (thread or process), and with ``motion`` the model only where something moved
-    (what that spares depends on the scene: the user's own recordings tell)."""
+    (what that spares depends on the scene: the user's own recordings tell), with ``tiles``
+    (``3x2``) on parts of each picture too."""
     from streamyolo.errors import ConfigError
     from streamyolo.inference.models import resolve_model
     from streamyolo.sources import SourceKind, source_kind
@@ -481,7 +483,8 @@ def capacity_report(model: str, sources: Sequence[str], imgsz: int = 640, worker
     # The pipeline first: the model measurements try pinned OpenVINO configurations, whose
     # thread pools would stay behind for whatever runs after them in this process.
     lossless_workers = workers or 2
-    runtime: dict[str, Any] = {"pytorch_cpu": pytorch_cpu, "worker_mode": worker_mode, "motion": motion}
+    runtime: dict[str, Any] = {"pytorch_cpu": pytorch_cpu, "worker_mode": worker_mode, "motion": motion,
+                               **({"tiles": tiles} if tiles else {})}
     pipeline_rates, summary = measure_pipeline({"streams": [str(p) for p in paths], "model": model, "imgsz": imgsz,
                                           "workers": lossless_workers, "device": device, **runtime})
     pipeline_rate = pipeline_rates.steady
@@ -502,6 +505,7 @@ def capacity_report(model: str, sources: Sequence[str], imgsz: int = 640, worker
         f"{min(lossless_workers, len(paths))} {worker_mode} worker(s), every frame processed; "
         f"{pipeline_rates.wall.fps:.1f} frames/s counting start-up)",
         *([f"motion: the model ran on {_share(summary)} of the frames; the others were still"] if motion else []),
+        *([f"{_tiles(tiles)}; M and L count pictures, P frames"] if tiles else []),
         f"capacity: {_streams(int(pipeline_rate.fps // source_fps))} like these with every frame detected at their "
         f"{source_fps:.0f} fps, or {pipeline_rate.fps / len(paths):.1f} frames/s for each of these {len(paths)}",
         f"live: streams arriving at their {source_fps:.0f} fps, the freshest frames detected "
@@ -516,6 +520,13 @@ def _share(summary: Any) -> str:
     processed = summary.processed
     still = sum(report.still or 0 for report in summary.streams.values())
     return f"{(processed - still) / processed:.0%}" if processed else "none"
+
+
+def _tiles(grid: str) -> str:
+    """What ``tiles: grid`` runs the model on (the config has checked it)."""
+    from streamyolo.config import TilesConfig
+
+    return TilesConfig(grid=grid).settings().describe()
 
 
 def _streams(count: int) -> str:

@@ -66,6 +66,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--motion", action=argparse.BooleanOptionalAction, default=None,
                         help="run the model only on frames where something moved; still frames take the last "
                              "detections (the model still runs every 5 s of each stream)")
+    parser.add_argument("--tiles", metavar="GRID",
+                        help="also run the model on overlapping parts of each picture, 3x2: 3 across, 2 down "
+                             "(small objects on big pictures; each part costs a forward pass)")
     parser.add_argument("--half", action="store_true", default=None, help="FP16 inference (CUDA)")
     parser.add_argument("--record", metavar="DIR", help="write one annotated H.264 MP4 per stream here")
     parser.add_argument("--record-mode", choices=["annotated", "original"],
@@ -189,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--motion", action="store_true",
                        help="run the model only on frames where something moved, as `run --motion`: measure on "
                             "recordings of your own cameras, since what it spares depends on the scene")
+    bench.add_argument("--tiles", metavar="GRID",
+                       help="also run the model on overlapping parts of each picture, as `run --tiles 3x2`")
     bench.add_argument("--max-streams", type=int, default=64,
                        help="most streams to try in live mode (64; it stops earlier once a stream gets under "
                             "1 frame/s or decoding falls behind)")
@@ -217,8 +222,8 @@ def _kinds(value: str) -> list[str]:
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The flags the user gave, as config keys (flags not given stay out)."""
     keys = ["model", "device", "workers", "lanes", "batch", "model_sharing", "worker_mode", "process_restarts",
-            "pytorch_cpu", "conf", "iou", "imgsz", "classes", "blur", "motion", "half", "line_width", "show_boxes",
-            "show_labels", "show_conf",
+            "pytorch_cpu", "conf", "iou", "imgsz", "classes", "blur", "motion", "tiles", "half", "line_width",
+            "show_boxes", "show_labels", "show_conf",
             "record", "record_mode", "record_segment", "record_keep", "record_max_size", "overwrite", "jsonl",
             "summary", "stats",
             "events", "webhook",
@@ -389,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from streamyolo.benchmark import capacity_report
 
             print(capacity_report(args.model, args.sources, args.imgsz, args.workers, args.device, args.seconds,
-                                  args.max_streams, args.pytorch_cpu, args.worker_mode, args.motion),
+                                  args.max_streams, args.pytorch_cpu, args.worker_mode, args.motion, args.tiles),
                   flush=True)
             return EXIT_OK
         parser.error(f"unknown command {args.command!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,6 +30,7 @@ from pydantic import (
 from streamyolo.errors import ConfigError
 from streamyolo.frames import DetectionFilter
 from streamyolo.inference.motion import MotionSettings
+from streamyolo.inference.tiles import TileSettings
 from streamyolo.sources.redact import redact_url
 
 DEFAULT_MODEL = "demo"
@@ -152,6 +154,39 @@ class MotionConfig(_Strict):
         return parse_seconds(value)
 
 
+_TILES = TileSettings()  # the defaults
+
+
+class TilesConfig(_Strict):
+    """``tiles`` with settings: ``{grid: 3x2, overlap: 0.2, whole: true}`` (see
+    :mod:`streamyolo.inference.tiles`); ``tiles: 3x2`` gives the grid alone."""
+
+    grid: str
+    """Parts across × parts down: ``3x2``."""
+    overlap: float = Field(default=_TILES.overlap, ge=0, le=0.5)
+    """How much neighbouring parts share, a fraction of a part: an object smaller is whole in one."""
+    whole: bool = _TILES.whole
+    """Also run the model on the whole picture (objects bigger than the overlap)."""
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, value: str) -> str:
+        match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", value)
+        columns, rows = (int(match[1]), int(match[2])) if match else (0, 0)
+        if not (1 <= columns <= 8 and 1 <= rows <= 8) or columns * rows == 1:
+            raise ValueError("not a grid of 2 to 64 parts, 1 to 8 across and down (as 3x2)")
+        return f"{columns}x{rows}"
+
+    def settings(self) -> TileSettings:
+        columns, rows = (int(n) for n in self.grid.split("x"))
+        return TileSettings(columns, rows, self.overlap, self.whole)
+
+
+def _tiles(value: Any) -> Any:
+    """``3x2`` → ``{grid: 3x2}``; ``false`` stays (a stream without tiles)."""
+    return {"grid": value} if isinstance(value, str) else value
+
+
 class PrivacyConfig(_Strict):
     """A privacy area: ``{points: [[x1, y1], …]}``, blacked out of every picture."""
 
@@ -224,6 +259,10 @@ class StreamConfig(_Strict):
     """Run the model only on frames where something moved (``true``, or settings: see
     :class:`MotionConfig`); the others take the last detections (default: the run's
     ``motion``; ``false``: every frame)."""
+    tiles: TilesConfig | Literal[False] | None = None
+    """Also run the model on overlapping parts of each picture (``3x2``: 3 across, 2 down), for
+    small objects on a big picture (see :class:`TilesConfig`; default: the run's ``tiles``;
+    ``false``: none)."""
     lines: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")],
                 LineConfig] | None = None
     """Counting lines (needs ``tracker``): ``{door: [[x1, y1], [x2, y2]]}`` in the picture's
@@ -260,6 +299,11 @@ class StreamConfig(_Strict):
     @classmethod
     def _motion(cls, value: Any) -> Any:
         return MotionConfig() if value is True else value
+
+    @field_validator("tiles", mode="before")
+    @classmethod
+    def _tiles(cls, value: Any) -> Any:
+        return _tiles(value)
 
     @field_validator("rotate", mode="before")
     @classmethod
@@ -409,6 +453,9 @@ class PipelineConfig(_Strict):
     motion: MotionConfig | None = None
     """Every stream's ``motion`` unless it sets its own: run the model only on frames where
     something moved (``true``, or settings: :class:`MotionConfig`)."""
+    tiles: TilesConfig | None = None
+    """Every stream's ``tiles`` unless it sets its own: the model also runs on overlapping
+    parts of each picture (``3x2``, or settings: :class:`TilesConfig`)."""
     half: bool = False
     max_det: int = Field(default=300, ge=1, le=10000)
     workers: int | Literal["auto"] = "auto"
@@ -583,6 +630,11 @@ class PipelineConfig(_Strict):
     @classmethod
     def _motion(cls, value: Any) -> Any:
         return MotionConfig() if value is True else None if value is False else value
+
+    @field_validator("tiles", mode="before")
+    @classmethod
+    def _tiles(cls, value: Any) -> Any:
+        return None if value is False else _tiles(value)
 
     @field_validator("workers", "lanes", mode="before")
     @classmethod
@@ -794,6 +846,12 @@ class PipelineConfig(_Strict):
         """``stream``'s motion settings (its own, else the run's), ``None``: every frame detected."""
         own = stream.motion
         return self.motion if own is None else own or None
+
+    def tiles_of(self, stream: StreamConfig) -> TileSettings | None:
+        """``stream``'s tiles (its own, else the run's), ``None``: the whole picture alone."""
+        own = stream.tiles
+        tiles = self.tiles if own is None else own or None
+        return None if tiles is None else tiles.settings()
 
     def model_of(self, stream: StreamConfig) -> str:
         """The model ``stream`` runs: its own, else the run's."""

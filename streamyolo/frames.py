@@ -7,7 +7,7 @@ wants to draw on it draws on a copy (see ``streamyolo.annotation``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -228,17 +228,52 @@ class Detections:
         >>> d.scaled(0.5).xyxy.tolist(), d.scaled(0.5).keypoints.tolist()
         ([[1.0, 2.0, 3.0, 4.0]], [[[1.0, 1.0, 0.8999999761581421]]])
         """
-        f = np.float32(factor)
+        return self.placed(factor, 0.0, 0.0)
+
+    def placed(self, factor: float, x: float, y: float) -> Detections:
+        """The same objects ``factor`` times the size, then moved ``x``, ``y`` pixels right and
+        down: a part of a picture's detections (a tile's) in the whole picture's pixels.
+
+        >>> d = Detections(np.array([[2, 4, 6, 8]], np.float32), np.ones(1, np.float32), np.zeros(1, np.int64),
+        ...                segments=(np.array([[2, 4], [6, 8]], np.float32),))
+        >>> d.placed(1, 100, 10).xyxy.tolist(), d.placed(1, 100, 10).segments[0].tolist()
+        ([[102.0, 14.0, 106.0, 18.0]], [[102.0, 14.0], [106.0, 18.0]])
+        """
+        f, shift = np.float32(factor), np.array([x, y], np.float32)
         keypoints = None
         if self.keypoints is not None:
             keypoints = self.keypoints.copy()
-            keypoints[..., :2] *= f
+            keypoints[..., :2] = keypoints[..., :2] * f + shift
         xywhr = None
         if self.xywhr is not None:
             xywhr = self.xywhr.copy()
             xywhr[:, :4] *= f
-        return replace(self, xyxy=self.xyxy * f, keypoints=keypoints, xywhr=xywhr,
-                       segments=None if self.segments is None else tuple(s * f for s in self.segments))
+            xywhr[:, :2] += shift
+        return replace(self, xyxy=self.xyxy * f + np.tile(shift, 2), keypoints=keypoints, xywhr=xywhr,
+                       segments=None if self.segments is None else tuple(s * f + shift for s in self.segments))
+
+    @classmethod
+    def joined(cls, parts: Sequence[Detections], names: Mapping[int, str]) -> Detections:
+        """The objects of ``parts`` (of one task, untracked), one after another.
+
+        >>> one = Detections(np.array([[0, 0, 1, 1]], np.float32), np.ones(1, np.float32), np.zeros(1, np.int64))
+        >>> len(Detections.joined([one, Detections.empty(), one], {0: "person"}))
+        2
+        """
+        parts = [part for part in parts if len(part)]
+        if not parts:
+            return cls.empty(names)
+        first = parts[0]
+
+        def stacked(values: Sequence[npt.NDArray[Any] | None]) -> npt.NDArray[Any] | None:
+            present = [v for v in values if v is not None]
+            return np.concatenate(present) if len(present) == len(values) else None
+
+        return cls(np.concatenate([p.xyxy for p in parts]), np.concatenate([p.conf for p in parts]),
+                   np.concatenate([p.cls for p in parts]), names,
+                   segments=None if first.segments is None else tuple(
+                       s for p in parts for s in (p.segments or ())),
+                   keypoints=stacked([p.keypoints for p in parts]), xywhr=stacked([p.xywhr for p in parts]))
 
     def to_records(self) -> list[dict[str, Any]]:
         """The detections as JSON-ready dicts: ``{"xyxy", "conf", "cls", "name"}``, and ``"id"``

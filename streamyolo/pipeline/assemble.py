@@ -418,6 +418,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
             masks=tuple(Mask(name, tuple(mask.points), _class_set(mask.classes), mask.anchor, mask.outside)
                         for name, mask in (s.config.masks or {}).items()),
             motion=_motion(cfg.motion_of(s.config)),
+            tiles=cfg.tiles_of(s.config),
         )
         for s in streams
     ]

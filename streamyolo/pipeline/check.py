@@ -95,6 +95,9 @@ def describe(plan: Plan) -> str:
         motion = cfg.motion_of(own)
         if motion is not None:
             parts.append(f"model on motion (at least every {format_seconds(motion.refresh)})")
+        tiles = cfg.tiles_of(own)
+        if tiles is not None:
+            parts.append(tiles.describe())
         recorded = cfg.record_of(own)
         if own.record_source is not None and recorded is not None:
             parts.append(f"records {redact_url(own.record_source)} as it comes")

@@ -24,6 +24,7 @@ from streamyolo.frames import DetectionFilter, Frame, Mask, Result
 from streamyolo.inference.counting import CountingLine, Zone
 from streamyolo.inference.detector import DetectorFactory
 from streamyolo.inference.motion import MotionSettings
+from streamyolo.inference.tiles import TileSettings
 from streamyolo.pipeline.check import Plan
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.pipeline.monitor import Monitor, StatsWriter, inference_stacks
@@ -66,6 +67,8 @@ class StreamSetup:
     """The camera's other stream, read only to be recorded as it came (``record_source``)."""
     motion: MotionSettings | None = None
     """Run the model only on frames where something moved (:mod:`streamyolo.inference.motion`)."""
+    tiles: TileSettings | None = None
+    """Also run the model on parts of each frame (:mod:`streamyolo.inference.tiles`)."""
 
 
 class _Stream:
@@ -290,7 +293,7 @@ class Pipeline:
         for index, factory in enumerate(self._factories):
             channels = [
                 Channel(s.name, s.ring, s.setup.overflow is Overflow.DROP_OLDEST, s.health, s.setup.keep,
-                        s.setup.lines, s.setup.zones, s.setup.masks, s.setup.motion)
+                        s.setup.lines, s.setup.zones, s.setup.masks, s.setup.motion, s.setup.tiles)
                 for s, worker in zip(self._streams, self._serving, strict=True) if worker == index
             ]
             worker = InferenceWorker(

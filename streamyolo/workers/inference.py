@@ -29,6 +29,7 @@ from streamyolo.frames import (
 from streamyolo.inference.counting import CountingLine, LineCounter, Zone, ZoneWatch, occupancy, unmasked, zone_tallies
 from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.inference.motion import MotionGate, MotionSettings
+from streamyolo.inference.tiles import TileSettings, cut, merge
 from streamyolo.inference.tracking import StreamTracker
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.sinks.base import Sink
@@ -60,6 +61,8 @@ class Channel:
     """The stream's masks: their detections are dropped, before tracking."""
     motion: MotionSettings | None = None
     """The model runs only on frames where something moved (:mod:`streamyolo.inference.motion`)."""
+    tiles: TileSettings | None = None
+    """The model also runs on parts of each frame (:mod:`streamyolo.inference.tiles`)."""
 
 
 class InferenceWorker:
@@ -263,31 +266,31 @@ class InferenceWorker:
         """Each frame's detections, and whether it was still (``motion``: nothing moved since
         the frame the model last ran on, in this batch or before, whose detections it takes
         with no forward pass of its own)."""
-        takes: list[Detections | int] = []  # detections from before, or the index of the frame in `moving`
+        takes: list[Detections | int] = []  # detections from before, or the index of the frame's run in `runs`
         stills: list[bool] = []
-        moving: list[Image] = []
+        runs: list[tuple[Channel, Image, int]] = []  # the frames the model runs on, and where their pictures start
+        pictures: list[Image] = []  # what the model runs on: a frame, or its tiles
         gated: list[MotionGate[Detections | int]] = []
         for channel, frame in batch:
             gate = self._gate(channel)
-            if gate is None:
-                takes.append(len(moving))
-                stills.append(False)
-                moving.append(frame.image)
-                continue
-            small, at = gate.small(frame.image), frame.meta.media_time
-            last = gate.still(small, at)
+            last: Detections | int | None = None
+            if gate is not None:
+                small, at = gate.small(frame.image), frame.meta.media_time
+                last = gate.still(small, at)
             stills.append(last is not None)
             if last is None:
-                last = len(moving)
-                moving.append(frame.image)
-                gate.ran(small, at, last)  # this batch's later frames of the stream compare with it
-                gated.append(gate)
+                last = len(runs)
+                runs.append((channel, frame.image, len(pictures)))
+                pictures.extend([frame.image] if channel.tiles is None else cut(channel.tiles, frame.image))
+                if gate is not None:
+                    gate.ran(small, at, last)  # this batch's later frames of the stream compare with it
+                    gated.append(gate)
             takes.append(last)
         ran: list[Detections] = []
-        if moving:
+        if runs:
             started = self._busy_since = self._clock()
             try:
-                ran = _detect_by_shape(detector, moving)
+                found = _detect_by_shape(detector, pictures)
             except BaseException:
                 for gate in gated:
                     gate.forget()
@@ -297,6 +300,9 @@ class InferenceWorker:
             finally:
                 self._busy_since = None
             self._picker.forward_took(self._clock() - started)
+            ran = [found[start] if channel.tiles is None else
+                   merge(channel.tiles, image.shape, found[start:start + channel.tiles.passes], self.names)
+                   for channel, image, start in runs]
         for gate in gated:
             if isinstance(gate.found, int):
                 gate.settle(ran[gate.found])

@@ -1,0 +1,237 @@
+"""``tiles``: the model also runs on overlapping parts of each picture, whose objects are put
+back in the picture's pixels and merged."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import av
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from streamyolo.buffering import Overflow, RingBuffer
+from streamyolo.config import build_config
+from streamyolo.errors import ConfigError
+from streamyolo.frames import Detections, Frame, FrameMeta, Image
+from streamyolo.inference import DetectSettings, UltralyticsFactory
+from streamyolo.inference.motion import MotionSettings
+from streamyolo.inference.tiles import TileSettings, cut, merge, tiles
+from streamyolo.pipeline.health import StreamHealth
+from streamyolo.sinks.jsonl import JsonlSink
+from streamyolo.workers.inference import Channel, InferenceWorker
+from tests.helpers import read_jsonl
+from tests.test_cli import in_process
+
+
+@pytest.mark.parametrize(("height", "width", "columns", "rows", "overlap"),
+                         [(1080, 1920, 3, 2, 0.2), (2160, 3840, 4, 3, 0.25), (240, 320, 2, 2, 0.0),
+                          (101, 203, 5, 1, 0.5), (100, 200, 1, 3, 0.1)])
+def test_the_parts_cover_the_picture_and_neighbours_share_the_overlap(height: int, width: int, columns: int,
+                                                                      rows: int, overlap: float) -> None:
+    parts = tiles(TileSettings(columns, rows, overlap), height, width)
+    assert len(parts) == columns * rows
+    covered = np.zeros((height, width), np.int32)
+    for part in parts:
+        assert part.x >= 0 and part.y >= 0 and part.x + part.width <= width and part.y + part.height <= height
+        covered[part.y:part.y + part.height, part.x:part.x + part.width] += 1
+        assert part.inner == (part.x > 0, part.y > 0, part.x + part.width < width, part.y + part.height < height)
+    assert covered.min() >= 1, "a pixel no part has"
+    assert len({(p.width, p.height) for p in parts}) == 1, "parts of different sizes (one batch needs one shape)"
+    for a, b in itertools.pairwise(parts):
+        if a.y == b.y:  # neighbours in a row
+            assert a.x + a.width - b.x >= overlap * a.width - 1
+    picture = np.zeros((height, width, 3), np.uint8)
+    pictures = cut(TileSettings(columns, rows, overlap), picture)
+    assert pictures[0] is picture and len(pictures) == columns * rows + 1
+    assert all(np.shares_memory(p, picture) for p in pictures[1:]), "a part was copied"
+
+
+def _found(boxes: Sequence[tuple[float, float, float, float]], conf: Sequence[float],
+           cls: Sequence[int] | None = None) -> Detections:
+    n = len(boxes)
+    points = np.array([[[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2, 0.9]] for b in boxes], np.float32).reshape(n, 1, 3)
+    return Detections(np.array(boxes, np.float32).reshape(n, 4), np.array(conf, np.float32),
+                      np.array(cls if cls is not None else [0] * n, np.int64), {0: "person", 1: "car"},
+                      keypoints=points)
+
+
+def test_objects_found_twice_are_kept_once_and_objects_a_part_cuts_come_from_where_they_are_whole() -> None:
+    """A 200 x 100 picture in two parts, 0-112 and 88-200 (they share 88-112)."""
+    settings = TileSettings(2, 1, 0.2)
+    assert [(t.x, t.width) for t in tiles(settings, 100, 200)] == [(0, 112), (88, 112)]
+    whole = _found([(20, 10, 180, 90)], [0.8])  # C: too big for a part
+    left = _found([(92, 40, 107, 70),  # A, in the shared strip: whole in both parts
+                   (100, 40, 112, 70),  # B, cut by the left part's right edge
+                   (20, 10, 112, 90),  # C, cut
+                   (30, 40, 50, 70), (34, 40, 54, 70)],  # two people side by side (IoU 0.67): the model kept both
+                  [0.6, 0.9, 0.9, 0.5, 0.5])
+    right = _found([(4, 40, 19, 70),  # A
+                    (12, 40, 42, 70),  # B, whole
+                    (0, 10, 92, 90),  # C, cut by the right part's left edge
+                    (60, 40, 80, 70), (60, 40, 80, 70)],  # a person and a car on one box: both stay
+                   [0.7, 0.4, 0.9, 0.5, 0.45], [0, 0, 0, 0, 1])
+    merged = merge(settings, (100, 200, 3), [whole, left, right], {0: "person", 1: "car"})
+    got = sorted((int(k), [round(float(v)) for v in box], round(float(c), 2))
+                 for k, box, c in zip(merged.cls, merged.xyxy, merged.conf, strict=True))
+    assert got == [(0, [20, 10, 180, 90], 0.8),  # C, from the whole picture
+                   (0, [30, 40, 50, 70], 0.5), (0, [34, 40, 54, 70], 0.5),
+                   (0, [92, 40, 107, 70], 0.7),  # A once: the right part's, more confident
+                   (0, [100, 40, 130, 70], 0.4),  # B, from the right part, in the picture's pixels
+                   (0, [148, 40, 168, 70], 0.5), (1, [148, 40, 168, 70], 0.45)]
+    assert list(merged.conf) == sorted(merged.conf, reverse=True)
+    assert merged.keypoints is not None
+    centres = (merged.xyxy[:, :2] + merged.xyxy[:, 2:]) / 2
+    assert np.allclose(merged.keypoints[:, 0, :2], centres), "keypoints not moved with their boxes"
+    # Without the whole picture, the big object is lost (cut in both parts), the rest the same.
+    alone = merge(TileSettings(2, 1, 0.2, whole=False), (100, 200, 3), [left, right], {0: "person", 1: "car"})
+    assert len(alone) == len(merged) - 1 and 0.8 not in np.round(alone.conf, 2)
+
+
+class _Script:
+    """A scripted detector: one box a picture, 10 pixels in from its top-left corner, its
+    confidence telling which picture of the call it was (1/100 each); remembers the shapes."""
+
+    names: ClassVar[dict[int, str]] = {0: "person"}
+    shapes: ClassVar[list[tuple[int, ...]]] = []
+
+    def detect(self, images: Sequence[Image]) -> list[Detections]:
+        self.shapes.extend(image.shape for image in images)
+        return [Detections(np.array([[10, 10, 30, 50]], np.float32), np.array([(i + 1) / 100], np.float32),
+                           np.zeros(1, np.int64), self.names) for i, _ in enumerate(images)]
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_worker_runs_the_model_on_the_whole_picture_and_its_parts_and_still_frames_take_the_merged_ones() -> None:
+    settings = TileSettings(2, 2, 0.2)
+    channel = Channel("far", RingBuffer(8, Overflow.BLOCK), False, StreamHealth("far"), motion=MotionSettings(),
+                      tiles=settings)
+    plain = Channel("near", RingBuffer(8, Overflow.BLOCK), False, StreamHealth("near"))
+    worker = InferenceWorker("w0", _Script, [channel, plain], JsonlSink(Path("unused")), threading.Event())
+    worker.names = dict(_Script.names)
+    picture = np.full((360, 640, 3), 90, np.uint8)
+    batch = [(channel, Frame(FrameMeta("far", 0, 0.0, pts=0.0), picture)),
+             (plain, Frame(FrameMeta("near", 0, 0.0, pts=0.0), picture[:240, :320].copy())),
+             (channel, Frame(FrameMeta("far", 1, 0.0, pts=1 / 30), picture.copy()))]
+    _Script.shapes.clear()
+    detections, stills = worker._detect(_Script(), batch)
+    part = tiles(settings, 360, 640)[0]
+    assert sorted(_Script.shapes) == sorted([(360, 640, 3), (240, 320, 3)] + [(part.height, part.width, 3)] * 4)
+    assert stills == [False, False, True]
+    # The far stream: each part's box moved to where the part is (the model's box 10 px in
+    # from each part's corner); the whole picture's is the first part's, kept once.
+    corners = sorted((round(float(x)), round(float(y))) for x, y in detections[0].xyxy[:, :2])
+    assert corners == sorted((t.x + 10, t.y + 10) for t in tiles(settings, 360, 640))
+    assert len(detections[1]) == 1 and detections[2] is detections[0], "the still frame has other detections"
+
+
+def _mosaic(video: Path) -> tuple[Image, list[Image]]:
+    """Nine of people.mp4's pictures (a second apart) at a third of their size, 3 x 3 on one
+    1920 x 1080 picture: its people a third as tall, as on a camera three times as far."""
+    with av.open(str(video)) as container:
+        pictures = [frame.to_ndarray(format="bgr24") for index, frame in enumerate(container.decode(video=0))
+                    if index % 30 == 0][:9]
+    canvas = np.zeros((1080, 1920, 3), np.uint8)
+    for k, picture in enumerate(pictures):
+        row, column = divmod(k, 3)
+        canvas[row * 360:(row + 1) * 360, column * 640:(column + 1) * 640] = cv2.resize(
+            picture, (640, 360), interpolation=cv2.INTER_AREA)
+    return canvas, pictures
+
+
+def _recall_precision(reference: Detections, found: Detections) -> tuple[float, float]:
+    """The shares of ``reference``'s boxes found (IoU ≥ 0.5, same class) and of ``found``'s that
+    are in ``reference``."""
+    a, b = reference.xyxy[:, None], found.xyxy[None]
+    inter = ((np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])).clip(0)
+             * (np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])).clip(0))
+    area = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]), (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    match = (inter / (area[0] + area[1] - inter) >= 0.5) & (reference.cls[:, None] == found.cls[None])
+    return float(match.any(1).mean()), float(match.any(0).mean()) if len(found) else 0.0
+
+
+@pytest.mark.timeout(180)
+def test_the_real_model_finds_far_people_on_parts_it_misses_on_the_whole_picture(
+        people_video: Path, shared_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """YOLO11n on the mosaic: on the whole picture (640 pixels across for 1920) its people are
+    a ninth of their size and most are missed; with ``tiles: 3x3`` each part shrinks a little,
+    and the model finds what it finds on the nine pictures themselves (moved to where they are
+    on the mosaic). Then a run of the mosaic's video with ``--tiles 3x3`` on a process worker
+    writes what the same model, parts and merge give in this process, frame by frame."""
+    canvas, pictures = _mosaic(people_video)
+    detector = UltralyticsFactory(str(shared_model), DetectSettings())()
+    try:
+        reference = Detections.joined(
+            [found.placed(1 / 3, (k % 3) * 640, (k // 3) * 360)
+             for k, found in enumerate(detector.detect(pictures))], detector.names)
+        assert len(reference) > 60, "people.mp4's pictures have fewer people than the test needs"
+        plain_recall, _ = _recall_precision(reference, detector.detect([canvas])[0])
+        settings = TileSettings(3, 3)
+        tiled = merge(settings, canvas.shape, [detector.detect([p])[0] for p in cut(settings, canvas)],
+                      detector.names)
+        recall, precision = _recall_precision(reference, tiled)
+        assert plain_recall < 0.3 and recall > 0.75 and precision > 0.75, (plain_recall, recall, precision)
+
+        clip = tmp_path / "mosaic.mp4"
+        with av.open(str(clip), "w") as container:
+            stream = container.add_stream("libx264", rate=30, options={"crf": "18"})
+            stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
+            for picture in (canvas, np.ascontiguousarray(canvas[:, ::-1])):
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="bgr24")))
+            container.mux(stream.encode())
+        done = in_process(capsys, caplog, "run", "--source", f"far={clip}", "--model", str(shared_model),
+                          "--tiles", "3x3", "--worker-mode", "process", "--workers", "1",
+                          "--jsonl", str(tmp_path / "det.jsonl"), "--no-display")
+        assert done.returncode == 0, done.stderr
+        with av.open(str(clip)) as container:
+            decoded = [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
+        lines = read_jsonl(tmp_path / "det.jsonl")
+        assert len(lines) == len(decoded) == 2
+        for line, picture in zip(lines, decoded, strict=True):
+            expected = merge(settings, picture.shape, [detector.detect([p])[0] for p in cut(settings, picture)],
+                             detector.names)
+            # The run's models have other thread counts: OpenVINO's sums may differ in the last bits.
+            got = line["detections"]
+            assert len(got) == len(expected) > 60, f"frame {line['seq']}"
+            for want in expected.to_records():
+                assert any(d["cls"] == want["cls"] and abs(d["conf"] - want["conf"]) <= 0.01
+                           and np.allclose(d["xyxy"], want["xyxy"], atol=1.0) for d in got), (line["seq"], want)
+    finally:
+        detector.close()
+
+
+def test_tiles_are_checked_and_a_stream_may_go_without() -> None:
+    cfg = build_config({"streams": ["synthetic:scene", {"source": "synthetic:scene?seed=2", "tiles": False},
+                                    {"source": "synthetic:scene?seed=3",
+                                     "tiles": {"grid": "4X3", "overlap": 0.1, "whole": False}}],
+                        "tiles": "3x2"})
+    assert [cfg.tiles_of(s) for s in cfg.streams] == [TileSettings(3, 2), None, TileSettings(4, 3, 0.1, False)]
+    for bad, key in [("1x1", r"streams\.0\.tiles\.grid"), ("9x2", r"streams\.0\.tiles\.grid"),
+                     ("wide", r"streams\.0\.tiles\.grid"),
+                     ({"grid": "2x2", "overlap": 0.6}, r"streams\.0\.tiles\.overlap"),
+                     ({"grid": "2x2", "size": 3}, r"unknown config key 'streams\.0\.tiles\.size'")]:
+        with pytest.raises(ConfigError, match=key):
+            build_config({"streams": [{"source": "synthetic:scene", "tiles": bad}]})
+
+
+def test_the_plan_says_which_streams_run_the_model_on_parts(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    config = tmp_path / "cams.yaml"
+    config.write_text(yaml.safe_dump({"streams": [{"name": "far", "source": "synthetic:scene"},
+                                                  {"name": "near", "source": "synthetic:scene?seed=2",
+                                                   "tiles": False}]}))
+    done = in_process(capsys, caplog, "check", str(config), "--tiles", "2x2")
+    assert done.returncode == 0, done.stderr
+    far, near = (next(line for line in done.stdout.splitlines() if line.strip().startswith(name))
+                 for name in ("far", "near"))
+    assert "tiles 2x2 (overlap 20%) and the whole picture: 5 passes a frame" in far and "tiles" not in near
+    assert in_process(capsys, caplog, "check", str(config), "--tiles", "3").returncode == 2
+    assert "config key 'tiles.grid'" in caplog.text

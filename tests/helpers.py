@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import cv2
 import numpy as np
 
 from streamyolo.errors import SourceReadError
@@ -259,7 +260,12 @@ def cut_clip(source: Path, path: Path, frames: int, width: int, hold: int = 0, n
     rng = np.random.default_rng(0)
     held = [np.clip(images[0] + noise * rng.standard_normal(images[0].shape, np.float32), 0, 255).astype(np.uint8)
             if noise else images[0] for _ in range(hold)]
-    images = held + images
+    return write_clip(path, held + images, rate)
+
+
+def write_clip(path: Path, images: Sequence[Image], rate: Fraction | int = 30) -> Path:
+    """``images`` as an H.264 MP4 (near lossless: crf 18)."""
+    height, width = images[0].shape[:2]
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=rate)
         video.width, video.height = width, height
@@ -273,6 +279,39 @@ def cut_clip(source: Path, path: Path, frames: int, width: int, hold: int = 0, n
         for packet in video.encode(None):
             out.mux(packet)
     return path
+
+
+MOSAIC_STEP = 30
+"""Frames of the source between two neighbouring pictures of a mosaic."""
+
+
+def mosaic(pictures: Sequence[Image]) -> Image:
+    """Nine pictures at a third of their size, 3 x 3 on one picture the size of the first: their
+    objects a third as tall, as a camera three times as far would see them."""
+    height, width = pictures[0].shape[:2]
+    h, w = height // 3, width // 3
+    canvas = np.zeros_like(pictures[0])
+    for k, picture in enumerate(pictures[:9]):
+        row, column = divmod(k, 3)
+        canvas[row * h:(row + 1) * h, column * w:(column + 1) * w] = cv2.resize(picture, (w, h),
+                                                                                interpolation=cv2.INTER_AREA)
+    return canvas
+
+
+def mosaic_clip(source: Path, path: Path, frames: int) -> tuple[Path, list[list[Image]]]:
+    """A clip of ``frames`` mosaics of a real video (frame i: its pictures i, i + 30, …, i + 240,
+    a second apart, looping), and the nine pictures each frame was made of (shared, not copied)."""
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        rate, count = stream.average_rate or Fraction(30), stream.frames
+        if not count:
+            raise ValueError(f"{source}: its header does not say how many frames it has")
+        used = [[(frame + k * MOSAIC_STEP) % count for k in range(9)] for frame in range(frames)]
+        wanted = {i for indices in used for i in indices}
+        pictures = {i: frame.to_ndarray(format="bgr24") for i, frame in enumerate(container.decode(stream))
+                    if i in wanted}
+    parts = [[pictures[i] for i in indices] for indices in used]
+    return write_clip(path, [mosaic(nine) for nine in parts], rate), parts
 
 
 def assert_same_detections(ours: Detections, reference: Any, conf_threshold: float, where: str) -> None:

@@ -377,12 +377,14 @@ def test_bench_with_the_pytorch_model_on_openvino_measures_the_converted_network
     clip = tmp_path / "scene.mp4"
     make_clip(clip, "scene", frames=30, size=(416, 240))
     done = streamyolo("bench", "--model", "demo", "--imgsz", "320", "--seconds", "0.2", "--max-streams", "1",
-                      "--pytorch-cpu", "openvino", "--motion", "--source", str(clip))
+                      "--pytorch-cpu", "openvino", "--motion", "--tiles", "2x2", "--source", str(clip))
     assert done.returncode == 0, done.stderr
     lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
     assert "converted to OpenVINO" in lines["model"], done.stdout
     # --motion: the scene's people and cars always move, so the model ran on (nearly) every frame.
     assert re.fullmatch(r"motion: the model ran on (9\d|100)% of the frames; the others were still", lines["motion:"])
+    assert lines["tiles"] == ("tiles 2x2 (overlap 20%) and the whole picture: 5 passes a frame; "
+                              "M and L count pictures, P frames"), done.stdout
     assert "P/L = " in lines["streamyolo"] and re.search(r"^ +1 stream *: ", done.stdout, re.MULTILINE), done.stdout
 
 

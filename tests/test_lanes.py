@@ -17,7 +17,7 @@ from streamyolo.config import auto_lanes, build_config, lends_lanes
 from streamyolo.errors import ConfigError
 from streamyolo.frames import Detections, Image
 from streamyolo.inference import DetectSettings, UltralyticsFactory
-from streamyolo.inference.detector import Detector
+from streamyolo.inference.detector import Detector, detect_by_shape
 from streamyolo.inference.lanes import IdleLanes, LanedDetector, LanedFactory
 from streamyolo.inference.models import resolve_model
 from streamyolo.inference.offline import import_ultralytics
@@ -70,9 +70,11 @@ class _Closing(StampDetector):
         super().__init__(fail_on=fail_on)
         self._owner = owner
         self.threads: list[str] = []
+        self.shapes: list[list[tuple[int, ...]]] = []
 
     def detect(self, images: Sequence[Image]) -> list[Detections]:
         self.threads.append(threading.current_thread().name)
+        self.shapes.append([image.shape for image in images])
         return super().detect(images)
 
     def close(self) -> None:
@@ -101,6 +103,25 @@ def test_each_lane_builds_its_replica_on_its_own_thread_and_results_keep_the_bat
         detector.close()
     assert not any(t.is_alive() for t in detector.threads)
     assert sorted(replicas.closed) == lanes, "each replica is closed on its own thread"
+
+
+@pytest.mark.timeout(30)
+def test_a_batch_of_mixed_shapes_is_shared_evenly_and_each_replica_runs_one_shape_at_a_time() -> None:
+    """A frame and its tiles (``tiles``) are pictures of two shapes: the lanes share them all (5
+    and 5 of 1 + 9), each running its part one shape at a time (a model's batch has one shape)."""
+    replicas = _Replicas()
+    detector = LanedDetector.build(replicas, 2)
+    try:
+        small = _images(10)
+        big = np.zeros((96, 160, 3), np.uint8)
+        stamp(big, 7, 99)
+        found = detect_by_shape(detector, [big, *small[1:]])
+        assert [int(d.xyxy[0, 0]) for d in found] == [99, *range(1, 10)]
+        me = threading.current_thread().name
+        assert replicas.built[me].shapes == [[(96, 160, 3)], [(64, 128, 3)] * 4]
+        assert replicas.built[f"{me}/lane1"].shapes == [[(64, 128, 3)] * 5]
+    finally:
+        detector.close()
 
 
 @pytest.mark.timeout(30)

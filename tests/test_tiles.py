@@ -9,8 +9,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-import av
-import cv2
 import numpy as np
 import pytest
 import yaml
@@ -19,13 +17,13 @@ from streamyolo.buffering import Overflow, RingBuffer
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError
 from streamyolo.frames import Detections, Frame, FrameMeta, Image
-from streamyolo.inference import DetectSettings, UltralyticsFactory
+from streamyolo.inference import Detector, DetectSettings, UltralyticsFactory
 from streamyolo.inference.motion import MotionSettings
-from streamyolo.inference.tiles import TileSettings, cut, merge, tiles
+from streamyolo.inference.tiles import TileSettings, cut, merge, overlaps, tiles
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.sinks.jsonl import JsonlSink
 from streamyolo.workers.inference import Channel, InferenceWorker
-from tests.helpers import read_jsonl
+from tests.helpers import decode, mosaic_clip, read_jsonl
 from tests.test_cli import in_process
 
 
@@ -132,28 +130,17 @@ def test_a_worker_runs_the_model_on_the_whole_picture_and_its_parts_and_still_fr
     assert len(detections[1]) == 1 and detections[2] is detections[0], "the still frame has other detections"
 
 
-def _mosaic(video: Path) -> tuple[Image, list[Image]]:
-    """Nine of people.mp4's pictures (a second apart) at a third of their size, 3 x 3 on one
-    1920 x 1080 picture: its people a third as tall, as on a camera three times as far."""
-    with av.open(str(video)) as container:
-        pictures = [frame.to_ndarray(format="bgr24") for index, frame in enumerate(container.decode(video=0))
-                    if index % 30 == 0][:9]
-    canvas = np.zeros((1080, 1920, 3), np.uint8)
-    for k, picture in enumerate(pictures):
-        row, column = divmod(k, 3)
-        canvas[row * 360:(row + 1) * 360, column * 640:(column + 1) * 640] = cv2.resize(
-            picture, (640, 360), interpolation=cv2.INTER_AREA)
-    return canvas, pictures
+def _reference(detector: Detector, nine: Sequence[Image], shape: tuple[int, ...]) -> Detections:
+    """What ``detector`` finds on the nine pictures of a mosaic, moved to where they are on it."""
+    h, w = shape[0] // 3, shape[1] // 3
+    return Detections.joined([found.placed(1 / 3, (k % 3) * w, (k // 3) * h)
+                              for k, found in enumerate(detector.detect(nine))], detector.names)
 
 
-def _recall_precision(reference: Detections, found: Detections) -> tuple[float, float]:
-    """The shares of ``reference``'s boxes found (IoU ≥ 0.5, same class) and of ``found``'s that
-    are in ``reference``."""
-    a, b = reference.xyxy[:, None], found.xyxy[None]
-    inter = ((np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])).clip(0)
-             * (np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])).clip(0))
-    area = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]), (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    match = (inter / (area[0] + area[1] - inter) >= 0.5) & (reference.cls[:, None] == found.cls[None])
+def _recall_precision(reference: Detections, found: Detections, iou: float = 0.5) -> tuple[float, float]:
+    """The shares of ``reference``'s boxes found (same class, intersection over union at least
+    ``iou``) and of ``found``'s that are in ``reference``."""
+    match = (overlaps(reference.xyxy, found.xyxy) >= iou) & (reference.cls[:, None] == found.cls[None])
     return float(match.any(1).mean()), float(match.any(0).mean()) if len(found) else 0.0
 
 
@@ -166,44 +153,37 @@ def test_the_real_model_finds_far_people_on_parts_it_misses_on_the_whole_picture
     and the model finds what it finds on the nine pictures themselves (moved to where they are
     on the mosaic). Then a run of the mosaic's video with ``--tiles 3x3`` on a process worker
     writes what the same model, parts and merge give in this process, frame by frame."""
-    canvas, pictures = _mosaic(people_video)
+    clip, parts = mosaic_clip(people_video, tmp_path / "mosaic.mp4", 2)
+    decoded, _ = decode(clip)
     detector = UltralyticsFactory(str(shared_model), DetectSettings())()
+    settings = TileSettings(3, 3)
     try:
-        reference = Detections.joined(
-            [found.placed(1 / 3, (k % 3) * 640, (k // 3) * 360)
-             for k, found in enumerate(detector.detect(pictures))], detector.names)
+        canvas = decoded[0]
+        reference = _reference(detector, parts[0], canvas.shape)
         assert len(reference) > 60, "people.mp4's pictures have fewer people than the test needs"
         plain_recall, _ = _recall_precision(reference, detector.detect([canvas])[0])
-        settings = TileSettings(3, 3)
         tiled = merge(settings, canvas.shape, [detector.detect([p])[0] for p in cut(settings, canvas)],
                       detector.names)
         recall, precision = _recall_precision(reference, tiled)
         assert plain_recall < 0.3 and recall > 0.75 and precision > 0.75, (plain_recall, recall, precision)
 
-        clip = tmp_path / "mosaic.mp4"
-        with av.open(str(clip), "w") as container:
-            stream = container.add_stream("libx264", rate=30, options={"crf": "18"})
-            stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
-            for picture in (canvas, np.ascontiguousarray(canvas[:, ::-1])):
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="bgr24")))
-            container.mux(stream.encode())
         done = in_process(capsys, caplog, "run", "--source", f"far={clip}", "--model", str(shared_model),
                           "--tiles", "3x3", "--worker-mode", "process", "--workers", "1",
                           "--jsonl", str(tmp_path / "det.jsonl"), "--no-display")
         assert done.returncode == 0, done.stderr
-        with av.open(str(clip)) as container:
-            decoded = [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
         lines = read_jsonl(tmp_path / "det.jsonl")
         assert len(lines) == len(decoded) == 2
         for line, picture in zip(lines, decoded, strict=True):
             expected = merge(settings, picture.shape, [detector.detect([p])[0] for p in cut(settings, picture)],
                              detector.names)
-            # The run's models have other thread counts: OpenVINO's sums may differ in the last bits.
+            # The run's models have other thread counts: OpenVINO's sums may differ in the last
+            # bits, and where two parts found one object equally sure (INT8 confidences come in
+            # steps), the merge may keep the other part's box: the same objects, nearly the same boxes.
             got = line["detections"]
-            assert len(got) == len(expected) > 60, f"frame {line['seq']}"
-            for want in expected.to_records():
-                assert any(d["cls"] == want["cls"] and abs(d["conf"] - want["conf"]) <= 0.01
-                           and np.allclose(d["xyxy"], want["xyxy"], atol=1.0) for d in got), (line["seq"], want)
+            ran = Detections(np.array([d["xyxy"] for d in got], np.float32).reshape(-1, 4),
+                             np.array([d["conf"] for d in got], np.float32), np.array([d["cls"] for d in got]))
+            assert len(ran) == len(expected) > 60, f"frame {line['seq']}"
+            assert _recall_precision(expected, ran, 0.8) == (1.0, 1.0), f"frame {line['seq']}"
     finally:
         detector.close()
 

@@ -27,7 +27,7 @@ from streamyolo.frames import (
     ZoneVisit,
 )
 from streamyolo.inference.counting import CountingLine, LineCounter, Zone, ZoneWatch, occupancy, unmasked, zone_tallies
-from streamyolo.inference.detector import Detector, DetectorFactory
+from streamyolo.inference.detector import Detector, DetectorFactory, detect_by_shape
 from streamyolo.inference.motion import MotionGate, MotionSettings
 from streamyolo.inference.tiles import TileSettings, cut, merge
 from streamyolo.inference.tracking import StreamTracker
@@ -290,7 +290,7 @@ class InferenceWorker:
         if runs:
             started = self._busy_since = self._clock()
             try:
-                found = _detect_by_shape(detector, pictures)
+                found = detect_by_shape(detector, pictures)
             except BaseException:
                 for gate in gated:
                     gate.forget()
@@ -342,14 +342,3 @@ class InferenceWorker:
             tracker = self._trackers[stream] = StreamTracker(self._tracker)
         return tracker.update(found, image)
 
-
-def _detect_by_shape(detector: Detector, images: list[Image]) -> list[Detections]:
-    """One forward pass per distinct image shape; results back in the original order."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for index, image in enumerate(images):
-        groups.setdefault(image.shape, []).append(index)
-    out: list[Detections | None] = [None] * len(images)
-    for indices in groups.values():
-        for index, found in zip(indices, detector.detect([images[i] for i in indices]), strict=True):
-            out[index] = found
-    return [d for d in out if d is not None]

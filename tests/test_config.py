@@ -9,6 +9,7 @@ import pytest
 from streamyolo.config import auto_workers, build_config, load_yaml
 from streamyolo.errors import ConfigError, SourceNotFoundError, UnsupportedSourceError
 from streamyolo.inference.models import resolve_model
+from streamyolo.inference.tiles import TileSettings
 from streamyolo.pipeline import Pipeline
 from streamyolo.pipeline.assemble import choose_workers, torch_threads
 from streamyolo.pipeline.build import resolve_streams
@@ -298,3 +299,4 @@ def test_the_example_config_is_a_valid_config() -> None:
     assert [s.spec.name for s in streams] == ["front", "back", "gate", "lobby"]
     assert [config.record_of(s.config) for s in streams] == ["annotated", "original", "annotated", None]
     assert streams[1].config.record_source == "rtsp://192.168.1.11:554/h264" and streams[2].config.rotate == 180
+    assert [config.tiles_of(s.config) for s in streams] == [None, None, TileSettings(3, 2), None]

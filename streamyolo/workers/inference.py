@@ -265,7 +265,8 @@ class InferenceWorker:
     def _detect(self, detector: Detector, batch: list[tuple[Channel, Frame]]) -> tuple[list[Detections], list[bool]]:
         """Each frame's detections, and whether it was still (``motion``: nothing moved since
         the frame the model last ran on, in this batch or before, whose detections it takes
-        with no forward pass of its own)."""
+        with no forward pass of its own). A stream with ``tiles`` has the model run on the
+        frame's parts too, every picture of the batch in one call, and its objects merged."""
         takes: list[Detections | int] = []  # detections from before, or the index of the frame's run in `runs`
         stills: list[bool] = []
         runs: list[tuple[Channel, Image, int]] = []  # the frames the model runs on, and where their pictures start

@@ -3,12 +3,14 @@ video, model and parts, each measurement in a fresh process, --rounds interleave
 
     .venv/bin/python scripts/bench_tiles.py                  # 60 frames, 2 rounds
     .venv/bin/python scripts/bench_tiles.py --frames 150 --rounds 3 --grid 3x3
+    .venv/bin/python scripts/bench_tiles.py --quiet          # only the centre moves: tiles with motion
 
 The video: people.mp4's pictures at a third of their size, 3 x 3 on each 1920 x 1080 frame (its
 people a third as tall: a camera three times as far), H.264. The model: the real YOLO11n
 (OpenVINO INT8, ../shared). The parts: ``--grid`` (3x3), 20 % overlap, and the whole picture.
 
   T     streamyolo run --tiles GRID: lossless (every frame), workers and lanes as ``auto`` picks
+  TM    (--quiet) T with --motion: the model only on the parts where something moved
   P     streamyolo without tiles: what the whole picture alone finds, and what it costs
   SAHI  sahi.predict.get_sliced_prediction on each frame (OpenCV decoding), slices the size of
         T's parts with the same overlap, the whole picture too (``perform_standard_pred``), its
@@ -17,7 +19,9 @@ people a third as tall: a camera three times as far), H.264. The model: the real
 Each: frames per second (from its model ready to its last result; the median of the rounds)
 and its recall and precision against the model on the nine pictures themselves, at their full
 size, moved to where they are on the frame (same class, intersection over union 0.5).
-SAHI comes from PyPI (``pip install sahi``); without it, T and P alone.
+SAHI comes from PyPI (``pip install sahi``); without it, T and P alone. ``--quiet``: the
+centre picture plays and the other eight hold their first picture, with a camera's sensor noise
+(σ 2 grey levels) over the whole frame: a far camera where one place sees anything move.
 """
 
 from __future__ import annotations
@@ -50,11 +54,11 @@ Boxes = tuple[list[list[float]], list[float], list[int]]
 """One frame's detections as plain lists (xyxy, conf, cls): what a measurement's process sends back."""
 
 
-def streamyolo_run(clip: Path, model: str, grid: str | None, folder: Path) -> dict[str, Any]:
-    """T (``grid``) or P: a lossless run over the clip, its JSONL read back."""
+def streamyolo_run(clip: Path, model: str, grid: str | None, folder: Path, motion: bool = False) -> dict[str, Any]:
+    """T (``grid``), TM (and ``motion``) or P: a lossless run over the clip, its JSONL read back."""
     jsonl = folder / f"det-{grid or 'none'}-{time.monotonic_ns()}.jsonl"
     rates, summary = bench.measure_pipeline({"streams": [f"mosaic={clip}"], "model": model, "jsonl": str(jsonl),
-                                             **({"tiles": grid} if grid else {})})
+                                             "motion": motion, **({"tiles": grid} if grid else {})})
     frames = [json.loads(line) for line in jsonl.read_text().splitlines()]
     jsonl.unlink()
     boxes: list[Boxes] = [([d["xyxy"] for d in f["detections"]], [d["conf"] for d in f["detections"]],
@@ -136,18 +140,21 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--grid", default="3x3")
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--quiet", action="store_true",
+                        help="only the centre picture moves; TM, T with motion, measured too")
     args = parser.parse_args()
+    contenders = ["T", "TM", "P"] if args.quiet else ["T", "P"]
     try:
         import sahi  # noqa: F401
-        contenders = ["T", "P", "SAHI"]
+        contenders.append("SAHI")
     except ImportError:
-        print("sahi is not installed (pip install sahi): T and P only", file=sys.stderr)
-        contenders = ["T", "P"]
+        print("sahi is not installed (pip install sahi): no SAHI", file=sys.stderr)
     folder = Path(tempfile.mkdtemp(prefix="streamyolo-bench-tiles-"))
     os.environ["XDG_CACHE_HOME"] = str(folder / "cache")
     model = str(OPENVINO_MODEL)
     try:
-        clip, parts = mosaic_clip(PEOPLE, folder / "mosaic.mp4", args.frames)
+        still = [0, 1, 2, 3, 5, 6, 7, 8] if args.quiet else []
+        clip, parts = mosaic_clip(PEOPLE, folder / "mosaic.mp4", args.frames, still=still)
         refs = references(parts, model, parts[0][0].shape)
         del parts
         runs: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
@@ -156,20 +163,21 @@ def main() -> int:
                 if contender == "SAHI":
                     run = isolated(sahi_run, clip, model, args.grid, timeout=args.timeout)
                 else:
-                    run = isolated(streamyolo_run, clip, model, args.grid if contender == "T" else None, folder,
-                                   timeout=args.timeout)
+                    run = isolated(streamyolo_run, clip, model, None if contender == "P" else args.grid, folder,
+                                   contender == "TM", timeout=args.timeout)
                 runs[contender].append(run)
                 print(f"round {round_ + 1}/{args.rounds}: {contender} {run['fps']:.2f} frames/s", flush=True)
-        print_report(runs, refs, args.grid)
+        print_report(runs, refs, args.grid, args.quiet)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 
-def print_report(runs: dict[str, list[dict[str, Any]]], refs: list[Detections], grid: str) -> None:
+def print_report(runs: dict[str, list[dict[str, Any]]], refs: list[Detections], grid: str, quiet: bool) -> None:
     settings = TilesConfig(grid=grid).settings()
     fps = {c: statistics.median_low([r["fps"] for r in rs]) for c, rs in runs.items()}
-    print(f"\nmosaic of people.mp4 (1920x1080, its people a third as tall), YOLO11n OpenVINO INT8, "
+    scene = "only its centre moving" if quiet else "every place moving"
+    print(f"\nmosaic of people.mp4 (1920x1080, its people a third as tall, {scene}), YOLO11n OpenVINO INT8, "
           f"{len(refs)} frames; {settings.describe()}")
     if "SAHI" in runs:
         print(f"SAHI's slices a frame: {runs['SAHI'][0]['slices']} (and the whole picture)")
@@ -181,6 +189,8 @@ def print_report(runs: dict[str, list[dict[str, Any]]], refs: list[Detections], 
     if "SAHI" in fps:
         print(f"T / SAHI = {fps['T'] / fps['SAHI']:.2f} (frames/s)")
     print(f"T / P = {fps['T'] / fps['P']:.2f} (frames/s: what the parts cost)")
+    if "TM" in fps:
+        print(f"TM / T = {fps['TM'] / fps['T']:.2f} (frames/s: what motion spares)")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import av
 import cv2
@@ -155,6 +155,26 @@ def make_random_model(path: Path, seed: int = 0, architecture: str = "yolo26n.ya
 
 # -- fakes ---------------------------------------------------------------------------------
 
+class CountingDetector:
+    """A scripted detector: one box a picture, 10 pixels in from its top-left corner, whose
+    confidence counts the pictures it has run on (1/1000 each; ``ran``, shared by every
+    instance: set it to 0 first)."""
+
+    names: ClassVar[dict[int, str]] = {0: "person"}
+    ran = 0
+
+    def detect(self, images: Sequence[Image]) -> list[Detections]:
+        out = []
+        for _ in images:
+            type(self).ran += 1
+            out.append(Detections(np.array([[10, 10, 30, 50]], np.float32),
+                                  np.array([type(self).ran / 1000], np.float32), np.zeros(1, np.int64), self.names))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
 class StampDetector:
     """A detector whose output is a function of the frame: one box per frame whose class is
     the stream tag and whose x1 is the frame index read from the stamp. Optionally slow
@@ -298,20 +318,32 @@ def mosaic(pictures: Sequence[Image]) -> Image:
     return canvas
 
 
-def mosaic_clip(source: Path, path: Path, frames: int) -> tuple[Path, list[list[Image]]]:
+def mosaic_clip(source: Path, path: Path, frames: int, still: Sequence[int] = (),
+                noise: float = 2.0) -> tuple[Path, list[list[Image]]]:
     """A clip of ``frames`` mosaics of a real video (frame i: its pictures i, i + 30, …, i + 240,
-    a second apart, looping), and the nine pictures each frame was made of (shared, not copied)."""
+    a second apart, looping), and the nine pictures each frame was made of (shared, not
+    copied). The places in ``still`` (0-8, row by row) hold their first picture throughout,
+    with a camera's sensor noise (``noise``: its standard deviation, in grey levels): a far
+    camera where only some places see anything move."""
     with av.open(str(source)) as container:
         stream = container.streams.video[0]
         rate, count = stream.average_rate or Fraction(30), stream.frames
         if not count:
             raise ValueError(f"{source}: its header does not say how many frames it has")
-        used = [[(frame + k * MOSAIC_STEP) % count for k in range(9)] for frame in range(frames)]
+        used = [[(k * MOSAIC_STEP if k in still else frame + k * MOSAIC_STEP) % count for k in range(9)]
+                for frame in range(frames)]
         wanted = {i for indices in used for i in indices}
         pictures = {i: frame.to_ndarray(format="bgr24") for i, frame in enumerate(container.decode(stream))
                     if i in wanted}
     parts = [[pictures[i] for i in indices] for indices in used]
-    return write_clip(path, [mosaic(nine) for nine in parts], rate), parts
+    rng = np.random.default_rng(0)
+    mosaics = []
+    for nine in parts:
+        canvas = mosaic(nine)
+        if still and noise:
+            canvas = np.clip(canvas + noise * rng.standard_normal(canvas.shape, np.float32), 0, 255).astype(np.uint8)
+        mosaics.append(canvas)
+    return write_clip(path, mosaics, rate), parts
 
 
 def assert_same_detections(ours: Detections, reference: Any, conf_threshold: float, where: str) -> None:

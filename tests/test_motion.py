@@ -4,9 +4,7 @@ detections."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
 
 import av
 import numpy as np
@@ -16,7 +14,7 @@ import yaml
 from streamyolo.buffering import Overflow, RingBuffer
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError
-from streamyolo.frames import Detections, Frame, FrameMeta, Image, Mask
+from streamyolo.frames import Frame, FrameMeta, Image, Mask
 from streamyolo.inference.motion import MotionGate, MotionSettings, shrink
 from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.pipeline.health import StreamHealth
@@ -24,7 +22,7 @@ from streamyolo.sinks.jsonl import JsonlSink
 from streamyolo.sinks.metrics import metrics_text
 from streamyolo.sources import SourceKind, SourceSpec, open_source
 from streamyolo.workers.inference import Channel, InferenceWorker
-from tests.helpers import cut_clip, read_jsonl
+from tests.helpers import CountingDetector, cut_clip, read_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -91,33 +89,15 @@ def test_a_still_frame_takes_the_detections_of_the_frame_the_model_runs_on_in_th
     before it that the model runs on, as if they came one by one."""
     still, walker = _pictures(street)[:2], _walker(_pictures(street)[1])
     channel = Channel("street", RingBuffer(8, Overflow.BLOCK), False, StreamHealth("street"), motion=MotionSettings())
-    worker = InferenceWorker("w0", _Counting, [channel], JsonlSink(Path("unused")), threading.Event())
+    worker = InferenceWorker("w0", CountingDetector, [channel], JsonlSink(Path("unused")), threading.Event())
     images = [still[0], still[1], walker, walker, still[1]]
     batch = [(channel, Frame(FrameMeta("street", seq, 0.0, pts=seq / 30), image)) for seq, image in enumerate(images)]
-    _Counting.ran = 0
-    detections, stills = worker._detect(_Counting(), batch)
-    assert stills == [False, True, False, True, False] and _Counting.ran == 3
+    CountingDetector.ran = 0
+    detections, stills = worker._detect(CountingDetector(), batch)
+    assert stills == [False, True, False, True, False] and CountingDetector.ran == 3
     assert [round(float(found.conf[0]) * 1000) for found in detections] == [1, 1, 2, 2, 3]
-    detections, stills = worker._detect(_Counting(), batch[4:])  # the next batch compares with the last run
+    detections, stills = worker._detect(CountingDetector(), batch[4:])  # the next batch compares with the last run
     assert stills == [True] and round(float(detections[0].conf[0]) * 1000) == 3
-
-
-class _Counting:
-    """A scripted detector: one box whose confidence tells how many times it ran (1/1000 each)."""
-
-    names: ClassVar[dict[int, str]] = {0: "person"}
-    ran = 0
-
-    def detect(self, images: Sequence[Image]) -> list[Detections]:
-        out = []
-        for _ in images:
-            type(self).ran += 1
-            out.append(Detections(np.array([[10, 10, 50, 90]], np.float32),
-                                  np.array([type(self).ran / 1000], np.float32), np.zeros(1, np.int64), self.names))
-        return out
-
-    def close(self) -> None:
-        pass
 
 
 def test_still_frames_take_the_last_detections_and_every_output_says_so(street: Path, tmp_path: Path) -> None:
@@ -127,14 +107,14 @@ def test_still_frames_take_the_last_detections_and_every_output_says_so(street: 
     ``still``, the summary counts them."""
     source = open_source(SourceSpec("street", str(street), SourceKind.FILE))
     setup = StreamSetup("street", source, Overflow.BLOCK, motion=MotionSettings(refresh=0.5))
-    _Counting.ran = 0
-    summary = Pipeline([setup], _Counting, sinks=[JsonlSink(tmp_path / "det.jsonl")]).run()
+    CountingDetector.ran = 0
+    summary = Pipeline([setup], CountingDetector, sinks=[JsonlSink(tmp_path / "det.jsonl")]).run()
     lines = read_jsonl(tmp_path / "det.jsonl")
     assert [line["seq"] for line in lines] == list(range(60))
     ran = [line["seq"] for line in lines if not line.get("still")]
     assert ran[:2] == [0, 15] and all(seq >= 30 for seq in ran[2:]), f"the still street woke the model: {ran}"
     assert len(ran) > 4, f"the people walking woke the model only at {ran}"
-    assert _Counting.ran == len(ran)
+    assert CountingDetector.ran == len(ran)
     for line in lines:
         last = max(r for r in ran if r <= line["seq"])
         assert line["detections"][0]["conf"] == pytest.approx((ran.index(last) + 1) / 1000), line["seq"]

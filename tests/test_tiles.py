@@ -23,7 +23,7 @@ from streamyolo.inference.tiles import TileSettings, cut, merge, overlaps, tiles
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.sinks.jsonl import JsonlSink
 from streamyolo.workers.inference import Channel, InferenceWorker
-from tests.helpers import decode, mosaic_clip, read_jsonl
+from tests.helpers import CountingDetector, decode, mosaic_clip, read_jsonl
 from tests.test_cli import in_process
 
 
@@ -128,6 +128,69 @@ def test_a_worker_runs_the_model_on_the_whole_picture_and_its_parts_and_still_fr
     corners = sorted((round(float(x)), round(float(y))) for x, y in detections[0].xyxy[:, :2])
     assert corners == sorted((t.x + 10, t.y + 10) for t in tiles(settings, 360, 640))
     assert len(detections[1]) == 1 and detections[2] is detections[0], "the still frame has other detections"
+
+
+def test_with_motion_a_part_where_nothing_moved_takes_what_the_model_last_found_there() -> None:
+    """Tiles and motion: a frame where nothing moved takes the last detections (no pass); where
+    something moved in one part, the model runs on the whole picture and that part, and the
+    other parts keep what it found on them last; a change where two parts overlap wakes both;
+    every part runs again after ``refresh``."""
+    settings = TileSettings(2, 2, 0.2)
+    channel = Channel("far", RingBuffer(8, Overflow.BLOCK), False, StreamHealth("far"),
+                      motion=MotionSettings(refresh=5.0), tiles=settings)
+    worker = InferenceWorker("w0", CountingDetector, [channel], JsonlSink(Path("unused")), threading.Event())
+    worker.names = dict(CountingDetector.names)
+    parts = tiles(settings, 360, 640)
+    street = np.full((360, 640, 3), 90, np.uint8)
+
+    def walker(x: int, y: int) -> Image:
+        picture = street.copy()
+        picture[y:y + 48, x:x + 24] = 230
+        return picture
+
+    def run(picture: Image, at: float) -> tuple[dict[tuple[int, int], float], bool]:
+        """Each box's confidence, by its top-left corner (the part it came from), and stillness."""
+        frame = Frame(FrameMeta("far", 0, 0.0, pts=at), picture)
+        (found,), (still,) = worker._detect(CountingDetector(), [(channel, frame)])
+        return {(round(float(b[0])), round(float(b[1]))): round(float(c) * 1000)
+                for b, c in zip(found.xyxy, found.conf, strict=True)}, still
+
+    CountingDetector.ran = 0
+    first, still = run(street, 0.0)
+    assert not still and CountingDetector.ran == 5  # the whole picture and the 4 parts
+    corners = [(t.x + 10, t.y + 10) for t in parts]
+    assert sorted(first) == sorted(corners)  # the whole picture's box is the first part's: kept once
+    again, still = run(street.copy(), 0.1)
+    assert still and again == first and CountingDetector.ran == 5
+    # Someone in the bottom-right part only (x 520-544 > the overlap's 284-356, y 250-298 > 200).
+    moved, still = run(walker(520, 250), 0.2)
+    assert not still and CountingDetector.ran == 7, "not the whole picture and one part"
+    assert {c: moved[c] for c in corners[1:3]} == {c: first[c] for c in corners[1:3]}, "a still part ran"
+    # The part with the walker ran; the first part's box (kept from the first frame, 2) and the
+    # whole picture's (new, 6) are one object, the surer kept.
+    assert moved[corners[3]] == 7 and moved[corners[0]] == 6 and first[corners[0]] == 2
+    # Someone where the two top parts overlap (x 300-324): both wake, and the bottom-right part,
+    # which the first walker left.
+    _, still = run(walker(300, 40), 0.3)
+    assert not still and CountingDetector.ran == 11
+    # After refresh, everything runs again.
+    _, still = run(walker(300, 40), 5.3)
+    assert not still and CountingDetector.ran == 16
+    # Two frames in one batch: the second's still parts take what the model finds on the
+    # first's, in this very batch (someone steps into the bottom-left part, then the top-left).
+    first_frame = walker(300, 40)
+    first_frame[250:298, 40:64] = 230
+    second = first_frame.copy()
+    second[40:88, 40:64] = 230
+    frames = [(channel, Frame(FrameMeta("far", seq, 0.0, pts=5.4 + seq / 30), picture))
+              for seq, picture in enumerate([first_frame, second])]
+    found, stills = worker._detect(CountingDetector(), frames)
+    assert stills == [False, False] and CountingDetector.ran == 16 + 2 + 2  # the whole and one part, twice
+    boxes = [{(round(float(b[0])), round(float(b[1]))): round(float(c) * 1000)
+              for b, c in zip(f.xyxy, f.conf, strict=True)} for f in found]
+    # The batch's pictures run by shape: the two whole pictures (17, 18), then the parts (19, 20).
+    assert boxes[1][corners[2]] == boxes[0][corners[2]] == 19, "the second frame's still part ran"
+    assert boxes[1][corners[0]] == 20
 
 
 def _reference(detector: Detector, nine: Sequence[Image], shape: tuple[int, ...]) -> Detections:

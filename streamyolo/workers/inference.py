@@ -4,10 +4,11 @@ streams, so one stream's frames stay in order on one model."""
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ from streamyolo.frames import (
 from streamyolo.inference.counting import CountingLine, LineCounter, Zone, ZoneWatch, occupancy, unmasked, zone_tallies
 from streamyolo.inference.detector import Detector, DetectorFactory, detect_by_shape
 from streamyolo.inference.motion import MotionGate, MotionSettings
-from streamyolo.inference.tiles import TileSettings, cut, merge
+from streamyolo.inference.tiles import Tile, TileSettings, cut, merge, tiles
 from streamyolo.inference.tracking import StreamTracker
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.sinks.base import Sink
@@ -111,6 +112,7 @@ class InferenceWorker:
         self._counters: dict[str, LineCounter] = {}  # likewise
         self._watches: dict[str, ZoneWatch] = {}  # likewise
         self._gates: dict[str, MotionGate[Detections | int]] = {}  # likewise
+        self._parts: dict[str, tuple[tuple[int, ...], list[MotionGate[Detections | int] | None]]] = {}  # likewise
         self._thread = threading.Thread(target=self._run, name=f"inference:{name}")
 
     @property
@@ -266,24 +268,28 @@ class InferenceWorker:
         """Each frame's detections, and whether it was still (``motion``: nothing moved since
         the frame the model last ran on, in this batch or before, whose detections it takes
         with no forward pass of its own). A stream with ``tiles`` has the model run on the
-        frame's parts too, every picture of the batch in one call, and its objects merged."""
+        frame's parts too, every picture of the batch in one call, and its objects merged;
+        with ``motion`` as well, a part where nothing moved takes what the model last found
+        on it."""
         takes: list[Detections | int] = []  # detections from before, or the index of the frame's run in `runs`
         stills: list[bool] = []
-        runs: list[tuple[Channel, Image, int]] = []  # the frames the model runs on, and where their pictures start
-        pictures: list[Image] = []  # what the model runs on: a frame, or its tiles
-        gated: list[MotionGate[Detections | int]] = []
+        runs: list[tuple[Channel, Image, list[Detections | int]]] = []  # each picture's detections, or index
+        pictures: list[Image] = []  # what the model runs on: frames, or their parts
+        gated: list[MotionGate[Detections | int]] = []  # frames' gates, their `found` an index in `runs`
+        parts_gated: list[MotionGate[Detections | int]] = []  # parts' gates, `found` an index in `pictures`
         for channel, frame in batch:
             gate = self._gate(channel)
             last: Detections | int | None = None
+            small: npt.NDArray[np.uint8] | None = None
             if gate is not None:
                 small, at = gate.small(frame.image), frame.meta.media_time
                 last = gate.still(small, at)
             stills.append(last is not None)
             if last is None:
                 last = len(runs)
-                runs.append((channel, frame.image, len(pictures)))
-                pictures.extend([frame.image] if channel.tiles is None else cut(channel.tiles, frame.image))
-                if gate is not None:
+                plan = self._plan(channel, frame, small, pictures, parts_gated)
+                runs.append((channel, frame.image, plan))
+                if gate is not None and small is not None:
                     gate.ran(small, at, last)  # this batch's later frames of the stream compare with it
                     gated.append(gate)
             takes.append(last)
@@ -291,23 +297,54 @@ class InferenceWorker:
         if runs:
             started = self._busy_since = self._clock()
             try:
-                found = detect_by_shape(detector, pictures)
+                found = detect_by_shape(detector, pictures) if pictures else []
             except BaseException:
-                for gate in gated:
+                for gate in gated + parts_gated:
                     gate.forget()
                 for channel, _ in batch:
                     channel.health.lose(1)
                 raise
             finally:
                 self._busy_since = None
-            self._picker.forward_took(self._clock() - started)
-            ran = [found[start] if channel.tiles is None else
-                   merge(channel.tiles, image.shape, found[start:start + channel.tiles.passes], self.names)
-                   for channel, image, start in runs]
+            if pictures:
+                self._picker.forward_took(self._clock() - started)
+            for gate in parts_gated:
+                if isinstance(gate.found, int):
+                    gate.settle(found[gate.found])
+            ran = [self._merged(channel, image, [found[p] if isinstance(p, int) else p for p in plan])
+                   for channel, image, plan in runs]
         for gate in gated:
             if isinstance(gate.found, int):
                 gate.settle(ran[gate.found])
         return [ran[take] if isinstance(take, int) else take for take in takes], stills
+
+    def _plan(self, channel: Channel, frame: Frame, small: npt.NDArray[np.uint8] | None, pictures: list[Image],
+              parts_gated: list[MotionGate[Detections | int]]) -> list[Detections | int]:
+        """What the model gives for each of a frame's pictures (the frame, or its :func:`cut`):
+        the index of the picture added to ``pictures`` for it to run on, or, for a part where
+        nothing moved since the model last ran on it (``small``: the frame as the stream's
+        motion gate compares it), what it gave there."""
+        cuts = [frame.image] if channel.tiles is None else cut(channel.tiles, frame.image)
+        gates = [] if small is None or channel.tiles is None else self._part_gates(channel, frame.image.shape)
+        plan: list[Detections | int] = []
+        for index, picture in enumerate(cuts):
+            gate = gates[index] if gates else None
+            if gate is not None:
+                assert small is not None and channel.tiles is not None
+                where = tiles(channel.tiles, *frame.image.shape[:2])[index - channel.tiles.whole]
+                part = _small_part(small, frame.image.shape, where)
+                last = gate.still(part, frame.meta.media_time)
+                if last is not None:
+                    plan.append(last)
+                    continue
+                gate.ran(part, frame.meta.media_time, len(pictures))
+                parts_gated.append(gate)
+            plan.append(len(pictures))
+            pictures.append(picture)
+        return plan
+
+    def _merged(self, channel: Channel, image: Image, found: list[Detections]) -> Detections:
+        return found[0] if channel.tiles is None else merge(channel.tiles, image.shape, found, self.names)
 
     def _gate(self, channel: Channel) -> MotionGate[Detections | int] | None:
         """``channel``'s motion gate (``None``: the model runs on every frame)."""
@@ -317,6 +354,23 @@ class InferenceWorker:
         if gate is None:
             gate = self._gates[channel.name] = MotionGate(channel.motion, channel.masks)
         return gate
+
+    def _part_gates(self, channel: Channel, shape: tuple[int, ...]) -> list[MotionGate[Detections | int] | None]:
+        """A motion gate for each of ``channel``'s pictures of a frame of ``shape``: one per part,
+        ``None`` for the whole picture (which runs whenever the frame does: what is too big for
+        a part)."""
+        known = self._parts.get(channel.name)
+        if known is not None and known[0] == shape:
+            return known[1]
+        assert channel.motion is not None and channel.tiles is not None
+        parts = tiles(channel.tiles, *shape[:2])
+        # A part's `area` is as many pixels as the frame's: as sensitive to what moves.
+        settings = replace(channel.motion, area=min(1.0, channel.motion.area * shape[0] * shape[1]
+                                                    / (parts[0].width * parts[0].height)))
+        whole: list[MotionGate[Detections | int] | None] = [None] if channel.tiles.whole else []
+        gates = whole + [MotionGate(settings) for _ in parts]
+        self._parts[channel.name] = (shape, gates)
+        return gates
 
     def _cross(self, channel: Channel, shown: Detections) -> tuple[tuple[Crossing, ...], tuple[LineTally, ...]]:
         """The crossings of ``channel``'s counting lines in this frame, and the lines' totals."""
@@ -343,3 +397,13 @@ class InferenceWorker:
             tracker = self._trackers[stream] = StreamTracker(self._tracker)
         return tracker.update(found, image)
 
+
+def _small_part(small: npt.NDArray[np.uint8], shape: tuple[int, ...], where: Tile) -> npt.NDArray[np.uint8]:
+    """Where the part ``where`` of a frame of ``shape`` is on the frame's ``small`` picture.
+
+    >>> _small_part(np.zeros((180, 320), np.uint8), (1080, 1920, 3), Tile(960, 540, 960, 540, (True,) * 4)).shape
+    (90, 160)
+    """
+    sy, sx = small.shape[0] / shape[0], small.shape[1] / shape[1]
+    return small[int(where.y * sy):math.ceil((where.y + where.height) * sy),
+                 int(where.x * sx):math.ceil((where.x + where.width) * sx)]

@@ -14,7 +14,10 @@ the model's own non-maximum suppression left them (two people side by side stay 
 
 Each part is one more picture for the model: a ``3x2`` stream with ``whole`` costs 7 forward
 passes a frame (the parts of one stream are batched together). Tracking, lines, zones, masks
-and every output then see one frame's merged objects, as with any other stream.
+and every output then see one frame's merged objects, as with any other stream. With
+``motion`` too, a frame where something moved runs the whole picture and only the parts where
+something moved (each part has a motion gate of its own, as sensitive in pixels as the
+frame's); the others take what the model last found on them (see the inference worker).
 """
 
 from __future__ import annotations

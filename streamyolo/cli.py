@@ -315,7 +315,8 @@ def command_check(args: argparse.Namespace) -> int:
     for group in plan.groups if args.load_model else ():
         users = [probes[i] for i in group.streams] if probes else []
         try:
-            loaded = try_model(plan.factories[group.first], users)
+            loaded = try_model(plan.factories[group.first], users,
+                               {s.spec.name: plan.config.tiles_of(s.config) for s in plan.streams})
         except ModelError:
             raise
         except Exception as exc:  # what the run's workers would fail with

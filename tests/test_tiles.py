@@ -4,6 +4,7 @@ back in the picture's pixels and merged."""
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from streamyolo.errors import ConfigError
 from streamyolo.frames import Detections, Frame, FrameMeta, Image
 from streamyolo.inference import Detector, DetectSettings, UltralyticsFactory
 from streamyolo.inference.motion import MotionSettings
-from streamyolo.inference.tiles import TileSettings, cut, merge, overlaps, tiles
+from streamyolo.inference.tiles import TileSettings, cut, detect_tiled, merge, overlaps, tiles
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.sinks.jsonl import JsonlSink
 from streamyolo.workers.inference import Channel, InferenceWorker
@@ -225,8 +226,7 @@ def test_the_real_model_finds_far_people_on_parts_it_misses_on_the_whole_picture
         reference = _reference(detector, parts[0], canvas.shape)
         assert len(reference) > 60, "people.mp4's pictures have fewer people than the test needs"
         plain_recall, _ = _recall_precision(reference, detector.detect([canvas])[0])
-        tiled = merge(settings, canvas.shape, [detector.detect([p])[0] for p in cut(settings, canvas)],
-                      detector.names)
+        tiled = detect_tiled(detector, canvas, settings)
         recall, precision = _recall_precision(reference, tiled)
         assert plain_recall < 0.3 and recall > 0.75 and precision > 0.75, (plain_recall, recall, precision)
 
@@ -237,8 +237,7 @@ def test_the_real_model_finds_far_people_on_parts_it_misses_on_the_whole_picture
         lines = read_jsonl(tmp_path / "det.jsonl")
         assert len(lines) == len(decoded) == 2
         for line, picture in zip(lines, decoded, strict=True):
-            expected = merge(settings, picture.shape, [detector.detect([p])[0] for p in cut(settings, picture)],
-                             detector.names)
+            expected = detect_tiled(detector, picture, settings)
             # The run's models have other thread counts: OpenVINO's sums may differ in the last
             # bits, and where two parts found one object equally sure (INT8 confidences come in
             # steps), the merge may keep the other part's box: the same objects, nearly the same boxes.
@@ -247,6 +246,12 @@ def test_the_real_model_finds_far_people_on_parts_it_misses_on_the_whole_picture
                              np.array([d["conf"] for d in got], np.float32), np.array([d["cls"] for d in got]))
             assert len(ran) == len(expected) > 60, f"frame {line['seq']}"
             assert _recall_precision(expected, ran, 0.8) == (1.0, 1.0), f"frame {line['seq']}"
+        # `check` runs the model on the first frame as the run would: on its parts too.
+        done = in_process(capsys, caplog, "check", "--source", f"far={clip}", "--model", str(shared_model),
+                          "--tiles", "3x3", "--connect", "--load-model")
+        assert done.returncode == 0, done.stderr
+        found = re.search(r"^  far: (\d+) person.* in \d+ ms \(10 passes\)$", done.stdout, re.MULTILINE)
+        assert found and int(found[1]) > 60, done.stdout
     finally:
         detector.close()
 

@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamyolo.frames import Detections, Image
+from streamyolo.inference.detector import Detector, detect_by_shape
 
 MERGE_IOU = 0.5
 """Boxes of one class from two of a frame's pictures that overlap more than this (intersection
@@ -116,6 +117,13 @@ def cut(settings: TileSettings, image: Image) -> list[Image]:
     (views of it, not copies)."""
     parts = [image[t.y:t.y + t.height, t.x:t.x + t.width] for t in tiles(settings, *image.shape[:2])]
     return [image, *parts] if settings.whole else parts
+
+
+def detect_tiled(detector: Detector, image: Image, settings: TileSettings | None) -> Detections:
+    """One picture's objects: ``detector`` on it alone, or (``settings``) on it and its parts, merged."""
+    if settings is None:
+        return detector.detect([image])[0]
+    return merge(settings, image.shape, detect_by_shape(detector, cut(settings, image)), detector.names)
 
 
 def merge(settings: TileSettings, shape: tuple[int, ...], found: Sequence[Detections],

@@ -17,7 +17,7 @@ import collections
 import concurrent.futures
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from streamyolo.clock import format_seconds
 from streamyolo.errors import SourceError
 from streamyolo.frames import Image
 from streamyolo.inference.models import resolve_device
+from streamyolo.inference.tiles import TileSettings, detect_tiled
 from streamyolo.pipeline.build import ResolvedStream, open_stream, recording_source
 from streamyolo.sinks.original import uncopied
 from streamyolo.sources import redact_url
@@ -264,9 +265,11 @@ class Loaded:
     """A line per probed frame: what it found there, in how long."""
 
 
-def try_model(factory: DetectorFactory, probes: Sequence[Probe]) -> Loaded:
+def try_model(factory: DetectorFactory, probes: Sequence[Probe],
+              tiles: Mapping[str, TileSettings | None] | None = None) -> Loaded:
     """Build a worker's detector as the run would (in a thread of its own; compiling an
-    OpenVINO model into the model cache) and detect on each probed source's first frame."""
+    OpenVINO model into the model cache) and detect on each probed source's first frame (on
+    its parts too, where its stream has ``tiles``)."""
     found: list[Loaded] = []
     failed: list[BaseException] = []
 
@@ -285,11 +288,13 @@ def try_model(factory: DetectorFactory, probes: Sequence[Probe]) -> Loaded:
                     if probe.image is None:
                         continue
                     started = time.perf_counter()
-                    (detections,) = detector.detect([probe.image])
+                    parts = (tiles or {}).get(probe.stream)
+                    detections = detect_tiled(detector, probe.image, parts)
                     took = time.perf_counter() - started
                     names = collections.Counter(detections.name(int(c)) for c in detections.cls)
                     what = ", ".join(f"{n} {name}" for name, n in names.most_common()) or "nothing"
-                    lines.append(f"  {probe.stream}: {what} in {took * 1000:.0f} ms")
+                    passes = "" if parts is None else f" ({parts.passes} passes)"
+                    lines.append(f"  {probe.stream}: {what} in {took * 1000:.0f} ms{passes}")
             finally:
                 detector.close()
             found.append(Loaded(loaded, task, classes, lines))

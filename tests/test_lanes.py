@@ -244,6 +244,7 @@ def test_a_part_that_fails_on_the_borrowers_own_lane_too_is_raised() -> None:
         ({"streams": ["a=synthetic:"], "model": "demo", "model_sharing": "locked"}, 2, Lanes(1), 2),
         ({"streams": ["a=synthetic:"], "model": "OV"}, 2, Lanes(2), 1),  # OpenVINO gains from replicas too
         ({"streams": ["a=rtsp://h/a"], "model": "OV"}, 2, Lanes(1), 2),
+        ({"streams": ["a=rtsp://h/a"], "model": "OV", "tiles": "3x2"}, 2, Lanes(2), 1),  # 7 pictures a pass
         ({"streams": ["a=synthetic:"], "model": "m.onnx"}, 2, Lanes(1), 2),  # not measured: one model
     ],
 )

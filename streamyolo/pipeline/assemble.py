@@ -301,7 +301,8 @@ def choose_lanes(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model: 
 
     cuda = resolve_device(cfg.device).startswith("cuda")
     kind = "pytorch" if is_pytorch(model) else "openvino" if is_openvino(model) else "other"
-    live_only = _live_only(streams)
+    # A live frame is one picture a forward pass, which replicas cannot share; a tiled one is many.
+    live_only = _live_only(streams) and not any(cfg.tiles_of(s.config) for s in streams)
     if not lanes_pay(kind, cuda, live_only):
         return Lanes()
     share = max(1, cpu_count() // (total or workers))
@@ -309,7 +310,7 @@ def choose_lanes(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model: 
     lend = lends_lanes(lanes, workers, cfg.batch, cfg.worker_mode == "thread")
     if lanes > 1 or lend:
         log.info("lanes: auto chose %d model replica(s) per worker, %d thread(s) each (%s model, lossless "
-                 "streams, %d CPU cores per worker)%s", lanes, max(1, share // lanes), kind, share,
+                 "or tiled streams, %d CPU cores per worker)%s", lanes, max(1, share // lanes), kind, share,
                  "; workers that finish lend them to the others" if lend else "")
     return Lanes(lanes, lend)
 

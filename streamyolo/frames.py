@@ -484,6 +484,9 @@ class Result:
     still: bool = False
     """The model did not run on this frame: nothing moved since it last did (``motion``), and
     its detections are those of that frame."""
+    pictures: int | None = None
+    """Streams with ``tiles``: the pictures the model ran on for this frame (the whole and its
+    parts; with ``motion``, only the parts where something moved; 0 when still)."""
 
     @property
     def stream(self) -> str:
@@ -519,4 +522,6 @@ class Result:
             record["zones"] = {z.name: dict(z.inside) for z in self.zones}
         if self.still:
             record["still"] = True
+        if self.pictures is not None:
+            record["pictures"] = self.pictures
         return record

@@ -93,10 +93,11 @@ def test_a_still_frame_takes_the_detections_of_the_frame_the_model_runs_on_in_th
     images = [still[0], still[1], walker, walker, still[1]]
     batch = [(channel, Frame(FrameMeta("street", seq, 0.0, pts=seq / 30), image)) for seq, image in enumerate(images)]
     CountingDetector.ran = 0
-    detections, stills = worker._detect(CountingDetector(), batch)
+    detections, stills, pictures = worker._detect(CountingDetector(), batch)
     assert stills == [False, True, False, True, False] and CountingDetector.ran == 3
+    assert pictures == [1, 0, 1, 0, 1]
     assert [round(float(found.conf[0]) * 1000) for found in detections] == [1, 1, 2, 2, 3]
-    detections, stills = worker._detect(CountingDetector(), batch[4:])  # the next batch compares with the last run
+    detections, stills, _ = worker._detect(CountingDetector(), batch[4:])  # the next batch compares with the last run
     assert stills == [True] and round(float(detections[0].conf[0]) * 1000) == 3
 
 

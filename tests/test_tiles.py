@@ -4,6 +4,7 @@ back in the picture's pixels and merged."""
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import threading
 from collections.abc import Sequence
@@ -120,10 +121,10 @@ def test_a_worker_runs_the_model_on_the_whole_picture_and_its_parts_and_still_fr
              (plain, Frame(FrameMeta("near", 0, 0.0, pts=0.0), picture[:240, :320].copy())),
              (channel, Frame(FrameMeta("far", 1, 0.0, pts=1 / 30), picture.copy()))]
     _Script.shapes.clear()
-    detections, stills = worker._detect(_Script(), batch)
+    detections, stills, pictures = worker._detect(_Script(), batch)
     part = tiles(settings, 360, 640)[0]
     assert sorted(_Script.shapes) == sorted([(360, 640, 3), (240, 320, 3)] + [(part.height, part.width, 3)] * 4)
-    assert stills == [False, False, True]
+    assert stills == [False, False, True] and pictures == [5, 1, 0]
     # The far stream: each part's box moved to where the part is (the model's box 10 px in
     # from each part's corner); the whole picture's is the first part's, kept once.
     corners = sorted((round(float(x)), round(float(y))) for x, y in detections[0].xyxy[:, :2])
@@ -152,7 +153,7 @@ def test_with_motion_a_part_where_nothing_moved_takes_what_the_model_last_found_
     def run(picture: Image, at: float) -> tuple[dict[tuple[int, int], float], bool]:
         """Each box's confidence, by its top-left corner (the part it came from), and stillness."""
         frame = Frame(FrameMeta("far", 0, 0.0, pts=at), picture)
-        (found,), (still,) = worker._detect(CountingDetector(), [(channel, frame)])
+        (found,), (still,), _ = worker._detect(CountingDetector(), [(channel, frame)])
         return {(round(float(b[0])), round(float(b[1]))): round(float(c) * 1000)
                 for b, c in zip(found.xyxy, found.conf, strict=True)}, still
 
@@ -185,8 +186,9 @@ def test_with_motion_a_part_where_nothing_moved_takes_what_the_model_last_found_
     second[40:88, 40:64] = 230
     frames = [(channel, Frame(FrameMeta("far", seq, 0.0, pts=5.4 + seq / 30), picture))
               for seq, picture in enumerate([first_frame, second])]
-    found, stills = worker._detect(CountingDetector(), frames)
-    assert stills == [False, False] and CountingDetector.ran == 16 + 2 + 2  # the whole and one part, twice
+    found, stills, pictures = worker._detect(CountingDetector(), frames)
+    assert stills == [False, False] and pictures == [2, 2]  # the whole picture and one part, twice
+    assert CountingDetector.ran == 16 + 2 + 2
     boxes = [{(round(float(b[0])), round(float(b[1]))): round(float(c) * 1000)
               for b, c in zip(f.xyxy, f.conf, strict=True)} for f in found]
     # The batch's pictures run by shape: the two whole pictures (17, 18), then the parts (19, 20).
@@ -232,10 +234,13 @@ def test_the_real_model_finds_far_people_on_parts_it_misses_on_the_whole_picture
 
         done = in_process(capsys, caplog, "run", "--source", f"far={clip}", "--model", str(shared_model),
                           "--tiles", "3x3", "--worker-mode", "process", "--workers", "1",
-                          "--jsonl", str(tmp_path / "det.jsonl"), "--no-display")
+                          "--jsonl", str(tmp_path / "det.jsonl"), "--summary", str(tmp_path / "summary.json"),
+                          "--no-display")
         assert done.returncode == 0, done.stderr
         lines = read_jsonl(tmp_path / "det.jsonl")
-        assert len(lines) == len(decoded) == 2
+        assert len(lines) == len(decoded) == 2 and [line["pictures"] for line in lines] == [10, 10]
+        assert json.loads((tmp_path / "summary.json").read_text())["streams"]["far"]["pictures"] == 20
+        assert "tiles of far: the model ran on 20 pictures for 2 frames (10.0 a frame)" in done.stdout
         for line, picture in zip(lines, decoded, strict=True):
             expected = detect_tiled(detector, picture, settings)
             # The run's models have other thread counts: OpenVINO's sums may differ in the last

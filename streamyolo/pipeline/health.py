@@ -58,6 +58,8 @@ class HealthSnapshot:
     processed: int
     still: int
     """Frames processed without a forward pass: nothing had moved (``motion``)."""
+    pictures: int
+    """Pictures the model ran on for the frames processed (counted for streams with ``tiles``)."""
     lost: int
     last_frame_at: float | None
     last_age: float | None
@@ -89,6 +91,7 @@ class StreamHealth:
         self._zone_entries: dict[str, dict[str, int]] = {}
         self._processed = 0
         self._still = 0
+        self._pictures = 0
         self._lost = 0
         self._last_frame_at: float | None = None
         self._last_age: float | None = None
@@ -204,11 +207,13 @@ class StreamHealth:
             self._last_frame_at = now
             self._in.tick(now)
 
-    def processed(self, age: float, now: float, still: bool = False) -> None:
-        """A frame's result was written (``still``: without a forward pass, see ``motion``)."""
+    def processed(self, age: float, now: float, still: bool = False, pictures: int = 0) -> None:
+        """A frame's result was written (``still``: without a forward pass, see ``motion``;
+        ``pictures``: how many the model ran on for it, see ``tiles``)."""
         with self._lock:
             self._processed += 1
             self._still += still
+            self._pictures += pictures
             self._last_age = age
             self._out.tick(now)
 
@@ -258,6 +263,7 @@ class StreamHealth:
                 reconnects=self._reconnects,
                 processed=self._processed,
                 still=self._still,
+                pictures=self._pictures,
                 lost=self._lost,
                 last_frame_at=self._last_frame_at,
                 last_age=self._last_age,

@@ -37,6 +37,8 @@ class StreamReport:
     """Zones of a tracked stream: zone → class name → tracked objects that entered it."""
     still: int | None = None
     """Streams with ``motion``: the frames processed without a forward pass (nothing moved)."""
+    pictures: int | None = None
+    """Streams with ``tiles``: the pictures the model ran on (whole pictures and parts)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,8 @@ class Summary:
                 out["streams"][name]["zone_entries"] = report.zone_entries
             if report.still is not None:
                 out["streams"][name]["still"] = report.still
+            if report.pictures is not None:
+                out["streams"][name]["pictures"] = report.pictures
         if self.worker_restarts:
             out["workers"] = workers_json(self.worker_restarts)
         return out
@@ -99,6 +103,8 @@ class Summary:
         counted += [f"zones of {name}, entered: {zone_text(r.zone_entries)}"
                     for name, r in self.streams.items() if r.zone_entries]
         counted += [still_text(name, r.processed, r.still) for name, r in self.streams.items() if r.still is not None]
+        counted += [pictures_text(name, r.processed, r.pictures) for name, r in self.streams.items()
+                    if r.pictures is not None]
         return "\n".join([_format(rows), *counted, *recording_notes(recorded),
                           *recording_notes(clipped, "clips of"), *restart_notes(self.worker_restarts)])
 
@@ -125,6 +131,16 @@ def count_text(counts: Mapping[str, Mapping[str, Mapping[str, int]]]) -> str:
 
     return "; ".join(f"{line}: {one(ways.get('in', {}), 'in')}, {one(ways.get('out', {}), 'out')}"
                      for line, ways in counts.items())
+
+
+def pictures_text(stream: str, processed: int, pictures: int) -> str:
+    """What a stream's ``tiles`` cost its model.
+
+    >>> pictures_text("far", 600, 1380)
+    'tiles of far: the model ran on 1380 pictures for 600 frames (2.3 a frame)'
+    """
+    each = f" ({pictures / processed:.1f} a frame)" if processed else ""
+    return f"tiles of {stream}: the model ran on {pictures} pictures for {processed} frames{each}"
 
 
 def still_text(stream: str, processed: int, still: int) -> str:

@@ -21,6 +21,8 @@ _PER_STREAM = (
      "Frames processed (with motion, the still ones too)."),
     ("still", "streamyolo_stream_still_frames_total", "counter",
      "Frames that took the last detections, nothing having moved (streams with motion)."),
+    ("pictures", "streamyolo_stream_model_pictures_total", "counter",
+     "Pictures the model ran on, whole pictures and parts (streams with tiles)."),
     ("dropped", "streamyolo_stream_dropped_frames_total", "counter",
      "Frames overwritten before the model saw them (live streams)."),
     ("reconnects", "streamyolo_stream_reconnects_total", "counter", "Times the stream was opened again."),

@@ -18,8 +18,9 @@ A small HTTP server (the standard library's, one thread per client) serves:
   (``{"person": 2}``), ``counts`` its counting lines' totals (``{"door": {"in": {"person":
   3}, "out": {}}}``), ``zones`` what its zones hold in that frame (``{"queue": {"person":
   2}}``), ``size`` its picture's ``[width, height]``, on a tracked stream
-  ``zone_entries`` the objects that entered them so far, and ``still`` the frames that took
-  the last detections (``null`` unless the stream has ``motion``);
+  ``zone_entries`` the objects that entered them so far, ``still`` the frames that took
+  the last detections (``null`` unless the stream has ``motion``), and ``pictures`` those the
+  model ran on (``null`` unless the stream has ``tiles``);
   with process workers also ``"workers": {name: {"restarts": n}}``;
 - ``/metrics``: the same numbers in Prometheus' text format (:mod:`streamyolo.sinks.metrics`);
 - with ``recordings`` (the recording folder): ``/recordings.json``, every MP4 in it (``{"files":
@@ -261,7 +262,7 @@ class WebViewer:
 
     def status(self) -> dict[str, Any]:
         keep = ("name", "state", "captured", "processed", "dropped", "fps_in", "fps_out", "frame_age", "reconnects",
-                "error", "source", "counts", "zone_entries", "still")
+                "error", "source", "counts", "zone_entries", "still", "pictures")
         streams = []
         for report in self._reports():
             fields = asdict(report)

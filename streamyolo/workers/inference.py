@@ -236,9 +236,10 @@ class InferenceWorker:
         return batch, hold
 
     def _process(self, detector: Detector, batch: list[tuple[Channel, Frame]]) -> None:
-        detections, stills = self._detect(detector, batch)
+        detections, stills, counts = self._detect(detector, batch)
         now = self._clock()
-        for index, ((channel, frame), found, still) in enumerate(zip(batch, detections, stills, strict=True)):
+        for index, ((channel, frame), found, still, pictures) in enumerate(
+                zip(batch, detections, stills, counts, strict=True)):
             try:
                 kept = found if channel.keep is None else channel.keep.apply(found)
                 if channel.masks:
@@ -256,24 +257,25 @@ class InferenceWorker:
                         speeds = tuple(self._watches[channel.name].speeds.items())
                     channel.health.zoned(zones, visits)
                 result = Result(frame, shown, now, self.name, crossings, lines, zones, visits, channel.masks, speeds,
-                                still)
+                                still, pictures if channel.tiles is not None else None)
                 self._sink.write(result)
             except BaseException:
                 for lost_channel, _ in batch[index:]:
                     lost_channel.health.lose(1)
                 raise
-            channel.health.processed(result.age, now, still)
+            channel.health.processed(result.age, now, still, pictures)
 
-    def _detect(self, detector: Detector, batch: list[tuple[Channel, Frame]]) -> tuple[list[Detections], list[bool]]:
-        """Each frame's detections, and whether it was still (``motion``: nothing moved since
-        the frame the model last ran on, in this batch or before, whose detections it takes
-        with no forward pass of its own). A stream with ``tiles`` has the model run on the
-        frame's parts too, every picture of the batch in one call, and its objects merged;
-        with ``motion`` as well, a part where nothing moved takes what the model last found
-        on it."""
+    def _detect(self, detector: Detector, batch: list[tuple[Channel, Frame]]
+                ) -> tuple[list[Detections], list[bool], list[int]]:
+        """Each frame's detections, whether it was still (``motion``: nothing moved since the
+        frame the model last ran on, in this batch or before, whose detections it takes with
+        no forward pass of its own), and how many pictures the model ran on for it. A stream
+        with ``tiles`` has the model run on the frame's parts too, every picture of the batch
+        in one call, and its objects merged; with ``motion`` as well, a part where nothing
+        moved takes what the model last found on it."""
         takes: list[Detections | int] = []  # detections from before, or the index of the frame's run in `runs`
         stills: list[bool] = []
-        runs: list[tuple[Channel, Image, list[Detections | int]]] = []  # each picture's detections, or index
+        runs: list[tuple[Channel, Image, list[Detections | int], int]] = []  # and how many pictures it added
         pictures: list[Image] = []  # what the model runs on: frames, or their parts
         gated: list[MotionGate[Detections | int]] = []  # frames' gates, their `found` an index in `runs`
         parts_gated: list[MotionGate[Detections | int]] = []  # parts' gates, `found` an index in `pictures`
@@ -286,9 +288,9 @@ class InferenceWorker:
                 last = gate.still(small, at)
             stills.append(last is not None)
             if last is None:
-                last = len(runs)
+                last, before = len(runs), len(pictures)
                 plan = self._plan(channel, frame, small, pictures, parts_gated)
-                runs.append((channel, frame.image, plan))
+                runs.append((channel, frame.image, plan, len(pictures) - before))
                 if gate is not None and small is not None:
                     gate.ran(small, at, last)  # this batch's later frames of the stream compare with it
                     gated.append(gate)
@@ -312,11 +314,13 @@ class InferenceWorker:
                 if isinstance(gate.found, int):
                     gate.settle(found[gate.found])
             ran = [self._merged(channel, image, [found[p] if isinstance(p, int) else p for p in plan])
-                   for channel, image, plan in runs]
+                   for channel, image, plan, _ in runs]
         for gate in gated:
             if isinstance(gate.found, int):
                 gate.settle(ran[gate.found])
-        return [ran[take] if isinstance(take, int) else take for take in takes], stills
+        counts = [0 if still or not isinstance(take, int) else runs[take][3]
+                  for take, still in zip(takes, stills, strict=True)]
+        return [ran[take] if isinstance(take, int) else take for take in takes], stills, counts
 
     def _plan(self, channel: Channel, frame: Frame, small: npt.NDArray[np.uint8] | None, pictures: list[Image],
               parts_gated: list[MotionGate[Detections | int]]) -> list[Detections | int]:

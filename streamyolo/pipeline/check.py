@@ -25,7 +25,7 @@ import numpy as np
 
 from streamyolo.clock import format_seconds
 from streamyolo.errors import SourceError
-from streamyolo.frames import Image
+from streamyolo.frames import Detections, Image
 from streamyolo.inference.models import resolve_device
 from streamyolo.inference.tiles import TileSettings, detect_tiled
 from streamyolo.pipeline.build import ResolvedStream, open_stream, recording_source
@@ -265,6 +265,12 @@ class Loaded:
     """A line per probed frame: what it found there, in how long."""
 
 
+def _what(found: Detections) -> str:
+    """``16 person, 1 bicycle``: what was found, most frequent first."""
+    names = collections.Counter(found.name(int(c)) for c in found.cls)
+    return ", ".join(f"{n} {name}" for name, n in names.most_common()) or "nothing"
+
+
 def try_model(factory: DetectorFactory, probes: Sequence[Probe],
               tiles: Mapping[str, TileSettings | None] | None = None) -> Loaded:
     """Build a worker's detector as the run would (in a thread of its own; compiling an
@@ -291,10 +297,11 @@ def try_model(factory: DetectorFactory, probes: Sequence[Probe],
                     parts = (tiles or {}).get(probe.stream)
                     detections = detect_tiled(detector, probe.image, parts)
                     took = time.perf_counter() - started
-                    names = collections.Counter(detections.name(int(c)) for c in detections.cls)
-                    what = ", ".join(f"{n} {name}" for name, n in names.most_common()) or "nothing"
-                    passes = "" if parts is None else f" ({parts.passes} passes)"
-                    lines.append(f"  {probe.stream}: {what} in {took * 1000:.0f} ms{passes}")
+                    passes = ""
+                    if parts is not None:  # what the parts add, for the user to judge whether they pay
+                        alone = _what(detector.detect([probe.image])[0])
+                        passes = f" ({parts.passes} passes; on the whole picture alone: {alone})"
+                    lines.append(f"  {probe.stream}: {_what(detections)} in {took * 1000:.0f} ms{passes}")
             finally:
                 detector.close()
             found.append(Loaded(loaded, task, classes, lines))

@@ -177,9 +177,10 @@ class TilesConfig(_Strict):
             raise ValueError("not a grid of 2 to 64 parts, 1 to 8 across and down (as 3x2)")
         return f"{columns}x{rows}"
 
-    def settings(self) -> TileSettings:
+    def settings(self, most: int = _TILES.most) -> TileSettings:
+        """These settings, for a run that keeps at most ``most`` objects a frame (``max_det``)."""
         columns, rows = (int(n) for n in self.grid.split("x"))
-        return TileSettings(columns, rows, self.overlap, self.whole)
+        return TileSettings(columns, rows, self.overlap, self.whole, most)
 
 
 def _tiles(value: Any) -> Any:
@@ -854,7 +855,7 @@ class PipelineConfig(_Strict):
         """``stream``'s tiles (its own, else the run's), ``None``: the whole picture alone."""
         own = stream.tiles
         tiles = self.tiles if own is None else own or None
-        return None if tiles is None else tiles.settings()
+        return None if tiles is None else tiles.settings(self.max_det)
 
     def model_of(self, stream: StreamConfig) -> str:
         """The model ``stream`` runs: its own, else the run's."""

@@ -88,6 +88,9 @@ def test_objects_found_twice_are_kept_once_and_objects_a_part_cuts_come_from_whe
     assert merged.keypoints is not None
     centres = (merged.xyxy[:, :2] + merged.xyxy[:, 2:]) / 2
     assert np.allclose(merged.keypoints[:, 0, :2], centres), "keypoints not moved with their boxes"
+    # At most `most` objects (the run's max_det), the most confident.
+    few = merge(TileSettings(2, 1, 0.2, most=2), (100, 200, 3), [whole, left, right], {0: "person", 1: "car"})
+    assert [round(float(c), 2) for c in few.conf] == [0.8, 0.7]
     # Without the whole picture, the big object is lost (cut in both parts), the rest the same.
     alone = merge(TileSettings(2, 1, 0.2, whole=False), (100, 200, 3), [left, right], {0: "person", 1: "car"})
     assert len(alone) == len(merged) - 1 and 0.8 not in np.round(alone.conf, 2)
@@ -268,6 +271,8 @@ def test_tiles_are_checked_and_a_stream_may_go_without() -> None:
                                      "tiles": {"grid": "4X3", "overlap": 0.1, "whole": False}}],
                         "tiles": "3x2"})
     assert [cfg.tiles_of(s) for s in cfg.streams] == [TileSettings(3, 2), None, TileSettings(4, 3, 0.1, False)]
+    assert build_config({"streams": ["synthetic:"], "tiles": "2x2", "max_det": 50}).tiles_of(
+        cfg.streams[0]) == TileSettings(2, 2, most=50)
     for bad, key in [("1x1", r"streams\.0\.tiles\.grid"), ("9x2", r"streams\.0\.tiles\.grid"),
                      ("wide", r"streams\.0\.tiles\.grid"),
                      ({"grid": "2x2", "overlap": 0.6}, r"streams\.0\.tiles\.overlap"),

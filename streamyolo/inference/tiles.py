@@ -56,6 +56,9 @@ class TileSettings:
     smaller than that is whole in one of them."""
     whole: bool = True
     """Also run the model on the whole picture, for objects bigger than the overlap."""
+    most: int = 300
+    """At most this many objects a frame, the most confident (the run's ``max_det``, which
+    bounds each picture the model runs on)."""
 
     @property
     def passes(self) -> int:
@@ -137,7 +140,7 @@ def merge(settings: TileSettings, shape: tuple[int, ...], found: Sequence[Detect
     pictures = [*whole, *placed]
     everything = Detections.joined(pictures, names)
     source = np.repeat(np.arange(len(pictures)), [len(p) for p in pictures])
-    return everything.select(suppressed(everything, source, MERGE_IOU))
+    return everything.select(suppressed(everything, source, MERGE_IOU)[:settings.most])
 
 
 def _uncut(tile: Tile, found: Detections) -> Detections:

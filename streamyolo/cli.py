@@ -67,8 +67,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="run the model only on frames where something moved; still frames take the last "
                              "detections (the model still runs every 5 s of each stream)")
     parser.add_argument("--tiles", metavar="GRID",
-                        help="also run the model on overlapping parts of each picture, 3x2: 3 across, 2 down "
-                             "(small objects on big pictures; each part costs a forward pass)")
+                        help="also run the model on overlapping parts of each picture, 3x2: 3 across, 2 down, or "
+                             "auto: parts about imgsz across (small objects on big pictures; each part costs a "
+                             "forward pass)")
     parser.add_argument("--half", action="store_true", default=None, help="FP16 inference (CUDA)")
     parser.add_argument("--record", metavar="DIR", help="write one annotated H.264 MP4 per stream here")
     parser.add_argument("--record-mode", choices=["annotated", "original"],

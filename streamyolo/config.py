@@ -162,7 +162,9 @@ class TilesConfig(_Strict):
     :mod:`streamyolo.inference.tiles`); ``tiles: 3x2`` gives the grid alone."""
 
     grid: str
-    """Parts across × parts down: ``3x2``."""
+    """Parts across × parts down: ``3x2``; ``auto``: as many as make parts about the model's
+    input size (``imgsz``), by each picture's size (1080p at 640: ``3x2``; 4K: ``6x3``; 640 × 480:
+    none, the whole picture alone)."""
     overlap: float = Field(default=_TILES.overlap, ge=0, le=0.5)
     """How much neighbouring parts share, a fraction of a part: an object smaller is whole in one."""
     whole: bool = _TILES.whole
@@ -171,16 +173,19 @@ class TilesConfig(_Strict):
     @field_validator("grid")
     @classmethod
     def _grid(cls, value: str) -> str:
+        if value.strip().lower() == "auto":
+            return "auto"
         match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", value)
         columns, rows = (int(match[1]), int(match[2])) if match else (0, 0)
         if not (1 <= columns <= 8 and 1 <= rows <= 8) or columns * rows == 1:
-            raise ValueError("not a grid of 2 to 64 parts, 1 to 8 across and down (as 3x2)")
+            raise ValueError("not a grid of 2 to 64 parts, 1 to 8 across and down (as 3x2), nor auto")
         return f"{columns}x{rows}"
 
-    def settings(self, most: int = _TILES.most) -> TileSettings:
-        """These settings, for a run that keeps at most ``most`` objects a frame (``max_det``)."""
-        columns, rows = (int(n) for n in self.grid.split("x"))
-        return TileSettings(columns, rows, self.overlap, self.whole, most)
+    def settings(self, most: int = _TILES.most, size: tuple[int, int] = _TILES.size) -> TileSettings:
+        """These settings, for a run that keeps at most ``most`` objects a frame (``max_det``)
+        with a model whose input is ``size`` (height, width)."""
+        columns, rows = (0, 0) if self.grid == "auto" else (int(n) for n in self.grid.split("x"))
+        return TileSettings(columns, rows, self.overlap, self.whole, most, size)
 
 
 def _tiles(value: Any) -> Any:
@@ -855,7 +860,10 @@ class PipelineConfig(_Strict):
         """``stream``'s tiles (its own, else the run's), ``None``: the whole picture alone."""
         own = stream.tiles
         tiles = self.tiles if own is None else own or None
-        return None if tiles is None else tiles.settings(self.max_det)
+        if tiles is None:
+            return None
+        imgsz = stream.imgsz if stream.imgsz is not None else self.imgsz
+        return tiles.settings(self.max_det, (imgsz, imgsz) if isinstance(imgsz, int) else (imgsz[0], imgsz[1]))
 
     def model_of(self, stream: StreamConfig) -> str:
         """The model ``stream`` runs: its own, else the run's."""

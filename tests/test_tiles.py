@@ -52,6 +52,26 @@ def test_the_parts_cover_the_picture_and_neighbours_share_the_overlap(height: in
     assert all(np.shares_memory(p, picture) for p in pictures[1:]), "a part was copied"
 
 
+def test_auto_makes_parts_about_the_models_input_size_and_a_small_picture_runs_whole() -> None:
+    auto = TileSettings(0, 0, size=(640, 640))
+    assert {(t.width, t.height) for t in tiles(auto, 1080, 1920)} == {(739, 600)} and len(tiles(auto, 1080, 1920)) == 6
+    assert len(tiles(TileSettings(0, 0, size=(1280, 1280)), 2160, 3840)) == 6  # a 4K camera at imgsz 1280: 3x2
+    small = np.zeros((480, 640, 3), np.uint8)
+    alone = TileSettings(0, 0, whole=False)
+    assert tiles(auto, 480, 640) == () and len(cut(auto, small)) == 1 and cut(alone, small)[0] is small
+    found = _found([(10, 10, 30, 50)], [0.5])
+    assert merge(alone, small.shape, [found], {0: "person"}).xyxy.tolist() == [[10, 10, 30, 50]]
+    # With motion too, a small picture is one picture a frame (no part has a gate).
+    channel = Channel("near", RingBuffer(8, Overflow.BLOCK), False, StreamHealth("near"), motion=MotionSettings(),
+                      tiles=alone)
+    worker = InferenceWorker("w0", CountingDetector, [channel], JsonlSink(Path("unused")), threading.Event())
+    worker.names = dict(CountingDetector.names)
+    CountingDetector.ran = 0
+    _, stills, pictures = worker._detect(CountingDetector(), [(channel, Frame(FrameMeta("near", 0, 0.0, pts=0.0),
+                                                                            small))])
+    assert stills == [False] and pictures == [1] and CountingDetector.ran == 1
+
+
 def _found(boxes: Sequence[tuple[float, float, float, float]], conf: Sequence[float],
            cls: Sequence[int] | None = None) -> Detections:
     n = len(boxes)
@@ -273,6 +293,10 @@ def test_tiles_are_checked_and_a_stream_may_go_without() -> None:
     assert [cfg.tiles_of(s) for s in cfg.streams] == [TileSettings(3, 2), None, TileSettings(4, 3, 0.1, False)]
     assert build_config({"streams": ["synthetic:"], "tiles": "2x2", "max_det": 50}).tiles_of(
         cfg.streams[0]) == TileSettings(2, 2, most=50)
+    auto = build_config({"streams": ["synthetic:", {"source": "synthetic:?seed=2", "imgsz": 1280}], "tiles": "Auto",
+                         "imgsz": [384, 640]})
+    assert [auto.tiles_of(s) for s in auto.streams] == [TileSettings(0, 0, size=(384, 640)),
+                                                        TileSettings(0, 0, size=(1280, 1280))]
     for bad, key in [("1x1", r"streams\.0\.tiles\.grid"), ("9x2", r"streams\.0\.tiles\.grid"),
                      ("wide", r"streams\.0\.tiles\.grid"),
                      ({"grid": "2x2", "overlap": 0.6}, r"streams\.0\.tiles\.overlap"),
@@ -292,5 +316,7 @@ def test_the_plan_says_which_streams_run_the_model_on_parts(tmp_path: Path, caps
     far, near = (next(line for line in done.stdout.splitlines() if line.strip().startswith(name))
                  for name in ("far", "near"))
     assert "tiles 2x2 (overlap 20%) and the whole picture: 5 passes a frame" in far and "tiles" not in near
+    done = in_process(capsys, caplog, "check", str(config), "--tiles", "auto")
+    assert "tiles auto (parts about 640x640, overlap 20%) and the whole picture" in done.stdout, done.stdout
     assert in_process(capsys, caplog, "check", str(config), "--tiles", "3").returncode == 2
     assert "config key 'tiles.grid'" in caplog.text

@@ -50,6 +50,7 @@ class TileSettings:
     """A stream's ``tiles`` (see the module)."""
 
     columns: int = 2
+    """Parts across; 0 (with ``rows`` 0): ``auto``, as many as make parts about ``size`` across."""
     rows: int = 2
     overlap: float = 0.2
     """How much neighbouring parts share, a fraction of a part's width (height): an object
@@ -59,20 +60,33 @@ class TileSettings:
     most: int = 300
     """At most this many objects a frame, the most confident (the run's ``max_det``, which
     bounds each picture the model runs on)."""
+    size: tuple[int, int] = (640, 640)
+    """``auto``: the model's input (height, width), which parts should be about as big as."""
 
-    @property
-    def passes(self) -> int:
-        """Forward passes a frame."""
-        return self.columns * self.rows + self.whole
+    def grid(self, height: int, width: int) -> tuple[int, int]:
+        """Parts across and down for a ``height`` × ``width`` picture (``auto``: as many as
+        make parts about ``size``, at least 1; 1 × 1 is the whole picture alone).
+
+        >>> auto = TileSettings(0, 0)
+        >>> auto.grid(1080, 1920), auto.grid(2160, 3840), auto.grid(720, 1280), auto.grid(480, 640)
+        ((3, 2), (6, 3), (2, 1), (1, 1))
+        """
+        if self.columns:
+            return self.columns, self.rows
+        return max(1, round(width / self.size[1])), max(1, round(height / self.size[0]))
 
     def describe(self) -> str:
         """
         >>> TileSettings(3, 2).describe()
         'tiles 3x2 (overlap 20%) and the whole picture: 7 passes a frame'
+        >>> TileSettings(0, 0, whole=False).describe()
+        'tiles auto (parts about 640x640, overlap 20%)'
         """
         whole = " and the whole picture" if self.whole else ""
+        if not self.columns:
+            return f"tiles auto (parts about {self.size[1]}x{self.size[0]}, overlap {self.overlap:.0%}){whole}"
         return (f"tiles {self.columns}x{self.rows} (overlap {self.overlap:.0%}){whole}: "
-                f"{self.passes} passes a frame")
+                f"{self.columns * self.rows + self.whole} passes a frame")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,18 +122,27 @@ def tiles(settings: TileSettings, height: int, width: int) -> tuple[Tile, ...]:
     >>> [(t.x, t.y, t.width, t.height, t.inner) for t in tiles(TileSettings(2, 1), 100, 200)]
     [(0, 0, 112, 100, (False, False, True, False)), (88, 0, 112, 100, (True, False, False, False))]
     """
+    columns, rows = settings.grid(height, width)
+    if columns * rows == 1:  # `auto` on a small picture: no parts
+        return ()
     out = []
-    for y, h in _spans(height, settings.rows, settings.overlap):
-        for x, w in _spans(width, settings.columns, settings.overlap):
+    for y, h in _spans(height, rows, settings.overlap):
+        for x, w in _spans(width, columns, settings.overlap):
             out.append(Tile(x, y, w, h, (x > 0, y > 0, x + w < width, y + h < height)))
     return tuple(out)
 
 
+def with_whole(settings: TileSettings, height: int, width: int) -> bool:
+    """Whether the model runs on a ``height`` × ``width`` picture whole: with ``whole``, or
+    where it has no parts."""
+    return settings.whole or not tiles(settings, height, width)
+
+
 def cut(settings: TileSettings, image: Image) -> list[Image]:
-    """What the model runs on for ``image``: the whole picture (with ``whole``), then its parts
-    (views of it, not copies)."""
+    """What the model runs on for ``image``: the whole picture (:func:`with_whole`), then its
+    parts (views of it, not copies)."""
     parts = [image[t.y:t.y + t.height, t.x:t.x + t.width] for t in tiles(settings, *image.shape[:2])]
-    return [image, *parts] if settings.whole else parts
+    return [image, *parts] if with_whole(settings, *image.shape[:2]) else parts
 
 
 def detect_tiled(detector: Detector, image: Image, settings: TileSettings | None) -> Detections:
@@ -134,7 +157,7 @@ def merge(settings: TileSettings, shape: tuple[int, ...], found: Sequence[Detect
     """One picture's objects from what the model found on each of :func:`cut`'s pictures (in
     that order), in the picture's pixels, most confident first."""
     parts = tiles(settings, int(shape[0]), int(shape[1]))
-    whole = [found[0]] if settings.whole else []
+    whole = [found[0]] if with_whole(settings, int(shape[0]), int(shape[1])) else []
     placed = [_uncut(tile, part).placed(1.0, tile.x, tile.y)
               for tile, part in zip(parts, found[len(whole):], strict=True)]
     pictures = [*whole, *placed]

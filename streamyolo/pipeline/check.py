@@ -27,7 +27,7 @@ from streamyolo.clock import format_seconds
 from streamyolo.errors import SourceError
 from streamyolo.frames import Detections, Image
 from streamyolo.inference.models import resolve_device
-from streamyolo.inference.tiles import TileSettings, detect_tiled
+from streamyolo.inference.tiles import TileSettings, cut, detect_tiled
 from streamyolo.pipeline.build import ResolvedStream, open_stream, recording_source
 from streamyolo.sinks.original import uncopied
 from streamyolo.sources import redact_url
@@ -300,7 +300,7 @@ def try_model(factory: DetectorFactory, probes: Sequence[Probe],
                     passes = ""
                     if parts is not None:  # what the parts add, for the user to judge whether they pay
                         alone = _what(detector.detect([probe.image])[0])
-                        passes = f" ({parts.passes} passes; on the whole picture alone: {alone})"
+                        passes = f" ({len(cut(parts, probe.image))} passes; on the whole picture alone: {alone})"
                     lines.append(f"  {probe.stream}: {_what(detections)} in {took * 1000:.0f} ms{passes}")
             finally:
                 detector.close()

@@ -30,7 +30,7 @@ from streamyolo.frames import (
 from streamyolo.inference.counting import CountingLine, LineCounter, Zone, ZoneWatch, occupancy, unmasked, zone_tallies
 from streamyolo.inference.detector import Detector, DetectorFactory, detect_by_shape
 from streamyolo.inference.motion import MotionGate, MotionSettings
-from streamyolo.inference.tiles import Tile, TileSettings, cut, merge, tiles
+from streamyolo.inference.tiles import Tile, TileSettings, cut, merge, tiles, with_whole
 from streamyolo.inference.tracking import StreamTracker
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.sinks.base import Sink
@@ -335,7 +335,8 @@ class InferenceWorker:
             gate = gates[index] if gates else None
             if gate is not None:
                 assert small is not None and channel.tiles is not None
-                where = tiles(channel.tiles, *frame.image.shape[:2])[index - channel.tiles.whole]
+                height, width = frame.image.shape[:2]
+                where = tiles(channel.tiles, height, width)[index - with_whole(channel.tiles, height, width)]
                 part = _small_part(small, frame.image.shape, where)
                 last = gate.still(part, frame.meta.media_time)
                 if last is not None:
@@ -368,11 +369,13 @@ class InferenceWorker:
             return known[1]
         assert channel.motion is not None and channel.tiles is not None
         parts = tiles(channel.tiles, *shape[:2])
-        # A part's `area` is as many pixels as the frame's: as sensitive to what moves.
-        settings = replace(channel.motion, area=min(1.0, channel.motion.area * shape[0] * shape[1]
-                                                    / (parts[0].width * parts[0].height)))
-        whole: list[MotionGate[Detections | int] | None] = [None] if channel.tiles.whole else []
-        gates = whole + [MotionGate(settings) for _ in parts]
+        whole: list[MotionGate[Detections | int] | None] = [None] if with_whole(channel.tiles, *shape[:2]) else []
+        gates = whole
+        if parts:
+            # A part's `area` is as many pixels as the frame's: as sensitive to what moves.
+            settings = replace(channel.motion, area=min(1.0, channel.motion.area * shape[0] * shape[1]
+                                                        / (parts[0].width * parts[0].height)))
+            gates = whole + [MotionGate(settings) for _ in parts]
         self._parts[channel.name] = (shape, gates)
         return gates
 

@@ -862,7 +862,7 @@ class PipelineConfig(_Strict):
         tiles = self.tiles if own is None else own or None
         if tiles is None:
             return None
-        imgsz = stream.imgsz if stream.imgsz is not None else self.imgsz
+        imgsz = self.imgsz_of(stream)
         return tiles.settings(self.max_det, (imgsz, imgsz) if isinstance(imgsz, int) else (imgsz[0], imgsz[1]))
 
     def model_of(self, stream: StreamConfig) -> str:

@@ -17,7 +17,7 @@ from streamyolo.config import auto_lanes, build_config, lends_lanes
 from streamyolo.errors import ConfigError
 from streamyolo.frames import Detections, Image
 from streamyolo.inference import DetectSettings, UltralyticsFactory
-from streamyolo.inference.detector import Detector, detect_by_shape
+from streamyolo.inference.detector import Detector
 from streamyolo.inference.lanes import IdleLanes, LanedDetector, LanedFactory
 from streamyolo.inference.models import resolve_model
 from streamyolo.inference.offline import import_ultralytics
@@ -106,19 +106,19 @@ def test_each_lane_builds_its_replica_on_its_own_thread_and_results_keep_the_bat
 
 
 @pytest.mark.timeout(30)
-def test_a_batch_of_mixed_shapes_is_shared_evenly_and_each_replica_runs_one_shape_at_a_time() -> None:
+def test_a_batch_of_mixed_shapes_is_shared_evenly() -> None:
     """A frame and its tiles (``tiles``) are pictures of two shapes: the lanes share them all (5
-    and 5 of 1 + 9), each running its part one shape at a time (a model's batch has one shape)."""
+    and 5 of 1 + 9), each replica running its part whole (the model runs it shape by shape)."""
     replicas = _Replicas()
     detector = LanedDetector.build(replicas, 2)
     try:
         small = _images(10)
         big = np.zeros((96, 160, 3), np.uint8)
         stamp(big, 7, 99)
-        found = detect_by_shape(detector, [big, *small[1:]])
+        found = detector.detect([big, *small[1:]])
         assert [int(d.xyxy[0, 0]) for d in found] == [99, *range(1, 10)]
         me = threading.current_thread().name
-        assert replicas.built[me].shapes == [[(96, 160, 3)], [(64, 128, 3)] * 4]
+        assert replicas.built[me].shapes == [[(96, 160, 3)] + [(64, 128, 3)] * 4]
         assert replicas.built[f"{me}/lane1"].shapes == [[(64, 128, 3)] * 5]
     finally:
         detector.close()
@@ -323,7 +323,9 @@ class _Recording:
 def test_a_worker_on_two_lanes_builds_each_model_in_its_own_thread_and_matches_predict(
         clips: list[Path], random_model: Path) -> None:
     """End to end on real H.264 clips with a saved yolo26n: every frame once, in order, with
-    the detections of a plain ``predict()`` on the same frame (same classes, 1 px, 0.01 conf)."""
+    the detections of a plain ``predict()`` on the same frame (same classes, 1 px, 0.01 conf).
+    The clips differ in size, so a lane's part of a batch mixes shapes: the model runs each
+    shape apart."""
     model = str(random_model)
     recorded = _Recording(UltralyticsFactory(model, DetectSettings(imgsz=320), "cpu"))
     setups = [StreamSetup(p.stem, open_source(SourceSpec(p.stem, str(p), SourceKind.FILE)), Overflow.BLOCK)

@@ -214,8 +214,8 @@ def test_with_motion_a_part_where_nothing_moved_takes_what_the_model_last_found_
     assert CountingDetector.ran == 16 + 2 + 2
     boxes = [{(round(float(b[0])), round(float(b[1]))): round(float(c) * 1000)
               for b, c in zip(f.xyxy, f.conf, strict=True)} for f in found]
-    # The batch's pictures run by shape: the two whole pictures (17, 18), then the parts (19, 20).
-    assert boxes[1][corners[2]] == boxes[0][corners[2]] == 19, "the second frame's still part ran"
+    # The batch's pictures, in order: the first frame's whole (17) and part (18), the second's (19, 20).
+    assert boxes[1][corners[2]] == boxes[0][corners[2]] == 18, "the second frame's still part ran"
     assert boxes[1][corners[0]] == 20
 
 

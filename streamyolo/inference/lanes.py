@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from streamyolo.errors import WorkerError
 from streamyolo.frames import Detections, Image
-from streamyolo.inference.detector import Detector, DetectorFactory, detect_by_shape
+from streamyolo.inference.detector import Detector, DetectorFactory
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class _Lane:
             self._replies.put([])  # ready
             while (images := self._jobs.get()) is not None:
                 try:
-                    self._replies.put(detect_by_shape(detector, images))
+                    self._replies.put(detector.detect(images))
                 except BaseException as exc:
                     self.failed = True
                     self._replies.put(exc)
@@ -181,11 +181,8 @@ class LanedDetector:
     answered, so no lane is left working on a batch nobody waits for. A lane borrowed from a
     finished worker that fails (its replica raised, or its child process died) is not this
     worker's fault: its part runs again on the worker's own lanes, and only an error there
-    is raised. A batch may mix shapes (``mixed_shapes``): each lane runs its part one shape
-    at a time.
+    is raised. A batch may mix shapes (a frame and its tiles): the lanes share it whole.
     """
-
-    mixed_shapes = True
 
     def __init__(self, own: Detector | None, helpers: Sequence[_Lane], idle: IdleLanes | None = None) -> None:
         if own is None and not helpers:
@@ -245,7 +242,7 @@ class LanedDetector:
         try:
             parts = _split(images, len(mine) + len(borrowed) + (self._own is not None))
             if len(parts) == 1 and self._own is not None:
-                return detect_by_shape(self._own, images)
+                return self._own.detect(images)
             results = self._run(parts, [*mine, *borrowed])
             first_borrowed = len(parts) - len(borrowed)
             for index, result in enumerate(results):
@@ -272,7 +269,7 @@ class LanedDetector:
         """``images`` on this worker's own lanes alone."""
         parts = _split(images, min(self.lanes, len(images)))
         if len(parts) == 1 and self._own is not None:
-            return detect_by_shape(self._own, images)
+            return self._own.detect(images)
         results = self._run(parts, self._helpers[:len(parts) - (self._own is not None)])
         for result in results:
             if isinstance(result, BaseException):
@@ -290,7 +287,7 @@ class LanedDetector:
         results: list[list[Detections] | BaseException] = []
         if self._own is not None:
             try:
-                results.append(detect_by_shape(self._own, parts[0]))
+                results.append(self._own.detect(parts[0]))
             except BaseException as exc:
                 results.append(exc)
         for lane in helpers:

@@ -169,8 +169,8 @@ class UltralyticsDetector:
     model's format (see
     :mod:`streamyolo.inference.runners`: same letterbox and input arithmetic as the
     predictor) and the same NMS and box scaling that ``DetectionPredictor.postprocess``
-    applies, so results equal ``model.predict(image)`` frame by frame. Images of one
-    batch must share one shape (Ultralytics letterboxes mixed shapes differently).
+    applies, so results equal ``model.predict(image)`` frame by frame. A batch of mixed
+    shapes runs one shape at a time (Ultralytics letterboxes mixed shapes differently).
     """
 
     def __init__(self, model: Any, settings: DetectSettings, device: str, model_path: str = "",
@@ -248,14 +248,23 @@ class UltralyticsDetector:
             return []
         if self._predictor is None:
             self.warmup()
-        if len({image.shape for image in images}) != 1:
-            raise ValueError("a batch must hold images of one shape")
         import torch
 
         if self._cuda_stream is not None:
             with torch.cuda.stream(self._cuda_stream):
-                return self._detect(images)
-        return self._detect(images)
+                return self._by_shape(images)
+        return self._by_shape(images)
+
+    def _by_shape(self, images: Sequence[Image]) -> list[Detections]:
+        """One forward pass per shape of ``images``; the results in the images' order."""
+        shapes = {image.shape for image in images}
+        if len(shapes) == 1:
+            return self._detect(images)
+        out: dict[int, Detections] = {}
+        for shape in shapes:
+            indices = [i for i, image in enumerate(images) if image.shape == shape]
+            out.update(zip(indices, self._detect([images[i] for i in indices]), strict=True))
+        return [out[i] for i in range(len(images))]
 
     def _detect(self, images: Sequence[Image]) -> list[Detections]:
         import torch

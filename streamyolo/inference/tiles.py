@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamyolo.frames import Detections, Image
-from streamyolo.inference.detector import Detector, detect_by_shape
+from streamyolo.inference.detector import Detector
 
 MERGE_IOU = 0.5
 """Boxes of one class from two of a frame's pictures that overlap more than this (intersection
@@ -149,7 +149,7 @@ def detect_tiled(detector: Detector, image: Image, settings: TileSettings | None
     """One picture's objects: ``detector`` on it alone, or (``settings``) on it and its parts, merged."""
     if settings is None:
         return detector.detect([image])[0]
-    return merge(settings, image.shape, detect_by_shape(detector, cut(settings, image)), detector.names)
+    return merge(settings, image.shape, detector.detect(cut(settings, image)), detector.names)
 
 
 def merge(settings: TileSettings, shape: tuple[int, ...], found: Sequence[Detections],

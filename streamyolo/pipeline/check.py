@@ -13,7 +13,6 @@ run on each source's first frame.
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import threading
 import time
@@ -267,8 +266,7 @@ class Loaded:
 
 def _what(found: Detections) -> str:
     """``16 person, 1 bicycle``: what was found, most frequent first."""
-    names = collections.Counter(found.name(int(c)) for c in found.cls)
-    return ", ".join(f"{n} {name}" for name, n in names.most_common()) or "nothing"
+    return ", ".join(f"{n} {name}" for name, n in found.counts().items()) or "nothing"
 
 
 def try_model(factory: DetectorFactory, probes: Sequence[Probe],

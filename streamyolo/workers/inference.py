@@ -28,7 +28,7 @@ from streamyolo.frames import (
     ZoneVisit,
 )
 from streamyolo.inference.counting import CountingLine, LineCounter, Zone, ZoneWatch, occupancy, unmasked, zone_tallies
-from streamyolo.inference.detector import Detector, DetectorFactory, detect_by_shape
+from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.inference.motion import MotionGate, MotionSettings
 from streamyolo.inference.tiles import Tile, TileSettings, cut, merge, tiles, with_whole
 from streamyolo.inference.tracking import StreamTracker
@@ -38,6 +38,9 @@ from streamyolo.sources.redact import redact_text
 from streamyolo.workers.live import Hold, LivePicker
 
 log = logging.getLogger(__name__)
+
+_PartGate = tuple[MotionGate[Detections | int], Tile]
+"""A part's motion gate (``tiles`` and ``motion``) and where the part is."""
 
 _IDLE_WAIT = 0.5  # seconds; the doorbell normally wakes the worker long before this
 _MAX_HOLD = 0.1  # seconds; a hold is far shorter, this only bounds a clock that jumps
@@ -112,7 +115,7 @@ class InferenceWorker:
         self._counters: dict[str, LineCounter] = {}  # likewise
         self._watches: dict[str, ZoneWatch] = {}  # likewise
         self._gates: dict[str, MotionGate[Detections | int]] = {}  # likewise
-        self._parts: dict[str, tuple[tuple[int, ...], list[MotionGate[Detections | int] | None]]] = {}  # likewise
+        self._parts: dict[str, tuple[tuple[int, ...], list[_PartGate | None]]] = {}  # likewise, by frame shape
         self._thread = threading.Thread(target=self._run, name=f"inference:{name}")
 
     @property
@@ -299,7 +302,7 @@ class InferenceWorker:
         if runs:
             started = self._busy_since = self._clock()
             try:
-                found = detect_by_shape(detector, pictures) if pictures else []
+                found = detector.detect(pictures) if pictures else []
             except BaseException:
                 for gate in gated + parts_gated:
                     gate.forget()
@@ -332,11 +335,10 @@ class InferenceWorker:
         gates = [] if small is None or channel.tiles is None else self._part_gates(channel, frame.image.shape)
         plan: list[Detections | int] = []
         for index, picture in enumerate(cuts):
-            gate = gates[index] if gates else None
-            if gate is not None:
-                assert small is not None and channel.tiles is not None
-                height, width = frame.image.shape[:2]
-                where = tiles(channel.tiles, height, width)[index - with_whole(channel.tiles, height, width)]
+            gated = gates[index] if gates else None
+            if gated is not None:
+                assert small is not None
+                gate, where = gated
                 part = _small_part(small, frame.image.shape, where)
                 last = gate.still(part, frame.meta.media_time)
                 if last is not None:
@@ -360,22 +362,21 @@ class InferenceWorker:
             gate = self._gates[channel.name] = MotionGate(channel.motion, channel.masks)
         return gate
 
-    def _part_gates(self, channel: Channel, shape: tuple[int, ...]) -> list[MotionGate[Detections | int] | None]:
-        """A motion gate for each of ``channel``'s pictures of a frame of ``shape``: one per part,
-        ``None`` for the whole picture (which runs whenever the frame does: what is too big for
-        a part)."""
+    def _part_gates(self, channel: Channel, shape: tuple[int, ...]) -> list[_PartGate | None]:
+        """For each of ``channel``'s pictures of a frame of ``shape`` (:func:`cut`'s), a part's
+        motion gate and where the part is, or ``None`` for the whole picture (which runs
+        whenever the frame does: what is too big for a part)."""
         known = self._parts.get(channel.name)
         if known is not None and known[0] == shape:
             return known[1]
         assert channel.motion is not None and channel.tiles is not None
         parts = tiles(channel.tiles, *shape[:2])
-        whole: list[MotionGate[Detections | int] | None] = [None] if with_whole(channel.tiles, *shape[:2]) else []
-        gates = whole
+        gates: list[_PartGate | None] = [None] if with_whole(channel.tiles, *shape[:2]) else []
         if parts:
             # A part's `area` is as many pixels as the frame's: as sensitive to what moves.
             settings = replace(channel.motion, area=min(1.0, channel.motion.area * shape[0] * shape[1]
                                                         / (parts[0].width * parts[0].height)))
-            gates = whole + [MotionGate(settings) for _ in parts]
+            gates += [(MotionGate(settings), part) for part in parts]
         self._parts[channel.name] = (shape, gates)
         return gates
 

@@ -80,7 +80,7 @@ import numpy.typing as npt
 
 from streamyolo.errors import ModelError, WorkerError
 from streamyolo.frames import Detections, Image
-from streamyolo.inference.detector import Detector, DetectorFactory, detect_by_shape
+from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.inference.offline import set_ultralytics_level, ultralytics_level
 
 log = logging.getLogger(__name__)
@@ -257,11 +257,7 @@ class ProcessDetector:
     closed), and :class:`~streamyolo.errors.ModelError` if the model raised in the child.
     ``close`` asks the child to quit, waits, terminates or kills it if needed, and unlinks
     the shared memory; it is idempotent and also runs if the handle is garbage-collected.
-    A batch may mix shapes (``mixed_shapes``): the child runs it one shape at a time, or cut
-    between its replicas.
     """
-
-    mixed_shapes = True
 
     def __init__(self, worker_name: str, process: BaseProcess, conn: Connection, *,
                  reply_timeout: float = 300.0, stop_timeout: float = 10.0) -> None:
@@ -394,8 +390,6 @@ class RestartingDetector:
     model raises (:class:`~streamyolo.errors.ModelError`) are not restarts: a new child would
     raise them too. Like the handle it wraps, use it from the thread that built it.
     """
-
-    mixed_shapes = True
 
     def __init__(self, factory: ProcessDetectorFactory) -> None:
         self._factory = factory
@@ -613,7 +607,7 @@ def _detect_in(segment: SharedMemory, slots: Sequence[_Slot], detector: Detector
     images: list[Image] = [np.ndarray(s.shape, dtype=np.dtype(s.dtype), buffer=segment.buf, offset=s.offset)
                            for s in slots]
     try:
-        found = detect_by_shape(detector, images)
+        found = detector.detect(images)
     finally:
         images.clear()
     return tuple(replace(d, names={}) for d in found)

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
@@ -289,8 +290,47 @@ def _class(text: str) -> int | str:
 def command_run(args: argparse.Namespace) -> int:
     from streamyolo.pipeline import Pipeline, StatusPrinter
 
-    pipeline = Pipeline.from_config(args.config, status=StatusPrinter(), **run_overrides(args))
-    return execute(pipeline)
+    overrides = run_overrides(args)
+    pipeline = Pipeline.from_config(args.config, status=StatusPrinter(), **overrides)
+    hangup = getattr(signal, "SIGHUP", None)
+    if hangup is None or not threading_is_main():
+        return execute(pipeline)
+    if args.config is None:
+        why = "the run has no config file"
+    elif "streams" in overrides:
+        why = "the streams come from --source, not from the config file"
+    else:
+        why = None
+    before = signal.signal(hangup, lambda signum, frame: _reload(pipeline, why))
+    try:
+        return execute(pipeline)
+    finally:
+        signal.signal(hangup, before)
+
+
+def _reload(pipeline: Any, refused: str | None) -> None:
+    """SIGHUP (``systemctl reload``): read the config file again and apply it to the streams, in
+    a thread of its own (removing a stream waits for its last frames and its files; the signal
+    handler itself does nothing else, not even log)."""
+
+    def reload() -> None:
+        if refused is not None:
+            log.warning("SIGHUP: nothing reloaded: %s", refused)
+            return
+        log.info("SIGHUP: reloading the config")
+        try:
+            report = pipeline.reload()
+        except StreamYoloError as exc:
+            log.error("config not reloaded: %s; the run goes on as it was", exc)
+            return
+        except Exception:
+            log.exception("config not reloaded; the run goes on as it was")
+            return
+        log.info("%s", report.done())
+        for warning in report.warnings():
+            log.warning("%s", warning)
+
+    threading.Thread(target=reload, name="reload", daemon=True).start()
 
 
 def command_check(args: argparse.Namespace) -> int:
@@ -416,8 +456,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def threading_is_main() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()
 
 

@@ -928,16 +928,18 @@ class PipelineConfig(_Strict):
             return None
         return tuple(sorted({c for classes in wanted if classes is not None for c in classes}))
 
-    def stream_filter(self, stream: StreamConfig) -> DetectionFilter | None:
+    def stream_filter(self, stream: StreamConfig, detects: tuple[float, tuple[int, ...] | None] | None = None
+                      ) -> DetectionFilter | None:
         """What ``stream`` keeps of its model's detections, when its own ``conf`` or
-        ``classes`` is stricter than what the model detects at, or it has ``min_area`` or
+        ``classes`` is stricter than what the model detects at (``detects``: its ``conf`` and
+        ``classes``; default: what this config has it detect at), or it has ``min_area`` or
         ``max_area``; ``None``: all of them."""
         conf, classes = self.own(stream)
         model = self.model_of(stream)
-        detect_classes = self.detect_classes(model)
+        detect_conf, detect_classes = detects or (self.detect_conf(model), self.detect_classes(model))
         narrower = classes is not None and (detect_classes is None or set(classes) != set(detect_classes))
         sized = stream.min_area is not None or stream.max_area is not None
-        if conf <= self.detect_conf(model) and not narrower and not sized:
+        if conf <= detect_conf and not narrower and not sized:
             return None
         return DetectionFilter(conf, frozenset(classes) if narrower and classes is not None else None,
                                stream.min_area or 0.0, stream.max_area)

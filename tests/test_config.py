@@ -289,6 +289,7 @@ def test_the_service_unit_runs_a_command_streamyolo_takes() -> None:
     parsed = build_parser().parse_args(args)
     assert (parsed.display, parsed.status_interval) == (False, 0)
     assert f"RestartPreventExitStatus={EXIT_USAGE}" in unit.splitlines()
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in unit.splitlines()  # what `streamyolo run` reloads on
 
 
 def test_the_example_config_is_a_valid_config() -> None:

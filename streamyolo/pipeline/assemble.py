@@ -67,7 +67,7 @@ from streamyolo.workers.capture import CapturePolicy
 from streamyolo.workers.process import ProcessDetectorFactory, RestartCounts, start_fork_server
 
 if TYPE_CHECKING:
-    from streamyolo.pipeline.pipeline import Pipeline
+    from streamyolo.pipeline.pipeline import Pipeline, StreamSetup
 
 log = logging.getLogger(__name__)
 
@@ -397,32 +397,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
             display = TiledDisplay(annotator=annotator)
         else:
             log.warning("no display found: running headless (the window needs X, Wayland, macOS or Windows)")
-    from streamyolo.pipeline.pipeline import StreamSetup
-
-    setups = [
-        StreamSetup(
-            name=s.spec.name,
-            source=open_stream(s, defer_conversion=True,
-                               packets=tap_of(None if s.config.record_source else _original(recorder, cfg, s),
-                                              _original(clips, cfg, s))),
-            recording=_recording(recorder, cfg, s),
-            overflow=s.overflow,
-            capacity=s.capacity,
-            policy=_policy(s),
-            display_uri=s.spec.display_uri,
-            keep=cfg.stream_filter(s.config),
-            lines=tuple(CountingLine(name, *line.points, classes=_class_set(line.classes), anchor=line.anchor)
-                        for name, line in (s.config.lines or {}).items()),
-            zones=tuple(Zone(name, tuple(zone.points), zone.linger, _class_set(zone.classes), zone.anchor, zone.size,
-                             zone.speed_limit)
-                        for name, zone in (s.config.zones or {}).items()),
-            masks=tuple(Mask(name, tuple(mask.points), _class_set(mask.classes), mask.anchor, mask.outside)
-                        for name, mask in (s.config.masks or {}).items()),
-            motion=_motion(cfg.motion_of(s.config)),
-            tiles=cfg.tiles_of(s.config),
-        )
-        for s in streams
-    ]
+    setups = [stream_setup(cfg, s, recorder, clips) for s in streams]
     closers = [f.close for f in dict.fromkeys(factories) if hasattr(f, "close")]
     # What building a model imports, imported before the inference threads take turns at it
     # (not by a check that does not build one).
@@ -452,7 +427,41 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         serving=[serving[i] for i in range(len(streams))],
     )
     pipeline.plan = Plan(cfg, streams, groups, factories)
+    from streamyolo.pipeline.reload import Outputs, Reloader
+
+    blurring = [sink for sink in sinks if isinstance(sink, CropSink | DatasetSink)]
+    pipeline.reloader = Reloader(config, overrides, cfg, streams, groups, Outputs(recorder, clips, annotator, blurring))
     return pipeline
+
+
+def stream_setup(cfg: PipelineConfig, s: ResolvedStream, recorder: VideoRecorder | None, clips: ClipRecorder | None,
+                 detects: tuple[float, tuple[int, ...] | None] | None = None) -> StreamSetup:
+    """``s`` ready to run: its source (unopened, handing its packets to the ``recorder`` or the
+    ``clips`` that copy them), buffer, lines, zones, masks, motion and tiles; ``detects``: what
+    its model detects at (``conf``, ``classes``; default: what ``cfg`` has it detect at)."""
+    from streamyolo.pipeline.pipeline import StreamSetup
+
+    return StreamSetup(
+        name=s.spec.name,
+        source=open_stream(s, defer_conversion=True,
+                           packets=tap_of(None if s.config.record_source else _original(recorder, cfg, s),
+                                          _original(clips, cfg, s))),
+        recording=_recording(recorder, cfg, s),
+        overflow=s.overflow,
+        capacity=s.capacity,
+        policy=_policy(s),
+        display_uri=s.spec.display_uri,
+        keep=cfg.stream_filter(s.config, detects),
+        lines=tuple(CountingLine(name, *line.points, classes=_class_set(line.classes), anchor=line.anchor)
+                    for name, line in (s.config.lines or {}).items()),
+        zones=tuple(Zone(name, tuple(zone.points), zone.linger, _class_set(zone.classes), zone.anchor, zone.size,
+                         zone.speed_limit)
+                    for name, zone in (s.config.zones or {}).items()),
+        masks=tuple(Mask(name, tuple(mask.points), _class_set(mask.classes), mask.anchor, mask.outside)
+                    for name, mask in (s.config.masks or {}).items()),
+        motion=_motion(cfg.motion_of(s.config)),
+        tiles=cfg.tiles_of(s.config),
+    )
 
 
 def _original(output: VideoRecorder | None, cfg: PipelineConfig, stream: ResolvedStream,

@@ -123,9 +123,15 @@ class StreamHealth:
         """The stream's inference worker has processed its last frame (or will process none)."""
         with self._lock:
             self._settled = True
+            self._changed.notify_all()
             untold, self._untold = self._untold, None
         if untold is not None:
             self._tell(*untold)
+
+    def wait_settled(self, timeout: float) -> bool:
+        """Block until the stream's last frame is processed (:meth:`settled`); False on time-out."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._settled, timeout)
 
     def transition(self, new: StreamState, error: str | None = None) -> None:
         with self._lock:

@@ -8,12 +8,13 @@ inference workers, which build their models, then capture) and stops upstream fi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,7 @@ from streamyolo.inference.tiles import TileSettings
 from streamyolo.pipeline.check import Plan
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.pipeline.monitor import Monitor, StatsWriter, inference_stacks
-from streamyolo.pipeline.report import StatusPrinter, StreamReport, Summary, workers_json
+from streamyolo.pipeline.report import StatusPrinter, StreamReport, Summary, combined, workers_json
 from streamyolo.sinks.base import ChecksItself, FanOut, FileSink, Sink, WatchesStreams
 from streamyolo.sinks.collect import QueueSink
 from streamyolo.sinks.display import TiledDisplay
@@ -38,6 +39,7 @@ from streamyolo.workers.capture import CapturePolicy, CaptureWorker
 from streamyolo.workers.inference import Channel, InferenceWorker
 
 if TYPE_CHECKING:
+    from streamyolo.pipeline.reload import Reloader, ReloadReport
     from streamyolo.workers.process import RestartCounts
 
 log = logging.getLogger(__name__)
@@ -74,15 +76,29 @@ class StreamSetup:
 class _Stream:
     """The runtime parts of one stream."""
 
-    def __init__(self, setup: StreamSetup, doorbell: threading.Event, stop: threading.Event,
-                 clock: Callable[[], float], tracked: bool = False) -> None:
+    def __init__(self, setup: StreamSetup, doorbell: threading.Event, clock: Callable[[], float],
+                 tracked: bool = False) -> None:
         self.setup = setup
         self.name = setup.name
+        self.stop = threading.Event()
+        """Set when the run stops, or this stream alone is removed (:meth:`Pipeline.remove_stream`)."""
         self.ring: RingBuffer[Frame] = RingBuffer(setup.capacity, setup.overflow, on_ready=doorbell.set)
         self.health = StreamHealth(setup.name, clock)
         self.health.counts_on([line.name for line in setup.lines], [zone.name for zone in setup.zones], tracked)
-        self.capture = CaptureWorker(setup.name, setup.source, self.ring, self.health, stop,
+        self.capture = CaptureWorker(setup.name, setup.source, self.ring, self.health, self.stop,
                                      policy=setup.policy, clock=clock, recording=setup.recording)
+
+    def end(self) -> None:
+        """Stop capture (a blocking open or read cut short); what is buffered is still processed."""
+        self.stop.set()
+        self.capture.interrupt()
+        self.ring.close()
+
+    def channel(self) -> Channel:
+        """The stream as its inference worker sees it."""
+        setup = self.setup
+        return Channel(self.name, self.ring, setup.overflow is Overflow.DROP_OLDEST, self.health, setup.keep,
+                       setup.lines, setup.zones, setup.masks, setup.motion, setup.tiles)
 
     def report(self, now: float, final: bool = False) -> StreamReport:
         if final:
@@ -189,11 +205,15 @@ class Pipeline:
         self._extra_sinks: list[Sink] = list(sinks) + [v for v in (display, web) if v is not None]
         self._fanout: FanOut | None = None
         self._doorbells = [threading.Event() for _ in range(workers)]
-        self._streams = [_Stream(s, self._doorbells[worker], self._stop, clock, tracker is not None)
+        self._streams = [_Stream(s, self._doorbells[worker], clock, tracker is not None)
                          for s, worker in zip(streams, self._serving, strict=True)]
         self._by_name = {s.name: s for s in self._streams}
+        self._removed: dict[str, StreamReport] = {}  # streams removed as the run went, as they ended
+        self.reloader: Reloader | None = None
+        """What :meth:`reload` asks (built from a config: :meth:`from_config`)."""
         self._factories = factories[:workers]
         self._workers: list[InferenceWorker] = []
+        self._replaced: list[InferenceWorker] = []  # workers that had ended when new ones took their places
         self._pending_workers = workers
         self._pending_lock = threading.Lock()
         self._state_lock = threading.Lock()
@@ -291,18 +311,9 @@ class Pipeline:
 
     def _start_workers(self) -> None:
         assert self._fanout is not None
-        for index, factory in enumerate(self._factories):
-            channels = [
-                Channel(s.name, s.ring, s.setup.overflow is Overflow.DROP_OLDEST, s.health, s.setup.keep,
-                        s.setup.lines, s.setup.zones, s.setup.masks, s.setup.motion, s.setup.tiles)
-                for s, worker in zip(self._streams, self._serving, strict=True) if worker == index
-            ]
-            worker = InferenceWorker(
-                f"w{index}", factory, channels, self._fanout, self._doorbells[index],
-                max_batch=self._max_batch, live_batch=self._live_batch, live_hold=self._live_hold,
-                tracker=self._tracker, clock=self._clock,
-                on_done=self._worker_finished,
-            )
+        for index in range(len(self._factories)):
+            channels = [s.channel() for s, worker in zip(self._streams, self._serving, strict=True) if worker == index]
+            worker = self._new_worker(index, channels)
             self._workers.append(worker)
             worker.start()
         began, warned = self._clock(), False
@@ -331,6 +342,14 @@ class Pipeline:
                 if problem is not None:
                     raise ConfigError(problem)
 
+    def _new_worker(self, index: int, channels: Sequence[Channel]) -> InferenceWorker:
+        assert self._fanout is not None
+        return InferenceWorker(
+            f"w{index}", self._factories[index], channels, self._fanout, self._doorbells[index],
+            max_batch=self._max_batch, live_batch=self._live_batch, live_hold=self._live_hold,
+            tracker=self._tracker, clock=self._clock, on_done=self._worker_finished,
+        )
+
     def _worker_finished(self) -> None:
         with self._pending_lock:
             self._pending_workers -= 1
@@ -343,10 +362,10 @@ class Pipeline:
         """Ask everything to stop: capture ends, frames already buffered are still
         processed, recordings are finalised by :meth:`join`. Safe to call from any thread,
         any number of times."""
-        self._stop.set()
+        with self._state_lock:
+            self._stop.set()
         for stream in self._streams:
-            stream.capture.interrupt()
-            stream.ring.close()
+            stream.end()
         if self._collector is not None and not self._started:
             self._collector.close()
 
@@ -421,7 +440,7 @@ class Pipeline:
                 log.error("capture thread %s still running after %.0f s", stream.name, JOIN_TIMEOUT)
         for stream in self._streams:
             stream.ring.close()  # a capture that never started leaves its buffer open
-        for worker in self._workers:
+        for worker in [*self._replaced, *self._workers]:
             if not worker.join(JOIN_TIMEOUT * 3):
                 log.error("inference thread %s still running after %.0f s", worker.name, JOIN_TIMEOUT * 3)
         sink_error: BaseException | None = None
@@ -439,8 +458,8 @@ class Pipeline:
         now = self._clock()
         for stream in self._streams:
             stream.health.finish()
-        self._summary = Summary({s.name: s.report(now, final=True) for s in self._streams}, self._restarts(),
-                                self._files("recordings"), self._files("clips"))
+        self._summary = Summary(self._with_removed({s.name: s.report(now, final=True) for s in self._streams}),
+                                self._restarts(), self._files("recordings"), self._files("clips"))
         self._finished.set()  # also ends the monitor when start() failed half-way
         if not self._monitor.join(JOIN_TIMEOUT):
             log.error("monitor thread still running after %.0f s", JOIN_TIMEOUT)
@@ -456,7 +475,7 @@ class Pipeline:
             except BaseException as exc:
                 sink_error = sink_error or exc
         if raise_errors:
-            failed = [w for w in self._workers if w.error is not None]
+            failed = [w for w in [*self._replaced, *self._workers] if w.error is not None]
             if failed:
                 first = failed[0]
                 raise WorkerError(f"inference worker {first.name!r} failed: {first.error}") from first.error
@@ -478,8 +497,16 @@ class Pipeline:
         if self._summary is not None:
             return self._summary
         now = self._clock()
-        return Summary({s.name: s.report(now) for s in self._streams}, self._restarts(), self._files("recordings"),
-                       self._files("clips"))
+        return Summary(self._with_removed({s.name: s.report(now) for s in self._streams}), self._restarts(),
+                       self._files("recordings"), self._files("clips"))
+
+    def _with_removed(self, reports: dict[str, StreamReport]) -> dict[str, StreamReport]:
+        """The streams' ``reports``, and those removed as the run went (a stream removed and
+        added again, changed, counts what each of its turns did)."""
+        removed = self._removed
+        return {**{name: combined(removed[name], report) if name in removed else report
+                   for name, report in reports.items()},
+                **{name: report for name, report in removed.items() if name not in reports}}
 
     def _files(self, kind: str) -> dict[str, list[str]]:
         """Every stream's files of one ``kind`` (recordings, clips), from the sinks that write files per stream."""
@@ -493,13 +520,101 @@ class Pipeline:
     def _restarts(self) -> dict[str, int]:
         return self._restart_counts.snapshot() if self._restart_counts is not None else {}
 
+    # -- streams added and removed as the run goes -------------------------------------------
+
+    def add_stream(self, setup: StreamSetup, worker: int) -> None:
+        """Start ``setup`` while the run goes, served by worker ``worker`` (``w<worker>``), which
+        must run the model the stream is meant for (:meth:`reload` chooses). Raises
+        ``ValueError`` for a name in use, ``RuntimeError`` when the run (or that worker) has
+        ended."""
+        stream = _Stream(setup, self._doorbells[worker], self._clock, self._tracker is not None)
+        if self._fanout is not None:
+            for sink in self._fanout.sinks:
+                if isinstance(sink, WatchesStreams):
+                    stream.health.watch(sink.stream_changed)
+        with self._state_lock:
+            if setup.name in self._by_name:
+                raise ValueError(f"stream {setup.name!r} is running already")
+            if not self._started or self._stop.is_set() or self._finished.is_set():
+                raise RuntimeError(f"stream {setup.name!r} cannot be added: the run has ended")
+            started = None
+            if not self._workers[worker].add(stream.channel()):
+                # Its streams had all ended (or it failed): a new worker, with a model of its own, takes its place.
+                with self._pending_lock:
+                    if self._finished.is_set():
+                        raise RuntimeError(f"stream {setup.name!r} cannot be added: the run has ended")
+                    self._pending_workers += 1
+                started = self._new_worker(worker, [stream.channel()])
+                self._replaced.append(self._workers[worker])
+                self._workers[worker] = started
+            self._streams = [*self._streams, stream]
+            self._serving = [*self._serving, worker]
+            self._by_name = {**self._by_name, setup.name: stream}
+        if started is not None:
+            log.info("worker w%d had ended: a new one starts (building its model) for stream %r", worker, setup.name)
+            started.start()
+        stream.capture.start()
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """While in it, no worker ends for want of streams (a reload removes streams before
+        it adds others); one with none left when it ends, ends then."""
+        held = [worker for worker in self._workers if worker.hold()]
+        try:
+            yield
+        finally:
+            for worker in held:
+                worker.release()
+
+    def remove_stream(self, name: str, timeout: float = JOIN_TIMEOUT) -> None:
+        """Stop stream ``name`` while the others go on: its capture ends, what it had buffered
+        is processed, and its outputs are finished (its recording and clip are whole files
+        now); the summary keeps its numbers, as ``removed``. Waits for all that (at most about
+        ``timeout`` seconds for each step)."""
+        with self._state_lock:
+            stream = self._by_name.get(name)
+            if stream is None:
+                raise ValueError(f"no stream {name!r} is running")
+            kept = [(s, w) for s, w in zip(self._streams, self._serving, strict=True) if s is not stream]
+            self._streams, self._serving = [s for s, _ in kept], [w for _, w in kept]
+            self._by_name = {s.name: s for s in self._streams}
+        stream.end()
+        if stream.capture.thread.ident is not None and not stream.capture.join(timeout):
+            log.error("stream %r: capture thread still running after %.0f s", name, timeout)
+        if not stream.health.wait_settled(timeout):
+            log.error("stream %r: its last frames were not processed within %.0f s", name, timeout)
+        stream.health.finish()
+        if self._fanout is not None:
+            self._fanout.end_stream(name)
+        report = replace(stream.report(self._clock(), final=True), state="removed")
+        with self._state_lock:
+            earlier = self._removed.get(name)
+            self._removed = {**self._removed, name: report if earlier is None else combined(earlier, report)}
+
+    def worker_streams(self) -> list[list[str]]:
+        """Each worker's streams now (``w0``'s first; none for one that has ended)."""
+        return [[] if worker.done else worker.streams for worker in self._workers]
+
+    def model_classes(self, worker: int) -> dict[int, str]:
+        """The classes of worker ``worker``'s model (once it has loaded), by id."""
+        return dict(self._workers[worker].names) if worker < len(self._workers) else {}
+
+    def reload(self, config: Any = None) -> ReloadReport:
+        """Apply ``config`` (default: the config file the run was built from, read again, with
+        the same overrides) to the running streams: see :mod:`streamyolo.pipeline.reload`.
+        Raises :class:`~streamyolo.errors.ConfigError` (nothing changed) for a config that
+        does not validate."""
+        if self.reloader is None:
+            raise RuntimeError("only a pipeline built from a config (Pipeline.from_config) can reload one")
+        return self.reloader.reload(self, config)
+
     def health(self, stream: str) -> StreamHealth:
         return self._by_name[stream].health
 
     @property
     def threads(self) -> list[threading.Thread]:
         """Every thread the pipeline started (for tests that check none outlives it)."""
-        found = [s.capture.thread for s in self._streams] + [w.thread for w in self._workers]
+        found = [s.capture.thread for s in self._streams] + [w.thread for w in [*self._replaced, *self._workers]]
         found.append(self._monitor.thread)
         return [t for t in found if t.ident is not None]
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import operator
 import os
 import sys
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -39,6 +40,43 @@ class StreamReport:
     """Streams with ``motion``: the frames processed without a forward pass (nothing moved)."""
     pictures: int | None = None
     """Streams with ``tiles``: the pictures the model ran on (whole pictures and parts)."""
+
+
+def combined(earlier: StreamReport, later: StreamReport) -> StreamReport:
+    """One stream's numbers over two turns of it in one run (removed, or changed, by a reload,
+    and added again): ``later``'s, with both turns' frames, reconnects, counts and zone entries
+    added up and the zones' peaks the higher.
+
+    >>> a = StreamReport("gate", "a.mp4", "removed", 10, 9, 1, None, counts={"door": {"in": {"person": 2}}})
+    >>> b = StreamReport("gate", "b.mp4", "ended", 5, 5, 0, None, counts={"door": {"in": {"person": 1, "car": 1}}})
+    >>> both = combined(a, b)
+    >>> both.source, both.state, both.captured, both.processed, both.dropped, both.counts
+    ('b.mp4', 'ended', 15, 14, 1, {'door': {'in': {'person': 3, 'car': 1}}})
+    """
+    def optional(a: int | None, b: int | None) -> int | None:
+        return None if a is None and b is None else (a or 0) + (b or 0)
+
+    return replace(
+        later,
+        captured=earlier.captured + later.captured,
+        processed=earlier.processed + later.processed,
+        dropped=earlier.dropped + later.dropped,
+        error=later.error or earlier.error,
+        reconnects=earlier.reconnects + later.reconnects,
+        counts={line: {way: _added(earlier.counts.get(line, {}).get(way, {}), later.counts.get(line, {}).get(way, {}))
+                       for way in {**earlier.counts.get(line, {}), **later.counts.get(line, {})}}
+                for line in {**earlier.counts, **later.counts}},
+        zone_peaks={zone: _added(earlier.zone_peaks.get(zone, {}), later.zone_peaks.get(zone, {}), max)
+                    for zone in {**earlier.zone_peaks, **later.zone_peaks}},
+        zone_entries={zone: _added(earlier.zone_entries.get(zone, {}), later.zone_entries.get(zone, {}))
+                      for zone in {**earlier.zone_entries, **later.zone_entries}},
+        still=optional(earlier.still, later.still),
+        pictures=optional(earlier.pictures, later.pictures),
+    )
+
+
+def _added(a: Mapping[str, int], b: Mapping[str, int], how: Callable[[int, int], int] = operator.add) -> dict[str, int]:
+    return {key: how(a[key], b[key]) if key in a and key in b else a.get(key, b.get(key, 0)) for key in {**a, **b}}
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,6 +72,16 @@ class WatchesStreams(Protocol):
 
 
 @runtime_checkable
+class EndsStreams(Protocol):
+    """A sink that finishes what it writes of a stream removed while the run goes on (a reload):
+    the recorder's file, the clip, the window's tile."""
+
+    def end_stream(self, stream: str) -> None:
+        """``stream`` has been removed and its last result written: finish its outputs now."""
+        ...
+
+
+@runtime_checkable
 class ChecksItself(Protocol):
     """A sink that can say, before the run, whether it will be able to write (``streamyolo
     check``; its ``open`` checks the same first)."""
@@ -405,6 +415,19 @@ class FanOut:
                 log.error("%s", message)
                 if self._on_error is not None:
                     self._on_error(result.stream, message)
+
+    def end_stream(self, stream: str) -> None:
+        """``stream`` was removed (:class:`EndsStreams`); a sink that fails at it is reported,
+        the others still finish theirs. One added again under its name is written afresh."""
+        for sink in self.sinks:
+            if not isinstance(sink, EndsStreams):
+                continue
+            try:
+                sink.end_stream(stream)
+            except Exception as exc:
+                log.error("%s failed to finish stream %r: %s", type(sink).__name__, stream, exc)
+        with self._lock:
+            self._broken = {key for key in self._broken if key[1] != stream}
 
     def close(self) -> None:
         first: BaseException | None = None

@@ -181,6 +181,13 @@ class ClipRecorder(VideoRecorder):
             except RecorderError:  # its clips had failed already (and said so)
                 pass
 
+    def end_stream(self, stream: str) -> None:
+        self._spans.pop(stream, None)
+        cutter = self._originals_of.pop(stream, None)
+        if cutter is not None:
+            cutter.follow(_Cut(None))  # the clip being cut ends here
+        super().end_stream(stream)
+
     def clip_of(self, result: Result) -> str | None:
         """The name of the clip ``result``'s events are in (once :meth:`write` has had it), or
         ``None``: for the events sink, which names it in each event."""

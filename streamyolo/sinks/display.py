@@ -68,6 +68,10 @@ class TiledDisplay:
     def write(self, result: Result) -> None:
         self._latest.put(result)
 
+    def end_stream(self, stream: str) -> None:
+        """A removed stream's tile goes."""
+        self._latest.forget(stream)
+
     def render(self) -> bool:
         """Draw the newest frames; returns False when the user asked to quit."""
         images = [latest.annotate(self.annotator) for latest in self._latest.all()]

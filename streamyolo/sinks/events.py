@@ -218,6 +218,16 @@ class EventSink:
             event["error"] = error
         self._queue.put((None, [event]))
 
+    def end_stream(self, stream: str) -> None:
+        """``stream`` was removed as the run went (a reload): that is news, a ``removed`` state
+        event; one added again under its name is announced afresh."""
+        with self._lock:
+            if not self._open:
+                return
+            self._announced.pop(stream, None)
+        self._queue.put((None, [{"time": round(time.time(), 3), "stream": stream, "event": "state",
+                                 "state": "removed"}]))
+
     def close(self) -> None:
         with self._lock:
             was_open, self._open = self._open, False

@@ -80,6 +80,12 @@ class LatestResults:
             entry = self._entry(stream)
             return entry if entry is not None and entry.version > version else None
 
+    def forget(self, stream: str) -> None:
+        """Drop ``stream``'s slot (it was removed): :meth:`all` no longer has it."""
+        with self._changed:
+            self._latest.pop(stream, None)
+            self._meters.pop(stream, None)
+
     def close(self) -> None:
         """Wake every waiter; :meth:`wait_newer` returns ``None`` from now on."""
         with self._changed:

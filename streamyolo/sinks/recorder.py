@@ -149,6 +149,7 @@ class VideoRecorder:
         self._writers: dict[str, StreamWriter] = {}
         self._originals: list[OriginalRecording] = []
         self._outputs: dict[str, FileOutput] = {}
+        self._ended: list[FileOutput] = []  # the outputs of streams removed as the run went (end_stream)
         self._outputs_lock = threading.Lock()
         self._finished = False
         self._writer_errors: list[BaseException] = []
@@ -250,8 +251,10 @@ class VideoRecorder:
     @property
     def files(self) -> dict[str, list[Path]]:
         """Every stream's files so far, oldest first (but those retention has deleted)."""
+        made: dict[str, list[Path]] = {}
         with self._outputs_lock:
-            made = {name: list(output.files) for name, output in self._outputs.items()}
+            for output in [*self._ended, *self._outputs.values()]:
+                made.setdefault(output.stream, []).extend(output.files)
         if not self.deletes:
             return made
         return {stream: [path for path in paths if path.exists()] for stream, paths in made.items()}
@@ -337,9 +340,31 @@ class VideoRecorder:
         if errors and self.host is self:
             raise RecorderError(str(errors[0])) from errors[0]
         with self._outputs_lock:
-            outputs = list(self._outputs.values())
+            outputs = [*self._ended, *self._outputs.values()]
         for output in outputs:
             output.pause.check()  # frames lost to a full disk: the files are incomplete
+
+    def end_stream(self, stream: str) -> None:
+        """``stream`` was removed while the run goes on, its last frame written: finish its
+        files now (its writer's, which the clips share, and its camera's own video's), whole.
+        A stream added again under its name records to new files."""
+        host = self.host
+        with host._lock:
+            writer = host._writers.pop(stream, None)
+        with self._lock:
+            originals = [output for output in self._originals if output.stream == stream]
+            self._originals = [output for output in self._originals if output.stream != stream]
+        finishing_all: list[StreamWriter | OriginalRecording] = [*([writer] if writer is not None else []), *originals]
+        for finishing in finishing_all:
+            finishing.finish()
+            if not finishing.join(timeout=60):
+                log.error("%s for %r did not finish within 60 s", finishing.thread_prefix, stream)
+            if finishing.error is not None:
+                host._writer_errors.append(finishing.error)
+        with self._outputs_lock:
+            output = self._outputs.pop(stream, None)
+            if output is not None:
+                self._ended.append(output)
 
 
 class Need(enum.IntEnum):

@@ -754,6 +754,13 @@ function show(status) {
   const run = document.getElementById("run");
   run.textContent = status.running ? "running" : "ended";
   run.className = status.running ? "" : "ended";
+  const names = new Set(status.streams.map((s) => s.name));
+  for (const [name, entry] of tiles) {  // a stream removed as the run went (a reload)
+    if (!names.has(name)) {
+      entry.figure.remove();
+      tiles.delete(name);
+    }
+  }
   for (const s of status.streams) {
     const entry = tile(s.name);
     const f = entry.fields;

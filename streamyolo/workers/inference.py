@@ -116,11 +116,40 @@ class InferenceWorker:
         self._watches: dict[str, ZoneWatch] = {}  # likewise
         self._gates: dict[str, MotionGate[Detections | int]] = {}  # likewise
         self._parts: dict[str, tuple[tuple[int, ...], list[_PartGate | None]]] = {}  # likewise, by frame shape
+        self._added: list[Channel] = []  # streams added while it runs (:meth:`add`), not yet served
+        self._adding = threading.Lock()
+        self._closing = False  # it serves no stream and takes no more: it is ending
+        self._holds = 0  # while held (a reload), it does not end for want of streams
         self._thread = threading.Thread(target=self._run, name=f"inference:{name}")
 
     @property
     def streams(self) -> list[str]:
-        return [channel.name for channel in self._channels]
+        return [channel.name for channel in [*self._channels, *self._added]]
+
+    def add(self, channel: Channel) -> bool:
+        """Serve ``channel`` too from now on (a stream added while the run goes: a reload).
+        False when the worker has ended or is ending (it had no stream left), or failed."""
+        with self._adding:
+            if self._closing:
+                return False
+            self._added.append(channel)
+        self._doorbell.set()
+        return True
+
+    def hold(self) -> bool:
+        """Keep serving, even with no stream left, until :meth:`release` (a reload removes
+        streams before it adds others). False when it has ended or is ending."""
+        with self._adding:
+            if self._closing:
+                return False
+            self._holds += 1
+            return True
+
+    def release(self) -> None:
+        """Undo a :meth:`hold`: with no stream left, it ends."""
+        with self._adding:
+            self._holds -= 1
+        self._doorbell.set()
 
     @property
     def thread(self) -> threading.Thread:
@@ -161,12 +190,17 @@ class InferenceWorker:
             message = redact_text(f"inference worker {self.name!r} failed: {type(exc).__name__}: {exc}")
             if self._ready.is_set():  # a model that fails to build is reported by Pipeline.start
                 log.error("%s", message, exc_info=exc)
-            for channel in self._channels:
+            with self._adding:
+                self._closing = True
+                failed, self._added = [*self._channels, *self._added], []
+            for channel in failed:
                 channel.ring.close()
                 channel.ring.discard()  # counted as dropped by the buffer
                 channel.health.fail(message)
                 channel.health.settled()  # nothing more comes of it
         finally:
+            with self._adding:
+                self._closing = True
             self._ready.set()
             if detector is not None:
                 try:
@@ -179,21 +213,35 @@ class InferenceWorker:
 
     def _serve(self, detector: Detector) -> None:
         active = list(self._channels)
-        settled: set[str] = set()
-        while active:
+        while True:
+            with self._adding:
+                if self._added:  # streams added while the run goes
+                    self._channels += self._added
+                    active += self._added
+                    self._added = []
+                elif not active and not self._holds:
+                    self._closing = True
+                    return
             self._doorbell.clear()  # before looking, so a put after the look still wakes us
             batch, hold = self._collect(active)
             if batch:
                 self._process(detector, batch)
             elif hold is not None:  # a fresher live frame is due: wait for it (or any put)
                 self._doorbell.wait(min(_MAX_HOLD, max(0.0, hold.until - self._clock())))
-            elif active:
+            elif active or self._holds:  # (held with no stream: a reload is adding some)
                 self._doorbell.wait(_IDLE_WAIT)
-            if len(active) + len(settled) < len(self._channels):  # a stream's last frame is done
-                for channel in self._channels:
-                    if channel not in active and channel.name not in settled:
-                        settled.add(channel.name)
-                        channel.health.settled()
+            if len(active) < len(self._channels):  # a stream's last frame is done
+                for channel in [c for c in self._channels if c not in active]:
+                    self._channels.remove(channel)
+                    self._forget(channel.name)
+                    channel.health.settled()
+
+    def _forget(self, stream: str) -> None:
+        """Drop what this thread kept of ``stream`` (its tracker, counters, gates): it is done,
+        and a stream added again under its name starts afresh."""
+        for kept in (self._trackers, self._counters, self._watches, self._gates, self._parts):
+            kept.pop(stream, None)
+        self._picker.forget(stream)
 
     def _collect(self, active: list[Channel]) -> tuple[list[tuple[Channel, Frame]], Hold | None]:
         """The next batch: up to ``live_batch`` live frames, one per stream (one on a CPU,

@@ -64,6 +64,12 @@ class LivePicker:
         """Tell the picker how long a forward pass took (it bounds holds by that)."""
         self._forward = seconds if self._forward is None else self._forward + _SMOOTHING * (seconds - self._forward)
 
+    def forget(self, stream: str) -> None:
+        """``stream`` is done: what was seen of it goes (one added again under its name counts afresh)."""
+        self._owed.discard(stream)
+        self._seen.pop(stream, None)
+        self._interval.pop(stream, None)
+
     def interval(self, stream: str) -> float | None:
         """The measured seconds between two frames of ``stream``, once known."""
         return self._interval.get(stream)

@@ -1,0 +1,213 @@
+"""Reloading the config while the run goes on (``SIGHUP``, ``systemctl reload``,
+:meth:`Pipeline.reload <streamyolo.pipeline.pipeline.Pipeline.reload>`).
+
+The config is read again (the same file, the same flags) and checked as at the start; one
+that does not validate changes nothing (its error names the key). Then the streams are
+compared, each with every setting that makes it what it is (its own keys, and the run's
+``stream_defaults``, ``conf``, ``classes``, ``blur``, ``motion``, ``tiles``, ``record_mode``
+and ``clip_mode`` as they apply to it):
+
+- a stream no longer in the config is **removed**: its capture stops, the frames it had
+  buffered are processed, its recording and clip are finished (whole files, at once), and the
+  summary keeps its numbers as ``removed``;
+- a new stream is **added**, on the worker of its model (the run's model, or one of the
+  models the run has loaded, at a size it runs) with the fewest streams;
+- a stream whose settings changed is **restarted** with them: removed, then added again (its
+  recording goes on in a new file; its counts add up in the summary);
+- every other stream goes on untouched: its connection, recording, tracker and counts.
+
+What the run's workers were built with cannot change while they run: a stream that would need
+another model, a lower ``conf`` or other classes than its model detects is refused (said, and
+left as it was), and the run's other keys (``model``, ``workers``, ``record``, ``web`` …) that
+changed are named in a warning: they apply when the run starts again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from streamyolo.annotation import BoxAnnotator
+from streamyolo.config import PipelineConfig
+from streamyolo.errors import ConfigError
+from streamyolo.pipeline.build import ResolvedStream, resolve_streams
+from streamyolo.sinks.clips import ClipRecorder
+from streamyolo.sinks.crops import CropSink
+from streamyolo.sinks.dataset import DatasetSink
+from streamyolo.sinks.recorder import VideoRecorder
+
+if TYPE_CHECKING:
+    from streamyolo.pipeline.assemble import ModelGroup
+    from streamyolo.pipeline.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+STREAM_KEYS = frozenset({"streams", "stream_defaults", "conf", "classes", "blur", "motion", "tiles", "record_mode",
+                         "clip_mode"})
+"""The run's keys a reload applies (through the streams they apply to); the others need a new start."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadReport:
+    """What a reload did."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    restarted: tuple[str, ...] = ()
+    """Streams whose settings changed, removed and added again with the new ones."""
+    refused: dict[str, str] = field(default_factory=dict)
+    """Streams left as they were (not added, not changed), each with why."""
+    needs_restart: tuple[str, ...] = ()
+    """The run's keys that changed but apply only when the run starts again."""
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed or self.restarted)
+
+    def done(self) -> str:
+        """What changed, in one line."""
+        done = [f"{what} {', '.join(repr(name) for name in names)}"
+                for what, names in (("added", self.added), ("removed", self.removed),
+                                    ("restarted with new settings", self.restarted)) if names]
+        return f"config reloaded: {'; '.join(done) if done else 'no stream changed'}"
+
+    def warnings(self) -> list[str]:
+        """What the reload could not do: one line per stream refused, one for the run's keys."""
+        out = [f"config reloaded, but {why}: it stays as it was" for why in self.refused.values()]
+        if self.needs_restart:
+            out.append(f"config reloaded, but {', '.join(self.needs_restart)} changed, which apply only when the run "
+                       "starts again (restart it)")
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Outputs:
+    """The outputs that keep settings per stream, which an added stream's settings go to."""
+
+    recorder: VideoRecorder | None = None
+    clips: ClipRecorder | None = None
+    annotator: BoxAnnotator | None = None
+    blurring: Sequence[CropSink | DatasetSink] = ()
+
+    def follow(self, cfg: PipelineConfig, stream: ResolvedStream) -> None:
+        """Set ``stream``'s recording (annotated or not), clips and blurred classes as ``cfg``
+        has them, before its first frame. Each setting is swapped whole (the inference threads
+        read them)."""
+        name, config = stream.spec.name, stream.config
+        for output, how in ((self.recorder, cfg.record_of(config)), (self.clips, cfg.clips_of(config))):
+            if output is not None and output.streams is not None:
+                output.streams = output.streams | {name} if how == "annotated" else output.streams - {name}
+        blurred = frozenset(cfg.blur_of(config))
+        if self.annotator is not None:
+            self.annotator.blur = _with(self.annotator.blur, name, blurred)
+        for sink in self.blurring:
+            sink.blurred = _with(sink.blurred, name, blurred)
+
+
+def _with(settings: Mapping[str, frozenset[int]], name: str, classes: frozenset[int]) -> dict[str, frozenset[int]]:
+    return {**{key: value for key, value in settings.items() if key != name}, **({name: classes} if classes else {})}
+
+
+class Reloader:
+    """Reloads a pipeline's config (see the module). Built by :func:`~streamyolo.pipeline.assemble.assemble`
+    with what the pipeline was built from: ``source`` and ``overrides`` (read again at each
+    reload), the config and streams it started with, its models (``groups``) and ``outputs``."""
+
+    def __init__(self, source: Any, overrides: Mapping[str, Any], started: PipelineConfig,
+                 streams: Sequence[ResolvedStream], groups: Sequence[ModelGroup], outputs: Outputs) -> None:
+        self._source = source
+        self._overrides = dict(overrides)
+        self._started = started
+        self._groups = list(groups)
+        self._outputs = outputs
+        self._running = {s.spec.name: _settings(started, s) for s in streams}
+        self._lock = threading.Lock()  # one reload at a time
+
+    def reload(self, pipeline: Pipeline, config: Any = None) -> ReloadReport:
+        """Apply ``config`` (default: the source the run was built from, read again with the
+        same overrides) to ``pipeline``'s streams. Raises
+        :class:`~streamyolo.errors.ConfigError`, having changed nothing, for a config that
+        does not validate or names classes its models do not have."""
+        from streamyolo.pipeline.assemble import load_config
+
+        with self._lock:
+            cfg = load_config(self._source, self._overrides) if config is None else load_config(config, {})
+            wanted = {s.spec.name: s for s in resolve_streams(cfg)}
+            for group in self._groups:
+                problem = cfg.unknown_classes(pipeline.model_classes(group.first), group.name)
+                if problem is not None:
+                    raise ConfigError(problem)
+            needs_restart = tuple(key for key in PipelineConfig.model_fields
+                                  if key not in STREAM_KEYS and getattr(cfg, key) != getattr(self._started, key))
+            removed = [name for name in self._running if name not in wanted]
+            added = [name for name in wanted if name not in self._running]
+            changed = [name for name, s in wanted.items()
+                       if name in self._running and _settings(cfg, s) != self._running[name]]
+            refused = {}
+            for name in added + changed:
+                problem = self._unfit(cfg, wanted[name])
+                if problem is not None:
+                    refused[name] = problem
+            restarted = [name for name in changed if name not in refused]
+            with pipeline.holding():  # no worker ends for want of streams half-way
+                for name in removed + restarted:
+                    pipeline.remove_stream(name)
+                    del self._running[name]
+                for name in [n for n in added if n not in refused] + restarted:
+                    try:
+                        self._add(pipeline, cfg, wanted[name])
+                    except RuntimeError as exc:  # the run has ended meanwhile
+                        refused[name] = str(exc)
+            return ReloadReport(tuple(n for n in added if n not in refused), tuple(removed),
+                                tuple(n for n in restarted if n not in refused), refused, needs_restart)
+
+    def _add(self, pipeline: Pipeline, cfg: PipelineConfig, stream: ResolvedStream) -> None:
+        """Start ``stream`` as ``cfg`` has it, on the worker of its model with the fewest streams."""
+        from streamyolo.pipeline.assemble import stream_setup
+
+        group = self._group(cfg, stream)
+        assert group is not None  # else refused
+        self._outputs.follow(cfg, stream)
+        detects = (self._started.detect_conf(group.name), self._started.detect_classes(group.name))
+        setup = stream_setup(cfg, stream, self._outputs.recorder, self._outputs.clips, detects)
+        serving = pipeline.worker_streams()
+        worker = min(range(group.first, group.first + group.workers), key=lambda index: (len(serving[index]), index))
+        pipeline.add_stream(setup, worker)
+        self._running[stream.spec.name] = _settings(cfg, stream)
+
+    def _group(self, cfg: PipelineConfig, stream: ResolvedStream) -> ModelGroup | None:
+        """The model group (a model at a size) that runs ``stream``, if the run has it."""
+        key = (cfg.model_of(stream.config), cfg.imgsz_of(stream.config))
+        return next((g for g in self._groups if (g.name, g.imgsz) == key), None)
+
+    def _unfit(self, cfg: PipelineConfig, stream: ResolvedStream) -> str | None:
+        """Why ``stream`` cannot run on this run's models as ``cfg`` has it (``None``: it can)."""
+        name = stream.spec.name
+        group = self._group(cfg, stream)
+        if group is None:
+            return (f"stream {name!r}: model {cfg.model_of(stream.config)!r} at imgsz "
+                    f"{cfg.imgsz_of(stream.config)} is not one this run has loaded")
+        conf, classes = cfg.own(stream.config)
+        detect_conf, detect_classes = self._started.detect_conf(group.name), self._started.detect_classes(group.name)
+        if conf < detect_conf:
+            return f"stream {name!r}: conf {conf:g} is below the {detect_conf:g} its model detects at in this run"
+        if detect_classes is not None and (classes is None or not set(classes) <= set(detect_classes)):
+            wanted = "every class" if classes is None else f"classes {sorted(set(classes) - set(detect_classes))}"
+            return (f"stream {name!r}: {wanted} asked for, which its model does not detect in this run (it keeps "
+                    f"classes {list(detect_classes)})")
+        return None
+
+
+def _settings(cfg: PipelineConfig, stream: ResolvedStream) -> str:
+    """Everything that makes ``stream`` what it is, as ``cfg`` has it: two streams of one
+    name with the same are the same stream."""
+    config = stream.config
+    return repr((stream.spec, stream.overflow, stream.capacity, config.model_dump(), cfg.own(config),
+                 cfg.blur_of(config), cfg.motion_of(config), cfg.tiles_of(config), cfg.record_of(config),
+                 cfg.clips_of(config), cfg.model_of(config), cfg.imgsz_of(config)))
+
+
+__all__ = ["STREAM_KEYS", "Outputs", "ReloadReport", "Reloader"]

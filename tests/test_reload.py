@@ -1,0 +1,198 @@
+"""Reloading the config while the run goes on: streams added, removed and restarted with new
+settings, the others untouched (their recordings one file, gapless), a bad config changing
+nothing, what the running models cannot do refused; and ``SIGHUP`` to a real ``streamyolo run``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamyolo.errors import ConfigError
+from streamyolo.pipeline import Pipeline
+from streamyolo.workers.inference import Channel, InferenceWorker
+from tests.helpers import PYTHON, ROOT, CountingDetector, decode, env_for_subprocess, read_jsonl, stamps
+
+
+def _camera(name: str, seed: int, **extra: Any) -> dict[str, Any]:
+    """A synthetic camera: 160 × 120 at 10 frames a second, for as long as the run goes."""
+    return {"name": name, "source": f"synthetic:?size=160x120&fps=10&seed={seed}", "realtime": True, **extra}
+
+
+def _config(tmp_path: Path, streams: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"streams": streams, "model": "demo", "imgsz": 160, "workers": 2, "device": "cpu", "display": False,
+            "status_interval": 0, "record": str(tmp_path / "rec"), "jsonl": str(tmp_path / "det.jsonl"), **extra}
+
+
+def _until(check: Callable[[], Any], seconds: float, what: str) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _processed(pipeline: Pipeline) -> dict[str, int]:
+    return {report.name: report.processed for report in pipeline.reports()}
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_a_reload_adds_removes_and_restarts_streams_and_leaves_the_others_alone(tmp_path: Path, mode: str) -> None:
+    streams = [_camera("a", 1), _camera("b", 2), _camera("c", 3)]
+    outputs = {"web": "127.0.0.1:0", "summary": str(tmp_path / "s.json"), "worker_mode": mode}
+    pipeline = Pipeline.from_config(_config(tmp_path, streams, **outputs))
+    pipeline.start()
+    try:
+        _until(lambda: min(_processed(pipeline).values()) >= 5, 30, "five frames of every stream")
+        report = pipeline.reload(_config(tmp_path, [_camera("a", 1), _camera("c", 3, conf=0.5), _camera("d", 4)],
+                                         **outputs))
+        assert (report.added, report.removed, report.restarted, report.refused, report.needs_restart) == (
+            ("d",), ("b",), ("c",), {}, ())
+        assert report.done() == "config reloaded: added 'd'; removed 'b'; restarted with new settings 'c'"
+        # The removed stream's recording is whole at once, while the run goes on.
+        b_images, _ = decode(tmp_path / "rec" / "b.mp4")
+        b_seen = [line for line in read_jsonl(tmp_path / "det.jsonl") if line["stream"] == "b"]
+        assert len(b_images) == len(b_seen) >= 5
+        assert sorted(_processed(pipeline)) == ["a", "c", "d"]
+        _until(lambda: _processed(pipeline).get("d", 0) >= 5 and _processed(pipeline)["c"] >= 5, 30,
+               "five frames of the added and the restarted stream")
+        assert pipeline.web_url is not None
+        with urllib.request.urlopen(pipeline.web_url + "status.json", timeout=10) as response:
+            status = json.load(response)
+        assert sorted(s["name"] for s in status["streams"]) == ["a", "c", "d"]
+    finally:
+        pipeline.stop()
+        summary = pipeline.join()
+    lines = read_jsonl(tmp_path / "det.jsonl")
+    by_stream = {name: [line["seq"] for line in lines if line["stream"] == name] for name in "abcd"}
+    # The untouched stream: one file, every frame processed in it, none missing across the reload.
+    assert summary.recordings["a"] == [str(tmp_path / "rec" / "a.mp4")]
+    a_images, _ = decode(tmp_path / "rec" / "a.mp4")
+    a_seqs = [stamp[1] for stamp in stamps(a_images) if stamp is not None]
+    assert len(a_images) == len(by_stream["a"]) == summary.streams["a"].processed
+    assert a_seqs == by_stream["a"] and len(a_seqs) == len(a_images)
+    # The restarted stream: a file for each of its turns; the summary counts both.
+    assert summary.recordings["c"] == [str(tmp_path / "rec" / "c.mp4"), str(tmp_path / "rec" / "c-2.mp4")]
+    c_frames = sum(len(decode(Path(path))[0]) for path in summary.recordings["c"])
+    assert c_frames == len(by_stream["c"]) == summary.streams["c"].processed
+    assert by_stream["c"].index(0, 1) > 0  # its second turn started from its first frame again
+    assert summary.streams["b"].state == "removed" and summary.streams["b"].processed == len(by_stream["b"])
+    assert summary.streams["d"].processed == len(by_stream["d"]) >= 5
+    for name in "abcd":
+        report = summary.streams[name]
+        assert report.captured == report.processed + report.dropped, name
+    written = json.loads((tmp_path / "s.json").read_text())
+    assert written["streams"]["b"]["state"] == "removed" and written["streams"]["b"]["recordings"] == [
+        str(tmp_path / "rec" / "b.mp4")]
+
+
+def test_a_bad_config_changes_nothing_and_what_the_models_cannot_do_is_refused(tmp_path: Path) -> None:
+    pipeline = Pipeline.from_config(_config(tmp_path, [_camera("a", 1), _camera("b", 2, conf=0.4)]))
+    pipeline.start()
+    try:
+        _until(lambda: min(_processed(pipeline).values()) >= 3, 30, "three frames of each stream")
+        with pytest.raises(ConfigError, match=r"config key 'conf'"):
+            pipeline.reload(_config(tmp_path, [_camera("a", 1)], conf=7))
+        with pytest.raises(ConfigError, match=r"config key 'streams.0.classes': class 99 is not one of"):
+            pipeline.reload(_config(tmp_path, [_camera("a", 1, classes=[99])]))
+        assert sorted(_processed(pipeline)) == ["a", "b"]
+        report = pipeline.reload(_config(tmp_path, [_camera("a", 1, conf=0.1), _camera("b", 2, conf=0.3),
+                                                     _camera("e", 5, imgsz=320)], batch=2, workers=1))
+        assert report.needs_restart == ("workers", "batch")
+        assert report.refused == {
+            "a": "stream 'a': conf 0.1 is below the 0.25 its model detects at in this run",
+            "e": "stream 'e': model 'demo' at imgsz 320 is not one this run has loaded",
+        }
+        assert report.restarted == ("b",)  # 0.3: within what its model detects
+        assert ("config reloaded, but stream 'a': conf 0.1 is below the 0.25 its model detects at in this run: it "
+                "stays as it was") in report.warnings()
+        assert "workers, batch changed, which apply only when the run starts again" in report.warnings()[-1]
+        assert sorted(_processed(pipeline)) == ["a", "b"]
+        _until(lambda: _processed(pipeline)["b"] >= 3, 30, "the restarted stream's frames")
+    finally:
+        pipeline.stop()
+        summary = pipeline.join()
+    assert summary.recordings["a"] == [str(tmp_path / "rec" / "a.mp4")]  # never stopped
+    kept = [line for line in read_jsonl(tmp_path / "det.jsonl") if line["stream"] == "b"]
+    assert len(kept) == summary.streams["b"].processed
+
+
+def test_a_worker_whose_streams_have_all_ended_is_started_again_for_a_stream_added(tmp_path: Path) -> None:
+    finite = {"name": "short", "source": "synthetic:?size=160x120&fps=10&frames=3"}
+    pipeline = Pipeline.from_config(_config(tmp_path, [finite, _camera("a", 1)]))
+    pipeline.start()
+    try:
+        _until(lambda: pipeline.worker_streams() == [[], ["a"]], 30, "the short stream's worker to end")
+        first = pipeline.threads
+        report = pipeline.reload(_config(tmp_path, [finite, _camera("a", 1), _camera("b", 2)]))
+        assert report.added == ("b",) and pipeline.worker_streams() == [["b"], ["a"]]
+        assert [t for t in pipeline.threads if t not in first and t.name == "inference:w0"]  # a new one
+        _until(lambda: _processed(pipeline).get("b", 0) >= 3, 30, "the added stream's frames")
+    finally:
+        pipeline.stop()
+        summary = pipeline.join()
+    assert summary.streams["short"].processed == 3 and summary.streams["b"].processed >= 3
+
+
+def test_a_worker_takes_no_stream_once_it_has_ended() -> None:
+    import threading
+
+    from streamyolo.buffering import Overflow, RingBuffer
+    from streamyolo.frames import Frame
+    from streamyolo.pipeline.health import StreamHealth
+    from streamyolo.sinks.collect import QueueSink
+
+    def channel(name: str) -> Channel:
+        ring: RingBuffer[Frame] = RingBuffer(2, Overflow.BLOCK)
+        return Channel(name, ring, False, StreamHealth(name))
+
+    first = channel("first")
+    worker = InferenceWorker("w0", CountingDetector, [first], QueueSink(), threading.Event())
+    worker.start()
+    assert worker.wait_ready(10)
+    late = channel("late")
+    assert worker.add(late) and worker.streams == ["first", "late"]
+    late.ring.close()
+    first.ring.close()
+    assert worker.join(10) and worker.done
+    assert late.health.wait_settled(0) and first.health.wait_settled(0)
+    assert not worker.add(channel("too-late"))
+
+
+def test_sighup_reloads_the_config_file_of_a_real_run(tmp_path: Path) -> None:
+    config = tmp_path / "cams.yaml"
+    cameras = [_camera("a", 1)]
+    config.write_text(json.dumps(_config(tmp_path, cameras)))
+    process = subprocess.Popen([PYTHON, "-m", "streamyolo", "run", str(config), "--duration", "60"],
+                               env=env_for_subprocess(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    jsonl = tmp_path / "det.jsonl"
+    try:
+        _until(lambda: jsonl.exists() and len(read_jsonl(jsonl)) >= 3, 60, "the run's first frames")
+        config.write_text(json.dumps(_config(tmp_path, [*cameras, _camera("late", 2)], batch=1)))
+        process.send_signal(signal.SIGHUP)
+        _until(lambda: any(line["stream"] == "late" for line in read_jsonl(jsonl)), 30, "the added stream's frames")
+        config.write_text("streams: [")  # broken: the run goes on as it was
+        process.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert "config reloaded: added 'late'" in err
+    assert "config reloaded, but batch changed, which apply only when the run starts again" in err
+    assert "config not reloaded:" in err and "the run goes on as it was" in err
+    assert "\nlate " in out and (tmp_path / "rec" / "late.mp4").exists()

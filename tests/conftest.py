@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT, THREAD_PREFIXES, make_clip, make_random_model
-from tests.servers import RtspServer, rtsp_server_available
+from tests.servers import RtspServer, mosquitto_available, rtsp_server_available
 
 SHARED = Path(os.environ.get("STREAMYOLO_SHARED", ROOT.parent / "shared"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -103,3 +103,10 @@ def no_leftover_threads() -> Iterator[None]:
 def _role(thread_name: str) -> str:
     """What a thread is for: ``capture`` of ``capture:cam1``, ``paho-mqtt-client-`` of paho's."""
     return "paho-mqtt-client-" if thread_name.startswith("paho-mqtt-client-") else thread_name.partition(":")[0]
+
+
+@pytest.fixture
+def broker_folder(tmp_path: Path) -> Path:
+    need("mosquitto (an MQTT broker) is needed for the MQTT tests (.ci/run installs it)"
+         if mosquitto_available() is None else None)
+    return tmp_path

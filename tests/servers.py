@@ -298,3 +298,30 @@ class MqttBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class MqttSubscriber:
+    """A client of the broker that keeps every message it gets (of every topic)."""
+
+    def __init__(self, port: int, user: str | None = None, password: str | None = None) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        if user is not None:
+            self.client.username_pw_set(user, password)
+        subscribed = threading.Event()
+        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload, bool(m.retain)))
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe("#", qos=1)
+        self.client.loop_start()
+        assert subscribed.wait(10), "the test's subscriber could not subscribe"
+
+    def events(self) -> list[dict[str, object]]:
+        return [json.loads(payload) for topic, payload, _ in self.messages
+                if not topic.endswith(("/available", "/snapshot", "/run"))]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -35,9 +35,8 @@ from streamyolo.sinks.web import WebViewer
 from streamyolo.sinks.webhook import Webhook
 from streamyolo.sources import RawFrame, SourceInfo, SourceKind, SourceSpec, SyntheticSource, open_source
 from streamyolo.workers.capture import CapturePolicy
-from tests.conftest import need
 from tests.helpers import files_aged, read_jsonl
-from tests.servers import HookReceiver, MqttBroker, mosquitto_available
+from tests.servers import HookReceiver, MqttBroker, MqttSubscriber
 from tests.test_counting import _boxes, _WalkerDetector
 
 SQUARE = Zone("square", ((0.0, 0.0), (100.0, 0.0), (100.0, 100.0), (0.0, 100.0)))
@@ -277,47 +276,13 @@ def test_a_bad_mqtt_broker_names_the_key_and_never_its_password(value: str, mess
     assert message in str(error.value) and "s3cret" not in str(error.value)
 
 
-class _Subscriber:
-    """A client of the broker that keeps every message it gets (of every topic)."""
-
-    def __init__(self, port: int, user: str | None = None, password: str | None = None) -> None:
-        import paho.mqtt.client as mqtt
-
-        self.messages: list[tuple[str, bytes, bool]] = []
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        if user is not None:
-            self.client.username_pw_set(user, password)
-        subscribed = threading.Event()
-        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload, bool(m.retain)))
-        self.client.on_subscribe = lambda *args: subscribed.set()
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe("#", qos=1)
-        self.client.loop_start()
-        assert subscribed.wait(10), "the test's subscriber could not subscribe"
-
-    def events(self) -> list[dict[str, object]]:
-        return [json.loads(payload) for topic, payload, _ in self.messages
-                if not topic.endswith(("/available", "/snapshot", "/run"))]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-@pytest.fixture
-def broker_folder(tmp_path: Path) -> Path:
-    need("mosquitto (an MQTT broker) is needed for the MQTT tests (.ci/run installs it)"
-         if mosquitto_available() is None else None)
-    return tmp_path
-
-
 @pytest.mark.timeout(60)
 def test_events_reach_an_mqtt_broker_with_a_login_and_its_topics(broker_folder: Path) -> None:
     source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=30", SourceKind.SYNTHETIC))
     lobby = Zone("lobby", ((100.0, 100.0), (220.0, 100.0), (220.0, 200.0), (100.0, 200.0)))
     path, shots = broker_folder / "events.jsonl", broker_folder / "shots"
     with MqttBroker(broker_folder, "cams", "pa:ss") as broker:
-        subscriber = _Subscriber(broker.port, "cams", "pa:ss")
+        subscriber = MqttSubscriber(broker.port, "cams", "pa:ss")
         try:
             sink = EventSink(path, mqtt=f"mqtt://cams:pa%3Ass@127.0.0.1:{broker.port}", snapshots=shots)
             Pipeline([StreamSetup("hall", source, Overflow.BLOCK, zones=(lobby,))], _WalkerDetector,
@@ -337,7 +302,7 @@ def test_events_reach_an_mqtt_broker_with_a_login_and_its_topics(broker_folder: 
         assert (topics[0], topics[-1]) == ("streamyolo/available", "streamyolo/available")
         assert (subscriber.messages[0][1], subscriber.messages[-1][1]) == (b"online", b"offline")
         # Retained: a client that comes later learns the stream's state and that the run is over.
-        later = _Subscriber(broker.port, "cams", "pa:ss")
+        later = MqttSubscriber(broker.port, "cams", "pa:ss")
         try:
             _wait_for(lambda: len(later.messages) >= 3)
         finally:
@@ -363,7 +328,7 @@ def test_a_broker_down_at_first_holds_the_events_back_and_loses_none(broker_fold
             publisher.send({"stream": "gate", "event": "enter", "n": n})
         _wait_for(lambda: "cannot reach the broker" in caplog.text)  # its first try failed: the next is 1 s away
         with broker:
-            subscriber = _Subscriber(broker.port)  # subscribed before the publisher's next try
+            subscriber = MqttSubscriber(broker.port)  # subscribed before the publisher's next try
             for n in range(3, 5):
                 publisher.send({"stream": "gate", "event": "enter", "n": n})
             _wait_for(lambda: len(subscriber.events()) >= 5)
@@ -372,7 +337,7 @@ def test_a_broker_down_at_first_holds_the_events_back_and_loses_none(broker_fold
         publisher.send({"stream": "gate", "event": "enter", "n": 5})  # the broker restarts
         _wait_for(lambda: "connection lost" in caplog.text)  # the publisher noticed: its next try is 1 s away
         with broker:
-            subscriber = _Subscriber(broker.port)
+            subscriber = MqttSubscriber(broker.port)
             publisher.send({"stream": "gate", "event": "enter", "n": 6})
             publisher.close()
             _wait_for(lambda: len(subscriber.events()) >= 2)
@@ -508,7 +473,7 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
                  size=(32.0, 16.0))  # 0.1 m a pixel: the walker's 8 px a frame at 25 fps are 72 km/h
     gone = "homeassistant/sensor/streamyolo_site/porch_zone_steps/config"  # an earlier run's stream, since removed
     with MqttBroker(broker_folder) as broker:
-        earlier = _Subscriber(broker.port)
+        earlier = MqttSubscriber(broker.port)
         try:
             earlier.client.publish(gone, json.dumps({"name": "steps objects"}), qos=1, retain=True).wait_for_publish(5)
         finally:
@@ -520,14 +485,14 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
                                                   events=frozenset({"enter", "leave", "linger", "line", "clip"}),
                                                   speeds=("floor",))])
         clips.on_end = sink.clip_ended
-        during = _Subscriber(broker.port)  # a Home Assistant running along
+        during = MqttSubscriber(broker.port)  # a Home Assistant running along
         try:
             Pipeline([StreamSetup("hall", source, Overflow.BLOCK, lines=(door,), zones=(lower, floor))],
                      _WalkerDetector, tracker=tracker_settings("bytetrack"), sinks=[clips, sink]).run()
             _wait_for(lambda: any(payload == b"offline" for _, payload, _ in during.messages))
         finally:
             during.close()
-        later = _Subscriber(broker.port)  # what a Home Assistant started after the run learns
+        later = MqttSubscriber(broker.port)  # what a Home Assistant started after the run learns
 
         def learnt() -> bool:  # every entity's config and every state they read (events are not kept)
             kept = {topic: payload for topic, payload, retained in list(later.messages) if retained}
@@ -651,7 +616,7 @@ def test_each_stream_gets_the_event_entities_of_the_events_it_sends(broker_folde
                                "lines": {"kerb": [[0, 200], [416, 200]]}},
                               {"name": "porch", "source": street}]}
         Pipeline.from_config(config).run()
-        later = _Subscriber(broker.port)
+        later = MqttSubscriber(broker.port)
         try:
             _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 13)
         finally:
@@ -696,7 +661,7 @@ def test_two_runs_under_one_prefix_are_warned_of_and_leave_each_others_entities(
         assert "no longer in the config: removed" not in caplog.text
         third = publisher(broker.port, "yard")  # both have ended: their entities are stale now
         third.close()
-        later = _Subscriber(broker.port)
+        later = MqttSubscriber(broker.port)
         try:
             _wait_for(lambda: any(t.endswith("yard_streaming/config") for t, _, _ in later.messages))
             time.sleep(0.3)

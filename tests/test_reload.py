@@ -196,3 +196,46 @@ def test_sighup_reloads_the_config_file_of_a_real_run(tmp_path: Path) -> None:
     assert "config reloaded, but batch changed, which apply only when the run starts again" in err
     assert "config not reloaded:" in err and "the run goes on as it was" in err
     assert "\nlate " in out and (tmp_path / "rec" / "late.mp4").exists()
+
+
+@pytest.mark.timeout(90)
+def test_home_assistant_learns_of_the_streams_added_changed_and_removed(broker_folder: Path) -> None:
+    """With ``mqtt_discovery``: an added stream's entities are announced, a removed stream's
+    deleted (an empty retained config), a changed stream's follow its new zones; the events say
+    ``removed``."""
+    from tests.servers import MqttBroker, MqttSubscriber
+
+    zone = {"hall": [[0, 0], [80, 0], [80, 120], [0, 120]]}
+    with MqttBroker(broker_folder) as broker:
+        outputs = {"mqtt": f"mqtt://127.0.0.1:{broker.port}/site", "mqtt_discovery": "homeassistant",
+                   "events": str(broker_folder / "events.jsonl")}
+        pipeline = Pipeline.from_config(_config(broker_folder, [_camera("a", 1), _camera("b", 2)], **outputs))
+        watcher = MqttSubscriber(broker.port)
+        pipeline.start()
+        try:
+            node = "homeassistant/{}/streamyolo_site/{}/config"
+
+            def configs() -> dict[str, bytes]:
+                kept: dict[str, bytes] = {}
+                for topic, payload, _ in list(watcher.messages):
+                    if topic.startswith("homeassistant/"):
+                        kept[topic] = payload  # the newest; empty: deleted
+                return {topic: payload for topic, payload in kept.items() if payload}
+
+            _until(lambda: node.format("binary_sensor", "b_streaming") in configs(), 30, "b's entities")
+            report = pipeline.reload(_config(broker_folder, [_camera("a", 1, zones=zone), _camera("c", 3)], **outputs))
+            assert (report.added, report.removed, report.restarted) == (("c",), ("b",), ("a",))
+            _until(lambda: node.format("binary_sensor", "c_streaming") in configs()
+                   and node.format("sensor", "a_zone_hall") in configs()
+                   and not any("/b_" in topic for topic in configs()), 30, "the entities of the new config")
+            assert sorted(topic.split("/")[-2] for topic in configs()) == sorted([
+                "a_streaming", "a_objects", "a_occupied", "a_zone_hall", "a_zone_hall_occupied",
+                "c_streaming", "c_objects", "c_occupied"])
+            _until(lambda: any(topic == "site/b/state" and json.loads(payload)["state"] == "removed"
+                               for topic, payload, _ in list(watcher.messages)), 30, "b's removed state")
+        finally:
+            pipeline.stop()
+            pipeline.join()
+            watcher.close()
+    states = [(e["stream"], e["state"]) for e in read_jsonl(broker_folder / "events.jsonl") if e["event"] == "state"]
+    assert ("b", "removed") in states and ("a", "removed") in states and states[-1][1] != "removed"

@@ -365,13 +365,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
                            webhook_events=cfg.webhook_events, mqtt_events=cfg.mqtt_events,
                            snapshots_keep=cfg.snapshots_keep, clip_of=clips.clip_of if clips is not None else None,
                            public_url=cfg.public_url, mqtt_discovery=cfg.mqtt_discovery,
-                           entities=[StreamEntities(s.spec.name, tuple(s.config.zones or ()),
-                                                    tuple(s.config.lines or ()), cfg.snapshots is not None,
-                                                    cfg.clips_of(s.config) is not None,
-                                                    _mqtt_events(cfg, s),
-                                                    tuple(name for name, zone in (s.config.zones or {}).items()
-                                                          if zone.size is not None))
-                                     for s in streams])
+                           entities=[stream_entities(cfg, s) for s in streams])
         sinks.append(events)
         if clips is not None:
             clips.on_end = events.clip_ended
@@ -430,7 +424,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     from streamyolo.pipeline.reload import Outputs, Reloader
 
     blurring = [sink for sink in sinks if isinstance(sink, CropSink | DatasetSink)]
-    pipeline.reloader = Reloader(config, overrides, cfg, streams, groups, Outputs(recorder, clips, annotator, blurring))
+    outputs = Outputs(recorder, clips, annotator, blurring, events)
+    pipeline.reloader = Reloader(config, overrides, cfg, streams, groups, outputs)
     return pipeline
 
 
@@ -485,6 +480,13 @@ def _recording(recorder: VideoRecorder | None, cfg: PipelineConfig, stream: Reso
 
 def _class_set(classes: list[int] | None) -> frozenset[int] | None:
     return None if classes is None else frozenset(classes)
+
+
+def stream_entities(cfg: PipelineConfig, s: ResolvedStream) -> StreamEntities:
+    """``s``'s Home Assistant entities (``mqtt_discovery``): its zones, lines, snapshots, clips."""
+    return StreamEntities(s.spec.name, tuple(s.config.zones or ()), tuple(s.config.lines or ()),
+                          cfg.snapshots is not None, cfg.clips_of(s.config) is not None, _mqtt_events(cfg, s),
+                          tuple(name for name, zone in (s.config.zones or {}).items() if zone.size is not None))
 
 
 def _mqtt_events(cfg: PipelineConfig, stream: ResolvedStream) -> frozenset[str]:

@@ -606,6 +606,8 @@ class Pipeline:
         does not validate."""
         if self.reloader is None:
             raise RuntimeError("only a pipeline built from a config (Pipeline.from_config) can reload one")
+        if not self._started:
+            raise RuntimeError("a pipeline reloads its config once it has started")
         return self.reloader.reload(self, config)
 
     def health(self, stream: str) -> StreamHealth:

@@ -37,6 +37,7 @@ from streamyolo.pipeline.build import ResolvedStream, resolve_streams
 from streamyolo.sinks.clips import ClipRecorder
 from streamyolo.sinks.crops import CropSink
 from streamyolo.sinks.dataset import DatasetSink
+from streamyolo.sinks.events import EventSink
 from streamyolo.sinks.recorder import VideoRecorder
 
 if TYPE_CHECKING:
@@ -91,11 +92,14 @@ class Outputs:
     clips: ClipRecorder | None = None
     annotator: BoxAnnotator | None = None
     blurring: Sequence[CropSink | DatasetSink] = ()
+    events: EventSink | None = None
 
     def follow(self, cfg: PipelineConfig, stream: ResolvedStream) -> None:
-        """Set ``stream``'s recording (annotated or not), clips and blurred classes as ``cfg``
-        has them, before its first frame. Each setting is swapped whole (the inference threads
-        read them)."""
+        """Set ``stream``'s recording (annotated or not), clips, blurred classes and Home
+        Assistant entities as ``cfg`` has them, before its first frame. Each setting is swapped
+        whole (the inference threads read them)."""
+        from streamyolo.pipeline.assemble import stream_entities
+
         name, config = stream.spec.name, stream.config
         for output, how in ((self.recorder, cfg.record_of(config)), (self.clips, cfg.clips_of(config))):
             if output is not None and output.streams is not None:
@@ -105,6 +109,13 @@ class Outputs:
             self.annotator.blur = _with(self.annotator.blur, name, blurred)
         for sink in self.blurring:
             sink.blurred = _with(sink.blurred, name, blurred)
+        if self.events is not None:
+            self.events.announce(name, stream_entities(cfg, stream))
+
+    def forget(self, name: str) -> None:
+        """Stream ``name`` was removed: its Home Assistant entities go too."""
+        if self.events is not None:
+            self.events.announce(name, None)
 
 
 def _with(settings: Mapping[str, frozenset[int]], name: str, classes: frozenset[int]) -> dict[str, frozenset[int]]:
@@ -156,6 +167,8 @@ class Reloader:
                 for name in removed + restarted:
                     pipeline.remove_stream(name)
                     del self._running[name]
+                for name in removed:
+                    self._outputs.forget(name)
                 for name in [n for n in added if n not in refused] + restarted:
                     try:
                         self._add(pipeline, cfg, wanted[name])

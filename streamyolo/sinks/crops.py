@@ -158,13 +158,24 @@ class CropSink:
                 kept.sent, kept.since = True, now
                 self._writer.put(functools.partial(self._save, stream, track, kept, False), optional=True)
 
+    def end_stream(self, stream: str) -> None:
+        """``stream`` was removed (a reload): its objects' crops are saved now, as at the end
+        of the run (one added again under its name tracks afresh)."""
+        self._save_left([stream])
+
     def close(self) -> None:
         with self._lock:
-            left = [(stream, track, kept) for stream, best in self._best.items() for track, kept in best.items()]
-            self._best.clear()
-        for stream, track, kept in left:
-            self._writer.put(functools.partial(self._save, stream, track, kept, True))
+            streams = list(self._best)
+        self._save_left(streams)
         self._writer.close()
+
+    def _save_left(self, streams: list[str]) -> None:
+        """Save the objects of ``streams`` not saved yet as their last (the stream is over)."""
+        with self._lock:
+            left = [(stream, self._best.pop(stream, {})) for stream in streams]
+        for stream, best in left:
+            for track, kept in best.items():
+                self._writer.put(functools.partial(self._save, stream, track, kept, True))
 
     def _save(self, stream: str, track: int, kept: _Best, gone: bool) -> Path | None:
         """Save ``kept``, the object's best crop, unless its file holds it already, in place

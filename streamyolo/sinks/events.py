@@ -123,8 +123,9 @@ class EventSink:
         if webhook is not None:
             self._outputs.append((Webhook(webhook), None if webhook_events is None else frozenset(webhook_events)))
         self._states: StatePublisher | None = None
+        self._publisher: MqttPublisher | None = None
         if mqtt is not None:
-            publisher = MqttPublisher(mqtt, discovery=mqtt_discovery, entities=entities)
+            publisher = self._publisher = MqttPublisher(mqtt, discovery=mqtt_discovery, entities=entities)
             self._outputs.append((publisher, None if mqtt_events is None else frozenset(mqtt_events)))
             if mqtt_discovery is not None:
                 self._states = StatePublisher(publisher)
@@ -217,6 +218,12 @@ class EventSink:
         if error is not None:
             event["error"] = error
         self._queue.put((None, [event]))
+
+    def announce(self, stream: str, entities: StreamEntities | None) -> None:
+        """A stream added, changed (``entities``) or removed (``None``) as the run goes: its Home
+        Assistant entities (``mqtt_discovery``) now."""
+        if self._publisher is not None:
+            self._publisher.announce(stream, entities)
 
     def end_stream(self, stream: str) -> None:
         """``stream`` was removed as the run went (a reload): that is news, a ``removed`` state

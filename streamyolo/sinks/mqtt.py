@@ -231,8 +231,10 @@ class MqttPublisher:
                  discovery: str | None = None, entities: Sequence[StreamEntities] = ()) -> None:
         self.target = parse_mqtt(url)
         self.discovery = discovery
-        self._configs = discovery_messages(self.target.prefix, discovery, entities) if discovery is not None else []
-        self._ours = frozenset(topic for topic, _ in self._configs)
+        self._configs: dict[str, list[tuple[str, str]]] = {  # each stream's discovery configs
+            stream.stream: discovery_messages(self.target.prefix, discovery, [stream]) if discovery is not None else []
+            for stream in entities}
+        self._ours = frozenset(topic for configs in self._configs.values() for topic, _ in configs)
         self._states: dict[str, bytes] = {}  # topic -> the newest state published (or to be, when connected)
         self.shown = redact_url(url)
         self.limit = limit
@@ -289,6 +291,27 @@ class MqttPublisher:
         self._publish(f"{self.target.prefix}/{event['stream']}/{event['event']}", payload, event["event"] == "state")
         if self.discovery is not None and (topic := event_topic(self.target.prefix, event)) is not None:
             self._publish(topic, payload, False)  # for the zone's or the line's event entity
+
+    def announce(self, stream: str, entities: StreamEntities | None) -> None:
+        """With discovery: ``stream``'s Home Assistant entities are now ``entities`` (a stream
+        added or changed as the run goes; ``None``: removed): the new configs are published
+        (retained), those it no longer has deleted (an empty retained message), at once when
+        connected, else at the next connection."""
+        if self.discovery is None:
+            return
+        configs = discovery_messages(self.target.prefix, self.discovery, [entities]) if entities is not None else []
+        with self._lock:
+            gone = {topic for topic, _ in self._configs.get(stream, [])} - {topic for topic, _ in configs}
+            self._configs = {**{name: kept for name, kept in self._configs.items() if name != stream},
+                             **({stream: configs} if configs else {})}
+            self._ours = frozenset(topic for kept in self._configs.values() for topic, _ in kept)
+            client = self._client if self._connected_once and self._lost_since is None else None
+        if client is None:
+            return
+        for topic in sorted(gone):
+            self._mine(client.publish(topic, b"", qos=1, retain=True))
+        for topic, config in configs:
+            self._mine(client.publish(topic, config.encode(), qos=1, retain=True))
 
     def _publish(self, topic: str, payload: str, retain: bool) -> None:
         """Publish one event message (QoS 1), counted until the broker acknowledges it."""
@@ -366,7 +389,8 @@ class MqttPublisher:
         client.subscribe([(self.available, 1), (self.run_topic, 1)])
         self._mine(client.publish(self.available, "online", qos=1, retain=True))
         with self._lock:
-            retained = [*((topic, config.encode()) for topic, config in self._configs), *self._states.items()]
+            retained = [*((topic, config.encode()) for configs in self._configs.values() for topic, config in configs),
+                        *self._states.items()]
         for topic, payload in retained:  # a broker that restarted has lost them, and so has Home Assistant
             self._mine(client.publish(topic, payload, qos=1, retain=True))
         self._mine(client.publish(self.run_topic, json.dumps(self._run), qos=1, retain=True))

@@ -395,6 +395,7 @@ def _driver(browser: str, driver_path: str, *, self_signed: bool = False) -> Any
 @pytest.mark.timeout(180)
 def test_a_real_browser_shows_every_stream_with_its_numbers_and_the_events(tmp_path: Path) -> None:
     browser, driver_path = _chromium()
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     # Street scenes and the bundled demo model: real people and cars on the page.
@@ -498,10 +499,22 @@ def test_a_real_browser_shows_every_stream_with_its_numbers_and_the_events(tmp_p
             driver.find_element(By.ID, "show-heatmaps").click()
             _until(lambda: all(t["image"].get_attribute("src").endswith(".mjpg") for t in tiles().values()), 10,
                    "the videos back")
+            # The config reloaded: the dead camera's tile goes, a new camera's comes, showing video.
+            late = {"name": "late", "source": "synthetic:scene?seed=7&size=320x240&fps=15", "realtime": True}
+            report = pipeline.reload({**config, "streams": [*scenes, late]})
+            assert (report.added, report.removed) == (("late",), ("dead",))
+            def reloaded() -> bool:
+                try:
+                    found = tiles()
+                except StaleElementReferenceException:  # a tile removed while it was read
+                    return False
+                return list(found) == [*NAMES, "late"] and found["late"]["width"] == 320
+
+            _until(reloaded, 30, "the dead camera's tile gone and the new camera's shown")
         finally:
             driver.quit()
     assert sorted(p.name for p in (tmp_path / "heat").iterdir()) == sorted(
-        f"{name}{suffix}" for name in NAMES for suffix in (".png", ".heat.npy"))  # each picture and its heat
+        f"{name}{suffix}" for name in [*NAMES, "late"] for suffix in (".png", ".heat.npy"))  # each picture, its heat
 
 
 @pytest.mark.timeout(180)

@@ -6,7 +6,9 @@ import json
 import logging
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -294,37 +296,67 @@ def test_python_dash_m_and_help() -> None:
 
 
 @pytest.mark.timeout(180)
-def test_sigterm_stops_gracefully_with_recordings_and_summary(tmp_path: Path, random_model: Path) -> None:
-    """SIGTERM mid-run: capture stops, frames in flight are processed, the recording holds
-    exactly the processed frames, the summary is written, and the exit code is 0."""
+def test_sighup_reloads_the_config_and_sigterm_stops_gracefully_with_recordings_and_summary(tmp_path: Path) -> None:
+    """SIGHUP mid-run reads the config file again: a camera added to it starts, a broken file
+    changes nothing (the run goes on). SIGTERM then: capture stops, frames in flight are
+    processed, the recording holds exactly the processed frames, the summary is written, and
+    the exit code is 0."""
     import signal
     import threading
 
     out = tmp_path / "out"
-    process = subprocess.Popen(
-        [PYTHON, "-m", "streamyolo", "run", "--source", "cam=synthetic:?size=320x240&fps=30", "--model",
-         str(random_model), "--imgsz", "96", "--record", str(out / "rec"), "--jsonl", str(out / "det.jsonl"),
-         "--summary", str(out / "summary.json"), "--no-display", "--status-interval", "0"],
-        env=env_for_subprocess(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8",
-    )
+    config = tmp_path / "cams.yaml"
+
+    def write(streams: list[Any], **extra: Any) -> None:
+        config.write_text(json.dumps({
+            "streams": streams, "model": "demo", "imgsz": 96, "record": str(out / "rec"),
+            "jsonl": str(out / "det.jsonl"), "summary": str(out / "summary.json"), "display": False,
+            "status_interval": 0, **extra}))
+
+    write(["cam=synthetic:?size=320x240&fps=30"])  # a lossless stream: every frame
+    process = subprocess.Popen([PYTHON, "-m", "streamyolo", "run", str(config)], env=env_for_subprocess(), cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8")
     jsonl = out / "det.jsonl"
     waiter = threading.Event()
-    for _ in range(1200):
-        if jsonl.exists() and jsonl.read_text().count("\n") >= 40:
-            break
-        assert process.poll() is None, process.communicate()[1]
-        waiter.wait(0.1)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
+
+    def wait_for(done: Callable[[], bool]) -> None:
+        for _ in range(600):
+            if done():
+                return
+            assert process.poll() is None, process.communicate()[1]
+            waiter.wait(0.1)
+        raise AssertionError("timed out")
+
+    try:
+        wait_for(lambda: jsonl.exists() and jsonl.read_text().count("\n") >= 40)
+        write(["cam=synthetic:?size=320x240&fps=30",
+               {"name": "late", "source": "synthetic:?size=160x120&fps=10", "realtime": True}], batch=2)
+        process.send_signal(signal.SIGHUP)
+        wait_for(lambda: '"stream":"late"' in jsonl.read_text())
+        config.write_text("streams: [")  # broken: the run goes on as it was
+        process.send_signal(signal.SIGHUP)
+        waiter.wait(1)
+        assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
     assert process.returncode == 0, stderr
-    report = json.loads((out / "summary.json").read_text())["streams"]["cam"]
+    assert "config reloaded: added 'late'" in stderr
+    assert "config reloaded, but batch changed, which apply only when the run starts again" in stderr
+    assert "config not reloaded: " in stderr and "; the run goes on as it was" in stderr
+    summary = json.loads((out / "summary.json").read_text())["streams"]
+    report = summary["cam"]
     assert report["state"] == "stopped"
     assert report["captured"] == report["processed"] + report["dropped"]
     assert report["dropped"] == 0  # lossless: frames in flight were finished, not thrown away
     lines = read_jsonl(jsonl)
-    assert len(lines) == report["processed"]
+    assert len([line for line in lines if line["stream"] == "cam"]) == report["processed"]
     images, _ = decode(out / "rec" / "cam.mp4")
     assert [s[1] for s in stamps(images) if s] == list(range(report["processed"]))
+    assert summary["late"]["recordings"] == [str(out / "rec" / "late.mp4")] and "\nlate " in stdout
     assert "stopping" in stderr
 
 

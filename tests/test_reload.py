@@ -1,12 +1,11 @@
 """Reloading the config while the run goes on: streams added, removed and restarted with new
 settings, the others untouched (their recordings one file, gapless), a bad config changing
-nothing, what the running models cannot do refused; and ``SIGHUP`` to a real ``streamyolo run``."""
+nothing, what the running models cannot do refused, Home Assistant told. (``SIGHUP`` to a real
+``streamyolo run``: ``tests/test_cli.py``.)"""
 
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
@@ -18,7 +17,7 @@ import pytest
 from streamyolo.errors import ConfigError
 from streamyolo.pipeline import Pipeline
 from streamyolo.workers.inference import Channel, InferenceWorker
-from tests.helpers import PYTHON, ROOT, CountingDetector, decode, env_for_subprocess, read_jsonl, stamps
+from tests.helpers import CountingDetector, decode, read_jsonl, stamps
 
 
 def _camera(name: str, seed: int, **extra: Any) -> dict[str, Any]:
@@ -165,36 +164,6 @@ def test_a_worker_takes_no_stream_once_it_has_ended() -> None:
     assert worker.join(10) and worker.done
     assert late.health.wait_settled(0) and first.health.wait_settled(0)
     assert not worker.add(channel("too-late"))
-
-
-def test_sighup_reloads_the_config_file_of_a_real_run(tmp_path: Path) -> None:
-    config = tmp_path / "cams.yaml"
-    cameras = [_camera("a", 1)]
-    config.write_text(json.dumps(_config(tmp_path, cameras)))
-    process = subprocess.Popen([PYTHON, "-m", "streamyolo", "run", str(config), "--duration", "60"],
-                               env=env_for_subprocess(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    jsonl = tmp_path / "det.jsonl"
-    try:
-        _until(lambda: jsonl.exists() and len(read_jsonl(jsonl)) >= 3, 60, "the run's first frames")
-        config.write_text(json.dumps(_config(tmp_path, [*cameras, _camera("late", 2)], batch=1)))
-        process.send_signal(signal.SIGHUP)
-        _until(lambda: any(line["stream"] == "late" for line in read_jsonl(jsonl)), 30, "the added stream's frames")
-        config.write_text("streams: [")  # broken: the run goes on as it was
-        process.send_signal(signal.SIGHUP)
-        time.sleep(1)
-        assert process.poll() is None
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 0, err
-    assert "config reloaded: added 'late'" in err
-    assert "config reloaded, but batch changed, which apply only when the run starts again" in err
-    assert "config not reloaded:" in err and "the run goes on as it was" in err
-    assert "\nlate " in out and (tmp_path / "rec" / "late.mp4").exists()
 
 
 @pytest.mark.timeout(90)

@@ -323,6 +323,9 @@ def _reload(pipeline: Any, refused: str | None) -> None:
         except StreamYoloError as exc:
             log.error("config not reloaded: %s; the run goes on as it was", exc)
             return
+        except RuntimeError as exc:  # the run ended meanwhile
+            log.error("config not reloaded: %s", exc)
+            return
         except Exception:
             log.exception("config not reloaded; the run goes on as it was")
             return

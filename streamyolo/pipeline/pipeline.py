@@ -217,6 +217,7 @@ class Pipeline:
         self._pending_workers = workers
         self._pending_lock = threading.Lock()
         self._state_lock = threading.Lock()
+        self._reloading = threading.Lock()  # held by a reload; the end of the run waits for it (its files)
         self._started = False
         self._joined = False
         self._summary: Summary | None = None
@@ -435,6 +436,8 @@ class Pipeline:
                 assert self._summary is not None
                 return self._summary
             self._joined = True
+        with self._reloading:  # a reload under way finishes first (a stream it removes finishes its files)
+            pass
         for stream in self._streams:
             if stream.capture.thread.ident is not None and not stream.capture.join(JOIN_TIMEOUT):
                 log.error("capture thread %s still running after %.0f s", stream.name, JOIN_TIMEOUT)
@@ -572,6 +575,8 @@ class Pipeline:
         now); the summary keeps its numbers, as ``removed``. Waits for all that (at most about
         ``timeout`` seconds for each step)."""
         with self._state_lock:
+            if self._joined or self._finished.is_set():
+                raise RuntimeError(f"stream {name!r} cannot be removed: the run has ended")
             stream = self._by_name.get(name)
             if stream is None:
                 raise ValueError(f"no stream {name!r} is running")
@@ -608,7 +613,8 @@ class Pipeline:
             raise RuntimeError("only a pipeline built from a config (Pipeline.from_config) can reload one")
         if not self._started:
             raise RuntimeError("a pipeline reloads its config once it has started")
-        return self.reloader.reload(self, config)
+        with self._reloading:
+            return self.reloader.reload(self, config)
 
     def health(self, stream: str) -> StreamHealth:
         return self._by_name[stream].health

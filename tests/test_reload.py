@@ -44,40 +44,50 @@ def _processed(pipeline: Pipeline) -> dict[str, int]:
     return {report.name: report.processed for report in pipeline.reports()}
 
 
-def test_a_reload_adds_removes_and_restarts_streams_and_leaves_the_others_alone(tmp_path: Path) -> None:
-    streams = [_camera("a", 1), _camera("b", 2), _camera("c", 3)]
+def test_a_reload_adds_removes_restarts_and_updates_streams_and_leaves_the_others_alone(tmp_path: Path) -> None:
+    streams = [_camera("a", 1), _camera("b", 2), _camera("c", 3), _camera("e", 5)]
     outputs = {"web": "127.0.0.1:0", "summary": str(tmp_path / "s.json")}
     pipeline = Pipeline.from_config(_config(tmp_path, streams, **outputs))
     pipeline.start()
     try:
         _until(lambda: min(_processed(pipeline).values()) >= 5, 30, "five frames of every stream")
-        report = pipeline.reload(_config(tmp_path, [_camera("a", 1), _camera("c", 3, conf=0.5), _camera("d", 4)],
-                                         **outputs))
-        assert (report.added, report.removed, report.restarted, report.refused, report.needs_restart) == (
-            ("d",), ("b",), ("c",), {}, ())
-        assert report.done() == "config reloaded: added 'd'; removed 'b'; restarted with new settings 'c'"
+        hall = {"hall": [[0, 0], [80, 0], [80, 120], [0, 120]]}
+        report = pipeline.reload(_config(tmp_path, [_camera("a", 1), _camera("c", 3, max_fps=5), _camera("d", 4),
+                                                    _camera("e", 5, conf=0.5, zones=hall)], **outputs))
+        assert (report.added, report.removed, report.restarted, report.updated, report.refused,
+                report.needs_restart) == (("d",), ("b",), ("c",), ("e",), {}, ())
+        assert report.done() == ("config reloaded: added 'd'; removed 'b'; restarted with new settings 'c'; "
+                                 "changed as it runs 'e'")
         # The removed stream's recording is whole at once, while the run goes on.
         b_images, _ = decode(tmp_path / "rec" / "b.mp4")
         b_seen = [line for line in read_jsonl(tmp_path / "det.jsonl") if line["stream"] == "b"]
         assert len(b_images) == len(b_seen) >= 5
-        assert sorted(_processed(pipeline)) == ["a", "c", "d"]
+        assert sorted(_processed(pipeline)) == ["a", "c", "d", "e"]
         _until(lambda: _processed(pipeline).get("d", 0) >= 5 and _processed(pipeline)["c"] >= 5, 30,
                "five frames of the added and the restarted stream")
         assert pipeline.web_url is not None
         with urllib.request.urlopen(pipeline.web_url + "status.json", timeout=10) as response:
             status = json.load(response)
-        assert sorted(s["name"] for s in status["streams"]) == ["a", "c", "d"]
+        assert sorted(s["name"] for s in status["streams"]) == ["a", "c", "d", "e"]
     finally:
         pipeline.stop()
         summary = pipeline.join()
     lines = read_jsonl(tmp_path / "det.jsonl")
-    by_stream = {name: [line["seq"] for line in lines if line["stream"] == name] for name in "abcd"}
-    # The untouched stream: one file, every frame processed in it, none missing across the reload.
-    assert summary.recordings["a"] == [str(tmp_path / "rec" / "a.mp4")]
-    a_images, _ = decode(tmp_path / "rec" / "a.mp4")
-    a_seqs = [stamp[1] for stamp in stamps(a_images) if stamp is not None]
-    assert len(a_images) == len(by_stream["a"]) == summary.streams["a"].processed
-    assert a_seqs == by_stream["a"] and len(a_seqs) == len(a_images)
+    by_stream = {name: [line["seq"] for line in lines if line["stream"] == name] for name in "abcde"}
+    # The untouched stream and the one updated as it ran: one file each, every frame processed
+    # in it, none missing across the reload.
+    for name in "ae":
+        assert summary.recordings[name] == [str(tmp_path / "rec" / f"{name}.mp4")]
+        images, _ = decode(tmp_path / "rec" / f"{name}.mp4")
+        seqs = [stamp[1] for stamp in stamps(images) if stamp is not None]
+        assert len(images) == len(by_stream[name]) == summary.streams[name].processed
+        assert seqs == by_stream[name] and len(seqs) == len(images)
+    # The updated stream: its zone from a frame on, and from then its own conf.
+    e_lines = [line for line in lines if line["stream"] == "e"]
+    zoned = [index for index, line in enumerate(e_lines) if "zones" in line]
+    assert zoned and zoned == list(range(zoned[0], len(e_lines))) and zoned[0] >= 5
+    assert all(d["conf"] >= 0.5 for line in e_lines[zoned[0]:] for d in line["detections"])
+    assert summary.streams["e"].zone_peaks.keys() == {"hall"}
     # The restarted stream: a file for each of its turns; the summary counts both.
     assert summary.recordings["c"] == [str(tmp_path / "rec" / "c.mp4"), str(tmp_path / "rec" / "c-2.mp4")]
     c_frames = sum(len(decode(Path(path))[0]) for path in summary.recordings["c"])
@@ -85,7 +95,7 @@ def test_a_reload_adds_removes_and_restarts_streams_and_leaves_the_others_alone(
     assert by_stream["c"].index(0, 1) > 0  # its second turn started from its first frame again
     assert summary.streams["b"].state == "removed" and summary.streams["b"].processed == len(by_stream["b"])
     assert summary.streams["d"].processed == len(by_stream["d"]) >= 5
-    for name in "abcd":
+    for name in "abcde":
         report = summary.streams[name]
         assert report.captured == report.processed + report.dropped, name
     written = json.loads((tmp_path / "s.json").read_text())
@@ -110,7 +120,7 @@ def test_a_bad_config_changes_nothing_and_what_the_models_cannot_do_is_refused(t
             "a": "stream 'a': conf 0.1 is below the 0.25 its model detects at in this run",
             "e": "stream 'e': model 'demo' at imgsz 320 is not one this run has loaded",
         }
-        assert report.restarted == ("b",)  # 0.3: within what its model detects
+        assert report.updated == ("b",)  # 0.3: within what its model detects
         assert ("config reloaded, but stream 'a': conf 0.1 is below the 0.25 its model detects at in this run: it "
                 "stays as it was") in report.warnings()
         assert "workers, batch changed, which apply only when the run starts again" in report.warnings()[-1]
@@ -122,6 +132,7 @@ def test_a_bad_config_changes_nothing_and_what_the_models_cannot_do_is_refused(t
     assert summary.recordings["a"] == [str(tmp_path / "rec" / "a.mp4")]  # never stopped
     kept = [line for line in read_jsonl(tmp_path / "det.jsonl") if line["stream"] == "b"]
     assert len(kept) == summary.streams["b"].processed
+    assert summary.recordings["b"] == [str(tmp_path / "rec" / "b.mp4")]  # updated as it ran
 
 
 def test_a_worker_whose_streams_have_all_ended_is_started_again_for_a_stream_added(tmp_path: Path) -> None:
@@ -169,9 +180,9 @@ def test_a_worker_takes_no_stream_once_it_has_ended() -> None:
 @pytest.mark.timeout(90)
 def test_home_assistant_learns_of_the_streams_added_changed_and_removed(broker_folder: Path) -> None:
     """With ``mqtt_discovery``: an added stream's entities are announced, a removed stream's
-    deleted (an empty retained config), a changed stream's follow its new zones; the events say
-    ``removed``. In process worker mode (the streams, their buffers and the outputs are the
-    parent's, as in thread mode: a reload is the same)."""
+    deleted (an empty retained config), a stream given a zone as it runs gets the zone's (and
+    keeps the others); the events say ``removed``. In process worker mode (the streams, their
+    buffers and the outputs are the parent's, as in thread mode: a reload is the same)."""
     from tests.servers import MqttBroker, MqttSubscriber
 
     zone = {"hall": [[0, 0], [80, 0], [80, 120], [0, 120]]}
@@ -193,7 +204,7 @@ def test_home_assistant_learns_of_the_streams_added_changed_and_removed(broker_f
 
             _until(lambda: node.format("binary_sensor", "b_streaming") in configs(), 30, "b's entities")
             report = pipeline.reload(_config(broker_folder, [_camera("a", 1, zones=zone), _camera("c", 3)], **outputs))
-            assert (report.added, report.removed, report.restarted) == (("c",), ("b",), ("a",))
+            assert (report.added, report.removed, report.updated) == (("c",), ("b",), ("a",))
             _until(lambda: node.format("binary_sensor", "c_streaming") in configs()
                    and node.format("sensor", "a_zone_hall") in configs()
                    and not any("/b_" in topic for topic in configs()), 30, "the entities of the new config")
@@ -206,5 +217,7 @@ def test_home_assistant_learns_of_the_streams_added_changed_and_removed(broker_f
             pipeline.stop()
             pipeline.join()
             watcher.close()
+    assert not [topic for topic, payload, _ in watcher.messages if "/a_" in topic and not payload], \
+        "a stream updated as it runs lost entities it kept"
     states = [(e["stream"], e["state"]) for e in read_jsonl(broker_folder / "events.jsonl") if e["event"] == "state"]
-    assert ("b", "removed") in states and ("a", "removed") in states and states[-1][1] != "removed"
+    assert ("b", "removed") in states and ("a", "removed") not in states

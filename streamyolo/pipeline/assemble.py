@@ -446,17 +446,26 @@ def stream_setup(cfg: PipelineConfig, s: ResolvedStream, recorder: VideoRecorder
         capacity=s.capacity,
         policy=_policy(s),
         display_uri=s.spec.display_uri,
-        keep=cfg.stream_filter(s.config, detects),
-        lines=tuple(CountingLine(name, *line.points, classes=_class_set(line.classes), anchor=line.anchor)
-                    for name, line in (s.config.lines or {}).items()),
-        zones=tuple(Zone(name, tuple(zone.points), zone.linger, _class_set(zone.classes), zone.anchor, zone.size,
-                         zone.speed_limit)
-                    for name, zone in (s.config.zones or {}).items()),
-        masks=tuple(Mask(name, tuple(mask.points), _class_set(mask.classes), mask.anchor, mask.outside)
-                    for name, mask in (s.config.masks or {}).items()),
-        motion=_motion(cfg.motion_of(s.config)),
-        tiles=cfg.tiles_of(s.config),
+        **stream_rules(cfg, s, detects),
     )
+
+
+def stream_rules(cfg: PipelineConfig, s: ResolvedStream,
+                 detects: tuple[float, tuple[int, ...] | None] | None = None) -> dict[str, Any]:
+    """What ``s``'s inference worker applies (:class:`StreamSetup`'s ``keep``, ``lines``,
+    ``zones``, ``masks``, ``motion`` and ``tiles``); ``detects`` as :func:`stream_setup` says."""
+    return {
+        "keep": cfg.stream_filter(s.config, detects),
+        "lines": tuple(CountingLine(name, *line.points, classes=_class_set(line.classes), anchor=line.anchor)
+                       for name, line in (s.config.lines or {}).items()),
+        "zones": tuple(Zone(name, tuple(zone.points), zone.linger, _class_set(zone.classes), zone.anchor, zone.size,
+                            zone.speed_limit)
+                       for name, zone in (s.config.zones or {}).items()),
+        "masks": tuple(Mask(name, tuple(mask.points), _class_set(mask.classes), mask.anchor, mask.outside)
+                       for name, mask in (s.config.masks or {}).items()),
+        "motion": _motion(cfg.motion_of(s.config)),
+        "tiles": cfg.tiles_of(s.config),
+    }
 
 
 def _original(output: VideoRecorder | None, cfg: PipelineConfig, stream: ResolvedStream,

@@ -558,6 +558,22 @@ class Pipeline:
             started.start()
         stream.capture.start()
 
+    def update_stream(self, name: str, **rules: Any) -> None:
+        """Give running stream ``name`` new settings that its worker applies (``keep``, ``lines``,
+        ``zones``, ``masks``, ``motion``, ``tiles``: :class:`StreamSetup`'s), from its next frame
+        on; its connection, buffer, recording and tracks go on (its lines, zones and motion start
+        afresh)."""
+        with self._state_lock:
+            stream = self._by_name.get(name)
+            if stream is None:
+                raise ValueError(f"no stream {name!r} is running")
+            worker = self._workers[self._serving[self._streams.index(stream)]]
+            stream.setup = replace(stream.setup, **rules)
+        stream.health.counts_on([line.name for line in stream.setup.lines], [zone.name for zone in stream.setup.zones],
+                                self._tracker is not None)
+        if not worker.update(stream.channel()):
+            raise RuntimeError(f"stream {name!r} cannot be changed: its worker has ended")
+
     @contextlib.contextmanager
     def holding(self) -> Iterator[None]:
         """While in it, no worker ends for want of streams (a reload removes streams before

@@ -12,8 +12,13 @@ and ``clip_mode`` as they apply to it):
   summary keeps its numbers as ``removed``;
 - a new stream is **added**, on the worker of its model (the run's model, or one of the
   models the run has loaded, at a size it runs) with the fewest streams;
-- a stream whose settings changed is **restarted** with them: removed, then added again (its
-  recording goes on in a new file; its counts add up in the summary);
+- a stream whose detections' settings alone changed (its ``conf``, ``classes``, ``min_area``,
+  ``max_area``, ``lines``, ``zones``, ``masks``, ``motion``, ``tiles``, ``blur``) is **updated**
+  in place from its next frame: its connection, recording and tracks go on, its lines, zones and
+  motion start afresh;
+- a stream whose other settings changed (its source, buffer, recording …) is **restarted** with
+  them: removed, then added again (its recording goes on in a new file; its counts add up in the
+  summary);
 - every other stream goes on untouched: its connection, recording, tracker and counts.
 
 What the run's workers were built with cannot change while they run: a stream that would need
@@ -46,6 +51,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+IN_PLACE = frozenset({"conf", "classes", "min_area", "max_area", "lines", "zones", "masks", "motion", "tiles", "blur"})
+"""A stream's keys its worker applies: a change to these alone updates the running stream."""
+
 STREAM_KEYS = frozenset({"streams", "stream_defaults", "conf", "classes", "blur", "motion", "tiles", "record_mode",
                          "clip_mode"})
 """The run's keys a reload applies (through the streams they apply to); the others need a new start."""
@@ -59,6 +67,8 @@ class ReloadReport:
     removed: tuple[str, ...] = ()
     restarted: tuple[str, ...] = ()
     """Streams whose settings changed, removed and added again with the new ones."""
+    updated: tuple[str, ...] = ()
+    """Streams whose detections' settings alone changed (:data:`IN_PLACE`), changed as they run."""
     refused: dict[str, str] = field(default_factory=dict)
     """Streams left as they were (not added, not changed), each with why."""
     needs_restart: tuple[str, ...] = ()
@@ -66,13 +76,14 @@ class ReloadReport:
 
     @property
     def changed(self) -> bool:
-        return bool(self.added or self.removed or self.restarted)
+        return bool(self.added or self.removed or self.restarted or self.updated)
 
     def done(self) -> str:
         """What changed, in one line."""
         done = [f"{what} {', '.join(repr(name) for name in names)}"
                 for what, names in (("added", self.added), ("removed", self.removed),
-                                    ("restarted with new settings", self.restarted)) if names]
+                                    ("restarted with new settings", self.restarted),
+                                    ("changed as it runs", self.updated)) if names]
         return f"config reloaded: {'; '.join(done) if done else 'no stream changed'}"
 
     def warnings(self) -> list[str]:
@@ -134,7 +145,8 @@ class Reloader:
         self._started = started
         self._groups = list(groups)
         self._outputs = outputs
-        self._running = {s.spec.name: _settings(started, s) for s in streams}
+        self._running = {s.spec.name: (_settings(started, s), _source(started, s)) for s in streams}
+        """Each running stream's settings, and those of its source and outputs (:func:`_source`)."""
         self._lock = threading.Lock()  # one reload at a time
 
     def reload(self, pipeline: Pipeline, config: Any = None) -> ReloadReport:
@@ -156,13 +168,17 @@ class Reloader:
             removed = [name for name in self._running if name not in wanted]
             added = [name for name in wanted if name not in self._running]
             changed = [name for name, s in wanted.items()
-                       if name in self._running and _settings(cfg, s) != self._running[name]]
+                       if name in self._running and _settings(cfg, s) != self._running[name][0]]
             refused = {}
             for name in added + changed:
                 problem = self._unfit(cfg, wanted[name])
                 if problem is not None:
                     refused[name] = problem
-            restarted = [name for name in changed if name not in refused]
+            updated = [name for name in changed
+                       if name not in refused and _source(cfg, wanted[name]) == self._running[name][1]]
+            restarted = [name for name in changed if name not in refused and name not in updated]
+            for name in updated:
+                self._update(pipeline, cfg, wanted[name])
             with pipeline.holding():  # no worker ends for want of streams half-way
                 for name in removed + restarted:
                     pipeline.remove_stream(name)
@@ -174,8 +190,9 @@ class Reloader:
                         self._add(pipeline, cfg, wanted[name])
                     except RuntimeError as exc:  # the run has ended meanwhile
                         refused[name] = str(exc)
-            return ReloadReport(tuple(n for n in added if n not in refused), tuple(removed),
-                                tuple(n for n in restarted if n not in refused), refused, needs_restart)
+            return ReloadReport(added=tuple(n for n in added if n not in refused), removed=tuple(removed),
+                                restarted=tuple(n for n in restarted if n not in refused), updated=tuple(updated),
+                                refused=refused, needs_restart=needs_restart)
 
     def _add(self, pipeline: Pipeline, cfg: PipelineConfig, stream: ResolvedStream) -> None:
         """Start ``stream`` as ``cfg`` has it, on the worker of its model with the fewest streams."""
@@ -184,12 +201,25 @@ class Reloader:
         group = self._group(cfg, stream)
         assert group is not None  # else refused
         self._outputs.follow(cfg, stream)
-        detects = (self._started.detect_conf(group.name), self._started.detect_classes(group.name))
-        setup = stream_setup(cfg, stream, self._outputs.recorder, self._outputs.clips, detects)
+        setup = stream_setup(cfg, stream, self._outputs.recorder, self._outputs.clips, self._detects(group))
         serving = pipeline.worker_streams()
         worker = min(range(group.first, group.first + group.workers), key=lambda index: (len(serving[index]), index))
         pipeline.add_stream(setup, worker)
-        self._running[stream.spec.name] = _settings(cfg, stream)
+        self._running[stream.spec.name] = (_settings(cfg, stream), _source(cfg, stream))
+
+    def _update(self, pipeline: Pipeline, cfg: PipelineConfig, stream: ResolvedStream) -> None:
+        """Give running ``stream`` the settings its worker applies as ``cfg`` has them."""
+        from streamyolo.pipeline.assemble import stream_rules
+
+        group = self._group(cfg, stream)
+        assert group is not None  # its model and size are its source's: unchanged
+        self._outputs.follow(cfg, stream)
+        pipeline.update_stream(stream.spec.name, **stream_rules(cfg, stream, self._detects(group)))
+        self._running[stream.spec.name] = (_settings(cfg, stream), _source(cfg, stream))
+
+    def _detects(self, group: ModelGroup) -> tuple[float, tuple[int, ...] | None]:
+        """What ``group``'s model detects at in this run (``conf``, ``classes``)."""
+        return self._started.detect_conf(group.name), self._started.detect_classes(group.name)
 
     def _group(self, cfg: PipelineConfig, stream: ResolvedStream) -> ModelGroup | None:
         """The model group (a model at a size) that runs ``stream``, if the run has it."""
@@ -204,7 +234,7 @@ class Reloader:
             return (f"stream {name!r}: model {cfg.model_of(stream.config)!r} at imgsz "
                     f"{cfg.imgsz_of(stream.config)} is not one this run has loaded")
         conf, classes = cfg.own(stream.config)
-        detect_conf, detect_classes = self._started.detect_conf(group.name), self._started.detect_classes(group.name)
+        detect_conf, detect_classes = self._detects(group)
         if conf < detect_conf:
             return f"stream {name!r}: conf {conf:g} is below the {detect_conf:g} its model detects at in this run"
         if detect_classes is not None and (classes is None or not set(classes) <= set(detect_classes)):
@@ -212,6 +242,14 @@ class Reloader:
             return (f"stream {name!r}: {wanted} asked for, which its model does not detect in this run (it keeps "
                     f"classes {list(detect_classes)})")
         return None
+
+
+def _source(cfg: PipelineConfig, stream: ResolvedStream) -> str:
+    """``stream``'s settings but those its worker applies (:data:`IN_PLACE`): its source,
+    buffer, recording, clips, model; two of a name with the same can be one stream updated."""
+    config = stream.config
+    return repr((stream.spec, stream.overflow, stream.capacity, config.model_dump(exclude=set(IN_PLACE)),
+                 cfg.record_of(config), cfg.clips_of(config), cfg.model_of(config), cfg.imgsz_of(config)))
 
 
 def _settings(cfg: PipelineConfig, stream: ResolvedStream) -> str:
@@ -223,4 +261,4 @@ def _settings(cfg: PipelineConfig, stream: ResolvedStream) -> str:
                  cfg.clips_of(config), cfg.model_of(config), cfg.imgsz_of(config)))
 
 
-__all__ = ["STREAM_KEYS", "Outputs", "ReloadReport", "Reloader"]
+__all__ = ["IN_PLACE", "STREAM_KEYS", "Outputs", "ReloadReport", "Reloader"]

@@ -117,6 +117,7 @@ class InferenceWorker:
         self._gates: dict[str, MotionGate[Detections | int]] = {}  # likewise
         self._parts: dict[str, tuple[tuple[int, ...], list[_PartGate | None]]] = {}  # likewise, by frame shape
         self._added: list[Channel] = []  # streams added while it runs (:meth:`add`), not yet served
+        self._updates: list[Channel] = []  # streams' new settings (:meth:`update`), not yet applied
         self._adding = threading.Lock()
         self._closing = False  # it serves no stream and takes no more: it is ending
         self._holds = 0  # while held (a reload), it does not end for want of streams
@@ -133,6 +134,18 @@ class InferenceWorker:
             if self._closing:
                 return False
             self._added.append(channel)
+        self._doorbell.set()
+        return True
+
+    def update(self, channel: Channel) -> bool:
+        """Serve the stream ``channel`` is (the same buffer) with ``channel``'s settings from its
+        next frame on (a reload changed its zones, lines, masks, ``conf`` …): its tracker goes
+        on, its lines, zones and motion start afresh. False when the worker has ended."""
+        with self._adding:
+            if self._closing:
+                return False
+            self._added = [channel if c.ring is channel.ring else c for c in self._added]
+            self._updates.append(channel)
         self._doorbell.set()
         return True
 
@@ -215,6 +228,11 @@ class InferenceWorker:
         active = list(self._channels)
         while True:
             with self._adding:
+                for channel in self._updates:  # streams given new settings
+                    self._channels = [channel if c.ring is channel.ring else c for c in self._channels]
+                    active[:] = [channel if c.ring is channel.ring else c for c in active]
+                    self._forget(channel.name, tracker=False)
+                self._updates = []
                 if self._added:  # streams added while the run goes
                     self._channels += self._added
                     active += self._added
@@ -236,12 +254,15 @@ class InferenceWorker:
                     self._forget(channel.name)
                     channel.health.settled()
 
-    def _forget(self, stream: str) -> None:
-        """Drop what this thread kept of ``stream`` (its tracker, counters, gates): it is done,
-        and a stream added again under its name starts afresh."""
-        for kept in (self._trackers, self._counters, self._watches, self._gates, self._parts):
+    def _forget(self, stream: str, tracker: bool = True) -> None:
+        """Drop what this thread kept of ``stream``: its line counters, zone watches and motion
+        gates (its settings changed), and its ``tracker`` and timing too (it is done, and a stream
+        added again under its name starts afresh)."""
+        for kept in (self._counters, self._watches, self._gates, self._parts):
             kept.pop(stream, None)
-        self._picker.forget(stream)
+        if tracker:
+            self._trackers.pop(stream, None)
+            self._picker.forget(stream)
 
     def _collect(self, active: list[Channel]) -> tuple[list[tuple[Channel, Frame]], Hold | None]:
         """The next batch: up to ``live_batch`` live frames, one per stream (one on a CPU,

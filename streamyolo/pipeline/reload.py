@@ -148,6 +148,7 @@ class Reloader:
         self._running = {s.spec.name: (_settings(started, s), _source(started, s)) for s in streams}
         """Each running stream's settings, and those of its source and outputs (:func:`_source`)."""
         self._lock = threading.Lock()  # one reload at a time
+        self._names: dict[str, dict[int, str]] = {}  # each model's classes
 
     def reload(self, pipeline: Pipeline, config: Any = None) -> ReloadReport:
         """Apply ``config`` (default: the source the run was built from, read again with the
@@ -160,7 +161,10 @@ class Reloader:
             cfg = load_config(self._source, self._overrides) if config is None else load_config(config, {})
             wanted = {s.spec.name: s for s in resolve_streams(cfg)}
             for group in self._groups:
-                problem = cfg.unknown_classes(pipeline.model_classes(group.first), group.name)
+                # The classes as its workers' models loaded them at the start (a worker started
+                # again by a reload may still be loading its model).
+                names = self._names.setdefault(group.name, pipeline.model_classes(group.first))
+                problem = cfg.unknown_classes(names, group.name)
                 if problem is not None:
                     raise ConfigError(problem)
             needs_restart = tuple(key for key in PipelineConfig.model_fields
@@ -177,8 +181,12 @@ class Reloader:
             updated = [name for name in changed
                        if name not in refused and _source(cfg, wanted[name]) == self._running[name][1]]
             restarted = [name for name in changed if name not in refused and name not in updated]
-            for name in updated:
-                self._update(pipeline, cfg, wanted[name])
+            for name in list(updated):
+                try:
+                    self._update(pipeline, cfg, wanted[name])
+                except RuntimeError as exc:  # its worker has ended (its stream too)
+                    refused[name] = str(exc)
+                    updated.remove(name)
             with pipeline.holding():  # no worker ends for want of streams half-way
                 for name in removed + restarted:
                     pipeline.remove_stream(name)

@@ -117,8 +117,8 @@ def test_a_bad_config_changes_nothing_and_what_the_models_cannot_do_is_refused(t
                                                      _camera("e", 5, imgsz=320)], batch=2, workers=1))
         assert report.needs_restart == ("workers", "batch")
         assert report.refused == {
-            "a": "stream 'a': conf 0.1 is below the 0.25 its model detects at in this run",
-            "e": "stream 'e': model 'demo' at imgsz 320 is not one this run has loaded",
+            "a": "stream 'a': conf 0.1 is below the 0.25 its model detects at in this run: it stays as it was",
+            "e": "stream 'e': model 'demo' at imgsz 320 is not one this run has loaded: not added",
         }
         assert report.updated == ("b",)  # 0.3: within what its model detects
         assert ("config reloaded, but stream 'a': conf 0.1 is below the 0.25 its model detects at in this run: it "

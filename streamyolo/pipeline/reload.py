@@ -70,7 +70,7 @@ class ReloadReport:
     updated: tuple[str, ...] = ()
     """Streams whose detections' settings alone changed (:data:`IN_PLACE`), changed as they run."""
     refused: dict[str, str] = field(default_factory=dict)
-    """Streams left as they were (not added, not changed), each with why."""
+    """Streams not added, or left as they were, each with why."""
     needs_restart: tuple[str, ...] = ()
     """The run's keys that changed but apply only when the run starts again."""
 
@@ -88,7 +88,7 @@ class ReloadReport:
 
     def warnings(self) -> list[str]:
         """What the reload could not do: one line per stream refused, one for the run's keys."""
-        out = [f"config reloaded, but {why}: it stays as it was" for why in self.refused.values()]
+        out = [f"config reloaded, but {why}" for why in self.refused.values()]
         if self.needs_restart:
             out.append(f"config reloaded, but {', '.join(self.needs_restart)} changed, which apply only when the run "
                        "starts again (restart it)")
@@ -177,7 +177,7 @@ class Reloader:
             for name in added + changed:
                 problem = self._unfit(cfg, wanted[name])
                 if problem is not None:
-                    refused[name] = problem
+                    refused[name] = f"{problem}: {'not added' if name in added else 'it stays as it was'}"
             updated = [name for name in changed
                        if name not in refused and _source(cfg, wanted[name]) == self._running[name][1]]
             restarted = [name for name in changed if name not in refused and name not in updated]
@@ -185,7 +185,7 @@ class Reloader:
                 try:
                     self._update(pipeline, cfg, wanted[name])
                 except RuntimeError as exc:  # its worker has ended (its stream too)
-                    refused[name] = str(exc)
+                    refused[name] = f"{exc}: it stays as it was"
                     updated.remove(name)
             with pipeline.holding():  # no worker ends for want of streams half-way
                 for name in removed + restarted:
@@ -197,7 +197,7 @@ class Reloader:
                     try:
                         self._add(pipeline, cfg, wanted[name])
                     except RuntimeError as exc:  # the run has ended meanwhile
-                        refused[name] = str(exc)
+                        refused[name] = f"{exc}: not added"
             return ReloadReport(added=tuple(n for n in added if n not in refused), removed=tuple(removed),
                                 restarted=tuple(n for n in restarted if n not in refused), updated=tuple(updated),
                                 refused=refused, needs_restart=needs_restart)

@@ -69,6 +69,10 @@ def test_a_reload_adds_removes_restarts_and_updates_streams_and_leaves_the_other
         with urllib.request.urlopen(pipeline.web_url + "status.json", timeout=10) as response:
             status = json.load(response)
         assert sorted(s["name"] for s in status["streams"]) == ["a", "c", "d", "e"]
+        assert {k: v for k, v in status["config"].items() if k != "last_at"} == {
+            "reloads": 1, "failed": 0, "last_ok": True, "last": report.done()}
+        with urllib.request.urlopen(pipeline.web_url + "metrics", timeout=10) as response:
+            assert 'streamyolo_config_reloads_total{result="ok"} 1' in response.read().decode().splitlines()
     finally:
         pipeline.stop()
         summary = pipeline.join()
@@ -125,7 +129,8 @@ def test_a_bad_config_changes_nothing_and_what_the_models_cannot_do_is_refused(t
                 "stays as it was") in report.warnings()
         assert "workers, batch changed, which apply only when the run starts again" in report.warnings()[-1]
         assert sorted(_processed(pipeline)) == ["a", "b"]
-        _until(lambda: _processed(pipeline)["b"] >= 3, 30, "the restarted stream's frames")
+        assert (pipeline.reloads["reloads"], pipeline.reloads["failed"], pipeline.reloads["last_ok"]) == (1, 2, True)
+        _until(lambda: _processed(pipeline)["b"] >= 3, 30, "the updated stream's frames")
     finally:
         pipeline.stop()
         summary = pipeline.join()

@@ -232,13 +232,14 @@ def test_a_bad_web_address_names_the_key(value: object) -> None:
         Pipeline.from_config(_config(web=value))
 
 
-def test_metrics_keep_odd_names_and_report_process_worker_restarts() -> None:
+def test_metrics_keep_odd_names_and_report_process_worker_restarts_and_reloads() -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     from streamyolo.sinks.metrics import metrics_text
 
     odd = 'gate "north"\\2\nb'  # a quote, a backslash and a newline, all legal in a stream's name
     status = {"running": False, "workers": {"w0": {"restarts": 0}, "w1": {"restarts": 2}},
+              "config": {"reloads": 3, "failed": 1, "last_ok": False, "last_at": 1.0, "last": "config not reloaded"},
               "streams": [{"name": odd, "state": "failed", "captured": 7, "processed": 5, "dropped": 2,
                            "reconnects": 3, "fps_in": 0.0, "fps_out": 0.0, "frame_age": None,
                            "detections": {"traffic light": 1}}]}
@@ -252,6 +253,9 @@ def test_metrics_keep_odd_names_and_report_process_worker_restarts() -> None:
     assert found[("streamyolo_stream_detections", (("class", "traffic light"), ("stream", odd)))] == 1
     assert not any(name == "streamyolo_stream_frame_age_seconds" for name, _ in found)  # no result yet
     assert found[("streamyolo_worker_restarts_total", (("worker", "w1"),))] == 2
+    assert found[("streamyolo_config_reloads_total", (("result", "ok"),))] == 3
+    assert found[("streamyolo_config_reloads_total", (("result", "failed"),))] == 1
+    assert found[("streamyolo_config_last_reload_successful", ())] == 0
 
 
 def test_addresses() -> None:

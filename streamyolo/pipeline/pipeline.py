@@ -222,9 +222,10 @@ class Pipeline:
         self._joined = False
         self._summary: Summary | None = None
         self._started_at: float | None = None
+        self._reloads: dict[str, Any] = {}  # what the reloads did, once there has been one (reloads_json)
         if web is not None:
             web.bind(self.reports, running=lambda: not self._finished.is_set(),
-                     workers=lambda: workers_json(self._restarts()))
+                     workers=lambda: workers_json(self._restarts()), config=lambda: dict(self._reloads))
         self._hang_warning = hang_warning
         self.plan: Plan | None = None
         """What the config asked for, when built from one (:meth:`from_config`)."""
@@ -630,7 +631,24 @@ class Pipeline:
         if not self._started:
             raise RuntimeError("a pipeline reloads its config once it has started")
         with self._reloading:
-            return self.reloader.reload(self, config)
+            try:
+                report = self.reloader.reload(self, config)
+            except BaseException as exc:
+                self._reloaded(False, f"config not reloaded: {exc}")
+                raise
+            self._reloaded(True, report.done())
+            return report
+
+    @property
+    def reloads(self) -> dict[str, Any]:
+        """What the reloads did (``/status.json``'s ``"config"``): ``{"reloads": ok, "failed":
+        n, "last_ok": bool, "last_at": epoch seconds, "last": what it said}``; empty before the first."""
+        return dict(self._reloads)
+
+    def _reloaded(self, ok: bool, said: str) -> None:
+        before = self._reloads
+        self._reloads = {"reloads": before.get("reloads", 0) + ok, "failed": before.get("failed", 0) + (not ok),
+                         "last_ok": ok, "last_at": round(time.time(), 3), "last": said}
 
     def health(self, stream: str) -> StreamHealth:
         return self._by_name[stream].health

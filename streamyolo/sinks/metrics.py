@@ -93,6 +93,14 @@ def _lines(status: Mapping[str, Any]) -> Iterator[str]:
             ({"stream": stream["name"], "zone": zone, "class": name}, count)
             for stream in streams for zone, entries in stream.get("zone_entries", {}).items()
             for name, count in sorted(entries.items())))
+    reloads = status.get("config", {})
+    if reloads:
+        yield from _family("streamyolo_config_reloads_total", "counter",
+                           "Reloads of the config (SIGHUP): applied, or refused for a mistake in it.", (
+            ({"result": result}, reloads[key]) for result, key in (("ok", "reloads"), ("failed", "failed"))))
+        yield from _family("streamyolo_config_last_reload_successful", "gauge",
+                           "1 when the last reload of the config was applied, 0 when it was refused.",
+                           [({}, bool(reloads["last_ok"]))])
     workers = status.get("workers", {})
     if workers:
         yield from _family("streamyolo_worker_restarts_total", "counter",
@@ -106,4 +114,5 @@ def _family(name: str, kind: str, text: str,
     yield f"# HELP {name} {text}"
     yield f"# TYPE {name} {kind}"
     for labels, value in samples:
-        yield f"{name}{{{','.join(f'{key}={_label(v)}' for key, v in labels.items())}}} {_number(value)}"
+        shown = f"{{{','.join(f'{key}={_label(v)}' for key, v in labels.items())}}}" if labels else ""
+        yield f"{name}{shown} {_number(value)}"

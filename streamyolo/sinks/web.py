@@ -21,7 +21,9 @@ A small HTTP server (the standard library's, one thread per client) serves:
   ``zone_entries`` the objects that entered them so far, ``still`` the frames that took
   the last detections (``null`` unless the stream has ``motion``), and ``pictures`` those the
   model ran on (``null`` unless the stream has ``tiles``);
-  with process workers also ``"workers": {name: {"restarts": n}}``;
+  with process workers also ``"workers": {name: {"restarts": n}}``; once the config has been
+  reloaded, ``"config": {"reloads": ok, "failed": n, "last_ok": bool, "last_at": epoch
+  seconds, "last": what it said}``;
 - ``/metrics``: the same numbers in Prometheus' text format (:mod:`streamyolo.sinks.metrics`);
 - with ``recordings`` (the recording folder): ``/recordings.json``, every MP4 in it (``{"files":
   [{name, stream, size, modified}, …]}``, newest first, ``stream`` the stream it belongs to), and
@@ -158,6 +160,7 @@ class WebViewer:
         self._reports: Callable[[], Sequence[StreamReport]] = list
         self._running: Callable[[], bool] = lambda: not self._latest.closed
         self._workers: Callable[[], Mapping[str, Any]] = dict
+        self._config: Callable[[], Mapping[str, Any]] = dict
         self._encoded: dict[str, tuple[int, bytes]] = {}
         self._encode_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
@@ -165,14 +168,18 @@ class WebViewer:
         self._thread: threading.Thread | None = None
 
     def bind(self, reports: Callable[[], Sequence[StreamReport]], running: Callable[[], bool] | None = None,
-             workers: Callable[[], Mapping[str, Any]] | None = None) -> None:
+             workers: Callable[[], Mapping[str, Any]] | None = None,
+             config: Callable[[], Mapping[str, Any]] | None = None) -> None:
         """Where the page's numbers come from: the pipeline's live per-stream reports (and
-        the status's ``"workers"`` entry: its process workers' restarts; empty: left out)."""
+        the status's ``"workers"`` entry: its process workers' restarts; ``"config"``: what the
+        config's reloads did; each left out while empty)."""
         self._reports = reports
         if running is not None:
             self._running = running
         if workers is not None:
             self._workers = workers
+        if config is not None:
+            self._config = config
 
     @property
     def url(self) -> str:
@@ -275,9 +282,9 @@ class WebViewer:
                 entry["size"] = [width, height]
             streams.append(entry)
         status: dict[str, Any] = {"running": self._running(), "streams": streams, "heatmaps": self.heatmap is not None}
-        workers = self._workers()
-        if workers:
-            status["workers"] = workers
+        for key, extra in (("workers", self._workers()), ("config", self._config())):
+            if extra:
+                status[key] = dict(extra)
         return status
 
     def heatmap_jpeg(self, stream: str) -> bytes | None:

@@ -7,7 +7,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar
@@ -405,3 +405,15 @@ def outline_overlap(a: Any, b: Any, shape: tuple[int, int]) -> float:
         masks.append(mask.astype(bool))
     union = int((masks[0] | masks[1]).sum())
     return 1.0 if union == 0 else int((masks[0] & masks[1]).sum()) / union
+
+
+def until(check: Callable[[], Any], seconds: float, what: str) -> Any:
+    """Poll ``check`` until it gives something true (returned), for at most ``seconds``; else
+    fail saying what was waited for (counters and pages that have no event to wait on)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

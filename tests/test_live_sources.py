@@ -8,7 +8,7 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -24,7 +24,7 @@ from streamyolo.sources import NetworkOptions, SourceKind, SourceSpec, open_sour
 from streamyolo.sources.base import PacketTap
 from streamyolo.workers.capture import CapturePolicy
 from tests.conftest import need
-from tests.helpers import PYTHON, ROOT, StampDetector, env_for_subprocess, make_clip, read_jsonl
+from tests.helpers import PYTHON, ROOT, StampDetector, env_for_subprocess, make_clip, read_jsonl, until
 from tests.servers import MjpegCamera, RtspServer, SilentServer, free_port, rtsp_server_available
 
 FAST_BACKOFF = Backoff(base=0.2, cap=1.0, jitter=0.2)
@@ -59,15 +59,6 @@ def _synthetic_camera(name: str, frames: int = 0) -> StreamSetup:
     uri = f"synthetic:?size=160x120&fps=30&frames={frames}"
     return StreamSetup(name, open_source(SourceSpec(name, uri, SourceKind.SYNTHETIC)), Overflow.DROP_OLDEST,
                        capacity=2, policy=CapturePolicy(realtime=True))
-
-
-def _until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Wait for ``predicate`` with a deadline (polling counters that have no event)."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        pause.wait(0.05)
 
 
 def _processed(pipeline: Pipeline, name: str) -> int:
@@ -110,22 +101,22 @@ def test_rtsp_server_killed_and_restarted_reconnects_while_others_keep_going(rts
     pipeline = Pipeline(setups, StampDetector, workers=2, sinks=[moments, recorder])
     pipeline.start()
     try:
-        _until(lambda: _processed(pipeline, "cam") >= 10, 30, "frames from the RTSP camera")
+        until(lambda: _processed(pipeline, "cam") >= 10, 30, "frames from the RTSP camera")
         before_kill = _processed(pipeline, "cam")
-        _until(lambda: _processed(pipeline, "copy") >= 10, 30, "frames from the copy")
+        until(lambda: _processed(pipeline, "copy") >= 10, 30, "frames from the copy")
         copy_before = _processed(pipeline, "copy")
         rtsp.kill()
         assert pipeline.health("cam").wait_for(lambda s: s is StreamState.RECONNECTING, timeout=10)
         others = {n: _processed(pipeline, n) for n in ("other0", "other1")}
         # While the camera is down (and its reconnects fail), the other streams keep processing.
-        _until(lambda: pipeline.health("cam").snapshot().reconnects >= 2, 15, "a failed reconnect attempt")
-        _until(lambda: all(_processed(pipeline, n) >= others[n] + 15 for n in others), 15, "the other streams")
+        until(lambda: pipeline.health("cam").snapshot().reconnects >= 2, 15, "a failed reconnect attempt")
+        until(lambda: all(_processed(pipeline, n) >= others[n] + 15 for n in others), 15, "the other streams")
         rtsp.start()
         restarted = time.monotonic()
         assert pipeline.health("cam").wait_for(lambda s: s is StreamState.STREAMING, timeout=20)
         back_after = time.monotonic() - restarted
-        _until(lambda: _processed(pipeline, "cam") >= before_kill + 10, 30, "frames after the reconnect")
-        _until(lambda: _processed(pipeline, "copy") >= copy_before + 10, 30, "the copy's frames after it")
+        until(lambda: _processed(pipeline, "cam") >= before_kill + 10, 30, "frames after the reconnect")
+        until(lambda: _processed(pipeline, "copy") >= copy_before + 10, 30, "the copy's frames after it")
     finally:
         pipeline.stop()
         summary = pipeline.join(timeout=30)
@@ -163,12 +154,12 @@ def test_a_stalled_stream_is_detected_and_reconnected(rtsp: RtspServer) -> None:
     pipeline = Pipeline(setups, StampDetector)
     pipeline.start()
     try:
-        _until(lambda: _processed(pipeline, "cam") >= 10, 30, "frames from the RTSP camera")
+        until(lambda: _processed(pipeline, "cam") >= 10, 30, "frames from the RTSP camera")
         rtsp.command("stall")  # the connection stays up, but no frame comes any more
         assert pipeline.health("cam").wait_for(lambda s: s is StreamState.RECONNECTING, timeout=10)
         stalled_at = _processed(pipeline, "cam")
         assert pipeline.health("cam").wait_for(lambda s: s is StreamState.STREAMING, timeout=20)
-        _until(lambda: _processed(pipeline, "cam") >= stalled_at + 10, 30, "frames after the stall")
+        until(lambda: _processed(pipeline, "cam") >= stalled_at + 10, 30, "frames after the stall")
     finally:
         pipeline.stop()
         summary = pipeline.join(timeout=30)
@@ -184,7 +175,7 @@ def test_a_server_that_never_answers_times_out_and_shutdown_is_immediate() -> No
         # A short open time-out: the hang is detected and the stream goes on trying.
         pipeline = Pipeline([_network_stream("hung", url, open_timeout=0.5)], StampDetector)
         pipeline.start()
-        _until(lambda: pipeline.health("hung").snapshot().reconnects >= 2, 20, "repeated open time-outs")
+        until(lambda: pipeline.health("hung").snapshot().reconnects >= 2, 20, "repeated open time-outs")
         pipeline.stop()
         summary = pipeline.join(timeout=10)
         assert "open time-out" in (summary.streams["hung"].error or "")
@@ -193,7 +184,7 @@ def test_a_server_that_never_answers_times_out_and_shutdown_is_immediate() -> No
         pipeline = Pipeline([_network_stream("hung", url, open_timeout=60.0)], StampDetector)
         connections = silent.connections
         pipeline.start()
-        _until(lambda: silent.connections > connections, 10, "the connection to the silent server")
+        until(lambda: silent.connections > connections, 10, "the connection to the silent server")
         stopping = time.monotonic()
         pipeline.stop()
         pipeline.join(timeout=30)

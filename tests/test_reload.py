@@ -6,9 +6,7 @@ nothing, what the running models cannot do refused, Home Assistant told. (``SIGH
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ import pytest
 from streamyolo.errors import ConfigError
 from streamyolo.pipeline import Pipeline
 from streamyolo.workers.inference import Channel, InferenceWorker
-from tests.helpers import CountingDetector, decode, read_jsonl, stamps
+from tests.helpers import CountingDetector, decode, read_jsonl, stamps, until
 
 
 def _camera(name: str, seed: int, **extra: Any) -> dict[str, Any]:
@@ -30,16 +28,6 @@ def _config(tmp_path: Path, streams: list[dict[str, Any]], **extra: Any) -> dict
             "status_interval": 0, "record": str(tmp_path / "rec"), "jsonl": str(tmp_path / "det.jsonl"), **extra}
 
 
-def _until(check: Callable[[], Any], seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _processed(pipeline: Pipeline) -> dict[str, int]:
     return {report.name: report.processed for report in pipeline.reports()}
 
@@ -50,7 +38,7 @@ def test_a_reload_adds_removes_restarts_and_updates_streams_and_leaves_the_other
     pipeline = Pipeline.from_config(_config(tmp_path, streams, **outputs))
     pipeline.start()
     try:
-        _until(lambda: min(_processed(pipeline).values()) >= 5, 30, "five frames of every stream")
+        until(lambda: min(_processed(pipeline).values()) >= 5, 30, "five frames of every stream")
         hall = {"hall": [[0, 0], [80, 0], [80, 120], [0, 120]]}
         report = pipeline.reload(_config(tmp_path, [_camera("a", 1), _camera("c", 3, max_fps=5), _camera("d", 4),
                                                     _camera("e", 5, conf=0.5, zones=hall)], **outputs))
@@ -63,7 +51,7 @@ def test_a_reload_adds_removes_restarts_and_updates_streams_and_leaves_the_other
         b_seen = [line for line in read_jsonl(tmp_path / "det.jsonl") if line["stream"] == "b"]
         assert len(b_images) == len(b_seen) >= 5
         assert sorted(_processed(pipeline)) == ["a", "c", "d", "e"]
-        _until(lambda: _processed(pipeline).get("d", 0) >= 5 and _processed(pipeline)["c"] >= 5, 30,
+        until(lambda: _processed(pipeline).get("d", 0) >= 5 and _processed(pipeline)["c"] >= 5, 30,
                "five frames of the added and the restarted stream")
         assert pipeline.web_url is not None
         with urllib.request.urlopen(pipeline.web_url + "status.json", timeout=10) as response:
@@ -111,7 +99,7 @@ def test_a_bad_config_changes_nothing_and_what_the_models_cannot_do_is_refused(t
     pipeline = Pipeline.from_config(_config(tmp_path, [_camera("a", 1), _camera("b", 2, conf=0.4)]))
     pipeline.start()
     try:
-        _until(lambda: min(_processed(pipeline).values()) >= 3, 30, "three frames of each stream")
+        until(lambda: min(_processed(pipeline).values()) >= 3, 30, "three frames of each stream")
         with pytest.raises(ConfigError, match=r"config key 'conf'"):
             pipeline.reload(_config(tmp_path, [_camera("a", 1)], conf=7))
         with pytest.raises(ConfigError, match=r"config key 'streams.0.classes': class 99 is not one of"):
@@ -130,7 +118,7 @@ def test_a_bad_config_changes_nothing_and_what_the_models_cannot_do_is_refused(t
         assert "workers, batch changed, which apply only when the run starts again" in report.warnings()[-1]
         assert sorted(_processed(pipeline)) == ["a", "b"]
         assert (pipeline.reloads["reloads"], pipeline.reloads["failed"], pipeline.reloads["last_ok"]) == (1, 2, True)
-        _until(lambda: _processed(pipeline)["b"] >= 3, 30, "the updated stream's frames")
+        until(lambda: _processed(pipeline)["b"] >= 3, 30, "the updated stream's frames")
     finally:
         pipeline.stop()
         summary = pipeline.join()
@@ -145,12 +133,12 @@ def test_a_worker_whose_streams_have_all_ended_is_started_again_for_a_stream_add
     pipeline = Pipeline.from_config(_config(tmp_path, [finite, _camera("a", 1)]))
     pipeline.start()
     try:
-        _until(lambda: pipeline.worker_streams() == [[], ["a"]], 30, "the short stream's worker to end")
+        until(lambda: pipeline.worker_streams() == [[], ["a"]], 30, "the short stream's worker to end")
         first = pipeline.threads
         report = pipeline.reload(_config(tmp_path, [finite, _camera("a", 1), _camera("b", 2)]))
         assert report.added == ("b",) and pipeline.worker_streams() == [["b"], ["a"]]
         assert [t for t in pipeline.threads if t not in first and t.name == "inference:w0"]  # a new one
-        _until(lambda: _processed(pipeline).get("b", 0) >= 3, 30, "the added stream's frames")
+        until(lambda: _processed(pipeline).get("b", 0) >= 3, 30, "the added stream's frames")
     finally:
         pipeline.stop()
         summary = pipeline.join()
@@ -207,16 +195,16 @@ def test_home_assistant_learns_of_the_streams_added_changed_and_removed(broker_f
                         kept[topic] = payload  # the newest; empty: deleted
                 return {topic: payload for topic, payload in kept.items() if payload}
 
-            _until(lambda: node.format("binary_sensor", "b_streaming") in configs(), 30, "b's entities")
+            until(lambda: node.format("binary_sensor", "b_streaming") in configs(), 30, "b's entities")
             report = pipeline.reload(_config(broker_folder, [_camera("a", 1, zones=zone), _camera("c", 3)], **outputs))
             assert (report.added, report.removed, report.updated) == (("c",), ("b",), ("a",))
-            _until(lambda: node.format("binary_sensor", "c_streaming") in configs()
+            until(lambda: node.format("binary_sensor", "c_streaming") in configs()
                    and node.format("sensor", "a_zone_hall") in configs()
                    and not any("/b_" in topic for topic in configs()), 30, "the entities of the new config")
             assert sorted(topic.split("/")[-2] for topic in configs()) == sorted([
                 "a_streaming", "a_objects", "a_occupied", "a_zone_hall", "a_zone_hall_occupied",
                 "c_streaming", "c_objects", "c_occupied"])
-            _until(lambda: any(topic == "site/b/state" and json.loads(payload)["state"] == "removed"
+            until(lambda: any(topic == "site/b/state" and json.loads(payload)["state"] == "removed"
                                for topic, payload, _ in list(watcher.messages)), 30, "b's removed state")
         finally:
             pipeline.stop()

@@ -12,7 +12,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from streamyolo.errors import ConfigError, OutputError
 from streamyolo.pipeline import Pipeline
 from streamyolo.sinks.web import parse_address
 from tests.conftest import need
-from tests.helpers import PYTHON, ROOT, env_for_subprocess
+from tests.helpers import PYTHON, ROOT, env_for_subprocess, until
 
 NAMES = ["front-door", "yard.2"]
 
@@ -56,16 +56,6 @@ def _get(url: str) -> tuple[int, str, bytes]:
         return error.code, error.headers["Content-Type"], error.read()
 
 
-def _until(check: Callable[[], Any], seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _click_until(driver: Any, selector: str, text: str) -> None:
     """Click the first ``selector`` element whose text has ``text``, again if the page redrew
     it in between (a list that refreshes itself)."""
@@ -79,7 +69,7 @@ def _click_until(driver: Any, selector: str, text: str) -> None:
             return False
         return True
 
-    _until(click, 10, f"a {selector} with {text!r} clicked")
+    until(click, 10, f"a {selector} with {text!r} clicked")
 
 
 def _status(pipeline: Pipeline) -> dict[str, Any]:
@@ -118,7 +108,7 @@ def test_status_snapshot_and_video_of_every_stream(running: Pipeline) -> None:
         status = _status(running)
         return status if all(r["processed"] > 0 for r in status["streams"]) else None
 
-    status = _until(processed, 60, "both streams processed")
+    status = until(processed, 60, "both streams processed")
     assert status["running"] is True
     assert "workers" not in status  # thread workers: no restarts to report
     assert [r["name"] for r in status["streams"]] == NAMES
@@ -175,7 +165,7 @@ def test_videos_end_and_the_server_stops_with_the_pipeline() -> None:
     pipeline.start()
     url = pipeline.web_url
     assert url is not None
-    _until(lambda: _get(url + "streams/yard.2.jpg")[0] == 200, 60, "a first frame")
+    until(lambda: _get(url + "streams/yard.2.jpg")[0] == 200, 60, "a first frame")
     with urllib.request.urlopen(url + "streams/yard.2.mjpg", timeout=10) as response:
         response.readline()
         pipeline.stop()
@@ -193,7 +183,7 @@ def test_silent_and_stuck_clients_do_not_hold_up_the_end_of_the_run() -> None:
     url = pipeline.web_url
     assert url is not None
     host, port = url.removeprefix("http://").rstrip("/").split(":")
-    _until(lambda: _get(url + "streams/yard.2.jpg")[0] == 200, 60, "a first frame")
+    until(lambda: _get(url + "streams/yard.2.jpg")[0] == 200, 60, "a first frame")
     with socket.create_connection((host, int(port))) as silent, socket.create_connection((host, int(port))) as stuck:
         # `silent` never sends a request (as a browser's preconnect); `stuck` asks for a video
         # and never reads it, with a small receive buffer so the server's writes block.
@@ -305,7 +295,7 @@ def test_a_login_and_https_guard_every_address(tls_files: tuple[Path, Path], cap
         pipeline.start()
         base = pipeline.web_url
         assert base is not None and base.startswith("https://127.0.0.1:")
-        _until(lambda: _fetch(base + "streams/yard.2.jpg", cert, LOGIN)[0] == 200, 60, "a first frame")
+        until(lambda: _fetch(base + "streams/yard.2.jpg", cert, LOGIN)[0] == 200, 60, "a first frame")
         for path in ("", "status.json", "metrics", "streams/yard.2.jpg", "streams/yard.2.mjpg", "streams/nobody.jpg"):
             code, headers, body = _fetch(base + path, cert)
             assert code == 401 and headers["WWW-Authenticate"] == 'Basic realm="streamyolo", charset="UTF-8"', path
@@ -442,7 +432,7 @@ def test_a_real_browser_shows_every_stream_with_its_numbers_and_the_events(tmp_p
                 dead_ok = "dead" in found and found["dead"]["state"] == "failed" and found["dead"]["error"]
                 return found if live_ok and dead_ok else None
 
-            found = _until(ready, 90, "every tile showing video, and the dead camera failed with its error")
+            found = until(ready, 90, "every tile showing video, and the dead camera failed with its error")
             assert list(found) == [*NAMES, "dead"]  # in the config's order
             assert "127.0.0.1:9" in found["dead"]["error"] or "refused" in found["dead"]["error"].lower()
             assert driver.find_element(By.ID, "run").text == "running"
@@ -452,45 +442,45 @@ def test_a_real_browser_shows_every_stream_with_its_numbers_and_the_events(tmp_p
                 assert shot is not None and shot.std() > 10, f"tile {name!r} shows no picture"
             assert tiles()["dead"]["width"] == 0  # no frame ever came: no picture
             # What the newest frames show, as "2 person, 1 car": the scenes are busy streets.
-            shows = _until(lambda: " ".join(t["detections"] for t in tiles().values() if t["detections"]), 30,
+            shows = until(lambda: " ".join(t["detections"] for t in tiles().values() if t["detections"]), 30,
                            "detections listed under a tile")
             assert any(kind in shows for kind in ("person", "car", "ball")), shows
             # The zone spanning the whole picture holds what the picture shows.
-            zoned = _until(lambda: (t := tiles()[NAMES[0]])["zones"] != "whole: empty" and t["zones"], 30,
+            zoned = until(lambda: (t := tiles()[NAMES[0]])["zones"] != "whole: empty" and t["zones"], 30,
                            "the zone's contents under its tile")
             assert zoned.startswith("whole: ") and any(kind in zoned for kind in ("person", "car", "ball")), zoned
             assert tiles()[NAMES[1]]["zones"] == ""
             # A click shows one stream alone; another click brings every tile back.
             found["yard.2"]["figure"].click()
-            _until(lambda: [n for n, t in tiles().items() if t["figure"].is_displayed()] == ["yard.2"], 10,
+            until(lambda: [n for n, t in tiles().items() if t["figure"].is_displayed()] == ["yard.2"], 10,
                    "only the clicked tile shown")
             found["yard.2"]["figure"].click()
-            _until(lambda: all(t["figure"].is_displayed() for t in tiles().values()), 10, "every tile back")
+            until(lambda: all(t["figure"].is_displayed() for t in tiles().values()), 10, "every tile back")
             # The events: the dead camera's failure, and objects entering the zone, each with its
             # snapshot, which a click shows, and its clip, which a click plays. The list is
             # redrawn as events come (these streets never stop), so it is read in one go.
             driver.find_element(By.ID, "show-events").click()
             listed = "return [...document.querySelectorAll('#happened li')].map(li => li.textContent)"
-            entered = _until(lambda: [t for t in driver.execute_script(listed) if " entered whole" in t], 30,
+            entered = until(lambda: [t for t in driver.execute_script(listed) if " entered whole" in t], 30,
                              "an object entering the zone listed")
             assert entered[0].split(" ", 2)[-1].startswith(f"{NAMES[0]}: ") and " #" in entered[0], entered[0]
             assert entered[0].endswith(" clip"), entered[0]
             assert any(" dead: failed: " in text for text in driver.execute_script(listed))
             _click_until(driver, "#happened a:not(.clip)", " entered whole")
             shot = driver.find_element(By.ID, "shot")
-            assert _until(lambda: driver.execute_script("return arguments[0].naturalWidth", shot), 10,
+            assert until(lambda: driver.execute_script("return arguments[0].naturalWidth", shot), 10,
                           "the snapshot shown") == 320
             assert shot.get_attribute("src").endswith(".jpg") and "/snapshots/" in shot.get_attribute("src")
             _click_until(driver, "#happened a.clip", "clip")
             clip = driver.find_element(By.ID, "clip")
-            playing = _until(lambda: driver.execute_script(
+            playing = until(lambda: driver.execute_script(
                 "const v = arguments[0]; return v.readyState >= 2 && [v.videoWidth, v.currentSrc]", clip), 30,
                 "the clip playing")
             assert playing[0] == 320 and "/clips/" in playing[1] and playing[1].endswith(".mp4"), playing
             assert not shot.is_displayed(), "the snapshot should give way to the clip"
             # Every clip so far, listed by the "clips" button, the event's among them.
             driver.find_element(By.ID, "show-clips").click()
-            listed = _until(lambda: driver.execute_script(
+            listed = until(lambda: driver.execute_script(
                 "return [...document.querySelectorAll('#clip-files a')].map(a => a.textContent)"), 10, "the clips")
             assert playing[1].rsplit("/", 1)[-1] in listed and all(name.startswith(f"{NAMES[0]}-") for name in listed)
             # The heatmaps instead of the videos, and back.
@@ -499,9 +489,9 @@ def test_a_real_browser_shows_every_stream_with_its_numbers_and_the_events(tmp_p
                 return [name for name, t in tiles().items()
                         if "/heatmaps/" in t["image"].get_attribute("src") and t["width"] == 320]
 
-            _until(lambda: heatmaps_shown() == NAMES, 15, "every live tile's heatmap")
+            until(lambda: heatmaps_shown() == NAMES, 15, "every live tile's heatmap")
             driver.find_element(By.ID, "show-heatmaps").click()
-            _until(lambda: all(t["image"].get_attribute("src").endswith(".mjpg") for t in tiles().values()), 10,
+            until(lambda: all(t["image"].get_attribute("src").endswith(".mjpg") for t in tiles().values()), 10,
                    "the videos back")
             # The config reloaded: the dead camera's tile goes, a new camera's comes, showing video.
             late = {"name": "late", "source": "synthetic:scene?seed=7&size=320x240&fps=15", "realtime": True}
@@ -514,7 +504,7 @@ def test_a_real_browser_shows_every_stream_with_its_numbers_and_the_events(tmp_p
                     return False
                 return list(found) == [*NAMES, "late"] and found["late"]["width"] == 320
 
-            _until(reloaded, 30, "the dead camera's tile gone and the new camera's shown")
+            until(reloaded, 30, "the dead camera's tile gone and the new camera's shown")
         finally:
             driver.quit()
     assert sorted(p.name for p in (tmp_path / "heat").iterdir()) == sorted(
@@ -546,7 +536,7 @@ def test_a_real_browser_logs_in_over_https_with_the_login_in_the_address(tls_fil
                 states = [state.text for state in driver.find_elements(By.CSS_SELECTOR, "figure .state")]
                 return widths if widths == [320, 320] and states == ["streaming"] * 2 else None
 
-            _until(showing, 60, "both tiles showing video over HTTPS")
+            until(showing, 60, "both tiles showing video over HTTPS")
             assert driver.find_element(By.ID, "run").text == "running"
         finally:
             driver.quit()
@@ -569,20 +559,20 @@ def test_a_real_browser_lists_the_recordings_and_plays_and_seeks_one(tmp_path: P
         try:
             assert pipeline.web_url is not None
             driver.get(pipeline.web_url)
-            button = _until(lambda: (b := driver.find_element(By.ID, "show-recordings")).is_displayed() and b, 30,
+            button = until(lambda: (b := driver.find_element(By.ID, "show-recordings")).is_displayed() and b, 30,
                             "the recordings button")
             # Two finished 2-second segments of yard.2 on disk, then the list.
-            _until(lambda: len(list(rec.glob("yard.2-*.mp4"))) >= 3, 60, "finished segments")
+            until(lambda: len(list(rec.glob("yard.2-*.mp4"))) >= 3, 60, "finished segments")
             before = {path.name for path in rec.glob("*.mp4")}
             button.click()
-            links = _until(lambda: driver.find_elements(By.CSS_SELECTOR, "#files a"), 10, "the list of recordings")
+            links = until(lambda: driver.find_elements(By.CSS_SELECTOR, "#files a"), 10, "the list of recordings")
             names = [link.text for link in links]
             assert before <= set(names) <= {path.name for path in rec.glob("*.mp4")}, "every recording listed"
             assert all(" · " in item.text for item in driver.find_elements(By.CSS_SELECTOR, "#files li"))
             oldest = sorted(name for name in names if name.startswith("yard.2-"))[0]
             next(link for link in links if link.text == oldest).click()
             player = driver.find_element(By.ID, "player")
-            state = _until(lambda: driver.execute_script(
+            state = until(lambda: driver.execute_script(
                 "const v = arguments[0]; return v.readyState >= 2 && [v.duration, v.videoWidth, v.currentSrc]",
                 player), 30, "the recording playing")
             duration, width, source = state
@@ -595,14 +585,14 @@ def test_a_real_browser_lists_the_recordings_and_plays_and_seeks_one(tmp_path: P
             frame = cv2.imdecode(np.frombuffer(player.screenshot_as_png, np.uint8), cv2.IMREAD_COLOR)
             assert frame is not None and frame.std() > 10, "the player shows no picture"
             # The street's first segment: its key frames are 128 frames apart, so it is cut at 128 frames.
-            _until(lambda: len(list(rec.glob("street-*.mp4"))) >= 2, 60, "a finished segment of the street")
+            until(lambda: len(list(rec.glob("street-*.mp4"))) >= 2, 60, "a finished segment of the street")
             for _ in range(2):  # hidden, and shown again: listed afresh
                 driver.find_element(By.ID, "show-recordings").click()
             street = sorted(path.name for path in rec.glob("street-*.mp4"))[0]
-            _until(lambda: driver.execute_script(  # found and clicked at once: the list may be made again
+            until(lambda: driver.execute_script(  # found and clicked at once: the list may be made again
                 "const a = [...document.querySelectorAll('#files a')].find((a) => a.textContent === arguments[0]);"
                 "if (a) a.click(); return Boolean(a);", street), 10, "the street's recording listed")
-            state = _until(lambda: driver.execute_script(
+            state = until(lambda: driver.execute_script(
                 "const v = arguments[0]; return v.readyState >= 2 && v.currentSrc.endsWith(arguments[1])"
                 " && [v.duration, v.videoWidth, v.error && v.error.code]", player, street), 30, "the original playing")
             assert abs(state[0] - 128 / 30) < 0.1 and state[1] == 1920 and state[2] is None, state
@@ -642,7 +632,7 @@ def test_recordings_are_listed_and_served_with_byte_ranges(tmp_path: Path) -> No
             return files
 
         # Wait for a finished segment of each stream (a second one has started).
-        _until(lambda: all(sum(f["stream"] == n for f in listing()) >= 3 for n in NAMES), 60, "segments")
+        until(lambda: all(sum(f["stream"] == n for f in listing()) >= 3 for n in NAMES), 60, "segments")
         files = listing()
         assert [f["modified"] for f in files] == sorted((f["modified"] for f in files), reverse=True)
         by_name = {f["name"]: f for f in files}
@@ -708,13 +698,13 @@ def test_points_clicked_on_a_picture_are_in_the_streams_own_pixels() -> None:
     with Pipeline.from_config(config) as pipeline:
         pipeline.start()
         assert pipeline.web_url is not None
-        status = _until(lambda: json.loads(_get(pipeline.web_url + "status.json")[2])["streams"][0].get("size"), 30,
+        status = until(lambda: json.loads(_get(pipeline.web_url + "status.json")[2])["streams"][0].get("size"), 30,
                         "the stream's picture size in the status")
         assert status == [1280, 720]
         driver = _driver(browser, driver_path)
         try:
             driver.get(pipeline.web_url)
-            image = _until(lambda: next((i for i in driver.find_elements(By.CSS_SELECTOR, "figure img")
+            image = until(lambda: next((i for i in driver.find_elements(By.CSS_SELECTOR, "figure img")
                                          if driver.execute_script("return arguments[0].naturalWidth", i) == 960),
                                         None), 30, "the shrunk video on the page")
             driver.find_element(By.ID, "draw").click()
@@ -739,6 +729,6 @@ def test_points_clicked_on_a_picture_are_in_the_streams_own_pixels() -> None:
             assert figure.find_element(By.CLASS_NAME, "points").text == ""
             driver.find_element(By.ID, "draw").click()  # done: a click shows the stream alone again
             figure.click()
-            _until(lambda: "solo" in (figure.get_attribute("class") or ""), 10, "the tile shown alone")
+            until(lambda: "solo" in (figure.get_attribute("class") or ""), 10, "the tile shown alone")
         finally:
             driver.quit()

@@ -222,10 +222,10 @@ class Pipeline:
         self._joined = False
         self._summary: Summary | None = None
         self._started_at: float | None = None
-        self._reloads: dict[str, Any] = {}  # what the reloads did, once there has been one (reloads_json)
+        self._reloads: dict[str, Any] = {}  # what the reloads did, once there has been one (:attr:`reloads`)
         if web is not None:
             web.bind(self.reports, running=lambda: not self._finished.is_set(),
-                     workers=lambda: workers_json(self._restarts()), config=lambda: dict(self._reloads))
+                     workers=lambda: workers_json(self._restarts()), config=lambda: self.reloads)
         self._hang_warning = hang_warning
         self.plan: Plan | None = None
         """What the config asked for, when built from one (:meth:`from_config`)."""

@@ -8,16 +8,20 @@ import re
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 import pytest
 
 from streamyolo.buffering import Overflow
+from streamyolo.clock import file_stamp, wall_time
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError, OutputsIncompleteError
+from streamyolo.frames import Detections, Frame, FrameMeta, Result, ZoneVisit
 from streamyolo.inference.tracking import tracker_settings
-from streamyolo.pipeline import Pipeline, StreamSetup
+from streamyolo.pipeline import Pipeline, StreamSetup, Summary
+from streamyolo.pipeline.assemble import stream_setup
 from streamyolo.pipeline.build import resolve_streams
 from streamyolo.pipeline.check import Probe, describe, trouble
 from streamyolo.sinks import EventSink, VideoRecorder
@@ -28,10 +32,10 @@ from streamyolo.sources import NetworkOptions, SourceKind, SourceSpec, open_sour
 from streamyolo.sources.base import Taps
 from streamyolo.sources.synthetic import stamp
 from streamyolo.workers.capture import CapturePolicy
-from tests.helpers import make_clip, make_mpeg4, read_jsonl
-from tests.servers import RtspServer
+from tests.helpers import make_clip, make_mpeg4, read_jsonl, until
+from tests.servers import RtspServer, free_port
 from tests.test_clips import LOBBY, _result, _Visitors
-from tests.test_original import _clip_with_sound, _packets
+from tests.test_original import _clip_with_sound, _packets, _until_written
 from tests.test_recorder import _decodable
 
 
@@ -42,6 +46,25 @@ def _stamps(path: Path) -> list[int]:
 
 def _video_packets(path: Path) -> list[bytes]:
     return _packets(path, "video")
+
+
+def _until_a_clip_ends(pipeline: Pipeline, ended: list[str]) -> Summary:
+    """Run ``pipeline`` until ``ended`` (its clips' ``on_end``) has one, then stop it."""
+    pipeline.start()
+    try:
+        until(lambda: ended, 30, "the clip to end")
+    finally:
+        pipeline.stop()
+        summary = pipeline.join()
+    return summary
+
+
+def _stamped(clip: Path) -> tuple[list[av.VideoFrame], list[np.ndarray[Any, Any]], list[int]]:
+    """A clip's frames, their pictures and the index stamped in each."""
+    with av.open(str(clip)) as container:
+        frames = list(container.decode(video=0))
+    pictures = [frame.to_ndarray(format="bgr24") for frame in frames]
+    return frames, pictures, [read_stamp(picture)[1] for picture in pictures]  # type: ignore[index]
 
 
 @pytest.mark.timeout(60)
@@ -129,21 +152,10 @@ def test_a_live_cameras_clip_of_the_original_holds_every_picture_it_sent_in_a_ro
     pipeline = Pipeline([StreamSetup("porch", source, Overflow.DROP_OLDEST, capacity=2, zones=(LOBBY,),
                                      policy=CapturePolicy(live=True))], _Visitors,
                         tracker=tracker_settings("bytetrack"), sinks=[clips])
-    pipeline.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not ended:
-            assert time.monotonic() < deadline, "the clip did not end"
-            time.sleep(0.1)
-    finally:
-        pipeline.stop()
-        summary = pipeline.join()
+    summary = _until_a_clip_ends(pipeline, ended)
     (clip,) = (Path(name) for name in summary.clips["porch"])
     assert ended == [clip.name]
-    with av.open(str(clip)) as container:
-        frames = list(container.decode(video=0))
-    pictures = [frame.to_ndarray(format="bgr24") for frame in frames]
-    stamps = [read_stamp(picture)[1] for picture in pictures]  # type: ignore[index]
+    frames, pictures, stamps = _stamped(clip)
     assert frames[0].key_frame and stamps[0] % 15 == 0 and stamps[0] <= 51 - 15 < stamps[0] + 15, stamps
     assert stamps == list(range(stamps[0], stamps[0] + len(stamps))) and stamps[-1] >= 63 + 14, stamps
     with av.open(str(video)) as container:
@@ -151,6 +163,112 @@ def test_a_live_cameras_clip_of_the_original_holds_every_picture_it_sent_in_a_ro
     assert all(np.array_equal(ours, theirs[index]) for ours, index in zip(pictures, stamps, strict=True))
     times = [float(frame.time or 0) for frame in frames]
     assert all(b - a == pytest.approx(1 / 15, abs=0.01) for a, b in itertools.pairwise(times))
+
+
+@pytest.mark.timeout(120)
+def test_a_clip_of_a_camera_with_a_record_source_is_cut_from_its_main_stream_around_the_sub_streams_events(
+        camera: tuple[RtspServer, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A camera's two streams (two real RTSP servers sending the same moments): the model
+    watches the 320x240 sub stream, where the visitor of ``_Visitors`` goes through the lobby
+    (in at frame 51, out at 63); the clip is the 640x480 main stream's (its ``record_source``),
+    bit for bit, every picture in a row, from a key frame about a second before the first
+    event to about a second past the last (the two streams matched by when their packets
+    arrived, each server starting its file as the run connects, a moment apart). The sub
+    stream is neither recorded nor clipped; the main stream is recorded beside the clip.
+    ``yard`` watches the same sub stream, its record source never reached: its clip is not
+    made, and the log says so (no empty file is left)."""
+    sub, _ = camera
+    main_clip = make_clip(tmp_path / "main.mp4", "camera", frames=300, size=(640, 480), fps=15)
+    main = RtspServer(main_clip)
+    main.start()
+    folder, record = tmp_path / "clips", tmp_path / "rec"
+    lobby = {"lobby": [list(point) for point in LOBBY.points]}
+    cfg = build_config({"model": "demo", "tracker": "bytetrack", "record": str(record), "clips": str(folder),
+                        "clip_mode": "original", "clip_before": 1, "clip_after": 1,
+                        "streams": [{"name": "door", "source": sub.url(), "record_source": main.url(), "zones": lobby},
+                                    {"name": "yard", "source": sub.url(), "zones": lobby,
+                                     "record_source": f"rtsp://127.0.0.1:{free_port()}/x"}]})
+    door, yard = resolve_streams(cfg)
+    recorder = VideoRecorder(record, streams=[])
+    clips = ClipRecorder(folder, before=1.0, after=1.0, streams=[])
+    ended: list[str] = []
+    clips.on_end = lambda stream, name, seconds, whole: ended.append(name)
+    pipeline = Pipeline([stream_setup(cfg, door, recorder, clips), stream_setup(cfg, yard, recorder, clips)],
+                        _Visitors, tracker=tracker_settings("bytetrack"), sinks=[recorder, clips])
+    try:
+        summary = _until_a_clip_ends(pipeline, ended)
+    finally:
+        main.kill()
+    (clip,) = (Path(name) for name in summary.clips["door"])
+    assert ended == [clip.name] and summary.recordings["door"] == [str(record / "door.mp4")]
+    assert not summary.clips.get("yard") and list(folder.iterdir()) == [clip]
+    assert any(re.fullmatch(r"stream 'yard': clip yard-\d{8}-\d{6}\.mp4 not made: none of its seconds came from "
+                            "the camera", r.getMessage()) for r in caplog.records)
+    frames, pictures, stamps = _stamped(clip)
+    assert {picture.shape for picture in pictures} == {(480, 640, 3)}
+    # Frame 51 less a second is frame 36 of both streams; their servers started a moment apart.
+    assert frames[0].key_frame and stamps[0] % 15 == 0 and 36 - 15 < stamps[0] <= 36 + 5, stamps
+    assert stamps == list(range(stamps[0], stamps[0] + len(stamps))) and 78 - 5 <= stamps[-1] <= 78 + 5, stamps
+    with av.open(str(main_clip)) as container:
+        theirs = [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
+    assert all(np.array_equal(ours, theirs[index]) for ours, index in zip(pictures, stamps, strict=True))
+
+
+@pytest.mark.timeout(60)
+def test_a_clip_whose_seconds_the_record_source_never_sent_is_not_made_of_what_came_before(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A record source down from 2 s to 20 s of the run: the moment at 10 s has no clip (not
+    the seconds before the camera went down, the last it sent), said in the log; the moment at
+    21 s gets the packets that arrived from 20 s (its first second before) to 21.5 s. The
+    watched stream's timeline starts at 0, its packets' arrivals at 1000: the spans are found
+    by arrival."""
+    main = make_clip(tmp_path / "main.mp4", "main", frames=45, size=(160, 120), fps=15)
+    folder = tmp_path / "clips"
+    clips = ClipRecorder(folder, before=1.0, after=0.5, streams=[])
+    made: list[str] = []
+    clips.on_end = lambda stream, name, seconds, whole: made.append(name)
+    clips.open()
+    tap = clips.original("cam", live=True, other=True)
+    image = np.zeros((120, 160, 3), np.uint8)
+
+    def watched(at: float, event: bool = False) -> None:  # the sub stream's frame at `at` s, arrived at 1000 + at
+        meta = FrameMeta("cam", round(at * 15), 1000.0 + at, pts=at, fps=15.0)
+        visits = (ZoneVisit("lobby", "enter", 1, 0, "person"),) if event else ()
+        clips.write(Result(Frame(meta, image), Detections.empty(), meta.t_capture, visits=visits))
+
+    def connection(since: float) -> list[bytes]:  # the main stream (re)connects and sends its 45 packets
+        with av.open(str(main)) as container:
+            tap.opened(container.streams.video[0])
+            packets = [packet for packet in container.demux(video=0) if packet.size]
+            for index, packet in enumerate(packets):
+                tap.packet(packet, since + index / 15)
+            return [bytes(packet) for packet in packets]
+
+    def told(ending: bool) -> None:
+        deadline = time.monotonic() + 10
+        while not tap._cuts.empty() or (tap._making is not None) != ending or tap._ending != ending:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+    try:
+        connection(1000.0)  # 0 to 3 s: the first 2 s are kept, before its span's second
+        watched(10.0, event=True)
+        watched(10.6)
+        told(ending=True)  # the writer has the span from 9 to 10.5 s, ended, and waits for a packet past it
+        sent = connection(1020.0)
+        _until_written(tap)
+        watched(21.0, event=True)
+        watched(21.6)
+        _until_written(tap)
+        told(ending=False)
+        clips.stream_changed("cam", "ended", None)
+    finally:
+        clips.close()
+    (clip,) = folder.iterdir()
+    assert made == [clip.name] and _video_packets(clip) == sent[:23]  # 20 s to 21.5 s: packets 0-22
+    assert [r.getMessage() for r in caplog.records if "not made" in r.getMessage()] == [
+        f"stream 'cam': clip cam-{file_stamp(wall_time(1010.0))}.mp4 not made: none of its seconds came from the "
+        "camera"]
 
 
 @pytest.mark.timeout(120)
@@ -200,12 +318,14 @@ def test_clip_mode_original_settings_that_cannot_work_name_their_key(settings: d
 
 
 def test_clip_mode_original_on_a_synthetic_source_is_refused_naming_the_stream(tmp_path: Path) -> None:
-    cfg = build_config({"model": "demo", "tracker": "bytetrack", "clips": str(tmp_path / "clips"),
-                        "clip_mode": "original",
-                        "streams": [{"name": "street", "source": "synthetic:scene",
-                                     "lines": {"gate": [[0, 10], [100, 10]]}}]})
+    """Unless the stream has a record source, which its clips are cut from."""
+    config = {"model": "demo", "tracker": "bytetrack", "clips": str(tmp_path / "clips"), "clip_mode": "original",
+              "record": str(tmp_path / "rec"),
+              "streams": [{"name": "street", "source": "synthetic:scene", "lines": {"gate": [[0, 10], [100, 10]]}}]}
     with pytest.raises(ConfigError, match="stream 'street': clip_mode: original copies the video its source sends"):
-        resolve_streams(cfg)
+        resolve_streams(build_config(config))
+    config["streams"][0]["record_source"] = "rtsp://127.0.0.1:9/main"  # type: ignore[index]
+    assert [s.spec.name for s in resolve_streams(build_config(config))] == ["street"]
 
 
 def test_video_that_cannot_be_copied_stops_the_streams_clips_naming_it(tmp_path: Path) -> None:
@@ -232,14 +352,22 @@ def test_check_says_the_clips_are_cut_from_the_original_and_warns_of_video_that_
     pipeline = Pipeline.from_config({"model": "demo", "tracker": "bytetrack", "clips": str(tmp_path / "clips"),
                                      "clip_mode": "original", "record": str(tmp_path / "rec"),
                                      "streams": [{"name": "a", "source": str(video), "lines": {"l": [[0, 9], [9, 9]]}},
-                                                 {"name": "b", "source": str(video)}]})
+                                                 {"name": "b", "source": str(video)},
+                                                 {"name": "c", "source": str(video), "lines": {"l": [[0, 9], [9, 9]]},
+                                                  "record_source": "rtsp://127.0.0.1:9/main"}]})
     plan = pipeline.plan
     assert plan is not None
-    assert f"clips (cut from the cameras' original video) in {tmp_path / 'clips'}" in describe(plan)
+    text = describe(plan)
+    assert f"clips (cut from the cameras' original video) in {tmp_path / 'clips'}" in text
+    assert "records rtsp://127.0.0.1:9/main as it comes, its clips cut from it" in text
     mjpeg = Probe("a", None, 160, 120, 15.0, "mjpeg")
     assert trouble(plan.config, plan.streams[0], mjpeg) == [uncopied("a", "mjpeg", clips=True)]
     assert trouble(plan.config, plan.streams[1], replace(mjpeg, stream="b")) == []  # no events: no clips
     assert trouble(plan.config, plan.streams[0], Probe("a", None, 160, 120, 15.0, "h264")) == []
+    # c's clips, as its recording, are cut from its record source, not from what the model watches
+    assert trouble(plan.config, plan.streams[2], replace(mjpeg, stream="c")) == []
+    assert trouble(plan.config, plan.streams[2], replace(mjpeg, stream="c", recording=True)) == [
+        uncopied("c", "mjpeg"), uncopied("c", "mjpeg", clips=True)]
 
 
 @pytest.mark.timeout(60)

@@ -439,9 +439,9 @@ def stream_setup(cfg: PipelineConfig, s: ResolvedStream, recorder: VideoRecorder
     return StreamSetup(
         name=s.spec.name,
         source=open_stream(s, defer_conversion=True,
-                           packets=tap_of(None if s.config.record_source else _original(recorder, cfg, s),
-                                          _original(clips, cfg, s))),
-        recording=_recording(recorder, cfg, s),
+                           packets=None if s.config.record_source else tap_of(_original(recorder, cfg, s),
+                                                                              _original(clips, cfg, s))),
+        recording=_recording(recorder, clips, cfg, s),
         overflow=s.overflow,
         capacity=s.capacity,
         policy=_policy(s),
@@ -469,21 +469,31 @@ def stream_rules(cfg: PipelineConfig, s: ResolvedStream,
 
 
 def _original(output: VideoRecorder | None, cfg: PipelineConfig, stream: ResolvedStream,
-              live: bool | None = None) -> PacketTap | None:
+              other: bool = False) -> PacketTap | None:
     """Where ``stream``'s source hands its packets, when the ``output`` (the recorder, the
-    clips) copies them as its camera sent them; ``live``: whether they come whether the output
-    keeps up or not (default: as the stream's frames do). The clips are cut from the stream
-    the model watches, whatever its ``record_source``."""
-    clips = isinstance(output, ClipRecorder)
-    if output is None or (cfg.clips_of if clips else cfg.record_of)(stream.config) != "original":
+    clips) copies them as its camera sent them; they come whether the output keeps up or not
+    as the stream's frames do. ``other``: the source is its ``record_source`` (a camera's
+    other stream: they never wait), whose packets the clips match to the events by arrival."""
+    if output is None:
         return None
-    live = stream.overflow is Overflow.DROP_OLDEST if live is None else live
-    return output.original(stream.spec.name, live=live, rotate=rotation(stream.config))
+    live = other or stream.overflow is Overflow.DROP_OLDEST
+    rotate = rotation(stream.config)
+    if isinstance(output, ClipRecorder):
+        if cfg.clips_of(stream.config) != "original":
+            return None
+        return output.original(stream.spec.name, live=live, rotate=rotate, other=other)
+    if cfg.record_of(stream.config) != "original":
+        return None
+    return output.original(stream.spec.name, live=live, rotate=rotate)
 
 
-def _recording(recorder: VideoRecorder | None, cfg: PipelineConfig, stream: ResolvedStream) -> PyAVSource | None:
-    """``stream``'s ``record_source``, read for the recording alone (a camera's: it never waits)."""
-    packets = _original(recorder, cfg, stream, live=True) if stream.config.record_source else None
+def _recording(recorder: VideoRecorder | None, clips: ClipRecorder | None, cfg: PipelineConfig,
+               stream: ResolvedStream) -> PyAVSource | None:
+    """``stream``'s ``record_source``, read for the recording (and the clips of the original)
+    alone: the camera's main stream, at its full quality."""
+    if not stream.config.record_source:
+        return None
+    packets = tap_of(_original(recorder, cfg, stream, other=True), _original(clips, cfg, stream, other=True))
     return None if packets is None else recording_source(stream, packets)
 
 

@@ -74,7 +74,7 @@ def resolve_streams(config: PipelineConfig) -> list[ResolvedStream]:
                 raise ConfigError(f"stream {name!r}: {key} copies the video its source sends, and a {kind.value} "
                                   "source sends pictures, not video; record this stream annotated "
                                   "(record: annotated)")
-            if config.clips_of(stream) == "original":
+            if recorded is None and config.clips_of(stream) == "original":
                 raise ConfigError(f"stream {name!r}: clip_mode: original copies the video its source sends, and a "
                                   f"{kind.value} source sends pictures, not video; give clip_mode: annotated")
         live = kind.is_live or stream.realtime

@@ -100,7 +100,8 @@ def describe(plan: Plan) -> str:
             parts.append(tiles.describe())
         recorded = cfg.record_of(own)
         if own.record_source is not None and recorded is not None:
-            parts.append(f"records {redact_url(own.record_source)} as it comes")
+            clipped = ", its clips cut from it" if cfg.clips_of(own) == "original" else ""
+            parts.append(f"records {redact_url(own.record_source)} as it comes{clipped}")
         elif cfg.record is not None and recorded != cfg.record_mode:
             parts.append("not recorded" if recorded is None else f"recorded {recorded}")
         lines.append(f"  {stream.spec.name:<{width}}  {stream.spec.display_uri}  ({'; '.join(parts)})")
@@ -217,7 +218,8 @@ def trouble(cfg: PipelineConfig, stream: ResolvedStream, found: Probe) -> list[s
         return []
     own = stream.config
     recorded = cfg.record_of(own) == "original" and own.record_source is None  # the source read is recorded
-    clipped = cfg.clips_of(own) == "original" and not found.recording
+    # The clips of the original are cut from the record source where there is one.
+    clipped = cfg.clips_of(own) == "original" and found.recording == (own.record_source is not None)
     refusals = [refusal for refusal in (uncopied(found.stream, found.codec) if recorded or found.recording else None,
                                         uncopied(found.stream, found.codec, clips=True) if clipped else None)
                 if refusal is not None]

@@ -20,7 +20,9 @@ last second, and a clip can be played while it is still being written.
 With ``clip_mode: original`` a stream's clips are cut from its camera's own packets instead
 (:class:`OriginalClips`, fed by the stream's capture as a recording of the original is:
 :mod:`streamyolo.sinks.original`): the stream is never annotated nor encoded for them, and
-they start at the camera's key frames.
+they start at the camera's key frames. A stream with a ``record_source`` (the camera's main
+stream, recorded while the model watches its sub stream) has them cut from that stream,
+matched to the events by when its packets arrived.
 """
 
 from __future__ import annotations
@@ -105,6 +107,9 @@ class _Span:
     """The time of the stream's frame before (a timeline that goes back ends the clip)."""
     named: tuple[int, str] | None = None
     """The last frame with events (its ``seq``) and the name of its clip."""
+    arrival: float = 0.0
+    """Its first event's frame's arrival (``t_capture``) less its ``start``: where its span lies
+    on the clock the frames and packets arrive by."""
 
 
 class ClipRecorder(VideoRecorder):
@@ -132,6 +137,7 @@ class ClipRecorder(VideoRecorder):
         self._pruned_at = -math.inf
         self._prune_lock = threading.Lock()
         self._originals_of: dict[str, OriginalClips] = {}  # streams clipped from their cameras' own video
+        self._other: dict[str, bool] = {}  # for new_original: whether it cuts another stream's packets
 
     what = "clips folder"
     files_kind = "clips"
@@ -148,10 +154,18 @@ class ClipRecorder(VideoRecorder):
         super().open()
         self.prune(None)
 
+    def original(self, stream: str, live: bool, rotate: int | None = None, *,
+                 other: bool = False) -> OriginalRecording:
+        """``stream``'s clips cut from its camera's own video (``clip_mode: original``): the
+        tap its source hands its packets to; give it none of the stream's frames (``streams``).
+        ``other``: the packets are another stream's than the one the model watches (its
+        ``record_source``: the camera's main stream), matched to the events by their arrival."""
+        self._other[stream] = other
+        return super().original(stream, live, rotate)
+
     def new_original(self, stream: str, live: bool, rotate: int | None) -> OriginalClips:
-        """``stream``'s clips cut from its camera's own video (``clip_mode: original``): give
-        it none of the stream's frames (``streams``)."""
-        cutter = self._originals_of[stream] = OriginalClips(self, stream, live=live, rotate=rotate)
+        cutter = self._originals_of[stream] = OriginalClips(self, stream, live=live, rotate=rotate,
+                                                            by_arrival=self._other.pop(stream, False))
         return cutter
 
     def write(self, result: Result) -> None:
@@ -159,7 +173,9 @@ class ClipRecorder(VideoRecorder):
         if cutter is not None:
             path = self.place(result)
             span = self._spans[result.stream]
-            cutter.follow(_Cut(path, span.start - self.before, span.until) if path is not None else _Cut(None))
+            shift = span.arrival if cutter.by_arrival else 0.0
+            cutter.follow(_Cut(path, span.start - self.before + shift, span.until + shift) if path is not None
+                          else _Cut(None))
         elif self.host is self and self.wants(result.stream):  # else the recorder it shares with has them
             self.writer(result.stream).put((result, self.place(result)))
 
@@ -246,6 +262,7 @@ class ClipRecorder(VideoRecorder):
                     log.error("stream %r: no clip of the events at frame %d: %s", meta.stream, meta.seq, exc)
                     return None
                 span.start = now
+                span.arrival = meta.t_capture - now
             span.until = now + self.after
             span.named = (meta.seq, span.path.name)
         return span.path
@@ -355,24 +372,27 @@ SPAN_POLL_SECONDS = 0.25
 @dataclass(frozen=True, slots=True)
 class _Cut:
     """A clip of the original as the stream's inference thread marks it out: ``path`` holds the
-    packets from ``first`` to ``until`` on the stream's timeline (``None``: no clip now)."""
+    packets from ``first`` to ``until`` on the stream's timeline, or when they arrive
+    (:attr:`OriginalClips.by_arrival`) (``None``: no clip now)."""
 
     path: Path | None
     first: float = 0.0
     until: float = 0.0
 
 
-def _place(kept: _Kept) -> float:
-    return kept.place
+def _at(kept: _Kept) -> float:
+    return kept.at
 
 
 @dataclass(frozen=True, slots=True)
 class _Kept:
     """A packet kept for the clips: video (``packet``) or sound (``data``, ``duration``,
-    ``time_base``), at its ``place`` on the stream's timeline, ``number`` in the order kept."""
+    ``time_base``), at its ``place`` on the stream's timeline, ``number`` in the order kept;
+    ``at``: where the clips' spans look for it (its place, or its arrival)."""
 
     settings: VideoSettings
     place: float
+    at: float
     number: int
     packet: SourcePacket | None = None
     data: bytes = b""
@@ -391,13 +411,21 @@ class OriginalClips(OriginalRecording):
 
     The writer may be behind the capture (a slow disk), and the model always is: a clip whose
     end has been told ends once a packet past its span has come (all before it are in), or
-    when the stream or the run ends; clips told meanwhile wait for it."""
+    when the stream or the run ends; clips told meanwhile wait for it.
+
+    ``by_arrival``: the packets are another stream's than the one the model watches (the
+    camera's main stream, its ``record_source``), on a timeline of their own: the spans are
+    then told, and the packets found, by when they arrived (``time.monotonic()``), the clock
+    both streams share. A camera sends the two streams' pictures of a moment at about the
+    same time, so a clip holds the main stream's pictures of the moments the model saw."""
 
     owner: ClipRecorder
     clips = True
 
-    def __init__(self, owner: ClipRecorder, stream: str, *, live: bool, rotate: int | None = None) -> None:
+    def __init__(self, owner: ClipRecorder, stream: str, *, live: bool, rotate: int | None = None,
+                 by_arrival: bool = False) -> None:
         super().__init__(owner, stream, live=live, rotate=rotate)
+        self.by_arrival = by_arrival
         self.pause = OutputPause(f"clips of stream {stream!r}", "frame(s)")
         self._cuts: queue.SimpleQueue[_Cut] = queue.SimpleQueue()
         self._asked = _Cut(None)  # the inference thread's: the last cut it told
@@ -410,6 +438,7 @@ class OriginalClips(OriginalRecording):
         self._copied = -1  # the number of the next kept packet it takes (-1: its first not chosen yet)
         self._done: Path | None = None  # the last clip made or given up: never opened again
         self._lost: _Cut | None = None  # the last clip given up: its later frames are lost
+        self._at_shift = 0.0  # the last video packet's `at` less its place: where the sound's is
 
     # -- the inference thread's ----------------------------------------------------------
 
@@ -425,6 +454,20 @@ class OriginalClips(OriginalRecording):
         the end of the run."""
         if self._thread.is_alive():
             self._put(_STREAM_OVER, wait=True)
+
+    def finish(self) -> None:
+        super().finish()
+        if self._thread.ident is None:  # not a packet came (a record source never reached): no clip is made
+            told = None
+            while True:
+                try:
+                    cut = self._cuts.get_nowait()
+                except queue.Empty:
+                    break
+                if cut.path is not None and cut.path != told:
+                    told = cut.path
+                    _none_came(self.stream, cut.path)
+                    self.owner.release(cut.path)
 
     # -- the writer thread's -------------------------------------------------------------
 
@@ -466,13 +509,15 @@ class OriginalClips(OriginalRecording):
                 self._copy()
 
     def _placed(self, settings: VideoSettings, packet: SourcePacket, place: float) -> None:
+        at = packet.arrived if self.by_arrival else place
+        self._at_shift = at - place
         if packet.key or not self._kept:
             self._kept.append([])
-        self._kept[-1].append(_Kept(settings, place, self._number, packet=packet))
+        self._kept[-1].append(_Kept(settings, place, at, self._number, packet=packet))
         self._number += 1
-        if self._lost is not None and place <= self._lost.until + _SAME_MOMENT:
+        if self._lost is not None and at <= self._lost.until + _SAME_MOMENT:
             self.pause.skip()
-        for _ in range(_before_start(self._kept, place - self.owner.before - KEEP_MORE_SECONDS, _place)):
+        for _ in range(_before_start(self._kept, at - self.owner.before - KEEP_MORE_SECONDS, _at)):
             self._kept.popleft()
         self._copy()
 
@@ -480,7 +525,8 @@ class OriginalClips(OriginalRecording):
         settings = self._settings
         if not self._kept or settings is None:
             return
-        self._kept[-1].append(_Kept(settings, place, self._number, data=data, duration=duration, time_base=time_base))
+        self._kept[-1].append(_Kept(settings, place, place + self._at_shift, self._number, data=data,
+                                    duration=duration, time_base=time_base))
         self._number += 1
         self._copy()
 
@@ -494,14 +540,17 @@ class OriginalClips(OriginalRecording):
             if not self.pause.due():
                 self._give_up(cut.path)
                 return
-            self._copied = self._kept[_before_start(self._kept, cut.first, _place)][0].number
+            group = self._kept[_before_start(self._kept, cut.first, _at)]
+            if group[-1].at < cut.first - KEY_SECONDS:  # packets from before a gap (a record source down)
+                return  # its first comes with the next
+            self._copied = group[0].number
         for group in self._kept:
             if group[-1].number < self._copied:
                 continue
             for kept in group:
                 if kept.number < self._copied:
                     continue
-                if kept.place > cut.until + _SAME_MOMENT:
+                if kept.at > cut.until + _SAME_MOMENT:
                     if self._ending:
                         self._close()
                     return  # else kept: its events may go on
@@ -537,7 +586,8 @@ class OriginalClips(OriginalRecording):
         self._done = cut.path
         file = self._file
         if file is None:
-            self._give_up(cut.path)  # not a packet of it came
+            _none_came(self.stream, cut.path)
+            self._give_up(cut.path)
         else:
             try:
                 super()._end_file()
@@ -574,6 +624,10 @@ class OriginalClips(OriginalRecording):
     def _ended(self, clip: Mp4File, whole: bool) -> None:
         if self.owner.on_end is not None:
             self.owner.on_end(self.stream, clip.path.name, clip.seconds, whole)
+
+
+def _none_came(stream: str, clip: Path) -> None:
+    log.warning("stream %r: clip %s not made: none of its seconds came from the camera", stream, clip.name)
 
 
 _STREAM_OVER = object()

@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m streamyolo demo
 
+# The suite is mostly CPU-bound: one test process per core, two at most (the tests that run
+# cameras in real time are written to hold on a box as busy as that).
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest --numprocesses=auto --maxprocesses=2
 
 lint: $(STAMP)
 	$(PY) -m ruff check streamyolo tests scripts

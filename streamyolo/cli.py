@@ -289,9 +289,12 @@ def _class(text: str) -> int | str:
 
 def command_run(args: argparse.Namespace) -> int:
     from streamyolo.pipeline import Pipeline, StatusPrinter
+    from streamyolo.pipeline.service import Notifier
 
     overrides = run_overrides(args)
-    pipeline = Pipeline.from_config(args.config, status=StatusPrinter(), **overrides)
+    # Run by systemd as a Type=notify service: it hears when the run is up, how it goes, and that it is alive.
+    pipeline = Pipeline.from_config(args.config, status=StatusPrinter(), notifier=Notifier.from_environment(),
+                                    **overrides)
     hangup = getattr(signal, "SIGHUP", None)
     if hangup is None or not threading_is_main():
         return execute(pipeline)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,3 +112,24 @@ def broker_folder(tmp_path: Path) -> Path:
     need("mosquitto (an MQTT broker) is needed for the MQTT tests (.ci/run installs it)"
          if mosquitto_available() is None else None)
     return tmp_path
+
+
+@pytest.fixture
+def systemd() -> Iterator[tuple[str, list[tuple[float, str]]]]:
+    """A socket as systemd's ``$NOTIFY_SOCKET`` (abstract), and what it heard: (when, message)."""
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    address = f"@streamyolo-test-{os.getpid()}-{id(listening):x}"
+    listening.bind("\0" + address[1:])
+    heard: list[tuple[float, str]] = []
+
+    def listen() -> None:
+        while True:
+            try:
+                message = listening.recv(4096).decode()
+                heard.append((time.monotonic(), message))
+            except OSError:  # closed
+                return
+
+    threading.Thread(target=listen, daemon=True).start()
+    yield address, heard
+    listening.close()

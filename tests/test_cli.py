@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -296,11 +297,14 @@ def test_python_dash_m_and_help() -> None:
 
 
 @pytest.mark.timeout(180)
-def test_sighup_reloads_the_config_and_sigterm_stops_gracefully_with_recordings_and_summary(tmp_path: Path) -> None:
+def test_sighup_reloads_the_config_and_sigterm_stops_gracefully_with_recordings_and_summary(
+        tmp_path: Path, systemd: tuple[str, list[tuple[float, str]]]) -> None:
     """SIGHUP mid-run reads the config file again: a camera added to it starts, a broken file
     changes nothing (the run goes on). SIGTERM then: capture stops, frames in flight are
     processed, the recording holds exactly the processed frames, the summary is written, and
-    the exit code is 0."""
+    the exit code is 0. The run is a systemd service's (``Type=notify``, ``WatchdogSec``): the
+    test is its systemd, on the socket ``$NOTIFY_SOCKET`` names, and hears it get ready, feed
+    the watchdog, reload and stop."""
     import signal
     import threading
 
@@ -314,7 +318,9 @@ def test_sighup_reloads_the_config_and_sigterm_stops_gracefully_with_recordings_
             "status_interval": 0, **extra}))
 
     write(["cam=synthetic:?size=320x240&fps=30"])  # a lossless stream: every frame
-    process = subprocess.Popen([PYTHON, "-m", "streamyolo", "run", str(config)], env=env_for_subprocess(), cwd=ROOT,
+    address, heard = systemd
+    env = {**env_for_subprocess(), "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"}  # WatchdogSec=1
+    process = subprocess.Popen([PYTHON, "-m", "streamyolo", "run", str(config)], env=env, cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8")
     jsonl = out / "det.jsonl"
     waiter = threading.Event()
@@ -344,6 +350,18 @@ def test_sighup_reloads_the_config_and_sigterm_stops_gracefully_with_recordings_
             process.kill()
             process.communicate()
     assert process.returncode == 0, stderr
+    said = [message for _, message in heard if message != "WATCHDOG=1"]
+    assert re.fullmatch(r"READY=1\nSTATUS=1 stream: 1 (streaming|connecting); [\d.]+ frames/s", said[0]), said
+    reloads = [index for index, message in enumerate(said) if message.startswith("RELOADING=1\nMONOTONIC_USEC=")]
+    assert len(reloads) == 2, said  # the good config and the broken one: each followed by READY=1
+    assert all(said[index + 1].startswith("READY=1\nSTATUS=2 streams: ") for index in reloads), said
+    stopping = said.index("STOPPING=1\nSTATUS=stopping")
+    assert stopping > reloads[-1] + 1 and all(message.startswith("STATUS=") for message in said[stopping + 1:]), said
+    # and, between those, how it goes as it changes
+    assert any(re.fullmatch(r"STATUS=(1 stream: 1|2 streams: 2) streaming; [\d.]+ frames/s", message)
+               for message in said), said
+    pings = [at for at, message in heard if message == "WATCHDOG=1"]
+    assert len(pings) >= 3 and max(b - a for a, b in itertools.pairwise(pings)) < 1.0, pings  # within WatchdogSec
     assert "config reloaded: added 'late'" in stderr
     assert "config reloaded, but batch changed, which apply only when the run starts again" in stderr
     assert "config not reloaded: " in stderr and "; the run goes on as it was" in stderr

@@ -290,6 +290,7 @@ def test_the_service_unit_runs_a_command_streamyolo_takes() -> None:
     assert (parsed.display, parsed.status_interval) == (False, 0)
     assert f"RestartPreventExitStatus={EXIT_USAGE}" in unit.splitlines()
     assert "ExecReload=/bin/kill -HUP $MAINPID" in unit.splitlines()  # what `streamyolo run` reloads on
+    assert {"Type=notify", "WatchdogSec=60"} <= set(unit.splitlines())  # what it tells systemd: test_service.py
 
 
 def test_the_example_config_is_a_valid_config() -> None:

@@ -321,6 +321,7 @@ def _live_only(streams: Sequence[ResolvedStream]) -> bool:
 
 def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pipeline:
     status = overrides.pop("status", None)
+    notifier = overrides.pop("notifier", None)
     cfg = load_config(config, overrides)
     streams = resolve_streams(cfg)
     groups = plan_models(cfg, streams)
@@ -419,6 +420,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         restart_counts=restarts,
         hang_warning=cfg.hang_warning,
         serving=[serving[i] for i in range(len(streams))],
+        notifier=notifier,
     )
     pipeline.plan = Plan(cfg, streams, groups, factories)
     from streamyolo.pipeline.reload import Outputs, Reloader

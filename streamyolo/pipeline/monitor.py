@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from streamyolo.pipeline.report import StatusPrinter, StreamReport, workers_json
+from streamyolo.pipeline.service import STATUS_SECONDS, Notifier, service_status
 from streamyolo.sinks.jsonl import LineFile
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,11 @@ class Monitor:
     is, as a model runtime that deadlocks (as OpenVINO's Python binding did, see
     :func:`streamyolo.inference.offline.import_openvino`) would otherwise stop its streams
     without a word; the log says so again when the worker comes back.
+
+    With a ``notifier`` (a systemd service: :mod:`streamyolo.pipeline.service`) it tells
+    systemd the run's status as it changes and feeds its watchdog while the run is well: not
+    while a worker is reported hung, unless ``hangs_recovered`` (process workers, whose hung
+    children the run kills and starts again).
     """
 
     def __init__(
@@ -86,6 +92,8 @@ class Monitor:
         restarts: Callable[[], dict[str, int]] = dict,
         workers: Callable[[], Sequence[Watched]] = list,
         hang_warning: float = 0.0,
+        notifier: Notifier | None = None,
+        hangs_recovered: bool = False,
     ) -> None:
         self._reports = reports
         self._workers = workers
@@ -99,11 +107,17 @@ class Monitor:
         self._duration = duration
         self._status = status
         self._stats = stats
+        self._notifier = notifier
+        self._hangs_recovered = hangs_recovered
+        self._ping_due = -float("inf")
+        self._status_due = -float("inf")
+        self._said = ""  # the status systemd was told last
+        self._withheld = False  # the watchdog is not fed (a worker hung)
         self._thread = threading.Thread(target=self._run, name="pipeline:monitor")
 
     @property
     def needed(self) -> bool:
-        return self._sampling or self._duration is not None or self._hang_warning > 0
+        return self._sampling or self._duration is not None or self._hang_warning > 0 or self._notifier is not None
 
     @property
     def _sampling(self) -> bool:
@@ -127,11 +141,16 @@ class Monitor:
         next_sample = started
         stopped = False
         tick = _TICK if self._sampling or self._duration is not None else _HANG_TICK
+        watchdog = None if self._notifier is None else self._notifier.watchdog
+        if watchdog is not None:
+            tick = min(tick, watchdog / 8)
         try:
             while not self._finished.wait(tick):
                 now = self._clock()
                 if self._hang_warning > 0:
                     self._watch(now)
+                if self._notifier is not None:
+                    self._notify(self._notifier, now)
                 if not stopped and self._duration is not None and now - started >= self._duration:
                     log.info("duration of %.1f s reached: stopping", self._duration)
                     self._stop()
@@ -162,6 +181,25 @@ class Monitor:
                         "cannot be stopped, a process worker's child that does not answer in 5 minutes is killed "
                         "and started again); where the inference threads are:\n%s",
                         worker.name, ", ".join(worker.streams), now - since, inference_stacks())
+
+    def _notify(self, notifier: Notifier, now: float) -> None:
+        """Feed systemd's watchdog (unless a worker is hung) and tell it the status, if changed."""
+        if notifier.watchdog is not None and now >= self._ping_due:
+            hung = [] if self._hangs_recovered else sorted(self._reported)
+            if not hung:
+                notifier.ping()
+                self._ping_due = now + notifier.watchdog / 2
+                self._withheld = False
+            elif not self._withheld:
+                self._withheld = True
+                log.error("inference worker %s is hung: the systemd watchdog is no longer fed, so systemd restarts the "
+                          "service (WatchdogSec)", ", ".join(repr(name) for name in hung))
+        if now >= self._status_due:
+            self._status_due = now + STATUS_SECONDS
+            said = service_status(self._reports())
+            if said != self._said:
+                self._said = said
+                notifier.status(said)
 
     def _sample(self, elapsed: float) -> None:
         reports, restarts = self._reports(), self._restarts()

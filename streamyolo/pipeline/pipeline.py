@@ -30,6 +30,7 @@ from streamyolo.pipeline.check import Plan
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.pipeline.monitor import Monitor, StatsWriter, inference_stacks
 from streamyolo.pipeline.report import StatusPrinter, StreamReport, Summary, combined, workers_json
+from streamyolo.pipeline.service import Notifier, service_status
 from streamyolo.sinks.base import ChecksItself, FanOut, FileSink, Sink, WatchesStreams
 from streamyolo.sinks.collect import QueueSink
 from streamyolo.sinks.display import TiledDisplay
@@ -169,6 +170,7 @@ class Pipeline:
         restart_counts: RestartCounts | None = None,
         hang_warning: float = 60.0,
         serving: Sequence[int] | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         if not streams:
             raise ValueError("a pipeline needs at least one stream")
@@ -229,9 +231,12 @@ class Pipeline:
         self._hang_warning = hang_warning
         self.plan: Plan | None = None
         """What the config asked for, when built from one (:meth:`from_config`)."""
+        self._notifier = notifier
+        """systemd's notifications (a service with ``Type=notify``: :mod:`~streamyolo.pipeline.service`)."""
         self._monitor = Monitor(self.reports, self._finished, self.stop, clock, interval=status_interval,
                                 duration=duration, status=status, stats=stats, restarts=self._restarts,
-                                workers=lambda: self._workers, hang_warning=hang_warning)
+                                workers=lambda: self._workers, hang_warning=hang_warning, notifier=notifier,
+                                hangs_recovered=restart_counts is not None)
 
     # -- construction from config -----------------------------------------------------
 
@@ -241,15 +246,18 @@ class Pipeline:
         config: Any = None,
         *,
         status: StatusPrinter | None = None,
+        notifier: Notifier | None = None,
         **overrides: Any,
     ) -> Pipeline:
         """Build a pipeline from a :class:`~streamyolo.config.PipelineConfig`, a mapping,
         or a YAML file path, with config keys as keyword overrides (the CLI's flags).
         Checks the model, every source and every output path before anything starts;
-        ``status`` prints the live status table while :meth:`run` runs."""
+        ``status`` prints the live status table while :meth:`run` runs; ``notifier`` tells
+        systemd how the run goes (:meth:`Notifier.from_environment
+        <streamyolo.pipeline.service.Notifier.from_environment>`: a service's)."""
         from streamyolo.pipeline.assemble import assemble
 
-        return assemble(cls, config, {**overrides, "status": status})
+        return assemble(cls, config, {**overrides, "status": status, "notifier": notifier})
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -291,6 +299,8 @@ class Pipeline:
                 stream.capture.start()
             if self._monitor.needed:
                 self._monitor.start()
+            if self._notifier is not None:
+                self._notifier.ready(service_status(self.reports()))
         except BaseException:
             self.stop()
             self._teardown(raise_errors=False)
@@ -365,7 +375,10 @@ class Pipeline:
         processed, recordings are finalised by :meth:`join`. Safe to call from any thread,
         any number of times."""
         with self._state_lock:
+            stopping = not self._stop.is_set()
             self._stop.set()
+        if stopping and self._notifier is not None and self._started:
+            self._notifier.stopping()
         for stream in self._streams:
             stream.end()
         if self._collector is not None and not self._started:
@@ -631,12 +644,18 @@ class Pipeline:
         if not self._started:
             raise RuntimeError("a pipeline reloads its config once it has started")
         with self._reloading:
+            if self._notifier is not None:
+                self._notifier.reloading()
             try:
                 report = self.reloader.reload(self, config)
             except BaseException as exc:
                 self._reloaded(False, f"config not reloaded: {exc}")
                 raise
-            self._reloaded(True, report.done())
+            else:
+                self._reloaded(True, report.done())
+            finally:
+                if self._notifier is not None:
+                    self._notifier.ready(service_status(self.reports()))
             return report
 
     @property

@@ -17,9 +17,11 @@ demo: $(STAMP)
 	$(PY) -m streamyolo demo
 
 # The suite is mostly CPU-bound: one test process per core, two at most (the tests that run
-# cameras in real time are written to hold on a box as busy as that).
+# cameras in real time are written to hold on a box as busy as that); then, by themselves, the
+# few that measure time as it passes (marked alone).
 test: $(STAMP)
-	$(PY) -m pytest --numprocesses=auto --maxprocesses=2
+	$(PY) -m pytest --numprocesses=auto --maxprocesses=2 -m "not alone"
+	$(PY) -m pytest -m alone
 
 lint: $(STAMP)
 	$(PY) -m ruff check streamyolo tests scripts

@@ -660,6 +660,8 @@ def test_two_runs_under_one_prefix_are_warned_of_and_leave_each_others_entities(
             caplog.text)
         assert "no longer in the config: removed" not in caplog.text
         third = publisher(broker.port, "yard")  # both have ended: their entities are stale now
+        # (their retained configs come back on a subscription of their own, after the run marker)
+        _wait_for(lambda: caplog.text.count("no longer in the config: removed") == 6)
         third.close()
         later = MqttSubscriber(broker.port)
         try:

@@ -194,6 +194,7 @@ class _Stalling(ScriptedSource):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.alone  # "on time": within 0.1 s, which another test beside it could take
 def test_a_frame_played_late_is_as_old_as_its_lag() -> None:
     """A file played in real time is stamped when each frame was due, as a camera would
     have sent it: a frame that comes 0.3 s late is 0.3 s older, and the frames after it
@@ -469,6 +470,7 @@ def _pickup_ages(hold: bool) -> list[float]:
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.alone  # milliseconds of frame age: another test beside it would add its own
 def test_a_worker_behind_a_live_camera_holds_for_the_next_frame_rather_than_take_a_stale_one() -> None:
     """Without holding, the frame taken after each 130 ms pass is 0-100 ms old (50 on
     average); holding for a frame due within half an interval keeps it under about 50 ms."""

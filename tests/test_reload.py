@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from streamyolo.errors import ConfigError
+from streamyolo.errors import ConfigError, ModelError
 from streamyolo.pipeline import Pipeline
 from streamyolo.workers.inference import Channel, InferenceWorker
 from tests.helpers import CountingDetector, decode, read_jsonl, stamps, until
@@ -95,7 +95,11 @@ def test_a_reload_adds_removes_restarts_and_updates_streams_and_leaves_the_other
         str(tmp_path / "rec" / "b.mp4")]
 
 
-def test_a_bad_config_changes_nothing_and_what_the_models_cannot_do_is_refused(tmp_path: Path) -> None:
+def test_a_bad_config_changes_nothing_and_what_the_models_cannot_do_is_refused(tmp_path: Path,
+                                                                              random_model: Path) -> None:
+    """A config that does not validate, or names a class its model lacks, changes nothing; a
+    stream asking its model for less than it detects at is refused; one on a model the run has
+    not loaded gets a new worker, which builds that model."""
     pipeline = Pipeline.from_config(_config(tmp_path, [_camera("a", 1), _camera("b", 2, conf=0.4)]))
     pipeline.start()
     try:
@@ -105,19 +109,27 @@ def test_a_bad_config_changes_nothing_and_what_the_models_cannot_do_is_refused(t
         with pytest.raises(ConfigError, match=r"config key 'streams.0.classes': class 99 is not one of"):
             pipeline.reload(_config(tmp_path, [_camera("a", 1, classes=[99])]))
         assert sorted(_processed(pipeline)) == ["a", "b"]
+        with pytest.raises(ModelError, match=r"model not found: 'nope.pt' \(streamyolo never downloads weights"):
+            pipeline.reload(_config(tmp_path, [_camera("a", 1), _camera("e", 5, model="nope.pt")]))
+        with pytest.raises(ConfigError, match=r"'streams.1.classes': class 99 is not one of the 80 classes of model"):
+            pipeline.reload(_config(tmp_path, [_camera("a", 1), _camera("e", 5, model=str(random_model),
+                                                                        classes=[99])]))  # read off the model's file
         report = pipeline.reload(_config(tmp_path, [_camera("a", 1, conf=0.1), _camera("b", 2, conf=0.3),
-                                                     _camera("e", 5, imgsz=320)], batch=2, workers=1))
+                                                     _camera("e", 5, model=str(random_model), imgsz=96)],
+                                         batch=2, workers=1))
         assert report.needs_restart == ("workers", "batch")
         assert report.refused == {
-            "a": "stream 'a': conf 0.1 is below the 0.25 its model detects at in this run: it stays as it was",
-            "e": "stream 'e': model 'demo' at imgsz 320 is not one this run has loaded: not added",
-        }
+            "a": "stream 'a': conf 0.1 is below the 0.25 its model detects at in this run: it stays as it was"}
         assert report.updated == ("b",)  # 0.3: within what its model detects
+        assert report.added == ("e",) and report.loaded == (f"{str(random_model)!r} at imgsz 96 (w2)",)
+        assert report.done().endswith(f"; new worker for model {str(random_model)!r} at imgsz 96 (w2)")
+        assert pipeline.worker_streams()[2] == ["e"]
+        until(lambda: _processed(pipeline).get("e", 0) >= 3, 60, "the new model's stream's frames")
         assert ("config reloaded, but stream 'a': conf 0.1 is below the 0.25 its model detects at in this run: it "
                 "stays as it was") in report.warnings()
         assert "workers, batch changed, which apply only when the run starts again" in report.warnings()[-1]
-        assert sorted(_processed(pipeline)) == ["a", "b"]
-        assert (pipeline.reloads["reloads"], pipeline.reloads["failed"], pipeline.reloads["last_ok"]) == (1, 2, True)
+        assert sorted(_processed(pipeline)) == ["a", "b", "e"]
+        assert (pipeline.reloads["reloads"], pipeline.reloads["failed"], pipeline.reloads["last_ok"]) == (1, 4, True)
         until(lambda: _processed(pipeline)["b"] >= 3, 30, "the updated stream's frames")
     finally:
         pipeline.stop()

@@ -539,11 +539,30 @@ class Pipeline:
 
     # -- streams added and removed as the run goes -------------------------------------------
 
+    def add_worker(self, make: Callable[[int], DetectorFactory]) -> int:
+        """A new worker, for a model the run has not loaded (a reload's): ``make(number)`` gives
+        the factory of ``w<number>``'s model. Returns its number; it starts (and builds its
+        model, in its own thread) with the first stream :meth:`add_stream` gives it. Raises
+        ``RuntimeError`` when the run has ended."""
+        with self._state_lock:
+            if not self._started or self._stop.is_set() or self._finished.is_set():
+                raise RuntimeError("no worker can be added: the run has ended")
+            index = len(self._factories)
+            factory = make(index)
+            self._factories = [*self._factories, factory]
+            self._doorbells = [*self._doorbells, threading.Event()]
+        if self._restart_counts is not None:
+            self._restart_counts.add(f"w{index}", 0)
+        close = getattr(factory, "close", None)
+        if callable(close):
+            self._on_close.append(close)
+        return index
+
     def add_stream(self, setup: StreamSetup, worker: int) -> None:
         """Start ``setup`` while the run goes, served by worker ``worker`` (``w<worker>``), which
-        must run the model the stream is meant for (:meth:`reload` chooses). Raises
-        ``ValueError`` for a name in use, ``RuntimeError`` when the run (or that worker) has
-        ended."""
+        must run the model the stream is meant for (:meth:`reload` chooses; a worker
+        :meth:`add_worker` gave, not yet started, starts with it). Raises ``ValueError`` for a
+        name in use, ``RuntimeError`` when the run (or that worker) has ended."""
         stream = _Stream(setup, self._doorbells[worker], self._clock, self._tracker is not None)
         if self._fanout is not None:
             for sink in self._fanout.sinks:
@@ -555,20 +574,25 @@ class Pipeline:
             if not self._started or self._stop.is_set() or self._finished.is_set():
                 raise RuntimeError(f"stream {setup.name!r} cannot be added: the run has ended")
             started = None
-            if not self._workers[worker].add(stream.channel()):
+            new = worker == len(self._workers)  # added by add_worker: its first stream
+            if new or not self._workers[worker].add(stream.channel()):
                 # Its streams had all ended (or it failed): a new worker, with a model of its own, takes its place.
                 with self._pending_lock:
                     if self._finished.is_set():
                         raise RuntimeError(f"stream {setup.name!r} cannot be added: the run has ended")
                     self._pending_workers += 1
                 started = self._new_worker(worker, [stream.channel()])
-                self._replaced.append(self._workers[worker])
-                self._workers[worker] = started
+                if new:
+                    self._workers = [*self._workers, started]
+                else:
+                    self._replaced.append(self._workers[worker])
+                    self._workers[worker] = started
             self._streams = [*self._streams, stream]
             self._serving = [*self._serving, worker]
             self._by_name = {**self._by_name, setup.name: stream}
         if started is not None:
-            log.info("worker w%d had ended: a new one starts (building its model) for stream %r", worker, setup.name)
+            log.info("%s: it starts (building its model) for stream %r",
+                     f"worker w{worker} is new" if new else f"worker w{worker} had ended: a new one", setup.name)
             started.start()
         stream.capture.start()
 

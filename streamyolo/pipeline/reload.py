@@ -11,7 +11,10 @@ and ``clip_mode`` as they apply to it):
   buffered are processed, its recording and clip are finished (whole files, at once), and the
   summary keeps its numbers as ``removed``;
 - a new stream is **added**, on the worker of its model (the run's model, or one of the
-  models the run has loaded, at a size it runs) with the fewest streams;
+  models the run has loaded, at a size it runs) with the fewest streams; a stream whose model
+  (or size) the run has not loaded gets a new worker for it, which builds that model in its
+  thread, as the run's workers did (one worker, one model replica; the streams of the same
+  model added later share it);
 - a stream whose detections' settings alone changed (its ``conf``, ``classes``, ``min_area``,
   ``max_area``, ``lines``, ``zones``, ``masks``, ``motion``, ``tiles``, ``blur``) is **updated**
   in place from its next frame: its connection, recording and tracks go on, its lines, zones and
@@ -22,9 +25,10 @@ and ``clip_mode`` as they apply to it):
 - every other stream goes on untouched: its connection, recording, tracker and counts.
 
 What the run's workers were built with cannot change while they run: a stream that would need
-another model, a lower ``conf`` or other classes than its model detects is refused (said, and
-left as it was), and the run's other keys (``model``, ``workers``, ``record``, ``web`` …) that
-changed are named in a warning: they apply when the run starts again.
+a lower ``conf`` or other classes than its model detects is refused (said, and left as it was),
+and the run's other keys (``model``, ``workers``, ``record``, ``web`` …) that changed are named
+in a warning: they apply when the run starts again. A new model's worker is built with the
+config as it is now.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from typing import TYPE_CHECKING, Any
 from streamyolo.annotation import BoxAnnotator
 from streamyolo.config import PipelineConfig
 from streamyolo.errors import ConfigError
+from streamyolo.inference.models import resolve_model
+from streamyolo.inference.names import model_names
 from streamyolo.pipeline.build import ResolvedStream, resolve_streams
 from streamyolo.sinks.clips import ClipRecorder
 from streamyolo.sinks.crops import CropSink
@@ -48,6 +54,7 @@ from streamyolo.sinks.recorder import VideoRecorder
 if TYPE_CHECKING:
     from streamyolo.pipeline.assemble import ModelGroup
     from streamyolo.pipeline.pipeline import Pipeline
+    from streamyolo.workers.process import RestartCounts
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +80,8 @@ class ReloadReport:
     """Streams not added, or left as they were, each with why."""
     needs_restart: tuple[str, ...] = ()
     """The run's keys that changed but apply only when the run starts again."""
+    loaded: tuple[str, ...] = ()
+    """Models (at a size) the run had not loaded, each on a new worker: ``'yolo11s.pt' at imgsz 640 (w2)``."""
 
     @property
     def changed(self) -> bool:
@@ -84,6 +93,8 @@ class ReloadReport:
                 for what, names in (("added", self.added), ("removed", self.removed),
                                     ("restarted with new settings", self.restarted),
                                     ("changed as it runs", self.updated)) if names]
+        if self.loaded:
+            done.append(f"new worker{'s' if len(self.loaded) > 1 else ''} for model {', '.join(self.loaded)}")
         return f"config reloaded: {'; '.join(done) if done else 'no stream changed'}"
 
     def warnings(self) -> list[str]:
@@ -136,15 +147,22 @@ def _with(settings: Mapping[str, frozenset[int]], name: str, classes: frozenset[
 class Reloader:
     """Reloads a pipeline's config (see the module). Built by :func:`~streamyolo.pipeline.assemble.assemble`
     with what the pipeline was built from: ``source`` and ``overrides`` (read again at each
-    reload), the config and streams it started with, its models (``groups``) and ``outputs``."""
+    reload), the config and streams it started with, its models (``groups``), ``outputs``,
+    how many models run at once (``running``: they share the cores) and the process
+    workers' ``restarts``."""
 
     def __init__(self, source: Any, overrides: Mapping[str, Any], started: PipelineConfig,
-                 streams: Sequence[ResolvedStream], groups: Sequence[ModelGroup], outputs: Outputs) -> None:
+                 streams: Sequence[ResolvedStream], groups: Sequence[ModelGroup], outputs: Outputs,
+                 running: int = 1, restarts: RestartCounts | None = None) -> None:
         self._source = source
         self._overrides = dict(overrides)
         self._started = started
         self._groups = list(groups)
         self._outputs = outputs
+        self._models_running = running
+        self._restarts = restarts
+        self._detects_of: dict[tuple[str, int | tuple[int, int]], tuple[float, tuple[int, ...] | None]] = {}
+        """What the models a reload loaded detect at (``conf``, ``classes``), by model and size."""
         self._running = {s.spec.name: (_settings(started, s), _source(started, s)) for s in streams}
         """Each running stream's settings, and those of its source and outputs (:func:`_source`)."""
         self._lock = threading.Lock()  # one reload at a time
@@ -160,11 +178,15 @@ class Reloader:
         with self._lock:
             cfg = load_config(self._source, self._overrides) if config is None else load_config(config, {})
             wanted = {s.spec.name: s for s in resolve_streams(cfg)}
-            for group in self._groups:
-                # The classes as its workers' models loaded them at the start (a worker started
-                # again by a reload may still be loading its model).
-                names = self._names.setdefault(group.name, pipeline.model_classes(group.first))
-                problem = cfg.unknown_classes(names, group.name)
+            loaded = {group.name: group for group in self._groups}
+            for model in dict.fromkeys([*loaded, *cfg.models]):
+                if model not in self._names:
+                    # The classes as its workers' models loaded them at the start (a worker started
+                    # again by a reload may still be loading its model); a model not loaded: its file's.
+                    group = loaded.get(model)
+                    self._names[model] = (pipeline.model_classes(group.first) if group is not None
+                                          else model_names(resolve_model(model)))
+                problem = cfg.unknown_classes(self._names[model], model)
                 if problem is not None:
                     raise ConfigError(problem)
             needs_restart = tuple(key for key in PipelineConfig.model_fields
@@ -187,6 +209,7 @@ class Reloader:
                 except RuntimeError as exc:  # its worker has ended (its stream too)
                     refused[name] = f"{exc}: it stays as it was"
                     updated.remove(name)
+            new_workers: list[str] = []
             with pipeline.holding():  # no worker ends for want of streams half-way
                 for name in removed + restarted:
                     pipeline.remove_stream(name)
@@ -195,12 +218,32 @@ class Reloader:
                     self._outputs.forget(name)
                 for name in [n for n in added if n not in refused] + restarted:
                     try:
+                        if self._group(cfg, wanted[name]) is None:
+                            new_workers.append(self._load(pipeline, cfg, wanted[name]))
                         self._add(pipeline, cfg, wanted[name])
                     except RuntimeError as exc:  # the run has ended meanwhile
                         refused[name] = f"{exc}: not added"
             return ReloadReport(added=tuple(n for n in added if n not in refused), removed=tuple(removed),
                                 restarted=tuple(n for n in restarted if n not in refused), updated=tuple(updated),
-                                refused=refused, needs_restart=needs_restart)
+                                refused=refused, needs_restart=needs_restart, loaded=tuple(new_workers))
+
+    def _load(self, pipeline: Pipeline, cfg: PipelineConfig, stream: ResolvedStream) -> str:
+        """A new worker for ``stream``'s model at its size, which the run has not loaded (one
+        worker, one replica of the model, built as ``cfg`` has it, sharing the cores with the
+        models running). Returns what it is, for the report."""
+        from streamyolo.pipeline.assemble import Lanes, ModelGroup, detector_factories
+
+        name, imgsz = cfg.model_of(stream.config), cfg.imgsz_of(stream.config)
+        path = resolve_model(name)
+        self._models_running += 1
+        running = self._models_running
+        index = pipeline.add_worker(lambda first: detector_factories(
+            cfg, path, 1, None, self._restarts, first=first, running=running, name=name, imgsz=imgsz)[0])
+        self._groups.append(ModelGroup(name, path, imgsz, (), 1, Lanes(), first=index))
+        self._detects_of[(name, imgsz)] = (cfg.detect_conf(name), cfg.detect_classes(name))
+        log.info("stream %r: model %r at imgsz %s is new to this run: worker w%d builds it", stream.spec.name, name,
+                 imgsz, index)
+        return f"{name!r} at imgsz {imgsz} (w{index})"
 
     def _add(self, pipeline: Pipeline, cfg: PipelineConfig, stream: ResolvedStream) -> None:
         """Start ``stream`` as ``cfg`` has it, on the worker of its model with the fewest streams."""
@@ -210,8 +253,9 @@ class Reloader:
         assert group is not None  # else refused
         self._outputs.follow(cfg, stream)
         setup = stream_setup(cfg, stream, self._outputs.recorder, self._outputs.clips, self._detects(group))
-        serving = pipeline.worker_streams()
-        worker = min(range(group.first, group.first + group.workers), key=lambda index: (len(serving[index]), index))
+        serving = pipeline.worker_streams()  # a worker just added has no streams yet, nor a place here
+        worker = min(range(group.first, group.first + group.workers),
+                     key=lambda index: (len(serving[index]) if index < len(serving) else 0, index))
         pipeline.add_stream(setup, worker)
         self._running[stream.spec.name] = (_settings(cfg, stream), _source(cfg, stream))
 
@@ -227,6 +271,9 @@ class Reloader:
 
     def _detects(self, group: ModelGroup) -> tuple[float, tuple[int, ...] | None]:
         """What ``group``'s model detects at in this run (``conf``, ``classes``)."""
+        loaded = self._detects_of.get((group.name, group.imgsz))
+        if loaded is not None:
+            return loaded
         return self._started.detect_conf(group.name), self._started.detect_classes(group.name)
 
     def _group(self, cfg: PipelineConfig, stream: ResolvedStream) -> ModelGroup | None:
@@ -238,9 +285,8 @@ class Reloader:
         """Why ``stream`` cannot run on this run's models as ``cfg`` has it (``None``: it can)."""
         name = stream.spec.name
         group = self._group(cfg, stream)
-        if group is None:
-            return (f"stream {name!r}: model {cfg.model_of(stream.config)!r} at imgsz "
-                    f"{cfg.imgsz_of(stream.config)} is not one this run has loaded")
+        if group is None:  # a new worker builds its model, as it asks
+            return None
         conf, classes = cfg.own(stream.config)
         detect_conf, detect_classes = self._detects(group)
         if conf < detect_conf:

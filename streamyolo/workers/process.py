@@ -172,9 +172,10 @@ class RestartCounts:
         self._lock = threading.Lock()
         self._counts: dict[str, int] = dict.fromkeys(workers, 0)
 
-    def add(self, worker: str) -> None:
+    def add(self, worker: str, restarts: int = 1) -> None:
+        """Count ``restarts`` more of ``worker``'s (0: a worker the run added, named from now on)."""
         with self._lock:
-            self._counts[worker] = self._counts.get(worker, 0) + 1
+            self._counts[worker] = self._counts.get(worker, 0) + restarts
 
     def snapshot(self) -> dict[str, int]:
         """Restarts so far by worker name (every worker named at creation, restarted or not)."""

@@ -221,6 +221,7 @@ class Pipeline:
         self._state_lock = threading.Lock()
         self._reloading = threading.Lock()  # held by a reload; the end of the run waits for it (its files)
         self._started = False
+        self._up = threading.Event()  # start() has built every worker's model and started the captures
         self._joined = False
         self._summary: Summary | None = None
         self._started_at: float | None = None
@@ -299,6 +300,7 @@ class Pipeline:
                 stream.capture.start()
             if self._monitor.needed:
                 self._monitor.start()
+            self._up.set()
             if self._notifier is not None:
                 self._notifier.ready(service_status(self.reports()))
         except BaseException:
@@ -547,10 +549,12 @@ class Pipeline:
         with self._state_lock:
             if not self._started or self._stop.is_set() or self._finished.is_set():
                 raise RuntimeError("no worker can be added: the run has ended")
-            index = len(self._factories)
+            # After the running workers' (one added whose stream did not come, the run
+            # ending meanwhile, has its place taken).
+            index = len(self._workers)
             factory = make(index)
-            self._factories = [*self._factories, factory]
-            self._doorbells = [*self._doorbells, threading.Event()]
+            self._factories = [*self._factories[:index], factory]
+            self._doorbells = [*self._doorbells[:index], threading.Event()]
         if self._restart_counts is not None:
             self._restart_counts.add(f"w{index}", 0)
         close = getattr(factory, "close", None)
@@ -667,6 +671,9 @@ class Pipeline:
             raise RuntimeError("only a pipeline built from a config (Pipeline.from_config) can reload one")
         if not self._started:
             raise RuntimeError("a pipeline reloads its config once it has started")
+        while not self._up.wait(0.5):  # a reload that comes while the models are being built waits for them
+            if self._stop.is_set():
+                raise RuntimeError("the run has ended")
         with self._reloading:
             if self._notifier is not None:
                 self._notifier.reloading()

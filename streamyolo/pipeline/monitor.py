@@ -99,6 +99,7 @@ class Monitor:
         self._workers = workers
         self._hang_warning = hang_warning
         self._reported: dict[str, float] = {}  # worker name -> busy_since of the pass reported
+        self._hung: tuple[str, ...] = ()  # the workers reported, for other threads
         self._restarts = restarts
         self._finished = finished
         self._stop = stop
@@ -181,11 +182,19 @@ class Monitor:
                         "cannot be stopped, a process worker's child that does not answer in 5 minutes is killed "
                         "and started again); where the inference threads are:\n%s",
                         worker.name, ", ".join(worker.streams), now - since, inference_stacks())
+        self._hung = tuple(sorted(self._reported))
+
+    @property
+    def stuck(self) -> tuple[str, ...]:
+        """The workers reported hung that the run cannot recover by itself (thread workers;
+        none with ``hangs_recovered``): systemd's watchdog and ``/healthz`` say the run is not
+        well while there are any. From any thread."""
+        return () if self._hangs_recovered else self._hung
 
     def _notify(self, notifier: Notifier, now: float) -> None:
         """Feed systemd's watchdog (unless a worker is hung) and tell it the status, if changed."""
         if notifier.watchdog is not None and now >= self._ping_due:
-            hung = [] if self._hangs_recovered else sorted(self._reported)
+            hung = self.stuck
             if not hung:
                 notifier.ping()
                 self._ping_due = now + notifier.watchdog / 2

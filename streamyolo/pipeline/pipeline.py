@@ -228,7 +228,8 @@ class Pipeline:
         self._reloads: dict[str, Any] = {}  # what the reloads did, once there has been one (:attr:`reloads`)
         if web is not None:
             web.bind(self.reports, running=lambda: not self._finished.is_set(),
-                     workers=lambda: workers_json(self._restarts()), config=lambda: self.reloads)
+                     workers=lambda: workers_json(self._restarts()), config=lambda: self.reloads,
+                     health=self.liveness)
         self._hang_warning = hang_warning
         self.plan: Plan | None = None
         """What the config asked for, when built from one (:meth:`from_config`)."""
@@ -699,6 +700,16 @@ class Pipeline:
         before = self._reloads
         self._reloads = {"reloads": before.get("reloads", 0) + ok, "failed": before.get("failed", 0) + (not ok),
                          "last_ok": ok, "last_at": round(time.time(), 3), "last": said}
+
+    def liveness(self) -> dict[str, Any]:
+        """Whether the run is well, for a container's probes (the web page's ``/healthz`` and
+        ``/readyz``): ``{"ok": bool, "ready": bool, "hung": [worker, …]}``. ``ok``: it runs,
+        and no thread worker is hung (inside one forward pass for ``hang_warning`` seconds: it
+        cannot be stopped, its streams get no frame again; restarting the run is the cure);
+        ``ready``: every worker has built its model and the streams are being read."""
+        hung = list(self._monitor.stuck)
+        running = not self._finished.is_set()
+        return {"ok": running and not hung, "ready": running and self._up.is_set(), "hung": hung}
 
     def health(self, stream: str) -> StreamHealth:
         return self._by_name[stream].health

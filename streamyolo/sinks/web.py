@@ -25,6 +25,10 @@ A small HTTP server (the standard library's, one thread per client) serves:
   reloaded, ``"config": {"reloads": ok, "failed": n, "last_ok": bool, "last_at": epoch
   seconds, "last": what it said}``;
 - ``/metrics``: the same numbers in Prometheus' text format (:mod:`streamyolo.sinks.metrics`);
+- ``/healthz`` and ``/readyz``, for a container's liveness and readiness probes: 200 while the
+  run is well (no thread worker hung) and ready (every model built), 503 when not, with
+  ``{"ok", "ready", "hung"}`` (:meth:`Pipeline.liveness
+  <streamyolo.pipeline.pipeline.Pipeline.liveness>`);
 - with ``recordings`` (the recording folder): ``/recordings.json``, every MP4 in it (``{"files":
   [{name, stream, size, modified}, …]}``, newest first, ``stream`` the stream it belongs to), and
   ``/recordings/<file>.mp4``, the file itself with byte ranges (so a browser's player can seek),
@@ -161,6 +165,8 @@ class WebViewer:
         self._running: Callable[[], bool] = lambda: not self._latest.closed
         self._workers: Callable[[], Mapping[str, Any]] = dict
         self._config: Callable[[], Mapping[str, Any]] = dict
+        self._health: Callable[[], Mapping[str, Any]] = lambda: {"ok": self._running(), "ready": self._running(),
+                                                                 "hung": []}
         self._encoded: dict[str, tuple[int, bytes]] = {}
         self._encode_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
@@ -169,11 +175,14 @@ class WebViewer:
 
     def bind(self, reports: Callable[[], Sequence[StreamReport]], running: Callable[[], bool] | None = None,
              workers: Callable[[], Mapping[str, Any]] | None = None,
-             config: Callable[[], Mapping[str, Any]] | None = None) -> None:
+             config: Callable[[], Mapping[str, Any]] | None = None,
+             health: Callable[[], Mapping[str, Any]] | None = None) -> None:
         """Where the page's numbers come from: the pipeline's live per-stream reports (and
         the status's ``"workers"`` entry: its process workers' restarts; ``"config"``: what the
-        config's reloads did; each left out while empty)."""
+        config's reloads did; each left out while empty); ``health``: ``/healthz``'s."""
         self._reports = reports
+        if health is not None:
+            self._health = health
         if running is not None:
             self._running = running
         if workers is not None:
@@ -286,6 +295,10 @@ class WebViewer:
             if extra:
                 status[key] = dict(extra)
         return status
+
+    def health(self) -> Mapping[str, Any]:
+        """``/healthz`` and ``/readyz``'s answer (:meth:`bind`)."""
+        return self._health()
 
     def heatmap_jpeg(self, stream: str) -> bytes | None:
         """``stream``'s heatmap now as a JPEG (at most ``max_width`` wide), or ``None`` (no
@@ -488,6 +501,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.OK, "application/json", json.dumps(viewer.status()).encode())
             elif path == "/metrics":
                 self._send(HTTPStatus.OK, METRICS_TYPE, metrics_text(viewer.status()).encode())
+            elif path in ("/healthz", "/readyz"):
+                health = dict(viewer.health())
+                well = health["ok"] if path == "/healthz" else health["ready"]
+                self._send(HTTPStatus.OK if well else HTTPStatus.SERVICE_UNAVAILABLE, "application/json",
+                           json.dumps(health).encode())
             elif path == "/recordings.json" and viewer.recordings is not None:
                 self._send(HTTPStatus.OK, "application/json", json.dumps({"files": viewer.recording_files()}).encode())
             elif path.startswith("/recordings/") and viewer.recordings is not None:

@@ -5,6 +5,7 @@ nothing, what the running models cannot do refused, Home Assistant told. (``SIGH
 
 from __future__ import annotations
 
+import itertools
 import json
 import urllib.request
 from pathlib import Path
@@ -40,8 +41,8 @@ def test_a_reload_adds_removes_restarts_and_updates_streams_and_leaves_the_other
     try:
         until(lambda: min(_processed(pipeline).values()) >= 5, 30, "five frames of every stream")
         hall = {"hall": [[0, 0], [80, 0], [80, 120], [0, 120]]}
-        report = pipeline.reload(_config(tmp_path, [_camera("a", 1), _camera("c", 3, max_fps=5), _camera("d", 4),
-                                                    _camera("e", 5, conf=0.5, zones=hall)], **outputs))
+        report = pipeline.reload(_config(tmp_path, [_camera("a", 1), _camera("c", 3, buffer=3), _camera("d", 4),
+                                                    _camera("e", 5, conf=0.5, zones=hall, max_fps=5)], **outputs))
         assert (report.added, report.removed, report.restarted, report.updated, report.refused,
                 report.needs_restart) == (("d",), ("b",), ("c",), ("e",), {}, ())
         assert report.done() == ("config reloaded: added 'd'; removed 'b'; restarted with new settings 'c'; "
@@ -51,8 +52,10 @@ def test_a_reload_adds_removes_restarts_and_updates_streams_and_leaves_the_other
         b_seen = [line for line in read_jsonl(tmp_path / "det.jsonl") if line["stream"] == "b"]
         assert len(b_images) == len(b_seen) >= 5
         assert sorted(_processed(pipeline)) == ["a", "c", "d", "e"]
-        until(lambda: _processed(pipeline).get("d", 0) >= 5 and _processed(pipeline)["c"] >= 5, 30,
-               "five frames of the added and the restarted stream")
+        e_then = _processed(pipeline)["e"]
+        until(lambda: _processed(pipeline).get("d", 0) >= 5 and _processed(pipeline)["c"] >= 5
+              and _processed(pipeline)["e"] >= e_then + 10, 30,
+              "five frames of the added and the restarted stream, ten of the updated one")
         assert pipeline.web_url is not None
         with urllib.request.urlopen(pipeline.web_url + "status.json", timeout=10) as response:
             status = json.load(response)
@@ -67,18 +70,24 @@ def test_a_reload_adds_removes_restarts_and_updates_streams_and_leaves_the_other
     lines = read_jsonl(tmp_path / "det.jsonl")
     by_stream = {name: [line["seq"] for line in lines if line["stream"] == name] for name in "abcde"}
     # The untouched stream and the one updated as it ran: one file each, every frame processed
-    # in it, none missing across the reload.
+    # in it, none missing across the reload (each picture stamped with its camera's frame number).
+    shown = {}
     for name in "ae":
         assert summary.recordings[name] == [str(tmp_path / "rec" / f"{name}.mp4")]
         images, _ = decode(tmp_path / "rec" / f"{name}.mp4")
-        seqs = [stamp[1] for stamp in stamps(images) if stamp is not None]
-        assert len(images) == len(by_stream[name]) == summary.streams[name].processed
-        assert seqs == by_stream[name] and len(seqs) == len(images)
-    # The updated stream: its zone from a frame on, and from then its own conf.
+        shown[name] = [stamp[1] for stamp in stamps(images) if stamp is not None]
+        assert len(images) == len(shown[name]) == len(by_stream[name]) == summary.streams[name].processed
+    assert shown["a"] == by_stream["a"]
+    # The updated stream: its zone from a frame on, and from then its own conf; from about
+    # then, every other frame of its 10 a second (max_fps 5), its connection going on.
     e_lines = [line for line in lines if line["stream"] == "e"]
     zoned = [index for index, line in enumerate(e_lines) if "zones" in line]
     assert zoned and zoned == list(range(zoned[0], len(e_lines))) and zoned[0] >= 5
     assert all(d["conf"] >= 0.5 for line in e_lines[zoned[0]:] for d in line["detections"])
+    assert shown["e"][:zoned[0]] == by_stream["e"][:zoned[0]]  # before: its camera's frames as captured
+    thinned = shown["e"][zoned[0] + 3:]  # after (the frames captured before it, processed):
+    assert len(thinned) >= 5 and all(b - a == 2 for a, b in itertools.pairwise(thinned)), shown["e"]
+    assert summary.streams["e"].reconnects == 0
     assert summary.streams["e"].zone_peaks.keys() == {"hall"}
     # The restarted stream: a file for each of its turns; the summary counts both.
     assert summary.recordings["c"] == [str(tmp_path / "rec" / "c.mp4"), str(tmp_path / "rec" / "c-2.mp4")]

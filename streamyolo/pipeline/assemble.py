@@ -446,7 +446,6 @@ def stream_setup(cfg: PipelineConfig, s: ResolvedStream, recorder: VideoRecorder
         recording=_recording(recorder, clips, cfg, s),
         overflow=s.overflow,
         capacity=s.capacity,
-        policy=_policy(s),
         display_uri=s.spec.display_uri,
         **stream_rules(cfg, s, detects),
     )
@@ -454,9 +453,12 @@ def stream_setup(cfg: PipelineConfig, s: ResolvedStream, recorder: VideoRecorder
 
 def stream_rules(cfg: PipelineConfig, s: ResolvedStream,
                  detects: tuple[float, tuple[int, ...] | None] | None = None) -> dict[str, Any]:
-    """What ``s``'s inference worker applies (:class:`StreamSetup`'s ``keep``, ``lines``,
-    ``zones``, ``masks``, ``motion`` and ``tiles``); ``detects`` as :func:`stream_setup` says."""
+    """What can change as ``s`` runs (:class:`StreamSetup`'s ``keep``, ``lines``, ``zones``,
+    ``masks``, ``motion`` and ``tiles``, which its inference worker applies, and its capture's
+    ``policy``, whose ``max_fps`` and ``stride`` can change); ``detects`` as
+    :func:`stream_setup` says."""
     return {
+        "policy": _policy(s),
         "keep": cfg.stream_filter(s.config, detects),
         "lines": tuple(CountingLine(name, *line.points, classes=_class_set(line.classes), anchor=line.anchor)
                        for name, line in (s.config.lines or {}).items()),

@@ -604,14 +604,18 @@ class Pipeline:
     def update_stream(self, name: str, **rules: Any) -> None:
         """Give running stream ``name`` new settings that its worker applies (``keep``, ``lines``,
         ``zones``, ``masks``, ``motion``, ``tiles``: :class:`StreamSetup`'s), from its next frame
-        on; its connection, buffer, recording and tracks go on (its lines, zones and motion start
-        afresh)."""
+        on, and its capture (``policy``: its ``max_fps`` and ``stride``, from its next frame
+        read); its connection, buffer, recording and tracks go on (its lines, zones and motion
+        start afresh)."""
         with self._state_lock:
             stream = self._by_name.get(name)
             if stream is None:
                 raise ValueError(f"no stream {name!r} is running")
             worker = self._workers[self._serving[self._streams.index(stream)]]
-            stream.setup = replace(stream.setup, **rules)
+            before, stream.setup = stream.setup, replace(stream.setup, **rules)
+        policy = stream.setup.policy
+        if (policy.max_fps, policy.stride) != (before.policy.max_fps, before.policy.stride):
+            stream.capture.thin(policy.max_fps, policy.stride)
         stream.health.counts_on([line.name for line in stream.setup.lines], [zone.name for zone in stream.setup.zones],
                                 self._tracker is not None)
         if not worker.update(stream.channel()):

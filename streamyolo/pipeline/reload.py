@@ -16,9 +16,9 @@ and ``clip_mode`` as they apply to it):
   thread, as the run's workers did (one worker, one model replica; the streams of the same
   model added later share it);
 - a stream whose detections' settings alone changed (its ``conf``, ``classes``, ``min_area``,
-  ``max_area``, ``lines``, ``zones``, ``masks``, ``motion``, ``tiles``, ``blur``) is **updated**
-  in place from its next frame: its connection, recording and tracks go on, its lines, zones and
-  motion start afresh;
+  ``max_area``, ``lines``, ``zones``, ``masks``, ``motion``, ``tiles``, ``blur``), or how many of
+  its frames are kept (``max_fps``, ``stride``), is **updated** in place from its next frame: its
+  connection, recording and tracks go on, its lines, zones and motion start afresh;
 - a stream whose other settings changed (its source, buffer, recording …) is **restarted** with
   them: removed, then added again (its recording goes on in a new file; its counts add up in the
   summary);
@@ -58,8 +58,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-IN_PLACE = frozenset({"conf", "classes", "min_area", "max_area", "lines", "zones", "masks", "motion", "tiles", "blur"})
-"""A stream's keys its worker applies: a change to these alone updates the running stream."""
+IN_PLACE = frozenset({"conf", "classes", "min_area", "max_area", "lines", "zones", "masks", "motion", "tiles", "blur",
+                      "max_fps", "stride"})
+"""A stream's keys its worker (or its capture: ``max_fps``, ``stride``) applies: a change to these
+alone updates the running stream."""
 
 STREAM_KEYS = frozenset({"streams", "stream_defaults", "conf", "classes", "blur", "motion", "tiles", "record_mode",
                          "clip_mode"})

@@ -22,7 +22,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from streamyolo.buffering import BufferClosed, RingBuffer
 from streamyolo.clock import Timeline
@@ -142,6 +142,7 @@ class CaptureWorker:
         self._health = health
         self._stop = stop
         self._policy = policy or CapturePolicy()
+        self._rethin = False  # thin() was told new settings: the capture thread takes them at its next frame
         self._clock = clock
         self._rng = rng or random.Random()
         self._seq = 0
@@ -223,12 +224,21 @@ class CaptureWorker:
                 self._health.transition(StreamState.CONNECTING)
         self._health.finish()
 
+    def thin(self, max_fps: float | None, stride: int) -> None:
+        """Keep every ``stride``-th frame and at most ``max_fps`` a second from the next frame
+        read on (a reload's change), the connection going on."""
+        self._policy = replace(self._policy, max_fps=max_fps, stride=stride)
+        self._rethin = True
+
+    def _decimator(self) -> Decimator | None:
+        policy = self._policy
+        return Decimator(policy.max_fps, policy.stride) if policy.max_fps is not None or policy.stride > 1 else None
+
     def _pump(self, info: SourceInfo) -> bool:
         """Read frames into the ring until the source ends (True) or the run stops
         (False). Source errors propagate; ``self._delivered`` counts what got through."""
         pacer = Pacer(self._stop, self._clock) if self._policy.realtime else None
-        thinning = self._policy.max_fps is not None or self._policy.stride > 1
-        decimator = Decimator(self._policy.max_fps, self._policy.stride) if thinning else None
+        decimator = self._decimator()
         # A frame the source hands over unconverted is made BGR here while the consumer keeps
         # up, and left to its first use while a live buffer drops frames (for LAZY_AFTER_DROP
         # seconds after a drop), since most of those are dropped unseen (see Frame). Frames
@@ -242,6 +252,8 @@ class CaptureWorker:
             # moment it was due for a file played in real time, else now (before converting).
             arrived = self._clock() if raw.arrived is None else raw.arrived
             place = self._timeline.place(raw.pts, arrived, info.fps)
+            if self._rethin:
+                self._rethin, decimator = False, self._decimator()
             if decimator is not None and not decimator.keep(place):
                 continue
             image, convert = raw.image, raw.convert

@@ -618,18 +618,71 @@ def test_each_stream_gets_the_event_entities_of_the_events_it_sends(broker_folde
         Pipeline.from_config(config).run()
         later = MqttSubscriber(broker.port)
         try:
-            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 13)
+            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 15)
         finally:
             later.close()
     configs = {topic.split("/")[3]: (topic.split("/")[1], json.loads(payload))
                for topic, payload, kept in later.messages if topic.endswith("/config") and kept}
-    assert sorted(configs) == ["gate_line_kerb_crossings", "gate_line_kerb_in", "gate_line_kerb_out", "gate_objects",
-                               "gate_occupied", "gate_streaming", "gate_zone_drive", "gate_zone_drive_occupied",
-                               "gate_zone_drive_speed", "gate_zone_drive_visits", "porch_objects", "porch_occupied",
-                               "porch_streaming"]
+    assert sorted(configs) == ["gate_detect", "gate_line_kerb_crossings", "gate_line_kerb_in", "gate_line_kerb_out",
+                               "gate_objects", "gate_occupied", "gate_streaming", "gate_zone_drive",
+                               "gate_zone_drive_occupied", "gate_zone_drive_speed", "gate_zone_drive_visits",
+                               "porch_detect", "porch_objects", "porch_occupied", "porch_streaming"]
+    assert configs["porch_detect"][0] == "switch" and {key: configs["porch_detect"][1][key] for key in (
+        "command_topic", "state_topic", "payload_on", "payload_off")} == {
+            "command_topic": "yard/porch/detect/set", "state_topic": "yard/porch/detect/state", "payload_on": "ON",
+            "payload_off": "OFF"}
     assert configs["gate_zone_drive_visits"][0] == configs["gate_line_kerb_crossings"][0] == "event"
     assert configs["gate_zone_drive_visits"][1]["event_types"] == ["enter"]  # leave and linger are not sent
     assert configs["gate_line_kerb_crossings"][1]["event_types"] == ["in", "out"]
+
+
+@pytest.mark.timeout(90)
+def test_home_assistants_switch_turns_a_streams_detection_off_and_on_as_it_runs(
+        tmp_path: Path, broker_folder: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``OFF`` on ``<prefix>/<stream>/detect/set`` (Home Assistant's Detection switch): the
+    stream's frames go on (recorded, in the JSONL) with no objects, the state topic says
+    ``OFF``; ``ON``: objects again. The other stream is untouched; a stream that is not there
+    is said in the log."""
+    street = "synthetic:scene?seed=3&size=416x240&fps=25"
+    jsonl = tmp_path / "det.jsonl"
+    with MqttBroker(broker_folder) as broker:
+        config = {"model": "demo", "mqtt": f"mqtt://127.0.0.1:{broker.port}/yard", "display": False,
+                  "status_interval": 0, "jsonl": str(jsonl), "record": str(tmp_path / "rec"),
+                  "streams": [{"name": "gate", "source": street, "realtime": True},
+                              {"name": "porch", "source": street, "realtime": True}]}
+        pipeline = Pipeline.from_config(config)
+        pipeline.start()
+        ha = MqttSubscriber(broker.port)
+        try:
+            def gate_lines() -> list[dict[str, object]]:
+                return [line for line in read_jsonl(jsonl) if line["stream"] == "gate"] if jsonl.exists() else []
+
+            def state(stream: str) -> bytes | None:
+                said = [payload for topic, payload, _ in ha.messages if topic == f"yard/{stream}/detect/state"]
+                return said[-1] if said else None
+
+            _wait_for(lambda: len(gate_lines()) >= 10 and state("gate") == b"ON", 30)
+            ha.client.publish("yard/gate/detect/set", "OFF", qos=1)
+            _wait_for(lambda: state("gate") == b"OFF")
+            off = len(gate_lines())
+            _wait_for(lambda: len(gate_lines()) >= off + 15, 30)
+            ha.client.publish("yard/gate/detect/set", "on", qos=1)
+            ha.client.publish("yard/nowhere/detect/set", "OFF", qos=1)
+            _wait_for(lambda: state("gate") == b"ON")
+            on = len(gate_lines())
+            _wait_for(lambda: len(gate_lines()) >= on + 15, 30)
+        finally:
+            ha.close()
+            pipeline.stop()
+            summary = pipeline.join()
+    lines = gate_lines()
+    assert pipeline.detection("gate") and summary.streams["gate"].processed == len(lines)
+    assert any(line["detections"] for line in lines[:off]) and any(line["detections"] for line in lines[on + 3:])
+    assert not any(line["detections"] for line in lines[off + 3:on]), "objects while detection was off"
+    porch = [line for line in read_jsonl(jsonl) if line["stream"] == "porch"]
+    assert sum(bool(line["detections"]) for line in porch) > 0.8 * len(porch)  # untouched
+    assert f"MQTT mqtt://127.0.0.1:{broker.port}/yard: nowhere/detect/set: no stream 'nowhere' is running" in (
+        caplog.text)
 
 
 @pytest.mark.timeout(60)

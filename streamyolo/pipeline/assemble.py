@@ -366,7 +366,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
                            webhook_events=cfg.webhook_events, mqtt_events=cfg.mqtt_events,
                            snapshots_keep=cfg.snapshots_keep, clip_of=clips.clip_of if clips is not None else None,
                            public_url=cfg.public_url, mqtt_discovery=cfg.mqtt_discovery,
-                           entities=[stream_entities(cfg, s) for s in streams])
+                           entities=[stream_entities(cfg, s) for s in streams], mqtt_controls=True)
         sinks.append(events)
         if clips is not None:
             clips.on_end = events.clip_ended
@@ -423,6 +423,9 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         notifier=notifier,
     )
     pipeline.plan = Plan(cfg, streams, groups, factories)
+    if events is not None:  # Home Assistant's switches (MQTT): each stream's detection on or off
+        events.control(pipeline.set_detection)
+        pipeline.on_detection = events.detection
     from streamyolo.pipeline.reload import Outputs, Reloader
 
     blurring = [sink for sink in sinks if isinstance(sink, CropSink | DatasetSink)]

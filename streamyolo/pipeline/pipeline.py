@@ -72,6 +72,8 @@ class StreamSetup:
     """Run the model only on frames where something moved (:mod:`streamyolo.inference.motion`)."""
     tiles: TileSettings | None = None
     """Also run the model on parts of each frame (:mod:`streamyolo.inference.tiles`)."""
+    detect: bool = True
+    """False: detection switched off (:meth:`Pipeline.set_detection`)."""
 
 
 class _Stream:
@@ -99,7 +101,7 @@ class _Stream:
         """The stream as its inference worker sees it."""
         setup = self.setup
         return Channel(self.name, self.ring, setup.overflow is Overflow.DROP_OLDEST, self.health, setup.keep,
-                       setup.lines, setup.zones, setup.masks, setup.motion, setup.tiles)
+                       setup.lines, setup.zones, setup.masks, setup.motion, setup.tiles, setup.detect)
 
     def report(self, now: float, final: bool = False) -> StreamReport:
         if final:
@@ -213,6 +215,9 @@ class Pipeline:
         self._removed: dict[str, StreamReport] = {}  # streams removed as the run went, as they ended
         self.reloader: Reloader | None = None
         """What :meth:`reload` asks (built from a config: :meth:`from_config`)."""
+        self.on_detection: Callable[[str, bool], None] | None = None
+        """Told when a stream's detection is switched (:meth:`set_detection`), or a stream added
+        as the run goes starts with it on: ``on_detection(stream, on)`` (the broker's switch state)."""
         self._factories = factories[:workers]
         self._workers: list[InferenceWorker] = []
         self._replaced: list[InferenceWorker] = []  # workers that had ended when new ones took their places
@@ -600,6 +605,8 @@ class Pipeline:
                      f"worker w{worker} is new" if new else f"worker w{worker} had ended: a new one", setup.name)
             started.start()
         stream.capture.start()
+        if self.on_detection is not None:
+            self.on_detection(setup.name, setup.detect)
 
     def update_stream(self, name: str, **rules: Any) -> None:
         """Give running stream ``name`` new settings that its worker applies (``keep``, ``lines``,
@@ -620,6 +627,26 @@ class Pipeline:
                                 self._tracker is not None)
         if not worker.update(stream.channel()):
             raise RuntimeError(f"stream {name!r} cannot be changed: its worker has ended")
+
+    def set_detection(self, name: str, on: bool) -> None:
+        """Switch stream ``name``'s detection on or off from its next frame (Home Assistant's
+        switch, over MQTT): off, its frames go on to every output (recordings, the page, the
+        window) with no objects and no forward pass: no events, no counts. Its connection and
+        recording go on; a stream restarted or added again by a reload starts with it on. Raises
+        ``ValueError`` for a stream not running, ``RuntimeError`` once its worker has ended."""
+        with self._state_lock:
+            stream = self._by_name.get(name)
+        if stream is None:
+            raise ValueError(f"no stream {name!r} is running")
+        if stream.setup.detect != on:
+            self.update_stream(name, detect=on)
+            log.info("stream %r: detection switched %s", name, "on" if on else "off")
+            if self.on_detection is not None:
+                self.on_detection(name, on)
+
+    def detection(self, name: str) -> bool:
+        """Whether stream ``name``'s detection is on (:meth:`set_detection`)."""
+        return self._by_name[name].setup.detect
 
     @contextlib.contextmanager
     def holding(self) -> Iterator[None]:

@@ -110,9 +110,11 @@ class EventSink:
                  mqtt: str | None = None, webhook_events: Collection[str] | None = None,
                  mqtt_events: Collection[str] | None = None, snapshots_keep: float | None = None,
                  clip_of: Callable[[Result], str | None] | None = None, public_url: str | None = None,
-                 mqtt_discovery: str | None = None, entities: Sequence[StreamEntities] = ()) -> None:
+                 mqtt_discovery: str | None = None, entities: Sequence[StreamEntities] = (),
+                 mqtt_controls: bool = False) -> None:
         """``mqtt_discovery``: Home Assistant's discovery prefix, to announce ``entities`` (each
-        stream's zones and lines) there and publish their states (:mod:`streamyolo.sinks.mqtt`)."""
+        stream's zones and lines) there and publish their states (:mod:`streamyolo.sinks.mqtt`);
+        ``mqtt_controls``: each stream's detection switched over MQTT (:meth:`control`)."""
         self.path = Path(path) if path is not None else None
         self.snapshots = Path(snapshots) if snapshots is not None else None
         self.snapshots_keep = snapshots_keep
@@ -125,7 +127,8 @@ class EventSink:
         self._states: StatePublisher | None = None
         self._publisher: MqttPublisher | None = None
         if mqtt is not None:
-            publisher = self._publisher = MqttPublisher(mqtt, discovery=mqtt_discovery, entities=entities)
+            publisher = self._publisher = MqttPublisher(mqtt, discovery=mqtt_discovery, entities=entities,
+                                                        controls=mqtt_controls)
             self._outputs.append((publisher, None if mqtt_events is None else frozenset(mqtt_events)))
             if mqtt_discovery is not None:
                 self._states = StatePublisher(publisher)
@@ -218,6 +221,16 @@ class EventSink:
         if error is not None:
             event["error"] = error
         self._queue.put((None, [event]))
+
+    def control(self, set_detection: Callable[[str, bool], None]) -> None:
+        """What switches a stream's detection on or off when the broker says so (``mqtt_controls``)."""
+        if self._publisher is not None:
+            self._publisher.on_detect = set_detection
+
+    def detection(self, stream: str, on: bool) -> None:
+        """``stream``'s detection is now on or off: the broker is told (``mqtt_controls``)."""
+        if self._publisher is not None:
+            self._publisher.switched(stream, on)
 
     def announce(self, stream: str, entities: StreamEntities | None) -> None:
         """A stream added, changed (``entities``) or removed (``None``) as the run goes: its Home

@@ -30,6 +30,11 @@ tracked stream, a ``<zone> visits`` event entity per zone
 each event with the object's class name, class id, track id, dwell, box, clip and snapshot: an
 automation's trigger ("a car entered the driveway"). Their events also go to the zone's or
 line's own topic, ``<prefix>/<stream>/zone/<zone>/event`` and ``…/line/<line>/event``.
+With ``controls``, each stream also has a ``Detection`` switch: ``ON`` or ``OFF`` published to
+``<prefix>/<stream>/detect/set`` (by Home Assistant's switch, an automation: no detection on
+the indoor camera while someone is home) switches the stream's detection on or off as it runs
+(:meth:`~streamyolo.pipeline.pipeline.Pipeline.set_detection`), and
+``<prefix>/<stream>/detect/state`` (retained) says which it is.
 The objects', zones' and lines' states are retained and sent as they change, at most once a second
 each (:class:`StatePublisher`); while the broker is down they are not queued, the newest is
 sent once it is back.
@@ -126,9 +131,10 @@ class StreamEntities:
     """The zones that measure speeds (a size in metres): each has a ``<zone> speed`` sensor."""
 
 
-def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEntities]) -> list[tuple[str, str]]:
+def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEntities],
+                       controls: bool = False) -> list[tuple[str, str]]:
     """The retained ``(topic, JSON)`` configs that make Home Assistant show ``streams``: a
-    device each, with its entities (see the module).
+    device each, with its entities (see the module; ``controls``: its ``Detection`` switch).
 
     >>> [topic for topic, _ in discovery_messages("cams", "homeassistant", [StreamEntities("door", ("hall",))])]
     ['homeassistant/binary_sensor/streamyolo_cams/door_streaming/config', \
@@ -153,6 +159,10 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
                 "unit_of_measurement": "objects"}), ("binary_sensor", "occupied", {
                     "name": "Occupied", "device_class": "occupancy", "state_topic": f"{base}/objects",
                     "value_template": "{{ 'ON' if value_json.total > 0 else 'OFF' }}"})]
+        if controls:
+            configs.append(("switch", "detect", {
+                "name": "Detection", "command_topic": f"{base}/detect/set", "state_topic": f"{base}/detect/state",
+                "payload_on": "ON", "payload_off": "OFF", "icon": "mdi:motion-sensor"}))
         if entities.snapshots:
             configs.append(("camera", "snapshot", {"name": "Snapshot", "topic": f"{base}/snapshot"}))
         if entities.clips and "clip" in entities.events:  # a trigger: something happened, its clip is whole
@@ -228,14 +238,19 @@ class MqttPublisher:
     """Publishes events to an MQTT broker from paho-mqtt's thread; see the module."""
 
     def __init__(self, url: str, *, limit: int = 10000, drain: float = 10.0, keepalive: int = 30,
-                 discovery: str | None = None, entities: Sequence[StreamEntities] = ()) -> None:
+                 discovery: str | None = None, entities: Sequence[StreamEntities] = (), controls: bool = False) -> None:
+        """``controls``: the streams' detection can be switched on and off (see the module),
+        by :attr:`on_detect`."""
         self.target = parse_mqtt(url)
         self.discovery = discovery
+        self.controls = controls
+        self.on_detect: Callable[[str, bool], None] | None = None
+        """Switches a stream's detection (``controls``): raises ``ValueError`` for one not running."""
         self._configs: dict[str, list[tuple[str, str]]] = {  # each stream's discovery configs
-            stream.stream: discovery_messages(self.target.prefix, discovery, [stream]) if discovery is not None else []
-            for stream in entities}
+            stream.stream: self._discovery([stream]) for stream in entities}
         self._ours = frozenset(topic for configs in self._configs.values() for topic, _ in configs)
-        self._states: dict[str, bytes] = {}  # topic -> the newest state published (or to be, when connected)
+        self._states: dict[str, bytes] = {  # topic -> the newest state published (or to be, when connected)
+            self._switch(stream.stream): b"ON" for stream in entities if controls}
         self.shown = redact_url(url)
         self.limit = limit
         self.drain = drain
@@ -260,6 +275,14 @@ class MqttPublisher:
     @property
     def available(self) -> str:
         return f"{self.target.prefix}/available"
+
+    def _discovery(self, streams: Sequence[StreamEntities]) -> list[tuple[str, str]]:
+        if self.discovery is None:
+            return []
+        return discovery_messages(self.target.prefix, self.discovery, streams, self.controls)
+
+    def _switch(self, stream: str) -> str:
+        return f"{self.target.prefix}/{stream}/detect/state"
 
     @property
     def run_topic(self) -> str:
@@ -299,7 +322,7 @@ class MqttPublisher:
         connected, else at the next connection."""
         if self.discovery is None:
             return
-        configs = discovery_messages(self.target.prefix, self.discovery, [entities]) if entities is not None else []
+        configs = self._discovery([entities]) if entities is not None else []
         with self._lock:
             gone = {topic for topic, _ in self._configs.get(stream, [])} - {topic for topic, _ in configs}
             self._configs = {**{name: kept for name, kept in self._configs.items() if name != stream},
@@ -342,7 +365,16 @@ class MqttPublisher:
         blocks. Not an event: while the broker is down it is only kept, and the newest is
         published once it is back."""
         topic = f"{self.target.prefix}/{stream}/{kind}" + (f"/{name}" if name else "")
-        payload = json.dumps(state, separators=(",", ":")).encode()
+        self._retain(topic, json.dumps(state, separators=(",", ":")).encode())
+
+    def switched(self, stream: str, on: bool) -> None:
+        """``stream``'s detection is now on or off (``controls``): its ``detect/state``, retained."""
+        if self.controls:
+            self._retain(self._switch(stream), b"ON" if on else b"OFF")
+
+    def _retain(self, topic: str, payload: bytes) -> None:
+        """Keep ``payload`` as ``topic``'s state (sent again at each connection) and publish it
+        now if connected."""
         with self._lock:
             self._states[topic] = payload
         if self._client is None or self._lost_since is not None or not self._connected_once:
@@ -386,7 +418,8 @@ class MqttPublisher:
         # Which run publishes under the prefix: first what the broker kept (another run's
         # "online" and its marker, delivered on subscribing), then ours (see _on_run).
         self._live_before, self._other, self._ours_back = False, None, False
-        client.subscribe([(self.available, 1), (self.run_topic, 1)])
+        client.subscribe([(self.available, 1), (self.run_topic, 1),
+                          *([(f"{self.target.prefix}/+/detect/set", 1)] if self.controls else [])])
         self._mine(client.publish(self.available, "online", qos=1, retain=True))
         with self._lock:
             retained = [*((topic, config.encode()) for configs in self._configs.values() for topic, config in configs),
@@ -413,10 +446,29 @@ class MqttPublisher:
         if message.topic == self.run_topic:
             self._on_run(client, message.payload)
             return
+        prefix, suffix = f"{self.target.prefix}/", "/detect/set"
+        if self.controls and message.topic.startswith(prefix) and message.topic.endswith(suffix):
+            self._on_switch(message.topic[len(prefix):-len(suffix)], message.payload)
+            return
         if message.retain and message.payload and message.topic not in self._ours:
             log.info("MQTT %s: Home Assistant entity %s is no longer in the config: removed", self.shown,
                      message.topic)
             self._mine(client.publish(message.topic, b"", qos=1, retain=True))
+
+    def _on_switch(self, stream: str, payload: bytes) -> None:
+        """``ON`` or ``OFF`` for ``stream``'s detection (Home Assistant's switch)."""
+        word = payload.decode(errors="replace").strip().upper()
+        if word not in ("ON", "OFF"):
+            log.warning("MQTT %s: %s/detect/set: %r is neither ON nor OFF", self.shown, stream, word[:20])
+            return
+        if self.on_detect is None:
+            return
+        try:
+            self.on_detect(stream, word == "ON")
+        except (ValueError, RuntimeError) as exc:  # no such stream (any more)
+            log.warning("MQTT %s: %s/detect/set: %s", self.shown, stream, exc)
+            return
+        self.switched(stream, word == "ON")
 
     def _on_run(self, client: Any, payload: bytes) -> None:
         """A run marker on ``<prefix>/run``. Two runs under one prefix share its availability

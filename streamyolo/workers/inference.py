@@ -67,6 +67,9 @@ class Channel:
     """The model runs only on frames where something moved (:mod:`streamyolo.inference.motion`)."""
     tiles: TileSettings | None = None
     """The model also runs on parts of each frame (:mod:`streamyolo.inference.tiles`)."""
+    detect: bool = True
+    """False: detection is switched off (a camera's privacy, say): its frames go on to every
+    output without a forward pass, with no objects."""
 
 
 class InferenceWorker:
@@ -352,6 +355,10 @@ class InferenceWorker:
         gated: list[MotionGate[Detections | int]] = []  # frames' gates, their `found` an index in `runs`
         parts_gated: list[MotionGate[Detections | int]] = []  # parts' gates, `found` an index in `pictures`
         for channel, frame in batch:
+            if not channel.detect:  # switched off: no objects, no forward pass
+                takes.append(Detections.empty(self.names))
+                stills.append(False)
+                continue
             gate = self._gate(channel)
             last: Detections | int | None = None
             small: npt.NDArray[np.uint8] | None = None

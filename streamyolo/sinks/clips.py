@@ -137,7 +137,6 @@ class ClipRecorder(VideoRecorder):
         self._pruned_at = -math.inf
         self._prune_lock = threading.Lock()
         self._originals_of: dict[str, OriginalClips] = {}  # streams clipped from their cameras' own video
-        self._other: dict[str, bool] = {}  # for new_original: whether it cuts another stream's packets
 
     what = "clips folder"
     files_kind = "clips"
@@ -160,12 +159,13 @@ class ClipRecorder(VideoRecorder):
         tap its source hands its packets to; give it none of the stream's frames (``streams``).
         ``other``: the packets are another stream's than the one the model watches (its
         ``record_source``: the camera's main stream), matched to the events by their arrival."""
-        self._other[stream] = other
-        return super().original(stream, live, rotate)
+        cutter = super().original(stream, live, rotate)
+        assert isinstance(cutter, OriginalClips)
+        cutter.by_arrival = other  # before its first packet: its writer thread starts with it
+        return cutter
 
     def new_original(self, stream: str, live: bool, rotate: int | None) -> OriginalClips:
-        cutter = self._originals_of[stream] = OriginalClips(self, stream, live=live, rotate=rotate,
-                                                            by_arrival=self._other.pop(stream, False))
+        cutter = self._originals_of[stream] = OriginalClips(self, stream, live=live, rotate=rotate)
         return cutter
 
     def write(self, result: Result) -> None:

@@ -456,7 +456,8 @@ class MqttPublisher:
             self._mine(client.publish(message.topic, b"", qos=1, retain=True))
 
     def _on_switch(self, stream: str, payload: bytes) -> None:
-        """``ON`` or ``OFF`` for ``stream``'s detection (Home Assistant's switch)."""
+        """``ON`` or ``OFF`` for ``stream``'s detection (Home Assistant's switch); its new state
+        comes back through :meth:`switched`."""
         word = payload.decode(errors="replace").strip().upper()
         if word not in ("ON", "OFF"):
             log.warning("MQTT %s: %s/detect/set: %r is neither ON nor OFF", self.shown, stream, word[:20])
@@ -467,8 +468,6 @@ class MqttPublisher:
             self.on_detect(stream, word == "ON")
         except (ValueError, RuntimeError) as exc:  # no such stream (any more)
             log.warning("MQTT %s: %s/detect/set: %s", self.shown, stream, exc)
-            return
-        self.switched(stream, word == "ON")
 
     def _on_run(self, client: Any, payload: bytes) -> None:
         """A run marker on ``<prefix>/run``. Two runs under one prefix share its availability

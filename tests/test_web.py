@@ -248,6 +248,72 @@ def test_metrics_keep_odd_names_and_report_process_worker_restarts_and_reloads()
     assert found[("streamyolo_config_last_reload_successful", ())] == 0
 
 
+def _post(url: str, body: bytes, headers: dict[str, str] | None = None, context: Any = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_the_pages_detection_switch_takes_only_the_pages_own_requests(running: Pipeline) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    base = running.web_url
+    assert base is not None
+    switch = base + "streams/front-door/detect"
+
+    def detect() -> dict[str, bool]:
+        return {s["name"]: s["detect"] for s in _status(running)["streams"]}
+
+    def processed(name: str) -> int:
+        return int(next(s["processed"] for s in _status(running)["streams"] if s["name"] == name))
+
+    def both() -> dict[str, Any] | None:
+        status = _status(running)
+        return status if all(r["processed"] > 0 for r in status["streams"]) else None
+
+    status = until(both, 60, "frames of both streams")
+    assert status["controls"] is True and detect() == {"front-door": True, "yard.2": True}
+    # What a page on another site, or a form, could send is refused, and nothing changes.
+    host = base.split("/")[2]
+    for body, headers, code, said in (
+            (b'{"on": false}', {"Origin": "http://evil.example"}, 403,
+             f"refused: a request from http://evil.example, not from this page ({host})"),
+            (b'{"on": false}', {"Origin": "null"}, 403, f"refused: a request from null, not from this page ({host})"),
+            (b"on=false", {"Content-Type": "application/x-www-form-urlencoded"}, 415,
+             "the body must be JSON (Content-Type: application/json)"),
+            (b'{"on": false}', {"Content-Type": "text/plain"}, 415,
+             "the body must be JSON (Content-Type: application/json)"),
+            (b'{"on": "no"}', {}, 400, 'the body must be {"on": true} or {"on": false}'),
+            (b"[false]", {}, 400, 'the body must be {"on": true} or {"on": false}'),
+            (b"\xff", {}, 400, 'the body must be {"on": true} or {"on": false}'),
+            (b"x" * 2000, {}, 400, "a JSON body of at most 1024 bytes, with its Content-Length")):
+        assert _post(switch, body, headers) == (code, said.encode() + b"\n"), (body, headers)
+    assert _post(base + "streams/nobody/detect", b'{"on": false}') == (404, b"no stream 'nobody' is running\n")
+    assert _post(base + "status.json", b'{"on": false}')[0] == 404
+    assert detect() == {"front-door": True, "yard.2": True}
+    # The page's own request (its origin, or none said) switches it off: its frames go on.
+    assert _post(switch, b'{"on": false}', {"Origin": base.rstrip("/")}) == (
+        200, b'{"stream": "front-door", "detect": false}')
+    assert detect() == {"front-door": False, "yard.2": True}
+    before = processed("front-door")
+    until(lambda: processed("front-door") > before + 5, 30, "frames processed with detection off")
+    assert _get(base + "metrics")[0] == 200
+    text = _get(base + "metrics")[2]
+    samples = {(s.name, s.labels["stream"]): s.value for f in text_string_to_metric_families(text.decode())
+               for s in f.samples if s.name == "streamyolo_stream_detection_enabled"}
+    assert samples == {("streamyolo_stream_detection_enabled", "front-door"): 0,
+                       ("streamyolo_stream_detection_enabled", "yard.2"): 1}
+    # Behind a reverse proxy the page's origin is the proxy's, which it names.
+    assert _post(switch, b'{"on": true}', {"Origin": "https://cams.example.org",
+                                           "X-Forwarded-Host": "cams.example.org"}) == (
+        200, b'{"stream": "front-door", "detect": true}')
+    assert detect() == {"front-door": True, "yard.2": True}
+
+
 def test_addresses() -> None:
     assert parse_address(8080) == ("127.0.0.1", 8080)
     assert parse_address(":0") == ("127.0.0.1", 0)
@@ -303,6 +369,17 @@ def test_a_login_and_https_guard_every_address(tls_files: tuple[Path, Path], cap
             assert _fetch(base + path, cert, "viewer:wrong")[0] == 401
             assert _fetch(base + path, cert, "viewer:" + LOGIN)[0] == 401
         assert _fetch(base, cert, LOGIN)[:1] == (200,) and b"<title>streamyolo</title>" in _fetch(base, cert, LOGIN)[2]
+        # The detection switch too: without the login, nothing is switched.
+        import base64
+        import ssl
+        trusted = ssl.create_default_context(cafile=str(cert))
+        assert _post(base + "streams/yard.2/detect", b'{"on": false}', context=trusted)[0] == 401
+        assert _post(base + "streams/yard.2/detect", b'{"on": false}', {"Authorization": "Basic " + base64.b64encode(
+            b"viewer:wrong").decode()}, context=trusted)[0] == 401
+        streams = json.loads(_fetch(base + "status.json", cert, LOGIN)[2])["streams"]
+        assert [s["detect"] for s in streams] == [True, True]
+        assert _post(base + "streams/yard.2/detect", b'{"on": false}', {"Authorization": "Basic " + base64.b64encode(
+            LOGIN.encode()).decode()}, context=trusted) == (200, b'{"stream": "yard.2", "detect": false}')
         assert json.loads(_fetch(base + "status.json", cert, LOGIN)[2])["running"] is True
         code, headers, body = _fetch(base + "streams/front-door.jpg", cert, LOGIN)
         assert code == 200 and cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR).shape == (240, 320, 3)
@@ -509,6 +586,54 @@ def test_a_real_browser_shows_every_stream_with_its_numbers_and_the_events(tmp_p
             driver.quit()
     assert sorted(p.name for p in (tmp_path / "heat").iterdir()) == sorted(
         f"{name}{suffix}" for name in [*NAMES, "late"] for suffix in (".png", ".heat.npy"))  # each picture, its heat
+
+
+@pytest.mark.timeout(180)
+def test_a_real_browser_switches_a_streams_detection_off_and_on() -> None:
+    browser, driver_path = _chromium()
+    from selenium.webdriver.common.by import By
+
+    scenes = [{"name": name, "source": f"synthetic:scene?seed={i}&size=320x240&fps=10", "realtime": True}
+              for i, name in enumerate(NAMES)]
+    with Pipeline.from_config(_config(model="demo", imgsz=320, conf=0.5, streams=scenes)) as pipeline:
+        pipeline.start()
+        driver = _driver(browser, driver_path)
+        try:
+            assert pipeline.web_url is not None
+            driver.get(pipeline.web_url)
+
+            def caption(name: str, part: str) -> str:
+                return str(driver.execute_script(
+                    "const f = [...document.querySelectorAll('figure')].find(f => f.dataset.stream === arguments[0]);"
+                    "const e = f && f.querySelector('.' + arguments[1]); return e ? e.textContent : '';", name, part))
+
+            def switch(name: str) -> Any:
+                return next(f for f in driver.find_elements(By.CSS_SELECTOR, "figure")
+                            if f.get_attribute("data-stream") == name).find_element(By.CSS_SELECTOR, "button.detect")
+
+            for name in NAMES:
+                until(lambda n=name: caption(n, "detections"), 60, f"objects under {name}'s tile")
+                assert switch(name).text == "detection on" and switch(name).is_displayed()
+            switch(NAMES[0]).click()
+            until(lambda: switch(NAMES[0]).text == "detection off", 10, "the switch showing detection off")
+            assert pipeline.detection(NAMES[0]) is False and pipeline.detection(NAMES[1]) is True
+            assert all(f.is_displayed() for f in driver.find_elements(By.CSS_SELECTOR, "figure")), \
+                "a click on the switch is not a click on the picture"
+            # Its newest frames have no objects (a frame already in the worker's batch may have
+            # some): the caption empties, stays so, and the frames go on; the other stream's do not.
+            until(lambda: caption(NAMES[0], "detections") == "", 10, "no objects under the switched-off tile")
+            processed = pipeline.reports()[0].processed
+            for _ in range(6):
+                time.sleep(0.5)
+                assert caption(NAMES[0], "detections") == ""
+            assert pipeline.reports()[0].processed > processed
+            until(lambda: caption(NAMES[1], "detections"), 10, "objects under the other tile")
+            switch(NAMES[0]).click()
+            until(lambda: switch(NAMES[0]).text == "detection on", 10, "the switch showing detection on")
+            assert pipeline.detection(NAMES[0]) is True
+            until(lambda: caption(NAMES[0], "detections"), 30, "objects under the tile again")
+        finally:
+            driver.quit()
 
 
 @pytest.mark.timeout(180)

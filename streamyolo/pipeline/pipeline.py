@@ -126,6 +126,7 @@ class _Stream:
             counts=snap.counts,
             zone_peaks=snap.zone_peaks,
             zone_entries=snap.zone_entries,
+            detect=self.setup.detect,
         )
 
 
@@ -234,7 +235,7 @@ class Pipeline:
         if web is not None:
             web.bind(self.reports, running=lambda: not self._finished.is_set(),
                      workers=lambda: workers_json(self._restarts()), config=lambda: self.reloads,
-                     health=self.liveness)
+                     health=self.liveness, detection=self.set_detection)
         self._hang_warning = hang_warning
         self.plan: Plan | None = None
         """What the config asked for, when built from one (:meth:`from_config`)."""
@@ -630,7 +631,7 @@ class Pipeline:
 
     def set_detection(self, name: str, on: bool) -> None:
         """Switch stream ``name``'s detection on or off from its next frame (Home Assistant's
-        switch, over MQTT): off, its frames go on to every output (recordings, the page, the
+        switch, over MQTT, or the web page's): off, its frames go on to every output (recordings, the page, the
         window) with no objects and no forward pass: no events, no counts. Its connection and
         recording go on; a stream restarted or added again by a reload starts with it on. Raises
         ``ValueError`` for a stream not running, ``RuntimeError`` once its worker has ended."""

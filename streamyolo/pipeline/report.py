@@ -40,6 +40,8 @@ class StreamReport:
     """Streams with ``motion``: the frames processed without a forward pass (nothing moved)."""
     pictures: int | None = None
     """Streams with ``tiles``: the pictures the model ran on (whole pictures and parts)."""
+    detect: bool = True
+    """False while the stream's detection is switched off (its frames go on without objects)."""
 
 
 def combined(earlier: StreamReport, later: StreamReport) -> StreamReport:
@@ -227,11 +229,17 @@ def restart_notes(restarts: Mapping[str, int]) -> list[str]:
 
 
 def status_table(reports: list[StreamReport]) -> str:
-    """The live status: state, fps in/out, dropped, frame age, last error."""
+    """The live status: state, fps in/out, dropped, frame age, last error.
+
+    >>> print(status_table([StreamReport("gate", "x", "streaming", 9, 9, 0, None, detect=False)]))
+    stream  state                     fps in  fps out  processed  dropped  age ms  last frame  error
+    gate    streaming, detection off  0.0     0.0      9          0        -       -
+    """
     rows = [["stream", "state", "fps in", "fps out", "processed", "dropped", "age ms", "last frame", "error"]]
     for r in reports:
         rows.append([
-            r.name, r.state, f"{r.fps_in:.1f}", f"{r.fps_out:.1f}", str(r.processed), str(r.dropped),
+            r.name, r.state if r.detect else f"{r.state}, detection off", f"{r.fps_in:.1f}", f"{r.fps_out:.1f}",
+            str(r.processed), str(r.dropped),
             "-" if r.frame_age is None else f"{r.frame_age * 1000:.0f}",
             "-" if r.last_frame_age is None else f"{r.last_frame_age:.1f}s ago",
             _short(r.error, 50),

@@ -5,6 +5,7 @@ A small HTTP server (the standard library's, one thread per client) serves:
 - ``/``: the page: a tile per stream with its annotated video and its live numbers (state,
   fps in and out, frame age, dropped, reconnects, what its newest frame shows, last error),
   refreshed every second; a click on a tile shows that stream alone, another click all again;
+  each tile's "detection on" button switches its stream's detection off and on;
   with "points" on, clicks on a picture are points in the stream's own pixels, drawn over it
   and listed under it (``[[412, 640], [980, 655], …]``): a zone, line or mask to paste into
   the config;
@@ -12,6 +13,10 @@ A small HTTP server (the standard library's, one thread per client) serves:
   (``multipart/x-mixed-replace``, which every browser shows in an ``<img>``), at most
   ``fps`` frames per second;
 - ``/streams/<name>.jpg``: its newest annotated frame;
+- ``POST /streams/<name>/detect`` with ``{"on": false}`` or ``{"on": true}`` (JSON): the page's
+  detection switch (:meth:`WebViewer.bind`'s ``detection``); only the page's own requests are
+  taken: a JSON body (a form on another site cannot send one) and, when the browser says where
+  the request comes from (``Origin``), this page (its ``Host``, or a proxy's ``X-Forwarded-Host``);
 - ``/status.json``: ``{"running": bool, "streams": [{name, state, captured, processed,
   dropped, fps_in, fps_out, frame_age, reconnects, error, source, counts, detections}, …]}``,
   where ``detections`` counts the classes in the stream's newest processed frame
@@ -20,7 +25,8 @@ A small HTTP server (the standard library's, one thread per client) serves:
   2}}``), ``size`` its picture's ``[width, height]``, on a tracked stream
   ``zone_entries`` the objects that entered them so far, ``still`` the frames that took
   the last detections (``null`` unless the stream has ``motion``), and ``pictures`` those the
-  model ran on (``null`` unless the stream has ``tiles``);
+  model ran on (``null`` unless the stream has ``tiles``), ``detect`` false while its
+  detection is switched off; ``"controls"``: whether the page has the switches;
   with process workers also ``"workers": {name: {"restarts": n}}``; once the config has been
   reloaded, ``"config": {"reloads": ok, "failed": n, "last_ok": bool, "last_at": epoch
   seconds, "last": what it said}``;
@@ -91,6 +97,7 @@ _WAIT = 0.5  # seconds a client thread waits for a frame before looking at the s
 _TEXT = "text/plain; charset=utf-8"
 _SOCKET_TIMEOUT = 10.0  # seconds; a client that stops reading is dropped after this
 _CHUNK = 256 * 1024  # bytes of a recording sent at a time
+_MAX_POST = 1024  # bytes of a POST's body (the page's switches send a few)
 
 
 def split_address(value: object) -> tuple[str, int] | None:
@@ -167,6 +174,7 @@ class WebViewer:
         self._config: Callable[[], Mapping[str, Any]] = dict
         self._health: Callable[[], Mapping[str, Any]] = lambda: {"ok": self._running(), "ready": self._running(),
                                                                  "hung": []}
+        self._switch: Callable[[str, bool], None] | None = None
         self._encoded: dict[str, tuple[int, bytes]] = {}
         self._encode_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
@@ -176,11 +184,15 @@ class WebViewer:
     def bind(self, reports: Callable[[], Sequence[StreamReport]], running: Callable[[], bool] | None = None,
              workers: Callable[[], Mapping[str, Any]] | None = None,
              config: Callable[[], Mapping[str, Any]] | None = None,
-             health: Callable[[], Mapping[str, Any]] | None = None) -> None:
+             health: Callable[[], Mapping[str, Any]] | None = None,
+             detection: Callable[[str, bool], None] | None = None) -> None:
         """Where the page's numbers come from: the pipeline's live per-stream reports (and
         the status's ``"workers"`` entry: its process workers' restarts; ``"config"``: what the
-        config's reloads did; each left out while empty); ``health``: ``/healthz``'s."""
+        config's reloads did; each left out while empty); ``health``: ``/healthz``'s;
+        ``detection``: what switches a stream's detection on or off (the page's switch, ``POST
+        /streams/<name>/detect``; :meth:`~streamyolo.pipeline.pipeline.Pipeline.set_detection`)."""
         self._reports = reports
+        self._switch = detection
         if health is not None:
             self._health = health
         if running is not None:
@@ -210,8 +222,9 @@ class WebViewer:
         log.info("web page: %s%s", self.url, " (login needed)" if self._login is not None else "")
         if not _loopback(self.host):
             if self._login is None:
-                log.warning("web page: listening on %s, reachable from the network and without a login "
-                            "(set web_auth, and web_cert for HTTPS)", self.host)
+                log.warning("web page: listening on %s, reachable from the network and without a login: anyone "
+                            "there sees the cameras and can switch their detection (set web_auth, and web_cert "
+                            "for HTTPS)", self.host)
             elif self._tls is None:
                 log.warning("web page: listening on %s without HTTPS: its login and pictures cross the network "
                             "in clear text (set web_cert)", self.host)
@@ -278,7 +291,7 @@ class WebViewer:
 
     def status(self) -> dict[str, Any]:
         keep = ("name", "state", "captured", "processed", "dropped", "fps_in", "fps_out", "frame_age", "reconnects",
-                "error", "source", "counts", "zone_entries", "still", "pictures")
+                "error", "source", "counts", "zone_entries", "still", "pictures", "detect")
         streams = []
         for report in self._reports():
             fields = asdict(report)
@@ -290,11 +303,20 @@ class WebViewer:
                 height, width = latest.result.frame.image.shape[:2]
                 entry["size"] = [width, height]
             streams.append(entry)
-        status: dict[str, Any] = {"running": self._running(), "streams": streams, "heatmaps": self.heatmap is not None}
+        status: dict[str, Any] = {"running": self._running(), "streams": streams, "heatmaps": self.heatmap is not None,
+                                  "controls": self._switch is not None}
         for key, extra in (("workers", self._workers()), ("config", self._config())):
             if extra:
                 status[key] = dict(extra)
         return status
+
+    def switch_detection(self, stream: str, on: bool) -> None:
+        """Switch ``stream``'s detection (the page's switch); raises ``LookupError`` when the
+        page has no switches, ``ValueError`` for a stream not running and ``RuntimeError`` for
+        one whose worker has ended (:meth:`bind`)."""
+        if self._switch is None:
+            raise LookupError("this page switches nothing")
+        self._switch(stream, on)
 
     def health(self) -> Mapping[str, Any]:
         """``/healthz`` and ``/readyz``'s answer (:meth:`bind`)."""
@@ -538,6 +560,62 @@ class _Handler(BaseHTTPRequestHandler):
         except (OSError, TimeoutError):  # the client went away, or the run ended under it
             log.debug("web page: client %s went away", self.address_string())
 
+    def do_POST(self) -> None:
+        """``/streams/<name>/detect`` with ``{"on": false}`` (JSON): the page's detection switch.
+        Only from the page itself: a JSON body (a form on another site cannot send one) and, when
+        the browser says where the request comes from, this page's own origin."""
+        viewer = self.server.viewer
+        path = unquote(urlsplit(self.path).path)
+        try:
+            body, refused = self._post()
+            if not viewer.admits(self.headers.get("Authorization"), self.client_address[0]):
+                self._send(HTTPStatus.UNAUTHORIZED, _TEXT, b"this page needs a login\n",
+                           {"WWW-Authenticate": 'Basic realm="streamyolo", charset="UTF-8"'})
+            elif not (path.startswith("/streams/") and path.endswith("/detect")):
+                self._send(HTTPStatus.NOT_FOUND, _TEXT, f"not found: {path}\n".encode())
+            elif refused is not None:
+                self._send(refused[0], _TEXT, refused[1].encode() + b"\n")
+            else:
+                self._switch(viewer, path.removeprefix("/streams/").removesuffix("/detect"), body)
+        except (OSError, TimeoutError):
+            log.debug("web page: client %s went away", self.address_string())
+
+    def _post(self) -> tuple[bytes, tuple[HTTPStatus, str] | None]:
+        """This POST's body, and why it is not the page's own (``None``: it is)."""
+        length = self.headers.get("Content-Length", "")
+        if not length.isdigit() or int(length) > _MAX_POST:
+            self.close_connection = True  # its body, if any, is not read
+            return b"", (HTTPStatus.BAD_REQUEST, f"a JSON body of at most {_MAX_POST} bytes, with its Content-Length")
+        body = self.rfile.read(int(length))
+        if self.headers.get_content_type() != "application/json":
+            return body, (HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "the body must be JSON (Content-Type: application/json)")
+        origin = self.headers.get("Origin")
+        hosts = sorted({h for h in (self.headers.get("Host"), self.headers.get("X-Forwarded-Host")) if h})
+        if origin is not None and urlsplit(origin).netloc not in hosts:
+            return body, (HTTPStatus.FORBIDDEN, f"refused: a request from {origin}, not from this page "
+                                                f"({' or '.join(hosts) or 'no Host header'})")
+        return body, None
+
+    def _switch(self, viewer: WebViewer, name: str, body: bytes) -> None:
+        try:
+            asked = json.loads(body)
+            on = asked.get("on") if isinstance(asked, dict) else None
+        except ValueError:
+            on = None
+        if not isinstance(on, bool):
+            self._send(HTTPStatus.BAD_REQUEST, _TEXT, b'the body must be {"on": true} or {"on": false}\n')
+            return
+        try:
+            viewer.switch_detection(name, on)
+        except LookupError as exc:
+            self._send(HTTPStatus.NOT_FOUND, _TEXT, f"{exc}\n".encode())
+        except ValueError as exc:
+            self._send(HTTPStatus.NOT_FOUND, _TEXT, f"{exc}\n".encode())
+        except RuntimeError as exc:
+            self._send(HTTPStatus.CONFLICT, _TEXT, f"{exc}\n".encode())
+        else:
+            self._send(HTTPStatus.OK, "application/json", json.dumps({"stream": name, "detect": on}).encode())
+
     def _send(self, status: HTTPStatus, content_type: str, body: bytes,
               headers: Mapping[str, str] | None = None) -> None:
         self.send_response(status)
@@ -633,6 +711,8 @@ PAGE = """<!doctype html>
   .state-connecting, .state-reconnecting { color: #fc6; }
   .error { color: #f77; width: 100%; }
   .detections { color: #bcd; } .counts, .zones { color: #fd8; }
+  figcaption button.detect { font: inherit; color: #9c9; background: #222; border: 1px solid #555; cursor: pointer; }
+  figcaption button.detect.off { color: #f96; border-color: #f96; }
   figure { cursor: zoom-in; }
   main.solo { grid-template-columns: 1fr; }
   main.solo figure { display: none; }
@@ -702,8 +782,26 @@ function tile(name) {
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("preserveAspectRatio", "xMidYMid meet");  // as the picture's object-fit: contain
   picture.append(img, svg);
+  // The stream's detection switch (shown when the page has switches): a click turns it off or on.
+  const detect = document.createElement("button");
+  detect.className = "detect";
+  detect.hidden = true;
+  detect.addEventListener("click", async (click) => {
+    click.stopPropagation();  // not a click on the picture
+    const on = detect.classList.contains("off");
+    entry.busy = detect.disabled = true;
+    try {
+      const response = await fetch(here + "streams/" + encodeURIComponent(name) + "/detect", {
+        method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify({on})});
+      if (response.ok) showDetection(entry, on);
+      else fields.error.textContent = await response.text();
+    } finally {
+      entry.busy = detect.disabled = false;
+    }
+  });
+  caption.insertBefore(detect, fields.detections);
   figure.append(picture, caption);
-  const entry = {figure, img, fields, svg, size: null, points: []};
+  const entry = {figure, img, fields, svg, detect, busy: false, size: null, points: []};
   figure.addEventListener("click", (click) => {
     if (document.body.classList.contains("drawing")) {
       addPoint(entry, click);
@@ -774,6 +872,12 @@ document.getElementById("show-heatmaps").addEventListener("click", () => {
   showPictures();
 });
 setInterval(() => { if (heatmaps) showPictures(); }, 2000);
+function showDetection(entry, on) {
+  entry.detect.classList.toggle("off", !on);
+  entry.detect.textContent = on ? "detection on" : "detection off";
+  entry.detect.title = on ? "click: the model stops looking at this stream (it goes on being shown and recorded)"
+                          : "click: the model looks at this stream again";
+}
 function show(status) {
   document.getElementById("show-heatmaps").hidden = !status.heatmaps;
   const run = document.getElementById("run");
@@ -809,6 +913,11 @@ function show(status) {
     f.zones.textContent = Object.entries(s.zones || {})
       .map(([zone, inside]) => zone + ": " + held(inside) + entered(zone)).join("; ");
     f.error.textContent = s.error || "";
+    entry.detect.hidden = !status.controls && s.detect !== false;  // no switches: "detection off" only said
+    if (!entry.busy) {  // a click's answer is on its way
+      entry.detect.disabled = !status.controls;
+      showDetection(entry, s.detect !== false);
+    }
   }
 }
 function describe(e) {

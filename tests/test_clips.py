@@ -268,6 +268,52 @@ def test_a_clip_cut_short_by_a_full_disk_keeps_what_it_got_and_the_run_says_so(t
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.timeout(30)
+def test_a_clip_asked_for_while_a_full_disk_pauses_the_clips_is_said_not_made_and_leaves_no_file(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The disk fills during a first clip: it keeps what it got (``ended``, not whole); a
+    second moment comes while the clips are paused (for 10 s): its clip, which its events
+    named, is said not made (``on_fail``) and leaves no empty file behind."""
+    import resource
+
+    folder = tmp_path / "clips"
+    clips = ClipRecorder(folder, before=0.0, after=1.0)
+    events = EventSink(tmp_path / "events.jsonl", clip_of=clips.clip_of)
+    clips.on_end, clips.on_fail = events.clip_ended, events.clip_failed
+    clips.open()
+    events.open()
+    noise = np.random.default_rng(0).integers(0, 255, (240, 320, 3), np.uint8)  # some 6 kB a frame
+    named = []
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, hard))
+    try:
+        for seq in range(120):  # events at frames 0 (0 s) and 60 (2.4 s): two moments, a second each
+            image = noise.copy()
+            stamp(image, 1, seq)
+            result = _result(seq, seq / 25, image, event=seq in (0, 60))
+            clips.write(result)
+            events.write(result)
+            if seq in (0, 60):
+                named.append(clips.clip_of(result))
+        clips.writer("cam").finish()
+        clips.writer("cam").join(20)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    with pytest.raises(OutputsIncompleteError):
+        clips.close()
+    events.close()
+    first, second = named
+    assert first is not None and second is not None and first != second
+    assert [p.name for p in folder.iterdir()] == [first] and _decodable(folder / first)
+    told = [(e["clip"], e["state"], e.get("whole"), e.get("error")) for e in read_jsonl(tmp_path / "events.jsonl")
+            if e["event"] == "clip"]
+    assert sorted(told, key=lambda e: (e[0] != first, e[1] != "started")) == [
+        (first, "started", None, None), (first, "ended", False, None),
+        (second, "started", None, None), (second, "failed", None, "the clips were paused after a failed write")]
+    assert [r.getMessage() for r in caplog.records if "not made" in r.getMessage()] == [
+        f"stream 'cam': clip {second} not made: the clips were paused after a failed write"]
+
+
 def test_a_stream_recorded_and_clipped_is_encoded_once_for_both(tmp_path: Path) -> None:
     """With ``record`` and ``clips``, a stream's frames are annotated and encoded once, in
     its recording thread, and the packets go to both: the recording's segments (each from a

@@ -192,7 +192,9 @@ def test_a_clip_of_a_camera_with_a_record_source_is_cut_from_its_main_stream_aro
     recorder = VideoRecorder(record, streams=[])
     clips = ClipRecorder(folder, before=1.0, after=1.0, streams=[])
     ended: list[str] = []
+    failed: list[tuple[str, str]] = []
     clips.on_end = lambda stream, name, seconds, whole: ended.append(name)
+    clips.on_fail = lambda stream, name, why: failed.append((stream, why))
     pipeline = Pipeline([stream_setup(cfg, door, recorder, clips), stream_setup(cfg, yard, recorder, clips)],
                         _Visitors, tracker=tracker_settings("bytetrack"), sinks=[recorder, clips])
     try:
@@ -202,6 +204,7 @@ def test_a_clip_of_a_camera_with_a_record_source_is_cut_from_its_main_stream_aro
     (clip,) = (Path(name) for name in summary.clips["door"])
     assert ended == [clip.name] and summary.recordings["door"] == [str(record / "door.mp4")]
     assert not summary.clips.get("yard") and list(folder.iterdir()) == [clip]
+    assert ("yard", "none of its seconds came from the camera") in failed and {s for s, _ in failed} == {"yard"}
     assert any(re.fullmatch(r"stream 'yard': clip yard-\d{8}-\d{6}\.mp4 not made: none of its seconds came from "
                             "the camera", r.getMessage()) for r in caplog.records)
     frames, pictures, stamps = _stamped(clip)
@@ -226,7 +229,9 @@ def test_a_clip_whose_seconds_the_record_source_never_sent_is_not_made_of_what_c
     folder = tmp_path / "clips"
     clips = ClipRecorder(folder, before=1.0, after=0.5, streams=[])
     made: list[str] = []
+    failed: list[tuple[str, str]] = []
     clips.on_end = lambda stream, name, seconds, whole: made.append(name)
+    clips.on_fail = lambda stream, name, why: failed.append((name, why))
     clips.open()
     tap = clips.original("cam", live=True, other=True)
     image = np.zeros((120, 160, 3), np.uint8)
@@ -266,6 +271,7 @@ def test_a_clip_whose_seconds_the_record_source_never_sent_is_not_made_of_what_c
         clips.close()
     (clip,) = folder.iterdir()
     assert made == [clip.name] and _video_packets(clip) == sent[:23]  # 20 s to 21.5 s: packets 0-22
+    assert failed == [(f"cam-{file_stamp(wall_time(1010.0))}.mp4", "none of its seconds came from the camera")]
     assert [r.getMessage() for r in caplog.records if "not made" in r.getMessage()] == [
         f"stream 'cam': clip cam-{file_stamp(wall_time(1010.0))}.mp4 not made: none of its seconds came from the "
         "camera"]

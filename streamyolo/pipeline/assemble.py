@@ -370,6 +370,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         sinks.append(events)
         if clips is not None:
             clips.on_end = events.clip_ended
+            clips.on_fail = events.clip_failed
     if cfg.crops is not None:
         sinks.append(CropSink(cfg.crops, keep=cfg.crops_keep, blurred=blurred))
     if cfg.dataset is not None:

@@ -74,6 +74,11 @@ CLIP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*-\d{8}-\d{6}(-\d+)?\.mp4")
 
 _SAME_MOMENT = 1e-6  # seconds: a frame this close to the end of a clip's span is still in it
 
+NONE_CAME = "none of its seconds came from the camera"
+PAUSED = "the clips were paused after a failed write"
+WRITE_FAILED = "its first write failed"
+"""Why a clip is not made (:meth:`ClipRecorder.not_made`)."""
+
 
 def _before_start(groups: Sequence[Sequence[T]], start: float, at: Callable[[T], float]) -> int:
     """How many of ``groups`` (of packets, each from a key frame; ``at``: a packet's time) come
@@ -134,6 +139,9 @@ class ClipRecorder(VideoRecorder):
         """Told of each clip finished: ``on_end(stream, name, seconds, whole)`` (``whole``: false
         when a failed write cut it short), from the thread that wrote it: the events sink's
         ``clip`` event."""
+        self.on_fail: Callable[[str, str, str], None] | None = None
+        """Told of each clip its events named that is not made: ``on_fail(stream, name, why)``,
+        from the thread that gave it up: the events sink's ``clip`` event, ``failed``."""
         self._pruned_at = -math.inf
         self._prune_lock = threading.Lock()
         self._originals_of: dict[str, OriginalClips] = {}  # streams clipped from their cameras' own video
@@ -203,6 +211,13 @@ class ClipRecorder(VideoRecorder):
         if cutter is not None:
             cutter.follow(_Cut(None))  # the clip being cut ends here
         super().end_stream(stream)
+
+    def not_made(self, stream: str, clip: Path, why: str) -> None:
+        """``clip``, which its events named, has no file (given back: :meth:`release`): said in
+        the log, and told (``on_fail``)."""
+        log.warning("stream %r: clip %s not made: %s", stream, clip.name, why)
+        if self.on_fail is not None:
+            self.on_fail(stream, clip.name, why)
 
     def clip_of(self, result: Result) -> str | None:
         """The name of the clip ``result``'s events are in (once :meth:`write` has had it), or
@@ -280,6 +295,7 @@ class _ClipOutput(FileOutput):
         self._kept: deque[list[tuple[float, Packet]]] = deque()  # groups of packets, each from a key frame
         self._clip: Mp4File | None = None
         self._given_up: set[Path] = set()  # clips a failed write ended: their later frames are lost
+        self._waiting: Path | None = None  # a clip not started while a failed write pauses the clips
 
     def need(self, item: Result, h264: H264 | None) -> Need:
         return Need.FRAME  # every frame: the seconds before an event are kept
@@ -293,13 +309,17 @@ class _ClipOutput(FileOutput):
         self._keep(h264.last_seconds, packets)
         if clip is None or (self._clip is not None and self._clip.path != clip):
             self._end_clip()
+        if self._waiting is not None and self._waiting != clip:
+            self._never_started()
         if clip is None:
             return
         if clip in self._given_up:
             self.pause.skip()
             return
         if self._clip is None and not self.pause.due():
+            self._waiting = clip
             return
+        self._waiting = None
         try:
             if self._clip is not None:
                 self._clip.add(packets)
@@ -312,6 +332,7 @@ class _ClipOutput(FileOutput):
             self._given_up.add(clip)
             if self._clip is None:  # not a frame of it written
                 self.owner.release(clip)
+                self.owner.not_made(self.stream, clip, WRITE_FAILED)
             self.abandon()
             self.failed_write(exc)
             return
@@ -328,7 +349,16 @@ class _ClipOutput(FileOutput):
 
     def stream_over(self) -> None:
         self._end_clip()
+        if self._waiting is not None:
+            self._never_started()
         self._kept.clear()
+
+    def _never_started(self) -> None:
+        """The clip asked for while the clips were paused is over without a frame."""
+        clip, self._waiting = self._waiting, None
+        assert clip is not None
+        self.owner.release(clip)
+        self.owner.not_made(self.stream, clip, PAUSED)
 
     def _keep(self, now: float, packets: list[Packet]) -> None:
         for packet in packets:
@@ -355,6 +385,8 @@ class _ClipOutput(FileOutput):
         self.close_after_failure(clip)
         if clip is not None and clip.frames:
             self._ended(clip, whole=False)
+        elif clip is not None:  # released
+            self.owner.not_made(self.stream, clip.path, WRITE_FAILED)
 
     def _ended(self, clip: Mp4File, whole: bool) -> None:
         if self.owner.on_end is not None:
@@ -466,8 +498,8 @@ class OriginalClips(OriginalRecording):
                     break
                 if cut.path is not None and cut.path != told:
                     told = cut.path
-                    _none_came(self.stream, cut.path)
                     self.owner.release(cut.path)
+                    self.owner.not_made(self.stream, cut.path, NONE_CAME)
 
     # -- the writer thread's -------------------------------------------------------------
 
@@ -538,7 +570,7 @@ class OriginalClips(OriginalRecording):
             return
         if self._copied < 0:  # its first: the last key frame at least `before` seconds before its first event
             if not self.pause.due():
-                self._give_up(cut.path)
+                self._give_up(cut.path, PAUSED)
                 return
             group = self._kept[_before_start(self._kept, cut.first, _at)]
             if group[-1].at < cut.first - KEY_SECONDS:  # packets from before a gap (a record source down)
@@ -586,8 +618,7 @@ class OriginalClips(OriginalRecording):
         self._done = cut.path
         file = self._file
         if file is None:
-            _none_came(self.stream, cut.path)
-            self._give_up(cut.path)
+            self._give_up(cut.path, NONE_CAME)
         else:
             try:
                 super()._end_file()
@@ -602,18 +633,20 @@ class OriginalClips(OriginalRecording):
         file = self._file
         super().abandon()
         if self._making is not None and self._making.path is not None:
-            self._give_up(self._making.path)
+            self._give_up(self._making.path, WRITE_FAILED)
         if file is not None and file.frames:
             self._ended(file, whole=False)
 
-    def _give_up(self, path: Path) -> None:
-        """A clip a full disk ends (or lets not start): its later packets are lost."""
+    def _give_up(self, path: Path, why: str) -> None:
+        """A clip a full disk ends (or lets not start), or none of whose packets came: its later
+        packets are lost."""
         self._done = path
         if self._making is not None and self._making.path == path:
             self._lost = self._making
             self._making, self._ending = None, False
         if path not in self.files:
             self.owner.release(path)
+            self.owner.not_made(self.stream, path, why)
 
     def _connect(self, settings: VideoSettings) -> None:
         changed = self._settings is not None and settings.key != self._settings.key
@@ -626,8 +659,6 @@ class OriginalClips(OriginalRecording):
             self.owner.on_end(self.stream, clip.path.name, clip.seconds, whole)
 
 
-def _none_came(stream: str, clip: Path) -> None:
-    log.warning("stream %r: clip %s not made: none of its seconds came from the camera", stream, clip.name)
 
 
 _STREAM_OVER = object()

@@ -13,8 +13,10 @@ epoch, of the frame's arrival or of the change):
   ``reconnecting`` once, however many tries it takes, and ``streaming`` again when it is back;
 - ``"clip"`` (with clips): a moment with events began (``state``: ``started``, with the frame's
   ``seq``, before its first events) or its clip is finished and whole (``ended``, with its
-  ``seconds`` of video; ``"whole": false`` when a full disk cut it short): one notification per
-  moment instead of one per object.
+  ``seconds`` of video; ``"whole": false`` when a full disk cut it short), or its clip was not
+  made (``failed``, with the ``error`` why: the camera's own video did not come, a full disk):
+  one notification per moment instead of one per object, and ``ended`` or ``failed`` after each
+  ``started``.
 
 They go, in the order they happened per stream (a stream's end after the events of its last
 frames), to any of: the events file (one JSON line each, appended;
@@ -205,6 +207,15 @@ class EventSink:
             event["whole"] = False
         self._link(event, "clip", "clips")
         self._queue.put((None, [event]))
+
+    def clip_failed(self, stream: str, name: str, why: str) -> None:
+        """A clip its events named is not made (the clips sink's ``on_fail``): a ``clip`` event,
+        ``failed``, with the ``error`` why."""
+        with self._lock:
+            if not self._open:
+                return
+        self._queue.put((None, [{"time": round(time.time(), 3), "stream": stream, "event": "clip",
+                                 "state": "failed", "clip": name, "error": why}]))
 
     def recent(self) -> list[dict[str, Any]]:
         """The newest events handed out (up to ``RECENT``), newest first: for the web page."""

@@ -167,7 +167,7 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
             configs.append(("camera", "snapshot", {"name": "Snapshot", "topic": f"{base}/snapshot"}))
         if entities.clips and "clip" in entities.events:  # a trigger: something happened, its clip is whole
             configs.append(("event", "activity", {
-                "name": "Activity", "state_topic": f"{base}/clip", "event_types": ["started", "ended"],
+                "name": "Activity", "state_topic": f"{base}/clip", "event_types": ["started", "ended", "failed"],
                 "value_template": "{{ {'event_type': value_json.state, 'clip': value_json.clip} | tojson }}"}))
         visits = [kind for kind in ("enter", "leave", "linger", "speeding") if kind in entities.events]
         for zone in entities.zones:

@@ -928,6 +928,7 @@ function describe(e) {
   if (e.event === "linger") return who + " lingers in " + e.zone + " (" + e.dwell.toFixed(1) + " s)";
   if (e.event === "speeding") return who + " speeding in " + e.zone + " (" + e.speed.toFixed(0) + " km/h)";
   if (e.event === "clip" && e.state === "ended") return "clip finished (" + e.seconds.toFixed(1) + " s)";
+  if (e.event === "clip" && e.state === "failed") return "clip not made: " + e.error;
   if (e.event === "clip") return "something happened: a clip starts";
   return e.state + (e.error ? ": " + e.error : "");
 }
@@ -969,7 +970,7 @@ async function listEvents() {
       });
     }
     item.append(when, " ", what);
-    if (e.clip) {
+    if (e.clip && e.state !== "failed") {
       const clip = document.createElement("a");
       clip.className = "clip";
       clip.textContent = "clip";

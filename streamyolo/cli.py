@@ -55,6 +55,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--imgsz", type=int, help="inference size (640)")
     parser.add_argument("--classes", type=_class, nargs="+",
                         help="keep only these classes: ids, or the model's names (person car)")
+    parser.add_argument("--class-conf", type=_class_conf, nargs="+", metavar="CLASS=CONF",
+                        help="thresholds of some classes (ids or names) in place of --conf: person=0.6 bicycle=0.3")
     parser.add_argument("--line-width", type=int, help="lines this many pixels wide on the pictures (auto)")
     parser.add_argument("--hide-boxes", dest="show_boxes", action="store_false", default=None,
                         help="draw no boxes (nor labels) on the pictures")
@@ -236,6 +238,8 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "status_interval", "hang_warning", "threads", "model_cache", "live_hold", "tracker",
             "web", "web_fps", "web_auth", "web_cert", "web_key"]
     overrides = {key: getattr(args, key) for key in keys if getattr(args, key, None) is not None}
+    if getattr(args, "class_conf", None) is not None:
+        overrides["class_conf"] = dict(args.class_conf)
     if args.sources:
         overrides["streams"] = list(args.sources)
     return overrides
@@ -285,6 +289,22 @@ def _class(text: str) -> int | str:
     (2, 'traffic light')
     """
     return int(text) if text.strip().isdigit() else text
+
+
+def _class_conf(text: str) -> tuple[int | str, float]:
+    """A class's threshold on the command line: ``CLASS=CONF``.
+
+    >>> _class_conf("person=0.6"), _class_conf("traffic light = .3")
+    (('person', 0.6), ('traffic light', 0.3))
+    """
+    name, equals, value = text.rpartition("=")
+    try:
+        conf = float(value)
+    except ValueError:
+        conf = None
+    if not equals or not name.strip() or conf is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected CLASS=CONF, as person=0.6")
+    return _class(name.strip()), conf
 
 
 def command_run(args: argparse.Namespace) -> int:

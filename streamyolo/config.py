@@ -246,6 +246,9 @@ class StreamConfig(_Strict):
     classes: list[Annotated[int, Field(ge=0)]] | None = None
     """This stream's class ids, or the names its model gives them (default: the run's
     ``classes``): a parking camera that keeps cars only, say, beside cameras that keep people."""
+    class_conf: dict[Annotated[int, Field(ge=0)], Annotated[float, Field(ge=0, le=1)]] | None = None
+    """This stream's thresholds of its own for some classes (ids or names), in place of its
+    ``conf`` for them (default: the run's ``class_conf``; ``{}``: none)."""
     blur: list[Annotated[int, Field(ge=0)]] | None = None
     """The classes (ids or names) whose objects are blurred in every picture this stream's
     outputs show (default: the run's ``blur``; ``[]``: none)."""
@@ -455,6 +458,10 @@ class PipelineConfig(_Strict):
     iou: float = Field(default=0.7, ge=0, le=1)
     imgsz: int | tuple[int, int] = 640
     classes: list[Annotated[int, Field(ge=0)]] | None = None
+    class_conf: dict[Annotated[int, Field(ge=0)], Annotated[float, Field(ge=0, le=1)]] | None = None
+    """Confidence thresholds of some classes (ids or names) in place of ``conf``: ``{person:
+    0.6, bicycle: 0.3}`` keeps people above 0.6, bicycles above 0.3 and the others above
+    ``conf`` (the model detects at the lowest of them)."""
     blur: list[Annotated[int, Field(ge=0)]] | None = None
     """Classes (ids or names) whose objects are blurred in every picture the outputs show:
     recordings, clips, snapshots, the page, the window (and never cropped); as Ultralytics'
@@ -847,6 +854,14 @@ class PipelineConfig(_Strict):
             return None
         return self.clip_mode
 
+    def class_conf_of(self, stream: StreamConfig) -> dict[int, float]:
+        """``stream``'s thresholds by class: its own ``class_conf``, else the run's."""
+        return dict(stream.class_conf if stream.class_conf is not None else self.class_conf or {})
+
+    def lowest_conf(self, stream: StreamConfig) -> float:
+        """The lowest threshold of ``stream``'s: its ``conf``, or one of its ``class_conf``."""
+        return min([self.own(stream)[0], *self.class_conf_of(stream).values()])
+
     def blur_of(self, stream: StreamConfig) -> list[int]:
         """The classes blurred in ``stream``'s pictures: its own ``blur``, else the run's."""
         return list(stream.blur if stream.blur is not None else self.blur or ())
@@ -918,7 +933,8 @@ class PipelineConfig(_Strict):
     def detect_conf(self, model: str | None = None) -> float:
         """The threshold ``model`` detects at (``None``: every model): the lowest of its
         streams' (each stream then keeps what its own lets through: :meth:`stream_filter`)."""
-        return min([self.own(s)[0] for s in self.running(model)] or [self.run_conf])
+        return min([self.lowest_conf(s) for s in self.running(model)] or
+                   [min([self.run_conf, *(self.class_conf or {}).values()])])
 
     def detect_classes(self, model: str | None = None) -> tuple[int, ...] | None:
         """The classes ``model`` keeps (``None``: every model): its streams' together, or all
@@ -932,17 +948,18 @@ class PipelineConfig(_Strict):
                       ) -> DetectionFilter | None:
         """What ``stream`` keeps of its model's detections, when its own ``conf`` or
         ``classes`` is stricter than what the model detects at (``detects``: its ``conf`` and
-        ``classes``; default: what this config has it detect at), or it has ``min_area`` or
-        ``max_area``; ``None``: all of them."""
+        ``classes``; default: what this config has it detect at), or it has ``class_conf``,
+        ``min_area`` or ``max_area``; ``None``: all of them."""
         conf, classes = self.own(stream)
+        by_class = self.class_conf_of(stream)
         model = self.model_of(stream)
         detect_conf, detect_classes = detects or (self.detect_conf(model), self.detect_classes(model))
         narrower = classes is not None and (detect_classes is None or set(classes) != set(detect_classes))
         sized = stream.min_area is not None or stream.max_area is not None
-        if conf <= detect_conf and not narrower and not sized:
+        if conf <= detect_conf and not narrower and not sized and not by_class:
             return None
         return DetectionFilter(conf, frozenset(classes) if narrower and classes is not None else None,
-                               stream.min_area or 0.0, stream.max_area)
+                               stream.min_area or 0.0, stream.max_area, tuple(sorted(by_class.items())))
 
     @field_validator("web_auth")
     @classmethod
@@ -1078,7 +1095,10 @@ def _name_classes(data: dict[str, Any]) -> None:
             return classes  # the model's own key is wrong: validation says so
         if model not in known:
             known[model] = model_names(model)
-        return [_class_id(c, known[model], key, model, len(known) > 1 or model != run_model) for c in classes]
+        say_model = len(known) > 1 or model != run_model
+        if isinstance(classes, dict):  # class_conf: {class: threshold}
+            return {_class_id(c, known[model], key, model, say_model): conf for c, conf in classes.items()}
+        return [_class_id(c, known[model], key, model, say_model) for c in classes]
 
     for key in _CLASS_KEYS:  # the run's and each stream's
         wanted = data.get(key)
@@ -1109,7 +1129,7 @@ def _shapes(entries: list[Any]) -> list[tuple[int, str, dict[str, Any]]]:
             for name, shape in entry[kind].items() if isinstance(shape, dict)]
 
 
-_CLASS_KEYS = ("classes", "blur")
+_CLASS_KEYS = ("classes", "blur", "class_conf")
 """The run's and a stream's keys that list classes (by id or name)."""
 
 
@@ -1121,7 +1141,8 @@ def _shorthand(entry: Any) -> bool:
 
 
 def _named(classes: Any) -> bool:
-    return isinstance(classes, list) and any(isinstance(c, str) and not c.strip().isdigit() for c in classes)
+    """Whether ``classes`` (a list, or ``class_conf``'s mapping by class) names a class."""
+    return isinstance(classes, list | dict) and any(isinstance(c, str) and not c.strip().isdigit() for c in classes)
 
 
 def _class_id(given: Any, names: Mapping[int, str], key: str, model: str, say_model: bool) -> Any:

@@ -335,8 +335,9 @@ def upright(xywhr: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 @dataclass(frozen=True, slots=True)
 class DetectionFilter:
     """A stream's own ``conf`` and ``classes``, stricter than what its worker's model detects
-    at (the loosest of every stream's): keeps what ``predict()`` with these settings keeps; and
-    its box sizes (``min_area``, ``max_area``; a rotated box's own area). A
+    at (the loosest of every stream's): keeps what ``predict()`` with these settings keeps; its
+    thresholds by class (``class_conf``); and its box sizes (``min_area``, ``max_area``; a
+    rotated box's own area). A
     box below the threshold never suppresses a higher one in NMS, and NMS runs per class, so
     filtering after it gives the same boxes as filtering before (up to ``max_det``).
 
@@ -344,6 +345,8 @@ class DetectionFilter:
     ...                    np.array([0, 2, 2]))
     >>> DetectionFilter(conf=0.3).apply(found).conf.tolist(), DetectionFilter(classes=frozenset({0})).apply(found).cls
     ([0.5, 0.8999999761581421], array([0]))
+    >>> DetectionFilter(conf=0.3, class_conf=((0, 0.1), (2, 0.6))).apply(found).conf.tolist()
+    [0.20000000298023224, 0.8999999761581421]
     """
 
     conf: float = 0.0
@@ -354,9 +357,18 @@ class DetectionFilter:
     """Keep boxes of at least this many square pixels of the picture."""
     max_area: float | None = None
     """Keep boxes of at most this many square pixels (``None``: however large)."""
+    class_conf: tuple[tuple[int, float], ...] = ()
+    """``(class id, threshold)`` pairs: those classes' boxes are kept above their own
+    threshold instead of ``conf``."""
 
     def apply(self, found: Detections) -> Detections:
-        keep = found.conf > self.conf
+        if self.class_conf:
+            limit = np.full(len(found.conf), self.conf, np.float32)
+            for cls, conf in self.class_conf:
+                limit[found.cls == cls] = conf
+            keep = found.conf > limit
+        else:
+            keep = found.conf > self.conf
         if self.classes is not None:
             keep &= np.isin(found.cls, list(self.classes))
         if self.min_area > 0 or self.max_area is not None:

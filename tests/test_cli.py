@@ -274,6 +274,22 @@ def test_check_shows_the_plan_and_with_connect_reads_every_source_once(
     assert done.returncode == 2 and "ERROR: cannot load model" in done.stderr, done.stderr
 
 
+@pytest.mark.timeout(60)
+def test_thresholds_by_class_from_the_command_line(tmp_path: Path) -> None:
+    """``--class-conf person=0.6 ball=0.2``: names as the model names them, shown by check;
+    a threshold without its class, or not a number, is a usage error naming it."""
+    done = streamyolo("check", "--source", "synthetic:", "--class-conf", "person=0.6", "2=0.2")
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"synthetic: +\(synthetic; .*; class 0 above 0\.6, class 2 above 0\.2\)", done.stdout), done.stdout
+    for wrong in ("person", "person=high", "=0.5"):
+        done = streamyolo("check", "--source", "synthetic:", "--class-conf", wrong)
+        assert done.returncode == 2 and f"argument --class-conf: {wrong!r}: expected CLASS=CONF, as person=0.6" in \
+            done.stderr, done.stderr
+    done = streamyolo("check", "--source", "synthetic:", "--class-conf", "unicorn=0.5")
+    assert done.returncode == 2 and "config key 'class_conf': 'unicorn' is not one of the model's 3 classes" in \
+        done.stderr, done.stderr
+
+
 @pytest.mark.timeout(120)
 def test_all_streams_dead_at_runtime_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                             caplog: pytest.LogCaptureFixture) -> None:

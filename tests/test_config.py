@@ -96,6 +96,30 @@ def test_streams_own_conf_and_classes_set_what_the_models_detect_and_what_each_k
     assert tracked.detect_conf() == 0.5 and tracked.stream_filter(tracked.streams[0]) is None
 
 
+def test_thresholds_by_class_are_named_as_the_model_names_them_and_set_what_the_model_detects_at(
+        shared_model: Path) -> None:
+    """``class_conf`` (the run's, a stream's, by name or id): each stream keeps those classes
+    above their own thresholds, its others above its ``conf``; the model detects at the lowest
+    of every stream's; a stream's own replaces the run's (``{}``: none); a name the model
+    lacks, or a threshold beyond 0-1, is refused naming the key."""
+    from streamyolo.frames import DetectionFilter
+
+    config = build_config({"model": str(shared_model), "conf": 0.4, "class_conf": {"person": 0.6, "bicycle": 0.2},
+                           "streams": ["a", {"source": "b", "class_conf": {3: 0.1}}, {"source": "c", "class_conf": {}},
+                                       {"source": "d", "model": "demo", "class_conf": {"Car": 0.7}}]})
+    assert [config.class_conf_of(s) for s in config.streams] == [{0: 0.6, 1: 0.2}, {3: 0.1}, {}, {1: 0.7}]
+    assert config.detect_conf(str(shared_model)) == 0.1 and config.detect_conf("demo") == 0.4
+    assert [config.stream_filter(s) for s in config.streams] == [
+        DetectionFilter(0.4, class_conf=((0, 0.6), (1, 0.2))), DetectionFilter(0.4, class_conf=((3, 0.1),)),
+        DetectionFilter(0.4), DetectionFilter(0.4, class_conf=((1, 0.7),))]
+    with pytest.raises(ConfigError, match=r"config key 'class_conf': 'unicorn' is not one of the model's 80 classes"):
+        build_config({"model": str(shared_model), "streams": ["a"], "class_conf": {"unicorn": 0.5}})
+    with pytest.raises(ConfigError, match=r"config key 'streams\.0\.class_conf\.0'"):
+        build_config({"streams": [{"source": "a", "class_conf": {0: 1.5}}]})
+    assert build_config({"streams": ["a"], "class_conf": {7: 0.5}}).unknown_classes({0: "person"}) == (
+        "config key 'class_conf': class 7 is not one of the model's 1 classes (0 person)")
+
+
 def test_each_model_detects_at_what_its_own_streams_keep() -> None:
     """With streams on models of their own, each model's threshold and classes come from its
     streams only, and so does what it is asked about the classes it has."""

@@ -140,6 +140,13 @@ def test_a_bad_config_changes_nothing_and_what_the_models_cannot_do_is_refused(t
         assert sorted(_processed(pipeline)) == ["a", "b", "e"]
         assert (pipeline.reloads["reloads"], pipeline.reloads["failed"], pipeline.reloads["last_ok"]) == (1, 4, True)
         until(lambda: _processed(pipeline)["b"] >= 3, 30, "the updated stream's frames")
+        # Thresholds by class: within what the model detects at, in place; below, refused.
+        streams = [_camera("a", 1), _camera("e", 5, model=str(random_model), imgsz=96)]
+        report = pipeline.reload(_config(tmp_path, [*streams, _camera("b", 2, conf=0.3, class_conf={0: 0.5})]))
+        assert report.updated == ("b",) and not report.refused  # a stayed as it was (above)
+        report = pipeline.reload(_config(tmp_path, [*streams, _camera("b", 2, conf=0.3, class_conf={0: 0.1})]))
+        assert report.refused == {"b": "stream 'b': class 0's conf 0.1 (class_conf) is below the 0.25 its model "
+                                       "detects at in this run: it stays as it was"}
     finally:
         pipeline.stop()
         summary = pipeline.join()

@@ -117,10 +117,16 @@ def test_each_streams_own_conf_and_classes_give_what_predict_gives_with_them(
     four_streams: list[Path], shared_model: Path
 ) -> None:
     """Streams with their own ``conf``/``classes`` share the workers' models, which detect at
-    the loosest settings; each stream gets exactly what ``predict()`` gives with its own."""
+    the loosest settings; each stream gets exactly what ``predict()`` gives with its own. One
+    has thresholds by class (``class_conf``, by name), one of them below every ``conf``: the
+    models detect at that, and it gets what ``predict()`` gives at it, each class kept above
+    its own threshold."""
     people = str(four_streams[0])  # a real street
-    own = {"persons": {"conf": 0.25, "classes": [0]}, "sure": {"conf": 0.6},
-           "two-wheels": {"conf": 0.3, "classes": [1, 3]}, "all": {"conf": 0.25}}
+    own: dict[str, dict[str, Any]] = {
+        "persons": {"conf": 0.25, "classes": [0]}, "sure": {"conf": 0.6},
+        "two-wheels": {"conf": 0.3, "classes": [1, 3]}, "all": {"conf": 0.25},
+        "by-class": {"conf": 0.5, "class_conf": {"person": 0.7, "bicycle": 0.15}}}
+    by_class = {0: 0.7, 1: 0.15}
     streams = [{"name": name, "source": people, **{k: v for k, v in settings.items() if name != "all"}}
                for name, settings in own.items()]
     config = {"streams": streams, "model": str(shared_model), "workers": 2, "device": "cpu", "imgsz": 640,
@@ -130,17 +136,32 @@ def test_each_streams_own_conf_and_classes_give_what_predict_gives_with_them(
     assert sorted((r.stream, r.frame.seq) for r in results) == sorted((n, i) for n in own for i in range(12))
     yolo = import_ultralytics().YOLO(str(shared_model), task="detect")
     found: dict[str, set[int]] = defaultdict(set)
+    low = 0
     for result in results:
         settings = own[result.stream]
-        reference = yolo.predict(result.frame.image, imgsz=640, device="cpu", verbose=False, **settings)[0]
-        assert_same_detections(result.detections, reference, float(settings["conf"]),  # type: ignore[arg-type]
-                               f"{result.stream}#{result.frame.seq}")
+        where = f"{result.stream}#{result.frame.seq}"
+        if result.stream == "by-class":  # predict() at the lowest, each class then above its own
+            reference = yolo.predict(result.frame.image, imgsz=640, device="cpu", verbose=False, conf=0.15)[0]
+            classes = {int(c) for c in reference.boxes.cls} | {int(c) for c in result.detections.cls}
+            for cls in classes:
+                threshold = by_class.get(cls, 0.5)
+                theirs = reference[(reference.boxes.cls == cls) & (reference.boxes.conf > threshold)]
+                assert_same_detections(result.detections.select(result.detections.cls == cls), theirs, threshold,
+                                       f"{where} class {cls}")
+            low += int(((result.detections.cls == 1) & (result.detections.conf < 0.25)).sum())
+        else:
+            reference = yolo.predict(result.frame.image, imgsz=640, device="cpu", verbose=False, **settings)[0]
+            assert_same_detections(result.detections, reference, float(settings["conf"]), where)
         found[result.stream].update(int(c) for c in result.detections.cls)
     # The clip's first frames hold people, bicycles, motorcycles and a suitcase.
     assert found["persons"] == {0} and {0, 1, 3} <= found["all"] and found["two-wheels"] <= {1, 3}
     assert found["two-wheels"], "no bicycle or motorcycle kept: the comparison would mean little"
     counts = {name: sum(len(r.detections) for r in results if r.stream == name) for name in own}
     assert counts["sure"] < counts["all"], counts
+    assert low, "no bicycle kept below every stream's conf: the models would not have had to detect at 0.15"
+    kept = [(int(c), float(f)) for r in results if r.stream == "by-class" for c, f in
+            zip(r.detections.cls, r.detections.conf, strict=True)]
+    assert kept and all(f > by_class.get(c, 0.5) for c, f in kept) and {c for c, _ in kept} >= {0, 1}, kept
 
 
 class _RecordingFactory:

@@ -90,6 +90,9 @@ def describe(plan: Plan) -> str:
                 marks = {name: " (speeds)" if getattr(shape, "size", None) else " (outside)"
                          if getattr(shape, "outside", False) else "" for name, shape in shapes.items()}
                 parts.append(f"{key} {', '.join(name + marks[name] for name in shapes)}")
+        by_class = cfg.class_conf_of(own)
+        if by_class:
+            parts.append(", ".join(f"class {c} above {conf:g}" for c, conf in sorted(by_class.items())))
         if cfg.blur_of(own):
             parts.append(f"blurs class(es) {', '.join(map(str, cfg.blur_of(own)))}")
         motion = cfg.motion_of(own)

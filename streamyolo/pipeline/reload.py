@@ -15,7 +15,7 @@ and ``clip_mode`` as they apply to it):
   (or size) the run has not loaded gets a new worker for it, which builds that model in its
   thread, as the run's workers did (one worker, one model replica; the streams of the same
   model added later share it);
-- a stream whose detections' settings alone changed (its ``conf``, ``classes``, ``min_area``,
+- a stream whose detections' settings alone changed (its ``conf``, ``class_conf``, ``classes``, ``min_area``,
   ``max_area``, ``lines``, ``zones``, ``masks``, ``motion``, ``tiles``, ``blur``), or how many of
   its frames are kept (``max_fps``, ``stride``), is **updated** in place from its next frame: its
   connection, recording and tracks go on, its lines, zones and motion start afresh;
@@ -58,8 +58,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-IN_PLACE = frozenset({"conf", "classes", "min_area", "max_area", "lines", "zones", "masks", "motion", "tiles", "blur",
-                      "max_fps", "stride"})
+IN_PLACE = frozenset({"conf", "classes", "class_conf", "min_area", "max_area", "lines", "zones", "masks", "motion",
+                      "tiles", "blur", "max_fps", "stride"})
 """A stream's keys its worker (or its capture: ``max_fps``, ``stride``) applies: a change to these
 alone updates the running stream."""
 
@@ -293,6 +293,11 @@ class Reloader:
         detect_conf, detect_classes = self._detects(group)
         if conf < detect_conf:
             return f"stream {name!r}: conf {conf:g} is below the {detect_conf:g} its model detects at in this run"
+        lower = sorted((threshold, cls) for cls, threshold in cfg.class_conf_of(stream.config).items()
+                       if threshold < detect_conf)
+        if lower:
+            return (f"stream {name!r}: class {lower[0][1]}'s conf {lower[0][0]:g} (class_conf) is below the "
+                    f"{detect_conf:g} its model detects at in this run")
         if detect_classes is not None and (classes is None or not set(classes) <= set(detect_classes)):
             wanted = "every class" if classes is None else f"classes {sorted(set(classes) - set(detect_classes))}"
             return (f"stream {name!r}: {wanted} asked for, which its model does not detect in this run (it keeps "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,41 @@ def test_a_bad_config_changes_nothing_and_what_the_models_cannot_do_is_refused(t
     kept = [line for line in read_jsonl(tmp_path / "det.jsonl") if line["stream"] == "b"]
     assert len(kept) == summary.streams["b"].processed
     assert summary.recordings["b"] == [str(tmp_path / "rec" / "b.mp4")]  # updated as it ran
+
+
+@pytest.mark.parametrize("worker_mode", ["thread", "process"])
+def test_a_new_model_for_the_run_gets_as_many_workers_as_a_start_would_give_it_and_the_old_ones_end(
+        tmp_path: Path, random_model: Path, worker_mode: str) -> None:
+    """The run's ``model`` changed (a model trained again, under a new name): every stream is
+    restarted on the new model's workers, as many as a run started with the new config would
+    have (2 here), each built in its own thread; the old model's workers end once their
+    streams have gone, and a stream added later joins the new model."""
+    streams = [_camera("a", 1), _camera("b", 2)]
+    pipeline = Pipeline.from_config(_config(tmp_path, streams, worker_mode=worker_mode))
+    pipeline.start()
+    try:
+        until(lambda: min(_processed(pipeline).values()) >= 3, 60, "three frames of each stream")
+        assert pipeline.model_classes(0) == {0: "person", 1: "car", 2: "ball"}
+        assert {"inference:w0", "inference:w1"} <= {t.name for t in threading.enumerate()}
+        report = pipeline.reload(_config(tmp_path, streams, model=str(random_model), worker_mode=worker_mode))
+        assert (report.restarted, report.needs_restart, report.refused) == (("a", "b"), (), {})
+        assert report.loaded == (f"{str(random_model)!r} at imgsz 160 (w2-w3)",)
+        assert report.done() == (f"config reloaded: restarted with new settings 'a', 'b'; new workers for model "
+                                 f"{str(random_model)!r} at imgsz 160 (w2-w3)")
+        assert pipeline.worker_streams() == [[], [], ["a"], ["b"]]
+        before = _processed(pipeline)
+        until(lambda: all(n > before[name] + 3 for name, n in _processed(pipeline).items()), 60,
+              "frames of both streams from the new model's workers")
+        assert len(pipeline.model_classes(2)) == len(pipeline.model_classes(3)) == 80  # the new model's
+        until(lambda: not {"inference:w0", "inference:w1"} & {t.name for t in threading.enumerate()}, 30,
+              "the old model's workers ended")
+        report = pipeline.reload(_config(tmp_path, [*streams, _camera("c", 3)], model=str(random_model),
+                                         worker_mode=worker_mode))
+        assert report.added == ("c",) and not report.loaded and pipeline.worker_streams()[2:] == [["a", "c"], ["b"]]
+    finally:
+        pipeline.stop()
+        summary = pipeline.join()
+    assert {name: report.state for name, report in summary.streams.items()} == dict.fromkeys("abc", "stopped")
 
 
 def test_a_worker_whose_streams_have_all_ended_is_started_again_for_a_stream_added(tmp_path: Path) -> None:

@@ -431,7 +431,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
 
     blurring = [sink for sink in sinks if isinstance(sink, CropSink | DatasetSink)]
     outputs = Outputs(recorder, clips, annotator, blurring, events)
-    pipeline.reloader = Reloader(config, overrides, cfg, streams, groups, outputs, running=running, restarts=restarts)
+    pipeline.reloader = Reloader(config, overrides, cfg, streams, groups, outputs, restarts=restarts)
     return pipeline
 
 

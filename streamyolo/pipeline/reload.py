@@ -4,19 +4,23 @@
 The config is read again (the same file, the same flags) and checked as at the start; one
 that does not validate changes nothing (its error names the key). Then the streams are
 compared, each with every setting that makes it what it is (its own keys, and the run's
-``stream_defaults``, ``conf``, ``classes``, ``blur``, ``motion``, ``tiles``, ``record_mode``
-and ``clip_mode`` as they apply to it):
+``stream_defaults``, ``model``, ``imgsz``, ``conf``, ``class_conf``, ``classes``, ``blur``,
+``motion``, ``tiles``, ``record_mode`` and ``clip_mode`` as they apply to it):
 
 - a stream no longer in the config is **removed**: its capture stops, the frames it had
   buffered are processed, its recording and clip are finished (whole files, at once), and the
   summary keeps its numbers as ``removed``;
 - a new stream is **added**, on the worker of its model (the run's model, or one of the
   models the run has loaded, at a size it runs) with the fewest streams; a stream whose model
-  (or size) the run has not loaded gets a new worker for it, which builds that model in its
-  thread, as the run's workers did (one worker, one model replica; the streams of the same
-  model added later share it);
-- a stream whose detections' settings alone changed (its ``conf``, ``class_conf``, ``classes``, ``min_area``,
-  ``max_area``, ``lines``, ``zones``, ``masks``, ``motion``, ``tiles``, ``blur``), or how many of
+  (or size) the run has not loaded gets new workers for it, which build that model each in its
+  thread, as the run's workers did: as many, with as many replicas and threads, as a run
+  started with the new config would give that model (``workers``, ``lanes``), started one by
+  one as its streams come; the streams of the same model added later share them. A new
+  ``model`` for the run (a model trained again, under a new name) so restarts every stream
+  that runs it on workers of the new model, and the old model's workers end once their
+  streams have gone (a model file replaced under the same name is not noticed);
+- a stream whose detections' settings alone changed (its ``conf``, ``class_conf``, ``classes``,
+  ``min_area``, ``max_area``, ``lines``, ``zones``, ``masks``, ``motion``, ``tiles``, ``blur``), or how many of
   its frames are kept (``max_fps``, ``stride``), is **updated** in place from its next frame: its
   connection, recording and tracks go on, its lines, zones and motion start afresh;
 - a stream whose other settings changed (its source, buffer, recording …) is **restarted** with
@@ -26,8 +30,8 @@ and ``clip_mode`` as they apply to it):
 
 What the run's workers were built with cannot change while they run: a stream that would need
 a lower ``conf`` or other classes than its model detects is refused (said, and left as it was),
-and the run's other keys (``model``, ``workers``, ``record``, ``web`` …) that changed are named
-in a warning: they apply when the run starts again. A new model's worker is built with the
+and the run's other keys (``workers``, ``device``, ``record``, ``web`` …) that changed are named
+in a warning: they apply when the run starts again. A new model's workers are built with the
 config as it is now.
 """
 
@@ -52,6 +56,7 @@ from streamyolo.sinks.events import EventSink
 from streamyolo.sinks.recorder import VideoRecorder
 
 if TYPE_CHECKING:
+    from streamyolo.inference.detector import DetectorFactory
     from streamyolo.pipeline.assemble import ModelGroup
     from streamyolo.pipeline.pipeline import Pipeline
     from streamyolo.workers.process import RestartCounts
@@ -63,8 +68,8 @@ IN_PLACE = frozenset({"conf", "classes", "class_conf", "min_area", "max_area", "
 """A stream's keys its worker (or its capture: ``max_fps``, ``stride``) applies: a change to these
 alone updates the running stream."""
 
-STREAM_KEYS = frozenset({"streams", "stream_defaults", "conf", "classes", "blur", "motion", "tiles", "record_mode",
-                         "clip_mode"})
+STREAM_KEYS = frozenset({"streams", "stream_defaults", "conf", "class_conf", "classes", "blur", "motion", "tiles",
+                         "record_mode", "clip_mode", "model", "imgsz"})
 """The run's keys a reload applies (through the streams they apply to); the others need a new start."""
 
 
@@ -83,7 +88,8 @@ class ReloadReport:
     needs_restart: tuple[str, ...] = ()
     """The run's keys that changed but apply only when the run starts again."""
     loaded: tuple[str, ...] = ()
-    """Models (at a size) the run had not loaded, each on a new worker: ``'yolo11s.pt' at imgsz 640 (w2)``."""
+    """Models (at a size) the run had not loaded, each on new workers: ``'yolo11s.pt' at imgsz 640 (w2)``,
+    ``… (w2-w3)``."""
 
     @property
     def changed(self) -> bool:
@@ -96,7 +102,8 @@ class ReloadReport:
                                     ("restarted with new settings", self.restarted),
                                     ("changed as it runs", self.updated)) if names]
         if self.loaded:
-            done.append(f"new worker{'s' if len(self.loaded) > 1 else ''} for model {', '.join(self.loaded)}")
+            many = len(self.loaded) > 1 or any("-w" in what.rpartition("(")[2] for what in self.loaded)
+            done.append(f"new worker{'s' if many else ''} for model {', '.join(self.loaded)}")
         return f"config reloaded: {'; '.join(done) if done else 'no stream changed'}"
 
     def warnings(self) -> list[str]:
@@ -155,14 +162,15 @@ class Reloader:
 
     def __init__(self, source: Any, overrides: Mapping[str, Any], started: PipelineConfig,
                  streams: Sequence[ResolvedStream], groups: Sequence[ModelGroup], outputs: Outputs,
-                 running: int = 1, restarts: RestartCounts | None = None) -> None:
+                 restarts: RestartCounts | None = None) -> None:
         self._source = source
         self._overrides = dict(overrides)
         self._started = started
         self._groups = list(groups)
         self._outputs = outputs
-        self._models_running = running
         self._restarts = restarts
+        self._unstarted: dict[tuple[str, int | tuple[int, int]], list[DetectorFactory]] = {}
+        """A new model's workers not started yet (by the reload loading it), by model and size."""
         self._detects_of: dict[tuple[str, int | tuple[int, int]], tuple[float, tuple[int, ...] | None]] = {}
         """What the models a reload loaded detect at (``conf``, ``classes``), by model and size."""
         self._running = {s.spec.name: (_settings(started, s), _source(started, s)) for s in streams}
@@ -212,54 +220,89 @@ class Reloader:
                     refused[name] = f"{exc}: it stays as it was"
                     updated.remove(name)
             new_workers: list[str] = []
+            starting = [n for n in added if n not in refused] + restarted
+            # The streams of a model new to the run one after the other: its workers are numbered in a row.
+            keys = list(dict.fromkeys(self._key(cfg, wanted[n]) for n in starting))
+            starting.sort(key=lambda n: keys.index(self._key(cfg, wanted[n])))
             with pipeline.holding():  # no worker ends for want of streams half-way
                 for name in removed + restarted:
                     pipeline.remove_stream(name)
                     del self._running[name]
                 for name in removed:
                     self._outputs.forget(name)
-                for name in [n for n in added if n not in refused] + restarted:
+                for name in starting:
                     try:
                         if self._group(cfg, wanted[name]) is None:
-                            new_workers.append(self._load(pipeline, cfg, wanted[name]))
+                            new_workers.append(self._load(pipeline, cfg, wanted[name], list(wanted.values())))
                         self._add(pipeline, cfg, wanted[name])
                     except RuntimeError as exc:  # the run has ended meanwhile
                         refused[name] = f"{exc}: not added"
+                self._settle()
             return ReloadReport(added=tuple(n for n in added if n not in refused), removed=tuple(removed),
                                 restarted=tuple(n for n in restarted if n not in refused), updated=tuple(updated),
                                 refused=refused, needs_restart=needs_restart, loaded=tuple(new_workers))
 
-    def _load(self, pipeline: Pipeline, cfg: PipelineConfig, stream: ResolvedStream) -> str:
-        """A new worker for ``stream``'s model at its size, which the run has not loaded (one
-        worker, one replica of the model, built as ``cfg`` has it, sharing the cores with the
-        models running). Returns what it is, for the report."""
-        from streamyolo.pipeline.assemble import Lanes, ModelGroup, detector_factories
+    def _load(self, pipeline: Pipeline, cfg: PipelineConfig, stream: ResolvedStream,
+              wanted: Sequence[ResolvedStream]) -> str:
+        """The workers of ``stream``'s model at its size, which the run has not loaded: as many,
+        with as many replicas and threads, as a run started with ``cfg`` (its ``wanted``
+        streams) would give it, each built as ``cfg`` has it; they start one by one as its
+        streams come (:meth:`_add`). Returns what it is, for the report."""
+        from streamyolo.pipeline.assemble import ModelGroup, detector_factories, models_running, plan_models
 
-        name, imgsz = cfg.model_of(stream.config), cfg.imgsz_of(stream.config)
-        path = resolve_model(name)
-        self._models_running += 1
-        running = self._models_running
-        index = pipeline.add_worker(lambda first: detector_factories(
-            cfg, path, 1, None, self._restarts, first=first, running=running, name=name, imgsz=imgsz)[0])
-        self._groups.append(ModelGroup(name, path, imgsz, (), 1, Lanes(), first=index))
-        self._detects_of[(name, imgsz)] = (cfg.detect_conf(name), cfg.detect_classes(name))
-        log.info("stream %r: model %r at imgsz %s is new to this run: worker w%d builds it", stream.spec.name, name,
-                 imgsz, index)
-        return f"{name!r} at imgsz {imgsz} (w{index})"
+        key = self._key(cfg, stream)
+        planned = plan_models(cfg, wanted)
+        plan = next(g for g in planned if (g.name, g.imgsz) == key)
+        running = sum(models_running(cfg, g.workers, g.lanes.own) for g in planned)
+        first = len(pipeline.worker_streams())  # the number add_worker gives the next
+        factories = detector_factories(cfg, plan.path, plan.workers, plan.lanes, self._restarts, first=first,
+                                       running=running, name=plan.name, imgsz=plan.imgsz)
+        self._groups.append(ModelGroup(plan.name, plan.path, plan.imgsz, (), plan.workers, plan.lanes, first=first))
+        self._unstarted[key] = factories
+        self._detects_of[key] = (cfg.detect_conf(plan.name), cfg.detect_classes(plan.name))
+        last = f"-w{first + plan.workers - 1}" if plan.workers > 1 else ""
+        replicas = f", {plan.lanes.own} model replicas each" if plan.lanes.own > 1 else ""
+        log.info("stream %r: model %r at imgsz %s is new to this run: worker(s) w%d%s build it%s", stream.spec.name,
+                 plan.name, plan.imgsz, first, last, replicas)
+        return f"{plan.name!r} at imgsz {plan.imgsz} (w{first}{last})"
 
     def _add(self, pipeline: Pipeline, cfg: PipelineConfig, stream: ResolvedStream) -> None:
-        """Start ``stream`` as ``cfg`` has it, on the worker of its model with the fewest streams."""
+        """Start ``stream`` as ``cfg`` has it, on the worker of its model with the fewest
+        streams, or on the next of a new model's workers until each has one."""
         from streamyolo.pipeline.assemble import stream_setup
 
         group = self._group(cfg, stream)
         assert group is not None  # else refused
         self._outputs.follow(cfg, stream)
         setup = stream_setup(cfg, stream, self._outputs.recorder, self._outputs.clips, self._detects(group))
-        serving = pipeline.worker_streams()  # a worker just added has no streams yet, nor a place here
-        worker = min(range(group.first, group.first + group.workers),
-                     key=lambda index: (len(serving[index]) if index < len(serving) else 0, index))
+        unstarted = self._unstarted.get((group.name, group.imgsz))
+        if unstarted:
+            factory = unstarted.pop(0)
+            worker = pipeline.add_worker(lambda _: factory)
+            assert worker == group.first + group.workers - len(unstarted) - 1, "a new model's workers in a row"
+        else:
+            serving = pipeline.worker_streams()
+            worker = min(range(group.first, group.first + group.workers),
+                         key=lambda index: (len(serving[index]) if index < len(serving) else 0, index))
         pipeline.add_stream(setup, worker)
         self._running[stream.spec.name] = (_settings(cfg, stream), _source(cfg, stream))
+
+    def _settle(self) -> None:
+        """A new model's workers that got no stream (its streams refused, the run ending) are
+        not started: its group is its workers that were."""
+        from dataclasses import replace
+
+        for key, unstarted in self._unstarted.items():
+            if unstarted:
+                index = next(i for i, g in enumerate(self._groups) if (g.name, g.imgsz) == key)
+                group = self._groups[index]
+                self._groups[index] = replace(group, workers=group.workers - len(unstarted))
+        self._unstarted.clear()
+
+    @staticmethod
+    def _key(cfg: PipelineConfig, stream: ResolvedStream) -> tuple[str, int | tuple[int, int]]:
+        """The model and size that run ``stream``."""
+        return cfg.model_of(stream.config), cfg.imgsz_of(stream.config)
 
     def _update(self, pipeline: Pipeline, cfg: PipelineConfig, stream: ResolvedStream) -> None:
         """Give running ``stream`` the settings its worker applies as ``cfg`` has them."""
@@ -280,7 +323,7 @@ class Reloader:
 
     def _group(self, cfg: PipelineConfig, stream: ResolvedStream) -> ModelGroup | None:
         """The model group (a model at a size) that runs ``stream``, if the run has it."""
-        key = (cfg.model_of(stream.config), cfg.imgsz_of(stream.config))
+        key = self._key(cfg, stream)
         return next((g for g in self._groups if (g.name, g.imgsz) == key), None)
 
     def _unfit(self, cfg: PipelineConfig, stream: ResolvedStream) -> str | None:
@@ -318,8 +361,8 @@ def _settings(cfg: PipelineConfig, stream: ResolvedStream) -> str:
     name with the same are the same stream."""
     config = stream.config
     return repr((stream.spec, stream.overflow, stream.capacity, config.model_dump(), cfg.own(config),
-                 cfg.blur_of(config), cfg.motion_of(config), cfg.tiles_of(config), cfg.record_of(config),
-                 cfg.clips_of(config), cfg.model_of(config), cfg.imgsz_of(config)))
+                 cfg.class_conf_of(config), cfg.blur_of(config), cfg.motion_of(config), cfg.tiles_of(config),
+                 cfg.record_of(config), cfg.clips_of(config), cfg.model_of(config), cfg.imgsz_of(config)))
 
 
 __all__ = ["IN_PLACE", "STREAM_KEYS", "Outputs", "ReloadReport", "Reloader"]

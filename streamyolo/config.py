@@ -1044,6 +1044,38 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+_VARIABLE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def with_environment(data: Any, environ: Mapping[str, str], origin: str = "", key: str = "") -> Any:
+    """The config file's ``data`` with each ``${NAME}`` in its text replaced by environment
+    variable ``NAME`` (``$${NAME}``: the text ``${NAME}`` itself): a camera's password kept out
+    of the file (``rtsp://admin:${FRONT_PASSWORD}@10.0.0.5/stream1``, set by systemd's
+    ``EnvironmentFile=`` or a container's environment). A variable that is not set is an error
+    naming the key and the variable (never a value).
+
+    >>> with_environment({"streams": [{"source": "rtsp://u:${PW}@cam/1"}], "x": "$${PW}"}, {"PW": "s3"})
+    {'streams': [{'source': 'rtsp://u:s3@cam/1'}], 'x': '${PW}'}
+    """
+    if isinstance(data, dict):
+        return {name: with_environment(value, environ, origin, f"{key}.{name}" if key else str(name))
+                for name, value in data.items()}
+    if isinstance(data, list):
+        return [with_environment(value, environ, origin, f"{key}.{index}") for index, value in enumerate(data)]
+    if not isinstance(data, str) or "${" not in data:
+        return data
+
+    def value(match: re.Match[str]) -> str:
+        escaped, name = match.groups()
+        if escaped:
+            return "${" + name + "}"
+        if name not in environ:
+            raise ConfigError(f"config key {key!r}: environment variable {name!r} is not set{origin}")
+        return environ[name]
+
+    return _VARIABLE.sub(value, data)
+
+
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     scalar = {name for name in PipelineConfig.model_fields if name not in ("streams", "classes")}
     found: dict[str, Any] = {}
@@ -1185,8 +1217,8 @@ def build_config(
     if isinstance(file, Mapping):
         data.update(file)
     elif file is not None:
-        data.update(load_yaml(file))
         origin = f" (in {os.fspath(file)})"
+        data.update(with_environment(load_yaml(file), os.environ if environ is None else environ, origin))
     data.update(_env_overrides(os.environ if environ is None else environ))
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     _apply_stream_defaults(data)

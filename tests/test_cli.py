@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from streamyolo import cli
+from tests.conftest import need
 from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, make_clip, read_jsonl, stamps
-from tests.servers import HookReceiver, free_port
+from tests.servers import HookReceiver, RtspServer, free_port, rtsp_server_available
 
 
 def streamyolo(*args: str, cwd: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -292,32 +293,42 @@ def test_thresholds_by_class_from_the_command_line(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(120)
 def test_the_config_file_takes_secrets_and_paths_from_the_environment(tmp_path: Path, people_video: Path) -> None:
-    """``${NAME}`` in the config file is environment variable ``NAME`` (a camera's password
-    kept out of the file): the file is found where the variable says, the password reaches the
-    camera's URL and is never shown; a variable not set is an error naming key and variable."""
-    port = free_port()
-    config = _write(tmp_path / "cams.yaml", json.dumps({
-        "model": "demo", "streams": [{"name": "street", "source": "${VIDEOS}/" + people_video.name},
-                                     {"name": "door", "source": "rtsp://admin:${DOOR_PASSWORD}@127.0.0.1:%d/x" % port,
-                                      "reconnect": {"attempts": 1}}],
-        "summary": "$${NOT_A_VARIABLE}.json"}))
-
-    def check(environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([PYTHON, "-m", "streamyolo", "check", str(config), "--connect"], capture_output=True,
-                              encoding="utf-8", timeout=60, env={**env_for_subprocess(), **environ}, cwd=tmp_path,
-                              check=False)
-
+    """``${NAME}`` in the config file is environment variable ``NAME``: a camera's password
+    kept out of the file reaches the camera (a real RTSP server that asks for it), and is never
+    shown; a file is found where a variable says; a variable not set is an error naming the key
+    and the variable."""
+    need(rtsp_server_available())
     secret = "s3cr3t-Pa55"
-    done = check({"VIDEOS": str(people_video.parent), "DOOR_PASSWORD": secret})
-    assert done.returncode == 1, done.stderr  # the door camera is not there
-    assert re.search(r"street +ok: 1920x1080 at [\d.]+ fps, h264", done.stdout), done.stdout
-    assert re.search(rf"door +rtsp://admin:\*+@127\.0\.0\.1:{port}/x", done.stdout), done.stdout
-    assert "summary to ${NOT_A_VARIABLE}.json" in done.stdout, done.stdout
-    assert secret not in done.stdout + done.stderr
-    done = check({"VIDEOS": str(people_video.parent)})
-    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == (
-        f"streamyolo: ERROR: config key 'streams.1.source': environment variable 'DOOR_PASSWORD' is not set "
-        f"(in {config})"), done.stderr
+    server = RtspServer(make_clip(tmp_path / "door.mp4", "door", frames=60, size=(320, 240), fps=15),
+                        user="admin", password=secret)
+    server.start()
+    try:
+        config = _write(tmp_path / "cams.yaml", json.dumps({
+            "model": "demo", "streams": [{"name": "street", "source": "${VIDEOS}/" + people_video.name},
+                                         {"name": "door", "source": server.url(credentials=False).replace(
+                                             "rtsp://", "rtsp://admin:${DOOR_PASSWORD}@")}],
+            "summary": "$${NOT_A_VARIABLE}.json"}))
+
+        def check(environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([PYTHON, "-m", "streamyolo", "check", str(config), "--connect"], capture_output=True,
+                                  encoding="utf-8", timeout=60, env={**env_for_subprocess(), **environ},
+                                  cwd=tmp_path, check=False)
+
+        done = check({"VIDEOS": str(people_video.parent), "DOOR_PASSWORD": secret})
+        assert done.returncode == 0, done.stderr
+        assert re.search(r"street +ok: 1920x1080 at [\d.]+ fps, h264", done.stdout), done.stdout
+        assert re.search(r"door +ok: 320x240 at 15 fps, h264", done.stdout), done.stdout
+        assert re.search(rf"door +rtsp://admin:\*\*\*@127\.0\.0\.1:{server.port}/stream ", done.stdout), done.stdout
+        assert "summary to ${NOT_A_VARIABLE}.json" in done.stdout, done.stdout
+        assert secret not in done.stdout + done.stderr
+        done = check({"VIDEOS": str(people_video.parent), "DOOR_PASSWORD": "wrong"})
+        assert done.returncode == 1 and re.search(r"door +FAILED: .*(401|[Uu]nauthori[sz]ed)", done.stdout), done.stdout
+        done = check({"VIDEOS": str(people_video.parent)})
+        assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == (
+            f"streamyolo: ERROR: config key 'streams.1.source': environment variable 'DOOR_PASSWORD' is not set "
+            f"(in {config})"), done.stderr
+    finally:
+        server.kill()
 
 
 @pytest.mark.timeout(120)

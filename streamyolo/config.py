@@ -205,6 +205,9 @@ class StreamConfig(_Strict):
 
     source: str = Field(min_length=1)
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+    enabled: bool = True
+    """``false``: the stream stays in the config, checked, but is not run (a camera taken down
+    for a while); a reload that turns it off removes it, on again adds it."""
     overflow: Overflow | None = None
     """``lossless``: capture waits for inference, every frame processed once, in order
     (default for files and synthetic streams). ``live``: the oldest frame is overwritten,
@@ -888,11 +891,11 @@ class PipelineConfig(_Strict):
     def models(self) -> list[str]:
         """The models the streams run, each once, in the order of the first stream to use it
         (the run's ``model`` alone when no stream names one of its own)."""
-        return list(dict.fromkeys(self.model_of(s) for s in self.streams)) or [self.model]
+        return list(dict.fromkeys(self.model_of(s) for s in self.streams if s.enabled)) or [self.model]
 
     def running(self, model: str | None = None) -> list[StreamConfig]:
-        """The streams that run ``model`` (``None``: every stream)."""
-        return [s for s in self.streams if model is None or self.model_of(s) == model]
+        """The streams that run ``model`` (``None``: every stream), of those ``enabled``."""
+        return [s for s in self.streams if s.enabled and (model is None or self.model_of(s) == model)]
 
     def unknown_classes(self, names: Mapping[int, str], model: str | None = None) -> str | None:
         """What a config asks of class ids the model does not have (``names``: its classes), as
@@ -906,7 +909,7 @@ class PipelineConfig(_Strict):
         """
         keys: dict[str, list[int] | None] = {} if self.streams else {"classes": self.classes}
         for index, stream in enumerate(self.streams):
-            if model is not None and self.model_of(stream) != model:
+            if not stream.enabled or (model is not None and self.model_of(stream) != model):
                 continue
             for key in _CLASS_KEYS:
                 if getattr(stream, key) is None:

@@ -276,6 +276,31 @@ def test_check_shows_the_plan_and_with_connect_reads_every_source_once(
 
 
 @pytest.mark.timeout(60)
+def test_a_disabled_stream_is_checked_but_not_run(tmp_path: Path) -> None:
+    """``enabled: false`` (here through ``stream_defaults``, one stream turning itself back on):
+    the stream is not run, its file and model need not be there, check lists it apart; its
+    keys are still checked; every stream disabled is an error."""
+    streams = [{"name": "porch", "source": str(tmp_path / "gone.mp4"), "model": "missing.pt"},
+               {"name": "gate", "source": "synthetic:?size=160x120&frames=5", "enabled": True},
+               {"name": "yard", "source": "synthetic:?size=160x120&frames=5"}]
+    config = _write(tmp_path / "cams.yaml", json.dumps({"model": "demo", "stream_defaults": {"enabled": False},
+                                                        "streams": streams, "summary": str(tmp_path / "s.json")}))
+    done = streamyolo("check", str(config))
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^1 stream\(s\):\n  gate +synthetic:", done.stdout, re.M), done.stdout
+    assert "  disabled (enabled: false): porch, yard" in done.stdout, done.stdout
+    done = streamyolo("run", str(config), "--no-display", "--imgsz", "64")
+    assert done.returncode == 0, done.stderr
+    assert list(json.loads((tmp_path / "s.json").read_text())["streams"]) == ["gate"]
+    config.write_text(json.dumps({"stream_defaults": {"enabled": False}, "streams": streams[2:]}))
+    done = streamyolo("check", str(config))
+    assert done.returncode == 2 and "every stream is disabled (enabled: false): nothing to watch" in done.stderr
+    config.write_text(json.dumps({"streams": [{**streams[2], "enabled": False, "buffer": 0}, streams[1]]}))
+    done = streamyolo("check", str(config))
+    assert done.returncode == 2 and "config key 'streams.0.buffer'" in done.stderr, done.stderr
+
+
+@pytest.mark.timeout(60)
 def test_thresholds_by_class_from_the_command_line(tmp_path: Path) -> None:
     """``--class-conf person=0.6 ball=0.2``: names as the model names them, shown by check;
     a threshold without its class, or not a number, is a usage error naming it."""

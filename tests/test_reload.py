@@ -192,6 +192,23 @@ def test_a_new_model_for_the_run_gets_as_many_workers_as_a_start_would_give_it_a
     assert {name: report.state for name, report in summary.streams.items()} == dict.fromkeys("abc", "stopped")
 
 
+def test_a_stream_turned_off_in_the_config_is_removed_and_back_on_added(tmp_path: Path) -> None:
+    pipeline = Pipeline.from_config(_config(tmp_path, [_camera("a", 1), _camera("b", 2)]))
+    pipeline.start()
+    try:
+        until(lambda: min(_processed(pipeline).values()) >= 3, 30, "three frames of each stream")
+        report = pipeline.reload(_config(tmp_path, [_camera("a", 1), _camera("b", 2, enabled=False)]))
+        assert (report.removed, report.added, report.restarted) == (("b",), (), ())
+        assert sorted(_processed(pipeline)) == ["a"]
+        report = pipeline.reload(_config(tmp_path, [_camera("a", 1), _camera("b", 2)]))
+        assert (report.removed, report.added, report.restarted) == ((), ("b",), ())
+        until(lambda: _processed(pipeline).get("b", 0) >= 3, 30, "frames of the stream on again")
+    finally:
+        pipeline.stop()
+        summary = pipeline.join()
+    assert sorted(summary.streams) == ["a", "b"]
+
+
 def test_a_worker_whose_streams_have_all_ended_is_started_again_for_a_stream_added(tmp_path: Path) -> None:
     finite = {"name": "short", "source": "synthetic:?size=160x120&fps=10&frames=3"}
     pipeline = Pipeline.from_config(_config(tmp_path, [finite, _camera("a", 1)]))

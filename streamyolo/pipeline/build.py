@@ -43,8 +43,10 @@ def resolve_streams(config: PipelineConfig) -> list[ResolvedStream]:
     check files and synthetic parameters. Raises with a message naming the stream."""
     if not config.streams:
         raise ConfigError("no streams given (use --source, or 'streams:' in the config file)")
+    if not any(stream.enabled for stream in config.streams):
+        raise ConfigError("every stream is disabled (enabled: false): nothing to watch")
     entries: list[tuple[str | None, str, StreamConfig]] = []
-    for stream in config.streams:
+    for stream in (stream for stream in config.streams if stream.enabled):
         uris = expand(stream.source)
         if stream.name and len(uris) > 1:
             entries.extend((f"{stream.name}-{Path(u).stem}", u, stream) for u in uris)

@@ -108,6 +108,9 @@ def describe(plan: Plan) -> str:
         elif cfg.record is not None and recorded != cfg.record_mode:
             parts.append("not recorded" if recorded is None else f"recorded {recorded}")
         lines.append(f"  {stream.spec.name:<{width}}  {stream.spec.display_uri}  ({'; '.join(parts)})")
+    disabled = [s.name or redact_url(s.source) for s in cfg.streams if not s.enabled]
+    if disabled:
+        lines.append(f"  disabled (enabled: false): {', '.join(disabled)}")
     device = resolve_device(cfg.device)
     shown = device if device == cfg.device else f"{cfg.device} ({device})"
     for group in plan.groups:

@@ -499,6 +499,9 @@ class Result:
     pictures: int | None = None
     """Streams with ``tiles``: the pictures the model ran on for this frame (the whole and its
     parts; with ``motion``, only the parts where something moved; 0 when still)."""
+    detect: bool = True
+    """False: the stream's detection was switched off for this frame (no forward pass, so no
+    objects: not "nothing there")."""
 
     @property
     def stream(self) -> str:
@@ -534,6 +537,8 @@ class Result:
             record["zones"] = {z.name: dict(z.inside) for z in self.zones}
         if self.still:
             record["still"] = True
+        if not self.detect:
+            record["detect"] = False
         if self.pictures is not None:
             record["pictures"] = self.pictures
         return record

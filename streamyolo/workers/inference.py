@@ -332,7 +332,7 @@ class InferenceWorker:
                         speeds = tuple(self._watches[channel.name].speeds.items())
                     channel.health.zoned(zones, visits)
                 result = Result(frame, shown, now, self.name, crossings, lines, zones, visits, channel.masks, speeds,
-                                still, pictures if channel.tiles is not None else None)
+                                still, pictures if channel.tiles is not None else None, channel.detect)
                 self._sink.write(result)
             except BaseException:
                 for lost_channel, _ in batch[index:]:

@@ -35,7 +35,7 @@ from streamyolo.sinks.web import WebViewer
 from streamyolo.sinks.webhook import Webhook
 from streamyolo.sources import RawFrame, SourceInfo, SourceKind, SourceSpec, SyntheticSource, open_source
 from streamyolo.workers.capture import CapturePolicy
-from tests.helpers import files_aged, read_jsonl
+from tests.helpers import decode, files_aged, read_jsonl
 from tests.servers import HookReceiver, MqttBroker, MqttSubscriber
 from tests.test_counting import _boxes, _WalkerDetector
 
@@ -611,26 +611,31 @@ def test_each_stream_gets_the_event_entities_of_the_events_it_sends(broker_folde
     with MqttBroker(broker_folder) as broker:
         config = {"model": "demo", "tracker": "bytetrack", "mqtt": f"mqtt://127.0.0.1:{broker.port}/yard",
                   "mqtt_discovery": "homeassistant", "mqtt_events": ["enter", "line", "state"], "display": False,
+                  "record": str(broker_folder / "rec"),
                   "streams": [{"name": "gate", "source": street, "zones": {"drive": {
                       "points": [[0, 0], [416, 0], [416, 240], [0, 240]], "size": [20, 12]}},
                                "lines": {"kerb": [[0, 200], [416, 200]]}},
-                              {"name": "porch", "source": street}]}
+                              {"name": "porch", "source": street, "record": False}]}
         Pipeline.from_config(config).run()
         later = MqttSubscriber(broker.port)
         try:
-            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 15)
+            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 16)
         finally:
             later.close()
     configs = {topic.split("/")[3]: (topic.split("/")[1], json.loads(payload))
                for topic, payload, kept in later.messages if topic.endswith("/config") and kept}
     assert sorted(configs) == ["gate_detect", "gate_line_kerb_crossings", "gate_line_kerb_in", "gate_line_kerb_out",
-                               "gate_objects", "gate_occupied", "gate_streaming", "gate_zone_drive",
+                               "gate_objects", "gate_occupied", "gate_record", "gate_streaming", "gate_zone_drive",
                                "gate_zone_drive_occupied", "gate_zone_drive_speed", "gate_zone_drive_visits",
                                "porch_detect", "porch_objects", "porch_occupied", "porch_streaming"]
     assert configs["porch_detect"][0] == "switch" and {key: configs["porch_detect"][1][key] for key in (
         "command_topic", "state_topic", "payload_on", "payload_off")} == {
             "command_topic": "yard/porch/detect/set", "state_topic": "yard/porch/detect/state", "payload_on": "ON",
             "payload_off": "OFF"}
+    # The recorded stream's Recording switch (porch is not recorded: none).
+    assert configs["gate_record"][0] == "switch" and (configs["gate_record"][1]["name"],
+                                                       configs["gate_record"][1]["command_topic"]) == (
+        "Recording", "yard/gate/record/set")
     assert configs["gate_zone_drive_visits"][0] == configs["gate_line_kerb_crossings"][0] == "event"
     assert configs["gate_zone_drive_visits"][1]["event_types"] == ["enter"]  # leave and linger are not sent
     assert configs["gate_line_kerb_crossings"][1]["event_types"] == ["in", "out"]
@@ -641,8 +646,8 @@ def test_home_assistants_switch_turns_a_streams_detection_off_and_on_as_it_runs(
         tmp_path: Path, broker_folder: Path, caplog: pytest.LogCaptureFixture) -> None:
     """``OFF`` on ``<prefix>/<stream>/detect/set`` (Home Assistant's Detection switch): the
     stream's frames go on (recorded, in the JSONL) with no objects, the state topic says
-    ``OFF``; ``ON``: objects again. The other stream is untouched; a stream that is not there
-    is said in the log."""
+    ``OFF``; ``ON``: objects again. Then its Recording switch: off, its file ends; on, a new
+    one starts. The other stream is untouched; a stream that is not there is said in the log."""
     street = "synthetic:scene?seed=3&size=416x240&fps=25"
     jsonl = tmp_path / "det.jsonl"
     with MqttBroker(broker_folder) as broker:
@@ -657,8 +662,8 @@ def test_home_assistants_switch_turns_a_streams_detection_off_and_on_as_it_runs(
             def gate_lines() -> list[dict[str, object]]:
                 return [line for line in read_jsonl(jsonl) if line["stream"] == "gate"] if jsonl.exists() else []
 
-            def state(stream: str) -> bytes | None:
-                said = [payload for topic, payload, _ in ha.messages if topic == f"yard/{stream}/detect/state"]
+            def state(stream: str, kind: str = "detect") -> bytes | None:
+                said = [payload for topic, payload, _ in ha.messages if topic == f"yard/{stream}/{kind}/state"]
                 return said[-1] if said else None
 
             _wait_for(lambda: len(gate_lines()) >= 10 and state("gate") == b"ON", 30)
@@ -671,6 +676,15 @@ def test_home_assistants_switch_turns_a_streams_detection_off_and_on_as_it_runs(
             _wait_for(lambda: state("gate") == b"ON")
             on = len(gate_lines())
             _wait_for(lambda: len(gate_lines()) >= on + 15, 30)
+            ha.client.publish("yard/gate/record/set", "OFF", qos=1)
+            _wait_for(lambda: state("gate", "record") == b"OFF")
+            assert pipeline.recording("gate") is False and pipeline.recording("porch") is True
+            unrecorded = len(gate_lines())
+            _wait_for(lambda: len(gate_lines()) >= unrecorded + 15, 30)
+            ha.client.publish("yard/gate/record/set", "ON", qos=1)
+            _wait_for(lambda: state("gate", "record") == b"ON")
+            again = len(gate_lines())
+            _wait_for(lambda: len(gate_lines()) >= again + 15, 30)
         finally:
             ha.close()
             pipeline.stop()
@@ -687,6 +701,12 @@ def test_home_assistants_switch_turns_a_streams_detection_off_and_on_as_it_runs(
     assert any(line["detections"] for line in lines[undetected[-1] + 1:])
     porch = [line for line in read_jsonl(jsonl) if line["stream"] == "porch"]
     assert sum(bool(line["detections"]) for line in porch) > 0.8 * len(porch)  # untouched
+    # Recording off, then on: two files of gate's, frames missing between them; porch's one, whole.
+    assert summary.recordings["porch"] == [str(tmp_path / "rec" / "porch.mp4")]
+    first, second = (Path(name) for name in summary.recordings["gate"])
+    assert (first.name, second.name) == ("gate.mp4", "gate-2.mp4")
+    recorded = len(decode(first)[0]) + len(decode(second)[0])
+    assert len(decode(first)[0]) >= unrecorded - 5 and recorded <= len(lines) - 10, (recorded, len(lines))
     assert f"MQTT mqtt://127.0.0.1:{broker.port}/yard: nowhere/detect/set: no stream 'nowhere' is running" in (
         caplog.text)
 

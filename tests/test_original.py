@@ -349,6 +349,32 @@ def test_a_full_disk_pauses_the_original_recording_which_goes_on_in_a_new_file_f
         tap.pause.check()
 
 
+@pytest.mark.timeout(60)
+def test_an_original_recording_switched_off_ends_its_file_and_on_again_starts_one_at_a_key_frame(
+        tmp_path: Path) -> None:
+    """Switched off after packet 39 (in order with the packets before it), on again at packet 45:
+    the first file holds frames 0-39, whole; the next starts at the next key frame (60)."""
+    clip = make_clip(tmp_path / "camera.mp4", "camera", frames=90, size=(160, 120))
+    recorder = VideoRecorder(tmp_path / "rec")
+    recorder.open()
+    tap = recorder.original("cam", live=False)
+    try:
+        with av.open(str(clip)) as container:
+            video = container.streams.video[0]
+            tap.opened(video)
+            for index, packet in enumerate(container.demux(video)):
+                if index == 40:
+                    recorder.switch("cam", False)
+                if index == 45:
+                    recorder.switch("cam", True)
+                tap.packet(packet, None)
+    finally:
+        recorder.close()
+    first, second = (_frames(tmp_path / "rec" / name)[0] for name in ("cam.mp4", "cam-2.mp4"))
+    assert [read_stamp(image)[1] for image in first] == list(range(40))  # type: ignore[index]
+    assert [read_stamp(image)[1] for image in second] == list(range(60, 90))  # type: ignore[index]
+
+
 def _until_written(tap: OriginalRecording) -> None:
     deadline = time.monotonic() + 10
     while not tap._queue.empty():

@@ -127,6 +127,35 @@ def test_an_earlier_runs_recording_is_kept_and_the_new_one_takes_the_next_free_n
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("segment", [None, 1.0])
+def test_a_recording_switched_off_ends_its_file_and_switched_on_starts_a_new_one(
+        tmp_path: Path, segment: float | None) -> None:
+    """Recording off after frame 29 (the switch in order with the frames given before it, as
+    the writer takes them): its file holds frames 0-29, whole; nothing of 30-59 is recorded;
+    on again, a new file from frame 60, which starts with a key frame. The clips it shares
+    the encoder with would go on."""
+    results = _results("cam", 90)
+    recorder = VideoRecorder(tmp_path, preset="ultrafast", segment=segment)
+    recorder.open()
+    for index, result in enumerate(results):
+        if index == 30:
+            recorder.switch("cam", False)
+        if index == 60:
+            recorder.switch("cam", True)
+        recorder.write(result)
+    recorder.close()
+    files = recorder.files["cam"]
+    stamps = [_stamps_in(path) for path in files]
+    assert [stamp for found in stamps for stamp in found] == [*range(30), *range(60, 90)]
+    assert next(found for found in stamps if 60 in found)[0] == 60, "a new file starts at frame 60"
+    assert next(found for found in stamps if 29 in found)[-1] == 29, "the file ends at frame 29"
+    assert len(files) == (2 if segment is None else 4)  # 0-24, 25-29; 60-84, 85-89
+    for path in files:
+        with av.open(str(path)) as container:
+            assert next(container.demux(video=0)).is_keyframe, path.name
+
+
+@pytest.mark.timeout(60)
 def test_a_stream_whose_frame_size_changes_goes_on_in_a_new_file_at_its_new_size(tmp_path: Path) -> None:
     """A camera reconfigured (or reconnected) at another resolution: each file keeps one size,
     whole pictures, rather than the new frames squeezed or cropped into the old size."""

@@ -424,9 +424,9 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         notifier=notifier,
     )
     pipeline.plan = Plan(cfg, streams, groups, factories)
-    if events is not None:  # Home Assistant's switches (MQTT): each stream's detection on or off
-        events.control(pipeline.set_detection)
-        pipeline.on_detection = events.detection
+    if events is not None:  # Home Assistant's switches (MQTT): each stream's detection and recording on or off
+        events.control(pipeline.set_switch)
+        pipeline.on_switch = events.switched
     from streamyolo.pipeline.reload import Outputs, Reloader
 
     blurring = [sink for sink in sinks if isinstance(sink, CropSink | DatasetSink)]
@@ -513,7 +513,8 @@ def stream_entities(cfg: PipelineConfig, s: ResolvedStream) -> StreamEntities:
     """``s``'s Home Assistant entities (``mqtt_discovery``): its zones, lines, snapshots, clips."""
     return StreamEntities(s.spec.name, tuple(s.config.zones or ()), tuple(s.config.lines or ()),
                           cfg.snapshots is not None, cfg.clips_of(s.config) is not None, _mqtt_events(cfg, s),
-                          tuple(name for name, zone in (s.config.zones or {}).items() if zone.size is not None))
+                          tuple(name for name, zone in (s.config.zones or {}).items() if zone.size is not None),
+                          cfg.record_of(s.config) is not None)
 
 
 def _mqtt_events(cfg: PipelineConfig, stream: ResolvedStream) -> frozenset[str]:

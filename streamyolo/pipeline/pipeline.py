@@ -32,8 +32,10 @@ from streamyolo.pipeline.monitor import Monitor, StatsWriter, inference_stacks
 from streamyolo.pipeline.report import StatusPrinter, StreamReport, Summary, combined, workers_json
 from streamyolo.pipeline.service import Notifier, service_status
 from streamyolo.sinks.base import ChecksItself, FanOut, FileSink, Sink, WatchesStreams
+from streamyolo.sinks.clips import ClipRecorder
 from streamyolo.sinks.collect import QueueSink
 from streamyolo.sinks.display import TiledDisplay
+from streamyolo.sinks.recorder import VideoRecorder
 from streamyolo.sinks.web import WebViewer
 from streamyolo.sources.base import FrameSource, PacketSource
 from streamyolo.workers.capture import CapturePolicy, CaptureWorker
@@ -216,9 +218,13 @@ class Pipeline:
         self._removed: dict[str, StreamReport] = {}  # streams removed as the run went, as they ended
         self.reloader: Reloader | None = None
         """What :meth:`reload` asks (built from a config: :meth:`from_config`)."""
-        self.on_detection: Callable[[str, bool], None] | None = None
-        """Told when a stream's detection is switched (:meth:`set_detection`), or a stream added
-        as the run goes starts with it on: ``on_detection(stream, on)`` (the broker's switch state)."""
+        self.on_switch: Callable[[str, str, bool], None] | None = None
+        """Told when a stream's detection or recording is switched (:meth:`set_switch`), and of
+        a stream's switches when it is added as the run goes: ``on_switch(kind, stream, on)``,
+        ``kind`` ``detect`` or ``record`` (the broker's switch states)."""
+        self._undetected: set[str] = set()  # streams whose detection is switched off, by name
+        recorders = [sink for sink in sinks if isinstance(sink, VideoRecorder) and not isinstance(sink, ClipRecorder)]
+        self._recorder: VideoRecorder | None = recorders[0] if recorders else None
         self._factories = factories[:workers]
         self._workers: list[InferenceWorker] = []
         self._replaced: list[InferenceWorker] = []  # workers that had ended when new ones took their places
@@ -235,7 +241,7 @@ class Pipeline:
         if web is not None:
             web.bind(self.reports, running=lambda: not self._finished.is_set(),
                      workers=lambda: workers_json(self._restarts()), config=lambda: self.reloads,
-                     health=self.liveness, detection=self.set_detection)
+                     health=self.liveness, switch=self.set_switch)
         self._hang_warning = hang_warning
         self.plan: Plan | None = None
         """What the config asked for, when built from one (:meth:`from_config`)."""
@@ -516,7 +522,8 @@ class Pipeline:
     def reports(self) -> list[StreamReport]:
         """Live per-stream numbers (state, fps in/out, dropped, frame age, last error)."""
         now = self._clock()
-        return [s.report(now) for s in self._streams]
+        return [replace(report, record=self.recording(report.name)) if self._recorder is not None else report
+                for report in (s.report(now) for s in self._streams)]
 
     def summary(self) -> Summary:
         """The final summary (after :meth:`join`), or a live one before."""
@@ -574,6 +581,8 @@ class Pipeline:
         must run the model the stream is meant for (:meth:`reload` chooses; a worker
         :meth:`add_worker` gave, not yet started, starts with it). Raises ``ValueError`` for a
         name in use, ``RuntimeError`` when the run (or that worker) has ended."""
+        if setup.name in self._undetected:  # switched off earlier in the run: it stays so
+            setup = replace(setup, detect=False)
         stream = _Stream(setup, self._doorbells[worker], self._clock, self._tracker is not None)
         if self._fanout is not None:
             for sink in self._fanout.sinks:
@@ -606,8 +615,9 @@ class Pipeline:
                      f"worker w{worker} is new" if new else f"worker w{worker} had ended: a new one", setup.name)
             started.start()
         stream.capture.start()
-        if self.on_detection is not None:
-            self.on_detection(setup.name, setup.detect)
+        if self.on_switch is not None:
+            for kind, on in self.switches(setup.name).items():
+                self.on_switch(kind, setup.name, on)
 
     def update_stream(self, name: str, **rules: Any) -> None:
         """Give running stream ``name`` new settings that its worker applies (``keep``, ``lines``,
@@ -631,9 +641,10 @@ class Pipeline:
 
     def set_detection(self, name: str, on: bool) -> None:
         """Switch stream ``name``'s detection on or off from its next frame (Home Assistant's
-        switch, over MQTT, or the web page's): off, its frames go on to every output (recordings, the page, the
-        window) with no objects and no forward pass: no events, no counts. Its connection and
-        recording go on; a stream restarted or added again by a reload starts with it on. Raises
+        switch, over MQTT, or the web page's): off, its frames go on to every output (recordings,
+        the page, the window) with no objects and no forward pass: no events, no counts. Its
+        connection and recording go on. The switch holds for the stream's name while the run
+        goes (a reload that restarts the stream, or adds it again, keeps it off). Raises
         ``ValueError`` for a stream not running, ``RuntimeError`` once its worker has ended."""
         with self._state_lock:
             stream = self._by_name.get(name)
@@ -641,13 +652,50 @@ class Pipeline:
             raise ValueError(f"no stream {name!r} is running")
         if stream.setup.detect != on:
             self.update_stream(name, detect=on)
+            if on:
+                self._undetected.discard(name)
+            else:
+                self._undetected.add(name)
             log.info("stream %r: detection switched %s", name, "on" if on else "off")
-            if self.on_detection is not None:
-                self.on_detection(name, on)
+            if self.on_switch is not None:
+                self.on_switch("detect", name, on)
 
     def detection(self, name: str) -> bool:
         """Whether stream ``name``'s detection is on (:meth:`set_detection`)."""
         return self._by_name[name].setup.detect
+
+    def set_recording(self, name: str, on: bool) -> None:
+        """Switch stream ``name``'s recording off (its open file ends, whole, with the frame
+        before the next its recorder gets: privacy while someone is home) or on again (a new
+        file, from its next key frame). Its detection, events and clips go on. The switch
+        holds for the stream's name while the run goes. Raises ``ValueError`` for a stream not
+        running or not recorded."""
+        with self._state_lock:
+            stream = self._by_name.get(name)
+        if stream is None:
+            raise ValueError(f"no stream {name!r} is running")
+        if self._recorder is None or not self._recorder.records(name):
+            raise ValueError(f"stream {name!r} is not recorded")
+        if (name not in self._recorder.off) != on:
+            self._recorder.switch(name, on)
+            log.info("stream %r: recording switched %s", name, "on" if on else "off")
+            if self.on_switch is not None:
+                self.on_switch("record", name, on)
+
+    def recording(self, name: str) -> bool | None:
+        """Whether stream ``name``'s recording is on (:meth:`set_recording`); ``None``: it is not recorded."""
+        if self._recorder is None or not self._recorder.records(name):
+            return None
+        return name not in self._recorder.off
+
+    def set_switch(self, kind: str, name: str, on: bool) -> None:
+        """:meth:`set_detection` (``kind`` ``detect``) or :meth:`set_recording` (``record``)."""
+        {"detect": self.set_detection, "record": self.set_recording}[kind](name, on)
+
+    def switches(self, name: str) -> dict[str, bool]:
+        """Stream ``name``'s switches: ``{"detect": on}``, and ``"record"`` when it is recorded."""
+        recording = self.recording(name)
+        return {"detect": self.detection(name), **({} if recording is None else {"record": recording})}
 
     @contextlib.contextmanager
     def holding(self) -> Iterator[None]:

@@ -42,6 +42,8 @@ class StreamReport:
     """Streams with ``tiles``: the pictures the model ran on (whole pictures and parts)."""
     detect: bool = True
     """False while the stream's detection is switched off (its frames go on without objects)."""
+    record: bool | None = None
+    """Whether the stream's recording is on (switched off: ``False``); ``None``: it is not recorded."""
 
 
 def combined(earlier: StreamReport, later: StreamReport) -> StreamReport:
@@ -238,7 +240,9 @@ def status_table(reports: list[StreamReport]) -> str:
     rows = [["stream", "state", "fps in", "fps out", "processed", "dropped", "age ms", "last frame", "error"]]
     for r in reports:
         rows.append([
-            r.name, r.state if r.detect else f"{r.state}, detection off", f"{r.fps_in:.1f}", f"{r.fps_out:.1f}",
+            r.name, ", ".join([r.state, *(["detection off"] if not r.detect else []),
+                               *(["recording off"] if r.record is False else [])]),
+            f"{r.fps_in:.1f}", f"{r.fps_out:.1f}",
             str(r.processed), str(r.dropped),
             "-" if r.frame_age is None else f"{r.frame_age * 1000:.0f}",
             "-" if r.last_frame_age is None else f"{r.last_frame_age:.1f}s ago",

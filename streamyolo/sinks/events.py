@@ -116,7 +116,7 @@ class EventSink:
                  mqtt_controls: bool = False) -> None:
         """``mqtt_discovery``: Home Assistant's discovery prefix, to announce ``entities`` (each
         stream's zones and lines) there and publish their states (:mod:`streamyolo.sinks.mqtt`);
-        ``mqtt_controls``: each stream's detection switched over MQTT (:meth:`control`)."""
+        ``mqtt_controls``: each stream's detection and recording switched over MQTT (:meth:`control`)."""
         self.path = Path(path) if path is not None else None
         self.snapshots = Path(snapshots) if snapshots is not None else None
         self.snapshots_keep = snapshots_keep
@@ -233,15 +233,17 @@ class EventSink:
             event["error"] = error
         self._queue.put((None, [event]))
 
-    def control(self, set_detection: Callable[[str, bool], None]) -> None:
-        """What switches a stream's detection on or off when the broker says so (``mqtt_controls``)."""
+    def control(self, set_switch: Callable[[str, str, bool], None]) -> None:
+        """What switches a stream's detection or recording on or off when the broker says so
+        (``mqtt_controls``): ``set_switch(kind, stream, on)``, ``kind`` ``detect`` or ``record``."""
         if self._publisher is not None:
-            self._publisher.on_detect = set_detection
+            self._publisher.on_switch = set_switch
 
-    def detection(self, stream: str, on: bool) -> None:
-        """``stream``'s detection is now on or off: the broker is told (``mqtt_controls``)."""
+    def switched(self, kind: str, stream: str, on: bool) -> None:
+        """``stream``'s detection (``kind`` ``detect``) or recording (``record``) is now on or
+        off: the broker is told (``mqtt_controls``)."""
         if self._publisher is not None:
-            self._publisher.switched(stream, on)
+            self._publisher.switched(kind, stream, on)
 
     def announce(self, stream: str, entities: StreamEntities | None) -> None:
         """A stream added, changed (``entities``) or removed (``None``) as the run goes: its Home

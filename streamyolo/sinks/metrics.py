@@ -28,6 +28,8 @@ _PER_STREAM = (
     ("reconnects", "streamyolo_stream_reconnects_total", "counter", "Times the stream was opened again."),
     ("detect", "streamyolo_stream_detection_enabled", "gauge",
      "1 while the stream's detection is on, 0 while it is switched off (the page, MQTT)."),
+    ("record", "streamyolo_stream_recording_enabled", "gauge",
+     "1 while the stream's recording is on, 0 while it is switched off (recorded streams only)."),
     ("fps_in", "streamyolo_stream_input_fps", "gauge", "Frames per second read, lately."),
     ("fps_out", "streamyolo_stream_output_fps", "gauge", "Frames per second processed, lately."),
     ("frame_age", "streamyolo_stream_frame_age_seconds", "gauge",

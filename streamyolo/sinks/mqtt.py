@@ -34,7 +34,9 @@ With ``controls``, each stream also has a ``Detection`` switch: ``ON`` or ``OFF`
 ``<prefix>/<stream>/detect/set`` (by Home Assistant's switch, an automation: no detection on
 the indoor camera while someone is home) switches the stream's detection on or off as it runs
 (:meth:`~streamyolo.pipeline.pipeline.Pipeline.set_detection`), and
-``<prefix>/<stream>/detect/state`` (retained) says which it is.
+``<prefix>/<stream>/detect/state`` (retained) says which it is; a recorded stream has a
+``Recording`` switch the same way (``<prefix>/<stream>/record/set`` and ``…/record/state``:
+:meth:`~streamyolo.pipeline.pipeline.Pipeline.set_recording`).
 The objects', zones' and lines' states are retained and sent as they change, at most once a second
 each (:class:`StatePublisher`); while the broker is down they are not queued, the newest is
 sent once it is back.
@@ -115,6 +117,10 @@ STATE_SECONDS = 1.0
 """A zone's or a line's state is published at most this often (the newest when it changed)."""
 
 
+SWITCHES = ("detect", "record")
+"""What a stream's switches switch (``controls``): its detection, its recording."""
+
+
 @dataclass(frozen=True, slots=True)
 class StreamEntities:
     """What Home Assistant is told a stream has (MQTT discovery)."""
@@ -129,6 +135,8 @@ class StreamEntities:
     ``linger``, ``line``, ``clip``): each has its event entities."""
     speeds: tuple[str, ...] = ()
     """The zones that measure speeds (a size in metres): each has a ``<zone> speed`` sensor."""
+    recorded: bool = False
+    """Whether the stream is recorded: its ``Recording`` switch (``controls``)."""
 
 
 def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEntities],
@@ -163,6 +171,10 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
             configs.append(("switch", "detect", {
                 "name": "Detection", "command_topic": f"{base}/detect/set", "state_topic": f"{base}/detect/state",
                 "payload_on": "ON", "payload_off": "OFF", "icon": "mdi:motion-sensor"}))
+        if controls and entities.recorded:
+            configs.append(("switch", "record", {
+                "name": "Recording", "command_topic": f"{base}/record/set", "state_topic": f"{base}/record/state",
+                "payload_on": "ON", "payload_off": "OFF", "icon": "mdi:record-rec"}))
         if entities.snapshots:
             configs.append(("camera", "snapshot", {"name": "Snapshot", "topic": f"{base}/snapshot"}))
         if entities.clips and "clip" in entities.events:  # a trigger: something happened, its clip is whole
@@ -239,18 +251,21 @@ class MqttPublisher:
 
     def __init__(self, url: str, *, limit: int = 10000, drain: float = 10.0, keepalive: int = 30,
                  discovery: str | None = None, entities: Sequence[StreamEntities] = (), controls: bool = False) -> None:
-        """``controls``: the streams' detection can be switched on and off (see the module),
-        by :attr:`on_detect`."""
+        """``controls``: the streams' detection and recording can be switched on and off (see
+        the module), by :attr:`on_switch`."""
         self.target = parse_mqtt(url)
         self.discovery = discovery
         self.controls = controls
-        self.on_detect: Callable[[str, bool], None] | None = None
-        """Switches a stream's detection (``controls``): raises ``ValueError`` for one not running."""
+        self.on_switch: Callable[[str, str, bool], None] | None = None
+        """Switches a stream's detection or recording (``controls``): ``on_switch(kind, stream,
+        on)``, ``kind`` ``detect`` or ``record``; raises ``ValueError`` for a stream not running
+        (or not recorded)."""
         self._configs: dict[str, list[tuple[str, str]]] = {  # each stream's discovery configs
             stream.stream: self._discovery([stream]) for stream in entities}
         self._ours = frozenset(topic for configs in self._configs.values() for topic, _ in configs)
         self._states: dict[str, bytes] = {  # topic -> the newest state published (or to be, when connected)
-            self._switch(stream.stream): b"ON" for stream in entities if controls}
+            self._switch(kind, stream.stream): b"ON" for stream in entities if controls
+            for kind in ("detect", *(["record"] if stream.recorded else []))}
         self.shown = redact_url(url)
         self.limit = limit
         self.drain = drain
@@ -281,8 +296,8 @@ class MqttPublisher:
             return []
         return discovery_messages(self.target.prefix, self.discovery, streams, self.controls)
 
-    def _switch(self, stream: str) -> str:
-        return f"{self.target.prefix}/{stream}/detect/state"
+    def _switch(self, kind: str, stream: str) -> str:
+        return f"{self.target.prefix}/{stream}/{kind}/state"
 
     @property
     def run_topic(self) -> str:
@@ -367,10 +382,11 @@ class MqttPublisher:
         topic = f"{self.target.prefix}/{stream}/{kind}" + (f"/{name}" if name else "")
         self._retain(topic, json.dumps(state, separators=(",", ":")).encode())
 
-    def switched(self, stream: str, on: bool) -> None:
-        """``stream``'s detection is now on or off (``controls``): its ``detect/state``, retained."""
+    def switched(self, kind: str, stream: str, on: bool) -> None:
+        """``stream``'s detection (``kind`` ``detect``) or recording (``record``) is now on or
+        off (``controls``): its ``<kind>/state``, retained."""
         if self.controls:
-            self._retain(self._switch(stream), b"ON" if on else b"OFF")
+            self._retain(self._switch(kind, stream), b"ON" if on else b"OFF")
 
     def _retain(self, topic: str, payload: bytes) -> None:
         """Keep ``payload`` as ``topic``'s state (sent again at each connection) and publish it
@@ -419,7 +435,8 @@ class MqttPublisher:
         # "online" and its marker, delivered on subscribing), then ours (see _on_run).
         self._live_before, self._other, self._ours_back = False, None, False
         client.subscribe([(self.available, 1), (self.run_topic, 1),
-                          *([(f"{self.target.prefix}/+/detect/set", 1)] if self.controls else [])])
+                          *([(f"{self.target.prefix}/+/{kind}/set", 1) for kind in SWITCHES] if self.controls
+                            else [])])
         self._mine(client.publish(self.available, "online", qos=1, retain=True))
         with self._lock:
             retained = [*((topic, config.encode()) for configs in self._configs.values() for topic, config in configs),
@@ -446,28 +463,29 @@ class MqttPublisher:
         if message.topic == self.run_topic:
             self._on_run(client, message.payload)
             return
-        prefix, suffix = f"{self.target.prefix}/", "/detect/set"
-        if self.controls and message.topic.startswith(prefix) and message.topic.endswith(suffix):
-            self._on_switch(message.topic[len(prefix):-len(suffix)], message.payload)
+        prefix = f"{self.target.prefix}/"
+        kind = next((kind for kind in SWITCHES if message.topic.endswith(f"/{kind}/set")), None)
+        if self.controls and kind is not None and message.topic.startswith(prefix):
+            self._on_switch(kind, message.topic[len(prefix):-len(f"/{kind}/set")], message.payload)
             return
         if message.retain and message.payload and message.topic not in self._ours:
             log.info("MQTT %s: Home Assistant entity %s is no longer in the config: removed", self.shown,
                      message.topic)
             self._mine(client.publish(message.topic, b"", qos=1, retain=True))
 
-    def _on_switch(self, stream: str, payload: bytes) -> None:
-        """``ON`` or ``OFF`` for ``stream``'s detection (Home Assistant's switch); its new state
-        comes back through :meth:`switched`."""
+    def _on_switch(self, kind: str, stream: str, payload: bytes) -> None:
+        """``ON`` or ``OFF`` for ``stream``'s detection or recording (``kind``: Home Assistant's
+        switch); its new state comes back through :meth:`switched`."""
         word = payload.decode(errors="replace").strip().upper()
         if word not in ("ON", "OFF"):
-            log.warning("MQTT %s: %s/detect/set: %r is neither ON nor OFF", self.shown, stream, word[:20])
+            log.warning("MQTT %s: %s/%s/set: %r is neither ON nor OFF", self.shown, stream, kind, word[:20])
             return
-        if self.on_detect is None:
+        if self.on_switch is None:
             return
         try:
-            self.on_detect(stream, word == "ON")
-        except (ValueError, RuntimeError) as exc:  # no such stream (any more)
-            log.warning("MQTT %s: %s/detect/set: %s", self.shown, stream, exc)
+            self.on_switch(kind, stream, word == "ON")
+        except (ValueError, RuntimeError) as exc:  # no such stream (any more), or not recorded
+            log.warning("MQTT %s: %s/%s/set: %s", self.shown, stream, kind, exc)
 
     def _on_run(self, client: Any, payload: bytes) -> None:
         """A run marker on ``<prefix>/run``. Two runs under one prefix share its availability

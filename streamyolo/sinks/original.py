@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import av
 
 from streamyolo.clock import Clock, Timeline, wall_time
-from streamyolo.sinks.recorder import Packet, RecorderError, Recording
+from streamyolo.sinks.recorder import Packet, RecorderError, Recording, Switched
 from streamyolo.sources.base import same_frame
 
 if TYPE_CHECKING:
@@ -266,6 +266,14 @@ class OriginalRecording(Recording):
 
     # -- the writer thread's -------------------------------------------------------------
 
+    def switch(self, on: bool) -> None:
+        """Its recording switched on or off (:meth:`VideoRecorder.switch`), after the packets
+        queued before."""
+        if self._thread.is_alive():
+            self._put(Switched(on), wait=True)
+        else:  # no packet yet: its thread starts with the first connection
+            self.off = not on
+
     def finish(self) -> None:
         """The stream's last packets are queued (its capture has ended): write them, close
         the file."""
@@ -283,6 +291,8 @@ class OriginalRecording(Recording):
                 self._count_overrun()
                 if isinstance(item, VideoSettings):
                     self._connect(item)
+                elif isinstance(item, Switched):
+                    self.turned(item.on)
                 else:
                     assert isinstance(item, SourcePacket)
                     self._take(item)
@@ -349,9 +359,15 @@ class OriginalRecording(Recording):
                                       packet.time_base, held.key, held.arrived)
             self._splits = True
             return
+        self._write_held(held, last=packet is None)
+        self._end_sound(packet)
+
+    def _write_held(self, held: SourcePacket, last: bool) -> None:
+        """The packet held back, whole (``last``: no more of its frame may come), and the sound
+        that came after it."""
         # A camera that splits its key frames, whose last one's rest never came (the run
         # stopped, the camera went away): half a picture is not worth keeping.
-        unfinished = packet is None and self._splits and held.key
+        unfinished = last and self._splits and held.key
         if held.key:
             self._awaiting_key = False
         if not self._awaiting_key and not unfinished:
@@ -359,7 +375,12 @@ class OriginalRecording(Recording):
         sound, self._sound_after = self._sound_after, []
         for item in sound:
             self._store_sound(item)
-        self._end_sound(packet)
+
+    def turned(self, on: bool) -> None:
+        if not on and self._held is not None:  # the last packet given before the switch is in the file it ends
+            held, self._held = self._held, None
+            self._write_held(held, last=True)
+        super().turned(on)
 
     def _end_sound(self, packet: SourcePacket | None) -> None:
         """At a connection's end (``packet`` ``None``), what the sound's encoder still holds."""
@@ -383,6 +404,8 @@ class OriginalRecording(Recording):
     def _placed(self, settings: VideoSettings, packet: SourcePacket, place: float) -> None:
         """A video packet, whole, at its ``place`` on the stream's timeline: into the files,
         a new one at a key frame once the open one is a segment long."""
+        if self.off:
+            return
         segment = self.owner.segment
         # Half a frame short is as good: the timestamps of a camera's frames jitter.
         due = self._file is None or (segment is not None

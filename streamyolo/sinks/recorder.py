@@ -35,6 +35,7 @@ import queue
 import re
 import threading
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
@@ -161,6 +162,9 @@ class VideoRecorder:
         self._claimed: set[Path] = set()
         self._claim_lock = threading.Lock()
         self.on_error: Callable[[str, str], None] | None = None
+        self.off: frozenset[str] = frozenset()
+        """Streams whose recording is switched off (:meth:`switch`): their files end, and the
+        next starts when it is on again (swapped whole: the writer threads read it)."""
 
     def open(self) -> None:
         self.check()
@@ -282,6 +286,26 @@ class VideoRecorder:
 
         return OriginalRecording(self, stream, live=live, rotate=rotate)
 
+    def switch(self, stream: str, on: bool) -> None:
+        """Switch ``stream``'s recording off (its open file ends, whole, after the last frame
+        or packet it was given before) or on again (a new file, from the next key frame)."""
+        with self._lock:
+            self.off = self.off - {stream} if on else self.off | {stream}
+            writer = self._writers.get(stream)
+            originals = [output for output in self._originals if output.stream == stream]
+        if writer is not None:
+            try:
+                writer.put(Switched(on))  # in order with the frames given before
+            except RecorderError:  # its outputs have failed (and said so)
+                pass
+        for output in originals:
+            output.switch(on)
+
+    def records(self, stream: str) -> bool:
+        """Whether ``stream`` is recorded here (annotated, or as its camera sends it)."""
+        with self._lock:
+            return self.wants(stream) or any(output.stream == stream for output in self._originals)
+
     def wants(self, stream: str) -> bool:
         """Whether ``stream``'s frames are encoded for this output."""
         return self.streams is None or stream in self.streams
@@ -380,6 +404,13 @@ STREAM_OVER = object()
 """A stream writer's item: the stream has ended or failed (its last frames may still follow)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Switched:
+    """A stream writer's item: the stream's recording is switched on or off here (:meth:`VideoRecorder.switch`)."""
+
+    on: bool
+
+
 class FileOutput:
     """What one output (a stream's recording, its clips) does with the stream's H.264 packets.
     Called only in the stream's writer thread."""
@@ -415,6 +446,9 @@ class FileOutput:
 
     def stream_over(self) -> None:
         """The stream has ended or failed."""
+
+    def turned(self, on: bool) -> None:
+        """The stream's recording is switched on or off (:class:`Switched`): clips go on."""
 
     def failed_write(self, exc: Exception) -> None:
         """A write the system refused: pause (and say so, once)."""
@@ -500,6 +534,10 @@ class StreamWriter:
                 self._failed.set()
 
     def take(self, item: object) -> None:
+        if isinstance(item, Switched):
+            for output in self.outputs:
+                output.turned(item.on)
+            return
         if item is STREAM_OVER:
             for output in self.outputs:
                 output.stream_over()
@@ -566,6 +604,8 @@ class Recording(FileOutput):
         self._cut: float | None = None  # the wall-clock time the file the next key frame starts starts at
         self._started = 0.0  # the wall-clock time the open file starts at
         self._follows: float | None = None  # where the file after a finished one starts at the earliest
+        self.off = stream in owner.off
+        """Switched off (:meth:`VideoRecorder.switch`): no file, until it is on again."""
 
     @property
     def writing(self) -> Path | None:
@@ -573,7 +613,7 @@ class Recording(FileOutput):
         return None if file is None else file.path
 
     def need(self, item: Result, h264: H264 | None) -> Need:
-        if not self.pause.due():
+        if self.off or not self.pause.due():
             return Need.NOTHING
         segment = self.owner.segment
         if self._file is None or (segment is not None and h264 is not None
@@ -611,6 +651,20 @@ class Recording(FileOutput):
             self._file.add(packets)
             self._end_file()
             self._follows = self._started + (h264.last_pts + 1 - self._first) / float(h264.rate)
+        except OSError as exc:
+            self.abandon()
+            self.failed_write(exc)
+
+    def turned(self, on: bool) -> None:
+        """Switched off: the open file ends here, whole; the next, once it is on again, is
+        named after when it starts."""
+        self.off = not on
+        self._follows = self._cut = None
+        if on or self._file is None:
+            return
+        log.info("stream %r: recording switched off: %s ends", self.stream, self._file.path.name)
+        try:
+            self._end_file()
         except OSError as exc:
             self.abandon()
             self.failed_write(exc)

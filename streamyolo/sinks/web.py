@@ -5,7 +5,8 @@ A small HTTP server (the standard library's, one thread per client) serves:
 - ``/``: the page: a tile per stream with its annotated video and its live numbers (state,
   fps in and out, frame age, dropped, reconnects, what its newest frame shows, last error),
   refreshed every second; a click on a tile shows that stream alone, another click all again;
-  each tile's "detection on" button switches its stream's detection off and on;
+  each tile's "detection on" button switches its stream's detection off and on, and a recorded
+  stream's "recording on" its recording;
   with "points" on, clicks on a picture are points in the stream's own pixels, drawn over it
   and listed under it (``[[412, 640], [980, 655], …]``): a zone, line or mask to paste into
   the config;
@@ -13,10 +14,11 @@ A small HTTP server (the standard library's, one thread per client) serves:
   (``multipart/x-mixed-replace``, which every browser shows in an ``<img>``), at most
   ``fps`` frames per second;
 - ``/streams/<name>.jpg``: its newest annotated frame;
-- ``POST /streams/<name>/detect`` with ``{"on": false}`` or ``{"on": true}`` (JSON): the page's
-  detection switch (:meth:`WebViewer.bind`'s ``detection``); only the page's own requests are
-  taken: a JSON body (a form on another site cannot send one) and, when the browser says where
-  the request comes from (``Origin``), this page (its ``Host``, or a proxy's ``X-Forwarded-Host``);
+- ``POST /streams/<name>/detect`` (and ``/record``) with ``{"on": false}`` or ``{"on": true}``
+  (JSON): the page's detection (recording) switch (:meth:`WebViewer.bind`'s ``switch``); only
+  the page's own requests are taken: a JSON body (a form on another site cannot send one) and,
+  when the browser says where the request comes from (``Origin``), this page (its ``Host``, or
+  a proxy's ``X-Forwarded-Host``);
 - ``/status.json``: ``{"running": bool, "streams": [{name, state, captured, processed,
   dropped, fps_in, fps_out, frame_age, reconnects, error, source, counts, detections}, …]}``,
   where ``detections`` counts the classes in the stream's newest processed frame
@@ -26,7 +28,8 @@ A small HTTP server (the standard library's, one thread per client) serves:
   ``zone_entries`` the objects that entered them so far, ``still`` the frames that took
   the last detections (``null`` unless the stream has ``motion``), and ``pictures`` those the
   model ran on (``null`` unless the stream has ``tiles``), ``detect`` false while its
-  detection is switched off; ``"controls"``: whether the page has the switches;
+  detection is switched off, ``record`` whether its recording is on (``null``: not recorded);
+  ``"controls"``: whether the page has the switches;
   with process workers also ``"workers": {name: {"restarts": n}}``; once the config has been
   reloaded, ``"config": {"reloads": ok, "failed": n, "last_ok": bool, "last_at": epoch
   seconds, "last": what it said}``;
@@ -174,7 +177,7 @@ class WebViewer:
         self._config: Callable[[], Mapping[str, Any]] = dict
         self._health: Callable[[], Mapping[str, Any]] = lambda: {"ok": self._running(), "ready": self._running(),
                                                                  "hung": []}
-        self._switch: Callable[[str, bool], None] | None = None
+        self._switch: Callable[[str, str, bool], None] | None = None
         self._encoded: dict[str, tuple[int, bytes]] = {}
         self._encode_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
@@ -185,14 +188,15 @@ class WebViewer:
              workers: Callable[[], Mapping[str, Any]] | None = None,
              config: Callable[[], Mapping[str, Any]] | None = None,
              health: Callable[[], Mapping[str, Any]] | None = None,
-             detection: Callable[[str, bool], None] | None = None) -> None:
+             switch: Callable[[str, str, bool], None] | None = None) -> None:
         """Where the page's numbers come from: the pipeline's live per-stream reports (and
         the status's ``"workers"`` entry: its process workers' restarts; ``"config"``: what the
         config's reloads did; each left out while empty); ``health``: ``/healthz``'s;
-        ``detection``: what switches a stream's detection on or off (the page's switch, ``POST
-        /streams/<name>/detect``; :meth:`~streamyolo.pipeline.pipeline.Pipeline.set_detection`)."""
+        ``switch``: what switches a stream's detection or recording on or off (the page's
+        switches, ``POST /streams/<name>/detect`` and ``/record``: ``switch(kind, stream, on)``,
+        :meth:`~streamyolo.pipeline.pipeline.Pipeline.set_switch`)."""
         self._reports = reports
-        self._switch = detection
+        self._switch = switch
         if health is not None:
             self._health = health
         if running is not None:
@@ -291,7 +295,7 @@ class WebViewer:
 
     def status(self) -> dict[str, Any]:
         keep = ("name", "state", "captured", "processed", "dropped", "fps_in", "fps_out", "frame_age", "reconnects",
-                "error", "source", "counts", "zone_entries", "still", "pictures", "detect")
+                "error", "source", "counts", "zone_entries", "still", "pictures", "detect", "record")
         streams = []
         for report in self._reports():
             fields = asdict(report)
@@ -310,13 +314,14 @@ class WebViewer:
                 status[key] = dict(extra)
         return status
 
-    def switch_detection(self, stream: str, on: bool) -> None:
-        """Switch ``stream``'s detection (the page's switch); raises ``LookupError`` when the
-        page has no switches, ``ValueError`` for a stream not running and ``RuntimeError`` for
-        one whose worker has ended (:meth:`bind`)."""
+    def switch(self, kind: str, stream: str, on: bool) -> None:
+        """Switch ``stream``'s detection (``kind`` ``detect``) or recording (``record``): the
+        page's switches; raises ``LookupError`` when the page has no switches, ``ValueError``
+        for a stream not running (or not recorded) and ``RuntimeError`` for one whose worker has
+        ended (:meth:`bind`)."""
         if self._switch is None:
             raise LookupError("this page switches nothing")
-        self._switch(stream, on)
+        self._switch(kind, stream, on)
 
     def health(self) -> Mapping[str, Any]:
         """``/healthz`` and ``/readyz``'s answer (:meth:`bind`)."""
@@ -561,22 +566,24 @@ class _Handler(BaseHTTPRequestHandler):
             log.debug("web page: client %s went away", self.address_string())
 
     def do_POST(self) -> None:
-        """``/streams/<name>/detect`` with ``{"on": false}`` (JSON): the page's detection switch.
+        """``/streams/<name>/detect`` (``/record``) with ``{"on": false}`` (JSON): the page's
+        detection (recording) switch.
         Only from the page itself: a JSON body (a form on another site cannot send one) and, when
         the browser says where the request comes from, this page's own origin."""
         viewer = self.server.viewer
         path = unquote(urlsplit(self.path).path)
+        kind = next((kind for kind in ("detect", "record") if path.endswith(f"/{kind}")), None)
         try:
             body, refused = self._post()
             if not viewer.admits(self.headers.get("Authorization"), self.client_address[0]):
                 self._send(HTTPStatus.UNAUTHORIZED, _TEXT, b"this page needs a login\n",
                            {"WWW-Authenticate": 'Basic realm="streamyolo", charset="UTF-8"'})
-            elif not (path.startswith("/streams/") and path.endswith("/detect")):
+            elif not path.startswith("/streams/") or kind is None:
                 self._send(HTTPStatus.NOT_FOUND, _TEXT, f"not found: {path}\n".encode())
             elif refused is not None:
                 self._send(refused[0], _TEXT, refused[1].encode() + b"\n")
             else:
-                self._switch(viewer, path.removeprefix("/streams/").removesuffix("/detect"), body)
+                self._switch(viewer, kind, path.removeprefix("/streams/").removesuffix(f"/{kind}"), body)
         except (OSError, TimeoutError):
             log.debug("web page: client %s went away", self.address_string())
 
@@ -596,7 +603,7 @@ class _Handler(BaseHTTPRequestHandler):
                                                 f"({' or '.join(hosts) or 'no Host header'})")
         return body, None
 
-    def _switch(self, viewer: WebViewer, name: str, body: bytes) -> None:
+    def _switch(self, viewer: WebViewer, kind: str, name: str, body: bytes) -> None:
         try:
             asked = json.loads(body)
             on = asked.get("on") if isinstance(asked, dict) else None
@@ -606,15 +613,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.BAD_REQUEST, _TEXT, b'the body must be {"on": true} or {"on": false}\n')
             return
         try:
-            viewer.switch_detection(name, on)
-        except LookupError as exc:
-            self._send(HTTPStatus.NOT_FOUND, _TEXT, f"{exc}\n".encode())
-        except ValueError as exc:
+            viewer.switch(kind, name, on)
+        except (LookupError, ValueError) as exc:  # no switches here; no such stream, or not recorded
             self._send(HTTPStatus.NOT_FOUND, _TEXT, f"{exc}\n".encode())
         except RuntimeError as exc:
             self._send(HTTPStatus.CONFLICT, _TEXT, f"{exc}\n".encode())
         else:
-            self._send(HTTPStatus.OK, "application/json", json.dumps({"stream": name, "detect": on}).encode())
+            self._send(HTTPStatus.OK, "application/json", json.dumps({"stream": name, kind: on}).encode())
 
     def _send(self, status: HTTPStatus, content_type: str, body: bytes,
               headers: Mapping[str, str] | None = None) -> None:
@@ -711,8 +716,8 @@ PAGE = """<!doctype html>
   .state-connecting, .state-reconnecting { color: #fc6; }
   .error { color: #f77; width: 100%; }
   .detections { color: #bcd; } .counts, .zones { color: #fd8; }
-  figcaption button.detect { font: inherit; color: #9c9; background: #222; border: 1px solid #555; cursor: pointer; }
-  figcaption button.detect.off { color: #f96; border-color: #f96; }
+  figcaption button.switch { font: inherit; color: #9c9; background: #222; border: 1px solid #555; cursor: pointer; }
+  figcaption button.switch.off { color: #f96; border-color: #f96; }
   figure { cursor: zoom-in; }
   main.solo { grid-template-columns: 1fr; }
   main.solo figure { display: none; }
@@ -782,26 +787,31 @@ function tile(name) {
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("preserveAspectRatio", "xMidYMid meet");  // as the picture's object-fit: contain
   picture.append(img, svg);
-  // The stream's detection switch (shown when the page has switches): a click turns it off or on.
-  const detect = document.createElement("button");
-  detect.className = "detect";
-  detect.hidden = true;
-  detect.addEventListener("click", async (click) => {
-    click.stopPropagation();  // not a click on the picture
-    const on = detect.classList.contains("off");
-    entry.busy = detect.disabled = true;
-    try {
-      const response = await fetch(here + "streams/" + encodeURIComponent(name) + "/detect", {
-        method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify({on})});
-      if (response.ok) showDetection(entry, on);
-      else fields.error.textContent = await response.text();
-    } finally {
-      entry.busy = detect.disabled = false;
-    }
-  });
-  caption.insertBefore(detect, fields.detections);
+  // The stream's switches (shown when the page has them): a click turns one off or on.
+  const switches = {};
+  for (const kind of Object.keys(SWITCHES)) {
+    const button = switches[kind] = document.createElement("button");
+    button.className = "switch " + kind;
+    button.hidden = true;
+    button.addEventListener("click", async (click) => {
+      click.stopPropagation();  // not a click on the picture
+      const on = button.classList.contains("off");
+      button.dataset.busy = "yes";
+      button.disabled = true;
+      try {
+        const response = await fetch(here + "streams/" + encodeURIComponent(name) + "/" + kind, {
+          method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify({on})});
+        if (response.ok) showSwitch(button, kind, on);
+        else fields.error.textContent = await response.text();
+      } finally {
+        delete button.dataset.busy;
+        button.disabled = false;
+      }
+    });
+    caption.insertBefore(button, fields.detections);
+  }
   figure.append(picture, caption);
-  const entry = {figure, img, fields, svg, detect, busy: false, size: null, points: []};
+  const entry = {figure, img, fields, svg, switches, size: null, points: []};
   figure.addEventListener("click", (click) => {
     if (document.body.classList.contains("drawing")) {
       addPoint(entry, click);
@@ -872,11 +882,18 @@ document.getElementById("show-heatmaps").addEventListener("click", () => {
   showPictures();
 });
 setInterval(() => { if (heatmaps) showPictures(); }, 2000);
-function showDetection(entry, on) {
-  entry.detect.classList.toggle("off", !on);
-  entry.detect.textContent = on ? "detection on" : "detection off";
-  entry.detect.title = on ? "click: the model stops looking at this stream (it goes on being shown and recorded)"
-                          : "click: the model looks at this stream again";
+// Each switch: its words on and off, and what a click does then.
+const SWITCHES = {
+  detect: ["detection on", "detection off", "click: the model stops looking at this stream (it goes on being shown "
+           + "and recorded)", "click: the model looks at this stream again"],
+  record: ["recording on", "recording off", "click: this stream's recording ends here (the model goes on looking)",
+           "click: this stream is recorded again, in a new file"],
+};
+function showSwitch(button, kind, on) {
+  const [yes, no, stop, start] = SWITCHES[kind];
+  button.classList.toggle("off", !on);
+  button.textContent = on ? yes : no;
+  button.title = on ? stop : start;
 }
 function show(status) {
   document.getElementById("show-heatmaps").hidden = !status.heatmaps;
@@ -913,10 +930,14 @@ function show(status) {
     f.zones.textContent = Object.entries(s.zones || {})
       .map(([zone, inside]) => zone + ": " + held(inside) + entered(zone)).join("; ");
     f.error.textContent = s.error || "";
-    entry.detect.hidden = !status.controls && s.detect !== false;  // no switches: "detection off" only said
-    if (!entry.busy) {  // a click's answer is on its way
-      entry.detect.disabled = !status.controls;
-      showDetection(entry, s.detect !== false);
+    for (const [kind, button] of Object.entries(entry.switches)) {
+      const state = s[kind];  // the stream's: null for the recording of a stream not recorded
+      // Without switches, only what is off is said.
+      button.hidden = state === null || state === undefined || (!status.controls && state !== false);
+      if (!button.dataset.busy) {  // else a click's answer is on its way
+        button.disabled = !status.controls;
+        showSwitch(button, kind, state !== false);
+      }
     }
   }
 }

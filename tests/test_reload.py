@@ -209,6 +209,28 @@ def test_a_stream_turned_off_in_the_config_is_removed_and_back_on_added(tmp_path
     assert sorted(summary.streams) == ["a", "b"]
 
 
+def test_a_streams_switches_hold_when_a_reload_restarts_it(tmp_path: Path) -> None:
+    """Detection and recording switched off, then the stream restarted by a reload (a new
+    buffer): it comes back with both off (no new recording file, no objects), not on."""
+    pipeline = Pipeline.from_config(_config(tmp_path, [_camera("a", 1), _camera("b", 2)]))
+    pipeline.start()
+    try:
+        until(lambda: min(_processed(pipeline).values()) >= 3, 30, "three frames of each stream")
+        pipeline.set_detection("a", False)
+        pipeline.set_recording("a", False)
+        report = pipeline.reload(_config(tmp_path, [_camera("a", 1, buffer=3), _camera("b", 2)]))
+        assert report.restarted == ("a",)
+        assert (pipeline.detection("a"), pipeline.recording("a")) == (False, False)
+        assert pipeline.switches("b") == {"detect": True, "record": True}
+        until(lambda: _processed(pipeline)["a"] >= 5, 30, "frames of the restarted stream")
+    finally:
+        pipeline.stop()
+        summary = pipeline.join()
+    assert [Path(f).name for f in summary.recordings["a"]] == ["a.mp4"]  # none after the restart
+    after = [line for line in read_jsonl(tmp_path / "det.jsonl") if line["stream"] == "a"][-5:]
+    assert all(line.get("detect") is False and not line["detections"] for line in after), after
+
+
 def test_a_worker_whose_streams_have_all_ended_is_started_again_for_a_stream_added(tmp_path: Path) -> None:
     finite = {"name": "short", "source": "synthetic:?size=160x120&fps=10&frames=3"}
     pipeline = Pipeline.from_config(_config(tmp_path, [finite, _camera("a", 1)]))

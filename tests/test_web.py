@@ -23,7 +23,7 @@ import pytest
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError, OutputError
 from streamyolo.pipeline import Pipeline
-from streamyolo.sinks.web import parse_address
+from streamyolo.sinks.web import WebViewer, parse_address
 from tests.conftest import need
 from tests.helpers import PYTHON, ROOT, env_for_subprocess, until
 
@@ -365,12 +365,14 @@ def test_a_login_and_https_guard_every_address(tls_files: tuple[Path, Path], cap
         base = pipeline.web_url
         assert base is not None and base.startswith("https://127.0.0.1:")
         until(lambda: _fetch(base + "streams/yard.2.jpg", cert, LOGIN)[0] == 200, 60, "a first frame")
-        for path in ("", "status.json", "metrics", "streams/yard.2.jpg", "streams/yard.2.mjpg", "streams/nobody.jpg"):
+        for index, path in enumerate(("", "status.json", "metrics", "streams/yard.2.jpg", "streams/yard.2.mjpg",
+                                      "streams/nobody.jpg")):
             code, headers, body = _fetch(base + path, cert)
             assert code == 401 and headers["WWW-Authenticate"] == 'Basic realm="streamyolo", charset="UTF-8"', path
             assert b"streamyolo" not in body and b"\xff\xd8" not in body  # neither the page nor a picture
-            assert _fetch(base + path, cert, "viewer:wrong")[0] == 401
-            assert _fetch(base + path, cert, "viewer:" + LOGIN)[0] == 401
+            if index < 4:  # 8 wrong logins: 10 would have this address refused for a minute
+                assert _fetch(base + path, cert, "viewer:wrong")[0] == 401
+                assert _fetch(base + path, cert, "viewer:" + LOGIN)[0] == 401
         assert _fetch(base, cert, LOGIN)[:1] == (200,) and b"<title>streamyolo</title>" in _fetch(base, cert, LOGIN)[2]
         # The detection switch too: without the login, nothing is switched.
         import base64
@@ -395,6 +397,47 @@ def test_a_login_and_https_guard_every_address(tls_files: tuple[Path, Path], cap
     wrong = [r.getMessage() for r in caplog.records if "wrong login" in r.getMessage()]
     assert wrong == ["web page: wrong login from 127.0.0.1 (its further attempts are not logged)"]
     assert all("wrong" not in r.getMessage() or LOGIN not in r.getMessage() for r in caplog.records)
+
+
+def test_an_address_that_tries_too_many_wrong_logins_is_refused_for_a_while(caplog: pytest.LogCaptureFixture) -> None:
+    """10 wrong logins within a minute from one address: its requests are refused (429, with
+    when to try again), the right login too, for a minute; another address is not; then it
+    may log in again."""
+    import base64
+
+    now = [100.0]
+    viewer = WebViewer("127.0.0.1:0", auth=LOGIN, clock=lambda: now[0])
+    viewer.bind(list)
+    viewer.open()
+    try:
+        def get(login: str, host: str = "127.0.0.1") -> tuple[int, str, str | None]:
+            connection = http.client.HTTPConnection("127.0.0.1", viewer.port, timeout=10, source_address=(host, 0))
+            connection.request("GET", "/status.json",
+                               headers={"Authorization": "Basic " + base64.b64encode(login.encode()).decode()})
+            response = connection.getresponse()
+            answer = (response.status, response.read().decode(), response.headers.get("Retry-After"))
+            connection.close()
+            return answer
+
+        assert get(LOGIN)[0] == 200
+        for attempt in range(9):
+            now[0] += 5  # 9 in 45 s
+            assert get(f"viewer:guess{attempt}")[0] == 401
+        now[0] += 21  # the first went out of the minute: 9 within it, not 10
+        assert get("viewer:guess")[0] == 401
+        assert get(LOGIN)[0] == 200
+        assert get("viewer:again")[0] == 401  # the 10th within a minute
+        assert get(LOGIN) == (429, "too many wrong logins from 127.0.0.1: try again in 60 s\n", "60")
+        assert get(LOGIN, host="127.0.0.2")[0] == 200  # another address
+        now[0] += 59.5
+        assert get(LOGIN)[:1] == (429,) and get(LOGIN)[2] == "1"
+        now[0] += 1
+        assert get(LOGIN)[0] == 200
+    finally:
+        viewer.close()
+    said = [r.getMessage() for r in caplog.records if "wrong login" in r.getMessage()]
+    assert said == ["web page: wrong login from 127.0.0.1 (its further attempts are not logged)",
+                    "web page: 10 wrong logins from 127.0.0.1 within 60 s: its requests are refused for 60 s"]
 
 
 def test_the_login_is_never_repeated_in_errors_and_comes_raw_from_the_environment() -> None:

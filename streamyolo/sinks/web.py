@@ -66,12 +66,14 @@ import binascii
 import hmac
 import json
 import logging
+import math
 import os
 import re
 import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from http import HTTPStatus
@@ -83,6 +85,7 @@ from urllib.parse import unquote, urlsplit
 import cv2
 
 from streamyolo.annotation import BoxAnnotator
+from streamyolo.clock import Clock
 from streamyolo.errors import ConfigError, OutputError
 from streamyolo.frames import Image, Result
 from streamyolo.sinks.latest import Latest, LatestResults
@@ -101,6 +104,11 @@ _TEXT = "text/plain; charset=utf-8"
 _SOCKET_TIMEOUT = 10.0  # seconds; a client that stops reading is dropped after this
 _CHUNK = 256 * 1024  # bytes of a recording sent at a time
 _MAX_POST = 1024  # bytes of a POST's body (the page's switches send a few)
+LOGIN_TRIES = 10
+"""Wrong logins from one address within ``LOGIN_WINDOW`` seconds after which its requests are
+refused for ``LOGIN_BLOCK`` seconds (429), whatever they send: guessing the password takes ages."""
+LOGIN_WINDOW = 60.0
+LOGIN_BLOCK = 60.0
 
 
 def split_address(value: object) -> tuple[str, int] | None:
@@ -149,7 +157,7 @@ class WebViewer:
                  recordings: str | Path | None = None,
                  events: Callable[[], list[dict[str, Any]]] | None = None,
                  snapshots: str | Path | None = None, clips: str | Path | None = None,
-                 heatmap: Callable[[str], Image | None] | None = None) -> None:
+                 heatmap: Callable[[str], Image | None] | None = None, clock: Clock = time.monotonic) -> None:
         self.host, self.port = parse_address(address)
         self.heatmap = heatmap
         """A stream's heatmap now (``heatmaps``; :meth:`HeatmapSink.picture`), for ``/heatmaps/``."""
@@ -165,7 +173,10 @@ class WebViewer:
             raise ConfigError("config key 'web_key': needs 'web_cert' too (the certificate that goes with the key)")
         self._tls = tls_context(Path(cert), None if key is None else Path(key)) if cert is not None else None
         self._refused: set[str] = set()  # client addresses already logged for a wrong login
+        self._wrong: dict[str, deque[float]] = {}  # each client address's recent wrong logins
+        self._blocked: dict[str, float] = {}  # client addresses refused until then (too many wrong logins)
         self._refused_lock = threading.Lock()
+        self._clock = clock
         self.annotator = annotator or BoxAnnotator()
         self.fps = fps
         self.max_width = max_width
@@ -367,12 +378,35 @@ class WebViewer:
             return True
         if authorization is None:  # a browser's first request: it asks the user, then sends the login
             return False
+        now = self._clock()
         with self._refused_lock:
             first = client not in self._refused
             self._refused.add(client)
+            tries = self._wrong.setdefault(client, deque())
+            tries.append(now)
+            while tries[0] < now - LOGIN_WINDOW:
+                tries.popleft()
+            blocked = len(tries) >= LOGIN_TRIES
+            if blocked:
+                self._blocked[client] = now + LOGIN_BLOCK
+                del self._wrong[client]
         if first:
             log.warning("web page: wrong login from %s (its further attempts are not logged)", client)
+        if blocked:
+            log.warning("web page: %d wrong logins from %s within %g s: its requests are refused for %g s",
+                        LOGIN_TRIES, client, LOGIN_WINDOW, LOGIN_BLOCK)
         return False
+
+    def blocked(self, client: str) -> float:
+        """Seconds for which ``client``'s requests are still refused (too many wrong logins), or 0."""
+        with self._refused_lock:
+            until = self._blocked.get(client)
+            if until is None:
+                return 0.0
+            left = until - self._clock()
+            if left <= 0:
+                del self._blocked[client]
+            return max(0.0, left)
 
     def _jpeg(self, latest: Latest) -> bytes:
         """Annotate and encode ``latest`` once, however many clients want it."""
@@ -515,13 +549,28 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("web page: %s %s", self.address_string(), format % args)
 
+    def _refused_login(self, viewer: WebViewer) -> bool:
+        """Answer a request without the page's login (401), or from an address that has tried too
+        many wrong ones (429, with when to try again); ``False``: it may go on."""
+        client = self.client_address[0]
+        left = viewer.blocked(client)
+        if left > 0:
+            self._send(HTTPStatus.TOO_MANY_REQUESTS, _TEXT,
+                       f"too many wrong logins from {client}: try again in {math.ceil(left)} s\n".encode(),
+                       {"Retry-After": str(math.ceil(left))})
+            return True
+        if viewer.admits(self.headers.get("Authorization"), client):
+            return False
+        self._send(HTTPStatus.UNAUTHORIZED, _TEXT, b"this page needs a login\n",
+                   {"WWW-Authenticate": 'Basic realm="streamyolo", charset="UTF-8"'})
+        return True
+
     def do_GET(self) -> None:
         viewer = self.server.viewer
         path = unquote(urlsplit(self.path).path)
         try:
-            if not viewer.admits(self.headers.get("Authorization"), self.client_address[0]):
-                self._send(HTTPStatus.UNAUTHORIZED, _TEXT, b"this page needs a login\n",
-                           {"WWW-Authenticate": 'Basic realm="streamyolo", charset="UTF-8"'})
+            if self._refused_login(viewer):
+                pass
             elif path in ("/", "/index.html"):
                 self._send(HTTPStatus.OK, "text/html; charset=utf-8", PAGE.encode())
             elif path == "/status.json":
@@ -575,9 +624,8 @@ class _Handler(BaseHTTPRequestHandler):
         kind = next((kind for kind in ("detect", "record") if path.endswith(f"/{kind}")), None)
         try:
             body, refused = self._post()
-            if not viewer.admits(self.headers.get("Authorization"), self.client_address[0]):
-                self._send(HTTPStatus.UNAUTHORIZED, _TEXT, b"this page needs a login\n",
-                           {"WWW-Authenticate": 'Basic realm="streamyolo", charset="UTF-8"'})
+            if self._refused_login(viewer):
+                pass
             elif not path.startswith("/streams/") or kind is None:
                 self._send(HTTPStatus.NOT_FOUND, _TEXT, f"not found: {path}\n".encode())
             elif refused is not None:

@@ -141,6 +141,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--web", metavar="[HOST:]PORT",
                         help="serve a web page of every stream there (127.0.0.1 unless a host is given)")
     parser.add_argument("--web-fps", type=float, help="most frames per second per stream on the web page (10)")
+    parser.add_argument("--web-controls", action=argparse.BooleanOptionalAction, default=None,
+                        help="the web page's switches of each stream's detection and recording (on; "
+                             "--no-web-controls: a page to watch only)")
     parser.add_argument("--tracker", metavar="bytetrack|botsort|YAML",
                         help="track objects per stream; detections get ids (conf then defaults to 0.1, as "
                              "model.track())")
@@ -236,7 +239,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "crops_keep", "clips", "clip_mode", "clip_before", "clip_after", "clips_keep", "clips_max_size",
             "public_url", "display", "duration",
             "status_interval", "hang_warning", "threads", "model_cache", "live_hold", "tracker",
-            "web", "web_fps", "web_auth", "web_cert", "web_key"]
+            "web", "web_fps", "web_controls", "web_auth", "web_cert", "web_key"]
     overrides = {key: getattr(args, key) for key in keys if getattr(args, key, None) is not None}
     if getattr(args, "class_conf", None) is not None:
         overrides["class_conf"] = dict(args.class_conf)

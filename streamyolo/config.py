@@ -621,6 +621,9 @@ class PipelineConfig(_Strict):
     host is 127.0.0.1 unless given (``0.0.0.0``: every interface), port 0 picks a free one."""
     web_fps: float = Field(default=10.0, gt=0, le=120)
     """Most frames per second the web page's video sends per stream."""
+    web_controls: bool = True
+    """The web page's switches (each stream's detection and recording); ``false``: a page to
+    watch only, whose switch requests are refused."""
     tracker: str | None = None
     """Track objects per stream: ``bytetrack``, ``botsort`` or a tracker YAML (Ultralytics'
     format); detections then carry ids, and conf defaults to 0.1 as in ``model.track()``."""

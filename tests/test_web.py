@@ -317,6 +317,17 @@ def test_the_pages_detection_switch_takes_only_the_pages_own_requests(running: P
     assert detect() == {"front-door": True, "yard.2": True}
 
 
+def test_a_page_to_watch_only_refuses_its_switches() -> None:
+    with Pipeline.from_config(_config(web_controls=False)) as pipeline:
+        pipeline.start()
+        assert pipeline.web_url is not None
+        status = until(lambda: (s := _status(pipeline))["streams"] and s, 30, "the streams listed")
+        assert status["controls"] is False
+        assert _post(pipeline.web_url + "streams/front-door/detect", b'{"on": false}') == (
+            403, b"this page's switches are off (web_controls: false)\n")
+        assert pipeline.detection("front-door") is True
+
+
 def test_addresses() -> None:
     assert parse_address(8080) == ("127.0.0.1", 8080)
     assert parse_address(":0") == ("127.0.0.1", 0)

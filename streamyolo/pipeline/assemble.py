@@ -383,7 +383,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
             check_output_file(path, what)
     web = None
     if cfg.web is not None:
-        web = WebViewer(cfg.web, annotator, fps=cfg.web_fps, cert=cfg.web_cert, key=cfg.web_key, recordings=cfg.record,
+        web = WebViewer(cfg.web, annotator, fps=cfg.web_fps, controls=cfg.web_controls, cert=cfg.web_cert,
+                        key=cfg.web_key, recordings=cfg.record,
                         events=events.recent if events is not None else None, snapshots=cfg.snapshots,
                         clips=cfg.clips, heatmap=heatmaps.picture if heatmaps is not None else None,
                         auth=cfg.web_auth.get_secret_value() if cfg.web_auth is not None else None)

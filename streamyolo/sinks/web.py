@@ -152,6 +152,7 @@ class WebViewer:
     ``close`` stops the server and ends every client's video."""
 
     def __init__(self, address: str | int, annotator: BoxAnnotator | None = None, *, fps: float = 10.0,
+                 controls: bool = True,
                  max_width: int = 960, quality: int = 80, auth: str | None = None,
                  cert: str | Path | None = None, key: str | Path | None = None,
                  recordings: str | Path | None = None,
@@ -189,6 +190,8 @@ class WebViewer:
         self._health: Callable[[], Mapping[str, Any]] = lambda: {"ok": self._running(), "ready": self._running(),
                                                                  "hung": []}
         self._switch: Callable[[str, str, bool], None] | None = None
+        self.controls = controls
+        """Whether the page's switches switch (``web_controls``); else its switch requests are refused."""
         self._encoded: dict[str, tuple[int, bytes]] = {}
         self._encode_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
@@ -319,7 +322,7 @@ class WebViewer:
                 entry["size"] = [width, height]
             streams.append(entry)
         status: dict[str, Any] = {"running": self._running(), "streams": streams, "heatmaps": self.heatmap is not None,
-                                  "controls": self._switch is not None}
+                                  "controls": self._switch is not None and self.controls}
         for key, extra in (("workers", self._workers()), ("config", self._config())):
             if extra:
                 status[key] = dict(extra)
@@ -330,6 +333,8 @@ class WebViewer:
         page's switches; raises ``LookupError`` when the page has no switches, ``ValueError``
         for a stream not running (or not recorded) and ``RuntimeError`` for one whose worker has
         ended (:meth:`bind`)."""
+        if not self.controls:
+            raise PermissionError("this page's switches are off (web_controls: false)")
         if self._switch is None:
             raise LookupError("this page switches nothing")
         self._switch(kind, stream, on)
@@ -662,6 +667,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             viewer.switch(kind, name, on)
+        except PermissionError as exc:  # web_controls: false (before OSError's handler: it is one)
+            self._send(HTTPStatus.FORBIDDEN, _TEXT, f"{exc}\n".encode())
         except (LookupError, ValueError) as exc:  # no switches here; no such stream, or not recorded
             self._send(HTTPStatus.NOT_FOUND, _TEXT, f"{exc}\n".encode())
         except RuntimeError as exc:

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -172,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run the pipeline on streams")
     _add_run_options(run)
+    run.add_argument("--watch-config", action="store_true",
+                     help="read the config file again whenever it changes, as SIGHUP does (cameras added, removed, "
+                          "changed while the others go on)")
     check = commands.add_parser("check", help="check a config (and run's flags) without running: the plan, and "
                                               "with --connect each source opened once")
     _add_run_options(check)
@@ -315,35 +319,81 @@ def command_run(args: argparse.Namespace) -> int:
     from streamyolo.pipeline.service import Notifier
 
     overrides = run_overrides(args)
-    # Run by systemd as a Type=notify service: it hears when the run is up, how it goes, and that it is alive.
-    pipeline = Pipeline.from_config(args.config, status=StatusPrinter(), notifier=Notifier.from_environment(),
-                                    **overrides)
-    hangup = getattr(signal, "SIGHUP", None)
-    if hangup is None or not threading_is_main():
-        return execute(pipeline)
     if args.config is None:
         why = "the run has no config file"
     elif "streams" in overrides:
         why = "the streams come from --source, not from the config file"
     else:
         why = None
-    before = signal.signal(hangup, lambda signum, frame: _reload(pipeline, why))
+    if args.watch_config and why is not None:
+        raise ConfigError(f"--watch-config: nothing to watch: {why}")
+    # Run by systemd as a Type=notify service: it hears when the run is up, how it goes, and that it is alive.
+    pipeline = Pipeline.from_config(args.config, status=StatusPrinter(), notifier=Notifier.from_environment(),
+                                    **overrides)
+    watching = _ConfigWatcher(Path(args.config), lambda: _reload(pipeline, None, "the config file changed")) \
+        if args.watch_config else None
+    hangup = getattr(signal, "SIGHUP", None)
+    before = signal.signal(hangup, lambda signum, frame: _reload(pipeline, why)) \
+        if hangup is not None and threading_is_main() else None
     try:
         return execute(pipeline)
     finally:
-        signal.signal(hangup, before)
+        if watching is not None:
+            watching.stop()
+        if hangup is not None and before is not None:
+            signal.signal(hangup, before)
 
 
-def _reload(pipeline: Any, refused: str | None) -> None:
-    """SIGHUP (``systemctl reload``): read the config file again and apply it to the streams, in
-    a thread of its own (removing a stream waits for its last frames and its files; the signal
-    handler itself does nothing else, not even log)."""
+class _ConfigWatcher:
+    """``--watch-config``: a thread that looks at the config file every ``every`` seconds and,
+    when it has changed (its time, size or inode: an editor that writes a new file and renames
+    it too) and then stayed the same for ``settle`` seconds (an editor's writes done), calls
+    ``changed``. A file gone for a moment (being replaced) is waited for."""
+
+    def __init__(self, path: Path, changed: Callable[[], None], every: float = 1.0, settle: float = 0.5) -> None:
+        self.path = path
+        self._changed = changed
+        self._every = every
+        self._settle = settle
+        self._stopped = threading.Event()
+        self._seen = self._look()
+        self._thread = threading.Thread(target=self._run, name="config-watch", daemon=True)
+        self._thread.start()
+        log.info("watching %s: the config is read again whenever it changes", path)
+
+    def _look(self) -> tuple[int, int, int] | None:
+        try:
+            found = os.stat(self.path)
+        except OSError:
+            return None
+        return found.st_mtime_ns, found.st_size, found.st_ino
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._every):
+            now = self._look()
+            if now is None or now == self._seen:
+                continue
+            while not self._stopped.wait(self._settle) and (later := self._look()) != now:
+                now = later  # still being written
+            if now is not None and not self._stopped.is_set():
+                self._seen = now
+                self._changed()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(5)
+
+
+def _reload(pipeline: Any, refused: str | None, why: str = "SIGHUP") -> None:
+    """SIGHUP (``systemctl reload``), or ``--watch-config`` (``why``): read the config file again
+    and apply it to the streams, in a thread of its own (removing a stream waits for its last
+    frames and its files; the signal handler itself does nothing else, not even log)."""
 
     def reload() -> None:
         if refused is not None:
-            log.warning("SIGHUP: nothing reloaded: %s", refused)
+            log.warning("%s: nothing reloaded: %s", why, refused)
             return
-        log.info("SIGHUP: reloading the config")
+        log.info("%s: reloading the config", why)
         try:
             report = pipeline.reload()
         except StreamYoloError as exc:

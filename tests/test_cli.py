@@ -378,6 +378,64 @@ def test_python_dash_m_and_help() -> None:
         assert flag in done.stdout
 
 
+@pytest.mark.timeout(120)
+def test_watch_config_reloads_the_config_file_when_it_changes(tmp_path: Path) -> None:
+    """``--watch-config``: a camera added to the file (written as editors do: a new file renamed
+    over it) starts without a signal; a broken file changes nothing; the run goes on, and
+    SIGTERM ends it as ever. Without a config file there is nothing to watch (exit 2)."""
+    import signal
+    import threading
+
+    out = tmp_path / "out"
+    config = tmp_path / "cams.yaml"
+    jsonl = out / "det.jsonl"
+
+    def write(text: str) -> None:
+        fresh = tmp_path / ".cams.yaml.new"
+        fresh.write_text(text)
+        fresh.replace(config)
+
+    def streams(*names: str) -> str:
+        return json.dumps({"streams": [{"name": name, "source": "synthetic:?size=160x120&fps=10", "realtime": True}
+                                       for name in names], "model": "demo", "imgsz": 96, "jsonl": str(jsonl),
+                           "summary": str(out / "summary.json"), "display": False, "status_interval": 0})
+
+    write(streams("cam"))
+    process = subprocess.Popen([PYTHON, "-m", "streamyolo", "run", str(config), "--watch-config"],
+                               env=env_for_subprocess(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               encoding="utf-8")
+    waiter = threading.Event()
+
+    def wait_for(done: Callable[[], bool]) -> None:
+        for _ in range(600):
+            if done():
+                return
+            assert process.poll() is None, process.communicate()[1]
+            waiter.wait(0.1)
+        raise AssertionError("timed out")
+
+    try:
+        wait_for(lambda: jsonl.exists() and jsonl.read_text().count("\n") >= 10)
+        write(streams("cam", "late"))
+        wait_for(lambda: '"stream":"late"' in jsonl.read_text())
+        write("streams: [")  # broken: the run goes on as it was
+        waiter.wait(3)
+        assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        stderr = process.communicate(timeout=60)[1]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert f"watching {config}: the config is read again whenever it changes" in stderr
+    assert stderr.count("the config file changed: reloading the config") == 2, stderr
+    assert "config reloaded: added 'late'" in stderr and "config not reloaded: config file" in stderr, stderr
+    assert sorted(json.loads((out / "summary.json").read_text())["streams"]) == ["cam", "late"]
+    done = streamyolo("run", "--source", "synthetic:?frames=5", "--watch-config")
+    assert done.returncode == 2 and "--watch-config: nothing to watch: the run has no config file" in done.stderr
+
+
 @pytest.mark.timeout(180)
 def test_sighup_reloads_the_config_and_sigterm_stops_gracefully_with_recordings_and_summary(
         tmp_path: Path, systemd: tuple[str, list[tuple[float, str]]]) -> None:

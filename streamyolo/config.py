@@ -535,6 +535,10 @@ class PipelineConfig(_Strict):
     """With ``record_segment``: each recorded stream's segment files older than this many
     seconds (finished that long ago) are deleted as new ones finish; also written ``90d``,
     ``12h``, ``30m`` or ``45s``. Unset: nothing is deleted."""
+    record_keep_objects: float | None = None
+    """With ``record_keep``: segment files in which the model saw objects (a stream's kept ones,
+    after its filters and masks) are kept this long instead (``30d``, longer than
+    ``record_keep``): named ``<stream>-YYYYmmdd-HHMMSS-objects.mp4`` once finished."""
     record_max_size: int | None = None
     """With ``record_segment``: the most the folder's segment files (of every stream, this
     run's and earlier runs') may take, in bytes or ``500GB``, ``1.5TB``, ``800MB``: the oldest
@@ -764,9 +768,15 @@ class PipelineConfig(_Strict):
             if getattr(self, key) is not None and self.record_segment is None:
                 raise ValueError(f"config keys {key!r} and 'record_segment': {key} deletes old segment "
                                  "files; give record_segment too (one file per run is never deleted)")
+        if self.record_keep_objects is not None and (self.record_keep is None
+                                                     or self.record_keep_objects <= self.record_keep):
+            raise ValueError("config keys 'record_keep_objects' and 'record_keep': record_keep_objects keeps the "
+                             "segments with objects longer than record_keep keeps the others; give record_keep "
+                             "too, shorter")
         return self
 
-    @field_validator("record_segment", "record_keep", "snapshots_keep", "clips_keep", "crops_keep", mode="before")
+    @field_validator("record_segment", "record_keep", "record_keep_objects", "snapshots_keep", "clips_keep",
+                     "crops_keep", mode="before")
     @classmethod
     def _span(cls, value: Any) -> Any:
         from streamyolo.clock import parse_seconds

@@ -45,6 +45,11 @@ def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
         ({"streams": [{"source": "a", "classes": [-1]}]}, "config key 'streams.0.classes.0'"),
         ({"streams": ["a"], "record_segment": 60, "record_keep": "soon"}, "config key 'record_keep'"),
         ({"streams": ["a"], "record_keep": "30d"}, "config keys 'record_keep' and 'record_segment'"),
+        ({"streams": ["a"], "record_segment": 60, "record_keep_objects": "30d"},
+         "config keys 'record_keep_objects' and 'record_keep'"),
+        ({"streams": ["a"], "record_segment": 60, "record_keep": "30d", "record_keep_objects": "2d"},
+         "config keys 'record_keep_objects' and 'record_keep': record_keep_objects keeps the segments with objects "
+         "longer"),
         ({"streams": ["a"], "record_max_size": "50GB"}, "config keys 'record_max_size' and 'record_segment'"),
         ({"streams": ["a"], "record_segment": 60, "record_max_size": "lots"},
          "config key 'record_max_size': must be bytes, or a number with KB, MB, GB or TB"),

@@ -18,7 +18,7 @@ import pytest
 
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError, OutputsIncompleteError
-from streamyolo.frames import Result
+from streamyolo.frames import Detections, Frame, FrameMeta, Result
 from streamyolo.pipeline import Pipeline
 from streamyolo.pipeline.build import resolve_streams
 from streamyolo.pipeline.check import Probe, describe, probe_recordings, trouble
@@ -373,6 +373,33 @@ def test_an_original_recording_switched_off_ends_its_file_and_on_again_starts_on
     first, second = (_frames(tmp_path / "rec" / name)[0] for name in ("cam.mp4", "cam-2.mp4"))
     assert [read_stamp(image)[1] for image in first] == list(range(40))  # type: ignore[index]
     assert [read_stamp(image)[1] for image in second] == list(range(60, 90))  # type: ignore[index]
+
+
+@pytest.mark.timeout(60)
+def test_an_original_segment_in_which_objects_were_seen_is_named_so(tmp_path: Path) -> None:
+    """``record_keep_objects`` with the camera's own video: a frame with a person, while the
+    first second's segment is being written, names that segment ``…-objects.mp4``."""
+    clip = make_clip(tmp_path / "camera.mp4", "camera", frames=90, size=(160, 120))
+    recorder = VideoRecorder(tmp_path / "rec", streams=[], segment=1.0, keep=60.0, keep_objects=120.0)
+    recorder.open()
+    tap = recorder.original("cam", live=False)
+    person = Detections(np.array([[10, 10, 60, 110]], np.float32), np.array([0.9], np.float32), np.array([0]))
+    image = np.zeros((120, 160, 3), np.uint8)
+    try:
+        with av.open(str(clip)) as container:
+            video = container.streams.video[0]
+            tap.opened(video)
+            for index, packet in enumerate(container.demux(video)):
+                tap.packet(packet, None)
+                if index == 15:
+                    _until_written(tap)
+                    meta = FrameMeta("cam", 15, time.monotonic(), pts=0.5, fps=30.0)
+                    recorder.write(Result(Frame(meta, image), person, time.monotonic()))
+    finally:
+        recorder.close()
+    names = [path.name for path in recorder.files["cam"]]
+    assert [name.endswith("-objects.mp4") for name in names] == [True, False, False], names
+    assert sorted(path.name for path in (tmp_path / "rec").iterdir()) == sorted(names)
 
 
 def _until_written(tap: OriginalRecording) -> None:

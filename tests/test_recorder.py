@@ -10,9 +10,11 @@ import shutil
 import subprocess
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from streamyolo.annotation import BoxAnnotator, boxes
@@ -21,6 +23,7 @@ from streamyolo.config import build_config
 from streamyolo.errors import ConfigError
 from streamyolo.frames import Detections, Frame, FrameMeta, Result
 from streamyolo.sinks import VideoRecorder
+from streamyolo.sinks.recorder import with_objects
 from streamyolo.sources import SyntheticSource, read_stamp, stream_tag
 from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, kill_after, read_jsonl, stamps
 
@@ -255,6 +258,42 @@ def test_record_keep_deletes_the_streams_old_segments_and_nothing_else(tmp_path:
     assert (tmp_path / "cam-20200101-000020.mp4").exists() is False  # a minute old: past a 1-second keep
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [p.name for p in files] + [name for name in planted if name not in gone and name != "cam-20200101-000020.mp4"])
+
+
+def _with_a_person(result: Result) -> Result:
+    found = Detections(np.array([[10, 10, 60, 110]], np.float32), np.array([0.9], np.float32), np.array([0]),
+                       {0: "person"})
+    return replace(result, detections=found)
+
+
+@pytest.mark.timeout(60)
+def test_segments_in_which_objects_were_seen_are_named_so_and_kept_longer(tmp_path: Path) -> None:
+    """``record_keep_objects``: the segment in which the model saw a person (frames 60-64 of
+    four 1-second segments) ends as ``…-objects.mp4``, the others as they are; then retention
+    deletes the segments without objects older than ``keep`` (1 h), and those with objects only
+    once older than ``keep_objects`` (3 h), this stream's alone; a name whose ``-objects`` file
+    exists is taken."""
+    results = [_with_a_person(r) if 60 <= index < 65 else r for index, r in enumerate(_results("cam", 100))]
+    recorder = _record(tmp_path / "rec", results, segment=1.0, keep=3600.0, keep_objects=10800.0)
+    files = recorder.files["cam"]
+    assert [path.name.endswith("-objects.mp4") for path in files] == [False, False, True, False]
+    assert sorted((tmp_path / "rec").iterdir()) == files and _stamps_in(files[2]) == list(range(50, 75))
+    # Retention, as the next segment starts: by age and by whether objects were seen.
+    folder = tmp_path / "old"
+    folder.mkdir()
+    hours = {"cam-20200101-000000.mp4": 2, "cam-20200101-000010-objects.mp4": 2,
+             "cam-20200101-000020-objects.mp4": 4, "cam-20200101-000030-2-objects.mp4": 2,
+             "cam-20200101-000040.mp4": 0.5, "gate-20200101-000010-objects.mp4": 4, "cam-objects.mp4": 4}
+    for name, age in hours.items():
+        (folder / name).write_bytes(b"x")
+        os.utime(folder / name, (time.time() - age * 3600, time.time() - age * 3600))
+    recorder = _record(folder, _results("cam", 30), segment=1.0, keep=3600.0, keep_objects=10800.0)
+    left = {path.name for path in folder.iterdir()} - {path.name for path in recorder.files["cam"]}
+    assert left == set(hours) - {"cam-20200101-000000.mp4", "cam-20200101-000020-objects.mp4"}
+    claimed = recorder.claim("cam", time.time())
+    with_objects(claimed).write_bytes(b"x")
+    recorder.release(claimed)
+    assert recorder.claim("cam", time.time()).name == claimed.name.replace(".mp4", "-2.mp4")
 
 
 @pytest.mark.timeout(60)

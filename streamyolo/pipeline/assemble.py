@@ -343,7 +343,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     if cfg.record is not None:
         recorder = VideoRecorder(cfg.record, annotator, codec=choose_codec(cfg.record_codec, gpu),
                                  preset=cfg.record_preset, crf=cfg.record_crf, segment=cfg.record_segment,
-                                 keep=cfg.record_keep, max_size=cfg.record_max_size, overwrite=cfg.overwrite,
+                                 keep=cfg.record_keep, keep_objects=cfg.record_keep_objects,
+                                 max_size=cfg.record_max_size, overwrite=cfg.overwrite,
                                  streams=[s.spec.name for s in streams if cfg.record_of(s.config) == "annotated"])
         sinks.append(recorder)
     if cfg.jsonl is not None:

@@ -128,9 +128,12 @@ class VideoRecorder:
         overwrite: bool = False,
         streams: Collection[str] | None = None,
         max_size: int | None = None,
+        keep_objects: float | None = None,
     ) -> None:
         """``streams``: the streams recorded (``None``: all); ``max_size``: the bytes of segment
-        files (of every stream) the folder keeps at most, the oldest deleted first."""
+        files (of every stream) the folder keeps at most, the oldest deleted first;
+        ``keep_objects``: segment files in which the model saw objects are named so when they
+        end (``…-objects.mp4``) and kept this long instead of ``keep``."""
         if segment is not None and segment <= 0:
             raise ValueError(f"segment must be a positive number of seconds, not {segment}")
         if keep is not None and segment is None:
@@ -144,7 +147,9 @@ class VideoRecorder:
         self.default_fps = default_fps
         self.segment = segment
         self.keep = keep
+        self.keep_objects = keep_objects
         self.max_size = max_size
+        self._with_objects: set[Path] = set()  # files being written in which objects were seen
         self.overwrite = overwrite
         self.streams = None if streams is None else frozenset(streams)
         self._writers: dict[str, StreamWriter] = {}
@@ -189,7 +194,7 @@ class VideoRecorder:
                                     f"{exc.strerror or exc}") from exc
             for number in itertools.count(1):
                 path = self.folder / (f"{base}.mp4" if number == 1 else f"{base}-{number}.mp4")
-                if path in self._claimed:
+                if path in self._claimed or (not self.overwrite and with_objects(path).exists()):
                     continue
                 try:
                     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | (0 if self.overwrite else os.O_EXCL), 0o644))
@@ -224,12 +229,23 @@ class VideoRecorder:
         never that old). Returns what was deleted."""
         if stream is None:
             return []
-        deleted = []
-        if self.keep is not None:
-            deleted = delete_older(self.folder, self.keep, lambda name: recording_of(name, stream, segments_only=True))
-            if deleted:
-                log.info("stream %r: deleted %d recording(s) finished more than %s ago (record_keep)",
-                         stream, len(deleted), format_seconds(self.keep))
+        deleted: list[Path] = []
+        kept_longer = self.keep_objects is not None
+
+        def segment_of(objects: bool) -> Callable[[str], bool]:
+            """The stream's segment files (with ``keep_objects``: those with objects, or the others)."""
+            return lambda name: recording_of(name, stream, True) and (
+                not kept_longer or name.endswith(OBJECTS_SUFFIX) == objects)
+
+        for keep, setting, objects in ((self.keep, "record_keep", False), (self.keep_objects, "record_keep_objects",
+                                                                           True)):
+            if keep is None:
+                continue
+            gone = delete_older(self.folder, keep, segment_of(objects))
+            if gone:
+                log.info("stream %r: deleted %d recording(s)%s finished more than %s ago (%s)", stream, len(gone),
+                         " with objects" if objects else "", format_seconds(keep), setting)
+            deleted += gone
         return deleted + self.shrink(lambda name: SEGMENT_FILE.fullmatch(name) is not None)
 
     size_setting = "record_max_size"
@@ -286,6 +302,29 @@ class VideoRecorder:
 
         return OriginalRecording(self, stream, live=live, rotate=rotate)
 
+    def saw_objects(self, path: Path) -> None:
+        """Objects were seen in file ``path``, being written (``keep_objects``): it is named so
+        when it ends (:meth:`ended`)."""
+        with self._lock:
+            self._with_objects.add(path)
+
+    def ended(self, path: Path) -> Path:
+        """File ``path`` has ended, whole: with ``keep_objects``, one in which objects were seen
+        is renamed ``…-objects.mp4``. Returns its name now."""
+        with self._lock:
+            if path not in self._with_objects:
+                return path
+            self._with_objects.discard(path)
+        renamed = with_objects(path)
+        try:
+            os.replace(path, renamed)
+        except OSError as exc:  # it stays as it is, kept as long as the others
+            log.warning("recording %s: cannot rename it %s: %s", path, renamed.name, exc.strerror or exc)
+            return path
+        with self._claim_lock:
+            self._claimed.discard(path)
+        return renamed
+
     def switch(self, stream: str, on: bool) -> None:
         """Switch ``stream``'s recording off (its open file ends, whole, after the last frame
         or packet it was given before) or on again (a new file, from the next key frame)."""
@@ -311,6 +350,11 @@ class VideoRecorder:
         return self.streams is None or stream in self.streams
 
     def write(self, result: Result) -> None:
+        if self.keep_objects is not None and len(result.detections) and not self.wants(result.stream):
+            output = self._outputs.get(result.stream)  # its camera's own video, as it came (no frames here)
+            path = output.writing if output is not None else None
+            if path is not None:
+                self.saw_objects(path)
         clipped = self.clips is not None and self.clips.wants(result.stream)
         if not clipped and not self.wants(result.stream):
             return
@@ -643,6 +687,8 @@ class Recording(FileOutput):
             self.failed_write(exc)
             return
         self.pause.succeeded()
+        if self.owner.keep_objects is not None and len(item.detections) and self._file is not None:
+            self.owner.saw_objects(self._file.path)
 
     def encoder_ends(self, h264: H264, packets: list[Packet]) -> None:
         if self._file is None:
@@ -679,6 +725,9 @@ class Recording(FileOutput):
         file, self._file = self._file, None
         if file is not None:
             file.close()  # writes its last fragment
+            named = self.owner.ended(file.path)  # "…-objects.mp4" when objects were seen in it
+            if named != file.path:
+                self.files = [named if path == file.path else path for path in self.files]
 
     def _open(self, template: Any, rate: Fraction, first: Packet, started: float, sound: Any = None) -> None:
         """A new file, named after wall-clock time ``started``, from key frame ``first`` on
@@ -703,22 +752,40 @@ def _drain(items: queue.Queue[object]) -> None:
             return
 
 
-SEGMENT_FILE = re.compile(r".+-\d{8}-\d{6}(-\d+)?\.mp4")
+SEGMENT_FILE = re.compile(r".+-\d{8}-\d{6}(-\d+)?(-objects)?\.mp4")
 """A segment file's name, of any stream (see :func:`recording_of`)."""
 
 
 def recording_of(file: str, stream: str, segments_only: bool = False) -> bool:
     """Whether ``file`` is one of the names :meth:`VideoRecorder.claim` gives ``stream``'s
     recordings: ``<stream>.mp4``, ``<stream>-2.mp4`` …, or a segment
-    ``<stream>-YYYYmmdd-HHMMSS[-2].mp4`` (only these with ``segments_only``).
+    ``<stream>-YYYYmmdd-HHMMSS[-2].mp4`` (only these with ``segments_only``), or a segment in
+    which objects were seen (``…-objects.mp4``: ``record_keep_objects``).
 
     >>> recording_of("cam-20261205-021125.mp4", "cam"), recording_of("cam-3.mp4", "cam")
     (True, True)
+    >>> recording_of("cam-20261205-021125-2-objects.mp4", "cam", True), recording_of("cam-objects.mp4", "cam")
+    (True, False)
     >>> recording_of("camera.mp4", "cam"), recording_of("cam-2-2.mp4", "cam"), recording_of("cam.mp4", "cam", True)
     (False, False, False)
     """
+    if re.fullmatch(re.escape(stream) + r"-\d{8}-\d{6}(-\d+)?-objects\.mp4", file):
+        return True
     segment = r"-\d{8}-\d{6}" if segments_only else r"(-\d{8}-\d{6})?"
     return re.fullmatch(re.escape(stream) + segment + r"(-\d+)?\.mp4", file) is not None
+
+
+OBJECTS_SUFFIX = "-objects.mp4"
+"""How a segment file in which objects were seen ends (``record_keep_objects``)."""
+
+
+def with_objects(path: Path) -> Path:
+    """``path``'s name for a segment in which objects were seen.
+
+    >>> with_objects(Path("/rec/cam-20261205-021125-2.mp4")).name
+    'cam-20261205-021125-2-objects.mp4'
+    """
+    return path.with_name(path.stem + OBJECTS_SUFFIX)
 
 
 class H264:

@@ -760,13 +760,24 @@ def test_a_real_browser_lists_the_recordings_and_plays_and_seeks_one(tmp_path: P
                             "the recordings button")
             # Two finished 2-second segments of yard.2 on disk, then the list.
             until(lambda: len(list(rec.glob("yard.2-*.mp4"))) >= 3, 60, "finished segments")
+            first = sorted(rec.glob("yard.2-*.mp4"))[0]
+            shutil.copy(first, rec / "yard.2-20200101-000000-objects.mp4")  # an earlier run's, objects seen
             before = {path.name for path in rec.glob("*.mp4")}
             button.click()
             links = until(lambda: driver.find_elements(By.CSS_SELECTOR, "#files a"), 10, "the list of recordings")
             names = [link.text for link in links]
             assert before <= set(names) <= {path.name for path in rec.glob("*.mp4")}, "every recording listed"
             assert all(" · " in item.text for item in driver.find_elements(By.CSS_SELECTOR, "#files li"))
-            oldest = sorted(name for name in names if name.startswith("yard.2-"))[0]
+            # Only the segments with objects, and all again.
+            only = driver.find_element(By.ID, "objects-only")
+            assert driver.find_element(By.ID, "objects-only-label").is_displayed()
+            only.click()
+            shown = [link.text for link in driver.find_elements(By.CSS_SELECTOR, "#files a") if link.is_displayed()]
+            assert shown == ["yard.2-20200101-000000-objects.mp4"], shown
+            only.click()
+            assert len([link for link in driver.find_elements(By.CSS_SELECTOR, "#files a")
+                        if link.is_displayed()]) == len(names)
+            oldest = sorted(name for name in names if name.startswith("yard.2-") and "2020" not in name)[0]
             next(link for link in links if link.text == oldest).click()
             player = driver.find_element(By.ID, "player")
             state = until(lambda: driver.execute_script(

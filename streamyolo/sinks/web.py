@@ -39,9 +39,10 @@ A small HTTP server (the standard library's, one thread per client) serves:
   ``{"ok", "ready", "hung"}`` (:meth:`Pipeline.liveness
   <streamyolo.pipeline.pipeline.Pipeline.liveness>`);
 - with ``recordings`` (the recording folder): ``/recordings.json``, every MP4 in it (``{"files":
-  [{name, stream, size, modified}, …]}``, newest first, ``stream`` the stream it belongs to), and
+  [{name, stream, size, modified, objects}, …]}``, newest first, ``stream`` the stream it belongs
+  to, ``objects`` whether it is a segment in which objects were seen: ``record_keep_objects``), and
   ``/recordings/<file>.mp4``, the file itself with byte ranges (so a browser's player can seek),
-  listed and played on the page;
+  listed and played on the page (with "only the segments with objects" where there are some);
 - with ``events`` (the events sink's recent events): ``/events.json``, the newest 200 first
   (``{"events": [...]}``, as :mod:`streamyolo.sinks.events` writes them), listed on the page, and
   with ``heatmaps``, ``/heatmaps/<stream>.jpg``: the stream's heatmap now (a "heatmaps" button
@@ -91,7 +92,7 @@ from streamyolo.frames import Image, Result
 from streamyolo.sinks.latest import Latest, LatestResults
 from streamyolo.sinks.metrics import CONTENT_TYPE as METRICS_TYPE
 from streamyolo.sinks.metrics import metrics_text
-from streamyolo.sinks.recorder import recording_of
+from streamyolo.sinks.recorder import OBJECTS_SUFFIX, recording_of
 
 if TYPE_CHECKING:
     from streamyolo.pipeline.report import StreamReport
@@ -292,7 +293,8 @@ class WebViewer:
             except OSError:
                 continue  # deleted meanwhile (record_keep)
             stream = next((n for n in names if recording_of(entry.name, n)), None)
-            files.append({"name": entry.name, "stream": stream, "size": info.st_size, "modified": info.st_mtime})
+            files.append({"name": entry.name, "stream": stream, "size": info.st_size, "modified": info.st_mtime,
+                          "objects": entry.name.endswith(OBJECTS_SUFFIX)})
         return sorted(files, key=lambda f: (-f["modified"], f["name"]))
 
     def recording_path(self, name: str) -> Path | None:
@@ -783,6 +785,7 @@ PAGE = """<!doctype html>
   .files { list-style: none; margin: 0; padding: 0; columns: 2 360px; }
   .files li { padding: 2px 0; } .files a { color: #9cf; } .files .playing { font-weight: bold; }
   .files .about { color: #999; margin-left: 8px; }
+  .files li.objects a { color: #fd8; } .files.objects-only li:not(.objects) { display: none; }
   #events { padding: 0 12px 8px; }
   #shot, #clip { display: block; max-width: 100%; max-height: 60vh; margin-bottom: 8px; background: #000; }
   #happened { list-style: none; margin: 0; padding: 0; max-height: 40vh; overflow: auto; }
@@ -809,6 +812,7 @@ PAGE = """<!doctype html>
 <section id="events" hidden><img id="shot" alt="snapshot" hidden>
 <video id="clip" controls muted playsinline hidden></video><ol id="happened"></ol></section>
 <section id="recordings" class="videos" hidden>
+<label id="objects-only-label" hidden><input type="checkbox" id="objects-only"> only the segments with objects</label>
 <video id="player" controls muted playsinline hidden></video><ul id="files" class="files"></ul>
 </section>
 <section id="clips" class="videos" hidden>
@@ -1096,13 +1100,20 @@ async function listVideos(kind, listId, playerId) {
     });
     const about = document.createElement("span");
     about.className = "about";
-    about.textContent = [f.stream || "", size(f.size), new Date(f.modified * 1000).toLocaleString()]
-      .filter(Boolean).join(" · ");
+    about.textContent = [f.stream || "", f.objects ? "objects" : "", size(f.size),
+                         new Date(f.modified * 1000).toLocaleString()].filter(Boolean).join(" · ");
+    item.classList.toggle("objects", Boolean(f.objects));
     item.append(link, about);
     list.appendChild(item);
   }
+  if (kind === "recordings") {  // segments in which objects were seen (record_keep_objects): a filter
+    document.getElementById("objects-only-label").hidden = !list.querySelector("li.objects");
+  }
   return true;
 }
+document.getElementById("objects-only").addEventListener("change", (event) => {
+  document.getElementById("files").classList.toggle("objects-only", event.target.checked);
+});
 // A header button that opens a panel (listed by ``list``), shown when the page has one.
 function panel(name, list) {
   const button = document.getElementById("show-" + name);

@@ -793,6 +793,12 @@ def test_a_real_browser_lists_the_recordings_and_plays_and_seeks_one(tmp_path: P
             assert abs(seeked[0] - 0.75 * duration) < 0.1 and seeked[1] is None, (seeked, duration)
             frame = cv2.imdecode(np.frombuffer(player.screenshot_as_png, np.uint8), cv2.IMREAD_COLOR)
             assert frame is not None and frame.std() > 10, "the player shows no picture"
+            # Played to its end, it goes on with the stream's next segment.
+            following = sorted(name for name in names if name.startswith("yard.2-") and "2020" not in name)[1]
+            driver.execute_script("const v = arguments[0]; v.currentTime = Math.max(0, v.duration - 0.2); v.play();",
+                                  player)
+            until(lambda: driver.execute_script("return arguments[0].currentSrc", player).endswith(
+                "/recordings/" + following), 30, "the next segment playing")
             # The street's first segment: its key frames are 128 frames apart, so it is cut at 128 frames.
             until(lambda: len(list(rec.glob("street-*.mp4"))) >= 2, 60, "a finished segment of the street")
             for _ in range(2):  # hidden, and shown again: listed afresh

@@ -1089,6 +1089,7 @@ async function listVideos(kind, listId, playerId) {
     const link = document.createElement("a");
     link.href = here + kind + "/" + encodeURIComponent(f.name);
     link.textContent = f.name;
+    item.dataset.stream = f.stream || "";
     link.addEventListener("click", (event) => {
       event.preventDefault();
       const player = document.getElementById(playerId);
@@ -1111,6 +1112,15 @@ async function listVideos(kind, listId, playerId) {
   }
   return true;
 }
+// A recording played to its end goes on with the stream's next one (the list is newest first):
+// a day of segments plays as one video.
+document.getElementById("player").addEventListener("ended", () => {
+  const playing = document.querySelector("#files li.playing");
+  if (!playing || !playing.dataset.stream) return;
+  let next = playing.previousElementSibling;
+  while (next && next.dataset.stream !== playing.dataset.stream) next = next.previousElementSibling;
+  if (next) next.querySelector("a").click();
+});
 document.getElementById("objects-only").addEventListener("change", (event) => {
   document.getElementById("files").classList.toggle("objects-only", event.target.checked);
 });

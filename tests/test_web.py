@@ -600,6 +600,18 @@ def test_a_real_browser_shows_every_stream_with_its_numbers_and_the_events(tmp_p
             assert entered[0].split(" ", 2)[-1].startswith(f"{NAMES[0]}: ") and " #" in entered[0], entered[0]
             assert entered[0].endswith(" clip"), entered[0]
             assert any(" dead: failed: " in text for text in driver.execute_script(listed))
+            # One stream's events only, and every stream's again.
+            from selenium.webdriver.support.ui import Select
+            chooser = Select(driver.find_element(By.ID, "event-stream"))
+            assert [option.get_attribute("value") for option in chooser.options] == ["", *NAMES, "dead"]
+            shown = ("return [...document.querySelectorAll('#happened li')].filter(li => !li.hidden)"
+                     ".map(li => li.textContent)")
+            chooser.select_by_value("dead")
+            alone = until(lambda: (texts := driver.execute_script(shown)) and all(" dead: " in t for t in texts)
+                          and texts, 10, "the dead camera's events alone")
+            assert any(" dead: failed: " in text for text in alone)
+            chooser.select_by_value("")
+            until(lambda: any(" entered whole" in text for text in driver.execute_script(shown)), 10, "every event")
             _click_until(driver, "#happened a:not(.clip)", " entered whole")
             shot = driver.find_element(By.ID, "shot")
             assert until(lambda: driver.execute_script("return arguments[0].naturalWidth", shot), 10,

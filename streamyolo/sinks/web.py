@@ -791,6 +791,8 @@ PAGE = """<!doctype html>
   #happened { list-style: none; margin: 0; padding: 0; max-height: 40vh; overflow: auto; }
   #happened .about { color: #999; } #happened a { color: #9cf; }
   #happened .event-state { color: #fc6; }
+  #events label { display: block; margin: 4px 0; color: #999; }
+  #events select { font: inherit; color: #eee; background: #222; border: 1px solid #555; }
   .picture { position: relative; }
   .picture svg { position: absolute; inset: 0; width: 100%; height: 100%; pointer-events: none; }
   .picture polygon { fill: rgba(255, 215, 0, 0.2); stroke: #fd0; stroke-width: 2; vector-effect: non-scaling-stroke; }
@@ -810,7 +812,9 @@ PAGE = """<!doctype html>
 <button id="clear-points" hidden>clear points</button>
 <span id="draw-help" hidden>click on a picture; copy the points under it into the config</span></header>
 <section id="events" hidden><img id="shot" alt="snapshot" hidden>
-<video id="clip" controls muted playsinline hidden></video><ol id="happened"></ol></section>
+<video id="clip" controls muted playsinline hidden></video>
+<label>events of <select id="event-stream"><option value="">every stream</option></select></label>
+<ol id="happened"></ol></section>
 <section id="recordings" class="videos" hidden>
 <label id="objects-only-label" hidden><input type="checkbox" id="objects-only"> only the segments with objects</label>
 <video id="player" controls muted playsinline hidden></video><ul id="files" class="files"></ul>
@@ -960,6 +964,7 @@ function show(status) {
   run.textContent = status.running ? "running" : "ended";
   run.className = status.running ? "" : "ended";
   const names = new Set(status.streams.map((s) => s.name));
+  eventStreams([...names]);
   for (const [name, entry] of tiles) {  // a stream removed as the run went (a reload)
     if (!names.has(name)) {
       entry.figure.remove();
@@ -1025,6 +1030,24 @@ function showAside(id, address) {
   shown.hidden = false;
   return shown;
 }
+// The events of one stream only (the select above the list), or of every stream.
+function filterEvents() {
+  const stream = document.getElementById("event-stream").value;
+  for (const item of document.getElementById("happened").children) {
+    item.hidden = Boolean(stream) && item.dataset.stream !== stream;
+  }
+}
+document.getElementById("event-stream").addEventListener("change", filterEvents);
+function eventStreams(names) {  // the select's streams: the run's now (and the one chosen)
+  const select = document.getElementById("event-stream");
+  const wanted = ["", ...names];
+  if (select.value && !wanted.includes(select.value)) wanted.push(select.value);
+  const have = [...select.options].map((option) => option.value);
+  if (have.join() === wanted.join()) return;  // (a stream name has no comma)
+  const chosen = select.value;
+  select.replaceChildren(...wanted.map((name) => new Option(name || "every stream", name)));
+  select.value = chosen;
+}
 let listed = "";
 async function listEvents() {
   const response = await fetch(here + "events.json", {cache: "no-store"});
@@ -1037,6 +1060,7 @@ async function listEvents() {
   for (const e of JSON.parse(text).events) {
     const item = document.createElement("li");
     item.className = "event-" + e.event;
+    item.dataset.stream = e.stream;
     const when = document.createElement("span");
     when.className = "about";
     when.textContent = new Date(e.time * 1000).toLocaleTimeString();
@@ -1063,6 +1087,7 @@ async function listEvents() {
     }
     list.appendChild(item);
   }
+  filterEvents();
 }
 async function refresh() {
   if (!document.getElementById("events").hidden) listEvents().catch(() => {});

@@ -302,10 +302,14 @@ def test_a_disabled_stream_is_checked_but_not_run(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(60)
 def test_thresholds_by_class_from_the_command_line(tmp_path: Path) -> None:
-    """``--class-conf person=0.6 ball=0.2``: names as the model names them, shown by check;
-    a threshold without its class, or not a number, is a usage error naming it."""
-    done = streamyolo("check", "--source", "synthetic:", "--class-conf", "person=0.6", "2=0.2")
+    """``--class-conf person=0.6 ball=0.2``: names as the model names them, shown by check
+    (beside how long recordings are kept, with objects and without); a threshold without its
+    class, or not a number, is a usage error naming it."""
+    done = streamyolo("check", "--source", "synthetic:", "--class-conf", "person=0.6", "2=0.2", "--record",
+                      str(tmp_path / "rec"), "--record-segment", "10m", "--record-keep", "2d", "--record-keep-objects",
+                      "30d")
     assert done.returncode == 0, done.stderr
+    assert f"recordings in {tmp_path / 'rec'}, 10m files, kept 2d (30d those with objects)" in done.stdout, done.stdout
     assert re.search(r"synthetic: +\(synthetic; .*; class 0 above 0\.6, class 2 above 0\.2\)", done.stdout), done.stdout
     for wrong in ("person", "person=high", "=0.5"):
         done = streamyolo("check", "--source", "synthetic:", "--class-conf", wrong)

@@ -124,6 +124,8 @@ def describe(plan: Plan) -> str:
     if cfg.record is not None:
         segments = f", {format_seconds(cfg.record_segment)} files" if cfg.record_segment else ""
         kept = f", kept {format_seconds(cfg.record_keep)}" if cfg.record_keep else ""
+        if cfg.record_keep_objects:
+            kept += f" ({format_seconds(cfg.record_keep_objects)} those with objects)"
         original = " (the cameras' original video)" if cfg.record_mode == "original" else ""
         outputs.append(f"recordings in {cfg.record}{original}{segments}{kept}")
     clips = " (cut from the cameras' original video)" if cfg.clip_mode == "original" else ""

@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -382,13 +383,22 @@ def test_python_dash_m_and_help() -> None:
         assert flag in done.stdout
 
 
+def _while_running(process: subprocess.Popen[str], done: Callable[[], bool]) -> None:
+    """Wait (at most a minute) until ``done()``, the streamyolo ``process`` running all the while."""
+    for _ in range(600):
+        if done():
+            return
+        assert process.poll() is None, process.communicate()[1]
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
 @pytest.mark.timeout(120)
 def test_watch_config_reloads_the_config_file_when_it_changes(tmp_path: Path) -> None:
     """``--watch-config``: a camera added to the file (written as editors do: a new file renamed
     over it) starts without a signal; a broken file changes nothing; the run goes on, and
     SIGTERM ends it as ever. Without a config file there is nothing to watch (exit 2)."""
     import signal
-    import threading
 
     out = tmp_path / "out"
     config = tmp_path / "cams.yaml"
@@ -408,22 +418,13 @@ def test_watch_config_reloads_the_config_file_when_it_changes(tmp_path: Path) ->
     process = subprocess.Popen([PYTHON, "-m", "streamyolo", "run", str(config), "--watch-config"],
                                env=env_for_subprocess(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                encoding="utf-8")
-    waiter = threading.Event()
-
-    def wait_for(done: Callable[[], bool]) -> None:
-        for _ in range(600):
-            if done():
-                return
-            assert process.poll() is None, process.communicate()[1]
-            waiter.wait(0.1)
-        raise AssertionError("timed out")
 
     try:
-        wait_for(lambda: jsonl.exists() and jsonl.read_text().count("\n") >= 10)
+        _while_running(process, lambda: jsonl.exists() and jsonl.read_text().count("\n") >= 10)
         write(streams("cam", "late"))
-        wait_for(lambda: '"stream":"late"' in jsonl.read_text())
+        _while_running(process, lambda: '"stream":"late"' in jsonl.read_text())
         write("streams: [")  # broken: the run goes on as it was
-        waiter.wait(3)
+        time.sleep(3)
         assert process.poll() is None
         process.send_signal(signal.SIGTERM)
         stderr = process.communicate(timeout=60)[1]
@@ -450,7 +451,6 @@ def test_sighup_reloads_the_config_and_sigterm_stops_gracefully_with_recordings_
     test is its systemd, on the socket ``$NOTIFY_SOCKET`` names, and hears it get ready, feed
     the watchdog, reload and stop."""
     import signal
-    import threading
 
     out = tmp_path / "out"
     config = tmp_path / "cams.yaml"
@@ -467,25 +467,16 @@ def test_sighup_reloads_the_config_and_sigterm_stops_gracefully_with_recordings_
     process = subprocess.Popen([PYTHON, "-m", "streamyolo", "run", str(config)], env=env, cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8")
     jsonl = out / "det.jsonl"
-    waiter = threading.Event()
-
-    def wait_for(done: Callable[[], bool]) -> None:
-        for _ in range(600):
-            if done():
-                return
-            assert process.poll() is None, process.communicate()[1]
-            waiter.wait(0.1)
-        raise AssertionError("timed out")
 
     try:
-        wait_for(lambda: jsonl.exists() and jsonl.read_text().count("\n") >= 40)
+        _while_running(process, lambda: jsonl.exists() and jsonl.read_text().count("\n") >= 40)
         write(["cam=synthetic:?size=320x240&fps=30",
                {"name": "late", "source": "synthetic:?size=160x120&fps=10", "realtime": True}], batch=2)
         process.send_signal(signal.SIGHUP)
-        wait_for(lambda: '"stream":"late"' in jsonl.read_text())
+        _while_running(process, lambda: '"stream":"late"' in jsonl.read_text())
         config.write_text("streams: [")  # broken: the run goes on as it was
         process.send_signal(signal.SIGHUP)
-        waiter.wait(1)
+        time.sleep(1)
         assert process.poll() is None
         process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=60)

@@ -492,6 +492,12 @@ def test_bad_certificate_files_are_one_line_errors_naming_key_and_file(tls_files
 
 # -- a real browser ------------------------------------------------------------------------
 
+def _streets(fps: int) -> list[dict[str, Any]]:
+    """A synthetic street scene per name of ``NAMES`` (people and cars the demo model finds), live."""
+    return [{"name": name, "source": f"synthetic:scene?seed={i}&size=320x240&fps={fps}", "realtime": True}
+            for i, name in enumerate(NAMES)]
+
+
 def _chromium() -> tuple[str, str]:
     browser = next((p for p in ("/usr/lib/chromium/chromium", shutil.which("chromium") or "",
                                 shutil.which("google-chrome") or "") if p and os.path.exists(p)), None)
@@ -527,8 +533,7 @@ def test_a_real_browser_shows_every_stream_with_its_numbers_and_the_events(tmp_p
     from selenium.webdriver.common.by import By
 
     # Street scenes and the bundled demo model: real people and cars on the page.
-    scenes = [{"name": name, "source": f"synthetic:scene?seed={i}&size=320x240&fps=15", "realtime": True}
-              for i, name in enumerate(NAMES)]
+    scenes = _streets(fps=15)
     scenes[0]["zones"] = {"whole": [[0, 0], [320, 0], [320, 240], [0, 240]]}  # the whole picture: holds them all
     dead = {"name": "dead", "source": "rtsp://127.0.0.1:9/none", "reconnect": {"attempts": 1, "base": 0.1}}
     config = _config(model="demo", imgsz=320, conf=0.5, streams=[*scenes, dead], tracker="bytetrack",
@@ -662,9 +667,7 @@ def test_a_real_browser_switches_a_streams_detection_and_recording_off_and_on(tm
     browser, driver_path = _chromium()
     from selenium.webdriver.common.by import By
 
-    scenes = [{"name": name, "source": f"synthetic:scene?seed={i}&size=320x240&fps=10", "realtime": True}
-              for i, name in enumerate(NAMES)]
-    config = _config(model="demo", imgsz=320, conf=0.5, streams=scenes, record=str(tmp_path / "rec"))
+    config = _config(model="demo", imgsz=320, conf=0.5, streams=_streets(fps=10), record=str(tmp_path / "rec"))
     with Pipeline.from_config(config) as pipeline:
         pipeline.start()
         driver = _driver(browser, driver_path)

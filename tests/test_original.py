@@ -378,7 +378,7 @@ def test_an_original_recording_switched_off_ends_its_file_and_on_again_starts_on
 @pytest.mark.timeout(60)
 def test_an_original_segment_in_which_objects_were_seen_is_named_so(tmp_path: Path) -> None:
     """``record_keep_objects`` with the camera's own video: a frame with a person, while the
-    first second's segment is being written, names that segment ``…-objects.mp4``."""
+    first second's segment is being written, names that segment ``…-objects.mp4`` at once."""
     clip = make_clip(tmp_path / "camera.mp4", "camera", frames=90, size=(160, 120))
     recorder = VideoRecorder(tmp_path / "rec", streams=[], segment=1.0, keep=60.0, keep_objects=120.0)
     recorder.open()
@@ -395,6 +395,9 @@ def test_an_original_segment_in_which_objects_were_seen_is_named_so(tmp_path: Pa
                     _until_written(tap)
                     meta = FrameMeta("cam", 15, time.monotonic(), pts=0.5, fps=30.0)
                     recorder.write(Result(Frame(meta, image), person, time.monotonic()))
+                if index == 20:  # named so at its next packet, while it is written (a crash keeps the mark)
+                    _until_written(tap)
+                    assert [path.name.endswith("-objects.mp4") for path in (tmp_path / "rec").iterdir()] == [True]
     finally:
         recorder.close()
     names = [path.name for path in recorder.files["cam"]]

@@ -25,6 +25,7 @@ from streamyolo.frames import Detections, Frame, FrameMeta, Result
 from streamyolo.sinks import VideoRecorder
 from streamyolo.sinks.recorder import with_objects
 from streamyolo.sources import SyntheticSource, read_stamp, stream_tag
+from streamyolo.sources.clips import write_clip
 from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, kill_after, read_jsonl, stamps
 
 
@@ -447,3 +448,25 @@ def test_recording_survives_sigkill(tmp_path: Path, random_model: Path, segment:
     indices = [index for path in files for index in _decodable(path)]
     assert indices == list(range(len(indices))), "recorded frames must be the first frames, in order"
     assert len(indices) >= processed - 75, f"only {len(indices)} of {processed} processed frames survived"
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("mode", ["annotated", "original"])
+def test_a_segment_with_objects_keeps_its_mark_when_the_process_is_killed(tmp_path: Path, mode: str) -> None:
+    """``record_keep_objects``: the segment being written is named ``…-objects.mp4`` as soon
+    as the model sees an object in it, not when it ends, so kill -9 (a crash, a power cut)
+    cannot leave it under its plain name, to be deleted with the segments without objects."""
+    jsonl = tmp_path / "det.jsonl"
+    camera = write_clip(tmp_path, "camera", seed=3, width=416, height=240, fps=25, frames=400).video
+    config = tmp_path / "cameras.json"  # played as a camera sends it: 16 s, killed after about 3
+    config.write_text(json.dumps({"streams": [{"name": "cam", "source": str(camera), "realtime": True}]}))
+    kill_after(["run", str(config), "--model", "demo", "--record", str(tmp_path / "rec"), "--record-mode", mode,
+                "--record-segment", "1h", "--record-keep", "1d", "--record-keep-objects", "30d", "--no-display",
+                "--status-interval", "0"], jsonl, 75)
+    lines = read_jsonl(jsonl)
+    assert sum(bool(line["detections"]) for line in lines[:30]) >= 20, "the scene has objects"
+    files = sorted((tmp_path / "rec").iterdir())
+    assert len(files) == 1 and re.fullmatch(r"cam-\d{8}-\d{6}-objects\.mp4", files[0].name), files
+    # It plays up to a second or two before the kill: the camera's own video too, whose key
+    # frames come 10 s apart (a fragment at least every second).
+    assert len(decode(files[0])[0]) >= len(lines) - 50

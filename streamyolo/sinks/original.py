@@ -486,6 +486,8 @@ class OriginalRecording(Recording):
             self.failed_write(exc)
             return
         self.pause.succeeded()
+        if self._file is not None:
+            self.mark(self._file)  # objects seen in it meanwhile (the results come in another thread)
 
 
 def _after(time: int, last: int | None) -> int:

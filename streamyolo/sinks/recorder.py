@@ -56,6 +56,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1",
+               # A fragment at every key frame and at least every second: a camera's own video,
+               # whose key frames may come 10 s apart, loses as little as ours to a crash.
+               "frag_duration": "1000000",
                # With sound beside the video: write what waits for the other stream after 1 s at most.
                "max_interleave_delta": "1000000"}
 _FINISH = object()
@@ -149,7 +152,6 @@ class VideoRecorder:
         self.keep = keep
         self.keep_objects = keep_objects
         self.max_size = max_size
-        self._with_objects: set[Path] = set()  # files being written in which objects were seen
         self.overwrite = overwrite
         self.streams = None if streams is None else frozenset(streams)
         self._writers: dict[str, StreamWriter] = {}
@@ -257,6 +259,7 @@ class VideoRecorder:
             return []
         with self._outputs_lock:
             writing = [path for output in self._outputs.values() if (path := output.writing) is not None]
+        writing += [with_objects(path) for path in writing]  # it may be renamed so meanwhile (marked)
         deleted = delete_beyond(self.folder, self.max_size, matches, writing)
         if deleted:
             log.info("%s %s: deleted %d of its oldest %s to stay under %s (%s)", self.what, self.folder,
@@ -302,19 +305,10 @@ class VideoRecorder:
 
         return OriginalRecording(self, stream, live=live, rotate=rotate)
 
-    def saw_objects(self, path: Path) -> None:
-        """Objects were seen in file ``path``, being written (``keep_objects``): it is named so
-        when it ends (:meth:`ended`)."""
-        with self._lock:
-            self._with_objects.add(path)
-
-    def ended(self, path: Path) -> Path:
-        """File ``path`` has ended, whole: with ``keep_objects``, one in which objects were seen
-        is renamed ``…-objects.mp4``. Returns its name now."""
-        with self._lock:
-            if path not in self._with_objects:
-                return path
-            self._with_objects.discard(path)
+    def marked(self, path: Path) -> Path:
+        """File ``path``, being written, in which objects were seen (``keep_objects``), renamed
+        ``…-objects.mp4`` at once, while its writer keeps writing to it, so a crash or a power
+        cut cannot take the mark, and with it the longer retention, away. Returns its name now."""
         renamed = with_objects(path)
         try:
             os.replace(path, renamed)
@@ -323,6 +317,7 @@ class VideoRecorder:
             return path
         with self._claim_lock:
             self._claimed.discard(path)
+        log.debug("recording %s: objects seen, now %s", path, renamed.name)
         return renamed
 
     def switch(self, stream: str, on: bool) -> None:
@@ -352,9 +347,8 @@ class VideoRecorder:
     def write(self, result: Result) -> None:
         if self.keep_objects is not None and len(result.detections) and not self.wants(result.stream):
             output = self._outputs.get(result.stream)  # its camera's own video, as it came (no frames here)
-            path = output.writing if output is not None else None
-            if path is not None:
-                self.saw_objects(path)
+            if output is not None:
+                output.saw_objects()
         clipped = self.clips is not None and self.clips.wants(result.stream)
         if not clipped and not self.wants(result.stream):
             return
@@ -490,6 +484,9 @@ class FileOutput:
 
     def stream_over(self) -> None:
         """The stream has ended or failed."""
+
+    def saw_objects(self) -> None:
+        """The model saw objects in the stream's frame just processed (``record_keep_objects``)."""
 
     def turned(self, on: bool) -> None:
         """The stream's recording is switched on or off (:class:`Switched`): clips go on."""
@@ -688,7 +685,22 @@ class Recording(FileOutput):
             return
         self.pause.succeeded()
         if self.owner.keep_objects is not None and len(item.detections) and self._file is not None:
-            self.owner.saw_objects(self._file.path)
+            self._file.objects = True
+            self.mark(self._file)
+
+    def saw_objects(self) -> None:
+        """Objects were seen in the frame of the file being written (called by another thread)."""
+        file = self._file
+        if file is not None:
+            file.objects = True
+
+    def mark(self, file: Mp4File) -> None:
+        """``file`` renamed ``…-objects.mp4`` once objects were seen in it (:meth:`VideoRecorder.marked`)."""
+        if file.objects and not file.marked:
+            file.marked = True  # once: a rename that failed is not tried for every packet
+            named = self.owner.marked(file.path)
+            self.files = [named if path == file.path else path for path in self.files]
+            file.path = named
 
     def encoder_ends(self, h264: H264, packets: list[Packet]) -> None:
         if self._file is None:
@@ -725,9 +737,7 @@ class Recording(FileOutput):
         file, self._file = self._file, None
         if file is not None:
             file.close()  # writes its last fragment
-            named = self.owner.ended(file.path)  # "…-objects.mp4" when objects were seen in it
-            if named != file.path:
-                self.files = [named if path == file.path else path for path in self.files]
+            self.mark(file)  # objects seen in its last frames
 
     def _open(self, template: Any, rate: Fraction, first: Packet, started: float, sound: Any = None) -> None:
         """A new file, named after wall-clock time ``started``, from key frame ``first`` on
@@ -886,8 +896,13 @@ class Mp4File:
         the template says, if it does); ``sound``: the template of a sound stream beside the
         video (:meth:`add_sound`)."""
         self.path = path
+        """Its name now (``…-objects.mp4`` once :attr:`objects`, see :meth:`Recording.mark`)."""
         self.frames = 0
         """Packets (frames) written into it so far."""
+        self.objects = False
+        """Whether objects were seen in its frames (``record_keep_objects``; set by any thread)."""
+        self.marked = False
+        """Whether it has been renamed for them."""
         self._rate = rate
         self._last: tuple[int, int | None, Fraction | None] = (0, None, None)  # its last pts, duration, time base
         self.container: Any = av.open(str(path), mode="w", format="mp4", options=MP4_OPTIONS)

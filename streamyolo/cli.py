@@ -87,6 +87,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record-keep-objects", metavar="AGE",
                         help="with --record-keep: keep the segment files in which objects were seen this long "
                              "instead (30d)")
+    parser.add_argument("--record-objects", type=_class, nargs="+", metavar="CLASS",
+                        help="with --record-keep-objects: only objects of these classes (ids or names) keep a "
+                             "segment longer (person)")
     parser.add_argument("--record-max-size", metavar="SIZE",
                         help="with --record-segment: keep the folder's segment files under this (500GB, 800MB), "
                              "deleting the oldest of any stream")
@@ -238,8 +241,8 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = ["model", "device", "workers", "lanes", "batch", "model_sharing", "worker_mode", "process_restarts",
             "pytorch_cpu", "conf", "iou", "imgsz", "classes", "blur", "motion", "tiles", "half", "line_width",
             "show_boxes", "show_labels", "show_conf",
-            "record", "record_mode", "record_segment", "record_keep", "record_keep_objects", "record_max_size",
-            "overwrite", "jsonl",
+            "record", "record_mode", "record_segment", "record_keep", "record_keep_objects", "record_objects",
+            "record_max_size", "overwrite", "jsonl",
             "summary", "stats",
             "events", "webhook",
             "mqtt", "mqtt_discovery", "webhook_events", "mqtt_events",

@@ -255,6 +255,9 @@ class StreamConfig(_Strict):
     blur: list[Annotated[int, Field(ge=0)]] | None = None
     """The classes (ids or names) whose objects are blurred in every picture this stream's
     outputs show (default: the run's ``blur``; ``[]``: none)."""
+    record_objects: list[Annotated[int, Field(ge=0)]] | None = None
+    """The classes (ids or names) whose objects mark this stream's segments to be kept longer
+    (``record_keep_objects``; default: the run's ``record_objects``, else any it keeps)."""
     model: str | None = Field(default=None, min_length=1)
     """This stream's own model (default: the run's ``model``; the same kinds): a pose model on
     the door camera beside detection on the others, say. Each model runs on workers of its
@@ -537,8 +540,12 @@ class PipelineConfig(_Strict):
     ``12h``, ``30m`` or ``45s``. Unset: nothing is deleted."""
     record_keep_objects: float | None = None
     """With ``record_keep``: segment files in which the model saw objects (a stream's kept ones,
-    after its filters and masks) are kept this long instead (``30d``, longer than
-    ``record_keep``): named ``<stream>-YYYYmmdd-HHMMSS-objects.mp4`` once finished."""
+    after its filters and masks; of ``record_objects`` only, when given) are kept this long
+    instead (``30d``, longer than ``record_keep``): named ``<stream>-YYYYmmdd-HHMMSS-objects.mp4``
+    as soon as one is seen."""
+    record_objects: list[Annotated[int, Field(ge=0)]] | None = None
+    """With ``record_keep_objects``: the classes (ids or names) whose objects mark a segment to
+    be kept longer (``[person]``: not the cars going by all day); unset: any class kept."""
     record_max_size: int | None = None
     """With ``record_segment``: the most the folder's segment files (of every stream, this
     run's and earlier runs') may take, in bytes or ``500GB``, ``1.5TB``, ``800MB``: the oldest
@@ -717,12 +724,14 @@ class PipelineConfig(_Strict):
                              "give snapshots too")
         for index, stream in enumerate(self.streams):
             kept = stream.classes if stream.classes is not None else self.classes
-            blurred = self.blur_of(stream)
-            unseen = sorted(set(blurred) - set(kept)) if kept is not None else []
-            if unseen:
-                key = f"streams.{index}.blur" if stream.blur is not None else "blur"
-                raise ValueError(f"config key {key!r}: class(es) {unseen} are not among the stream's classes "
-                                 f"{sorted(kept or ())}: they would never be found, so never blurred; keep them too")
+            for key, asked, done in (("blur", self.blur_of(stream), "blurred"),
+                                     ("record_objects", self.record_objects_of(stream) or (), "recorded as objects")):
+                unseen = sorted(set(asked) - set(kept)) if kept is not None else []
+                if unseen:
+                    where = f"streams.{index}.{key}" if getattr(stream, key) is not None else key
+                    raise ValueError(f"config key {where!r}: class(es) {unseen} are not among the stream's classes "
+                                     f"{sorted(kept or ())}: they would never be found, so never {done}; keep "
+                                     "them too")
             counters: list[tuple[str, str, LineConfig | ZoneConfig | MaskConfig]] = [
                 *(("lines", name, line) for name, line in (stream.lines or {}).items()),
                 *(("zones", name, zone) for name, zone in (stream.zones or {}).items()),
@@ -773,6 +782,10 @@ class PipelineConfig(_Strict):
             raise ValueError("config keys 'record_keep_objects' and 'record_keep': record_keep_objects keeps the "
                              "segments with objects longer than record_keep keeps the others; give record_keep "
                              "too, shorter")
+        if self.record_keep_objects is None and (self.record_objects is not None
+                                                 or any(s.record_objects is not None for s in self.streams)):
+            raise ValueError("config keys 'record_objects' and 'record_keep_objects': record_objects says which "
+                             "objects keep a segment longer; give record_keep_objects too")
         return self
 
     @field_validator("record_segment", "record_keep", "record_keep_objects", "snapshots_keep", "clips_keep",
@@ -881,6 +894,12 @@ class PipelineConfig(_Strict):
     def blur_of(self, stream: StreamConfig) -> list[int]:
         """The classes blurred in ``stream``'s pictures: its own ``blur``, else the run's."""
         return list(stream.blur if stream.blur is not None else self.blur or ())
+
+    def record_objects_of(self, stream: StreamConfig) -> frozenset[int] | None:
+        """The classes whose objects mark ``stream``'s segments (``record_keep_objects``): its
+        own ``record_objects``, else the run's; ``None``: any."""
+        classes = stream.record_objects if stream.record_objects is not None else self.record_objects
+        return None if classes is None else frozenset(classes)
 
     def motion_of(self, stream: StreamConfig) -> MotionConfig | None:
         """``stream``'s motion settings (its own, else the run's), ``None``: every frame detected."""
@@ -1177,7 +1196,7 @@ def _shapes(entries: list[Any]) -> list[tuple[int, str, dict[str, Any]]]:
             for name, shape in entry[kind].items() if isinstance(shape, dict)]
 
 
-_CLASS_KEYS = ("classes", "blur", "class_conf")
+_CLASS_KEYS = ("classes", "blur", "class_conf", "record_objects")
 """The run's and a stream's keys that list classes (by id or name)."""
 
 

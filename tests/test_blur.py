@@ -53,6 +53,28 @@ def test_blur_takes_class_names_and_only_classes_the_stream_keeps() -> None:
         build_config({"blur": ["face"], "streams": ["a"]})
 
 
+def test_record_objects_takes_class_names_and_only_classes_the_stream_keeps() -> None:
+    """``record_objects`` (the classes that keep a segment longer) as ``blur``: by id or name,
+    the run's or a stream's own, a class the stream never keeps refused; and it needs
+    ``record_keep_objects``."""
+    kept = {"record_segment": 60, "record_keep": "2d", "record_keep_objects": "30d"}
+    config = build_config({**kept, "record_objects": ["person"],
+                           "streams": ["a", {"source": "b", "record_objects": []},
+                                       {"source": "c", "record_objects": ["car", 2]}]})
+    assert [config.record_objects_of(s) for s in config.streams] == [{0}, set(), {1, 2}]
+    anything = build_config({**kept, "streams": ["a"]})
+    assert anything.record_objects_of(anything.streams[0]) is None  # any class
+    with pytest.raises(ConfigError, match=r"config key 'streams\.0\.record_objects': class\(es\) \[0\] are not "
+                                          r"among the stream's classes \[1\]: they would never be found, so never "
+                                          r"recorded as objects"):
+        build_config({**kept, "streams": [{"source": "a", "classes": ["car"], "record_objects": ["person"]}]})
+    with pytest.raises(ConfigError, match=r"config key 'record_objects': 'face' is not one of the model's 3 classes"):
+        build_config({**kept, "record_objects": ["face"], "streams": ["a"]})
+    with pytest.raises(ConfigError, match=r"config keys 'record_objects' and 'record_keep_objects': record_objects "
+                                          r"says which objects keep a segment longer; give record_keep_objects too"):
+        build_config({"record_segment": 60, "streams": [{"source": "a", "record_objects": ["person"]}]})
+
+
 def test_blurred_objects_are_never_cropped(tmp_path: Path) -> None:
     crops = CropSink(tmp_path, blurred={"lot": [2]})
     crops.open()

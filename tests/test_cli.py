@@ -312,6 +312,14 @@ def test_thresholds_by_class_from_the_command_line(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert f"recordings in {tmp_path / 'rec'}, 10m files, kept 2d (30d those with objects)" in done.stdout, done.stdout
     assert re.search(r"synthetic: +\(synthetic; .*; class 0 above 0\.6, class 2 above 0\.2\)", done.stdout), done.stdout
+    # --record-objects: which objects keep a segment longer (by name: each stream's, as its model numbers them).
+    done = streamyolo("check", "--source", "synthetic:", "--record", str(tmp_path / "rec"), "--record-segment", "10m",
+                      "--record-keep", "2d", "--record-keep-objects", "30d", "--record-objects", "person", "ball")
+    assert done.returncode == 0, done.stderr
+    marked = r"synthetic: +\(synthetic; .*; segments kept longer for class\(es\) 0, 2\)"
+    assert re.search(marked, done.stdout), done.stdout
+    done = streamyolo("check", "--source", "synthetic:", "--record-objects", "person")
+    assert done.returncode == 2 and "config keys 'record_objects' and 'record_keep_objects'" in done.stderr
     for wrong in ("person", "person=high", "=0.5"):
         done = streamyolo("check", "--source", "synthetic:", "--class-conf", wrong)
         assert done.returncode == 2 and f"argument --class-conf: {wrong!r}: expected CLASS=CONF, as person=0.6" in \

@@ -261,9 +261,9 @@ def test_record_keep_deletes_the_streams_old_segments_and_nothing_else(tmp_path:
         [p.name for p in files] + [name for name in planted if name not in gone and name != "cam-20200101-000020.mp4"])
 
 
-def _with_a_person(result: Result) -> Result:
-    found = Detections(np.array([[10, 10, 60, 110]], np.float32), np.array([0.9], np.float32), np.array([0]),
-                       {0: "person"})
+def _with_a_person(result: Result, cls: int = 0) -> Result:
+    found = Detections(np.array([[10, 10, 60, 110]], np.float32), np.array([0.9], np.float32), np.array([cls]),
+                       {0: "person", 2: "car"})
     return replace(result, detections=found)
 
 
@@ -295,6 +295,23 @@ def test_segments_in_which_objects_were_seen_are_named_so_and_kept_longer(tmp_pa
     with_objects(claimed).write_bytes(b"x")
     recorder.release(claimed)
     assert recorder.claim("cam", time.time()).name == claimed.name.replace(".mp4", "-2.mp4")
+
+
+@pytest.mark.timeout(60)
+def test_record_objects_says_which_classes_mark_a_segment(tmp_path: Path) -> None:
+    """``record_objects``: on a stream that keeps its segments longer for people only, the
+    segment in which a car went by (frames 30-34) is not marked, the one with a person (60-64)
+    is; a stream without ``record_objects`` of its own is marked by any object, the car too."""
+    def scene(name: str) -> list[Result]:
+        return [_with_a_person(r, cls=2) if 30 <= index < 35 else _with_a_person(r) if 60 <= index < 65 else r
+                for index, r in enumerate(_results(name, 100))]
+
+    recorder = _record(tmp_path / "rec", [r for pair in zip(scene("door"), scene("lot"), strict=True) for r in pair],
+                       segment=1.0, keep=3600.0, keep_objects=10800.0, objects={"door": frozenset({0})})
+    marked = {stream: [path.name.endswith("-objects.mp4") for path in files]
+              for stream, files in recorder.files.items()}
+    assert marked == {"door": [False, False, True, False], "lot": [False, True, True, False]}
+    assert sorted((tmp_path / "rec").iterdir()) == sorted(recorder.files["door"] + recorder.files["lot"])
 
 
 @pytest.mark.timeout(60)

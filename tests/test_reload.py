@@ -231,6 +231,29 @@ def test_a_streams_switches_hold_when_a_reload_restarts_it(tmp_path: Path) -> No
     assert all(line.get("detect") is False and not line["detections"] for line in after), after
 
 
+def test_record_objects_changes_as_the_streams_run(tmp_path: Path) -> None:
+    """``record_objects`` (the classes that mark a segment to keep longer) is a setting a reload
+    changes in place, the run's for every stream, a stream's own for it: its recording goes on
+    in the same file."""
+    kept = {"record_segment": 60, "record_keep": "1d", "record_keep_objects": "30d"}
+    pipeline = Pipeline.from_config(_config(tmp_path, [_camera("a", 1), _camera("b", 2)], **kept))
+    pipeline.start()
+    try:
+        until(lambda: min(_processed(pipeline).values()) >= 3, 30, "three frames of each stream")
+        recorder = pipeline._recorder
+        assert recorder is not None and recorder.objects == {}  # any class marks a segment
+        report = pipeline.reload(_config(tmp_path, [_camera("a", 1, record_objects=["ball"]), _camera("b", 2)],
+                                         record_objects=["person", "car"], **kept))
+        assert (report.updated, report.restarted, report.needs_restart) == (("a", "b"), (), ())
+        assert recorder.objects == {"a": {2}, "b": {0, 1}}
+        report = pipeline.reload(_config(tmp_path, [_camera("a", 1, record_objects=["ball"]), _camera("b", 2)], **kept))
+        assert report.updated == ("b",) and recorder.objects == {"a": {2}}
+    finally:
+        pipeline.stop()
+        summary = pipeline.join()
+    assert [len(files) for files in summary.recordings.values()] == [1, 1]
+
+
 def test_a_worker_whose_streams_have_all_ended_is_started_again_for_a_stream_added(tmp_path: Path) -> None:
     finite = {"name": "short", "source": "synthetic:?size=160x120&fps=10&frames=3"}
     pipeline = Pipeline.from_config(_config(tmp_path, [finite, _camera("a", 1)]))

@@ -344,6 +344,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         recorder = VideoRecorder(cfg.record, annotator, codec=choose_codec(cfg.record_codec, gpu),
                                  preset=cfg.record_preset, crf=cfg.record_crf, segment=cfg.record_segment,
                                  keep=cfg.record_keep, keep_objects=cfg.record_keep_objects,
+                                 objects={s.spec.name: classes for s in streams
+                                          if (classes := cfg.record_objects_of(s.config)) is not None},
                                  max_size=cfg.record_max_size, overwrite=cfg.overwrite,
                                  streams=[s.spec.name for s in streams if cfg.record_of(s.config) == "annotated"])
         sinks.append(recorder)

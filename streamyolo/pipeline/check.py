@@ -16,7 +16,7 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -94,7 +94,7 @@ def describe(plan: Plan) -> str:
         if by_class:
             parts.append(", ".join(f"class {c} above {conf:g}" for c, conf in sorted(by_class.items())))
         if cfg.blur_of(own):
-            parts.append(f"blurs class(es) {', '.join(map(str, cfg.blur_of(own)))}")
+            parts.append(f"blurs {_classes(cfg.blur_of(own))}")
         motion = cfg.motion_of(own)
         if motion is not None:
             parts.append(f"model on motion (at least every {format_seconds(motion.refresh)})")
@@ -107,6 +107,8 @@ def describe(plan: Plan) -> str:
             parts.append(f"records {redact_url(own.record_source)} as it comes{clipped}")
         elif cfg.record is not None and recorded != cfg.record_mode:
             parts.append("not recorded" if recorded is None else f"recorded {recorded}")
+        if own.record_objects is not None and recorded is not None and cfg.record_keep_objects:
+            parts.append(f"segments kept longer for {_classes(own.record_objects)}")
         lines.append(f"  {stream.spec.name:<{width}}  {stream.spec.display_uri}  ({'; '.join(parts)})")
     disabled = [s.name or redact_url(s.source) for s in cfg.streams if not s.enabled]
     if disabled:
@@ -125,7 +127,8 @@ def describe(plan: Plan) -> str:
         segments = f", {format_seconds(cfg.record_segment)} files" if cfg.record_segment else ""
         kept = f", kept {format_seconds(cfg.record_keep)}" if cfg.record_keep else ""
         if cfg.record_keep_objects:
-            kept += f" ({format_seconds(cfg.record_keep_objects)} those with objects)"
+            which = "" if cfg.record_objects is None else f" of {_classes(cfg.record_objects)}"
+            kept += f" ({format_seconds(cfg.record_keep_objects)} those with objects{which})"
         original = " (the cameras' original video)" if cfg.record_mode == "original" else ""
         outputs.append(f"recordings in {cfg.record}{original}{segments}{kept}")
     clips = " (cut from the cameras' original video)" if cfg.clip_mode == "original" else ""
@@ -322,3 +325,12 @@ def try_model(factory: DetectorFactory, probes: Sequence[Probe],
     if failed:
         raise failed[0]
     return found[0]
+
+
+def _classes(ids: Collection[int]) -> str:
+    """Classes as the plan names them.
+
+    >>> _classes([2, 0]), _classes([])
+    ('class(es) 0, 2', 'no class')
+    """
+    return f"class(es) {', '.join(map(str, sorted(ids)))}" if ids else "no class"

@@ -5,7 +5,7 @@ The config is read again (the same file, the same flags) and checked as at the s
 that does not validate changes nothing (its error names the key). Then the streams are
 compared, each with every setting that makes it what it is (its own keys, and the run's
 ``stream_defaults``, ``model``, ``imgsz``, ``conf``, ``class_conf``, ``classes``, ``blur``,
-``motion``, ``tiles``, ``record_mode`` and ``clip_mode`` as they apply to it):
+``record_objects``, ``motion``, ``tiles``, ``record_mode`` and ``clip_mode`` as they apply to it):
 
 - a stream no longer in the config is **removed**: its capture stops, the frames it had
   buffered are processed, its recording and clip are finished (whole files, at once), and the
@@ -20,7 +20,8 @@ compared, each with every setting that makes it what it is (its own keys, and th
   that runs it on workers of the new model, and the old model's workers end once their
   streams have gone (a model file replaced under the same name is not noticed);
 - a stream whose detections' settings alone changed (its ``conf``, ``class_conf``, ``classes``,
-  ``min_area``, ``max_area``, ``lines``, ``zones``, ``masks``, ``motion``, ``tiles``, ``blur``), or how many of
+  ``min_area``, ``max_area``, ``lines``, ``zones``, ``masks``, ``motion``, ``tiles``, ``blur``,
+  ``record_objects``), or how many of
   its frames are kept (``max_fps``, ``stride``), is **updated** in place from its next frame: its
   connection, recording and tracks go on, its lines, zones and motion start afresh;
 - a stream whose other settings changed (its source, buffer, recording …) is **restarted** with
@@ -64,12 +65,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IN_PLACE = frozenset({"conf", "classes", "class_conf", "min_area", "max_area", "lines", "zones", "masks", "motion",
-                      "tiles", "blur", "max_fps", "stride"})
+                      "tiles", "blur", "record_objects", "max_fps", "stride"})
 """A stream's keys its worker (or its capture: ``max_fps``, ``stride``) applies: a change to these
 alone updates the running stream."""
 
-STREAM_KEYS = frozenset({"streams", "stream_defaults", "conf", "class_conf", "classes", "blur", "motion", "tiles",
-                         "record_mode", "clip_mode", "model", "imgsz"})
+STREAM_KEYS = frozenset({"streams", "stream_defaults", "conf", "class_conf", "classes", "blur", "record_objects",
+                         "motion", "tiles", "record_mode", "clip_mode", "model", "imgsz"})
 """The run's keys a reload applies (through the streams they apply to); the others need a new start."""
 
 
@@ -126,16 +127,18 @@ class Outputs:
     events: EventSink | None = None
 
     def follow(self, cfg: PipelineConfig, stream: ResolvedStream) -> None:
-        """Set ``stream``'s recording (annotated or not), clips, blurred classes and Home
-        Assistant entities as ``cfg`` has them, before its first frame. Each setting is swapped
-        whole (the inference threads read them)."""
+        """Set ``stream``'s recording (annotated or not; the classes that mark its segments),
+        clips, blurred classes and Home Assistant entities as ``cfg`` has them, before its first
+        frame. Each setting is swapped whole (the inference threads read them)."""
         from streamyolo.pipeline.assemble import stream_entities
 
         name, config = stream.spec.name, stream.config
         for output, how in ((self.recorder, cfg.record_of(config)), (self.clips, cfg.clips_of(config))):
             if output is not None and output.streams is not None:
                 output.streams = output.streams | {name} if how == "annotated" else output.streams - {name}
-        blurred = frozenset(cfg.blur_of(config))
+        if self.recorder is not None:
+            self.recorder.objects = _with(self.recorder.objects, name, cfg.record_objects_of(config))
+        blurred = frozenset(cfg.blur_of(config)) or None
         if self.annotator is not None:
             self.annotator.blur = _with(self.annotator.blur, name, blurred)
         for sink in self.blurring:
@@ -149,8 +152,11 @@ class Outputs:
             self.events.announce(name, None)
 
 
-def _with(settings: Mapping[str, frozenset[int]], name: str, classes: frozenset[int]) -> dict[str, frozenset[int]]:
-    return {**{key: value for key, value in settings.items() if key != name}, **({name: classes} if classes else {})}
+def _with(settings: Mapping[str, frozenset[int]], name: str,
+          classes: frozenset[int] | None) -> dict[str, frozenset[int]]:
+    """``settings`` by stream with stream ``name``'s now ``classes`` (``None``: none of its own)."""
+    return {**{key: value for key, value in settings.items() if key != name},
+            **({name: classes} if classes is not None else {})}
 
 
 class Reloader:
@@ -361,8 +367,9 @@ def _settings(cfg: PipelineConfig, stream: ResolvedStream) -> str:
     name with the same are the same stream."""
     config = stream.config
     return repr((stream.spec, stream.overflow, stream.capacity, config.model_dump(), cfg.own(config),
-                 cfg.class_conf_of(config), cfg.blur_of(config), cfg.motion_of(config), cfg.tiles_of(config),
-                 cfg.record_of(config), cfg.clips_of(config), cfg.model_of(config), cfg.imgsz_of(config)))
+                 cfg.class_conf_of(config), cfg.blur_of(config), cfg.record_objects_of(config), cfg.motion_of(config),
+                 cfg.tiles_of(config), cfg.record_of(config), cfg.clips_of(config), cfg.model_of(config),
+                 cfg.imgsz_of(config)))
 
 
 __all__ = ["IN_PLACE", "STREAM_KEYS", "Outputs", "ReloadReport", "Reloader"]

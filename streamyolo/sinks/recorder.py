@@ -34,7 +34,7 @@ import os
 import queue
 import re
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -132,11 +132,13 @@ class VideoRecorder:
         streams: Collection[str] | None = None,
         max_size: int | None = None,
         keep_objects: float | None = None,
+        objects: Mapping[str, frozenset[int]] | None = None,
     ) -> None:
         """``streams``: the streams recorded (``None``: all); ``max_size``: the bytes of segment
         files (of every stream) the folder keeps at most, the oldest deleted first;
         ``keep_objects``: segment files in which the model saw objects are named so when they
-        end (``…-objects.mp4``) and kept this long instead of ``keep``."""
+        end (``…-objects.mp4``) and kept this long instead of ``keep``; ``objects``: the classes
+        whose objects count so, by stream (a stream not in it: any class)."""
         if segment is not None and segment <= 0:
             raise ValueError(f"segment must be a positive number of seconds, not {segment}")
         if keep is not None and segment is None:
@@ -151,6 +153,8 @@ class VideoRecorder:
         self.segment = segment
         self.keep = keep
         self.keep_objects = keep_objects
+        self.objects: Mapping[str, frozenset[int]] = dict(objects or {})
+        """The classes whose objects mark a stream's segments (``record_objects``; swapped whole)."""
         self.max_size = max_size
         self.overwrite = overwrite
         self.streams = None if streams is None else frozenset(streams)
@@ -344,8 +348,16 @@ class VideoRecorder:
         """Whether ``stream``'s frames are encoded for this output."""
         return self.streams is None or stream in self.streams
 
+    def marks(self, result: Result) -> bool:
+        """Whether ``result`` marks the segment its frame is in (``keep_objects``): an object of
+        one of the classes its stream's marks count."""
+        if self.keep_objects is None or not len(result.detections):
+            return False
+        classes = self.objects.get(result.stream)
+        return classes is None or any(int(cls) in classes for cls in result.detections.cls)
+
     def write(self, result: Result) -> None:
-        if self.keep_objects is not None and len(result.detections) and not self.wants(result.stream):
+        if not self.wants(result.stream) and self.marks(result):
             output = self._outputs.get(result.stream)  # its camera's own video, as it came (no frames here)
             if output is not None:
                 output.saw_objects()
@@ -684,7 +696,7 @@ class Recording(FileOutput):
             self.failed_write(exc)
             return
         self.pause.succeeded()
-        if self.owner.keep_objects is not None and len(item.detections) and self._file is not None:
+        if self._file is not None and self.owner.marks(item):
             self._file.objects = True
             self.mark(self._file)
 

@@ -214,6 +214,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--max-streams", type=int, default=64,
                        help="most streams to try in live mode (64; it stops earlier once a stream gets under "
                             "1 frame/s or decoding falls behind)")
+    export = commands.add_parser(
+        "export", help="a stream's recordings between two moments as one MP4, copied (no re-encoding)",
+        description="Cut a stream's recordings (annotated or the camera's own video, segments or not) from the "
+                    "key frame at or before --from to --to into one MP4 that plays and seeks in any browser: "
+                    "what happened between 10:03 and 10:07 at the front door, to hand over.")
+    export.add_argument("recordings", metavar="FOLDER|CONFIG",
+                        help="the recordings folder, or the run's config file (its record folder)")
+    export.add_argument("--stream", "-s", required=True, help="the stream whose recordings to cut")
+    span = export.add_mutually_exclusive_group(required=True)
+    span.add_argument("--from", dest="start", metavar="WHEN",
+                      help="where it starts, local time: '2026-12-06 10:03', '10:03:30' (today), or "
+                           "--from=-10m (ago)")
+    span.add_argument("--last", metavar="AGE", help="the last 10m (or 90s, 2h) up to --to")
+    export.add_argument("--to", dest="end", default="now", metavar="WHEN", help="where it ends (now)")
+    export.add_argument("--out", "-o", metavar="FILE",
+                        help="the MP4 to write (<stream>-YYYYmmdd-HHMMSS-export.mp4 here)")
+    export.add_argument("--overwrite", action="store_true", help="replace the file if it exists")
     demo = commands.add_parser(
         "demo", help="the whole product on synthetic camera scenes, offline, scored against ground truth",
         description="Write synthetic H.264 clips with ground truth, run the pipeline over them with the "
@@ -505,6 +522,39 @@ def execute(pipeline: Any) -> int:
     return EXIT_OK
 
 
+def command_export(args: argparse.Namespace) -> int:
+    import time
+
+    from streamyolo.clock import parse_seconds
+    from streamyolo.config import build_config
+    from streamyolo.sinks.export import default_name, export, parse_moment
+
+    folder = Path(args.recordings)
+    if folder.is_file():  # the run's config: its record folder
+        cfg = build_config(folder)
+        if cfg.record is None:
+            raise ConfigError(f"config {str(folder)!r} records nothing (no 'record' folder): give the folder")
+        folder = Path(cfg.record)
+    elif not folder.is_dir():
+        raise OutputError(f"recordings folder {str(folder)!r} does not exist")
+    def moment(flag: str, read: Callable[[], float]) -> float:
+        try:
+            return read()
+        except ValueError as exc:
+            raise ConfigError(f"{flag}: {exc}") from None
+
+    end = moment("--to", lambda: parse_moment(args.end))
+    start = (moment("--from", lambda: parse_moment(args.start)) if args.last is None
+             else end - moment("--last", lambda: parse_seconds(args.last, least=0.0)))
+    out = Path(args.out) if args.out else Path(default_name(args.stream, start))
+    done = export(folder, args.stream, start, end, out, overwrite=args.overwrite)
+    assert done.start is not None and done.end is not None
+    shown = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(done.start))
+    print(f"exported stream {args.stream!r} from {shown} for {done.seconds:.1f} s ({done.frames} frames, "
+          f"from {len(done.sources)} recording(s)) to {', '.join(map(str, done.files))}", flush=True)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -518,6 +568,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_check(args)
         if args.command == "demo":
             return command_demo(args)
+        if args.command == "export":
+            return command_export(args)
         if args.command == "bench":
             from streamyolo.benchmark import capacity_report
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -15,7 +16,9 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -25,7 +28,7 @@ from streamyolo.errors import ConfigError, OutputError
 from streamyolo.pipeline import Pipeline
 from streamyolo.sinks.web import WebViewer, parse_address
 from tests.conftest import need
-from tests.helpers import PYTHON, ROOT, env_for_subprocess, until
+from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, stamps, until
 
 NAMES = ["front-door", "yard.2"]
 
@@ -757,9 +760,11 @@ def test_a_real_browser_logs_in_over_https_with_the_login_in_the_address(tls_fil
 @pytest.mark.timeout(180)
 def test_a_real_browser_lists_the_recordings_and_plays_and_seeks_one(tmp_path: Path, people_video: Path) -> None:
     """Annotated recordings, and a real camera's H.264 (the street video's, Main profile)
-    recorded as it came (``record: original``), play in Chromium."""
+    recorded as it came (``record: original``), play in Chromium; so does the street's last
+    minute exported from the page."""
     browser, driver_path = _chromium()
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     rec = tmp_path / "rec"
     config = _config(record=str(rec), record_segment=2)
@@ -826,8 +831,76 @@ def test_a_real_browser_lists_the_recordings_and_plays_and_seeks_one(tmp_path: P
                 "const v = arguments[0]; return v.readyState >= 2 && v.currentSrc.endsWith(arguments[1])"
                 " && [v.duration, v.videoWidth, v.error && v.error.code]", player, street), 30, "the original playing")
             assert abs(state[0] - 128 / 30) < 0.1 and state[1] == 1920 and state[2] is None, state
+            # The street's last minute exported (its segments cut into one MP4 by the server),
+            # played here, with a link that saves it.
+            Select(driver.find_element(By.ID, "export-stream")).select_by_visible_text("street")
+            driver.execute_script("document.getElementById('export-from').value = localInput("
+                                  "new Date(Date.now() - 60000));"
+                                  "document.getElementById('export-to').value = localInput(new Date());")
+            driver.find_element(By.CSS_SELECTOR, "#export button").click()
+            saved = until(lambda: driver.find_elements(By.CSS_SELECTOR, "#export-result a"), 30, "the export")
+            assert re.fullmatch(r"save street-\d{8}-\d{6}-export\.mp4 \(\d+\.\d MB\)", saved[0].text), saved[0].text
+            state = until(lambda: driver.execute_script(
+                "const v = arguments[0]; return v.readyState >= 2 && v.currentSrc.startsWith('blob:')"
+                " && [v.duration, v.videoWidth, v.error && v.error.code]", player), 30, "the export playing")
+            recorded = sum(_seconds(path) for path in rec.glob("street-*.mp4"))
+            assert recorded - 1.5 < state[0] <= recorded + 0.1 and state[1] == 1920 and state[2] is None, (
+                state, recorded)
+            # Nothing recorded then: said under the form.
+            driver.execute_script("document.getElementById('export-from').value = '2001-01-01T00:00:00';"
+                                  "document.getElementById('export-to').value = '2001-01-01T00:10:00';")
+            driver.find_element(By.CSS_SELECTOR, "#export button").click()
+            failed = until(lambda: [r for r in driver.find_elements(By.CSS_SELECTOR, "#export-result.failed")
+                                    if r.text], 30, "the export's error")[0]
+            assert failed.text.startswith("export of stream 'street': nothing recorded between 2001-01-01 00:00:00"), \
+                failed.text
         finally:
             driver.quit()
+
+
+def _seconds(path: Path) -> float:
+    with av.open(str(path)) as container:
+        return float(container.duration or 0) / av.time_base
+
+
+@pytest.mark.timeout(120)
+def test_the_page_exports_a_streams_recordings_between_two_moments(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``/export.mp4``: a stream's segments then, cut into one MP4 and sent as a download;
+    what cannot be exported said (404, 400), no file left behind."""
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # where the server cuts its exports
+    rec = tmp_path / "rec"
+    with Pipeline.from_config(_config(record=str(rec), record_segment=1)) as pipeline:
+        pipeline.start()
+        assert pipeline.web_url is not None
+        url = pipeline.web_url
+        until(lambda: len(list(rec.glob("yard.2-*.mp4"))) >= 3, 60, "three segments")
+        finished = sorted(rec.glob("yard.2-*.mp4"))[:-1]  # the newest is being written
+        now = time.time()
+        request = urllib.request.Request(url + "export.mp4?" + urlencode({"stream": "yard.2", "from": now - 60,
+                                                                          "to": now}))
+        with urllib.request.urlopen(request, timeout=30) as response:
+            disposition, body = response.headers["Content-Disposition"], response.read()
+            assert response.headers["Content-Type"] == "video/mp4"
+        assert re.fullmatch(r'attachment; filename="yard\.2-\d{8}-\d{6}-export\.mp4"', disposition), disposition
+        (tmp_path / "export.mp4").write_bytes(body)
+        for query, code, message in (
+                ({"stream": "nope", "from": now - 60, "to": now}, 404, "no recorded stream named 'nope'"),
+                ({"stream": "yard.2", "from": now - 7200, "to": now}, 400, "up to 60 minutes long"),
+                ({"stream": "yard.2", "from": now, "to": now - 60}, 400, "up to 60 minutes long, after its start"),
+                ({"stream": "yard.2", "from": "soon", "to": now}, 400, "give stream, from and to"),
+                ({"stream": "yard.2", "from": 1e9, "to": 1e9 + 60}, 404, "nothing recorded between")):
+            status, _, text = _get(url + "export.mp4?" + urlencode(query))
+            assert status == code and message in text.decode(), (query, status, text)
+    # The stream's frames from its first segment on, as recorded, up to the moment asked for:
+    # every frame of the segments finished by then, and of the one being written up to then.
+    exported = [stamp[1] for stamp in stamps(decode(tmp_path / "export.mp4")[0]) if stamp is not None]
+    recorded = [stamp[1] for path in sorted(rec.glob("yard.2-*.mp4")) for stamp in stamps(decode(path)[0])
+                if stamp is not None]
+    were_finished = sum(len(decode(path)[0]) for path in finished)
+    assert were_finished >= 2 and len(exported) >= were_finished, (exported, were_finished)
+    assert exported == recorded[:len(exported)], (exported, recorded)
+    assert not list(tmp_path.glob("streamyolo-export-*")), "an export left behind"
 
 
 def _ranged(url: str, byte_range: str | None = None) -> tuple[int, dict[str, str], bytes]:

@@ -42,7 +42,10 @@ A small HTTP server (the standard library's, one thread per client) serves:
   [{name, stream, size, modified, objects}, …]}``, newest first, ``stream`` the stream it belongs
   to, ``objects`` whether it is a segment in which objects were seen: ``record_keep_objects``), and
   ``/recordings/<file>.mp4``, the file itself with byte ranges (so a browser's player can seek),
-  listed and played on the page (with "only the segments with objects" where there are some);
+  listed and played on the page (with "only the segments with objects" where there are some),
+  and ``/export.mp4?stream=<name>&from=<epoch>&to=<epoch>``, the stream's recordings then (up
+  to :data:`EXPORT_MOST` seconds) cut into one MP4 (:mod:`streamyolo.sinks.export`), sent as a
+  download: the page's "export" form plays it and offers it to save;
 - with ``events`` (the events sink's recent events): ``/events.json``, the newest 200 first
   (``{"events": [...]}``, as :mod:`streamyolo.sinks.events` writes them), listed on the page, and
   with ``heatmaps``, ``/heatmaps/<stream>.jpg``: the stream's heatmap now (a "heatmaps" button
@@ -72,6 +75,7 @@ import os
 import re
 import socket
 import ssl
+import tempfile
 import threading
 import time
 from collections import deque
@@ -81,7 +85,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import cv2
 
@@ -105,6 +109,8 @@ _TEXT = "text/plain; charset=utf-8"
 _SOCKET_TIMEOUT = 10.0  # seconds; a client that stops reading is dropped after this
 _CHUNK = 256 * 1024  # bytes of a recording sent at a time
 _MAX_POST = 1024  # bytes of a POST's body (the page's switches send a few)
+EXPORT_MOST = 3600
+"""Seconds of recordings the page exports at once (``/export.mp4``; ``streamyolo export`` any)."""
 LOGIN_TRIES = 10
 """Wrong logins from one address within ``LOGIN_WINDOW`` seconds after which its requests are
 refused for ``LOGIN_BLOCK`` seconds (429), whatever they send: guessing the password takes ages."""
@@ -191,6 +197,7 @@ class WebViewer:
         self._health: Callable[[], Mapping[str, Any]] = lambda: {"ok": self._running(), "ready": self._running(),
                                                                  "hung": []}
         self._switch: Callable[[str, str, bool], None] | None = None
+        self._export_lock = threading.Lock()
         self.controls = controls
         """Whether the page's switches switch (``web_controls``); else its switch requests are refused."""
         self._encoded: dict[str, tuple[int, bytes]] = {}
@@ -296,6 +303,21 @@ class WebViewer:
             files.append({"name": entry.name, "stream": stream, "size": info.st_size, "modified": info.st_mtime,
                           "objects": entry.name.endswith(OBJECTS_SUFFIX)})
         return sorted(files, key=lambda f: (-f["modified"], f["name"]))
+
+    def export(self, stream: str, start: float, end: float, folder: Path) -> Path:
+        """Stream ``stream``'s recordings from ``start`` to ``end`` (seconds since the epoch, at
+        most :data:`EXPORT_MOST` apart) as one MP4 in ``folder`` (its first file, where the video
+        changes); one export at a time. Raises ``LookupError`` (no such stream, nothing
+        recorded then), ``ValueError`` (the span) or :class:`OutputError` (it cannot be written)."""
+        from streamyolo.sinks.export import default_name, export
+
+        if self.recordings is None or stream not in self.stream_names():
+            raise LookupError(f"no recorded stream named {stream!r}")
+        if not 0 < end - start <= EXPORT_MOST:
+            raise ValueError(f"an export from the page is up to {EXPORT_MOST // 60} minutes long, after its start "
+                             "(streamyolo export cuts longer ones)")
+        with self._export_lock:
+            return export(self.recordings, stream, start, end, folder / default_name(stream, start)).files[0]
 
     def recording_path(self, name: str) -> Path | None:
         """The recording file ``name`` (a plain ``.mp4`` name in the folder), or ``None``."""
@@ -591,6 +613,8 @@ class _Handler(BaseHTTPRequestHandler):
                            json.dumps(health).encode())
             elif path == "/recordings.json" and viewer.recordings is not None:
                 self._send(HTTPStatus.OK, "application/json", json.dumps({"files": viewer.recording_files()}).encode())
+            elif path == "/export.mp4" and viewer.recordings is not None:
+                self._export(viewer)
             elif path.startswith("/recordings/") and viewer.recordings is not None:
                 self._file(viewer.recording_path(path.removeprefix("/recordings/")), "video/mp4", "recording")
             elif path == "/events.json" and viewer.events is not None:
@@ -678,6 +702,31 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(HTTPStatus.OK, "application/json", json.dumps({"stream": name, kind: on}).encode())
 
+    def _export(self, viewer: WebViewer) -> None:
+        """``/export.mp4?stream=<name>&from=<epoch seconds>&to=<epoch seconds>``: the stream's
+        recordings then, cut into one MP4 (:mod:`streamyolo.sinks.export`), as a download."""
+        query = parse_qs(urlsplit(self.path).query)
+        stream = (query.get("stream") or [""])[0]
+        try:
+            start, end = (float((query.get(key) or [""])[0]) for key in ("from", "to"))
+        except ValueError:
+            self._send(HTTPStatus.BAD_REQUEST, _TEXT, b"give stream, from and to (seconds since the epoch)\n")
+            return
+        with tempfile.TemporaryDirectory(prefix="streamyolo-export-") as folder:
+            try:
+                made = viewer.export(stream, start, end, Path(folder))
+            except LookupError as exc:  # no such stream, nothing recorded then
+                self._send(HTTPStatus.NOT_FOUND, _TEXT, f"{exc}\n".encode())
+                return
+            except ValueError as exc:
+                self._send(HTTPStatus.BAD_REQUEST, _TEXT, f"{exc}\n".encode())
+                return
+            except OutputError as exc:  # the box's temporary folder refused it
+                log.warning("web page: %s", exc)
+                self._send(HTTPStatus.INTERNAL_SERVER_ERROR, _TEXT, f"{exc}\n".encode())
+                return
+            self._file(made, "video/mp4", "export", {"Content-Disposition": f'attachment; filename="{made.name}"'})
+
     def _send(self, status: HTTPStatus, content_type: str, body: bytes,
               headers: Mapping[str, str] | None = None) -> None:
         self.send_response(status)
@@ -689,7 +738,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _file(self, path: Path | None, content_type: str, what: str) -> None:
+    def _file(self, path: Path | None, content_type: str, what: str,
+              headers: Mapping[str, str] | None = None) -> None:
         """A recording or a snapshot, whole or the byte range asked for (``Range: bytes=a-b``,
         ``a-`` or ``-n``, as a browser's player asks when it seeks); ``None``: not found. A file
         still being written is sent as far as it is at the moment of asking."""
@@ -708,6 +758,8 @@ class _Handler(BaseHTTPRequestHandler):
             if asked is not None:
                 first, last = asked
             self.send_response(HTTPStatus.PARTIAL_CONTENT if asked is not None else HTTPStatus.OK)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", content_type)
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Length", str(last - first + 1))
@@ -800,6 +852,9 @@ PAGE = """<!doctype html>
   body.drawing figure, body.drawing main.solo figure.solo { cursor: crosshair; }
   .points { color: #fd0; font-family: monospace; width: 100%; user-select: all; }
   #draw-help { color: #999; }
+  #export { margin: 4px 0; color: #999; }
+  #export input, #export select { font: inherit; color: #eee; background: #222; border: 1px solid #555; }
+  #export-result a { color: #9cf; } #export-result.failed { color: #f88; }
 </style>
 </head>
 <body>
@@ -816,6 +871,10 @@ PAGE = """<!doctype html>
 <label>events of <select id="event-stream"><option value="">every stream</option></select></label>
 <ol id="happened"></ol></section>
 <section id="recordings" class="videos" hidden>
+<form id="export" title="the stream's recordings then, cut into one MP4 (up to an hour)">export
+<select id="export-stream"></select> from <input type="datetime-local" id="export-from" step="1" required>
+to <input type="datetime-local" id="export-to" step="1" required> <button>export</button>
+<span id="export-result"></span></form>
 <label id="objects-only-label" hidden><input type="checkbox" id="objects-only"> only the segments with objects</label>
 <video id="player" controls muted playsinline hidden></video><ul id="files" class="files"></ul>
 </section>
@@ -1134,6 +1193,7 @@ async function listVideos(kind, listId, playerId) {
   }
   if (kind === "recordings") {  // segments in which objects were seen (record_keep_objects): a filter
     document.getElementById("objects-only-label").hidden = !list.querySelector("li.objects");
+    exportStreams();
   }
   return true;
 }
@@ -1145,6 +1205,50 @@ document.getElementById("player").addEventListener("ended", () => {
   let next = playing.previousElementSibling;
   while (next && next.dataset.stream !== playing.dataset.stream) next = next.previousElementSibling;
   if (next) next.querySelector("a").click();
+});
+// A stream's recordings from one moment to another, cut into one MP4 by the server: played
+// here, and a link saves it. The moments are the browser's local time, as the files' names.
+function localInput(date) {
+  return new Date(date.getTime() - date.getTimezoneOffset() * 60000).toISOString().slice(0, 19);
+}
+function exportStreams() {
+  const select = document.getElementById("export-stream");
+  const names = [...new Set([...document.querySelectorAll("#files li")].map((li) => li.dataset.stream)
+                              .filter(Boolean))].sort();
+  const chosen = select.value;
+  select.replaceChildren(...names.map((name) => new Option(name, name)));
+  if (names.includes(chosen)) select.value = chosen;
+  document.getElementById("export").hidden = !names.length;
+  const from = document.getElementById("export-from"), to = document.getElementById("export-to");
+  if (!to.value) to.value = localInput(new Date());
+  if (!from.value) from.value = localInput(new Date(Date.now() - 10 * 60000));
+}
+document.getElementById("export").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const result = document.getElementById("export-result");
+  const stream = document.getElementById("export-stream").value;
+  const seconds = (id) => new Date(document.getElementById(id).value).getTime() / 1000;
+  result.className = "";
+  result.textContent = "exporting…";
+  const response = await fetch(here + "export.mp4?" + new URLSearchParams(
+    {stream: stream, from: seconds("export-from"), to: seconds("export-to")}), {cache: "no-store"});
+  if (!response.ok) {
+    result.className = "failed";
+    result.textContent = (await response.text()).trim();
+    return;
+  }
+  const named = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
+  const blob = await response.blob();
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = named ? named[1] : stream + "-export.mp4";
+  link.textContent = "save " + link.download + " (" + size(blob.size) + ")";
+  result.replaceChildren(link);
+  const player = document.getElementById("player");
+  for (const other of document.querySelectorAll("#files .playing")) other.classList.remove("playing");
+  player.src = link.href;
+  player.hidden = false;
+  player.play().catch(() => {});
 });
 document.getElementById("objects-only").addEventListener("change", (event) => {
   document.getElementById("files").classList.toggle("objects-only", event.target.checked);

@@ -1149,19 +1149,25 @@ def _name_classes(data: dict[str, Any]) -> None:
     lists = [data, *(e for e in entries if isinstance(e, dict)), *(shape for _, _, shape in _shapes(entries))]
     if not any(_named(holder.get(key)) for holder in lists for key in _CLASS_KEYS):
         return
+    from streamyolo.errors import ModelError
     from streamyolo.inference.names import model_names
 
     entries = data["streams"] = copy.deepcopy(entries)  # the caller's mappings stay as they were
     run_model = data.get("model") or DEFAULT_MODEL
     known: dict[str, dict[int, str]] = {}
 
-    def ids(classes: Any, key: str, model: Any) -> Any:
+    def ids(classes: Any, key: str, model: Any, enabled: bool = True) -> Any:
         if not _named(classes):
             return classes
         if not isinstance(model, str):
             return classes  # the model's own key is wrong: validation says so
         if model not in known:
-            known[model] = model_names(model)
+            try:
+                known[model] = model_names(model)
+            except ModelError:
+                if enabled:
+                    raise
+                return _UNREAD  # a stream kept in the config, not run: its model need not be there
         say_model = len(known) > 1 or model != run_model
         if isinstance(classes, dict):  # class_conf: {class: threshold}
             return {_class_id(c, known[model], key, model, say_model): conf for c, conf in classes.items()}
@@ -1176,15 +1182,21 @@ def _name_classes(data: dict[str, Any]) -> None:
             if not isinstance(entry, dict) or _shorthand(entry):
                 continue
             model = entry.get("model") or run_model
+            enabled = entry.get("enabled") is not False
             if entry.get(key) is None and _named(wanted):
-                entry[key] = ids(wanted, key, model)  # the run's classes, as this stream's model numbers them
+                entry[key] = ids(wanted, key, model, enabled)  # the run's classes, as this stream's model numbers them
             elif key in entry:
-                entry[key] = ids(entry[key], f"streams.{index}.{key}", model)
+                entry[key] = ids(entry[key], f"streams.{index}.{key}", model, enabled)
+            if entry.get(key) is _UNREAD:
+                del entry[key]
         if key in data:
             data[key] = ids(wanted, key, run_model) if not entries or not _named(wanted) else None
     for index, key, shape in _shapes(entries):  # lines', zones' and masks' (of the streams as copied)
         if "classes" in shape:
-            shape["classes"] = ids(shape["classes"], f"{key}.classes", entries[index].get("model") or run_model)
+            shape["classes"] = ids(shape["classes"], f"{key}.classes", entries[index].get("model") or run_model,
+                                   entries[index].get("enabled") is not False)
+            if shape["classes"] is _UNREAD:
+                del shape["classes"]
 
 
 def _shapes(entries: list[Any]) -> list[tuple[int, str, dict[str, Any]]]:
@@ -1195,6 +1207,10 @@ def _shapes(entries: list[Any]) -> list[tuple[int, str, dict[str, Any]]]:
             for kind in ("lines", "zones", "masks") if isinstance(entry.get(kind), dict)
             for name, shape in entry[kind].items() if isinstance(shape, dict)]
 
+
+_UNREAD = object()
+"""Class names of a disabled stream whose model cannot be read: left out (they are read, and
+checked, when it is enabled)."""
 
 _CLASS_KEYS = ("classes", "blur", "class_conf", "record_objects")
 """The run's and a stream's keys that list classes (by id or name)."""

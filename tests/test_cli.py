@@ -279,9 +279,12 @@ def test_check_shows_the_plan_and_with_connect_reads_every_source_once(
 @pytest.mark.timeout(60)
 def test_a_disabled_stream_is_checked_but_not_run(tmp_path: Path) -> None:
     """``enabled: false`` (here through ``stream_defaults``, one stream turning itself back on):
-    the stream is not run, its file and model need not be there, check lists it apart; its
-    keys are still checked; every stream disabled is an error."""
-    streams = [{"name": "porch", "source": str(tmp_path / "gone.mp4"), "model": "missing.pt"},
+    the stream is not run, its file and model need not be there (nor its classes' names be
+    read from it), check lists it apart; its keys are still checked; every stream disabled is
+    an error."""
+    door = {"points": [[0, 0], [50, 0], [50, 50]], "classes": ["person"]}
+    streams = [{"name": "porch", "source": str(tmp_path / "gone.mp4"), "model": "missing.pt", "classes": ["person"],
+                "zones": {"door": door}},
                {"name": "gate", "source": "synthetic:?size=160x120&frames=5", "enabled": True},
                {"name": "yard", "source": "synthetic:?size=160x120&frames=5"}]
     config = _write(tmp_path / "cams.yaml", json.dumps({"model": "demo", "stream_defaults": {"enabled": False},

@@ -26,6 +26,7 @@ import pytest
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError, OutputError
 from streamyolo.pipeline import Pipeline
+from streamyolo.sinks.export import segment_start
 from streamyolo.sinks.web import WebViewer, parse_address
 from tests.conftest import need
 from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, stamps, until
@@ -763,6 +764,7 @@ def test_a_real_browser_lists_the_recordings_and_plays_and_seeks_one(tmp_path: P
     recorded as it came (``record: original``), play in Chromium; so does the street's last
     minute exported from the page."""
     browser, driver_path = _chromium()
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
@@ -798,8 +800,12 @@ def test_a_real_browser_lists_the_recordings_and_plays_and_seeks_one(tmp_path: P
             assert len([link for link in driver.find_elements(By.CSS_SELECTOR, "#files a")
                         if link.is_displayed()]) == len(names)
             oldest = sorted(name for name in names if name.startswith("yard.2-") and "2020" not in name)[0]
-            next(link for link in links if link.text == oldest).click()
             player = driver.find_element(By.ID, "player")
+            # Held as it starts: a segment (shorter when a busy box dropped the frames before a cut)
+            # must not end, and the player go on to the next, while the test checks it.
+            driver.execute_script("const v = arguments[0]; v.addEventListener('play', () => v.pause(), {once: true})",
+                                  player)
+            next(link for link in links if link.text == oldest).click()
             state = until(lambda: driver.execute_script(
                 "const v = arguments[0]; return v.readyState >= 2 && [v.duration, v.videoWidth, v.currentSrc]",
                 player), 30, "the recording playing")
@@ -815,10 +821,12 @@ def test_a_real_browser_lists_the_recordings_and_plays_and_seeks_one(tmp_path: P
             assert frame is not None and frame.std() > 10, "the player shows no picture"
             # Played to its end, it goes on with the stream's next segment.
             following = sorted(name for name in names if name.startswith("yard.2-") and "2020" not in name)[1]
-            driver.execute_script("const v = arguments[0]; v.currentTime = Math.max(0, v.duration - 0.2); v.play();",
-                                  player)
-            until(lambda: driver.execute_script("return arguments[0].currentSrc", player).endswith(
-                "/recordings/" + following), 30, "the next segment playing")
+            # (Each source the player loads, noted: a short segment may play through between two looks.)
+            driver.execute_script("const v = arguments[0]; window.loaded = [];"
+                                  "v.addEventListener('loadstart', () => window.loaded.push(v.currentSrc));"
+                                  "v.currentTime = Math.max(0, v.duration - 0.2); v.play();", player)
+            loaded = until(lambda: driver.execute_script("return window.loaded"), 30, "the next segment playing")
+            assert loaded[0].endswith("/recordings/" + following), (loaded, following)
             # The street's first segment: its key frames are 128 frames apart, so it is cut at 128 frames.
             until(lambda: len(list(rec.glob("street-*.mp4"))) >= 2, 60, "a finished segment of the street")
             for _ in range(2):  # hidden, and shown again: listed afresh
@@ -837,15 +845,31 @@ def test_a_real_browser_lists_the_recordings_and_plays_and_seeks_one(tmp_path: P
             driver.execute_script("document.getElementById('export-from').value = localInput("
                                   "new Date(Date.now() - 60000));"
                                   "document.getElementById('export-to').value = localInput(new Date());")
+            before = sum(_seconds(path) for path in rec.glob("street-*.mp4"))
             driver.find_element(By.CSS_SELECTOR, "#export button").click()
             saved = until(lambda: driver.find_elements(By.CSS_SELECTOR, "#export-result a"), 30, "the export")
             assert re.fullmatch(r"save street-\d{8}-\d{6}-export\.mp4 \(\d+\.\d MB\)", saved[0].text), saved[0].text
             state = until(lambda: driver.execute_script(
                 "const v = arguments[0]; return v.readyState >= 2 && v.currentSrc.startsWith('blob:')"
                 " && [v.duration, v.videoWidth, v.error && v.error.code]", player), 30, "the export playing")
-            recorded = sum(_seconds(path) for path in rec.glob("street-*.mp4"))
-            assert recorded - 1.5 < state[0] <= recorded + 0.1 and state[1] == 1920 and state[2] is None, (
-                state, recorded)
+            after = sum(_seconds(path) for path in rec.glob("street-*.mp4"))  # every segment, as far as written
+            assert before - 1.5 < state[0] <= after + 0.1 and state[1] == 1920 and state[2] is None, (
+                state, before, after)
+            # The street's timeline: a bar per segment; a click in the middle of the first plays
+            # that moment of it (and makes the export the minute around it).
+            blocks = until(lambda: driver.find_elements(By.CSS_SELECTOR, "#timeline .span"), 10, "the timeline")
+            first_block = min(blocks, key=lambda block: block.rect["x"])
+            ActionChains(driver).move_to_element(first_block).click().perform()
+            name = first_block.get_attribute("title")
+            start, modified = driver.execute_script(
+                "const f = recordingFiles.find((f) => f.name === arguments[0]); return [f.start, f.modified];", name)
+            state = until(lambda: driver.execute_script(
+                "const v = arguments[0]; return v.readyState >= 2 && !v.seeking && v.currentSrc.endsWith(arguments[1])"
+                " && [v.currentTime, v.duration]", player, name), 30, "the moment playing")
+            wanted = min((modified - start) / 2, state[1])
+            assert wanted - 0.3 < state[0] < wanted + 2, (state, wanted)
+            assert driver.find_element(By.ID, "export-from").get_attribute("value") < driver.find_element(
+                By.ID, "export-to").get_attribute("value")
             # Nothing recorded then: said under the form.
             driver.execute_script("document.getElementById('export-from').value = '2001-01-01T00:00:00';"
                                   "document.getElementById('export-to').value = '2001-01-01T00:10:00';")
@@ -940,6 +964,9 @@ def test_recordings_are_listed_and_served_with_byte_ranges(tmp_path: Path) -> No
         assert [f["modified"] for f in files] == sorted((f["modified"] for f in files), reverse=True)
         by_name = {f["name"]: f for f in files}
         assert by_name["front-door.mp4"]["stream"] == "front-door" and by_name["other.mp4"]["stream"] is None
+        segment = next(f for f in files if f["name"].startswith("yard.2-"))  # its first moment, by its name
+        assert segment["start"] == segment_start(segment["name"]) and segment["modified"] - 5 < segment["start"] <= \
+            segment["modified"] and by_name["front-door.mp4"]["start"] is None
         assert "notes.txt" not in by_name and "link.mp4" not in by_name
         finished = sorted(name for name, f in by_name.items() if f["stream"] == "yard.2")[0]
         whole = (rec / finished).read_bytes()

@@ -114,6 +114,24 @@ def parse_moment(text: str, now: float | None = None) -> float:
                      "or seconds since the epoch")
 
 
+def segment_start(name: str) -> float | None:
+    """When a segment file (a recording's or a clip's, named ``…-YYYYmmdd-HHMMSS[-N][-objects].mp4``)
+    starts, by its name: seconds since the epoch (``None``: not a name with a time).
+
+    >>> segment_start("cam-20261206-101500-2-objects.mp4") == time.mktime((2026, 12, 6, 10, 15, 0, 0, 0, -1))
+    True
+    >>> segment_start("cam.mp4") is None
+    True
+    """
+    found = _SEGMENT_TIME.search(name)
+    if found is None:
+        return None
+    try:
+        return time.mktime(time.strptime(found.group(1), "%Y%m%d-%H%M%S"))
+    except (ValueError, OverflowError):
+        return None
+
+
 def recordings_of(folder: Path, stream: str, start: float | None = None, end: float | None = None) -> list[Recorded]:
     """``stream``'s recording files in ``folder``, in time order (those that hold no frame
     left out); with ``start`` and ``end``, those that may hold some of that span and the one
@@ -127,14 +145,11 @@ def recordings_of(folder: Path, stream: str, start: float | None = None, end: fl
     for entry in entries:
         if not recording_of(entry.name, stream) or not entry.is_file(follow_symlinks=False):
             continue
-        found = _SEGMENT_TIME.search(entry.name) if recording_of(entry.name, stream, segments_only=True) else None
-        if found is None:
+        begins = segment_start(entry.name) if recording_of(entry.name, stream, segments_only=True) else None
+        if begins is None:
             runs.append(Path(entry.path))
-            continue
-        try:
-            named.append((time.mktime(time.strptime(found.group(1), "%Y%m%d-%H%M%S")), Path(entry.path)))
-        except (ValueError, OverflowError):
-            runs.append(Path(entry.path))
+        else:
+            named.append((begins, Path(entry.path)))
     named.sort()
     if start is not None and end is not None:  # a segment ends before the next starts
         near = [i for i, (begins, _) in enumerate(named) if begins < end
@@ -169,8 +184,8 @@ def export(folder: Path, stream: str, start: float, end: float, out: Path, overw
         if not everything:
             raise NothingRecorded(f"{what}: no recording of it in {str(folder)!r}")
         raise NothingRecorded(f"{what}: nothing recorded between {_shown(start)} and {_shown(end)} (its "
-                          f"{len(everything)} recording(s) in {str(folder)!r} go from {_shown(everything[0].start)} "
-                          f"to {_shown(everything[-1].end)})")
+                              f"{len(everything)} recording(s) in {str(folder)!r} go from "
+                              f"{_shown(everything[0].start)} to {_shown(everything[-1].end)})")
     done = Exported()
     writer: _Writer | None = None
     try:
@@ -374,4 +389,5 @@ def default_name(stream: str, start: float) -> str:
     return f"{stream}-{file_stamp(start)}-export.mp4"
 
 
-__all__ = ["Exported", "NothingRecorded", "Recorded", "default_name", "export", "parse_moment", "recordings_of"]
+__all__ = ["Exported", "NothingRecorded", "Recorded", "default_name", "export", "parse_moment", "recordings_of",
+           "segment_start"]

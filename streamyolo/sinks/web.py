@@ -39,8 +39,9 @@ A small HTTP server (the standard library's, one thread per client) serves:
   ``{"ok", "ready", "hung"}`` (:meth:`Pipeline.liveness
   <streamyolo.pipeline.pipeline.Pipeline.liveness>`);
 - with ``recordings`` (the recording folder): ``/recordings.json``, every MP4 in it (``{"files":
-  [{name, stream, size, modified, objects}, …]}``, newest first, ``stream`` the stream it belongs
-  to, ``objects`` whether it is a segment in which objects were seen: ``record_keep_objects``), and
+  [{name, stream, size, modified, objects, start}, …]}``, newest first, ``stream`` the stream it
+  belongs to, ``objects`` whether it is a segment in which objects were seen:
+  ``record_keep_objects``, ``start`` when a segment starts, by its name), and
   ``/recordings/<file>.mp4``, the file itself with byte ranges (so a browser's player can seek),
   listed and played on the page (with "only the segments with objects" where there are some),
   and ``/export.mp4?stream=<name>&from=<epoch>&to=<epoch>``, the stream's recordings then (up
@@ -93,6 +94,8 @@ from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import Clock
 from streamyolo.errors import ConfigError, OutputError
 from streamyolo.frames import Image, Result
+from streamyolo.sinks.export import default_name, segment_start
+from streamyolo.sinks.export import export as cut_recordings
 from streamyolo.sinks.latest import Latest, LatestResults
 from streamyolo.sinks.metrics import CONTENT_TYPE as METRICS_TYPE
 from streamyolo.sinks.metrics import metrics_text
@@ -275,8 +278,9 @@ class WebViewer:
         return [report.name for report in self._reports()]
 
     def recording_files(self) -> list[dict[str, Any]]:
-        """Every MP4 in the recording folder, newest first: ``{name, stream, size, modified}``,
-        ``stream`` the current stream whose recording it is (``None``: none of them)."""
+        """Every MP4 in the recording folder, newest first: ``{name, stream, size, modified,
+        objects, start}``, ``stream`` the current stream whose recording it is (``None``: none of
+        them), ``start`` when a segment starts, by its name (``None``: not a segment)."""
         return self._videos(self.recordings)
 
     def clip_files(self) -> list[dict[str, Any]]:
@@ -301,7 +305,7 @@ class WebViewer:
                 continue  # deleted meanwhile (record_keep)
             stream = next((n for n in names if recording_of(entry.name, n)), None)
             files.append({"name": entry.name, "stream": stream, "size": info.st_size, "modified": info.st_mtime,
-                          "objects": entry.name.endswith(OBJECTS_SUFFIX)})
+                          "objects": entry.name.endswith(OBJECTS_SUFFIX), "start": segment_start(entry.name)})
         return sorted(files, key=lambda f: (-f["modified"], f["name"]))
 
     def export(self, stream: str, start: float, end: float, folder: Path) -> Path:
@@ -309,15 +313,13 @@ class WebViewer:
         most :data:`EXPORT_MOST` apart) as one MP4 in ``folder`` (its first file, where the video
         changes); one export at a time. Raises ``LookupError`` (no such stream, nothing
         recorded then), ``ValueError`` (the span) or :class:`OutputError` (it cannot be written)."""
-        from streamyolo.sinks.export import default_name, export
-
         if self.recordings is None or stream not in self.stream_names():
             raise LookupError(f"no recorded stream named {stream!r}")
         if not 0 < end - start <= EXPORT_MOST:
             raise ValueError(f"an export from the page is up to {EXPORT_MOST // 60} minutes long, after its start "
                              "(streamyolo export cuts longer ones)")
         with self._export_lock:
-            return export(self.recordings, stream, start, end, folder / default_name(stream, start)).files[0]
+            return cut_recordings(self.recordings, stream, start, end, folder / default_name(stream, start)).files[0]
 
     def recording_path(self, name: str) -> Path | None:
         """The recording file ``name`` (a plain ``.mp4`` name in the folder), or ``None``."""
@@ -855,6 +857,12 @@ PAGE = """<!doctype html>
   #export { margin: 4px 0; color: #999; }
   #export input, #export select { font: inherit; color: #eee; background: #222; border: 1px solid #555; }
   #export-result a { color: #9cf; } #export-result.failed { color: #f88; }
+  #timeline { position: relative; height: 22px; background: #222; border: 1px solid #555; cursor: pointer;
+              margin: 4px 0; }
+  #timeline .span { position: absolute; top: 3px; bottom: 3px; min-width: 2px; background: #468; }
+  #timeline .span.objects { background: #fd8; } #timeline .cursor { position: absolute; top: 0; bottom: 0;
+              width: 2px; background: #f44; }
+  #timeline-times { display: flex; justify-content: space-between; color: #999; font-size: 12px; }
 </style>
 </head>
 <body>
@@ -875,6 +883,9 @@ PAGE = """<!doctype html>
 <select id="export-stream"></select> from <input type="datetime-local" id="export-from" step="1" required>
 to <input type="datetime-local" id="export-to" step="1" required> <button>export</button>
 <span id="export-result"></span></form>
+<div id="timeline" hidden title="a click plays that moment"></div>
+<div id="timeline-times" hidden><span id="timeline-begin"></span><span id="timeline-at"></span>
+<span id="timeline-end"></span></div>
 <label id="objects-only-label" hidden><input type="checkbox" id="objects-only"> only the segments with objects</label>
 <video id="player" controls muted playsinline hidden></video><ul id="files" class="files"></ul>
 </section>
@@ -1168,7 +1179,8 @@ async function listVideos(kind, listId, playerId) {
   if (!response.ok) return false;
   const list = document.getElementById(listId);
   list.replaceChildren();
-  for (const f of (await response.json()).files) {
+  const files = (await response.json()).files;
+  for (const f of files) {
     const item = document.createElement("li");
     const link = document.createElement("a");
     link.href = here + kind + "/" + encodeURIComponent(f.name);
@@ -1192,6 +1204,7 @@ async function listVideos(kind, listId, playerId) {
     list.appendChild(item);
   }
   if (kind === "recordings") {  // segments in which objects were seen (record_keep_objects): a filter
+    recordingFiles = files;
     document.getElementById("objects-only-label").hidden = !list.querySelector("li.objects");
     exportStreams();
   }
@@ -1211,6 +1224,67 @@ document.getElementById("player").addEventListener("ended", () => {
 function localInput(date) {
   return new Date(date.getTime() - date.getTimezoneOffset() * 60000).toISOString().slice(0, 19);
 }
+// The stream chosen above's recordings over time (the last day at most): a bar for each
+// segment, yellow where objects were seen; a click plays that moment, and makes the export
+// the minute around it.
+let recordingFiles = [];
+function clock(seconds) {
+  return new Date(seconds * 1000).toLocaleString();
+}
+function drawTimeline() {
+  const bar = document.getElementById("timeline"), times = document.getElementById("timeline-times");
+  const stream = document.getElementById("export-stream").value;
+  const files = recordingFiles.filter((f) => f.stream === stream && f.start !== null);
+  bar.hidden = times.hidden = !files.length;
+  if (!files.length) return;
+  const end = Date.now() / 1000, begin = Math.max(end - 86400, Math.min(...files.map((f) => f.start)));
+  bar.dataset.begin = begin;
+  bar.dataset.end = end;
+  const cursor = bar.querySelector(".cursor");
+  bar.replaceChildren(...files.filter((f) => f.modified > begin).map((f) => {
+    const block = document.createElement("div");
+    const left = Math.max(0, (f.start - begin) / (end - begin));
+    const right = Math.min(1, (f.modified - begin) / (end - begin));
+    block.className = f.objects ? "span objects" : "span";
+    block.style.left = (100 * left) + "%";
+    block.style.width = (100 * Math.max(0, right - left)) + "%";
+    block.title = f.name;
+    return block;
+  }), ...(cursor ? [cursor] : []));
+  document.getElementById("timeline-begin").textContent = clock(begin);
+  document.getElementById("timeline-end").textContent = clock(end);
+}
+function playAt(seconds) {
+  const stream = document.getElementById("export-stream").value;
+  const files = recordingFiles.filter((f) => f.stream === stream && f.start !== null && f.modified >= seconds)
+                              .sort((a, b) => a.start - b.start);
+  const file = files.find((f) => f.start <= seconds) || files[0];  // or the next one after a gap
+  if (!file) return;
+  const link = [...document.querySelectorAll("#files a")].find((a) => a.textContent === file.name);
+  if (!link) return;
+  const player = document.getElementById("player");
+  player.addEventListener("loadedmetadata", () => {
+    player.currentTime = Math.max(0, Math.min(seconds - file.start, player.duration || 0));
+  }, {once: true});
+  link.click();
+  document.getElementById("timeline-at").textContent = clock(seconds);
+  const bar = document.getElementById("timeline");
+  let cursor = bar.querySelector(".cursor");
+  if (!cursor) {
+    cursor = document.createElement("div");
+    cursor.className = "cursor";
+    bar.appendChild(cursor);
+  }
+  cursor.style.left = (100 * (seconds - bar.dataset.begin) / (bar.dataset.end - bar.dataset.begin)) + "%";
+  document.getElementById("export-from").value = localInput(new Date((seconds - 30) * 1000));
+  document.getElementById("export-to").value = localInput(new Date((seconds + 30) * 1000));
+}
+document.getElementById("timeline").addEventListener("click", (event) => {
+  const bar = event.currentTarget, box = bar.getBoundingClientRect();
+  const begin = Number(bar.dataset.begin), end = Number(bar.dataset.end);
+  playAt(begin + (end - begin) * (event.clientX - box.left) / box.width);
+});
+document.getElementById("export-stream").addEventListener("change", drawTimeline);
 function exportStreams() {
   const select = document.getElementById("export-stream");
   const names = [...new Set([...document.querySelectorAll("#files li")].map((li) => li.dataset.stream)
@@ -1219,6 +1293,7 @@ function exportStreams() {
   select.replaceChildren(...names.map((name) => new Option(name, name)));
   if (names.includes(chosen)) select.value = chosen;
   document.getElementById("export").hidden = !names.length;
+  drawTimeline();
   const from = document.getElementById("export-from"), to = document.getElementById("export-to");
   if (!to.value) to.value = localInput(new Date());
   if (!from.value) from.value = localInput(new Date(Date.now() - 10 * 60000));

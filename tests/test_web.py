@@ -29,7 +29,7 @@ from streamyolo.pipeline import Pipeline
 from streamyolo.sinks.export import segment_start
 from streamyolo.sinks.web import WebViewer, parse_address
 from tests.conftest import need
-from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, stamps, until
+from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, read_jsonl, stamps, until
 
 NAMES = ["front-door", "yard.2"]
 
@@ -621,7 +621,7 @@ def test_a_real_browser_shows_every_stream_with_its_numbers_and_the_events(tmp_p
             assert any(" dead: failed: " in text for text in alone)
             chooser.select_by_value("")
             until(lambda: any(" entered whole" in text for text in driver.execute_script(shown)), 10, "every event")
-            _click_until(driver, "#happened a:not(.clip)", " entered whole")
+            _click_until(driver, "#happened a:not(.clip):not(.recorded)", " entered whole")
             shot = driver.find_element(By.ID, "shot")
             assert until(lambda: driver.execute_script("return arguments[0].naturalWidth", shot), 10,
                           "the snapshot shown") == 320
@@ -878,6 +878,57 @@ def test_a_real_browser_lists_the_recordings_and_plays_and_seeks_one(tmp_path: P
                                     if r.text], 30, "the export's error")[0]
             assert failed.text.startswith("export of stream 'street': nothing recorded between 2001-01-01 00:00:00"), \
                 failed.text
+        finally:
+            driver.quit()
+
+
+@pytest.mark.timeout(120)
+def test_an_events_recording_link_plays_the_streams_recording_of_that_moment(tmp_path: Path) -> None:
+    """An event of a recorded stream has a "recording" link: it opens the recordings at that
+    stream and plays the segment of the event's moment, from that moment."""
+    browser, driver_path = _chromium()
+    from selenium.webdriver.common.by import By
+
+    rec = tmp_path / "rec"
+    events = tmp_path / "events.jsonl"
+    streams = _config()["streams"]
+    streams[0]["record"] = False  # not recorded: its events have no link
+    config = _config(streams=streams, record=str(rec), record_segment=1, events=str(events))
+    with Pipeline.from_config(config) as pipeline:
+        pipeline.start()
+        driver = _driver(browser, driver_path)
+        try:
+            assert pipeline.web_url is not None
+            driver.get(pipeline.web_url)
+            until(lambda: len(list(rec.glob("yard.2-*.mp4"))) >= 3, 60, "three segments of yard.2")
+            until(lambda: driver.find_element(By.ID, "show-events").is_displayed(), 30, "the events button")
+            driver.find_element(By.ID, "show-events").click()
+            items = "return [...document.querySelectorAll('#happened li')].map(li => [li.textContent, " \
+                    "Boolean(li.querySelector('a.recorded'))])"
+            listed = until(lambda: (found := driver.execute_script(items)) and len(found) >= 2 and found, 30,
+                           "both streams' events")
+            assert sorted(listed) == [[text, text.endswith("yard.2: streaming recording")] for text in
+                                      sorted(text for text, _ in listed)], listed
+            assert driver.find_element(By.ID, "recordings").is_displayed() is False
+            player = driver.find_element(By.ID, "player")
+            # Held as it starts: a short segment (a busy box) must not end, and the player go on.
+            driver.execute_script("const v = arguments[0]; v.addEventListener('play', () => v.pause(), {once: true})",
+                                  player)
+            _click_until(driver, "#happened a.recorded", "recording")
+            moment = next(e["time"] for e in read_jsonl(events) if e["stream"] == "yard.2")
+            state = until(lambda: driver.execute_script(
+                "const v = arguments[0]; return v.readyState >= 2 && !v.seeking && v.currentSrc.includes('/yard.2-')"
+                " && [v.currentSrc.split('/').pop(), v.currentTime]", player), 30, "the event's moment playing")
+            start = segment_start(state[0])
+            assert start is not None and driver.find_element(By.ID, "recordings").is_displayed()
+            # The segment that holds the moment (from its name to its last write), or the first after.
+            listed = sorted(driver.execute_script("return recordingFiles.filter((f) => f.stream === 'yard.2')"
+                                                  ".map((f) => [f.start, f.modified, f.name])"))
+            after = [name for begins, modified, name in listed if modified >= moment]
+            holding = [name for begins, modified, name in listed if begins <= moment <= modified]
+            assert state[0] == (holding or after)[0], (state, moment, listed)
+            assert max(0.0, moment - start) - 0.3 < state[1] < max(0.0, moment - start) + 2, (state, moment, start)
+            assert driver.find_element(By.ID, "export-stream").get_attribute("value") == "yard.2"
         finally:
             driver.quit()
 

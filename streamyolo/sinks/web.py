@@ -1028,12 +1028,14 @@ function showSwitch(button, kind, on) {
   button.textContent = on ? yes : no;
   button.title = on ? stop : start;
 }
+let recorded = new Set();  // the streams being recorded (status.json's "record" not null)
 function show(status) {
   document.getElementById("show-heatmaps").hidden = !status.heatmaps;
   const run = document.getElementById("run");
   run.textContent = status.running ? "running" : "ended";
   run.className = status.running ? "" : "ended";
   const names = new Set(status.streams.map((s) => s.name));
+  recorded = new Set(status.streams.filter((s) => s.record !== null && s.record !== undefined).map((s) => s.name));
   eventStreams([...names]);
   for (const [name, entry] of tiles) {  // a stream removed as the run went (a reload)
     if (!names.has(name)) {
@@ -1155,6 +1157,17 @@ async function listEvents() {
       });
       item.append(" ", clip);
     }
+    if (recorded.has(e.stream) && !document.getElementById("show-recordings").hidden) {  // its recording then
+      const seen = document.createElement("a");
+      seen.className = "recorded";
+      seen.textContent = "recording";
+      seen.href = "#recordings";
+      seen.addEventListener("click", (click) => {
+        click.preventDefault();
+        recordingAt(e.stream, e.time).catch(() => {});
+      });
+      item.append(" ", seen);
+    }
     list.appendChild(item);
   }
   filterEvents();
@@ -1253,6 +1266,21 @@ function drawTimeline() {
   }), ...(cursor ? [cursor] : []));
   document.getElementById("timeline-begin").textContent = clock(begin);
   document.getElementById("timeline-end").textContent = clock(end);
+}
+// The recordings panel, open at stream ``stream``'s recording of moment ``seconds`` (an event's).
+async function recordingAt(stream, seconds) {
+  const section = document.getElementById("recordings");
+  if (section.hidden) {
+    section.hidden = false;
+    await listVideos("recordings", "files", "player");
+  }
+  const select = document.getElementById("export-stream");
+  if ([...select.options].some((option) => option.value === stream)) {
+    select.value = stream;
+    drawTimeline();
+    playAt(seconds);
+  }
+  section.scrollIntoView();
 }
 function playAt(seconds) {
   const stream = document.getElementById("export-stream").value;

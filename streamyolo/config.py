@@ -618,7 +618,9 @@ class PipelineConfig(_Strict):
     public_url: str | None = None
     """The web page's address as the receivers of events reach it (``https://box.lan:8443/``):
     events then carry ``snapshot_url`` and ``clip_url``, where the page serves their snapshot
-    and clip, for a webhook's or a broker's client to fetch (with ``web_auth``'s login, if set)."""
+    and clip, for a webhook's or a broker's client to fetch (with ``web_auth``'s login, if set),
+    and a recorded stream's ``recording_url``, the page opening its recording at that moment
+    (``…/#recording=<stream>@<time>``)."""
     clips_keep: float | None = None
     """With ``clips``: delete clips older than this (``30d``, ``12h``, or seconds), this run's
     and earlier runs'; nothing else in the folder. Unset: nothing is deleted."""
@@ -747,9 +749,10 @@ class PipelineConfig(_Strict):
             raise ValueError("config key 'clips': a clip is made around a stream's events (a counting line crossed, "
                              "a zone entered or left), and no stream can have any; give a stream lines or zones, "
                              "and set tracker")
-        if self.public_url is not None and (self.web is None or (self.snapshots is None and self.clips is None)):
-            raise ValueError("config key 'public_url': it is where the web page serves the events' snapshots and "
-                             "clips; give web, and snapshots or clips, too")
+        if self.public_url is not None and (self.web is None or (self.snapshots is None and self.clips is None
+                                                                 and self.record is None)):
+            raise ValueError("config key 'public_url': it is where the web page serves the events' snapshots, "
+                             "clips and recordings; give web, and snapshots, clips or record, too")
         for key in ("clip_mode", "clip_before", "clip_after", "clips_keep", "clips_max_size"):
             if key in self.model_fields_set and getattr(self, key) is not None and self.clips is None:
                 raise ValueError(f"config keys {key!r} and 'clips': {key} is about event clips; give clips too")

@@ -138,6 +138,7 @@ class EventSink:
         self.quality = quality
         self._clip_of = clip_of  # the clip a frame's events are in (the clips sink writes before this one)
         self.public_url = public_url  # where the web page serves snapshots and clips, for the events' receivers
+        self._recorded = frozenset(e.stream for e in entities if e.recorded)  # recording_url: swapped whole
         self._queue: queue.SimpleQueue[tuple[Result | None, list[dict[str, Any]]] | None] = queue.SimpleQueue()
         self._waiting = 0  # frames queued for a snapshot
         self._skipped = 0
@@ -248,6 +249,8 @@ class EventSink:
     def announce(self, stream: str, entities: StreamEntities | None) -> None:
         """A stream added, changed (``entities``) or removed (``None``) as the run goes: its Home
         Assistant entities (``mqtt_discovery``) now."""
+        recorded = entities is not None and entities.recorded
+        self._recorded = self._recorded | {stream} if recorded else self._recorded - {stream}
         if self._publisher is not None:
             self._publisher.announce(stream, entities)
 
@@ -306,6 +309,9 @@ class EventSink:
                                                                          for e in events):
                                 output.send_picture(result.stream, picture)
                 for event in events:
+                    if self.public_url is not None and event["stream"] in self._recorded:
+                        event["recording_url"] = (f"{self.public_url}#recording="
+                                                  f"{urllib.parse.quote(event['stream'])}@{event['time']}")
                     if self._lines is not None:
                         self._lines.record(event)
                     for output, kinds in self._outputs:

@@ -1292,7 +1292,7 @@ function playAt(seconds) {
   if (!link) return;
   const player = document.getElementById("player");
   player.addEventListener("loadedmetadata", () => {
-    player.currentTime = Math.max(0, Math.min(seconds - file.start, player.duration || 0));
+    player.currentTime = Math.max(0, seconds - file.start);  // (the player keeps it within the video)
   }, {once: true});
   link.click();
   document.getElementById("timeline-at").textContent = clock(seconds);
@@ -1368,6 +1368,17 @@ function panel(name, list) {
     .then((response) => { button.hidden = !response.ok; }).catch(() => {});
 }
 panel("recordings", () => listVideos("recordings", "files", "player"));
+// An address that names a moment (an event's recording_url: #recording=<stream>@<epoch seconds>)
+// opens the recordings there.
+function openNamedMoment() {
+  const named = /^#recording=(.+)@([0-9.]+)$/.exec(location.hash);
+  if (!named) return;
+  fetch(here + "recordings.json", {cache: "no-store"}).then((response) => {
+    if (response.ok) recordingAt(decodeURIComponent(named[1]), Number(named[2])).catch(() => {});
+  }).catch(() => {});
+}
+window.addEventListener("hashchange", openNamedMoment);
+openNamedMoment();
 panel("clips", () => listVideos("clips", "clip-files", "clip-player"));
 panel("events", listEvents);
 refresh();

@@ -133,8 +133,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clip-before", metavar="SECONDS", help="with --clips: video before an event (5)")
     parser.add_argument("--clip-after", metavar="SECONDS", help="with --clips: video after the last event (5)")
     parser.add_argument("--public-url", metavar="URL",
-                        help="the web page's address as event receivers reach it: events then carry snapshot_url "
-                             "and clip_url")
+                        help="the web page's address as event receivers reach it: events then carry snapshot_url, "
+                             "clip_url and a recorded stream's recording_url")
     parser.add_argument("--clips-keep", metavar="AGE",
                         help="with --clips: delete clips older than this (30d, 12h, or seconds)")
     parser.add_argument("--clips-max-size", metavar="SIZE",

@@ -221,15 +221,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "what happened between 10:03 and 10:07 at the front door, to hand over.")
     export.add_argument("recordings", metavar="FOLDER|CONFIG",
                         help="the recordings folder, or the run's config file (its record folder)")
-    export.add_argument("--stream", "-s", required=True, help="the stream whose recordings to cut")
+    export.add_argument("--stream", "-s", required=True, action="append", dest="streams", metavar="STREAM",
+                        help="the stream whose recordings to cut (repeatable: every camera around a moment, a "
+                             "file each)")
     span = export.add_mutually_exclusive_group(required=True)
     span.add_argument("--from", dest="start", metavar="WHEN",
                       help="where it starts, local time: '2026-12-06 10:03', '10:03:30' (today), or "
                            "--from=-10m (ago)")
     span.add_argument("--last", metavar="AGE", help="the last 10m (or 90s, 2h) up to --to")
     export.add_argument("--to", dest="end", default="now", metavar="WHEN", help="where it ends (now)")
-    export.add_argument("--out", "-o", metavar="FILE",
-                        help="the MP4 to write (<stream>-YYYYmmdd-HHMMSS-export.mp4 here)")
+    export.add_argument("--out", "-o", metavar="FILE|FOLDER",
+                        help="the MP4 to write, or with several streams the folder for theirs "
+                             "(<stream>-YYYYmmdd-HHMMSS-export.mp4 here)")
     export.add_argument("--overwrite", action="store_true", help="replace the file if it exists")
     demo = commands.add_parser(
         "demo", help="the whole product on synthetic camera scenes, offline, scored against ground truth",
@@ -527,7 +530,7 @@ def command_export(args: argparse.Namespace) -> int:
 
     from streamyolo.clock import parse_seconds
     from streamyolo.config import build_config
-    from streamyolo.sinks.export import default_name, export, parse_moment
+    from streamyolo.sinks.export import NothingRecorded, default_name, export, parse_moment
 
     folder = Path(args.recordings)
     if folder.is_file():  # the run's config: its record folder
@@ -537,6 +540,7 @@ def command_export(args: argparse.Namespace) -> int:
         folder = Path(cfg.record)
     elif not folder.is_dir():
         raise OutputError(f"recordings folder {str(folder)!r} does not exist")
+
     def moment(flag: str, read: Callable[[], float]) -> float:
         try:
             return read()
@@ -546,12 +550,27 @@ def command_export(args: argparse.Namespace) -> int:
     end = moment("--to", lambda: parse_moment(args.end))
     start = (moment("--from", lambda: parse_moment(args.start)) if args.last is None
              else end - moment("--last", lambda: parse_seconds(args.last, least=0.0)))
-    out = Path(args.out) if args.out else Path(default_name(args.stream, start))
-    done = export(folder, args.stream, start, end, out, overwrite=args.overwrite)
-    assert done.start is not None and done.end is not None
-    shown = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(done.start))
-    print(f"exported stream {args.stream!r} from {shown} for {done.seconds:.1f} s ({done.frames} frames, "
-          f"from {len(done.sources)} recording(s)) to {', '.join(map(str, done.files))}", flush=True)
+    streams = list(dict.fromkeys(args.streams))
+    several = len(streams) > 1
+    if several and args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    exported = 0
+    for stream in streams:
+        out = Path(args.out) if args.out and not several else Path(args.out or ".") / default_name(stream, start)
+        try:
+            done = export(folder, stream, start, end, out, overwrite=args.overwrite)
+        except NothingRecorded as exc:  # of several cameras, some saw nothing then: said, the others go on
+            if not several:
+                raise
+            log.warning("%s", exc)
+            continue
+        exported += 1
+        assert done.start is not None
+        shown = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(done.start))
+        print(f"exported stream {stream!r} from {shown} for {done.seconds:.1f} s ({done.frames} frames, "
+              f"from {len(done.sources)} recording(s)) to {', '.join(map(str, done.files))}", flush=True)
+    if not exported:
+        raise NothingRecorded(f"export: none of streams {', '.join(map(repr, streams))} recorded anything then")
     return EXIT_OK
 
 

@@ -26,17 +26,18 @@ from tests.test_original import _clip_with_sound, _run
 FPS = 25
 
 
-def _camera_run(folder: Path, start: float, frames: int, size: str = "160x120", seed: int = 1) -> None:
-    """Record what a camera sent from wall-clock ``start`` on (``frames`` frames, 25 a second)
-    as a run does, in 1-second segments (a key frame every second)."""
-    source = SyntheticSource("cam", f"synthetic:?size={size}&fps={FPS}&frames={frames}&seed={seed}")
+def _camera_run(folder: Path, start: float, frames: int, size: str = "160x120", seed: int = 1,
+                stream: str = "cam") -> None:
+    """Record what camera ``stream`` sent from wall-clock ``start`` on (``frames`` frames, 25 a
+    second) as a run does, in 1-second segments (a key frame every second)."""
+    source = SyntheticSource(stream, f"synthetic:?size={size}&fps={FPS}&frames={frames}&seed={seed}")
     source.open()
     recorder = VideoRecorder(folder, preset="ultrafast", segment=1.0)
     recorder.open()
     monotonic_start = time.monotonic() - (time.time() - start) + 0.02  # named after its second, not the one before
     index = 0
     while (raw := source.read()) is not None:
-        meta = FrameMeta("cam", index, monotonic_start + index / FPS, raw.pts, float(FPS))
+        meta = FrameMeta(stream, index, monotonic_start + index / FPS, raw.pts, float(FPS))
         recorder.write(Result(Frame(meta, raw.image), Detections.empty(), t_done=meta.t_capture + 0.01))
         index += 1
     recorder.close()
@@ -158,3 +159,23 @@ def test_streamyolo_export_cuts_a_cameras_own_video_with_its_sound_from_the_runs
         assert done.returncode == 2 and message in done.stderr, done.stderr
     done = streamyolo("export", str(tmp_path / "nowhere"), "--stream", "door", "--last", "1h")
     assert done.returncode == 2 and f"recordings folder {str(tmp_path / 'nowhere')!r} does not exist" in done.stderr
+
+
+@pytest.mark.timeout(120)
+def test_every_camera_around_a_moment_a_file_each(tmp_path: Path) -> None:
+    """``--stream`` repeated: a file per stream in the ``--out`` folder; a camera that recorded
+    nothing then is said and the others go on; none at all is an error (exit 2)."""
+    t0 = float(math.floor(time.time()) - 120)
+    folder = tmp_path / "rec"
+    _camera_run(folder, t0, 2 * FPS, stream="door")
+    _camera_run(folder, t0 + 1, 2 * FPS, stream="yard", seed=2)
+    span = ("--from", str(t0), "--to", str(t0 + 10))
+    done = streamyolo("export", str(folder), "--stream", "door", "--stream", "yard", "--stream", "gate", *span,
+                      "--out", str(tmp_path / "incident"))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "incident").iterdir()) == [
+        f"door-{file_stamp(t0)}-export.mp4", f"yard-{file_stamp(t0)}-export.mp4"]
+    assert "export of stream 'gate': no recording of it in" in done.stderr and done.stdout.count("exported ") == 2
+    assert [len(_shown(path)[0]) for path in sorted((tmp_path / "incident").iterdir())] == [2 * FPS, 2 * FPS]
+    done = streamyolo("export", str(folder), "--stream", "gate", "--stream", "porch", *span)
+    assert done.returncode == 2 and "export: none of streams 'gate', 'porch' recorded anything then" in done.stderr

@@ -860,6 +860,7 @@ PAGE = """<!doctype html>
   #timeline { position: relative; height: 22px; background: #222; border: 1px solid #555; cursor: pointer;
               margin: 4px 0; }
   #timeline .span { position: absolute; top: 3px; bottom: 3px; min-width: 2px; background: #468; }
+  #timeline .tick { position: absolute; top: 0; height: 6px; width: 2px; background: #f80; }
   #timeline .span.objects { background: #fd8; } #timeline .cursor { position: absolute; top: 0; bottom: 0;
               width: 2px; background: #f44; }
   #timeline-times { display: flex; justify-content: space-between; color: #999; font-size: 12px; }
@@ -1266,6 +1267,25 @@ function drawTimeline() {
   }), ...(cursor ? [cursor] : []));
   document.getElementById("timeline-begin").textContent = clock(begin);
   document.getElementById("timeline-end").textContent = clock(end);
+  eventTicks(bar, stream, begin, end).catch(() => {});
+}
+// The stream's events (the newest the page has, with --events and the like) as ticks on its
+// timeline, named as the events list names them.
+async function eventTicks(bar, stream, begin, end) {
+  const response = await fetch(here + "events.json", {cache: "no-store"});
+  if (!response.ok) return;
+  // (a stream's first events come as it starts: up to a second before its first segment's name)
+  const events = (await response.json()).events.filter((e) => e.stream === stream && e.time >= begin - 60
+                                                              && e.time <= end);
+  if (bar.dataset.begin !== String(begin) || document.getElementById("export-stream").value !== stream) return;
+  for (const old of bar.querySelectorAll(".tick")) old.remove();
+  for (const e of events) {
+    const tick = document.createElement("div");
+    tick.className = "tick";
+    tick.style.left = (100 * Math.max(0, e.time - begin) / (end - begin)) + "%";
+    tick.title = clock(e.time) + ": " + describe(e);
+    bar.appendChild(tick);
+  }
 }
 // The recordings panel, open at stream ``stream``'s recording of moment ``seconds`` (an event's).
 async function recordingAt(stream, seconds) {

@@ -3,6 +3,7 @@ the page itself in a real browser (headless Chromium driven by Selenium)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -516,6 +517,21 @@ def _chromium() -> tuple[str, str]:
     return browser, driver
 
 
+@contextlib.contextmanager
+def _page(config: dict[str, Any]) -> Iterator[tuple[Pipeline, Any]]:
+    """A run of ``config``, started, and headless Chromium showing its web page (quit after)."""
+    browser, driver_path = _chromium()
+    with Pipeline.from_config(config) as pipeline:
+        pipeline.start()
+        driver = _driver(browser, driver_path)
+        try:
+            assert pipeline.web_url is not None
+            driver.get(pipeline.web_url)
+            yield pipeline, driver
+        finally:
+            driver.quit()
+
+
 def _driver(browser: str, driver_path: str, *, self_signed: bool = False) -> Any:
     """Headless Chromium; ``self_signed``: it takes the tests' own certificate, as a user who
     accepted it once would."""
@@ -533,7 +549,6 @@ def _driver(browser: str, driver_path: str, *, self_signed: bool = False) -> Any
 
 @pytest.mark.timeout(180)
 def test_a_real_browser_shows_every_stream_with_its_numbers_and_the_events(tmp_path: Path) -> None:
-    browser, driver_path = _chromium()
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
@@ -544,185 +559,170 @@ def test_a_real_browser_shows_every_stream_with_its_numbers_and_the_events(tmp_p
     config = _config(model="demo", imgsz=320, conf=0.5, streams=[*scenes, dead], tracker="bytetrack",
                      snapshots=str(tmp_path / "shots"), clips=str(tmp_path / "clips"), clip_before=1,
                      clip_after=1, heatmaps=str(tmp_path / "heat"))  # tracked: objects entering the zone are events
-    with Pipeline.from_config(config) as pipeline:
-        pipeline.start()
-        driver = _driver(browser, driver_path)
-        try:
-            assert pipeline.web_url is not None
-            driver.get(pipeline.web_url)
-            assert driver.title == "streamyolo"
+    with _page(config) as (pipeline, driver):
+        assert driver.title == "streamyolo"
 
-            def tiles() -> dict[str, Any]:
-                found = {}
-                for figure in driver.find_elements(By.CSS_SELECTOR, "figure"):
-                    name = figure.get_attribute("data-stream")
-                    image = figure.find_element(By.TAG_NAME, "img")
-                    found[name] = {
-                        "width": driver.execute_script("return arguments[0].naturalWidth", image),
-                        "state": figure.find_element(By.CLASS_NAME, "state").text,
-                        "fps": figure.find_element(By.CLASS_NAME, "fps").text,
-                        "error": figure.find_element(By.CLASS_NAME, "error").text,
-                        "detections": figure.find_element(By.CLASS_NAME, "detections").text,
-                        "zones": figure.find_element(By.CLASS_NAME, "zones").text,
-                        "figure": figure,
-                        "image": image,
-                    }
-                return found
+        def tiles() -> dict[str, Any]:
+            found = {}
+            for figure in driver.find_elements(By.CSS_SELECTOR, "figure"):
+                name = figure.get_attribute("data-stream")
+                image = figure.find_element(By.TAG_NAME, "img")
+                found[name] = {
+                    "width": driver.execute_script("return arguments[0].naturalWidth", image),
+                    "state": figure.find_element(By.CLASS_NAME, "state").text,
+                    "fps": figure.find_element(By.CLASS_NAME, "fps").text,
+                    "error": figure.find_element(By.CLASS_NAME, "error").text,
+                    "detections": figure.find_element(By.CLASS_NAME, "detections").text,
+                    "zones": figure.find_element(By.CLASS_NAME, "zones").text,
+                    "figure": figure,
+                    "image": image,
+                }
+            return found
 
-            def ready() -> dict[str, Any] | None:
+        def ready() -> dict[str, Any] | None:
+            found = tiles()
+            live_ok = all(n in found and found[n]["width"] == 320 and found[n]["state"] == "streaming"
+                          for n in NAMES)
+            dead_ok = "dead" in found and found["dead"]["state"] == "failed" and found["dead"]["error"]
+            return found if live_ok and dead_ok else None
+
+        found = until(ready, 90, "every tile showing video, and the dead camera failed with its error")
+        assert list(found) == [*NAMES, "dead"]  # in the config's order
+        assert "127.0.0.1:9" in found["dead"]["error"] or "refused" in found["dead"]["error"].lower()
+        assert driver.find_element(By.ID, "run").text == "running"
+        for name in NAMES:
+            assert " fps in, " in found[name]["fps"]
+            shot = cv2.imdecode(np.frombuffer(found[name]["image"].screenshot_as_png, np.uint8), cv2.IMREAD_COLOR)
+            assert shot is not None and shot.std() > 10, f"tile {name!r} shows no picture"
+        assert tiles()["dead"]["width"] == 0  # no frame ever came: no picture
+        # What the newest frames show, as "2 person, 1 car": the scenes are busy streets.
+        shows = until(lambda: " ".join(t["detections"] for t in tiles().values() if t["detections"]), 30,
+                       "detections listed under a tile")
+        assert any(kind in shows for kind in ("person", "car", "ball")), shows
+        # The zone spanning the whole picture holds what the picture shows.
+        zoned = until(lambda: (t := tiles()[NAMES[0]])["zones"] != "whole: empty" and t["zones"], 30,
+                       "the zone's contents under its tile")
+        assert zoned.startswith("whole: ") and any(kind in zoned for kind in ("person", "car", "ball")), zoned
+        assert tiles()[NAMES[1]]["zones"] == ""
+        # A click shows one stream alone; another click brings every tile back.
+        found["yard.2"]["figure"].click()
+        until(lambda: [n for n, t in tiles().items() if t["figure"].is_displayed()] == ["yard.2"], 10,
+               "only the clicked tile shown")
+        found["yard.2"]["figure"].click()
+        until(lambda: all(t["figure"].is_displayed() for t in tiles().values()), 10, "every tile back")
+        # The events: the dead camera's failure, and objects entering the zone, each with its
+        # snapshot, which a click shows, and its clip, which a click plays. The list is
+        # redrawn as events come (these streets never stop), so it is read in one go.
+        driver.find_element(By.ID, "show-events").click()
+        listed = "return [...document.querySelectorAll('#happened li')].map(li => li.textContent)"
+        entered = until(lambda: [t for t in driver.execute_script(listed) if " entered whole" in t], 30,
+                         "an object entering the zone listed")
+        assert entered[0].split(" ", 2)[-1].startswith(f"{NAMES[0]}: ") and " #" in entered[0], entered[0]
+        assert entered[0].endswith(" clip"), entered[0]
+        assert any(" dead: failed: " in text for text in driver.execute_script(listed))
+        # One stream's events only, and every stream's again.
+        from selenium.webdriver.support.ui import Select
+        chooser = Select(driver.find_element(By.ID, "event-stream"))
+        assert [option.get_attribute("value") for option in chooser.options] == ["", *NAMES, "dead"]
+        shown = ("return [...document.querySelectorAll('#happened li')].filter(li => !li.hidden)"
+                 ".map(li => li.textContent)")
+        chooser.select_by_value("dead")
+        alone = until(lambda: (texts := driver.execute_script(shown)) and all(" dead: " in t for t in texts)
+                      and texts, 10, "the dead camera's events alone")
+        assert any(" dead: failed: " in text for text in alone)
+        chooser.select_by_value("")
+        until(lambda: any(" entered whole" in text for text in driver.execute_script(shown)), 10, "every event")
+        _click_until(driver, "#happened a:not(.clip):not(.recorded)", " entered whole")
+        shot = driver.find_element(By.ID, "shot")
+        assert until(lambda: driver.execute_script("return arguments[0].naturalWidth", shot), 10,
+                      "the snapshot shown") == 320
+        assert shot.get_attribute("src").endswith(".jpg") and "/snapshots/" in shot.get_attribute("src")
+        _click_until(driver, "#happened a.clip", "clip")
+        clip = driver.find_element(By.ID, "clip")
+        playing = until(lambda: driver.execute_script(
+            "const v = arguments[0]; return v.readyState >= 2 && [v.videoWidth, v.currentSrc]", clip), 30,
+            "the clip playing")
+        assert playing[0] == 320 and "/clips/" in playing[1] and playing[1].endswith(".mp4"), playing
+        assert not shot.is_displayed(), "the snapshot should give way to the clip"
+        # Every clip so far, listed by the "clips" button, the event's among them.
+        driver.find_element(By.ID, "show-clips").click()
+        listed = until(lambda: driver.execute_script(
+            "return [...document.querySelectorAll('#clip-files a')].map(a => a.textContent)"), 10, "the clips")
+        assert playing[1].rsplit("/", 1)[-1] in listed and all(name.startswith(f"{NAMES[0]}-") for name in listed)
+        # The heatmaps instead of the videos, and back.
+        driver.find_element(By.ID, "show-heatmaps").click()
+        def heatmaps_shown() -> list[str]:
+            return [name for name, t in tiles().items()
+                    if "/heatmaps/" in t["image"].get_attribute("src") and t["width"] == 320]
+
+        until(lambda: heatmaps_shown() == NAMES, 15, "every live tile's heatmap")
+        driver.find_element(By.ID, "show-heatmaps").click()
+        until(lambda: all(t["image"].get_attribute("src").endswith(".mjpg") for t in tiles().values()), 10,
+               "the videos back")
+        # The config reloaded: the dead camera's tile goes, a new camera's comes, showing video.
+        late = {"name": "late", "source": "synthetic:scene?seed=7&size=320x240&fps=15", "realtime": True}
+        report = pipeline.reload({**config, "streams": [*scenes, late]})
+        assert (report.added, report.removed) == (("late",), ("dead",))
+        def reloaded() -> bool:
+            try:
                 found = tiles()
-                live_ok = all(n in found and found[n]["width"] == 320 and found[n]["state"] == "streaming"
-                              for n in NAMES)
-                dead_ok = "dead" in found and found["dead"]["state"] == "failed" and found["dead"]["error"]
-                return found if live_ok and dead_ok else None
+            except StaleElementReferenceException:  # a tile removed while it was read
+                return False
+            return list(found) == [*NAMES, "late"] and found["late"]["width"] == 320
 
-            found = until(ready, 90, "every tile showing video, and the dead camera failed with its error")
-            assert list(found) == [*NAMES, "dead"]  # in the config's order
-            assert "127.0.0.1:9" in found["dead"]["error"] or "refused" in found["dead"]["error"].lower()
-            assert driver.find_element(By.ID, "run").text == "running"
-            for name in NAMES:
-                assert " fps in, " in found[name]["fps"]
-                shot = cv2.imdecode(np.frombuffer(found[name]["image"].screenshot_as_png, np.uint8), cv2.IMREAD_COLOR)
-                assert shot is not None and shot.std() > 10, f"tile {name!r} shows no picture"
-            assert tiles()["dead"]["width"] == 0  # no frame ever came: no picture
-            # What the newest frames show, as "2 person, 1 car": the scenes are busy streets.
-            shows = until(lambda: " ".join(t["detections"] for t in tiles().values() if t["detections"]), 30,
-                           "detections listed under a tile")
-            assert any(kind in shows for kind in ("person", "car", "ball")), shows
-            # The zone spanning the whole picture holds what the picture shows.
-            zoned = until(lambda: (t := tiles()[NAMES[0]])["zones"] != "whole: empty" and t["zones"], 30,
-                           "the zone's contents under its tile")
-            assert zoned.startswith("whole: ") and any(kind in zoned for kind in ("person", "car", "ball")), zoned
-            assert tiles()[NAMES[1]]["zones"] == ""
-            # A click shows one stream alone; another click brings every tile back.
-            found["yard.2"]["figure"].click()
-            until(lambda: [n for n, t in tiles().items() if t["figure"].is_displayed()] == ["yard.2"], 10,
-                   "only the clicked tile shown")
-            found["yard.2"]["figure"].click()
-            until(lambda: all(t["figure"].is_displayed() for t in tiles().values()), 10, "every tile back")
-            # The events: the dead camera's failure, and objects entering the zone, each with its
-            # snapshot, which a click shows, and its clip, which a click plays. The list is
-            # redrawn as events come (these streets never stop), so it is read in one go.
-            driver.find_element(By.ID, "show-events").click()
-            listed = "return [...document.querySelectorAll('#happened li')].map(li => li.textContent)"
-            entered = until(lambda: [t for t in driver.execute_script(listed) if " entered whole" in t], 30,
-                             "an object entering the zone listed")
-            assert entered[0].split(" ", 2)[-1].startswith(f"{NAMES[0]}: ") and " #" in entered[0], entered[0]
-            assert entered[0].endswith(" clip"), entered[0]
-            assert any(" dead: failed: " in text for text in driver.execute_script(listed))
-            # One stream's events only, and every stream's again.
-            from selenium.webdriver.support.ui import Select
-            chooser = Select(driver.find_element(By.ID, "event-stream"))
-            assert [option.get_attribute("value") for option in chooser.options] == ["", *NAMES, "dead"]
-            shown = ("return [...document.querySelectorAll('#happened li')].filter(li => !li.hidden)"
-                     ".map(li => li.textContent)")
-            chooser.select_by_value("dead")
-            alone = until(lambda: (texts := driver.execute_script(shown)) and all(" dead: " in t for t in texts)
-                          and texts, 10, "the dead camera's events alone")
-            assert any(" dead: failed: " in text for text in alone)
-            chooser.select_by_value("")
-            until(lambda: any(" entered whole" in text for text in driver.execute_script(shown)), 10, "every event")
-            _click_until(driver, "#happened a:not(.clip):not(.recorded)", " entered whole")
-            shot = driver.find_element(By.ID, "shot")
-            assert until(lambda: driver.execute_script("return arguments[0].naturalWidth", shot), 10,
-                          "the snapshot shown") == 320
-            assert shot.get_attribute("src").endswith(".jpg") and "/snapshots/" in shot.get_attribute("src")
-            _click_until(driver, "#happened a.clip", "clip")
-            clip = driver.find_element(By.ID, "clip")
-            playing = until(lambda: driver.execute_script(
-                "const v = arguments[0]; return v.readyState >= 2 && [v.videoWidth, v.currentSrc]", clip), 30,
-                "the clip playing")
-            assert playing[0] == 320 and "/clips/" in playing[1] and playing[1].endswith(".mp4"), playing
-            assert not shot.is_displayed(), "the snapshot should give way to the clip"
-            # Every clip so far, listed by the "clips" button, the event's among them.
-            driver.find_element(By.ID, "show-clips").click()
-            listed = until(lambda: driver.execute_script(
-                "return [...document.querySelectorAll('#clip-files a')].map(a => a.textContent)"), 10, "the clips")
-            assert playing[1].rsplit("/", 1)[-1] in listed and all(name.startswith(f"{NAMES[0]}-") for name in listed)
-            # The heatmaps instead of the videos, and back.
-            driver.find_element(By.ID, "show-heatmaps").click()
-            def heatmaps_shown() -> list[str]:
-                return [name for name, t in tiles().items()
-                        if "/heatmaps/" in t["image"].get_attribute("src") and t["width"] == 320]
-
-            until(lambda: heatmaps_shown() == NAMES, 15, "every live tile's heatmap")
-            driver.find_element(By.ID, "show-heatmaps").click()
-            until(lambda: all(t["image"].get_attribute("src").endswith(".mjpg") for t in tiles().values()), 10,
-                   "the videos back")
-            # The config reloaded: the dead camera's tile goes, a new camera's comes, showing video.
-            late = {"name": "late", "source": "synthetic:scene?seed=7&size=320x240&fps=15", "realtime": True}
-            report = pipeline.reload({**config, "streams": [*scenes, late]})
-            assert (report.added, report.removed) == (("late",), ("dead",))
-            def reloaded() -> bool:
-                try:
-                    found = tiles()
-                except StaleElementReferenceException:  # a tile removed while it was read
-                    return False
-                return list(found) == [*NAMES, "late"] and found["late"]["width"] == 320
-
-            until(reloaded, 30, "the dead camera's tile gone and the new camera's shown")
-        finally:
-            driver.quit()
+        until(reloaded, 30, "the dead camera's tile gone and the new camera's shown")
     assert sorted(p.name for p in (tmp_path / "heat").iterdir()) == sorted(
         f"{name}{suffix}" for name in [*NAMES, "late"] for suffix in (".png", ".heat.npy"))  # each picture, its heat
 
 
 @pytest.mark.timeout(180)
 def test_a_real_browser_switches_a_streams_detection_and_recording_off_and_on(tmp_path: Path) -> None:
-    browser, driver_path = _chromium()
     from selenium.webdriver.common.by import By
 
     config = _config(model="demo", imgsz=320, conf=0.5, streams=_streets(fps=10), record=str(tmp_path / "rec"))
-    with Pipeline.from_config(config) as pipeline:
-        pipeline.start()
-        driver = _driver(browser, driver_path)
-        try:
-            assert pipeline.web_url is not None
-            driver.get(pipeline.web_url)
+    with _page(config) as (pipeline, driver):
 
-            def caption(name: str, part: str) -> str:
-                return str(driver.execute_script(
-                    "const f = [...document.querySelectorAll('figure')].find(f => f.dataset.stream === arguments[0]);"
-                    "const e = f && f.querySelector('.' + arguments[1]); return e ? e.textContent : '';", name, part))
+        def caption(name: str, part: str) -> str:
+            return str(driver.execute_script(
+                "const f = [...document.querySelectorAll('figure')].find(f => f.dataset.stream === arguments[0]);"
+                "const e = f && f.querySelector('.' + arguments[1]); return e ? e.textContent : '';", name, part))
 
-            def switch(name: str, kind: str = "detect") -> Any:
-                return next(f for f in driver.find_elements(By.CSS_SELECTOR, "figure")
-                            if f.get_attribute("data-stream") == name).find_element(By.CSS_SELECTOR, f"button.{kind}")
+        def switch(name: str, kind: str = "detect") -> Any:
+            return next(f for f in driver.find_elements(By.CSS_SELECTOR, "figure")
+                        if f.get_attribute("data-stream") == name).find_element(By.CSS_SELECTOR, f"button.{kind}")
 
-            for name in NAMES:
-                until(lambda n=name: caption(n, "detections"), 60, f"objects under {name}'s tile")
-                assert switch(name).text == "detection on" and switch(name).is_displayed()
-            switch(NAMES[0]).click()
-            until(lambda: switch(NAMES[0]).text == "detection off", 10, "the switch showing detection off")
-            assert pipeline.detection(NAMES[0]) is False and pipeline.detection(NAMES[1]) is True
-            assert all(f.is_displayed() for f in driver.find_elements(By.CSS_SELECTOR, "figure")), \
-                "a click on the switch is not a click on the picture"
-            # Its newest frames have no objects (a frame already in the worker's batch may have
-            # some): the caption empties, stays so, and the frames go on; the other stream's do not.
-            until(lambda: caption(NAMES[0], "detections") == "", 10, "no objects under the switched-off tile")
-            processed = pipeline.reports()[0].processed
-            for _ in range(6):
-                time.sleep(0.5)
-                assert caption(NAMES[0], "detections") == ""
-            assert pipeline.reports()[0].processed > processed
-            until(lambda: caption(NAMES[1], "detections"), 10, "objects under the other tile")
-            switch(NAMES[0]).click()
-            until(lambda: switch(NAMES[0]).text == "detection on", 10, "the switch showing detection on")
-            assert pipeline.detection(NAMES[0]) is True
-            until(lambda: caption(NAMES[0], "detections"), 30, "objects under the tile again")
-            # The other stream's recording: off (its file ends), on again (a new file).
-            assert switch(NAMES[1], "record").text == "recording on"
-            switch(NAMES[1], "record").click()
-            until(lambda: switch(NAMES[1], "record").text == "recording off", 10, "the switch showing recording off")
-            assert pipeline.recording(NAMES[1]) is False and pipeline.recording(NAMES[0]) is True
-            processed = pipeline.reports()[1].processed
-            until(lambda: pipeline.reports()[1].processed > processed + 10, 30, "frames not recorded")
-            switch(NAMES[1], "record").click()
-            until(lambda: switch(NAMES[1], "record").text == "recording on", 10, "the switch showing recording on")
-            processed = pipeline.reports()[1].processed
-            until(lambda: pipeline.reports()[1].processed > processed + 10, 30, "frames recorded again")
-        finally:
-            driver.quit()
+        for name in NAMES:
+            until(lambda n=name: caption(n, "detections"), 60, f"objects under {name}'s tile")
+            assert switch(name).text == "detection on" and switch(name).is_displayed()
+        switch(NAMES[0]).click()
+        until(lambda: switch(NAMES[0]).text == "detection off", 10, "the switch showing detection off")
+        assert pipeline.detection(NAMES[0]) is False and pipeline.detection(NAMES[1]) is True
+        assert all(f.is_displayed() for f in driver.find_elements(By.CSS_SELECTOR, "figure")), \
+            "a click on the switch is not a click on the picture"
+        # Its newest frames have no objects (a frame already in the worker's batch may have
+        # some): the caption empties, stays so, and the frames go on; the other stream's do not.
+        until(lambda: caption(NAMES[0], "detections") == "", 10, "no objects under the switched-off tile")
+        processed = pipeline.reports()[0].processed
+        for _ in range(6):
+            time.sleep(0.5)
+            assert caption(NAMES[0], "detections") == ""
+        assert pipeline.reports()[0].processed > processed
+        until(lambda: caption(NAMES[1], "detections"), 10, "objects under the other tile")
+        switch(NAMES[0]).click()
+        until(lambda: switch(NAMES[0]).text == "detection on", 10, "the switch showing detection on")
+        assert pipeline.detection(NAMES[0]) is True
+        until(lambda: caption(NAMES[0], "detections"), 30, "objects under the tile again")
+        # The other stream's recording: off (its file ends), on again (a new file).
+        assert switch(NAMES[1], "record").text == "recording on"
+        switch(NAMES[1], "record").click()
+        until(lambda: switch(NAMES[1], "record").text == "recording off", 10, "the switch showing recording off")
+        assert pipeline.recording(NAMES[1]) is False and pipeline.recording(NAMES[0]) is True
+        processed = pipeline.reports()[1].processed
+        until(lambda: pipeline.reports()[1].processed > processed + 10, 30, "frames not recorded")
+        switch(NAMES[1], "record").click()
+        until(lambda: switch(NAMES[1], "record").text == "recording on", 10, "the switch showing recording on")
+        processed = pipeline.reports()[1].processed
+        until(lambda: pipeline.reports()[1].processed > processed + 10, 30, "frames recorded again")
     summary = pipeline.summary()
     assert [Path(f).name for f in summary.recordings[NAMES[1]]] == [f"{NAMES[1]}.mp4", f"{NAMES[1]}-2.mp4"]
     assert [Path(f).name for f in summary.recordings[NAMES[0]]] == [f"{NAMES[0]}.mp4"]
@@ -764,7 +764,6 @@ def test_a_real_browser_lists_the_recordings_and_plays_and_seeks_one(tmp_path: P
     """Annotated recordings, and a real camera's H.264 (the street video's, Main profile)
     recorded as it came (``record: original``), play in Chromium; so does the street's last
     minute exported from the page."""
-    browser, driver_path = _chromium()
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -773,115 +772,108 @@ def test_a_real_browser_lists_the_recordings_and_plays_and_seeks_one(tmp_path: P
     config = _config(record=str(rec), record_segment=2)
     config["streams"].append({"name": "street", "source": str(people_video), "realtime": True, "loop": True,
                               "max_fps": 1, "record": "original"})
-    with Pipeline.from_config(config) as pipeline:
-        pipeline.start()
-        driver = _driver(browser, driver_path)
-        try:
-            assert pipeline.web_url is not None
-            driver.get(pipeline.web_url)
-            button = until(lambda: (b := driver.find_element(By.ID, "show-recordings")).is_displayed() and b, 30,
-                            "the recordings button")
-            # Two finished 2-second segments of yard.2 on disk, then the list.
-            until(lambda: len(list(rec.glob("yard.2-*.mp4"))) >= 3, 60, "finished segments")
-            first = sorted(rec.glob("yard.2-*.mp4"))[0]
-            shutil.copy(first, rec / "yard.2-20200101-000000-objects.mp4")  # an earlier run's, objects seen
-            before = {path.name for path in rec.glob("*.mp4")}
-            button.click()
-            links = until(lambda: driver.find_elements(By.CSS_SELECTOR, "#files a"), 10, "the list of recordings")
-            names = [link.text for link in links]
-            assert before <= set(names) <= {path.name for path in rec.glob("*.mp4")}, "every recording listed"
-            assert all(" · " in item.text for item in driver.find_elements(By.CSS_SELECTOR, "#files li"))
-            # Only the segments with objects, and all again.
-            only = driver.find_element(By.ID, "objects-only")
-            assert driver.find_element(By.ID, "objects-only-label").is_displayed()
-            only.click()
-            shown = [link.text for link in driver.find_elements(By.CSS_SELECTOR, "#files a") if link.is_displayed()]
-            assert shown == ["yard.2-20200101-000000-objects.mp4"], shown
-            only.click()
-            assert len([link for link in driver.find_elements(By.CSS_SELECTOR, "#files a")
-                        if link.is_displayed()]) == len(names)
-            oldest = sorted(name for name in names if name.startswith("yard.2-") and "2020" not in name)[0]
-            player = driver.find_element(By.ID, "player")
-            # Held as it starts: a segment (shorter when a busy box dropped the frames before a cut)
-            # must not end, and the player go on to the next, while the test checks it.
-            driver.execute_script("const v = arguments[0]; v.addEventListener('play', () => v.pause(), {once: true})",
-                                  player)
-            next(link for link in links if link.text == oldest).click()
-            state = until(lambda: driver.execute_script(
-                "const v = arguments[0]; return v.readyState >= 2 && [v.duration, v.videoWidth, v.currentSrc]",
-                player), 30, "the recording playing")
-            duration, width, source = state
-            # At most a segment (2 s); less when the busy box dropped the frames before the cut.
-            assert 0 < duration < 2.1 and width == 320 and source.endswith("/recordings/" + oldest), state
-            seeked = driver.execute_async_script(
-                "const [v, to, done] = arguments; v.pause();"
-                "v.addEventListener('seeked', () => done([v.currentTime, v.error && v.error.code]), {once: true});"
-                "v.currentTime = to;", player, 0.75 * duration)
-            assert abs(seeked[0] - 0.75 * duration) < 0.1 and seeked[1] is None, (seeked, duration)
-            frame = cv2.imdecode(np.frombuffer(player.screenshot_as_png, np.uint8), cv2.IMREAD_COLOR)
-            assert frame is not None and frame.std() > 10, "the player shows no picture"
-            # Played to its end, it goes on with the stream's next segment.
-            following = sorted(name for name in names if name.startswith("yard.2-") and "2020" not in name)[1]
-            # (Each source the player loads, noted: a short segment may play through between two looks.)
-            driver.execute_script("const v = arguments[0]; window.loaded = [];"
-                                  "v.addEventListener('loadstart', () => window.loaded.push(v.currentSrc));"
-                                  "v.currentTime = Math.max(0, v.duration - 0.2); v.play();", player)
-            loaded = until(lambda: driver.execute_script("return window.loaded"), 30, "the next segment playing")
-            assert loaded[0].endswith("/recordings/" + following), (loaded, following)
-            # The street's first segment: its key frames are 128 frames apart, so it is cut at 128 frames.
-            until(lambda: len(list(rec.glob("street-*.mp4"))) >= 2, 60, "a finished segment of the street")
-            for _ in range(2):  # hidden, and shown again: listed afresh
-                driver.find_element(By.ID, "show-recordings").click()
-            street = sorted(path.name for path in rec.glob("street-*.mp4"))[0]
-            until(lambda: driver.execute_script(  # found and clicked at once: the list may be made again
-                "const a = [...document.querySelectorAll('#files a')].find((a) => a.textContent === arguments[0]);"
-                "if (a) a.click(); return Boolean(a);", street), 10, "the street's recording listed")
-            state = until(lambda: driver.execute_script(
-                "const v = arguments[0]; return v.readyState >= 2 && v.currentSrc.endsWith(arguments[1])"
-                " && [v.duration, v.videoWidth, v.error && v.error.code]", player, street), 30, "the original playing")
-            assert abs(state[0] - 128 / 30) < 0.1 and state[1] == 1920 and state[2] is None, state
-            # The street's last minute exported (its segments cut into one MP4 by the server),
-            # played here, with a link that saves it.
-            Select(driver.find_element(By.ID, "export-stream")).select_by_visible_text("street")
-            driver.execute_script("document.getElementById('export-from').value = localInput("
-                                  "new Date(Date.now() - 60000));"
-                                  "document.getElementById('export-to').value = localInput(new Date());")
-            before = sum(_seconds(path) for path in rec.glob("street-*.mp4"))
-            driver.find_element(By.CSS_SELECTOR, "#export button").click()
-            saved = until(lambda: driver.find_elements(By.CSS_SELECTOR, "#export-result a"), 30, "the export")
-            assert re.fullmatch(r"save street-\d{8}-\d{6}-export\.mp4 \(\d+\.\d MB\)", saved[0].text), saved[0].text
-            state = until(lambda: driver.execute_script(
-                "const v = arguments[0]; return v.readyState >= 2 && v.currentSrc.startsWith('blob:')"
-                " && [v.duration, v.videoWidth, v.error && v.error.code]", player), 30, "the export playing")
-            after = sum(_seconds(path) for path in rec.glob("street-*.mp4"))  # every segment, as far as written
-            assert before - 1.5 < state[0] <= after + 0.1 and state[1] == 1920 and state[2] is None, (
-                state, before, after)
-            # The street's timeline: a bar per segment; a click in the middle of the first plays
-            # that moment of it (and makes the export the minute around it).
-            blocks = until(lambda: driver.find_elements(By.CSS_SELECTOR, "#timeline .span"), 10, "the timeline")
-            first_block = min(blocks, key=lambda block: block.rect["x"])
-            ActionChains(driver).move_to_element(first_block).click().perform()
-            name = first_block.get_attribute("title")
-            start, modified = driver.execute_script(
-                "const f = recordingFiles.find((f) => f.name === arguments[0]); return [f.start, f.modified];", name)
-            state = until(lambda: (now := driver.execute_script(  # (once its metadata's handler has run)
-                "const v = arguments[0]; return v.readyState >= 2 && !v.seeking && v.currentSrc.endsWith(arguments[1])"
-                " && [v.currentTime, v.duration]", player, name)) and now[0] > min((modified - start) / 2, now[1]) - 0.3
-                and now, 30, "the moment playing")
-            wanted = min((modified - start) / 2, state[1])
-            assert state[0] < wanted + 2, (state, wanted)
-            assert driver.find_element(By.ID, "export-from").get_attribute("value") < driver.find_element(
-                By.ID, "export-to").get_attribute("value")
-            # Nothing recorded then: said under the form.
-            driver.execute_script("document.getElementById('export-from').value = '2001-01-01T00:00:00';"
-                                  "document.getElementById('export-to').value = '2001-01-01T00:10:00';")
-            driver.find_element(By.CSS_SELECTOR, "#export button").click()
-            failed = until(lambda: [r for r in driver.find_elements(By.CSS_SELECTOR, "#export-result.failed")
-                                    if r.text], 30, "the export's error")[0]
-            assert failed.text.startswith("export of stream 'street': nothing recorded between 2001-01-01 00:00:00"), \
-                failed.text
-        finally:
-            driver.quit()
+    with _page(config) as (_, driver):
+        button = until(lambda: (b := driver.find_element(By.ID, "show-recordings")).is_displayed() and b, 30,
+                        "the recordings button")
+        # Two finished 2-second segments of yard.2 on disk, then the list.
+        until(lambda: len(list(rec.glob("yard.2-*.mp4"))) >= 3, 60, "finished segments")
+        first = sorted(rec.glob("yard.2-*.mp4"))[0]
+        shutil.copy(first, rec / "yard.2-20200101-000000-objects.mp4")  # an earlier run's, objects seen
+        before = {path.name for path in rec.glob("*.mp4")}
+        button.click()
+        links = until(lambda: driver.find_elements(By.CSS_SELECTOR, "#files a"), 10, "the list of recordings")
+        names = [link.text for link in links]
+        assert before <= set(names) <= {path.name for path in rec.glob("*.mp4")}, "every recording listed"
+        assert all(" · " in item.text for item in driver.find_elements(By.CSS_SELECTOR, "#files li"))
+        # Only the segments with objects, and all again.
+        only = driver.find_element(By.ID, "objects-only")
+        assert driver.find_element(By.ID, "objects-only-label").is_displayed()
+        only.click()
+        shown = [link.text for link in driver.find_elements(By.CSS_SELECTOR, "#files a") if link.is_displayed()]
+        assert shown == ["yard.2-20200101-000000-objects.mp4"], shown
+        only.click()
+        assert len([link for link in driver.find_elements(By.CSS_SELECTOR, "#files a")
+                    if link.is_displayed()]) == len(names)
+        oldest = sorted(name for name in names if name.startswith("yard.2-") and "2020" not in name)[0]
+        player = driver.find_element(By.ID, "player")
+        # Held as it starts: a segment (shorter when a busy box dropped the frames before a cut)
+        # must not end, and the player go on to the next, while the test checks it.
+        driver.execute_script("const v = arguments[0]; v.addEventListener('play', () => v.pause(), {once: true})",
+                              player)
+        next(link for link in links if link.text == oldest).click()
+        state = until(lambda: driver.execute_script(
+            "const v = arguments[0]; return v.readyState >= 2 && [v.duration, v.videoWidth, v.currentSrc]",
+            player), 30, "the recording playing")
+        duration, width, source = state
+        # At most a segment (2 s); less when the busy box dropped the frames before the cut.
+        assert 0 < duration < 2.1 and width == 320 and source.endswith("/recordings/" + oldest), state
+        seeked = driver.execute_async_script(
+            "const [v, to, done] = arguments; v.pause();"
+            "v.addEventListener('seeked', () => done([v.currentTime, v.error && v.error.code]), {once: true});"
+            "v.currentTime = to;", player, 0.75 * duration)
+        assert abs(seeked[0] - 0.75 * duration) < 0.1 and seeked[1] is None, (seeked, duration)
+        frame = cv2.imdecode(np.frombuffer(player.screenshot_as_png, np.uint8), cv2.IMREAD_COLOR)
+        assert frame is not None and frame.std() > 10, "the player shows no picture"
+        # Played to its end, it goes on with the stream's next segment.
+        following = sorted(name for name in names if name.startswith("yard.2-") and "2020" not in name)[1]
+        # (Each source the player loads, noted: a short segment may play through between two looks.)
+        driver.execute_script("const v = arguments[0]; window.loaded = [];"
+                              "v.addEventListener('loadstart', () => window.loaded.push(v.currentSrc));"
+                              "v.currentTime = Math.max(0, v.duration - 0.2); v.play();", player)
+        loaded = until(lambda: driver.execute_script("return window.loaded"), 30, "the next segment playing")
+        assert loaded[0].endswith("/recordings/" + following), (loaded, following)
+        # The street's first segment: its key frames are 128 frames apart, so it is cut at 128 frames.
+        until(lambda: len(list(rec.glob("street-*.mp4"))) >= 2, 60, "a finished segment of the street")
+        for _ in range(2):  # hidden, and shown again: listed afresh
+            driver.find_element(By.ID, "show-recordings").click()
+        street = sorted(path.name for path in rec.glob("street-*.mp4"))[0]
+        until(lambda: driver.execute_script(  # found and clicked at once: the list may be made again
+            "const a = [...document.querySelectorAll('#files a')].find((a) => a.textContent === arguments[0]);"
+            "if (a) a.click(); return Boolean(a);", street), 10, "the street's recording listed")
+        state = until(lambda: driver.execute_script(
+            "const v = arguments[0]; return v.readyState >= 2 && v.currentSrc.endsWith(arguments[1])"
+            " && [v.duration, v.videoWidth, v.error && v.error.code]", player, street), 30, "the original playing")
+        assert abs(state[0] - 128 / 30) < 0.1 and state[1] == 1920 and state[2] is None, state
+        # The street's last minute exported (its segments cut into one MP4 by the server),
+        # played here, with a link that saves it.
+        Select(driver.find_element(By.ID, "export-stream")).select_by_visible_text("street")
+        driver.execute_script("document.getElementById('export-from').value = localInput("
+                              "new Date(Date.now() - 60000));"
+                              "document.getElementById('export-to').value = localInput(new Date());")
+        before = sum(_seconds(path) for path in rec.glob("street-*.mp4"))
+        driver.find_element(By.CSS_SELECTOR, "#export button").click()
+        saved = until(lambda: driver.find_elements(By.CSS_SELECTOR, "#export-result a"), 30, "the export")
+        assert re.fullmatch(r"save street-\d{8}-\d{6}-export\.mp4 \(\d+\.\d MB\)", saved[0].text), saved[0].text
+        state = until(lambda: driver.execute_script(
+            "const v = arguments[0]; return v.readyState >= 2 && v.currentSrc.startsWith('blob:')"
+            " && [v.duration, v.videoWidth, v.error && v.error.code]", player), 30, "the export playing")
+        after = sum(_seconds(path) for path in rec.glob("street-*.mp4"))  # every segment, as far as written
+        assert before - 1.5 < state[0] <= after + 0.1 and state[1] == 1920 and state[2] is None, (
+            state, before, after)
+        # The street's timeline: a bar per segment; a click in the middle of the first plays
+        # that moment of it (and makes the export the minute around it).
+        blocks = until(lambda: driver.find_elements(By.CSS_SELECTOR, "#timeline .span"), 10, "the timeline")
+        first_block = min(blocks, key=lambda block: block.rect["x"])
+        ActionChains(driver).move_to_element(first_block).click().perform()
+        name = first_block.get_attribute("title")
+        start, modified = driver.execute_script(
+            "const f = recordingFiles.find((f) => f.name === arguments[0]); return [f.start, f.modified];", name)
+        state = until(lambda: (now := driver.execute_script(  # (once its metadata's handler has run)
+            "const v = arguments[0]; return v.readyState >= 2 && !v.seeking && v.currentSrc.endsWith(arguments[1])"
+            " && [v.currentTime, v.duration]", player, name)) and now[0] > min((modified - start) / 2, now[1]) - 0.3
+            and now, 30, "the moment playing")
+        wanted = min((modified - start) / 2, state[1])
+        assert state[0] < wanted + 2, (state, wanted)
+        assert driver.find_element(By.ID, "export-from").get_attribute("value") < driver.find_element(
+            By.ID, "export-to").get_attribute("value")
+        # Nothing recorded then: said under the form.
+        driver.execute_script("document.getElementById('export-from').value = '2001-01-01T00:00:00';"
+                              "document.getElementById('export-to').value = '2001-01-01T00:10:00';")
+        driver.find_element(By.CSS_SELECTOR, "#export button").click()
+        failed = until(lambda: [r for r in driver.find_elements(By.CSS_SELECTOR, "#export-result.failed")
+                                if r.text], 30, "the export's error")[0]
+        assert failed.text.startswith("export of stream 'street': nothing recorded between 2001-01-01 00:00:00"), \
+            failed.text
 
 
 @pytest.mark.timeout(120)
@@ -889,7 +881,6 @@ def test_an_events_recording_link_plays_the_streams_recording_of_that_moment(tmp
     """An event of a recorded stream has a "recording" link: it opens the recordings at that
     stream and plays the segment of the event's moment, from that moment. With ``public_url``,
     the event's ``recording_url`` (for a webhook's or a broker's receiver) opens the page so."""
-    browser, driver_path = _chromium()
     from selenium.webdriver.common.by import By
 
     rec = tmp_path / "rec"
@@ -899,68 +890,61 @@ def test_an_events_recording_link_plays_the_streams_recording_of_that_moment(tmp
     port = free_port()
     config = _config(streams=streams, record=str(rec), record_segment=1, events=str(events),
                      web=f"127.0.0.1:{port}", public_url=f"http://127.0.0.1:{port}/")
-    with Pipeline.from_config(config) as pipeline:
-        pipeline.start()
-        driver = _driver(browser, driver_path)
-        try:
-            assert pipeline.web_url is not None
-            driver.get(pipeline.web_url)
-            until(lambda: len(list(rec.glob("yard.2-*.mp4"))) >= 3, 60, "three segments of yard.2")
-            until(lambda: driver.find_element(By.ID, "show-events").is_displayed(), 30, "the events button")
-            driver.find_element(By.ID, "show-events").click()
-            items = "return [...document.querySelectorAll('#happened li')].map(li => [li.textContent, " \
-                    "Boolean(li.querySelector('a.recorded'))])"
-            listed = until(lambda: (found := driver.execute_script(items)) and len(found) >= 2 and found, 30,
-                           "both streams' events")
-            assert sorted(listed) == [[text, text.endswith("yard.2: streaming recording")] for text in
-                                      sorted(text for text, _ in listed)], listed
-            assert driver.find_element(By.ID, "recordings").is_displayed() is False
-            player = driver.find_element(By.ID, "player")
-            # Held as it starts: a short segment (a busy box) must not end, and the player go on.
-            driver.execute_script("const v = arguments[0]; v.addEventListener('play', () => v.pause(), {once: true})",
-                                  player)
-            _click_until(driver, "#happened a.recorded", "recording")
-            moment = next(e["time"] for e in read_jsonl(events) if e["stream"] == "yard.2")
+    with _page(config) as (_, driver):
+        until(lambda: len(list(rec.glob("yard.2-*.mp4"))) >= 3, 60, "three segments of yard.2")
+        until(lambda: driver.find_element(By.ID, "show-events").is_displayed(), 30, "the events button")
+        driver.find_element(By.ID, "show-events").click()
+        items = "return [...document.querySelectorAll('#happened li')].map(li => [li.textContent, " \
+                "Boolean(li.querySelector('a.recorded'))])"
+        listed = until(lambda: (found := driver.execute_script(items)) and len(found) >= 2 and found, 30,
+                       "both streams' events")
+        assert sorted(listed) == [[text, text.endswith("yard.2: streaming recording")] for text in
+                                  sorted(text for text, _ in listed)], listed
+        assert driver.find_element(By.ID, "recordings").is_displayed() is False
+        player = driver.find_element(By.ID, "player")
+        # Held as it starts: a short segment (a busy box) must not end, and the player go on.
+        driver.execute_script("const v = arguments[0]; v.addEventListener('play', () => v.pause(), {once: true})",
+                              player)
+        _click_until(driver, "#happened a.recorded", "recording")
+        moment = next(e["time"] for e in read_jsonl(events) if e["stream"] == "yard.2")
 
-            def at_the_moment() -> list[Any] | None:
-                """The player's file, time and duration once it has gone to the event's moment
-                (its metadata's handler may run after the player reports it ready)."""
-                now = driver.execute_script(
-                    "const v = arguments[0]; return v.readyState >= 2 && !v.seeking && v.currentSrc.includes("
-                    "'/yard.2-') && [v.currentSrc.split('/').pop(), v.currentTime, v.duration]", player)
-                begins = segment_start(now[0]) if now else None
-                return now if begins is not None and now[1] > min(max(0.0, moment - begins), now[2]) - 0.3 else None
+        def at_the_moment() -> list[Any] | None:
+            """The player's file, time and duration once it has gone to the event's moment
+            (its metadata's handler may run after the player reports it ready)."""
+            now = driver.execute_script(
+                "const v = arguments[0]; return v.readyState >= 2 && !v.seeking && v.currentSrc.includes("
+                "'/yard.2-') && [v.currentSrc.split('/').pop(), v.currentTime, v.duration]", player)
+            begins = segment_start(now[0]) if now else None
+            return now if begins is not None and now[1] > min(max(0.0, moment - begins), now[2]) - 0.3 else None
 
-            state = until(at_the_moment, 30, "the event's moment playing")
-            start = segment_start(state[0])
-            assert start is not None and driver.find_element(By.ID, "recordings").is_displayed()
-            # The segment that holds the moment (from its name to its last write), or the first after.
-            listed = sorted(driver.execute_script("return recordingFiles.filter((f) => f.stream === 'yard.2')"
-                                                  ".map((f) => [f.start, f.modified, f.name])"))
-            after = [name for begins, modified, name in listed if modified >= moment]
-            holding = [name for begins, modified, name in listed if begins <= moment <= modified]
-            assert state[0] == (holding or after)[0], (state, moment, listed)
-            wanted = min(max(0.0, moment - start), state[2])  # (a busy box's segment may be shorter)
-            assert wanted - 0.3 < state[1] < wanted + 2, (state, moment, start)
-            assert driver.find_element(By.ID, "export-stream").get_attribute("value") == "yard.2"
-            # The stream's events are ticks on its timeline (the other stream's are not).
-            ticks = until(lambda: [t.get_attribute("title") for t in driver.find_elements(By.CSS_SELECTOR,
-                                                                                           "#timeline .tick")],
-                          10, "the events on the timeline")
-            assert [title.split(": ", 1)[1] for title in ticks] == ["streaming"], ticks
-            # The event's recording_url, as a receiver gets it, opens the page at that moment.
-            linked = {e["stream"]: e.get("recording_url") for e in read_jsonl(events)}
-            assert linked == {"front-door": None, "yard.2": f"http://127.0.0.1:{port}/#recording=yard.2@{moment}"}
-            driver.get("about:blank")
-            driver.get(linked["yard.2"])
-            opened = until(lambda: driver.execute_script(
-                "const v = document.getElementById('player'); return v.readyState >= 2"
-                " && [v.currentSrc.split('/').pop(), document.getElementById('export-stream').value,"
-                " Boolean(document.querySelector('#timeline .cursor'))]"), 30, "the recording_url's moment playing")
-            assert opened[0].startswith("yard.2-") and opened[1:] == ["yard.2", True], opened
-            assert driver.find_element(By.ID, "recordings").is_displayed()
-        finally:
-            driver.quit()
+        state = until(at_the_moment, 30, "the event's moment playing")
+        start = segment_start(state[0])
+        assert start is not None and driver.find_element(By.ID, "recordings").is_displayed()
+        # The segment that holds the moment (from its name to its last write), or the first after.
+        listed = sorted(driver.execute_script("return recordingFiles.filter((f) => f.stream === 'yard.2')"
+                                              ".map((f) => [f.start, f.modified, f.name])"))
+        after = [name for begins, modified, name in listed if modified >= moment]
+        holding = [name for begins, modified, name in listed if begins <= moment <= modified]
+        assert state[0] == (holding or after)[0], (state, moment, listed)
+        wanted = min(max(0.0, moment - start), state[2])  # (a busy box's segment may be shorter)
+        assert wanted - 0.3 < state[1] < wanted + 2, (state, moment, start)
+        assert driver.find_element(By.ID, "export-stream").get_attribute("value") == "yard.2"
+        # The stream's events are ticks on its timeline (the other stream's are not).
+        ticks = until(lambda: [t.get_attribute("title") for t in driver.find_elements(By.CSS_SELECTOR,
+                                                                                       "#timeline .tick")],
+                      10, "the events on the timeline")
+        assert [title.split(": ", 1)[1] for title in ticks] == ["streaming"], ticks
+        # The event's recording_url, as a receiver gets it, opens the page at that moment.
+        linked = {e["stream"]: e.get("recording_url") for e in read_jsonl(events)}
+        assert linked == {"front-door": None, "yard.2": f"http://127.0.0.1:{port}/#recording=yard.2@{moment}"}
+        driver.get("about:blank")
+        driver.get(linked["yard.2"])
+        opened = until(lambda: driver.execute_script(
+            "const v = document.getElementById('player'); return v.readyState >= 2"
+            " && [v.currentSrc.split('/').pop(), document.getElementById('export-stream').value,"
+            " Boolean(document.querySelector('#timeline .cursor'))]"), 30, "the recording_url's moment playing")
+        assert opened[0].startswith("yard.2-") and opened[1:] == ["yard.2", True], opened
+        assert driver.find_element(By.ID, "recordings").is_displayed()
 
 
 def _seconds(path: Path) -> float:

@@ -29,9 +29,10 @@ from typing import Any
 
 import av
 
-from streamyolo.clock import file_stamp
+from streamyolo.clock import file_stamp, parse_seconds
 from streamyolo.errors import OutputError
 from streamyolo.sinks.recorder import recording_of
+from streamyolo.sources.pyav import display_turn
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,6 @@ def parse_moment(text: str, now: float | None = None) -> float:
     >>> parse_moment("-90s", now=1000.0), parse_moment("now", now=1000.0), parse_moment("1796457794.5")
     (910.0, 1000.0, 1796457794.5)
     """
-    from streamyolo.clock import parse_seconds
-
     current = time.time() if now is None else now
     value = text.strip()
     if value == "now":
@@ -206,7 +205,7 @@ def export(folder: Path, stream: str, start: float, end: float, out: Path, overw
                 if writer is None:
                     number = len(done.files) + 1
                     target = out if number == 1 else out.with_name(f"{out.stem}-{number}{out.suffix}")
-                    writer = _Writer(target, video, sound, _turn_of(recorded.path), overwrite)
+                    writer = _Writer(target, video, sound, display_turn(str(recorded.path)), overwrite)
                 if writer.copy(container, video, sound, placed[recorded.path], start, end):
                     done.sources.append(recorded.path)
     except BaseException:
@@ -371,12 +370,6 @@ def _seconds_in(path: Path) -> float | None:
         log.debug("%s: not read: %s", path, exc)
         return None
     return None if not duration else duration / av.time_base
-
-
-def _turn_of(path: Path) -> int:
-    from streamyolo.sources.pyav import display_turn
-
-    return display_turn(str(path))
 
 
 def _shown(moment: float) -> str:

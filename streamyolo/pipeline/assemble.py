@@ -387,7 +387,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     web = None
     if cfg.web is not None:
         web = WebViewer(cfg.web, annotator, fps=cfg.web_fps, controls=cfg.web_controls, cert=cfg.web_cert,
-                        key=cfg.web_key, recordings=cfg.record,
+                        key=cfg.web_key, recordings=cfg.record, events_file=cfg.events,
                         events=events.recent if events is not None else None, snapshots=cfg.snapshots,
                         clips=cfg.clips, heatmap=heatmaps.picture if heatmaps is not None else None,
                         auth=cfg.web_auth.get_secret_value() if cfg.web_auth is not None else None)

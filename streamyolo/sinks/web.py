@@ -48,7 +48,10 @@ A small HTTP server (the standard library's, one thread per client) serves:
   to :data:`EXPORT_MOST` seconds) cut into one MP4 (:mod:`streamyolo.sinks.export`), sent as a
   download: the page's "export" form plays it and offers it to save;
 - with ``events`` (the events sink's recent events): ``/events.json``, the newest 200 first
-  (``{"events": [...]}``, as :mod:`streamyolo.sinks.events` writes them), listed on the page, and
+  (``{"events": [...]}``, as :mod:`streamyolo.sinks.events` writes them), listed on the page;
+  ``/events.json?stream=…&event=…&class=…&from=…&to=…&limit=…``, a search: the newest that
+  match, from the events file (``events_file``: every run's, :mod:`streamyolo.sinks.history`)
+  or else the recent ones, with ``"more"`` when older ones match too; and
   with ``heatmaps``, ``/heatmaps/<stream>.jpg``: the stream's heatmap now (a "heatmaps" button
   shows them in the tiles instead of the videos, refreshed every 2 s);
   with ``snapshots`` (their folder) ``/snapshots/<file>.jpg``, shown when one is clicked, and with
@@ -94,8 +97,10 @@ from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import Clock
 from streamyolo.errors import ConfigError, OutputError
 from streamyolo.frames import Image, Result
+from streamyolo.sinks.events import RECENT
 from streamyolo.sinks.export import default_name, segment_start
 from streamyolo.sinks.export import export as cut_recordings
+from streamyolo.sinks.history import EventQuery, events_query, find_events
 from streamyolo.sinks.latest import Latest, LatestResults
 from streamyolo.sinks.metrics import CONTENT_TYPE as METRICS_TYPE
 from streamyolo.sinks.metrics import metrics_text
@@ -112,6 +117,9 @@ _TEXT = "text/plain; charset=utf-8"
 _SOCKET_TIMEOUT = 10.0  # seconds; a client that stops reading is dropped after this
 _CHUNK = 256 * 1024  # bytes of a recording sent at a time
 _MAX_POST = 1024  # bytes of a POST's body (the page's switches send a few)
+SEARCH_MOST = 5000
+"""Most events one search of the page's (``/events.json?…``) returns."""
+
 EXPORT_MOST = 3600
 """Seconds of recordings the page exports at once (``/export.mp4``; ``streamyolo export`` any)."""
 LOGIN_TRIES = 10
@@ -166,7 +174,7 @@ class WebViewer:
                  max_width: int = 960, quality: int = 80, auth: str | None = None,
                  cert: str | Path | None = None, key: str | Path | None = None,
                  recordings: str | Path | None = None,
-                 events: Callable[[], list[dict[str, Any]]] | None = None,
+                 events: Callable[[], list[dict[str, Any]]] | None = None, events_file: str | Path | None = None,
                  snapshots: str | Path | None = None, clips: str | Path | None = None,
                  heatmap: Callable[[str], Image | None] | None = None, clock: Clock = time.monotonic) -> None:
         self.host, self.port = parse_address(address)
@@ -175,6 +183,8 @@ class WebViewer:
         self.clips = None if clips is None else Path(clips)
         self.recordings = None if recordings is None else Path(recordings)
         self.events = events
+        self.events_file = None if events_file is None else Path(events_file)
+        """The events file (``--events``): where a search of the events looks (else the recent ones)."""
         self.snapshots = None if snapshots is None else Path(snapshots)
         try:
             self._login = check_login(auth).encode() if auth is not None else None
@@ -320,6 +330,17 @@ class WebViewer:
                              "(streamyolo export cuts longer ones)")
         with self._export_lock:
             return cut_recordings(self.recordings, stream, start, end, folder / default_name(stream, start)).files[0]
+
+    def find_events(self, query: EventQuery, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """The newest ``limit`` events that match ``query``, newest first, and whether more do:
+        from the events file if the run writes one (every run's events in it), else from the
+        recent ones the page lists."""
+        if self.events_file is not None:
+            try:
+                return find_events(self.events_file, query, limit)
+            except FileNotFoundError:  # nothing written yet
+                return [], False
+        return query.select(self.events() if self.events is not None else [], limit)
 
     def recording_path(self, name: str) -> Path | None:
         """The recording file ``name`` (a plain ``.mp4`` name in the folder), or ``None``."""
@@ -620,7 +641,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif path.startswith("/recordings/") and viewer.recordings is not None:
                 self._file(viewer.recording_path(path.removeprefix("/recordings/")), "video/mp4", "recording")
             elif path == "/events.json" and viewer.events is not None:
-                self._send(HTTPStatus.OK, "application/json", json.dumps({"events": viewer.events()}).encode())
+                self._events(viewer)
             elif path.startswith("/snapshots/") and viewer.snapshots is not None:
                 self._file(viewer.snapshot_path(path.removeprefix("/snapshots/")), "image/jpeg", "snapshot")
             elif path == "/clips.json" and viewer.clips is not None:
@@ -728,6 +749,35 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.INTERNAL_SERVER_ERROR, _TEXT, f"{exc}\n".encode())
                 return
             self._file(made, "video/mp4", "export", {"Content-Disposition": f'attachment; filename="{made.name}"'})
+
+    def _events(self, viewer: WebViewer) -> None:
+        """``/events.json``: the newest events (``{"events": [...]}``); with any of ``stream``,
+        ``event``, ``class`` (each repeatable, or comma-separated), ``from`` and ``to`` (seconds
+        since the epoch) and ``limit`` (up to :data:`SEARCH_MOST`), those that match, searched
+        in the events file (:mod:`streamyolo.sinks.history`), and ``"more"``: whether older ones
+        did too."""
+        assert viewer.events is not None
+        query = parse_qs(urlsplit(self.path).query)
+        if not query:
+            self._send(HTTPStatus.OK, "application/json", json.dumps({"events": viewer.events()}).encode())
+            return
+        try:
+            search = events_query(query)
+            given = (query.get("limit") or [str(RECENT)])[0]
+            limit = int(given) if given.isdigit() else 0
+            if not 0 < limit <= SEARCH_MOST:
+                raise ValueError(f"limit: {given!r} is not a number from 1 to {SEARCH_MOST}")
+        except ValueError as exc:
+            self._send(HTTPStatus.BAD_REQUEST, _TEXT, f"events search: {exc}\n".encode())
+            return
+        try:
+            found, more = viewer.find_events(search, limit)
+        except OSError as exc:
+            log.warning("web page: cannot read events file %s: %s", viewer.events_file, exc.strerror or exc)
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, _TEXT, f"cannot read the events file: {exc.strerror or exc}\n"
+                       .encode())
+            return
+        self._send(HTTPStatus.OK, "application/json", json.dumps({"events": found, "more": more}).encode())
 
     def _send(self, status: HTTPStatus, content_type: str, body: bytes,
               headers: Mapping[str, str] | None = None) -> None:

@@ -1,0 +1,225 @@
+"""Events of the past, read back from the events file (``--events``): a stream's events between
+two moments, of some kinds, of some classes. What the web page's events search and its
+timeline's ticks show, and what ``streamyolo events`` prints or counts.
+
+The file grows by a line per event (compact JSON, :class:`~streamyolo.sinks.jsonl.LineFile`),
+in the order the events thread handed them out: by time, give or take how far a stream's
+processing lags behind its camera (a frame's events carry the frame's arrival, a stream's
+state changes the moment they happen). A search finds where its span begins by bisecting the
+file on the lines' times, allowing :data:`SLACK` seconds of disorder, and reads only the lines
+from there: a minute out of a year of events costs a few dozen short reads. Lines that are not
+whole events (the one being written, a line cut short by a full disk) are passed over.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, get_args
+
+from streamyolo.config import EventKind
+
+SLACK = 600.0
+"""Seconds by which a line of the events file may be older than a line before it (a stream's
+frames processed that long after they came: a backlog in lossless mode); a search reads this
+much beyond its span on either side."""
+
+BLOCK = 1 << 16
+"""Bytes read at a time going backwards through the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """Which events: from ``since`` (seconds since the epoch, included) to ``until`` (excluded),
+    of ``streams``, of kinds ``kinds`` (``line``, ``enter`` …), about objects of ``classes``
+    (class names, or ids as text); ``None`` for any.
+
+    >>> query = EventQuery(since=100.0, streams=frozenset({"door"}), classes=frozenset({"person"}))
+    >>> query.matches({"time": 120.5, "stream": "door", "event": "enter", "cls": 0, "name": "person"})
+    True
+    >>> query.matches({"time": 120.5, "stream": "door", "event": "state", "state": "streaming"})
+    False
+    """
+
+    since: float | None = None
+    until: float | None = None
+    streams: frozenset[str] | None = None
+    kinds: frozenset[str] | None = None
+    classes: frozenset[str] | None = None
+
+    def matches(self, event: Mapping[str, Any]) -> bool:
+        moment = event.get("time")
+        if not isinstance(moment, (int, float)) or isinstance(moment, bool):
+            return False
+        return ((self.since is None or moment >= self.since) and (self.until is None or moment < self.until)
+                and (self.streams is None or event.get("stream") in self.streams)
+                and (self.kinds is None or event.get("event") in self.kinds)
+                and (self.classes is None or event.get("name") in self.classes
+                     or ("cls" in event and str(event["cls"]) in self.classes)))
+
+    def select(self, events: Iterable[Mapping[str, Any]], limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """The first ``limit`` of ``events`` (the events sink's recent ones, newest first) that
+        match, and whether more did."""
+        chosen = [dict(event) for event in events if self.matches(event)]
+        return chosen[:limit], len(chosen) > limit
+
+
+def find_events(path: Path, query: EventQuery, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """The newest ``limit`` events of the events file ``path`` that match ``query``, newest
+    first, and whether there are more (older ones). Raises ``OSError`` if the file cannot be
+    read (``FileNotFoundError``: no events written yet).
+
+    Reads the file backwards from the end of the span; once it has one more than ``limit``, it
+    stops :data:`SLACK` seconds before the oldest of them.
+    """
+    found: list[tuple[float, int, dict[str, Any]]] = []  # (time, -order read, event): newest first after sorting
+    floor: float | None = None  # below this (and SLACK more), nothing can be among the newest
+    with path.open("rb") as file:
+        start = _position(file, query.since - SLACK) if query.since is not None else 0
+        end = _position(file, query.until + SLACK) if query.until is not None else _size(file)
+        for line in _lines_back(file, start, end):
+            event = _event(line, query)
+            if event is None:
+                continue
+            moment = float(event["time"])
+            if floor is not None and moment < floor - SLACK:
+                break
+            if query.matches(event):
+                found.append((moment, -len(found), event))
+                if floor is None and len(found) > limit:
+                    floor = heapq.nlargest(limit + 1, found)[-1][0]
+    found.sort(reverse=True)
+    return [event for _, _, event in found[:limit]], len(found) > limit
+
+
+def read_events(path: Path, query: EventQuery) -> Iterator[dict[str, Any]]:
+    """Every event of the events file ``path`` that matches ``query``, in the file's order (the
+    order they happened, per stream). Raises ``OSError`` if the file cannot be read."""
+    with path.open("rb") as file:
+        file.seek(_position(file, query.since - SLACK) if query.since is not None else 0)
+        for line in file:
+            event = _event(line, query)
+            if event is None:
+                continue
+            if query.until is not None and float(event["time"]) >= query.until + SLACK:
+                return
+            if query.matches(event):
+                yield event
+
+
+def _event(line: bytes, query: EventQuery) -> dict[str, Any] | None:
+    """The event on ``line``; ``None`` if it is not one (cut short, not JSON, no time) or
+    cannot be one of ``query``'s streams (a quick look before parsing)."""
+    if query.streams is not None and not any(_quoted(name) in line for name in query.streams):
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(event, dict) or not isinstance(event.get("time"), (int, float)):
+        return None
+    return event
+
+
+def _quoted(name: str) -> bytes:
+    return json.dumps(name).encode()
+
+
+def _size(file: IO[bytes]) -> int:
+    return file.seek(0, 2)
+
+
+def _line_at(file: IO[bytes], offset: int) -> tuple[int, float | None]:
+    """The first line with a time that begins at or after ``offset``: where it begins and its
+    time (``None``: there is none, the end of the file)."""
+    if offset > 0:
+        file.seek(offset - 1)
+        file.readline()  # to just after the next newline (the one at offset - 1 if there is one)
+    else:
+        file.seek(0)
+    while True:
+        begins = file.tell()
+        line = file.readline()
+        if not line:
+            return begins, None
+        event = _event(line, EventQuery())
+        if event is not None:
+            return begins, float(event["time"])
+
+
+def _position(file: IO[bytes], moment: float) -> int:
+    """Where the file's lines reach ``moment``: the beginning of the first line whose time is
+    ``moment`` or later, by bisection (the lines in time order, more or less: see SLACK)."""
+    begins, first = _line_at(file, 0)
+    if first is None or first >= moment:
+        return begins
+    low, high = 0, _size(file)  # the line at low is earlier than moment; none at high is
+    while high - low > 1:
+        middle = (low + high) // 2
+        _, seen = _line_at(file, middle)
+        if seen is None or seen >= moment:
+            high = middle
+        else:
+            low = middle
+    return _line_at(file, high)[0]
+
+
+def _lines_back(file: IO[bytes], start: int, end: int) -> Iterator[bytes]:
+    """The lines of the file between ``start`` and ``end`` (each the beginning of a line, or
+    the end of the file), the last first."""
+    position, rest = end, b""
+    while position > start:
+        size = min(BLOCK, position - start)
+        position -= size
+        file.seek(position)
+        lines = (file.read(size) + rest).split(b"\n")
+        rest = lines[0]
+        yield from (line for line in reversed(lines[1:]) if line)
+    if rest:
+        yield rest
+
+
+KINDS = frozenset(get_args(EventKind)) | {"removed"}
+"""What events are about (``removed``: a stream's state when a reload took it out)."""
+
+
+def parse_names(values: Collection[str] | None, what: str) -> frozenset[str] | None:
+    """A query's set from repeated or comma-separated values (``--stream a --stream b,c``);
+    ``None`` for none given. Raises ``ValueError`` naming ``what`` for an empty one.
+
+    >>> sorted(parse_names(["a", "b,c"], "stream"))
+    ['a', 'b', 'c']
+    """
+    if not values:
+        return None
+    names = frozenset(part.strip() for value in values for part in value.split(","))
+    if "" in names:
+        raise ValueError(f"{what}: an empty name")
+    return names
+
+
+def parse_kinds(values: Collection[str] | None, what: str) -> frozenset[str] | None:
+    """:func:`parse_names` for event kinds, each one of :data:`KINDS`."""
+    kinds = parse_names(values, what)
+    for kind in sorted(kinds or ()):
+        if kind not in KINDS:
+            raise ValueError(f"{what}: no events are {kind!r} (they are {', '.join(sorted(KINDS - {'removed'}))})")
+    return kinds
+
+
+def events_query(fields: Mapping[str, list[str]]) -> EventQuery:
+    """The query of a request's fields (the web page's ``/events.json?stream=…&from=…``):
+    ``stream``, ``event``, ``class`` (repeatable or comma-separated), ``from`` and ``to``
+    (seconds since the epoch). Raises ``ValueError`` naming the field at fault."""
+    moments: list[float | None] = []
+    for key in ("from", "to"):
+        given = (fields.get(key) or [""])[0]
+        try:
+            moments.append(float(given) if given else None)
+        except ValueError:
+            raise ValueError(f"{key}: {given!r} is not seconds since the epoch") from None
+    return EventQuery(moments[0], moments[1], parse_names(fields.get("stream"), "stream"),
+                      parse_kinds(fields.get("event"), "event"), parse_names(fields.get("class"), "class"))

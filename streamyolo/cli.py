@@ -10,11 +10,13 @@ could not read.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -234,6 +236,30 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the MP4 to write, or with several streams the folder for theirs "
                              "(<stream>-YYYYmmdd-HHMMSS-export.mp4 here)")
     export.add_argument("--overwrite", action="store_true", help="replace the file if it exists")
+    events = commands.add_parser(
+        "events", help="a run's events between two moments, of some streams, kinds and classes: listed or counted",
+        description="Search a run's events file (--events; every run's events, appended): the events between "
+                    "two moments, of some streams, kinds and classes, printed as JSON lines in the order they "
+                    "happened, or counted (--count): how many people crossed the gate's line yesterday. Exits 1 "
+                    "when none match, as grep does.")
+    events.add_argument("events", metavar="FILE|CONFIG", help="the events file, or the run's config file (its "
+                                                              "events file)")
+    events.add_argument("--stream", "-s", action="append", dest="streams", metavar="STREAM",
+                        help="only this stream's events (repeatable, or a,b)")
+    events.add_argument("--event", "-e", action="append", dest="kinds", metavar="KIND",
+                        help="only events of this kind: line, enter, leave, linger, speeding, state, clip "
+                             "(repeatable, or a,b)")
+    events.add_argument("--class", "-c", action="append", dest="classes", metavar="CLASS",
+                        help="only events of objects of this class: its name (person) or id (repeatable, or a,b)")
+    since = events.add_mutually_exclusive_group()
+    since.add_argument("--from", dest="start", metavar="WHEN",
+                       help="from this moment, local time: '2026-12-06 10:03', '10:03:30' (today), yesterday, "
+                            "or --from=-1d (ago); the file's first event if not given")
+    since.add_argument("--last", metavar="AGE", help="the last 1h (or 90s, 2d) up to --to")
+    events.add_argument("--to", dest="end", metavar="WHEN", help="up to this moment (the file's last event)")
+    events.add_argument("--count", action="store_true",
+                        help="count them, by stream, kind, where (line and direction, zone, state) and class, "
+                             "instead of listing them")
     demo = commands.add_parser(
         "demo", help="the whole product on synthetic camera scenes, offline, scored against ground truth",
         description="Write synthetic H.264 clips with ground truth, run the pipeline over them with the "
@@ -526,11 +552,8 @@ def execute(pipeline: Any) -> int:
 
 
 def command_export(args: argparse.Namespace) -> int:
-    import time
-
-    from streamyolo.clock import parse_seconds
     from streamyolo.config import build_config
-    from streamyolo.sinks.export import NothingRecorded, default_name, export, parse_moment
+    from streamyolo.sinks.export import NothingRecorded, default_name, export
 
     folder = Path(args.recordings)
     if folder.is_file():  # the run's config: its record folder
@@ -541,15 +564,8 @@ def command_export(args: argparse.Namespace) -> int:
     elif not folder.is_dir():
         raise OutputError(f"recordings folder {str(folder)!r} does not exist")
 
-    def moment(flag: str, read: Callable[[], float]) -> float:
-        try:
-            return read()
-        except ValueError as exc:
-            raise ConfigError(f"{flag}: {exc}") from None
-
-    end = moment("--to", lambda: parse_moment(args.end))
-    start = (moment("--from", lambda: parse_moment(args.start)) if args.last is None
-             else end - moment("--last", lambda: parse_seconds(args.last, least=0.0)))
+    start, end = _moments(args.start, args.last, args.end)
+    assert start is not None and end is not None  # --from or --last is required, --to is now if not given
     streams = list(dict.fromkeys(args.streams))
     several = len(streams) > 1
     if several and args.out:
@@ -574,6 +590,63 @@ def command_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _moments(start: str | None, last: str | None, end: str | None) -> tuple[float | None, float | None]:
+    """The span of ``--from`` (or ``--last``) and ``--to`` (``None``: open); a moment that
+    cannot be read is a :class:`ConfigError` naming its flag."""
+    from streamyolo.clock import parse_seconds
+    from streamyolo.sinks.export import parse_moment
+
+    def moment(flag: str, read: Callable[[], float]) -> float:
+        try:
+            return read()
+        except ValueError as exc:
+            raise ConfigError(f"{flag}: {exc}") from None
+
+    until = None if end is None else moment("--to", lambda: parse_moment(end))
+    if last is not None:
+        ago = moment("--last", lambda: parse_seconds(last, least=0.0))
+        return (until if until is not None else time.time()) - ago, until
+    return (None if start is None else moment("--from", lambda: parse_moment(start))), until
+
+
+def command_events(args: argparse.Namespace) -> int:
+    from streamyolo.config import build_config
+    from streamyolo.sinks.history import EventQuery, count_table, parse_kinds, parse_names, read_events
+
+    path = Path(args.events)
+    if path.suffix.lower() in (".yaml", ".yml"):  # the run's config: its events file
+        cfg = build_config(path)
+        if cfg.events is None:
+            raise ConfigError(f"config {str(path)!r} writes no events file (no 'events' key): give the file")
+        path = Path(cfg.events)
+    since, until = _moments(args.start, args.last, args.end)
+    try:
+        query = EventQuery(since, until, parse_names(args.streams, "--stream"), parse_kinds(args.kinds, "--event"),
+                           parse_names(args.classes, "--class"))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        found = read_events(path, query)
+        if args.count:
+            table, total = count_table(found)
+            if total:
+                print(table, flush=True)
+        else:
+            total = 0
+            for event in found:
+                print(json.dumps(event, separators=(",", ":")), flush=False)
+                total += 1
+            sys.stdout.flush()
+    except FileNotFoundError:
+        raise OutputError(f"events file {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise OutputError(f"cannot read events file {str(path)!r}: {exc.strerror or exc}") from None
+    if not total:
+        log.warning("no events in %s match", path)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -589,6 +662,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_demo(args)
         if args.command == "export":
             return command_export(args)
+        if args.command == "events":
+            return command_events(args)
         if args.command == "bench":
             from streamyolo.benchmark import capacity_report
 

@@ -125,8 +125,11 @@ def test_moments_as_people_write_them() -> None:
     assert parse_moment("2026-12-06T10:03:30", now) == time.mktime((2026, 12, 6, 10, 3, 30, 0, 0, -1))
     assert parse_moment("10:03:30", now) == time.mktime((2026, 12, 6, 10, 3, 30, 0, 0, -1))
     assert parse_moment("-10m", now) == now - 600 and parse_moment("now", now) == now
-    with pytest.raises(ValueError, match=r"'yesterday' is not a moment: give 2026-12-06 10:03\[:30\]"):
-        parse_moment("yesterday", now)
+    assert parse_moment("2026-12-06", now) == parse_moment("today", now) == time.mktime((2026, 12, 6, 0, 0, 0, 0, 0,
+                                                                                         -1))
+    assert parse_moment("yesterday", now) == time.mktime((2026, 12, 5, 0, 0, 0, 0, 0, -1))
+    with pytest.raises(ValueError, match=r"'tomorrow' is not a moment: give 2026-12-06 10:03\[:30\], 2026-12-06"):
+        parse_moment("tomorrow", now)
 
 
 @pytest.mark.timeout(120)

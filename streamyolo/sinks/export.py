@@ -78,8 +78,9 @@ class Exported:
 
 def parse_moment(text: str, now: float | None = None) -> float:
     """A moment as people write one, in local time: ``2026-12-06 10:03`` (or ``T``, with
-    seconds), ``10:03`` or ``10:03:30`` (today), ``-10m`` (that long ago: ``s``, ``m``, ``h``,
-    ``d``), ``now``, or seconds since the epoch. Raises ``ValueError`` naming what it takes.
+    seconds), ``2026-12-06`` (its midnight), ``10:03`` or ``10:03:30`` (today), ``today`` and
+    ``yesterday`` (their midnight), ``-10m`` (that long ago: ``s``, ``m``, ``h``, ``d``),
+    ``now``, or seconds since the epoch. Raises ``ValueError`` naming what it takes.
 
     >>> parse_moment("-90s", now=1000.0), parse_moment("now", now=1000.0), parse_moment("1796457794.5")
     (910.0, 1000.0, 1796457794.5)
@@ -88,6 +89,9 @@ def parse_moment(text: str, now: float | None = None) -> float:
     value = text.strip()
     if value == "now":
         return current
+    if value in ("today", "yesterday"):
+        day = dt.datetime.fromtimestamp(current).date() - dt.timedelta(days=value == "yesterday")
+        return time.mktime(dt.datetime.combine(day, dt.time()).timetuple())
     if value.startswith("-"):
         try:
             return current - parse_seconds(value[1:], least=0.0)
@@ -97,7 +101,7 @@ def parse_moment(text: str, now: float | None = None) -> float:
         return float(value)
     except ValueError:
         pass
-    for form in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"):
+    for form in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"):
         try:
             return time.mktime(dt.datetime.strptime(value, form).timetuple())
         except ValueError:
@@ -109,8 +113,8 @@ def parse_moment(text: str, now: float | None = None) -> float:
             continue
         today = dt.datetime.fromtimestamp(current).date()
         return time.mktime(dt.datetime.combine(today, clock).timetuple())
-    raise ValueError(f"{text!r} is not a moment: give 2026-12-06 10:03[:30], 10:03 (today), -10m (ago), now "
-                     "or seconds since the epoch")
+    raise ValueError(f"{text!r} is not a moment: give 2026-12-06 10:03[:30], 2026-12-06, 10:03 (today), today, "
+                     "yesterday, -10m (ago), now or seconds since the epoch")
 
 
 def segment_start(name: str) -> float | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import json
+from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,6 +181,35 @@ def _lines_back(file: IO[bytes], start: int, end: int) -> Iterator[bytes]:
         yield from (line for line in reversed(lines[1:]) if line)
     if rest:
         yield rest
+
+
+def where(event: Mapping[str, Any]) -> str:
+    """Where an event happened, for a count: a line and the way it was crossed, a zone, a
+    stream's or a clip's state.
+
+    >>> where({"event": "line", "line": "gate", "direction": "in"}), where({"event": "enter", "zone": "queue"})
+    ('gate in', 'queue')
+    """
+    if event.get("event") == "line":
+        return f"{event.get('line', '')} {event.get('direction', '')}".strip()
+    return str(event.get("zone", event.get("state", "")))
+
+
+def count_table(events: Iterable[Mapping[str, Any]]) -> tuple[str, int]:
+    """``events`` counted by stream, kind, :func:`where` and class, as an aligned table with a
+    total line, and how many there were."""
+    counts: Counter[tuple[str, str, str, str]] = Counter()
+    for event in events:
+        name = event.get("name", event.get("cls", ""))
+        counts[(str(event.get("stream", "")), str(event.get("event", "")), where(event), str(name))] += 1
+    rows = [("stream", "event", "where", "class", "count")]
+    rows += [(*key, str(count)) for key, count in sorted(counts.items())]
+    total = sum(counts.values())
+    rows.append(("total", "", "", "", str(total)))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join(cell.rjust(width) if i == 4 else cell.ljust(width) for i, (cell, width)
+                       in enumerate(zip(row, widths, strict=True))).rstrip() for row in rows]
+    return "\n".join(lines), total
 
 
 KINDS = frozenset(get_args(EventKind)) | {"removed"}

@@ -1,0 +1,220 @@
+"""Events of the past (``streamyolo.sinks.history``): searches of the events file find exactly
+what reading it all finds, read little of a big file, and reach every run's events from the
+web page (``/events.json?…``) and from ``streamyolo events``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamyolo import cli
+from streamyolo.buffering import Overflow
+from streamyolo.inference.counting import CountingLine, Zone
+from streamyolo.inference.tracking import tracker_settings
+from streamyolo.pipeline import Pipeline, StreamSetup
+from streamyolo.sinks import EventSink, history
+from streamyolo.sinks.history import SLACK, EventQuery, find_events, read_events
+from streamyolo.sinks.web import WebViewer
+from streamyolo.sources import SourceKind, SourceSpec, open_source
+from tests.helpers import read_jsonl
+from tests.test_counting import _WalkerDetector
+
+T0 = 1_800_000_000.0
+STREAMS = ("cam", "cam-2", "café", "door")
+KINDS = ("line", "enter", "leave", "state")
+
+
+def _write(path: Path, count: int, seed: int, lag: float = 30.0) -> list[dict[str, Any]]:
+    """``count`` events a second or so apart, each written up to ``lag`` seconds out of time
+    order (a stream's processing behind its camera), as the events sink writes them; then a
+    line that is not an event and a last line cut short. Returns the events, in file order."""
+    rng = random.Random(seed)
+    events = []
+    for i in range(count):
+        kind = rng.choice(KINDS)
+        event: dict[str, Any] = {"time": round(T0 + i - rng.uniform(0, lag), 3), "stream": rng.choice(STREAMS),
+                                 "event": kind}
+        if kind != "state":
+            cls = rng.choice((0, 2))
+            event.update(seq=i, cls=cls, name=("person", "car")[cls // 2])
+        events.append(event)
+    with path.open("w", encoding="utf-8") as file:
+        for n, event in enumerate(events):
+            file.write(json.dumps(event, separators=(",", ":")) + "\n")
+            if n == count // 2:
+                file.write("not an event\n")
+        file.write('{"time": 18000')
+    return events
+
+
+def _newest(events: list[dict[str, Any]], query: EventQuery) -> list[dict[str, Any]]:
+    indexed = [(e["time"], n, e) for n, e in enumerate(events) if query.matches(e)]  # ties: the later line first
+    return [e for _, _, e in sorted(indexed, key=lambda item: item[:2], reverse=True)]
+
+
+def test_a_search_finds_exactly_what_reading_the_whole_file_finds(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    events = _write(path, 20_000, seed=1)
+    rng = random.Random(2)
+    for _ in range(60):
+        since = T0 + rng.uniform(-100, 20_100) if rng.random() < 0.8 else None
+        until = (since or T0) + rng.uniform(0, 3000) if rng.random() < 0.8 else None
+        query = EventQuery(since, until,
+                           frozenset(rng.sample(STREAMS, rng.randint(1, 2))) if rng.random() < 0.6 else None,
+                           frozenset(rng.sample(KINDS, 2)) if rng.random() < 0.5 else None,
+                           frozenset({rng.choice(("person", "car", "2"))}) if rng.random() < 0.5 else None)
+        limit = rng.choice((1, 10, 200, 5000))
+        want = _newest(events, query)
+        assert find_events(path, query, limit) == (want[:limit], len(want) > limit), query
+        assert list(read_events(path, query)) == [e for e in events if query.matches(e)], query
+
+
+def test_a_stream_whose_events_come_late_by_less_than_the_slack_is_found(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    late = [{"time": T0 + i - (SLACK - 60 if i % 50 == 0 else 0), "stream": "slow" if i % 50 == 0 else "cam",
+             "event": "line"} for i in range(5000)]
+    path.write_text("".join(json.dumps(e) + "\n" for e in late))
+    query = EventQuery(T0 + 1000, T0 + 2000, frozenset({"slow"}))
+    want = [e for e in late if query.matches(e)]
+    assert len(want) == 20 and find_events(path, query, 100) == (want[::-1], False)
+    assert list(read_events(path, query)) == want
+
+
+def test_a_search_of_a_minute_reads_a_few_lines_of_a_big_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "events.jsonl"
+    _write(path, 200_000, seed=3, lag=5.0)
+    parsed = 0
+    loads = json.loads
+
+    def counting(line: str | bytes) -> Any:
+        nonlocal parsed
+        parsed += 1
+        return loads(line)
+
+    monkeypatch.setattr(history.json, "loads", counting)
+    found, more = find_events(path, EventQuery(T0 + 150_000, T0 + 150_060), 500)
+    assert 50 <= len(found) <= 70 and not more
+    # bisection (about 22 halvings of 15 MB) and the minute with SLACK on either side
+    assert parsed < 2 * SLACK + 60 + 200, parsed
+    parsed = 0
+    newest, more = find_events(path, EventQuery(), 10)
+    assert len(newest) == 10 and more and parsed < 20 + SLACK, parsed
+
+
+def test_an_empty_file_has_no_events_and_a_missing_one_says_so(tmp_path: Path) -> None:
+    (tmp_path / "empty.jsonl").write_text("")
+    assert find_events(tmp_path / "empty.jsonl", EventQuery(T0, T0 + 10), 10) == ([], False)
+    assert list(read_events(tmp_path / "empty.jsonl", EventQuery(T0))) == []
+    with pytest.raises(FileNotFoundError):
+        find_events(tmp_path / "missing.jsonl", EventQuery(), 10)
+
+
+def _run(events_file: Path) -> None:
+    """A tracked stream whose walker enters the lobby, crosses the door and leaves: its events
+    appended to ``events_file``; the page searched while it runs."""
+    source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=30", SourceKind.SYNTHETIC))
+    door = CountingLine("door", (0.0, 120.0), (320.0, 120.0))
+    lobby = Zone("lobby", ((100.0, 100.0), (220.0, 100.0), (220.0, 200.0), (100.0, 200.0)))
+    pipeline = Pipeline([StreamSetup("hall", source, Overflow.BLOCK, lines=(door,), zones=(lobby,))],
+                        _WalkerDetector, tracker=tracker_settings("bytetrack"), sinks=[EventSink(events_file)])
+    pipeline.start()
+    pipeline.join()
+
+
+def _get(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@pytest.mark.timeout(120)
+def test_every_runs_events_are_searched_from_the_page_and_the_command_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "events.jsonl"
+    _run(path)
+    _run(path)  # a second run appends to the file
+    written = read_jsonl(path)
+    lines = [e for e in written if e["event"] == "line"]
+    assert len(lines) == 2 and len(written) == 10
+    recent = [{"time": lines[1]["time"], "stream": "hall", "event": "line", "name": "person"}]
+    web = WebViewer("127.0.0.1:0", events=lambda: recent, events_file=path)
+    web.open()
+    try:
+        assert _get(f"{web.url}events.json") == (200, {"events": recent})  # no search: the run's recent ones
+        assert _get(f"{web.url}events.json?event=line&class=person") == (200, {"events": lines[::-1], "more": False})
+        assert _get(f"{web.url}events.json?stream=hall&limit=3") == (200, {"events": written[::-1][:3], "more": True})
+        since, until = written[5]["time"], written[-1]["time"]  # the second run, but its end
+        assert _get(f"{web.url}events.json?stream=hall,else&from={since}&to={until}") == (
+            200, {"events": written[5:9][::-1], "more": False})
+        for query, error in (("event=crossing", "event: no events are 'crossing'"),
+                             ("from=yesterday", "from: 'yesterday' is not seconds since the epoch"),
+                             ("limit=100000", "limit: '100000' is not a number from 1 to 5000")):
+            assert _get(f"{web.url}events.json?{query}") == (400, f"events search: {error} "
+                                                                  f"(they are clip, enter, leave, line, linger, "
+                                                                  f"speeding, state)\n" if "crossing" in query
+                                                             else f"events search: {error}\n")
+    finally:
+        web.close()
+    # Without an events file, a search looks through the recent ones.
+    web = WebViewer("127.0.0.1:0", events=lambda: written[::-1])
+    web.open()
+    try:
+        assert _get(f"{web.url}events.json?event=enter") == (200, {"events": [written[6], written[1]], "more": False})
+    finally:
+        web.close()
+
+    config = tmp_path / "cameras.yaml"
+    config.write_text(f"streams: [synthetic:]\nevents: {path}\n")
+    caplog.set_level(logging.INFO)
+
+    def events(*args: str) -> tuple[int, str]:
+        capsys.readouterr()
+        return cli.main(["events", *args]), capsys.readouterr().out
+
+    assert events(str(config), "--event", "line") == (0, "".join(json.dumps(e, separators=(",", ":")) + "\n"
+                                                               for e in lines))
+    code, table = events(str(path), "--stream", "hall", "--count")
+    assert code == 0 and table.splitlines() == [
+        "stream  event  where      class   count",
+        "hall    enter  lobby      person      2",
+        "hall    leave  lobby      person      2",
+        "hall    line   door in    person      2",
+        "hall    state  ended                  2",
+        "hall    state  streaming              2",
+        "total                                10"]
+    assert events(str(path), "--from", str(since), "--to", str(until), "--class", "0")[1].count("\n") == 3
+    caplog.clear()
+    assert events(str(path), "--stream", "door") == (1, "")
+    assert "no events in" in caplog.text
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--event", "crossing"], "--event: no events are 'crossing'"),
+    (["--stream", "a,"], "--stream: an empty name"),
+    (["--from", "tomorrow"], "--from: 'tomorrow' is not a moment"),
+    (["--last", "soon"], "--last: "),
+])
+def test_a_bad_search_is_a_one_line_error_naming_its_flag(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                          args: list[str], message: str) -> None:
+    (tmp_path / "events.jsonl").write_text("")
+    assert cli.main(["events", str(tmp_path / "events.jsonl"), *args]) == cli.EXIT_USAGE
+    assert message in caplog.text
+
+
+def test_an_events_file_that_is_not_there_or_not_written_is_a_one_line_error(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    assert cli.main(["events", str(tmp_path / "events.jsonl")]) == cli.EXIT_USAGE
+    assert f"events file '{tmp_path / 'events.jsonl'}' does not exist" in caplog.text
+    config = tmp_path / "cameras.yaml"
+    config.write_text("streams: [synthetic:]\n")
+    assert cli.main(["events", str(config)]) == cli.EXIT_USAGE
+    assert f"config '{config}' writes no events file (no 'events' key): give the file" in caplog.text

@@ -383,8 +383,8 @@ def command_run(args: argparse.Namespace) -> int:
     # Run by systemd as a Type=notify service: it hears when the run is up, how it goes, and that it is alive.
     pipeline = Pipeline.from_config(args.config, status=StatusPrinter(), notifier=Notifier.from_environment(),
                                     **overrides)
-    watching = _ConfigWatcher(Path(args.config), lambda: _reload(pipeline, None, "the config file changed")) \
-        if args.watch_config else None
+    watching = _ConfigWatcher(lambda: _watched(args.config, overrides),
+                              lambda: _reload(pipeline, None, "the config file changed")) if args.watch_config else None
     hangup = getattr(signal, "SIGHUP", None)
     before = signal.signal(hangup, lambda signum, frame: _reload(pipeline, why)) \
         if hangup is not None and threading_is_main() else None
@@ -397,14 +397,29 @@ def command_run(args: argparse.Namespace) -> int:
             signal.signal(hangup, before)
 
 
-class _ConfigWatcher:
-    """``--watch-config``: a thread that looks at the config file every ``every`` seconds and,
-    when it has changed (its time, size or inode: an editor that writes a new file and renames
-    it too) and then stayed the same for ``settle`` seconds (an editor's writes done), calls
-    ``changed``. A file gone for a moment (being replaced) is waited for."""
+def _watched(config: str, overrides: dict[str, Any]) -> list[Path]:
+    """The files ``--watch-config`` watches: the config file, and its ``env_file`` (as the
+    config file says now, or the flag or the environment)."""
+    from streamyolo.config import ENV_PREFIX, load_yaml
 
-    def __init__(self, path: Path, changed: Callable[[], None], every: float = 1.0, settle: float = 0.5) -> None:
-        self.path = path
+    try:
+        env_file = overrides.get("env_file") or os.environ.get(ENV_PREFIX + "ENV_FILE") or load_yaml(config).get(
+            "env_file")
+    except ConfigError:  # being written, or broken: the reload will say so
+        env_file = None
+    return [Path(config), *([Path(env_file)] if isinstance(env_file, str) and env_file else [])]
+
+
+class _ConfigWatcher:
+    """``--watch-config``: a thread that looks at the config files (``files()``: the config and
+    its ``env_file``) every ``every`` seconds and, when one has changed (its time, size or inode:
+    an editor that writes a new file and renames it too) and then they stayed the same for
+    ``settle`` seconds (an editor's writes done), calls ``changed``. A file gone for a moment
+    (being replaced) is waited for."""
+
+    def __init__(self, files: Callable[[], list[Path]], changed: Callable[[], None], every: float = 1.0,
+                 settle: float = 0.5) -> None:
+        self._files = files
         self._changed = changed
         self._every = every
         self._settle = settle
@@ -412,14 +427,15 @@ class _ConfigWatcher:
         self._seen = self._look()
         self._thread = threading.Thread(target=self._run, name="config-watch", daemon=True)
         self._thread.start()
-        log.info("watching %s: the config is read again whenever it changes", path)
+        log.info("watching %s: the config is read again whenever %s", " and ".join(map(str, files())),
+                 "one changes" if len(files()) > 1 else "it changes")
 
-    def _look(self) -> tuple[int, int, int] | None:
+    def _look(self) -> tuple[tuple[int, int, int], ...] | None:
         try:
-            found = os.stat(self.path)
+            return tuple((found.st_mtime_ns, found.st_size, found.st_ino)
+                         for found in (os.stat(path) for path in self._files()))
         except OSError:
             return None
-        return found.st_mtime_ns, found.st_size, found.st_ino
 
     def _run(self) -> None:
         while not self._stopped.wait(self._every):

@@ -640,6 +640,11 @@ class PipelineConfig(_Strict):
     tracker: str | None = None
     """Track objects per stream: ``bytetrack``, ``botsort`` or a tracker YAML (Ultralytics'
     format); detections then carry ids, and conf defaults to 0.1 as in ``model.track()``."""
+    env_file: Path | None = None
+    """A file of ``NAME=value`` lines (systemd's ``EnvironmentFile=`` format: ``#`` comments,
+    values optionally quoted) whose variables ``${NAME}`` in the config file takes, before the
+    process's own, read again at every reload: a camera's new password in it takes effect with a
+    reload, no restart."""
     web_auth: SecretStr | None = None
     """``USER:PASSWORD`` the web page asks every request for (HTTP Basic); best given as
     ``STREAMYOLO_WEB_AUTH`` in the environment, which a process list does not show."""
@@ -1114,6 +1119,46 @@ def with_environment(data: Any, environ: Mapping[str, str], origin: str = "", ke
     return _VARIABLE.sub(value, data)
 
 
+_ASSIGNMENT = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)")
+
+
+def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The variables of ``env_file`` (:func:`env_variables`); errors name the file, and the
+    line, never a value."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        raise ConfigError(f"config key 'env_file': cannot read {os.fspath(path)!r}: {reason}") from None
+    try:
+        return env_variables(text)
+    except ValueError as exc:
+        raise ConfigError(f"config key 'env_file': {os.fspath(path)!r} {exc}") from None
+
+
+def env_variables(text: str) -> dict[str, str]:
+    """``NAME=value`` lines (``export NAME=value`` too), blank lines and ``#`` or ``;``
+    comments passed over, a value in matching quotes taken without them. Raises ``ValueError``
+    naming a line that is not one (never its text: it may hold a password).
+
+    >>> env_variables("# cameras\\nFRONT_PASSWORD='s3:cr@t'\\nexport BACK = plain \\n")
+    {'FRONT_PASSWORD': 's3:cr@t', 'BACK': 'plain'}
+    """
+    variables = {}
+    for number, written in enumerate(text.splitlines(), 1):
+        line = written.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        assignment = _ASSIGNMENT.fullmatch(line)
+        if assignment is None:
+            raise ValueError(f"line {number} is not NAME=value")
+        name, value = assignment.groups()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        variables[name] = value
+    return variables
+
+
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     scalar = {name for name in PipelineConfig.model_fields if name not in ("streams", "classes")}
     found: dict[str, Any] = {}
@@ -1268,12 +1313,17 @@ def build_config(
     """
     data: dict[str, Any] = {}
     origin = ""
+    variables = dict(os.environ if environ is None else environ)
+    raw = dict(file) if isinstance(file, Mapping) else load_yaml(file) if file is not None else {}
+    env_file = (overrides or {}).get("env_file") or variables.get(ENV_PREFIX + "ENV_FILE") or raw.get("env_file")
+    if env_file:
+        variables.update(read_env_file(env_file))
     if isinstance(file, Mapping):
-        data.update(file)
+        data.update(raw)
     elif file is not None:
         origin = f" (in {os.fspath(file)})"
-        data.update(with_environment(load_yaml(file), os.environ if environ is None else environ, origin))
-    data.update(_env_overrides(os.environ if environ is None else environ))
+        data.update(with_environment(raw, variables, origin))
+    data.update(_env_overrides(variables))
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     _apply_stream_defaults(data)
     _name_classes(data)

@@ -407,24 +407,31 @@ def _while_running(process: subprocess.Popen[str], done: Callable[[], bool]) -> 
 @pytest.mark.timeout(120)
 def test_watch_config_reloads_the_config_file_when_it_changes(tmp_path: Path) -> None:
     """``--watch-config``: a camera added to the file (written as editors do: a new file renamed
-    over it) starts without a signal; a broken file changes nothing; the run goes on, and
+    over it) starts without a signal, and one whose source takes a variable of the ``env_file``
+    restarts when that file changes; a broken file changes nothing; the run goes on, and
     SIGTERM ends it as ever. Without a config file there is nothing to watch (exit 2)."""
     import signal
 
     out = tmp_path / "out"
-    config = tmp_path / "cams.yaml"
+    config, secrets = tmp_path / "cams.yaml", tmp_path / "secrets.env"
     jsonl = out / "det.jsonl"
 
-    def write(text: str) -> None:
-        fresh = tmp_path / ".cams.yaml.new"
+    def write(text: str, path: Path = config) -> None:
+        fresh = tmp_path / ".new"
         fresh.write_text(text)
-        fresh.replace(config)
+        fresh.replace(path)
 
     def streams(*names: str) -> str:
-        return json.dumps({"streams": [{"name": name, "source": "synthetic:?size=160x120&fps=10", "realtime": True}
-                                       for name in names], "model": "demo", "imgsz": 96, "jsonl": str(jsonl),
+        return json.dumps({"streams": [{"name": name, "source": f"synthetic:?size=160x120&fps=${{{name.upper()}_FPS}}",
+                                        "realtime": True} for name in names], "env_file": str(secrets),
+                           "model": "demo", "imgsz": 96, "jsonl": str(jsonl),
                            "summary": str(out / "summary.json"), "display": False, "status_interval": 0})
 
+    def late_started_again() -> bool:
+        seqs = [line["seq"] for line in read_jsonl(jsonl) if line["stream"] == "late"]
+        return any(later < earlier for earlier, later in itertools.pairwise(seqs))
+
+    write("CAM_FPS=10\nLATE_FPS=10\n", secrets)
     write(streams("cam"))
     process = subprocess.Popen([PYTHON, "-m", "streamyolo", "run", str(config), "--watch-config"],
                                env=env_for_subprocess(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -434,6 +441,8 @@ def test_watch_config_reloads_the_config_file_when_it_changes(tmp_path: Path) ->
         _while_running(process, lambda: jsonl.exists() and jsonl.read_text().count("\n") >= 10)
         write(streams("cam", "late"))
         _while_running(process, lambda: '"stream":"late"' in jsonl.read_text())
+        write("CAM_FPS=10\nLATE_FPS=12\n", secrets)
+        _while_running(process, late_started_again)
         write("streams: [")  # broken: the run goes on as it was
         time.sleep(3)
         assert process.poll() is None
@@ -444,9 +453,10 @@ def test_watch_config_reloads_the_config_file_when_it_changes(tmp_path: Path) ->
             process.kill()
             process.communicate()
     assert process.returncode == 0, stderr
-    assert f"watching {config}: the config is read again whenever it changes" in stderr
-    assert stderr.count("the config file changed: reloading the config") == 2, stderr
+    assert f"watching {config} and {secrets}: the config is read again whenever one changes" in stderr
+    assert stderr.count("the config file changed: reloading the config") == 3, stderr
     assert "config reloaded: added 'late'" in stderr and "config not reloaded: config file" in stderr, stderr
+    assert "config reloaded: restarted with new settings 'late'" in stderr, stderr
     assert sorted(json.loads((out / "summary.json").read_text())["streams"]) == ["cam", "late"]
     done = streamyolo("run", "--source", "synthetic:?frames=5", "--watch-config")
     assert done.returncode == 2 and "--watch-config: nothing to watch: the run has no config file" in done.stderr

@@ -331,3 +331,24 @@ def test_the_example_config_is_a_valid_config() -> None:
     assert [config.record_of(s.config) for s in streams] == ["annotated", "original", "annotated", None]
     assert streams[1].config.record_source == "rtsp://192.168.1.11:554/h264" and streams[2].config.rotate == 180
     assert [config.tiles_of(s.config) for s in streams] == [None, None, TileSettings(3, 2), None]
+
+
+def test_the_env_files_variables_come_before_the_processs_and_its_errors_name_the_line(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("# logins\n\nexport FRONT_PASSWORD=\"fr0nt-Pa55\"\nSTREAMYOLO_WORKERS=3\n")
+    config = tmp_path / "cams.yaml"
+    config.write_text(f"env_file: {secrets}\nstreams: ['front=rtsp://admin:${{FRONT_PASSWORD}}@10.0.0.5/s']\n")
+    built = build_config(config, environ={"FRONT_PASSWORD": "stale", "STREAMYOLO_WORKERS": "1"})
+    assert built.streams[0].source == "rtsp://admin:fr0nt-Pa55@10.0.0.5/s" and built.workers == 3
+    # from the environment instead of the file, as every key
+    config.write_text("streams: ['front=rtsp://admin:${FRONT_PASSWORD}@10.0.0.5/s']\n")
+    built = build_config(config, environ={"STREAMYOLO_ENV_FILE": str(secrets)})
+    assert built.streams[0].source == "rtsp://admin:fr0nt-Pa55@10.0.0.5/s"
+    secrets.write_text("FRONT_PASSWORD=fine\nthis line holds s3cr3t\n")
+    with pytest.raises(ConfigError) as error:
+        build_config(config, environ={"STREAMYOLO_ENV_FILE": str(secrets)})
+    assert str(error.value) == f"config key 'env_file': '{secrets}' line 2 is not NAME=value"
+    with pytest.raises(ConfigError) as error:
+        build_config(config, environ={"STREAMYOLO_ENV_FILE": str(tmp_path / "gone.env")})
+    gone = tmp_path / "gone.env"
+    assert str(error.value) == f"config key 'env_file': cannot read '{gone}': No such file or directory"

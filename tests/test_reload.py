@@ -17,7 +17,9 @@ import pytest
 from streamyolo.errors import ConfigError, ModelError
 from streamyolo.pipeline import Pipeline
 from streamyolo.workers.inference import Channel, InferenceWorker
-from tests.helpers import CountingDetector, decode, read_jsonl, stamps, until
+from tests.conftest import need
+from tests.helpers import CountingDetector, decode, make_clip, read_jsonl, stamps, until
+from tests.servers import RtspServer, rtsp_server_available
 
 
 def _camera(name: str, seed: int, **extra: Any) -> dict[str, Any]:
@@ -340,3 +342,39 @@ def test_home_assistant_learns_of_the_streams_added_changed_and_removed(broker_f
         "a stream updated as it runs lost entities it kept"
     states = [(e["stream"], e["state"]) for e in read_jsonl(broker_folder / "events.jsonl") if e["event"] == "state"]
     assert ("b", "removed") in states and ("a", "removed") not in states
+
+
+@pytest.mark.timeout(120)
+def test_a_cameras_new_password_in_the_env_file_takes_with_a_reload(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """The camera's password was changed: the run's ``env_file`` still has the old one, so the
+    camera (a real RTSP server with a login) refuses it, the other stream going on; the new
+    password written into the file and the config reloaded, the camera streams, with no restart
+    and no password in the log."""
+    need(rtsp_server_available())
+    server = RtspServer(make_clip(tmp_path / "door.mp4", "door", frames=150, size=(160, 120), fps=15),
+                        user="admin", password="n3w-Pa55")
+    server.start()
+    try:
+        secrets = tmp_path / "secrets.env"
+        secrets.write_text("# the cameras' logins\nDOOR_PASSWORD='0ld-Pa55'\n")
+        login = "rtsp://admin:${DOOR_PASSWORD}@"
+        door = {"name": "door", "source": server.url(credentials=False).replace("rtsp://", login)}
+        config = tmp_path / "cams.yaml"
+        config.write_text(json.dumps(_config(tmp_path, [_camera("a", 1), door], env_file=str(secrets))))
+        pipeline = Pipeline.from_config(config)
+        pipeline.start()
+        try:
+            until(lambda: _processed(pipeline)["a"] >= 10, 30, "frames of the synthetic camera")
+            until(lambda: next(r for r in pipeline.reports() if r.name == "door").state == "failed", 30,
+                  "the camera refusing the old password (a login refused is not tried again)")
+            secrets.write_text("# the cameras' logins\nDOOR_PASSWORD='n3w-Pa55'\n")
+            report = pipeline.reload()
+            assert report.restarted == ("door",) and report.refused == {}
+            until(lambda: _processed(pipeline)["door"] >= 10, 60, "frames of the camera with its new password")
+        finally:
+            pipeline.stop()
+            pipeline.join()
+    finally:
+        server.kill()
+    assert "0ld-Pa55" not in caplog.text and "n3w-Pa55" not in caplog.text

@@ -70,8 +70,9 @@ IN_PLACE = frozenset({"conf", "classes", "class_conf", "min_area", "max_area", "
 alone updates the running stream."""
 
 STREAM_KEYS = frozenset({"streams", "stream_defaults", "conf", "class_conf", "classes", "blur", "record_objects",
-                         "motion", "tiles", "record_mode", "clip_mode", "model", "imgsz"})
-"""The run's keys a reload applies (through the streams they apply to); the others need a new start."""
+                         "motion", "tiles", "record_mode", "clip_mode", "model", "imgsz", "env_file"})
+"""The run's keys a reload applies (through the streams they apply to; ``env_file``: read again,
+its variables in the config's text); the others need a new start."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ the page itself in a real browser (headless Chromium driven by Selenium)."""
 from __future__ import annotations
 
 import contextlib
+import datetime
 import http.client
 import json
 import os
@@ -945,6 +946,235 @@ def test_an_events_recording_link_plays_the_streams_recording_of_that_moment(tmp
             " Boolean(document.querySelector('#timeline .cursor'))]"), 30, "the recording_url's moment playing")
         assert opened[0].startswith("yard.2-") and opened[1:] == ["yard.2", True], opened
         assert driver.find_element(By.ID, "recordings").is_displayed()
+
+
+EARLIER = 3
+"""Days before today of the earlier run whose events and segment the day-picker and search tests find."""
+
+
+def _local(day: datetime.date, clock: str = "00:00:00") -> float:
+    """Seconds since the epoch of ``clock`` on the local day ``day`` (the page's days are the
+    browser's local ones, as the segments' names are)."""
+    return time.mktime(time.strptime(f"{day.isoformat()} {clock}", "%Y-%m-%d %H:%M:%S"))
+
+
+def _with_an_earlier_day(tmp_path: Path) -> tuple[dict[str, Any], datetime.date, Path, list[dict[str, Any]]]:
+    """A run's config (yard.2 recorded in 1-minute segments, front-door not; an events file),
+    its events file already holding an earlier run's events: of ``EARLIER`` days ago (the
+    ``day``), of yard.2 and of "gate" (a stream since gone), one just before that day and one
+    just after, and 600 state changes of gate two days before; and its record folder yard.2's
+    ``segment`` of that day, from 10:00 (a real H.264 MP4 of 10 minutes, last written at its
+    end). Returns the config, the day, the segment and that day's events."""
+    from tests.helpers import make_clip
+
+    day = datetime.date.today() - datetime.timedelta(days=EARLIER)
+    before, after = day - datetime.timedelta(days=1), day + datetime.timedelta(days=1)
+    classes = {"person": 0, "car": 2}
+
+    def seen(on: datetime.date, clock: str, stream: str, kind: str, name: str, number: int,
+             **fields: Any) -> dict[str, Any]:
+        return {"time": _local(on, clock), "stream": stream, "event": kind, "id": number, "cls": classes[name],
+                "name": name, **fields}
+
+    busy = [{"time": _local(day - datetime.timedelta(days=2), "08:00:00") + 10 * index, "stream": "gate",
+             "event": "state", "state": ("reconnecting", "streaming")[index % 2]} for index in range(600)]
+    that_day = [{"time": _local(day, "09:00:00"), "stream": "yard.2", "event": "state", "state": "streaming"},
+                seen(day, "10:00:05", "yard.2", "line", "person", 1, line="door", direction="in"),
+                seen(day, "10:00:20", "yard.2", "enter", "car", 2, zone="drive"),
+                seen(day, "10:00:30", "gate", "enter", "person", 4, zone="drive"),
+                seen(day, "10:01:00", "yard.2", "enter", "person", 3, zone="drive"),
+                seen(day, "10:01:30", "yard.2", "leave", "person", 3, zone="drive", dwell=30.0),
+                seen(day, "11:00:00", "gate", "line", "car", 5, line="door", direction="out")]
+    lines = [*busy, seen(before, "23:59:59", "yard.2", "line", "person", 6, line="door", direction="in"),
+             *that_day, seen(after, "00:00:00", "yard.2", "enter", "person", 7, zone="drive")]
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines))
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    segment = make_clip(rec / f"yard.2-{day:%Y%m%d}-100000.mp4", "yard.2", frames=600, size=(160, 120), fps=1)
+    os.utime(segment, (_local(day, "10:10:00"), _local(day, "10:10:00")))
+    streams = _config()["streams"]
+    streams[0]["record"] = False
+    config = _config(streams=streams, record=str(rec), record_segment=60, events=str(events))
+    return config, day, segment, that_day
+
+
+@pytest.mark.timeout(180)
+def test_the_timeline_shows_an_earlier_day_with_its_segments_and_every_event_of_it(tmp_path: Path) -> None:
+    """The recordings' timeline looks back at any day ("◀", "▶", or a date): the stream's
+    segments of that day and every one of its events then (searched in the events file, which
+    holds an earlier run's) as ticks; a click plays that moment; an address naming a moment of
+    that day opens the timeline at that day; after today come the last 24 hours again."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    config, day, segment, earlier = _with_an_earlier_day(tmp_path)
+    with _page(config) as (pipeline, driver):
+        until(lambda: driver.find_element(By.ID, "show-recordings").is_displayed(), 30, "the recordings button")
+        driver.find_element(By.ID, "show-recordings").click()
+        timeline = ("const bar = document.getElementById('timeline'), c = bar.querySelector('.cursor');"
+                    "return !bar.hidden && {day: document.getElementById('timeline-day').value,"
+                    " begin: Number(bar.dataset.begin), end: Number(bar.dataset.end),"
+                    " labels: [document.getElementById('timeline-begin').textContent,"
+                    "          document.getElementById('timeline-end').textContent],"
+                    " spans: [...bar.querySelectorAll('.span')].map((s) => s.title),"
+                    " ticks: [...bar.querySelectorAll('.tick')].map((t) => t.title.slice(t.title.indexOf(': ') + 2)),"
+                    " cursor: c ? !c.hidden && Number(c.dataset.at) : null,"
+                    " later: document.getElementById('timeline-later').disabled}")
+        shown = until(lambda: driver.execute_script(timeline), 30, "the timeline")
+        # At first the last 24 hours: the earlier day's segment is not on them.
+        assert shown["day"] == "" and shown["later"] is True and segment.name not in shown["spans"], shown
+        assert shown["begin"] > _local(day + datetime.timedelta(days=1)), shown
+        for _ in range(EARLIER):
+            driver.find_element(By.ID, "timeline-earlier").click()
+        begin, end = _local(day), _local(day + datetime.timedelta(days=1))
+        shown = until(lambda: (t := driver.execute_script(timeline))["ticks"] and t, 30, "that day's events as ticks")
+        # Every yard.2 event of that day (not gate's, not those just before and after it), newest first.
+        wanted = ["person #3 left drive after 30.0 s", "person #3 entered drive", "car #2 entered drive",
+                  "person #1 crossed door (in)", "streaming"]
+        assert len([e for e in earlier if e["stream"] == "yard.2"]) == len(wanted)
+        assert (shown["day"], shown["begin"], shown["end"], shown["spans"], shown["ticks"], shown["later"]) == (
+            day.isoformat(), begin, end, [segment.name], wanted, False), shown
+        assert shown["labels"] == driver.execute_script(
+            "return arguments[0].map((s) => new Date(s * 1000).toLocaleString())", [begin, end])
+        # A click on the segment plays it, from that moment.
+        player = driver.find_element(By.ID, "player")
+        driver.execute_script("const v = arguments[0]; window.loaded = [];"
+                              "v.addEventListener('loadstart', () => window.loaded.push(v.currentSrc));"
+                              "v.addEventListener('play', () => v.pause(), {once: true});", player)
+        ActionChains(driver).move_to_element(driver.find_element(By.CSS_SELECTOR, "#timeline .span")).click().perform()
+        loaded = until(lambda: driver.execute_script("return window.loaded"), 30, "a recording loaded")
+        assert loaded[0].endswith("/recordings/" + segment.name), loaded
+        start = _local(day, "10:00:00")
+        moment = until(lambda: driver.execute_script(
+            "const v = arguments[0], at = Number(document.querySelector('#timeline .cursor').dataset.at);"
+            "return v.readyState >= 2 && !v.seeking && Math.abs(v.currentTime - (at - arguments[1])) < 1.5 && at",
+            player, start), 30, "the moment clicked playing")
+        assert start < moment < start + 600 and driver.execute_script("return window.loaded").count(loaded[0]) == 1
+        # The day after: only its own event (the one at its midnight), the cursor not on it.
+        driver.find_element(By.ID, "timeline-later").click()
+        shown = until(lambda: (t := driver.execute_script(timeline))["ticks"] and t, 30, "the next day's event")
+        assert (shown["day"], shown["spans"], shown["ticks"], shown["cursor"]) == (
+            (day + datetime.timedelta(days=1)).isoformat(), [], ["person #7 entered drive"], False), shown
+        # An address naming a moment of that day (an event's recording_url) opens its day there.
+        assert pipeline.web_url is not None
+        driver.get("about:blank")
+        driver.get(pipeline.web_url + f"#recording=yard.2@{earlier[1]['time']}")
+        opened = until(lambda: driver.execute_script(
+            "const v = document.getElementById('player'); return v.readyState >= 2 && [v.currentSrc.split('/').pop(),"
+            " v.currentTime]"), 30, "the named moment playing")
+        shown = driver.execute_script(timeline)
+        assert opened[0] == segment.name and (shown["day"], shown["cursor"]) == (day.isoformat(), earlier[1]["time"])
+        # Day by day to today, and after today the last 24 hours.
+        for later in range(1, EARLIER + 1):
+            driver.find_element(By.ID, "timeline-later").click()
+            assert driver.execute_script(timeline)["day"] == (day + datetime.timedelta(days=later)).isoformat()
+        driver.find_element(By.ID, "timeline-later").click()
+        shown = driver.execute_script(timeline)
+        assert shown["day"] == "" and shown["later"] is True and shown["end"] - shown["begin"] <= 86400, shown
+
+
+@pytest.mark.timeout(180)
+def test_the_events_search_lists_an_earlier_days_events_until_the_newest_are_asked_for(tmp_path: Path) -> None:
+    """The events panel searches the events file (an earlier run's events too): by stream,
+    kind, class (name or id) and time; its results stay while new events come, until
+    "newest"; more than it lists is said; a bad search says what is wrong; an old event's
+    "recording" link opens the timeline at its day."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    config, day, segment, earlier = _with_an_earlier_day(tmp_path)
+    with _page(config) as (pipeline, driver):
+        assert pipeline.web_url is not None
+        url = pipeline.web_url
+        until(lambda: driver.find_element(By.ID, "show-events").is_displayed(), 30, "the events button")
+        driver.find_element(By.ID, "show-events").click()
+        listing = ("const found = document.getElementById('event-found');"
+                   "return [found.textContent, found.className, [...document.querySelectorAll('#happened li')]"
+                   ".filter((li) => !li.hidden).map((li) => [li.children[0].textContent, li.children[1].textContent,"
+                   " Boolean(li.querySelector('a.recorded'))])]")
+        live = until(lambda: (seen := driver.execute_script(listing))[2] and seen, 30, "this run's events")
+        assert live[0] == "" and all(what.endswith(": streaming") for _, what, _ in live[2]), live
+        last: list[Any] = []
+
+        def search(stream: str = "", kind: str = "", name: str = "", on: datetime.date | None = day) -> None:
+            Select(driver.find_element(By.ID, "event-stream")).select_by_value(stream)
+            Select(driver.find_element(By.ID, "event-kind")).select_by_value(kind)
+            driver.find_element(By.ID, "event-class").clear()
+            driver.find_element(By.ID, "event-class").send_keys(name)
+            driver.execute_script("document.getElementById('event-from').value = arguments[0];"
+                                  "document.getElementById('event-to').value = arguments[1];",
+                                  f"{on}T00:00:00" if on else "", f"{on + datetime.timedelta(days=1)}T00:00:00"
+                                  if on else "")
+            driver.find_element(By.ID, "event-find").click()
+
+        def shows(found: str, whats: list[str]) -> list[Any]:
+            """The list once it shows ``whats`` under the line ``found`` (a search's answer)."""
+            def showing() -> bool:
+                last[:] = driver.execute_script(listing)
+                return last[0] == found and [what for _, what, _ in last[2]] == whats
+            try:
+                until(showing, 30, f"the list showing {found!r}")
+            except AssertionError:
+                raise AssertionError(f"{found!r} {whats} not shown: {last}") from None
+            return list(last[2])
+
+        # That day's people (of both streams, not the car's, not those just before and after it).
+        search(name="person")
+        people = [e for e in reversed(earlier) if e.get("name") == "person"]
+        listed = shows("4 events found", ["yard.2: person #3 left drive after 30.0 s",
+                                          "yard.2: person #3 entered drive", "gate: person #4 entered drive",
+                                          "yard.2: person #1 crossed door (in)"])
+        assert [when for when, _, _ in listed] == driver.execute_script(  # with their day: not today's
+            "return arguments[0].map((s) => new Date(s * 1000).toLocaleString())", [e["time"] for e in people])
+        assert [linked for _, _, linked in listed] == [True, True, False, True]  # yard.2 is recorded, gate is gone
+        # New events come (a stream added to the run): the results stay, refreshed or not.
+        late = {"name": "late", "source": "synthetic:?size=64x48&fps=5", "realtime": True, "record": False}
+        pipeline.reload({**config, "streams": [*config["streams"], late]})
+        until(lambda: any(e["stream"] == "late" for e in json.loads(_get(url + "events.json")[2])["events"]), 30,
+              "the new stream's event among the newest")
+        held = time.monotonic() + 3
+        while time.monotonic() < held:
+            assert driver.execute_script(listing) == last, "the results were replaced"
+            time.sleep(0.2)
+        # Of one kind; of a class by its id; of one stream.
+        search(kind="enter", name="person")
+        shows("2 events found", ["yard.2: person #3 entered drive", "gate: person #4 entered drive"])
+        search(name="2")
+        shows("2 events found", ["gate: car #5 crossed door (out)", "yard.2: car #2 entered drive"])
+        search(stream="yard.2", kind="enter")
+        shows("2 events found", ["yard.2: person #3 entered drive", "yard.2: car #2 entered drive"])
+        # More than a search lists (500): its newest, and a line saying so.
+        search(on=day - datetime.timedelta(days=2))
+        shows("500 events found, the newest: older ones match too (narrow the search)",
+              [f"gate: {('reconnecting', 'streaming')[index % 2]}" for index in range(599, 99, -1)])
+        # An old event's recording: the timeline of its day, at its moment.
+        search(stream="yard.2", kind="line")
+        shows("1 event found", ["yard.2: person #1 crossed door (in)"])
+        player = driver.find_element(By.ID, "player")
+        driver.execute_script("const v = arguments[0]; window.loaded = [];"
+                              "v.addEventListener('loadstart', () => window.loaded.push(v.currentSrc));"
+                              "v.addEventListener('play', () => v.pause(), {once: true});", player)
+        driver.find_element(By.CSS_SELECTOR, "#happened a.recorded").click()
+        loaded = until(lambda: driver.execute_script("return window.loaded"), 30, "the event's recording loaded")
+        assert loaded[0].endswith("/recordings/" + segment.name), loaded
+        assert driver.find_element(By.ID, "recordings").is_displayed()
+        assert driver.execute_script(
+            "const c = document.querySelector('#timeline .cursor'); return [document.getElementById('timeline-day')"
+            ".value, !c.hidden && Number(c.dataset.at)]") == [day.isoformat(), earlier[1]["time"]]
+        # A bad search: what is wrong with it, and no list, until "newest".
+        search(name="person,")
+        shows("events search: class: an empty name", [])
+        assert last[1] == "failed"
+        held = time.monotonic() + 2
+        while time.monotonic() < held:
+            assert driver.execute_script(listing) == last, "the error was replaced"
+            time.sleep(0.2)
+        driver.find_element(By.ID, "event-newest").click()
+        newest = until(lambda: (seen := driver.execute_script(listing))[2] and any(
+            what == "late: streaming" for _, what, _ in seen[2]) and seen, 30, "the newest events again")
+        assert newest[0] == "" and not any("#" in what for _, what, _ in newest[2]), newest
+        assert not driver.find_element(By.ID, "event-newest").is_displayed()
 
 
 def _seconds(path: Path) -> float:

@@ -895,8 +895,10 @@ PAGE = """<!doctype html>
   #happened { list-style: none; margin: 0; padding: 0; max-height: 40vh; overflow: auto; }
   #happened .about { color: #999; } #happened a { color: #9cf; }
   #happened .event-state { color: #fc6; }
-  #events label { display: block; margin: 4px 0; color: #999; }
-  #events select { font: inherit; color: #eee; background: #222; border: 1px solid #555; }
+  #events select, #event-search input, #event-search button { font: inherit; color: #eee; background: #222;
+              border: 1px solid #555; }
+  #event-search { margin: 4px 0; color: #999; } #event-found { color: #999; margin: 4px 0; }
+  #event-found.failed { color: #f88; } #event-found:empty { display: none; }
   .picture { position: relative; }
   .picture svg { position: absolute; inset: 0; width: 100%; height: 100%; pointer-events: none; }
   .picture polygon { fill: rgba(255, 215, 0, 0.2); stroke: #fd0; stroke-width: 2; vector-effect: non-scaling-stroke; }
@@ -914,6 +916,8 @@ PAGE = """<!doctype html>
   #timeline .span.objects { background: #fd8; } #timeline .cursor { position: absolute; top: 0; bottom: 0;
               width: 2px; background: #f44; }
   #timeline-times { display: flex; justify-content: space-between; color: #999; font-size: 12px; }
+  #timeline-days { color: #999; margin: 4px 0; }
+  #timeline-days input, #timeline-days button { font: inherit; color: #eee; background: #222; border: 1px solid #555; }
 </style>
 </head>
 <body>
@@ -927,13 +931,26 @@ PAGE = """<!doctype html>
 <span id="draw-help" hidden>click on a picture; copy the points under it into the config</span></header>
 <section id="events" hidden><img id="shot" alt="snapshot" hidden>
 <video id="clip" controls muted playsinline hidden></video>
-<label>events of <select id="event-stream"><option value="">every stream</option></select></label>
+<form id="event-search" title="the events file's events (every run's) that match, newest first">events of
+<select id="event-stream"><option value="">every stream</option></select>
+<select id="event-kind"><option value="">of every kind</option><option value="line">line</option>
+<option value="enter">enter</option><option value="leave">leave</option><option value="linger">linger</option>
+<option value="speeding">speeding</option><option value="state">state</option><option value="clip">clip</option>
+</select> class <input id="event-class" size="10" placeholder="any (person, 0…)">
+from <input type="datetime-local" id="event-from" step="1"> to <input type="datetime-local" id="event-to" step="1">
+<button id="event-find">search</button>
+<button type="button" id="event-newest" hidden title="the newest events, as they come">newest</button></form>
+<div id="event-found"></div>
 <ol id="happened"></ol></section>
 <section id="recordings" class="videos" hidden>
 <form id="export" title="the stream's recordings then, cut into one MP4 (up to an hour)">export
 <select id="export-stream"></select> from <input type="datetime-local" id="export-from" step="1" required>
 to <input type="datetime-local" id="export-to" step="1" required> <button>export</button>
 <span id="export-result"></span></form>
+<div id="timeline-days" hidden>day
+<button type="button" id="timeline-earlier" title="the day before">◀</button><input type="date" id="timeline-day"
+title="a day (empty: the last 24 hours)"><button type="button" id="timeline-later"
+title="the day after (after today: the last 24 hours)">▶</button></div>
 <div id="timeline" hidden title="a click plays that moment"></div>
 <div id="timeline-times" hidden><span id="timeline-begin"></span><span id="timeline-at"></span>
 <span id="timeline-end"></span></div>
@@ -1171,58 +1188,118 @@ function eventStreams(names) {  // the select's streams: the run's now (and the 
   select.replaceChildren(...wanted.map((name) => new Option(name || "every stream", name)));
   select.value = chosen;
 }
+// An event as the list shows it: when (with its day, if not today), the stream and what
+// happened, a link to its snapshot, its clip, and its stream's recording then.
+function eventItem(e) {
+  const item = document.createElement("li");
+  item.className = "event-" + e.event;
+  item.dataset.stream = e.stream;
+  const when = document.createElement("span");
+  when.className = "about";
+  const moment = new Date(e.time * 1000);
+  when.textContent = moment.toDateString() === new Date().toDateString() ? moment.toLocaleTimeString()
+                                                                         : moment.toLocaleString();
+  const what = document.createElement(e.snapshot ? "a" : "span");
+  what.textContent = e.stream + ": " + describe(e);
+  if (e.snapshot) {
+    what.href = here + "snapshots/" + encodeURIComponent(e.snapshot);
+    what.addEventListener("click", (click) => {
+      click.preventDefault();
+      showAside("shot", what.href);
+    });
+  }
+  item.append(when, " ", what);
+  if (e.clip && e.state !== "failed") {
+    const clip = document.createElement("a");
+    clip.className = "clip";
+    clip.textContent = "clip";
+    clip.href = here + "clips/" + encodeURIComponent(e.clip);
+    clip.addEventListener("click", (click) => {
+      click.preventDefault();
+      showAside("clip", clip.href).play().catch(() => {});
+    });
+    item.append(" ", clip);
+  }
+  if (recorded.has(e.stream) && !document.getElementById("show-recordings").hidden) {  // its recording then
+    const seen = document.createElement("a");
+    seen.className = "recorded";
+    seen.textContent = "recording";
+    seen.href = "#recordings";
+    seen.addEventListener("click", (click) => {
+      click.preventDefault();
+      recordingAt(e.stream, e.time).catch(() => {});
+    });
+    item.append(" ", seen);
+  }
+  return item;
+}
+function showEvents(events) {
+  document.getElementById("happened").replaceChildren(...events.map(eventItem));
+  filterEvents();
+}
+// The list shows the newest events, refreshed every second, or a search's results (from the
+// events file: every run's), which stay until the next search or "newest".
+const SEARCH_LIMIT = 500;
+let searching = false;
+let asked = 0;  // a new question (a search, "newest") drops the answers to the ones before
 let listed = "";
 async function listEvents() {
+  if (searching) return;
+  const question = asked;
   const response = await fetch(here + "events.json", {cache: "no-store"});
   if (!response.ok) return;
   const text = await response.text();
-  if (text === listed) return;  // nothing new: the list (and the link under the pointer) stays
+  if (question !== asked || text === listed) return;  // nothing new: the list (and the link under the pointer) stays
   listed = text;
-  const list = document.getElementById("happened");
-  list.replaceChildren();
-  for (const e of JSON.parse(text).events) {
-    const item = document.createElement("li");
-    item.className = "event-" + e.event;
-    item.dataset.stream = e.stream;
-    const when = document.createElement("span");
-    when.className = "about";
-    when.textContent = new Date(e.time * 1000).toLocaleTimeString();
-    const what = document.createElement(e.snapshot ? "a" : "span");
-    what.textContent = e.stream + ": " + describe(e);
-    if (e.snapshot) {
-      what.href = here + "snapshots/" + encodeURIComponent(e.snapshot);
-      what.addEventListener("click", (click) => {
-        click.preventDefault();
-        showAside("shot", what.href);
-      });
-    }
-    item.append(when, " ", what);
-    if (e.clip && e.state !== "failed") {
-      const clip = document.createElement("a");
-      clip.className = "clip";
-      clip.textContent = "clip";
-      clip.href = here + "clips/" + encodeURIComponent(e.clip);
-      clip.addEventListener("click", (click) => {
-        click.preventDefault();
-        showAside("clip", clip.href).play().catch(() => {});
-      });
-      item.append(" ", clip);
-    }
-    if (recorded.has(e.stream) && !document.getElementById("show-recordings").hidden) {  // its recording then
-      const seen = document.createElement("a");
-      seen.className = "recorded";
-      seen.textContent = "recording";
-      seen.href = "#recordings";
-      seen.addEventListener("click", (click) => {
-        click.preventDefault();
-        recordingAt(e.stream, e.time).catch(() => {});
-      });
-      item.append(" ", seen);
-    }
-    list.appendChild(item);
-  }
-  filterEvents();
+  showEvents(JSON.parse(text).events);
 }
+function searchFields() {
+  const fields = new URLSearchParams();
+  const value = (id) => document.getElementById(id).value.trim();
+  for (const [key, id] of [["stream", "event-stream"], ["event", "event-kind"], ["class", "event-class"]]) {
+    if (value(id)) fields.set(key, value(id));
+  }
+  for (const [key, id] of [["from", "event-from"], ["to", "event-to"]]) {  // (the browser's local time)
+    if (value(id)) fields.set(key, new Date(value(id)).getTime() / 1000);
+  }
+  fields.set("limit", SEARCH_LIMIT);
+  return fields;
+}
+document.getElementById("event-search").addEventListener("submit", async (submit) => {
+  submit.preventDefault();
+  const question = ++asked;
+  searching = true;
+  const found = document.getElementById("event-found");
+  found.className = "";
+  found.textContent = "searching…";
+  document.getElementById("event-newest").hidden = false;
+  let answer;
+  try {
+    const response = await fetch(here + "events.json?" + searchFields(), {cache: "no-store"});
+    answer = response.ok ? await response.json() : (await response.text()).trim();
+  } catch (error) {
+    answer = "events search: " + error;
+  }
+  if (question !== asked) return;
+  if (typeof answer === "string") {  // what was wrong with it (400), as the server says
+    found.className = "failed";
+    found.textContent = answer;
+    showEvents([]);
+    return;
+  }
+  const count = answer.events.length;
+  found.textContent = count + (count === 1 ? " event" : " events") + " found" + (answer.more
+    ? ", the newest: older ones match too (narrow the search)" : "");
+  showEvents(answer.events);
+});
+document.getElementById("event-newest").addEventListener("click", () => {
+  asked++;
+  searching = false;
+  listed = "";
+  document.getElementById("event-newest").hidden = true;
+  document.getElementById("event-found").textContent = "";
+  listEvents().catch(() => {});
+});
 async function refresh() {
   if (!document.getElementById("events").hidden) listEvents().catch(() => {});
   try {
@@ -1288,24 +1365,41 @@ document.getElementById("player").addEventListener("ended", () => {
 function localInput(date) {
   return new Date(date.getTime() - date.getTimezoneOffset() * 60000).toISOString().slice(0, 19);
 }
-// The stream chosen above's recordings over time (the last day at most): a bar for each
-// segment, yellow where objects were seen; a click plays that moment, and makes the export
-// the minute around it.
+// The stream chosen above's recordings over time: the last 24 hours (from its first segment
+// at most), or a day chosen above it: a bar for each segment, yellow where objects were seen,
+// and the stream's events then as ticks; a click plays that moment, and makes the export the
+// minute around it.
 let recordingFiles = [];
 function clock(seconds) {
   return new Date(seconds * 1000).toLocaleString();
+}
+function dayOf(seconds) {  // the local day of a moment, as a date input writes it
+  return localInput(new Date(seconds * 1000)).slice(0, 10);
+}
+function dayStart(day, after) {  // the moment local day ``day`` begins (``after`` days later), in seconds
+  const [year, month, date] = day.split("-").map(Number);
+  return new Date(year, month - 1, date + after).getTime() / 1000;
+}
+// What the timeline spans: the day chosen (up to now, today), or the last 24 hours (from the
+// stream's first segment at most).
+function timelineSpan(files) {
+  const day = document.getElementById("timeline-day").value, now = Date.now() / 1000;
+  if (!day) return [Math.max(now - 86400, Math.min(...files.map((f) => f.start))), now];
+  const begin = dayStart(day, 0), next = dayStart(day, 1);
+  return [begin, begin < now ? Math.min(next, now) : next];
 }
 function drawTimeline() {
   const bar = document.getElementById("timeline"), times = document.getElementById("timeline-times");
   const stream = document.getElementById("export-stream").value;
   const files = recordingFiles.filter((f) => f.stream === stream && f.start !== null);
-  bar.hidden = times.hidden = !files.length;
+  document.getElementById("timeline-later").disabled = !document.getElementById("timeline-day").value;
+  bar.hidden = times.hidden = document.getElementById("timeline-days").hidden = !files.length;
   if (!files.length) return;
-  const end = Date.now() / 1000, begin = Math.max(end - 86400, Math.min(...files.map((f) => f.start)));
+  const [begin, end] = timelineSpan(files);
   bar.dataset.begin = begin;
   bar.dataset.end = end;
   const cursor = bar.querySelector(".cursor");
-  bar.replaceChildren(...files.filter((f) => f.modified > begin).map((f) => {
+  bar.replaceChildren(...files.filter((f) => f.modified > begin && f.start < end).map((f) => {
     const block = document.createElement("div");
     const left = Math.max(0, (f.start - begin) / (end - begin));
     const right = Math.min(1, (f.modified - begin) / (end - begin));
@@ -1315,19 +1409,22 @@ function drawTimeline() {
     block.title = f.name;
     return block;
   }), ...(cursor ? [cursor] : []));
+  if (cursor) placeCursor(cursor, Number(cursor.dataset.at));
   document.getElementById("timeline-begin").textContent = clock(begin);
   document.getElementById("timeline-end").textContent = clock(end);
   eventTicks(bar, stream, begin, end).catch(() => {});
 }
-// The stream's events (the newest the page has, with --events and the like) as ticks on its
-// timeline, named as the events list names them.
+// The stream's events then (searched: every one of a day, with --events every run's) as ticks
+// on its timeline, named as the events list names them.
 async function eventTicks(bar, stream, begin, end) {
-  const response = await fetch(here + "events.json", {cache: "no-store"});
-  if (!response.ok) return;
   // (a stream's first events come as it starts: up to a second before its first segment's name)
-  const events = (await response.json()).events.filter((e) => e.stream === stream && e.time >= begin - 60
-                                                              && e.time <= end);
-  if (bar.dataset.begin !== String(begin) || document.getElementById("export-stream").value !== stream) return;
+  const from = document.getElementById("timeline-day").value ? begin : Math.max(end - 86400, begin - 60);
+  const response = await fetch(here + "events.json?" + new URLSearchParams(
+    {stream: stream, from: from, to: end, limit: 5000}), {cache: "no-store"});
+  if (!response.ok) return;
+  const events = (await response.json()).events;
+  if (bar.dataset.begin !== String(begin) || bar.dataset.end !== String(end)
+      || document.getElementById("export-stream").value !== stream) return;  // redrawn meanwhile
   for (const old of bar.querySelectorAll(".tick")) old.remove();
   for (const e of events) {
     const tick = document.createElement("div");
@@ -1337,7 +1434,31 @@ async function eventTicks(bar, stream, begin, end) {
     bar.appendChild(tick);
   }
 }
-// The recordings panel, open at stream ``stream``'s recording of moment ``seconds`` (an event's).
+function placeCursor(cursor, seconds) {
+  const bar = document.getElementById("timeline");
+  const begin = Number(bar.dataset.begin), end = Number(bar.dataset.end);
+  cursor.dataset.at = seconds;
+  cursor.hidden = !(seconds >= begin && seconds <= end);
+  cursor.style.left = (100 * (seconds - begin) / (end - begin)) + "%";
+}
+// Another day on the timeline (``day`` "": the last 24 hours).
+function showDay(day) {
+  document.getElementById("timeline-day").value = day;
+  drawTimeline();
+}
+document.getElementById("timeline-day").addEventListener("change", drawTimeline);
+document.getElementById("timeline-earlier").addEventListener("click", () => {
+  const day = document.getElementById("timeline-day").value || dayOf(Date.now() / 1000);  // (or today)
+  showDay(dayOf(dayStart(day, -1)));
+});
+document.getElementById("timeline-later").addEventListener("click", () => {
+  const day = document.getElementById("timeline-day").value;
+  if (!day) return;
+  const next = dayStart(day, 1);
+  showDay(next > Date.now() / 1000 ? "" : dayOf(next));
+});
+// The recordings panel, open at stream ``stream``'s recording of moment ``seconds`` (an event's),
+// on the timeline of its day when that is before the last 24 hours.
 async function recordingAt(stream, seconds) {
   const section = document.getElementById("recordings");
   if (section.hidden) {
@@ -1347,6 +1468,9 @@ async function recordingAt(stream, seconds) {
   const select = document.getElementById("export-stream");
   if ([...select.options].some((option) => option.value === stream)) {
     select.value = stream;
+    const day = document.getElementById("timeline-day");
+    if (seconds < Date.now() / 1000 - 86400) day.value = dayOf(seconds);
+    else if (day.value && (seconds < dayStart(day.value, 0) || seconds >= dayStart(day.value, 1))) day.value = "";
     drawTimeline();
     playAt(seconds);
   }
@@ -1373,7 +1497,7 @@ function playAt(seconds) {
     cursor.className = "cursor";
     bar.appendChild(cursor);
   }
-  cursor.style.left = (100 * (seconds - bar.dataset.begin) / (bar.dataset.end - bar.dataset.begin)) + "%";
+  placeCursor(cursor, seconds);
   document.getElementById("export-from").value = localInput(new Date((seconds - 30) * 1000));
   document.getElementById("export-to").value = localInput(new Date((seconds + 30) * 1000));
 }

@@ -4,8 +4,10 @@ web page (``/events.json?…``) and from ``streamyolo events``."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
+import os
 import random
 import urllib.error
 import urllib.request
@@ -20,7 +22,7 @@ from streamyolo.inference.counting import CountingLine, Zone
 from streamyolo.inference.tracking import tracker_settings
 from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.sinks import EventSink, history
-from streamyolo.sinks.history import SLACK, EventQuery, find_events, read_events
+from streamyolo.sinks.history import SLACK, EventQuery, event_files, find_events, read_events
 from streamyolo.sinks.web import WebViewer
 from streamyolo.sources import SourceKind, SourceSpec, open_source
 from tests.helpers import read_jsonl
@@ -74,6 +76,40 @@ def test_a_search_finds_exactly_what_reading_the_whole_file_finds(tmp_path: Path
         want = _newest(events, query)
         assert find_events(path, query, limit) == (want[:limit], len(want) > limit), query
         assert list(read_events(path, query)) == [e for e in events if query.matches(e)], query
+
+
+def test_the_files_logrotate_made_are_searched_too_compressed_or_not(tmp_path: Path) -> None:
+    """A weekly logrotate (``compress``, ``delaycompress``; and with ``dateext``): the events
+    file's earlier weeks in ``events.jsonl.1``, ``events.jsonl.2.gz`` and
+    ``events.jsonl-20270110.gz``; a search finds what reading them all in order finds, and
+    other files beside them are not read."""
+    whole = tmp_path / "whole.jsonl"
+    events = _write(whole, 8000, seed=4)
+    lines = whole.read_text().splitlines(keepends=True)[:-1]  # (not the line cut short: the rotated files are whole)
+    parts = [lines[:2000], lines[2000:4000], lines[4000:6000], lines[6000:]]
+    names = ["events.jsonl-20270110.gz", "events.jsonl.2.gz", "events.jsonl.1", "events.jsonl"]
+    for n, (name, part) in enumerate(zip(names, parts, strict=True)):
+        path = tmp_path / name
+        data = "".join(part).encode()
+        path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+        last = max(json.loads(line)["time"] for line in part if line.startswith("{"))
+        os.utime(path, (last + n, last + n))  # each written last when its last event came
+    (tmp_path / "events.jsonl.bak").write_text(json.dumps({"time": T0 + 5000, "stream": "cam", "event": "line"}) + "\n")
+    (tmp_path / "events.jsonl.3").write_text("")  # logrotate's notifempty aside: an empty one is passed over
+    path = tmp_path / "events.jsonl"
+    # by their last write (the empty one's today, before the others' 2027)
+    assert [p.name for p in event_files(path)] == [*names[::-1], "events.jsonl.3"]
+    rng = random.Random(5)
+    for _ in range(40):
+        since = T0 + rng.uniform(-100, 8100) if rng.random() < 0.8 else None
+        until = (since or T0) + rng.uniform(0, 3000) if rng.random() < 0.8 else None
+        query = EventQuery(since, until, frozenset({rng.choice(STREAMS)}) if rng.random() < 0.5 else None)
+        limit = rng.choice((1, 10, 200, 5000))
+        want = _newest(events, query)
+        assert find_events(path, query, limit) == (want[:limit], len(want) > limit), query
+        assert list(read_events(path, query)) == [e for e in events if query.matches(e)], query
+    path.unlink()  # rotated, not yet written again: the earlier files still answer
+    assert find_events(path, EventQuery(), 1)[0] == _newest(events[:6000], EventQuery())[:1]
 
 
 def test_a_stream_whose_events_come_late_by_less_than_the_slack_is_found(tmp_path: Path) -> None:

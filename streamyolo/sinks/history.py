@@ -8,18 +8,23 @@ processing lags behind its camera (a frame's events carry the frame's arrival, a
 state changes the moment they happen). A search finds where its span begins by bisecting the
 file on the lines' times, allowing :data:`SLACK` seconds of disorder, and reads only the lines
 from there: a minute out of a year of events costs a few dozen short reads. Lines that are not
-whole events (the one being written, a line cut short by a full disk) are passed over.
+whole events (the one being written, a line cut short by a full disk) are passed over. The
+files ``logrotate`` made of the events file (``events.jsonl.1``, ``events.jsonl.2.gz``,
+``events.jsonl-20261201.gz``) are searched too, newest first, as far back as the span reaches;
+a compressed one is read whole.
 """
 
 from __future__ import annotations
 
+import gzip
 import heapq
 import json
+import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, get_args
+from typing import IO, Any, cast, get_args
 
 from streamyolo.config import EventKind
 
@@ -68,47 +73,123 @@ class EventQuery:
         return chosen[:limit], len(chosen) > limit
 
 
-def find_events(path: Path, query: EventQuery, limit: int) -> tuple[list[dict[str, Any]], bool]:
-    """The newest ``limit`` events of the events file ``path`` that match ``query``, newest
-    first, and whether there are more (older ones). Raises ``OSError`` if the file cannot be
-    read (``FileNotFoundError``: no events written yet).
+def event_files(path: Path) -> list[Path]:
+    """The events file ``path`` and the files ``logrotate`` made of it (``events.jsonl.1``,
+    ``events.jsonl.2.gz``, ``events.jsonl-20261201``, …), newest first (by their last write).
+    Raises ``FileNotFoundError`` when there are none."""
+    rotated = re.compile(re.escape(path.name) + r"(\.\d+|-\d{8,10})(\.gz)?")
+    try:
+        found = [entry for entry in path.parent.iterdir() if rotated.fullmatch(entry.name) and entry.is_file()]
+    except OSError:
+        found = []
+    files = sorted(found, key=_written, reverse=True)
+    if path.is_file():
+        files.insert(0, path)
+    if not files:
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+    return files
 
-    Reads the file backwards from the end of the span; once it has one more than ``limit``, it
-    stops :data:`SLACK` seconds before the oldest of them.
+
+def find_events(path: Path, query: EventQuery, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """The newest ``limit`` events of the events file ``path`` (and the files logrotate made of
+    it: :func:`event_files`) that match ``query``, newest first, and whether there are more
+    (older ones). Raises ``OSError`` if a file cannot be read (``FileNotFoundError``: no events
+    written yet).
+
+    Reads the files backwards from the end of the span (a compressed one whole); once it has one
+    more than ``limit``, it stops :data:`SLACK` seconds before the oldest of them.
     """
-    found: list[tuple[float, int, dict[str, Any]]] = []  # (time, -order read, event): newest first after sorting
+    found: list[tuple[float, tuple[int, int], dict[str, Any]]] = []  # (time, recency, event)
     floor: float | None = None  # below this (and SLACK more), nothing can be among the newest
-    with path.open("rb") as file:
-        start = _position(file, query.since - SLACK) if query.since is not None else 0
-        end = _position(file, query.until + SLACK) if query.until is not None else _size(file)
-        for line in _lines_back(file, start, end):
-            event = _event(line, query)
-            if event is None:
-                continue
+    for age, events_file in enumerate(event_files(path)):
+        newest = _last_time(events_file)
+        if newest is None:
+            continue  # empty (just rotated)
+        if (query.since is not None and newest < query.since - SLACK) or (floor is not None
+                                                                          and newest < floor - SLACK):
+            break  # it and the older files end before the span, or before the newest found
+        for order, event in enumerate(_newest_first(events_file, query, limit)):
             moment = float(event["time"])
             if floor is not None and moment < floor - SLACK:
                 break
             if query.matches(event):
-                found.append((moment, -len(found), event))
+                found.append((moment, (-age, -order), event))
                 if floor is None and len(found) > limit:
-                    floor = heapq.nlargest(limit + 1, found)[-1][0]
-    found.sort(reverse=True)
+                    floor = heapq.nlargest(limit + 1, found, key=_recent)[-1][0]
+    found.sort(key=_recent, reverse=True)
     return [event for _, _, event in found[:limit]], len(found) > limit
 
 
 def read_events(path: Path, query: EventQuery) -> Iterator[dict[str, Any]]:
-    """Every event of the events file ``path`` that matches ``query``, in the file's order (the
-    order they happened, per stream). Raises ``OSError`` if the file cannot be read."""
+    """Every event of the events file ``path`` (and the files logrotate made of it, the oldest
+    first) that matches ``query``, in the files' order (the order they happened, per stream).
+    Raises ``OSError`` if a file cannot be read."""
+    for events_file in reversed(event_files(path)):
+        newest = _last_time(events_file)
+        if newest is None or (query.since is not None and newest < query.since - SLACK):
+            continue  # empty, or it ends before the span
+        with _open(events_file) as file:
+            if not _compressed(events_file):
+                file.seek(_position(file, query.since - SLACK) if query.since is not None else 0)
+            for line in file:
+                event = _event(line, query)
+                if event is None:
+                    continue
+                if query.until is not None and float(event["time"]) >= query.until + SLACK:
+                    return
+                if query.matches(event):
+                    yield event
+
+
+def _newest_first(path: Path, query: EventQuery, limit: int) -> Iterator[dict[str, Any]]:
+    """The events of one file that may be ``query``'s, about the newest first: a plain file's
+    span read backwards; a compressed file (read whole) its newest ``limit`` + 1 that match,
+    then the line that would have come next (for :func:`find_events`' floor)."""
+    with _open(path) as file:
+        if not _compressed(path):
+            start = _position(file, query.since - SLACK) if query.since is not None else 0
+            end = _position(file, query.until + SLACK) if query.until is not None else _size(file)
+            for line in _lines_back(file, start, end):
+                event = _event(line, query)
+                if event is not None:
+                    yield event
+            return
+        matching = (event for event in (_event(line, query) for line in file)
+                    if event is not None and query.matches(event))
+        yield from (event for _, _, event in heapq.nlargest(limit + 1, ((float(e["time"]), n, e)
+                                                                      for n, e in enumerate(matching))))
+
+
+def _recent(item: tuple[float, tuple[int, int], dict[str, Any]]) -> tuple[float, tuple[int, int]]:
+    return item[0], item[1]
+
+
+def _last_time(path: Path) -> float | None:
+    """The time of a file's last event (``None``: it has none); for a compressed file, when it
+    was last written (no event in it is later)."""
+    if _compressed(path):
+        return _written(path)
     with path.open("rb") as file:
-        file.seek(_position(file, query.since - SLACK) if query.since is not None else 0)
-        for line in file:
-            event = _event(line, query)
-            if event is None:
-                continue
-            if query.until is not None and float(event["time"]) >= query.until + SLACK:
-                return
-            if query.matches(event):
-                yield event
+        for line in _lines_back(file, 0, _size(file)):
+            event = _event(line, EventQuery())
+            if event is not None:
+                return float(event["time"])
+    return None
+
+
+def _written(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _compressed(path: Path) -> bool:
+    return path.suffix == ".gz"
+
+
+def _open(path: Path) -> IO[bytes]:
+    return cast(IO[bytes], gzip.open(path, "rb")) if _compressed(path) else path.open("rb")
 
 
 def _event(line: bytes, query: EventQuery) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ could not read.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import os
@@ -260,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--count", action="store_true",
                         help="count them, by stream, kind, where (line and direction, zone, state) and class, "
                              "instead of listing them")
+    events.add_argument("--by", choices=["hour", "day"], help="count in each local hour or day (a --count by the hour)")
+    events.add_argument("--csv", action="store_true", help="the counts as CSV, for a spreadsheet (a --count)")
     demo = commands.add_parser(
         "demo", help="the whole product on synthetic camera scenes, offline, scored against ground truth",
         description="Write synthetic H.264 clips with ground truth, run the pipeline over them with the "
@@ -627,7 +630,7 @@ def _moments(start: str | None, last: str | None, end: str | None) -> tuple[floa
 
 def command_events(args: argparse.Namespace) -> int:
     from streamyolo.config import build_config
-    from streamyolo.sinks.history import EventQuery, count_table, parse_kinds, parse_names, read_events
+    from streamyolo.sinks.history import EventQuery, count_rows, count_table, parse_kinds, parse_names, read_events
 
     path = Path(args.events)
     if path.suffix.lower() in (".yaml", ".yml"):  # the run's config: its events file
@@ -643,8 +646,13 @@ def command_events(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     try:
         found = read_events(path, query)
-        if args.count:
-            table, total = count_table(found)
+        if args.csv:
+            rows = count_rows(found, args.by)
+            total = int(rows[-1][-1])
+            if total:
+                csv.writer(sys.stdout, lineterminator="\n").writerows(rows[:-1])
+        elif args.count or args.by:
+            table, total = count_table(found, args.by)
             if total:
                 print(table, flush=True)
         else:

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import random
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -254,3 +255,32 @@ def test_an_events_file_that_is_not_there_or_not_written_is_a_one_line_error(
     config.write_text("streams: [synthetic:]\n")
     assert cli.main(["events", str(config)]) == cli.EXIT_USAGE
     assert f"config '{config}' writes no events file (no 'events' key): give the file" in caplog.text
+
+
+def test_counts_by_the_hour_or_the_day_and_as_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A gate's line crossed ten times between 08:10 and 11:55 (local time), every third time out."""
+    start = time.mktime((2026, 12, 5, 8, 10, 0, 0, 0, -1))
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps({"time": start + n * 1500, "stream": "gate", "event": "line", "line": "gate",
+                                        "direction": "out" if n % 3 == 0 else "in", "cls": 0, "name": "person"}) + "\n"
+                            for n in range(10)))
+
+    def events(*args: str) -> list[str]:
+        capsys.readouterr()
+        assert cli.main(["events", str(path), *args]) == 0
+        return capsys.readouterr().out.splitlines()
+
+    assert events("--by", "hour", "--event", "line") == [
+        "hour              stream  event  where     class   count",
+        "2026-12-05 08:00  gate    line   gate in   person      1",
+        "2026-12-05 08:00  gate    line   gate out  person      1",
+        "2026-12-05 09:00  gate    line   gate in   person      2",
+        "2026-12-05 09:00  gate    line   gate out  person      1",
+        "2026-12-05 10:00  gate    line   gate in   person      1",
+        "2026-12-05 10:00  gate    line   gate out  person      1",
+        "2026-12-05 11:00  gate    line   gate in   person      2",
+        "2026-12-05 11:00  gate    line   gate out  person      1",
+        "total                                                 10"]
+    assert events("--by", "day", "--csv", "--from", "2026-12-05 09:00") == [
+        "day,stream,event,where,class,count", "2026-12-05,gate,line,gate in,person,5",
+        "2026-12-05,gate,line,gate out,person,3"]

@@ -20,6 +20,7 @@ import gzip
 import heapq
 import json
 import re
+import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -276,21 +277,39 @@ def where(event: Mapping[str, Any]) -> str:
     return str(event.get("zone", event.get("state", "")))
 
 
-def count_table(events: Iterable[Mapping[str, Any]]) -> tuple[str, int]:
-    """``events`` counted by stream, kind, :func:`where` and class, as an aligned table with a
-    total line, and how many there were."""
-    counts: Counter[tuple[str, str, str, str]] = Counter()
+PERIODS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d"}
+"""What ``--by`` counts events in, and how each is written (local time)."""
+
+
+def count_rows(events: Iterable[Mapping[str, Any]], by: str | None = None) -> list[tuple[str, ...]]:
+    """``events`` counted by stream, kind, :func:`where` and class (and first by the local
+    hour or day each happened in: ``by``, one of :data:`PERIODS`): a header, a row per count in
+    order, and the total.
+
+    >>> count_rows([{"time": 0, "stream": "door", "event": "enter", "zone": "hall", "name": "person"}] * 2)[1:]
+    [('door', 'enter', 'hall', 'person', '2'), ('total', '', '', '', '2')]
+    """
+    counts: Counter[tuple[str, ...]] = Counter()
     for event in events:
-        name = event.get("name", event.get("cls", ""))
-        counts[(str(event.get("stream", "")), str(event.get("event", "")), where(event), str(name))] += 1
-    rows = [("stream", "event", "where", "class", "count")]
+        key: tuple[str, ...] = (str(event.get("stream", "")), str(event.get("event", "")), where(event),
+                                str(event.get("name", event.get("cls", ""))))
+        if by is not None:
+            key = (time.strftime(PERIODS[by], time.localtime(float(event["time"]))), *key)
+        counts[key] += 1
+    header: tuple[str, ...] = ("stream", "event", "where", "class", "count")
+    rows = [(by, *header) if by is not None else header]
     rows += [(*key, str(count)) for key, count in sorted(counts.items())]
-    total = sum(counts.values())
-    rows.append(("total", "", "", "", str(total)))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    lines = ["  ".join(cell.rjust(width) if i == 4 else cell.ljust(width) for i, (cell, width)
+    rows.append(("total", *[""] * (len(rows[0]) - 2), str(sum(counts.values()))))
+    return rows
+
+
+def count_table(events: Iterable[Mapping[str, Any]], by: str | None = None) -> tuple[str, int]:
+    """:func:`count_rows` as an aligned table (counts to the right), and how many events there were."""
+    rows = count_rows(events, by)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.rjust(width) if i == len(row) - 1 else cell.ljust(width) for i, (cell, width)
                        in enumerate(zip(row, widths, strict=True))).rstrip() for row in rows]
-    return "\n".join(lines), total
+    return "\n".join(lines), int(rows[-1][-1])
 
 
 KINDS = frozenset(get_args(EventKind)) | {"removed"}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from streamyolo import cli
 from streamyolo.config import auto_workers, build_config, load_yaml
 from streamyolo.errors import ConfigError, SourceNotFoundError, UnsupportedSourceError
 from streamyolo.inference.models import resolve_model
@@ -333,13 +334,17 @@ def test_the_example_config_is_a_valid_config() -> None:
     assert [config.tiles_of(s.config) for s in streams] == [None, None, TileSettings(3, 2), None]
 
 
-def test_the_env_files_variables_come_before_the_processs_and_its_errors_name_the_line(tmp_path: Path) -> None:
+def test_the_env_files_variables_come_before_the_processs_and_its_errors_name_the_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     secrets = tmp_path / "secrets.env"
     secrets.write_text("# logins\n\nexport FRONT_PASSWORD=\"fr0nt-Pa55\"\nSTREAMYOLO_WORKERS=3\n")
     config = tmp_path / "cams.yaml"
     config.write_text(f"env_file: {secrets}\nstreams: ['front=rtsp://admin:${{FRONT_PASSWORD}}@10.0.0.5/s']\n")
     built = build_config(config, environ={"FRONT_PASSWORD": "stale", "STREAMYOLO_WORKERS": "1"})
     assert built.streams[0].source == "rtsp://admin:fr0nt-Pa55@10.0.0.5/s" and built.workers == 3
+    assert cli.main(["check", str(config)]) == 0
+    plan = capsys.readouterr().out
+    assert f"\nvariables from {secrets}, read again at every reload\n" in plan and "fr0nt-Pa55" not in plan
     # from the environment instead of the file, as every key
     config.write_text("streams: ['front=rtsp://admin:${FRONT_PASSWORD}@10.0.0.5/s']\n")
     built = build_config(config, environ={"STREAMYOLO_ENV_FILE": str(secrets)})

@@ -145,6 +145,8 @@ def describe(plan: Plan) -> str:
     if cfg.web is not None:
         outputs.append(f"a web page on {cfg.web}")
     lines.append("outputs: " + ("; ".join(outputs) if outputs else "none but the summary table"))
+    if cfg.env_file is not None:
+        lines.append(f"variables from {cfg.env_file}, read again at every reload")
     return "\n".join(lines)
 
 

@@ -38,10 +38,15 @@ A small HTTP server (the standard library's, one thread per client) serves:
   run is well (no thread worker hung) and ready (every model built), 503 when not, with
   ``{"ok", "ready", "hung"}`` (:meth:`Pipeline.liveness
   <streamyolo.pipeline.pipeline.Pipeline.liveness>`);
-- with ``recordings`` (the recording folder): ``/recordings.json``, every MP4 in it (``{"files":
-  [{name, stream, size, modified, objects, start}, …]}``, newest first, ``stream`` the stream it
+- with ``recordings`` (the recording folder): ``/recordings.json``, the newest
+  :data:`LIST_MOST` MP4s in it (``{"files": [{name, stream, size, modified, objects, start}, …],
+  "more": bool, "streams": […], "segmented": […]}``, newest first, ``stream`` the stream it
   belongs to, ``objects`` whether it is a segment in which objects were seen:
-  ``record_keep_objects``, ``start`` when a segment starts, by its name), and
+  ``record_keep_objects``, ``start`` when a segment starts, by its name; ``more``: older ones
+  left out; ``streams``: the streams with recordings there), and
+  ``?stream=…&from=…&to=…&limit=…``, those of some streams that hold some of a span
+  (:class:`FilesQuery`; the page's timeline asks for its day's), from the folder's names and
+  the times of those files alone, and
   ``/recordings/<file>.mp4``, the file itself with byte ranges (so a browser's player can seek),
   listed and played on the page (with "only the segments with objects" where there are some),
   and ``/export.mp4?stream=<name>&from=<epoch>&to=<epoch>``, the stream's recordings then (up
@@ -56,7 +61,7 @@ A small HTTP server (the standard library's, one thread per client) serves:
   shows them in the tiles instead of the videos, refreshed every 2 s);
   with ``snapshots`` (their folder) ``/snapshots/<file>.jpg``, shown when one is clicked, and with
   ``clips`` (their folder) ``/clips/<file>.mp4`` (byte ranges too), played from an event's "clip" link,
-  and ``/clips.json``, every clip in the folder as ``/recordings.json`` lists recordings, listed on the page.
+  and ``/clips.json``, the clips in the folder as ``/recordings.json`` lists recordings, listed on the page.
 
 Inference threads only drop each result into a latest-result slot; frames are annotated
 and JPEG-encoded in the client threads, only while someone watches, only the newest
@@ -71,6 +76,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
+import heapq
 import hmac
 import json
 import logging
@@ -84,7 +91,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -100,7 +107,7 @@ from streamyolo.frames import Image, Result
 from streamyolo.sinks.events import RECENT
 from streamyolo.sinks.export import default_name, segment_start
 from streamyolo.sinks.export import export as cut_recordings
-from streamyolo.sinks.history import EventQuery, events_query, find_events
+from streamyolo.sinks.history import EventQuery, events_query, find_events, parse_names
 from streamyolo.sinks.latest import Latest, LatestResults
 from streamyolo.sinks.metrics import CONTENT_TYPE as METRICS_TYPE
 from streamyolo.sinks.metrics import metrics_text
@@ -122,6 +129,17 @@ SEARCH_MOST = 5000
 
 EXPORT_MOST = 3600
 """Seconds of recordings the page exports at once (``/export.mp4``; ``streamyolo export`` any)."""
+LIST_MOST = 500
+"""Files ``/recordings.json`` (``/clips.json``) lists when not asked for a number: the newest (the
+page's list; older recordings are on its timeline, a day at a time)."""
+FILES_MOST = 5000
+"""Most files one ``/recordings.json?limit=…`` (``/clips.json``) lists (the page's timeline asks this
+many for the span it shows)."""
+ENDS_WITHIN = 3600.0
+"""Seconds after the next file of its sequence starts (``cam-20261206-101000.mp4`` after
+``cam-20261206-100000.mp4``) within which a segment or clip was last written: a listing looks no
+further back than that for a span's files or for the newest, rather than reading every file's
+time (an hour: names in local time go back one in autumn)."""
 LOGIN_TRIES = 10
 """Wrong logins from one address within ``LOGIN_WINDOW`` seconds after which its requests are
 refused for ``LOGIN_BLOCK`` seconds (429), whatever they send: guessing the password takes ages."""
@@ -155,6 +173,124 @@ def _file_in(folder: Path | None, name: str, suffix: str) -> Path | None:
         return None
     path = folder / name
     return path if path.is_file() and not path.is_symlink() else None
+
+
+@dataclass(frozen=True, slots=True)
+class FilesQuery:
+    """Which files of a folder of videos a listing gives (``/recordings.json``, ``/clips.json``):
+    those of ``streams`` (``None``: every file) that hold some of the span from ``since``
+    (seconds since the epoch, included) to ``until`` (excluded; ``None``: open), the newest
+    ``limit`` of them (``None``: :data:`LIST_MOST`). A segment holds its name's moment to its
+    last write, another file only the moment of its last write.
+
+    >>> span = FilesQuery(since=100.0, until=200.0)
+    >>> span.holds(50.0, 150.0), span.holds(50.0, 99.0), span.holds(200.0, 250.0), span.holds(None, 150.0)
+    (True, False, False, True)
+    """
+
+    streams: frozenset[str] | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int | None = None
+
+    def holds(self, start: float | None, modified: float) -> bool:
+        """Whether a file that starts at ``start`` (``None``: not a segment) and was last
+        written at ``modified`` holds some of the span."""
+        first = modified if start is None else start
+        return (self.since is None or modified >= self.since) and (self.until is None or first < self.until)
+
+
+def files_query(fields: Mapping[str, list[str]]) -> FilesQuery:
+    """The listing a request's fields ask for: ``stream`` (repeatable or comma-separated),
+    ``from`` and ``to`` (seconds since the epoch), ``limit`` (up to :data:`FILES_MOST`).
+    Raises ``ValueError`` naming the field at fault.
+
+    >>> files_query({"stream": ["a,b"], "from": ["100"], "limit": ["20"]})
+    FilesQuery(streams=frozenset({...}), since=100.0, until=None, limit=20)
+    """
+    moments: list[float | None] = []
+    for key in ("from", "to"):
+        given = (fields.get(key) or [""])[0]
+        try:
+            moment = float(given) if given else None
+        except ValueError:
+            moment = math.nan
+        if moment is not None and not math.isfinite(moment):
+            raise ValueError(f"{key}: {given!r} is not seconds since the epoch")
+        moments.append(moment)
+    given = (fields.get("limit") or [""])[0]
+    limit = int(given) if re.fullmatch(r"[0-9]{1,9}", given) else None
+    if "limit" in fields and (limit is None or not 0 < limit <= FILES_MOST):
+        raise ValueError(f"limit: {given!r} is not a number from 1 to {FILES_MOST}")
+    return FilesQuery(parse_names(fields.get("stream"), "stream"), moments[0], moments[1], limit)
+
+
+_STAMPED = re.compile(r"-\d{8}-\d{6}(?:-\d+)?(?:-objects)?\.mp4$")
+"""A segment's (or a clip's) name, as :func:`~streamyolo.sinks.export.segment_start` reads it: what
+comes before the time names the sequence (the stream) it belongs to."""
+
+
+def _a_video(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.name.endswith(".mp4") and entry.is_file(follow_symlinks=False)  # (no link: nothing outside)
+    except OSError:
+        return False
+
+
+def _start_or_earliest(name: str) -> float:
+    start = segment_start(name)
+    return -math.inf if start is None else start
+
+
+def _newest(folder: Path, runs: Mapping[str, list[str]], loose: Sequence[str], owners: Mapping[str, str | None],
+            query: FilesQuery, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """The newest ``limit`` of the files of ``folder`` that ``query`` asks for (as
+    :meth:`WebViewer.recording_files` lists them), and whether there were more: of the segments
+    ``runs`` (those of each sequence) and the ``loose`` files (without a time in their names).
+
+    Reads the times only of the files that may be among them: every file without a time in its
+    name, and the segments of each sequence (by their names) from the last that starts before
+    ``until`` back, until one whose next starts :data:`ENDS_WITHIN` before ``since``, or before
+    the ``limit`` newest found so far were written: a month of segments costs the names of the
+    folder and the times of a day's (or of the newest ``limit``).
+    """
+    found: list[dict[str, Any]] = []
+    newest: list[float] = []  # the latest `limit` writes found: a min-heap, [0] the earliest of them
+
+    def look(name: str, start: float | None) -> None:
+        try:
+            info = os.stat(folder / name, follow_symlinks=False)
+        except OSError:
+            return  # deleted meanwhile (record_keep)
+        if query.holds(start, info.st_mtime):
+            found.append({"name": name, "stream": owners[name], "size": info.st_size, "modified": info.st_mtime,
+                          "objects": name.endswith(OBJECTS_SUFFIX), "start": start})
+            (heapq.heappush if len(newest) < limit else heapq.heappushpop)(newest, info.st_mtime)
+
+    for name in loose:
+        look(name, None)
+    # Each sequence's next segment to look at (going back), and the latest it can have been written.
+    walks: list[tuple[float, str, int]] = []
+    for key, run in runs.items():
+        run.sort()
+        last = len(run) if query.until is None else bisect.bisect_left(
+            run, query.until + ENDS_WITHIN, key=_start_or_earliest)
+        after = segment_start(run[last]) if last < len(run) else None
+        if last > 0:
+            walks.append((-math.inf if after is None else -(after + ENDS_WITHIN), key, last - 1))
+    heapq.heapify(walks)
+    while walks:
+        latest, key, index = heapq.heappop(walks)
+        if query.since is not None and -latest < query.since:
+            continue  # this sequence's earlier segments ended before the span
+        if len(found) > limit and -latest < newest[0]:
+            break  # nothing left is among the newest
+        start = segment_start(runs[key][index])
+        look(runs[key][index], start)
+        if index > 0:
+            heapq.heappush(walks, (latest if start is None else -(start + ENDS_WITHIN), key, index - 1))
+    found.sort(key=lambda f: (-f["modified"], f["name"]))
+    return found[:limit], len(found) > limit
 
 
 def parse_address(value: str | int) -> tuple[str, int]:
@@ -287,36 +423,50 @@ class WebViewer:
     def stream_names(self) -> list[str]:
         return [report.name for report in self._reports()]
 
-    def recording_files(self) -> list[dict[str, Any]]:
-        """Every MP4 in the recording folder, newest first: ``{name, stream, size, modified,
-        objects, start}``, ``stream`` the current stream whose recording it is (``None``: none of
-        them), ``start`` when a segment starts, by its name (``None``: not a segment)."""
-        return self._videos(self.recordings)
+    def recording_files(self, query: FilesQuery | None = None) -> dict[str, Any]:
+        """The MP4s of the recording folder that ``query`` asks for (``None``: the newest
+        :data:`LIST_MOST`), as ``/recordings.json`` answers: ``{"files": [{name, stream, size,
+        modified, objects, start}, …], "more": bool, "streams": [name, …], "segmented": [name, …]}``;
+        the files newest first, ``stream`` the current stream whose recording it is (``None``: none
+        of them), ``start`` when a segment starts, by its name (``None``: not a segment); ``more``:
+        older files were asked for too; ``streams``: the current streams with any file in the
+        folder, ``segmented`` those of them with segments (what a timeline shows)."""
+        return self._videos(self.recordings, query or FilesQuery())
 
-    def clip_files(self) -> list[dict[str, Any]]:
-        """Every MP4 in the clips folder, newest first, as :meth:`recording_files`."""
-        return self._videos(self.clips)
+    def clip_files(self, query: FilesQuery | None = None) -> dict[str, Any]:
+        """The MP4s of the clips folder, as :meth:`recording_files` lists recordings."""
+        return self._videos(self.clips, query or FilesQuery())
 
-    def _videos(self, folder: Path | None) -> list[dict[str, Any]]:
-        if folder is None:
-            return []
+    def _videos(self, folder: Path | None, query: FilesQuery) -> dict[str, Any]:
         names = sorted(self.stream_names(), key=len, reverse=True)  # "cam-2" before "cam"
-        files = []
         try:
-            entries = list(os.scandir(folder))
+            if folder is None:
+                raise FileNotFoundError
+            with os.scandir(folder) as entries:  # the one look at the folder; files' times as needed
+                videos = [entry.name for entry in entries if _a_video(entry)]
         except OSError:
-            return []
-        for entry in entries:
-            try:
-                if not entry.name.endswith(".mp4") or not entry.is_file(follow_symlinks=False):
-                    continue
-                info = entry.stat()
-            except OSError:
-                continue  # deleted meanwhile (record_keep)
-            stream = next((n for n in names if recording_of(entry.name, n)), None)
-            files.append({"name": entry.name, "stream": stream, "size": info.st_size, "modified": info.st_mtime,
-                          "objects": entry.name.endswith(OBJECTS_SUFFIX), "start": segment_start(entry.name)})
-        return sorted(files, key=lambda f: (-f["modified"], f["name"]))
+            return {"files": [], "more": False, "streams": [], "segmented": []}
+        owners: dict[str, str | None] = {}  # each file's stream
+        sequences: dict[str, str | None] = {}  # each sequence's (a segment's name up to its time: its stream's)
+        runs: dict[str, list[str]] = {}  # the segments of each sequence asked for
+        loose = []  # the files without a time in their names asked for
+        for video in videos:
+            stamp = _STAMPED.search(video)
+            sequence = None if stamp is None else video[:stamp.start()]
+            if sequence is None or sequence not in sequences:
+                owner = next((n for n in names if video.startswith(n) and recording_of(video, n)), None)
+                if sequence is not None:
+                    sequences[sequence] = owner
+            owner = owners[video] = owner if sequence is None else sequences[sequence]
+            if query.streams is not None and owner not in query.streams:
+                continue
+            if sequence is None:
+                loose.append(video)
+            else:
+                runs.setdefault(sequence, []).append(video)
+        files, more = _newest(folder, runs, loose, owners, query, LIST_MOST if query.limit is None else query.limit)
+        return {"files": files, "more": more, "streams": sorted({n for n in owners.values() if n is not None}),
+                "segmented": sorted({n for n in sequences.values() if n is not None})}
 
     def export(self, stream: str, start: float, end: float, folder: Path) -> Path:
         """Stream ``stream``'s recordings from ``start`` to ``end`` (seconds since the epoch, at
@@ -635,7 +785,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.OK if well else HTTPStatus.SERVICE_UNAVAILABLE, "application/json",
                            json.dumps(health).encode())
             elif path == "/recordings.json" and viewer.recordings is not None:
-                self._send(HTTPStatus.OK, "application/json", json.dumps({"files": viewer.recording_files()}).encode())
+                self._listing("recordings", viewer.recording_files)
             elif path == "/export.mp4" and viewer.recordings is not None:
                 self._export(viewer)
             elif path.startswith("/recordings/") and viewer.recordings is not None:
@@ -645,7 +795,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif path.startswith("/snapshots/") and viewer.snapshots is not None:
                 self._file(viewer.snapshot_path(path.removeprefix("/snapshots/")), "image/jpeg", "snapshot")
             elif path == "/clips.json" and viewer.clips is not None:
-                self._send(HTTPStatus.OK, "application/json", json.dumps({"files": viewer.clip_files()}).encode())
+                self._listing("clips", viewer.clip_files)
             elif path.startswith("/clips/") and viewer.clips is not None:
                 self._file(viewer.clip_path(path.removeprefix("/clips/")), "video/mp4", "clip")
             elif path.startswith("/heatmaps/") and path.endswith(".jpg") and viewer.heatmap is not None:
@@ -749,6 +899,17 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.INTERNAL_SERVER_ERROR, _TEXT, f"{exc}\n".encode())
                 return
             self._file(made, "video/mp4", "export", {"Content-Disposition": f'attachment; filename="{made.name}"'})
+
+    def _listing(self, what: str, files: Callable[[FilesQuery], dict[str, Any]]) -> None:
+        """``/recordings.json`` (``/clips.json``): the newest files; with any of ``stream``
+        (repeatable, or comma-separated), ``from`` and ``to`` (seconds since the epoch) and
+        ``limit`` (up to :data:`FILES_MOST`), those asked for (:class:`FilesQuery`)."""
+        try:
+            query = files_query(parse_qs(urlsplit(self.path).query))
+        except ValueError as exc:
+            self._send(HTTPStatus.BAD_REQUEST, _TEXT, f"{what}: {exc}\n".encode())
+            return
+        self._send(HTTPStatus.OK, "application/json", json.dumps(files(query)).encode())
 
     def _events(self, viewer: WebViewer) -> None:
         """``/events.json``: the newest events (``{"events": [...]}``); with any of ``stream``,
@@ -890,6 +1051,7 @@ PAGE = """<!doctype html>
   .files li { padding: 2px 0; } .files a { color: #9cf; } .files .playing { font-weight: bold; }
   .files .about { color: #999; margin-left: 8px; }
   .files li.objects a { color: #fd8; } .files.objects-only li:not(.objects) { display: none; }
+  .videos .more { color: #999; margin: 4px 0; }
   #events { padding: 0 12px 8px; }
   #shot, #clip { display: block; max-width: 100%; max-height: 60vh; margin-bottom: 8px; background: #000; }
   #happened { list-style: none; margin: 0; padding: 0; max-height: 40vh; overflow: auto; }
@@ -956,9 +1118,11 @@ title="the day after (after today: the last 24 hours)">▶</button></div>
 <span id="timeline-end"></span></div>
 <label id="objects-only-label" hidden><input type="checkbox" id="objects-only"> only the segments with objects</label>
 <video id="player" controls muted playsinline hidden></video><ul id="files" class="files"></ul>
+<p id="files-more" class="more" hidden>older recordings: pick their day on the timeline</p>
 </section>
 <section id="clips" class="videos" hidden>
 <video id="clip-player" controls muted playsinline hidden></video><ul id="clip-files" class="files"></ul>
+<p id="clip-files-more" class="more" hidden>older clips: not listed (an event's "clip" link plays its clip)</p>
 </section>
 <main id="tiles"></main>
 <script>
@@ -1314,51 +1478,84 @@ async function refresh() {
 function size(bytes) {
   return bytes >= 1e9 ? (bytes / 1e9).toFixed(2) + " GB" : (bytes / 1e6).toFixed(1) + " MB";
 }
-// The recordings' or the clips' files (``kind``), listed in ``listId``, played in ``playerId``.
-async function listVideos(kind, listId, playerId) {
+// The recordings' or the clips' files (``kind``): the newest (a line under them when there are
+// older ones: the timeline has those), listed and played in ``VIDEOS[kind]``.
+const VIDEOS = {recordings: ["files", "player"], clips: ["clip-files", "clip-player"]};
+async function listVideos(kind) {
   const response = await fetch(here + kind + ".json", {cache: "no-store"});
   if (!response.ok) return false;
-  const list = document.getElementById(listId);
-  list.replaceChildren();
-  const files = (await response.json()).files;
-  for (const f of files) {
-    const item = document.createElement("li");
-    const link = document.createElement("a");
-    link.href = here + kind + "/" + encodeURIComponent(f.name);
-    link.textContent = f.name;
-    item.dataset.stream = f.stream || "";
-    link.addEventListener("click", (event) => {
-      event.preventDefault();
-      const player = document.getElementById(playerId);
-      for (const other of list.querySelectorAll(".playing")) other.classList.remove("playing");
-      item.classList.add("playing");
-      player.src = link.href;
-      player.hidden = false;
-      player.play().catch(() => {});
-    });
-    const about = document.createElement("span");
-    about.className = "about";
-    about.textContent = [f.stream || "", f.objects ? "objects" : "", size(f.size),
-                         new Date(f.modified * 1000).toLocaleString()].filter(Boolean).join(" · ");
-    item.classList.toggle("objects", Boolean(f.objects));
-    item.append(link, about);
-    list.appendChild(item);
-  }
+  const listId = VIDEOS[kind][0], list = document.getElementById(listId);
+  const answer = await response.json();
+  list.replaceChildren(...answer.files.map((f) => videoItem(kind, f)));
+  document.getElementById(listId + "-more").hidden = !answer.more;
   if (kind === "recordings") {  // segments in which objects were seen (record_keep_objects): a filter
-    recordingFiles = files;
     document.getElementById("objects-only-label").hidden = !list.querySelector("li.objects");
-    exportStreams();
+    segmented = answer.segmented;
+    exportStreams(answer.streams);
   }
   return true;
 }
-// A recording played to its end goes on with the stream's next one (the list is newest first):
-// a day of segments plays as one video.
-document.getElementById("player").addEventListener("ended", () => {
-  const playing = document.querySelector("#files li.playing");
-  if (!playing || !playing.dataset.stream) return;
-  let next = playing.previousElementSibling;
-  while (next && next.dataset.stream !== playing.dataset.stream) next = next.previousElementSibling;
-  if (next) next.querySelector("a").click();
+function videoItem(kind, f) {
+  const item = document.createElement("li");
+  const link = document.createElement("a");
+  link.href = here + kind + "/" + encodeURIComponent(f.name);
+  link.textContent = f.name;
+  item.dataset.name = f.name;
+  link.addEventListener("click", (event) => {
+    event.preventDefault();
+    playVideo(kind, f);
+  });
+  const about = document.createElement("span");
+  about.className = "about";
+  about.textContent = [f.stream || "", f.objects ? "objects" : "", size(f.size),
+                       new Date(f.modified * 1000).toLocaleString()].filter(Boolean).join(" · ");
+  item.classList.toggle("objects", Boolean(f.objects));
+  item.append(link, about);
+  return item;
+}
+// File ``f`` played (from ``seconds`` into it), marked in its list when it is there.
+let playingFile = null;  // the recording the player plays (null: an export, or none yet)
+let seekTo = null;  // where the player goes once a file's metadata has come: {src, seconds}
+function playVideo(kind, f, seconds) {
+  const [listId, playerId] = VIDEOS[kind];
+  for (const item of document.getElementById(listId).children) {
+    item.classList.toggle("playing", item.dataset.name === f.name);
+  }
+  const player = document.getElementById(playerId);
+  player.src = here + kind + "/" + encodeURIComponent(f.name);
+  if (kind === "recordings") {
+    playingFile = f;
+    seekTo = seconds === undefined ? null : {src: player.src, seconds};
+  }
+  player.hidden = false;
+  player.play().catch(() => {});
+}
+document.getElementById("player").addEventListener("loadedmetadata", (event) => {
+  const player = event.target;
+  if (seekTo && seekTo.src === player.currentSrc) player.currentTime = Math.max(0, seekTo.seconds);  // (kept within)
+  seekTo = null;
+});
+// A recording played to its end goes on with its stream's next one in time, from the timeline's
+// files or else asked for (an old day's too): a day of segments plays as one video.
+function nextOf(ended, files) {
+  const at = (f) => f.start === null ? f.modified : f.start;
+  const after = (f, g) => at(f) > at(g) || (at(f) === at(g) && f.name > g.name);
+  return files.filter((f) => f.stream === ended.stream && after(f, ended))
+              .reduce((first, f) => first && !after(first, f) ? first : f, undefined);
+}
+document.getElementById("player").addEventListener("ended", async () => {
+  const ended = playingFile;
+  if (!ended || !ended.stream) return;
+  let next = recordingFiles.some((f) => f.name === ended.name) ? nextOf(ended, recordingFiles) : undefined;
+  for (const ahead of next ? [] : [86400, 600]) {  // a day on; its first 10 minutes if it is more than one answer
+    const response = await fetch(here + "recordings.json?" + new URLSearchParams(
+      {stream: ended.stream, from: ended.modified, to: ended.modified + ahead, limit: 5000}), {cache: "no-store"});
+    if (!response.ok) return;
+    const answer = await response.json();
+    next = nextOf(ended, answer.files);
+    if (!answer.more) break;
+  }
+  if (next && playingFile === ended) playVideo("recordings", next);
 });
 // A stream's recordings from one moment to another, cut into one MP4 by the server: played
 // here, and a link saves it. The moments are the browser's local time, as the files' names.
@@ -1368,8 +1565,10 @@ function localInput(date) {
 // The stream chosen above's recordings over time: the last 24 hours (from its first segment
 // at most), or a day chosen above it: a bar for each segment, yellow where objects were seen,
 // and the stream's events then as ticks; a click plays that moment, and makes the export the
-// minute around it.
-let recordingFiles = [];
+// minute around it. Its segments are asked for (the list holds only the newest files).
+let recordingFiles = [];  // the timeline's: the chosen stream's segments of the span it shows
+let drawing = 0;  // each drawing's number: the answer to one drawn again meanwhile is dropped
+let segmented = [];  // the streams with segments (with a timeline)
 function clock(seconds) {
   return new Date(seconds * 1000).toLocaleString();
 }
@@ -1384,17 +1583,24 @@ function dayStart(day, after) {  // the moment local day ``day`` begins (``after
 // stream's first segment at most).
 function timelineSpan(files) {
   const day = document.getElementById("timeline-day").value, now = Date.now() / 1000;
-  if (!day) return [Math.max(now - 86400, Math.min(...files.map((f) => f.start))), now];
+  if (!day) return [Math.max(now - 86400, Math.min(Infinity, ...files.map((f) => f.start))), now];
   const begin = dayStart(day, 0), next = dayStart(day, 1);
   return [begin, begin < now ? Math.min(next, now) : next];
 }
-function drawTimeline() {
+// Draws the timeline; true once drawn (false: not, or drawn again meanwhile).
+async function drawTimeline() {
   const bar = document.getElementById("timeline"), times = document.getElementById("timeline-times");
-  const stream = document.getElementById("export-stream").value;
-  const files = recordingFiles.filter((f) => f.stream === stream && f.start !== null);
-  document.getElementById("timeline-later").disabled = !document.getElementById("timeline-day").value;
-  bar.hidden = times.hidden = document.getElementById("timeline-days").hidden = !files.length;
-  if (!files.length) return;
+  const stream = document.getElementById("export-stream").value, day = document.getElementById("timeline-day").value;
+  const number = ++drawing;
+  document.getElementById("timeline-later").disabled = !day;
+  bar.hidden = times.hidden = document.getElementById("timeline-days").hidden = !segmented.includes(stream);
+  if (!segmented.includes(stream)) return false;
+  const asked = day ? {from: dayStart(day, 0), to: dayStart(day, 1)} : {from: Date.now() / 1000 - 86400};
+  const response = await fetch(here + "recordings.json?" + new URLSearchParams({stream: stream, ...asked,
+                                                                               limit: 5000}), {cache: "no-store"});
+  const files = response.ok ? (await response.json()).files.filter((f) => f.start !== null) : [];
+  if (number !== drawing) return false;
+  recordingFiles = files;
   const [begin, end] = timelineSpan(files);
   bar.dataset.begin = begin;
   bar.dataset.end = end;
@@ -1413,6 +1619,7 @@ function drawTimeline() {
   document.getElementById("timeline-begin").textContent = clock(begin);
   document.getElementById("timeline-end").textContent = clock(end);
   eventTicks(bar, stream, begin, end).catch(() => {});
+  return true;
 }
 // The stream's events then (searched: every one of a day, with --events every run's) as ticks
 // on its timeline, named as the events list names them.
@@ -1444,9 +1651,9 @@ function placeCursor(cursor, seconds) {
 // Another day on the timeline (``day`` "": the last 24 hours).
 function showDay(day) {
   document.getElementById("timeline-day").value = day;
-  drawTimeline();
+  drawTimeline().catch(() => {});
 }
-document.getElementById("timeline-day").addEventListener("change", drawTimeline);
+document.getElementById("timeline-day").addEventListener("change", () => drawTimeline().catch(() => {}));
 document.getElementById("timeline-earlier").addEventListener("click", () => {
   const day = document.getElementById("timeline-day").value || dayOf(Date.now() / 1000);  // (or today)
   showDay(dayOf(dayStart(day, -1)));
@@ -1463,7 +1670,7 @@ async function recordingAt(stream, seconds) {
   const section = document.getElementById("recordings");
   if (section.hidden) {
     section.hidden = false;
-    await listVideos("recordings", "files", "player");
+    await listVideos("recordings");
   }
   const select = document.getElementById("export-stream");
   if ([...select.options].some((option) => option.value === stream)) {
@@ -1471,24 +1678,15 @@ async function recordingAt(stream, seconds) {
     const day = document.getElementById("timeline-day");
     if (seconds < Date.now() / 1000 - 86400) day.value = dayOf(seconds);
     else if (day.value && (seconds < dayStart(day.value, 0) || seconds >= dayStart(day.value, 1))) day.value = "";
-    drawTimeline();
-    playAt(seconds);
+    if (await drawTimeline()) playAt(seconds);
   }
   section.scrollIntoView();
 }
 function playAt(seconds) {
-  const stream = document.getElementById("export-stream").value;
-  const files = recordingFiles.filter((f) => f.stream === stream && f.start !== null && f.modified >= seconds)
-                              .sort((a, b) => a.start - b.start);
+  const files = recordingFiles.filter((f) => f.modified >= seconds).sort((a, b) => a.start - b.start);
   const file = files.find((f) => f.start <= seconds) || files[0];  // or the next one after a gap
   if (!file) return;
-  const link = [...document.querySelectorAll("#files a")].find((a) => a.textContent === file.name);
-  if (!link) return;
-  const player = document.getElementById("player");
-  player.addEventListener("loadedmetadata", () => {
-    player.currentTime = Math.max(0, seconds - file.start);  // (the player keeps it within the video)
-  }, {once: true});
-  link.click();
+  playVideo("recordings", file, seconds - file.start);
   document.getElementById("timeline-at").textContent = clock(seconds);
   const bar = document.getElementById("timeline");
   let cursor = bar.querySelector(".cursor");
@@ -1506,16 +1704,14 @@ document.getElementById("timeline").addEventListener("click", (event) => {
   const begin = Number(bar.dataset.begin), end = Number(bar.dataset.end);
   playAt(begin + (end - begin) * (event.clientX - box.left) / box.width);
 });
-document.getElementById("export-stream").addEventListener("change", drawTimeline);
-function exportStreams() {
+document.getElementById("export-stream").addEventListener("change", () => drawTimeline().catch(() => {}));
+function exportStreams(names) {  // the streams with recordings (the server's answer's, not only the list's)
   const select = document.getElementById("export-stream");
-  const names = [...new Set([...document.querySelectorAll("#files li")].map((li) => li.dataset.stream)
-                              .filter(Boolean))].sort();
   const chosen = select.value;
   select.replaceChildren(...names.map((name) => new Option(name, name)));
   if (names.includes(chosen)) select.value = chosen;
   document.getElementById("export").hidden = !names.length;
-  drawTimeline();
+  drawTimeline().catch(() => {});
   const from = document.getElementById("export-from"), to = document.getElementById("export-to");
   if (!to.value) to.value = localInput(new Date());
   if (!from.value) from.value = localInput(new Date(Date.now() - 10 * 60000));
@@ -1543,6 +1739,7 @@ document.getElementById("export").addEventListener("submit", async (event) => {
   result.replaceChildren(link);
   const player = document.getElementById("player");
   for (const other of document.querySelectorAll("#files .playing")) other.classList.remove("playing");
+  playingFile = null;
   player.src = link.href;
   player.hidden = false;
   player.play().catch(() => {});
@@ -1550,31 +1747,31 @@ document.getElementById("export").addEventListener("submit", async (event) => {
 document.getElementById("objects-only").addEventListener("change", (event) => {
   document.getElementById("files").classList.toggle("objects-only", event.target.checked);
 });
-// A header button that opens a panel (listed by ``list``), shown when the page has one.
-function panel(name, list) {
+// A header button that opens a panel (listed by ``list``), shown when the page has one (when
+// ``probe`` answers).
+function panel(name, list, probe) {
   const button = document.getElementById("show-" + name);
   button.addEventListener("click", async () => {
     const section = document.getElementById(name);
     section.hidden = !section.hidden;
     if (!section.hidden) await list();
   });
-  fetch(here + name + ".json", {cache: "no-store"})
-    .then((response) => { button.hidden = !response.ok; }).catch(() => {});
+  fetch(here + probe, {cache: "no-store"}).then((response) => { button.hidden = !response.ok; }).catch(() => {});
 }
-panel("recordings", () => listVideos("recordings", "files", "player"));
+panel("recordings", () => listVideos("recordings"), "recordings.json?limit=1");
 // An address that names a moment (an event's recording_url: #recording=<stream>@<epoch seconds>)
 // opens the recordings there.
 function openNamedMoment() {
   const named = /^#recording=(.+)@([0-9.]+)$/.exec(location.hash);
   if (!named) return;
-  fetch(here + "recordings.json", {cache: "no-store"}).then((response) => {
+  fetch(here + "recordings.json?limit=1", {cache: "no-store"}).then((response) => {  // (whether there are any)
     if (response.ok) recordingAt(decodeURIComponent(named[1]), Number(named[2])).catch(() => {});
   }).catch(() => {});
 }
 window.addEventListener("hashchange", openNamedMoment);
 openNamedMoment();
-panel("clips", () => listVideos("clips", "clip-files", "clip-player"));
-panel("events", listEvents);
+panel("clips", () => listVideos("clips"), "clips.json?limit=1");
+panel("events", listEvents, "events.json");
 refresh();
 setInterval(refresh, 1000);
 </script>

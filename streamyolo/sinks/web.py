@@ -1595,6 +1595,7 @@ async function drawTimeline() {
   document.getElementById("timeline-later").disabled = !day;
   bar.hidden = times.hidden = document.getElementById("timeline-days").hidden = !segmented.includes(stream);
   if (!segmented.includes(stream)) return false;
+  for (const old of bar.querySelectorAll(".span, .tick")) old.remove();  // (another span's)
   const asked = day ? {from: dayStart(day, 0), to: dayStart(day, 1)} : {from: Date.now() / 1000 - 86400};
   const response = await fetch(here + "recordings.json?" + new URLSearchParams({stream: stream, ...asked,
                                                                                limit: 5000}), {cache: "no-store"});
@@ -1618,20 +1619,19 @@ async function drawTimeline() {
   if (cursor) placeCursor(cursor, Number(cursor.dataset.at));
   document.getElementById("timeline-begin").textContent = clock(begin);
   document.getElementById("timeline-end").textContent = clock(end);
-  eventTicks(bar, stream, begin, end).catch(() => {});
+  eventTicks(bar, number, begin, end, stream).catch(() => {});
   return true;
 }
 // The stream's events then (searched: every one of a day, with --events every run's) as ticks
 // on its timeline, named as the events list names them.
-async function eventTicks(bar, stream, begin, end) {
+async function eventTicks(bar, number, begin, end, stream) {
   // (a stream's first events come as it starts: up to a second before its first segment's name)
   const from = document.getElementById("timeline-day").value ? begin : Math.max(end - 86400, begin - 60);
   const response = await fetch(here + "events.json?" + new URLSearchParams(
     {stream: stream, from: from, to: end, limit: 5000}), {cache: "no-store"});
   if (!response.ok) return;
   const events = (await response.json()).events;
-  if (bar.dataset.begin !== String(begin) || bar.dataset.end !== String(end)
-      || document.getElementById("export-stream").value !== stream) return;  // redrawn meanwhile
+  if (number !== drawing) return;  // drawn again meanwhile
   for (const old of bar.querySelectorAll(".tick")) old.remove();
   for (const e of events) {
     const tick = document.createElement("div");

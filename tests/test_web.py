@@ -25,9 +25,10 @@ import cv2
 import numpy as np
 import pytest
 
+from streamyolo.clock import file_stamp
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError, OutputError
-from streamyolo.pipeline import Pipeline
+from streamyolo.pipeline import Pipeline, StreamReport
 from streamyolo.sinks.export import segment_start
 from streamyolo.sinks.web import WebViewer, parse_address
 from tests.conftest import need
@@ -1286,6 +1287,99 @@ def test_recordings_are_listed_and_served_with_byte_ranges(tmp_path: Path) -> No
         pipeline.start()
         assert pipeline.web_url is not None
         assert _get(pipeline.web_url + "recordings.json")[0] == 404
+
+
+def _listed(address: str) -> Any:
+    """``/recordings.json``'s (``/clips.json``'s) answer."""
+    status, kind, body = _get(address)
+    assert status == 200 and kind == "application/json", (status, body)
+    return json.loads(body)
+
+
+@pytest.mark.timeout(60)
+def test_a_listing_gives_the_newest_files_of_the_streams_and_span_asked_for(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """``/recordings.json`` (and ``/clips.json``): the newest files (``LIST_MOST``, or ``limit``),
+    with ``more`` when older ones were left out, and the run's streams that have any; with
+    ``stream``, ``from`` and ``to``, the files of those streams that hold some of that span (a
+    segment from its name's moment to its last write, another file at its last write); a bad
+    field is a one-line 400 naming it."""
+    rec, clips = tmp_path / "rec", tmp_path / "clips"
+    rec.mkdir()
+    clips.mkdir()
+    begins = time.time() // 60 * 60 - 2 * 86400  # ten-minute segments from two days ago
+
+    def write(folder: Path, name: str, modified: float) -> str:
+        (folder / name).write_bytes(name.encode())
+        os.utime(folder / name, (modified, modified))
+        return name
+
+    # cam's and cam-2's segments (each last written at its end), cam's unsegmented runs, a gone stream's.
+    cam = [write(rec, f"cam-{file_stamp(begins + 600 * i)}{'-objects' if i == 3 else ''}.mp4",
+                 begins + 600 * (i + 1)) for i in range(8)]
+    cam2 = [write(rec, f"cam-2-{file_stamp(begins + 600 * i + 30)}.mp4", begins + 600 * (i + 1) + 30) for i in range(8)]
+    whole, later = write(rec, "cam.mp4", begins + 1500), write(rec, "cam-3.mp4", begins + 7200)
+    gone = write(rec, f"gate-{file_stamp(begins)}.mp4", begins + 600)
+    (rec / "notes.txt").write_text("not a recording")
+    clipped = [write(clips, f"cam-{file_stamp(begins + 100 * i)}.mp4", begins + 100 * i + 20) for i in range(3)]
+    modified = {name: (rec / name).stat().st_mtime for name in [*cam, *cam2, whole, later, gone]}
+
+    def newest(*names: str) -> list[str]:
+        return sorted(names, key=lambda name: (-modified[name], name))
+
+    viewer = WebViewer("127.0.0.1:0", recordings=rec, clips=clips)
+    viewer.bind(lambda: [StreamReport(name, "", "streaming", 0, 0, 0, None) for name in ("cam", "cam-2", "idle")])
+    viewer.open()
+    try:
+        url = viewer.url
+
+        def names(query: dict[str, Any] | list[tuple[str, Any]], kind: str = "recordings") -> tuple[list[str], bool]:
+            answer = _listed(f"{url}{kind}.json?{urlencode(query)}")
+            assert answer["streams"] == answer["segmented"] == (["cam", "cam-2"] if kind == "recordings" else ["cam"])
+            return [f["name"] for f in answer["files"]], answer["more"]
+
+        # Every file, newest first, as before; the streams with recordings (not idle, not gate).
+        answer = _listed(url + "recordings.json")
+        assert [f["name"] for f in answer["files"]] == newest(*modified) and answer["more"] is False
+        by_name = {f["name"]: f for f in answer["files"]}
+        assert all(set(f) == {"name", "stream", "size", "modified", "objects", "start"} for f in answer["files"])
+        assert [by_name[n]["stream"] for n in (cam[0], cam2[0], whole, later, gone)] == ["cam", "cam-2", "cam", "cam",
+                                                                                         None]
+        assert by_name[cam[0]]["start"] == begins and by_name[whole]["start"] is None and by_name[cam[3]]["objects"]
+        assert by_name[cam[0]]["modified"] == begins + 600 and by_name[cam[0]]["size"] == len(cam[0])
+        # A span: the segments that cross its beginning and end are in it, those before and after not;
+        # an unsegmented file by its last write (at the beginning: in it).
+        since, until = begins + 1500, begins + 3300  # the middle of cam's 3rd segment to the middle of its 6th
+        assert names({"stream": "cam", "from": since, "to": until}) == (newest(*cam[2:6], whole), False)
+        # One that ends as the span begins is in it; one that starts as it ends is not.
+        assert names({"stream": "cam-2", "from": begins + 1830, "to": begins + 3030}) == (newest(*cam2[2:5]), False)
+        both = newest(*cam[2:6], whole, *cam2[2:6])
+        assert names({"stream": "cam,cam-2", "from": since, "to": until}) == (both, False)
+        assert names([("stream", "cam"), ("stream", "cam-2"), ("from", since), ("to", until)]) == (both, False)
+        assert names({"from": begins + 4200}) == (newest(cam[6], cam[7], cam2[6], cam2[7], later), False)
+        assert names({"stream": "cam", "to": begins + 600}) == ([cam[0]], False)
+        assert names({"stream": "idle"}) == names({"stream": "nope"}) == ([], False)
+        # The newest so many, and whether there were more.
+        assert names({"limit": 3}) == (newest(*modified)[:3], True)
+        assert names({"stream": "cam-2", "limit": 8}) == (newest(*cam2), False)
+        assert names({"stream": "cam-2", "limit": 7, "from": begins}) == (newest(*cam2)[:7], True)
+        monkeypatch.setattr("streamyolo.sinks.web.LIST_MOST", 4)
+        assert names({}) == (newest(*modified)[:4], True)
+        # Clips alike.
+        assert names({}, "clips") == (clipped[::-1], False)
+        assert names({"limit": 2}, "clips") == (clipped[:0:-1], True)
+        assert names({"from": begins + 100, "to": begins + 200}, "clips") == ([clipped[1]], False)
+        for kind, query, message in (
+                ("recordings", "from=soon", "recordings: from: 'soon' is not seconds since the epoch"),
+                ("recordings", "to=nan", "recordings: to: 'nan' is not seconds since the epoch"),
+                ("recordings", "stream=cam,", "recordings: stream: an empty name"),
+                ("recordings", "limit=0", "recordings: limit: '0' is not a number from 1 to 5000"),
+                ("recordings", "limit=5001", "recordings: limit: '5001' is not a number from 1 to 5000"),
+                ("recordings", "limit=ten", "recordings: limit: 'ten' is not a number from 1 to 5000"),
+                ("clips", "limit=-1", "clips: limit: '-1' is not a number from 1 to 5000")):
+            assert _get(f"{url}{kind}.json?{query}") == (400, "text/plain; charset=utf-8", f"{message}\n".encode())
+    finally:
+        viewer.close()
 
 
 def test_wide_frames_are_shrunk_before_drawing_with_their_boxes_scaled() -> None:

@@ -1076,6 +1076,71 @@ def test_the_timeline_shows_an_earlier_day_with_its_segments_and_every_event_of_
 
 
 @pytest.mark.timeout(180)
+def test_an_old_day_beyond_the_list_plays_from_its_timeline_and_goes_on_with_the_next_segments(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With more recordings than the list shows (its newest ``LIST_MOST``, then a line saying
+    where the older ones are), an old day's segments are on its timeline all the same: a click
+    plays one, and at its end the stream's next ones play, that day's and then the next day's
+    (asked for), none of them in the list."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    from tests.helpers import make_clip
+
+    monkeypatch.setattr("streamyolo.sinks.web.LIST_MOST", 5)
+    config, day, segment, _ = _with_an_earlier_day(tmp_path)
+    rec = Path(config["record"])
+    # After that day's segment (10:00 to 10:10), a short one, and one at the next midnight.
+    after = make_clip(rec / f"yard.2-{day:%Y%m%d}-101000.mp4", "yard.2", frames=3, size=(160, 120), fps=1)
+    os.utime(after, (_local(day, "10:10:03"), _local(day, "10:10:03")))
+    following = day + datetime.timedelta(days=1)
+    midnight = make_clip(rec / f"yard.2-{following:%Y%m%d}-000000.mp4", "yard.2", frames=3, size=(160, 120), fps=1)
+    os.utime(midnight, (_local(following, "00:00:03"), _local(following, "00:00:03")))
+    for minutes in range(1, 9):  # the list's: newer (a stream since gone)
+        (rec / f"gate-{file_stamp(time.time() - 60 * minutes)}.mp4").write_bytes(b"gate's")
+    with _page(config) as (_, driver):
+        until(lambda: driver.find_element(By.ID, "show-recordings").is_displayed(), 30, "the recordings button")
+        driver.find_element(By.ID, "show-recordings").click()
+        listed = until(lambda: driver.execute_script(
+            "const more = document.getElementById('files-more'); return !more.hidden && [more.textContent,"
+            " [...document.querySelectorAll('#files a')].map((a) => a.textContent)]"), 30, "the list, cut short")
+        assert listed[0] == "older recordings: pick their day on the timeline" and len(listed[1]) == 5, listed
+        assert not {segment.name, after.name, midnight.name} & set(listed[1]), listed
+        # That day on the timeline: its segments, asked for.
+        for _ in range(EARLIER):
+            driver.find_element(By.ID, "timeline-earlier").click()
+        shown = ("return [document.getElementById('timeline-day').value,"
+                 " [...document.querySelectorAll('#timeline .span')].map((s) => s.title).sort()]")
+        try:
+            until(lambda: driver.execute_script(shown) == [day.isoformat(), [segment.name, after.name]], 30,
+                  "that day's segments on the timeline")
+        except AssertionError:
+            raise AssertionError(f"the timeline shows {driver.execute_script(shown)}") from None
+        # A click on the first plays it from there (held as it starts: the test looks where it is).
+        player = driver.find_element(By.ID, "player")
+        driver.execute_script("const v = arguments[0]; window.loaded = [];"
+                              "v.addEventListener('loadstart', () => window.loaded.push(v.currentSrc));"
+                              "v.addEventListener('play', () => v.pause(), {once: true});", player)
+        first = next(span for span in driver.find_elements(By.CSS_SELECTOR, "#timeline .span")
+                     if span.get_attribute("title") == segment.name)
+        ActionChains(driver).move_to_element(first).click().perform()
+        moment = until(lambda: driver.execute_script(
+            "const v = arguments[0]; return v.readyState >= 2 && !v.seeking"
+            " && v.currentSrc.endsWith('/' + arguments[1]) && v.currentTime", player, segment.name), 30,
+            "the old segment playing")
+        assert 60 < moment < 540, moment  # about its middle (a pixel of the day's bar is a minute or so)
+        # Played to its end, it goes on with the day's next segment, and then with the next day's.
+        driver.execute_script("const v = arguments[0]; v.currentTime = v.duration - 0.5; v.play();", player)
+        loaded = until(lambda: (seen := driver.execute_script("return window.loaded")) and len(seen) >= 3 and seen,
+                       60, "the next segments loaded")
+        assert [source.rsplit("/", 1)[-1] for source in loaded] == [segment.name, after.name, midnight.name], loaded
+        until(lambda: driver.execute_script(
+            "const v = arguments[0]; return v.readyState >= 2 && v.currentSrc.endsWith('/' + arguments[1])"
+            " && v.error === null", player, midnight.name), 30, "the next day's segment playing")
+        assert driver.execute_script("return document.querySelectorAll('#files .playing').length") == 0
+
+
+@pytest.mark.timeout(180)
 def test_the_events_search_lists_an_earlier_days_events_until_the_newest_are_asked_for(tmp_path: Path) -> None:
     """The events panel searches the events file (an earlier run's events too): by stream,
     kind, class (name or id) and time; its results stay while new events come, until

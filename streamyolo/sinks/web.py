@@ -1593,8 +1593,11 @@ async function drawTimeline() {
   const stream = document.getElementById("export-stream").value, day = document.getElementById("timeline-day").value;
   const number = ++drawing;
   document.getElementById("timeline-later").disabled = !day;
-  bar.hidden = times.hidden = document.getElementById("timeline-days").hidden = !segmented.includes(stream);
-  if (!segmented.includes(stream)) return false;
+  const parts = [bar, times, document.getElementById("timeline-days")];
+  if (!segmented.includes(stream)) {
+    for (const part of parts) part.hidden = true;
+    return false;
+  }
   for (const old of bar.querySelectorAll(".span, .tick")) old.remove();  // (another span's)
   const asked = day ? {from: dayStart(day, 0), to: dayStart(day, 1)} : {from: Date.now() / 1000 - 86400};
   const response = await fetch(here + "recordings.json?" + new URLSearchParams({stream: stream, ...asked,
@@ -1619,6 +1622,7 @@ async function drawTimeline() {
   if (cursor) placeCursor(cursor, Number(cursor.dataset.at));
   document.getElementById("timeline-begin").textContent = clock(begin);
   document.getElementById("timeline-end").textContent = clock(end);
+  for (const part of parts) part.hidden = false;  // (once drawn: shown meanwhile, it stays)
   eventTicks(bar, number, begin, end, stream).catch(() => {});
   return true;
 }

@@ -178,10 +178,11 @@ def _file_in(folder: Path | None, name: str, suffix: str) -> Path | None:
 @dataclass(frozen=True, slots=True)
 class FilesQuery:
     """Which files of a folder of videos a listing gives (``/recordings.json``, ``/clips.json``):
-    those of ``streams`` (``None``: every file) that hold some of the span from ``since``
-    (seconds since the epoch, included) to ``until`` (excluded; ``None``: open), the newest
-    ``limit`` of them (``None``: :data:`LIST_MOST`). A segment holds its name's moment to its
-    last write, another file only the moment of its last write.
+    those of ``streams`` (the run's, as each file's ``stream`` says; ``None``: every file) that
+    hold some of the span from ``since`` (seconds since the epoch, included) to ``until``
+    (excluded; ``None``: open), the newest ``limit`` of them (``None``: :data:`LIST_MOST`). A
+    segment holds its name's moment to its last write, another file only the moment of its last
+    write.
 
     >>> span = FilesQuery(since=100.0, until=200.0)
     >>> span.holds(50.0, 150.0), span.holds(50.0, 99.0), span.holds(200.0, 250.0), span.holds(None, 150.0)
@@ -238,6 +239,8 @@ def _a_video(entry: os.DirEntry[str]) -> bool:
 
 
 def _start_or_earliest(name: str) -> float:
+    """A segment's start by its name; a name with no real time in it as the earliest (looking
+    for a span's end, it errs towards looking at more files)."""
     start = segment_start(name)
     return -math.inf if start is None else start
 
@@ -438,14 +441,15 @@ class WebViewer:
         return self._videos(self.clips, query or FilesQuery())
 
     def _videos(self, folder: Path | None, query: FilesQuery) -> dict[str, Any]:
-        names = sorted(self.stream_names(), key=len, reverse=True)  # "cam-2" before "cam"
+        nothing: dict[str, Any] = {"files": [], "more": False, "streams": [], "segmented": []}
+        if folder is None:
+            return nothing
         try:
-            if folder is None:
-                raise FileNotFoundError
             with os.scandir(folder) as entries:  # the one look at the folder; files' times as needed
                 videos = [entry.name for entry in entries if _a_video(entry)]
         except OSError:
-            return {"files": [], "more": False, "streams": [], "segmented": []}
+            return nothing
+        names = sorted(self.stream_names(), key=len, reverse=True)  # "cam-2" before "cam"
         owners: dict[str, str | None] = {}  # each file's stream
         sequences: dict[str, str | None] = {}  # each sequence's (a segment's name up to its time: its stream's)
         runs: dict[str, list[str]] = {}  # the segments of each sequence asked for
@@ -453,11 +457,13 @@ class WebViewer:
         for video in videos:
             stamp = _STAMPED.search(video)
             sequence = None if stamp is None else video[:stamp.start()]
-            if sequence is None or sequence not in sequences:
+            if sequence is not None and sequence in sequences:
+                owner = sequences[sequence]  # (a sequence's files are one stream's: matched once)
+            else:
                 owner = next((n for n in names if video.startswith(n) and recording_of(video, n)), None)
                 if sequence is not None:
                     sequences[sequence] = owner
-            owner = owners[video] = owner if sequence is None else sequences[sequence]
+            owners[video] = owner
             if query.streams is not None and owner not in query.streams:
                 continue
             if sequence is None:

@@ -1087,7 +1087,7 @@ def test_an_old_day_beyond_the_list_plays_from_its_timeline_and_goes_on_with_the
 
     from tests.helpers import make_clip
 
-    monkeypatch.setattr("streamyolo.sinks.web.LIST_MOST", 5)
+    monkeypatch.setattr("streamyolo.sinks.listing.LIST_MOST", 5)
     config, day, segment, _ = _with_an_earlier_day(tmp_path)
     rec = Path(config["record"])
     # After that day's segment (10:00 to 10:10), a short one, and one at the next midnight.
@@ -1428,7 +1428,7 @@ def test_a_listing_gives_the_newest_files_of_the_streams_and_span_asked_for(tmp_
         assert names({"limit": 3}) == (newest(*modified)[:3], True)
         assert names({"stream": "cam-2", "limit": 8}) == (newest(*cam2), False)
         assert names({"stream": "cam-2", "limit": 7, "from": begins}) == (newest(*cam2)[:7], True)
-        monkeypatch.setattr("streamyolo.sinks.web.LIST_MOST", 4)
+        monkeypatch.setattr("streamyolo.sinks.listing.LIST_MOST", 4)
         assert names({}) == (newest(*modified)[:4], True)
         # Clips alike.
         assert names({}, "clips") == (clipped[::-1], False)

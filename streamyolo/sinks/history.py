@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import heapq
 import json
+import math
 import re
 import time
 from collections import Counter
@@ -340,16 +341,40 @@ def parse_kinds(values: Collection[str] | None, what: str) -> frozenset[str] | N
     return kinds
 
 
-def events_query(fields: Mapping[str, list[str]]) -> EventQuery:
-    """The query of a request's fields (the web page's ``/events.json?stream=…&from=…``):
-    ``stream``, ``event``, ``class`` (repeatable or comma-separated), ``from`` and ``to``
-    (seconds since the epoch). Raises ``ValueError`` naming the field at fault."""
+def span_of(fields: Mapping[str, list[str]]) -> tuple[float | None, float | None]:
+    """A request's ``from`` and ``to`` (seconds since the epoch; ``None`` where not given).
+    Raises ``ValueError`` naming the field at fault.
+
+    >>> span_of({"from": ["100.5"]})
+    (100.5, None)
+    """
     moments: list[float | None] = []
     for key in ("from", "to"):
         given = (fields.get(key) or [""])[0]
         try:
-            moments.append(float(given) if given else None)
+            moment = float(given) if given else None
         except ValueError:
-            raise ValueError(f"{key}: {given!r} is not seconds since the epoch") from None
-    return EventQuery(moments[0], moments[1], parse_names(fields.get("stream"), "stream"),
+            moment = math.nan
+        if moment is not None and not math.isfinite(moment):
+            raise ValueError(f"{key}: {given!r} is not seconds since the epoch")
+        moments.append(moment)
+    return moments[0], moments[1]
+
+
+def limit_of(fields: Mapping[str, list[str]], most: int) -> int | None:
+    """A request's ``limit``, from 1 to ``most`` (``None``: not given). Raises ``ValueError``
+    naming it when it is not one."""
+    given = (fields.get("limit") or [""])[0]
+    limit = int(given) if re.fullmatch(r"[0-9]{1,9}", given) else None
+    if "limit" in fields and (limit is None or not 0 < limit <= most):
+        raise ValueError(f"limit: {given!r} is not a number from 1 to {most}")
+    return limit
+
+
+def events_query(fields: Mapping[str, list[str]]) -> EventQuery:
+    """The query of a request's fields (the web page's ``/events.json?stream=…&from=…``):
+    ``stream``, ``event``, ``class`` (repeatable or comma-separated), ``from`` and ``to``
+    (seconds since the epoch). Raises ``ValueError`` naming the field at fault."""
+    since, until = span_of(fields)
+    return EventQuery(since, until, parse_names(fields.get("stream"), "stream"),
                       parse_kinds(fields.get("event"), "event"), parse_names(fields.get("class"), "class"))

@@ -261,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--count", action="store_true",
                         help="count them, by stream, kind, where (line and direction, zone, state) and class, "
                              "instead of listing them")
+    events.add_argument("--newest", type=int, metavar="N",
+                        help="only the newest N that match (found from the end of the file, fast however long "
+                             "it is), listed oldest first")
     events.add_argument("--by", choices=["hour", "day"], help="count in each local hour or day (a --count by the hour)")
     events.add_argument("--csv", action="store_true", help="the counts as CSV, for a spreadsheet (a --count)")
     demo = commands.add_parser(
@@ -630,7 +633,15 @@ def _moments(start: str | None, last: str | None, end: str | None) -> tuple[floa
 
 def command_events(args: argparse.Namespace) -> int:
     from streamyolo.config import build_config
-    from streamyolo.sinks.history import EventQuery, count_rows, count_table, parse_kinds, parse_names, read_events
+    from streamyolo.sinks.history import (
+        EventQuery,
+        count_rows,
+        count_table,
+        find_events,
+        parse_kinds,
+        parse_names,
+        read_events,
+    )
 
     path = Path(args.events)
     if path.suffix.lower() in (".yaml", ".yml"):  # the run's config: its events file
@@ -644,8 +655,10 @@ def command_events(args: argparse.Namespace) -> int:
                            parse_names(args.classes, "--class"))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if args.newest is not None and args.newest < 1:
+        raise ConfigError(f"--newest: {args.newest} is not a number of events (1 or more)")
     try:
-        found = read_events(path, query)
+        found = read_events(path, query) if args.newest is None else reversed(find_events(path, query, args.newest)[0])
         if args.csv:
             rows = count_rows(found, args.by)
             total = int(rows[-1][-1])

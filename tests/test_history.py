@@ -229,6 +229,8 @@ def test_every_runs_events_are_searched_from_the_page_and_the_command_line(
         "hall    state  streaming              2",
         "total                                10"]
     assert events(str(path), "--from", str(since), "--to", str(until), "--class", "0")[1].count("\n") == 3
+    assert events(str(path), "--newest", "3", "--stream", "hall") == (0, "".join(  # the newest 3, in time order
+        json.dumps(e, separators=(",", ":")) + "\n" for e in written[-3:]))
     caplog.clear()
     assert events(str(path), "--stream", "door") == (1, "")
     assert "no events in" in caplog.text
@@ -239,6 +241,7 @@ def test_every_runs_events_are_searched_from_the_page_and_the_command_line(
     (["--stream", "a,"], "--stream: an empty name"),
     (["--from", "tomorrow"], "--from: 'tomorrow' is not a moment"),
     (["--last", "soon"], "--last: "),
+    (["--newest", "0"], "--newest: 0 is not a number of events (1 or more)"),
 ])
 def test_a_bad_search_is_a_one_line_error_naming_its_flag(tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                                           args: list[str], message: str) -> None:

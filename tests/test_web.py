@@ -1212,8 +1212,11 @@ def test_the_events_search_lists_an_earlier_days_events_until_the_newest_are_ask
         shows("2 events found", ["yard.2: person #3 entered drive", "yard.2: car #2 entered drive"])
         # More than a search lists (500): its newest, and a line saying so.
         search(on=day - datetime.timedelta(days=2))
-        shows("500 events found, the newest: older ones match too (narrow the search)",
+        shows("500 events found, the newest: older ones match too (narrow the search, or: older)",
               [f"gate: {('reconnecting', 'streaming')[index % 2]}" for index in range(599, 99, -1)])
+        driver.find_element(By.ID, "event-older").click()  # the next page: the 100 before them
+        shows("600 events found", [f"gate: {('reconnecting', 'streaming')[index % 2]}" for index in range(599, -1, -1)])
+        assert not driver.find_element(By.ID, "event-older").is_displayed()
         # An old event's recording: the timeline of its day, at its moment.
         search(stream="yard.2", kind="line")
         shows("1 event found", ["yard.2: person #1 crossed door (in)"])

@@ -51,6 +51,7 @@ PAGE = """<!doctype html>
               border: 1px solid #555; }
   #event-search { margin: 4px 0; color: #999; } #event-found { color: #999; margin: 4px 0; }
   #event-found.failed { color: #f88; } #event-found:empty { display: none; }
+  #event-older { font: inherit; color: #eee; background: #222; border: 1px solid #555; margin-top: 4px; }
   .picture { position: relative; }
   .picture svg { position: absolute; inset: 0; width: 100%; height: 100%; pointer-events: none; }
   .picture polygon { fill: rgba(255, 215, 0, 0.2); stroke: #fd0; stroke-width: 2; vector-effect: non-scaling-stroke; }
@@ -93,7 +94,9 @@ from <input type="datetime-local" id="event-from" step="1"> to <input type="date
 <button id="event-find">search</button>
 <button type="button" id="event-newest" hidden title="the newest events, as they come">newest</button></form>
 <div id="event-found"></div>
-<ol id="happened"></ol></section>
+<ol id="happened"></ol>
+<button type="button" id="event-older" hidden title="the search's next events: older than those shown">older</button>
+</section>
 <section id="recordings" class="videos" hidden>
 <form id="export" title="the stream's recordings then, cut into one MP4 (up to an hour)">export
 <select id="export-stream"></select> from <input type="datetime-local" id="export-from" step="1" required>
@@ -419,17 +422,20 @@ function searchFields() {
   fields.set("limit", SEARCH_LIMIT);
   return fields;
 }
-document.getElementById("event-search").addEventListener("submit", async (submit) => {
-  submit.preventDefault();
+// A search's answer shown (``older``: its next page, after those shown).
+let results = [];  // the search's events shown, newest first
+let lastSearch = null;  // its fields, for "older"
+async function runSearch(fields, older) {
   const question = ++asked;
   searching = true;
   const found = document.getElementById("event-found");
   found.className = "";
   found.textContent = "searching…";
   document.getElementById("event-newest").hidden = false;
+  document.getElementById("event-older").hidden = true;
   let answer;
   try {
-    const response = await fetch(here + "events.json?" + searchFields(), {cache: "no-store"});
+    const response = await fetch(here + "events.json?" + fields, {cache: "no-store"});
     answer = response.ok ? await response.json() : (await response.text()).trim();
   } catch (error) {
     answer = "events search: " + error;
@@ -438,19 +444,37 @@ document.getElementById("event-search").addEventListener("submit", async (submit
   if (typeof answer === "string") {  // what was wrong with it (400), as the server says
     found.className = "failed";
     found.textContent = answer;
+    results = [];
     showEvents([]);
     return;
   }
-  const count = answer.events.length;
+  const shown = new Set(older ? results.map((e) => JSON.stringify(e)) : []);
+  results = (older ? results : []).concat(answer.events.filter((e) => !shown.has(JSON.stringify(e))));
+  const count = results.length;
   found.textContent = count + (count === 1 ? " event" : " events") + " found" + (answer.more
-    ? ", the newest: older ones match too (narrow the search)" : "");
-  showEvents(answer.events);
+    ? ", the newest: older ones match too (narrow the search, or: older)" : "");
+  document.getElementById("event-older").hidden = !answer.more;
+  showEvents(results);
+}
+document.getElementById("event-search").addEventListener("submit", (submit) => {
+  submit.preventDefault();
+  lastSearch = searchFields();
+  runSearch(lastSearch, false).catch(() => {});
+});
+// The next page of a search: the events before the oldest shown (those of its very moment
+// again, less the ones shown).
+document.getElementById("event-older").addEventListener("click", () => {
+  if (!results.length || !lastSearch) return;
+  const fields = new URLSearchParams(lastSearch);
+  fields.set("to", results[results.length - 1].time + 0.001);
+  runSearch(fields, true).catch(() => {});
 });
 document.getElementById("event-newest").addEventListener("click", () => {
   asked++;
   searching = false;
   listed = "";
   document.getElementById("event-newest").hidden = true;
+  document.getElementById("event-older").hidden = true;
   document.getElementById("event-found").textContent = "";
   listEvents().catch(() => {});
 });

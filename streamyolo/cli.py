@@ -577,14 +577,14 @@ def command_export(args: argparse.Namespace) -> int:
     from streamyolo.config import build_config
     from streamyolo.sinks.export import NothingRecorded, default_name, export
 
-    folder = Path(args.recordings)
+    folder, config = Path(args.recordings), None
     if folder.is_file():  # the run's config: its record folder
         cfg = build_config(folder)
         if cfg.record is None:
             raise ConfigError(f"config {str(folder)!r} records nothing (no 'record' folder): give the folder")
-        folder = Path(cfg.record)
-    elif not folder.is_dir():
-        raise OutputError(f"recordings folder {str(folder)!r} does not exist")
+        folder, config = Path(cfg.record), folder
+    if not folder.is_dir():
+        raise _missing("recordings folder", folder, config)
 
     start, end = _moments(args.start, args.last, args.end)
     assert start is not None and end is not None  # --from or --last is required, --to is now if not given
@@ -631,6 +631,14 @@ def _moments(start: str | None, last: str | None, end: str | None) -> tuple[floa
     return (None if start is None else moment("--from", lambda: parse_moment(start))), until
 
 
+def _missing(what: str, path: Path, config: Path | None) -> OutputError:
+    """``what`` at ``path`` does not exist; for a relative path read from ``config``, where it was
+    looked for: the current folder, which need not be the run's (a service's ``WorkingDirectory``)."""
+    where = ("" if config is None or path.is_absolute()
+             else f" (config {str(config)!r} names it relative: looked for in the current folder {os.getcwd()})")
+    return OutputError(f"{what} {str(path)!r} does not exist{where}")
+
+
 def command_events(args: argparse.Namespace) -> int:
     from streamyolo.config import build_config
     from streamyolo.sinks.history import (
@@ -643,12 +651,12 @@ def command_events(args: argparse.Namespace) -> int:
         read_events,
     )
 
-    path = Path(args.events)
+    path, config = Path(args.events), None
     if path.suffix.lower() in (".yaml", ".yml"):  # the run's config: its events file
         cfg = build_config(path)
         if cfg.events is None:
             raise ConfigError(f"config {str(path)!r} writes no events file (no 'events' key): give the file")
-        path = Path(cfg.events)
+        path, config = Path(cfg.events), path
     since, until = _moments(args.start, args.last, args.end)
     try:
         query = EventQuery(since, until, parse_names(args.streams, "--stream"), parse_kinds(args.kinds, "--event"),
@@ -675,7 +683,7 @@ def command_events(args: argparse.Namespace) -> int:
                 total += 1
             sys.stdout.flush()
     except FileNotFoundError:
-        raise OutputError(f"events file {str(path)!r} does not exist") from None
+        raise _missing("events file", path, config) from None
     except OSError as exc:
         raise OutputError(f"cannot read events file {str(path)!r}: {exc.strerror or exc}") from None
     if not total:

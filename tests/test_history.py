@@ -258,6 +258,14 @@ def test_an_events_file_that_is_not_there_or_not_written_is_a_one_line_error(
     config.write_text("streams: [synthetic:]\n")
     assert cli.main(["events", str(config)]) == cli.EXIT_USAGE
     assert f"config '{config}' writes no events file (no 'events' key): give the file" in caplog.text
+    # A relative path in the config is looked for where the command runs, not where the run did.
+    config.write_text("streams: [synthetic:]\nevents: logs/events.jsonl\nrecord: rec\n")
+    for command in (["events", str(config)], ["export", str(config), "--stream", "cam", "--last", "1m"]):
+        caplog.clear()
+        assert cli.main(command) == cli.EXIT_USAGE
+        what = "events file 'logs/events.jsonl'" if command[0] == "events" else "recordings folder 'rec'"
+        assert (f"{what} does not exist (config '{config}' names it relative: looked for in the current folder "
+                f"{os.getcwd()})") in caplog.text
 
 
 def test_counts_by_the_hour_or_the_day_and_as_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -292,6 +292,12 @@ def test_counts_by_the_hour_or_the_day_and_as_csv(tmp_path: Path, capsys: pytest
         "2026-12-05 11:00  gate    line   gate in   person      2",
         "2026-12-05 11:00  gate    line   gate out  person      1",
         "total                                                 10"]
+    # Asked for a span, every hour of it has its rows, 0 where nobody came.
+    hours = events("--by", "hour", "--from", "2026-12-05 07:00", "--to", "2026-12-05 10:00", "--csv")
+    assert hours == ["hour,stream,event,where,class,count",
+                     "2026-12-05 07:00,gate,line,gate in,person,0", "2026-12-05 07:00,gate,line,gate out,person,0",
+                     "2026-12-05 08:00,gate,line,gate in,person,1", "2026-12-05 08:00,gate,line,gate out,person,1",
+                     "2026-12-05 09:00,gate,line,gate in,person,2", "2026-12-05 09:00,gate,line,gate out,person,1"]
     assert events("--by", "day", "--csv", "--from", "2026-12-05 09:00") == [
         "day,stream,event,where,class,count", "2026-12-05,gate,line,gate in,person,5",
         "2026-12-05,gate,line,gate out,person,3"]

@@ -282,21 +282,57 @@ PERIODS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d"}
 """What ``--by`` counts events in, and how each is written (local time)."""
 
 
-def count_rows(events: Iterable[Mapping[str, Any]], by: str | None = None) -> list[tuple[str, ...]]:
+def periods(by: str, first: float, last: float) -> list[str]:
+    """Every local hour or day (``by``) from the one holding ``first`` to the one holding
+    ``last`` (seconds since the epoch), as :data:`PERIODS` writes them; a clock change is
+    counted as the clock shows it.
+
+    >>> import time as t
+    >>> start = t.mktime((2026, 12, 5, 22, 30, 0, 0, 0, -1))
+    >>> periods("hour", start, start + 3 * 3600)
+    ['2026-12-05 22:00', '2026-12-05 23:00', '2026-12-06 00:00', '2026-12-06 01:00']
+    """
+    at = time.localtime(first)
+    moment = time.mktime((at.tm_year, at.tm_mon, at.tm_mday, at.tm_hour if by == "hour" else 0, 0, 0, 0, 0, -1))
+    found: list[str] = []
+    while moment <= last:
+        name = time.strftime(PERIODS[by], time.localtime(moment))
+        if not found or found[-1] != name:
+            found.append(name)
+        at = time.localtime(moment)
+        after = time.mktime((at.tm_year, at.tm_mon, at.tm_mday + (by == "day"), at.tm_hour + (by == "hour"), 0, 0,
+                             0, 0, -1))
+        moment = after if after > moment else moment + 3600  # (an hour the clock shows twice)
+    return found
+
+
+def count_rows(events: Iterable[Mapping[str, Any]], by: str | None = None,
+               span: tuple[float | None, float | None] = (None, None)) -> list[tuple[str, ...]]:
     """``events`` counted by stream, kind, :func:`where` and class (and first by the local
     hour or day each happened in: ``by``, one of :data:`PERIODS`): a header, a row per count in
-    order, and the total.
+    order, and the total. By hour or day, every period of ``span`` (its ends, where given, else
+    the first and last event's) has a row for each thing counted, 0 where nothing happened:
+    a day's footfall has its 24 hours.
 
     >>> count_rows([{"time": 0, "stream": "door", "event": "enter", "zone": "hall", "name": "person"}] * 2)[1:]
     [('door', 'enter', 'hall', 'person', '2'), ('total', '', '', '', '2')]
     """
     counts: Counter[tuple[str, ...]] = Counter()
+    seen: list[float] = []
     for event in events:
         key: tuple[str, ...] = (str(event.get("stream", "")), str(event.get("event", "")), where(event),
                                 str(event.get("name", event.get("cls", ""))))
         if by is not None:
-            key = (time.strftime(PERIODS[by], time.localtime(float(event["time"]))), *key)
+            moment = float(event["time"])
+            seen = [min(seen[0], moment), max(seen[1], moment)] if seen else [moment, moment]
+            key = (time.strftime(PERIODS[by], time.localtime(moment)), *key)
         counts[key] += 1
+    if by is not None and seen:
+        first = seen[0] if span[0] is None else span[0]
+        last = seen[1] if span[1] is None else span[1] - 0.001  # (the span's end is not in it)
+        for things in {key[1:] for key in counts}:
+            for period in periods(by, first, last):
+                counts.setdefault((period, *things), 0)
     header: tuple[str, ...] = ("stream", "event", "where", "class", "count")
     rows = [(by, *header) if by is not None else header]
     rows += [(*key, str(count)) for key, count in sorted(counts.items())]
@@ -304,9 +340,10 @@ def count_rows(events: Iterable[Mapping[str, Any]], by: str | None = None) -> li
     return rows
 
 
-def count_table(events: Iterable[Mapping[str, Any]], by: str | None = None) -> tuple[str, int]:
+def count_table(events: Iterable[Mapping[str, Any]], by: str | None = None,
+                span: tuple[float | None, float | None] = (None, None)) -> tuple[str, int]:
     """:func:`count_rows` as an aligned table (counts to the right), and how many events there were."""
-    rows = count_rows(events, by)
+    rows = count_rows(events, by, span)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.rjust(width) if i == len(row) - 1 else cell.ljust(width) for i, (cell, width)
                        in enumerate(zip(row, widths, strict=True))).rstrip() for row in rows]

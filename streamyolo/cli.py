@@ -668,12 +668,12 @@ def command_events(args: argparse.Namespace) -> int:
     try:
         found = read_events(path, query) if args.newest is None else reversed(find_events(path, query, args.newest)[0])
         if args.csv:
-            rows = count_rows(found, args.by)
+            rows = count_rows(found, args.by, (since, until))
             total = int(rows[-1][-1])
             if total:
                 csv.writer(sys.stdout, lineterminator="\n").writerows(rows[:-1])
         elif args.count or args.by:
-            table, total = count_table(found, args.by)
+            table, total = count_table(found, args.by, (since, until))
             if total:
                 print(table, flush=True)
         else:

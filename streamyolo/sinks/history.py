@@ -117,8 +117,8 @@ def find_events(path: Path, query: EventQuery, limit: int) -> tuple[list[dict[st
             if query.matches(event):
                 found.append((moment, (-age, -order), event))
                 if floor is None and len(found) > limit:
-                    floor = heapq.nlargest(limit + 1, found, key=_recent)[-1][0]
-    found.sort(key=_recent, reverse=True)
+                    floor = heapq.nlargest(limit + 1, found)[-1][0]
+    found.sort(reverse=True)  # (time, recency) tell every two apart: the events are never compared
     return [event for _, _, event in found[:limit]], len(found) > limit
 
 
@@ -145,8 +145,7 @@ def read_events(path: Path, query: EventQuery) -> Iterator[dict[str, Any]]:
 
 def _newest_first(path: Path, query: EventQuery, limit: int) -> Iterator[dict[str, Any]]:
     """The events of one file that may be ``query``'s, about the newest first: a plain file's
-    span read backwards; a compressed file (read whole) its newest ``limit`` + 1 that match,
-    then the line that would have come next (for :func:`find_events`' floor)."""
+    span read backwards; of a compressed file (read whole), the newest ``limit`` + 1 that match."""
     with _open(path) as file:
         if not _compressed(path):
             start = _position(file, query.since - SLACK) if query.since is not None else 0
@@ -160,10 +159,6 @@ def _newest_first(path: Path, query: EventQuery, limit: int) -> Iterator[dict[st
                     if event is not None and query.matches(event))
         yield from (event for _, _, event in heapq.nlargest(limit + 1, ((float(e["time"]), n, e)
                                                                       for n, e in enumerate(matching))))
-
-
-def _recent(item: tuple[float, tuple[int, int], dict[str, Any]]) -> tuple[float, tuple[int, int]]:
-    return item[0], item[1]
 
 
 def _last_time(path: Path) -> float | None:

@@ -39,9 +39,9 @@ A small HTTP server (the standard library's, one thread per client) serves:
   ``{"ok", "ready", "hung"}`` (:meth:`Pipeline.liveness
   <streamyolo.pipeline.pipeline.Pipeline.liveness>`);
 - with ``recordings`` (the recording folder): ``/recordings.json``, the newest
-  :data:`~streamyolo.sinks.listing.LIST_MOST` MP4s in it (``{"files": [{name, stream, size, modified,
-  objects, start}, …],
-  "more": bool, "streams": […], "segmented": […]}``, newest first, ``stream`` the stream it
+  :data:`~streamyolo.sinks.listing.LIST_MOST` MP4s in it (``{"files": [{name, stream, size,
+  modified, objects, start}, …], "more": bool, "streams": […], "segmented": […]}``, newest
+  first, ``stream`` the stream it
   belongs to, ``objects`` whether it is a segment in which objects were seen:
   ``record_keep_objects``, ``start`` when a segment starts, by its name; ``more``: older ones
   left out; ``streams``: the streams with recordings there), and

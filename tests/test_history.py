@@ -268,13 +268,20 @@ def test_an_events_file_that_is_not_there_or_not_written_is_a_one_line_error(
                 f"{os.getcwd()})") in caplog.text
 
 
-def test_counts_by_the_hour_or_the_day_and_as_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A gate's line crossed ten times between 08:10 and 11:55 (local time), every third time out."""
+def _gate(path: Path) -> float:
+    """A gate's line crossed ten times between 08:10 and 11:55 (local time), every third time
+    out, written to ``path``; returns 08:10."""
     start = time.mktime((2026, 12, 5, 8, 10, 0, 0, 0, -1))
-    path = tmp_path / "events.jsonl"
     path.write_text("".join(json.dumps({"time": start + n * 1500, "stream": "gate", "event": "line", "line": "gate",
                                         "direction": "out" if n % 3 == 0 else "in", "cls": 0, "name": "person"}) + "\n"
                             for n in range(10)))
+    return start
+
+
+
+def test_counts_by_the_hour_or_the_day_and_as_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "events.jsonl"
+    _gate(path)
 
     def events(*args: str) -> list[str]:
         capsys.readouterr()
@@ -301,3 +308,44 @@ def test_counts_by_the_hour_or_the_day_and_as_csv(tmp_path: Path, capsys: pytest
     assert events("--by", "day", "--csv", "--from", "2026-12-05 09:00") == [
         "day,stream,event,where,class,count", "2026-12-05,gate,line,gate in,person,5",
         "2026-12-05,gate,line,gate out,person,3"]
+
+
+def test_the_page_counts_a_span_by_the_hour_or_the_day(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    start = _gate(path)
+    seven, noon = start - 4200, start + 13800  # 07:00 and 12:00
+    web = WebViewer("127.0.0.1:0", events=lambda: [], events_file=path)
+    web.open()
+    try:
+        hours = [f"2026-12-05 {hour:02}:00" for hour in range(7, 12)]
+        assert _get(f"{web.url}counts.json?by=hour&from={seven}&to={noon}") == (200, {
+            "by": "hour", "periods": hours, "total": 10, "series": [
+                {"stream": "gate", "event": "line", "where": "gate in", "class": "person", "counts": [0, 1, 2, 1, 2],
+                 "total": 6},
+                {"stream": "gate", "event": "line", "where": "gate out", "class": "person", "counts": [0, 1, 1, 1, 1],
+                 "total": 4}]})
+        # Only what the search asks for: the hour from 09:00 has two in, one out; nothing of another stream.
+        assert _get(f"{web.url}counts.json?by=hour&from={start + 3000}&to={start + 6600}&class=0")[1]["series"][0][
+            "counts"] == [2]
+        assert _get(f"{web.url}counts.json?by=day&from={seven}&to={seven + 3 * 86400}&stream=door") == (200, {
+            "by": "day", "periods": ["2026-12-05", "2026-12-06", "2026-12-07", "2026-12-08"], "total": 0, "series": []})
+        for query, error in (("by=week&from=1&to=2", "by: 'week' is not one of hour, day"),
+                             ("by=hour&from=1", "from and to: a count needs both, its span"),
+                             ("by=day&from=0&to=5000000", "a count from the page is up to 32 days long, after its "
+                                                          "start (streamyolo events --count counts longer ones)"),
+                             ("by=hour&from=5&to=5", "a count from the page is up to 32 days long"),
+                             ("by=hour&from=1&to=2&event=crossing", "event: no events are 'crossing'")):
+            status, said = _get(f"{web.url}counts.json?{query}")
+            assert status == 400 and said.startswith(f"count: {error}") and said.count("\n") == 1, said
+        path.unlink()  # nothing written yet: nothing counted
+        assert _get(f"{web.url}counts.json?by=hour&from={seven}&to={noon}")[1]["total"] == 0
+    finally:
+        web.close()
+    # Without an events file, the recent events the page lists are counted.
+    _gate(path)
+    web = WebViewer("127.0.0.1:0", events=lambda: read_jsonl(path)[::-1])
+    web.open()
+    try:
+        assert _get(f"{web.url}counts.json?by=day&from={seven}&to={noon}")[1]["series"][1]["counts"] == [4]
+    finally:
+        web.close()

@@ -345,6 +345,29 @@ def count_table(events: Iterable[Mapping[str, Any]], by: str | None = None,
     return "\n".join(lines), int(rows[-1][-1])
 
 
+def count_series(events: Iterable[Mapping[str, Any]], by: str, since: float, until: float) -> dict[str, Any]:
+    """``events`` (of the span from ``since`` to ``until``) counted as :func:`count_rows` counts
+    them by ``by``, made into a chart's series: ``{"by", "periods": [every hour or day of the
+    span], "series": [{"stream", "event", "where", "class", "counts": [one per period], "total"},
+    …], "total"}``, what the web page's ``/counts.json`` answers.
+
+    >>> import time as t
+    >>> start = t.mktime((2026, 12, 5, 10, 0, 0, 0, 0, -1))
+    >>> walker = {"time": start + 4000, "stream": "door", "event": "enter", "zone": "hall", "name": "person"}
+    >>> chart = count_series([walker], "hour", start, start + 3 * 3600)
+    >>> chart["periods"], chart["series"][0]["counts"], chart["total"]
+    (['2026-12-05 10:00', '2026-12-05 11:00', '2026-12-05 12:00'], [0, 1, 0], 1)
+    """
+    names = periods(by, since, until - 0.001)  # (the span's end is not in it)
+    index = {name: number for number, name in enumerate(names)}
+    series: dict[tuple[str, ...], list[int]] = {}
+    for period, *thing, count in count_rows(events, by, (since, until))[1:-1]:
+        series.setdefault(tuple(thing), [0] * len(names))[index[period]] += int(count)
+    return {"by": by, "periods": names, "total": sum(map(sum, series.values())),
+            "series": [{"stream": stream, "event": kind, "where": place, "class": name, "counts": counts,
+                        "total": sum(counts)} for (stream, kind, place, name), counts in series.items()]}
+
+
 KINDS = frozenset(get_args(EventKind)) | {"removed"}
 """What events are about (``removed``: a stream's state when a reload took it out)."""
 

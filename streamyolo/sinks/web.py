@@ -57,7 +57,11 @@ A small HTTP server (the standard library's, one thread per client) serves:
   (``{"events": [...]}``, as :mod:`streamyolo.sinks.events` writes them), listed on the page;
   ``/events.json?stream=…&event=…&class=…&from=…&to=…&limit=…``, a search: the newest that
   match, from the events file (``events_file``: every run's, :mod:`streamyolo.sinks.history`)
-  or else the recent ones, with ``"more"`` when older ones match too; and
+  or else the recent ones, with ``"more"`` when older ones match too;
+  ``/counts.json?by=hour|day&from=…&to=…`` (and ``stream``, ``event``, ``class``), those of a
+  span of up to a month counted in each local hour or day (``{"by", "periods": […], "series":
+  [{"stream", "event", "where", "class", "counts": […], "total"}, …], "total"}``), charted on
+  the page; and
   with ``heatmaps``, ``/heatmaps/<stream>.jpg``: the stream's heatmap now (a "heatmaps" button
   shows them in the tiles instead of the videos, refreshed every 2 s);
   with ``snapshots`` (their folder) ``/snapshots/<file>.jpg``, shown when one is clicked, and with
@@ -106,7 +110,7 @@ from streamyolo.frames import Image, Result
 from streamyolo.sinks.events import RECENT
 from streamyolo.sinks.export import default_name
 from streamyolo.sinks.export import export as cut_recordings
-from streamyolo.sinks.history import EventQuery, events_query, find_events, limit_of
+from streamyolo.sinks.history import PERIODS, EventQuery, count_series, events_query, find_events, limit_of, read_events
 from streamyolo.sinks.latest import Latest, LatestResults
 from streamyolo.sinks.listing import FilesQuery, files_query, list_videos
 from streamyolo.sinks.metrics import CONTENT_TYPE as METRICS_TYPE
@@ -126,6 +130,9 @@ _CHUNK = 256 * 1024  # bytes of a recording sent at a time
 _MAX_POST = 1024  # bytes of a POST's body (the page's switches send a few)
 SEARCH_MOST = 5000
 """Most events one search of the page's (``/events.json?…``) returns."""
+
+COUNT_MOST = 32 * 86400
+"""Longest span one count of the page's (``/counts.json?…``) covers: a month, by the day."""
 
 EXPORT_MOST = 3600
 """Seconds of recordings the page exports at once (``/export.mp4``; ``streamyolo export`` any)."""
@@ -331,6 +338,20 @@ class WebViewer:
             except FileNotFoundError:  # nothing written yet
                 return [], False
         return query.select(self.events() if self.events is not None else [], limit)
+
+    def count_events(self, query: EventQuery, by: str) -> dict[str, Any]:
+        """The events that match ``query`` (its span given) counted by the hour or day ``by``,
+        as :func:`~streamyolo.sinks.history.count_series` makes a chart of them: from the events
+        file if the run writes one, else the recent ones the page lists."""
+        assert query.since is not None and query.until is not None
+        if self.events_file is not None:
+            try:
+                found = list(read_events(self.events_file, query))
+            except FileNotFoundError:  # nothing written yet
+                found = []
+        else:
+            found = query.select(self.events() if self.events is not None else [], RECENT)[0]
+        return count_series(found, by, query.since, query.until)
 
     def recording_path(self, name: str) -> Path | None:
         """The recording file ``name`` (a plain ``.mp4`` name in the folder), or ``None``."""
@@ -632,6 +653,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._file(viewer.recording_path(path.removeprefix("/recordings/")), "video/mp4", "recording")
             elif path == "/events.json" and viewer.events is not None:
                 self._events(viewer)
+            elif path == "/counts.json" and viewer.events is not None:
+                self._counts(viewer)
             elif path.startswith("/snapshots/") and viewer.snapshots is not None:
                 self._file(viewer.snapshot_path(path.removeprefix("/snapshots/")), "image/jpeg", "snapshot")
             elif path == "/clips.json" and viewer.clips is not None:
@@ -772,11 +795,41 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             found, more = viewer.find_events(search, limit)
         except OSError as exc:
-            log.warning("web page: cannot read events file %s: %s", viewer.events_file, exc.strerror or exc)
-            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, _TEXT, f"cannot read the events file: {exc.strerror or exc}\n"
-                       .encode())
+            self._unreadable(viewer, exc)
             return
         self._send(HTTPStatus.OK, "application/json", json.dumps({"events": found, "more": more}).encode())
+
+    def _counts(self, viewer: WebViewer) -> None:
+        """``/counts.json?by=hour|day&from=…&to=…``, with any of ``stream``, ``event`` and
+        ``class`` as ``/events.json`` takes them: the events that match counted in each local
+        hour or day of the span (up to :data:`COUNT_MOST` seconds), a chart's series
+        (:meth:`WebViewer.count_events`)."""
+        fields = parse_qs(urlsplit(self.path).query)
+        by = (fields.get("by") or [""])[0]
+        try:
+            query = events_query(fields)
+            if by not in PERIODS:
+                raise ValueError(f"by: {by!r} is not one of {', '.join(PERIODS)}")
+            if query.since is None or query.until is None:
+                raise ValueError("from and to: a count needs both, its span")
+            if not 0 < query.until - query.since <= COUNT_MOST:
+                raise ValueError(f"a count from the page is up to {COUNT_MOST // 86400} days long, after its start "
+                                 "(streamyolo events --count counts longer ones)")
+        except ValueError as exc:
+            self._send(HTTPStatus.BAD_REQUEST, _TEXT, f"count: {exc}\n".encode())
+            return
+        try:
+            chart = viewer.count_events(query, by)
+        except OSError as exc:
+            self._unreadable(viewer, exc)
+            return
+        self._send(HTTPStatus.OK, "application/json", json.dumps(chart).encode())
+
+    def _unreadable(self, viewer: WebViewer, exc: OSError) -> None:
+        """The events file could not be read: said in the log and to the client."""
+        log.warning("web page: cannot read events file %s: %s", viewer.events_file, exc.strerror or exc)
+        self._send(HTTPStatus.INTERNAL_SERVER_ERROR, _TEXT, f"cannot read the events file: {exc.strerror or exc}\n"
+                   .encode())
 
     def _send(self, status: HTTPStatus, content_type: str, body: bytes,
               headers: Mapping[str, str] | None = None) -> None:

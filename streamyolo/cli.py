@@ -18,13 +18,16 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamyolo import __version__
 from streamyolo.errors import ConfigError, ModelError, OutputError, SourceError, StreamYoloError
+
+if TYPE_CHECKING:
+    from streamyolo.sinks.history import EventQuery
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEMO_FRAMES = 1200  # streamyolo.demo.DEFAULT_FRAMES, kept here so --help needs no heavy import
@@ -266,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "it is), listed oldest first")
     events.add_argument("--by", choices=["hour", "day"], help="count in each local hour or day (a --count by the hour)")
     events.add_argument("--csv", action="store_true", help="the counts as CSV, for a spreadsheet (a --count)")
+    events.add_argument("--follow", "-f", action="store_true",
+                        help="go on: print each new event that matches as it is written, until Ctrl-C (as tail -f; "
+                             "--from, --last or --newest print the earlier ones first)")
     demo = commands.add_parser(
         "demo", help="the whole product on synthetic camera scenes, offline, scored against ground truth",
         description="Write synthetic H.264 clips with ground truth, run the pipeline over them with the "
@@ -665,6 +671,8 @@ def command_events(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     if args.newest is not None and args.newest < 1:
         raise ConfigError(f"--newest: {args.newest} is not a number of events (1 or more)")
+    if args.follow:
+        return _follow(args, path, config, query)
     try:
         found = read_events(path, query) if args.newest is None else reversed(find_events(path, query, args.newest)[0])
         if args.csv:
@@ -677,11 +685,10 @@ def command_events(args: argparse.Namespace) -> int:
             if total:
                 print(table, flush=True)
         else:
-            total = 0
-            for event in found:
-                print(json.dumps(event, separators=(",", ":")), flush=False)
-                total += 1
-            sys.stdout.flush()
+            total = _printed(found)
+    except BrokenPipeError:  # (| head): what it was given was enough
+        _stdout_gone()
+        return EXIT_OK
     except FileNotFoundError:
         raise _missing("events file", path, config) from None
     except OSError as exc:
@@ -690,6 +697,63 @@ def command_events(args: argparse.Namespace) -> int:
         log.warning("no events in %s match", path)
         return EXIT_FAILED
     return EXIT_OK
+
+
+FOLLOW_EVERY = 0.25
+"""Seconds between two looks at a followed events file (``streamyolo events --follow``)."""
+
+
+def _follow(args: argparse.Namespace, path: Path, config: Path | None, query: EventQuery) -> int:
+    """``streamyolo events --follow``: the earlier events asked for (``--from``, ``--last``,
+    ``--newest``), then each new one as it is written, until interrupted; exit 0 if any matched."""
+    from streamyolo.sinks.history import Follower, find_events, read_events
+
+    for flag, given in (("--count", args.count), ("--by", args.by), ("--csv", args.csv), ("--to", args.end)):
+        if given:
+            raise ConfigError(f"--follow lists events as they come: not with {flag}")
+    if not path.is_file() and not path.parent.is_dir():
+        raise _missing("events file", path, config)
+    follower, total = Follower(path, query), 0
+    try:
+        if follower.mark is None:
+            log.info("waiting for events file %s to be written", path)
+        if args.newest is not None or query.since is not None:
+            try:
+                total += _printed(reversed(find_events(path, query, args.newest, follower.mark)[0])
+                                  if args.newest is not None else read_events(path, query, follower.mark))
+            except FileNotFoundError:
+                pass  # none yet
+        while True:
+            total += _printed(follower.events())
+            time.sleep(FOLLOW_EVERY)
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:  # (| head)
+        _stdout_gone()
+    except OSError as exc:
+        raise OutputError(f"cannot read events file {str(path)!r}: {exc.strerror or exc}") from None
+    finally:
+        follower.close()
+    return EXIT_OK if total else EXIT_FAILED
+
+
+def _printed(events: Iterable[dict[str, Any]]) -> int:
+    """Print ``events`` as JSON lines (flushed at the end); how many there were."""
+    total = 0
+    for event in events:
+        sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
+        total += 1
+    if total:
+        sys.stdout.flush()
+    return total
+
+
+def _stdout_gone() -> None:
+    """What reads the output went away (``| head``): nothing more goes to it, also not at exit
+    (where Python would flush it and complain)."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,6 +9,8 @@ import json
 import logging
 import os
 import random
+import signal
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -26,7 +28,7 @@ from streamyolo.sinks import EventSink, history
 from streamyolo.sinks.history import SLACK, EventQuery, event_files, find_events, read_events
 from streamyolo.sinks.web import WebViewer
 from streamyolo.sources import SourceKind, SourceSpec, open_source
-from tests.helpers import read_jsonl
+from tests.helpers import PYTHON, ROOT, env_for_subprocess, read_jsonl
 from tests.test_counting import _WalkerDetector
 
 T0 = 1_800_000_000.0
@@ -349,3 +351,125 @@ def test_the_page_counts_a_span_by_the_hour_or_the_day(tmp_path: Path) -> None:
         assert _get(f"{web.url}counts.json?by=day&from={seven}&to={noon}")[1]["series"][1]["counts"] == [4]
     finally:
         web.close()
+
+
+def _line(moment: float, stream: str = "gate", kind: str = "line", **more: Any) -> str:
+    return json.dumps({"time": moment, "stream": stream, "event": kind, **more}, separators=(",", ":")) + "\n"
+
+
+def test_a_follower_reads_each_new_event_once_through_logrotate_and_a_full_disk(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text(_line(T0) + _line(T0 + 1, "door"))
+    follower = history.Follower(path, EventQuery(streams=frozenset({"gate"})))
+    assert follower.mark is not None and follower.mark[2] == path.stat().st_size
+    assert follower.events() == []  # what was there before is not new
+    with path.open("a") as writer:
+        writer.write(_line(T0 + 2) + _line(T0 + 3, "door") + _line(T0 + 4)[:20])  # a line being written
+        writer.flush()
+        assert [e["time"] for e in follower.events()] == [T0 + 2]
+        writer.write(_line(T0 + 4)[20:])
+        writer.flush()
+        assert [e["time"] for e in follower.events()] == [T0 + 4]
+        # A full disk cuts a line short; the writer removes it and writes it again.
+        writer.write(_line(T0 + 5)[:30])
+        writer.flush()
+        assert follower.events() == []
+        writer.truncate(writer.tell() - 30)
+        writer.seek(0, 2)
+        writer.write(_line(T0 + 5) + _line(T0 + 6))
+        writer.flush()
+        assert [e["time"] for e in follower.events()] == [T0 + 5, T0 + 6]
+        # logrotate (create): the file moved away, a line written to it just as it moved, then a new file.
+        path.rename(tmp_path / "events.jsonl.1")
+        assert follower.events() == []
+        writer.write(_line(T0 + 7))
+    path.write_text(_line(T0 + 8) + _line(T0 + 9, "door"))
+    assert [e["time"] for e in follower.events()] == [T0 + 7, T0 + 8]
+    with path.open("a") as writer:
+        writer.write(_line(T0 + 10))
+    assert [e["time"] for e in follower.events()] == [T0 + 10]
+    # logrotate (copytruncate): emptied where it is, then written from the start.
+    with path.open("r+") as writer:
+        writer.truncate(0)
+    assert follower.events() == []
+    path.write_text(_line(T0 + 11))
+    assert [e["time"] for e in follower.events()] == [T0 + 11]
+    with path.open("r+") as writer:  # ... and written again past where it was read to before a look
+        writer.truncate(0)
+        writer.write(_line(T0 + 12.5) + _line(T0 + 13) + _line(T0 + 14, "door"))
+    assert [e["time"] for e in follower.events()] == [T0 + 12.5, T0 + 13]
+    # Removed, then made again by the writer's next line.
+    path.unlink()
+    assert follower.events() == []
+    path.write_text(_line(T0 + 12))
+    assert [e["time"] for e in follower.events()] == [T0 + 12]
+    follower.close()
+    # A file not there yet is followed from its first line.
+    later = history.Follower(tmp_path / "later.jsonl", EventQuery())
+    assert later.mark is None and later.events() == []
+    (tmp_path / "later.jsonl").write_text(_line(T0))
+    assert [e["time"] for e in later.events()] == [T0]
+    later.close()
+
+
+def test_a_search_given_a_followers_mark_reads_up_to_it(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(_line(T0 + n) for n in range(5)))
+    follower = history.Follower(path, EventQuery())
+    with path.open("a") as writer:
+        writer.write(_line(T0 + 5))
+    assert [e["time"] for e in read_events(path, EventQuery(T0 + 2), follower.mark)] == [T0 + 2, T0 + 3, T0 + 4]
+    assert [e["time"] for e in find_events(path, EventQuery(), 2, follower.mark)[0]] == [T0 + 4, T0 + 3]
+    assert [e["time"] for e in follower.events()] == [T0 + 5]  # nothing twice, nothing left out
+    assert len(list(read_events(path, EventQuery()))) == 6  # without the mark: all of it
+    follower.close()
+
+
+@pytest.mark.timeout(180)
+def test_events_follow_prints_a_runs_events_as_they_come_until_interrupted(tmp_path: Path) -> None:
+    """``streamyolo events --follow``, a process of its own as a user runs it: the newest earlier
+    event asked for, then the crossings of runs appending to the events file, through a
+    logrotate between them; Ctrl-C ends it (exit 0); ``| head -1`` ends it quietly."""
+    path = tmp_path / "events.jsonl"
+    _run(path)
+    earlier = [e for e in read_jsonl(path) if e["event"] == "line"]
+    follow = subprocess.Popen([PYTHON, "-m", "streamyolo", "events", str(path), "--follow", "--event", "line",
+                               "--newest", "1"], env=env_for_subprocess(), cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, encoding="utf-8")
+    try:
+        assert follow.stdout is not None
+        assert json.loads(follow.stdout.readline()) == earlier[-1]  # printed before any new one
+        _run(path)
+        path.rename(tmp_path / "events.jsonl.1")  # logrotate's create mode; the next run makes a new file
+        _run(path)
+        later = [e for e in read_jsonl(tmp_path / "events.jsonl.1") + read_jsonl(path) if e["event"] == "line"]
+        assert len(later) == 3 and later[0] == earlier[0]
+        got = [json.loads(follow.stdout.readline()) for _ in range(2)]  # each as it came (waits if not yet)
+        assert got == later[1:]
+        assert follow.poll() is None  # still following
+        follow.send_signal(signal.SIGINT)
+        out, err = follow.communicate(timeout=30)
+    finally:
+        follow.kill()
+    assert (follow.returncode, out) == (0, ""), err
+    assert "Traceback" not in err
+    # | head -1: the reader goes away after the first line; the follower ends quietly at its next.
+    head = subprocess.run(f"'{PYTHON}' -m streamyolo events '{path}' --follow --from 0 | head -1", shell=True,
+                          env=env_for_subprocess(), cwd=ROOT, capture_output=True, encoding="utf-8", timeout=60,
+                          check=False)
+    assert head.returncode == 0 and json.loads(head.stdout)["stream"] == "hall" and head.stderr == "", head
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--count"], "--follow lists events as they come: not with --count"),
+    (["--by", "hour"], "--follow lists events as they come: not with --by"),
+    (["--to", "10:00"], "--follow lists events as they come: not with --to"),
+])
+def test_events_follow_does_not_count(tmp_path: Path, caplog: pytest.LogCaptureFixture, args: list[str],
+                                      message: str) -> None:
+    (tmp_path / "events.jsonl").write_text("")
+    assert cli.main(["events", str(tmp_path / "events.jsonl"), "--follow", *args]) == cli.EXIT_USAGE
+    assert message in caplog.text
+    caplog.clear()
+    assert cli.main(["events", str(tmp_path / "nowhere" / "events.jsonl"), "--follow"]) == cli.EXIT_USAGE
+    assert f"events file '{tmp_path / 'nowhere' / 'events.jsonl'}' does not exist" in caplog.text

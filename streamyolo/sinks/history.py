@@ -20,6 +20,7 @@ import gzip
 import heapq
 import json
 import math
+import os
 import re
 import time
 from collections import Counter
@@ -36,7 +37,11 @@ frames processed that long after they came: a backlog in lossless mode); a searc
 much beyond its span on either side."""
 
 BLOCK = 1 << 16
-"""Bytes read at a time going backwards through the file."""
+"""Bytes read at a time going backwards through the file (forwards, following it)."""
+
+Mark = tuple[int, int, int]
+"""The events file as a :class:`Follower` found it: its device, inode and size then. A search
+given it reads that file up to there, and the follower goes on from there: nothing twice."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +97,12 @@ def event_files(path: Path) -> list[Path]:
     return files
 
 
-def find_events(path: Path, query: EventQuery, limit: int) -> tuple[list[dict[str, Any]], bool]:
+def find_events(path: Path, query: EventQuery, limit: int,
+                mark: Mark | None = None) -> tuple[list[dict[str, Any]], bool]:
     """The newest ``limit`` events of the events file ``path`` (and the files logrotate made of
     it: :func:`event_files`) that match ``query``, newest first, and whether there are more
-    (older ones). Raises ``OSError`` if a file cannot be read (``FileNotFoundError``: no events
-    written yet).
+    (older ones); the file ``mark`` took only up to its mark. Raises ``OSError`` if a file cannot
+    be read (``FileNotFoundError``: no events written yet).
 
     Reads the files backwards from the end of the span (a compressed one whole); once it has one
     more than ``limit``, it stops :data:`SLACK` seconds before the oldest of them.
@@ -110,7 +116,7 @@ def find_events(path: Path, query: EventQuery, limit: int) -> tuple[list[dict[st
         if (query.since is not None and newest < query.since - SLACK) or (floor is not None
                                                                           and newest < floor - SLACK):
             break  # it and the older files end before the span, or before the newest found
-        for order, event in enumerate(_newest_first(events_file, query, limit)):
+        for order, event in enumerate(_newest_first(events_file, query, limit, mark)):
             moment = float(event["time"])
             if floor is not None and moment < floor - SLACK:
                 break
@@ -122,18 +128,21 @@ def find_events(path: Path, query: EventQuery, limit: int) -> tuple[list[dict[st
     return [event for _, _, event in found[:limit]], len(found) > limit
 
 
-def read_events(path: Path, query: EventQuery) -> Iterator[dict[str, Any]]:
+def read_events(path: Path, query: EventQuery, mark: Mark | None = None) -> Iterator[dict[str, Any]]:
     """Every event of the events file ``path`` (and the files logrotate made of it, the oldest
-    first) that matches ``query``, in the files' order (the order they happened, per stream).
-    Raises ``OSError`` if a file cannot be read."""
+    first) that matches ``query``, in the files' order (the order they happened, per stream);
+    the file ``mark`` took only up to its mark. Raises ``OSError`` if a file cannot be read."""
     for events_file in reversed(event_files(path)):
         newest = _last_time(events_file)
         if newest is None or (query.since is not None and newest < query.since - SLACK):
             continue  # empty, or it ends before the span
         with _open(events_file) as file:
+            lines: Iterable[bytes] = file
             if not _compressed(events_file):
+                end = _end(file, mark)
                 file.seek(_position(file, query.since - SLACK) if query.since is not None else 0)
-            for line in file:
+                lines = _lines_to(file, end)
+            for line in lines:
                 event = _event(line, query)
                 if event is None:
                     continue
@@ -143,13 +152,15 @@ def read_events(path: Path, query: EventQuery) -> Iterator[dict[str, Any]]:
                     yield event
 
 
-def _newest_first(path: Path, query: EventQuery, limit: int) -> Iterator[dict[str, Any]]:
+def _newest_first(path: Path, query: EventQuery, limit: int, mark: Mark | None) -> Iterator[dict[str, Any]]:
     """The events of one file that may be ``query``'s, about the newest first: a plain file's
     span read backwards; of a compressed file (read whole), the newest ``limit`` + 1 that match."""
     with _open(path) as file:
         if not _compressed(path):
             start = _position(file, query.since - SLACK) if query.since is not None else 0
-            end = _position(file, query.until + SLACK) if query.until is not None else _size(file)
+            end = _end(file, mark)
+            if query.until is not None:
+                end = min(end, _position(file, query.until + SLACK))
             for line in _lines_back(file, start, end):
                 event = _event(line, query)
                 if event is not None:
@@ -211,6 +222,27 @@ def _size(file: IO[bytes]) -> int:
     return file.seek(0, 2)
 
 
+def _end(file: IO[bytes], mark: Mark | None) -> int:
+    """Where a plain file's events end: at its end, or for the file ``mark`` took, at its mark.
+    Moves the file's position."""
+    if mark is not None:
+        info = os.fstat(file.fileno())
+        if (info.st_dev, info.st_ino) == mark[:2]:
+            return mark[2]
+    return _size(file)
+
+
+def _lines_to(file: IO[bytes], end: int) -> Iterator[bytes]:
+    """The lines of the file from where it is (the beginning of a line) to ``end``."""
+    rest = b""
+    while (left := end - file.tell()) > 0 and (block := file.read(min(BLOCK, left))):
+        lines = (rest + block).split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest
+
+
 def _line_at(file: IO[bytes], offset: int) -> tuple[int, float | None]:
     """The first line with a time that begins at or after ``offset``: where it begins and its
     time (``None``: there is none, the end of the file)."""
@@ -259,6 +291,95 @@ def _lines_back(file: IO[bytes], start: int, end: int) -> Iterator[bytes]:
         yield from (line for line in reversed(lines[1:]) if line)
     if rest:
         yield rest
+
+
+@dataclass(slots=True)
+class _Tail:
+    """A file a :class:`Follower` reads: where it has read to, and the start of a line being written."""
+
+    file: IO[bytes]
+    rest: bytes = b""
+    start: bytes = b""  # the file's first bytes when last looked at
+
+    def same(self, info: os.stat_result) -> bool:
+        mine = os.fstat(self.file.fileno())
+        return (info.st_dev, info.st_ino) == (mine.st_dev, mine.st_ino)
+
+    def rewritten(self) -> bool:
+        """Whether the file was emptied and written again since the last look (``copytruncate``,
+        however much was written since): it no longer starts as it did (a line's time, to the
+        millisecond, and its stream)."""
+        now = os.pread(self.file.fileno(), 256, 0)
+        again = not now.startswith(self.start)
+        self.start = now
+        return again
+
+
+class Follower:
+    """The events written to the events file ``path`` after the follower was made that match
+    ``query``, as ``tail -F`` follows a log: from the file's end then (:attr:`mark`; or from its
+    first line when there is none yet), each line once it is whole, on to the new file when
+    ``logrotate`` moves the file away (its ``create`` mode: the one moved away read to its end
+    once more, for a line written to it just as it moved), from the start when it was emptied
+    and written again (``copytruncate``), and after a line a full disk cut short (removed by
+    the writer), from where it began. Not thread-safe: one reader."""
+
+    def __init__(self, path: Path, query: EventQuery) -> None:
+        self.path = path
+        self.query = query
+        self.mark: Mark | None = None
+        """Where the file was when the follower was made (``None``: there was none)."""
+        self._tails: list[_Tail] = []  # the file at the path last; before it, one logrotate moved away
+        try:
+            file = path.open("rb")
+        except FileNotFoundError:
+            return
+        info = os.fstat(file.fileno())
+        self.mark = (info.st_dev, info.st_ino, _size(file))
+        self._tails.append(_Tail(file))
+        self._tails[-1].rewritten()  # (its start, as it is now)
+
+    def events(self) -> list[dict[str, Any]]:
+        """The events that match written since the last look (none: nothing new); never waits.
+        Raises ``OSError`` if the file cannot be read."""
+        found = [event for tail in self._tails for event in self._read(tail)]
+        for moved in self._tails[:-1]:  # read once more after it moved: done
+            moved.file.close()
+        del self._tails[:-1]
+        try:
+            here = self.path.stat()
+        except FileNotFoundError:
+            return found  # moved or removed: the writer makes it again with its next line
+        if not self._tails or not self._tails[-1].same(here):
+            try:
+                self._tails.append(_Tail(self.path.open("rb")))
+            except FileNotFoundError:
+                return found
+            found += self._read(self._tails[-1])
+        return found
+
+    def close(self) -> None:
+        for tail in self._tails:
+            tail.file.close()
+        self._tails.clear()
+
+    def _read(self, tail: _Tail) -> list[dict[str, Any]]:
+        """The whole new lines' events that match; first, if the file was emptied and written
+        again, from its start, and if a line being written was removed, from where it began."""
+        size, read = os.fstat(tail.file.fileno()).st_size, tail.file.tell()
+        if tail.rewritten() or size < read:
+            whole = read - len(tail.rest)
+            tail.file.seek(whole if size < read and whole <= size and tail.start else 0)
+            tail.rest = b""
+        found = []
+        while block := tail.file.read(BLOCK):
+            lines = (tail.rest + block).split(b"\n")
+            tail.rest = lines.pop()
+            for line in lines:
+                event = _event(line, self.query)
+                if event is not None and self.query.matches(event):
+                    found.append(event)
+        return found
 
 
 def where(event: Mapping[str, Any]) -> str:

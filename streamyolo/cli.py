@@ -269,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "it is), listed oldest first")
     events.add_argument("--by", choices=["hour", "day"], help="count in each local hour or day (a --count by the hour)")
     events.add_argument("--csv", action="store_true", help="the counts as CSV, for a spreadsheet (a --count)")
+    events.add_argument("--text", "-t", action="store_true",
+                        help="each event as a line a person reads (local time, stream, what happened: "
+                             "'2026-12-05 09:10:03  gate: person #4 crossed door (in)') instead of JSON")
     events.add_argument("--follow", "-f", action="store_true",
                         help="go on: print each new event that matches as it is written, until Ctrl-C (as tail -f; "
                              "--from, --last or --newest print the earlier ones first)")
@@ -671,6 +674,12 @@ def command_events(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     if args.newest is not None and args.newest < 1:
         raise ConfigError(f"--newest: {args.newest} is not a number of events (1 or more)")
+    counting = next((flag for flag, given in (("--count", args.count), ("--by", args.by), ("--csv", args.csv))
+                     if given), None)
+    if args.text and counting:
+        raise ConfigError(f"--text lists events: not with {counting}")
+    if args.follow and (counting or args.end):
+        raise ConfigError(f"--follow lists events as they come: not with {counting or '--to'}")
     if args.follow:
         return _follow(args, path, config, query)
     try:
@@ -685,7 +694,7 @@ def command_events(args: argparse.Namespace) -> int:
             if total:
                 print(table, flush=True)
         else:
-            total = _printed(found)
+            total = _printed(found, args.text)
     except BrokenPipeError:  # (| head): what it was given was enough
         _stdout_gone()
         return EXIT_OK
@@ -708,9 +717,6 @@ def _follow(args: argparse.Namespace, path: Path, config: Path | None, query: Ev
     ``--newest``), then each new one as it is written, until interrupted; exit 0 if any matched."""
     from streamyolo.sinks.history import Follower, find_events, read_events
 
-    for flag, given in (("--count", args.count), ("--by", args.by), ("--csv", args.csv), ("--to", args.end)):
-        if given:
-            raise ConfigError(f"--follow lists events as they come: not with {flag}")
     if not path.is_file() and not path.parent.is_dir():
         raise _missing("events file", path, config)
     follower, total = Follower(path, query), 0
@@ -720,11 +726,11 @@ def _follow(args: argparse.Namespace, path: Path, config: Path | None, query: Ev
         if args.newest is not None or query.since is not None:
             try:
                 total += _printed(reversed(find_events(path, query, args.newest, follower.mark)[0])
-                                  if args.newest is not None else read_events(path, query, follower.mark))
+                                  if args.newest is not None else read_events(path, query, follower.mark), args.text)
             except FileNotFoundError:
                 pass  # none yet
         while True:
-            total += _printed(follower.events())
+            total += _printed(follower.events(), args.text)
             time.sleep(FOLLOW_EVERY)
     except KeyboardInterrupt:
         pass
@@ -737,11 +743,14 @@ def _follow(args: argparse.Namespace, path: Path, config: Path | None, query: Ev
     return EXIT_OK if total else EXIT_FAILED
 
 
-def _printed(events: Iterable[dict[str, Any]]) -> int:
-    """Print ``events`` as JSON lines (flushed at the end); how many there were."""
+def _printed(events: Iterable[dict[str, Any]], text: bool = False) -> int:
+    """Print ``events`` as JSON lines, or as lines a person reads (``text``; flushed at the
+    end); how many there were."""
+    from streamyolo.sinks.history import describe
+
     total = 0
     for event in events:
-        sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
+        sys.stdout.write((describe(event) if text else json.dumps(event, separators=(",", ":"))) + "\n")
         total += 1
     if total:
         sys.stdout.flush()

@@ -233,12 +233,38 @@ def test_every_runs_events_are_searched_from_the_page_and_the_command_line(
     assert events(str(path), "--from", str(since), "--to", str(until), "--class", "0")[1].count("\n") == 3
     assert events(str(path), "--newest", "3", "--stream", "hall") == (0, "".join(  # the newest 3, in time order
         json.dumps(e, separators=(",", ":")) + "\n" for e in written[-3:]))
+    # As lines a person reads.
+    code, text = events(str(path), "--text", "--newest", "5")
+    stamps = [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["time"])) for e in written[5:]]
+    assert code == 0 and text.splitlines() == [
+        f"{stamps[0]}  hall: streaming", f"{stamps[1]}  hall: person #1 entered lobby",
+        f"{stamps[2]}  hall: person #1 crossed door (in)",
+        f"{stamps[3]}  hall: person #1 left lobby after {written[8]['dwell']:.1f} s", f"{stamps[4]}  hall: ended"]
     caplog.clear()
     assert events(str(path), "--stream", "door") == (1, "")
     assert "no events in" in caplog.text
 
 
+def test_every_kind_of_event_reads_as_the_page_lists_it() -> None:
+    moment = time.mktime((2026, 12, 5, 9, 10, 3, 0, 0, -1))
+    who = {"time": moment + 0.5, "stream": "yard", "id": 7, "cls": 2, "name": "car"}
+    assert [history.describe(event).partition("  ")[2] for event in (
+        {**who, "event": "linger", "zone": "drive", "dwell": 30.04},
+        {**who, "event": "speeding", "zone": "road", "speed": 61.6, "dwell": 2.0},
+        {**who, "event": "clip", "state": "started"},
+        {**who, "event": "clip", "state": "ended", "clip": "yard-20261205-091003.mp4", "seconds": 12.34},
+        {**who, "event": "clip", "state": "failed", "clip": "yard-20261205-091003.mp4", "error": "disk full"},
+        {"time": moment, "stream": "yard", "event": "state", "state": "reconnecting", "error": "connection refused"},
+        {"time": moment, "stream": "yard", "event": "state", "state": "removed"})] == [
+        "yard: car #7 lingers in drive: 30.0 s", "yard: car #7 speeding in road: 62 km/h",
+        "yard: something happened: a clip starts", "yard: clip finished (12.3 s): yard-20261205-091003.mp4",
+        "yard: clip not made: disk full", "yard: reconnecting: connection refused", "yard: removed"]
+    assert history.describe(who | {"event": "enter", "zone": "drive"}).startswith("2026-12-05 09:10:03  ")
+
+
 @pytest.mark.parametrize(("args", "message"), [
+    (["--text", "--count"], "--text lists events: not with --count"),
+    (["--text", "--csv"], "--text lists events: not with --csv"),
     (["--event", "crossing"], "--event: no events are 'crossing'"),
     (["--stream", "a,"], "--stream: an empty name"),
     (["--from", "tomorrow"], "--from: 'tomorrow' is not a moment"),

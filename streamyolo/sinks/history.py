@@ -394,6 +394,35 @@ def where(event: Mapping[str, Any]) -> str:
     return str(event.get("zone", event.get("state", "")))
 
 
+def describe(event: Mapping[str, Any]) -> str:
+    """An event as a line a person reads, as the web page lists it: local time, stream, what
+    happened (``streamyolo events --text``).
+
+    >>> import time as t
+    >>> describe({"time": t.mktime((2026, 12, 5, 9, 10, 3, 0, 0, -1)), "stream": "gate", "event": "line",
+    ...           "line": "door", "direction": "in", "id": 4, "name": "person"})
+    '2026-12-05 09:10:03  gate: person #4 crossed door (in)'
+    """
+    kind, who = event.get("event"), f"{event.get('name', event.get('cls'))} #{event.get('id')}"
+    if kind == "line":
+        what = f"{who} crossed {event.get('line')} ({event.get('direction')})"
+    elif kind == "enter":
+        what = f"{who} entered {event.get('zone')}"
+    elif kind in ("leave", "linger"):
+        what = (f"{who} left {event.get('zone')} after" if kind == "leave" else f"{who} lingers in {event.get('zone')}:"
+                ) + f" {float(event.get('dwell', 0)):.1f} s"
+    elif kind == "speeding":
+        what = f"{who} speeding in {event.get('zone')}: {float(event.get('speed', 0)):.0f} km/h"
+    elif kind == "clip":
+        state = event.get("state")
+        what = {"started": "something happened: a clip starts",
+                "ended": f"clip finished ({float(event.get('seconds', 0)):.1f} s): {event.get('clip')}",
+                "failed": f"clip not made: {event.get('error')}"}.get(str(state), f"clip {state}")
+    else:
+        what = str(event.get("state", kind)) + (f": {event['error']}" if event.get("error") else "")
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(float(event['time'])))}  {event.get('stream')}: {what}"
+
+
 PERIODS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d"}
 """What ``--by`` counts events in, and how each is written (local time)."""
 

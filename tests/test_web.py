@@ -1246,6 +1246,119 @@ def test_the_events_search_lists_an_earlier_days_events_until_the_newest_are_ask
         assert not driver.find_element(By.ID, "event-newest").is_displayed()
 
 
+@pytest.mark.timeout(180)
+def test_the_events_panel_counts_a_search_by_the_hour(tmp_path: Path) -> None:
+    """"count" charts the search's events (the events file's) in each local hour of its span,
+    or each day of a span over 2 days: a row per thing counted, its total, and a bar per
+    period titled with its count, every row on one scale; nothing then, a span too long (the
+    server's line) and a span not given (today until now) are said or counted; "search" and
+    "newest" bring the list back."""
+    from selenium.webdriver.common.by import By
+
+    # A gate's line crossed ten times from 08:10, every 1500 s, every third time out.
+    start = time.mktime((2026, 12, 5, 8, 10, 0, 0, 0, -1))
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps({"time": start + n * 1500, "stream": "gate", "event": "line", "id": n,
+                                          "line": "gate", "direction": "out" if n % 3 == 0 else "in", "cls": 0,
+                                          "name": "person"}) + "\n" for n in range(10)))
+    with _page(_config(events=str(events))) as (_, driver):
+        until(lambda: driver.find_element(By.ID, "show-events").is_displayed(), 30, "the events button")
+        driver.find_element(By.ID, "show-events").click()
+        until(lambda: driver.find_elements(By.CSS_SELECTOR, "#happened li"), 30, "this run's events")
+        reading = ("const counts = document.getElementById('event-counts'), found = document.getElementById("
+                   "'event-found'); return {found: found.textContent, failed: found.className === 'failed',"
+                   " shown: !counts.hidden, listed: !document.getElementById('happened').hidden,"
+                   " heading: counts.hidden ? null : counts.querySelector('.counted').textContent,"
+                   " rows: [...counts.querySelectorAll('.series')].map((row) => ({"
+                   "what: row.querySelector('.what').textContent, total: row.querySelector('.total').textContent,"
+                   " titles: [...row.querySelectorAll('g.bar')].map((bar) => bar.querySelector('title').textContent),"
+                   " heights: [...row.querySelectorAll('g.bar')].map((bar) => Number("
+                   "bar.querySelector('.count').getAttribute('height'))),"
+                   " ends: [...row.querySelectorAll('.ends span')].map((end) => end.textContent)}))}")
+        last: dict[str, Any] = {}
+
+        def count(name: str = "", since: str = "", to: str = "") -> None:
+            driver.find_element(By.ID, "event-class").clear()
+            driver.find_element(By.ID, "event-class").send_keys(name)
+            driver.execute_script("document.getElementById('event-from').value = arguments[0];"
+                                  "document.getElementById('event-to').value = arguments[1];", since, to)
+            driver.find_element(By.ID, "event-count").click()
+
+        def shows(what: str, check: Any) -> dict[str, Any]:
+            """What the panel shows once ``check`` holds for it (a count's answer)."""
+            def showing() -> bool:
+                last.clear()
+                last.update(driver.execute_script(reading))
+                return bool(check(last))
+            try:
+                until(showing, 30, what)
+            except AssertionError:
+                raise AssertionError(f"{what} not shown: {last}") from None
+            return dict(last)
+
+        # By the hour, 07:00 to 12:00: each way through the gate, on one scale (the in-row's 2
+        # twice its 1, the out-row's 1 as tall as the in-row's 1), every hour with its bar.
+        count(since="2026-12-05T07:00:00", to="2026-12-05T12:00:00")
+        shown = shows("the count by the hour", lambda s: s["heading"] == "10 events, by hour")
+        assert shown["found"] == "" and not shown["listed"]
+        hours = [f"2026-12-05 {hour:02}:00" for hour in range(7, 12)]
+        assert [(row["what"], row["total"], row["titles"], row["ends"]) for row in shown["rows"]] == [
+            ("gate line gate in person", "6", [f"{hour}: {n}" for hour, n in zip(hours, [0, 1, 2, 1, 2], strict=True)],
+             [hours[0], hours[-1]]),
+            ("gate line gate out person", "4", [f"{hour}: {n}" for hour, n in zip(hours, [0, 1, 1, 1, 1], strict=True)],
+             [hours[0], hours[-1]])]
+        unit = shown["rows"][0]["heights"][1]
+        assert unit > 0
+        assert shown["rows"][0]["heights"] == [0, unit, 2 * unit, unit, 2 * unit]
+        assert shown["rows"][1]["heights"] == [0, unit, unit, unit, unit]
+        # Nothing of that class then.
+        count(name="car", since="2026-12-05T07:00:00", to="2026-12-05T12:00:00")
+        shown = shows("nothing counted", lambda s: s["heading"] == "no events then")
+        assert shown["rows"] == [] and shown["found"] == ""
+        # Over 2 days: by the day, two weeks and a morning: 15 days.
+        count(since="2026-11-21T07:00:00", to="2026-12-05T12:00:00")
+        shown = shows("the count by the day", lambda s: s["heading"] == "10 events, by day")
+        days = [f"2026-11-{day}" for day in range(21, 31)] + [f"2026-12-0{day}" for day in range(1, 6)]
+        assert [(row["what"], row["total"], row["titles"], row["ends"]) for row in shown["rows"]] == [
+            ("gate line gate in person", "6", [f"{day}: 0" for day in days[:-1]] + ["2026-12-05: 6"],
+             [days[0], days[-1]]),
+            ("gate line gate out person", "4", [f"{day}: 0" for day in days[:-1]] + ["2026-12-05: 4"],
+             [days[0], days[-1]])]
+        tallest = shown["rows"][0]["heights"][-1]
+        assert shown["rows"][0]["heights"] == [0] * 14 + [tallest]
+        assert shown["rows"][1]["heights"][:-1] == [0] * 14
+        assert shown["rows"][1]["heights"][-1] == pytest.approx(tallest * 4 / 6)
+        # Over 32 days: the server's line, and no chart.
+        count(since="2026-11-01T07:00:00", to="2026-12-05T12:00:00")
+        shown = shows("the server's error", lambda s: s["failed"])
+        assert shown["found"] == ("count: a count from the page is up to 32 days long, after its start "
+                                  "(streamyolo events --count counts longer ones)")
+        assert not shown["shown"] and not shown["listed"]
+        # No span given: today from its start until now, by the hour (this run's events).
+        before = time.strftime("%Y-%m-%d %H:00")
+        count()
+        shown = shows("today's count", lambda s: s["heading"] is not None)
+        after = time.strftime("%Y-%m-%d %H:00")
+        assert not shown["failed"] and shown["found"] == ""
+        if before[:10] == after[:10]:  # (not across midnight: this run's events came today)
+            assert shown["heading"].endswith(" by hour") and shown["rows"], shown
+            assert all(row["ends"][0] == after[:10] + " 00:00" and row["titles"][-1].startswith(
+                (before + ": ", after + ": ")) for row in shown["rows"]), shown
+        # A search: the list again, and no chart.
+        driver.execute_script("document.getElementById('event-from').value = '2026-12-05T07:00:00';"
+                              "document.getElementById('event-to').value = '2026-12-05T12:00:00';")
+        driver.find_element(By.ID, "event-find").click()
+        shown = shows("the search's list", lambda s: s["found"] == "10 events found")
+        assert not shown["shown"] and shown["listed"]
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#happened li")) == 10
+        # "newest" after a count: the list again too.
+        driver.find_element(By.ID, "event-count").click()
+        shows("the count again", lambda s: s["heading"] == "10 events, by hour" and not s["listed"])
+        driver.find_element(By.ID, "event-newest").click()
+        shown = shows("the newest events", lambda s: s["listed"] and not s["shown"])
+        assert shown["found"] == ""
+
+
 def _seconds(path: Path) -> float:
     with av.open(str(path)) as container:
         return float(container.duration or 0) / av.time_base

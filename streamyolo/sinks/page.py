@@ -1,7 +1,9 @@
 """The web page itself (:mod:`streamyolo.sinks.web` serves it at ``/``): one HTML file with its
 style and script, no other file and nothing from the network. Its script asks the server for
 ``status.json`` every second and draws a tile per stream; its panels (recordings, clips,
-events, heatmaps) ask for their listings as they open.
+events, heatmaps) ask for their listings as they open. The events panel searches the events
+(``events.json?…``) and counts a search's events in each hour or day of its span
+(``counts.json?…``), a small bar chart per thing counted.
 
 Written in a plain Python string: ``\\n`` in it is the script's ``\\n``.
 """
@@ -51,6 +53,11 @@ PAGE = """<!doctype html>
               border: 1px solid #555; }
   #event-search { margin: 4px 0; color: #999; } #event-found { color: #999; margin: 4px 0; }
   #event-found.failed { color: #f88; } #event-found:empty { display: none; }
+  #event-counts { margin: 4px 0 8px; max-height: 60vh; overflow: auto; } #event-counts .counted { color: #999; }
+  #event-counts .series { display: flex; align-items: center; gap: 12px; margin: 6px 0; }
+  #event-counts .what { min-width: 16em; } #event-counts .total { min-width: 3em; text-align: right; color: #fd8; }
+  #event-counts svg { display: block; } #event-counts .slot { fill: #222; } #event-counts .count { fill: #fd8; }
+  #event-counts .ends { display: flex; justify-content: space-between; gap: 8px; color: #999; font-size: 12px; }
   #event-older { font: inherit; color: #eee; background: #222; border: 1px solid #555; margin-top: 4px; }
   .picture { position: relative; }
   .picture svg { position: absolute; inset: 0; width: 100%; height: 100%; pointer-events: none; }
@@ -92,8 +99,11 @@ PAGE = """<!doctype html>
 </select> class <input id="event-class" size="10" placeholder="any (person, 0…)">
 from <input type="datetime-local" id="event-from" step="1"> to <input type="datetime-local" id="event-to" step="1">
 <button id="event-find">search</button>
+<button type="button" id="event-count"
+title="how many of these events came in each hour (a span of over 2 days: each day); from today, to now">count</button>
 <button type="button" id="event-newest" hidden title="the newest events, as they come">newest</button></form>
 <div id="event-found"></div>
+<div id="event-counts" hidden></div>
 <ol id="happened"></ol>
 <button type="button" id="event-older" hidden title="the search's next events: older than those shown">older</button>
 </section>
@@ -433,6 +443,8 @@ async function runSearch(fields, older) {
   found.textContent = "searching…";
   document.getElementById("event-newest").hidden = false;
   document.getElementById("event-older").hidden = true;
+  document.getElementById("event-counts").hidden = true;  // (a count's chart: not with the list)
+  document.getElementById("happened").hidden = false;
   let answer;
   try {
     const response = await fetch(here + "events.json?" + fields, {cache: "no-store"});
@@ -476,8 +488,94 @@ document.getElementById("event-newest").addEventListener("click", () => {
   document.getElementById("event-newest").hidden = true;
   document.getElementById("event-older").hidden = true;
   document.getElementById("event-found").textContent = "";
+  document.getElementById("event-counts").hidden = true;
+  document.getElementById("happened").hidden = false;
   listEvents().catch(() => {});
 });
+// A count: the search's events in each local hour of its span (over 2 days: each day; from
+// the start of today and to now where not given), as a bar chart per thing counted (stream,
+// kind, where, class), shown instead of the list until the next search or "newest".
+const COUNT_HOURS_MOST = 2 * 86400;  // seconds of a span counted by the hour
+const BAR = 10, GAP = 2, TALL = 40;  // a period's bar in the charts, in pixels
+async function countEvents() {
+  const question = ++asked;
+  searching = true;
+  const found = document.getElementById("event-found"), counts = document.getElementById("event-counts");
+  found.className = "";
+  found.textContent = "counting…";
+  document.getElementById("event-newest").hidden = false;
+  document.getElementById("event-older").hidden = true;
+  const fields = searchFields();
+  fields.delete("limit");
+  const from = fields.has("from") ? Number(fields.get("from")) : new Date().setHours(0, 0, 0, 0) / 1000;
+  const to = fields.has("to") ? Number(fields.get("to")) : Date.now() / 1000;
+  fields.set("from", from);
+  fields.set("to", to);
+  fields.set("by", to - from <= COUNT_HOURS_MOST ? "hour" : "day");
+  let answer;
+  try {
+    const response = await fetch(here + "counts.json?" + fields, {cache: "no-store"});
+    answer = response.ok ? await response.json() : (await response.text()).trim();
+  } catch (error) {
+    answer = "count: " + error;
+  }
+  if (question !== asked) return;
+  document.getElementById("happened").hidden = true;
+  if (typeof answer === "string") {  // what was wrong with it (400), as the server says
+    found.className = "failed";
+    found.textContent = answer;
+    counts.hidden = true;
+    return;
+  }
+  found.textContent = "";
+  const heading = document.createElement("div");
+  heading.className = "counted";
+  heading.textContent = !answer.series.length ? "no events then"
+    : answer.total + (answer.total === 1 ? " event" : " events") + ", by " + answer.by;
+  const most = answer.series.reduce((top, s) => Math.max(top, ...s.counts), 1);  // (every chart on one scale)
+  counts.replaceChildren(heading, ...answer.series.map((s) => countRow(s, answer.periods, most)));
+  counts.hidden = false;
+}
+// One thing's row of a count: what it is, its total, and its bar for each period (its count
+// in the bar's title), ``most`` as tall as a bar goes.
+function countRow(series, periods, most) {
+  const row = document.createElement("div"), what = document.createElement("span");
+  const total = document.createElement("span"), chart = document.createElement("div");
+  row.className = "series";
+  what.className = "what";
+  what.textContent = [series.stream, series.event, series.where, series.class].filter(Boolean).join(" ");
+  total.className = "total";
+  total.textContent = series.total;
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("width", periods.length * (BAR + GAP));
+  svg.setAttribute("height", TALL);
+  periods.forEach((period, index) => {
+    const bar = document.createElementNS(SVG, "g"), title = document.createElementNS(SVG, "title");
+    bar.setAttribute("class", "bar");
+    title.textContent = period + ": " + series.counts[index];
+    const height = TALL * series.counts[index] / most;
+    bar.append(title, ...[["slot", 0, TALL], ["count", TALL - height, height]].map(([kind, y, tall]) => {
+      const rect = document.createElementNS(SVG, "rect");  // (the slot: where a pointer finds the title)
+      rect.setAttribute("class", kind);
+      for (const [key, value] of [["x", index * (BAR + GAP)], ["y", y], ["width", BAR], ["height", tall]]) {
+        rect.setAttribute(key, value);
+      }
+      return rect;
+    }));
+    svg.appendChild(bar);
+  });
+  const ends = document.createElement("div");
+  ends.className = "ends";
+  for (const label of [periods[0], periods.length > 1 ? periods[periods.length - 1] : ""]) {
+    const end = document.createElement("span");
+    end.textContent = label;
+    ends.appendChild(end);
+  }
+  chart.append(svg, ends);
+  row.append(what, total, chart);
+  return row;
+}
+document.getElementById("event-count").addEventListener("click", () => countEvents().catch(() => {}));
 async function refresh() {
   if (!document.getElementById("events").hidden) listEvents().catch(() => {});
   try {

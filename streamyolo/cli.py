@@ -107,6 +107,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", metavar="FILE",
                         help="write events as JSON lines as they happen: lines crossed, zones entered and left, "
                              "streams up and down")
+    for output in ("jsonl", "stats", "events"):
+        parser.add_argument(f"--{output}-keep", metavar="AGE",
+                            help=f"with --{output}: its days kept this long (30d), each moved away at midnight "
+                                 "(<file>-YYYYmmdd.gz); without: one file, growing")
     parser.add_argument("--webhook", metavar="URL", help="POST every event as JSON to this http(s):// URL")
     parser.add_argument("--mqtt", metavar="URL",
                         help="publish every event to this MQTT broker: mqtt://[user:password@]host[:port][/prefix]")
@@ -303,9 +307,9 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "pytorch_cpu", "conf", "iou", "imgsz", "classes", "blur", "motion", "tiles", "half", "line_width",
             "show_boxes", "show_labels", "show_conf",
             "record", "record_mode", "record_segment", "record_keep", "record_keep_objects", "record_objects",
-            "record_max_size", "overwrite", "jsonl",
-            "summary", "stats",
-            "events", "webhook",
+            "record_max_size", "overwrite", "jsonl", "jsonl_keep",
+            "summary", "stats", "stats_keep",
+            "events", "events_keep", "webhook",
             "mqtt", "mqtt_discovery", "webhook_events", "mqtt_events",
             "snapshots", "snapshots_keep", "dataset", "dataset_every", "dataset_max_size", "heatmaps", "crops",
             "crops_keep", "clips", "clip_mode", "clip_before", "clip_after", "clips_keep", "clips_max_size",

@@ -557,12 +557,20 @@ class PipelineConfig(_Strict):
     first free ``-2``, ``-3`` …, the JSONL and stats files are appended to, and each stream's
     heat goes on from the earlier runs'."""
     jsonl: Path | None = None
+    jsonl_keep: float | None = None
+    """With ``jsonl``: keep its days this long (``7d``): at midnight the day's lines are moved to
+    ``<file>-YYYYmmdd`` and compressed (``.gz``), and days older than this deleted
+    (:mod:`streamyolo.sinks.days`). Unset: one file, growing (``logrotate`` may rotate it)."""
     summary: Path | None = None
     stats: Path | None = None
     """JSON lines of per-stream status (state, error, reconnects, frame age …) every status interval."""
+    stats_keep: float | None = None
+    """With ``stats``: keep its days this long, as ``jsonl_keep``."""
     events: Path | None = None
     """JSON lines of events as they happen: lines crossed, zones entered and left (tracked
     streams), streams up and down (:mod:`streamyolo.sinks.events`)."""
+    events_keep: float | None = None
+    """With ``events``: keep its days this long, as ``jsonl_keep`` (searched as one file)."""
     webhook: str | None = None
     """``http(s)://`` URL every event is POSTed to, as JSON (a login in the URL is sent as HTTP Basic)."""
     mqtt: str | None = None
@@ -726,6 +734,11 @@ class PipelineConfig(_Strict):
                              "may take; give dataset too")
         if self.crops_keep is not None and self.crops is None:
             raise ValueError("config keys 'crops_keep' and 'crops': crops_keep deletes old crops; give crops too")
+        for name, file, days in (("jsonl", self.jsonl, self.jsonl_keep), ("stats", self.stats, self.stats_keep),
+                                 ("events", self.events, self.events_keep)):
+            if days is not None and file is None:
+                raise ValueError(f"config keys '{name}_keep' and '{name}': {name}_keep keeps the {name} file's days; "
+                                 f"give {name} too")
         if self.snapshots_keep is not None and self.snapshots is None:
             raise ValueError("config keys 'snapshots_keep' and 'snapshots': snapshots_keep deletes old snapshots; "
                              "give snapshots too")
@@ -797,7 +810,7 @@ class PipelineConfig(_Strict):
         return self
 
     @field_validator("record_segment", "record_keep", "record_keep_objects", "snapshots_keep", "clips_keep",
-                     "crops_keep", mode="before")
+                     "crops_keep", "jsonl_keep", "stats_keep", "events_keep", mode="before")
     @classmethod
     def _span(cls, value: Any) -> Any:
         from streamyolo.clock import parse_seconds

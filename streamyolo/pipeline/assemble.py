@@ -351,7 +351,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         sinks.append(recorder)
     if cfg.jsonl is not None:
         check_output_file(cfg.jsonl, "JSONL file")
-        sinks.append(JsonlSink(cfg.jsonl, overwrite=cfg.overwrite))
+        sinks.append(JsonlSink(cfg.jsonl, overwrite=cfg.overwrite, keep=cfg.jsonl_keep))
     clips: ClipRecorder | None = None
     if cfg.clips is not None:  # before the events, which name the clip each is in
         clips = ClipRecorder(cfg.clips, annotator, before=cfg.clip_before, after=cfg.clip_after, keep=cfg.clips_keep,
@@ -369,7 +369,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
                            webhook_events=cfg.webhook_events, mqtt_events=cfg.mqtt_events,
                            snapshots_keep=cfg.snapshots_keep, clip_of=clips.clip_of if clips is not None else None,
                            public_url=cfg.public_url, mqtt_discovery=cfg.mqtt_discovery,
-                           entities=[stream_entities(cfg, s) for s in streams], mqtt_controls=True)
+                           entities=[stream_entities(cfg, s) for s in streams], mqtt_controls=True,
+                           events_keep=cfg.events_keep)
         sinks.append(events)
         if clips is not None:
             clips.on_end = events.clip_ended
@@ -416,7 +417,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         web=web,
         status=status if isinstance(status, StatusPrinter) else None,
         status_interval=cfg.status_interval,
-        stats=StatsWriter(cfg.stats, overwrite=cfg.overwrite) if cfg.stats is not None else None,
+        stats=StatsWriter(cfg.stats, overwrite=cfg.overwrite, keep=cfg.stats_keep) if cfg.stats is not None else None,
         duration=cfg.duration,
         torch_threads=_parent_torch_threads(cfg, running),
         summary_path=cfg.summary,

@@ -132,12 +132,14 @@ def describe(plan: Plan) -> str:
         original = " (the cameras' original video)" if cfg.record_mode == "original" else ""
         outputs.append(f"recordings in {cfg.record}{original}{segments}{kept}")
     clips = " (cut from the cameras' original video)" if cfg.clip_mode == "original" else ""
+    days = {cfg.jsonl: cfg.jsonl_keep, cfg.events: cfg.events_keep, cfg.stats: cfg.stats_keep}
     for path, what in ((cfg.clips, f"clips{clips} in"), (cfg.snapshots, "snapshots in"), (cfg.crops, "crops in"),
                        (cfg.heatmaps, "heatmaps in"), (cfg.dataset, "a dataset in"),
                        (cfg.jsonl, "detections to"),
                        (cfg.events, "events to"), (cfg.summary, "summary to"), (cfg.stats, "stats to")):
         if path is not None:
-            outputs.append(f"{what} {path}")
+            age = days.get(path)
+            outputs.append(f"{what} {path}" + (f" (its days kept {format_seconds(age)})" if age else ""))
     if cfg.webhook is not None:
         outputs.append("events to a webhook")
     if cfg.mqtt is not None:

@@ -43,9 +43,9 @@ class StatsWriter:
     wall-clock time; appended to an earlier run's lines unless ``overwrite``.
     Credentials are already redacted in the reports."""
 
-    def __init__(self, path: Path, overwrite: bool = False) -> None:
+    def __init__(self, path: Path, overwrite: bool = False, keep: float | None = None) -> None:
         self.path = Path(path)
-        self._lines = LineFile(self.path, "stats file", overwrite)
+        self._lines = LineFile(self.path, "stats file", overwrite, keep=keep)
 
     def open(self) -> None:
         self._lines.open()

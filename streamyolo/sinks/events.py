@@ -113,15 +113,17 @@ class EventSink:
                  mqtt_events: Collection[str] | None = None, snapshots_keep: float | None = None,
                  clip_of: Callable[[Result], str | None] | None = None, public_url: str | None = None,
                  mqtt_discovery: str | None = None, entities: Sequence[StreamEntities] = (),
-                 mqtt_controls: bool = False) -> None:
-        """``mqtt_discovery``: Home Assistant's discovery prefix, to announce ``entities`` (each
+                 mqtt_controls: bool = False, events_keep: float | None = None) -> None:
+        """``events_keep``: the events file's days kept that long (:mod:`streamyolo.sinks.days`);
+        ``mqtt_discovery``: Home Assistant's discovery prefix, to announce ``entities`` (each
         stream's zones and lines) there and publish their states (:mod:`streamyolo.sinks.mqtt`);
         ``mqtt_controls``: each stream's detection and recording switched over MQTT (:meth:`control`)."""
         self.path = Path(path) if path is not None else None
         self.snapshots = Path(snapshots) if snapshots is not None else None
         self.snapshots_keep = snapshots_keep
         self._pruned_at = -math.inf
-        self._lines = LineFile(self.path, "events file", overwrite) if self.path is not None else None
+        self._lines = (LineFile(self.path, "events file", overwrite, keep=events_keep) if self.path is not None
+                       else None)
         # each output with the kinds of event it takes (None: all)
         self._outputs: list[tuple[EventOutput, frozenset[str] | None]] = []
         if webhook is not None:

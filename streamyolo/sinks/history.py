@@ -89,6 +89,8 @@ def event_files(path: Path) -> list[Path]:
         found = [entry for entry in path.parent.iterdir() if rotated.fullmatch(entry.name) and entry.is_file()]
     except OSError:
         found = []
+    names = {entry.name for entry in found}
+    found = [entry for entry in found if entry.name.removesuffix(".gz") not in names - {entry.name}]  # (compressing)
     files = sorted(found, key=_written, reverse=True)
     if path.is_file():
         files.insert(0, path)

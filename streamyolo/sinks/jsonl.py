@@ -14,6 +14,7 @@ from streamyolo.clock import Clock
 from streamyolo.errors import OutputError
 from streamyolo.frames import Result
 from streamyolo.sinks.base import OutputPause
+from streamyolo.sinks.days import DailyFiles
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +68,17 @@ class LineFile:
     moved or removed under it (logrotate's default ``create`` mode, a clean-up) is noticed at
     the next line, which starts a new file at the path, as the standard library's
     ``WatchedFileHandler`` does for logs; ``copytruncate`` needs nothing (lines are appended).
+    With ``keep`` (seconds), it keeps its days itself, as logrotate would: moved away at
+    midnight, compressed, deleted ``keep`` after (:class:`~streamyolo.sinks.days.DailyFiles`).
     Thread-safe."""
 
-    def __init__(self, path: Path, what: str, overwrite: bool = False, clock: Clock = time.monotonic) -> None:
+    def __init__(self, path: Path, what: str, overwrite: bool = False, clock: Clock = time.monotonic,
+                 keep: float | None = None, wall: Clock = time.time) -> None:
         self.path = Path(path)
         self.what = what
         self.overwrite = overwrite
         self.pause = OutputPause(f"{what} {str(self.path)!r}", "line(s)", clock=clock)
+        self.days = None if keep is None else DailyFiles(self.path, what, keep, wall)
         self._file: TextIO | None = None
         self._open = False  # between open() and close(); the file itself may be closed (paused, moved)
         self._lock = threading.Lock()
@@ -83,12 +88,17 @@ class LineFile:
         with self._lock:
             self._file = open_lines(self.path, self.what, self.overwrite)
             self._open = True
+            if self.days is not None:
+                self.days.opened()
 
     def write(self, line: str) -> None:
         """Write one line (ending in a newline); never raises. Nothing before open or after close."""
         with self._lock:
             if not self._open or not self.pause.due():
                 return
+            if self.days is not None and self.days.due():
+                self._close_file()
+                self.days.rotate()
             try:
                 if self._file is not None and self._moved():
                     log.info("%s %s was moved or removed: writing to a new one", self.what, self.path)
@@ -110,14 +120,19 @@ class LineFile:
     def close(self) -> None:
         """Close; raises :class:`OutputsIncompleteError` if lines were lost during the run."""
         with self._lock:
-            if self._file is not None:
-                try:
-                    self._file.close()
-                except OSError as exc:  # its last lines could not be flushed
-                    self.pause.failed(exc)
-                self._file = None
+            self._close_file()
             self._open = False
+        if self.days is not None:
+            self.days.close()
         self.pause.check()
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError as exc:  # its last lines could not be flushed
+                self.pause.failed(exc)
+            self._file = None
 
     def _moved(self) -> bool:
         """Whether the path no longer leads to the open file."""
@@ -153,9 +168,9 @@ class JsonlSink:
     disk pauses the file rather than ending it (:class:`LineFile`).
     """
 
-    def __init__(self, path: Path, overwrite: bool = False) -> None:
+    def __init__(self, path: Path, overwrite: bool = False, keep: float | None = None) -> None:
         self.path = Path(path)
-        self._lines = LineFile(self.path, "JSONL file", overwrite)
+        self._lines = LineFile(self.path, "JSONL file", overwrite, keep=keep)
 
     def open(self) -> None:
         self._lines.open()

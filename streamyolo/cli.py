@@ -14,6 +14,7 @@ import csv
 import json
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -735,6 +736,8 @@ def _follow(args: argparse.Namespace, path: Path, config: Path | None, query: Ev
                 pass  # none yet
         while True:
             total += _printed(follower.events(), args.text)
+            if _reader_gone():  # (| head, which had its lines: nothing new need come to find out)
+                raise BrokenPipeError
             time.sleep(FOLLOW_EVERY)
     except KeyboardInterrupt:
         pass
@@ -759,6 +762,16 @@ def _printed(events: Iterable[dict[str, Any]], text: bool = False) -> int:
     if total:
         sys.stdout.flush()
     return total
+
+
+def _reader_gone() -> bool:
+    """Whether the output is a pipe whose reader went away (as ``tail -f`` finds out)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)  # (errors and hang-ups are always reported)
+        return any(happened & (select.POLLERR | select.POLLHUP) for _, happened in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no file under it (a program's own stdout), no poll
+        return False
 
 
 def _stdout_gone() -> None:

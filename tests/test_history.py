@@ -4,6 +4,7 @@ web page (``/events.json?…``) and from ``streamyolo events``."""
 
 from __future__ import annotations
 
+import datetime
 import gzip
 import json
 import logging
@@ -296,10 +297,10 @@ def test_an_events_file_that_is_not_there_or_not_written_is_a_one_line_error(
                 f"{os.getcwd()})") in caplog.text
 
 
-def _gate(path: Path) -> float:
-    """A gate's line crossed ten times between 08:10 and 11:55 (local time), every third time
-    out, written to ``path``; returns 08:10."""
-    start = time.mktime((2026, 12, 5, 8, 10, 0, 0, 0, -1))
+def _gate(path: Path, start: float | None = None) -> float:
+    """A gate's line crossed ten times between 08:10 and 11:55 (local time; or from ``start``),
+    every third time out, written to ``path``; returns 08:10."""
+    start = time.mktime((2026, 12, 5, 8, 10, 0, 0, 0, -1)) if start is None else start
     path.write_text("".join(json.dumps({"time": start + n * 1500, "stream": "gate", "event": "line", "line": "gate",
                                         "direction": "out" if n % 3 == 0 else "in", "cls": 0, "name": "person"}) + "\n"
                             for n in range(10)))
@@ -351,12 +352,13 @@ def test_the_page_counts_a_span_by_the_hour_or_the_day(tmp_path: Path) -> None:
                 {"stream": "gate", "event": "line", "where": "gate in", "class": "person", "counts": [0, 1, 2, 1, 2],
                  "total": 6},
                 {"stream": "gate", "event": "line", "where": "gate out", "class": "person", "counts": [0, 1, 1, 1, 1],
-                 "total": 4}]})
+                 "total": 4}], "zone": None})  # (on the box's clocks: no tz asked for)
         # Only what the search asks for: the hour from 09:00 has two in, one out; nothing of another stream.
         assert _get(f"{web.url}counts.json?by=hour&from={start + 3000}&to={start + 6600}&class=0")[1]["series"][0][
             "counts"] == [2]
         assert _get(f"{web.url}counts.json?by=day&from={seven}&to={seven + 3 * 86400}&stream=door") == (200, {
-            "by": "day", "periods": ["2026-12-05", "2026-12-06", "2026-12-07", "2026-12-08"], "total": 0, "series": []})
+            "by": "day", "periods": ["2026-12-05", "2026-12-06", "2026-12-07", "2026-12-08"], "total": 0, "series": [],
+            "zone": None})
         for query, error in (("by=week&from=1&to=2", "by: 'week' is not one of hour, day"),
                              ("by=hour&from=1", "from and to: a count needs both, its span"),
                              ("by=day&from=0&to=5000000", "a count from the page is up to 32 days long, after its "
@@ -367,6 +369,23 @@ def test_the_page_counts_a_span_by_the_hour_or_the_day(tmp_path: Path) -> None:
             assert status == 400 and said.startswith(f"count: {error}") and said.count("\n") == 1, said
         path.unlink()  # nothing written yet: nothing counted
         assert _get(f"{web.url}counts.json?by=hour&from={seven}&to={noon}")[1]["total"] == 0
+    finally:
+        web.close()
+    # On the page's clocks: hours of another time zone (India's, 5:30 ahead of UTC), whatever the box's.
+    path = tmp_path / "utc.jsonl"
+    start = _gate(path, datetime.datetime(2026, 12, 5, 8, 10, tzinfo=datetime.timezone.utc).timestamp())
+    web = WebViewer("127.0.0.1:0", events=lambda: [], events_file=path)
+    web.open()
+    try:
+        span = f"from={start - 4200}&to={start + 13800}"  # 07:00 to 12:00 UTC
+        for zone, hours, ins, outs in (("UTC", range(7, 12), [0, 1, 2, 1, 2], [0, 1, 1, 1, 1]),
+                                       ("Asia/Kolkata", range(12, 18), [0, 0, 2, 2, 1, 1], [0, 1, 1, 0, 1, 1])):
+            chart = _get(f"{web.url}counts.json?by=hour&{span}&tz={zone}")[1]
+            assert (chart["zone"], chart["periods"]) == (zone, [f"2026-12-05 {hour:02}:00" for hour in hours])
+            assert [s["counts"] for s in chart["series"]] == [ins, outs], zone
+        for unknown in ("Mars/Olympus_Mons", "../../etc/passwd"):  # the box's clocks then, and said so
+            chart = _get(f"{web.url}counts.json?by=day&{span}&tz={unknown}")[1]
+            assert chart["zone"] is None and chart["total"] == 10
     finally:
         web.close()
     # Without an events file, the recent events the page lists are counted.

@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import IO, Any, cast, get_args
 
@@ -429,34 +430,50 @@ PERIODS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d"}
 """What ``--by`` counts events in, and how each is written (local time)."""
 
 
-def periods(by: str, first: float, last: float) -> list[str]:
+def period_of(by: str, moment: float, zone: tzinfo | None = None) -> str:
+    """The local hour or day (``by``) that holds ``moment``, as :data:`PERIODS` writes it: on the
+    clocks of ``zone`` (``None``: the box's)."""
+    return _wall(moment, zone).strftime(PERIODS[by])
+
+
+def periods(by: str, first: float, last: float, zone: tzinfo | None = None) -> list[str]:
     """Every local hour or day (``by``) from the one holding ``first`` to the one holding
-    ``last`` (seconds since the epoch), as :data:`PERIODS` writes them; a clock change is
-    counted as the clock shows it.
+    ``last`` (seconds since the epoch), as :data:`PERIODS` writes them, on the clocks of
+    ``zone`` (``None``: the box's); a clock change is counted as the clock shows it (an hour
+    it skips is not there, one it shows twice is one).
 
     >>> import time as t
     >>> start = t.mktime((2026, 12, 5, 22, 30, 0, 0, 0, -1))
     >>> periods("hour", start, start + 3 * 3600)
     ['2026-12-05 22:00', '2026-12-05 23:00', '2026-12-06 00:00', '2026-12-06 01:00']
     """
-    at = time.localtime(first)
-    moment = time.mktime((at.tm_year, at.tm_mon, at.tm_mday, at.tm_hour if by == "hour" else 0, 0, 0, 0, 0, -1))
+    wall = _wall(first, zone).replace(minute=0, second=0, microsecond=0, tzinfo=None)
+    wall, step = (wall, timedelta(hours=1)) if by == "hour" else (wall.replace(hour=0), timedelta(days=1))
     found: list[str] = []
-    while moment <= last:
-        name = time.strftime(PERIODS[by], time.localtime(moment))
-        if not found or found[-1] != name:
+    while (moment := _moment(wall, zone)) <= last:
+        name = wall.strftime(PERIODS[by])
+        if _wall(moment, zone).strftime(PERIODS[by]) == name and (not found or found[-1] != name):
             found.append(name)
-        at = time.localtime(moment)
-        after = time.mktime((at.tm_year, at.tm_mon, at.tm_mday + (by == "day"), at.tm_hour + (by == "hour"), 0, 0,
-                             0, 0, -1))
-        moment = after if after > moment else moment + 3600  # (an hour the clock shows twice)
+        wall += step
     return found
 
 
+def _wall(moment: float, zone: tzinfo | None) -> datetime:
+    """``moment`` as the clocks of ``zone`` show it (``None``: the box's)."""
+    return datetime.fromtimestamp(moment, zone)
+
+
+def _moment(wall: datetime, zone: tzinfo | None) -> float:
+    """When the clocks of ``zone`` (``None``: the box's) show ``wall``."""
+    return wall.replace(tzinfo=zone).timestamp() if zone is not None else time.mktime((*wall.timetuple()[:8], -1))
+
+
 def count_rows(events: Iterable[Mapping[str, Any]], by: str | None = None,
-               span: tuple[float | None, float | None] = (None, None)) -> list[tuple[str, ...]]:
+               span: tuple[float | None, float | None] = (None, None),
+               zone: tzinfo | None = None) -> list[tuple[str, ...]]:
     """``events`` counted by stream, kind, :func:`where` and class (and first by the local
-    hour or day each happened in: ``by``, one of :data:`PERIODS`): a header, a row per count in
+    hour or day each happened in: ``by``, one of :data:`PERIODS`, on the clocks of ``zone``,
+    ``None``: the box's): a header, a row per count in
     order, and the total. By hour or day, every period of ``span`` (its ends, where given, else
     the first and last event's) has a row for each thing counted, 0 where nothing happened:
     a day's footfall has its 24 hours.
@@ -472,13 +489,13 @@ def count_rows(events: Iterable[Mapping[str, Any]], by: str | None = None,
         if by is not None:
             moment = float(event["time"])
             seen = [min(seen[0], moment), max(seen[1], moment)] if seen else [moment, moment]
-            key = (time.strftime(PERIODS[by], time.localtime(moment)), *key)
+            key = (period_of(by, moment, zone), *key)
         counts[key] += 1
     if by is not None and seen:
         first = seen[0] if span[0] is None else span[0]
         last = seen[1] if span[1] is None else span[1] - 0.001  # (the span's end is not in it)
         for things in {key[1:] for key in counts}:
-            for period in periods(by, first, last):
+            for period in periods(by, first, last, zone):
                 counts.setdefault((period, *things), 0)
     header: tuple[str, ...] = ("stream", "event", "where", "class", "count")
     rows = [(by, *header) if by is not None else header]
@@ -497,7 +514,8 @@ def count_table(events: Iterable[Mapping[str, Any]], by: str | None = None,
     return "\n".join(lines), int(rows[-1][-1])
 
 
-def count_series(events: Iterable[Mapping[str, Any]], by: str, since: float, until: float) -> dict[str, Any]:
+def count_series(events: Iterable[Mapping[str, Any]], by: str, since: float, until: float,
+                 zone: tzinfo | None = None) -> dict[str, Any]:
     """``events`` (of the span from ``since`` to ``until``) counted as :func:`count_rows` counts
     them by ``by``, made into a chart's series: ``{"by", "periods": [every hour or day of the
     span], "series": [{"stream", "event", "where", "class", "counts": [one per period], "total"},
@@ -510,10 +528,10 @@ def count_series(events: Iterable[Mapping[str, Any]], by: str, since: float, unt
     >>> chart["periods"], chart["series"][0]["counts"], chart["total"]
     (['2026-12-05 10:00', '2026-12-05 11:00', '2026-12-05 12:00'], [0, 1, 0], 1)
     """
-    names = periods(by, since, until - 0.001)  # (the span's end is not in it)
+    names = periods(by, since, until - 0.001, zone)  # (the span's end is not in it)
     index = {name: number for number, name in enumerate(names)}
     series: dict[tuple[str, ...], list[int]] = {}
-    for period, *thing, count in count_rows(events, by, (since, until))[1:-1]:
+    for period, *thing, count in count_rows(events, by, (since, until), zone)[1:-1]:
         series.setdefault(tuple(thing), [0] * len(names))[index[period]] += int(count)
     return {"by": by, "periods": names, "total": sum(map(sum, series.values())),
             "series": [{"stream": stream, "event": kind, "where": place, "class": name, "counts": counts,

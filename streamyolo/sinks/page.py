@@ -512,6 +512,8 @@ async function countEvents() {
   fields.set("from", from);
   fields.set("to", to);
   fields.set("by", to - from <= COUNT_HOURS_MOST ? "hour" : "day");
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;  // hours as this page's clock shows them
+  if (zone) fields.set("tz", zone);
   let answer;
   try {
     const response = await fetch(here + "counts.json?" + fields, {cache: "no-store"});
@@ -531,7 +533,8 @@ async function countEvents() {
   const heading = document.createElement("div");
   heading.className = "counted";
   heading.textContent = !answer.series.length ? "no events then"
-    : answer.total + (answer.total === 1 ? " event" : " events") + ", by " + answer.by;
+    : answer.total + (answer.total === 1 ? " event" : " events") + ", by " + answer.by
+      + (zone && !answer.zone ? " (the box's clock: it does not know " + zone + ")" : "");
   const most = answer.series.reduce((top, s) => Math.max(top, ...s.counts), 1);  // (every chart on one scale)
   counts.replaceChildren(heading, ...answer.series.map((s) => countRow(s, answer.periods, most)));
   counts.hidden = false;

@@ -58,10 +58,10 @@ A small HTTP server (the standard library's, one thread per client) serves:
   ``/events.json?stream=…&event=…&class=…&from=…&to=…&limit=…``, a search: the newest that
   match, from the events file (``events_file``: every run's, :mod:`streamyolo.sinks.history`)
   or else the recent ones, with ``"more"`` when older ones match too;
-  ``/counts.json?by=hour|day&from=…&to=…`` (and ``stream``, ``event``, ``class``), those of a
-  span of up to a month counted in each local hour or day (``{"by", "periods": […], "series":
-  [{"stream", "event", "where", "class", "counts": […], "total"}, …], "total"}``), charted on
-  the page; and
+  ``/counts.json?by=hour|day&from=…&to=…`` (and ``stream``, ``event``, ``class``; ``tz``, the
+  page's time zone), those of a span of up to a month counted in each local hour or day
+  (``{"by", "periods": […], "series": [{"stream", "event", "where", "class", "counts": […],
+  "total"}, …], "total", "zone"}``), charted on the page; and
   with ``heatmaps``, ``/heatmaps/<stream>.jpg``: the stream's heatmap now (a "heatmaps" button
   shows them in the tiles instead of the videos, refreshed every 2 s);
   with ``snapshots`` (their folder) ``/snapshots/<file>.jpg``, shown when one is clicked, and with
@@ -95,11 +95,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
+from datetime import tzinfo
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import cv2
 
@@ -339,9 +341,10 @@ class WebViewer:
                 return [], False
         return query.select(self.events() if self.events is not None else [], limit)
 
-    def count_events(self, query: EventQuery, by: str) -> dict[str, Any]:
-        """The events that match ``query`` (its span given) counted by the hour or day ``by``,
-        as :func:`~streamyolo.sinks.history.count_series` makes a chart of them: from the events
+    def count_events(self, query: EventQuery, by: str, zone: tzinfo | None = None) -> dict[str, Any]:
+        """The events that match ``query`` (its span given) counted by the hour or day ``by``
+        (on the clocks of ``zone``; ``None``: the box's), as
+        :func:`~streamyolo.sinks.history.count_series` makes a chart of them: from the events
         file if the run writes one, else the recent ones the page lists."""
         assert query.since is not None and query.until is not None
         if self.events_file is not None:
@@ -351,7 +354,7 @@ class WebViewer:
                 found = []
         else:
             found = query.select(self.events() if self.events is not None else [], RECENT)[0]
-        return count_series(found, by, query.since, query.until)
+        return count_series(found, by, query.since, query.until, zone)
 
     def recording_path(self, name: str) -> Path | None:
         """The recording file ``name`` (a plain ``.mp4`` name in the folder), or ``None``."""
@@ -803,9 +806,11 @@ class _Handler(BaseHTTPRequestHandler):
         """``/counts.json?by=hour|day&from=…&to=…``, with any of ``stream``, ``event`` and
         ``class`` as ``/events.json`` takes them: the events that match counted in each local
         hour or day of the span (up to :data:`COUNT_MOST` seconds), a chart's series
-        (:meth:`WebViewer.count_events`)."""
+        (:meth:`WebViewer.count_events`); ``tz``: on the clocks of that time zone (the page's,
+        ``Europe/Berlin``), not the box's (a container's, in UTC). The answer's ``zone`` is the
+        time zone it counted in, ``null`` for the box's (also when ``tz`` is not one it knows)."""
         fields = parse_qs(urlsplit(self.path).query)
-        by = (fields.get("by") or [""])[0]
+        by, asked = (fields.get("by") or [""])[0], (fields.get("tz") or [""])[0]
         try:
             query = events_query(fields)
             if by not in PERIODS:
@@ -819,11 +824,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.BAD_REQUEST, _TEXT, f"count: {exc}\n".encode())
             return
         try:
-            chart = viewer.count_events(query, by)
+            zone: ZoneInfo | None = ZoneInfo(asked) if asked else None
+        except (ValueError, ZoneInfoNotFoundError):  # (no tz database on the box, or a name it has not)
+            log.info("web page: counting in the box's local time: no time zone %r here", asked)
+            zone = None
+        try:
+            chart = viewer.count_events(query, by, zone)
         except OSError as exc:
             self._unreadable(viewer, exc)
             return
-        self._send(HTTPStatus.OK, "application/json", json.dumps(chart).encode())
+        self._send(HTTPStatus.OK, "application/json", json.dumps({**chart, "zone": asked if zone else None}).encode())
 
     def _unreadable(self, viewer: WebViewer, exc: OSError) -> None:
         """The events file could not be read: said in the log and to the client."""

@@ -1309,6 +1309,11 @@ def test_the_events_panel_counts_a_search_by_the_hour(tmp_path: Path) -> None:
              [hours[0], hours[-1]])]
         unit = shown["rows"][0]["heights"][1]
         assert unit > 0
+        # It asked in its own time zone (the hours are the page's: tests/test_history.py counts in another).
+        zones = driver.execute_script(
+            "return [Intl.DateTimeFormat().resolvedOptions().timeZone, performance.getEntriesByType('resource')"
+            ".filter((e) => e.name.includes('/counts.json?')).map((e) => new URL(e.name).searchParams.get('tz'))]")
+        assert zones[0] and zones[1] == [zones[0]], zones
         assert shown["rows"][0]["heights"] == [0, unit, 2 * unit, unit, 2 * unit]
         assert shown["rows"][1]["heights"] == [0, unit, unit, unit, unit]
         # Nothing of that class then.

@@ -6,6 +6,7 @@ import itertools
 import json
 import logging
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -313,7 +314,12 @@ def test_thresholds_by_class_from_the_command_line(tmp_path: Path) -> None:
                       str(tmp_path / "rec"), "--record-segment", "10m", "--record-keep", "2d", "--record-keep-objects",
                       "30d")
     assert done.returncode == 0, done.stderr
-    assert f"recordings in {tmp_path / 'rec'}, 10m files, kept 2d (30d those with objects)" in done.stdout, done.stdout
+    assert f"recordings in {tmp_path / 'rec'}, 10m files, kept 2d (30d those with objects), " in done.stdout, (
+        done.stdout)
+    room = re.search(r"those with objects\), ([\d.]+) ([KMGT]?B) free", done.stdout)  # the room on its disk
+    assert room is not None, done.stdout
+    free = float(room[1]) * {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[room[2]]
+    assert abs(free - shutil.disk_usage(tmp_path).free) / free < 0.01
     assert re.search(r"synthetic: +\(synthetic; .*; class 0 above 0\.6, class 2 above 0\.2\)", done.stdout), done.stdout
     # --record-objects: which objects keep a segment longer (by name: each stream's, as its model numbers them).
     done = streamyolo("check", "--source", "synthetic:", "--record", str(tmp_path / "rec"), "--record-segment", "10m",

@@ -14,10 +14,12 @@ run on each source's first frame.
 from __future__ import annotations
 
 import concurrent.futures
+import shutil
 import threading
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,6 +30,7 @@ from streamyolo.frames import Detections, Image
 from streamyolo.inference.models import resolve_device
 from streamyolo.inference.tiles import TileSettings, cut, detect_tiled
 from streamyolo.pipeline.build import ResolvedStream, open_stream, recording_source
+from streamyolo.sinks.base import format_size
 from streamyolo.sinks.original import uncopied
 from streamyolo.sources import redact_url
 
@@ -130,7 +133,7 @@ def describe(plan: Plan) -> str:
             which = "" if cfg.record_objects is None else f" of {_classes(cfg.record_objects)}"
             kept += f" ({format_seconds(cfg.record_keep_objects)} those with objects{which})"
         original = " (the cameras' original video)" if cfg.record_mode == "original" else ""
-        outputs.append(f"recordings in {cfg.record}{original}{segments}{kept}")
+        outputs.append(f"recordings in {cfg.record}{original}{segments}{kept}{_room(cfg.record)}")
     clips = " (cut from the cameras' original video)" if cfg.clip_mode == "original" else ""
     days = {cfg.jsonl: cfg.jsonl_keep, cfg.events: cfg.events_keep, cfg.stats: cfg.stats_keep}
     for path, what in ((cfg.clips, f"clips{clips} in"), (cfg.snapshots, "snapshots in"), (cfg.crops, "crops in"),
@@ -139,7 +142,8 @@ def describe(plan: Plan) -> str:
                        (cfg.events, "events to"), (cfg.summary, "summary to"), (cfg.stats, "stats to")):
         if path is not None:
             age = days.get(path)
-            outputs.append(f"{what} {path}" + (f" (its days kept {format_seconds(age)})" if age else ""))
+            outputs.append(f"{what} {path}" + (f" (its days kept {format_seconds(age)})" if age else "")
+                           + (_room(path) if path == cfg.clips else ""))
     if cfg.webhook is not None:
         outputs.append("events to a webhook")
     if cfg.mqtt is not None:
@@ -150,6 +154,14 @@ def describe(plan: Plan) -> str:
     if cfg.env_file is not None:
         lines.append(f"variables from {cfg.env_file}, read again at every reload")
     return "\n".join(lines)
+
+
+def _room(folder: Path) -> str:
+    """``, 45 GB free``: the room on a folder's disk (nothing when it cannot be said)."""
+    try:
+        return f", {format_size(shutil.disk_usage(folder).free)} free"
+    except OSError:
+        return ""
 
 
 def probe(streams: Sequence[ResolvedStream]) -> list[Probe]:

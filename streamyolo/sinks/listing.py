@@ -11,7 +11,7 @@ import heapq
 import math
 import os
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,36 @@ def newest_files(folder: Path, runs: Mapping[str, list[str]], loose: Sequence[st
     return found[:limit], len(found) > limit
 
 
+def _sequence(video: str) -> str | None:
+    """The sequence a segment (or clip) belongs to: its name up to its time (``None``: a file
+    without a time in its name)."""
+    stamp = _STAMPED.search(video)
+    return None if stamp is None else video[:stamp.start()]
+
+
+def video_owners(videos: Iterable[str], streams: Collection[str]) -> tuple[dict[str, str | None],
+                                                                          dict[str, str | None]]:
+    """Each of ``videos`` (names of a recordings or clips folder) with the one of ``streams``
+    whose file it is (``None``: none of them), and each sequence of segments with its stream.
+
+    >>> video_owners(["cam-2-20261206-100000.mp4", "cam-20261206-100000.mp4", "old.mp4"], ["cam", "cam-2"])[0]
+    {'cam-2-20261206-100000.mp4': 'cam-2', 'cam-20261206-100000.mp4': 'cam', 'old.mp4': None}
+    """
+    names = sorted(streams, key=len, reverse=True)  # "cam-2" before "cam"
+    owners: dict[str, str | None] = {}
+    sequences: dict[str, str | None] = {}
+    for video in videos:
+        sequence = _sequence(video)
+        if sequence is not None and sequence in sequences:
+            owner = sequences[sequence]  # (a sequence's files are one stream's: matched once)
+        else:
+            owner = next((n for n in names if video.startswith(n) and recording_of(video, n)), None)
+            if sequence is not None:
+                sequences[sequence] = owner
+        owners[video] = owner
+    return owners, sequences
+
+
 def list_videos(folder: Path | None, streams: Collection[str], query: FilesQuery) -> dict[str, Any]:
     """The MP4s of ``folder`` that ``query`` asks for, as ``/recordings.json`` answers: ``{"files":
     [{name, stream, size, modified, objects, start}, …], "more", "streams", "segmented"}``, each
@@ -152,23 +182,13 @@ def list_videos(folder: Path | None, streams: Collection[str], query: FilesQuery
             videos = [entry.name for entry in entries if _a_video(entry)]
     except OSError:
         return nothing
-    names = sorted(streams, key=len, reverse=True)  # "cam-2" before "cam"
-    owners: dict[str, str | None] = {}  # each file's stream
-    sequences: dict[str, str | None] = {}  # each sequence's (a segment's name up to its time: its stream's)
+    owners, sequences = video_owners(videos, streams)
     runs: dict[str, list[str]] = {}  # the segments of each sequence asked for
     loose = []  # the files without a time in their names asked for
-    for video in videos:
-        stamp = _STAMPED.search(video)
-        sequence = None if stamp is None else video[:stamp.start()]
-        if sequence is not None and sequence in sequences:
-            owner = sequences[sequence]  # (a sequence's files are one stream's: matched once)
-        else:
-            owner = next((n for n in names if video.startswith(n) and recording_of(video, n)), None)
-            if sequence is not None:
-                sequences[sequence] = owner
-        owners[video] = owner
+    for video, owner in owners.items():
         if query.streams is not None and owner not in query.streams:
             continue
+        sequence = _sequence(video)
         if sequence is None:
             loose.append(video)
         else:

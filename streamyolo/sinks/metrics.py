@@ -105,11 +105,38 @@ def _lines(status: Mapping[str, Any]) -> Iterator[str]:
         yield from _family("streamyolo_config_last_reload_successful", "gauge",
                            "1 when the last reload of the config was applied, 0 when it was refused.",
                            [({}, bool(reloads["last_ok"]))])
+    yield from _storage(status.get("storage", {}))
     workers = status.get("workers", {})
     if workers:
         yield from _family("streamyolo_worker_restarts_total", "counter",
                            "Times a process worker's child was started again.",
                            (({"worker": worker}, numbers["restarts"]) for worker, numbers in workers.items()))
+
+
+def _storage(storage: Mapping[str, Any]) -> Iterator[str]:
+    """The folders' use (``/status.json``'s ``"storage"``): what each takes, each stream's part,
+    and its disk's room (alert on ``streamyolo_storage_free_bytes`` before a full disk pauses
+    the recordings)."""
+    folders = [(what, use) for what, use in storage.items() if isinstance(use, Mapping)]
+    if not folders:
+        return
+    yield from _family("streamyolo_storage_bytes", "gauge", "Bytes the folder's files take (recordings, clips, "
+                       "snapshots).", (({"folder": what}, use["bytes"]) for what, use in folders))
+    yield from _family("streamyolo_storage_files", "gauge", "Files in the folder.",
+                       (({"folder": what}, use["files"]) for what, use in folders))
+    yield from _family("streamyolo_storage_last_day_bytes", "gauge", "Bytes of the folder's files written in the "
+                       "last 24 hours.", (({"folder": what}, use["last_day"]) for what, use in folders))
+    yield from _family("streamyolo_storage_oldest_timestamp_seconds", "gauge", "When the folder's oldest file was "
+                       "last written (seconds since the epoch).",
+                       (({"folder": what}, use["oldest"]) for what, use in folders if use["oldest"] is not None))
+    yield from _family("streamyolo_storage_stream_bytes", "gauge", "Bytes a stream's recordings (clips) take.", (
+        ({"folder": what, "stream": stream}, numbers["bytes"])
+        for what, use in folders for stream, numbers in use.get("streams", {}).items()))
+    disks = [(what, use) for what, use in folders if use["free"] is not None]
+    yield from _family("streamyolo_storage_free_bytes", "gauge", "Bytes free on the folder's disk (for the run's "
+                       "user).", (({"folder": what}, use["free"]) for what, use in disks))
+    yield from _family("streamyolo_storage_size_bytes", "gauge", "Size of the folder's disk.",
+                       (({"folder": what}, use["total"]) for what, use in disks))
 
 
 def _family(name: str, kind: str, text: str,

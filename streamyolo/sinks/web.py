@@ -32,7 +32,10 @@ A small HTTP server (the standard library's, one thread per client) serves:
   ``"controls"``: whether the page has the switches;
   with process workers also ``"workers": {name: {"restarts": n}}``; once the config has been
   reloaded, ``"config": {"reloads": ok, "failed": n, "last_ok": bool, "last_at": epoch
-  seconds, "last": what it said}``;
+  seconds, "last": what it said}``; with any of the recordings, clips and snapshots folders,
+  ``"storage": {"recordings": {path, bytes, files, oldest, last_day, free, total, streams:
+  {name: {bytes, files, oldest}}}, "clips": …, "snapshots": …, "looked": epoch seconds}``, what
+  they take and their disks' room, looked at once a minute (:mod:`streamyolo.sinks.storage`);
 - ``/metrics``: the same numbers in Prometheus' text format (:mod:`streamyolo.sinks.metrics`);
 - ``/healthz`` and ``/readyz``, for a container's liveness and readiness probes: 200 while the
   run is well (no thread worker hung) and ready (every model built), 503 when not, with
@@ -118,6 +121,7 @@ from streamyolo.sinks.listing import FilesQuery, files_query, list_videos
 from streamyolo.sinks.metrics import CONTENT_TYPE as METRICS_TYPE
 from streamyolo.sinks.metrics import metrics_text
 from streamyolo.sinks.page import PAGE
+from streamyolo.sinks.storage import Storage
 
 if TYPE_CHECKING:
     from streamyolo.pipeline.report import StreamReport
@@ -202,6 +206,11 @@ class WebViewer:
         self.events_file = None if events_file is None else Path(events_file)
         """The events file (``--events``): where a search of the events looks (else the recent ones)."""
         self.snapshots = None if snapshots is None else Path(snapshots)
+        folders = {what: (folder, suffix) for what, folder, suffix in (
+            ("recordings", self.recordings, ".mp4"), ("clips", self.clips, ".mp4"),
+            ("snapshots", self.snapshots, ".jpg")) if folder is not None}
+        self.storage = Storage(folders, self.stream_names) if folders else None
+        """What the folders take on their disks (``/status.json``'s ``"storage"``)."""
         try:
             self._login = check_login(auth).encode() if auth is not None else None
         except ValueError as exc:
@@ -387,6 +396,8 @@ class WebViewer:
         for key, extra in (("workers", self._workers()), ("config", self._config())):
             if extra:
                 status[key] = dict(extra)
+        if self.storage is not None:
+            status["storage"] = self.storage.use()
         return status
 
     def switch(self, kind: str, stream: str, on: bool) -> None:

@@ -1,0 +1,98 @@
+"""What the run's folders take and how much room their disks have (``/status.json``'s
+``"storage"``, ``/metrics``): each stream's recordings, the last day's, since when; looked at
+once a minute at most."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+
+from streamyolo.sinks.storage import Storage, folder_use
+from streamyolo.sinks.web import WebViewer
+
+DAY = 86400.0
+
+
+def _file(path: Path, size: int, age: float) -> Path:
+    """A file of ``size`` bytes (sparse: no room taken) last written ``age`` seconds ago."""
+    with path.open("wb") as file:
+        file.truncate(size)
+    moment = time.time() - age
+    os.utime(path, (moment, moment))
+    return path
+
+
+def _folders(tmp_path: Path) -> tuple[Path, Path, Path]:
+    rec, clips, shots = tmp_path / "rec", tmp_path / "clips", tmp_path / "shots"
+    for folder in (rec, clips, shots):
+        folder.mkdir()
+    _file(rec / "gate-20261201-100000.mp4", 2_000_000_000, 5 * DAY)
+    _file(rec / "gate-20261206-100000-objects.mp4", 500_000_000, 3600)
+    _file(rec / "gate-2-20261206-100000.mp4", 300_000_000, 60)  # another stream, named as gate's prefix
+    _file(rec / "old.mp4", 1000, 9 * DAY)  # no stream's
+    _file(rec / "notes.txt", 10, 0)  # not a video
+    (rec / "gate-link.mp4").symlink_to(rec / "old.mp4")  # a link: not counted twice
+    (rec / "sub").mkdir()
+    _file(rec / "sub" / "gate-20261202-100000.mp4", 10, 0)  # in a folder of its own: not the folder's
+    _file(clips / "gate-20261206-101010.mp4", 4_000_000, 7200)
+    _file(shots / "gate-20261206-101010-123-45.jpg", 80_000, 7200)
+    return rec, clips, shots
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return bytes(response.read())
+
+
+def test_the_status_and_metrics_say_what_each_folder_and_stream_takes(tmp_path: Path) -> None:
+    rec, clips, shots = _folders(tmp_path)
+    web = WebViewer("127.0.0.1:0", recordings=rec, clips=clips, snapshots=shots)
+    web.open()
+    try:
+        storage = json.loads(_get(f"{web.url}status.json"))["storage"]
+        metrics = _get(f"{web.url}metrics").decode().splitlines()
+    finally:
+        web.close()
+    disk = shutil.disk_usage(tmp_path)
+    recordings = storage["recordings"]
+    assert abs(recordings.pop("free") - disk.free) < 100_000_000 and recordings.pop("total") == disk.total
+    oldest = recordings.pop("oldest")
+    assert abs(oldest - (time.time() - 9 * DAY)) < 60
+    assert recordings == {"path": str(rec), "bytes": 2_800_001_000, "files": 4, "last_day": 800_000_000,
+                          "streams": {}}  # (no stream is running: none of the files is a stream's)
+    assert storage["clips"]["bytes"] == 4_000_000 and storage["clips"]["last_day"] == 4_000_000
+    assert storage["snapshots"]["files"] == 1 and "streams" not in storage["snapshots"]
+    assert abs(storage["looked"] - time.time()) < 60
+    assert 'streamyolo_storage_bytes{folder="recordings"} 2800001000' in metrics
+    assert 'streamyolo_storage_files{folder="snapshots"} 1' in metrics
+    assert 'streamyolo_storage_last_day_bytes{folder="recordings"} 800000000' in metrics
+    assert f'streamyolo_storage_size_bytes{{folder="clips"}} {disk.total}' in metrics
+    assert any(line.startswith('streamyolo_storage_free_bytes{folder="recordings"} ') for line in metrics)
+    assert "# TYPE streamyolo_storage_oldest_timestamp_seconds gauge" in metrics
+
+
+def test_each_streams_recordings_are_its_own(tmp_path: Path) -> None:
+    rec, _, _ = _folders(tmp_path)
+    use = folder_use(rec, ".mp4", ["gate", "gate-2", "door"], time.time())
+    assert {stream: (numbers["bytes"], numbers["files"]) for stream, numbers in use["streams"].items()} == {
+        "gate": (2_500_000_000, 2), "gate-2": (300_000_000, 1)}
+    assert abs(use["streams"]["gate"]["oldest"] - (time.time() - 5 * DAY)) < 60
+    gone = folder_use(tmp_path / "nowhere", ".mp4", [], time.time())
+    assert gone == {"path": str(tmp_path / "nowhere"), "bytes": 0, "files": 0, "oldest": None, "last_day": 0,
+                    "free": None, "total": None, "streams": {}}
+
+
+def test_the_folders_are_looked_at_once_a_minute_at_most(tmp_path: Path) -> None:
+    rec, _, _ = _folders(tmp_path)
+    now = [0.0]
+    storage = Storage({"recordings": (rec, ".mp4")}, lambda: ["gate"], clock=lambda: now[0])
+    assert storage.use()["recordings"]["files"] == 4
+    _file(rec / "gate-20261206-110000.mp4", 1, 0)
+    now[0] = 59.0
+    assert storage.use()["recordings"]["files"] == 4  # as looked at before
+    now[0] = 60.0
+    assert storage.use()["recordings"]["streams"]["gate"]["files"] == 3

@@ -7,6 +7,7 @@ import contextlib
 import datetime
 import http.client
 import json
+import math
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -845,7 +847,8 @@ def test_a_real_browser_lists_the_recordings_and_plays_and_seeks_one(tmp_path: P
         before = sum(_seconds(path) for path in rec.glob("street-*.mp4"))
         driver.find_element(By.CSS_SELECTOR, "#export button").click()
         saved = until(lambda: driver.find_elements(By.CSS_SELECTOR, "#export-result a"), 30, "the export")
-        assert re.fullmatch(r"save street-\d{8}-\d{6}-export\.mp4 \(\d+\.\d MB\)", saved[0].text), saved[0].text
+        assert re.fullmatch(r"save street-\d{8}-\d{6}-export\.mp4 \((\d{3}|\d\d\.\d|\d\.\d\d) [kM]B\)",
+                            saved[0].text), saved[0].text
         state = until(lambda: driver.execute_script(
             "const v = arguments[0]; return v.readyState >= 2 && v.currentSrc.startsWith('blob:')"
             " && [v.duration, v.videoWidth, v.error && v.error.code]", player), 30, "the export playing")
@@ -1138,6 +1141,142 @@ def test_an_old_day_beyond_the_list_plays_from_its_timeline_and_goes_on_with_the
             "const v = arguments[0]; return v.readyState >= 2 && v.currentSrc.endsWith('/' + arguments[1])"
             " && v.error === null", player, midnight.name), 30, "the next day's segment playing")
         assert driver.execute_script("return document.querySelectorAll('#files .playing').length") == 0
+
+
+def _size(count: int) -> str:
+    """``count`` bytes as the page writes them (its ``size``): decimal units, 3 significant
+    digits, rounded half up as JavaScript's ``toPrecision`` rounds the double it is given."""
+    units = ["B", "kB", "MB", "GB", "TB"]
+    unit = 0
+    while unit < len(units) - 1 and count / 1000 ** unit >= 999.5:
+        unit += 1
+    value = Decimal(count / 1000 ** unit)  # (that double, exactly)
+    if unit == 0 or value >= Decimal("999.5"):
+        return f"{value.quantize(Decimal(1), ROUND_HALF_UP)} {units[unit]}"
+    rounded = value.quantize(Decimal(1).scaleb(value.adjusted() - 2), ROUND_HALF_UP)
+    if rounded.adjusted() > value.adjusted():  # rounded up to the next power of ten: 99.96 is "100"
+        rounded = rounded.quantize(Decimal(1).scaleb(rounded.adjusted() - 2))
+    return f"{rounded} {units[unit]}"
+
+
+def _sparse(path: Path, size: int, modified: float) -> None:
+    """A file of ``size`` bytes (a hole: it takes no room on the disk), last written at ``modified``."""
+    with path.open("wb") as file:
+        file.truncate(size)
+    os.utime(path, (modified, modified))
+
+
+@pytest.mark.timeout(180)
+def test_the_recordings_panel_says_what_they_take_and_how_long_the_disk_lasts(tmp_path: Path) -> None:
+    """At the top of the recordings panel a line says what the recordings take and since when,
+    what the last day wrote, and the disk's room: about how many days it lasts at that rate
+    (each stream's part in its title), as ``/status.json``'s ``"storage"`` says; the clips panel
+    has its own line; without a folder (or a storage at all) the line is not shown."""
+    from selenium.webdriver.common.by import By
+
+    now = int(time.time())  # (whole seconds: a file's time comes back exactly)
+    rec, clips = tmp_path / "rec", tmp_path / "clips"
+    rec.mkdir()
+    clips.mkdir()
+    # front-door's two segments (3 days ago and now; the run does not record it), a file of no stream.
+    earlier, oldest, clipped = now - 3 * 86400, now - 10 * 86400, now - 7200
+    _sparse(rec / f"front-door-{file_stamp(earlier - 600)}.mp4", 2_500_000_000, earlier)
+    _sparse(rec / f"front-door-{file_stamp(now - 600)}.mp4", 1_200_000_000, now)
+    _sparse(rec / "old.mp4", 5_000, oldest)
+    _sparse(clips / f"front-door-{file_stamp(clipped - 10)}.mp4", 45_600_000, clipped)
+    streams = _config()["streams"]
+    streams[0]["record"] = False
+    streams[1]["zones"] = {"corner": [[0, 0], [2, 0], [2, 2], [0, 2]]}  # (clips want a zone: none is entered)
+    config = _config(streams=streams, record=str(rec), clips=str(clips), tracker="bytetrack")
+    with _page(config) as (pipeline, driver):
+        # Sizes in decimal units, 3 significant digits, as this test writes them too.
+        counts = [0, 950, 999, 1000, 12_345, 999_499, 999_600, 45_600_000, 3_700_000_000, 2_125_000_000, 10**12]
+        written = ["0 B", "950 B", "999 B", "1.00 kB", "12.3 kB", "999 kB", "1.00 MB", "45.6 MB", "3.70 GB",
+                   "2.13 GB", "1.00 TB"]
+        assert driver.execute_script("return arguments[0].map(size)", counts) == written
+        assert [_size(count) for count in counts] == written
+
+        def local(*numbers: float) -> list[str]:
+            """``numbers`` as the browser writes them (14,210)."""
+            return list(driver.execute_script("return arguments[0].map((n) => n.toLocaleString())", numbers))
+
+        def day(seconds: float) -> str:
+            return str(driver.execute_script("return new Date(arguments[0] * 1000).toLocaleDateString()", seconds))
+
+        def says(use: dict[str, Any], word: str) -> list[str]:
+            """The line and its title for ``use`` (a folder of the status's "storage")."""
+            files = use["files"]
+            parts = [f"{_size(use['bytes'])} in {local(files)[0]} file{'s' * (files != 1)}"
+                     + ("" if use["oldest"] is None else f" since {day(use['oldest'])}") if files
+                     else f"no {word} yet"]
+            if use["last_day"] > 0:
+                parts.append(f"{_size(use['last_day'])} written in the last day")
+            if use["free"] is not None and use["total"] is not None:
+                days = math.floor(use["free"] / use["last_day"]) if use["last_day"] > 0 else None
+                lasts = ("" if days is None else ", less than a day at that rate" if days < 1
+                         else f", about {local(days)[0]} day{'s' * (days != 1)} at that rate")
+                parts.append(f"disk: {_size(use['free'])} free of {_size(use['total'])}{lasts}")
+            parts_of = sorted(use.get("streams", {}).items(), key=lambda item: -item[1]["bytes"])
+            title = "\n".join(f"{name}: {_size(part['bytes'])} in {local(part['files'])[0]} "
+                              f"file{'s' * (part['files'] != 1)}" for name, part in parts_of)
+            return [" · ".join(parts), title]
+
+        last: dict[str, Any] = {}
+
+        def agreed(word: str) -> tuple[list[str], dict[str, Any]]:
+            """The panel's line (text, title) once it says what the status says now."""
+            def agreeing() -> bool:
+                last["shown"] = driver.execute_script(
+                    "const line = document.getElementById(arguments[0] + '-storage');"
+                    "return !line.hidden && line.offsetParent !== null && [line.textContent, line.title]", word)
+                last["use"] = _status(pipeline)["storage"][word]
+                return bool(last["shown"]) and last["shown"] == says(last["use"], word)
+            try:
+                until(agreeing, 60, f"the {word}' line as the status says")
+            except AssertionError:
+                raise AssertionError(f"the {word}' line: {last}") from None
+            return last["shown"], last["use"]
+
+        until(lambda: driver.find_element(By.ID, "show-recordings").is_displayed(), 30, "the recordings button")
+        driver.find_element(By.ID, "show-recordings").click()
+        (text, title), use = agreed("recordings")
+        # What the status says is the files made above, and the run's own recording of yard.2.
+        own = use["streams"].get("yard.2", {"bytes": 0, "files": 0})
+        assert use["path"] == str(rec) and set(use["streams"]) <= {"front-door", "yard.2"}, use
+        assert use["streams"]["front-door"] == {"bytes": 3_700_000_000, "files": 2, "oldest": earlier}, use
+        assert (use["bytes"], use["files"], use["oldest"], use["last_day"]) == (
+            3_700_005_000 + own["bytes"], 3 + own["files"], oldest, 1_200_000_000 + own["bytes"]), use
+        assert text.startswith(f"{_size(use['bytes'])} in {3 + own['files']} files since {day(oldest)} · "
+                               f"{_size(1_200_000_000 + own['bytes'])} written in the last day · disk: "), text
+        assert "front-door: 3.70 GB in 2 files" in title.split("\n"), title
+        # The clips' line: only the clip above (fully known but for the disk's room).
+        assert driver.execute_script("return document.getElementById('clips-storage').offsetParent") is None
+        driver.find_element(By.ID, "show-clips").click()
+        (text, title), use = agreed("clips")
+        assert {key: use[key] for key in ("path", "bytes", "files", "oldest", "last_day", "streams")} == {
+            "path": str(clips), "bytes": 45_600_000, "files": 1, "oldest": clipped, "last_day": 45_600_000,
+            "streams": {"front-door": {"bytes": 45_600_000, "files": 1, "oldest": clipped}}}, use
+        free, total = use["free"], use["total"]
+        lasts = math.floor(free / 45_600_000)
+        assert lasts > 1, use  # (a disk with room for two days of such clips)
+        assert (text, title) == (
+            f"45.6 MB in 1 file since {day(clipped)} · 45.6 MB written in the last day · disk: {_size(free)} free of "
+            f"{_size(total)}, about {local(lasts)[0]} days at that rate", "front-door: 45.6 MB in 1 file"), text
+        # The other cases, as the page words them; and without a folder, or storage at all, no line.
+        cases = [({"files": 0, "bytes": 0, "oldest": None, "last_day": 0, "free": 45_000_000_000,
+                   "total": 10**12}, "no clips yet · disk: 45.0 GB free of 1.00 TB"),
+                 ({"files": 14_210, "bytes": 312 * 10**9, "oldest": None, "last_day": 2 * 10**9, "free": 10**9,
+                   "total": 10**12}, f"312 GB in {local(14_210)[0]} files · 2.00 GB written in the last day · "
+                                     "disk: 1.00 GB free of 1.00 TB, less than a day at that rate"),
+                 ({"files": 1, "bytes": 999, "oldest": None, "last_day": 0, "free": None, "total": None},
+                  "999 B in 1 file")]
+        assert driver.execute_script("return arguments[0].map((use) => storageLine(use, 'clips'))",
+                                     [use for use, _ in cases]) == [line for _, line in cases]
+        hidden = ("showStorage(arguments[0]); return ['recordings', 'clips'].map((word) =>"
+                  " document.getElementById(word + '-storage').hidden)")
+        assert driver.execute_script(hidden, {"recordings": use, "looked": now}) == [False, True]
+        assert driver.execute_script(hidden, None) == [True, True]
+        agreed("clips")  # (the next status: shown again)
 
 
 @pytest.mark.timeout(180)

@@ -3,7 +3,9 @@ style and script, no other file and nothing from the network. Its script asks th
 ``status.json`` every second and draws a tile per stream; its panels (recordings, clips,
 events, heatmaps) ask for their listings as they open. The events panel searches the events
 (``events.json?…``) and counts a search's events in each hour or day of its span
-(``counts.json?…``), a small bar chart per thing counted.
+(``counts.json?…``), a small bar chart per thing counted. The recordings and clips panels
+say, from the status's ``"storage"``, what their files take, since when, how much the last
+day wrote, and about how many days the disk's free room lasts at that rate.
 
 Written in a plain Python string: ``\\n`` in it is the script's ``\\n``.
 """
@@ -78,6 +80,7 @@ PAGE = """<!doctype html>
   #timeline-times { display: flex; justify-content: space-between; color: #999; font-size: 12px; }
   #timeline-days { color: #999; margin: 4px 0; }
   #timeline-days input, #timeline-days button { font: inherit; color: #eee; background: #222; border: 1px solid #555; }
+  .storage { color: #999; margin: 4px 0; }
 </style>
 </head>
 <body>
@@ -108,6 +111,7 @@ title="how many of these events came in each hour (a span of over 2 days: each d
 <button type="button" id="event-older" hidden title="the search's next events: older than those shown">older</button>
 </section>
 <section id="recordings" class="videos" hidden>
+<p id="recordings-storage" class="storage" hidden></p>
 <form id="export" title="the stream's recordings then, cut into one MP4 (up to an hour)">export
 <select id="export-stream"></select> from <input type="datetime-local" id="export-from" step="1" required>
 to <input type="datetime-local" id="export-to" step="1" required> <button>export</button>
@@ -124,6 +128,7 @@ title="the day after (after today: the last 24 hours)">▶</button></div>
 <p id="files-more" class="more" hidden>older recordings: pick their day on the timeline</p>
 </section>
 <section id="clips" class="videos" hidden>
+<p id="clips-storage" class="storage" hidden></p>
 <video id="clip-player" controls muted playsinline hidden></video><ul id="clip-files" class="files"></ul>
 <p id="clip-files-more" class="more" hidden>older clips: not listed (an event's "clip" link plays its clip)</p>
 </section>
@@ -272,6 +277,7 @@ function show(status) {
   const names = new Set(status.streams.map((s) => s.name));
   recorded = new Set(status.streams.filter((s) => s.record !== null && s.record !== undefined).map((s) => s.name));
   eventStreams([...names]);
+  showStorage(status.storage);
   for (const [name, entry] of tiles) {  // a stream removed as the run went (a reload)
     if (!names.has(name)) {
       entry.figure.remove();
@@ -590,8 +596,42 @@ async function refresh() {
     run.className = "ended";
   }
 }
-function size(bytes) {
-  return bytes >= 1e9 ? (bytes / 1e9).toFixed(2) + " GB" : (bytes / 1e6).toFixed(1) + " MB";
+function size(bytes) {  // decimal units, 3 significant digits: 950 B, 12.3 kB, 4.56 GB, 1.00 TB
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let unit = 0;
+  while (unit < units.length - 1 && bytes / 1000 ** unit >= 999.5) unit++;  // (999.7 kB: 1.00 MB)
+  const value = bytes / 1000 ** unit;
+  return (unit === 0 || value >= 999.5 ? Math.round(value) : value.toPrecision(3)) + " " + units[unit];
+}
+function counted(number, thing) {  // "1 file", "14,210 files"
+  return number.toLocaleString() + " " + thing + (number === 1 ? "" : "s");
+}
+// What the recordings and the clips take (status.json's "storage", looked at once a minute by
+// the server), at the top of their panels: since when, what the last day wrote, and how long
+// the disk's free room lasts at that rate; each stream's part in the line's title.
+function storageLine(use, word) {
+  const parts = [!use.files ? "no " + word + " yet" : size(use.bytes) + " in " + counted(use.files, "file")
+                 + (use.oldest === null ? "" : " since " + new Date(use.oldest * 1000).toLocaleDateString())];
+  if (use.last_day > 0) parts.push(size(use.last_day) + " written in the last day");
+  if (use.free !== null && use.total !== null) {
+    const days = Math.floor(use.free / use.last_day);
+    const lasts = days < 1 ? "less than a day" : "about " + counted(days, "day");
+    parts.push("disk: " + size(use.free) + " free of " + size(use.total)
+               + (use.last_day > 0 ? ", " + lasts + " at that rate" : ""));
+  }
+  return parts.join(" · ");
+}
+function showStorage(storage) {
+  for (const word of ["recordings", "clips"]) {
+    const line = document.getElementById(word + "-storage"), use = storage ? storage[word] : undefined;
+    line.hidden = !use;
+    if (!use) continue;
+    const text = storageLine(use, word);
+    const title = Object.entries(use.streams || {}).sort(([, a], [, b]) => b.bytes - a.bytes)
+      .map(([name, part]) => name + ": " + size(part.bytes) + " in " + counted(part.files, "file")).join("\\n");
+    if (line.textContent !== text) line.textContent = text;  // (else a selection in it would go every second)
+    if (line.title !== title) line.title = title;
+  }
 }
 // The recordings' or the clips' files (``kind``): the newest (a line under them when there are
 // older ones: the timeline has those), listed and played in ``VIDEOS[kind]``.

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from streamyolo.sinks.recorder import with_objects
 from streamyolo.sources import SyntheticSource, read_stamp, stream_tag
 from streamyolo.sources.clips import write_clip
 from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, kill_after, read_jsonl, stamps
+from tests.servers import free_port
 
 
 def _results(name: str, count: int, size: str = "320x240", fps: float = 25.0) -> list[Result]:
@@ -375,12 +377,13 @@ def test_a_recording_that_cannot_be_written_pauses_and_goes_on_in_a_new_file(
         tmp_path: Path, random_model: Path) -> None:
     """The kernel refuses a write mid-run (here a file-size limit; on a box, a full disk): the
     stream goes on being processed, its recording pauses, tries again ``RETRY_SECONDS`` later
-    (made 3 s here) in a new file, and the run, stopped 2 s after that (SIGTERM), ends saying
-    what was lost, with exit code 1. Each file plays, in order."""
+    (made 5 s here) in a new file, and the run, stopped 2 s after that (SIGTERM), ends saying
+    what was lost, with exit code 1. Each file plays, in order. While paused, the web page's
+    status says so."""
     rec, jsonl, summary = tmp_path / "rec", tmp_path / "det.jsonl", tmp_path / "summary.json"
     config = tmp_path / "camera.yaml"  # a camera: 30 frames a second, as they come
     config.write_text('streams: [{name: cam, source: "synthetic:?size=320x240&fps=30", realtime: true}]\n')
-    retry = 3.0
+    retry, port = 5.0, free_port()
     process = subprocess.Popen(
         [PYTHON, "-c", "import resource, runpy, streamyolo.sinks.base as base; "
          f"resource.setrlimit(resource.RLIMIT_FSIZE, ({FILE_LIMIT}, resource.getrlimit(resource.RLIMIT_FSIZE)[1])); "
@@ -388,7 +391,7 @@ def test_a_recording_that_cannot_be_written_pauses_and_goes_on_in_a_new_file(
          "run", str(config), "--model", str(random_model), "--imgsz", "96",
          "--pytorch-cpu", "torch", "--model-cache", "off",
          "--record", str(rec), "--jsonl", str(jsonl), "--summary", str(summary),
-         "--no-display", "--status-interval", "0"],
+         "--no-display", "--status-interval", "0", "--web", f"127.0.0.1:{port}"],
         env=env_for_subprocess(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, encoding="utf-8",
     )
     # However busy the box (a slow start, frames dropped), the run goes on until the recording
@@ -396,9 +399,12 @@ def test_a_recording_that_cannot_be_written_pauses_and_goes_on_in_a_new_file(
     stopper = threading.Timer(150, process.kill)
     stopper.start()
     assert process.stderr is not None
-    said = []
+    said, paused = [], None
     for line in process.stderr:
         said.append(line)
+        if paused is None and "recording of stream 'cam': cannot write" in line:  # (for 5 s)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=4) as response:
+                paused = json.loads(response.read()).get("paused")
         if re.search(r"recording of stream 'cam': writing again after", line):
             stopper.cancel()
             stopper = threading.Timer(2.0, process.terminate)
@@ -408,7 +414,9 @@ def test_a_recording_that_cannot_be_written_pauses_and_goes_on_in_a_new_file(
     stderr = "".join(said)
     assert returncode == 1, stderr
     assert "recording of stream 'cam': cannot write ([Errno 27] File too large" in stderr
-    assert re.search(r"recording of stream 'cam': writing again after [34] s", stderr), stderr
+    assert re.search(r"recording of stream 'cam': writing again after [56] s", stderr), stderr
+    assert paused is not None and [(p["output"], p["error"], p["unit"]) for p in paused] == [
+        ("recording of stream 'cam'", "File too large", "frame(s)")], paused
     assert re.search(r"recording of stream 'cam': \d+ frame\(s\) could not be written", stderr), stderr
     report = json.loads(summary.read_text())["streams"]["cam"]
     # a busy box (the suite's other tests beside it) may drop some of a live camera's frames
@@ -421,7 +429,7 @@ def test_a_recording_that_cannot_be_written_pauses_and_goes_on_in_a_new_file(
     processed = sorted(line["seq"] for line in lines)  # a live camera may drop a frame on a busy box
     assert first == [seq for seq in processed if seq <= first[-1]] and len(first) > 10
     assert second == [seq for seq in processed if seq >= second[0]] and len(second) > 10
-    assert second[0] > first[-1] + 0.8 * 30 * retry, "about 3 s of frames were not recorded"
+    assert second[0] > first[-1] + 0.8 * 30 * retry, "about 5 s of frames were not recorded"
     # The frames the recording could not take were processed all the same (most of them, or,
     # on a box as busy as the suite's, a quarter at least: none if processing stopped with it).
     paused = set(range(first[-1] + 1, second[0]))

@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
+from streamyolo.errors import OutputsIncompleteError
+from streamyolo.sinks.jsonl import LineFile
 from streamyolo.sinks.storage import Storage, folder_use
 from streamyolo.sinks.web import WebViewer
 
@@ -96,3 +101,40 @@ def test_the_folders_are_looked_at_once_a_minute_at_most(tmp_path: Path) -> None
     assert storage.use()["recordings"]["files"] == 4  # as looked at before
     now[0] = 60.0
     assert storage.use()["recordings"]["streams"]["gate"]["files"] == 3
+
+
+def test_an_output_that_cannot_write_is_in_the_status_and_metrics_until_it_writes_again(tmp_path: Path) -> None:
+    """A JSONL file refused by the kernel (a file-size limit here; a full disk on a box) is
+    paused: the status and /metrics say so, with why and what it lost, until it writes again."""
+    now = [0.0]
+    path = tmp_path / "det.jsonl"
+    lines = LineFile(path, "JSONL file", clock=lambda: now[0])
+    lines.open()
+    lines.write("{}\n")
+    web = WebViewer("127.0.0.1:0")
+    web.open()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    try:
+        assert "paused" not in json.loads(_get(f"{web.url}status.json"))
+        assert "streamyolo_outputs_paused 0" in _get(f"{web.url}metrics").decode().splitlines()
+        resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 10, hard))  # the kernel refuses the line
+        try:
+            lines.write('{"detections": [' + "0, " * 50 + "0]}\n")
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        lines.write("{}\n")  # while paused: lost too
+        paused = json.loads(_get(f"{web.url}status.json"))["paused"]
+        assert len(paused) == 1 and abs(paused[0].pop("since") - time.time()) < 60
+        assert paused == [{"output": f"JSONL file '{path}'", "error": "File too large", "lost": 2, "unit": "line(s)"}]
+        metrics = _get(f"{web.url}metrics").decode().splitlines()
+        assert "streamyolo_outputs_paused 1" in metrics
+        since = f'streamyolo_output_paused_since_timestamp_seconds{{output="JSONL file \'{path}\'"}} '
+        assert any(line.startswith(since) for line in metrics), metrics
+        now[0] += 10.0  # time to try again: it writes
+        lines.write("{}\n")
+        assert "paused" not in json.loads(_get(f"{web.url}status.json"))
+    finally:
+        web.close()
+    assert path.read_text() == "{}\n{}\n"
+    with pytest.raises(OutputsIncompleteError, match=r"2 line\(s\) could not be written"):
+        lines.close()

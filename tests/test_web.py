@@ -29,7 +29,7 @@ import pytest
 
 from streamyolo.clock import file_stamp
 from streamyolo.config import build_config
-from streamyolo.errors import ConfigError, OutputError
+from streamyolo.errors import ConfigError, OutputError, OutputsIncompleteError
 from streamyolo.pipeline import Pipeline, StreamReport
 from streamyolo.sinks.export import segment_start
 from streamyolo.sinks.web import WebViewer, parse_address
@@ -1776,3 +1776,27 @@ def test_points_clicked_on_a_picture_are_in_the_streams_own_pixels() -> None:
             until(lambda: "solo" in (figure.get_attribute("class") or ""), 10, "the tile shown alone")
         finally:
             driver.quit()
+
+
+@pytest.mark.timeout(120)
+def test_the_page_says_which_outputs_cannot_write_until_they_write_again(tmp_path: Path) -> None:
+    """An output paused (a recording that a full disk refuses) is a red line under the header:
+    which, since when, why, what it lost so far; gone once it writes again."""
+    from selenium.webdriver.common.by import By
+
+    from streamyolo.sinks.base import OutputPause
+
+    pause = OutputPause("recording of stream 'gate'", "frame(s)")
+    with _page(_config()) as (_, driver):
+        until(lambda: driver.find_element(By.ID, "run").text == "running", 30, "the page")
+        assert not driver.find_element(By.ID, "paused").is_displayed()
+        pause.failed(OSError(28, "No space left on device"))
+        pause.skip()
+        since = driver.execute_script("return new Date(arguments[0] * 1000).toLocaleString()",
+                                      pause.state()["since"])  # type: ignore[index]
+        said = f"paused: recording of stream 'gate' since {since}: No space left on device (2 frame(s) lost so far)"
+        until(lambda: driver.find_element(By.ID, "paused").text == said, 30, "the paused output said")
+        pause.succeeded()
+        until(lambda: not driver.find_element(By.ID, "paused").is_displayed(), 30, "the line gone")
+    with pytest.raises(OutputsIncompleteError):
+        pause.check()

@@ -8,6 +8,7 @@ import queue
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -220,6 +221,20 @@ RETRY_SECONDS = 10.0
 """How often an output that could not write (a full disk) tries again."""
 
 
+_OPEN_PAUSES: weakref.WeakSet[OutputPause] = weakref.WeakSet()  # every output's, until its check()
+_PAUSES_LOCK = threading.Lock()
+
+
+def paused_outputs() -> list[dict[str, Any]]:
+    """The outputs paused now (a full disk): ``[{"output", "since" (seconds since the epoch),
+    "error", "lost", "unit"}, …]``, the earliest paused first; what ``/status.json`` and the page
+    say (a recording "on" that writes nothing, seen)."""
+    with _PAUSES_LOCK:
+        pauses = list(_OPEN_PAUSES)
+    found = [pause.state() for pause in pauses]
+    return sorted((state for state in found if state is not None), key=lambda state: (state["since"], state["output"]))
+
+
 class OutputPause:
     """An output that could not write (a full disk, a network share gone) pauses and tries
     again every ``retry`` seconds instead of giving up for the rest of the run: a box whose
@@ -238,8 +253,12 @@ class OutputPause:
         self.lost = 0
         self._lost_now = 0
         self._since: float | None = None  # paused since
+        self._since_wall = 0.0  # the same, seconds since the epoch
+        self._error = ""  # why it is paused
         self._retry_at = 0.0
         self._first: str | None = None
+        with _PAUSES_LOCK:
+            _OPEN_PAUSES.add(self)
 
     @property
     def paused(self) -> bool:
@@ -263,7 +282,8 @@ class OutputPause:
         if self._since is not None:
             log.debug("%s: still cannot write: %s", self.what, error)
             return None
-        self._since = now
+        self._since, self._since_wall = now, time.time()
+        self._error = str(getattr(error, "strerror", None) or error)
         self._first = self._first or f"{type(error).__name__}: {error}"
         message = f"{self.what}: cannot write ({error}); paused, trying again every {self.retry:g} s"
         log.error("%s", message)
@@ -292,8 +312,18 @@ class OutputPause:
         self._since = None
         self._lost_now = 0
 
+    def state(self) -> dict[str, Any] | None:
+        """While paused, ``{"output", "since", "error", "lost", "unit"}`` (``lost``: in this pause);
+        else ``None``. (Read from another thread: a moment's numbers.)"""
+        since = self._since_wall
+        if self._since is None:
+            return None
+        return {"output": self.what, "since": since, "error": self._error, "lost": self._lost_now, "unit": self.unit}
+
     def check(self) -> None:
         """At the end: raise :class:`OutputsIncompleteError` if anything was lost."""
+        with _PAUSES_LOCK:
+            _OPEN_PAUSES.discard(self)  # (closed: no longer paused, whatever it was)
         if self.lost:
             raise OutputsIncompleteError(f"{self.what}: {self.lost} {self.unit} could not be written "
                                          f"(first: {self._first})")

@@ -106,6 +106,11 @@ def _lines(status: Mapping[str, Any]) -> Iterator[str]:
                            "1 when the last reload of the config was applied, 0 when it was refused.",
                            [({}, bool(reloads["last_ok"]))])
     yield from _storage(status.get("storage", {}))
+    paused = status.get("paused", [])
+    yield from _family("streamyolo_outputs_paused", "gauge", "Outputs that cannot write now (a full disk): paused, "
+                       "trying again.", [({}, len(paused))])
+    yield from _family("streamyolo_output_paused_since_timestamp_seconds", "gauge", "When a paused output stopped "
+                       "writing (seconds since the epoch).", (({"output": p["output"]}, p["since"]) for p in paused))
     workers = status.get("workers", {})
     if workers:
         yield from _family("streamyolo_worker_restarts_total", "counter",

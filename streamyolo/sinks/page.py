@@ -23,6 +23,7 @@ PAGE = """<!doctype html>
   header h1 { font-size: 18px; margin: 0; }
   #run { color: #9c9; }
   #run.ended { color: #c99; }
+  #paused { color: #f88; margin: 0 12px 8px; } #paused div { margin: 2px 0; }
   main { display: grid; gap: 8px; padding: 8px; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); }
   figure { margin: 0; background: #000; border: 1px solid #333; }
   figure img { display: block; width: 100%; min-height: 120px; object-fit: contain; background: #222; }
@@ -92,6 +93,7 @@ PAGE = """<!doctype html>
 <button id="draw" title="click points on a picture: its zone, line or mask in the stream's pixels">points</button>
 <button id="clear-points" hidden>clear points</button>
 <span id="draw-help" hidden>click on a picture; copy the points under it into the config</span></header>
+<div id="paused" hidden title="outputs that cannot write now (a full disk?): each tries again every few seconds"></div>
 <section id="events" hidden><img id="shot" alt="snapshot" hidden>
 <video id="clip" controls muted playsinline hidden></video>
 <form id="event-search" title="the events file's events (every run's) that match, newest first">events of
@@ -278,6 +280,7 @@ function show(status) {
   recorded = new Set(status.streams.filter((s) => s.record !== null && s.record !== undefined).map((s) => s.name));
   eventStreams([...names]);
   showStorage(status.storage);
+  showPaused(status.paused || []);
   for (const [name, entry] of tiles) {  // a stream removed as the run went (a reload)
     if (!names.has(name)) {
       entry.figure.remove();
@@ -620,6 +623,16 @@ function storageLine(use, word) {
                + (use.last_day > 0 ? ", " + lasts + " at that rate" : ""));
   }
   return parts.join(" · ");
+}
+// The outputs that cannot write now (a recording "on" that writes nothing: a full disk), a
+// line each under the header, until they write again.
+function showPaused(paused) {
+  const box = document.getElementById("paused");
+  const lines = paused.map((p) => "paused: " + p.output + " since " + new Date(p.since * 1000).toLocaleString()
+    + ": " + p.error + (p.lost ? " (" + p.lost + " " + p.unit + " lost so far)" : ""));
+  box.hidden = !lines.length;
+  if ([...box.children].map((line) => line.textContent).join("\\n") === lines.join("\\n")) return;
+  box.replaceChildren(...lines.map((text) => Object.assign(document.createElement("div"), {textContent: text})));
 }
 function showStorage(storage) {
   for (const word of ["recordings", "clips"]) {

@@ -36,6 +36,8 @@ A small HTTP server (the standard library's, one thread per client) serves:
   ``"storage": {"recordings": {path, bytes, files, oldest, last_day, free, total, streams:
   {name: {bytes, files, oldest}}}, "clips": …, "snapshots": …, "looked": epoch seconds}``, what
   they take and their disks' room, looked at once a minute (:mod:`streamyolo.sinks.storage`);
+  while an output is paused (a full disk: :class:`~streamyolo.sinks.base.OutputPause`),
+  ``"paused": [{output, since, error, lost, unit}, …]``;
 - ``/metrics``: the same numbers in Prometheus' text format (:mod:`streamyolo.sinks.metrics`);
 - ``/healthz`` and ``/readyz``, for a container's liveness and readiness probes: 200 while the
   run is well (no thread worker hung) and ready (every model built), 503 when not, with
@@ -112,6 +114,7 @@ from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import Clock
 from streamyolo.errors import ConfigError, OutputError
 from streamyolo.frames import Image, Result
+from streamyolo.sinks.base import paused_outputs
 from streamyolo.sinks.events import RECENT
 from streamyolo.sinks.export import default_name
 from streamyolo.sinks.export import export as cut_recordings
@@ -398,6 +401,9 @@ class WebViewer:
                 status[key] = dict(extra)
         if self.storage is not None:
             status["storage"] = self.storage.use()
+        paused = paused_outputs()
+        if paused:
+            status["paused"] = paused
         return status
 
     def switch(self, kind: str, stream: str, on: bool) -> None:

@@ -327,6 +327,10 @@ def test_thresholds_by_class_from_the_command_line(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     marked = r"synthetic: +\(synthetic; .*; segments kept longer for class\(es\) 0, 2\)"
     assert re.search(marked, done.stdout), done.stdout
+    # Segments and nothing that deletes them: said (a 24/7 box's disk fills up).
+    done = streamyolo("check", "--source", "synthetic:", "--record", str(tmp_path / "rec"), "--record-segment", "10m")
+    assert (f"recordings in {tmp_path / 'rec'}, 10m files, none deleted (no record_keep or record_max_size: once the "
+            "disk is full, recording pauses), ") in done.stdout, done.stdout
     done = streamyolo("check", "--source", "synthetic:", "--record-objects", "person")
     assert done.returncode == 2 and "config keys 'record_objects' and 'record_keep_objects'" in done.stderr
     for wrong in ("person", "person=high", "=0.5"):

@@ -129,6 +129,8 @@ def describe(plan: Plan) -> str:
     if cfg.record is not None:
         segments = f", {format_seconds(cfg.record_segment)} files" if cfg.record_segment else ""
         kept = f", kept {format_seconds(cfg.record_keep)}" if cfg.record_keep else ""
+        if cfg.record_segment and not cfg.record_keep and not cfg.record_max_size:
+            kept = ", none deleted (no record_keep or record_max_size: once the disk is full, recording pauses)"
         if cfg.record_keep_objects:
             which = "" if cfg.record_objects is None else f" of {_classes(cfg.record_objects)}"
             kept += f" ({format_seconds(cfg.record_keep_objects)} those with objects{which})"

@@ -1,6 +1,6 @@
 """What the run's folders take and how much room their disks have (``/status.json``'s
 ``"storage"``, ``/metrics``): each stream's recordings, the last day's, since when; looked at
-once a minute at most."""
+every half minute at most."""
 
 from __future__ import annotations
 
@@ -91,16 +91,29 @@ def test_each_streams_recordings_are_its_own(tmp_path: Path) -> None:
                     "free": None, "total": None, "streams": {}}
 
 
-def test_the_folders_are_looked_at_once_a_minute_at_most(tmp_path: Path) -> None:
+def test_the_folders_are_looked_at_every_half_minute_at_most_and_a_slow_look_less_often(tmp_path: Path) -> None:
     rec, _, _ = _folders(tmp_path)
-    now = [0.0]
-    storage = Storage({"recordings": (rec, ".mp4")}, lambda: ["gate"], clock=lambda: now[0])
+    now, tick = [0.0], [0.0]
+
+    def clock() -> float:
+        now[0] += tick[0]  # (each reading of the clock: time passing as the look goes)
+        return now[0]
+
+    storage = Storage({"recordings": (rec, ".mp4")}, lambda: ["gate"], clock=clock)
     assert storage.use()["recordings"]["files"] == 4
     _file(rec / "gate-20261206-110000.mp4", 1, 0)
-    now[0] = 59.0
+    now[0] = 29.9
     assert storage.use()["recordings"]["files"] == 4  # as looked at before
-    now[0] = 60.0
+    now[0] = 30.0
     assert storage.use()["recordings"]["streams"]["gate"]["files"] == 3
+    # A look that takes a second (a slow network share): the next one 100 s later, not 30.
+    now[0], tick[0] = 60.0, 1.0
+    assert storage.use()["recordings"]["files"] == 5  # looked at from 62 to 63
+    _file(rec / "gate-20261206-120000.mp4", 1, 0)
+    now[0], tick[0] = 150.0, 0.0
+    assert storage.use()["recordings"]["files"] == 5
+    now[0] = 162.0
+    assert storage.use()["recordings"]["files"] == 6
 
 
 def test_an_output_that_cannot_write_is_in_the_status_and_metrics_until_it_writes_again(tmp_path: Path) -> None:

@@ -1184,6 +1184,8 @@ def test_the_recordings_panel_says_what_they_take_and_how_long_the_disk_lasts(tm
     _sparse(rec / f"front-door-{file_stamp(now - 600)}.mp4", 1_200_000_000, now)
     _sparse(rec / "old.mp4", 5_000, oldest)
     _sparse(clips / f"front-door-{file_stamp(clipped - 10)}.mp4", 45_600_000, clipped)
+    first = now - 2 * 86400  # (a clip of two days ago: more than a day of clips to go by)
+    _sparse(clips / f"front-door-{file_stamp(first - 10)}.mp4", 1_000_000, first)
     streams = _config()["streams"]
     streams[0]["record"] = False
     streams[1]["zones"] = {"corner": [[0, 0], [2, 0], [2, 2], [0, 2]]}  # (clips want a zone: none is entered)
@@ -1203,8 +1205,9 @@ def test_the_recordings_panel_says_what_they_take_and_how_long_the_disk_lasts(tm
         def day(seconds: float) -> str:
             return str(driver.execute_script("return new Date(arguments[0] * 1000).toLocaleDateString()", seconds))
 
-        def says(use: dict[str, Any], word: str) -> list[str]:
-            """The line and its title for ``use`` (a folder of the status's "storage")."""
+        def says(use: dict[str, Any], word: str, looked: float) -> list[str]:
+            """The line and its title for ``use`` (a folder of the status's "storage", looked at
+            ``looked``)."""
             files = use["files"]
             parts = [f"{_size(use['bytes'])} in {local(files)[0]} file{'s' * (files != 1)}"
                      + ("" if use["oldest"] is None else f" since {day(use['oldest'])}") if files
@@ -1212,7 +1215,8 @@ def test_the_recordings_panel_says_what_they_take_and_how_long_the_disk_lasts(tm
             if use["last_day"] > 0:
                 parts.append(f"{_size(use['last_day'])} written in the last day")
             if use["free"] is not None and use["total"] is not None:
-                days = math.floor(use["free"] / use["last_day"]) if use["last_day"] > 0 else None
+                a_day = use["oldest"] is not None and looked - use["oldest"] >= 86400  # (a day's to go by)
+                days = math.floor(use["free"] / use["last_day"]) if use["last_day"] > 0 and a_day else None
                 lasts = ("" if days is None else ", less than a day at that rate" if days < 1
                          else f", about {local(days)[0]} day{'s' * (days != 1)} at that rate")
                 parts.append(f"disk: {_size(use['free'])} free of {_size(use['total'])}{lasts}")
@@ -1229,8 +1233,9 @@ def test_the_recordings_panel_says_what_they_take_and_how_long_the_disk_lasts(tm
                 last["shown"] = driver.execute_script(
                     "const line = document.getElementById(arguments[0] + '-storage');"
                     "return !line.hidden && line.offsetParent !== null && [line.textContent, line.title]", word)
-                last["use"] = _status(pipeline)["storage"][word]
-                return bool(last["shown"]) and last["shown"] == says(last["use"], word)
+                storage = _status(pipeline)["storage"]
+                last["use"] = storage[word]
+                return bool(last["shown"]) and last["shown"] == says(last["use"], word, storage["looked"])
             try:
                 until(agreeing, 60, f"the {word}' line as the status says")
             except AssertionError:
@@ -1254,24 +1259,29 @@ def test_the_recordings_panel_says_what_they_take_and_how_long_the_disk_lasts(tm
         driver.find_element(By.ID, "show-clips").click()
         (text, title), use = agreed("clips")
         assert {key: use[key] for key in ("path", "bytes", "files", "oldest", "last_day", "streams")} == {
-            "path": str(clips), "bytes": 45_600_000, "files": 1, "oldest": clipped, "last_day": 45_600_000,
-            "streams": {"front-door": {"bytes": 45_600_000, "files": 1, "oldest": clipped}}}, use
+            "path": str(clips), "bytes": 46_600_000, "files": 2, "oldest": first, "last_day": 45_600_000,
+            "streams": {"front-door": {"bytes": 46_600_000, "files": 2, "oldest": first}}}, use
         free, total = use["free"], use["total"]
         lasts = math.floor(free / 45_600_000)
         assert lasts > 1, use  # (a disk with room for two days of such clips)
         assert (text, title) == (
-            f"45.6 MB in 1 file since {day(clipped)} · 45.6 MB written in the last day · disk: {_size(free)} free of "
-            f"{_size(total)}, about {local(lasts)[0]} days at that rate", "front-door: 45.6 MB in 1 file"), text
+            f"46.6 MB in 2 files since {day(first)} · 45.6 MB written in the last day · disk: {_size(free)} free of "
+            f"{_size(total)}, about {local(lasts)[0]} days at that rate", "front-door: 46.6 MB in 2 files"), text
         # The other cases, as the page words them; and without a folder, or storage at all, no line.
         cases = [({"files": 0, "bytes": 0, "oldest": None, "last_day": 0, "free": 45_000_000_000,
                    "total": 10**12}, "no clips yet · disk: 45.0 GB free of 1.00 TB"),
-                 ({"files": 14_210, "bytes": 312 * 10**9, "oldest": None, "last_day": 2 * 10**9, "free": 10**9,
-                   "total": 10**12}, f"312 GB in {local(14_210)[0]} files · 2.00 GB written in the last day · "
-                                     "disk: 1.00 GB free of 1.00 TB, less than a day at that rate"),
+                 ({"files": 14_210, "bytes": 312 * 10**9, "oldest": now - 3 * 86400, "last_day": 2 * 10**9,
+                   "free": 10**9, "total": 10**12},
+                  f"312 GB in {local(14_210)[0]} files since {day(now - 3 * 86400)} · 2.00 GB written in the last day"
+                  " · disk: 1.00 GB free of 1.00 TB, less than a day at that rate"),
+                 # Files of less than a day: no rate to go by yet.
+                 ({"files": 1, "bytes": 10**9, "oldest": now - 3600, "last_day": 10**9, "free": 10**10,
+                   "total": 10**12}, f"1.00 GB in 1 file since {day(now - 3600)} · 1.00 GB written in the last day · "
+                                     "disk: 10.0 GB free of 1.00 TB"),
                  ({"files": 1, "bytes": 999, "oldest": None, "last_day": 0, "free": None, "total": None},
                   "999 B in 1 file")]
-        assert driver.execute_script("return arguments[0].map((use) => storageLine(use, 'clips'))",
-                                     [use for use, _ in cases]) == [line for _, line in cases]
+        assert driver.execute_script("return arguments[0].map((use) => storageLine(use, 'clips', arguments[1]))",
+                                     [use for use, _ in cases], now) == [line for _, line in cases]
         hidden = ("showStorage(arguments[0]); return ['recordings', 'clips'].map((word) =>"
                   " document.getElementById(word + '-storage').hidden)")
         assert driver.execute_script(hidden, {"recordings": use, "looked": now}) == [False, True]
@@ -1438,14 +1448,14 @@ def test_the_events_panel_counts_a_search_by_the_hour(tmp_path: Path) -> None:
         # By the hour, 07:00 to 12:00: each way through the gate, on one scale (the in-row's 2
         # twice its 1, the out-row's 1 as tall as the in-row's 1), every hour with its bar.
         count(since="2026-12-05T07:00:00", to="2026-12-05T12:00:00")
-        shown = shows("the count by the hour", lambda s: s["heading"] == "10 events, by hour")
+        shown = shows("the count by the hour", lambda s: s["heading"] == "10 events, by hour, 2026-12-05")
         assert shown["found"] == "" and not shown["listed"]
         hours = [f"2026-12-05 {hour:02}:00" for hour in range(7, 12)]
         assert [(row["what"], row["total"], row["titles"], row["ends"]) for row in shown["rows"]] == [
             ("gate line gate in person", "6", [f"{hour}: {n}" for hour, n in zip(hours, [0, 1, 2, 1, 2], strict=True)],
-             [hours[0], hours[-1]]),
+             ["07:00", "11:00"]),
             ("gate line gate out person", "4", [f"{hour}: {n}" for hour, n in zip(hours, [0, 1, 1, 1, 1], strict=True)],
-             [hours[0], hours[-1]])]
+             ["07:00", "11:00"])]  # (the hours: the day is in the heading)
         unit = shown["rows"][0]["heights"][1]
         assert unit > 0
         # It asked in its own time zone (the hours are the page's: tests/test_history.py counts in another).
@@ -1485,8 +1495,8 @@ def test_the_events_panel_counts_a_search_by_the_hour(tmp_path: Path) -> None:
         after = time.strftime("%Y-%m-%d %H:00")
         assert not shown["failed"] and shown["found"] == ""
         if before[:10] == after[:10]:  # (not across midnight: this run's events came today)
-            assert shown["heading"].endswith(" by hour") and shown["rows"], shown
-            assert all(row["ends"][0] == after[:10] + " 00:00" and row["titles"][-1].startswith(
+            assert shown["heading"].endswith(f" by hour, {after[:10]}") and shown["rows"], shown
+            assert all(row["ends"][0] == "00:00" and row["titles"][-1].startswith(
                 (before + ": ", after + ": ")) for row in shown["rows"]), shown
         # A search: the list again, and no chart.
         driver.execute_script("document.getElementById('event-from').value = '2026-12-05T07:00:00';"
@@ -1497,7 +1507,7 @@ def test_the_events_panel_counts_a_search_by_the_hour(tmp_path: Path) -> None:
         assert len(driver.find_elements(By.CSS_SELECTOR, "#happened li")) == 10
         # "newest" after a count: the list again too.
         driver.find_element(By.ID, "event-count").click()
-        shows("the count again", lambda s: s["heading"] == "10 events, by hour" and not s["listed"])
+        shows("the count again", lambda s: s["heading"] == "10 events, by hour, 2026-12-05" and not s["listed"])
         driver.find_element(By.ID, "event-newest").click()
         shown = shows("the newest events", lambda s: s["listed"] and not s["shown"])
         assert shown["found"] == ""

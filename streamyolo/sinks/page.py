@@ -541,16 +541,20 @@ async function countEvents() {
   found.textContent = "";
   const heading = document.createElement("div");
   heading.className = "counted";
+  const periods = answer.periods, last = periods[periods.length - 1] || "";
+  const oneDay = answer.by === "hour" && periods.length && periods[0].slice(0, 10) === last.slice(0, 10);
   heading.textContent = !answer.series.length ? "no events then"
     : answer.total + (answer.total === 1 ? " event" : " events") + ", by " + answer.by
+      + (oneDay ? ", " + last.slice(0, 10) : "")  // (the day once: the bars' ends say only the hours)
       + (zone && !answer.zone ? " (the box's clock: it does not know " + zone + ")" : "");
   const most = answer.series.reduce((top, s) => Math.max(top, ...s.counts), 1);  // (every chart on one scale)
-  counts.replaceChildren(heading, ...answer.series.map((s) => countRow(s, answer.periods, most)));
+  counts.replaceChildren(heading, ...answer.series.map((s) => countRow(s, periods, most, oneDay ? 11 : 0)));
   counts.hidden = false;
 }
 // One thing's row of a count: what it is, its total, and its bar for each period (its count
-// in the bar's title), ``most`` as tall as a bar goes.
-function countRow(series, periods, most) {
+// in the bar's title), ``most`` as tall as a bar goes; under the bars the first and last
+// periods' names from their ``shown``th letter (11: the hours of a day, without the day).
+function countRow(series, periods, most, shown) {
   const row = document.createElement("div"), what = document.createElement("span");
   const total = document.createElement("span"), chart = document.createElement("div");
   row.className = "series";
@@ -580,7 +584,7 @@ function countRow(series, periods, most) {
   ends.className = "ends";
   for (const label of [periods[0], periods.length > 1 ? periods[periods.length - 1] : ""]) {
     const end = document.createElement("span");
-    end.textContent = label;
+    end.textContent = label.slice(shown);
     ends.appendChild(end);
   }
   chart.append(svg, ends);
@@ -609,18 +613,19 @@ function size(bytes) {  // decimal units, 3 significant digits: 950 B, 12.3 kB, 
 function counted(number, thing) {  // "1 file", "14,210 files"
   return number.toLocaleString() + " " + thing + (number === 1 ? "" : "s");
 }
-// What the recordings and the clips take (status.json's "storage", looked at once a minute by
-// the server), at the top of their panels: since when, what the last day wrote, and how long
-// the disk's free room lasts at that rate; each stream's part in the line's title.
-function storageLine(use, word) {
+// What the recordings and the clips take (status.json's "storage", looked at every half minute or
+// so by the server, at ``looked``), at the top of their panels: since when, what the last day
+// wrote, and, once there is a day of them to go by, how long the disk's free room lasts at that
+// rate; each stream's part in the line's title.
+function storageLine(use, word, looked) {
   const parts = [!use.files ? "no " + word + " yet" : size(use.bytes) + " in " + counted(use.files, "file")
                  + (use.oldest === null ? "" : " since " + new Date(use.oldest * 1000).toLocaleDateString())];
   if (use.last_day > 0) parts.push(size(use.last_day) + " written in the last day");
   if (use.free !== null && use.total !== null) {
-    const days = Math.floor(use.free / use.last_day);
+    const days = Math.floor(use.free / use.last_day), aDay = use.oldest !== null && looked - use.oldest >= 86400;
     const lasts = days < 1 ? "less than a day" : "about " + counted(days, "day");
     parts.push("disk: " + size(use.free) + " free of " + size(use.total)
-               + (use.last_day > 0 ? ", " + lasts + " at that rate" : ""));
+               + (use.last_day > 0 && aDay ? ", " + lasts + " at that rate" : ""));
   }
   return parts.join(" · ");
 }
@@ -639,7 +644,7 @@ function showStorage(storage) {
     const line = document.getElementById(word + "-storage"), use = storage ? storage[word] : undefined;
     line.hidden = !use;
     if (!use) continue;
-    const text = storageLine(use, word);
+    const text = storageLine(use, word, storage.looked);
     const title = Object.entries(use.streams || {}).sort(([, a], [, b]) => b.bytes - a.bytes)
       .map(([name, part]) => name + ": " + size(part.bytes) + " in " + counted(part.files, "file")).join("\\n");
     if (line.textContent !== text) line.textContent = text;  // (else a selection in it would go every second)

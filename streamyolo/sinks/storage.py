@@ -4,8 +4,9 @@ clips, the snapshots. For ``/status.json`` (``"storage"``), ``/metrics`` and the
 written in the last day, and how much room the disk has, so a box's owner sees how many days
 fit before the disk is full (and Prometheus can warn before it is).
 
-A month of 24/7 segments is tens of thousands of files: a folder is looked at once a minute at
-most (:data:`LOOK_EVERY`; 0.2 s for 34,560 files), by the first request after that.
+A month of 24/7 segments is tens of thousands of files (34,560 looked at in 0.2 s here): the
+folders are looked at every :data:`LOOK_EVERY` seconds at most, and never for more than
+:data:`LOOKING_MOST` of the time (a slow network share), by the first request after that.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from typing import Any
 from streamyolo.clock import Clock
 from streamyolo.sinks.listing import video_owners
 
-LOOK_EVERY = 60.0
-"""Seconds a look at the folders is used for before the next request looks again."""
+LOOK_EVERY = 30.0
+"""Seconds a look at the folders is used for, at least, before a request looks again."""
+LOOKING_MOST = 0.01
+"""The most of the time the looks take (a look of 2 s is used for 200 s)."""
 
 DAY = 86400.0
 
@@ -70,8 +73,8 @@ def _totals(files: Collection[tuple[int, float]], now: float) -> dict[str, Any]:
 
 class Storage:
     """The use of ``folders`` (what each is called: its path and the suffix of its files),
-    looked at again at most every :data:`LOOK_EVERY` seconds; ``streams``: the run's streams
-    now, whose recordings and clips are counted each. Thread-safe: one request looks, the
+    looked at again at most every ``every`` seconds (and :data:`LOOKING_MOST` of the time);
+    ``streams``: the run's streams now, whose recordings and clips are counted each. Thread-safe: one request looks, the
     others meanwhile wait for its answer."""
 
     def __init__(self, folders: Mapping[str, tuple[Path, str]], streams: Callable[[], list[str]],
@@ -81,14 +84,15 @@ class Storage:
         self._every = every
         self._clock = clock
         self._lock = threading.Lock()
-        self._looked: tuple[float, dict[str, Any]] | None = None
+        self._looked: tuple[float, dict[str, Any]] | None = None  # when next to look, and what was seen
 
     def use(self) -> dict[str, Any]:
         """``{what: folder_use(…)}`` for each folder (``"looked"``: when, seconds since the epoch)."""
         with self._lock:
-            if self._looked is None or self._clock() - self._looked[0] >= self._every:
-                now, streams = time.time(), self._streams()
+            if self._looked is None or self._clock() >= self._looked[0]:
+                began, now, streams = self._clock(), time.time(), self._streams()
                 use = {what: folder_use(path, suffix, streams if suffix == ".mp4" else None, now)
                        for what, (path, suffix) in self.folders.items()}
-                self._looked = (self._clock(), {**use, "looked": now})
+                took = self._clock() - began
+                self._looked = (began + max(self._every, took / LOOKING_MOST), {**use, "looked": now})
             return self._looked[1]

@@ -35,7 +35,7 @@ A small HTTP server (the standard library's, one thread per client) serves:
   seconds, "last": what it said}``; with any of the recordings, clips and snapshots folders,
   ``"storage": {"recordings": {path, bytes, files, oldest, last_day, free, total, streams:
   {name: {bytes, files, oldest}}}, "clips": …, "snapshots": …, "looked": epoch seconds}``, what
-  they take and their disks' room, looked at once a minute (:mod:`streamyolo.sinks.storage`);
+  they take and their disks' room, looked at every half minute at most (:mod:`streamyolo.sinks.storage`);
   while an output is paused (a full disk: :class:`~streamyolo.sinks.base.OutputPause`),
   ``"paused": [{output, since, error, lost, unit}, …]``;
 - ``/metrics``: the same numbers in Prometheus' text format (:mod:`streamyolo.sinks.metrics`);

@@ -59,7 +59,7 @@ class ReconnectConfig(_Strict):
     """Consecutive failed attempts before the stream is marked failed (null: never)."""
 
 
-EventKind = Literal["line", "enter", "leave", "linger", "speeding", "state", "clip"]
+EventKind = Literal["line", "enter", "leave", "linger", "speeding", "state", "clip", "output"]
 """What an event is about (:mod:`streamyolo.sinks.events`)."""
 
 

@@ -200,7 +200,7 @@ def test_every_runs_events_are_searched_from_the_page_and_the_command_line(
                              ("limit=100000", "limit: '100000' is not a number from 1 to 5000")):
             assert _get(f"{web.url}events.json?{query}") == (400, f"events search: {error} "
                                                                   f"(they are clip, enter, leave, line, linger, "
-                                                                  f"speeding, state)\n" if "crossing" in query
+                                                                  f"output, speeding, state)\n" if "crossing" in query
                                                              else f"events search: {error}\n")
     finally:
         web.close()
@@ -256,10 +256,16 @@ def test_every_kind_of_event_reads_as_the_page_lists_it() -> None:
         {**who, "event": "clip", "state": "ended", "clip": "yard-20261205-091003.mp4", "seconds": 12.34},
         {**who, "event": "clip", "state": "failed", "clip": "yard-20261205-091003.mp4", "error": "disk full"},
         {"time": moment, "stream": "yard", "event": "state", "state": "reconnecting", "error": "connection refused"},
-        {"time": moment, "stream": "yard", "event": "state", "state": "removed"})] == [
+        {"time": moment, "stream": "yard", "event": "state", "state": "removed"},
+        {"time": moment, "stream": "yard", "event": "output", "output": "recording of stream 'yard'",
+         "state": "paused", "error": "No space left on device"},
+        {"time": moment, "stream": "", "event": "output", "output": "JSONL file 'det.jsonl'", "state": "writing",
+         "seconds": 20.2, "lost": 600, "unit": "line(s)"})] == [
         "yard: car #7 lingers in drive: 30.0 s", "yard: car #7 speeding in road: 62 km/h",
         "yard: something happened: a clip starts", "yard: clip finished (12.3 s): yard-20261205-091003.mp4",
-        "yard: clip not made: disk full", "yard: reconnecting: connection refused", "yard: removed"]
+        "yard: clip not made: disk full", "yard: reconnecting: connection refused", "yard: removed",
+        "yard: recording of stream 'yard' paused: No space left on device",
+        "JSONL file 'det.jsonl' writing again after 20 s (600 line(s) lost)"]
     assert history.describe(who | {"event": "enter", "zone": "drive"}).startswith("2026-12-05 09:10:03  ")
 
 

@@ -28,7 +28,7 @@ from streamyolo.sinks.recorder import with_objects
 from streamyolo.sources import SyntheticSource, read_stamp, stream_tag
 from streamyolo.sources.clips import write_clip
 from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, kill_after, read_jsonl, stamps
-from tests.servers import free_port
+from tests.servers import HookReceiver, free_port
 
 
 def _results(name: str, count: int, size: str = "320x240", fps: float = 25.0) -> list[Result]:
@@ -379,11 +379,13 @@ def test_a_recording_that_cannot_be_written_pauses_and_goes_on_in_a_new_file(
     stream goes on being processed, its recording pauses, tries again ``RETRY_SECONDS`` later
     (made 5 s here) in a new file, and the run, stopped 2 s after that (SIGTERM), ends saying
     what was lost, with exit code 1. Each file plays, in order. While paused, the web page's
-    status says so."""
+    status says so; the webhook and the events file get an ``output`` event when it pauses and
+    when it writes again."""
     rec, jsonl, summary = tmp_path / "rec", tmp_path / "det.jsonl", tmp_path / "summary.json"
     config = tmp_path / "camera.yaml"  # a camera: 30 frames a second, as they come
     config.write_text('streams: [{name: cam, source: "synthetic:?size=320x240&fps=30", realtime: true}]\n')
-    retry, port = 5.0, free_port()
+    retry, port, events = 5.0, free_port(), tmp_path / "events.jsonl"
+    hook = HookReceiver().__enter__()
     process = subprocess.Popen(
         [PYTHON, "-c", "import resource, runpy, streamyolo.sinks.base as base; "
          f"resource.setrlimit(resource.RLIMIT_FSIZE, ({FILE_LIMIT}, resource.getrlimit(resource.RLIMIT_FSIZE)[1])); "
@@ -391,7 +393,8 @@ def test_a_recording_that_cannot_be_written_pauses_and_goes_on_in_a_new_file(
          "run", str(config), "--model", str(random_model), "--imgsz", "96",
          "--pytorch-cpu", "torch", "--model-cache", "off",
          "--record", str(rec), "--jsonl", str(jsonl), "--summary", str(summary),
-         "--no-display", "--status-interval", "0", "--web", f"127.0.0.1:{port}"],
+         "--no-display", "--status-interval", "0", "--web", f"127.0.0.1:{port}", "--events", str(events),
+         "--webhook", hook.url, "--webhook-events", "output"],
         env=env_for_subprocess(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, encoding="utf-8",
     )
     # However busy the box (a slow start, frames dropped), the run goes on until the recording
@@ -411,12 +414,23 @@ def test_a_recording_that_cannot_be_written_pauses_and_goes_on_in_a_new_file(
             stopper.start()
     returncode = process.wait()
     stopper.cancel()
+    hook.__exit__(None, None, None)
     stderr = "".join(said)
     assert returncode == 1, stderr
     assert "recording of stream 'cam': cannot write ([Errno 27] File too large" in stderr
     assert re.search(r"recording of stream 'cam': writing again after [56] s", stderr), stderr
     assert paused is not None and [(p["output"], p["error"], p["unit"]) for p in paused] == [
         ("recording of stream 'cam'", "File too large", "frame(s)")], paused
+    told = [{k: v for k, v in event.items() if k != "time"} for event in read_jsonl(events)
+            if event["event"] == "output"]
+    assert [event.pop("seconds") for event in told[1:]] == [pytest.approx(retry, abs=1.5)], told
+    lost = told[1].pop("lost")
+    assert lost > 0 and told == [  # (how many: as many frames as came, on a busy box fewer than 30 a second)
+        {"stream": "cam", "event": "output", "output": "recording of stream 'cam'", "state": "paused",
+         "error": "File too large"},
+        {"stream": "cam", "event": "output", "output": "recording of stream 'cam'", "state": "writing",
+         "unit": "frame(s)"}], told
+    assert [(e["event"], e["state"]) for e in hook.events] == [("output", "paused"), ("output", "writing")]
     assert re.search(r"recording of stream 'cam': \d+ frame\(s\) could not be written", stderr), stderr
     report = json.loads(summary.read_text())["streams"]["cam"]
     # a busy box (the suite's other tests beside it) may drop some of a live camera's frames

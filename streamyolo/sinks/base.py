@@ -222,7 +222,36 @@ RETRY_SECONDS = 10.0
 
 
 _OPEN_PAUSES: weakref.WeakSet[OutputPause] = weakref.WeakSet()  # every output's, until its check()
+_LISTENERS: list[Callable[[dict[str, Any]], None]] = []  # told of every pause and its end
 _PAUSES_LOCK = threading.Lock()
+
+
+def listen_to_pauses(listener: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+    """Call ``listener`` with an ``output`` event each time an output pauses (a full disk) and
+    each time it writes again: ``{"time", "stream" (the stream whose output it is; "" for the
+    run's: the JSONL …), "event": "output", "output", "state": "paused", "error"}`` and
+    ``{…, "state": "writing", "seconds", "lost", "unit"}`` (the events sink hands them out, to
+    the webhook, the broker and the events file). It is called in the writing thread, at times
+    under the output's lock: it only hands the event on. Returns what stops the calls."""
+    with _PAUSES_LOCK:
+        _LISTENERS.append(listener)
+
+    def stop() -> None:
+        with _PAUSES_LOCK:
+            if listener in _LISTENERS:
+                _LISTENERS.remove(listener)
+
+    return stop
+
+
+def _tell(event: dict[str, Any]) -> None:
+    with _PAUSES_LOCK:
+        listeners = list(_LISTENERS)
+    for listener in listeners:
+        try:
+            listener(dict(event))
+        except Exception:  # a listener's trouble never stops the output
+            log.exception("an output's pause could not be told")
 
 
 def paused_outputs() -> list[dict[str, Any]]:
@@ -244,10 +273,13 @@ class OutputPause:
     recording, a JSONL file); not thread-safe (its owner calls it from one thread, or under
     its own lock)."""
 
-    def __init__(self, what: str, unit: str, retry: float | None = None, clock: Clock = time.monotonic) -> None:
-        """``retry``: seconds between tries (default: ``RETRY_SECONDS``)."""
+    def __init__(self, what: str, unit: str, retry: float | None = None, clock: Clock = time.monotonic,
+                 stream: str | None = None) -> None:
+        """``retry``: seconds between tries (default: ``RETRY_SECONDS``); ``stream``: the
+        stream whose output it is (a recording), named in its events."""
         self.what = what
         self.unit = unit
+        self.stream = stream
         self.retry = RETRY_SECONDS if retry is None else retry
         self._clock = clock
         self.lost = 0
@@ -287,6 +319,7 @@ class OutputPause:
         self._first = self._first or f"{type(error).__name__}: {error}"
         message = f"{self.what}: cannot write ({error}); paused, trying again every {self.retry:g} s"
         log.error("%s", message)
+        _tell({**self._event("paused"), "error": self._error})
         return message
 
     def skip(self) -> None:
@@ -307,10 +340,16 @@ class OutputPause:
         """An item was written: a pause, if any, is over."""
         if self._since is None:
             return
-        log.warning("%s: writing again after %.0f s; %d %s lost meanwhile", self.what, self._clock() - self._since,
-                    self._lost_now, self.unit)
+        seconds = self._clock() - self._since
+        log.warning("%s: writing again after %.0f s; %d %s lost meanwhile", self.what, seconds, self._lost_now,
+                    self.unit)
+        _tell({**self._event("writing"), "seconds": round(seconds, 3), "lost": self._lost_now, "unit": self.unit})
         self._since = None
         self._lost_now = 0
+
+    def _event(self, state: str) -> dict[str, Any]:
+        return {"time": round(time.time(), 3), "stream": self.stream or "", "event": "output", "output": self.what,
+                "state": state}
 
     def state(self) -> dict[str, Any] | None:
         """While paused, ``{"output", "since", "error", "lost", "unit"}`` (``lost``: in this pause);

@@ -50,7 +50,7 @@ from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import file_stamp, format_seconds, wall_time
 from streamyolo.errors import OutputsIncompleteError
 from streamyolo.frames import Result
-from streamyolo.sinks.base import OutputPause, check_writable_folder, delete_older
+from streamyolo.sinks.base import OutputPause, check_writable_folder, delete_older, listen_to_pauses
 from streamyolo.sinks.jsonl import LineFile
 from streamyolo.sinks.mqtt import MqttPublisher, StatePublisher, StreamEntities
 from streamyolo.sinks.webhook import Webhook
@@ -149,6 +149,7 @@ class EventSink:
         self._clip_started: dict[str, str] = {}  # each stream's newest clip (its inference thread's alone)
         self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self._open = False
+        self._unlisten: Callable[[], None] = lambda: None  # (from open on: stops hearing of outputs' pauses)
         self._snap_pause = OutputPause(f"snapshots folder {str(self.snapshots)!r}", "snapshot(s)")
         self._thread = threading.Thread(target=self._run, name="events")
         self.written = 0  # events handed to every output
@@ -168,6 +169,15 @@ class EventSink:
         self._thread.start()
         with self._lock:
             self._open = True
+        self._unlisten = listen_to_pauses(self.output_changed)
+
+    def output_changed(self, event: dict[str, Any]) -> None:
+        """An output paused (a full disk) or writes again: an ``output`` event
+        (:func:`~streamyolo.sinks.base.listen_to_pauses`)."""
+        with self._lock:
+            if not self._open:
+                return
+        self._queue.put((None, [event]))
 
     def write(self, result: Result) -> None:
         if self._states is not None:
@@ -267,6 +277,7 @@ class EventSink:
                                  "state": "removed"}]))
 
     def close(self) -> None:
+        self._unlisten()
         with self._lock:
             was_open, self._open = self._open, False
         if was_open:

@@ -416,6 +416,10 @@ def describe(event: Mapping[str, Any]) -> str:
                 ) + f" {float(event.get('dwell', 0)):.1f} s"
     elif kind == "speeding":
         what = f"{who} speeding in {event.get('zone')}: {float(event.get('speed', 0)):.0f} km/h"
+    elif kind == "output":
+        what = f"{event.get('output')} " + (f"paused: {event.get('error')}" if event.get("state") == "paused" else
+                                             f"writing again after {float(event.get('seconds', 0)):.0f} s "
+                                             f"({event.get('lost')} {event.get('unit')} lost)")
     elif kind == "clip":
         state = event.get("state")
         what = {"started": "something happened: a clip starts",
@@ -423,7 +427,8 @@ def describe(event: Mapping[str, Any]) -> str:
                 "failed": f"clip not made: {event.get('error')}"}.get(str(state), f"clip {state}")
     else:
         what = str(event.get("state", kind)) + (f": {event['error']}" if event.get("error") else "")
-    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(float(event['time'])))}  {event.get('stream')}: {what}"
+    stream = f"{event['stream']}: " if event.get("stream") else ""  # (an output of the run's: none)
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(float(event['time'])))}  {stream}{what}"
 
 
 PERIODS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d"}

@@ -225,6 +225,16 @@ _EVENT_TEMPLATE = ("{{{{ {{'event_type': {type}, 'object': value_json.name, 'cla
 was (a field the event lacks, null)."""
 
 
+def topic_of(prefix: str, event: dict[str, Any]) -> str:
+    """Where an event is published: ``<prefix>/<stream>/<event>``; an event of no stream (an
+    output of the run's paused: the JSONL file) ``<prefix>/<event>``.
+
+    >>> topic_of("cams", {"stream": "door", "event": "line"}), topic_of("cams", {"stream": "", "event": "output"})
+    ('cams/door/line', 'cams/output')
+    """
+    return f"{prefix}/{event['stream']}/{event['event']}" if event["stream"] else f"{prefix}/{event['event']}"
+
+
 def event_topic(prefix: str, event: dict[str, Any]) -> str | None:
     """Where an object event also goes for Home Assistant's event entities: its zone's or its
     line's own topic (``<prefix>/<stream>/zone/<zone>/event``, ``…/line/<line>/event``).
@@ -326,7 +336,7 @@ class MqttPublisher:
         if self._client is None:
             return
         payload = json.dumps(event, separators=(",", ":"))
-        self._publish(f"{self.target.prefix}/{event['stream']}/{event['event']}", payload, event["event"] == "state")
+        self._publish(topic_of(self.target.prefix, event), payload, event["event"] == "state")
         if self.discovery is not None and (topic := event_topic(self.target.prefix, event)) is not None:
             self._publish(topic, payload, False)  # for the zone's or the line's event entity
 

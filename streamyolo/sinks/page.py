@@ -101,6 +101,7 @@ PAGE = """<!doctype html>
 <select id="event-kind"><option value="">of every kind</option><option value="line">line</option>
 <option value="enter">enter</option><option value="leave">leave</option><option value="linger">linger</option>
 <option value="speeding">speeding</option><option value="state">state</option><option value="clip">clip</option>
+<option value="output">output</option>
 </select> class <input id="event-class" size="10" placeholder="any (person, 0…)">
 from <input type="datetime-local" id="event-from" step="1"> to <input type="datetime-local" id="event-to" step="1">
 <button id="event-find">search</button>
@@ -331,6 +332,9 @@ function describe(e) {
   if (e.event === "clip" && e.state === "ended") return "clip finished (" + e.seconds.toFixed(1) + " s)";
   if (e.event === "clip" && e.state === "failed") return "clip not made: " + e.error;
   if (e.event === "clip") return "something happened: a clip starts";
+  if (e.event === "output" && e.state === "paused") return e.output + " paused: " + e.error;
+  if (e.event === "output") return e.output + " writing again after " + e.seconds.toFixed(0) + " s (" + e.lost + " "
+    + e.unit + " lost)";
   return e.state + (e.error ? ": " + e.error : "");
 }
 // The events panel shows one thing at a time above its list: a snapshot or a clip.
@@ -376,7 +380,7 @@ function eventItem(e) {
   when.textContent = moment.toDateString() === new Date().toDateString() ? moment.toLocaleTimeString()
                                                                          : moment.toLocaleString();
   const what = document.createElement(e.snapshot ? "a" : "span");
-  what.textContent = e.stream + ": " + describe(e);
+  what.textContent = (e.stream ? e.stream + ": " : "") + describe(e);  // (an output of the run's: no stream)
   if (e.snapshot) {
     what.href = here + "snapshots/" + encodeURIComponent(e.snapshot);
     what.addEventListener("click", (click) => {

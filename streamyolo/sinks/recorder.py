@@ -473,7 +473,7 @@ class FileOutput:
         self.stream = stream
         self.files: list[Path] = []
         """Its files so far, swapped whole (read by other threads)."""
-        self.pause = OutputPause(what, "frame(s)")
+        self.pause = OutputPause(what, "frame(s)", stream=stream)
 
     def need(self, item: Result, h264: H264 | None) -> Need:
         """What it wants of ``item``'s frame, before it is encoded (by ``h264``, or by a new

@@ -417,15 +417,18 @@ def test_snapshots_on_a_full_disk_pause_and_their_events_still_go_out(tmp_path: 
             sink.write(Result(Frame(FrameMeta("cam", seq, time.monotonic()), noise), Detections.empty(),
                               time.monotonic(), crossings=(Crossing("door", "in", 1, 0, "person"),), lines=(
                                   LineTally("door", (0.0, 100.0), (320.0, 100.0), 1, 0),)))
-        _wait_for(lambda: sink.written == 3)
+        _wait_for(lambda: sink.written == 4)  # the three, and the snapshots' pause (an output event)
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     with pytest.raises(OutputsIncompleteError, match=r"snapshots folder '.*shots': 3 snapshot\(s\) could not be "
                                                      r"written \(first: OSError: \[Errno 27\] File too large\)"):
         sink.close()
     events = read_jsonl(tmp_path / "events.jsonl")
-    assert [(e["seq"], e["event"], "snapshot" in e) for e in events] == [(0, "line", False), (1, "line", False),
-                                                                         (2, "line", False)]
+    assert [(e["seq"], e["event"], "snapshot" in e) for e in events if e["event"] == "line"] == [
+        (0, "line", False), (1, "line", False), (2, "line", False)]
+    assert [{k: v for k, v in e.items() if k != "time"} for e in events if e["event"] == "output"] == [
+        {"stream": "", "event": "output", "output": f"snapshots folder '{tmp_path / 'shots'}'", "state": "paused",
+         "error": "File too large"}]
     assert list((tmp_path / "shots").iterdir()) == [], "a cut picture was left behind"
 
 

@@ -11,6 +11,7 @@ import shutil
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,25 +128,35 @@ def test_an_output_that_cannot_write_is_in_the_status_and_metrics_until_it_write
     web = WebViewer("127.0.0.1:0")
     web.open()
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    mine = f"JSONL file '{path}'"
+
+    def paused() -> list[dict[str, Any]]:  # (this file's: the process may hold another test's paused output)
+        return [p for p in json.loads(_get(f"{web.url}status.json")).get("paused", []) if p["output"] == mine]
+
+    def pauses() -> int:
+        counted = [line for line in _get(f"{web.url}metrics").decode().splitlines()
+                   if line.startswith("streamyolo_outputs_paused ")]
+        return int(counted[0].split()[1])
+
     try:
-        assert "paused" not in json.loads(_get(f"{web.url}status.json"))
-        assert "streamyolo_outputs_paused 0" in _get(f"{web.url}metrics").decode().splitlines()
+        before = pauses()
+        assert paused() == []
         resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 10, hard))  # the kernel refuses the line
         try:
             lines.write('{"detections": [' + "0, " * 50 + "0]}\n")
         finally:
             resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         lines.write("{}\n")  # while paused: lost too
-        paused = json.loads(_get(f"{web.url}status.json"))["paused"]
-        assert len(paused) == 1 and abs(paused[0].pop("since") - time.time()) < 60
-        assert paused == [{"output": f"JSONL file '{path}'", "error": "File too large", "lost": 2, "unit": "line(s)"}]
+        now_paused = paused()
+        assert len(now_paused) == 1 and abs(now_paused[0].pop("since") - time.time()) < 60
+        assert now_paused == [{"output": mine, "error": "File too large", "lost": 2, "unit": "line(s)"}]
+        assert pauses() == before + 1
         metrics = _get(f"{web.url}metrics").decode().splitlines()
-        assert "streamyolo_outputs_paused 1" in metrics
         since = f'streamyolo_output_paused_since_timestamp_seconds{{output="JSONL file \'{path}\'"}} '
         assert any(line.startswith(since) for line in metrics), metrics
         now[0] += 10.0  # time to try again: it writes
         lines.write("{}\n")
-        assert "paused" not in json.loads(_get(f"{web.url}status.json"))
+        assert paused() == [] and pauses() == before
     finally:
         web.close()
     assert path.read_text() == "{}\n{}\n"

@@ -7,12 +7,13 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from streamyolo.sinks import history
+from streamyolo.sinks import days, history
 from streamyolo.sinks.history import EventQuery, read_events
 from streamyolo.sinks.jsonl import LineFile
 from tests.helpers import read_jsonl
@@ -128,3 +129,34 @@ def test_a_run_keeps_its_files_days_and_the_search_reads_them_as_one(tmp_path: P
     assert wrong.returncode == 2
     assert "config keys 'events_keep' and 'events': events_keep keeps the events file's days; give events too" in (
         wrong.stderr)
+
+
+def test_a_midnight_never_waits_for_a_day_being_compressed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big day an earlier run left is still being compressed when midnight comes: the line
+    after midnight is written at once (the writer may be an inference thread), and the day
+    just moved away is compressed once the big one is done."""
+    _aged(tmp_path / "det.jsonl-20261201", "big\n", 4 * DAY)  # left by an earlier run, uncompressed
+    release, compressing = threading.Event(), threading.Event()
+    compress = days.DailyFiles._compress
+
+    def slow(self: days.DailyFiles, day: Path) -> None:
+        if day.name.endswith("20261201"):
+            compressing.set()
+            release.wait(30)
+        compress(self, day)
+
+    monkeypatch.setattr(days.DailyFiles, "_compress", slow)
+    now = [time.mktime((2026, 12, 5, 23, 59, 0, 0, 0, -1))]
+    lines = LineFile(tmp_path / "det.jsonl", "JSONL file", keep=30 * DAY, wall=lambda: now[0])
+    lines.open()
+    assert compressing.wait(30)
+    lines.write("a\n")
+    now[0] += 120
+    began = time.monotonic()
+    lines.write("b\n")  # after midnight: the day moved away, while the big one is compressed still
+    assert time.monotonic() - began < 5 and (tmp_path / "det.jsonl-20261205").exists()
+    release.set()
+    lines.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["det.jsonl", "det.jsonl-20261201.gz",
+                                                          "det.jsonl-20261205.gz"]
+    assert gzip.decompress((tmp_path / "det.jsonl-20261205.gz").read_bytes()) == b"a\n"

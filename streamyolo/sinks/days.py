@@ -57,7 +57,9 @@ class DailyFiles:
         self._ends = 0.0  # when the open file's day ends
         self._day = ""  # that day, as its file is named
         self._stop = threading.Event()
-        self._tidying: threading.Thread | None = None
+        self._tidying: threading.Thread | None = None  # compressing and deleting days, while it does
+        self._again = False  # asked to look at the days again (a day moved away meanwhile)
+        self._tidy_lock = threading.Lock()
 
     def opened(self) -> None:
         """The file was opened: its day is that of its last line (an earlier run's file), or today;
@@ -98,12 +100,14 @@ class DailyFiles:
     def close(self) -> None:
         """Let a day being compressed finish, for up to :data:`_JOIN` seconds; then stop (a day
         half done is left as it was, for the next run)."""
-        if self._tidying is None:
+        with self._tidy_lock:
+            tidying = self._tidying
+        if tidying is None:
             return
-        self._tidying.join(_JOIN)
+        tidying.join(_JOIN)
         self._stop.set()
-        self._tidying.join(_JOIN)
-        if self._tidying.is_alive():
+        tidying.join(_JOIN)
+        if tidying.is_alive():
             log.warning("%s %s: compressing a day did not stop within %.0f s", self.what, self.path, _JOIN)
 
     def _begin(self, moment: float) -> None:
@@ -111,12 +115,23 @@ class DailyFiles:
         self._ends = next_midnight(moment)
 
     def _tidy(self) -> None:
-        """Compress the days not yet compressed and delete the old ones, in a thread of its own
-        (one at a time: a day's rotation waits for the one before, done long since)."""
-        if self._tidying is not None:
-            self._tidying.join()
-        self._tidying = threading.Thread(target=self._tidy_days, name=f"rotate:{self.path.name}")
-        self._tidying.start()
+        """Compress the days not yet compressed and delete the old ones, in a thread of its own;
+        one at a time, never waited for: one still at work (compressing a big day an earlier run
+        left) looks again before it ends."""
+        with self._tidy_lock:
+            self._again = True
+            if self._tidying is None:
+                self._tidying = threading.Thread(target=self._tidy_while_asked, name=f"rotate:{self.path.name}")
+                self._tidying.start()
+
+    def _tidy_while_asked(self) -> None:
+        while True:
+            with self._tidy_lock:
+                if not self._again or self._stop.is_set():
+                    self._tidying = None
+                    return
+                self._again = False
+            self._tidy_days()
 
     def _tidy_days(self) -> None:
         try:

@@ -448,6 +448,16 @@ function searchFields() {
 // A search's answer shown (``older``: its next page, after those shown).
 let results = [];  // the search's events shown, newest first
 let lastSearch = null;  // its fields, for "older"
+// The server's JSON answer to ``address``, or the line it says is wrong with the question (a
+// 400's text), or why it could not be asked (``what`` names the question).
+async function ask(address, what) {
+  try {
+    const response = await fetch(here + address, {cache: "no-store"});
+    return response.ok ? await response.json() : (await response.text()).trim();
+  } catch (error) {
+    return what + ": " + error;
+  }
+}
 async function runSearch(fields, older) {
   const question = ++asked;
   searching = true;
@@ -458,13 +468,7 @@ async function runSearch(fields, older) {
   document.getElementById("event-older").hidden = true;
   document.getElementById("event-counts").hidden = true;  // (a count's chart: not with the list)
   document.getElementById("happened").hidden = false;
-  let answer;
-  try {
-    const response = await fetch(here + "events.json?" + fields, {cache: "no-store"});
-    answer = response.ok ? await response.json() : (await response.text()).trim();
-  } catch (error) {
-    answer = "events search: " + error;
-  }
+  const answer = await ask("events.json?" + fields, "events search");
   if (question !== asked) return;
   if (typeof answer === "string") {  // what was wrong with it (400), as the server says
     found.className = "failed";
@@ -527,13 +531,7 @@ async function countEvents() {
   fields.set("by", to - from <= COUNT_HOURS_MOST ? "hour" : "day");
   const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;  // hours as this page's clock shows them
   if (zone) fields.set("tz", zone);
-  let answer;
-  try {
-    const response = await fetch(here + "counts.json?" + fields, {cache: "no-store"});
-    answer = response.ok ? await response.json() : (await response.text()).trim();
-  } catch (error) {
-    answer = "count: " + error;
-  }
+  const answer = await ask("counts.json?" + fields, "count");
   if (question !== asked) return;
   document.getElementById("happened").hidden = true;
   if (typeof answer === "string") {  // what was wrong with it (400), as the server says

@@ -5,9 +5,11 @@ every half minute at most."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import shutil
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -19,6 +21,7 @@ from streamyolo.errors import OutputsIncompleteError
 from streamyolo.sinks.jsonl import LineFile
 from streamyolo.sinks.storage import Storage, folder_use
 from streamyolo.sinks.web import WebViewer
+from tests.helpers import until
 
 DAY = 86400.0
 
@@ -65,7 +68,9 @@ def test_the_status_and_metrics_say_what_each_folder_and_stream_takes(tmp_path: 
         web.close()
     disk = shutil.disk_usage(tmp_path)
     recordings = storage["recordings"]
-    assert abs(recordings.pop("free") - disk.free) < 100_000_000 and recordings.pop("total") == disk.total
+    free = recordings.pop("free")
+    assert abs(free - disk.free) < 100_000_000 and recordings.pop("total") == disk.total
+    assert recordings.pop("days_left") == math.floor(free / 800_000_000 * 10) / 10  # (at the last day's rate)
     oldest = recordings.pop("oldest")
     assert abs(oldest - (time.time() - 9 * DAY)) < 60
     assert recordings == {"path": str(rec), "bytes": 2_800_001_000, "files": 4, "last_day": 800_000_000,
@@ -89,7 +94,7 @@ def test_each_streams_recordings_are_its_own(tmp_path: Path) -> None:
     assert abs(use["streams"]["gate"]["oldest"] - (time.time() - 5 * DAY)) < 60
     gone = folder_use(tmp_path / "nowhere", ".mp4", [], time.time())
     assert gone == {"path": str(tmp_path / "nowhere"), "bytes": 0, "files": 0, "oldest": None, "last_day": 0,
-                    "free": None, "total": None, "streams": {}}
+                    "free": None, "total": None, "days_left": None, "streams": {}}
 
 
 def test_the_folders_are_looked_at_every_half_minute_at_most_and_a_slow_look_less_often(tmp_path: Path) -> None:
@@ -162,3 +167,47 @@ def test_an_output_that_cannot_write_is_in_the_status_and_metrics_until_it_write
     assert path.read_text() == "{}\n{}\n"
     with pytest.raises(OutputsIncompleteError, match=r"2 line\(s\) could not be written"):
         lines.close()
+
+
+def test_a_thread_of_its_own_looks_and_tells_and_a_request_never_waits_for_it(tmp_path: Path) -> None:
+    """Started (by the web page, by Home Assistant's sensors), the folders are looked at on a
+    thread of their own every ``every`` seconds, each look told to the listeners; a request
+    meanwhile gets the last look at once, even while a slow one goes on; the last ``stop``
+    ends the thread."""
+    rec, _, _ = _folders(tmp_path)
+    slow, looking = threading.Event(), threading.Event()
+    slow.set()
+
+    def streams() -> list[str]:
+        looking.set()
+        assert slow.wait(30)
+        return ["gate"]
+
+    told: list[dict[str, Any]] = []
+    storage = Storage({"recordings": (rec, ".mp4")}, streams, every=0.2)
+    storage.listen(told.append)
+    storage.listen(lambda use: 1 / 0)  # (a listener's trouble: logged, the looks go on)
+    storage.start()
+    storage.start()  # (a second user: the same thread)
+    try:
+        assert [thread.name for thread in threading.enumerate()].count("storage") == 1
+        until(lambda: len(told) >= 2, 10, "two looks told")
+        assert told[0]["recordings"]["streams"]["gate"]["files"] == 2 and told[0]["looked"] <= told[1]["looked"]
+        _file(rec / "gate-20261206-110000.mp4", 1, 0)
+        until(lambda: told[-1]["recordings"]["files"] == 5, 10, "the new file seen")
+        slow.clear()  # the next look hangs (a slow share) ...
+        looking.clear()
+        assert looking.wait(10)
+        began = time.monotonic()
+        assert storage.use()["recordings"]["files"] == 5  # ... and a request gets the last one at once
+        assert time.monotonic() - began < 0.1
+        slow.set()
+        storage.stop()
+        assert [thread.name for thread in threading.enumerate()].count("storage") == 1  # (one user left)
+    finally:
+        slow.set()
+        storage.stop()
+    until(lambda: "storage" not in [thread.name for thread in threading.enumerate()], 10, "the thread ended")
+    looks = len(told)
+    time.sleep(0.5)
+    assert len(told) == looks  # no more looks

@@ -32,6 +32,7 @@ from streamyolo.config import build_config
 from streamyolo.errors import ConfigError, OutputError, OutputsIncompleteError
 from streamyolo.pipeline import Pipeline, StreamReport
 from streamyolo.sinks.export import segment_start
+from streamyolo.sinks.storage import days_left
 from streamyolo.sinks.web import WebViewer, parse_address
 from tests.conftest import need
 from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, read_jsonl, stamps, until
@@ -1205,9 +1206,8 @@ def test_the_recordings_panel_says_what_they_take_and_how_long_the_disk_lasts(tm
         def day(seconds: float) -> str:
             return str(driver.execute_script("return new Date(arguments[0] * 1000).toLocaleDateString()", seconds))
 
-        def says(use: dict[str, Any], word: str, looked: float) -> list[str]:
-            """The line and its title for ``use`` (a folder of the status's "storage", looked at
-            ``looked``)."""
+        def says(use: dict[str, Any], word: str) -> list[str]:
+            """The line and its title for ``use`` (a folder of the status's "storage")."""
             files = use["files"]
             parts = [f"{_size(use['bytes'])} in {local(files)[0]} file{'s' * (files != 1)}"
                      + ("" if use["oldest"] is None else f" since {day(use['oldest'])}") if files
@@ -1215,8 +1215,7 @@ def test_the_recordings_panel_says_what_they_take_and_how_long_the_disk_lasts(tm
             if use["last_day"] > 0:
                 parts.append(f"{_size(use['last_day'])} written in the last day")
             if use["free"] is not None and use["total"] is not None:
-                a_day = use["oldest"] is not None and looked - use["oldest"] >= 86400  # (a day's to go by)
-                days = math.floor(use["free"] / use["last_day"]) if use["last_day"] > 0 and a_day else None
+                days = None if use["days_left"] is None else math.floor(use["days_left"])
                 lasts = ("" if days is None else ", less than a day at that rate" if days < 1
                          else f", about {local(days)[0]} day{'s' * (days != 1)} at that rate")
                 parts.append(f"disk: {_size(use['free'])} free of {_size(use['total'])}{lasts}")
@@ -1235,7 +1234,7 @@ def test_the_recordings_panel_says_what_they_take_and_how_long_the_disk_lasts(tm
                     "return !line.hidden && line.offsetParent !== null && [line.textContent, line.title]", word)
                 storage = _status(pipeline)["storage"]
                 last["use"] = storage[word]
-                return bool(last["shown"]) and last["shown"] == says(last["use"], word, storage["looked"])
+                return bool(last["shown"]) and last["shown"] == says(last["use"], word)
             try:
                 until(agreeing, 60, f"the {word}' line as the status says")
             except AssertionError:
@@ -1263,7 +1262,7 @@ def test_the_recordings_panel_says_what_they_take_and_how_long_the_disk_lasts(tm
             "streams": {"front-door": {"bytes": 46_600_000, "files": 2, "oldest": first}}}, use
         free, total = use["free"], use["total"]
         lasts = math.floor(free / 45_600_000)
-        assert lasts > 1, use  # (a disk with room for two days of such clips)
+        assert lasts > 1 and math.floor(use["days_left"]) == lasts, use  # (room for two days of such clips)
         assert (text, title) == (
             f"46.6 MB in 2 files since {day(first)} · 45.6 MB written in the last day · disk: {_size(free)} free of "
             f"{_size(total)}, about {local(lasts)[0]} days at that rate", "front-door: 46.6 MB in 2 files"), text
@@ -1274,14 +1273,21 @@ def test_the_recordings_panel_says_what_they_take_and_how_long_the_disk_lasts(tm
                    "free": 10**9, "total": 10**12},
                   f"312 GB in {local(14_210)[0]} files since {day(now - 3 * 86400)} · 2.00 GB written in the last day"
                   " · disk: 1.00 GB free of 1.00 TB, less than a day at that rate"),
+                 ({"files": 14_210, "bytes": 312 * 10**9, "oldest": now - 3 * 86400, "last_day": 2 * 10**9,
+                   "free": 43 * 10**9, "total": 10**12},
+                  f"312 GB in {local(14_210)[0]} files since {day(now - 3 * 86400)} · 2.00 GB written in the last day"
+                  " · disk: 43.0 GB free of 1.00 TB, about 21 days at that rate"),
                  # Files of less than a day: no rate to go by yet.
                  ({"files": 1, "bytes": 10**9, "oldest": now - 3600, "last_day": 10**9, "free": 10**10,
                    "total": 10**12}, f"1.00 GB in 1 file since {day(now - 3600)} · 1.00 GB written in the last day · "
                                      "disk: 10.0 GB free of 1.00 TB"),
                  ({"files": 1, "bytes": 999, "oldest": None, "last_day": 0, "free": None, "total": None},
                   "999 B in 1 file")]
-        assert driver.execute_script("return arguments[0].map((use) => storageLine(use, 'clips', arguments[1]))",
-                                     [use for use, _ in cases], now) == [line for _, line in cases]
+        for use, _ in cases:  # (the server's estimate, as the status has it)
+            use["days_left"] = days_left(use, now)
+        assert [use["days_left"] for use, _ in cases] == [None, 0.5, 21.5, None, None]
+        assert driver.execute_script("return arguments[0].map((use) => storageLine(use, 'clips'))",
+                                     [use for use, _ in cases]) == [line for _, line in cases]
         hidden = ("showStorage(arguments[0]); return ['recordings', 'clips'].map((word) =>"
                   " document.getElementById(word + '-storage').hidden)")
         assert driver.execute_script(hidden, {"recordings": use, "looked": now}) == [False, True]

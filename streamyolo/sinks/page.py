@@ -616,18 +616,18 @@ function counted(number, thing) {  // "1 file", "14,210 files"
   return number.toLocaleString() + " " + thing + (number === 1 ? "" : "s");
 }
 // What the recordings and the clips take (status.json's "storage", looked at every half minute or
-// so by the server, at ``looked``), at the top of their panels: since when, what the last day
-// wrote, and, once there is a day of them to go by, how long the disk's free room lasts at that
-// rate; each stream's part in the line's title.
-function storageLine(use, word, looked) {
+// so by the server), at the top of their panels: since when, what the last day wrote, and, once
+// there is a day of them to go by, how long the disk's free room lasts at that rate (its
+// "days_left"); each stream's part in the line's title.
+function storageLine(use, word) {
   const parts = [!use.files ? "no " + word + " yet" : size(use.bytes) + " in " + counted(use.files, "file")
                  + (use.oldest === null ? "" : " since " + new Date(use.oldest * 1000).toLocaleDateString())];
   if (use.last_day > 0) parts.push(size(use.last_day) + " written in the last day");
   if (use.free !== null && use.total !== null) {
-    const days = Math.floor(use.free / use.last_day), aDay = use.oldest !== null && looked - use.oldest >= 86400;
+    const days = Math.floor(use.days_left);  // (null: not known, before a day of files)
     const lasts = days < 1 ? "less than a day" : "about " + counted(days, "day");
     parts.push("disk: " + size(use.free) + " free of " + size(use.total)
-               + (use.last_day > 0 && aDay ? ", " + lasts + " at that rate" : ""));
+               + (use.days_left != null ? ", " + lasts + " at that rate" : ""));
   }
   return parts.join(" · ");
 }
@@ -646,7 +646,7 @@ function showStorage(storage) {
     const line = document.getElementById(word + "-storage"), use = storage ? storage[word] : undefined;
     line.hidden = !use;
     if (!use) continue;
-    const text = storageLine(use, word, storage.looked);
+    const text = storageLine(use, word);
     const title = Object.entries(use.streams || {}).sort(([, a], [, b]) => b.bytes - a.bytes)
       .map(([name, part]) => name + ": " + size(part.bytes) + " in " + counted(part.files, "file")).join("\\n");
     if (line.textContent !== text) line.textContent = text;  // (else a selection in it would go every second)

@@ -33,9 +33,9 @@ A small HTTP server (the standard library's, one thread per client) serves:
   with process workers also ``"workers": {name: {"restarts": n}}``; once the config has been
   reloaded, ``"config": {"reloads": ok, "failed": n, "last_ok": bool, "last_at": epoch
   seconds, "last": what it said}``; with any of the recordings, clips and snapshots folders,
-  ``"storage": {"recordings": {path, bytes, files, oldest, last_day, free, total, streams:
-  {name: {bytes, files, oldest}}}, "clips": …, "snapshots": …, "looked": epoch seconds}``, what
-  they take and their disks' room, looked at every half minute at most (:mod:`streamyolo.sinks.storage`);
+  ``"storage": {"recordings": {path, bytes, files, oldest, last_day, free, total, days_left,
+  streams: {name: {bytes, files, oldest}}}, "clips": …, "snapshots": …, "looked": epoch seconds}``,
+  what they take and their disks' room, looked at every half minute (:mod:`streamyolo.sinks.storage`);
   while an output is paused (a full disk: :class:`~streamyolo.sinks.base.OutputPause`),
   ``"paused": [{output, since, error, lost, unit}, …]``;
 - ``/metrics``: the same numbers in Prometheus' text format (:mod:`streamyolo.sinks.metrics`);
@@ -199,7 +199,10 @@ class WebViewer:
                  recordings: str | Path | None = None,
                  events: Callable[[], list[dict[str, Any]]] | None = None, events_file: str | Path | None = None,
                  snapshots: str | Path | None = None, clips: str | Path | None = None,
-                 heatmap: Callable[[str], Image | None] | None = None, clock: Clock = time.monotonic) -> None:
+                 heatmap: Callable[[str], Image | None] | None = None, storage: Storage | None = None,
+                 clock: Clock = time.monotonic) -> None:
+        """``storage``: what the folders take, shared with others that look (else the page's
+        own, of ``recordings``, ``clips`` and ``snapshots``)."""
         self.host, self.port = parse_address(address)
         self.heatmap = heatmap
         """A stream's heatmap now (``heatmaps``; :meth:`HeatmapSink.picture`), for ``/heatmaps/``."""
@@ -212,7 +215,7 @@ class WebViewer:
         folders = {what: (folder, suffix) for what, folder, suffix in (
             ("recordings", self.recordings, ".mp4"), ("clips", self.clips, ".mp4"),
             ("snapshots", self.snapshots, ".jpg")) if folder is not None}
-        self.storage = Storage(folders, self.stream_names) if folders else None
+        self.storage = storage if storage is not None else Storage(folders, self.stream_names) if folders else None
         """What the folders take on their disks (``/status.json``'s ``"storage"``)."""
         try:
             self._login = check_login(auth).encode() if auth is not None else None
@@ -286,6 +289,8 @@ class WebViewer:
         self.port = int(server.server_address[1])
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="web:server")
         self._thread.start()
+        if self.storage is not None:
+            self.storage.start()
         log.info("web page: %s%s", self.url, " (login needed)" if self._login is not None else "")
         if not _loopback(self.host):
             if self._login is None:
@@ -309,6 +314,8 @@ class WebViewer:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+            if self.storage is not None:
+                self.storage.stop()
 
     # -- what the handlers serve -------------------------------------------------------
 

@@ -521,11 +521,12 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
                                       node.format("event", "line_door_crossings"), node.format("sensor", "zone_floor"),
                                       node.format("binary_sensor", "zone_floor_occupied"),
                                       node.format("event", "zone_floor_visits"),
-                                      node.format("sensor", "zone_floor_speed")])
+                                      node.format("sensor", "zone_floor_speed"), node.format("binary_sensor", "outputs"),
+                                      "homeassistant/binary_sensor/streamyolo_site/-outputs/config"])
     assert gone not in retained, "an entity the config no longer has stays in Home Assistant"
-    assert len({c["unique_id"] for c in configs.values()}) == 15
-    devices = {json.dumps(c["device"], sort_keys=True) for c in configs.values()}
-    assert len(devices) == 1 and json.loads(devices.pop())["name"] == "hall", "one device: the stream"
+    assert len({c["unique_id"] for c in configs.values()}) == 17
+    devices = {c["device"]["name"]: json.dumps(c["device"], sort_keys=True) for c in configs.values()}
+    assert sorted(devices) == ["hall", "streamyolo site"], "a device for the stream, one for the run"
     assert {c["availability_topic"] for c in configs.values()} == {"site/available"}
     assert retained["site/available"] == b"offline", "the run is over"
 
@@ -549,6 +550,8 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
     empty = configs[node.format("binary_sensor", "zone_lower_occupied")]["value_template"]
     assert jinja2.Environment().from_string(empty).render(value_json={"total": 0}) == "OFF"
     assert shown("binary_sensor", "streaming") == "OFF"
+    assert shown("binary_sensor", "outputs") == "OFF" and json.loads(retained["site/hall/outputs"]) == {
+        "paused": 0, "outputs": []}  # (its clips always wrote)
     assert retained[configs[node.format("camera", "snapshot")]["topic"]][:2] == b"\xff\xd8", "a JPEG"
     # The Activity event entity: each clip event as the event Home Assistant fires.
     activity = configs[node.format("event", "activity")]
@@ -622,15 +625,17 @@ def test_each_stream_gets_the_event_entities_of_the_events_it_sends(broker_folde
         Pipeline.from_config(config).run()
         later = MqttSubscriber(broker.port)
         try:
-            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 16)
+            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 21)
         finally:
             later.close()
     configs = {topic.split("/")[3]: (topic.split("/")[1], json.loads(payload))
                for topic, payload, kept in later.messages if topic.endswith("/config") and kept}
-    assert sorted(configs) == ["gate_detect", "gate_line_kerb_crossings", "gate_line_kerb_in", "gate_line_kerb_out",
-                               "gate_objects", "gate_occupied", "gate_record", "gate_streaming", "gate_zone_drive",
-                               "gate_zone_drive_occupied", "gate_zone_drive_speed", "gate_zone_drive_visits",
-                               "porch_detect", "porch_objects", "porch_occupied", "porch_streaming"]
+    assert sorted(configs) == ["-outputs", "-recordings", "-recordings_days_left", "-recordings_free",
+                               "gate_detect", "gate_line_kerb_crossings", "gate_line_kerb_in", "gate_line_kerb_out",
+                               "gate_objects", "gate_occupied", "gate_outputs", "gate_record", "gate_streaming",
+                               "gate_zone_drive", "gate_zone_drive_occupied", "gate_zone_drive_speed",
+                               "gate_zone_drive_visits", "porch_detect", "porch_objects", "porch_occupied",
+                               "porch_streaming"]
     assert configs["porch_detect"][0] == "switch" and {key: configs["porch_detect"][1][key] for key in (
         "command_topic", "state_topic", "payload_on", "payload_off")} == {
             "command_topic": "yard/porch/detect/set", "state_topic": "yard/porch/detect/state", "payload_on": "ON",
@@ -752,5 +757,5 @@ def test_two_runs_under_one_prefix_are_warned_of_and_leave_each_others_entities(
         finally:
             later.close()
     configs = sorted(t.split("/")[3] for t, payload, kept in later.messages if t.endswith("/config") and payload)
-    assert configs == ["yard_objects", "yard_occupied", "yard_streaming"]
+    assert configs == ["-outputs", "yard_objects", "yard_occupied", "yard_streaming"]
     assert caplog.text.count("no longer in the config: removed") == 6  # the gate's and the porch's three

@@ -27,8 +27,8 @@ from streamyolo.sinks import VideoRecorder
 from streamyolo.sinks.recorder import with_objects
 from streamyolo.sources import SyntheticSource, read_stamp, stream_tag
 from streamyolo.sources.clips import write_clip
-from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, kill_after, read_jsonl, stamps
-from tests.servers import HookReceiver, free_port
+from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, kill_after, read_jsonl, stamps, until
+from tests.servers import HookReceiver, MqttBroker, MqttSubscriber, free_port
 
 
 def _results(name: str, count: int, size: str = "320x240", fps: float = 25.0) -> list[Result]:
@@ -374,18 +374,23 @@ FILE_LIMIT = 250_000
 
 @pytest.mark.timeout(180)
 def test_a_recording_that_cannot_be_written_pauses_and_goes_on_in_a_new_file(
-        tmp_path: Path, random_model: Path) -> None:
+        tmp_path: Path, random_model: Path, broker_folder: Path) -> None:
     """The kernel refuses a write mid-run (here a file-size limit; on a box, a full disk): the
     stream goes on being processed, its recording pauses, tries again ``RETRY_SECONDS`` later
     (made 5 s here) in a new file, and the run, stopped 2 s after that (SIGTERM), ends saying
     what was lost, with exit code 1. Each file plays, in order. While paused, the web page's
     status says so; the webhook and the events file get an ``output`` event when it pauses and
-    when it writes again."""
+    when it writes again; Home Assistant's ``Outputs`` problem sensors (the stream's, the run's)
+    are on while it is paused, and its recordings' sensors have the folder's use."""
+    import jinja2
+
     rec, jsonl, summary = tmp_path / "rec", tmp_path / "det.jsonl", tmp_path / "summary.json"
     config = tmp_path / "camera.yaml"  # a camera: 30 frames a second, as they come
     config.write_text('streams: [{name: cam, source: "synthetic:?size=320x240&fps=30", realtime: true}]\n')
     retry, port, events = 5.0, free_port(), tmp_path / "events.jsonl"
     hook = HookReceiver().__enter__()
+    broker = MqttBroker(broker_folder).__enter__()
+    assistant = MqttSubscriber(broker.port)  # a Home Assistant running along
     process = subprocess.Popen(
         [PYTHON, "-c", "import resource, runpy, streamyolo.sinks.base as base; "
          f"resource.setrlimit(resource.RLIMIT_FSIZE, ({FILE_LIMIT}, resource.getrlimit(resource.RLIMIT_FSIZE)[1])); "
@@ -394,7 +399,8 @@ def test_a_recording_that_cannot_be_written_pauses_and_goes_on_in_a_new_file(
          "--pytorch-cpu", "torch", "--model-cache", "off",
          "--record", str(rec), "--jsonl", str(jsonl), "--summary", str(summary),
          "--no-display", "--status-interval", "0", "--web", f"127.0.0.1:{port}", "--events", str(events),
-         "--webhook", hook.url, "--webhook-events", "output"],
+         "--webhook", hook.url, "--webhook-events", "output", "--mqtt", f"mqtt://127.0.0.1:{broker.port}/site",
+         "--mqtt-discovery", "homeassistant"],
         env=env_for_subprocess(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, encoding="utf-8",
     )
     # However busy the box (a slow start, frames dropped), the run goes on until the recording
@@ -415,6 +421,9 @@ def test_a_recording_that_cannot_be_written_pauses_and_goes_on_in_a_new_file(
     returncode = process.wait()
     stopper.cancel()
     hook.__exit__(None, None, None)
+    until(lambda: ("site/available", b"offline", False) in assistant.messages, 10, "the run's offline")
+    assistant.close()
+    broker.__exit__(None, None, None)
     stderr = "".join(said)
     assert returncode == 1, stderr
     assert "recording of stream 'cam': cannot write ([Errno 27] File too large" in stderr
@@ -431,6 +440,30 @@ def test_a_recording_that_cannot_be_written_pauses_and_goes_on_in_a_new_file(
         {"stream": "cam", "event": "output", "output": "recording of stream 'cam'", "state": "writing",
          "unit": "frame(s)"}], told
     assert [(e["event"], e["state"]) for e in hook.events] == [("output", "paused"), ("output", "writing")]
+    # Home Assistant: the Outputs sensors off, on while paused (which output, since when, why), off again.
+    configs = {topic.split("/")[3]: json.loads(payload) for topic, payload, _ in assistant.messages
+               if topic.startswith("homeassistant/") and payload}
+
+    def shown(entity: str, payload: bytes) -> str:
+        return jinja2.Environment().from_string(configs[entity]["value_template"]).render(
+            value_json=json.loads(payload))
+
+    for entity, topic in (("cam_outputs", "site/cam/outputs"), ("-outputs", "site/outputs")):
+        assert configs[entity]["state_topic"] == configs[entity]["json_attributes_topic"] == topic
+        assert configs[entity]["device_class"] == "problem"
+        states = [json.loads(payload) for at, payload, _ in assistant.messages if at == topic]
+        assert [shown(entity, payload) for at, payload, _ in assistant.messages if at == topic] == ["OFF", "ON", "OFF"]
+        assert [state["paused"] for state in states] == [0, 1, 0] and states[0]["outputs"] == states[2]["outputs"] == []
+        assert [(p["output"], p["error"]) for p in states[1]["outputs"]] == [("recording of stream 'cam'",
+                                                                             "File too large")], states
+        assert abs(states[1]["outputs"][0]["since"] - paused[0]["since"]) < 1.5, (states, paused)
+    # The recordings' sensors: their folder, looked at as the run started (every 30 s).
+    (use, *_) = [json.loads(payload) for topic, payload, _ in assistant.messages if topic == "site/storage/recordings"]
+    assert use["path"] == str(rec) and use["free"] > 0 and use["days_left"] is None  # (no day of files yet)
+    assert float(shown("-recordings_free", json.dumps(use).encode())) == pytest.approx(use["free"] / 1e9)
+    assert float(shown("-recordings", json.dumps(use).encode())) == use["bytes"] / 1e9
+    assert shown("-recordings_days_left", json.dumps(use).encode()) == "None"  # (unknown, to Home Assistant)
+    assert configs["-recordings_free"]["unit_of_measurement"] == "GB"
     assert re.search(r"recording of stream 'cam': \d+ frame\(s\) could not be written", stderr), stderr
     report = json.loads(summary.read_text())["streams"]["cam"]
     # a busy box (the suite's other tests beside it) may drop some of a live camera's frames

@@ -60,6 +60,7 @@ from streamyolo.sinks.heatmap import HeatmapSink
 from streamyolo.sinks.jsonl import JsonlSink
 from streamyolo.sinks.mqtt import StreamEntities
 from streamyolo.sinks.recorder import VideoRecorder, choose_codec
+from streamyolo.sinks.storage import Storage
 from streamyolo.sinks.web import WebViewer
 from streamyolo.sources import PyAVSource
 from streamyolo.sources.base import PacketTap, tap_of
@@ -361,6 +362,11 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         if recorder is not None:  # one encoding of a stream for both
             recorder.share_with(clips)
         sinks.append(clips)
+    # What the folders take on their disks, for the page and Home Assistant's sensors (one look for both)
+    folders = {what: (Path(folder), suffix) for what, folder, suffix in (
+        ("recordings", cfg.record, ".mp4"), ("clips", cfg.clips, ".mp4"), ("snapshots", cfg.snapshots, ".jpg"))
+        if folder is not None}
+    storage = Storage(folders) if folders else None
     events: EventSink | None = None
     if any(out is not None for out in (cfg.events, cfg.webhook, cfg.mqtt, cfg.snapshots, cfg.clips)):
         if cfg.events is not None:
@@ -370,7 +376,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
                            snapshots_keep=cfg.snapshots_keep, clip_of=clips.clip_of if clips is not None else None,
                            public_url=cfg.public_url, mqtt_discovery=cfg.mqtt_discovery,
                            entities=[stream_entities(cfg, s) for s in streams], mqtt_controls=True,
-                           events_keep=cfg.events_keep)
+                           events_keep=cfg.events_keep, storage=storage)
         sinks.append(events)
         if clips is not None:
             clips.on_end = events.clip_ended
@@ -390,7 +396,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         web = WebViewer(cfg.web, annotator, fps=cfg.web_fps, controls=cfg.web_controls, cert=cfg.web_cert,
                         key=cfg.web_key, recordings=cfg.record, events_file=cfg.events,
                         events=events.recent if events is not None else None, snapshots=cfg.snapshots,
-                        clips=cfg.clips, heatmap=heatmaps.picture if heatmaps is not None else None,
+                        clips=cfg.clips, heatmap=heatmaps.picture if heatmaps is not None else None, storage=storage,
                         auth=cfg.web_auth.get_secret_value() if cfg.web_auth is not None else None)
     display = None
     if cfg.display or (cfg.display is None and display_available()):
@@ -429,6 +435,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         notifier=notifier,
     )
     pipeline.plan = Plan(cfg, streams, groups, factories)
+    if storage is not None:  # (the streams now, each with its part)
+        storage.streams = lambda: pipeline.stream_names
     if events is not None:  # Home Assistant's switches (MQTT): each stream's detection and recording on or off
         events.control(pipeline.set_switch)
         pipeline.on_switch = events.switched

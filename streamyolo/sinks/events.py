@@ -53,6 +53,7 @@ from streamyolo.frames import Result
 from streamyolo.sinks.base import OutputPause, check_writable_folder, delete_older, listen_to_pauses
 from streamyolo.sinks.jsonl import LineFile
 from streamyolo.sinks.mqtt import MqttPublisher, StatePublisher, StreamEntities
+from streamyolo.sinks.storage import Storage
 from streamyolo.sinks.webhook import Webhook
 
 log = logging.getLogger(__name__)
@@ -113,10 +114,12 @@ class EventSink:
                  mqtt_events: Collection[str] | None = None, snapshots_keep: float | None = None,
                  clip_of: Callable[[Result], str | None] | None = None, public_url: str | None = None,
                  mqtt_discovery: str | None = None, entities: Sequence[StreamEntities] = (),
-                 mqtt_controls: bool = False, events_keep: float | None = None) -> None:
+                 mqtt_controls: bool = False, events_keep: float | None = None,
+                 storage: Storage | None = None) -> None:
         """``events_keep``: the events file's days kept that long (:mod:`streamyolo.sinks.days`);
         ``mqtt_discovery``: Home Assistant's discovery prefix, to announce ``entities`` (each
-        stream's zones and lines) there and publish their states (:mod:`streamyolo.sinks.mqtt`);
+        stream's zones and lines) there and publish their states (:mod:`streamyolo.sinks.mqtt`),
+        and the run's outputs and the use of ``storage``'s folders;
         ``mqtt_controls``: each stream's detection and recording switched over MQTT (:meth:`control`)."""
         self.path = Path(path) if path is not None else None
         self.snapshots = Path(snapshots) if snapshots is not None else None
@@ -132,10 +135,12 @@ class EventSink:
         self._publisher: MqttPublisher | None = None
         if mqtt is not None:
             publisher = self._publisher = MqttPublisher(mqtt, discovery=mqtt_discovery, entities=entities,
-                                                        controls=mqtt_controls)
+                                                        controls=mqtt_controls,
+                                                        folders=list(storage.folders) if storage is not None else [])
             self._outputs.append((publisher, None if mqtt_events is None else frozenset(mqtt_events)))
             if mqtt_discovery is not None:
                 self._states = StatePublisher(publisher)
+        self._storage = storage if self._states is not None else None  # (Home Assistant's sensors of it)
         self._annotator = annotator or BoxAnnotator(overlay=False)
         self.quality = quality
         self._clip_of = clip_of  # the clip a frame's events are in (the clips sink writes before this one)
@@ -170,6 +175,9 @@ class EventSink:
         with self._lock:
             self._open = True
         self._unlisten = listen_to_pauses(self.output_changed)
+        if self._storage is not None and self._publisher is not None:
+            self._storage.listen(self._publisher.storage_changed)
+            self._storage.start()
 
     def output_changed(self, event: dict[str, Any]) -> None:
         """An output paused (a full disk) or writes again: an ``output`` event
@@ -177,6 +185,8 @@ class EventSink:
         with self._lock:
             if not self._open:
                 return
+        if self._publisher is not None:  # (Home Assistant's Outputs sensors)
+            self._publisher.output_changed(event)
         self._queue.put((None, [event]))
 
     def write(self, result: Result) -> None:
@@ -281,6 +291,8 @@ class EventSink:
         with self._lock:
             was_open, self._open = self._open, False
         if was_open:
+            if self._storage is not None:
+                self._storage.stop()
             self._queue.put(None)
             self._thread.join(JOIN_SECONDS)
             if self._thread.is_alive():

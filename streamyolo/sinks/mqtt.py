@@ -37,6 +37,11 @@ the indoor camera while someone is home) switches the stream's detection on or o
 ``<prefix>/<stream>/detect/state`` (retained) says which it is; a recorded stream has a
 ``Recording`` switch the same way (``<prefix>/<stream>/record/set`` and ``…/record/state``:
 :meth:`~streamyolo.pipeline.pipeline.Pipeline.set_recording`).
+A recorded stream (or one with clips) has an ``Outputs`` problem sensor, on while its recording
+or clips cannot write (a full disk: ``<prefix>/<stream>/outputs``); and the run is a device of its
+own (:func:`run_discovery_messages`): an ``Outputs`` sensor of every output's, and what the
+recordings, clips and snapshots take, their disks' free room and the days it lasts
+(``<prefix>/storage/<folder>``, every half minute: :mod:`streamyolo.sinks.storage`).
 The objects', zones' and lines' states are retained and sent as they change, at most once a second
 each (:class:`StatePublisher`); while the broker is down they are not queued, the newest is
 sent once it is back.
@@ -59,7 +64,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -175,6 +180,8 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
             configs.append(("switch", "record", {
                 "name": "Recording", "command_topic": f"{base}/record/set", "state_topic": f"{base}/record/state",
                 "payload_on": "ON", "payload_off": "OFF", "icon": "mdi:record-rec"}))
+        if entities.recorded or entities.clips:  # its recording, its clips: on while one cannot write
+            configs.append(("binary_sensor", "outputs", _outputs_config(base)))
         if entities.snapshots:
             configs.append(("camera", "snapshot", {"name": "Snapshot", "topic": f"{base}/snapshot"}))
         if entities.clips and "clip" in entities.events:  # a trigger: something happened, its clip is whole
@@ -217,6 +224,50 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
     return messages
 
 
+def run_discovery_messages(prefix: str, discovery: str, folders: Sequence[str]) -> list[tuple[str, str]]:
+    """The retained ``(topic, JSON)`` configs of the run's own Home Assistant device (``streamyolo``,
+    or ``streamyolo <prefix>``): an ``Outputs`` problem sensor, on while any output of the run
+    cannot write (a full disk: a recording, the JSONL …; which, in its attributes), and for each
+    of ``folders`` (``recordings``, ``clips``, ``snapshots``: :mod:`streamyolo.sinks.storage`) a
+    sensor of what its files take, one of its disk's free room and one of the days that room
+    lasts at the last day's rate (unknown before a day of files).
+
+    >>> [topic for topic, _ in run_discovery_messages("cams", "homeassistant", ["clips"])]
+    ['homeassistant/binary_sensor/streamyolo_cams/-outputs/config', \
+'homeassistant/sensor/streamyolo_cams/-clips/config', \
+'homeassistant/sensor/streamyolo_cams/-clips_free/config', \
+'homeassistant/sensor/streamyolo_cams/-clips_days_left/config']
+    """
+    node = "streamyolo_" + _object_id(prefix)
+    name = "streamyolo" if prefix == DEFAULT_PREFIX else f"streamyolo {prefix}"
+    common = {"availability_topic": f"{prefix}/available",
+              "device": {"identifiers": [node], "name": name, "manufacturer": "streamyolo", "model": "streamyolo",
+                         "sw_version": __version__}}
+    configs: list[tuple[str, str, dict[str, Any]]] = [("binary_sensor", "outputs", _outputs_config(prefix))]
+    for what in folders:
+        topic, name = f"{prefix}/storage/{what}", what.capitalize()
+        size = {"state_topic": topic, "device_class": "data_size", "state_class": "measurement",
+                "unit_of_measurement": "GB", "suggested_display_precision": 1}
+        configs += [("sensor", what, {"name": name, **size, "value_template": "{{ value_json.bytes / 1e9 }}",
+                                      "json_attributes_topic": topic, "icon": "mdi:folder-play"}),
+                    ("sensor", f"{what}_free", {
+                        "name": f"{name} disk free", **size,
+                        "value_template": "{{ none if value_json.free is none else value_json.free / 1e9 }}"}),
+                    ("sensor", f"{what}_days_left", {  # (None: unknown, as Home Assistant takes it)
+                        "name": f"{name} days left", "state_topic": topic, "device_class": "duration",
+                        "unit_of_measurement": "d", "value_template": "{{ value_json.days_left }}",
+                        "icon": "mdi:harddisk"})]
+    # "-": no stream's name starts with it, so no stream's entity has these ids
+    return [(f"{discovery}/{component}/{node}/-{what}/config",
+             json.dumps({**config, "unique_id": f"{node}_-{what}", **common})) for component, what, config in configs]
+
+
+def _outputs_config(base: str) -> dict[str, Any]:
+    """An ``Outputs`` problem sensor: on while ``<base>/outputs`` says outputs are paused."""
+    return {"name": "Outputs", "device_class": "problem", "state_topic": f"{base}/outputs",
+            "value_template": "{{ 'ON' if value_json.paused else 'OFF' }}", "json_attributes_topic": f"{base}/outputs"}
+
+
 _EVENT_TEMPLATE = ("{{{{ {{'event_type': {type}, 'object': value_json.name, 'class': value_json.cls, "
                    "'id': value_json.id, 'dwell': value_json.get('dwell'), 'box': value_json.get('xyxy'), "
                    "'speed': value_json.get('speed'), 'clip': value_json.get('clip'), "
@@ -251,6 +302,12 @@ def event_topic(prefix: str, event: dict[str, Any]) -> str | None:
     return None
 
 
+def _paused_state(paused: Collection[dict[str, Any]]) -> bytes:
+    """An ``Outputs`` sensor's state: how many outputs are paused, and which (earliest first)."""
+    outputs = sorted(paused, key=lambda state: (state["since"], state["output"]))
+    return json.dumps({"paused": len(outputs), "outputs": outputs}, separators=(",", ":")).encode()
+
+
 def _object_id(name: str) -> str:
     """``name`` as Home Assistant's topics take it: letters, digits, ``_`` and ``-``."""
     return re.sub(r"[^A-Za-z0-9_\-]", "_", name)
@@ -260,9 +317,11 @@ class MqttPublisher:
     """Publishes events to an MQTT broker from paho-mqtt's thread; see the module."""
 
     def __init__(self, url: str, *, limit: int = 10000, drain: float = 10.0, keepalive: int = 30,
-                 discovery: str | None = None, entities: Sequence[StreamEntities] = (), controls: bool = False) -> None:
+                 discovery: str | None = None, entities: Sequence[StreamEntities] = (), controls: bool = False,
+                 folders: Sequence[str] = ()) -> None:
         """``controls``: the streams' detection and recording can be switched on and off (see
-        the module), by :attr:`on_switch`."""
+        the module), by :attr:`on_switch`; ``folders``: the run's folders whose use its Home
+        Assistant device shows (:func:`run_discovery_messages`, :meth:`storage_changed`)."""
         self.target = parse_mqtt(url)
         self.discovery = discovery
         self.controls = controls
@@ -270,12 +329,18 @@ class MqttPublisher:
         """Switches a stream's detection or recording (``controls``): ``on_switch(kind, stream,
         on)``, ``kind`` ``detect`` or ``record``; raises ``ValueError`` for a stream not running
         (or not recorded)."""
-        self._configs: dict[str, list[tuple[str, str]]] = {  # each stream's discovery configs
+        self._configs: dict[str, list[tuple[str, str]]] = {  # each stream's discovery configs ("": the run's)
             stream.stream: self._discovery([stream]) for stream in entities}
+        if discovery is not None:
+            self._configs[""] = run_discovery_messages(self.target.prefix, discovery, folders)
         self._ours = frozenset(topic for configs in self._configs.values() for topic, _ in configs)
         self._states: dict[str, bytes] = {  # topic -> the newest state published (or to be, when connected)
             self._switch(kind, stream.stream): b"ON" for stream in entities if controls
             for kind in ("detect", *(["record"] if stream.recorded else []))}
+        self._paused: dict[str, dict[str, dict[str, Any]]] = {}  # each stream's paused outputs ("": the run's)
+        if discovery is not None:  # nothing paused yet (the Outputs sensors: off, not unknown)
+            for stream in ["", *(e.stream for e in entities if e.recorded or e.clips)]:
+                self._states[self._outputs_topic(stream)] = _paused_state([])
         self.shown = redact_url(url)
         self.limit = limit
         self.drain = drain
@@ -308,6 +373,9 @@ class MqttPublisher:
 
     def _switch(self, kind: str, stream: str) -> str:
         return f"{self.target.prefix}/{stream}/{kind}/state"
+
+    def _outputs_topic(self, stream: str) -> str:
+        return f"{self.target.prefix}/{stream}/outputs" if stream else f"{self.target.prefix}/outputs"
 
     @property
     def run_topic(self) -> str:
@@ -348,6 +416,10 @@ class MqttPublisher:
         if self.discovery is None:
             return
         configs = self._discovery([entities]) if entities is not None else []
+        if entities is not None and (entities.recorded or entities.clips):
+            with self._lock:
+                paused = self._paused.get(stream, {}).values()
+            self._retain(self._outputs_topic(stream), _paused_state(paused))
         with self._lock:
             gone = {topic for topic, _ in self._configs.get(stream, [])} - {topic for topic, _ in configs}
             self._configs = {**{name: kept for name, kept in self._configs.items() if name != stream},
@@ -391,6 +463,36 @@ class MqttPublisher:
         published once it is back."""
         topic = f"{self.target.prefix}/{stream}/{kind}" + (f"/{name}" if name else "")
         self._retain(topic, json.dumps(state, separators=(",", ":")).encode())
+
+    def output_changed(self, event: dict[str, Any]) -> None:
+        """An ``output`` event (an output paused, or writing again: see
+        :func:`~streamyolo.sinks.base.listen_to_pauses`): with discovery, the ``Outputs`` sensors'
+        states, ``<prefix>/<stream>/outputs`` (its stream's) and ``<prefix>/outputs`` (every
+        output of the run), ``{"paused": n, "outputs": [{"output", "since", "error"}, …]}``, retained."""
+        if self.discovery is None:
+            return
+        stream, output = event["stream"], event["output"]
+        with self._lock:
+            paused = self._paused.setdefault(stream, {})
+            if event["state"] == "paused":
+                paused[output] = {"output": output, "since": event["time"], "error": event.get("error", "")}
+            else:
+                paused.pop(output, None)
+            mine = list(paused.values())
+            every = [state for outputs in self._paused.values() for state in outputs.values()]
+        if stream:
+            self._retain(self._outputs_topic(stream), _paused_state(mine))
+        self._retain(self._outputs_topic(""), _paused_state(every))
+
+    def storage_changed(self, use: dict[str, Any]) -> None:
+        """The folders' use, looked at again (:class:`~streamyolo.sinks.storage.Storage`): with
+        discovery, ``<prefix>/storage/<folder>`` each (``{"bytes", "files", "free", "days_left", …}``),
+        retained, for the run's device's sensors."""
+        if self.discovery is None:
+            return
+        for what, folder in use.items():
+            if isinstance(folder, dict):
+                self._retain(f"{self.target.prefix}/storage/{what}", json.dumps(folder, separators=(",", ":")).encode())
 
     def switched(self, kind: str, stream: str, on: bool) -> None:
         """``stream``'s detection (``kind`` ``detect``) or recording (``record``) is now on or

@@ -521,7 +521,8 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
                                       node.format("event", "line_door_crossings"), node.format("sensor", "zone_floor"),
                                       node.format("binary_sensor", "zone_floor_occupied"),
                                       node.format("event", "zone_floor_visits"),
-                                      node.format("sensor", "zone_floor_speed"), node.format("binary_sensor", "outputs"),
+                                      node.format("sensor", "zone_floor_speed"),
+                                      node.format("binary_sensor", "outputs"),
                                       "homeassistant/binary_sensor/streamyolo_site/-outputs/config"])
     assert gone not in retained, "an entity the config no longer has stays in Home Assistant"
     assert len({c["unique_id"] for c in configs.values()}) == 17

@@ -31,6 +31,7 @@ from streamyolo.errors import ConfigError
 from streamyolo.frames import DetectionFilter
 from streamyolo.inference.motion import MotionSettings
 from streamyolo.inference.tiles import TileSettings
+from streamyolo.schedule import Schedule
 from streamyolo.sources.redact import redact_url
 
 DEFAULT_MODEL = "demo"
@@ -193,6 +194,32 @@ def _tiles(value: Any) -> Any:
     return {"grid": value} if isinstance(value, str) else value
 
 
+class ScheduleConfig(_Strict):
+    """When a stream's detection and recording are on (:mod:`streamyolo.schedule`): each a
+    window or a list of them, as ``{detect: "22:00-06:00", record: ["mon-fri 07:30-18:00",
+    "sat,sun"]}``; one left out is on throughout (or as its switch is set)."""
+
+    detect: list[str] | None = None
+    record: list[str] | None = None
+
+    @field_validator("detect", "record", mode="before")
+    @classmethod
+    def _windows(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("detect", "record")
+    @classmethod
+    def _valid(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            Schedule(value)  # (its ValueError says what is wrong)
+        return value
+
+    def schedules(self) -> dict[str, Schedule]:
+        """``{"detect": …, "record": …}``, those given."""
+        return {kind: Schedule(windows) for kind in ("detect", "record")
+                if (windows := getattr(self, kind)) is not None}
+
+
 class PrivacyConfig(_Strict):
     """A privacy area: ``{points: [[x1, y1], …]}``, blacked out of every picture."""
 
@@ -297,6 +324,11 @@ class StreamConfig(_Strict):
     polygons in the picture's pixels; a box whose centre lies inside one is dropped before
     tracking, counting and every output. A mask may also be ``{points: […], classes: [2]}``
     (:class:`MaskConfig`): it ignores only those class ids."""
+
+    schedule: ScheduleConfig | None = None
+    """When its detection and recording are on: ``{detect: "22:00-06:00", record: ["mon-fri
+    07:30-18:00", "sat,sun"]}`` (:class:`ScheduleConfig`); by hand (the page, Home Assistant)
+    they stay switched until the schedule's next change."""
 
     privacy: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")],
                   PrivacyConfig] | None = None
@@ -778,6 +810,10 @@ class PipelineConfig(_Strict):
             raise ValueError(f"config keys 'clips' and 'record': both are {str(self.clips)!r}; give clips a folder "
                              "of its own (clips and recording segments are named alike)")
         for index, stream in enumerate(self.streams):
+            if stream.schedule is not None and stream.schedule.record is not None and self.record_of(stream) is None:
+                given = "no record folder" if self.record is None else "record: false"
+                raise ValueError(f"config key 'streams.{index}.schedule.record': it says when the stream's recording "
+                                 f"is on, and the stream is not recorded ({given})")
             if stream.record_source is not None and (self.record is None or stream.record in (False, "annotated")):
                 given = "no record folder" if self.record is None else f"record: {str(stream.record).lower()}"
                 raise ValueError(f"config key 'streams.{index}.record_source': it is recorded as it comes, into the "

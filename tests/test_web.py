@@ -728,6 +728,21 @@ def test_a_real_browser_switches_a_streams_detection_and_recording_off_and_on(tm
         until(lambda: switch(NAMES[1], "record").text == "recording on", 10, "the switch showing recording on")
         processed = pipeline.reports()[1].processed
         until(lambda: pipeline.reports()[1].processed > processed + 10, 30, "frames recorded again")
+        # A schedule given as the run goes (a reload): the detection of the first stream on from
+        # an hour from now, for an hour; off now, and the switch says when it comes on; a click
+        # holds until then.
+        begin = int(time.time() // 60 * 60) + 3600
+        window = "-".join(time.strftime("%H:%M", time.localtime(moment)) for moment in (begin, begin + 3600))
+        config["streams"][0]["schedule"] = {"detect": window}
+        assert not pipeline.reload(config).changed
+        at = driver.execute_script("return hourOf(arguments[0])", begin)
+        assert re.fullmatch(r"(\w+ )?\d\d:\d\d( [AP]M)?", at), at  # (in the browser's language)
+        until(lambda: switch(NAMES[0]).text == f"detection off · on at {at}", 10, "the scheduled switch")
+        assert switch(NAMES[0]).get_attribute("title").endswith(
+            f"\nschedule: {window} (a click holds until its next change)")
+        switch(NAMES[0]).click()
+        until(lambda: switch(NAMES[0]).text == f"detection on · by hand until {at}", 10, "the switch by hand")
+        assert pipeline.detection(NAMES[0]) is True and switch(NAMES[1]).text == "detection on"
     summary = pipeline.summary()
     assert [Path(f).name for f in summary.recordings[NAMES[1]]] == [f"{NAMES[1]}.mp4", f"{NAMES[1]}-2.mp4"]
     assert [Path(f).name for f in summary.recordings[NAMES[0]]] == [f"{NAMES[0]}.mp4"]

@@ -50,6 +50,7 @@ from streamyolo.pipeline.check import Plan
 from streamyolo.pipeline.monitor import StatsWriter
 from streamyolo.pipeline.report import StatusPrinter
 from streamyolo.pipeline.restart import NO_RECONNECT, Backoff
+from streamyolo.schedule import Schedule
 from streamyolo.sinks.base import Sink, check_writable_folder
 from streamyolo.sinks.clips import ClipRecorder
 from streamyolo.sinks.crops import CropSink
@@ -435,6 +436,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         notifier=notifier,
     )
     pipeline.plan = Plan(cfg, streams, groups, factories)
+    pipeline.scheduler.configure({s.spec.name: stream_schedules(s) for s in streams})
     if storage is not None:  # (the streams now, each with its part)
         storage.streams = lambda: pipeline.stream_names
     if events is not None:  # Home Assistant's switches (MQTT): each stream's detection and recording on or off
@@ -520,6 +522,11 @@ def _recording(recorder: VideoRecorder | None, clips: ClipRecorder | None, cfg: 
 
 def _class_set(classes: list[int] | None) -> frozenset[int] | None:
     return None if classes is None else frozenset(classes)
+
+
+def stream_schedules(s: ResolvedStream) -> dict[str, Schedule]:
+    """``s``'s schedules (``schedule``): ``{"detect": …, "record": …}``, those it has."""
+    return s.config.schedule.schedules() if s.config.schedule is not None else {}
 
 
 def stream_entities(cfg: PipelineConfig, s: ResolvedStream) -> StreamEntities:

@@ -30,6 +30,7 @@ from streamyolo.frames import Detections, Image
 from streamyolo.inference.models import resolve_device
 from streamyolo.inference.tiles import TileSettings, cut, detect_tiled
 from streamyolo.pipeline.build import ResolvedStream, open_stream, recording_source
+from streamyolo.schedule import SWITCHED
 from streamyolo.sinks.base import format_size
 from streamyolo.sinks.original import uncopied
 from streamyolo.sources import redact_url
@@ -112,6 +113,8 @@ def describe(plan: Plan) -> str:
             parts.append("not recorded" if recorded is None else f"recorded {recorded}")
         if own.record_objects is not None and recorded is not None and cfg.record_keep_objects:
             parts.append(f"segments kept longer for {_classes(own.record_objects)}")
+        for kind, schedule in (own.schedule.schedules() if own.schedule is not None else {}).items():
+            parts.append(f"{SWITCHED[kind]} {schedule.describe(time.time())}")
         lines.append(f"  {stream.spec.name:<{width}}  {stream.spec.display_uri}  ({'; '.join(parts)})")
     disabled = [s.name or redact_url(s.source) for s in cfg.streams if not s.enabled]
     if disabled:

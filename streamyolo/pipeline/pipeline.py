@@ -31,6 +31,7 @@ from streamyolo.pipeline.health import StreamHealth
 from streamyolo.pipeline.monitor import Monitor, StatsWriter, inference_stacks
 from streamyolo.pipeline.report import StatusPrinter, StreamReport, Summary, combined, workers_json
 from streamyolo.pipeline.service import Notifier, service_status
+from streamyolo.schedule import Scheduler
 from streamyolo.sinks.base import ChecksItself, FanOut, FileSink, Sink, WatchesStreams
 from streamyolo.sinks.clips import ClipRecorder
 from streamyolo.sinks.collect import QueueSink
@@ -223,6 +224,9 @@ class Pipeline:
         a stream's switches when it is added as the run goes: ``on_switch(kind, stream, on)``,
         ``kind`` ``detect`` or ``record`` (the broker's switch states)."""
         self._undetected: set[str] = set()  # streams whose detection is switched off, by name
+        self.scheduler = Scheduler(self.set_switch)
+        """Switches the streams' detection and recording as their ``schedule`` says (its
+        :meth:`~streamyolo.schedule.Scheduler.configure`)."""
         recorders = [sink for sink in sinks if isinstance(sink, VideoRecorder) and not isinstance(sink, ClipRecorder)]
         self._recorder: VideoRecorder | None = recorders[0] if recorders else None
         self._factories = factories[:workers]
@@ -309,6 +313,7 @@ class Pipeline:
                 self._stats.open()
             self._set_threads()
             self._start_workers()
+            self.scheduler.start()  # (the switches as the schedules say, before the first frames)
             for stream in self._streams:
                 stream.capture.start()
             if self._monitor.needed:
@@ -467,6 +472,7 @@ class Pipeline:
             self._joined = True
         with self._reloading:  # a reload under way finishes first (a stream it removes finishes its files)
             pass
+        self.scheduler.stop()
         for stream in self._streams:
             if stream.capture.thread.ident is not None and not stream.capture.join(JOIN_TIMEOUT):
                 log.error("capture thread %s still running after %.0f s", stream.name, JOIN_TIMEOUT)
@@ -522,8 +528,10 @@ class Pipeline:
     def reports(self) -> list[StreamReport]:
         """Live per-stream numbers (state, fps in/out, dropped, frame age, last error)."""
         now = self._clock()
-        return [replace(report, record=self.recording(report.name)) if self._recorder is not None else report
-                for report in (s.report(now) for s in self._streams)]
+        reports = [replace(report, record=self.recording(report.name)) if self._recorder is not None else report
+                   for report in (s.report(now) for s in self._streams)]
+        return [replace(report, schedule=schedule) if (schedule := self.scheduler.state(report.name)) else report
+                for report in reports]
 
     def summary(self) -> Summary:
         """The final summary (after :meth:`join`), or a live one before."""
@@ -614,6 +622,7 @@ class Pipeline:
             log.info("%s: it starts (building its model) for stream %r",
                      f"worker w{worker} is new" if new else f"worker w{worker} had ended: a new one", setup.name)
             started.start()
+        self.scheduler.apply(setup.name)
         stream.capture.start()
         if self.on_switch is not None:
             for kind, on in self.switches(setup.name).items():

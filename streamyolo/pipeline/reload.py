@@ -190,7 +190,7 @@ class Reloader:
         same overrides) to ``pipeline``'s streams. Raises
         :class:`~streamyolo.errors.ConfigError`, having changed nothing, for a config that
         does not validate or names classes its models do not have."""
-        from streamyolo.pipeline.assemble import load_config
+        from streamyolo.pipeline.assemble import load_config, stream_schedules
 
         with self._lock:
             cfg = load_config(self._source, self._overrides) if config is None else load_config(config, {})
@@ -228,6 +228,9 @@ class Reloader:
                     updated.remove(name)
             new_workers: list[str] = []
             starting = [n for n in added if n not in refused] + restarted
+            # The schedules as they are now (a stream added switched as its schedule says before its first frame)
+            pipeline.scheduler.configure({name: stream_schedules(wanted[name]) for name in wanted
+                                          if name not in refused or name in self._running})
             # The streams of a model new to the run one after the other: its workers are numbered in a row.
             keys = list(dict.fromkeys(self._key(cfg, wanted[n]) for n in starting))
             starting.sort(key=lambda n: keys.index(self._key(cfg, wanted[n])))
@@ -359,7 +362,7 @@ def _source(cfg: PipelineConfig, stream: ResolvedStream) -> str:
     """``stream``'s settings but those its worker applies (:data:`IN_PLACE`): its source,
     buffer, recording, clips, model; two of a name with the same can be one stream updated."""
     config = stream.config
-    return repr((stream.spec, stream.overflow, stream.capacity, config.model_dump(exclude=set(IN_PLACE)),
+    return repr((stream.spec, stream.overflow, stream.capacity, config.model_dump(exclude={*IN_PLACE, "schedule"}),
                  cfg.record_of(config), cfg.clips_of(config), cfg.model_of(config), cfg.imgsz_of(config)))
 
 
@@ -367,10 +370,10 @@ def _settings(cfg: PipelineConfig, stream: ResolvedStream) -> str:
     """Everything that makes ``stream`` what it is, as ``cfg`` has it: two streams of one
     name with the same are the same stream."""
     config = stream.config
-    return repr((stream.spec, stream.overflow, stream.capacity, config.model_dump(), cfg.own(config),
-                 cfg.class_conf_of(config), cfg.blur_of(config), cfg.record_objects_of(config), cfg.motion_of(config),
-                 cfg.tiles_of(config), cfg.record_of(config), cfg.clips_of(config), cfg.model_of(config),
-                 cfg.imgsz_of(config)))
+    return repr((stream.spec, stream.overflow, stream.capacity, config.model_dump(exclude={"schedule"}),
+                 cfg.own(config), cfg.class_conf_of(config), cfg.blur_of(config), cfg.record_objects_of(config),
+                 cfg.motion_of(config), cfg.tiles_of(config), cfg.record_of(config), cfg.clips_of(config),
+                 cfg.model_of(config), cfg.imgsz_of(config)))
 
 
 __all__ = ["IN_PLACE", "STREAM_KEYS", "Outputs", "ReloadReport", "Reloader"]

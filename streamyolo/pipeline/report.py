@@ -44,6 +44,9 @@ class StreamReport:
     """False while the stream's detection is switched off (its frames go on without objects)."""
     record: bool | None = None
     """Whether the stream's recording is on (switched off: ``False``); ``None``: it is not recorded."""
+    schedule: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """A stream with a ``schedule``: ``{"detect": {"on", "until", "windows"}, "record": …}``,
+    what each says now and until when (:meth:`~streamyolo.schedule.Scheduler.state`)."""
 
 
 def combined(earlier: StreamReport, later: StreamReport) -> StreamReport:

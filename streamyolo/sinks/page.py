@@ -265,11 +265,15 @@ const SWITCHES = {
   record: ["recording on", "recording off", "click: this stream's recording ends here (the model goes on looking)",
            "click: this stream is recorded again, in a new file"],
 };
+// A switch with a schedule (button.plan: the status's "schedule" of its kind) also says when the
+// schedule switches it next, or that it was switched by hand until then.
 function showSwitch(button, kind, on) {
-  const [yes, no, stop, start] = SWITCHES[kind];
+  const [yes, no, stop, start] = SWITCHES[kind], plan = button.plan;
   button.classList.toggle("off", !on);
-  button.textContent = on ? yes : no;
-  button.title = on ? stop : start;
+  button.textContent = (on ? yes : no) + (!plan ? "" : plan.on === on ? " · " + (on ? "off" : "on") + " at "
+                                          + hourOf(plan.until) : " · by hand until " + hourOf(plan.until));
+  button.title = (on ? stop : start) + (plan ? "\\nschedule: " + plan.windows.join(", ")
+                                        + " (a click holds until its next change)" : "");
 }
 let recorded = new Set();  // the streams being recorded (status.json's "record" not null)
 function show(status) {
@@ -315,6 +319,7 @@ function show(status) {
       const state = s[kind];  // the stream's: null for the recording of a stream not recorded
       // Without switches, only what is off is said.
       button.hidden = state === null || state === undefined || (!status.controls && state !== false);
+      button.plan = (s.schedule || {})[kind];
       if (!button.dataset.busy) {  // else a click's answer is on its way
         button.disabled = !status.controls;
         showSwitch(button, kind, state !== false);
@@ -611,6 +616,11 @@ function size(bytes) {  // decimal units, 3 significant digits: 950 B, 12.3 kB, 
   while (unit < units.length - 1 && bytes / 1000 ** unit >= 999.5) unit++;  // (999.7 kB: 1.00 MB)
   const value = bytes / 1000 ** unit;
   return (unit === 0 || value >= 999.5 ? Math.round(value) : value.toPrecision(3)) + " " + units[unit];
+}
+function hourOf(seconds) {  // "22:00", or "Mon 22:00" when not today
+  const at = new Date(seconds * 1000), time = at.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+  return at.toDateString() === new Date().toDateString() ? time
+    : at.toLocaleDateString([], {weekday: "short"}) + " " + time;
 }
 function counted(number, thing) {  // "1 file", "14,210 files"
   return number.toLocaleString() + " " + thing + (number === 1 ? "" : "s");

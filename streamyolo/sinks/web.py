@@ -389,7 +389,7 @@ class WebViewer:
 
     def status(self) -> dict[str, Any]:
         keep = ("name", "state", "captured", "processed", "dropped", "fps_in", "fps_out", "frame_age", "reconnects",
-                "error", "source", "counts", "zone_entries", "still", "pictures", "detect", "record")
+                "error", "source", "counts", "zone_entries", "still", "pictures", "detect", "record", "schedule")
         streams = []
         for report in self._reports():
             fields = asdict(report)

@@ -8,7 +8,7 @@ server, killed and started again every 10-20 s: one recorded as it comes, one wi
 source) with recording in segments (``record_keep_objects`` naming the segments with objects),
 clips, events, snapshots, a tracker and the web page, while, at random: the config is reloaded
 with streams added and removed, the run's model swapped between the demo model and a
-random-weight yolo26n, ``class_conf`` and ``max_fps`` changed; web clients read every page and
+random-weight yolo26n, ``class_conf``, ``max_fps`` and ``schedule`` changed; web clients read every page and
 switch streams' detection and recording on and off. At the end, what must hold:
 
 - every stream's accounting is exact (``captured == processed + dropped``);
@@ -112,6 +112,8 @@ def main() -> int:
                     urllib.request.urlopen(base + path, timeout=10).read()
                 names = [s["name"] for s in json.loads(urllib.request.urlopen(base + "status.json", timeout=10)
                                                        .read())["streams"]]
+                if not names:  # (a reload restarting every stream: none for a moment)
+                    continue
                 name, kind = rnd.choice(names), rnd.choice(["detect", "record"])
                 switch = urllib.request.Request(f"{base}streams/{name}/{kind}", method="POST",
                                                 data=json.dumps({"on": rnd.random() < 0.6}).encode(),
@@ -136,7 +138,7 @@ def main() -> int:
                 time.sleep(rnd.uniform(1, 4))
                 server.start()
                 next_kill = time.monotonic() + rnd.uniform(10, 20)
-            action = rnd.choice(["add", "remove", "swap", "class_conf", "max_fps", "same"])
+            action = rnd.choice(["add", "remove", "swap", "class_conf", "max_fps", "schedule", "same"])
             if action == "add" and len(streams) < 5:
                 used = {s["name"] for s in streams}
                 streams.append(camera(next(i for i in range(10) if f"cam{i}" not in used)))
@@ -150,6 +152,12 @@ def main() -> int:
             elif action == "max_fps":
                 index = rnd.randrange(len(streams))
                 streams[index] = {**streams[index], "max_fps": rnd.choice([2, 5, None])}
+            elif action == "schedule":  # its detection, recording or both on for a few seconds soon, or always
+                index, begin = rnd.randrange(len(streams)), time.time() + rnd.uniform(0, 5)
+                window = "-".join(time.strftime("%H:%M:%S", time.localtime(moment))
+                                  for moment in (begin, begin + rnd.uniform(1, 6)))
+                kinds = rnd.choice([["detect"], ["record"], ["detect", "record"], []])
+                streams[index] = {**streams[index], "schedule": {kind: window for kind in kinds}}
             try:
                 report = pipeline.reload(config(streams, model))
                 reloads += 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -760,3 +761,25 @@ def test_two_runs_under_one_prefix_are_warned_of_and_leave_each_others_entities(
     configs = sorted(t.split("/")[3] for t, payload, kept in later.messages if t.endswith("/config") and payload)
     assert configs == ["-outputs", "yard_objects", "yard_occupied", "yard_streaming"]
     assert caplog.text.count("no longer in the config: removed") == 6  # the gate's and the porch's three
+
+
+@pytest.mark.timeout(60)
+def test_events_link_their_streams_recording_only_while_it_is_recorded(tmp_path: Path) -> None:
+    """With ``public_url``, a recorded stream's events carry ``recording_url``, the page at
+    that moment of its recording; while its recording is switched off (by hand, by its
+    schedule) there is none of that moment, and its events link none."""
+    door = CountingLine("door", (0.0, 120.0), (320.0, 120.0))
+    linked: list[list[str | None]] = []
+    for recording in (True, False):
+        source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=30", SourceKind.SYNTHETIC))
+        path = tmp_path / f"events-{recording}.jsonl"
+        events = EventSink(path, public_url="https://box.lan/cams/",
+                           entities=[StreamEntities("hall", recorded=True)])
+        events.switched("record", "hall", False)
+        events.switched("record", "hall", recording)  # (off, then on again: the last says)
+        Pipeline([StreamSetup("hall", source, Overflow.BLOCK, lines=(door,))], _WalkerDetector,
+                 tracker=tracker_settings("bytetrack"), sinks=[events]).run()
+        linked.append([e.get("recording_url") for e in read_jsonl(path) if e["event"] == "line"])
+    (crossed,), (unrecorded,) = linked
+    assert re.fullmatch(r"https://box\.lan/cams/#recording=hall@\d+\.\d+", str(crossed)), crossed
+    assert unrecorded is None

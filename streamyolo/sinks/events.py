@@ -146,6 +146,7 @@ class EventSink:
         self._clip_of = clip_of  # the clip a frame's events are in (the clips sink writes before this one)
         self.public_url = public_url  # where the web page serves snapshots and clips, for the events' receivers
         self._recorded = frozenset(e.stream for e in entities if e.recorded)  # recording_url: swapped whole
+        self._unrecorded: frozenset[str] = frozenset()  # recorded streams whose recording is switched off now
         self._queue: queue.SimpleQueue[tuple[Result | None, list[dict[str, Any]]] | None] = queue.SimpleQueue()
         self._waiting = 0  # frames queued for a snapshot
         self._skipped = 0
@@ -264,7 +265,10 @@ class EventSink:
 
     def switched(self, kind: str, stream: str, on: bool) -> None:
         """``stream``'s detection (``kind`` ``detect``) or recording (``record``) is now on or
-        off: the broker is told (``mqtt_controls``)."""
+        off: the broker is told (``mqtt_controls``); while its recording is off, its events
+        link no recording (``recording_url``)."""
+        if kind == "record":
+            self._unrecorded = self._unrecorded - {stream} if on else self._unrecorded | {stream}
         if self._publisher is not None:
             self._publisher.switched(kind, stream, on)
 
@@ -334,7 +338,7 @@ class EventSink:
                                                                          for e in events):
                                 output.send_picture(result.stream, picture)
                 for event in events:
-                    if self.public_url is not None and event["stream"] in self._recorded:
+                    if self.public_url is not None and event["stream"] in self._recorded - self._unrecorded:
                         event["recording_url"] = (f"{self.public_url}#recording="
                                                   f"{urllib.parse.quote(event['stream'])}@{event['time']}")
                     if self._lines is not None:

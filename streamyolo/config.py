@@ -301,6 +301,8 @@ class StreamConfig(_Strict):
     """Run the model only on frames where something moved (``true``, or settings: see
     :class:`MotionConfig`); the others take the last detections (default: the run's
     ``motion``; ``false``: every frame)."""
+    confirm_frames: int | None = Field(default=None, ge=1, le=100)
+    """This stream's own ``confirm_frames`` (default: the run's)."""
     tiles: TilesConfig | Literal[False] | None = None
     """Also run the model on overlapping parts of each picture (``3x2``: 3 across, 2 down), for
     small objects on a big picture (see :class:`TilesConfig`; default: the run's ``tiles``;
@@ -680,6 +682,10 @@ class PipelineConfig(_Strict):
     tracker: str | None = None
     """Track objects per stream: ``bytetrack``, ``botsort`` or a tracker YAML (Ultralytics'
     format); detections then carry ids, and conf defaults to 0.1 as in ``model.track()``."""
+    confirm_frames: int = Field(default=1, ge=1, le=100)
+    """With ``tracker``: an object is kept (shown, counted, in zones, lines, events and every
+    output) once it has been tracked in this many frames in a row; before, it is not there (a
+    shadow or a bird taken for a person for a frame or two makes no event). 1: from its first."""
     env_file: Path | None = None
     """A file of ``NAME=value`` lines (systemd's ``EnvironmentFile=`` format: ``#`` comments,
     values optionally quoted) whose variables ``${NAME}`` in the config file takes, before the
@@ -755,6 +761,11 @@ class PipelineConfig(_Strict):
             if getattr(self, key) is not None and getattr(self, target) is None:
                 raise ValueError(f"config keys {key!r} and {target!r}: {key} says which events go to the "
                                  f"{target}; give {target} too")
+        confirming = next((f"streams.{i}.confirm_frames" for i, stream in enumerate(self.streams)
+                           if (stream.confirm_frames or 1) > 1), "confirm_frames" if self.confirm_frames > 1 else None)
+        if confirming is not None and self.tracker is None:
+            raise ValueError(f"config keys {confirming!r} and 'tracker': an object is confirmed by being tracked in "
+                             "frames in a row; set tracker (bytetrack)")
         if self.crops is not None and self.tracker is None:
             raise ValueError("config keys 'crops' and 'tracker': one picture of each object follows its track id; "
                              "set tracker (bytetrack)")
@@ -957,6 +968,11 @@ class PipelineConfig(_Strict):
         own ``record_objects``, else the run's; ``None``: any."""
         classes = stream.record_objects if stream.record_objects is not None else self.record_objects
         return None if classes is None else frozenset(classes)
+
+    def confirm_frames_of(self, stream: StreamConfig) -> int:
+        """The frames in a row an object of ``stream`` is tracked in before it is kept (its
+        own ``confirm_frames``, else the run's)."""
+        return self.confirm_frames if stream.confirm_frames is None else stream.confirm_frames
 
     def motion_of(self, stream: StreamConfig) -> MotionConfig | None:
         """``stream``'s motion settings (its own, else the run's), ``None``: every frame detected."""

@@ -5,21 +5,28 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from streamyolo.buffering import Overflow
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError
-from streamyolo.frames import Detections
+from streamyolo.frames import Detections, Image
 from streamyolo.inference import DEMO_MODEL_PATH
-from streamyolo.inference.counting import CountingLine, LineCounter
+from streamyolo.inference.counting import CountingLine, LineCounter, Zone
 from streamyolo.inference.offline import import_ultralytics
-from streamyolo.pipeline import Pipeline
+from streamyolo.inference.tracking import StreamTracker, tracker_settings
+from streamyolo.pipeline import Pipeline, StreamSetup
+from streamyolo.sinks import JsonlSink
+from streamyolo.sinks.events import EventSink
+from streamyolo.sources import SourceKind, SourceSpec, open_source, read_stamp
 from streamyolo.sources.clips import Clip, write_clip
 from tests.helpers import PYTHON, ROOT, env_for_subprocess, read_jsonl
+from tests.test_counting import _WalkerDetector
 
 FRAMES = 90
 Tracks = list[dict[int, np.ndarray]]  # per frame: track id -> box
@@ -167,3 +174,87 @@ def test_the_cli_tracks_and_writes_ids(tmp_path: Path) -> None:
     assert len(records) == 30
     ids = [d["id"] for r in records for d in r["detections"]]
     assert ids and all(isinstance(i, int) and i > 0 for i in ids)
+
+
+def _frames_of(tracker: StreamTracker, frames: list[list[tuple[float, float]]], confirm: int) -> list[set[int]]:
+    """The ids ``tracker`` keeps in each frame, given each frame's objects (boxes 40 x 80 at these corners)."""
+    image = np.zeros((480, 640, 3), np.uint8)
+    kept = []
+    for corners in frames:
+        xyxy = np.array([[x, y, x + 40, y + 80] for x, y in corners], np.float32).reshape(-1, 4)
+        found = Detections(xyxy, np.full(len(corners), 0.9, np.float32), np.zeros(len(corners), np.int64),
+                           {0: "person"})
+        tracked = tracker.update(found, image, confirm)
+        assert tracked.ids is not None
+        kept.append(set(tracked.ids.tolist()))
+    return kept
+
+
+def test_with_confirm_frames_an_object_is_kept_once_tracked_in_that_many_frames_in_a_row() -> None:
+    """A person standing (from the first frame), a flicker (2 frames: a shadow), and a person
+    coming who is missed for a frame on the way: with ``confirm_frames: 3`` each is kept from
+    the third frame in a row the tracker follows it, the flicker never; the tracker's ids and
+    boxes are its own, as without."""
+    standing, shadow, coming = (100.0, 100.0), (400.0, 300.0), (250.0, 50.0)
+    frames = [[standing] + ([shadow] if index in (3, 4) else [])
+              + ([(coming[0], coming[1] + 4 * index)] if index >= 6 and index != 8 else []) for index in range(16)]
+    settings = tracker_settings("bytetrack")
+    plain = _frames_of(StreamTracker(settings), frames, 1)
+    confirmed = _frames_of(StreamTracker(settings), frames, 3)
+    # What the tracker follows, unconfirmed: the shadow for a frame (its second), the coming person
+    # from its second frame, lost for a frame, found again under the same id.
+    ids = sorted(set().union(*plain))
+    assert len(ids) == 3, plain
+    first, flicker, later = ids
+    assert [index for index, frame in enumerate(plain) if flicker in frame] == [4]
+    assert [index for index, frame in enumerate(plain) if later in frame] == [7, *range(9, 16)]
+    # Kept from the third frame in a row: the standing person from frame 2, the coming one from
+    # frame 11 (9, 10, 11: the frame missed broke the first run), the shadow never.
+    assert [index for index, frame in enumerate(confirmed) if first in frame] == list(range(2, 16))
+    assert [index for index, frame in enumerate(confirmed) if later in frame] == list(range(11, 16))
+    assert not any(flicker in frame for frame in confirmed)
+    assert all(frame <= whole for frame, whole in zip(confirmed, plain, strict=True))
+
+
+def test_confirm_frames_needs_a_tracker_and_a_stream_may_have_its_own() -> None:
+    with pytest.raises(ConfigError, match=r"config keys 'confirm_frames' and 'tracker': an object is confirmed"):
+        build_config({"streams": ["a.mp4"], "confirm_frames": 3})
+    with pytest.raises(ConfigError, match=r"config keys 'streams\.1\.confirm_frames' and 'tracker'"):
+        build_config({"streams": ["a.mp4", {"source": "b.mp4", "confirm_frames": 2}]})
+    config = build_config({"streams": ["a.mp4", {"source": "b.mp4", "confirm_frames": 1}], "tracker": "bytetrack",
+                           "confirm_frames": 5})
+    assert [config.confirm_frames_of(stream) for stream in config.streams] == [5, 1]
+
+
+class _FlickerDetector(_WalkerDetector):
+    """The walker, and a "person" in the lobby for two frames (5 and 6): a shadow."""
+
+    def detect(self, images: Sequence[Image]) -> list[Detections]:
+        out = []
+        for image, walker in zip(images, super().detect(images), strict=True):
+            stamp = read_stamp(image)
+            out.append(walker if stamp is None or stamp[1] not in (5, 6) else Detections(
+                np.vstack([walker.xyxy, [[200, 150, 230, 190]]]).astype(np.float32), np.array([0.9, 0.8], np.float32),
+                np.array([0, 0], np.int64), self.names))
+        return out
+
+
+@pytest.mark.parametrize("confirm", [1, 3])
+def test_a_shadow_of_two_frames_makes_no_event_with_confirm_frames(tmp_path: Path, confirm: int) -> None:
+    """The walker enters the lobby and crosses the door; a shadow taken for a person for two
+    frames is in the lobby too: an event, an object in the JSONL, unless ``confirm_frames`` is
+    3, when only the walker's events come, the same as without the shadow."""
+    source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=30", SourceKind.SYNTHETIC))
+    door = CountingLine("door", (0.0, 120.0), (320.0, 120.0))
+    lobby = Zone("lobby", ((100.0, 100.0), (240.0, 100.0), (240.0, 200.0), (100.0, 200.0)))
+    path, jsonl = tmp_path / "events.jsonl", tmp_path / "det.jsonl"
+    Pipeline([StreamSetup("hall", source, Overflow.BLOCK, lines=(door,), zones=(lobby,), confirm=confirm)],
+             _FlickerDetector, tracker=tracker_settings("bytetrack"), sinks=[EventSink(path), JsonlSink(jsonl)]).run()
+    happened = [(e["event"], e.get("seq"), e.get("zone") or e.get("line")) for e in read_jsonl(path)
+                if e["event"] != "state"]
+    walker = [("enter", 11, "lobby"), ("line", 13, "door"), ("leave", 23, "lobby")]
+    shadow = [("enter", 6, "lobby")]  # (tracked in its second frame only; gone, never seen to leave)
+    assert sorted(happened, key=lambda e: e[1] or 0) == (walker if confirm == 3 else sorted(
+        walker + shadow, key=lambda e: e[1] or 0)), happened
+    objects = [len(line["detections"]) for line in read_jsonl(jsonl)]
+    assert max(objects) == (1 if confirm == 3 else 2), objects

@@ -10,6 +10,11 @@ is set, so the tracker gets the low-confidence boxes its second association need
 streams hand the tracker only the frames that were processed; a dropped frame is a gap the
 tracker bridges like any missed detection (``track_buffer`` frames at most).
 
+With ``confirm_frames`` above 1, an object is kept only once the tracker has followed it
+in that many processed frames in a row (then for as long as it is tracked): before, it is not
+in the frame's detections at all, as the tracker's own unconfirmed tracks are not, so a shadow
+or a bird taken for a person for a frame or two is never shown, counted, or an event.
+
 Only trackers that need nothing from the network: ByteTrack, and BoT-SORT without ReID (its
 ReID would fetch a classification model).
 """
@@ -109,12 +114,41 @@ class StreamTracker:
 
         args = IterableSimpleNamespace(**settings)
         self._tracker: Any = TRACKER_MAP[args.tracker_type](args=args)
+        self._forget_after = int(settings.get("track_buffer", 30)) + 1  # frames a lost track is kept
+        self._frame = 0
+        self._runs: dict[int, tuple[int, int]] = {}  # unconfirmed id -> (frames in a row, the last)
+        self._confirmed: dict[int, int] = {}  # confirmed id -> the last frame it was tracked in
 
-    def update(self, found: Detections, image: Image) -> Detections:
+    def update(self, found: Detections, image: Image, confirm: int = 1) -> Detections:
         """The tracked objects of this frame, given its detections and its picture (BoT-SORT's
         motion compensation looks at it). As ``model.track()``: each tracked object is the
         detection the tracker matched (its outline or keypoints with it), with the tracker's
-        box (a rotated one for an oriented-box model)."""
+        box (a rotated one for an oriented-box model); those tracked in fewer than ``confirm``
+        frames in a row so far left out (see the module)."""
+        tracked = self._track(found, image)
+        self._frame += 1
+        assert tracked.ids is not None
+        frame, kept = self._frame, []
+        for index, track in enumerate(tracked.ids.tolist()):
+            if confirm <= 1 or track in self._confirmed:  # (kept: a higher confirm_frames later keeps it too)
+                self._confirmed[track] = frame
+                kept.append(index)
+                continue
+            run = self._runs.get(track)
+            frames = run[0] + 1 if run is not None and run[1] == frame - 1 else 1
+            if frames >= confirm:
+                self._runs.pop(track, None)
+                self._confirmed[track] = frame
+                kept.append(index)
+            else:
+                self._runs[track] = (frames, frame)
+        self._runs = {track: run for track, run in self._runs.items() if run[1] == frame}  # (a gap: not in a row)
+        if frame % 100 == 0:  # tracks the tracker has dropped by now
+            self._confirmed = {track: last for track, last in self._confirmed.items()
+                               if frame - last <= self._forget_after}
+        return tracked if len(kept) == len(tracked) else tracked.select(np.asarray(kept, np.intp))
+
+    def _track(self, found: Detections, image: Image) -> Detections:
         conf, cls = found.conf.astype(np.float32), found.cls.astype(np.float32)
         if found.xywhr is not None:
             rotated = _RotatedBoxes(found.xywhr.astype(np.float32), conf, cls)

@@ -473,7 +473,7 @@ def stream_setup(cfg: PipelineConfig, s: ResolvedStream, recorder: VideoRecorder
 def stream_rules(cfg: PipelineConfig, s: ResolvedStream,
                  detects: tuple[float, tuple[int, ...] | None] | None = None) -> dict[str, Any]:
     """What can change as ``s`` runs (:class:`StreamSetup`'s ``keep``, ``lines``, ``zones``,
-    ``masks``, ``motion`` and ``tiles``, which its inference worker applies, and its capture's
+    ``masks``, ``motion``, ``tiles`` and ``confirm``, which its inference worker applies, and its capture's
     ``policy``, whose ``max_fps`` and ``stride`` can change); ``detects`` as
     :func:`stream_setup` says."""
     return {
@@ -488,6 +488,7 @@ def stream_rules(cfg: PipelineConfig, s: ResolvedStream,
                        for name, mask in (s.config.masks or {}).items()),
         "motion": _motion(cfg.motion_of(s.config)),
         "tiles": cfg.tiles_of(s.config),
+        "confirm": cfg.confirm_frames_of(s.config),
     }
 
 

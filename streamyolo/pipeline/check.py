@@ -113,6 +113,8 @@ def describe(plan: Plan) -> str:
             parts.append("not recorded" if recorded is None else f"recorded {recorded}")
         if own.record_objects is not None and recorded is not None and cfg.record_keep_objects:
             parts.append(f"segments kept longer for {_classes(own.record_objects)}")
+        if cfg.tracker is not None and cfg.confirm_frames_of(own) > 1:
+            parts.append(f"objects kept once tracked in {cfg.confirm_frames_of(own)} frames in a row")
         for kind, schedule in (own.schedule.schedules() if own.schedule is not None else {}).items():
             parts.append(f"{SWITCHED[kind]} {schedule.describe(time.time())}")
         lines.append(f"  {stream.spec.name:<{width}}  {stream.spec.display_uri}  ({'; '.join(parts)})")

@@ -77,6 +77,8 @@ class StreamSetup:
     """Also run the model on parts of each frame (:mod:`streamyolo.inference.tiles`)."""
     detect: bool = True
     """False: detection switched off (:meth:`Pipeline.set_detection`)."""
+    confirm: int = 1
+    """With a tracker: the frames in a row an object is tracked in before it is kept (``confirm_frames``)."""
 
 
 class _Stream:
@@ -104,7 +106,7 @@ class _Stream:
         """The stream as its inference worker sees it."""
         setup = self.setup
         return Channel(self.name, self.ring, setup.overflow is Overflow.DROP_OLDEST, self.health, setup.keep,
-                       setup.lines, setup.zones, setup.masks, setup.motion, setup.tiles, setup.detect)
+                       setup.lines, setup.zones, setup.masks, setup.motion, setup.tiles, setup.detect, setup.confirm)
 
     def report(self, now: float, final: bool = False) -> StreamReport:
         if final:

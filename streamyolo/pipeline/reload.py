@@ -21,7 +21,7 @@ compared, each with every setting that makes it what it is (its own keys, and th
   streams have gone (a model file replaced under the same name is not noticed);
 - a stream whose detections' settings alone changed (its ``conf``, ``class_conf``, ``classes``,
   ``min_area``, ``max_area``, ``lines``, ``zones``, ``masks``, ``motion``, ``tiles``, ``blur``,
-  ``record_objects``), or how many of
+  ``record_objects``, ``confirm_frames``), or how many of
   its frames are kept (``max_fps``, ``stride``), is **updated** in place from its next frame: its
   connection, recording and tracks go on, its lines, zones and motion start afresh;
 - a stream whose other settings changed (its source, buffer, recording …) is **restarted** with
@@ -65,12 +65,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IN_PLACE = frozenset({"conf", "classes", "class_conf", "min_area", "max_area", "lines", "zones", "masks", "motion",
-                      "tiles", "blur", "record_objects", "max_fps", "stride"})
+                      "tiles", "blur", "record_objects", "max_fps", "stride", "confirm_frames"})
 """A stream's keys its worker (or its capture: ``max_fps``, ``stride``) applies: a change to these
 alone updates the running stream."""
 
 STREAM_KEYS = frozenset({"streams", "stream_defaults", "conf", "class_conf", "classes", "blur", "record_objects",
-                         "motion", "tiles", "record_mode", "clip_mode", "model", "imgsz", "env_file"})
+                         "motion", "tiles", "record_mode", "clip_mode", "model", "imgsz", "env_file", "confirm_frames"})
 """The run's keys a reload applies (through the streams they apply to; ``env_file``: read again,
 its variables in the config's text); the others need a new start."""
 
@@ -373,7 +373,7 @@ def _settings(cfg: PipelineConfig, stream: ResolvedStream) -> str:
     return repr((stream.spec, stream.overflow, stream.capacity, config.model_dump(exclude={"schedule"}),
                  cfg.own(config), cfg.class_conf_of(config), cfg.blur_of(config), cfg.record_objects_of(config),
                  cfg.motion_of(config), cfg.tiles_of(config), cfg.record_of(config), cfg.clips_of(config),
-                 cfg.model_of(config), cfg.imgsz_of(config)))
+                 cfg.model_of(config), cfg.imgsz_of(config), cfg.confirm_frames_of(config)))
 
 
 __all__ = ["IN_PLACE", "STREAM_KEYS", "Outputs", "ReloadReport", "Reloader"]

@@ -70,6 +70,8 @@ class Channel:
     detect: bool = True
     """False: detection is switched off (a camera's privacy, say): its frames go on to every
     output without a forward pass, with no objects."""
+    confirm: int = 1
+    """With a tracker: the frames in a row an object is tracked in before it is kept."""
 
 
 class InferenceWorker:
@@ -319,7 +321,7 @@ class InferenceWorker:
                 kept = found if channel.keep is None else channel.keep.apply(found)
                 if channel.masks:
                     kept = unmasked(channel.masks, kept)
-                shown = kept if self._tracker is None else self._track(channel.name, kept, frame.image)
+                shown = kept if self._tracker is None else self._track(channel, kept, frame.image)
                 crossings, lines = self._cross(channel, shown) if channel.lines else ((), ())
                 zones: tuple[ZoneTally, ...] = ()
                 visits: tuple[ZoneVisit, ...] = ()
@@ -474,12 +476,12 @@ class InferenceWorker:
             watch = self._watches[channel.name] = ZoneWatch(channel.zones)
         return tuple(watch.update(shown, frame.meta.media_time, held))
 
-    def _track(self, stream: str, found: Detections, image: Image) -> Detections:
-        tracker = self._trackers.get(stream)
+    def _track(self, channel: Channel, found: Detections, image: Image) -> Detections:
+        tracker = self._trackers.get(channel.name)
         if tracker is None:
             assert self._tracker is not None
-            tracker = self._trackers[stream] = StreamTracker(self._tracker)
-        return tracker.update(found, image)
+            tracker = self._trackers[channel.name] = StreamTracker(self._tracker)
+        return tracker.update(found, image, channel.confirm)
 
 
 def _small_part(small: npt.NDArray[np.uint8], shape: tuple[int, ...], where: Tile) -> npt.NDArray[np.uint8]:

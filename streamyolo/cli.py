@@ -102,6 +102,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                              "deleting the oldest of any stream")
     parser.add_argument("--jsonl", metavar="FILE", help="write one JSON line per processed frame")
     parser.add_argument("--summary", metavar="FILE", help="write the final per-stream summary as JSON")
+    parser.add_argument("--switches-file", metavar="FILE",
+                        help="keep the streams' detection and recording switches in this JSON file: one switched "
+                             "off stays off after a restart")
     parser.add_argument("--stats", metavar="FILE",
                         help="write every stream's numbers (state, errors, reconnects, frame age) as a JSON line "
                              "every status interval")
@@ -165,6 +168,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracker", metavar="bytetrack|botsort|YAML",
                         help="track objects per stream; detections get ids (conf then defaults to 0.1, as "
                              "model.track())")
+    parser.add_argument("--confirm-frames", type=int, metavar="N",
+                        help="with --tracker: keep an object once tracked in N frames in a row (a shadow seen for "
+                             "a frame or two makes no event)")
     parser.add_argument("--web-auth", metavar="USER:PASSWORD",
                         help="the login the web page asks for (better: STREAMYOLO_WEB_AUTH in the environment, "
                              "which the process list does not show)")
@@ -309,7 +315,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "show_boxes", "show_labels", "show_conf",
             "record", "record_mode", "record_segment", "record_keep", "record_keep_objects", "record_objects",
             "record_max_size", "overwrite", "jsonl", "jsonl_keep",
-            "summary", "stats", "stats_keep",
+            "summary", "switches_file", "stats", "stats_keep", "confirm_frames",
             "events", "events_keep", "webhook",
             "mqtt", "mqtt_discovery", "webhook_events", "mqtt_events",
             "snapshots", "snapshots_keep", "dataset", "dataset_every", "dataset_max_size", "heatmaps", "crops",

@@ -596,6 +596,9 @@ class PipelineConfig(_Strict):
     ``<file>-YYYYmmdd`` and compressed (``.gz``), and days older than this deleted
     (:mod:`streamyolo.sinks.days`). Unset: one file, growing (``logrotate`` may rotate it)."""
     summary: Path | None = None
+    switches_file: Path | None = None
+    """A JSON file where the streams' switches (detection, recording) are kept across runs: one
+    switched off stays off after a restart (:mod:`streamyolo.pipeline.switches`)."""
     stats: Path | None = None
     """JSON lines of per-stream status (state, error, reconnects, frame age …) every status interval."""
     stats_keep: float | None = None

@@ -225,6 +225,11 @@ class Scheduler:
         if thread is not None:
             thread.join(10)
 
+    def kinds(self, stream: str) -> set[str]:
+        """What ``stream``'s schedules switch (``detect``, ``record``)."""
+        with self._lock:
+            return {kind for name, kind in self._schedules if name == stream}
+
     def state(self, stream: str) -> dict[str, dict[str, object]]:
         """``stream``'s schedules now: ``{kind: {"on": bool, "until": seconds since the epoch,
         "windows": [...]}}`` (none: ``{}``)."""

@@ -50,6 +50,7 @@ from streamyolo.pipeline.check import Plan
 from streamyolo.pipeline.monitor import StatsWriter
 from streamyolo.pipeline.report import StatusPrinter
 from streamyolo.pipeline.restart import NO_RECONNECT, Backoff
+from streamyolo.pipeline.switches import SwitchFile
 from streamyolo.schedule import Schedule
 from streamyolo.sinks.base import Sink, check_writable_folder
 from streamyolo.sinks.clips import ClipRecorder
@@ -389,7 +390,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     heatmaps = HeatmapSink(cfg.heatmaps, overwrite=cfg.overwrite) if cfg.heatmaps is not None else None
     if heatmaps is not None:
         sinks.append(heatmaps)
-    for path, what in ((cfg.summary, "summary file"), (cfg.stats, "stats file")):
+    for path, what in ((cfg.summary, "summary file"), (cfg.stats, "stats file"), (cfg.switches_file, "switches file")):
         if path is not None:
             check_output_file(path, what)
     web = None
@@ -437,6 +438,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     )
     pipeline.plan = Plan(cfg, streams, groups, factories)
     pipeline.scheduler.configure({s.spec.name: stream_schedules(s) for s in streams})
+    if cfg.switches_file is not None:
+        pipeline.switch_file = SwitchFile(cfg.switches_file)
     if storage is not None:  # (the streams now, each with its part)
         storage.streams = lambda: pipeline.stream_names
     if events is not None:  # Home Assistant's switches (MQTT): each stream's detection and recording on or off

@@ -31,7 +31,8 @@ from streamyolo.pipeline.health import StreamHealth
 from streamyolo.pipeline.monitor import Monitor, StatsWriter, inference_stacks
 from streamyolo.pipeline.report import StatusPrinter, StreamReport, Summary, combined, workers_json
 from streamyolo.pipeline.service import Notifier, service_status
-from streamyolo.schedule import Scheduler
+from streamyolo.pipeline.switches import SwitchFile
+from streamyolo.schedule import SWITCHED, Scheduler
 from streamyolo.sinks.base import ChecksItself, FanOut, FileSink, Sink, WatchesStreams
 from streamyolo.sinks.clips import ClipRecorder
 from streamyolo.sinks.collect import QueueSink
@@ -229,6 +230,9 @@ class Pipeline:
         self.scheduler = Scheduler(self.set_switch)
         """Switches the streams' detection and recording as their ``schedule`` says (its
         :meth:`~streamyolo.schedule.Scheduler.configure`)."""
+        self.switch_file: SwitchFile | None = None
+        """Where the switches are kept across runs (``switches_file``): read at the start, each
+        stream switched as it says; written at each change."""
         recorders = [sink for sink in sinks if isinstance(sink, VideoRecorder) and not isinstance(sink, ClipRecorder)]
         self._recorder: VideoRecorder | None = recorders[0] if recorders else None
         self._factories = factories[:workers]
@@ -315,7 +319,12 @@ class Pipeline:
                 self._stats.open()
             self._set_threads()
             self._start_workers()
-            self.scheduler.start()  # (the switches as the schedules say, before the first frames)
+            # The switches as they were left (the switches file), then as the schedules say, before the first frames
+            if self.switch_file is not None:
+                self.switch_file.load()
+            for stream in self._streams:
+                self._restore(stream.name)
+            self.scheduler.start()
             for stream in self._streams:
                 stream.capture.start()
             if self._monitor.needed:
@@ -624,6 +633,7 @@ class Pipeline:
             log.info("%s: it starts (building its model) for stream %r",
                      f"worker w{worker} is new" if new else f"worker w{worker} had ended: a new one", setup.name)
             started.start()
+        self._restore(setup.name)
         self.scheduler.apply(setup.name)
         stream.capture.start()
         if self.on_switch is not None:
@@ -668,8 +678,7 @@ class Pipeline:
             else:
                 self._undetected.add(name)
             log.info("stream %r: detection switched %s", name, "on" if on else "off")
-            if self.on_switch is not None:
-                self.on_switch("detect", name, on)
+            self._switched("detect", name, on)
 
     def detection(self, name: str) -> bool:
         """Whether stream ``name``'s detection is on (:meth:`set_detection`)."""
@@ -690,14 +699,35 @@ class Pipeline:
         if (name not in self._recorder.off) != on:
             self._recorder.switch(name, on)
             log.info("stream %r: recording switched %s", name, "on" if on else "off")
-            if self.on_switch is not None:
-                self.on_switch("record", name, on)
+            self._switched("record", name, on)
 
     def recording(self, name: str) -> bool | None:
         """Whether stream ``name``'s recording is on (:meth:`set_recording`); ``None``: it is not recorded."""
         if self._recorder is None or not self._recorder.records(name):
             return None
         return name not in self._recorder.off
+
+    def _switched(self, kind: str, name: str, on: bool) -> None:
+        if self.switch_file is not None:
+            self.switch_file.set(name, kind, on)
+        if self.on_switch is not None:
+            self.on_switch(kind, name, on)
+
+    def _restore(self, name: str) -> None:
+        """Switch stream ``name`` as the switches file says (but for what its schedule switches):
+        as the last run left it, or this run, when it was removed and is added again."""
+        if self.switch_file is None:
+            return
+        scheduled = self.scheduler.kinds(name)
+        for kind, on in self.switch_file.states(name).items():
+            if kind in scheduled or on == self.switches(name).get(kind, on):
+                continue
+            log.info("stream %r: %s %s, as it was left (%s)", name, SWITCHED[kind], "on" if on else "off",
+                     self.switch_file.path)
+            try:
+                self.set_switch(kind, name, on)
+            except (ValueError, RuntimeError) as exc:  # not recorded any more; its worker has ended
+                log.debug("stream %r: its %s could not be switched as it was left: %s", name, SWITCHED[kind], exc)
 
     def set_switch(self, kind: str, name: str, on: bool) -> None:
         """:meth:`set_detection` (``kind`` ``detect``) or :meth:`set_recording` (``record``)."""

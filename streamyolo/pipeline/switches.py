@@ -1,0 +1,90 @@
+"""The streams' switches kept across runs (``switches_file``): an indoor camera's detection or
+recording switched off (on the page, in Home Assistant) stays off after a restart, a reboot or a
+crash, instead of coming back on with the new run.
+
+The file is JSON, ``{"streams": {"door": {"detect": false, "record": false}}}``, written whole
+(under a temporary name, then renamed) each time a switch changes, and read when the run starts:
+each stream there is switched as it says before its first frame (or, added as the run goes,
+before its first frame then). A switch its stream's ``schedule`` sets is the schedule's, not
+the file's. Streams no longer in the config keep their line (they may come back).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+KINDS = ("detect", "record")
+
+
+class SwitchFile:
+    """The switches last set (see the module). Thread-safe."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._states: dict[str, dict[str, bool]] | None = None  # (None: not read yet)
+        self._failing = False  # a write failed: said once, until one works again
+
+    def load(self) -> dict[str, dict[str, bool]]:
+        """The switches the file holds (none when there is no file yet); a file that is not
+        such JSON is said and left to be written anew."""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            streams = data["streams"]
+            states = {str(name): {kind: bool(kinds[kind]) for kind in KINDS if isinstance(kinds.get(kind), bool)}
+                      for name, kinds in streams.items() if isinstance(kinds, dict)}
+        except FileNotFoundError:
+            states = {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("switches file %s: cannot be read (%s); the switches start on, and it is written anew",
+                        self.path, exc)
+            states = {}
+        with self._lock:
+            self._states = {name: dict(kinds) for name, kinds in states.items()}
+        return states
+
+    def states(self, stream: str) -> dict[str, bool]:
+        """``stream``'s switches as the file has them (``{"detect": False}``; none: ``{}``)."""
+        if self._states is None:
+            self.load()
+        with self._lock:
+            return dict((self._states or {}).get(stream, {}))
+
+    def set(self, stream: str, kind: str, on: bool) -> None:
+        """``stream``'s ``kind`` switch is now ``on``: the file says so (a write that fails is
+        logged, and the run goes on)."""
+        if self._states is None:
+            self.load()  # (the other streams' lines are kept)
+        with self._lock:
+            states = self._states if self._states is not None else {}
+            if states.get(stream, {}).get(kind) == on:
+                return
+            states.setdefault(stream, {})[kind] = on
+            self._states = states
+            self._write(states)
+
+    def _write(self, states: Mapping[str, Mapping[str, bool]]) -> None:
+        temporary = self.path.with_name(f".{self.path.name}.part")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with temporary.open("w", encoding="utf-8") as file:
+                json.dump({"streams": states}, file, indent=1, sort_keys=True)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            if not self._failing:
+                log.error("switches file %s: cannot be written (%s): a restart would switch the streams on again",
+                          self.path, exc.strerror or exc)
+            self._failing = True
+            return
+        if self._failing:
+            log.warning("switches file %s: written again", self.path)
+        self._failing = False

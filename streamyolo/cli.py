@@ -278,7 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--newest", type=int, metavar="N",
                         help="only the newest N that match (found from the end of the file, fast however long "
                              "it is), listed oldest first")
-    events.add_argument("--by", choices=["hour", "day"], help="count in each local hour or day (a --count by the hour)")
+    events.add_argument("--by", choices=["hour", "day", "week", "month"],
+                        help="count in each local hour, day, week (from Monday, as 2026-W49) or month (a --count "
+                             "by the hour)")
     events.add_argument("--csv", action="store_true", help="the counts as CSV, for a spreadsheet (a --count)")
     events.add_argument("--text", "-t", action="store_true",
                         help="each event as a line a person reads (local time, stream, what happened: "

@@ -343,6 +343,19 @@ def test_counts_by_the_hour_or_the_day_and_as_csv(tmp_path: Path, capsys: pytest
     assert events("--by", "day", "--csv", "--from", "2026-12-05 09:00") == [
         "day,stream,event,where,class,count", "2026-12-05,gate,line,gate in,person,5",
         "2026-12-05,gate,line,gate out,person,3"]
+    # By the week (ISO 8601's, from Monday: 2026-12-05 is a Saturday of week 49) and the month,
+    # every one of the span with its rows.
+    assert events("--by", "week", "--csv", "--from", "2026-11-20", "--to", "2026-12-08") == [
+        "week,stream,event,where,class,count",
+        "2026-W47,gate,line,gate in,person,0", "2026-W47,gate,line,gate out,person,0",
+        "2026-W48,gate,line,gate in,person,0", "2026-W48,gate,line,gate out,person,0",
+        "2026-W49,gate,line,gate in,person,6", "2026-W49,gate,line,gate out,person,4",
+        "2026-W50,gate,line,gate in,person,0", "2026-W50,gate,line,gate out,person,0"]
+    assert events("--by", "month", "--csv", "--from", "2026-11-30", "--to", "2027-01-02") == [
+        "month,stream,event,where,class,count",
+        "2026-11,gate,line,gate in,person,0", "2026-11,gate,line,gate out,person,0",
+        "2026-12,gate,line,gate in,person,6", "2026-12,gate,line,gate out,person,4",
+        "2027-01,gate,line,gate in,person,0", "2027-01,gate,line,gate out,person,0"]
 
 
 def test_the_page_counts_a_span_by_the_hour_or_the_day(tmp_path: Path) -> None:
@@ -365,7 +378,7 @@ def test_the_page_counts_a_span_by_the_hour_or_the_day(tmp_path: Path) -> None:
         assert _get(f"{web.url}counts.json?by=day&from={seven}&to={seven + 3 * 86400}&stream=door") == (200, {
             "by": "day", "periods": ["2026-12-05", "2026-12-06", "2026-12-07", "2026-12-08"], "total": 0, "series": [],
             "zone": None})
-        for query, error in (("by=week&from=1&to=2", "by: 'week' is not one of hour, day"),
+        for query, error in (("by=year&from=1&to=2", "by: 'year' is not one of hour, day, week, month"),
                              ("by=hour&from=1", "from and to: a count needs both, its span"),
                              ("by=day&from=0&to=5000000", "a count from the page is up to 32 days long, after its "
                                                           "start (streamyolo events --count counts longer ones)"),

@@ -431,19 +431,20 @@ def describe(event: Mapping[str, Any]) -> str:
     return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(float(event['time'])))}  {stream}{what}"
 
 
-PERIODS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d"}
-"""What ``--by`` counts events in, and how each is written (local time)."""
+PERIODS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d", "week": "%G-W%V", "month": "%Y-%m"}
+"""What ``--by`` counts events in, and how each is written (local time; weeks as ISO 8601 has
+them, from Monday: ``2026-W49``)."""
 
 
 def period_of(by: str, moment: float, zone: tzinfo | None = None) -> str:
-    """The local hour or day (``by``) that holds ``moment``, as :data:`PERIODS` writes it: on the
+    """The local hour, day, week or month (``by``) that holds ``moment``, as :data:`PERIODS` writes it: on the
     clocks of ``zone`` (``None``: the box's)."""
     return _wall(moment, zone).strftime(PERIODS[by])
 
 
 def periods(by: str, first: float, last: float, zone: tzinfo | None = None) -> list[str]:
-    """Every local hour or day (``by``) from the one holding ``first`` to the one holding
-    ``last`` (seconds since the epoch), as :data:`PERIODS` writes them, on the clocks of
+    """Every local hour, day, week or month (``by``) from the one holding ``first`` to the one
+    holding ``last`` (seconds since the epoch), as :data:`PERIODS` writes them, on the clocks of
     ``zone`` (``None``: the box's); a clock change is counted as the clock shows it (an hour
     it skips is not there, one it shows twice is one).
 
@@ -451,16 +452,30 @@ def periods(by: str, first: float, last: float, zone: tzinfo | None = None) -> l
     >>> start = t.mktime((2026, 12, 5, 22, 30, 0, 0, 0, -1))
     >>> periods("hour", start, start + 3 * 3600)
     ['2026-12-05 22:00', '2026-12-05 23:00', '2026-12-06 00:00', '2026-12-06 01:00']
+    >>> periods("week", start, start + 10 * 86400), periods("month", start, start + 40 * 86400)
+    (['2026-W49', '2026-W50', '2026-W51'], ['2026-12', '2027-01'])
     """
     wall = _wall(first, zone).replace(minute=0, second=0, microsecond=0, tzinfo=None)
-    wall, step = (wall, timedelta(hours=1)) if by == "hour" else (wall.replace(hour=0), timedelta(days=1))
+    if by != "hour":
+        wall = wall.replace(hour=0)
+    if by == "week":
+        wall -= timedelta(days=wall.weekday())  # (its Monday)
+    elif by == "month":
+        wall = wall.replace(day=1)
     found: list[str] = []
     while (moment := _moment(wall, zone)) <= last:
         name = wall.strftime(PERIODS[by])
         if _wall(moment, zone).strftime(PERIODS[by]) == name and (not found or found[-1] != name):
             found.append(name)
-        wall += step
+        wall = _next(wall, by)
     return found
+
+
+def _next(wall: datetime, by: str) -> datetime:
+    """The start of the hour, day, week or month (``by``) after the one starting at ``wall``."""
+    if by == "month":
+        return wall.replace(year=wall.year + wall.month // 12, month=wall.month % 12 + 1)
+    return wall + {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}[by]
 
 
 def _wall(moment: float, zone: tzinfo | None) -> datetime:
@@ -477,9 +492,9 @@ def count_rows(events: Iterable[Mapping[str, Any]], by: str | None = None,
                span: tuple[float | None, float | None] = (None, None),
                zone: tzinfo | None = None) -> list[tuple[str, ...]]:
     """``events`` counted by stream, kind, :func:`where` and class (and first by the local
-    hour or day each happened in: ``by``, one of :data:`PERIODS`, on the clocks of ``zone``,
+    hour, day, week or month each happened in: ``by``, one of :data:`PERIODS`, on the clocks of ``zone``,
     ``None``: the box's): a header, a row per count in
-    order, and the total. By hour or day, every period of ``span`` (its ends, where given, else
+    order, and the total. By any of them, every period of ``span`` (its ends, where given, else
     the first and last event's) has a row for each thing counted, 0 where nothing happened:
     a day's footfall has its 24 hours.
 

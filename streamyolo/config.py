@@ -349,6 +349,13 @@ class StreamConfig(_Strict):
     def _motion(cls, value: Any) -> Any:
         return MotionConfig() if value is True else value
 
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _switched(cls, value: Any) -> Any:
+        if isinstance(value, str | list):
+            raise ValueError("says what it switches when: {detect: '22:00-06:00'}, {record: […]}, or both")
+        return value
+
     @field_validator("tiles", mode="before")
     @classmethod
     def _tiles(cls, value: Any) -> Any:

@@ -86,6 +86,9 @@ def test_a_window_is_days_and_hours_and_a_wrong_one_is_said() -> None:
                                           r"recording is on, and the stream is not recorded \(record: false\)"):
         build_config({"streams": ["a.mp4", {"source": "b.mp4", "record": False, "schedule": {"record": "sat"}}],
                       "record": "rec"})
+    with pytest.raises(ConfigError, match=r"config key 'streams\.0\.schedule': says what it switches when: "
+                                          r"\{detect: '22:00-06:00'\}"):
+        build_config({"streams": [{"source": "a.mp4", "schedule": "22:00-06:00"}]})
     with pytest.raises(ConfigError, match=r"unknown config key 'streams\.0\.schedule\.lights'"):
         build_config({"streams": [{"source": "a.mp4", "schedule": {"lights": "sat"}}]})
     config = build_config({"streams": ["a.mp4", {"source": "b.mp4", "schedule": {"detect": ["sat", "sun"]}}],

@@ -89,6 +89,22 @@ class ZoneConfig(_Strict):
     speed_limit: float | None = Field(default=None, gt=0)
     """With ``size``: km/h above which an object's measured speed is an event (``speeding``),
     once per stay: a car too fast down the street."""
+    schedule: list[str] | None = None
+    """Tracked streams: when the zone is watched for who enters, lingers, speeds and leaves
+    (windows of the box's clock, as a stream's ``schedule``: ``"22:00-06:00"``); outside them
+    it makes no events (it still counts what it holds): the yard at night only."""
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _windows(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            Schedule(value)  # (its ValueError says what is wrong)
+        return value
 
     @field_validator("linger", mode="before")
     @classmethod
@@ -759,6 +775,11 @@ class PipelineConfig(_Strict):
         if lingering is not None and self.tracker is None:
             raise ValueError(f"config keys 'streams.{lingering}.zones' and 'tracker': a zone's linger follows "
                              "track ids; set tracker (bytetrack)")
+        armed = next((i for i, stream in enumerate(self.streams)
+                      if any(z.schedule is not None for z in (stream.zones or {}).values())), None)
+        if armed is not None and self.tracker is None:
+            raise ValueError(f"config keys 'streams.{armed}.zones' and 'tracker': a zone's schedule says when it "
+                             "watches who enters and leaves, which follows track ids; set tracker (bytetrack)")
         measuring = next((i for i, stream in enumerate(self.streams)
                           if any(z.size is not None for z in (stream.zones or {}).values())), None)
         if measuring is not None and self.tracker is None:

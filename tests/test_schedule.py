@@ -9,11 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError
+from streamyolo.frames import Detections
+from streamyolo.inference.counting import Zone, ZoneWatch, occupancy
 from streamyolo.pipeline import Pipeline
 from streamyolo.schedule import Schedule, Scheduler, parse_window
 from tests.helpers import decode, read_jsonl, until
@@ -203,8 +206,10 @@ def test_check_says_each_streams_schedules_and_what_they_say_now(
     config = tmp_path / "cams.yaml"
     now = time.time()
     window = time.strftime("%H:%M-", time.localtime(now + 7200)) + time.strftime("%H:%M", time.localtime(now + 10800))
-    config.write_text(yaml.safe_dump({"record": str(tmp_path / "rec"), "streams": [
-        {"name": "yard", "source": "synthetic:scene", "schedule": {"detect": window, "record": ["sat,sun", window]}},
+    config.write_text(yaml.safe_dump({"record": str(tmp_path / "rec"), "tracker": "bytetrack", "streams": [
+        {"name": "yard", "source": "synthetic:scene", "schedule": {"detect": window, "record": ["sat,sun", window]},
+         "zones": {"lawn": {"points": [[0, 0], [99, 0], [99, 99]], "schedule": ["22:00-06:00", "sat,sun"]},
+                   "gate": [[0, 0], [9, 0], [9, 9]]}},
         {"name": "road", "source": "synthetic:scene?seed=3"}]}))
     assert cli.main(["check", str(config)]) == 0
     plan = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
@@ -213,3 +218,46 @@ def test_check_says_each_streams_schedules_and_what_they_say_now(
     weekend = time.localtime(now).tm_wday >= 5
     assert ("recording sat,sun, " + window + (" (on now, " if weekend else " (off now, ")) in plan["yard"], plan
     assert "detection" not in plan["road"] and "recording" not in plan["road"], plan
+    assert "zones gate, lawn (watched 22:00-06:00, sat,sun);" in plan["yard"], plan
+
+
+def test_a_zone_outside_its_schedule_sees_no_one_and_those_inside_leave_when_it_stops() -> None:
+    square = ((0.0, 0.0), (100.0, 0.0), (100.0, 100.0), (0.0, 100.0))
+    yard = Zone("yard", square, schedule=Schedule(["22:00-06:00"]))
+    door = Zone("door", square)  # (always watched)
+    watch = ZoneWatch([yard, door])
+    person = Detections(np.array([[45, 45, 55, 55]], np.float32), np.ones(1, np.float32), np.zeros(1, np.int64),
+                        {0: "person"}, np.array([7]))
+    said = []
+    for moment, armed in enumerate([False, True, True, False, False, True]):
+        visits = watch.update(person, float(moment), occupancy([yard, door], person), [armed, True])
+        said.append([(v.zone, v.event, v.dwell) for v in visits])
+    assert said == [[("door", "enter", None)], [("yard", "enter", None)], [], [("yard", "leave", 1.0)], [],
+                    [("yard", "enter", None)]]
+
+
+@pytest.mark.timeout(60)
+def test_a_run_makes_events_only_in_the_zones_watched_now(tmp_path: Path) -> None:
+    """The walker goes through two zones of the same place: one watched now (every day, all
+    day), one only from two hours from now: only the first's events come; both count what they hold."""
+    from streamyolo.buffering import Overflow
+    from streamyolo.inference.tracking import tracker_settings
+    from streamyolo.pipeline import StreamSetup
+    from streamyolo.sinks.events import EventSink
+    from streamyolo.sources import SourceKind, SourceSpec, open_source
+    from tests.test_counting import _WalkerDetector
+
+    later = time.localtime(time.time() + 7200)
+    lobby = ((100.0, 100.0), (220.0, 100.0), (220.0, 200.0), (100.0, 200.0))
+    zones = (Zone("now", lobby, schedule=Schedule(["mon-sun"])),
+             Zone("later", lobby, schedule=Schedule([f"{later.tm_hour:02d}:00-{later.tm_hour:02d}:30"])))
+    source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=30", SourceKind.SYNTHETIC))
+    path = tmp_path / "events.jsonl"
+    summary = Pipeline([StreamSetup("hall", source, Overflow.BLOCK, zones=zones)], _WalkerDetector,
+                       tracker=tracker_settings("bytetrack"), sinks=[EventSink(path)]).run()
+    assert [(e["event"], e["zone"], e["seq"]) for e in read_jsonl(path) if e["event"] != "state"] == [
+        ("enter", "now", 11), ("leave", "now", 23)]
+    assert summary.streams["hall"].zone_peaks == {"now": {"person": 1}, "later": {"person": 1}}
+    with pytest.raises(ConfigError, match=r"config keys 'streams\.0\.zones' and 'tracker': a zone's schedule"):
+        build_config({"streams": [{"source": "a.mp4", "zones": {"yard": {"points": [[0, 0], [9, 0], [9, 9]],
+                                                                         "schedule": "22:00-06:00"}}}]})

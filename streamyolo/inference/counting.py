@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamyolo.frames import Crossing, Detections, LineTally, Mask, ZoneTally, ZoneVisit
+from streamyolo.schedule import Schedule
 
 Point = tuple[float, float]
 
@@ -181,6 +182,9 @@ class Zone:
     and its second: the speed of each object inside is measured (:class:`Ground`)."""
     speed_limit: float | None = None
     """With ``size``: km/h above which an object's speed is an event (``speeding``), once per stay."""
+    schedule: Schedule | None = None
+    """Tracked streams: when it is watched for who enters and leaves (:class:`ZoneWatch`'s
+    ``armed``); ``None``: always."""
 
 
 class Ground:
@@ -327,17 +331,26 @@ class ZoneWatch:
         self.speeds: dict[int, float] = {}
         """The speeds (km/h) measured in the last frame, by track id (zones with a size)."""
 
-    def update(self, found: Detections, now: float, held: Sequence[npt.NDArray[np.bool_]]) -> list[ZoneVisit]:
+    def update(self, found: Detections, now: float, held: Sequence[npt.NDArray[np.bool_]],
+               armed: Sequence[bool] | None = None) -> list[ZoneVisit]:
         """The entries and exits in the next frame of the stream, whose tracked detections are
         ``found``, at ``now`` on the stream's timeline (seconds); ``held``: which of them each
-        zone holds (:func:`occupancy`)."""
+        zone holds (:func:`occupancy`); ``armed``: whether each zone is watched now (its
+        ``schedule``; default: all): one that is not sees no one, and those inside when it
+        stops being watched leave then."""
         self._frame += 1
         self.speeds = {}
         visits: list[ZoneVisit] = []
+        watched = [True] * len(self.zones) if armed is None else list(armed)
+        for zone, on in zip(self.zones, watched, strict=True):
+            if not on:
+                visits += [self._leave(key) for key in [k for k in self._inside if k[0] == zone.name]]
         if found.ids is not None and len(found):
             tracks, classes = found.ids.tolist(), found.cls.tolist()
             feet = anchor_points(found, "bottom") if self._grounds else None  # where each stands
-            for zone, mask in zip(self.zones, held, strict=True):
+            for zone, mask, on in zip(self.zones, held, watched, strict=True):
+                if not on:
+                    continue
                 points = anchor_points(found, zone.anchor) if zone.classes is not None else None
                 ground = self._grounds.get(zone.name)
                 for index, (track, cls, here) in enumerate(zip(tracks, classes, mask.tolist(), strict=True)):

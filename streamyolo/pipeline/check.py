@@ -94,6 +94,9 @@ def describe(plan: Plan) -> str:
             if shapes:
                 marks = {name: " (speeds)" if getattr(shape, "size", None) else " (outside)"
                          if getattr(shape, "outside", False) else "" for name, shape in shapes.items()}
+                marks = {name: mark + (f" (watched {', '.join(windows)})"
+                                       if (windows := getattr(shapes[name], "schedule", None)) else "")
+                         for name, mark in marks.items()}
                 parts.append(f"{key} {', '.join(name + marks[name] for name in shapes)}")
         by_class = cfg.class_conf_of(own)
         if by_class:

@@ -33,6 +33,7 @@ from streamyolo.inference.motion import MotionGate, MotionSettings
 from streamyolo.inference.tiles import Tile, TileSettings, cut, merge, tiles, with_whole
 from streamyolo.inference.tracking import StreamTracker
 from streamyolo.pipeline.health import StreamHealth
+from streamyolo.schedule import Schedule
 from streamyolo.sinks.base import Sink
 from streamyolo.sources.redact import redact_text
 from streamyolo.workers.live import Hold, LivePicker
@@ -117,6 +118,7 @@ class InferenceWorker:
         self._picker = LivePicker(hold=live_hold)
         self._tracker = tracker
         self._trackers: dict[str, StreamTracker] = {}  # per stream, built and used in this thread only
+        self._schedules: dict[Schedule, tuple[bool, float]] = {}  # zones' schedules: on or off, until when
         self._counters: dict[str, LineCounter] = {}  # likewise
         self._watches: dict[str, ZoneWatch] = {}  # likewise
         self._gates: dict[str, MotionGate[Detections | int]] = {}  # likewise
@@ -474,7 +476,18 @@ class InferenceWorker:
         watch = self._watches.get(channel.name)
         if watch is None:
             watch = self._watches[channel.name] = ZoneWatch(channel.zones)
-        return tuple(watch.update(shown, frame.meta.media_time, held))
+        armed = [self._armed(zone) for zone in channel.zones] if any(z.schedule for z in channel.zones) else None
+        return tuple(watch.update(shown, frame.meta.media_time, held, armed))
+
+    def _armed(self, zone: Zone) -> bool:
+        """Whether ``zone`` is watched now, as its schedule says (looked at again when it changes)."""
+        if zone.schedule is None:
+            return True
+        now = time.time()
+        said = self._schedules.get(zone.schedule)
+        if said is None or now >= said[1]:
+            said = self._schedules[zone.schedule] = zone.schedule.at(now)
+        return said[0]
 
     def _track(self, channel: Channel, found: Detections, image: Image) -> Detections:
         tracker = self._trackers.get(channel.name)

@@ -124,7 +124,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     for output in ("webhook", "mqtt"):
         parser.add_argument(f"--{output}-events", metavar="KINDS", type=_kinds,
                             help=f"only these events to the {output}, e.g. state,clip (line, enter, leave, linger, "
-                                 "speeding, state, clip, output; default: all)")
+                                 "speeding, state, clip, output, switch; default: all)")
     parser.add_argument("--dataset", metavar="DIR",
                         help="keep a frame of each stream every --dataset-every with YOLO labels here, to train on")
     parser.add_argument("--dataset-every", metavar="SPAN", help="with --dataset: seconds between frames kept (10)")

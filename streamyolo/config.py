@@ -60,7 +60,7 @@ class ReconnectConfig(_Strict):
     """Consecutive failed attempts before the stream is marked failed (null: never)."""
 
 
-EventKind = Literal["line", "enter", "leave", "linger", "speeding", "state", "clip", "output"]
+EventKind = Literal["line", "enter", "leave", "linger", "speeding", "state", "clip", "output", "switch"]
 """What an event is about (:mod:`streamyolo.sinks.events`)."""
 
 

@@ -198,10 +198,9 @@ def test_every_runs_events_are_searched_from_the_page_and_the_command_line(
         for query, error in (("event=crossing", "event: no events are 'crossing'"),
                              ("from=yesterday", "from: 'yesterday' is not seconds since the epoch"),
                              ("limit=100000", "limit: '100000' is not a number from 1 to 5000")):
-            assert _get(f"{web.url}events.json?{query}") == (400, f"events search: {error} "
-                                                                  f"(they are clip, enter, leave, line, linger, "
-                                                                  f"output, speeding, state)\n" if "crossing" in query
-                                                             else f"events search: {error}\n")
+            kinds = "clip, enter, leave, line, linger, output, speeding, state, switch"
+            assert _get(f"{web.url}events.json?{query}") == (400, f"events search: {error} (they are {kinds})\n"
+                                                             if "crossing" in query else f"events search: {error}\n")
     finally:
         web.close()
     # Without an events file, a search looks through the recent ones.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from streamyolo.errors import OutputError
 from streamyolo.pipeline import Pipeline
 from streamyolo.pipeline.switches import SwitchFile
+from streamyolo.sinks.history import describe
 from tests.helpers import read_jsonl, until
 
 STREET = "synthetic:scene?seed=3&size=416x240&fps=25"
@@ -21,6 +23,7 @@ STREET = "synthetic:scene?seed=3&size=416x240&fps=25"
 def _config(tmp_path: Path, run: int, **extra: Any) -> dict[str, Any]:
     return {"model": "demo", "display": False, "status_interval": 0, "record": str(tmp_path / f"rec{run}"),
             "jsonl": str(tmp_path / f"det{run}.jsonl"), "switches_file": str(tmp_path / "state" / "switches.json"),
+            "events": str(tmp_path / f"events{run}.jsonl"), "web": "127.0.0.1:0",
             "streams": [{"name": name, "source": STREET, "realtime": True} for name in ("gate", "porch", "yard")],
             **extra}
 
@@ -30,15 +33,21 @@ def test_a_stream_switched_off_stays_off_after_a_restart(tmp_path: Path, caplog:
     """A run switches the gate's detection and the porch's recording off (as the page or Home
     Assistant would) and the yard's detection off and on again; the next run, from the same
     config, starts with the gate's detection and the porch's recording off, before their first
-    frames, and everything else on; a switch its schedule sets is the schedule's."""
+    frames, and everything else on; a switch its schedule sets is the schedule's. Each change is
+    a ``switch`` event, saying who made it."""
     caplog.set_level(logging.INFO)
     with Pipeline.from_config(_config(tmp_path, 1)) as pipeline:
         pipeline.start()
         until(lambda: sum(r.processed for r in pipeline.reports()) > 30, 30, "frames")
         pipeline.set_detection("gate", False)
         pipeline.set_recording("porch", False)
-        pipeline.set_detection("yard", False)
-        pipeline.set_detection("yard", True)
+        page = pipeline.web_url
+        for on in (False, True):  # the yard's, on the page
+            request = urllib.request.Request(f"{page}streams/yard/detect", data=json.dumps({"on": on}).encode(),
+                                             method="POST", headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 200
+        pipeline.set_detection("yard", True)  # (as it is: no change, no event)
         pipeline.stop()
     saved = json.loads((tmp_path / "state" / "switches.json").read_text())
     assert saved == {"streams": {"gate": {"detect": False}, "porch": {"record": False}, "yard": {"detect": True}}}
@@ -60,6 +69,16 @@ def test_a_stream_switched_off_stays_off_after_a_restart(tmp_path: Path, caplog:
     assert any(line["detections"] for line in lines if line["stream"] == "porch")
     assert summary.recordings["porch"] == [] and len(summary.recordings["gate"]) == 1  # (none: off from the start)
     assert f"stream 'gate': detection off, as it was left ({tmp_path / 'state' / 'switches.json'})" in caplog.text
+    # Who switched what: the events of both runs.
+    switched = [[(e["stream"], e["switch"], e["state"], e["by"]) for e in read_jsonl(tmp_path / f"events{run}.jsonl")
+                 if e["event"] == "switch"] for run in (1, 2)]
+    assert switched[0] == [("gate", "detect", "off", "python"), ("porch", "record", "off", "python"),
+                           ("yard", "detect", "off", "page"), ("yard", "detect", "on", "page")]
+    assert sorted(switched[1]) == [("gate", "detect", "off", "switches file"),
+                                   ("porch", "record", "off", "switches file"), ("yard", "detect", "off", "schedule")]
+    said = describe(next(e for e in read_jsonl(tmp_path / "events2.jsonl") if e["event"] == "switch"
+                         and e["by"] == "schedule"))
+    assert said.endswith("  yard: detection switched off (schedule)"), said
 
 
 def test_a_switches_file_that_cannot_be_read_or_written_is_said_and_the_run_goes_on(

@@ -443,8 +443,9 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     if storage is not None:  # (the streams now, each with its part)
         storage.streams = lambda: pipeline.stream_names
     if events is not None:  # Home Assistant's switches (MQTT): each stream's detection and recording on or off
-        events.control(pipeline.set_switch)
+        events.control(functools.partial(pipeline.set_switch, by="mqtt"))
         pipeline.on_switch = events.switched
+        pipeline.on_switched = events.switch_changed
     from streamyolo.pipeline.reload import Outputs, Reloader
 
     blurring = [sink for sink in sinks if isinstance(sink, CropSink | DatasetSink)]

@@ -9,6 +9,7 @@ inference workers, which build their models, then capture) and stops upstream fi
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -226,8 +227,11 @@ class Pipeline:
         """Told when a stream's detection or recording is switched (:meth:`set_switch`), and of
         a stream's switches when it is added as the run goes: ``on_switch(kind, stream, on)``,
         ``kind`` ``detect`` or ``record`` (the broker's switch states)."""
+        self.on_switched: Callable[[str, str, bool, str], None] | None = None
+        """Told of each switch that changed, and by whom: ``on_switched(kind, stream, on, by)``,
+        ``by`` ``page``, ``mqtt``, ``schedule``, ``switches file`` or ``python`` (a ``switch`` event)."""
         self._undetected: set[str] = set()  # streams whose detection is switched off, by name
-        self.scheduler = Scheduler(self.set_switch)
+        self.scheduler = Scheduler(functools.partial(self.set_switch, by="schedule"))
         """Switches the streams' detection and recording as their ``schedule`` says (its
         :meth:`~streamyolo.schedule.Scheduler.configure`)."""
         self.switch_file: SwitchFile | None = None
@@ -251,7 +255,7 @@ class Pipeline:
         if web is not None:
             web.bind(self.reports, running=lambda: not self._finished.is_set(),
                      workers=lambda: workers_json(self._restarts()), config=lambda: self.reloads,
-                     health=self.liveness, switch=self.set_switch)
+                     health=self.liveness, switch=functools.partial(self.set_switch, by="page"))
         self._hang_warning = hang_warning
         self.plan: Plan | None = None
         """What the config asked for, when built from one (:meth:`from_config`)."""
@@ -660,12 +664,13 @@ class Pipeline:
         if not worker.update(stream.channel()):
             raise RuntimeError(f"stream {name!r} cannot be changed: its worker has ended")
 
-    def set_detection(self, name: str, on: bool) -> None:
+    def set_detection(self, name: str, on: bool, by: str = "python") -> None:
         """Switch stream ``name``'s detection on or off from its next frame (Home Assistant's
         switch, over MQTT, or the web page's): off, its frames go on to every output (recordings,
         the page, the window) with no objects and no forward pass: no events, no counts. Its
         connection and recording go on. The switch holds for the stream's name while the run
-        goes (a reload that restarts the stream, or adds it again, keeps it off). Raises
+        goes (a reload that restarts the stream, or adds it again, keeps it off); ``by``: who
+        switched it (:attr:`on_switched`). Raises
         ``ValueError`` for a stream not running, ``RuntimeError`` once its worker has ended."""
         with self._state_lock:
             stream = self._by_name.get(name)
@@ -677,19 +682,19 @@ class Pipeline:
                 self._undetected.discard(name)
             else:
                 self._undetected.add(name)
-            log.info("stream %r: detection switched %s", name, "on" if on else "off")
-            self._switched("detect", name, on)
+            log.info("stream %r: detection switched %s (%s)", name, "on" if on else "off", by)
+            self._switched("detect", name, on, by)
 
     def detection(self, name: str) -> bool:
         """Whether stream ``name``'s detection is on (:meth:`set_detection`)."""
         return self._by_name[name].setup.detect
 
-    def set_recording(self, name: str, on: bool) -> None:
+    def set_recording(self, name: str, on: bool, by: str = "python") -> None:
         """Switch stream ``name``'s recording off (its open file ends, whole, with the frame
         before the next its recorder gets: privacy while someone is home) or on again (a new
         file, from its next key frame). Its detection, events and clips go on. The switch
-        holds for the stream's name while the run goes. Raises ``ValueError`` for a stream not
-        running or not recorded."""
+        holds for the stream's name while the run goes; ``by``: who switched it. Raises
+        ``ValueError`` for a stream not running or not recorded."""
         with self._state_lock:
             stream = self._by_name.get(name)
         if stream is None:
@@ -698,8 +703,8 @@ class Pipeline:
             raise ValueError(f"stream {name!r} is not recorded")
         if (name not in self._recorder.off) != on:
             self._recorder.switch(name, on)
-            log.info("stream %r: recording switched %s", name, "on" if on else "off")
-            self._switched("record", name, on)
+            log.info("stream %r: recording switched %s (%s)", name, "on" if on else "off", by)
+            self._switched("record", name, on, by)
 
     def recording(self, name: str) -> bool | None:
         """Whether stream ``name``'s recording is on (:meth:`set_recording`); ``None``: it is not recorded."""
@@ -707,11 +712,13 @@ class Pipeline:
             return None
         return name not in self._recorder.off
 
-    def _switched(self, kind: str, name: str, on: bool) -> None:
+    def _switched(self, kind: str, name: str, on: bool, by: str) -> None:
         if self.switch_file is not None:
             self.switch_file.set(name, kind, on)
         if self.on_switch is not None:
             self.on_switch(kind, name, on)
+        if self.on_switched is not None:
+            self.on_switched(kind, name, on, by)
 
     def _restore(self, name: str) -> None:
         """Switch stream ``name`` as the switches file says (but for what its schedule switches):
@@ -725,13 +732,13 @@ class Pipeline:
             log.info("stream %r: %s %s, as it was left (%s)", name, SWITCHED[kind], "on" if on else "off",
                      self.switch_file.path)
             try:
-                self.set_switch(kind, name, on)
+                self.set_switch(kind, name, on, by="switches file")
             except (ValueError, RuntimeError) as exc:  # not recorded any more; its worker has ended
                 log.debug("stream %r: its %s could not be switched as it was left: %s", name, SWITCHED[kind], exc)
 
-    def set_switch(self, kind: str, name: str, on: bool) -> None:
+    def set_switch(self, kind: str, name: str, on: bool, by: str = "python") -> None:
         """:meth:`set_detection` (``kind`` ``detect``) or :meth:`set_recording` (``record``)."""
-        {"detect": self.set_detection, "record": self.set_recording}[kind](name, on)
+        {"detect": self.set_detection, "record": self.set_recording}[kind](name, on, by)
 
     def switches(self, name: str) -> dict[str, bool]:
         """Stream ``name``'s switches: ``{"detect": on}``, and ``"record"`` when it is recorded."""

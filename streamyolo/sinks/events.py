@@ -272,6 +272,16 @@ class EventSink:
         if self._publisher is not None:
             self._publisher.switched(kind, stream, on)
 
+    def switch_changed(self, kind: str, stream: str, on: bool, by: str) -> None:
+        """``stream``'s detection (``kind`` ``detect``) or recording (``record``) was switched
+        ``on`` or off ``by`` the page, the broker, its schedule …: a ``switch`` event (who turned
+        the camera off, and when)."""
+        with self._lock:
+            if not self._open:
+                return
+        self._queue.put((None, [{"time": round(time.time(), 3), "stream": stream, "event": "switch", "switch": kind,
+                                 "state": "on" if on else "off", "by": by}]))
+
     def announce(self, stream: str, entities: StreamEntities | None) -> None:
         """A stream added, changed (``entities``) or removed (``None``) as the run goes: its Home
         Assistant entities (``mqtt_discovery``) now."""

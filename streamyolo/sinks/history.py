@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, Any, cast, get_args
 
 from streamyolo.config import EventKind
+from streamyolo.schedule import SWITCHED
 
 SLACK = 600.0
 """Seconds by which a line of the events file may be older than a line before it (a stream's
@@ -420,6 +421,9 @@ def describe(event: Mapping[str, Any]) -> str:
         what = f"{event.get('output')} " + (f"paused: {event.get('error')}" if event.get("state") == "paused" else
                                              f"writing again after {float(event.get('seconds', 0)):.0f} s "
                                              f"({event.get('lost')} {event.get('unit')} lost)")
+    elif kind == "switch":
+        what = (f"{SWITCHED.get(str(event.get('switch')), event.get('switch'))} switched {event.get('state')} "
+                f"({event.get('by')})")
     elif kind == "clip":
         state = event.get("state")
         what = {"started": "something happened: a clip starts",

@@ -101,7 +101,7 @@ PAGE = """<!doctype html>
 <select id="event-kind"><option value="">of every kind</option><option value="line">line</option>
 <option value="enter">enter</option><option value="leave">leave</option><option value="linger">linger</option>
 <option value="speeding">speeding</option><option value="state">state</option><option value="clip">clip</option>
-<option value="output">output</option>
+<option value="output">output</option><option value="switch">switch</option>
 </select> class <input id="event-class" size="10" placeholder="any (person, 0…)">
 from <input type="datetime-local" id="event-from" step="1"> to <input type="datetime-local" id="event-to" step="1">
 <button id="event-find">search</button>
@@ -337,6 +337,8 @@ function describe(e) {
   if (e.event === "clip" && e.state === "ended") return "clip finished (" + e.seconds.toFixed(1) + " s)";
   if (e.event === "clip" && e.state === "failed") return "clip not made: " + e.error;
   if (e.event === "clip") return "something happened: a clip starts";
+  if (e.event === "switch") return (e.switch === "record" ? "recording" : "detection") + " switched " + e.state
+    + " (" + e.by + ")";
   if (e.event === "output" && e.state === "paused") return e.output + " paused: " + e.error;
   if (e.event === "output") return e.output + " writing again after " + e.seconds.toFixed(0) + " s (" + e.lost + " "
     + e.unit + " lost)";

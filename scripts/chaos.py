@@ -8,7 +8,8 @@ server, killed and started again every 10-20 s: one recorded as it comes, one wi
 source) with recording in segments (``record_keep_objects`` naming the segments with objects),
 clips, events, snapshots, a tracker and the web page, while, at random: the config is reloaded
 with streams added and removed, the run's model swapped between the demo model and a
-random-weight yolo26n, ``class_conf``, ``max_fps`` and ``schedule`` changed; web clients read every page and
+random-weight yolo26n, ``class_conf``, ``max_fps``, ``confirm_frames`` and the streams' and
+zones' ``schedule`` changed; web clients read every page and
 switch streams' detection and recording on and off. At the end, what must hold:
 
 - every stream's accounting is exact (``captured == processed + dropped``);
@@ -138,7 +139,7 @@ def main() -> int:
                 time.sleep(rnd.uniform(1, 4))
                 server.start()
                 next_kill = time.monotonic() + rnd.uniform(10, 20)
-            action = rnd.choice(["add", "remove", "swap", "class_conf", "max_fps", "schedule", "same"])
+            action = rnd.choice(["add", "remove", "swap", "class_conf", "max_fps", "schedule", "confirm", "same"])
             if action == "add" and len(streams) < 5:
                 used = {s["name"] for s in streams}
                 streams.append(camera(next(i for i in range(10) if f"cam{i}" not in used)))
@@ -156,8 +157,13 @@ def main() -> int:
                 index, begin = rnd.randrange(len(streams)), time.time() + rnd.uniform(0, 5)
                 window = "-".join(time.strftime("%H:%M:%S", time.localtime(moment))
                                   for moment in (begin, begin + rnd.uniform(1, 6)))
-                kinds = rnd.choice([["detect"], ["record"], ["detect", "record"], []])
-                streams[index] = {**streams[index], "schedule": {kind: window for kind in kinds}}
+                kinds = rnd.choice([["detect"], ["record"], ["detect", "record"], ["zone"], []])
+                streams[index] = {**streams[index], "schedule": {kind: window for kind in kinds if kind != "zone"},
+                                  "zones": {"all": {"points": WHOLE, **({"schedule": window} if "zone" in kinds
+                                                                        else {})}}}
+            elif action == "confirm":
+                index = rnd.randrange(len(streams))
+                streams[index] = {**streams[index], "confirm_frames": rnd.choice([1, 3, 5])}
             try:
                 report = pipeline.reload(config(streams, model))
                 reloads += 1

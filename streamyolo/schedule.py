@@ -54,6 +54,8 @@ def parse_window(text: str) -> Window:
     (21600, True)
     >>> parse_window("fri-mon 8:00-9:00").days == frozenset({4, 5, 6, 0})
     True
+    >>> parse_window("00:00-24:00") == parse_window("mon-sun")
+    True
     >>> parse_window("mon 25:00-26:00")
     Traceback (most recent call last):
     ValueError: '25:00' is not a time of day (HH:MM or HH:MM:SS, 00:00 to 24:00)
@@ -69,7 +71,7 @@ def parse_window(text: str) -> Window:
     if found["start"] is None:
         return Window(days, 0, DAY)
     start, end = _seconds(found["start"]), _seconds(found["end"])
-    if start == end % DAY:
+    if start % DAY == end % DAY and end - start != DAY:  # ("00:00-24:00": the whole day)
         raise ValueError(f"{text!r} starts and ends at the same time (leave the hours out for whole days)")
     return Window(days, start % DAY, end)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -212,13 +213,20 @@ def test_check_says_each_streams_schedules_and_what_they_say_now(
                    "gate": [[0, 0], [9, 0], [9, 9]]}},
         {"name": "road", "source": "synthetic:scene?seed=3"}]}))
     assert cli.main(["check", str(config)]) == 0
-    plan = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    said = capsys.readouterr().out
+    plan = {line.split()[0]: line for line in said.splitlines() if line.startswith("  ")}
     at = time.strftime("%a %H:%M", time.localtime(now + 7200))
     assert f"detection {window} (off now, on at {at})" in plan["yard"], plan
     weekend = time.localtime(now).tm_wday >= 5
     assert ("recording sat,sun, " + window + (" (on now, " if weekend else " (off now, ")) in plan["yard"], plan
     assert "detection" not in plan["road"] and "recording" not in plan["road"], plan
     assert "zones gate, lawn (watched 22:00-06:00, sat,sun);" in plan["yard"], plan
+    clock = re.search(r"\n  schedules by this box's clock: (\w{3} \d\d:\d\d \w+) now\n", said)
+    assert clock is not None and clock[1].endswith(time.strftime(" %Z")), said  # (Berlin's: CET or CEST)
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    assert cli.main(["check", str(config)]) == 0
+    assert " now (UTC: set TZ for local hours)\n" in capsys.readouterr().out
 
 
 def test_a_zone_outside_its_schedule_sees_no_one_and_those_inside_leave_when_it_stops() -> None:

@@ -122,6 +122,10 @@ def describe(plan: Plan) -> str:
         for kind, schedule in (own.schedule.schedules() if own.schedule is not None else {}).items():
             parts.append(f"{SWITCHED[kind]} {schedule.describe(time.time())}")
         lines.append(f"  {stream.spec.name:<{width}}  {stream.spec.display_uri}  ({'; '.join(parts)})")
+    if any(s.config.schedule is not None or any(z.schedule for z in (s.config.zones or {}).values())
+           for s in plan.streams):  # (a container runs on UTC unless told: its schedules would be hours off)
+        lines.append(f"  schedules by this box's clock: {time.strftime('%a %H:%M %Z')} now"
+                     + (" (UTC: set TZ for local hours)" if time.localtime().tm_gmtoff == 0 else ""))
     disabled = [s.name or redact_url(s.source) for s in cfg.streams if not s.enabled]
     if disabled:
         lines.append(f"  disabled (enabled: false): {', '.join(disabled)}")

@@ -121,6 +121,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mqtt-discovery", metavar="PREFIX", nargs="?", const="homeassistant",
                         help="with --mqtt: announce every stream to Home Assistant (its MQTT discovery prefix, "
                              "default homeassistant): connection, snapshots, zones and counting lines as entities")
+    parser.add_argument("--webhook-format", choices=["json", "text", "slack", "discord"],
+                        help="each POST to the webhook: the event's JSON (default); text: a line a person reads, with "
+                             "ntfy's headers (phone notifications through ntfy); slack or discord: their message")
     for output in ("webhook", "mqtt"):
         parser.add_argument(f"--{output}-events", metavar="KINDS", type=_kinds,
                             help=f"only these events to the {output}, e.g. state,clip (line, enter, leave, linger, "
@@ -319,7 +322,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "record_max_size", "overwrite", "jsonl", "jsonl_keep",
             "summary", "switches_file", "stats", "stats_keep", "confirm_frames",
             "events", "events_keep", "webhook",
-            "mqtt", "mqtt_discovery", "webhook_events", "mqtt_events",
+            "mqtt", "mqtt_discovery", "webhook_events", "webhook_format", "mqtt_events",
             "snapshots", "snapshots_keep", "dataset", "dataset_every", "dataset_max_size", "heatmaps", "crops",
             "crops_keep", "clips", "clip_mode", "clip_before", "clip_after", "clips_keep", "clips_max_size",
             "public_url", "display", "duration",

@@ -636,6 +636,11 @@ class PipelineConfig(_Strict):
     mqtt: str | None = None
     """``mqtt://[user:password@]host[:port][/prefix]`` (or ``mqtts://``): every event is published
     there, to ``<prefix>/<stream>/<event>`` (:mod:`streamyolo.sinks.mqtt`)."""
+    webhook_format: Literal["json", "text", "slack", "discord"] = "json"
+    """What each POST to the webhook is (:mod:`streamyolo.sinks.webhook`): the event's JSON;
+    ``text``: the event as a line a person reads, with ntfy's headers (a phone's notification
+    through ntfy); ``slack`` or ``discord``: the message those (and Mattermost, Rocket.Chat,
+    Google Chat: ``slack``) take from an incoming webhook."""
     webhook_events: list[EventKind] | None = None
     """The events the webhook gets (``line``, ``enter``, ``leave``, ``linger``, ``state``); unset:
     all. ``[state, linger]``: cameras down and back, and loiterers, without every passer-by."""
@@ -788,6 +793,9 @@ class PipelineConfig(_Strict):
         if self.mqtt_discovery is not None and self.mqtt is None:
             raise ValueError("config keys 'mqtt_discovery' and 'mqtt': Home Assistant finds the streams through the "
                              "MQTT broker; give mqtt too")
+        if "webhook_format" in self.model_fields_set and self.webhook is None:
+            raise ValueError("config keys 'webhook_format' and 'webhook': webhook_format says what each POST to the "
+                             "webhook is; give webhook too")
         for key, target in (("webhook_events", "webhook"), ("mqtt_events", "mqtt")):
             if getattr(self, key) is not None and getattr(self, target) is None:
                 raise ValueError(f"config keys {key!r} and {target!r}: {key} says which events go to the "

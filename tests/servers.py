@@ -204,7 +204,9 @@ class _HookHandler(http.server.BaseHTTPRequestHandler):
             receiver.attempts += 1
             refuse = receiver.attempts <= receiver.refuse_first or receiver.refuse_all
             if not refuse:
-                receiver.events.append(json.loads(body))
+                receiver.bodies.append(body)
+                if self.headers.get("Content-Type", "").startswith("application/json"):
+                    receiver.events.append(json.loads(body))
                 receiver.requests.append((self.path, dict(self.headers)))
         self.send_response(503 if refuse else 200)
         self.send_header("Content-Length", "0")
@@ -215,7 +217,7 @@ class _HookHandler(http.server.BaseHTTPRequestHandler):
 
 
 class HookReceiver:
-    """A webhook's receiver on 127.0.0.1: keeps every JSON body POSTed to it; answers 503 to
+    """A webhook's receiver on 127.0.0.1: keeps every body POSTed to it; answers 503 to
     the first ``refuse_first`` requests (or to all while ``refuse_all``), as a receiver that is
     down or restarting."""
 
@@ -227,7 +229,8 @@ class HookReceiver:
         self.refuse_first = refuse_first
         self.refuse_all = False
         self.attempts = 0
-        self.events: list[dict[str, object]] = []
+        self.events: list[dict[str, object]] = []  # the JSON bodies
+        self.bodies: list[bytes] = []  # every body, JSON or not
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.lock = threading.Lock()
         self._server = HookReceiver._Server(("127.0.0.1", 0), _HookHandler)

@@ -30,6 +30,7 @@ from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.pipeline.restart import Backoff
 from streamyolo.sinks import EventSink
 from streamyolo.sinks.clips import ClipRecorder
+from streamyolo.sinks.history import describe
 from streamyolo.sinks.metrics import metrics_text
 from streamyolo.sinks.mqtt import MqttPublisher, StatePublisher, StreamEntities
 from streamyolo.sinks.web import WebViewer
@@ -783,3 +784,45 @@ def test_events_link_their_streams_recording_only_while_it_is_recorded(tmp_path:
     (crossed,), (unrecorded,) = linked
     assert re.fullmatch(r"https://box\.lan/cams/#recording=hall@\d+\.\d+", str(crossed)), crossed
     assert unrecorded is None
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("format", ["text", "slack", "discord"])
+def test_a_webhook_can_take_each_event_as_the_message_a_person_reads(tmp_path: Path, format: str) -> None:
+    """``webhook_format``: ``text`` POSTs each event's line (as ``streamyolo events --text``
+    writes it) with ntfy's headers (its title, its kind as a tag, its snapshot attached);
+    ``slack`` and ``discord`` the message their incoming webhooks take, with the snapshot's link
+    (Discord's embedded)."""
+    source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=30", SourceKind.SYNTHETIC))
+    door = CountingLine("door", (0.0, 120.0), (320.0, 120.0))
+    path = tmp_path / "events.jsonl"
+    with HookReceiver() as hook:
+        events = EventSink(path, hook.url, tmp_path / "shots", public_url="https://box.lan/", webhook_format=format)
+        Pipeline([StreamSetup("hall", source, Overflow.BLOCK, lines=(door,))], _WalkerDetector,
+                 tracker=tracker_settings("bytetrack"), sinks=[events]).run()
+    written = read_jsonl(path)
+    assert [e["event"] for e in written] == ["state", "line", "state"] and len(hook.bodies) == 3
+    crossed = written[1]
+    picture = f"https://box.lan/snapshots/{crossed['snapshot']}"
+    assert crossed["snapshot_url"] == picture
+    headers = [dict(request[1]) for request in hook.requests]
+    if format == "text":
+        assert [body.decode() for body in hook.bodies] == [describe(e) for e in written]
+        assert hook.bodies[1].decode().endswith("  hall: person #1 crossed door (in)")
+        assert [(h["Content-Type"], h["Title"], h["Tags"], h.get("Attach")) for h in headers] == [
+            ("text/plain; charset=utf-8", "streamyolo: hall", "state", None),
+            ("text/plain; charset=utf-8", "streamyolo: hall", "line", picture),
+            ("text/plain; charset=utf-8", "streamyolo: hall", "state", None)]
+    elif format == "slack":
+        assert hook.events == [{"text": describe(written[0])}, {"text": f"{describe(crossed)}\nsnapshot: {picture}"},
+                               {"text": describe(written[2])}]
+    else:
+        assert hook.events[1] == {"content": describe(crossed), "embeds": [{"image": {"url": picture}}]}
+        assert hook.events[0] == {"content": describe(written[0])}
+
+
+def test_a_webhook_format_needs_a_webhook_and_is_one_of_four() -> None:
+    with pytest.raises(ConfigError, match="config keys 'webhook_format' and 'webhook'"):
+        build_config({"streams": ["a.mp4"], "webhook_format": "text"})
+    with pytest.raises(ConfigError, match="config key 'webhook_format': Input should be 'json', 'text', 'slack' or"):
+        build_config({"streams": ["a.mp4"], "webhook": "http://127.0.0.1:9/hook", "webhook_format": "teams"})

@@ -378,7 +378,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
                            snapshots_keep=cfg.snapshots_keep, clip_of=clips.clip_of if clips is not None else None,
                            public_url=cfg.public_url, mqtt_discovery=cfg.mqtt_discovery,
                            entities=[stream_entities(cfg, s) for s in streams], mqtt_controls=True,
-                           events_keep=cfg.events_keep, storage=storage)
+                           events_keep=cfg.events_keep, storage=storage, webhook_format=cfg.webhook_format)
         sinks.append(events)
         if clips is not None:
             clips.on_end = events.clip_ended

@@ -115,7 +115,7 @@ class EventSink:
                  clip_of: Callable[[Result], str | None] | None = None, public_url: str | None = None,
                  mqtt_discovery: str | None = None, entities: Sequence[StreamEntities] = (),
                  mqtt_controls: bool = False, events_keep: float | None = None,
-                 storage: Storage | None = None) -> None:
+                 storage: Storage | None = None, webhook_format: str = "json") -> None:
         """``events_keep``: the events file's days kept that long (:mod:`streamyolo.sinks.days`);
         ``mqtt_discovery``: Home Assistant's discovery prefix, to announce ``entities`` (each
         stream's zones and lines) there and publish their states (:mod:`streamyolo.sinks.mqtt`),
@@ -130,7 +130,8 @@ class EventSink:
         # each output with the kinds of event it takes (None: all)
         self._outputs: list[tuple[EventOutput, frozenset[str] | None]] = []
         if webhook is not None:
-            self._outputs.append((Webhook(webhook), None if webhook_events is None else frozenset(webhook_events)))
+            self._outputs.append((Webhook(webhook, format=webhook_format),
+                                  None if webhook_events is None else frozenset(webhook_events)))
         self._states: StatePublisher | None = None
         self._publisher: MqttPublisher | None = None
         if mqtt is not None:

@@ -1,12 +1,19 @@
 """Events POSTed to a URL (``webhook``), from a thread of their own, never losing one quietly.
 
 Each event is one ``POST`` of its JSON object (``Content-Type: application/json``) to the URL,
-in the order they happened. A receiver that is down, slow or answers with an error holds the
-events back, not the run: they wait in a queue (up to ``limit``, the oldest dropped beyond
-it) and the oldest is tried again after 1, 2, 4 … up to 30 s. The log says once when delivery
-stops (with the receiver's answer) and once when it works again, with how many waited. At the
-end of the run the queue gets ``drain`` seconds more; whatever could not be delivered is
-counted, and the run ends with exit code 1 (:class:`~streamyolo.errors.OutputsIncompleteError`).
+in the order they happened; or, by ``webhook_format`` (:func:`payload`), the message a person
+reads: ``text`` (``text/plain``, the event's line as ``streamyolo events --text`` writes it,
+with ntfy's headers: ``Title``, ``Tags``, ``Click`` its clip or recording, ``Attach`` its
+snapshot; POSTed to ``https://ntfy.sh/<topic>`` or one's own ntfy, a phone's notification),
+``slack`` (``{"text": …}``: Slack's incoming webhooks, Mattermost, Rocket.Chat, Google Chat) or
+``discord`` (``{"content": …}``, the snapshot as an embedded picture).
+
+A receiver that is down, slow or answers with an error holds the events back, not the run: they
+wait in a queue (up to ``limit``, the oldest dropped beyond it) and the oldest is tried again
+after 1, 2, 4 … up to 30 s. The log says once when delivery stops (with the receiver's answer)
+and once when it works again, with how many waited. At the end of the run the queue gets
+``drain`` seconds more; whatever could not be delivered is counted, and the run ends with exit
+code 1 (:class:`~streamyolo.errors.OutputsIncompleteError`).
 
 A login in the URL (``https://user:password@host/hook``) is sent as HTTP Basic and never
 logged. The environment's proxy settings apply, except to loopback addresses.
@@ -28,11 +35,43 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from streamyolo.clock import Clock
 from streamyolo.errors import OutputsIncompleteError
 from streamyolo.sinks.base import split_url
+from streamyolo.sinks.history import describe
 from streamyolo.sources.redact import redact_url
 
 log = logging.getLogger(__name__)
 
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+FORMATS = ("json", "text", "slack", "discord")
+
+
+def payload(event: dict[str, Any], format: str = "json") -> tuple[bytes, dict[str, str]]:
+    """The body and headers of one POST of ``event`` in ``format`` (see the module).
+
+    >>> body, headers = payload({"time": 0.0, "stream": "gate", "event": "state", "state": "failed",
+    ...                          "snapshot_url": "https://box/snapshots/a.jpg"}, "text")
+    >>> body.decode().endswith("  gate: failed"), headers["Title"], headers["Attach"], headers["Tags"]
+    (True, 'streamyolo: gate', 'https://box/snapshots/a.jpg', 'state')
+    """
+    if format == "json":
+        return json.dumps(event, separators=(",", ":")).encode(), {"Content-Type": "application/json"}
+    line = describe(event)
+    link = event.get("clip_url") or event.get("recording_url")
+    picture = event.get("snapshot_url")
+    if format == "text":
+        headers = {"Content-Type": "text/plain; charset=utf-8", "Tags": str(event["event"]),
+                   "Title": "streamyolo" + (f": {event['stream']}" if event.get("stream") else "")}
+        headers.update({key: str(value) for key, value in (("Click", link), ("Attach", picture)) if value})
+        return line.encode(), headers
+    played = [f"{'clip' if event.get('clip_url') else 'recording'}: {link}"] if link else []
+    if format == "slack":
+        message: dict[str, Any] = {"text": "\n".join([line, *played, *([f"snapshot: {picture}"] if picture else [])])}
+    else:  # discord: the snapshot shown in the message
+        message = {"content": "\n".join([line, *played])[:2000]}
+        if picture:
+            message["embeds"] = [{"image": {"url": picture}}]
+    return json.dumps(message, separators=(",", ":")).encode(), {"Content-Type": "application/json"}
 
 
 def check_webhook(url: str) -> str:
@@ -50,7 +89,12 @@ class Webhook:
     """Delivers events to ``url`` from its own thread; see the module's docstring."""
 
     def __init__(self, url: str, *, timeout: float = 5.0, limit: int = 10000, drain: float = 10.0,
-                 backoff: tuple[float, float] = (1.0, 30.0), clock: Clock = time.monotonic) -> None:
+                 backoff: tuple[float, float] = (1.0, 30.0), clock: Clock = time.monotonic,
+                 format: str = "json") -> None:
+        """``format``: what each POST is (:func:`payload`)."""
+        if format not in FORMATS:
+            raise ValueError(f"webhook format {format!r} is not one of {', '.join(FORMATS)}")
+        self.format = format
         self.url = check_webhook(url)
         self.shown = redact_url(url)
         self.timeout = timeout
@@ -59,7 +103,7 @@ class Webhook:
         self.backoff = backoff
         self._clock = clock
         parts = urlsplit(url)
-        self._headers = {"Content-Type": "application/json", "User-Agent": "streamyolo"}
+        self._headers = {"User-Agent": "streamyolo"}
         if parts.username is not None:
             login = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
             self._headers["Authorization"] = "Basic " + base64.b64encode(login).decode("ascii")
@@ -162,8 +206,8 @@ class Webhook:
 
     def _post(self, event: dict[str, Any]) -> str | None:
         """POST one event; ``None`` when the receiver took it (2xx), else what went wrong."""
-        body = json.dumps(event, separators=(",", ":")).encode()
-        request = urllib.request.Request(self._target, data=body, headers=self._headers, method="POST")
+        body, headers = payload(event, self.format)
+        request = urllib.request.Request(self._target, data=body, headers={**self._headers, **headers}, method="POST")
         try:
             with self._opener.open(request, timeout=self.timeout) as response:
                 response.read()

@@ -352,6 +352,7 @@ class MqttPublisher:
         self._own: set[int] = set()  # ids of the "online"/"offline" messages, not events
         self._connected_once = False
         self._lost_since: float | None = None
+        self._live = False  # connected, the retained configs and states sent: a new one goes at once
         self._error: str | None = None
         self.published = 0
         self.dropped = 0
@@ -418,14 +419,14 @@ class MqttPublisher:
         configs = self._discovery([entities]) if entities is not None else []
         if entities is not None and (entities.recorded or entities.clips):
             with self._lock:
-                paused = self._paused.get(stream, {}).values()
+                paused = list(self._paused.get(stream, {}).values())
             self._retain(self._outputs_topic(stream), _paused_state(paused))
         with self._lock:
             gone = {topic for topic, _ in self._configs.get(stream, [])} - {topic for topic, _ in configs}
             self._configs = {**{name: kept for name, kept in self._configs.items() if name != stream},
                              **({stream: configs} if configs else {})}
             self._ours = frozenset(topic for kept in self._configs.values() for topic, _ in kept)
-            client = self._client if self._connected_once and self._lost_since is None else None
+            client = self._client if self._live else None
         if client is None:
             return
         for topic in sorted(gone):
@@ -502,12 +503,12 @@ class MqttPublisher:
 
     def _retain(self, topic: str, payload: bytes) -> None:
         """Keep ``payload`` as ``topic``'s state (sent again at each connection) and publish it
-        now if connected."""
+        now if connected (else the connection sends it: one or the other, whenever it comes)."""
         with self._lock:
             self._states[topic] = payload
-        if self._client is None or self._lost_since is not None or not self._connected_once:
-            return
-        self._mine(self._client.publish(topic, payload, qos=1, retain=True))
+            client = self._client if self._live else None
+        if client is not None:
+            self._mine(client.publish(topic, payload, qos=1, retain=True))
 
     def close(self) -> None:
         """Wait (at most ``drain`` seconds) for the broker to acknowledge every event, say
@@ -551,6 +552,7 @@ class MqttPublisher:
                             else [])])
         self._mine(client.publish(self.available, "online", qos=1, retain=True))
         with self._lock:
+            self._live = True  # (what is kept after this goes at once: nothing falls between)
             retained = [*((topic, config.encode()) for configs in self._configs.values() for topic, config in configs),
                         *self._states.items()]
         for topic, payload in retained:  # a broker that restarted has lost them, and so has Home Assistant
@@ -640,6 +642,8 @@ class MqttPublisher:
             log.error("MQTT %s: cannot reach the broker; trying again, events wait meanwhile", self.shown)
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        with self._lock:
+            self._live = False
         if self._client is None or self._lost_since is not None:  # we are closing, or it was already down
             return
         self._lost_since = time.monotonic()

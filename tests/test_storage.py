@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from streamyolo.errors import OutputsIncompleteError
+from streamyolo.sinks.base import PauseBoard, listen_to_pauses, pauses_of
 from streamyolo.sinks.jsonl import LineFile
 from streamyolo.sinks.storage import Storage, folder_use
 from streamyolo.sinks.web import WebViewer
@@ -124,19 +125,29 @@ def test_the_folders_are_looked_at_every_half_minute_at_most_and_a_slow_look_les
 
 def test_an_output_that_cannot_write_is_in_the_status_and_metrics_until_it_writes_again(tmp_path: Path) -> None:
     """A JSONL file refused by the kernel (a file-size limit here; a full disk on a box) is
-    paused: the status and /metrics say so, with why and what it lost, until it writes again."""
+    paused: the status and /metrics say so, with why and what it lost, until it writes again;
+    and its listeners are told. Another run in the same program (its own pause board, as each
+    run built from a config has) sees nothing of it."""
     now = [0.0]
     path = tmp_path / "det.jsonl"
-    lines = LineFile(path, "JSONL file", clock=lambda: now[0])
+    heard: list[dict[str, Any]] = []
+    elsewhere: list[dict[str, Any]] = []
+    with pauses_of(PauseBoard()):
+        lines = LineFile(path, "JSONL file", clock=lambda: now[0])
+        web = WebViewer("127.0.0.1:0")
+        listen_to_pauses(heard.append)
+    with pauses_of(PauseBoard()):
+        other = WebViewer("127.0.0.1:0")
+        listen_to_pauses(elsewhere.append)
     lines.open()
     lines.write("{}\n")
-    web = WebViewer("127.0.0.1:0")
     web.open()
+    other.open()
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     mine = f"JSONL file '{path}'"
 
-    def paused() -> list[dict[str, Any]]:  # (this file's: the process may hold another test's paused output)
-        return [p for p in json.loads(_get(f"{web.url}status.json")).get("paused", []) if p["output"] == mine]
+    def paused() -> list[dict[str, Any]]:
+        return list(json.loads(_get(f"{web.url}status.json")).get("paused", []))
 
     def pauses() -> int:
         counted = [line for line in _get(f"{web.url}metrics").decode().splitlines()
@@ -145,7 +156,7 @@ def test_an_output_that_cannot_write_is_in_the_status_and_metrics_until_it_write
 
     try:
         before = pauses()
-        assert paused() == []
+        assert paused() == [] and before == 0
         resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 10, hard))  # the kernel refuses the line
         try:
             lines.write('{"detections": [' + "0, " * 50 + "0]}\n")
@@ -156,6 +167,7 @@ def test_an_output_that_cannot_write_is_in_the_status_and_metrics_until_it_write
         assert len(now_paused) == 1 and abs(now_paused[0].pop("since") - time.time()) < 60
         assert now_paused == [{"output": mine, "error": "File too large", "lost": 2, "unit": "line(s)"}]
         assert pauses() == before + 1
+        assert "paused" not in json.loads(_get(f"{other.url}status.json"))  # (the other run's)
         metrics = _get(f"{web.url}metrics").decode().splitlines()
         since = f'streamyolo_output_paused_since_timestamp_seconds{{output="JSONL file \'{path}\'"}} '
         assert any(line.startswith(since) for line in metrics), metrics
@@ -164,6 +176,10 @@ def test_an_output_that_cannot_write_is_in_the_status_and_metrics_until_it_write
         assert paused() == [] and pauses() == before
     finally:
         web.close()
+        other.close()
+    assert [(e["event"], e["output"], e["state"]) for e in heard] == [("output", mine, "paused"),
+                                                                      ("output", mine, "writing")]
+    assert elsewhere == []
     assert path.read_text() == "{}\n{}\n"
     with pytest.raises(OutputsIncompleteError, match=r"2 line\(s\) could not be written"):
         lines.close()

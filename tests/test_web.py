@@ -1817,9 +1817,9 @@ def test_the_page_says_which_outputs_cannot_write_until_they_write_again(tmp_pat
 
     from streamyolo.sinks.base import OutputPause
 
-    pause = OutputPause("recording of stream 'gate'", "frame(s)")
     lines = "return [...document.querySelectorAll('#paused div')].map((line) => line.textContent)"
-    with _page(_config()) as (_, driver):
+    with _page(_config()) as (pipeline, driver):
+        pause = OutputPause("recording of stream 'gate'", "frame(s)", board=pipeline.pause_board)  # (the run's)
         until(lambda: driver.find_element(By.ID, "run").text == "running", 30, "the page")
         assert not any("'gate'" in line for line in driver.execute_script(lines))
         pause.failed(OSError(28, "No space left on device"))

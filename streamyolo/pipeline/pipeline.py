@@ -34,7 +34,16 @@ from streamyolo.pipeline.report import StatusPrinter, StreamReport, Summary, com
 from streamyolo.pipeline.service import Notifier, service_status
 from streamyolo.pipeline.switches import SwitchFile
 from streamyolo.schedule import SWITCHED, Scheduler
-from streamyolo.sinks.base import ChecksItself, FanOut, FileSink, Sink, WatchesStreams
+from streamyolo.sinks.base import (
+    ChecksItself,
+    FanOut,
+    FileSink,
+    PauseBoard,
+    Sink,
+    WatchesStreams,
+    current_board,
+    pauses_of,
+)
 from streamyolo.sinks.clips import ClipRecorder
 from streamyolo.sinks.collect import QueueSink
 from streamyolo.sinks.display import TiledDisplay
@@ -234,6 +243,8 @@ class Pipeline:
         self.scheduler = Scheduler(functools.partial(self.set_switch, by="schedule"))
         """Switches the streams' detection and recording as their ``schedule`` says (its
         :meth:`~streamyolo.schedule.Scheduler.configure`)."""
+        self.pause_board = current_board()
+        """Where this run's outputs say they are paused (its own, built from a config)."""
         self.switch_file: SwitchFile | None = None
         """Where the switches are kept across runs (``switches_file``): read at the start, each
         stream switched as it says; written at each change."""
@@ -285,7 +296,8 @@ class Pipeline:
         <streamyolo.pipeline.service.Notifier.from_environment>`: a service's)."""
         from streamyolo.pipeline.assemble import assemble
 
-        return assemble(cls, config, {**overrides, "status": status, "notifier": notifier})
+        with pauses_of(PauseBoard()):  # (its outputs' pauses its own, beside another run's in this program)
+            return assemble(cls, config, {**overrides, "status": status, "notifier": notifier})
 
     # -- lifecycle --------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import os
 import queue
@@ -9,7 +11,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import SplitResult, urlsplit
@@ -221,32 +223,61 @@ RETRY_SECONDS = 10.0
 """How often an output that could not write (a full disk) tries again."""
 
 
-_OPEN_PAUSES: weakref.WeakSet[OutputPause] = weakref.WeakSet()  # every output's, until its check()
-_LISTENERS: list[Callable[[dict[str, Any]], None]] = []  # told of every pause and its end
-_PAUSES_LOCK = threading.Lock()
+class PauseBoard:
+    """The outputs of one run that are paused now, and who is told of each pause and its end
+    (:func:`listen_to_pauses`, :func:`paused_outputs`). A run built from a config has its own
+    (:func:`pauses_of`), so two runs in one program keep theirs apart; an output takes the board
+    that is :func:`current_board` where it is made (its owner's, for one made later)."""
+
+    def __init__(self) -> None:
+        self.open: weakref.WeakSet[OutputPause] = weakref.WeakSet()  # every output's, until its check()
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []  # told of every pause and its end
+        self.lock = threading.Lock()
 
 
-def listen_to_pauses(listener: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
-    """Call ``listener`` with an ``output`` event each time an output pauses (a full disk) and
+_DEFAULT_BOARD = PauseBoard()
+_BOARD: contextvars.ContextVar[PauseBoard] = contextvars.ContextVar("pause board", default=_DEFAULT_BOARD)
+
+
+def current_board() -> PauseBoard:
+    """The board the outputs made here and now report to (the program's, outside :func:`pauses_of`)."""
+    return _BOARD.get()
+
+
+@contextlib.contextmanager
+def pauses_of(board: PauseBoard) -> Iterator[PauseBoard]:
+    """Within it, the outputs made (and the pages and events sinks that look at them) use ``board``."""
+    token = _BOARD.set(board)
+    try:
+        yield board
+    finally:
+        _BOARD.reset(token)
+
+
+def listen_to_pauses(listener: Callable[[dict[str, Any]], None],
+                     board: PauseBoard | None = None) -> Callable[[], None]:
+    """Call ``listener`` with an ``output`` event each time an output (of ``board``, default:
+    :func:`current_board`) pauses (a full disk) and
     each time it writes again: ``{"time", "stream" (the stream whose output it is; "" for the
     run's: the JSONL …), "event": "output", "output", "state": "paused", "error"}`` and
     ``{…, "state": "writing", "seconds", "lost", "unit"}`` (the events sink hands them out, to
     the webhook, the broker and the events file). It is called in the writing thread, at times
     under the output's lock: it only hands the event on. Returns what stops the calls."""
-    with _PAUSES_LOCK:
-        _LISTENERS.append(listener)
+    board = board or current_board()
+    with board.lock:
+        board.listeners.append(listener)
 
     def stop() -> None:
-        with _PAUSES_LOCK:
-            if listener in _LISTENERS:
-                _LISTENERS.remove(listener)
+        with board.lock:
+            if listener in board.listeners:
+                board.listeners.remove(listener)
 
     return stop
 
 
-def _tell(event: dict[str, Any]) -> None:
-    with _PAUSES_LOCK:
-        listeners = list(_LISTENERS)
+def _tell(board: PauseBoard, event: dict[str, Any]) -> None:
+    with board.lock:
+        listeners = list(board.listeners)
     for listener in listeners:
         try:
             listener(dict(event))
@@ -254,12 +285,13 @@ def _tell(event: dict[str, Any]) -> None:
             log.exception("an output's pause could not be told")
 
 
-def paused_outputs() -> list[dict[str, Any]]:
-    """The outputs paused now (a full disk): ``[{"output", "since" (seconds since the epoch),
-    "error", "lost", "unit"}, …]``, the earliest paused first; what ``/status.json`` and the page
-    say (a recording "on" that writes nothing, seen)."""
-    with _PAUSES_LOCK:
-        pauses = list(_OPEN_PAUSES)
+def paused_outputs(board: PauseBoard | None = None) -> list[dict[str, Any]]:
+    """The outputs (of ``board``, default: :func:`current_board`) paused now (a full disk):
+    ``[{"output", "since" (seconds since the epoch), "error", "lost", "unit"}, …]``, the earliest
+    paused first; what ``/status.json`` and the page say (a recording "on" that writes nothing, seen)."""
+    board = board or current_board()
+    with board.lock:
+        pauses = list(board.open)
     found = [pause.state() for pause in pauses]
     return sorted((state for state in found if state is not None), key=lambda state: (state["since"], state["output"]))
 
@@ -274,9 +306,10 @@ class OutputPause:
     its own lock)."""
 
     def __init__(self, what: str, unit: str, retry: float | None = None, clock: Clock = time.monotonic,
-                 stream: str | None = None) -> None:
+                 stream: str | None = None, board: PauseBoard | None = None) -> None:
         """``retry``: seconds between tries (default: ``RETRY_SECONDS``); ``stream``: the
-        stream whose output it is (a recording), named in its events."""
+        stream whose output it is (a recording), named in its events; ``board``: the run's
+        (default: :func:`current_board`)."""
         self.what = what
         self.unit = unit
         self.stream = stream
@@ -289,8 +322,9 @@ class OutputPause:
         self._error = ""  # why it is paused
         self._retry_at = 0.0
         self._first: str | None = None
-        with _PAUSES_LOCK:
-            _OPEN_PAUSES.add(self)
+        self.board = board or current_board()
+        with self.board.lock:
+            self.board.open.add(self)
 
     @property
     def paused(self) -> bool:
@@ -319,7 +353,7 @@ class OutputPause:
         self._first = self._first or f"{type(error).__name__}: {error}"
         message = f"{self.what}: cannot write ({error}); paused, trying again every {self.retry:g} s"
         log.error("%s", message)
-        _tell({**self._event("paused"), "error": self._error})
+        _tell(self.board, {**self._event("paused"), "error": self._error})
         return message
 
     def skip(self) -> None:
@@ -343,7 +377,8 @@ class OutputPause:
         seconds = self._clock() - self._since
         log.warning("%s: writing again after %.0f s; %d %s lost meanwhile", self.what, seconds, self._lost_now,
                     self.unit)
-        _tell({**self._event("writing"), "seconds": round(seconds, 3), "lost": self._lost_now, "unit": self.unit})
+        _tell(self.board, {**self._event("writing"), "seconds": round(seconds, 3), "lost": self._lost_now,
+                           "unit": self.unit})
         self._since = None
         self._lost_now = 0
 
@@ -361,8 +396,8 @@ class OutputPause:
 
     def check(self) -> None:
         """At the end: raise :class:`OutputsIncompleteError` if anything was lost."""
-        with _PAUSES_LOCK:
-            _OPEN_PAUSES.discard(self)  # (closed: no longer paused, whatever it was)
+        with self.board.lock:
+            self.board.open.discard(self)  # (closed: no longer paused, whatever it was)
         if self.lost:
             raise OutputsIncompleteError(f"{self.what}: {self.lost} {self.unit} could not be written "
                                          f"(first: {self._first})")

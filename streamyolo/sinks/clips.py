@@ -458,7 +458,7 @@ class OriginalClips(OriginalRecording):
                  by_arrival: bool = False) -> None:
         super().__init__(owner, stream, live=live, rotate=rotate)
         self.by_arrival = by_arrival
-        self.pause = OutputPause(f"clips of stream {stream!r}", "frame(s)", stream=stream)
+        self.pause = OutputPause(f"clips of stream {stream!r}", "frame(s)", stream=stream, board=owner.board)
         self._cuts: queue.SimpleQueue[_Cut] = queue.SimpleQueue()
         self._asked = _Cut(None)  # the inference thread's: the last cut it told
         # The writer thread's:

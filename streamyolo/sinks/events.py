@@ -50,7 +50,13 @@ from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import file_stamp, format_seconds, wall_time
 from streamyolo.errors import OutputsIncompleteError
 from streamyolo.frames import Result
-from streamyolo.sinks.base import OutputPause, check_writable_folder, delete_older, listen_to_pauses
+from streamyolo.sinks.base import (
+    OutputPause,
+    check_writable_folder,
+    current_board,
+    delete_older,
+    listen_to_pauses,
+)
 from streamyolo.sinks.jsonl import LineFile
 from streamyolo.sinks.mqtt import MqttPublisher, StatePublisher, StreamEntities
 from streamyolo.sinks.storage import Storage
@@ -157,6 +163,7 @@ class EventSink:
         self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self._open = False
         self._unlisten: Callable[[], None] = lambda: None  # (from open on: stops hearing of outputs' pauses)
+        self._board = current_board()  # (the run's outputs, whose pauses it tells)
         self._snap_pause = OutputPause(f"snapshots folder {str(self.snapshots)!r}", "snapshot(s)")
         self._thread = threading.Thread(target=self._run, name="events")
         self.written = 0  # events handed to every output
@@ -176,7 +183,7 @@ class EventSink:
         self._thread.start()
         with self._lock:
             self._open = True
-        self._unlisten = listen_to_pauses(self.output_changed)
+        self._unlisten = listen_to_pauses(self.output_changed, self._board)
         if self._storage is not None and self._publisher is not None:
             self._storage.listen(self._publisher.storage_changed)
             self._storage.start()

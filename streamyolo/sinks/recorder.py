@@ -47,7 +47,14 @@ from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import RateMeter, file_stamp, format_seconds, wall_time
 from streamyolo.errors import OutputError
 from streamyolo.frames import Image, Result
-from streamyolo.sinks.base import OutputPause, check_writable_folder, delete_beyond, delete_older, format_size
+from streamyolo.sinks.base import (
+    OutputPause,
+    check_writable_folder,
+    current_board,
+    delete_beyond,
+    delete_older,
+    format_size,
+)
 
 if TYPE_CHECKING:
     from streamyolo.sinks.clips import ClipRecorder
@@ -144,6 +151,8 @@ class VideoRecorder:
         if keep is not None and segment is None:
             raise ValueError("keep needs segment: only segment files are deleted")
         self.folder = Path(folder)
+        self.board = current_board()
+        """Where its streams' outputs say they are paused (the run's; they are made later, elsewhere)."""
         self.annotator = annotator or BoxAnnotator()
         self.codec = codec
         self.preset = preset
@@ -473,7 +482,7 @@ class FileOutput:
         self.stream = stream
         self.files: list[Path] = []
         """Its files so far, swapped whole (read by other threads)."""
-        self.pause = OutputPause(what, "frame(s)", stream=stream)
+        self.pause = OutputPause(what, "frame(s)", stream=stream, board=owner.board)
 
     def need(self, item: Result, h264: H264 | None) -> Need:
         """What it wants of ``item``'s frame, before it is encoded (by ``h264``, or by a new

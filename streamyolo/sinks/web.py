@@ -114,7 +114,7 @@ from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import Clock
 from streamyolo.errors import ConfigError, OutputError
 from streamyolo.frames import Image, Result
-from streamyolo.sinks.base import paused_outputs
+from streamyolo.sinks.base import current_board, paused_outputs
 from streamyolo.sinks.events import RECENT
 from streamyolo.sinks.export import default_name
 from streamyolo.sinks.export import export as cut_recordings
@@ -215,6 +215,7 @@ class WebViewer:
         folders = {what: (folder, suffix) for what, folder, suffix in (
             ("recordings", self.recordings, ".mp4"), ("clips", self.clips, ".mp4"),
             ("snapshots", self.snapshots, ".jpg")) if folder is not None}
+        self._board = current_board()  # (the run's outputs, whose pauses the status says)
         self.storage = storage if storage is not None else Storage(folders, self.stream_names) if folders else None
         """What the folders take on their disks (``/status.json``'s ``"storage"``)."""
         try:
@@ -408,7 +409,7 @@ class WebViewer:
                 status[key] = dict(extra)
         if self.storage is not None:
             status["storage"] = self.storage.use()
-        paused = paused_outputs()
+        paused = paused_outputs(self._board)
         if paused:
             status["paused"] = paused
         return status

@@ -63,8 +63,8 @@ A small HTTP server (the standard library's, one thread per client) serves:
   ``/events.json?stream=…&event=…&class=…&from=…&to=…&limit=…``, a search: the newest that
   match, from the events file (``events_file``: every run's, :mod:`streamyolo.sinks.history`)
   or else the recent ones, with ``"more"`` when older ones match too;
-  ``/counts.json?by=hour|day&from=…&to=…`` (and ``stream``, ``event``, ``class``; ``tz``, the
-  page's time zone), those of a span of up to a month counted in each local hour or day
+  ``/counts.json?by=hour|day|week|month&from=…&to=…`` (and ``stream``, ``event``, ``class``; ``tz``,
+  the page's time zone), those of a span of up to a month counted in each local hour, day, week or month
   (``{"by", "periods": […], "series": [{"stream", "event", "where", "class", "counts": […],
   "total"}, …], "total", "zone"}``), charted on the page; and
   with ``heatmaps``, ``/heatmaps/<stream>.jpg``: the stream's heatmap now (a "heatmaps" button
@@ -362,7 +362,7 @@ class WebViewer:
         return query.select(self.events() if self.events is not None else [], limit)
 
     def count_events(self, query: EventQuery, by: str, zone: tzinfo | None = None) -> dict[str, Any]:
-        """The events that match ``query`` (its span given) counted by the hour or day ``by``
+        """The events that match ``query`` (its span given) counted by the hour, day, week or month ``by``
         (on the clocks of ``zone``; ``None``: the box's), as
         :func:`~streamyolo.sinks.history.count_series` makes a chart of them: from the events
         file if the run writes one, else the recent ones the page lists."""
@@ -828,7 +828,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(HTTPStatus.OK, "application/json", json.dumps({"events": found, "more": more}).encode())
 
     def _counts(self, viewer: WebViewer) -> None:
-        """``/counts.json?by=hour|day&from=…&to=…``, with any of ``stream``, ``event`` and
+        """``/counts.json?by=hour|day|week|month&from=…&to=…``, with any of ``stream``, ``event`` and
         ``class`` as ``/events.json`` takes them: the events that match counted in each local
         hour or day of the span (up to :data:`COUNT_MOST` seconds), a chart's series
         (:meth:`WebViewer.count_events`); ``tz``: on the clocks of that time zone (the page's,

@@ -17,7 +17,9 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -64,6 +66,16 @@ EventKind = Literal["line", "enter", "leave", "linger", "speeding", "state", "cl
 """What an event is about (:mod:`streamyolo.sinks.events`)."""
 
 
+def _checked_windows(windows: list[str]) -> list[str]:
+    Schedule(windows)  # (its ValueError says what is wrong)
+    return windows
+
+
+Windows = Annotated[list[str], BeforeValidator(lambda value: [value] if isinstance(value, str) else value),
+                    AfterValidator(_checked_windows)]
+"""A schedule's windows (:mod:`streamyolo.schedule`): one, ``"22:00-06:00"``, or a list of them."""
+
+
 Anchor = Literal["center", "bottom", "top"]
 """The point of a box that zones, lines and masks look at: its centre, the middle of its
 bottom edge (where a person or a car stands on the ground) or of its top edge."""
@@ -89,22 +101,10 @@ class ZoneConfig(_Strict):
     speed_limit: float | None = Field(default=None, gt=0)
     """With ``size``: km/h above which an object's measured speed is an event (``speeding``),
     once per stay: a car too fast down the street."""
-    schedule: list[str] | None = None
+    schedule: Windows | None = None
     """Tracked streams: when the zone is watched for who enters, lingers, speeds and leaves
     (windows of the box's clock, as a stream's ``schedule``: ``"22:00-06:00"``); outside them
     it makes no events (it still counts what it holds): the yard at night only."""
-
-    @field_validator("schedule", mode="before")
-    @classmethod
-    def _windows(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
-
-    @field_validator("schedule")
-    @classmethod
-    def _valid(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None:
-            Schedule(value)  # (its ValueError says what is wrong)
-        return value
 
     @field_validator("linger", mode="before")
     @classmethod
@@ -215,20 +215,8 @@ class ScheduleConfig(_Strict):
     window or a list of them, as ``{detect: "22:00-06:00", record: ["mon-fri 07:30-18:00",
     "sat,sun"]}``; one left out is on throughout (or as its switch is set)."""
 
-    detect: list[str] | None = None
-    record: list[str] | None = None
-
-    @field_validator("detect", "record", mode="before")
-    @classmethod
-    def _windows(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
-
-    @field_validator("detect", "record")
-    @classmethod
-    def _valid(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None:
-            Schedule(value)  # (its ValueError says what is wrong)
-        return value
+    detect: Windows | None = None
+    record: Windows | None = None
 
     def schedules(self) -> dict[str, Schedule]:
         """``{"detect": …, "record": …}``, those given."""

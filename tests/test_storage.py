@@ -165,7 +165,7 @@ def test_an_output_that_cannot_write_is_in_the_status_and_metrics_until_it_write
         lines.write("{}\n")  # while paused: lost too
         now_paused = paused()
         assert len(now_paused) == 1 and abs(now_paused[0].pop("since") - time.time()) < 60
-        assert now_paused == [{"output": mine, "error": "File too large", "lost": 2, "unit": "line(s)"}]
+        assert now_paused == [{"output": mine, "stream": "", "error": "File too large", "lost": 2, "unit": "line(s)"}]
         assert pauses() == before + 1
         assert "paused" not in json.loads(_get(f"{other.url}status.json"))  # (the other run's)
         metrics = _get(f"{web.url}metrics").decode().splitlines()

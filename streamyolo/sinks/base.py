@@ -261,8 +261,9 @@ def listen_to_pauses(listener: Callable[[dict[str, Any]], None],
     each time it writes again: ``{"time", "stream" (the stream whose output it is; "" for the
     run's: the JSONL …), "event": "output", "output", "state": "paused", "error"}`` and
     ``{…, "state": "writing", "seconds", "lost", "unit"}`` (the events sink hands them out, to
-    the webhook, the broker and the events file). It is called in the writing thread, at times
-    under the output's lock: it only hands the event on. Returns what stops the calls."""
+    the webhook, the broker and the events file); :func:`paused_outputs` already says the
+    output's new state. It is called in the writing thread, at times under the output's lock: it
+    only hands the event on. Returns what stops the calls."""
     board = board or current_board()
     with board.lock:
         board.listeners.append(listener)
@@ -287,7 +288,7 @@ def _tell(board: PauseBoard, event: dict[str, Any]) -> None:
 
 def paused_outputs(board: PauseBoard | None = None) -> list[dict[str, Any]]:
     """The outputs (of ``board``, default: :func:`current_board`) paused now (a full disk):
-    ``[{"output", "since" (seconds since the epoch), "error", "lost", "unit"}, …]``, the earliest
+    ``[{"output", "stream", "since" (seconds since the epoch), "error", "lost", "unit"}, …]``, the earliest
     paused first; what ``/status.json`` and the page say (a recording "on" that writes nothing, seen)."""
     board = board or current_board()
     with board.lock:
@@ -375,24 +376,23 @@ class OutputPause:
         if self._since is None:
             return
         seconds = self._clock() - self._since
-        log.warning("%s: writing again after %.0f s; %d %s lost meanwhile", self.what, seconds, self._lost_now,
-                    self.unit)
-        _tell(self.board, {**self._event("writing"), "seconds": round(seconds, 3), "lost": self._lost_now,
-                           "unit": self.unit})
-        self._since = None
-        self._lost_now = 0
+        lost, self._since, self._lost_now = self._lost_now, None, 0  # (over before it is told: no longer paused)
+        log.warning("%s: writing again after %.0f s; %d %s lost meanwhile", self.what, seconds, lost, self.unit)
+        _tell(self.board, {**self._event("writing"), "seconds": round(seconds, 3), "lost": lost, "unit": self.unit})
 
     def _event(self, state: str) -> dict[str, Any]:
         return {"time": round(time.time(), 3), "stream": self.stream or "", "event": "output", "output": self.what,
                 "state": state}
 
     def state(self) -> dict[str, Any] | None:
-        """While paused, ``{"output", "since", "error", "lost", "unit"}`` (``lost``: in this pause);
-        else ``None``. (Read from another thread: a moment's numbers.)"""
+        """While paused, ``{"output", "stream", "since", "error", "lost", "unit"}`` (``stream``: ""
+        for an output of the run's; ``lost``: in this pause); else ``None``. (Read from another
+        thread: a moment's numbers.)"""
         since = self._since_wall
         if self._since is None:
             return None
-        return {"output": self.what, "since": since, "error": self._error, "lost": self._lost_now, "unit": self.unit}
+        return {"output": self.what, "stream": self.stream or "", "since": since, "error": self._error,
+                "lost": self._lost_now, "unit": self.unit}
 
     def check(self) -> None:
         """At the end: raise :class:`OutputsIncompleteError` if anything was lost."""

@@ -56,6 +56,7 @@ from streamyolo.sinks.base import (
     current_board,
     delete_older,
     listen_to_pauses,
+    paused_outputs,
 )
 from streamyolo.sinks.jsonl import LineFile
 from streamyolo.sinks.mqtt import MqttPublisher, StatePublisher, StreamEntities
@@ -195,7 +196,7 @@ class EventSink:
             if not self._open:
                 return
         if self._publisher is not None:  # (Home Assistant's Outputs sensors)
-            self._publisher.output_changed(event)
+            self._publisher.outputs_changed(event["stream"], paused_outputs(self._board))
         self._queue.put((None, [event]))
 
     def write(self, result: Result) -> None:

@@ -64,7 +64,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -302,10 +302,9 @@ def event_topic(prefix: str, event: dict[str, Any]) -> str | None:
     return None
 
 
-def _paused_state(paused: Collection[dict[str, Any]]) -> bytes:
-    """An ``Outputs`` sensor's state: how many outputs are paused, and which (earliest first)."""
-    outputs = sorted(paused, key=lambda state: (state["since"], state["output"]))
-    return json.dumps({"paused": len(outputs), "outputs": outputs}, separators=(",", ":")).encode()
+def _paused_state(paused: Sequence[dict[str, Any]]) -> bytes:
+    """An ``Outputs`` sensor's state: how many outputs are paused, and which."""
+    return json.dumps({"paused": len(paused), "outputs": list(paused)}, separators=(",", ":")).encode()
 
 
 def _object_id(name: str) -> str:
@@ -337,7 +336,6 @@ class MqttPublisher:
         self._states: dict[str, bytes] = {  # topic -> the newest state published (or to be, when connected)
             self._switch(kind, stream.stream): b"ON" for stream in entities if controls
             for kind in ("detect", *(["record"] if stream.recorded else []))}
-        self._paused: dict[str, dict[str, dict[str, Any]]] = {}  # each stream's paused outputs ("": the run's)
         if discovery is not None:  # nothing paused yet (the Outputs sensors: off, not unknown)
             for stream in ["", *(e.stream for e in entities if e.recorded or e.clips)]:
                 self._states[self._outputs_topic(stream)] = _paused_state([])
@@ -417,10 +415,8 @@ class MqttPublisher:
         if self.discovery is None:
             return
         configs = self._discovery([entities]) if entities is not None else []
-        if entities is not None and (entities.recorded or entities.clips):
-            with self._lock:
-                paused = list(self._paused.get(stream, {}).values())
-            self._retain(self._outputs_topic(stream), _paused_state(paused))
+        if entities is not None and (entities.recorded or entities.clips):  # (a stream's new outputs: none paused)
+            self._retain(self._outputs_topic(stream), _paused_state([]))
         with self._lock:
             gone = {topic for topic, _ in self._configs.get(stream, [])} - {topic for topic, _ in configs}
             self._configs = {**{name: kept for name, kept in self._configs.items() if name != stream},
@@ -465,25 +461,17 @@ class MqttPublisher:
         topic = f"{self.target.prefix}/{stream}/{kind}" + (f"/{name}" if name else "")
         self._retain(topic, json.dumps(state, separators=(",", ":")).encode())
 
-    def output_changed(self, event: dict[str, Any]) -> None:
-        """An ``output`` event (an output paused, or writing again: see
-        :func:`~streamyolo.sinks.base.listen_to_pauses`): with discovery, the ``Outputs`` sensors'
-        states, ``<prefix>/<stream>/outputs`` (its stream's) and ``<prefix>/outputs`` (every
-        output of the run), ``{"paused": n, "outputs": [{"output", "since", "error"}, …]}``, retained."""
+    def outputs_changed(self, stream: str, paused: Sequence[dict[str, Any]]) -> None:
+        """An output of ``stream`` ("": of the run's) paused or writes again, and ``paused`` are
+        the run's outputs paused now (:func:`~streamyolo.sinks.base.paused_outputs`): with
+        discovery, the ``Outputs`` sensors' states, ``<prefix>/<stream>/outputs`` (its stream's)
+        and ``<prefix>/outputs`` (every output of the run), ``{"paused": n, "outputs": [{"output",
+        "stream", "since", "error", "lost", "unit"}, …]}``, retained."""
         if self.discovery is None:
             return
-        stream, output = event["stream"], event["output"]
-        with self._lock:
-            paused = self._paused.setdefault(stream, {})
-            if event["state"] == "paused":
-                paused[output] = {"output": output, "since": event["time"], "error": event.get("error", "")}
-            else:
-                paused.pop(output, None)
-            mine = list(paused.values())
-            every = [state for outputs in self._paused.values() for state in outputs.values()]
         if stream:
-            self._retain(self._outputs_topic(stream), _paused_state(mine))
-        self._retain(self._outputs_topic(""), _paused_state(every))
+            self._retain(self._outputs_topic(stream), _paused_state([p for p in paused if p["stream"] == stream]))
+        self._retain(self._outputs_topic(""), _paused_state(paused))
 
     def storage_changed(self, use: dict[str, Any]) -> None:
         """The folders' use, looked at again (:class:`~streamyolo.sinks.storage.Storage`): with

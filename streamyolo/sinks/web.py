@@ -37,7 +37,7 @@ A small HTTP server (the standard library's, one thread per client) serves:
   streams: {name: {bytes, files, oldest}}}, "clips": …, "snapshots": …, "looked": epoch seconds}``,
   what they take and their disks' room, looked at every half minute (:mod:`streamyolo.sinks.storage`);
   while an output is paused (a full disk: :class:`~streamyolo.sinks.base.OutputPause`),
-  ``"paused": [{output, since, error, lost, unit}, …]``;
+  ``"paused": [{output, stream, since, error, lost, unit}, …]``;
 - ``/metrics``: the same numbers in Prometheus' text format (:mod:`streamyolo.sinks.metrics`);
 - ``/healthz`` and ``/readyz``, for a container's liveness and readiness probes: 200 while the
   run is well (no thread worker hung) and ready (every model built), 503 when not, with

@@ -216,6 +216,32 @@ def test_with_confirm_frames_an_object_is_kept_once_tracked_in_that_many_frames_
     assert all(frame <= whole for frame, whole in zip(confirmed, plain, strict=True))
 
 
+@pytest.mark.parametrize("anchor", ["center", "bottom"])
+def test_a_line_crossed_before_an_object_is_kept_counts_it_when_it_is_kept(anchor: str) -> None:
+    """Two people walking fast down across a line, one from the first frame, one coming later:
+    with ``confirm_frames: 4`` both cross it before they are kept; each is counted once, in
+    the frame it is kept, the way it went (as without confirm_frames, a frame or two later)."""
+    line = CountingLine("kerb", (0.0, 225.0), (640.0, 225.0), anchor=anchor)
+    frames = [[(100.0, 140.0 + 30 * index)] + ([(400.0, 120.0 + 30 * (index - 5))] if index >= 5 else [])
+              for index in range(14)]
+    counted: dict[int, list[tuple[int, str]]] = {}
+    for confirm in (1, 4):
+        tracker, counter = StreamTracker(tracker_settings("bytetrack")), LineCounter([line])
+        image, seen = np.zeros((480, 640, 3), np.uint8), []
+        for index, corners in enumerate(frames):
+            xyxy = np.array([[x, y, x + 40, y + 80] for x, y in corners], np.float32)
+            found = Detections(xyxy, np.full(len(corners), 0.9, np.float32), np.zeros(len(corners), np.int64),
+                               {0: "person"})
+            seen += [(index, crossing.direction) for crossing in
+                     counter.update(tracker.update(found, image, confirm), tracker.origins)]
+        counted[confirm] = seen
+    assert [way for _, way in counted[1]] == [way for _, way in counted[4]] == ["in", "in"], counted
+    # Kept in their 4th frame in a row tracked: frame 3, and frame 9 (the tracker follows a newcomer
+    # from its second frame, 6); both crossed the line before that.
+    assert [index for index, _ in counted[4]] == [3, 9], counted
+    assert all(plain < later for (plain, _), (later, _) in zip(counted[1], counted[4], strict=True)), counted
+
+
 def test_confirm_frames_needs_a_tracker_and_a_stream_may_have_its_own() -> None:
     with pytest.raises(ConfigError, match=r"config keys 'confirm_frames' and 'tracker': an object is confirmed"):
         build_config({"streams": ["a.mp4"], "confirm_frames": 3})
@@ -239,11 +265,12 @@ class _FlickerDetector(_WalkerDetector):
         return out
 
 
-@pytest.mark.parametrize("confirm", [1, 3])
+@pytest.mark.parametrize("confirm", [1, 3, 16])
 def test_a_shadow_of_two_frames_makes_no_event_with_confirm_frames(tmp_path: Path, confirm: int) -> None:
     """The walker enters the lobby and crosses the door; a shadow taken for a person for two
     frames is in the lobby too: an event, an object in the JSONL, unless ``confirm_frames`` is
-    3, when only the walker's events come, the same as without the shadow."""
+    3, when only the walker's events come, the same as without the shadow. With 16, the walker
+    is kept only after it has crossed the door (frame 15): it is counted then, and enters then."""
     source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=30", SourceKind.SYNTHETIC))
     door = CountingLine("door", (0.0, 120.0), (320.0, 120.0))
     lobby = Zone("lobby", ((100.0, 100.0), (240.0, 100.0), (240.0, 200.0), (100.0, 200.0)))
@@ -252,9 +279,10 @@ def test_a_shadow_of_two_frames_makes_no_event_with_confirm_frames(tmp_path: Pat
              _FlickerDetector, tracker=tracker_settings("bytetrack"), sinks=[EventSink(path), JsonlSink(jsonl)]).run()
     happened = [(e["event"], e.get("seq"), e.get("zone") or e.get("line")) for e in read_jsonl(path)
                 if e["event"] != "state"]
-    walker = [("enter", 11, "lobby"), ("line", 13, "door"), ("leave", 23, "lobby")]
+    walker = [("enter", 11, "lobby"), ("line", 13, "door"), ("leave", 23, "lobby")] if confirm < 16 else [
+        ("line", 15, "door"), ("enter", 15, "lobby"), ("leave", 23, "lobby")]
     shadow = [("enter", 6, "lobby")]  # (tracked in its second frame only; gone, never seen to leave)
-    assert sorted(happened, key=lambda e: e[1] or 0) == (walker if confirm == 3 else sorted(
+    assert sorted(happened, key=lambda e: e[1] or 0) == (walker if confirm > 1 else sorted(
         walker + shadow, key=lambda e: e[1] or 0)), happened
     objects = [len(line["detections"]) for line in read_jsonl(jsonl)]
-    assert max(objects) == (1 if confirm == 3 else 2), objects
+    assert max(objects) == (1 if confirm > 1 else 2), objects

@@ -23,7 +23,7 @@ each way. The stream's worker counts, in frame order, right after the stream's t
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,6 +33,9 @@ import numpy.typing as npt
 
 from streamyolo.frames import Crossing, Detections, LineTally, Mask, ZoneTally, ZoneVisit
 from streamyolo.schedule import Schedule
+
+Box = tuple[float, float, float, float]
+"""A box's corners, x1, y1, x2, y2, as plain numbers."""
 
 Point = tuple[float, float]
 
@@ -117,18 +120,23 @@ class LineCounter:
         self._counted: set[tuple[str, str, int]] = set()  # (line, direction, track id)
         self._frame = 0
 
-    def update(self, found: Detections) -> list[Crossing]:
+    def update(self, found: Detections, origins: Mapping[int, Box] | None = None) -> list[Crossing]:
         """The crossings in the next frame of the stream, whose tracked detections are ``found``.
         A crossing's class is the one the track has been read as most often (this frame's on
         a tie): a car the model reads as a truck in the one frame it crosses is still a car,
-        for the lines that count only cars, and in the event."""
+        for the lines that count only cars, and in the event. ``origins``: for objects kept
+        from this frame on (``confirm_frames``), their box when the tracker began following
+        them: a line crossed in between is crossed now."""
         self._frame += 1
         crossings: list[Crossing] = []
         if found.ids is not None:
             points = {anchor: anchor_points(found, anchor).tolist() for anchor in self._anchors}
             for index, (track, cls) in enumerate(zip(found.ids.tolist(), found.cls.tolist(), strict=True)):
                 before = self._last.get(track)
-                now = {anchor: (float(at[index][0]), float(at[index][1])) for anchor, at in points.items()}
+                if before is None and origins and track in origins:
+                    first = np.asarray([origins[track]], np.float32)
+                    before = ({anchor: _point(ends(first, anchor)[0]) for anchor in self._anchors}, self._frame)
+                now = {anchor: _point(at[index]) for anchor, at in points.items()}
                 self._last[track] = (now, self._frame)
                 kinds = self._kinds.setdefault(track, {})
                 kinds[cls] = kinds.get(cls, 0) + 1
@@ -144,7 +152,7 @@ class LineCounter:
                     self._counted.add((line.name, direction, track))
                     self.totals[line.name][direction] += 1
                     crossings.append(Crossing(line.name, direction, int(track), int(kind), found.name(int(kind)),
-                                              _box(found, index)))
+                                              box_of(found, index)))
         if self._frame % 100 == 0:
             self._forget()
         return crossings
@@ -243,9 +251,18 @@ def anchor_points(found: Detections, anchor: str = "center") -> npt.NDArray[np.f
     >>> [anchor_points(box, a).tolist() for a in ("center", "bottom", "top")]
     [[[5.0, 10.0]], [[5.0, 20.0]], [[5.0, 0.0]]]
     """
-    x1, y1, x2, y2 = found.xyxy.T
+    return ends(found.xyxy, anchor)
+
+
+def ends(xyxy: npt.NDArray[np.floating], anchor: str) -> npt.NDArray[np.floating]:
+    """:func:`anchor_points` of boxes given by their corners (N x 4)."""
+    x1, y1, x2, y2 = xyxy.T
     y = y2 if anchor == "bottom" else y1 if anchor == "top" else (y1 + y2) / 2
     return np.stack(((x1 + x2) / 2, y), axis=1)
+
+
+def _point(at: Sequence[float] | npt.NDArray[np.floating]) -> Point:
+    return float(at[0]), float(at[1])
 
 
 def unmasked(masks: Sequence[Mask], found: Detections) -> Detections:
@@ -359,26 +376,27 @@ class ZoneWatch:
                     if here and stay is None:
                         name = found.name(int(cls))
                         stay = self._inside[key] = _Stay(int(cls), name, now, now, self._frame)
-                        visits.append(ZoneVisit(zone.name, "enter", int(track), int(cls), name, box=_box(found, index)))
+                        visits.append(ZoneVisit(zone.name, "enter", int(track), int(cls), name,
+                                                box=box_of(found, index)))
                     elif here and stay is not None:
                         stay.seen, stay.frame = now, self._frame
                         if zone.linger is not None and not stay.lingered and now - stay.since >= zone.linger:
                             stay.lingered = True
                             visits.append(ZoneVisit(zone.name, "linger", key[1], stay.cls, stay.name,
-                                                    float(now - stay.since), _box(found, index)))
+                                                    float(now - stay.since), box_of(found, index)))
                     elif stay is not None and points is not None and inside(zone.points, points[index:index + 1])[0]:
                         stay.seen, stay.frame = now, self._frame  # still there, its class read otherwise this time
                     elif stay is not None:
-                        visits.append(self._leave(key, _box(found, index)))
+                        visits.append(self._leave(key, box_of(found, index)))
                     if here and stay is not None and ground is not None and feet is not None:
                         visits += self._measure(zone, ground, stay, int(track), (now, *ground.metres(*feet[index])),
-                                                _box(found, index))
+                                                box_of(found, index))
         for key in [k for k, stay in self._inside.items() if self._frame - stay.frame > self.gone_after]:
             visits.append(self._leave(key))
         return visits
 
     def _measure(self, zone: Zone, ground: Ground, stay: _Stay, track: int, place: tuple[float, float, float],
-                 box: tuple[float, float, float, float]) -> list[ZoneVisit]:
+                 box: Box) -> list[ZoneVisit]:
         """A tracked object in a zone with a size, at ``place`` (time, and metres on the ground):
         its speed now (:attr:`speeds`), and a ``speeding`` event the first time it goes faster
         than the zone's ``speed_limit``."""
@@ -394,13 +412,13 @@ class ZoneWatch:
         stay.sped = True
         return [ZoneVisit(zone.name, "speeding", track, stay.cls, stay.name, float(place[0] - stay.since), box, speed)]
 
-    def _leave(self, key: tuple[str, int], box: tuple[float, float, float, float] | None = None) -> ZoneVisit:
+    def _leave(self, key: tuple[str, int], box: Box | None = None) -> ZoneVisit:
         stay = self._inside.pop(key)
         return ZoneVisit(key[0], "leave", key[1], stay.cls, stay.name, max(0.0, float(stay.seen - stay.since)), box,
                          stay.average())
 
 
-def _box(found: Detections, index: int) -> tuple[float, float, float, float]:
+def box_of(found: Detections, index: int) -> Box:
     """The ``index``-th box of ``found``, as plain numbers."""
     x1, y1, x2, y2 = (float(v) for v in found.xyxy[index])
     return x1, y1, x2, y2

@@ -13,7 +13,8 @@ tracker bridges like any missed detection (``track_buffer`` frames at most).
 With ``confirm_frames`` above 1, an object is kept only once the tracker has followed it
 in that many processed frames in a row (then for as long as it is tracked): before, it is not
 in the frame's detections at all, as the tracker's own unconfirmed tracks are not, so a shadow
-or a bird taken for a person for a frame or two is never shown, counted, or an event.
+or a bird taken for a person for a frame or two is never shown, counted, or an event. A line
+such an object crossed before it was kept counts it when it is kept (``origins``).
 
 Only trackers that need nothing from the network: ByteTrack, and BoT-SORT without ReID (its
 ReID would fetch a classification model).
@@ -32,6 +33,7 @@ import numpy.typing as npt
 import yaml
 
 from streamyolo.frames import Detections, Image, upright
+from streamyolo.inference.counting import Box, box_of
 
 SUPPORTED = ("bytetrack", "botsort")
 TRACKING_CONF = 0.1  # as model.track(): the second association wants low-confidence boxes
@@ -116,8 +118,12 @@ class StreamTracker:
         self._tracker: Any = TRACKER_MAP[args.tracker_type](args=args)
         self._forget_after = int(settings.get("track_buffer", 30)) + 1  # frames a lost track is kept
         self._frame = 0
-        self._runs: dict[int, tuple[int, int]] = {}  # unconfirmed id -> (frames in a row, the last)
+        self._runs: dict[int, tuple[int, int, Box]] = {}  # unconfirmed id -> (frames in a row, the last, 1st box)
         self._confirmed: dict[int, int] = {}  # confirmed id -> the last frame it was tracked in
+        self.origins: dict[int, Box] = {}
+        """The objects kept from the last frame on (confirmed in it, ``confirm`` above 1): where
+        each was when its run of frames began (its box then), so that a line it crossed before
+        it was kept still counts it (:class:`~streamyolo.inference.counting.LineCounter`)."""
 
     def update(self, found: Detections, image: Image, confirm: int = 1) -> Detections:
         """The tracked objects of this frame, given its detections and its picture (BoT-SORT's
@@ -129,19 +135,22 @@ class StreamTracker:
         self._frame += 1
         assert tracked.ids is not None
         frame, kept = self._frame, []
+        self.origins = {}
         for index, track in enumerate(tracked.ids.tolist()):
             if confirm <= 1 or track in self._confirmed:  # (kept: a higher confirm_frames later keeps it too)
                 self._confirmed[track] = frame
                 kept.append(index)
                 continue
             run = self._runs.get(track)
-            frames = run[0] + 1 if run is not None and run[1] == frame - 1 else 1
-            if frames >= confirm:
+            if run is None or run[1] != frame - 1:
+                run = (0, frame, box_of(tracked, index))
+            if run[0] + 1 >= confirm:
                 self._runs.pop(track, None)
                 self._confirmed[track] = frame
+                self.origins[track] = run[2]
                 kept.append(index)
             else:
-                self._runs[track] = (frames, frame)
+                self._runs[track] = (run[0] + 1, frame, run[2])
         self._runs = {track: run for track, run in self._runs.items() if run[1] == frame}  # (a gap: not in a row)
         if frame % 100 == 0:  # tracks the tracker has dropped by now
             self._confirmed = {track: last for track, last in self._confirmed.items()

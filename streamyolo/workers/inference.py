@@ -465,7 +465,8 @@ class InferenceWorker:
         counter = self._counters.get(channel.name)
         if counter is None:
             counter = self._counters[channel.name] = LineCounter(channel.lines)
-        crossings = tuple(counter.update(shown))
+        tracker = self._trackers.get(channel.name)
+        crossings = tuple(counter.update(shown, tracker.origins if tracker is not None else None))
         if crossings:
             channel.health.counted(crossings)
         return crossings, counter.tallies()

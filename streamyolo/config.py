@@ -230,6 +230,22 @@ class PrivacyConfig(_Strict):
     points: list[tuple[float, float]]
 
 
+def _span(value: Any) -> Any:
+    """A span of time given as seconds or ``90d``, ``12h``, ``30m``, ``45s``: seconds."""
+    from streamyolo.clock import parse_seconds
+
+    return None if value is None else parse_seconds(value)
+
+
+def _longer(keep: float | None, objects: float | None, where: str) -> None:
+    """Refuse a ``record_keep_objects`` (``where``: a stream's key's start) not longer than
+    the ``record_keep`` it goes with."""
+    if objects is not None and (keep is None or objects <= keep):
+        raise ValueError(f"config keys '{where}record_keep_objects' and '{where}record_keep': record_keep_objects "
+                         "keeps the segments with objects longer than record_keep keeps the others; give "
+                         "record_keep too, shorter")
+
+
 class StreamConfig(_Strict):
     """One stream. A plain string in the config is shorthand for ``{source: <string>}``,
     and ``name=uri`` names it."""
@@ -289,6 +305,12 @@ class StreamConfig(_Strict):
     record_objects: list[Annotated[int, Field(ge=0)]] | None = None
     """The classes (ids or names) whose objects mark this stream's segments to be kept longer
     (``record_keep_objects``; default: the run's ``record_objects``, else any it keeps)."""
+    record_keep: float | None = None
+    """How long this stream's segment files are kept (``90d``; default: the run's
+    ``record_keep``): the front door's a month, the garden's three days."""
+    record_keep_objects: float | None = None
+    """How long this stream's segment files with objects are kept (default: the run's
+    ``record_keep_objects``); longer than its ``record_keep``."""
     model: str | None = Field(default=None, min_length=1)
     """This stream's own model (default: the run's ``model``; the same kinds): a pose model on
     the door camera beside detection on the others, say. Each model runs on workers of its
@@ -352,6 +374,11 @@ class StreamConfig(_Strict):
     @classmethod
     def _motion(cls, value: Any) -> Any:
         return MotionConfig() if value is True else value
+
+    @field_validator("record_keep", "record_keep_objects", mode="before")
+    @classmethod
+    def _kept(cls, value: Any) -> Any:
+        return _span(value)
 
     @field_validator("schedule", mode="before")
     @classmethod
@@ -872,24 +899,35 @@ class PipelineConfig(_Strict):
             if getattr(self, key) is not None and self.record_segment is None:
                 raise ValueError(f"config keys {key!r} and 'record_segment': {key} deletes old segment "
                                  "files; give record_segment too (one file per run is never deleted)")
-        if self.record_keep_objects is not None and (self.record_keep is None
-                                                     or self.record_keep_objects <= self.record_keep):
-            raise ValueError("config keys 'record_keep_objects' and 'record_keep': record_keep_objects keeps the "
-                             "segments with objects longer than record_keep keeps the others; give record_keep "
-                             "too, shorter")
-        if self.record_keep_objects is None and (self.record_objects is not None
-                                                 or any(s.record_objects is not None for s in self.streams)):
+        _longer(self.record_keep, self.record_keep_objects, "")
+        if self.record_objects is not None and self.record_keep_objects is None and not any(
+                s.record_keep_objects is not None for s in self.streams):
             raise ValueError("config keys 'record_objects' and 'record_keep_objects': record_objects says which "
                              "objects keep a segment longer; give record_keep_objects too")
+        for index, stream in enumerate(self.streams):
+            where = f"streams.{index}."
+            for key in ("record_keep", "record_keep_objects"):
+                if getattr(stream, key) is None:
+                    continue
+                if self.record_of(stream) is None:
+                    raise ValueError(f"config key '{where}{key}': the stream is not recorded "
+                                     f"({'record: false' if stream.record is False else 'no record folder'})")
+                if self.record_segment is None:
+                    raise ValueError(f"config keys '{where}{key}' and 'record_segment': {key} deletes old segment "
+                                     "files; give record_segment too (one file per run is never deleted)")
+            if stream.record_keep is not None or stream.record_keep_objects is not None:
+                _longer(*self.record_keep_of(stream), where)
+            if stream.record_objects is not None and self.record_keep_of(stream)[1] is None:
+                raise ValueError("config keys 'record_objects' and 'record_keep_objects': record_objects says which "
+                                 "objects keep a segment longer; give record_keep_objects too"
+                                 + (f" (stream {stream.name or index!r})" if len(self.streams) > 1 else ""))
         return self
 
     @field_validator("record_segment", "record_keep", "record_keep_objects", "snapshots_keep", "clips_keep",
                      "crops_keep", "jsonl_keep", "stats_keep", "events_keep", mode="before")
     @classmethod
     def _span(cls, value: Any) -> Any:
-        from streamyolo.clock import parse_seconds
-
-        return None if value is None else parse_seconds(value)
+        return _span(value)
 
     @field_validator("record_max_size", "clips_max_size", "dataset_max_size", mode="before")
     @classmethod
@@ -995,6 +1033,13 @@ class PipelineConfig(_Strict):
         own ``record_objects``, else the run's; ``None``: any."""
         classes = stream.record_objects if stream.record_objects is not None else self.record_objects
         return None if classes is None else frozenset(classes)
+
+    def record_keep_of(self, stream: StreamConfig) -> tuple[float | None, float | None]:
+        """How long ``stream``'s segment files are kept, and those with objects (seconds;
+        ``None``: not deleted for their age): its own ``record_keep`` and
+        ``record_keep_objects``, else the run's."""
+        return (stream.record_keep if stream.record_keep is not None else self.record_keep,
+                stream.record_keep_objects if stream.record_keep_objects is not None else self.record_keep_objects)
 
     def confirm_frames_of(self, stream: StreamConfig) -> int:
         """The frames in a row an object of ``stream`` is tracked in before it is kept (its

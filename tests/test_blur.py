@@ -73,6 +73,13 @@ def test_record_objects_takes_class_names_and_only_classes_the_stream_keeps() ->
     with pytest.raises(ConfigError, match=r"config keys 'record_objects' and 'record_keep_objects': record_objects "
                                           r"says which objects keep a segment longer; give record_keep_objects too"):
         build_config({"record_segment": 60, "streams": [{"source": "a", "record_objects": ["person"]}]})
+    with pytest.raises(ConfigError, match=r"config keys 'record_objects' and 'record_keep_objects'.* too$"):
+        build_config({"record_segment": 60, "record_objects": ["person"], "streams": ["a"]})
+    # A stream's own record_keep_objects: the others' record_objects still need one.
+    with pytest.raises(ConfigError, match=r"config keys 'record_objects' and 'record_keep_objects'.* too "
+                                          r"\(stream 1\)$"):
+        build_config({"record": "rec", "record_segment": 60, "record_objects": ["person"],
+                      "streams": [{"source": "a", "record_keep": "1d", "record_keep_objects": "2d"}, "b"]})
 
 
 def test_blurred_objects_are_never_cropped(tmp_path: Path) -> None:

@@ -263,6 +263,73 @@ def test_record_keep_deletes_the_streams_old_segments_and_nothing_else(tmp_path:
         [p.name for p in files] + [name for name in planted if name not in gone and name != "cam-20200101-000020.mp4"])
 
 
+@pytest.mark.timeout(120)
+def test_a_stream_keeps_its_segments_as_long_as_its_own_record_keep_says(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A stream's own ``record_keep`` and ``record_keep_objects`` (the front door's kept longer
+    or shorter than the garden's): a real run deletes each stream's old segments by its own,
+    the others' by the run's; a reload changes them in place; ``check`` says them; what cannot
+    be is refused, naming the stream's key."""
+    from streamyolo import cli
+    from streamyolo.pipeline import Pipeline
+
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    hours = {"door-20200101-000000.mp4": 2, "door-20200101-000010-objects.mp4": 10,  # door: 1h, 2d
+             "garden-20200101-000000.mp4": 2, "garden-20200101-000010.mp4": 4,  # the run's: 3h, 6h
+             "garden-20200101-000020-objects.mp4": 10, "garden-20200101-000030-objects.mp4": 5}
+    for name, age in hours.items():
+        (folder / name).write_bytes(b"x")
+        os.utime(folder / name, (time.time() - age * 3600, time.time() - age * 3600))
+    config = {"model": "demo", "imgsz": 160, "device": "cpu", "display": False, "status_interval": 0,
+              "record": str(folder), "record_segment": 1, "record_keep": "3h", "record_keep_objects": "6h",
+              "streams": [{"name": "door", "source": "synthetic:?size=160x120&fps=10&frames=15",
+                           "record_keep": "1h", "record_keep_objects": "2d"},
+                          {"name": "garden", "source": "synthetic:?size=160x120&fps=10&frames=15&seed=2"}]}
+    (tmp_path / "cams.yaml").write_text(json.dumps(config), encoding="utf-8")
+    assert cli.main(["check", str(tmp_path / "cams.yaml")]) == 0
+    plan = capsys.readouterr().out
+    assert re.search(r"door +synthetic:\S+ +\(.*; segments kept 1h \(2d those with objects\)\)", plan), plan
+    assert re.search(r"garden +synthetic:\S+ +\((?!.*segments kept)", plan), plan
+    pipeline = Pipeline.from_config(config)
+    pipeline.run()
+    left = {path.name for path in folder.iterdir() if path.name in hours}
+    assert left == {"door-20200101-000010-objects.mp4", "garden-20200101-000000.mp4",
+                    "garden-20200101-000030-objects.mp4"}
+    assert all(len(files) >= 1 for files in pipeline.summary().recordings.values())
+
+    live = {**config, "streams": [{**stream, "source": stream["source"].replace("frames=15", "frames=0"),
+                                   "realtime": True} for stream in config["streams"]]}
+    pipeline = Pipeline.from_config(live)
+    pipeline.start()
+    try:
+        recorder = pipeline._recorder
+        assert recorder is not None and recorder.keep_of("door") == (3600, 172800)
+        assert recorder.keep_of("garden") == (10800, 21600)
+        door, garden = live["streams"]
+        report = pipeline.reload({**live, "streams": [{**door, "record_keep": "30m"},
+                                                      {**garden, "record_keep_objects": "1d"}]})
+        assert (report.updated, report.restarted) == (("door", "garden"), ())
+        assert (recorder.keep_of("door"), recorder.keep_of("garden")) == ((1800, 172800), (10800, 86400))
+    finally:
+        pipeline.stop()
+        pipeline.join()
+
+    for stream, message in (
+            ({"source": "a", "record": False, "record_keep": "1d"},
+             r"config key 'streams\.1\.record_keep': the stream is not recorded \(record: false\)"),
+            ({"source": "a", "record_keep": "1d", "record_keep_objects": "12h"},
+             r"config keys 'streams\.1\.record_keep_objects' and 'streams\.1\.record_keep': record_keep_objects "
+             r"keeps the segments with objects longer"),
+            ({"source": "a", "record_keep": "10h"},  # the run's record_keep_objects, 6h: shorter
+             r"config keys 'streams\.1\.record_keep_objects' and 'streams\.1\.record_keep'")):
+        with pytest.raises(ConfigError, match=message):
+            build_config({**config, "streams": ["b", stream]})
+    with pytest.raises(ConfigError, match=r"config keys 'streams\.0\.record_keep' and 'record_segment': record_keep "
+                                          r"deletes old segment files"):
+        build_config({"record": str(folder), "streams": [{"source": "a", "record_keep": "1d"}]})
+
+
 def _with_a_person(result: Result, cls: int = 0) -> Result:
     found = Detections(np.array([[10, 10, 60, 110]], np.float32), np.array([0.9], np.float32), np.array([cls]),
                        {0: "person", 2: "car"})

@@ -349,6 +349,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
                                  keep=cfg.record_keep, keep_objects=cfg.record_keep_objects,
                                  objects={s.spec.name: classes for s in streams
                                           if (classes := cfg.record_objects_of(s.config)) is not None},
+                                 keeps={s.spec.name: cfg.record_keep_of(s.config) for s in streams},
                                  max_size=cfg.record_max_size, overwrite=cfg.overwrite,
                                  streams=[s.spec.name for s in streams if cfg.record_of(s.config) == "annotated"])
         sinks.append(recorder)

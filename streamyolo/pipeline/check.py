@@ -115,7 +115,11 @@ def describe(plan: Plan) -> str:
             parts.append(f"records {redact_url(own.record_source)} as it comes{clipped}")
         elif cfg.record is not None and recorded != cfg.record_mode:
             parts.append("not recorded" if recorded is None else f"recorded {recorded}")
-        if own.record_objects is not None and recorded is not None and cfg.record_keep_objects:
+        keep, keep_objects = cfg.record_keep_of(own)
+        if recorded is not None and (own.record_keep is not None or own.record_keep_objects is not None):
+            parts.append(f"segments kept {format_seconds(keep) if keep is not None else 'until record_max_size'}"
+                         + (f" ({format_seconds(keep_objects)} those with objects)" if keep_objects else ""))
+        if own.record_objects is not None and recorded is not None and keep_objects:
             parts.append(f"segments kept longer for {_classes(own.record_objects)}")
         if cfg.tracker is not None and cfg.confirm_frames_of(own) > 1:
             parts.append(f"objects kept once tracked in {cfg.confirm_frames_of(own)} frames in a row")

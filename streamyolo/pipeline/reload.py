@@ -21,9 +21,10 @@ compared, each with every setting that makes it what it is (its own keys, and th
   streams have gone (a model file replaced under the same name is not noticed);
 - a stream whose detections' settings alone changed (its ``conf``, ``class_conf``, ``classes``,
   ``min_area``, ``max_area``, ``lines``, ``zones``, ``masks``, ``motion``, ``tiles``, ``blur``,
-  ``record_objects``, ``confirm_frames``), or how many of
-  its frames are kept (``max_fps``, ``stride``), is **updated** in place from its next frame: its
-  connection, recording and tracks go on, its lines, zones and motion start afresh;
+  ``record_objects``, ``confirm_frames``), how long its segments are kept (``record_keep``,
+  ``record_keep_objects``), or how many of its frames are kept (``max_fps``, ``stride``), is
+  **updated** in place from its next frame: its connection, recording and tracks go on, its
+  lines, zones and motion start afresh;
 - a stream whose other settings changed (its source, buffer, recording …) is **restarted** with
   them: removed, then added again (its recording goes on in a new file; its counts add up in the
   summary);
@@ -65,7 +66,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IN_PLACE = frozenset({"conf", "classes", "class_conf", "min_area", "max_area", "lines", "zones", "masks", "motion",
-                      "tiles", "blur", "record_objects", "max_fps", "stride", "confirm_frames"})
+                      "tiles", "blur", "record_objects", "max_fps", "stride", "confirm_frames", "record_keep",
+                      "record_keep_objects"})
 """A stream's keys its worker (or its capture: ``max_fps``, ``stride``) applies: a change to these
 alone updates the running stream."""
 
@@ -128,9 +130,9 @@ class Outputs:
     events: EventSink | None = None
 
     def follow(self, cfg: PipelineConfig, stream: ResolvedStream) -> None:
-        """Set ``stream``'s recording (annotated or not; the classes that mark its segments),
-        clips, blurred classes and Home Assistant entities as ``cfg`` has them, before its first
-        frame. Each setting is swapped whole (the inference threads read them)."""
+        """Set ``stream``'s recording (annotated or not; the classes that mark its segments; how
+        long its segments are kept), clips, blurred classes and Home Assistant entities as
+        ``cfg`` has them, before its first frame. Each setting is swapped whole (the inference threads read them)."""
         from streamyolo.pipeline.assemble import stream_entities
 
         name, config = stream.spec.name, stream.config
@@ -139,6 +141,7 @@ class Outputs:
                 output.streams = output.streams | {name} if how == "annotated" else output.streams - {name}
         if self.recorder is not None:
             self.recorder.objects = _with(self.recorder.objects, name, cfg.record_objects_of(config))
+            self.recorder.keeps = {**self.recorder.keeps, name: cfg.record_keep_of(config)}
         blurred = frozenset(cfg.blur_of(config)) or None
         if self.annotator is not None:
             self.annotator.blur = _with(self.annotator.blur, name, blurred)

@@ -140,15 +140,17 @@ class VideoRecorder:
         max_size: int | None = None,
         keep_objects: float | None = None,
         objects: Mapping[str, frozenset[int]] | None = None,
+        keeps: Mapping[str, tuple[float | None, float | None]] | None = None,
     ) -> None:
         """``streams``: the streams recorded (``None``: all); ``max_size``: the bytes of segment
         files (of every stream) the folder keeps at most, the oldest deleted first;
         ``keep_objects``: segment files in which the model saw objects are named so when they
         end (``…-objects.mp4``) and kept this long instead of ``keep``; ``objects``: the classes
-        whose objects count so, by stream (a stream not in it: any class)."""
+        whose objects count so, by stream (a stream not in it: any class); ``keeps``: each
+        stream's own ``keep`` and ``keep_objects`` (a stream not in it: these)."""
         if segment is not None and segment <= 0:
             raise ValueError(f"segment must be a positive number of seconds, not {segment}")
-        if keep is not None and segment is None:
+        if (keep is not None or any(k[0] is not None for k in (keeps or {}).values())) and segment is None:
             raise ValueError("keep needs segment: only segment files are deleted")
         self.folder = Path(folder)
         self.board = current_board()
@@ -164,6 +166,8 @@ class VideoRecorder:
         self.keep_objects = keep_objects
         self.objects: Mapping[str, frozenset[int]] = dict(objects or {})
         """The classes whose objects mark a stream's segments (``record_objects``; swapped whole)."""
+        self.keeps: Mapping[str, tuple[float | None, float | None]] = dict(keeps or {})
+        """Each stream's retention (``keep``, ``keep_objects``; swapped whole)."""
         self.max_size = max_size
         self.overwrite = overwrite
         self.streams = None if streams is None else frozenset(streams)
@@ -245,21 +249,21 @@ class VideoRecorder:
         if stream is None:
             return []
         deleted: list[Path] = []
-        kept_longer = self.keep_objects is not None
+        keep, keep_objects = self.keep_of(stream)
+        kept_longer = keep_objects is not None
 
         def segment_of(objects: bool) -> Callable[[str], bool]:
             """The stream's segment files (with ``keep_objects``: those with objects, or the others)."""
             return lambda name: recording_of(name, stream, True) and (
                 not kept_longer or name.endswith(OBJECTS_SUFFIX) == objects)
 
-        for keep, setting, objects in ((self.keep, "record_keep", False), (self.keep_objects, "record_keep_objects",
-                                                                           True)):
-            if keep is None:
+        for age, setting, objects in ((keep, "record_keep", False), (keep_objects, "record_keep_objects", True)):
+            if age is None:
                 continue
-            gone = delete_older(self.folder, keep, segment_of(objects))
+            gone = delete_older(self.folder, age, segment_of(objects))
             if gone:
                 log.info("stream %r: deleted %d recording(s)%s finished more than %s ago (%s)", stream, len(gone),
-                         " with objects" if objects else "", format_seconds(keep), setting)
+                         " with objects" if objects else "", format_seconds(age), setting)
             deleted += gone
         return deleted + self.shrink(lambda name: SEGMENT_FILE.fullmatch(name) is not None)
 
@@ -279,10 +283,15 @@ class VideoRecorder:
                      len(deleted), self.files_kind, format_size(self.max_size), self.size_setting)
         return deleted
 
+    def keep_of(self, stream: str) -> tuple[float | None, float | None]:
+        """How long ``stream``'s segment files are kept, and those with objects: its own
+        (``keeps``), else ``keep`` and ``keep_objects``."""
+        return self.keeps.get(stream, (self.keep, self.keep_objects))
+
     @property
     def deletes(self) -> bool:
         """Whether retention deletes files as the run goes (``keep``, ``max_size``)."""
-        return self.keep is not None or self.max_size is not None
+        return self.keep is not None or self.max_size is not None or any(k[0] is not None for k in self.keeps.values())
 
     @property
     def files(self) -> dict[str, list[Path]]:
@@ -360,7 +369,7 @@ class VideoRecorder:
     def marks(self, result: Result) -> bool:
         """Whether ``result`` marks the segment its frame is in (``keep_objects``): an object of
         one of the classes its stream's marks count."""
-        if self.keep_objects is None or not len(result.detections):
+        if not len(result.detections) or self.keep_of(result.stream)[1] is None:
             return False
         classes = self.objects.get(result.stream)
         return classes is None or any(int(cls) in classes for cls in result.detections.cls)

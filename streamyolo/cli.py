@@ -179,6 +179,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                              "which the process list does not show)")
     parser.add_argument("--web-cert", metavar="PEM", help="serve the web page over HTTPS with this certificate")
     parser.add_argument("--web-key", metavar="PEM", help="the certificate's private key (if not in --web-cert's file)")
+    parser.add_argument("--timezone", metavar="ZONE",
+                        help="the time zone the run's clock follows (Europe/Berlin): schedules, the pictures' date "
+                             "and time, file names, the log; default: the box's (TZ)")
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     parser.add_argument("--status-interval", type=float, metavar="SECONDS",
                         help="live status refresh (0 turns it off)")
@@ -325,7 +328,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "mqtt", "mqtt_discovery", "webhook_events", "webhook_format", "mqtt_events",
             "snapshots", "snapshots_keep", "dataset", "dataset_every", "dataset_max_size", "heatmaps", "crops",
             "crops_keep", "clips", "clip_mode", "clip_before", "clip_after", "clips_keep", "clips_max_size",
-            "public_url", "display", "duration",
+            "public_url", "display", "duration", "timezone",
             "status_interval", "hang_warning", "threads", "model_cache", "live_hold", "tracker",
             "web", "web_fps", "web_controls", "web_auth", "web_cert", "web_key"]
     overrides = {key: getattr(args, key) for key in keys if getattr(args, key, None) is not None}
@@ -605,6 +608,7 @@ def command_export(args: argparse.Namespace) -> int:
     folder, config = Path(args.recordings), None
     if folder.is_file():  # the run's config: its record folder
         cfg = build_config(folder)
+        cfg.use_timezone()  # (the moments asked for are the run's local time)
         if cfg.record is None:
             raise ConfigError(f"config {str(folder)!r} records nothing (no 'record' folder): give the folder")
         folder, config = Path(cfg.record), folder
@@ -679,6 +683,7 @@ def command_events(args: argparse.Namespace) -> int:
     path, config = Path(args.events), None
     if path.suffix.lower() in (".yaml", ".yml"):  # the run's config: its events file
         cfg = build_config(path)
+        cfg.use_timezone()  # (the moments asked for, and the hours and days counted, are the run's local time)
         if cfg.events is None:
             raise ConfigError(f"config {str(path)!r} writes no events file (no 'events' key): give the file")
         path, config = Path(cfg.events), path

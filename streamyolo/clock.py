@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 Clock = Callable[[], float]
@@ -16,6 +19,54 @@ def wall_time(reading: float) -> float:
     ``reading`` taken in this boot: for outputs that outlive the process (a JSONL line, a
     recording's name), where monotonic times mean nothing."""
     return time.time() - (time.monotonic() - reading)
+
+
+ZONE_NAME = re.compile(r"[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*")
+"""What an IANA time zone's name looks like (``Europe/Berlin``, ``America/Argentina/Salta``,
+``Etc/GMT-3``, ``UTC``): nothing that leads out of the time-zone database's folder."""
+
+
+def zone_file(name: str) -> Path | None:
+    """The file of time zone ``name`` in this box's time-zone database (``/usr/share/zoneinfo``,
+    as Python's ``zoneinfo`` looks for it), else in the ``tzdata`` package's (a container
+    without one); ``None`` if neither has it.
+
+    >>> zone_file("Europe/Berlin") is not None, zone_file("Europe/Atlantis"), zone_file("../../etc/passwd")
+    (True, None, None)
+    """
+    if not ZONE_NAME.fullmatch(name):
+        return None
+    import zoneinfo
+
+    for folder in zoneinfo.TZPATH:
+        path = Path(folder, name)
+        if path.is_file() and path.read_bytes()[:4] == b"TZif":
+            return path
+    try:
+        import tzdata  # type: ignore[import-untyped,unused-ignore]
+    except ImportError:
+        return None
+    path = Path(tzdata.__file__).parent.joinpath("zoneinfo", *name.split("/"))
+    return path if path.is_file() and path.read_bytes()[:4] == b"TZif" else None
+
+
+def use_timezone(name: str) -> None:
+    """Make time zone ``name`` (``Europe/Berlin``) this process's local time, and its children's:
+    what the schedules, the pictures' date and time, the recordings' names, the log and the
+    events' days follow (``timezone``), whatever the box is set to (a container: UTC). Raises
+    ``ValueError`` if the zone is not known, or the C library does not take it."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    path = zone_file(name)
+    if path is None:
+        raise ValueError(f"{name!r} is not a time zone this box knows")
+    os.environ["TZ"] = f":{path}"  # (glibc's form for a zone's file: the package's as well as the box's)
+    time.tzset()
+    now = time.time()
+    offset = datetime.fromtimestamp(now, ZoneInfo(name)).utcoffset()
+    if offset is None or time.localtime(now).tm_gmtoff != int(offset.total_seconds()):
+        raise ValueError(f"time zone {name!r}: this box's C library does not take its file {path}")
 
 
 def file_stamp(moment: float, millis: bool = False) -> str:

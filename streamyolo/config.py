@@ -752,6 +752,10 @@ class PipelineConfig(_Strict):
     line_width: int | None = Field(default=None, ge=1, le=64)
     """Lines this many pixels wide (default: by the picture's size)."""
     overlay: bool = True
+    timezone: str | None = None
+    """The time zone the run's clock follows (an IANA name: ``Europe/Berlin``): its schedules,
+    the pictures' date and time, the recordings' and snapshots' names, the log, the events'
+    days; unset: the box's (``TZ``; a container's is UTC unless told)."""
     duration: float | None = Field(default=None, gt=0)
     status_interval: float = Field(default=1.0, ge=0)
     hang_warning: float = Field(default=60.0, ge=0, le=86400)
@@ -1034,6 +1038,17 @@ class PipelineConfig(_Strict):
         classes = stream.record_objects if stream.record_objects is not None else self.record_objects
         return None if classes is None else frozenset(classes)
 
+    def use_timezone(self) -> None:
+        """Make the run's ``timezone`` this process's local time (and its children's), before
+        anything reads the clock; without one, nothing."""
+        from streamyolo.clock import use_timezone
+
+        if self.timezone is not None:
+            try:
+                use_timezone(self.timezone)
+            except ValueError as exc:
+                raise ConfigError(f"config key 'timezone': {exc}") from None
+
     def record_keep_of(self, stream: StreamConfig) -> tuple[float | None, float | None]:
         """How long ``stream``'s segment files are kept, and those with objects (seconds;
         ``None``: not deleted for their age): its own ``record_keep`` and
@@ -1140,6 +1155,16 @@ class PipelineConfig(_Strict):
             return None
         return DetectionFilter(conf, frozenset(classes) if narrower and classes is not None else None,
                                stream.min_area or 0.0, stream.max_area, tuple(sorted(by_class.items())))
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        from streamyolo.clock import zone_file
+
+        if value is not None and zone_file(value) is None:
+            raise ValueError(f"{value!r} is not a time zone this box knows: an IANA name such as Europe/Berlin or "
+                             "America/New_York (from /usr/share/zoneinfo, or the tzdata package)")
+        return value
 
     @field_validator("web_auth")
     @classmethod

@@ -226,7 +226,55 @@ def test_check_says_each_streams_schedules_and_what_they_say_now(
     os.environ["TZ"] = "UTC"
     time.tzset()
     assert cli.main(["check", str(config)]) == 0
-    assert " now (UTC: set TZ for local hours)\n" in capsys.readouterr().out
+    assert " now (UTC: set timezone, or TZ, for local hours)\n" in capsys.readouterr().out
+
+
+def test_the_runs_timezone_is_the_clock_its_schedules_names_and_events_follow(
+        tmp_path: Path, berlin: None) -> None:
+    """``timezone: Asia/Kathmandu`` (5:45 ahead of UTC) on a box whose clock is UTC (a
+    container's): ``check`` works its schedules out in Kathmandu's hours, a real run names
+    its recording by Kathmandu's time, ``streamyolo events`` of its config shows Kathmandu's;
+    a zone the box does not know is refused, naming the key."""
+    import subprocess
+    from zoneinfo import ZoneInfo
+
+    from tests.helpers import PYTHON, ROOT, env_for_subprocess
+
+    def streamyolo(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([PYTHON, "-m", "streamyolo", *args], capture_output=True, encoding="utf-8",
+                              timeout=120, env={**env_for_subprocess(), "TZ": "UTC"}, cwd=ROOT, check=False)
+
+    zone = ZoneInfo("Asia/Kathmandu")
+    now = datetime.datetime.now(zone)
+    soon, later = now + datetime.timedelta(hours=2), now + datetime.timedelta(hours=3)
+    window = f"{soon:%H:%M}-{later:%H:%M}"
+    config = tmp_path / "cams.yaml"
+    config.write_text(yaml.safe_dump({
+        "timezone": "Asia/Kathmandu", "record": str(tmp_path / "rec"), "record_segment": 60,
+        "events": str(tmp_path / "events.jsonl"), "display": False, "status_interval": 0,
+        "streams": [{"name": "yard", "source": "synthetic:?size=160x120&fps=10&frames=20",
+                     "schedule": {"detect": window}}]}))
+    done = streamyolo("check", str(config))
+    assert done.returncode == 0, done.stderr
+    assert f"detection {window} (off now, on at {soon:%a %H:%M})" in done.stdout, done.stdout
+    assert re.search(r"\n  schedules by time zone Asia/Kathmandu: \w{3} \d\d:\d\d \+0545 now\n", done.stdout), \
+        done.stdout
+    started = time.time()
+    done = streamyolo("run", str(config))
+    assert done.returncode == 0, done.stderr
+    [recording] = (tmp_path / "rec").iterdir()
+    named = datetime.datetime.strptime(recording.name, "yard-%Y%m%d-%H%M%S.mp4").replace(tzinfo=zone)
+    assert abs(named.timestamp() - started) < 60, (recording.name, started)  # (UTC's name would be 5:45 off)
+    first = read_jsonl(tmp_path / "events.jsonl")[0]
+    done = streamyolo("events", str(config), "--text")
+    assert done.returncode == 0, done.stderr
+    shown = datetime.datetime.fromtimestamp(first["time"], zone)
+    assert done.stdout.startswith(f"{shown:%Y-%m-%d %H:%M:%S}  yard: "), done.stdout
+    done = streamyolo("check", str(config), "--timezone", "Europe/Atlantis")
+    assert done.returncode == 2
+    assert "config key 'timezone': 'Europe/Atlantis' is not a time zone this box knows" in done.stderr, done.stderr
+    with pytest.raises(ConfigError, match=r"config key 'timezone': '\.\./\.\./etc/passwd' is not a time zone"):
+        build_config({"streams": ["a"], "timezone": "../../etc/passwd"})
 
 
 def test_a_zone_outside_its_schedule_sees_no_one_and_those_inside_leave_when_it_stops() -> None:

@@ -326,6 +326,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
     status = overrides.pop("status", None)
     notifier = overrides.pop("notifier", None)
     cfg = load_config(config, overrides)
+    cfg.use_timezone()  # (before the schedules, the workers' children, the first file's name)
     streams = resolve_streams(cfg)
     groups = plan_models(cfg, streams)
     if cfg.worker_mode == "process":

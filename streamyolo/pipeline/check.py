@@ -128,8 +128,10 @@ def describe(plan: Plan) -> str:
         lines.append(f"  {stream.spec.name:<{width}}  {stream.spec.display_uri}  ({'; '.join(parts)})")
     if any(s.config.schedule is not None or any(z.schedule for z in (s.config.zones or {}).values())
            for s in plan.streams):  # (a container runs on UTC unless told: its schedules would be hours off)
-        lines.append(f"  schedules by this box's clock: {time.strftime('%a %H:%M %Z')} now"
-                     + (" (UTC: set TZ for local hours)" if time.localtime().tm_gmtoff == 0 else ""))
+        clock = f"time zone {cfg.timezone}" if cfg.timezone is not None else "this box's clock"
+        lines.append(f"  schedules by {clock}: {time.strftime('%a %H:%M %Z')} now" + (
+            " (UTC: set timezone, or TZ, for local hours)" if time.localtime().tm_gmtoff == 0
+            and cfg.timezone is None else ""))
     disabled = [s.name or redact_url(s.source) for s in cfg.streams if not s.enabled]
     if disabled:
         lines.append(f"  disabled (enabled: false): {', '.join(disabled)}")

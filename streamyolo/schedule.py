@@ -125,7 +125,7 @@ class Schedule:
     def describe(self, moment: float) -> str:
         """What it says at ``moment``, for a person: ``22:00-06:00 (off now, on at Mon 22:00)``."""
         on, until = self.at(moment)
-        return f"{self} ({'on' if on else 'off'} now, {'off' if on else 'on'} at {_when(until)})"
+        return f"{self} ({'on' if on else 'off'} now, {'off' if on else 'on'} at {when(until)})"
 
     def at(self, moment: float) -> tuple[bool, float]:
         """Whether it is on at ``moment`` (seconds since the epoch), and until when (the next
@@ -149,7 +149,7 @@ class Schedule:
         return False, moment + 7 * DAY  # (not reached: a window's day comes each week)
 
 
-def _when(moment: float) -> str:
+def when(moment: float) -> str:
     """``Mon 22:00`` (``Mon 22:00:30``: with its seconds when it has them), on the local clock."""
     local = time.localtime(moment)
     return time.strftime("%a %H:%M:%S" if local.tm_sec else "%a %H:%M", local)
@@ -227,6 +227,29 @@ class Scheduler:
         if thread is not None:
             thread.join(10)
 
+    def next_change(self, stream: str, kind: str) -> tuple[bool, float] | None:
+        """What ``stream``'s ``kind`` schedule says now, and when it next says the other thing
+        (none: ``None``)."""
+        with self._lock:
+            schedule = self._schedules.get((stream, kind))
+        return None if schedule is None else schedule.at(self._clock())
+
+    def hold(self, stream: str, kind: str, until: float) -> bool:
+        """A switch of ``stream`` set by hand against its ``kind`` schedule until ``until`` (its
+        next change then: an earlier run's, :class:`~streamyolo.pipeline.switches.SwitchFile`)
+        holds, if that is still the schedule's next change: the schedule then switches it
+        only at that change. Returns whether it holds."""
+        now = self._clock()
+        with self._lock:
+            schedule = self._schedules.get((stream, kind))
+            if schedule is None:
+                return False
+            on, change = schedule.at(now)
+            if change != until:
+                return False
+            self._said[(stream, kind)] = on
+            return True
+
     def kinds(self, stream: str) -> set[str]:
         """What ``stream``'s schedules switch (``detect``, ``record``)."""
         with self._lock:
@@ -273,7 +296,7 @@ class Scheduler:
                         del self._said[(stream, kind)]  # (again at the next look, or when it is added)
                 continue
             log.info("stream %r: %s %s by its schedule (%s) until %s", stream, SWITCHED[kind], "on" if on else "off",
-                     schedule, _when(until))
+                     schedule, when(until))
         return due
 
 

@@ -81,6 +81,48 @@ def test_a_stream_switched_off_stays_off_after_a_restart(tmp_path: Path, caplog:
     assert said.endswith("  yard: detection switched off (schedule)"), said
 
 
+@pytest.mark.timeout(120)
+def test_a_switch_by_hand_against_its_schedule_holds_across_a_restart_until_the_schedules_next_change(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The gate's detection is scheduled (off now, on in two hours); switched on by hand, it
+    holds until then, within the run and, with the switches file, in the next run too (on from
+    its first frame); a run whose schedule has changed since (another next change) starts as
+    its schedule says. A switch by hand that agrees with the schedule holds nothing."""
+    caplog.set_level(logging.INFO)
+    later = time.localtime(time.time() + 7200)
+    window = f"{later.tm_hour:02d}:00-{later.tm_hour:02d}:30"
+    path = tmp_path / "state" / "switches.json"
+
+    def run(number: int, schedule: str, switch: bool | None = None) -> tuple[dict[str, bool], dict[str, Any]]:
+        config = _config(tmp_path, number)
+        config["streams"] = [{**config["streams"][0], "schedule": {"detect": schedule}}]
+        del config["web"]
+        with Pipeline.from_config(config) as pipeline:
+            pipeline.start()
+            first = pipeline.switches("gate")
+            until(lambda: sum(r.processed for r in pipeline.reports()) > 5, 30, "frames")
+            if switch is not None:
+                pipeline.set_detection("gate", switch)
+            state = pipeline.reports()[0].schedule
+            pipeline.stop()
+        return first, state
+
+    first, state = run(1, window, switch=True)
+    assert first["detect"] is False and state["detect"]["on"] is False
+    saved = json.loads(path.read_text())["streams"]["gate"]
+    assert saved == {"detect": True, "detect_until": state["detect"]["until"]}
+    assert time.localtime(saved["detect_until"])[3:6] == (later.tm_hour, 0, 0)
+    first, state = run(2, window)
+    assert first["detect"] is True and state["detect"]["on"] is False  # held by hand, the schedule's off
+    assert "stream 'gate': detection on by hand until its schedule's next change, " in caplog.text
+    assert all(line.get("detect") is not False for line in read_jsonl(tmp_path / "det2.jsonl"))
+    assert not [e for e in read_jsonl(tmp_path / "events2.jsonl") if e["event"] == "switch"]  # (on from the start)
+    # The schedule changed between the runs: its own next change; the hand's hold is over.
+    first, _ = run(3, f"{later.tm_hour:02d}:30-{later.tm_hour:02d}:45", switch=False)
+    assert first["detect"] is False
+    assert json.loads(path.read_text())["streams"]["gate"] == {"detect": False}  # (as the schedule: nothing held)
+
+
 def test_a_switches_file_that_cannot_be_read_or_written_is_said_and_the_run_goes_on(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "switches.json"

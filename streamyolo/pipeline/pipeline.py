@@ -33,7 +33,7 @@ from streamyolo.pipeline.monitor import Monitor, StatsWriter, inference_stacks
 from streamyolo.pipeline.report import StatusPrinter, StreamReport, Summary, combined, workers_json
 from streamyolo.pipeline.service import Notifier, service_status
 from streamyolo.pipeline.switches import SwitchFile
-from streamyolo.schedule import SWITCHED, Scheduler
+from streamyolo.schedule import SWITCHED, Scheduler, when
 from streamyolo.sinks.base import (
     ChecksItself,
     FanOut,
@@ -726,23 +726,32 @@ class Pipeline:
 
     def _switched(self, kind: str, name: str, on: bool, by: str) -> None:
         if self.switch_file is not None:
-            self.switch_file.set(name, kind, on)
+            said = self.scheduler.next_change(name, kind) if by != "schedule" else None
+            self.switch_file.set(name, kind, on, said[1] if said is not None and said[0] != on else None)
         if self.on_switch is not None:
             self.on_switch(kind, name, on)
         if self.on_switched is not None:
             self.on_switched(kind, name, on, by)
 
     def _restore(self, name: str) -> None:
-        """Switch stream ``name`` as the switches file says (but for what its schedule switches):
-        as the last run left it, or this run, when it was removed and is added again."""
+        """Switch stream ``name`` as the switches file says (but for what its schedule switches,
+        unless switched by hand until the schedule's next change, which has not come): as the
+        last run left it, or this run, when it was removed and is added again."""
         if self.switch_file is None:
             return
-        scheduled = self.scheduler.kinds(name)
+        scheduled, held = self.scheduler.kinds(name), self.switch_file.held(name)
         for kind, on in self.switch_file.states(name).items():
-            if kind in scheduled or on == self.switches(name).get(kind, on):
+            by_hand = kind in held and self.scheduler.hold(name, kind, held[kind])
+            if kind in scheduled and not by_hand:
                 continue
-            log.info("stream %r: %s %s, as it was left (%s)", name, SWITCHED[kind], "on" if on else "off",
-                     self.switch_file.path)
+            if by_hand:
+                log.info("stream %r: %s %s by hand until its schedule's next change, %s, as it was left (%s)", name,
+                         SWITCHED[kind], "on" if on else "off", when(held[kind]), self.switch_file.path)
+            if on == self.switches(name).get(kind, on):
+                continue
+            if not by_hand:
+                log.info("stream %r: %s %s, as it was left (%s)", name, SWITCHED[kind], "on" if on else "off",
+                         self.switch_file.path)
             try:
                 self.set_switch(kind, name, on, by="switches file")
             except (ValueError, RuntimeError) as exc:  # not recorded any more; its worker has ended

@@ -6,7 +6,10 @@ The file is JSON, ``{"streams": {"door": {"detect": false, "record": false}}}``,
 (under a temporary name, then renamed) each time a switch changes, and read when the run starts:
 each stream there is switched as it says before its first frame (or, added as the run goes,
 before its first frame then). A switch its stream's ``schedule`` sets is the schedule's, not
-the file's. Streams no longer in the config keep their line (they may come back).
+the file's, but for one switched by hand (the page, Home Assistant) against its schedule: that
+holds until the schedule's next change, as within a run, and the file says until when
+(``"detect_until"``: seconds since the epoch), so a restart in between keeps it. Streams no
+longer in the config keep their line (they may come back).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 KINDS = ("detect", "record")
+HELD = tuple(f"{kind}_until" for kind in KINDS)
+"""Until when a switch set by hand against its stream's schedule holds (the schedule's next change)."""
 
 
 class SwitchFile:
@@ -29,16 +34,18 @@ class SwitchFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._states: dict[str, dict[str, bool]] | None = None  # (None: not read yet)
+        self._states: dict[str, dict[str, bool | float]] | None = None  # (None: not read yet)
         self._failing = False  # a write failed: said once, until one works again
 
-    def load(self) -> dict[str, dict[str, bool]]:
+    def load(self) -> dict[str, dict[str, bool | float]]:
         """The switches the file holds (none when there is no file yet); a file that is not
         such JSON is said and left to be written anew."""
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             streams = data["streams"]
-            states = {str(name): {kind: bool(kinds[kind]) for kind in KINDS if isinstance(kinds.get(kind), bool)}
+            states = {str(name): {kind: kinds[kind] for kind in KINDS if isinstance(kinds.get(kind), bool)}
+                      | {held: float(kinds[held]) for held in HELD if isinstance(kinds.get(held), int | float)
+                         and not isinstance(kinds.get(held), bool)}
                       for name, kinds in streams.items() if isinstance(kinds, dict)}
         except FileNotFoundError:
             states = {}
@@ -52,25 +59,41 @@ class SwitchFile:
 
     def states(self, stream: str) -> dict[str, bool]:
         """``stream``'s switches as the file has them (``{"detect": False}``; none: ``{}``)."""
+        return {kind: bool(on) for kind, on in self._line(stream).items() if kind in KINDS}
+
+    def held(self, stream: str) -> dict[str, float]:
+        """Until when ``stream``'s switches set by hand against its schedule hold (``{"detect":
+        1765058400.0}``: the schedule's next change then)."""
+        return {kind.removesuffix("_until"): float(until) for kind, until in self._line(stream).items()
+                if kind in HELD}
+
+    def _line(self, stream: str) -> dict[str, bool | float]:
         if self._states is None:
             self.load()
         with self._lock:
             return dict((self._states or {}).get(stream, {}))
 
-    def set(self, stream: str, kind: str, on: bool) -> None:
-        """``stream``'s ``kind`` switch is now ``on``: the file says so (a write that fails is
+    def set(self, stream: str, kind: str, on: bool, until: float | None = None) -> None:
+        """``stream``'s ``kind`` switch is now ``on`` (``until``: set by hand against its
+        schedule, until the schedule's next change): the file says so (a write that fails is
         logged, and the run goes on)."""
         if self._states is None:
             self.load()  # (the other streams' lines are kept)
         with self._lock:
             states = self._states if self._states is not None else {}
-            if states.get(stream, {}).get(kind) == on:
+            line = states.get(stream, {})
+            if line.get(kind) == on and line.get(f"{kind}_until") == until:
                 return
-            states.setdefault(stream, {})[kind] = on
+            line = {**line, kind: on}
+            if until is None:
+                line.pop(f"{kind}_until", None)
+            else:
+                line[f"{kind}_until"] = until
+            states[stream] = line
             self._states = states
             self._write(states)
 
-    def _write(self, states: Mapping[str, Mapping[str, bool]]) -> None:
+    def _write(self, states: Mapping[str, Mapping[str, bool | float]]) -> None:
         temporary = self.path.with_name(f".{self.path.name}.part")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

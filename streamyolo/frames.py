@@ -454,6 +454,8 @@ class ZoneTally:
     name: str
     points: tuple[tuple[float, float], ...]
     inside: Mapping[str, int]
+    watched: bool | None = None
+    """Whether it makes events now, as its ``schedule`` says (``None``: it has none: always)."""
 
 
 @dataclass(frozen=True, slots=True)

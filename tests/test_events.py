@@ -614,21 +614,22 @@ def test_zone_and_line_states_go_out_as_they_change_at_most_once_a_second() -> N
 @pytest.mark.timeout(90)
 def test_each_stream_gets_the_event_entities_of_the_events_it_sends(broker_folder: Path) -> None:
     """From a config, as a user writes it: a tracked stream with a zone and a line gets a
-    visits and a crossings event entity, with only the kinds ``mqtt_events`` lets through; a
-    stream without them gets none; without clips, no Activity entity."""
+    visits and a crossings event entity, with only the kinds ``mqtt_events`` lets through (its
+    zone, watched by a schedule, a ``watched`` sensor); a stream without them gets none; without
+    clips, no Activity entity."""
     street = "synthetic:scene?seed=3&size=416x240&fps=25&frames=8"
     with MqttBroker(broker_folder) as broker:
         config = {"model": "demo", "tracker": "bytetrack", "mqtt": f"mqtt://127.0.0.1:{broker.port}/yard",
                   "mqtt_discovery": "homeassistant", "mqtt_events": ["enter", "line", "state"], "display": False,
                   "record": str(broker_folder / "rec"),
                   "streams": [{"name": "gate", "source": street, "zones": {"drive": {
-                      "points": [[0, 0], [416, 0], [416, 240], [0, 240]], "size": [20, 12]}},
+                      "points": [[0, 0], [416, 0], [416, 240], [0, 240]], "size": [20, 12], "schedule": "mon-sun"}},
                                "lines": {"kerb": [[0, 200], [416, 200]]}},
                               {"name": "porch", "source": street, "record": False}]}
         Pipeline.from_config(config).run()
         later = MqttSubscriber(broker.port)
         try:
-            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 21)
+            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 22)
         finally:
             later.close()
     configs = {topic.split("/")[3]: (topic.split("/")[1], json.loads(payload))
@@ -637,7 +638,8 @@ def test_each_stream_gets_the_event_entities_of_the_events_it_sends(broker_folde
                                "gate_detect", "gate_line_kerb_crossings", "gate_line_kerb_in", "gate_line_kerb_out",
                                "gate_objects", "gate_occupied", "gate_outputs", "gate_record", "gate_streaming",
                                "gate_zone_drive", "gate_zone_drive_occupied", "gate_zone_drive_speed",
-                               "gate_zone_drive_visits", "porch_detect", "porch_objects", "porch_occupied",
+                               "gate_zone_drive_visits", "gate_zone_drive_watched", "porch_detect", "porch_objects",
+                               "porch_occupied",
                                "porch_streaming"]
     assert configs["porch_detect"][0] == "switch" and {key: configs["porch_detect"][1][key] for key in (
         "command_topic", "state_topic", "payload_on", "payload_off")} == {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import re
 import time
@@ -295,13 +296,29 @@ def test_a_zone_outside_its_schedule_sees_no_one_and_those_inside_leave_when_it_
 @pytest.mark.timeout(60)
 def test_a_run_makes_events_only_in_the_zones_watched_now(tmp_path: Path) -> None:
     """The walker goes through two zones of the same place: one watched now (every day, all
-    day), one only from two hours from now: only the first's events come; both count what they hold."""
+    day), one only from two hours from now: only the first's events come; both count what they
+    hold. Home Assistant's ``<zone> occupied`` is on only for the zone watched, and its
+    ``<zone> watched`` says which is."""
+    import jinja2
+
     from streamyolo.buffering import Overflow
     from streamyolo.inference.tracking import tracker_settings
     from streamyolo.pipeline import StreamSetup
     from streamyolo.sinks.events import EventSink
+    from streamyolo.sinks.mqtt import StatePublisher, StreamEntities, discovery_messages
     from streamyolo.sources import SourceKind, SourceSpec, open_source
     from tests.test_counting import _WalkerDetector
+
+    class Results:  # (a sink)
+        def __init__(self) -> None:
+            self.results: list[Any] = []
+
+        def open(self) -> None: ...
+
+        def close(self) -> None: ...
+
+        def write(self, result: Any) -> None:
+            self.results.append(result)
 
     later = time.localtime(time.time() + 7200)
     lobby = ((100.0, 100.0), (220.0, 100.0), (220.0, 200.0), (100.0, 200.0))
@@ -309,11 +326,30 @@ def test_a_run_makes_events_only_in_the_zones_watched_now(tmp_path: Path) -> Non
              Zone("later", lobby, schedule=Schedule([f"{later.tm_hour:02d}:00-{later.tm_hour:02d}:30"])))
     source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=30", SourceKind.SYNTHETIC))
     path = tmp_path / "events.jsonl"
+    seen = Results()
     summary = Pipeline([StreamSetup("hall", source, Overflow.BLOCK, zones=zones)], _WalkerDetector,
-                       tracker=tracker_settings("bytetrack"), sinks=[EventSink(path)]).run()
+                       tracker=tracker_settings("bytetrack"), sinks=[EventSink(path), seen]).run()
     assert [(e["event"], e["zone"], e["seq"]) for e in read_jsonl(path) if e["event"] != "state"] == [
         ("enter", "now", 11), ("leave", "now", 23)]
     assert summary.streams["hall"].zone_peaks == {"now": {"person": 1}, "later": {"person": 1}}
+    assert len(seen.results) == 30 and all([(z.name, z.watched) for z in r.zones] == [("now", True), ("later", False)]
+                                           for r in seen.results)
+    # What Home Assistant makes of the zones' states while the walker is in both (frame 15).
+    sent: dict[str, dict[str, Any]] = {}
+
+    class Publisher:
+        def send_state(self, stream: str, kind: str, name: str, state: dict[str, Any]) -> None:
+            sent[f"site/{stream}/{kind}/{name}"] = state
+
+    StatePublisher(Publisher()).update(next(r for r in seen.results if r.frame.meta.seq == 15))  # type: ignore[arg-type]
+    assert sent["site/hall/zone/now"] == {"total": 1, "person": 1, "watched": True}
+    assert sent["site/hall/zone/later"] == {"total": 1, "person": 1, "watched": False}
+    configs = {topic.split("/")[-2]: json.loads(config) for topic, config in discovery_messages(
+        "site", "homeassistant", [StreamEntities("hall", ("now", "later"), watched=("now", "later"))])}
+    shown = {name: jinja2.Environment().from_string(config["value_template"]).render(
+        value_json=sent[config["state_topic"]]) for name, config in configs.items() if "_zone_" in name}
+    assert shown == {"hall_zone_now": "1", "hall_zone_now_occupied": "ON", "hall_zone_now_watched": "ON",
+                     "hall_zone_later": "1", "hall_zone_later_occupied": "OFF", "hall_zone_later_watched": "OFF"}
     with pytest.raises(ConfigError, match=r"config keys 'streams\.0\.zones' and 'tracker': a zone's schedule"):
         build_config({"streams": [{"source": "a.mp4", "zones": {"yard": {"points": [[0, 0], [9, 0], [9, 9]],
                                                                          "schedule": "22:00-06:00"}}}]})

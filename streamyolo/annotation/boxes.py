@@ -207,6 +207,8 @@ def _zone(canvas: Image, zone: ZoneTally, zoom: float, scale: float, thickness: 
     yellow = (0, 215, 255)
     cv2.polylines(canvas, [corners], True, yellow, thickness + 1, cv2.LINE_AA)
     held = ", ".join(f"{n} {name}" for name, n in zone.inside.items()) or "empty"
+    if zone.watched is False:  # (its schedule's windows: it makes no events now)
+        held += " (not watched)"
     _label(canvas, f"{zone.name}: {held}", (int(corners[:, 0].min()), int(corners[:, 1].min())), yellow, scale,
            thickness)
 

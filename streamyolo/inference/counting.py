@@ -432,15 +432,16 @@ def occupancy(zones: Sequence[Area], found: Detections) -> list[npt.NDArray[np.b
             inside(zone.points, points[zone.anchor]) & np.isin(found.cls, list(zone.classes)) for zone in zones]
 
 
-def zone_tallies(zones: Sequence[Zone], found: Detections,
-                 held: Sequence[npt.NDArray[np.bool_]]) -> tuple[ZoneTally, ...]:
+def zone_tallies(zones: Sequence[Zone], found: Detections, held: Sequence[npt.NDArray[np.bool_]],
+                 armed: Sequence[bool] | None = None) -> tuple[ZoneTally, ...]:
     """Every zone with the objects of ``found`` inside it now (``held``: :func:`occupancy`),
-    by class name."""
+    by class name, and whether a zone with a schedule is watched now (``armed``, each zone's)."""
     tallies = []
-    for zone, mask in zip(zones, held, strict=True):
+    for index, (zone, mask) in enumerate(zip(zones, held, strict=True)):
         by_class: dict[str, int] = {}
         for cls in found.cls[mask].tolist():
             name = found.name(int(cls))
             by_class[name] = by_class.get(name, 0) + 1
-        tallies.append(ZoneTally(zone.name, zone.points, by_class))
+        watched = armed[index] if armed is not None and zone.schedule is not None else None
+        tallies.append(ZoneTally(zone.name, zone.points, by_class, watched))
     return tuple(tallies)

@@ -541,7 +541,8 @@ def stream_entities(cfg: PipelineConfig, s: ResolvedStream) -> StreamEntities:
     return StreamEntities(s.spec.name, tuple(s.config.zones or ()), tuple(s.config.lines or ()),
                           cfg.snapshots is not None, cfg.clips_of(s.config) is not None, _mqtt_events(cfg, s),
                           tuple(name for name, zone in (s.config.zones or {}).items() if zone.size is not None),
-                          cfg.record_of(s.config) is not None)
+                          cfg.record_of(s.config) is not None,
+                          tuple(name for name, zone in (s.config.zones or {}).items() if zone.schedule))
 
 
 def _mqtt_events(cfg: PipelineConfig, stream: ResolvedStream) -> frozenset[str]:

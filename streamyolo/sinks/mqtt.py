@@ -23,8 +23,10 @@ holds anything), a camera of its snapshots, an ``Activity`` event entity (with c
 attributes; from ``<prefix>/<stream>/zone/<zone>``, ``{"total": 3, "person": 2, "car": 1}``)
 and ``in`` and ``out`` sensors per counting line (``<prefix>/<stream>/line/<line>``,
 ``{"in": 4, "out": 3}``); a ``<zone> occupied`` occupancy sensor per zone (on while it holds
-anything); a ``<zone> speed`` sensor per zone that measures speeds (the last object's, km/h, from
-``<prefix>/<stream>/zone/<zone>/speed``, with its class and track id as attributes); on a
+anything; for a zone with a ``schedule``, only while it is watched, and a ``<zone> watched``
+sensor, from the zone's state's ``"watched"``); a ``<zone> speed`` sensor per zone that
+measures speeds (the last object's, km/h, from ``<prefix>/<stream>/zone/<zone>/speed``, with
+its class and track id as attributes); on a
 tracked stream, a ``<zone> visits`` event entity per zone
 (``enter``, ``leave``, ``linger``) and a ``<line> crossings`` one per line (``in``, ``out``),
 each event with the object's class name, class id, track id, dwell, box, clip and snapshot: an
@@ -142,6 +144,9 @@ class StreamEntities:
     """The zones that measure speeds (a size in metres): each has a ``<zone> speed`` sensor."""
     recorded: bool = False
     """Whether the stream is recorded: its ``Recording`` switch (``controls``)."""
+    watched: tuple[str, ...] = ()
+    """The zones with a schedule: each has a ``<zone> watched`` sensor, and its ``<zone>
+    occupied`` is on only while it is watched."""
 
 
 def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEntities],
@@ -194,9 +199,14 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
             configs.append(("sensor", f"zone_{_object_id(zone)}", {
                 "name": f"{zone} objects", "state_topic": topic, "value_template": "{{ value_json.total }}",
                 "json_attributes_topic": topic, "state_class": "measurement", "unit_of_measurement": "objects"}))
+            armed = " and value_json.watched" if zone in entities.watched else ""
             configs.append(("binary_sensor", f"zone_{_object_id(zone)}_occupied", {
                 "name": f"{zone} occupied", "device_class": "occupancy", "state_topic": topic,
-                "value_template": "{{ 'ON' if value_json.total > 0 else 'OFF' }}"}))
+                "value_template": f"{{{{ 'ON' if value_json.total > 0{armed} else 'OFF' }}}}"}))
+            if zone in entities.watched:  # on in its schedule's windows, when it makes events
+                configs.append(("binary_sensor", f"zone_{_object_id(zone)}_watched", {
+                    "name": f"{zone} watched", "state_topic": topic,
+                    "value_template": "{{ 'ON' if value_json.watched else 'OFF' }}"}))
             if zone in entities.speeds:  # the last object's speed through it
                 configs.append(("sensor", f"zone_{_object_id(zone)}_speed", {
                     "name": f"{zone} speed", "state_topic": f"{topic}/speed",
@@ -676,7 +686,8 @@ class StatePublisher:
         stream = result.stream
         states: list[tuple[tuple[str, str, str], dict[str, Any]]] = [
             ((stream, "objects", ""), {"total": len(result.detections), **result.detections.counts()})]
-        states += [((stream, "zone", zone.name), {"total": sum(zone.inside.values()), **zone.inside})
+        states += [((stream, "zone", zone.name), {"total": sum(zone.inside.values()), **zone.inside,
+                                                   **({} if zone.watched is None else {"watched": zone.watched})})
                    for zone in result.zones]
         states += [((stream, "line", line.name), {"in": line.into, "out": line.out}) for line in result.lines]
         for visit in result.visits:  # each speed measured through a zone: sent as it comes (each is news)

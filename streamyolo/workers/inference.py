@@ -330,9 +330,11 @@ class InferenceWorker:
                 speeds: tuple[tuple[int, float], ...] = ()
                 if channel.zones:
                     held = occupancy(channel.zones, shown)
-                    zones = zone_tallies(channel.zones, shown, held)
+                    armed = ([self._armed(zone) for zone in channel.zones] if any(z.schedule for z in channel.zones)
+                             else None)
+                    zones = zone_tallies(channel.zones, shown, held, armed)
                     if self._tracker is not None:
-                        visits = self._visit(channel, shown, frame, held)
+                        visits = self._visit(channel, shown, frame, held, armed)
                         speeds = tuple(self._watches[channel.name].speeds.items())
                     channel.health.zoned(zones, visits)
                 result = Result(frame, shown, now, self.name, crossings, lines, zones, visits, channel.masks, speeds,
@@ -471,13 +473,13 @@ class InferenceWorker:
             channel.health.counted(crossings)
         return crossings, counter.tallies()
 
-    def _visit(self, channel: Channel, shown: Detections, frame: Frame,
-               held: Sequence[npt.NDArray[np.bool_]]) -> tuple[ZoneVisit, ...]:
-        """The tracked objects that entered, lingered in or left ``channel``'s zones in this frame."""
+    def _visit(self, channel: Channel, shown: Detections, frame: Frame, held: Sequence[npt.NDArray[np.bool_]],
+               armed: Sequence[bool] | None) -> tuple[ZoneVisit, ...]:
+        """The tracked objects that entered, lingered in or left ``channel``'s zones in this frame
+        (``armed``: which are watched now, for zones with schedules)."""
         watch = self._watches.get(channel.name)
         if watch is None:
             watch = self._watches[channel.name] = ZoneWatch(channel.zones)
-        armed = [self._armed(zone) for zone in channel.zones] if any(z.schedule for z in channel.zones) else None
         return tuple(watch.update(shown, frame.meta.media_time, held, armed))
 
     def _armed(self, zone: Zone) -> bool:

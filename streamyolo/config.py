@@ -109,9 +109,7 @@ class ZoneConfig(_Strict):
     @field_validator("linger", mode="before")
     @classmethod
     def _span(cls, value: Any) -> Any:
-        from streamyolo.clock import parse_seconds
-
-        return None if value is None else parse_seconds(value)
+        return _span(value)
 
     @model_validator(mode="after")
     def _measured(self) -> ZoneConfig:
@@ -208,6 +206,40 @@ class TilesConfig(_Strict):
 def _tiles(value: Any) -> Any:
     """``3x2`` → ``{grid: 3x2}``; ``false`` stays (a stream without tiles)."""
     return {"grid": value} if isinstance(value, str) else value
+
+
+class WebhookConfig(_Strict):
+    """One of ``webhooks``: a URL events are POSTed to, and which of them: a phone's
+    notifications for a person at the door, at most one every five minutes, beside every event
+    to a home-automation server."""
+
+    url: str
+    """``http(s)://`` URL (a login in it is sent as HTTP Basic)."""
+    format: Literal["json", "text", "slack", "discord"] = "json"
+    """What each POST is, as ``webhook_format``."""
+    events: list[EventKind] | None = None
+    """The kinds of event it gets, as ``webhook_events``; unset: all."""
+    streams: list[str] | None = Field(default=None, min_length=1)
+    """The streams whose events it gets (their names); unset: every stream's."""
+    classes: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
+    """The classes (ids or names, as the run's model numbers them) whose objects' events it
+    gets (lines, zones); the other events (a camera down, a clip) go as they are. Unset: all."""
+    cooldown: float | None = None
+    """After an object event of a stream (a line, a zone), that stream's next object events are
+    not sent for this long (``5m``, seconds; by the events' own times): one notification per
+    visit, not one per person or per step. A camera down, a clip, a switch always go."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        from streamyolo.sinks.webhook import check_webhook
+
+        return check_webhook(value)
+
+    @field_validator("cooldown", mode="before")
+    @classmethod
+    def _cooldown(cls, value: Any) -> Any:
+        return _span(value)
 
 
 class ScheduleConfig(_Strict):
@@ -661,6 +693,9 @@ class PipelineConfig(_Strict):
     all. ``[state, linger]``: cameras down and back, and loiterers, without every passer-by."""
     mqtt_events: list[EventKind] | None = None
     """The events the MQTT broker gets, likewise."""
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    """More webhooks, each with the events it gets (:class:`WebhookConfig`: ``url``, ``format``,
+    ``events``, ``streams``, ``classes``, ``cooldown``), beside ``webhook``."""
     mqtt_discovery: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
     """Home Assistant's MQTT discovery prefix (``homeassistant``): each stream shows up there
     as a device, with its connection, snapshots, zones and counting lines
@@ -1038,6 +1073,12 @@ class PipelineConfig(_Strict):
         classes = stream.record_objects if stream.record_objects is not None else self.record_objects
         return None if classes is None else frozenset(classes)
 
+    def all_webhooks(self) -> list[WebhookConfig]:
+        """Every webhook: ``webhook`` (with ``webhook_format`` and ``webhook_events``) first, then ``webhooks``."""
+        first = ([WebhookConfig(url=self.webhook, format=self.webhook_format, events=self.webhook_events)]
+                 if self.webhook is not None else [])
+        return [*first, *self.webhooks]
+
     def use_timezone(self) -> None:
         """Make the run's ``timezone`` this process's local time (and its children's), before
         anything reads the clock; without one, nothing."""
@@ -1111,6 +1152,8 @@ class PipelineConfig(_Strict):
             for kind in ("lines", "zones", "masks"):
                 for name, shape in (getattr(stream, kind) or {}).items():
                     keys[f"streams.{index}.{kind}.{name}.classes"] = getattr(shape, "classes", None)
+        if model in (None, self.model):
+            keys.update({f"webhooks.{index}.classes": hook.classes for index, hook in enumerate(self.webhooks)})
         whose = (f"the model's {len(names)} classes" if model is None or len(self.models) == 1
                  else f"the {len(names)} classes of model {model!r}")
         for key, classes in keys.items():
@@ -1356,7 +1399,10 @@ def _name_classes(data: dict[str, Any]) -> None:
     models may number ``car`` differently)."""
     streams = data.get("streams")
     entries = streams if isinstance(streams, list) else []
-    lists = [data, *(e for e in entries if isinstance(e, dict)), *(shape for _, _, shape in _shapes(entries))]
+    given_hooks = data.get("webhooks")
+    hooks: list[Any] = given_hooks if isinstance(given_hooks, list) else []
+    lists = [data, *(e for e in entries if isinstance(e, dict)), *(shape for _, _, shape in _shapes(entries)),
+             *(hook for hook in hooks if isinstance(hook, dict))]
     if not any(_named(holder.get(key)) for holder in lists for key in _CLASS_KEYS):
         return
     from streamyolo.errors import ModelError
@@ -1407,6 +1453,11 @@ def _name_classes(data: dict[str, Any]) -> None:
                                    entries[index].get("enabled") is not False)
             if shape["classes"] is _UNREAD:
                 del shape["classes"]
+    if hooks:
+        hooks = data["webhooks"] = copy.deepcopy(hooks)
+        for index, hook in enumerate(hooks):  # as the run's model numbers them
+            if isinstance(hook, dict) and "classes" in hook:
+                hook["classes"] = ids(hook["classes"], f"webhooks.{index}.classes", run_model)
 
 
 def _shapes(entries: list[Any]) -> list[tuple[int, str, dict[str, Any]]]:

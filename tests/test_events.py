@@ -823,6 +823,59 @@ def test_a_webhook_can_take_each_event_as_the_message_a_person_reads(tmp_path: P
         assert hook.events[0] == {"content": describe(written[0])}
 
 
+@pytest.mark.timeout(120)
+def test_each_webhook_gets_the_events_it_asks_for_with_a_cooldown_per_stream(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``webhooks``: beside ``webhook`` (every event), a phone's (``text``: only people entering
+    at the gate, one per minute at most) and another's (the porch's streaming state and its
+    entering objects, one per minute): each gets just those of the run's events, as the events
+    file has them; ``check`` says each; what cannot be is refused, naming the key."""
+    from streamyolo import cli
+
+    street = "synthetic:scene?seed={}&size=416x240&fps=25&frames=60"
+    everything = [[0, 0], [416, 0], [416, 240], [0, 240]]
+    with HookReceiver() as every, HookReceiver() as phone, HookReceiver() as porch:
+        config = {"model": "demo", "tracker": "bytetrack", "display": False, "status_interval": 0,
+                  "events": str(tmp_path / "events.jsonl"), "webhook": every.url,
+                  "webhooks": [{"url": phone.url, "format": "text", "events": ["enter"], "streams": ["gate"],
+                                "classes": ["person"], "cooldown": "1m"},
+                               {"url": porch.url, "events": ["enter", "state"], "streams": ["porch"],
+                                "cooldown": 60}],
+                  "streams": [{"name": name, "source": street.format(seed), "zones": {"all": everything}}
+                              for name, seed in (("gate", 3), ("porch", 5))]}
+        (tmp_path / "cams.yaml").write_text(json.dumps(config), encoding="utf-8")
+        assert cli.main(["check", str(tmp_path / "cams.yaml")]) == 0
+        plan = capsys.readouterr().out
+        Pipeline.from_config(config).run()
+    written = read_jsonl(tmp_path / "events.jsonl")
+
+    def key(event: dict[str, object]) -> tuple[object, ...]:
+        return event["stream"], event["event"], event.get("seq"), event.get("id"), event.get("state")
+
+    entering = [e for e in written if e["event"] == "enter"]
+    assert {e["name"] for e in entering if e["stream"] == "gate"} >= {"person", "car"}, "the scene has changed"
+    assert sorted(map(key, every.events)) == sorted(map(key, written))  # type: ignore[arg-type]
+    first_person = next(e for e in entering if e["stream"] == "gate" and e["name"] == "person")
+    assert [body.decode() for body in phone.bodies] == [describe(first_person)]
+    porch_states = [e for e in written if e["stream"] == "porch" and e["event"] == "state"]
+    first_porch = next(e for e in entering if e["stream"] == "porch")
+    assert sorted(map(key, porch.events)) == sorted(map(key, [*porch_states, first_porch]))  # type: ignore[arg-type]
+    assert len([e for e in entering if e["stream"] == "porch"]) > 1, "the cooldown held none back"
+    assert f"events to webhook {every.url}; " in plan
+    assert (f"events to webhook {phone.url} (text; enter; streams gate; objects of class(es) 0; a stream's "
+            "objects at most every 1m)") in plan, plan
+    for hook, message in (({"url": phone.url, "streams": ["gat"]},
+                           r"config key 'webhooks\.0\.streams': no stream 'gat' in the config \(its streams: gate, "
+                           r"porch\)"),
+                          ({"url": phone.url, "classes": ["unicorn"]},
+                           r"config key 'webhooks\.0\.classes': 'unicorn' is not one of the model's 3 classes"),
+                          ({"url": "ftp://box/hook"}, r"config key 'webhooks\.0\.url': "),
+                          ({"url": phone.url, "cooldown": "soon"}, r"config key 'webhooks\.0\.cooldown': must be"),
+                          ({"url": phone.url, "events": ["knock"]}, r"config key 'webhooks\.0\.events\.0': ")):
+        with pytest.raises(ConfigError, match=message):
+            Pipeline.from_config({**config, "webhook": None, "webhooks": [hook]})
+
+
 def test_a_webhook_format_needs_a_webhook_and_is_one_of_four() -> None:
     with pytest.raises(ConfigError, match="config keys 'webhook_format' and 'webhook'"):
         build_config({"streams": ["a.mp4"], "webhook_format": "text"})

@@ -21,7 +21,7 @@ from streamyolo.config import (
     lanes_pay,
     lends_lanes,
 )
-from streamyolo.errors import ModelError, OutputError
+from streamyolo.errors import ConfigError, ModelError, OutputError
 from streamyolo.frames import Mask
 from streamyolo.inference.converted import converting
 from streamyolo.inference.counting import CountingLine, Zone
@@ -57,13 +57,14 @@ from streamyolo.sinks.clips import ClipRecorder
 from streamyolo.sinks.crops import CropSink
 from streamyolo.sinks.dataset import DatasetSink
 from streamyolo.sinks.display import TiledDisplay, display_available
-from streamyolo.sinks.events import EventSink
+from streamyolo.sinks.events import EventFilter, EventSink
 from streamyolo.sinks.heatmap import HeatmapSink
 from streamyolo.sinks.jsonl import JsonlSink
 from streamyolo.sinks.mqtt import StreamEntities
 from streamyolo.sinks.recorder import VideoRecorder, choose_codec
 from streamyolo.sinks.storage import Storage
 from streamyolo.sinks.web import WebViewer
+from streamyolo.sinks.webhook import Webhook
 from streamyolo.sources import PyAVSource
 from streamyolo.sources.base import PacketTap, tap_of
 from streamyolo.workers.capture import CapturePolicy
@@ -372,15 +373,15 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         if folder is not None}
     storage = Storage(folders) if folders else None
     events: EventSink | None = None
-    if any(out is not None for out in (cfg.events, cfg.webhook, cfg.mqtt, cfg.snapshots, cfg.clips)):
+    if cfg.webhooks or any(out is not None for out in (cfg.events, cfg.webhook, cfg.mqtt, cfg.snapshots, cfg.clips)):
         if cfg.events is not None:
             check_output_file(cfg.events, "events file")
-        events = EventSink(cfg.events, cfg.webhook, cfg.snapshots, annotator, overwrite=cfg.overwrite, mqtt=cfg.mqtt,
-                           webhook_events=cfg.webhook_events, mqtt_events=cfg.mqtt_events,
+        events = EventSink(cfg.events, None, cfg.snapshots, annotator, overwrite=cfg.overwrite, mqtt=cfg.mqtt,
+                           webhooks=webhooks(cfg, streams), mqtt_events=cfg.mqtt_events,
                            snapshots_keep=cfg.snapshots_keep, clip_of=clips.clip_of if clips is not None else None,
                            public_url=cfg.public_url, mqtt_discovery=cfg.mqtt_discovery,
                            entities=[stream_entities(cfg, s) for s in streams], mqtt_controls=True,
-                           events_keep=cfg.events_keep, storage=storage, webhook_format=cfg.webhook_format)
+                           events_keep=cfg.events_keep, storage=storage)
         sinks.append(events)
         if clips is not None:
             clips.on_end = events.clip_ended
@@ -534,6 +535,22 @@ def _class_set(classes: list[int] | None) -> frozenset[int] | None:
 def stream_schedules(s: ResolvedStream) -> dict[str, Schedule]:
     """``s``'s schedules (``schedule``): ``{"detect": …, "record": …}``, those it has."""
     return s.config.schedule.schedules() if s.config.schedule is not None else {}
+
+
+def webhooks(cfg: PipelineConfig, streams: Sequence[ResolvedStream]) -> list[tuple[Webhook, EventFilter]]:
+    """The run's webhooks (``webhook``, ``webhooks``), each with the events it gets; a stream
+    one names that the config does not have is refused, naming the key."""
+    names = {s.spec.name for s in streams} | {s.name for s in cfg.streams if s.name}
+    hooks = []
+    for index, hook in enumerate(cfg.all_webhooks()):
+        unknown = sorted(set(hook.streams or ()) - names)
+        if unknown:
+            key = f"webhooks.{index - (cfg.webhook is not None)}.streams"
+            raise ConfigError(f"config key {key!r}: no stream {unknown[0]!r} in the config (its streams: "
+                              f"{', '.join(sorted(names))})")
+        hooks.append((Webhook(hook.url, format=hook.format), EventFilter(hook.events, hook.streams, hook.classes,
+                                                                         hook.cooldown)))
+    return hooks
 
 
 def stream_entities(cfg: PipelineConfig, s: ResolvedStream) -> StreamEntities:

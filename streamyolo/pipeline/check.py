@@ -165,8 +165,13 @@ def describe(plan: Plan) -> str:
             age = days.get(path)
             outputs.append(f"{what} {path}" + (f" (its days kept {format_seconds(age)})" if age else "")
                            + (_room(path) if path == cfg.clips else ""))
-    if cfg.webhook is not None:
-        outputs.append("events to a webhook")
+    for hook in cfg.all_webhooks():
+        taken = [f"{hook.format}"] if hook.format != "json" else []
+        taken += [", ".join(hook.events)] if hook.events is not None else []
+        taken += [f"streams {', '.join(hook.streams)}"] if hook.streams is not None else []
+        taken += [f"objects of {_classes(hook.classes)}"] if hook.classes is not None else []
+        taken += [f"a stream's objects at most every {format_seconds(hook.cooldown)}"] if hook.cooldown else []
+        outputs.append(f"events to webhook {redact_url(hook.url)}" + (f" ({'; '.join(taken)})" if taken else ""))
     if cfg.mqtt is not None:
         outputs.append("events to an MQTT broker" + (" (Home Assistant discovery)" if cfg.mqtt_discovery else ""))
     if cfg.web is not None:

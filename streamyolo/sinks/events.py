@@ -40,7 +40,7 @@ import threading
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -100,6 +100,51 @@ class EventOutput(Protocol):
         ...
 
 
+OBJECT_EVENTS = frozenset({"line", "enter", "leave", "linger", "speeding"})
+"""The events about an object (a line crossed, a zone's visit): those ``classes`` and
+``cooldown`` apply to."""
+
+
+class EventFilter:
+    """Which events an output gets (``webhooks``): of some ``kinds``, ``streams`` and, for
+    object events, ``classes``; with ``cooldown``, a stream's object events at most one per that
+    many seconds (by their own times: one notification per visit, not one per step). Events
+    that are not about an object (a camera down, a clip, a switch) go whatever the classes and
+    cooldown. Used by the events thread alone."""
+
+    def __init__(self, kinds: Collection[str] | None = None, streams: Collection[str] | None = None,
+                 classes: Collection[int] | None = None, cooldown: float | None = None) -> None:
+        self.kinds = None if kinds is None else frozenset(kinds)
+        self.streams = None if streams is None else frozenset(streams)
+        self.classes = None if classes is None else frozenset(classes)
+        self.cooldown = cooldown
+        self._last: dict[str, float] = {}  # stream -> the time of its last object event let through
+        self.held = 0
+        """Object events left out by the cooldown so far."""
+
+    def takes(self, kind: str) -> bool:
+        """Whether events of ``kind`` go to the output at all."""
+        return self.kinds is None or kind in self.kinds
+
+    def passes(self, event: Mapping[str, Any]) -> bool:
+        """Whether ``event`` goes to the output (now: a cooldown starts with it)."""
+        stream = event.get("stream")
+        if not self.takes(event["event"]) or (self.streams is not None and stream is not None
+                                              and stream not in self.streams):
+            return False
+        if event["event"] not in OBJECT_EVENTS:
+            return True
+        if self.classes is not None and event.get("cls") not in self.classes:
+            return False
+        if self.cooldown is not None:
+            at, last = float(event.get("time", 0.0)), self._last.get(str(stream))
+            if last is not None and 0 <= at - last < self.cooldown:
+                self.held += 1
+                return False
+            self._last[str(stream)] = at
+        return True
+
+
 def frame_events(result: Result) -> list[dict[str, Any]]:
     """The events of one processed frame: its line crossings, then what entered, lingered in or
     left its zones."""
@@ -122,8 +167,11 @@ class EventSink:
                  clip_of: Callable[[Result], str | None] | None = None, public_url: str | None = None,
                  mqtt_discovery: str | None = None, entities: Sequence[StreamEntities] = (),
                  mqtt_controls: bool = False, events_keep: float | None = None,
-                 storage: Storage | None = None, webhook_format: str = "json") -> None:
-        """``events_keep``: the events file's days kept that long (:mod:`streamyolo.sinks.days`);
+                 storage: Storage | None = None, webhook_format: str = "json",
+                 webhooks: Sequence[tuple[Webhook, EventFilter]] = ()) -> None:
+        """``webhooks``: more webhooks, each with the events it gets (``webhook``, with
+        ``webhook_events`` and ``webhook_format``, is one more, first);
+        ``events_keep``: the events file's days kept that long (:mod:`streamyolo.sinks.days`);
         ``mqtt_discovery``: Home Assistant's discovery prefix, to announce ``entities`` (each
         stream's zones and lines) there and publish their states (:mod:`streamyolo.sinks.mqtt`),
         and the run's outputs and the use of ``storage``'s folders;
@@ -135,17 +183,17 @@ class EventSink:
         self._lines = (LineFile(self.path, "events file", overwrite, keep=events_keep) if self.path is not None
                        else None)
         # each output with the kinds of event it takes (None: all)
-        self._outputs: list[tuple[EventOutput, frozenset[str] | None]] = []
+        self._outputs: list[tuple[EventOutput, EventFilter]] = []
         if webhook is not None:
-            self._outputs.append((Webhook(webhook, format=webhook_format),
-                                  None if webhook_events is None else frozenset(webhook_events)))
+            self._outputs.append((Webhook(webhook, format=webhook_format), EventFilter(webhook_events)))
+        self._outputs += webhooks
         self._states: StatePublisher | None = None
         self._publisher: MqttPublisher | None = None
         if mqtt is not None:
             publisher = self._publisher = MqttPublisher(mqtt, discovery=mqtt_discovery, entities=entities,
                                                         controls=mqtt_controls,
                                                         folders=list(storage.folders) if storage is not None else [])
-            self._outputs.append((publisher, None if mqtt_events is None else frozenset(mqtt_events)))
+            self._outputs.append((publisher, EventFilter(mqtt_events)))
             if mqtt_discovery is not None:
                 self._states = StatePublisher(publisher)
         self._storage = storage if self._states is not None else None  # (Home Assistant's sensors of it)
@@ -352,9 +400,8 @@ class EventSink:
                         for event in events:
                             event["snapshot"] = name
                             self._link(event, "snapshot", "snapshots")
-                        for output, kinds in self._outputs:  # the picture first: the events may name it
-                            if isinstance(output, MqttPublisher) and any(kinds is None or e["event"] in kinds
-                                                                         for e in events):
+                        for output, wanted in self._outputs:  # the picture first: the events may name it
+                            if isinstance(output, MqttPublisher) and any(wanted.takes(e["event"]) for e in events):
                                 output.send_picture(result.stream, picture)
                 for event in events:
                     if self.public_url is not None and event["stream"] in self._recorded - self._unrecorded:
@@ -362,8 +409,8 @@ class EventSink:
                                                   f"{urllib.parse.quote(event['stream'])}@{event['time']}")
                     if self._lines is not None:
                         self._lines.record(event)
-                    for output, kinds in self._outputs:
-                        if kinds is None or event["event"] in kinds:
+                    for output, wanted in self._outputs:
+                        if wanted.passes(event):
                             output.send(event)
                     with self._lock:
                         self._recent.append(event)

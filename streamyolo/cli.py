@@ -287,7 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--by", choices=["hour", "day", "week", "month"],
                         help="count in each local hour, day, week (from Monday, as 2026-W49) or month (a --count "
                              "by the hour)")
-    events.add_argument("--csv", action="store_true", help="the counts as CSV, for a spreadsheet (a --count)")
+    events.add_argument("--csv", action="store_true",
+                        help="as CSV, for a spreadsheet: each event a row (local time, epoch, stream, event, where, "
+                             "class, id, dwell, speed, what, snapshot, clip), or with --count or --by the counts")
     events.add_argument("--text", "-t", action="store_true",
                         help="each event as a line a person reads (local time, stream, what happened: "
                              "'2026-12-05 09:10:03  gate: person #4 crossed door (in)') instead of JSON")
@@ -695,17 +697,16 @@ def command_events(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     if args.newest is not None and args.newest < 1:
         raise ConfigError(f"--newest: {args.newest} is not a number of events (1 or more)")
-    counting = next((flag for flag, given in (("--count", args.count), ("--by", args.by), ("--csv", args.csv))
-                     if given), None)
-    if args.text and counting:
-        raise ConfigError(f"--text lists events: not with {counting}")
+    counting = next((flag for flag, given in (("--count", args.count), ("--by", args.by)) if given), None)
+    if args.text and (counting or args.csv):
+        raise ConfigError(f"--text lists events as lines a person reads: not with {counting or '--csv'}")
     if args.follow and (counting or args.end):
         raise ConfigError(f"--follow lists events as they come: not with {counting or '--to'}")
     if args.follow:
         return _follow(args, path, config, query)
     try:
         found = read_events(path, query) if args.newest is None else reversed(find_events(path, query, args.newest)[0])
-        if args.csv:
+        if args.csv and counting:  # (the counts as CSV; without a count, the events are listed as CSV below)
             rows = count_rows(found, args.by, (since, until))
             total = int(rows[-1][-1])
             if total:
@@ -715,7 +716,7 @@ def command_events(args: argparse.Namespace) -> int:
             if total:
                 print(table, flush=True)
         else:
-            total = _printed(found, args.text)
+            total = _printed(found, "text" if args.text else "csv" if args.csv else "json")
     except BrokenPipeError:  # (| head): what it was given was enough
         _stdout_gone()
         return EXIT_OK
@@ -741,17 +742,18 @@ def _follow(args: argparse.Namespace, path: Path, config: Path | None, query: Ev
     if not path.is_file() and not path.parent.is_dir():
         raise _missing("events file", path, config)
     follower, total = Follower(path, query), 0
+    how = "text" if args.text else "csv" if args.csv else "json"
     try:
         if follower.mark is None:
             log.info("waiting for events file %s to be written", path)
         if args.newest is not None or query.since is not None:
             try:
                 total += _printed(reversed(find_events(path, query, args.newest, follower.mark)[0])
-                                  if args.newest is not None else read_events(path, query, follower.mark), args.text)
+                                  if args.newest is not None else read_events(path, query, follower.mark), how)
             except FileNotFoundError:
                 pass  # none yet
         while True:
-            total += _printed(follower.events(), args.text)
+            total += _printed(follower.events(), how, header=not total)  # (the CSV's header once)
             if _reader_gone():  # (| head, which had its lines: nothing new need come to find out)
                 raise BrokenPipeError
             time.sleep(FOLLOW_EVERY)
@@ -766,14 +768,20 @@ def _follow(args: argparse.Namespace, path: Path, config: Path | None, query: Ev
     return EXIT_OK if total else EXIT_FAILED
 
 
-def _printed(events: Iterable[dict[str, Any]], text: bool = False) -> int:
-    """Print ``events`` as JSON lines, or as lines a person reads (``text``; flushed at the
-    end); how many there were."""
-    from streamyolo.sinks.history import describe
+def _printed(events: Iterable[dict[str, Any]], how: str = "json", header: bool = True) -> int:
+    """Print ``events`` as JSON lines, as lines a person reads (``text``) or as CSV rows (``csv``,
+    under a ``header`` row); flushed at the end; how many there were."""
+    from streamyolo.sinks.history import CSV_COLUMNS, csv_row, describe
 
     total = 0
+    rows = csv.writer(sys.stdout, lineterminator="\n")
     for event in events:
-        sys.stdout.write((describe(event) if text else json.dumps(event, separators=(",", ":"))) + "\n")
+        if how == "csv":
+            if header and not total:
+                rows.writerow(CSV_COLUMNS)
+            rows.writerow(csv_row(event))
+        else:
+            sys.stdout.write((describe(event) if how == "text" else json.dumps(event, separators=(",", ":"))) + "\n")
         total += 1
     if total:
         sys.stdout.flush()

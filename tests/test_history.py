@@ -269,8 +269,8 @@ def test_every_kind_of_event_reads_as_the_page_lists_it() -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--text", "--count"], "--text lists events: not with --count"),
-    (["--text", "--csv"], "--text lists events: not with --csv"),
+    (["--text", "--count"], "--text lists events as lines a person reads: not with --count"),
+    (["--text", "--csv"], "--text lists events as lines a person reads: not with --csv"),
     (["--event", "crossing"], "--event: no events are 'crossing'"),
     (["--stream", "a,"], "--stream: an empty name"),
     (["--from", "tomorrow"], "--from: 'tomorrow' is not a moment"),
@@ -355,6 +355,32 @@ def test_counts_by_the_hour_or_the_day_and_as_csv(tmp_path: Path, capsys: pytest
         "2026-11,gate,line,gate in,person,0", "2026-11,gate,line,gate out,person,0",
         "2026-12,gate,line,gate in,person,6", "2026-12,gate,line,gate out,person,4",
         "2027-01,gate,line,gate in,person,0", "2027-01,gate,line,gate out,person,0"]
+
+
+def test_events_listed_as_csv_for_a_spreadsheet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--csv`` without a count: each event a row under a header, its local time and the
+    columns a spreadsheet filters on (``--count --csv``: the counts, above)."""
+    import csv
+
+    path = tmp_path / "events.jsonl"
+    start = _gate(path)
+    with path.open("a") as file:
+        file.write(json.dumps({"time": start + 15000.5, "stream": "yard", "event": "leave", "zone": "drive", "id": 7,
+                               "cls": 2, "name": "car", "dwell": 31.25, "snapshot": "yard-1.jpg"}) + "\n")
+        file.write(json.dumps({"time": start + 15001, "stream": "yard", "event": "clip", "state": "ended",
+                               "clip": "yard-20261205-121010.mp4", "seconds": 12.0}) + "\n")
+    assert cli.main(["events", str(path), "--csv", "--newest", "3"]) == 0
+    rows = list(csv.reader(capsys.readouterr().out.splitlines()))
+    assert rows == [
+        ["time", "epoch", "stream", "event", "where", "class", "id", "dwell", "speed", "what", "snapshot", "clip"],
+        ["2026-12-05 11:55:00", str(start + 13500), "gate", "line", "gate out", "person", "", "", "",
+         "person crossed gate (out)", "", ""],
+        ["2026-12-05 12:20:00", str(start + 15000.5), "yard", "leave", "drive", "car", "7", "31.25", "",
+         "car #7 left drive after 31.2 s", "yard-1.jpg", ""],
+        ["2026-12-05 12:20:01", str(start + 15001), "yard", "clip", "ended", "", "", "", "",
+         "clip finished (12.0 s): yard-20261205-121010.mp4", "", "yard-20261205-121010.mp4"]]
+    assert cli.main(["events", str(path), "--csv", "--count"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "stream,event,where,class,count"
 
 
 def test_the_page_counts_a_span_by_the_hour_or_the_day(tmp_path: Path) -> None:

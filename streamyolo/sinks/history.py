@@ -407,7 +407,21 @@ def describe(event: Mapping[str, Any]) -> str:
     ...           "line": "door", "direction": "in", "id": 4, "name": "person"})
     '2026-12-05 09:10:03  gate: person #4 crossed door (in)'
     """
-    kind, who = event.get("event"), f"{event.get('name', event.get('cls'))} #{event.get('id')}"
+    stream = f"{event['stream']}: " if event.get("stream") else ""  # (an output of the run's: none)
+    return f"{local_time(float(event['time']))}  {stream}{happened(event)}"
+
+
+def local_time(moment: float) -> str:
+    """``moment`` (seconds since the epoch) as the events' lines show it, local time."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(moment))
+
+
+def happened(event: Mapping[str, Any]) -> str:
+    """What happened, as a person reads it (:func:`describe` without its time and stream):
+    ``person #4 crossed door (in)``."""
+    kind, who = event.get("event"), str(event.get("name", event.get("cls")))
+    if event.get("id") is not None:  # (tracked: which one)
+        who += f" #{event['id']}"
     if kind == "line":
         what = f"{who} crossed {event.get('line')} ({event.get('direction')})"
     elif kind == "enter":
@@ -431,8 +445,29 @@ def describe(event: Mapping[str, Any]) -> str:
                 "failed": f"clip not made: {event.get('error')}"}.get(str(state), f"clip {state}")
     else:
         what = str(event.get("state", kind)) + (f": {event['error']}" if event.get("error") else "")
-    stream = f"{event['stream']}: " if event.get("stream") else ""  # (an output of the run's: none)
-    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(float(event['time'])))}  {stream}{what}"
+    return what
+
+
+CSV_COLUMNS = ("time", "epoch", "stream", "event", "where", "class", "id", "dwell", "speed", "what", "snapshot",
+               "clip")
+"""The columns of ``streamyolo events --csv`` (events listed, not counted): local time, seconds
+since the epoch, stream, kind, :func:`where`, the object's class name, track id, dwell (s) and
+speed (km/h), what happened as a person reads it, the snapshot's and clip's file names."""
+
+
+def csv_row(event: Mapping[str, Any]) -> tuple[str, ...]:
+    """``event`` as a row of :data:`CSV_COLUMNS` (empty where it has nothing).
+
+    >>> csv_row({"time": 0, "stream": "gate", "event": "enter", "zone": "drive", "id": 3, "name": "car"})[2:]
+    ('gate', 'enter', 'drive', 'car', '3', '', '', 'car #3 entered drive', '', '')
+    """
+    def field(key: str) -> str:
+        value = event.get(key)
+        return "" if value is None else str(value)
+
+    return (local_time(float(event["time"])), field("time"), field("stream"), field("event"), where(event),
+            str(event.get("name", event.get("cls", ""))), field("id"), field("dwell"), field("speed"),
+            happened(event), field("snapshot"), field("clip"))
 
 
 PERIODS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d", "week": "%G-W%V", "month": "%Y-%m"}

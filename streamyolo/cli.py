@@ -127,7 +127,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     for output in ("webhook", "mqtt"):
         parser.add_argument(f"--{output}-events", metavar="KINDS", type=_kinds,
                             help=f"only these events to the {output}, e.g. state,clip (line, enter, leave, linger, "
-                                 "speeding, state, clip, output, switch; default: all)")
+                                 "speeding, crowd, state, clip, output, switch; default: all)")
     parser.add_argument("--dataset", metavar="DIR",
                         help="keep a frame of each stream every --dataset-every with YOLO labels here, to train on")
     parser.add_argument("--dataset-every", metavar="SPAN", help="with --dataset: seconds between frames kept (10)")
@@ -268,8 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--stream", "-s", action="append", dest="streams", metavar="STREAM",
                         help="only this stream's events (repeatable, or a,b)")
     events.add_argument("--event", "-e", action="append", dest="kinds", metavar="KIND",
-                        help="only events of this kind: line, enter, leave, linger, speeding, state, clip, output "
-                             "(repeatable, or a,b)")
+                        help="only events of this kind: line, enter, leave, linger, speeding, crowd, state, clip, "
+                             "output, switch (repeatable, or a,b)")
     events.add_argument("--class", "-c", action="append", dest="classes", metavar="CLASS",
                         help="only events of objects of this class: its name (person) or id (repeatable, or a,b)")
     since = events.add_mutually_exclusive_group()

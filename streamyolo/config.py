@@ -62,7 +62,7 @@ class ReconnectConfig(_Strict):
     """Consecutive failed attempts before the stream is marked failed (null: never)."""
 
 
-EventKind = Literal["line", "enter", "leave", "linger", "speeding", "state", "clip", "output", "switch"]
+EventKind = Literal["line", "enter", "leave", "linger", "speeding", "crowd", "state", "clip", "output", "switch"]
 """What an event is about (:mod:`streamyolo.sinks.events`)."""
 
 
@@ -79,6 +79,23 @@ Windows = Annotated[list[str], BeforeValidator(lambda value: [value] if isinstan
 Anchor = Literal["center", "bottom", "top"]
 """The point of a box that zones, lines and masks look at: its centre, the middle of its
 bottom edge (where a person or a car stands on the ground) or of its top edge."""
+
+class CrowdConfig(_Strict):
+    """A zone's ``crowd``: ``{objects: 10, after: 30s}``, or ``10`` (after 3 s)."""
+
+    objects: int = Field(ge=1)
+    """It is crowded while it holds at least this many objects (of its classes)."""
+    after: float = 3.0
+    """Once it has held that many this long (seconds, or ``30s``, ``2m``), and not crowded any
+    more once it has held fewer as long: a person hidden for a moment is no new event."""
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _after(cls, value: Any) -> Any:
+        from streamyolo.clock import parse_seconds
+
+        return parse_seconds(value, 0)
+
 
 class ZoneConfig(_Strict):
     """A zone with settings: ``{points: [[x1, y1], …], linger: 30, classes: [2, 7], anchor: bottom}``."""
@@ -105,6 +122,15 @@ class ZoneConfig(_Strict):
     """Tracked streams: when the zone is watched for who enters, lingers, speeds and leaves
     (windows of the box's clock, as a stream's ``schedule``: ``"22:00-06:00"``); outside them
     it makes no events (it still counts what it holds): the yard at night only."""
+    crowd: CrowdConfig | None = None
+    """A ``crowd`` event when the zone holds at least this many objects (for 3 s; or ``{objects:
+    10, after: 30s}``), and another when it holds fewer again: a queue too long, a room too
+    full. Needs no tracker."""
+
+    @field_validator("crowd", mode="before")
+    @classmethod
+    def _crowd(cls, value: Any) -> Any:
+        return {"objects": value} if isinstance(value, int) and not isinstance(value, bool) else value
 
     @field_validator("linger", mode="before")
     @classmethod

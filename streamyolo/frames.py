@@ -456,6 +456,27 @@ class ZoneTally:
     inside: Mapping[str, int]
     watched: bool | None = None
     """Whether it makes events now, as its ``schedule`` says (``None``: it has none: always)."""
+    crowded: bool | None = None
+    """Whether it is crowded now, as its ``crowd`` says (``None``: it has none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneCrowd:
+    """A stream's zone becoming crowded (``started``: it has held at least ``limit`` objects
+    for its ``crowd``'s time) or not any more (``ended``, after ``seconds`` crowded)."""
+
+    zone: str
+    state: str
+    count: int
+    """The objects it holds now."""
+    limit: int
+    seconds: float | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"zone": self.zone, "state": self.state, "count": self.count, "limit": self.limit}
+        if self.seconds is not None:
+            record["seconds"] = round(self.seconds, 3)
+        return record
 
 
 @dataclass(frozen=True, slots=True)
@@ -491,6 +512,8 @@ class Result:
     """The stream's zones with the objects inside them in this frame (streams with ``zones:``)."""
     visits: tuple[ZoneVisit, ...] = ()
     """Tracked objects that entered or left the stream's zones in this frame."""
+    crowds: tuple[ZoneCrowd, ...] = ()
+    """The stream's zones that became crowded, or stopped being, in this frame (``crowd``)."""
     masks: tuple[Mask, ...] = ()
     """The stream's masks, whose detections were dropped (for the overlay)."""
     speeds: tuple[tuple[int, float], ...] = ()

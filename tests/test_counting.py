@@ -345,3 +345,83 @@ def test_streams_without_lines_have_no_crossings_key_and_no_counts() -> None:
     results = list(pipeline.results())
     assert all("crossings" not in r.to_record() and "zones" not in r.to_record() for r in results)
     assert not {"counts", "zone_peaks"} & set(pipeline.summary().to_dict()["streams"]["hall"])
+
+
+class _QueueDetector:
+    """People standing in a queue, as many as the frame's index says: one, then three from
+    frame 10 (two for a moment at frame 20: one hidden behind another), one again from 30."""
+
+    names: ClassVar[dict[int, str]] = {0: "person"}
+
+    def detect(self, images: Sequence[Image]) -> list[Detections]:
+        out = []
+        for image in images:
+            stamp = read_stamp(image)
+            seq = stamp[1] if stamp is not None else 0
+            people = 3 if 10 <= seq < 30 and seq != 20 else 2 if seq == 20 else 1
+            xyxy = np.array([[20 + 60 * n, 100, 60 + 60 * n, 200] for n in range(people)], np.float32)
+            out.append(Detections(xyxy, np.full(people, 0.9, np.float32), np.zeros(people, np.int64), self.names))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.timeout(60)
+def test_a_zone_with_a_crowd_says_when_it_holds_that_many_for_long_enough_and_when_not(tmp_path: Path) -> None:
+    """``crowd: {objects: 3, after: 0.2s}`` on a queue, without a tracker: a ``crowd`` event when
+    it has held three people for 0.2 s (5 frames at 25 fps), none for one hidden a moment, and
+    another when it has held fewer for 0.2 s, with how long it was crowded; each frame's zone
+    says whether it is crowded, Home Assistant's ``queue crowded`` sensor too."""
+    import jinja2
+
+    from streamyolo.sinks.events import EventSink
+    from streamyolo.sinks.history import describe
+    from streamyolo.sinks.mqtt import StatePublisher, StreamEntities, discovery_messages
+
+    class Results:
+        def __init__(self) -> None:
+            self.crowded: dict[int, bool | None] = {}
+            self.states: list[dict[str, object]] = []
+
+        def open(self) -> None: ...
+
+        def close(self) -> None: ...
+
+        def write(self, result: Result) -> None:
+            self.crowded[result.frame.meta.seq] = result.zones[0].crowded
+            if result.frame.meta.seq in (25, 45):  # what Home Assistant is sent then
+                StatePublisher(self).update(result)  # type: ignore[arg-type]
+
+        def send_state(self, stream: str, kind: str, name: str, state: dict[str, object]) -> None:
+            if kind == "zone":
+                self.states.append(state)
+
+    source = open_source(SourceSpec("shop", "synthetic:?size=320x240&fps=25&frames=50", SourceKind.SYNTHETIC))
+    queue = Zone("queue", ((0.0, 0.0), (320.0, 0.0), (320.0, 240.0), (0.0, 240.0)), crowd=(3, 0.2))
+    path, seen = tmp_path / "events.jsonl", Results()
+    Pipeline([StreamSetup("shop", source, Overflow.BLOCK, zones=(queue,))], _QueueDetector,
+             sinks=[EventSink(path), seen]).run()
+    crowds = [e for e in read_jsonl(path) if e["event"] == "crowd"]
+    assert [(e["seq"], e["state"], e["count"], e["limit"], e.get("seconds")) for e in crowds] == [
+        (15, "started", 3, 3, None), (35, "ended", 1, 3, 0.8)]
+    assert [describe(e).split("  ", 1)[1] for e in crowds] == [
+        "shop: queue crowded: 3 objects (3 or more)", "shop: queue no longer crowded after 0.8 s"]
+    assert [seq for seq, crowded in sorted(seen.crowded.items()) if crowded] == list(range(15, 35))
+    assert seen.states == [{"total": 3, "person": 3, "crowded": True}, {"total": 1, "person": 1, "crowded": False}]
+    configs = {topic.split("/")[-2]: json.loads(config) for topic, config in discovery_messages(
+        "site", "homeassistant", [StreamEntities("shop", ("queue",), crowds=("queue",))])}
+    sensor = configs["shop_zone_queue_crowded"]
+    assert sensor["device_class"] == "problem"
+    assert [jinja2.Environment().from_string(sensor["value_template"]).render(value_json=state)
+            for state in seen.states] == ["ON", "OFF"]
+    # In a config: a number of objects (after 3 s), or with its time; never none.
+    config = build_config({"streams": [{"source": "a.mp4", "zones": {
+        "queue": {"points": [[0, 0], [9, 0], [9, 9]], "crowd": 10},
+        "room": {"points": [[0, 0], [9, 0], [9, 9]], "crowd": {"objects": 25, "after": "1m"}}}}]})
+    zones = config.streams[0].zones or {}
+    assert [(z.crowd.objects, z.crowd.after) for z in zones.values() if z.crowd] == [(10, 3.0), (25, 60.0)]
+    with pytest.raises(ConfigError, match=r"config key 'streams\.0\.zones\.queue\.crowd\.objects': Input should be "
+                                          r"greater than or equal to 1"):
+        build_config({"streams": [{"source": "a.mp4", "zones": {"queue": {"points": [[0, 0], [9, 0], [9, 9]],
+                                                                          "crowd": 0}}}]})

@@ -209,6 +209,8 @@ def _zone(canvas: Image, zone: ZoneTally, zoom: float, scale: float, thickness: 
     held = ", ".join(f"{n} {name}" for name, n in zone.inside.items()) or "empty"
     if zone.watched is False:  # (its schedule's windows: it makes no events now)
         held += " (not watched)"
+    if zone.crowded:
+        held += " CROWDED"
     _label(canvas, f"{zone.name}: {held}", (int(corners[:, 0].min()), int(corners[:, 1].min())), yellow, scale,
            thickness)
 

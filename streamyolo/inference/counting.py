@@ -24,14 +24,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-from streamyolo.frames import Crossing, Detections, LineTally, Mask, ZoneTally, ZoneVisit
+from streamyolo.frames import Crossing, Detections, LineTally, Mask, ZoneCrowd, ZoneTally, ZoneVisit
 from streamyolo.schedule import Schedule
 
 Box = tuple[float, float, float, float]
@@ -193,6 +193,9 @@ class Zone:
     schedule: Schedule | None = None
     """Tracked streams: when it is watched for who enters and leaves (:class:`ZoneWatch`'s
     ``armed``); ``None``: always."""
+    crowd: tuple[int, float] | None = None
+    """The objects it holds at least when crowded, and for how long (seconds) before it is
+    said to be, or not to be any more (:class:`CrowdWatch`)."""
 
 
 class Ground:
@@ -430,6 +433,56 @@ def occupancy(zones: Sequence[Area], found: Detections) -> list[npt.NDArray[np.b
     points = {anchor: anchor_points(found, anchor) for anchor in {zone.anchor for zone in zones}}
     return [inside(zone.points, points[zone.anchor]) if zone.classes is None else
             inside(zone.points, points[zone.anchor]) & np.isin(found.cls, list(zone.classes)) for zone in zones]
+
+
+@dataclass(slots=True)
+class _Crowding:
+    crowded: bool = False
+    since: float | None = None  # when the count first said otherwise (not yet for long enough)
+    began: float = 0.0  # when it became crowded
+
+
+class CrowdWatch:
+    """When one stream's zones with a ``crowd`` become crowded (hold at least its objects for
+    its time) and stop being (hold fewer as long); used by the worker that owns the stream
+    only. A zone not watched now (its ``schedule``) holds nothing for it.
+
+    >>> watch = CrowdWatch([Zone("queue", ((0.0, 0.0), (9.0, 0.0), (9.0, 9.0)), crowd=(3, 1.0))])
+    >>> def held(n: int) -> tuple[ZoneTally, ...]:
+    ...     return (ZoneTally("queue", (), {"person": n}),)
+    >>> [[(c.state, c.count) for c in watch.update(held(n), t)[0]] for t, n in enumerate([2, 3, 4, 3, 1, 4, 1, 1])]
+    [[], [], [('started', 4)], [], [], [], [], [('ended', 1)]]
+    """
+
+    def __init__(self, zones: Sequence[Zone]) -> None:
+        self._zones = {zone.name: zone.crowd for zone in zones if zone.crowd is not None}
+        self._state: dict[str, _Crowding] = {}
+
+    def update(self, tallies: Sequence[ZoneTally], now: float) -> tuple[list[ZoneCrowd], tuple[ZoneTally, ...]]:
+        """The zones that became crowded, or stopped being, in the frame of ``tallies`` (at
+        ``now``, seconds of the stream), and the tallies with whether each zone is crowded."""
+        changed: list[ZoneCrowd] = []
+        told = []
+        for tally in tallies:
+            crowd = self._zones.get(tally.name)
+            if crowd is None:
+                told.append(tally)
+                continue
+            objects, after = crowd
+            state = self._state.setdefault(tally.name, _Crowding())
+            count = sum(tally.inside.values()) if tally.watched is not False else 0
+            if (count >= objects) == state.crowded:
+                state.since = None
+            else:
+                state.since = now if state.since is None else state.since
+                if now - state.since >= after - 1e-6:  # (frames' times in floating point)
+                    state.crowded, state.since = not state.crowded, None
+                    if state.crowded:
+                        state.began = now
+                    changed.append(ZoneCrowd(tally.name, "started" if state.crowded else "ended", count, objects,
+                                             None if state.crowded else now - state.began))
+            told.append(replace(tally, crowded=state.crowded))
+        return changed, tuple(told)
 
 
 def zone_tallies(zones: Sequence[Zone], found: Detections, held: Sequence[npt.NDArray[np.bool_]],

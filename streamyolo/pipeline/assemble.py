@@ -489,7 +489,8 @@ def stream_rules(cfg: PipelineConfig, s: ResolvedStream,
         "lines": tuple(CountingLine(name, *line.points, classes=_class_set(line.classes), anchor=line.anchor)
                        for name, line in (s.config.lines or {}).items()),
         "zones": tuple(Zone(name, tuple(zone.points), zone.linger, _class_set(zone.classes), zone.anchor, zone.size,
-                            zone.speed_limit, Schedule(zone.schedule) if zone.schedule is not None else None)
+                            zone.speed_limit, Schedule(zone.schedule) if zone.schedule is not None else None,
+                            (zone.crowd.objects, zone.crowd.after) if zone.crowd is not None else None)
                        for name, zone in (s.config.zones or {}).items()),
         "masks": tuple(Mask(name, tuple(mask.points), _class_set(mask.classes), mask.anchor, mask.outside)
                        for name, mask in (s.config.masks or {}).items()),
@@ -559,7 +560,8 @@ def stream_entities(cfg: PipelineConfig, s: ResolvedStream) -> StreamEntities:
                           cfg.snapshots is not None, cfg.clips_of(s.config) is not None, _mqtt_events(cfg, s),
                           tuple(name for name, zone in (s.config.zones or {}).items() if zone.size is not None),
                           cfg.record_of(s.config) is not None,
-                          tuple(name for name, zone in (s.config.zones or {}).items() if zone.schedule))
+                          tuple(name for name, zone in (s.config.zones or {}).items() if zone.schedule),
+                          tuple(name for name, zone in (s.config.zones or {}).items() if zone.crowd))
 
 
 def _mqtt_events(cfg: PipelineConfig, stream: ResolvedStream) -> frozenset[str]:

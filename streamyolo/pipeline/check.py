@@ -96,6 +96,8 @@ def describe(plan: Plan) -> str:
                          if getattr(shape, "outside", False) else "" for name, shape in shapes.items()}
                 marks = {name: mark + (f" (watched {', '.join(windows)})"
                                        if (windows := getattr(shapes[name], "schedule", None)) else "")
+                         + (f" (crowded at {crowd.objects} objects, for {crowd.after:g} s)"
+                            if (crowd := getattr(shapes[name], "crowd", None)) else "")
                          for name, mark in marks.items()}
                 parts.append(f"{key} {', '.join(name + marks[name] for name in shapes)}")
         by_class = cfg.class_conf_of(own)

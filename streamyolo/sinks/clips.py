@@ -268,7 +268,7 @@ class ClipRecorder(VideoRecorder):
                                       or now - span.start >= MAX_CLIP_SECONDS):
             span.path = None
         span.last = now
-        if result.crossings or result.visits:
+        if result.crossings or result.visits or result.crowds:
             if span.path is None:
                 try:
                     span.path = self.claim(meta.stream, wall_time(meta.t_capture))

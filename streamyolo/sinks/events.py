@@ -148,12 +148,13 @@ class EventFilter:
 def frame_events(result: Result) -> list[dict[str, Any]]:
     """The events of one processed frame: its line crossings, then what entered, lingered in or
     left its zones."""
-    if not result.crossings and not result.visits:
+    if not result.crossings and not result.visits and not result.crowds:
         return []
     meta = result.frame.meta
     base = {"time": round(wall_time(meta.t_capture), 3), "stream": meta.stream, "seq": meta.seq}
     events = [{**base, "event": "line", **crossing.to_record()} for crossing in result.crossings]
     events += [{**base, "event": visit.event, **visit.to_record()} for visit in result.visits]
+    events += [{**base, "event": "crowd", **crowd.to_record()} for crowd in result.crowds]
     return events
 
 

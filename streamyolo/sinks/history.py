@@ -395,6 +395,8 @@ def where(event: Mapping[str, Any]) -> str:
     """
     if event.get("event") == "line":
         return f"{event.get('line', '')} {event.get('direction', '')}".strip()
+    if event.get("event") == "crowd":
+        return f"{event.get('zone', '')} {event.get('state', '')}".strip()
     return str(event.get("zone", event.get("state", "")))
 
 
@@ -431,6 +433,10 @@ def happened(event: Mapping[str, Any]) -> str:
                 ) + f" {float(event.get('dwell', 0)):.1f} s"
     elif kind == "speeding":
         what = f"{who} speeding in {event.get('zone')}: {float(event.get('speed', 0)):.0f} km/h"
+    elif kind == "crowd":
+        what = (f"{event.get('zone')} crowded: {event.get('count')} objects ({event.get('limit')} or more)"
+                if event.get("state") == "started" else
+                f"{event.get('zone')} no longer crowded after {float(event.get('seconds', 0)):.1f} s")
     elif kind == "output":
         what = f"{event.get('output')} " + (f"paused: {event.get('error')}" if event.get("state") == "paused" else
                                              f"writing again after {float(event.get('seconds', 0)):.0f} s "

@@ -24,7 +24,8 @@ attributes; from ``<prefix>/<stream>/zone/<zone>``, ``{"total": 3, "person": 2, 
 and ``in`` and ``out`` sensors per counting line (``<prefix>/<stream>/line/<line>``,
 ``{"in": 4, "out": 3}``); a ``<zone> occupied`` occupancy sensor per zone (on while it holds
 anything; for a zone with a ``schedule``, only while it is watched, and a ``<zone> watched``
-sensor, from the zone's state's ``"watched"``); a ``<zone> speed`` sensor per zone that
+sensor, from the zone's state's ``"watched"``; for a zone with a ``crowd``, a ``<zone>
+crowded`` problem sensor, from its ``"crowded"``); a ``<zone> speed`` sensor per zone that
 measures speeds (the last object's, km/h, from ``<prefix>/<stream>/zone/<zone>/speed``, with
 its class and track id as attributes); on a
 tracked stream, a ``<zone> visits`` event entity per zone
@@ -147,6 +148,8 @@ class StreamEntities:
     watched: tuple[str, ...] = ()
     """The zones with a schedule: each has a ``<zone> watched`` sensor, and its ``<zone>
     occupied`` is on only while it is watched."""
+    crowds: tuple[str, ...] = ()
+    """The zones with a ``crowd``: each has a ``<zone> crowded`` sensor."""
 
 
 def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEntities],
@@ -207,6 +210,10 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
                 configs.append(("binary_sensor", f"zone_{_object_id(zone)}_watched", {
                     "name": f"{zone} watched", "state_topic": topic,
                     "value_template": "{{ 'ON' if value_json.watched else 'OFF' }}"}))
+            if zone in entities.crowds:  # on from its crowd event's start to its end
+                configs.append(("binary_sensor", f"zone_{_object_id(zone)}_crowded", {
+                    "name": f"{zone} crowded", "state_topic": topic, "device_class": "problem",
+                    "value_template": "{{ 'ON' if value_json.crowded else 'OFF' }}"}))
             if zone in entities.speeds:  # the last object's speed through it
                 configs.append(("sensor", f"zone_{_object_id(zone)}_speed", {
                     "name": f"{zone} speed", "state_topic": f"{topic}/speed",
@@ -687,7 +694,8 @@ class StatePublisher:
         states: list[tuple[tuple[str, str, str], dict[str, Any]]] = [
             ((stream, "objects", ""), {"total": len(result.detections), **result.detections.counts()})]
         states += [((stream, "zone", zone.name), {"total": sum(zone.inside.values()), **zone.inside,
-                                                   **({} if zone.watched is None else {"watched": zone.watched})})
+                                                   **({} if zone.watched is None else {"watched": zone.watched}),
+                                                   **({} if zone.crowded is None else {"crowded": zone.crowded})})
                    for zone in result.zones]
         states += [((stream, "line", line.name), {"in": line.into, "out": line.out}) for line in result.lines]
         for visit in result.visits:  # each speed measured through a zone: sent as it comes (each is news)

@@ -100,7 +100,8 @@ PAGE = """<!doctype html>
 <select id="event-stream"><option value="">every stream</option></select>
 <select id="event-kind"><option value="">of every kind</option><option value="line">line</option>
 <option value="enter">enter</option><option value="leave">leave</option><option value="linger">linger</option>
-<option value="speeding">speeding</option><option value="state">state</option><option value="clip">clip</option>
+<option value="speeding">speeding</option><option value="crowd">crowd</option><option value="state">state</option>
+<option value="clip">clip</option>
 <option value="output">output</option><option value="switch">switch</option>
 </select> class <input id="event-class" size="10" placeholder="any (person, 0…)">
 from <input type="datetime-local" id="event-from" step="1"> to <input type="datetime-local" id="event-to" step="1">
@@ -328,12 +329,15 @@ function show(status) {
   }
 }
 function describe(e) {
-  const who = e.name + " #" + e.id;
+  const who = e.name + (e.id === undefined || e.id === null ? "" : " #" + e.id);
   if (e.event === "line") return who + " crossed " + e.line + " (" + e.direction + ")";
   if (e.event === "enter") return who + " entered " + e.zone;
   if (e.event === "leave") return who + " left " + e.zone + " after " + e.dwell.toFixed(1) + " s";
   if (e.event === "linger") return who + " lingers in " + e.zone + " (" + e.dwell.toFixed(1) + " s)";
   if (e.event === "speeding") return who + " speeding in " + e.zone + " (" + e.speed.toFixed(0) + " km/h)";
+  if (e.event === "crowd" && e.state === "started") return e.zone + " crowded: " + e.count + " objects (" + e.limit
+    + " or more)";
+  if (e.event === "crowd") return e.zone + " no longer crowded after " + e.seconds.toFixed(1) + " s";
   if (e.event === "clip" && e.state === "ended") return "clip finished (" + e.seconds.toFixed(1) + " s)";
   if (e.event === "clip" && e.state === "failed") return "clip not made: " + e.error;
   if (e.event === "clip") return "something happened: a clip starts";

@@ -24,10 +24,20 @@ from streamyolo.frames import (
     LineTally,
     Mask,
     Result,
+    ZoneCrowd,
     ZoneTally,
     ZoneVisit,
 )
-from streamyolo.inference.counting import CountingLine, LineCounter, Zone, ZoneWatch, occupancy, unmasked, zone_tallies
+from streamyolo.inference.counting import (
+    CountingLine,
+    CrowdWatch,
+    LineCounter,
+    Zone,
+    ZoneWatch,
+    occupancy,
+    unmasked,
+    zone_tallies,
+)
 from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.inference.motion import MotionGate, MotionSettings
 from streamyolo.inference.tiles import Tile, TileSettings, cut, merge, tiles, with_whole
@@ -121,6 +131,7 @@ class InferenceWorker:
         self._schedules: dict[Schedule, tuple[bool, float]] = {}  # zones' schedules: on or off, until when
         self._counters: dict[str, LineCounter] = {}  # likewise
         self._watches: dict[str, ZoneWatch] = {}  # likewise
+        self._crowds: dict[str, CrowdWatch] = {}  # likewise
         self._gates: dict[str, MotionGate[Detections | int]] = {}  # likewise
         self._parts: dict[str, tuple[tuple[int, ...], list[_PartGate | None]]] = {}  # likewise, by frame shape
         self._added: list[Channel] = []  # streams added while it runs (:meth:`add`), not yet served
@@ -265,7 +276,7 @@ class InferenceWorker:
         """Drop what this thread kept of ``stream``: its line counters, zone watches and motion
         gates (its settings changed), and its ``tracker`` and timing too (it is done, and a stream
         added again under its name starts afresh)."""
-        for kept in (self._counters, self._watches, self._gates, self._parts):
+        for kept in (self._counters, self._watches, self._crowds, self._gates, self._parts):
             kept.pop(stream, None)
         if tracker:
             self._trackers.pop(stream, None)
@@ -327,18 +338,22 @@ class InferenceWorker:
                 crossings, lines = self._cross(channel, shown) if channel.lines else ((), ())
                 zones: tuple[ZoneTally, ...] = ()
                 visits: tuple[ZoneVisit, ...] = ()
+                crowds: Sequence[ZoneCrowd] = ()
                 speeds: tuple[tuple[int, float], ...] = ()
                 if channel.zones:
                     held = occupancy(channel.zones, shown)
                     armed = ([self._armed(zone) for zone in channel.zones] if any(z.schedule for z in channel.zones)
                              else None)
                     zones = zone_tallies(channel.zones, shown, held, armed)
+                    if any(zone.crowd for zone in channel.zones):
+                        crowds, zones = self._crowd(channel).update(zones, frame.meta.media_time)
                     if self._tracker is not None:
                         visits = self._visit(channel, shown, frame, held, armed)
                         speeds = tuple(self._watches[channel.name].speeds.items())
                     channel.health.zoned(zones, visits)
-                result = Result(frame, shown, now, self.name, crossings, lines, zones, visits, channel.masks, speeds,
-                                still, pictures if channel.tiles is not None else None, channel.detect)
+                result = Result(frame, shown, now, self.name, crossings, lines, zones, visits, tuple(crowds),
+                                channel.masks, speeds, still, pictures if channel.tiles is not None else None,
+                                channel.detect)
                 self._sink.write(result)
             except BaseException:
                 for lost_channel, _ in batch[index:]:
@@ -481,6 +496,12 @@ class InferenceWorker:
         if watch is None:
             watch = self._watches[channel.name] = ZoneWatch(channel.zones)
         return tuple(watch.update(shown, frame.meta.media_time, held, armed))
+
+    def _crowd(self, channel: Channel) -> CrowdWatch:
+        watch = self._crowds.get(channel.name)
+        if watch is None:
+            watch = self._crowds[channel.name] = CrowdWatch(channel.zones)
+        return watch
 
     def _armed(self, zone: Zone) -> bool:
         """Whether ``zone`` is watched now, as its schedule says (looked at again when it changes)."""

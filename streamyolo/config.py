@@ -861,7 +861,8 @@ class PipelineConfig(_Strict):
             raise ValueError(f"config keys 'streams.{lingering}.zones' and 'tracker': a zone's linger follows "
                              "track ids; set tracker (bytetrack)")
         armed = next((i for i, stream in enumerate(self.streams)
-                      if any(z.schedule is not None for z in (stream.zones or {}).values())), None)
+                      if any(z.schedule is not None and z.crowd is None for z in (stream.zones or {}).values())),
+                     None)  # (a crowd is told without track ids)
         if armed is not None and self.tracker is None:
             raise ValueError(f"config keys 'streams.{armed}.zones' and 'tracker': a zone's schedule says when it "
                              "watches who enters and leaves, which follows track ids; set tracker (bytetrack)")

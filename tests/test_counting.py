@@ -425,3 +425,15 @@ def test_a_zone_with_a_crowd_says_when_it_holds_that_many_for_long_enough_and_wh
                                           r"greater than or equal to 1"):
         build_config({"streams": [{"source": "a.mp4", "zones": {"queue": {"points": [[0, 0], [9, 0], [9, 9]],
                                                                           "crowd": 0}}}]})
+    # Its schedule: outside its windows a zone holds nothing for its crowd (no tracker needed).
+    from streamyolo.frames import ZoneTally
+    from streamyolo.inference.counting import CrowdWatch
+    from streamyolo.schedule import Schedule
+
+    build_config({"streams": [{"source": "a.mp4", "zones": {"queue": {"points": [[0, 0], [9, 0], [9, 9]], "crowd": 2,
+                                                                      "schedule": "mon-fri 09:00-18:00"}}}]})
+    watch = CrowdWatch([replace(queue, crowd=(2, 0.0), schedule=Schedule(["mon-sun"]))])
+    assert [(c.state, c.count) for c in watch.update((ZoneTally("queue", (), {"person": 2}, True),), 0.0)[0]] == [
+        ("started", 2)]
+    assert [(c.state, c.count) for c in watch.update((ZoneTally("queue", (), {"person": 2}, False),), 1.0)[0]] == [
+        ("ended", 0)]

@@ -8,8 +8,9 @@ server, killed and started again every 10-20 s: one recorded as it comes, one wi
 source) with recording in segments (``record_keep_objects`` naming the segments with objects),
 clips, events, snapshots, a tracker and the web page, while, at random: the config is reloaded
 with streams added and removed, the run's model swapped between the demo model and a
-random-weight yolo26n, ``class_conf``, ``max_fps``, ``confirm_frames`` and the streams' and
-zones' ``schedule`` changed; web clients read every page and
+random-weight yolo26n, ``class_conf``, ``max_fps``, ``confirm_frames``, the streams' and
+zones' ``schedule``, the zones' ``crowd`` and the streams' own ``record_keep`` changed; web
+clients read every page and
 switch streams' detection and recording on and off. At the end, what must hold:
 
 - every stream's accounting is exact (``captured == processed + dropped``);
@@ -139,7 +140,8 @@ def main() -> int:
                 time.sleep(rnd.uniform(1, 4))
                 server.start()
                 next_kill = time.monotonic() + rnd.uniform(10, 20)
-            action = rnd.choice(["add", "remove", "swap", "class_conf", "max_fps", "schedule", "confirm", "same"])
+            action = rnd.choice(["add", "remove", "swap", "class_conf", "max_fps", "schedule", "confirm", "crowd",
+                                 "keep", "same"])
             if action == "add" and len(streams) < 5:
                 used = {s["name"] for s in streams}
                 streams.append(camera(next(i for i in range(10) if f"cam{i}" not in used)))
@@ -164,6 +166,18 @@ def main() -> int:
             elif action == "confirm":
                 index = rnd.randrange(len(streams))
                 streams[index] = {**streams[index], "confirm_frames": rnd.choice([1, 3, 5])}
+            elif action == "crowd":  # crowded from 1 to 3 objects, at once or after a moment; or not watched so
+                index = rnd.randrange(len(streams))
+                crowd = rnd.choice([None, 1, 2, {"objects": 3, "after": rnd.choice([0, 0.5, 2])}])
+                streams[index] = {**streams[index], "zones": {"all": {"points": WHOLE, **(
+                    {"crowd": crowd} if crowd is not None else {})}}}
+            elif action == "keep":  # its segments kept for a shorter or longer time than the others', or as theirs
+                index = rnd.randrange(len(streams))
+                keep = rnd.choice([None, (30, 90), (90, 180)])
+                streams[index] = {key: value for key, value in streams[index].items()
+                                  if key not in ("record_keep", "record_keep_objects")}
+                if keep is not None:
+                    streams[index] |= {"record_keep": keep[0], "record_keep_objects": keep[1]}
             try:
                 report = pipeline.reload(config(streams, model))
                 reloads += 1
@@ -177,9 +191,9 @@ def main() -> int:
         summary = pipeline.join()
         if server is not None:
             server.kill()
-    for name, report in summary.streams.items():
-        if report.captured != report.processed + report.dropped:
-            failed.append(f"{name}: captured {report.captured} != {report.processed} + {report.dropped}")
+    for name, stream in summary.streams.items():
+        if stream.captured != stream.processed + stream.dropped:
+            failed.append(f"{name}: captured {stream.captured} != {stream.processed} + {stream.dropped}")
     files = sorted((out / "rec").glob("*.mp4")) + sorted((out / "clips").glob("*.mp4"))
     for path in files:
         try:

@@ -559,7 +559,8 @@ def test_a_real_browser_shows_every_stream_with_its_numbers_and_the_events(tmp_p
 
     # Street scenes and the bundled demo model: real people and cars on the page.
     scenes = _streets(fps=15)
-    scenes[0]["zones"] = {"whole": [[0, 0], [320, 0], [320, 240], [0, 240]]}  # the whole picture: holds them all
+    scenes[0]["zones"] = {"whole": {"points": [[0, 0], [320, 0], [320, 240], [0, 240]],  # the whole picture: holds
+                                    "crowd": {"objects": 1, "after": 0}}}  # them all; crowded by any object
     dead = {"name": "dead", "source": "rtsp://127.0.0.1:9/none", "reconnect": {"attempts": 1, "base": 0.1}}
     config = _config(model="demo", imgsz=320, conf=0.5, streams=[*scenes, dead], tracker="bytetrack",
                      snapshots=str(tmp_path / "shots"), clips=str(tmp_path / "clips"), clip_before=1,
@@ -608,6 +609,7 @@ def test_a_real_browser_shows_every_stream_with_its_numbers_and_the_events(tmp_p
         zoned = until(lambda: (t := tiles()[NAMES[0]])["zones"] != "whole: empty" and t["zones"], 30,
                        "the zone's contents under its tile")
         assert zoned.startswith("whole: ") and any(kind in zoned for kind in ("person", "car", "ball")), zoned
+        assert zoned.endswith(" · crowded"), zoned  # (anything in it: crowded at once)
         assert tiles()[NAMES[1]]["zones"] == ""
         # A click shows one stream alone; another click brings every tile back.
         found["yard.2"]["figure"].click()

@@ -313,8 +313,12 @@ function show(status) {
       .map(([line, ways]) => line + ": " + total(ways.in) + " in, " + total(ways.out) + " out").join("; ");
     const held = (inside) => Object.entries(inside).map(([k, v]) => v + " " + k).join(", ") || "empty";
     const entered = (zone) => zone in (s.zone_entries || {}) ? " (" + total(s.zone_entries[zone]) + " entered)" : "";
+    const marks = (zone) => {  // its schedule's and its crowd's
+      const now = (s.zone_states || {})[zone] || {};
+      return (now.watched === false ? " · not watched" : "") + (now.crowded ? " · crowded" : "");
+    };
     f.zones.textContent = Object.entries(s.zones || {})
-      .map(([zone, inside]) => zone + ": " + held(inside) + entered(zone)).join("; ");
+      .map(([zone, inside]) => zone + ": " + held(inside) + entered(zone) + marks(zone)).join("; ");
     f.error.textContent = s.error || "";
     for (const [kind, button] of Object.entries(entry.switches)) {
       const state = s[kind];  // the stream's: null for the recording of a stream not recorded

@@ -398,6 +398,10 @@ class WebViewer:
             latest = self._latest.get(report.name)
             entry["detections"] = latest.result.detections.counts() if latest is not None else {}
             entry["zones"] = {z.name: dict(z.inside) for z in latest.result.zones} if latest is not None else {}
+            entry["zone_states"] = {z.name: {key: on for key, on in (("watched", z.watched), ("crowded", z.crowded))
+                                             if on is not None}
+                                    for z in (latest.result.zones if latest is not None else ())
+                                    if z.watched is not None or z.crowded is not None}
             if latest is not None:  # the picture's own pixels, in which zones, lines and masks are written
                 height, width = latest.result.frame.image.shape[:2]
                 entry["size"] = [width, height]

@@ -210,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(check)
     check.add_argument("--connect", action="store_true",
                        help="also open every stream's source and read its first frame (each within its timeouts)")
+    check.add_argument("--notify", action="store_true",
+                       help="also send a test event to each webhook and the MQTT broker: a phone's notification "
+                            "comes, or what went wrong is said")
     check.add_argument("--load-model", action="store_true",
                        help="also load the model as a worker would (compiling it into the model cache) and, with "
                             "--connect, detect on each source's first frame")
@@ -519,7 +522,15 @@ def _reload(pipeline: Any, refused: str | None, why: str = "SIGHUP") -> None:
 
 def command_check(args: argparse.Namespace) -> int:
     from streamyolo.pipeline import Pipeline
-    from streamyolo.pipeline.check import describe, describe_probes, probe, probe_recordings, trouble, try_model
+    from streamyolo.pipeline.check import (
+        describe,
+        describe_probes,
+        notify,
+        probe,
+        probe_recordings,
+        trouble,
+        try_model,
+    )
 
     pipeline = Pipeline.from_config(args.config, **run_overrides(args))
     pipeline.check_outputs()
@@ -554,13 +565,21 @@ def command_check(args: argparse.Namespace) -> int:
         problem = plan.config.unknown_classes(loaded.names, group.name)
         if problem is not None:  # as the run would refuse it
             raise ConfigError(problem)
+    told = notify(plan.config) if args.notify else []
+    if args.notify:
+        print("a test event sent:" + "".join(f"\n  {what}: {'taken' if error is None else error}"
+                                              for what, error in told) if told else
+              "a test event sent: nowhere (no webhook, no mqtt)", flush=True)
     failed = [p.stream + (" (record source)" if p.recording else "") for p in [*probes, *recordings]
               if p.error is not None]
     if failed:
         log.error("%d of %d source(s) could not be read: %s", len(failed), len(probes) + len(recordings),
                   ", ".join(failed))
-        return EXIT_FAILED
-    return EXIT_OK
+    unreached = [what for what, error in told if error is not None]
+    if unreached:
+        log.error("%d of %d event output(s) did not take the test event: %s", len(unreached), len(told),
+                  ", ".join(unreached))
+    return EXIT_FAILED if failed or unreached else EXIT_OK
 
 
 def command_demo(args: argparse.Namespace) -> int:

@@ -876,6 +876,46 @@ def test_each_webhook_gets_the_events_it_asks_for_with_a_cooldown_per_stream(
             Pipeline.from_config({**config, "webhook": None, "webhooks": [hook]})
 
 
+@pytest.mark.timeout(60)
+def test_check_notify_sends_a_test_event_to_each_webhook_and_the_broker_and_says_which_took_it(
+        broker_folder: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    """``streamyolo check --notify``: a ``test`` event to each webhook, in its own format
+    (a phone's ``text``, whatever events it takes), and to the broker; each said taken, and a
+    webhook nobody answers and a broker refusing the login said as what went wrong (exit 1)."""
+    from streamyolo import cli
+    from tests.servers import free_port
+
+    with MqttBroker(broker_folder, "cam", "secret") as broker, HookReceiver() as every, HookReceiver() as phone:
+        subscriber = MqttSubscriber(broker.port, "cam", "secret")
+        config = {"streams": ["synthetic:"], "webhook": every.url,
+                  "mqtt": f"mqtt://cam:secret@127.0.0.1:{broker.port}/home",
+                  "webhooks": [{"url": phone.url, "format": "text", "events": ["enter"], "classes": [0]}]}
+        path = broker_folder / "cams.yaml"
+        path.write_text(json.dumps(config), encoding="utf-8")
+        try:
+            assert cli.main(["check", str(path), "--notify"]) == 0
+            said = capsys.readouterr().out
+            _wait_for(lambda: bool(subscriber.events()))
+            assert [(topic, json.loads(body)["event"]) for topic, body, _ in subscriber.messages] == [
+                ("home/test", "test")]
+        finally:
+            subscriber.close()
+        assert (f"a test event sent:\n  webhook {every.url}: taken\n  webhook {phone.url}: taken\n"
+                f"  MQTT broker mqtt://cam:***@127.0.0.1:{broker.port}/home: taken\n") in said, said
+        assert [e["event"] for e in every.events] == ["test"]
+        assert phone.bodies[0].decode().endswith("  a test from streamyolo check --notify: this is where the events go")
+        assert dict(phone.requests[0][1])["Tags"] == "test"
+        nobody = f"http://127.0.0.1:{free_port()}/hook"
+        config |= {"webhook": nobody, "webhooks": [], "mqtt": f"mqtt://cam:wrong@127.0.0.1:{broker.port}/home"}
+        path.write_text(json.dumps(config), encoding="utf-8")
+        assert cli.main(["check", str(path), "--notify"]) == 1
+        said = capsys.readouterr().out
+    assert re.search(rf"  webhook {re.escape(nobody)}: ConnectionRefusedError: .*\n", said), said
+    assert re.search(r"  MQTT broker mqtt://cam:\*\*\*@127\.0\.0\.1:\d+/home: not taken", said), said
+    assert "2 of 2 event output(s) did not take the test event" in caplog.text
+    assert "wrong" not in said + caplog.text
+
+
 def test_a_webhook_format_needs_a_webhook_and_is_one_of_four() -> None:
     with pytest.raises(ConfigError, match="config keys 'webhook_format' and 'webhook'"):
         build_config({"streams": ["a.mp4"], "webhook_format": "text"})

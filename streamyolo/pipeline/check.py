@@ -300,6 +300,23 @@ def trouble(cfg: PipelineConfig, stream: ResolvedStream, found: Probe) -> list[s
     return [*said, *refusals]
 
 
+def notify(cfg: PipelineConfig) -> list[tuple[str, str | None]]:
+    """``streamyolo check --notify``: a ``test`` event sent once to each webhook (in its format,
+    whatever events it takes) and to the MQTT broker (``<prefix>/test``), at once: for each, what
+    it is and ``None`` when it took it, else what went wrong."""
+    from streamyolo.sinks.mqtt import try_broker
+    from streamyolo.sinks.webhook import Webhook
+
+    event = {"time": round(time.time(), 3), "stream": "", "event": "test",
+             "message": "a test from streamyolo check --notify: this is where the events go"}
+    sent: list[tuple[str, str | None]] = [
+        (f"webhook {redact_url(hook.url)}", Webhook(hook.url, format=hook.format).post_now(dict(event)))
+        for hook in cfg.all_webhooks()]
+    if cfg.mqtt is not None:
+        sent.append((f"MQTT broker {redact_url(cfg.mqtt)}", try_broker(cfg.mqtt, dict(event))))
+    return sent
+
+
 def describe_probes(probes: Sequence[Probe]) -> str:
     width = max(len(p.stream) for p in probes)
     lines = []

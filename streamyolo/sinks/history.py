@@ -433,6 +433,8 @@ def happened(event: Mapping[str, Any]) -> str:
                 ) + f" {float(event.get('dwell', 0)):.1f} s"
     elif kind == "speeding":
         what = f"{who} speeding in {event.get('zone')}: {float(event.get('speed', 0)):.0f} km/h"
+    elif kind == "test":  # (streamyolo check --notify)
+        what = str(event.get("message", "a test"))
     elif kind == "crowd":
         what = (f"{event.get('zone')} crowded: {event.get('count')} objects ({event.get('limit')} or more)"
                 if event.get("state") == "started" else

@@ -329,6 +329,39 @@ def _object_id(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-]", "_", name)
 
 
+def _client(target: MqttTarget, name: str) -> mqtt.Client:
+    """A client of ``target``'s broker, with its login and TLS, not connected yet."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name)
+    if target.username is not None:
+        client.username_pw_set(target.username, target.password)
+    if target.tls:
+        client.tls_set_context(ssl.create_default_context())
+    return client
+
+
+def try_broker(url: str, event: dict[str, Any], timeout: float = 5.0) -> str | None:
+    """Connect to ``url``'s broker and publish ``event`` (QoS 1, not retained) to its topic
+    (``streamyolo check --notify``); ``None`` once the broker has taken it, else what went
+    wrong."""
+    target = parse_mqtt(url)
+    client = _client(target, f"streamyolo-check-{os.getpid()}")
+    try:
+        client.connect(target.host, target.port, keepalive=max(5, int(timeout)))
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        return f"cannot connect: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
+    client.loop_start()
+    try:
+        published = client.publish(topic_of(target.prefix, event), json.dumps(event, separators=(",", ":")), qos=1)
+        try:
+            published.wait_for_publish(timeout)
+        except (RuntimeError, ValueError) as exc:  # refused (a login the broker does not take), or gone
+            return f"not taken: {exc}"
+        return None if published.is_published() else f"not taken within {timeout:g} s"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 class MqttPublisher:
     """Publishes events to an MQTT broker from paho-mqtt's thread; see the module."""
 
@@ -398,11 +431,7 @@ class MqttPublisher:
         return f"{self.target.prefix}/run"
 
     def start(self) -> None:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"streamyolo-{os.getpid()}-{id(self):x}")
-        if self.target.username is not None:
-            client.username_pw_set(self.target.username, self.target.password)
-        if self.target.tls:
-            client.tls_set_context(ssl.create_default_context())
+        client = _client(self.target, f"streamyolo-{os.getpid()}-{id(self):x}")
         client.will_set(self.available, "offline", qos=1, retain=True)
         client.max_queued_messages_set(self.limit)
         client.reconnect_delay_set(1, 30)

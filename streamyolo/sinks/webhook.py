@@ -204,6 +204,11 @@ class Webhook:
     def _past_deadline(self) -> bool:
         return self._deadline is not None and self._clock() >= self._deadline
 
+    def post_now(self, event: dict[str, Any]) -> str | None:
+        """POST ``event`` at once, on the caller's thread, once (``streamyolo check --notify``);
+        ``None`` when the receiver took it, else what went wrong."""
+        return self._post(event)
+
     def _post(self, event: dict[str, Any]) -> str | None:
         """POST one event; ``None`` when the receiver took it (2xx), else what went wrong."""
         body, headers = payload(event, self.format)

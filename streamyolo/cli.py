@@ -261,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(<stream>-YYYYmmdd-HHMMSS-export.mp4 here)")
     export.add_argument("--overwrite", action="store_true", help="replace the file if it exists")
     events = commands.add_parser(
-        "events", help="a run's events between two moments, of some streams, kinds and classes: listed or counted",
+        "events", help="a run's events between two moments, of some streams, kinds, classes, zones and lines: listed "
+                       "or counted",
         description="Search a run's events file (--events; every run's events, appended): the events between "
                     "two moments, of some streams, kinds and classes, printed as JSON lines in the order they "
                     "happened, or counted (--count): how many people crossed the gate's line yesterday. Exits 1 "
@@ -273,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--event", "-e", action="append", dest="kinds", metavar="KIND",
                         help="only events of this kind: line, enter, leave, linger, speeding, crowd, state, clip, "
                              "output, switch (repeatable, or a,b)")
+    events.add_argument("--where", "-w", action="append", dest="places", metavar="NAME",
+                        help="only events in this zone or at this line, by its name (repeatable, or a,b)")
     events.add_argument("--class", "-c", action="append", dest="classes", metavar="CLASS",
                         help="only events of objects of this class: its name (person) or id (repeatable, or a,b)")
     since = events.add_mutually_exclusive_group()
@@ -711,7 +714,7 @@ def command_events(args: argparse.Namespace) -> int:
     since, until = _moments(args.start, args.last, args.end)
     try:
         query = EventQuery(since, until, parse_names(args.streams, "--stream"), parse_kinds(args.kinds, "--event"),
-                           parse_names(args.classes, "--class"))
+                           parse_names(args.classes, "--class"), parse_names(args.places, "--where"))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if args.newest is not None and args.newest < 1:

@@ -276,6 +276,7 @@ def test_every_kind_of_event_reads_as_the_page_lists_it() -> None:
     (["--from", "tomorrow"], "--from: 'tomorrow' is not a moment"),
     (["--last", "soon"], "--last: "),
     (["--newest", "0"], "--newest: 0 is not a number of events (1 or more)"),
+    (["--where", "drive,"], "--where: an empty name"),
 ])
 def test_a_bad_search_is_a_one_line_error_naming_its_flag(tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                                           args: list[str], message: str) -> None:
@@ -381,6 +382,26 @@ def test_events_listed_as_csv_for_a_spreadsheet(tmp_path: Path, capsys: pytest.C
          "clip finished (12.0 s): yard-20261205-121010.mp4", "", "yard-20261205-121010.mp4"]]
     assert cli.main(["events", str(path), "--csv", "--count"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "stream,event,where,class,count"
+
+
+def test_events_in_one_zone_or_at_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--where``: only the events of a zone or a line, by its name (of any stream), listed or
+    counted; the events file's other events (a camera's state, another zone's) left out."""
+    path = tmp_path / "events.jsonl"
+    start = _gate(path)  # the gate's line, ten times
+    with path.open("a") as file:
+        for n, (zone, name) in enumerate([("drive", "car"), ("porch", "person"), ("drive", "person")]):
+            file.write(json.dumps({"time": start + 16000 + n, "stream": "yard", "event": "enter", "zone": zone,
+                                   "id": n, "cls": 0, "name": name}) + "\n")
+        file.write(json.dumps({"time": start + 16010, "stream": "yard", "event": "state", "state": "failed"}) + "\n")
+    assert cli.main(["events", str(path), "--where", "drive", "--text"]) == 0
+    assert [line.split("  ", 1)[1] for line in capsys.readouterr().out.splitlines()] == [
+        "yard: car #0 entered drive", "yard: person #2 entered drive"]
+    assert cli.main(["events", str(path), "-w", "porch,gate", "--count"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "gate    line   gate in   person      6", "gate    line   gate out  person      4",
+        "yard    enter  porch     person      1", "total                               11"]
+    assert cli.main(["events", str(path), "--where", "kerb"]) == 1  # (none there: as grep)
 
 
 def test_the_page_counts_a_span_by_the_hour_or_the_day(tmp_path: Path) -> None:

@@ -1322,7 +1322,7 @@ def test_the_recordings_panel_says_what_they_take_and_how_long_the_disk_lasts(tm
 @pytest.mark.timeout(180)
 def test_the_events_search_lists_an_earlier_days_events_until_the_newest_are_asked_for(tmp_path: Path) -> None:
     """The events panel searches the events file (an earlier run's events too): by stream,
-    kind, class (name or id) and time; its results stay while new events come, until
+    kind, class (name or id), zone or line and time; its results stay while new events come, until
     "newest"; more than it lists is said; a bad search says what is wrong; an old event's
     "recording" link opens the timeline at its day."""
     from selenium.webdriver.common.by import By
@@ -1342,11 +1342,13 @@ def test_the_events_search_lists_an_earlier_days_events_until_the_newest_are_ask
         assert live[0] == "" and all(what.endswith(": streaming") for _, what, _ in live[2]), live
         last: list[Any] = []
 
-        def search(stream: str = "", kind: str = "", name: str = "", on: datetime.date | None = day) -> None:
+        def search(stream: str = "", kind: str = "", name: str = "", on: datetime.date | None = day,
+                   where: str = "") -> None:
             Select(driver.find_element(By.ID, "event-stream")).select_by_value(stream)
             Select(driver.find_element(By.ID, "event-kind")).select_by_value(kind)
-            driver.find_element(By.ID, "event-class").clear()
-            driver.find_element(By.ID, "event-class").send_keys(name)
+            for field, typed in (("event-class", name), ("event-where", where)):
+                driver.find_element(By.ID, field).clear()
+                driver.find_element(By.ID, field).send_keys(typed)
             driver.execute_script("document.getElementById('event-from').value = arguments[0];"
                                   "document.getElementById('event-to').value = arguments[1];",
                                   f"{on}T00:00:00" if on else "", f"{on + datetime.timedelta(days=1)}T00:00:00"
@@ -1389,6 +1391,9 @@ def test_the_events_search_lists_an_earlier_days_events_until_the_newest_are_ask
         shows("2 events found", ["gate: car #5 crossed door (out)", "yard.2: car #2 entered drive"])
         search(stream="yard.2", kind="enter")
         shows("2 events found", ["yard.2: person #3 entered drive", "yard.2: car #2 entered drive"])
+        # At one line (of either stream).
+        search(where="door")
+        shows("2 events found", ["gate: car #5 crossed door (out)", "yard.2: person #1 crossed door (in)"])
         # More than a search lists (500): its newest, and a line saying so.
         search(on=day - datetime.timedelta(days=2))
         shows("500 events found, the newest: older ones match too (narrow the search, or: older)",

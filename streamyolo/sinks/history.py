@@ -50,7 +50,7 @@ given it reads that file up to there, and the follower goes on from there: nothi
 class EventQuery:
     """Which events: from ``since`` (seconds since the epoch, included) to ``until`` (excluded),
     of ``streams``, of kinds ``kinds`` (``line``, ``enter`` …), about objects of ``classes``
-    (class names, or ids as text); ``None`` for any.
+    (class names, or ids as text), in ``places`` (zones' or lines' names); ``None`` for any.
 
     >>> query = EventQuery(since=100.0, streams=frozenset({"door"}), classes=frozenset({"person"}))
     >>> query.matches({"time": 120.5, "stream": "door", "event": "enter", "cls": 0, "name": "person"})
@@ -64,6 +64,7 @@ class EventQuery:
     streams: frozenset[str] | None = None
     kinds: frozenset[str] | None = None
     classes: frozenset[str] | None = None
+    places: frozenset[str] | None = None
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         moment = event.get("time")
@@ -73,7 +74,8 @@ class EventQuery:
                 and (self.streams is None or event.get("stream") in self.streams)
                 and (self.kinds is None or event.get("event") in self.kinds)
                 and (self.classes is None or event.get("name") in self.classes
-                     or ("cls" in event and str(event["cls"]) in self.classes)))
+                     or ("cls" in event and str(event["cls"]) in self.classes))
+                and (self.places is None or event.get("zone") in self.places or event.get("line") in self.places))
 
     def select(self, events: Iterable[Mapping[str, Any]], limit: int) -> tuple[list[dict[str, Any]], bool]:
         """The first ``limit`` of ``events`` (the events sink's recent ones, newest first) that
@@ -665,8 +667,10 @@ def limit_of(fields: Mapping[str, list[str]], most: int) -> int | None:
 
 def events_query(fields: Mapping[str, list[str]]) -> EventQuery:
     """The query of a request's fields (the web page's ``/events.json?stream=…&from=…``):
-    ``stream``, ``event``, ``class`` (repeatable or comma-separated), ``from`` and ``to``
-    (seconds since the epoch). Raises ``ValueError`` naming the field at fault."""
+    ``stream``, ``event``, ``class``, ``where`` (a zone's or a line's name; each repeatable or
+    comma-separated), ``from`` and ``to`` (seconds since the epoch). Raises ``ValueError``
+    naming the field at fault."""
     since, until = span_of(fields)
     return EventQuery(since, until, parse_names(fields.get("stream"), "stream"),
-                      parse_kinds(fields.get("event"), "event"), parse_names(fields.get("class"), "class"))
+                      parse_kinds(fields.get("event"), "event"), parse_names(fields.get("class"), "class"),
+                      parse_names(fields.get("where"), "where"))

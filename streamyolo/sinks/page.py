@@ -104,6 +104,7 @@ PAGE = """<!doctype html>
 <option value="clip">clip</option>
 <option value="output">output</option><option value="switch">switch</option>
 </select> class <input id="event-class" size="10" placeholder="any (person, 0…)">
+in <input id="event-where" size="10" placeholder="any zone or line">
 from <input type="datetime-local" id="event-from" step="1"> to <input type="datetime-local" id="event-to" step="1">
 <button id="event-find">search</button>
 <button type="button" id="event-count"
@@ -451,7 +452,8 @@ async function listEvents() {
 function searchFields() {
   const fields = new URLSearchParams();
   const value = (id) => document.getElementById(id).value.trim();
-  for (const [key, id] of [["stream", "event-stream"], ["event", "event-kind"], ["class", "event-class"]]) {
+  for (const [key, id] of [["stream", "event-stream"], ["event", "event-kind"], ["class", "event-class"],
+                           ["where", "event-where"]]) {
     if (value(id)) fields.set(key, value(id));
   }
   for (const [key, id] of [["from", "event-from"], ["to", "event-to"]]) {  // (the browser's local time)

@@ -119,8 +119,6 @@ class EventFilter:
         self.classes = None if classes is None else frozenset(classes)
         self.cooldown = cooldown
         self._last: dict[str, float] = {}  # stream -> the time of its last object event let through
-        self.held = 0
-        """Object events left out by the cooldown so far."""
 
     def takes(self, kind: str) -> bool:
         """Whether events of ``kind`` go to the output at all."""
@@ -139,7 +137,6 @@ class EventFilter:
         if self.cooldown is not None:
             at, last = float(event.get("time", 0.0)), self._last.get(str(stream))
             if last is not None and 0 <= at - last < self.cooldown:
-                self.held += 1
                 return False
             self._last[str(stream)] = at
         return True
@@ -147,7 +144,7 @@ class EventFilter:
 
 def frame_events(result: Result) -> list[dict[str, Any]]:
     """The events of one processed frame: its line crossings, then what entered, lingered in or
-    left its zones."""
+    left its zones, then its zones crowded or no longer."""
     if not result.crossings and not result.visits and not result.crowds:
         return []
     meta = result.frame.meta
@@ -183,7 +180,7 @@ class EventSink:
         self._pruned_at = -math.inf
         self._lines = (LineFile(self.path, "events file", overwrite, keep=events_keep) if self.path is not None
                        else None)
-        # each output with the kinds of event it takes (None: all)
+        # each output with the events it takes
         self._outputs: list[tuple[EventOutput, EventFilter]] = []
         if webhook is not None:
             self._outputs.append((Webhook(webhook, format=webhook_format), EventFilter(webhook_events)))

@@ -254,6 +254,10 @@ class WebhookConfig(_Strict):
     """After an object event of a stream (a line, a zone), that stream's next object events are
     not sent for this long (``5m``, seconds; by the events' own times): one notification per
     visit, not one per person or per step. A camera down, a clip, a switch always go."""
+    down_after: float | None = None
+    """A camera down (``reconnecting``, ``failed``) is sent only once it has been down this long
+    (``2m``, seconds), and its coming back only if that was: a camera's blip of a few seconds
+    sends nothing. Unset: each state as it comes."""
 
     @field_validator("url")
     @classmethod
@@ -262,7 +266,7 @@ class WebhookConfig(_Strict):
 
         return check_webhook(value)
 
-    @field_validator("cooldown", mode="before")
+    @field_validator("cooldown", "down_after", mode="before")
     @classmethod
     def _cooldown(cls, value: Any) -> Any:
         return _span(value)
@@ -721,7 +725,7 @@ class PipelineConfig(_Strict):
     """The events the MQTT broker gets, likewise."""
     webhooks: list[WebhookConfig] = Field(default_factory=list)
     """More webhooks, each with the events it gets (:class:`WebhookConfig`: ``url``, ``format``,
-    ``events``, ``streams``, ``classes``, ``cooldown``), beside ``webhook``."""
+    ``events``, ``streams``, ``classes``, ``cooldown``, ``down_after``), beside ``webhook``."""
     mqtt_discovery: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
     """Home Assistant's MQTT discovery prefix (``homeassistant``): each stream shows up there
     as a device, with its connection, snapshots, zones and counting lines

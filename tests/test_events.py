@@ -916,6 +916,43 @@ def test_check_notify_sends_a_test_event_to_each_webhook_and_the_broker_and_says
     assert "wrong" not in said + caplog.text
 
 
+@pytest.mark.timeout(60)
+def test_a_webhook_with_down_after_hears_of_a_camera_down_only_once_it_has_been_down_that_long(
+        tmp_path: Path) -> None:
+    """``down_after``: a camera's blip (down, back 0.2 s later) sends nothing; down for longer
+    sends its going down once it has been down that long, then its coming back; the events
+    file has every state as it came."""
+    from streamyolo.sinks.events import EventFilter
+
+    with HookReceiver() as phone:
+        sink = EventSink(tmp_path / "events.jsonl", webhooks=[(Webhook(phone.url), EventFilter({"state"},
+                                                                                              down_after=1.0))])
+        sink.open()
+        try:
+            sink.stream_changed("gate", "streaming", None)
+            _wait_for(lambda: len(phone.events) == 1)
+            sink.stream_changed("gate", "reconnecting", "connection refused")
+            time.sleep(0.2)
+            sink.stream_changed("gate", "streaming", None)  # (a blip)
+            time.sleep(1.5)
+            assert [e["state"] for e in phone.events] == ["streaming"]
+            down = time.time()
+            sink.stream_changed("gate", "reconnecting", "connection refused")
+            _wait_for(lambda: len(phone.events) == 2, 5)
+            told = time.time() - down
+            sink.stream_changed("gate", "streaming", None)
+            sink.stream_changed("gate", "ended", None)
+            _wait_for(lambda: len(phone.events) == 4, 5)
+        finally:
+            sink.close()
+    assert 0.9 <= told < 3, told
+    assert [(e["state"], "down_since" in e) for e in phone.events] == [
+        ("streaming", False), ("reconnecting", True), ("streaming", False), ("ended", False)]
+    assert abs(float(phone.events[1]["down_since"]) - down) < 0.1  # type: ignore[arg-type]
+    assert [e["state"] for e in read_jsonl(tmp_path / "events.jsonl")] == [
+        "streaming", "reconnecting", "streaming", "reconnecting", "streaming", "ended"]
+
+
 def test_a_webhook_format_needs_a_webhook_and_is_one_of_four() -> None:
     with pytest.raises(ConfigError, match="config keys 'webhook_format' and 'webhook'"):
         build_config({"streams": ["a.mp4"], "webhook_format": "text"})

@@ -550,7 +550,7 @@ def webhooks(cfg: PipelineConfig, streams: Sequence[ResolvedStream]) -> list[tup
             raise ConfigError(f"config key {key!r}: no stream {unknown[0]!r} in the config (its streams: "
                               f"{', '.join(sorted(names))})")
         hooks.append((Webhook(hook.url, format=hook.format), EventFilter(hook.events, hook.streams, hook.classes,
-                                                                         hook.cooldown)))
+                                                                         hook.cooldown, hook.down_after)))
     return hooks
 
 

@@ -173,6 +173,7 @@ def describe(plan: Plan) -> str:
         taken += [f"streams {', '.join(hook.streams)}"] if hook.streams is not None else []
         taken += [f"objects of {_classes(hook.classes)}"] if hook.classes is not None else []
         taken += [f"a stream's objects at most every {format_seconds(hook.cooldown)}"] if hook.cooldown else []
+        taken += [f"a camera down once down {format_seconds(hook.down_after)}"] if hook.down_after else []
         outputs.append(f"events to webhook {redact_url(hook.url)}" + (f" ({'; '.join(taken)})" if taken else ""))
     if cfg.mqtt is not None:
         outputs.append("events to an MQTT broker" + (" (Home Assistant discovery)" if cfg.mqtt_discovery else ""))

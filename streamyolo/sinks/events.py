@@ -100,6 +100,9 @@ class EventOutput(Protocol):
         ...
 
 
+DOWN = frozenset({"reconnecting", "failed"})
+"""The stream states that say a camera is down (``down_after``)."""
+
 OBJECT_EVENTS = frozenset({"line", "enter", "leave", "linger", "speeding"})
 """The events about an object (a line crossed, a zone's visit): those ``classes`` and
 ``cooldown`` apply to."""
@@ -110,15 +113,21 @@ class EventFilter:
     object events, ``classes``; with ``cooldown``, a stream's object events at most one per that
     many seconds (by their own times: one notification per visit, not one per step). Events
     that are not about an object (a camera down, a clip, a switch) go whatever the classes and
-    cooldown. Used by the events thread alone."""
+    cooldown. With ``down_after``, a camera down (``reconnecting``, ``failed``) is told only once
+    it has been down that long (:meth:`due`), and its coming back only if its going down was: a
+    Wi-Fi camera's blip of a few seconds is no notification. Used by the events thread alone."""
 
     def __init__(self, kinds: Collection[str] | None = None, streams: Collection[str] | None = None,
-                 classes: Collection[int] | None = None, cooldown: float | None = None) -> None:
+                 classes: Collection[int] | None = None, cooldown: float | None = None,
+                 down_after: float | None = None) -> None:
         self.kinds = None if kinds is None else frozenset(kinds)
         self.streams = None if streams is None else frozenset(streams)
         self.classes = None if classes is None else frozenset(classes)
         self.cooldown = cooldown
+        self.down_after = down_after
         self._last: dict[str, float] = {}  # stream -> the time of its last object event let through
+        self._down: dict[str, tuple[float, dict[str, Any]]] = {}  # stream -> (down since, its newest down event)
+        self._told: set[str] = set()  # streams whose going down was told (their coming back will be)
 
     def takes(self, kind: str) -> bool:
         """Whether events of ``kind`` go to the output at all."""
@@ -130,6 +139,8 @@ class EventFilter:
         if not self.takes(event["event"]) or (self.streams is not None and stream is not None
                                               and stream not in self.streams):
             return False
+        if event["event"] == "state" and self.down_after is not None:
+            return self._state(event)
         if event["event"] not in OBJECT_EVENTS:
             return True
         if self.classes is not None and event.get("cls") not in self.classes:
@@ -140,6 +151,34 @@ class EventFilter:
                 return False
             self._last[str(stream)] = at
         return True
+
+
+    def _state(self, event: Mapping[str, Any]) -> bool:
+        stream, state = str(event.get("stream")), event.get("state")
+        if state in DOWN:
+            if stream in self._told:
+                return True
+            since = self._down[stream][0] if stream in self._down else float(event.get("time", 0.0))
+            self._down[stream] = (since, dict(event))  # (held: told when down long enough, by due)
+            return False
+        held = self._down.pop(stream, None)
+        if state == "streaming" and held is not None:
+            return False  # back before it was told down: neither is told
+        self._told.discard(stream)
+        return True
+
+    def due(self, now: float) -> list[dict[str, Any]]:
+        """The cameras down for ``down_after`` by ``now`` (seconds since the epoch) and not told
+        yet: each one's newest down event, with ``down_since``, to send now."""
+        if self.down_after is None:
+            return []
+        ready = [stream for stream, (since, _) in self._down.items() if now - since >= self.down_after]
+        told = []
+        for stream in ready:
+            since, event = self._down.pop(stream)
+            self._told.add(stream)
+            told.append({**event, "down_since": since})
+        return told
 
 
 def frame_events(result: Result) -> list[dict[str, Any]]:
@@ -383,10 +422,17 @@ class EventSink:
             raise OutputsIncompleteError("; ".join(str(error) for error in errors))
 
     def _run(self) -> None:
+        waits = any(wanted.down_after is not None for _, wanted in self._outputs)  # (down cameras told later)
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=0.25 if waits else None)
+            except queue.Empty:
+                item = (None, [])
             if item is None:
                 return
+            for output, wanted in self._outputs:
+                for event in wanted.due(time.time()):
+                    output.send(event)
             result, events = item
             try:
                 if result is not None:

@@ -1483,7 +1483,7 @@ def test_the_events_panel_counts_a_search_by_the_hour(tmp_path: Path) -> None:
         # By the hour, 07:00 to 12:00: each way through the gate, on one scale (the in-row's 2
         # twice its 1, the out-row's 1 as tall as the in-row's 1), every hour with its bar.
         count(since="2026-12-05T07:00:00", to="2026-12-05T12:00:00")
-        shown = shows("the count by the hour", lambda s: s["heading"] == "10 events, by hour, 2026-12-05")
+        shown = shows("the count by the hour", lambda s: s["heading"] == "10 events, by hour, 2026-12-05 · CSV")
         assert shown["found"] == "" and not shown["listed"]
         hours = [f"2026-12-05 {hour:02}:00" for hour in range(7, 12)]
         assert [(row["what"], row["total"], row["titles"], row["ends"]) for row in shown["rows"]] == [
@@ -1498,6 +1498,14 @@ def test_the_events_panel_counts_a_search_by_the_hour(tmp_path: Path) -> None:
             "return [Intl.DateTimeFormat().resolvedOptions().timeZone, performance.getEntriesByType('resource')"
             ".filter((e) => e.name.includes('/counts.json?')).map((e) => new URL(e.name).searchParams.get('tz'))]")
         assert zones[0] and zones[1] == [zones[0]], zones
+        # The same counts as a file to save, for a spreadsheet.
+        table = driver.find_element(By.ID, "event-counts-csv")
+        status, kind, body = _get(table.get_attribute("href"))
+        assert (status, kind, table.get_attribute("download")) == (200, "text/csv; charset=utf-8", "")
+        each = zip(hours, [0, 1, 2, 1, 2], [0, 1, 1, 1, 1], strict=True)
+        assert body.decode().splitlines() == ["hour,stream,event,where,class,count", *[
+            f"{hour},gate,line,gate {way},person,{n}" for hour, ins, outs in each
+            for way, n in (("in", ins), ("out", outs))]]
         assert shown["rows"][0]["heights"] == [0, unit, 2 * unit, unit, 2 * unit]
         assert shown["rows"][1]["heights"] == [0, unit, unit, unit, unit]
         # Nothing of that class then.
@@ -1506,7 +1514,7 @@ def test_the_events_panel_counts_a_search_by_the_hour(tmp_path: Path) -> None:
         assert shown["rows"] == [] and shown["found"] == ""
         # Over 2 days: by the day, two weeks and a morning: 15 days.
         count(since="2026-11-21T07:00:00", to="2026-12-05T12:00:00")
-        shown = shows("the count by the day", lambda s: s["heading"] == "10 events, by day")
+        shown = shows("the count by the day", lambda s: s["heading"] == "10 events, by day · CSV")
         days = [f"2026-11-{day}" for day in range(21, 31)] + [f"2026-12-0{day}" for day in range(1, 6)]
         assert [(row["what"], row["total"], row["titles"], row["ends"]) for row in shown["rows"]] == [
             ("gate line gate in person", "6", [f"{day}: 0" for day in days[:-1]] + ["2026-12-05: 6"],
@@ -1530,7 +1538,7 @@ def test_the_events_panel_counts_a_search_by_the_hour(tmp_path: Path) -> None:
         after = time.strftime("%Y-%m-%d %H:00")
         assert not shown["failed"] and shown["found"] == ""
         if before[:10] == after[:10]:  # (not across midnight: this run's events came today)
-            assert shown["heading"].endswith(f" by hour, {after[:10]}") and shown["rows"], shown
+            assert shown["heading"].endswith(f" by hour, {after[:10]} · CSV") and shown["rows"], shown
             assert all(row["ends"][0] == "00:00" and row["titles"][-1].startswith(
                 (before + ": ", after + ": ")) for row in shown["rows"]), shown
         # A search: the list again, and no chart.
@@ -1542,7 +1550,7 @@ def test_the_events_panel_counts_a_search_by_the_hour(tmp_path: Path) -> None:
         assert len(driver.find_elements(By.CSS_SELECTOR, "#happened li")) == 10
         # "newest" after a count: the list again too.
         driver.find_element(By.ID, "event-count").click()
-        shows("the count again", lambda s: s["heading"] == "10 events, by hour, 2026-12-05" and not s["listed"])
+        shows("the count again", lambda s: s["heading"] == "10 events, by hour, 2026-12-05 · CSV" and not s["listed"])
         driver.find_element(By.ID, "event-newest").click()
         shown = shows("the newest events", lambda s: s["listed"] and not s["shown"])
         assert shown["found"] == ""

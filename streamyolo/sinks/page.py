@@ -566,6 +566,14 @@ async function countEvents() {
     : answer.total + (answer.total === 1 ? " event" : " events") + ", by " + answer.by
       + (oneDay ? ", " + last.slice(0, 10) : "")  // (the day once: the bars' ends say only the hours)
       + (zone && !answer.zone ? " (the box's clock: it does not know " + zone + ")" : "");
+  if (answer.series.length) {  // the same counts as a file, for a spreadsheet
+    const table = document.createElement("a");
+    table.id = "event-counts-csv";
+    table.href = here + "counts.csv?" + fields;
+    table.download = "";
+    table.textContent = "CSV";
+    heading.append(" · ", table);
+  }
   const most = answer.series.reduce((top, s) => Math.max(top, ...s.counts), 1);  // (every chart on one scale)
   counts.replaceChildren(heading, ...answer.series.map((s) => countRow(s, periods, most, oneDay ? 11 : 0)));
   counts.hidden = false;

@@ -86,7 +86,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import csv
 import hmac
+import io
 import json
 import logging
 import math
@@ -100,7 +102,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -118,7 +120,16 @@ from streamyolo.sinks.base import current_board, paused_outputs
 from streamyolo.sinks.events import RECENT
 from streamyolo.sinks.export import default_name
 from streamyolo.sinks.export import export as cut_recordings
-from streamyolo.sinks.history import PERIODS, EventQuery, count_series, events_query, find_events, limit_of, read_events
+from streamyolo.sinks.history import (
+    PERIODS,
+    EventQuery,
+    count_rows,
+    count_series,
+    events_query,
+    find_events,
+    limit_of,
+    read_events,
+)
 from streamyolo.sinks.latest import Latest, LatestResults
 from streamyolo.sinks.listing import FilesQuery, files_query, list_videos
 from streamyolo.sinks.metrics import CONTENT_TYPE as METRICS_TYPE
@@ -367,14 +378,17 @@ class WebViewer:
         :func:`~streamyolo.sinks.history.count_series` makes a chart of them: from the events
         file if the run writes one, else the recent ones the page lists."""
         assert query.since is not None and query.until is not None
+        return count_series(self.found(query), by, query.since, query.until, zone)
+
+    def found(self, query: EventQuery) -> list[dict[str, Any]]:
+        """The events that match ``query``: from the events file if the run writes one, else
+        the recent ones the page lists."""
         if self.events_file is not None:
             try:
-                found = list(read_events(self.events_file, query))
+                return list(read_events(self.events_file, query))
             except FileNotFoundError:  # nothing written yet
-                found = []
-        else:
-            found = query.select(self.events() if self.events is not None else [], RECENT)[0]
-        return count_series(found, by, query.since, query.until, zone)
+                return []
+        return query.select(self.events() if self.events is not None else [], RECENT)[0]
 
     def recording_path(self, name: str) -> Path | None:
         """The recording file ``name`` (a plain ``.mp4`` name in the folder), or ``None``."""
@@ -685,8 +699,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._file(viewer.recording_path(path.removeprefix("/recordings/")), "video/mp4", "recording")
             elif path == "/events.json" and viewer.events is not None:
                 self._events(viewer)
-            elif path == "/counts.json" and viewer.events is not None:
-                self._counts(viewer)
+            elif path in ("/counts.json", "/counts.csv") and viewer.events is not None:
+                self._counts(viewer, path.endswith(".csv"))
             elif path.startswith("/snapshots/") and viewer.snapshots is not None:
                 self._file(viewer.snapshot_path(path.removeprefix("/snapshots/")), "image/jpeg", "snapshot")
             elif path == "/clips.json" and viewer.clips is not None:
@@ -831,13 +845,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(HTTPStatus.OK, "application/json", json.dumps({"events": found, "more": more}).encode())
 
-    def _counts(self, viewer: WebViewer) -> None:
-        """``/counts.json?by=hour|day|week|month&from=…&to=…``, with any of ``stream``, ``event`` and
-        ``class`` as ``/events.json`` takes them: the events that match counted in each local
+    def _counts(self, viewer: WebViewer, table: bool = False) -> None:
+        """``/counts.json?by=hour|day|week|month&from=…&to=…``, with any of ``stream``, ``event``,
+        ``class`` and ``where`` as ``/events.json`` takes them: the events that match counted in each local
         hour or day of the span (up to :data:`COUNT_MOST` seconds), a chart's series
         (:meth:`WebViewer.count_events`); ``tz``: on the clocks of that time zone (the page's,
         ``Europe/Berlin``), not the box's (a container's, in UTC). The answer's ``zone`` is the
-        time zone it counted in, ``null`` for the box's (also when ``tz`` is not one it knows)."""
+        time zone it counted in, ``null`` for the box's (also when ``tz`` is not one it knows).
+        ``/counts.csv?…`` (``table``): the same counts as ``streamyolo events --count --by … --csv``
+        writes them, a file to save, for a spreadsheet."""
         fields = parse_qs(urlsplit(self.path).query)
         by, asked = (fields.get("by") or [""])[0], (fields.get("tz") or [""])[0]
         try:
@@ -858,6 +874,15 @@ class _Handler(BaseHTTPRequestHandler):
             log.info("web page: counting in the box's local time: no time zone %r here", asked)
             zone = None
         try:
+            if table:
+                assert query.since is not None
+                text = io.StringIO()
+                csv.writer(text, lineterminator="\n").writerows(
+                    count_rows(viewer.found(query), by, (query.since, query.until), zone)[:-1])  # (not the total)
+                day = datetime.fromtimestamp(query.since, zone).strftime("%Y%m%d")  # (zone None: the box's)
+                self._send(HTTPStatus.OK, "text/csv; charset=utf-8", text.getvalue().encode(),
+                           {"Content-Disposition": f'attachment; filename="counts-by-{by}-{day}.csv"'})
+                return
             chart = viewer.count_events(query, by, zone)
         except OSError as exc:
             self._unreadable(viewer, exc)

@@ -471,9 +471,12 @@ class ZoneCrowd:
     """The objects it holds now."""
     limit: int
     seconds: float | None = None
+    inside: Mapping[str, int] = field(default_factory=dict)
+    """What it holds now, by class name."""
 
     def to_record(self) -> dict[str, Any]:
-        record: dict[str, Any] = {"zone": self.zone, "state": self.state, "count": self.count, "limit": self.limit}
+        record: dict[str, Any] = {"zone": self.zone, "state": self.state, "count": self.count, "limit": self.limit,
+                                  "inside": dict(self.inside)}
         if self.seconds is not None:
             record["seconds"] = round(self.seconds, 3)
         return record

@@ -403,10 +403,10 @@ def test_a_zone_with_a_crowd_says_when_it_holds_that_many_for_long_enough_and_wh
     Pipeline([StreamSetup("shop", source, Overflow.BLOCK, zones=(queue,))], _QueueDetector,
              sinks=[EventSink(path), seen]).run()
     crowds = [e for e in read_jsonl(path) if e["event"] == "crowd"]
-    assert [(e["seq"], e["state"], e["count"], e["limit"], e.get("seconds")) for e in crowds] == [
-        (15, "started", 3, 3, None), (35, "ended", 1, 3, 0.8)]
+    assert [(e["seq"], e["state"], e["count"], e["limit"], e.get("seconds"), e["inside"]) for e in crowds] == [
+        (15, "started", 3, 3, None, {"person": 3}), (35, "ended", 1, 3, 0.8, {"person": 1})]
     assert [describe(e).split("  ", 1)[1] for e in crowds] == [
-        "shop: queue crowded: 3 objects (3 or more)", "shop: queue no longer crowded after 0.8 s"]
+        "shop: queue crowded: 3 person (3 or more)", "shop: queue no longer crowded after 0.8 s"]
     assert [seq for seq, crowded in sorted(seen.crowded.items()) if crowded] == list(range(15, 35))
     assert seen.states == [{"total": 3, "person": 3, "crowded": True}, {"total": 1, "person": 1, "crowded": False}]
     configs = {topic.split("/")[-2]: json.loads(config) for topic, config in discovery_messages(

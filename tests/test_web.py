@@ -653,10 +653,11 @@ def test_a_real_browser_shows_every_stream_with_its_numbers_and_the_events(tmp_p
         assert not shot.is_displayed(), "the snapshot should give way to the clip"
         # How the list says a zone crowded and no longer, and an untracked object crossing a line.
         assert driver.execute_script("return arguments[0].map(describe)", [
-            {"event": "crowd", "zone": "queue", "state": "started", "count": 11, "limit": 10},
+            {"event": "crowd", "zone": "queue", "state": "started", "count": 11, "limit": 10,
+             "inside": {"person": 11}},
             {"event": "crowd", "zone": "queue", "state": "ended", "count": 4, "limit": 10, "seconds": 95.04},
             {"event": "line", "line": "door", "direction": "in", "name": "person", "cls": 0}]) == [
-            "queue crowded: 11 objects (10 or more)", "queue no longer crowded after 95.0 s",
+            "queue crowded: 11 person (10 or more)", "queue no longer crowded after 95.0 s",
             "person crossed door (in)"]
         # Every clip so far, listed by the "clips" button, the event's among them.
         driver.find_element(By.ID, "show-clips").click()

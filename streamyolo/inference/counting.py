@@ -480,7 +480,8 @@ class CrowdWatch:
                     if state.crowded:
                         state.began = now
                     changed.append(ZoneCrowd(tally.name, "started" if state.crowded else "ended", count, objects,
-                                             None if state.crowded else now - state.began))
+                                             None if state.crowded else now - state.began,
+                                             dict(tally.inside) if tally.watched is not False else {}))
             told.append(replace(tally, crowded=state.crowded))
         return changed, tuple(told)
 

@@ -438,7 +438,9 @@ def happened(event: Mapping[str, Any]) -> str:
     elif kind == "test":  # (streamyolo check --notify)
         what = str(event.get("message", "a test"))
     elif kind == "crowd":
-        what = (f"{event.get('zone')} crowded: {event.get('count')} objects ({event.get('limit')} or more)"
+        inside = ", ".join(f"{n} {name}" for name, n in (event.get("inside") or {}).items())
+        what = (f"{event.get('zone')} crowded: {inside or str(event.get('count')) + ' objects'} "
+                f"({event.get('limit')} or more)"
                 if event.get("state") == "started" else
                 f"{event.get('zone')} no longer crowded after {float(event.get('seconds', 0)):.1f} s")
     elif kind == "output":

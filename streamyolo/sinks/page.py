@@ -340,8 +340,10 @@ function describe(e) {
   if (e.event === "leave") return who + " left " + e.zone + " after " + e.dwell.toFixed(1) + " s";
   if (e.event === "linger") return who + " lingers in " + e.zone + " (" + e.dwell.toFixed(1) + " s)";
   if (e.event === "speeding") return who + " speeding in " + e.zone + " (" + e.speed.toFixed(0) + " km/h)";
-  if (e.event === "crowd" && e.state === "started") return e.zone + " crowded: " + e.count + " objects (" + e.limit
-    + " or more)";
+  if (e.event === "crowd" && e.state === "started") {
+    const inside = Object.entries(e.inside || {}).map(([name, n]) => n + " " + name).join(", ");
+    return e.zone + " crowded: " + (inside || e.count + " objects") + " (" + e.limit + " or more)";
+  }
   if (e.event === "crowd") return e.zone + " no longer crowded after " + e.seconds.toFixed(1) + " s";
   if (e.event === "clip" && e.state === "ended") return "clip finished (" + e.seconds.toFixed(1) + " s)";
   if (e.event === "clip" && e.state === "failed") return "clip not made: " + e.error;

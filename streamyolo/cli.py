@@ -302,6 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--follow", "-f", action="store_true",
                         help="go on: print each new event that matches as it is written, until Ctrl-C (as tail -f; "
                              "--from, --last or --newest print the earlier ones first)")
+    status = commands.add_parser(
+        "status", help="a running run's streams, read from its web page: state, fps, frame age, dropped, errors",
+        description="Print a running run's streams as its live status shows them, read from its web page "
+                    "(/status.json): named by its config (its web address, login and certificate) or by the "
+                    "page's address. Exits 1 when the page cannot be reached or a stream has failed.")
+    status.add_argument("target", metavar="CONFIG|URL",
+                        help="the run's config file, or its page's address (http://127.0.0.1:8080/; a login in "
+                             "it, or STREAMYOLO_WEB_AUTH)")
     demo = commands.add_parser(
         "demo", help="the whole product on synthetic camera scenes, offline, scored against ground truth",
         description="Write synthetic H.264 clips with ground truth, run the pipeline over them with the "
@@ -692,6 +700,18 @@ def _missing(what: str, path: Path, config: Path | None) -> OutputError:
     return OutputError(f"{what} {str(path)!r} does not exist{where}")
 
 
+def command_status(args: argparse.Namespace) -> int:
+    from streamyolo.pipeline.remote import page_of, read_status, status_text
+
+    status = read_status(*page_of(args.target))
+    print(status_text(status), flush=True)
+    failed = [entry.get("name") for entry in status["streams"] if entry.get("state") == "failed"]
+    if failed:
+        log.error("%d stream(s) failed: %s", len(failed), ", ".join(map(str, failed)))
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def command_events(args: argparse.Namespace) -> int:
     from streamyolo.config import build_config
     from streamyolo.sinks.history import (
@@ -845,6 +865,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_export(args)
         if args.command == "events":
             return command_events(args)
+        if args.command == "status":
+            return command_status(args)
         if args.command == "bench":
             from streamyolo.benchmark import capacity_report
 

@@ -351,19 +351,6 @@ def test_addresses() -> None:
 LOGIN = "viewer:pä ss:word"  # a colon and a space in the password, and a letter beyond ASCII
 
 
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key, made by the openssl command."""
-    openssl = shutil.which("openssl")
-    need("the openssl command is needed to make a test certificate (.ci/run installs it)" if openssl is None else None)
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
-    return cert, key
-
-
 def _fetch(url: str, cafile: Path, login: str | None = None) -> tuple[int, dict[str, str], bytes]:
     """GET over HTTPS, trusting only ``cafile`` (so the certificate is really checked)."""
     import base64

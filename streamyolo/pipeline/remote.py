@@ -1,0 +1,120 @@
+"""``streamyolo status``: a running run's streams, read from its web page (``/status.json``),
+from a shell on the box (or anywhere the page is reached): a headless box's service looked at
+without a browser.
+
+The run is named by its config (its ``web`` address, ``web_auth`` login and ``web_cert``
+certificate: the page it serves) or by the page's address (``https://user:password@box:8443/``,
+the login from ``STREAMYOLO_WEB_AUTH`` otherwise).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from streamyolo.errors import ConfigError, StreamYoloError
+from streamyolo.pipeline.report import StreamReport, status_table
+from streamyolo.sinks.history import local_time
+from streamyolo.sources import redact_url
+
+_ANY_HOST = ("0.0.0.0", "::", "")  # (listening on every interface: asked on loopback)
+
+
+class PageUnreachable(StreamYoloError):
+    """The run's page did not answer (not running, another address, a wrong login)."""
+
+
+def page_of(target: str) -> tuple[str, ssl.SSLContext | None, str | None]:
+    """The page's address (ending in ``/``), the TLS context to reach it with, and the login
+    (``USER:PASSWORD``) of ``target``: a config file, or the page's address. Raises
+    ``ConfigError`` naming what is missing."""
+    if target.startswith(("http://", "https://")):
+        parts = urlsplit(target)
+        login = (f"{unquote(parts.username)}:{unquote(parts.password or '')}" if parts.username is not None
+                 else os.environ.get("STREAMYOLO_WEB_AUTH"))
+        host = parts.hostname or ""
+        netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+        path = parts.path if parts.path.endswith("/") else parts.path + "/"
+        return urlunsplit((parts.scheme, netloc, path, "", "")), None, login
+    from streamyolo.config import build_config
+    from streamyolo.sinks.web import split_address
+
+    cfg = build_config(Path(target))
+    if cfg.web is None:
+        raise ConfigError(f"config {target!r} serves no web page (no 'web' key): status reads the run's page; "
+                          "give its address instead")
+    address = split_address(cfg.web)
+    assert address is not None  # (validated)
+    host, port = address
+    if port == 0:
+        raise ConfigError(f"config {target!r}: web port 0 is any free port, chosen at start: give the page's "
+                          "address (the run logs it)")
+    host = "127.0.0.1" if host in _ANY_HOST else host
+    context = None
+    if cfg.web_cert is not None:  # (its own certificate, perhaps self-signed: trusted as such, on its address)
+        context = ssl.create_default_context(cafile=str(cfg.web_cert))
+        context.check_hostname = False
+    scheme = "https" if cfg.web_cert is not None else "http"
+    login = cfg.web_auth.get_secret_value() if cfg.web_auth is not None else None  # (STREAMYOLO_WEB_AUTH too)
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}/", context, login
+
+
+def read_status(page: str, context: ssl.SSLContext | None = None, login: str | None = None,
+                timeout: float = 10.0) -> dict[str, Any]:
+    """The run's ``/status.json`` from its ``page``. Raises :class:`PageUnreachable` saying why."""
+    request = urllib.request.Request(page + "status.json", headers={"User-Agent": "streamyolo status"})
+    if login is not None:
+        request.add_header("Authorization", "Basic " + base64.b64encode(login.encode()).decode("ascii"))
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]  # (the box's own page)
+    if context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    shown = redact_url(page)
+    try:
+        with urllib.request.build_opener(*handlers).open(request, timeout=timeout) as response:
+            status = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        why = " (a wrong or missing login: web_auth, STREAMYOLO_WEB_AUTH)" if exc.code == 401 else ""
+        raise PageUnreachable(f"the run's page {shown} answers HTTP {exc.code} {exc.reason}{why}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        raise PageUnreachable(f"cannot reach the run's page {shown}: {reason} (is the run up, with this web "
+                              "address?)") from None
+    except ValueError:
+        raise PageUnreachable(f"the run's page {shown} answers something that is not its status") from None
+    if not isinstance(status, dict) or not isinstance(status.get("streams"), list):
+        raise PageUnreachable(f"the run's page {shown} answers something that is not its status")
+    return status
+
+
+_REPORTED = frozenset(field.name for field in fields(StreamReport))
+
+
+def status_text(status: dict[str, Any]) -> str:
+    """``status`` (a run's ``/status.json``) as ``streamyolo status`` prints it: whether it
+    runs, each stream as the live status shows it, the outputs paused and the disk's room."""
+    reports = [StreamReport(**{key: value for key, value in entry.items() if key in _REPORTED})
+               for entry in status["streams"]]
+    lines = [("running" if status.get("running") else "not running (ended)") + f", {len(reports)} stream(s)",
+             status_table(reports)]
+    for paused in status.get("paused") or []:
+        since = paused.get("since")
+        when = local_time(float(since)) if isinstance(since, int | float) else "?"
+        lines.append(f"paused: {paused.get('output')} since {when}: {paused.get('error')}")
+    for folder, use in (status.get("storage") or {}).items():
+        if isinstance(use, dict) and "bytes" in use:
+            days = use.get("days_left")
+            lines.append(f"{folder}: {use['bytes'] / 1e9:.1f} GB in {use.get('files')} files; disk "
+                         f"{(use.get('free') or 0) / 1e9:.1f} GB free" + (f", about {days:g} days at the last day's "
+                                                                          "rate" if days is not None else ""))
+    return "\n".join(lines)
+
+
+__all__ = ["PageUnreachable", "page_of", "read_status", "status_text"]

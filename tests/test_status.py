@@ -1,0 +1,79 @@
+"""``streamyolo status``: a running run's streams, read from its web page, from a shell."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamyolo import cli
+from streamyolo.pipeline import Pipeline
+from tests.helpers import until
+from tests.servers import free_port
+
+LOGIN = "admin:s3cr et"
+
+
+def _config(tmp_path: Path, **web: Any) -> dict[str, Any]:
+    return {"model": "demo", "imgsz": 160, "device": "cpu", "display": False, "status_interval": 0,
+            "web": f"0.0.0.0:{free_port()}", "web_auth": LOGIN, **web,
+            "streams": [{"name": "yard", "source": "synthetic:?size=160x120&fps=10", "realtime": True},
+                        {"name": "dead", "source": f"rtsp://127.0.0.1:{free_port()}/none",
+                         "reconnect": {"attempts": 1, "base": 0.1}}]}
+
+
+def _status(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = cli.main(["status", *args])
+    return code, capsys.readouterr().out
+
+
+@pytest.mark.timeout(90)
+def test_status_prints_a_running_runs_streams_from_its_page(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+        tls_files: tuple[Path, Path]) -> None:
+    """By the run's config (its page on every interface, asked on loopback, with its login) or
+    by the page's address: the streams as the live status shows them, exit 1 for the failed
+    camera; over HTTPS with the config's own certificate; a wrong login, a page not there and
+    a config without a page are one line each, the password never shown."""
+    cert, key = tls_files
+    for secure in (False, True):
+        config = _config(tmp_path, **({"web_cert": str(cert), "web_key": str(key)} if secure else {}))
+        path = tmp_path / f"cams-{secure}.yaml"
+        path.write_text(json.dumps(config), encoding="utf-8")
+        with Pipeline.from_config(config) as pipeline:
+            pipeline.start()
+            until(lambda: {r.name: (r.state, r.processed > 3) for r in pipeline.reports()} == {
+                "yard": ("streaming", True), "dead": ("failed", False)}, 30, "the yard streaming, the dead failed")
+            code, said = _status(str(path), capsys=capsys)
+            assert code == 1, said
+            lines = said.splitlines()
+            assert lines[0] == "running, 2 stream(s)", said
+            assert re.match(r"stream +state +fps in +fps out +processed +dropped +age ms +last frame +error", lines[1])
+            assert re.match(r"yard +streaming +\d+\.\d +\d+\.\d +\d+ +\d+ +\d+ ", lines[2]), said
+            assert re.match(r"dead +failed +0\.0 +0\.0 +0 +0 +- +- +.*127\.0\.0\.1", lines[3]), said
+            assert "1 stream(s) failed: dead" in caplog.text
+            if secure:
+                continue
+            port = config["web"].rsplit(":", 1)[1]
+            user, password = LOGIN.split(":")
+            code, said = _status(f"http://{user}:{password.replace(' ', '%20')}@127.0.0.1:{port}", capsys=capsys)
+            assert code == 1 and said.splitlines()[0] == "running, 2 stream(s)", said
+            caplog.clear()
+            code, said = _status(f"http://{user}:n0tTh1s@127.0.0.1:{port}/", capsys=capsys)
+            assert (code, said) == (1, "")
+            assert (f"the run's page http://127.0.0.1:{port}/ answers HTTP 401 Unauthorized (a wrong or missing "
+                    "login") in caplog.text
+            assert "n0tTh1s" not in caplog.text and password not in caplog.text
+    caplog.clear()
+    assert _status(str(tmp_path / "cams-False.yaml"), capsys=capsys)[0] == 1  # (the run is over: no page)
+    assert f"cannot reach the run's page http://127.0.0.1:{config_port(tmp_path)}/: " in caplog.text
+    (tmp_path / "bare.yaml").write_text(json.dumps({"streams": ["synthetic:"]}), encoding="utf-8")
+    assert _status(str(tmp_path / "bare.yaml"), capsys=capsys)[0] == 2
+    assert f"config '{tmp_path / 'bare.yaml'}' serves no web page (no 'web' key)" in caplog.text
+
+
+def config_port(tmp_path: Path) -> str:
+    return str(json.loads((tmp_path / "cams-False.yaml").read_text())["web"]).rsplit(":", 1)[1]

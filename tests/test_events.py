@@ -864,6 +864,11 @@ def test_each_webhook_gets_the_events_it_asks_for_with_a_cooldown_per_stream(
     assert f"events to webhook {every.url}; " in plan
     assert (f"events to webhook {phone.url} (text; enter; streams gate; objects of class(es) 0; a stream's "
             "objects at most every 1m)") in plan, plan
+    # A phone's notifications with snapshots to show but no address to link them by: said.
+    (tmp_path / "cams.yaml").write_text(json.dumps({**config, "snapshots": str(tmp_path / "shots")}))
+    assert cli.main(["check", str(tmp_path / "cams.yaml")]) == 0
+    assert ("1m; no pictures nor clips linked: set public_url, the page's address as the phone reaches it)"
+            in capsys.readouterr().out)
     for hook, message in (({"url": phone.url, "streams": ["gat"]},
                            r"config key 'webhooks\.0\.streams': no stream 'gat' in the config \(its streams: gate, "
                            r"porch\)"),

@@ -174,6 +174,8 @@ def describe(plan: Plan) -> str:
         taken += [f"objects of {_classes(hook.classes)}"] if hook.classes is not None else []
         taken += [f"a stream's objects at most every {format_seconds(hook.cooldown)}"] if hook.cooldown else []
         taken += [f"a camera down once down {format_seconds(hook.down_after)}"] if hook.down_after else []
+        if hook.format != "json" and cfg.public_url is None and (cfg.snapshots or cfg.clips):  # (a phone's)
+            taken.append("no pictures nor clips linked: set public_url, the page's address as the phone reaches it")
         outputs.append(f"events to webhook {redact_url(hook.url)}" + (f" ({'; '.join(taken)})" if taken else ""))
     if cfg.mqtt is not None:
         outputs.append("events to an MQTT broker" + (" (Home Assistant discovery)" if cfg.mqtt_discovery else ""))

@@ -1379,9 +1379,17 @@ def test_the_events_search_lists_an_earlier_days_events_until_the_newest_are_ask
         shows("2 events found", ["gate: car #5 crossed door (out)", "yard.2: car #2 entered drive"])
         search(stream="yard.2", kind="enter")
         shows("2 events found", ["yard.2: person #3 entered drive", "yard.2: car #2 entered drive"])
-        # At one line (of either stream).
+        # At one line (of either stream); the search's events as a file to save.
         search(where="door")
         shows("2 events found", ["gate: car #5 crossed door (out)", "yard.2: person #1 crossed door (in)"])
+        export = driver.find_element(By.ID, "event-export")
+        assert export.is_displayed()
+        status, kind, body = _get(export.get_attribute("href"))
+        assert (status, kind) == (200, "text/csv; charset=utf-8")
+        rows = [line.split(",") for line in body.decode().splitlines()]
+        assert [row[2:7] for row in rows] == [["stream", "event", "where", "class", "id"],
+                                              ["yard.2", "line", "door in", "person", "1"],
+                                              ["gate", "line", "door out", "car", "5"]], rows  # (oldest first)
         # More than a search lists (500): its newest, and a line saying so.
         search(on=day - datetime.timedelta(days=2))
         shows("500 events found, the newest: older ones match too (narrow the search, or: older)",

@@ -109,7 +109,8 @@ from <input type="datetime-local" id="event-from" step="1"> to <input type="date
 <button id="event-find">search</button>
 <button type="button" id="event-count"
 title="how many of these events came in each hour (a span of over 2 days: each day); from today, to now">count</button>
-<button type="button" id="event-newest" hidden title="the newest events, as they come">newest</button></form>
+<button type="button" id="event-newest" hidden title="the newest events, as they come">newest</button>
+<a id="event-export" hidden download title="the search's events as a file, for a spreadsheet">CSV</a></form>
 <div id="event-found"></div>
 <div id="event-counts" hidden></div>
 <ol id="happened"></ol>
@@ -502,6 +503,11 @@ async function runSearch(fields, older) {
   found.textContent = count + (count === 1 ? " event" : " events") + " found" + (answer.more
     ? ", the newest: older ones match too (narrow the search, or: older)" : "");
   document.getElementById("event-older").hidden = !answer.more;
+  const exported = new URLSearchParams(lastSearch || fields);  // (the whole search, not a page of it)
+  exported.delete("limit");
+  const link = document.getElementById("event-export");
+  link.href = here + "events.csv?" + exported;
+  link.hidden = !count;
   showEvents(results);
 }
 document.getElementById("event-search").addEventListener("submit", (submit) => {
@@ -523,6 +529,7 @@ document.getElementById("event-newest").addEventListener("click", () => {
   listed = "";
   document.getElementById("event-newest").hidden = true;
   document.getElementById("event-older").hidden = true;
+  document.getElementById("event-export").hidden = true;
   document.getElementById("event-found").textContent = "";
   document.getElementById("event-counts").hidden = true;
   document.getElementById("happened").hidden = false;
@@ -541,6 +548,7 @@ async function countEvents() {
   found.textContent = "counting…";
   document.getElementById("event-newest").hidden = false;
   document.getElementById("event-older").hidden = true;
+  document.getElementById("event-export").hidden = true;
   const fields = searchFields();
   fields.delete("limit");
   const from = fields.has("from") ? Number(fields.get("from")) : new Date().setHours(0, 0, 0, 0) / 1000;

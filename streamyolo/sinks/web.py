@@ -121,10 +121,12 @@ from streamyolo.sinks.events import RECENT
 from streamyolo.sinks.export import default_name
 from streamyolo.sinks.export import export as cut_recordings
 from streamyolo.sinks.history import (
+    CSV_COLUMNS,
     PERIODS,
     EventQuery,
     count_rows,
     count_series,
+    csv_row,
     events_query,
     find_events,
     limit_of,
@@ -699,6 +701,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._file(viewer.recording_path(path.removeprefix("/recordings/")), "video/mp4", "recording")
             elif path == "/events.json" and viewer.events is not None:
                 self._events(viewer)
+            elif path == "/events.csv" and viewer.events is not None:
+                self._events(viewer, table=True)
             elif path in ("/counts.json", "/counts.csv") and viewer.events is not None:
                 self._counts(viewer, path.endswith(".csv"))
             elif path.startswith("/snapshots/") and viewer.snapshots is not None:
@@ -821,20 +825,22 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(HTTPStatus.OK, "application/json", json.dumps(files(query)).encode())
 
-    def _events(self, viewer: WebViewer) -> None:
+    def _events(self, viewer: WebViewer, table: bool = False) -> None:
         """``/events.json``: the newest events (``{"events": [...]}``); with any of ``stream``,
-        ``event``, ``class`` (each repeatable, or comma-separated), ``from`` and ``to`` (seconds
+        ``event``, ``class``, ``where`` (each repeatable, or comma-separated), ``from`` and ``to`` (seconds
         since the epoch) and ``limit`` (up to :data:`SEARCH_MOST`), those that match, searched
         in the events file (:mod:`streamyolo.sinks.history`), and ``"more"``: whether older ones
-        did too."""
+        did too. ``/events.csv?…`` (``table``): the search's events (the newest
+        :data:`SEARCH_MOST` unless ``limit`` says fewer), oldest first, as ``streamyolo events
+        --csv`` writes them: a file to save, for a spreadsheet."""
         assert viewer.events is not None
         query = parse_qs(urlsplit(self.path).query)
-        if not query:
+        if not query and not table:
             self._send(HTTPStatus.OK, "application/json", json.dumps({"events": viewer.events()}).encode())
             return
         try:
             search = events_query(query)
-            limit = limit_of(query, SEARCH_MOST) or RECENT
+            limit = limit_of(query, SEARCH_MOST) or (SEARCH_MOST if table else RECENT)
         except ValueError as exc:
             self._send(HTTPStatus.BAD_REQUEST, _TEXT, f"events search: {exc}\n".encode())
             return
@@ -842,6 +848,15 @@ class _Handler(BaseHTTPRequestHandler):
             found, more = viewer.find_events(search, limit)
         except OSError as exc:
             self._unreadable(viewer, exc)
+            return
+        if table:
+            text = io.StringIO()
+            rows = csv.writer(text, lineterminator="\n")
+            rows.writerow(CSV_COLUMNS)
+            rows.writerows(csv_row(event) for event in reversed(found))
+            self._send(HTTPStatus.OK, "text/csv; charset=utf-8", text.getvalue().encode(),
+                       {"Content-Disposition": 'attachment; filename="events.csv"',
+                        "X-More-Events": "true" if more else "false"})
             return
         self._send(HTTPStatus.OK, "application/json", json.dumps({"events": found, "more": more}).encode())
 

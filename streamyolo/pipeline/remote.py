@@ -73,7 +73,8 @@ def read_status(page: str, context: ssl.SSLContext | None = None, login: str | N
     request = urllib.request.Request(page + "status.json", headers={"User-Agent": "streamyolo status"})
     if login is not None:
         request.add_header("Authorization", "Basic " + base64.b64encode(login.encode()).decode("ascii"))
-    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]  # (the box's own page)
+    loopback = urlsplit(page).hostname in ("127.0.0.1", "localhost", "::1")
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})] if loopback else []  # (no proxy)
     if context is not None:
         handlers.append(urllib.request.HTTPSHandler(context=context))
     shown = redact_url(page)

@@ -234,15 +234,9 @@ def _tiles(value: Any) -> Any:
     return {"grid": value} if isinstance(value, str) else value
 
 
-class WebhookConfig(_Strict):
-    """One of ``webhooks``: a URL events are POSTed to, and which of them: a phone's
-    notifications for a person at the door, at most one every five minutes, beside every event
-    to a home-automation server."""
+class _Delivered(_Strict):
+    """Which events an output of ``webhooks`` or ``emails`` gets."""
 
-    url: str
-    """``http(s)://`` URL (a login in it is sent as HTTP Basic)."""
-    format: Literal["json", "text", "slack", "discord"] = "json"
-    """What each POST is, as ``webhook_format``."""
     events: list[EventKind] | None = None
     """The kinds of event it gets, as ``webhook_events``; unset: all."""
     streams: list[str] | None = Field(default=None, min_length=1)
@@ -259,6 +253,22 @@ class WebhookConfig(_Strict):
     (``2m``, seconds), and its coming back only if that was: a camera's blip of a few seconds
     sends nothing. Unset: each state as it comes."""
 
+    @field_validator("cooldown", "down_after", mode="before")
+    @classmethod
+    def _cooldown(cls, value: Any) -> Any:
+        return _span(value)
+
+
+class WebhookConfig(_Delivered):
+    """One of ``webhooks``: a URL events are POSTed to, and which of them: a phone's
+    notifications for a person at the door, at most one every five minutes, beside every event
+    to a home-automation server."""
+
+    url: str
+    """``http(s)://`` URL (a login in it is sent as HTTP Basic)."""
+    format: Literal["json", "text", "slack", "discord"] = "json"
+    """What each POST is, as ``webhook_format``."""
+
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
@@ -266,10 +276,26 @@ class WebhookConfig(_Strict):
 
         return check_webhook(value)
 
-    @field_validator("cooldown", "down_after", mode="before")
+
+class EmailConfig(_Delivered):
+    """One of ``emails``: who gets each event (of those it takes) as an email, through which
+    server (:mod:`streamyolo.sinks.mail`)."""
+
+    server: str
+    """``smtp://[user:password@]host[:port]`` (STARTTLS when offered, and with a login) or
+    ``smtps://…`` (TLS, port 465)."""
+    to: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(min_length=1)
+    """The addresses each message goes to."""
+    sender: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
+    """Its ``From`` address (default: ``streamyolo@<this box's name>``; many servers want the
+    login's own)."""
+
+    @field_validator("server")
     @classmethod
-    def _cooldown(cls, value: Any) -> Any:
-        return _span(value)
+    def _server(cls, value: str) -> str:
+        from streamyolo.sinks.mail import check_server
+
+        return check_server(value)
 
 
 class ScheduleConfig(_Strict):
@@ -726,6 +752,9 @@ class PipelineConfig(_Strict):
     webhooks: list[WebhookConfig] = Field(default_factory=list)
     """More webhooks, each with the events it gets (:class:`WebhookConfig`: ``url``, ``format``,
     ``events``, ``streams``, ``classes``, ``cooldown``, ``down_after``), beside ``webhook``."""
+    emails: list[EmailConfig] = Field(default_factory=list)
+    """Events as emails (:class:`EmailConfig`: ``server``, ``to``, ``sender``, and which events,
+    as ``webhooks``), each with its snapshot attached."""
     mqtt_discovery: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
     """Home Assistant's MQTT discovery prefix (``homeassistant``): each stream shows up there
     as a device, with its connection, snapshots, zones and counting lines
@@ -1184,7 +1213,8 @@ class PipelineConfig(_Strict):
                 for name, shape in (getattr(stream, kind) or {}).items():
                     keys[f"streams.{index}.{kind}.{name}.classes"] = getattr(shape, "classes", None)
         if model in (None, self.model):
-            keys.update({f"webhooks.{index}.classes": hook.classes for index, hook in enumerate(self.webhooks)})
+            keys.update({f"{key}.{index}.classes": output.classes for key in _DELIVERED
+                         for index, output in enumerate(getattr(self, key))})
         whose = (f"the model's {len(names)} classes" if model is None or len(self.models) == 1
                  else f"the {len(names)} classes of model {model!r}")
         for key, classes in keys.items():
@@ -1430,10 +1460,9 @@ def _name_classes(data: dict[str, Any]) -> None:
     models may number ``car`` differently)."""
     streams = data.get("streams")
     entries = streams if isinstance(streams, list) else []
-    given_hooks = data.get("webhooks")
-    hooks: list[Any] = given_hooks if isinstance(given_hooks, list) else []
+    outputs = {key: list(given) for key in _DELIVERED if isinstance(given := data.get(key), list)}
     lists = [data, *(e for e in entries if isinstance(e, dict)), *(shape for _, _, shape in _shapes(entries)),
-             *(hook for hook in hooks if isinstance(hook, dict))]
+             *(output for given in outputs.values() for output in given if isinstance(output, dict))]
     if not any(_named(holder.get(key)) for holder in lists for key in _CLASS_KEYS):
         return
     from streamyolo.errors import ModelError
@@ -1484,11 +1513,11 @@ def _name_classes(data: dict[str, Any]) -> None:
                                    entries[index].get("enabled") is not False)
             if shape["classes"] is _UNREAD:
                 del shape["classes"]
-    if hooks:
-        hooks = data["webhooks"] = copy.deepcopy(hooks)
-        for index, hook in enumerate(hooks):  # as the run's model numbers them
-            if isinstance(hook, dict) and "classes" in hook:
-                hook["classes"] = ids(hook["classes"], f"webhooks.{index}.classes", run_model)
+    for key, given in outputs.items():  # webhooks' and emails' classes: as the run's model numbers them
+        copied = data[key] = copy.deepcopy(given)
+        for index, output in enumerate(copied):
+            if isinstance(output, dict) and "classes" in output:
+                output["classes"] = ids(output["classes"], f"{key}.{index}.classes", run_model)
 
 
 def _shapes(entries: list[Any]) -> list[tuple[int, str, dict[str, Any]]]:
@@ -1503,6 +1532,9 @@ def _shapes(entries: list[Any]) -> list[tuple[int, str, dict[str, Any]]]:
 _UNREAD = object()
 """Class names of a disabled stream whose model cannot be read: left out (they are read, and
 checked, when it is enabled)."""
+
+_DELIVERED = ("webhooks", "emails")
+"""The run's keys that list outputs of events, each with the classes it takes."""
 
 _CLASS_KEYS = ("classes", "blur", "class_conf", "record_objects")
 """The run's and a stream's keys that list classes (by id or name)."""

@@ -21,7 +21,7 @@ from streamyolo.frames import Detections, Image
 from streamyolo.sources import RawFrame, SourceInfo, SyntheticSource, read_stamp
 
 ROOT = Path(__file__).resolve().parents[1]
-THREAD_PREFIXES = {"capture", "inference", "record", "clip", "pipeline", "web", "events", "webhook",
+THREAD_PREFIXES = {"capture", "inference", "record", "clip", "pipeline", "web", "events", "webhook", "email",
                    "paho-mqtt-client-"}  # the last: paho-mqtt's network thread, "paho-mqtt-client-<id>"
 PYTHON = sys.executable
 

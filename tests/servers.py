@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 
@@ -328,3 +329,46 @@ class MqttSubscriber:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class SmtpServer:
+    """A mail server on 127.0.0.1 (aiosmtpd) that keeps every message it takes; with ``cert``
+    and ``key`` it offers STARTTLS, and with ``login`` (``(user, password)``) it takes mail only
+    from that login, over TLS."""
+
+    def __init__(self, cert: Path | None = None, key: Path | None = None,
+                 login: tuple[str, str] | None = None) -> None:
+        import ssl
+
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
+
+        self.messages: list[tuple[str, list[str], bytes]] = []  # (from, to, the message)
+        kept = self.messages
+
+        class _Handler:
+            async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+                kept.append((envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content)))
+                return "250 OK"
+
+        def _authenticate(server: object, session: object, envelope: object, mechanism: str,
+                          data: Any) -> AuthResult:
+            given = (data.login.decode(), data.password.decode()) if hasattr(data, "login") else None
+            return AuthResult(success=given == login, handled=False)  # (not handled: its 535 said for us)
+
+        tls = None
+        if cert is not None:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(str(cert), str(key) if key is not None else None)
+        self.port = free_port()
+        options: dict[str, Any] = {"tls_context": tls} if tls is not None else {}
+        if login is not None:
+            options |= {"authenticator": _authenticate, "auth_required": True, "auth_require_tls": True}
+        self._controller = Controller(_Handler(), hostname="127.0.0.1", port=self.port, **options)
+
+    def __enter__(self) -> SmtpServer:
+        self._controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._controller.stop()

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 from streamyolo.annotation import BoxAnnotator
 from streamyolo.buffering import Overflow
 from streamyolo.config import (
+    EmailConfig,
     MotionConfig,
     PipelineConfig,
+    WebhookConfig,
     auto_lanes,
     auto_workers,
     build_config,
@@ -60,11 +62,12 @@ from streamyolo.sinks.display import TiledDisplay, display_available
 from streamyolo.sinks.events import EventFilter, EventSink
 from streamyolo.sinks.heatmap import HeatmapSink
 from streamyolo.sinks.jsonl import JsonlSink
+from streamyolo.sinks.mail import Mail
 from streamyolo.sinks.mqtt import StreamEntities
 from streamyolo.sinks.recorder import VideoRecorder, choose_codec
 from streamyolo.sinks.storage import Storage
 from streamyolo.sinks.web import WebViewer
-from streamyolo.sinks.webhook import Webhook
+from streamyolo.sinks.webhook import Deliverer, Webhook
 from streamyolo.sources import PyAVSource
 from streamyolo.sources.base import PacketTap, tap_of
 from streamyolo.workers.capture import CapturePolicy
@@ -373,11 +376,12 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         if folder is not None}
     storage = Storage(folders) if folders else None
     events: EventSink | None = None
-    if cfg.webhooks or any(out is not None for out in (cfg.events, cfg.webhook, cfg.mqtt, cfg.snapshots, cfg.clips)):
+    if cfg.webhooks or cfg.emails or any(out is not None for out in (cfg.events, cfg.webhook, cfg.mqtt, cfg.snapshots,
+                                                                      cfg.clips)):
         if cfg.events is not None:
             check_output_file(cfg.events, "events file")
         events = EventSink(cfg.events, None, cfg.snapshots, annotator, overwrite=cfg.overwrite, mqtt=cfg.mqtt,
-                           webhooks=webhooks(cfg, streams), mqtt_events=cfg.mqtt_events,
+                           webhooks=deliveries(cfg, streams), mqtt_events=cfg.mqtt_events,
                            snapshots_keep=cfg.snapshots_keep, clip_of=clips.clip_of if clips is not None else None,
                            public_url=cfg.public_url, mqtt_discovery=cfg.mqtt_discovery,
                            entities=[stream_entities(cfg, s) for s in streams], mqtt_controls=True,
@@ -538,20 +542,24 @@ def stream_schedules(s: ResolvedStream) -> dict[str, Schedule]:
     return s.config.schedule.schedules() if s.config.schedule is not None else {}
 
 
-def webhooks(cfg: PipelineConfig, streams: Sequence[ResolvedStream]) -> list[tuple[Webhook, EventFilter]]:
-    """The run's webhooks (``webhook``, ``webhooks``), each with the events it gets; a stream
-    one names that the config does not have is refused, naming the key."""
+def deliveries(cfg: PipelineConfig, streams: Sequence[ResolvedStream]) -> list[tuple[Deliverer, EventFilter]]:
+    """The run's webhooks (``webhook``, ``webhooks``) and emails, each with the events it gets;
+    a stream one names that the config does not have is refused, naming the key."""
     names = {s.spec.name for s in streams} | {s.name for s in cfg.streams if s.name}
-    hooks = []
-    for index, hook in enumerate(cfg.all_webhooks()):
-        unknown = sorted(set(hook.streams or ()) - names)
+    made: list[tuple[Deliverer, EventFilter]] = []
+    outputs: list[tuple[str, WebhookConfig | EmailConfig]] = [
+        *((f"webhooks.{index - (cfg.webhook is not None)}", hook) for index, hook in enumerate(cfg.all_webhooks())),
+        *((f"emails.{index}", email) for index, email in enumerate(cfg.emails))]
+    for key, output in outputs:
+        unknown = sorted(set(output.streams or ()) - names)
         if unknown:
-            key = f"webhooks.{index - (cfg.webhook is not None)}.streams"
-            raise ConfigError(f"config key {key!r}: no stream {unknown[0]!r} in the config (its streams: "
+            raise ConfigError(f"config key '{key}.streams': no stream {unknown[0]!r} in the config (its streams: "
                               f"{', '.join(sorted(names))})")
-        hooks.append((Webhook(hook.url, format=hook.format), EventFilter(hook.events, hook.streams, hook.classes,
-                                                                         hook.cooldown, hook.down_after)))
-    return hooks
+        deliverer: Deliverer = (Webhook(output.url, format=output.format) if isinstance(output, WebhookConfig)
+                                else Mail(output.server, output.to, output.sender, snapshots=cfg.snapshots))
+        made.append((deliverer, EventFilter(output.events, output.streams, output.classes, output.cooldown,
+                                            output.down_after)))
+    return made
 
 
 def stream_entities(cfg: PipelineConfig, s: ResolvedStream) -> StreamEntities:

@@ -167,16 +167,24 @@ def describe(plan: Plan) -> str:
             age = days.get(path)
             outputs.append(f"{what} {path}" + (f" (its days kept {format_seconds(age)})" if age else "")
                            + (_room(path) if path == cfg.clips else ""))
-    for hook in cfg.all_webhooks():
-        taken = [f"{hook.format}"] if hook.format != "json" else []
+    from streamyolo.config import EmailConfig, WebhookConfig
+
+    hooks: list[WebhookConfig | EmailConfig] = [*cfg.all_webhooks(), *cfg.emails]
+    for hook in hooks:
+        mailed = isinstance(hook, EmailConfig)
+        read = mailed or (isinstance(hook, WebhookConfig) and hook.format != "json")  # (by a person)
+        taken: list[str] = [hook.format] if isinstance(hook, WebhookConfig) and hook.format != "json" else []
         taken += [", ".join(hook.events)] if hook.events is not None else []
         taken += [f"streams {', '.join(hook.streams)}"] if hook.streams is not None else []
         taken += [f"objects of {_classes(hook.classes)}"] if hook.classes is not None else []
         taken += [f"a stream's objects at most every {format_seconds(hook.cooldown)}"] if hook.cooldown else []
         taken += [f"a camera down once down {format_seconds(hook.down_after)}"] if hook.down_after else []
-        if hook.format != "json" and cfg.public_url is None and (cfg.snapshots or cfg.clips):  # (a phone's)
-            taken.append("no pictures nor clips linked: set public_url, the page's address as the phone reaches it")
-        outputs.append(f"events to webhook {redact_url(hook.url)}" + (f" ({'; '.join(taken)})" if taken else ""))
+        if read and cfg.public_url is None and (cfg.clips if mailed else cfg.snapshots or cfg.clips):
+            taken.append(f"no {'clips' if mailed else 'pictures nor clips'} linked: set public_url, the page's "
+                         "address as the phone reaches it")  # (an email carries its snapshot itself)
+        what = (f"events by email to {', '.join(hook.to)} through {redact_url(hook.server)}"
+                if isinstance(hook, EmailConfig) else f"events to webhook {redact_url(hook.url)}")
+        outputs.append(what + (f" ({'; '.join(taken)})" if taken else ""))
     if cfg.mqtt is not None:
         outputs.append("events to an MQTT broker" + (" (Home Assistant discovery)" if cfg.mqtt_discovery else ""))
     if cfg.web is not None:
@@ -305,8 +313,9 @@ def trouble(cfg: PipelineConfig, stream: ResolvedStream, found: Probe) -> list[s
 
 def notify(cfg: PipelineConfig) -> list[tuple[str, str | None]]:
     """``streamyolo check --notify``: a ``test`` event sent once to each webhook (in its format,
-    whatever events it takes) and to the MQTT broker (``<prefix>/test``), at once: for each, what
-    it is and ``None`` when it took it, else what went wrong."""
+    whatever events it takes), each email's addresses and the MQTT broker (``<prefix>/test``),
+    at once: for each, what it is and ``None`` when it took it, else what went wrong."""
+    from streamyolo.sinks.mail import Mail
     from streamyolo.sinks.mqtt import try_broker
     from streamyolo.sinks.webhook import Webhook
 
@@ -315,6 +324,9 @@ def notify(cfg: PipelineConfig) -> list[tuple[str, str | None]]:
     sent: list[tuple[str, str | None]] = [
         (f"webhook {redact_url(hook.url)}", Webhook(hook.url, format=hook.format).post_now(dict(event)))
         for hook in cfg.all_webhooks()]
+    for email in cfg.emails:
+        mail = Mail(email.server, email.to, email.sender)
+        sent.append((f"email {mail.shown}", mail.post_now(dict(event))))
     if cfg.mqtt is not None:
         sent.append((f"MQTT broker {redact_url(cfg.mqtt)}", try_broker(cfg.mqtt, dict(event))))
     return sent

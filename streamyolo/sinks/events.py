@@ -61,7 +61,7 @@ from streamyolo.sinks.base import (
 from streamyolo.sinks.jsonl import LineFile
 from streamyolo.sinks.mqtt import MqttPublisher, StatePublisher, StreamEntities
 from streamyolo.sinks.storage import Storage
-from streamyolo.sinks.webhook import Webhook
+from streamyolo.sinks.webhook import Deliverer, Webhook
 
 log = logging.getLogger(__name__)
 
@@ -205,9 +205,10 @@ class EventSink:
                  mqtt_discovery: str | None = None, entities: Sequence[StreamEntities] = (),
                  mqtt_controls: bool = False, events_keep: float | None = None,
                  storage: Storage | None = None, webhook_format: str = "json",
-                 webhooks: Sequence[tuple[Webhook, EventFilter]] = ()) -> None:
-        """``webhooks``: more webhooks, each with the events it gets (``webhook``, with
-        ``webhook_events`` and ``webhook_format``, is one more, first);
+                 webhooks: Sequence[tuple[Deliverer, EventFilter]] = ()) -> None:
+        """``webhooks``: more webhooks (or emails: any :class:`~streamyolo.sinks.webhook.Deliverer`),
+        each with the events it gets (``webhook``, with ``webhook_events`` and ``webhook_format``,
+        is one more, first);
         ``events_keep``: the events file's days kept that long (:mod:`streamyolo.sinks.days`);
         ``mqtt_discovery``: Home Assistant's discovery prefix, to announce ``entities`` (each
         stream's zones and lines) there and publish their states (:mod:`streamyolo.sinks.mqtt`),

@@ -85,42 +85,27 @@ def check_webhook(url: str) -> str:
     return url
 
 
-class Webhook:
-    """Delivers events to ``url`` from its own thread; see the module's docstring."""
+class Deliverer:
+    """Delivers events one by one from a thread of its own, in order, never losing one quietly
+    (see the module's docstring: the queue, the retries, the end); a subclass says how one is
+    delivered (:meth:`_post`). ``what`` and ``shown`` name it in the log (``webhook
+    https://…``, the password never shown)."""
 
-    def __init__(self, url: str, *, timeout: float = 5.0, limit: int = 10000, drain: float = 10.0,
-                 backoff: tuple[float, float] = (1.0, 30.0), clock: Clock = time.monotonic,
-                 format: str = "json") -> None:
-        """``format``: what each POST is (:func:`payload`)."""
-        if format not in FORMATS:
-            raise ValueError(f"webhook format {format!r} is not one of {', '.join(FORMATS)}")
-        self.format = format
-        self.url = check_webhook(url)
-        self.shown = redact_url(url)
+    what = "webhook"
+
+    def __init__(self, shown: str, *, timeout: float = 5.0, limit: int = 10000, drain: float = 10.0,
+                 backoff: tuple[float, float] = (1.0, 30.0), clock: Clock = time.monotonic) -> None:
+        self.shown = shown
         self.timeout = timeout
         self.limit = limit
         self.drain = drain
         self.backoff = backoff
         self._clock = clock
-        parts = urlsplit(url)
-        self._headers = {"User-Agent": "streamyolo"}
-        if parts.username is not None:
-            login = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-            self._headers["Authorization"] = "Basic " + base64.b64encode(login).decode("ascii")
-            host = parts.hostname or ""
-            netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
-            self._target = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
-        else:
-            self._target = urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, ""))
-        handlers: list[urllib.request.BaseHandler] = []
-        if parts.hostname in _LOOPBACK:
-            handlers.append(urllib.request.ProxyHandler({}))
-        self._opener = urllib.request.build_opener(*handlers)
         self._queue: deque[dict[str, Any]] = deque()
         self._cond = threading.Condition()
         self._closing = False
         self._deadline: float | None = None
-        self._thread = threading.Thread(target=self._run, name="webhook")
+        self._thread = threading.Thread(target=self._run, name=self.what)
         self.delivered = 0
         self.dropped = 0  # beyond the queue's limit
         self.undelivered = 0  # left at the end
@@ -137,7 +122,8 @@ class Webhook:
             if len(self._queue) >= self.limit:
                 self._queue.popleft()
                 if not self.dropped:
-                    log.error("webhook %s: more than %d events waiting; dropping the oldest", self.shown, self.limit)
+                    log.error("%s %s: more than %d events waiting; dropping the oldest", self.what, self.shown,
+                              self.limit)
                 self.dropped += 1
             self._queue.append(event)
             self._cond.notify()
@@ -152,13 +138,13 @@ class Webhook:
         if self._thread.ident is not None:
             self._thread.join(self.drain + self.timeout + 5)
             if self._thread.is_alive():
-                log.error("webhook %s: its thread did not end", self.shown)
+                log.error("%s %s: its thread did not end", self.what, self.shown)
         with self._cond:
             self.undelivered += len(self._queue)
             self._queue.clear()
         lost = self.dropped + self.undelivered
         if lost:
-            raise OutputsIncompleteError(f"webhook {self.shown}: {lost} event(s) could not be delivered "
+            raise OutputsIncompleteError(f"{self.what} {self.shown}: {lost} event(s) could not be delivered "
                                          f"(first: {self._first_error or 'the queue was full'})")
 
     def _run(self) -> None:
@@ -179,7 +165,7 @@ class Webhook:
                     waiting = len(self._queue)
                 self.delivered += 1
                 if failing_since is not None:
-                    log.warning("webhook %s: delivering again after %.0f s (%d event(s) waiting)", self.shown,
+                    log.warning("%s %s: delivering again after %.0f s (%d event(s) waiting)", self.what, self.shown,
                                 self._clock() - failing_since, waiting)
                     failing_since = None
                 delay = self.backoff[0]
@@ -187,10 +173,10 @@ class Webhook:
             if failing_since is None:
                 failing_since = self._clock()
                 self._first_error = self._first_error or error
-                log.error("webhook %s: cannot deliver events (%s); trying again, events wait meanwhile",
-                          self.shown, error)
+                log.error("%s %s: cannot deliver events (%s); trying again, events wait meanwhile",
+                          self.what, self.shown, error)
             else:
-                log.debug("webhook %s: still cannot deliver: %s", self.shown, error)
+                log.debug("%s %s: still cannot deliver: %s", self.what, self.shown, error)
             with self._cond:
                 until = self._clock() + delay
                 if self._deadline is not None:
@@ -205,9 +191,41 @@ class Webhook:
         return self._deadline is not None and self._clock() >= self._deadline
 
     def post_now(self, event: dict[str, Any]) -> str | None:
-        """POST ``event`` at once, on the caller's thread, once (``streamyolo check --notify``);
-        ``None`` when the receiver took it, else what went wrong."""
+        """Deliver ``event`` at once, on the caller's thread, once (``streamyolo check --notify``);
+        ``None`` when it was taken, else what went wrong."""
         return self._post(event)
+
+    def _post(self, event: dict[str, Any]) -> str | None:
+        """Deliver one event; ``None`` when it was taken, else what went wrong."""
+        raise NotImplementedError
+
+
+class Webhook(Deliverer):
+    """Delivers events to ``url`` from its own thread; see the module's docstring."""
+
+    def __init__(self, url: str, *, timeout: float = 5.0, limit: int = 10000, drain: float = 10.0,
+                 backoff: tuple[float, float] = (1.0, 30.0), clock: Clock = time.monotonic,
+                 format: str = "json") -> None:
+        """``format``: what each POST is (:func:`payload`)."""
+        if format not in FORMATS:
+            raise ValueError(f"webhook format {format!r} is not one of {', '.join(FORMATS)}")
+        super().__init__(redact_url(url), timeout=timeout, limit=limit, drain=drain, backoff=backoff, clock=clock)
+        self.format = format
+        self.url = check_webhook(url)
+        parts = urlsplit(url)
+        self._headers = {"User-Agent": "streamyolo"}
+        if parts.username is not None:
+            login = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            self._headers["Authorization"] = "Basic " + base64.b64encode(login).decode("ascii")
+            host = parts.hostname or ""
+            netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+            self._target = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+        else:
+            self._target = urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, ""))
+        handlers: list[urllib.request.BaseHandler] = []
+        if parts.hostname in _LOOPBACK:
+            handlers.append(urllib.request.ProxyHandler({}))
+        self._opener = urllib.request.build_opener(*handlers)
 
     def _post(self, event: dict[str, Any]) -> str | None:
         """POST one event; ``None`` when the receiver took it (2xx), else what went wrong."""

@@ -1,0 +1,109 @@
+"""Events by email (``emails``): each event a message, from a thread of its own, as webhooks are
+delivered (the same queue, retries and end: :class:`~streamyolo.sinks.webhook.Deliverer`).
+
+The message's subject is what happened (``streamyolo: gate: person #4 crossed door (in)``), its
+body the event's line (as ``streamyolo events --text`` writes it) and the links of its clip,
+recording and snapshot (with ``public_url``), and the snapshot itself attached as a JPEG when
+there is one (``snapshots``): a notification that shows who came, in any mail program.
+
+The server is ``smtp://[user:password@]host[:port]`` (port 25 unless given; STARTTLS whenever
+the server offers it, and always when a login is given) or ``smtps://…`` (TLS from the start,
+port 465). The login is never logged.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+import time
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from streamyolo.clock import Clock
+from streamyolo.sinks.base import split_url
+from streamyolo.sinks.history import describe, happened
+from streamyolo.sinks.webhook import Deliverer
+from streamyolo.sources.redact import redact_url
+
+
+def check_server(url: str) -> str:
+    """``url`` if it names a mail server (``smtp://`` or ``smtps://``, a host); else a
+    ``ValueError`` saying why (the config error names the key).
+
+    >>> check_server("smtps://me:secret@mail.example.com")
+    'smtps://me:secret@mail.example.com'
+    """
+    split_url(url, ("smtp", "smtps"))
+    return url
+
+
+class Mail(Deliverer):
+    """Sends each event as an email to ``to`` through ``server``; see the module."""
+
+    what = "email"
+
+    def __init__(self, server: str, to: list[str], sender: str | None = None, *, snapshots: Path | None = None,
+                 timeout: float = 10.0, limit: int = 10000, drain: float = 10.0,
+                 backoff: tuple[float, float] = (1.0, 30.0), clock: Clock = time.monotonic) -> None:
+        """``snapshots``: the folder the events' snapshots are in (attached)."""
+        parts = split_url(check_server(server), ("smtp", "smtps"))
+        super().__init__(f"to {', '.join(to)} through {redact_url(server)}", timeout=timeout, limit=limit,
+                         drain=drain, backoff=backoff, clock=clock)
+        self.tls = parts.scheme == "smtps"
+        self.host = parts.hostname or ""
+        self.port = parts.port or (465 if self.tls else 25)
+        self.login = (unquote(parts.username), unquote(parts.password or "")) if parts.username is not None else None
+        self.to = list(to)
+        self.sender = sender or f"streamyolo@{socket.gethostname()}"
+        self.snapshots = snapshots
+
+    def message(self, event: dict[str, Any]) -> EmailMessage:
+        """``event`` as the message sent (see the module)."""
+        message = EmailMessage()
+        stream = f"{event['stream']}: " if event.get("stream") else ""
+        message["Subject"] = f"streamyolo: {stream}{happened(event)}"
+        message["From"] = self.sender
+        message["To"] = ", ".join(self.to)
+        message["Date"] = formatdate(float(event.get("time", time.time())), localtime=True)
+        message["Message-ID"] = make_msgid("streamyolo")
+        links = [f"{what}: {event[key]}" for key, what in (("clip_url", "clip"), ("recording_url", "recording"),
+                                                            ("snapshot_url", "snapshot")) if event.get(key)]
+        message.set_content("\n".join([describe(event), *links]) + "\n")
+        picture = self._picture(event)
+        if picture is not None:
+            message.add_attachment(picture, maintype="image", subtype="jpeg", filename=str(event["snapshot"]))
+        return message
+
+    def _picture(self, event: dict[str, Any]) -> bytes | None:
+        name = event.get("snapshot")
+        if self.snapshots is None or not isinstance(name, str) or "/" in name:
+            return None
+        try:
+            return (self.snapshots / name).read_bytes()
+        except OSError:  # deleted meanwhile (snapshots_keep), or not written (a full disk): the message goes
+            return None
+
+    def _post(self, event: dict[str, Any]) -> str | None:
+        try:
+            with (smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=ssl.create_default_context())
+                  if self.tls else smtplib.SMTP(self.host, self.port, timeout=self.timeout)) as server:
+                server.ehlo()
+                if not self.tls and (server.has_extn("starttls") or self.login is not None):
+                    server.starttls(context=ssl.create_default_context())
+                    server.ehlo()
+                if self.login is not None:
+                    server.login(*self.login)
+                server.send_message(self.message(event))
+            return None
+        except smtplib.SMTPResponseException as exc:
+            said = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+            return f"SMTP {exc.smtp_code} {said}"
+        except (smtplib.SMTPException, OSError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+
+__all__ = ["Mail", "check_server"]

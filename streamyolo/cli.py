@@ -124,6 +124,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--webhook-format", choices=["json", "text", "slack", "discord"],
                         help="each POST to the webhook: the event's JSON (default); text: a line a person reads, with "
                              "ntfy's headers (phone notifications through ntfy); slack or discord: their message")
+    parser.add_argument("--webhook-cooldown", metavar="SPAN",
+                        help="a stream's object events to the webhook at most one per so long (5m): a phone's "
+                             "notification per visit")
+    parser.add_argument("--webhook-down-after", metavar="SPAN",
+                        help="a camera down sent to the webhook only once down so long (2m): a blip sends nothing")
     for output in ("webhook", "mqtt"):
         parser.add_argument(f"--{output}-events", metavar="KINDS", type=_kinds,
                             help=f"only these events to the {output}, e.g. state,clip (line, enter, leave, linger, "
@@ -341,7 +346,8 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "record_max_size", "overwrite", "jsonl", "jsonl_keep",
             "summary", "switches_file", "stats", "stats_keep", "confirm_frames",
             "events", "events_keep", "webhook",
-            "mqtt", "mqtt_discovery", "webhook_events", "webhook_format", "mqtt_events",
+            "mqtt", "mqtt_discovery", "webhook_events", "webhook_format", "mqtt_events", "webhook_cooldown",
+            "webhook_down_after",
             "snapshots", "snapshots_keep", "dataset", "dataset_every", "dataset_max_size", "heatmaps", "crops",
             "crops_keep", "clips", "clip_mode", "clip_before", "clip_after", "clips_keep", "clips_max_size",
             "public_url", "display", "duration", "timezone",

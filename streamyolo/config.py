@@ -747,6 +747,11 @@ class PipelineConfig(_Strict):
     webhook_events: list[EventKind] | None = None
     """The events the webhook gets (``line``, ``enter``, ``leave``, ``linger``, ``state``); unset:
     all. ``[state, linger]``: cameras down and back, and loiterers, without every passer-by."""
+    webhook_cooldown: float | None = None
+    """The webhook's ``cooldown`` (as a ``webhooks`` entry's: a stream's object events at most one
+    per so long)."""
+    webhook_down_after: float | None = None
+    """The webhook's ``down_after`` (as a ``webhooks`` entry's: a camera down sent once down so long)."""
     mqtt_events: list[EventKind] | None = None
     """The events the MQTT broker gets, likewise."""
     webhooks: list[WebhookConfig] = Field(default_factory=list)
@@ -907,9 +912,10 @@ class PipelineConfig(_Strict):
         if self.mqtt_discovery is not None and self.mqtt is None:
             raise ValueError("config keys 'mqtt_discovery' and 'mqtt': Home Assistant finds the streams through the "
                              "MQTT broker; give mqtt too")
-        if "webhook_format" in self.model_fields_set and self.webhook is None:
-            raise ValueError("config keys 'webhook_format' and 'webhook': webhook_format says what each POST to the "
-                             "webhook is; give webhook too")
+        for key in ("webhook_format", "webhook_cooldown", "webhook_down_after"):
+            if key in self.model_fields_set and self.webhook is None:
+                raise ValueError(f"config keys {key!r} and 'webhook': {key} says how the webhook is sent events; "
+                                 "give webhook too")
         for key, target in (("webhook_events", "webhook"), ("mqtt_events", "mqtt")):
             if getattr(self, key) is not None and getattr(self, target) is None:
                 raise ValueError(f"config keys {key!r} and {target!r}: {key} says which events go to the "
@@ -1023,7 +1029,8 @@ class PipelineConfig(_Strict):
         return self
 
     @field_validator("record_segment", "record_keep", "record_keep_objects", "snapshots_keep", "clips_keep",
-                     "crops_keep", "jsonl_keep", "stats_keep", "events_keep", mode="before")
+                     "crops_keep", "jsonl_keep", "stats_keep", "events_keep", "webhook_cooldown", "webhook_down_after",
+                     mode="before")
     @classmethod
     def _span(cls, value: Any) -> Any:
         return _span(value)
@@ -1135,7 +1142,8 @@ class PipelineConfig(_Strict):
 
     def all_webhooks(self) -> list[WebhookConfig]:
         """Every webhook: ``webhook`` (with ``webhook_format`` and ``webhook_events``) first, then ``webhooks``."""
-        first = ([WebhookConfig(url=self.webhook, format=self.webhook_format, events=self.webhook_events)]
+        first = ([WebhookConfig(url=self.webhook, format=self.webhook_format, events=self.webhook_events,
+                                cooldown=self.webhook_cooldown, down_after=self.webhook_down_after)]
                  if self.webhook is not None else [])
         return [*first, *self.webhooks]
 

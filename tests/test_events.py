@@ -963,3 +963,18 @@ def test_a_webhook_format_needs_a_webhook_and_is_one_of_four() -> None:
         build_config({"streams": ["a.mp4"], "webhook_format": "text"})
     with pytest.raises(ConfigError, match="config key 'webhook_format': Input should be 'json', 'text', 'slack' or"):
         build_config({"streams": ["a.mp4"], "webhook": "http://127.0.0.1:9/hook", "webhook_format": "teams"})
+
+
+def test_the_webhook_flag_takes_a_cooldown_and_down_after_as_a_webhooks_entry_does(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``--webhook-cooldown`` and ``--webhook-down-after``: the one webhook of the flags gets
+    them (``check`` says so); without a webhook they are refused, naming the key."""
+    from streamyolo import cli
+
+    assert cli.main(["check", "--source", "synthetic:", "--webhook", "https://ntfy.sh/gate", "--webhook-format",
+                     "text", "--webhook-cooldown", "5m", "--webhook-down-after", "120"]) == 0
+    assert ("events to webhook https://ntfy.sh/gate (text; a stream's objects at most every 5m; a camera down once "
+            "down 2m)") in capsys.readouterr().out
+    for key in ("webhook_cooldown", "webhook_down_after"):
+        with pytest.raises(ConfigError, match=f"config keys '{key}' and 'webhook': {key} says how the webhook is"):
+            build_config({"streams": ["a.mp4"], key: "5m"})

@@ -315,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("target", metavar="CONFIG|URL",
                         help="the run's config file, or its page's address (http://127.0.0.1:8080/; a login in "
                              "it, or STREAMYOLO_WEB_AUTH)")
+    status.add_argument("--json", action="store_true", help="the page's status as it sends it (JSON), for a script")
     demo = commands.add_parser(
         "demo", help="the whole product on synthetic camera scenes, offline, scored against ground truth",
         description="Write synthetic H.264 clips with ground truth, run the pipeline over them with the "
@@ -710,7 +711,7 @@ def command_status(args: argparse.Namespace) -> int:
     from streamyolo.pipeline.remote import page_of, read_status, status_text
 
     status = read_status(*page_of(args.target))
-    print(status_text(status), flush=True)
+    print(json.dumps(status, indent=1) if args.json else status_text(status), flush=True)
     failed = [entry.get("name") for entry in status["streams"] if entry.get("state") == "failed"]
     if failed:
         log.error("%d stream(s) failed: %s", len(failed), ", ".join(map(str, failed)))

@@ -61,6 +61,8 @@ def test_status_prints_a_running_runs_streams_from_its_page(
             user, password = LOGIN.split(":")
             code, said = _status(f"http://{user}:{password.replace(' ', '%20')}@127.0.0.1:{port}", capsys=capsys)
             assert code == 1 and said.splitlines()[0] == "running, 2 stream(s)", said
+            code, said = _status(str(path), "--json", capsys=capsys)  # (for a script: the page's own JSON)
+            assert code == 1 and [s["state"] for s in json.loads(said)["streams"]] == ["streaming", "failed"]
             caplog.clear()
             code, said = _status(f"http://{user}:n0tTh1s@127.0.0.1:{port}/", capsys=capsys)
             assert (code, said) == (1, "")

@@ -252,6 +252,10 @@ class _Delivered(_Strict):
     """A camera down (``reconnecting``, ``failed``) is sent only once it has been down this long
     (``2m``, seconds), and its coming back only if that was: a camera's blip of a few seconds
     sends nothing. Unset: each state as it comes."""
+    schedule: Windows | None = None
+    """Only the events that happen in these windows of the run's clock (as a stream's
+    ``schedule``: ``"22:00-06:00"``, ``["mon-fri 08:00-18:00"]``): a phone woken at night by
+    the garden only, the office's mail by day. Unset: always."""
 
     @field_validator("cooldown", "down_after", mode="before")
     @classmethod

@@ -978,3 +978,26 @@ def test_the_webhook_flag_takes_a_cooldown_and_down_after_as_a_webhooks_entry_do
     for key in ("webhook_cooldown", "webhook_down_after"):
         with pytest.raises(ConfigError, match=f"config keys '{key}' and 'webhook': {key} says how the webhook is"):
             build_config({"streams": ["a.mp4"], key: "5m"})
+
+
+def test_a_webhook_with_a_schedule_gets_only_the_events_of_its_windows(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """``schedule`` on a webhook (or an email): the events that happen in its windows, by their
+    own times, whatever their kind; ``check`` says it; a wrong window names the key."""
+    from streamyolo import cli
+    from streamyolo.schedule import Schedule
+    from streamyolo.sinks.events import EventFilter
+
+    night = EventFilter(schedule=Schedule(["22:00-06:00"]))
+    at = [time.mktime((2026, 12, 5, hour, minute, 0, 0, 0, -1)) for hour, minute in
+          ((21, 59), (22, 0), (3, 30), (6, 0), (12, 0))]
+    events = [{"time": moment, "stream": "yard", "event": kind, "cls": 0, "name": "person"}
+              for moment, kind in zip(at, ["enter", "enter", "state", "line", "enter"], strict=True)]
+    assert [night.passes(event) for event in events] == [False, True, True, False, False]
+    config = {"streams": ["yard=synthetic:"], "webhooks": [{"url": "https://ntfy.sh/yard", "format": "text",
+                                                            "schedule": ["22:00-06:00", "sat,sun"]}]}
+    (tmp_path / "cams.yaml").write_text(json.dumps(config), encoding="utf-8")
+    assert cli.main(["check", str(tmp_path / "cams.yaml")]) == 0
+    assert "events to webhook https://ntfy.sh/yard (text; only 22:00-06:00, sat,sun)" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match=r"config key 'webhooks\.0\.schedule': '25:00' is not a time of day"):
+        build_config({**config, "webhooks": [{"url": "https://ntfy.sh/yard", "schedule": "25:00-06:00"}]})

@@ -558,7 +558,8 @@ def deliveries(cfg: PipelineConfig, streams: Sequence[ResolvedStream]) -> list[t
         deliverer: Deliverer = (Webhook(output.url, format=output.format) if isinstance(output, WebhookConfig)
                                 else Mail(output.server, output.to, output.sender, snapshots=cfg.snapshots))
         made.append((deliverer, EventFilter(output.events, output.streams, output.classes, output.cooldown,
-                                            output.down_after)))
+                                            output.down_after,
+                                            Schedule(output.schedule) if output.schedule is not None else None)))
     return made
 
 

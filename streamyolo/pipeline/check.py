@@ -179,6 +179,7 @@ def describe(plan: Plan) -> str:
         taken += [f"objects of {_classes(hook.classes)}"] if hook.classes is not None else []
         taken += [f"a stream's objects at most every {format_seconds(hook.cooldown)}"] if hook.cooldown else []
         taken += [f"a camera down once down {format_seconds(hook.down_after)}"] if hook.down_after else []
+        taken += [f"only {', '.join(hook.schedule)}"] if hook.schedule else []
         if read and cfg.public_url is None and (cfg.clips if mailed else cfg.snapshots or cfg.clips):
             taken.append(f"no {'clips' if mailed else 'pictures nor clips'} linked: set public_url, the page's "
                          "address as the phone reaches it")  # (an email carries its snapshot itself)

@@ -50,6 +50,7 @@ from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import file_stamp, format_seconds, wall_time
 from streamyolo.errors import OutputsIncompleteError
 from streamyolo.frames import Result
+from streamyolo.schedule import Schedule
 from streamyolo.sinks.base import (
     OutputPause,
     check_writable_folder,
@@ -119,7 +120,9 @@ class EventFilter:
 
     def __init__(self, kinds: Collection[str] | None = None, streams: Collection[str] | None = None,
                  classes: Collection[int] | None = None, cooldown: float | None = None,
-                 down_after: float | None = None) -> None:
+                 down_after: float | None = None, schedule: Schedule | None = None) -> None:
+        """``schedule``: only the events that happen in its windows (by their own times)."""
+        self.schedule = schedule
         self.kinds = None if kinds is None else frozenset(kinds)
         self.streams = None if streams is None else frozenset(streams)
         self.classes = None if classes is None else frozenset(classes)
@@ -138,6 +141,8 @@ class EventFilter:
         stream = event.get("stream")
         if not self.takes(event["event"]) or (self.streams is not None and stream is not None
                                               and stream not in self.streams):
+            return False
+        if self.schedule is not None and not self.schedule.at(float(event.get("time", 0.0)))[0]:
             return False
         if event["event"] == "state" and self.down_after is not None:
             return self._state(event)

@@ -583,7 +583,7 @@ def command_check(args: argparse.Namespace) -> int:
         problem = plan.config.unknown_classes(loaded.names, group.name)
         if problem is not None:  # as the run would refuse it
             raise ConfigError(problem)
-    told = notify(plan.config) if args.notify else []
+    told = notify(plan) if args.notify else []
     if args.notify:
         print("a test event sent:" + "".join(f"\n  {what}: {'taken' if error is None else error}"
                                               for what, error in told) if told else

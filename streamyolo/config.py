@@ -71,6 +71,17 @@ def _checked_windows(windows: list[str]) -> list[str]:
     return windows
 
 
+def _span(value: Any) -> Any:
+    """A span of time given as seconds or ``90d``, ``12h``, ``30m``, ``45s``: seconds."""
+    from streamyolo.clock import parse_seconds
+
+    return None if value is None else parse_seconds(value)
+
+
+Seconds = Annotated[float, BeforeValidator(_span)]
+"""A span of time: seconds, or ``90d``, ``12h``, ``30m``, ``45s`` (from 1 second to 10 years)."""
+
+
 Windows = Annotated[list[str], BeforeValidator(lambda value: [value] if isinstance(value, str) else value),
                     AfterValidator(_checked_windows)]
 """A schedule's windows (:mod:`streamyolo.schedule`): one, ``"22:00-06:00"``, or a list of them."""
@@ -101,7 +112,7 @@ class ZoneConfig(_Strict):
     """A zone with settings: ``{points: [[x1, y1], …], linger: 30, classes: [2, 7], anchor: bottom}``."""
 
     points: list[tuple[float, float]]
-    linger: float | None = None
+    linger: Seconds | None = None
     """Tracked streams: an object inside this long (seconds, or ``30s``, ``2m``) is an event
     (``linger``), once per stay: someone loitering, a car parked where it should not."""
     classes: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
@@ -131,11 +142,6 @@ class ZoneConfig(_Strict):
     @classmethod
     def _crowd(cls, value: Any) -> Any:
         return {"objects": value} if isinstance(value, int) and not isinstance(value, bool) else value
-
-    @field_validator("linger", mode="before")
-    @classmethod
-    def _span(cls, value: Any) -> Any:
-        return _span(value)
 
     @model_validator(mode="after")
     def _measured(self) -> ZoneConfig:
@@ -244,11 +250,11 @@ class _Delivered(_Strict):
     classes: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
     """The classes (ids or names, as the run's model numbers them) whose objects' events it
     gets (lines, zones); the other events (a camera down, a clip) go as they are. Unset: all."""
-    cooldown: float | None = None
+    cooldown: Seconds | None = None
     """After an object event of a stream (a line, a zone), that stream's next object events are
     not sent for this long (``5m``, seconds; by the events' own times): one notification per
     visit, not one per person or per step. A camera down, a clip, a switch always go."""
-    down_after: float | None = None
+    down_after: Seconds | None = None
     """A camera down (``reconnecting``, ``failed``) is sent only once it has been down this long
     (``2m``, seconds), and its coming back only if that was: a camera's blip of a few seconds
     sends nothing. Unset: each state as it comes."""
@@ -256,11 +262,6 @@ class _Delivered(_Strict):
     """Only the events that happen in these windows of the run's clock (as a stream's
     ``schedule``: ``"22:00-06:00"``, ``["mon-fri 08:00-18:00"]``): a phone woken at night by
     the garden only, the office's mail by day. Unset: always."""
-
-    @field_validator("cooldown", "down_after", mode="before")
-    @classmethod
-    def _cooldown(cls, value: Any) -> Any:
-        return _span(value)
 
 
 class WebhookConfig(_Delivered):
@@ -320,13 +321,6 @@ class PrivacyConfig(_Strict):
     """A privacy area: ``{points: [[x1, y1], …]}``, blacked out of every picture."""
 
     points: list[tuple[float, float]]
-
-
-def _span(value: Any) -> Any:
-    """A span of time given as seconds or ``90d``, ``12h``, ``30m``, ``45s``: seconds."""
-    from streamyolo.clock import parse_seconds
-
-    return None if value is None else parse_seconds(value)
 
 
 def _longer(keep: float | None, objects: float | None, where: str) -> None:
@@ -397,10 +391,10 @@ class StreamConfig(_Strict):
     record_objects: list[Annotated[int, Field(ge=0)]] | None = None
     """The classes (ids or names) whose objects mark this stream's segments to be kept longer
     (``record_keep_objects``; default: the run's ``record_objects``, else any it keeps)."""
-    record_keep: float | None = None
+    record_keep: Seconds | None = None
     """How long this stream's segment files are kept (``90d``; default: the run's
     ``record_keep``): the front door's a month, the garden's three days."""
-    record_keep_objects: float | None = None
+    record_keep_objects: Seconds | None = None
     """How long this stream's segment files with objects are kept (default: the run's
     ``record_keep_objects``); longer than its ``record_keep``."""
     model: str | None = Field(default=None, min_length=1)
@@ -466,11 +460,6 @@ class StreamConfig(_Strict):
     @classmethod
     def _motion(cls, value: Any) -> Any:
         return MotionConfig() if value is True else value
-
-    @field_validator("record_keep", "record_keep_objects", mode="before")
-    @classmethod
-    def _kept(cls, value: Any) -> Any:
-        return _span(value)
 
     @field_validator("schedule", mode="before")
     @classmethod
@@ -751,10 +740,10 @@ class PipelineConfig(_Strict):
     webhook_events: list[EventKind] | None = None
     """The events the webhook gets (``line``, ``enter``, ``leave``, ``linger``, ``state``); unset:
     all. ``[state, linger]``: cameras down and back, and loiterers, without every passer-by."""
-    webhook_cooldown: float | None = None
+    webhook_cooldown: Seconds | None = None
     """The webhook's ``cooldown`` (as a ``webhooks`` entry's: a stream's object events at most one
     per so long)."""
-    webhook_down_after: float | None = None
+    webhook_down_after: Seconds | None = None
     """The webhook's ``down_after`` (as a ``webhooks`` entry's: a camera down sent once down so long)."""
     mqtt_events: list[EventKind] | None = None
     """The events the MQTT broker gets, likewise."""
@@ -1033,8 +1022,7 @@ class PipelineConfig(_Strict):
         return self
 
     @field_validator("record_segment", "record_keep", "record_keep_objects", "snapshots_keep", "clips_keep",
-                     "crops_keep", "jsonl_keep", "stats_keep", "events_keep", "webhook_cooldown", "webhook_down_after",
-                     mode="before")
+                     "crops_keep", "jsonl_keep", "stats_keep", "events_keep", mode="before")
     @classmethod
     def _span(cls, value: Any) -> Any:
         return _span(value)

@@ -172,8 +172,8 @@ def describe(plan: Plan) -> str:
     hooks: list[WebhookConfig | EmailConfig] = [*cfg.all_webhooks(), *cfg.emails]
     for hook in hooks:
         mailed = isinstance(hook, EmailConfig)
-        read = mailed or (isinstance(hook, WebhookConfig) and hook.format != "json")  # (by a person)
         taken: list[str] = [hook.format] if isinstance(hook, WebhookConfig) and hook.format != "json" else []
+        read = mailed or bool(taken)  # (by a person: an email, a message)
         taken += [", ".join(hook.events)] if hook.events is not None else []
         taken += [f"streams {', '.join(hook.streams)}"] if hook.streams is not None else []
         taken += [f"objects of {_classes(hook.classes)}"] if hook.classes is not None else []
@@ -312,22 +312,18 @@ def trouble(cfg: PipelineConfig, stream: ResolvedStream, found: Probe) -> list[s
     return [*said, *refusals]
 
 
-def notify(cfg: PipelineConfig) -> list[tuple[str, str | None]]:
+def notify(plan: Plan) -> list[tuple[str, str | None]]:
     """``streamyolo check --notify``: a ``test`` event sent once to each webhook (in its format,
     whatever events it takes), each email's addresses and the MQTT broker (``<prefix>/test``),
     at once: for each, what it is and ``None`` when it took it, else what went wrong."""
-    from streamyolo.sinks.mail import Mail
+    from streamyolo.pipeline.assemble import deliveries
     from streamyolo.sinks.mqtt import try_broker
-    from streamyolo.sinks.webhook import Webhook
 
+    cfg = plan.config
     event = {"time": round(time.time(), 3), "stream": "", "event": "test",
              "message": "a test from streamyolo check --notify: this is where the events go"}
-    sent: list[tuple[str, str | None]] = [
-        (f"webhook {redact_url(hook.url)}", Webhook(hook.url, format=hook.format).post_now(dict(event)))
-        for hook in cfg.all_webhooks()]
-    for email in cfg.emails:
-        mail = Mail(email.server, email.to, email.sender)
-        sent.append((f"email {mail.shown}", mail.post_now(dict(event))))
+    sent: list[tuple[str, str | None]] = [(f"{output.what} {output.shown}", output.post_now(dict(event)))
+                                          for output, _ in deliveries(cfg, plan.streams)]
     if cfg.mqtt is not None:
         sent.append((f"MQTT broker {redact_url(cfg.mqtt)}", try_broker(cfg.mqtt, dict(event))))
     return sent

@@ -744,14 +744,13 @@ class Pipeline:
             by_hand = kind in held and self.scheduler.hold(name, kind, held[kind])
             if kind in scheduled and not by_hand:
                 continue
-            if by_hand:
-                log.info("stream %r: %s %s by hand until its schedule's next change, %s, as it was left (%s)", name,
-                         SWITCHED[kind], "on" if on else "off", when(held[kind]), self.switch_file.path)
-            if on == self.switches(name).get(kind, on):
+            changes = on != self.switches(name).get(kind, on)
+            if changes or by_hand:  # (held by hand: said even when it is as a new run starts)
+                until = f" by hand until its schedule's next change, {when(held[kind])}" if by_hand else ""
+                log.info("stream %r: %s %s%s, as it was left (%s)", name, SWITCHED[kind], "on" if on else "off",
+                         until, self.switch_file.path)
+            if not changes:
                 continue
-            if not by_hand:
-                log.info("stream %r: %s %s, as it was left (%s)", name, SWITCHED[kind], "on" if on else "off",
-                         self.switch_file.path)
             try:
                 self.set_switch(kind, name, on, by="switches file")
             except (ValueError, RuntimeError) as exc:  # not recorded any more; its worker has ended

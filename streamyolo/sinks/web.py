@@ -100,7 +100,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime, tzinfo
 from http import HTTPStatus
@@ -850,13 +850,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._unreadable(viewer, exc)
             return
         if table:
-            text = io.StringIO()
-            rows = csv.writer(text, lineterminator="\n")
-            rows.writerow(CSV_COLUMNS)
-            rows.writerows(csv_row(event) for event in reversed(found))
-            self._send(HTTPStatus.OK, "text/csv; charset=utf-8", text.getvalue().encode(),
-                       {"Content-Disposition": 'attachment; filename="events.csv"',
-                        "X-More-Events": "true" if more else "false"})
+            self._csv([CSV_COLUMNS, *(csv_row(event) for event in reversed(found))], "events.csv",
+                      {"X-More-Events": "true" if more else "false"})
             return
         self._send(HTTPStatus.OK, "application/json", json.dumps({"events": found, "more": more}).encode())
 
@@ -891,18 +886,22 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if table:
                 assert query.since is not None
-                text = io.StringIO()
-                csv.writer(text, lineterminator="\n").writerows(
-                    count_rows(viewer.found(query), by, (query.since, query.until), zone)[:-1])  # (not the total)
                 day = datetime.fromtimestamp(query.since, zone).strftime("%Y%m%d")  # (zone None: the box's)
-                self._send(HTTPStatus.OK, "text/csv; charset=utf-8", text.getvalue().encode(),
-                           {"Content-Disposition": f'attachment; filename="counts-by-{by}-{day}.csv"'})
+                self._csv(count_rows(viewer.found(query), by, (query.since, query.until), zone)[:-1],  # (no total)
+                          f"counts-by-{by}-{day}.csv")
                 return
             chart = viewer.count_events(query, by, zone)
         except OSError as exc:
             self._unreadable(viewer, exc)
             return
         self._send(HTTPStatus.OK, "application/json", json.dumps({**chart, "zone": asked if zone else None}).encode())
+
+    def _csv(self, rows: Iterable[Sequence[str]], name: str, headers: Mapping[str, str] | None = None) -> None:
+        """``rows`` as a CSV file to save, called ``name``."""
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows(rows)
+        self._send(HTTPStatus.OK, "text/csv; charset=utf-8", text.getvalue().encode(),
+                   {"Content-Disposition": f'attachment; filename="{name}"', **(headers or {})})
 
     def _unreadable(self, viewer: WebViewer, exc: OSError) -> None:
         """The events file could not be read: said in the log and to the client."""

@@ -264,6 +264,10 @@ class _Delivered(_Strict):
     the garden only, the office's mail by day. Unset: always."""
 
 
+WebhookFormat = Literal["json", "text", "slack", "discord", "telegram"]
+"""What each POST to a webhook is (:func:`streamyolo.sinks.webhook.payload`)."""
+
+
 class WebhookConfig(_Delivered):
     """One of ``webhooks``: a URL events are POSTed to, and which of them: a phone's
     notifications for a person at the door, at most one every five minutes, beside every event
@@ -271,7 +275,7 @@ class WebhookConfig(_Delivered):
 
     url: str
     """``http(s)://`` URL (a login in it is sent as HTTP Basic)."""
-    format: Literal["json", "text", "slack", "discord"] = "json"
+    format: WebhookFormat = "json"
     """What each POST is, as ``webhook_format``."""
 
     @field_validator("url")
@@ -280,6 +284,16 @@ class WebhookConfig(_Delivered):
         from streamyolo.sinks.webhook import check_webhook
 
         return check_webhook(value)
+
+    @model_validator(mode="after")
+    def _chat(self) -> WebhookConfig:
+        from streamyolo.sinks.webhook import check_webhook
+
+        try:
+            check_webhook(self.url, self.format)
+        except ValueError as exc:
+            raise ValueError(f"url: {exc}") from None
+        return self
 
 
 class EmailConfig(_Delivered):
@@ -732,7 +746,7 @@ class PipelineConfig(_Strict):
     mqtt: str | None = None
     """``mqtt://[user:password@]host[:port][/prefix]`` (or ``mqtts://``): every event is published
     there, to ``<prefix>/<stream>/<event>`` (:mod:`streamyolo.sinks.mqtt`)."""
-    webhook_format: Literal["json", "text", "slack", "discord"] = "json"
+    webhook_format: WebhookFormat = "json"
     """What each POST to the webhook is (:mod:`streamyolo.sinks.webhook`): the event's JSON;
     ``text``: the event as a line a person reads, with ntfy's headers (a phone's notification
     through ntfy); ``slack`` or ``discord``: the message those (and Mattermost, Rocket.Chat,
@@ -905,6 +919,13 @@ class PipelineConfig(_Strict):
         if self.mqtt_discovery is not None and self.mqtt is None:
             raise ValueError("config keys 'mqtt_discovery' and 'mqtt': Home Assistant finds the streams through the "
                              "MQTT broker; give mqtt too")
+        if self.webhook is not None and self.webhook_format == "telegram":
+            from streamyolo.sinks.webhook import check_webhook
+
+            try:
+                check_webhook(self.webhook, "telegram")
+            except ValueError as exc:
+                raise ValueError(f"config key 'webhook': {exc}") from None
         for key in ("webhook_format", "webhook_cooldown", "webhook_down_after"):
             if key in self.model_fields_set and self.webhook is None:
                 raise ValueError(f"config keys {key!r} and 'webhook': {key} says how the webhook is sent events; "

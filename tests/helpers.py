@@ -120,6 +120,22 @@ def files_aged(folder: Path, old: Sequence[str], recent: Sequence[str], seconds:
         os.utime(folder / name, (then, then))
 
 
+def form_fields(body: bytes, content_type: str) -> dict[str, tuple[str | None, bytes]]:
+    """A ``multipart/form-data`` body's fields, as a receiver reads them (with the standard
+    library's MIME parser, not ours): each name's file name (``None``: a plain field) and value."""
+    from email import policy
+    from email.parser import BytesParser
+
+    message = BytesParser(policy=policy.HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    assert message.is_multipart(), content_type
+    fields: dict[str, tuple[str | None, bytes]] = {}
+    for part in message.iter_parts():
+        value = part.get_payload(decode=True)
+        assert isinstance(value, bytes)
+        fields[str(part.get_param("name", header="content-disposition"))] = (part.get_filename(), value)
+    return fields
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 

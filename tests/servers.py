@@ -201,17 +201,24 @@ class _HookHandler(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         receiver = self.server.receiver
+        pictured = self.command == "PUT" or self.headers.get("Content-Type", "").startswith("multipart/")
         with receiver.lock:
             receiver.attempts += 1
             refuse = receiver.attempts <= receiver.refuse_first or receiver.refuse_all
-            if not refuse:
+            unpictured = pictured and receiver.refuse_pictures and not refuse
+            if not refuse and not unpictured:
                 receiver.bodies.append(body)
                 if self.headers.get("Content-Type", "").startswith("application/json"):
                     receiver.events.append(json.loads(body))
                 receiver.requests.append((self.path, dict(self.headers)))
-        self.send_response(503 if refuse else 200)
-        self.send_header("Content-Length", "0")
+                receiver.methods.append(self.command)
+        answer = b'{"code":40014,"http":400,"error":"attachments not allowed"}' if unpictured else b""
+        self.send_response(503 if refuse else 400 if unpictured else 200)
+        self.send_header("Content-Length", str(len(answer)))
         self.end_headers()
+        self.wfile.write(answer)
+
+    do_PUT = do_POST  # noqa: N815 (http.server's name for it)
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -220,7 +227,8 @@ class _HookHandler(http.server.BaseHTTPRequestHandler):
 class HookReceiver:
     """A webhook's receiver on 127.0.0.1: keeps every body POSTed to it; answers 503 to
     the first ``refuse_first`` requests (or to all while ``refuse_all``), as a receiver that is
-    down or restarting."""
+    down or restarting; with ``refuse_pictures``, 400 to a request with a picture (a ``PUT``, a
+    ``multipart/form-data`` body), as ntfy without attachments answers."""
 
     class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         daemon_threads = True
@@ -229,10 +237,12 @@ class HookReceiver:
     def __init__(self, refuse_first: int = 0) -> None:
         self.refuse_first = refuse_first
         self.refuse_all = False
+        self.refuse_pictures = False
         self.attempts = 0
         self.events: list[dict[str, object]] = []  # the JSON bodies
         self.bodies: list[bytes] = []  # every body, JSON or not
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.methods: list[str] = []  # each taken request's (POST, PUT)
         self.lock = threading.Lock()
         self._server = HookReceiver._Server(("127.0.0.1", 0), _HookHandler)
         self._server.receiver = self

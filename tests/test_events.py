@@ -37,7 +37,7 @@ from streamyolo.sinks.web import WebViewer
 from streamyolo.sinks.webhook import Webhook
 from streamyolo.sources import RawFrame, SourceInfo, SourceKind, SourceSpec, SyntheticSource, open_source
 from streamyolo.workers.capture import CapturePolicy
-from tests.helpers import decode, files_aged, read_jsonl
+from tests.helpers import decode, files_aged, form_fields, read_jsonl
 from tests.servers import HookReceiver, MqttBroker, MqttSubscriber
 from tests.test_counting import _boxes, _WalkerDetector
 
@@ -789,38 +789,57 @@ def test_events_link_their_streams_recording_only_while_it_is_recorded(tmp_path:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("format", ["text", "slack", "discord"])
+@pytest.mark.parametrize("format", ["text", "slack", "discord", "telegram"])
 def test_a_webhook_can_take_each_event_as_the_message_a_person_reads(tmp_path: Path, format: str) -> None:
-    """``webhook_format``: ``text`` POSTs each event's line (as ``streamyolo events --text``
-    writes it) with ntfy's headers (its title, its kind as a tag, its snapshot attached);
-    ``slack`` and ``discord`` the message their incoming webhooks take, with the snapshot's link
-    (Discord's embedded)."""
+    """``webhook_format``: ``text`` sends each event's line (as ``streamyolo events --text``
+    writes it) with ntfy's headers (its title, its kind as a tag), ``slack``, ``discord`` and
+    ``telegram`` the message their webhooks and bots take; ``text``, ``discord`` and
+    ``telegram`` carry the frame's snapshot itself, as the snapshots folder has it (ntfy's
+    attachment, Discord's embedded file, Telegram's photo with the line as its caption),
+    ``slack`` links it."""
     source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=30", SourceKind.SYNTHETIC))
     door = CountingLine("door", (0.0, 120.0), (320.0, 120.0))
-    path = tmp_path / "events.jsonl"
+    path, shots = tmp_path / "events.jsonl", tmp_path / "shots"
     with HookReceiver() as hook:
-        events = EventSink(path, hook.url, tmp_path / "shots", public_url="https://box.lan/", webhook_format=format)
+        url = hook.url.replace("/hook", "/bot123456:AAH-token/sendMessage?chat_id=-1001") if format == "telegram" \
+            else hook.url
+        events = EventSink(path, url, shots, public_url="https://box.lan/", webhook_format=format)
         Pipeline([StreamSetup("hall", source, Overflow.BLOCK, lines=(door,))], _WalkerDetector,
                  tracker=tracker_settings("bytetrack"), sinks=[events]).run()
     written = read_jsonl(path)
     assert [e["event"] for e in written] == ["state", "line", "state"] and len(hook.bodies) == 3
     crossed = written[1]
-    picture = f"https://box.lan/snapshots/{crossed['snapshot']}"
-    assert crossed["snapshot_url"] == picture
+    name = crossed["snapshot"]
+    jpeg = (shots / name).read_bytes()
+    assert crossed["snapshot_url"] == f"https://box.lan/snapshots/{name}"
     headers = [dict(request[1]) for request in hook.requests]
     if format == "text":
-        assert [body.decode() for body in hook.bodies] == [describe(e) for e in written]
-        assert hook.bodies[1].decode().endswith("  hall: person #1 crossed door (in)")
-        assert [(h["Content-Type"], h["Title"], h["Tags"], h.get("Attach")) for h in headers] == [
-            ("text/plain; charset=utf-8", "streamyolo: hall", "state", None),
-            ("text/plain; charset=utf-8", "streamyolo: hall", "line", picture),
-            ("text/plain; charset=utf-8", "streamyolo: hall", "state", None)]
+        assert hook.methods == ["POST", "PUT", "POST"]
+        assert [hook.bodies[0].decode(), hook.bodies[2].decode()] == [describe(written[0]), describe(written[2])]
+        assert [(h["Content-Type"], h["Title"], h["Tags"], h.get("Attach")) for h in (headers[0], headers[2])] == [
+            ("text/plain; charset=utf-8", "streamyolo: hall", "state", None)] * 2
+        assert hook.bodies[1] == jpeg  # (ntfy's attachment: the picture is the body, the line a header)
+        assert (headers[1]["Filename"], headers[1]["Message"], headers[1]["Title"], headers[1]["Tags"]) == (
+            name, describe(crossed), "streamyolo: hall", "line")
+        assert headers[1]["Message"].endswith("  hall: person #1 crossed door (in)")
     elif format == "slack":
-        assert hook.events == [{"text": describe(written[0])}, {"text": f"{describe(crossed)}\nsnapshot: {picture}"},
+        assert hook.events == [{"text": describe(written[0])},
+                               {"text": f"{describe(crossed)}\nsnapshot: https://box.lan/snapshots/{name}"},
                                {"text": describe(written[2])}]
-    else:
-        assert hook.events[1] == {"content": describe(crossed), "embeds": [{"image": {"url": picture}}]}
-        assert hook.events[0] == {"content": describe(written[0])}
+    elif format == "discord":
+        assert hook.events == [{"content": describe(written[0])}, {"content": describe(written[2])}]
+        fields = form_fields(hook.bodies[1], headers[1]["Content-Type"])
+        assert json.loads(fields["payload_json"][1]) == {
+            "content": describe(crossed), "embeds": [{"image": {"url": f"attachment://{name}"}}],
+            "attachments": [{"id": 0, "filename": name}]}
+        assert fields["files[0]"] == (name, jpeg)
+    else:  # telegram: the bot's methods, its chat
+        assert [request[0] for request in hook.requests] == [
+            "/bot123456:AAH-token/sendMessage", "/bot123456:AAH-token/sendPhoto", "/bot123456:AAH-token/sendMessage"]
+        assert hook.events == [{"chat_id": "-1001", "text": describe(written[0])},
+                               {"chat_id": "-1001", "text": describe(written[2])}]
+        assert form_fields(hook.bodies[1], headers[1]["Content-Type"]) == {
+            "chat_id": (None, b"-1001"), "caption": (None, describe(crossed).encode()), "photo": (name, jpeg)}
 
 
 @pytest.mark.timeout(120)
@@ -864,11 +883,15 @@ def test_each_webhook_gets_the_events_it_asks_for_with_a_cooldown_per_stream(
     assert f"events to webhook {every.url}; " in plan
     assert (f"events to webhook {phone.url} (text; enter; streams gate; objects of class(es) 0; a stream's "
             "objects at most every 1m)") in plan, plan
-    # A phone's notifications with snapshots to show but no address to link them by: said.
-    (tmp_path / "cams.yaml").write_text(json.dumps({**config, "snapshots": str(tmp_path / "shots")}))
+    # A phone's notifications carry their snapshots; with clips but no address to link them by: said.
+    (tmp_path / "cams.yaml").write_text(json.dumps({**config, "snapshots": str(tmp_path / "shots"),
+                                                    "clips": str(tmp_path / "clips")}))
     assert cli.main(["check", str(tmp_path / "cams.yaml")]) == 0
-    assert ("1m; no pictures nor clips linked: set public_url, the page's address as the phone reaches it)"
-            in capsys.readouterr().out)
+    plan = capsys.readouterr().out
+    assert ("1m; each with its snapshot; no clips linked: set public_url, the page's address as the phone "
+            "reaches it)") in plan, plan
+    assert f"events to webhook {porch.url} (enter, state; streams porch; a stream's objects at most every 1m)" \
+        in plan, plan  # (JSON: the snapshot's name, for a program)
     for hook, message in (({"url": phone.url, "streams": ["gat"]},
                            r"config key 'webhooks\.0\.streams': no stream 'gat' in the config \(its streams: gate, "
                            r"porch\)"),
@@ -958,11 +981,20 @@ def test_a_webhook_with_down_after_hears_of_a_camera_down_only_once_it_has_been_
         "streaming", "reconnecting", "streaming", "reconnecting", "streaming", "ended"]
 
 
-def test_a_webhook_format_needs_a_webhook_and_is_one_of_four() -> None:
+def test_a_webhook_format_needs_a_webhook_and_is_one_of_five() -> None:
+    """A format without a webhook, one not known, a Telegram bot's URL without its chat: refused, naming the key."""
     with pytest.raises(ConfigError, match="config keys 'webhook_format' and 'webhook'"):
         build_config({"streams": ["a.mp4"], "webhook_format": "text"})
-    with pytest.raises(ConfigError, match="config key 'webhook_format': Input should be 'json', 'text', 'slack' or"):
+    with pytest.raises(ConfigError, match="config key 'webhook_format': Input should be 'json', 'text', 'slack', "
+                                          "'discord' or 'telegram' \\(got 'teams'\\)"):
         build_config({"streams": ["a.mp4"], "webhook": "http://127.0.0.1:9/hook", "webhook_format": "teams"})
+    bot = "https://api.telegram.org/bot123:abc/sendMessage"
+    chat = r"a telegram webhook is the bot's URL with its chat: https://api\.telegram\.org/bot<token>\?chat_id=<chat>"
+    with pytest.raises(ConfigError, match=f"config key 'webhook': {chat}"):
+        build_config({"streams": ["a.mp4"], "webhook": bot, "webhook_format": "telegram"})
+    with pytest.raises(ConfigError, match=f"config key 'webhooks.0': url: {chat}"):
+        build_config({"streams": ["a.mp4"], "webhooks": [{"url": bot, "format": "telegram"}]})
+    assert build_config({"streams": ["a.mp4"], "webhooks": [{"url": f"{bot}?chat_id=42", "format": "telegram"}]})
 
 
 def test_the_webhook_flag_takes_a_cooldown_and_down_after_as_a_webhooks_entry_does(

@@ -555,7 +555,8 @@ def deliveries(cfg: PipelineConfig, streams: Sequence[ResolvedStream]) -> list[t
         if unknown:
             raise ConfigError(f"config key '{key}.streams': no stream {unknown[0]!r} in the config (its streams: "
                               f"{', '.join(sorted(names))})")
-        deliverer: Deliverer = (Webhook(output.url, format=output.format) if isinstance(output, WebhookConfig)
+        deliverer: Deliverer = (Webhook(output.url, format=output.format, snapshots=cfg.snapshots)
+                                if isinstance(output, WebhookConfig)
                                 else Mail(output.server, output.to, output.sender, snapshots=cfg.snapshots))
         made.append((deliverer, EventFilter(output.events, output.streams, output.classes, output.cooldown,
                                             output.down_after,

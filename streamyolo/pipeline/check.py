@@ -168,6 +168,7 @@ def describe(plan: Plan) -> str:
             outputs.append(f"{what} {path}" + (f" (its days kept {format_seconds(age)})" if age else "")
                            + (_room(path) if path == cfg.clips else ""))
     from streamyolo.config import EmailConfig, WebhookConfig
+    from streamyolo.sinks.webhook import PICTURED
 
     hooks: list[WebhookConfig | EmailConfig] = [*cfg.all_webhooks(), *cfg.emails]
     for hook in hooks:
@@ -180,9 +181,11 @@ def describe(plan: Plan) -> str:
         taken += [f"a stream's objects at most every {format_seconds(hook.cooldown)}"] if hook.cooldown else []
         taken += [f"a camera down once down {format_seconds(hook.down_after)}"] if hook.down_after else []
         taken += [f"only {', '.join(hook.schedule)}"] if hook.schedule else []
-        if read and cfg.public_url is None and (cfg.clips if mailed else cfg.snapshots or cfg.clips):
-            taken.append(f"no {'clips' if mailed else 'pictures nor clips'} linked: set public_url, the page's "
-                         "address as the phone reaches it")  # (an email carries its snapshot itself)
+        pictured = mailed or (isinstance(hook, WebhookConfig) and hook.format in PICTURED)  # (the snapshot itself)
+        taken += ["each with its snapshot"] if pictured and cfg.snapshots else []
+        if read and cfg.public_url is None and (cfg.clips if pictured else cfg.snapshots or cfg.clips):
+            taken.append(f"no {'clips' if pictured else 'pictures nor clips'} linked: set public_url, the page's "
+                         "address as the phone reaches it")
         what = (f"events by email to {', '.join(hook.to)} through {redact_url(hook.server)}"
                 if isinstance(hook, EmailConfig) else f"events to webhook {redact_url(hook.url)}")
         outputs.append(what + (f" ({'; '.join(taken)})" if taken else ""))

@@ -228,7 +228,8 @@ class EventSink:
         # each output with the events it takes
         self._outputs: list[tuple[EventOutput, EventFilter]] = []
         if webhook is not None:
-            self._outputs.append((Webhook(webhook, format=webhook_format), EventFilter(webhook_events)))
+            self._outputs.append((Webhook(webhook, format=webhook_format, snapshots=self.snapshots),
+                                  EventFilter(webhook_events)))
         self._outputs += webhooks
         self._states: StatePublisher | None = None
         self._publisher: MqttPublisher | None = None

@@ -52,14 +52,13 @@ class Mail(Deliverer):
         """``snapshots``: the folder the events' snapshots are in (attached)."""
         parts = split_url(check_server(server), ("smtp", "smtps"))
         super().__init__(f"to {', '.join(to)} through {redact_url(server)}", timeout=timeout, limit=limit,
-                         drain=drain, backoff=backoff, clock=clock)
+                         drain=drain, backoff=backoff, clock=clock, snapshots=snapshots)
         self.tls = parts.scheme == "smtps"
         self.host = parts.hostname or ""
         self.port = parts.port or (465 if self.tls else 25)
         self.login = (unquote(parts.username), unquote(parts.password or "")) if parts.username is not None else None
         self.to = list(to)
         self.sender = sender or f"streamyolo@{socket.gethostname()}"
-        self.snapshots = snapshots
 
     def message(self, event: dict[str, Any]) -> EmailMessage:
         """``event`` as the message sent (see the module)."""
@@ -73,19 +72,10 @@ class Mail(Deliverer):
         links = [f"{what}: {event[key]}" for key, what in (("clip_url", "clip"), ("recording_url", "recording"),
                                                             ("snapshot_url", "snapshot")) if event.get(key)]
         message.set_content("\n".join([describe(event), *links]) + "\n")
-        picture = self._picture(event)
+        picture = self.picture(event)
         if picture is not None:
-            message.add_attachment(picture, maintype="image", subtype="jpeg", filename=str(event["snapshot"]))
+            message.add_attachment(picture[1], maintype="image", subtype="jpeg", filename=picture[0])
         return message
-
-    def _picture(self, event: dict[str, Any]) -> bytes | None:
-        name = event.get("snapshot")
-        if self.snapshots is None or not isinstance(name, str) or "/" in name:
-            return None
-        try:
-            return (self.snapshots / name).read_bytes()
-        except OSError:  # deleted meanwhile (snapshots_keep), or not written (a full disk): the message goes
-            return None
 
     def _post(self, event: dict[str, Any]) -> str | None:
         try:

@@ -3,10 +3,20 @@
 Each event is one ``POST`` of its JSON object (``Content-Type: application/json``) to the URL,
 in the order they happened; or, by ``webhook_format`` (:func:`payload`), the message a person
 reads: ``text`` (``text/plain``, the event's line as ``streamyolo events --text`` writes it,
-with ntfy's headers: ``Title``, ``Tags``, ``Click`` its clip or recording, ``Attach`` its
-snapshot; POSTed to ``https://ntfy.sh/<topic>`` or one's own ntfy, a phone's notification),
-``slack`` (``{"text": …}``: Slack's incoming webhooks, Mattermost, Rocket.Chat, Google Chat) or
-``discord`` (``{"content": …}``, the snapshot as an embedded picture).
+with ntfy's headers: ``Title``, ``Tags``, ``Click`` its clip or recording; POSTed to
+``https://ntfy.sh/<topic>`` or one's own ntfy, a phone's notification), ``slack``
+(``{"text": …}``: Slack's incoming webhooks, Mattermost, Rocket.Chat, Google Chat), ``discord``
+(``{"content": …}``) or ``telegram`` (a Telegram bot's message to a chat: the URL is the bot's,
+``https://api.telegram.org/bot<token>?chat_id=<chat>``).
+
+The formats a person reads on a phone (``text``, ``discord``, ``telegram``: :data:`PICTURED`)
+carry the event's snapshot itself (``snapshots``), uploaded with the message, so the
+notification shows who came even from a box nobody outside can reach: ntfy's attachment
+(``PUT``, the line in its ``Message`` header), Discord's ``multipart/form-data`` with the
+picture embedded, Telegram's ``sendPhoto`` with the line as its caption. A receiver that refuses
+the picture (ntfy without attachments: HTTP 400; too large: 413) gets that event and every later
+one without it, said once. Without a snapshot a ``text`` message links one by URL (``Attach``,
+with ``public_url``), Discord embeds its URL.
 
 A receiver that is down, slow or answers with an error holds the events back, not the run: they
 wait in a queue (up to ``limit``, the oldest dropped beyond it) and the oldest is tried again
@@ -16,7 +26,8 @@ and once when it works again, with how many waited. At the end of the run the qu
 code 1 (:class:`~streamyolo.errors.OutputsIncompleteError`).
 
 A login in the URL (``https://user:password@host/hook``) is sent as HTTP Basic and never
-logged. The environment's proxy settings apply, except to loopback addresses.
+logged, nor is a Telegram bot's token. The environment's proxy settings apply, except to
+loopback addresses.
 """
 
 from __future__ import annotations
@@ -28,9 +39,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections import deque
-from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from streamyolo.clock import Clock
 from streamyolo.errors import OutputsIncompleteError
@@ -43,46 +56,132 @@ log = logging.getLogger(__name__)
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-FORMATS = ("json", "text", "slack", "discord")
+FORMATS = ("json", "text", "slack", "discord", "telegram")
+PICTURED = frozenset({"text", "discord", "telegram"})
+"""The formats whose messages carry the event's snapshot itself (see the module)."""
+_CAPTION = 1024  # (Telegram's longest caption; a message's text: 4096)
 
 
-def payload(event: dict[str, Any], format: str = "json") -> tuple[bytes, dict[str, str]]:
-    """The body and headers of one POST of ``event`` in ``format`` (see the module).
+class Request(NamedTuple):
+    """One event as the receiver takes it (:func:`payload`)."""
 
-    >>> body, headers = payload({"time": 0.0, "stream": "gate", "event": "state", "state": "failed",
-    ...                          "snapshot_url": "https://box/snapshots/a.jpg"}, "text")
-    >>> body.decode().endswith("  gate: failed"), headers["Title"], headers["Attach"], headers["Tags"]
-    (True, 'streamyolo: gate', 'https://box/snapshots/a.jpg', 'state')
+    body: bytes
+    headers: dict[str, str]
+    method: str = "POST"
+    call: str | None = None
+    """Telegram: the bot's method (``sendMessage``, ``sendPhoto``), the URL's last part."""
+
+
+def payload(event: dict[str, Any], format: str = "json", picture: tuple[str, bytes] | None = None,
+            chat: str | None = None) -> Request:
+    """The request that delivers ``event`` in ``format`` (see the module), with ``picture``
+    (its snapshot's name and JPEG) when the format carries it; ``chat``: Telegram's chat.
+
+    >>> body, headers, method, _ = payload({"time": 0.0, "stream": "gate", "event": "state",
+    ...                                     "state": "failed", "snapshot_url": "https://box/snapshots/a.jpg"}, "text")
+    >>> body.decode().endswith("  gate: failed"), headers["Title"], headers["Attach"], headers["Tags"], method
+    (True, 'streamyolo: gate', 'https://box/snapshots/a.jpg', 'state', 'POST')
+    >>> payload({"time": 0.0, "stream": "Küche", "event": "state", "state": "failed"}, "text").headers["Title"]
+    '=?UTF-8?B?c3RyZWFteW9sbzogS8O8Y2hl?='
     """
     if format == "json":
-        return json.dumps(event, separators=(",", ":")).encode(), {"Content-Type": "application/json"}
+        return _json(event)
     line = describe(event)
     link = event.get("clip_url") or event.get("recording_url")
-    picture = event.get("snapshot_url")
+    address = event.get("snapshot_url")
+    picture = picture if format in PICTURED else None
     if format == "text":
-        headers = {"Content-Type": "text/plain; charset=utf-8", "Tags": str(event["event"]),
+        headers = {"Tags": str(event["event"]),
                    "Title": "streamyolo" + (f": {event['stream']}" if event.get("stream") else "")}
-        headers.update({key: str(value) for key, value in (("Click", link), ("Attach", picture)) if value})
-        return line.encode(), headers
+        headers.update({key: str(value) for key, value in (("Click", link),) if value})
+        if picture is not None:  # ntfy's attachment: the picture is the body, the line a header
+            name, jpeg = picture
+            headers.update({"Filename": name, "Message": line, "Content-Type": "image/jpeg"})
+            return Request(jpeg, {key: header_value(value) for key, value in headers.items()}, "PUT")
+        if address:
+            headers["Attach"] = str(address)
+        headers["Content-Type"] = "text/plain; charset=utf-8"
+        return Request(line.encode(), {key: header_value(value) for key, value in headers.items()})
     played = [f"{'clip' if event.get('clip_url') else 'recording'}: {link}"] if link else []
+    if format == "telegram":
+        text = "\n".join([line, *played])
+        if picture is None:
+            return _json({"chat_id": chat, "text": text}, call="sendMessage")
+        body, kind = multipart([("chat_id", str(chat).encode(), None), ("caption", text[:_CAPTION].encode(), None),
+                                ("photo", picture[1], picture[0])])
+        return Request(body, {"Content-Type": kind}, call="sendPhoto")
     if format == "slack":
-        message: dict[str, Any] = {"text": "\n".join([line, *played, *([f"snapshot: {picture}"] if picture else [])])}
-    else:  # discord: the snapshot shown in the message
-        message = {"content": "\n".join([line, *played])[:2000]}
-        if picture:
-            message["embeds"] = [{"image": {"url": picture}}]
-    return json.dumps(message, separators=(",", ":")).encode(), {"Content-Type": "application/json"}
+        return _json({"text": "\n".join([line, *played, *([f"snapshot: {address}"] if address else [])])})
+    message: dict[str, Any] = {"content": "\n".join([line, *played])[:2000]}  # discord
+    if picture is not None:
+        message |= {"embeds": [{"image": {"url": f"attachment://{picture[0]}"}}],
+                    "attachments": [{"id": 0, "filename": picture[0]}]}
+        body, kind = multipart([("payload_json", _json(message).body, None), ("files[0]", picture[1], picture[0])])
+        return Request(body, {"Content-Type": kind})
+    if address:
+        message["embeds"] = [{"image": {"url": address}}]
+    return _json(message)
 
 
-def check_webhook(url: str) -> str:
-    """``url`` if it can take events: ``http(s)://host[:port]/path``; else a ``ValueError``
-    saying why (the config error names the key).
+def _json(value: dict[str, Any], call: str | None = None) -> Request:
+    return Request(json.dumps(value, separators=(",", ":")).encode(), {"Content-Type": "application/json"}, call=call)
+
+
+def multipart(fields: list[tuple[str, bytes, str | None]]) -> tuple[bytes, str]:
+    """``fields`` (name, value, file name: a JPEG's) as a ``multipart/form-data`` body, and its
+    ``Content-Type``."""
+    boundary = f"streamyolo-{uuid.uuid4().hex}"
+    parts = []
+    for name, value, filename in fields:
+        head = f'Content-Disposition: form-data; name="{name}"'
+        if filename is not None:
+            head += f'; filename="{filename}"\r\nContent-Type: image/jpeg'
+        elif name == "payload_json":
+            head += "\r\nContent-Type: application/json"
+        parts.append(f"--{boundary}\r\n{head}\r\n\r\n".encode() + value + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def header_value(value: str) -> str:
+    """``value`` as an HTTP header carries it: as is when ASCII, else as one RFC 2047 word
+    (UTF-8, base64), which ntfy reads (a stream named ``Küche``)."""
+    if value.isascii():
+        return value
+    return "=?UTF-8?B?" + base64.b64encode(value.encode()).decode("ascii") + "?="
+
+
+def check_webhook(url: str, format: str = "json") -> str:
+    """``url`` if it can take events: ``http(s)://host[:port]/path`` (``telegram``: the bot's,
+    with its ``chat_id``); else a ``ValueError`` saying why (the config error names the key).
 
     >>> check_webhook("http://127.0.0.1:9000/hook")
     'http://127.0.0.1:9000/hook'
+    >>> check_webhook("https://api.telegram.org/bot123:abc", "telegram")
+    Traceback (most recent call last):
+    ValueError: a telegram webhook is the bot's URL with its chat: https://api.telegram.org/bot<token>?chat_id=<chat>
     """
     split_url(url, ("http", "https"))
+    if format == "telegram" and telegram_chat(url)[1] is None:
+        raise ValueError("a telegram webhook is the bot's URL with its chat: "
+                         "https://api.telegram.org/bot<token>?chat_id=<chat>")
     return url
+
+
+def telegram_chat(url: str) -> tuple[str, str | None]:
+    """A telegram webhook's URL split into the bot's address (its method, if given, taken off)
+    and its chat (``chat_id``; ``None``: not given).
+
+    >>> telegram_chat("https://api.telegram.org/bot123:abc/sendMessage?chat_id=-100&x=1")
+    ('https://api.telegram.org/bot123:abc?x=1', '-100')
+    """
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    chat = next((value for key, value in pairs if key == "chat_id" and value), None)
+    path = parts.path.rstrip("/")
+    if path.rsplit("/", 1)[-1] in ("sendMessage", "sendPhoto"):
+        path = path.rsplit("/", 1)[0]
+    query = urlencode([(key, value) for key, value in pairs if key != "chat_id"])
+    return urlunsplit((parts.scheme, parts.netloc, path, query, "")), chat
 
 
 class Deliverer:
@@ -94,8 +193,11 @@ class Deliverer:
     what = "webhook"
 
     def __init__(self, shown: str, *, timeout: float = 5.0, limit: int = 10000, drain: float = 10.0,
-                 backoff: tuple[float, float] = (1.0, 30.0), clock: Clock = time.monotonic) -> None:
+                 backoff: tuple[float, float] = (1.0, 30.0), clock: Clock = time.monotonic,
+                 snapshots: Path | None = None) -> None:
+        """``snapshots``: the folder the events' snapshots are in (:meth:`picture`)."""
         self.shown = shown
+        self.snapshots = snapshots
         self.timeout = timeout
         self.limit = limit
         self.drain = drain
@@ -190,6 +292,16 @@ class Deliverer:
     def _past_deadline(self) -> bool:
         return self._deadline is not None and self._clock() >= self._deadline
 
+    def picture(self, event: dict[str, Any]) -> tuple[str, bytes] | None:
+        """``event``'s snapshot, its name and JPEG, when there is one in the snapshots folder."""
+        name = event.get("snapshot")
+        if self.snapshots is None or not isinstance(name, str) or "/" in name:
+            return None
+        try:
+            return name, (self.snapshots / name).read_bytes()
+        except OSError:  # deleted meanwhile (snapshots_keep), or not written (a full disk): the event goes
+            return None
+
     def post_now(self, event: dict[str, Any]) -> str | None:
         """Deliver ``event`` at once, on the caller's thread, once (``streamyolo check --notify``);
         ``None`` when it was taken, else what went wrong."""
@@ -205,13 +317,15 @@ class Webhook(Deliverer):
 
     def __init__(self, url: str, *, timeout: float = 5.0, limit: int = 10000, drain: float = 10.0,
                  backoff: tuple[float, float] = (1.0, 30.0), clock: Clock = time.monotonic,
-                 format: str = "json") -> None:
-        """``format``: what each POST is (:func:`payload`)."""
+                 format: str = "json", snapshots: Path | None = None) -> None:
+        """``format``: what each POST is (:func:`payload`); ``snapshots``: the folder the
+        events' snapshots are in (carried by the formats that show them)."""
         if format not in FORMATS:
             raise ValueError(f"webhook format {format!r} is not one of {', '.join(FORMATS)}")
-        super().__init__(redact_url(url), timeout=timeout, limit=limit, drain=drain, backoff=backoff, clock=clock)
+        super().__init__(redact_url(url), timeout=timeout, limit=limit, drain=drain, backoff=backoff, clock=clock,
+                         snapshots=snapshots)
         self.format = format
-        self.url = check_webhook(url)
+        self.url = check_webhook(url, format)
         parts = urlsplit(url)
         self._headers = {"User-Agent": "streamyolo"}
         if parts.username is not None:
@@ -222,21 +336,57 @@ class Webhook(Deliverer):
             self._target = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
         else:
             self._target = urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, ""))
+        self._chat: str | None = None
+        if format == "telegram":
+            self._target, self._chat = telegram_chat(self._target)
         handlers: list[urllib.request.BaseHandler] = []
         if parts.hostname in _LOOPBACK:
             handlers.append(urllib.request.ProxyHandler({}))
         self._opener = urllib.request.build_opener(*handlers)
+        self._pictures = format in PICTURED and self.snapshots is not None  # (False once refused)
 
     def _post(self, event: dict[str, Any]) -> str | None:
-        """POST one event; ``None`` when the receiver took it (2xx), else what went wrong."""
-        body, headers = payload(event, self.format)
-        request = urllib.request.Request(self._target, data=body, headers={**self._headers, **headers}, method="POST")
+        """Deliver one event; ``None`` when the receiver took it (2xx), else what went wrong.
+        An event with its picture refused (400, 413) goes again without it, and so do the later
+        ones (see the module)."""
+        picture = self.picture(event) if self._pictures else None
+        error = self._send(payload(event, self.format, picture, self._chat))
+        if picture is not None and error is not None and error.startswith(("HTTP 400", "HTTP 413")):
+            plain = self._send(payload(event, self.format, None, self._chat))
+            if plain is None:
+                self._pictures = False
+                log.warning("%s %s: does not take pictures (%s): its events go on without", self.what, self.shown,
+                            error)
+            return plain
+        return error
+
+    def _send(self, request: Request) -> str | None:
+        target = self._target
+        if request.call is not None:  # (telegram: the bot's method, before its query)
+            parts = urlsplit(target)
+            target = urlunsplit((parts.scheme, parts.netloc, f"{parts.path}/{request.call}", parts.query, ""))
+        sent = urllib.request.Request(target, data=request.body, headers={**self._headers, **request.headers},
+                                      method=request.method)
         try:
-            with self._opener.open(request, timeout=self.timeout) as response:
+            with self._opener.open(sent, timeout=self.timeout) as response:
                 response.read()
                 return None
         except urllib.error.HTTPError as exc:
-            return f"HTTP {exc.code} {exc.reason}"
+            return f"HTTP {exc.code} {exc.reason}" + _said(exc)
         except (urllib.error.URLError, OSError) as exc:
             reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
             return f"{type(reason).__name__}: {reason}" if isinstance(reason, BaseException) else str(reason)
+
+
+def _said(error: urllib.error.HTTPError) -> str:
+    """What a receiver's error answer says, when it is JSON that says it (Telegram's
+    ``description``, ntfy's ``error``, Discord's ``message``): ``: Bad Request: chat not found``."""
+    try:
+        said = json.loads(error.read(4096) or b"null")
+    except (OSError, ValueError):
+        return ""
+    if isinstance(said, dict):
+        for key in ("description", "error", "message"):
+            if isinstance(said.get(key), str) and said[key]:
+                return f": {said[key][:200]}"
+    return ""

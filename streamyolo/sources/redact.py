@@ -9,14 +9,18 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 _SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pwd", "pass", "token", "key", "apikey", "api_key", "auth",
                                 "secret", "signature", "sig", "access_token"})
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<password>[^@/\s]*)@")
+_BOT_TOKEN = re.compile(r"(?<=/bot)\d+:[A-Za-z0-9_-]+")  # a Telegram bot's token, in its URL's path
 MASK = "***"
 
 
 def redact_url(url: str) -> str:
-    """Replace the password in ``scheme://user:password@host`` and secret query values.
+    """Replace the password in ``scheme://user:password@host``, secret query values and a
+    Telegram bot's token.
 
     >>> redact_url("rtsp://admin:hunter2@10.0.0.5/stream1?token=abc&ch=1")
     'rtsp://admin:***@10.0.0.5/stream1?token=***&ch=1'
+    >>> redact_url("https://api.telegram.org/bot123456:AAH-x_y/sendMessage?chat_id=42")
+    'https://api.telegram.org/bot***/sendMessage?chat_id=42'
     """
     if "://" not in url:
         return url
@@ -34,13 +38,13 @@ def redact_url(url: str) -> str:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(k.lower() in _SECRET_QUERY_KEYS for k, _ in pairs):
             query = urlencode([(k, MASK if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, _BOT_TOKEN.sub(MASK, parts.path), query, parts.fragment))
 
 
 def redact_text(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
-    """Redact every URL's password in free text (error messages from FFmpeg quote URLs),
-    and any literal secret given."""
-    text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+    """Redact every URL's password (and a Telegram bot's token) in free text (error messages
+    from FFmpeg quote URLs), and any literal secret given."""
+    text = _BOT_TOKEN.sub(MASK, _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text))
     for secret in secrets:
         if secret:
             text = text.replace(secret, MASK)
@@ -61,6 +65,7 @@ def url_secrets(url: str) -> tuple[str, ...]:
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key.lower() in _SECRET_QUERY_KEYS and value:
             found.append(value)
+    found += _BOT_TOKEN.findall(parts.path)
     return tuple(found)
 
 

@@ -206,14 +206,16 @@ class _HookHandler(http.server.BaseHTTPRequestHandler):
             receiver.attempts += 1
             refuse = receiver.attempts <= receiver.refuse_first or receiver.refuse_all
             unpictured = pictured and receiver.refuse_pictures and not refuse
-            if not refuse and not unpictured:
+            large = pictured and not refuse and receiver.largest is not None and len(body) > receiver.largest
+            if not refuse and not unpictured and not large:
                 receiver.bodies.append(body)
                 if self.headers.get("Content-Type", "").startswith("application/json"):
                     receiver.events.append(json.loads(body))
                 receiver.requests.append((self.path, dict(self.headers)))
                 receiver.methods.append(self.command)
-        answer = b'{"code":40014,"http":400,"error":"attachments not allowed"}' if unpictured else b""
-        self.send_response(503 if refuse else 400 if unpictured else 200)
+        answer = (b'{"code":40014,"http":400,"error":"attachments not allowed"}' if unpictured
+                  else b'{"code":41301,"http":413,"error":"attachment too large"}' if large else b"")
+        self.send_response(503 if refuse else 400 if unpictured else 413 if large else 200)
         self.send_header("Content-Length", str(len(answer)))
         self.end_headers()
         self.wfile.write(answer)
@@ -228,7 +230,8 @@ class HookReceiver:
     """A webhook's receiver on 127.0.0.1: keeps every body POSTed to it; answers 503 to
     the first ``refuse_first`` requests (or to all while ``refuse_all``), as a receiver that is
     down or restarting; with ``refuse_pictures``, 400 to a request with a picture (a ``PUT``, a
-    ``multipart/form-data`` body), as ntfy without attachments answers."""
+    ``multipart/form-data`` body), as ntfy without attachments answers; 413 to one larger than
+    ``largest`` bytes."""
 
     class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         daemon_threads = True
@@ -238,6 +241,7 @@ class HookReceiver:
         self.refuse_first = refuse_first
         self.refuse_all = False
         self.refuse_pictures = False
+        self.largest: int | None = None
         self.attempts = 0
         self.events: list[dict[str, object]] = []  # the JSON bodies
         self.bodies: list[bytes] = []  # every body, JSON or not

@@ -4,6 +4,8 @@ receiver that takes no pictures still gets every event; a bot's token is never s
 
 from __future__ import annotations
 
+import email
+import email.policy
 import logging
 from email.header import decode_header, make_header
 from pathlib import Path
@@ -18,7 +20,7 @@ from streamyolo.sinks.history import describe
 from streamyolo.sinks.webhook import Webhook
 from streamyolo.sources.redact import redact_url
 from tests.helpers import form_fields, read_jsonl, until
-from tests.servers import HookReceiver, free_port
+from tests.servers import HookReceiver, SmtpServer, free_port
 
 
 def _event(shots: Path, n: int, line: str = "Tür") -> dict[str, object]:
@@ -56,9 +58,9 @@ def test_a_receiver_that_takes_no_pictures_gets_every_event_without(tmp_path: Pa
     headers = [request[1] for request in hook.requests]
     assert [headers[n].get("Attach") for n in range(3)] == [None, None, events[2]["snapshot_url"]]
     assert str(make_header(decode_header(headers[0]["Title"]))) == "streamyolo: hall"
-    warned = [r.getMessage() for r in caplog.records if "pictures" in r.getMessage()]
-    assert warned == [f"webhook {hook.url}: does not take pictures (HTTP 400 Bad Request: attachments not allowed): "
-                      "its events go on without"]
+    warned = [r.getMessage() for r in caplog.records if "does not take" in r.getMessage()]
+    assert warned == [f"webhook {hook.url}: does not take files (HTTP 400 Bad Request: attachments not allowed): "
+                      "its events go on without their pictures and clips"]
     # Taken with its picture: the line, with the ü, in the Message header, whole.
     with HookReceiver() as hook:
         webhook = Webhook(hook.url, format="text", snapshots=shots)
@@ -69,6 +71,31 @@ def test_a_receiver_that_takes_no_pictures_gets_every_event_without(tmp_path: Pa
     assert (method, body) == ("PUT", (shots / str(events[0]["snapshot"])).read_bytes())
     assert sent["Message"].startswith("=?UTF-8?B?")
     assert str(make_header(decode_header(sent["Message"]))) == describe(events[0])
+
+
+@pytest.mark.timeout(60)
+def test_a_clip_too_large_for_the_receiver_goes_without_and_the_next_picture_with(tmp_path: Path) -> None:
+    """413 (a file larger than the receiver takes): that event again at once without it, the
+    next one still with its picture; a clip larger than the format's own limit is not even
+    tried (ntfy.sh's 15 MB)."""
+    shots, clips = tmp_path / "shots", tmp_path / "clips"
+    clips.mkdir()
+    (clips / "hall-1.mp4").write_bytes(b"\0\0\0\x18ftypisom" + bytes(200_000))
+    (clips / "hall-2.mp4").write_bytes(bytes(15_000_001))
+    ended = [{"time": 1765016100.0, "stream": "hall", "event": "clip", "state": "ended", "clip": f"hall-{n}.mp4",
+              "seconds": 9.5} for n in (1, 2)]
+    crossed = _event(shots, 1)
+    with HookReceiver() as hook:
+        hook.largest = 100_000
+        webhook = Webhook(hook.url, format="text", snapshots=shots, clips=clips)
+        webhook.start()
+        for event in (ended[0], crossed, ended[1]):
+            webhook.send(event)
+        webhook.close()
+        assert hook.attempts == 4  # (the first clip twice; the second, too large for ntfy.sh, not tried)
+    assert hook.methods == ["POST", "PUT", "POST"]
+    assert [hook.bodies[0].decode(), hook.bodies[2].decode()] == [describe(ended[0]), describe(ended[1])]
+    assert hook.bodies[1] == (shots / str(crossed["snapshot"])).read_bytes()
 
 
 @pytest.mark.timeout(60)
@@ -109,3 +136,41 @@ def test_a_configs_telegram_webhook_sends_each_person_with_their_picture(tmp_pat
     assert form_fields(bot.bodies[0], headers["Content-Type"]) == {
         "chat_id": (None, b"@gatecams"), "caption": (None, describe(first).encode()),
         "photo": (first["snapshot"], (tmp_path / "shots" / first["snapshot"]).read_bytes())}
+
+
+@pytest.mark.timeout(120)
+def test_a_moments_notifications_carry_its_picture_then_its_clip(tmp_path: Path) -> None:
+    """``events: [clip]`` with ``clips``: a Telegram bot gets the moment's first picture
+    (``sendPhoto``) as it begins and its clip (``sendVideo``) once it has ended, ntfy the same as
+    attachments, an email the clip attached: each the very file the clips folder has."""
+    with HookReceiver() as bot, HookReceiver() as ntfy, SmtpServer() as server:
+        config = {"model": "demo", "tracker": "bytetrack", "display": False, "status_interval": 0,
+                  "events": str(tmp_path / "events.jsonl"), "snapshots": str(tmp_path / "shots"),
+                  "clips": str(tmp_path / "clips"), "clip_before": 0.4, "clip_after": 0.4,
+                  "webhooks": [{"url": bot.url.replace("/hook", "/bot123:abc?chat_id=42"), "format": "telegram",
+                                "events": ["clip"]},
+                               {"url": ntfy.url, "format": "text", "events": ["clip"]}],
+                  "emails": [{"server": f"smtp://127.0.0.1:{server.port}", "to": ["me@home.lan"],
+                              "events": ["clip"]}],
+                  "streams": [{"name": "gate", "source": "synthetic:scene?seed=3&size=416x240&fps=25&frames=60",
+                               "zones": {"all": [[0, 0], [416, 0], [416, 240], [0, 240]]}}]}
+        Pipeline.from_config(config).run()
+    clipped = [e for e in read_jsonl(tmp_path / "events.jsonl") if e["event"] == "clip"]
+    assert [e["state"] for e in clipped] == ["started", "ended"] * (len(clipped) // 2), clipped  # (each moment)
+    files = [(e["snapshot"], "image/jpeg", (tmp_path / "shots" / e["snapshot"]).read_bytes()) if e["state"] == "started"
+             else (e["clip"], "video/mp4", (tmp_path / "clips" / e["clip"]).read_bytes()) for e in clipped]
+    assert all(data[4:8] == b"ftyp" for _, kind, data in files if kind == "video/mp4")
+    assert [path for path, _ in bot.requests] == [
+        "/bot123:abc/sendPhoto" if e["state"] == "started" else "/bot123:abc/sendVideo" for e in clipped]
+    sent = [form_fields(body, headers["Content-Type"]) for body, (_, headers) in zip(bot.bodies, bot.requests,
+                                                                                       strict=True)]
+    assert [message["photo" if kind == "image/jpeg" else "video"] for message, (_, kind, _) in zip(
+        sent, files, strict=True)] == [(name, data) for name, _, data in files]
+    assert sent[1] == {"chat_id": (None, b"42"), "caption": (None, describe(clipped[1]).encode()),
+                       "supports_streaming": (None, b"true"), "video": (files[1][0], files[1][2])}
+    assert ntfy.methods == ["PUT"] * len(clipped) and ntfy.bodies == [data for _, _, data in files]
+    assert [(h["Filename"], h["Content-Type"]) for _, h in ntfy.requests] == [(name, kind) for name, kind, _ in files]
+    until(lambda: len(server.messages) == len(clipped), 10, "every email")
+    messages = [email.message_from_bytes(raw, policy=email.policy.default) for _, _, raw in server.messages]
+    assert [[(a.get_filename(), a.get_content_type(), a.get_content()) for a in m.iter_attachments()]
+            for m in messages] == [[file] for file in files]

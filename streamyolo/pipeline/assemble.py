@@ -555,9 +555,10 @@ def deliveries(cfg: PipelineConfig, streams: Sequence[ResolvedStream]) -> list[t
         if unknown:
             raise ConfigError(f"config key '{key}.streams': no stream {unknown[0]!r} in the config (its streams: "
                               f"{', '.join(sorted(names))})")
-        deliverer: Deliverer = (Webhook(output.url, format=output.format, snapshots=cfg.snapshots)
+        deliverer: Deliverer = (Webhook(output.url, format=output.format, snapshots=cfg.snapshots, clips=cfg.clips)
                                 if isinstance(output, WebhookConfig)
-                                else Mail(output.server, output.to, output.sender, snapshots=cfg.snapshots))
+                                else Mail(output.server, output.to, output.sender, snapshots=cfg.snapshots,
+                                          clips=cfg.clips))
         made.append((deliverer, EventFilter(output.events, output.streams, output.classes, output.cooldown,
                                             output.down_after,
                                             Schedule(output.schedule) if output.schedule is not None else None)))

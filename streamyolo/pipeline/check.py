@@ -168,7 +168,7 @@ def describe(plan: Plan) -> str:
             outputs.append(f"{what} {path}" + (f" (its days kept {format_seconds(age)})" if age else "")
                            + (_room(path) if path == cfg.clips else ""))
     from streamyolo.config import EmailConfig, WebhookConfig
-    from streamyolo.sinks.webhook import PICTURED
+    from streamyolo.sinks.webhook import ATTACHED
 
     hooks: list[WebhookConfig | EmailConfig] = [*cfg.all_webhooks(), *cfg.emails]
     for hook in hooks:
@@ -181,7 +181,7 @@ def describe(plan: Plan) -> str:
         taken += [f"a stream's objects at most every {format_seconds(hook.cooldown)}"] if hook.cooldown else []
         taken += [f"a camera down once down {format_seconds(hook.down_after)}"] if hook.down_after else []
         taken += [f"only {', '.join(hook.schedule)}"] if hook.schedule else []
-        pictured = mailed or (isinstance(hook, WebhookConfig) and hook.format in PICTURED)  # (the snapshot itself)
+        pictured = mailed or (isinstance(hook, WebhookConfig) and hook.format in ATTACHED)  # (the snapshot itself)
         taken += ["each with its snapshot"] if pictured and cfg.snapshots else []
         if read and cfg.public_url is None and (cfg.clips if pictured else cfg.snapshots or cfg.clips):
             taken.append(f"no {'clips' if pictured else 'pictures nor clips'} linked: set public_url, the page's "

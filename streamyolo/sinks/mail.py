@@ -4,7 +4,8 @@ delivered (the same queue, retries and end: :class:`~streamyolo.sinks.webhook.De
 The message's subject is what happened (``streamyolo: gate: person #4 crossed door (in)``), its
 body the event's line (as ``streamyolo events --text`` writes it) and the links of its clip,
 recording and snapshot (with ``public_url``), and the snapshot itself attached as a JPEG when
-there is one (``snapshots``): a notification that shows who came, in any mail program.
+there is one (``snapshots``): a notification that shows who came, in any mail program; a
+``clip`` event's clip, once ended (``clips``), attached as its MP4 (up to :data:`ATTACHABLE`).
 
 The server is ``smtp://[user:password@]host[:port]`` (port 25 unless given; STARTTLS whenever
 the server offers it, and always when a login is given) or ``smtps://…`` (TLS from the start,
@@ -29,6 +30,9 @@ from streamyolo.sinks.history import describe, happened
 from streamyolo.sinks.webhook import Deliverer
 from streamyolo.sources.redact import redact_url
 
+ATTACHABLE = 20_000_000
+"""The largest file a message carries (a clip; most mail servers take 25 MB, with base64's third)."""
+
 
 def check_server(url: str) -> str:
     """``url`` if it names a mail server (``smtp://`` or ``smtps://``, a host); else a
@@ -47,12 +51,13 @@ class Mail(Deliverer):
     what = "email"
 
     def __init__(self, server: str, to: list[str], sender: str | None = None, *, snapshots: Path | None = None,
+                 clips: Path | None = None,
                  timeout: float = 10.0, limit: int = 10000, drain: float = 10.0,
                  backoff: tuple[float, float] = (1.0, 30.0), clock: Clock = time.monotonic) -> None:
-        """``snapshots``: the folder the events' snapshots are in (attached)."""
+        """``snapshots``, ``clips``: the folders the events' snapshots and clips are in (attached)."""
         parts = split_url(check_server(server), ("smtp", "smtps"))
         super().__init__(f"to {', '.join(to)} through {redact_url(server)}", timeout=timeout, limit=limit,
-                         drain=drain, backoff=backoff, clock=clock, snapshots=snapshots)
+                         drain=drain, backoff=backoff, clock=clock, snapshots=snapshots, clips=clips)
         self.tls = parts.scheme == "smtps"
         self.host = parts.hostname or ""
         self.port = parts.port or (465 if self.tls else 25)
@@ -72,9 +77,10 @@ class Mail(Deliverer):
         links = [f"{what}: {event[key]}" for key, what in (("clip_url", "clip"), ("recording_url", "recording"),
                                                             ("snapshot_url", "snapshot")) if event.get(key)]
         message.set_content("\n".join([describe(event), *links]) + "\n")
-        picture = self.picture(event)
-        if picture is not None:
-            message.add_attachment(picture[1], maintype="image", subtype="jpeg", filename=picture[0])
+        attached = self.attachment(event, ATTACHABLE)
+        if attached is not None:
+            maintype, subtype = attached.kind.split("/")
+            message.add_attachment(attached.data, maintype=maintype, subtype=subtype, filename=attached.name)
         return message
 
     def _post(self, event: dict[str, Any]) -> str | None:

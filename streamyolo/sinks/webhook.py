@@ -9,14 +9,16 @@ with ntfy's headers: ``Title``, ``Tags``, ``Click`` its clip or recording; POSTe
 (``{"content": …}``) or ``telegram`` (a Telegram bot's message to a chat: the URL is the bot's,
 ``https://api.telegram.org/bot<token>?chat_id=<chat>``).
 
-The formats a person reads on a phone (``text``, ``discord``, ``telegram``: :data:`PICTURED`)
+The formats a person reads on a phone (``text``, ``discord``, ``telegram``: :data:`ATTACHED`)
 carry the event's snapshot itself (``snapshots``), uploaded with the message, so the
-notification shows who came even from a box nobody outside can reach: ntfy's attachment
-(``PUT``, the line in its ``Message`` header), Discord's ``multipart/form-data`` with the
-picture embedded, Telegram's ``sendPhoto`` with the line as its caption. A receiver that refuses
-the picture (ntfy without attachments: HTTP 400; too large: 413) gets that event and every later
-one without it, said once. Without a snapshot a ``text`` message links one by URL (``Attach``,
-with ``public_url``), Discord embeds its URL.
+notification shows who came even from a box nobody outside can reach, and a ``clip`` event's
+clip once it has ended (``clips``; up to the receiver's size, :data:`ATTACHED`): ntfy's
+attachment (``PUT``, the line in its ``Message`` header), Discord's ``multipart/form-data`` with
+the picture embedded, Telegram's ``sendPhoto`` (``sendVideo``) with the line as its caption. A
+receiver that refuses the file (ntfy without attachments: HTTP 400) gets that event and every
+later one without it, said once; one too large for it (413) gets that event without it.
+Without a snapshot a ``text`` message links one by URL (``Attach``, with ``public_url``),
+Discord embeds its URL.
 
 A receiver that is down, slow or answers with an error holds the events back, not the run: they
 wait in a queue (up to ``limit``, the oldest dropped beyond it) and the oldest is tried again
@@ -57,9 +59,19 @@ _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 FORMATS = ("json", "text", "slack", "discord", "telegram")
-PICTURED = frozenset({"text", "discord", "telegram"})
-"""The formats whose messages carry the event's snapshot itself (see the module)."""
+ATTACHED = {"text": 15_000_000, "discord": 10_000_000, "telegram": 50_000_000}
+"""The formats whose messages carry the event's snapshot or clip itself (see the module), and
+the largest file each receiver takes (ntfy.sh's, Discord's without Nitro, a Telegram bot's)."""
 _CAPTION = 1024  # (Telegram's longest caption; a message's text: 4096)
+
+
+class Attachment(NamedTuple):
+    """The file an event's message carries: its snapshot, its clip."""
+
+    name: str
+    data: bytes
+    kind: str
+    """Its MIME type: ``image/jpeg``, ``video/mp4``."""
 
 
 class Request(NamedTuple):
@@ -72,10 +84,10 @@ class Request(NamedTuple):
     """Telegram: the bot's method (``sendMessage``, ``sendPhoto``), the URL's last part."""
 
 
-def payload(event: dict[str, Any], format: str = "json", picture: tuple[str, bytes] | None = None,
+def payload(event: dict[str, Any], format: str = "json", attached: Attachment | None = None,
             chat: str | None = None) -> Request:
-    """The request that delivers ``event`` in ``format`` (see the module), with ``picture``
-    (its snapshot's name and JPEG) when the format carries it; ``chat``: Telegram's chat.
+    """The request that delivers ``event`` in ``format`` (see the module), with ``attached``
+    (its snapshot, its clip) when the format carries it; ``chat``: Telegram's chat.
 
     >>> body, headers, method, _ = payload({"time": 0.0, "stream": "gate", "event": "state",
     ...                                     "state": "failed", "snapshot_url": "https://box/snapshots/a.jpg"}, "text")
@@ -89,15 +101,14 @@ def payload(event: dict[str, Any], format: str = "json", picture: tuple[str, byt
     line = describe(event)
     link = event.get("clip_url") or event.get("recording_url")
     address = event.get("snapshot_url")
-    picture = picture if format in PICTURED else None
+    attached = attached if format in ATTACHED else None
     if format == "text":
         headers = {"Tags": str(event["event"]),
                    "Title": "streamyolo" + (f": {event['stream']}" if event.get("stream") else "")}
         headers.update({key: str(value) for key, value in (("Click", link),) if value})
-        if picture is not None:  # ntfy's attachment: the picture is the body, the line a header
-            name, jpeg = picture
-            headers.update({"Filename": name, "Message": line, "Content-Type": "image/jpeg"})
-            return Request(jpeg, {key: header_value(value) for key, value in headers.items()}, "PUT")
+        if attached is not None:  # ntfy's attachment: the file is the body, the line a header
+            headers.update({"Filename": attached.name, "Message": line, "Content-Type": attached.kind})
+            return Request(attached.data, {key: header_value(value) for key, value in headers.items()}, "PUT")
         if address:
             headers["Attach"] = str(address)
         headers["Content-Type"] = "text/plain; charset=utf-8"
@@ -105,18 +116,21 @@ def payload(event: dict[str, Any], format: str = "json", picture: tuple[str, byt
     played = [f"{'clip' if event.get('clip_url') else 'recording'}: {link}"] if link else []
     if format == "telegram":
         text = "\n".join([line, *played])
-        if picture is None:
+        if attached is None:
             return _json({"chat_id": chat, "text": text}, call="sendMessage")
+        video = attached.kind.startswith("video/")
         body, kind = multipart([("chat_id", str(chat).encode(), None), ("caption", text[:_CAPTION].encode(), None),
-                                ("photo", picture[1], picture[0])])
-        return Request(body, {"Content-Type": kind}, call="sendPhoto")
+                                *([("supports_streaming", b"true", None)] if video else []),
+                                ("video" if video else "photo", attached.data, attached)])
+        return Request(body, {"Content-Type": kind}, call="sendVideo" if video else "sendPhoto")
     if format == "slack":
         return _json({"text": "\n".join([line, *played, *([f"snapshot: {address}"] if address else [])])})
     message: dict[str, Any] = {"content": "\n".join([line, *played])[:2000]}  # discord
-    if picture is not None:
-        message |= {"embeds": [{"image": {"url": f"attachment://{picture[0]}"}}],
-                    "attachments": [{"id": 0, "filename": picture[0]}]}
-        body, kind = multipart([("payload_json", _json(message).body, None), ("files[0]", picture[1], picture[0])])
+    if attached is not None:  # (a picture shown in the message; a clip is played in it as it is)
+        message["attachments"] = [{"id": 0, "filename": attached.name}]
+        if attached.kind.startswith("image/"):
+            message["embeds"] = [{"image": {"url": f"attachment://{attached.name}"}}]
+        body, kind = multipart([("payload_json", _json(message).body, None), ("files[0]", attached.data, attached)])
         return Request(body, {"Content-Type": kind})
     if address:
         message["embeds"] = [{"image": {"url": address}}]
@@ -127,15 +141,15 @@ def _json(value: dict[str, Any], call: str | None = None) -> Request:
     return Request(json.dumps(value, separators=(",", ":")).encode(), {"Content-Type": "application/json"}, call=call)
 
 
-def multipart(fields: list[tuple[str, bytes, str | None]]) -> tuple[bytes, str]:
-    """``fields`` (name, value, file name: a JPEG's) as a ``multipart/form-data`` body, and its
-    ``Content-Type``."""
+def multipart(fields: list[tuple[str, bytes, Attachment | None]]) -> tuple[bytes, str]:
+    """``fields`` (name, value, and the file it is, if one) as a ``multipart/form-data`` body,
+    and its ``Content-Type``."""
     boundary = f"streamyolo-{uuid.uuid4().hex}"
     parts = []
-    for name, value, filename in fields:
+    for name, value, file in fields:
         head = f'Content-Disposition: form-data; name="{name}"'
-        if filename is not None:
-            head += f'; filename="{filename}"\r\nContent-Type: image/jpeg'
+        if file is not None:
+            head += f'; filename="{file.name}"\r\nContent-Type: {file.kind}'
         elif name == "payload_json":
             head += "\r\nContent-Type: application/json"
         parts.append(f"--{boundary}\r\n{head}\r\n\r\n".encode() + value + b"\r\n")
@@ -194,10 +208,12 @@ class Deliverer:
 
     def __init__(self, shown: str, *, timeout: float = 5.0, limit: int = 10000, drain: float = 10.0,
                  backoff: tuple[float, float] = (1.0, 30.0), clock: Clock = time.monotonic,
-                 snapshots: Path | None = None) -> None:
-        """``snapshots``: the folder the events' snapshots are in (:meth:`picture`)."""
+                 snapshots: Path | None = None, clips: Path | None = None) -> None:
+        """``snapshots``, ``clips``: the folders the events' snapshots and clips are in
+        (:meth:`attachment`)."""
         self.shown = shown
         self.snapshots = snapshots
+        self.clips = clips
         self.timeout = timeout
         self.limit = limit
         self.drain = drain
@@ -292,13 +308,24 @@ class Deliverer:
     def _past_deadline(self) -> bool:
         return self._deadline is not None and self._clock() >= self._deadline
 
-    def picture(self, event: dict[str, Any]) -> tuple[str, bytes] | None:
-        """``event``'s snapshot, its name and JPEG, when there is one in the snapshots folder."""
-        name = event.get("snapshot")
-        if self.snapshots is None or not isinstance(name, str) or "/" in name:
+    def attachment(self, event: dict[str, Any], limit: int) -> Attachment | None:
+        """The file ``event``'s message carries: its snapshot, or a ``clip`` event's clip once
+        ended, from their folders, when there and at most ``limit`` bytes."""
+        if isinstance(event.get("snapshot"), str):
+            folder, name, kind = self.snapshots, str(event["snapshot"]), "image/jpeg"
+        elif event.get("event") == "clip" and event.get("state") == "ended" and isinstance(event.get("clip"), str):
+            folder, name, kind = self.clips, str(event["clip"]), "video/mp4"
+        else:
+            return None
+        if folder is None or "/" in name:
             return None
         try:
-            return name, (self.snapshots / name).read_bytes()
+            path = folder / name
+            if path.stat().st_size > limit:
+                log.info("%s %s: %s is larger than it takes (%.0f MB): sent without", self.what, self.shown, name,
+                         limit / 1e6)
+                return None
+            return Attachment(name, path.read_bytes(), kind)
         except OSError:  # deleted meanwhile (snapshots_keep), or not written (a full disk): the event goes
             return None
 
@@ -317,13 +344,13 @@ class Webhook(Deliverer):
 
     def __init__(self, url: str, *, timeout: float = 5.0, limit: int = 10000, drain: float = 10.0,
                  backoff: tuple[float, float] = (1.0, 30.0), clock: Clock = time.monotonic,
-                 format: str = "json", snapshots: Path | None = None) -> None:
-        """``format``: what each POST is (:func:`payload`); ``snapshots``: the folder the
-        events' snapshots are in (carried by the formats that show them)."""
+                 format: str = "json", snapshots: Path | None = None, clips: Path | None = None) -> None:
+        """``format``: what each POST is (:func:`payload`); ``snapshots``, ``clips``: the
+        folders the events' snapshots and clips are in (carried by the formats that show them)."""
         if format not in FORMATS:
             raise ValueError(f"webhook format {format!r} is not one of {', '.join(FORMATS)}")
         super().__init__(redact_url(url), timeout=timeout, limit=limit, drain=drain, backoff=backoff, clock=clock,
-                         snapshots=snapshots)
+                         snapshots=snapshots, clips=clips)
         self.format = format
         self.url = check_webhook(url, format)
         parts = urlsplit(url)
@@ -343,20 +370,22 @@ class Webhook(Deliverer):
         if parts.hostname in _LOOPBACK:
             handlers.append(urllib.request.ProxyHandler({}))
         self._opener = urllib.request.build_opener(*handlers)
-        self._pictures = format in PICTURED and self.snapshots is not None  # (False once refused)
+        self._attaching = format in ATTACHED  # (False once refused)
 
     def _post(self, event: dict[str, Any]) -> str | None:
         """Deliver one event; ``None`` when the receiver took it (2xx), else what went wrong.
-        An event with its picture refused (400, 413) goes again without it, and so do the later
-        ones (see the module)."""
-        picture = self.picture(event) if self._pictures else None
-        error = self._send(payload(event, self.format, picture, self._chat))
-        if picture is not None and error is not None and error.startswith(("HTTP 400", "HTTP 413")):
+        An event whose file is refused (400) goes again without it, and so do the later ones;
+        one whose file is too large (413), that event alone (see the module)."""
+        attached = self.attachment(event, ATTACHED[self.format]) if self._attaching else None
+        error = self._send(payload(event, self.format, attached, self._chat))
+        if attached is not None and error is not None and error.startswith(("HTTP 400", "HTTP 413")):
             plain = self._send(payload(event, self.format, None, self._chat))
-            if plain is None:
-                self._pictures = False
-                log.warning("%s %s: does not take pictures (%s): its events go on without", self.what, self.shown,
-                            error)
+            if plain is None and error.startswith("HTTP 400"):
+                self._attaching = False
+                log.warning("%s %s: does not take files (%s): its events go on without their pictures and clips",
+                            self.what, self.shown, error)
+            elif plain is None:
+                log.info("%s %s: %s too large for it (%s): sent without", self.what, self.shown, attached.name, error)
             return plain
         return error
 

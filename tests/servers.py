@@ -348,21 +348,23 @@ class MqttSubscriber:
 class SmtpServer:
     """A mail server on 127.0.0.1 (aiosmtpd) that keeps every message it takes; with ``cert``
     and ``key`` it offers STARTTLS, and with ``login`` (``(user, password)``) it takes mail only
-    from that login, over TLS."""
+    from that login, over TLS; ``port``: on that port (a server that restarts)."""
 
     def __init__(self, cert: Path | None = None, key: Path | None = None,
-                 login: tuple[str, str] | None = None) -> None:
+                 login: tuple[str, str] | None = None, port: int | None = None) -> None:
         import ssl
 
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import AuthResult
 
         self.messages: list[tuple[str, list[str], bytes]] = []  # (from, to, the message)
-        kept = self.messages
+        self.peers: list[object] = []  # each message's connection (its client's address)
+        kept, peers = self.messages, self.peers
 
         class _Handler:
             async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
                 kept.append((envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content)))
+                peers.append(getattr(session, "peer", None))
                 return "250 OK"
 
         def _authenticate(server: object, session: object, envelope: object, mechanism: str,
@@ -374,7 +376,7 @@ class SmtpServer:
         if cert is not None:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(str(cert), str(key) if key is not None else None)
-        self.port = free_port()
+        self.port = port or free_port()
         options: dict[str, Any] = {"tls_context": tls} if tls is not None else {}
         if login is not None:
             options |= {"authenticator": _authenticate, "auth_required": True, "auth_require_tls": True}

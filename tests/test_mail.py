@@ -15,6 +15,7 @@ from streamyolo.errors import ConfigError
 from streamyolo.inference.counting import CountingLine
 from streamyolo.inference.tracking import tracker_settings
 from streamyolo.pipeline import Pipeline, StreamSetup
+from streamyolo.sinks import mail as mail_module
 from streamyolo.sinks.events import EventFilter, EventSink
 from streamyolo.sinks.history import describe
 from streamyolo.sinks.mail import Mail
@@ -94,3 +95,32 @@ def test_a_login_goes_over_starttls_and_a_wrong_one_is_said(tmp_path: Path, tls_
                             r"config key 'emails\.0\.classes': 'unicorn' is not one of the model's 3 classes")):
         with pytest.raises(ConfigError, match=message):
             build_config({"streams": ["a.mp4"], "emails": [entry]})
+
+
+@pytest.mark.timeout(60)
+def test_a_burst_of_events_is_one_connection_and_one_the_server_dropped_is_made_anew(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Messages in a burst go over one connection (one login, not one per event); when the
+    server has closed it meanwhile (a restart), the next goes over a new one, not lost; past
+    ``KEPT_OPEN`` idle, a new one too."""
+    events = [{"time": 1765016100.0 + n, "stream": "hall", "event": "line", "line": "door", "direction": "in",
+               "id": n, "cls": 0, "name": "person"} for n in range(5)]
+    with SmtpServer() as server:
+        port = server.port
+        mail = Mail(f"smtp://127.0.0.1:{port}", ["me@home.lan"], "cams@home.lan")
+        mail.start()
+        for event in events[:3]:
+            mail.send(event)
+        until(lambda: len(server.messages) == 3, 10, "the burst's emails")
+    assert len(set(server.peers)) == 1 and None not in server.peers, server.peers
+    with SmtpServer(port=port) as again:  # (the server restarted: the connection kept open is gone)
+        mail.send(events[3])
+        until(lambda: len(again.messages) == 1, 10, "the email after the restart")
+        monkeypatch.setattr(mail_module, "KEPT_OPEN", 0.0)
+        mail.send(events[4])
+        until(lambda: len(again.messages) == 2, 10, "the email after the connection's time")
+        mail.close()
+    assert mail.delivered == 5 and len(set(again.peers)) == 2
+    subjects = [email.message_from_bytes(raw, policy=email.policy.default)["Subject"]
+                for _, _, raw in [*server.messages, *again.messages]]
+    assert subjects == [f"streamyolo: hall: person #{n} crossed door (in)" for n in range(5)]

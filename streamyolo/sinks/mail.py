@@ -9,7 +9,9 @@ there is one (``snapshots``): a notification that shows who came, in any mail pr
 
 The server is ``smtp://[user:password@]host[:port]`` (port 25 unless given; STARTTLS whenever
 the server offers it, and always when a login is given) or ``smtps://…`` (TLS from the start,
-port 465). The login is never logged.
+port 465). The login is never logged. A connection is kept open for the next message for
+:data:`KEPT_OPEN` seconds (a burst of events, one login), and made anew when the server has
+closed it meanwhile.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ from streamyolo.sinks.base import split_url
 from streamyolo.sinks.history import describe, happened
 from streamyolo.sinks.webhook import Deliverer
 from streamyolo.sources.redact import redact_url
+
+KEPT_OPEN = 20.0
+"""Seconds a connection is kept open for the next message after one was sent: a burst of events
+is one connection (beyond, servers drop idle ones; a new one is made)."""
 
 ATTACHABLE = 20_000_000
 """The largest file a message carries (a clip; most mail servers take 25 MB, with base64's third)."""
@@ -64,6 +70,8 @@ class Mail(Deliverer):
         self.login = (unquote(parts.username), unquote(parts.password or "")) if parts.username is not None else None
         self.to = list(to)
         self.sender = sender or f"streamyolo@{socket.gethostname()}"
+        self._connection: smtplib.SMTP | None = None  # (kept open for the next message: the delivery thread's)
+        self._used = 0.0
 
     def message(self, event: dict[str, Any]) -> EmailMessage:
         """``event`` as the message sent (see the module)."""
@@ -84,22 +92,62 @@ class Mail(Deliverer):
         return message
 
     def _post(self, event: dict[str, Any]) -> str | None:
+        message = self.message(event)
+        while True:
+            fresh = self._connection is None or self._clock() - self._used > KEPT_OPEN
+            try:
+                if fresh:
+                    self.hang_up()
+                    self._connection = self._connect()
+                assert self._connection is not None
+                self._connection.send_message(message)
+                self._used = self._clock()
+                return None
+            except (smtplib.SMTPException, OSError) as exc:
+                self.hang_up()
+                if not fresh:  # (a connection kept open that the server has closed meanwhile: a new one)
+                    continue
+                if isinstance(exc, smtplib.SMTPResponseException):
+                    said = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) \
+                        else exc.smtp_error
+                    return f"SMTP {exc.smtp_code} {said}"
+                return f"{type(exc).__name__}: {exc}"
+
+    def _connect(self) -> smtplib.SMTP:
+        server = (smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=ssl.create_default_context())
+                  if self.tls else smtplib.SMTP(self.host, self.port, timeout=self.timeout))
         try:
-            with (smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=ssl.create_default_context())
-                  if self.tls else smtplib.SMTP(self.host, self.port, timeout=self.timeout)) as server:
+            server.ehlo()
+            if not self.tls and (server.has_extn("starttls") or self.login is not None):
+                server.starttls(context=ssl.create_default_context())
                 server.ehlo()
-                if not self.tls and (server.has_extn("starttls") or self.login is not None):
-                    server.starttls(context=ssl.create_default_context())
-                    server.ehlo()
-                if self.login is not None:
-                    server.login(*self.login)
-                server.send_message(self.message(event))
-            return None
-        except smtplib.SMTPResponseException as exc:
-            said = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
-            return f"SMTP {exc.smtp_code} {said}"
-        except (smtplib.SMTPException, OSError) as exc:
-            return f"{type(exc).__name__}: {exc}"
+            if self.login is not None:
+                server.login(*self.login)
+        except BaseException:
+            server.close()
+            raise
+        return server
+
+    def hang_up(self) -> None:
+        """End the connection kept open for the next message, if there is one."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.quit()
+            except (smtplib.SMTPException, OSError):
+                connection.close()
+
+    def post_now(self, event: dict[str, Any]) -> str | None:
+        try:
+            return super().post_now(event)
+        finally:
+            self.hang_up()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.hang_up()
 
 
 __all__ = ["Mail", "check_server"]

@@ -264,7 +264,7 @@ class _Delivered(_Strict):
     the garden only, the office's mail by day. Unset: always."""
 
 
-WebhookFormat = Literal["json", "text", "slack", "discord", "telegram"]
+WebhookFormat = Literal["json", "text", "slack", "discord", "telegram", "pushover"]
 """What each POST to a webhook is (:func:`streamyolo.sinks.webhook.payload`)."""
 
 
@@ -919,11 +919,11 @@ class PipelineConfig(_Strict):
         if self.mqtt_discovery is not None and self.mqtt is None:
             raise ValueError("config keys 'mqtt_discovery' and 'mqtt': Home Assistant finds the streams through the "
                              "MQTT broker; give mqtt too")
-        if self.webhook is not None and self.webhook_format == "telegram":
+        if self.webhook is not None and self.webhook_format in ("telegram", "pushover"):
             from streamyolo.sinks.webhook import check_webhook
 
             try:
-                check_webhook(self.webhook, "telegram")
+                check_webhook(self.webhook, self.webhook_format)
             except ValueError as exc:
                 raise ValueError(f"config key 'webhook': {exc}") from None
         for key in ("webhook_format", "webhook_cooldown", "webhook_down_after"):

@@ -789,20 +789,20 @@ def test_events_link_their_streams_recording_only_while_it_is_recorded(tmp_path:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("format", ["text", "slack", "discord", "telegram"])
+@pytest.mark.parametrize("format", ["text", "slack", "discord", "telegram", "pushover"])
 def test_a_webhook_can_take_each_event_as_the_message_a_person_reads(tmp_path: Path, format: str) -> None:
     """``webhook_format``: ``text`` sends each event's line (as ``streamyolo events --text``
     writes it) with ntfy's headers (its title, its kind as a tag), ``slack``, ``discord`` and
-    ``telegram`` the message their webhooks and bots take; ``text``, ``discord`` and
-    ``telegram`` carry the frame's snapshot itself, as the snapshots folder has it (ntfy's
-    attachment, Discord's embedded file, Telegram's photo with the line as its caption),
-    ``slack`` links it."""
+    ``telegram`` the message their webhooks and bots take, ``pushover`` Pushover's; all but
+    ``slack`` carry the frame's snapshot itself, as the snapshots folder has it (ntfy's
+    attachment, Discord's embedded file, Telegram's photo with the line as its caption,
+    Pushover's attachment), ``slack`` links it."""
     source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=30", SourceKind.SYNTHETIC))
     door = CountingLine("door", (0.0, 120.0), (320.0, 120.0))
     path, shots = tmp_path / "events.jsonl", tmp_path / "shots"
     with HookReceiver() as hook:
-        url = hook.url.replace("/hook", "/bot123456:AAH-token/sendMessage?chat_id=-1001") if format == "telegram" \
-            else hook.url
+        url = {"telegram": hook.url.replace("/hook", "/bot123456:AAH-token/sendMessage?chat_id=-1001"),
+               "pushover": f"{hook.url}?token=app-token&user=user-key"}.get(format, hook.url)
         events = EventSink(path, url, shots, public_url="https://box.lan/", webhook_format=format)
         Pipeline([StreamSetup("hall", source, Overflow.BLOCK, lines=(door,))], _WalkerDetector,
                  tracker=tracker_settings("bytetrack"), sinks=[events]).run()
@@ -833,6 +833,13 @@ def test_a_webhook_can_take_each_event_as_the_message_a_person_reads(tmp_path: P
             "content": describe(crossed), "embeds": [{"image": {"url": f"attachment://{name}"}}],
             "attachments": [{"id": 0, "filename": name}]}
         assert fields["files[0]"] == (name, jpeg)
+    elif format == "pushover":  # (its app and user in the body, not the URL)
+        assert [request[0] for request in hook.requests] == ["/hook"] * 3
+        sent = [form_fields(body, h["Content-Type"]) for body, h in zip(hook.bodies, headers, strict=True)]
+        assert [s.pop("attachment", None) for s in sent] == [None, (name, jpeg), None]
+        assert sent == [{"token": (None, b"app-token"), "user": (None, b"user-key"),
+                         "title": (None, b"streamyolo: hall"), "message": (None, describe(e).encode()),
+                         "timestamp": (None, str(int(e["time"])).encode())} for e in written]
     else:  # telegram: the bot's methods, its chat
         assert [request[0] for request in hook.requests] == [
             "/bot123456:AAH-token/sendMessage", "/bot123456:AAH-token/sendPhoto", "/bot123456:AAH-token/sendMessage"]
@@ -981,12 +988,13 @@ def test_a_webhook_with_down_after_hears_of_a_camera_down_only_once_it_has_been_
         "streaming", "reconnecting", "streaming", "reconnecting", "streaming", "ended"]
 
 
-def test_a_webhook_format_needs_a_webhook_and_is_one_of_five() -> None:
-    """A format without a webhook, one not known, a Telegram bot's URL without its chat: refused, naming the key."""
+def test_a_webhook_format_needs_a_webhook_and_is_one_of_six() -> None:
+    """A format without a webhook, one not known, a Telegram bot's URL without its chat, Pushover's
+    without its user: refused, naming the key."""
     with pytest.raises(ConfigError, match="config keys 'webhook_format' and 'webhook'"):
         build_config({"streams": ["a.mp4"], "webhook_format": "text"})
     with pytest.raises(ConfigError, match="config key 'webhook_format': Input should be 'json', 'text', 'slack', "
-                                          "'discord' or 'telegram' \\(got 'teams'\\)"):
+                                          "'discord', 'telegram' or 'pushover' \\(got 'teams'\\)"):
         build_config({"streams": ["a.mp4"], "webhook": "http://127.0.0.1:9/hook", "webhook_format": "teams"})
     bot = "https://api.telegram.org/bot123:abc/sendMessage"
     chat = r"a telegram webhook is the bot's URL with its chat: https://api\.telegram\.org/bot<token>\?chat_id=<chat>"
@@ -994,6 +1002,11 @@ def test_a_webhook_format_needs_a_webhook_and_is_one_of_five() -> None:
         build_config({"streams": ["a.mp4"], "webhook": bot, "webhook_format": "telegram"})
     with pytest.raises(ConfigError, match=f"config key 'webhooks.0': url: {chat}"):
         build_config({"streams": ["a.mp4"], "webhooks": [{"url": bot, "format": "telegram"}]})
+    with pytest.raises(ConfigError, match=r"config key 'webhooks.0': url: a pushover webhook is Pushover's with the "
+                                          r"app's token and the user's key: https://api\.pushover\.net/1/messages\.json"
+                                          r"\?token=<app>&user=<user>"):
+        build_config({"streams": ["a.mp4"], "webhooks": [{"url": "https://api.pushover.net/1/messages.json?token=a",
+                                                          "format": "pushover"}]})
     assert build_config({"streams": ["a.mp4"], "webhooks": [{"url": f"{bot}?chat_id=42", "format": "telegram"}]})
 
 

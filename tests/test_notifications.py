@@ -99,6 +99,29 @@ def test_a_clip_too_large_for_the_receiver_goes_without_and_the_next_picture_wit
 
 
 @pytest.mark.timeout(60)
+def test_pushover_gets_pictures_and_a_clips_link_not_the_clip(tmp_path: Path) -> None:
+    """Pushover takes pictures only: a ``clip`` event's clip is not uploaded but linked (its
+    ``url``, shown as a button, with ``public_url``); its app's token is shown as ``***``."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    (clips / "hall-1.mp4").write_bytes(b"\0\0\0\x18ftypisom" + bytes(1000))
+    ended = {"time": 1765016100.0, "stream": "hall", "event": "clip", "state": "ended", "clip": "hall-1.mp4",
+             "seconds": 9.5, "clip_url": "https://box.lan/clips/hall-1.mp4"}
+    with HookReceiver() as hook:
+        webhook = Webhook(f"{hook.url}?token=secret-app&user=me", format="pushover", clips=clips)
+        assert webhook.shown == f"{hook.url}?token=***&user=me"
+        webhook.start()
+        webhook.send(ended)
+        webhook.close()
+    [(path, headers)] = hook.requests
+    assert path == "/hook"  # (the token and the user in the body, not the URL)
+    assert form_fields(hook.bodies[0], headers["Content-Type"]) == {
+        "token": (None, b"secret-app"), "user": (None, b"me"), "title": (None, b"streamyolo: hall"),
+        "message": (None, describe(ended).encode()), "timestamp": (None, b"1765016100"),
+        "url": (None, b"https://box.lan/clips/hall-1.mp4"), "url_title": (None, b"clip")}
+
+
+@pytest.mark.timeout(60)
 def test_a_telegram_bots_token_is_never_shown(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A bot's URL has its token in its path: the log and the end's error show ``bot***``."""
     token = "7700112233:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"

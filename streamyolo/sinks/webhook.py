@@ -6,15 +6,18 @@ reads: ``text`` (``text/plain``, the event's line as ``streamyolo events --text`
 with ntfy's headers: ``Title``, ``Tags``, ``Click`` its clip or recording; POSTed to
 ``https://ntfy.sh/<topic>`` or one's own ntfy, a phone's notification), ``slack``
 (``{"text": …}``: Slack's incoming webhooks, Mattermost, Rocket.Chat, Google Chat), ``discord``
-(``{"content": …}``) or ``telegram`` (a Telegram bot's message to a chat: the URL is the bot's,
-``https://api.telegram.org/bot<token>?chat_id=<chat>``).
+(``{"content": …}``), ``telegram`` (a Telegram bot's message to a chat: the URL is the bot's,
+``https://api.telegram.org/bot<token>?chat_id=<chat>``) or ``pushover`` (Pushover's message:
+``https://api.pushover.net/1/messages.json?token=<app>&user=<user>``); the chat, the app's
+token and the user go in the request's body, not its URL.
 
-The formats a person reads on a phone (``text``, ``discord``, ``telegram``: :data:`ATTACHED`)
+The formats a person reads on a phone (``text``, ``discord``, ``telegram``, ``pushover``: :data:`ATTACHED`)
 carry the event's snapshot itself (``snapshots``), uploaded with the message, so the
 notification shows who came even from a box nobody outside can reach, and a ``clip`` event's
-clip once it has ended (``clips``; up to the receiver's size, :data:`ATTACHED`): ntfy's
-attachment (``PUT``, the line in its ``Message`` header), Discord's ``multipart/form-data`` with
-the picture embedded, Telegram's ``sendPhoto`` (``sendVideo``) with the line as its caption. A
+clip once it has ended (``clips``; up to the receiver's size, :data:`ATTACHED`; Pushover takes
+pictures only): ntfy's attachment (``PUT``, the line in its ``Message`` header), Discord's
+``multipart/form-data`` with the picture embedded, Telegram's ``sendPhoto`` (``sendVideo``) with
+the line as its caption, Pushover's ``attachment``. A
 receiver that refuses the file (ntfy without attachments: HTTP 400) gets that event and every
 later one without it, said once; one too large for it (413) gets that event without it.
 Without a snapshot a ``text`` message links one by URL (``Attach``, with ``public_url``),
@@ -43,6 +46,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -58,10 +62,14 @@ log = logging.getLogger(__name__)
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-FORMATS = ("json", "text", "slack", "discord", "telegram")
-ATTACHED = {"text": 15_000_000, "discord": 10_000_000, "telegram": 50_000_000}
+FORMATS = ("json", "text", "slack", "discord", "telegram", "pushover")
+ATTACHED = {"text": 15_000_000, "discord": 10_000_000, "telegram": 50_000_000, "pushover": 2_500_000}
 """The formats whose messages carry the event's snapshot or clip itself (see the module), and
-the largest file each receiver takes (ntfy.sh's, Discord's without Nitro, a Telegram bot's)."""
+the largest file each receiver takes (ntfy.sh's, Discord's without Nitro, a Telegram bot's,
+Pushover's picture)."""
+_PICTURES_ONLY = frozenset({"pushover"})
+QUERIED = {"telegram": ("chat_id",), "pushover": ("token", "user")}
+"""What a format's URL gives in its query, sent in each request's body instead."""
 _CAPTION = 1024  # (Telegram's longest caption; a message's text: 4096)
 
 
@@ -85,9 +93,10 @@ class Request(NamedTuple):
 
 
 def payload(event: dict[str, Any], format: str = "json", attached: Attachment | None = None,
-            chat: str | None = None) -> Request:
+            given: Mapping[str, str] | None = None) -> Request:
     """The request that delivers ``event`` in ``format`` (see the module), with ``attached``
-    (its snapshot, its clip) when the format carries it; ``chat``: Telegram's chat.
+    (its snapshot, its clip) when the format carries it; ``given``: what the URL's query gave
+    (:data:`QUERIED`: Telegram's chat, Pushover's app and user).
 
     >>> body, headers, method, _ = payload({"time": 0.0, "stream": "gate", "event": "state",
     ...                                     "state": "failed", "snapshot_url": "https://box/snapshots/a.jpg"}, "text")
@@ -102,9 +111,9 @@ def payload(event: dict[str, Any], format: str = "json", attached: Attachment | 
     link = event.get("clip_url") or event.get("recording_url")
     address = event.get("snapshot_url")
     attached = attached if format in ATTACHED else None
+    given = given or {}
     if format == "text":
-        headers = {"Tags": str(event["event"]),
-                   "Title": "streamyolo" + (f": {event['stream']}" if event.get("stream") else "")}
+        headers = {"Tags": str(event["event"]), "Title": _title(event)}
         headers.update({key: str(value) for key, value in (("Click", link),) if value})
         if attached is not None:  # ntfy's attachment: the file is the body, the line a header
             headers.update({"Filename": attached.name, "Message": line, "Content-Type": attached.kind})
@@ -114,12 +123,25 @@ def payload(event: dict[str, Any], format: str = "json", attached: Attachment | 
         headers["Content-Type"] = "text/plain; charset=utf-8"
         return Request(line.encode(), {key: header_value(value) for key, value in headers.items()})
     played = [f"{'clip' if event.get('clip_url') else 'recording'}: {link}"] if link else []
+    if format == "pushover":  # (its link: the clip or recording, which it shows as a button)
+        fields: list[tuple[str, bytes, Attachment | None]] = [
+            *((key, given.get(key, "").encode(), None) for key in QUERIED[format]),
+            ("title", _title(event).encode(), None), ("message", line[:_CAPTION].encode(), None),
+            ("timestamp", str(int(float(event["time"]))).encode(), None)]
+        if link:
+            fields += [("url", str(link).encode(), None),
+                       ("url_title", b"clip" if event.get("clip_url") else b"recording", None)]
+        if attached is not None:
+            fields.append(("attachment", attached.data, attached))
+        body, kind = multipart(fields)
+        return Request(body, {"Content-Type": kind})
     if format == "telegram":
         text = "\n".join([line, *played])
         if attached is None:
-            return _json({"chat_id": chat, "text": text}, call="sendMessage")
+            return _json({"chat_id": given.get("chat_id"), "text": text}, call="sendMessage")
         video = attached.kind.startswith("video/")
-        body, kind = multipart([("chat_id", str(chat).encode(), None), ("caption", text[:_CAPTION].encode(), None),
+        body, kind = multipart([("chat_id", given.get("chat_id", "").encode(), None),
+                                ("caption", text[:_CAPTION].encode(), None),
                                 *([("supports_streaming", b"true", None)] if video else []),
                                 ("video" if video else "photo", attached.data, attached)])
         return Request(body, {"Content-Type": kind}, call="sendVideo" if video else "sendPhoto")
@@ -135,6 +157,10 @@ def payload(event: dict[str, Any], format: str = "json", attached: Attachment | 
     if address:
         message["embeds"] = [{"image": {"url": address}}]
     return _json(message)
+
+
+def _title(event: dict[str, Any]) -> str:
+    return "streamyolo" + (f": {event['stream']}" if event.get("stream") else "")
 
 
 def _json(value: dict[str, Any], call: str | None = None) -> Request:
@@ -164,9 +190,15 @@ def header_value(value: str) -> str:
     return "=?UTF-8?B?" + base64.b64encode(value.encode()).decode("ascii") + "?="
 
 
+_SHAPES = {"telegram": "the bot's URL with its chat: https://api.telegram.org/bot<token>?chat_id=<chat>",
+           "pushover": "Pushover's with the app's token and the user's key: "
+                       "https://api.pushover.net/1/messages.json?token=<app>&user=<user>"}
+
+
 def check_webhook(url: str, format: str = "json") -> str:
     """``url`` if it can take events: ``http(s)://host[:port]/path`` (``telegram``: the bot's,
-    with its ``chat_id``); else a ``ValueError`` saying why (the config error names the key).
+    with its ``chat_id``; ``pushover``: with ``token`` and ``user``); else a ``ValueError``
+    saying why (the config error names the key).
 
     >>> check_webhook("http://127.0.0.1:9000/hook")
     'http://127.0.0.1:9000/hook'
@@ -175,27 +207,29 @@ def check_webhook(url: str, format: str = "json") -> str:
     ValueError: a telegram webhook is the bot's URL with its chat: https://api.telegram.org/bot<token>?chat_id=<chat>
     """
     split_url(url, ("http", "https"))
-    if format == "telegram" and telegram_chat(url)[1] is None:
-        raise ValueError("a telegram webhook is the bot's URL with its chat: "
-                         "https://api.telegram.org/bot<token>?chat_id=<chat>")
+    if format in QUERIED and len(queried(url, format)[1]) < len(QUERIED[format]):
+        raise ValueError(f"a {format} webhook is {_SHAPES[format]}")
     return url
 
 
-def telegram_chat(url: str) -> tuple[str, str | None]:
-    """A telegram webhook's URL split into the bot's address (its method, if given, taken off)
-    and its chat (``chat_id``; ``None``: not given).
+def queried(url: str, format: str) -> tuple[str, dict[str, str]]:
+    """A webhook's URL split into where it POSTs (a Telegram bot's method, if given, taken
+    off) and what its query gives that the format sends in the body (:data:`QUERIED`).
 
-    >>> telegram_chat("https://api.telegram.org/bot123:abc/sendMessage?chat_id=-100&x=1")
-    ('https://api.telegram.org/bot123:abc?x=1', '-100')
+    >>> queried("https://api.telegram.org/bot123:abc/sendMessage?chat_id=-100&x=1", "telegram")
+    ('https://api.telegram.org/bot123:abc?x=1', {'chat_id': '-100'})
     """
     parts = urlsplit(url)
     pairs = parse_qsl(parts.query, keep_blank_values=True)
-    chat = next((value for key, value in pairs if key == "chat_id" and value), None)
-    path = parts.path.rstrip("/")
-    if path.rsplit("/", 1)[-1] in ("sendMessage", "sendPhoto"):
-        path = path.rsplit("/", 1)[0]
-    query = urlencode([(key, value) for key, value in pairs if key != "chat_id"])
-    return urlunsplit((parts.scheme, parts.netloc, path, query, "")), chat
+    keys = QUERIED.get(format, ())
+    given = {key: value for key, value in pairs if key in keys and value}
+    path = parts.path
+    if format == "telegram":
+        path = path.rstrip("/")
+        if path.rsplit("/", 1)[-1] in ("sendMessage", "sendPhoto", "sendVideo"):
+            path = path.rsplit("/", 1)[0]
+    query = urlencode([(key, value) for key, value in pairs if key not in keys])
+    return urlunsplit((parts.scheme, parts.netloc, path, query, "")), given
 
 
 class Deliverer:
@@ -308,12 +342,13 @@ class Deliverer:
     def _past_deadline(self) -> bool:
         return self._deadline is not None and self._clock() >= self._deadline
 
-    def attachment(self, event: dict[str, Any], limit: int) -> Attachment | None:
+    def attachment(self, event: dict[str, Any], limit: int, videos: bool = True) -> Attachment | None:
         """The file ``event``'s message carries: its snapshot, or a ``clip`` event's clip once
-        ended, from their folders, when there and at most ``limit`` bytes."""
+        ended (with ``videos``), from their folders, when there and at most ``limit`` bytes."""
         if isinstance(event.get("snapshot"), str):
             folder, name, kind = self.snapshots, str(event["snapshot"]), "image/jpeg"
-        elif event.get("event") == "clip" and event.get("state") == "ended" and isinstance(event.get("clip"), str):
+        elif (videos and event.get("event") == "clip" and event.get("state") == "ended"
+              and isinstance(event.get("clip"), str)):
             folder, name, kind = self.clips, str(event["clip"]), "video/mp4"
         else:
             return None
@@ -363,9 +398,7 @@ class Webhook(Deliverer):
             self._target = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
         else:
             self._target = urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, ""))
-        self._chat: str | None = None
-        if format == "telegram":
-            self._target, self._chat = telegram_chat(self._target)
+        self._target, self._given = queried(self._target, format)
         handlers: list[urllib.request.BaseHandler] = []
         if parts.hostname in _LOOPBACK:
             handlers.append(urllib.request.ProxyHandler({}))
@@ -376,10 +409,11 @@ class Webhook(Deliverer):
         """Deliver one event; ``None`` when the receiver took it (2xx), else what went wrong.
         An event whose file is refused (400) goes again without it, and so do the later ones;
         one whose file is too large (413), that event alone (see the module)."""
-        attached = self.attachment(event, ATTACHED[self.format]) if self._attaching else None
-        error = self._send(payload(event, self.format, attached, self._chat))
+        attached = (self.attachment(event, ATTACHED[self.format], videos=self.format not in _PICTURES_ONLY)
+                    if self._attaching else None)
+        error = self._send(payload(event, self.format, attached, self._given))
         if attached is not None and error is not None and error.startswith(("HTTP 400", "HTTP 413")):
-            plain = self._send(payload(event, self.format, None, self._chat))
+            plain = self._send(payload(event, self.format, None, self._given))
             if plain is None and error.startswith("HTTP 400"):
                 self._attaching = False
                 log.warning("%s %s: does not take files (%s): its events go on without their pictures and clips",
@@ -409,13 +443,17 @@ class Webhook(Deliverer):
 
 def _said(error: urllib.error.HTTPError) -> str:
     """What a receiver's error answer says, when it is JSON that says it (Telegram's
-    ``description``, ntfy's ``error``, Discord's ``message``): ``: Bad Request: chat not found``."""
+    ``description``, ntfy's ``error``, Discord's ``message``, Pushover's ``errors``):
+    ``: Bad Request: chat not found``."""
     try:
         said = json.loads(error.read(4096) or b"null")
     except (OSError, ValueError):
         return ""
     if isinstance(said, dict):
-        for key in ("description", "error", "message"):
-            if isinstance(said.get(key), str) and said[key]:
-                return f": {said[key][:200]}"
+        for key in ("description", "error", "message", "errors"):
+            value = said.get(key)
+            if isinstance(value, list) and value:  # (Pushover's: ["user identifier is invalid"])
+                value = "; ".join(map(str, value))
+            if isinstance(value, str) and value:
+                return f": {value[:200]}"
     return ""

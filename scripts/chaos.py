@@ -10,8 +10,8 @@ clips, events, snapshots, a tracker and the web page, while, at random: the conf
 with streams added and removed, the run's model swapped between the demo model and a
 random-weight yolo26n, ``class_conf``, ``max_fps``, ``confirm_frames``, the streams' and
 zones' ``schedule``, the zones' ``crowd`` and the streams' own ``record_keep`` changed; web
-clients read every page and
-switch streams' detection and recording on and off. At the end, what must hold:
+clients read every page and switch streams' detection and recording and zones' watching on and
+off. At the end, what must hold:
 
 - every stream's accounting is exact (``captured == processed + dropped``);
 - every recording and clip decodes, and the summary's recordings are exactly the folder's files
@@ -112,11 +112,14 @@ def main() -> int:
             try:
                 for path in ("", "status.json", "metrics", "events.json", "clips.json", "recordings.json"):
                     urllib.request.urlopen(base + path, timeout=10).read()
-                names = [s["name"] for s in json.loads(urllib.request.urlopen(base + "status.json", timeout=10)
-                                                       .read())["streams"]]
-                if not names:  # (a reload restarting every stream: none for a moment)
+                streams = json.loads(urllib.request.urlopen(base + "status.json", timeout=10).read())["streams"]
+                if not streams:  # (a reload restarting every stream: none for a moment)
                     continue
-                name, kind = rnd.choice(names), rnd.choice(["detect", "record"])
+                stream = rnd.choice(streams)
+                zoned = ["zone"] if stream.get("zones") else []
+                name, kind = stream["name"], rnd.choice(["detect", "record", *zoned])
+                if kind == "zone":  # (a zone watched or not by hand)
+                    kind = f"zones/{rnd.choice(sorted(stream['zones']))}/watch"
                 switch = urllib.request.Request(f"{base}streams/{name}/{kind}", method="POST",
                                                 data=json.dumps({"on": rnd.random() < 0.6}).encode(),
                                                 headers={"Content-Type": "application/json"})

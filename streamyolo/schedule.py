@@ -302,3 +302,27 @@ class Scheduler:
 
 SWITCHED = {"detect": "detection", "record": "recording"}
 """What each kind of schedule switches, for a person."""
+WATCH = "watch:"
+"""A zone's switch, ``watch:<zone>``: whether the zone is watched (its events, its occupancy)."""
+
+
+def watch_kind(zone: str) -> str:
+    """The switch of ``zone``'s watching (``watch:<zone>``)."""
+    return WATCH + zone
+
+
+def zone_of(kind: str) -> str | None:
+    """The zone whose switch ``kind`` is (``watch:<zone>``); ``None``: a stream's own switch."""
+    return kind.removeprefix(WATCH) if kind.startswith(WATCH) else None
+
+
+def described(kind: str, on: bool) -> str:
+    """A switch's state for a person: ``detection off``, ``zone porch not watched``.
+
+    >>> described("detect", False), described(watch_kind("porch"), False)
+    ('detection off', 'zone porch not watched')
+    """
+    zone = zone_of(kind)
+    if zone is not None:
+        return f"zone {zone} {'watched' if on else 'not watched'}"
+    return f"{SWITCHED[kind]} {'on' if on else 'off'}"

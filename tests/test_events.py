@@ -615,7 +615,7 @@ def test_zone_and_line_states_go_out_as_they_change_at_most_once_a_second() -> N
 def test_each_stream_gets_the_event_entities_of_the_events_it_sends(broker_folder: Path) -> None:
     """From a config, as a user writes it: a tracked stream with a zone and a line gets a
     visits and a crossings event entity, with only the kinds ``mqtt_events`` lets through (its
-    zone, watched by a schedule, a ``watched`` sensor); a stream without them gets none; without
+    zone, watched by a schedule, a ``watched`` switch); a stream without them gets none; without
     clips, no Activity entity."""
     street = "synthetic:scene?seed=3&size=416x240&fps=25&frames=8"
     with MqttBroker(broker_folder) as broker:
@@ -638,7 +638,7 @@ def test_each_stream_gets_the_event_entities_of_the_events_it_sends(broker_folde
                                "gate_detect", "gate_line_kerb_crossings", "gate_line_kerb_in", "gate_line_kerb_out",
                                "gate_objects", "gate_occupied", "gate_outputs", "gate_record", "gate_streaming",
                                "gate_zone_drive", "gate_zone_drive_occupied", "gate_zone_drive_speed",
-                               "gate_zone_drive_visits", "gate_zone_drive_watched", "porch_detect", "porch_objects",
+                               "gate_zone_drive_visits", "gate_zone_drive_watch", "porch_detect", "porch_objects",
                                "porch_occupied",
                                "porch_streaming"]
     assert configs["porch_detect"][0] == "switch" and {key: configs["porch_detect"][1][key] for key in (

@@ -331,7 +331,8 @@ def test_home_assistant_learns_of_the_streams_added_changed_and_removed(broker_f
                    and not any("/b_" in topic for topic in configs()), 30, "the entities of the new config")
             assert sorted(topic.split("/")[-2] for topic in configs()) == sorted([
                 "a_streaming", "a_detect", "a_record", "a_objects", "a_occupied", "a_zone_hall",
-                "a_zone_hall_occupied", "a_outputs", "c_streaming", "c_detect", "c_record", "c_objects", "c_occupied",
+                "a_zone_hall_occupied", "a_zone_hall_watch", "a_outputs", "c_streaming", "c_detect", "c_record",
+                "c_objects", "c_occupied",
                 "c_outputs", "-outputs", "-recordings", "-recordings_free", "-recordings_days_left"])
             until(lambda: any(topic == "site/b/state" and json.loads(payload)["state"] == "removed"
                                for topic, payload, _ in list(watcher.messages)), 30, "b's removed state")

@@ -22,6 +22,7 @@ each way. The stream's worker counts, in frame order, right after the stream's t
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -352,16 +353,16 @@ class ZoneWatch:
         """The speeds (km/h) measured in the last frame, by track id (zones with a size)."""
 
     def update(self, found: Detections, now: float, held: Sequence[npt.NDArray[np.bool_]],
-               armed: Sequence[bool] | None = None) -> list[ZoneVisit]:
+               armed: Sequence[bool | None] | None = None) -> list[ZoneVisit]:
         """The entries and exits in the next frame of the stream, whose tracked detections are
         ``found``, at ``now`` on the stream's timeline (seconds); ``held``: which of them each
         zone holds (:func:`occupancy`); ``armed``: whether each zone is watched now (its
-        ``schedule``; default: all): one that is not sees no one, and those inside when it
-        stops being watched leave then."""
+        ``schedule``, a switch by hand; ``None``: watched; default: all): one that is not sees no
+        one, and those inside when it stops being watched leave then."""
         self._frame += 1
         self.speeds = {}
         visits: list[ZoneVisit] = []
-        watched = [True] * len(self.zones) if armed is None else list(armed)
+        watched = [True] * len(self.zones) if armed is None else [on is not False for on in armed]
         for zone, on in zip(self.zones, watched, strict=True):
             if not on:
                 visits += [self._leave(key) for key in [k for k in self._inside if k[0] == zone.name]]
@@ -486,16 +487,60 @@ class CrowdWatch:
         return changed, tuple(told)
 
 
+class ZoneSwitches:
+    """The zones switched by hand (the page, Home Assistant, the switches file): watched or not
+    against their ``schedule`` until its next change (then the schedule again), a zone without
+    one until switched again. Set by the pipeline, read by the workers at each frame: thread-safe
+    (a new mapping each change; a read takes whichever is current).
+
+    >>> hands = ZoneSwitches()
+    >>> hands.set("door", "porch", False, until=100.0)
+    >>> hands.get("door", "porch", 99.0), hands.get("door", "porch", 100.0), hands.any("door")
+    (False, None, True)
+    """
+
+    def __init__(self) -> None:
+        self._hands: dict[tuple[str, str], tuple[bool, float | None]] = {}
+        self._lock = threading.Lock()  # (writers only)
+
+    def set(self, stream: str, zone: str, on: bool | None, until: float | None = None) -> None:
+        """``stream``'s ``zone`` is watched (``on``) or not by hand, until ``until`` (seconds
+        since the epoch; ``None``: until switched again); ``on`` ``None``: as its schedule says."""
+        with self._lock:
+            hands = {key: hand for key, hand in self._hands.items() if key != (stream, zone)}
+            if on is not None:
+                hands[(stream, zone)] = (on, until)
+            self._hands = hands
+
+    def get(self, stream: str, zone: str, now: float) -> bool | None:
+        """Whether ``stream``'s ``zone`` is watched by hand at ``now``; ``None``: not switched
+        by hand (any more), its schedule says."""
+        hand = self._hands.get((stream, zone))
+        if hand is None or (hand[1] is not None and now >= hand[1]):
+            return None
+        return hand[0]
+
+    def any(self, stream: str) -> bool:
+        """Whether any of ``stream``'s zones is (or was) switched by hand."""
+        return any(key[0] == stream for key in self._hands)
+
+    def until(self, stream: str, zone: str) -> float | None:
+        """Until when ``stream``'s ``zone`` is held by hand (``None``: not held, or until switched again)."""
+        hand = self._hands.get((stream, zone))
+        return None if hand is None else hand[1]
+
+
 def zone_tallies(zones: Sequence[Zone], found: Detections, held: Sequence[npt.NDArray[np.bool_]],
-                 armed: Sequence[bool] | None = None) -> tuple[ZoneTally, ...]:
+                 armed: Sequence[bool | None] | None = None) -> tuple[ZoneTally, ...]:
     """Every zone with the objects of ``found`` inside it now (``held``: :func:`occupancy`),
-    by class name, and whether a zone with a schedule is watched now (``armed``, each zone's)."""
+    by class name, and whether a zone with a schedule (or switched by hand) is watched now
+    (``armed``, each zone's; ``None``: always)."""
     tallies = []
     for index, (zone, mask) in enumerate(zip(zones, held, strict=True)):
         by_class: dict[str, int] = {}
         for cls in found.cls[mask].tolist():
             name = found.name(int(cls))
             by_class[name] = by_class.get(name, 0) + 1
-        watched = armed[index] if armed is not None and zone.schedule is not None else None
+        watched = armed[index] if armed is not None else None
         tallies.append(ZoneTally(zone.name, zone.points, by_class, watched))
     return tuple(tallies)

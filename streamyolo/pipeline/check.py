@@ -31,7 +31,7 @@ from streamyolo.inference.models import resolve_device
 from streamyolo.inference.tiles import TileSettings, cut, detect_tiled
 from streamyolo.pipeline.build import ResolvedStream, open_stream, recording_source
 from streamyolo.pipeline.switches import SwitchFile
-from streamyolo.schedule import SWITCHED
+from streamyolo.schedule import SWITCHED, described
 from streamyolo.sinks.base import format_size
 from streamyolo.sinks.original import uncopied
 from streamyolo.sources import redact_url
@@ -195,10 +195,12 @@ def describe(plan: Plan) -> str:
         outputs.append(f"a web page on {cfg.web}")
     lines.append("outputs: " + ("; ".join(outputs) if outputs else "none but the summary table"))
     if cfg.switches_file is not None:
-        left = {name: kinds for name, kinds in SwitchFile(cfg.switches_file).load().items()
-                if name in {s.spec.name for s in plan.streams} and not all(kinds.values())}
-        said = "; ".join(f"{name}: " + ", ".join(f"{SWITCHED[kind]} off" for kind, on in kinds.items() if not on)
-                         for name, kinds in sorted(left.items()))
+        switches = SwitchFile(cfg.switches_file)
+        switches.load()
+        left = {name: {kind: on for kind, on in switches.states(name).items() if not on}
+                for name in sorted({s.spec.name for s in plan.streams})}
+        said = "; ".join(f"{name}: " + ", ".join(described(kind, False) for kind in kinds)
+                         for name, kinds in left.items() if kinds)
         lines.append(f"switches kept in {cfg.switches_file}" + (f" (as left: {said})" if said else ""))
     if cfg.env_file is not None:
         lines.append(f"variables from {cfg.env_file}, read again at every reload")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from streamyolo.buffering import Overflow, RingBuffer
 from streamyolo.errors import ConfigError, ModelError, OutputsIncompleteError, WorkerError
 from streamyolo.frames import DetectionFilter, Frame, Mask, Result
-from streamyolo.inference.counting import CountingLine, Zone
+from streamyolo.inference.counting import CountingLine, Zone, ZoneSwitches
 from streamyolo.inference.detector import DetectorFactory
 from streamyolo.inference.motion import MotionSettings
 from streamyolo.inference.tiles import TileSettings
@@ -33,7 +33,7 @@ from streamyolo.pipeline.monitor import Monitor, StatsWriter, inference_stacks
 from streamyolo.pipeline.report import StatusPrinter, StreamReport, Summary, combined, workers_json
 from streamyolo.pipeline.service import Notifier, service_status
 from streamyolo.pipeline.switches import SwitchFile
-from streamyolo.schedule import SWITCHED, Scheduler, when
+from streamyolo.schedule import SWITCHED, Scheduler, watch_kind, when, zone_of
 from streamyolo.sinks.base import (
     ChecksItself,
     FanOut,
@@ -240,6 +240,8 @@ class Pipeline:
         """Told of each switch that changed, and by whom: ``on_switched(kind, stream, on, by)``,
         ``by`` ``page``, ``mqtt``, ``schedule``, ``switches file`` or ``python`` (a ``switch`` event)."""
         self._undetected: set[str] = set()  # streams whose detection is switched off, by name
+        self.zone_switches = ZoneSwitches()
+        """The zones switched by hand (:meth:`set_watch`), which the workers read at each frame."""
         self.scheduler = Scheduler(functools.partial(self.set_switch, by="schedule"))
         """Switches the streams' detection and recording as their ``schedule`` says (its
         :meth:`~streamyolo.schedule.Scheduler.configure`)."""
@@ -407,6 +409,7 @@ class Pipeline:
             f"w{index}", self._factories[index], channels, self._fanout, self._doorbells[index],
             max_batch=self._max_batch, live_batch=self._live_batch, live_hold=self._live_hold,
             tracker=self._tracker, clock=self._clock, on_done=self._worker_finished,
+            zone_switches=self.zone_switches,
         )
 
     def _worker_finished(self) -> None:
@@ -724,10 +727,47 @@ class Pipeline:
             return None
         return name not in self._recorder.off
 
-    def _switched(self, kind: str, name: str, on: bool, by: str) -> None:
+    def set_watch(self, name: str, zone: str, on: bool, by: str = "python") -> None:
+        """Watch stream ``name``'s ``zone`` or not, from its next frame (the page's switch, Home
+        Assistant's, an automation's: the garden watched while nobody is home): not watched, it
+        sees no one (no ``enter``, ``leave``, ``linger``, ``speeding`` or ``crowd`` events; those
+        inside leave then) and Home Assistant's ``<zone> occupied`` stays off. Against the zone's
+        ``schedule`` the switch holds until the schedule's next change, then the schedule says
+        again; for a zone without one, until switched again. Raises ``ValueError`` for a stream
+        not running or a zone it does not have."""
+        with self._state_lock:
+            stream = self._by_name.get(name)
+        if stream is None:
+            raise ValueError(f"no stream {name!r} is running")
+        found = next((z for z in stream.setup.zones if z.name == zone), None)
+        if found is None:
+            zones = ", ".join(z.name for z in stream.setup.zones) or "none"
+            raise ValueError(f"stream {name!r} has no zone {zone!r} (its zones: {zones})")
+        scheduled, change = found.schedule.at(time.time()) if found.schedule is not None else (True, None)
+        was = self.watching(name, zone)
+        until = change if on != scheduled else None
+        self.zone_switches.set(name, zone, None if on == scheduled else on, until)
+        if was != on:
+            held = f" by hand until its schedule's next change, {when(until)}" if until is not None else ""
+            log.info("stream %r: zone %r %s%s (%s)", name, zone, "watched" if on else "not watched", held, by)
+            self._switched(watch_kind(zone), name, on, by, until)
+
+    def watching(self, name: str, zone: str) -> bool:
+        """Whether stream ``name``'s ``zone`` is watched now (:meth:`set_watch`, its schedule)."""
+        hand = self.zone_switches.get(name, zone, time.time())
+        if hand is not None:
+            return hand
+        found = next((z for z in self._by_name[name].setup.zones if z.name == zone), None)
+        return found is None or found.schedule is None or found.schedule.at(time.time())[0]
+
+    def _switched(self, kind: str, name: str, on: bool, by: str, until: float | None = None) -> None:
+        """``until``: a zone's switch by hand holds until then (a stream's: its schedule's next
+        change, asked of the scheduler)."""
         if self.switch_file is not None:
-            said = self.scheduler.next_change(name, kind) if by != "schedule" else None
-            self.switch_file.set(name, kind, on, said[1] if said is not None and said[0] != on else None)
+            if zone_of(kind) is None:
+                said = self.scheduler.next_change(name, kind) if by != "schedule" else None
+                until = said[1] if said is not None and said[0] != on else None
+            self.switch_file.set(name, kind, on, until)
         if self.on_switch is not None:
             self.on_switch(kind, name, on)
         if self.on_switched is not None:
@@ -741,6 +781,10 @@ class Pipeline:
             return
         scheduled, held = self.scheduler.kinds(name), self.switch_file.held(name)
         for kind, on in self.switch_file.states(name).items():
+            zone = zone_of(kind)
+            if zone is not None:
+                self._restore_zone(name, zone, on, held.get(kind))
+                continue
             by_hand = kind in held and self.scheduler.hold(name, kind, held[kind])
             if kind in scheduled and not by_hand:
                 continue
@@ -756,8 +800,36 @@ class Pipeline:
             except (ValueError, RuntimeError) as exc:  # not recorded any more; its worker has ended
                 log.debug("stream %r: its %s could not be switched as it was left: %s", name, SWITCHED[kind], exc)
 
+    def _restore_zone(self, name: str, zone: str, on: bool, until: float | None) -> None:
+        """Switch stream ``name``'s ``zone`` as the switches file says: a zone without a schedule
+        not watched; one with, switched by hand until its schedule's next change, which has not
+        come (else, or when its schedule changed since, its schedule says)."""
+        with self._state_lock:
+            stream = self._by_name.get(name)
+        found = next((z for z in stream.setup.zones if z.name == zone), None) if stream is not None else None
+        if found is None:  # (a zone since removed: its line is left, it may come back)
+            return
+        if found.schedule is not None:
+            scheduled, change = found.schedule.at(time.time())
+            if on == scheduled or until is None or until != change:
+                return
+        elif on:
+            return
+        if self.watching(name, zone) == on:  # (switched so already, before the run)
+            return
+        log.info("stream %r: zone %r %s by hand, as it was left (%s)", name, zone, "watched" if on else "not watched",
+                 self.switch_file.path if self.switch_file is not None else "")
+        self.set_watch(name, zone, on, by="switches file")
+
     def set_switch(self, kind: str, name: str, on: bool, by: str = "python") -> None:
-        """:meth:`set_detection` (``kind`` ``detect``) or :meth:`set_recording` (``record``)."""
+        """:meth:`set_detection` (``kind`` ``detect``), :meth:`set_recording` (``record``) or
+        :meth:`set_watch` (``watch:<zone>``)."""
+        zone = zone_of(kind)
+        if zone is not None:
+            self.set_watch(name, zone, on, by)
+            return
+        if kind not in ("detect", "record"):
+            raise ValueError(f"no switch {kind!r} (detect, record, watch:<zone>)")
         {"detect": self.set_detection, "record": self.set_recording}[kind](name, on, by)
 
     def switches(self, name: str) -> dict[str, bool]:

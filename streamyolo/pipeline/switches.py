@@ -2,7 +2,8 @@
 recording switched off (on the page, in Home Assistant) stays off after a restart, a reboot or a
 crash, instead of coming back on with the new run.
 
-The file is JSON, ``{"streams": {"door": {"detect": false, "record": false}}}``, written whole
+The file is JSON, ``{"streams": {"door": {"detect": false, "record": false, "watch:porch":
+false}}}`` (``watch:<zone>``: whether a zone is watched, switched by hand), written whole
 (under a temporary name, then renamed) each time a switch changes, and read when the run starts:
 each stream there is switched as it says before its first frame (or, added as the run goes,
 before its first frame then). A switch its stream's ``schedule`` sets is the schedule's, not
@@ -21,11 +22,18 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
+from streamyolo.schedule import WATCH
+
 log = logging.getLogger(__name__)
 
 KINDS = ("detect", "record")
-HELD = tuple(f"{kind}_until" for kind in KINDS)
-"""Until when a switch set by hand against its stream's schedule holds (the schedule's next change)."""
+UNTIL = "_until"
+"""``<kind>_until``: until when a switch set by hand against its schedule holds (the schedule's next change)."""
+
+
+def known(kind: str) -> bool:
+    """Whether ``kind`` is a switch: ``detect``, ``record``, ``watch:<zone>``."""
+    return kind in KINDS or (kind.startswith(WATCH) and len(kind) > len(WATCH) and not kind.endswith(UNTIL))
 
 
 class SwitchFile:
@@ -43,9 +51,10 @@ class SwitchFile:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             streams = data["streams"]
-            states = {str(name): {kind: kinds[kind] for kind in KINDS if isinstance(kinds.get(kind), bool)}
-                      | {held: float(kinds[held]) for held in HELD if isinstance(kinds.get(held), int | float)
-                         and not isinstance(kinds.get(held), bool)}
+            states = {str(name): {kind: on for kind, on in kinds.items() if known(kind) and isinstance(on, bool)}
+                      | {held: float(until) for held, until in kinds.items()
+                         if held.endswith(UNTIL) and known(held.removesuffix(UNTIL))
+                         and isinstance(until, int | float) and not isinstance(until, bool)}
                       for name, kinds in streams.items() if isinstance(kinds, dict)}
         except FileNotFoundError:
             states = {}
@@ -58,14 +67,15 @@ class SwitchFile:
         return states
 
     def states(self, stream: str) -> dict[str, bool]:
-        """``stream``'s switches as the file has them (``{"detect": False}``; none: ``{}``)."""
-        return {kind: bool(on) for kind, on in self._line(stream).items() if kind in KINDS}
+        """``stream``'s switches as the file has them (``{"detect": False, "watch:porch":
+        False}``; none: ``{}``)."""
+        return {kind: bool(on) for kind, on in self._line(stream).items() if known(kind)}
 
     def held(self, stream: str) -> dict[str, float]:
-        """Until when ``stream``'s switches set by hand against its schedule hold (``{"detect":
+        """Until when ``stream``'s switches set by hand against their schedules hold (``{"detect":
         1765058400.0}``: the schedule's next change then)."""
-        return {kind.removesuffix("_until"): float(until) for kind, until in self._line(stream).items()
-                if kind in HELD}
+        return {kind.removesuffix(UNTIL): float(until) for kind, until in self._line(stream).items()
+                if kind.endswith(UNTIL)}
 
     def _line(self, stream: str) -> dict[str, bool | float]:
         if self._states is None:
@@ -82,13 +92,13 @@ class SwitchFile:
         with self._lock:
             states = self._states if self._states is not None else {}
             line = states.get(stream, {})
-            if line.get(kind) == on and line.get(f"{kind}_until") == until:
+            if line.get(kind) == on and line.get(f"{kind}{UNTIL}") == until:
                 return
             line = {**line, kind: on}
             if until is None:
-                line.pop(f"{kind}_until", None)
+                line.pop(f"{kind}{UNTIL}", None)
             else:
-                line[f"{kind}_until"] = until
+                line[f"{kind}{UNTIL}"] = until
             states[stream] = line
             self._states = states
             self._write(states)

@@ -50,7 +50,7 @@ from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import file_stamp, format_seconds, wall_time
 from streamyolo.errors import OutputsIncompleteError
 from streamyolo.frames import Result
-from streamyolo.schedule import Schedule
+from streamyolo.schedule import Schedule, zone_of
 from streamyolo.sinks.base import (
     OutputPause,
     check_writable_folder,
@@ -366,21 +366,25 @@ class EventSink:
 
     def switched(self, kind: str, stream: str, on: bool) -> None:
         """``stream``'s detection (``kind`` ``detect``) or recording (``record``) is now on or
-        off: the broker is told (``mqtt_controls``); while its recording is off, its events
-        link no recording (``recording_url``)."""
+        off (a zone's watching, ``watch:<zone>``: its state says it): the broker is told
+        (``mqtt_controls``); while its recording is off, its events link no recording
+        (``recording_url``)."""
         if kind == "record":
             self._unrecorded = self._unrecorded - {stream} if on else self._unrecorded | {stream}
         if self._publisher is not None:
             self._publisher.switched(kind, stream, on)
 
     def switch_changed(self, kind: str, stream: str, on: bool, by: str) -> None:
-        """``stream``'s detection (``kind`` ``detect``) or recording (``record``) was switched
-        ``on`` or off ``by`` the page, the broker, its schedule …: a ``switch`` event (who turned
-        the camera off, and when)."""
+        """``stream``'s detection (``kind`` ``detect``), recording (``record``) or a zone's
+        watching (``watch:<zone>``: ``"switch": "watch"`` with its ``"zone"``) was switched ``on``
+        or off ``by`` the page, the broker, its schedule …: a ``switch`` event (who turned the
+        camera off, and when)."""
         with self._lock:
             if not self._open:
                 return
-        self._queue.put((None, [{"time": round(time.time(), 3), "stream": stream, "event": "switch", "switch": kind,
+        zone = zone_of(kind)
+        what = {"switch": kind} if zone is None else {"switch": "watch", "zone": zone}
+        self._queue.put((None, [{"time": round(time.time(), 3), "stream": stream, "event": "switch", **what,
                                  "state": "on" if on else "off", "by": by}]))
 
     def announce(self, stream: str, entities: StreamEntities | None) -> None:

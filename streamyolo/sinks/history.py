@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any, cast, get_args
 
 from streamyolo.config import EventKind
-from streamyolo.schedule import SWITCHED
+from streamyolo.schedule import SWITCHED, WATCH, described
 
 SLACK = 600.0
 """Seconds by which a line of the events file may be older than a line before it (a stream's
@@ -447,6 +447,8 @@ def happened(event: Mapping[str, Any]) -> str:
         what = f"{event.get('output')} " + (f"paused: {event.get('error')}" if event.get("state") == "paused" else
                                              f"writing again after {float(event.get('seconds', 0)):.0f} s "
                                              f"({event.get('lost')} {event.get('unit')} lost)")
+    elif kind == "switch" and event.get("switch") == "watch":
+        what = f"{described(WATCH + str(event.get('zone')), event.get('state') == 'on')} ({event.get('by')})"
     elif kind == "switch":
         what = (f"{SWITCHED.get(str(event.get('switch')), event.get('switch'))} switched {event.get('state')} "
                 f"({event.get('by')})")

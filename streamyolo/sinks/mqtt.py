@@ -39,7 +39,10 @@ the indoor camera while someone is home) switches the stream's detection on or o
 (:meth:`~streamyolo.pipeline.pipeline.Pipeline.set_detection`), and
 ``<prefix>/<stream>/detect/state`` (retained) says which it is; a recorded stream has a
 ``Recording`` switch the same way (``<prefix>/<stream>/record/set`` and ``…/record/state``:
-:meth:`~streamyolo.pipeline.pipeline.Pipeline.set_recording`).
+:meth:`~streamyolo.pipeline.pipeline.Pipeline.set_recording`); and each zone a ``<zone>
+watched`` switch (``<prefix>/<stream>/zone/<zone>/watch/set``; its state, the zone's state's
+``"watched"``: :meth:`~streamyolo.pipeline.pipeline.Pipeline.set_watch`), instead of its
+``<zone> watched`` sensor; every zone's ``occupied`` is then on only while it is watched.
 A recorded stream (or one with clips) has an ``Outputs`` problem sensor, on while its recording
 or clips cannot write (a full disk: ``<prefix>/<stream>/outputs``); and the run is a device of its
 own (:func:`run_discovery_messages`): an ``Outputs`` sensor of every output's, and what the
@@ -79,6 +82,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from streamyolo import __version__
 from streamyolo.errors import OutputsIncompleteError
 from streamyolo.frames import Result
+from streamyolo.schedule import watch_kind
 from streamyolo.sinks.base import split_url
 from streamyolo.sources.redact import redact_url
 
@@ -202,11 +206,16 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
             configs.append(("sensor", f"zone_{_object_id(zone)}", {
                 "name": f"{zone} objects", "state_topic": topic, "value_template": "{{ value_json.total }}",
                 "json_attributes_topic": topic, "state_class": "measurement", "unit_of_measurement": "objects"}))
-            armed = " and value_json.watched" if zone in entities.watched else ""
+            armed = " and (value_json.watched | default(true))" if zone in entities.watched or controls else ""
             configs.append(("binary_sensor", f"zone_{_object_id(zone)}_occupied", {
                 "name": f"{zone} occupied", "device_class": "occupancy", "state_topic": topic,
                 "value_template": f"{{{{ 'ON' if value_json.total > 0{armed} else 'OFF' }}}}"}))
-            if zone in entities.watched:  # on in its schedule's windows, when it makes events
+            if controls:  # watched or not by hand (nobody home: the garden watched), or by its schedule
+                configs.append(("switch", f"zone_{_object_id(zone)}_watch", {
+                    "name": f"{zone} watched", "command_topic": f"{topic}/watch/set", "state_topic": topic,
+                    "value_template": "{{ 'ON' if value_json.watched | default(true) else 'OFF' }}",
+                    "payload_on": "ON", "payload_off": "OFF", "icon": "mdi:shield-home"}))
+            elif zone in entities.watched:  # on in its schedule's windows, when it makes events
                 configs.append(("binary_sensor", f"zone_{_object_id(zone)}_watched", {
                     "name": f"{zone} watched", "state_topic": topic,
                     "value_template": "{{ 'ON' if value_json.watched else 'OFF' }}"}))
@@ -531,8 +540,9 @@ class MqttPublisher:
 
     def switched(self, kind: str, stream: str, on: bool) -> None:
         """``stream``'s detection (``kind`` ``detect``) or recording (``record``) is now on or
-        off (``controls``): its ``<kind>/state``, retained."""
-        if self.controls:
+        off (``controls``): its ``<kind>/state``, retained. (A zone's watching: its state's
+        ``"watched"`` says it.)"""
+        if self.controls and kind in SWITCHES:
             self._retain(self._switch(kind, stream), b"ON" if on else b"OFF")
 
     def _retain(self, topic: str, payload: bytes) -> None:
@@ -583,7 +593,8 @@ class MqttPublisher:
         self._live_before, self._other, self._ours_back = False, None, False
         client.subscribe([(self.available, 1), (self.run_topic, 1),
                           *([(f"{self.target.prefix}/+/{kind}/set", 1) for kind in SWITCHES] if self.controls
-                            else [])])
+                            else []),
+                          *([(f"{self.target.prefix}/+/zone/+/watch/set", 1)] if self.controls else [])])
         self._mine(client.publish(self.available, "online", qos=1, retain=True))
         with self._lock:
             self._live = True  # (what is kept after this goes at once: nothing falls between)
@@ -616,6 +627,10 @@ class MqttPublisher:
         if self.controls and kind is not None and message.topic.startswith(prefix):
             self._on_switch(kind, message.topic[len(prefix):-len(f"/{kind}/set")], message.payload)
             return
+        stream, _, zone = message.topic[len(prefix):-len("/watch/set")].partition("/zone/")
+        if self.controls and message.topic.startswith(prefix) and message.topic.endswith("/watch/set") and zone:
+            self._on_switch(watch_kind(zone), stream, message.payload)
+            return
         if message.retain and message.payload and message.topic not in self._ours:
             log.info("MQTT %s: Home Assistant entity %s is no longer in the config: removed", self.shown,
                      message.topic)
@@ -623,7 +638,8 @@ class MqttPublisher:
 
     def _on_switch(self, kind: str, stream: str, payload: bytes) -> None:
         """``ON`` or ``OFF`` for ``stream``'s detection or recording (``kind``: Home Assistant's
-        switch); its new state comes back through :meth:`switched`."""
+        switch), or a zone's watching (``watch:<zone>``); its new state comes back through
+        :meth:`switched` (a zone's: its state)."""
         word = payload.decode(errors="replace").strip().upper()
         if word not in ("ON", "OFF"):
             log.warning("MQTT %s: %s/%s/set: %r is neither ON nor OFF", self.shown, stream, kind, word[:20])

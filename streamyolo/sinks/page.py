@@ -35,6 +35,7 @@ PAGE = """<!doctype html>
   .detections { color: #bcd; } .counts, .zones { color: #fd8; }
   figcaption button.switch { font: inherit; color: #9c9; background: #222; border: 1px solid #555; cursor: pointer; }
   figcaption button.switch.off { color: #f96; border-color: #f96; }
+  .watches { display: flex; gap: 4px; flex-wrap: wrap; } .watches:empty { display: none; }
   figure { cursor: zoom-in; }
   main.solo { grid-template-columns: 1fr; }
   main.solo figure { display: none; }
@@ -156,7 +157,7 @@ function tile(name) {
   const caption = document.createElement("figcaption");
   const fields = {};
   for (const key of ["name", "state", "fps", "age", "dropped", "reconnects", "detections", "counts", "zones",
-                     "error", "points"]) {
+                     "watches", "error", "points"]) {
     fields[key] = document.createElement("span");
     fields[key].className = key;
     caption.appendChild(fields[key]);
@@ -190,7 +191,7 @@ function tile(name) {
     caption.insertBefore(button, fields.detections);
   }
   figure.append(picture, caption);
-  const entry = {figure, img, fields, svg, switches, size: null, points: []};
+  const entry = {name, figure, img, fields, svg, switches, watches: new Map(), size: null, points: []};
   figure.addEventListener("click", (click) => {
     if (document.body.classList.contains("drawing")) {
       addPoint(entry, click);
@@ -321,6 +322,7 @@ function show(status) {
     };
     f.zones.textContent = Object.entries(s.zones || {})
       .map(([zone, inside]) => zone + ": " + held(inside) + entered(zone) + marks(zone)).join("; ");
+    showWatches(entry, s, status.controls);
     f.error.textContent = s.error || "";
     for (const [kind, button] of Object.entries(entry.switches)) {
       const state = s[kind];  // the stream's: null for the recording of a stream not recorded
@@ -333,6 +335,51 @@ function show(status) {
       }
     }
   }
+}
+// With the page's switches, a button per zone: a click watches it or not (its events, its
+// occupancy), against its schedule until the schedule's next change.
+function showWatches(entry, s, controls) {
+  const zones = controls ? Object.keys(s.zones || {}) : [];
+  for (const [zone, button] of entry.watches) {
+    if (!zones.includes(zone)) {
+      button.remove();
+      entry.watches.delete(zone);
+    }
+  }
+  for (const zone of zones) {
+    let button = entry.watches.get(zone);
+    if (!button) {
+      button = document.createElement("button");
+      button.className = "switch watch";
+      button.dataset.zone = zone;
+      button.addEventListener("click", async (click) => {
+        click.stopPropagation();  // not a click on the picture
+        const on = button.classList.contains("off");
+        button.dataset.busy = "yes";
+        button.disabled = true;
+        try {
+          const response = await fetch(here + "streams/" + encodeURIComponent(entry.name) + "/zones/"
+                                       + encodeURIComponent(zone) + "/watch", {
+            method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify({on})});
+          if (response.ok) showWatch(button, zone, on);
+          else entry.fields.error.textContent = await response.text();
+        } finally {
+          delete button.dataset.busy;
+          button.disabled = false;
+        }
+      });
+      entry.watches.set(zone, button);
+      entry.fields.watches.appendChild(button);
+    }
+    if (!button.dataset.busy) showWatch(button, zone, ((s.zone_states || {})[zone] || {}).watched !== false);
+  }
+}
+function showWatch(button, zone, on) {
+  button.classList.toggle("off", !on);
+  button.textContent = zone + (on ? " watched" : " not watched");
+  button.title = on ? "click: this zone sees no one (no events; Home Assistant's occupied stays off), until its "
+                      + "schedule's next change or another click"
+                    : "click: this zone is watched again";
 }
 function describe(e) {
   const who = e.name + (e.id === undefined || e.id === null ? "" : " #" + e.id);
@@ -349,6 +396,9 @@ function describe(e) {
   if (e.event === "clip" && e.state === "ended") return "clip finished (" + e.seconds.toFixed(1) + " s)";
   if (e.event === "clip" && e.state === "failed") return "clip not made: " + e.error;
   if (e.event === "clip") return "something happened: a clip starts";
+  if (e.event === "switch" && e.switch === "watch") {
+    return "zone " + e.zone + (e.state === "on" ? " watched" : " not watched") + " (" + e.by + ")";
+  }
   if (e.event === "switch") return (e.switch === "record" ? "recording" : "detection") + " switched " + e.state
     + " (" + e.by + ")";
   if (e.event === "output" && e.state === "paused") return e.output + " paused: " + e.error;

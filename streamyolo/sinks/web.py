@@ -5,8 +5,8 @@ A small HTTP server (the standard library's, one thread per client) serves:
 - ``/``: the page: a tile per stream with its annotated video and its live numbers (state,
   fps in and out, frame age, dropped, reconnects, what its newest frame shows, last error),
   refreshed every second; a click on a tile shows that stream alone, another click all again;
-  each tile's "detection on" button switches its stream's detection off and on, and a recorded
-  stream's "recording on" its recording;
+  each tile's "detection on" button switches its stream's detection off and on, a recorded
+  stream's "recording on" its recording, and each zone's "<zone> watched" its watching;
   with "points" on, clicks on a picture are points in the stream's own pixels, drawn over it
   and listed under it (``[[412, 640], [980, 655], …]``): a zone, line or mask to paste into
   the config;
@@ -14,8 +14,9 @@ A small HTTP server (the standard library's, one thread per client) serves:
   (``multipart/x-mixed-replace``, which every browser shows in an ``<img>``), at most
   ``fps`` frames per second;
 - ``/streams/<name>.jpg``: its newest annotated frame;
-- ``POST /streams/<name>/detect`` (and ``/record``) with ``{"on": false}`` or ``{"on": true}``
-  (JSON): the page's detection (recording) switch (:meth:`WebViewer.bind`'s ``switch``); only
+- ``POST /streams/<name>/detect`` (and ``/record``, ``/zones/<zone>/watch``) with ``{"on":
+  false}`` or ``{"on": true}`` (JSON): the page's detection (recording, a zone's watching)
+  switch (:meth:`WebViewer.bind`'s ``switch``); only
   the page's own requests are taken: a JSON body (a form on another site cannot send one) and,
   when the browser says where the request comes from (``Origin``), this page (its ``Host``, or
   a proxy's ``X-Forwarded-Host``);
@@ -116,6 +117,7 @@ from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import Clock
 from streamyolo.errors import ConfigError, OutputError
 from streamyolo.frames import Image, Result
+from streamyolo.schedule import watch_kind, zone_of
 from streamyolo.sinks.base import current_board, paused_outputs
 from streamyolo.sinks.events import RECENT
 from streamyolo.sinks.export import default_name
@@ -435,10 +437,10 @@ class WebViewer:
         return status
 
     def switch(self, kind: str, stream: str, on: bool) -> None:
-        """Switch ``stream``'s detection (``kind`` ``detect``) or recording (``record``): the
-        page's switches; raises ``LookupError`` when the page has no switches, ``ValueError``
-        for a stream not running (or not recorded) and ``RuntimeError`` for one whose worker has
-        ended (:meth:`bind`)."""
+        """Switch ``stream``'s detection (``kind`` ``detect``), recording (``record``) or a
+        zone's watching (``watch:<zone>``): the page's switches; raises ``LookupError`` when the
+        page has no switches, ``ValueError`` for a stream not running (or not recorded, or
+        without that zone) and ``RuntimeError`` for one whose worker has ended (:meth:`bind`)."""
         if not self.controls:
             raise PermissionError("this page's switches are off (web_controls: false)")
         if self._switch is None:
@@ -732,13 +734,16 @@ class _Handler(BaseHTTPRequestHandler):
             log.debug("web page: client %s went away", self.address_string())
 
     def do_POST(self) -> None:
-        """``/streams/<name>/detect`` (``/record``) with ``{"on": false}`` (JSON): the page's
-        detection (recording) switch.
+        """``/streams/<name>/detect`` (``/record``; ``/zones/<zone>/watch``) with ``{"on": false}``
+        (JSON): the page's detection (recording; a zone's watching) switch.
         Only from the page itself: a JSON body (a form on another site cannot send one) and, when
         the browser says where the request comes from, this page's own origin."""
         viewer = self.server.viewer
         path = unquote(urlsplit(self.path).path)
         kind = next((kind for kind in ("detect", "record") if path.endswith(f"/{kind}")), None)
+        stream, _, zone = path.removeprefix("/streams/").removesuffix("/watch").partition("/zones/")
+        if path.endswith("/watch") and zone:
+            kind = watch_kind(zone)
         try:
             body, refused = self._post()
             if self._refused_login(viewer):
@@ -748,7 +753,8 @@ class _Handler(BaseHTTPRequestHandler):
             elif refused is not None:
                 self._send(refused[0], _TEXT, refused[1].encode() + b"\n")
             else:
-                self._switch(viewer, kind, path.removeprefix("/streams/").removesuffix(f"/{kind}"), body)
+                self._switch(viewer, kind, stream if zone else path.removeprefix("/streams/").removesuffix(f"/{kind}"),
+                             body)
         except (OSError, TimeoutError):
             log.debug("web page: client %s went away", self.address_string())
 
@@ -786,7 +792,9 @@ class _Handler(BaseHTTPRequestHandler):
         except RuntimeError as exc:
             self._send(HTTPStatus.CONFLICT, _TEXT, f"{exc}\n".encode())
         else:
-            self._send(HTTPStatus.OK, "application/json", json.dumps({"stream": name, kind: on}).encode())
+            zone = zone_of(kind)
+            said = {"stream": name, kind: on} if zone is None else {"stream": name, "zone": zone, "watch": on}
+            self._send(HTTPStatus.OK, "application/json", json.dumps(said).encode())
 
     def _export(self, viewer: WebViewer) -> None:
         """``/export.mp4?stream=<name>&from=<epoch seconds>&to=<epoch seconds>``: the stream's

@@ -33,6 +33,7 @@ from streamyolo.inference.counting import (
     CrowdWatch,
     LineCounter,
     Zone,
+    ZoneSwitches,
     ZoneWatch,
     occupancy,
     unmasked,
@@ -109,8 +110,11 @@ class InferenceWorker:
         tracker: Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_done: Callable[[], None] | None = None,
+        zone_switches: ZoneSwitches | None = None,
     ) -> None:
+        """``zone_switches``: the zones switched by hand, read at each frame."""
         self.name = name
+        self._zone_switches = zone_switches
         self._factory = factory
         self._channels = list(channels)
         self._sink = sink
@@ -342,8 +346,7 @@ class InferenceWorker:
                 speeds: tuple[tuple[int, float], ...] = ()
                 if channel.zones:
                     held = occupancy(channel.zones, shown)
-                    armed = ([self._armed(zone) for zone in channel.zones] if any(z.schedule for z in channel.zones)
-                             else None)
+                    armed = self._armed(channel)
                     zones = zone_tallies(channel.zones, shown, held, armed)
                     if any(zone.crowd for zone in channel.zones):
                         crowds, zones = self._crowd(channel).update(zones, frame.meta.media_time)
@@ -489,7 +492,7 @@ class InferenceWorker:
         return crossings, counter.tallies()
 
     def _visit(self, channel: Channel, shown: Detections, frame: Frame, held: Sequence[npt.NDArray[np.bool_]],
-               armed: Sequence[bool] | None) -> tuple[ZoneVisit, ...]:
+               armed: Sequence[bool | None] | None) -> tuple[ZoneVisit, ...]:
         """The tracked objects that entered, lingered in or left ``channel``'s zones in this frame
         (``armed``: which are watched now, for zones with schedules)."""
         watch = self._watches.get(channel.name)
@@ -503,15 +506,26 @@ class InferenceWorker:
             watch = self._crowds[channel.name] = CrowdWatch(channel.zones)
         return watch
 
-    def _armed(self, zone: Zone) -> bool:
-        """Whether ``zone`` is watched now, as its schedule says (looked at again when it changes)."""
-        if zone.schedule is None:
-            return True
+    def _armed(self, channel: Channel) -> list[bool | None] | None:
+        """Whether each of ``channel``'s zones is watched now: as switched by hand, else as its
+        schedule says (looked at again when it changes); ``None`` for a zone with neither (always
+        watched), and for all when none has either."""
+        hands = self._zone_switches
+        handled = hands is not None and hands.any(channel.name)
+        if not handled and not any(zone.schedule for zone in channel.zones):
+            return None
         now = time.time()
-        said = self._schedules.get(zone.schedule)
-        if said is None or now >= said[1]:
-            said = self._schedules[zone.schedule] = zone.schedule.at(now)
-        return said[0]
+        armed: list[bool | None] = []
+        for zone in channel.zones:
+            hand = hands.get(channel.name, zone.name, now) if hands is not None and handled else None
+            if hand is not None or zone.schedule is None:
+                armed.append(hand)
+                continue
+            said = self._schedules.get(zone.schedule)
+            if said is None or now >= said[1]:
+                said = self._schedules[zone.schedule] = zone.schedule.at(now)
+            armed.append(said[0])
+        return armed
 
     def _track(self, channel: Channel, found: Detections, image: Image) -> Detections:
         tracker = self._trackers.get(channel.name)

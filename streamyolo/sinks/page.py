@@ -170,24 +170,9 @@ function tile(name) {
   // The stream's switches (shown when the page has them): a click turns one off or on.
   const switches = {};
   for (const kind of Object.keys(SWITCHES)) {
-    const button = switches[kind] = document.createElement("button");
-    button.className = "switch " + kind;
+    const button = switches[kind] = switchButton(kind, "streams/" + encodeURIComponent(name) + "/" + kind,
+                                                 fields.error, (on) => showSwitch(button, kind, on));
     button.hidden = true;
-    button.addEventListener("click", async (click) => {
-      click.stopPropagation();  // not a click on the picture
-      const on = button.classList.contains("off");
-      button.dataset.busy = "yes";
-      button.disabled = true;
-      try {
-        const response = await fetch(here + "streams/" + encodeURIComponent(name) + "/" + kind, {
-          method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify({on})});
-        if (response.ok) showSwitch(button, kind, on);
-        else fields.error.textContent = await response.text();
-      } finally {
-        delete button.dataset.busy;
-        button.disabled = false;
-      }
-    });
     caption.insertBefore(button, fields.detections);
   }
   figure.append(picture, caption);
@@ -336,6 +321,27 @@ function show(status) {
     }
   }
 }
+// A switch's button: a click asks `path` (POST) for the other state and, taken, shows it (`shown(on)`).
+function switchButton(kind, path, error, shown) {
+  const button = document.createElement("button");
+  button.className = "switch " + kind;
+  button.addEventListener("click", async (click) => {
+    click.stopPropagation();  // not a click on the picture
+    const on = button.classList.contains("off");
+    button.dataset.busy = "yes";
+    button.disabled = true;
+    try {
+      const response = await fetch(here + path, {
+        method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify({on})});
+      if (response.ok) shown(on);
+      else error.textContent = await response.text();
+    } finally {
+      delete button.dataset.busy;
+      button.disabled = false;
+    }
+  });
+  return button;
+}
 // With the page's switches, a button per zone: a click watches it or not (its events, its
 // occupancy), against its schedule until the schedule's next change.
 function showWatches(entry, s, controls) {
@@ -349,25 +355,8 @@ function showWatches(entry, s, controls) {
   for (const zone of zones) {
     let button = entry.watches.get(zone);
     if (!button) {
-      button = document.createElement("button");
-      button.className = "switch watch";
-      button.dataset.zone = zone;
-      button.addEventListener("click", async (click) => {
-        click.stopPropagation();  // not a click on the picture
-        const on = button.classList.contains("off");
-        button.dataset.busy = "yes";
-        button.disabled = true;
-        try {
-          const response = await fetch(here + "streams/" + encodeURIComponent(entry.name) + "/zones/"
-                                       + encodeURIComponent(zone) + "/watch", {
-            method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify({on})});
-          if (response.ok) showWatch(button, zone, on);
-          else entry.fields.error.textContent = await response.text();
-        } finally {
-          delete button.dataset.busy;
-          button.disabled = false;
-        }
-      });
+      const path = "streams/" + encodeURIComponent(entry.name) + "/zones/" + encodeURIComponent(zone) + "/watch";
+      const made = button = switchButton("watch", path, entry.fields.error, (on) => showWatch(made, zone, on));
       entry.watches.set(zone, button);
       entry.fields.watches.appendChild(button);
     }

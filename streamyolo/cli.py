@@ -587,15 +587,16 @@ def command_check(args: argparse.Namespace) -> int:
             raise ConfigError(problem)
     told = notify(plan) if args.notify else []
     if args.notify:
-        print("a test event sent:" + "".join(f"\n  {what}: {'taken' if error is None else error}"
-                                              for what, error in told) if told else
-              "a test event sent: nowhere (no webhook, no mqtt)", flush=True)
+        said = [f"\n  {t.what}: " + (t.error if t.error is not None else ", ".join(filter(None, ["taken", t.picture])))
+                for t in told]
+        print("a test event sent:" + "".join(said) if told else "a test event sent: nowhere (no webhook, no mqtt)",
+              flush=True)
     failed = [p.stream + (" (record source)" if p.recording else "") for p in [*probes, *recordings]
               if p.error is not None]
     if failed:
         log.error("%d of %d source(s) could not be read: %s", len(failed), len(probes) + len(recordings),
                   ", ".join(failed))
-    unreached = [what for what, error in told if error is not None]
+    unreached = [t.what for t in told if t.error is not None]
     if unreached:
         log.error("%d of %d event output(s) did not take the test event: %s", len(unreached), len(told),
                   ", ".join(unreached))

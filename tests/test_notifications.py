@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import logging
 from email.header import decode_header, make_header
 from pathlib import Path
@@ -197,3 +198,39 @@ def test_a_moments_notifications_carry_its_picture_then_its_clip(tmp_path: Path)
     messages = [email.message_from_bytes(raw, policy=email.policy.default) for _, _, raw in server.messages]
     assert [[(a.get_filename(), a.get_content_type(), a.get_content()) for a in m.iter_attachments()]
             for m in messages] == [[file] for file in files]
+
+
+@pytest.mark.timeout(60)
+def test_check_notify_sends_a_test_picture_and_says_which_receiver_took_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With ``snapshots``, ``check --notify``'s test event carries a test picture to the outputs
+    that carry pictures, and each says whether the picture went too: a phone's ntfy that takes
+    no attachments is found out before the run, not in its log."""
+    from streamyolo import cli
+
+    with HookReceiver() as every, HookReceiver() as phone, HookReceiver() as bare, HookReceiver() as bot, \
+            SmtpServer() as server:
+        bare.refuse_pictures = True
+        config = {"streams": ["synthetic:"], "snapshots": str(tmp_path / "shots"), "webhook": every.url,
+                  "webhooks": [{"url": phone.url, "format": "text"}, {"url": bare.url, "format": "text"},
+                               {"url": bot.url.replace("/hook", "/bot1:abc?chat_id=7"), "format": "telegram"}],
+                  "emails": [{"server": f"smtp://127.0.0.1:{server.port}", "to": ["me@home.lan"]}]}
+        path = tmp_path / "cams.yaml"
+        path.write_text(json.dumps(config), encoding="utf-8")
+        assert cli.main(["check", str(path), "--notify"]) == 0
+        said = capsys.readouterr().out
+    assert (f"a test event sent:\n  webhook {every.url}: taken\n  webhook {phone.url}: taken, with its picture\n"
+            f"  webhook {bare.url}: taken, but not its picture (HTTP 400 Bad Request: attachments not allowed)\n"
+            f"  webhook {bot.url.replace('/hook', '/bot***?chat_id=7')}: taken, with its picture\n"
+            f"  email to me@home.lan through smtp://127.0.0.1:{server.port}: taken, with its picture\n") in said, said
+    assert every.events[0]["snapshot"] == "streamyolo-check-notify.jpg"  # (JSON: the name, for a program)
+    picture = cv2.imdecode(np.frombuffer(phone.bodies[0], np.uint8), cv2.IMREAD_COLOR)
+    assert picture is not None and picture.shape == (360, 640, 3)
+    assert phone.requests[0][1]["Filename"] == "streamyolo-check-notify.jpg"
+    assert bare.methods == ["POST"] and bare.bodies[0].decode().endswith("this is where the events go")
+    assert form_fields(bot.bodies[0], bot.requests[0][1]["Content-Type"])["photo"] == (
+        "streamyolo-check-notify.jpg", phone.bodies[0])
+    [(_, _, raw)] = server.messages
+    [attached] = email.message_from_bytes(raw, policy=email.policy.default).iter_attachments()
+    assert attached.get_content() == phone.bodies[0]
+    assert not (tmp_path / "shots" / "streamyolo-check-notify.jpg").exists()  # (the run's folder untouched)

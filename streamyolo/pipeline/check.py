@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -317,21 +318,56 @@ def trouble(cfg: PipelineConfig, stream: ResolvedStream, found: Probe) -> list[s
     return [*said, *refusals]
 
 
-def notify(plan: Plan) -> list[tuple[str, str | None]]:
+class Told(NamedTuple):
+    """What an event output made of ``check --notify``'s test event."""
+
+    what: str
+    """The output (``webhook https://…``, the password never shown)."""
+    error: str | None
+    """``None``: taken; else what went wrong."""
+    picture: str = ""
+    """With snapshots, whether its test picture went with it (``with its picture``, or why not)."""
+
+
+def notify(plan: Plan) -> list[Told]:
     """``streamyolo check --notify``: a ``test`` event sent once to each webhook (in its format,
     whatever events it takes), each email's addresses and the MQTT broker (``<prefix>/test``),
-    at once: for each, what it is and ``None`` when it took it, else what went wrong."""
+    at once; with ``snapshots``, a test picture with it, to the outputs that carry pictures
+    (a phone's: does its server take them?)."""
     from streamyolo.pipeline.assemble import deliveries
     from streamyolo.sinks.mqtt import try_broker
+    from streamyolo.sinks.webhook import ATTACHED, Webhook
 
     cfg = plan.config
-    event = {"time": round(time.time(), 3), "stream": "", "event": "test",
-             "message": "a test from streamyolo check --notify: this is where the events go"}
-    sent: list[tuple[str, str | None]] = [(f"{output.what} {output.shown}", output.post_now(dict(event)))
-                                          for output, _ in deliveries(cfg, plan.streams)]
+    event: dict[str, Any] = {"time": round(time.time(), 3), "stream": "", "event": "test",
+                             "message": "a test from streamyolo check --notify: this is where the events go"}
+    sent: list[Told] = []
+    with tempfile.TemporaryDirectory(prefix="streamyolo-notify-") as folder:
+        if cfg.snapshots is not None:
+            event["snapshot"] = "streamyolo-check-notify.jpg"
+            (Path(folder) / event["snapshot"]).write_bytes(_test_card(event["message"]))
+        for output, _ in deliveries(cfg, plan.streams):
+            carries = cfg.snapshots is not None and (not isinstance(output, Webhook) or output.format in ATTACHED)
+            output.snapshots = Path(folder)
+            error = output.post_now(dict(event))
+            refused = output.unattached if isinstance(output, Webhook) else None
+            picture = ("" if error is not None or not carries else
+                       "with its picture" if refused is None else f"but not its picture ({refused})")
+            sent.append(Told(f"{output.what} {output.shown}", error, picture))
     if cfg.mqtt is not None:
-        sent.append((f"MQTT broker {redact_url(cfg.mqtt)}", try_broker(cfg.mqtt, dict(event))))
+        sent.append(Told(f"MQTT broker {redact_url(cfg.mqtt)}", try_broker(cfg.mqtt, dict(event))))
     return sent
+
+
+def _test_card(message: str) -> bytes:
+    """A JPEG that says what it is: ``check --notify``'s test picture."""
+    import cv2
+
+    card = np.full((360, 640, 3), (60, 45, 30), np.uint8)
+    for row, text in enumerate(("streamyolo check --notify", *message.split(": ", 1)[1:],
+                                time.strftime("%Y-%m-%d %H:%M:%S"))):
+        cv2.putText(card, text, (24, 80 + 60 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (255, 255, 255), 2, cv2.LINE_AA)
+    return cv2.imencode(".jpg", card)[1].tobytes()
 
 
 def describe_probes(probes: Sequence[Probe]) -> str:

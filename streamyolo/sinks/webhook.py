@@ -404,6 +404,9 @@ class Webhook(Deliverer):
             handlers.append(urllib.request.ProxyHandler({}))
         self._opener = urllib.request.build_opener(*handlers)
         self._attaching = format in ATTACHED  # (False once refused)
+        self.unattached: str | None = None
+        """Why the last event's file (its snapshot, its clip) did not go with it, when it was refused
+        (the receiver's answer); ``None``: it went, or there was none."""
 
     def _post(self, event: dict[str, Any]) -> str | None:
         """Deliver one event; ``None`` when the receiver took it (2xx), else what went wrong.
@@ -412,8 +415,10 @@ class Webhook(Deliverer):
         attached = (self.attachment(event, ATTACHED[self.format], videos=self.format not in _PICTURES_ONLY)
                     if self._attaching else None)
         error = self._send(payload(event, self.format, attached, self._given))
+        self.unattached = None
         if attached is not None and error is not None and error.startswith(("HTTP 400", "HTTP 413")):
             plain = self._send(payload(event, self.format, None, self._given))
+            self.unattached = error if plain is None else None
             if plain is None and error.startswith("HTTP 400"):
                 self._attaching = False
                 log.warning("%s %s: does not take files (%s): its events go on without their pictures and clips",

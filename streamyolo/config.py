@@ -277,6 +277,10 @@ class WebhookConfig(_Delivered):
     """``http(s)://`` URL (a login in it is sent as HTTP Basic)."""
     format: WebhookFormat = "json"
     """What each POST is, as ``webhook_format``."""
+    priority: Literal["min", "low", "default", "high", "urgent"] | None = None
+    """How its messages ring a phone: ntfy's ``Priority`` (``text``), Pushover's (``urgent``:
+    its emergency priority, repeated until seen), Telegram's silent messages (``min``, ``low``);
+    the others have none. Unset: the receiver's default."""
 
     @field_validator("url")
     @classmethod
@@ -286,13 +290,16 @@ class WebhookConfig(_Delivered):
         return check_webhook(value)
 
     @model_validator(mode="after")
-    def _chat(self) -> WebhookConfig:
+    def _fits(self) -> WebhookConfig:
         from streamyolo.sinks.webhook import check_webhook
 
         try:
             check_webhook(self.url, self.format)
         except ValueError as exc:
             raise ValueError(f"url: {exc}") from None
+        if self.priority is not None and self.format not in ("text", "telegram", "pushover"):
+            raise ValueError(f"priority: a {self.format} webhook's messages carry none (text, telegram and pushover "
+                             "do)")
         return self
 
 

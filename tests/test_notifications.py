@@ -234,3 +234,35 @@ def test_check_notify_sends_a_test_picture_and_says_which_receiver_took_it(
     [attached] = email.message_from_bytes(raw, policy=email.policy.default).iter_attachments()
     assert attached.get_content() == phone.bodies[0]
     assert not (tmp_path / "shots" / "streamyolo-check-notify.jpg").exists()  # (the run's folder untouched)
+
+
+@pytest.mark.timeout(60)
+def test_a_webhooks_priority_is_how_each_receiver_rings_a_phone(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    """``priority``: ntfy's ``Priority`` header, Pushover's priority (``urgent``: its emergency
+    one, repeated until seen), Telegram's silent message for ``low``; ``check`` says it."""
+    from streamyolo import cli
+
+    event = {"time": 1765016100.0, "stream": "hall", "event": "enter", "zone": "yard", "id": 3, "cls": 0,
+             "name": "person"}
+    with HookReceiver() as ntfy, HookReceiver() as pushover, HookReceiver() as bot:
+        hooks = [Webhook(ntfy.url, format="text", priority="urgent"),
+                 Webhook(f"{pushover.url}?token=app&user=me", format="pushover", priority="urgent"),
+                 Webhook(bot.url.replace("/hook", "/bot1:abc?chat_id=7"), format="telegram", priority="low")]
+        for hook in hooks:
+            hook.start()
+            hook.send(event)
+            hook.close()
+    assert ntfy.requests[0][1]["Priority"] == "urgent"
+    fields = form_fields(pushover.bodies[0], pushover.requests[0][1]["Content-Type"])
+    assert (fields["priority"], fields["retry"], fields["expire"]) == ((None, b"2"), (None, b"60"), (None, b"3600"))
+    assert bot.events == [{"chat_id": "7", "text": describe(event), "disable_notification": True}]
+    config = {"streams": ["synthetic:"], "webhooks": [{"url": ntfy.url, "format": "text", "priority": "high"}]}
+    (tmp_path / "cams.yaml").write_text(json.dumps(config), encoding="utf-8")
+    assert cli.main(["check", str(tmp_path / "cams.yaml")]) == 0
+    assert f"events to webhook {ntfy.url} (text; priority high)" in capsys.readouterr().out
+    config["webhooks"][0]["format"] = "slack"
+    (tmp_path / "cams.yaml").write_text(json.dumps(config), encoding="utf-8")
+    assert cli.main(["check", str(tmp_path / "cams.yaml")]) == 2
+    assert "config key 'webhooks.0': priority: a slack webhook's messages carry none (text, telegram and pushover " \
+           "do)" in caplog.text

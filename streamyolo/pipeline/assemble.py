@@ -555,7 +555,8 @@ def deliveries(cfg: PipelineConfig, streams: Sequence[ResolvedStream]) -> list[t
         if unknown:
             raise ConfigError(f"config key '{key}.streams': no stream {unknown[0]!r} in the config (its streams: "
                               f"{', '.join(sorted(names))})")
-        deliverer: Deliverer = (Webhook(output.url, format=output.format, snapshots=cfg.snapshots, clips=cfg.clips)
+        deliverer: Deliverer = (Webhook(output.url, format=output.format, snapshots=cfg.snapshots, clips=cfg.clips,
+                                        priority=output.priority)
                                 if isinstance(output, WebhookConfig)
                                 else Mail(output.server, output.to, output.sender, snapshots=cfg.snapshots,
                                           clips=cfg.clips))

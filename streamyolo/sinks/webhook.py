@@ -69,6 +69,10 @@ the largest file each receiver takes (ntfy.sh's, Discord's without Nitro, a Tele
 Pushover's picture)."""
 _PICTURES_ONLY = frozenset({"pushover"})
 QUERIED = {"telegram": ("chat_id",), "pushover": ("token", "user")}
+PRIORITIES = {"min": {"priority": "-2"}, "low": {"priority": "-1"}, "default": {"priority": "0"},
+              "high": {"priority": "1"}, "urgent": {"priority": "2", "retry": "60", "expire": "3600"}}
+"""Pushover's fields for each ``priority`` (``urgent``: its emergency priority, repeated every
+minute for an hour until seen); ntfy takes the names as they are."""
 """What a format's URL gives in its query, sent in each request's body instead."""
 _CAPTION = 1024  # (Telegram's longest caption; a message's text: 4096)
 
@@ -93,10 +97,11 @@ class Request(NamedTuple):
 
 
 def payload(event: dict[str, Any], format: str = "json", attached: Attachment | None = None,
-            given: Mapping[str, str] | None = None) -> Request:
+            given: Mapping[str, str] | None = None, priority: str | None = None) -> Request:
     """The request that delivers ``event`` in ``format`` (see the module), with ``attached``
     (its snapshot, its clip) when the format carries it; ``given``: what the URL's query gave
-    (:data:`QUERIED`: Telegram's chat, Pushover's app and user).
+    (:data:`QUERIED`: Telegram's chat, Pushover's app and user); ``priority``: how it rings a
+    phone (``min`` … ``urgent``: :data:`PRIORITIES`).
 
     >>> body, headers, method, _ = payload({"time": 0.0, "stream": "gate", "event": "state",
     ...                                     "state": "failed", "snapshot_url": "https://box/snapshots/a.jpg"}, "text")
@@ -113,7 +118,8 @@ def payload(event: dict[str, Any], format: str = "json", attached: Attachment | 
     attached = attached if format in ATTACHED else None
     given = given or {}
     if format == "text":
-        headers = {"Tags": str(event["event"]), "Title": _title(event)}
+        headers = {"Tags": str(event["event"]), "Title": _title(event),
+                   **({"Priority": priority} if priority is not None else {})}
         headers.update({key: str(value) for key, value in (("Click", link),) if value})
         if attached is not None:  # ntfy's attachment: the file is the body, the line a header
             headers.update({"Filename": attached.name, "Message": line, "Content-Type": attached.kind})
@@ -127,7 +133,8 @@ def payload(event: dict[str, Any], format: str = "json", attached: Attachment | 
         fields: list[tuple[str, bytes, Attachment | None]] = [
             *((key, given.get(key, "").encode(), None) for key in QUERIED[format]),
             ("title", _title(event).encode(), None), ("message", line[:_CAPTION].encode(), None),
-            ("timestamp", str(int(float(event["time"]))).encode(), None)]
+            ("timestamp", str(int(float(event["time"]))).encode(), None),
+            *((key, value.encode(), None) for key, value in PRIORITIES.get(priority or "", {}).items())]
         if link:
             fields += [("url", str(link).encode(), None),
                        ("url_title", b"clip" if event.get("clip_url") else b"recording", None)]
@@ -137,11 +144,14 @@ def payload(event: dict[str, Any], format: str = "json", attached: Attachment | 
         return Request(body, {"Content-Type": kind})
     if format == "telegram":
         text = "\n".join([line, *played])
+        quiet = priority in ("min", "low")  # (a silent message)
         if attached is None:
-            return _json({"chat_id": given.get("chat_id"), "text": text}, call="sendMessage")
+            return _json({"chat_id": given.get("chat_id"), "text": text, **({"disable_notification": True}
+                                                                            if quiet else {})}, call="sendMessage")
         video = attached.kind.startswith("video/")
         body, kind = multipart([("chat_id", given.get("chat_id", "").encode(), None),
                                 ("caption", text[:_CAPTION].encode(), None),
+                                *([("disable_notification", b"true", None)] if quiet else []),
                                 *([("supports_streaming", b"true", None)] if video else []),
                                 ("video" if video else "photo", attached.data, attached)])
         return Request(body, {"Content-Type": kind}, call="sendVideo" if video else "sendPhoto")
@@ -379,14 +389,17 @@ class Webhook(Deliverer):
 
     def __init__(self, url: str, *, timeout: float = 5.0, limit: int = 10000, drain: float = 10.0,
                  backoff: tuple[float, float] = (1.0, 30.0), clock: Clock = time.monotonic,
-                 format: str = "json", snapshots: Path | None = None, clips: Path | None = None) -> None:
+                 format: str = "json", snapshots: Path | None = None, clips: Path | None = None,
+                 priority: str | None = None) -> None:
         """``format``: what each POST is (:func:`payload`); ``snapshots``, ``clips``: the
-        folders the events' snapshots and clips are in (carried by the formats that show them)."""
+        folders the events' snapshots and clips are in (carried by the formats that show them);
+        ``priority``: how its messages ring a phone (:func:`payload`)."""
         if format not in FORMATS:
             raise ValueError(f"webhook format {format!r} is not one of {', '.join(FORMATS)}")
         super().__init__(redact_url(url), timeout=timeout, limit=limit, drain=drain, backoff=backoff, clock=clock,
                          snapshots=snapshots, clips=clips)
         self.format = format
+        self.priority = priority
         self.url = check_webhook(url, format)
         parts = urlsplit(url)
         self._headers = {"User-Agent": "streamyolo"}
@@ -414,10 +427,10 @@ class Webhook(Deliverer):
         one whose file is too large (413), that event alone (see the module)."""
         attached = (self.attachment(event, ATTACHED[self.format], videos=self.format not in _PICTURES_ONLY)
                     if self._attaching else None)
-        error = self._send(payload(event, self.format, attached, self._given))
+        error = self._send(payload(event, self.format, attached, self._given, self.priority))
         self.unattached = None
         if attached is not None and error is not None and error.startswith(("HTTP 400", "HTTP 413")):
-            plain = self._send(payload(event, self.format, None, self._given))
+            plain = self._send(payload(event, self.format, None, self._given, self.priority))
             self.unattached = error if plain is None else None
             if plain is None and error.startswith("HTTP 400"):
                 self._attaching = False

@@ -250,6 +250,10 @@ class _Delivered(_Strict):
     classes: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
     """The classes (ids or names, as the run's model numbers them) whose objects' events it
     gets (lines, zones); the other events (a camera down, a clip) go as they are. Unset: all."""
+    where: list[str] | None = Field(default=None, min_length=1)
+    """The zones and lines (their names) whose events it gets (``[door]``: who comes to the
+    door, not who walks down the street); events of no zone or line (a camera down, a clip) go
+    as they are. Unset: every zone's and line's."""
     cooldown: Seconds | None = None
     """After an object event of a stream (a line, a zone), that stream's next object events are
     not sent for this long (``5m``, seconds; by the events' own times): one notification per

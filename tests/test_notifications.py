@@ -266,3 +266,43 @@ def test_a_webhooks_priority_is_how_each_receiver_rings_a_phone(
     assert cli.main(["check", str(tmp_path / "cams.yaml")]) == 2
     assert "config key 'webhooks.0': priority: a slack webhook's messages carry none (text, telegram and pushover " \
            "do)" in caplog.text
+
+
+@pytest.mark.timeout(60)
+def test_a_webhook_gets_only_the_events_of_the_zones_and_lines_it_names(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    """``where: [lower]``: the walker's entering and leaving of the lower zone, not of the upper
+    one nor its crossing of the line; the camera's states (of no place) as they are. A name no
+    stream has is refused, naming the key; ``check`` says it."""
+    from streamyolo import cli
+    from streamyolo.buffering import Overflow
+    from streamyolo.inference.counting import CountingLine, Zone
+    from streamyolo.inference.tracking import tracker_settings
+    from streamyolo.pipeline import StreamSetup
+    from streamyolo.sinks.events import EventFilter, EventSink
+    from streamyolo.sources import SourceKind, SourceSpec, open_source
+    from tests.test_counting import _WalkerDetector
+
+    upper = ((100.0, 0.0), (220.0, 0.0), (220.0, 110.0), (100.0, 110.0))
+    lower = ((100.0, 130.0), (220.0, 130.0), (220.0, 200.0), (100.0, 200.0))
+    source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=30", SourceKind.SYNTHETIC))
+    with HookReceiver() as hook:
+        events = EventSink(tmp_path / "events.jsonl", webhooks=[(Webhook(hook.url), EventFilter(places={"lower"}))])
+        Pipeline([StreamSetup("hall", source, Overflow.BLOCK, zones=(Zone("upper", upper), Zone("lower", lower)),
+                              lines=(CountingLine("door", (0.0, 120.0), (320.0, 120.0)),))],
+                 _WalkerDetector, tracker=tracker_settings("bytetrack"), sinks=[events]).run()
+    written = read_jsonl(tmp_path / "events.jsonl")
+    assert {e.get("zone", e.get("line")) for e in written} == {None, "upper", "lower", "door"}
+    assert [(e["event"], e.get("zone")) for e in hook.events] == [
+        (e["event"], e.get("zone")) for e in written if e.get("zone", e.get("line")) in (None, "lower")]
+    assert [e["event"] for e in hook.events] == ["state", "enter", "leave", "state"]
+    config = {"streams": [{"name": "hall", "source": "synthetic:", "zones": {"lower": [list(p) for p in lower]}}],
+              "tracker": "bytetrack", "webhooks": [{"url": hook.url, "where": ["lower"]}]}
+    (tmp_path / "cams.yaml").write_text(json.dumps(config), encoding="utf-8")
+    assert cli.main(["check", str(tmp_path / "cams.yaml")]) == 0
+    assert f"events to webhook {hook.url} (in lower)" in capsys.readouterr().out
+    config["webhooks"][0]["where"] = ["lowr"]
+    (tmp_path / "cams.yaml").write_text(json.dumps(config), encoding="utf-8")
+    assert cli.main(["check", str(tmp_path / "cams.yaml")]) == 2
+    assert "config key 'webhooks.0.where': no zone or line 'lowr' in the config (its zones and lines: lower)" \
+        in caplog.text

@@ -550,11 +550,17 @@ def deliveries(cfg: PipelineConfig, streams: Sequence[ResolvedStream]) -> list[t
     outputs: list[tuple[str, WebhookConfig | EmailConfig]] = [
         *((f"webhooks.{index - (cfg.webhook is not None)}", hook) for index, hook in enumerate(cfg.all_webhooks())),
         *((f"emails.{index}", email) for index, email in enumerate(cfg.emails))]
+    places = {name for config in [*(s.config for s in streams), *cfg.streams]  # (a stream off too)
+              for name in [*(config.zones or {}), *(config.lines or {})]}
     for key, output in outputs:
         unknown = sorted(set(output.streams or ()) - names)
         if unknown:
             raise ConfigError(f"config key '{key}.streams': no stream {unknown[0]!r} in the config (its streams: "
                               f"{', '.join(sorted(names))})")
+        nowhere = sorted(set(output.where or ()) - places)
+        if nowhere:
+            raise ConfigError(f"config key '{key}.where': no zone or line {nowhere[0]!r} in the config (its zones "
+                              f"and lines: {', '.join(sorted(places)) or 'none'})")
         deliverer: Deliverer = (Webhook(output.url, format=output.format, snapshots=cfg.snapshots, clips=cfg.clips,
                                         priority=output.priority)
                                 if isinstance(output, WebhookConfig)
@@ -562,7 +568,8 @@ def deliveries(cfg: PipelineConfig, streams: Sequence[ResolvedStream]) -> list[t
                                           clips=cfg.clips))
         made.append((deliverer, EventFilter(output.events, output.streams, output.classes, output.cooldown,
                                             output.down_after,
-                                            Schedule(output.schedule) if output.schedule is not None else None)))
+                                            Schedule(output.schedule) if output.schedule is not None else None,
+                                            output.where)))
     return made
 
 

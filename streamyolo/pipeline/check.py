@@ -179,6 +179,7 @@ def describe(plan: Plan) -> str:
         read = mailed or bool(taken)  # (by a person: an email, a message)
         taken += [", ".join(hook.events)] if hook.events is not None else []
         taken += [f"streams {', '.join(hook.streams)}"] if hook.streams is not None else []
+        taken += [f"in {', '.join(hook.where)}"] if hook.where is not None else []
         taken += [f"objects of {_classes(hook.classes)}"] if hook.classes is not None else []
         taken += [f"a stream's objects at most every {format_seconds(hook.cooldown)}"] if hook.cooldown else []
         taken += [f"a camera down once down {format_seconds(hook.down_after)}"] if hook.down_after else []

@@ -110,8 +110,8 @@ OBJECT_EVENTS = frozenset({"line", "enter", "leave", "linger", "speeding"})
 
 
 class EventFilter:
-    """Which events an output gets (``webhooks``): of some ``kinds``, ``streams`` and, for
-    object events, ``classes``; with ``cooldown``, a stream's object events at most one per that
+    """Which events an output gets (``webhooks``): of some ``kinds``, ``streams``, ``places``
+    (zones, lines) and, for object events, ``classes``; with ``cooldown``, a stream's object events at most one per that
     many seconds (by their own times: one notification per visit, not one per step). Events
     that are not about an object (a camera down, a clip, a switch) go whatever the classes and
     cooldown. With ``down_after``, a camera down (``reconnecting``, ``failed``) is told only once
@@ -120,9 +120,12 @@ class EventFilter:
 
     def __init__(self, kinds: Collection[str] | None = None, streams: Collection[str] | None = None,
                  classes: Collection[int] | None = None, cooldown: float | None = None,
-                 down_after: float | None = None, schedule: Schedule | None = None) -> None:
-        """``schedule``: only the events that happen in its windows (by their own times)."""
+                 down_after: float | None = None, schedule: Schedule | None = None,
+                 places: Collection[str] | None = None) -> None:
+        """``schedule``: only the events that happen in its windows (by their own times);
+        ``places``: of the events in a zone or at a line, only those of these (their names)."""
         self.schedule = schedule
+        self.places = None if places is None else frozenset(places)
         self.kinds = None if kinds is None else frozenset(kinds)
         self.streams = None if streams is None else frozenset(streams)
         self.classes = None if classes is None else frozenset(classes)
@@ -143,6 +146,9 @@ class EventFilter:
                                               and stream not in self.streams):
             return False
         if self.schedule is not None and not self.schedule.at(float(event.get("time", 0.0)))[0]:
+            return False
+        place = event.get("zone", event.get("line"))
+        if self.places is not None and place is not None and place not in self.places:
             return False
         if event["event"] == "state" and self.down_after is not None:
             return self._state(event)

@@ -20,6 +20,7 @@ from streamyolo.buffering import Overflow
 from streamyolo.inference.counting import Zone
 from streamyolo.inference.tracking import tracker_settings
 from streamyolo.pipeline import Pipeline, StreamSetup
+from streamyolo.pipeline.remote import read_status, status_text
 from streamyolo.pipeline.switches import SwitchFile
 from streamyolo.schedule import Schedule
 from streamyolo.sinks.events import EventSink
@@ -197,7 +198,8 @@ def test_home_assistants_zone_switch_watches_a_zone_or_not(broker_folder: Path) 
 @pytest.mark.timeout(180)
 def test_a_real_browser_switches_a_zone_off_and_on(tmp_path: Path) -> None:
     """With the page's switches, each zone has a button under its tile: a click, not watched
-    (the tile's zone says so); another, watched again. A zone the stream has not: 404."""
+    (the tile's zone says so, and ``streamyolo status``); another, watched again. A zone the
+    stream has not: 404."""
     from selenium.webdriver.common.by import By
 
     from tests.test_web import NAMES, _config, _page, _streets
@@ -222,6 +224,8 @@ def test_a_real_browser_switches_a_zone_off_and_on(tmp_path: Path) -> None:
             ".querySelector('.zones').textContent", NAMES[0]).endswith(" · not watched"), 10, "the tile's zone")
         assert all(f.is_displayed() for f in driver.find_elements(By.CSS_SELECTOR, "figure")), \
             "a click on the button is not a click on the picture"
+        assert pipeline.web_url is not None  # ... and streamyolo status says so
+        assert f"{NAMES[0]}: zone whole not watched" in status_text(read_status(pipeline.web_url)).splitlines()
         button().click()
         until(lambda: button().text == "whole watched", 10, "the button showing the zone watched")
         assert pipeline.watching(NAMES[0], "whole") is True

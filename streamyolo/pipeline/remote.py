@@ -100,11 +100,25 @@ _REPORTED = frozenset(field.name for field in fields(StreamReport))
 
 def status_text(status: dict[str, Any]) -> str:
     """``status`` (a run's ``/status.json``) as ``streamyolo status`` prints it: whether it
-    runs, each stream as the live status shows it, the outputs paused and the disk's room."""
+    runs, each stream as the live status shows it, its zones not watched or crowded, the outputs
+    paused and the disk's room.
+
+    >>> print(status_text({"running": True, "streams": [{"name": "gate", "source": "x", "state": "streaming",
+    ...     "captured": 9, "processed": 9, "dropped": 0, "error": None, "zone_states": {"yard": {"watched": False},
+    ...     "queue": {"crowded": True}, "path": {"watched": True}}}]}).splitlines()[-1])
+    gate: zone queue crowded; zone yard not watched
+    """
     reports = [StreamReport(**{key: value for key, value in entry.items() if key in _REPORTED})
                for entry in status["streams"]]
     lines = [("running" if status.get("running") else "not running (ended)") + f", {len(reports)} stream(s)",
              status_table(reports)]
+    for entry in status["streams"]:  # its zones not watched now (a schedule, a switch by hand), crowded
+        said = [f"zone {zone} " + " and ".join([*(["not watched"] if state.get("watched") is False else []),
+                                                 *(["crowded"] if state.get("crowded") else [])])
+                for zone, state in sorted((entry.get("zone_states") or {}).items())
+                if state.get("watched") is False or state.get("crowded")]
+        if said:
+            lines.append(f"{entry.get('name')}: {'; '.join(said)}")
     for paused in status.get("paused") or []:
         since = paused.get("since")
         when = local_time(float(since)) if isinstance(since, int | float) else "?"

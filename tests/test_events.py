@@ -530,7 +530,20 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
     assert len({c["unique_id"] for c in configs.values()}) == 17
     devices = {c["device"]["name"]: json.dumps(c["device"], sort_keys=True) for c in configs.values()}
     assert sorted(devices) == ["hall", "streamyolo site"], "a device for the stream, one for the run"
-    assert {c["availability_topic"] for c in configs.values()} == {"site/available"}
+    # What the camera sees now is unavailable while it is not streaming (not its last state); the
+    # rest (its connection, counts, outputs) while the run is up.
+    live = {topic.split("/")[-2] for topic, c in configs.items() if "availability" in c}
+    assert live == {"hall_objects", "hall_occupied", "hall_zone_lower", "hall_zone_lower_occupied", "hall_zone_floor",
+                    "hall_zone_floor_occupied"}, live
+    assert {c.get("availability_topic") for c in configs.values() if "availability" not in c} == {"site/available"}
+    for config in (c for c in configs.values() if "availability" in c):
+        run, camera = config["availability"]
+        assert (run, config["availability_mode"], camera["topic"]) == ({"topic": "site/available"}, "all",
+                                                                       "site/hall/state")
+        assert [jinja2.Environment().from_string(camera["value_template"]).render(value_json={"state": state})
+                for state in ("streaming", "reconnecting", "ended")] == ["online", "offline", "offline"]
+        assert "availability_topic" not in config  # (Home Assistant takes one or the other)
+    assert json.loads(retained["site/hall/state"])["state"] == "ended"  # (the walker "in" the zone: unknown now)
     assert retained["site/available"] == b"offline", "the run is over"
 
     def shown(kind: str, what: str) -> str:

@@ -43,6 +43,10 @@ the indoor camera while someone is home) switches the stream's detection on or o
 watched`` switch (``<prefix>/<stream>/zone/<zone>/watch/set``; its state, the zone's state's
 ``"watched"``: :meth:`~streamyolo.pipeline.pipeline.Pipeline.set_watch`), instead of its
 ``<zone> watched`` sensor; every zone's ``occupied`` is then on only while it is watched.
+What the camera sees now (its objects, its occupancy, its zones' objects, occupancy, crowd and
+watching) is *unavailable* while the stream is not streaming (down, reconnecting, ended), not
+the last state before it went: ``availability`` on both the run's ``<prefix>/available`` and
+the stream's state.
 A recorded stream (or one with clips) has an ``Outputs`` problem sensor, on while its recording
 or clips cannot write (a full disk: ``<prefix>/<stream>/outputs``); and the run is a device of its
 own (:func:`run_discovery_messages`): an ``Outputs`` sensor of every output's, and what the
@@ -243,10 +247,19 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
                     "name": f"{line} crossings", "state_topic": f"{base}/line/{line}/event",
                     "event_types": ["in", "out"],
                     "value_template": _EVENT_TEMPLATE.format(type="value_json.direction")}))
+        streaming = "{{ 'online' if value_json.state == 'streaming' else 'offline' }}"
+        seen = {"availability": [{"topic": f"{prefix}/available"},  # (what the camera sees now: unknown while
+                                 {"topic": f"{base}/state", "value_template": streaming}],  # it is down)
+                "availability_mode": "all"}
         for component, what, config in configs:
             object_id = f"{_object_id(stream)}_{what}"
-            messages.append((f"{discovery}/{component}/{node}/{object_id}/config",
-                             json.dumps({**config, "unique_id": f"{node}_{object_id}", **common})))
+            live = component in ("sensor", "binary_sensor") and (what in ("objects", "occupied") or (
+                what.startswith("zone_") and not what.endswith("_speed")))
+            made = {**config, "unique_id": f"{node}_{object_id}", **common}
+            if live:  # (Home Assistant takes one of availability_topic and availability)
+                del made["availability_topic"]
+                made |= seen
+            messages.append((f"{discovery}/{component}/{node}/{object_id}/config", json.dumps(made)))
     return messages
 
 

@@ -627,13 +627,14 @@ def test_zone_and_line_states_go_out_as_they_change_at_most_once_a_second() -> N
 @pytest.mark.timeout(90)
 def test_each_stream_gets_the_event_entities_of_the_events_it_sends(broker_folder: Path) -> None:
     """From a config, as a user writes it: a tracked stream with a zone and a line gets a
-    visits and a crossings event entity, with only the kinds ``mqtt_events`` lets through (its
+    visits and a crossings event entity, with only the kinds ``mqtt_events`` lets through (but
+    each stream's state, which the entities read, always goes; its
     zone, watched by a schedule, a ``watched`` switch); a stream without them gets none; without
     clips, no Activity entity."""
     street = "synthetic:scene?seed=3&size=416x240&fps=25&frames=8"
     with MqttBroker(broker_folder) as broker:
         config = {"model": "demo", "tracker": "bytetrack", "mqtt": f"mqtt://127.0.0.1:{broker.port}/yard",
-                  "mqtt_discovery": "homeassistant", "mqtt_events": ["enter", "line", "state"], "display": False,
+                  "mqtt_discovery": "homeassistant", "mqtt_events": ["enter", "line"], "display": False,
                   "record": str(broker_folder / "rec"),
                   "streams": [{"name": "gate", "source": street, "zones": {"drive": {
                       "points": [[0, 0], [416, 0], [416, 240], [0, 240]], "size": [20, 12], "schedule": "mon-sun"}},
@@ -664,6 +665,9 @@ def test_each_stream_gets_the_event_entities_of_the_events_it_sends(broker_folde
         "Recording", "yard/gate/record/set")
     assert configs["gate_zone_drive_visits"][0] == configs["gate_line_kerb_crossings"][0] == "event"
     assert configs["gate_zone_drive_visits"][1]["event_types"] == ["enter"]  # leave and linger are not sent
+    # Each stream's state goes whatever mqtt_events says: its entities' availability reads it.
+    assert {topic for topic, _, kept in later.messages if kept and topic.endswith("/state")} >= {
+        "yard/gate/state", "yard/porch/state"}
     assert configs["gate_line_kerb_crossings"][1]["event_types"] == ["in", "out"]
 
 

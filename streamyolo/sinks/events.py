@@ -243,6 +243,8 @@ class EventSink:
             publisher = self._publisher = MqttPublisher(mqtt, discovery=mqtt_discovery, entities=entities,
                                                         controls=mqtt_controls,
                                                         folders=list(storage.folders) if storage is not None else [])
+            if mqtt_events is not None and mqtt_discovery is not None:  # (each stream's state: its entities')
+                mqtt_events = {*mqtt_events, "state"}
             self._outputs.append((publisher, EventFilter(mqtt_events)))
             if mqtt_discovery is not None:
                 self._states = StatePublisher(publisher)

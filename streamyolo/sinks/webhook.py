@@ -69,11 +69,11 @@ the largest file each receiver takes (ntfy.sh's, Discord's without Nitro, a Tele
 Pushover's picture)."""
 _PICTURES_ONLY = frozenset({"pushover"})
 QUERIED = {"telegram": ("chat_id",), "pushover": ("token", "user")}
+"""What a format's URL gives in its query, sent in each request's body instead."""
 PRIORITIES = {"min": {"priority": "-2"}, "low": {"priority": "-1"}, "default": {"priority": "0"},
               "high": {"priority": "1"}, "urgent": {"priority": "2", "retry": "60", "expire": "3600"}}
 """Pushover's fields for each ``priority`` (``urgent``: its emergency priority, repeated every
 minute for an hour until seen); ntfy takes the names as they are."""
-"""What a format's URL gives in its query, sent in each request's body instead."""
 _CAPTION = 1024  # (Telegram's longest caption; a message's text: 4096)
 
 
@@ -120,7 +120,8 @@ def payload(event: dict[str, Any], format: str = "json", attached: Attachment | 
     if format == "text":
         headers = {"Tags": str(event["event"]), "Title": _title(event),
                    **({"Priority": priority} if priority is not None else {})}
-        headers.update({key: str(value) for key, value in (("Click", link),) if value})
+        if link:
+            headers["Click"] = str(link)
         if attached is not None:  # ntfy's attachment: the file is the body, the line a header
             headers.update({"Filename": attached.name, "Message": line, "Content-Type": attached.kind})
             return Request(attached.data, {key: header_value(value) for key, value in headers.items()}, "PUT")

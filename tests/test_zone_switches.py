@@ -198,22 +198,26 @@ def test_home_assistants_zone_switch_watches_a_zone_or_not(broker_folder: Path) 
 @pytest.mark.timeout(180)
 def test_a_real_browser_switches_a_zone_off_and_on(tmp_path: Path) -> None:
     """With the page's switches, each zone has a button under its tile: a click, not watched
-    (the tile's zone says so, and ``streamyolo status``); another, watched again. A zone the
-    stream has not: 404."""
+    (the tile's zone says so, and ``streamyolo status``); another, watched again; a zone with a
+    schedule says when it switches next, and a click holds until then. A zone the stream has
+    not: 404."""
     from selenium.webdriver.common.by import By
 
     from tests.test_web import NAMES, _config, _page, _streets
 
     streams = _streets(fps=10)
-    streams[0]["zones"] = {"whole": [[0, 0], [320, 0], [320, 240], [0, 240]]}
+    now = time.localtime()
+    window = f"{now.tm_hour:02d}:00-{(now.tm_hour + 2) % 24:02d}:00"  # (on now, for an hour or two)
+    streams[0]["zones"] = {"whole": [[0, 0], [320, 0], [320, 240], [0, 240]],
+                           "half": {"points": [[0, 0], [160, 0], [160, 240], [0, 240]], "schedule": window}}
     config = _config(model="demo", imgsz=320, conf=0.5, streams=streams, tracker="bytetrack")
     with _page(config) as (pipeline, driver):
 
-        def button() -> Any:
-            return next(f for f in driver.find_elements(By.CSS_SELECTOR, "figure")
-                        if f.get_attribute("data-stream") == NAMES[0]).find_element(By.CSS_SELECTOR, "button.watch")
+        def button(zone: str = "whole") -> Any:
+            return next((b for b in driver.find_elements(By.CSS_SELECTOR, "button.watch")
+                         if b.get_attribute("data-zone") == zone), None)
 
-        until(lambda: button().text == "whole watched", 60, "the zone's button")
+        until(lambda: button() is not None and button().text == "whole watched", 60, "the zone's button")
         assert not next(f for f in driver.find_elements(By.CSS_SELECTOR, "figure")
                         if f.get_attribute("data-stream") == NAMES[1]).find_elements(By.CSS_SELECTOR, "button.watch")
         button().click()
@@ -221,7 +225,8 @@ def test_a_real_browser_switches_a_zone_off_and_on(tmp_path: Path) -> None:
         assert pipeline.watching(NAMES[0], "whole") is False
         until(lambda: driver.execute_script(
             "return [...document.querySelectorAll('figure')].find(f => f.dataset.stream === arguments[0])"
-            ".querySelector('.zones').textContent", NAMES[0]).endswith(" · not watched"), 10, "the tile's zone")
+            ".querySelector('.zones').textContent", NAMES[0]).split("; ")[0].endswith(" · not watched"), 10,
+            "the tile's zone")
         assert all(f.is_displayed() for f in driver.find_elements(By.CSS_SELECTOR, "figure")), \
             "a click on the button is not a click on the picture"
         assert pipeline.web_url is not None  # ... and streamyolo status says so
@@ -229,6 +234,17 @@ def test_a_real_browser_switches_a_zone_off_and_on(tmp_path: Path) -> None:
         button().click()
         until(lambda: button().text == "whole watched", 10, "the button showing the zone watched")
         assert pipeline.watching(NAMES[0], "whole") is True
+        # A zone with a schedule says when the schedule switches it next; a click holds until then.
+        at = driver.execute_script("return hourOf(arguments[0])", Schedule([window]).at(time.time())[1])
+
+        def half() -> Any:
+            return button("half")
+
+        until(lambda: half().text == f"half watched · not watched from {at}", 10, "the scheduled zone's button")
+        assert half().get_attribute("title").endswith(f"\nschedule: {window} (a click holds until its next change)")
+        half().click()
+        until(lambda: half().text == f"half not watched · by hand until {at}", 10, "the zone switched by hand")
+        assert pipeline.watching(NAMES[0], "half") is False
         request = urllib.request.Request(f"{pipeline.web_url}streams/{NAMES[0]}/zones/garden/watch",
                                          data=b'{"on": false}', method="POST",
                                          headers={"Content-Type": "application/json"})
@@ -236,4 +252,4 @@ def test_a_real_browser_switches_a_zone_off_and_on(tmp_path: Path) -> None:
             urllib.request.urlopen(request, timeout=10)
         assert refused.value.code == 404
         assert refused.value.read().decode().strip() == (f"stream {NAMES[0]!r} has no zone 'garden' "
-                                                         "(its zones: whole)")
+                                                         "(its zones: whole, half)")

@@ -560,8 +560,21 @@ class Pipeline:
         now = self._clock()
         reports = [replace(report, record=self.recording(report.name)) if self._recorder is not None else report
                    for report in (s.report(now) for s in self._streams)]
-        return [replace(report, schedule=schedule) if (schedule := self.scheduler.state(report.name)) else report
+        return [replace(report, schedule=schedule) if (schedule := self._schedules(report.name)) else report
                 for report in reports]
+
+    def _schedules(self, name: str) -> dict[str, dict[str, Any]]:
+        """Stream ``name``'s schedules now (its report's ``schedule``): its own, by the scheduler,
+        and its zones' (``watch:<zone>``)."""
+        states: dict[str, dict[str, Any]] = dict(self.scheduler.state(name))
+        stream = self._by_name.get(name)
+        now = time.time()
+        for zone in stream.setup.zones if stream is not None else ():
+            if zone.schedule is not None:
+                on, until = zone.schedule.at(now)
+                states[watch_kind(zone.name)] = {"on": on, "until": round(until, 3),
+                                                 "windows": list(zone.schedule.text)}
+        return states
 
     def summary(self) -> Summary:
         """The final summary (after :meth:`join`), or a live one before."""

@@ -46,7 +46,8 @@ class StreamReport:
     """Whether the stream's recording is on (switched off: ``False``); ``None``: it is not recorded."""
     schedule: dict[str, dict[str, Any]] = field(default_factory=dict)
     """A stream with a ``schedule``: ``{"detect": {"on", "until", "windows"}, "record": …}``,
-    what each says now and until when (:meth:`~streamyolo.schedule.Scheduler.state`)."""
+    what each says now and until when (:meth:`~streamyolo.schedule.Scheduler.state`); its
+    zones' with one, ``"watch:<zone>"``."""
 
 
 def combined(earlier: StreamReport, later: StreamReport) -> StreamReport:

@@ -357,18 +357,25 @@ function showWatches(entry, s, controls) {
     if (!button) {
       const path = "streams/" + encodeURIComponent(entry.name) + "/zones/" + encodeURIComponent(zone) + "/watch";
       const made = button = switchButton("watch", path, entry.fields.error, (on) => showWatch(made, zone, on));
+      button.dataset.zone = zone;
       entry.watches.set(zone, button);
       entry.fields.watches.appendChild(button);
     }
+    button.plan = (s.schedule || {})["watch:" + zone];
     if (!button.dataset.busy) showWatch(button, zone, ((s.zone_states || {})[zone] || {}).watched !== false);
   }
 }
+// A zone with a schedule (button.plan) also says when the schedule switches it next, or that it
+// was switched by hand until then.
 function showWatch(button, zone, on) {
+  const plan = button.plan;
   button.classList.toggle("off", !on);
-  button.textContent = zone + (on ? " watched" : " not watched");
-  button.title = on ? "click: this zone sees no one (no events; Home Assistant's occupied stays off), until its "
-                      + "schedule's next change or another click"
-                    : "click: this zone is watched again";
+  const next = !plan ? "" : plan.on === on ? " · " + (on ? "not watched" : "watched") + " from " + hourOf(plan.until)
+    : " · by hand until " + hourOf(plan.until);
+  button.textContent = zone + (on ? " watched" : " not watched") + next;
+  button.title = (on ? "click: this zone sees no one (no events; Home Assistant's occupied stays off)"
+                  : "click: this zone is watched again")
+    + (plan ? "\\nschedule: " + plan.windows.join(", ") + " (a click holds until its next change)" : "");
 }
 function describe(e) {
   const who = e.name + (e.id === undefined || e.id === null ? "" : " #" + e.id);

@@ -266,6 +266,11 @@ class _Delivered(_Strict):
     """Only the events that happen in these windows of the run's clock (as a stream's
     ``schedule``: ``"22:00-06:00"``, ``["mon-fri 08:00-18:00"]``): a phone woken at night by
     the garden only, the office's mail by day. Unset: always."""
+    priority: Literal["min", "low", "default", "high", "urgent"] | None = None
+    """How its messages ring a phone: ntfy's ``Priority`` (``text``), Pushover's (``urgent``:
+    its emergency priority, repeated until seen), Telegram's silent messages (``min``, ``low``),
+    an email's ``X-Priority`` and ``Importance``; the other formats have none. Unset: the
+    receiver's default."""
 
 
 WebhookFormat = Literal["json", "text", "slack", "discord", "telegram", "pushover"]
@@ -281,10 +286,6 @@ class WebhookConfig(_Delivered):
     """``http(s)://`` URL (a login in it is sent as HTTP Basic)."""
     format: WebhookFormat = "json"
     """What each POST is, as ``webhook_format``."""
-    priority: Literal["min", "low", "default", "high", "urgent"] | None = None
-    """How its messages ring a phone: ntfy's ``Priority`` (``text``), Pushover's (``urgent``:
-    its emergency priority, repeated until seen), Telegram's silent messages (``min``, ``low``);
-    the others have none. Unset: the receiver's default."""
 
     @field_validator("url")
     @classmethod

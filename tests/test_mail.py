@@ -124,3 +124,30 @@ def test_a_burst_of_events_is_one_connection_and_one_the_server_dropped_is_made_
     subjects = [email.message_from_bytes(raw, policy=email.policy.default)["Subject"]
                 for _, _, raw in [*server.messages, *again.messages]]
     assert subjects == [f"streamyolo: hall: person #{n} crossed door (in)" for n in range(5)]
+
+
+@pytest.mark.timeout(60)
+def test_an_emails_priority_is_its_messages_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``priority: urgent``: each message is marked as mail programs show it (``X-Priority``,
+    ``Importance``); a real server takes it so; ``check`` says it."""
+    from streamyolo import cli
+
+    event = {"time": 1765016100.0, "stream": "hall", "event": "enter", "zone": "yard", "id": 3, "cls": 0,
+             "name": "person"}
+    with SmtpServer() as server:
+        config = {"streams": ["synthetic:"], "emails": [{"server": f"smtp://127.0.0.1:{server.port}",
+                                                         "to": ["me@home.lan"], "priority": "urgent"}]}
+        (tmp_path / "cams.yaml").write_text(json.dumps(config), encoding="utf-8")
+        assert cli.main(["check", str(tmp_path / "cams.yaml")]) == 0
+        assert f"events by email to me@home.lan through smtp://127.0.0.1:{server.port} (priority urgent)" \
+            in capsys.readouterr().out
+        mail = Mail(f"smtp://127.0.0.1:{server.port}", ["me@home.lan"], priority="urgent")
+        mail.start()
+        mail.send(event)
+        mail.close()
+        quiet = Mail(f"smtp://127.0.0.1:{server.port}", ["me@home.lan"], priority="low").message(event)
+    [(_, _, raw)] = server.messages
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert (message["X-Priority"], message["Importance"]) == ("1 (Highest)", "high")
+    assert (quiet["X-Priority"], quiet["Importance"]) == ("4 (Low)", "low")
+    assert Mail(f"smtp://127.0.0.1:{server.port}", ["me@home.lan"]).message(event)["X-Priority"] is None

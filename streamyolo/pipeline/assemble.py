@@ -565,7 +565,7 @@ def deliveries(cfg: PipelineConfig, streams: Sequence[ResolvedStream]) -> list[t
                                         priority=output.priority)
                                 if isinstance(output, WebhookConfig)
                                 else Mail(output.server, output.to, output.sender, snapshots=cfg.snapshots,
-                                          clips=cfg.clips))
+                                          clips=cfg.clips, priority=output.priority))
         made.append((deliverer, EventFilter(output.events, output.streams, output.classes, output.cooldown,
                                             output.down_after,
                                             Schedule(output.schedule) if output.schedule is not None else None,

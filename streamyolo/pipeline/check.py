@@ -175,7 +175,7 @@ def describe(plan: Plan) -> str:
     for hook in hooks:
         mailed = isinstance(hook, EmailConfig)
         taken: list[str] = [hook.format] if isinstance(hook, WebhookConfig) and hook.format != "json" else []
-        taken += [f"priority {hook.priority}"] if isinstance(hook, WebhookConfig) and hook.priority else []
+        taken += [f"priority {hook.priority}"] if hook.priority else []
         read = mailed or bool(taken)  # (by a person: an email, a message)
         taken += [", ".join(hook.events)] if hook.events is not None else []
         taken += [f"streams {', '.join(hook.streams)}"] if hook.streams is not None else []

@@ -36,6 +36,12 @@ KEPT_OPEN = 20.0
 """Seconds a connection is kept open for the next message after one was sent: a burst of events
 is one connection (beyond, servers drop idle ones; a new one is made)."""
 
+PRIORITIES = {"min": {"X-Priority": "5 (Lowest)", "Importance": "low"},
+              "low": {"X-Priority": "4 (Low)", "Importance": "low"}, "default": {},
+              "high": {"X-Priority": "2 (High)", "Importance": "high"},
+              "urgent": {"X-Priority": "1 (Highest)", "Importance": "high"}}
+"""The headers of each ``priority`` (mail programs show them: a flag, a red mark)."""
+
 ATTACHABLE = 20_000_000
 """The largest file a message carries (a clip; most mail servers take 25 MB, with base64's third)."""
 
@@ -57,10 +63,11 @@ class Mail(Deliverer):
     what = "email"
 
     def __init__(self, server: str, to: list[str], sender: str | None = None, *, snapshots: Path | None = None,
-                 clips: Path | None = None,
+                 clips: Path | None = None, priority: str | None = None,
                  timeout: float = 10.0, limit: int = 10000, drain: float = 10.0,
                  backoff: tuple[float, float] = (1.0, 30.0), clock: Clock = time.monotonic) -> None:
-        """``snapshots``, ``clips``: the folders the events' snapshots and clips are in (attached)."""
+        """``snapshots``, ``clips``: the folders the events' snapshots and clips are in (attached);
+        ``priority``: the messages' (``min`` … ``urgent``: :data:`PRIORITIES`)."""
         parts = split_url(check_server(server), ("smtp", "smtps"))
         super().__init__(f"to {', '.join(to)} through {redact_url(server)}", timeout=timeout, limit=limit,
                          drain=drain, backoff=backoff, clock=clock, snapshots=snapshots, clips=clips)
@@ -70,6 +77,7 @@ class Mail(Deliverer):
         self.login = (unquote(parts.username), unquote(parts.password or "")) if parts.username is not None else None
         self.to = list(to)
         self.sender = sender or f"streamyolo@{socket.gethostname()}"
+        self.priority = priority
         self._connection: smtplib.SMTP | None = None  # (kept open for the next message: the delivery thread's)
         self._used = 0.0
 
@@ -82,6 +90,8 @@ class Mail(Deliverer):
         message["To"] = ", ".join(self.to)
         message["Date"] = formatdate(float(event.get("time", time.time())), localtime=True)
         message["Message-ID"] = make_msgid("streamyolo")
+        for header, value in PRIORITIES.get(self.priority or "", {}).items():
+            message[header] = value
         links = [f"{what}: {event[key]}" for key, what in (("clip_url", "clip"), ("recording_url", "recording"),
                                                             ("snapshot_url", "snapshot")) if event.get(key)]
         message.set_content("\n".join([describe(event), *links]) + "\n")

@@ -131,6 +131,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                              "notification per visit")
     parser.add_argument("--webhook-down-after", metavar="SPAN",
                         help="a camera down sent to the webhook only once down so long (2m): a blip sends nothing")
+    parser.add_argument("--webhook-priority", choices=["min", "low", "default", "high", "urgent"],
+                        help="how the webhook's messages ring a phone (text, telegram, pushover): urgent wakes, low "
+                             "is silent")
     for output in ("webhook", "mqtt"):
         parser.add_argument(f"--{output}-events", metavar="KINDS", type=_kinds,
                             help=f"only these events to the {output}, e.g. state,clip (line, enter, leave, linger, "
@@ -350,7 +353,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "summary", "switches_file", "stats", "stats_keep", "confirm_frames",
             "events", "events_keep", "webhook",
             "mqtt", "mqtt_discovery", "webhook_events", "webhook_format", "mqtt_events", "webhook_cooldown",
-            "webhook_down_after",
+            "webhook_down_after", "webhook_priority",
             "snapshots", "snapshots_keep", "dataset", "dataset_every", "dataset_max_size", "heatmaps", "crops",
             "crops_keep", "clips", "clip_mode", "clip_before", "clip_after", "clips_keep", "clips_max_size",
             "public_url", "display", "duration", "timezone",

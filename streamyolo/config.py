@@ -771,6 +771,8 @@ class PipelineConfig(_Strict):
     per so long)."""
     webhook_down_after: Seconds | None = None
     """The webhook's ``down_after`` (as a ``webhooks`` entry's: a camera down sent once down so long)."""
+    webhook_priority: Literal["min", "low", "default", "high", "urgent"] | None = None
+    """The webhook's ``priority`` (as a ``webhooks`` entry's: how its messages ring a phone)."""
     mqtt_events: list[EventKind] | None = None
     """The events the MQTT broker gets, likewise."""
     webhooks: list[WebhookConfig] = Field(default_factory=list)
@@ -938,10 +940,13 @@ class PipelineConfig(_Strict):
                 check_webhook(self.webhook, self.webhook_format)
             except ValueError as exc:
                 raise ValueError(f"config key 'webhook': {exc}") from None
-        for key in ("webhook_format", "webhook_cooldown", "webhook_down_after"):
+        for key in ("webhook_format", "webhook_cooldown", "webhook_down_after", "webhook_priority"):
             if key in self.model_fields_set and self.webhook is None:
                 raise ValueError(f"config keys {key!r} and 'webhook': {key} says how the webhook is sent events; "
                                  "give webhook too")
+        if self.webhook_priority is not None and self.webhook_format not in ("text", "telegram", "pushover"):
+            raise ValueError(f"config keys 'webhook_priority' and 'webhook_format': a {self.webhook_format} "
+                             "webhook's messages carry no priority (text, telegram and pushover do)")
         for key, target in (("webhook_events", "webhook"), ("mqtt_events", "mqtt")):
             if getattr(self, key) is not None and getattr(self, target) is None:
                 raise ValueError(f"config keys {key!r} and {target!r}: {key} says which events go to the "
@@ -1168,7 +1173,8 @@ class PipelineConfig(_Strict):
     def all_webhooks(self) -> list[WebhookConfig]:
         """Every webhook: ``webhook`` (with ``webhook_format`` and ``webhook_events``) first, then ``webhooks``."""
         first = ([WebhookConfig(url=self.webhook, format=self.webhook_format, events=self.webhook_events,
-                                cooldown=self.webhook_cooldown, down_after=self.webhook_down_after)]
+                                cooldown=self.webhook_cooldown, down_after=self.webhook_down_after,
+                                priority=self.webhook_priority)]
                  if self.webhook is not None else [])
         return [*first, *self.webhooks]
 

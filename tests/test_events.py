@@ -1029,14 +1029,18 @@ def test_a_webhook_format_needs_a_webhook_and_is_one_of_six() -> None:
 
 def test_the_webhook_flag_takes_a_cooldown_and_down_after_as_a_webhooks_entry_does(
         capsys: pytest.CaptureFixture[str]) -> None:
-    """``--webhook-cooldown`` and ``--webhook-down-after``: the one webhook of the flags gets
-    them (``check`` says so); without a webhook they are refused, naming the key."""
+    """``--webhook-cooldown``, ``--webhook-down-after`` and ``--webhook-priority``: the one
+    webhook of the flags gets them (``check`` says so); without a webhook they are refused,
+    naming the key, and a priority for a format without one too."""
     from streamyolo import cli
 
     assert cli.main(["check", "--source", "synthetic:", "--webhook", "https://ntfy.sh/gate", "--webhook-format",
-                     "text", "--webhook-cooldown", "5m", "--webhook-down-after", "120"]) == 0
-    assert ("events to webhook https://ntfy.sh/gate (text; a stream's objects at most every 5m; a camera down once "
-            "down 2m)") in capsys.readouterr().out
+                     "text", "--webhook-cooldown", "5m", "--webhook-down-after", "120", "--webhook-priority",
+                     "high"]) == 0
+    assert ("events to webhook https://ntfy.sh/gate (text; priority high; a stream's objects at most every 5m; a "
+            "camera down once down 2m)") in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="config keys 'webhook_priority' and 'webhook_format': a json webhook's "):
+        build_config({"streams": ["a.mp4"], "webhook": "https://ntfy.sh/gate", "webhook_priority": "high"})
     for key in ("webhook_cooldown", "webhook_down_after"):
         with pytest.raises(ConfigError, match=f"config keys '{key}' and 'webhook': {key} says how the webhook is"):
             build_config({"streams": ["a.mp4"], key: "5m"})

@@ -205,7 +205,8 @@ class _HookHandler(http.server.BaseHTTPRequestHandler):
         with receiver.lock:
             receiver.attempts += 1
             refuse = receiver.attempts <= receiver.refuse_first or receiver.refuse_all
-            unpictured = pictured and receiver.refuse_pictures and not refuse
+            video = self.headers.get("Content-Type", "").startswith("video/") or b"Content-Type: video/" in body
+            unpictured = pictured and (receiver.refuse_pictures or (video and receiver.refuse_videos)) and not refuse
             large = pictured and not refuse and receiver.largest is not None and len(body) > receiver.largest
             if not refuse and not unpictured and not large:
                 receiver.bodies.append(body)
@@ -230,8 +231,8 @@ class HookReceiver:
     """A webhook's receiver on 127.0.0.1: keeps every body POSTed to it; answers 503 to
     the first ``refuse_first`` requests (or to all while ``refuse_all``), as a receiver that is
     down or restarting; with ``refuse_pictures``, 400 to a request with a picture (a ``PUT``, a
-    ``multipart/form-data`` body), as ntfy without attachments answers; 413 to one larger than
-    ``largest`` bytes."""
+    ``multipart/form-data`` body), as ntfy without attachments answers (with ``refuse_videos``,
+    to a video only); 413 to one larger than ``largest`` bytes."""
 
     class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         daemon_threads = True
@@ -241,6 +242,7 @@ class HookReceiver:
         self.refuse_first = refuse_first
         self.refuse_all = False
         self.refuse_pictures = False
+        self.refuse_videos = False
         self.largest: int | None = None
         self.attempts = 0
         self.events: list[dict[str, object]] = []  # the JSON bodies

@@ -100,6 +100,33 @@ def test_a_clip_too_large_for_the_receiver_goes_without_and_the_next_picture_wit
 
 
 @pytest.mark.timeout(60)
+def test_a_receiver_that_refuses_a_clip_still_gets_the_pictures(tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """A bot that refuses a clip (400): that event goes again as a message, the later clips go
+    without being tried, and the pictures still go (said once)."""
+    shots, clips = tmp_path / "shots", tmp_path / "clips"
+    clips.mkdir()
+    (clips / "hall-1.mp4").write_bytes(b"\0\0\0\x18ftypisom" + bytes(1000))
+    ended = {"time": 1765016100.0, "stream": "hall", "event": "clip", "state": "ended", "clip": "hall-1.mp4",
+             "seconds": 9.5}
+    caplog.set_level(logging.WARNING, "streamyolo.sinks.webhook")
+    with HookReceiver() as bot:
+        bot.refuse_videos = True
+        webhook = Webhook(bot.url.replace("/hook", "/bot1:abc?chat_id=7"), format="telegram", snapshots=shots,
+                          clips=clips)
+        webhook.start()
+        for event in (ended, _event(shots, 1), ended):
+            webhook.send(event)
+        webhook.close()
+        assert bot.attempts == 4  # (the first clip twice; the second not tried)
+    assert [path for path, _ in bot.requests] == ["/bot1:abc/sendMessage", "/bot1:abc/sendPhoto",
+                                                  "/bot1:abc/sendMessage"]
+    assert [r.getMessage() for r in caplog.records if "does not take" in r.getMessage()] == [
+        "webhook http://127.0.0.1:{}/bot***?chat_id=7: does not take clips (HTTP 400 Bad Request: attachments not "
+        "allowed): its events go on without them (with their pictures)".format(bot.url.split(":")[2].split("/")[0])]
+
+
+@pytest.mark.timeout(60)
 def test_pushover_gets_pictures_and_a_clips_link_not_the_clip(tmp_path: Path) -> None:
     """Pushover takes pictures only: a ``clip`` event's clip is not uploaded but linked (its
     ``url``, shown as a button, with ``public_url``); its app's token is shown as ``***``."""

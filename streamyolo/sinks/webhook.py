@@ -19,7 +19,8 @@ pictures only): ntfy's attachment (``PUT``, the line in its ``Message`` header),
 ``multipart/form-data`` with the picture embedded, Telegram's ``sendPhoto`` (``sendVideo``) with
 the line as its caption, Pushover's ``attachment``. A
 receiver that refuses the file (ntfy without attachments: HTTP 400) gets that event and every
-later one without it, said once; one too large for it (413) gets that event without it.
+later one without it, said once (a clip refused: the later clips, the pictures going on); one
+too large for it (413) gets that event without it.
 Without a snapshot a ``text`` message links one by URL (``Attach``, with ``public_url``),
 Discord embeds its URL.
 
@@ -417,23 +418,29 @@ class Webhook(Deliverer):
         if parts.hostname in _LOOPBACK:
             handlers.append(urllib.request.ProxyHandler({}))
         self._opener = urllib.request.build_opener(*handlers)
-        self._attaching = format in ATTACHED  # (False once refused)
+        self._attaching = format in ATTACHED  # (False once a picture is refused)
+        self._videos = format in ATTACHED and format not in _PICTURES_ONLY  # (False once a clip is refused)
         self.unattached: str | None = None
         """Why the last event's file (its snapshot, its clip) did not go with it, when it was refused
         (the receiver's answer); ``None``: it went, or there was none."""
 
     def _post(self, event: dict[str, Any]) -> str | None:
         """Deliver one event; ``None`` when the receiver took it (2xx), else what went wrong.
-        An event whose file is refused (400) goes again without it, and so do the later ones;
-        one whose file is too large (413), that event alone (see the module)."""
-        attached = (self.attachment(event, ATTACHED[self.format], videos=self.format not in _PICTURES_ONLY)
+        An event whose file is refused (400) goes again without it, and so do the later ones
+        (with a clip refused, the later clips; the pictures go on); one whose file is too large
+        (413), that event alone (see the module)."""
+        attached = (self.attachment(event, ATTACHED[self.format], videos=self._videos)
                     if self._attaching else None)
         error = self._send(payload(event, self.format, attached, self._given, self.priority))
         self.unattached = None
         if attached is not None and error is not None and error.startswith(("HTTP 400", "HTTP 413")):
             plain = self._send(payload(event, self.format, None, self._given, self.priority))
             self.unattached = error if plain is None else None
-            if plain is None and error.startswith("HTTP 400"):
+            if plain is None and error.startswith("HTTP 400") and attached.kind.startswith("video/"):
+                self._videos = False
+                log.warning("%s %s: does not take clips (%s): its events go on without them (with their pictures)",
+                            self.what, self.shown, error)
+            elif plain is None and error.startswith("HTTP 400"):
                 self._attaching = False
                 log.warning("%s %s: does not take files (%s): its events go on without their pictures and clips",
                             self.what, self.shown, error)

@@ -437,3 +437,25 @@ def test_a_zone_with_a_crowd_says_when_it_holds_that_many_for_long_enough_and_wh
         ("started", 2)]
     assert [(c.state, c.count) for c in watch.update((ZoneTally("queue", (), {"person": 2}, False),), 1.0)[0]] == [
         ("ended", 0)]
+
+
+@pytest.mark.timeout(60)
+def test_a_crowd_told_of_is_told_over_when_its_stream_ends(tmp_path: Path) -> None:
+    """A stream that ends while its queue is crowded: a ``crowd`` ``ended`` before its ``ended``
+    state (``"stream_state": "ended"``), so whoever was told of the crowd is told it is over."""
+    from streamyolo.sinks.events import EventSink
+    from streamyolo.sinks.history import describe
+
+    source = open_source(SourceSpec("shop", "synthetic:?size=320x240&fps=25&frames=28", SourceKind.SYNTHETIC))
+    queue = Zone("queue", ((0.0, 0.0), (320.0, 0.0), (320.0, 240.0), (0.0, 240.0)), crowd=(3, 0.2))
+    path = tmp_path / "events.jsonl"
+    Pipeline([StreamSetup("shop", source, Overflow.BLOCK, zones=(queue,))], _QueueDetector,
+             sinks=[EventSink(path)]).run()
+    events = read_jsonl(path)
+    assert [(e["event"], e.get("state")) for e in events] == [
+        ("state", "streaming"), ("crowd", "started"), ("crowd", "ended"), ("state", "ended")]
+    began, over, ended = events[1:]
+    assert (over["zone"], over["count"], over["limit"], over["inside"], over["stream_state"]) == (
+        "queue", 0, 3, {}, "ended")
+    assert over["time"] == ended["time"] and over["seconds"] == round(ended["time"] - began["time"], 3)
+    assert describe(over).endswith(f"shop: queue no longer crowded after {over['seconds']:.1f} s (the stream ended)")

@@ -67,6 +67,8 @@ from streamyolo.sinks.webhook import Deliverer, Webhook
 log = logging.getLogger(__name__)
 
 ANNOUNCED = frozenset({"streaming", "reconnecting", "failed", "ended"})
+ENDS = frozenset({"failed", "ended", "removed"})
+"""A stream's states after which it has no more frames (its crowds are told over then)."""
 """The stream states an event announces (connecting again, and stopped at the end, are not news)."""
 
 RECENT = 200
@@ -262,6 +264,7 @@ class EventSink:
         self._announced: dict[str, str] = {}
         self._clip_started: dict[str, str] = {}  # each stream's newest clip (its inference thread's alone)
         self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
+        self._crowds: dict[tuple[str, str], dict[str, Any]] = {}  # (stream, zone) -> its crowd's start, told
         self._open = False
         self._unlisten: Callable[[], None] = lambda: None  # (from open on: stops hearing of outputs' pauses)
         self._board = current_board()  # (the run's outputs, whose pauses it tells)
@@ -466,7 +469,7 @@ class EventSink:
                         for output, wanted in self._outputs:  # the picture first: the events may name it
                             if isinstance(output, MqttPublisher) and any(wanted.takes(e["event"]) for e in events):
                                 output.send_picture(result.stream, picture)
-                for event in events:
+                for event in self._crowds_closed(events):
                     if self.public_url is not None and event["stream"] in self._recorded - self._unrecorded:
                         event["recording_url"] = (f"{self.public_url}#recording="
                                                   f"{urllib.parse.quote(event['stream'])}@{event['time']}")
@@ -480,6 +483,29 @@ class EventSink:
                     self.written += 1
             except Exception:  # one frame's trouble never ends the events of the run
                 log.exception("events: could not hand out %d event(s)", len(events))
+
+    def _crowds_closed(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``events``, with a ``crowd`` ``ended`` before a stream's end (``ended``, ``failed``,
+        ``removed``) for each of its zones still crowded then (``"stream": "ended"`` says why):
+        every crowd told of is told over (the events thread's alone)."""
+        told: list[dict[str, Any]] = []
+        for event in events:
+            key = (str(event.get("stream")), str(event.get("zone")))
+            if event["event"] == "crowd":
+                if event.get("state") == "started":
+                    self._crowds[key] = event
+                else:
+                    self._crowds.pop(key, None)
+            elif event["event"] == "state" and event.get("state") in ENDS:
+                for (stream, zone), began in sorted(self._crowds.items()):
+                    if stream == event["stream"]:
+                        del self._crowds[(stream, zone)]
+                        told.append({"time": event["time"], "stream": stream, "event": "crowd", "zone": zone,
+                                     "state": "ended", "count": 0, "limit": began.get("limit"), "inside": {},
+                                     "seconds": round(max(0.0, float(event["time"]) - float(began["time"])), 3),
+                                     "stream_state": event["state"]})
+            told.append(event)
+        return told
 
     def _link(self, event: dict[str, Any], key: str, folder: str) -> None:
         """With ``public_url``: ``event[key + "_url"]``, where the web page serves the file ``event[key]``."""

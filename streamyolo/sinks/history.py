@@ -442,7 +442,8 @@ def happened(event: Mapping[str, Any]) -> str:
         what = (f"{event.get('zone')} crowded: {inside or str(event.get('count')) + ' objects'} "
                 f"({event.get('limit')} or more)"
                 if event.get("state") == "started" else
-                f"{event.get('zone')} no longer crowded after {float(event.get('seconds', 0)):.1f} s")
+                f"{event.get('zone')} no longer crowded after {float(event.get('seconds', 0)):.1f} s"
+                + (f" (the stream {event['stream_state']})" if event.get("stream_state") else ""))
     elif kind == "output":
         what = f"{event.get('output')} " + (f"paused: {event.get('error')}" if event.get("state") == "paused" else
                                              f"writing again after {float(event.get('seconds', 0)):.0f} s "

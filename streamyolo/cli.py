@@ -124,8 +124,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--webhook-format", choices=["json", "text", "slack", "discord", "telegram", "pushover"],
                         help="each POST to the webhook: the event's JSON (default); text: a line a person reads, with "
                              "ntfy's headers (phone notifications through ntfy); slack, discord, telegram (the bot's "
-                             "URL ?chat_id=<chat>) or pushover (?token=<app>&user=<user>): their message; all but "
-                             "slack carry the snapshot")
+                             "URL ?chat_id=<chat>) or pushover (?token=<app>&user=<user>): their message; text, "
+                             "discord, telegram and pushover carry the snapshot itself")
     parser.add_argument("--webhook-cooldown", metavar="SPAN",
                         help="a stream's object events to the webhook at most one per so long (5m): a phone's "
                              "notification per visit")

@@ -240,6 +240,14 @@ def _tiles(value: Any) -> Any:
     return {"grid": value} if isinstance(value, str) else value
 
 
+WebhookFormat = Literal["json", "text", "slack", "discord", "telegram", "pushover"]
+"""What each POST to a webhook is (:func:`streamyolo.sinks.webhook.payload`)."""
+Priority = Literal["min", "low", "default", "high", "urgent"]
+"""How an output's messages ring a phone (``priority``)."""
+RINGING = ("text", "telegram", "pushover")
+"""The webhook formats whose messages carry a priority."""
+
+
 class _Delivered(_Strict):
     """Which events an output of ``webhooks`` or ``emails`` gets."""
 
@@ -266,15 +274,13 @@ class _Delivered(_Strict):
     """Only the events that happen in these windows of the run's clock (as a stream's
     ``schedule``: ``"22:00-06:00"``, ``["mon-fri 08:00-18:00"]``): a phone woken at night by
     the garden only, the office's mail by day. Unset: always."""
-    priority: Literal["min", "low", "default", "high", "urgent"] | None = None
+    priority: Priority | None = None
     """How its messages ring a phone: ntfy's ``Priority`` (``text``), Pushover's (``urgent``:
     its emergency priority, repeated until seen), Telegram's silent messages (``min``, ``low``),
     an email's ``X-Priority`` and ``Importance``; the other formats have none. Unset: the
     receiver's default."""
 
 
-WebhookFormat = Literal["json", "text", "slack", "discord", "telegram", "pushover"]
-"""What each POST to a webhook is (:func:`streamyolo.sinks.webhook.payload`)."""
 
 
 class WebhookConfig(_Delivered):
@@ -302,7 +308,7 @@ class WebhookConfig(_Delivered):
             check_webhook(self.url, self.format)
         except ValueError as exc:
             raise ValueError(f"url: {exc}") from None
-        if self.priority is not None and self.format not in ("text", "telegram", "pushover"):
+        if self.priority is not None and self.format not in RINGING:
             raise ValueError(f"priority: a {self.format} webhook's messages carry none (text, telegram and pushover "
                              "do)")
         return self
@@ -771,7 +777,7 @@ class PipelineConfig(_Strict):
     per so long)."""
     webhook_down_after: Seconds | None = None
     """The webhook's ``down_after`` (as a ``webhooks`` entry's: a camera down sent once down so long)."""
-    webhook_priority: Literal["min", "low", "default", "high", "urgent"] | None = None
+    webhook_priority: Priority | None = None
     """The webhook's ``priority`` (as a ``webhooks`` entry's: how its messages ring a phone)."""
     mqtt_events: list[EventKind] | None = None
     """The events the MQTT broker gets, likewise."""
@@ -944,7 +950,7 @@ class PipelineConfig(_Strict):
             if key in self.model_fields_set and self.webhook is None:
                 raise ValueError(f"config keys {key!r} and 'webhook': {key} says how the webhook is sent events; "
                                  "give webhook too")
-        if self.webhook_priority is not None and self.webhook_format not in ("text", "telegram", "pushover"):
+        if self.webhook_priority is not None and self.webhook_format not in RINGING:
             raise ValueError(f"config keys 'webhook_priority' and 'webhook_format': a {self.webhook_format} "
                              "webhook's messages carry no priority (text, telegram and pushover do)")
         for key, target in (("webhook_events", "webhook"), ("mqtt_events", "mqtt")):

@@ -752,7 +752,7 @@ class Pipeline:
             stream = self._by_name.get(name)
         if stream is None:
             raise ValueError(f"no stream {name!r} is running")
-        found = next((z for z in stream.setup.zones if z.name == zone), None)
+        found = self._zone(name, zone)
         if found is None:
             zones = ", ".join(z.name for z in stream.setup.zones) or "none"
             raise ValueError(f"stream {name!r} has no zone {zone!r} (its zones: {zones})")
@@ -770,8 +770,14 @@ class Pipeline:
         hand = self.zone_switches.get(name, zone, time.time())
         if hand is not None:
             return hand
-        found = next((z for z in self._by_name[name].setup.zones if z.name == zone), None)
+        found = self._zone(name, zone)
         return found is None or found.schedule is None or found.schedule.at(time.time())[0]
+
+    def _zone(self, name: str, zone: str) -> Zone | None:
+        """Stream ``name``'s zone ``zone`` now (``None``: no such stream running, or no such zone)."""
+        with self._state_lock:
+            stream = self._by_name.get(name)
+        return next((z for z in stream.setup.zones if z.name == zone), None) if stream is not None else None
 
     def _switched(self, kind: str, name: str, on: bool, by: str, until: float | None = None) -> None:
         """``until``: a zone's switch by hand holds until then (a stream's: its schedule's next
@@ -817,9 +823,7 @@ class Pipeline:
         """Switch stream ``name``'s ``zone`` as the switches file says: a zone without a schedule
         not watched; one with, switched by hand until its schedule's next change, which has not
         come (else, or when its schedule changed since, its schedule says)."""
-        with self._state_lock:
-            stream = self._by_name.get(name)
-        found = next((z for z in stream.setup.zones if z.name == zone), None) if stream is not None else None
+        found = self._zone(name, zone)
         if found is None:  # (a zone since removed: its line is left, it may come back)
             return
         if found.schedule is not None:
@@ -830,8 +834,9 @@ class Pipeline:
             return
         if self.watching(name, zone) == on:  # (switched so already, before the run)
             return
+        assert self.switch_file is not None
         log.info("stream %r: zone %r %s by hand, as it was left (%s)", name, zone, "watched" if on else "not watched",
-                 self.switch_file.path if self.switch_file is not None else "")
+                 self.switch_file.path)
         self.set_watch(name, zone, on, by="switches file")
 
     def set_switch(self, kind: str, name: str, on: bool, by: str = "python") -> None:

@@ -45,9 +45,9 @@ sys.path.insert(0, str(ROOT))
 from scripts.bench import OPENVINO_MODEL, PEOPLE, isolated  # noqa: E402
 from streamyolo import benchmark as bench  # noqa: E402
 from streamyolo.config import TilesConfig  # noqa: E402
-from streamyolo.frames import Detections  # noqa: E402
+from streamyolo.frames import Detections, overlaps  # noqa: E402
 from streamyolo.inference import DetectSettings, UltralyticsFactory  # noqa: E402
-from streamyolo.inference.tiles import overlaps, tiles  # noqa: E402
+from streamyolo.inference.tiles import tiles  # noqa: E402
 from tests.helpers import mosaic_clip  # noqa: E402
 
 Boxes = tuple[list[list[float]], list[float], list[int]]

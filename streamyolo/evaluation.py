@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamyolo.errors import SourceError
-from streamyolo.frames import Detections
+from streamyolo.frames import Detections, overlaps
 from streamyolo.sources.scenes import TruthBox
 
 IOU_THRESHOLD = 0.5
@@ -63,21 +63,6 @@ class Score:
         return 2 * self.tp / total if total else 1.0
 
 
-def box_iou(first: npt.NDArray[np.floating[Any]], second: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
-    """IoU of every box in ``first`` (N×4 xyxy) with every box in ``second`` (M×4): N×M."""
-    a = np.asarray(first, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(second, dtype=np.float64).reshape(-1, 4)
-    left = np.maximum(a[:, None, 0], b[None, :, 0])
-    top = np.maximum(a[:, None, 1], b[None, :, 1])
-    right = np.minimum(a[:, None, 2], b[None, :, 2])
-    bottom = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
 def score_frame(detections: Detections, truth: Sequence[TruthBox], iou: float = IOU_THRESHOLD) -> Score:
     """Greedy matching by confidence, same class, IoU >= ``iou``; optional truth ignored."""
     if not truth:
@@ -85,14 +70,14 @@ def score_frame(detections: Detections, truth: Sequence[TruthBox], iou: float = 
     gt_boxes = np.array([box.xyxy for box in truth], dtype=np.float64)
     gt_cls = np.array([box.cls for box in truth], dtype=np.int64)
     required = np.array([box.labelled for box in truth], dtype=bool)
-    overlaps = box_iou(detections.xyxy, gt_boxes)
+    ious = overlaps(detections.xyxy, gt_boxes)
     taken = np.zeros(len(truth), dtype=bool)
     tp = fp = 0
     for i in np.argsort(-detections.conf, kind="stable"):
-        candidates = (gt_cls == int(detections.cls[i])) & ~taken & (overlaps[i] >= iou)
-        pick = _best(overlaps[i], candidates & required)
+        candidates = (gt_cls == int(detections.cls[i])) & ~taken & (ious[i] >= iou)
+        pick = _best(ious[i], candidates & required)
         if pick is None:
-            pick = _best(overlaps[i], candidates & ~required)
+            pick = _best(ious[i], candidates & ~required)
             if pick is not None:
                 taken[pick] = True  # an optional figure: neither right nor wrong
                 continue

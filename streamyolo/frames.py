@@ -306,6 +306,21 @@ class Detections:
         return records
 
 
+def overlaps(a: npt.NDArray[np.floating], b: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+    """The intersection over union of each box of ``a`` (N×4, x1 y1 x2 y2) with each of ``b``: N×M.
+
+    >>> overlaps(np.array([[0, 0, 10, 10]]), np.array([[5, 0, 15, 10], [20, 20, 30, 30]])).round(3).tolist()
+    [[0.333, 0.0]]
+    """
+    a, b = a.astype(np.float64)[:, None], b.astype(np.float64)[None]
+    inter = ((np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])).clip(0)
+             * (np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])).clip(0))
+    area_a = (a[..., 2] - a[..., 0]).clip(0) * (a[..., 3] - a[..., 1]).clip(0)
+    area_b = (b[..., 2] - b[..., 0]).clip(0) * (b[..., 3] - b[..., 1]).clip(0)
+    iou: npt.NDArray[np.float64] = inter / np.maximum(area_a + area_b - inter, 1e-9)
+    return iou
+
+
 def rotated_corners(xywhr: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """The four corners (N×4×2) of rotated boxes (centre x, y, width, height, angle in
     radians), in Ultralytics' order (``xywhr2xyxyxyxy``).

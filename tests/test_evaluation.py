@@ -11,14 +11,13 @@ import pytest
 from streamyolo.errors import SourceError
 from streamyolo.evaluation import (
     Score,
-    box_iou,
     detections_from_records,
     read_jsonl_detections,
     score_frame,
     score_frames,
     score_table,
 )
-from streamyolo.frames import Detections
+from streamyolo.frames import Detections, overlaps
 from streamyolo.sources.scenes import TruthBox
 
 PERSON, CAR = 0, 1
@@ -29,8 +28,8 @@ def found(*boxes: tuple[tuple[float, float, float, float], float, int]) -> Detec
 
 
 def test_box_iou() -> None:
-    iou = box_iou(np.array([[0, 0, 10, 10], [0, 0, 10, 10]]),
-                  np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]]))
+    iou = overlaps(np.array([[0, 0, 10, 10], [0, 0, 10, 10]]),
+                   np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]]))
     assert np.allclose(iou, [[1, 1 / 3, 0], [1, 1 / 3, 0]])
 
 

@@ -18,10 +18,10 @@ import yaml
 from streamyolo.buffering import Overflow, RingBuffer
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError
-from streamyolo.frames import Detections, Frame, FrameMeta, Image
+from streamyolo.frames import Detections, Frame, FrameMeta, Image, overlaps
 from streamyolo.inference import Detector, DetectSettings, UltralyticsFactory
 from streamyolo.inference.motion import MotionSettings
-from streamyolo.inference.tiles import TileSettings, cut, detect_tiled, merge, overlaps, tiles
+from streamyolo.inference.tiles import TileSettings, cut, detect_tiled, merge, tiles
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.sinks.jsonl import JsonlSink
 from streamyolo.workers.inference import Channel, InferenceWorker

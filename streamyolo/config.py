@@ -31,6 +31,7 @@ from pydantic import (
 
 from streamyolo.errors import ConfigError
 from streamyolo.frames import DetectionFilter
+from streamyolo.inference.counting import HIDDEN
 from streamyolo.inference.motion import MotionSettings
 from streamyolo.inference.tiles import TileSettings
 from streamyolo.schedule import Schedule
@@ -82,6 +83,16 @@ Seconds = Annotated[float, BeforeValidator(_span)]
 """A span of time: seconds, or ``90d``, ``12h``, ``30m``, ``45s`` (from 1 second to 10 years)."""
 
 
+def _any_span(value: Any) -> Any:
+    from streamyolo.clock import parse_seconds
+
+    return parse_seconds(value, 0)
+
+
+Delay = Annotated[float, BeforeValidator(_any_span)]
+"""A span of time as :data:`Seconds`, which may also be 0 (none)."""
+
+
 Windows = Annotated[list[str], BeforeValidator(lambda value: [value] if isinstance(value, str) else value),
                     AfterValidator(_checked_windows)]
 """A schedule's windows (:mod:`streamyolo.schedule`): one, ``"22:00-06:00"``, or a list of them."""
@@ -96,16 +107,9 @@ class CrowdConfig(_Strict):
 
     objects: int = Field(ge=1)
     """It is crowded while it holds at least this many objects (of its classes)."""
-    after: float = 3.0
+    after: Delay = 3.0
     """Once it has held that many this long (seconds, or ``30s``, ``2m``), and not crowded any
     more once it has held fewer as long: a person hidden for a moment is no new event."""
-
-    @field_validator("after", mode="before")
-    @classmethod
-    def _after(cls, value: Any) -> Any:
-        from streamyolo.clock import parse_seconds
-
-        return parse_seconds(value, 0)
 
 
 class ZoneConfig(_Strict):
@@ -137,6 +141,10 @@ class ZoneConfig(_Strict):
     """A ``crowd`` event when the zone holds at least this many objects (for 3 s; or ``{objects:
     10, after: 30s}``), and another when it holds fewer again: a queue too long, a room too
     full. Needs no tracker."""
+    hidden: Delay = HIDDEN
+    """Tracked streams: how long an object that stood still inside (a parked car) may go unseen
+    (missed by the model, hidden by a passing bus) and, found again where it stood, still be the
+    same stay: no leave and enter, its ``linger`` not started again (seconds, or ``2m``; 0: none)."""
 
     @field_validator("crowd", mode="before")
     @classmethod

@@ -7,7 +7,9 @@ not needed; the run's summary keeps each zone's peak. On a tracked stream, each 
 *enters* a zone (the first frame its centre is inside) and *leaves* it (the first frame its
 centre is seen outside, or after it has not been seen for ``GONE_AFTER`` frames), with how long
 it stayed, and, in a zone with ``linger``, *lingers* once it has been inside that long:
-:class:`ZoneWatch`.
+:class:`ZoneWatch`. An object that stood still (a parked car) and is lost stays inside for the
+zone's ``hidden`` seconds more: found again where it stood, under the tracker's new id, it is
+the same stay, no leave and enter (:data:`HIDDEN`).
 
 A line runs from its first point to its second, in the stream's picture (pixels). A tracked
 object crosses it when the centre of its box moves, from one processed frame to the next,
@@ -32,7 +34,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from streamyolo.frames import Crossing, Detections, LineTally, Mask, ZoneCrowd, ZoneTally, ZoneVisit
+from streamyolo.frames import Crossing, Detections, LineTally, Mask, ZoneCrowd, ZoneTally, ZoneVisit, overlaps
 from streamyolo.schedule import Schedule
 
 Box = tuple[float, float, float, float]
@@ -59,8 +61,23 @@ sooner: ``track_buffer``, 30 by default), so that memory stays bounded over a lo
 
 GONE_AFTER = 30
 """Processed frames after which an object inside a zone that has not been seen has left it:
-the trackers' own ``track_buffer`` (30), after which they drop a lost track (an object found
-again later gets a new id, and enters anew)."""
+the trackers' own ``track_buffer`` (30 unless the tracker's YAML says), after which they drop a
+lost track (an object found again later gets a new id: it enters anew, unless it stood still,
+:data:`HIDDEN`)."""
+
+HIDDEN = 30.0
+"""Seconds an object that stood still in a zone (:data:`STILL_AFTER`) may go unseen and still
+be the same stay when an object of its class is found again where it stood (its box
+overlapping its last one by :data:`STILL_OVERLAP`), under whatever id: a parked car that the
+model misses for a while, or that a passing bus hides, is not a leave and an enter each time
+(nor does its ``linger`` start again). A zone's ``hidden`` sets it, 0: none."""
+
+STILL_AFTER = 2.0
+"""Seconds an object's box must have stayed where it was (overlapping its place then by
+:data:`STILL_OVERLAP`) for it to be standing still."""
+
+STILL_OVERLAP = 0.5
+"""The intersection over union of two boxes of an object standing still."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +214,8 @@ class Zone:
     crowd: tuple[int, float] | None = None
     """The objects it holds at least when crowded, and for how long (seconds) before it is
     said to be, or not to be any more (:class:`CrowdWatch`)."""
+    hidden: float = HIDDEN
+    """Tracked streams: seconds an object that stood still may go unseen inside (:data:`HIDDEN`)."""
 
 
 class Ground:
@@ -295,11 +314,18 @@ def unmasked(masks: Sequence[Mask], found: Detections) -> Detections:
 class _Stay:
     """A tracked object inside a zone: since when, and when it was last seen there."""
 
+    id: int
+    """The track id it entered with (its events keep it, found again under another)."""
     cls: int
     name: str
     since: float
     seen: float
     frame: int
+    box: Box
+    """Where it was last seen."""
+    still: Box
+    """Where it has stood since :attr:`still_since` (its box then)."""
+    still_since: float
     lingered: bool = False
     sped: bool = False
     way: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=512))
@@ -319,6 +345,20 @@ class _Stay:
     def average(self) -> float | None:
         """Its speed from its first place in the zone to its last (km/h)."""
         return _kmh(self.start, self.way[-1]) if self.start is not None and self.way else None
+
+    def saw(self, box: Box, now: float, frame: int) -> None:
+        """It was seen at ``box`` in this ``frame``, at ``now``."""
+        self.seen, self.frame, self.box = now, frame, box
+        if _overlap(self.still, box) < STILL_OVERLAP:
+            self.still, self.still_since = box, now
+
+    def stood(self) -> bool:
+        """Whether it stood still where it was last seen (:data:`STILL_AFTER`)."""
+        return self.seen - self.still_since >= STILL_AFTER
+
+
+def _overlap(a: Box, b: Box) -> float:
+    return float(overlaps(np.array([a]), np.array([b]))[0, 0])
 
 
 def _kmh(a: tuple[float, float, float] | None, b: tuple[float, float, float]) -> float | None:
@@ -344,9 +384,12 @@ class ZoneWatch:
     """
 
     def __init__(self, zones: Sequence[Zone], gone_after: int = GONE_AFTER) -> None:
+        """``gone_after``: the tracker's ``track_buffer`` (:data:`GONE_AFTER`)."""
         self.zones = tuple(zones)
         self.gone_after = gone_after
         self._inside: dict[tuple[str, int], _Stay] = {}  # (zone, track id) -> its stay
+        self._hidden: dict[tuple[str, int], _Stay] = {}  # lost after standing still: may be found again
+        self._hiding = {zone.name: zone.hidden for zone in zones}
         self._frame = 0
         self._grounds = {zone.name: Ground(zone.points, zone.size) for zone in zones if zone.size is not None}
         self.speeds: dict[int, float] = {}
@@ -365,7 +408,8 @@ class ZoneWatch:
         watched = [True] * len(self.zones) if armed is None else [on is not False for on in armed]
         for zone, on in zip(self.zones, watched, strict=True):
             if not on:
-                visits += [self._leave(key) for key in [k for k in self._inside if k[0] == zone.name]]
+                visits += [self._leave(key, pool=pool) for pool in (self._inside, self._hidden)
+                           for key in [k for k in pool if k[0] == zone.name]]
         if found.ids is not None and len(found):
             tracks, classes = found.ids.tolist(), found.cls.tolist()
             feet = anchor_points(found, "bottom") if self._grounds else None  # where each stands
@@ -377,27 +421,49 @@ class ZoneWatch:
                 for index, (track, cls, here) in enumerate(zip(tracks, classes, mask.tolist(), strict=True)):
                     key = (zone.name, int(track))
                     stay = self._inside.get(key)
-                    if here and stay is None:
-                        name = found.name(int(cls))
-                        stay = self._inside[key] = _Stay(int(cls), name, now, now, self._frame)
-                        visits.append(ZoneVisit(zone.name, "enter", int(track), int(cls), name,
-                                                box=box_of(found, index)))
-                    elif here and stay is not None:
-                        stay.seen, stay.frame = now, self._frame
+                    box = box_of(found, index)
+                    if here:
+                        stay = stay or self._found_again(key, int(cls), box)
+                        if stay is None:
+                            name = found.name(int(cls))
+                            stay = self._inside[key] = _Stay(key[1], int(cls), name, now, now, self._frame, box, box,
+                                                             now)
+                            visits.append(ZoneVisit(zone.name, "enter", key[1], int(cls), name, box=box))
+                        stay.saw(box, now, self._frame)
                         if zone.linger is not None and not stay.lingered and now - stay.since >= zone.linger:
                             stay.lingered = True
-                            visits.append(ZoneVisit(zone.name, "linger", key[1], stay.cls, stay.name,
-                                                    float(now - stay.since), box_of(found, index)))
+                            visits.append(ZoneVisit(zone.name, "linger", stay.id, stay.cls, stay.name,
+                                                    float(now - stay.since), box))
+                        if ground is not None and feet is not None:
+                            visits += self._measure(zone, ground, stay, int(track),
+                                                    (now, *ground.metres(*feet[index])), box)
                     elif stay is not None and points is not None and inside(zone.points, points[index:index + 1])[0]:
-                        stay.seen, stay.frame = now, self._frame  # still there, its class read otherwise this time
+                        stay.saw(box, now, self._frame)  # still there, its class read otherwise this time
                     elif stay is not None:
-                        visits.append(self._leave(key, box_of(found, index)))
-                    if here and stay is not None and ground is not None and feet is not None:
-                        visits += self._measure(zone, ground, stay, int(track), (now, *ground.metres(*feet[index])),
-                                                box_of(found, index))
+                        visits.append(self._leave(key, box))
         for key in [k for k, stay in self._inside.items() if self._frame - stay.frame > self.gone_after]:
-            visits.append(self._leave(key))
+            if self._hiding[key[0]] > 0 and self._inside[key].stood():
+                self._hidden[key] = self._inside.pop(key)
+            else:
+                visits.append(self._leave(key))
+        for key in [k for k, stay in self._hidden.items() if now - stay.seen > self._hiding[k[0]]]:
+            visits.append(self._leave(key, pool=self._hidden))
         return visits
+
+    def _found_again(self, key: tuple[str, int], cls: int, box: Box) -> _Stay | None:
+        """The stay of an object lost after standing still that this newly seen one is, in the
+        zone and of the class, where it stood (or of its very track id); moved back inside
+        under ``key``."""
+        again = self._hidden.pop(key, None)
+        if again is None:
+            near = [(_overlap(stay.box, box), k) for k, stay in self._hidden.items()
+                    if k[0] == key[0] and stay.cls == cls]
+            best = max(near, default=None)
+            if best is None or best[0] < STILL_OVERLAP:
+                return None
+            again = self._hidden.pop(best[1])
+        self._inside[key] = again
+        return again
 
     def _measure(self, zone: Zone, ground: Ground, stay: _Stay, track: int, place: tuple[float, float, float],
                  box: Box) -> list[ZoneVisit]:
@@ -414,11 +480,13 @@ class ZoneWatch:
         if zone.speed_limit is None or speed <= zone.speed_limit or stay.sped:
             return []
         stay.sped = True
-        return [ZoneVisit(zone.name, "speeding", track, stay.cls, stay.name, float(place[0] - stay.since), box, speed)]
+        return [ZoneVisit(zone.name, "speeding", stay.id, stay.cls, stay.name, float(place[0] - stay.since), box,
+                          speed)]
 
-    def _leave(self, key: tuple[str, int], box: Box | None = None) -> ZoneVisit:
-        stay = self._inside.pop(key)
-        return ZoneVisit(key[0], "leave", key[1], stay.cls, stay.name, max(0.0, float(stay.seen - stay.since)), box,
+    def _leave(self, key: tuple[str, int], box: Box | None = None,
+               pool: dict[tuple[str, int], _Stay] | None = None) -> ZoneVisit:
+        stay = (self._inside if pool is None else pool).pop(key)
+        return ZoneVisit(key[0], "leave", stay.id, stay.cls, stay.name, max(0.0, float(stay.seen - stay.since)), box,
                          stay.average())
 
 

@@ -33,7 +33,7 @@ import numpy.typing as npt
 import yaml
 
 from streamyolo.frames import Detections, Image, upright
-from streamyolo.inference.counting import Box, box_of
+from streamyolo.inference.counting import GONE_AFTER, Box, box_of
 
 SUPPORTED = ("bytetrack", "botsort")
 TRACKING_CONF = 0.1  # as model.track(): the second association wants low-confidence boxes
@@ -66,6 +66,11 @@ def tracker_settings(value: str) -> dict[str, Any]:
     if importlib.util.find_spec("lap") is None:  # else Ultralytics would try to pip-install it mid-run
         raise ValueError("tracking needs the 'lap' package (pip install 'lap>=0.5.12')")
     return settings
+
+
+def track_buffer(settings: Mapping[str, Any] | None) -> int:
+    """The processed frames the tracker of ``settings`` keeps a lost track (its ``track_buffer``)."""
+    return int((settings or {}).get("track_buffer", GONE_AFTER))
 
 
 class _Boxes:
@@ -116,7 +121,7 @@ class StreamTracker:
 
         args = IterableSimpleNamespace(**settings)
         self._tracker: Any = TRACKER_MAP[args.tracker_type](args=args)
-        self._forget_after = int(settings.get("track_buffer", 30)) + 1  # frames a lost track is kept
+        self._forget_after = track_buffer(settings) + 1  # frames a lost track is kept
         self._frame = 0
         self._runs: dict[int, tuple[int, int, Box]] = {}  # unconfirmed id -> (frames in a row, the last, 1st box)
         self._confirmed: dict[int, int] = {}  # confirmed id -> the last frame it was tracked in

@@ -494,7 +494,7 @@ def stream_rules(cfg: PipelineConfig, s: ResolvedStream,
                        for name, line in (s.config.lines or {}).items()),
         "zones": tuple(Zone(name, tuple(zone.points), zone.linger, _class_set(zone.classes), zone.anchor, zone.size,
                             zone.speed_limit, Schedule(zone.schedule) if zone.schedule is not None else None,
-                            (zone.crowd.objects, zone.crowd.after) if zone.crowd is not None else None)
+                            (zone.crowd.objects, zone.crowd.after) if zone.crowd is not None else None, zone.hidden)
                        for name, zone in (s.config.zones or {}).items()),
         "masks": tuple(Mask(name, tuple(mask.points), _class_set(mask.classes), mask.anchor, mask.outside)
                        for name, mask in (s.config.masks or {}).items()),

@@ -42,7 +42,7 @@ from streamyolo.inference.counting import (
 from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.inference.motion import MotionGate, MotionSettings
 from streamyolo.inference.tiles import Tile, TileSettings, cut, merge, tiles, with_whole
-from streamyolo.inference.tracking import StreamTracker
+from streamyolo.inference.tracking import StreamTracker, track_buffer
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.schedule import Schedule
 from streamyolo.sinks.base import Sink
@@ -497,7 +497,7 @@ class InferenceWorker:
         (``armed``: which are watched now, for zones with schedules)."""
         watch = self._watches.get(channel.name)
         if watch is None:
-            watch = self._watches[channel.name] = ZoneWatch(channel.zones)
+            watch = self._watches[channel.name] = ZoneWatch(channel.zones, track_buffer(self._tracker))
         return tuple(watch.update(shown, frame.meta.media_time, held, armed))
 
     def _crowd(self, channel: Channel) -> CrowdWatch:

@@ -208,15 +208,18 @@ class _HookHandler(http.server.BaseHTTPRequestHandler):
             video = self.headers.get("Content-Type", "").startswith("video/") or b"Content-Type: video/" in body
             unpictured = pictured and (receiver.refuse_pictures or (video and receiver.refuse_videos)) and not refuse
             large = pictured and not refuse and receiver.largest is not None and len(body) > receiver.largest
-            if not refuse and not unpictured and not large:
+            unread = not refuse and receiver.refuse_containing is not None and receiver.refuse_containing in body
+            if not refuse and not unpictured and not large and not unread:
                 receiver.bodies.append(body)
                 if self.headers.get("Content-Type", "").startswith("application/json"):
                     receiver.events.append(json.loads(body))
                 receiver.requests.append((self.path, dict(self.headers)))
                 receiver.methods.append(self.command)
         answer = (b'{"code":40014,"http":400,"error":"attachments not allowed"}' if unpictured
-                  else b'{"code":41301,"http":413,"error":"attachment too large"}' if large else b"")
-        self.send_response(503 if refuse else 400 if unpictured else 413 if large else 200)
+                  else b'{"code":41301,"http":413,"error":"attachment too large"}' if large
+                  else b'{"ok":false,"error_code":400,"description":"Bad Request: message is too long"}' if unread
+                  else b"")
+        self.send_response(503 if refuse else 400 if unpictured or unread else 413 if large else 200)
         self.send_header("Content-Length", str(len(answer)))
         self.end_headers()
         self.wfile.write(answer)
@@ -232,7 +235,8 @@ class HookReceiver:
     the first ``refuse_first`` requests (or to all while ``refuse_all``), as a receiver that is
     down or restarting; with ``refuse_pictures``, 400 to a request with a picture (a ``PUT``, a
     ``multipart/form-data`` body), as ntfy without attachments answers (with ``refuse_videos``,
-    to a video only); 413 to one larger than ``largest`` bytes."""
+    to a video only); 413 to one larger than ``largest`` bytes; 400 to one whose body holds
+    ``refuse_containing`` (as Telegram answers a message too long)."""
 
     class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         daemon_threads = True
@@ -244,6 +248,7 @@ class HookReceiver:
         self.refuse_pictures = False
         self.refuse_videos = False
         self.largest: int | None = None
+        self.refuse_containing: bytes | None = None
         self.attempts = 0
         self.events: list[dict[str, object]] = []  # the JSON bodies
         self.bodies: list[bytes] = []  # every body, JSON or not
@@ -350,7 +355,8 @@ class MqttSubscriber:
 class SmtpServer:
     """A mail server on 127.0.0.1 (aiosmtpd) that keeps every message it takes; with ``cert``
     and ``key`` it offers STARTTLS, and with ``login`` (``(user, password)``) it takes mail only
-    from that login, over TLS; ``port``: on that port (a server that restarts)."""
+    from that login, over TLS; ``port``: on that port (a server that restarts); a message
+    holding ``refuse_containing`` it refuses (552, as a message too large)."""
 
     def __init__(self, cert: Path | None = None, key: Path | None = None,
                  login: tuple[str, str] | None = None, port: int | None = None) -> None:
@@ -361,10 +367,13 @@ class SmtpServer:
 
         self.messages: list[tuple[str, list[str], bytes]] = []  # (from, to, the message)
         self.peers: list[object] = []  # each message's connection (its client's address)
-        kept, peers = self.messages, self.peers
+        self.refuse_containing: bytes | None = None
+        kept, peers, refusing = self.messages, self.peers, self
 
         class _Handler:
             async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+                if refusing.refuse_containing is not None and refusing.refuse_containing in envelope.original_content:
+                    return "552 5.3.4 Message too big for system"
                 kept.append((envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content)))
                 peers.append(getattr(session, "peer", None))
                 return "250 OK"

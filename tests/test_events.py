@@ -37,7 +37,7 @@ from streamyolo.sinks.web import WebViewer
 from streamyolo.sinks.webhook import Webhook
 from streamyolo.sources import RawFrame, SourceInfo, SourceKind, SourceSpec, SyntheticSource, open_source
 from streamyolo.workers.capture import CapturePolicy
-from tests.helpers import decode, files_aged, form_fields, read_jsonl
+from tests.helpers import decode, files_aged, form_fields, read_jsonl, until
 from tests.servers import HookReceiver, MqttBroker, MqttSubscriber
 from tests.test_counting import _boxes, _WalkerDetector
 
@@ -254,6 +254,40 @@ def test_events_a_webhook_never_took_end_the_run_with_the_count() -> None:
                                                          r"not be delivered \(first: HTTP 503"):
             webhook.close()
     assert hook.events == [] and hook.attempts >= 2
+
+
+@pytest.mark.timeout(60)
+def test_an_event_refused_for_what_it_is_is_lost_alone_and_the_others_go_on(caplog: pytest.LogCaptureFixture) -> None:
+    """A receiver that refuses one event for what it is (Telegram: 400, a message too long)
+    while it takes the next: that one is logged and counted, the others go on in order instead
+    of waiting behind it until the end; the end says it was lost. Refused every event alike,
+    the refusal is the receiver's (a chat that does not exist): they all wait, none dropped."""
+    caplog.set_level(logging.WARNING, logger="streamyolo")
+    events = [{"time": 1765016100.0 + n, "stream": stream, "event": "enter", "zone": "yard", "id": n, "cls": 0,
+               "name": "person"} for n, stream in enumerate(["door", "unread", "door", "door"])]
+    with HookReceiver() as hook:
+        hook.refuse_containing = b'"unread"'
+        webhook = Webhook(hook.url, backoff=(0.05, 0.1))
+        webhook.start()
+        for event in events:
+            webhook.send(event)
+        until(lambda: len(hook.events) == 3, 10, "the events after the one refused")
+        with pytest.raises(OutputsIncompleteError, match=r"1 event\(s\) could not be delivered \(first: HTTP 400 "
+                                                         r"Bad Request: Bad Request: message is too long\)"):
+            webhook.close()
+        assert [e["id"] for e in hook.events] == [0, 2, 3] and (webhook.delivered, webhook.refused) == (3, 1)
+        [said] = [r.getMessage() for r in caplog.records if "for good" in r.getMessage()]
+        assert said == (f"webhook {hook.url}: refused an event for good (HTTP 400 Bad Request: Bad Request: message "
+                        f"is too long), the next one taken: {describe(events[1])}")
+        hook.refuse_containing, hook.events[:] = b"person", []  # every event
+        webhook = Webhook(hook.url, backoff=(0.05, 0.1), drain=0.5)
+        webhook.start()
+        for event in events:
+            webhook.send(event)
+        until(lambda: hook.attempts >= 12, 10, "tries")
+        with pytest.raises(OutputsIncompleteError, match=r"4 event\(s\) could not be delivered \(first: HTTP 400"):
+            webhook.close()
+    assert hook.events == [] and (webhook.refused, webhook.undelivered) == (0, 4)
 
 
 @pytest.mark.parametrize(("value", "message"), [

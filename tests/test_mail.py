@@ -11,7 +11,7 @@ import pytest
 
 from streamyolo.buffering import Overflow
 from streamyolo.config import build_config
-from streamyolo.errors import ConfigError
+from streamyolo.errors import ConfigError, OutputsIncompleteError
 from streamyolo.inference.counting import CountingLine
 from streamyolo.inference.tracking import tracker_settings
 from streamyolo.pipeline import Pipeline, StreamSetup
@@ -124,6 +124,27 @@ def test_a_burst_of_events_is_one_connection_and_one_the_server_dropped_is_made_
     subjects = [email.message_from_bytes(raw, policy=email.policy.default)["Subject"]
                 for _, _, raw in [*server.messages, *again.messages]]
     assert subjects == [f"streamyolo: hall: person #{n} crossed door (in)" for n in range(5)]
+
+
+@pytest.mark.timeout(60)
+def test_a_message_the_server_refuses_for_good_does_not_hold_back_the_others() -> None:
+    """A mail server that refuses one message (552: too large for it) while it takes the next:
+    that one is counted as lost, the later ones go, and the end says so."""
+    events = [{"time": 1765016100.0 + n, "stream": "hall", "event": "line", "line": "door", "direction": "in",
+               "id": n, "cls": 0, "name": name} for n, name in enumerate(["person", "elephant", "person"])]
+    with SmtpServer() as server:
+        server.refuse_containing = b"elephant"
+        mail = Mail(f"smtp://127.0.0.1:{server.port}", ["me@home.lan"], "cams@home.lan", backoff=(0.05, 0.1))
+        mail.start()
+        for event in events:
+            mail.send(event)
+        until(lambda: len(server.messages) == 2, 10, "the emails after the one refused")
+        lost = (r"email to me@home\.lan through smtp://127\.0\.0\.1:\d+: 1 event\(s\) could not be delivered "
+                r"\(first: SMTP 552 5\.3\.4 Message too big for system\)")
+        with pytest.raises(OutputsIncompleteError, match=lost):
+            mail.close()
+    subjects = [email.message_from_bytes(raw, policy=email.policy.default)["Subject"] for _, _, raw in server.messages]
+    assert subjects == [f"streamyolo: hall: person #{n} crossed door (in)" for n in (0, 2)]
 
 
 @pytest.mark.timeout(60)

@@ -27,9 +27,13 @@ Discord embeds its URL.
 A receiver that is down, slow or answers with an error holds the events back, not the run: they
 wait in a queue (up to ``limit``, the oldest dropped beyond it) and the oldest is tried again
 after 1, 2, 4 … up to 30 s. The log says once when delivery stops (with the receiver's answer)
-and once when it works again, with how many waited. At the end of the run the queue gets
-``drain`` seconds more; whatever could not be delivered is counted, and the run ends with exit
-code 1 (:class:`~streamyolo.errors.OutputsIncompleteError`).
+and once when it works again, with how many waited. An event refused for what it is (HTTP 400,
+413, 415 or 422; an SMTP server's 5xx: a message too large, taken for spam; :data:`REFUSALS`)
+while the next one is taken is refused for good: it is logged, counted, and the others go on,
+rather than it holding them all back (a refusal the next one gets too is the receiver's, and
+they wait). At the end of the run the queue gets ``drain`` seconds more; whatever could not be
+delivered is counted, and the run ends with exit code 1
+(:class:`~streamyolo.errors.OutputsIncompleteError`).
 
 A login in the URL (``https://user:password@host/hook``) is sent as HTTP Basic and never
 logged, nor is a Telegram bot's token. The environment's proxy settings apply, except to
@@ -244,6 +248,12 @@ def queried(url: str, format: str) -> tuple[str, dict[str, str]]:
     return urlunsplit((parts.scheme, parts.netloc, path, query, "")), given
 
 
+REFUSALS = ("HTTP 400 ", "HTTP 413 ", "HTTP 415 ", "HTTP 422 ", "SMTP 5")
+"""How the answers that refuse an event for what it is begin (a message too long, a file too
+large, a mail taken for spam), as :meth:`Deliverer._post` says them; a receiver's other
+answers (401, 404, 429, 5xx; a refused connection) are about the receiver, not the event."""
+
+
 class Deliverer:
     """Delivers events one by one from a thread of its own, in order, never losing one quietly
     (see the module's docstring: the queue, the retries, the end); a subclass says how one is
@@ -273,6 +283,7 @@ class Deliverer:
         self.delivered = 0
         self.dropped = 0  # beyond the queue's limit
         self.undelivered = 0  # left at the end
+        self.refused = 0  # refused for good (REFUSALS) while the next was taken
         self._first_error: str | None = None
 
     def start(self) -> None:
@@ -306,7 +317,7 @@ class Deliverer:
         with self._cond:
             self.undelivered += len(self._queue)
             self._queue.clear()
-        lost = self.dropped + self.undelivered
+        lost = self.dropped + self.undelivered + self.refused
         if lost:
             raise OutputsIncompleteError(f"{self.what} {self.shown}: {lost} event(s) could not be delivered "
                                          f"(first: {self._first_error or 'the queue was full'})")
@@ -322,6 +333,8 @@ class Deliverer:
                     return
                 event = self._queue[0]
             error = self._post(event)
+            if error is not None and error.startswith(REFUSALS) and self._refused_for_good(event, error):
+                error = None
             if error is None:
                 with self._cond:
                     if self._queue and self._queue[0] is event:
@@ -350,6 +363,24 @@ class Deliverer:
                 if self._past_deadline():
                     return
             delay = min(delay * 2, self.backoff[1])
+
+    def _refused_for_good(self, event: dict[str, Any], error: str) -> bool:
+        """Whether ``event``, refused with ``error`` (:data:`REFUSALS`), is refused for what it
+        is: the next event waiting is taken (and so is gone from the queue, as ``event`` is then,
+        counted and logged). ``False`` when no other event waits, or it fails too."""
+        with self._cond:
+            following = self._queue[1] if len(self._queue) > 1 and self._queue[0] is event else None
+        if following is None or self._post(following) is not None:
+            return False
+        with self._cond:
+            for gone in (event, following):
+                if self._queue and self._queue[0] is gone:
+                    self._queue.popleft()
+        self.refused += 1
+        self._first_error = self._first_error or error
+        log.error("%s %s: refused an event for good (%s), the next one taken: %s", self.what, self.shown, error,
+                  describe(event))
+        return True
 
     def _past_deadline(self) -> bool:
         return self._deadline is not None and self._clock() >= self._deadline

@@ -59,10 +59,11 @@ class _Zones:
         self.seen.append({zone.name: zone.watched for zone in result.zones})
 
 
-def _run(tmp_path: Path, run: int, upper: Schedule | None = None,
-         switch: tuple[str, bool] | None = None) -> tuple[Pipeline, list[dict[str, Any]], _Zones]:
+def _run(tmp_path: Path, run: int, upper: Schedule | None = None, switch: tuple[str, bool] | None = None,
+         reloaded: Schedule | None = None) -> tuple[Pipeline, list[dict[str, Any]], _Zones]:
     """The walker through the hall's two zones, with the switches file (read as the run
-    starts); ``switch``: a zone switched by hand then, before the first frame."""
+    starts); ``switch``: a zone switched by hand then, before the first frame; ``reloaded``:
+    the upper zone's schedule then changed to it (a reload), after the switch."""
     source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=30", SourceKind.SYNTHETIC))
     events, zones = EventSink(tmp_path / f"events{run}.jsonl"), _Zones()
     pipeline = Pipeline([StreamSetup("hall", source, Overflow.BLOCK,
@@ -74,6 +75,8 @@ def _run(tmp_path: Path, run: int, upper: Schedule | None = None,
     pipeline.start()
     if switch is not None:
         pipeline.set_watch("hall", *switch)
+    if reloaded is not None:
+        pipeline.update_stream("hall", zones=(Zone("upper", UPPER, schedule=reloaded), Zone("lower", LOWER)))
     _Held.go.set()
     pipeline.run()
     return pipeline, read_jsonl(tmp_path / f"events{run}.jsonl"), zones
@@ -147,6 +150,16 @@ def test_a_zone_switched_against_its_schedule_holds_until_its_next_change_across
     later = Schedule([f"{now.tm_hour:02d}:00-{(now.tm_hour + 3) % 24:02d}:00"])
     _, events, zones = _run(tmp_path, 3, upper=later)
     assert _visits(events)[:2] == [("enter", "upper"), ("leave", "upper")]
+    # Switched off against its schedule, then the schedule changed by a reload as the run goes:
+    # the new schedule says (watched), a switch by the schedule; the file holds nothing by hand.
+    (tmp_path / "reload").mkdir()
+    pipeline, events, zones = _run(tmp_path / "reload", 4, upper=schedule, switch=("upper", False), reloaded=later)
+    assert _visits(events)[:2] == [("enter", "upper"), ("leave", "upper")]
+    assert pipeline.zone_switches.until("hall", "upper") is None and pipeline.watching("hall", "upper") is True
+    assert [(e["zone"], e["state"], e["by"]) for e in events if e["event"] == "switch"] == [
+        ("upper", "off", "python"), ("upper", "on", "schedule")]
+    left = json.loads((tmp_path / "reload" / "switches.json").read_text())
+    assert left == {"streams": {"hall": {"watch:upper": True}}}
 
 
 @pytest.mark.timeout(120)

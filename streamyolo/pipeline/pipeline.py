@@ -691,6 +691,27 @@ class Pipeline:
                                 self._tracker is not None)
         if not worker.update(stream.channel()):
             raise RuntimeError(f"stream {name!r} cannot be changed: its worker has ended")
+        self._rescheduled(name, before.zones, stream.setup.zones)
+
+    def _rescheduled(self, name: str, before: Sequence[Zone], zones: Sequence[Zone]) -> None:
+        """Stream ``name``'s zones were ``before`` and are now ``zones`` (a reload): a zone
+        switched by hand whose schedule changed (was given, or taken away) is watched as its
+        new schedule says (as a switches file's does, read with a schedule changed since)."""
+        was = {zone.name: zone.schedule for zone in before}
+        for zone in zones:
+            if zone.name not in was or was[zone.name] == zone.schedule:
+                continue
+            if self.zone_switches.get(name, zone.name, time.time()) is None:
+                continue
+            held = self.watching(name, zone.name)
+            self.zone_switches.set(name, zone.name, None)
+            on = self.watching(name, zone.name)
+            log.info("stream %r: zone %r's schedule changed: %s as it says, no longer by hand", name, zone.name,
+                     "watched" if on else "not watched")
+            if on != held:
+                self._switched(watch_kind(zone.name), name, on, "schedule")
+            elif self.switch_file is not None:
+                self.switch_file.set(name, watch_kind(zone.name), on, None)
 
     def set_detection(self, name: str, on: bool, by: str = "python") -> None:
         """Switch stream ``name``'s detection on or off from its next frame (Home Assistant's

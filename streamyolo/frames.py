@@ -428,6 +428,8 @@ class ZoneVisit:
     """``"enter"``, ``"leave"``, ``"linger"`` (inside for the zone's ``linger`` seconds) or
     ``"speeding"`` (measured faster than the zone's ``speed_limit``)."""
     id: int
+    """The track id the object entered with (found again after it stood still, hidden, under
+    another id, its stay keeps this one: :data:`~streamyolo.inference.counting.HIDDEN`)."""
     cls: int
     name: str
     dwell: float | None = None

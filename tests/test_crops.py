@@ -85,7 +85,8 @@ def test_each_tracked_object_gets_one_crop_from_the_frame_it_was_seen_surest_in(
 
 def _result(stream: str, t: float, ids: Sequence[int], conf: float = 0.6) -> Result:
     image = np.full((120, 160, 3), 80, np.uint8)
-    found = Detections(np.array([[10.0 + 20 * i, 10, 30 + 20 * i, 50] for i in range(len(ids))], np.float32),
+    found = Detections(np.array([[10.0 + 20 * i, 10, 30 + 20 * i, 50] for i in range(len(ids))], np.float32)
+                       .reshape(-1, 4),
                        np.full(len(ids), conf, np.float32), np.full(len(ids), 2, np.int64), {2: "car"},
                        np.array(ids, np.int64))
     return Result(Frame(FrameMeta(stream, int(t * 10), t), image), found, t)
@@ -152,6 +153,33 @@ def test_an_object_in_view_has_its_best_crop_so_far_on_disk_one_file_all_along(t
         crops.close()
     assert [p.name for p in crops.saved] == [second] and len(crops._writer.saved) == 2
     assert sorted(p.name for p in tmp_path.rglob("*.jpg")) == [second]
+
+
+def test_a_parked_car_found_again_where_it_stood_under_a_new_id_is_still_one_crop(tmp_path: Path) -> None:
+    """A car that stood still and is lost (unseen 3 s) is saved then; found again where it
+    stood under the tracker's new id within 30 s, it is the same object: its one file (named by
+    its first id) replaced by a better sight, not a second file. Lost for longer, a car found
+    there later is another."""
+    crops = CropSink(tmp_path, save_every=60.0)
+    crops.open()
+    try:
+        for t in (0.0, 1.0, 2.5):
+            crops.write(_result("lot", t, [1]))
+        crops.write(_result("lot", 6.0, []))  # unseen 3.5 s: lost, saved (it may not come back)
+        (first,) = _files_once_written(crops)
+        assert first.endswith("-id1.jpg")
+        crops.write(_result("lot", 9.0, [7], conf=0.9))  # found again where it stood, seen better
+        crops.write(_result("lot", 9.5, [7]))
+        crops.write(_result("lot", 14.0, []))  # lost again
+        (second,) = _files_once_written(crops)
+        assert second.endswith("-id1.jpg") and second != first
+        crops.write(_result("lot", 50.0, []))  # 40 s unseen: not found again
+        crops.write(_result("lot", 51.0, [8]))  # a car where it stood, later: another
+    finally:
+        crops.close()
+    assert sorted(p.name for p in tmp_path.rglob("*.jpg")) == sorted(p.name for p in crops.saved)
+    assert sorted(p.name.rpartition("-")[2] for p in crops.saved) == ["id1.jpg", "id8.jpg"]
+    assert second in [p.name for p in crops.saved]
 
 
 def test_a_save_while_in_view_that_fails_is_not_counted_lost_and_skipped_while_paused(tmp_path: Path) -> None:

@@ -28,19 +28,21 @@ import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-from streamyolo.frames import Crossing, Detections, LineTally, Mask, ZoneCrowd, ZoneTally, ZoneVisit, overlaps
+from streamyolo.frames import Crossing, Detections, LineTally, Mask, ZoneCrowd, ZoneTally, ZoneVisit
 from streamyolo.schedule import Schedule
 
 Box = tuple[float, float, float, float]
 """A box's corners, x1, y1, x2, y2, as plain numbers."""
 
 Point = tuple[float, float]
+
+K = TypeVar("K")
 
 
 class Area(Protocol):
@@ -311,6 +313,60 @@ def unmasked(masks: Sequence[Mask], found: Detections) -> Detections:
 
 
 @dataclass(slots=True)
+class Place:
+    """Where a tracked object was last seen, and whether it stood still there (:data:`HIDDEN`):
+    so that, lost, it can be found again where it stood under another id
+    (:meth:`found_again`)."""
+
+    box: Box
+    """Where it was last seen."""
+    seen: float
+    """When (seconds)."""
+    still: Box
+    """Where it has stood since :attr:`still_since` (its box then)."""
+    still_since: float
+
+    @classmethod
+    def at(cls, box: Box, now: float) -> Place:
+        return cls(box, now, box, now)
+
+    def saw(self, box: Box, now: float) -> None:
+        """It was seen at ``box`` at ``now``."""
+        self.box, self.seen = box, now
+        if _overlap(self.still, box) < STILL_OVERLAP:
+            self.still, self.still_since = box, now
+
+    def stood(self) -> bool:
+        """Whether it stood still where it was last seen (:data:`STILL_AFTER`)."""
+        return self.seen - self.still_since >= STILL_AFTER
+
+    @staticmethod
+    def found_again(box: Box, lost: Mapping[K, Place]) -> K | None:
+        """Which of the ``lost`` objects (each standing still when lost, of the class of the one
+        newly seen at ``box``) this one is: the one whose last box it overlaps most, by
+        :data:`STILL_OVERLAP` at least."""
+        near = [(_overlap(place.box, box), n, key) for n, (key, place) in enumerate(lost.items())]
+        best = max(near, default=None)
+        return best[2] if best is not None and best[0] >= STILL_OVERLAP else None
+
+
+def _overlap(a: Box, b: Box) -> float:
+    """The intersection over union of two boxes, as :func:`~streamyolo.frames.overlaps` gives it
+    for many, in plain arithmetic: one pair per tracked object and frame, where NumPy's
+    arrays would cost ten times as much.
+
+    >>> from streamyolo.frames import overlaps
+    >>> _overlap((0, 0, 10, 10), (5, 0, 15, 10)) == overlaps(np.array([[0, 0, 10, 10]]), np.array([[5, 0, 15, 10]]))
+    array([[ True]])
+    """
+    width, height = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    return inter / max((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter, 1e-9)
+
+
+@dataclass(slots=True)
 class _Stay:
     """A tracked object inside a zone: since when, and when it was last seen there."""
 
@@ -319,13 +375,8 @@ class _Stay:
     cls: int
     name: str
     since: float
-    seen: float
     frame: int
-    box: Box
-    """Where it was last seen."""
-    still: Box
-    """Where it has stood since :attr:`still_since` (its box then)."""
-    still_since: float
+    place: Place
     lingered: bool = False
     sped: bool = False
     way: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=512))
@@ -346,19 +397,14 @@ class _Stay:
         """Its speed from its first place in the zone to its last (km/h)."""
         return _kmh(self.start, self.way[-1]) if self.start is not None and self.way else None
 
+    @property
+    def seen(self) -> float:
+        return self.place.seen
+
     def saw(self, box: Box, now: float, frame: int) -> None:
         """It was seen at ``box`` in this ``frame``, at ``now``."""
-        self.seen, self.frame, self.box = now, frame, box
-        if _overlap(self.still, box) < STILL_OVERLAP:
-            self.still, self.still_since = box, now
-
-    def stood(self) -> bool:
-        """Whether it stood still where it was last seen (:data:`STILL_AFTER`)."""
-        return self.seen - self.still_since >= STILL_AFTER
-
-
-def _overlap(a: Box, b: Box) -> float:
-    return float(overlaps(np.array([a]), np.array([b]))[0, 0])
+        self.frame = frame
+        self.place.saw(box, now)
 
 
 def _kmh(a: tuple[float, float, float] | None, b: tuple[float, float, float]) -> float | None:
@@ -412,6 +458,7 @@ class ZoneWatch:
                            for key in [k for k in pool if k[0] == zone.name]]
         if found.ids is not None and len(found):
             tracks, classes = found.ids.tolist(), found.cls.tolist()
+            boxes: list[Box] = [(x1, y1, x2, y2) for x1, y1, x2, y2 in found.xyxy.tolist()]
             feet = anchor_points(found, "bottom") if self._grounds else None  # where each stands
             for zone, mask, on in zip(self.zones, held, watched, strict=True):
                 if not on:
@@ -421,13 +468,13 @@ class ZoneWatch:
                 for index, (track, cls, here) in enumerate(zip(tracks, classes, mask.tolist(), strict=True)):
                     key = (zone.name, int(track))
                     stay = self._inside.get(key)
-                    box = box_of(found, index)
+                    box = boxes[index]
                     if here:
                         stay = stay or self._found_again(key, int(cls), box)
                         if stay is None:
                             name = found.name(int(cls))
-                            stay = self._inside[key] = _Stay(key[1], int(cls), name, now, now, self._frame, box, box,
-                                                             now)
+                            stay = self._inside[key] = _Stay(key[1], int(cls), name, now, self._frame,
+                                                             Place.at(box, now))
                             visits.append(ZoneVisit(zone.name, "enter", key[1], int(cls), name, box=box))
                         stay.saw(box, now, self._frame)
                         if zone.linger is not None and not stay.lingered and now - stay.since >= zone.linger:
@@ -442,7 +489,7 @@ class ZoneWatch:
                     elif stay is not None:
                         visits.append(self._leave(key, box))
         for key in [k for k, stay in self._inside.items() if self._frame - stay.frame > self.gone_after]:
-            if self._hiding[key[0]] > 0 and self._inside[key].stood():
+            if self._hiding[key[0]] > 0 and self._inside[key].place.stood():
                 self._hidden[key] = self._inside.pop(key)
             else:
                 visits.append(self._leave(key))
@@ -456,12 +503,11 @@ class ZoneWatch:
         under ``key``."""
         again = self._hidden.pop(key, None)
         if again is None:
-            near = [(_overlap(stay.box, box), k) for k, stay in self._hidden.items()
-                    if k[0] == key[0] and stay.cls == cls]
-            best = max(near, default=None)
-            if best is None or best[0] < STILL_OVERLAP:
+            found = Place.found_again(box, {k: stay.place for k, stay in self._hidden.items()
+                                            if k[0] == key[0] and stay.cls == cls})
+            if found is None:
                 return None
-            again = self._hidden.pop(best[1])
+            again = self._hidden.pop(found)
         self._inside[key] = again
         return again
 

@@ -13,7 +13,10 @@ per object all along. Files are written whole (under a temporary name, then rena
 thread of their own, so the inference threads never wait for a disk; a disk that refuses
 pauses the crops as the other outputs pause (:class:`~streamyolo.sinks.base.OutputPause`).
 ``keep`` deletes crops (this run's and earlier runs') older than that. Objects of the classes
-a stream blurs (``blur``) are never cropped.
+a stream blurs (``blur``) are never cropped. An object that stood still (a parked car) and is
+lost is found again where it stood for :data:`~streamyolo.inference.counting.HIDDEN` seconds,
+under the tracker's new id, as zones find it (:class:`~streamyolo.inference.counting.Place`):
+still one file, named by the id it was first seen with.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import numpy as np
 
 from streamyolo.clock import file_stamp, format_seconds, wall_time
 from streamyolo.frames import Image, Result
+from streamyolo.inference.counting import HIDDEN, Place
 from streamyolo.sinks.base import BackgroundWriter, check_writable_folder, delete_older, write_picture
 
 log = logging.getLogger(__name__)
@@ -60,12 +64,18 @@ class _Best:
     crop: Image
     moment: float
     """Wall-clock time of the frame the crop comes from."""
-    seen: float
-    """When it was last seen (the stream's capture clock)."""
     since: float
-    """When the object was first seen, or its crop last sent to be saved (the same clock)."""
+    """When the object was first seen, or its crop last sent to be saved (the stream's capture clock)."""
+    id: int
+    """The track id its file is named by: the first it was seen with."""
+    place: Place
+    """Where it was last seen, and when (the same clock)."""
     sent: bool = False
     """Whether this crop was sent to be saved while the object was in view."""
+
+    @property
+    def seen(self) -> float:
+        return self.place.seen
 
 
 def crop_box(image: Image, xyxy: np.ndarray, gain: float = 1.02, pad: float = 10.0) -> Image:
@@ -111,7 +121,8 @@ class CropSink:
         self.save_every = save_every
         self.quality = quality
         self._best: dict[str, dict[int, _Best]] = {}  # stream -> track id -> best so far
-        self._lock = threading.Lock()  # guards _best's keys (each stream's dict is its thread's alone)
+        self._lost: dict[str, dict[int, _Best]] = {}  # stream -> track id -> lost after standing still
+        self._lock = threading.Lock()  # guards their keys (each stream's dicts are its thread's alone)
         self._writer = BackgroundWriter("crops", f"crops folder {str(self.folder)!r}", "crop(s)")
         self._pruned_at = -math.inf
         # The writer thread's alone: each object in view's file, and the crop it holds.
@@ -137,26 +148,38 @@ class CropSink:
             return
         stream = result.stream
         with self._lock:
-            best = self._best.setdefault(stream, {})
+            best, lost = self._best.setdefault(stream, {}), self._lost.setdefault(stream, {})
         now = result.frame.meta.t_capture
         blurred = self.blurred.get(stream, frozenset())
+        boxes, classes, confs = found.xyxy.tolist(), found.cls.tolist(), found.conf.tolist()
         for index, track in enumerate(found.ids.tolist()):
-            if int(found.cls[index]) in blurred:
+            cls = int(classes[index])
+            if cls in blurred:
                 continue
-            conf = float(found.conf[index])
+            conf, box = float(confs[index]), tuple(boxes[index])
             kept = best.get(track)
+            if kept is None:  # (new, or one that stood still found again where it stood)
+                again = Place.found_again(box, {t: k.place for t, k in lost.items() if k.cls == cls})
+                if again is not None:
+                    kept = best[track] = lost.pop(again)
             if kept is None or conf > kept.conf:
-                cls = int(found.cls[index])
                 best[track] = _Best(conf, cls, found.name(cls), crop_box(result.frame.image, found.xyxy[index]),
-                                    wall_time(now), now, now if kept is None else kept.since)
-            else:
-                kept.seen = now
+                                    wall_time(now), now if kept is None else kept.since,
+                                    track if kept is None else kept.id,
+                                    Place.at(box, now) if kept is None else kept.place)
+            best[track].place.saw(box, now)
         for track, kept in list(best.items()):
             if now - kept.seen > self.gone_after:
-                self._writer.put(functools.partial(self._save, stream, track, best.pop(track), True))
+                stood = kept.place.stood()
+                if stood:
+                    lost[track] = kept
+                self._writer.put(functools.partial(self._save, stream, best.pop(track), not stood))
             elif not kept.sent and now - kept.since >= self.save_every:  # still in view: saved so far
                 kept.sent, kept.since = True, now
-                self._writer.put(functools.partial(self._save, stream, track, kept, False), optional=True)
+                self._writer.put(functools.partial(self._save, stream, kept, False), optional=True)
+        for track, kept in list(lost.items()):
+            if now - kept.seen > HIDDEN:  # not found again: as it was
+                self._writer.put(functools.partial(self._save, stream, lost.pop(track), True))
 
     def end_stream(self, stream: str) -> None:
         """``stream`` was removed (a reload): its objects' crops are saved now, as at the end
@@ -172,16 +195,18 @@ class CropSink:
     def _save_left(self, streams: list[str]) -> None:
         """Save the objects of ``streams`` not saved yet as their last (the stream is over)."""
         with self._lock:
-            left = [(stream, self._best.pop(stream, {})) for stream in streams]
-        for stream, best in left:
-            for track, kept in best.items():
-                self._writer.put(functools.partial(self._save, stream, track, kept, True))
+            left = [(stream, [*self._best.pop(stream, {}).values(), *self._lost.pop(stream, {}).values()])
+                    for stream in streams]
+        for stream, kept in left:
+            for one in kept:
+                self._writer.put(functools.partial(self._save, stream, one, True))
 
-    def _save(self, stream: str, track: int, kept: _Best, gone: bool) -> Path | None:
+    def _save(self, stream: str, kept: _Best, gone: bool) -> Path | None:
         """Save ``kept``, the object's best crop, unless its file holds it already, in place
         of the crop saved before (``gone``: the object's last)."""
         if time.monotonic() - self._pruned_at >= PRUNE_SECONDS:
             self._prune()
+        track = kept.id
         key = (stream, track)
         before = self._files.pop(key, None) if gone else self._files.get(key)
         if before is not None and before[1] is kept:

@@ -762,8 +762,8 @@ def command_events(args: argparse.Namespace) -> int:
     try:
         found = read_events(path, query) if args.newest is None else reversed(find_events(path, query, args.newest)[0])
         if args.csv and counting:  # (the counts as CSV; without a count, the events are listed as CSV below)
-            rows = count_rows(found, args.by, (since, until))
-            total = int(rows[-1][-1])
+            rows = count_rows(found, args.by, (since, until), stats=True)
+            total = int(rows[-1][rows[0].index("count")])
             if total:
                 csv.writer(sys.stdout, lineterminator="\n").writerows(rows[:-1])
         elif args.count or args.by:

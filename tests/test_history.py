@@ -222,10 +222,10 @@ def test_every_runs_events_are_searched_from_the_page_and_the_command_line(
     assert events(str(config), "--event", "line") == (0, "".join(json.dumps(e, separators=(",", ":")) + "\n"
                                                                for e in lines))
     code, table = events(str(path), "--stream", "hall", "--count")
-    assert code == 0 and table.splitlines() == [
-        "stream  event  where      class   count",
+    assert code == 0 and table.splitlines() == [  # (how long it stayed in the lobby: 0.44 s)
+        "stream  event  where      class   count  dwell median  dwell mean",
         "hall    enter  lobby      person      2",
-        "hall    leave  lobby      person      2",
+        "hall    leave  lobby      person      2           0.4         0.4",
         "hall    line   door in    person      2",
         "hall    state  ended                  2",
         "hall    state  streaming              2",
@@ -314,6 +314,42 @@ def _gate(path: Path, start: float | None = None) -> float:
 
 
 
+def test_counts_say_how_long_they_stayed_and_how_fast_they_went_by_the_hour(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A queue's leaves, by the hour: how long people waited (the median and the mean of the
+    leaves' dwell), and a road's, how fast cars went (the mean of their speed): in the table and
+    the CSV; counts of events without them have none."""
+    start = time.mktime((2026, 12, 5, 8, 10, 0, 0, 0, -1))
+    waits = [(0, 60.0), (600, 90.0), (1200, 300.0), (3600, 30.0)]  # (seconds after 08:10, dwell)
+    lines = [{"time": start + after, "stream": "shop", "event": "leave", "zone": "queue", "id": n, "cls": 0,
+              "name": "person", "dwell": dwell} for n, (after, dwell) in enumerate(waits)]
+    lines += [{"time": start + 60 * n, "stream": "street", "event": "leave", "zone": "road", "id": 9 + n, "cls": 2,
+               "name": "car", "dwell": 2.0, "speed": speed} for n, speed in enumerate((48.0, 52.5))]
+    lines.append({"time": start, "stream": "shop", "event": "enter", "zone": "queue", "id": 0, "cls": 0,
+                  "name": "person"})
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in sorted(lines, key=lambda e: e["time"])))
+
+    def events(*args: str) -> list[str]:
+        capsys.readouterr()
+        assert cli.main(["events", str(path), *args]) == 0
+        return capsys.readouterr().out.splitlines()
+
+    assert events("--by", "hour", "--event", "leave") == [
+        "hour              stream  event  where  class   count  dwell median  dwell mean  speed mean",
+        "2026-12-05 08:00  shop    leave  queue  person      3          90.0       150.0",
+        "2026-12-05 08:00  street  leave  road   car         2           2.0         2.0        50.2",
+        "2026-12-05 09:00  shop    leave  queue  person      1          30.0        30.0",
+        "2026-12-05 09:00  street  leave  road   car         0",
+        "total                                               6"]
+    assert events("--count", "--csv", "--stream", "shop") == [
+        "stream,event,where,class,count,dwell median,dwell mean", "shop,enter,queue,person,1,,",
+        "shop,leave,queue,person,4,75.0,120.0"]
+    assert events("--count", "--event", "enter") == ["stream  event  where  class   count",
+                                                     "shop    enter  queue  person      1",
+                                                     "total                             1"]
+
+
 def test_counts_by_the_hour_or_the_day_and_as_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "events.jsonl"
     _gate(path)
@@ -381,7 +417,7 @@ def test_events_listed_as_csv_for_a_spreadsheet(tmp_path: Path, capsys: pytest.C
         ["2026-12-05 12:20:01", str(start + 15001), "yard", "clip", "ended", "", "", "", "",
          "clip finished (12.0 s): yard-20261205-121010.mp4", "", "yard-20261205-121010.mp4"]]
     assert cli.main(["events", str(path), "--csv", "--count"]) == 0
-    assert capsys.readouterr().out.splitlines()[0] == "stream,event,where,class,count"
+    assert capsys.readouterr().out.splitlines()[0] == "stream,event,where,class,count,dwell median,dwell mean"
 
 
 def test_events_in_one_zone_or_at_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

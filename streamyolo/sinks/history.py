@@ -22,6 +22,7 @@ import json
 import math
 import os
 import re
+import statistics
 import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping
@@ -542,20 +543,33 @@ def _moment(wall: datetime, zone: tzinfo | None) -> float:
     return wall.replace(tzinfo=zone).timestamp() if zone is not None else time.mktime((*wall.timetuple()[:8], -1))
 
 
+STATS = ("dwell median", "dwell mean", "speed mean")
+"""The columns :func:`count_rows` adds, with ``stats``, to the rows of ``leave`` events: how
+long the objects stayed in the zone (seconds: the median and the mean), and how fast they went
+through it (km/h, a zone with a size)."""
+
+
 def count_rows(events: Iterable[Mapping[str, Any]], by: str | None = None,
                span: tuple[float | None, float | None] = (None, None),
-               zone: tzinfo | None = None) -> list[tuple[str, ...]]:
+               zone: tzinfo | None = None, stats: bool = False) -> list[tuple[str, ...]]:
     """``events`` counted by stream, kind, :func:`where` and class (and first by the local
     hour, day, week or month each happened in: ``by``, one of :data:`PERIODS`, on the clocks of ``zone``,
     ``None``: the box's): a header, a row per count in
     order, and the total. By any of them, every period of ``span`` (its ends, where given, else
     the first and last event's) has a row for each thing counted, 0 where nothing happened:
-    a day's footfall has its 24 hours.
+    a day's footfall has its 24 hours. With ``stats``, when some ``leave`` event has its
+    ``dwell`` (or ``speed``), the rows have :data:`STATS` too: how long people waited in the
+    queue, by the hour.
 
     >>> count_rows([{"time": 0, "stream": "door", "event": "enter", "zone": "hall", "name": "person"}] * 2)[1:]
     [('door', 'enter', 'hall', 'person', '2'), ('total', '', '', '', '2')]
+    >>> count_rows([{"time": 0, "stream": "door", "event": "leave", "zone": "hall", "name": "person", "dwell": d}
+    ...             for d in (4, 5, 30)], stats=True)
+    [('stream', 'event', 'where', 'class', 'count', 'dwell median', 'dwell mean'), \
+('door', 'leave', 'hall', 'person', '3', '5.0', '13.0'), ('total', '', '', '', '3', '', '')]
     """
     counts: Counter[tuple[str, ...]] = Counter()
+    measured: dict[tuple[str, ...], tuple[list[float], list[float]]] = {}  # key -> (dwells, speeds)
     seen: list[float] = []
     for event in events:
         key: tuple[str, ...] = (str(event.get("stream", "")), str(event.get("event", "")), where(event),
@@ -565,6 +579,11 @@ def count_rows(events: Iterable[Mapping[str, Any]], by: str | None = None,
             seen = [min(seen[0], moment), max(seen[1], moment)] if seen else [moment, moment]
             key = (period_of(by, moment, zone), *key)
         counts[key] += 1
+        if stats and event.get("event") == "leave":
+            dwells, speeds = measured.setdefault(key, ([], []))
+            for value, into in ((event.get("dwell"), dwells), (event.get("speed"), speeds)):
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    into.append(float(value))
     if by is not None and seen:
         first = seen[0] if span[0] is None else span[0]
         last = seen[1] if span[1] is None else span[1] - 0.001  # (the span's end is not in it)
@@ -572,20 +591,30 @@ def count_rows(events: Iterable[Mapping[str, Any]], by: str | None = None,
             for period in periods(by, first, last, zone):
                 counts.setdefault((period, *things), 0)
     header: tuple[str, ...] = ("stream", "event", "where", "class", "count")
-    rows = [(by, *header) if by is not None else header]
-    rows += [(*key, str(count)) for key, count in sorted(counts.items())]
-    rows.append(("total", *[""] * (len(rows[0]) - 2), str(sum(counts.values()))))
+    shown = [column for n, column in ((0, STATS[0]), (0, STATS[1]), (1, STATS[2]))
+             if any(lists[n] for lists in measured.values())]
+    rows = [(*((by,) if by is not None else ()), *header, *shown)]
+    for key, count in sorted(counts.items()):
+        dwells, speeds = measured.get(key, ([], []))
+        said = {STATS[0]: f"{statistics.median(dwells):.1f}" if dwells else "",
+                STATS[1]: f"{statistics.fmean(dwells):.1f}" if dwells else "",
+                STATS[2]: f"{statistics.fmean(speeds):.1f}" if speeds else ""}
+        rows.append((*key, str(count), *(said[column] for column in shown)))
+    rows.append(("total", *[""] * (len(header) - 2 + (by is not None)), str(sum(counts.values())),
+                 *[""] * len(shown)))
     return rows
 
 
 def count_table(events: Iterable[Mapping[str, Any]], by: str | None = None,
                 span: tuple[float | None, float | None] = (None, None)) -> tuple[str, int]:
-    """:func:`count_rows` as an aligned table (counts to the right), and how many events there were."""
-    rows = count_rows(events, by, span)
+    """:func:`count_rows` (with its :data:`STATS`) as an aligned table (counts and numbers to
+    the right), and how many events there were."""
+    rows = count_rows(events, by, span, stats=True)
+    numbers = rows[0].index("count")  # (it and the columns after it)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.rjust(width) if i == len(row) - 1 else cell.ljust(width) for i, (cell, width)
+    lines = ["  ".join(cell.rjust(width) if i >= numbers else cell.ljust(width) for i, (cell, width)
                        in enumerate(zip(row, widths, strict=True))).rstrip() for row in rows]
-    return "\n".join(lines), int(rows[-1][-1])
+    return "\n".join(lines), int(rows[-1][numbers])
 
 
 def count_series(events: Iterable[Mapping[str, Any]], by: str, since: float, until: float,

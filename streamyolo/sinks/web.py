@@ -895,8 +895,8 @@ class _Handler(BaseHTTPRequestHandler):
             if table:
                 assert query.since is not None
                 day = datetime.fromtimestamp(query.since, zone).strftime("%Y%m%d")  # (zone None: the box's)
-                self._csv(count_rows(viewer.found(query), by, (query.since, query.until), zone)[:-1],  # (no total)
-                          f"counts-by-{by}-{day}.csv")
+                self._csv(count_rows(viewer.found(query), by, (query.since, query.until), zone, stats=True)[:-1],
+                          f"counts-by-{by}-{day}.csv")  # (no total)
                 return
             chart = viewer.count_events(query, by, zone)
         except OSError as exc:

@@ -303,6 +303,13 @@ def test_an_events_file_that_is_not_there_or_not_written_is_a_one_line_error(
                 f"{os.getcwd()})") in caplog.text
 
 
+def _listed(capsys: pytest.CaptureFixture[str], path: Path, *args: str) -> list[str]:
+    """What ``streamyolo events <path> <args>`` prints, line by line (it must find some)."""
+    capsys.readouterr()
+    assert cli.main(["events", str(path), *args]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
 def _gate(path: Path, start: float | None = None) -> float:
     """A gate's line crossed ten times between 08:10 and 11:55 (local time; or from ``start``),
     every third time out, written to ``path``; returns 08:10."""
@@ -331,9 +338,7 @@ def test_counts_say_how_long_they_stayed_and_how_fast_they_went_by_the_hour(
     path.write_text("".join(json.dumps(line) + "\n" for line in sorted(lines, key=lambda e: e["time"])))
 
     def events(*args: str) -> list[str]:
-        capsys.readouterr()
-        assert cli.main(["events", str(path), *args]) == 0
-        return capsys.readouterr().out.splitlines()
+        return _listed(capsys, path, *args)
 
     assert events("--by", "hour", "--event", "leave") == [
         "hour              stream  event  where  class   count  dwell median  dwell mean  speed mean",
@@ -355,9 +360,7 @@ def test_counts_by_the_hour_or_the_day_and_as_csv(tmp_path: Path, capsys: pytest
     _gate(path)
 
     def events(*args: str) -> list[str]:
-        capsys.readouterr()
-        assert cli.main(["events", str(path), *args]) == 0
-        return capsys.readouterr().out.splitlines()
+        return _listed(capsys, path, *args)
 
     assert events("--by", "hour", "--event", "line") == [
         "hour              stream  event  where     class   count",

@@ -1441,6 +1441,11 @@ def test_the_events_panel_counts_a_search_by_the_hour(tmp_path: Path) -> None:
     events.write_text("".join(json.dumps({"time": start + n * 1500, "stream": "gate", "event": "line", "id": n,
                                           "line": "gate", "direction": "out" if n % 3 == 0 else "in", "cls": 0,
                                           "name": "person"}) + "\n" for n in range(10)))
+    morning = start + 86400  # ... and the next morning, four people leaving the yard after a while
+    with events.open("a") as file:
+        for n, (after, dwell) in enumerate(((3000, 30.0), (3100, 60.0), (3200, 90.0), (9000, 12.0))):
+            file.write(json.dumps({"time": morning + after, "stream": "gate", "event": "leave", "zone": "yard",
+                                   "id": 40 + n, "cls": 0, "name": "person", "dwell": dwell}) + "\n")
     with _page(_config(events=str(events))) as (_, driver):
         until(lambda: driver.find_element(By.ID, "show-events").is_displayed(), 30, "the events button")
         driver.find_element(By.ID, "show-events").click()
@@ -1550,6 +1555,13 @@ def test_the_events_panel_counts_a_search_by_the_hour(tmp_path: Path) -> None:
         driver.find_element(By.ID, "event-newest").click()
         shown = shows("the newest events", lambda s: s["listed"] and not s["shown"])
         assert shown["found"] == ""
+        # People leaving the yard the next morning: each bar's title also says how long they
+        # stayed (the median of its hour).
+        count(since="2026-12-06T07:00:00", to="2026-12-06T12:00:00")
+        shown = shows("the leaves' count", lambda s: s["heading"] == "4 events, by hour, 2026-12-06 · CSV")
+        assert [(row["what"], row["titles"]) for row in shown["rows"]] == [("gate leave yard person", [
+            "2026-12-06 07:00: 0", "2026-12-06 08:00: 0", "2026-12-06 09:00: 3, stayed 60.0 s (median)",
+            "2026-12-06 10:00: 1, stayed 12.0 s (median)", "2026-12-06 11:00: 0"])]
 
 
 def _seconds(path: Path) -> float:

@@ -622,7 +622,8 @@ def count_series(events: Iterable[Mapping[str, Any]], by: str, since: float, unt
     """``events`` (of the span from ``since`` to ``until``) counted as :func:`count_rows` counts
     them by ``by``, made into a chart's series: ``{"by", "periods": [every hour or day of the
     span], "series": [{"stream", "event", "where", "class", "counts": [one per period], "total"},
-    …], "total"}``, what the web page's ``/counts.json`` answers.
+    …], "total"}``, what the web page's ``/counts.json`` answers; a series of ``leave`` events
+    with their ``dwell`` also has ``"dwell"``, the median of each period (``None``: none left).
 
     >>> import time as t
     >>> start = t.mktime((2026, 12, 5, 10, 0, 0, 0, 0, -1))
@@ -634,11 +635,19 @@ def count_series(events: Iterable[Mapping[str, Any]], by: str, since: float, unt
     names = periods(by, since, until - 0.001, zone)  # (the span's end is not in it)
     index = {name: number for number, name in enumerate(names)}
     series: dict[tuple[str, ...], list[int]] = {}
-    for period, *thing, count in count_rows(events, by, (since, until), zone)[1:-1]:
+    dwells: dict[tuple[str, ...], list[float | None]] = {}  # the leaves' median dwell, by period
+    rows = count_rows(events, by, (since, until), zone, stats=True)
+    for period, *thing, count in (row[:6] for row in rows[1:-1]):
         series.setdefault(tuple(thing), [0] * len(names))[index[period]] += int(count)
+    if STATS[0] in rows[0]:
+        column = rows[0].index(STATS[0])
+        for row in rows[1:-1]:
+            if row[column]:
+                dwells.setdefault(tuple(row[1:5]), [None] * len(names))[index[row[0]]] = float(row[column])
     return {"by": by, "periods": names, "total": sum(map(sum, series.values())),
             "series": [{"stream": stream, "event": kind, "where": place, "class": name, "counts": counts,
-                        "total": sum(counts)} for (stream, kind, place, name), counts in series.items()]}
+                        "total": sum(counts), **({"dwell": dwells[thing]} if thing in dwells else {})}
+                       for thing, counts in series.items() for stream, kind, place, name in [thing]]}
 
 
 KINDS = frozenset(get_args(EventKind)) | {"removed"}

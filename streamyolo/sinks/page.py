@@ -635,8 +635,9 @@ async function countEvents() {
   counts.hidden = false;
 }
 // One thing's row of a count: what it is, its total, and its bar for each period (its count
-// in the bar's title), ``most`` as tall as a bar goes; under the bars the first and last
-// periods' names from their ``shown``th letter (11: the hours of a day, without the day).
+// in the bar's title, and for leaves how long they stayed), ``most`` as tall as a bar goes;
+// under the bars the first and last periods' names from their ``shown``th letter (11: the
+// hours of a day, without the day).
 function countRow(series, periods, most, shown) {
   const row = document.createElement("div"), what = document.createElement("span");
   const total = document.createElement("span"), chart = document.createElement("div");
@@ -651,7 +652,9 @@ function countRow(series, periods, most, shown) {
   periods.forEach((period, index) => {
     const bar = document.createElementNS(SVG, "g"), title = document.createElementNS(SVG, "title");
     bar.setAttribute("class", "bar");
-    title.textContent = period + ": " + series.counts[index];
+    const stayed = series.dwell && series.dwell[index] !== null  // (leaves: how long they stayed)
+      ? ", stayed " + series.dwell[index].toFixed(1) + " s (median)" : "";
+    title.textContent = period + ": " + series.counts[index] + stayed;
     const height = TALL * series.counts[index] / most;
     bar.append(title, ...[["slot", 0, TALL], ["count", TALL - height, height]].map(([kind, y, tall]) => {
       const rect = document.createElementNS(SVG, "rect");  // (the slot: where a pointer finds the title)

@@ -336,23 +336,18 @@ def test_counts_say_how_long_they_stayed_and_how_fast_they_went_by_the_hour(
                   "name": "person"})
     path = tmp_path / "events.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in sorted(lines, key=lambda e: e["time"])))
-
-    def events(*args: str) -> list[str]:
-        return _listed(capsys, path, *args)
-
-    assert events("--by", "hour", "--event", "leave") == [
+    assert _listed(capsys, path, "--by", "hour", "--event", "leave") == [
         "hour              stream  event  where  class   count  dwell median  dwell mean  speed mean",
         "2026-12-05 08:00  shop    leave  queue  person      3          90.0       150.0",
         "2026-12-05 08:00  street  leave  road   car         2           2.0         2.0        50.2",
         "2026-12-05 09:00  shop    leave  queue  person      1          30.0        30.0",
         "2026-12-05 09:00  street  leave  road   car         0",
         "total                                               6"]
-    assert events("--count", "--csv", "--stream", "shop") == [
+    assert _listed(capsys, path, "--count", "--csv", "--stream", "shop") == [
         "stream,event,where,class,count,dwell median,dwell mean", "shop,enter,queue,person,1,,",
         "shop,leave,queue,person,4,75.0,120.0"]
-    assert events("--count", "--event", "enter") == ["stream  event  where  class   count",
-                                                     "shop    enter  queue  person      1",
-                                                     "total                             1"]
+    assert _listed(capsys, path, "--count", "--event", "enter") == [
+        "stream  event  where  class   count", "shop    enter  queue  person      1", "total                             1"]
 
 
 def test_counts_by_the_hour_or_the_day_and_as_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -347,7 +347,8 @@ def test_counts_say_how_long_they_stayed_and_how_fast_they_went_by_the_hour(
         "stream,event,where,class,count,dwell median,dwell mean", "shop,enter,queue,person,1,,",
         "shop,leave,queue,person,4,75.0,120.0"]
     assert _listed(capsys, path, "--count", "--event", "enter") == [
-        "stream  event  where  class   count", "shop    enter  queue  person      1", "total                             1"]
+        "stream  event  where  class   count", "shop    enter  queue  person      1",
+        "total                             1"]
 
 
 def test_counts_by_the_hour_or_the_day_and_as_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -313,10 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="go on: print each new event that matches as it is written, until Ctrl-C (as tail -f; "
                              "--from, --last or --newest print the earlier ones first)")
     status = commands.add_parser(
-        "status", help="a running run's streams, read from its web page: state, fps, frame age, dropped, errors",
+        "status", help="a running run's streams, read from its web page (or stats file): state, fps, frame age, "
+                       "dropped, errors",
         description="Print a running run's streams as its live status shows them, read from its web page "
                     "(/status.json): named by its config (its web address, login and certificate) or by the "
-                    "page's address. Exits 1 when the page cannot be reached or a stream has failed.")
+                    "page's address; a run without a page, from its stats file's last line (running while "
+                    "that is recent). Exits 1 when the run cannot be asked or is not running by its stats "
+                    "file, or a stream has failed.")
     status.add_argument("target", metavar="CONFIG|URL",
                         help="the run's config file, or its page's address (http://127.0.0.1:8080/; a login in "
                              "it, or STREAMYOLO_WEB_AUTH)")
@@ -714,10 +717,14 @@ def _missing(what: str, path: Path, config: Path | None) -> OutputError:
 
 
 def command_status(args: argparse.Namespace) -> int:
-    from streamyolo.pipeline.remote import page_of, read_status, status_text
+    from streamyolo.pipeline.remote import run_status, status_text
 
-    status = read_status(*page_of(args.target))
+    status = run_status(args.target)
     print(json.dumps(status, indent=1) if args.json else status_text(status), flush=True)
+    if "stats" in status and not status["running"]:  # (a page that answers is a run that runs)
+        log.error("the run is not running: its stats file %s was last written %.0f s ago", status["stats"]["path"],
+                  status["stats"]["age"])
+        return EXIT_FAILED
     failed = [entry.get("name") for entry in status["streams"] if entry.get("state") == "failed"]
     if failed:
         log.error("%d stream(s) failed: %s", len(failed), ", ".join(map(str, failed)))

@@ -79,3 +79,52 @@ def test_status_prints_a_running_runs_streams_from_its_page(
 
 def config_port(tmp_path: Path) -> str:
     return str(json.loads((tmp_path / "cams-False.yaml").read_text())["web"]).rsplit(":", 1)[1]
+
+
+@pytest.mark.timeout(90)
+def test_status_reads_a_run_without_a_page_from_its_stats_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run without a page but with a stats file: its streams from the file's last line while
+    it runs (exit 1 for the failed camera); once that line is old, not running (exit 1); a run
+    that writes its stats only as it ends (status_interval 0) is said so."""
+    from streamyolo.pipeline import remote
+
+    stats = tmp_path / "stats.jsonl"
+    config = {**_config(tmp_path), "status_interval": 0.5, "stats": str(stats)}
+    del config["web"], config["web_auth"]
+    path = tmp_path / "cams.yaml"
+    path.write_text(json.dumps(config), encoding="utf-8")
+
+    def last() -> dict[str, Any]:
+        line = remote.last_line(stats) if stats.exists() else ""
+        return {name: (s["state"], s["processed"] > 3) for name, s in json.loads(line)["streams"].items()} \
+            if line else {}
+
+    with Pipeline.from_config(config) as pipeline:
+        pipeline.start()
+        until(lambda: last() == {"yard": ("streaming", True), "dead": ("failed", False)}, 30,
+              "the stats file's yard streaming, its dead failed")
+        code, said = _status(str(path), capsys=capsys)
+        assert code == 1, said
+        lines = said.splitlines()
+        assert lines[0] == f"running, 2 stream(s), from its stats file {stats}", said
+        assert re.match(r"yard +streaming +\d+\.\d +\d+\.\d +\d+ +\d+ +\d+ ", lines[2]), said
+        assert re.match(r"dead +failed +0\.0 +0\.0 +0 +0 +- +- +.*127\.0\.0\.1", lines[3]), said
+        assert "1 stream(s) failed: dead" in caplog.text
+        code, said = _status(str(path), "--json", capsys=capsys)
+        assert json.loads(said)["stats"]["path"] == str(stats)
+        pipeline.stop()
+    monkeypatch.setattr(remote, "FRESH_LEAST", 0.0)  # (old after 3 intervals: 1.5 s)
+    until(lambda: remote.stats_status(stats, 0.5)["running"] is False, 10, "the stats file's last line old")
+    caplog.clear()
+    code, said = _status(str(path), capsys=capsys)
+    assert code == 1 and re.match(r"not running \(its stats file's last line is of \d{4}-\d\d-\d\d [\d:]{8}, \d+ s "
+                                  r"ago\), 2 stream\(s\), from its stats file ", said), said
+    assert f"the run is not running: its stats file {stats} was last written" in caplog.text
+    (tmp_path / "quiet.yaml").write_text(json.dumps({**config, "status_interval": 0}), encoding="utf-8")
+    assert _status(str(tmp_path / "quiet.yaml"), capsys=capsys)[0] == 2
+    assert "writes its stats file only as it ends (status_interval 0)" in caplog.text
+    stats.unlink()
+    assert _status(str(path), capsys=capsys)[0] == 1
+    assert f"cannot read the run's stats file '{stats}': No such file or directory" in caplog.text

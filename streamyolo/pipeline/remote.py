@@ -4,7 +4,9 @@ without a browser.
 
 The run is named by its config (its ``web`` address, ``web_auth`` login and ``web_cert``
 certificate: the page it serves) or by the page's address (``https://user:password@box:8443/``,
-the login from ``STREAMYOLO_WEB_AUTH`` otherwise).
+the login from ``STREAMYOLO_WEB_AUTH`` otherwise). A run without a page is read from its
+stats file instead (``stats``: its last line, written each status interval), running while
+that line is recent (:func:`stats_status`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import base64
 import json
 import os
 import ssl
+import time
 import urllib.error
 import urllib.request
 from dataclasses import fields
@@ -29,7 +32,70 @@ _ANY_HOST = ("0.0.0.0", "::", "")  # (listening on every interface: asked on loo
 
 
 class PageUnreachable(StreamYoloError):
-    """The run's page did not answer (not running, another address, a wrong login)."""
+    """The run's page did not answer (not running, another address, a wrong login), or its
+    stats file is not there."""
+
+
+FRESH = 3.0
+"""Status intervals within which a run without a page has written its stats file's last line
+while it runs (and at least :data:`FRESH_LEAST` seconds)."""
+
+FRESH_LEAST = 10.0
+
+
+def run_status(target: str) -> dict[str, Any]:
+    """The status of the run named by ``target`` (a config file, or its page's address): from
+    its page (:func:`read_status`), or for a config without ``web`` from its stats file
+    (:func:`stats_status`). Raises ``ConfigError`` for a config with neither, and
+    :class:`PageUnreachable` saying why the run could not be asked."""
+    if not target.startswith(("http://", "https://")):
+        from streamyolo.config import build_config
+
+        cfg = build_config(Path(target))
+        if cfg.web is None and cfg.stats is not None:
+            if cfg.status_interval == 0:
+                raise ConfigError(f"config {target!r} serves no web page (no 'web' key) and writes its stats file "
+                                  "only as it ends (status_interval 0): status reads the run's page or its stats file")
+            return stats_status(cfg.stats, cfg.status_interval)
+    return read_status(*page_of(target))
+
+
+def stats_status(path: Path, interval: float, now: float | None = None) -> dict[str, Any]:
+    """A run's status as its stats file's last line says it (``/status.json``'s shape: each
+    stream's numbers), ``running`` while that line is at most :data:`FRESH` status intervals
+    old, and ``stats``: the file and the line's age. Raises :class:`PageUnreachable` when
+    there is no such file or line."""
+    try:
+        line = last_line(path)
+        said = json.loads(line) if line else None
+    except OSError as exc:
+        raise PageUnreachable(f"cannot read the run's stats file {str(path)!r}: {exc.strerror or exc} (is the run "
+                              "up, with this config?)") from None
+    except ValueError:
+        said = None
+    if not isinstance(said, dict) or not isinstance(said.get("streams"), dict) or not isinstance(
+            said.get("time"), int | float):
+        raise PageUnreachable(f"the run's stats file {str(path)!r} holds no status line yet")
+    age = max(0.0, (time.time() if now is None else now) - float(said["time"]))
+    return {"running": age <= max(FRESH * interval, FRESH_LEAST),
+            "streams": [{"name": name, **entry} for name, entry in said["streams"].items() if isinstance(entry, dict)],
+            "stats": {"path": str(path), "time": said["time"], "age": round(age, 1)}}
+
+
+def last_line(path: Path, chunk: int = 65536) -> str:
+    """The last whole line of the file at ``path`` ("" for none), read from its end."""
+    with path.open("rb") as file:
+        end = file.seek(0, os.SEEK_END)
+        start, tail = end, b""
+        while start > 0:
+            start = max(0, start - chunk)
+            file.seek(start)
+            tail = file.read(end - start)
+            lines = tail.rstrip(b"\n").split(b"\n")
+            if len(lines) > 1 or start == 0:
+                return lines[-1].decode("utf-8", "replace")
+            chunk *= 2
+        return ""
 
 
 def page_of(target: str) -> tuple[str, ssl.SSLContext | None, str | None]:
@@ -49,8 +115,8 @@ def page_of(target: str) -> tuple[str, ssl.SSLContext | None, str | None]:
 
     cfg = build_config(Path(target))
     if cfg.web is None:
-        raise ConfigError(f"config {target!r} serves no web page (no 'web' key): status reads the run's page; "
-                          "give its address instead")
+        raise ConfigError(f"config {target!r} serves no web page (no 'web' key) nor writes a stats file ('stats'): "
+                          "status reads the run's page or its stats file; give the page's address instead")
     address = split_address(cfg.web)
     assert address is not None  # (validated)
     host, port = address
@@ -110,7 +176,11 @@ def status_text(status: dict[str, Any]) -> str:
     """
     reports = [StreamReport(**{key: value for key, value in entry.items() if key in _REPORTED})
                for entry in status["streams"]]
-    lines = [("running" if status.get("running") else "not running (ended)") + f", {len(reports)} stream(s)",
+    stats = status.get("stats")
+    ended = (f"not running (its stats file's last line is of {local_time(float(stats['time']))}, "
+             f"{float(stats['age']):.0f} s ago)" if isinstance(stats, dict) else "not running (ended)")
+    lines = [("running" if status.get("running") else ended) + f", {len(reports)} stream(s)"
+             + (f", from its stats file {stats['path']}" if isinstance(stats, dict) else ""),
              status_table(reports)]
     for entry in status["streams"]:  # its zones not watched now (a schedule, a switch by hand), crowded
         said = [f"zone {zone} " + " and ".join([*(["not watched"] if state.get("watched") is False else []),
@@ -132,4 +202,4 @@ def status_text(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["PageUnreachable", "page_of", "read_status", "status_text"]
+__all__ = ["PageUnreachable", "last_line", "page_of", "read_status", "run_status", "stats_status", "status_text"]

@@ -79,6 +79,10 @@ def _span(value: Any) -> Any:
     return None if value is None else parse_seconds(value)
 
 
+STATS_EVERY = 5.0
+"""Seconds between the stats file's lines when neither ``stats_interval`` nor ``status_interval`` says."""
+
+
 Seconds = Annotated[float, BeforeValidator(_span)]
 """A span of time: seconds, or ``90d``, ``12h``, ``30m``, ``45s`` (from 1 second to 10 years)."""
 
@@ -892,6 +896,11 @@ class PipelineConfig(_Strict):
     days; unset: the box's (``TZ``; a container's is UTC unless told)."""
     duration: float | None = Field(default=None, gt=0)
     status_interval: float = Field(default=1.0, ge=0)
+    """Seconds between the live status table's refreshes (0: none)."""
+    stats_interval: float | None = Field(default=None, ge=0)
+    """Seconds between the stats file's lines (0: only its last, as the run ends); unset: as
+    ``status_interval``, or every :data:`STATS_EVERY` seconds when that is 0 (a service that
+    prints no status table still writes its stats, which ``streamyolo status`` reads)."""
     hang_warning: float = Field(default=60.0, ge=0, le=86400)
     """Seconds one forward pass (or building the models at start) may take before the log
     warns that the worker may be hung, with where every inference thread is (0: never)."""
@@ -1214,6 +1223,12 @@ class PipelineConfig(_Strict):
         """The frames in a row an object of ``stream`` is tracked in before it is kept (its
         own ``confirm_frames``, else the run's)."""
         return self.confirm_frames if stream.confirm_frames is None else stream.confirm_frames
+
+    def stats_every(self) -> float:
+        """Seconds between the stats file's lines (``stats_interval``; 0: only as the run ends)."""
+        if self.stats_interval is not None:
+            return self.stats_interval
+        return self.status_interval or STATS_EVERY
 
     def motion_of(self, stream: StreamConfig) -> MotionConfig | None:
         """``stream``'s motion settings (its own, else the run's), ``None``: every frame detected."""

@@ -85,13 +85,14 @@ def config_port(tmp_path: Path) -> str:
 def test_status_reads_a_run_without_a_page_from_its_stats_file(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """A run without a page but with a stats file: its streams from the file's last line while
-    it runs (exit 1 for the failed camera); once that line is old, not running (exit 1); a run
-    that writes its stats only as it ends (status_interval 0) is said so."""
+    """A run without a page but with a stats file, as a service runs (no status table: status
+    interval 0): its streams from the file's last line while it runs (exit 1 for the failed
+    camera); once that line is old, not running (exit 1); a run that writes its stats only as
+    it ends (stats_interval 0) is said so."""
     from streamyolo.pipeline import remote
 
     stats = tmp_path / "stats.jsonl"
-    config = {**_config(tmp_path), "status_interval": 0.5, "stats": str(stats)}
+    config = {**_config(tmp_path), "status_interval": 0, "stats_interval": 0.5, "stats": str(stats)}
     del config["web"], config["web_auth"]
     path = tmp_path / "cams.yaml"
     path.write_text(json.dumps(config), encoding="utf-8")
@@ -122,9 +123,15 @@ def test_status_reads_a_run_without_a_page_from_its_stats_file(
     assert code == 1 and re.match(r"not running \(its stats file's last line is of \d{4}-\d\d-\d\d [\d:]{8}, \d+ s "
                                   r"ago\), 2 stream\(s\), from its stats file ", said), said
     assert f"the run is not running: its stats file {stats} was last written" in caplog.text
-    (tmp_path / "quiet.yaml").write_text(json.dumps({**config, "status_interval": 0}), encoding="utf-8")
+    (tmp_path / "quiet.yaml").write_text(json.dumps({**config, "stats_interval": 0}), encoding="utf-8")
     assert _status(str(tmp_path / "quiet.yaml"), capsys=capsys)[0] == 2
-    assert "writes its stats file only as it ends (status_interval 0)" in caplog.text
+    assert "writes its stats file only as it ends (stats_interval 0)" in caplog.text
+    # Its lines come every status interval, or every 5 s without a status table (a service).
+    from streamyolo.config import build_config
+
+    assert [build_config({"streams": ["a.mp4"], **given}).stats_every() for given in (
+        {}, {"status_interval": 2}, {"status_interval": 0}, {"status_interval": 0, "stats_interval": 30})] == [
+        1.0, 2.0, 5.0, 30.0]
     stats.unlink()
     assert _status(str(path), capsys=capsys)[0] == 1
     assert f"cannot read the run's stats file '{stats}': No such file or directory" in caplog.text

@@ -432,7 +432,8 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         web=web,
         status=status if isinstance(status, StatusPrinter) else None,
         status_interval=cfg.status_interval,
-        stats=StatsWriter(cfg.stats, overwrite=cfg.overwrite, keep=cfg.stats_keep) if cfg.stats is not None else None,
+        stats=(StatsWriter(cfg.stats, overwrite=cfg.overwrite, keep=cfg.stats_keep, interval=cfg.stats_every())
+               if cfg.stats is not None else None),
         duration=cfg.duration,
         torch_threads=_parent_torch_threads(cfg, running),
         summary_path=cfg.summary,

@@ -43,8 +43,12 @@ class StatsWriter:
     wall-clock time; appended to an earlier run's lines unless ``overwrite``.
     Credentials are already redacted in the reports."""
 
-    def __init__(self, path: Path, overwrite: bool = False, keep: float | None = None) -> None:
+    def __init__(self, path: Path, overwrite: bool = False, keep: float | None = None,
+                 interval: float | None = None) -> None:
+        """``interval``: seconds between its lines (0: only as the run ends; ``None``: with the
+        status table, every status interval)."""
         self.path = Path(path)
+        self.interval = interval
         self._lines = LineFile(self.path, "stats file", overwrite, keep=keep)
 
     def open(self) -> None:
@@ -122,7 +126,14 @@ class Monitor:
 
     @property
     def _sampling(self) -> bool:
-        return self._interval > 0 and (self._status is not None or self._stats is not None)
+        return (self._interval > 0 and self._status is not None) or self._stats_every > 0
+
+    @property
+    def _stats_every(self) -> float:
+        """Seconds between the stats file's lines (0: none while the run goes)."""
+        if self._stats is None:
+            return 0.0
+        return self._interval if self._stats.interval is None else self._stats.interval
 
     def start(self) -> None:
         self._thread.start()
@@ -139,7 +150,7 @@ class Monitor:
 
     def _run(self) -> None:
         started = self._clock()
-        next_sample = started
+        next_status = next_stats = started
         stopped = False
         tick = _TICK if self._sampling or self._duration is not None else _HANG_TICK
         watchdog = None if self._notifier is None else self._notifier.watchdog
@@ -156,9 +167,12 @@ class Monitor:
                     log.info("duration of %.1f s reached: stopping", self._duration)
                     self._stop()
                     stopped = True
-                if self._sampling and now >= next_sample:
-                    self._sample(now - started)
-                    next_sample = now + self._interval
+                if self._status is not None and self._interval > 0 and now >= next_status:
+                    self._status.show(self._reports(), now - started, self._restarts())
+                    next_status = now + self._interval
+                if self._stats is not None and self._stats_every > 0 and now >= next_stats:
+                    self._stats.write(self._reports(), now - started, self._restarts())
+                    next_stats = now + self._stats_every
             if self._hang_warning > 0:
                 self._watch(self._clock())  # a reported worker that ended its pass as the run ended
         except Exception:  # a broken terminal must not take the run down
@@ -209,13 +223,6 @@ class Monitor:
             if said != self._said:
                 self._said = said
                 notifier.status(said)
-
-    def _sample(self, elapsed: float) -> None:
-        reports, restarts = self._reports(), self._restarts()
-        if self._status is not None:
-            self._status.show(reports, elapsed, restarts)
-        if self._stats is not None:
-            self._stats.write(reports, elapsed, restarts)
 
     def final(self, reports: list[StreamReport], elapsed: float) -> None:
         """Write the final stats line once every thread has ended."""

@@ -53,10 +53,10 @@ def run_status(target: str) -> dict[str, Any]:
 
         cfg = build_config(Path(target))
         if cfg.web is None and cfg.stats is not None:
-            if cfg.status_interval == 0:
+            if cfg.stats_every() == 0:
                 raise ConfigError(f"config {target!r} serves no web page (no 'web' key) and writes its stats file "
-                                  "only as it ends (status_interval 0): status reads the run's page or its stats file")
-            return stats_status(cfg.stats, cfg.status_interval)
+                                  "only as it ends (stats_interval 0): status reads the run's page or its stats file")
+            return stats_status(cfg.stats, cfg.stats_every())
     return read_status(*page_of(target))
 
 

@@ -470,7 +470,8 @@ class ZoneWatch:
                     stay = self._inside.get(key)
                     box = boxes[index]
                     if here:
-                        stay = stay or self._found_again(key, int(cls), box)
+                        if stay is None and self._hidden:
+                            stay = self._found_again(key, int(cls), box)
                         if stay is None:
                             name = found.name(int(cls))
                             stay = self._inside[key] = _Stay(key[1], int(cls), name, now, self._frame,

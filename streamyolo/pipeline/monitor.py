@@ -167,12 +167,16 @@ class Monitor:
                     log.info("duration of %.1f s reached: stopping", self._duration)
                     self._stop()
                     stopped = True
-                if self._status is not None and self._interval > 0 and now >= next_status:
-                    self._status.show(self._reports(), now - started, self._restarts())
-                    next_status = now + self._interval
-                if self._stats is not None and self._stats_every > 0 and now >= next_stats:
-                    self._stats.write(self._reports(), now - started, self._restarts())
-                    next_stats = now + self._stats_every
+                shows = self._status is not None and self._interval > 0 and now >= next_status
+                writes = self._stats is not None and self._stats_every > 0 and now >= next_stats
+                if shows or writes:  # (one look at the streams for both)
+                    reports, restarts = self._reports(), self._restarts()
+                    if shows and self._status is not None:
+                        self._status.show(reports, now - started, restarts)
+                        next_status = now + self._interval
+                    if writes and self._stats is not None:
+                        self._stats.write(reports, now - started, restarts)
+                        next_stats = now + self._stats_every
             if self._hang_warning > 0:
                 self._watch(self._clock())  # a reported worker that ended its pass as the run ended
         except Exception:  # a broken terminal must not take the run down

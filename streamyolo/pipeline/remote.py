@@ -20,13 +20,16 @@ import urllib.error
 import urllib.request
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from streamyolo.errors import ConfigError, StreamYoloError
 from streamyolo.pipeline.report import StreamReport, status_table
 from streamyolo.sinks.history import local_time
 from streamyolo.sources import redact_url
+
+if TYPE_CHECKING:
+    from streamyolo.config import PipelineConfig
 
 _ANY_HOST = ("0.0.0.0", "::", "")  # (listening on every interface: asked on loopback)
 
@@ -48,16 +51,20 @@ def run_status(target: str) -> dict[str, Any]:
     its page (:func:`read_status`), or for a config without ``web`` from its stats file
     (:func:`stats_status`). Raises ``ConfigError`` for a config with neither, and
     :class:`PageUnreachable` saying why the run could not be asked."""
-    if not target.startswith(("http://", "https://")):
-        from streamyolo.config import build_config
+    if target.startswith(("http://", "https://")):
+        return read_status(*page_of(target))
+    from streamyolo.config import build_config
 
-        cfg = build_config(Path(target))
-        if cfg.web is None and cfg.stats is not None:
-            if cfg.stats_every() == 0:
-                raise ConfigError(f"config {target!r} serves no web page (no 'web' key) and writes its stats file "
-                                  "only as it ends (stats_interval 0): status reads the run's page or its stats file")
-            return stats_status(cfg.stats, cfg.stats_every())
-    return read_status(*page_of(target))
+    cfg = build_config(Path(target))
+    if cfg.web is not None:
+        return read_status(*page_of(target, cfg))
+    if cfg.stats is None:
+        raise ConfigError(f"config {target!r} serves no web page (no 'web' key) nor writes a stats file ('stats'): "
+                          "status reads the run's page or its stats file; give the page's address instead")
+    if cfg.stats_every() == 0:
+        raise ConfigError(f"config {target!r} serves no web page (no 'web' key) and writes its stats file only as "
+                          "it ends (stats_interval 0): status reads the run's page or its stats file")
+    return stats_status(cfg.stats, cfg.stats_every())
 
 
 def stats_status(path: Path, interval: float, now: float | None = None) -> dict[str, Any]:
@@ -98,10 +105,10 @@ def last_line(path: Path, chunk: int = 65536) -> str:
         return ""
 
 
-def page_of(target: str) -> tuple[str, ssl.SSLContext | None, str | None]:
+def page_of(target: str, cfg: PipelineConfig | None = None) -> tuple[str, ssl.SSLContext | None, str | None]:
     """The page's address (ending in ``/``), the TLS context to reach it with, and the login
-    (``USER:PASSWORD``) of ``target``: a config file, or the page's address. Raises
-    ``ConfigError`` naming what is missing."""
+    (``USER:PASSWORD``) of ``target``: the page's address, or a config file (``cfg``, read,
+    with its ``web``). Raises ``ConfigError`` naming what is missing."""
     if target.startswith(("http://", "https://")):
         parts = urlsplit(target)
         login = (f"{unquote(parts.username)}:{unquote(parts.password or '')}" if parts.username is not None
@@ -110,13 +117,9 @@ def page_of(target: str) -> tuple[str, ssl.SSLContext | None, str | None]:
         netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
         path = parts.path if parts.path.endswith("/") else parts.path + "/"
         return urlunsplit((parts.scheme, netloc, path, "", "")), None, login
-    from streamyolo.config import build_config
     from streamyolo.sinks.web import split_address
 
-    cfg = build_config(Path(target))
-    if cfg.web is None:
-        raise ConfigError(f"config {target!r} serves no web page (no 'web' key) nor writes a stats file ('stats'): "
-                          "status reads the run's page or its stats file; give the page's address instead")
+    assert cfg is not None and cfg.web is not None  # (run_status)
     address = split_address(cfg.web)
     assert address is not None  # (validated)
     host, port = address

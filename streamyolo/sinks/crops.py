@@ -158,7 +158,7 @@ class CropSink:
                 continue
             conf, box = float(confs[index]), tuple(boxes[index])
             kept = best.get(track)
-            if kept is None:  # (new, or one that stood still found again where it stood)
+            if kept is None and lost:  # (new, or one that stood still found again where it stood)
                 again = Place.found_again(box, {t: k.place for t, k in lost.items() if k.cls == cls})
                 if again is not None:
                     kept = best[track] = lost.pop(again)

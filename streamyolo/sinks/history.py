@@ -637,17 +637,16 @@ def count_series(events: Iterable[Mapping[str, Any]], by: str, since: float, unt
     series: dict[tuple[str, ...], list[int]] = {}
     dwells: dict[tuple[str, ...], list[float | None]] = {}  # the leaves' median dwell, by period
     rows = count_rows(events, by, (since, until), zone, stats=True)
-    for period, *thing, count in (row[:6] for row in rows[1:-1]):
-        series.setdefault(tuple(thing), [0] * len(names))[index[period]] += int(count)
-    if STATS[0] in rows[0]:
-        column = rows[0].index(STATS[0])
-        for row in rows[1:-1]:
-            if row[column]:
-                dwells.setdefault(tuple(row[1:5]), [None] * len(names))[index[row[0]]] = float(row[column])
+    median = rows[0].index(STATS[0]) if STATS[0] in rows[0] else None
+    for row in rows[1:-1]:
+        thing, at = tuple(row[1:5]), index[row[0]]  # (row: period, stream, event, where, class, count, …)
+        series.setdefault(thing, [0] * len(names))[at] += int(row[5])
+        if median is not None and row[median]:
+            dwells.setdefault(thing, [None] * len(names))[at] = float(row[median])
     return {"by": by, "periods": names, "total": sum(map(sum, series.values())),
-            "series": [{"stream": stream, "event": kind, "where": place, "class": name, "counts": counts,
+            "series": [{"stream": thing[0], "event": thing[1], "where": thing[2], "class": thing[3], "counts": counts,
                         "total": sum(counts), **({"dwell": dwells[thing]} if thing in dwells else {})}
-                       for thing, counts in series.items() for stream, kind, place, name in [thing]]}
+                       for thing, counts in series.items()]}
 
 
 KINDS = frozenset(get_args(EventKind)) | {"removed"}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +134,17 @@ def test_status_reads_a_run_without_a_page_from_its_stats_file(
     assert [build_config({"streams": ["a.mp4"], **given}).stats_every() for given in (
         {}, {"status_interval": 2}, {"status_interval": 0}, {"status_interval": 0, "stats_interval": 30})] == [
         1.0, 2.0, 5.0, 30.0]
+    # A day's lines just moved away (stats_keep at midnight, logrotate): status waits for the next.
+    moved = stats.read_text(encoding="utf-8")
+    stats.rename(tmp_path / "stats.jsonl-20261206")
+    later = threading.Timer(0.6, lambda: stats.write_text(moved, encoding="utf-8"))
+    later.start()
+    try:
+        assert remote.stats_status(stats, 0.5, wait=1.5)["streams"][0]["name"] == "yard"
+    finally:
+        later.join()
     stats.unlink()
+    started = time.monotonic()
     assert _status(str(path), capsys=capsys)[0] == 1
+    assert time.monotonic() - started > 1.5  # (its interval and a second more)
     assert f"cannot read the run's stats file '{stats}': No such file or directory" in caplog.text

@@ -64,14 +64,37 @@ def run_status(target: str) -> dict[str, Any]:
     if cfg.stats_every() == 0:
         raise ConfigError(f"config {target!r} serves no web page (no 'web' key) and writes its stats file only as "
                           "it ends (stats_interval 0): status reads the run's page or its stats file")
-    return stats_status(cfg.stats, cfg.stats_every())
+    return stats_status(cfg.stats, cfg.stats_every(), wait=cfg.stats_every() + WAIT_MORE)
 
 
-def stats_status(path: Path, interval: float, now: float | None = None) -> dict[str, Any]:
+WAIT_MORE = 1.0
+"""Seconds more than a status interval that status waits for a line, when the stats file is
+missing or holds none (a day's lines just moved away, by ``stats_keep`` or logrotate)."""
+
+
+def stats_status(path: Path, interval: float, now: float | None = None, wait: float = 0.0) -> dict[str, Any]:
     """A run's status as its stats file's last line says it (``/status.json``'s shape: each
     stream's numbers), ``running`` while that line is at most :data:`FRESH` status intervals
-    old, and ``stats``: the file and the line's age. Raises :class:`PageUnreachable` when
-    there is no such file or line."""
+    old, and ``stats``: the file and the line's age. When there is no such file or line, it
+    looks again for ``wait`` seconds (at midnight the day's lines are moved away and the next
+    line starts a new file), then raises :class:`PageUnreachable`."""
+    ends = time.monotonic() + wait
+    while True:
+        try:
+            said = _status_line(path)
+            break
+        except PageUnreachable:
+            if time.monotonic() >= ends:
+                raise
+            time.sleep(0.2)
+    age = max(0.0, (time.time() if now is None else now) - float(said["time"]))
+    return {"running": age <= max(FRESH * interval, FRESH_LEAST),
+            "streams": [{"name": name, **entry} for name, entry in said["streams"].items() if isinstance(entry, dict)],
+            "stats": {"path": str(path), "time": said["time"], "age": round(age, 1)}}
+
+
+def _status_line(path: Path) -> dict[str, Any]:
+    """The stats file's last line, read; :class:`PageUnreachable` when there is none."""
     try:
         line = last_line(path)
         said = json.loads(line) if line else None
@@ -83,10 +106,7 @@ def stats_status(path: Path, interval: float, now: float | None = None) -> dict[
     if not isinstance(said, dict) or not isinstance(said.get("streams"), dict) or not isinstance(
             said.get("time"), int | float):
         raise PageUnreachable(f"the run's stats file {str(path)!r} holds no status line yet")
-    age = max(0.0, (time.time() if now is None else now) - float(said["time"]))
-    return {"running": age <= max(FRESH * interval, FRESH_LEAST),
-            "streams": [{"name": name, **entry} for name, entry in said["streams"].items() if isinstance(entry, dict)],
-            "stats": {"path": str(path), "time": said["time"], "age": round(age, 1)}}
+    return said
 
 
 def last_line(path: Path, chunk: int = 65536) -> str:

@@ -475,6 +475,9 @@ class ZoneTally:
     """Whether it makes events now, as its ``schedule`` says (``None``: it has none: always)."""
     crowded: bool | None = None
     """Whether it is crowded now, as its ``crowd`` says (``None``: it has none)."""
+    stationary: Mapping[str, int] | None = None
+    """Of the objects inside, those that stand still (a parked car), by class name; ``None`` on a
+    stream without a tracker, which cannot tell."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -580,6 +583,8 @@ class Result:
             record["crossings"] = [c.to_record() for c in self.crossings]
         if self.zones:
             record["zones"] = {z.name: dict(z.inside) for z in self.zones}
+            if self.zones[0].stationary is not None:
+                record["stationary"] = {z.name: dict(z.stationary or {}) for z in self.zones}
         if self.still:
             record["still"] = True
         if not self.detect:

@@ -522,7 +522,7 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
                          mqtt_discovery="homeassistant", clip_of=clips.clip_of,
                          entities=[StreamEntities("hall", ("lower", "floor"), ("door",), snapshots=True, clips=True,
                                                   events=frozenset({"enter", "leave", "linger", "line", "clip"}),
-                                                  speeds=("floor",))])
+                                                  speeds=("floor",), tracked=True)])
         clips.on_end = sink.clip_ended
         during = MqttSubscriber(broker.port)  # a Home Assistant running along
         try:
@@ -539,7 +539,7 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
                       if topic.startswith("homeassistant/") and "/event/" not in topic]
             read = {config[key] for config in states for key in ("state_topic", "json_attributes_topic", "topic")
                     if key in config}
-            return len(states) >= 11 and "site/available" in kept and read <= set(kept)
+            return len(states) >= 13 and "site/available" in kept and read <= set(kept)
 
         try:
             _wait_for(learnt)
@@ -553,6 +553,8 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
                                       node.format("event", "activity"), node.format("sensor", "zone_lower"),
                                       node.format("event", "zone_lower_visits"),
                                       node.format("binary_sensor", "zone_lower_occupied"),
+                                      node.format("binary_sensor", "zone_lower_active"),
+                                      node.format("binary_sensor", "zone_floor_active"),
                                       node.format("sensor", "line_door_in"), node.format("sensor", "line_door_out"),
                                       node.format("event", "line_door_crossings"), node.format("sensor", "zone_floor"),
                                       node.format("binary_sensor", "zone_floor_occupied"),
@@ -561,14 +563,14 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
                                       node.format("binary_sensor", "outputs"),
                                       "homeassistant/binary_sensor/streamyolo_site/-outputs/config"])
     assert gone not in retained, "an entity the config no longer has stays in Home Assistant"
-    assert len({c["unique_id"] for c in configs.values()}) == 17
+    assert len({c["unique_id"] for c in configs.values()}) == 19
     devices = {c["device"]["name"]: json.dumps(c["device"], sort_keys=True) for c in configs.values()}
     assert sorted(devices) == ["hall", "streamyolo site"], "a device for the stream, one for the run"
     # What the camera sees now is unavailable while it is not streaming (not its last state); the
     # rest (its connection, counts, outputs) while the run is up.
     live = {topic.split("/")[-2] for topic, c in configs.items() if "availability" in c}
     assert live == {"hall_objects", "hall_occupied", "hall_zone_lower", "hall_zone_lower_occupied", "hall_zone_floor",
-                    "hall_zone_floor_occupied"}, live
+                    "hall_zone_floor_occupied", "hall_zone_lower_active", "hall_zone_floor_active"}, live
     assert {c.get("availability_topic") for c in configs.values() if "availability" not in c} == {"site/available"}
     for config in (c for c in configs.values() if "availability" in c):
         run, camera = config["availability"]
@@ -588,8 +590,14 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
     # The walker crossed the door (y = 150) downwards once and ends in the lower zone; the stream has ended.
     assert (shown("sensor", "line_door_in"), shown("sensor", "line_door_out")) == ("1", "0")
     assert shown("sensor", "zone_lower") == "1" and json.loads(retained["site/hall/zone/lower"]) == {
-        "total": 1, "person": 1}
+        "total": 1, "person": 1, "stationary": 0}
     assert shown("binary_sensor", "zone_lower_occupied") == "ON"
+    assert shown("binary_sensor", "zone_lower_active") == "ON", "it walks"
+    active = jinja2.Environment().from_string(configs[node.format("binary_sensor", "zone_lower_active")][
+        "value_template"])
+    assert [active.render(value_json=state) for state in (
+        {"total": 1, "car": 1, "stationary": 1}, {"total": 2, "car": 1, "person": 1, "stationary": 1},
+        {"total": 0, "stationary": 0})] == ["OFF", "ON", "OFF"], "a parked car alone is no activity"
     assert shown("sensor", "objects") == "1" and json.loads(retained["site/hall/objects"]) == {"total": 1, "person": 1}
     assert shown("binary_sensor", "occupied") == "ON"
     # The walker's speed through the floor, measured on leaving it: the speed sensor's state.
@@ -677,7 +685,7 @@ def test_each_stream_gets_the_event_entities_of_the_events_it_sends(broker_folde
         Pipeline.from_config(config).run()
         later = MqttSubscriber(broker.port)
         try:
-            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 22)
+            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 23)
         finally:
             later.close()
     configs = {topic.split("/")[3]: (topic.split("/")[1], json.loads(payload))
@@ -685,7 +693,8 @@ def test_each_stream_gets_the_event_entities_of_the_events_it_sends(broker_folde
     assert sorted(configs) == ["-outputs", "-recordings", "-recordings_days_left", "-recordings_free",
                                "gate_detect", "gate_line_kerb_crossings", "gate_line_kerb_in", "gate_line_kerb_out",
                                "gate_objects", "gate_occupied", "gate_outputs", "gate_record", "gate_streaming",
-                               "gate_zone_drive", "gate_zone_drive_occupied", "gate_zone_drive_speed",
+                               "gate_zone_drive", "gate_zone_drive_active", "gate_zone_drive_occupied",
+                               "gate_zone_drive_speed",
                                "gate_zone_drive_visits", "gate_zone_drive_watch", "porch_detect", "porch_objects",
                                "porch_occupied",
                                "porch_streaming"]

@@ -342,14 +342,15 @@ def test_a_run_makes_events_only_in_the_zones_watched_now(tmp_path: Path) -> Non
             sent[f"site/{stream}/{kind}/{name}"] = state
 
     StatePublisher(Publisher()).update(next(r for r in seen.results if r.frame.meta.seq == 15))  # type: ignore[arg-type]
-    assert sent["site/hall/zone/now"] == {"total": 1, "person": 1, "watched": True}
-    assert sent["site/hall/zone/later"] == {"total": 1, "person": 1, "watched": False}
+    assert sent["site/hall/zone/now"] == {"total": 1, "person": 1, "watched": True, "stationary": 0}
+    assert sent["site/hall/zone/later"] == {"total": 1, "person": 1, "watched": False, "stationary": 0}
     configs = {topic.split("/")[-2]: json.loads(config) for topic, config in discovery_messages(
-        "site", "homeassistant", [StreamEntities("hall", ("now", "later"), watched=("now", "later"))])}
+        "site", "homeassistant", [StreamEntities("hall", ("now", "later"), watched=("now", "later"), tracked=True)])}
     shown = {name: jinja2.Environment().from_string(config["value_template"]).render(
         value_json=sent[config["state_topic"]]) for name, config in configs.items() if "_zone_" in name}
     assert shown == {"hall_zone_now": "1", "hall_zone_now_occupied": "ON", "hall_zone_now_watched": "ON",
-                     "hall_zone_later": "1", "hall_zone_later_occupied": "OFF", "hall_zone_later_watched": "OFF"}
+                     "hall_zone_now_active": "ON", "hall_zone_later": "1", "hall_zone_later_occupied": "OFF",
+                     "hall_zone_later_watched": "OFF", "hall_zone_later_active": "OFF"}
     with pytest.raises(ConfigError, match=r"config keys 'streams\.0\.zones' and 'tracker': a zone's schedule"):
         build_config({"streams": [{"source": "a.mp4", "zones": {"yard": {"points": [[0, 0], [9, 0], [9, 9]],
                                                                          "schedule": "22:00-06:00"}}}]})

@@ -22,7 +22,7 @@ from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.sinks import JsonlSink
 from streamyolo.sinks.events import EventSink
 from streamyolo.sources import SourceKind, SourceSpec, open_source, read_stamp
-from tests.helpers import read_jsonl
+from tests.helpers import read_jsonl, until
 
 DRIVE = Zone("drive", ((0.0, 0.0), (320.0, 0.0), (320.0, 240.0), (0.0, 240.0)), linger=4.0, hidden=2.5)
 NAMES = {0: "person", 2: "car"}
@@ -142,3 +142,61 @@ def test_a_parked_car_hidden_for_two_seconds_is_one_stay_through_the_real_tracke
     person = [v for v in visits if v[2] == "person"]
     assert [v[:3] for v in person] == [(0, "enter", "person"), (40 + GONE_AFTER + 1, "leave", "person")], visits
     assert person[1][4] == 1.6
+    # The car stands still 2 s after it came: from then on (and again at once when found again
+    # where it stood) the zone's stationary objects hold it; the person walking, never.
+    stationary = {r["seq"]: r["stationary"]["drive"] for r in read_jsonl(jsonl)}
+    assert {seq for seq, still in stationary.items() if still} == {*range(50, 75), *range(131, 200)}, stationary
+    assert all(still in ({}, {"car": 1}) for still in stationary.values())
+
+
+def test_the_objects_standing_still_in_a_zone_are_told_apart() -> None:
+    """A zone's ``stationary``: those inside whose box has stayed on its place 2 s (a parked
+    car), by class; in a zone watched now only."""
+    watch = ZoneWatch([DRIVE])
+    walker = [(3, (10.0 + 4 * n, 100.0, 40.0 + 4 * n, 180.0), 0) for n in range(60)]
+    stills = []
+    for seq, person in enumerate(walker):
+        found = _seen((1, CAR, 2), person)
+        watch.update(found, seq / 25, occupancy(watch.zones, found))
+        stills.append(watch.stationary)
+    assert stills[49] == {"drive": {}} and stills[50] == stills[59] == {"drive": {"car": 1}}
+    found = _seen((1, CAR, 2))
+    watch.update(found, 60 / 25, occupancy(watch.zones, found), [False])
+    assert watch.stationary == {}
+
+
+@pytest.mark.timeout(90)
+def test_the_page_status_and_metrics_say_which_objects_stand_still(tmp_path: Path) -> None:
+    """The car parked in the drive (found again after the bus) at the run's last frame: the
+    page's tile says it stands still, as ``/status.json`` and ``/metrics`` do, and the video's
+    picture (drawn on it: ``1 car (1 stationary)``)."""
+    from selenium.webdriver.common.by import By
+
+    from streamyolo.sinks.metrics import metrics_text
+    from streamyolo.sinks.web import WebViewer
+    from tests.test_web import _chromium, _driver
+
+    browser, driver_path = _chromium()
+    source = open_source(SourceSpec("drive", "synthetic:?size=320x240&fps=25&frames=180", SourceKind.SYNTHETIC))
+    web = WebViewer("127.0.0.1:0")
+    pipeline = Pipeline([StreamSetup("drive", source, Overflow.BLOCK, zones=(DRIVE,))], _ParkedDetector,
+                        tracker=tracker_settings("bytetrack"), web=web)
+    pipeline.start()
+    try:
+        pipeline.wait(30)
+        status = web.status()
+        assert status["streams"][0]["zones"] == {"drive": {"car": 1}}
+        assert status["streams"][0]["stationary"] == {"drive": {"car": 1}}
+        assert 'streamyolo_zone_stationary_objects{stream="drive",zone="drive",class="car"} 1' in metrics_text(
+            status).splitlines()
+        driver = _driver(browser, driver_path)
+        try:
+            assert pipeline.web_url is not None
+            driver.get(pipeline.web_url)
+            text = until(lambda: "".join(e.text for e in driver.find_elements(By.CSS_SELECTOR, "figure .zones")), 30,
+                         "the zone's line under the tile")
+            assert text == "drive: 1 car (2 entered) · 1 stationary", text
+        finally:
+            driver.quit()
+    finally:
+        pipeline.join()

@@ -206,7 +206,9 @@ def _zone(canvas: Image, zone: ZoneTally, zoom: float, scale: float, thickness: 
     corners = np.array([[round(x * zoom), round(y * zoom)] for x, y in zone.points], np.int32)
     yellow = (0, 215, 255)
     cv2.polylines(canvas, [corners], True, yellow, thickness + 1, cv2.LINE_AA)
-    held = ", ".join(f"{n} {name}" for name, n in zone.inside.items()) or "empty"
+    still = zone.stationary or {}
+    held = ", ".join(f"{n} {name}" + (f" ({still[name]} stationary)" if still.get(name) else "")
+                     for name, n in zone.inside.items()) or "empty"
     if zone.watched is False:  # (its schedule's windows: it makes no events now)
         held += " (not watched)"
     if zone.crowded:

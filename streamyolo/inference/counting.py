@@ -440,6 +440,9 @@ class ZoneWatch:
         self._grounds = {zone.name: Ground(zone.points, zone.size) for zone in zones if zone.size is not None}
         self.speeds: dict[int, float] = {}
         """The speeds (km/h) measured in the last frame, by track id (zones with a size)."""
+        self.stationary: dict[str, dict[str, int]] = {}
+        """The objects in each watched zone in the last frame that stand still there
+        (:data:`STILL_AFTER`: a parked car, someone waiting), by class name as that frame reads them."""
 
     def update(self, found: Detections, now: float, held: Sequence[npt.NDArray[np.bool_]],
                armed: Sequence[bool | None] | None = None) -> list[ZoneVisit]:
@@ -452,6 +455,7 @@ class ZoneWatch:
         self.speeds = {}
         visits: list[ZoneVisit] = []
         watched = [True] * len(self.zones) if armed is None else [on is not False for on in armed]
+        self.stationary = {zone.name: {} for zone, on in zip(self.zones, watched, strict=True) if on}
         for zone, on in zip(self.zones, watched, strict=True):
             if not on:
                 visits += [self._leave(key, pool=pool) for pool in (self._inside, self._hidden)
@@ -478,6 +482,10 @@ class ZoneWatch:
                                                              Place.at(box, now))
                             visits.append(ZoneVisit(zone.name, "enter", key[1], int(cls), name, box=box))
                         stay.saw(box, now, self._frame)
+                        if stay.place.stood():
+                            still = self.stationary[zone.name]
+                            name = found.name(int(cls))
+                            still[name] = still.get(name, 0) + 1
                         if zone.linger is not None and not stay.lingered and now - stay.since >= zone.linger:
                             stay.lingered = True
                             visits.append(ZoneVisit(zone.name, "linger", stay.id, stay.cls, stay.name,

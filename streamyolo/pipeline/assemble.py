@@ -581,7 +581,8 @@ def stream_entities(cfg: PipelineConfig, s: ResolvedStream) -> StreamEntities:
                           tuple(name for name, zone in (s.config.zones or {}).items() if zone.size is not None),
                           cfg.record_of(s.config) is not None,
                           tuple(name for name, zone in (s.config.zones or {}).items() if zone.schedule),
-                          tuple(name for name, zone in (s.config.zones or {}).items() if zone.crowd))
+                          tuple(name for name, zone in (s.config.zones or {}).items() if zone.crowd),
+                          cfg.tracker is not None)
 
 
 def _mqtt_events(cfg: PipelineConfig, stream: ResolvedStream) -> frozenset[str]:

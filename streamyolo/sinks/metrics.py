@@ -62,6 +62,14 @@ def metrics_text(status: Mapping[str, Any]) -> str:
     return "".join(line + "\n" for line in _lines(status))
 
 
+_PER_ZONE = (  # (the status's key, by zone and class; the metric, its kind and text)
+    ("zones", "streamyolo_zone_objects", "gauge", "Objects of each class inside a zone, in the stream's newest frame."),
+    ("stationary", "streamyolo_zone_stationary_objects", "gauge",
+     "Of the objects inside a zone, those standing still (tracked streams)."),
+    ("zone_entries", "streamyolo_zone_entries_total", "counter", "Tracked objects that entered a zone, by class."),
+)
+
+
 def _lines(status: Mapping[str, Any]) -> Iterator[str]:
     from streamyolo.pipeline.health import StreamState  # here: the pipeline package imports the web page
 
@@ -85,18 +93,12 @@ def _lines(status: Mapping[str, Any]) -> Iterator[str]:
             ({"stream": stream["name"], "line": line, "direction": way, "class": name}, count)
             for stream in streams for line, ways in stream.get("counts", {}).items()
             for way, by_class in ways.items() for name, count in sorted(by_class.items())))
-    if any(stream.get("zones") for stream in streams):
-        yield from _family("streamyolo_zone_objects", "gauge",
-                           "Objects of each class inside a zone, in the stream's newest frame.", (
-            ({"stream": stream["name"], "zone": zone, "class": name}, count)
-            for stream in streams for zone, inside in stream.get("zones", {}).items()
-            for name, count in sorted(inside.items())))
-    if any(stream.get("zone_entries") for stream in streams):
-        yield from _family("streamyolo_zone_entries_total", "counter",
-                           "Tracked objects that entered a zone, by class.", (
-            ({"stream": stream["name"], "zone": zone, "class": name}, count)
-            for stream in streams for zone, entries in stream.get("zone_entries", {}).items()
-            for name, count in sorted(entries.items())))
+    for key, name, kind, text in _PER_ZONE:
+        if any(stream.get(key) for stream in streams):
+            yield from _family(name, kind, text, (
+                ({"stream": stream["name"], "zone": zone, "class": cls}, count)
+                for stream in streams for zone, by_class in stream.get(key, {}).items()
+                for cls, count in sorted(by_class.items())))
     reloads = status.get("config", {})
     if reloads:
         yield from _family("streamyolo_config_reloads_total", "counter",

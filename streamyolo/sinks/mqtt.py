@@ -25,7 +25,10 @@ and ``in`` and ``out`` sensors per counting line (``<prefix>/<stream>/line/<line
 ``{"in": 4, "out": 3}``); a ``<zone> occupied`` occupancy sensor per zone (on while it holds
 anything; for a zone with a ``schedule``, only while it is watched, and a ``<zone> watched``
 sensor, from the zone's state's ``"watched"``; for a zone with a ``crowd``, a ``<zone>
-crowded`` problem sensor, from its ``"crowded"``); a ``<zone> speed`` sensor per zone that
+crowded`` problem sensor, from its ``"crowded"``; on a tracked stream, a ``<zone> active``
+motion sensor, on while it holds an object that does not stand still, from its
+``"stationary"``: a car parked in the driveway all night keeps ``occupied`` on, not
+``active``); a ``<zone> speed`` sensor per zone that
 measures speeds (the last object's, km/h, from ``<prefix>/<stream>/zone/<zone>/speed``, with
 its class and track id as attributes); on a
 tracked stream, a ``<zone> visits`` event entity per zone
@@ -158,6 +161,9 @@ class StreamEntities:
     occupied`` is on only while it is watched."""
     crowds: tuple[str, ...] = ()
     """The zones with a ``crowd``: each has a ``<zone> crowded`` sensor."""
+    tracked: bool = False
+    """Whether the stream is tracked: each zone has a ``<zone> active`` sensor (on while an
+    object in it does not stand still)."""
 
 
 def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEntities],
@@ -214,6 +220,11 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
             configs.append(("binary_sensor", f"zone_{_object_id(zone)}_occupied", {
                 "name": f"{zone} occupied", "device_class": "occupancy", "state_topic": topic,
                 "value_template": f"{{{{ 'ON' if value_json.total > 0{armed} else 'OFF' }}}}"}))
+            if entities.tracked:  # on while something in it moves: not for a car parked there all night
+                configs.append(("binary_sensor", f"zone_{_object_id(zone)}_active", {
+                    "name": f"{zone} active", "device_class": "motion", "state_topic": topic,
+                    "value_template": "{{ 'ON' if value_json.total > (value_json.stationary | default(0))"
+                                      f"{armed} else 'OFF' }}}}"}))
             if controls:  # watched or not by hand (nobody home: the garden watched), or by its schedule
                 configs.append(("switch", f"zone_{_object_id(zone)}_watch", {
                     "name": f"{zone} watched", "command_topic": f"{topic}/watch/set", "state_topic": topic,
@@ -753,7 +764,9 @@ class StatePublisher:
             ((stream, "objects", ""), {"total": len(result.detections), **result.detections.counts()})]
         states += [((stream, "zone", zone.name), {"total": sum(zone.inside.values()), **zone.inside,
                                                    **({} if zone.watched is None else {"watched": zone.watched}),
-                                                   **({} if zone.crowded is None else {"crowded": zone.crowded})})
+                                                   **({} if zone.crowded is None else {"crowded": zone.crowded}),
+                                                   **({} if zone.stationary is None
+                                                      else {"stationary": sum(zone.stationary.values())})})
                    for zone in result.zones]
         states += [((stream, "line", line.name), {"in": line.into, "out": line.out}) for line in result.lines]
         for visit in result.visits:  # each speed measured through a zone: sent as it comes (each is news)

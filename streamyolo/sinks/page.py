@@ -301,9 +301,11 @@ function show(status) {
       .map(([line, ways]) => line + ": " + total(ways.in) + " in, " + total(ways.out) + " out").join("; ");
     const held = (inside) => Object.entries(inside).map(([k, v]) => v + " " + k).join(", ") || "empty";
     const entered = (zone) => zone in (s.zone_entries || {}) ? " (" + total(s.zone_entries[zone]) + " entered)" : "";
-    const marks = (zone) => {  // its schedule's and its crowd's
+    const marks = (zone) => {  // its objects standing still, its schedule's and its crowd's
       const now = (s.zone_states || {})[zone] || {};
-      return (now.watched === false ? " · not watched" : "") + (now.crowded ? " · crowded" : "");
+      const still = total((s.stationary || {})[zone]);
+      return (still ? " · " + still + " stationary" : "") + (now.watched === false ? " · not watched" : "")
+        + (now.crowded ? " · crowded" : "");
     };
     f.zones.textContent = Object.entries(s.zones || {})
       .map(([zone, inside]) => zone + ": " + held(inside) + entered(zone) + marks(zone)).join("; ");

@@ -416,6 +416,8 @@ class WebViewer:
             latest = self._latest.get(report.name)
             entry["detections"] = latest.result.detections.counts() if latest is not None else {}
             entry["zones"] = {z.name: dict(z.inside) for z in latest.result.zones} if latest is not None else {}
+            if latest is not None and latest.result.zones and latest.result.zones[0].stationary is not None:
+                entry["stationary"] = {z.name: dict(z.stationary or {}) for z in latest.result.zones}
             entry["zone_states"] = {z.name: {key: on for key, on in (("watched", z.watched), ("crowded", z.crowded))
                                              if on is not None}
                                     for z in (latest.result.zones if latest is not None else ())

@@ -352,7 +352,9 @@ class InferenceWorker:
                         crowds, zones = self._crowd(channel).update(zones, frame.meta.media_time)
                     if self._tracker is not None:
                         visits = self._visit(channel, shown, frame, held, armed)
-                        speeds = tuple(self._watches[channel.name].speeds.items())
+                        watch = self._watches[channel.name]
+                        speeds = tuple(watch.speeds.items())
+                        zones = tuple(replace(zone, stationary=watch.stationary.get(zone.name, {})) for zone in zones)
                     channel.health.zoned(zones, visits)
                 result = Result(frame, shown, now, self.name, crossings, lines, zones, visits, tuple(crowds),
                                 channel.masks, speeds, still, pictures if channel.tiles is not None else None,

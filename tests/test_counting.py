@@ -229,6 +229,10 @@ def test_a_tracked_stream_counts_its_lines_in_the_summary_jsonl_status_metrics_a
     assert all(r["zones"]["lobby"] in ({}, {"person": 1}) for r in records)
     assert summary.to_dict()["streams"]["hall"]["zone_peaks"] == {"lobby": {"person": 1}}
     assert "zones of hall, most at once: lobby: 1 person" in summary.table()
+    # It stayed from frame 11 to 22 (0.44 s at 25 fps), and left: how long, in the summary.
+    assert summary.to_dict()["streams"]["hall"]["zone_stays"] == {
+        "lobby": {"person": {"left": 1, "mean": 0.44, "longest": 0.44}}}
+    assert "zones of hall, stayed: lobby: 1 person 0.4 s on average (longest 0.4 s)" in summary.table()
     assert next(s for s in status["streams"] if s["name"] == "hall")["zones"] == {"lobby": {}}  # walked out
     assert next(s for s in status["streams"] if s["name"] == "hall")["counts"] == counts
     assert ('streamyolo_line_crossings_total{stream="hall",line="door",direction="in",class="person"} 1'

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from streamyolo.clock import RateMeter
 from streamyolo.frames import Crossing, ZoneTally, ZoneVisit
+from streamyolo.pipeline.report import Stayed
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class HealthSnapshot:
     """Zones: zone → class name → the most objects inside it in one frame so far."""
     zone_entries: dict[str, dict[str, int]] = field(default_factory=dict)
     """Zones of a tracked stream: zone → class name → tracked objects that entered it."""
+    zone_stays: dict[str, dict[str, Stayed]] = field(default_factory=dict)
+    """Zones of a tracked stream: zone → class name → the objects that left it, how long they stayed."""
 
 
 class StreamHealth:
@@ -89,6 +92,7 @@ class StreamHealth:
         self._counts: dict[str, dict[str, dict[str, int]]] = {}
         self._zone_peaks: dict[str, dict[str, int]] = {}
         self._zone_entries: dict[str, dict[str, int]] = {}
+        self._zone_stays: dict[str, dict[str, Stayed]] = {}
         self._processed = 0
         self._still = 0
         self._pictures = 0
@@ -243,6 +247,9 @@ class StreamHealth:
                 if visit.event == "enter":
                     entries = self._zone_entries.setdefault(visit.zone, {})
                     entries[visit.name] = entries.get(visit.name, 0) + 1
+                elif visit.event == "leave" and visit.dwell is not None:
+                    stays = self._zone_stays.setdefault(visit.zone, {})
+                    stays[visit.name] = stays.get(visit.name, Stayed()).then(visit.dwell)
 
     def counts_on(self, lines: Sequence[str], zones: Sequence[str], tracked: bool = False) -> None:
         """The stream's counting lines and zones: they show (at zero, empty) from the start;
@@ -254,6 +261,7 @@ class StreamHealth:
                 self._zone_peaks.setdefault(zone, {})
                 if tracked:
                     self._zone_entries.setdefault(zone, {})
+                    self._zone_stays.setdefault(zone, {})
 
     def lose(self, count: int) -> None:
         """Frames taken from the buffer that will never be processed (a worker died)."""
@@ -281,4 +289,5 @@ class StreamHealth:
                 counts={line: {way: dict(n) for way, n in ways.items()} for line, ways in self._counts.items()},
                 zone_peaks={zone: dict(peaks) for zone, peaks in self._zone_peaks.items()},
                 zone_entries={zone: dict(entries) for zone, entries in self._zone_entries.items()},
+                zone_stays={zone: dict(stays) for zone, stays in self._zone_stays.items()},
             )

@@ -142,6 +142,7 @@ class _Stream:
             counts=snap.counts,
             zone_peaks=snap.zone_peaks,
             zone_entries=snap.zone_entries,
+            zone_stays=snap.zone_stays,
             detect=self.setup.detect,
         )
 

@@ -9,9 +9,39 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from streamyolo.errors import OutputError
+
+N = TypeVar("N", int, "Stayed")
+
+
+@dataclass(frozen=True, slots=True)
+class Stayed:
+    """The tracked objects of one class that left a zone: how many, and how long they stayed
+    (seconds: in all, and the longest).
+
+    >>> Stayed().then(4.0).then(2.0) + Stayed(1, 9.0, 9.0)
+    Stayed(left=3, seconds=15.0, longest=9.0)
+    >>> Stayed(3, 15.0, 9.0).to_dict()
+    {'left': 3, 'mean': 5.0, 'longest': 9.0}
+    """
+
+    left: int = 0
+    seconds: float = 0.0
+    longest: float = 0.0
+
+    def then(self, dwell: float) -> Stayed:
+        """With one more that stayed ``dwell`` seconds."""
+        return Stayed(self.left + 1, self.seconds + dwell, max(self.longest, dwell))
+
+    def __add__(self, other: Stayed) -> Stayed:
+        return Stayed(self.left + other.left, self.seconds + other.seconds, max(self.longest, other.longest))
+
+    def to_dict(self) -> dict[str, float]:
+        """``{"left", "mean", "longest"}`` (seconds), as the summary file has it."""
+        return {"left": self.left, "mean": round(self.seconds / max(self.left, 1), 2),
+                "longest": round(self.longest, 2)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +66,8 @@ class StreamReport:
     """Zones (``zones:``): zone → class name → the most objects inside it in one frame."""
     zone_entries: dict[str, dict[str, int]] = field(default_factory=dict)
     """Zones of a tracked stream: zone → class name → tracked objects that entered it."""
+    zone_stays: dict[str, dict[str, Stayed]] = field(default_factory=dict)
+    """Zones of a tracked stream: zone → class name → the objects that left it, and how long they stayed."""
     still: int | None = None
     """Streams with ``motion``: the frames processed without a forward pass (nothing moved)."""
     pictures: int | None = None
@@ -52,14 +84,17 @@ class StreamReport:
 
 def combined(earlier: StreamReport, later: StreamReport) -> StreamReport:
     """One stream's numbers over two turns of it in one run (removed, or changed, by a reload,
-    and added again): ``later``'s, with both turns' frames, reconnects, counts and zone entries
-    added up and the zones' peaks the higher.
+    and added again): ``later``'s, with both turns' frames, reconnects, counts, zone entries
+    and stays added up and the zones' peaks the higher.
 
     >>> a = StreamReport("gate", "a.mp4", "removed", 10, 9, 1, None, counts={"door": {"in": {"person": 2}}})
     >>> b = StreamReport("gate", "b.mp4", "ended", 5, 5, 0, None, counts={"door": {"in": {"person": 1, "car": 1}}})
     >>> both = combined(a, b)
     >>> both.source, both.state, both.captured, both.processed, both.dropped, both.counts
     ('b.mp4', 'ended', 15, 14, 1, {'door': {'in': {'person': 3, 'car': 1}}})
+    >>> combined(replace(a, zone_stays={"q": {"person": Stayed(1, 4.0, 4.0)}}),
+    ...          replace(b, zone_stays={"q": {"person": Stayed(2, 2.0, 1.5)}})).zone_stays
+    {'q': {'person': Stayed(left=3, seconds=6.0, longest=4.0)}}
     """
     def optional(a: int | None, b: int | None) -> int | None:
         return None if a is None and b is None else (a or 0) + (b or 0)
@@ -78,13 +113,16 @@ def combined(earlier: StreamReport, later: StreamReport) -> StreamReport:
                     for zone in {**earlier.zone_peaks, **later.zone_peaks}},
         zone_entries={zone: _added(earlier.zone_entries.get(zone, {}), later.zone_entries.get(zone, {}))
                       for zone in {**earlier.zone_entries, **later.zone_entries}},
+        zone_stays={zone: _added(earlier.zone_stays.get(zone, {}), later.zone_stays.get(zone, {}))
+                    for zone in {**earlier.zone_stays, **later.zone_stays}},
         still=optional(earlier.still, later.still),
         pictures=optional(earlier.pictures, later.pictures),
     )
 
 
-def _added(a: Mapping[str, int], b: Mapping[str, int], how: Callable[[int, int], int] = operator.add) -> dict[str, int]:
-    return {key: how(a[key], b[key]) if key in a and key in b else a.get(key, b.get(key, 0)) for key in {**a, **b}}
+def _added(a: Mapping[str, N], b: Mapping[str, N], how: Callable[[N, N], N] = operator.add) -> dict[str, N]:
+    return {key: how(a[key], b[key]) if key in a and key in b else a[key] if key in a else b[key]
+            for key in {**a, **b}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +157,9 @@ class Summary:
                 out["streams"][name]["zone_peaks"] = report.zone_peaks
             if report.zone_entries:
                 out["streams"][name]["zone_entries"] = report.zone_entries
+            if report.zone_stays:
+                out["streams"][name]["zone_stays"] = {zone: {cls: stayed.to_dict() for cls, stayed in by_class.items()}
+                                                      for zone, by_class in report.zone_stays.items()}
             if report.still is not None:
                 out["streams"][name]["still"] = report.still
             if report.pictures is not None:
@@ -148,6 +189,8 @@ class Summary:
                     for name, r in self.streams.items() if r.zone_peaks]
         counted += [f"zones of {name}, entered: {zone_text(r.zone_entries)}"
                     for name, r in self.streams.items() if r.zone_entries]
+        counted += [f"zones of {name}, stayed: {stay_text(r.zone_stays)}"
+                    for name, r in self.streams.items() if any(r.zone_stays.values())]
         counted += [still_text(name, r.processed, r.still) for name, r in self.streams.items() if r.still is not None]
         counted += [pictures_text(name, r.processed, r.pictures) for name, r in self.streams.items()
                     if r.pictures is not None]
@@ -206,6 +249,18 @@ def zone_text(peaks: Mapping[str, Mapping[str, int]]) -> str:
     'queue: 5 person, 1 dog; door: nothing'
     """
     return "; ".join(f"{zone}: {_kinds(by_class) or 'nothing'}" for zone, by_class in peaks.items())
+
+
+def stay_text(stays: Mapping[str, Mapping[str, Stayed]]) -> str:
+    """How long the objects that left a stream's zones stayed, by zone and class (most first).
+
+    >>> stay_text({"queue": {"person": Stayed(3, 15.0, 9.0), "dog": Stayed(1, 2.0, 2.0)}, "door": {}})
+    'queue: 3 person 5.0 s on average (longest 9.0 s), 1 dog 2.0 s on average (longest 2.0 s)'
+    """
+    return "; ".join(f"{zone}: " + ", ".join(
+        f"{stayed.left} {name} {stayed.seconds / stayed.left:.1f} s on average (longest {stayed.longest:.1f} s)"
+        for name, stayed in sorted(by_class.items(), key=lambda item: (-item[1].left, item[0])))
+        for zone, by_class in stays.items() if by_class)
 
 
 def _kinds(by_class: Mapping[str, int]) -> str:

@@ -9,11 +9,14 @@ front, before any thread starts; unknown keys are rejected and every problem bec
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 import re
-from collections.abc import Mapping
+import types
+from collections import abc
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -1378,7 +1381,8 @@ def _format_error(error: Mapping[str, Any]) -> str:
     if not location:  # a check across keys names them itself
         return str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        return f"unknown config key {location!r}"
+        near = difflib.get_close_matches(str(error["loc"][-1]), _keys_at(error["loc"][:-1]), n=1, cutoff=0.7)
+        return f"unknown config key {location!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
     message = str(error["msg"]).removeprefix("Value error, ")
     given = error.get("input")
     secret = location in _SECRET_KEYS
@@ -1386,6 +1390,44 @@ def _format_error(error: Mapping[str, Any]) -> str:
         given = redact_url(given)
     shown = "" if secret or isinstance(given, dict | list) else f" (got {given!r})"
     return f"config key {location!r}: {message}{shown}"
+
+
+def _keys_at(location: Sequence[Any]) -> list[str]:
+    """The keys the config takes at ``location`` (an error's, in the validated data): those an
+    unknown key may be a typo of.
+
+    >>> sorted(_keys_at(("streams", 0, "zones", "drive")))[:4]
+    ['anchor', 'classes', 'crowd', 'hidden']
+    >>> "record_keep" in _keys_at(()), _keys_at(("streams", 0, "nonsense"))
+    (True, [])
+    """
+    kinds: list[Any] = [PipelineConfig]
+    for part in location:
+        kinds = [after for kind in kinds for member in _members(kind) if (after := _inside(member, part)) is not None]
+    return [name for kind in kinds for member in _members(kind) if isinstance(member, type)
+            and issubclass(member, BaseModel) for name in member.model_fields]
+
+
+def _members(kind: Any) -> list[Any]:
+    """A type's alternatives: the members of a union (``Annotated`` unwrapped), else itself."""
+    if get_origin(kind) is Annotated:
+        return _members(get_args(kind)[0])
+    if get_origin(kind) in (Union, types.UnionType):
+        return [member for arg in get_args(kind) for member in _members(arg)]
+    return [kind]
+
+
+def _inside(kind: Any, part: Any) -> Any:
+    """The type of ``kind``'s ``part`` (a model's field, a list's item, a mapping's value), or ``None``."""
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        field = kind.model_fields.get(part) if isinstance(part, str) else None
+        return None if field is None else field.annotation
+    args = get_args(kind)
+    if get_origin(kind) in (list, tuple, abc.Sequence) and isinstance(part, int) and args:
+        return args[0]
+    if get_origin(kind) in (dict, abc.Mapping) and len(args) == 2:
+        return args[1]
+    return None
 
 
 def _union_tag(part: str) -> bool:

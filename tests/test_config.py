@@ -36,6 +36,13 @@ def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
     [
         ({"streams": ["a"], "colour": 1}, "unknown config key 'colour'"),
         ({"streams": [{"source": "a", "speed": 2}]}, "unknown config key 'streams.0.speed'"),
+        ({"streams": [{"source": "a", "recrod": "original"}]},
+         r"unknown config key 'streams.0.recrod' \(did you mean 'record'\?\)$"),
+        ({"streams": [{"source": "a", "zones": {"drive": {"points": [[0, 0], [9, 0], [9, 9]], "hiden": "2m"}}}]},
+         r"unknown config key 'streams.0.zones.drive.hiden' \(did you mean 'hidden'\?\)$"),
+        ({"streams": ["a"], "webhooks": [{"url": "http://127.0.0.1/", "cooldwn": "5m"}]},
+         r"unknown config key 'webhooks.0.cooldwn' \(did you mean 'cooldown'\?\)$"),
+        ({"streams": ["a"], "zones": 1}, "unknown config key 'zones'$"),  # (a stream's, not the run's: no guess)
         ({"streams": ["a"], "conf": 1.5}, "config key 'conf'"),
         ({"streams": ["a"], "workers": 0}, "config key 'workers'"),
         ({"streams": [{"source": "a", "overflow": "fast"}]}, "config key 'streams.0.overflow'"),

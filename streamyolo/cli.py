@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import difflib
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from streamyolo import __version__
 from streamyolo.errors import ConfigError, ModelError, OutputError, SourceError, StreamYoloError
@@ -868,9 +869,24 @@ def _stdout_gone() -> None:
     os.close(null)
 
 
+def _unrecognized(parser: argparse.ArgumentParser, command: str, unknown: Sequence[str]) -> NoReturn:
+    """Exit as argparse does for arguments no option takes (code 2, the command's usage), naming
+    for a misspelt flag the one meant: ``--recrod (did you mean --record?)``."""
+    (commands,) = (action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    sub: argparse.ArgumentParser = commands.choices[command]
+    flags = [flag for action in sub._actions for flag in action.option_strings if flag.startswith("--")]
+    said = []
+    for arg in unknown:
+        near = difflib.get_close_matches(arg.split("=", 1)[0], flags, n=1, cutoff=0.7) if arg.startswith("--") else []
+        said.append(arg + (f" (did you mean {near[0]}?)" if near else ""))
+    sub.error("unrecognized arguments: " + " ".join(said))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _unrecognized(parser, args.command, unknown)
     setup_logging(args.log_level)
     interrupts = _Interrupts()
     restore = interrupts.install() if threading_is_main() else None

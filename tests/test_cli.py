@@ -176,6 +176,18 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
+def test_a_misspelt_flag_is_named_with_the_one_meant(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["run", "--source", "a.mp4", "--recrod", "rec", "--webhok-format=text", "--zzz"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "streamyolo run: error: unrecognized arguments: --recrod (did you mean --record?) "
+        "--webhok-format=text (did you mean --webhook-format?) --zzz")
+    with pytest.raises(SystemExit):
+        cli.main(["events", "runs/events.jsonl", "--folow"])
+    assert capsys.readouterr().err.splitlines()[-1].endswith("unrecognized arguments: --folow (did you mean --follow?)")
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(
     ("case", "expected"),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import difflib
 import json
 import logging
 import os
@@ -26,7 +25,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from streamyolo import __version__
-from streamyolo.errors import ConfigError, ModelError, OutputError, SourceError, StreamYoloError
+from streamyolo.errors import ConfigError, ModelError, OutputError, SourceError, StreamYoloError, meant
 
 if TYPE_CHECKING:
     from streamyolo.sinks.history import EventQuery
@@ -743,6 +742,7 @@ def command_events(args: argparse.Namespace) -> int:
         parse_kinds,
         parse_names,
         read_events,
+        why_none,
     )
 
     path, config = Path(args.events), None
@@ -788,7 +788,7 @@ def command_events(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise OutputError(f"cannot read events file {str(path)!r}: {exc.strerror or exc}") from None
     if not total:
-        log.warning("no events in %s match", path)
+        log.warning("no events in %s match%s", path, why_none(path, query))
         return EXIT_FAILED
     return EXIT_OK
 
@@ -875,11 +875,8 @@ def _unrecognized(parser: argparse.ArgumentParser, command: str, unknown: Sequen
     (commands,) = (action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
     sub: argparse.ArgumentParser = commands.choices[command]
     flags = [flag for action in sub._actions for flag in action.option_strings if flag.startswith("--")]
-    said = []
-    for arg in unknown:
-        near = difflib.get_close_matches(arg.split("=", 1)[0], flags, n=1, cutoff=0.7) if arg.startswith("--") else []
-        said.append(arg + (f" (did you mean {near[0]}?)" if near else ""))
-    sub.error("unrecognized arguments: " + " ".join(said))
+    sub.error("unrecognized arguments: " + " ".join(
+        arg + (meant(arg.split("=", 1)[0], flags, "{}") if arg.startswith("--") else "") for arg in unknown))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

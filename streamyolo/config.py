@@ -9,7 +9,6 @@ front, before any thread starts; unknown keys are rejected and every problem bec
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 import re
 import types
@@ -32,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from streamyolo.errors import ConfigError
+from streamyolo.errors import ConfigError, meant
 from streamyolo.frames import DetectionFilter
 from streamyolo.inference.counting import HIDDEN
 from streamyolo.inference.motion import MotionSettings
@@ -1381,8 +1380,7 @@ def _format_error(error: Mapping[str, Any]) -> str:
     if not location:  # a check across keys names them itself
         return str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        near = difflib.get_close_matches(str(error["loc"][-1]), _keys_at(error["loc"][:-1]), n=1, cutoff=0.7)
-        return f"unknown config key {location!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
+        return f"unknown config key {location!r}" + meant(str(error["loc"][-1]), _keys_at(error["loc"][:-1]))
     message = str(error["msg"]).removeprefix("Value error, ")
     given = error.get("input")
     secret = location in _SECRET_KEYS

@@ -8,6 +8,20 @@ Messages are one line and name the culprit: the stream, the config key, the path
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
+
+def meant(given: str, known: Iterable[str], shown: str = "{!r}") -> str:
+    """`` (did you mean 'x'?)`` for ``given`` misspelt from one of ``known`` (each as ``shown``
+    formats it), else ``""``: what an error naming a wrong name adds.
+
+    >>> meant("recrod", ["record", "source"]), meant("xyzzy", ["record"]), meant("--folow", ["--follow"], "{}")
+    (" (did you mean 'record'?)", '', ' (did you mean --follow?)')
+    """
+    near = difflib.get_close_matches(given, list(known), n=1, cutoff=0.7)
+    return f" (did you mean {shown.format(near[0])}?)" if near else ""
+
 
 class StreamYoloError(Exception):
     """Root of every streamyolo error."""

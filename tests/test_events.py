@@ -961,7 +961,7 @@ def test_each_webhook_gets_the_events_it_asks_for_with_a_cooldown_per_stream(
         in plan, plan  # (JSON: the snapshot's name, for a program)
     for hook, message in (({"url": phone.url, "streams": ["gat"]},
                            r"config key 'webhooks\.0\.streams': no stream 'gat' in the config \(its streams: gate, "
-                           r"porch\)"),
+                           r"porch\) \(did you mean 'gate'\?\)$"),
                           ({"url": phone.url, "classes": ["unicorn"]},
                            r"config key 'webhooks\.0\.classes': 'unicorn' is not one of the model's 3 classes"),
                           ({"url": "ftp://box/hook"}, r"config key 'webhooks\.0\.url': "),

@@ -93,8 +93,11 @@ def test_nothing_to_export_and_a_file_that_exists_are_clear_errors(two_runs: tup
                                           r"recording\(s\) in .* go from "):
         export(folder, "cam", t0 + 3, t0 + 6, tmp_path / "gap.mp4")
     assert not (tmp_path / "gap.mp4").exists()
-    with pytest.raises(OutputError, match=r"export of stream 'door': no recording of it in .*rec'"):
+    with pytest.raises(OutputError, match=r"export of stream 'door': no recording of it in .*rec'$"):
         export(folder, "door", t0, t0 + 9, tmp_path / "door.mp4")
+    with pytest.raises(OutputError, match=r"export of stream 'cams': no recording of it in .*rec' \(did you mean "
+                                          r"'cam'\?\)$"):  # (a name misspelt: the one meant, of those recorded)
+        export(folder, "cams", t0, t0 + 9, tmp_path / "cams.mp4")
     with pytest.raises(OutputError, match=r"the end \(.*\) is not after the start"):
         export(folder, "cam", t0 + 9, t0, tmp_path / "back.mp4")
     (tmp_path / "taken.mp4").write_bytes(b"mine")

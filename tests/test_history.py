@@ -242,7 +242,17 @@ def test_every_runs_events_are_searched_from_the_page_and_the_command_line(
         f"{stamps[3]}  hall: person #1 left lobby after {written[8]['dwell']:.1f} s", f"{stamps[4]}  hall: ended"]
     caplog.clear()
     assert events(str(path), "--stream", "door") == (1, "")
-    assert "no events in" in caplog.text
+    assert f"no events in {path} match: no event of stream 'door' then\n" in caplog.text
+    # A name misspelt (in none of the events then): the one meant, of those that are.
+    for given, said in (("--stream=hal", "stream 'hal' then (did you mean 'hall'?)"),
+                        ("--class=persn", "class 'persn' then (did you mean 'person'?)"),
+                        ("--where=loby", "zone or line 'loby' then (did you mean 'lobby'?)")):
+        caplog.clear()
+        assert events(str(path), given) == (1, "")
+        assert caplog.text.rstrip().endswith(f"no events in {path} match: no event of {said}"), caplog.text
+    caplog.clear()
+    assert events(str(path), "--stream", "hall", "--event", "linger") == (1, "")  # (a name there: no guess)
+    assert caplog.text.rstrip().endswith(f"no events in {path} match"), caplog.text
 
 
 def test_every_kind_of_event_reads_as_the_page_lists_it() -> None:

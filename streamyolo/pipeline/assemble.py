@@ -23,7 +23,7 @@ from streamyolo.config import (
     lanes_pay,
     lends_lanes,
 )
-from streamyolo.errors import ConfigError, ModelError, OutputError
+from streamyolo.errors import ConfigError, ModelError, OutputError, meant
 from streamyolo.frames import Mask
 from streamyolo.inference.converted import converting
 from streamyolo.inference.counting import CountingLine, Zone
@@ -557,7 +557,7 @@ def deliveries(cfg: PipelineConfig, streams: Sequence[ResolvedStream]) -> list[t
         unknown = sorted(set(output.streams or ()) - names)
         if unknown:
             raise ConfigError(f"config key '{key}.streams': no stream {unknown[0]!r} in the config (its streams: "
-                              f"{', '.join(sorted(names))})")
+                              f"{', '.join(sorted(names))}){meant(unknown[0], names)}")
         nowhere = sorted(set(output.where or ()) - places)
         if nowhere:
             raise ConfigError(f"config key '{key}.where': no zone or line {nowhere[0]!r} in the config (its zones "

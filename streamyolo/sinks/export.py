@@ -30,8 +30,8 @@ from typing import Any
 import av
 
 from streamyolo.clock import file_stamp, parse_seconds
-from streamyolo.errors import OutputError
-from streamyolo.sinks.recorder import recording_of
+from streamyolo.errors import OutputError, meant
+from streamyolo.sinks.recorder import recorded_stream, recording_of
 from streamyolo.sources.pyav import display_turn
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,8 @@ def export(folder: Path, stream: str, start: float, end: float, out: Path, overw
     if not files:
         everything = recordings_of(folder, stream)
         if not everything:
-            raise NothingRecorded(f"{what}: no recording of it in {str(folder)!r}")
+            names = {name for file in os.listdir(folder) if (name := recorded_stream(file)) is not None}
+            raise NothingRecorded(f"{what}: no recording of it in {str(folder)!r}{meant(stream, names)}")
         raise NothingRecorded(f"{what}: nothing recorded between {_shown(start)} and {_shown(end)} (its "
                               f"{len(everything)} recording(s) in {str(folder)!r} go from "
                               f"{_shown(everything[0].start)} to {_shown(everything[-1].end)})")

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any, cast, get_args
 
 from streamyolo.config import EventKind
+from streamyolo.errors import meant
 from streamyolo.schedule import SWITCHED, WATCH, described
 
 SLACK = 600.0
@@ -83,6 +84,23 @@ class EventQuery:
         match, and whether more did."""
         chosen = [dict(event) for event in events if self.matches(event)]
         return chosen[:limit], len(chosen) > limit
+
+
+def why_none(path: Path, query: EventQuery) -> str:
+    """Why no event of ``path`` matches ``query``, when a name it asks for is in none of the
+    events of its span (a stream, class, zone or line misspelt): ``": no event of
+    stream 'stret' then (did you mean 'street'?)"``; else ``""``. Raises ``OSError`` as
+    :func:`read_events`."""
+    wide = EventQuery(query.since, query.until)
+    seen: dict[str, set[str]] = {"stream": set(), "class": set(), "zone or line": set()}
+    for event in read_events(path, wide):
+        seen["stream"].add(str(event.get("stream")))
+        seen["class"].update(str(event[key]) for key in ("name", "cls") if key in event)
+        seen["zone or line"].update(str(event[key]) for key in ("zone", "line") if key in event)
+    for what, given in (("stream", query.streams), ("class", query.classes), ("zone or line", query.places)):
+        for name in sorted((given or frozenset()) - seen[what]):
+            return f": no event of {what} {name!r} then{meant(name, seen[what])}"
+    return ""
 
 
 def event_files(path: Path) -> list[Path]:

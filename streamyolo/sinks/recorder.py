@@ -815,6 +815,17 @@ def recording_of(file: str, stream: str, segments_only: bool = False) -> bool:
     return re.fullmatch(re.escape(stream) + segment + r"(-\d+)?\.mp4", file) is not None
 
 
+def recorded_stream(file: str) -> str | None:
+    """The stream whose recording ``file`` may be (as :func:`recording_of` names them), or
+    ``None`` for no recording's name.
+
+    >>> recorded_stream("gate-20261205-021125-2-objects.mp4"), recorded_stream("gate-2.mp4"), recorded_stream("a.txt")
+    ('gate', 'gate', None)
+    """
+    found = re.fullmatch(r"(.+?)(-\d{8}-\d{6})?(-\d+)?(-objects)?\.mp4", file)
+    return None if found is None else found.group(1)
+
+
 OBJECTS_SUFFIX = "-objects.mp4"
 """How a segment file in which objects were seen ends (``record_keep_objects``)."""
 

@@ -206,8 +206,12 @@ def test_streams_get_names_defaults_and_checks(tmp_path: Path) -> None:
     assert [s.overflow.value for s in streams] == ["lossless", "live", "lossless", "lossless", "lossless"]
     with pytest.raises(SourceNotFoundError, match="stream 'ghost': file not found"):
         resolve_streams(build_config({"streams": [f"ghost={tmp_path / 'ghost.mp4'}"]}))
-    with pytest.raises(UnsupportedSourceError, match="'gopher'"):
+    with pytest.raises(UnsupportedSourceError, match=r"'gopher' in 'gopher://h/x' \(use a file path, .*synthetic:\)$"):
         resolve_streams(build_config({"streams": ["gopher://h/x"]}))
+    with pytest.raises(UnsupportedSourceError, match=r"'rstp' in 'rstp://h/x' .* \(did you mean rtsp://\?\)$"):
+        resolve_streams(build_config({"streams": ["rstp://h/x"]}))
+    with pytest.raises(UnsupportedSourceError, match=r"unknown synthetic scene 'scen' .* \(did you mean 'scene'\?\)$"):
+        resolve_streams(build_config({"streams": ["synthetic:scen"]}))
     with pytest.raises(ConfigError, match="used twice"):
         resolve_streams(build_config({"streams": ["a=synthetic:", "a=synthetic:"]}))
 

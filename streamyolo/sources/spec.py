@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from streamyolo.errors import SourceNotFoundError, UnsupportedSourceError
+from streamyolo.errors import SourceNotFoundError, UnsupportedSourceError, meant
 from streamyolo.sources.base import SourceKind
 from streamyolo.sources.redact import redact_url
 
@@ -63,6 +63,7 @@ def source_kind(uri: str) -> SourceKind:
         raise UnsupportedSourceError(
             f"unsupported source scheme {scheme!r} in {redact_url(uri)!r} "
             "(use a file path, rtsp://, rtmp://, http(s)://, a webcam index or synthetic:)"
+            + meant(scheme, [*_NETWORK_SCHEMES, "file"], "{}://")
         )
     return SourceKind.FILE
 

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl
 import cv2
 import numpy as np
 
-from streamyolo.errors import SourceReadError, UnsupportedSourceError
+from streamyolo.errors import SourceReadError, UnsupportedSourceError, meant
 from streamyolo.frames import Image
 from streamyolo.sources.base import RawFrame, SourceInfo
 from streamyolo.sources.scenes import CameraScene
@@ -50,7 +50,8 @@ class SyntheticParams:
         scene, _, query = body.partition("?")
         scene = scene.strip("/") or "pattern"
         if scene not in SCENES:
-            raise UnsupportedSourceError(f"{uri!r}: unknown synthetic scene {scene!r} (known: {', '.join(SCENES)})")
+            raise UnsupportedSourceError(f"{uri!r}: unknown synthetic scene {scene!r} (known: {', '.join(SCENES)})"
+                                         + meant(scene, SCENES))
         values: dict[str, object] = {"scene": scene}
         for key, raw in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
             try:

@@ -1673,7 +1673,8 @@ def _class_id(given: Any, names: Mapping[int, str], key: str, model: str, say_mo
     if exact or len(loose) == 1:
         return (exact or loose)[0]
     whose = f"the {len(names)} classes of model {model!r}" if say_model else f"the model's {len(names)} classes"
-    raise ConfigError(f"config key {key!r}: {given!r} is not one of {whose} ({shown_classes(names)})")
+    raise ConfigError(f"config key {key!r}: {given!r} is not one of {whose} ({shown_classes(names)})"
+                      + meant(text, names.values()))
 
 
 def shown_classes(names: Mapping[int, str], most: int = 10) -> str:

@@ -127,6 +127,9 @@ def test_thresholds_by_class_are_named_as_the_model_names_them_and_set_what_the_
         DetectionFilter(0.4), DetectionFilter(0.4, class_conf=((1, 0.7),))]
     with pytest.raises(ConfigError, match=r"config key 'class_conf': 'unicorn' is not one of the model's 80 classes"):
         build_config({"model": str(shared_model), "streams": ["a"], "class_conf": {"unicorn": 0.5}})
+    with pytest.raises(ConfigError, match=r"'motorcyle' is not one of the model's 80 classes \(0 person, .*, …\) "
+                                          r"\(did you mean 'motorcycle'\?\)$"):  # (beyond the 10 shown)
+        build_config({"model": str(shared_model), "streams": [{"source": "a", "classes": ["person", "motorcyle"]}]})
     with pytest.raises(ConfigError, match=r"config key 'streams\.0\.class_conf\.0'"):
         build_config({"streams": [{"source": "a", "class_conf": {0: 1.5}}]})
     assert build_config({"streams": ["a"], "class_conf": {7: 0.5}}).unknown_classes({0: "person"}) == (

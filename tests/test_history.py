@@ -282,6 +282,8 @@ def test_every_kind_of_event_reads_as_the_page_lists_it() -> None:
     (["--text", "--count"], "--text lists events as lines a person reads: not with --count"),
     (["--text", "--csv"], "--text lists events as lines a person reads: not with --csv"),
     (["--event", "crossing"], "--event: no events are 'crossing'"),
+    (["--event", "entr"], "(they are clip, crowd, enter, leave, line, linger, output, speeding, state, switch) "
+                          "(did you mean 'enter'?)\n"),
     (["--stream", "a,"], "--stream: an empty name"),
     (["--from", "tomorrow"], "--from: 'tomorrow' is not a moment"),
     (["--last", "soon"], "--last: "),

@@ -691,7 +691,8 @@ def parse_kinds(values: Collection[str] | None, what: str) -> frozenset[str] | N
     kinds = parse_names(values, what)
     for kind in sorted(kinds or ()):
         if kind not in KINDS:
-            raise ValueError(f"{what}: no events are {kind!r} (they are {', '.join(sorted(KINDS - {'removed'}))})")
+            raise ValueError(f"{what}: no events are {kind!r} (they are {', '.join(sorted(KINDS - {'removed'}))})"
+                             + meant(kind, KINDS))
     return kinds
 
 

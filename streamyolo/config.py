@@ -14,6 +14,7 @@ import re
 import types
 from collections import abc
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -465,6 +466,12 @@ class StreamConfig(_Strict):
     """Also run the model on overlapping parts of each picture (``3x2``: 3 across, 2 down), for
     small objects on a big picture (see :class:`TilesConfig`; default: the run's ``tiles``;
     ``false``: none)."""
+    region: tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)],
+                  Annotated[int, Field(ge=0)]] | None = None
+    """The part of the picture the model looks at, ``[x1, y1, x2, y2]`` in its pixels: the
+    corner of a 4K picture where the gate is, seen at the model's size rather than shrunk six
+    times with the rest, in one forward pass; with ``tiles``, the parts cut the region (and
+    the whole picture is not run). Objects elsewhere are not seen."""
     lines: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")],
                 LineConfig] | None = None
     """Counting lines (needs ``tracker``): ``{door: [[x1, y1], [x2, y2]]}`` in the picture's
@@ -519,6 +526,13 @@ class StreamConfig(_Strict):
     def _tiles(cls, value: Any) -> Any:
         return _tiles(value)
 
+    @field_validator("region", mode="before")
+    @classmethod
+    def _corners(cls, value: Any) -> Any:
+        if value is not None and (not isinstance(value, list | tuple) or len(value) != 4):
+            raise ValueError(f"must be the region's corners [x1, y1, x2, y2], in pixels (got {value!r})")
+        return value
+
     @field_validator("rotate", mode="before")
     @classmethod
     def _degrees(cls, value: Any) -> Any:
@@ -558,6 +572,8 @@ class StreamConfig(_Strict):
 
     @model_validator(mode="after")
     def _areas(self) -> StreamConfig:
+        if self.region is not None and (self.region[2] <= self.region[0] or self.region[3] <= self.region[1]):
+            raise ValueError(f"region {list(self.region)}: x2 must be right of x1 and y2 below y1 ([x1, y1, x2, y2])")
         if self.min_area is not None and self.max_area is not None and self.min_area > self.max_area:
             raise ValueError(f"min_area {self.min_area:g} is more than max_area {self.max_area:g}: no box would "
                              "be kept")
@@ -1241,10 +1257,14 @@ class PipelineConfig(_Strict):
         """``stream``'s tiles (its own, else the run's), ``None``: the whole picture alone."""
         own = stream.tiles
         tiles = self.tiles if own is None else own or None
-        if tiles is None:
+        if tiles is None and stream.region is None:
             return None
         imgsz = self.imgsz_of(stream)
-        return tiles.settings(self.max_det, (imgsz, imgsz) if isinstance(imgsz, int) else (imgsz[0], imgsz[1]))
+        size = (imgsz, imgsz) if isinstance(imgsz, int) else (imgsz[0], imgsz[1])
+        if tiles is None:  # the region alone
+            return TileSettings(1, 1, whole=False, most=self.max_det, size=size, region=stream.region)
+        settings = tiles.settings(self.max_det, size)
+        return settings if stream.region is None else replace(settings, whole=False, region=stream.region)
 
     def model_of(self, stream: StreamConfig) -> str:
         """The model ``stream`` runs: its own, else the run's."""

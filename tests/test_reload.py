@@ -45,7 +45,8 @@ def test_a_reload_adds_removes_restarts_and_updates_streams_and_leaves_the_other
         until(lambda: min(_processed(pipeline).values()) >= 5, 30, "five frames of every stream")
         hall = {"hall": [[0, 0], [80, 0], [80, 120], [0, 120]]}
         report = pipeline.reload(_config(tmp_path, [_camera("a", 1), _camera("c", 3, buffer=3), _camera("d", 4),
-                                                    _camera("e", 5, conf=0.5, zones=hall, max_fps=5)], **outputs))
+                                                    _camera("e", 5, conf=0.5, zones=hall, max_fps=5,
+                                                            region=[0, 0, 120, 120])], **outputs))
         assert (report.added, report.removed, report.restarted, report.updated, report.refused,
                 report.needs_restart) == (("d",), ("b",), ("c",), ("e",), {}, ())
         assert report.done() == ("config reloaded: added 'd'; removed 'b'; restarted with new settings 'c'; "

@@ -285,6 +285,89 @@ def test_the_real_model_finds_far_people_on_parts_it_misses_on_the_whole_picture
         detector.close()
 
 
+@pytest.mark.timeout(180)
+def test_a_region_is_seen_at_the_models_size_and_nothing_else_is(
+        people_video: Path, shared_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """YOLO11n on the mosaic's middle picture as a stream's ``region``: the run finds there what
+    the model finds on that part of the frame alone (moved to where it is), far more than the
+    whole picture's pass finds in it, and nothing elsewhere; one picture a frame."""
+    clip, _ = mosaic_clip(people_video, tmp_path / "mosaic.mp4", 2)
+    decoded, _ = decode(clip)
+    height, width = decoded[0].shape[0] // 3, decoded[0].shape[1] // 3
+    region = (width, height, 2 * width, 2 * height)
+    detector = UltralyticsFactory(str(shared_model), DetectSettings())()
+    try:
+        alone = [found.placed(1.0, width, height) for found in detector.detect(
+            [picture[height:2 * height, width:2 * width] for picture in decoded])]
+        centres = (detector.detect([decoded[0]])[0].xyxy.reshape(-1, 2, 2).mean(1) - region[:2]) / (width, height)
+        in_middle = int(((centres >= 0) & (centres < 1)).all(1).sum())
+    finally:
+        detector.close()
+    assert len(alone[0]) > max(8, 2 * in_middle), (len(alone[0]), in_middle)  # (at a third of its size: missed)
+    config = tmp_path / "far.yaml"
+    config.write_text(yaml.safe_dump({"streams": [{"name": "far", "source": str(clip), "region": list(region)}],
+                                      "model": str(shared_model), "jsonl": str(tmp_path / "det.jsonl"),
+                                      "record": str(tmp_path / "rec"), "summary": str(tmp_path / "summary.json")}))
+    done = in_process(capsys, caplog, "run", str(config), "--no-display")
+    assert done.returncode == 0, done.stderr
+    lines = read_jsonl(tmp_path / "det.jsonl")
+    assert len(lines) == 2 and all("pictures" not in line for line in lines)  # (one picture a frame: no count)
+    assert "pictures" not in json.loads((tmp_path / "summary.json").read_text())["streams"]["far"]
+    for line, expected in zip(lines, alone, strict=True):
+        got = line["detections"]
+        ran = Detections(np.array([d["xyxy"] for d in got], np.float32).reshape(-1, 4),
+                         np.array([d["conf"] for d in got], np.float32), np.array([d["cls"] for d in got]))
+        assert len(ran) == len(expected) and _recall_precision(expected, ran, 0.8) == (1.0, 1.0), line["seq"]
+        assert (ran.xyxy >= np.array(region[:2] * 2) - 0.5).all() and (ran.xyxy <= np.array(region[2:] * 2) + 0.5).all()
+    assert len(decode(tmp_path / "rec" / "far.mp4")[0]) == 2
+
+
+def test_a_worker_runs_the_model_on_a_streams_region_alone_and_outlines_it() -> None:
+    from streamyolo.frames import Mask
+    from streamyolo.pipeline import Pipeline, StreamSetup
+    from streamyolo.sources import SourceKind, SourceSpec, open_source
+
+    source = open_source(SourceSpec("gate", "synthetic:?size=640x360&frames=3", SourceKind.SYNTHETIC))
+    region = TileSettings(1, 1, whole=False, region=(100, 50, 300, 200))
+    _Script.shapes.clear()
+    results = list(Pipeline([StreamSetup("gate", source, Overflow.BLOCK, tiles=region)], _Script).results())
+    assert _Script.shapes == [(150, 200, 3)] * 3, "the model saw more than the region"
+    assert [r.detections.xyxy.tolist() for r in results] == [[[110, 60, 130, 100]]] * 3  # (10 px into the region)
+    assert all(r.pictures is None for r in results)
+    assert all(r.masks == (Mask("region", ((100, 50), (300, 50), (300, 200), (100, 200)), outside=True),)
+               for r in results), "the pictures outline the region"
+
+
+def test_a_region_is_checked_and_cut_by_tiles(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    cfg = build_config({"streams": [{"source": "synthetic:", "region": [100, 50, 740, 410], "tiles": False},
+                                    {"source": "synthetic:?seed=2", "region": [0, 0, 1280, 360], "tiles": "2x1"},
+                                    {"source": "synthetic:?seed=3", "region": [0, 0, 1280, 360]}],
+                        "tiles": "3x3"})
+    alone, cut_up, run_tiles = (cfg.tiles_of(s) for s in cfg.streams)
+    assert alone == TileSettings(1, 1, whole=False, region=(100, 50, 740, 410)) and alone.one_picture
+    assert cut_up == TileSettings(2, 1, whole=False, region=(0, 0, 1280, 360)) and not cut_up.one_picture
+    assert run_tiles == TileSettings(3, 3, whole=False, region=(0, 0, 1280, 360))  # (the run's tiles cut it)
+    assert [(t.x, t.y, t.width, t.height) for t in tiles(alone, 720, 1280)] == [(100, 50, 640, 360)]
+    assert [(t.x, t.y, t.inner) for t in tiles(cut_up, 720, 1280)] == [
+        (0, 0, (False, False, True, False)), (568, 0, (True, False, False, False))]  # (the region's bottom: no edge)
+    for bad, message in (([10, 10, 5, 20], r"region \[10, 10, 5, 20\]: x2 must be right of x1"),
+                         ([0, 0, 10], r"config key 'streams\.0\.region': must be the region's corners \[x1, y1, "
+                                      r"x2, y2\], in pixels \(got \[0, 0, 10\]\)"),
+                         ([-1, 0, 10, 10], r"config key 'streams\.0\.region\.0'")):
+        with pytest.raises(ConfigError, match=message):
+            build_config({"streams": [{"source": "synthetic:", "region": bad}]})
+    # The plan says so; check --connect warns of a region beyond the picture read.
+    config = tmp_path / "cams.yaml"
+    config.write_text(yaml.safe_dump({"streams": [{"name": "gate", "source": "synthetic:?size=640x360",
+                                                   "region": [320, 100, 960, 460]}]}))
+    done = in_process(capsys, caplog, "check", str(config), "--connect")
+    assert done.returncode == 0, done.stderr
+    assert "region (320, 100)-(960, 460) alone: the model looks at that part of the picture only" in done.stdout
+    assert "stream 'gate': the region reaches (960, 460), outside its 640x360 picture" in caplog.text + done.stdout
+
+
 def test_tiles_are_checked_and_a_stream_may_go_without() -> None:
     cfg = build_config({"streams": ["synthetic:scene", {"source": "synthetic:scene?seed=2", "tiles": False},
                                     {"source": "synthetic:scene?seed=3",

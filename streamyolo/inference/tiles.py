@@ -18,6 +18,10 @@ and every output then see one frame's merged objects, as with any other stream. 
 ``motion`` too, a frame where something moved runs the whole picture and only the parts where
 something moved (each part has a motion gate of its own, as sensitive in pixels as the
 frame's); the others take what the model last found on them (see the inference worker).
+
+A stream's ``region`` (``x1, y1, x2, y2``) is all the model looks at: the parts cut the region
+instead of the picture (1 × 1: the region alone, one pass a frame, as without tiles), and the
+whole picture is not run; an object the region cuts is kept as cut (nothing else sees it).
 """
 
 from __future__ import annotations
@@ -62,6 +66,14 @@ class TileSettings:
     bounds each picture the model runs on)."""
     size: tuple[int, int] = (640, 640)
     """``auto``: the model's input (height, width), which parts should be about as big as."""
+    region: tuple[int, int, int, int] | None = None
+    """The part of the picture the model looks at (``x1, y1, x2, y2``, pixels), which the
+    parts cut (1 × 1: the region alone); ``None``: the whole picture."""
+
+    @property
+    def one_picture(self) -> bool:
+        """Whether the model runs on one picture a frame (a region alone), as without tiles."""
+        return self.region is not None and self.columns == self.rows == 1 and not self.whole
 
     def grid(self, height: int, width: int) -> tuple[int, int]:
         """Parts across and down for a ``height`` × ``width`` picture (``auto``: as many as
@@ -83,6 +95,12 @@ class TileSettings:
         'tiles auto (parts about 640x640, overlap 20%)'
         """
         whole = " and the whole picture" if self.whole else ""
+        if self.region is not None:
+            where = "region ({}, {})-({}, {})".format(*self.region)
+            if self.one_picture:
+                return f"{where} alone: the model looks at that part of the picture only"
+            grid = "auto" if not self.columns else f"{self.columns}x{self.rows}"
+            return f"{where} in tiles {grid} (overlap {self.overlap:.0%}){whole}"
         if not self.columns:
             return f"tiles auto (parts about {self.size[1]}x{self.size[0]}, overlap {self.overlap:.0%}){whole}"
         return (f"tiles {self.columns}x{self.rows} (overlap {self.overlap:.0%}){whole}: "
@@ -115,20 +133,41 @@ def _spans(length: int, count: int, overlap: float) -> list[tuple[int, int]]:
     return [(round(i * step), size) for i in range(count)]
 
 
+def area(settings: TileSettings, height: int, width: int) -> tuple[int, int, int, int]:
+    """What the parts of a ``height`` × ``width`` picture cut (``x1, y1, x2, y2``): its
+    ``region`` within it, or all of it (also for a region that leaves less than 2 × 2 pixels
+    of it: coordinates of another resolution, which ``check --connect`` warns of).
+
+    >>> area(TileSettings(region=(100, 50, 5000, 300)), 720, 1280), area(TileSettings(region=(2000, 0, 2100, 9)),
+    ...                                                                   720, 1280)
+    ((100, 50, 1280, 300), (0, 0, 1280, 720))
+    """
+    if settings.region is not None:
+        x1, y1, x2, y2 = settings.region
+        x1, y1, x2, y2 = min(x1, width), min(y1, height), min(x2, width), min(y2, height)
+        if x2 - x1 >= 2 and y2 - y1 >= 2:
+            return x1, y1, x2, y2
+    return 0, 0, width, height
+
+
 @functools.lru_cache(maxsize=64)
 def tiles(settings: TileSettings, height: int, width: int) -> tuple[Tile, ...]:
-    """The parts of a ``height`` × ``width`` picture, row by row.
+    """The parts of a ``height`` × ``width`` picture, row by row; an edge is inner where it
+    lies inside what they cut (:func:`area`: the picture, or its region).
 
     >>> [(t.x, t.y, t.width, t.height, t.inner) for t in tiles(TileSettings(2, 1), 100, 200)]
     [(0, 0, 112, 100, (False, False, True, False)), (88, 0, 112, 100, (True, False, False, False))]
+    >>> [(t.x, t.y, t.width, t.height, t.inner) for t in tiles(TileSettings(1, 1, region=(20, 10, 120, 60)), 100, 200)]
+    [(20, 10, 100, 50, (False, False, False, False))]
     """
-    columns, rows = settings.grid(height, width)
-    if columns * rows == 1:  # `auto` on a small picture: no parts
+    left, top, right, bottom = area(settings, height, width)
+    columns, rows = settings.grid(bottom - top, right - left)
+    if columns * rows == 1 and settings.region is None:  # `auto` on a small picture: no parts
         return ()
     out = []
-    for y, h in _spans(height, rows, settings.overlap):
-        for x, w in _spans(width, columns, settings.overlap):
-            out.append(Tile(x, y, w, h, (x > 0, y > 0, x + w < width, y + h < height)))
+    for y, h in _spans(bottom - top, rows, settings.overlap):
+        for x, w in _spans(right - left, columns, settings.overlap):
+            out.append(Tile(left + x, top + y, w, h, (x > 0, y > 0, left + x + w < right, top + y + h < bottom)))
     return tuple(out)
 
 

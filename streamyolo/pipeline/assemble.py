@@ -309,7 +309,8 @@ def choose_lanes(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model: 
     cuda = resolve_device(cfg.device).startswith("cuda")
     kind = "pytorch" if is_pytorch(model) else "openvino" if is_openvino(model) else "other"
     # A live frame is one picture a forward pass, which replicas cannot share; a tiled one is many.
-    live_only = _live_only(streams) and not any(cfg.tiles_of(s.config) for s in streams)
+    live_only = _live_only(streams) and all((tiles := cfg.tiles_of(s.config)) is None or tiles.one_picture
+                                            for s in streams)
     if not lanes_pay(kind, cuda, live_only):
         return Lanes()
     share = max(1, cpu_count() // (total or workers))

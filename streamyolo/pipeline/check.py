@@ -293,7 +293,7 @@ def _probe_recording(stream: ResolvedStream) -> Probe:
 
 def trouble(cfg: PipelineConfig, stream: ResolvedStream, found: Probe) -> list[str]:
     """What a run would find wrong with ``stream`` as ``found`` read it, a sentence each: lines,
-    zones and masks outside its picture (coordinates copied from another resolution, say), video
+    zones, masks and the region outside its picture (coordinates copied from another resolution, say), video
     that cannot be recorded, or clipped, as it came."""
     if found.error is not None or not found.width:
         return []
@@ -309,7 +309,8 @@ def trouble(cfg: PipelineConfig, stream: ResolvedStream, found: Probe) -> list[s
     shapes = [*((f"line {name!r}", line.points) for name, line in (own.lines or {}).items()),
               *((f"zone {name!r}", zone.points) for name, zone in (own.zones or {}).items()),
               *((f"mask {name!r}", mask.points) for name, mask in (own.masks or {}).items()),
-              *((f"privacy area {name!r}", area.points) for name, area in (own.privacy or {}).items())]
+              *((f"privacy area {name!r}", area.points) for name, area in (own.privacy or {}).items()),
+              *([("the region", (own.region[:2], own.region[2:]))] if own.region is not None else [])]
     said = []
     for what, points in shapes:
         beyond = [(x, y) for x, y in points if not (0 <= x <= found.width and 0 <= y <= found.height)]

@@ -132,7 +132,7 @@ class _Stream:
             processed=snap.processed,
             dropped=counts.dropped + snap.lost,
             still=snap.still if self.setup.motion is not None else None,
-            pictures=snap.pictures if self.setup.tiles is not None else None,
+            pictures=snap.pictures if self.setup.tiles is not None and not self.setup.tiles.one_picture else None,
             error=snap.error,
             reconnects=snap.reconnects,
             fps_in=snap.fps_in,

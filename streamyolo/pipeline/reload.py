@@ -20,7 +20,7 @@ compared, each with every setting that makes it what it is (its own keys, and th
   that runs it on workers of the new model, and the old model's workers end once their
   streams have gone (a model file replaced under the same name is not noticed);
 - a stream whose detections' settings alone changed (its ``conf``, ``class_conf``, ``classes``,
-  ``min_area``, ``max_area``, ``lines``, ``zones``, ``masks``, ``motion``, ``tiles``, ``blur``,
+  ``min_area``, ``max_area``, ``lines``, ``zones``, ``masks``, ``motion``, ``tiles``, ``region``, ``blur``,
   ``record_objects``, ``confirm_frames``), how long its segments are kept (``record_keep``,
   ``record_keep_objects``), or how many of its frames are kept (``max_fps``, ``stride``), is
   **updated** in place from its next frame: its connection, recording and tracks go on, its
@@ -66,7 +66,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IN_PLACE = frozenset({"conf", "classes", "class_conf", "min_area", "max_area", "lines", "zones", "masks", "motion",
-                      "tiles", "blur", "record_objects", "max_fps", "stride", "confirm_frames", "record_keep",
+                      "tiles", "region", "blur", "record_objects", "max_fps", "stride", "confirm_frames", "record_keep",
                       "record_keep_objects"})
 """A stream's keys its worker (or its capture: ``max_fps``, ``stride``) applies: a change to these
 alone updates the running stream."""

@@ -41,7 +41,7 @@ from streamyolo.inference.counting import (
 )
 from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.inference.motion import MotionGate, MotionSettings
-from streamyolo.inference.tiles import Tile, TileSettings, cut, merge, tiles, with_whole
+from streamyolo.inference.tiles import Tile, TileSettings, area, cut, merge, tiles, with_whole
 from streamyolo.inference.tracking import StreamTracker, track_buffer
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.schedule import Schedule
@@ -357,8 +357,8 @@ class InferenceWorker:
                         zones = tuple(replace(zone, stationary=watch.stationary.get(zone.name, {})) for zone in zones)
                     channel.health.zoned(zones, visits)
                 result = Result(frame, shown, now, self.name, crossings, lines, zones, visits, tuple(crowds),
-                                channel.masks, speeds, still, pictures if channel.tiles is not None else None,
-                                channel.detect)
+                                _outlined(channel, frame.image.shape), speeds, still,
+                                pictures if _tiled(channel.tiles) else None, channel.detect)
                 self._sink.write(result)
             except BaseException:
                 for lost_channel, _ in batch[index:]:
@@ -535,6 +535,20 @@ class InferenceWorker:
             assert self._tracker is not None
             tracker = self._trackers[channel.name] = StreamTracker(self._tracker)
         return tracker.update(found, image, channel.confirm)
+
+
+def _tiled(settings: TileSettings | None) -> bool:
+    """Whether the model runs on several pictures a frame (whose count each result says)."""
+    return settings is not None and not settings.one_picture
+
+
+def _outlined(channel: Channel, shape: tuple[int, ...]) -> tuple[Mask, ...]:
+    """What the pictures outline of ``channel``'s areas: its masks, and the region the model
+    looks at (drawn as a mask that keeps only its area)."""
+    if channel.tiles is None or channel.tiles.region is None:
+        return channel.masks
+    x1, y1, x2, y2 = area(channel.tiles, *shape[:2])
+    return (*channel.masks, Mask("region", ((x1, y1), (x2, y1), (x2, y2), (x1, y2)), outside=True))
 
 
 def _small_part(small: npt.NDArray[np.uint8], shape: tuple[int, ...], where: Tile) -> npt.NDArray[np.uint8]:

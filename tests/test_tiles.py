@@ -219,6 +219,27 @@ def test_with_motion_a_part_where_nothing_moved_takes_what_the_model_last_found_
     assert boxes[1][corners[0]] == 20
 
 
+def test_with_motion_a_region_runs_only_when_something_moved_in_it() -> None:
+    region = TileSettings(1, 1, whole=False, region=(320, 0, 640, 360))
+    channel = Channel("far", RingBuffer(8, Overflow.BLOCK), False, StreamHealth("far"),
+                      motion=MotionSettings(refresh=5.0), tiles=region)
+    worker = InferenceWorker("w0", CountingDetector, [channel], JsonlSink(Path("unused")), threading.Event())
+    worker.names = dict(CountingDetector.names)
+    street = np.full((360, 640, 3), 90, np.uint8)
+
+    def run(x: int, at: float) -> tuple[bool, int]:
+        picture = street.copy()
+        picture[100:148, x:x + 24] = 230
+        (_,), (still,), (pictures,) = worker._detect(CountingDetector(), [(channel, Frame(FrameMeta(
+            "far", 0, 0.0, pts=at), picture))])
+        return still, pictures
+
+    CountingDetector.ran = 0
+    assert run(40, 0.0) == (False, 1) and CountingDetector.ran == 1
+    assert run(120, 0.1) == (True, 0), "something moved outside the region: the model ran"
+    assert run(400, 0.2) == (False, 1) and CountingDetector.ran == 2  # inside it: once, on the region alone
+
+
 def _reference(detector: Detector, nine: Sequence[Image], shape: tuple[int, ...]) -> Detections:
     """What ``detector`` finds on the nine pictures of a mosaic, moved to where they are on it."""
     h, w = shape[0] // 3, shape[1] // 3

@@ -434,7 +434,7 @@ class InferenceWorker:
         nothing moved since the model last ran on it (``small``: the frame as the stream's
         motion gate compares it), what it gave there."""
         cuts = [frame.image] if channel.tiles is None else cut(channel.tiles, frame.image)
-        gates = [] if small is None or channel.tiles is None else self._part_gates(channel, frame.image.shape)
+        gates = [] if small is None or not _tiled(channel.tiles) else self._part_gates(channel, frame.image.shape)
         plan: list[Detections | int] = []
         for index, picture in enumerate(cuts):
             gated = gates[index] if gates else None
@@ -461,7 +461,7 @@ class InferenceWorker:
             return None
         gate = self._gates.get(channel.name)
         if gate is None:
-            gate = self._gates[channel.name] = MotionGate(channel.motion, channel.masks)
+            gate = self._gates[channel.name] = MotionGate(channel.motion, _outlined(channel))  # (the region's only)
         return gate
 
     def _part_gates(self, channel: Channel, shape: tuple[int, ...]) -> list[_PartGate | None]:
@@ -542,12 +542,12 @@ def _tiled(settings: TileSettings | None) -> bool:
     return settings is not None and not settings.one_picture
 
 
-def _outlined(channel: Channel, shape: tuple[int, ...]) -> tuple[Mask, ...]:
-    """What the pictures outline of ``channel``'s areas: its masks, and the region the model
-    looks at (drawn as a mask that keeps only its area)."""
+def _outlined(channel: Channel, shape: tuple[int, ...] | None = None) -> tuple[Mask, ...]:
+    """``channel``'s masks, and the region the model looks at as a mask that keeps only its area
+    (cut to a picture of ``shape``): what the pictures outline, and where motion counts."""
     if channel.tiles is None or channel.tiles.region is None:
         return channel.masks
-    x1, y1, x2, y2 = area(channel.tiles, *shape[:2])
+    x1, y1, x2, y2 = channel.tiles.region if shape is None else area(channel.tiles, *shape[:2])
     return (*channel.masks, Mask("region", ((x1, y1), (x2, y1), (x2, y2), (x1, y2)), outside=True))
 
 

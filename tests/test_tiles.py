@@ -342,6 +342,12 @@ def test_a_region_is_seen_at_the_models_size_and_nothing_else_is(
         assert len(ran) == len(expected) and _recall_precision(expected, ran, 0.8) == (1.0, 1.0), line["seq"]
         assert (ran.xyxy >= np.array(region[:2] * 2) - 0.5).all() and (ran.xyxy <= np.array(region[2:] * 2) + 0.5).all()
     assert len(decode(tmp_path / "rec" / "far.mp4")[0]) == 2
+    # `check` runs the model on the first frame's region as the run would, and says so.
+    done = in_process(capsys, caplog, "check", str(config), "--connect", "--load-model")
+    assert done.returncode == 0, done.stderr
+    found = re.search(r"^  far: (\d+) person.* in \d+ ms \(in its region; on the whole picture: .*\)$", done.stdout,
+                      re.MULTILINE)
+    assert found and abs(int(found[1]) - int((alone[0].cls == 0).sum())) <= 1, done.stdout
 
 
 def test_a_worker_runs_the_model_on_a_streams_region_alone_and_outlines_it() -> None:

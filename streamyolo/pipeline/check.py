@@ -434,7 +434,8 @@ def try_model(factory: DetectorFactory, probes: Sequence[Probe],
                     passes = ""
                     if parts is not None:  # what the parts add, for the user to judge whether they pay
                         alone = _what(detector.detect([probe.image])[0])
-                        passes = f" ({len(cut(parts, probe.image))} passes; on the whole picture alone: {alone})"
+                        passes = (f" (in its region; on the whole picture: {alone})" if parts.one_picture else
+                                  f" ({len(cut(parts, probe.image))} passes; on the whole picture alone: {alone})")
                     lines.append(f"  {probe.stream}: {_what(detections)} in {took * 1000:.0f} ms{passes}")
             finally:
                 detector.close()

@@ -331,5 +331,5 @@ def test_a_webhook_gets_only_the_events_of_the_zones_and_lines_it_names(
     config["webhooks"][0]["where"] = ["lowr"]
     (tmp_path / "cams.yaml").write_text(json.dumps(config), encoding="utf-8")
     assert cli.main(["check", str(tmp_path / "cams.yaml")]) == 2
-    assert "config key 'webhooks.0.where': no zone or line 'lowr' in the config (its zones and lines: lower)" \
-        in caplog.text
+    assert ("config key 'webhooks.0.where': no zone or line 'lowr' in the config (its zones and lines: lower) (did "
+            "you mean 'lower'?)") in caplog.text

@@ -562,7 +562,7 @@ def deliveries(cfg: PipelineConfig, streams: Sequence[ResolvedStream]) -> list[t
         nowhere = sorted(set(output.where or ()) - places)
         if nowhere:
             raise ConfigError(f"config key '{key}.where': no zone or line {nowhere[0]!r} in the config (its zones "
-                              f"and lines: {', '.join(sorted(places)) or 'none'})")
+                              f"and lines: {', '.join(sorted(places)) or 'none'}){meant(nowhere[0], places)}")
         deliverer: Deliverer = (Webhook(output.url, format=output.format, snapshots=cfg.snapshots, clips=cfg.clips,
                                         priority=output.priority)
                                 if isinstance(output, WebhookConfig)

@@ -1829,9 +1829,13 @@ def test_points_clicked_on_a_picture_are_in_the_streams_own_pixels() -> None:
                 assert abs(px - x) <= 3 and abs(py - y) <= 3, (wanted, listed)
             drawn = figure.find_element(By.CSS_SELECTOR, "svg polygon").get_attribute("points")
             assert drawn == " ".join(f"{x},{y}" for x, y in listed)
+            xs, ys = [x for x, _ in listed], [y for _, y in listed]  # (the rectangle they span: a region)
+            assert figure.find_element(By.CLASS_NAME, "region").text == (
+                f"region: [{min(xs)}, {min(ys)}, {max(xs)}, {max(ys)}]")
             assert "solo" not in (figure.get_attribute("class") or ""), "a click while drawing is a point"
             driver.find_element(By.ID, "clear-points").click()
             assert figure.find_element(By.CLASS_NAME, "points").text == ""
+            assert figure.find_element(By.CLASS_NAME, "region").text == ""
             driver.find_element(By.ID, "draw").click()  # done: a click shows the stream alone again
             figure.click()
             until(lambda: "solo" in (figure.get_attribute("class") or ""), 10, "the tile shown alone")

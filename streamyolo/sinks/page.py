@@ -68,7 +68,7 @@ PAGE = """<!doctype html>
   .picture polygon { fill: rgba(255, 215, 0, 0.2); stroke: #fd0; stroke-width: 2; vector-effect: non-scaling-stroke; }
   .picture circle { fill: #fd0; }
   body.drawing figure, body.drawing main.solo figure.solo { cursor: crosshair; }
-  .points { color: #fd0; font-family: monospace; width: 100%; user-select: all; }
+  .points, .region { color: #fd0; font-family: monospace; width: 100%; user-select: all; }
   #draw-help { color: #999; }
   #export { margin: 4px 0; color: #999; }
   #export input, #export select { font: inherit; color: #eee; background: #222; border: 1px solid #555; }
@@ -157,7 +157,7 @@ function tile(name) {
   const caption = document.createElement("figcaption");
   const fields = {};
   for (const key of ["name", "state", "fps", "age", "dropped", "reconnects", "detections", "counts", "zones",
-                     "watches", "error", "points"]) {
+                     "watches", "error", "points", "region"]) {
     fields[key] = document.createElement("span");
     fields[key].className = key;
     caption.appendChild(fields[key]);
@@ -207,6 +207,9 @@ function addPoint(entry, click) {
 function drawPoints(entry) {
   entry.svg.replaceChildren();
   entry.fields.points.textContent = entry.points.length ? JSON.stringify(entry.points).replaceAll(",", ", ") : "";
+  const xs = entry.points.map((p) => p[0]), ys = entry.points.map((p) => p[1]);  // the rectangle they span
+  entry.fields.region.textContent = entry.points.length < 2 ? "" : "region: [" + [
+    Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)].join(", ") + "]";
   if (!entry.size) return;
   entry.svg.setAttribute("viewBox", "0 0 " + entry.size[0] + " " + entry.size[1]);
   const line = document.createElementNS(SVG, "polygon");  // a zone or mask closes; a line is two points

@@ -187,6 +187,7 @@ def test_the_page_status_and_metrics_say_which_objects_stand_still(tmp_path: Pat
         status = web.status()
         assert status["streams"][0]["zones"] == {"drive": {"car": 1}}
         assert status["streams"][0]["stationary"] == {"drive": {"car": 1}}
+        assert status["streams"][0]["zone_stays"] == {"drive": {"person": {"left": 1, "mean": 1.6, "longest": 1.6}}}
         assert 'streamyolo_zone_stationary_objects{stream="drive",zone="drive",class="car"} 1' in metrics_text(
             status).splitlines()
         driver = _driver(browser, driver_path)
@@ -195,7 +196,7 @@ def test_the_page_status_and_metrics_say_which_objects_stand_still(tmp_path: Pat
             driver.get(pipeline.web_url)
             text = until(lambda: "".join(e.text for e in driver.find_elements(By.CSS_SELECTOR, "figure .zones")), 30,
                          "the zone's line under the tile")
-            assert text == "drive: 1 car (2 entered) · 1 stationary", text
+            assert text == "drive: 1 car (2 entered, 1 left after 1.6 s on average) · 1 stationary", text
         finally:
             driver.quit()
     finally:

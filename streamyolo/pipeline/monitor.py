@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
-from streamyolo.pipeline.report import StatusPrinter, StreamReport, workers_json
+from streamyolo.pipeline.report import StatusPrinter, StreamReport, stays_json, workers_json
 from streamyolo.pipeline.service import STATUS_SECONDS, Notifier, service_status
 from streamyolo.sinks.jsonl import LineFile
 
@@ -55,7 +55,8 @@ class StatsWriter:
         self._lines.open()
 
     def write(self, reports: list[StreamReport], elapsed: float, restarts: Mapping[str, int] | None = None) -> None:
-        streams = {r.name: {k: v for k, v in asdict(r).items() if k != "name"} for r in reports}
+        streams = {r.name: {k: v for k, v in asdict(r).items() if k != "name"}
+                   | {"zone_stays": stays_json(r.zone_stays)} for r in reports}
         line: dict[str, Any] = {"time": round(time.time(), 3), "elapsed": round(elapsed, 3), "streams": streams}
         if restarts:
             line["workers"] = workers_json(restarts)

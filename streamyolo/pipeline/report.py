@@ -158,8 +158,7 @@ class Summary:
             if report.zone_entries:
                 out["streams"][name]["zone_entries"] = report.zone_entries
             if report.zone_stays:
-                out["streams"][name]["zone_stays"] = {zone: {cls: stayed.to_dict() for cls, stayed in by_class.items()}
-                                                      for zone, by_class in report.zone_stays.items()}
+                out["streams"][name]["zone_stays"] = stays_json(report.zone_stays)
             if report.still is not None:
                 out["streams"][name]["still"] = report.still
             if report.pictures is not None:
@@ -249,6 +248,12 @@ def zone_text(peaks: Mapping[str, Mapping[str, int]]) -> str:
     'queue: 5 person, 1 dog; door: nothing'
     """
     return "; ".join(f"{zone}: {_kinds(by_class) or 'nothing'}" for zone, by_class in peaks.items())
+
+
+def stays_json(stays: Mapping[str, Mapping[str, Stayed]]) -> dict[str, dict[str, dict[str, float]]]:
+    """A stream's zones' stays as the summary, the stats file and the page's status give them:
+    ``{zone: {class: {"left", "mean", "longest"}}}``."""
+    return {zone: {name: stayed.to_dict() for name, stayed in by_class.items()} for zone, by_class in stays.items()}
 
 
 def stay_text(stays: Mapping[str, Mapping[str, Stayed]]) -> str:

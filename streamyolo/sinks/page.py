@@ -303,7 +303,14 @@ function show(status) {
     f.counts.textContent = Object.entries(s.counts || {})
       .map(([line, ways]) => line + ": " + total(ways.in) + " in, " + total(ways.out) + " out").join("; ");
     const held = (inside) => Object.entries(inside).map(([k, v]) => v + " " + k).join(", ") || "empty";
-    const entered = (zone) => zone in (s.zone_entries || {}) ? " (" + total(s.zone_entries[zone]) + " entered)" : "";
+    const stayed = (zone) => {  // how long those that left stayed, on average
+      const by = Object.values((s.zone_stays || {})[zone] || {});
+      const left = by.reduce((n, c) => n + c.left, 0);
+      return left ? ", " + left + " left after " + (by.reduce((t, c) => t + c.left * c.mean, 0) / left).toFixed(1)
+        + " s on average" : "";
+    };
+    const entered = (zone) => zone in (s.zone_entries || {})
+      ? " (" + total(s.zone_entries[zone]) + " entered" + stayed(zone) + ")" : "";
     const marks = (zone) => {  // its objects standing still, its schedule's and its crowd's
       const now = (s.zone_states || {})[zone] || {};
       const still = total((s.stationary || {})[zone]);

@@ -26,7 +26,8 @@ A small HTTP server (the standard library's, one thread per client) serves:
   (``{"person": 2}``), ``counts`` its counting lines' totals (``{"door": {"in": {"person":
   3}, "out": {}}}``), ``zones`` what its zones hold in that frame (``{"queue": {"person":
   2}}``), ``size`` its picture's ``[width, height]``, on a tracked stream
-  ``zone_entries`` the objects that entered them so far, ``still`` the frames that took
+  ``zone_entries`` the objects that entered them so far and ``zone_stays`` how long those
+  that left stayed (by zone and class: ``{"left", "mean", "longest"}``), ``still`` the frames that took
   the last detections (``null`` unless the stream has ``motion``), and ``pictures`` those the
   model ran on (``null`` unless the stream has ``tiles``), ``detect`` false while its
   detection is switched off, ``record`` whether its recording is on (``null``: not recorded);
@@ -407,12 +408,14 @@ class WebViewer:
         return _file_in(self.clips, name, ".mp4")
 
     def status(self) -> dict[str, Any]:
+        from streamyolo.pipeline.report import stays_json  # (here: the pipeline package imports the web page)
+
         keep = ("name", "state", "captured", "processed", "dropped", "fps_in", "fps_out", "frame_age", "reconnects",
                 "error", "source", "counts", "zone_entries", "still", "pictures", "detect", "record", "schedule")
         streams = []
         for report in self._reports():
             fields = asdict(report)
-            entry = {key: fields[key] for key in keep}
+            entry = {key: fields[key] for key in keep} | {"zone_stays": stays_json(report.zone_stays)}
             latest = self._latest.get(report.name)
             entry["detections"] = latest.result.detections.counts() if latest is not None else {}
             entry["zones"] = {z.name: dict(z.inside) for z in latest.result.zones} if latest is not None else {}

@@ -915,7 +915,8 @@ def test_each_webhook_gets_the_events_it_asks_for_with_a_cooldown_per_stream(
     """``webhooks``: beside ``webhook`` (every event), a phone's (``text``: only people entering
     at the gate, one per minute at most) and another's (the porch's streaming state and its
     entering objects, one per minute): each gets just those of the run's events, as the events
-    file has them; ``check`` says each; what cannot be is refused, naming the key."""
+    file has them, also when the run is started again within the minute (its cooldowns go on
+    from the events file); ``check`` says each; what cannot be is refused, naming the key."""
     from streamyolo import cli
 
     street = "synthetic:scene?seed={}&size=416x240&fps=25&frames=60"
@@ -933,7 +934,10 @@ def test_each_webhook_gets_the_events_it_asks_for_with_a_cooldown_per_stream(
         assert cli.main(["check", str(tmp_path / "cams.yaml")]) == 0
         plan = capsys.readouterr().out
         Pipeline.from_config(config).run()
+        restarted = time.time()
+        Pipeline.from_config(config).run()  # started again within the minute: the cooldowns go on
     written = read_jsonl(tmp_path / "events.jsonl")
+    assert any(e["event"] == "enter" and e["time"] >= restarted for e in written), "the second run saw no one"
 
     def key(event: dict[str, object]) -> tuple[object, ...]:
         return event["stream"], event["event"], event.get("seq"), event.get("id"), event.get("state")

@@ -282,6 +282,7 @@ class EventSink:
             self._prune()
         if self._lines is not None:
             self._lines.open()
+            self._recall()
         for output, _ in self._outputs:
             output.start()
         self._thread.start()
@@ -291,6 +292,25 @@ class EventSink:
         if self._storage is not None and self._publisher is not None:
             self._storage.listen(self._publisher.storage_changed)
             self._storage.start()
+
+    def _recall(self) -> None:
+        """Cooldowns go on across a restart: each output's filter with a ``cooldown`` sees again
+        the object events of the events file's last cooldown (an earlier run's), as it saw them
+        then, so that a restart's first events (the car parked in the drive, entering as the
+        run starts) are not told again within it."""
+        longest = max((events_filter.cooldown or 0.0 for _, events_filter in self._outputs), default=0.0)
+        if self.path is None or not longest:
+            return
+        from streamyolo.sinks.history import EventQuery, read_events
+
+        try:
+            for event in read_events(self.path, EventQuery(since=time.time() - longest, kinds=OBJECT_EVENTS)):
+                for _, events_filter in self._outputs:
+                    if events_filter.cooldown is not None:
+                        events_filter.passes(event)
+        except OSError as exc:  # (the run goes on: a notification more, at worst)
+            log.warning("events file %s: cannot read its last events to go on with the cooldowns: %s", self.path,
+                        exc.strerror or exc)
 
     def output_changed(self, event: dict[str, Any]) -> None:
         """An output paused (a full disk) or writes again: an ``output`` event

@@ -550,6 +550,9 @@ class Result:
     detect: bool = True
     """False: the stream's detection was switched off for this frame (no forward pass, so no
     objects: not "nothing there")."""
+    region: tuple[int, int, int, int] | None = None
+    """A stream with a ``region``: the part of this frame the model looked at (``x1, y1, x2,
+    y2``), all that it looked at."""
 
     @property
     def stream(self) -> str:

@@ -85,6 +85,30 @@ def test_a_stream_keeps_a_frame_every_so_often_with_labels_ultralytics_loads(tmp
         assert np.allclose(entry["bboxes"][0], expected, atol=1e-5)
 
 
+def test_a_streams_region_is_what_it_keeps_with_labels_in_its_pixels(tmp_path: Path) -> None:
+    """A stream whose model looks at a region only: its frames are kept cut to that region (the
+    objects outside it were not looked for: unlabelled, they would teach "nothing there"),
+    and the labels are the region's."""
+    from streamyolo.inference.tiles import TileSettings
+
+    source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=26", SourceKind.SYNTHETIC))
+    dataset = DatasetSink(tmp_path / "data", every=0.2)
+    region = TileSettings(1, 1, whole=False, region=(100, 0, 260, 240))  # (the walker's x: 140-180)
+    with Pipeline([StreamSetup("hall", source, Overflow.BLOCK, tiles=region)], _WalkerDetector,
+                  sinks=[dataset]) as pipeline:
+        results = {r.frame.seq: r for r in pipeline.results()}
+    assert len(dataset.saved) == 6
+    for picture in dataset.saved:
+        seq = int(picture.stem.rsplit("-", 1)[1])
+        assert results[seq].region == (100, 0, 260, 240)
+        saved = cv2.imread(str(picture)).astype(int)
+        assert saved.shape == (240, 160, 3) and np.abs(saved - results[seq].frame.image[:, 100:260]).mean() < 3
+        (x1, y1, x2, y2), = results[seq].detections.xyxy.tolist()
+        label = (tmp_path / "data" / "labels" / f"{picture.stem}.txt").read_text().split()
+        assert label[0] == "0" and np.allclose([float(v) for v in label[1:]], [
+            (x1 + x2 - 200) / 320, (y1 + y2) / 480, (x2 - x1) / 160, (y2 - y1) / 240], atol=1e-5), label
+
+
 def test_blurred_classes_are_blurred_in_the_dataset_and_an_empty_frame_has_an_empty_label(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     ys, xs = np.mgrid[0:120, 0:160]

@@ -1,7 +1,8 @@
 """``dataset``: frames of every stream with their detections as YOLO labels, to train on.
 
 Every ``every`` seconds of each stream's timeline, its frame as the model saw it (turned,
-privacy areas black; the classes ``blur`` names blurred) is saved to
+privacy areas black; the classes ``blur`` names blurred; of a stream with a ``region``, the
+region alone, where every object was looked for) is saved to
 ``<dataset>/images/<stream>-YYYYmmdd-HHMMSS-mmm-<seq>.jpg`` with its detections in
 ``<dataset>/labels/<same name>.txt``, one object a line as Ultralytics' ``save_txt`` writes
 them (without confidences or track ids, which a training label has not): ``class x_centre
@@ -124,6 +125,9 @@ class DatasetSink:
             for index, name in found.names.items():
                 self._names.setdefault(index, name)
         image = result.frame.image
+        if result.region is not None:  # what the model looked at: the region (what lies outside is unlabelled)
+            x1, y1, x2, y2 = result.region
+            image, found = image[y1:y2, x1:x2], found.placed(1.0, -x1, -y1)
         hidden = self.blurred.get(meta.stream)
         if hidden and len(found):
             image = image.copy()

@@ -358,7 +358,9 @@ class InferenceWorker:
                     channel.health.zoned(zones, visits)
                 result = Result(frame, shown, now, self.name, crossings, lines, zones, visits, tuple(crowds),
                                 _outlined(channel, frame.image.shape), speeds, still,
-                                pictures if _tiled(channel.tiles) else None, channel.detect)
+                                pictures if _tiled(channel.tiles) else None, channel.detect,
+                                None if channel.tiles is None or channel.tiles.region is None
+                                else area(channel.tiles, *frame.image.shape[:2]))
                 self._sink.write(result)
             except BaseException:
                 for lost_channel, _ in batch[index:]:

@@ -745,9 +745,11 @@ def command_events(args: argparse.Namespace) -> int:
         why_none,
     )
 
-    path, config = Path(args.events), None
+    path, config, streams = Path(args.events), None, None
     if path.suffix.lower() in (".yaml", ".yml"):  # the run's config: its events file
         cfg = build_config(path)
+        if all(s.name for s in cfg.streams):  # (the config's streams, where each is named)
+            streams = {str(s.name) for s in cfg.streams}
         cfg.use_timezone()  # (the moments asked for, and the hours and days counted, are the run's local time)
         if cfg.events is None:
             raise ConfigError(f"config {str(path)!r} writes no events file (no 'events' key): give the file")
@@ -766,6 +768,9 @@ def command_events(args: argparse.Namespace) -> int:
     if args.follow and (counting or args.end):
         raise ConfigError(f"--follow lists events as they come: not with {counting or '--to'}")
     if args.follow:
+        for name in sorted(query.streams - streams if query.streams is not None and streams is not None else ()):
+            log.warning("--stream: no stream %r in %s%s: none of its events will come", name, config,
+                        meant(name, streams or ()))
         return _follow(args, path, config, query)
     try:
         found = read_events(path, query) if args.newest is None else reversed(find_events(path, query, args.newest)[0])

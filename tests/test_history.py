@@ -617,6 +617,24 @@ def test_events_follow_prints_a_runs_events_as_they_come_until_interrupted(tmp_p
     assert head.returncode == 0 and json.loads(head.stdout)["stream"] == "hall" and head.stderr == "", head
 
 
+def test_events_follow_says_at_once_of_a_stream_the_config_has_not(tmp_path: Path) -> None:
+    """Following a config's events for a stream it has not (misspelt): said as it starts, with
+    the one meant, rather than waiting for what will never come."""
+    config = tmp_path / "cams.yaml"
+    config.write_text(f"streams: [{{name: gate, source: 'synthetic:'}}]\nevents: {tmp_path / 'events.jsonl'}\n")
+    follow = subprocess.Popen([PYTHON, "-m", "streamyolo", "events", str(config), "--follow", "--stream", "gat"],
+                              env=env_for_subprocess(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              encoding="utf-8")
+    try:
+        assert follow.stderr is not None
+        said = follow.stderr.readline()
+    finally:
+        follow.kill()
+        follow.communicate(timeout=30)
+    assert said.rstrip() == (f"streamyolo: WARNING: --stream: no stream 'gat' in {config} (did you mean 'gate'?): "
+                             "none of its events will come"), said
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--count"], "--follow lists events as they come: not with --count"),
     (["--by", "hour"], "--follow lists events as they come: not with --by"),

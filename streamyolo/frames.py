@@ -480,6 +480,14 @@ class ZoneTally:
     stream without a tracker, which cannot tell."""
 
 
+def stationary_of(zones: Sequence[ZoneTally]) -> dict[str, dict[str, int]] | None:
+    """A frame's zones' objects standing still, by zone and class, as the JSONL and the page's
+    status give them; ``None`` where it cannot tell (no zones, no tracker)."""
+    if not zones or zones[0].stationary is None:
+        return None
+    return {zone.name: dict(zone.stationary or {}) for zone in zones}
+
+
 @dataclass(frozen=True, slots=True)
 class ZoneCrowd:
     """A stream's zone becoming crowded (``started``: it has held at least ``limit`` objects
@@ -586,8 +594,9 @@ class Result:
             record["crossings"] = [c.to_record() for c in self.crossings]
         if self.zones:
             record["zones"] = {z.name: dict(z.inside) for z in self.zones}
-            if self.zones[0].stationary is not None:
-                record["stationary"] = {z.name: dict(z.stationary or {}) for z in self.zones}
+            stationary = stationary_of(self.zones)
+            if stationary is not None:
+                record["stationary"] = stationary
         if self.still:
             record["still"] = True
         if not self.detect:

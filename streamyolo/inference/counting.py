@@ -654,10 +654,12 @@ class ZoneSwitches:
 
 
 def zone_tallies(zones: Sequence[Zone], found: Detections, held: Sequence[npt.NDArray[np.bool_]],
-                 armed: Sequence[bool | None] | None = None) -> tuple[ZoneTally, ...]:
+                 armed: Sequence[bool | None] | None = None,
+                 stationary: Mapping[str, Mapping[str, int]] | None = None) -> tuple[ZoneTally, ...]:
     """Every zone with the objects of ``found`` inside it now (``held``: :func:`occupancy`),
     by class name, and whether a zone with a schedule (or switched by hand) is watched now
-    (``armed``, each zone's; ``None``: always)."""
+    (``armed``, each zone's; ``None``: always); on a tracked stream, ``stationary``: those
+    standing still, by zone (:attr:`ZoneWatch.stationary`; a zone not in it holds none)."""
     tallies = []
     for index, (zone, mask) in enumerate(zip(zones, held, strict=True)):
         by_class: dict[str, int] = {}
@@ -665,5 +667,6 @@ def zone_tallies(zones: Sequence[Zone], found: Detections, held: Sequence[npt.ND
             name = found.name(int(cls))
             by_class[name] = by_class.get(name, 0) + 1
         watched = armed[index] if armed is not None else None
-        tallies.append(ZoneTally(zone.name, zone.points, by_class, watched))
+        tallies.append(ZoneTally(zone.name, zone.points, by_class, watched,
+                                 stationary=None if stationary is None else stationary.get(zone.name, {})))
     return tuple(tallies)

@@ -38,10 +38,14 @@ class Stayed:
     def __add__(self, other: Stayed) -> Stayed:
         return Stayed(self.left + other.left, self.seconds + other.seconds, max(self.longest, other.longest))
 
+    @property
+    def mean(self) -> float:
+        """How long they stayed on average (seconds; 0 for none)."""
+        return self.seconds / max(self.left, 1)
+
     def to_dict(self) -> dict[str, float]:
         """``{"left", "mean", "longest"}`` (seconds), as the summary file has it."""
-        return {"left": self.left, "mean": round(self.seconds / max(self.left, 1), 2),
-                "longest": round(self.longest, 2)}
+        return {"left": self.left, "mean": round(self.mean, 2), "longest": round(self.longest, 2)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +267,7 @@ def stay_text(stays: Mapping[str, Mapping[str, Stayed]]) -> str:
     'queue: 3 person 5.0 s on average (longest 9.0 s), 1 dog 2.0 s on average (longest 2.0 s)'
     """
     return "; ".join(f"{zone}: " + ", ".join(
-        f"{stayed.left} {name} {stayed.seconds / stayed.left:.1f} s on average (longest {stayed.longest:.1f} s)"
+        f"{stayed.left} {name} {stayed.mean:.1f} s on average (longest {stayed.longest:.1f} s)"
         for name, stayed in sorted(by_class.items(), key=lambda item: (-item[1].left, item[0])))
         for zone, by_class in stays.items() if by_class)
 

@@ -117,7 +117,7 @@ import cv2
 from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import Clock
 from streamyolo.errors import ConfigError, OutputError
-from streamyolo.frames import Image, Result
+from streamyolo.frames import Image, Result, stationary_of
 from streamyolo.schedule import watch_kind, zone_of
 from streamyolo.sinks.base import current_board, paused_outputs
 from streamyolo.sinks.events import RECENT
@@ -419,8 +419,9 @@ class WebViewer:
             latest = self._latest.get(report.name)
             entry["detections"] = latest.result.detections.counts() if latest is not None else {}
             entry["zones"] = {z.name: dict(z.inside) for z in latest.result.zones} if latest is not None else {}
-            if latest is not None and latest.result.zones and latest.result.zones[0].stationary is not None:
-                entry["stationary"] = {z.name: dict(z.stationary or {}) for z in latest.result.zones}
+            stationary = stationary_of(latest.result.zones) if latest is not None else None
+            if stationary is not None:
+                entry["stationary"] = stationary
             entry["zone_states"] = {z.name: {key: on for key, on in (("watched", z.watched), ("crowded", z.crowded))
                                              if on is not None}
                                     for z in (latest.result.zones if latest is not None else ())

@@ -347,20 +347,20 @@ class InferenceWorker:
                 if channel.zones:
                     held = occupancy(channel.zones, shown)
                     armed = self._armed(channel)
-                    zones = zone_tallies(channel.zones, shown, held, armed)
-                    if any(zone.crowd for zone in channel.zones):
-                        crowds, zones = self._crowd(channel).update(zones, frame.meta.media_time)
+                    stationary = None
                     if self._tracker is not None:
                         visits = self._visit(channel, shown, frame, held, armed)
                         watch = self._watches[channel.name]
-                        speeds = tuple(watch.speeds.items())
-                        zones = tuple(replace(zone, stationary=watch.stationary.get(zone.name, {})) for zone in zones)
+                        speeds, stationary = tuple(watch.speeds.items()), watch.stationary
+                    zones = zone_tallies(channel.zones, shown, held, armed, stationary)
+                    if any(zone.crowd for zone in channel.zones):
+                        crowds, zones = self._crowd(channel).update(zones, frame.meta.media_time)
                     channel.health.zoned(zones, visits)
+                region = (None if channel.tiles is None or channel.tiles.region is None
+                          else area(channel.tiles, *frame.image.shape[:2]))
                 result = Result(frame, shown, now, self.name, crossings, lines, zones, visits, tuple(crowds),
-                                _outlined(channel, frame.image.shape), speeds, still,
-                                pictures if _tiled(channel.tiles) else None, channel.detect,
-                                None if channel.tiles is None or channel.tiles.region is None
-                                else area(channel.tiles, *frame.image.shape[:2]))
+                                _outlined(channel, region), speeds, still, pictures if _tiled(channel.tiles) else None,
+                                channel.detect, region)
                 self._sink.write(result)
             except BaseException:
                 for lost_channel, _ in batch[index:]:
@@ -544,12 +544,13 @@ def _tiled(settings: TileSettings | None) -> bool:
     return settings is not None and not settings.one_picture
 
 
-def _outlined(channel: Channel, shape: tuple[int, ...] | None = None) -> tuple[Mask, ...]:
+def _outlined(channel: Channel, region: tuple[int, int, int, int] | None = None) -> tuple[Mask, ...]:
     """``channel``'s masks, and the region the model looks at as a mask that keeps only its area
-    (cut to a picture of ``shape``): what the pictures outline, and where motion counts."""
+    (``region``: as cut to a frame, :func:`~streamyolo.inference.tiles.area`): what the pictures
+    outline, and where motion counts."""
     if channel.tiles is None or channel.tiles.region is None:
         return channel.masks
-    x1, y1, x2, y2 = channel.tiles.region if shape is None else area(channel.tiles, *shape[:2])
+    x1, y1, x2, y2 = region or channel.tiles.region
     return (*channel.masks, Mask("region", ((x1, y1), (x2, y1), (x2, y2), (x1, y2)), outside=True))
 
 

@@ -113,12 +113,15 @@ def test_a_live_stream_is_tracked_across_its_dropped_frames() -> None:
         summary = pipeline.summary()
     report = summary.streams["live"]
     assert report.captured == report.processed + report.dropped and report.processed > 20
-    # Objects keep their id from frame to frame: most ids live across many processed frames.
+    # Objects keep their id from frame to frame: most of what is seen belongs to ids that live
+    # across many processed frames (a box that flickers for a frame or two under load, when the
+    # camera's frames come far apart, makes a short id of its own, but few detections).
     lives: dict[int, int] = {}
     for frame in seen:
         for track in frame:
             lives[track] = lives.get(track, 0) + 1
-    assert lives and sorted(lives.values())[len(lives) // 2] >= 5, lives
+    lasting = sum(n for n in lives.values() if n >= 5) / max(1, sum(lives.values()))
+    assert lasting >= 0.8, lives
 
 
 def test_tracking_detects_down_to_conf_0_1_unless_conf_is_set() -> None:

@@ -198,6 +198,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hang-warning", type=float, metavar="SECONDS",
                         help="warn, with where the inference threads are, when one forward pass (or building the "
                              "models) takes this long (60; 0 turns it off)")
+    parser.add_argument("--overload-warning", type=float, metavar="SECONDS",
+                        help="warn when most frames of the live streams over this long were skipped: the machine "
+                             "cannot keep up (60; 0 turns it off)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: cores / workers)")
     parser.add_argument("--live-hold", action=argparse.BooleanOptionalAction, default=None,
                         help="under overload, wait briefly for a fresher live frame (default: on)")
@@ -360,7 +363,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "snapshots", "snapshots_keep", "dataset", "dataset_every", "dataset_max_size", "heatmaps", "crops",
             "crops_keep", "clips", "clip_mode", "clip_before", "clip_after", "clips_keep", "clips_max_size",
             "public_url", "display", "duration", "timezone",
-            "status_interval", "hang_warning", "threads", "model_cache", "live_hold", "tracker",
+            "status_interval", "hang_warning", "overload_warning", "threads", "model_cache", "live_hold", "tracker",
             "web", "web_fps", "web_controls", "web_auth", "web_cert", "web_key"]
     overrides = {key: getattr(args, key) for key in keys if getattr(args, key, None) is not None}
     if getattr(args, "class_conf", None) is not None:

@@ -922,6 +922,9 @@ class PipelineConfig(_Strict):
     hang_warning: float = Field(default=60.0, ge=0, le=86400)
     """Seconds one forward pass (or building the models at start) may take before the log
     warns that the worker may be hung, with where every inference thread is (0: never)."""
+    overload_warning: float = Field(default=60.0, ge=0, le=86400)
+    """Seconds over which the log warns when most frames of the live streams were skipped (the
+    machine cannot keep up), and says when it keeps up again (0: never)."""
 
     @field_validator("motion", mode="before")
     @classmethod

@@ -24,7 +24,7 @@ from streamyolo.sinks import JsonlSink, VideoRecorder
 from streamyolo.sinks.jsonl import LineFile
 from streamyolo.sources import SourceKind, SourceSpec, open_source, stream_tag
 from streamyolo.workers.capture import CapturePolicy
-from tests.helpers import ScriptedSource, StampDetector, decode, make_clip, read_jsonl, stamps
+from tests.helpers import ScriptedSource, StampDetector, decode, make_clip, read_jsonl, stamps, until
 
 
 def _file_setups(paths: list[Path]) -> list[StreamSetup]:
@@ -384,6 +384,50 @@ def test_a_model_that_takes_long_to_build_is_reported_with_where_its_thread_is(
     summary = pipeline.join(30)
     assert summary.streams["s0"].processed == 10
     assert len(caplog.records) == 1, "one warning per start"
+
+
+@pytest.mark.timeout(90)
+def test_live_streams_that_skip_most_frames_are_told_of_and_when_they_keep_up_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two 100 fps cameras against a 100 ms model: nearly every frame is skipped, and the log
+    says so once, naming them (not the file beside them, which loses nothing); when the model
+    gets fast the log says the run keeps up again."""
+    built: list[StampDetector] = []
+
+    def detector() -> StampDetector:
+        built.append(StampDetector(delay=0.1))
+        return built[-1]
+
+    cams = [StreamSetup(f"cam{i}", open_source(SourceSpec(f"cam{i}", "synthetic:?size=64x48&fps=100&frames=6000",
+                                                          SourceKind.SYNTHETIC)),
+                        Overflow.DROP_OLDEST, capacity=2, policy=CapturePolicy(realtime=True)) for i in range(2)]
+    pipeline = Pipeline([*cams, StreamSetup("file", ScriptedSource("file", 40))], detector, workers=1,
+                        max_batch=1, status_interval=0, overload_warning=1.5)
+
+    def messages() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "streamyolo.pipeline.overload"]
+
+    with caplog.at_level(logging.INFO, logger="streamyolo.pipeline.overload"):
+        pipeline.start()
+        try:
+            until(messages, 30, "a warning while nearly every frame is skipped")
+            warning = messages()[0]
+            assert warning.startswith("the machine cannot keep up with the live streams: "), warning
+            share = int(warning.split(": ")[1].split("%")[0])
+            assert share >= 80, warning
+            assert "'cam0' " in warning and "'cam1' " in warning and "'file'" not in warning, warning
+            assert "max_fps" in warning and "overload_warning: 0" in warning, warning
+            time.sleep(1.0)
+            assert len(messages()) == 1, "said once while it lasts"
+            built[0].delay = 0.0
+            until(lambda: len(messages()) == 2, 30, "word that it keeps up again")
+            assert messages()[1].startswith("the live streams are kept up with again: "), messages()
+        finally:
+            pipeline.stop()
+            summary = pipeline.join(30)
+    assert summary.streams["file"].processed == 40
+    _identity_holds(pipeline)
 
 
 @pytest.mark.timeout(60)

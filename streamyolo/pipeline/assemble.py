@@ -442,6 +442,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         on_close=closers,
         restart_counts=restarts,
         hang_warning=cfg.hang_warning,
+        overload_warning=cfg.overload_warning,
         serving=[serving[i] for i in range(len(streams))],
         notifier=notifier,
     )

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
+from streamyolo.pipeline.overload import Overload
 from streamyolo.pipeline.report import StatusPrinter, StreamReport, stays_json, workers_json
 from streamyolo.pipeline.service import STATUS_SECONDS, Notifier, service_status
 from streamyolo.sinks.jsonl import LineFile
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 _TICK = 0.1  # seconds; the granularity of the duration limit
 _HANG_TICK = 1.0  # seconds between looks at the workers when nothing else needs the monitor
 _STACK_DEPTH = 12  # innermost frames shown per thread when a worker seems hung
+_OVERLOAD_LOOKS = 6  # looks at the streams' counts per overload window (at most every 10 s)
 
 
 class Watched(Protocol):
@@ -77,6 +79,9 @@ class Monitor:
     :func:`streamyolo.inference.offline.import_openvino`) would otherwise stop its streams
     without a word; the log says so again when the worker comes back.
 
+    With ``overload_warning`` > 0 it warns when most frames of the live streams over that many
+    seconds were skipped (the machine cannot keep up: :mod:`~streamyolo.pipeline.overload`).
+
     With a ``notifier`` (a systemd service: :mod:`streamyolo.pipeline.service`) it tells
     systemd the run's status as it changes and feeds its watchdog while the run is well: not
     while a worker is reported hung, unless ``hangs_recovered`` (process workers, whose hung
@@ -97,6 +102,7 @@ class Monitor:
         restarts: Callable[[], dict[str, int]] = dict,
         workers: Callable[[], Sequence[Watched]] = list,
         hang_warning: float = 0.0,
+        overload_warning: float = 0.0,
         notifier: Notifier | None = None,
         hangs_recovered: bool = False,
     ) -> None:
@@ -105,6 +111,7 @@ class Monitor:
         self._hang_warning = hang_warning
         self._reported: dict[str, float] = {}  # worker name -> busy_since of the pass reported
         self._hung: tuple[str, ...] = ()  # the workers reported, for other threads
+        self._overload = Overload(overload_warning) if overload_warning > 0 else None
         self._restarts = restarts
         self._finished = finished
         self._stop = stop
@@ -123,7 +130,8 @@ class Monitor:
 
     @property
     def needed(self) -> bool:
-        return self._sampling or self._duration is not None or self._hang_warning > 0 or self._notifier is not None
+        return (self._sampling or self._duration is not None or self._hang_warning > 0 or self._overload is not None
+                or self._notifier is not None)
 
     @property
     def _sampling(self) -> bool:
@@ -151,7 +159,7 @@ class Monitor:
 
     def _run(self) -> None:
         started = self._clock()
-        next_status = next_stats = started
+        next_status = next_stats = next_look = started
         stopped = False
         tick = _TICK if self._sampling or self._duration is not None else _HANG_TICK
         watchdog = None if self._notifier is None else self._notifier.watchdog
@@ -164,6 +172,9 @@ class Monitor:
                     self._watch(now)
                 if self._notifier is not None:
                     self._notify(self._notifier, now)
+                if self._overload is not None and now >= next_look:
+                    self._overload.look(self._reports(), now)
+                    next_look = now + min(10.0, self._overload.window / _OVERLOAD_LOOKS)
                 if not stopped and self._duration is not None and now - started >= self._duration:
                     log.info("duration of %.1f s reached: stopping", self._duration)
                     self._stop()

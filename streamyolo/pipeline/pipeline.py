@@ -189,6 +189,7 @@ class Pipeline:
         on_close: Sequence[Callable[[], None]] = (),
         restart_counts: RestartCounts | None = None,
         hang_warning: float = 60.0,
+        overload_warning: float = 60.0,
         serving: Sequence[int] | None = None,
         notifier: Notifier | None = None,
     ) -> None:
@@ -277,7 +278,8 @@ class Pipeline:
         """systemd's notifications (a service with ``Type=notify``: :mod:`~streamyolo.pipeline.service`)."""
         self._monitor = Monitor(self.reports, self._finished, self.stop, clock, interval=status_interval,
                                 duration=duration, status=status, stats=stats, restarts=self._restarts,
-                                workers=lambda: self._workers, hang_warning=hang_warning, notifier=notifier,
+                                workers=lambda: self._workers, hang_warning=hang_warning,
+                                overload_warning=overload_warning, notifier=notifier,
                                 hangs_recovered=restart_counts is not None)
 
     # -- construction from config -----------------------------------------------------

@@ -1,0 +1,84 @@
+"""Saying in the log when the machine cannot keep up with the live streams.
+
+A live stream under overload skips frames by design (each worker takes the newest frame), so
+a run that detects in 4 of a camera's 25 frames a second looks well in every other way: the
+status table's ``dropped`` column grows, but a service has no status table. :class:`Overload`
+looks at the streams' counts now and then and warns once when most of the frames of the last
+``window`` seconds were skipped, naming the streams and what would help, and says so again
+when the run keeps up once more.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterable
+
+from streamyolo.pipeline.report import StreamReport
+
+log = logging.getLogger(__name__)
+
+OVER = 0.5
+"""The share of frames skipped over a window from which the run is said not to keep up."""
+UNDER = 0.2
+"""The share under which it is said to keep up again (apart from :data:`OVER`, so a run near
+the line is not told of at every look)."""
+NAMED = 4
+"""Streams named in the warning, the most skipping first; the others are counted."""
+HINT = ("each result is of the newest frame, so they stay current, but an object seen in fewer frames is found later "
+        "or missed: fewer frames a stream (max_fps, stride), the model only where something moves (motion), a "
+        "smaller imgsz or model, or a GPU would help; `streamyolo bench` says what this machine can take; "
+        "overload_warning: 0 turns this warning off")
+
+
+class Overload:
+    """Judges the share of frames skipped over the last ``window`` seconds at each :meth:`look`.
+
+    >>> watch, seen = Overload(60), []
+    >>> def at(t, captured, dropped):
+    ...     seen.append(watch.look([StreamReport("gate", "rtsp://cam", "streaming", captured, captured - dropped,
+    ...                                          dropped, None)], t))
+    >>> at(0, 0, 0); at(30, 750, 600); at(60, 1500, 1200); at(120, 3000, 1300); at(180, 4500, 1400)
+    >>> seen
+    [None, None, 0.8, 0.0667, 0.0667]
+    >>> watch.over
+    False
+    """
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.over = False
+        """Whether the run was last said not to keep up."""
+        self._seen: deque[tuple[float, dict[str, tuple[int, int]]]] = deque()  # (time, name -> (captured, dropped))
+
+    def look(self, reports: Iterable[StreamReport], now: float) -> float | None:
+        """Take the streams' counts at ``now``; once they span a window, judge it: warn when
+        the share of frames skipped reaches :data:`OVER`, say so when it is under :data:`UNDER`
+        again. Returns the share judged (rounded), or ``None`` while less than a window is seen."""
+        counts = {r.name: (r.captured, r.dropped) for r in reports}
+        self._seen.append((now, counts))
+        while len(self._seen) > 1 and now - self._seen[1][0] >= self.window:
+            self._seen.popleft()
+        then, before = self._seen[0]
+        span = now - then
+        if span < self.window:
+            return None
+        # (a stream added, or added again, within the window counts from its first frame in it)
+        moved = {name: (captured - before.get(name, (0, 0))[0], dropped - before.get(name, (0, 0))[1])
+                 for name, (captured, dropped) in counts.items()}
+        moved = {name: (c, d) for name, (c, d) in moved.items() if c > 0 and d >= 0}
+        captured = sum(c for c, _ in moved.values())
+        share = sum(d for _, d in moved.values()) / captured if captured else 0.0
+        if not self.over and share >= OVER:
+            self.over = True
+            skipping = sorted(((d / c, name, c, d) for name, (c, d) in moved.items() if d), reverse=True)
+            named = [f"{name!r} {(c - d) / span:.1f} of {c / span:.1f} frames/s" for _, name, c, d in skipping[:NAMED]]
+            if len(skipping) > NAMED:
+                named.append(f"{len(skipping) - NAMED} more")
+            log.warning("the machine cannot keep up with the live streams: %.0f%% of their frames were skipped in "
+                        "the last %.0f s (processed: %s); %s", share * 100, span, ", ".join(named), HINT)
+        elif self.over and share < UNDER:
+            self.over = False
+            log.info("the live streams are kept up with again: %.0f%% of their frames skipped in the last %.0f s",
+                     share * 100, span)
+        return round(share, 4)

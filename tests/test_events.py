@@ -328,7 +328,7 @@ def test_events_reach_an_mqtt_broker_with_a_login_and_its_topics(broker_folder: 
             subscriber.close()
         topics = [topic for topic, _, _ in subscriber.messages]
         assert subscriber.events() == read_jsonl(path), "the broker got other events than the file"
-        assert [t for t in topics if not t.endswith(("available", "/run"))] == [
+        assert [t for t in topics if not t.endswith(("available", "/run", "/stats"))] == [
             "streamyolo/hall/state", "streamyolo/hall/snapshot", "streamyolo/hall/enter", "streamyolo/hall/snapshot",
             "streamyolo/hall/leave", "streamyolo/hall/state"]
         # Each frame's snapshot, as JPEG, before its events (which name it), for an MQTT camera.
@@ -340,12 +340,16 @@ def test_events_reach_an_mqtt_broker_with_a_login_and_its_topics(broker_folder: 
         # Retained: a client that comes later learns the stream's state and that the run is over.
         later = MqttSubscriber(broker.port, "cams", "pa:ss")
         try:
-            _wait_for(lambda: len(later.messages) >= 3)
+            _wait_for(lambda: len(later.messages) >= 4)
         finally:
             later.close()
         marker = next(json.loads(p) for t, p, r in later.messages if t == "streamyolo/run" and r)
+        # How the stream kept up, as the run ended (a run shorter than the looks every 10 s has them too)
+        stats = next(json.loads(p) for t, p, r in later.messages if t == "streamyolo/hall/stats" and r)
+        assert (stats["captured"], stats["processed"], stats["dropped"], stats["skipped"]) == (30, 30, 0, 0.0), stats
         assert marker["pid"] == os.getpid() and marker["host"] == socket.gethostname()  # which run published
-        assert sorted((t, p, r) for t, p, r in later.messages if t != "streamyolo/run") == [
+        assert sorted((t, p, r) for t, p, r in later.messages
+                      if t not in ("streamyolo/run", "streamyolo/hall/stats")) == [
             ("streamyolo/available", b"offline", True),
             ("streamyolo/hall/snapshot", pictures[-1], True),
             ("streamyolo/hall/state", json.dumps(read_jsonl(path)[-1], separators=(",", ":")).encode(), True)]
@@ -539,7 +543,7 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
                       if topic.startswith("homeassistant/") and "/event/" not in topic]
             read = {config[key] for config in states for key in ("state_topic", "json_attributes_topic", "topic")
                     if key in config}
-            return len(states) >= 13 and "site/available" in kept and read <= set(kept)
+            return len(states) >= 17 and "site/available" in kept and read <= set(kept)
 
         try:
             _wait_for(learnt)
@@ -561,9 +565,11 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
                                       node.format("event", "zone_floor_visits"),
                                       node.format("sensor", "zone_floor_speed"),
                                       node.format("binary_sensor", "outputs"),
+                                      *(node.format("sensor", sensor) for sensor in (
+                                          "fps_in", "fps_out", "frame_age", "skipped")),
                                       "homeassistant/binary_sensor/streamyolo_site/-outputs/config"])
     assert gone not in retained, "an entity the config no longer has stays in Home Assistant"
-    assert len({c["unique_id"] for c in configs.values()}) == 19
+    assert len({c["unique_id"] for c in configs.values()}) == 23
     devices = {c["device"]["name"]: json.dumps(c["device"], sort_keys=True) for c in configs.values()}
     assert sorted(devices) == ["hall", "streamyolo site"], "a device for the stream, one for the run"
     # What the camera sees now is unavailable while it is not streaming (not its last state); the
@@ -685,18 +691,19 @@ def test_each_stream_gets_the_event_entities_of_the_events_it_sends(broker_folde
         Pipeline.from_config(config).run()
         later = MqttSubscriber(broker.port)
         try:
-            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 23)
+            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 31)
         finally:
             later.close()
     configs = {topic.split("/")[3]: (topic.split("/")[1], json.loads(payload))
                for topic, payload, kept in later.messages if topic.endswith("/config") and kept}
     assert sorted(configs) == ["-outputs", "-recordings", "-recordings_days_left", "-recordings_free",
-                               "gate_detect", "gate_line_kerb_crossings", "gate_line_kerb_in", "gate_line_kerb_out",
-                               "gate_objects", "gate_occupied", "gate_outputs", "gate_record", "gate_streaming",
-                               "gate_zone_drive", "gate_zone_drive_active", "gate_zone_drive_occupied",
-                               "gate_zone_drive_speed",
-                               "gate_zone_drive_visits", "gate_zone_drive_watch", "porch_detect", "porch_objects",
-                               "porch_occupied",
+                               "gate_detect", "gate_fps_in", "gate_fps_out", "gate_frame_age",
+                               "gate_line_kerb_crossings", "gate_line_kerb_in", "gate_line_kerb_out",
+                               "gate_objects", "gate_occupied", "gate_outputs", "gate_record", "gate_skipped",
+                               "gate_streaming", "gate_zone_drive", "gate_zone_drive_active",
+                               "gate_zone_drive_occupied", "gate_zone_drive_speed",
+                               "gate_zone_drive_visits", "gate_zone_drive_watch", "porch_detect", "porch_fps_in",
+                               "porch_fps_out", "porch_frame_age", "porch_objects", "porch_occupied", "porch_skipped",
                                "porch_streaming"]
     assert configs["porch_detect"][0] == "switch" and {key: configs["porch_detect"][1][key] for key in (
         "command_topic", "state_topic", "payload_on", "payload_off")} == {
@@ -712,6 +719,51 @@ def test_each_stream_gets_the_event_entities_of_the_events_it_sends(broker_folde
     assert {topic for topic, _, kept in later.messages if kept and topic.endswith("/state")} >= {
         "yard/gate/state", "yard/porch/state"}
     assert configs["gate_line_kerb_crossings"][1]["event_types"] == ["in", "out"]
+
+
+@pytest.mark.timeout(90)
+def test_home_assistant_shows_how_each_stream_keeps_up_and_the_log_warns_of_overload(
+        broker_folder: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A 200 fps camera against the demo model on this box: most of its frames are skipped. Its
+    ``stats`` topic (retained) gives its frame rates, frame age and the share skipped, which
+    Home Assistant's diagnostic sensors show (their templates rendered as Home Assistant does);
+    a file beside it, processed whole, skips none; the log warns of the overload, as
+    ``overload_warning`` (from the config) says."""
+    import jinja2
+
+    with MqttBroker(broker_folder) as broker:
+        config = {"model": "demo", "mqtt": f"mqtt://127.0.0.1:{broker.port}/yard", "mqtt_discovery": "homeassistant",
+                  "display": False, "status_interval": 0, "overload_warning": 1.5, "duration": 6,
+                  "streams": [{"name": "gate", "source": "synthetic:scene?seed=3&size=320x240&fps=200",
+                               "realtime": True},
+                              {"name": "porch", "source": "synthetic:scene?seed=4&size=320x240&fps=25&frames=5000",
+                               "realtime": True, "overflow": "lossless"}]}
+        with caplog.at_level(logging.INFO, logger="streamyolo.pipeline.overload"):
+            Pipeline.from_config(config).run()
+        later = MqttSubscriber(broker.port)
+        try:
+            _wait_for(lambda: {t for t, _, kept in later.messages if kept} >= {
+                "yard/gate/stats", "yard/porch/stats", "homeassistant/sensor/streamyolo_yard/gate_skipped/config"})
+        finally:
+            later.close()
+    kept = {topic: json.loads(payload) for topic, payload, retained in later.messages
+            if retained and (topic.endswith("/stats") or topic.startswith("homeassistant/"))}
+    gate, porch = kept["yard/gate/stats"], kept["yard/porch/stats"]
+    assert set(gate) == {"fps_in", "fps_out", "frame_age", "skipped", "captured", "processed", "dropped",
+                         "reconnects"}, gate
+    assert gate["fps_in"] > 40 and 0 < gate["fps_out"] < gate["fps_in"] and gate["skipped"] > 30, gate
+    assert gate["dropped"] > 0 and porch["dropped"] == 0 and porch["skipped"] == 0, (gate, porch)
+    shown = {}
+    for sensor in ("fps_in", "fps_out", "frame_age", "skipped"):
+        config = kept[f"homeassistant/sensor/streamyolo_yard/gate_{sensor}/config"]
+        assert config["state_topic"] == "yard/gate/stats" and config["entity_category"] == "diagnostic", config
+        shown[config["name"]] = float(jinja2.Environment().from_string(config["value_template"]).render(
+            value_json=gate))
+    assert shown == {"Frames in": gate["fps_in"], "Frames processed": gate["fps_out"],
+                     "Frame age": pytest.approx(gate["frame_age"] * 1000), "Frames skipped": gate["skipped"]}
+    assert 0 < shown["Frame age"] < 5000
+    warned = [r.getMessage() for r in caplog.records if r.name == "streamyolo.pipeline.overload"]
+    assert len(warned) == 1 and "'gate' " in warned[0] and "'porch'" not in warned[0], warned
 
 
 @pytest.mark.timeout(90)
@@ -813,7 +865,7 @@ def test_two_runs_under_one_prefix_are_warned_of_and_leave_each_others_entities(
         assert "no longer in the config: removed" not in caplog.text
         third = publisher(broker.port, "yard")  # both have ended: their entities are stale now
         # (their retained configs come back on a subscription of their own, after the run marker)
-        _wait_for(lambda: caplog.text.count("no longer in the config: removed") == 6)
+        _wait_for(lambda: caplog.text.count("no longer in the config: removed") == 14)
         third.close()
         later = MqttSubscriber(broker.port)
         try:
@@ -822,8 +874,9 @@ def test_two_runs_under_one_prefix_are_warned_of_and_leave_each_others_entities(
         finally:
             later.close()
     configs = sorted(t.split("/")[3] for t, payload, kept in later.messages if t.endswith("/config") and payload)
-    assert configs == ["-outputs", "yard_objects", "yard_occupied", "yard_streaming"]
-    assert caplog.text.count("no longer in the config: removed") == 6  # the gate's and the porch's three
+    assert configs == ["-outputs", "yard_fps_in", "yard_fps_out", "yard_frame_age", "yard_objects", "yard_occupied",
+                       "yard_skipped", "yard_streaming"]
+    assert caplog.text.count("no longer in the config: removed") == 14  # the gate's and the porch's seven
 
 
 @pytest.mark.timeout(60)

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 _TICK = 0.1  # seconds; the granularity of the duration limit
 _HANG_TICK = 1.0  # seconds between looks at the workers when nothing else needs the monitor
 _STACK_DEPTH = 12  # innermost frames shown per thread when a worker seems hung
-_OVERLOAD_LOOKS = 6  # looks at the streams' counts per overload window (at most every 10 s)
+LOOK_EVERY = 10.0  # seconds between the looks at the streams' numbers (the overload watch, ``looks``)
+_OVERLOAD_LOOKS = 6  # looks per overload window, at least (a short window, looked at more often)
 
 
 class Watched(Protocol):
@@ -81,6 +82,9 @@ class Monitor:
 
     With ``overload_warning`` > 0 it warns when most frames of the live streams over that many
     seconds were skipped (the machine cannot keep up: :mod:`~streamyolo.pipeline.overload`).
+    Each of ``looks`` is called with the streams' reports at the same looks, every
+    :data:`LOOK_EVERY` seconds or a sixth of ``overload_warning`` if that is shorter (Home
+    Assistant's sensors of each stream's frame rates: :meth:`~streamyolo.sinks.events.EventSink.look`).
 
     With a ``notifier`` (a systemd service: :mod:`streamyolo.pipeline.service`) it tells
     systemd the run's status as it changes and feeds its watchdog while the run is well: not
@@ -103,6 +107,7 @@ class Monitor:
         workers: Callable[[], Sequence[Watched]] = list,
         hang_warning: float = 0.0,
         overload_warning: float = 0.0,
+        looks: Sequence[Callable[[list[StreamReport], float], object]] = (),
         notifier: Notifier | None = None,
         hangs_recovered: bool = False,
     ) -> None:
@@ -112,6 +117,8 @@ class Monitor:
         self._reported: dict[str, float] = {}  # worker name -> busy_since of the pass reported
         self._hung: tuple[str, ...] = ()  # the workers reported, for other threads
         self._overload = Overload(overload_warning) if overload_warning > 0 else None
+        self._looks = list(looks)
+        self._look_every = min(LOOK_EVERY, overload_warning / _OVERLOAD_LOOKS) if overload_warning > 0 else LOOK_EVERY
         self._restarts = restarts
         self._finished = finished
         self._stop = stop
@@ -131,7 +138,7 @@ class Monitor:
     @property
     def needed(self) -> bool:
         return (self._sampling or self._duration is not None or self._hang_warning > 0 or self._overload is not None
-                or self._notifier is not None)
+                or bool(self._looks)                or self._notifier is not None)
 
     @property
     def _sampling(self) -> bool:
@@ -172,9 +179,9 @@ class Monitor:
                     self._watch(now)
                 if self._notifier is not None:
                     self._notify(self._notifier, now)
-                if self._overload is not None and now >= next_look:
-                    self._overload.look(self._reports(), now)
-                    next_look = now + min(10.0, self._overload.window / _OVERLOAD_LOOKS)
+                if (self._overload is not None or self._looks) and now >= next_look:
+                    self._look(now)
+                    next_look = now + self._look_every
                 if not stopped and self._duration is not None and now - started >= self._duration:
                     log.info("duration of %.1f s reached: stopping", self._duration)
                     self._stop()
@@ -193,6 +200,21 @@ class Monitor:
                 self._watch(self._clock())  # a reported worker that ended its pass as the run ended
         except Exception:  # a broken terminal must not take the run down
             log.exception("status monitor failed")
+
+    def _look(self, now: float) -> None:
+        reports = self._reports()
+        if self._overload is not None:
+            self._overload.look(reports, now)
+        self.look_last(reports, now)
+
+    def look_last(self, reports: list[StreamReport], now: float) -> None:
+        """Hand the streams' ``reports`` to the ``looks`` (as the run ends, before the sinks
+        close, with its last numbers: a run shorter than a look gives them too)."""
+        for look in self._looks:
+            try:
+                look(reports, now)
+            except Exception:  # (the duration, the status and the others' looks go on)
+                log.exception("could not hand the streams' numbers to %r", look)
 
     def _watch(self, now: float) -> None:
         """Report a worker inside one forward pass for ``hang_warning`` seconds (once per

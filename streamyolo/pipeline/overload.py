@@ -24,7 +24,8 @@ UNDER = 0.2
 """The share under which it is said to keep up again (apart from :data:`OVER`, so a run near
 the line is not told of at every look)."""
 NAMED = 4
-"""Streams named in the warning, the most skipping first; the others are counted."""
+"""Streams named in the warning, the most skipping first (of those skipping :data:`UNDER` of
+their frames or more); the others are counted."""
 HINT = ("each result is of the newest frame, so they stay current, but an object seen in fewer frames is found later "
         "or missed: fewer frames a stream (max_fps, stride), the model only where something moves (motion), a "
         "smaller imgsz or model, or a GPU would help; `streamyolo bench` says what this machine can take; "
@@ -71,7 +72,7 @@ class Overload:
         share = sum(d for _, d in moved.values()) / captured if captured else 0.0
         if not self.over and share >= OVER:
             self.over = True
-            skipping = sorted(((d / c, name, c, d) for name, (c, d) in moved.items() if d), reverse=True)
+            skipping = sorted(((d / c, name, c, d) for name, (c, d) in moved.items() if d / c >= UNDER), reverse=True)
             named = [f"{name!r} {(c - d) / span:.1f} of {c / span:.1f} frames/s" for _, name, c, d in skipping[:NAMED]]
             if len(skipping) > NAMED:
                 named.append(f"{len(skipping) - NAMED} more")

@@ -38,6 +38,7 @@ from streamyolo.sinks.base import (
     ChecksItself,
     FanOut,
     FileSink,
+    LooksAtStreams,
     PauseBoard,
     Sink,
     WatchesStreams,
@@ -280,6 +281,7 @@ class Pipeline:
                                 duration=duration, status=status, stats=stats, restarts=self._restarts,
                                 workers=lambda: self._workers, hang_warning=hang_warning,
                                 overload_warning=overload_warning, notifier=notifier,
+                                looks=[sink.look for sink in sinks if isinstance(sink, LooksAtStreams)],
                                 hangs_recovered=restart_counts is not None)
 
     # -- construction from config -----------------------------------------------------
@@ -516,6 +518,7 @@ class Pipeline:
                 log.error("inference thread %s still running after %.0f s", worker.name, JOIN_TIMEOUT * 3)
         sink_error: BaseException | None = None
         if self._fanout is not None:
+            self._monitor.look_last(self.reports(), self._clock())
             try:
                 self._fanout.close()
             except BaseException as exc:

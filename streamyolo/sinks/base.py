@@ -13,7 +13,7 @@ import time
 import weakref
 from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import SplitResult, urlsplit
 
 import cv2
@@ -21,6 +21,9 @@ import cv2
 from streamyolo.clock import Clock
 from streamyolo.errors import OutputError, OutputsIncompleteError
 from streamyolo.frames import Image, Result
+
+if TYPE_CHECKING:
+    from streamyolo.pipeline.report import StreamReport
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,17 @@ class ReportsErrors(Protocol):
 
     def report_errors_to(self, callback: Callable[[str, str], None]) -> None:
         """Call ``callback(stream, message)`` for such trouble from now on."""
+        ...
+
+
+@runtime_checkable
+class LooksAtStreams(Protocol):
+    """A sink that is shown every stream's numbers now and then (the events sink: Home
+    Assistant's sensors of each stream's frame rates)."""
+
+    def look(self, reports: list[StreamReport], now: float) -> None:
+        """The streams' ``reports`` at ``now`` (the pipeline's clock), every 10 s or so; from
+        the pipeline's monitor thread."""
         ...
 
 

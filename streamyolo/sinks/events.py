@@ -42,7 +42,7 @@ import urllib.parse
 from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 
@@ -63,6 +63,9 @@ from streamyolo.sinks.jsonl import LineFile
 from streamyolo.sinks.mqtt import MqttPublisher, StatePublisher, StreamEntities
 from streamyolo.sinks.storage import Storage
 from streamyolo.sinks.webhook import Deliverer, Webhook
+
+if TYPE_CHECKING:
+    from streamyolo.pipeline.report import StreamReport
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,9 @@ class EventOutput(Protocol):
 
 DOWN = frozenset({"reconnecting", "failed"})
 """The stream states that say a camera is down (``down_after``)."""
+
+SKIPPED_SPAN = 10.0
+"""Seconds over which the share of a stream's frames skipped is told (its ``stats``)."""
 
 OBJECT_EVENTS = frozenset({"line", "enter", "leave", "linger", "speeding"})
 """The events about an object (a line crossed, a zone's visit): those ``classes`` and
@@ -265,6 +271,8 @@ class EventSink:
         self._clip_started: dict[str, str] = {}  # each stream's newest clip (its inference thread's alone)
         self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self._crowds: dict[tuple[str, str], dict[str, Any]] = {}  # (stream, zone) -> its crowd's start, told
+        self._looked: dict[str, deque[tuple[float, int, int]]] = {}  # stream -> (when, captured, dropped) looked at
+        self._looking = threading.Lock()
         self._open = False
         self._unlisten: Callable[[], None] = lambda: None  # (from open on: stops hearing of outputs' pauses)
         self._board = current_board()  # (the run's outputs, whose pauses it tells)
@@ -311,6 +319,33 @@ class EventSink:
         except OSError as exc:  # (the run goes on: a notification more, at worst)
             log.warning("events file %s: cannot read its last events to go on with the cooldowns: %s", self.path,
                         exc.strerror or exc)
+
+    def look(self, reports: list[StreamReport], now: float) -> None:
+        """Publish each stream's frame rates, frame age and the share of its frames skipped
+        over the last :data:`SKIPPED_SPAN` seconds (or since it started) to
+        ``<prefix>/<stream>/stats`` (retained; Home Assistant's diagnostic sensors of the
+        stream): how it keeps up, for a box without a status table."""
+        with self._lock:
+            if not self._open or self._publisher is None:
+                return
+            publisher = self._publisher
+        for report in reports:
+            with self._looking:  # (the monitor's looks, and the last one as the run ends)
+                seen = self._looked.setdefault(report.name, deque([(-math.inf, 0, 0)]))
+                if report.captured < seen[-1][1]:  # (the stream started again by a reload: counted afresh)
+                    seen.clear()
+                    seen.append((-math.inf, 0, 0))
+                while len(seen) > 1 and now - seen[1][0] >= SKIPPED_SPAN:
+                    seen.popleft()
+                _, captured, dropped = seen[0]  # (the newest look a span ago, or the stream's start)
+                seen.append((now, report.captured, report.dropped))
+            captured, dropped = report.captured - captured, max(0, report.dropped - dropped)
+            publisher.send_state(report.name, "stats", "", {
+                "fps_in": round(report.fps_in, 2), "fps_out": round(report.fps_out, 2),
+                "frame_age": None if report.frame_age is None else round(report.frame_age, 4),
+                "skipped": round(100 * dropped / captured, 1) if captured else 0.0,
+                "captured": report.captured, "processed": report.processed, "dropped": report.dropped,
+                "reconnects": report.reconnects})
 
     def output_changed(self, event: dict[str, Any]) -> None:
         """An output paused (a full disk) or writes again: an ``output`` event

@@ -22,7 +22,10 @@ holds anything), a camera of its snapshots, an ``Activity`` event entity (with c
 ``clip`` events say, the clip's name with them), a sensor per zone holding how many objects are inside (by class in its
 attributes; from ``<prefix>/<stream>/zone/<zone>``, ``{"total": 3, "person": 2, "car": 1}``)
 and ``in`` and ``out`` sensors per counting line (``<prefix>/<stream>/line/<line>``,
-``{"in": 4, "out": 3}``); a ``<zone> occupied`` occupancy sensor per zone (on while it holds
+``{"in": 4, "out": 3}``); diagnostic sensors of how it keeps up (frames a second in and
+processed, frame age, the share skipped: ``<prefix>/<stream>/stats``, every 10 s, which goes
+without discovery too: :meth:`~streamyolo.sinks.events.EventSink.look`); a ``<zone>
+occupied`` occupancy sensor per zone (on while it holds
 anything; for a zone with a ``schedule``, only while it is watched, and a ``<zone> watched``
 sensor, from the zone's state's ``"watched"``; for a zone with a ``crowd``, a ``<zone>
 crowded`` problem sensor, from its ``"crowded"``; on a tracked stream, a ``<zone> active``
@@ -175,6 +178,10 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
     ['homeassistant/binary_sensor/streamyolo_cams/door_streaming/config', \
 'homeassistant/sensor/streamyolo_cams/door_objects/config', \
 'homeassistant/binary_sensor/streamyolo_cams/door_occupied/config', \
+'homeassistant/sensor/streamyolo_cams/door_fps_in/config', \
+'homeassistant/sensor/streamyolo_cams/door_fps_out/config', \
+'homeassistant/sensor/streamyolo_cams/door_frame_age/config', \
+'homeassistant/sensor/streamyolo_cams/door_skipped/config', \
 'homeassistant/sensor/streamyolo_cams/door_zone_hall/config', \
 'homeassistant/binary_sensor/streamyolo_cams/door_zone_hall_occupied/config']
     """
@@ -194,6 +201,7 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
                 "unit_of_measurement": "objects"}), ("binary_sensor", "occupied", {
                     "name": "Occupied", "device_class": "occupancy", "state_topic": f"{base}/objects",
                     "value_template": "{{ 'ON' if value_json.total > 0 else 'OFF' }}"})]
+        configs += _stats_configs(base)
         if controls:
             configs.append(("switch", "detect", {
                 "name": "Detection", "command_topic": f"{base}/detect/set", "state_topic": f"{base}/detect/state",
@@ -310,6 +318,26 @@ def run_discovery_messages(prefix: str, discovery: str, folders: Sequence[str]) 
     # "-": no stream's name starts with it, so no stream's entity has these ids
     return [(f"{discovery}/{component}/{node}/-{what}/config",
              json.dumps({**config, "unique_id": f"{node}_-{what}", **common})) for component, what, config in configs]
+
+
+def _stats_configs(base: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """A stream's diagnostic sensors of how it keeps up, from ``<base>/stats``
+    (:meth:`~streamyolo.sinks.events.EventSink.look`): frames a second in and processed, the
+    last frame's age and the share of frames skipped lately (its counts in the attributes)."""
+    topic = f"{base}/stats"
+    common = {"state_topic": topic, "state_class": "measurement", "entity_category": "diagnostic"}
+    rate = {**common, "unit_of_measurement": "fps", "suggested_display_precision": 1}
+    return [("sensor", "fps_in", {"name": "Frames in", **rate, "value_template": "{{ value_json.fps_in }}",
+                                  "icon": "mdi:filmstrip"}),
+            ("sensor", "fps_out", {"name": "Frames processed", **rate, "value_template": "{{ value_json.fps_out }}",
+                                   "json_attributes_topic": topic, "icon": "mdi:filmstrip-box"}),
+            ("sensor", "frame_age", {
+                "name": "Frame age", **common, "device_class": "duration", "unit_of_measurement": "ms",
+                "suggested_display_precision": 0,
+                "value_template": "{{ none if value_json.frame_age is none else value_json.frame_age * 1000 }}"}),
+            ("sensor", "skipped", {"name": "Frames skipped", **common, "unit_of_measurement": "%",
+                                   "suggested_display_precision": 0, "value_template": "{{ value_json.skipped }}",
+                                   "icon": "mdi:speedometer"})]
 
 
 def _outputs_config(base: str) -> dict[str, Any]:

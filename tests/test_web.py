@@ -1867,3 +1867,30 @@ def test_the_page_says_which_outputs_cannot_write_until_they_write_again(tmp_pat
         until(lambda: said not in driver.execute_script(lines), 30, "the line gone")
     with pytest.raises(OutputsIncompleteError):
         pause.check()
+
+
+@pytest.mark.timeout(120)
+def test_the_page_and_metrics_say_while_the_machine_cannot_keep_up(tmp_path: Path) -> None:
+    """Two 60 fps cameras against a model that takes most of a frame's time on this box: most
+    frames are skipped, and ``/status.json`` (``"overload"``), ``/metrics``
+    (``streamyolo_overloaded``) and a line under the page's header say so; with their
+    detection switched off (no forward pass) the run keeps up, and all three say so."""
+    from selenium.webdriver.common.by import By
+
+    streams = [{"name": name, "source": f"synthetic:?size=320x240&fps=60&seed={i}", "realtime": True}
+               for i, name in enumerate(NAMES)]
+    with _page(_config(streams=streams, imgsz=640, overload_warning=1.5)) as (pipeline, driver):
+        assert pipeline.web_url is not None
+        overload = until(lambda: _status(pipeline).get("overload"), 60, "the status saying the run cannot keep up")
+        assert overload["skipped"] >= 50 and sorted(overload["streams"]) == sorted(NAMES), overload
+        assert overload["window"] >= 1.5 and abs(overload["since"] - time.time()) < 60, overload
+        assert "\nstreamyolo_overloaded 1\n" in _get(pipeline.web_url + "metrics")[2].decode()
+        line = driver.find_element(By.ID, "overload")
+        until(lambda: line.is_displayed() and line.text.startswith("the machine cannot keep up: "), 30,
+              "the page's line")
+        assert all(name in line.text for name in NAMES) and "% of the live streams' frames skipped" in line.text
+        for name in NAMES:
+            pipeline.set_switch("detect", name, False)
+        until(lambda: "overload" not in _status(pipeline), 60, "the status saying nothing of it")
+        assert "\nstreamyolo_overloaded 0\n" in _get(pipeline.web_url + "metrics")[2].decode()
+        until(lambda: not line.is_displayed(), 30, "the page's line gone")

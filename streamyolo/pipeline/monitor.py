@@ -237,6 +237,12 @@ class Monitor:
         self._hung = tuple(sorted(self._reported))
 
     @property
+    def overload(self) -> dict[str, Any] | None:
+        """While the live streams skip most of their frames: how many, since when, which
+        (:attr:`Overload.state <streamyolo.pipeline.overload.Overload.state>`); else ``None``. From any thread."""
+        return None if self._overload is None else self._overload.state
+
+    @property
     def stuck(self) -> tuple[str, ...]:
         """The workers reported hung that the run cannot recover by itself (thread workers;
         none with ``hangs_recovered``): systemd's watchdog and ``/healthz`` say the run is not

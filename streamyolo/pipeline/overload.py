@@ -11,8 +11,10 @@ when the run keeps up once more.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
 from streamyolo.pipeline.report import StreamReport
 
@@ -42,14 +44,16 @@ class Overload:
     >>> at(0, 0, 0); at(30, 750, 600); at(60, 1500, 1200); at(120, 3000, 1300); at(180, 4500, 1400)
     >>> seen
     [None, None, 0.8, 0.0667, 0.0667]
-    >>> watch.over
-    False
+    >>> watch.over, watch.state
+    (False, None)
     """
 
     def __init__(self, window: float) -> None:
         self.window = window
-        self.over = False
-        """Whether the run was last said not to keep up."""
+        self.state: dict[str, Any] | None = None
+        """While the run is said not to keep up: ``{"skipped": %, "window": s, "since": epoch
+        seconds, "streams": [the streams skipping most, …]}``, as of the last look (the web
+        page's ``/status.json``'s ``"overload"``); else ``None``. Replaced whole: read from any thread."""
         self._seen: deque[tuple[float, dict[str, tuple[int, int]]]] = deque()  # (time, name -> (captured, dropped))
 
     def look(self, reports: Iterable[StreamReport], now: float) -> float | None:
@@ -70,16 +74,25 @@ class Overload:
         moved = {name: (c, d) for name, (c, d) in moved.items() if c > 0 and d >= 0}
         captured = sum(c for c, _ in moved.values())
         share = sum(d for _, d in moved.values()) / captured if captured else 0.0
-        if not self.over and share >= OVER:
-            self.over = True
-            skipping = sorted(((d / c, name, c, d) for name, (c, d) in moved.items() if d / c >= UNDER), reverse=True)
+        skipping = sorted(((d / c, name, c, d) for name, (c, d) in moved.items() if d / c >= UNDER), reverse=True)
+        if self.state is not None and share >= UNDER:  # (it goes on)
+            self.state = {**self.state, "skipped": round(share * 100, 1), "window": round(span, 1),
+                          "streams": [name for _, name, _, _ in skipping]}
+        elif self.state is None and share >= OVER:
+            self.state = {"skipped": round(share * 100, 1), "window": round(span, 1), "since": round(time.time(), 3),
+                          "streams": [name for _, name, _, _ in skipping]}
             named = [f"{name!r} {(c - d) / span:.1f} of {c / span:.1f} frames/s" for _, name, c, d in skipping[:NAMED]]
             if len(skipping) > NAMED:
                 named.append(f"{len(skipping) - NAMED} more")
             log.warning("the machine cannot keep up with the live streams: %.0f%% of their frames were skipped in "
                         "the last %.0f s (processed: %s); %s", share * 100, span, ", ".join(named), HINT)
-        elif self.over and share < UNDER:
-            self.over = False
+        elif self.state is not None:
+            self.state = None
             log.info("the live streams are kept up with again: %.0f%% of their frames skipped in the last %.0f s",
                      share * 100, span)
         return round(share, 4)
+
+    @property
+    def over(self) -> bool:
+        """Whether the run was last said not to keep up."""
+        return self.state is not None

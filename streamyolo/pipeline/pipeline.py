@@ -271,7 +271,8 @@ class Pipeline:
         if web is not None:
             web.bind(self.reports, running=lambda: not self._finished.is_set(),
                      workers=lambda: workers_json(self._restarts()), config=lambda: self.reloads,
-                     health=self.liveness, switch=functools.partial(self.set_switch, by="page"))
+                     health=self.liveness, switch=functools.partial(self.set_switch, by="page"),
+                     overload=lambda: self._monitor.overload)
         self._hang_warning = hang_warning
         self.plan: Plan | None = None
         """What the config asked for, when built from one (:meth:`from_config`)."""

@@ -24,6 +24,7 @@ PAGE = """<!doctype html>
   #run { color: #9c9; }
   #run.ended { color: #c99; }
   #paused { color: #f88; margin: 0 12px 8px; } #paused div { margin: 2px 0; }
+  #overload { color: #fc6; margin: 0 12px 8px; }
   main { display: grid; gap: 8px; padding: 8px; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); }
   figure { margin: 0; background: #000; border: 1px solid #333; }
   figure img { display: block; width: 100%; min-height: 120px; object-fit: contain; background: #222; }
@@ -95,6 +96,8 @@ PAGE = """<!doctype html>
 <button id="clear-points" hidden>clear points</button>
 <span id="draw-help" hidden>click on a picture; copy the points under it into the config</span></header>
 <div id="paused" hidden title="outputs that cannot write now (a full disk?): each tries again every few seconds"></div>
+<div id="overload" hidden title="each result is of the newest frame; fewer frames a stream (max_fps), motion, \
+a smaller imgsz or model, or a GPU would help: see the log"></div>
 <section id="events" hidden><img id="shot" alt="snapshot" hidden>
 <video id="clip" controls muted playsinline hidden></video>
 <form id="event-search" title="the events file's events (every run's) that match, newest first">events of
@@ -278,6 +281,7 @@ function show(status) {
   eventStreams([...names]);
   showStorage(status.storage);
   showPaused(status.paused || []);
+  showOverload(status.overload);
   for (const [name, entry] of tiles) {  // a stream removed as the run went (a reload)
     if (!names.has(name)) {
       entry.figure.remove();
@@ -741,6 +745,15 @@ function showPaused(paused) {
   box.hidden = !lines.length;
   if ([...box.children].map((line) => line.textContent).join("\\n") === lines.join("\\n")) return;
   box.replaceChildren(...lines.map((text) => Object.assign(document.createElement("div"), {textContent: text})));
+}
+// While the live streams skip most of their frames: the machine cannot keep up with them.
+function showOverload(overload) {
+  const box = document.getElementById("overload");
+  box.hidden = !overload;
+  if (!overload) return;
+  box.textContent = "the machine cannot keep up: " + Math.round(overload.skipped) + "% of the live streams' frames "
+    + "skipped in the last " + Math.round(overload.window) + " s (" + overload.streams.join(", ") + "), since "
+    + new Date(overload.since * 1000).toLocaleTimeString();
 }
 function showStorage(storage) {
   for (const word of ["recordings", "clips"]) {

@@ -39,7 +39,9 @@ A small HTTP server (the standard library's, one thread per client) serves:
   streams: {name: {bytes, files, oldest}}}, "clips": …, "snapshots": …, "looked": epoch seconds}``,
   what they take and their disks' room, looked at every half minute (:mod:`streamyolo.sinks.storage`);
   while an output is paused (a full disk: :class:`~streamyolo.sinks.base.OutputPause`),
-  ``"paused": [{output, stream, since, error, lost, unit}, …]``;
+  ``"paused": [{output, stream, since, error, lost, unit}, …]``; while the live streams skip
+  most of their frames (the machine cannot keep up: :mod:`~streamyolo.pipeline.overload`),
+  ``"overload": {"skipped": %, "window": s, "since": epoch seconds, "streams": […]}``;
 - ``/metrics``: the same numbers in Prometheus' text format (:mod:`streamyolo.sinks.metrics`);
 - ``/healthz`` and ``/readyz``, for a container's liveness and readiness probes: 200 while the
   run is well (no thread worker hung) and ready (every model built), 503 when not, with
@@ -255,6 +257,7 @@ class WebViewer:
         self._running: Callable[[], bool] = lambda: not self._latest.closed
         self._workers: Callable[[], Mapping[str, Any]] = dict
         self._config: Callable[[], Mapping[str, Any]] = dict
+        self._overload: Callable[[], Mapping[str, Any] | None] = lambda: None
         self._health: Callable[[], Mapping[str, Any]] = lambda: {"ok": self._running(), "ready": self._running(),
                                                                  "hung": []}
         self._switch: Callable[[str, str, bool], None] | None = None
@@ -271,14 +274,18 @@ class WebViewer:
              workers: Callable[[], Mapping[str, Any]] | None = None,
              config: Callable[[], Mapping[str, Any]] | None = None,
              health: Callable[[], Mapping[str, Any]] | None = None,
-             switch: Callable[[str, str, bool], None] | None = None) -> None:
+             switch: Callable[[str, str, bool], None] | None = None,
+             overload: Callable[[], Mapping[str, Any] | None] | None = None) -> None:
         """Where the page's numbers come from: the pipeline's live per-stream reports (and
         the status's ``"workers"`` entry: its process workers' restarts; ``"config"``: what the
         config's reloads did; each left out while empty); ``health``: ``/healthz``'s;
         ``switch``: what switches a stream's detection or recording on or off (the page's
         switches, ``POST /streams/<name>/detect`` and ``/record``: ``switch(kind, stream, on)``,
-        :meth:`~streamyolo.pipeline.pipeline.Pipeline.set_switch`)."""
+        :meth:`~streamyolo.pipeline.pipeline.Pipeline.set_switch`); ``overload``: the status's
+        ``"overload"``, while the machine cannot keep up (:mod:`~streamyolo.pipeline.overload`)."""
         self._reports = reports
+        if overload is not None:
+            self._overload = overload
         self._switch = switch
         if health is not None:
             self._health = health
@@ -440,6 +447,9 @@ class WebViewer:
         paused = paused_outputs(self._board)
         if paused:
             status["paused"] = paused
+        overload = self._overload()
+        if overload is not None:
+            status["overload"] = dict(overload)
         return status
 
     def switch(self, kind: str, stream: str, on: bool) -> None:

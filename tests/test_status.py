@@ -148,3 +148,27 @@ def test_status_reads_a_run_without_a_page_from_its_stats_file(
     assert _status(str(path), capsys=capsys)[0] == 1
     assert time.monotonic() - started > 1.5  # (its interval and a second more)
     assert f"cannot read the run's stats file '{stats}': No such file or directory" in caplog.text
+
+
+@pytest.mark.timeout(90)
+def test_status_says_while_the_machine_cannot_keep_up(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 200 fps camera against the demo model, as a service runs it (a stats file, no page):
+    its stats lines carry the overload, and ``streamyolo status`` says it under the table."""
+    stats = tmp_path / "stats.jsonl"
+    config = {"model": "demo", "device": "cpu", "display": False, "status_interval": 0, "stats_interval": 0.5,
+              "stats": str(stats), "overload_warning": 1.5,
+              "streams": [{"name": "yard", "source": "synthetic:?size=320x240&fps=200", "realtime": True}]}
+    path = tmp_path / "cams.yaml"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    from streamyolo.pipeline import remote
+
+    with Pipeline.from_config(config) as pipeline:
+        pipeline.start()
+        said = until(lambda: stats.exists() and json.loads(remote.last_line(stats) or "{}").get("overload"), 60,
+                     "a stats line with the overload")
+        assert said["streams"] == ["yard"] and said["skipped"] >= 50, said
+        code, text = _status(str(path), capsys=capsys)
+        pipeline.stop()
+    assert code == 0, text
+    assert re.search(r"^the machine cannot keep up: \d+% of the live streams' frames skipped in the last \d+ s "
+                     r"\(yard\), since \d{4}-\d\d-\d\d [\d:]{8} \(see the run's log\)$", text, re.MULTILINE), text

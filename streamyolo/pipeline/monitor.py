@@ -57,12 +57,16 @@ class StatsWriter:
     def open(self) -> None:
         self._lines.open()
 
-    def write(self, reports: list[StreamReport], elapsed: float, restarts: Mapping[str, int] | None = None) -> None:
+    def write(self, reports: list[StreamReport], elapsed: float, restarts: Mapping[str, int] | None = None,
+              overload: Mapping[str, Any] | None = None) -> None:
+        """A line; ``overload``: while the machine cannot keep up (:attr:`Monitor.overload`)."""
         streams = {r.name: {k: v for k, v in asdict(r).items() if k != "name"}
                    | {"zone_stays": stays_json(r.zone_stays)} for r in reports}
         line: dict[str, Any] = {"time": round(time.time(), 3), "elapsed": round(elapsed, 3), "streams": streams}
         if restarts:
             line["workers"] = workers_json(restarts)
+        if overload is not None:
+            line["overload"] = dict(overload)
         self._lines.record(line)
 
     def close(self) -> None:
@@ -194,7 +198,7 @@ class Monitor:
                         self._status.show(reports, now - started, restarts)
                         next_status = now + self._interval
                     if writes and self._stats is not None:
-                        self._stats.write(reports, now - started, restarts)
+                        self._stats.write(reports, now - started, restarts, self.overload)
                         next_stats = now + self._stats_every
             if self._hang_warning > 0:
                 self._watch(self._clock())  # a reported worker that ended its pass as the run ended

@@ -88,9 +88,11 @@ def stats_status(path: Path, interval: float, now: float | None = None, wait: fl
                 raise
             time.sleep(0.2)
     age = max(0.0, (time.time() if now is None else now) - float(said["time"]))
-    return {"running": age <= max(FRESH * interval, FRESH_LEAST),
+    running = age <= max(FRESH * interval, FRESH_LEAST)
+    return {"running": running,
             "streams": [{"name": name, **entry} for name, entry in said["streams"].items() if isinstance(entry, dict)],
-            "stats": {"path": str(path), "time": said["time"], "age": round(age, 1)}}
+            "stats": {"path": str(path), "time": said["time"], "age": round(age, 1)},
+            **({"overload": said["overload"]} if running and isinstance(said.get("overload"), dict) else {})}
 
 
 def _status_line(path: Path) -> dict[str, Any]:
@@ -190,7 +192,7 @@ _REPORTED = frozenset(field.name for field in fields(StreamReport))
 def status_text(status: dict[str, Any]) -> str:
     """``status`` (a run's ``/status.json``) as ``streamyolo status`` prints it: whether it
     runs, each stream as the live status shows it, its zones not watched or crowded, the outputs
-    paused and the disk's room.
+    paused, whether the machine keeps up and the disk's room.
 
     >>> print(status_text({"running": True, "streams": [{"name": "gate", "source": "x", "state": "streaming",
     ...     "captured": 9, "processed": 9, "dropped": 0, "error": None, "zone_states": {"yard": {"watched": False},
@@ -216,6 +218,13 @@ def status_text(status: dict[str, Any]) -> str:
         since = paused.get("since")
         when = local_time(float(since)) if isinstance(since, int | float) else "?"
         lines.append(f"paused: {paused.get('output')} since {when}: {paused.get('error')}")
+    overload = status.get("overload")
+    if isinstance(overload, dict):
+        since, streams = overload.get("since"), ", ".join(overload.get("streams") or [])
+        lines.append(f"the machine cannot keep up: {overload.get('skipped', 0):.0f}% of the live streams' frames "
+                     f"skipped in the last {overload.get('window', 0):.0f} s ({streams})"
+                     + (f", since {local_time(float(since))}" if isinstance(since, int | float) else "")
+                     + " (see the run's log)")
     for folder, use in (status.get("storage") or {}).items():
         if isinstance(use, dict) and "bytes" in use:
             days = use.get("days_left")

@@ -561,6 +561,16 @@ class Result:
     region: tuple[int, int, int, int] | None = None
     """A stream with a ``region``: the part of this frame the model looked at (``x1, y1, x2,
     y2``), all that it looked at."""
+    standing: frozenset[int] | None = None
+    """A tracked stream: the track ids of this frame's objects that stand still, wherever they
+    are (:class:`~streamyolo.inference.counting.Standing`); ``None``: not tracked."""
+
+    def stationary(self) -> int | None:
+        """How many of the frame's objects stand still; ``None`` on a stream not tracked."""
+        if self.standing is None:
+            return None
+        ids = self.detections.ids
+        return 0 if ids is None or not self.standing else sum(track in self.standing for track in ids.tolist())
 
     @property
     def stream(self) -> str:
@@ -590,6 +600,10 @@ class Result:
             for found in record["detections"]:
                 if found.get("id") in speeds:
                     found["speed"] = round(speeds[found["id"]], 1)
+        if self.standing:
+            for found in record["detections"]:
+                if found.get("id") in self.standing:
+                    found["stationary"] = True
         if self.lines:
             record["crossings"] = [c.to_record() for c in self.crossings]
         if self.zones:

@@ -543,7 +543,7 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
                       if topic.startswith("homeassistant/") and "/event/" not in topic]
             read = {config[key] for config in states for key in ("state_topic", "json_attributes_topic", "topic")
                     if key in config}
-            return len(states) >= 17 and "site/available" in kept and read <= set(kept)
+            return len(states) >= 18 and "site/available" in kept and read <= set(kept)
 
         try:
             _wait_for(learnt)
@@ -564,19 +564,20 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
                                       node.format("binary_sensor", "zone_floor_occupied"),
                                       node.format("event", "zone_floor_visits"),
                                       node.format("sensor", "zone_floor_speed"),
-                                      node.format("binary_sensor", "outputs"),
+                                      node.format("binary_sensor", "outputs"), node.format("binary_sensor", "active"),
                                       *(node.format("sensor", sensor) for sensor in (
                                           "fps_in", "fps_out", "frame_age", "skipped")),
                                       "homeassistant/binary_sensor/streamyolo_site/-outputs/config"])
     assert gone not in retained, "an entity the config no longer has stays in Home Assistant"
-    assert len({c["unique_id"] for c in configs.values()}) == 23
+    assert len({c["unique_id"] for c in configs.values()}) == 24
     devices = {c["device"]["name"]: json.dumps(c["device"], sort_keys=True) for c in configs.values()}
     assert sorted(devices) == ["hall", "streamyolo site"], "a device for the stream, one for the run"
     # What the camera sees now is unavailable while it is not streaming (not its last state); the
     # rest (its connection, counts, outputs) while the run is up.
     live = {topic.split("/")[-2] for topic, c in configs.items() if "availability" in c}
-    assert live == {"hall_objects", "hall_occupied", "hall_zone_lower", "hall_zone_lower_occupied", "hall_zone_floor",
-                    "hall_zone_floor_occupied", "hall_zone_lower_active", "hall_zone_floor_active"}, live
+    assert live == {"hall_objects", "hall_occupied", "hall_active", "hall_zone_lower", "hall_zone_lower_occupied",
+                    "hall_zone_floor", "hall_zone_floor_occupied", "hall_zone_lower_active",
+                    "hall_zone_floor_active"}, live
     assert {c.get("availability_topic") for c in configs.values() if "availability" not in c} == {"site/available"}
     for config in (c for c in configs.values() if "availability" in c):
         run, camera = config["availability"]
@@ -604,8 +605,9 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
     assert [active.render(value_json=state) for state in (
         {"total": 1, "car": 1, "stationary": 1}, {"total": 2, "car": 1, "person": 1, "stationary": 1},
         {"total": 0, "stationary": 0})] == ["OFF", "ON", "OFF"], "a parked car alone is no activity"
-    assert shown("sensor", "objects") == "1" and json.loads(retained["site/hall/objects"]) == {"total": 1, "person": 1}
-    assert shown("binary_sensor", "occupied") == "ON"
+    assert shown("sensor", "objects") == "1" and json.loads(retained["site/hall/objects"]) == {
+        "total": 1, "person": 1, "stationary": 0}
+    assert shown("binary_sensor", "occupied") == shown("binary_sensor", "active") == "ON"
     # The walker's speed through the floor, measured on leaving it: the speed sensor's state.
     assert abs(float(shown("sensor", "zone_floor_speed")) - 72.0) < 1.0
     speed = configs[node.format("sensor", "zone_floor_speed")]
@@ -691,18 +693,19 @@ def test_each_stream_gets_the_event_entities_of_the_events_it_sends(broker_folde
         Pipeline.from_config(config).run()
         later = MqttSubscriber(broker.port)
         try:
-            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 31)
+            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 33)
         finally:
             later.close()
     configs = {topic.split("/")[3]: (topic.split("/")[1], json.loads(payload))
                for topic, payload, kept in later.messages if topic.endswith("/config") and kept}
     assert sorted(configs) == ["-outputs", "-recordings", "-recordings_days_left", "-recordings_free",
-                               "gate_detect", "gate_fps_in", "gate_fps_out", "gate_frame_age",
+                               "gate_active", "gate_detect", "gate_fps_in", "gate_fps_out", "gate_frame_age",
                                "gate_line_kerb_crossings", "gate_line_kerb_in", "gate_line_kerb_out",
                                "gate_objects", "gate_occupied", "gate_outputs", "gate_record", "gate_skipped",
                                "gate_streaming", "gate_zone_drive", "gate_zone_drive_active",
                                "gate_zone_drive_occupied", "gate_zone_drive_speed",
-                               "gate_zone_drive_visits", "gate_zone_drive_watch", "porch_detect", "porch_fps_in",
+                               "gate_zone_drive_visits", "gate_zone_drive_watch", "porch_active", "porch_detect",
+                               "porch_fps_in",
                                "porch_fps_out", "porch_frame_age", "porch_objects", "porch_occupied", "porch_skipped",
                                "porch_streaming"]
     assert configs["porch_detect"][0] == "switch" and {key: configs["porch_detect"][1][key] for key in (

@@ -4,10 +4,11 @@ stay (no leave and enter; its ``linger`` not started again), within the zone's `
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from streamyolo.buffering import Overflow
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError
-from streamyolo.frames import Detections, Image
+from streamyolo.frames import Detections, Image, Result
 from streamyolo.inference.counting import GONE_AFTER, Zone, ZoneWatch, occupancy
 from streamyolo.inference.tracking import track_buffer, tracker_settings
 from streamyolo.pipeline import Pipeline, StreamSetup
@@ -147,6 +148,10 @@ def test_a_parked_car_hidden_for_two_seconds_is_one_stay_through_the_real_tracke
     stationary = {r["seq"]: r["stationary"]["drive"] for r in read_jsonl(jsonl)}
     assert {seq for seq, still in stationary.items() if still} == {*range(50, 75), *range(131, 200)}, stationary
     assert all(still in ({}, {"car": 1}) for still in stationary.values())
+    # Each detection standing still, wherever it is, says so: the car 2 s after it came, and at
+    # once when found again where it stood under its new id; the person walking, never.
+    flagged = {(r["seq"], d["name"]) for r in read_jsonl(jsonl) for d in r["detections"] if d.get("stationary")}
+    assert flagged == {(seq, "car") for seq in [*range(50, 75), *range(131, 200)]}, sorted(flagged)
 
 
 def test_the_objects_standing_still_in_a_zone_are_told_apart() -> None:
@@ -163,6 +168,56 @@ def test_the_objects_standing_still_in_a_zone_are_told_apart() -> None:
     found = _seen((1, CAR, 2))
     watch.update(found, 60 / 25, occupancy(watch.zones, found), [False])
     assert watch.stationary == {}
+
+
+@pytest.mark.timeout(60)
+def test_home_assistants_active_sensor_is_off_for_a_parked_car_alone(tmp_path: Path) -> None:
+    """A tracked stream's ``Active`` motion sensor, from its objects' state (``"stationary"``,
+    rendered as Home Assistant renders it): on while the person walks by the car, off while
+    the car stands alone (parked 2 s), and off again as soon as it is found where it stood after
+    the bus."""
+    import jinja2
+
+    from streamyolo.sinks.mqtt import StatePublisher, StreamEntities, discovery_messages
+
+    source = open_source(SourceSpec("drive", "synthetic:?size=320x240&fps=25&frames=200", SourceKind.SYNTHETIC))
+    states: list[tuple[int, dict[str, Any]]] = []
+    seq = [0]
+
+    class Publisher:
+        def send_state(self, stream: str, kind: str, name: str, state: dict[str, Any]) -> None:
+            if kind == "objects":
+                states.append((seq[0], state))
+
+    publisher = StatePublisher(Publisher(), clock=lambda: seq[0] * 2.0)  # (every state sent: 2 s a frame)
+
+    class Told:  # (a sink)
+        def open(self) -> None: ...
+
+        def close(self) -> None: ...
+
+        def write(self, result: Result) -> None:
+            seq[0] = result.frame.meta.seq
+            publisher.update(result)
+
+    Pipeline([StreamSetup("drive", source, Overflow.BLOCK)], _ParkedDetector, tracker=tracker_settings("bytetrack"),
+             sinks=[Told()]).run()
+    config = next(json.loads(payload) for topic, payload in discovery_messages(
+        "home", "homeassistant", [StreamEntities("drive", tracked=True)]) if topic.endswith("/drive_active/config"))
+    assert (config["name"], config["device_class"], config["state_topic"]) == ("Active", "motion", "home/drive/objects")
+    template = jinja2.Environment().from_string(config["value_template"])
+
+    def at(frame: int) -> tuple[dict[str, Any], str]:  # the state after that frame (sent as it changes)
+        state = [state for seq, state in states if seq <= frame][-1]
+        return state, template.render(value_json=state)
+
+    assert at(30) == ({"total": 2, "car": 1, "person": 1, "stationary": 0}, "ON")  # the person walking by
+    assert at(60) == ({"total": 1, "car": 1, "stationary": 1}, "OFF")  # the car parked, alone
+    assert at(100) == ({"total": 0, "stationary": 0}, "OFF")  # (hidden by the bus)
+    assert at(150) == ({"total": 1, "car": 1, "stationary": 1}, "OFF")  # found again where it stood
+    assert at(190) == ({"total": 1, "car": 1, "stationary": 1}, "OFF")
+    untracked = [topic for topic, _ in discovery_messages("home", "homeassistant", [StreamEntities("drive")])]
+    assert not any(topic.endswith("/drive_active/config") for topic in untracked)
 
 
 @pytest.mark.timeout(90)

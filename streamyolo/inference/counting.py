@@ -415,6 +415,60 @@ def _kmh(a: tuple[float, float, float] | None, b: tuple[float, float, float]) ->
     return float(np.hypot(b[1] - a[1], b[2] - a[2]) / (b[0] - a[0]) * 3.6)
 
 
+class Standing:
+    """Which of a tracked stream's objects stand still, wherever they are (their box on the
+    place it had :data:`STILL_AFTER` seconds before: a parked car, not one driving by); used by
+    the worker that owns the stream only. One that stood still and is lost (a bus in front of
+    the parked car) is found again where it stood under the tracker's new id, of its class,
+    within :data:`HIDDEN` seconds, as :class:`ZoneWatch` finds it: still standing.
+
+    >>> standing = Standing()
+    >>> def at(x: float, track: int = 3) -> Detections:
+    ...     return Detections(np.array([[x, 0, x + 10, 10]], np.float32), np.ones(1, np.float32),
+    ...                       np.zeros(1, np.int64), {0: "car"}, np.array([track]))
+    >>> [sorted(standing.update(at(x), t)) for t, x in enumerate([0, 1, 0, 0, 20, 20, 21, 20])]
+    [[], [], [3], [3], [], [], [3], [3]]
+    >>> sorted(standing.update(at(20, track=8), 9)), sorted(standing.update(at(60, track=9), 10))
+    ([8], [])
+    """
+
+    def __init__(self, gone_after: int = GONE_AFTER, hidden: float = HIDDEN) -> None:
+        """``gone_after``: the tracker's ``track_buffer`` (:data:`GONE_AFTER`): the frames a
+        lost object's place is kept, as the tracker keeps its id; ``hidden``: the seconds one
+        that stood still is kept beyond that."""
+        self.gone_after = max(1, gone_after)
+        self.hidden = hidden
+        self._places: dict[int, tuple[Place, int, int]] = {}  # track id -> its place, class, the frame last seen
+        self._frame = 0
+
+    def update(self, found: Detections, now: float) -> frozenset[int]:
+        """The track ids of the objects of the stream's next frame (tracked detections
+        ``found``, at ``now`` on its timeline, seconds) that stand still."""
+        self._frame += 1
+        standing = set()
+        if found.ids is not None and len(found):
+            tracks = found.ids.tolist()
+            seen = set(tracks)
+            for track, cls, (x1, y1, x2, y2) in zip(tracks, found.cls.tolist(), found.xyxy.tolist(), strict=True):
+                box: Box = (x1, y1, x2, y2)
+                kept = self._places.get(track)
+                if kept is None:
+                    again = Place.found_again(box, {key: place for key, (place, of, _) in self._places.items()
+                                                    if of == cls and key not in seen and place.stood()})
+                    place = Place.at(box, now) if again is None else self._places.pop(again)[0]
+                else:
+                    place = kept[0]
+                place.saw(box, now)
+                self._places[track] = (place, int(cls), self._frame)
+                if place.stood():
+                    standing.add(track)
+        if self._frame % self.gone_after == 0:  # (now and then: those the tracker dropped, or hidden too long)
+            self._places = {track: kept for track, kept in self._places.items()
+                            if self._frame - kept[2] <= self.gone_after
+                            or (kept[0].stood() and now - kept[0].seen <= self.hidden)}
+        return frozenset(standing)
+
+
 class ZoneWatch:
     """Which tracked objects enter and leave one stream's zones, and how long they stay; used
     by the worker that owns the stream only.

@@ -17,8 +17,10 @@ itself (MQTT discovery: retained configs under ``<discovery>/…/config``, sent 
 connection, an earlier run's entities this one no longer has removed): a device per stream
 with a connectivity sensor (from its ``state``), an ``Objects`` sensor holding how many
 objects its picture holds (by class in its attributes; from ``<prefix>/<stream>/objects``,
-``{"total": 2, "car": 1, "person": 1}``) and an ``Occupied`` occupancy sensor (on while it
-holds anything), a camera of its snapshots, an ``Activity`` event entity (with clips: ``started`` and ``ended`` as its
+``{"total": 2, "car": 1, "person": 1}``, on a tracked stream with ``"stationary"``: how many
+of them stand still) and an ``Occupied`` occupancy sensor (on while it holds anything; on a
+tracked stream, an ``Active`` motion sensor, on while it holds something that does not stand
+still), a camera of its snapshots, an ``Activity`` event entity (with clips: ``started`` and ``ended`` as its
 ``clip`` events say, the clip's name with them), a sensor per zone holding how many objects are inside (by class in its
 attributes; from ``<prefix>/<stream>/zone/<zone>``, ``{"total": 3, "person": 2, "car": 1}``)
 and ``in`` and ``out`` sensors per counting line (``<prefix>/<stream>/line/<line>``,
@@ -165,8 +167,8 @@ class StreamEntities:
     crowds: tuple[str, ...] = ()
     """The zones with a ``crowd``: each has a ``<zone> crowded`` sensor."""
     tracked: bool = False
-    """Whether the stream is tracked: each zone has a ``<zone> active`` sensor (on while an
-    object in it does not stand still)."""
+    """Whether the stream is tracked: it has an ``Active`` sensor, and each zone a ``<zone>
+    active`` one (on while an object there does not stand still)."""
 
 
 def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEntities],
@@ -201,6 +203,10 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
                 "unit_of_measurement": "objects"}), ("binary_sensor", "occupied", {
                     "name": "Occupied", "device_class": "occupancy", "state_topic": f"{base}/objects",
                     "value_template": "{{ 'ON' if value_json.total > 0 else 'OFF' }}"})]
+        if entities.tracked:  # on while something there moves: not for a car parked all night
+            configs.append(("binary_sensor", "active", {
+                "name": "Active", "device_class": "motion", "state_topic": f"{base}/objects",
+                "value_template": "{{ 'ON' if value_json.total > (value_json.stationary | default(0)) else 'OFF' }}"}))
         configs += _stats_configs(base)
         if controls:
             configs.append(("switch", "detect", {
@@ -272,7 +278,7 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
                 "availability_mode": "all"}
         for component, what, config in configs:
             object_id = f"{_object_id(stream)}_{what}"
-            live = component in ("sensor", "binary_sensor") and (what in ("objects", "occupied") or (
+            live = component in ("sensor", "binary_sensor") and (what in ("objects", "occupied", "active") or (
                 what.startswith("zone_") and not what.endswith("_speed")))
             made = {**config, "unique_id": f"{node}_{object_id}", **common}
             if live:  # (Home Assistant takes one of availability_topic and availability)
@@ -788,8 +794,10 @@ class StatePublisher:
     def update(self, result: Result) -> None:
         now = self._clock()
         stream = result.stream
+        stationary = result.stationary()
         states: list[tuple[tuple[str, str, str], dict[str, Any]]] = [
-            ((stream, "objects", ""), {"total": len(result.detections), **result.detections.counts()})]
+            ((stream, "objects", ""), {"total": len(result.detections), **result.detections.counts(),
+                                       **({} if stationary is None else {"stationary": stationary})})]
         states += [((stream, "zone", zone.name), {"total": sum(zone.inside.values()), **zone.inside,
                                                    **({} if zone.watched is None else {"watched": zone.watched}),
                                                    **({} if zone.crowded is None else {"crowded": zone.crowded}),

@@ -32,6 +32,7 @@ from streamyolo.inference.counting import (
     CountingLine,
     CrowdWatch,
     LineCounter,
+    Standing,
     Zone,
     ZoneSwitches,
     ZoneWatch,
@@ -135,6 +136,7 @@ class InferenceWorker:
         self._schedules: dict[Schedule, tuple[bool, float]] = {}  # zones' schedules: on or off, until when
         self._counters: dict[str, LineCounter] = {}  # likewise
         self._watches: dict[str, ZoneWatch] = {}  # likewise
+        self._standings: dict[str, Standing] = {}  # likewise
         self._crowds: dict[str, CrowdWatch] = {}  # likewise
         self._gates: dict[str, MotionGate[Detections | int]] = {}  # likewise
         self._parts: dict[str, tuple[tuple[int, ...], list[_PartGate | None]]] = {}  # likewise, by frame shape
@@ -280,7 +282,7 @@ class InferenceWorker:
         """Drop what this thread kept of ``stream``: its line counters, zone watches and motion
         gates (its settings changed), and its ``tracker`` and timing too (it is done, and a stream
         added again under its name starts afresh)."""
-        for kept in (self._counters, self._watches, self._crowds, self._gates, self._parts):
+        for kept in (self._counters, self._watches, self._standings, self._crowds, self._gates, self._parts):
             kept.pop(stream, None)
         if tracker:
             self._trackers.pop(stream, None)
@@ -358,9 +360,11 @@ class InferenceWorker:
                     channel.health.zoned(zones, visits)
                 region = (None if channel.tiles is None or channel.tiles.region is None
                           else area(channel.tiles, *frame.image.shape[:2]))
+                standing = None if self._tracker is None else self._standing(channel).update(
+                    shown, frame.meta.media_time)
                 result = Result(frame, shown, now, self.name, crossings, lines, zones, visits, tuple(crowds),
                                 _outlined(channel, region), speeds, still, pictures if _tiled(channel.tiles) else None,
-                                channel.detect, region)
+                                channel.detect, region, standing)
                 self._sink.write(result)
             except BaseException:
                 for lost_channel, _ in batch[index:]:
@@ -503,6 +507,12 @@ class InferenceWorker:
         if watch is None:
             watch = self._watches[channel.name] = ZoneWatch(channel.zones, track_buffer(self._tracker))
         return tuple(watch.update(shown, frame.meta.media_time, held, armed))
+
+    def _standing(self, channel: Channel) -> Standing:
+        standing = self._standings.get(channel.name)
+        if standing is None:
+            standing = self._standings[channel.name] = Standing(track_buffer(self._tracker))
+        return standing
 
     def _crowd(self, channel: Channel) -> CrowdWatch:
         watch = self._crowds.get(channel.name)

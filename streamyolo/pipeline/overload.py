@@ -29,9 +29,10 @@ NAMED = 4
 """Streams named in the warning, the most skipping first (of those skipping :data:`UNDER` of
 their frames or more); the others are counted."""
 HINT = ("each result is of the newest frame, so they stay current, but an object seen in fewer frames is found later "
-        "or missed: fewer frames a stream (max_fps, stride), the model only where something moves (motion), a "
-        "smaller imgsz or model, or a GPU would help; `streamyolo bench` says what this machine can take; "
-        "overload_warning: 0 turns this warning off")
+        "or missed; what helps: the cameras' sub streams, or a lower frame rate set in the cameras (less to decode: "
+        "every frame of a live stream is decoded; record_source keeps the main stream recorded), the model only "
+        "where something moves (motion), a smaller imgsz or model, a GPU; `streamyolo bench` says what this machine "
+        "can take; overload_warning: 0 turns this warning off")
 
 
 class Overload:

@@ -96,8 +96,8 @@ PAGE = """<!doctype html>
 <button id="clear-points" hidden>clear points</button>
 <span id="draw-help" hidden>click on a picture; copy the points under it into the config</span></header>
 <div id="paused" hidden title="outputs that cannot write now (a full disk?): each tries again every few seconds"></div>
-<div id="overload" hidden title="each result is of the newest frame; fewer frames a stream (max_fps), motion, \
-a smaller imgsz or model, or a GPU would help: see the log"></div>
+<div id="overload" hidden title="each result is of the newest frame; the cameras' sub streams, motion, a smaller \
+imgsz or model, or a GPU would help: see the log"></div>
 <section id="events" hidden><img id="shot" alt="snapshot" hidden>
 <video id="clip" controls muted playsinline hidden></video>
 <form id="event-search" title="the events file's events (every run's) that match, newest first">events of

@@ -142,7 +142,7 @@ class Monitor:
     @property
     def needed(self) -> bool:
         return (self._sampling or self._duration is not None or self._hang_warning > 0 or self._overload is not None
-                or bool(self._looks)                or self._notifier is not None)
+                or bool(self._looks) or self._notifier is not None)
 
     @property
     def _sampling(self) -> bool:
@@ -209,9 +209,9 @@ class Monitor:
         reports = self._reports()
         if self._overload is not None:
             self._overload.look(reports, now)
-        self.look_last(reports, now)
+        self.hand_over(reports, now)
 
-    def look_last(self, reports: list[StreamReport], now: float) -> None:
+    def hand_over(self, reports: list[StreamReport], now: float) -> None:
         """Hand the streams' ``reports`` to the ``looks`` (as the run ends, before the sinks
         close, with its last numbers: a run shorter than a look gives them too)."""
         for look in self._looks:

@@ -519,7 +519,7 @@ class Pipeline:
                 log.error("inference thread %s still running after %.0f s", worker.name, JOIN_TIMEOUT * 3)
         sink_error: BaseException | None = None
         if self._fanout is not None:
-            self._monitor.look_last(self.reports(), self._clock())
+            self._monitor.hand_over(self.reports(), self._clock())
             try:
                 self._fanout.close()
             except BaseException as exc:

@@ -552,6 +552,7 @@ def _reload(pipeline: Any, refused: str | None, why: str = "SIGHUP") -> None:
 def command_check(args: argparse.Namespace) -> int:
     from streamyolo.pipeline import Pipeline
     from streamyolo.pipeline.check import (
+        capacity,
         describe,
         describe_probes,
         notify,
@@ -591,6 +592,9 @@ def command_check(args: argparse.Namespace) -> int:
         which = "" if len(plan.groups) == 1 else f" {group.name}" + (
             f" at imgsz {group.imgsz}" if group.imgsz != plan.config.imgsz else "")
         print(f"model{which} loaded in {loaded.seconds:.1f} s{kind}{each}", flush=True)
+        asked = capacity([plan.streams[i] for i in group.streams], probes, loaded.took)
+        if asked is not None:
+            print(asked, flush=True)
         problem = plan.config.unknown_classes(loaded.names, group.name)
         if problem is not None:  # as the run would refuse it
             raise ConfigError(problem)

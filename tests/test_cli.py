@@ -289,6 +289,37 @@ def test_check_shows_the_plan_and_with_connect_reads_every_source_once(
     assert done.returncode == 2 and "ERROR: cannot load model" in done.stderr, done.stderr
 
 
+@pytest.mark.timeout(120)
+def test_check_says_how_much_of_the_live_streams_the_model_can_take(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    """``check --connect --load-model`` times the model on each live stream's first frame and
+    says what share of the model's time their frames ask: two 400 fps cameras ask far more
+    than it has (so much of them processed, the rest skipped); one thinned to 1 frame a second
+    (and a file beside it, which waits for the model) asks a small share."""
+    def check(*streams: dict[str, object]) -> str:
+        config = _write(tmp_path / "cams.yaml", json.dumps({"model": "demo", "streams": list(streams)}))
+        done = in_process(capsys, caplog, "check", str(config), "--connect", "--load-model")
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    fast = [{"name": f"cam{i}", "source": "synthetic:scene?size=416x240&fps=400", "realtime": True} for i in range(2)]
+    said = check(*fast)
+    took = [int(ms) for ms in re.findall(r"^  cam\d: .* in (\d+) ms$", said, re.MULTILINE)]
+    assert len(took) == 2, said
+    share = re.search(r"^capacity, at best \(the model alone; decoding takes its share of the cores too\): the live "
+                      r"streams send 800 frames/s, which take (\d+)% of the model's time: about (\d+)% of their "
+                      r"frames can be processed, the others skipped .*sub streams.*`streamyolo bench`", said,
+                      re.MULTILINE)
+    assert share is not None, said
+    asked = int(share.group(1))
+    assert abs(asked - sum(400 * ms / 10 for ms in took)) <= 0.1 * asked + 5, (asked, took)  # (ms rounded)
+    assert abs(int(share.group(2)) - 10000 / asked) <= 1, said  # (the share of the time asked it has)
+    slow = {"name": "gate", "source": "synthetic:scene?size=416x240&fps=25", "realtime": True, "max_fps": 1}
+    said = check(slow, {"name": "file", "source": "synthetic:scene?size=416x240&frames=50"})
+    assert re.search(r"^capacity, .*: the live streams send 1 frames/s, which take \d+% of the model's time: every "
+                     r"frame can be processed", said, re.MULTILINE), said
+
+
 @pytest.mark.timeout(60)
 def test_a_disabled_stream_is_checked_but_not_run(tmp_path: Path) -> None:
     """``enabled: false`` (here through ``stream_defaults``, one stream turning itself back on):

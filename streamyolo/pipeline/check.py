@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from streamyolo.buffering import Overflow
 from streamyolo.clock import format_seconds
 from streamyolo.errors import SourceError
 from streamyolo.frames import Detections, Image
@@ -398,6 +399,38 @@ class Loaded:
     """Its classes."""
     lines: list[str]
     """A line per probed frame: what it found there, in how long."""
+    took: dict[str, float]
+    """Each probed stream's seconds a frame (the fastest of :data:`TIMED` passes, its parts too)."""
+
+
+TIMED = 3
+"""Passes timed on each probed frame (the first of a size costs more)."""
+
+
+def capacity(streams: Sequence[ResolvedStream], probes: Sequence[Probe], took: Mapping[str, float]) -> str | None:
+    """What one model's time the live streams among ``streams`` ask, at best (the model alone:
+    decoding shares the cores too), from each one's frame rate (``probes``; its ``max_fps`` and
+    ``stride``) and the model's seconds a frame on it (``took``); ``None`` without a live stream
+    whose rate and time are known."""
+    asked, rates = 0.0, 0.0
+    for stream in streams:
+        if stream.overflow is not Overflow.DROP_OLDEST:
+            continue
+        probe = next((p for p in probes if p.stream == stream.spec.name and not p.recording), None)
+        seconds = took.get(stream.spec.name)
+        if probe is None or probe.fps is None or seconds is None:
+            continue
+        rate = min(probe.fps, stream.config.max_fps or probe.fps) / stream.config.stride
+        asked, rates = asked + rate * seconds, rates + rate
+    if not rates:
+        return None
+    head = (f"capacity, at best (the model alone; decoding takes its share of the cores too): the live streams send "
+            f"{rates:.0f} frames/s, which take {asked * 100:.0f}% of the model's time")
+    if asked <= 1:
+        return head + ": every frame can be processed (`streamyolo bench` measures it with decoding)"
+    return (head + f": about {100 / asked:.0f}% of their frames can be processed, the others skipped (each result of "
+            "the newest frame); the cameras' sub streams, motion, a smaller imgsz or model, or a GPU would help "
+            "(`streamyolo bench` measures it with decoding)")
 
 
 def _what(found: Detections) -> str:
@@ -419,7 +452,8 @@ def try_model(factory: DetectorFactory, probes: Sequence[Probe],
             detector = factory()
             loaded = time.perf_counter() - started
             classes = dict(detector.names)
-            lines = []
+            lines: list[str] = []
+            took: dict[str, float] = {}
             try:
                 # What the model's output holds says its task (segmentation models give outlines,
                 # even none); a worker that splits batches between replicas hides its model.
@@ -427,19 +461,21 @@ def try_model(factory: DetectorFactory, probes: Sequence[Probe],
                 for probe in probes:
                     if probe.image is None:
                         continue
-                    started = time.perf_counter()
                     parts = (tiles or {}).get(probe.stream)
-                    detections = detect_tiled(detector, probe.image, parts)
-                    took = time.perf_counter() - started
+                    for _ in range(TIMED):
+                        started = time.perf_counter()
+                        detections = detect_tiled(detector, probe.image, parts)
+                        seconds = time.perf_counter() - started
+                        took[probe.stream] = min(seconds, took.get(probe.stream, seconds))
                     passes = ""
                     if parts is not None:  # what the parts add, for the user to judge whether they pay
                         alone = _what(detector.detect([probe.image])[0])
                         passes = (f" (in its region; on the whole picture: {alone})" if parts.one_picture else
                                   f" ({len(cut(parts, probe.image))} passes; on the whole picture alone: {alone})")
-                    lines.append(f"  {probe.stream}: {_what(detections)} in {took * 1000:.0f} ms{passes}")
+                    lines.append(f"  {probe.stream}: {_what(detections)} in {took[probe.stream] * 1000:.0f} ms{passes}")
             finally:
                 detector.close()
-            found.append(Loaded(loaded, task, classes, lines))
+            found.append(Loaded(loaded, task, classes, lines, took))
         except BaseException as exc:  # reported in the caller's thread
             failed.append(exc)
 

@@ -328,7 +328,7 @@ def test_events_reach_an_mqtt_broker_with_a_login_and_its_topics(broker_folder: 
             subscriber.close()
         topics = [topic for topic, _, _ in subscriber.messages]
         assert subscriber.events() == read_jsonl(path), "the broker got other events than the file"
-        assert [t for t in topics if not t.endswith(("available", "/run", "/stats"))] == [
+        assert [t for t in topics if not t.endswith(("available", "/run", "/stats", "/overload"))] == [
             "streamyolo/hall/state", "streamyolo/hall/snapshot", "streamyolo/hall/enter", "streamyolo/hall/snapshot",
             "streamyolo/hall/leave", "streamyolo/hall/state"]
         # Each frame's snapshot, as JPEG, before its events (which name it), for an MQTT camera.
@@ -340,16 +340,18 @@ def test_events_reach_an_mqtt_broker_with_a_login_and_its_topics(broker_folder: 
         # Retained: a client that comes later learns the stream's state and that the run is over.
         later = MqttSubscriber(broker.port, "cams", "pa:ss")
         try:
-            _wait_for(lambda: len(later.messages) >= 4)
+            _wait_for(lambda: len(later.messages) >= 5)
         finally:
             later.close()
         marker = next(json.loads(p) for t, p, r in later.messages if t == "streamyolo/run" and r)
         # How the stream kept up, as the run ended (a run shorter than the looks every 10 s has them too)
         stats = next(json.loads(p) for t, p, r in later.messages if t == "streamyolo/hall/stats" and r)
         assert (stats["captured"], stats["processed"], stats["dropped"], stats["skipped"]) == (30, 30, 0, 0.0), stats
+        assert next(json.loads(p) for t, p, r in later.messages if t == "streamyolo/overload" and r) == {
+            "overloaded": False}  # (a file, lossless: nothing skipped)
         assert marker["pid"] == os.getpid() and marker["host"] == socket.gethostname()  # which run published
         assert sorted((t, p, r) for t, p, r in later.messages
-                      if t not in ("streamyolo/run", "streamyolo/hall/stats")) == [
+                      if t not in ("streamyolo/run", "streamyolo/hall/stats", "streamyolo/overload")) == [
             ("streamyolo/available", b"offline", True),
             ("streamyolo/hall/snapshot", pictures[-1], True),
             ("streamyolo/hall/state", json.dumps(read_jsonl(path)[-1], separators=(",", ":")).encode(), True)]
@@ -543,7 +545,7 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
                       if topic.startswith("homeassistant/") and "/event/" not in topic]
             read = {config[key] for config in states for key in ("state_topic", "json_attributes_topic", "topic")
                     if key in config}
-            return len(states) >= 18 and "site/available" in kept and read <= set(kept)
+            return len(states) >= 19 and "site/available" in kept and read <= set(kept)
 
         try:
             _wait_for(learnt)
@@ -567,9 +569,10 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
                                       node.format("binary_sensor", "outputs"), node.format("binary_sensor", "active"),
                                       *(node.format("sensor", sensor) for sensor in (
                                           "fps_in", "fps_out", "frame_age", "skipped")),
-                                      "homeassistant/binary_sensor/streamyolo_site/-outputs/config"])
+                                      "homeassistant/binary_sensor/streamyolo_site/-outputs/config",
+                                      "homeassistant/binary_sensor/streamyolo_site/-overload/config"])
     assert gone not in retained, "an entity the config no longer has stays in Home Assistant"
-    assert len({c["unique_id"] for c in configs.values()}) == 24
+    assert len({c["unique_id"] for c in configs.values()}) == 25
     devices = {c["device"]["name"]: json.dumps(c["device"], sort_keys=True) for c in configs.values()}
     assert sorted(devices) == ["hall", "streamyolo site"], "a device for the stream, one for the run"
     # What the camera sees now is unavailable while it is not streaming (not its last state); the
@@ -693,12 +696,12 @@ def test_each_stream_gets_the_event_entities_of_the_events_it_sends(broker_folde
         Pipeline.from_config(config).run()
         later = MqttSubscriber(broker.port)
         try:
-            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 33)
+            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 34)
         finally:
             later.close()
     configs = {topic.split("/")[3]: (topic.split("/")[1], json.loads(payload))
                for topic, payload, kept in later.messages if topic.endswith("/config") and kept}
-    assert sorted(configs) == ["-outputs", "-recordings", "-recordings_days_left", "-recordings_free",
+    assert sorted(configs) == ["-outputs", "-overload", "-recordings", "-recordings_days_left", "-recordings_free",
                                "gate_active", "gate_detect", "gate_fps_in", "gate_fps_out", "gate_frame_age",
                                "gate_line_kerb_crossings", "gate_line_kerb_in", "gate_line_kerb_out",
                                "gate_objects", "gate_occupied", "gate_outputs", "gate_record", "gate_skipped",
@@ -746,11 +749,12 @@ def test_home_assistant_shows_how_each_stream_keeps_up_and_the_log_warns_of_over
         later = MqttSubscriber(broker.port)
         try:
             _wait_for(lambda: {t for t, _, kept in later.messages if kept} >= {
-                "yard/gate/stats", "yard/porch/stats", "homeassistant/sensor/streamyolo_yard/gate_skipped/config"})
+                "yard/gate/stats", "yard/porch/stats", "homeassistant/sensor/streamyolo_yard/gate_skipped/config",
+                "yard/overload", "homeassistant/binary_sensor/streamyolo_yard/-overload/config"})
         finally:
             later.close()
     kept = {topic: json.loads(payload) for topic, payload, retained in later.messages
-            if retained and (topic.endswith("/stats") or topic.startswith("homeassistant/"))}
+            if retained and (topic.endswith(("/stats", "/overload")) or topic.startswith("homeassistant/"))}
     gate, porch = kept["yard/gate/stats"], kept["yard/porch/stats"]
     assert set(gate) == {"fps_in", "fps_out", "frame_age", "skipped", "captured", "processed", "dropped",
                          "reconnects"}, gate
@@ -767,6 +771,13 @@ def test_home_assistant_shows_how_each_stream_keeps_up_and_the_log_warns_of_over
     assert 0 < shown["Frame age"] < 5000
     warned = [r.getMessage() for r in caplog.records if r.name == "streamyolo.pipeline.overload"]
     assert len(warned) == 1 and "'gate' " in warned[0] and "'porch'" not in warned[0], warned
+    # The run's device: Overloaded, as the run ended (still skipping most of the camera's frames).
+    overload, sensor = kept["yard/overload"], kept["homeassistant/binary_sensor/streamyolo_yard/-overload/config"]
+    assert overload["overloaded"] is True and overload["streams"] == ["gate"] and overload["skipped"] >= 50, overload
+    assert (sensor["name"], sensor["device_class"], sensor["json_attributes_topic"]) == (
+        "Overloaded", "problem", "yard/overload")
+    assert [jinja2.Environment().from_string(sensor["value_template"]).render(value_json=state) for state in (
+        overload, {"overloaded": False})] == ["ON", "OFF"]
 
 
 @pytest.mark.timeout(90)
@@ -877,8 +888,8 @@ def test_two_runs_under_one_prefix_are_warned_of_and_leave_each_others_entities(
         finally:
             later.close()
     configs = sorted(t.split("/")[3] for t, payload, kept in later.messages if t.endswith("/config") and payload)
-    assert configs == ["-outputs", "yard_fps_in", "yard_fps_out", "yard_frame_age", "yard_objects", "yard_occupied",
-                       "yard_skipped", "yard_streaming"]
+    assert configs == ["-outputs", "-overload", "yard_fps_in", "yard_fps_out", "yard_frame_age", "yard_objects",
+                       "yard_occupied", "yard_skipped", "yard_streaming"]
     assert caplog.text.count("no longer in the config: removed") == 14  # the gate's and the porch's seven
 
 

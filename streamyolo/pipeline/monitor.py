@@ -86,7 +86,7 @@ class Monitor:
 
     With ``overload_warning`` > 0 it warns when most frames of the live streams over that many
     seconds were skipped (the machine cannot keep up: :mod:`~streamyolo.pipeline.overload`).
-    Each of ``looks`` is called with the streams' reports at the same looks, every
+    Each of ``looks`` is called with the streams' reports and the overload at the same looks, every
     :data:`LOOK_EVERY` seconds or a sixth of ``overload_warning`` if that is shorter (Home
     Assistant's sensors of each stream's frame rates: :meth:`~streamyolo.sinks.events.EventSink.look`).
 
@@ -111,7 +111,7 @@ class Monitor:
         workers: Callable[[], Sequence[Watched]] = list,
         hang_warning: float = 0.0,
         overload_warning: float = 0.0,
-        looks: Sequence[Callable[[list[StreamReport], float], object]] = (),
+        looks: Sequence[Callable[[list[StreamReport], float, Mapping[str, Any] | None], object]] = (),
         notifier: Notifier | None = None,
         hangs_recovered: bool = False,
     ) -> None:
@@ -214,9 +214,10 @@ class Monitor:
     def hand_over(self, reports: list[StreamReport], now: float) -> None:
         """Hand the streams' ``reports`` to the ``looks`` (as the run ends, before the sinks
         close, with its last numbers: a run shorter than a look gives them too)."""
+        overload = self.overload
         for look in self._looks:
             try:
-                look(reports, now)
+                look(reports, now, overload)
             except Exception:  # (the duration, the status and the others' looks go on)
                 log.exception("could not hand the streams' numbers to %r", look)
 

@@ -11,7 +11,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import SplitResult, urlsplit
@@ -72,9 +72,10 @@ class LooksAtStreams(Protocol):
     """A sink that is shown every stream's numbers now and then (the events sink: Home
     Assistant's sensors of each stream's frame rates)."""
 
-    def look(self, reports: list[StreamReport], now: float) -> None:
-        """The streams' ``reports`` at ``now`` (the pipeline's clock), every 10 s or so; from
-        the pipeline's monitor thread."""
+    def look(self, reports: list[StreamReport], now: float, overload: Mapping[str, Any] | None = None) -> None:
+        """The streams' ``reports`` at ``now`` (the pipeline's clock), every 10 s or so, and
+        while the machine cannot keep up with the live streams, ``overload``
+        (:attr:`~streamyolo.pipeline.monitor.Monitor.overload`); from the pipeline's monitor thread."""
         ...
 
 

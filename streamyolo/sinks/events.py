@@ -320,15 +320,18 @@ class EventSink:
             log.warning("events file %s: cannot read its last events to go on with the cooldowns: %s", self.path,
                         exc.strerror or exc)
 
-    def look(self, reports: list[StreamReport], now: float) -> None:
+    def look(self, reports: list[StreamReport], now: float, overload: Mapping[str, Any] | None = None) -> None:
         """Publish each stream's frame rates, frame age and the share of its frames skipped
         over the last :data:`SKIPPED_SPAN` seconds (or since it started) to
         ``<prefix>/<stream>/stats`` (retained; Home Assistant's diagnostic sensors of the
-        stream): how it keeps up, for a box without a status table."""
+        stream), and whether the machine keeps up with the live streams (``overload``:
+        :meth:`~streamyolo.sinks.mqtt.MqttPublisher.overload_changed`): how the run keeps up,
+        for a box without a status table."""
         with self._lock:
             if not self._open or self._publisher is None:
                 return
             publisher = self._publisher
+        publisher.overload_changed(overload)
         for report in reports:
             with self._looking:  # (the monitor's looks, and the last one as the run ends)
                 seen = self._looked.setdefault(report.name, deque([(-math.inf, 0, 0)]))

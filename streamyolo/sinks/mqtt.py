@@ -82,7 +82,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -291,13 +291,16 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
 def run_discovery_messages(prefix: str, discovery: str, folders: Sequence[str]) -> list[tuple[str, str]]:
     """The retained ``(topic, JSON)`` configs of the run's own Home Assistant device (``streamyolo``,
     or ``streamyolo <prefix>``): an ``Outputs`` problem sensor, on while any output of the run
-    cannot write (a full disk: a recording, the JSONL …; which, in its attributes), and for each
+    cannot write (a full disk: a recording, the JSONL …; which, in its attributes), an
+    ``Overloaded`` problem sensor (on while the machine cannot keep up with the live streams:
+    :meth:`MqttPublisher.overload_changed`), and for each
     of ``folders`` (``recordings``, ``clips``, ``snapshots``: :mod:`streamyolo.sinks.storage`) a
     sensor of what its files take, one of its disk's free room and one of the days that room
     lasts at the last day's rate (unknown before a day of files).
 
     >>> [topic for topic, _ in run_discovery_messages("cams", "homeassistant", ["clips"])]
     ['homeassistant/binary_sensor/streamyolo_cams/-outputs/config', \
+'homeassistant/binary_sensor/streamyolo_cams/-overload/config', \
 'homeassistant/sensor/streamyolo_cams/-clips/config', \
 'homeassistant/sensor/streamyolo_cams/-clips_free/config', \
 'homeassistant/sensor/streamyolo_cams/-clips_days_left/config']
@@ -307,7 +310,12 @@ def run_discovery_messages(prefix: str, discovery: str, folders: Sequence[str]) 
     common = {"availability_topic": f"{prefix}/available",
               "device": {"identifiers": [node], "name": name, "manufacturer": "streamyolo", "model": "streamyolo",
                          "sw_version": __version__}}
-    configs: list[tuple[str, str, dict[str, Any]]] = [("binary_sensor", "outputs", _outputs_config(prefix))]
+    configs: list[tuple[str, str, dict[str, Any]]] = [
+        ("binary_sensor", "outputs", _outputs_config(prefix)),
+        ("binary_sensor", "overload", {  # on while the live streams skip most of their frames
+            "name": "Overloaded", "device_class": "problem", "state_topic": f"{prefix}/overload",
+            "value_template": "{{ 'ON' if value_json.overloaded else 'OFF' }}",
+            "json_attributes_topic": f"{prefix}/overload"})]
     for what in folders:
         topic, name = f"{prefix}/storage/{what}", what.capitalize()
         size = {"state_topic": topic, "device_class": "data_size", "state_class": "measurement",
@@ -595,6 +603,13 @@ class MqttPublisher:
         for what, folder in use.items():
             if isinstance(folder, dict):
                 self._retain(f"{self.target.prefix}/storage/{what}", json.dumps(folder, separators=(",", ":")).encode())
+
+    def overload_changed(self, overload: Mapping[str, Any] | None) -> None:
+        """Whether the machine keeps up with the live streams now (:mod:`~streamyolo.pipeline.overload`):
+        ``<prefix>/overload``, retained, ``{"overloaded": false}`` or ``{"overloaded": true,
+        "skipped": %, "window", "since", "streams"}``, for the run's device's ``Overloaded`` sensor."""
+        state = {"overloaded": overload is not None, **(overload or {})}
+        self._retain(f"{self.target.prefix}/overload", json.dumps(state, separators=(",", ":")).encode())
 
     def switched(self, kind: str, stream: str, on: bool) -> None:
         """``stream``'s detection (``kind`` ``detect``) or recording (``record``) is now on or

@@ -57,7 +57,8 @@ the last state before it went: ``availability`` on both the run's ``<prefix>/ava
 the stream's state.
 A recorded stream (or one with clips) has an ``Outputs`` problem sensor, on while its recording
 or clips cannot write (a full disk: ``<prefix>/<stream>/outputs``); and the run is a device of its
-own (:func:`run_discovery_messages`): an ``Outputs`` sensor of every output's, and what the
+own (:func:`run_discovery_messages`): an ``Overloaded`` sensor (``<prefix>/overload``: the machine
+cannot keep up with the live streams), an ``Outputs`` sensor of every output's, and what the
 recordings, clips and snapshots take, their disks' free room and the days it lasts
 (``<prefix>/storage/<folder>``, every half minute: :mod:`streamyolo.sinks.storage`).
 The objects', zones' and lines' states are retained and sent as they change, at most once a second

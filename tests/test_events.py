@@ -745,7 +745,7 @@ def test_home_assistant_shows_how_each_stream_keeps_up_and_the_log_warns_of_over
                               {"name": "porch", "source": "synthetic:scene?seed=4&size=320x240&fps=25&frames=5000",
                                "realtime": True, "overflow": "lossless"}]}
         with caplog.at_level(logging.INFO, logger="streamyolo.pipeline.overload"):
-            Pipeline.from_config(config).run()
+            summary = Pipeline.from_config(config).run()
         later = MqttSubscriber(broker.port)
         try:
             _wait_for(lambda: {t for t, _, kept in later.messages if kept} >= {
@@ -771,6 +771,8 @@ def test_home_assistant_shows_how_each_stream_keeps_up_and_the_log_warns_of_over
     assert 0 < shown["Frame age"] < 5000
     warned = [r.getMessage() for r in caplog.records if r.name == "streamyolo.pipeline.overload"]
     assert len(warned) == 1 and "'gate' " in warned[0] and "'porch'" not in warned[0], warned
+    assert re.search(r"^the machine could not keep up: \d+% of the live streams' frames were skipped over the run "
+                     r"\(gate\)$", summary.table(), re.MULTILINE), summary.table()  # (the summary says it too)
     # The run's device: Overloaded, as the run ended (still skipping most of the camera's frames).
     overload, sensor = kept["yard/overload"], kept["homeassistant/binary_sensor/streamyolo_yard/-overload/config"]
     assert overload["overloaded"] is True and overload["streams"] == ["gate"] and overload["skipped"] >= 50, overload

@@ -35,6 +35,27 @@ HINT = ("each result is of the newest frame, so they stay current, but an object
         "can take; overload_warning: 0 turns this warning off")
 
 
+def run_note(reports: Iterable[StreamReport]) -> str | None:
+    """The summary's line when the live streams (those that skipped frames) skipped
+    :data:`OVER` of their frames or more over the whole run; else ``None``.
+
+    >>> run_note([StreamReport("gate", "rtsp://cam", "stopped", 1000, 150, 850, None),
+    ...           StreamReport("file", "a.mp4", "ended", 300, 300, 0, None)])
+    "the machine could not keep up: 85% of the live streams' frames were skipped over the run (gate)"
+    >>> run_note([StreamReport("gate", "rtsp://cam", "stopped", 1000, 900, 100, None)]) is None
+    True
+    """
+    skipping = [r for r in reports if r.dropped > 0 and r.captured > 0]
+    captured = sum(r.captured for r in skipping)
+    share = sum(r.dropped for r in skipping) / captured if captured else 0.0
+    if share < OVER:
+        return None
+    names = [r.name for r in sorted(skipping, key=lambda r: r.dropped / r.captured, reverse=True)]
+    shown = ", ".join(names[:NAMED]) + (f" and {len(names) - NAMED} more" if len(names) > NAMED else "")
+    return (f"the machine could not keep up: {share * 100:.0f}% of the live streams' frames were skipped over the "
+            f"run ({shown})")
+
+
 class Overload:
     """Judges the share of frames skipped over the last ``window`` seconds at each :meth:`look`.
 

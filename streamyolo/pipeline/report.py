@@ -197,8 +197,12 @@ class Summary:
         counted += [still_text(name, r.processed, r.still) for name, r in self.streams.items() if r.still is not None]
         counted += [pictures_text(name, r.processed, r.pictures) for name, r in self.streams.items()
                     if r.pictures is not None]
+        from streamyolo.pipeline.overload import run_note  # (it reads the reports this module defines)
+
+        overloaded = run_note(self.streams.values())
         return "\n".join([_format(rows), *counted, *recording_notes(recorded),
-                          *recording_notes(clipped, "clips of"), *restart_notes(self.worker_restarts)])
+                          *recording_notes(clipped, "clips of"), *restart_notes(self.worker_restarts),
+                          *([overloaded] if overloaded is not None else [])])
 
 
 def workers_json(restarts: Mapping[str, int]) -> dict[str, dict[str, int]]:

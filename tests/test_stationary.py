@@ -242,9 +242,10 @@ def test_the_page_status_and_metrics_say_which_objects_stand_still(tmp_path: Pat
         status = web.status()
         assert status["streams"][0]["zones"] == {"drive": {"car": 1}}
         assert status["streams"][0]["stationary"] == {"drive": {"car": 1}}
+        assert status["streams"][0]["standing"] == 1  # (wherever it stands: the picture's objects)
         assert status["streams"][0]["zone_stays"] == {"drive": {"person": {"left": 1, "mean": 1.6, "longest": 1.6}}}
-        assert 'streamyolo_zone_stationary_objects{stream="drive",zone="drive",class="car"} 1' in metrics_text(
-            status).splitlines()
+        assert {'streamyolo_zone_stationary_objects{stream="drive",zone="drive",class="car"} 1',
+                'streamyolo_stream_stationary_objects{stream="drive"} 1'} <= set(metrics_text(status).splitlines())
         driver = _driver(browser, driver_path)
         try:
             assert pipeline.web_url is not None
@@ -252,6 +253,8 @@ def test_the_page_status_and_metrics_say_which_objects_stand_still(tmp_path: Pat
             text = until(lambda: "".join(e.text for e in driver.find_elements(By.CSS_SELECTOR, "figure .zones")), 30,
                          "the zone's line under the tile")
             assert text == "drive: 1 car (2 entered, 1 left after 1.6 s on average) · 1 stationary", text
+            shown = "".join(e.text for e in driver.find_elements(By.CSS_SELECTOR, "figure .detections"))
+            assert shown == "1 car (1 stationary)", shown
         finally:
             driver.quit()
     finally:

@@ -302,7 +302,8 @@ function show(status) {
     f.age.textContent = s.frame_age === null ? "" : "age " + Math.round(s.frame_age * 1000) + " ms";
     f.dropped.textContent = s.dropped + " dropped of " + s.captured;
     f.reconnects.textContent = s.reconnects ? s.reconnects + (s.reconnects === 1 ? " reconnect" : " reconnects") : "";
-    f.detections.textContent = Object.entries(s.detections).map(([k, v]) => v + " " + k).join(", ");
+    f.detections.textContent = Object.entries(s.detections).map(([k, v]) => v + " " + k).join(", ")
+      + (s.standing ? " (" + s.standing + " stationary)" : "");
     const total = (byClass) => Object.values(byClass || {}).reduce((a, b) => a + b, 0);
     f.counts.textContent = Object.entries(s.counts || {})
       .map(([line, ways]) => line + ": " + total(ways.in) + " in, " + total(ways.out) + " out").join("; ");

@@ -27,7 +27,8 @@ A small HTTP server (the standard library's, one thread per client) serves:
   3}, "out": {}}}``), ``zones`` what its zones hold in that frame (``{"queue": {"person":
   2}}``), ``size`` its picture's ``[width, height]``, on a tracked stream
   ``zone_entries`` the objects that entered them so far and ``zone_stays`` how long those
-  that left stayed (by zone and class: ``{"left", "mean", "longest"}``), ``still`` the frames that took
+  that left stayed (by zone and class: ``{"left", "mean", "longest"}``) and ``standing`` how
+  many of the newest frame's objects stand still, ``still`` the frames that took
   the last detections (``null`` unless the stream has ``motion``), and ``pictures`` those the
   model ran on (``null`` unless the stream has ``tiles``), ``detect`` false while its
   detection is switched off, ``record`` whether its recording is on (``null``: not recorded);
@@ -429,6 +430,9 @@ class WebViewer:
             stationary = stationary_of(latest.result.zones) if latest is not None else None
             if stationary is not None:
                 entry["stationary"] = stationary
+            standing = latest.result.stationary() if latest is not None else None
+            if standing is not None:
+                entry["standing"] = standing
             entry["zone_states"] = {z.name: {key: on for key, on in (("watched", z.watched), ("crowded", z.crowded))
                                              if on is not None}
                                     for z in (latest.result.zones if latest is not None else ())

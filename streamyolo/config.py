@@ -9,6 +9,7 @@ front, before any thread starts; unknown keys are rejected and every problem bec
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 import types
@@ -466,12 +467,15 @@ class StreamConfig(_Strict):
     """Also run the model on overlapping parts of each picture (``3x2``: 3 across, 2 down), for
     small objects on a big picture (see :class:`TilesConfig`; default: the run's ``tiles``;
     ``false``: none)."""
-    region: tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)],
-                  Annotated[int, Field(ge=0)]] | None = None
+    region: (tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)],
+                   Annotated[int, Field(ge=0)]]
+             | tuple[tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]], ...] | None) = None
     """The part of the picture the model looks at, ``[x1, y1, x2, y2]`` in its pixels: the
     corner of a 4K picture where the gate is, seen at the model's size rather than shrunk six
     times with the rest, in one forward pass; with ``tiles``, the parts cut the region (and
-    the whole picture is not run). Objects elsewhere are not seen."""
+    the whole picture is not run). Objects elsewhere are not seen. Or an outline, ``[[x, y],
+    …]`` (3 points or more): the model looks at the rectangle around it, and the objects
+    outside the outline (their centres) are ignored (:attr:`region_box`, :attr:`region_outline`)."""
     lines: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")],
                 LineConfig] | None = None
     """Counting lines (needs ``tracker``): ``{door: [[x1, y1], [x2, y2]]}`` in the picture's
@@ -529,9 +533,47 @@ class StreamConfig(_Strict):
     @field_validator("region", mode="before")
     @classmethod
     def _corners(cls, value: Any) -> Any:
-        if value is not None and (not isinstance(value, list | tuple) or len(value) != 4):
-            raise ValueError(f"must be the region's corners [x1, y1, x2, y2], in pixels (got {value!r})")
+        if value is None:
+            return None
+        outline = isinstance(value, list | tuple) and len(value) >= 3 and all(
+            isinstance(point, list | tuple) and len(point) == 2 for point in value)
+        if not outline and (not isinstance(value, list | tuple) or len(value) != 4
+                            or any(isinstance(x, list | tuple) for x in value)):
+            raise ValueError("must be the region's corners [x1, y1, x2, y2], or its outline [[x, y], …] of 3 points "
+                             "or more, in pixels" + (f" (got {value!r})" if isinstance(value, list | tuple) else ""))
+        numbers = [x for point in value for x in point] if outline else list(value)
+        if not all(isinstance(x, int | float) and not isinstance(x, bool) and x >= 0 and (outline or x == int(x))
+                   for x in numbers):
+            raise ValueError(f"{value!r}: the region's {'points' if outline else 'corners'} are pixels, "
+                             f"{'numbers' if outline else 'whole numbers'} of 0 or more")
+        if outline:
+            twice = sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(value, [*value[1:], value[0]], strict=True))
+            if abs(twice) < 2:  # (shoelace: less than a square pixel)
+                raise ValueError(f"{value!r}: the region's outline holds no area (its points on one line, or "
+                                 "within a pixel)")
         return value
+
+    @property
+    def region_box(self) -> tuple[int, int, int, int] | None:
+        """The rectangle the model looks at (``x1, y1, x2, y2``): the ``region``, or the one
+        around its outline.
+
+        >>> StreamConfig(source="a.mp4", region=[[10, 20.5], [90, 30], [40, 70]]).region_box
+        (10, 20, 90, 70)
+        """
+        outline = self.region_outline
+        if outline is None:
+            return self.region  # type: ignore[return-value]  # (the rectangle)
+        xs, ys = [x for x, _ in outline], [y for _, y in outline]
+        return math.floor(min(xs)), math.floor(min(ys)), math.ceil(max(xs)), math.ceil(max(ys))
+
+    @property
+    def region_outline(self) -> tuple[tuple[float, float], ...] | None:
+        """The ``region``'s outline, when it is given as one (``None``: a rectangle, or none)."""
+        region = self.region
+        if region is None or not isinstance(region[0], tuple):
+            return None
+        return tuple(point for point in region if isinstance(point, tuple))
 
     @field_validator("rotate", mode="before")
     @classmethod
@@ -572,8 +614,12 @@ class StreamConfig(_Strict):
 
     @model_validator(mode="after")
     def _areas(self) -> StreamConfig:
-        if self.region is not None and (self.region[2] <= self.region[0] or self.region[3] <= self.region[1]):
-            raise ValueError(f"region {list(self.region)}: x2 must be right of x1 and y2 below y1 ([x1, y1, x2, y2])")
+        box = self.region_box
+        if self.region_outline is not None and box is not None and (box[2] - box[0] < 2 or box[3] - box[1] < 2):
+            raise ValueError(f"region {[list(p) for p in self.region_outline]}: its outline holds no area (its "
+                             "points on one line, or within 2 pixels)")
+        if self.region_outline is None and box is not None and (box[2] <= box[0] or box[3] <= box[1]):
+            raise ValueError(f"region {list(box)}: x2 must be right of x1 and y2 below y1 ([x1, y1, x2, y2])")
         if self.min_area is not None and self.max_area is not None and self.min_area > self.max_area:
             raise ValueError(f"min_area {self.min_area:g} is more than max_area {self.max_area:g}: no box would "
                              "be kept")
@@ -1265,9 +1311,11 @@ class PipelineConfig(_Strict):
         imgsz = self.imgsz_of(stream)
         size = (imgsz, imgsz) if isinstance(imgsz, int) else (imgsz[0], imgsz[1])
         if tiles is None:  # the region alone
-            return TileSettings(1, 1, whole=False, most=self.max_det, size=size, region=stream.region)
+            return TileSettings(1, 1, whole=False, most=self.max_det, size=size, region=stream.region_box,
+                                outline=stream.region_outline)
         settings = tiles.settings(self.max_det, size)
-        return settings if stream.region is None else replace(settings, whole=False, region=stream.region)
+        return settings if stream.region is None else replace(settings, whole=False, region=stream.region_box,
+                                                              outline=stream.region_outline)
 
     def model_of(self, stream: StreamConfig) -> str:
         """The model ``stream`` runs: its own, else the run's."""

@@ -109,6 +109,32 @@ def test_a_streams_region_is_what_it_keeps_with_labels_in_its_pixels(tmp_path: P
             (x1 + x2 - 200) / 320, (y1 + y2) / 480, (x2 - x1) / 160, (y2 - y1) / 240], atol=1e-5), label
 
 
+def test_what_the_run_ignores_is_black_in_the_dataset(tmp_path: Path) -> None:
+    """A region given as an outline (the lower-left half of the rectangle around it) and a mask
+    (a tree in its corner): the pictures kept are the rectangle, black outside the outline and
+    inside the mask, where objects were ignored and so not labelled."""
+    from streamyolo.frames import Mask
+    from streamyolo.inference.tiles import TileSettings
+
+    source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=6", SourceKind.SYNTHETIC))
+    dataset = DatasetSink(tmp_path / "data", every=0.2)
+    half = TileSettings(1, 1, whole=False, region=(100, 0, 260, 240), outline=((100, 0), (260, 240), (100, 240)))
+    tree = Mask("tree", ((100, 200), (140, 200), (140, 240), (100, 240)))
+    with Pipeline([StreamSetup("hall", source, Overflow.BLOCK, masks=(tree,), tiles=half)], _WalkerDetector,
+                  sinks=[dataset]) as pipeline:
+        results = {r.frame.seq: r for r in pipeline.results()}
+    assert len(dataset.saved) == 2
+    for picture in dataset.saved:
+        saved = cv2.imread(str(picture)).astype(int)
+        frame = results[int(picture.stem.rsplit("-", 1)[1])].frame.image[:, 100:260].astype(int)
+        assert saved.shape == (240, 160, 3)
+        ys, xs = np.mgrid[0:240, 0:160]
+        kept = (ys * 160 > xs * 240 + 240) & ~((xs <= 40) & (ys >= 200))  # (under the diagonal, off the tree)
+        ignored = (ys * 160 < xs * 240 - 240) | ((xs < 38) & (ys > 202))
+        assert saved[ignored].max() < 40, "what the run ignores is in the picture"
+        assert np.abs(saved[kept] - frame[kept]).mean() < 3 and frame[kept].mean() > 40
+
+
 def test_blurred_classes_are_blurred_in_the_dataset_and_an_empty_frame_has_an_empty_label(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     ys, xs = np.mgrid[0:120, 0:160]

@@ -366,6 +366,33 @@ def test_a_worker_runs_the_model_on_a_streams_region_alone_and_outlines_it() -> 
                for r in results), "the pictures outline the region"
 
 
+def test_a_region_given_as_an_outline_is_seen_whole_and_what_lies_outside_it_ignored() -> None:
+    """A region's outline: the model looks at the rectangle around it, one pass, and the objects
+    whose centres lie outside the outline are ignored; the pictures outline it. The same box
+    (centre (120, 80)) is outside the upper triangle and inside the lower one."""
+    from streamyolo.frames import Mask
+    from streamyolo.pipeline import Pipeline, StreamSetup
+    from streamyolo.sources import SourceKind, SourceSpec, open_source
+
+    upper = ((100.0, 50.0), (300.0, 50.0), (300.0, 200.0))
+    lower = ((100.0, 50.0), (300.0, 200.0), (100.0, 200.0))
+    def setup(name: str, outline: tuple[tuple[float, float], ...]) -> StreamSetup:
+        source = open_source(SourceSpec(name, "synthetic:?size=640x360&frames=3", SourceKind.SYNTHETIC))
+        return StreamSetup(name, source, Overflow.BLOCK,
+                           tiles=TileSettings(1, 1, whole=False, region=(100, 50, 300, 200), outline=outline))
+
+    setups = [setup("upper", upper), setup("lower", lower)]
+    _Script.shapes.clear()
+    results = list(Pipeline(setups, _Script).results())
+    assert _Script.shapes == [(150, 200, 3)] * 6, "the model saw more, or less, than the rectangle around it"
+    found = {name: [r.detections.xyxy.tolist() for r in results if r.stream == name] for name in ("upper", "lower")}
+    assert found == {"upper": [[]] * 3, "lower": [[[110, 60, 130, 100]]] * 3}, found
+    assert all(r.masks == (Mask("region", upper if r.stream == "upper" else lower, outside=True),) for r in results)
+    cfg = build_config({"streams": [{"source": "synthetic:", "region": [[100, 50], [300, 200.5], [100, 200]]}]})
+    assert cfg.tiles_of(cfg.streams[0]) == TileSettings(1, 1, whole=False, region=(100, 50, 300, 201),
+                                                        outline=((100, 50), (300, 200.5), (100, 200)))
+
+
 def test_a_region_is_checked_and_cut_by_tiles(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                               caplog: pytest.LogCaptureFixture) -> None:
     cfg = build_config({"streams": [{"source": "synthetic:", "region": [100, 50, 740, 410], "tiles": False},
@@ -381,18 +408,28 @@ def test_a_region_is_checked_and_cut_by_tiles(tmp_path: Path, capsys: pytest.Cap
         (0, 0, (False, False, True, False)), (568, 0, (True, False, False, False))]  # (the region's bottom: no edge)
     for bad, message in (([10, 10, 5, 20], r"region \[10, 10, 5, 20\]: x2 must be right of x1"),
                          ([0, 0, 10], r"config key 'streams\.0\.region': must be the region's corners \[x1, y1, "
-                                      r"x2, y2\], in pixels \(got \[0, 0, 10\]\)"),
-                         ([-1, 0, 10, 10], r"config key 'streams\.0\.region\.0'")):
+                                      r"x2, y2\], or its outline \[\[x, y\], …\] of 3 points or more, in pixels "
+                                      r"\(got \[0, 0, 10\]\)"),
+                         ([-1, 0, 10, 10], r"config key 'streams\.0\.region': \[-1, 0, 10, 10\]: the region's "
+                                           r"corners are pixels, whole numbers of 0 or more"),
+                         ([[0, 0], [50, 50], [100, 100]], r"config key 'streams\.0\.region': \[\[0, 0\], \[50, 50\], "
+                                                          r"\[100, 100\]\]: the region's outline holds no area"),
+                         ([[0, 0], [50, -5], [100, 100]], r"the region's points are pixels, numbers of 0 or more")):
         with pytest.raises(ConfigError, match=message):
             build_config({"streams": [{"source": "synthetic:", "region": bad}]})
     # The plan says so; check --connect warns of a region beyond the picture read.
     config = tmp_path / "cams.yaml"
     config.write_text(yaml.safe_dump({"streams": [{"name": "gate", "source": "synthetic:?size=640x360",
-                                                   "region": [320, 100, 960, 460]}]}))
+                                                   "region": [320, 100, 960, 460]},
+                                                  {"name": "yard", "source": "synthetic:?size=640x360",
+                                                   "region": [[0, 0], [700, 50], [300, 300]]}]}))
     done = in_process(capsys, caplog, "check", str(config), "--connect")
     assert done.returncode == 0, done.stderr
     assert "region (320, 100)-(960, 460) alone: the model looks at that part of the picture only" in done.stdout
     assert "stream 'gate': the region reaches (960, 460), outside its 640x360 picture" in caplog.text + done.stdout
+    assert ("region (0, 0)-(700, 300), around its outline of 3 points (what lies outside it ignored) alone"
+            in done.stdout), done.stdout
+    assert "stream 'yard': the region reaches (700, 50), outside its 640x360 picture" in caplog.text + done.stdout
 
 
 def test_tiles_are_checked_and_a_stream_may_go_without() -> None:

@@ -69,6 +69,9 @@ class TileSettings:
     region: tuple[int, int, int, int] | None = None
     """The part of the picture the model looks at (``x1, y1, x2, y2``, pixels), which the
     parts cut (1 × 1: the region alone); ``None``: the whole picture."""
+    outline: tuple[tuple[float, float], ...] | None = None
+    """A region given as an outline (``region`` the rectangle around it): the objects outside
+    it are ignored."""
 
     @property
     def one_picture(self) -> bool:
@@ -93,10 +96,16 @@ class TileSettings:
         'tiles 3x2 (overlap 20%) and the whole picture: 7 passes a frame'
         >>> TileSettings(0, 0, whole=False).describe()
         'tiles auto (parts about 640x640, overlap 20%)'
+        >>> print(TileSettings(1, 1, whole=False, region=(0, 5, 90, 70), outline=((0, 5), (90, 5), (40, 70))
+        ...                    ).describe().replace(": ", ":\\n"))
+        region (0, 5)-(90, 70), around its outline of 3 points (what lies outside it ignored) alone:
+        the model looks at that part of the picture only
         """
         whole = " and the whole picture" if self.whole else ""
         if self.region is not None:
             where = "region ({}, {})-({}, {})".format(*self.region)
+            if self.outline is not None:
+                where += f", around its outline of {len(self.outline)} points (what lies outside it ignored)"
             if self.one_picture:
                 return f"{where} alone: the model looks at that part of the picture only"
             grid = "auto" if not self.columns else f"{self.columns}x{self.rows}"

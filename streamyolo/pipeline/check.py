@@ -311,7 +311,8 @@ def trouble(cfg: PipelineConfig, stream: ResolvedStream, found: Probe) -> list[s
               *((f"zone {name!r}", zone.points) for name, zone in (own.zones or {}).items()),
               *((f"mask {name!r}", mask.points) for name, mask in (own.masks or {}).items()),
               *((f"privacy area {name!r}", area.points) for name, area in (own.privacy or {}).items()),
-              *([("the region", (own.region[:2], own.region[2:]))] if own.region is not None else [])]
+              *([("the region", own.region_outline or (own.region_box[:2], own.region_box[2:]))]
+                if own.region_box is not None else [])]
     said = []
     for what, points in shapes:
         beyond = [(x, y) for x, y in points if not (0 <= x <= found.width and 0 <= y <= found.height)]

@@ -340,6 +340,8 @@ class InferenceWorker:
                 kept = found if channel.keep is None else channel.keep.apply(found)
                 if channel.masks:
                     kept = unmasked(channel.masks, kept)
+                if channel.tiles is not None and channel.tiles.outline is not None:  # a region's outline
+                    kept = unmasked((Mask("region", channel.tiles.outline, outside=True),), kept)
                 shown = kept if self._tracker is None else self._track(channel, kept, frame.image)
                 crossings, lines = self._cross(channel, shown) if channel.lines else ((), ())
                 zones: tuple[ZoneTally, ...] = ()
@@ -560,6 +562,8 @@ def _outlined(channel: Channel, region: tuple[int, int, int, int] | None = None)
     outline, and where motion counts."""
     if channel.tiles is None or channel.tiles.region is None:
         return channel.masks
+    if channel.tiles.outline is not None:  # (its outline: what is outside it is ignored too)
+        return (*channel.masks, Mask("region", channel.tiles.outline, outside=True))
     x1, y1, x2, y2 = region or channel.tiles.region
     return (*channel.masks, Mask("region", ((x1, y1), (x2, y1), (x2, y2), (x1, y2)), outside=True))
 

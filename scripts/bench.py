@@ -200,7 +200,7 @@ def live(model: str, paths: list[Path], imgsz: int, workers: int, seconds: float
     config = {"streams": [{"name": f"s{i}", "source": str(p), "realtime": True, "loop": True}
                           for i, p in enumerate(paths)],
               "model": model, "imgsz": imgsz, "workers": workers, "device": "cpu", "duration": seconds,
-              "display": False, "status_interval": 0, "live_hold": hold}
+              "display": False, "status_interval": 0, "live_hold": hold, "overload_warning": 0}  # (by design)
     ages: list[tuple[float, float]] = []
     pipeline = Pipeline.from_config(config)
     started = time.monotonic()
@@ -250,7 +250,7 @@ def memory(model: str, paths: list[Path], imgsz: int, minutes: float) -> dict[st
         config = {"streams": [{"name": f"s{i}", "source": str(p), "realtime": True, "loop": True}
                               for i, p in enumerate(paths)],
                   "model": model, "imgsz": imgsz, "workers": 2, "device": "cpu", "duration": minutes * 60,
-                  "display": False, "status_interval": 0}
+                  "display": False, "status_interval": 0, "overload_warning": 0}
         samples: list[tuple[float, float]] = []
         ages: list[tuple[float, float]] = []
         pipeline = Pipeline.from_config(config)

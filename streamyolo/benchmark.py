@@ -335,7 +335,7 @@ def measure_pipeline(config: dict[str, Any],
     ``on_start`` gets the started pipeline (to attach web viewers, say)."""
     from streamyolo.pipeline import Pipeline
 
-    pipeline = Pipeline.from_config({"display": False, "status_interval": 0, **config})
+    pipeline = Pipeline.from_config({"display": False, "status_interval": 0, "overload_warning": 0, **config})
     pipeline.prepare()  # the imports, before the clock starts, as for U and S
     started = time.perf_counter()
     pipeline.start()
@@ -392,7 +392,8 @@ def measure_live(model: str, paths: Sequence[Path], imgsz: int, device: str, sec
 def _live_rate(config: dict[str, Any], seconds: float, offered_each: float) -> LiveRate:
     from streamyolo.pipeline import Pipeline
 
-    pipeline = Pipeline.from_config({"display": False, "status_interval": 0, **config})
+    pipeline = Pipeline.from_config({"display": False, "status_interval": 0, "overload_warning": 0,  # (by design)
+                                     **config})
     results = pipeline.results()
     pipeline.start()  # builds the models, then starts capture
     ready = time.monotonic()
@@ -458,14 +459,15 @@ def rss_mib() -> float:
 def capacity_report(model: str, sources: Sequence[str], imgsz: int = 640, workers: int | None = None,
                     device: str = "cpu", seconds: float = 4.0, max_streams: int = 64,
                     pytorch_cpu: str = "auto", worker_mode: str = "thread", motion: bool = False,
-                    tiles: str | None = None) -> str:
+                    tiles: str | None = None, region: str | None = None) -> str:
     """What this box can do with ``model`` on streams like ``sources`` (video files):
     M, D, L and P (lossless, ``workers`` or 2), how many such streams it keeps up with at
     their own frame rate, and live mode (``workers`` or ``auto``) with 1, 2, 4 … of them,
     ``2 * seconds`` each, up to ``max_streams``; P and live mode with ``worker_mode``
     workers (thread or process), and with ``motion`` the model only where something moved
     (what that spares depends on the scene: the user's own recordings tell), with ``tiles``
-    (``3x2``) on parts of each picture too."""
+    (``3x2``) on parts of each picture too, with ``region`` (``x1,y1,x2,y2``) on that part of
+    each picture alone."""
     from streamyolo.errors import ConfigError
     from streamyolo.inference.models import resolve_model
     from streamyolo.sources import SourceKind, source_kind
@@ -478,13 +480,15 @@ def capacity_report(model: str, sources: Sequence[str], imgsz: int = 640, worker
     for source, path in zip(sources, paths, strict=True):
         if source_kind(source) is not SourceKind.FILE or not path.is_file():
             raise ConfigError(f"bench needs local video files; {source!r} is not one (record a minute of it first)")
+    corners = _region(region) if region is not None else None
     model = resolve_model(model)
     rates = [_source_fps(p) for p in paths]
     # The pipeline first: the model measurements try pinned OpenVINO configurations, whose
     # thread pools would stay behind for whatever runs after them in this process.
     lossless_workers = workers or 2
     runtime: dict[str, Any] = {"pytorch_cpu": pytorch_cpu, "worker_mode": worker_mode, "motion": motion,
-                               **({"tiles": tiles} if tiles else {})}
+                               **({"tiles": tiles} if tiles else {}),
+                               **({"stream_defaults": {"region": list(corners)}} if corners is not None else {})}
     pipeline_rates, summary = measure_pipeline({"streams": [str(p) for p in paths], "model": model, "imgsz": imgsz,
                                           "workers": lossless_workers, "device": device, **runtime})
     pipeline_rate = pipeline_rates.steady
@@ -506,6 +510,8 @@ def capacity_report(model: str, sources: Sequence[str], imgsz: int = 640, worker
         f"{pipeline_rates.wall.fps:.1f} frames/s counting start-up)",
         *([f"motion: the model ran on {_share(summary)} of the frames; the others were still"] if motion else []),
         *([f"{_tiles(tiles)}; M and L count pictures, P frames"] if tiles else []),
+        *([f"region ({corners[0]}, {corners[1]})-({corners[2]}, {corners[3]}): the model on that part of each picture "
+           "only (M on whole pictures, at the same input size)"] if corners is not None else []),
         f"capacity: {_streams(int(pipeline_rate.fps // source_fps))} like these with every frame detected at their "
         f"{source_fps:.0f} fps, or {pipeline_rate.fps / len(paths):.1f} frames/s for each of these {len(paths)}",
         f"live: streams arriving at their {source_fps:.0f} fps, the freshest frames detected "
@@ -520,6 +526,25 @@ def _share(summary: Any) -> str:
     processed = summary.processed
     still = sum(report.still or 0 for report in summary.streams.values())
     return f"{(processed - still) / processed:.0%}" if processed else "none"
+
+
+def _region(text: str) -> tuple[int, int, int, int]:
+    """``--region x1,y1,x2,y2`` as the config takes a region (a bad one: :class:`ConfigError`).
+
+    >>> _region("960,0,1920,540")
+    (960, 0, 1920, 540)
+    """
+    from streamyolo.config import StreamConfig
+    from streamyolo.errors import ConfigError
+
+    try:
+        corners = [int(part) for part in text.split(",")]
+        box = StreamConfig(source="bench", region=corners).region_box  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ConfigError(f"bench --region {text!r}: must be x1,y1,x2,y2 in pixels, x2 right of x1 and y2 below "
+                          "y1") from exc
+    assert box is not None
+    return box
 
 
 def _tiles(grid: str) -> str:

@@ -250,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "recordings of your own cameras, since what it spares depends on the scene")
     bench.add_argument("--tiles", metavar="GRID",
                        help="also run the model on overlapping parts of each picture, as `run --tiles 3x2`")
+    bench.add_argument("--region", metavar="X1,Y1,X2,Y2",
+                       help="run the model on this part of each picture only, as a stream's region: 960,0,1920,540")
     bench.add_argument("--max-streams", type=int, default=64,
                        help="most streams to try in live mode (64; it stops earlier once a stream gets under "
                             "1 frame/s or decoding falls behind)")
@@ -916,7 +918,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from streamyolo.benchmark import capacity_report
 
             print(capacity_report(args.model, args.sources, args.imgsz, args.workers, args.device, args.seconds,
-                                  args.max_streams, args.pytorch_cpu, args.worker_mode, args.motion, args.tiles),
+                                  args.max_streams, args.pytorch_cpu, args.worker_mode, args.motion, args.tiles,
+                                  args.region),
                   flush=True)
             return EXIT_OK
         parser.error(f"unknown command {args.command!r}")

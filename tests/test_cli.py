@@ -618,10 +618,12 @@ def test_second_interrupt_exits_at_once(tmp_path: Path) -> None:
 @pytest.mark.timeout(300)
 def test_bench_reports_the_limit_and_the_capacity_for_the_users_own_files(clips: list[Path]) -> None:
     done = streamyolo("bench", "--model", "yolo26n.yaml", "--imgsz", "160", "--seconds", "0.2", "--max-streams", "2",
-                      "--source", str(clips[0]), "--source", str(clips[1]))
+                      "--source", str(clips[0]), "--source", str(clips[1]), "--region", "0,0,200,160")
     assert done.returncode == 0, done.stderr
     lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
     assert {"model", "decode", "limit", "streamyolo", "capacity:", "live:"} <= set(lines), done.stdout
+    assert lines["region"] == ("region (0, 0)-(200, 160): the model on that part of each picture only (M on whole "
+                               "pictures, at the same input size)"), done.stdout
     assert "P/L = " in lines["streamyolo"] and "every frame processed" in lines["streamyolo"]
     assert re.search(r"^capacity: \d+ streams? like these", lines["capacity:"]), done.stdout
     # Live mode, measured: 1 stream, then 2 (the most asked for), unless 1 already fell short.
@@ -654,6 +656,9 @@ def test_bench_refuses_a_count_or_duration_that_is_not_positive(clips: list[Path
     done = streamyolo("bench", "--model", "yolo26n.yaml", "--source", str(clips[0]), option, value)
     assert done.returncode == 2
     assert f"bench {option} must be positive, got {value}" in done.stderr and "Traceback" not in done.stderr
+    if option == "--seconds":  # (and a region that is none)
+        done = streamyolo("bench", "--model", "yolo26n.yaml", "--source", str(clips[0]), "--region", "50,0,10,90")
+        assert done.returncode == 2 and "bench --region '50,0,10,90': must be x1,y1,x2,y2 in pixels" in done.stderr
 
 
 @pytest.mark.timeout(60)

@@ -1,11 +1,12 @@
-"""Saying in the log when the machine cannot keep up with the live streams.
+"""Telling when the machine cannot keep up with the live streams.
 
 A live stream under overload skips frames by design (each worker takes the newest frame), so
 a run that detects in 4 of a camera's 25 frames a second looks well in every other way: the
 status table's ``dropped`` column grows, but a service has no status table. :class:`Overload`
-looks at the streams' counts now and then and warns once when most of the frames of the last
-``window`` seconds were skipped, naming the streams and what would help, and says so again
-when the run keeps up once more.
+looks at the live streams' counts now and then and warns once when most of their frames of
+the last ``window`` seconds were skipped, naming the streams and what would help, and says so
+again when the run keeps up once more; while it lasts, its :attr:`~Overload.state` is the web
+page's, MQTT's and the stats file's ``overload``. :func:`run_note` is the summary's line.
 """
 
 from __future__ import annotations
@@ -36,21 +37,23 @@ HINT = ("each result is of the newest frame, so they stay current, but an object
 
 
 def run_note(reports: Iterable[StreamReport]) -> str | None:
-    """The summary's line when the live streams (those that skipped frames) skipped
-    :data:`OVER` of their frames or more over the whole run; else ``None``.
+    """The summary's line when the live streams skipped :data:`OVER` of their frames or more
+    over the whole run; else ``None``.
 
-    >>> run_note([StreamReport("gate", "rtsp://cam", "stopped", 1000, 150, 850, None),
-    ...           StreamReport("file", "a.mp4", "ended", 300, 300, 0, None)])
-    "the machine could not keep up: 85% of the live streams' frames were skipped over the run (gate)"
-    >>> run_note([StreamReport("gate", "rtsp://cam", "stopped", 1000, 900, 100, None)]) is None
+    >>> run_note([StreamReport("gate", "rtsp://cam", "stopped", 1000, 150, 850, None, live=True),
+    ...           StreamReport("door", "rtsp://cam2", "stopped", 1000, 250, 750, None, live=True),
+    ...           StreamReport("file", "a.mp4", "ended", 3000, 3000, 0, None)])
+    "the machine could not keep up: 80% of the live streams' frames were skipped over the run (gate, door)"
+    >>> run_note([StreamReport("gate", "rtsp://cam", "stopped", 1000, 900, 100, None, live=True)]) is None
     True
     """
-    skipping = [r for r in reports if r.dropped > 0 and r.captured > 0]
-    captured = sum(r.captured for r in skipping)
-    share = sum(r.dropped for r in skipping) / captured if captured else 0.0
+    live = [r for r in reports if r.live and r.captured > 0]
+    captured = sum(r.captured for r in live)
+    share = sum(r.dropped for r in live) / captured if captured else 0.0
     if share < OVER:
         return None
-    names = [r.name for r in sorted(skipping, key=lambda r: r.dropped / r.captured, reverse=True)]
+    names = [r.name for r in sorted(live, key=lambda r: r.dropped / r.captured, reverse=True)
+             if r.dropped / r.captured >= UNDER]
     shown = ", ".join(names[:NAMED]) + (f" and {len(names) - NAMED} more" if len(names) > NAMED else "")
     return (f"the machine could not keep up: {share * 100:.0f}% of the live streams' frames were skipped over the "
             f"run ({shown})")
@@ -62,7 +65,7 @@ class Overload:
     >>> watch, seen = Overload(60), []
     >>> def at(t, captured, dropped):
     ...     seen.append(watch.look([StreamReport("gate", "rtsp://cam", "streaming", captured, captured - dropped,
-    ...                                          dropped, None)], t))
+    ...                                          dropped, None, live=True)], t))
     >>> at(0, 0, 0); at(30, 750, 600); at(60, 1500, 1200); at(120, 3000, 1300); at(180, 4500, 1400)
     >>> seen
     [None, None, 0.8, 0.0667, 0.0667]
@@ -79,10 +82,11 @@ class Overload:
         self._seen: deque[tuple[float, dict[str, tuple[int, int]]]] = deque()  # (time, name -> (captured, dropped))
 
     def look(self, reports: Iterable[StreamReport], now: float) -> float | None:
-        """Take the streams' counts at ``now``; once they span a window, judge it: warn when
-        the share of frames skipped reaches :data:`OVER`, say so when it is under :data:`UNDER`
-        again. Returns the share judged (rounded), or ``None`` while less than a window is seen."""
-        counts = {r.name: (r.captured, r.dropped) for r in reports}
+        """Take the live streams' counts at ``now``; once they span a window, judge it: warn
+        when the share of their frames skipped reaches :data:`OVER`, say so when it is under
+        :data:`UNDER` again. Returns the share judged (rounded), or ``None`` while less than a
+        window is seen."""
+        counts = {r.name: (r.captured, r.dropped) for r in reports if r.live}
         self._seen.append((now, counts))
         while len(self._seen) > 1 and now - self._seen[1][0] >= self.window:
             self._seen.popleft()

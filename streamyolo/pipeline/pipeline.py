@@ -145,6 +145,7 @@ class _Stream:
             zone_entries=snap.zone_entries,
             zone_stays=snap.zone_stays,
             detect=self.setup.detect,
+            live=self.setup.overflow is Overflow.DROP_OLDEST,
         )
 
 

@@ -80,6 +80,9 @@ class StreamReport:
     """False while the stream's detection is switched off (its frames go on without objects)."""
     record: bool | None = None
     """Whether the stream's recording is on (switched off: ``False``); ``None``: it is not recorded."""
+    live: bool = False
+    """Whether the stream is live: under overload it skips frames (the newest is taken) rather
+    than wait (lossless)."""
     schedule: dict[str, dict[str, Any]] = field(default_factory=dict)
     """A stream with a ``schedule``: ``{"detect": {"on", "until", "windows"}, "record": …}``,
     what each says now and until when (:meth:`~streamyolo.schedule.Scheduler.state`); its

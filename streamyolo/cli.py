@@ -137,7 +137,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     for output in ("webhook", "mqtt"):
         parser.add_argument(f"--{output}-events", metavar="KINDS", type=_kinds,
                             help=f"only these events to the {output}, e.g. state,clip (line, enter, leave, linger, "
-                                 "speeding, crowd, state, clip, output, switch; default: all)")
+                                 "speeding, crowd, state, clip, output, switch, overload; default: all)")
     parser.add_argument("--dataset", metavar="DIR",
                         help="keep a frame of each stream every --dataset-every with YOLO labels here, to train on")
     parser.add_argument("--dataset-every", metavar="SPAN", help="with --dataset: seconds between frames kept (10)")
@@ -288,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only this stream's events (repeatable, or a,b)")
     events.add_argument("--event", "-e", action="append", dest="kinds", metavar="KIND",
                         help="only events of this kind: line, enter, leave, linger, speeding, crowd, state, clip, "
-                             "output, switch (repeatable, or a,b)")
+                             "output, switch, overload (repeatable, or a,b)")
     events.add_argument("--where", "-w", action="append", dest="places", metavar="NAME",
                         help="only events in this zone or at this line, by its name (repeatable, or a,b)")
     events.add_argument("--class", "-c", action="append", dest="classes", metavar="CLASS",

@@ -67,7 +67,8 @@ class ReconnectConfig(_Strict):
     """Consecutive failed attempts before the stream is marked failed (null: never)."""
 
 
-EventKind = Literal["line", "enter", "leave", "linger", "speeding", "crowd", "state", "clip", "output", "switch"]
+EventKind = Literal["line", "enter", "leave", "linger", "speeding", "crowd", "state", "clip", "output", "switch",
+                    "overload"]
 """What an event is about (:mod:`streamyolo.sinks.events`)."""
 
 

@@ -345,7 +345,7 @@ class MqttSubscriber:
 
     def events(self) -> list[dict[str, object]]:
         return [json.loads(payload) for topic, payload, _ in self.messages
-                if not topic.endswith(("/available", "/snapshot", "/run", "/stats", "/overload"))]
+                if not topic.endswith(("/available", "/snapshot", "/run", "/stats", "/overloaded"))]
 
     def close(self) -> None:
         self.client.disconnect()

@@ -328,7 +328,7 @@ def test_events_reach_an_mqtt_broker_with_a_login_and_its_topics(broker_folder: 
             subscriber.close()
         topics = [topic for topic, _, _ in subscriber.messages]
         assert subscriber.events() == read_jsonl(path), "the broker got other events than the file"
-        assert [t for t in topics if not t.endswith(("available", "/run", "/stats", "/overload"))] == [
+        assert [t for t in topics if not t.endswith(("available", "/run", "/stats", "/overloaded"))] == [
             "streamyolo/hall/state", "streamyolo/hall/snapshot", "streamyolo/hall/enter", "streamyolo/hall/snapshot",
             "streamyolo/hall/leave", "streamyolo/hall/state"]
         # Each frame's snapshot, as JPEG, before its events (which name it), for an MQTT camera.
@@ -347,11 +347,11 @@ def test_events_reach_an_mqtt_broker_with_a_login_and_its_topics(broker_folder: 
         # How the stream kept up, as the run ended (a run shorter than the looks every 10 s has them too)
         stats = next(json.loads(p) for t, p, r in later.messages if t == "streamyolo/hall/stats" and r)
         assert (stats["captured"], stats["processed"], stats["dropped"], stats["skipped"]) == (30, 30, 0, 0.0), stats
-        assert next(json.loads(p) for t, p, r in later.messages if t == "streamyolo/overload" and r) == {
+        assert next(json.loads(p) for t, p, r in later.messages if t == "streamyolo/overloaded" and r) == {
             "overloaded": False}  # (a file, lossless: nothing skipped)
         assert marker["pid"] == os.getpid() and marker["host"] == socket.gethostname()  # which run published
         assert sorted((t, p, r) for t, p, r in later.messages
-                      if t not in ("streamyolo/run", "streamyolo/hall/stats", "streamyolo/overload")) == [
+                      if t not in ("streamyolo/run", "streamyolo/hall/stats", "streamyolo/overloaded")) == [
             ("streamyolo/available", b"offline", True),
             ("streamyolo/hall/snapshot", pictures[-1], True),
             ("streamyolo/hall/state", json.dumps(read_jsonl(path)[-1], separators=(",", ":")).encode(), True)]
@@ -750,11 +750,11 @@ def test_home_assistant_shows_how_each_stream_keeps_up_and_the_log_warns_of_over
         try:
             _wait_for(lambda: {t for t, _, kept in later.messages if kept} >= {
                 "yard/gate/stats", "yard/porch/stats", "homeassistant/sensor/streamyolo_yard/gate_skipped/config",
-                "yard/overload", "homeassistant/binary_sensor/streamyolo_yard/-overload/config"})
+                "yard/overloaded", "homeassistant/binary_sensor/streamyolo_yard/-overload/config"})
         finally:
             later.close()
     kept = {topic: json.loads(payload) for topic, payload, retained in later.messages
-            if retained and (topic.endswith(("/stats", "/overload")) or topic.startswith("homeassistant/"))}
+            if retained and (topic.endswith(("/stats", "/overloaded")) or topic.startswith("homeassistant/"))}
     gate, porch = kept["yard/gate/stats"], kept["yard/porch/stats"]
     assert set(gate) == {"fps_in", "fps_out", "frame_age", "skipped", "captured", "processed", "dropped",
                          "reconnects"}, gate
@@ -774,10 +774,10 @@ def test_home_assistant_shows_how_each_stream_keeps_up_and_the_log_warns_of_over
     assert re.search(r"^the machine could not keep up: \d+% of the live streams' frames were skipped over the run "
                      r"\(gate\)$", summary.table(), re.MULTILINE), summary.table()  # (the summary says it too)
     # The run's device: Overloaded, as the run ended (still skipping most of the camera's frames).
-    overload, sensor = kept["yard/overload"], kept["homeassistant/binary_sensor/streamyolo_yard/-overload/config"]
+    overload, sensor = kept["yard/overloaded"], kept["homeassistant/binary_sensor/streamyolo_yard/-overload/config"]
     assert overload["overloaded"] is True and overload["streams"] == ["gate"] and overload["skipped"] >= 50, overload
     assert (sensor["name"], sensor["device_class"], sensor["json_attributes_topic"]) == (
-        "Overloaded", "problem", "yard/overload")
+        "Overloaded", "problem", "yard/overloaded")
     assert [jinja2.Environment().from_string(sensor["value_template"]).render(value_json=state) for state in (
         overload, {"overloaded": False})] == ["ON", "OFF"]
 

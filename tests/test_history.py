@@ -198,7 +198,7 @@ def test_every_runs_events_are_searched_from_the_page_and_the_command_line(
         for query, error in (("event=crossing", "event: no events are 'crossing'"),
                              ("from=yesterday", "from: 'yesterday' is not seconds since the epoch"),
                              ("limit=100000", "limit: '100000' is not a number from 1 to 5000")):
-            kinds = "clip, crowd, enter, leave, line, linger, output, speeding, state, switch"
+            kinds = "clip, crowd, enter, leave, line, linger, output, overload, speeding, state, switch"
             assert _get(f"{web.url}events.json?{query}") == (400, f"events search: {error} (they are {kinds})\n"
                                                              if "crossing" in query else f"events search: {error}\n")
     finally:
@@ -282,8 +282,8 @@ def test_every_kind_of_event_reads_as_the_page_lists_it() -> None:
     (["--text", "--count"], "--text lists events as lines a person reads: not with --count"),
     (["--text", "--csv"], "--text lists events as lines a person reads: not with --csv"),
     (["--event", "crossing"], "--event: no events are 'crossing'"),
-    (["--event", "entr"], "(they are clip, crowd, enter, leave, line, linger, output, speeding, state, switch) "
-                          "(did you mean 'enter'?)\n"),
+    (["--event", "entr"], "(they are clip, crowd, enter, leave, line, linger, output, overload, speeding, state, "
+                          "switch) (did you mean 'enter'?)\n"),
     (["--stream", "a,"], "--stream: an empty name"),
     (["--from", "tomorrow"], "--from: 'tomorrow' is not a moment"),
     (["--last", "soon"], "--last: "),

@@ -388,11 +388,15 @@ def test_a_model_that_takes_long_to_build_is_reported_with_where_its_thread_is(
 
 @pytest.mark.timeout(90)
 def test_live_streams_that_skip_most_frames_are_told_of_and_when_they_keep_up_again(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, tmp_path: Path,
 ) -> None:
     """Two 100 fps cameras against a 100 ms model: nearly every frame is skipped, and the log
     says so once, naming them (not the file beside them, which loses nothing); when the model
-    gets fast the log says the run keeps up again."""
+    gets fast the log says the run keeps up again. Both are ``overload`` events too (for a
+    webhook: the box needs a lighter load)."""
+    from streamyolo.sinks.events import EventSink
+    from streamyolo.sinks.history import describe
+
     built: list[StampDetector] = []
 
     def detector() -> StampDetector:
@@ -403,7 +407,7 @@ def test_live_streams_that_skip_most_frames_are_told_of_and_when_they_keep_up_ag
                                                           SourceKind.SYNTHETIC)),
                         Overflow.DROP_OLDEST, capacity=2, policy=CapturePolicy(realtime=True)) for i in range(2)]
     pipeline = Pipeline([*cams, StreamSetup("file", ScriptedSource("file", 40))], detector, workers=1,
-                        max_batch=1, status_interval=0, overload_warning=1.5)
+                        max_batch=1, status_interval=0, overload_warning=1.5, sinks=[EventSink(tmp_path / "ev.jsonl")])
 
     def messages() -> list[str]:
         return [r.getMessage() for r in caplog.records if r.name == "streamyolo.pipeline.overload"]
@@ -428,6 +432,13 @@ def test_live_streams_that_skip_most_frames_are_told_of_and_when_they_keep_up_ag
             summary = pipeline.join(30)
     assert summary.streams["file"].processed == 40
     _identity_holds(pipeline)
+    started, ended = [e for e in read_jsonl(tmp_path / "ev.jsonl") if e["event"] == "overload"]
+    assert (started["stream"], started["state"], sorted(started["streams"])) == ("", "started", ["cam0", "cam1"])
+    assert started["skipped"] >= 80 and started["window"] >= 1.5, started
+    assert (ended["state"], ended["stream"]) == ("ended", "") and 1.0 <= ended["seconds"] <= 60, ended
+    assert describe(started).endswith(f"  the machine cannot keep up: {started['skipped']:.0f}% of the live streams' "
+                                      f"frames skipped ({', '.join(started['streams'])})"), describe(started)
+    assert describe(ended).endswith(f"  the live streams are kept up with again after {ended['seconds']:.0f} s")
 
 
 @pytest.mark.timeout(60)

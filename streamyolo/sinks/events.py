@@ -273,6 +273,7 @@ class EventSink:
         self._crowds: dict[tuple[str, str], dict[str, Any]] = {}  # (stream, zone) -> its crowd's start, told
         self._looked: dict[str, deque[tuple[float, int, int]]] = {}  # stream -> (when, captured, dropped) looked at
         self._looking = threading.Lock()
+        self._overloaded: Mapping[str, Any] | None = None  # the overload at the last look (:meth:`look`)
         self._open = False
         self._unlisten: Callable[[], None] = lambda: None  # (from open on: stops hearing of outputs' pauses)
         self._board = current_board()  # (the run's outputs, whose pauses it tells)
@@ -328,9 +329,12 @@ class EventSink:
         :meth:`~streamyolo.sinks.mqtt.MqttPublisher.overload_changed`): how the run keeps up,
         for a box without a status table."""
         with self._lock:
-            if not self._open or self._publisher is None:
+            if not self._open:
                 return
             publisher = self._publisher
+        self._overload_event(overload)
+        if publisher is None:
+            return
         publisher.overload_changed(overload)
         for report in reports:
             with self._looking:  # (the monitor's looks, and the last one as the run ends)
@@ -349,6 +353,23 @@ class EventSink:
                 "skipped": round(100 * dropped / captured, 1) if captured else 0.0,
                 "captured": report.captured, "processed": report.processed, "dropped": report.dropped,
                 "reconnects": report.reconnects})
+
+    def _overload_event(self, overload: Mapping[str, Any] | None) -> None:
+        """An ``overload`` event when the machine stops keeping up with the live streams
+        (``started``: how much of their frames is skipped, which streams) and when it keeps up
+        again (``ended``, after how long): a notification that the box needs a lighter load."""
+        with self._looking:
+            before, self._overloaded = self._overloaded, overload
+        if (before is None) == (overload is None):
+            return
+        event: dict[str, Any] = {"time": round(time.time(), 3), "stream": "", "event": "overload"}
+        if overload is not None:
+            event |= {"state": "started", **{key: overload[key] for key in ("skipped", "window", "streams")
+                                             if key in overload}}
+        else:
+            assert before is not None
+            event |= {"state": "ended", "seconds": round(max(0.0, event["time"] - float(before.get("since", 0.0))), 1)}
+        self._queue.put((None, [event]))
 
     def output_changed(self, event: dict[str, Any]) -> None:
         """An output paused (a full disk) or writes again: an ``output`` event

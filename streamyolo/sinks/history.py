@@ -463,6 +463,10 @@ def happened(event: Mapping[str, Any]) -> str:
                 if event.get("state") == "started" else
                 f"{event.get('zone')} no longer crowded after {float(event.get('seconds', 0)):.1f} s"
                 + (f" (the stream {event['stream_state']})" if event.get("stream_state") else ""))
+    elif kind == "overload":
+        what = (f"the machine cannot keep up: {float(event.get('skipped', 0)):.0f}% of the live streams' frames "
+                f"skipped ({', '.join(event.get('streams') or [])})" if event.get("state") == "started" else
+                f"the live streams are kept up with again after {float(event.get('seconds', 0)):.0f} s")
     elif kind == "output":
         what = f"{event.get('output')} " + (f"paused: {event.get('error')}" if event.get("state") == "paused" else
                                              f"writing again after {float(event.get('seconds', 0)):.0f} s "

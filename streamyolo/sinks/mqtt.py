@@ -57,7 +57,7 @@ the last state before it went: ``availability`` on both the run's ``<prefix>/ava
 the stream's state.
 A recorded stream (or one with clips) has an ``Outputs`` problem sensor, on while its recording
 or clips cannot write (a full disk: ``<prefix>/<stream>/outputs``); and the run is a device of its
-own (:func:`run_discovery_messages`): an ``Overloaded`` sensor (``<prefix>/overload``: the machine
+own (:func:`run_discovery_messages`): an ``Overloaded`` sensor (``<prefix>/overloaded``: the machine
 cannot keep up with the live streams), an ``Outputs`` sensor of every output's, and what the
 recordings, clips and snapshots take, their disks' free room and the days it lasts
 (``<prefix>/storage/<folder>``, every half minute: :mod:`streamyolo.sinks.storage`).
@@ -314,9 +314,9 @@ def run_discovery_messages(prefix: str, discovery: str, folders: Sequence[str]) 
     configs: list[tuple[str, str, dict[str, Any]]] = [
         ("binary_sensor", "outputs", _outputs_config(prefix)),
         ("binary_sensor", "overload", {  # on while the live streams skip most of their frames
-            "name": "Overloaded", "device_class": "problem", "state_topic": f"{prefix}/overload",
+            "name": "Overloaded", "device_class": "problem", "state_topic": f"{prefix}/overloaded",
             "value_template": "{{ 'ON' if value_json.overloaded else 'OFF' }}",
-            "json_attributes_topic": f"{prefix}/overload"})]
+            "json_attributes_topic": f"{prefix}/overloaded"})]
     for what in folders:
         topic, name = f"{prefix}/storage/{what}", what.capitalize()
         size = {"state_topic": topic, "device_class": "data_size", "state_class": "measurement",
@@ -607,10 +607,10 @@ class MqttPublisher:
 
     def overload_changed(self, overload: Mapping[str, Any] | None) -> None:
         """Whether the machine keeps up with the live streams now (:mod:`~streamyolo.pipeline.overload`):
-        ``<prefix>/overload``, retained, ``{"overloaded": false}`` or ``{"overloaded": true,
+        ``<prefix>/overloaded``, retained, ``{"overloaded": false}`` or ``{"overloaded": true,
         "skipped": %, "window", "since", "streams"}``, for the run's device's ``Overloaded`` sensor."""
         state = {"overloaded": overload is not None, **(overload or {})}
-        self._retain(f"{self.target.prefix}/overload", json.dumps(state, separators=(",", ":")).encode())
+        self._retain(f"{self.target.prefix}/overloaded", json.dumps(state, separators=(",", ":")).encode())
 
     def switched(self, kind: str, stream: str, on: bool) -> None:
         """``stream``'s detection (``kind`` ``detect``) or recording (``record``) is now on or

@@ -107,6 +107,7 @@ imgsz or model, or a GPU would help: see the log"></div>
 <option value="speeding">speeding</option><option value="crowd">crowd</option><option value="state">state</option>
 <option value="clip">clip</option>
 <option value="output">output</option><option value="switch">switch</option>
+<option value="overload">overload</option>
 </select> class <input id="event-class" size="10" placeholder="any (person, 0…)">
 in <input id="event-where" size="10" placeholder="any zone or line">
 from <input type="datetime-local" id="event-from" step="1"> to <input type="datetime-local" id="event-to" step="1">
@@ -417,6 +418,9 @@ function describe(e) {
   if (e.event === "output" && e.state === "paused") return e.output + " paused: " + e.error;
   if (e.event === "output") return e.output + " writing again after " + e.seconds.toFixed(0) + " s (" + e.lost + " "
     + e.unit + " lost)";
+  if (e.event === "overload" && e.state === "started") return "the machine cannot keep up: "
+    + Math.round(e.skipped) + "% of the live streams' frames skipped (" + (e.streams || []).join(", ") + ")";
+  if (e.event === "overload") return "the live streams are kept up with again after " + e.seconds.toFixed(0) + " s";
   return e.state + (e.error ? ": " + e.error : "");
 }
 // The events panel shows one thing at a time above its list: a snapshot or a clip.

@@ -25,7 +25,7 @@ from streamyolo.pipeline.switches import SwitchFile
 from streamyolo.schedule import Schedule
 from streamyolo.sinks.events import EventSink
 from streamyolo.sinks.history import describe
-from streamyolo.sources import SourceKind, SourceSpec, open_source
+from streamyolo.sources import RawFrame, SyntheticSource
 from tests.helpers import read_jsonl, until
 from tests.servers import MqttBroker, MqttSubscriber
 from tests.test_counting import _WalkerDetector
@@ -34,15 +34,16 @@ UPPER = ((100.0, 0.0), (220.0, 0.0), (220.0, 110.0), (100.0, 110.0))  # the walk
 LOWER = ((100.0, 130.0), (220.0, 130.0), (220.0, 200.0), (100.0, 200.0))  # ... and in this one in frames 14-22
 
 
-class _Held(_WalkerDetector):
-    """The walker, whose first frame waits for ``go``: a switch made after the run's start (and
-    its switches file read) comes before any frame."""
+class _Held(SyntheticSource):
+    """The hall's camera, whose first frame waits for ``go``: a switch or a change of settings
+    made after the run's start (and its switches file read) comes before any frame (its worker
+    takes the changes before it takes a frame, and none has come)."""
 
     go = threading.Event()
 
-    def detect(self, images: Any) -> Any:
+    def read(self) -> RawFrame | None:
         assert self.go.wait(30)
-        return super().detect(images)
+        return super().read()
 
 
 class _Zones:
@@ -64,11 +65,11 @@ def _run(tmp_path: Path, run: int, upper: Schedule | None = None, switch: tuple[
     """The walker through the hall's two zones, with the switches file (read as the run
     starts); ``switch``: a zone switched by hand then, before the first frame; ``reloaded``:
     the upper zone's schedule then changed to it (a reload), after the switch."""
-    source = open_source(SourceSpec("hall", "synthetic:?size=320x240&fps=25&frames=30", SourceKind.SYNTHETIC))
+    source = _Held("hall", "synthetic:?size=320x240&fps=25&frames=30")
     events, zones = EventSink(tmp_path / f"events{run}.jsonl"), _Zones()
     pipeline = Pipeline([StreamSetup("hall", source, Overflow.BLOCK,
                                      zones=(Zone("upper", UPPER, schedule=upper), Zone("lower", LOWER)))],
-                        _Held, tracker=tracker_settings("bytetrack"), sinks=[events, zones])
+                        _WalkerDetector, tracker=tracker_settings("bytetrack"), sinks=[events, zones])
     pipeline.switch_file = SwitchFile(tmp_path / "switches.json")
     pipeline.on_switch, pipeline.on_switched = events.switched, events.switch_changed
     _Held.go.clear()
@@ -266,3 +267,50 @@ def test_a_real_browser_switches_a_zone_off_and_on(tmp_path: Path) -> None:
         assert refused.value.code == 404
         assert refused.value.read().decode().strip() == (f"stream {NAMES[0]!r} has no zone 'garden' "
                                                          "(its zones: whole, half)")
+
+
+class _Paused(SyntheticSource):
+    """The hall's camera, whose 7th frame waits for ``resume`` (the walker in the upper zone)."""
+
+    def __init__(self, name: str, uri: str) -> None:
+        super().__init__(name, uri)
+        self.resume, self.reads = threading.Event(), 0
+
+    def read(self) -> RawFrame | None:
+        self.reads += 1
+        if self.reads == 7:
+            assert self.resume.wait(30)
+        return super().read()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("change", ["conf", "zones"])
+def test_a_reload_that_leaves_the_zones_as_they_were_does_not_make_anyone_enter_again(
+        tmp_path: Path, change: str) -> None:
+    """The walker in the upper zone (6 frames in) as the stream's settings change as it runs:
+    its ``conf`` (and a mask elsewhere) alone, the zones go on (one enter, one leave each: no
+    notification again for the person already in the drive); a zone moved, they start afresh
+    (the walker enters the upper zone again), as the README says."""
+    from streamyolo.frames import DetectionFilter, Mask
+
+    source = _Paused("hall", "synthetic:?size=320x240&fps=25&frames=30")
+    zones = (Zone("upper", UPPER), Zone("lower", LOWER))
+    seen = _Zones()
+    pipeline = Pipeline([StreamSetup("hall", source, Overflow.BLOCK, zones=zones)], _WalkerDetector,
+                        tracker=tracker_settings("bytetrack"), sinks=[EventSink(tmp_path / "events.jsonl"), seen])
+    pipeline.start()
+    try:
+        until(lambda: len(seen.seen) == 6, 30, "the walker's first 6 frames")
+        if change == "conf":
+            pipeline.update_stream("hall", keep=DetectionFilter(conf=0.5),
+                                   masks=(Mask("sign", ((300.0, 0.0), (320.0, 0.0), (320.0, 20.0))),))
+        else:
+            pipeline.update_stream("hall", zones=(zones[0], Zone("lower", tuple((x, y + 1) for x, y in LOWER))))
+    finally:
+        source.resume.set()
+        pipeline.join(30)
+    visits = _visits(read_jsonl(tmp_path / "events.jsonl"))
+    if change == "conf":
+        assert visits == [("enter", "upper"), ("leave", "upper"), ("enter", "lower"), ("leave", "lower")], visits
+    else:
+        assert visits[:2] == [("enter", "upper"), ("enter", "upper")], visits

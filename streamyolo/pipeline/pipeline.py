@@ -685,7 +685,7 @@ class Pipeline:
         ``zones``, ``masks``, ``motion``, ``tiles``: :class:`StreamSetup`'s), from its next frame
         on, and its capture (``policy``: its ``max_fps`` and ``stride``, from its next frame
         read); its connection, buffer, recording and tracks go on (its lines, zones and motion
-        start afresh)."""
+        too, unless they changed: then they start afresh)."""
         with self._state_lock:
             stream = self._by_name.get(name)
             if stream is None:

@@ -164,7 +164,9 @@ class InferenceWorker:
     def update(self, channel: Channel) -> bool:
         """Serve the stream ``channel`` is (the same buffer) with ``channel``'s settings from its
         next frame on (a reload changed its zones, lines, masks, ``conf`` …): its tracker goes
-        on, its lines, zones and motion start afresh. False when the worker has ended."""
+        on; its lines, zones and motion start afresh if they changed, and go on if not (a
+        ``conf`` changed does not make those inside a zone enter it again). False when the
+        worker has ended."""
         with self._adding:
             if self._closing:
                 return False
@@ -253,9 +255,10 @@ class InferenceWorker:
         while True:
             with self._adding:
                 for channel in self._updates:  # streams given new settings
+                    old = next((c for c in self._channels if c.ring is channel.ring), None)
                     self._channels = [channel if c.ring is channel.ring else c for c in self._channels]
                     active[:] = [channel if c.ring is channel.ring else c for c in active]
-                    self._forget(channel.name, tracker=False)
+                    self._refresh(old, channel)
                 self._updates = []
                 if self._added:  # streams added while the run goes
                     self._channels += self._added
@@ -278,15 +281,26 @@ class InferenceWorker:
                     self._forget(channel.name)
                     channel.health.settled()
 
-    def _forget(self, stream: str, tracker: bool = True) -> None:
-        """Drop what this thread kept of ``stream``: its line counters, zone watches and motion
-        gates (its settings changed), and its ``tracker`` and timing too (it is done, and a stream
-        added again under its name starts afresh)."""
-        for kept in (self._counters, self._watches, self._standings, self._crowds, self._gates, self._parts):
+    def _forget(self, stream: str) -> None:
+        """Drop what this thread kept of ``stream``: its line counters, zone watches, motion
+        gates, tracker and timing (it is done, and a stream added again under its name starts
+        afresh)."""
+        for kept in (self._counters, self._watches, self._standings, self._crowds, self._gates, self._parts,
+                     self._trackers):
             kept.pop(stream, None)
-        if tracker:
-            self._trackers.pop(stream, None)
-            self._picker.forget(stream)
+        self._picker.forget(stream)
+
+    def _refresh(self, old: Channel | None, new: Channel) -> None:
+        """A stream's settings were ``old`` and are ``new`` (a reload): drop what this thread
+        kept of what changed (its line counters, zone watches and crowds, motion gates), keep
+        the rest and its tracker (its tracks go on)."""
+        lines = old is not None and old.lines == new.lines
+        zones = old is not None and old.zones == new.zones
+        motion = old is not None and (old.motion, old.masks, old.tiles) == (new.motion, new.masks, new.tiles)
+        for kept, unchanged in ((self._counters, lines), (self._watches, zones), (self._crowds, zones),
+                                (self._gates, motion), (self._parts, motion)):
+            if not unchanged:
+                kept.pop(new.name, None)
 
     def _collect(self, active: list[Channel]) -> tuple[list[tuple[Channel, Frame]], Hold | None]:
         """The next batch: up to ``live_batch`` live frames, one per stream (one on a CPU,

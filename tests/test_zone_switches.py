@@ -284,13 +284,14 @@ class _Paused(SyntheticSource):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("change", ["conf", "zones"])
+@pytest.mark.parametrize("change", ["conf", "watching", "moved"])
 def test_a_reload_that_leaves_the_zones_as_they_were_does_not_make_anyone_enter_again(
         tmp_path: Path, change: str) -> None:
     """The walker in the upper zone (6 frames in) as the stream's settings change as it runs:
-    its ``conf`` (and a mask elsewhere) alone, the zones go on (one enter, one leave each: no
-    notification again for the person already in the drive); a zone moved, they start afresh
-    (the walker enters the upper zone again), as the README says."""
+    its ``conf`` (and a mask elsewhere) alone, or how the upper zone is watched (its ``linger``)
+    and the lower zone moved, the upper zone goes on (one enter, one leave each: no
+    notification again for the person already in the drive); the upper zone moved, it starts
+    afresh (the walker enters it again), as the README says."""
     from streamyolo.frames import DetectionFilter, Mask
 
     source = _Paused("hall", "synthetic:?size=320x240&fps=25&frames=30")
@@ -304,13 +305,16 @@ def test_a_reload_that_leaves_the_zones_as_they_were_does_not_make_anyone_enter_
         if change == "conf":
             pipeline.update_stream("hall", keep=DetectionFilter(conf=0.5),
                                    masks=(Mask("sign", ((300.0, 0.0), (320.0, 0.0), (320.0, 20.0))),))
+        elif change == "watching":
+            pipeline.update_stream("hall", zones=(Zone("upper", UPPER, linger=60.0),
+                                                  Zone("lower", tuple((x, y + 1) for x, y in LOWER))))
         else:
-            pipeline.update_stream("hall", zones=(zones[0], Zone("lower", tuple((x, y + 1) for x, y in LOWER))))
+            pipeline.update_stream("hall", zones=(Zone("upper", tuple((x, y + 1) for x, y in UPPER)), zones[1]))
     finally:
         source.resume.set()
         pipeline.join(30)
     visits = _visits(read_jsonl(tmp_path / "events.jsonl"))
-    if change == "conf":
+    if change in ("conf", "watching"):
         assert visits == [("enter", "upper"), ("leave", "upper"), ("enter", "lower"), ("leave", "lower")], visits
     else:
         assert visits[:2] == [("enter", "upper"), ("enter", "upper")], visits

@@ -220,6 +220,12 @@ class Zone:
     """Tracked streams: seconds an object that stood still may go unseen inside (:data:`HIDDEN`)."""
 
 
+def _place(zone: Zone) -> tuple[object, ...]:
+    """What makes a zone the same place (a reload that changed only how it is watched, its
+    ``linger``, ``schedule``, ``crowd`` …, leaves it so): its name, polygon, classes and anchor."""
+    return zone.name, zone.points, zone.classes, zone.anchor
+
+
 class Ground:
     """A 4-point zone on the ground, and its real size in metres: where a point of the picture
     is on the ground (the perspective that maps the zone's corners to a ``width`` x ``length``
@@ -498,6 +504,28 @@ class ZoneWatch:
         """The objects in each watched zone in the last frame that stand still there
         (:data:`STILL_AFTER`: a parked car, someone waiting), by class name as that frame reads them."""
 
+    def going_on(self, old: ZoneWatch) -> ZoneWatch:
+        """This watch, going on from ``old`` (the stream's zones before a reload): the stays in
+        each zone that is still the same place (:func:`_place`) go on, so those inside do not
+        enter it again; the other zones start afresh.
+
+        >>> drive = Zone("drive", ((0.0, 0.0), (100.0, 0.0), (100.0, 100.0)))
+        >>> before = ZoneWatch([drive])
+        >>> inside = Detections(np.array([[60, 10, 70, 20]], np.float32), np.ones(1, np.float32),
+        ...                     np.zeros(1, np.int64), {0: "person"}, np.array([7]))
+        >>> [v.event for v in before.update(inside, 0.0, occupancy([drive], inside))]
+        ['enter']
+        >>> after = ZoneWatch([replace(drive, linger=30.0)]).going_on(before)
+        >>> [v.event for v in after.update(inside, 0.1, occupancy([drive], inside))]
+        []
+        """
+        places = {_place(zone) for zone in old.zones}
+        same = {zone.name for zone in self.zones if _place(zone) in places}
+        self._frame = old._frame
+        self._inside = {key: stay for key, stay in old._inside.items() if key[0] in same}
+        self._hidden = {key: stay for key, stay in old._hidden.items() if key[0] in same}
+        return self
+
     def update(self, found: Detections, now: float, held: Sequence[npt.NDArray[np.bool_]],
                armed: Sequence[bool | None] | None = None) -> list[ZoneVisit]:
         """The entries and exits in the next frame of the stream, whose tracked detections are
@@ -634,7 +662,15 @@ class CrowdWatch:
 
     def __init__(self, zones: Sequence[Zone]) -> None:
         self._zones = {zone.name: zone.crowd for zone in zones if zone.crowd is not None}
+        self._places = {zone.name: (_place(zone), zone.crowd) for zone in zones if zone.crowd is not None}
         self._state: dict[str, _Crowding] = {}
+
+    def going_on(self, old: CrowdWatch) -> CrowdWatch:
+        """This watch, going on from ``old`` (before a reload) in each zone that is the same
+        place with the same ``crowd``: a crowd under way is not told again."""
+        self._state = {name: state for name, state in old._state.items()
+                       if name in self._places and old._places.get(name) == self._places[name]}
+        return self
 
     def update(self, tallies: Sequence[ZoneTally], now: float) -> tuple[list[ZoneCrowd], tuple[ZoneTally, ...]]:
         """The zones that became crowded, or stopped being, in the frame of ``tallies`` (at

@@ -164,9 +164,9 @@ class InferenceWorker:
     def update(self, channel: Channel) -> bool:
         """Serve the stream ``channel`` is (the same buffer) with ``channel``'s settings from its
         next frame on (a reload changed its zones, lines, masks, ``conf`` …): its tracker goes
-        on; its lines, zones and motion start afresh if they changed, and go on if not (a
-        ``conf`` changed does not make those inside a zone enter it again). False when the
-        worker has ended."""
+        on; its lines, zones and motion start afresh if they changed (a zone: if it is not the
+        same place), and go on if not (a ``conf`` changed does not make those inside a zone
+        enter it again). False when the worker has ended."""
         with self._adding:
             if self._closing:
                 return False
@@ -292,15 +292,24 @@ class InferenceWorker:
 
     def _refresh(self, old: Channel | None, new: Channel) -> None:
         """A stream's settings were ``old`` and are ``new`` (a reload): drop what this thread
-        kept of what changed (its line counters, zone watches and crowds, motion gates), keep
-        the rest and its tracker (its tracks go on)."""
+        kept of what changed (its line counters, motion gates; of its zones, those that are not
+        the same places any more: :meth:`ZoneWatch.going_on
+        <streamyolo.inference.counting.ZoneWatch.going_on>`), keep the rest and its tracker (its
+        tracks go on)."""
         lines = old is not None and old.lines == new.lines
-        zones = old is not None and old.zones == new.zones
         motion = old is not None and (old.motion, old.masks, old.tiles) == (new.motion, new.masks, new.tiles)
-        for kept, unchanged in ((self._counters, lines), (self._watches, zones), (self._crowds, zones),
-                                (self._gates, motion), (self._parts, motion)):
+        for kept, unchanged in ((self._counters, lines), (self._gates, motion), (self._parts, motion)):
             if not unchanged:
                 kept.pop(new.name, None)
+        if old is not None and old.zones != new.zones:  # (the zones that are the same places go on)
+            watch, crowd = self._watches.pop(new.name, None), self._crowds.pop(new.name, None)
+            if watch is not None:
+                self._watches[new.name] = ZoneWatch(new.zones, track_buffer(self._tracker)).going_on(watch)
+            if crowd is not None:
+                self._crowds[new.name] = CrowdWatch(new.zones).going_on(crowd)
+        elif old is None:
+            self._watches.pop(new.name, None)
+            self._crowds.pop(new.name, None)
 
     def _collect(self, active: list[Channel]) -> tuple[list[tuple[Channel, Frame]], Hold | None]:
         """The next batch: up to ``live_batch`` live frames, one per stream (one on a CPU,

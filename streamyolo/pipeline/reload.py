@@ -23,8 +23,9 @@ compared, each with every setting that makes it what it is (its own keys, and th
   ``min_area``, ``max_area``, ``lines``, ``zones``, ``masks``, ``motion``, ``tiles``, ``region``, ``blur``,
   ``record_objects``, ``confirm_frames``), how long its segments are kept (``record_keep``,
   ``record_keep_objects``), or how many of its frames are kept (``max_fps``, ``stride``), is
-  **updated** in place from its next frame: its connection, recording and tracks go on, its
-  lines, zones and motion start afresh;
+  **updated** in place from its next frame: its connection, recording and tracks go on, and so
+  do its lines, zones and motion unless they changed (a zone: unless it is another place), which
+  start afresh;
 - a stream whose other settings changed (its source, buffer, recording …) is **restarted** with
   them: removed, then added again (its recording goes on in a new file; its counts add up in the
   summary);

@@ -24,17 +24,17 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
-import cv2
 import numpy as np
 import yaml
 
 from streamyolo.annotation.boxes import blur_objects
 from streamyolo.clock import file_stamp, wall_time
 from streamyolo.config import DATASET_EVERY
-from streamyolo.frames import Detections, Image, Mask, Result, rotated_corners
+from streamyolo.frames import Detections, Image, Result, rotated_corners
+from streamyolo.inference.motion import ignored_areas
 from streamyolo.sinks.base import BackgroundWriter, check_writable_folder, format_size, write_picture, write_whole
 
 log = logging.getLogger(__name__)
@@ -127,9 +127,11 @@ class DatasetSink:
             for index, name in found.names.items():
                 self._names.setdefault(index, name)
         image = result.frame.image
-        ignored = [mask for mask in result.masks if mask.classes is None]
-        if ignored:  # what the run ignores holds objects that are not labelled: black, as nothing to learn
-            image = _blacked(image, ignored)
+        ignored = ignored_areas([mask for mask in result.masks if mask.classes is None], image.shape[:2],
+                                image.shape[:2])
+        if ignored is not None:  # what the run ignores holds objects that are not labelled: black, as nothing to learn
+            image = image.copy()
+            image[ignored] = 0
         if result.region is not None:  # what the model looked at: the region (what lies outside is unlabelled)
             x1, y1, x2, y2 = result.region
             image, found = image[y1:y2, x1:x2], found.placed(1.0, -x1, -y1)
@@ -162,24 +164,3 @@ class DatasetSink:
         write_picture(picture, image, self.quality)
         self._size += label.stat().st_size + picture.stat().st_size
         return picture
-
-
-def _blacked(image: Image, masks: Sequence[Mask]) -> Image:
-    """A copy of ``image`` with what ``masks`` ignore black: inside each, outside each that
-    says ``outside``.
-
-    >>> square = ((2.0, 2.0), (6.0, 2.0), (6.0, 6.0), (2.0, 6.0))
-    >>> image = np.full((8, 8, 3), 200, np.uint8)
-    >>> int((_blacked(image, [Mask("tree", square)]) == 0).all(axis=2).sum()), int(image.min())
-    (25, 200)
-    >>> int((_blacked(image, [Mask("region", square, outside=True)]) == 0).all(axis=2).sum())
-    39
-    """
-    ignored = np.zeros(image.shape[:2], np.uint8)
-    for mask in masks:
-        inside = np.zeros_like(ignored)
-        cv2.fillPoly(inside, [np.round(np.array(mask.points)).astype(np.int32)], 1)
-        ignored |= (1 - inside) if mask.outside else inside
-    out = image.copy()
-    out[ignored.astype(bool)] = 0
-    return out

@@ -12,6 +12,7 @@ page's, MQTT's and the stats file's ``overload``. :func:`run_note` is the summar
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -34,6 +35,38 @@ HINT = ("each result is of the newest frame, so they stay current, but an object
         "every frame of a live stream is decoded; record_source keeps the main stream recorded), the model only "
         "where something moves (motion), a smaller imgsz or model, a GPU; `streamyolo bench` says what this machine "
         "can take; overload_warning: 0 turns this warning off")
+
+
+class Lately:
+    """Each stream's frames captured and skipped over the last ``span`` seconds of looks: the
+    change since the newest look at least that old (the oldest while none is; ``from_start``:
+    since each stream began). A stream started again (a reload) counts from its new start.
+
+    >>> lately = Lately(10.0, from_start=True)
+    >>> def look(t, captured, dropped):
+    ...     return lately.moved([StreamReport("gate", "rtsp://cam", "streaming", captured, 0, dropped, None)], t)
+    >>> look(0, 100, 50), look(5, 200, 120), look(12, 300, 150), look(13, 20, 5)
+    ((inf, {'gate': (100, 50)}), (inf, {'gate': (200, 120)}), (12, {'gate': (200, 100)}), (13, {'gate': (20, 5)}))
+    """
+
+    def __init__(self, span: float, from_start: bool = False) -> None:
+        self.span = span
+        self._seen: deque[tuple[float, dict[str, tuple[int, int]]]] = deque([(-math.inf, {})] if from_start else [])
+
+    def moved(self, reports: Iterable[StreamReport], now: float) -> tuple[float, dict[str, tuple[int, int]]]:
+        """The seconds looked back over, and each of ``reports``' streams' (captured, dropped) in them."""
+        counts = {r.name: (r.captured, r.dropped) for r in reports}
+        self._seen.append((now, counts))
+        while len(self._seen) > 1 and now - self._seen[1][0] >= self.span:
+            self._seen.popleft()
+        then, before = self._seen[0]
+        moved = {}
+        for name, (captured, dropped) in counts.items():
+            was = before.get(name, (0, 0))
+            if captured < was[0]:  # (started again)
+                was = (0, 0)
+            moved[name] = (captured - was[0], max(0, dropped - was[1]))
+        return now - then, moved
 
 
 def run_note(reports: Iterable[StreamReport]) -> str | None:
@@ -79,25 +112,17 @@ class Overload:
         """While the run is said not to keep up: ``{"skipped": %, "window": s, "since": epoch
         seconds, "streams": [the streams skipping most, …]}``, as of the last look (the web
         page's ``/status.json``'s ``"overload"``); else ``None``. Replaced whole: read from any thread."""
-        self._seen: deque[tuple[float, dict[str, tuple[int, int]]]] = deque()  # (time, name -> (captured, dropped))
+        self._lately = Lately(window)
 
     def look(self, reports: Iterable[StreamReport], now: float) -> float | None:
         """Take the live streams' counts at ``now``; once they span a window, judge it: warn
         when the share of their frames skipped reaches :data:`OVER`, say so when it is under
         :data:`UNDER` again. Returns the share judged (rounded), or ``None`` while less than a
         window is seen."""
-        counts = {r.name: (r.captured, r.dropped) for r in reports if r.live}
-        self._seen.append((now, counts))
-        while len(self._seen) > 1 and now - self._seen[1][0] >= self.window:
-            self._seen.popleft()
-        then, before = self._seen[0]
-        span = now - then
+        span, moved = self._lately.moved([r for r in reports if r.live], now)
         if span < self.window:
             return None
-        # (a stream added, or added again, within the window counts from its first frame in it)
-        moved = {name: (captured - before.get(name, (0, 0))[0], dropped - before.get(name, (0, 0))[1])
-                 for name, (captured, dropped) in counts.items()}
-        moved = {name: (c, d) for name, (c, d) in moved.items() if c > 0 and d >= 0}
+        moved = {name: (c, d) for name, (c, d) in moved.items() if c > 0}
         captured = sum(c for c, _ in moved.values())
         share = sum(d for _, d in moved.values()) / captured if captured else 0.0
         skipping = sorted(((d / c, name, c, d) for name, (c, d) in moved.items() if d / c >= UNDER), reverse=True)

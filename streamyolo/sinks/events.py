@@ -271,7 +271,9 @@ class EventSink:
         self._clip_started: dict[str, str] = {}  # each stream's newest clip (its inference thread's alone)
         self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self._crowds: dict[tuple[str, str], dict[str, Any]] = {}  # (stream, zone) -> its crowd's start, told
-        self._looked: dict[str, deque[tuple[float, int, int]]] = {}  # stream -> (when, captured, dropped) looked at
+        from streamyolo.pipeline.overload import Lately  # (the pipeline package imports this one)
+
+        self._lately = Lately(SKIPPED_SPAN, from_start=True)  # each stream's frames at the looks (:meth:`look`)
         self._looking = threading.Lock()
         self._overloaded: Mapping[str, Any] | None = None  # the overload at the last look (:meth:`look`)
         self._open = False
@@ -336,17 +338,10 @@ class EventSink:
         if publisher is None:
             return
         publisher.overload_changed(overload)
+        with self._looking:  # (the monitor's looks, and the last one as the run ends)
+            _, lately = self._lately.moved(reports, now)
         for report in reports:
-            with self._looking:  # (the monitor's looks, and the last one as the run ends)
-                seen = self._looked.setdefault(report.name, deque([(-math.inf, 0, 0)]))
-                if report.captured < seen[-1][1]:  # (the stream started again by a reload: counted afresh)
-                    seen.clear()
-                    seen.append((-math.inf, 0, 0))
-                while len(seen) > 1 and now - seen[1][0] >= SKIPPED_SPAN:
-                    seen.popleft()
-                _, captured, dropped = seen[0]  # (the newest look a span ago, or the stream's start)
-                seen.append((now, report.captured, report.dropped))
-            captured, dropped = report.captured - captured, max(0, report.dropped - dropped)
+            captured, dropped = lately[report.name]
             publisher.send_state(report.name, "stats", "", {
                 "fps_in": round(report.fps_in, 2), "fps_out": round(report.fps_out, 2),
                 "frame_age": None if report.frame_age is None else round(report.frame_age, 4),

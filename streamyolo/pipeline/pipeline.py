@@ -117,8 +117,11 @@ class _Stream:
     def channel(self) -> Channel:
         """The stream as its inference worker sees it."""
         setup = self.setup
+        masks = setup.masks
+        if setup.tiles is not None and setup.tiles.outline is not None:  # a region's outline: what lies outside
+            masks = (*masks, Mask("region", setup.tiles.outline, outside=True))  # it is ignored
         return Channel(self.name, self.ring, setup.overflow is Overflow.DROP_OLDEST, self.health, setup.keep,
-                       setup.lines, setup.zones, setup.masks, setup.motion, setup.tiles, setup.detect, setup.confirm)
+                       setup.lines, setup.zones, masks, setup.motion, setup.tiles, setup.detect, setup.confirm)
 
     def report(self, now: float, final: bool = False) -> StreamReport:
         if final:

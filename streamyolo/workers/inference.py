@@ -75,7 +75,8 @@ class Channel:
     """The stream's zones, whose occupancy every frame counts (and, on a tracked stream, who
     enters and leaves them)."""
     masks: tuple[Mask, ...] = ()
-    """The stream's masks: their detections are dropped, before tracking."""
+    """The stream's masks (and its region's outline, which keeps only its area): their
+    detections are dropped, before tracking."""
     motion: MotionSettings | None = None
     """The model runs only on frames where something moved (:mod:`streamyolo.inference.motion`)."""
     tiles: TileSettings | None = None
@@ -363,8 +364,6 @@ class InferenceWorker:
                 kept = found if channel.keep is None else channel.keep.apply(found)
                 if channel.masks:
                     kept = unmasked(channel.masks, kept)
-                if channel.tiles is not None and channel.tiles.outline is not None:  # a region's outline
-                    kept = unmasked((Mask("region", channel.tiles.outline, outside=True),), kept)
                 shown = kept if self._tracker is None else self._track(channel, kept, frame.image)
                 crossings, lines = self._cross(channel, shown) if channel.lines else ((), ())
                 zones: tuple[ZoneTally, ...] = ()
@@ -583,10 +582,8 @@ def _outlined(channel: Channel, region: tuple[int, int, int, int] | None = None)
     """``channel``'s masks, and the region the model looks at as a mask that keeps only its area
     (``region``: as cut to a frame, :func:`~streamyolo.inference.tiles.area`): what the pictures
     outline, and where motion counts."""
-    if channel.tiles is None or channel.tiles.region is None:
-        return channel.masks
-    if channel.tiles.outline is not None:  # (its outline: what is outside it is ignored too)
-        return (*channel.masks, Mask("region", channel.tiles.outline, outside=True))
+    if channel.tiles is None or channel.tiles.region is None or channel.tiles.outline is not None:
+        return channel.masks  # (a region's outline is one of them)
     x1, y1, x2, y2 = region or channel.tiles.region
     return (*channel.masks, Mask("region", ((x1, y1), (x2, y1), (x2, y2), (x1, y2)), outside=True))
 

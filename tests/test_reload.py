@@ -97,7 +97,9 @@ def test_a_reload_adds_removes_restarts_and_updates_streams_and_leaves_the_other
     assert summary.recordings["c"] == [str(tmp_path / "rec" / "c.mp4"), str(tmp_path / "rec" / "c-2.mp4")]
     c_frames = sum(len(decode(Path(path))[0]) for path in summary.recordings["c"])
     assert c_frames == len(by_stream["c"]) == summary.streams["c"].processed
-    assert by_stream["c"].index(0, 1) > 0  # its second turn started from its first frame again
+    again = next(i for i in range(1, len(by_stream["c"])) if by_stream["c"][i] < by_stream["c"][i - 1])
+    assert by_stream["c"][again] <= 3, by_stream["c"]  # its second turn from its first frames again (a live
+    # stream's first frame may be skipped while its worker is busy: its buffer holds the newest 3)
     assert summary.streams["b"].state == "removed" and summary.streams["b"].processed == len(by_stream["b"])
     assert summary.streams["d"].processed == len(by_stream["d"]) >= 5
     for name in "abcde":

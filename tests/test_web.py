@@ -97,15 +97,13 @@ def _mjpeg_parts(url: str, count: int) -> tuple[list[np.ndarray], float]:
     with urllib.request.urlopen(url, timeout=10) as response:
         assert response.headers["Content-Type"] == "multipart/x-mixed-replace; boundary=frame"
         started = time.monotonic()
-        while len(images) < count:
-            assert response.readline() == b"--frame\r\n"
-            headers = {}
-            while (line := response.readline().strip()) != b"":
-                key, _, value = line.decode().partition(":")
-                headers[key.lower()] = value.strip()
-            assert headers["content-type"] == "image/jpeg"
-            data = response.read(int(headers["content-length"]))
-            assert response.read(2) == b"\r\n"
+        assert response.readline() == b"--frame\r\n"  # (each part ends with the next one's boundary:
+        while len(images) < count:                      # a browser shows a part once that has come)
+            assert response.readline() == b"Content-Type: image/jpeg\r\n" and response.readline() == b"\r\n"
+            data = b""
+            while not data.endswith(b"\r\n--frame\r\n"):
+                data += response.readline()
+            data = data.removesuffix(b"\r\n--frame\r\n")
             image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
             assert image is not None, "a part that is not a JPEG"
             images.append(image)
@@ -675,6 +673,25 @@ def test_a_real_browser_shows_every_stream_with_its_numbers_and_the_events(tmp_p
         until(reloaded, 30, "the dead camera's tile gone and the new camera's shown")
     assert sorted(p.name for p in (tmp_path / "heat").iterdir()) == sorted(
         f"{name}{suffix}" for name in [*NAMES, "late"] for suffix in (".png", ".heat.npy"))  # each picture, its heat
+
+
+@pytest.mark.timeout(120)
+def test_a_real_browser_shows_the_last_picture_of_a_stream_that_ended() -> None:
+    # A browser shows an MJPEG part once the next part's boundary has come: the server sends it
+    # at once, so a stream's last picture (as a file ends, a camera goes down) is on its tile.
+    from selenium.webdriver.common.by import By
+
+    once = {"name": "once", "source": "synthetic:?size=320x240&fps=20&frames=1"}
+    config = _config(streams=[*_config()["streams"][:1], once])
+    with _page(config) as (pipeline, driver):
+        until(lambda: {r.name: r.state for r in pipeline.reports()}["once"] == "ended", 60,
+              "the one-frame stream ended")
+        driver.refresh()  # (the page opened anew: the video's one part is sent whole, then nothing)
+        figure = driver.find_element(By.CSS_SELECTOR, "figure[data-stream='once']")
+        image = figure.find_element(By.TAG_NAME, "img")
+        until(lambda: figure.find_element(By.CLASS_NAME, "state").text == "ended", 30, "the tile says it ended")
+        assert until(lambda: driver.execute_script("return arguments[0].naturalWidth", image) == 320, 15,
+                     "the ended stream's one picture on its tile")
 
 
 @pytest.mark.timeout(180)

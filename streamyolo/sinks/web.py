@@ -207,6 +207,10 @@ def parse_address(value: str | int) -> tuple[str, int]:
     return found
 
 
+_PART = b"--frame\r\nContent-Type: image/jpeg\r\n\r\n"
+"""An MJPEG part's boundary and headers (see :meth:`_Handler._video`)."""
+
+
 class WebViewer:
     """The web page sink. ``open`` starts listening (port 0: any free port, see ``url``);
     ``close`` stops the server and ends every client's video."""
@@ -996,6 +1000,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
+        # Each part's boundary and headers go out as soon as the picture before it has: a browser
+        # shows a part only once the next part's headers have come (else every tile would be a
+        # frame behind, and a stream's last picture, as a file ends or a camera goes down, never
+        # shown). So a part has no Content-Length (not known yet): its boundary ends it.
+        self.wfile.write(_PART)
+        self.wfile.flush()
         version, next_at = 0, 0.0
         period = 1.0 / viewer.fps if viewer.fps > 0 else 0.0
         while not viewer.closed:
@@ -1008,6 +1018,5 @@ class _Handler(BaseHTTPRequestHandler):
                 continue
             next_at = time.monotonic() + period
             version, jpeg = found
-            self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg))
-            self.wfile.write(jpeg + b"\r\n")
+            self.wfile.write(jpeg + b"\r\n" + _PART)
             self.wfile.flush()

@@ -113,6 +113,26 @@ class CrashingFactory:
         raise AssertionError("unreachable")
 
 
+@dataclass(frozen=True)
+class KilledBuildingFactory:
+    """:class:`ChecksumFactory`'s model, whose loading kills the process on the builds
+    numbered in ``killed_on`` (counted in the file ``counter``): the OOM killer as it loads."""
+
+    counter: str
+    killed_on: tuple[int, ...]
+
+    def __call__(self) -> Detector:
+        import signal
+        from pathlib import Path
+
+        path = Path(self.counter)
+        built = (int(path.read_text()) if path.exists() else 0) + 1
+        path.write_text(str(built))
+        if built in self.killed_on:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return ChecksumDetector()
+
+
 class SuicidalDetector(ChecksumDetector):
     """Kills its own process on every batch (a frame that crashes the model every time)."""
 

@@ -56,6 +56,7 @@ from tests.process_fakes import (
     CrashingFactory,
     FailingFactory,
     HangingFactory,
+    KilledBuildingFactory,
     ImportedFactory,
     PidStampFactory,
     StampFactory,
@@ -338,6 +339,41 @@ def test_with_restarts_a_killed_child_is_replaced_and_the_batch_runs_on_the_new_
                "one (restart 1 of at most 2 in a row)" in caplog.text
     finally:
         detector.close()
+
+
+@pytest.mark.timeout(90)
+def test_with_restarts_a_child_killed_as_it_builds_its_model_is_a_restart_too(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The first child built, killed mid-batch; the next two killed as they load their model
+    # (the OOM killer strikes most then): restarts 1, 2 and 3 of 3, and the batch runs on the fourth.
+    detector = ProcessDetectorFactory(KilledBuildingFactory(str(tmp_path / "built"), (2, 3)), "t9", restarts=3)()
+    assert isinstance(detector, RestartingDetector)
+    images = [_image(48, 64, seed=0)]
+    try:
+        first = detector.pid
+        assert first is not None and len(detector.detect(images)) == 1
+        os.kill(first, signal.SIGKILL)
+        found = detector.detect(images)
+        assert [[*d.xyxy[0].tolist(), int(d.cls[0])] for d in found] == [_checksum_box(images[0], 1)]
+        assert detector.restarted == 3 and (tmp_path / "built").read_text() == "4"
+        assert detector.names[1] == "batch1"
+        for n in (2, 3):
+            assert "inference process of worker 't9' died while building its model (signal 9, SIGKILL); starting a " \
+                   f"new one (restart {n} of at most 3 in a row)" in caplog.text
+        assert len(detector.detect(images)) == 1  # (the count starts again)
+    finally:
+        detector.close()
+    # The very first child killed as it loads: started again; killed every time: a model error.
+    detector = ProcessDetectorFactory(KilledBuildingFactory(str(tmp_path / "first"), (1,)), "t10", restarts=1)()
+    try:
+        assert isinstance(detector, RestartingDetector) and detector.restarted == 1
+        assert len(detector.detect(images)) == 1
+    finally:
+        detector.close()
+    with pytest.raises(ModelError, match=r"^inference process of worker 't11' died while building its model "
+                                         r"\(signal 9, SIGKILL\); not restarted: 1 restart\(s\) in a row already "
+                                         r"failed to build its model$"):
+        ProcessDetectorFactory(KilledBuildingFactory(str(tmp_path / "never"), (1, 2)), "t11", restarts=1)()
 
 
 @pytest.mark.timeout(60)

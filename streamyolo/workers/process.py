@@ -162,6 +162,12 @@ class ChildProcessGone(WorkerError):
     :class:`RestartingDetector`)."""
 
 
+class ChildKilledBuilding(ModelError):
+    """A worker's inference process was killed by a signal (the OOM killer, a ``kill``, a
+    crash in native code) or hung while it built its model: a model error to whoever started
+    it, but one a new child may not meet (see :class:`RestartingDetector`)."""
+
+
 # -- the parent's side ---------------------------------------------------------------------
 
 class RestartCounts:
@@ -291,6 +297,8 @@ class ProcessDetector:
         try:
             started = self._receive(timeout, "starting")
         except _ChildGone as gone:
+            if gone.exitcode is None or gone.exitcode < 0:  # (hung, or a signal)
+                raise ChildKilledBuilding(f"{gone}") from None
             if gone.exitcode != 1:
                 raise ModelError(f"{gone}") from None
             # A Python error before our code ran. Spawned children import the parent's main
@@ -302,6 +310,8 @@ class ProcessDetector:
         try:
             reply = self._receive(max(0.0, deadline - time.monotonic()), "building its model")
         except _ChildGone as gone:
+            if gone.exitcode is None or gone.exitcode < 0:  # (hung, or a signal)
+                raise ChildKilledBuilding(f"{gone}") from None
             raise ModelError(f"{gone}") from None
         if isinstance(reply, _Failed):
             self._finalizer()
@@ -385,8 +395,10 @@ class RestartingDetector:
 
     ``factory.restarts`` bounds the restarts in a row: each one starts a new child (it
     imports, builds and warms up its model again, seconds on a CPU) and runs the failed batch
-    on it, so no frame is lost; once a batch succeeds the count starts again. A batch that
-    kills ``restarts + 1`` children in a row (a frame that crashes the model every time) is a
+    on it, so no frame is lost; once a batch succeeds the count starts again. A child killed
+    while it builds its model (:class:`ChildKilledBuilding`: the OOM killer strikes most as a
+    model loads) counts as one of them, the first child too. A batch that kills
+    ``restarts + 1`` children in a row (a frame that crashes the model every time) is a
     :class:`ChildProcessGone` naming the worker, and the worker's streams fail. Errors the
     model raises (:class:`~streamyolo.errors.ModelError`) are not restarts: a new child would
     raise them too. Like the handle it wraps, use it from the thread that built it.
@@ -394,39 +406,63 @@ class RestartingDetector:
 
     def __init__(self, factory: ProcessDetectorFactory) -> None:
         self._factory = factory
-        self._detector = factory.start()
+        self._detector: ProcessDetector | None = None
         self.restarted = 0
         """Children started again so far, over the whole run (for monitoring and tests)."""
+        self._names: Mapping[int, str] = {}
+        self._started(0, ChildKilledBuilding)  # (a model error to the worker, as without restarts)
 
     @property
     def names(self) -> Mapping[int, str]:
-        return self._detector.names
+        return self._names
 
     @property
     def pid(self) -> int | None:
         """The current child's process id."""
-        return self._detector.pid
+        return None if self._detector is None else self._detector.pid
 
     def detect(self, images: Sequence[Image]) -> list[Detections]:
         in_a_row = 0
         while True:
             try:
+                if self._detector is None:  # (a restart's child that died building: start another)
+                    in_a_row = self._started(in_a_row)
+                assert self._detector is not None
                 return self._detector.detect(images)
             except ChildProcessGone as gone:
-                if in_a_row >= self._factory.restarts:
-                    raise ChildProcessGone(f"{gone}; not restarted: {in_a_row} restart(s) in a row already "
-                                           f"failed this batch") from None
-                in_a_row += 1
-                self.restarted += 1
-                if self._factory.restart_counts is not None:
-                    self._factory.restart_counts.add(self._factory.worker_name)
-                log.error("%s; starting a new one (restart %d of at most %d in a row)", gone, in_a_row,
-                          self._factory.restarts)
-                self._detector.close()
+                in_a_row = self._restart(gone, in_a_row, "failed this batch")
+
+    def _started(self, in_a_row: int, fails: type[Exception] = ChildProcessGone) -> int:
+        """A new child with its model built, in place of none: started again while it is
+        killed building, up to the restarts in a row (then ``fails``). Returns the restarts
+        in a row now."""
+        while True:
+            try:
                 self._detector = self._factory.start()
+                self._names = self._detector.names
+                return in_a_row
+            except ChildKilledBuilding as gone:
+                in_a_row = self._restart(gone, in_a_row, "failed to build its model", fails)
+
+    def _restart(self, gone: Exception, in_a_row: int, failed: str,
+                 fails: type[Exception] = ChildProcessGone) -> int:
+        """Count a restart after ``gone`` (raised as ``fails`` once ``in_a_row`` restarts in
+        a row have ``failed``); the dead child's handle dropped."""
+        if self._detector is not None:
+            self._detector.close()
+            self._detector = None
+        if in_a_row >= self._factory.restarts:
+            raise fails(f"{gone}; not restarted: {in_a_row} restart(s) in a row already {failed}") from None
+        in_a_row += 1
+        self.restarted += 1
+        if self._factory.restart_counts is not None:
+            self._factory.restart_counts.add(self._factory.worker_name)
+        log.error("%s; starting a new one (restart %d of at most %d in a row)", gone, in_a_row, self._factory.restarts)
+        return in_a_row
 
     def close(self) -> None:
-        self._detector.close()
+        if self._detector is not None:
+            self._detector.close()
 
 
 def _describe_exit(exitcode: int | None) -> str:

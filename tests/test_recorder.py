@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import os
@@ -13,6 +14,7 @@ import time
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -21,10 +23,10 @@ import pytest
 from streamyolo.annotation import BoxAnnotator, boxes
 from streamyolo.clock import wall_time
 from streamyolo.config import build_config
-from streamyolo.errors import ConfigError
+from streamyolo.errors import ConfigError, OutputsIncompleteError
 from streamyolo.frames import Detections, Frame, FrameMeta, Result
 from streamyolo.sinks import VideoRecorder
-from streamyolo.sinks.recorder import with_objects
+from streamyolo.sinks.recorder import Mp4File, with_objects
 from streamyolo.sources import SyntheticSource, read_stamp, stream_tag
 from streamyolo.sources.clips import write_clip
 from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, kill_after, read_jsonl, stamps, until
@@ -430,6 +432,34 @@ def test_a_recording_folder_removed_mid_run_is_made_again_for_the_next_file(tmp_
         recorder.write(result)
     recorder.close()
     assert [_stamps_in(path) for path in sorted(folder.iterdir())] == [list(range(25, 50))]
+
+
+def test_at_the_end_every_streams_recording_that_lost_frames_is_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A full disk for every stream: each lost frames; the error at the end names them all.
+    add = Mp4File.add
+    full = threading.Event()
+
+    def full_disk(self: Mp4File, packets: list[Any]) -> None:
+        if full.is_set():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        add(self, packets)
+
+    monkeypatch.setattr(Mp4File, "add", full_disk)
+    recorder = VideoRecorder(tmp_path, preset="ultrafast")
+    recorder.open()
+    results = {name: _results(name, 30) for name in ("gate", "yard", "door")}
+    for index in range(30):
+        if index == 10:
+            until(lambda: all((tmp_path / f"{name}.mp4").exists() for name in results), 10, "every file begun")
+            full.set()
+        for name in results:
+            recorder.write(results[name][index])
+    with pytest.raises(OutputsIncompleteError) as raised:
+        recorder.close()
+    lost = re.findall(r"recording of stream '(\w+)': \d+ frame\(s\) could not be written \(first: OSError: "
+                      r"\[Errno 28\] No space left on device\)", str(raised.value))
+    assert sorted(lost) == ["door", "gate", "yard"], str(raised.value)  # (not the first alone)
 
 
 FILE_LIMIT = 250_000

@@ -11,7 +11,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import SplitResult, urlsplit
@@ -416,6 +416,19 @@ class OutputPause:
         if self.lost:
             raise OutputsIncompleteError(f"{self.what}: {self.lost} {self.unit} could not be written "
                                          f"(first: {self._first})")
+
+    @staticmethod
+    def check_all(pauses: Iterable[OutputPause]) -> None:
+        """:meth:`check` each of ``pauses``: one :class:`OutputsIncompleteError` naming every
+        output that lost something (each stream's recording, not only the first)."""
+        lost = []
+        for pause in pauses:
+            try:
+                pause.check()
+            except OutputsIncompleteError as exc:
+                lost.append(str(exc))
+        if lost:
+            raise OutputsIncompleteError("; ".join(lost))
 
     def _count_lost(self) -> None:
         self.lost += 1

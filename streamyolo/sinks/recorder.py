@@ -433,8 +433,7 @@ class VideoRecorder:
             raise RecorderError(str(errors[0])) from errors[0]
         with self._outputs_lock:
             outputs = [*self._ended, *self._outputs.values()]
-        for output in outputs:
-            output.pause.check()  # frames lost to a full disk: the files are incomplete
+        OutputPause.check_all(output.pause for output in outputs)  # frames lost to a full disk: incomplete files
 
     def end_stream(self, stream: str) -> None:
         """``stream`` was removed while the run goes on, its last frame written: finish its

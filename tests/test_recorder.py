@@ -581,6 +581,9 @@ def test_a_recording_that_cannot_be_written_pauses_and_goes_on_in_a_new_file(
     for name in ("cam.mp4", "cam-2.mp4"):
         with av.open(str(rec / name)) as container:
             assert next(container.demux(video=0)).is_keyframe
+    # The file the full disk ended was cut after its last whole fragment: it decodes to its
+    # end (no torn frame), every frame of it.
+    assert [read_stamp(image)[1] for image in decode(rec / "cam.mp4")[0]] == first  # type: ignore[index]
 
 
 def _decodable(path: Path) -> list[int]:

@@ -527,14 +527,18 @@ class FileOutput:
             self.owner.on_error(self.stream, message)
 
     def close_after_failure(self, file: Mp4File | None) -> None:
-        """Close ``file`` as far as it goes (a fragmented MP4 plays up to its last whole
-        fragment), or delete it if no frame reached it."""
+        """Close ``file`` as far as it goes, cut after its last whole fragment
+        (:func:`whole_fragments`), or delete it if no frame reached it."""
         if file is None:
             return
         try:
             file.close()
         except Exception as exc:
             log.debug("%s: closing %s after a failed write: %s", self.pause.what, file.path, exc)
+        try:
+            whole_fragments(file.path)
+        except OSError as exc:
+            log.debug("%s: cutting %s to its whole fragments: %s", self.pause.what, file.path, exc)
         if file.frames == 0:
             self.owner.release(file.path)
             self.files = [f for f in self.files if f != file.path]
@@ -1002,6 +1006,30 @@ class Mp4File:
 
     def close(self) -> None:
         self.container.close()
+
+
+def whole_fragments(path: Path) -> None:
+    """Cut a fragmented MP4 that a failed write (a full disk) left with part of a fragment at
+    its end back to its last whole fragment, so that it decodes to its end (a player stops
+    there, a strict decoder raises on the torn frame): its boxes are walked by their sizes
+    alone, the header (``ftyp``, ``moov``) and every ``moof`` with its whole ``mdat`` kept."""
+    with open(path, "r+b") as file:
+        size = os.fstat(file.fileno()).st_size
+        at = whole = 0
+        while at + 8 <= size:
+            file.seek(at)
+            head = file.read(16)
+            length, kind = int.from_bytes(head[:4], "big"), head[4:8]
+            if length == 1 and len(head) == 16:  # (a 64-bit size)
+                length = int.from_bytes(head[8:16], "big")
+            if length < 8 or at + length > size:
+                break
+            at += length
+            if kind != b"moof":  # (a fragment is whole with its mdat)
+                whole = at
+        if whole < size:
+            file.truncate(whole)
+            log.info("%s: cut after its last whole fragment (%d bytes of a torn one)", path.name, size - whole)
 
 
 def _stamp(packet: Packet) -> int:

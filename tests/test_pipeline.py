@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from streamyolo.buffering import Overflow
-from streamyolo.errors import ModelError, OutputsIncompleteError, WorkerError
+from streamyolo.errors import ModelError, OutputsIncompleteError, SourceNotFoundError, WorkerError
 from streamyolo.frames import Detections, Frame, FrameMeta, Image, Result
 from streamyolo.inference.detector import Detector
 from streamyolo.pipeline import Pipeline, StreamSetup
@@ -230,6 +230,26 @@ def test_a_failing_stream_never_stops_the_others() -> None:
     never = summary.streams["never"]
     assert never.state == "failed" and never.captured == 0 and "cannot open" in (never.error or "")
     _identity_holds(pipeline)
+
+
+@pytest.mark.timeout(60)
+def test_a_missing_file_fails_its_stream_and_the_others_go_on(tmp_path: Path, clips: list[Path],
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    # A file not there (a share not mounted yet, a typo) is one stream's trouble, as a file
+    # that does not decode is; every file missing: nothing could run, an error before the run.
+    ghost = tmp_path / "ghost.mp4"
+    config = {"streams": [str(clips[0]), f"ghost={ghost}"], "model": "yolo26n.yaml",
+              "imgsz": 64, "device": "cpu", "display": False, "status_interval": 0}
+    with caplog.at_level(logging.ERROR):
+        pipeline = Pipeline.from_config(config)
+    assert f"stream 'ghost': file not found: '{ghost}': the stream fails, the others go on" in caplog.messages
+    summary = pipeline.run()
+    good = summary.streams[Path(clips[0]).stem]
+    assert good.state == "ended" and good.processed == good.captured > 0
+    assert summary.streams["ghost"].state == "failed" and summary.streams["ghost"].captured == 0, summary.streams
+    assert f"file not found: '{ghost}'" in (summary.streams["ghost"].error or "")
+    with pytest.raises(SourceNotFoundError, match=f"^stream 'ghost': file not found: '{ghost}'$"):
+        Pipeline.from_config({**config, "streams": config["streams"][1:]})
 
 
 @pytest.mark.timeout(60)

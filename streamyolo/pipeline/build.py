@@ -3,13 +3,14 @@ checked before a thread starts."""
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from streamyolo.buffering import Overflow
 from streamyolo.config import PipelineConfig, StreamConfig
-from streamyolo.errors import ConfigError, OutputError
+from streamyolo.errors import ConfigError, OutputError, SourceNotFoundError
 from streamyolo.sources import (
     FrameSource,
     NetworkOptions,
@@ -24,6 +25,8 @@ from streamyolo.sources.base import PacketTap
 from streamyolo.sources.spec import check_file_source, default_name, expand
 from streamyolo.sources.synthetic import SyntheticParams
 
+log = logging.getLogger(__name__)
+
 LOSSLESS_CAPACITY = 8
 LIVE_CAPACITY = 2
 
@@ -36,11 +39,16 @@ class ResolvedStream:
     config: StreamConfig
     overflow: Overflow
     capacity: int
+    missing: str | None = None
+    """Why its file cannot be read (not found, a folder, not readable), if it cannot: the
+    stream fails as it opens, the others go on; ``check`` says so and exits with 2."""
 
 
 def resolve_streams(config: PipelineConfig) -> list[ResolvedStream]:
     """Expand folders and globs, name every stream, apply defaults by source kind, and
-    check files and synthetic parameters. Raises with a message naming the stream."""
+    check files and synthetic parameters. Raises with a message naming the stream; a file
+    that cannot be read fails its stream alone (:attr:`ResolvedStream.missing`, logged), unless
+    every stream's is such a file: then nothing could run, and that is raised."""
     if not config.streams:
         raise ConfigError("no streams given (use --source, or 'streams:' in the config file)")
     if not any(stream.enabled for stream in config.streams):
@@ -62,8 +70,14 @@ def resolve_streams(config: PipelineConfig) -> list[ResolvedStream]:
     for index, (given, uri, stream) in enumerate(entries):
         kind = source_kind(uri)
         name = given or _unique(default_name(uri, kind, index), taken)
+        missing = None
         if kind is SourceKind.FILE:
-            check_file_source(name, uri)
+            try:
+                check_file_source(name, uri)
+            except SourceNotFoundError as exc:
+                if len(entries) == 1:
+                    raise
+                missing = str(exc)
         elif kind is SourceKind.SYNTHETIC:
             SyntheticParams.parse(uri)
         recorded = source_kind(stream.record_source) if stream.record_source is not None else None
@@ -83,7 +97,12 @@ def resolve_streams(config: PipelineConfig) -> list[ResolvedStream]:
         overflow_name = stream.overflow or ("live" if live else "lossless")
         overflow = Overflow(overflow_name)
         capacity = stream.buffer or (LIVE_CAPACITY if overflow is Overflow.DROP_OLDEST else LOSSLESS_CAPACITY)
-        resolved.append(ResolvedStream(SourceSpec(name, uri, kind), stream, overflow, capacity))
+        resolved.append(ResolvedStream(SourceSpec(name, uri, kind), stream, overflow, capacity, missing))
+    if all(s.missing is not None for s in resolved):
+        raise SourceNotFoundError(str(resolved[0].missing))  # (every one: nothing could run)
+    for s in resolved:
+        if s.missing is not None:
+            log.error("%s: the stream fails, the others go on", s.missing)
     return resolved
 
 

@@ -129,7 +129,9 @@ def describe(plan: Plan) -> str:
             parts.append(f"objects kept once tracked in {cfg.confirm_frames_of(own)} frames in a row")
         for kind, schedule in (own.schedule.schedules() if own.schedule is not None else {}).items():
             parts.append(f"{SWITCHED[kind]} {schedule.describe(time.time())}")
-        lines.append(f"  {stream.spec.name:<{width}}  {stream.spec.display_uri}  ({'; '.join(parts)})")
+        lines.append(f"  {stream.spec.name:<{width}}  {stream.spec.display_uri}  ({'; '.join(parts)})"
+                     + (" FAILS: " + stream.missing.removeprefix(f"stream {stream.spec.name!r}: ")
+                        if stream.missing is not None else ""))
     if any(s.config.schedule is not None or any(z.schedule for z in (s.config.zones or {}).values())
            for s in plan.streams):  # (a container runs on UTC unless told: its schedules would be hours off)
         clock = f"time zone {cfg.timezone}" if cfg.timezone is not None else "this box's clock"

@@ -263,6 +263,50 @@ def test_a_network_frame_is_stamped_when_its_packet_arrived(rtsp: RtspServer, rt
         clip.close()
 
 
+@pytest.mark.timeout(90)
+def test_a_camera_whose_frames_cannot_all_be_decoded_in_time_is_kept_near_the_present(
+        rtsp: RtspServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A capture that takes 0.1 s a frame (a box decoding more 1080p streams than it can) of a
+    15 fps camera: the rest waits in the network's buffers, each frame read later than the one
+    before (7 s behind after 14 s). It skips, undecoded, up to a key frame near the present
+    once 2 s behind, and says so; its frames stay in order, the skipped ones counted; in a
+    pipeline, they are captured and dropped."""
+    import streamyolo.sources.pyav as pyav
+
+    to_bgr = pyav._bgr
+
+    def slow(frame, clockwise=0):  # type: ignore[no-untyped-def]
+        threading.Event().wait(0.1)
+        return to_bgr(frame, clockwise)
+
+    monkeypatch.setattr(pyav, "_bgr", slow)
+    camera = open_source(SourceSpec("door", rtsp.url(), SourceKind.RTSP), NetworkOptions(open_timeout=5.0))
+    camera.open()
+    late, seen = [], []
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 14:
+            raw = camera.read()
+            assert raw is not None and raw.arrived is not None and raw.pts is not None and raw.image is not None
+            late.append(raw.arrived - raw.pts)
+            seen.append(read_stamp(raw.image)[1])  # type: ignore[index]
+    finally:
+        camera.close()
+    behind = [at - min(late) for at in late]
+    assert max(behind) < pyav.BEHIND + 0.5, behind  # (never further behind than that, and a frame's read)
+    assert isinstance(camera, pyav.PyAVSource) and camera.skipped > 0
+    assert behind[-1] < pyav.BEHIND + 0.5 and seen == sorted(set(seen))
+    assert seen[-1] - seen[0] + 1 == len(seen) + camera.skipped  # every frame decoded or counted skipped
+    assert any("stream 'door' is 2." in m and "behind its camera" in m for m in caplog.messages), caplog.messages
+    # In a pipeline: the skipped frames are captured and dropped (the accounting exact).
+    pipeline = Pipeline([_network_stream("door", rtsp.url())], StampDetector, workers=1)
+    pipeline.start()
+    until(lambda: pipeline.summary().streams["door"].dropped > 10, 40, "frames skipped to catch up")
+    pipeline.stop()
+    pipeline.join()
+    _identity(pipeline)
+
+
 @pytest.mark.timeout(60)
 def test_a_camera_that_sends_a_frames_slices_in_packets_of_their_own_gives_whole_pictures(
         rtsp: RtspServer, rtsp_clip: Path) -> None:

@@ -181,6 +181,13 @@ class RingBuffer(Generic[T]):
         if self._on_ready is not None:
             self._on_ready()
 
+    def passed(self, count: int) -> None:
+        """``count`` items the producer let pass without putting them (a live source that
+        skipped frames to catch up): counted as put and dropped, as if overwritten at once."""
+        with self._lock:
+            self._put += count
+            self._dropped += count
+
     def discard(self) -> int:
         """Drop every buffered item (counted as dropped); returns how many."""
         with self._lock:

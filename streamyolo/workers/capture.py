@@ -244,10 +244,15 @@ class CaptureWorker:
         # seconds after a drop), since most of those are dropped unseen (see Frame). Frames
         # thinned out are never converted.
         dropped, lazy_until = self._ring.counts().dropped, -math.inf
+        skipped = getattr(self._source, "skipped", 0)  # (frames a live source skipped to catch up)
         while not self._stop.is_set():
             raw = self._source.read()
             if raw is None:
                 return not self._stop.is_set()
+            if (now_skipped := getattr(self._source, "skipped", 0)) > skipped:  # captured and dropped
+                self._ring.passed(now_skipped - skipped)
+                self._seq += now_skipped - skipped
+                skipped = now_skipped
             # A frame's age counts from its arrival: its packet's for a network stream, the
             # moment it was due for a file played in real time, else now (before converting).
             arrived = self._clock() if raw.arrived is None else raw.arrived

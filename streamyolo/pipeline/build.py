@@ -134,7 +134,8 @@ def open_stream(stream: ResolvedStream, defer_conversion: bool = False,
     turning, privacy areas), not yet opened; ``packets`` gets its compressed video as read."""
     return open_source(stream.spec, network_options(stream.config), decoder_threads=stream.config.decoder_threads,
                        loop=stream.config.loop, defer_conversion=defer_conversion, rotate=rotation(stream.config),
-                       hidden=[area.points for area in (stream.config.privacy or {}).values()], packets=packets)
+                       hidden=[area.points for area in (stream.config.privacy or {}).values()], packets=packets,
+                       catch_up=stream.overflow is Overflow.DROP_OLDEST)
 
 
 def recording_source(stream: ResolvedStream, packets: PacketTap | None = None) -> PyAVSource | None:

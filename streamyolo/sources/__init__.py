@@ -20,13 +20,16 @@ __all__ = [
 
 def open_source(spec: SourceSpec, network: NetworkOptions | None = None, decoder_threads: int = 2,
                 loop: bool = False, defer_conversion: bool = False, rotate: int | None = None,
-                hidden: Sequence[Sequence[tuple[float, float]]] = (), packets: PacketTap | None = None) -> FrameSource:
+                hidden: Sequence[Sequence[tuple[float, float]]] = (), packets: PacketTap | None = None,
+                catch_up: bool = False) -> FrameSource:
     """The right reader for ``spec`` (not yet opened: opening is the capture thread's job).
     ``defer_conversion``: decoded streams hand frames over unconverted (``RawFrame.convert``),
     for the capture thread to convert or leave to the frame's first use. ``rotate``: degrees
     clockwise to turn every picture; ``None``: as a file's display matrix says (else 0).
     ``hidden``: polygons (privacy areas) blacked out of every picture, once turned.
-    ``packets``: gets a decoded stream's compressed video packets as read (others have none)."""
+    ``packets``: gets a decoded stream's compressed video packets as read (others have none).
+    ``catch_up``: a network stream that falls behind skips ahead (``PyAVSource``'s; a live
+    stream's, not one whose every frame is asked for)."""
     source: FrameSource
     if spec.kind is SourceKind.SYNTHETIC:
         source = SyntheticSource(spec.name, spec.uri)
@@ -35,5 +38,5 @@ def open_source(spec: SourceSpec, network: NetworkOptions | None = None, decoder
     else:
         source = PyAVSource(spec.name, spec.uri, spec.kind, network=network, decoder_threads=decoder_threads,
                             loop=loop, defer_conversion=defer_conversion, autorotate=rotate is None,
-                            packets=packets)
+                            packets=packets, catch_up=catch_up)
     return AdjustedSource(source, rotate or 0, hidden) if rotate or hidden else source

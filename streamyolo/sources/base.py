@@ -185,6 +185,11 @@ class AdjustedSource:
         assert convert is not None
         return replace(raw, convert=lambda: self._adjust(convert()))
 
+    @property
+    def skipped(self) -> int:
+        """The frames the source skipped to catch up with its camera (see ``PyAVSource.skipped``)."""
+        return int(getattr(self.source, "skipped", 0))
+
     def close(self) -> None:
         self.source.close()
 

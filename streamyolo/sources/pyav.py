@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +46,8 @@ how late they were at best) before it is said to have fallen behind and skips ah
 (:class:`CatchUp`)."""
 CAUGHT_UP = 0.5
 """Seconds late (over the best) at which a stream that fell behind decodes again, from a key frame."""
+WINDOW = 300.0
+"""Seconds over which a live stream's least lateness is on time (see :class:`CatchUp`)."""
 
 
 class CatchUp:
@@ -55,43 +58,44 @@ class CatchUp:
     buffers, and every frame read is older than the one before, seconds behind the camera
     after a minute (while its frame age, counted from when it is read, says it is fresh). So
     each video packet's lateness is taken (when it was read, less its timestamp: the camera's
-    clock and ours differ by a constant, and the network's delay); its least since the
-    connection opened, or of the last packet its read waited for (nothing was waiting to be
-    read: the present; so the two clocks may drift apart over days), is on time. A stream
-    :data:`BEHIND` seconds later than that reads its packets without decoding them (fast: the
-    backlog is drained), its frames skipped (counted: :attr:`skipped`), up to a key frame at
-    most :data:`CAUGHT_UP` late, and decodes from there.
+    clock and ours differ by a constant, and the network's delay); its least over the last
+    :data:`WINDOW` to twice that (so the two clocks may drift apart over days) is on time. A
+    stream :data:`BEHIND` seconds later than that reads its packets without decoding them
+    (fast: the backlog is drained), its frames skipped (counted: :attr:`skipped`), up to a key
+    frame at most :data:`CAUGHT_UP` late, and decodes from there.
 
-    >>> catch_up = CatchUp("gate", 10.0)
-    >>> def read(t, at, waited=0.0):  # frame t of a 10 fps camera (a key frame every 10th) read at ``at``
-    ...     return catch_up.skip(t / 10, at, waited, key=t % 10 == 0)
+    >>> catch_up = CatchUp("gate")
+    >>> def read(t, at):  # frame t of a 10 fps camera (a key frame every 10th) read at ``at``
+    ...     return catch_up.skip(t / 10, at, key=t % 10 == 0)
     >>> [read(t, 100 + t / 5) for t in range(21)].count(True)  # decoded at 5 a second: later and later
     0
     >>> [read(t, 104.2 + (t - 21) / 1000) for t in range(21, 40)].count(True), catch_up.skipped  # 2.1 s behind
     (19, 19)
     >>> read(40, 104.22), catch_up.skipping  # a key frame 0.2 s late: decoded from there
     (False, False)
-    >>> drift = CatchUp("yard", 10.0)  # a camera whose clock runs 1% slow, each read waiting for its frame
-    >>> [drift.skip(t / 10, 100 + t / 10 * 1.01, 0.09, t % 10 == 0) for t in range(3000)].count(True)
+    >>> drift = CatchUp("yard")  # a camera whose clock runs 0.1% slow, over a day
+    >>> [drift.skip(t / 10, 100 + t / 10 * 1.001, t % 10 == 0) for t in range(864_000)].count(True)
     0
     """
 
-    def __init__(self, name: str, fps: float | None) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
         self.skipped = 0
         """Frames read but not decoded so far, to catch up."""
         self.skipping = False
-        self._edge = 0.5 / (fps or 30.0)  # a read that waits this long has reached the present
-        self._best = float("inf")
+        self._best = (math.inf, math.inf)  # the least lateness of the window before, and of this one
+        self._window_ends: float | None = None
         self._last_pts: float | None = None
         self._told = False
 
-    def skip(self, pts: float, read: float, waited: float, key: bool) -> bool:
+    def skip(self, pts: float, read: float, key: bool) -> bool:
         """Whether the video packet with timestamp ``pts`` (seconds) read at ``read``
-        (monotonic seconds; its read waited ``waited`` seconds for it) is to be skipped."""
+        (monotonic seconds) is to be skipped."""
         late = read - pts
-        self._best = late if waited >= self._edge else min(self._best, late)  # (waited: of the present)
-        behind = late - self._best
+        if self._window_ends is None or read >= self._window_ends:
+            self._best, self._window_ends = (self._best[1], math.inf), read + WINDOW
+        self._best = (self._best[0], min(self._best[1], late))
+        behind = late - min(self._best)
         if not self.skipping:
             if behind <= BEHIND:
                 return False
@@ -139,6 +143,7 @@ class PyAVSource:
         defer_conversion: bool = False,
         autorotate: bool = False,
         packets: PacketTap | None = None,
+        catch_up: bool = False,
     ) -> None:
         self.name = name
         self.uri = uri
@@ -168,7 +173,10 @@ class PyAVSource:
         self._pts_offset = 0.0  # added to pts after a loop, so time keeps running forward
         self._last_pts: float | None = None
         self._last_frame_at = 0.0
-        self._catch_up: CatchUp | None = None  # a live stream's, this connection's
+        self.catch_up = catch_up and kind is not SourceKind.FILE
+        """Whether the stream skips ahead when it falls behind its camera (:class:`CatchUp`): a
+        live stream's (not one whose every frame is asked for: it waits)."""
+        self._catch_up: CatchUp | None = None  # this connection's
         self._skipped_before = 0  # frames skipped to catch up on the connections before
         interrupts.install()
 
@@ -221,7 +229,7 @@ class PyAVSource:
         # A stream sent as it happens (not HLS or DASH: read a segment of seconds at a time) is
         # kept near the present when it cannot all be decoded in time.
         self._skipped_before = self.skipped
-        self._catch_up = (CatchUp(self.name, fps) if self.kind is not SourceKind.FILE
+        self._catch_up = (CatchUp(self.name) if self.catch_up
                           and not {"hls", "dash"} & set(str(container.format.name).split(",")) else None)
         if self.packets is not None:
             self.packets.opened(stream, self._sound)
@@ -315,7 +323,6 @@ class PyAVSource:
         held: tuple[Any, float | None] | None = None  # a packet whose frame may go on in the next
         last: tuple[int | None, bool] = (None, False)  # the packet before's time and key
         catch_up = self._catch_up
-        asked = self._clock()  # when the next packet was asked for
         for packet in container.demux(*self._demuxing()):
             arrived = self._clock() if network else None
             if tap is not None and self._untorn():
@@ -324,12 +331,11 @@ class PyAVSource:
             # stream they end by ``stream``; their ``stream_index`` is 0 whatever the stream.)
             if (packet.stream.index == stream.index and catch_up is not None and arrived is not None
                     and packet.size > 0 and packet.pts is not None and packet.time_base is not None
-                    and catch_up.skip(float(packet.pts * packet.time_base), arrived, arrived - asked,
-                                      bool(packet.is_keyframe))):
+                    and catch_up.skip(float(packet.pts * packet.time_base), arrived, bool(packet.is_keyframe))):
                 if held is not None and held[0].pts != packet.pts:  # (a frame before: decoded, not lost)
                     yield from self._frames_of(*held, arrivals)
                 last, held = (packet.pts, bool(packet.is_keyframe)), None
-                self._last_frame_at = asked = self._clock()  # (frames come: not a stall)
+                self._last_frame_at = self._clock()  # (frames come: not a stall)
                 continue
             if packet.stream.index == stream.index:
                 splits = packet.size > 0 and same_frame(*last, packet.pts, packet.is_keyframe)
@@ -354,7 +360,6 @@ class PyAVSource:
                         yield from self._frames_of(packet, arrived, arrivals)
             if network and self._clock() - self._last_frame_at > stall:
                 raise self._error(SourceStalledError, f"no frame for {stall:g} s (stall time-out)")
-            asked = self._clock()
 
     def _frames_of(self, packet: Any, arrived: float | None, arrivals: dict[int, float]) -> Iterator[
             tuple[Any, float | None]]:

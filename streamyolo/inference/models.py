@@ -12,9 +12,12 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import pickle
 import re
 import sys
 import threading
+import traceback
+import zipfile
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -23,11 +26,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import yaml
 
 from streamyolo.errors import ModelError, ModelNotFoundError
 from streamyolo.frames import Detections, Image, upright
 from streamyolo.inference.detector import Detector, DetectorFactory
-from streamyolo.inference.offline import import_ultralytics, ultralytics_file
+from streamyolo.inference.offline import held_ultralytics_warnings, import_ultralytics, ultralytics_file
 from streamyolo.inference.runners import OpenVINORunner, Runner, is_openvino, make_runner, openvino_backend_setup
 
 log = logging.getLogger(__name__)
@@ -111,12 +115,101 @@ def resolve_model(model: str | os.PathLike[str]) -> str:
             raise ModelError(f"model {text!r} is not readable")
         if path.is_dir() and not any(path.iterdir()):
             raise ModelError(f"model folder {text!r} is empty")
+        if path.is_dir():
+            _check_folder(text, path)
+        elif path.suffix.lower() in YAML_SUFFIXES:
+            _check_yaml(text, path)
+        elif path.suffix.lower() == ".pt":
+            _check_checkpoint(text, path)
         return str(path)
     if path.suffix.lower() in YAML_SUFFIXES and _is_packaged_yaml(path.name):
         return path.name
     raise ModelNotFoundError(
         f"model not found: {text!r} (streamyolo never downloads weights; give the path of a local model file)"
     )
+
+
+EXPORT_FILE_SUFFIXES = (".xml", ".onnx", ".pb", ".tflite", ".param", ".pdiparams", ".pdmodel", ".pte", ".rknn",
+                        ".mnn", ".engine", ".mlmodel", ".hef", ".dxnn", ".om", ".axm", ".xmodel")
+"""The files Ultralytics' folder exports hold (OpenVINO's ``.xml``, NCNN's ``.param``, …): a
+folder with none of them, at its top or one level down, is no export."""
+
+
+def _check_folder(text: str, path: Path) -> None:
+    """Refuse a folder that holds no exported model, before Ultralytics guesses at it (it
+    would warn that it cannot tell the task and fail at the first inference). Folders whose
+    name is an export's (``*_openvino_model``, ``*.mlpackage`` …) are left to Ultralytics."""
+    name = path.name.lower()
+    if name.endswith(("_model", ".mlpackage", ".aimodel")):
+        return
+    inside = [*path.iterdir(), *(child for folder in path.iterdir() if folder.is_dir()
+                                 for child in _listing(folder))]
+    if not any(file.suffix.lower() in EXPORT_FILE_SUFFIXES for file in inside):
+        raise ModelError(f"model {text!r}: a folder that is not an exported model (no "
+                         f"{'/'.join(EXPORT_FILE_SUFFIXES[:3])}/… model file inside)")
+
+
+def _listing(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError:  # a subfolder we may not read: no export there
+        return []
+
+
+def _check_checkpoint(text: str, path: Path) -> None:
+    """Refuse a ``.pt`` file that is neither of the two things ``torch.save`` writes: a zip
+    archive, or (before torch 1.6) a pickle, which starts with the protocol byte 0x80."""
+    try:
+        with path.open("rb") as file:
+            start = file.read(1)
+    except OSError as exc:
+        raise ModelError(f"model {text!r} cannot be read: {exc.strerror or exc}") from exc
+    if start != b"\x80" and not _starts_as_zip(path):
+        what = "it is empty" if not start else "it is neither a zip archive nor a pickle, as torch.save writes"
+        raise ModelError(f"model {text!r}: not a PyTorch model file (cannot be unpickled: {what})")
+
+
+def _starts_as_zip(path: Path) -> bool:
+    """True if ``path`` begins as a zip archive does (a truncated one too: torch says what is
+    wrong with it better than a test of the whole archive)."""
+    with path.open("rb") as file:
+        return file.read(4) == b"PK\x03\x04" or zipfile.is_zipfile(file)
+
+
+def _check_yaml(text: str, path: Path) -> dict[str, Any]:
+    """A local model YAML, read; refused if it is not YAML, or not an architecture (no
+    ``backbone`` and ``head``, such as a streamyolo config given as ``--model``)."""
+    try:  # (bytes that are not UTF-8, in a comment say: Ultralytics reads past them too)
+        architecture = yaml.safe_load(path.read_text(encoding="utf-8", errors="replace"))
+    except OSError as exc:
+        raise ModelError(f"model {text!r} cannot be read: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ModelError(f"model {text!r}: not valid YAML: {yaml_problem(exc)}") from exc
+    if not isinstance(architecture, dict) or not {"backbone", "head"} <= architecture.keys():
+        raise ModelError(f"model {text!r}: not a model YAML (no backbone/head)")
+    return architecture
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A PyYAML error in one line, with where it is (1-based line and column), instead of
+    PyYAML's several lines with a caret.
+
+    >>> try:
+    ...     yaml.safe_load("a: [1")
+    ... except yaml.YAMLError as exc:
+    ...     print(yaml_problem(exc))
+    line 1, column 6: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence from line 1, column 4)
+    """
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return first_line(exc)
+    mark = exc.problem_mark or exc.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    said = " ".join((exc.problem or exc.context or type(exc).__name__).split())
+    if exc.context and exc.problem:
+        context = exc.context_mark
+        since = f" from line {context.line + 1}, column {context.column + 1}" if context is not None else ""
+        said += f" ({' '.join(exc.context.split())}{since})"
+    return where + said
 
 
 def _is_packaged_yaml(name: str) -> bool:
@@ -344,28 +437,102 @@ class UltralyticsDetector:
 
 def load_yolo(model: str, device: str) -> Any:
     """``YOLO(model)`` with the offline switches set and errors made one line (a ``.pt``
-    file by the absolute path :func:`local_weights` checks)."""
+    file by the absolute path :func:`local_weights` checks). Ultralytics' warnings while it
+    loads become one line each in our log, or give way to the error when it fails."""
+    with held_ultralytics_warnings() as held:
+        try:
+            yolo = _load_yolo(model)
+        except ModelError as exc:
+            log.debug("model %r: Ultralytics warned %s before: %s", model, held, exc)
+            raise
+    for warning in held:
+        log.warning("model %r: %s", model, first_line(Exception(warning)))
+    return yolo
+
+
+def _load_yolo(model: str) -> Any:
     ultralytics = import_ultralytics()
-    if model.rpartition(".")[-1].lower() == "pt":  # Ultralytics' own test for a checkpoint
+    given = model
+    checkpoint = model.rpartition(".")[-1].lower() == "pt"  # Ultralytics' own test for a checkpoint
+    if checkpoint:
         model = local_weights(model)
     elif model.lower().endswith(YAML_SUFFIXES):  # refused before it is built (a ResNet backbone downloads)
         task = yaml_task(model)[0]
         if task not in TASKS:
             raise _no_objects(model, task)
+    else:
+        _check_format(model)
     try:
         yolo: Any = ultralytics.YOLO(model)  # the task its file says (exports: their metadata)
     except Exception as exc:  # Ultralytics raises many kinds; the message is what matters
-        raise ModelError(f"cannot load model {model!r}: {first_line(exc)}") from exc
+        unpickling = _unpickling_failure(exc) if checkpoint else None
+        if unpickling is not None:
+            reason = re.split(r"(?<=\w)\. ", first_line(unpickling), maxsplit=1)[0]  # not torch's advice after it
+            if isinstance(unpickling, OSError):  # torch's zip reader on a cut archive: "[Errno 22] Invalid argument"
+                reason = f"a damaged zip archive: {reason}"
+            raise ModelError(f"model {given!r}: not a PyTorch model file (cannot be unpickled: {reason})") from exc
+        if checkpoint and isinstance(exc, (AttributeError, KeyError)):  # unpickled: something else was saved
+            raise ModelError(f"model {given!r}: not an Ultralytics model checkpoint (a file torch.save wrote, "
+                             f"without a YOLO network in it: {type(exc).__name__}: {first_line(exc)})") from exc
+        raise ModelError(f"cannot load model {given!r}: {first_line(exc)}") from exc
     return yolo
+
+
+def _check_format(model: str) -> None:
+    """Refuse an export whose format Ultralytics cannot tell: it tells it by the name alone
+    (``best.onnx``, ``best_openvino_model/``), and would otherwise warn that it cannot guess
+    the task and fail at the first inference with its list of formats."""
+    autobackend: Any = importlib.import_module("ultralytics.nn.autobackend")  # untyped
+    if autobackend.AutoBackend._model_type(model) is not None:
+        return
+    exporter: Any = importlib.import_module("ultralytics.engine.exporter")
+    suffixes: list[str] = list(exporter.export_formats()["Suffix"])
+    path = Path(model)
+    if path.is_dir():
+        folders = ", ".join(f"…{s}" for s in suffixes if not s.startswith("."))
+        kind = " (an OpenVINO export)" if any(path.glob("*.xml")) else ""
+        raise ModelError(f"model {model!r}: a folder{kind} whose name does not say its format; Ultralytics knows "
+                         f"an exported model's folder by the end of its name: {folders}")
+    files = ", ".join(s for s in suffixes if s.startswith("."))
+    raise ModelError(f"model {model!r}: not a model file Ultralytics knows (its name must end in one of "
+                     f"{files}, or .yaml)")
+
+
+_UNPICKLING = (pickle.UnpicklingError, EOFError, ValueError, RuntimeError, UnicodeDecodeError, IndexError,
+               KeyError, OSError)
+"""What ``torch.load`` raises on bytes that are not a checkpoint (an empty, truncated or
+damaged file; text renamed ``.pt``), as opposed to a checkpoint that needs a missing module."""
+
+
+def _unpickling_failure(exc: BaseException) -> BaseException | None:
+    """The error, in ``exc`` or what caused it, that ``torch.load`` raised unpickling bytes
+    that are no checkpoint (None: the file was read, and something else failed)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        frames = traceback.extract_tb(seen.__traceback__)
+        in_torch_load = any(Path(frame.filename).match("torch/serialization.py") for frame in frames)
+        if isinstance(seen, _UNPICKLING) and (in_torch_load or isinstance(seen, pickle.UnpicklingError)):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def yaml_task(path: str) -> tuple[str | None, dict[str, Any]]:
     """A YAML architecture's task as Ultralytics guesses it from its head (``None``: it cannot,
     an RT-DETR head), and the architecture (for ``yolo26n.yaml``: ``yolo26.yaml`` at scale n)."""
     import_ultralytics()
+    if Path(path).is_file():  # a local file (not one Ultralytics ships): read by us, errors in one line
+        _check_yaml(path, Path(path))
     tasks: Any = importlib.import_module("ultralytics.nn.tasks")  # untyped
-    architecture: dict[str, Any] = tasks.yaml_model_load(path)
-    return tasks.guess_model_task(architecture), architecture
+    try:
+        architecture: dict[str, Any] = tasks.yaml_model_load(path)
+    except Exception as exc:  # Ultralytics raises many kinds; the message is what matters
+        raise ModelError(f"cannot read model {path!r}: {first_line(exc)}") from exc
+    with held_ultralytics_warnings() as held:  # "Unable to guess the task, assuming detect"
+        task: str | None = tasks.guess_model_task(architecture)
+    if held:
+        log.debug("model %r: Ultralytics guessed task %r: %s", path, task, held)
+    return task, architecture
 
 
 def _no_objects(model: str, task: str | None) -> ModelError:
@@ -431,7 +598,7 @@ class UltralyticsFactory:
         try:
             detector.warmup()
         except Exception as exc:
-            raise ModelError(f"model {self.model!r} failed its first inference: {exc}") from exc
+            raise ModelError(f"model {self.model!r} failed its first inference: {first_line(exc)}") from exc
         return detector
 
 

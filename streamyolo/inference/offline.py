@@ -21,6 +21,8 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -74,6 +76,36 @@ def _apply_ultralytics_level() -> None:
     for handler in logger.handlers:
         if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
             handler.setStream(sys.stderr)
+
+
+@contextmanager
+def held_ultralytics_warnings() -> Iterator[list[str]]:
+    """Hold back the warnings Ultralytics logs on this thread while inside (its own
+    multi-line, emoji-prefixed lines, written straight to the terminal); the list yielded
+    collects their text, for the caller to drop (an error that says more) or to log as its
+    own. Other threads' records pass: the filter looks at the thread that logged.
+
+    >>> import logging
+    >>> with held_ultralytics_warnings() as held:
+    ...     logging.getLogger("ultralytics").warning("WARNING ⚠️ careful")
+    >>> held
+    ['WARNING ⚠️ careful']
+    """
+    logger = logging.getLogger("ultralytics")
+    held: list[str] = []
+    thread = threading.get_ident()
+
+    def hold(record: logging.LogRecord) -> bool:
+        if record.thread != thread or record.levelno < logging.WARNING:
+            return True
+        held.append(record.getMessage())
+        return False
+
+    logger.addFilter(hold)
+    try:
+        yield held
+    finally:
+        logger.removeFilter(hold)
 
 
 def ultralytics_level() -> int | None:

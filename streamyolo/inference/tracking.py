@@ -32,8 +32,10 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
+from streamyolo.errors import meant
 from streamyolo.frames import Detections, Image, upright
 from streamyolo.inference.counting import GONE_AFTER, Box, box_of
+from streamyolo.inference.models import yaml_problem
 
 SUPPORTED = ("bytetrack", "botsort")
 TRACKING_CONF = 0.1  # as model.track(): the second association wants low-confidence boxes
@@ -55,17 +57,64 @@ def tracker_settings(value: str) -> dict[str, Any]:
     else:
         raise ValueError(f"expected {' or '.join(SUPPORTED)}, or a tracker YAML file")
     try:
-        settings = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"cannot read the tracker file: {exc}") from None
+        settings = yaml.safe_load(path.read_text(encoding="utf-8", errors="replace"))
+    except OSError as exc:
+        raise ValueError(f"cannot read the tracker file: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"the tracker file is not valid YAML: {yaml_problem(exc)}") from None
+    if isinstance(settings, dict) and "tracker_type" not in settings:
+        raise ValueError(f"it sets no tracker_type (one of {', '.join(SUPPORTED)})")
     if not isinstance(settings, dict) or settings.get("tracker_type") not in SUPPORTED:
         kind = settings.get("tracker_type") if isinstance(settings, dict) else None
         raise ValueError(f"its tracker_type must be {' or '.join(SUPPORTED)}, not {kind!r}")
     if settings.get("with_reid"):
         raise ValueError("with_reid is not supported (BoT-SORT's ReID would download a model)")
+    _check_keys(settings)
     if importlib.util.find_spec("lap") is None:  # else Ultralytics would try to pip-install it mid-run
         raise ValueError("tracking needs the 'lap' package (pip install 'lap>=0.5.12')")
     return settings
+
+
+READ_ONLY_WITH_REID = ("model",)
+"""Keys of Ultralytics' tracker files that its trackers read only for ReID (refused above)."""
+
+
+def _check_keys(settings: Mapping[str, Any]) -> None:
+    """Hold a tracker file to the keys and value types of the file Ultralytics ships for its
+    ``tracker_type``: its trackers read every key (a missing one would stop the run at the
+    first tracked frame) and ignore others (a misspelt key would silently do nothing)."""
+    from streamyolo.inference.offline import ultralytics_file
+
+    kind = settings["tracker_type"]
+    defaults = yaml.safe_load(ultralytics_file("cfg", "trackers", f"{kind}.yaml").read_text(encoding="utf-8"))
+    unknown = [key for key in settings if key not in defaults]
+    if unknown:
+        hint = meant(str(unknown[0]), defaults) or f" (its keys: {', '.join(defaults)})"
+        raise ValueError(f"unknown key {unknown[0]!r} for a {kind} tracker{hint}")
+    missing = [key for key in defaults if key not in settings and key not in READ_ONLY_WITH_REID]
+    if missing:
+        raise ValueError(f"missing key{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} for a "
+                         f"{kind} tracker (Ultralytics' {kind}.yaml has them all)")
+    for key, value in settings.items():
+        wanted = _kind_of(defaults[key])
+        if wanted is not None and _kind_of(value) not in _ACCEPTED[wanted]:
+            raise ValueError(f"its {key} must be {wanted}, not {value!r}")
+
+
+_ACCEPTED = {"a number": ("a number", "a whole number"), "a whole number": ("a whole number",),
+             "true or false": ("true or false",), "text": ("text",)}
+
+
+def _kind_of(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int):
+        return "a whole number"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    return None
 
 
 def track_buffer(settings: Mapping[str, Any] | None) -> int:

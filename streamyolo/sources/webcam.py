@@ -1,10 +1,23 @@
 """Local cameras (``0``, ``/dev/video0``) through OpenCV's VideoCapture, which knows each
-platform's camera API (V4L2, AVFoundation, DirectShow/MSMF)."""
+platform's camera API (V4L2, AVFoundation, DirectShow/MSMF).
+
+OpenCV tries one camera API after another and each writes its own failure to stderr, a dozen
+lines in all for a camera that is not there (``VIDEOIO(V4L2:/dev/video0): can't open camera by
+index``, FFmpeg's ``Camera index out of range`` with a C++ signature, OBSENSOR's …), on every
+reconnect attempt. Opening is done with OpenCV's log silenced (:func:`quiet_opencv`), and
+on Linux a device that does not exist is not handed to OpenCV at all (its FFmpeg back end
+writes ``Cannot open video device`` past OpenCV's log level); the error says what is wrong.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import cast
 
 import cv2
@@ -27,10 +40,18 @@ class WebcamSource:
     def open(self) -> SourceInfo:
         self._interrupted.clear()
         device: int | str = int(self.uri) if self.uri.isdigit() else self.uri
-        capture = cv2.VideoCapture(device)
-        if not capture.isOpened():
-            capture.release()
-            raise SourceOpenError(f"stream {self.name!r} ({self.uri}): cannot open camera",
+        node = device_node(self.uri)
+        camera = self.uri if node is None or node == self.uri else f"{self.uri} ({node})"
+        if node is not None and not Path(node).exists():
+            raise SourceOpenError(f"stream {self.name!r}: cannot open camera {camera}: no such device",
+                                  stream=self.name, url=self.uri)
+        with quiet_opencv():
+            capture = cv2.VideoCapture(device)
+            opened = capture.isOpened()
+            if not opened:
+                capture.release()
+        if not opened:
+            raise SourceOpenError(f"stream {self.name!r}: cannot open camera {camera}: {_why_not(node)}",
                                   stream=self.name, url=self.uri)
         self._capture = capture
         fps = capture.get(cv2.CAP_PROP_FPS)
@@ -57,7 +78,50 @@ class WebcamSource:
     def close(self) -> None:
         capture, self._capture = self._capture, None
         if capture is not None:
-            capture.release()
+            with quiet_opencv():
+                capture.release()
 
     def interrupt(self) -> None:
         self._interrupted.set()
+
+
+def device_node(uri: str) -> str | None:
+    """The Linux device file of camera ``uri`` (``0`` → ``/dev/video0``; a path is its own);
+    None elsewhere, where cameras are numbered by the platform's API and have no file."""
+    if not sys.platform.startswith("linux"):
+        return None
+    return f"/dev/video{int(uri)}" if uri.isdigit() else uri
+
+
+def _why_not(node: str | None) -> str:
+    """Why an existing camera did not open, as far as can be told from outside OpenCV."""
+    if node is not None and not os.access(node, os.R_OK | os.W_OK):
+        return "no permission to use the device (is the user in the 'video' group?)"
+    return "the device did not open (in use by another program, or not a camera that captures?)"
+
+
+_quiet_lock = threading.Lock()
+_quiet: dict[str, int] = {"inside": 0, "level": 0}
+"""How many threads are inside :func:`quiet_opencv`, and OpenCV's log level before the first."""
+
+
+@contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """OpenCV's own log (``[ WARN:0@…] global cap_v4l.cpp …``) silenced while inside.
+
+    OpenCV's log level is the process's: it is set back when the last thread inside leaves,
+    to what it was when the first came in (``OPENCV_LOG_LEVEL``, or a program's own setting).
+    """
+    logging_api = cv2.utils.logging
+    with _quiet_lock:
+        if _quiet["inside"] == 0:
+            _quiet["level"] = logging_api.getLogLevel()
+            logging_api.setLogLevel(logging_api.LOG_LEVEL_SILENT)
+        _quiet["inside"] += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet["inside"] -= 1
+            if _quiet["inside"] == 0:
+                logging_api.setLogLevel(_quiet["level"])

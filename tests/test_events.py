@@ -4,6 +4,7 @@ crossed, streams up and down; the events file, the webhook (a real HTTP receiver
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -13,7 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -23,21 +24,22 @@ import pytest
 from streamyolo.buffering import Overflow
 from streamyolo.config import build_config
 from streamyolo.errors import ConfigError, OutputsIncompleteError, SourceReadError
-from streamyolo.frames import Crossing, Detections, Frame, FrameMeta, LineTally, Result, ZoneTally, ZoneVisit
+from streamyolo.frames import Crossing, Detections, Frame, FrameMeta, Image, LineTally, Result, ZoneTally, ZoneVisit
 from streamyolo.inference.counting import CountingLine, Zone, ZoneWatch, occupancy, zone_tallies
 from streamyolo.inference.tracking import tracker_settings
 from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.pipeline.restart import Backoff
-from streamyolo.sinks import EventSink
+from streamyolo.sinks import EventSink, VideoRecorder
 from streamyolo.sinks.clips import ClipRecorder
+from streamyolo.sinks.export import recordings_of
 from streamyolo.sinks.history import describe
 from streamyolo.sinks.metrics import metrics_text
 from streamyolo.sinks.mqtt import MqttPublisher, StatePublisher, StreamEntities
 from streamyolo.sinks.web import WebViewer
 from streamyolo.sinks.webhook import Webhook
-from streamyolo.sources import RawFrame, SourceInfo, SourceKind, SourceSpec, SyntheticSource, open_source
+from streamyolo.sources import RawFrame, SourceInfo, SourceKind, SourceSpec, SyntheticSource, open_source, read_stamp
 from streamyolo.workers.capture import CapturePolicy
-from tests.helpers import decode, files_aged, form_fields, read_jsonl, until
+from tests.helpers import decode, files_aged, form_fields, make_clip, read_jsonl, until
 from tests.servers import HookReceiver, MqttBroker, MqttSubscriber
 from tests.test_counting import _boxes, _WalkerDetector
 
@@ -915,6 +917,67 @@ def test_events_link_their_streams_recording_only_while_it_is_recorded(tmp_path:
     (crossed,), (unrecorded,) = linked
     assert re.fullmatch(r"https://box\.lan/cams/#recording=hall@\d+\.\d+", str(crossed)), crossed
     assert unrecorded is None
+
+
+class _SlowWalker(_WalkerDetector):
+    """The walker, seen at 5 frames a second at most (a model slower than the video plays)."""
+
+    def detect(self, images: Sequence[Image]) -> list[Detections]:
+        time.sleep(0.2 * len(images))
+        return super().detect(images)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("segment", [2.0, None])
+def test_a_file_processed_slower_than_it_plays_is_recorded_and_linked_on_its_videos_clock(
+        tmp_path: Path, segment: float | None) -> None:
+    """A file (not played in real time) is processed at the model's pace, here half as fast as
+    it plays: its recording is placed on its video's own clock from when its first frame came
+    (segments of 2 s of video named 2 s apart, though each took 4 s; one file of the run placed
+    over 6 s), and each event's ``recording_url`` moment is where the recording has its frame
+    (not when the model got to it, seconds later)."""
+    clip = make_clip(tmp_path / "hall.mp4", "hall", frames=60, size=(320, 480), fps=10)  # (its stamps clear of boxes)
+    rec, path = tmp_path / "rec", tmp_path / "events.jsonl"
+    recorder = VideoRecorder(rec, preset="ultrafast", segment=segment)
+    recorder.paced = frozenset({"hall"})
+    events = EventSink(path, public_url="https://box.lan/",
+                       entities=[StreamEntities("hall", recorded=True, paced=True)])
+    lobby = Zone("lobby", ((100.0, 100.0), (220.0, 100.0), (220.0, 200.0), (100.0, 200.0)))
+    door = CountingLine("door", (0.0, 220.0), (320.0, 220.0))  # the walker crosses it at frame 25
+    source = open_source(SourceSpec("hall", str(clip), SourceKind.FILE))
+    started = time.time()
+    Pipeline([StreamSetup("hall", source, Overflow.BLOCK, lines=(door,), zones=(lobby,))], _SlowWalker,
+             tracker=tracker_settings("bytetrack"), sinks=[recorder, events]).run()
+    took = time.time() - started
+    assert took > 10, "the model was not slower than the video"
+    files = recordings_of(rec, "hall")
+    linked = {(e["event"], e["seq"]): float(e["recording_url"].rpartition("@")[2])
+              for e in read_jsonl(path) if "recording_url" in e and "seq" in e}  # (its frame's)
+    assert {kind for kind, _ in linked} >= {"enter", "leave", "line"} and len(linked) >= 3, linked
+    if segment is not None:
+        assert len(files) == 3 and [b.start - a.start for a, b in itertools.pairwise(files)] == [2.0, 2.0], files
+    else:
+        assert len(files) == 1 and files[0].seconds == pytest.approx(6.0, abs=0.15)
+        assert started - 1 < files[0].start < started + 2, (files[0].start - started)  # when the first frame came
+    for (kind, seq), moment in linked.items():
+        file = [f for f in files if f.start <= moment][-1]
+        frames = [read_stamp(image)[1] for image in decode(file.path)[0]]  # type: ignore[index]
+        found = frames[int((moment - file.start) * 10)]
+        # Where the page seeks: the event's frame, or up to a second later (a segment's name
+        # counts whole seconds); on the model's clock it would be 2 s of frames or more later.
+        assert seq <= found <= seq + 10, (kind, seq, found, moment - file.start)
+
+
+def test_the_paced_streams_are_the_files_not_played_in_real_time(tmp_path: Path) -> None:
+    from streamyolo.pipeline.assemble import paced, stream_entities
+    from streamyolo.pipeline.build import resolve_streams
+
+    clip = make_clip(tmp_path / "hall.mp4", "hall", frames=2)
+    config = build_config({"streams": [str(clip), {"name": "played", "source": str(clip), "realtime": True},
+                                       "rtsp://127.0.0.1:9/cam", "synthetic:?frames=2"]})
+    streams = resolve_streams(config)
+    assert [paced(s) for s in streams] == [True, False, False, True]
+    assert [stream_entities(config, s).paced for s in streams] == [True, False, False, True]
 
 
 @pytest.mark.timeout(60)

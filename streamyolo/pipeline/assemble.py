@@ -358,6 +358,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
                                  keeps={s.spec.name: cfg.record_keep_of(s.config) for s in streams},
                                  max_size=cfg.record_max_size, overwrite=cfg.overwrite,
                                  streams=[s.spec.name for s in streams if cfg.record_of(s.config) == "annotated"])
+        recorder.paced = frozenset(s.spec.name for s in streams if paced(s))
         sinks.append(recorder)
     if cfg.jsonl is not None:
         check_output_file(cfg.jsonl, "JSONL file")
@@ -584,7 +585,13 @@ def stream_entities(cfg: PipelineConfig, s: ResolvedStream) -> StreamEntities:
                           cfg.record_of(s.config) is not None,
                           tuple(name for name, zone in (s.config.zones or {}).items() if zone.schedule),
                           tuple(name for name, zone in (s.config.zones or {}).items() if zone.crowd),
-                          cfg.tracker is not None)
+                          cfg.tracker is not None, paced(s))
+
+
+def paced(s: ResolvedStream) -> bool:
+    """Whether ``s`` is processed at the model's pace, not as it happens: a file not played
+    in real time (its recording is on its video's clock: ``VideoRecorder.paced``)."""
+    return not (s.spec.kind.is_live or s.config.realtime)
 
 
 def _mqtt_events(cfg: PipelineConfig, stream: ResolvedStream) -> frozenset[str]:

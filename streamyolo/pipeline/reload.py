@@ -134,7 +134,7 @@ class Outputs:
         """Set ``stream``'s recording (annotated or not; the classes that mark its segments; how
         long its segments are kept), clips, blurred classes and Home Assistant entities as
         ``cfg`` has them, before its first frame. Each setting is swapped whole (the inference threads read them)."""
-        from streamyolo.pipeline.assemble import stream_entities
+        from streamyolo.pipeline.assemble import paced, stream_entities
 
         name, config = stream.spec.name, stream.config
         for output, how in ((self.recorder, cfg.record_of(config)), (self.clips, cfg.clips_of(config))):
@@ -143,6 +143,7 @@ class Outputs:
         if self.recorder is not None:
             self.recorder.objects = _with(self.recorder.objects, name, cfg.record_objects_of(config))
             self.recorder.keeps = {**self.recorder.keeps, name: cfg.record_keep_of(config)}
+            self.recorder.paced = self.recorder.paced | {name} if paced(stream) else self.recorder.paced - {name}
         blurred = frozenset(cfg.blur_of(config)) or None
         if self.annotator is not None:
             self.annotator.blur = _with(self.annotator.blur, name, blurred)

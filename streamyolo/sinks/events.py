@@ -61,6 +61,7 @@ from streamyolo.sinks.base import (
 )
 from streamyolo.sinks.jsonl import LineFile
 from streamyolo.sinks.mqtt import MqttPublisher, StatePublisher, StreamEntities
+from streamyolo.sinks.recorder import VideoClock
 from streamyolo.sinks.storage import Storage
 from streamyolo.sinks.webhook import Deliverer, Webhook
 
@@ -213,6 +214,11 @@ def frame_events(result: Result) -> list[dict[str, Any]]:
     return events
 
 
+_RECORDED_AT = "_recorded_at"
+"""An event's own key while it waits to go out: where its paced stream's recording has its
+frame (:class:`~streamyolo.sinks.recorder.VideoClock`), for its ``recording_url``."""
+
+
 class EventSink:
     """Writes events to a file, a webhook, an MQTT broker and snapshots (any of them); see the module."""
 
@@ -262,6 +268,8 @@ class EventSink:
         self._clip_of = clip_of  # the clip a frame's events are in (the clips sink writes before this one)
         self.public_url = public_url  # where the web page serves snapshots and clips, for the events' receivers
         self._recorded = frozenset(e.stream for e in entities if e.recorded)  # recording_url: swapped whole
+        self._paced = frozenset(e.stream for e in entities if e.paced)  # their recording_url: on VideoClocks
+        self._clocks: dict[str, VideoClock] = {}
         self._unrecorded: frozenset[str] = frozenset()  # recorded streams whose recording is switched off now
         self._queue: queue.SimpleQueue[tuple[Result | None, list[dict[str, Any]]] | None] = queue.SimpleQueue()
         self._waiting = 0  # frames queued for a snapshot
@@ -379,9 +387,15 @@ class EventSink:
     def write(self, result: Result) -> None:
         if self._states is not None:
             self._states.update(result)
+        paced = result.stream in self._paced and self.public_url is not None
+        if paced:
+            self._clocks.setdefault(result.stream, VideoClock()).see(result.frame.meta)
         events = frame_events(result)
         if not events:
             return
+        if paced:  # where its recording has this frame: on its video's clock (taken out as it goes out)
+            for event in events:
+                event[_RECORDED_AT] = round(self._clocks[result.stream].at(result.frame.meta), 3)
         clip = self._clip_of(result) if self._clip_of is not None else None
         if clip is not None:
             if self._clip_started.get(result.stream) != clip:  # the first events of a clip: it starts
@@ -477,6 +491,7 @@ class EventSink:
         Assistant entities (``mqtt_discovery``) now."""
         recorded = entities is not None and entities.recorded
         self._recorded = self._recorded | {stream} if recorded else self._recorded - {stream}
+        self._paced = self._paced | {stream} if entities is not None and entities.paced else self._paced - {stream}
         if self._publisher is not None:
             self._publisher.announce(stream, entities)
 
@@ -544,9 +559,10 @@ class EventSink:
                             if isinstance(output, MqttPublisher) and any(wanted.takes(e["event"]) for e in events):
                                 output.send_picture(result.stream, picture)
                 for event in self._crowds_closed(events):
+                    moment = event.pop(_RECORDED_AT, event["time"])
                     if self.public_url is not None and event["stream"] in self._recorded - self._unrecorded:
                         event["recording_url"] = (f"{self.public_url}#recording="
-                                                  f"{urllib.parse.quote(event['stream'])}@{event['time']}")
+                                                  f"{urllib.parse.quote(event['stream'])}@{moment}")
                     if self._lines is not None:
                         self._lines.record(event)
                     for output, wanted in self._outputs:

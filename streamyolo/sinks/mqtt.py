@@ -170,6 +170,10 @@ class StreamEntities:
     tracked: bool = False
     """Whether the stream is tracked: it has an ``Active`` sensor, and each zone a ``<zone>
     active`` one (on while an object there does not stand still)."""
+    paced: bool = False
+    """Whether the stream is processed at the model's pace (a file not played in real time):
+    its recording is on its video's clock, and so are its events' ``recording_url`` moments
+    (not an entity: the events sink reads it)."""
 
 
 def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEntities],

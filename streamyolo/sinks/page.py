@@ -981,8 +981,11 @@ async function recordingAt(stream, seconds) {
   section.scrollIntoView();
 }
 function playAt(seconds) {
-  const files = recordingFiles.filter((f) => f.modified >= seconds).sort((a, b) => a.start - b.start);
-  const file = files.find((f) => f.start <= seconds) || files[0];  // or the next one after a gap
+  // The last to start by then (a moment past its end, in a gap: it ends at once, and the next
+  // plays), or the first after. (Not by when each was last written: a file processed slower
+  // than its video plays is written long after the end of its place.)
+  const files = [...recordingFiles].sort((a, b) => a.start - b.start);
+  const file = files.filter((f) => f.start <= seconds).pop() || files[0];
   if (!file) return;
   playVideo("recordings", file, seconds - file.start);
   document.getElementById("timeline-at").textContent = clock(seconds);

@@ -26,6 +26,7 @@ the packets from one of the encoder's key frames on, asked for where a segment s
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import io
 import itertools
@@ -34,6 +35,7 @@ import os
 import queue
 import re
 import threading
+import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -46,7 +48,7 @@ import cv2
 from streamyolo.annotation import BoxAnnotator
 from streamyolo.clock import RateMeter, file_stamp, format_seconds, wall_time
 from streamyolo.errors import OutputError
-from streamyolo.frames import Image, Result
+from streamyolo.frames import FrameMeta, Image, Result
 from streamyolo.sinks.base import (
     OutputPause,
     check_writable_folder,
@@ -189,6 +191,12 @@ class VideoRecorder:
         self.off: frozenset[str] = frozenset()
         """Streams whose recording is switched off (:meth:`switch`): their files end, and the
         next starts when it is on again (swapped whole: the writer threads read it)."""
+        self.paced: frozenset[str] = frozenset()
+        """Streams processed at the model's pace rather than as they happen (a file not played
+        in real time): their files are placed on their video's own clock, from the moment
+        their first frame came (:class:`VideoClock`), not when each frame came, which is
+        the model's pace (a segment of 10 s of video, processed in 23 s, is named 10 s after
+        the one before; a file of one run ends, by its time, 10 s after it began). Swapped whole."""
 
     def open(self) -> None:
         self.check()
@@ -678,6 +686,7 @@ class Recording(FileOutput):
         self._cut: float | None = None  # the wall-clock time the file the next key frame starts starts at
         self._started = 0.0  # the wall-clock time the open file starts at
         self._follows: float | None = None  # where the file after a finished one starts at the earliest
+        self._video_clock = VideoClock()  # (a paced stream's)
         self.off = stream in owner.off
         """Switched off (:meth:`VideoRecorder.switch`): no file, until it is on again."""
 
@@ -687,6 +696,7 @@ class Recording(FileOutput):
         return None if file is None else file.path
 
     def need(self, item: Result, h264: H264 | None) -> Need:
+        self._video_clock.see(item.frame.meta)
         if self.off or not self.pause.due():
             return Need.NOTHING
         segment = self.owner.segment
@@ -698,7 +708,10 @@ class Recording(FileOutput):
             # than real time (a file), after where it starts in the video: names stay in order,
             # at least a segment apart.
             arrived = wall_time(item.frame.meta.t_capture)
-            self._cut = arrived if self._follows is None else max(arrived, self._follows)
+            if self.stream in self.owner.paced:  # (a file at the model's pace: on its video's clock)
+                self._cut = self._video_clock.at(item.frame.meta)
+            else:
+                self._cut = arrived if self._follows is None else max(arrived, self._follows)
             return Need.KEY
         return Need.FRAME
 
@@ -771,6 +784,11 @@ class Recording(FileOutput):
         if file is not None:
             file.close()  # writes its last fragment
             self.mark(file)  # objects seen in its last frames
+            if self.owner.segment is None and self.stream in self.owner.paced:
+                # A file of one run is placed by when it was last written, less its length:
+                # on the video's clock, it ends that long after it began.
+                with contextlib.suppress(OSError):
+                    os.utime(file.path, (time.time(), self._started + file.seconds))
 
     def _open(self, template: Any, rate: Fraction, first: Packet, started: float, sound: Any = None) -> None:
         """A new file, named after wall-clock time ``started``, from key frame ``first`` on
@@ -1006,6 +1024,34 @@ class Mp4File:
 
     def close(self) -> None:
         self.container.close()
+
+
+class VideoClock:
+    """A stream's frames placed on its video's own clock, from the moment (wall clock) its
+    first frame came: where a paced stream's recording has them (:attr:`VideoRecorder.paced`),
+    and where its events' ``recording_url`` finds them. A stream started again (its frame 0
+    once more, a reload) starts it again.
+
+    >>> clock = VideoClock()
+    >>> from streamyolo.frames import FrameMeta
+    >>> for seq in range(3):  # 25 frames a second of video, processed at 10 a second
+    ...     clock.see(FrameMeta("file", seq, 1000.0 + seq / 10, pts=seq / 25))
+    >>> round(clock.at(FrameMeta("file", 2, 1000.2, pts=0.08)) - wall_time(1000.0), 3)
+    0.08
+    """
+
+    def __init__(self) -> None:
+        self._first: tuple[float, float] | None = None  # (wall-clock time, media time) of the first frame
+
+    def see(self, meta: FrameMeta) -> None:
+        """Take ``meta``, a frame of the stream, in order."""
+        if self._first is None or meta.seq == 0:
+            self._first = (wall_time(meta.t_capture), meta.media_time)
+
+    def at(self, meta: FrameMeta) -> float:
+        """Where the frame ``meta`` sits (wall-clock seconds), once a first frame was seen."""
+        assert self._first is not None
+        return self._first[0] + meta.media_time - self._first[1]
 
 
 def whole_fragments(path: Path) -> None:

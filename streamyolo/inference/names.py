@@ -24,7 +24,7 @@ from typing import Any
 
 from streamyolo.errors import ModelError
 from streamyolo.inference.models import YAML_SUFFIXES, first_line, load_yolo, local_weights, resolve_model, yaml_task
-from streamyolo.inference.offline import import_ultralytics
+from streamyolo.inference.offline import held_ultralytics_warnings, import_ultralytics
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,8 @@ def _checkpoint_names(path: str) -> dict[int, str]:
     import torch
 
     tasks = _ultralytics("ultralytics.nn.tasks")
-    checkpoint, _ = tasks.torch_safe_load(local_weights(path))
+    with held_ultralytics_warnings():  # (its own lines: a checkpoint it cannot read is our one line)
+        checkpoint, _ = tasks.torch_safe_load(local_weights(path))
     network = checkpoint.get("ema") or checkpoint.get("model")  # as ultralytics.nn.tasks.load_checkpoint
     if not isinstance(network, torch.nn.Module):
         raise ModelError(f"model {path!r} is not an Ultralytics checkpoint (no network in it)")

@@ -196,7 +196,8 @@ class VideoRecorder:
         in real time): their files are placed on their video's own clock, from the moment
         their first frame came (:class:`VideoClock`), not when each frame came, which is
         the model's pace (a segment of 10 s of video, processed in 23 s, is named 10 s after
-        the one before; a file of one run ends, by its time, 10 s after it began). Swapped whole."""
+        the one before; a file of one run, processed slower than it plays, ends 10 s after it
+        began). Swapped whole."""
 
     def open(self) -> None:
         self.check()
@@ -784,11 +785,13 @@ class Recording(FileOutput):
         if file is not None:
             file.close()  # writes its last fragment
             self.mark(file)  # objects seen in its last frames
-            if self.owner.segment is None and self.stream in self.owner.paced:
-                # A file of one run is placed by when it was last written, less its length:
-                # on the video's clock, it ends that long after it began.
+            ends = self._started + file.seconds
+            if self.owner.segment is None and self.stream in self.owner.paced and ends < time.time():
+                # A file of one run is placed by when it was last written, less its length: on
+                # the video's clock, it ends that long after it began (processed slower than it
+                # plays; faster, it would end in the future: left as written, it ends now).
                 with contextlib.suppress(OSError):
-                    os.utime(file.path, (time.time(), self._started + file.seconds))
+                    os.utime(file.path, (time.time(), ends))
 
     def _open(self, template: Any, rate: Fraction, first: Packet, started: float, sound: Any = None) -> None:
         """A new file, named after wall-clock time ``started``, from key frame ``first`` on

@@ -36,7 +36,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -1059,12 +1059,15 @@ class VideoClock:
 
 def whole_fragments(path: Path) -> None:
     """Cut a fragmented MP4 that a failed write (a full disk) left with part of a fragment at
-    its end back to its last whole fragment, so that it decodes to its end (a player stops
-    there, a strict decoder raises on the torn frame): its boxes are walked by their sizes
-    alone, the header (``ftyp``, ``moov``) and every ``moof`` with its whole ``mdat`` kept."""
+    its end back to its last whole frame, so that it decodes to its end (a player stops there,
+    a strict decoder raises on the torn frame): its boxes are walked by their sizes alone, the
+    header (``ftyp``, ``moov``) and every ``moof`` with its whole ``mdat`` kept, and of the torn
+    fragment (one track's: our video's) the frames whose bytes are all there
+    (:func:`_whole_samples`); of one with sound as well, nothing."""
     with open(path, "r+b") as file:
         size = os.fstat(file.fileno()).st_size
         at = whole = 0
+        fragment: tuple[int, bytes] | None = None  # the last whole moof: where it starts, its bytes
         while at + 8 <= size:
             file.seek(at)
             head = file.read(16)
@@ -1072,13 +1075,74 @@ def whole_fragments(path: Path) -> None:
             if length == 1 and len(head) == 16:  # (a 64-bit size)
                 length = int.from_bytes(head[8:16], "big")
             if length < 8 or at + length > size:
+                if kind == b"mdat" and int.from_bytes(head[:4], "big") != 1 and fragment is not None:
+                    whole = _whole_samples(file, *fragment, at, size) or whole
                 break
+            if kind == b"moof":  # (a fragment is whole with its mdat)
+                file.seek(at)
+                fragment = (at, file.read(length))
+            else:
+                whole, fragment = at + length, None
             at += length
-            if kind != b"moof":  # (a fragment is whole with its mdat)
-                whole = at
         if whole < size:
             file.truncate(whole)
-            log.info("%s: cut after its last whole fragment (%d bytes of a torn one)", path.name, size - whole)
+            log.info("%s: cut after its last whole frame (%d bytes of a torn fragment)", path.name, size - whole)
+
+
+def _boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[bytes, int, int]]:
+    """The boxes in ``data[start:end]``: (kind, where it starts, where it ends)."""
+    end = len(data) if end is None else end
+    while start + 8 <= end:
+        length = int.from_bytes(data[start:start + 4], "big")
+        if length < 8 or start + length > end:
+            return
+        yield data[start + 4:start + 8], start, start + length
+        start += length
+
+
+def _whole_samples(file: Any, moof_at: int, moof: bytes, mdat_at: int, size: int) -> int | None:
+    """Keep the frames of the torn fragment (``moof``, at ``moof_at``, its ``mdat`` at
+    ``mdat_at`` cut short at ``size``) whose bytes are all written: its ``trun``'s count and its
+    ``mdat``'s size made theirs. Returns where the file now ends, or ``None`` (none whole, or not
+    a fragment of one track whose samples' places are told)."""
+    trafs = [(s, e) for kind, s, e in _boxes(moof, 8) if kind == b"traf"]
+    if len(trafs) != 1:
+        return None
+    children = {kind: (s, e) for kind, s, e in _boxes(moof, trafs[0][0] + 8, trafs[0][1])}
+    runs = [s for kind, s, _ in _boxes(moof, trafs[0][0] + 8, trafs[0][1]) if kind == b"trun"]
+    if b"tfhd" not in children or len(runs) != 1:
+        return None
+    at = children[b"tfhd"][0] + 8
+    flags, at = int.from_bytes(moof[at + 1:at + 4], "big"), at + 8  # (version, flags; the track's id)
+    base = moof_at
+    if flags & 0x01:
+        base, at = int.from_bytes(moof[at:at + 8], "big"), at + 8
+    at += 4 if flags & 0x02 else 0
+    at += 4 if flags & 0x08 else 0
+    default_size = int.from_bytes(moof[at:at + 4], "big") if flags & 0x10 else None
+    run = runs[0] + 8
+    run_flags, count = int.from_bytes(moof[run + 1:run + 4], "big"), int.from_bytes(moof[run + 4:run + 8], "big")
+    if not run_flags & 0x01:
+        return None
+    offset = int.from_bytes(moof[run + 8:run + 12], "big", signed=True)
+    at = run + 12 + (4 if run_flags & 0x04 else 0)
+    step = 4 * sum(1 for bit in (0x100, 0x200, 0x400, 0x800) if run_flags & bit)
+    size_at = 4 if run_flags & 0x100 else 0
+    end = data = base + offset
+    kept = 0
+    for index in range(count):
+        sample = (int.from_bytes(moof[at + index * step + size_at:at + index * step + size_at + 4], "big")
+                  if run_flags & 0x200 else default_size)
+        if sample is None or end + sample > size:
+            break
+        end, kept = end + sample, kept + 1
+    if kept == 0 or data < mdat_at + 8:
+        return None
+    file.seek(moof_at + run + 4)
+    file.write(kept.to_bytes(4, "big"))
+    file.seek(mdat_at)
+    file.write((end - mdat_at).to_bytes(4, "big"))
+    return end
 
 
 def _stamp(packet: Packet) -> int:

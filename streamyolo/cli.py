@@ -87,7 +87,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="original: record the video each camera or file sends, copied as it came (no boxes, "
                              "no encoding)")
     parser.add_argument("--record-segment", metavar="SECONDS",
-                        help="cut each stream's recording into files of this much video (seconds, or 10m, 1h)")
+                        help="cut each stream's recording into files of this much video (seconds, or 10m, 1h; at "
+                             "most a day)")
     parser.add_argument("--record-keep", metavar="AGE",
                         help="with --record-segment: delete a stream's segment files older than this (30d, 12h, "
                              "or seconds)")
@@ -201,17 +202,38 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overload-warning", type=float, metavar="SECONDS",
                         help="warn when most frames of the live streams over this long were skipped: the machine "
                              "cannot keep up (60; 0 turns it off)")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: cores / workers)")
+    parser.add_argument("--threads", type=int,
+                        help="each model's CPU threads: torch intra-op threads, or OpenVINO's inference threads "
+                             "(default: the cores / (workers × lanes); on a GPU, torch's own)")
     parser.add_argument("--live-hold", action=argparse.BooleanOptionalAction, default=None,
                         help="under overload, wait briefly for a fresher live frame (default: on)")
     parser.add_argument("--model-cache", metavar="DIR|auto|off",
-                        help="where OpenVINO keeps compiled models between runs (auto: ~/.cache/streamyolo)")
+                        help="where OpenVINO keeps compiled models (and .pt networks converted to it) between runs "
+                             "(auto: $XDG_CACHE_HOME or ~/.cache, then streamyolo/openvino; off: none kept)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are the ``prog: error: …`` line and where the options are
+    listed, not the whole usage block before it (exit code 2, as argparse's)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n`{self.prog} --help` lists the "
+                              f"{'commands and ' if ' ' not in self.prog else ''}options\n")
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _add_log_level(parser: argparse.ArgumentParser, default: Any) -> None:
+    """``--log-level``, in any case (``debug``), before the command or after it."""
+    parser.add_argument("--log-level", default=default, type=str.upper, choices=LOG_LEVELS,
+                        help="how much the log says (INFO)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamyolo", description="Watch many video streams at once with YOLO.")
+    parser = _Parser(prog="streamyolo", description="Watch many video streams at once with YOLO.")
     parser.add_argument("--version", action="version", version=f"streamyolo {__version__}")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    _add_log_level(parser, "INFO")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run the pipeline on streams")
     _add_run_options(run)
@@ -270,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where it starts, local time: '2026-12-06 10:03', '10:03:30' (today), or "
                            "--from=-10m (ago)")
     span.add_argument("--last", metavar="AGE", help="the last 10m (or 90s, 2h) up to --to")
-    export.add_argument("--to", dest="end", default="now", metavar="WHEN", help="where it ends (now)")
+    export.add_argument("--to", dest="end", default="now", metavar="WHEN",
+                        help="where it ends (now); a time alone (10:07) is on --from's day")
     export.add_argument("--out", "-o", metavar="FILE|FOLDER",
                         help="the MP4 to write, or with several streams the folder for theirs "
                              "(<stream>-YYYYmmdd-HHMMSS-export.mp4 here)")
@@ -298,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="from this moment, local time: '2026-12-06 10:03', '10:03:30' (today), yesterday, "
                             "or --from=-1d (ago); the file's first event if not given")
     since.add_argument("--last", metavar="AGE", help="the last 1h (or 90s, 2d) up to --to")
-    events.add_argument("--to", dest="end", metavar="WHEN", help="up to this moment (the file's last event)")
+    events.add_argument("--to", dest="end", metavar="WHEN",
+                        help="up to this moment (the file's last event); a time alone (10:07) is on --from's day")
     events.add_argument("--count", action="store_true",
                         help="count them, by stream, kind, where (line and direction, zone, state) and class, "
                              "instead of listing them")
@@ -343,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     display = demo.add_mutually_exclusive_group()
     display.add_argument("--display", dest="display", action="store_true", default=None, help="show a tiled window")
     display.add_argument("--no-display", dest="display", action="store_false", help="never open a window")
+    for command in commands.choices.values():  # (after the command too; unset there, it is the one before)
+        _add_log_level(command, argparse.SUPPRESS)
     return parser
 
 
@@ -626,7 +652,8 @@ def command_demo(args: argparse.Namespace) -> int:
     from streamyolo.pipeline import StatusPrinter
 
     options = DemoOptions(out=Path(args.out), workers=args.workers, streams=args.streams,
-                          frames=args.frames or DEFAULT_FRAMES, display=args.display, web=args.web,
+                          frames=DEFAULT_FRAMES if args.frames is None else args.frames, display=args.display,
+                          web=args.web,
                           **({"model": args.model} if args.model else {}),
                           **({"conf": args.conf} if args.conf is not None else {}))
     demo = Demo(options)
@@ -699,8 +726,9 @@ def command_export(args: argparse.Namespace) -> int:
 
 
 def _moments(start: str | None, last: str | None, end: str | None) -> tuple[float | None, float | None]:
-    """The span of ``--from`` (or ``--last``) and ``--to`` (``None``: open); a moment that
-    cannot be read is a :class:`ConfigError` naming its flag."""
+    """The span of ``--from`` (or ``--last``) and ``--to`` (``None``: open); a time alone in
+    ``--to`` (``10:07``) is on ``--from``'s day. A moment that cannot be read is a
+    :class:`ConfigError` naming its flag."""
     from streamyolo.clock import parse_seconds
     from streamyolo.sinks.export import parse_moment
 
@@ -710,11 +738,12 @@ def _moments(start: str | None, last: str | None, end: str | None) -> tuple[floa
         except ValueError as exc:
             raise ConfigError(f"{flag}: {exc}") from None
 
-    until = None if end is None else moment("--to", lambda: parse_moment(end))
+    since = None if start is None else moment("--from", lambda: parse_moment(start))
+    until = None if end is None else moment("--to", lambda: parse_moment(end, day=since))  # (10:07: --from's day)
     if last is not None:
         ago = moment("--last", lambda: parse_seconds(last, least=0.0))
         return (until if until is not None else time.time()) - ago, until
-    return (None if start is None else moment("--from", lambda: parse_moment(start))), until
+    return since, until
 
 
 def _missing(what: str, path: Path, config: Path | None) -> OutputError:

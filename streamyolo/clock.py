@@ -105,12 +105,19 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 """Seconds in each unit a span of time may be written in."""
 
 
-def parse_seconds(value: Any, least: float = 1.0) -> float:
+TEN_YEARS = 10 * 365 * 86400.0
+"""The longest span of time :func:`parse_seconds` takes unless told."""
+
+
+def parse_seconds(value: Any, least: float = 1.0, most: float = TEN_YEARS) -> float:
     """A span of time: seconds as a number, or a number with ``s``, ``m``, ``h`` or ``d``
-    (at least ``least`` seconds, at most ten years).
+    (at least ``least`` seconds, at most ``most``: ten years unless told).
 
     >>> parse_seconds("90d"), parse_seconds("12h"), parse_seconds(45), parse_seconds("1.5m"), parse_seconds(0, 0)
     (7776000.0, 43200.0, 45.0, 90.0, 0.0)
+    >>> parse_seconds("2d", most=86400)
+    Traceback (most recent call last):
+    ValueError: must be from 1 second to 1 day
     """
     text = str(value).strip().lower()
     scale = _UNITS.get(text[-1:])
@@ -119,9 +126,22 @@ def parse_seconds(value: Any, least: float = 1.0) -> float:
         seconds = float(number) * (scale or 1)
     except ValueError:
         raise ValueError("must be seconds, or a number with s, m, h or d (like 30d)") from None
-    if not least <= seconds <= 10 * 365 * 86400:
-        raise ValueError("must be from 1 second to 10 years" if least == 1 else f"must be from {least:g} s to 10 years")
+    if not least <= seconds <= most:  # (nan is neither)
+        raise ValueError(f"must be from {_spoken(least)} to {_spoken(most)}")
     return seconds
+
+
+def _spoken(seconds: float) -> str:
+    """A bound of :func:`parse_seconds` in words.
+
+    >>> _spoken(1), _spoken(0), _spoken(0.01), _spoken(86400), _spoken(TEN_YEARS)
+    ('1 second', '0 s', '0.01 s', '1 day', '10 years')
+    """
+    for unit, size in (("year", 365 * 86400), ("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds / size
+            return f"{count:g} {unit}{'' if count == 1 else 's'}"
+    return "1 second" if seconds == 1 else f"{seconds:g} s"
 
 
 def format_seconds(seconds: float) -> str:

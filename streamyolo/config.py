@@ -14,7 +14,7 @@ import os
 import re
 import types
 from collections import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -51,7 +51,15 @@ Overflow = Literal["lossless", "live"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # (.inf, .nan: no number meant)
+
+
+PIXELS = 100_000
+"""The farthest a point of a zone, line, mask, privacy area or region may lie from the picture's
+origin, in pixels: more than any camera's picture, and far less than what breaks the drawing."""
+
+Pixel = Annotated[float, Field(ge=-PIXELS, le=PIXELS)]
+"""A coordinate of a point drawn on the picture."""
 
 
 class ReconnectConfig(_Strict):
@@ -84,6 +92,8 @@ def _span(value: Any) -> Any:
     return None if value is None else parse_seconds(value)
 
 
+SEGMENT_MOST = 86400.0
+"""The most video one recording file (``record_segment``) may hold: a day."""
 STATS_EVERY = 5.0
 """Seconds between the stats file's lines when neither ``stats_interval`` nor ``status_interval`` says."""
 
@@ -124,7 +134,7 @@ class CrowdConfig(_Strict):
 class ZoneConfig(_Strict):
     """A zone with settings: ``{points: [[x1, y1], …], linger: 30, classes: [2, 7], anchor: bottom}``."""
 
-    points: list[tuple[float, float]]
+    points: list[tuple[Pixel, Pixel]]
     linger: Seconds | None = None
     """Tracked streams: an object inside this long (seconds, or ``30s``, ``2m``) is an event
     (``linger``), once per stay: someone loitering, a car parked where it should not."""
@@ -173,7 +183,7 @@ class ZoneConfig(_Strict):
 class LineConfig(_Strict):
     """A counting line with settings: ``{points: [[x1, y1], [x2, y2]], classes: [0], anchor: bottom}``."""
 
-    points: tuple[tuple[float, float], tuple[float, float]]
+    points: tuple[tuple[Pixel, Pixel], tuple[Pixel, Pixel]]
     classes: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
     """The class ids this line counts (default: every class the stream keeps)."""
     anchor: Anchor = "center"
@@ -184,7 +194,7 @@ class LineConfig(_Strict):
 class MaskConfig(_Strict):
     """A mask with settings: ``{points: [[x1, y1], …], classes: [2]}``."""
 
-    points: list[tuple[float, float]]
+    points: list[tuple[Pixel, Pixel]]
     classes: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
     """The class ids this mask ignores (default: every class): parked cars, not the people
     walking past them."""
@@ -369,7 +379,7 @@ class ScheduleConfig(_Strict):
 class PrivacyConfig(_Strict):
     """A privacy area: ``{points: [[x1, y1], …]}``, blacked out of every picture."""
 
-    points: list[tuple[float, float]]
+    points: list[tuple[Pixel, Pixel]]
 
 
 def _longer(keep: float | None, objects: float | None, where: str) -> None:
@@ -386,6 +396,7 @@ class StreamConfig(_Strict):
     and ``name=uri`` names it."""
 
     source: str = Field(min_length=1)
+    """A file, folder, URL, webcam index (``0``, or ``/dev/video0``) or ``synthetic:…``."""
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
     enabled: bool = True
     """``false``: the stream stays in the config, checked, but is not run (a camera taken down
@@ -514,6 +525,11 @@ class StreamConfig(_Strict):
     def _imgsz(cls, value: int | tuple[int, int] | None) -> int | tuple[int, int] | None:
         return None if value is None else _image_size(value)
 
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model(cls, value: Any) -> Any:
+        return _named_model(value)
+
     @field_validator("motion", mode="before")
     @classmethod
     def _motion(cls, value: Any) -> Any:
@@ -543,10 +559,10 @@ class StreamConfig(_Strict):
             raise ValueError("must be the region's corners [x1, y1, x2, y2], or its outline [[x, y], …] of 3 points "
                              "or more, in pixels" + (f" (got {value!r})" if isinstance(value, list | tuple) else ""))
         numbers = [x for point in value for x in point] if outline else list(value)
-        if not all(isinstance(x, int | float) and not isinstance(x, bool) and x >= 0 and (outline or x == int(x))
-                   for x in numbers):
+        if not all(isinstance(x, int | float) and not isinstance(x, bool) and 0 <= x <= PIXELS
+                   and (outline or x == int(x)) for x in numbers):  # (0 <= nan is false; inf is more than PIXELS)
             raise ValueError(f"{value!r}: the region's {'points' if outline else 'corners'} are pixels, "
-                             f"{'numbers' if outline else 'whole numbers'} of 0 or more")
+                             f"{'numbers' if outline else 'whole numbers'} of 0 or more, at most {PIXELS}")
         if outline:
             twice = sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(value, [*value[1:], value[0]], strict=True))
             if abs(twice) < 2:  # (shoelace: less than a square pixel)
@@ -629,16 +645,80 @@ class StreamConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _from_string(cls, value: Any) -> Any:
-        if isinstance(value, dict) and len(value) == 1:
-            (key, inner), = value.items()
-            if inner is None and key not in cls.model_fields:
-                value = f"{key}:"  # YAML reads a bare `- synthetic:` as {"synthetic": None}
-        if isinstance(value, str):
-            from streamyolo.sources.spec import split_name
+        return _stream_mapping(value, cls.model_fields)
 
-            name, uri = split_name(value)
-            return {"source": uri, "name": name} if name else {"source": uri}
+    @field_validator("source", mode="before")
+    @classmethod
+    def _webcam(cls, value: Any) -> Any:
+        return str(value) if _webcam_index(value) else value
+
+    @field_validator("source", "record_source")
+    @classmethod
+    def _reachable(cls, value: str | None) -> str | None:
+        """A network source must name a host (and a port that can be), as the run needs to reach it."""
+        if value is not None:
+            _check_network_source(value)
         return value
+
+
+NAME_RULE = "letters, digits, _, . and -, beginning with a letter, digit or _"
+"""What the name of a stream (a zone, a line …) may be made of, in words."""
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
+"""The pattern of such a name."""
+
+
+def _stream_mapping(value: Any, keys: Collection[str]) -> Any:
+    """A stream written as its URI alone (``front=rtsp://…``, a webcam's ``0``; YAML reads a
+    bare ``- synthetic:`` as ``{"synthetic": None}``) as the mapping it stands for; anything
+    else as it is. Raises ``ValueError`` for a name that is not one (``a/b=cam.mp4``)."""
+    if isinstance(value, dict) and len(value) == 1:
+        (key, inner), = value.items()
+        if inner is None and key not in keys:
+            value = f"{key}:"
+    if _webcam_index(value):
+        value = str(value)  # `- 0`: the webcam, as "0" is
+    if isinstance(value, str):
+        name, uri = _split_named(value)
+        return {"source": uri, "name": name} if name else {"source": uri}
+    return value
+
+
+def _webcam_index(value: Any) -> bool:
+    """Whether ``value`` is a webcam's index as YAML reads one (``0``: a number, not a string)."""
+    return type(value) is int and value >= 0
+
+
+def _split_named(text: str) -> tuple[str | None, str]:
+    """``name=uri`` split as :func:`~streamyolo.sources.spec.split_name` does; a ``NAME=`` in
+    front that is not a valid name (``a/b=cam.mp4``, ``.hidden=…``) raises ``ValueError``
+    saying so, unless the whole text is a file there is (whose name holds a ``=``)."""
+    from streamyolo.sources.spec import split_name
+
+    name, uri = split_name(text)
+    written, equals, rest = text.strip().partition("=")
+    if (name is None and equals and rest.strip() and not re.match(r"[A-Za-z][A-Za-z0-9+.\-]*:", written)
+            and not Path(text.strip()).expanduser().exists()):
+        raise ValueError(f"stream name {written.strip()!r} is not valid: a name is {NAME_RULE}")
+    return name, uri
+
+
+def _check_network_source(uri: str) -> None:
+    """Refuse an ``rtsp://``, ``rtmp://`` or ``http(s)://`` source without a host, or with a
+    port that cannot be (``ValueError`` saying which, the URL's password hidden)."""
+    from urllib.parse import urlsplit
+
+    scheme = uri.partition(":")[0].lower()
+    if scheme not in ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https"):
+        return
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        raise ValueError("its port must be a number from 1 to 65535") from None
+    if not parts.hostname:
+        raise ValueError(f"names no host: give {scheme}://host[:port]/path")
+    if port == 0:
+        raise ValueError("its port must be a number from 1 to 65535")
 
 
 def auto_workers(cuda: bool, live_only: bool, cores: int, openvino: bool = True) -> int:
@@ -792,7 +872,7 @@ class PipelineConfig(_Strict):
     record_crf: int = Field(default=23, ge=0, le=51)
     record_codec: Literal["auto", "libx264", "h264_nvenc"] = "auto"
     """``auto``: NVENC on a CUDA box where it opens, else libx264."""
-    record_segment: float | None = Field(default=None, ge=1, le=86400)
+    record_segment: float | None = None
     """Seconds of video per recording file (also written ``10m``, ``1h``): each stream's
     recording is cut into files ``<stream>-YYYYmmdd-HHMMSS.mp4`` (the wall-clock time of their
     first frame); unset: one file per stream and run, ``<stream>.mp4``."""
@@ -983,6 +1063,11 @@ class PipelineConfig(_Strict):
     def _tiles(cls, value: Any) -> Any:
         return None if value is False else _tiles(value)
 
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model(cls, value: Any) -> Any:
+        return _named_model(value)
+
     @field_validator("workers", "lanes", mode="before")
     @classmethod
     def _count_or_auto(cls, value: Any) -> Any:
@@ -993,7 +1078,7 @@ class PipelineConfig(_Strict):
         raise ValueError("must be a whole number from 1 to 64, or 'auto'")
 
     @model_validator(mode="after")
-    def _one_model_per_process(self) -> PipelineConfig:
+    def _one_model_per_process(self, info: ValidationInfo) -> PipelineConfig:
         if self.model_sharing == "locked" and self.worker_mode == "process":
             raise ValueError("config keys 'model_sharing' and 'worker_mode': model_sharing 'locked' cannot be "
                              "used with worker_mode 'process' (one model cannot be shared between processes; "
@@ -1098,9 +1183,7 @@ class PipelineConfig(_Strict):
         for key in ("clip_mode", "clip_before", "clip_after", "clips_keep", "clips_max_size"):
             if key in self.model_fields_set and getattr(self, key) is not None and self.clips is None:
                 raise ValueError(f"config keys {key!r} and 'clips': {key} is about event clips; give clips too")
-        if self.clips is not None and self.record is not None and _same_folder(self.clips, self.record):
-            raise ValueError(f"config keys 'clips' and 'record': both are {str(self.clips)!r}; give clips a folder "
-                             "of its own (clips and recording segments are named alike)")
+        _check_apart(self, (info.context or {}).get("config_file"))
         for index, stream in enumerate(self.streams):
             if stream.schedule is not None and stream.schedule.record is not None and self.record_of(stream) is None:
                 given = "no record folder" if self.record is None else "record: false"
@@ -1150,11 +1233,18 @@ class PipelineConfig(_Strict):
                                  + (f" (stream {stream.name or index!r})" if len(self.streams) > 1 else ""))
         return self
 
-    @field_validator("record_segment", "record_keep", "record_keep_objects", "snapshots_keep", "clips_keep",
-                     "crops_keep", "jsonl_keep", "stats_keep", "events_keep", mode="before")
+    @field_validator("record_keep", "record_keep_objects", "snapshots_keep", "clips_keep", "crops_keep", "jsonl_keep",
+                     "stats_keep", "events_keep", mode="before")
     @classmethod
     def _span(cls, value: Any) -> Any:
         return _span(value)
+
+    @field_validator("record_segment", mode="before")
+    @classmethod
+    def _segment(cls, value: Any) -> Any:
+        from streamyolo.clock import parse_seconds
+
+        return None if value is None else parse_seconds(value, most=SEGMENT_MOST)
 
     @field_validator("record_max_size", "clips_max_size", "dataset_max_size", mode="before")
     @classmethod
@@ -1431,6 +1521,14 @@ class PipelineConfig(_Strict):
         return stream.imgsz if stream.imgsz is not None else self.imgsz
 
 
+def _named_model(value: Any) -> Any:
+    """Refuse a model given as an empty string (``--model ""``), which would load the current folder."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("names no model: give a weights file (.pt), an export (ONNX, OpenVINO, TensorRT), a .yaml "
+                         "architecture, or demo")
+    return value
+
+
 def _image_size(value: int | tuple[int, int]) -> int | tuple[int, int]:
     sizes = (value,) if isinstance(value, int) else value
     if any(not 32 <= s <= 8192 for s in sizes):
@@ -1439,27 +1537,97 @@ def _image_size(value: int | tuple[int, int]) -> int | tuple[int, int]:
 
 
 _SECRET_KEYS = frozenset({"web_auth"})  # never repeated in an error, nor YAML-parsed from the environment
-_URL_KEYS = frozenset({"webhook", "mqtt", "public_url"})  # repeated in an error without their password
 
 
-def _same_folder(a: Path, b: Path) -> bool:
-    """Whether two folder settings name the same folder (either may not exist yet)."""
-    return a.expanduser().resolve() == b.expanduser().resolve()
+OUTPUT_FOLDERS = ("clips", "record", "snapshots", "crops", "heatmaps", "dataset")
+"""The run's keys that name a folder it writes in (each of its own: their files' names and
+clean-ups are not made to share one)."""
+OUTPUT_FILES = ("jsonl", "summary", "stats", "events", "switches_file")
+"""The run's keys that name a file it writes."""
 
 
-def _format_error(error: Mapping[str, Any]) -> str:
-    location = ".".join(str(part) for part in error["loc"] if not _union_tag(str(part)))
+def _check_apart(config: PipelineConfig, config_file: Path | None) -> None:
+    """Refuse two outputs on one path (the summary written over the JSONL, snapshots among the
+    recordings), and an output on what the run reads: the config file, a source, a model, the
+    ``env_file`` or the web page's certificate. ``ValueError`` names the keys."""
+    seen: dict[Path, str] = {}
+    for key in (*OUTPUT_FOLDERS, *OUTPUT_FILES):
+        path = getattr(config, key)
+        if path is None:
+            continue
+        other = seen.setdefault(_place(path), key)
+        if other != key:
+            kind = ("a folder" if {key, other} <= set(OUTPUT_FOLDERS) else "a file" if {key, other} <= set(OUTPUT_FILES)
+                    else "a path")
+            raise ValueError(f"config keys {other!r} and {key!r}: both are {str(getattr(config, other))!r}; give each "
+                             f"{kind} of its own")
+    for what, read in _read_by_the_run(config, config_file):
+        written = seen.get(_place(read))
+        if written is not None:
+            raise ValueError(f"config key {written!r}: {str(getattr(config, written))!r} is {what}, which the run "
+                             f"reads; give {written} a path of its own")
+
+
+def _read_by_the_run(config: PipelineConfig, config_file: Path | None) -> list[tuple[str, str | Path]]:
+    """What the run reads from local paths: each with what it is (``the config file``)."""
+    from streamyolo.errors import StreamYoloError
+    from streamyolo.sources.base import SourceKind
+    from streamyolo.sources.spec import file_path, source_kind
+
+    read: list[tuple[str, str | Path]] = [("the config file", config_file)] if config_file is not None else []
+    read += [(f"the {key}", path) for key in ("env_file", "web_cert", "web_key") if (path := getattr(config, key))]
+    read += [("the model", config.model)] if config.model != DEFAULT_MODEL else []
+    for index, stream in enumerate(config.streams):
+        which = f"stream {stream.name!r}" if stream.name else f"streams.{index}"
+        if stream.model is not None and stream.model != DEFAULT_MODEL:
+            read.append((f"the model of {which}", stream.model))
+        try:
+            local = source_kind(stream.source) is SourceKind.FILE and not any(c in stream.source for c in "*?[")
+        except (StreamYoloError, ValueError):  # (resolving the streams says what is wrong with it)
+            local = False
+        if local:
+            read.append((f"the source of {which}", file_path(stream.source)))
+    return read
+
+
+def _place(path: str | Path) -> Path:
+    """Where ``path`` is (relative to the current folder, ``~`` and links followed): two
+    settings that name one file or folder alike have the same place."""
+    try:
+        return Path(path).expanduser().resolve()
+    except (OSError, RuntimeError):  # (a loop of links)
+        return Path(os.path.abspath(Path(path).expanduser()))
+
+
+def _format_error(error: Mapping[str, Any], shown: Sequence[Any] | None = None) -> str:
+    """A pydantic error as one line naming its key (``shown``: the key's parts, if not the
+    error's own location), in words: never a class of ours, nor a password."""
+    parts = shown if shown is not None else [part for part in error["loc"] if not _union_tag(str(part))]
+    location = ".".join(str(part) for part in parts)
     if not location:  # a check across keys names them itself
         return str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         return f"unknown config key {location!r}" + meant(str(error["loc"][-1]), _keys_at(error["loc"][:-1]))
-    message = str(error["msg"]).removeprefix("Value error, ")
+    message = _in_words(error)
     given = error.get("input")
     secret = location in _SECRET_KEYS
-    if location in _URL_KEYS and isinstance(given, str):
-        given = redact_url(given)
-    shown = "" if secret or isinstance(given, dict | list) else f" (got {given!r})"
-    return f"config key {location!r}: {message}{shown}"
+    if isinstance(given, str):
+        given = redact_url(given)  # (a camera's URL, a webhook's: never their password)
+    shown_value = "" if secret or isinstance(given, dict | list) else f" (got {given!r})"
+    return f"config key {location!r}: {message}{shown_value}"
+
+
+def _in_words(error: Mapping[str, Any]) -> str:
+    """What pydantic says is wrong, without its names for our classes and patterns."""
+    kind = error["type"]
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        if [str(part) for part in error["loc"]][:1] == ["streams"] and len(error["loc"]) == 2:
+            return "must be a source (a file, a URL, a webcam's index …) or a mapping with one"
+        return "must be a mapping of keys"
+    if kind == "string_pattern_mismatch" and str(error.get("ctx", {}).get("pattern")) == NAME_PATTERN:
+        return f"not a name: a name is {NAME_RULE}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return re.sub(r" or (an )?instance of \w+", "", message)
 
 
 def _keys_at(location: Sequence[Any]) -> list[str]:
@@ -1512,16 +1680,42 @@ def _union_tag(part: str) -> bool:
         part in {model.__name__ for model in _Strict.__subclasses__()})
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (which YAML would read as
+    the last one alone: a second ``streams:`` dropping the first's cameras without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:  # (a key that is a list or mapping: YAML's own error says so)
+                continue
+            if first is not None:
+                raise ConfigError(f"line {line}: key {key!r} is given twice (first on line {first}); give it once")
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a YAML config file into a mapping; errors name the file."""
+    """Read a YAML config file into a mapping; errors name the file (and the line, for a
+    key given twice)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {os.fspath(path)!r}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read config file {os.fspath(path)!r}: not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"config file {os.fspath(path)!r}: {exc.strerror or exc}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # (a SafeLoader)
+    except ConfigError as exc:
+        raise ConfigError(f"config file {os.fspath(path)!r} {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -1616,41 +1810,69 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     return found
 
 
-def _apply_stream_defaults(data: dict[str, Any]) -> None:
-    """``stream_defaults:`` holds per-stream keys that every stream gets unless it sets them."""
+def _apply_stream_defaults(data: dict[str, Any]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    """``stream_defaults:`` holds per-stream keys that every stream gets unless it sets them.
+    Returns where each key a stream took from it was written (``("streams", 0, "buffer")`` →
+    ``("stream_defaults", "buffer")``), for an error to name."""
     defaults = data.pop("stream_defaults", None)
     if defaults is None:
-        return
+        return {}
     if not isinstance(defaults, dict):
         raise ConfigError("config key 'stream_defaults': must be a mapping of per-stream keys")
     streams = data.get("streams") or []
     merged = []
-    for entry in streams if isinstance(streams, list) else []:
-        given = StreamConfig.model_validate(entry).model_dump(exclude_unset=True) if _shorthand(entry) else entry
-        merged.append({**defaults, **given} if isinstance(given, dict) else given)
+    borrowed: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    for index, entry in enumerate(streams if isinstance(streams, list) else []):
+        given = _stream_entry(entry, index)
+        if isinstance(given, dict):
+            borrowed.update({("streams", index, key): ("stream_defaults", key) for key in defaults if key not in given})
+            given = {**defaults, **given}
+        merged.append(given)
     if isinstance(streams, list):
         data["streams"] = merged
+    return borrowed
 
 
-def _name_classes(data: dict[str, Any]) -> None:
+class _Invalid(Exception):
+    """A problem found before validation, as pydantic would report it (``loc``, ``msg``, ``input``)."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error["msg"])
+        self.error = error
+
+
+def _stream_entry(entry: Any, index: int) -> Any:
+    """``streams``' entry ``index`` as a mapping, if it is written as its URI alone (else as it is)."""
+    if not _shorthand(entry):
+        return entry
+    try:
+        return _stream_mapping(entry, StreamConfig.model_fields)
+    except ValueError as exc:
+        raise _Invalid({"type": "value_error", "loc": ("streams", index), "msg": str(exc), "input": entry}) from None
+
+
+def _name_classes(data: dict[str, Any]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
     """Class names in ``classes`` (the run's, a stream's, a line's, zone's or mask's: ``[person,
     car]``) made the ids of the model that reads them: the stream's own, else the run's. Only
     when some are given by name, which reads the models' names (without building them). The
     run's named classes go to each stream that keeps them, as its model numbers them (two
-    models may number ``car`` differently)."""
+    models may number ``car`` differently). Returns where what a stream took from the run's
+    was written (``("streams", 0, "class_conf", 0)`` → ``("class_conf", "person")``), for an
+    error to name."""
     streams = data.get("streams")
     entries = streams if isinstance(streams, list) else []
     outputs = {key: list(given) for key in _DELIVERED if isinstance(given := data.get(key), list)}
     lists = [data, *(e for e in entries if isinstance(e, dict)), *(shape for _, _, shape in _shapes(entries)),
              *(output for given in outputs.values() for output in given if isinstance(output, dict))]
     if not any(_named(holder.get(key)) for holder in lists for key in _CLASS_KEYS):
-        return
+        return {}
     from streamyolo.errors import ModelError
     from streamyolo.inference.names import model_names
 
     entries = data["streams"] = copy.deepcopy(entries)  # the caller's mappings stay as they were
     run_model = data.get("model") or DEFAULT_MODEL
     known: dict[str, dict[int, str]] = {}
+    borrowed: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
     def ids(classes: Any, key: str, model: Any, enabled: bool = True) -> Any:
         if not _named(classes):
@@ -1673,7 +1895,7 @@ def _name_classes(data: dict[str, Any]) -> None:
         wanted = data.get(key)
         for index, given in enumerate(entries):
             if _shorthand(given) and _named(wanted):  # the run's classes become the stream's
-                entries[index] = StreamConfig.model_validate(given).model_dump(exclude_unset=True)
+                entries[index] = _stream_entry(given, index)
             entry = entries[index]
             if not isinstance(entry, dict) or _shorthand(entry):
                 continue
@@ -1681,6 +1903,10 @@ def _name_classes(data: dict[str, Any]) -> None:
             enabled = entry.get("enabled") is not False
             if entry.get(key) is None and _named(wanted):
                 entry[key] = ids(wanted, key, model, enabled)  # the run's classes, as this stream's model numbers them
+                borrowed[("streams", index, key)] = (key,)
+                if isinstance(wanted, dict) and isinstance(entry[key], dict) and len(entry[key]) == len(wanted):
+                    borrowed.update({("streams", index, key, number): (key, written)  # (class_conf's, as written)
+                                     for number, written in zip(entry[key], wanted, strict=True)})
             elif key in entry:
                 entry[key] = ids(entry[key], f"streams.{index}.{key}", model, enabled)
             if entry.get(key) is _UNREAD:
@@ -1698,6 +1924,7 @@ def _name_classes(data: dict[str, Any]) -> None:
         for index, output in enumerate(copied):
             if isinstance(output, dict) and "classes" in output:
                 output["classes"] = ids(output["classes"], f"{key}.{index}.classes", run_model)
+    return borrowed
 
 
 def _shapes(entries: list[Any]) -> list[tuple[int, str, dict[str, Any]]]:
@@ -1721,10 +1948,10 @@ _CLASS_KEYS = ("classes", "blur", "class_conf", "record_objects")
 
 
 def _shorthand(entry: Any) -> bool:
-    """A stream written as its URI alone (``front=rtsp://…``; YAML reads ``- synthetic:`` as
-    ``{"synthetic": None}``)."""
-    return isinstance(entry, str) or (isinstance(entry, dict) and len(entry) == 1
-                                      and next(iter(entry.values())) is None)
+    """A stream written as its URI alone (``front=rtsp://…``, a webcam's ``0``; YAML reads
+    ``- synthetic:`` as ``{"synthetic": None}``)."""
+    return isinstance(entry, str) or _webcam_index(entry) or (
+        isinstance(entry, dict) and len(entry) == 1 and next(iter(entry.values())) is None)
 
 
 def _named(classes: Any) -> bool:
@@ -1775,16 +2002,49 @@ def build_config(
     env_file = (overrides or {}).get("env_file") or variables.get(ENV_PREFIX + "ENV_FILE") or raw.get("env_file")
     if env_file:
         variables.update(read_env_file(env_file))
+    where: dict[str, str] = {}  # where each top-level key's value came from, for an error to say
     if isinstance(file, Mapping):
         data.update(raw)
     elif file is not None:
-        origin = f" (in {os.fspath(file)})"
-        data.update(with_environment(raw, variables, origin))
-    data.update(_env_overrides(variables))
-    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    _apply_stream_defaults(data)
-    _name_classes(data)
+        origin = f"in {os.fspath(file)}"
+        data.update(with_environment(raw, variables, f" ({origin})"))
+        where.update(dict.fromkeys(raw, origin))
+    from_environment = _env_overrides(variables)
+    data.update(from_environment)
+    where.update({key: f"from environment variable {ENV_PREFIX}{key.upper()}" for key in from_environment})
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    data.update(given)
+    for key in given:
+        where.pop(key, None)
+    moved: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    context = {"config_file": None if file is None or isinstance(file, Mapping) else Path(file)}
     try:
-        return PipelineConfig.model_validate(data)
+        moved.update(_apply_stream_defaults(data))
+        moved.update(_name_classes(data))
+        return PipelineConfig.model_validate(data, context=context)
     except ValidationError as exc:
-        raise ConfigError(_format_error(exc.errors()[0]) + origin) from None
+        error = dict(exc.errors()[0])
+    except _Invalid as exc:
+        error = exc.error
+    raise ConfigError(_explained(error, moved, where, origin)) from None
+
+
+def _explained(error: Mapping[str, Any], moved: Mapping[tuple[Any, ...], tuple[Any, ...]],
+               where: Mapping[str, str], origin: str) -> str:
+    """A validation ``error`` as one line naming the key where the user wrote the value: a
+    stream's key it took from ``stream_defaults`` or from the run's (``moved``) is named there,
+    and the line says where that key came from (``where``: the config file, an environment
+    variable; nothing for a flag), or ``origin`` (the file) for a check across keys that names
+    none."""
+    location = tuple(part for part in error["loc"] if not _union_tag(str(part)))
+    for size in range(len(location), 0, -1):
+        if location[:size] in moved:
+            location = (*moved[location[:size]], *location[size:])
+            break
+    message = _format_error(error, location)
+    named = re.match(r"(?:unknown )?config keys? '([^']+)'(?: and '([^']+)')?", message)
+    keys = [key for key in named.groups() if key] if named else []
+    if not keys:
+        return message + (f" ({origin})" if origin else "")
+    said = list(dict.fromkeys(where[top] for key in keys if (top := key.split(".")[0]) in where))
+    return message + (f" ({'; '.join(said)})" if said else "")

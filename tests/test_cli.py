@@ -180,12 +180,12 @@ def test_a_misspelt_flag_is_named_with_the_one_meant(capsys: pytest.CaptureFixtu
     with pytest.raises(SystemExit) as exited:
         cli.main(["run", "--source", "a.mp4", "--recrod", "rec", "--webhok-format=text", "--zzz"])
     assert exited.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1] == (
+    assert capsys.readouterr().err.splitlines() == [
         "streamyolo run: error: unrecognized arguments: --recrod (did you mean --record?) "
-        "--webhok-format=text (did you mean --webhook-format?) --zzz")
+        "--webhok-format=text (did you mean --webhook-format?) --zzz", "`streamyolo run --help` lists the options"]
     with pytest.raises(SystemExit):
         cli.main(["events", "runs/events.jsonl", "--folow"])
-    assert capsys.readouterr().err.splitlines()[-1].endswith("unrecognized arguments: --folow (did you mean --follow?)")
+    assert capsys.readouterr().err.splitlines()[0].endswith("unrecognized arguments: --folow (did you mean --follow?)")
 
 
 @pytest.mark.timeout(300)
@@ -193,7 +193,7 @@ def test_a_misspelt_flag_is_named_with_the_one_meant(capsys: pytest.CaptureFixtu
     ("case", "expected"),
     [
         ("missing model", "model not found: 'no-such-model.pt'"),
-        ("unreadable model", "cannot load model"),
+        ("unreadable model", "not a PyTorch model file"),
         ("unknown config key", "unknown config key 'frobnicate'"),
         ("wrong type", "config key 'workers'"),
         ("unsupported scheme", "unsupported source scheme 'ftp'"),
@@ -286,7 +286,7 @@ def test_check_shows_the_plan_and_with_connect_reads_every_source_once(
     assert done.returncode == 2 and "stream 'ghost': file not found" in done.stderr, done.stderr
     done = streamyolo("check", "--source", "synthetic:", "--model", str(_write(tmp_path / "bad.pt", "garbage")),
                       "--load-model")
-    assert done.returncode == 2 and "ERROR: cannot load model" in done.stderr, done.stderr
+    assert done.returncode == 2 and "bad.pt': not a PyTorch model file" in done.stderr, done.stderr
 
 
 @pytest.mark.timeout(120)
@@ -696,3 +696,138 @@ def test_ultralytics_warnings_go_to_stderr_beside_ours() -> None:
     assert done.returncode == 0, done.stderr
     assert "imgsz=[650] must be multiple of max stride 32" in done.stderr
     assert done.stdout.splitlines()[0].startswith("stream  state"), done.stdout
+
+
+def _one_error(done: subprocess.CompletedProcess[str], expected: str) -> None:
+    """Exit code 2 and, in the log, one error line, which holds ``expected``, and no traceback."""
+    errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
+    assert done.returncode == 2 and len(errors) == 1, (done.returncode, done.stderr)
+    assert expected in errors[0] and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.timeout(60)
+def test_a_config_file_that_is_not_utf8_is_one_line_in_every_command(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_bytes(b"# cam\xe9ra\nmodel: demo\nstreams:\n  - people.mp4\n")
+    said = f"cannot read config file '{config}': not UTF-8 text"
+    for command in (["run"], ["check"], ["events"], ["status"], ["export", "--stream", "a", "--last", "1h"]):
+        _one_error(in_process(capsys, caplog, command[0], str(config), *command[1:]), said)
+    config.write_bytes("model: demo\nstreams:\n  - people.mp4\n".encode("utf-16"))
+    done = streamyolo("check", str(config))  # as a user's shell runs it
+    _one_error(done, f"cannot read config file '{config}': not UTF-8 text")
+
+
+@pytest.mark.timeout(60)
+def test_outputs_on_one_path_are_refused_before_anything_is_written(
+        clips: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    same = tmp_path / "same.jsonl"
+    for command in ("run", "check"):
+        _one_error(in_process(capsys, caplog, command, "--source", str(clips[0]), "--jsonl", str(same), "--summary",
+                              str(same), "--no-display"),
+                   f"config keys 'jsonl' and 'summary': both are '{same}'; give each a file of its own")
+    assert not same.exists()
+    victim = _write(tmp_path / "victim.yaml", f"streams: [{clips[0]}]\nsummary: {tmp_path / 'victim.yaml'}\n")
+    before = victim.read_text()
+    _one_error(in_process(capsys, caplog, "run", str(victim), "--no-display"),
+               f"config key 'summary': '{victim}' is the config file, which the run reads")
+    assert victim.read_text() == before
+    _one_error(in_process(capsys, caplog, "check", "--source", str(clips[0]), "--jsonl", str(clips[0])),
+               f"config key 'jsonl': '{clips[0]}' is the source of streams.0, which the run reads")
+    _one_error(in_process(capsys, caplog, "check", "--source", str(clips[0]), "--record", str(tmp_path / "d"),
+                          "--snapshots", str(tmp_path / "d")),
+               f"config keys 'record' and 'snapshots': both are '{tmp_path / 'd'}'; give each a folder of its own")
+
+
+@pytest.mark.timeout(60)
+def test_demo_frames_must_be_at_least_one(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    for frames in ("0", "-5"):
+        _one_error(in_process(capsys, caplog, "demo", "--frames", frames, "--out", str(tmp_path / "demo")),
+                   f"demo option 'frames': must be between 1 and 100000 (got {frames})")
+    assert not (tmp_path / "demo").exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_bad_value_is_blamed_on_the_flag_or_variable_that_gave_it(
+        clips: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    ok = _write(tmp_path / "ok.yaml", f"streams: [{clips[0]}]\n")
+    monkeypatch.setenv("STREAMYOLO_WORKERS", "two")
+    done = in_process(capsys, caplog, "check", str(ok))
+    _one_error(done, "config key 'workers': must be a whole number from 1 to 64, or 'auto' (got 'two') (from "
+                     "environment variable STREAMYOLO_WORKERS)")
+    assert str(ok) not in done.stderr
+    monkeypatch.delenv("STREAMYOLO_WORKERS")
+    done = in_process(capsys, caplog, "check", str(ok), "--class-conf", "person=2")
+    _one_error(done, "config key 'class_conf.person': Input should be less than or equal to 1 (got 2.0)")
+    assert "streams.0" not in done.stderr and str(ok) not in done.stderr
+    for name in ("a/b", "with space", ".hidden"):
+        done = in_process(capsys, caplog, "check", "--source", f"{name}={clips[0]}")
+        _one_error(done, f"config key 'streams.0': stream name '{name}' is not valid: a name is letters, digits, _, . "
+                         "and -, beginning with a letter, digit or _")
+        assert "file not found" not in done.stderr
+
+
+@pytest.mark.timeout(60)
+def test_what_a_run_cannot_use_is_refused_by_check(clips: list[Path], capsys: pytest.CaptureFixture[str],
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    for args, said in (
+            (["--source", "rtsp://"], "config key 'streams.0.source': names no host: give rtsp://host[:port]/path"),
+            (["--source", "cam=http://127.0.0.1:99999/x"],
+             "config key 'streams.0.source': its port must be a number from 1 to 65535"),
+            (["--source", str(clips[0]), "--model", ""], "config key 'model': names no model"),
+            (["--source", str(clips[0]), "--record-segment", "2d"],
+             "config key 'record_segment': must be from 1 second to 1 day (got '2d')"),
+            (["--source", str(clips[0]), "--record-segment", "0"],
+             "config key 'record_segment': must be from 1 second to 1 day (got '0')")):
+        _one_error(in_process(capsys, caplog, "check", *args), said)
+
+
+def test_a_webcam_index_written_as_a_number_is_a_webcam(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    for streams in ("[{name: w, source: 0}]", "[0]"):
+        done = in_process(capsys, caplog, "check", str(_write(tmp_path / "w.yaml", f"streams: {streams}\n")))
+        assert done.returncode == 0, done.stderr
+        assert re.search(r"^  (w|cam0) +0 +\(webcam", done.stdout, re.MULTILINE), done.stdout
+
+
+@pytest.mark.timeout(120)
+def test_log_level_goes_before_or_after_the_command_in_any_case() -> None:
+    run = ["run", "--source", "synthetic:?size=64x48&frames=3", "--imgsz", "64", "--no-display",
+           "--status-interval", "0"]
+    done = streamyolo(*run, "--log-level", "debug")
+    assert done.returncode == 0 and "streamyolo: DEBUG: " in done.stderr, done.stderr
+    done = streamyolo("--log-level", "debug", *run, "--log-level", "Error")  # (the later one)
+    assert done.returncode == 0 and "DEBUG" not in done.stderr and "INFO" not in done.stderr, done.stderr
+    assert cli.build_parser().parse_args(["--log-level", "warning", "check"]).log_level == "WARNING"
+
+
+def test_a_flag_error_is_one_line_and_where_the_options_are(capsys: pytest.CaptureFixture[str]) -> None:
+    for args, prog in ((["run", "--source", "a.mp4", "--conf", "x"], "streamyolo run"),
+                       (["check", "--log-level", "loud"], "streamyolo check"), ([], "streamyolo")):
+        with pytest.raises(SystemExit) as exited:
+            cli.main(args)
+        assert exited.value.code == 2
+        error, where = capsys.readouterr().err.splitlines()
+        assert error.startswith(f"{prog}: error: ") and where == f"`{prog} --help` lists the " + (
+            "options" if " " in prog else "commands and options")
+
+
+def test_the_help_says_what_the_code_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from streamyolo.config import build_config
+    from streamyolo.pipeline.assemble import models_running, resolve_model_cache, torch_threads
+    from streamyolo.pipeline.pipeline import cpu_count
+
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert resolve_model_cache("auto") == str(tmp_path / "streamyolo" / "openvino")
+    assert "(auto: $XDG_CACHE_HOME or ~/.cache, then streamyolo/openvino; off: none kept)" in shown
+    config = build_config({"streams": ["a.mp4"]})
+    assert torch_threads(config, models_running(config, workers=2, lanes=2), "cpu") == max(1, cpu_count() // 4)
+    assert ("--threads THREADS each model's CPU threads: torch intra-op threads, or OpenVINO's inference threads "
+            "(default: the cores / (workers × lanes); on a GPU, torch's own)") in shown

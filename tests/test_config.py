@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -249,8 +251,15 @@ def test_stream_defaults_apply_unless_a_stream_sets_the_key() -> None:
     assert [s.open_timeout for s in config.streams] == [7, 3, 7]
     assert all(s.reconnect.attempts == 2 for s in config.streams)
     assert config.streams[2].source == "synthetic:"
-    with pytest.raises(ConfigError, match=r"streams\.0\.colour"):
+    # A key a stream took from stream_defaults is named where it was written
+    with pytest.raises(ConfigError, match=r"^unknown config key 'stream_defaults\.colour'$"):
         build_config({"streams": ["x"], "stream_defaults": {"colour": "red"}})
+    with pytest.raises(ConfigError, match=r"^unknown config key 'stream_defaults\.bufr' \(did you mean 'buffer'\?\)$"):
+        build_config({"streams": ["x", {"source": "y", "bufr": 2}], "stream_defaults": {"bufr": 3}})
+    with pytest.raises(ConfigError, match=r"^config key 'stream_defaults\.buffer': .* \(got 0\)$"):
+        build_config({"streams": ["x"], "stream_defaults": {"buffer": 0}})
+    with pytest.raises(ConfigError, match=r"^config key 'streams\.1\.buffer'"):  # (the stream's own: its own)
+        build_config({"streams": ["x", {"source": "y", "buffer": 0}], "stream_defaults": {"buffer": 3}})
 
 
 LIVE = ["a=rtsp://h/a", "b=rtsp://h/b", "c=rtsp://h/c"]
@@ -371,3 +380,168 @@ def test_the_env_files_variables_come_before_the_processs_and_its_errors_name_th
         build_config(config, environ={"STREAMYOLO_ENV_FILE": str(tmp_path / "gone.env")})
     gone = tmp_path / "gone.env"
     assert str(error.value) == f"config key 'env_file': cannot read '{gone}': No such file or directory"
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-16"])
+def test_a_config_file_that_is_not_utf8_is_one_line_naming_it(tmp_path: Path, encoding: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes("# caméra\nmodel: demo\nstreams:\n  - people.mp4\n".encode(encoding))
+    with pytest.raises(ConfigError, match=rf"^cannot read config file '{path}': not UTF-8 text$"):
+        build_config(path)
+
+
+def test_a_key_given_twice_is_refused_naming_it_and_its_lines(tmp_path: Path) -> None:
+    """YAML would keep the last alone: the first list of cameras dropped without a word."""
+    path = tmp_path / "c.yaml"
+    path.write_text("streams:\n  - a.mp4\nconf: 0.3\nstreams:\n  - b.mp4\n")
+    with pytest.raises(ConfigError, match=rf"^config file '{path}' line 4: key 'streams' is given twice \(first on "
+                                          r"line 1\); give it once$"):
+        build_config(path)
+    path.write_text("streams:\n  - source: a.mp4\n    zones:\n      door: [[0, 0], [9, 0], [9, 9]]\n"
+                    "      door: [[0, 0], [5, 0], [5, 5]]\n")
+    with pytest.raises(ConfigError, match=r"line 5: key 'door' is given twice \(first on line 4\)"):
+        build_config(path)
+    path.write_text("base: &base {source: a.mp4, buffer: 2}\n")  # a merge key's values may be overridden
+    assert load_yaml(path) == {"base": {"source": "a.mp4", "buffer": 2}}
+    path.write_text("streams:\n  - <<: {source: a.mp4, buffer: 2}\n    buffer: 3\n")
+    assert build_config(path).streams[0].buffer == 3
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("duration: .inf", "duration"),
+    ("streams: [{source: a.mp4, zones: {door: [[0, 0], [.nan, 0], [9, 9]]}}]", "streams.0.zones.door.points.1.0"),
+    ("streams: [{source: a.mp4, zones: {door: [[0, 0], [1.0e+300, 0], [9, 9]]}}]", "streams.0.zones.door.points.1.0"),
+    ("streams: [{source: a.mp4, lines: {door: [[0, 0], [.inf, 9]]}}]\ntracker: bytetrack", "streams.0.lines.door"),
+    ("streams: [{source: a.mp4, masks: {tree: [[0, 0], [9, 0], [9, -.inf]]}}]", "streams.0.masks.tree.points.2.1"),
+    ("streams: [{source: a.mp4, privacy: {w: [[0, 0], [9, 0], [1.0e+300, 9]]}}]", "streams.0.privacy.w.points.2.0"),
+    ("streams: [{source: a.mp4, region: [0, 0, 1.0e+300, 90]}]", "streams.0.region"),
+    ("streams: [{source: a.mp4, region: [[0, 0], [90, .nan], [0, 90]]}]", "streams.0.region"),
+])
+def test_numbers_that_are_not_finite_or_no_pixel_are_refused(tmp_path: Path, text: str, key: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text + ("\nstreams: [a.mp4]\n" if "streams" not in text else "\n"))
+    with pytest.raises(ConfigError, match=rf"^config key '{re.escape(key)}[.'].*\(in {path}\)$"):
+        build_config(path)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"jsonl": "same.jsonl", "summary": "same.jsonl"},
+     "config keys 'jsonl' and 'summary': both are 'same.jsonl'; give each a file of its own"),
+    ({"jsonl": "x", "events": "./x"}, "config keys 'jsonl' and 'events': both are 'x'"),
+    ({"stats": "x.jsonl", "switches_file": "{tmp}/x.jsonl"}, "config keys 'stats' and 'switches_file': both are"),
+    ({"record": "d", "snapshots": "d/"},
+     "config keys 'record' and 'snapshots': both are 'd'; give each a folder of its own"),
+    ({"heatmaps": "{tmp}/d", "dataset": "d"}, "config keys 'heatmaps' and 'dataset': both are '{tmp}/d'"),
+    ({"record": "d", "jsonl": "d"}, "config keys 'record' and 'jsonl': both are 'd'; give each a path of its own"),
+    ({"jsonl": "in.mp4"}, "config key 'jsonl': 'in.mp4' is the source of streams.0, which the run reads; give jsonl "
+                          "a path of its own"),
+    ({"streams": ["door={tmp}/in.mp4"], "summary": "in.mp4"}, "config key 'summary': 'in.mp4' is the source of "
+                                                              "stream 'door'"),
+    ({"record": "."}, "config key 'record': '.' is the source of streams.1"),
+    ({"env_file": "secrets.env", "stats": "secrets.env"}, "config key 'stats': 'secrets.env' is the env_file"),
+    ({"summary": "c.yaml"}, "config key 'summary': 'c.yaml' is the config file, which the run reads"),
+])
+def test_outputs_on_one_path_or_on_what_the_run_reads_are_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: dict[str, object], message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.mp4").write_bytes(b"")
+    (tmp_path / "secrets.env").write_text("A=1\n")
+    given = {key: [s.format(tmp=tmp_path) for s in value] if isinstance(value, list) else str(value).format(
+        tmp=tmp_path) for key, value in {"streams": ["in.mp4", str(tmp_path)], **settings}.items()}
+    (tmp_path / "c.yaml").write_text(json.dumps(given))
+    with pytest.raises(ConfigError, match="^" + re.escape(message.format(tmp=tmp_path))):
+        build_config(Path("c.yaml"))
+
+
+def test_outputs_apart_and_streams_sharing_their_folders_are_fine(tmp_path: Path) -> None:
+    config = build_config({"streams": ["a.mp4", "b.mp4", "c=a.mp4"], "record": str(tmp_path / "rec"),
+                           "snapshots": str(tmp_path / "shots"), "heatmaps": str(tmp_path / "heat"),
+                           "jsonl": str(tmp_path / "rec" / "det.jsonl"), "events": str(tmp_path / "events.jsonl"),
+                           "summary": str(tmp_path / "summary.json")})
+    assert config.record == tmp_path / "rec" and len(config.streams) == 3
+
+
+def test_a_value_is_blamed_on_where_it_was_written(tmp_path: Path) -> None:
+    """The environment's variable, the file, or (a flag) neither: never the file for what it does not say."""
+    path = tmp_path / "ok.yaml"
+    path.write_text("streams: [a.mp4]\nconf: 2\n")
+    with pytest.raises(ConfigError, match=r"^config key 'workers': must be a whole number from 1 to 64, or 'auto' "
+                                          r"\(got 'two'\) \(from environment variable STREAMYOLO_WORKERS\)$"):
+        build_config(path, {"conf": 0.3}, environ={"STREAMYOLO_WORKERS": "two"})
+    with pytest.raises(ConfigError, match=rf"^config key 'conf': .* \(got 2\) \(in {path}\)$"):
+        build_config(path, environ={})
+    with pytest.raises(ConfigError, match=r"^config key 'conf': .* \(got 3.0\)$"):
+        build_config(path, {"conf": 3.0}, environ={})
+    with pytest.raises(ConfigError, match=r"^config keys 'mqtt_discovery' and 'mqtt': .* \(from environment variable "
+                                          r"STREAMYOLO_MQTT_DISCOVERY\)$"):
+        build_config(path, {"conf": 0.3}, environ={"STREAMYOLO_MQTT_DISCOVERY": "homeassistant"})
+
+
+def test_the_runs_thresholds_by_class_name_are_blamed_on_the_runs_key() -> None:
+    """Given by name, they are copied to each stream, as its model numbers them: an error is the run's."""
+    with pytest.raises(ConfigError, match=r"^config key 'class_conf.person': Input should be less than or equal to 1 "
+                                          r"\(got 2.0\)$"):
+        build_config({"streams": ["a.mp4", "b.mp4"], "class_conf": {"person": 2.0}})
+    with pytest.raises(ConfigError, match=r"^config key 'streams.1.class_conf.0': "):  # (a stream's own: its own)
+        build_config({"streams": ["a.mp4", {"source": "b.mp4", "class_conf": {"person": 2.0}}],
+                      "class_conf": {"person": 0.5}})
+
+
+@pytest.mark.parametrize("given", ["a/b=people.mp4", "with space=people.mp4", ".hidden=people.mp4", "-x=people.mp4"])
+def test_a_stream_name_that_is_not_one_is_said_so(given: str) -> None:
+    name = given.partition("=")[0]
+    with pytest.raises(ConfigError, match=rf"^config key 'streams.0': stream name '{re.escape(name)}' "
+                                          r"is not valid: a name is letters, digits, _, \. and -, beginning with a "
+                                          rf"letter, digit or _ \(got '{re.escape(given)}'\)$"):
+        build_config({"streams": [given]})
+    with pytest.raises(ConfigError, match=r"^config key 'streams.0.name': not a name: a name is letters"):
+        build_config({"streams": [{"name": name, "source": "people.mp4"}]})
+
+
+def test_a_file_whose_name_holds_an_equals_sign_is_a_source(tmp_path: Path) -> None:
+    video = tmp_path / "x y=z.mp4"
+    video.write_bytes(b"")
+    assert build_config({"streams": [str(video)]}).streams[0].source == str(video)
+    assert build_config({"streams": ["rtsp://h/s?a=b", "front=rtsp://h/s?c=d"]}).streams[1].name == "front"
+
+
+def test_a_webcam_index_may_be_a_number_and_errors_name_no_class_of_ours() -> None:
+    config = build_config({"streams": [{"name": "w", "source": 0}, 1, "2"], "stream_defaults": {"buffer": 3}})
+    assert [(s.source, s.buffer) for s in config.streams] == [("0", 3), ("1", 3), ("2", 3)]
+    for data, message in (({"streams": [1.5]}, "config key 'streams.0': must be a source (a file, a URL, a webcam's "
+                                                "index …) or a mapping with one (got 1.5)"),
+                          ({"streams": [{"source": "a", "reconnect": 5}]},
+                           "config key 'streams.0.reconnect': must be a mapping of keys (got 5)")):
+        with pytest.raises(ConfigError) as raised:
+            build_config(data)
+        assert str(raised.value) == message
+        assert not re.search(r"Config\b|instance", str(raised.value))
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("rtsp://", "config key 'streams.0.source': names no host: give rtsp://host[:port]/path (got 'rtsp://')"),
+    ("rtsp://:554/stream", "config key 'streams.0.source': names no host"),
+    ("http://u:hunter2@127.0.0.1:99999/x", "config key 'streams.0.source': its port must be a number from 1 to 65535 "
+                                           "(got 'http://u:***@127.0.0.1:99999/x')"),
+    ("rtsp://10.0.0.5:0/s", "config key 'streams.0.source': its port must be a number from 1 to 65535"),
+])
+def test_a_network_source_a_run_cannot_reach_is_refused(source: str, message: str) -> None:
+    with pytest.raises(ConfigError, match="^" + re.escape(message)):
+        build_config({"streams": [source]})
+    with pytest.raises(ConfigError, match=r"^config key 'streams.0.record_source': "):
+        build_config({"streams": [{"source": "rtsp://10.0.0.5/sub", "record_source": source}], "record": "rec"})
+
+
+def test_a_model_must_be_named() -> None:
+    for given in ("", "  "):
+        with pytest.raises(ConfigError, match=r"^config key 'model': names no model: give a weights file"):
+            build_config({"streams": ["a.mp4"], "model": given})
+        with pytest.raises(ConfigError, match=r"^config key 'streams.0.model'"):
+            build_config({"streams": [{"source": "a.mp4", "model": given}]})
+
+
+def test_a_segment_is_from_a_second_to_a_day_whatever_is_wrong() -> None:
+    for given in (0, "0.5s", "2d", 86401, "25h"):
+        with pytest.raises(ConfigError, match=r"^config key 'record_segment': must be from 1 second to 1 day \(got "):
+            build_config({"streams": ["a.mp4"], "record_segment": given})
+    assert build_config({"streams": ["a.mp4"], "record_segment": "1d"}).record_segment == 86400

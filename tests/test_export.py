@@ -185,3 +185,26 @@ def test_every_camera_around_a_moment_a_file_each(tmp_path: Path) -> None:
     assert [len(_shown(path)[0]) for path in sorted((tmp_path / "incident").iterdir())] == [2 * FPS, 2 * FPS]
     done = streamyolo("export", str(folder), "--stream", "gate", "--stream", "porch", *span)
     assert done.returncode == 2 and "export: none of streams 'gate', 'porch' recorded anything then" in done.stderr
+
+
+def test_a_time_alone_is_on_the_day_given() -> None:
+    start = time.mktime((2026, 12, 6, 10, 3, 0, 0, 0, -1))
+    now = time.mktime((2027, 1, 9, 12, 0, 0, 0, 0, -1))
+    assert parse_moment("10:07", now, day=start) == time.mktime((2026, 12, 6, 10, 7, 0, 0, 0, -1))
+    assert parse_moment("10:07", now) == time.mktime((2027, 1, 9, 10, 7, 0, 0, 0, -1))  # (today)
+    assert parse_moment("2026-12-07 09:00", now, day=start) == time.mktime((2026, 12, 7, 9, 0, 0, 0, 0, -1))
+
+
+@pytest.mark.timeout(120)
+def test_a_time_alone_in_to_is_on_the_day_of_from(tmp_path: Path) -> None:
+    """``--from "<day> 10:03" --to 10:07``: what happened then that day, not up to today's 10:07."""
+    day = time.localtime(time.time() - 2 * 86400)
+    at = [time.mktime((day.tm_year, day.tm_mon, day.tm_mday, 10, minute, 0, 0, 0, -1)) for minute in (3, 8)]
+    folder = tmp_path / "rec"
+    _camera_run(folder, at[0], 2 * FPS)
+    _camera_run(folder, at[1], 2 * FPS, seed=2)  # (after 10:07 that day)
+    done = streamyolo("export", str(folder), "--stream", "cam", "--from", time.strftime("%Y-%m-%d 10:03", day),
+                      "--to", "10:07", "--out", str(tmp_path / "then.mp4"))
+    assert done.returncode == 0, done.stderr
+    assert f"({2 * FPS} frames, from 2 recording(s))" in done.stdout, done.stdout
+    assert _shown(tmp_path / "then.mp4")[0] == list(range(2 * FPS))

@@ -76,22 +76,26 @@ class Exported:
         return 0.0 if self.start is None or self.end is None else self.end - self.start
 
 
-def parse_moment(text: str, now: float | None = None) -> float:
+def parse_moment(text: str, now: float | None = None, day: float | None = None) -> float:
     """A moment as people write one, in local time: ``2026-12-06 10:03`` (or ``T``, with
-    seconds), ``2026-12-06`` (its midnight), ``10:03`` or ``10:03:30`` (today), ``today`` and
-    ``yesterday`` (their midnight), ``-10m`` (that long ago: ``s``, ``m``, ``h``, ``d``),
-    ``now``, or seconds since the epoch. Raises ``ValueError`` naming what it takes.
+    seconds), ``2026-12-06`` (its midnight), ``10:03`` or ``10:03:30`` (today, or the day of
+    the moment ``day``: a span's end on its start's day), ``today`` and ``yesterday`` (their
+    midnight), ``-10m`` (that long ago: ``s``, ``m``, ``h``, ``d``), ``now``, or seconds since
+    the epoch. Raises ``ValueError`` naming what it takes.
 
     >>> parse_moment("-90s", now=1000.0), parse_moment("now", now=1000.0), parse_moment("1796457794.5")
     (910.0, 1000.0, 1796457794.5)
+    >>> start = parse_moment("2026-12-06 10:03")
+    >>> parse_moment("10:07", day=start) - start
+    240.0
     """
     current = time.time() if now is None else now
     value = text.strip()
     if value == "now":
         return current
     if value in ("today", "yesterday"):
-        day = dt.datetime.fromtimestamp(current).date() - dt.timedelta(days=value == "yesterday")
-        return time.mktime(dt.datetime.combine(day, dt.time()).timetuple())
+        date = dt.datetime.fromtimestamp(current).date() - dt.timedelta(days=value == "yesterday")
+        return time.mktime(dt.datetime.combine(date, dt.time()).timetuple())
     if value.startswith("-"):
         try:
             return current - parse_seconds(value[1:], least=0.0)
@@ -111,7 +115,7 @@ def parse_moment(text: str, now: float | None = None) -> float:
             clock = dt.datetime.strptime(value, form).time()
         except ValueError:
             continue
-        today = dt.datetime.fromtimestamp(current).date()
+        today = dt.datetime.fromtimestamp(current if day is None else day).date()
         return time.mktime(dt.datetime.combine(today, clock).timetuple())
     raise ValueError(f"{text!r} is not a moment: give 2026-12-06 10:03[:30], 2026-12-06, 10:03 (today), today, "
                      "yesterday, -10m (ago), now or seconds since the epoch")

@@ -578,6 +578,7 @@ def _reload(pipeline: Any, refused: str | None, why: str = "SIGHUP") -> None:
 
 
 def command_check(args: argparse.Namespace) -> int:
+    from streamyolo.inference.models import first_line
     from streamyolo.pipeline import Pipeline
     from streamyolo.pipeline.check import (
         capacity,
@@ -614,7 +615,7 @@ def command_check(args: argparse.Namespace) -> int:
         except ModelError:
             raise
         except Exception as exc:  # what the run's workers would fail with
-            raise ModelError(f"model {group.path!r} cannot be run: {exc}") from exc
+            raise ModelError(f"model {group.path!r} cannot be run: {first_line(exc)}") from exc
         kind = "" if loaded.task == "detect" else f" (a {loaded.task} model)"
         each = ":\n" + "\n".join(loaded.lines) if loaded.lines else ""
         which = "" if len(plan.groups) == 1 else f" {group.name}" + (
@@ -641,6 +642,10 @@ def command_check(args: argparse.Namespace) -> int:
     if unreached:
         log.error("%d of %d event output(s) did not take the test event: %s", len(unreached), len(told),
                   ", ".join(unreached))
+    missing = [s.spec.name for s in plan.streams if s.missing is not None]
+    if missing:  # (a run would go on without them: bad input all the same)
+        log.error("%d of %d stream(s) cannot be read: %s", len(missing), len(plan.streams), ", ".join(missing))
+        return EXIT_USAGE
     return EXIT_FAILED if failed or unreached else EXIT_OK
 
 

@@ -284,6 +284,11 @@ def test_check_shows_the_plan_and_with_connect_reads_every_source_once(
                                                          "416x240 picture") for level, message in said), said
     done = streamyolo("check", "--source", f"ghost={tmp_path / 'ghost.mp4'}")
     assert done.returncode == 2 and "stream 'ghost': file not found" in done.stderr, done.stderr
+    # Beside a stream that can run: the plan, the missing one marked (a run goes on without it), exit 2.
+    done = streamyolo("check", "--source", "synthetic:", "--source", f"ghost={tmp_path / 'ghost.mp4'}")
+    assert done.returncode == 2, done.stderr
+    assert re.search(r"\n +ghost +\S+ghost\.mp4 +\(file; [^)]*\) FAILS: file not found: ", done.stdout), done.stdout
+    assert done.stderr.strip().splitlines()[-1] == "streamyolo: ERROR: 1 of 2 stream(s) cannot be read: ghost"
     done = streamyolo("check", "--source", "synthetic:", "--model", str(_write(tmp_path / "bad.pt", "garbage")),
                       "--load-model")
     assert done.returncode == 2 and "bad.pt': not a PyTorch model file" in done.stderr, done.stderr

@@ -141,12 +141,27 @@ def test_a_bad_tracker_is_a_one_line_error_naming_the_key(value: str, message: s
     assert str(error.value) == f"config key 'tracker': {message}"
 
 
+_BYTETRACK = ("tracker_type: bytetrack\ntrack_high_thresh: 0.25\ntrack_low_thresh: 0.1\nnew_track_thresh: 0.25\n"
+              "track_buffer: 30\nmatch_thresh: 0.8\nfuse_score: true\n")
+
+
 @pytest.mark.parametrize(("text", "message"), [
+    ("a: [1\n", "the tracker file is not valid YAML: line 2, column 1: expected ',' or ']', but got '<stream end>' "
+                "(while parsing a flow sequence from line 1, column 4)"),
+    ("track_high_thresh: 0.5\n", "it sets no tracker_type (one of bytetrack, botsort)"),
+    ("tracker_type: bytetrack\n", "missing keys 'track_high_thresh', 'track_low_thresh', 'new_track_thresh', "
+                                  "'track_buffer', 'match_thresh', 'fuse_score' for a bytetrack tracker "
+                                  "(Ultralytics' bytetrack.yaml has them all)"),
+    (_BYTETRACK + "trak_buffer: 60\n",
+     "unknown key 'trak_buffer' for a bytetrack tracker (did you mean 'track_buffer'?)"),
+    (_BYTETRACK.replace("track_buffer: 30", "track_buffer: lots"),
+     "its track_buffer must be a whole number, not 'lots'"),
     ("tracker_type: botsort\nwith_reid: true\n", "with_reid is not supported (BoT-SORT's ReID would download a model)"),
     ("tracker_type: ocsort\n", "its tracker_type must be bytetrack or botsort, not 'ocsort'"),
     ("[1, 2]\n", "its tracker_type must be bytetrack or botsort, not None"),
 ])
-def test_a_tracker_file_that_cannot_run_offline_here_is_refused(text: str, message: str, tmp_path: Path) -> None:
+def test_a_tracker_file_that_is_not_one_or_cannot_run_offline_here_is_refused(text: str, message: str,
+                                                                             tmp_path: Path) -> None:
     path = tmp_path / "mine.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError) as error:
@@ -289,30 +304,6 @@ def test_a_shadow_of_two_frames_makes_no_event_with_confirm_frames(tmp_path: Pat
         walker + shadow, key=lambda e: e[1] or 0)), happened
     objects = [len(line["detections"]) for line in read_jsonl(jsonl)]
     assert max(objects) == (1 if confirm > 1 else 2), objects
-
-
-_BYTETRACK = ("tracker_type: bytetrack\ntrack_high_thresh: 0.25\ntrack_low_thresh: 0.1\nnew_track_thresh: 0.25\n"
-              "track_buffer: 30\nmatch_thresh: 0.8\nfuse_score: true\n")
-
-
-@pytest.mark.parametrize(("text", "message"), [
-    ("a: [1\n", "the tracker file is not valid YAML: line 2, column 1: expected ',' or ']', but got '<stream end>' "
-                "(while parsing a flow sequence from line 1, column 4)"),
-    ("track_high_thresh: 0.5\n", "it sets no tracker_type (one of bytetrack, botsort)"),
-    ("tracker_type: bytetrack\n", "missing keys 'track_high_thresh', 'track_low_thresh', 'new_track_thresh', "
-                                  "'track_buffer', 'match_thresh', 'fuse_score' for a bytetrack tracker "
-                                  "(Ultralytics' bytetrack.yaml has them all)"),
-    (_BYTETRACK + "trak_buffer: 60\n",
-     "unknown key 'trak_buffer' for a bytetrack tracker (did you mean 'track_buffer'?)"),
-    (_BYTETRACK.replace("track_buffer: 30", "track_buffer: lots"),
-     "its track_buffer must be a whole number, not 'lots'"),
-])
-def test_a_tracker_file_that_is_not_one_is_a_one_line_error_naming_it(text: str, message: str, tmp_path: Path) -> None:
-    path = tmp_path / "tr.yaml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as error:
-        build_config(overrides={"streams": ["synthetic:"], "tracker": str(path)})
-    assert str(error.value) == f"config key 'tracker': {message} (got '{path}')"
 
 
 def test_a_tracker_file_of_its_own_with_every_key_is_taken(tmp_path: Path) -> None:

@@ -712,14 +712,16 @@ def test_a_process_mode_run_leaves_no_process_no_segment_and_no_tracker_warning(
 @pytest.mark.timeout(240)
 def test_cli_model_that_fails_to_load_in_the_children_is_one_line_and_exit_2(clips: list[Path],
                                                                               tmp_path: Path) -> None:
-    garbage = tmp_path / "garbage.pt"
-    garbage.write_text("garbage")
+    from streamyolo.inference.models import DEMO_MODEL_PATH
+
+    damaged = tmp_path / "damaged.pt"  # a checkpoint cut short: it looks like one until the children load it
+    damaged.write_bytes(DEMO_MODEL_PATH.read_bytes()[:4096])
     token = uuid.uuid4().hex
-    done, pid = _streamyolo("run", "--source", str(clips[0]), "--source", str(clips[1]), "--model", str(garbage),
+    done, pid = _streamyolo("run", "--source", str(clips[0]), "--source", str(clips[1]), "--model", str(damaged),
                        "--workers", "2", "--worker-mode", "process", "--no-display", token=token)
     assert done.returncode == 2, (done.returncode, done.stderr)
     errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
-    assert len(errors) == 1 and "cannot load model" in errors[0] and "garbage.pt" in errors[0], done.stderr
+    assert len(errors) == 1 and f"model {str(damaged)!r}: not a PyTorch model file" in errors[0], done.stderr
     assert "Traceback" not in done.stderr and "leaked" not in done.stderr, done.stderr
     assert _still_running([p.pid for p in _with_token(token)], timeout=20) == []
     assert _segments(pid) == []

@@ -43,6 +43,24 @@ class OutputsIncompleteError(StreamYoloError, OSError):
     """An output could not be written in full during the run (a full disk, a lost share):
     what it lost, and why."""
 
+    _lost: list[str] | None = None
+
+    @classmethod
+    def joined(cls, lost: list[str]) -> OutputsIncompleteError:
+        """One error for what several outputs lost (each in :attr:`lost`).
+
+        >>> OutputsIncompleteError.joined(["a: 3 frame(s)", "b: 2 line(s)"]).lost
+        ['a: 3 frame(s)', 'b: 2 line(s)']
+        """
+        error = cls("; ".join(lost))
+        error._lost = list(lost)
+        return error
+
+    @property
+    def lost(self) -> list[str]:
+        """What each output lost, one each (the summary file's ``"lost"``)."""
+        return list(self._lost or [str(self)])
+
 
 class ModelError(StreamYoloError, RuntimeError):
     """A model cannot be found, loaded or run."""

@@ -154,6 +154,36 @@ def test_a_line_file_that_cannot_be_written_pauses_and_goes_on_when_it_can(tmp_p
         lines.close()
 
 
+class _Losing:
+    """A sink that says, as it closes, that it lost lines (as a full disk leaves one)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def open(self) -> None:
+        pass
+
+    def write(self, result: Result) -> None:
+        pass
+
+    def close(self) -> None:
+        raise OutputsIncompleteError(f"{self.what}: 2 line(s) could not be written (first: OSError: disk full)")
+
+
+@pytest.mark.timeout(30)
+def test_what_every_output_lost_is_raised_and_in_the_summary_file(tmp_path: Path) -> None:
+    summary = tmp_path / "summary.json"
+    pipeline = Pipeline([StreamSetup("s", ScriptedSource("s", 5))], StampDetector, summary_path=summary,
+                        sinks=[_Losing("JSONL file 'a.jsonl'"), _Losing("events file 'b.jsonl'")])
+    with pytest.raises(OutputsIncompleteError) as raised:
+        pipeline.run()
+    lost = ["JSONL file 'a.jsonl': 2 line(s) could not be written (first: OSError: disk full)",
+            "events file 'b.jsonl': 2 line(s) could not be written (first: OSError: disk full)"]
+    assert raised.value.lost == lost and str(raised.value) == "; ".join(lost)  # (not the first alone)
+    written = json.loads(summary.read_text())
+    assert written["lost"] == lost and written["streams"]["s"]["processed"] == 5
+
+
 @pytest.mark.timeout(120)
 def test_live_frame_age_stays_bounded_and_accounting_is_exact() -> None:
     """A source at 400 fps against a 25 ms detector: most frames are dropped, every drop is

@@ -460,6 +460,7 @@ def test_at_the_end_every_streams_recording_that_lost_frames_is_named(
     lost = re.findall(r"recording of stream '(\w+)': \d+ frame\(s\) could not be written \(first: OSError: "
                       r"\[Errno 28\] No space left on device\)", str(raised.value))
     assert sorted(lost) == ["door", "gate", "yard"], str(raised.value)  # (not the first alone)
+    assert len(raised.value.lost) == 3 and all(line in str(raised.value) for line in raised.value.lost)
 
 
 FILE_LIMIT = 250_000
@@ -562,6 +563,9 @@ def test_a_recording_that_cannot_be_written_pauses_and_goes_on_in_a_new_file(
     assert shown("-recordings_days_left", json.dumps(use).encode()) == "None"  # (unknown, to Home Assistant)
     assert configs["-recordings_free"]["unit_of_measurement"] == "GB"
     assert re.search(r"recording of stream 'cam': \d+ frame\(s\) could not be written", stderr), stderr
+    (lost,) = json.loads(summary.read_text())["lost"]  # what the outputs lost, in the summary file too
+    assert re.fullmatch(r"recording of stream 'cam': \d+ frame\(s\) could not be written \(first: .*File too large.*\)",
+                        lost), lost
     report = json.loads(summary.read_text())["streams"]["cam"]
     # a busy box (the suite's other tests beside it) may drop some of a live camera's frames
     assert report["captured"] == report["processed"] + report["dropped"] and report["state"] == "stopped"

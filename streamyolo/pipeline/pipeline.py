@@ -538,7 +538,8 @@ class Pipeline:
         for stream in self._streams:
             stream.health.finish()
         self._summary = Summary(self._with_removed({s.name: s.report(now, final=True) for s in self._streams}),
-                                self._restarts(), self._files("recordings"), self._files("clips"))
+                                self._restarts(), self._files("recordings"), self._files("clips"),
+                                _lost(sink_error))
         self._finished.set()  # also ends the monitor when start() failed half-way
         if not self._monitor.join(JOIN_TIMEOUT):
             log.error("monitor thread still running after %.0f s", JOIN_TIMEOUT)
@@ -548,6 +549,7 @@ class Pipeline:
                 self._stats.close()
             except BaseException as exc:
                 sink_error = sink_error or exc
+                self._summary = replace(self._summary, lost=[*self._summary.lost, *_lost(exc)])
         if self._summary_path is not None:
             try:
                 self._summary.write(self._summary_path)
@@ -1032,3 +1034,11 @@ def cpu_count() -> int:
 
 
 __all__ = ["Pipeline", "StreamSetup", "cpu_count"]
+
+
+def _lost(error: BaseException | None) -> list[str]:
+    """What outputs lost, as ``error`` (closing them) says: an :class:`OutputsIncompleteError`'s
+    each, another error's words (an output that failed as the run ended: a full disk)."""
+    if isinstance(error, OutputsIncompleteError):
+        return error.lost
+    return [str(error)] if isinstance(error, Exception) else []

@@ -142,6 +142,9 @@ class Summary:
     """Each recorded stream's recording files, oldest first."""
     clips: dict[str, list[str]] = field(default_factory=dict)
     """Each stream's event clips, oldest first."""
+    lost: list[str] = field(default_factory=list)
+    """What each output could not write in full during the run (a full disk), one line each:
+    ``recording of stream 'gate': 97 frame(s) could not be written (first: …)``."""
 
     @property
     def processed(self) -> int:
@@ -150,7 +153,7 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         """The summary file's shape: ``{"streams": {name: {captured, processed, dropped, state,
         error, …}}}`` (a recorded stream's with its ``"recordings"``, its event ``"clips"``), and with process workers
-        ``"workers": {name: {"restarts": n}}``."""
+        ``"workers": {name: {"restarts": n}}``, and ``"lost"`` when outputs lost something."""
         keep = ("captured", "processed", "dropped", "state", "error", "reconnects", "source")
         out: dict[str, Any] = {"streams": {name: {k: asdict(r)[k] for k in keep} for name, r in self.streams.items()}}
         for kind, by_stream in (("recordings", self.recordings), ("clips", self.clips)):
@@ -172,6 +175,8 @@ class Summary:
                 out["streams"][name]["pictures"] = report.pictures
         if self.worker_restarts:
             out["workers"] = workers_json(self.worker_restarts)
+        if self.lost:
+            out["lost"] = self.lost
         return out
 
     def write(self, path: Path) -> None:

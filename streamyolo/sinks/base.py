@@ -428,7 +428,7 @@ class OutputPause:
             except OutputsIncompleteError as exc:
                 lost.append(str(exc))
         if lost:
-            raise OutputsIncompleteError("; ".join(lost))
+            raise OutputsIncompleteError.joined(lost)
 
     def _count_lost(self) -> None:
         self.lost += 1
@@ -563,11 +563,15 @@ class FanOut:
 
     def close(self) -> None:
         first: BaseException | None = None
+        lost: list[str] = []  # (what each output lost: all said)
         for sink in self.sinks:
             try:
                 sink.close()
             except BaseException as exc:
                 log.error("closing %s failed: %s", type(sink).__name__, exc)
                 first = first or exc
+                lost.extend(exc.lost if isinstance(exc, OutputsIncompleteError) else ())
+        if isinstance(first, OutputsIncompleteError) and len(lost) > len(first.lost):
+            raise OutputsIncompleteError.joined(lost) from first
         if first is not None:
             raise first

@@ -40,6 +40,7 @@ from streamyolo.inference.motion import MotionSettings
 from streamyolo.inference.tiles import TileSettings
 from streamyolo.schedule import Schedule
 from streamyolo.sources.redact import redact_url
+from streamyolo.sources.spec import NAME_PATTERN
 
 DEFAULT_MODEL = "demo"
 """The bundled demo detector (``streamyolo/assets/demo_model.pt``): works offline out of the box."""
@@ -48,6 +49,11 @@ DATASET_EVERY = 10.0
 ENV_PREFIX = "STREAMYOLO_"
 
 Overflow = Literal["lossless", "live"]
+
+
+NAME = NAME_PATTERN.pattern
+"""What a name (a stream's, a zone's, a line's …) must match (:data:`NAME_RULE` in words)."""
+NAME_RULE = "letters, digits, _, . and -, beginning with a letter, digit or _"
 
 
 class _Strict(BaseModel):
@@ -397,7 +403,7 @@ class StreamConfig(_Strict):
 
     source: str = Field(min_length=1)
     """A file, folder, URL, webcam index (``0``, or ``/dev/video0``) or ``synthetic:…``."""
-    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+    name: str | None = Field(default=None, pattern=NAME)
     enabled: bool = True
     """``false``: the stream stays in the config, checked, but is not run (a camera taken down
     for a while); a reload that turns it off removes it, on again adds it."""
@@ -488,20 +494,20 @@ class StreamConfig(_Strict):
     the whole picture is not run). Objects elsewhere are not seen. Or an outline, ``[[x, y],
     …]`` (3 points or more): the model looks at the rectangle around it, and the objects
     outside the outline (their centres) are ignored (:attr:`region_box`, :attr:`region_outline`)."""
-    lines: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")],
+    lines: dict[Annotated[str, Field(pattern=NAME)],
                 LineConfig] | None = None
     """Counting lines (needs ``tracker``): ``{door: [[x1, y1], [x2, y2]]}`` in the picture's
     pixels; tracked objects crossing one are counted, ``in`` from its left to its right
     (walking from the first point to the second) and ``out`` the other way. A line may also
     be ``{points: [[x1, y1], [x2, y2]], classes: [0]}`` (:class:`LineConfig`)."""
 
-    zones: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")],
+    zones: dict[Annotated[str, Field(pattern=NAME)],
                 ZoneConfig] | None = None
     """Zones: ``{queue: [[x1, y1], [x2, y2], [x3, y3], …]}``, polygons in the picture's pixels;
     every frame counts the objects whose box centre lies inside each, by class. A zone may
     also be ``{points: […], linger: 30}`` (:class:`ZoneConfig`)."""
 
-    masks: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")],
+    masks: dict[Annotated[str, Field(pattern=NAME)],
                 MaskConfig] | None = None
     """Areas whose detections are ignored: ``{tree: [[x1, y1], [x2, y2], [x3, y3], …]}``,
     polygons in the picture's pixels; a box whose centre lies inside one is dropped before
@@ -513,7 +519,7 @@ class StreamConfig(_Strict):
     07:30-18:00", "sat,sun"]}`` (:class:`ScheduleConfig`); by hand (the page, Home Assistant)
     they stay switched until the schedule's next change."""
 
-    privacy: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")],
+    privacy: dict[Annotated[str, Field(pattern=NAME)],
                   PrivacyConfig] | None = None
     """Privacy areas: ``{window: [[x1, y1], [x2, y2], [x3, y3], …]}``, polygons in the (turned)
     picture's pixels, blacked out of every picture as it leaves the camera, before anything
@@ -659,12 +665,6 @@ class StreamConfig(_Strict):
         if value is not None:
             _check_network_source(value)
         return value
-
-
-NAME_RULE = "letters, digits, _, . and -, beginning with a letter, digit or _"
-"""What the name of a stream (a zone, a line …) may be made of, in words."""
-NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
-"""The pattern of such a name."""
 
 
 def _stream_mapping(value: Any, keys: Collection[str]) -> Any:
@@ -1624,7 +1624,7 @@ def _in_words(error: Mapping[str, Any]) -> str:
         if [str(part) for part in error["loc"]][:1] == ["streams"] and len(error["loc"]) == 2:
             return "must be a source (a file, a URL, a webcam's index …) or a mapping with one"
         return "must be a mapping of keys"
-    if kind == "string_pattern_mismatch" and str(error.get("ctx", {}).get("pattern")) == NAME_PATTERN:
+    if kind == "string_pattern_mismatch" and str(error.get("ctx", {}).get("pattern")) == NAME:
         return f"not a name: a name is {NAME_RULE}"
     message = str(error["msg"]).removeprefix("Value error, ")
     return re.sub(r" or (an )?instance of \w+", "", message)

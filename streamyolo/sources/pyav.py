@@ -329,15 +329,14 @@ class PyAVSource:
                 tap.packet(packet, arrived)
             # Not the sound, which is for the tap alone. (PyAV's empty packets at the end say which
             # stream they end by ``stream``; their ``stream_index`` is 0 whatever the stream.)
-            if (packet.stream.index == stream.index and catch_up is not None and arrived is not None
-                    and packet.size > 0 and packet.pts is not None and packet.time_base is not None
-                    and catch_up.skip(float(packet.pts * packet.time_base), arrived, bool(packet.is_keyframe))):
-                if held is not None and held[0].pts != packet.pts:  # (a frame before: decoded, not lost)
-                    yield from self._frames_of(*held, arrivals)
-                last, held = (packet.pts, bool(packet.is_keyframe)), None
-                self._last_frame_at = self._clock()  # (frames come: not a stall)
-                continue
             if packet.stream.index == stream.index:
+                if (catch_up is not None and arrived is not None and packet.size > 0 and packet.pts is not None
+                        and catch_up.skip(float(packet.pts * packet.time_base), arrived, bool(packet.is_keyframe))):
+                    if held is not None and held[0].pts != packet.pts:  # (a frame before: decoded, not lost)
+                        yield from self._frames_of(*held, arrivals)
+                    last, held = (packet.pts, bool(packet.is_keyframe)), None
+                    self._last_frame_at = self._clock()  # (frames come: not a stall)
+                    continue
                 splits = packet.size > 0 and same_frame(*last, packet.pts, packet.is_keyframe)
                 last = (packet.pts, bool(packet.is_keyframe))
                 if splits and not joins:  # seen in the first two packets, or later (from then on)

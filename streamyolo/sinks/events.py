@@ -394,8 +394,9 @@ class EventSink:
         if not events:
             return
         if paced:  # where its recording has this frame: on its video's clock (taken out as it goes out)
-            for event in events:
-                event[_RECORDED_AT] = round(self._clocks[result.stream].at(result.frame.meta), 3)
+            at = self._clocks[result.stream].at(result.frame.meta)
+            for event in events:  # (to the millisecond, not before the frame: a player seeking there shows it)
+                event[_RECORDED_AT] = math.ceil(at * 1000) / 1000
         clip = self._clip_of(result) if self._clip_of is not None else None
         if clip is not None:
             if self._clip_started.get(result.stream) != clip:  # the first events of a clip: it starts

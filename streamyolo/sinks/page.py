@@ -976,18 +976,22 @@ async function recordingAt(stream, seconds) {
     const day = document.getElementById("timeline-day");
     if (seconds < Date.now() / 1000 - 86400) day.value = dayOf(seconds);
     else if (day.value && (seconds < dayStart(day.value, 0) || seconds >= dayStart(day.value, 1))) day.value = "";
-    if (await drawTimeline()) playAt(seconds);
+    if (await drawTimeline()) playAt(seconds, LEAD);
   }
   section.scrollIntoView();
 }
-function playAt(seconds) {
+// An event's moment plays from this many seconds before it: what led to it is seen, and a
+// segment's name counts whole seconds (it may start up to a second after the name says).
+const LEAD = 1;
+// Plays the recording at moment ``seconds`` (from ``lead`` seconds before it), the cursor on it.
+function playAt(seconds, lead = 0) {
   // The last to start by then (a moment past its end, in a gap: it ends at once, and the next
   // plays), or the first after. (Not by when each was last written: a file processed slower
   // than its video plays is written long after the end of its place.)
-  const files = [...recordingFiles].sort((a, b) => a.start - b.start);
-  const file = files.filter((f) => f.start <= seconds).pop() || files[0];
+  const files = [...recordingFiles].sort((a, b) => a.start - b.start), from = seconds - lead;
+  const file = files.filter((f) => f.start <= from).pop() || files[0];
   if (!file) return;
-  playVideo("recordings", file, seconds - file.start);
+  playVideo("recordings", file, from - file.start);
   document.getElementById("timeline-at").textContent = clock(seconds);
   const bar = document.getElementById("timeline");
   let cursor = bar.querySelector(".cursor");

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -9,6 +10,8 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 """Seconds on a monotonic scale; ``time.monotonic`` in production."""
@@ -99,6 +102,48 @@ class RateMeter:
         if len(recent) < 2:
             return 0.0
         return (len(recent) - 1) / max(now - recent[0], 1e-6)
+
+
+LOSSLESS_BEHIND = ("every frame of it is processed (overflow: lossless), and this machine cannot keep up with them "
+                   "all; overflow: live keeps it current (the model then takes the newest frame), or give the "
+                   "machine less to do (see `streamyolo bench`)")
+"""Why a stream whose every frame is asked for falls behind, and what helps (:class:`Behind`)."""
+SLOW_DECODING = ("its frames cannot all be decoded as fast as they play (a video of fewer pixels or frames a "
+                 "second decodes faster)")
+"""Why another stream falls behind (its frames are skipped as they wait, but are late decoded)."""
+
+
+class Behind:
+    """Tells (a warning) that stream ``name`` has fallen ``first`` seconds or more behind
+    ``present`` (its camera; real time, for a file played as one), saying why and what helps
+    (``lossless``: every frame of it is asked for, :data:`LOSSLESS_BEHIND`; else
+    :data:`SLOW_DECODING`); again each time it is twice as far behind as last told; and, once
+    within a quarter of ``first`` again, that it caught up (the next fall told afresh).
+
+    >>> behind, told = Behind("gate", "its camera", lossless=True), []
+    >>> for seconds in (0.5, 1.9, 2.1, 3.0, 4.5, 9.0, 0.4, 2.5):  # warned at 2.1, 4.5 and 9.0; at 2.5 afresh
+    ...     behind.at(seconds)
+    ...     told.append(behind.told)
+    >>> told
+    [0, 0, 1, 1, 2, 3, 0, 1]
+    """
+
+    def __init__(self, name: str, present: str, lossless: bool, first: float = 2.0) -> None:
+        self.name, self.present, self.first = name, present, first
+        self.why = LOSSLESS_BEHIND if lossless else SLOW_DECODING
+        self.told = 0
+        """Warnings given since the stream last caught up."""
+        self._next = first
+
+    def at(self, seconds: float) -> None:
+        """Take how far behind the stream is now."""
+        if seconds >= self._next:
+            log.warning("stream %r is %.1f s behind %s%s: %s", self.name, seconds, self.present,
+                        " and falling further behind" if self.told else "", self.why)
+            self.told, self._next = self.told + 1, 2 * seconds
+        elif self.told and seconds <= self.first / 4:
+            log.info("stream %r is up with %s again", self.name, self.present)
+            self.told, self._next = 0, self.first
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import subprocess
 import threading
 import time
@@ -309,6 +310,39 @@ def test_a_camera_whose_frames_cannot_all_be_decoded_in_time_is_kept_near_the_pr
     pipeline.stop()
     pipeline.join()
     _identity(pipeline)
+
+
+@pytest.mark.timeout(60)
+def test_a_camera_whose_every_frame_is_asked_for_waits_and_says_it_is_behind(
+        rtsp: RtspServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """``overflow: lossless`` on a camera read at 5 frames a second (0.2 s a frame) of its 15:
+    every frame is decoded, none skipped, in order, later and later; once 2 s behind its
+    camera it says so, and why (every frame asked for) and what helps."""
+    import streamyolo.sources.pyav as pyav
+
+    to_bgr = pyav._bgr
+
+    def slow(frame, clockwise=0):  # type: ignore[no-untyped-def]
+        threading.Event().wait(0.2)
+        return to_bgr(frame, clockwise)
+
+    monkeypatch.setattr(pyav, "_bgr", slow)
+    camera = open_source(SourceSpec("door", rtsp.url(), SourceKind.RTSP), NetworkOptions(open_timeout=5.0))
+    camera.open()
+    seen = []
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 5:
+            raw = camera.read()
+            assert raw is not None and raw.image is not None
+            seen.append(read_stamp(raw.image)[1])  # type: ignore[index]
+    finally:
+        camera.close()
+    assert isinstance(camera, pyav.PyAVSource) and camera.skipped == 0
+    assert seen == list(range(seen[0], seen[0] + len(seen))), seen  # every frame, in order
+    told = [m for m in caplog.messages if "behind its camera" in m]
+    assert len(told) == 1 and re.match(r"stream 'door' is 2\.\d s behind its camera: every frame of it is processed "
+                                       r"\(overflow: lossless\).*overflow: live keeps it current", told[0]), told
 
 
 @pytest.mark.timeout(60)

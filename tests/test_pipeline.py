@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import resource
 import statistics
 import threading
@@ -241,6 +242,46 @@ def test_a_frame_played_late_is_as_old_as_its_lag() -> None:
     assert late[10] >= 0.25 and metas[10][1] >= 0.25, late  # its lag is in its age
     assert max(late[k] for k in range(8)) < 0.1, late  # on time before the stall
     assert late[19] < late[10] - 0.1, late  # caught up after it
+
+
+class _SlowReads(ScriptedSource):
+    """A 30 fps synthetic camera each of whose reads takes ``seconds`` (a decoder too slow for it)."""
+
+    def __init__(self, name: str, frames: int, seconds: float) -> None:
+        super().__init__(name, frames)
+        self.synthetic = open_source(SourceSpec(name, f"synthetic:?size=64x48&fps=30&frames={frames}",
+                                                SourceKind.SYNTHETIC))
+        self.seconds = seconds
+
+    def read(self):  # type: ignore[no-untyped-def]
+        threading.Event().wait(self.seconds)
+        return super().read()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("slow", ["model", "decoding", None])
+def test_a_file_played_in_real_time_that_falls_behind_says_so(
+        slow: str | None, caplog: pytest.LogCaptureFixture) -> None:
+    """A file played as a camera (30 fps) whose frames take 0.15 s each to process, every one
+    of them asked for (``overflow: lossless``: the capture waits for the model), or to decode
+    (a live buffer): it falls further and further behind real time (5 s after 45 frames), and
+    says so once 2 s behind, and again at twice that, with why and what helps; a file that
+    keeps up says nothing."""
+    frames, overflow = 45, Overflow.DROP_OLDEST if slow == "decoding" else Overflow.BLOCK
+    source = (_SlowReads("cam", frames, 0.15) if slow == "decoding" else
+              open_source(SourceSpec("cam", f"synthetic:?size=64x48&fps=30&frames={frames}", SourceKind.SYNTHETIC)))
+    setups = [StreamSetup("cam", source, overflow, capacity=2, policy=CapturePolicy(realtime=True))]
+    pipeline = Pipeline(setups, lambda: StampDetector(delay=0.15 if slow == "model" else 0.0), workers=1, max_batch=1)
+    summary = pipeline.run()
+    assert summary.streams["cam"].state == "ended"
+    told = [m for m in caplog.messages if "behind real time" in m]
+    if slow is None:
+        assert told == [], told
+        return
+    why = "every frame of it is processed (overflow: lossless)" if slow == "model" else "cannot all be decoded"
+    assert len(told) >= 2 and all(why in m for m in told), told
+    assert re.match(r"stream 'cam' is 2\.\d s behind real time: ", told[0]), told
+    assert re.match(r"stream 'cam' is [45]\.\d s behind real time and falling further behind: ", told[1]), told
 
 
 @pytest.mark.timeout(60)

@@ -21,6 +21,7 @@ from typing import Any, cast
 import av
 import av.error
 
+from streamyolo.clock import Behind
 from streamyolo.errors import SourceError, SourceNotFoundError, SourceOpenError, SourceReadError, SourceStalledError
 from streamyolo.frames import Image
 from streamyolo.sources import interrupt as interrupts
@@ -76,10 +77,20 @@ class CatchUp:
     >>> drift = CatchUp("yard")  # a camera whose clock runs 0.1% slow, over a day
     >>> [drift.skip(t / 10, 100 + t / 10 * 1.001, t % 10 == 0) for t in range(864_000)].count(True)
     0
+
+    A stream whose every frame is asked for (``skips`` false: ``overflow: lossless``) skips
+    none: that it falls behind is told (:class:`~streamyolo.clock.Behind`).
+
+    >>> waits = CatchUp("door", skips=False)
+    >>> [waits.skip(t / 10, 100 + t / 5, key=t % 10 == 0) for t in range(100)].count(True), waits.behind.told
+    (0, 3)
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, skips: bool = True) -> None:
         self.name = name
+        self.skips = skips
+        self.behind = Behind(name, "its camera", lossless=True)
+        """Told when a stream that ``skips`` none falls behind."""
         self.skipped = 0
         """Frames read but not decoded so far, to catch up."""
         self.skipping = False
@@ -96,6 +107,9 @@ class CatchUp:
             self._best, self._window_ends = (self._best[1], math.inf), read + WINDOW
         self._best = (self._best[0], min(self._best[1], late))
         behind = late - min(self._best)
+        if not self.skips:
+            self.behind.at(behind)
+            return False
         if not self.skipping:
             if behind <= BEHIND:
                 return False
@@ -175,7 +189,7 @@ class PyAVSource:
         self._last_frame_at = 0.0
         self.catch_up = catch_up and kind is not SourceKind.FILE
         """Whether the stream skips ahead when it falls behind its camera (:class:`CatchUp`): a
-        live stream's (not one whose every frame is asked for: it waits)."""
+        live stream's (not one whose every frame is asked for: it waits, and says it is behind)."""
         self._catch_up: CatchUp | None = None  # this connection's
         self._skipped_before = 0  # frames skipped to catch up on the connections before
         interrupts.install()
@@ -229,7 +243,7 @@ class PyAVSource:
         # A stream sent as it happens (not HLS or DASH: read a segment of seconds at a time) is
         # kept near the present when it cannot all be decoded in time.
         self._skipped_before = self.skipped
-        self._catch_up = (CatchUp(self.name) if self.catch_up
+        self._catch_up = (CatchUp(self.name, skips=self.catch_up) if self.kind is not SourceKind.FILE
                           and not {"hls", "dash"} & set(str(container.format.name).split(",")) else None)
         if self.packets is not None:
             self.packets.opened(stream, self._sound)

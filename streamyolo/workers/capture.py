@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from streamyolo.buffering import BufferClosed, RingBuffer
-from streamyolo.clock import Timeline
+from streamyolo.buffering import BufferClosed, Overflow, RingBuffer
+from streamyolo.clock import Behind, Timeline
 from streamyolo.errors import SourceError
 from streamyolo.frames import Frame, FrameMeta
 from streamyolo.pipeline.health import StreamHealth, StreamState
@@ -59,11 +59,13 @@ def lower_priority(niceness: int) -> None:
 
 
 class Pacer:
-    """Holds frames back to their presentation time, so a file plays like a camera."""
+    """Holds frames back to their presentation time, so a file plays like a camera; tells
+    ``behind`` how late the frames that come late are."""
 
-    def __init__(self, stop: threading.Event, clock: Callable[[], float]) -> None:
+    def __init__(self, stop: threading.Event, clock: Callable[[], float], behind: Behind | None = None) -> None:
         self._stop = stop
         self._clock = clock
+        self._behind = behind
         self._origin: tuple[float, float] | None = None  # (wall time, media time) of the first frame
 
     def wait(self, media_time: float) -> float | None:
@@ -74,6 +76,8 @@ class Pacer:
         if self._origin is None or media_time < self._origin[1]:
             self._origin = (now, media_time)  # first frame, or the source restarted its clock
         due = self._origin[0] + (media_time - self._origin[1])
+        if self._behind is not None:
+            self._behind.at(now - due)
         if due > now and self._stop.wait(due - now):
             return None
         return None if self._stop.is_set() else due
@@ -237,7 +241,8 @@ class CaptureWorker:
     def _pump(self, info: SourceInfo) -> bool:
         """Read frames into the ring until the source ends (True) or the run stops
         (False). Source errors propagate; ``self._delivered`` counts what got through."""
-        pacer = Pacer(self._stop, self._clock) if self._policy.realtime else None
+        behind = Behind(self.name, "real time", lossless=self._ring.overflow is Overflow.BLOCK)
+        pacer = Pacer(self._stop, self._clock, behind) if self._policy.realtime else None
         decimator = self._decimator()
         # A frame the source hands over unconverted is made BGR here while the consumer keeps
         # up, and left to its first use while a live buffer drops frames (for LAZY_AFTER_DROP

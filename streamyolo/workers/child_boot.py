@@ -14,7 +14,9 @@ Imported anywhere else (a documentation tool, a test collector), it does nothing
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing.forkserver
+import os
 import signal
 import sys
 from types import FrameType
@@ -41,6 +43,11 @@ def _boot() -> None:
     except ImportError:  # models that OpenVINO runs are then refused anyway
         pass
     _set_process_name(SERVER_NAME)  # what ps shows for the server; each child renames itself
+    # The server ends when the main process does (its pipe's end-of-file); its children, set to
+    # die with it, linger until it has: it ends at once, not after the seconds finalising what
+    # it imported takes (the first of the exit handlers, registered last; the children, which
+    # end with os._exit, never run them).
+    atexit.register(os._exit, 0)
 
 
 if _in_fork_server():

@@ -942,6 +942,7 @@ def test_an_events_recording_link_plays_the_streams_recording_of_that_moment(tmp
                               player)
         _click_until(driver, "#happened a.recorded", "recording")
         moment = next(e["time"] for e in read_jsonl(events) if e["stream"] == "yard.2")
+        played = moment - driver.execute_script("return LEAD")  # (an event plays from a little before it)
 
         def at_the_moment() -> list[Any] | None:
             """The player's file, time and duration once it has gone to the event's moment
@@ -950,18 +951,18 @@ def test_an_events_recording_link_plays_the_streams_recording_of_that_moment(tmp
                 "const v = arguments[0]; return v.readyState >= 2 && !v.seeking && v.currentSrc.includes("
                 "'/yard.2-') && [v.currentSrc.split('/').pop(), v.currentTime, v.duration]", player)
             begins = segment_start(now[0]) if now else None
-            return now if begins is not None and now[1] > min(max(0.0, moment - begins), now[2]) - 0.3 else None
+            return now if begins is not None and now[1] > min(max(0.0, played - begins), now[2]) - 0.3 else None
 
         state = until(at_the_moment, 30, "the event's moment playing")
         start = segment_start(state[0])
         assert start is not None and driver.find_element(By.ID, "recordings").is_displayed()
-        # The segment that holds the moment (from its name to its last write), or the first after.
+        # The segment that holds that moment (from its name to its last write), or the first after.
         listed = sorted(driver.execute_script("return recordingFiles.filter((f) => f.stream === 'yard.2')"
                                               ".map((f) => [f.start, f.modified, f.name])"))
-        after = [name for begins, modified, name in listed if modified >= moment]
-        holding = [name for begins, modified, name in listed if begins <= moment <= modified]
+        after = [name for begins, modified, name in listed if modified >= played]
+        holding = [name for begins, modified, name in listed if begins <= played <= modified]
         assert state[0] == (holding or after)[0], (state, moment, listed)
-        wanted = min(max(0.0, moment - start), state[2])  # (a busy box's segment may be shorter)
+        wanted = min(max(0.0, played - start), state[2])  # (a busy box's segment may be shorter)
         assert wanted - 0.3 < state[1] < wanted + 2, (state, moment, start)
         assert driver.find_element(By.ID, "export-stream").get_attribute("value") == "yard.2"
         # The stream's events are ticks on its timeline (the other stream's are not).

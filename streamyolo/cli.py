@@ -116,8 +116,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{output}-keep", metavar="AGE",
                             help=f"with --{output}: its days kept this long (30d), each moved away at midnight "
                                  "(<file>-YYYYmmdd.gz); without: one file, growing")
-    parser.add_argument("--webhook", metavar="URL", help="POST every event as JSON to this http(s):// URL")
-    parser.add_argument("--mqtt", metavar="URL",
+    parser.add_argument("--webhook", metavar="URL", action=_Once,
+                        help="POST every event as JSON to this http(s):// URL (more webhooks: the config's webhooks)")
+    parser.add_argument("--mqtt", metavar="URL", action=_Once,
                         help="publish every event to this MQTT broker: mqtt://[user:password@]host[:port][/prefix]")
     parser.add_argument("--mqtt-discovery", metavar="PREFIX", nargs="?", const="homeassistant",
                         help="with --mqtt: announce every stream to Home Assistant (its MQTT discovery prefix, "
@@ -210,6 +211,18 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-cache", metavar="DIR|auto|off",
                         help="where OpenVINO keeps compiled models (and .pt networks converted to it) between runs "
                              "(auto: $XDG_CACHE_HOME or ~/.cache, then streamyolo/openvino; off: none kept)")
+
+
+class _Once(argparse.Action):
+    """A flag that names one of something there could be more of (a webhook, a broker): given
+    twice, an error, not the last alone taken (the first silently dropped)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if getattr(namespace, self.dest, None) is not None:
+            more = " (more webhooks, each with the events it gets: the config's webhooks)" * (self.dest == "webhook")
+            parser.error(f"argument {option_string}: given twice; it takes one{more}")
+        setattr(namespace, self.dest, values)
 
 
 class _Parser(argparse.ArgumentParser):

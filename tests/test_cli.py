@@ -188,6 +188,22 @@ def test_a_misspelt_flag_is_named_with_the_one_meant(capsys: pytest.CaptureFixtu
     assert capsys.readouterr().err.splitlines()[0].endswith("unrecognized arguments: --folow (did you mean --follow?)")
 
 
+def test_a_webhook_or_broker_given_twice_is_refused_not_the_first_dropped(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--webhook`` and ``--mqtt`` name one webhook, one broker: given twice, the first was
+    silently dropped (argparse keeps the last); it is an error that says where more go."""
+    for flag, url, told in (("--webhook", "http://127.0.0.1:9/", " (more webhooks, each with the events it gets: "
+                                                                 "the config's webhooks)"),
+                            ("--mqtt", "mqtt://127.0.0.1:9/", "")):
+        with pytest.raises(SystemExit) as exited:
+            cli.main(["run", "--source", "a.mp4", flag, url + "a", "--no-display", flag, url + "b"])
+        assert exited.value.code == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"streamyolo run: error: argument {flag}: given twice; it takes one{told}",
+            "`streamyolo run --help` lists the options"]
+    assert cli.run_overrides(cli.build_parser().parse_args(["run", "--webhook", "http://127.0.0.1:9/a"]))[
+        "webhook"] == "http://127.0.0.1:9/a"  # (once: taken)
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(
     ("case", "expected"),

@@ -580,10 +580,13 @@ def test_a_recording_that_cannot_be_written_pauses_and_goes_on_in_a_new_file(
     assert first == [seq for seq in processed if seq <= first[-1]] and len(first) > 10
     assert second == [seq for seq in processed if seq >= second[0]] and len(second) > 3  # (fewer on a busy box)
     assert second[0] > first[-1] + 0.8 * 30 * retry, "about 5 s of frames were not recorded"
-    # The frames the recording could not take were processed all the same (most of them, or,
-    # on a box as busy as the suite's, a tenth at least: none if processing stopped with it).
+    # The frames the recording could not take were processed all the same: about as large a
+    # share of them as of those before (a box as busy as the suite's skips most of a live
+    # camera's frames, before as while paused; none while paused if processing stopped with it).
     paused = set(range(first[-1] + 1, second[0]))
-    assert len(paused & set(processed)) > 0.1 * len(paused), "processing stopped with the recording"
+    before = len(first) / (first[-1] - first[0] + 1)
+    assert len(paused & set(processed)) / len(paused) > 0.25 * before, ("processing stopped with the recording",
+                                                                        before)
     for name in ("cam.mp4", "cam-2.mp4"):
         with av.open(str(rec / name)) as container:
             assert next(container.demux(video=0)).is_keyframe

@@ -27,12 +27,13 @@ FPS = 25
 
 
 def _camera_run(folder: Path, start: float, frames: int, size: str = "160x120", seed: int = 1,
-                stream: str = "cam") -> None:
+                stream: str = "cam", segment: float | None = 1.0) -> None:
     """Record what camera ``stream`` sent from wall-clock ``start`` on (``frames`` frames, 25 a
-    second) as a run does, in 1-second segments (a key frame every second)."""
+    second) as a run does, in 1-second segments (a key frame every second; ``segment`` None:
+    one file)."""
     source = SyntheticSource(stream, f"synthetic:?size={size}&fps={FPS}&frames={frames}&seed={seed}")
     source.open()
-    recorder = VideoRecorder(folder, preset="ultrafast", segment=1.0)
+    recorder = VideoRecorder(folder, preset="ultrafast", segment=segment)
     recorder.open()
     monotonic_start = time.monotonic() - (time.time() - start) + 0.02  # named after its second, not the one before
     index = 0
@@ -120,6 +121,24 @@ def test_where_the_video_changes_the_export_goes_on_in_another_file(tmp_path: Pa
     assert done.files == [tmp_path / "out.mp4", tmp_path / "out-2.mp4"] and done.frames == 2 * FPS
     sizes = [decode(path)[0][0].shape[:2] for path in done.files]
     assert sizes == [(120, 160), (240, 320)]
+
+
+@pytest.mark.timeout(60)
+def test_a_file_whose_name_fits_two_streams_is_exported_as_the_one_it_is_of(tmp_path: Path) -> None:
+    """``gate-2.mp4`` is the name of stream ``gate``'s second run's file and of stream
+    ``gate-2``'s first: each file says whose it is (its title), and an export of ``gate`` takes
+    none of ``gate-2``'s video (it took it: another camera's pictures, at another size)."""
+    t0 = float(math.floor(time.time()) - 120)
+    folder = tmp_path / "rec"
+    _camera_run(folder, t0, FPS, stream="gate", segment=None)
+    _camera_run(folder, t0 + 2, FPS, size="320x240", stream="gate-2", segment=None)
+    _camera_run(folder, t0 + 4, FPS, stream="gate", seed=2, segment=None)  # gate's second run
+    assert sorted(p.name for p in folder.iterdir()) == ["gate-2.mp4", "gate-3.mp4", "gate.mp4"]
+    assert [r.path.name for r in recordings_of(folder, "gate")] == ["gate.mp4", "gate-3.mp4"]
+    assert [r.path.name for r in recordings_of(folder, "gate-2")] == ["gate-2.mp4"]
+    done = export(folder, "gate", t0 - 3600, time.time() + 60, tmp_path / "gate.mp4")
+    assert done.files == [tmp_path / "gate.mp4"] and done.frames == 2 * FPS, done
+    assert decode(done.files[0])[0][0].shape[:2] == (120, 160)
 
 
 def test_moments_as_people_write_them() -> None:

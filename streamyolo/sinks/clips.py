@@ -325,7 +325,8 @@ class _ClipOutput(FileOutput):
                 self._clip.add(packets)
             else:
                 self.owner.prune(None)  # first: it may free the room the clip needs
-                self._clip = Mp4File(clip, h264.stream, h264.rate, [p for group in self._kept for _, p in group])
+                self._clip = Mp4File(clip, h264.stream, h264.rate, [p for group in self._kept for _, p in group],
+                                     stream=self.stream)
                 self.files = [*self.files, clip]
                 log.debug("stream %r: clip %s", self.stream, clip.name)
         except OSError as exc:  # a full disk: this clip ends here, the next one tries again
@@ -599,7 +600,7 @@ class OriginalClips(OriginalRecording):
         assert self._making is not None and self._making.path is not None
         path = self._making.path
         self.owner.prune(None)  # first: it may free the room the clip needs
-        self._file = Mp4File(path, template, rate, [first], clockwise=self.turn, sound=sound)
+        self._file = Mp4File(path, template, rate, [first], clockwise=self.turn, sound=sound, stream=self.stream)
         self.files = [*self.files, path]
         log.debug("stream %r: clip %s (of the original)", self.stream, path.name)
 

@@ -164,9 +164,9 @@ def recordings_of(folder: Path, stream: str, start: float | None = None, end: fl
         named = named[max(0, near[0] - 1):near[-1] + 1] if near else []
     found_files = []
     for begins, path in [*named, *((None, path) for path in runs)]:
-        seconds = _seconds_in(path)
-        if seconds is None:
-            continue
+        seconds, title = _read(path)
+        if seconds is None or (title is not None and title != stream and recording_of(path.name, title)):
+            continue  # (nothing in it; or the other stream's whose name it fits too: gate-2.mp4, gate-2's)
         try:
             at = begins if begins is not None else path.stat().st_mtime - seconds
         except OSError:  # deleted meanwhile
@@ -368,17 +368,18 @@ def _kind_shown(video: Any) -> str:
     return f"{context.name} {context.width}x{context.height}"
 
 
-def _seconds_in(path: Path) -> float | None:
-    """Seconds of video in recording ``path`` (``None``: none, or it cannot be read)."""
+def _read(path: Path) -> tuple[float | None, str | None]:
+    """Seconds of video in recording ``path`` (``None``: none, or it cannot be read), and the
+    stream it says it is of (its title; ``None``: it does not say)."""
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                return None
-            duration = container.duration
+                return None, None
+            duration, title = container.duration, container.metadata.get("title")
     except (av.error.FFmpegError, OSError) as exc:
         log.debug("%s: not read: %s", path, exc)
-        return None
-    return None if not duration else duration / av.time_base
+        return None, None
+    return (None if not duration else duration / av.time_base), title
 
 
 def _shown(moment: float) -> str:

@@ -800,7 +800,7 @@ class Recording(FileOutput):
         deleted = self.owner.prune(self.stream)  # first: it may free the room the new file needs
         path = self.owner.claim(self.stream, started)
         try:
-            self._file = Mp4File(path, template, rate, [first], clockwise=self.turn, sound=sound)
+            self._file = Mp4File(path, template, rate, [first], clockwise=self.turn, sound=sound, stream=self.stream)
         except BaseException:
             self.owner.release(path)
             raise
@@ -956,10 +956,11 @@ class Mp4File:
     to the process."""
 
     def __init__(self, path: Path, template: Any, rate: Fraction, packets: list[Packet],
-                 clockwise: int | None = None, sound: Any = None) -> None:
+                 clockwise: int | None = None, sound: Any = None, stream: str | None = None) -> None:
         """``clockwise``: the degrees the file says to show its pictures turned (``None``: as
         the template says, if it does); ``sound``: the template of a sound stream beside the
-        video (:meth:`add_sound`)."""
+        video (:meth:`add_sound`); ``stream``: the stream whose video it is, its title (a file's
+        name may fit two streams': ``gate-2.mp4``, ``gate``'s second or ``gate-2``'s first)."""
         self.path = path
         """Its name now (``…-objects.mp4`` once :attr:`objects`, see :meth:`Recording.mark`)."""
         self.frames = 0
@@ -971,6 +972,8 @@ class Mp4File:
         self._rate = rate
         self._last: tuple[int, int | None, Fraction | None] = (0, None, None)  # its last pts, duration, time base
         self.container: Any = av.open(str(path), mode="w", format="mp4", options=MP4_OPTIONS)
+        if stream is not None:
+            self.container.metadata["title"] = stream
         try:
             # opaque: the settings copied as they are (a camera's H.265 needs no encoder here)
             self.stream = self.container.add_stream_from_template(template, opaque=True)

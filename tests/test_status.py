@@ -172,3 +172,19 @@ def test_status_says_while_the_machine_cannot_keep_up(tmp_path: Path, capsys: py
     assert code == 0, text
     assert re.search(r"^the machine cannot keep up: \d+% of the live streams' frames skipped in the last \d+ s "
                      r"\(yard\), since \d{4}-\d\d-\d\d [\d:]{8} \(see the run's log\)$", text, re.MULTILINE), text
+
+
+def test_status_says_each_folders_use_in_its_own_unit_and_when_it_was_looked_at() -> None:
+    """A folder of 15 MB was "0.0 GB": sizes in the unit that shows them, as the page does, and
+    when the folders were last looked at (every 30 s: a file being written grows meanwhile)."""
+    from streamyolo.pipeline.remote import status_text
+    from streamyolo.sinks.history import local_time
+
+    looked = time.time() - 20
+    text = status_text({"streams": [], "storage": {
+        "recordings": {"bytes": 15_500_000, "files": 1, "free": 63_000_000_000, "days_left": None},
+        "clips": {"bytes": 0, "files": 0, "free": 63_000_000_000, "days_left": 12.5}, "looked": looked}})
+    when = local_time(looked)
+    assert text.splitlines()[-2:] == [
+        f"recordings: 15.5 MB in 1 file(s); disk 63 GB free (as of {when})",
+        f"clips: 0 B in 0 file(s); disk 63 GB free, about 12.5 days at the last day's rate (as of {when})"]

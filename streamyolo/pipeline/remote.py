@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from streamyolo.errors import ConfigError, StreamYoloError
 from streamyolo.pipeline.report import StreamReport, status_table
+from streamyolo.sinks.base import format_size
 from streamyolo.sinks.history import local_time
 from streamyolo.sources import redact_url
 
@@ -225,12 +226,15 @@ def status_text(status: dict[str, Any]) -> str:
                      f"skipped in the last {overload.get('window', 0):.0f} s ({streams})"
                      + (f", since {local_time(float(since))}" if isinstance(since, int | float) else "")
                      + " (see the run's log)")
-    for folder, use in (status.get("storage") or {}).items():
+    storage = status.get("storage") or {}
+    looked = storage.get("looked")  # (the folders are looked at now and then: every 30 s)
+    for folder, use in storage.items():
         if isinstance(use, dict) and "bytes" in use:
             days = use.get("days_left")
-            lines.append(f"{folder}: {use['bytes'] / 1e9:.1f} GB in {use.get('files')} files; disk "
-                         f"{(use.get('free') or 0) / 1e9:.1f} GB free" + (f", about {days:g} days at the last day's "
-                                                                          "rate" if days is not None else ""))
+            lines.append(f"{folder}: {format_size(use['bytes'])} in {use.get('files')} file(s); disk "
+                         f"{format_size(use.get('free') or 0)} free"
+                         + (f", about {days:g} days at the last day's rate" if days is not None else "")
+                         + (f" (as of {local_time(float(looked))})" if isinstance(looked, int | float) else ""))
     return "\n".join(lines)
 
 

@@ -7,7 +7,8 @@ streamyolo achieves on them. Used by ``streamyolo bench`` and ``scripts/bench.py
 - **D**: decoding the streams alone, every frame to a BGR array, one thread per stream.
 - **L**: the limit for this work. On a CPU, where model and decoder share the cores,
   ``L = 1 / (1/M + 1/D)``; with a GPU, ``L = min(M, D)``.
-- **P**: streamyolo's total frames per second over the streams, every frame processed.
+- **P**: streamyolo's total frames per second over the streams, every frame processed (with
+  tiles, P/L holds P's pictures a second against L, which counts pictures as M does).
 """
 
 from __future__ import annotations
@@ -481,8 +482,10 @@ def capacity_report(model: str, sources: Sequence[str], imgsz: int = 640, worker
         if source_kind(source) is not SourceKind.FILE or not path.is_file():
             raise ConfigError(f"bench needs local video files; {source!r} is not one (record a minute of it first)")
     corners = _region(region) if region is not None else None
-    model = resolve_model(model)
     rates = [_source_fps(p) for p in paths]
+    if corners is not None:
+        _region_outside(paths, corners)
+    model = resolve_model(model)
     # The pipeline first: the model measurements try pinned OpenVINO configurations, whose
     # thread pools would stay behind for whatever runs after them in this process.
     lossless_workers = workers or 2
@@ -500,12 +503,17 @@ def capacity_report(model: str, sources: Sequence[str], imgsz: int = 640, worker
     ceiling = limit(model_rates.best.fps, decode.fps, gpu=gpu)
     source_fps = sum(rates) / len(rates)
     how = "min(M, D)" if gpu else "1 / (1/M + 1/D): model and decoder share the CPU"
+    # With tiles M and L count pictures (several a frame): P's pictures are held against L.
+    pictures = sum(r.pictures or 0 for r in summary.streams.values()) if tiles else 0
+    compared = (f"P/L = {pictures / pipeline_rate.seconds / ceiling:.2f} in pictures: "
+                f"{pictures / pipeline_rate.seconds:.1f} pictures/s" if pictures else
+                f"P/L = {pipeline_rate.fps / ceiling:.2f}")
     lines = [
         f"model  M = {model_rates.best.fps:7.1f} frames/s  ({model_rates.best.config}; "
         f"single frame {model_rates.latency * 1000:.1f} ms)",
         f"decode D = {decode.fps:7.1f} frames/s  ({decode.config})",
         f"limit  L = {ceiling:7.1f} frames/s  ({how})",
-        f"streamyolo P = {pipeline_rate.fps:7.1f} frames/s  (P/L = {pipeline_rate.fps / ceiling:.2f}, "
+        f"streamyolo P = {pipeline_rate.fps:7.1f} frames/s  ({compared}, "
         f"{min(lossless_workers, len(paths))} {worker_mode} worker(s), every frame processed; "
         f"{pipeline_rates.wall.fps:.1f} frames/s counting start-up)",
         *([f"motion: the model ran on {_share(summary)} of the frames; the others were still"] if motion else []),
@@ -547,6 +555,24 @@ def _region(text: str) -> tuple[int, int, int, int]:
     return box
 
 
+def _region_outside(paths: Sequence[Path], corners: tuple[int, int, int, int]) -> None:
+    """Warn, as ``check --connect`` does, of a ``--region`` that reaches outside a file's
+    picture (as shown: turned as the run turns it)."""
+    from streamyolo.config import StreamConfig
+    from streamyolo.pipeline.check import outside
+    from streamyolo.sources import SourceKind
+    from streamyolo.sources.pyav import display_turn
+    from streamyolo.sources.spec import default_name
+
+    for index, path in enumerate(paths):
+        height, width = frame_hw(path)
+        if display_turn(str(path)) in (90, 270):
+            height, width = width, height
+        own = StreamConfig(source=str(path), region=list(corners))  # type: ignore[arg-type]
+        for warning in outside(default_name(str(path), SourceKind.FILE, index), own, width, height):
+            log.warning("%s", warning)
+
+
 def _tiles(grid: str) -> str:
     """What ``tiles: grid`` runs the model on (the config has checked it)."""
     from streamyolo.config import TilesConfig
@@ -559,6 +585,17 @@ def _streams(count: int) -> str:
 
 
 def _source_fps(path: Path) -> float:
-    with av.open(str(path)) as container:
+    """A video file's frame rate (30 where it gives none); a file that is not a video this box
+    reads (a config, a recording cut short) is a :class:`SourceOpenError` naming it."""
+    from streamyolo.errors import SourceOpenError
+
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise SourceOpenError(f"bench --source {str(path)!r}: cannot open: {getattr(exc, 'strerror', None) or exc}",
+                              url=str(path)) from None
+    with container:
+        if not container.streams.video:
+            raise SourceOpenError(f"bench --source {str(path)!r}: has no video stream", url=str(path))
         rate = container.streams.video[0].average_rate
         return float(rate) if rate else 30.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import torch
 
 from streamyolo import benchmark
 from streamyolo.pipeline.pipeline import cpu_count
+from streamyolo.pipeline.report import StreamReport, Summary
 
 
 @pytest.fixture
@@ -107,20 +109,17 @@ def test_live_mode_counts_the_frames_detected_in_the_window_after_start_up(clips
         assert 0 < rate.p99_age < 2.0, rate
 
 
-@pytest.mark.parametrize("mode", ["thread", "process"])
-def test_the_capacity_report_runs_streamyolo_with_the_worker_mode_asked_for(
-    mode: str, clips: list[Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """``streamyolo bench --worker-mode process`` measures P and live mode with process workers,
-    so that users can measure both modes on their own box (the README's advice)."""
+def _measured(monkeypatch: pytest.MonkeyPatch, summary: Summary | None = None) -> list[dict[str, Any]]:
+    """``streamyolo bench`` measuring nothing: P 50 frames/s over 2 s (its run's ``summary``),
+    M 100, D 500 (L 83.3), live mode 1 stream; the configs P and live mode were asked to run."""
     from streamyolo import cli
 
     configs: list[dict[str, Any]] = []
 
-    def pipeline(config: dict[str, Any], on_start: Any = None) -> tuple[benchmark.PipelineRates, None]:
+    def pipeline(config: dict[str, Any], on_start: Any = None) -> tuple[benchmark.PipelineRates, Summary | None]:
         configs.append(config)
         rate = benchmark.Rate(50.0, 100, 2.0, "2 workers")
-        return benchmark.PipelineRates(rate, rate), None
+        return benchmark.PipelineRates(rate, rate), summary
 
     def live_rate(config: dict[str, Any], seconds: float, offered_each: float) -> benchmark.LiveRate:
         configs.append(config)
@@ -132,8 +131,52 @@ def test_the_capacity_report_runs_streamyolo_with_the_worker_mode_asked_for(
     monkeypatch.setattr(benchmark, "measure_decode", lambda paths: benchmark.Rate(500.0, 1000, 2.0, "decode"))
     monkeypatch.setattr(benchmark, "measure_model", lambda *args, **kwargs: benchmark.ModelRates(
         benchmark.Rate(100.0, 200, 2.0, "batch 1"), 0.02, ()))
+    return configs
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_the_capacity_report_runs_streamyolo_with_the_worker_mode_asked_for(
+    mode: str, clips: list[Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``streamyolo bench --worker-mode process`` measures P and live mode with process workers,
+    so that users can measure both modes on their own box (the README's advice)."""
+    from streamyolo import cli
+
+    configs = _measured(monkeypatch)
     extra = ["--worker-mode", mode] if mode == "process" else []  # thread: the default
     assert cli.main(["bench", "--model", "yolo26n.yaml", "--source", str(clips[0]), *extra]) == 0
     assert [config.get("worker_mode") for config in configs] == [mode, mode]  # P, then live mode
     out = capsys.readouterr().out
     assert f"1 {mode} worker(s), every frame processed" in out and f"(auto {mode} workers," in out, out
+
+
+def test_with_tiles_p_over_l_holds_ps_pictures_against_ls(clips: list[Path], monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """M and L count pictures, P frames: with ``--tiles 3x2`` (7 a frame) P/L is P's pictures
+    a second (those the model ran on: with ``--motion`` not the still frames') against L."""
+    from streamyolo import cli
+
+    # 100 frames in 2 s, 80 of them still: the model ran on 20, 7 pictures each.
+    report = StreamReport("clip0", str(clips[0]), "ended", 100, 100, 0, None, still=80, pictures=140)
+    _measured(monkeypatch, Summary({"clip0": report}))
+    assert cli.main(["bench", "--model", "yolo26n.yaml", "--source", str(clips[0]), "--tiles", "3x2",
+                     "--motion"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
+    # 70 pictures/s against L = 1 / (1/100 + 1/500) = 83.3 pictures/s (not P's 50 frames/s: 0.60).
+    assert lines["streamyolo"].startswith("streamyolo P =    50.0 frames/s  (P/L = 0.84 in pictures: 70.0 "
+                                          "pictures/s, 1 thread worker(s)"), lines["streamyolo"]
+    assert lines["motion:"] == "motion: the model ran on 20% of the frames; the others were still"
+
+
+def test_a_region_outside_a_files_picture_is_warned_of_as_check_does(
+        clips: list[Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from streamyolo import cli
+
+    _measured(monkeypatch)
+    caplog.set_level(logging.WARNING)
+    assert cli.main(["bench", "--model", "yolo26n.yaml", "--source", str(clips[0]), "--region", "200,0,400,100"]) == 0
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "stream 'clip0': the region reaches (400, 100), outside its 320x240 picture"]
+    caplog.clear()
+    assert cli.main(["bench", "--model", "yolo26n.yaml", "--source", str(clips[0]), "--region", "200,0,320,100"]) == 0
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]

@@ -39,7 +39,7 @@ from streamyolo.sinks.original import uncopied
 from streamyolo.sources import redact_url
 
 if TYPE_CHECKING:
-    from streamyolo.config import PipelineConfig
+    from streamyolo.config import PipelineConfig, StreamConfig
     from streamyolo.inference.detector import DetectorFactory
     from streamyolo.pipeline.assemble import ModelGroup
 
@@ -309,6 +309,18 @@ def trouble(cfg: PipelineConfig, stream: ResolvedStream, found: Probe) -> list[s
                 if refusal is not None]
     if found.recording:  # another picture than the one watched: the shapes are not drawn on it
         return refusals
+    return [*outside(found.stream, own, found.width, found.height), *refusals]
+
+
+def outside(stream: str, own: StreamConfig, width: int, height: int) -> list[str]:
+    """The lines, zones, masks, privacy areas and region of ``stream`` (its config
+    ``own``) that reach outside its ``width`` x ``height`` picture, a sentence each (also for
+    ``streamyolo bench --region``).
+
+    >>> from streamyolo.config import StreamConfig
+    >>> outside("cam", StreamConfig(source="a.mp4", region=[2000, 0, 2500, 500]), 1920, 1080)
+    ["stream 'cam': the region reaches (2000, 0), outside its 1920x1080 picture"]
+    """
     shapes = [*((f"line {name!r}", line.points) for name, line in (own.lines or {}).items()),
               *((f"zone {name!r}", zone.points) for name, zone in (own.zones or {}).items()),
               *((f"mask {name!r}", mask.points) for name, mask in (own.masks or {}).items()),
@@ -317,12 +329,11 @@ def trouble(cfg: PipelineConfig, stream: ResolvedStream, found: Probe) -> list[s
                 if own.region_box is not None else [])]
     said = []
     for what, points in shapes:
-        beyond = [(x, y) for x, y in points if not (0 <= x <= found.width and 0 <= y <= found.height)]
+        beyond = [(x, y) for x, y in points if not (0 <= x <= width and 0 <= y <= height)]
         if beyond:
             x, y = beyond[0]
-            said.append(f"stream {found.stream!r}: {what} reaches ({x:g}, {y:g}), outside its {found.width}x"
-                        f"{found.height} picture")
-    return [*said, *refusals]
+            said.append(f"stream {stream!r}: {what} reaches ({x:g}, {y:g}), outside its {width}x{height} picture")
+    return said
 
 
 class Told(NamedTuple):

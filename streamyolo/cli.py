@@ -705,7 +705,8 @@ def execute(pipeline: Any) -> int:
 
 def command_export(args: argparse.Namespace) -> int:
     from streamyolo.config import build_config
-    from streamyolo.sinks.export import NothingRecorded, default_name, export
+    from streamyolo.pipeline.build import check_output_file
+    from streamyolo.sinks.export import NothingRecorded, default_name, export, recordings_of
 
     folder, config = Path(args.recordings), None
     if folder.is_file():  # the run's config: its record folder
@@ -714,6 +715,8 @@ def command_export(args: argparse.Namespace) -> int:
         if cfg.record is None:
             raise ConfigError(f"config {str(folder)!r} records nothing (no 'record' folder): give the folder")
         folder, config = Path(cfg.record), folder
+    else:
+        _environment_timezone()  # (as the run's config would: the moments asked for are its local time)
     if not folder.is_dir():
         raise _missing("recordings folder", folder, config)
 
@@ -721,13 +724,16 @@ def command_export(args: argparse.Namespace) -> int:
     assert start is not None and end is not None  # --from or --last is required, --to is now if not given
     streams = list(dict.fromkeys(args.streams))
     several = len(streams) > 1
-    if several and args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
     exported = 0
     for stream in streams:
         out = Path(args.out) if args.out and not several else Path(args.out or ".") / default_name(stream, start)
+        check_output_file(out, "export file")  # (its folder made, as a run's outputs: --out of several is one)
+        until = end
+        if args.end == "now":  # (not given) and what is recorded after now: a file's segments processed faster
+            # than it plays, placed on its video's clock, end in the future (by as much as it was faster)
+            until = max([end, *(r.end for r in recordings_of(folder, stream, end, end + 86400))])
         try:
-            done = export(folder, stream, start, end, out, overwrite=args.overwrite)
+            done = export(folder, stream, start, until, out, overwrite=args.overwrite)
         except NothingRecorded as exc:  # of several cameras, some saw nothing then: said, the others go on
             if not several:
                 raise
@@ -745,8 +751,8 @@ def command_export(args: argparse.Namespace) -> int:
 
 def _moments(start: str | None, last: str | None, end: str | None) -> tuple[float | None, float | None]:
     """The span of ``--from`` (or ``--last``) and ``--to`` (``None``: open); a time alone in
-    ``--to`` (``10:07``) is on ``--from``'s day. A moment that cannot be read is a
-    :class:`ConfigError` naming its flag."""
+    ``--to`` (``10:07``) is on ``--from``'s day. A moment that cannot be read, or an end not
+    after the start, is a :class:`ConfigError` naming its flag."""
     from streamyolo.clock import parse_seconds
     from streamyolo.sinks.export import parse_moment
 
@@ -760,8 +766,23 @@ def _moments(start: str | None, last: str | None, end: str | None) -> tuple[floa
     until = None if end is None else moment("--to", lambda: parse_moment(end, day=since))  # (10:07: --from's day)
     if last is not None:
         ago = moment("--last", lambda: parse_seconds(last, least=0.0))
-        return (until if until is not None else time.time()) - ago, until
+        since = (until if until is not None else time.time()) - ago
+    if since is not None and until is not None and until <= since:  # (as export refuses it)
+        shown = [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) for at in (until, since)]
+        raise ConfigError(f"{'--last' if last is not None else '--to'}: the end ({shown[0]}) is not after the start "
+                          f"({shown[1]})")
     return since, until
+
+
+def _environment_timezone() -> None:
+    """``STREAMYOLO_TIMEZONE`` as this process's local time, for a command given a file rather
+    than the run's config (which takes it with the rest of the environment); a zone not known is
+    a :class:`ConfigError` naming the variable."""
+    from streamyolo.config import ENV_PREFIX, build_config
+
+    zone = os.environ.get(ENV_PREFIX + "TIMEZONE")
+    if zone:
+        build_config(environ={ENV_PREFIX + "TIMEZONE": zone}).use_timezone()
 
 
 def _missing(what: str, path: Path, config: Path | None) -> OutputError:
@@ -776,7 +797,10 @@ def command_status(args: argparse.Namespace) -> int:
     from streamyolo.pipeline.remote import run_status, status_text
 
     status = run_status(args.target)
-    print(json.dumps(status, indent=1) if args.json else status_text(status), flush=True)
+    try:
+        print(json.dumps(status, indent=1) if args.json else status_text(status), flush=True)
+    except BrokenPipeError:  # (| head): what it was given was enough; the exit code still says how the run is
+        _stdout_gone()
     if "stats" in status and not status["running"]:  # (a page that answers is a run that runs)
         log.error("the run is not running: its stats file %s was last written %.0f s ago", status["stats"]["path"],
                   status["stats"]["age"])
@@ -810,6 +834,8 @@ def command_events(args: argparse.Namespace) -> int:
         if cfg.events is None:
             raise ConfigError(f"config {str(path)!r} writes no events file (no 'events' key): give the file")
         path, config = Path(cfg.events), path
+    else:
+        _environment_timezone()  # (as the run's config would: its moments and hours)
     since, until = _moments(args.start, args.last, args.end)
     try:
         query = EventQuery(since, until, parse_names(args.streams, "--stream"), parse_kinds(args.kinds, "--event"),

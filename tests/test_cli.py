@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import logging
+import math
 import re
 import shutil
 import subprocess
 import time
+import wave
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ import numpy as np
 import pytest
 
 from streamyolo import cli
+from streamyolo.clock import file_stamp
 from tests.conftest import need
 from tests.helpers import PYTHON, ROOT, decode, env_for_subprocess, make_clip, read_jsonl, stamps
 from tests.servers import HookReceiver, RtspServer, free_port, rtsp_server_available
@@ -689,6 +693,26 @@ def test_bench_refuses_what_is_not_a_local_video_file(tmp_path: Path) -> None:
     assert "bench needs local video files" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.timeout(60)
+def test_bench_refuses_a_file_that_is_not_a_video_it_can_read(
+        clips: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A config given as a source, a recording cut short, a sound file: one line naming it
+    (as ``check --connect`` says of them), before anything is measured."""
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(clips[0].read_bytes()[:100])
+    sound = tmp_path / "sound.wav"
+    with wave.open(str(sound), "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(8000)
+        writer.writeframes(bytes(1600))
+    for path, said in ((_write(tmp_path / "cams.yaml", f"streams: [{clips[0]}]\n"), "cannot open: Invalid data"),
+                       (cut, "cannot open: Invalid data"), (sound, "has no video stream")):
+        _one_error(in_process(capsys, caplog, "bench", "--model", "demo", "--source", str(path), "--seconds", "1",
+                              "--max-streams", "1"), f"bench --source '{path}': {said}")
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("mode", ["thread", "process"])
 def test_stdout_holds_the_report_alone_without_ultralytics_chatter(shared_model: Path, mode: str) -> None:
@@ -762,6 +786,74 @@ def test_outputs_on_one_path_are_refused_before_anything_is_written(
 
 
 @pytest.mark.timeout(60)
+def test_export_to_a_folder_is_one_line_and_to_a_missing_folder_makes_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    """``export --out`` naming a folder (with ``--overwrite`` too) or a file under a file: one
+    line naming it, exit 2; a folder not made yet is made, as a run makes its outputs'."""
+    start = float(math.floor(time.time()) - 60)
+    recordings = tmp_path / "rec"
+    recordings.mkdir()
+    make_clip(recordings / f"cam-{file_stamp(start)}.mp4", "cam", frames=12)
+    span = ("--stream", "cam", "--from", str(start - 1), "--to", str(start + 10))
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    for overwrite in ((), ("--overwrite",)):
+        _one_error(in_process(capsys, caplog, "export", str(recordings), *span, "--out", str(taken), *overwrite),
+                   f"export file '{taken}' is a folder")
+    blocker = _write(tmp_path / "a-file", "not a folder")
+    _one_error(in_process(capsys, caplog, "export", str(recordings), *span, "--out", str(blocker / "j.mp4")),
+               f"export file '{blocker / 'j.mp4'}': folder cannot be created")
+    out = tmp_path / "missing" / "dir" / "j.mp4"
+    done = in_process(capsys, caplog, "export", str(recordings), *span, "--out", str(out))
+    assert done.returncode == 0 and done.stdout.rstrip().endswith(f"to {out}"), done.stderr
+    assert len(decode(out)[0]) == 12
+
+
+@pytest.mark.timeout(60)
+def test_status_json_into_head_ends_quietly(tmp_path: Path) -> None:
+    """``status --json | head -c 600``, a long status (many streams): what head took, no
+    traceback when it goes away, and the exit code the run's state gives."""
+    stats = tmp_path / "stats.jsonl"
+    streams = {f"cam{i}": {"state": "streaming", "captured": i, "processed": i, "dropped": 0} for i in range(3000)}
+    stats.write_text(json.dumps({"time": time.time(), "streams": streams}) + "\n", encoding="utf-8")
+    config = _write(tmp_path / "cams.yaml", f"streams: ['synthetic:']\nstats: {stats}\nstats_interval: 60\n")
+    done = subprocess.run(["bash", "-c", f"set -o pipefail; '{PYTHON}' -m streamyolo status '{config}' --json | "
+                           "head -c 600"], capture_output=True, encoding="utf-8", timeout=60, env=env_for_subprocess(),
+                          cwd=ROOT, check=False)
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert len(done.stdout) == 600 and done.stdout.startswith('{\n "running": true'), done.stdout[:100]
+
+
+@pytest.mark.timeout(60)
+def test_events_of_a_file_follow_the_timezone_variable(tmp_path: Path) -> None:
+    """``STREAMYOLO_TIMEZONE`` sets the zone of ``streamyolo events`` given the events file,
+    as given the config: on a UTC box, Kathmandu's time (5:45 ahead)."""
+    from zoneinfo import ZoneInfo
+
+    moment = 1796457794.0
+    path = _write(tmp_path / "events.jsonl", json.dumps({"time": moment, "stream": "gate", "event": "line",
+                                                         "line": "door", "direction": "in", "id": 4,
+                                                         "name": "person"}) + "\n")
+    done = subprocess.run([PYTHON, "-m", "streamyolo", "events", str(path), "--newest", "1", "--text"],
+                          capture_output=True, encoding="utf-8", timeout=60, cwd=ROOT, check=False,
+                          env={**env_for_subprocess(), "TZ": "UTC", "STREAMYOLO_TIMEZONE": "Asia/Kathmandu"})
+    shown = dt.datetime.fromtimestamp(moment, ZoneInfo("Asia/Kathmandu")).strftime("%Y-%m-%d %H:%M:%S")
+    assert (done.returncode, done.stdout) == (0, f"{shown}  gate: person #4 crossed door (in)\n"), done.stderr
+
+
+@pytest.mark.timeout(60)
+def test_events_and_export_refuse_an_end_before_the_start(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    path = _write(tmp_path / "events.jsonl", json.dumps({"time": time.time(), "stream": "gate", "event": "up"}) + "\n")
+    (tmp_path / "rec").mkdir()
+    day = time.strftime("%Y-%m-%d")
+    said = f"--to: the end ({day} 12:11:30) is not after the start ({day} 12:11:40)"
+    span = ("--from", "12:11:40", "--to", "12:11:30")
+    _one_error(in_process(capsys, caplog, "events", str(path), *span), said)
+    _one_error(in_process(capsys, caplog, "export", str(tmp_path / "rec"), "--stream", "gate", *span), said)
+
+
+@pytest.mark.timeout(60)
 def test_demo_frames_must_be_at_least_one(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                           caplog: pytest.LogCaptureFixture) -> None:
     for frames in ("0", "-5"):
@@ -804,6 +896,20 @@ def test_what_a_run_cannot_use_is_refused_by_check(clips: list[Path], capsys: py
             (["--source", str(clips[0]), "--record-segment", "0"],
              "config key 'record_segment': must be from 1 second to 1 day (got '0')")):
         _one_error(in_process(capsys, caplog, "check", *args), said)
+
+
+@pytest.mark.timeout(60)
+def test_workers_auto_logs_the_workers_used(clips: list[Path], monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str],
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    """``workers: auto`` on one lossless stream chooses 2 on a 4-core box, of which one is
+    used (never more workers than streams): the log says the one."""
+    monkeypatch.setattr("streamyolo.pipeline.pipeline.cpu_count", lambda: 4)
+    done = in_process(capsys, caplog, "check", "--source", str(clips[0]), "--workers", "auto")
+    assert done.returncode == 0, done.stderr
+    chose = [r.getMessage() for r in caplog.records if r.getMessage().startswith("workers: auto chose")]
+    assert len(chose) == 1 and chose[0].startswith("workers: auto chose 1 (lossless streams, "), chose
+    assert re.search(r"\): 1 thread worker\(s\)", done.stdout), done.stdout
 
 
 def test_a_webcam_index_written_as_a_number_is_a_webcam(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -141,6 +141,27 @@ def test_a_file_whose_name_fits_two_streams_is_exported_as_the_one_it_is_of(tmp_
     assert decode(done.files[0])[0][0].shape[:2] == (120, 160)
 
 
+@pytest.mark.timeout(60)
+def test_an_export_up_to_now_takes_a_files_segments_placed_after_now(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    """A file processed faster than it plays is recorded on its video's clock: its last
+    segments are named after now. ``export --last 10m`` (``--to`` now) takes them too (it left
+    them out without a word); ``--to`` given is the end asked for."""
+    from tests.test_cli import in_process
+
+    t0 = float(math.floor(time.time()) + 3)  # (its second segment starts 4 s from now)
+    folder = tmp_path / "rec"
+    _camera_run(folder, t0 - 2, 4 * FPS)
+    done = in_process(capsys, caplog, "export", str(folder), "--stream", "cam", "--last", "10m", "--out",
+                      str(tmp_path / "all.mp4"))
+    assert done.returncode == 0, done.stderr
+    assert "(100 frames, from 4 recording(s))" in done.stdout, done.stdout
+    assert _shown(tmp_path / "all.mp4")[0] == list(range(4 * FPS))
+    done = in_process(capsys, caplog, "export", str(folder), "--stream", "cam", "--last", "10m", "--to",
+                      f"{t0 - 1:.0f}", "--out", str(tmp_path / "to.mp4"))
+    assert done.returncode == 0 and "(25 frames, from 1 recording(s))" in done.stdout, (done.stdout, done.stderr)
+
+
 def test_moments_as_people_write_them() -> None:
     now = time.mktime((2026, 12, 6, 12, 0, 0, 0, 0, -1))
     assert parse_moment("2026-12-06 10:03", now) == time.mktime((2026, 12, 6, 10, 3, 0, 0, 0, -1))

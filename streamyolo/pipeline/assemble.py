@@ -210,7 +210,7 @@ def choose_workers(cfg: PipelineConfig, streams: Sequence[ResolvedStream], model
         wanted = auto_workers(cuda, live_only, cores, openvino)
         kind = ("other" if not openvino else "OpenVINO" if all(is_openvino(m) for m in models)
                 else "PyTorch on OpenVINO" if not any(is_openvino(m) for m in models) else "OpenVINO-run")
-        log.info("workers: auto chose %d (%s, %s, %s model%s)", wanted,
+        log.info("workers: auto chose %d (%s, %s, %s model%s)", max(1, min(wanted, len(streams))),  # (used)
                  "live streams only" if live_only else "lossless streams", "CUDA" if cuda else f"{cores} CPU cores",
                  kind, "s" if len(models) > 1 else "")
     return max(1, min(wanted, len(streams)))

@@ -754,7 +754,7 @@ def _moments(start: str | None, last: str | None, end: str | None) -> tuple[floa
     ``--to`` (``10:07``) is on ``--from``'s day. A moment that cannot be read, or an end not
     after the start, is a :class:`ConfigError` naming its flag."""
     from streamyolo.clock import parse_seconds
-    from streamyolo.sinks.export import parse_moment
+    from streamyolo.sinks.export import backwards, parse_moment
 
     def moment(flag: str, read: Callable[[], float]) -> float:
         try:
@@ -767,10 +767,9 @@ def _moments(start: str | None, last: str | None, end: str | None) -> tuple[floa
     if last is not None:
         ago = moment("--last", lambda: parse_seconds(last, least=0.0))
         since = (until if until is not None else time.time()) - ago
-    if since is not None and until is not None and until <= since:  # (as export refuses it)
-        shown = [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) for at in (until, since)]
-        raise ConfigError(f"{'--last' if last is not None else '--to'}: the end ({shown[0]}) is not after the start "
-                          f"({shown[1]})")
+    wrong = None if since is None or until is None else backwards(since, until)  # (as export refuses it)
+    if wrong is not None:
+        raise ConfigError(f"{'--last' if last is not None else '--to'}: {wrong}")
     return since, until
 
 

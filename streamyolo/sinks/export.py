@@ -181,8 +181,9 @@ def export(folder: Path, stream: str, start: float, end: float, out: Path, overw
     :class:`NothingRecorded` when there is nothing to export, :class:`OutputError` when ``out``
     cannot be written."""
     what = f"export of stream {stream!r}"
-    if end <= start:
-        raise OutputError(f"{what}: the end ({_shown(end)}) is not after the start ({_shown(start)})")
+    wrong = backwards(start, end)
+    if wrong is not None:
+        raise OutputError(f"{what}: {wrong}")
     files = recordings_of(folder, stream, start, end)
     placed = _placed(files)
     files = [r for r in files if placed[r.path] + r.seconds > start and placed[r.path] < end]
@@ -382,6 +383,12 @@ def _read(path: Path) -> tuple[float | None, str | None]:
     return (None if not duration else duration / av.time_base), title
 
 
+def backwards(start: float, end: float) -> str | None:
+    """What is wrong with a span from ``start`` to ``end`` that does not end after it starts
+    (``None``: nothing), as an export or a search of events says it."""
+    return None if end > start else f"the end ({_shown(end)}) is not after the start ({_shown(start)})"
+
+
 def _shown(moment: float) -> str:
     """A moment as the export's messages show it: local time, to the second."""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(moment))
@@ -392,5 +399,5 @@ def default_name(stream: str, start: float) -> str:
     return f"{stream}-{file_stamp(start)}-export.mp4"
 
 
-__all__ = ["Exported", "NothingRecorded", "Recorded", "default_name", "export", "parse_moment", "recordings_of",
-           "segment_start"]
+__all__ = ["Exported", "NothingRecorded", "Recorded", "backwards", "default_name", "export", "parse_moment",
+           "recordings_of", "segment_start"]

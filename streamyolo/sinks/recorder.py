@@ -1111,8 +1111,9 @@ def _whole_samples(file: Any, moof_at: int, moof: bytes, mdat_at: int, size: int
     trafs = [(s, e) for kind, s, e in _boxes(moof, 8) if kind == b"traf"]
     if len(trafs) != 1:
         return None
-    children = {kind: (s, e) for kind, s, e in _boxes(moof, trafs[0][0] + 8, trafs[0][1])}
-    runs = [s for kind, s, _ in _boxes(moof, trafs[0][0] + 8, trafs[0][1]) if kind == b"trun"]
+    inside = list(_boxes(moof, trafs[0][0] + 8, trafs[0][1]))
+    children = {kind: (s, e) for kind, s, e in inside}
+    runs = [s for kind, s, _ in inside if kind == b"trun"]
     if b"tfhd" not in children or len(runs) != 1:
         return None
     at = children[b"tfhd"][0] + 8

@@ -118,25 +118,40 @@ class Behind:
     ``present`` (its camera; real time, for a file played as one), saying why and what helps
     (``lossless``: every frame of it is asked for, :data:`LOSSLESS_BEHIND`; else
     :data:`SLOW_DECODING`); again each time it is twice as far behind as last told; and, once
-    within a quarter of ``first`` again, that it caught up (the next fall told afresh).
+    within a quarter of ``first`` again, that it caught up (the next fall told afresh). One that
+    ``tells`` nothing (a live camera: it skips ahead instead) only keeps how far behind it is.
 
     >>> behind, told = Behind("gate", "its camera", lossless=True), []
     >>> for seconds in (0.5, 1.9, 2.1, 3.0, 4.5, 9.0, 0.4, 2.5):  # warned at 2.1, 4.5 and 9.0; at 2.5 afresh
     ...     behind.at(seconds)
     ...     told.append(behind.told)
-    >>> told
-    [0, 0, 1, 1, 2, 3, 0, 1]
+    >>> told, behind.seconds, behind.worst, behind.lagging
+    ([0, 0, 1, 1, 2, 3, 0, 1], 2.5, 9.0, True)
+
+    Read from other threads (the stream's status): each attribute is replaced whole.
     """
 
-    def __init__(self, name: str, present: str, lossless: bool, first: float = 2.0) -> None:
-        self.name, self.present, self.first = name, present, first
+    def __init__(self, name: str, present: str, lossless: bool, first: float = 2.0, tells: bool = True) -> None:
+        self.name, self.present, self.first, self.tells = name, present, first, tells
         self.why = LOSSLESS_BEHIND if lossless else SLOW_DECODING
         self.told = 0
         """Warnings given since the stream last caught up."""
+        self.seconds = 0.0
+        """How far behind it is now (seconds)."""
+        self.worst: float | None = None
+        """The farthest behind it was while told so (``None``: it never was)."""
         self._next = first
+
+    @property
+    def lagging(self) -> bool:
+        """Whether it is said to be behind now (told, and not up with its present since)."""
+        return self.told > 0
 
     def at(self, seconds: float) -> None:
         """Take how far behind the stream is now."""
+        self.seconds = seconds
+        if not self.tells:
+            return
         if seconds >= self._next:
             log.warning("stream %r is %.1f s behind %s%s: %s", self.name, seconds, self.present,
                         " and falling further behind" if self.told else "", self.why)
@@ -144,6 +159,8 @@ class Behind:
         elif self.told and seconds <= self.first / 4:
             log.info("stream %r is up with %s again", self.name, self.present)
             self.told, self._next = 0, self.first
+        if self.told:
+            self.worst = max(self.worst or 0.0, seconds)
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -550,7 +550,7 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
                       if topic.startswith("homeassistant/") and "/event/" not in topic]
             read = {config[key] for config in states for key in ("state_topic", "json_attributes_topic", "topic")
                     if key in config}
-            return len(states) >= 19 and "site/available" in kept and read <= set(kept)
+            return len(states) >= 20 and "site/available" in kept and read <= set(kept)
 
         try:
             _wait_for(learnt)
@@ -573,11 +573,11 @@ def test_home_assistant_finds_each_stream_with_its_zones_lines_and_snapshots(bro
                                       node.format("sensor", "zone_floor_speed"),
                                       node.format("binary_sensor", "outputs"), node.format("binary_sensor", "active"),
                                       *(node.format("sensor", sensor) for sensor in (
-                                          "fps_in", "fps_out", "frame_age", "skipped")),
+                                          "fps_in", "fps_out", "frame_age", "behind", "skipped")),
                                       "homeassistant/binary_sensor/streamyolo_site/-outputs/config",
                                       "homeassistant/binary_sensor/streamyolo_site/-overload/config"])
     assert gone not in retained, "an entity the config no longer has stays in Home Assistant"
-    assert len({c["unique_id"] for c in configs.values()}) == 25
+    assert len({c["unique_id"] for c in configs.values()}) == 26
     devices = {c["device"]["name"]: json.dumps(c["device"], sort_keys=True) for c in configs.values()}
     assert sorted(devices) == ["hall", "streamyolo site"], "a device for the stream, one for the run"
     # What the camera sees now is unavailable while it is not streaming (not its last state); the
@@ -701,19 +701,20 @@ def test_each_stream_gets_the_event_entities_of_the_events_it_sends(broker_folde
         Pipeline.from_config(config).run()
         later = MqttSubscriber(broker.port)
         try:
-            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 34)
+            _wait_for(lambda: sum(t.endswith("/config") for t, _, _ in later.messages) >= 36)
         finally:
             later.close()
     configs = {topic.split("/")[3]: (topic.split("/")[1], json.loads(payload))
                for topic, payload, kept in later.messages if topic.endswith("/config") and kept}
     assert sorted(configs) == ["-outputs", "-overload", "-recordings", "-recordings_days_left", "-recordings_free",
-                               "gate_active", "gate_detect", "gate_fps_in", "gate_fps_out", "gate_frame_age",
+                               "gate_active", "gate_behind", "gate_detect", "gate_fps_in", "gate_fps_out",
+                               "gate_frame_age",
                                "gate_line_kerb_crossings", "gate_line_kerb_in", "gate_line_kerb_out",
                                "gate_objects", "gate_occupied", "gate_outputs", "gate_record", "gate_skipped",
                                "gate_streaming", "gate_zone_drive", "gate_zone_drive_active",
                                "gate_zone_drive_occupied", "gate_zone_drive_speed",
-                               "gate_zone_drive_visits", "gate_zone_drive_watch", "porch_active", "porch_detect",
-                               "porch_fps_in",
+                               "gate_zone_drive_visits", "gate_zone_drive_watch", "porch_active", "porch_behind",
+                               "porch_detect", "porch_fps_in",
                                "porch_fps_out", "porch_frame_age", "porch_objects", "porch_occupied", "porch_skipped",
                                "porch_streaming"]
     assert configs["porch_detect"][0] == "switch" and {key: configs["porch_detect"][1][key] for key in (
@@ -761,7 +762,7 @@ def test_home_assistant_shows_how_each_stream_keeps_up_and_the_log_warns_of_over
     kept = {topic: json.loads(payload) for topic, payload, retained in later.messages
             if retained and (topic.endswith(("/stats", "/overloaded")) or topic.startswith("homeassistant/"))}
     gate, porch = kept["yard/gate/stats"], kept["yard/porch/stats"]
-    assert set(gate) == {"fps_in", "fps_out", "frame_age", "skipped", "captured", "processed", "dropped",
+    assert set(gate) == {"fps_in", "fps_out", "frame_age", "behind", "skipped", "captured", "processed", "dropped",
                          "reconnects"}, gate
     assert gate["fps_in"] > 25 and 0 < gate["fps_out"] < gate["fps_in"] and gate["skipped"] > 30, gate
     assert gate["dropped"] > 0 and porch["dropped"] == 0 and porch["skipped"] == 0, (gate, porch)
@@ -773,6 +774,11 @@ def test_home_assistant_shows_how_each_stream_keeps_up_and_the_log_warns_of_over
             value_json=gate))
     assert shown == {"Frames in": gate["fps_in"], "Frames processed": gate["fps_out"],
                      "Frame age": pytest.approx(gate["frame_age"] * 1000), "Frames skipped": gate["skipped"]}
+    behind = kept["homeassistant/sensor/streamyolo_yard/gate_behind/config"]  # (seconds; None, unknown, once stopped)
+    assert (behind["state_topic"], behind["unit_of_measurement"], behind["device_class"]) == (
+        "yard/gate/stats", "s", "duration"), behind
+    assert gate["behind"] is None and [jinja2.Environment().from_string(behind["value_template"]).render(
+        value_json=state) for state in (gate, {"behind": 2.53})] == ["None", "2.53"], gate
     assert 0 < shown["Frame age"] < 5000
     warned = [r.getMessage() for r in caplog.records if r.name == "streamyolo.pipeline.overload"]
     assert len(warned) == 1 and "'gate' " in warned[0] and "'porch'" not in warned[0], warned
@@ -886,7 +892,7 @@ def test_two_runs_under_one_prefix_are_warned_of_and_leave_each_others_entities(
         assert "no longer in the config: removed" not in caplog.text
         third = publisher(broker.port, "yard")  # both have ended: their entities are stale now
         # (their retained configs come back on a subscription of their own, after the run marker)
-        _wait_for(lambda: caplog.text.count("no longer in the config: removed") == 14)
+        _wait_for(lambda: caplog.text.count("no longer in the config: removed") == 16)
         third.close()
         later = MqttSubscriber(broker.port)
         try:
@@ -895,9 +901,9 @@ def test_two_runs_under_one_prefix_are_warned_of_and_leave_each_others_entities(
         finally:
             later.close()
     configs = sorted(t.split("/")[3] for t, payload, kept in later.messages if t.endswith("/config") and payload)
-    assert configs == ["-outputs", "-overload", "yard_fps_in", "yard_fps_out", "yard_frame_age", "yard_objects",
-                       "yard_occupied", "yard_skipped", "yard_streaming"]
-    assert caplog.text.count("no longer in the config: removed") == 14  # the gate's and the porch's seven
+    assert configs == ["-outputs", "-overload", "yard_behind", "yard_fps_in", "yard_fps_out", "yard_frame_age",
+                       "yard_objects", "yard_occupied", "yard_skipped", "yard_streaming"]
+    assert caplog.text.count("no longer in the config: removed") == 16  # the gate's and the porch's eight
 
 
 @pytest.mark.timeout(60)

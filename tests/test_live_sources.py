@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -19,6 +20,7 @@ import pytest
 from streamyolo.buffering import Overflow
 from streamyolo.frames import Result
 from streamyolo.pipeline import Pipeline, StreamSetup, StreamState
+from streamyolo.pipeline.report import status_table
 from streamyolo.pipeline.restart import Backoff
 from streamyolo.sinks import VideoRecorder
 from streamyolo.sources import NetworkOptions, SourceKind, SourceSpec, open_source, read_stamp, source_kind
@@ -342,6 +344,25 @@ def test_a_camera_whose_every_frame_is_asked_for_waits_and_says_it_is_behind(
     told = [m for m in caplog.messages if "behind its camera" in m]
     assert len(told) == 1 and re.match(r"stream 'door' is 2\.\d s behind its camera: every frame of it is processed "
                                        r"\(overflow: lossless\).*overflow: live keeps it current", told[0]), told
+    # In a pipeline whose model takes 0.2 s a frame: its report says how far behind (the status
+    # table, the page's status), and the summary how far it fell.
+    setup = _network_stream("door", rtsp.url())
+    pipeline = Pipeline([replace(setup, overflow=Overflow.BLOCK, policy=CapturePolicy(backoff=FAST_BACKOFF))],
+                        lambda: StampDetector(delay=0.2), workers=1, overload_warning=1.2)
+    pipeline.start()
+    try:
+        report = until(lambda: next((r for r in pipeline.reports() if r.lagging), None), 30, "the stream lagging")
+        assert report.behind is not None and report.behind > 0.5 and report.dropped == 0, report
+        assert re.search(r"^door +streaming, \d+\.\d s behind ", status_table(pipeline.reports()), re.MULTILINE)
+        overload = until(lambda: pipeline.overload, 10, "the run said not to keep up")
+        assert overload["streams"] == [] and overload["behind"]["door"] > 0.5, overload
+    finally:
+        pipeline.stop()
+        summary = pipeline.join()
+    worst = summary.streams["door"].worst_behind
+    assert worst is not None and worst >= 2.0 and summary.streams["door"].dropped == 0, summary.streams
+    assert f"door fell up to {worst:.1f} s behind: the machine could not keep up with it (see the log)" in (
+        summary.table())
 
 
 @pytest.mark.timeout(60)

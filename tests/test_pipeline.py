@@ -528,7 +528,8 @@ def test_live_streams_that_skip_most_frames_are_told_of_and_when_they_keep_up_ag
     assert started["skipped"] >= 80 and started["window"] >= 1.5, started
     assert (ended["state"], ended["stream"]) == ("ended", "") and 1.0 <= ended["seconds"] <= 60, ended
     assert describe(started).endswith(f"  the machine cannot keep up: {started['skipped']:.0f}% of the live streams' "
-                                      f"frames skipped ({', '.join(started['streams'])})"), describe(started)
+                                      f"frames skipped in the last {started['window']:.0f} s "
+                                      f"({', '.join(started['streams'])})"), describe(started)
     assert describe(ended).endswith(f"  the live streams are kept up with again after {ended['seconds']:.0f} s")
 
 

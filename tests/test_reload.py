@@ -332,12 +332,12 @@ def test_home_assistant_learns_of_the_streams_added_changed_and_removed(broker_f
             until(lambda: node.format("binary_sensor", "c_streaming") in configs()
                    and node.format("sensor", "a_zone_hall") in configs()
                    and not any("/b_" in topic for topic in configs()), 30, "the entities of the new config")
-            until(lambda: len(configs()) >= 28, 10, "all of them")
+            until(lambda: len(configs()) >= 30, 10, "all of them")
             assert sorted(topic.split("/")[-2] for topic in configs()) == sorted([
                 "a_streaming", "a_detect", "a_record", "a_objects", "a_occupied", "a_zone_hall",
                 "a_zone_hall_occupied", "a_zone_hall_watch", "a_outputs", "c_streaming", "c_detect", "c_record",
                 "c_objects", "c_occupied", "c_outputs", *(f"{stream}_{sensor}" for stream in "ac" for sensor in (
-                    "fps_in", "fps_out", "frame_age", "skipped")),
+                    "fps_in", "fps_out", "frame_age", "behind", "skipped")),
                 "-outputs", "-overload", "-recordings", "-recordings_free", "-recordings_days_left"])
             until(lambda: any(topic == "site/b/state" and json.loads(payload)["state"] == "removed"
                                for topic, payload, _ in list(watcher.messages)), 30, "b's removed state")

@@ -1918,3 +1918,42 @@ def test_the_page_and_metrics_say_while_the_machine_cannot_keep_up(tmp_path: Pat
         until(lambda: "overload" not in _status(pipeline), 60, "the status saying nothing of it")
         assert "\nstreamyolo_overloaded 0\n" in _get(pipeline.web_url + "metrics")[2].decode()
         until(lambda: not line.is_displayed(), 30, "the page's line gone")
+
+
+@pytest.mark.timeout(120)
+def test_the_page_and_metrics_say_while_a_stream_that_skips_nothing_falls_behind(tmp_path: Path) -> None:
+    """A 30 fps file played in real time, every frame asked for (``overflow: lossless``),
+    against a model that takes several of its frames' time: it skips none and falls behind
+    real time. Its tile says how far (``… s behind``), ``/status.json`` (its ``behind`` and
+    ``lagging``, the ``"overload"``'s ``behind``), ``/metrics``
+    (``streamyolo_stream_behind_seconds``) and the line under the header say so; with its
+    detection off it catches up, and all of them say so; the summary says how far it fell."""
+    from selenium.webdriver.common.by import By
+
+    streams = [{"name": "yard.2", "source": "synthetic:?size=320x240&fps=30&seed=1", "realtime": True,
+                "overflow": "lossless"}]
+    with _page(_config(streams=streams, imgsz=640, overload_warning=1.5)) as (pipeline, driver):
+        assert pipeline.web_url is not None
+        stream = until(lambda: next((s for s in _status(pipeline)["streams"] if s["lagging"]), None), 60,
+                       "the stream lagging")
+        assert stream["behind"] > 0.5 and stream["dropped"] == 0, stream  # (told at 2 s; up again at 0.5)
+        overload = until(lambda: _status(pipeline).get("overload"), 30, "the status saying the run cannot keep up")
+        assert overload["streams"] == [] and overload["behind"]["yard.2"] > 0.5, overload
+        behind = re.search(r'^streamyolo_stream_behind_seconds\{stream="yard\.2"\} ([\d.]+)$',
+                           _get(pipeline.web_url + "metrics")[2].decode(), re.MULTILINE)
+        assert behind is not None and float(behind.group(1)) > 0.5
+        age = driver.find_element(By.CSS_SELECTOR, 'figure[data-stream="yard.2"] .age')
+        until(lambda: re.search(r"\d+\.\d s behind$", age.text), 30, "the tile saying how far behind")
+        line = driver.find_element(By.ID, "overload")
+        until(lambda: line.is_displayed() and re.match(r"the machine cannot keep up: yard\.2 \d+\.\d s behind, since ",
+                                                       line.text), 30, "the page's line")
+        pipeline.set_switch("detect", "yard.2", False)
+        until(lambda: "overload" not in _status(pipeline), 60, "the status saying nothing of it")
+        stream = _status(pipeline)["streams"][0]
+        assert not stream["lagging"] and stream["behind"] < 1.0, stream
+        until(lambda: not line.is_displayed() and "behind" not in age.text, 30, "the page's line and tile's words gone")
+        pipeline.stop()
+        summary = pipeline.join(30)
+    worst = summary.streams["yard.2"].worst_behind
+    assert worst is not None and worst >= 2.0 and summary.to_dict()["streams"]["yard.2"]["worst_behind"] >= 2.0
+    assert f"yard.2 fell up to {worst:.1f} s behind: the machine could not keep up with it" in summary.table()

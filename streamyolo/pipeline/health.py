@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from streamyolo.clock import RateMeter
+from streamyolo.clock import Behind, RateMeter
 from streamyolo.frames import Crossing, ZoneTally, ZoneVisit
 from streamyolo.pipeline.report import Stayed
 
@@ -77,6 +77,13 @@ class HealthSnapshot:
     """Zones of a tracked stream: zone → class name → tracked objects that entered it."""
     zone_stays: dict[str, dict[str, Stayed]] = field(default_factory=dict)
     """Zones of a tracked stream: zone → class name → the objects that left it, how long they stayed."""
+    behind: float | None = None
+    """Seconds behind its present (its camera; real time, for a file played as one) while it
+    streams; ``None`` where that is not watched (:meth:`StreamHealth.lag_from`)."""
+    lagging: bool = False
+    """Whether it is said to have fallen behind (:attr:`~streamyolo.clock.Behind.lagging`)."""
+    worst_behind: float | None = None
+    """The farthest behind it was while said to be behind, over the run (``None``: never)."""
 
 
 class StreamHealth:
@@ -107,6 +114,8 @@ class StreamHealth:
         self._watchers: list[Callable[[str, str, str | None], None]] = []
         self._settled = False  # its last frame is processed
         self._untold: tuple[StreamState, str | None] | None = None  # an end not told yet
+        self._behind: Behind | None = None  # the connection's lag watch (lag_from)
+        self._worst_before: float | None = None  # the farthest behind on the connections before
 
     # -- state ---------------------------------------------------------------------------
 
@@ -212,6 +221,14 @@ class StreamHealth:
             self._size = (width, height)
             self._fps = fps
 
+    def lag_from(self, behind: Behind | None) -> None:
+        """How far behind its present the stream is, from now on: this connection's watch (the
+        capture's, at each connection; ``None``: not watched)."""
+        with self._lock:
+            if self._behind is not None and self._behind.worst is not None:
+                self._worst_before = max(self._worst_before or 0.0, self._behind.worst)
+            self._behind = behind
+
     def captured(self, now: float) -> None:
         with self._lock:
             self._last_frame_at = now
@@ -290,4 +307,9 @@ class StreamHealth:
                 zone_peaks={zone: dict(peaks) for zone, peaks in self._zone_peaks.items()},
                 zone_entries={zone: dict(entries) for zone, entries in self._zone_entries.items()},
                 zone_stays={zone: dict(stays) for zone, stays in self._zone_stays.items()},
+                behind=(None if self._behind is None or self._state is not StreamState.STREAMING
+                        else self._behind.seconds),
+                lagging=self._behind is not None and self._state is StreamState.STREAMING and self._behind.lagging,
+                worst_behind=max((w for w in (self._worst_before, None if self._behind is None else
+                                              self._behind.worst) if w is not None), default=None),
             )

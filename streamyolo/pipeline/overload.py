@@ -5,8 +5,11 @@ a run that detects in 4 of a camera's 25 frames a second looks well in every oth
 status table's ``dropped`` column grows, but a service has no status table. :class:`Overload`
 looks at the live streams' counts now and then and warns once when most of their frames of
 the last ``window`` seconds were skipped, naming the streams and what would help, and says so
-again when the run keeps up once more; while it lasts, its :attr:`~Overload.state` is the web
-page's, MQTT's and the stats file's ``overload``. :func:`run_note` is the summary's line.
+again when the run keeps up once more. A stream that skips none (every frame asked for, or a
+file played in real time) falls behind instead, and says so itself
+(:class:`~streamyolo.clock.Behind`); while one is behind, the run does not keep up either.
+While either lasts, :attr:`~Overload.state` is the web page's, MQTT's and the stats file's
+``overload``. :func:`run_note` and :func:`lag_notes` are the summary's lines.
 """
 
 from __future__ import annotations
@@ -92,8 +95,20 @@ def run_note(reports: Iterable[StreamReport]) -> str | None:
             f"run ({shown})")
 
 
+def lag_notes(reports: Iterable[StreamReport]) -> list[str]:
+    """The summary's line for each stream that fell behind its present over the run.
+
+    >>> lag_notes([StreamReport("door", "rtsp://cam2", "stopped", 900, 900, 0, None, worst_behind=31.24),
+    ...            StreamReport("gate", "rtsp://cam", "stopped", 900, 900, 0, None)])
+    ['door fell up to 31.2 s behind: the machine could not keep up with it (see the log)']
+    """
+    return [f"{r.name} fell up to {r.worst_behind:.1f} s behind: the machine could not keep up with it (see the log)"
+            for r in reports if r.worst_behind is not None]
+
+
 class Overload:
-    """Judges the share of frames skipped over the last ``window`` seconds at each :meth:`look`.
+    """Judges the share of frames skipped over the last ``window`` seconds at each :meth:`look`,
+    and which streams are said to be behind (:attr:`StreamReport.lagging <streamyolo.pipeline.report.StreamReport>`).
 
     >>> watch, seen = Overload(60), []
     >>> def at(t, captured, dropped):
@@ -104,44 +119,64 @@ class Overload:
     [None, None, 0.8, 0.0667, 0.0667]
     >>> watch.over, watch.state
     (False, None)
+
+    A stream behind is an overload at once, without a window (it told of itself):
+
+    >>> watch = Overload(60)
+    >>> watch.look([StreamReport("yard", "rtsp://cam", "streaming", 100, 100, 0, None, behind=2.5, lagging=True)], 0)
+    >>> watch.state["behind"], watch.state["streams"]
+    ({'yard': 2.5}, [])
+    >>> watch.look([StreamReport("yard", "rtsp://cam", "streaming", 200, 200, 0, None, behind=0.3)], 10)
+    >>> watch.state is None
+    True
     """
 
     def __init__(self, window: float) -> None:
         self.window = window
         self.state: dict[str, Any] | None = None
         """While the run is said not to keep up: ``{"skipped": %, "window": s, "since": epoch
-        seconds, "streams": [the streams skipping most, …]}``, as of the last look (the web
-        page's ``/status.json``'s ``"overload"``); else ``None``. Replaced whole: read from any thread."""
+        seconds, "streams": [the streams skipping most, …], "behind": {stream: seconds, …}}``,
+        as of the last look (the web page's ``/status.json``'s ``"overload"``); else ``None``.
+        Replaced whole: read from any thread."""
         self._lately = Lately(window)
+        self._warned = False  # whether this overload was warned of (skipped frames; a stream behind tells itself)
 
     def look(self, reports: Iterable[StreamReport], now: float) -> float | None:
-        """Take the live streams' counts at ``now``; once they span a window, judge it: warn
-        when the share of their frames skipped reaches :data:`OVER`, say so when it is under
-        :data:`UNDER` again. Returns the share judged (rounded), or ``None`` while less than a
-        window is seen."""
+        """Take the streams' counts at ``now``; once the live streams' span a window, judge it:
+        warn when the share of their frames skipped reaches :data:`OVER`, say so when it is
+        under :data:`UNDER` again. A stream said to be behind is an overload while it is.
+        Returns the share judged (rounded), or ``None`` while less than a window is seen."""
+        reports = list(reports)
+        behind = {r.name: round(r.behind, 1) for r in reports if r.lagging and r.behind is not None}
         span, moved = self._lately.moved([r for r in reports if r.live], now)
-        if span < self.window:
-            return None
-        moved = {name: (c, d) for name, (c, d) in moved.items() if c > 0}
-        captured = sum(c for c, _ in moved.values())
-        share = sum(d for _, d in moved.values()) / captured if captured else 0.0
-        skipping = sorted(((d / c, name, c, d) for name, (c, d) in moved.items() if d / c >= UNDER), reverse=True)
-        if self.state is not None and share >= UNDER:  # (it goes on)
-            self.state = {**self.state, "skipped": round(share * 100, 1), "window": round(span, 1),
-                          "streams": [name for _, name, _, _ in skipping]}
-        elif self.state is None and share >= OVER:
-            self.state = {"skipped": round(share * 100, 1), "window": round(span, 1), "since": round(time.time(), 3),
-                          "streams": [name for _, name, _, _ in skipping]}
-            named = [f"{name!r} {(c - d) / span:.1f} of {c / span:.1f} frames/s" for _, name, c, d in skipping[:NAMED]]
-            if len(skipping) > NAMED:
-                named.append(f"{len(skipping) - NAMED} more")
-            log.warning("the machine cannot keep up with the live streams: %.0f%% of their frames were skipped in "
-                        "the last %.0f s (processed: %s); %s", share * 100, span, ", ".join(named), HINT)
+        share: float | None = None
+        skipping: list[tuple[float, str, int, int]] = []
+        if span >= self.window:
+            moved = {name: (c, d) for name, (c, d) in moved.items() if c > 0}
+            captured = sum(c for c, _ in moved.values())
+            share = sum(d for _, d in moved.values()) / captured if captured else 0.0
+            skipping = sorted(((d / c, name, c, d) for name, (c, d) in moved.items() if d / c >= UNDER), reverse=True)
+        judged = {"skipped": round((share or 0.0) * 100, 1), "window": round(span, 1),
+                  "streams": [name for _, name, _, _ in skipping], "behind": behind}
+        over = share is not None and share >= OVER
+        if behind or over or (self.state is not None and share is not None and share >= UNDER):  # (it goes on)
+            self.state = {**judged, "since": round(time.time(), 3) if self.state is None else self.state["since"]}
+            if over and not self._warned:
+                assert share is not None
+                named = [f"{name!r} {(c - d) / span:.1f} of {c / span:.1f} frames/s"
+                         for _, name, c, d in skipping[:NAMED]]
+                if len(skipping) > NAMED:
+                    named.append(f"{len(skipping) - NAMED} more")
+                log.warning("the machine cannot keep up with the live streams: %.0f%% of their frames were skipped "
+                            "in the last %.0f s (processed: %s); %s", share * 100, span, ", ".join(named), HINT)
+                self._warned = True
         elif self.state is not None:
             self.state = None
-            log.info("the live streams are kept up with again: %.0f%% of their frames skipped in the last %.0f s",
-                     share * 100, span)
-        return round(share, 4)
+            if self._warned:
+                log.info("the live streams are kept up with again: %.0f%% of their frames skipped in the last %.0f s",
+                         (share or 0.0) * 100, span)
+            self._warned = False
+        return None if share is None else round(share, 4)
 
     @property
     def over(self) -> bool:

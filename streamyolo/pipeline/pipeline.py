@@ -149,6 +149,9 @@ class _Stream:
             zone_stays=snap.zone_stays,
             detect=self.setup.detect,
             live=self.setup.overflow is Overflow.DROP_OLDEST,
+            behind=snap.behind,
+            lagging=snap.lagging,
+            worst_behind=snap.worst_behind,
         )
 
 
@@ -276,7 +279,7 @@ class Pipeline:
             web.bind(self.reports, running=lambda: not self._finished.is_set(),
                      workers=lambda: workers_json(self._restarts()), config=lambda: self.reloads,
                      health=self.liveness, switch=functools.partial(self.set_switch, by="page"),
-                     overload=lambda: self._monitor.overload)
+                     overload=lambda: self.overload)
         self._hang_warning = hang_warning
         self.plan: Plan | None = None
         """What the config asked for, when built from one (:meth:`from_config`)."""
@@ -575,6 +578,14 @@ class Pipeline:
                    for report in (s.report(now) for s in self._streams)]
         return [replace(report, schedule=schedule) if (schedule := self._schedules(report.name)) else report
                 for report in reports]
+
+    @property
+    def overload(self) -> dict[str, Any] | None:
+        """While the machine is said not to keep up (most of the live streams' frames skipped
+        lately, or a stream behind): ``{"skipped", "window", "since", "streams", "behind"}``
+        (:attr:`Overload.state <streamyolo.pipeline.overload.Overload.state>`); else ``None``
+        (and always, with ``overload_warning: 0``). From any thread."""
+        return self._monitor.overload
 
     def _schedules(self, name: str) -> dict[str, dict[str, Any]]:
         """Stream ``name``'s schedules now (its report's ``schedule``): its own, by the scheduler,

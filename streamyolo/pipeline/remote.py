@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from streamyolo.errors import ConfigError, StreamYoloError
 from streamyolo.pipeline.report import StreamReport, status_table
 from streamyolo.sinks.base import format_size
-from streamyolo.sinks.history import local_time
+from streamyolo.sinks.history import local_time, overload_text
 from streamyolo.sources import redact_url
 
 if TYPE_CHECKING:
@@ -221,9 +221,8 @@ def status_text(status: dict[str, Any]) -> str:
         lines.append(f"paused: {paused.get('output')} since {when}: {paused.get('error')}")
     overload = status.get("overload")
     if isinstance(overload, dict):
-        since, streams = overload.get("since"), ", ".join(overload.get("streams") or [])
-        lines.append(f"the machine cannot keep up: {overload.get('skipped', 0):.0f}% of the live streams' frames "
-                     f"skipped in the last {overload.get('window', 0):.0f} s ({streams})"
+        since = overload.get("since")
+        lines.append(overload_text(overload)
                      + (f", since {local_time(float(since))}" if isinstance(since, int | float) else "")
                      + " (see the run's log)")
     storage = status.get("storage") or {}

@@ -87,6 +87,14 @@ class StreamReport:
     """A stream with a ``schedule``: ``{"detect": {"on", "until", "windows"}, "record": …}``,
     what each says now and until when (:meth:`~streamyolo.schedule.Scheduler.state`); its
     zones' with one, ``"watch:<zone>"``."""
+    behind: float | None = None
+    """Seconds behind its present now: its camera (a network stream or webcam, by its packets'
+    times), or real time (a file played as one); ``None`` where not watched, or not streaming."""
+    lagging: bool = False
+    """Whether it is said to have fallen behind (:class:`~streamyolo.clock.Behind`): a stream
+    that waits for every frame, or a file played in real time, that the machine cannot keep up with."""
+    worst_behind: float | None = None
+    """The farthest behind it was while said to be so, over the run (``None``: never)."""
 
 
 def combined(earlier: StreamReport, later: StreamReport) -> StreamReport:
@@ -122,6 +130,7 @@ def combined(earlier: StreamReport, later: StreamReport) -> StreamReport:
                       for zone in {**earlier.zone_entries, **later.zone_entries}},
         zone_stays={zone: _added(earlier.zone_stays.get(zone, {}), later.zone_stays.get(zone, {}))
                     for zone in {**earlier.zone_stays, **later.zone_stays}},
+        worst_behind=max((w for w in (earlier.worst_behind, later.worst_behind) if w is not None), default=None),
         still=optional(earlier.still, later.still),
         pictures=optional(earlier.pictures, later.pictures),
     )
@@ -173,6 +182,8 @@ class Summary:
                 out["streams"][name]["still"] = report.still
             if report.pictures is not None:
                 out["streams"][name]["pictures"] = report.pictures
+            if report.worst_behind is not None:
+                out["streams"][name]["worst_behind"] = round(report.worst_behind, 1)
         if self.worker_restarts:
             out["workers"] = workers_json(self.worker_restarts)
         if self.lost:
@@ -205,12 +216,12 @@ class Summary:
         counted += [still_text(name, r.processed, r.still) for name, r in self.streams.items() if r.still is not None]
         counted += [pictures_text(name, r.processed, r.pictures) for name, r in self.streams.items()
                     if r.pictures is not None]
-        from streamyolo.pipeline.overload import run_note  # (it reads the reports this module defines)
+        from streamyolo.pipeline.overload import lag_notes, run_note  # (it reads the reports this module defines)
 
         overloaded = run_note(self.streams.values())
         return "\n".join([_format(rows), *counted, *recording_notes(recorded),
                           *recording_notes(clipped, "clips of"), *restart_notes(self.worker_restarts),
-                          *([overloaded] if overloaded is not None else [])])
+                          *([overloaded] if overloaded is not None else []), *lag_notes(self.streams.values())])
 
 
 def workers_json(restarts: Mapping[str, int]) -> dict[str, dict[str, int]]:
@@ -313,15 +324,18 @@ def restart_notes(restarts: Mapping[str, int]) -> list[str]:
 def status_table(reports: list[StreamReport]) -> str:
     """The live status: state, fps in/out, dropped, frame age, last error.
 
-    >>> print(status_table([StreamReport("gate", "x", "streaming", 9, 9, 0, None, detect=False)]))
+    >>> print(status_table([StreamReport("gate", "x", "streaming", 9, 9, 0, None, detect=False),
+    ...                     StreamReport("door", "y", "streaming", 9, 9, 0, None, behind=5.24, lagging=True)]))
     stream  state                     fps in  fps out  processed  dropped  age ms  last frame  error
     gate    streaming, detection off  0.0     0.0      9          0        -       -
+    door    streaming, 5.2 s behind   0.0     0.0      9          0        -       -
     """
     rows = [["stream", "state", "fps in", "fps out", "processed", "dropped", "age ms", "last frame", "error"]]
     for r in reports:
         rows.append([
             r.name, ", ".join([r.state, *(["detection off"] if not r.detect else []),
-                               *(["recording off"] if r.record is False else [])]),
+                               *(["recording off"] if r.record is False else []),
+                               *([f"{r.behind:.1f} s behind"] if r.lagging and r.behind is not None else [])]),
             f"{r.fps_in:.1f}", f"{r.fps_out:.1f}",
             str(r.processed), str(r.dropped),
             "-" if r.frame_age is None else f"{r.frame_age * 1000:.0f}",

@@ -353,6 +353,7 @@ class EventSink:
             publisher.send_state(report.name, "stats", "", {
                 "fps_in": round(report.fps_in, 2), "fps_out": round(report.fps_out, 2),
                 "frame_age": None if report.frame_age is None else round(report.frame_age, 4),
+                "behind": None if report.behind is None else round(report.behind, 2),
                 "skipped": round(100 * dropped / captured, 1) if captured else 0.0,
                 "captured": report.captured, "processed": report.processed, "dropped": report.dropped,
                 "reconnects": report.reconnects})
@@ -369,6 +370,8 @@ class EventSink:
         if overload is not None:
             event |= {"state": "started", **{key: overload[key] for key in ("skipped", "window", "streams")
                                              if key in overload}}
+            if overload.get("behind"):  # (the streams said to be behind: seconds)
+                event["behind"] = overload["behind"]
         else:
             assert before is not None
             event |= {"state": "ended", "seconds": round(max(0.0, event["time"] - float(before.get("since", 0.0))), 1)}

@@ -439,6 +439,22 @@ def local_time(moment: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(moment))
 
 
+def overload_text(overload: Mapping[str, Any]) -> str:
+    """What an overload (:attr:`~streamyolo.pipeline.overload.Overload.state`, an ``overload`` event's) says, in a line.
+
+    >>> overload_text({"skipped": 80.0, "window": 60.0, "streams": ["gate", "door"]})
+    "the machine cannot keep up: 80% of the live streams' frames skipped in the last 60 s (gate, door)"
+    >>> overload_text({"skipped": 3.0, "window": 60.0, "streams": [], "behind": {"yard": 5.23}})
+    'the machine cannot keep up: yard 5.2 s behind'
+    """
+    behind = overload.get("behind") or {}
+    said = [f"{name} {float(seconds):.1f} s behind" for name, seconds in behind.items()]
+    if overload.get("streams") or not behind:
+        said.insert(0, f"{float(overload.get('skipped', 0)):.0f}% of the live streams' frames skipped in the last "
+                       f"{float(overload.get('window', 0)):.0f} s ({', '.join(overload.get('streams') or [])})")
+    return "the machine cannot keep up: " + "; ".join(said)
+
+
 def happened(event: Mapping[str, Any]) -> str:
     """What happened, as a person reads it (:func:`describe` without its time and stream):
     ``person #4 crossed door (in)``."""
@@ -464,8 +480,7 @@ def happened(event: Mapping[str, Any]) -> str:
                 f"{event.get('zone')} no longer crowded after {float(event.get('seconds', 0)):.1f} s"
                 + (f" (the stream {event['stream_state']})" if event.get("stream_state") else ""))
     elif kind == "overload":
-        what = (f"the machine cannot keep up: {float(event.get('skipped', 0)):.0f}% of the live streams' frames "
-                f"skipped ({', '.join(event.get('streams') or [])})" if event.get("state") == "started" else
+        what = (overload_text(event) if event.get("state") == "started" else
                 f"the live streams are kept up with again after {float(event.get('seconds', 0)):.0f} s")
     elif kind == "output":
         what = f"{event.get('output')} " + (f"paused: {event.get('error')}" if event.get("state") == "paused" else

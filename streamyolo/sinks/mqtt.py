@@ -188,6 +188,7 @@ def discovery_messages(prefix: str, discovery: str, streams: Sequence[StreamEnti
 'homeassistant/sensor/streamyolo_cams/door_fps_in/config', \
 'homeassistant/sensor/streamyolo_cams/door_fps_out/config', \
 'homeassistant/sensor/streamyolo_cams/door_frame_age/config', \
+'homeassistant/sensor/streamyolo_cams/door_behind/config', \
 'homeassistant/sensor/streamyolo_cams/door_skipped/config', \
 'homeassistant/sensor/streamyolo_cams/door_zone_hall/config', \
 'homeassistant/binary_sensor/streamyolo_cams/door_zone_hall_occupied/config']
@@ -342,7 +343,8 @@ def run_discovery_messages(prefix: str, discovery: str, folders: Sequence[str]) 
 def _stats_configs(base: str) -> list[tuple[str, str, dict[str, Any]]]:
     """A stream's diagnostic sensors of how it keeps up, from ``<base>/stats``
     (:meth:`~streamyolo.sinks.events.EventSink.look`): frames a second in and processed, the
-    last frame's age and the share of frames skipped lately (its counts in the attributes)."""
+    last frame's age, how far behind its camera it is (``None``, unknown, where not watched)
+    and the share of frames skipped lately (its counts in the attributes)."""
     topic = f"{base}/stats"
     common = {"state_topic": topic, "state_class": "measurement", "entity_category": "diagnostic"}
     rate = {**common, "unit_of_measurement": "fps", "suggested_display_precision": 1}
@@ -354,6 +356,9 @@ def _stats_configs(base: str) -> list[tuple[str, str, dict[str, Any]]]:
                 "name": "Frame age", **common, "device_class": "duration", "unit_of_measurement": "ms",
                 "suggested_display_precision": 0,
                 "value_template": "{{ none if value_json.frame_age is none else value_json.frame_age * 1000 }}"}),
+            ("sensor", "behind", {
+                "name": "Behind", **common, "device_class": "duration", "unit_of_measurement": "s",
+                "suggested_display_precision": 1, "value_template": "{{ value_json.behind }}"}),
             ("sensor", "skipped", {"name": "Frames skipped", **common, "unit_of_measurement": "%",
                                    "suggested_display_precision": 0, "value_template": "{{ value_json.skipped }}",
                                    "icon": "mdi:speedometer"})]

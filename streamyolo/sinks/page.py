@@ -300,7 +300,8 @@ function show(status) {
     f.state.textContent = s.state;
     f.state.className = "state state-" + s.state;
     f.fps.textContent = s.fps_in.toFixed(1) + " fps in, " + s.fps_out.toFixed(1) + " out";
-    f.age.textContent = s.frame_age === null ? "" : "age " + Math.round(s.frame_age * 1000) + " ms";
+    f.age.textContent = (s.frame_age === null ? "" : "age " + Math.round(s.frame_age * 1000) + " ms")
+      + (s.lagging ? (s.frame_age === null ? "" : ", ") + s.behind.toFixed(1) + " s behind" : "");
     f.dropped.textContent = s.dropped + " dropped of " + s.captured;
     f.reconnects.textContent = s.reconnects ? s.reconnects + (s.reconnects === 1 ? " reconnect" : " reconnects") : "";
     f.detections.textContent = Object.entries(s.detections).map(([k, v]) => v + " " + k).join(", ")
@@ -418,8 +419,7 @@ function describe(e) {
   if (e.event === "output" && e.state === "paused") return e.output + " paused: " + e.error;
   if (e.event === "output") return e.output + " writing again after " + e.seconds.toFixed(0) + " s (" + e.lost + " "
     + e.unit + " lost)";
-  if (e.event === "overload" && e.state === "started") return "the machine cannot keep up: "
-    + Math.round(e.skipped) + "% of the live streams' frames skipped (" + (e.streams || []).join(", ") + ")";
+  if (e.event === "overload" && e.state === "started") return overloadText(e);
   if (e.event === "overload") return "the live streams are kept up with again after " + e.seconds.toFixed(0) + " s";
   return e.state + (e.error ? ": " + e.error : "");
 }
@@ -751,14 +751,20 @@ function showPaused(paused) {
   if ([...box.children].map((line) => line.textContent).join("\\n") === lines.join("\\n")) return;
   box.replaceChildren(...lines.map((text) => Object.assign(document.createElement("div"), {textContent: text})));
 }
-// While the live streams skip most of their frames: the machine cannot keep up with them.
+// What an overload (the status's, an event's) says, as the log and `streamyolo status` say it.
+function overloadText(overload) {
+  const behind = Object.entries(overload.behind || {}), streams = overload.streams || [];
+  const said = behind.map(([name, seconds]) => name + " " + seconds.toFixed(1) + " s behind");
+  if (streams.length || !behind.length) said.unshift(Math.round(overload.skipped) + "% of the live streams' frames "
+    + "skipped in the last " + Math.round(overload.window) + " s (" + streams.join(", ") + ")");
+  return "the machine cannot keep up: " + said.join("; ");
+}
+// While the live streams skip most of their frames, or a stream falls behind: the machine cannot keep up.
 function showOverload(overload) {
   const box = document.getElementById("overload");
   box.hidden = !overload;
   if (!overload) return;
-  box.textContent = "the machine cannot keep up: " + Math.round(overload.skipped) + "% of the live streams' frames "
-    + "skipped in the last " + Math.round(overload.window) + " s (" + overload.streams.join(", ") + "), since "
-    + new Date(overload.since * 1000).toLocaleTimeString();
+  box.textContent = overloadText(overload) + ", since " + new Date(overload.since * 1000).toLocaleTimeString();
 }
 function showStorage(storage) {
   for (const word of ["recordings", "clips"]) {

@@ -31,7 +31,9 @@ A small HTTP server (the standard library's, one thread per client) serves:
   many of the newest frame's objects stand still, ``still`` the frames that took
   the last detections (``null`` unless the stream has ``motion``), and ``pictures`` those the
   model ran on (``null`` unless the stream has ``tiles``), ``detect`` false while its
-  detection is switched off, ``record`` whether its recording is on (``null``: not recorded);
+  detection is switched off, ``record`` whether its recording is on (``null``: not recorded),
+  ``behind`` the seconds it is behind its camera (real time, for a file played as one; ``null``
+  where not watched) and ``lagging`` whether it is said to have fallen behind (:class:`~streamyolo.clock.Behind`);
   ``"controls"``: whether the page has the switches;
   with process workers also ``"workers": {name: {"restarts": n}}``; once the config has been
   reloaded, ``"config": {"reloads": ok, "failed": n, "last_ok": bool, "last_at": epoch
@@ -41,8 +43,8 @@ A small HTTP server (the standard library's, one thread per client) serves:
   what they take and their disks' room, looked at every half minute (:mod:`streamyolo.sinks.storage`);
   while an output is paused (a full disk: :class:`~streamyolo.sinks.base.OutputPause`),
   ``"paused": [{output, stream, since, error, lost, unit}, …]``; while the live streams skip
-  most of their frames (the machine cannot keep up: :mod:`~streamyolo.pipeline.overload`),
-  ``"overload": {"skipped": %, "window": s, "since": epoch seconds, "streams": […]}``;
+  most of their frames, or a stream is behind (the machine cannot keep up: :mod:`~streamyolo.pipeline.overload`),
+  ``"overload": {"skipped": %, "window": s, "since": epoch seconds, "streams": […], "behind": {name: s}}``;
 - ``/metrics``: the same numbers in Prometheus' text format (:mod:`streamyolo.sinks.metrics`);
 - ``/healthz`` and ``/readyz``, for a container's liveness and readiness probes: 200 while the
   run is well (no thread worker hung) and ready (every model built), 503 when not, with
@@ -423,7 +425,8 @@ class WebViewer:
         from streamyolo.pipeline.report import stays_json  # (here: the pipeline package imports the web page)
 
         keep = ("name", "state", "captured", "processed", "dropped", "fps_in", "fps_out", "frame_age", "reconnects",
-                "error", "source", "counts", "zone_entries", "still", "pictures", "detect", "record", "schedule")
+                "error", "source", "counts", "zone_entries", "still", "pictures", "detect", "record", "schedule",
+                "behind", "lagging")
         streams = []
         for report in self._reports():
             fields = asdict(report)

@@ -89,8 +89,8 @@ class CatchUp:
     def __init__(self, name: str, skips: bool = True) -> None:
         self.name = name
         self.skips = skips
-        self.behind = Behind(name, "its camera", lossless=True)
-        """Told when a stream that ``skips`` none falls behind."""
+        self.behind = Behind(name, "its camera", lossless=True, tells=not skips)
+        """How far behind its camera the stream is; told when one that ``skips`` none falls behind."""
         self.skipped = 0
         """Frames read but not decoded so far, to catch up."""
         self.skipping = False
@@ -107,8 +107,8 @@ class CatchUp:
             self._best, self._window_ends = (self._best[1], math.inf), read + WINDOW
         self._best = (self._best[0], min(self._best[1], late))
         behind = late - min(self._best)
+        self.behind.at(behind)
         if not self.skips:
-            self.behind.at(behind)
             return False
         if not self.skipping:
             if behind <= BEHIND:
@@ -199,6 +199,12 @@ class PyAVSource:
         """Frames of a live stream read but not decoded to catch up with its camera, in all
         (:class:`CatchUp`); the capture counts them as captured and dropped."""
         return self._skipped_before + (self._catch_up.skipped if self._catch_up is not None else 0)
+
+    @property
+    def behind(self) -> Behind | None:
+        """How far behind its camera this connection's stream is (:class:`CatchUp`); ``None`` for a
+        file, HLS or DASH (read as fast as it comes), or before it is open."""
+        return None if self._catch_up is None else self._catch_up.behind
 
     # -- FrameSource ---------------------------------------------------------------------
 

@@ -241,8 +241,10 @@ class CaptureWorker:
     def _pump(self, info: SourceInfo) -> bool:
         """Read frames into the ring until the source ends (True) or the run stops
         (False). Source errors propagate; ``self._delivered`` counts what got through."""
-        pacer = (Pacer(self._stop, self._clock, Behind(self.name, "real time", self._ring.overflow is Overflow.BLOCK))
-                 if self._policy.realtime else None)
+        behind = (Behind(self.name, "real time", self._ring.overflow is Overflow.BLOCK) if self._policy.realtime
+                  else getattr(self._source, "behind", None))  # (a network stream's, by its packets)
+        self._health.lag_from(behind)
+        pacer = Pacer(self._stop, self._clock, behind) if self._policy.realtime else None
         decimator = self._decimator()
         # A frame the source hands over unconverted is made BGR here while the consumer keeps
         # up, and left to its first use while a live buffer drops frames (for LAZY_AFTER_DROP

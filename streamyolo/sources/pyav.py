@@ -49,6 +49,9 @@ CAUGHT_UP = 0.5
 """Seconds late (over the best) at which a stream that fell behind decodes again, from a key frame."""
 WINDOW = 300.0
 """Seconds over which a live stream's least lateness is on time (see :class:`CatchUp`)."""
+CLOCK_BACK = 1.0
+"""Seconds a video packet's timestamp may be earlier than the one before (frames sent out of
+order) before the camera's clock is taken to have started again (:class:`CatchUp`)."""
 
 
 class CatchUp:
@@ -78,6 +81,15 @@ class CatchUp:
     >>> [drift.skip(t / 10, 100 + t / 10 * 1.001, t % 10 == 0) for t in range(864_000)].count(True)
     0
 
+    A camera whose clock starts again as it streams (its encoder restarted: timestamps from 0
+    again) is not behind: its lateness is taken afresh.
+
+    >>> again = CatchUp("shed")
+    >>> [again.skip(t / 10, 100 + t / 10, t % 10 == 0) for t in range(500)].count(True)
+    0
+    >>> [again.skip((t - 500) / 10, 100 + t / 10, t % 10 == 0) for t in range(500, 1000)].count(True)
+    0
+
     A stream whose every frame is asked for (``skips`` false: ``overflow: lossless``) skips
     none: that it falls behind is told (:class:`~streamyolo.clock.Behind`).
 
@@ -97,12 +109,18 @@ class CatchUp:
         self._best = (math.inf, math.inf)  # the least lateness of the window before, and of this one
         self._window_ends: float | None = None
         self._last_pts: float | None = None
+        self._newest: float | None = None  # the latest timestamp so far
         self._told = False
 
     def skip(self, pts: float, read: float, key: bool) -> bool:
         """Whether the video packet with timestamp ``pts`` (seconds) read at ``read``
         (monotonic seconds) is to be skipped."""
         late = read - pts
+        if self._newest is not None and pts < self._newest - CLOCK_BACK:  # (its clock started again)
+            log.info("stream %r: its camera's clock went back %.1f s: its lateness is taken afresh", self.name,
+                     self._newest - pts)
+            self._best, self._window_ends, self._newest = (math.inf, math.inf), None, pts
+        self._newest = pts if self._newest is None else max(self._newest, pts)
         if self._window_ends is None or read >= self._window_ends:
             self._best, self._window_ends = (self._best[1], math.inf), read + WINDOW
         self._best = (self._best[0], min(self._best[1], late))

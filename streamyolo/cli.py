@@ -775,11 +775,14 @@ def _moments(start: str | None, last: str | None, end: str | None) -> tuple[floa
 
 def _environment_timezone() -> None:
     """``STREAMYOLO_TIMEZONE`` as this process's local time, for a command given a file rather
-    than the run's config (which takes it with the rest of the environment); a zone not known is
-    a :class:`ConfigError` naming the variable."""
-    from streamyolo.config import ENV_PREFIX, build_config
+    than the run's config (which takes it with the rest of the environment): from the
+    environment or, as a config reads it, ``STREAMYOLO_ENV_FILE``'s lines (which win); a zone
+    not known is a :class:`ConfigError` naming the variable."""
+    from streamyolo.config import ENV_PREFIX, build_config, read_env_file
 
     zone = os.environ.get(ENV_PREFIX + "TIMEZONE")
+    if env_file := os.environ.get(ENV_PREFIX + "ENV_FILE"):
+        zone = read_env_file(env_file).get(ENV_PREFIX + "TIMEZONE", zone)
     if zone:
         build_config(environ={ENV_PREFIX + "TIMEZONE": zone}).use_timezone()
 

@@ -825,10 +825,18 @@ def test_status_json_into_head_ends_quietly(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_events_of_a_file_follow_the_timezone_variable(tmp_path: Path) -> None:
+@pytest.mark.parametrize("given", ["environment", "env file"])
+def test_events_of_a_file_follow_the_timezone_variable(tmp_path: Path, given: str) -> None:
     """``STREAMYOLO_TIMEZONE`` sets the zone of ``streamyolo events`` given the events file,
-    as given the config: on a UTC box, Kathmandu's time (5:45 ahead)."""
+    as given the config: on a UTC box, Kathmandu's time (5:45 ahead); set in the environment,
+    or in ``STREAMYOLO_ENV_FILE`` (a service's, which wins, as a config takes it)."""
     from zoneinfo import ZoneInfo
+
+    if given == "env file":
+        variables = {"STREAMYOLO_ENV_FILE": str(_write(tmp_path / "cams.env", "STREAMYOLO_TIMEZONE=Asia/Kathmandu\n")),
+                     "STREAMYOLO_TIMEZONE": "Europe/Berlin"}
+    else:
+        variables = {"STREAMYOLO_TIMEZONE": "Asia/Kathmandu"}
 
     moment = 1796457794.0
     path = _write(tmp_path / "events.jsonl", json.dumps({"time": moment, "stream": "gate", "event": "line",
@@ -836,7 +844,7 @@ def test_events_of_a_file_follow_the_timezone_variable(tmp_path: Path) -> None:
                                                          "name": "person"}) + "\n")
     done = subprocess.run([PYTHON, "-m", "streamyolo", "events", str(path), "--newest", "1", "--text"],
                           capture_output=True, encoding="utf-8", timeout=60, cwd=ROOT, check=False,
-                          env={**env_for_subprocess(), "TZ": "UTC", "STREAMYOLO_TIMEZONE": "Asia/Kathmandu"})
+                          env={**env_for_subprocess(), "TZ": "UTC", **variables})
     shown = dt.datetime.fromtimestamp(moment, ZoneInfo("Asia/Kathmandu")).strftime("%Y-%m-%d %H:%M:%S")
     assert (done.returncode, done.stdout) == (0, f"{shown}  gate: person #4 crossed door (in)\n"), done.stderr
 

@@ -150,6 +150,61 @@ class MjpegCamera:
         self._thread.join(timeout=10)
 
 
+class _PacedHandler(http.server.BaseHTTPRequestHandler):
+    server: _PacedHttpServer
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp2t")
+        self.end_headers()
+        data, rate = self.server.data, self.server.rate
+        started, sent = time.monotonic(), 0
+        while sent < len(data) and not self.server.stopping.is_set():
+            ahead = sent / rate - (time.monotonic() - started)  # (seconds sent before they are due)
+            if ahead > 0 and self.server.stopping.wait(ahead):
+                return
+            try:
+                self.wfile.write(data[sent:sent + 1316])  # (7 transport stream packets)
+            except (BrokenPipeError, ConnectionResetError):
+                return
+            sent += 1316
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+class _PacedHttpServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+    def __init__(self, data: bytes, seconds: float) -> None:
+        super().__init__(("127.0.0.1", 0), _PacedHandler)
+        self.data, self.rate = data, len(data) / seconds
+        self.stopping = threading.Event()
+
+
+class TransportStreamCamera:
+    """An MPEG-TS camera over HTTP at ``http://127.0.0.1:<port>/live.ts``: ``data`` sent over
+    ``seconds`` at an even byte rate (as it plays), then the stream ends."""
+
+    def __init__(self, data: bytes, seconds: float) -> None:
+        self._server = _PacedHttpServer(data, seconds)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="test:ts")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/live.ts"
+
+    def __enter__(self) -> TransportStreamCamera:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
 class SilentServer:
     """Accepts TCP connections and never says a word: a camera that hangs."""
 

@@ -28,7 +28,7 @@ from streamyolo.sources.base import PacketTap
 from streamyolo.workers.capture import CapturePolicy
 from tests.conftest import need
 from tests.helpers import PYTHON, ROOT, StampDetector, env_for_subprocess, make_clip, read_jsonl, until
-from tests.servers import MjpegCamera, RtspServer, SilentServer, free_port, rtsp_server_available
+from tests.servers import MjpegCamera, RtspServer, SilentServer, TransportStreamCamera, free_port, rtsp_server_available
 
 FAST_BACKOFF = Backoff(base=0.2, cap=1.0, jitter=0.2)
 
@@ -264,6 +264,34 @@ def test_a_network_frame_is_stamped_when_its_packet_arrived(rtsp: RtspServer, rt
         assert raw is not None and raw.arrived is None
     finally:
         clip.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_camera_whose_clock_starts_again_is_not_taken_for_one_behind(tmp_path: Path) -> None:
+    """An MPEG-TS camera over HTTP whose timestamps start again halfway (its encoder restarted:
+    two 6 s videos one after the other, each from its own 0), read as it plays, every frame
+    decoded in time: none is skipped as if the stream had fallen 6 s behind (every frame of
+    the second half was)."""
+    import streamyolo.sources.pyav as pyav
+
+    halves = [make_clip(tmp_path / f"{half}.ts", "cam", frames=90, size=(320, 240), fps=15) for half in "ab"]
+    with TransportStreamCamera(b"".join(path.read_bytes() for path in halves), seconds=12) as server:
+        camera = open_source(SourceSpec("cam", server.url, source_kind(server.url)), NetworkOptions(open_timeout=5.0),
+                             catch_up=True)
+        camera.open()
+        seen, times = [], []
+        try:
+            while len(seen) < 170:
+                raw = camera.read()
+                assert raw is not None and raw.image is not None and raw.pts is not None
+                seen.append(read_stamp(raw.image)[1])  # type: ignore[index]
+                times.append(raw.pts)
+        finally:
+            camera.close()
+    assert isinstance(camera, pyav.PyAVSource) and camera.skipped == 0, camera.skipped
+    back = next(i for i in range(1, len(times)) if times[i] < times[i - 1])  # (the clock did start again)
+    assert seen[:back] == list(range(back)) and seen[back:] == list(range(len(seen) - back)), seen
+    assert camera.behind is not None and camera.behind.seconds < 1.0 and not camera.behind.lagging
 
 
 @pytest.mark.timeout(90)

@@ -54,7 +54,7 @@ def test_status_prints_a_running_runs_streams_from_its_page(
             lines = said.splitlines()
             assert lines[0] == "running, 2 stream(s)", said
             assert re.match(r"stream +state +fps in +fps out +processed +dropped +age ms +last frame +error", lines[1])
-            assert re.match(r"yard +streaming +\d+\.\d +\d+\.\d +\d+ +\d+ +\d+ ", lines[2]), said
+            assert re.match(r"yard +streaming +\d+\.\d +\d+\.\d +\d+ +\d+ +\d+ +\d+\.\ds ago", lines[2]), said
             assert re.match(r"dead +failed +0\.0 +0\.0 +0 +0 +- +- +.*127\.0\.0\.1", lines[3]), said
             assert "1 stream(s) failed: dead" in caplog.text
             if secure:

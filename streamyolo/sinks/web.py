@@ -32,6 +32,7 @@ A small HTTP server (the standard library's, one thread per client) serves:
   the last detections (``null`` unless the stream has ``motion``), and ``pictures`` those the
   model ran on (``null`` unless the stream has ``tiles``), ``detect`` false while its
   detection is switched off, ``record`` whether its recording is on (``null``: not recorded),
+  ``last_frame_age`` the seconds since its last frame came (``null`` before the first),
   ``behind`` the seconds it is behind its camera (real time, for a file played as one; ``null``
   where not watched) and ``lagging`` whether it is said to have fallen behind (:class:`~streamyolo.clock.Behind`);
   ``"controls"``: whether the page has the switches;
@@ -426,7 +427,7 @@ class WebViewer:
 
         keep = ("name", "state", "captured", "processed", "dropped", "fps_in", "fps_out", "frame_age", "reconnects",
                 "error", "source", "counts", "zone_entries", "still", "pictures", "detect", "record", "schedule",
-                "behind", "lagging")
+                "behind", "lagging", "last_frame_age")
         streams = []
         for report in self._reports():
             fields = asdict(report)

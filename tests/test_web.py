@@ -162,6 +162,9 @@ def test_status_snapshot_and_video_of_every_stream(running: Pipeline) -> None:
     assert values("streamyolo_stream_state", state="streaming") == dict.fromkeys(NAMES, 1.0)
     assert values("streamyolo_stream_state", state="failed") == dict.fromkeys(NAMES, 0.0)
     assert all(0 < age < 5 for age in values("streamyolo_stream_frame_age_seconds").values())
+    quiet = values("streamyolo_stream_last_frame_age_seconds")  # (20 fps cameras: a frame every 0.05 s)
+    assert set(quiet) == set(NAMES) and all(0 <= age < 2 for age in quiet.values()), quiet
+    assert values("streamyolo_stream_behind_seconds").keys() == set(NAMES)  # (played in real time: watched)
     assert "streamyolo_worker_restarts" not in families  # thread workers
 
     code, kind, body = _get(base + "streams/nobody.jpg")

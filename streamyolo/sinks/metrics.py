@@ -34,6 +34,8 @@ _PER_STREAM = (
     ("fps_out", "streamyolo_stream_output_fps", "gauge", "Frames per second processed, lately."),
     ("frame_age", "streamyolo_stream_frame_age_seconds", "gauge",
      "Seconds from a frame's arrival to its result, lately (absent before the first result)."),
+    ("last_frame_age", "streamyolo_stream_last_frame_age_seconds", "gauge",
+     "Seconds since the stream's last frame came (a camera gone quiet; absent before the first)."),
     ("behind", "streamyolo_stream_behind_seconds", "gauge",
      "Seconds the stream is behind its camera (real time, for a file played as one; absent where not watched)."),
     ("standing", "streamyolo_stream_stationary_objects", "gauge",

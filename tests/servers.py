@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import cv2
 
@@ -128,18 +128,21 @@ class _MjpegHttpServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.stopping = threading.Event()
 
 
-class MjpegCamera:
-    """An MJPEG-over-HTTP camera at ``http://127.0.0.1:<port>/video.mjpg``, 15 fps."""
+class _HttpCamera:
+    """A camera served over HTTP on loopback by ``server`` in a thread of its own, at :attr:`url`
+    (``path`` on it), while in a ``with`` block."""
 
-    def __init__(self) -> None:
-        self._server = _MjpegHttpServer()
-        self._thread = threading.Thread(target=self._server.serve_forever, name="test:mjpeg")
+    path = "/"
+
+    def __init__(self, server: _MjpegHttpServer | _PacedHttpServer, thread: str) -> None:
+        self._server = server
+        self._thread = threading.Thread(target=self._server.serve_forever, name=thread)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/video.mjpg"
+        return f"http://127.0.0.1:{self._server.server_address[1]}{self.path}"
 
-    def __enter__(self) -> MjpegCamera:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -148,6 +151,15 @@ class MjpegCamera:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
+
+
+class MjpegCamera(_HttpCamera):
+    """An MJPEG-over-HTTP camera at ``http://127.0.0.1:<port>/video.mjpg``, 15 fps."""
+
+    path = "/video.mjpg"
+
+    def __init__(self) -> None:
+        super().__init__(_MjpegHttpServer(), "test:mjpeg")
 
 
 class _PacedHandler(http.server.BaseHTTPRequestHandler):
@@ -182,27 +194,14 @@ class _PacedHttpServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.stopping = threading.Event()
 
 
-class TransportStreamCamera:
+class TransportStreamCamera(_HttpCamera):
     """An MPEG-TS camera over HTTP at ``http://127.0.0.1:<port>/live.ts``: ``data`` sent over
     ``seconds`` at an even byte rate (as it plays), then the stream ends."""
 
+    path = "/live.ts"
+
     def __init__(self, data: bytes, seconds: float) -> None:
-        self._server = _PacedHttpServer(data, seconds)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="test:ts")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/live.ts"
-
-    def __enter__(self) -> TransportStreamCamera:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        super().__init__(_PacedHttpServer(data, seconds), "test:ts")
 
 
 class SilentServer:

@@ -21,7 +21,7 @@ from typing import Any, cast
 import av
 import av.error
 
-from streamyolo.clock import Behind
+from streamyolo.clock import CLOCK_JUMP, Behind
 from streamyolo.errors import SourceError, SourceNotFoundError, SourceOpenError, SourceReadError, SourceStalledError
 from streamyolo.frames import Image
 from streamyolo.sources import interrupt as interrupts
@@ -50,8 +50,9 @@ CAUGHT_UP = 0.5
 WINDOW = 300.0
 """Seconds over which a live stream's least lateness is on time (see :class:`CatchUp`)."""
 CLOCK_BACK = 1.0
-"""Seconds a video packet's timestamp may be earlier than the one before (frames sent out of
-order) before the camera's clock is taken to have started again (:class:`CatchUp`)."""
+"""Seconds a video packet's timestamp may be earlier than the latest before (frames sent out of
+order) before the camera's clock is taken to have started again (:class:`CatchUp`); one that
+runs ahead of the packets' reading by :data:`~streamyolo.clock.CLOCK_JUMP` has leapt."""
 
 
 class CatchUp:
@@ -82,13 +83,20 @@ class CatchUp:
     0
 
     A camera whose clock starts again as it streams (its encoder restarted: timestamps from 0
-    again) is not behind: its lateness is taken afresh.
+    again), or leaps ahead, is as late as it was before: its lateness goes on from the packet
+    before (not taken for seconds behind, nor for catching up).
 
     >>> again = CatchUp("shed")
     >>> [again.skip(t / 10, 100 + t / 10, t % 10 == 0) for t in range(500)].count(True)
     0
     >>> [again.skip((t - 500) / 10, 100 + t / 10, t % 10 == 0) for t in range(500, 1000)].count(True)
     0
+    >>> barn = CatchUp("barn", skips=False)  # 3 s behind when its clock starts again: 3 s behind after
+    >>> _ = [barn.skip(t / 10, 100 + t / 10 + (3.0 if t > 100 else 0.0), t % 10 == 0) for t in range(200)]
+    >>> round(barn.behind.seconds, 2), barn.skip(0.0, 123.1, True), round(barn.behind.seconds, 2)
+    (3.0, False, 3.0)
+    >>> barn.skip(3600.1, 123.2, False), round(barn.behind.seconds, 2)  # (an hour ahead: a leap)
+    (False, 3.0)
 
     A stream whose every frame is asked for (``skips`` false: ``overflow: lossless``) skips
     none: that it falls behind is told (:class:`~streamyolo.clock.Behind`).
@@ -109,18 +117,26 @@ class CatchUp:
         self._best = (math.inf, math.inf)  # the least lateness of the window before, and of this one
         self._window_ends: float | None = None
         self._last_pts: float | None = None
-        self._newest: float | None = None  # the latest timestamp so far
+        self._shift = 0.0  # added to the camera's timestamps: its clock's restarts and leaps taken out
+        self._newest: float | None = None  # the latest of them so far (shifted)
+        self._last = (0.0, 0.0)  # the packet before's reading and lateness
         self._told = False
+        self._restarts = 0
 
     def skip(self, pts: float, read: float, key: bool) -> bool:
         """Whether the video packet with timestamp ``pts`` (seconds) read at ``read``
         (monotonic seconds) is to be skipped."""
-        late = read - pts
-        if self._newest is not None and pts < self._newest - CLOCK_BACK:  # (its clock started again)
-            log.info("stream %r: its camera's clock went back %.1f s: its lateness is taken afresh", self.name,
-                     self._newest - pts)
-            self._best, self._window_ends, self._newest = (math.inf, math.inf), None, pts
-        self._newest = pts if self._newest is None else max(self._newest, pts)
+        at = pts + self._shift
+        if self._newest is not None and not -CLOCK_BACK <= at - self._newest <= read - self._last[0] + CLOCK_JUMP:
+            self._restarts += 1  # (its clock started again, or leapt: as late as the packet before)
+            log.log(logging.INFO if self._restarts == 1 else logging.DEBUG,
+                    "stream %r: its camera's clock %s %.1f s; its lateness goes on from the frame before", self.name,
+                    "went back" if at < self._newest else "leapt", abs(at - self._newest))
+            self._shift += read - self._last[1] - at
+            at = self._newest = pts + self._shift
+        late = read - at
+        self._newest = at if self._newest is None else max(self._newest, at)
+        self._last = (read, late)
         if self._window_ends is None or read >= self._window_ends:
             self._best, self._window_ends = (self._best[1], math.inf), read + WINDOW
         self._best = (self._best[0], min(self._best[1], late))

@@ -148,8 +148,8 @@ class Behind:
         return self.told > 0
 
     def at(self, seconds: float) -> None:
-        """Take how far behind the stream is now."""
-        self.seconds = seconds
+        """Take how far behind the stream is now (ahead: not behind)."""
+        self.seconds = seconds = max(0.0, seconds)
         if not self.tells:
             return
         if seconds >= self._next:

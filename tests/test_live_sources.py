@@ -3,6 +3,7 @@ isolation, redaction, damaged files."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import re
@@ -20,7 +21,7 @@ import pytest
 from streamyolo.buffering import Overflow
 from streamyolo.frames import Result
 from streamyolo.pipeline import Pipeline, StreamSetup, StreamState
-from streamyolo.pipeline.report import status_table
+from streamyolo.pipeline.report import StatusPrinter, status_table
 from streamyolo.pipeline.restart import Backoff
 from streamyolo.sinks import VideoRecorder
 from streamyolo.sources import NetworkOptions, SourceKind, SourceSpec, open_source, read_stamp, source_kind
@@ -267,31 +268,50 @@ def test_a_network_frame_is_stamped_when_its_packet_arrived(rtsp: RtspServer, rt
 
 
 @pytest.mark.timeout(60)
-def test_a_camera_whose_clock_starts_again_is_not_taken_for_one_behind(tmp_path: Path) -> None:
+@pytest.mark.parametrize("slow", [False, True], ids=["keeping-up", "falling-behind"])
+def test_a_camera_whose_clock_starts_again_is_as_late_as_before(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, slow: bool) -> None:
     """An MPEG-TS camera over HTTP whose timestamps start again halfway (its encoder restarted:
-    two 6 s videos one after the other, each from its own 0), read as it plays, every frame
-    decoded in time: none is skipped as if the stream had fallen 6 s behind (every frame of
-    the second half was)."""
+    two 6 s videos one after the other, each from its own 0), read as it plays. Decoded in time,
+    none of its frames is skipped as if it had fallen 6 s behind (every frame of the second half
+    was). Read at 10 of its 15 frames a second, every frame asked for (``overflow: lossless``),
+    it is as far behind after the restart as before, and further (it was "up with its camera
+    again" at the restart, seconds behind)."""
     import streamyolo.sources.pyav as pyav
 
+    if slow:
+        to_bgr = pyav._bgr
+
+        def slowly(frame, clockwise=0):  # type: ignore[no-untyped-def]
+            threading.Event().wait(0.1)
+            return to_bgr(frame, clockwise)
+
+        monkeypatch.setattr(pyav, "_bgr", slowly)
     halves = [make_clip(tmp_path / f"{half}.ts", "cam", frames=90, size=(320, 240), fps=15) for half in "ab"]
     with TransportStreamCamera(b"".join(path.read_bytes() for path in halves), seconds=12) as server:
         camera = open_source(SourceSpec("cam", server.url, source_kind(server.url)), NetworkOptions(open_timeout=5.0),
-                             catch_up=True)
+                             catch_up=not slow)
         camera.open()
-        seen, times = [], []
+        seen, times, behind = [], [], []
         try:
             while len(seen) < 170:
                 raw = camera.read()
                 assert raw is not None and raw.image is not None and raw.pts is not None
                 seen.append(read_stamp(raw.image)[1])  # type: ignore[index]
                 times.append(raw.pts)
+                assert isinstance(camera, pyav.PyAVSource) and camera.behind is not None
+                behind.append(camera.behind.seconds)
         finally:
             camera.close()
     assert isinstance(camera, pyav.PyAVSource) and camera.skipped == 0, camera.skipped
     back = next(i for i in range(1, len(times)) if times[i] < times[i - 1])  # (the clock did start again)
     assert seen[:back] == list(range(back)) and seen[back:] == list(range(len(seen) - back)), seen
-    assert camera.behind is not None and camera.behind.seconds < 1.0 and not camera.behind.lagging
+    assert camera.behind is not None
+    if not slow:
+        assert max(behind) < 1.0 and not camera.behind.lagging, behind
+        return
+    assert 1.5 < behind[back - 1] < behind[back] + 0.5 and behind[-1] > behind[back - 1] + 1.0, (back, behind)
+    assert camera.behind.lagging and not [m for m in caplog.messages if "up with its camera" in m], caplog.messages
 
 
 @pytest.mark.timeout(90)
@@ -343,7 +363,7 @@ def test_a_camera_whose_frames_cannot_all_be_decoded_in_time_is_kept_near_the_pr
 
 @pytest.mark.timeout(60)
 def test_a_camera_whose_every_frame_is_asked_for_waits_and_says_it_is_behind(
-        rtsp: RtspServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        rtsp: RtspServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     """``overflow: lossless`` on a camera read at 5 frames a second (0.2 s a frame) of its 15:
     every frame is decoded, none skipped, in order, later and later; once 2 s behind its
     camera it says so, and why (every frame asked for) and what helps."""
@@ -373,17 +393,26 @@ def test_a_camera_whose_every_frame_is_asked_for_waits_and_says_it_is_behind(
     assert len(told) == 1 and re.match(r"stream 'door' is 2\.\d s behind its camera: every frame of it is processed "
                                        r"\(overflow: lossless\).*overflow: live keeps it current", told[0]), told
     # In a pipeline whose model takes 0.2 s a frame: its report says how far behind (the status
-    # table, the page's status), and the summary how far it fell.
+    # table, under it the overload, within a look of the watch), the events file an overload that
+    # ends with the run, and the summary how far it fell.
+    from streamyolo.sinks.events import EventSink
+    from streamyolo.sinks.history import describe
+
     setup = _network_stream("door", rtsp.url())
     pipeline = Pipeline([replace(setup, overflow=Overflow.BLOCK, policy=CapturePolicy(backoff=FAST_BACKOFF))],
-                        lambda: StampDetector(delay=0.2), workers=1, overload_warning=1.2)
+                        lambda: StampDetector(delay=0.2), workers=1, overload_warning=60,
+                        sinks=[EventSink(tmp_path / "ev.jsonl")])
     pipeline.start()
     try:
         report = until(lambda: next((r for r in pipeline.reports() if r.lagging), None), 30, "the stream lagging")
         assert report.behind is not None and report.behind > 0.5 and report.dropped == 0, report
         assert re.search(r"^door +streaming, \d+\.\d s behind ", status_table(pipeline.reports()), re.MULTILINE)
-        overload = until(lambda: pipeline.overload, 10, "the run said not to keep up")
+        overload = until(lambda: pipeline.overload, 3, "the run said not to keep up (a 60 s window: lag at once)")
         assert overload["streams"] == [] and overload["behind"]["door"] > 0.5, overload
+        shown = io.StringIO()
+        StatusPrinter(shown).show(pipeline.reports(), 0.0, None, pipeline.overload)
+        assert re.search(r"^door +streaming, (\d+\.\d) s behind .*\nthe machine cannot keep up: door \1 s behind$",
+                         shown.getvalue().strip(), re.MULTILINE | re.DOTALL), shown.getvalue()
     finally:
         pipeline.stop()
         summary = pipeline.join()
@@ -391,6 +420,11 @@ def test_a_camera_whose_every_frame_is_asked_for_waits_and_says_it_is_behind(
     assert worst is not None and worst >= 2.0 and summary.streams["door"].dropped == 0, summary.streams
     assert f"door fell up to {worst:.1f} s behind: the machine could not keep up with it (see the log)" in (
         summary.table())
+    started, ended = [e for e in read_jsonl(tmp_path / "ev.jsonl") if e["event"] == "overload"]
+    assert started["state"] == "started" and started["behind"]["door"] > 0.5 and started["streams"] == [], started
+    assert ended["state"] == "ended" and ended["stopped"] is True, ended
+    assert describe(started).endswith(f"  the machine cannot keep up: door {started['behind']['door']:.1f} s behind")
+    assert describe(ended).endswith(f"  the run ended after {ended['seconds']:.0f} s of not keeping up")
 
 
 @pytest.mark.timeout(60)

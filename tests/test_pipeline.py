@@ -530,7 +530,7 @@ def test_live_streams_that_skip_most_frames_are_told_of_and_when_they_keep_up_ag
     assert describe(started).endswith(f"  the machine cannot keep up: {started['skipped']:.0f}% of the live streams' "
                                       f"frames skipped in the last {started['window']:.0f} s "
                                       f"({', '.join(started['streams'])})"), describe(started)
-    assert describe(ended).endswith(f"  the live streams are kept up with again after {ended['seconds']:.0f} s")
+    assert describe(ended).endswith(f"  the machine keeps up again after {ended['seconds']:.0f} s")
 
 
 @pytest.mark.timeout(60)

@@ -118,6 +118,14 @@ def test_status_reads_a_run_without_a_page_from_its_stats_file(
         code, said = _status(str(path), "--json", capsys=capsys)
         assert json.loads(said)["stats"]["path"] == str(stats)
         pipeline.stop()
+    caplog.clear()  # (its last line says it ended: not running at once)
+    code, said = _status(str(path), capsys=capsys)
+    assert code == 1 and re.match(r"not running \(it ended at \d{4}-\d\d-\d\d [\d:]{8}\), 2 stream\(s\), from its "
+                                  r"stats file ", said), said
+    assert f"the run is not running: it has ended (its stats file {stats} was last written" in caplog.text
+    lines = stats.read_text(encoding="utf-8").splitlines()  # a run killed: its last line is one like the others
+    stats.write_text("\n".join([*lines[:-1], json.dumps({**json.loads(lines[-1]), "ended": None})]) + "\n",
+                     encoding="utf-8")
     monkeypatch.setattr(remote, "FRESH_LEAST", 0.0)  # (old after 3 intervals: 1.5 s)
     until(lambda: remote.stats_status(stats, 0.5)["running"] is False, 10, "the stats file's last line old")
     caplog.clear()

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from streamyolo.pipeline.overload import Overload
 from streamyolo.pipeline.report import StatusPrinter, StreamReport, stays_json, workers_json
 from streamyolo.pipeline.service import STATUS_SECONDS, Notifier, service_status
+from streamyolo.sinks.history import refreshed
 from streamyolo.sinks.jsonl import LineFile
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,8 @@ log = logging.getLogger(__name__)
 _TICK = 0.1  # seconds; the granularity of the duration limit
 _HANG_TICK = 1.0  # seconds between looks at the workers when nothing else needs the monitor
 _STACK_DEPTH = 12  # innermost frames shown per thread when a worker seems hung
-LOOK_EVERY = 10.0  # seconds between the looks at the streams' numbers (the overload watch, ``looks``)
+LOOK_EVERY = 10.0  # seconds between the looks at the streams' numbers handed over (``looks``: MQTT, events)
+JUDGE_EVERY = 1.0  # seconds between the overload watch's looks, at most (a stream behind is told within it)
 _OVERLOAD_LOOKS = 6  # looks per overload window, at least (a short window, looked at more often)
 
 
@@ -58,15 +60,18 @@ class StatsWriter:
         self._lines.open()
 
     def write(self, reports: list[StreamReport], elapsed: float, restarts: Mapping[str, int] | None = None,
-              overload: Mapping[str, Any] | None = None) -> None:
-        """A line; ``overload``: while the machine cannot keep up (:attr:`Monitor.overload`)."""
+              overload: Mapping[str, Any] | None = None, ended: bool = False) -> None:
+        """A line; ``overload``: while the machine cannot keep up (:attr:`Monitor.overload`);
+        ``ended``: the run's last (``"ended": true``: ``streamyolo status`` says it is not running)."""
         streams = {r.name: {k: v for k, v in asdict(r).items() if k != "name"}
                    | {"zone_stays": stays_json(r.zone_stays)} for r in reports}
         line: dict[str, Any] = {"time": round(time.time(), 3), "elapsed": round(elapsed, 3), "streams": streams}
         if restarts:
             line["workers"] = workers_json(restarts)
         if overload is not None:
-            line["overload"] = dict(overload)
+            line["overload"] = refreshed(overload, reports)
+        if ended:
+            line["ended"] = True
         self._lines.record(line)
 
     def close(self) -> None:
@@ -170,7 +175,7 @@ class Monitor:
 
     def _run(self) -> None:
         started = self._clock()
-        next_status = next_stats = next_look = started
+        next_status = next_stats = next_look = next_judged = started
         stopped = False
         tick = _TICK if self._sampling or self._duration is not None else _HANG_TICK
         watchdog = None if self._notifier is None else self._notifier.watchdog
@@ -183,9 +188,13 @@ class Monitor:
                     self._watch(now)
                 if self._notifier is not None:
                     self._notify(self._notifier, now)
-                if (self._overload is not None or self._looks) and now >= next_look:
-                    self._look(now)
-                    next_look = now + self._look_every
+                if (self._overload is not None or self._looks) and now >= (
+                        next_look if self._overload is None else min(next_look, next_judged)):
+                    handed = now >= next_look
+                    self._look(now, handed)
+                    next_judged = now + min(self._look_every, JUDGE_EVERY)
+                    if handed:
+                        next_look = now + self._look_every
                 if not stopped and self._duration is not None and now - started >= self._duration:
                     log.info("duration of %.1f s reached: stopping", self._duration)
                     self._stop()
@@ -195,7 +204,7 @@ class Monitor:
                 if shows or writes:  # (one look at the streams for both)
                     reports, restarts = self._reports(), self._restarts()
                     if shows and self._status is not None:
-                        self._status.show(reports, now - started, restarts)
+                        self._status.show(reports, now - started, restarts, self.overload)
                         next_status = now + self._interval
                     if writes and self._stats is not None:
                         self._stats.write(reports, now - started, restarts, self.overload)
@@ -205,11 +214,13 @@ class Monitor:
         except Exception:  # a broken terminal must not take the run down
             log.exception("status monitor failed")
 
-    def _look(self, now: float) -> None:
+    def _look(self, now: float, handed: bool = True) -> None:
+        """Judge the overload by the streams' numbers now; ``handed``: hand them over too."""
         reports = self._reports()
         if self._overload is not None:
             self._overload.look(reports, now)
-        self.hand_over(reports, now)
+        if handed:
+            self.hand_over(reports, now)
 
     def hand_over(self, reports: list[StreamReport], now: float) -> None:
         """Hand the streams' ``reports`` to the ``looks`` (as the run ends, before the sinks
@@ -276,7 +287,7 @@ class Monitor:
     def final(self, reports: list[StreamReport], elapsed: float) -> None:
         """Write the final stats line once every thread has ended."""
         if self._stats is not None:
-            self._stats.write(reports, elapsed, self._restarts())
+            self._stats.write(reports, elapsed, self._restarts(), ended=True)
 
 
 def inference_stacks() -> str:

@@ -95,6 +95,11 @@ def run_note(reports: Iterable[StreamReport]) -> str | None:
             f"run ({shown})")
 
 
+_DOWN = ("reconnecting", "connecting")
+"""A stream's states while its source is down: one that was behind is not up with it yet (its
+overload goes on until it streams again, current)."""
+
+
 def lag_notes(reports: Iterable[StreamReport]) -> list[str]:
     """The summary's line for each stream that fell behind its present over the run.
 
@@ -126,6 +131,9 @@ class Overload:
     >>> watch.look([StreamReport("yard", "rtsp://cam", "streaming", 100, 100, 0, None, behind=2.5, lagging=True)], 0)
     >>> watch.state["behind"], watch.state["streams"]
     ({'yard': 2.5}, [])
+    >>> watch.look([StreamReport("yard", "rtsp://cam", "reconnecting", 150, 150, 0, None)], 5)  # (down: not up)
+    >>> watch.state["behind"]
+    {'yard': 2.5}
     >>> watch.look([StreamReport("yard", "rtsp://cam", "streaming", 200, 200, 0, None, behind=0.3)], 10)
     >>> watch.state is None
     True
@@ -147,7 +155,9 @@ class Overload:
         under :data:`UNDER` again. A stream said to be behind is an overload while it is.
         Returns the share judged (rounded), or ``None`` while less than a window is seen."""
         reports = list(reports)
-        behind = {r.name: round(r.behind, 1) for r in reports if r.lagging and r.behind is not None}
+        was = self.state["behind"] if self.state is not None else {}
+        behind = {r.name: round(r.behind, 1) if r.behind is not None else was[r.name] for r in reports
+                  if (r.lagging and r.behind is not None) or (r.name in was and r.state in _DOWN)}
         span, moved = self._lately.moved([r for r in reports if r.live], now)
         share: float | None = None
         skipping: list[tuple[float, str, int, int]] = []

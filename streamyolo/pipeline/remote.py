@@ -89,10 +89,11 @@ def stats_status(path: Path, interval: float, now: float | None = None, wait: fl
                 raise
             time.sleep(0.2)
     age = max(0.0, (time.time() if now is None else now) - float(said["time"]))
-    running = age <= max(FRESH * interval, FRESH_LEAST)
+    running = age <= max(FRESH * interval, FRESH_LEAST) and said.get("ended") is not True  # (the run's last line)
     return {"running": running,
             "streams": [{"name": name, **entry} for name, entry in said["streams"].items() if isinstance(entry, dict)],
-            "stats": {"path": str(path), "time": said["time"], "age": round(age, 1)},
+            "stats": {"path": str(path), "time": said["time"], "age": round(age, 1),
+                      "ended": said.get("ended") is True},
             **({"overload": said["overload"]} if running and isinstance(said.get("overload"), dict) else {})}
 
 
@@ -203,8 +204,10 @@ def status_text(status: dict[str, Any]) -> str:
     reports = [StreamReport(**{key: value for key, value in entry.items() if key in _REPORTED})
                for entry in status["streams"]]
     stats = status.get("stats")
-    ended = (f"not running (its stats file's last line is of {local_time(float(stats['time']))}, "
-             f"{float(stats['age']):.0f} s ago)" if isinstance(stats, dict) else "not running (ended)")
+    ended = ("not running (ended)" if not isinstance(stats, dict) else
+             f"not running (it ended at {local_time(float(stats['time']))})" if stats.get("ended") else
+             f"not running (its stats file's last line is of {local_time(float(stats['time']))}, "
+             f"{float(stats['age']):.0f} s ago)")
     lines = [("running" if status.get("running") else ended) + f", {len(reports)} stream(s)"
              + (f", from its stats file {stats['path']}" if isinstance(stats, dict) else ""),
              status_table(reports)]

@@ -369,8 +369,15 @@ class StatusPrinter:
         self._last_plain: float | None = None
         self._tty = bool(getattr(self.out, "isatty", lambda: False)())
 
-    def show(self, reports: list[StreamReport], now: float, restarts: Mapping[str, int] | None = None) -> None:
-        text = "\n".join([status_table(reports), *restart_notes(restarts or {})])
+    def show(self, reports: list[StreamReport], now: float, restarts: Mapping[str, int] | None = None,
+             overload: Mapping[str, Any] | None = None) -> None:
+        """The table of ``reports``, and under it the process workers started again and, while
+        the machine cannot keep up, the ``overload`` (as ``streamyolo status`` says them)."""
+        from streamyolo.sinks.history import overload_text, refreshed  # (the sinks read this module's reports)
+
+        now_over = refreshed(overload, reports)
+        text = "\n".join([status_table(reports), *restart_notes(restarts or {}),
+                          *([overload_text(now_over)] if now_over is not None else [])])
         if self._tty:
             if self._lines_drawn:
                 self.out.write(f"\x1b[{self._lines_drawn}F\x1b[J")

@@ -358,10 +358,11 @@ class EventSink:
                 "captured": report.captured, "processed": report.processed, "dropped": report.dropped,
                 "reconnects": report.reconnects})
 
-    def _overload_event(self, overload: Mapping[str, Any] | None) -> None:
-        """An ``overload`` event when the machine stops keeping up with the live streams
-        (``started``: how much of their frames is skipped, which streams) and when it keeps up
-        again (``ended``, after how long): a notification that the box needs a lighter load."""
+    def _overload_event(self, overload: Mapping[str, Any] | None, stopped: bool = False) -> None:
+        """An ``overload`` event when the machine stops keeping up (``started``: how much of the
+        live streams' frames is skipped, which streams, which are behind) and when it keeps up
+        again (``ended``, after how long; ``stopped``: the run ended first): a notification
+        that the box needs a lighter load."""
         with self._looking:
             before, self._overloaded = self._overloaded, overload
         if (before is None) == (overload is None):
@@ -375,6 +376,8 @@ class EventSink:
         else:
             assert before is not None
             event |= {"state": "ended", "seconds": round(max(0.0, event["time"] - float(before.get("since", 0.0))), 1)}
+            if stopped:
+                event["stopped"] = True
         self._queue.put((None, [event]))
 
     def output_changed(self, event: dict[str, Any]) -> None:
@@ -514,6 +517,7 @@ class EventSink:
         with self._lock:
             was_open, self._open = self._open, False
         if was_open:
+            self._overload_event(None, stopped=True)  # (one still on as the run ends: ended with it)
             if self._storage is not None:
                 self._storage.stop()
             self._queue.put(None)

@@ -29,11 +29,14 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import IO, Any, cast, get_args
+from typing import IO, TYPE_CHECKING, Any, cast, get_args
 
 from streamyolo.config import EventKind
 from streamyolo.errors import meant
 from streamyolo.schedule import SWITCHED, WATCH, described
+
+if TYPE_CHECKING:
+    from streamyolo.pipeline.report import StreamReport
 
 SLACK = 600.0
 """Seconds by which a line of the events file may be older than a line before it (a stream's
@@ -439,6 +442,24 @@ def local_time(moment: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(moment))
 
 
+def refreshed(overload: Mapping[str, Any] | None, reports: Iterable[StreamReport]) -> dict[str, Any] | None:
+    """``overload`` (:attr:`~streamyolo.pipeline.overload.Overload.state`, as of the watch's
+    last look) with its streams' seconds behind as ``reports`` have them now (those reports'
+    own: one page, one stats line says one number for a stream).
+
+    >>> from streamyolo.pipeline.report import StreamReport
+    >>> refreshed({"skipped": 0.0, "behind": {"yard": 5.2, "gate": 3.0}},
+    ...           [StreamReport("yard", "y", "streaming", 9, 9, 0, None, behind=6.04, lagging=True),
+    ...            StreamReport("gate", "g", "reconnecting", 9, 9, 0, None)])
+    {'skipped': 0.0, 'behind': {'yard': 6.0, 'gate': 3.0}}
+    """
+    if overload is None or not overload.get("behind"):
+        return None if overload is None else dict(overload)
+    now = {r.name: r.behind for r in reports if r.behind is not None}
+    return {**overload, "behind": {name: round(now[name], 1) if name in now else seconds
+                                   for name, seconds in overload["behind"].items()}}
+
+
 def overload_text(overload: Mapping[str, Any]) -> str:
     """What an overload (:attr:`~streamyolo.pipeline.overload.Overload.state`, an ``overload`` event's) says, in a line.
 
@@ -481,7 +502,8 @@ def happened(event: Mapping[str, Any]) -> str:
                 + (f" (the stream {event['stream_state']})" if event.get("stream_state") else ""))
     elif kind == "overload":
         what = (overload_text(event) if event.get("state") == "started" else
-                f"the live streams are kept up with again after {float(event.get('seconds', 0)):.0f} s")
+                f"the run ended after {float(event.get('seconds', 0)):.0f} s of not keeping up" if event.get("stopped")
+                else f"the machine keeps up again after {float(event.get('seconds', 0)):.0f} s")
     elif kind == "output":
         what = f"{event.get('output')} " + (f"paused: {event.get('error')}" if event.get("state") == "paused" else
                                              f"writing again after {float(event.get('seconds', 0)):.0f} s "

@@ -120,8 +120,8 @@ def _lines(status: Mapping[str, Any]) -> Iterator[str]:
     yield from _family("streamyolo_output_paused_since_timestamp_seconds", "gauge", "When a paused output stopped "
                        "writing (seconds since the epoch).", (({"output": p["output"]}, p["since"]) for p in paused))
     overload = status.get("overload")
-    yield from _family("streamyolo_overloaded", "gauge", "1 while most frames of the live streams are skipped "
-                       "(the machine cannot keep up), else 0.", [({}, overload is not None)])
+    yield from _family("streamyolo_overloaded", "gauge", "1 while the machine cannot keep up (most frames of the "
+                       "live streams skipped, or a stream behind its camera), else 0.", [({}, overload is not None)])
     workers = status.get("workers", {})
     if workers:
         yield from _family("streamyolo_worker_restarts_total", "counter",

@@ -420,7 +420,8 @@ function describe(e) {
   if (e.event === "output") return e.output + " writing again after " + e.seconds.toFixed(0) + " s (" + e.lost + " "
     + e.unit + " lost)";
   if (e.event === "overload" && e.state === "started") return overloadText(e);
-  if (e.event === "overload") return "the live streams are kept up with again after " + e.seconds.toFixed(0) + " s";
+  if (e.event === "overload") return e.stopped ? "the run ended after " + e.seconds.toFixed(0)
+    + " s of not keeping up" : "the machine keeps up again after " + e.seconds.toFixed(0) + " s";
   return e.state + (e.error ? ": " + e.error : "");
 }
 // The events panel shows one thing at a time above its list: a snapshot or a clip.

@@ -140,6 +140,7 @@ from streamyolo.sinks.history import (
     find_events,
     limit_of,
     read_events,
+    refreshed,
 )
 from streamyolo.sinks.latest import Latest, LatestResults
 from streamyolo.sinks.listing import FilesQuery, files_query, list_videos
@@ -429,7 +430,8 @@ class WebViewer:
                 "error", "source", "counts", "zone_entries", "still", "pictures", "detect", "record", "schedule",
                 "behind", "lagging", "last_frame_age")
         streams = []
-        for report in self._reports():
+        reports = self._reports()
+        for report in reports:
             fields = asdict(report)
             entry = {key: fields[key] for key in keep} | {"zone_stays": stays_json(report.zone_stays)}
             latest = self._latest.get(report.name)
@@ -459,9 +461,9 @@ class WebViewer:
         paused = paused_outputs(self._board)
         if paused:
             status["paused"] = paused
-        overload = self._overload()
+        overload = refreshed(self._overload(), reports)  # (each stream's seconds behind as its own entry says)
         if overload is not None:
-            status["overload"] = dict(overload)
+            status["overload"] = overload
         return status
 
     def switch(self, kind: str, stream: str, on: bool) -> None:

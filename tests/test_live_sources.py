@@ -115,11 +115,15 @@ def test_rtsp_server_killed_and_restarted_reconnects_while_others_keep_going(rts
         # While the camera is down (and its reconnects fail), the other streams keep processing.
         until(lambda: pipeline.health("cam").snapshot().reconnects >= 2, 15, "a failed reconnect attempt")
         until(lambda: all(_processed(pipeline, n) >= others[n] + 15 for n in others), 15, "the other streams")
+        down = next(r for r in pipeline.reports() if r.name == "cam")  # (no result's age while down; how long)
+        assert (down.state, down.frame_age, down.behind) == ("reconnecting", None, None), down
+        assert down.last_frame_age is not None and down.last_frame_age > 0.1, down
         rtsp.start()
         restarted = time.monotonic()
         assert pipeline.health("cam").wait_for(lambda s: s is StreamState.STREAMING, timeout=20)
         back_after = time.monotonic() - restarted
         until(lambda: _processed(pipeline, "cam") >= before_kill + 10, 30, "frames after the reconnect")
+        assert next(r for r in pipeline.reports() if r.name == "cam").frame_age is not None
         until(lambda: _processed(pipeline, "copy") >= copy_before + 10, 30, "the copy's frames after it")
     finally:
         pipeline.stop()

@@ -28,7 +28,7 @@ from streamyolo.inference.detector import DetectorFactory
 from streamyolo.inference.motion import MotionSettings
 from streamyolo.inference.tiles import TileSettings
 from streamyolo.pipeline.check import Plan
-from streamyolo.pipeline.health import StreamHealth
+from streamyolo.pipeline.health import StreamHealth, StreamState
 from streamyolo.pipeline.monitor import Monitor, StatsWriter, inference_stacks
 from streamyolo.pipeline.report import StatusPrinter, StreamReport, Summary, combined, workers_json
 from streamyolo.pipeline.service import Notifier, service_status
@@ -61,6 +61,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT = 20.0  # seconds per thread; a network read is bounded by its read time-out
+_DOWN = frozenset({StreamState.CONNECTING, StreamState.RECONNECTING, StreamState.FAILED})
+"""A stream's states while its source gives no frames: its report has no frame age then."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +143,7 @@ class _Stream:
             reconnects=snap.reconnects,
             fps_in=snap.fps_in,
             fps_out=snap.fps_out,
-            frame_age=snap.last_age,
+            frame_age=None if snap.state in _DOWN else snap.last_age,  # (not a result's age now)
             last_frame_age=None if snap.last_frame_at is None else max(0.0, now - snap.last_frame_at),
             counts=snap.counts,
             zone_peaks=snap.zone_peaks,

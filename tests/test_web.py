@@ -690,7 +690,8 @@ def test_a_real_browser_shows_the_last_picture_of_a_stream_that_ended() -> None:
         until(lambda: {r.name: r.state for r in pipeline.reports()}["once"] == "ended", 60,
               "the one-frame stream ended")
         driver.refresh()  # (the page opened anew: the video's one part is sent whole, then nothing)
-        figure = driver.find_element(By.CSS_SELECTOR, "figure[data-stream='once']")
+        figure = until(lambda: next(iter(driver.find_elements(By.CSS_SELECTOR, "figure[data-stream='once']")), None),
+                       30, "the tile, drawn once the page has the status")
         image = figure.find_element(By.TAG_NAME, "img")
         until(lambda: figure.find_element(By.CLASS_NAME, "state").text == "ended", 30, "the tile says it ended")
         assert until(lambda: driver.execute_script("return arguments[0].naturalWidth", image) == 320, 15,

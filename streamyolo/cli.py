@@ -804,9 +804,9 @@ def command_status(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # (| head): what it was given was enough; the exit code still says how the run is
         _stdout_gone()
     if "stats" in status and not status["running"]:  # (a page that answers is a run that runs)
-        log.error("the run is not running: %sits stats file %s was last written %.0f s ago%s",
-                  "it has ended (" if status["stats"].get("ended") else "", status["stats"]["path"],
-                  status["stats"]["age"], ")" if status["stats"].get("ended") else "")
+        stats = status["stats"]
+        written = f"its stats file {stats['path']} was last written {stats['age']:.0f} s ago"
+        log.error("the run is not running: %s", f"it has ended ({written})" if stats.get("ended") else written)
         return EXIT_FAILED
     failed = [entry.get("name") for entry in status["streams"] if entry.get("state") == "failed"]
     if failed:

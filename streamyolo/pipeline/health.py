@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from streamyolo.clock import Behind, RateMeter
 from streamyolo.frames import Crossing, ZoneTally, ZoneVisit
-from streamyolo.pipeline.report import Stayed
+from streamyolo.pipeline.report import Stayed, most
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +225,8 @@ class StreamHealth:
         """How far behind its present the stream is, from now on: this connection's watch (the
         capture's, at each connection; ``None``: not watched)."""
         with self._lock:
-            if self._behind is not None and self._behind.worst is not None:
-                self._worst_before = max(self._worst_before or 0.0, self._behind.worst)
+            if self._behind is not None:
+                self._worst_before = most(self._worst_before, self._behind.worst)
             self._behind = behind
 
     def captured(self, now: float) -> None:
@@ -310,6 +310,5 @@ class StreamHealth:
                 behind=(None if self._behind is None or self._state is not StreamState.STREAMING
                         else self._behind.seconds),
                 lagging=self._behind is not None and self._state is StreamState.STREAMING and self._behind.lagging,
-                worst_behind=max((w for w in (self._worst_before, None if self._behind is None else
-                                              self._behind.worst) if w is not None), default=None),
+                worst_behind=most(self._worst_before, None if self._behind is None else self._behind.worst),
             )

@@ -95,7 +95,7 @@ def run_note(reports: Iterable[StreamReport]) -> str | None:
             f"run ({shown})")
 
 
-_DOWN = ("reconnecting", "connecting")
+_COMING_BACK = ("reconnecting", "connecting")
 """A stream's states while its source is down: one that was behind is not up with it yet (its
 overload goes on until it streams again, current)."""
 
@@ -157,7 +157,7 @@ class Overload:
         reports = list(reports)
         was = self.state["behind"] if self.state is not None else {}
         behind = {r.name: round(r.behind, 1) if r.behind is not None else was[r.name] for r in reports
-                  if (r.lagging and r.behind is not None) or (r.name in was and r.state in _DOWN)}
+                  if (r.lagging and r.behind is not None) or (r.name in was and r.state in _COMING_BACK)}
         span, moved = self._lately.moved([r for r in reports if r.live], now)
         share: float | None = None
         skipping: list[tuple[float, str, int, int]] = []

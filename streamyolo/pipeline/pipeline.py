@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT = 20.0  # seconds per thread; a network read is bounded by its read time-out
-_DOWN = frozenset({StreamState.CONNECTING, StreamState.RECONNECTING, StreamState.FAILED})
+_NO_FRAMES = frozenset({StreamState.CONNECTING, StreamState.RECONNECTING, StreamState.FAILED})
 """A stream's states while its source gives no frames: its report has no frame age then."""
 
 
@@ -143,7 +143,7 @@ class _Stream:
             reconnects=snap.reconnects,
             fps_in=snap.fps_in,
             fps_out=snap.fps_out,
-            frame_age=None if snap.state in _DOWN else snap.last_age,  # (not a result's age now)
+            frame_age=None if snap.state in _NO_FRAMES else snap.last_age,  # (not a result's age now)
             last_frame_age=None if snap.last_frame_at is None else max(0.0, now - snap.last_frame_at),
             counts=snap.counts,
             zone_peaks=snap.zone_peaks,

@@ -97,6 +97,15 @@ class StreamReport:
     """The farthest behind it was while said to be so, over the run (``None``: never)."""
 
 
+def most(*values: float | None) -> float | None:
+    """The largest of ``values`` that are not ``None`` (``None``: none is).
+
+    >>> most(None, 3.0, 2.5), most(None, None)
+    (3.0, None)
+    """
+    return max((value for value in values if value is not None), default=None)
+
+
 def combined(earlier: StreamReport, later: StreamReport) -> StreamReport:
     """One stream's numbers over two turns of it in one run (removed, or changed, by a reload,
     and added again): ``later``'s, with both turns' frames, reconnects, counts, zone entries
@@ -130,7 +139,7 @@ def combined(earlier: StreamReport, later: StreamReport) -> StreamReport:
                       for zone in {**earlier.zone_entries, **later.zone_entries}},
         zone_stays={zone: _added(earlier.zone_stays.get(zone, {}), later.zone_stays.get(zone, {}))
                     for zone in {**earlier.zone_stays, **later.zone_stays}},
-        worst_behind=max((w for w in (earlier.worst_behind, later.worst_behind) if w is not None), default=None),
+        worst_behind=most(earlier.worst_behind, later.worst_behind),
         still=optional(earlier.still, later.still),
         pictures=optional(earlier.pictures, later.pictures),
     )

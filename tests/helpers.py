@@ -193,13 +193,14 @@ class CountingDetector:
 
 class StampDetector:
     """A detector whose output is a function of the frame: one box per frame whose class is
-    the stream tag and whose x1 is the frame index read from the stamp. Optionally slow
-    (``delay`` seconds per batch, waited on an event so tests stay responsive) or failing
-    on the ``fail_on``-th call."""
+    the stream tag and whose x1 is the frame index read from the stamp (``width`` pixels wide,
+    10 high). Optionally slow (``delay`` seconds per batch, waited on an event so tests stay
+    responsive) or failing on the ``fail_on``-th call."""
 
     def __init__(self, delay: float = 0.0, fail_on: int | None = None,
-                 built_in: list[str] | None = None) -> None:
+                 built_in: list[str] | None = None, width: int = 10) -> None:
         self.delay = delay
+        self.width = width
         self.fail_on = fail_on
         self.calls = 0
         self.batches: list[int] = []
@@ -223,7 +224,7 @@ class StampDetector:
             stamp = read_stamp(image)
             tag, index = stamp if stamp is not None else (255, 0)
             out.append(Detections(
-                xyxy=np.array([[index, 0, index + 10, 10]], dtype=np.float32),
+                xyxy=np.array([[index, 0, index + self.width, 10]], dtype=np.float32),
                 conf=np.array([0.5], dtype=np.float32),
                 cls=np.array([tag], dtype=np.int64),
                 names=self.names,

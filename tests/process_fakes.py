@@ -22,9 +22,13 @@ class StampFactory:
     """The pipeline tests' :class:`StampDetector` (one box per frame, read from the stamp)."""
 
     fail_on: int | None = None
+    delay: float = 0.0
+    """Seconds each batch takes."""
+    width: int = 10
+    """The boxes' width."""
 
     def __call__(self) -> Detector:
-        return StampDetector(fail_on=self.fail_on)
+        return StampDetector(delay=self.delay, fail_on=self.fail_on, width=self.width)
 
 
 class PidStampDetector(StampDetector):

@@ -6,6 +6,8 @@ case is exact; the pipeline tests check the same behaviour with threads and real
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -13,14 +15,15 @@ from streamyolo.buffering import Overflow, RingBuffer
 from streamyolo.frames import Frame, FrameMeta
 from streamyolo.pipeline.health import StreamHealth
 from streamyolo.workers.inference import Channel
-from streamyolo.workers.live import HOLD_SLACK, Hold, LivePicker
+from streamyolo.workers.live import HOLD_SLACK, Hold, LivePicker, LiveShare
 
 INTERVAL = 1 / 30
 _PIXELS = np.zeros((2, 2, 3), np.uint8)
 
 
 class Cameras:
-    """Live channels whose frames the test delivers at chosen capture times."""
+    """Live channels whose frames the test delivers at chosen capture times (``pick``: by a
+    picker of its own, which claims nothing)."""
 
     def __init__(self, *names: str) -> None:
         self.channels = [Channel(n, RingBuffer(2, Overflow.DROP_OLDEST), True, StreamHealth(n)) for n in names]
@@ -161,3 +164,61 @@ def test_a_pause_in_a_stream_does_not_change_its_measured_interval() -> None:
     cameras.deliver("a", 10.0)  # the camera reconnected ten seconds later
     assert cameras.pick(picker, 10.001) == ("a", 10.0)
     assert abs(picker.interval("a") - INTERVAL) < 1e-9  # type: ignore[operator]
+
+
+def _shared(cameras: Cameras, owners: dict[str, list[str]]) -> tuple[LiveShare, dict[str, LivePicker],
+                                                                    dict[str, threading.Event]]:
+    """One picker per worker of ``owners`` (worker: its own cameras), all on one share."""
+    share = LiveShare()
+    pickers, doorbells = {}, {}
+    for worker, names in owners.items():
+        doorbells[worker] = threading.Event()
+        share.enter(worker, doorbells[worker])
+        share.publish(worker, [c for c in cameras.channels if c.name in names])
+        pickers[worker] = LivePicker(hold=False, share=share, member=worker)
+    return share, pickers, doorbells
+
+
+def _own(cameras: Cameras, names: list[str]) -> list[Channel]:
+    return [c for c in cameras.channels if c.name in names]
+
+
+def test_workers_sharing_their_live_streams_take_turns_over_all_of_them() -> None:
+    """Cameras dealt 2 + 1 to two workers: the rounds span both, a camera a worker has in hand
+    is not offered to the other until given back, and then its next frame is anyone's."""
+    cameras = Cameras("a", "b", "c")
+    owners = {"w0": ["a", "c"], "w1": ["b"]}
+    share, pickers, doorbells = _shared(cameras, owners)
+
+    def pick(worker: str, now: float) -> tuple[str, float] | None:
+        own = _own(cameras, owners[worker])
+        picked = pickers[worker].pick(own, list(own), now, may_hold=False)
+        assert not isinstance(picked, Hold)
+        return None if picked is None else (picked[0].name, picked[1].meta.t_capture)
+
+    for name, t in (("a", 0.010), ("b", 0.030), ("c", 0.020)):
+        cameras.deliver(name, t)
+    assert pick("w0", 0.031) == ("b", 0.030)  # the freshest of all: w1's camera
+    assert pick("w1", 0.032) == ("c", 0.020)  # b is in w0's hand; c is owed
+    cameras.deliver("b", 0.063)
+    assert pick("w1", 0.064) == ("a", 0.010)  # b's new frame waits: b had its turn, and is in hand
+    doorbells["w1"].clear()
+    pickers["w0"].release(_own(cameras, ["b"])[0])
+    assert doorbells["w1"].is_set(), "a stream given back wakes the others"
+    assert pick("w0", 0.065) == ("b", 0.063)  # a new round
+    assert pick("w1", 0.066) is None  # a and c are in hand (w1's), b in w0's
+    assert not share.claim(_own(cameras, ["a"])[0].ring)  # in w1's hand: its settings wait
+
+
+def test_a_frame_put_into_a_shared_stream_wakes_every_worker_of_the_share() -> None:
+    share = LiveShare()
+    doorbells = [threading.Event(), threading.Event()]
+    for i, doorbell in enumerate(doorbells):
+        share.enter(f"w{i}", doorbell)
+    ring: RingBuffer[Frame] = RingBuffer(2, Overflow.DROP_OLDEST, on_ready=share.ring)
+    ring.put(Frame(FrameMeta("cam", 0, 0.0), _PIXELS))
+    assert all(doorbell.is_set() for doorbell in doorbells)
+    share.leave("w1")
+    doorbells[1].clear()
+    ring.put(Frame(FrameMeta("cam", 1, 0.1), _PIXELS))
+    assert not doorbells[1].is_set(), "a worker that has ended is not rung"

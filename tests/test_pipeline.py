@@ -579,6 +579,48 @@ def test_live_streams_share_a_slow_worker_fairly() -> None:
     assert all(r.captured == r.processed + r.dropped for r in summary.streams.values())
 
 
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_three_live_streams_on_two_workers_get_even_shares_and_go_on_where_the_other_left_off(mode: str) -> None:
+    """Three 60 fps cameras dealt 2 + 1 to the two workers of one model, which keep up with
+    about 33 frames a second each: whichever worker is free takes the owed stream, so each
+    stream gets a third of the frames processed (dealt for good, the one alone on its worker
+    got twice the others'). Every stream is served by both workers, its frames in order, and
+    its tracker and counting line go on from one worker to the other: the box that walks over
+    the line (StampDetector's: x is the frame's number) keeps its track id and crosses it once."""
+    from streamyolo.inference.counting import CountingLine
+    from streamyolo.inference.tracking import StreamTracker, tracker_settings
+    from streamyolo.workers.process import ProcessDetectorFactory
+    from tests.process_fakes import StampFactory
+
+    sources = [open_source(SourceSpec(f"cam{i}", "synthetic:?size=160x96&fps=60&frames=180", SourceKind.SYNTHETIC))
+               for i in range(3)]
+    line = CountingLine("gate", (90.0, -100.0), (90.0, 100.0))
+    setups = [StreamSetup(f"cam{i}", s, Overflow.DROP_OLDEST, capacity=2, policy=CapturePolicy(realtime=True),
+                          lines=(line,)) for i, s in enumerate(sources)]
+    factory = StampFactory(delay=0.03, width=60)  # (wide: it moves 2-4 px from one processed frame to the next)
+    detectors = factory if mode == "thread" else [ProcessDetectorFactory(factory, f"w{i}") for i in range(2)]
+    StreamTracker(tracker_settings("bytetrack"))  # Ultralytics imported first, as a run from a config has it
+    pipeline = Pipeline(setups, detectors, workers=2, sharing=[0, 0], tracker=tracker_settings("bytetrack"))
+    served: dict[str, list[tuple[int, str, tuple[int, ...]]]] = {name: [] for name in pipeline.stream_names}
+    crossed: dict[str, list[int]] = {name: [] for name in pipeline.stream_names}
+    for result in pipeline.results():
+        ids = () if result.detections.ids is None else tuple(int(i) for i in result.detections.ids)
+        served[result.stream].append((result.frame.meta.seq, result.worker, ids))
+        crossed[result.stream] += [c.id for c in result.crossings]
+    summary = pipeline.summary()
+    processed = [summary.streams[name].processed for name in served]
+    assert min(processed) >= 0.8 * max(processed), processed
+    for name, results in served.items():
+        seqs = [seq for seq, _, _ in results]
+        assert seqs == sorted(set(seqs)), f"{name}: frames out of order"
+        assert {worker for _, worker, _ in results} == {"w0", "w1"}, f"{name}: served by one worker only"
+        tracks = {i for _, _, ids in results for i in ids}
+        assert len(tracks) == 1, f"{name}: its one object got track ids {sorted(tracks)} (a tracker per worker?)"
+        assert crossed[name] == [*tracks], f"{name}: crossed {crossed[name]}"
+    assert all(r.captured == r.processed + r.dropped for r in summary.streams.values())
+
+
 @pytest.mark.timeout(60)
 def test_a_slow_live_camera_among_fast_ones_gets_nearly_every_frame_served() -> None:
     """A 10 fps camera beside three 60 fps ones on a worker that keeps up with about

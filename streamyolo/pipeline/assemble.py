@@ -445,6 +445,7 @@ def assemble(cls: type[Pipeline], config: Any, overrides: dict[str, Any]) -> Pip
         hang_warning=cfg.hang_warning,
         overload_warning=cfg.overload_warning,
         serving=[serving[i] for i in range(len(streams))],
+        sharing=[g.first for g in groups for _ in range(g.workers)],
         notifier=notifier,
     )
     pipeline.plan = Plan(cfg, streams, groups, factories)

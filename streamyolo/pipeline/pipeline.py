@@ -53,6 +53,7 @@ from streamyolo.sinks.web import WebViewer
 from streamyolo.sources.base import FrameSource, PacketSource
 from streamyolo.workers.capture import CapturePolicy, CaptureWorker
 from streamyolo.workers.inference import Channel, InferenceWorker
+from streamyolo.workers.live import LiveShare
 
 if TYPE_CHECKING:
     from streamyolo.pipeline.reload import Reloader, ReloadReport
@@ -98,13 +99,16 @@ class StreamSetup:
 class _Stream:
     """The runtime parts of one stream."""
 
-    def __init__(self, setup: StreamSetup, doorbell: threading.Event, clock: Callable[[], float],
+    def __init__(self, setup: StreamSetup, doorbell: threading.Event, share: LiveShare, clock: Callable[[], float],
                  tracked: bool = False) -> None:
+        """``doorbell``: its worker's; ``share``: the live streams of the workers of its model,
+        whose doorbells a live stream's frames ring (any of them may take it)."""
         self.setup = setup
         self.name = setup.name
         self.stop = threading.Event()
         """Set when the run stops, or this stream alone is removed (:meth:`Pipeline.remove_stream`)."""
-        self.ring: RingBuffer[Frame] = RingBuffer(setup.capacity, setup.overflow, on_ready=doorbell.set)
+        ready = share.ring if setup.overflow is Overflow.DROP_OLDEST else doorbell.set
+        self.ring: RingBuffer[Frame] = RingBuffer(setup.capacity, setup.overflow, on_ready=ready)
         self.health = StreamHealth(setup.name, clock)
         self.health.counts_on([line.name for line in setup.lines], [zone.name for zone in setup.zones], tracked)
         self.capture = CaptureWorker(setup.name, setup.source, self.ring, self.health, self.stop,
@@ -172,7 +176,10 @@ class Pipeline:
                 print(result.stream, result.frame.seq, len(result.detections))
 
     The plain constructor takes built parts (sources, detector factory, sinks, clock), for
-    tests and embedding.
+    tests and embedding. ``serving`` gives each stream's worker (default: dealt in turn): a
+    lossless stream stays there; a live stream is taken, frame by frame, by whichever worker
+    of its model is free. ``sharing`` gives, for each worker, the first worker of its model
+    (default: all one model with one factory, a model each with a factory per worker).
     """
 
     def __init__(
@@ -201,6 +208,7 @@ class Pipeline:
         hang_warning: float = 60.0,
         overload_warning: float = 60.0,
         serving: Sequence[int] | None = None,
+        sharing: Sequence[int] | None = None,
         notifier: Notifier | None = None,
     ) -> None:
         if not streams:
@@ -215,6 +223,14 @@ class Pipeline:
             raise ValueError(f"serving must name one of the {workers} workers for each stream, each worker at least "
                              f"once: {list(serving)}")
         self._serving = list(serving)
+        if sharing is None:  # one model: they share its live streams; models of their own: none
+            sharing = [0 if callable(detector_factory) else i for i in range(workers)]
+        elif len(sharing) != workers or any(not 0 <= first <= i for i, first in enumerate(sharing)):
+            raise ValueError(f"sharing must name, for each of the {workers} workers, the first worker of its "
+                             f"model: {list(sharing)}")
+        self._shares: list[LiveShare] = []
+        for first in sharing:
+            self._shares.append(self._shares[first] if first < len(self._shares) else LiveShare())
         factories = [detector_factory] * workers if callable(detector_factory) else list(detector_factory)
         if len(factories) < workers:
             raise ValueError(f"{workers} workers need {workers} detector factories, got {len(factories)}")
@@ -238,7 +254,7 @@ class Pipeline:
         self._extra_sinks: list[Sink] = list(sinks) + [v for v in (display, web) if v is not None]
         self._fanout: FanOut | None = None
         self._doorbells = [threading.Event() for _ in range(workers)]
-        self._streams = [_Stream(s, self._doorbells[worker], clock, tracker is not None)
+        self._streams = [_Stream(s, self._doorbells[worker], self._shares[worker], clock, tracker is not None)
                          for s, worker in zip(streams, self._serving, strict=True)]
         self._by_name = {s.name: s for s in self._streams}
         self._removed: dict[str, StreamReport] = {}  # streams removed as the run went, as they ended
@@ -424,7 +440,7 @@ class Pipeline:
             f"w{index}", self._factories[index], channels, self._fanout, self._doorbells[index],
             max_batch=self._max_batch, live_batch=self._live_batch, live_hold=self._live_hold,
             tracker=self._tracker, clock=self._clock, on_done=self._worker_finished,
-            zone_switches=self.zone_switches,
+            zone_switches=self.zone_switches, share=self._shares[index],
         )
 
     def _worker_finished(self) -> None:
@@ -632,11 +648,12 @@ class Pipeline:
 
     # -- streams added and removed as the run goes -------------------------------------------
 
-    def add_worker(self, make: Callable[[int], DetectorFactory]) -> int:
+    def add_worker(self, make: Callable[[int], DetectorFactory], sharing: int | None = None) -> int:
         """A new worker, for a model the run has not loaded (a reload's): ``make(number)`` gives
-        the factory of ``w<number>``'s model. Returns its number; it starts (and builds its
-        model, in its own thread) with the first stream :meth:`add_stream` gives it. Raises
-        ``RuntimeError`` when the run has ended."""
+        the factory of ``w<number>``'s model; ``sharing``: the first worker of that model, whose
+        live streams it shares (none: it is the first). Returns its number; it starts (and
+        builds its model, in its own thread) with the first stream :meth:`add_stream` gives it.
+        Raises ``RuntimeError`` when the run has ended."""
         with self._state_lock:
             if not self._started or self._stop.is_set() or self._finished.is_set():
                 raise RuntimeError("no worker can be added: the run has ended")
@@ -646,6 +663,8 @@ class Pipeline:
             factory = make(index)
             self._factories = [*self._factories[:index], factory]
             self._doorbells = [*self._doorbells[:index], threading.Event()]
+            share = LiveShare() if sharing is None or sharing >= index else self._shares[sharing]
+            self._shares = [*self._shares[:index], share]
         if self._restart_counts is not None:
             self._restart_counts.add(f"w{index}", 0)
         close = getattr(factory, "close", None)
@@ -660,7 +679,7 @@ class Pipeline:
         name in use, ``RuntimeError`` when the run (or that worker) has ended."""
         if setup.name in self._undetected:  # switched off earlier in the run: it stays so
             setup = replace(setup, detect=False)
-        stream = _Stream(setup, self._doorbells[worker], self._clock, self._tracker is not None)
+        stream = _Stream(setup, self._doorbells[worker], self._shares[worker], self._clock, self._tracker is not None)
         if self._fanout is not None:
             for sink in self._fanout.sinks:
                 if isinstance(sink, WatchesStreams):

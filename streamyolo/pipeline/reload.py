@@ -293,7 +293,7 @@ class Reloader:
         unstarted = self._unstarted.get((group.name, group.imgsz))
         if unstarted:
             factory = unstarted.pop(0)
-            worker = pipeline.add_worker(lambda _: factory)
+            worker = pipeline.add_worker(lambda _: factory, sharing=group.first)
             assert worker == group.first + group.workers - len(unstarted) - 1, "a new model's workers in a row"
         else:
             serving = pipeline.worker_streams()

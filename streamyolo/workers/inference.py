@@ -1,5 +1,7 @@
-"""Inference threads: each builds its own model inside itself and serves a fixed set of
-streams, so one stream's frames stay in order on one model."""
+"""Inference threads: each builds its own model inside itself and serves a set of streams,
+one stream's frames in order. A lossless stream stays on its worker; a live stream is taken
+by whichever worker of its model is free (:class:`~streamyolo.workers.live.LiveShare`), one
+frame at a time, with what is kept of it from frame to frame (:class:`Kept`)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -48,7 +50,7 @@ from streamyolo.pipeline.health import StreamHealth
 from streamyolo.schedule import Schedule
 from streamyolo.sinks.base import Sink
 from streamyolo.sources.redact import redact_text
-from streamyolo.workers.live import Hold, LivePicker
+from streamyolo.workers.live import Hold, LivePicker, LiveShare
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,24 @@ _PartGate = tuple[MotionGate[Detections | int], Tile]
 
 _IDLE_WAIT = 0.5  # seconds; the doorbell normally wakes the worker long before this
 _MAX_HOLD = 0.1  # seconds; a hold is far shorter, this only bounds a clock that jumps
+
+
+@dataclass(slots=True)
+class Kept:
+    """What the workers keep of one stream from frame to frame: its tracker, line counter,
+    zone watches and motion gates. It goes with the stream (:attr:`Channel.kept`, carried over
+    when its settings change), not with a worker, so that whichever worker takes a live
+    stream's next frame goes on from there; only the worker that has the stream in hand (its
+    claim: :class:`~streamyolo.workers.live.LiveShare`) touches it."""
+
+    tracker: StreamTracker | None = None
+    counter: LineCounter | None = None
+    watch: ZoneWatch | None = None
+    standing: Standing | None = None
+    crowd: CrowdWatch | None = None
+    gate: MotionGate[Detections | int] | None = None
+    parts: tuple[tuple[int, ...], list[_PartGate | None]] | None = None
+    """The parts' motion gates (``tiles`` and ``motion``), for frames of one shape."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +106,9 @@ class Channel:
     output without a forward pass, with no objects."""
     confirm: int = 1
     """With a tracker: the frames in a row an object is tracked in before it is kept."""
+    kept: Kept = field(default_factory=Kept, compare=False, repr=False)
+    """What is kept of the stream from frame to frame (its worker carries it over to the
+    stream's new settings: :meth:`InferenceWorker.update`)."""
 
 
 class InferenceWorker:
@@ -94,8 +117,9 @@ class InferenceWorker:
     It takes the ready frames of its streams — the oldest of a lossless stream, the newest
     of a live one (chosen by a :class:`~streamyolo.workers.live.LivePicker`; ``live_hold``
     lets it wait briefly for a fresher frame) — up to ``max_batch`` per forward pass, and
-    writes each result to ``sink`` in stream order. It ends when every channel's buffer is
-    closed and drained.
+    writes each result to ``sink`` in stream order. With a ``share`` (the workers of its
+    model), it takes frames of the other workers' live streams too, and they of its own. It
+    ends when every channel's buffer is closed and drained.
     """
 
     def __init__(
@@ -113,8 +137,11 @@ class InferenceWorker:
         clock: Callable[[], float] = time.monotonic,
         on_done: Callable[[], None] | None = None,
         zone_switches: ZoneSwitches | None = None,
+        share: LiveShare | None = None,
     ) -> None:
-        """``zone_switches``: the zones switched by hand, read at each frame."""
+        """``zone_switches``: the zones switched by hand, read at each frame; ``share``: the
+        live streams of the workers of its model, which it takes turns at with them (and
+        whose buffers ring its ``doorbell`` through the share)."""
         self.name = name
         self._zone_switches = zone_switches
         self._factory = factory
@@ -131,16 +158,11 @@ class InferenceWorker:
         self.names: dict[int, str] = {}
         self._cursor = 0  # where the next lossless round-robin starts
         self._busy_since: float | None = None
-        self._picker = LivePicker(hold=live_hold)
+        self._picker = LivePicker(hold=live_hold, share=share, member=self)
+        self._share = self._picker.share
+        self._published: tuple[Channel, ...] = ()  # its live streams as the share has them
         self._tracker = tracker
-        self._trackers: dict[str, StreamTracker] = {}  # per stream, built and used in this thread only
         self._schedules: dict[Schedule, tuple[bool, float]] = {}  # zones' schedules: on or off, until when
-        self._counters: dict[str, LineCounter] = {}  # likewise
-        self._watches: dict[str, ZoneWatch] = {}  # likewise
-        self._standings: dict[str, Standing] = {}  # likewise
-        self._crowds: dict[str, CrowdWatch] = {}  # likewise
-        self._gates: dict[str, MotionGate[Detections | int]] = {}  # likewise
-        self._parts: dict[str, tuple[tuple[int, ...], list[_PartGate | None]]] = {}  # likewise, by frame shape
         self._added: list[Channel] = []  # streams added while it runs (:meth:`add`), not yet served
         self._updates: list[Channel] = []  # streams' new settings (:meth:`update`), not yet applied
         self._adding = threading.Lock()
@@ -220,6 +242,7 @@ class InferenceWorker:
 
     def _run(self) -> None:
         detector: Detector | None = None
+        self._share.enter(self, self._doorbell)
         try:
             detector = self._factory()
             self.names = dict(detector.names)
@@ -239,6 +262,7 @@ class InferenceWorker:
                 channel.health.fail(message)
                 channel.health.settled()  # nothing more comes of it
         finally:
+            self._share.leave(self)
             with self._adding:
                 self._closing = True
             self._ready.set()
@@ -255,62 +279,73 @@ class InferenceWorker:
         active = list(self._channels)
         while True:
             with self._adding:
-                for channel in self._updates:  # streams given new settings
-                    old = next((c for c in self._channels if c.ring is channel.ring), None)
+                waiting: list[Channel] = []  # new settings of streams another worker has in hand
+                for update in self._updates:  # streams given new settings
+                    if not self._share.claim(update.ring):
+                        waiting.append(update)
+                        continue
+                    old = next((c for c in self._channels if c.ring is update.ring), None)
+                    channel = update if old is None else replace(update, kept=old.kept)  # (its tracks go on)
                     self._channels = [channel if c.ring is channel.ring else c for c in self._channels]
                     active[:] = [channel if c.ring is channel.ring else c for c in active]
                     self._refresh(old, channel)
-                self._updates = []
+                    self._share.release(channel.ring)
+                self._updates = waiting
                 if self._added:  # streams added while the run goes
                     self._channels += self._added
                     active += self._added
                     self._added = []
-                elif not active and not self._holds:
+                elif not self._channels and not self._holds:
                     self._closing = True
                     return
+            self._publish(active)
             self._doorbell.clear()  # before looking, so a put after the look still wakes us
             batch, hold = self._collect(active)
             if batch:
-                self._process(detector, batch)
+                try:
+                    self._process(detector, batch)
+                finally:
+                    for channel, _ in batch:
+                        if channel.live:
+                            self._picker.release(channel)
             elif hold is not None:  # a fresher live frame is due: wait for it (or any put)
                 self._doorbell.wait(min(_MAX_HOLD, max(0.0, hold.until - self._clock())))
-            elif active or self._holds:  # (held with no stream: a reload is adding some)
+            elif self._channels or self._holds:  # (held with no stream: a reload is adding some)
                 self._doorbell.wait(_IDLE_WAIT)
             if len(active) < len(self._channels):  # a stream's last frame is done
                 for channel in [c for c in self._channels if c not in active]:
+                    if not self._share.claim(channel.ring):
+                        continue  # another worker has its last frame in hand: once it is written
                     self._channels.remove(channel)
-                    self._forget(channel.name)
+                    self._picker.forget(channel.name)
                     channel.health.settled()
+                    self._share.release(channel.ring)
 
-    def _forget(self, stream: str) -> None:
-        """Drop what this thread kept of ``stream``: its line counters, zone watches, motion
-        gates, tracker and timing (it is done, and a stream added again under its name starts
-        afresh)."""
-        for kept in (self._counters, self._watches, self._standings, self._crowds, self._gates, self._parts,
-                     self._trackers):
-            kept.pop(stream, None)
-        self._picker.forget(stream)
+    def _publish(self, active: list[Channel]) -> None:
+        """Tell the share this worker's live streams, when they changed."""
+        live = tuple(c for c in active if c.live)
+        if len(live) != len(self._published) or any(a is not b for a, b in zip(live, self._published, strict=True)):
+            self._published = live
+            self._share.publish(self, live)
 
     def _refresh(self, old: Channel | None, new: Channel) -> None:
-        """A stream's settings were ``old`` and are ``new`` (a reload): drop what this thread
-        kept of what changed (its line counters, motion gates; of its zones, those that are not
-        the same places any more: :meth:`ZoneWatch.going_on
+        """A stream's settings were ``old`` and are ``new`` (a reload): drop what is kept of it
+        of what changed (its line counters, motion gates; of its zones, those that are not the
+        same places any more: :meth:`ZoneWatch.going_on
         <streamyolo.inference.counting.ZoneWatch.going_on>`), keep the rest and its tracker (its
         tracks go on)."""
-        lines = old is not None and old.lines == new.lines
-        motion = old is not None and (old.motion, old.masks, old.tiles) == (new.motion, new.masks, new.tiles)
-        for kept, unchanged in ((self._counters, lines), (self._gates, motion), (self._parts, motion)):
-            if not unchanged:
-                kept.pop(new.name, None)
+        kept = new.kept
+        if old is None or old.lines != new.lines:
+            kept.counter = None
+        if old is None or (old.motion, old.masks, old.tiles) != (new.motion, new.masks, new.tiles):
+            kept.gate = kept.parts = None
         if old is not None and old.zones != new.zones:  # (the zones that are the same places go on)
-            watch, crowd = self._watches.pop(new.name, None), self._crowds.pop(new.name, None)
-            if watch is not None:
-                self._watches[new.name] = ZoneWatch(new.zones, track_buffer(self._tracker)).going_on(watch)
-            if crowd is not None:
-                self._crowds[new.name] = CrowdWatch(new.zones).going_on(crowd)
+            if kept.watch is not None:
+                kept.watch = ZoneWatch(new.zones, track_buffer(self._tracker)).going_on(kept.watch)
+            if kept.crowd is not None:
+                kept.crowd = CrowdWatch(new.zones).going_on(kept.crowd)
         elif old is None:
-            self._watches.pop(new.name, None)
-            self._crowds.pop(new.name, None)
+            kept.watch = kept.crowd = None
 
     def _collect(self, active: list[Channel]) -> tuple[list[tuple[Channel, Frame]], Hold | None]:
         """The next batch: up to ``live_batch`` live frames, one per stream (one on a CPU,
@@ -330,7 +365,8 @@ class InferenceWorker:
                 hold = picked
                 break
             batch.append(picked)
-            live.remove(picked[0])
+            if picked[0] in live:  # (not one of another worker's)
+                live.remove(picked[0])
         lossless = [c for c in active if not c.live]
         if not lossless or len(batch) >= self._max_batch:
             return batch, hold
@@ -376,7 +412,8 @@ class InferenceWorker:
                     stationary = None
                     if self._tracker is not None:
                         visits = self._visit(channel, shown, frame, held, armed)
-                        watch = self._watches[channel.name]
+                        watch = channel.kept.watch
+                        assert watch is not None
                         speeds, stationary = tuple(watch.speeds.items()), watch.stationary
                     zones = zone_tallies(channel.zones, shown, held, armed, stationary)
                     if any(zone.crowd for zone in channel.zones):
@@ -489,16 +526,16 @@ class InferenceWorker:
         """``channel``'s motion gate (``None``: the model runs on every frame)."""
         if channel.motion is None:
             return None
-        gate = self._gates.get(channel.name)
+        gate = channel.kept.gate
         if gate is None:
-            gate = self._gates[channel.name] = MotionGate(channel.motion, _outlined(channel))  # (the region's only)
+            gate = channel.kept.gate = MotionGate(channel.motion, _outlined(channel))  # (the region's only)
         return gate
 
     def _part_gates(self, channel: Channel, shape: tuple[int, ...]) -> list[_PartGate | None]:
         """For each of ``channel``'s pictures of a frame of ``shape`` (:func:`cut`'s), a part's
         motion gate and where the part is, or ``None`` for the whole picture (which runs
         whenever the frame does: what is too big for a part)."""
-        known = self._parts.get(channel.name)
+        known = channel.kept.parts
         if known is not None and known[0] == shape:
             return known[1]
         assert channel.motion is not None and channel.tiles is not None
@@ -509,15 +546,15 @@ class InferenceWorker:
             settings = replace(channel.motion, area=min(1.0, channel.motion.area * shape[0] * shape[1]
                                                         / (parts[0].width * parts[0].height)))
             gates += [(MotionGate(settings), part) for part in parts]
-        self._parts[channel.name] = (shape, gates)
+        channel.kept.parts = (shape, gates)
         return gates
 
     def _cross(self, channel: Channel, shown: Detections) -> tuple[tuple[Crossing, ...], tuple[LineTally, ...]]:
         """The crossings of ``channel``'s counting lines in this frame, and the lines' totals."""
-        counter = self._counters.get(channel.name)
+        counter = channel.kept.counter
         if counter is None:
-            counter = self._counters[channel.name] = LineCounter(channel.lines)
-        tracker = self._trackers.get(channel.name)
+            counter = channel.kept.counter = LineCounter(channel.lines)
+        tracker = channel.kept.tracker
         crossings = tuple(counter.update(shown, tracker.origins if tracker is not None else None))
         if crossings:
             channel.health.counted(crossings)
@@ -527,21 +564,21 @@ class InferenceWorker:
                armed: Sequence[bool | None] | None) -> tuple[ZoneVisit, ...]:
         """The tracked objects that entered, lingered in or left ``channel``'s zones in this frame
         (``armed``: which are watched now, for zones with schedules)."""
-        watch = self._watches.get(channel.name)
+        watch = channel.kept.watch
         if watch is None:
-            watch = self._watches[channel.name] = ZoneWatch(channel.zones, track_buffer(self._tracker))
+            watch = channel.kept.watch = ZoneWatch(channel.zones, track_buffer(self._tracker))
         return tuple(watch.update(shown, frame.meta.media_time, held, armed))
 
     def _standing(self, channel: Channel) -> Standing:
-        standing = self._standings.get(channel.name)
+        standing = channel.kept.standing
         if standing is None:
-            standing = self._standings[channel.name] = Standing(track_buffer(self._tracker))
+            standing = channel.kept.standing = Standing(track_buffer(self._tracker))
         return standing
 
     def _crowd(self, channel: Channel) -> CrowdWatch:
-        watch = self._crowds.get(channel.name)
+        watch = channel.kept.crowd
         if watch is None:
-            watch = self._crowds[channel.name] = CrowdWatch(channel.zones)
+            watch = channel.kept.crowd = CrowdWatch(channel.zones)
         return watch
 
     def _armed(self, channel: Channel) -> list[bool | None] | None:
@@ -566,10 +603,10 @@ class InferenceWorker:
         return armed
 
     def _track(self, channel: Channel, found: Detections, image: Image) -> Detections:
-        tracker = self._trackers.get(channel.name)
+        tracker = channel.kept.tracker
         if tracker is None:
             assert self._tracker is not None
-            tracker = self._trackers[channel.name] = StreamTracker(self._tracker)
+            tracker = channel.kept.tracker = StreamTracker(self._tracker)
         return tracker.update(found, image, channel.confirm)
 
 

@@ -19,15 +19,24 @@ intervals and arrivals are measured from the times frames reach their buffers (a
 decoding), so decimation (``max_fps``, ``stride``) and cameras that misstate their rate are
 handled; "freshest" is by capture time, which frame ages count from.
 
+Workers that run one model take their live streams from one :class:`LiveShare`: the rounds
+are the share's, over every live stream of those workers, and a worker that is free takes the
+freshest owed frame of any of them that no other worker has in hand (its claim, held until the
+result is written, keeps a stream's frames in order and its tracker, counters and motion gates
+with one worker at a time: :class:`~streamyolo.workers.inference.Kept`). So live streams dealt
+unevenly to workers (3 cameras on 2 workers) still get even shares of the processed frames; the
+README's "How many workers" has the measurements.
+
 Measured on the bench's live run (4 streams at 30 fps, YOLO11n OpenVINO, 1 worker, 2
 cores): see the README's benchmark section.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from streamyolo.buffering import BufferClosed, Empty
 from streamyolo.frames import Frame, FrameMeta
@@ -49,69 +58,161 @@ class Hold:
     until: float
 
 
-class LivePicker:
-    """One worker's choice among its live streams; used by that worker's thread only."""
+class LiveShare:
+    """The live streams of the workers that run one model, and what their pickers share: the
+    rounds (who is owed a turn), what was seen of each stream (its newest frame, its frame
+    interval), the forward pass's mean, and which streams a worker has in hand (claimed, with
+    ``claims``). Each worker :meth:`enter` s with its doorbell and :meth:`publish` es its live
+    streams; a frame put into a shared stream rings every member (:meth:`ring`), and so does a
+    claim given back, so that a free worker takes it at once. Thread-safe."""
 
-    def __init__(self, hold: bool = True) -> None:
+    def __init__(self, claims: bool = True) -> None:
+        """``claims`` False: one worker's own picker (no other worker takes its streams)."""
+        self.lock = threading.Lock()
+        self.claims = claims
+        self.owed: set[str] = set()
+        self.seen: dict[str, tuple[int, float]] = {}  # newest (seq, ready time) observed
+        self.interval: dict[str, float] = {}  # running mean of seconds between frames
+        self.forward: float | None = None  # running mean of a forward pass, seconds
+        self._claimed: set[int] = set()  # id() of the buffers of the streams a worker has in hand
+        self._members: dict[object, tuple[threading.Event, tuple[Channel, ...]]] = {}  # by worker
+
+    def enter(self, member: object, doorbell: threading.Event) -> None:
+        """Worker ``member`` takes from the share (``doorbell``: how it is woken). A worker is
+        itself its key: one that takes the place of another (of the same name) is another."""
+        with self.lock:
+            self._members[member] = (doorbell, self._members.get(member, (doorbell, ()))[1])
+
+    def leave(self, member: object) -> None:
+        """Worker ``member`` has ended: its streams are no longer offered to the others."""
+        with self.lock:
+            self._members.pop(member, None)
+
+    def publish(self, member: object, live: Sequence[Channel]) -> None:
+        """Worker ``member``'s live streams now (and their settings), which the others may take."""
+        with self.lock:
+            if member in self._members:
+                self._members[member] = (self._members[member][0], tuple(live))
+
+    def others(self, member: object) -> list[Channel]:
+        """The live streams of every worker but ``member``; call with :attr:`lock` held."""
+        return [channel for worker, (_, live) in self._members.items() if worker is not member for channel in live]
+
+    def ring(self) -> None:
+        """A shared stream has a frame (a ring buffer's ``on_ready``): wake every member."""
+        for doorbell, _ in list(self._members.values()):
+            doorbell.set()
+
+    def claim(self, buffer: Any) -> bool:
+        """Take the stream of ``buffer`` in hand; False while another worker has it."""
+        if not self.claims:
+            return True
+        with self.lock:
+            return self._claim(buffer)
+
+    def _claim(self, buffer: Any) -> bool:
+        if id(buffer) in self._claimed:
+            return False
+        self._claimed.add(id(buffer))
+        return True
+
+    def claimed(self, buffer: Any) -> bool:
+        """Whether a worker has the stream of ``buffer`` in hand; call with :attr:`lock` held."""
+        return id(buffer) in self._claimed
+
+    def release(self, buffer: Any) -> None:
+        """Give the stream of ``buffer`` back: its next frame is any free worker's."""
+        if not self.claims:
+            return
+        with self.lock:
+            self._claimed.discard(id(buffer))
+        self.ring()
+
+
+class LivePicker:
+    """One worker's choice among the live streams of its :class:`LiveShare` (its own, with
+    none given); used by that worker's thread only. A stream it picks is in its hand until
+    it gives it back (:meth:`release`)."""
+
+    def __init__(self, hold: bool = True, share: LiveShare | None = None, member: object = None) -> None:
         self._hold_enabled = hold
-        self._owed: set[str] = set()
-        self._seen: dict[str, tuple[int, float]] = {}  # newest (seq, ready time) observed
-        self._interval: dict[str, float] = {}  # running mean of seconds between frames
-        self._forward: float | None = None  # running mean of a forward pass, seconds
+        self._share = LiveShare(claims=False) if share is None else share
+        self._member = member
         self._hold_until: float | None = None
+
+    @property
+    def share(self) -> LiveShare:
+        return self._share
 
     def forward_took(self, seconds: float) -> None:
         """Tell the picker how long a forward pass took (it bounds holds by that)."""
-        self._forward = seconds if self._forward is None else self._forward + _SMOOTHING * (seconds - self._forward)
+        share = self._share
+        with share.lock:
+            share.forward = seconds if share.forward is None else share.forward + _SMOOTHING * (
+                seconds - share.forward)
 
     def forget(self, stream: str) -> None:
         """``stream`` is done: what was seen of it goes (one added again under its name counts afresh)."""
-        self._owed.discard(stream)
-        self._seen.pop(stream, None)
-        self._interval.pop(stream, None)
+        share = self._share
+        with share.lock:
+            share.owed.discard(stream)
+            share.seen.pop(stream, None)
+            share.interval.pop(stream, None)
 
     def interval(self, stream: str) -> float | None:
         """The measured seconds between two frames of ``stream``, once known."""
-        return self._interval.get(stream)
+        return self._share.interval.get(stream)
+
+    def release(self, channel: Channel) -> None:
+        """``channel``'s frame is done (its result written): another worker may take its next."""
+        self._share.release(channel.ring)
 
     def pick(self, live: Sequence[Channel], active: list[Channel], now: float,
              may_hold: bool = True) -> tuple[Channel, Frame] | Hold | None:
-        """Take the next live frame, or say how long to hold for a fresher one, or
+        """Take the next live frame (of ``live``, this worker's, or of a stream of the share's
+        other workers that none has in hand), or say how long to hold for a fresher one, or
         ``None`` when no live stream has a frame. Removes exhausted channels from ``active``."""
-        ready: list[tuple[Channel, FrameMeta]] = []
-        for channel in live:
-            newest = channel.ring.newest()
-            if newest is None:
-                if channel.ring.exhausted() and channel in active:
-                    active.remove(channel)
-                continue
-            self._observe(channel.name, newest.meta)
-            ready.append((channel, newest.meta))
-        if not ready:
-            return None
-        due = [item for item in ready if item[0].name in self._owed]
-        if not due:  # a new round: every live stream is owed a turn
-            self._owed = {channel.name for channel in live}
-            due = ready
-        channel, meta = max(due, key=lambda item: item[1].t_capture)
-        if may_hold and self._hold_enabled:
-            hold = self._hold(meta, now)
-            if hold is not None:
-                return hold
-            if self._hold_until is not None and self._stale(meta, now):
-                # The hold ran out and the frame it waited for is late: rather than a frame
-                # staler still, take a fresh one of a stream already served this round. The
-                # streams owed stay owed, and the late frame is taken at the next turn.
-                fresh = max(ready, key=lambda item: item[1].t_capture)
-                if not self._stale(fresh[1], now):
-                    channel, meta = fresh
-        self._hold_until = None
-        try:
-            frame = channel.ring.get_latest()
-        except (Empty, BufferClosed):
-            return None
-        self._owed.discard(channel.name)
-        return channel, frame
+        share = self._share
+        with share.lock:
+            offered = [*live, *share.others(self._member)]
+            ready: list[tuple[Channel, FrameMeta]] = []
+            for channel in offered:
+                if share.claimed(channel.ring):
+                    continue
+                newest = channel.ring.newest()
+                if newest is None:
+                    if channel.ring.exhausted() and channel in active:
+                        active.remove(channel)
+                    continue
+                self._observe(channel.name, newest.meta)
+                ready.append((channel, newest.meta))
+            if not ready:
+                return None
+            due = [item for item in ready if item[0].name in share.owed]
+            if not due:  # a new round: every live stream is owed a turn (those in a worker's hand too)
+                share.owed = {channel.name for channel in offered}
+                due = ready
+            channel, meta = max(due, key=lambda item: item[1].t_capture)
+            if may_hold and self._hold_enabled:
+                hold = self._hold(meta, now)
+                if hold is not None:
+                    return hold
+                if self._hold_until is not None and self._stale(meta, now):
+                    # The hold ran out and the frame it waited for is late: rather than a frame
+                    # staler still, take a fresh one of a stream already served this round. The
+                    # streams owed stay owed, and the late frame is taken at the next turn.
+                    fresh = max(ready, key=lambda item: item[1].t_capture)
+                    if not self._stale(fresh[1], now):
+                        channel, meta = fresh
+            self._hold_until = None
+            try:
+                frame = channel.ring.get_latest()
+            except (Empty, BufferClosed):
+                return None
+            share.owed.discard(channel.name)
+            if share.claims:
+                share._claim(channel.ring)
+            return channel, frame
 
     def _hold(self, best: FrameMeta, now: float) -> Hold | None:
         """A hold while the best frame is stale and an owed stream's next frame is near."""
@@ -119,15 +220,16 @@ class LivePicker:
             if now < self._hold_until and self._stale(best, now):
                 return Hold(self._hold_until)
             return None  # the hold is over (or a fresh frame came): take the best there is
-        if not self._stale(best, now) or self._forward is None:
+        share = self._share
+        if not self._stale(best, now) or share.forward is None:
             return None
         soonest: float | None = None
-        for name in self._owed:
-            seen, interval = self._seen.get(name), self._interval.get(name)
+        for name in share.owed:
+            seen, interval = share.seen.get(name), share.interval.get(name)
             if seen is None or interval is None:
                 continue
             arrival = seen[1] + interval
-            if now < arrival <= now + min(interval, self._forward) / 2 and (soonest is None or arrival < soonest):
+            if now < arrival <= now + min(interval, share.forward) / 2 and (soonest is None or arrival < soonest):
                 soonest = arrival
         if soonest is None:
             return None
@@ -135,18 +237,19 @@ class LivePicker:
         return Hold(self._hold_until)
 
     def _stale(self, meta: FrameMeta, now: float) -> bool:
-        interval = self._interval.get(meta.stream)
+        interval = self._share.interval.get(meta.stream)
         return interval is not None and now - meta.ready_at > interval / 2
 
     def _observe(self, name: str, meta: FrameMeta) -> None:
-        seen = self._seen.get(name)
+        share = self._share
+        seen = share.seen.get(name)
         if seen is not None and meta.seq <= seen[0]:
             return
-        self._seen[name] = (meta.seq, meta.ready_at)
+        share.seen[name] = (meta.seq, meta.ready_at)
         if seen is None:
             return
         step = (meta.ready_at - seen[1]) / (meta.seq - seen[0])
         if not 0 < step < _GAP:
             return  # a pause (reconnect, stall) says nothing about the frame rate
-        known = self._interval.get(name)
-        self._interval[name] = step if known is None else known + _SMOOTHING * (step - known)
+        known = share.interval.get(name)
+        share.interval[name] = step if known is None else known + _SMOOTHING * (step - known)

@@ -451,6 +451,33 @@ def test_events_in_one_zone_or_at_one_line(tmp_path: Path, capsys: pytest.Captur
     assert cli.main(["events", str(path), "--where", "kerb"]) == 1  # (none there: as grep)
 
 
+def test_a_streams_events_include_the_runs_overloads_that_name_it(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """``--stream yard``: the overloads that yard skipped frames or fell behind in are among
+    its events (a run's event, ``"stream": ""``), their ends too, which name every stream the
+    overload was about; one about other streams is not."""
+    from streamyolo.sinks.events import EventSink
+
+    path = tmp_path / "events.jsonl"
+    sink = EventSink(path)
+    sink.open()
+    for overload in ({"skipped": 70.0, "window": 60.0, "streams": ["gate"]},
+                     {"skipped": 60.0, "window": 60.0, "streams": [], "behind": {"yard": 4.0}},  # (no event)
+                     None, {"skipped": 50.0, "window": 60.0, "streams": ["gate"]}, None):
+        sink.look([], time.monotonic(), overload if overload is None else {**overload, "since": time.time()})
+    sink.close()
+    written = [e for e in read_jsonl(path) if e["event"] == "overload"]
+    assert [(e["state"], e["streams"]) for e in written] == [
+        ("started", ["gate"]), ("ended", ["gate", "yard"]), ("started", ["gate"]), ("ended", ["gate"])]
+    assert cli.main(["events", str(path), "--stream", "yard", "--text"]) == 0
+    assert [line.split("  ", 1)[1] for line in capsys.readouterr().out.splitlines()] == [
+        "the machine keeps up again after 0 s"]
+    assert cli.main(["events", str(path), "--stream", "gate", "--count"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "        overload  ended               2", "        overload  started             2",
+        "total                                 4"]
+
+
 def test_the_page_counts_a_span_by_the_hour_or_the_day(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     start = _gate(path)

@@ -426,7 +426,7 @@ def test_a_camera_whose_every_frame_is_asked_for_waits_and_says_it_is_behind(
         summary.table())
     started, ended = [e for e in read_jsonl(tmp_path / "ev.jsonl") if e["event"] == "overload"]
     assert started["state"] == "started" and started["behind"]["door"] > 0.5 and started["streams"] == [], started
-    assert ended["state"] == "ended" and ended["stopped"] is True, ended
+    assert ended["state"] == "ended" and ended["stopped"] is True and ended["streams"] == ["door"], ended
     assert describe(started).endswith(f"  the machine cannot keep up: door {started['behind']['door']:.1f} s behind")
     assert describe(ended).endswith(f"  the run ended after {ended['seconds']:.0f} s of not keeping up")
 

@@ -284,6 +284,7 @@ class EventSink:
         self._lately = Lately(SKIPPED_SPAN, from_start=True)  # each stream's frames at the looks (:meth:`look`)
         self._looking = threading.Lock()
         self._overloaded: Mapping[str, Any] | None = None  # the overload at the last look (:meth:`look`)
+        self._overloading: set[str] = set()  # the streams it has been about so far
         self._open = False
         self._unlisten: Callable[[], None] = lambda: None  # (from open on: stops hearing of outputs' pauses)
         self._board = current_board()  # (the run's outputs, whose pauses it tells)
@@ -361,10 +362,15 @@ class EventSink:
     def _overload_event(self, overload: Mapping[str, Any] | None, stopped: bool = False) -> None:
         """An ``overload`` event when the machine stops keeping up (``started``: how much of the
         live streams' frames is skipped, which streams, which are behind) and when it keeps up
-        again (``ended``, after how long; ``stopped``: the run ended first): a notification
-        that the box needs a lighter load."""
+        again (``ended``, after how long, and the streams it was about; ``stopped``: the run
+        ended first): a notification that the box needs a lighter load."""
         with self._looking:
             before, self._overloaded = self._overloaded, overload
+            if before is None:
+                self._overloading = set()
+            if overload is not None:  # (the streams it was about, from its start to its end)
+                self._overloading |= {*overload.get("streams", ()), *overload.get("behind", {})}
+            about = sorted(self._overloading)
         if (before is None) == (overload is None):
             return
         event: dict[str, Any] = {"time": round(time.time(), 3), "stream": "", "event": "overload"}
@@ -375,7 +381,8 @@ class EventSink:
                 event["behind"] = overload["behind"]
         else:
             assert before is not None
-            event |= {"state": "ended", "seconds": round(max(0.0, event["time"] - float(before.get("since", 0.0))), 1)}
+            event |= {"state": "ended", "seconds": round(max(0.0, event["time"] - float(before.get("since", 0.0))), 1),
+                      "streams": about}
             if stopped:
                 event["stopped"] = True
         self._queue.put((None, [event]))

@@ -62,6 +62,13 @@ class EventQuery:
     True
     >>> query.matches({"time": 120.5, "stream": "door", "event": "state", "state": "streaming"})
     False
+
+    A run's event (``"stream": ""``) that names streams is one of each of them: an overload
+    that ``door`` is behind in is one of ``door``'s.
+
+    >>> EventQuery(streams=frozenset({"door"})).matches({"time": 1.0, "stream": "", "event": "overload",
+    ...                                                  "streams": [], "behind": {"door": 5.2}})
+    True
     """
 
     since: float | None = None
@@ -76,7 +83,8 @@ class EventQuery:
         if not isinstance(moment, (int, float)) or isinstance(moment, bool):
             return False
         return ((self.since is None or moment >= self.since) and (self.until is None or moment < self.until)
-                and (self.streams is None or event.get("stream") in self.streams)
+                and (self.streams is None or event.get("stream") in self.streams
+                     or not self.streams.isdisjoint(named_streams(event)))
                 and (self.kinds is None or event.get("event") in self.kinds)
                 and (self.classes is None or event.get("name") in self.classes
                      or ("cls" in event and str(event["cls"]) in self.classes))
@@ -89,6 +97,21 @@ class EventQuery:
         return chosen[:limit], len(chosen) > limit
 
 
+def named_streams(event: Mapping[str, Any]) -> set[str]:
+    """The streams a run's event (``"stream": ""``) is about: an ``overload``'s ``streams``
+    (those skipping most, or, when it ends, every one it was about) and those ``behind``.
+
+    >>> sorted(named_streams({"stream": "", "event": "overload", "streams": ["gate"], "behind": {"yard": 5.2}}))
+    ['gate', 'yard']
+    """
+    if event.get("stream") != "":
+        return set()
+    names = event.get("streams")
+    behind = event.get("behind")
+    return ({str(name) for name in names} if isinstance(names, list) else set()) | (
+        {str(name) for name in behind} if isinstance(behind, dict) else set())
+
+
 def why_none(path: Path, query: EventQuery) -> str:
     """Why no event of ``path`` matches ``query``, when a name it asks for is in none of the
     events of its span (a stream, class, zone or line misspelt): ``": no event of
@@ -98,6 +121,7 @@ def why_none(path: Path, query: EventQuery) -> str:
     seen: dict[str, set[str]] = {"stream": set(), "class": set(), "zone or line": set()}
     for event in read_events(path, wide):
         seen["stream"].add(str(event.get("stream")))
+        seen["stream"].update(named_streams(event))
         seen["class"].update(str(event[key]) for key in ("name", "cls") if key in event)
         seen["zone or line"].update(str(event[key]) for key in ("zone", "line") if key in event)
     for what, given in (("stream", query.streams), ("class", query.classes), ("zone or line", query.places)):

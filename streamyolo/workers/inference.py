@@ -308,10 +308,6 @@ class InferenceWorker:
                     for channel, _ in batch:
                         if channel.live:
                             self._picker.release(channel)
-            elif hold is not None:  # a fresher live frame is due: wait for it (or any put)
-                self._doorbell.wait(min(_MAX_HOLD, max(0.0, hold.until - self._clock())))
-            elif self._channels or self._holds:  # (held with no stream: a reload is adding some)
-                self._doorbell.wait(_IDLE_WAIT)
             if len(active) < len(self._channels):  # a stream's last frame is done
                 for channel in [c for c in self._channels if c not in active]:
                     if not self._share.claim(channel.ring):
@@ -320,6 +316,12 @@ class InferenceWorker:
                     self._picker.forget(channel.name)
                     channel.health.settled()
                     self._share.release(channel.ring)
+            if batch:
+                continue
+            if hold is not None:  # a fresher live frame is due: wait for it (or any put)
+                self._doorbell.wait(min(_MAX_HOLD, max(0.0, hold.until - self._clock())))
+            elif self._channels or self._holds:  # (held with no stream: a reload is adding some; or a stream
+                self._doorbell.wait(_IDLE_WAIT)  # ended whose last frame is in another's hand: until it is given back)
 
     def _publish(self, active: list[Channel]) -> None:
         """Tell the share this worker's live streams, when they changed."""

@@ -24,6 +24,7 @@ from streamyolo.pipeline.monitor import StatsWriter
 from streamyolo.sinks import JsonlSink, VideoRecorder
 from streamyolo.sinks.jsonl import LineFile
 from streamyolo.sources import SourceKind, SourceSpec, open_source, stream_tag
+from streamyolo.sources.synthetic import read_stamp
 from streamyolo.workers.capture import CapturePolicy
 from tests.helpers import ScriptedSource, StampDetector, decode, make_clip, read_jsonl, stamps, until
 
@@ -618,6 +619,54 @@ def test_three_live_streams_on_two_workers_get_even_shares_and_go_on_where_the_o
         tracks = {i for _, _, ids in results for i in ids}
         assert len(tracks) == 1, f"{name}: its one object got track ids {sorted(tracks)} (a tracker per worker?)"
         assert crossed[name] == [*tracks], f"{name}: crossed {crossed[name]}"
+    assert all(r.captured == r.processed + r.dropped for r in summary.streams.values())
+
+
+class _StuckOnAFrameOf(StampDetector):
+    """A detector whose forward pass blocks until ``release`` on the first frame of stream
+    ``name`` it gets after its second call."""
+
+    def __init__(self, name: str, release: threading.Event) -> None:
+        super().__init__()
+        self.tag = stream_tag(name)
+        self.release = release
+
+    def detect(self, images: Sequence[Image]) -> list[Detections]:
+        stamp = read_stamp(images[0])
+        if self.calls >= 2 and stamp is not None and stamp[0] == self.tag and not self.release.is_set():
+            self.release.wait(60)
+        return super().detect(images)
+
+
+@pytest.mark.timeout(90)
+def test_a_worker_stuck_on_a_live_frame_holds_up_that_camera_alone_and_names_it(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Three cameras dealt 2 + 1 to two workers of one model (c0 and c2 to w0, c1 to w1);
+    w1's model hangs on a frame of c0: the warning names c0, the camera it has in hand, and
+    the other two go on with w0, w1's own c1 among them."""
+    release = threading.Event()
+    factories: list[Callable[[], Detector]] = [lambda: StampDetector(delay=0.01),
+                                               lambda: _StuckOnAFrameOf("c0", release)]
+    sources = [open_source(SourceSpec(f"c{i}", "synthetic:?size=160x96&fps=30&frames=900", SourceKind.SYNTHETIC))
+               for i in range(3)]
+    setups = [StreamSetup(f"c{i}", s, Overflow.DROP_OLDEST, capacity=2, policy=CapturePolicy(realtime=True))
+              for i, s in enumerate(sources)]
+    pipeline = Pipeline(setups, factories, workers=2, sharing=[0, 0], status_interval=0, hang_warning=0.5)
+    with caplog.at_level(logging.WARNING, logger="streamyolo.pipeline.monitor"):
+        pipeline.start()
+        try:
+            hung = until(lambda: [r.getMessage() for r in caplog.records if "'w1' (streams" in r.getMessage()], 30,
+                         "the warning")
+            assert "inference worker 'w1' (streams c1, c0) has been inside one forward pass" in hung[0], hung[0]
+            before = {r.name: r.processed for r in pipeline.reports()}
+            time.sleep(1.5)
+            after = {r.name: r.processed for r in pipeline.reports()}
+            assert after["c0"] == before["c0"], "its frame is still in the hung pass"
+            assert after["c1"] >= before["c1"] + 10 and after["c2"] >= before["c2"] + 10, (before, after)
+        finally:
+            release.set()
+            pipeline.stop()
+            summary = pipeline.join(30)
     assert all(r.captured == r.processed + r.dropped for r in summary.streams.values())
 
 

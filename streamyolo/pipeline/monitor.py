@@ -41,6 +41,9 @@ class Watched(Protocol):
     @property
     def busy_since(self) -> float | None: ...
 
+    @property
+    def in_hand(self) -> tuple[str, ...]: ...
+
 
 class StatsWriter:
     """One JSON line per status interval: every stream's state, last error, reconnects,
@@ -249,7 +252,8 @@ class Monitor:
                         "runtime may be hung (set hang_warning to wait longer before this warning; a thread worker "
                         "cannot be stopped, a process worker's child that does not answer in 5 minutes is killed "
                         "and started again); where the inference threads are:\n%s",
-                        worker.name, ", ".join(worker.streams), now - since, inference_stacks())
+                        worker.name, ", ".join(dict.fromkeys([*worker.streams, *worker.in_hand])), now - since,
+                        inference_stacks())
         self._hung = tuple(sorted(self._reported))
 
     @property

@@ -158,6 +158,7 @@ class InferenceWorker:
         self.names: dict[int, str] = {}
         self._cursor = 0  # where the next lossless round-robin starts
         self._busy_since: float | None = None
+        self._in_hand: tuple[str, ...] = ()
         self._picker = LivePicker(hold=live_hold, share=share, member=self)
         self._share = self._picker.share
         self._published: tuple[Channel, ...] = ()  # its live streams as the share has them
@@ -227,6 +228,12 @@ class InferenceWorker:
     @property
     def done(self) -> bool:
         return self._done.is_set()
+
+    @property
+    def in_hand(self) -> tuple[str, ...]:
+        """The streams of the batch in its forward pass now (a live stream may be another
+        worker's); empty between batches."""
+        return self._in_hand
 
     @property
     def busy_since(self) -> float | None:
@@ -471,6 +478,7 @@ class InferenceWorker:
             takes.append(last)
         ran: list[Detections] = []
         if runs:
+            self._in_hand = tuple(dict.fromkeys(channel.name for channel, _ in batch))
             started = self._busy_since = self._clock()
             try:
                 found = detector.detect(pictures) if pictures else []
@@ -482,6 +490,7 @@ class InferenceWorker:
                 raise
             finally:
                 self._busy_since = None
+                self._in_hand = ()
             if pictures:
                 self._picker.forward_took(self._clock() - started)
             for gate in parts_gated:

@@ -622,6 +622,31 @@ def test_three_live_streams_on_two_workers_get_even_shares_and_go_on_where_the_o
     assert all(r.captured == r.processed + r.dropped for r in summary.streams.values())
 
 
+@pytest.mark.timeout(60)
+def test_a_worker_whose_own_camera_has_ended_goes_on_serving_the_others() -> None:
+    """c1, the one camera dealt to w1, ends after 2 s; c0 and c2 go on for 4 s more: w1 goes
+    on taking their frames (it does not end for want of cameras of its own), and the run
+    ends when they do."""
+    fps, seconds = 30, {"c0": 6, "c1": 2, "c2": 6}
+    sources = [open_source(SourceSpec(name, f"synthetic:?size=160x96&fps={fps}&frames={fps * n}",
+                                      SourceKind.SYNTHETIC)) for name, n in seconds.items()]
+    setups = [StreamSetup(s.name, s, Overflow.DROP_OLDEST, capacity=2, policy=CapturePolicy(realtime=True))
+              for s in sources]
+    pipeline = Pipeline(setups, lambda: StampDetector(delay=0.03), workers=2)
+    started = time.monotonic()
+    late: dict[tuple[str, str], int] = {}  # (worker, stream): frames processed after c1 ended
+    for result in pipeline.results():
+        if time.monotonic() - started > 3.5:
+            late[result.worker, result.stream] = late.get((result.worker, result.stream), 0) + 1
+    summary = pipeline.summary()
+    assert {stream for _, stream in late} == {"c0", "c2"}, late
+    assert sum(n for (worker, _), n in late.items() if worker == "w1") >= 30, f"w1 ended: {late}"
+    each = [sum(n for (_, stream), n in late.items() if stream == name) for name in ("c0", "c2")]
+    assert min(each) >= 0.8 * max(each), late
+    assert summary.streams["c1"].state == "ended" and all(r.captured == r.processed + r.dropped
+                                                          for r in summary.streams.values())
+
+
 class _StuckOnAFrameOf(StampDetector):
     """A detector whose forward pass blocks until ``release`` on the first frame of stream
     ``name`` it gets after its second call."""

@@ -260,13 +260,16 @@ def test_record_objects_changes_as_the_streams_run(tmp_path: Path) -> None:
 
 
 def test_a_worker_whose_streams_have_all_ended_is_started_again_for_a_stream_added(tmp_path: Path) -> None:
+    """w0's one stream ends; w1's is lossless, which stays on w1 (a camera w0 would go on
+    serving): w0 ends, and a stream added later gets a new w0."""
     finite = {"name": "short", "source": "synthetic:?size=160x120&fps=10&frames=3"}
-    pipeline = Pipeline.from_config(_config(tmp_path, [finite, _camera("a", 1)]))
+    steady = _camera("a", 1, overflow="lossless")
+    pipeline = Pipeline.from_config(_config(tmp_path, [finite, steady]))
     pipeline.start()
     try:
         until(lambda: pipeline.worker_streams() == [[], ["a"]], 30, "the short stream's worker to end")
         first = pipeline.threads
-        report = pipeline.reload(_config(tmp_path, [finite, _camera("a", 1), _camera("b", 2)]))
+        report = pipeline.reload(_config(tmp_path, [finite, steady, _camera("b", 2)]))
         assert report.added == ("b",) and pipeline.worker_streams() == [["b"], ["a"]]
         assert [t for t in pipeline.threads if t not in first and t.name == "inference:w0"]  # a new one
         until(lambda: _processed(pipeline).get("b", 0) >= 3, 30, "the added stream's frames")

@@ -302,8 +302,8 @@ class InferenceWorker:
                     self._channels += self._added
                     active += self._added
                     self._added = []
-                elif not self._channels and not self._holds:
-                    self._closing = True
+                elif not self._channels and not self._holds and not self._share.offers(self):
+                    self._closing = True  # (while the model's other workers have cameras, it serves them)
                     return
             self._publish(active)
             self._doorbell.clear()  # before looking, so a put after the look still wakes us
@@ -327,8 +327,9 @@ class InferenceWorker:
                 continue
             if hold is not None:  # a fresher live frame is due: wait for it (or any put)
                 self._doorbell.wait(min(_MAX_HOLD, max(0.0, hold.until - self._clock())))
-            elif self._channels or self._holds:  # (held with no stream: a reload is adding some; or a stream
-                self._doorbell.wait(_IDLE_WAIT)  # ended whose last frame is in another's hand: until it is given back)
+            elif self._channels or self._holds or self._share.offers(self):  # (held with no stream: a reload
+                self._doorbell.wait(_IDLE_WAIT)  # is adding some; a stream ended whose last frame is in another's
+                # hand: until it is given back; the model's other workers' cameras)
 
     def _publish(self, active: list[Channel]) -> None:
         """Tell the share this worker's live streams, when they changed."""
@@ -366,7 +367,7 @@ class InferenceWorker:
         hold: Hold | None = None
         live = [c for c in active if c.live]
         now = self._clock()
-        while live and len(batch) < self._live_batch:
+        while (live or self._share.offers(self)) and len(batch) < self._live_batch:
             picked = self._picker.pick(live, active, now, may_hold=not batch)
             if picked is None:
                 break

@@ -84,15 +84,27 @@ class LiveShare:
             self._members[member] = (doorbell, self._members.get(member, (doorbell, ()))[1])
 
     def leave(self, member: object) -> None:
-        """Worker ``member`` has ended: its streams are no longer offered to the others."""
+        """Worker ``member`` has ended: its streams are no longer offered to the others (who
+        are told: one with no stream of its own left may end too)."""
         with self.lock:
             self._members.pop(member, None)
+        self.ring()
 
     def publish(self, member: object, live: Sequence[Channel]) -> None:
-        """Worker ``member``'s live streams now (and their settings), which the others may take."""
+        """Worker ``member``'s live streams now (and their settings), which the others may take
+        (they are told)."""
         with self.lock:
             if member in self._members:
                 self._members[member] = (self._members[member][0], tuple(live))
+        self.ring()
+
+    def offers(self, member: object) -> bool:
+        """Whether the other workers have live streams that ``member`` may take: a worker whose
+        own streams have all gone goes on serving theirs while they have some."""
+        if not self.claims:
+            return False
+        with self.lock:
+            return any(live for worker, (_, live) in self._members.items() if worker is not member)
 
     def others(self, member: object) -> list[Channel]:
         """The live streams of every worker but ``member``; call with :attr:`lock` held."""

@@ -23,7 +23,7 @@ _PIXELS = np.zeros((2, 2, 3), np.uint8)
 
 class Cameras:
     """Live channels whose frames the test delivers at chosen capture times (``pick``: by a
-    picker of its own, which claims nothing)."""
+    picker of its own, each stream given back as soon as it is picked)."""
 
     def __init__(self, *names: str) -> None:
         self.channels = [Channel(n, RingBuffer(2, Overflow.DROP_OLDEST), True, StreamHealth(n)) for n in names]
@@ -38,6 +38,7 @@ class Cameras:
         picked = picker.pick(self.channels, list(self.channels), now, may_hold)
         if picked is None or isinstance(picked, Hold):
             return picked
+        picker.release(picked[0])  # (its result written at once)
         return picked[0].name, picked[1].meta.t_capture
 
 

@@ -157,8 +157,7 @@ class InferenceWorker:
         self.error: BaseException | None = None
         self.names: dict[int, str] = {}
         self._cursor = 0  # where the next lossless round-robin starts
-        self._busy_since: float | None = None
-        self._in_hand: tuple[str, ...] = ()
+        self._busy: tuple[float, tuple[str, ...]] | None = None  # the pass running: since when, its streams
         self._picker = LivePicker(hold=live_hold, share=share, member=self)
         self._share = self._picker.share
         self._published: tuple[Channel, ...] = ()  # its live streams as the share has them
@@ -233,13 +232,15 @@ class InferenceWorker:
     def in_hand(self) -> tuple[str, ...]:
         """The streams of the batch in its forward pass now (a live stream may be another
         worker's); empty between batches."""
-        return self._in_hand
+        busy = self._busy
+        return () if busy is None else busy[1]
 
     @property
     def busy_since(self) -> float | None:
         """When (on the pipeline's clock) the forward pass now running began; ``None``
         between batches. What :class:`~streamyolo.pipeline.monitor.Monitor` watches for hangs."""
-        return self._busy_since
+        busy = self._busy
+        return None if busy is None else busy[0]
 
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)
@@ -367,7 +368,7 @@ class InferenceWorker:
         hold: Hold | None = None
         live = [c for c in active if c.live]
         now = self._clock()
-        while (live or self._share.offers(self)) and len(batch) < self._live_batch:
+        while len(batch) < self._live_batch:  # (its own live streams, or the model's other workers')
             picked = self._picker.pick(live, active, now, may_hold=not batch)
             if picked is None:
                 break
@@ -479,8 +480,8 @@ class InferenceWorker:
             takes.append(last)
         ran: list[Detections] = []
         if runs:
-            self._in_hand = tuple(dict.fromkeys(channel.name for channel, _ in batch))
-            started = self._busy_since = self._clock()
+            started = self._clock()
+            self._busy = (started, tuple(dict.fromkeys(channel.name for channel, _ in batch)))
             try:
                 found = detector.detect(pictures) if pictures else []
             except BaseException:
@@ -490,8 +491,7 @@ class InferenceWorker:
                     channel.health.lose(1)
                 raise
             finally:
-                self._busy_since = None
-                self._in_hand = ()
+                self._busy = None
             if pictures:
                 self._picker.forward_took(self._clock() - started)
             for gate in parts_gated:

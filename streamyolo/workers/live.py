@@ -36,7 +36,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from streamyolo.buffering import BufferClosed, Empty
 from streamyolo.frames import Frame, FrameMeta
@@ -62,26 +62,24 @@ class LiveShare:
     """The live streams of the workers that run one model, and what their pickers share: the
     rounds (who is owed a turn), what was seen of each stream (its newest frame, its frame
     interval), the forward pass's mean, and which streams a worker has in hand (claimed, with
-    ``claims``). Each worker :meth:`enter` s with its doorbell and :meth:`publish` es its live
+    claimed). Each worker :meth:`enter` s with its doorbell and :meth:`publish` es its live
     streams; a frame put into a shared stream rings every member (:meth:`ring`), and so does a
     claim given back, so that a free worker takes it at once. Thread-safe."""
 
-    def __init__(self, claims: bool = True) -> None:
-        """``claims`` False: one worker's own picker (no other worker takes its streams)."""
+    def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.claims = claims
         self.owed: set[str] = set()
         self.seen: dict[str, tuple[int, float]] = {}  # newest (seq, ready time) observed
         self.interval: dict[str, float] = {}  # running mean of seconds between frames
         self.forward: float | None = None  # running mean of a forward pass, seconds
-        self._claimed: set[int] = set()  # id() of the buffers of the streams a worker has in hand
+        self._claimed: set[object] = set()  # the buffers of the streams a worker has in hand
         self._members: dict[object, tuple[threading.Event, tuple[Channel, ...]]] = {}  # by worker
 
     def enter(self, member: object, doorbell: threading.Event) -> None:
         """Worker ``member`` takes from the share (``doorbell``: how it is woken). A worker is
         itself its key: one that takes the place of another (of the same name) is another."""
         with self.lock:
-            self._members[member] = (doorbell, self._members.get(member, (doorbell, ()))[1])
+            self._members[member] = (doorbell, ())
 
     def leave(self, member: object) -> None:
         """Worker ``member`` has ended: its streams are no longer offered to the others (who
@@ -101,8 +99,6 @@ class LiveShare:
     def offers(self, member: object) -> bool:
         """Whether the other workers have live streams that ``member`` may take: a worker whose
         own streams have all gone goes on serving theirs while they have some."""
-        if not self.claims:
-            return False
         with self.lock:
             return any(live for worker, (_, live) in self._members.items() if worker is not member)
 
@@ -115,29 +111,26 @@ class LiveShare:
         for doorbell, _ in list(self._members.values()):
             doorbell.set()
 
-    def claim(self, buffer: Any) -> bool:
+    def claim(self, buffer: object) -> bool:
         """Take the stream of ``buffer`` in hand; False while another worker has it."""
-        if not self.claims:
-            return True
         with self.lock:
-            return self._claim(buffer)
+            return self.claim_held(buffer)
 
-    def _claim(self, buffer: Any) -> bool:
-        if id(buffer) in self._claimed:
+    def claim_held(self, buffer: object) -> bool:
+        """:meth:`claim`, with :attr:`lock` held."""
+        if buffer in self._claimed:
             return False
-        self._claimed.add(id(buffer))
+        self._claimed.add(buffer)
         return True
 
-    def claimed(self, buffer: Any) -> bool:
+    def claimed(self, buffer: object) -> bool:
         """Whether a worker has the stream of ``buffer`` in hand; call with :attr:`lock` held."""
-        return id(buffer) in self._claimed
+        return buffer in self._claimed
 
-    def release(self, buffer: Any) -> None:
+    def release(self, buffer: object) -> None:
         """Give the stream of ``buffer`` back: its next frame is any free worker's."""
-        if not self.claims:
-            return
         with self.lock:
-            self._claimed.discard(id(buffer))
+            self._claimed.discard(buffer)
         self.ring()
 
 
@@ -148,7 +141,7 @@ class LivePicker:
 
     def __init__(self, hold: bool = True, share: LiveShare | None = None, member: object = None) -> None:
         self._hold_enabled = hold
-        self._share = LiveShare(claims=False) if share is None else share
+        self._share = LiveShare() if share is None else share
         self._member = member
         self._hold_until: float | None = None
 
@@ -222,8 +215,7 @@ class LivePicker:
             except (Empty, BufferClosed):
                 return None
             share.owed.discard(channel.name)
-            if share.claims:
-                share._claim(channel.ring)
+            share.claim_held(channel.ring)
             return channel, frame
 
     def _hold(self, best: FrameMeta, now: float) -> Hold | None:

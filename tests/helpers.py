@@ -18,7 +18,7 @@ import numpy as np
 
 from streamyolo.errors import SourceReadError
 from streamyolo.frames import Detections, Image
-from streamyolo.sources import RawFrame, SourceInfo, SyntheticSource, read_stamp
+from streamyolo.sources import RawFrame, SourceInfo, SyntheticSource, read_stamp, stream_tag
 
 ROOT = Path(__file__).resolve().parents[1]
 THREAD_PREFIXES = {"capture", "inference", "record", "clip", "pipeline", "web", "events", "webhook", "email",
@@ -195,13 +195,15 @@ class StampDetector:
     """A detector whose output is a function of the frame: one box per frame whose class is
     the stream tag and whose x1 is the frame index read from the stamp (``width`` pixels wide,
     10 high). Optionally slow (``delay`` seconds per batch, waited on an event so tests stay
-    responsive) or failing on the ``fail_on``-th call."""
+    responsive) or failing from the ``fail_on``-th call on (with ``fail_stream``: on those
+    that have a frame of that stream)."""
 
     def __init__(self, delay: float = 0.0, fail_on: int | None = None,
-                 built_in: list[str] | None = None, width: int = 10) -> None:
+                 built_in: list[str] | None = None, width: int = 10, fail_stream: str | None = None) -> None:
         self.delay = delay
         self.width = width
         self.fail_on = fail_on
+        self.fail_tag = None if fail_stream is None else stream_tag(fail_stream)
         self.calls = 0
         self.batches: list[int] = []
         self._never = threading.Event()
@@ -215,7 +217,8 @@ class StampDetector:
     def detect(self, images: Sequence[Image]) -> list[Detections]:
         self.calls += 1
         self.batches.append(len(images))
-        if self.fail_on is not None and self.calls >= self.fail_on:
+        if self.fail_on is not None and self.calls >= self.fail_on and (
+                self.fail_tag is None or any((stamp or (None,))[0] == self.fail_tag for stamp in stamps(images))):
             raise RuntimeError("fake detector failure")
         if self.delay:
             self._never.wait(self.delay)

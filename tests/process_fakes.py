@@ -26,9 +26,11 @@ class StampFactory:
     """Seconds each batch takes."""
     width: int = 10
     """The boxes' width."""
+    fail_stream: str | None = None
+    """With ``fail_on``: it fails only on batches with a frame of this stream."""
 
     def __call__(self) -> Detector:
-        return StampDetector(delay=self.delay, fail_on=self.fail_on, width=self.width)
+        return StampDetector(delay=self.delay, fail_on=self.fail_on, width=self.width, fail_stream=self.fail_stream)
 
 
 class PidStampDetector(StampDetector):

@@ -695,6 +695,66 @@ def test_a_worker_stuck_on_a_live_frame_holds_up_that_camera_alone_and_names_it(
     assert all(r.captured == r.processed + r.dropped for r in summary.streams.values())
 
 
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_a_worker_that_fails_on_a_cameras_frame_fails_that_camera_and_the_others_go_on(mode: str) -> None:
+    """Three cameras dealt 2 + 1 to two workers of one model (c0 and c2 to w0, c1 to w1);
+    w1's model fails on a frame of c0 (say, a frame that crashes it): c0, whose frame it was,
+    fails with it; c1, w1's own camera, goes on with w0, as does c2; the run's end raises
+    the worker's error."""
+    from streamyolo.workers.process import ProcessDetectorFactory
+    from tests.process_fakes import StampFactory
+
+    factories: list[Callable[[], Detector]] = [StampFactory(delay=0.01), StampFactory(delay=0.01, fail_on=20,
+                                                                                        fail_stream="c0")]
+    if mode == "process":
+        factories = [ProcessDetectorFactory(factory, f"w{i}") for i, factory in enumerate(factories)]
+    sources = [open_source(SourceSpec(f"c{i}", "synthetic:?size=160x96&fps=30&frames=150", SourceKind.SYNTHETIC))
+               for i in range(3)]
+    setups = [StreamSetup(f"c{i}", s, Overflow.DROP_OLDEST, capacity=2, policy=CapturePolicy(realtime=True))
+              for i, s in enumerate(sources)]
+    pipeline = Pipeline(setups, factories, workers=2, sharing=[0, 0])
+    served: dict[str, list[tuple[float, str]]] = {name: [] for name in pipeline.stream_names}
+    failed_at: list[float] = []
+    with pytest.raises(WorkerError, match=r"inference worker 'w1' failed: .*fake detector failure"):
+        for result in pipeline.results():
+            served[result.stream].append((time.monotonic(), result.worker))
+            if not failed_at and pipeline.worker_streams()[1] == [] and pipeline.reports()[0].state == "failed":
+                failed_at.append(time.monotonic())
+    summary = pipeline.summary()
+    assert summary.streams["c0"].state == "failed", summary.streams["c0"]
+    assert "inference worker 'w1' failed" in (summary.streams["c0"].error or "")
+    assert failed_at, "w1 did not fail before the cameras ended"
+    for name in ("c1", "c2"):
+        report = summary.streams[name]
+        assert report.state == "ended" and report.error is None, report
+        after = [worker for at, worker in served[name] if at > failed_at[0]]
+        assert len(after) >= 30 and set(after) == {"w0"}, f"{name} after w1 failed: {len(after)} by {set(after)}"
+    assert {worker for _, worker in served["c1"]} == {"w0", "w1"}
+    assert all(r.captured == r.processed + r.dropped for r in summary.streams.values())
+
+
+@pytest.mark.timeout(60)
+def test_a_failed_workers_file_not_in_the_failing_pass_goes_on_with_another_worker_every_frame() -> None:
+    """w1 serves two files, one frame a pass, and fails on a frame of ``bad``: ``bad`` fails
+    there, ``good`` goes on with w0, where it started, and every one of its frames is processed."""
+    sources = {name: ScriptedSource(name, 60, size=(160, 96)) for name in ("other", "bad", "good")}
+    setups = [StreamSetup(name, source) for name, source in sources.items()]
+    factories: list[Callable[[], Detector]] = [lambda: StampDetector(delay=0.01),
+                                               lambda: StampDetector(delay=0.01, fail_on=10, fail_stream="bad")]
+    pipeline = Pipeline(setups, factories, workers=2, sharing=[0, 0], serving=[0, 1, 1], max_batch=1)
+    workers: dict[str, set[str]] = {name: set() for name in sources}
+    with pytest.raises(WorkerError, match="inference worker 'w1' failed"):
+        for result in pipeline.results():
+            workers[result.stream].add(result.worker)
+    summary = pipeline.summary()
+    assert summary.streams["bad"].state == "failed" and summary.streams["bad"].processed < 60
+    good = summary.streams["good"]
+    assert (good.state, good.processed, good.dropped) == ("ended", 60, 0), good
+    assert workers["good"] == {"w0", "w1"}, workers
+    assert all(r.captured == r.processed + r.dropped for r in summary.streams.values())
+
+
 @pytest.mark.timeout(60)
 def test_a_slow_live_camera_among_fast_ones_gets_nearly_every_frame_served() -> None:
     """A 10 fps camera beside three 60 fps ones on a worker that keeps up with about

@@ -107,12 +107,17 @@ class _Stream:
         self.name = setup.name
         self.stop = threading.Event()
         """Set when the run stops, or this stream alone is removed (:meth:`Pipeline.remove_stream`)."""
-        ready = share.ring if setup.overflow is Overflow.DROP_OLDEST else doorbell.set
+        self.doorbell = doorbell
+        """Its worker's (a lossless stream's: the worker that takes its streams when it fails is its next)."""
+        ready = share.ring if setup.overflow is Overflow.DROP_OLDEST else self._ring
         self.ring: RingBuffer[Frame] = RingBuffer(setup.capacity, setup.overflow, on_ready=ready)
         self.health = StreamHealth(setup.name, clock)
         self.health.counts_on([line.name for line in setup.lines], [zone.name for zone in setup.zones], tracked)
         self.capture = CaptureWorker(setup.name, setup.source, self.ring, self.health, self.stop,
                                      policy=setup.policy, clock=clock, recording=setup.recording)
+
+    def _ring(self) -> None:
+        self.doorbell.set()
 
     def end(self) -> None:
         """Stop capture (a blocking open or read cut short); what is buffered is still processed."""
@@ -440,8 +445,33 @@ class Pipeline:
             f"w{index}", self._factories[index], channels, self._fanout, self._doorbells[index],
             max_batch=self._max_batch, live_batch=self._live_batch, live_hold=self._live_hold,
             tracker=self._tracker, clock=self._clock, on_done=self._worker_finished,
-            zone_switches=self.zone_switches, share=self._shares[index],
+            zone_switches=self.zone_switches, share=self._shares[index], adopt=self._adopt,
         )
+
+    def _adopt(self, failed: InferenceWorker, channels: list[Channel]) -> list[Channel]:
+        """Worker ``failed`` failed: its streams ``channels`` go on with the other workers of its
+        model, each with the one that has the fewest streams. Returns those taken."""
+        taken: list[Channel] = []
+        with self._state_lock:
+            if failed not in self._workers:
+                return taken
+            index = self._workers.index(failed)
+            heirs = [i for i, share in enumerate(self._shares[:len(self._workers)])
+                     if i != index and share is self._shares[index]]
+            for channel in channels:
+                stream = self._by_name.get(channel.name)
+                if stream is None or stream.ring is not channel.ring:  # (removed meanwhile)
+                    continue
+                for heir in sorted(heirs, key=lambda i: len(self._workers[i].streams)):
+                    if self._workers[heir].add(channel):
+                        taken.append(channel)
+                        self._serving[self._streams.index(stream)] = heir
+                        stream.doorbell = self._doorbells[heir]
+                        stream.doorbell.set()
+                        log.warning("stream %r goes on with worker %r (%r failed)", channel.name,
+                                    self._workers[heir].name, failed.name)
+                        break
+        return taken
 
     def _worker_finished(self) -> None:
         with self._pending_lock:

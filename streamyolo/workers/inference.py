@@ -1,7 +1,9 @@
 """Inference threads: each builds its own model inside itself and serves a set of streams,
 one stream's frames in order. A lossless stream stays on its worker; a live stream is taken
 by whichever worker of its model is free (:class:`~streamyolo.workers.live.LiveShare`), one
-frame at a time, with what is kept of it from frame to frame (:class:`Kept`)."""
+frame at a time, with what is kept of it from frame to frame (:class:`Kept`). A worker that
+fails fails the streams of the pass it failed in; its other streams go on with the model's
+other workers."""
 
 from __future__ import annotations
 
@@ -138,10 +140,15 @@ class InferenceWorker:
         on_done: Callable[[], None] | None = None,
         zone_switches: ZoneSwitches | None = None,
         share: LiveShare | None = None,
+        adopt: Callable[[InferenceWorker, list[Channel]], list[Channel]] | None = None,
     ) -> None:
         """``zone_switches``: the zones switched by hand, read at each frame; ``share``: the
         live streams of the workers of its model, which it takes turns at with them (and
-        whose buffers ring its ``doorbell`` through the share)."""
+        whose buffers ring its ``doorbell`` through the share); ``adopt``: should it fail once
+        its model is built, who takes its streams that were not in the failing pass (the
+        model's other workers: :meth:`Pipeline._adopt
+        <streamyolo.pipeline.pipeline.Pipeline._adopt>`), returning those taken; the others
+        fail with it."""
         self.name = name
         self._zone_switches = zone_switches
         self._factory = factory
@@ -152,12 +159,14 @@ class InferenceWorker:
         self._live_batch = max(1, min(live_batch, max_batch))
         self._clock = clock
         self._on_done = on_done
+        self._adopt = adopt
         self._ready = threading.Event()
         self._done = threading.Event()
         self.error: BaseException | None = None
         self.names: dict[int, str] = {}
         self._cursor = 0  # where the next lossless round-robin starts
         self._busy: tuple[float, tuple[str, ...]] | None = None  # the pass running: since when, its streams
+        self._pass: tuple[Channel, ...] = ()  # the streams of the batch being processed (if it fails: suspects)
         self._picker = LivePicker(hold=live_hold, share=share, member=self)
         self._share = self._picker.share
         self._published: tuple[Channel, ...] = ()  # its live streams as the share has them
@@ -261,14 +270,7 @@ class InferenceWorker:
             message = redact_text(f"inference worker {self.name!r} failed: {type(exc).__name__}: {exc}")
             if self._ready.is_set():  # a model that fails to build is reported by Pipeline.start
                 log.error("%s", message, exc_info=exc)
-            with self._adding:
-                self._closing = True
-                failed, self._added = [*self._channels, *self._added], []
-            for channel in failed:
-                channel.ring.close()
-                channel.ring.discard()  # counted as dropped by the buffer
-                channel.health.fail(message)
-                channel.health.settled()  # nothing more comes of it
+            self._fail(message)
         finally:
             self._share.leave(self)
             with self._adding:
@@ -282,6 +284,30 @@ class InferenceWorker:
             self._done.set()
             if self._on_done is not None:
                 self._on_done()
+
+    def _fail(self, message: str) -> None:
+        """It failed (``message`` says how): the streams of the pass it failed in fail (what
+        failed it may be one of theirs, whichever worker's they are); once its model was
+        built, its other streams go on with the model's other workers (``adopt``), with what
+        is kept of them; those nobody takes fail too."""
+        with self._adding:
+            self._closing = True
+            newest = {update.ring: update for update in self._updates}  # (settings not applied yet: theirs)
+            own = [replace(newest[c.ring], kept=c.kept) if c.ring in newest else c for c in self._channels]
+            own, self._added, self._updates = [*own, *self._added], [], []
+        self._share.leave(self)  # (its live streams are no longer offered as its)
+        suspects = {channel.ring: channel for channel in self._pass}
+        for channel in suspects.values():  # (another worker's is settled by that worker, as it ends)
+            _failed(channel, message)
+        leaving = [channel for channel in own if channel.ring not in suspects]
+        adopted = self._adopt(self, leaving) if self._adopt is not None and self._ready.is_set() and leaving else []
+        taken = {channel.ring for channel in adopted}
+        for channel in own:
+            if channel.ring in taken:
+                continue
+            if channel.ring not in suspects:
+                _failed(channel, message)
+            channel.health.settled()  # nothing more comes of it
 
     def _serve(self, detector: Detector) -> None:
         active = list(self._channels)
@@ -311,7 +337,9 @@ class InferenceWorker:
             batch, hold = self._collect(active)
             if batch:
                 try:
+                    self._pass = tuple(channel for channel, _ in batch)
                     self._process(detector, batch)
+                    self._pass = ()
                 finally:
                     for channel, _ in batch:
                         if channel.live:
@@ -620,6 +648,14 @@ class InferenceWorker:
             assert self._tracker is not None
             tracker = channel.kept.tracker = StreamTracker(self._tracker)
         return tracker.update(found, image, channel.confirm)
+
+
+def _failed(channel: Channel, message: str) -> None:
+    """``channel``'s stream fails with ``message``: its capture ends, what it had buffered is
+    counted as dropped."""
+    channel.ring.close()
+    channel.ring.discard()  # counted as dropped by the buffer
+    channel.health.fail(message)
 
 
 def _tiled(settings: TileSettings | None) -> bool:

@@ -38,7 +38,7 @@ def _processed(pipeline: Pipeline) -> dict[str, int]:
 
 def test_a_reload_adds_removes_restarts_and_updates_streams_and_leaves_the_others_alone(tmp_path: Path) -> None:
     streams = [_camera("a", 1), _camera("b", 2), _camera("c", 3), _camera("e", 5)]
-    outputs = {"web": "127.0.0.1:0", "summary": str(tmp_path / "s.json")}
+    outputs = {"web": "127.0.0.1:0", "summary": str(tmp_path / "s.json"), "events": str(tmp_path / "events.jsonl")}
     pipeline = Pipeline.from_config(_config(tmp_path, streams, **outputs))
     pipeline.start()
     try:
@@ -108,6 +108,11 @@ def test_a_reload_adds_removes_restarts_and_updates_streams_and_leaves_the_other
     written = json.loads((tmp_path / "s.json").read_text())
     assert written["streams"]["b"]["state"] == "removed" and written["streams"]["b"]["recordings"] == [
         str(tmp_path / "rec" / "b.mp4")]
+    # The events say which stream is gone and which is back with new settings.
+    states = {name: [e["state"] for e in read_jsonl(tmp_path / "events.jsonl")
+                     if e["event"] == "state" and e["stream"] == name] for name in "abcde"}
+    assert states == {"a": ["streaming"], "b": ["streaming", "removed"], "c": ["streaming", "restarting", "streaming"],
+                      "d": ["streaming"], "e": ["streaming"]}, states
 
 
 def test_a_bad_config_changes_nothing_and_what_the_models_cannot_do_is_refused(tmp_path: Path,

@@ -962,11 +962,12 @@ class Pipeline:
             for worker in held:
                 worker.release()
 
-    def remove_stream(self, name: str, timeout: float = JOIN_TIMEOUT) -> None:
+    def remove_stream(self, name: str, timeout: float = JOIN_TIMEOUT, restarting: bool = False) -> None:
         """Stop stream ``name`` while the others go on: its capture ends, what it had buffered
         is processed, and its outputs are finished (its recording and clip are whole files
         now); the summary keeps its numbers, as ``removed``. Waits for all that (at most about
-        ``timeout`` seconds for each step)."""
+        ``timeout`` seconds for each step). ``restarting``: it is added again next, with new
+        settings (a reload), which its state event says."""
         with self._state_lock:
             if self._joined or self._finished.is_set():
                 raise RuntimeError(f"stream {name!r} cannot be removed: the run has ended")
@@ -983,7 +984,7 @@ class Pipeline:
             log.error("stream %r: its last frames were not processed within %.0f s", name, timeout)
         stream.health.finish()
         if self._fanout is not None:
-            self._fanout.end_stream(name)
+            self._fanout.end_stream(name, restarting)
         report = replace(stream.report(self._clock(), final=True), state="removed")
         with self._state_lock:
             earlier = self._removed.get(name)

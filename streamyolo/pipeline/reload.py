@@ -241,7 +241,7 @@ class Reloader:
             starting.sort(key=lambda n: keys.index(self._key(cfg, wanted[n])))
             with pipeline.holding():  # no worker ends for want of streams half-way
                 for name in removed + restarted:
-                    pipeline.remove_stream(name)
+                    pipeline.remove_stream(name, restarting=name in restarted)
                     del self._running[name]
                 for name in removed:
                     self._outputs.forget(name)

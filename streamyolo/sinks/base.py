@@ -94,8 +94,9 @@ class EndsStreams(Protocol):
     """A sink that finishes what it writes of a stream removed while the run goes on (a reload):
     the recorder's file, the clip, the window's tile."""
 
-    def end_stream(self, stream: str) -> None:
-        """``stream`` has been removed and its last result written: finish its outputs now."""
+    def end_stream(self, stream: str, restarting: bool = False) -> None:
+        """``stream`` has been removed and its last result written: finish its outputs now
+        (``restarting``: a reload restarts it with new settings; it is added again next)."""
         ...
 
 
@@ -548,14 +549,14 @@ class FanOut:
                 if self._on_error is not None:
                     self._on_error(result.stream, message)
 
-    def end_stream(self, stream: str) -> None:
+    def end_stream(self, stream: str, restarting: bool = False) -> None:
         """``stream`` was removed (:class:`EndsStreams`); a sink that fails at it is reported,
         the others still finish theirs. One added again under its name is written afresh."""
         for sink in self.sinks:
             if not isinstance(sink, EndsStreams):
                 continue
             try:
-                sink.end_stream(stream)
+                sink.end_stream(stream, restarting)
             except Exception as exc:
                 log.error("%s failed to finish stream %r: %s", type(sink).__name__, stream, exc)
         with self._lock:

@@ -205,12 +205,12 @@ class ClipRecorder(VideoRecorder):
             except RecorderError:  # its clips had failed already (and said so)
                 pass
 
-    def end_stream(self, stream: str) -> None:
+    def end_stream(self, stream: str, restarting: bool = False) -> None:
         self._spans.pop(stream, None)
         cutter = self._originals_of.pop(stream, None)
         if cutter is not None:
             cutter.follow(_Cut(None))  # the clip being cut ends here
-        super().end_stream(stream)
+        super().end_stream(stream, restarting)
 
     def not_made(self, stream: str, clip: Path, why: str) -> None:
         """``clip``, which its events named, has no file (given back: :meth:`release`): said in

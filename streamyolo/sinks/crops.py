@@ -181,7 +181,7 @@ class CropSink:
             if now - kept.seen > HIDDEN:  # not found again: as it was
                 self._writer.put(functools.partial(self._save, stream, lost.pop(track), True))
 
-    def end_stream(self, stream: str) -> None:
+    def end_stream(self, stream: str, restarting: bool = False) -> None:
         """``stream`` was removed (a reload): its objects' crops are saved now, as at the end
         of the run (one added again under its name tracks afresh)."""
         self._save_left([stream])

@@ -68,7 +68,7 @@ class TiledDisplay:
     def write(self, result: Result) -> None:
         self._latest.put(result)
 
-    def end_stream(self, stream: str) -> None:
+    def end_stream(self, stream: str, restarting: bool = False) -> None:
         """A removed stream's tile goes."""
         self._latest.forget(stream)
 

@@ -71,7 +71,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ANNOUNCED = frozenset({"streaming", "reconnecting", "failed", "ended"})
-ENDS = frozenset({"failed", "ended", "removed"})
+ENDS = frozenset({"failed", "ended", "removed", "restarting"})
 """A stream's states after which it has no more frames (its crowds are told over then)."""
 """The stream states an event announces (connecting again, and stopped at the end, are not news)."""
 
@@ -509,15 +509,16 @@ class EventSink:
         if self._publisher is not None:
             self._publisher.announce(stream, entities)
 
-    def end_stream(self, stream: str) -> None:
+    def end_stream(self, stream: str, restarting: bool = False) -> None:
         """``stream`` was removed as the run went (a reload): that is news, a ``removed`` state
-        event; one added again under its name is announced afresh."""
+        event, or ``restarting`` when the reload restarts it with new settings (a new source, a
+        new model …); one added again under its name is announced afresh."""
         with self._lock:
             if not self._open:
                 return
             self._announced.pop(stream, None)
         self._queue.put((None, [{"time": round(time.time(), 3), "stream": stream, "event": "state",
-                                 "state": "removed"}]))
+                                 "state": "restarting" if restarting else "removed"}]))
 
     def close(self) -> None:
         self._unlisten()
@@ -590,7 +591,7 @@ class EventSink:
                 log.exception("events: could not hand out %d event(s)", len(events))
 
     def _crowds_closed(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """``events``, with a ``crowd`` ``ended`` before a stream's end (``ended``, ``failed``,
+        """``events``, with a ``crowd`` ``ended`` before a stream's end (``ended``, ``failed``, ``restarting``,
         ``removed``) for each of its zones still crowded then (``"stream": "ended"`` says why):
         every crowd told of is told over (the events thread's alone)."""
         told: list[dict[str, Any]] = []

@@ -444,7 +444,7 @@ class VideoRecorder:
             outputs = [*self._ended, *self._outputs.values()]
         OutputPause.check_all(output.pause for output in outputs)  # frames lost to a full disk: incomplete files
 
-    def end_stream(self, stream: str) -> None:
+    def end_stream(self, stream: str, restarting: bool = False) -> None:
         """``stream`` was removed while the run goes on, its last frame written: finish its
         files now (its writer's, which the clips share, and its camera's own video's), whole.
         A stream added again under its name records to new files."""

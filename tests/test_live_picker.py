@@ -223,3 +223,34 @@ def test_a_frame_put_into_a_shared_stream_wakes_every_worker_of_the_share() -> N
     doorbells[1].clear()
     ring.put(Frame(FrameMeta("cam", 1, 0.1), _PIXELS))
     assert not doorbells[1].is_set(), "a worker that has ended is not rung"
+
+
+def test_workers_take_turns_at_paced_lossless_streams_whoever_publishes_them() -> None:
+    """Paced lossless streams (cameras whose every frame is asked for), published by two
+    workers: each round gives every stream with frames waiting one turn, the one with the most
+    waiting first; one in a worker's hand is not offered until given back."""
+    share = LiveShare()
+    w0, w1 = object(), object()
+    share.enter(w0, threading.Event())
+    share.enter(w1, threading.Event())
+    channels = {n: Channel(n, RingBuffer(8, Overflow.BLOCK), False, StreamHealth(n), paced=True) for n in "abc"}
+    share.publish(w0, [], [channels["a"], channels["c"]])
+    share.publish(w1, [], [channels["b"]])
+    for name, frames in (("a", 1), ("b", 3), ("c", 2)):
+        for seq in range(frames):
+            channels[name].ring.put(Frame(FrameMeta(name, seq, 0.0), _PIXELS))
+    assert share.alone(w0) is False
+    turns = []
+    for _ in range(3):
+        [taken] = share.take_paced(1)
+        turns.append(taken.name)
+    assert turns == ["b", "c", "a"]  # one round, the most frames waiting first
+    assert share.take_paced(1) == []  # all three in hand
+    share.release(channels["a"].ring)
+    share.release(channels["b"].ring)
+    assert [c.name for c in share.take_paced(2)] == ["b", "a"]  # a new round: b has 3 waiting, a 1
+    share.release(channels["c"].ring)
+    assert [c.name for c in share.take_paced(1)] == ["c"]
+    channels["a"].ring.get_nowait()
+    share.release(channels["a"].ring)
+    assert share.take_paced(1) == []  # a has none waiting; b and c are in hand

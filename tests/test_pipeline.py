@@ -622,6 +622,46 @@ def test_three_live_streams_on_two_workers_get_even_shares_and_go_on_where_the_o
     assert all(r.captured == r.processed + r.dropped for r in summary.streams.values())
 
 
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_three_lossless_cameras_on_two_workers_get_even_shares_every_frame_in_order(mode: str) -> None:
+    """Three cameras whose every frame is asked for (``overflow: lossless``, 30 fps, played in
+    real time), dealt 2 + 1 to two workers that together keep up with about 60 frames a
+    second: the workers take turns at them, whoever is free, so each camera falls behind as
+    much as the others (dealt for good, the one alone on its worker kept up and the other two
+    got half each). Every frame is processed, in order, each stream by both workers, its
+    object one track all along."""
+    from streamyolo.inference.tracking import StreamTracker, tracker_settings
+    from streamyolo.workers.process import ProcessDetectorFactory
+    from tests.process_fakes import StampFactory
+
+    sources = [open_source(SourceSpec(f"cam{i}", "synthetic:?size=160x96&fps=30&frames=300", SourceKind.SYNTHETIC))
+               for i in range(3)]
+    setups = [StreamSetup(f"cam{i}", s, Overflow.BLOCK, capacity=4, policy=CapturePolicy(realtime=True))
+              for i, s in enumerate(sources)]
+    factory = StampFactory(delay=0.03, width=60)
+    detectors = factory if mode == "thread" else [ProcessDetectorFactory(factory, f"w{i}") for i in range(2)]
+    StreamTracker(tracker_settings("bytetrack"))  # Ultralytics imported first, as a run from a config has it
+    pipeline = Pipeline(setups, detectors, workers=2, sharing=[0, 0], max_batch=1,
+                        tracker=tracker_settings("bytetrack"))
+    served: dict[str, list[tuple[int, str, tuple[int, ...]]]] = {name: [] for name in pipeline.stream_names}
+    started = time.monotonic()
+    early: dict[str, int] = dict.fromkeys(served, 0)  # processed in the first 6 s
+    for result in pipeline.results():
+        ids = () if result.detections.ids is None else tuple(int(i) for i in result.detections.ids)
+        served[result.stream].append((result.frame.meta.seq, result.worker, ids))
+        if time.monotonic() - started < 6:
+            early[result.stream] += 1
+    summary = pipeline.summary()
+    assert min(early.values()) >= 0.8 * max(early.values()), early
+    for name, results in served.items():
+        assert [seq for seq, _, _ in results] == list(range(300)), f"{name}: not every frame, in order"
+        assert {worker for _, worker, _ in results} == {"w0", "w1"}, f"{name}: served by one worker only"
+        tracks = {i for _, _, ids in results for i in ids}
+        assert len(tracks) == 1, f"{name}: its one object got track ids {sorted(tracks)}"
+        assert summary.streams[name].processed == 300 and summary.streams[name].dropped == 0
+
+
 @pytest.mark.timeout(60)
 def test_a_worker_whose_own_camera_has_ended_goes_on_serving_the_others() -> None:
     """c1, the one camera dealt to w1, ends after 2 s; c0 and c2 go on for 4 s more: w1 goes

@@ -109,7 +109,9 @@ class _Stream:
         """Set when the run stops, or this stream alone is removed (:meth:`Pipeline.remove_stream`)."""
         self.doorbell = doorbell
         """Its worker's (a lossless stream's: the worker that takes its streams when it fails is its next)."""
-        ready = share.ring if setup.overflow is Overflow.DROP_OLDEST else self._ring
+        self.paced = setup.overflow is not Overflow.DROP_OLDEST and (setup.policy.live or setup.policy.realtime)
+        """Lossless, its frames coming at its source's pace: the model's workers share it as they do live streams."""
+        ready = share.ring if setup.overflow is Overflow.DROP_OLDEST or self.paced else self._ring
         self.ring: RingBuffer[Frame] = RingBuffer(setup.capacity, setup.overflow, on_ready=ready)
         self.health = StreamHealth(setup.name, clock)
         self.health.counts_on([line.name for line in setup.lines], [zone.name for zone in setup.zones], tracked)
@@ -132,7 +134,8 @@ class _Stream:
         if setup.tiles is not None and setup.tiles.outline is not None:  # a region's outline: what lies outside
             masks = (*masks, Mask("region", setup.tiles.outline, outside=True))  # it is ignored
         return Channel(self.name, self.ring, setup.overflow is Overflow.DROP_OLDEST, self.health, setup.keep,
-                       setup.lines, setup.zones, masks, setup.motion, setup.tiles, setup.detect, setup.confirm)
+                       setup.lines, setup.zones, masks, setup.motion, setup.tiles, setup.detect, setup.confirm,
+                       self.paced)
 
     def report(self, now: float, final: bool = False) -> StreamReport:
         if final:

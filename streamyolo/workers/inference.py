@@ -1,7 +1,8 @@
 """Inference threads: each builds its own model inside itself and serves a set of streams,
-one stream's frames in order. A lossless stream stays on its worker; a live stream is taken
-by whichever worker of its model is free (:class:`~streamyolo.workers.live.LiveShare`), one
-frame at a time, with what is kept of it from frame to frame (:class:`Kept`). A worker that
+one stream's frames in order. A file read as fast as it goes stays on its worker; a live
+stream, or a paced lossless one, is taken by whichever worker of its model is free
+(:class:`~streamyolo.workers.live.LiveShare`), a turn at a time, with what is kept of it from
+frame to frame (:class:`Kept`). A worker that
 fails fails the streams of the pass it failed in; its other streams go on with the model's
 other workers."""
 
@@ -108,6 +109,9 @@ class Channel:
     output without a forward pass, with no objects."""
     confirm: int = 1
     """With a tracker: the frames in a row an object is tracked in before it is kept."""
+    paced: bool = False
+    """A lossless stream whose frames come at its source's pace (a camera, a file played in real
+    time): the model's other workers take its waiting frames when they have none of their own."""
     kept: Kept = field(default_factory=Kept, compare=False, repr=False)
     """What is kept of the stream from frame to frame (its worker carries it over to the
     stream's new settings: :meth:`InferenceWorker.update`)."""
@@ -169,7 +173,7 @@ class InferenceWorker:
         self._pass: tuple[Channel, ...] = ()  # the streams of the batch being processed (if it fails: suspects)
         self._picker = LivePicker(hold=live_hold, share=share, member=self)
         self._share = self._picker.share
-        self._published: tuple[Channel, ...] = ()  # its live streams as the share has them
+        self._published: tuple[Channel, ...] = ()  # its live and paced streams as the share has them
         self._tracker = tracker
         self._schedules: dict[Schedule, tuple[bool, float]] = {}  # zones' schedules: on or off, until when
         self._added: list[Channel] = []  # streams added while it runs (:meth:`add`), not yet served
@@ -341,9 +345,8 @@ class InferenceWorker:
                     self._process(detector, batch)
                     self._pass = ()
                 finally:
-                    for channel, _ in batch:
-                        if channel.live:
-                            self._picker.release(channel)
+                    for channel in {c.ring: c for c, _ in batch if c.live or c.paced}.values():
+                        self._share.release(channel.ring)
             if len(active) < len(self._channels):  # a stream's last frame is done
                 for channel in [c for c in self._channels if c not in active]:
                     if not self._share.claim(channel.ring):
@@ -361,11 +364,12 @@ class InferenceWorker:
                 # hand: until it is given back; the model's other workers' cameras)
 
     def _publish(self, active: list[Channel]) -> None:
-        """Tell the share this worker's live streams, when they changed."""
-        live = tuple(c for c in active if c.live)
-        if len(live) != len(self._published) or any(a is not b for a, b in zip(live, self._published, strict=True)):
-            self._published = live
-            self._share.publish(self, live)
+        """Tell the share this worker's live and paced lossless streams, when they changed."""
+        shared = tuple(c for c in active if c.live or c.paced)
+        if len(shared) != len(self._published) or any(
+                a is not b for a, b in zip(shared, self._published, strict=True)):
+            self._published = shared
+            self._share.publish(self, [c for c in shared if c.live], [c for c in shared if c.paced])
 
     def _refresh(self, old: Channel | None, new: Channel) -> None:
         """A stream's settings were ``old`` and are ``new`` (a reload): drop what is kept of it
@@ -389,9 +393,13 @@ class InferenceWorker:
     def _collect(self, active: list[Channel]) -> tuple[list[tuple[Channel, Frame]], Hold | None]:
         """The next batch: up to ``live_batch`` live frames, one per stream (one on a CPU,
         where a batch only adds waiting, more on a GPU, where it is nearly free), then
-        lossless frames round-robin from a rotating start, up to ``max_batch``. Removes
-        channels whose buffers are closed and drained. An empty batch may come with a
-        :class:`Hold`: the live picker waits for a fresher frame."""
+        lossless frames round-robin from a rotating start, up to ``max_batch``. Paced lossless
+        streams (cameras, files played in real time), when the model has other workers, are
+        theirs too: it takes the frames of those owed a turn (:meth:`LiveShare.take_paced
+        <streamyolo.workers.live.LiveShare.take_paced>`; as many streams as live frames, one on a
+        CPU), whichever worker's they are. Removes channels whose buffers are closed and drained.
+        An empty batch may come with a :class:`Hold`: the live picker waits for a fresher frame.
+        The live and paced streams of the batch are in its hand until given back."""
         batch: list[tuple[Channel, Frame]] = []
         hold: Hold | None = None
         live = [c for c in active if c.live]
@@ -407,17 +415,38 @@ class InferenceWorker:
             if picked[0] in live:  # (not one of another worker's)
                 live.remove(picked[0])
         lossless = [c for c in active if not c.live]
-        if not lossless or len(batch) >= self._max_batch:
-            return batch, hold
+        if any(c.paced for c in lossless) and not self._share.alone(self):
+            for channel in [c for c in lossless if c.paced and c.ring.exhausted()]:
+                active.remove(channel)
+            lossless = [c for c in lossless if not c.paced]
+            if len(batch) < self._max_batch:
+                taken = self._share.take_paced(self._live_batch)
+                if taken:
+                    self._take_lossless(taken, [], batch, {channel.ring for channel in taken})
+        if lossless and len(batch) < self._max_batch:
+            self._take_lossless(lossless, active, batch)
+        return batch, hold
+
+    def _take_lossless(self, lossless: list[Channel], active: list[Channel], batch: list[tuple[Channel, Frame]],
+                       held: set[object] | None = None) -> None:
+        """Add frames of ``lossless`` to ``batch``, oldest first, round-robin from a rotating
+        start, up to ``max_batch``; a paced stream only once in hand (``held``: the buffers of
+        those in hand already), kept in hand with a frame in the batch, given back without.
+        Removes from ``active`` those closed and drained."""
         start = self._cursor % len(lossless)
         self._cursor += 1
         order = lossless[start:] + lossless[:start]
+        held = set() if held is None else held
         progressed = True
         while progressed and len(batch) < self._max_batch:
             progressed = False
             for channel in order:
                 if len(batch) >= self._max_batch:
                     break
+                if channel.paced and channel.ring not in held:
+                    if not self._share.claim(channel.ring):
+                        continue
+                    held.add(channel.ring)
                 try:
                     frame = channel.ring.get_nowait()
                 except Empty:
@@ -428,7 +457,9 @@ class InferenceWorker:
                     continue
                 batch.append((channel, frame))
                 progressed = True
-        return batch, hold
+        taken = {channel.ring for channel, _ in batch}
+        for ring in held - taken:
+            self._share.release(ring)
 
     def _process(self, detector: Detector, batch: list[tuple[Channel, Frame]]) -> None:
         detections, stills, counts = self._detect(detector, batch)

@@ -63,8 +63,9 @@ class LiveShare:
     rounds (who is owed a turn), what was seen of each stream (its newest frame, its frame
     interval), the forward pass's mean, and which streams a worker has in hand (claimed, with
     claimed). Each worker :meth:`enter` s with its doorbell and :meth:`publish` es its live
-    streams; a frame put into a shared stream rings every member (:meth:`ring`), and so does a
-    claim given back, so that a free worker takes it at once. Thread-safe."""
+    streams, and its paced lossless ones, at which they take turns too (:meth:`take_paced`);
+    a frame put into a shared stream rings every member (:meth:`ring`),
+    and so does a claim given back, so that a free worker takes it at once. Thread-safe."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -72,14 +73,16 @@ class LiveShare:
         self.seen: dict[str, tuple[int, float]] = {}  # newest (seq, ready time) observed
         self.interval: dict[str, float] = {}  # running mean of seconds between frames
         self.forward: float | None = None  # running mean of a forward pass, seconds
+        self.paced_owed: set[str] = set()  # the paced lossless streams owed a turn in this round
         self._claimed: set[object] = set()  # the buffers of the streams a worker has in hand
-        self._members: dict[object, tuple[threading.Event, tuple[Channel, ...]]] = {}  # by worker
+        # By worker: its doorbell, its live streams and its paced lossless ones
+        self._members: dict[object, tuple[threading.Event, tuple[Channel, ...], tuple[Channel, ...]]] = {}
 
     def enter(self, member: object, doorbell: threading.Event) -> None:
         """Worker ``member`` takes from the share (``doorbell``: how it is woken). A worker is
         itself its key: one that takes the place of another (of the same name) is another."""
         with self.lock:
-            self._members[member] = (doorbell, ())
+            self._members[member] = (doorbell, (), ())
 
     def leave(self, member: object) -> None:
         """Worker ``member`` has ended: its streams are no longer offered to the others (who
@@ -88,27 +91,55 @@ class LiveShare:
             self._members.pop(member, None)
         self.ring()
 
-    def publish(self, member: object, live: Sequence[Channel]) -> None:
-        """Worker ``member``'s live streams now (and their settings), which the others may take
-        (they are told)."""
+    def publish(self, member: object, live: Sequence[Channel], paced: Sequence[Channel] = ()) -> None:
+        """Worker ``member``'s live streams now (and their settings), and its paced lossless
+        ones (cameras and files played in real time whose every frame is processed), which the
+        others may take (they are told)."""
         with self.lock:
             if member in self._members:
-                self._members[member] = (self._members[member][0], tuple(live))
+                self._members[member] = (self._members[member][0], tuple(live), tuple(paced))
         self.ring()
 
     def offers(self, member: object) -> bool:
         """Whether the other workers have live streams that ``member`` may take: a worker whose
-        own streams have all gone goes on serving theirs while they have some."""
+        own streams have all gone goes on serving theirs while they have some (not their paced
+        lossless ones: it ends and lends its model, which splits their batches: see
+        :mod:`streamyolo.inference.lanes`)."""
         with self.lock:
-            return any(live for worker, (_, live) in self._members.items() if worker is not member)
+            return any(live for worker, (_, live, _) in self._members.items() if worker is not member)
 
     def others(self, member: object) -> list[Channel]:
         """The live streams of every worker but ``member``; call with :attr:`lock` held."""
-        return [channel for worker, (_, live) in self._members.items() if worker is not member for channel in live]
+        return [channel for worker, (_, live, _) in self._members.items() if worker is not member
+                for channel in live]
+
+    def alone(self, member: object) -> bool:
+        """Whether ``member`` is the share's only worker."""
+        with self.lock:
+            return all(worker is member for worker in self._members)
+
+    def take_paced(self, streams: int) -> list[Channel]:
+        """Up to ``streams`` paced lossless streams (of any worker) with frames waiting that no
+        worker has in hand, claimed: those owed a turn in this round first (every such stream
+        is owed one per round), the one with the most frames waiting first. So the workers of
+        one model take turns at them, whoever is free, and each gets its share of turns."""
+        with self.lock:
+            offered = [channel for _, _, paced in self._members.values() for channel in paced]
+            ready = [channel for channel in offered if channel.ring not in self._claimed and len(channel.ring)]
+            if not ready:
+                return []
+            if not any(channel.name in self.paced_owed for channel in ready):  # a new round
+                self.paced_owed = {channel.name for channel in offered}
+            ready.sort(key=lambda channel: (channel.name not in self.paced_owed, -len(channel.ring)))
+            taken = ready[:streams]
+            for channel in taken:
+                self.paced_owed.discard(channel.name)
+                self._claimed.add(channel.ring)
+            return taken
 
     def ring(self) -> None:
         """A shared stream has a frame (a ring buffer's ``on_ready``): wake every member."""
-        for doorbell, _ in list(self._members.values()):
+        for doorbell, _, _ in list(self._members.values()):
             doorbell.set()
 
     def claim(self, buffer: object) -> bool:

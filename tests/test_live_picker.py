@@ -38,7 +38,7 @@ class Cameras:
         picked = picker.pick(self.channels, list(self.channels), now, may_hold)
         if picked is None or isinstance(picked, Hold):
             return picked
-        picker.release(picked[0])  # (its result written at once)
+        picker.share.release(picked[0].ring)  # (its result written at once)
         return picked[0].name, picked[1].meta.t_capture
 
 
@@ -204,7 +204,7 @@ def test_workers_sharing_their_live_streams_take_turns_over_all_of_them() -> Non
     cameras.deliver("b", 0.063)
     assert pick("w1", 0.064) == ("a", 0.010)  # b's new frame waits: b had its turn, and is in hand
     doorbells["w1"].clear()
-    pickers["w0"].release(_own(cameras, ["b"])[0])
+    pickers["w0"].share.release(_own(cameras, ["b"])[0].ring)
     assert doorbells["w1"].is_set(), "a stream given back wakes the others"
     assert pick("w0", 0.065) == ("b", 0.063)  # a new round
     assert pick("w1", 0.066) is None  # a and c are in hand (w1's), b in w0's
@@ -239,7 +239,7 @@ def test_workers_take_turns_at_paced_lossless_streams_whoever_publishes_them() -
     for name, frames in (("a", 1), ("b", 3), ("c", 2)):
         for seq in range(frames):
             channels[name].ring.put(Frame(FrameMeta(name, seq, 0.0), _PIXELS))
-    assert share.alone(w0) is False
+    assert share.pacing(w0) and share.pacing(w1)
     turns = []
     for _ in range(3):
         [taken] = share.take_paced(1)

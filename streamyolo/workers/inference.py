@@ -2,9 +2,8 @@
 one stream's frames in order. A file read as fast as it goes stays on its worker; a live
 stream, or a paced lossless one, is taken by whichever worker of its model is free
 (:class:`~streamyolo.workers.live.LiveShare`), a turn at a time, with what is kept of it from
-frame to frame (:class:`Kept`). A worker that
-fails fails the streams of the pass it failed in; its other streams go on with the model's
-other workers."""
+frame to frame (:class:`Kept`). A worker that fails fails the streams of the pass it failed
+in; its other streams go on with the model's other workers."""
 
 from __future__ import annotations
 
@@ -111,7 +110,7 @@ class Channel:
     """With a tracker: the frames in a row an object is tracked in before it is kept."""
     paced: bool = False
     """A lossless stream whose frames come at its source's pace (a camera, a file played in real
-    time): the model's other workers take its waiting frames when they have none of their own."""
+    time): the workers of its model take turns at it, as at live streams."""
     kept: Kept = field(default_factory=Kept, compare=False, repr=False)
     """What is kept of the stream from frame to frame (its worker carries it over to the
     stream's new settings: :meth:`InferenceWorker.update`)."""
@@ -415,7 +414,7 @@ class InferenceWorker:
             if picked[0] in live:  # (not one of another worker's)
                 live.remove(picked[0])
         lossless = [c for c in active if not c.live]
-        if any(c.paced for c in lossless) and not self._share.alone(self):
+        if self._share.pacing(self):
             for channel in [c for c in lossless if c.paced and c.ring.exhausted()]:
                 active.remove(channel)
             lossless = [c for c in lossless if not c.paced]

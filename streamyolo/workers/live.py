@@ -113,10 +113,12 @@ class LiveShare:
         return [channel for worker, (_, live, _) in self._members.items() if worker is not member
                 for channel in live]
 
-    def alone(self, member: object) -> bool:
-        """Whether ``member`` is the share's only worker."""
+    def pacing(self, member: object) -> bool:
+        """Whether ``member`` takes turns at paced lossless streams with other workers (there
+        are some, and other workers); alone, it takes its own as it takes a file's frames."""
         with self.lock:
-            return all(worker is member for worker in self._members)
+            return any(paced for _, _, paced in self._members.values()) and any(
+                worker is not member for worker in self._members)
 
     def take_paced(self, streams: int) -> list[Channel]:
         """Up to ``streams`` paced lossless streams (of any worker) with frames waiting that no
@@ -168,7 +170,7 @@ class LiveShare:
 class LivePicker:
     """One worker's choice among the live streams of its :class:`LiveShare` (its own, with
     none given); used by that worker's thread only. A stream it picks is in its hand until
-    it gives it back (:meth:`release`)."""
+    it gives it back (:meth:`LiveShare.release`)."""
 
     def __init__(self, hold: bool = True, share: LiveShare | None = None, member: object = None) -> None:
         self._hold_enabled = hold
@@ -198,10 +200,6 @@ class LivePicker:
     def interval(self, stream: str) -> float | None:
         """The measured seconds between two frames of ``stream``, once known."""
         return self._share.interval.get(stream)
-
-    def release(self, channel: Channel) -> None:
-        """``channel``'s frame is done (its result written): another worker may take its next."""
-        self._share.release(channel.ring)
 
     def pick(self, live: Sequence[Channel], active: list[Channel], now: float,
              may_hold: bool = True) -> tuple[Channel, Frame] | Hold | None:

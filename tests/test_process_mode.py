@@ -50,7 +50,7 @@ from streamyolo.workers.process import (
     RestartCounts,
     RestartingDetector,
 )
-from tests.helpers import PYTHON, ROOT, ScriptedSource, env_for_subprocess, read_jsonl
+from tests.helpers import PYTHON, ROOT, ScriptedSource, env_for_subprocess, read_jsonl, until
 from tests.process_fakes import (
     ChecksumFactory,
     CrashingFactory,
@@ -304,6 +304,13 @@ def test_a_full_dev_shm_is_a_clear_error_not_a_sigbus(monkeypatch: pytest.Monkey
         detector.close()
 
 
+def _kill(pid: int) -> None:
+    """SIGKILL the child ``pid`` and wait for it to be dead (not yet reaped)."""
+    child = psutil.Process(pid)
+    os.kill(pid, signal.SIGKILL)
+    until(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, 10, "the child's death")
+
+
 @pytest.mark.timeout(60)
 def test_a_killed_child_is_reported_with_its_signal_and_cleaned_up_at_once() -> None:
     detector = ProcessDetectorFactory(StampFactory(), "t1")()
@@ -311,10 +318,11 @@ def test_a_killed_child_is_reported_with_its_signal_and_cleaned_up_at_once() -> 
     assert len(detector.detect([image])) == 1
     assert _segments(os.getpid())
     assert detector.pid is not None
-    os.kill(detector.pid, signal.SIGKILL)
-    with pytest.raises(WorkerError, match=r"^inference process of worker 't1' died while running a batch "
-                                          r"\(signal 9, SIGKILL\)$"):
+    _kill(detector.pid)
+    with pytest.raises(WorkerError, match=r"^inference process of worker 't1' died while waiting for a batch "
+                                          r"\(signal 9, SIGKILL\)$") as caught:
         detector.detect([image])
+    assert isinstance(caught.value, ChildProcessGone) and caught.value.idle
     assert detector.closed
     assert _segments(os.getpid()) == [], "a crash must unlink the shared memory right away"
     detector.close()
@@ -329,13 +337,13 @@ def test_with_restarts_a_killed_child_is_replaced_and_the_batch_runs_on_the_new_
     try:
         first = detector.pid
         assert first is not None and len(detector.detect(images)) == 2
-        os.kill(first, signal.SIGKILL)
+        _kill(first)
         found = detector.detect(images)
         assert [[*d.xyxy[0].tolist(), int(d.cls[0])] for d in found] == [_checksum_box(i, 2) for i in images], \
             "the new child ran the very batch the dead one was sent"
         assert detector.restarted == 1 and detector.pid not in (None, first)
         assert psutil.Process(detector.pid).name() == f"{PROCESS_PREFIX}t7"
-        assert "inference process of worker 't7' died while running a batch (signal 9, SIGKILL); starting a new " \
+        assert "inference process of worker 't7' died while waiting for a batch (signal 9, SIGKILL); starting a new " \
                "one (restart 1 of at most 2 in a row)" in caplog.text
     finally:
         detector.close()
@@ -479,7 +487,8 @@ def test_the_child_dies_with_its_parent(tmp_path: Path) -> None:
 
 class _KillChildOnFirstResult:
     """A sink that SIGKILLs the inference process of ``worker`` when its first result arrives
-    (from that worker's own thread, so the next batch is the one that finds it dead)."""
+    (from that worker's own thread, so the next batch is the one that finds it dead, before
+    it is sent: the child is gone when it returns)."""
 
     def __init__(self, worker: str) -> None:
         self.worker = worker
@@ -493,6 +502,7 @@ class _KillChildOnFirstResult:
             return
         (child,) = [c for c in psutil.Process().children(recursive=True) if c.name() == PROCESS_PREFIX + self.worker]
         os.kill(child.pid, signal.SIGKILL)
+        until(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, 10, "the child's death")
         self.killed.set()
 
     def close(self) -> None:
@@ -500,24 +510,27 @@ class _KillChildOnFirstResult:
 
 
 @pytest.mark.timeout(90)
-def test_sigkill_of_one_child_fails_its_streams_and_the_others_finish() -> None:
+def test_sigkill_of_an_idle_child_without_restarts_fails_its_worker_whose_streams_go_on_with_the_other() -> None:
+    """No restarts: w1's child killed between two batches fails w1; the batch that found it
+    dead had no part in it, so no stream fails: w1's files go on with w0 (the frames of that
+    batch lost and counted), and the run's end says why w1 failed."""
     sources = [ScriptedSource(f"s{i}", 40) for i in range(4)]
-    factories = [ProcessDetectorFactory(StampFactory(), f"w{i}") for i in range(2)]
+    factories = [ProcessDetectorFactory(StampFactory(delay=0.02), f"w{i}") for i in range(2)]  # (w0 still busy)
     killer = _KillChildOnFirstResult("w1")
-    pipeline = Pipeline([StreamSetup(s.name, s) for s in sources], factories, workers=2, max_batch=2, sinks=[killer])
-    with pytest.raises(WorkerError, match=r"worker 'w1'.*died while running a batch \(signal 9, SIGKILL\)"):
+    pipeline = Pipeline([StreamSetup(s.name, s) for s in sources], factories, workers=2, max_batch=2, sinks=[killer],
+                        sharing=[0, 0])
+    with pytest.raises(WorkerError, match=r"worker 'w1'.*died while waiting for a batch \(signal 9, SIGKILL\)"):
         pipeline.run()
     assert killer.killed.is_set()
     summary = pipeline.summary().streams
     for name in ("s0", "s2"):  # worker w0's streams
         assert (summary[name].state, summary[name].processed, summary[name].dropped, summary[name].error) == (
             "ended", 40, 0, None)
-    for name in ("s1", "s3"):  # worker w1's streams
+    for name in ("s1", "s3"):  # worker w1's streams, on w0 after w1 failed
         report = summary[name]
-        assert report.state == "failed", report
-        assert report.error is not None and "'w1'" in report.error and "signal 9" in report.error
-        assert report.processed < 40
-    assert summary["s1"].processed + summary["s3"].processed >= 1, "the kill comes after w1's first result"
+        assert (report.state, report.error) == ("ended", None), report
+    lost = [summary[name].dropped for name in ("s1", "s3")]
+    assert 1 <= sum(lost) <= 2, f"the batch that found the child dead: {lost}"
     for name, report in summary.items():
         assert report.captured == report.processed + report.dropped, f"{name}: {report}"
 
@@ -538,7 +551,7 @@ def test_with_restarts_sigkill_of_a_child_loses_no_frame(caplog: pytest.LogCaptu
     for name, report in summary.streams.items():
         assert (report.state, report.captured, report.processed, report.dropped, report.error) == (
             "ended", 40, 40, 0, None), name
-    assert "worker 'w1' died while running a batch (signal 9, SIGKILL); starting a new one" in caplog.text
+    assert "worker 'w1' died while waiting for a batch (signal 9, SIGKILL); starting a new one" in caplog.text
     # The summary says so too: in its file, and under its table.
     assert summary.worker_restarts == {"w0": 0, "w1": 1}
     assert summary.to_dict()["workers"] == {"w0": {"restarts": 0}, "w1": {"restarts": 1}}

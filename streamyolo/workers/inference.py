@@ -53,6 +53,7 @@ from streamyolo.schedule import Schedule
 from streamyolo.sinks.base import Sink
 from streamyolo.sources.redact import redact_text
 from streamyolo.workers.live import Hold, LivePicker, LiveShare
+from streamyolo.workers.process import ChildProcessGone
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +274,7 @@ class InferenceWorker:
             message = redact_text(f"inference worker {self.name!r} failed: {type(exc).__name__}: {exc}")
             if self._ready.is_set():  # a model that fails to build is reported by Pipeline.start
                 log.error("%s", message, exc_info=exc)
-            self._fail(message)
+            self._fail(message, exc)
         finally:
             self._share.leave(self)
             with self._adding:
@@ -288,18 +289,20 @@ class InferenceWorker:
             if self._on_done is not None:
                 self._on_done()
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str, error: BaseException) -> None:
         """It failed (``message`` says how): the streams of the pass it failed in fail (what
-        failed it may be one of theirs, whichever worker's they are); once its model was
-        built, its other streams go on with the model's other workers (``adopt``), with what
-        is kept of them; those nobody takes fail too."""
+        failed it may be one of theirs, whichever worker's they are; not when its process was
+        found dead before the pass was sent: ``error`` says so); once its model was built, its
+        other streams go on with the model's other workers (``adopt``), with what is kept of
+        them; those nobody takes fail too."""
         with self._adding:
             self._closing = True
             newest = {update.ring: update for update in self._updates}  # (settings not applied yet: theirs)
             own = [replace(newest[c.ring], kept=c.kept) if c.ring in newest else c for c in self._channels]
             own, self._added, self._updates = [*own, *self._added], [], []
         self._share.leave(self)  # (its live streams are no longer offered as its)
-        suspects = {channel.ring: channel for channel in self._pass}
+        innocent = isinstance(error, ChildProcessGone) and error.idle
+        suspects = {} if innocent else {channel.ring: channel for channel in self._pass}
         for channel in suspects.values():  # (another worker's is settled by that worker, as it ends)
             _failed(channel, message)
         leaving = [channel for channel in own if channel.ring not in suspects]

@@ -159,7 +159,12 @@ class _ChildGone(Exception):
 class ChildProcessGone(WorkerError):
     """A worker's inference process died (a signal, an exit) or hung and was killed, while
     running a batch; the handle is closed. A new child may run the batch again (see
-    :class:`RestartingDetector`)."""
+    :class:`RestartingDetector`). ``idle``: it had died before the batch was sent (killed
+    between batches): the batch had no part in it."""
+
+    def __init__(self, message: str, idle: bool = False) -> None:
+        super().__init__(message)
+        self.idle = idle
 
 
 class ChildKilledBuilding(ModelError):
@@ -327,6 +332,8 @@ class ProcessDetector:
             raise WorkerError(f"inference process of worker {self.worker_name!r} is closed")
         if not images:
             return []
+        if not self._process.is_alive():  # (killed between batches: not this batch's doing)
+            raise ChildProcessGone(f"{self._gone('waiting for a batch')}", idle=True)
         slots, size = _layout(images)
         segment = self._segment_for(size)
         _copy_in(segment, slots, images)
@@ -424,10 +431,10 @@ class RestartingDetector:
     def detect(self, images: Sequence[Image]) -> list[Detections]:
         in_a_row = 0
         while True:
+            if self._detector is None:  # (a restart's child that died building: start another)
+                in_a_row = self._started(in_a_row)
+            assert self._detector is not None
             try:
-                if self._detector is None:  # (a restart's child that died building: start another)
-                    in_a_row = self._started(in_a_row)
-                assert self._detector is not None
                 return self._detector.detect(images)
             except ChildProcessGone as gone:
                 in_a_row = self._restart(gone, in_a_row, "failed this batch")
@@ -452,7 +459,10 @@ class RestartingDetector:
             self._detector.close()
             self._detector = None
         if in_a_row >= self._factory.restarts:
-            raise fails(f"{gone}; not restarted: {in_a_row} restart(s) in a row already {failed}") from None
+            error = fails(f"{gone}; not restarted: {in_a_row} restart(s) in a row already {failed}")
+            if isinstance(error, ChildProcessGone) and isinstance(gone, ChildProcessGone):
+                error.idle = gone.idle
+            raise error from None
         in_a_row += 1
         self.restarted += 1
         if self._factory.restart_counts is not None:

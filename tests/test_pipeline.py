@@ -663,6 +663,27 @@ def test_three_lossless_cameras_on_two_workers_get_even_shares_every_frame_in_or
 
 
 @pytest.mark.timeout(60)
+def test_a_file_read_fast_beside_lossless_cameras_that_are_behind_gets_its_share_of_the_batches() -> None:
+    """Two cameras whose every frame is asked for, more than the two workers keep up with (they
+    always have a batch's worth waiting), and a file read as fast as it goes on w0: a camera's
+    turn leaves the file its share of w0's batches, so it is done long before the cameras (a
+    turn filling the whole batch starved it until the cameras ended)."""
+    cameras = [StreamSetup(name, open_source(SourceSpec(name, "synthetic:?size=160x96&fps=120&frames=480",
+                                                        SourceKind.SYNTHETIC)),
+                           Overflow.BLOCK, capacity=8, policy=CapturePolicy(realtime=True)) for name in ("c0", "c1")]
+    setups = [*cameras, StreamSetup("file", ScriptedSource("file", 60, size=(160, 96)))]
+    pipeline = Pipeline(setups, lambda: StampDetector(delay=0.05), workers=2, sharing=[0, 0], serving=[0, 1, 0],
+                        max_batch=4)
+    last: dict[str, float] = {}
+    for result in pipeline.results():
+        last[result.stream] = time.monotonic()
+    summary = pipeline.summary()
+    assert all(summary.streams[name].dropped == 0 for name in ("c0", "c1", "file")), summary.streams
+    assert summary.streams["file"].processed == 60
+    assert last["file"] < min(last["c0"], last["c1"]) - 1.0, last
+
+
+@pytest.mark.timeout(60)
 def test_a_worker_whose_own_camera_has_ended_goes_on_serving_the_others() -> None:
     """c1, the one camera dealt to w1, ends after 2 s; c0 and c2 go on for 4 s more: w1 goes
     on taking their frames (it does not end for want of cameras of its own), and the run

@@ -423,27 +423,33 @@ class InferenceWorker:
             lossless = [c for c in lossless if not c.paced]
             if len(batch) < self._max_batch:
                 taken = self._share.take_paced(self._live_batch)
-                if taken:
-                    self._take_lossless(taken, [], batch, {channel.ring for channel in taken})
+                if taken:  # (its files' frames get their share of the batch: a turn does not crowd them out)
+                    room = self._max_batch - len(batch)
+                    turn = max(1, room * len(taken) // (len(taken) + len(lossless)))
+                    self._take_lossless(taken, [], batch, {channel.ring for channel in taken}, len(batch) + turn)
         if lossless and len(batch) < self._max_batch:
             self._take_lossless(lossless, active, batch)
+            inhand = {channel.ring: channel for channel, _ in batch if channel.paced}
+            if inhand and len(batch) < self._max_batch:  # (its files had fewer waiting: the turn takes the rest)
+                self._take_lossless(list(inhand.values()), [], batch, set(inhand))
         return batch, hold
 
     def _take_lossless(self, lossless: list[Channel], active: list[Channel], batch: list[tuple[Channel, Frame]],
-                       held: set[object] | None = None) -> None:
+                       held: set[object] | None = None, limit: int | None = None) -> None:
         """Add frames of ``lossless`` to ``batch``, oldest first, round-robin from a rotating
-        start, up to ``max_batch``; a paced stream only once in hand (``held``: the buffers of
-        those in hand already), kept in hand with a frame in the batch, given back without.
-        Removes from ``active`` those closed and drained."""
+        start, up to ``limit`` frames in the batch (``max_batch``); a paced stream only once in
+        hand (``held``: the buffers of those in hand already), kept in hand with a frame in the
+        batch, given back without. Removes from ``active`` those closed and drained."""
+        limit = self._max_batch if limit is None else limit
         start = self._cursor % len(lossless)
         self._cursor += 1
         order = lossless[start:] + lossless[:start]
         held = set() if held is None else held
         progressed = True
-        while progressed and len(batch) < self._max_batch:
+        while progressed and len(batch) < limit:
             progressed = False
             for channel in order:
-                if len(batch) >= self._max_batch:
+                if len(batch) >= limit:
                     break
                 if channel.paced and channel.ring not in held:
                     if not self._share.claim(channel.ring):

@@ -349,6 +349,10 @@ def test_home_assistant_learns_of_the_streams_added_changed_and_removed(broker_f
                 "-outputs", "-overload", "-recordings", "-recordings_free", "-recordings_days_left"])
             until(lambda: any(topic == "site/b/state" and json.loads(payload)["state"] == "removed"
                                for topic, payload, _ in list(watcher.messages)), 30, "b's removed state")
+            # Its retained states are deleted with it (its last state, removed, stays).
+            until(lambda: ("site/b/detect/state", b"") in [(t, p) for t, p, _ in list(watcher.messages)], 30,
+                  "b's switch state deleted")
+            assert ("site/a/detect/state", b"") not in [(t, p) for t, p, _ in list(watcher.messages)]
         finally:
             pipeline.stop()
             pipeline.join()

@@ -542,7 +542,11 @@ class MqttPublisher:
         """With discovery: ``stream``'s Home Assistant entities are now ``entities`` (a stream
         added or changed as the run goes; ``None``: removed): the new configs are published
         (retained), those it no longer has deleted (an empty retained message), at once when
-        connected, else at the next connection."""
+        connected, else at the next connection. A stream removed has its retained states (its
+        objects, zones, lines, switches, snapshot; not its last ``state``, ``removed``) deleted
+        too, and they are not sent again at the next connection."""
+        if entities is None:
+            self._forget_states(stream)
         if self.discovery is None:
             return
         configs = self._discovery([entities]) if entities is not None else []
@@ -627,6 +631,17 @@ class MqttPublisher:
         ``"watched"`` says it.)"""
         if self.controls and kind in SWITCHES:
             self._retain(self._switch(kind, stream), b"ON" if on else b"OFF")
+
+    def _forget_states(self, stream: str) -> None:
+        """Delete removed stream ``stream``'s retained states (empty retained messages)."""
+        under = f"{self.target.prefix}/{stream}/"
+        with self._lock:
+            gone = [topic for topic in self._states if topic.startswith(under)]
+            self._states = {topic: payload for topic, payload in self._states.items() if topic not in gone}
+            client = self._client if self._live else None
+        if client is not None:
+            for topic in [*gone, f"{under}snapshot"]:
+                self._mine(client.publish(topic, b"", qos=1, retain=True))
 
     def _retain(self, topic: str, payload: bytes) -> None:
         """Keep ``payload`` as ``topic``'s state (sent again at each connection) and publish it

@@ -691,10 +691,11 @@ class InferenceWorker:
 
 def _failed(channel: Channel, message: str) -> None:
     """``channel``'s stream fails with ``message``: its capture ends, what it had buffered is
-    counted as dropped."""
+    counted as dropped. (Failed first: a capture that finds its buffer closed would say
+    ``stopped``, and the first end a stream is told is the one it keeps.)"""
+    channel.health.fail(message)
     channel.ring.close()
     channel.ring.discard()  # counted as dropped by the buffer
-    channel.health.fail(message)
 
 
 def _tiled(settings: TileSettings | None) -> bool:

@@ -945,3 +945,40 @@ def test_frames_are_converted_on_the_capture_thread_while_the_worker_keeps_up(
                        workers=1).run()
     assert summary.streams["cam"].processed == len(converted) == 60
     assert all(name.startswith("capture") for name in converted), set(converted)
+
+
+_IMPORT_EACH = """
+import os, pathlib
+import streamyolo  # (OpenCV alone: the rest is imported when used)
+root = pathlib.Path(streamyolo.__file__).parent
+names = [f"streamyolo.{folder}.{path.stem}" for folder in ("pipeline", "workers")
+         for path in sorted((root / folder).glob("*.py")) if path.stem != "__init__"]
+failed = []
+for name in names:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            __import__(name)
+        except BaseException as exc:
+            print(f"{name}: {type(exc).__name__}: {exc}", flush=True)
+            os._exit(1)
+        os._exit(0)
+    if os.waitpid(pid, 0)[1] != 0:
+        failed.append(name)
+print(len(names), "modules;", "failed:", failed)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_every_module_of_the_pipeline_and_the_workers_imports_first_on_its_own() -> None:
+    """A script may import any of them first (``from streamyolo.workers.inference import
+    InferenceWorker``): none may meet an import cycle (the workers import ``pipeline.health``,
+    whose package imported the whole pipeline, which imports the workers)."""
+    import subprocess
+
+    from tests.helpers import PYTHON, ROOT, env_for_subprocess
+
+    done = subprocess.run([PYTHON, "-c", _IMPORT_EACH], check=False, cwd=ROOT, env=env_for_subprocess(),
+                          capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0 and done.stdout.strip().endswith("failed: []"), done.stdout + done.stderr
+

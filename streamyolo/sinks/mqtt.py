@@ -544,9 +544,9 @@ class MqttPublisher:
         (retained), those it no longer has deleted (an empty retained message), at once when
         connected, else at the next connection. A stream removed has its retained states (its
         objects, zones, lines, switches, snapshot; not its last ``state``, ``removed``) deleted
-        too, and they are not sent again at the next connection."""
-        if entities is None:
-            self._forget_states(stream)
+        too, and they are not sent again at the next connection; so have the zones and lines a
+        stream changed as it runs no longer has."""
+        self._forget_states(stream, entities)
         if self.discovery is None:
             return
         configs = self._discovery([entities]) if entities is not None else []
@@ -632,15 +632,24 @@ class MqttPublisher:
         if self.controls and kind in SWITCHES:
             self._retain(self._switch(kind, stream), b"ON" if on else b"OFF")
 
-    def _forget_states(self, stream: str) -> None:
-        """Delete removed stream ``stream``'s retained states (empty retained messages)."""
+    def _forget_states(self, stream: str, entities: StreamEntities | None) -> None:
+        """Delete the retained states (empty retained messages) of ``stream``, removed (no
+        ``entities``), or of its zones and lines that ``entities`` no longer has."""
         under = f"{self.target.prefix}/{stream}/"
+
+        def gone(topic: str) -> bool:
+            if entities is None:
+                return True
+            kind, _, rest = topic[len(under):].partition("/")
+            kept = {"zone": entities.zones, "line": entities.lines}.get(kind)
+            return kept is not None and rest.split("/")[0] not in kept
+
         with self._lock:
-            gone = [topic for topic in self._states if topic.startswith(under)]
-            self._states = {topic: payload for topic, payload in self._states.items() if topic not in gone}
+            forgotten = [topic for topic in self._states if topic.startswith(under) and gone(topic)]
+            self._states = {topic: payload for topic, payload in self._states.items() if topic not in forgotten}
             client = self._client if self._live else None
         if client is not None:
-            for topic in [*gone, f"{under}snapshot"]:
+            for topic in [*forgotten, *([f"{under}snapshot"] if entities is None else [])]:
                 self._mine(client.publish(topic, b"", qos=1, retain=True))
 
     def _retain(self, topic: str, payload: bytes) -> None:

@@ -234,12 +234,13 @@ def test_workers_take_turns_at_paced_lossless_streams_whoever_publishes_them() -
     share.enter(w0, threading.Event())
     share.enter(w1, threading.Event())
     channels = {n: Channel(n, RingBuffer(8, Overflow.BLOCK), False, StreamHealth(n), paced=True) for n in "abc"}
+    assert not share.pacing()  # (none published yet)
     share.publish(w0, [], [channels["a"], channels["c"]])
     share.publish(w1, [], [channels["b"]])
     for name, frames in (("a", 1), ("b", 3), ("c", 2)):
         for seq in range(frames):
             channels[name].ring.put(Frame(FrameMeta(name, seq, 0.0), _PIXELS))
-    assert share.pacing(w0) and share.pacing(w1)
+    assert share.pacing()
     turns = []
     for _ in range(3):
         [taken] = share.take_paced(1)

@@ -71,9 +71,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ANNOUNCED = frozenset({"streaming", "reconnecting", "failed", "ended"})
+"""The stream states an event announces (connecting again, and stopped at the end, are not news)."""
 ENDS = frozenset({"failed", "ended", "removed", "restarting"})
 """A stream's states after which it has no more frames (its crowds are told over then)."""
-"""The stream states an event announces (connecting again, and stopped at the end, are not news)."""
 
 RECENT = 200
 """Events kept for the web page (``/events.json``)."""

@@ -417,7 +417,7 @@ class InferenceWorker:
             if picked[0] in live:  # (not one of another worker's)
                 live.remove(picked[0])
         lossless = [c for c in active if not c.live]
-        if self._share.pacing(self):
+        if self._share.pacing():
             for channel in [c for c in lossless if c.paced and c.ring.exhausted()]:
                 active.remove(channel)
             lossless = [c for c in lossless if not c.paced]

@@ -64,8 +64,8 @@ class LiveShare:
     interval), the forward pass's mean, and which streams a worker has in hand (claimed, with
     claimed). Each worker :meth:`enter` s with its doorbell and :meth:`publish` es its live
     streams, and its paced lossless ones, at which they take turns too (:meth:`take_paced`);
-    a frame put into a shared stream rings every member (:meth:`ring`),
-    and so does a claim given back, so that a free worker takes it at once. Thread-safe."""
+    a frame put into a shared stream rings every member (:meth:`ring`), and so does a claim
+    given back, so that a free worker takes it at once. Thread-safe."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -77,18 +77,21 @@ class LiveShare:
         self._claimed: set[object] = set()  # the buffers of the streams a worker has in hand
         # By worker: its doorbell, its live streams and its paced lossless ones
         self._members: dict[object, tuple[threading.Event, tuple[Channel, ...], tuple[Channel, ...]]] = {}
+        self._pacing = False  # whether several workers share paced lossless streams (read once a batch, unlocked)
 
     def enter(self, member: object, doorbell: threading.Event) -> None:
         """Worker ``member`` takes from the share (``doorbell``: how it is woken). A worker is
         itself its key: one that takes the place of another (of the same name) is another."""
         with self.lock:
             self._members[member] = (doorbell, (), ())
+            self._members_changed()
 
     def leave(self, member: object) -> None:
         """Worker ``member`` has ended: its streams are no longer offered to the others (who
         are told: one with no stream of its own left may end too)."""
         with self.lock:
             self._members.pop(member, None)
+            self._members_changed()
         self.ring()
 
     def publish(self, member: object, live: Sequence[Channel], paced: Sequence[Channel] = ()) -> None:
@@ -98,6 +101,7 @@ class LiveShare:
         with self.lock:
             if member in self._members:
                 self._members[member] = (self._members[member][0], tuple(live), tuple(paced))
+                self._members_changed()
         self.ring()
 
     def offers(self, member: object) -> bool:
@@ -113,12 +117,14 @@ class LiveShare:
         return [channel for worker, (_, live, _) in self._members.items() if worker is not member
                 for channel in live]
 
-    def pacing(self, member: object) -> bool:
-        """Whether ``member`` takes turns at paced lossless streams with other workers (there
-        are some, and other workers); alone, it takes its own as it takes a file's frames."""
-        with self.lock:
-            return any(paced for _, _, paced in self._members.values()) and any(
-                worker is not member for worker in self._members)
+    def pacing(self) -> bool:
+        """Whether its workers take turns at paced lossless streams (there are some, and more
+        than one worker); a worker alone takes its own as it takes a file's frames."""
+        return self._pacing
+
+    def _members_changed(self) -> None:
+        """With :attr:`lock` held."""
+        self._pacing = len(self._members) > 1 and any(paced for _, _, paced in self._members.values())
 
     def take_paced(self, streams: int) -> list[Channel]:
         """Up to ``streams`` paced lossless streams (of any worker) with frames waiting that no

@@ -756,37 +756,41 @@ def test_a_worker_stuck_on_a_live_frame_holds_up_that_camera_alone_and_names_it(
     assert all(r.captured == r.processed + r.dropped for r in summary.streams.values())
 
 
-@pytest.mark.timeout(90)
-@pytest.mark.parametrize("mode", ["thread", "process"])
-def test_a_worker_that_fails_on_a_cameras_frame_fails_that_camera_and_the_others_go_on(mode: str) -> None:
-    """Three cameras dealt 2 + 1 to two workers of one model (c0 and c2 to w0, c1 to w1);
-    w1's model fails on a frame of c0 (say, a frame that crashes it): c0, whose frame it was,
-    fails with it; c1, w1's own camera, goes on with w0, as does c2; the run's end raises
-    the worker's error."""
+def _three_cameras(mode: str, failing: Callable[[], Detector]) -> Pipeline:
+    """Three 30 fps cameras on two workers of one model, dealt 2 + 1 (c0 and c2 to w0, c1 to
+    w1), w0's model slow but sound, w1's ``failing`` (in ``mode``, thread or process)."""
     from streamyolo.workers.process import ProcessDetectorFactory
     from tests.process_fakes import StampFactory
 
-    factories: list[Callable[[], Detector]] = [StampFactory(delay=0.01), StampFactory(delay=0.01, fail_on=20,
-                                                                                        fail_stream="c0")]
+    factories: list[Callable[[], Detector]] = [StampFactory(delay=0.01), failing]
     if mode == "process":
         factories = [ProcessDetectorFactory(factory, f"w{i}") for i, factory in enumerate(factories)]
     sources = [open_source(SourceSpec(f"c{i}", "synthetic:?size=160x96&fps=30&frames=150", SourceKind.SYNTHETIC))
                for i in range(3)]
     setups = [StreamSetup(f"c{i}", s, Overflow.DROP_OLDEST, capacity=2, policy=CapturePolicy(realtime=True))
               for i, s in enumerate(sources)]
-    pipeline = Pipeline(setups, factories, workers=2, sharing=[0, 0])
+    return Pipeline(setups, factories, workers=2, sharing=[0, 0])
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_a_worker_whose_model_fails_hands_its_camera_to_another_and_no_camera_fails(mode: str) -> None:
+    """w1's model fails on every batch from its 20th on (it, not a camera, is at fault: it
+    fails on a picture it ran on before, too): w1 fails, no camera does; c1, w1's own, goes on
+    with w0, as do the others; the run's end raises the worker's error."""
+    from tests.process_fakes import StampFactory
+
+    pipeline = _three_cameras(mode, StampFactory(delay=0.01, fail_on=20))
     served: dict[str, list[tuple[float, str]]] = {name: [] for name in pipeline.stream_names}
     failed_at: list[float] = []
     with pytest.raises(WorkerError, match=r"inference worker 'w1' failed: .*fake detector failure"):
         for result in pipeline.results():
             served[result.stream].append((time.monotonic(), result.worker))
-            if not failed_at and pipeline.worker_streams()[1] == [] and pipeline.reports()[0].state == "failed":
+            if not failed_at and pipeline.worker_streams()[1] == []:
                 failed_at.append(time.monotonic())
     summary = pipeline.summary()
-    assert summary.streams["c0"].state == "failed", summary.streams["c0"]
-    assert "inference worker 'w1' failed" in (summary.streams["c0"].error or "")
     assert failed_at, "w1 did not fail before the cameras ended"
-    for name in ("c1", "c2"):
+    for name in ("c0", "c1", "c2"):
         report = summary.streams[name]
         assert report.state == "ended" and report.error is None, report
         after = [worker for at, worker in served[name] if at > failed_at[0]]
@@ -795,25 +799,112 @@ def test_a_worker_that_fails_on_a_cameras_frame_fails_that_camera_and_the_others
     assert all(r.captured == r.processed + r.dropped for r in summary.streams.values())
 
 
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_a_camera_whose_frames_fail_the_model_fails_alone_and_its_worker_goes_on(
+        mode: str, caplog: pytest.LogCaptureFixture) -> None:
+    """w1's model fails on c0's frames from its 20th batch on (on a CPU, a batch of one live
+    frame), and still runs on the others' (on a picture of c1 or c2 it ran on before): c0
+    fails, alone; w1 goes on serving c1, its own; nothing is raised at the end."""
+    from tests.process_fakes import StampFactory
+
+    pipeline = _three_cameras(mode, StampFactory(delay=0.01, fail_on=20, fail_stream="c0"))
+    served: dict[str, list[tuple[float, str]]] = {name: [] for name in pipeline.stream_names}
+    failed_at: list[float] = []
+    with caplog.at_level(logging.ERROR):
+        for result in pipeline.results():
+            served[result.stream].append((time.monotonic(), result.worker))
+            if not failed_at and pipeline.summary().streams["c0"].state == "failed":
+                failed_at.append(time.monotonic())
+    summary = pipeline.summary()
+    c0 = summary.streams["c0"]
+    assert c0.state == "failed", c0
+    assert re.fullmatch(r"the model of inference worker 'w1' fails on its frames: "
+                        r"(RuntimeError: |ModelError: .*)fake detector failure", c0.error or ""), c0.error
+    assert any("stream 'c0' failed: the model of inference worker 'w1' fails on its frames" in m
+               and m.endswith("(the worker goes on with its other streams)") for m in caplog.messages)
+    assert failed_at, "c0 did not fail before the cameras ended"
+    for name in ("c1", "c2"):
+        report = summary.streams[name]
+        assert report.state == "ended" and report.error is None, report
+    after = [worker for at, worker in served["c1"] if at > failed_at[0]]
+    assert after.count("w1") >= 15, f"c1 after c0 failed: {len(after)} frames, {after.count('w1')} by w1"
+    assert pipeline.worker_streams()[1] == [] and summary.processed > 300
+    assert all(r.captured == r.processed + r.dropped for r in summary.streams.values())
+
+
 @pytest.mark.timeout(60)
-def test_a_failed_workers_file_not_in_the_failing_pass_goes_on_with_another_worker_every_frame() -> None:
-    """w1 serves two files, one frame a pass, and fails on a frame of ``bad``: ``bad`` fails
-    there, ``good`` goes on with w0, where it started, and every one of its frames is processed."""
+def test_a_file_whose_frames_fail_the_model_fails_alone_and_its_batch_mates_lose_nothing(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """w1 serves two files two frames a batch, a frame of each; its model fails on batches
+    with a frame of ``bad`` from its 10th on: run again stream by stream, ``good``'s frames go
+    through and ``bad`` fails; w1 goes on with ``good`` to its last frame; nothing is raised."""
     sources = {name: ScriptedSource(name, 60, size=(160, 96)) for name in ("other", "bad", "good")}
     setups = [StreamSetup(name, source) for name, source in sources.items()]
     factories: list[Callable[[], Detector]] = [lambda: StampDetector(delay=0.01),
                                                lambda: StampDetector(delay=0.01, fail_on=10, fail_stream="bad")]
+    pipeline = Pipeline(setups, factories, workers=2, sharing=[0, 0], serving=[0, 1, 1], max_batch=2)
+    workers: dict[str, set[str]] = {name: set() for name in sources}
+    indices: dict[str, list[int]] = {name: [] for name in sources}
+    with caplog.at_level(logging.ERROR):
+        for result in pipeline.results():
+            workers[result.stream].add(result.worker)
+            indices[result.stream].append(result.frame.meta.seq)
+    summary = pipeline.summary()
+    bad = summary.streams["bad"]
+    assert bad.state == "failed" and 5 <= bad.processed < 60, bad
+    assert bad.error == "the model of inference worker 'w1' fails on its frames: RuntimeError: fake detector failure"
+    for name in ("good", "other"):
+        report = summary.streams[name]
+        assert (report.state, report.processed, report.dropped) == ("ended", 60, 0), report
+        assert indices[name] == list(range(60)), f"{name}: frames out of order or missing"
+    assert workers == {"other": {"w0"}, "bad": {"w1"}, "good": {"w1"}}, workers
+    assert [m for m in caplog.messages if "fails on its frames" in m] == [
+        "stream 'bad' failed: the model of inference worker 'w1' fails on its frames: RuntimeError: fake detector "
+        "failure (the worker goes on with its other streams)"]
+    assert all(r.captured == r.processed + r.dropped for r in summary.streams.values())
+
+
+@pytest.mark.timeout(60)
+def test_a_failed_workers_files_go_on_with_another_worker() -> None:
+    """w1 serves two files, one frame a batch, and its model fails from its 10th batch on: w1
+    fails, neither file does (the model fails on a picture it ran on before too); both go on
+    with w0 from the frame they had reached, the failing batch's frame lost."""
+    sources = {name: ScriptedSource(name, 60, size=(160, 96)) for name in ("other", "f1", "f2")}
+    setups = [StreamSetup(name, source) for name, source in sources.items()]
+    factories: list[Callable[[], Detector]] = [lambda: StampDetector(delay=0.01),
+                                               lambda: StampDetector(delay=0.01, fail_on=10)]
     pipeline = Pipeline(setups, factories, workers=2, sharing=[0, 0], serving=[0, 1, 1], max_batch=1)
     workers: dict[str, set[str]] = {name: set() for name in sources}
     with pytest.raises(WorkerError, match="inference worker 'w1' failed"):
         for result in pipeline.results():
             workers[result.stream].add(result.worker)
     summary = pipeline.summary()
-    assert summary.streams["bad"].state == "failed" and summary.streams["bad"].processed < 60
-    good = summary.streams["good"]
-    assert (good.state, good.processed, good.dropped) == ("ended", 60, 0), good
-    assert workers["good"] == {"w0", "w1"}, workers
+    reports = [summary.streams[name] for name in ("f1", "f2")]
+    assert all(r.state == "ended" and r.error is None for r in reports), reports
+    assert sorted((r.processed, r.dropped) for r in reports) == [(59, 1), (60, 0)], reports
+    assert workers["f1"] == workers["f2"] == {"w0", "w1"}, workers
     assert all(r.captured == r.processed + r.dropped for r in summary.streams.values())
+
+
+@pytest.mark.timeout(60)
+def test_a_batch_that_fails_once_goes_through_stream_by_stream_and_loses_nothing(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A model that fails one batch (of two files' frames) and not again: the batch runs
+    again stream by stream and goes through; no stream fails, no frame is lost."""
+    class Once(StampDetector):
+        def detect(self, images: Sequence[Image]) -> list[Detections]:
+            if self.calls == 4:
+                self.calls += 1
+                raise RuntimeError("a passing failure")
+            return super().detect(images)
+
+    setups = [StreamSetup(name, ScriptedSource(name, 30, size=(160, 96))) for name in ("a", "b")]
+    with caplog.at_level(logging.WARNING):
+        summary = Pipeline(setups, Once, workers=1, max_batch=2).run()
+    assert all((r.state, r.processed, r.dropped) == ("ended", 30, 0) for r in summary.streams.values()), summary
+    assert ("inference worker 'w0': a batch failed (RuntimeError: a passing failure) and went through stream by "
+            "stream") in caplog.messages
 
 
 @pytest.mark.timeout(60)

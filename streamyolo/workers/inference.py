@@ -13,8 +13,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -62,6 +63,8 @@ _PartGate = tuple[MotionGate[Detections | int], Tile]
 
 _IDLE_WAIT = 0.5  # seconds; the doorbell normally wakes the worker long before this
 _MAX_HOLD = 0.1  # seconds; a hold is far shorter, this only bounds a clock that jumps
+_CONTROLS = 2  # pictures of different streams a worker keeps, to tell a failing model from a failing stream
+_CONTROL_SIDE = 640  # pixels; they are kept scaled down to this
 
 
 @dataclass(slots=True)
@@ -171,6 +174,7 @@ class InferenceWorker:
         self._cursor = 0  # where the next lossless round-robin starts
         self._busy: tuple[float, tuple[str, ...]] | None = None  # the pass running: since when, its streams
         self._pass: tuple[Channel, ...] = ()  # the streams of the batch being processed (if it fails: suspects)
+        self._controls: dict[str, Image] = {}  # pictures the model ran on, a stream's each (see _sift)
         self._picker = LivePicker(hold=live_hold, share=share, member=self)
         self._share = self._picker.share
         self._published: tuple[Channel, ...] = ()  # its live and paced streams as the share has them
@@ -292,7 +296,8 @@ class InferenceWorker:
     def _fail(self, message: str, error: BaseException) -> None:
         """It failed (``message`` says how): the streams of the pass it failed in fail (what
         failed it may be one of theirs, whichever worker's they are; not when its process was
-        found dead before the pass was sent: ``error`` says so); once its model was built, its
+        found dead before the pass was sent, ``error`` says so, nor when its model failed on a
+        picture it had run on before, :meth:`_sift` says so); once its model was built, its
         other streams go on with the model's other workers (``adopt``), with what is kept of
         them; those nobody takes fail too."""
         with self._adding:
@@ -470,7 +475,13 @@ class InferenceWorker:
             self._share.release(ring)
 
     def _process(self, detector: Detector, batch: list[tuple[Channel, Frame]]) -> None:
-        detections, stills, counts = self._detect(detector, batch)
+        try:
+            detections, stills, counts = self._detect(detector, batch)
+        except Exception as error:  # the model's fault, or a stream's? (raises if the model's)
+            batch, detections, stills, counts = self._sift(detector, batch, error)
+        except BaseException:
+            _lose(batch)
+            raise
         now = self._clock()
         for index, ((channel, frame), found, still, pictures) in enumerate(
                 zip(batch, detections, stills, counts, strict=True)):
@@ -554,13 +565,15 @@ class InferenceWorker:
             except BaseException:
                 for gate in gated + parts_gated:
                     gate.forget()
-                for channel, _ in batch:
-                    channel.health.lose(1)
                 raise
             finally:
                 self._busy = None
             if pictures:
                 self._picker.forward_took(self._clock() - started)
+            if len(self._controls) < _CONTROLS:
+                for channel, image, _, _ in runs:
+                    if channel.name not in self._controls and len(self._controls) < _CONTROLS:
+                        self._controls[channel.name] = _shrunk(image)
             for gate in parts_gated:
                 if isinstance(gate.found, int):
                     gate.settle(found[gate.found])
@@ -572,6 +585,78 @@ class InferenceWorker:
         counts = [0 if still or not isinstance(take, int) else runs[take][3]
                   for take, still in zip(takes, stills, strict=True)]
         return [ran[take] if isinstance(take, int) else take for take in takes], stills, counts
+
+    def _sift(self, detector: Detector, batch: list[tuple[Channel, Frame]], error: Exception
+              ) -> tuple[list[tuple[Channel, Frame]], list[Detections], list[bool], list[int]]:
+        """The model raised ``error`` on ``batch``: run it again stream by stream, to tell a
+        stream whose frames fail it (which fails, alone) from a model that fails (which fails the
+        worker, and ``error`` is raised). A stream whose frames fail again fails when the model
+        still runs: on another stream's frames of the batch, or else on a picture it ran on
+        before (a ``control``, of another stream if it has one); when it fails there too, the
+        model is at fault and the streams of the batch are not (``_pass`` is emptied: they go
+        on, with the model's other workers if they were this worker's). With no control yet
+        (the worker's first batch), the streams of the batch fail with the worker, as they
+        may be what failed it. A dead child process is not sifted: its restarts ran the batch
+        again already. Returns what went through: the frames, their detections, stills and counts."""
+        if isinstance(error, ChildProcessGone):
+            _lose(batch)
+            raise error
+        runs: dict[int, list[tuple[Channel, Frame]]] = {}
+        for entry in batch:
+            runs.setdefault(id(entry[0].ring), []).append(entry)
+        went: list[tuple[Channel, Frame]] = []
+        found: list[Detections] = []
+        stills: list[bool] = []
+        counts: list[int] = []
+        failing: list[tuple[list[tuple[Channel, Frame]], Exception]] = []
+        for entries in runs.values():
+            try:
+                detections, still, count = self._detect(detector, entries)
+            except ChildProcessGone:
+                _lose(batch)
+                raise
+            except Exception as exc:
+                failing.append((entries, exc))
+                continue
+            went += entries
+            found += detections
+            stills += still
+            counts += count
+        if failing and not went:
+            sound = self._sound(detector, {entries[0][0].name for entries, _ in failing})
+            if not sound:
+                if sound is not None:
+                    self._pass = ()  # (the model's fault: the streams go on)
+                _lose(batch)
+                raise error
+        for entries, failure in failing:
+            channel = entries[0][0]
+            message = redact_text(f"the model of inference worker {self.name!r} fails on its frames: "
+                                  f"{type(failure).__name__}: {failure}")
+            log.error("stream %r failed: %s (the worker goes on with its other streams)", channel.name, message,
+                      exc_info=failure)
+            _lose(entries)
+            _failed(channel, message)
+        if not failing:
+            log.warning("inference worker %r: a batch failed (%s: %s) and went through stream by stream",
+                        self.name, type(error).__name__, redact_text(str(error)))
+        return went, found, stills, counts
+
+    def _sound(self, detector: Detector, suspects: set[str]) -> bool | None:
+        """Whether the model still runs on a picture it ran on before (of a stream not among
+        ``suspects`` if it has one); ``None`` when it has none."""
+        controls = [image for name, image in self._controls.items() if name not in suspects]
+        controls = controls or list(self._controls.values())
+        if not controls:
+            return None
+        self._busy = (self._clock(), tuple(sorted(suspects)))
+        try:
+            detector.detect(controls[:1])
+        except Exception:
+            return False
+        finally:
+            self._busy = None
+        return True
 
     def _plan(self, channel: Channel, frame: Frame, small: npt.NDArray[np.uint8] | None, pictures: list[Image],
               parts_gated: list[MotionGate[Detections | int]]) -> list[Detections | int]:
@@ -687,6 +772,22 @@ class InferenceWorker:
             assert self._tracker is not None
             tracker = channel.kept.tracker = StreamTracker(self._tracker)
         return tracker.update(found, image, channel.confirm)
+
+
+def _lose(batch: Sequence[tuple[Channel, Frame]]) -> None:
+    """The frames of ``batch`` are lost (counted as such)."""
+    for channel, _ in batch:
+        channel.health.lose(1)
+
+
+def _shrunk(image: Image) -> Image:
+    """A copy of ``image``, scaled down to at most ``_CONTROL_SIDE`` pixels a side."""
+    height, width = image.shape[:2]
+    scale = _CONTROL_SIDE / max(height, width)
+    if scale >= 1:
+        return image.copy()
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cast(Image, cv2.resize(image, size, interpolation=cv2.INTER_AREA))
 
 
 def _failed(channel: Channel, message: str) -> None:

@@ -83,6 +83,10 @@ class Kept:
     gate: MotionGate[Detections | int] | None = None
     parts: tuple[tuple[int, ...], list[_PartGate | None]] | None = None
     """The parts' motion gates (``tiles`` and ``motion``), for frames of one shape."""
+    pending: list[Frame] = field(default_factory=list)
+    """A lossless stream's frames taken from its buffer by a worker whose model then failed
+    (the model at fault, not the stream: see ``InferenceWorker._sift``): whoever takes the
+    stream next takes them first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,7 +427,7 @@ class InferenceWorker:
                 live.remove(picked[0])
         lossless = [c for c in active if not c.live]
         if self._share.pacing():
-            for channel in [c for c in lossless if c.paced and c.ring.exhausted()]:
+            for channel in [c for c in lossless if c.paced and c.ring.exhausted() and not c.kept.pending]:
                 active.remove(channel)
             lossless = [c for c in lossless if not c.paced]
             if len(batch) < self._max_batch:
@@ -461,7 +465,7 @@ class InferenceWorker:
                         continue
                     held.add(channel.ring)
                 try:
-                    frame = channel.ring.get_nowait()
+                    frame = channel.kept.pending.pop(0) if channel.kept.pending else channel.ring.get_nowait()
                 except Empty:
                     continue
                 except BufferClosed:
@@ -625,9 +629,11 @@ class InferenceWorker:
         if failing and not went:
             sound = self._sound(detector, {entries[0][0].name for entries, _ in failing})
             if not sound:
-                if sound is not None:
-                    self._pass = ()  # (the model's fault: the streams go on)
-                _lose(batch)
+                if sound is None:
+                    _lose(batch)
+                    raise error
+                self._pass = ()  # the model's fault: the streams go on (a lossless one's frames too)
+                _hand_back(batch)
                 raise error
         for entries, failure in failing:
             channel = entries[0][0]
@@ -780,6 +786,19 @@ def _lose(batch: Sequence[tuple[Channel, Frame]]) -> None:
         channel.health.lose(1)
 
 
+def _hand_back(batch: Sequence[tuple[Channel, Frame]]) -> None:
+    """The frames of ``batch`` go back to their streams, a lossless stream's to be taken
+    first by whoever takes it next (:attr:`Kept.pending`); a live stream's are lost."""
+    back: dict[int, tuple[Channel, list[Frame]]] = {}
+    for channel, frame in batch:
+        if channel.live:
+            channel.health.lose(1)
+        else:
+            back.setdefault(id(channel.kept), (channel, []))[1].append(frame)
+    for channel, frames in back.values():
+        channel.kept.pending[:0] = frames
+
+
 def _shrunk(image: Image) -> Image:
     """A copy of ``image``, scaled down to at most ``_CONTROL_SIDE`` pixels a side."""
     height, width = image.shape[:2]
@@ -797,6 +816,9 @@ def _failed(channel: Channel, message: str) -> None:
     channel.health.fail(message)
     channel.ring.close()
     channel.ring.discard()  # counted as dropped by the buffer
+    if channel.kept.pending:
+        channel.health.lose(len(channel.kept.pending))
+        channel.kept.pending.clear()
 
 
 def _tiled(settings: TileSettings | None) -> bool:

@@ -133,7 +133,8 @@ class LiveShare:
         one model take turns at them, whoever is free, and each gets its share of turns."""
         with self.lock:
             offered = [channel for _, _, paced in self._members.values() for channel in paced]
-            ready = [channel for channel in offered if channel.ring not in self._claimed and len(channel.ring)]
+            ready = [channel for channel in offered
+                     if channel.ring not in self._claimed and (len(channel.ring) or channel.kept.pending)]
             if not ready:
                 return []
             if not any(channel.name in self.paced_owed for channel in ready):  # a new round

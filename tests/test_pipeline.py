@@ -916,23 +916,27 @@ def test_a_failed_workers_files_go_on_with_another_worker_every_frame() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_a_batch_that_fails_once_goes_through_stream_by_stream_and_loses_nothing(
-        caplog: pytest.LogCaptureFixture) -> None:
-    """A model that fails one batch (of two files' frames) and not again: the batch runs
-    again stream by stream and goes through; no stream fails, no frame is lost."""
-    class Once(StampDetector):
+@pytest.mark.parametrize("failing", ["once", "more than a frame at once"])
+def test_a_batch_that_fails_and_goes_through_stream_by_stream_or_frame_by_frame_loses_nothing(
+        failing: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A model that fails one batch (of two files' frames) and not again, or every batch of
+    more than one frame: the batch runs again stream by stream (then a stream's frames one by
+    one) and goes through; no stream fails, no frame is lost, the log says so once."""
+    class Failing(StampDetector):
         def detect(self, images: Sequence[Image]) -> list[Detections]:
-            if self.calls == 4:
+            if (self.calls == 4) if failing == "once" else len(images) > 1:
                 self.calls += 1
-                raise RuntimeError("a passing failure")
+                raise RuntimeError("a passing failure" if failing == "once" else "one frame at a time")
             return super().detect(images)
 
     setups = [StreamSetup(name, ScriptedSource(name, 30, size=(160, 96))) for name in ("a", "b")]
     with caplog.at_level(logging.WARNING):
-        summary = Pipeline(setups, Once, workers=1, max_batch=2).run()
+        summary = Pipeline(setups, Failing, workers=1, max_batch=4).run()
     assert all((r.state, r.processed, r.dropped) == ("ended", 30, 0) for r in summary.streams.values()), summary
-    assert ("inference worker 'w0': a batch failed (RuntimeError: a passing failure) and went through stream by "
-            "stream") in caplog.messages
+    error = "a passing failure" if failing == "once" else "one frame at a time"
+    assert [m for m in caplog.messages if "went through" in m] == [
+        f"inference worker 'w0': a batch failed (RuntimeError: {error}) and went through stream by stream (told "
+        "once; more with --log-level debug)"]
 
 
 @pytest.mark.timeout(60)

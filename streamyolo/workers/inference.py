@@ -179,6 +179,7 @@ class InferenceWorker:
         self._busy: tuple[float, tuple[str, ...]] | None = None  # the pass running: since when, its streams
         self._pass: tuple[Channel, ...] = ()  # the streams of the batch being processed (if it fails: suspects)
         self._controls: dict[str, Image] = {}  # pictures the model ran on, a stream's each (see _sift)
+        self._sifted = 0  # batches that failed and went through stream by stream
         self._picker = LivePicker(hold=live_hold, share=share, member=self)
         self._share = self._picker.share
         self._published: tuple[Channel, ...] = ()  # its live and paced streams as the share has them
@@ -594,7 +595,8 @@ class InferenceWorker:
               ) -> tuple[list[tuple[Channel, Frame]], list[Detections], list[bool], list[int]]:
         """The model raised ``error`` on ``batch``: run it again stream by stream, to tell a
         stream whose frames fail it (which fails, alone) from a model that fails (which fails the
-        worker, and ``error`` is raised). A stream whose frames fail again fails when the model
+        worker, and ``error`` is raised); a stream's frames that fail together run again one
+        by one (were they too many at once?). A stream whose frames fail again fails when the model
         still runs: on another stream's frames of the batch, or else on a picture it ran on
         before (a ``control``, of another stream if it has one); when it fails there too, the
         model is at fault and the streams of the batch are not (``_pass`` is emptied: they go
@@ -614,18 +616,24 @@ class InferenceWorker:
         counts: list[int] = []
         failing: list[tuple[list[tuple[Channel, Frame]], Exception]] = []
         for entries in runs.values():
-            try:
-                detections, still, count = self._detect(detector, entries)
-            except ChildProcessGone:
-                _lose(batch)
-                raise
-            except Exception as exc:
-                failing.append((entries, exc))
-                continue
-            went += entries
-            found += detections
-            stills += still
-            counts += count
+            tries = [entries] if len(entries) == 1 else [entries, *([entry] for entry in entries)]
+            for index, part in enumerate(tries):  # (the stream's frames, then one by one: too many at once?)
+                try:
+                    detections, still, count = self._detect(detector, part)
+                except ChildProcessGone:
+                    _lose(batch)
+                    raise
+                except Exception as exc:
+                    if index == 0 and len(tries) > 1:
+                        continue
+                    failing.append((entries[max(0, index - 1):], exc))
+                    break
+                went += part
+                found += detections
+                stills += still
+                counts += count
+                if index == 0:
+                    break
         if failing and not went:
             sound = self._sound(detector, {entries[0][0].name for entries, _ in failing})
             if not sound:
@@ -644,8 +652,11 @@ class InferenceWorker:
             _lose(entries)
             _failed(channel, message)
         if not failing:
-            log.warning("inference worker %r: a batch failed (%s: %s) and went through stream by stream",
-                        self.name, type(error).__name__, redact_text(str(error)))
+            self._sifted += 1  # (told once: a model that fails every batch of many frames would say it every batch)
+            log.log(logging.WARNING if self._sifted == 1 else logging.DEBUG,
+                    "inference worker %r: a batch failed (%s: %s) and went through stream by stream%s", self.name,
+                    type(error).__name__, redact_text(str(error)), "" if self._sifted > 1 else
+                    " (told once; more with --log-level debug)")
         return went, found, stills, counts
 
     def _sound(self, detector: Detector, suspects: set[str]) -> bool | None:

@@ -846,7 +846,8 @@ class PipelineConfig(_Strict):
     process_restarts: int = Field(default=3, ge=0, le=1000)
     """``worker_mode: process``: when a worker's child process dies (a segfault, the OOM
     killer) or hangs, a new one is started and runs the batch again, up to this many times in
-    a row; then the worker's streams fail. 0: they fail at the first death."""
+    a row; then the batch runs again stream by stream, and the stream at fault fails (the worker
+    when the model is). 0: the worker fails at the first death."""
     threads: int | None = Field(default=None, ge=1, le=1024)
     """Torch intra-op threads (OpenVINO inference threads) per model; by default the CPU cores
     divided between the workers and their lanes."""

@@ -14,7 +14,8 @@ import numpy as np
 from streamyolo.errors import ModelError
 from streamyolo.frames import Detections, Image
 from streamyolo.inference.detector import Detector
-from tests.helpers import StampDetector
+from streamyolo.sources import stream_tag
+from tests.helpers import StampDetector, stamps
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,32 @@ class SuicidalDetector(ChecksumDetector):
 class SuicidalFactory:
     def __call__(self) -> Detector:
         return SuicidalDetector()
+
+
+class _PoisonedStampDetector(StampDetector):
+    def __init__(self, poison: str, from_frame: int) -> None:
+        super().__init__()
+        self._poison = (stream_tag(poison), from_frame)
+
+    def detect(self, images: Sequence[Image]) -> list[Detections]:
+        import signal
+
+        tag, first = self._poison
+        if any(stamp is not None and stamp[0] == tag and stamp[1] >= first for stamp in stamps(images)):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().detect(images)
+
+
+@dataclass(frozen=True)
+class PoisonedStampFactory:
+    """:class:`StampFactory`'s model, whose process a frame of stream ``poison`` from its
+    ``from_frame``-th on kills (as a segfault in native code would), every time."""
+
+    poison: str
+    from_frame: int
+
+    def __call__(self) -> Detector:
+        return _PoisonedStampDetector(self.poison, self.from_frame)
 
 
 class _ImportedDetector(StampDetector):

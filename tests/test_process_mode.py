@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
+import re
 import select
 import signal
 import subprocess
@@ -59,6 +61,7 @@ from tests.process_fakes import (
     ImportedFactory,
     KilledBuildingFactory,
     PidStampFactory,
+    PoisonedStampFactory,
     StampFactory,
     SuicidalFactory,
 )
@@ -532,6 +535,33 @@ def test_sigkill_of_an_idle_child_without_restarts_fails_its_worker_whose_stream
     lost = [summary[name].dropped for name in ("s1", "s3")]
     assert 1 <= sum(lost) <= 2, f"the batch that found the child dead: {lost}"
     for name, report in summary.items():
+        assert report.captured == report.processed + report.dropped, f"{name}: {report}"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("max_batch", [1, 2])
+def test_a_files_frame_that_kills_every_child_fails_that_file_alone_and_the_worker_goes_on(
+        max_batch: int, caplog: pytest.LogCaptureFixture) -> None:
+    """With a restart, frames of ``bad`` from its 20th on kill the worker's child every time
+    (and the new one the restart starts): the batch runs again stream by stream on new
+    children (``bad``'s alone only when the batch had ``good``'s too), then the model on a
+    picture it ran on before, which goes through: ``bad`` fails alone, ``good`` gets every
+    frame, the worker goes on and nothing is raised."""
+    sources = {name: ScriptedSource(name, 40, size=(160, 96)) for name in ("good", "bad")}
+    factory = ProcessDetectorFactory(PoisonedStampFactory("bad", 20), "w0", restarts=1)
+    pipeline = Pipeline([StreamSetup(name, s) for name, s in sources.items()], factory, workers=1,
+                        max_batch=max_batch)
+    with caplog.at_level(logging.ERROR):
+        summary = pipeline.run()
+    bad, good = summary.streams["bad"], summary.streams["good"]
+    assert (good.state, good.processed, good.dropped) == ("ended", 40, 0), good
+    assert (bad.state, bad.processed) == ("failed", 20), bad
+    assert re.fullmatch(r"the model of inference worker 'w0' fails on its frames: ChildProcessGone: inference "
+                        r"process of worker 'w0' died while running a batch \(signal 9, SIGKILL\); not restarted: "
+                        r"1 restart\(s\) in a row already failed this batch", bad.error or ""), bad.error
+    assert any(m.startswith("stream 'bad' failed: the model of inference worker 'w0' fails on its frames")
+               for m in caplog.messages), caplog.messages
+    for name, report in summary.streams.items():
         assert report.captured == report.processed + report.dropped, f"{name}: {report}"
 
 

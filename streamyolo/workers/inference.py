@@ -602,37 +602,42 @@ class InferenceWorker:
         model is at fault and the streams of the batch are not (``_pass`` is emptied: they go
         on, with the model's other workers if they were this worker's). With no control yet
         (the worker's first batch), the streams of the batch fail with the worker, as they
-        may be what failed it. A dead child process is not sifted: its restarts ran the batch
-        again already. Returns what went through: the frames, their detections, stills and counts."""
-        if isinstance(error, ChildProcessGone):
+        may be what failed it. A batch that killed the worker's child process and the new
+        ones its restarts started (``process_restarts``) is sifted the same way, on new
+        children (but for a batch of one stream, which they ran already); one that killed a
+        child with no restarts is not (the worker fails at the first death, as asked). Returns
+        what went through: the frames, their detections, stills and counts."""
+        dead = isinstance(error, ChildProcessGone)
+        if isinstance(error, ChildProcessGone) and (error.idle or not error.restarted):  # (no restarts: as asked)
             _lose(batch)
             raise error
         runs: dict[int, list[tuple[Channel, Frame]]] = {}
         for entry in batch:
             runs.setdefault(id(entry[0].ring), []).append(entry)
+        again = not dead or len(runs) > 1  # (the restarts ran a one-stream batch that killed them again already)
         went: list[tuple[Channel, Frame]] = []
         found: list[Detections] = []
         stills: list[bool] = []
         counts: list[int] = []
         failing: list[tuple[list[tuple[Channel, Frame]], Exception]] = []
         for entries in runs.values():
-            tries = [entries] if len(entries) == 1 else [entries, *([entry] for entry in entries)]
-            for index, part in enumerate(tries):  # (the stream's frames, then one by one: too many at once?)
+            tries = [entries] if again else []  # the stream's frames, then one by one (too many at once?)
+            tries += [[entry] for entry in entries] if len(entries) > 1 else []
+            if not tries:
+                failing.append((entries, error))
+            for part in tries:
                 try:
                     detections, still, count = self._detect(detector, part)
-                except ChildProcessGone:
-                    _lose(batch)
-                    raise
-                except Exception as exc:
-                    if index == 0 and len(tries) > 1:
+                except Exception as exc:  # (a child that dies here is what the restarts tell of)
+                    if part is entries and len(entries) > 1:
                         continue
-                    failing.append((entries[max(0, index - 1):], exc))
+                    failing.append((entries[next(i for i, e in enumerate(entries) if e is part[0]):], exc))
                     break
                 went += part
                 found += detections
                 stills += still
                 counts += count
-                if index == 0:
+                if part is entries:
                     break
         if failing and not went:
             sound = self._sound(detector, {entries[0][0].name for entries, _ in failing})

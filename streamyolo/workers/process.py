@@ -160,11 +160,13 @@ class ChildProcessGone(WorkerError):
     """A worker's inference process died (a signal, an exit) or hung and was killed, while
     running a batch; the handle is closed. A new child may run the batch again (see
     :class:`RestartingDetector`). ``idle``: it had died before the batch was sent (killed
-    between batches): the batch had no part in it."""
+    between batches): the batch had no part in it. ``restarted``: new children ran the batch
+    again and died too, as many as the restarts in a row allow."""
 
-    def __init__(self, message: str, idle: bool = False) -> None:
+    def __init__(self, message: str, idle: bool = False, restarted: bool = False) -> None:
         super().__init__(message)
         self.idle = idle
+        self.restarted = restarted
 
 
 class ChildKilledBuilding(ModelError):
@@ -461,7 +463,7 @@ class RestartingDetector:
         if in_a_row >= self._factory.restarts:
             error = fails(f"{gone}; not restarted: {in_a_row} restart(s) in a row already {failed}")
             if isinstance(error, ChildProcessGone) and isinstance(gone, ChildProcessGone):
-                error.idle = gone.idle
+                error.idle, error.restarted = gone.idle, True
             raise error from None
         in_a_row += 1
         self.restarted += 1

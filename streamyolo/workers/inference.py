@@ -54,7 +54,7 @@ from streamyolo.schedule import Schedule
 from streamyolo.sinks.base import Sink
 from streamyolo.sources.redact import redact_text
 from streamyolo.workers.live import Hold, LivePicker, LiveShare
-from streamyolo.workers.process import ChildProcessGone
+from streamyolo.workers.process import ChildModelError, ChildProcessGone
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ _IDLE_WAIT = 0.5  # seconds; the doorbell normally wakes the worker long before 
 _MAX_HOLD = 0.1  # seconds; a hold is far shorter, this only bounds a clock that jumps
 _CONTROLS = 2  # pictures of different streams a worker keeps, to tell a failing model from a failing stream
 _CONTROL_SIDE = 640  # pixels; they are kept scaled down to this
+_GREY = np.full((360, 640, 3), 114, np.uint8)  # the control of a worker whose model has not run on any picture yet
+_GREY.flags.writeable = False
 
 
 @dataclass(slots=True)
@@ -598,11 +600,11 @@ class InferenceWorker:
         worker, and ``error`` is raised); a stream's frames that fail together run again one
         by one (were they too many at once?). A stream whose frames fail again fails when the model
         still runs: on another stream's frames of the batch, or else on a picture it ran on
-        before (a ``control``, of another stream if it has one); when it fails there too, the
-        model is at fault and the streams of the batch are not (``_pass`` is emptied: they go
-        on, with the model's other workers if they were this worker's). With no control yet
-        (the worker's first batch), the streams of the batch fail with the worker, as they
-        may be what failed it. A batch that killed the worker's child process and the new
+        before (a ``control``, of another stream if it has one; a plain grey one if it has run on
+        none yet); when it fails there too, the model is at fault and the streams of the batch
+        are not (``_pass`` is emptied: they go on, with the model's other workers if they were
+        this worker's). Frames the model did not run on (still, or with detection off) tell
+        nothing of it. A batch that killed the worker's child process and the new
         ones its restarts started (``process_restarts``) is sifted the same way, on new
         children (but for a batch of one stream, which they ran already); one that killed a
         child with no restarts is not (the worker fails at the first death, as asked). Returns
@@ -615,6 +617,10 @@ class InferenceWorker:
         for entry in batch:
             runs.setdefault(id(entry[0].ring), []).append(entry)
         again = not dead or len(runs) > 1  # (the restarts ran a one-stream batch that killed them again already)
+        if dead:
+            log.warning("inference worker %r: a batch killed its process and the new ones its restarts started; "
+                        "it runs again stream by stream, on new processes, to find what is at fault", self.name)
+        ran = False  # whether the model ran on any of it (not only frames still or with detection off)
         went: list[tuple[Channel, Frame]] = []
         found: list[Detections] = []
         stills: list[bool] = []
@@ -637,23 +643,19 @@ class InferenceWorker:
                 found += detections
                 stills += still
                 counts += count
+                ran = ran or any(count)
                 if part is entries:
                     break
-        if failing and not went:
-            sound = self._sound(detector, {entries[0][0].name for entries, _ in failing})
-            if not sound:
-                if sound is None:
-                    _lose(batch)
-                    raise error
-                self._pass = ()  # the model's fault: the streams go on (a lossless one's frames too)
-                _hand_back(batch)
-                raise error
+        if failing and not ran and not self._sound(detector, {entries[0][0].name for entries, _ in failing}):
+            self._pass = ()  # the model's fault: the streams go on (a lossless one's frames too)
+            _hand_back(batch)
+            raise error
         for entries, failure in failing:
             channel = entries[0][0]
-            message = redact_text(f"the model of inference worker {self.name!r} fails on its frames: "
-                                  f"{type(failure).__name__}: {failure}")
-            log.error("stream %r failed: %s (the worker goes on with its other streams)", channel.name, message,
-                      exc_info=failure)
+            cause = failure.cause if isinstance(failure, ChildModelError) else f"{type(failure).__name__}: {failure}"
+            message = redact_text(f"the model of inference worker {self.name!r} fails on its frames: {cause}")
+            log.error("stream %r failed: %s (the worker goes on with its other streams)", channel.name, message)
+            log.debug("what stream %r's frames raised", channel.name, exc_info=failure)
             _lose(entries)
             _failed(channel, message)
         if not failing:
@@ -664,13 +666,11 @@ class InferenceWorker:
                     " (told once; more with --log-level debug)")
         return went, found, stills, counts
 
-    def _sound(self, detector: Detector, suspects: set[str]) -> bool | None:
-        """Whether the model still runs on a picture it ran on before (of a stream not among
-        ``suspects`` if it has one); ``None`` when it has none."""
+    def _sound(self, detector: Detector, suspects: set[str]) -> bool:
+        """Whether the model still runs on a picture it ran on before, of a stream not among
+        ``suspects`` if it has one (else on a plain grey picture: it has not run on any yet)."""
         controls = [image for name, image in self._controls.items() if name not in suspects]
-        controls = controls or list(self._controls.values())
-        if not controls:
-            return None
+        controls = controls or list(self._controls.values()) or [_GREY]
         self._busy = (self._clock(), tuple(sorted(suspects)))
         try:
             detector.detect(controls[:1])

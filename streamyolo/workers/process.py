@@ -169,6 +169,15 @@ class ChildProcessGone(WorkerError):
         self.restarted = restarted
 
 
+class ChildModelError(ModelError):
+    """The model in a worker's child process raised on a batch (the child lives on);
+    ``cause``: what it raised, as ``Type: message``."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
 class ChildKilledBuilding(ModelError):
     """A worker's inference process was killed by a signal (the OOM killer, a ``kill``, a
     crash in native code) or hung while it built its model: a model error to whoever started
@@ -347,7 +356,8 @@ class ProcessDetector:
         except OSError:  # the pipe broke as the child died: report how it died
             raise ChildProcessGone(f"{self._gone('running a batch')}") from None
         if isinstance(reply, _Failed):
-            raise ModelError(f"model of worker {self.worker_name!r} failed a batch: {reply.kind}: {reply.message}")
+            raise ChildModelError(f"model of worker {self.worker_name!r} failed a batch: {reply.kind}: {reply.message}",
+                                  f"{reply.kind}: {reply.message}")
         if not isinstance(reply, _Found) or len(reply.detections) != len(images):
             raise self._protocol_error(reply)
         return [replace(found, names=self._names) for found in reply.detections]

@@ -25,7 +25,7 @@ from streamyolo.pipeline import Pipeline, StreamSetup
 from streamyolo.pipeline.assemble import Lanes, choose_lanes, choose_workers, detector_factories, torch_threads
 from streamyolo.pipeline.build import resolve_streams
 from streamyolo.sources import SourceKind, SourceSpec, open_source
-from streamyolo.sources.synthetic import stamp
+from streamyolo.sources.synthetic import read_stamp, stamp
 from streamyolo.workers.process import ProcessDetectorFactory
 from tests.helpers import PYTHON, StampDetector, assert_same_detections, env_for_subprocess
 
@@ -125,18 +125,67 @@ def test_a_batch_of_mixed_shapes_is_shared_evenly() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_a_failing_lane_raises_after_every_lane_answered_and_the_detector_still_works() -> None:
-    replicas = _Replicas(fail_on=2)  # the helper lane fails on its second batch
+def test_a_replica_that_fails_on_frames_another_runs_is_closed_and_the_worker_goes_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    replicas = _Replicas(fail_on=2)  # the helper lane's replica fails from its second batch on
     detector = LanedDetector.build(replicas, 2)
+    me = threading.current_thread().name
+    threads = detector.threads
     try:
         assert len(detector.detect(_images(4))) == 4
-        with pytest.raises(RuntimeError, match="fake detector failure"):
-            detector.detect(_images(4))
-        assert replicas.batches() == [[2, 2], [2, 2]]  # lane 0 ran its part too
-        assert len(detector.detect(_images(1))) == 1
+        found = detector.detect(_images(4))
+        assert [int(d.xyxy[0, 0]) for d in found] == [0, 1, 2, 3], "lane 0 ran the failed part too, in order"
+        assert replicas.batches() == [[2, 2, 2], [2, 2]]
+        assert detector.lanes == 1 and replicas.closed == [f"{me}/lane1"]
+        assert ("a model replica failed (RuntimeError: fake detector failure) on 2 frame(s) another one ran: it is "
+                "closed, the worker goes on with 1 replica(s)") in caplog.text
+        assert len(detector.detect(_images(4))) == 4 and replicas.batches() == [[2, 2, 2, 4], [2, 2]]
+    finally:
+        detector.close()
+    assert not any(t.is_alive() for t in threads)
+
+
+class _Poisoned(StampDetector):
+    """Fails on any batch with the frame stamped 3."""
+
+    def detect(self, images: Sequence[Image]) -> list[Detections]:
+        if any(read_stamp(image) == (7, 3) for image in images):
+            raise RuntimeError("poisoned frame")
+        return super().detect(images)
+
+
+@pytest.mark.timeout(30)
+def test_frames_that_fail_every_replica_are_raised_after_every_lane_answered_and_no_replica_is_closed() -> None:
+    detector = LanedDetector.build(_Poisoned, 2)
+    try:
+        with pytest.raises(RuntimeError, match="poisoned frame"):
+            detector.detect(_images(4))  # (lane 1's part [2, 3], then on lane 0 too)
+        assert detector.lanes == 2
+        assert [int(d.xyxy[0, 0]) for d in detector.detect(_images(3))] == [0, 1, 2]
     finally:
         detector.close()
     assert not any(t.is_alive() for t in detector.threads)
+
+
+@pytest.mark.timeout(30)
+def test_a_worker_whose_lane_zero_replica_fails_goes_on_with_its_other_lane(caplog: pytest.LogCaptureFixture) -> None:
+    """One frame a batch runs on lane 0 alone: when its replica fails on a frame lane 1 then
+    runs, lane 0's is closed and lane 1 serves from then on."""
+    built: list[StampDetector] = []
+
+    def factory() -> Detector:
+        detector = StampDetector(fail_on=2 if not threading.current_thread().name.endswith("/lane1") else None)
+        built.append(detector)
+        return detector
+
+    detector = LanedDetector.build(factory, 2)
+    try:
+        assert [int(d.xyxy[0, 0]) for d in detector.detect(_images(1))] == [0]
+        assert [int(d.xyxy[0, 0]) for d in detector.detect(_images(1))] == [0]
+        assert detector.lanes == 1 and "another one ran: it is closed" in caplog.text
+        assert len(detector.detect(_images(2))) == 2
+    finally:
+        detector.close()
 
 
 @pytest.mark.timeout(30)

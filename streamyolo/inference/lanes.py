@@ -238,24 +238,31 @@ class LanedDetector:
     def detect(self, images: Sequence[Image]) -> list[Detections]:
         own = min(self.lanes, len(images))
         borrowed = self._idle.take(len(images) - own) if self._idle is not None else []
-        mine = self._helpers[:own - (self._own is not None)]
+        mine: list[Detector | _Lane] = [*([self._own] if self._own is not None else []), *self._helpers]
+        mine = mine[:own]
         try:
-            parts = _split(images, len(mine) + len(borrowed) + (self._own is not None))
+            parts = _split(images, len(mine) + len(borrowed))
             if len(parts) == 1 and self._own is not None:
-                return self._own.detect(images)
-            results = self._run(parts, [*mine, *borrowed])
-            first_borrowed = len(parts) - len(borrowed)
-            for index, result in enumerate(results):
-                if isinstance(result, BaseException) and index < first_borrowed:
-                    raise result  # this worker's own model failed: its streams fail
-            for index, result in enumerate(results):
-                if isinstance(result, BaseException):
+                results: list[list[Detections] | BaseException] = [_attempt(self._own, images)]
+            else:
+                results = self._run(parts, [lane for lane in [*mine, *borrowed] if isinstance(lane, _Lane)])
+            for index, lane in enumerate(mine):  # (one of its own replicas failed: it, or its frames?)
+                failed = results[index]
+                if isinstance(failed, BaseException):
+                    results[index] = self._elsewhere(lane, parts[index], failed)
+            for index, lane in enumerate(borrowed, start=len(mine)):
+                failed = results[index]
+                if isinstance(failed, BaseException):
                     # A replica lent by a finished worker failed (its child process died, say):
                     # not this worker's fault, so its own lanes run that part (and raise if it
-                    # fails there too).
+                    # fails there too: then the frames are at fault, not the lent replica).
                     log.warning("%s: a lent model replica failed (%s: %s); its own lanes run those %d frame(s)",
-                                threading.current_thread().name, type(result).__name__, result, len(parts[index]))
-                    results[index] = self._own_lanes_detect(parts[index])
+                                threading.current_thread().name, type(failed).__name__, failed, len(parts[index]))
+                    try:
+                        results[index] = self._own_lanes_detect(parts[index])
+                    except BaseException:
+                        lane.failed = False
+                        raise
         finally:
             if borrowed:
                 assert self._idle is not None
@@ -264,6 +271,36 @@ class LanedDetector:
         if len(out) != len(images):
             raise WorkerError(f"lanes returned {len(out)} results for {len(images)} images")
         return out
+
+    def _elsewhere(self, lane: Detector | _Lane, images: Sequence[Image], error: BaseException) -> list[Detections]:
+        """``lane``, one of this worker's own, raised ``error`` on ``images``: run them on
+        another of its own lanes. If they go through there, ``lane``'s replica is at fault: it
+        is closed and the worker goes on with the others; if not (or it has no other), the
+        frames are (or the model): ``error`` is raised."""
+        every: list[Detector | _Lane] = [*([self._own] if self._own is not None else []), *self._helpers]
+        others = [other for other in every if other is not lane]
+        if not others or not isinstance(error, Exception):
+            raise error
+        try:
+            found = _attempt(others[0], images)
+        finally:
+            if isinstance(lane, _Lane):
+                lane.failed = False  # (told below if it is at fault)
+        if isinstance(found, BaseException):
+            raise error
+        log.error("%s: a model replica failed (%s: %s) on %d frame(s) another one ran: it is closed, the "
+                  "worker goes on with %d replica(s)", threading.current_thread().name, type(error).__name__,
+                  error, len(images), len(others))
+        if lane is self._own:
+            self._own = None
+            try:
+                lane.close()
+            except Exception:
+                log.debug("closing a failed model replica failed", exc_info=True)
+        elif isinstance(lane, _Lane):
+            self._helpers.remove(lane)
+            lane.stop()
+        return found
 
     def _own_lanes_detect(self, images: Sequence[Image]) -> list[Detections]:
         """``images`` on this worker's own lanes alone."""
@@ -308,6 +345,18 @@ class LanedDetector:
         if self._own is not None:
             self._own.close()
             self._own = None
+
+
+def _attempt(lane: Detector | _Lane, images: Sequence[Image]) -> list[Detections] | BaseException:
+    """``images`` on ``lane`` (a model on the calling thread, or a lane thread): the
+    detections, or what it raised."""
+    try:
+        if isinstance(lane, _Lane):
+            lane.submit(images)
+            return lane.result()
+        return lane.detect(images)
+    except BaseException as exc:
+        return exc
 
 
 def _split(images: Sequence[Image], parts: int) -> list[Sequence[Image]]:

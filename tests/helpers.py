@@ -196,15 +196,18 @@ class StampDetector:
     the stream tag and whose x1 is the frame index read from the stamp (``width`` pixels wide,
     10 high). Optionally slow (``delay`` seconds per batch, waited on an event so tests stay
     responsive) or failing from the ``fail_on``-th call on (with ``fail_stream``: on those
-    that have a frame of that stream)."""
+    that have a frame of that stream; with ``counted``, the calls are counted there, over every
+    detector given the same list: a model broken for good, however often it is built again)."""
 
     def __init__(self, delay: float = 0.0, fail_on: int | None = None,
-                 built_in: list[str] | None = None, width: int = 10, fail_stream: str | None = None) -> None:
+                 built_in: list[str] | None = None, width: int = 10, fail_stream: str | None = None,
+                 counted: list[int] | None = None) -> None:
         self.delay = delay
         self.width = width
         self.fail_on = fail_on
         self.fail_tag = None if fail_stream is None else stream_tag(fail_stream)
         self.calls = 0
+        self._counted = counted
         self.batches: list[int] = []
         self._never = threading.Event()
         if built_in is not None:
@@ -216,8 +219,12 @@ class StampDetector:
 
     def detect(self, images: Sequence[Image]) -> list[Detections]:
         self.calls += 1
+        calls = self.calls
+        if self._counted is not None:
+            self._counted[0] += 1
+            calls = self._counted[0]
         self.batches.append(len(images))
-        if self.fail_on is not None and self.calls >= self.fail_on and (
+        if self.fail_on is not None and calls >= self.fail_on and (
                 self.fail_tag is None or any((stamp or (None,))[0] == self.fail_tag for stamp in stamps(images))):
             raise RuntimeError("fake detector failure")
         if self.delay:

@@ -233,6 +233,23 @@ def test_a_finished_worker_lends_its_lanes_replicas_and_all_to_the_others() -> N
 
 
 @pytest.mark.timeout(30)
+def test_a_worker_whose_model_is_at_fault_lends_no_lane() -> None:
+    """Discarded (its model at fault), a worker's detector stops its lanes instead of lending
+    them; the other worker's lanes are still lent once it finishes."""
+    idle = IdleLanes()
+    busy = LanedDetector.build(_Replicas(), 1, idle)
+    broken = LanedDetector.build(_Replicas(), 1, idle)
+    threads = busy.threads + broken.threads
+    try:
+        broken.discard()
+        assert idle.take(5) == [] and not any(t.is_alive() for t in broken.threads)
+        assert len(busy.detect(_images(4))) == 4
+    finally:
+        busy.close()
+    assert not any(t.is_alive() for t in threads)
+
+
+@pytest.mark.timeout(30)
 def test_a_borrowed_lane_whose_replica_fails_costs_the_borrower_nothing_and_is_not_lent_again(
         caplog: pytest.LogCaptureFixture) -> None:
     idle = IdleLanes()

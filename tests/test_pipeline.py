@@ -327,7 +327,8 @@ def test_a_missing_file_fails_its_stream_and_the_others_go_on(tmp_path: Path, cl
 @pytest.mark.timeout(60)
 def test_worker_failure_fails_its_streams_and_is_raised() -> None:
     setups = [StreamSetup(f"s{i}", ScriptedSource(f"s{i}", 50)) for i in range(2)]
-    pipeline = Pipeline(setups, lambda: StampDetector(fail_on=3), workers=1, max_batch=1)
+    counted = [0]  # (broken for good: built again, it fails too)
+    pipeline = Pipeline(setups, lambda: StampDetector(fail_on=3, counted=counted), workers=1, max_batch=1)
     with pytest.raises(WorkerError, match="fake detector failure") as caught:
         pipeline.run()
     assert isinstance(caught.value.__cause__, RuntimeError)
@@ -672,8 +673,10 @@ def test_lossless_cameras_lose_no_frame_when_a_worker_whose_model_fails_had_one_
                for i in range(3)]
     setups = [StreamSetup(f"cam{i}", s, Overflow.BLOCK, capacity=4, policy=CapturePolicy(realtime=True))
               for i, s in enumerate(sources)]
+    counted = [0]  # (broken for good: built again, it fails too)
     factories: list[Callable[[], Detector]] = [lambda: StampDetector(delay=0.03, width=60),
-                                               lambda: StampDetector(delay=0.03, width=60, fail_on=30)]
+                                               lambda: StampDetector(delay=0.03, width=60, fail_on=30,
+                                                                     counted=counted)]
     pipeline = Pipeline(setups, factories, workers=2, sharing=[0, 0], max_batch=1)
     served: dict[str, list[int]] = {name: [] for name in pipeline.stream_names}
     with pytest.raises(WorkerError, match="inference worker 'w1' failed"):
@@ -802,9 +805,8 @@ def test_a_worker_whose_model_fails_hands_its_camera_to_another_and_no_camera_fa
     fails on a picture it ran on before, too): w1 fails, no camera does; c1, w1's own, goes on
     with w0, as do the others; the run's end raises the worker's error. (In process mode the
     model's error comes from the child the same way: the next test.)"""
-    from tests.process_fakes import StampFactory
-
-    pipeline = _three_cameras("thread", StampFactory(delay=0.01, fail_on=20))
+    counted = [0]  # (broken for good: built again, it fails too)
+    pipeline = _three_cameras("thread", lambda: StampDetector(delay=0.01, fail_on=20, counted=counted))
     served: dict[str, list[tuple[float, str]]] = {name: [] for name in pipeline.stream_names}
     failed_at: list[float] = []
     with pytest.raises(WorkerError, match=r"inference worker 'w1' failed: .*fake detector failure"):
@@ -912,13 +914,44 @@ def test_frames_the_model_did_not_run_on_do_not_clear_it() -> None:
     and ``a`` goes on with w1, every frame."""
     sources = {name: ScriptedSource(name, 60, size=(160, 96)) for name in ("a", "dark", "b")}
     setups = [StreamSetup(name, s, detect=name != "dark") for name, s in sources.items()]
-    factories: list[Callable[[], Detector]] = [lambda: StampDetector(delay=0.01, fail_on=10),
+    counted = [0]  # (broken for good: built again, it fails too)
+    factories: list[Callable[[], Detector]] = [lambda: StampDetector(delay=0.01, fail_on=10, counted=counted),
                                                lambda: StampDetector(delay=0.01)]
     pipeline = Pipeline(setups, factories, workers=2, sharing=[0, 0], serving=[0, 0, 1], max_batch=2)
     with pytest.raises(WorkerError, match="inference worker 'w0' failed"):
         pipeline.run()
     for report in pipeline.summary().streams.values():
         assert (report.state, report.processed, report.dropped, report.error) == ("ended", 60, 0, None), report
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_a_model_that_breaks_after_working_is_built_again_and_its_worker_goes_on(
+        mode: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The worker's model fails every batch from its 10th on, on a picture it had run on before
+    too (broken, not by a frame): it is built again (a new child process in process mode),
+    the failing batch's frames go first, and the worker goes on: every frame of both files, in
+    order, nothing raised. Built again, it breaks again after 9 batches: built again again."""
+    from streamyolo.workers.process import ProcessDetectorFactory
+    from tests.process_fakes import StampFactory
+
+    factory: Callable[[], Detector] = StampFactory(fail_on=10)
+    if mode == "process":
+        factory = ProcessDetectorFactory(factory, "w0")
+    sources = {name: ScriptedSource(name, 40, size=(160, 96)) for name in ("a", "b")}
+    pipeline = Pipeline([StreamSetup(name, s) for name, s in sources.items()], factory, workers=1, max_batch=2)
+    seqs: dict[str, list[int]] = {name: [] for name in sources}
+    with caplog.at_level(logging.WARNING):
+        for result in pipeline.results():
+            seqs[result.stream].append(result.frame.meta.seq)
+    for name, report in pipeline.summary().streams.items():
+        assert (report.state, report.processed, report.dropped, report.error) == ("ended", 40, 0, None), report
+        assert seqs[name] == list(range(40)), f"{name}: not every frame, in order"
+    rebuilt = [m for m in caplog.messages if m.startswith("the model of inference worker 'w0' failed")]
+    assert len(rebuilt) >= 2 and rebuilt[0] == (
+        "the model of inference worker 'w0' failed (RuntimeError: fake detector failure) on a picture it had run on "
+        "before: it is built again, and its streams wait for it")
+    assert caplog.messages.count("inference worker 'w0': its model is built again; it goes on") == len(rebuilt)
 
 
 @pytest.mark.timeout(60)
@@ -929,8 +962,9 @@ def test_a_failed_workers_files_go_on_with_another_worker_every_frame() -> None:
     frame processed, in order."""
     sources = {name: ScriptedSource(name, 60, size=(160, 96)) for name in ("other", "f1", "f2")}
     setups = [StreamSetup(name, source) for name, source in sources.items()]
+    counted = [0]  # (broken for good: built again, it fails too)
     factories: list[Callable[[], Detector]] = [lambda: StampDetector(delay=0.01),
-                                               lambda: StampDetector(delay=0.01, fail_on=10)]
+                                               lambda: StampDetector(delay=0.01, fail_on=10, counted=counted)]
     pipeline = Pipeline(setups, factories, workers=2, sharing=[0, 0], serving=[0, 1, 1], max_batch=2)
     workers: dict[str, set[str]] = {name: set() for name in sources}
     indices: dict[str, list[int]] = {name: [] for name in sources}

@@ -334,6 +334,18 @@ class LanedDetector:
                 results.append(exc)
         return results
 
+    def discard(self) -> None:
+        """Close it, its model at fault: its lanes are stopped, not lent to other workers."""
+        helpers, self._helpers = self._helpers, []
+        if self._idle is not None:
+            self._idle.leave([])
+            self._idle = None
+        for lane in helpers:
+            lane.stop()
+        if self._own is not None:
+            self._own.close()
+            self._own = None
+
     def close(self) -> None:
         helpers, self._helpers = self._helpers, []
         if self._idle is not None:

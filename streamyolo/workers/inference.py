@@ -182,6 +182,8 @@ class InferenceWorker:
         self._pass: tuple[Channel, ...] = ()  # the streams of the batch being processed (if it fails: suspects)
         self._controls: dict[str, Image] = {}  # pictures the model ran on, a stream's each (see _sift)
         self._sifted = 0  # batches that failed and went through stream by stream
+        self._served = False  # its model (as last built) has processed a batch
+        self._at_fault = False  # its model failed on a picture it had run on before
         self._picker = LivePicker(hold=live_hold, share=share, member=self)
         self._share = self._picker.share
         self._published: tuple[Channel, ...] = ()  # its live and paced streams as the share has them
@@ -279,7 +281,18 @@ class InferenceWorker:
             detector = self._factory()
             self.names = dict(detector.names)
             self._ready.set()
-            self._serve(detector)
+            while True:
+                try:
+                    self._serve(detector)
+                    break
+                except _BuildAgain as again:  # (its model failed on a picture it had run on before)
+                    log.error("%s", redact_text(
+                        f"the model of inference worker {self.name!r} failed ({_cause(again.error)}) on a picture "
+                        f"it had run on before: it is built again, and its streams wait for it"))
+                    _discard(detector)
+                    detector = None
+                    detector = self._factory()
+                    log.warning("inference worker %r: its model is built again; it goes on", self.name)
         except BaseException as exc:  # the worker owns its death: record, fail its streams, close inputs
             self.error = exc
             message = redact_text(f"inference worker {self.name!r} failed: {type(exc).__name__}: {exc}")
@@ -293,7 +306,10 @@ class InferenceWorker:
             self._ready.set()
             if detector is not None:
                 try:
-                    detector.close()
+                    if self._at_fault:  # (its model copies are not lent to the others)
+                        _discard(detector)
+                    else:
+                        detector.close()
                 except Exception:
                     log.debug("closing detector of %s failed", self.name, exc_info=True)
             self._done.set()
@@ -358,6 +374,7 @@ class InferenceWorker:
                     self._pass = tuple(channel for channel, _ in batch)
                     self._process(detector, batch)
                     self._pass = ()
+                    self._served = True
                 finally:
                     for channel in {c.ring: c for c, _ in batch if c.live or c.paced}.values():
                         self._share.release(channel.ring)
@@ -596,19 +613,20 @@ class InferenceWorker:
     def _sift(self, detector: Detector, batch: list[tuple[Channel, Frame]], error: Exception
               ) -> tuple[list[tuple[Channel, Frame]], list[Detections], list[bool], list[int]]:
         """The model raised ``error`` on ``batch``: run it again stream by stream, to tell a
-        stream whose frames fail it (which fails, alone) from a model that fails (which fails the
-        worker, and ``error`` is raised); a stream's frames that fail together run again one
-        by one (were they too many at once?). A stream whose frames fail again fails when the model
-        still runs: on another stream's frames of the batch, or else on a picture it ran on
-        before (a ``control``, of another stream if it has one; a plain grey one if it has run on
-        none yet); when it fails there too, the model is at fault and the streams of the batch
-        are not (``_pass`` is emptied: they go on, with the model's other workers if they were
-        this worker's). Frames the model did not run on (still, or with detection off) tell
-        nothing of it. A batch that killed the worker's child process and the new
-        ones its restarts started (``process_restarts``) is sifted the same way, on new
-        children (but for a batch of one stream, which they ran already); one that killed a
-        child with no restarts is not (the worker fails at the first death, as asked). Returns
-        what went through: the frames, their detections, stills and counts."""
+        stream whose frames fail it (which fails, alone) from a model that fails; a stream's
+        frames that fail together run again one by one (were they too many at once?). A stream
+        whose frames fail again fails when the model still runs: on another stream's frames of
+        the batch, or else on a picture it ran on before (a ``control``, of another stream if it
+        has one; a plain grey one if it has run on none yet). When it fails there too, the model
+        is at fault and the streams of the batch are not (a lossless stream's frames go back to
+        it): a model that has processed a batch since it was built is built again
+        (:class:`_BuildAgain`); else ``error`` is raised, the worker fails and its streams go
+        on with the model's other workers (``_pass`` is emptied). Frames the model did not run
+        on (still, or with detection off) tell nothing of it. A batch that killed the worker's
+        child process and the new ones its restarts started (``process_restarts``) is sifted
+        the same way, on new children (but for a batch of one stream, which they ran already);
+        one that killed a child with no restarts is not (the worker fails at the first death,
+        as asked). Returns what went through: the frames, their detections, stills and counts."""
         dead = isinstance(error, ChildProcessGone)
         if isinstance(error, ChildProcessGone) and (error.idle or not error.restarted):  # (no restarts: as asked)
             _lose(batch)
@@ -649,11 +667,14 @@ class InferenceWorker:
         if failing and not ran and not self._sound(detector, {entries[0][0].name for entries, _ in failing}):
             self._pass = ()  # the model's fault: the streams go on (a lossless one's frames too)
             _hand_back(batch)
+            self._at_fault = True
+            if self._served:  # (built again: the first batch of a model built again is not)
+                self._served = self._at_fault = False
+                raise _BuildAgain(error) from error
             raise error
         for entries, failure in failing:
             channel = entries[0][0]
-            cause = failure.cause if isinstance(failure, ChildModelError) else f"{type(failure).__name__}: {failure}"
-            message = redact_text(f"the model of inference worker {self.name!r} fails on its frames: {cause}")
+            message = redact_text(f"the model of inference worker {self.name!r} fails on its frames: {_cause(failure)}")
             log.error("stream %r failed: %s (the worker goes on with its other streams)", channel.name, message)
             log.debug("what stream %r's frames raised", channel.name, exc_info=failure)
             _lose(entries)
@@ -794,6 +815,30 @@ class InferenceWorker:
             assert self._tracker is not None
             tracker = channel.kept.tracker = StreamTracker(self._tracker)
         return tracker.update(found, image, channel.confirm)
+
+
+class _BuildAgain(Exception):
+    """A worker's model failed on a picture it had run on before, after processing batches:
+    built again, it may go on (``error``: what it raised)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _cause(error: BaseException) -> str:
+    """What a model raised, as ``Type: message`` (a child process's model: its own)."""
+    return error.cause if isinstance(error, ChildModelError) else f"{type(error).__name__}: {error}"
+
+
+def _discard(detector: Detector) -> None:
+    """Close ``detector``, whose model is at fault: its model copies are not lent to other
+    workers (:meth:`LanedDetector.discard <streamyolo.inference.lanes.LanedDetector.discard>`)."""
+    discard = getattr(detector, "discard", None)
+    if callable(discard):
+        discard()
+    else:
+        detector.close()
 
 
 def _lose(batch: Sequence[tuple[Channel, Frame]]) -> None:

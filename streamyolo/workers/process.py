@@ -418,7 +418,8 @@ class RestartingDetector:
     while it builds its model (:class:`ChildKilledBuilding`: the OOM killer strikes most as a
     model loads) counts as one of them, the first child too. A batch that kills
     ``restarts + 1`` children in a row (a frame that crashes the model every time) is a
-    :class:`ChildProcessGone` naming the worker, and the worker's streams fail. Errors the
+    :class:`ChildProcessGone` naming the worker (whose batch then runs again stream by stream,
+    to find the stream at fault: ``InferenceWorker._sift``). Errors the
     model raises (:class:`~streamyolo.errors.ModelError`) are not restarts: a new child would
     raise them too. Like the handle it wraps, use it from the thread that built it.
     """

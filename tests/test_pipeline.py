@@ -955,6 +955,37 @@ def test_a_model_that_breaks_after_working_is_built_again_and_its_worker_goes_on
 
 
 @pytest.mark.timeout(60)
+def test_a_model_built_again_slowly_is_told_of_and_one_that_cannot_be_built_again_fails_its_worker(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The first model breaks after 4 batches; building it again takes 1.5 s, longer than
+    ``hang_warning``: the monitor says so, and that it came back. The third build fails: the
+    worker fails, saying why, and its file goes on with the other worker, every frame."""
+    builds: list[int] = []
+
+    def factory() -> Detector:
+        builds.append(len(builds) + 1)
+        if len(builds) == 2:
+            threading.Event().wait(1.5)
+        if len(builds) == 3:
+            raise RuntimeError("no memory left for another copy")
+        return StampDetector(delay=0.01, fail_on=5)
+
+    sources = {name: ScriptedSource(name, 60, size=(160, 96)) for name in ("a", "b")}
+    pipeline = Pipeline([StreamSetup(name, s) for name, s in sources.items()],
+                        [lambda: StampDetector(delay=0.05), factory],  # (w0 still at work when w1 fails)
+                        workers=2, sharing=[0, 0], max_batch=1, status_interval=0, hang_warning=0.5)
+    with caplog.at_level(logging.WARNING), pytest.raises(
+            WorkerError, match=r"^inference worker 'w1' failed: its model could not be built again: RuntimeError: no "
+                               r"memory left for another copy$"):
+        pipeline.run()
+    assert any(m.startswith("inference worker 'w1' (streams b) has been building its model again for ")
+               for m in caplog.messages), caplog.messages
+    assert any(m.startswith("inference worker 'w1' is running again") for m in caplog.messages)
+    for report in pipeline.summary().streams.values():
+        assert (report.state, report.processed, report.dropped, report.error) == ("ended", 60, 0, None), report
+
+
+@pytest.mark.timeout(60)
 def test_a_failed_workers_files_go_on_with_another_worker_every_frame() -> None:
     """w1 serves two files, a frame of each a batch, and its model fails from its 10th batch
     on: w1 fails, neither file does (the model fails on a picture it ran on before too); both

@@ -33,6 +33,7 @@ class _Worker:
     streams: list[str]
     busy_since: float | None
     in_hand: tuple[str, ...] = ()
+    doing: str = "inside one forward pass"
 
 
 def test_the_watchdog_is_fed_but_while_a_thread_worker_is_hung_and_as_ever_for_a_process_worker(

@@ -42,6 +42,9 @@ class Watched(Protocol):
     def busy_since(self) -> float | None: ...
 
     @property
+    def doing(self) -> str: ...
+
+    @property
     def in_hand(self) -> tuple[str, ...]: ...
 
 
@@ -236,24 +239,24 @@ class Monitor:
                 log.exception("could not hand the streams' numbers to %r", look)
 
     def _watch(self, now: float) -> None:
-        """Report a worker inside one forward pass for ``hang_warning`` seconds (once per
-        pass), and a reported worker that has come back."""
+        """Report a worker inside one forward pass (or building its model again) for
+        ``hang_warning`` seconds (once per pass), and a reported worker that has come back."""
         for worker in self._workers():
             since = worker.busy_since
             reported = self._reported.get(worker.name)
             if reported is not None and since != reported:
                 del self._reported[worker.name]
-                log.warning("inference worker %r is running again: its forward pass ended after about %.0f s",
+                log.warning("inference worker %r is running again: what it was doing ended after about %.0f s",
                             worker.name, now - reported)
             if since is None or worker.name in self._reported or now - since < self._hang_warning:
                 continue
             self._reported[worker.name] = since
-            log.warning("inference worker %r (streams %s) has been inside one forward pass for %.0f s: the model "
+            log.warning("inference worker %r (streams %s) has been %s for %.0f s: the model "
                         "runtime may be hung (set hang_warning to wait longer before this warning; a thread worker "
                         "cannot be stopped, a process worker's child that does not answer in 5 minutes is killed "
                         "and started again); where the inference threads are:\n%s",
-                        worker.name, ", ".join(dict.fromkeys([*worker.streams, *worker.in_hand])), now - since,
-                        inference_stacks())
+                        worker.name, ", ".join(dict.fromkeys([*worker.streams, *worker.in_hand])), worker.doing,
+                        now - since, inference_stacks())
         self._hung = tuple(sorted(self._reported))
 
     @property

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamyolo.buffering import BufferClosed, Empty, RingBuffer
+from streamyolo.errors import ModelError
 from streamyolo.frames import (
     Crossing,
     DetectionFilter,
@@ -183,6 +184,7 @@ class InferenceWorker:
         self._controls: dict[str, Image] = {}  # pictures the model ran on, a stream's each (see _sift)
         self._sifted = 0  # batches that failed and went through stream by stream
         self._served = False  # its model (as last built) has processed a batch
+        self._building: float | None = None  # since when it has been building its model again
         self._at_fault = False  # its model failed on a picture it had run on before
         self._picker = LivePicker(hold=live_hold, share=share, member=self)
         self._share = self._picker.share
@@ -263,10 +265,17 @@ class InferenceWorker:
 
     @property
     def busy_since(self) -> float | None:
-        """When (on the pipeline's clock) the forward pass now running began; ``None``
-        between batches. What :class:`~streamyolo.pipeline.monitor.Monitor` watches for hangs."""
+        """When (on the pipeline's clock) the forward pass now running began (or the building
+        of its model again, :attr:`doing` says which); ``None`` between batches. What
+        :class:`~streamyolo.pipeline.monitor.Monitor` watches for hangs."""
         busy = self._busy
-        return None if busy is None else busy[0]
+        return self._building if busy is None else busy[0]
+
+    @property
+    def doing(self) -> str:
+        """What it has been doing since :attr:`busy_since`."""
+        return "inside one forward pass" if self._busy is not None or self._building is None else \
+            "building its model again"
 
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)
@@ -286,16 +295,23 @@ class InferenceWorker:
                     self._serve(detector)
                     break
                 except _BuildAgain as again:  # (its model failed on a picture it had run on before)
-                    log.error("%s", redact_text(
-                        f"the model of inference worker {self.name!r} failed ({_cause(again.error)}) on a picture "
-                        f"it had run on before: it is built again, and its streams wait for it"))
-                    _discard(detector)
-                    detector = None
+                    error = again.error
+                log.error("%s", redact_text(f"the model of inference worker {self.name!r} failed ({_cause(error)}) "
+                                            f"on a picture it had run on before: it is built again, and its streams "
+                                            f"wait for it"))
+                _discard(detector)
+                detector = None
+                self._building = self._clock()
+                try:
                     detector = self._factory()
-                    log.warning("inference worker %r: its model is built again; it goes on", self.name)
+                except Exception as exc:
+                    raise ModelError(f"its model could not be built again: {_cause(exc)}") from exc
+                finally:
+                    self._building = None
+                log.warning("inference worker %r: its model is built again; it goes on", self.name)
         except BaseException as exc:  # the worker owns its death: record, fail its streams, close inputs
             self.error = exc
-            message = redact_text(f"inference worker {self.name!r} failed: {type(exc).__name__}: {exc}")
+            message = redact_text(f"inference worker {self.name!r} failed: {_cause(exc)}")
             if self._ready.is_set():  # a model that fails to build is reported by Pipeline.start
                 log.error("%s", message, exc_info=exc)
             self._fail(message, exc)
@@ -827,8 +843,13 @@ class _BuildAgain(Exception):
 
 
 def _cause(error: BaseException) -> str:
-    """What a model raised, as ``Type: message`` (a child process's model: its own)."""
-    return error.cause if isinstance(error, ChildModelError) else f"{type(error).__name__}: {error}"
+    """What a model raised, as ``Type: message`` (a child process's model: its own; a child
+    process that died: how)."""
+    if isinstance(error, ChildModelError):
+        return error.cause
+    if isinstance(error, ChildProcessGone):
+        return error.death
+    return f"{type(error).__name__}: {error}"
 
 
 def _discard(detector: Detector) -> None:

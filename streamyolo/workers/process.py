@@ -163,10 +163,12 @@ class ChildProcessGone(WorkerError):
     between batches): the batch had no part in it. ``restarted``: new children ran the batch
     again and died too, as many as the restarts in a row allow."""
 
-    def __init__(self, message: str, idle: bool = False, restarted: bool = False) -> None:
+    def __init__(self, message: str, idle: bool = False, restarted: bool = False, death: str | None = None) -> None:
         super().__init__(message)
         self.idle = idle
         self.restarted = restarted
+        self.death = message if death is None else death
+        """How the child died (without what the restarts did)."""
 
 
 class ChildModelError(ModelError):
@@ -246,7 +248,8 @@ class ProcessDetectorFactory:
         parent_end, child_end = context.Pipe(duplex=True)
         process = context.Process(
             target=_child_main,
-            args=(child_end, self.inner, self.worker_name, self.torch_threads, os.getpid(), ultralytics_level()),
+            args=(child_end, self.inner, self.worker_name, self.torch_threads, os.getpid(), ultralytics_level(),
+                  logging.getLogger("streamyolo").getEffectiveLevel()),
             name=PROCESS_PREFIX + self.worker_name,
             daemon=True,
         )
@@ -443,6 +446,8 @@ class RestartingDetector:
 
     def detect(self, images: Sequence[Image]) -> list[Detections]:
         in_a_row = 0
+        if self._detector is None:  # (the restarts ran out on an earlier batch: a new child for this one)
+            self._count_restart()
         while True:
             if self._detector is None:  # (a restart's child that died building: start another)
                 in_a_row = self._started(in_a_row)
@@ -474,14 +479,17 @@ class RestartingDetector:
         if in_a_row >= self._factory.restarts:
             error = fails(f"{gone}; not restarted: {in_a_row} restart(s) in a row already {failed}")
             if isinstance(error, ChildProcessGone) and isinstance(gone, ChildProcessGone):
-                error.idle, error.restarted = gone.idle, True
+                error.idle, error.restarted, error.death = gone.idle, True, gone.death
             raise error from None
         in_a_row += 1
+        self._count_restart()
+        log.error("%s; starting a new one (restart %d of at most %d in a row)", gone, in_a_row, self._factory.restarts)
+        return in_a_row
+
+    def _count_restart(self) -> None:
         self.restarted += 1
         if self._factory.restart_counts is not None:
             self._factory.restart_counts.add(self._factory.worker_name)
-        log.error("%s; starting a new one (restart %d of at most %d in a row)", gone, in_a_row, self._factory.restarts)
-        return in_a_row
 
     def close(self) -> None:
         if self._detector is not None:
@@ -607,11 +615,14 @@ def _release_segment(segment: SharedMemory) -> None:
 # -- the child's side ----------------------------------------------------------------------
 
 def _child_main(conn: Connection, inner: DetectorFactory, worker_name: str, torch_threads: int | None,
-                parent_pid: int, ultralytics_log_level: int | None = None) -> None:
+                parent_pid: int, ultralytics_log_level: int | None = None, log_level: int | None = None) -> None:
     """The child process: build the model, report, serve batches until told to quit."""
     _die_with_parent(parent_pid)
     set_ultralytics_level(ultralytics_log_level)  # the parent's: its stdout is ours too
     _set_process_name(PROCESS_PREFIX + worker_name)
+    threading.current_thread().name = f"inference:{worker_name}"  # (as its worker's thread: lanes log it)
+    if log_level is not None:
+        _log_as_parent(log_level)
     # Ctrl-C reaches every process of the terminal's group; the parent handles it (finishing
     # the frames in flight) and tells us when to quit. SIGINT was blocked since our birth
     # (see _sigint_blocked); once ignored it can be unblocked.
@@ -637,6 +648,20 @@ def _child_main(conn: Connection, inner: DetectorFactory, worker_name: str, torc
     finally:
         detector.close()
         conn.close()
+
+
+def _log_as_parent(level: int) -> None:
+    """Log as the parent does (``streamyolo run``'s format, on stderr, its level, passwords
+    redacted), when nothing set up logging in this process (forked from the fork server)."""
+    from streamyolo.sources.redact import RedactingFilter
+
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("streamyolo: %(levelname)s: %(message)s"))
+        handler.addFilter(RedactingFilter())
+        root.addHandler(handler)
+    logging.getLogger("streamyolo").setLevel(level)
 
 
 def _serve(conn: Connection, detector: Detector) -> None:

@@ -27,7 +27,7 @@ from streamyolo.pipeline.build import resolve_streams
 from streamyolo.sources import SourceKind, SourceSpec, open_source
 from streamyolo.sources.synthetic import read_stamp, stamp
 from streamyolo.workers.process import ProcessDetectorFactory
-from tests.helpers import PYTHON, StampDetector, assert_same_detections, env_for_subprocess
+from tests.helpers import PYTHON, StampDetector, assert_same_detections, env_for_subprocess, until
 
 
 def _images(count: int) -> list[Image]:
@@ -125,24 +125,35 @@ def test_a_batch_of_mixed_shapes_is_shared_evenly() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_a_replica_that_fails_on_frames_another_runs_is_closed_and_the_worker_goes_on(
+def test_a_replica_that_fails_on_frames_another_runs_is_closed_built_again_and_the_worker_goes_on(
         caplog: pytest.LogCaptureFixture) -> None:
-    replicas = _Replicas(fail_on=2)  # the helper lane's replica fails from its second batch on
+    """A helper lane's replica that has run a batch fails on frames lane 0 then runs: it is
+    closed, and built again in a lane thread of its own while the worker goes on with lane 0;
+    once built, it joins (and, failing its second batch as every helper replica here does, is
+    closed and built again in turn)."""
+    replicas = _Replicas(fail_on=2)  # a helper lane's replica fails from its second batch on
     detector = LanedDetector.build(replicas, 2)
     me = threading.current_thread().name
-    threads = detector.threads
+    threads = list(detector.threads)
     try:
         assert len(detector.detect(_images(4))) == 4
         found = detector.detect(_images(4))
         assert [int(d.xyxy[0, 0]) for d in found] == [0, 1, 2, 3], "lane 0 ran the failed part too, in order"
-        assert replicas.batches() == [[2, 2, 2], [2, 2]]
+        assert replicas.batches()[:2] == [[2, 2, 2], [2, 2]]
         assert detector.lanes == 1 and replicas.closed == [f"{me}/lane1"]
         assert ("a model replica failed (RuntimeError: fake detector failure) on 2 frame(s) another one ran: it is "
-                "closed, the worker goes on with 1 replica(s)") in caplog.text
-        assert len(detector.detect(_images(4))) == 4 and replicas.batches() == [[2, 2, 2, 4], [2, 2]]
+                "closed and built again, the worker goes on with 1 replica(s) meanwhile") in caplog.text
+        until(lambda: detector.detect(_images(4)) and detector.lanes == 2, 10, "the replica built again to join")
+        assert f"{me}/lane2" in replicas.built
+        assert "a model replica is built again: the worker goes on with 2 replica(s)" in caplog.text
+        threads += detector.threads
+        for _ in range(3):
+            assert [int(d.xyxy[0, 0]) for d in detector.detect(_images(4))] == [0, 1, 2, 3]
+        assert caplog.text.count("closed and built again") >= 2
     finally:
         detector.close()
     assert not any(t.is_alive() for t in threads)
+    assert not [t for t in threading.enumerate() if t.name.startswith(f"{me}/lane")], "a lane left running"
 
 
 class _Poisoned(StampDetector):
@@ -182,10 +193,26 @@ def test_a_worker_whose_lane_zero_replica_fails_goes_on_with_its_other_lane(capl
     try:
         assert [int(d.xyxy[0, 0]) for d in detector.detect(_images(1))] == [0]
         assert [int(d.xyxy[0, 0]) for d in detector.detect(_images(1))] == [0]
-        assert detector.lanes == 1 and "another one ran: it is closed" in caplog.text
+        assert detector.lanes == 1 and "another one ran: it is closed and built again" in caplog.text
         assert len(detector.detect(_images(2))) == 2
     finally:
         detector.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_replica_that_fails_before_it_has_run_a_batch_is_not_built_again(caplog: pytest.LogCaptureFixture) -> None:
+    replicas = _Replicas(fail_on=1)  # the helper lane's replica fails on its first batch
+    detector = LanedDetector.build(replicas, 2)
+    threads = detector.threads
+    try:
+        assert len(detector.detect(_images(4))) == 4
+        assert detector.lanes == 1
+        assert ("on 2 frame(s) another one ran: it is closed, the worker goes on with 1 replica(s)\n"
+                in caplog.text), caplog.text
+        assert len(detector.detect(_images(4))) == 4 and detector.lanes == 1
+    finally:
+        detector.close()
+    assert not any(t.is_alive() for t in threads)
 
 
 @pytest.mark.timeout(30)

@@ -122,6 +122,8 @@ class _Lane:
         """The replica's class names, once it is built."""
         self.failed = False
         """Whether the replica has raised on a batch (read after :meth:`result`)."""
+        self.served = False
+        """Whether the replica has run a batch (read after :meth:`result`)."""
 
     def start(self) -> None:
         """Start the thread, which builds its replica first (see :meth:`wait_ready`)."""
@@ -134,6 +136,17 @@ class _Lane:
             self.thread.join(_JOIN_TIMEOUT)
             raise reply
 
+    def ready(self) -> bool | BaseException:
+        """Without waiting: whether the replica is built (or what building it raised)."""
+        try:
+            reply = self._replies.get_nowait()
+        except queue.Empty:
+            return False
+        if isinstance(reply, BaseException):
+            self.thread.join(_JOIN_TIMEOUT)
+            return reply
+        return True
+
     def submit(self, images: Sequence[Image]) -> None:
         self._jobs.put(images)
 
@@ -141,6 +154,7 @@ class _Lane:
         reply = self._replies.get()
         if isinstance(reply, BaseException):
             raise reply
+        self.served = True
         return reply
 
     def stop(self) -> None:
@@ -181,10 +195,14 @@ class LanedDetector:
     answered, so no lane is left working on a batch nobody waits for. A lane borrowed from a
     finished worker that fails (its replica raised, or its child process died) is not this
     worker's fault: its part runs again on the worker's own lanes, and only an error there
-    is raised. A batch may mix shapes (a frame and its tiles): the lanes share it whole.
+    is raised. One of its own replicas that fails on frames another of them then runs is at
+    fault: it is closed, and built again in a lane thread of its own (unless it had never run
+    a batch), which joins the lanes once built. A batch may mix shapes (a frame and its
+    tiles): the lanes share it whole.
     """
 
-    def __init__(self, own: Detector | None, helpers: Sequence[_Lane], idle: IdleLanes | None = None) -> None:
+    def __init__(self, own: Detector | None, helpers: Sequence[_Lane], idle: IdleLanes | None = None,
+                 factory: DetectorFactory | None = None) -> None:
         if own is None and not helpers:
             raise ValueError("a laned detector needs at least one lane")
         self._own = own
@@ -192,6 +210,10 @@ class LanedDetector:
         self._helpers = list(helpers)
         self._names = own.names if own is not None else helpers[0].names
         self._idle = idle
+        self._factory = factory  # (builds a replica again in place of one closed)
+        self._coming: list[_Lane] = []  # replicas being built again, in lane threads of their own
+        self._served_own = False  # lane 0 on the caller's thread has run a batch
+        self._numbered = len(self._helpers) + (own is not None)  # lanes numbered so far (for their threads' names)
         if idle is not None:
             idle.enter()
 
@@ -219,7 +241,7 @@ class LanedDetector:
             if own is not None:
                 own.close()
             raise
-        return cls(own, helpers, idle)
+        return cls(own, helpers, idle, factory)
 
     @property
     def lanes(self) -> int:
@@ -236,6 +258,8 @@ class LanedDetector:
         return [lane.thread for lane in self._helpers]
 
     def detect(self, images: Sequence[Image]) -> list[Detections]:
+        if self._coming:
+            self._welcome()
         own = min(self.lanes, len(images))
         borrowed = self._idle.take(len(images) - own) if self._idle is not None else []
         mine: list[Detector | _Lane] = [*([self._own] if self._own is not None else []), *self._helpers]
@@ -244,6 +268,7 @@ class LanedDetector:
             parts = _split(images, len(mine) + len(borrowed))
             if len(parts) == 1 and self._own is not None:
                 results: list[list[Detections] | BaseException] = [_attempt(self._own, images)]
+                self._served_own = self._served_own or not isinstance(results[0], BaseException)
             else:
                 results = self._run(parts, [lane for lane in [*mine, *borrowed] if isinstance(lane, _Lane)])
             for index, lane in enumerate(mine):  # (one of its own replicas failed: it, or its frames?)
@@ -288,9 +313,11 @@ class LanedDetector:
                 lane.failed = False  # (told below if it is at fault)
         if isinstance(found, BaseException):
             raise error
-        log.error("%s: a model replica failed (%s: %s) on %d frame(s) another one ran: it is closed, the "
-                  "worker goes on with %d replica(s)", threading.current_thread().name, type(error).__name__,
-                  error, len(images), len(others))
+        worked = lane.served if isinstance(lane, _Lane) else self._served_own
+        again = worked and self._factory is not None
+        log.error("%s: a model replica failed (%s: %s) on %d frame(s) another one ran: it is closed%s, the worker "
+                  "goes on with %d replica(s)%s", threading.current_thread().name, type(error).__name__, error,
+                  len(images), " and built again" if again else "", len(others), " meanwhile" if again else "")
         if lane is self._own:
             self._own = None
             try:
@@ -300,7 +327,30 @@ class LanedDetector:
         elif isinstance(lane, _Lane):
             self._helpers.remove(lane)
             lane.stop()
+        if again:  # (one that fails before it runs a batch is not built again: broken for good)
+            assert self._factory is not None
+            base = threading.current_thread().name
+            coming = _Lane(self._factory, f"{base}/lane{self._numbered}")
+            self._numbered += 1
+            coming.start()
+            self._coming.append(coming)
         return found
+
+    def _welcome(self) -> None:
+        """Replicas built again that are ready join the lanes; one that failed to build is
+        dropped (said once)."""
+        for lane in list(self._coming):
+            ready = lane.ready()
+            if ready is False:
+                continue
+            self._coming.remove(lane)
+            if ready is True:
+                self._helpers.append(lane)
+                log.warning("%s: a model replica is built again: the worker goes on with %d replica(s)",
+                            threading.current_thread().name, self.lanes)
+            else:
+                log.error("%s: a model replica could not be built again (%s: %s); the worker goes on with %d "
+                          "replica(s)", threading.current_thread().name, type(ready).__name__, ready, self.lanes)
 
     def _own_lanes_detect(self, images: Sequence[Image]) -> list[Detections]:
         """``images`` on this worker's own lanes alone."""
@@ -325,6 +375,7 @@ class LanedDetector:
         if self._own is not None:
             try:
                 results.append(self._own.detect(parts[0]))
+                self._served_own = True
             except BaseException as exc:
                 results.append(exc)
         for lane in helpers:
@@ -336,7 +387,8 @@ class LanedDetector:
 
     def discard(self) -> None:
         """Close it, its model at fault: its lanes are stopped, not lent to other workers."""
-        helpers, self._helpers = self._helpers, []
+        helpers, self._helpers = self._helpers + self._coming, []
+        self._coming = []
         if self._idle is not None:
             self._idle.leave([])
             self._idle = None
@@ -348,6 +400,9 @@ class LanedDetector:
 
     def close(self) -> None:
         helpers, self._helpers = self._helpers, []
+        coming, self._coming = self._coming, []
+        for lane in coming:  # (still building, or built and never used: not lent)
+            lane.stop()
         if self._idle is not None:
             self._idle.leave(helpers)  # this worker is done: its lanes serve the others
             self._idle = None

@@ -442,12 +442,9 @@ class _Interrupts:
 
 def setup_logging(level: str) -> None:
     from streamyolo.inference.offline import set_ultralytics_level
-    from streamyolo.sources.redact import RedactingFilter
+    from streamyolo.logsetup import log_to_stderr
 
-    logging.basicConfig(level=getattr(logging, level), format="streamyolo: %(levelname)s: %(message)s",
-                        stream=sys.stderr)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactingFilter())
+    log_to_stderr(getattr(logging, level))
     set_ultralytics_level(logging.INFO if level == "DEBUG" else logging.WARNING)  # stdout is for our report
 
 

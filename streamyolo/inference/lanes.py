@@ -262,8 +262,7 @@ class LanedDetector:
             self._welcome()
         own = min(self.lanes, len(images))
         borrowed = self._idle.take(len(images) - own) if self._idle is not None else []
-        mine: list[Detector | _Lane] = [*([self._own] if self._own is not None else []), *self._helpers]
-        mine = mine[:own]
+        mine = self._own_lanes()[:own]
         try:
             parts = _split(images, len(mine) + len(borrowed))
             if len(parts) == 1 and self._own is not None:
@@ -297,13 +296,16 @@ class LanedDetector:
             raise WorkerError(f"lanes returned {len(out)} results for {len(images)} images")
         return out
 
+    def _own_lanes(self) -> list[Detector | _Lane]:
+        """This worker's own lanes, lane 0 first (the model on the caller's thread, if it has one)."""
+        return [*([self._own] if self._own is not None else []), *self._helpers]
+
     def _elsewhere(self, lane: Detector | _Lane, images: Sequence[Image], error: BaseException) -> list[Detections]:
         """``lane``, one of this worker's own, raised ``error`` on ``images``: run them on
         another of its own lanes. If they go through there, ``lane``'s replica is at fault: it
         is closed and the worker goes on with the others; if not (or it has no other), the
         frames are (or the model): ``error`` is raised."""
-        every: list[Detector | _Lane] = [*([self._own] if self._own is not None else []), *self._helpers]
-        others = [other for other in every if other is not lane]
+        others = [other for other in self._own_lanes() if other is not lane]
         if not others or not isinstance(error, Exception):
             raise error
         try:
@@ -387,28 +389,19 @@ class LanedDetector:
 
     def discard(self) -> None:
         """Close it, its model at fault: its lanes are stopped, not lent to other workers."""
-        helpers, self._helpers = self._helpers + self._coming, []
-        self._coming = []
-        if self._idle is not None:
-            self._idle.leave([])
-            self._idle = None
-        for lane in helpers:
-            lane.stop()
-        if self._own is not None:
-            self._own.close()
-            self._own = None
+        self.close(lend=False)
 
-    def close(self) -> None:
+    def close(self, lend: bool = True) -> None:
+        """Close it: with an :class:`IdleLanes` (and ``lend``), its lanes serve the other
+        workers from now on; else they stop. (Lanes still being built again always stop.)"""
         helpers, self._helpers = self._helpers, []
-        coming, self._coming = self._coming, []
-        for lane in coming:  # (still building, or built and never used: not lent)
+        stopped, self._coming = self._coming, []
+        idle, self._idle = self._idle, None
+        lent = helpers if idle is not None and lend else []
+        if idle is not None:
+            idle.leave(lent)  # this worker is done: its lanes serve the others
+        for lane in stopped + [lane for lane in helpers if lane not in lent]:
             lane.stop()
-        if self._idle is not None:
-            self._idle.leave(helpers)  # this worker is done: its lanes serve the others
-            self._idle = None
-        else:
-            for lane in helpers:
-                lane.stop()
         if self._own is not None:
             self._own.close()
             self._own = None

@@ -557,8 +557,7 @@ class InferenceWorker:
                                 channel.detect, region, standing)
                 self._sink.write(result)
             except BaseException:
-                for lost_channel, _ in batch[index:]:
-                    lost_channel.health.lose(1)
+                _lose(batch[index:])
                 raise
             channel.health.processed(result.age, now, still, pictures)
 

@@ -82,6 +82,7 @@ from streamyolo.errors import ModelError, WorkerError
 from streamyolo.frames import Detections, Image
 from streamyolo.inference.detector import Detector, DetectorFactory
 from streamyolo.inference.offline import set_ultralytics_level, ultralytics_level
+from streamyolo.logsetup import log_to_stderr
 
 log = logging.getLogger(__name__)
 
@@ -621,8 +622,8 @@ def _child_main(conn: Connection, inner: DetectorFactory, worker_name: str, torc
     set_ultralytics_level(ultralytics_log_level)  # the parent's: its stdout is ours too
     _set_process_name(PROCESS_PREFIX + worker_name)
     threading.current_thread().name = f"inference:{worker_name}"  # (as its worker's thread: lanes log it)
-    if log_level is not None:
-        _log_as_parent(log_level)
+    if log_level is not None:  # (as the parent does: nothing set logging up in a child of the fork server)
+        log_to_stderr(log_level)
     # Ctrl-C reaches every process of the terminal's group; the parent handles it (finishing
     # the frames in flight) and tells us when to quit. SIGINT was blocked since our birth
     # (see _sigint_blocked); once ignored it can be unblocked.
@@ -648,20 +649,6 @@ def _child_main(conn: Connection, inner: DetectorFactory, worker_name: str, torc
     finally:
         detector.close()
         conn.close()
-
-
-def _log_as_parent(level: int) -> None:
-    """Log as the parent does (``streamyolo run``'s format, on stderr, its level, passwords
-    redacted), when nothing set up logging in this process (forked from the fork server)."""
-    from streamyolo.sources.redact import RedactingFilter
-
-    root = logging.getLogger()
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("streamyolo: %(levelname)s: %(message)s"))
-        handler.addFilter(RedactingFilter())
-        root.addHandler(handler)
-    logging.getLogger("streamyolo").setLevel(level)
 
 
 def _serve(conn: Connection, detector: Detector) -> None:
